@@ -1,0 +1,26 @@
+"""edgeopt's device agent: verifies a bundle, measures it with the device's own runtime, reports JSON.
+
+Runs on the device with Python 3.8+, the standard library, numpy, psutil when present and
+whichever runtime the device has. It never imports edgeopt; the two halves share only the
+bundle manifest and the result document, each versioned by its `schema` field.
+"""
+
+__version__ = "0.1.0"
+
+BUNDLE_SCHEMA = "edgeopt.bundle/1"
+RESULT_SCHEMA = "edgeopt.result/1"
+
+# Exit codes shared with the host CLI.
+EXIT_OK, EXIT_BAD_INPUT, EXIT_DEVICE_FAILURE = 0, 2, 3
+
+
+class AgentError(Exception):
+    """An error the agent reports as one line and an exit code."""
+
+    exit_code = EXIT_DEVICE_FAILURE
+
+
+class BundleError(AgentError):
+    """The bundle is malformed, tampered with or unsafe: refused before anything loads."""
+
+    exit_code = EXIT_BAD_INPUT

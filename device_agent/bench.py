@@ -1,0 +1,112 @@
+"""`bench`: verify the bundle, measure it in a fresh process, assemble one result document."""
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from . import RESULT_SCHEMA, AgentError, BundleError, __version__
+from .bundle import extract, manifest_digest
+from .measure import environment, stats
+from .probe import physical_cores, probe
+from .progress import report
+
+NOISY_CV = 0.10
+
+
+def _agent_root():
+    """The directory (or .pyz file) that holds the device_agent package, for the child's sys.path."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def resolve_threads(manifest, override):
+    if override:
+        return override, "command line"
+    wanted = int(manifest["runtime"].get("threads") or 0)
+    if wanted > 0:
+        return wanted, "profile"
+    return physical_cores(), "physical cores of this device"
+
+
+def _run_child(root, threads, settings, with_accuracy, timeout):
+    fd, out_path = tempfile.mkstemp(prefix="edgeopt-measure-", suffix=".json")
+    os.close(fd)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_agent_root()] + [p for p in [env.get("PYTHONPATH")] if p])
+    cmd = [sys.executable, "-m", "device_agent", "_measure", root, out_path, str(threads),
+           json.dumps(settings.to_dict()), "1" if with_accuracy else "0"]
+    try:
+        proc = subprocess.run(cmd, env=env, stdout=sys.stderr, timeout=timeout)
+        if proc.returncode != 0:
+            raise AgentError(_describe_exit(proc.returncode))
+        with open(out_path) as f:
+            return json.load(f)
+    except subprocess.TimeoutExpired:
+        raise AgentError("measuring process exceeded the %.0f s timeout and was killed" % timeout)
+    finally:
+        os.unlink(out_path)
+
+
+def _describe_exit(code):
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (the kernel's out-of-memory killer?)" if -code == signal.SIGKILL else ""
+        return "measuring process was killed by %s%s" % (name, hint)
+    return "measuring process failed with exit code %d (its error is above)" % code
+
+
+def _warnings(latency, memory):
+    out = []
+    if latency["cv"] > NOISY_CV:
+        out.append("noisy run: coefficient of variation %.2f exceeds %.2f; other load on the device?"
+                   % (latency["cv"], NOISY_CV))
+    if latency["stopped_by"] == "max_duration" and latency["n"] < latency.get("min_iterations", 0):
+        out.append("stopped by max duration before the minimum iteration count")
+    if memory.get("swap_mb"):
+        out.append("swap in use during the run (%.1f MiB): latency may include paging" % memory["swap_mb"])
+    return out
+
+
+def bundle_identity(manifest, root):
+    files = manifest["files"]
+    size = sum(e["bytes"] for e in files if e.get("role") == "model")
+    return {"name": manifest["name"], "manifest_sha256": manifest_digest(root),
+            "profile": manifest["profile"], "compression": manifest.get("compression", {}),
+            "source": manifest.get("source", {}), "artifact_bytes": size, "artifact_mb": size / 1048576.0,
+            "budgets": manifest.get("budgets", {})}
+
+
+def _base_document(device):
+    return {"schema": RESULT_SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "agent": {"version": __version__}, "device": device, "warnings": []}
+
+
+def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None):
+    """Returns (result document, exit code). A failure still yields a document, status 'failed'."""
+    doc = _base_document(probe())
+    tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
+    try:
+        report("verify", os.path.basename(bundle_path))
+        manifest = extract(bundle_path, tmp)
+        doc["bundle"] = bundle_identity(manifest, tmp)
+        n_threads, source = resolve_threads(manifest, threads)
+        doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source)
+        thermal_start = environment.thermal_snapshot()
+        measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout)
+        summary = stats.summarize(measured["latency"]["samples_ms"])
+        latency = dict(measured["latency"], **summary)
+        latency["min_iterations"] = settings.min_iterations
+        doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
+                   accuracy=measured["accuracy"], power=environment.power(),
+                   thermal=environment.thermal(thermal_start, environment.thermal_snapshot()))
+        doc["warnings"] = _warnings(latency, measured["memory"])
+        return doc, 0
+    except AgentError as e:
+        doc.update(status="failed", error={"message": str(e), "exit_code": e.exit_code,
+                                           "kind": "bundle" if isinstance(e, BundleError) else "device"})
+        return doc, e.exit_code
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

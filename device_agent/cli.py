@@ -1,0 +1,110 @@
+"""`python -m device_agent probe|verify|bench` (or `python edgeopt-agent.pyz ...`).
+
+stdout carries exactly one JSON document; progress and errors go to stderr.
+"""
+import argparse
+import json
+import sys
+import tempfile
+
+from . import EXIT_OK, AgentError, __version__
+
+
+def _print_json(doc):
+    sys.stdout.write(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_probe(args):
+    from .probe import probe
+
+    _print_json(probe())
+    return EXIT_OK
+
+
+def cmd_verify(args):
+    from .bundle import extract, manifest_digest
+
+    tmp = tempfile.mkdtemp(prefix="edgeopt-verify-", dir=args.workdir)
+    try:
+        manifest = extract(args.bundle, tmp)
+        _print_json({"bundle": args.bundle, "name": manifest["name"], "verified": True,
+                     "manifest_sha256": manifest_digest(tmp), "files": len(manifest["files"])})
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    return EXIT_OK
+
+
+def cmd_bench(args):
+    from .bench import run
+    from .measure.latency import LoopSettings
+
+    settings = LoopSettings(args.warmup_iterations, args.warmup_seconds, args.min_iterations,
+                            args.min_seconds, args.max_iterations, args.max_seconds)
+    doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
+                    timeout=args.timeout, workdir=args.workdir)
+    _print_json(doc)
+    if code:
+        sys.stderr.write("edgeopt-agent: error: %s\n" % doc["error"]["message"])
+    return code
+
+
+def cmd_measure(args):
+    """Internal: the fresh measuring process started by `bench`."""
+    from .measure.run import main
+
+    main(args.root, args.out, args.threads, args.settings, args.accuracy == "1")
+    return EXIT_OK
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def build_parser():
+    from .measure.latency import LoopSettings
+
+    d = LoopSettings()
+    p = argparse.ArgumentParser(prog="edgeopt-agent", description="edgeopt device agent %s" % __version__)
+    sub = p.add_subparsers(dest="command")
+    sub.required = True
+    sub.add_parser("probe", help="print this device's facts as JSON").set_defaults(fn=cmd_probe)
+    v = sub.add_parser("verify", help="check a bundle's files against its manifest")
+    v.add_argument("bundle")
+    v.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
+    v.set_defaults(fn=cmd_verify)
+    b = sub.add_parser("bench", help="verify, measure and print one edgeopt.result/1 document")
+    b.add_argument("bundle")
+    b.add_argument("--threads", type=_positive_int, default=None, help="override the bundle's thread count")
+    b.add_argument("--warmup-iterations", type=int, default=d.warmup_min_iterations)
+    b.add_argument("--warmup-seconds", type=float, default=d.warmup_min_seconds)
+    b.add_argument("--min-iterations", type=int, default=d.min_iterations)
+    b.add_argument("--min-seconds", type=float, default=d.min_seconds)
+    b.add_argument("--max-iterations", type=int, default=d.max_iterations)
+    b.add_argument("--max-seconds", type=float, default=d.max_seconds)
+    b.add_argument("--timeout", type=float, default=600.0, help="kill the measuring process after this many seconds")
+    b.add_argument("--no-accuracy", action="store_true", help="skip the eval data even if the bundle has it")
+    b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
+    b.set_defaults(fn=cmd_bench)
+    m = sub.add_parser("_measure")
+    for name in ("root", "out"):
+        m.add_argument(name)
+    m.add_argument("threads", type=int)
+    m.add_argument("settings")
+    m.add_argument("accuracy")
+    m.set_defaults(fn=cmd_measure)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.fn(args)
+    except AgentError as e:
+        sys.stderr.write("edgeopt-agent: error: %s\n" % e)
+        code = e.exit_code
+    sys.exit(code)

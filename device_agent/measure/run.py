@@ -1,0 +1,80 @@
+"""The measuring process: one model, loaded once, in a process of its own (started by bench.py).
+
+Order matters for clean memory figures: baseline, runtime import, model load, then the
+timed loop with the high-water mark reset just before it.
+"""
+import importlib
+import json
+import os
+import time
+
+import numpy as np
+
+from ..progress import report
+from ..runtimes import adapter_class
+from . import accuracy, latency, memory
+
+
+def _dtype(name):
+    return np.dtype(name)
+
+
+def example_feed(manifest, root):
+    """First eval sample when the bundle has eval data (real data), else seeded random data."""
+    eval_path = accuracy.eval_path(manifest, root)
+    rng = np.random.default_rng(0)
+    feed = {}
+    data = np.load(eval_path) if eval_path else None
+    for spec in manifest["inputs"]:
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec["shape"]]
+        if data is not None and spec["name"] in data.files:
+            arr = data[spec["name"]][: shape[0]]
+            feed[spec["name"]] = np.ascontiguousarray(arr.astype(_dtype(spec["dtype"])).reshape(shape))
+        elif np.issubdtype(_dtype(spec["dtype"]), np.integer):
+            feed[spec["name"]] = rng.integers(0, 10, size=shape).astype(spec["dtype"])
+        else:
+            feed[spec["name"]] = rng.standard_normal(shape).astype(spec["dtype"])
+    return feed, ("eval sample" if data is not None else "random, seed 0")
+
+
+def measure(root, manifest, threads, settings, with_accuracy=True):
+    mem = {"method": "VmRSS/VmHWM (/proc/self/status)"}
+    mem["rss_baseline_mb"] = memory.rss_mb()
+    cls = adapter_class(manifest["runtime"]["name"])
+    report("load", "importing %s" % cls.module)
+    importlib.import_module(cls.module)
+    mem["rss_after_import_mb"] = memory.rss_mb()
+    adapter = cls(threads, manifest["runtime"].get("options"))
+    t0 = time.perf_counter()
+    adapter.load(os.path.join(root, *manifest["model"].split("/")))
+    load_s = time.perf_counter() - t0
+    mem["rss_after_load_mb"] = memory.rss_mb()
+    feed, feed_source = example_feed(manifest, root)
+    infer = adapter.bind(feed)
+    lat = {"load_ms": load_s * 1e3, "first_inference_ms": latency.first_inference_ms(infer), "input": feed_source}
+    report("warm-up", "%d+ runs, %.1f+ s" % (settings.warmup_min_iterations, settings.warmup_min_seconds))
+    lat["warmup_count"], lat["warmup_s"] = latency.warm_up(infer, settings)
+    peak_reset = memory.reset_peak()
+    samples, lat["stopped_by"], lat["duration_s"] = latency.timed_loop(infer, settings)
+    mem["peak_rss_mb"] = memory.peak_mb()
+    mem["peak_scope"] = "timed loop" if peak_reset else "whole process (high-water mark could not be reset)"
+    mem["swap_mb"] = memory.swap_mb()
+    lat["samples_ms"] = samples
+    acc = accuracy.evaluate(adapter, manifest, root) if with_accuracy else {
+        "available": False, "reason": "skipped (--no-accuracy)"}
+    runtime = {"name": cls.name, "version": cls.installed_version()}
+    runtime.update(adapter.describe())
+    adapter.close()
+    return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime}
+
+
+def main(root, out_path, threads, settings_json, with_accuracy):
+    from ..bundle import load_manifest
+
+    manifest = load_manifest(root)
+    settings = latency.LoopSettings(**json.loads(settings_json))
+    doc = measure(root, manifest, threads, settings, with_accuracy)
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, out_path)

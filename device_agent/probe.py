@@ -1,0 +1,94 @@
+"""Device facts: what the result document says about the machine that measured."""
+import os
+import platform
+import socket
+import sys
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
+    except OSError:
+        return None
+
+
+def _cpuinfo():
+    return _read("/proc/cpuinfo") or ""
+
+
+def cpu_model():
+    info = _cpuinfo()
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        for line in info.splitlines():
+            if line.split(":")[0].strip() == key:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def physical_cores():
+    """Cores this process may use, counting SMT siblings once."""
+    try:
+        import psutil
+        physical = psutil.cpu_count(logical=False)
+    except ImportError:
+        pairs = set()
+        phys = core = None
+        for line in _cpuinfo().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                phys = value.strip()
+            elif key == "core id":
+                core = value.strip()
+                pairs.add((phys, core))
+        physical = len(pairs) or None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(x for x in (physical, usable, os.cpu_count()) if x))
+
+
+def ram_mb():
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024.0
+    return None
+
+
+def os_name():
+    for line in (_read("/etc/os-release") or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return platform.system()
+
+
+def board_model():
+    """Single-board computers name themselves in the device tree (Raspberry Pi, Jetson)."""
+    return _read("/proc/device-tree/model")
+
+
+def probe():
+    from .runtimes import available
+
+    try:
+        import numpy
+        numpy_version = numpy.__version__
+    except ImportError:
+        numpy_version = None
+    facts = {
+        "hostname": socket.gethostname(),
+        "arch": platform.machine(),
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "ram_mb": ram_mb(),
+        "os": os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "numpy": numpy_version,
+        "runtimes": available(),
+    }
+    board = board_model()
+    if board:
+        facts["board"] = board
+    return facts

@@ -1,0 +1,48 @@
+"""Build the device agent as one zipapp file, named by its content hash so devices cache it."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import tempfile
+import zipapp
+
+import device_agent
+
+
+def cache_dir() -> pathlib.Path:
+    root = os.environ.get("EDGEOPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgeopt")
+    return pathlib.Path(root)
+
+
+def _sources() -> list:
+    pkg = pathlib.Path(device_agent.__file__).resolve().parent
+    return sorted(p for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def content_hash() -> str:
+    pkg = pathlib.Path(device_agent.__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in _sources():
+        h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def build(out: pathlib.Path | None = None) -> pathlib.Path:
+    """The agent zipapp; reused from the cache when the agent's sources have not changed."""
+    digest = content_hash()[:16]
+    target = pathlib.Path(out) if out else cache_dir() / "agent" / f"edgeopt-agent-{digest}.pyz"
+    if out is None and target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pkg = pathlib.Path(device_agent.__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="edgeopt-agent-") as tmp:
+        for src in _sources():
+            dest = pathlib.Path(tmp, "device_agent", src.relative_to(pkg))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+        partial = target.with_name(target.name + ".partial")
+        zipapp.create_archive(tmp, partial, interpreter="/usr/bin/env python3", main="device_agent.cli:main")
+        os.replace(partial, target)
+    return target

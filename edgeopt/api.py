@@ -1,0 +1,225 @@
+"""The public functions. The CLI is a thin layer over these; each is usable from Python."""
+from __future__ import annotations
+
+import datetime
+import pathlib
+import tempfile
+
+import numpy as np
+
+from . import __version__, bundle as bundles, results
+from .budgets import check_result, validate_budget_keys
+from .convert import backend_for
+from .convert.base import PackageRequest
+from .convert.onnxruntime import ort_runner
+from .data import LABELS, load_samples, random_samples, sample_count
+from .errors import BadInput, DeviceFailure, ParityMismatch
+from .models import inspect_model, load_model
+from .parity import compare as parity_compare, describe_failure
+from .profiles import list_profiles, load_profile
+from .progress import SILENT
+
+PARITY_RANDOM_SAMPLES = 64
+
+
+def inspect(model: str, input_shapes: dict | None = None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="edgeopt-inspect-") as tmp:
+        return inspect_model(model, dict(input_shapes or {}), pathlib.Path(tmp))
+
+
+def profiles() -> list:
+    return [p.to_dict() for p in list_profiles()]
+
+
+def profile(name: str) -> dict:
+    return load_profile(name).to_dict()
+
+
+def package(model: str, profile: str = "generic", output=None, precision: str | None = None,
+            quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
+            budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
+            progress=SILENT) -> dict:
+    """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added."""
+    prof = load_profile(profile)
+    backend = backend_for(prof)          # fail on an unavailable backend before any work
+    merged_budgets = dict(prof.budgets, **(budgets or {}))
+    validate_budget_keys(merged_budgets)
+    precision = precision or prof.default_precision
+    name = name or _default_name(model, precision, quantize)
+    output = pathlib.Path(output or f"{name}.edgepkg")
+    with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
+        work = pathlib.Path(tmp)
+        progress.status(f"loading {model}")
+        source = load_model(model, dict(input_shapes or {}), work)
+        calibration = load_samples(calib, source.inputs, "calibration") if calib else None
+        evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
+        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme)
+        conversion = backend.convert(source, request, work, progress)
+        progress.status("checking parity with the source model")
+        parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
+                                                     calibration, evaluation, work, allow_mismatch)
+        manifest = _manifest(name, source, prof, conversion, parity, source_accuracy, merged_budgets)
+        files = [(conversion.model_path, f"model/{conversion.model_path.name}", "model")]
+        files += [(p, f"model/{p.name}", "model") for p in conversion.extra_artifacts]
+        if eval_file:
+            files.append((eval_file, "data/eval.npz", "eval-data"))
+            manifest["data"] = {"eval": {"path": "data/eval.npz", "samples": sample_count(evaluation),
+                                         "labels": LABELS in evaluation}}
+        manifest = bundles.write(output, manifest, files)
+    manifest["path"] = str(output)
+    manifest["conversion_seconds"] = conversion.seconds
+    return manifest
+
+
+def _default_name(model: str, precision: str, quantize: str) -> str:
+    stem = pathlib.Path(model.split(":")[-1] if ":" in model and not model.endswith(".onnx") else model).stem
+    return f"{stem}-{quantize if quantize != 'none' else precision}"
+
+
+def _verify(source, conversion, backend, prof, request, calibration, evaluation, work, allow_mismatch):
+    """Parity report, the source's eval accuracy, and the eval file to ship (with reference outputs)."""
+    if evaluation is not None:
+        samples, where = evaluation, "eval data"
+    elif calibration is not None:
+        samples, where = calibration, "calibration data"
+    else:
+        samples, where = random_samples(source.inputs, PARITY_RANDOM_SAMPLES), "random inputs (seed 0)"
+    source_runner = ort_runner(source.onnx_path)
+    report, ref = parity_compare(source_runner, backend.host_runner(conversion.model_path), samples,
+                                 source.inputs, request.quantize != "none", request.precision, prof.parity, where)
+    if not report["passed"]:
+        if not allow_mismatch:
+            raise ParityMismatch(describe_failure(report))
+        report["allowed_by_user"] = True
+    if evaluation is None:
+        return report, None, None
+    from device_agent.measure.accuracy import REF_PREFIX, run_batched, top1
+
+    n = sample_count(evaluation)
+    if len(ref[0]) != n:  # parity looked at a subset: the shipped references cover every sample
+        ref = run_batched(source_runner, {s.name: evaluation[s.name] for s in source.inputs}, source.inputs[0].shape[0])
+    arrays = dict(evaluation)
+    arrays.update({REF_PREFIX + o.name: r for o, r in zip(source.outputs, ref)})
+    eval_file = work / "eval.npz"
+    np.savez(eval_file, **arrays)
+    accuracy = {"top1": top1(ref[0], evaluation[LABELS]), "n": n} if LABELS in evaluation else None
+    return report, accuracy, eval_file
+
+
+def _manifest(name, source, prof, conversion, parity, source_accuracy, budgets) -> dict:
+    import onnx
+
+    model = onnx.load(str(conversion.model_path), load_external_data=False)
+    from .models import describe_tensors
+    inputs, outputs = describe_tensors(model)
+    source_doc = {"format": source.format, "reference": source.reference, "sha256": source.sha256}
+    if source_accuracy:
+        source_doc["accuracy"] = source_accuracy
+    return {
+        "name": name, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "source": source_doc,
+        "profile": {"name": prof.name, "backend": prof.backend, "precision": conversion.compression["precision"]},
+        "runtime": dict(conversion.runtime, threads=prof.runtime.threads, power_sensor=prof.runtime.power_sensor),
+        "compression": conversion.compression, "model": f"model/{conversion.model_path.name}",
+        "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
+        "parity": parity, "budgets": budgets, "notes": source.notes + conversion.notes,
+        "tools": dict(conversion.tools, edgeopt=__version__, conversion_seconds=round(conversion.seconds, 3)),
+    }
+
+
+def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
+          loop: dict | None = None, timeout: float = 900.0, progress=SILENT) -> dict:
+    """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising."""
+    from .transport import for_device
+
+    bundle = pathlib.Path(bundle)
+    bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
+    transport = for_device(device)
+    args = [] if threads is None else ["--threads", str(threads)]
+    for key, value in (loop or {}).items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    progress.status(f"measuring {bundle.name} on {device}")
+    doc, code = transport.bench(bundle, args, progress, timeout)
+    doc["_path"] = str(results.save(doc, results_dir))
+    if code != 0 or doc.get("status") != "ok":
+        message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
+        raise DeviceFailure(f"device {device}: {message} (result saved to {doc['_path']})")
+    return doc
+
+
+def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> dict:
+    """Budgets in force: the bundle's (profile defaults + package-time), then a profile's, then overrides."""
+    merged = dict((doc.get("bundle") or {}).get("budgets") or {})
+    if profile_name:
+        merged.update(load_profile(profile_name).budgets)
+    merged.update(overrides or {})
+    validate_budget_keys(merged)
+    return merged
+
+
+def check(result_paths, budgets: dict | None = None, profile: str | None = None) -> dict:
+    """Each result against its budgets. exit_code: 0 all hold, 1 a budget failed or was unmeasured,
+    3 a device produced no result."""
+    if not result_paths:
+        raise BadInput("check needs at least one result file")
+    entries = []
+    for path in result_paths:
+        doc = results.load(path)
+        entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
+                 "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
+                 "warnings": doc.get("warnings", [])}
+        if doc.get("status") != "ok":
+            entry["error"] = (doc.get("error") or {}).get("message", "no result")
+            entry["budgets"] = []
+        else:
+            entry["budgets"] = check_result(doc, budgets_for(doc, budgets or {}, profile))
+        entries.append(entry)
+    if any(e["status"] != "ok" for e in entries):
+        code = 3
+    elif any(r["status"] != "pass" for e in entries for r in e["budgets"]):
+        code = 1
+    else:
+        code = 0
+    return {"results": entries, "passed": code == 0, "exit_code": code}
+
+
+def compare(result_paths, budgets: dict | None = None) -> dict:
+    """One row per result (size, latency percentiles, peak RSS, top-1, budget verdict) + the check."""
+    report = check(result_paths, budgets)
+    rows = []
+    for path, entry in zip(result_paths, report["results"]):
+        doc = results.load(path)
+        lat, acc = doc.get("latency", {}), doc.get("accuracy", {})
+        failed = [r["budget"] for r in entry["budgets"] if r["status"] != "pass"]
+        verdict = ("device failed" if entry["status"] != "ok" else
+                   "all pass" if not failed else "miss: " + ", ".join(failed))
+        rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
+                     "size_mb": (doc.get("bundle") or {}).get("artifact_mb"),
+                     "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
+                     "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
+                     "verdict": verdict})
+    return {"rows": rows, "check": report}
+
+
+DEMO_VARIANTS = (("fp32", "none"), ("fp16", "none"), ("fp32", "int8"))
+
+
+def sample_paths() -> dict:
+    root = pathlib.Path(__file__).resolve().parent / "samples"
+    return {"model": root / "digits_cnn.onnx", "calib": root / "digits_calib.npz", "eval": root / "digits_eval.npz"}
+
+
+def demo(output_dir="demo-out", device: str = "local", progress=SILENT) -> dict:
+    """The embedded default: the shipped digits CNN packaged FP32, FP16 and INT8 for `generic`,
+    each measured on `device`, compared and checked against the profile's budgets."""
+    samples = sample_paths()
+    out = pathlib.Path(output_dir)
+    paths = []
+    for precision, quantize in DEMO_VARIANTS:
+        name = f"digits_cnn-{quantize if quantize != 'none' else precision}"
+        progress.status(f"packaging {name}")
+        manifest = package(str(samples["model"]), "generic", out / f"{name}.edgepkg", precision, quantize,
+                           calib=samples["calib"], eval_data=samples["eval"], name=name, progress=progress)
+        doc = bench(manifest["path"], device, out / "results", progress=progress)
+        paths.append(doc["_path"])
+    return compare(paths)

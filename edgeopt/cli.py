@@ -1,0 +1,251 @@
+"""The `edgeopt` command: one small function per verb, each calling one edgeopt.api function.
+
+Exit codes: 0 ok, 1 a budget or check failed, 2 bad input or usage, 3 device or transport failure.
+Errors are one line on stderr; --debug shows the traceback.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import EdgeoptError
+
+QUANTIZE = click.Choice(["none", "dynamic", "int8"])
+PRECISION = click.Choice(["fp32", "fp16", "bf16"])
+
+
+class Output:
+    """What one invocation prints where: JSON on stdout, tables on stdout, progress on stderr."""
+
+    def __init__(self, as_json: bool, quiet: bool, debug: bool):
+        from rich.console import Console
+        self.as_json, self.quiet, self.debug = as_json, quiet, debug
+        self.out = Console(highlight=False)
+        if not self.out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap
+            self.out = Console(highlight=False, width=120)
+        self.err = Console(stderr=True, highlight=False)
+
+    def progress(self):
+        from .progress import SILENT
+        if self.quiet or self.as_json:
+            return SILENT
+        from .report.progress import RichProgress
+        return RichProgress(self.err, self.debug)
+
+    def emit(self, doc, *renderables):
+        if self.as_json:
+            click.echo(json.dumps(doc, indent=1, default=str))
+        elif not self.quiet:
+            for r in renderables:
+                self.out.print(r)
+
+
+def common(fn):
+    """--json, --quiet, --debug on every verb, and the one place errors become exit codes."""
+    @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout, nothing else.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress and no tables; errors and exit code only.")
+    @click.option("--debug", is_flag=True, help="Show tracebacks and runtime messages.")
+    @functools.wraps(fn)
+    def wrapper(as_json, quiet, debug, **kwargs):
+        out = Output(as_json, quiet, debug)
+        try:
+            code = fn(out, **kwargs)
+        except EdgeoptError as e:
+            if debug:
+                raise
+            click.echo(f"edgeopt: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        sys.exit(code or 0)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeopt")
+def main():
+    """Package neural networks for small machines, measure them on the device, check budgets.
+
+    \b
+      edgeopt demo                                   # the shipped sample, end to end
+      edgeopt inspect model.onnx
+      edgeopt package model.onnx --profile generic --quantize int8 --calib calib.npz
+      edgeopt bench model-int8.edgepkg --device local
+      edgeopt check results/model-int8@local.json --budget latency_p90_ms=5
+
+    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure.
+    """
+
+
+def _shapes(items):
+    from .models import parse_input_shapes
+    return parse_input_shapes(items)
+
+
+def _budgets(items):
+    from .budgets import parse_budget_args
+    return parse_budget_args(items)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..",
+              help="Fix an input's shape (dynamic dims, or the example input of a PyTorch model).")
+@common
+def inspect(out, model, input_shapes):
+    """Describe a model: inputs, outputs, opset, parameters, FLOPs, dynamic dims.
+
+    MODEL is an .onnx file, a TorchScript (.pt) or ExportedProgram (.pt2) file, or a
+    PyTorch `module:callable` / `file.py:callable` returning an nn.Module.
+    """
+    from . import api
+    from .report.tables import inspect_rows, key_values
+    info = api.inspect(model, _shapes(input_shapes))
+    out.emit(info, key_values(f"Model {model}", inspect_rows(info)))
+
+
+@main.group()
+def profiles():
+    """Hardware profiles: list them or show one."""
+
+
+@profiles.command("list")
+@common
+def profiles_list(out):
+    """List the known hardware profiles."""
+    from . import api
+    from .report.tables import profiles_table
+    items = api.profiles()
+    out.emit(items, profiles_table(items))
+
+
+@profiles.command("show")
+@click.argument("name")
+@common
+def profiles_show(out, name):
+    """Show one profile (by name, or a path to a .toml file)."""
+    from . import api
+    from .report.tables import key_values
+    p = api.profile(name)
+    rows = [(k, v) for k, v in p.items() if not isinstance(v, dict)]
+    rows += [(f"{section}.{k}", v) for section in ("device", "runtime", "budgets", "parity") for k, v in p[section].items()]
+    out.emit(p, key_values(f"Profile {name}", rows))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--profile", "-p", default="generic", show_default=True, help="Hardware profile name or .toml path.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Bundle path [default: NAME.edgepkg].")
+@click.option("--precision", type=PRECISION, help="Float precision [default: the profile's].")
+@click.option("--quantize", type=QUANTIZE, default="none", show_default=True,
+              help="int8: static, calibrated (needs --calib); dynamic: weights only.")
+@click.option("--calib", type=click.Path(), help=".npz of sample inputs for INT8 calibration (one array per input).")
+@click.option("--eval-data", type=click.Path(), help=".npz of inputs (+ `labels`) shipped for on-device accuracy.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budget recorded in the bundle.")
+@click.option("--name", help="Bundle name [default: model stem + precision].")
+@click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
+@common
+def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
+            allow_mismatch):
+    """Convert and compress MODEL for a profile into a verified .edgepkg bundle."""
+    from . import api
+    from .report.tables import key_values, package_rows
+    manifest = api.package(model, profile, output, precision, quantize, calib, eval_data, _shapes(input_shapes),
+                           _budgets(budgets), allow_mismatch, name, progress=out.progress())
+    out.emit(manifest, key_values("Packaged", package_rows(manifest)))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--device", "-d", default="local", show_default=True, help="Where to measure.")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--threads", type=click.IntRange(min=1), help="Override the profile's thread count.")
+@click.option("--min-iterations", type=click.IntRange(min=1), help="Run at least this many timed inferences.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), help="... and for at least this long.")
+@click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many timed inferences.")
+@click.option("--max-seconds", type=click.FloatRange(min=0), help="... or after this long.")
+@click.option("--warmup-iterations", type=click.IntRange(min=0))
+@click.option("--warmup-seconds", type=click.FloatRange(min=0))
+@click.option("--timeout", default=900.0, show_default=True, help="Give up on the device after this many seconds.")
+@common
+def bench(out, bundle, device, results_dir, threads, timeout, **loop):
+    """Measure BUNDLE on a device; saves the result JSON under --results-dir."""
+    from . import api
+    from .report.tables import bench_rows, key_values
+    loop = {k: v for k, v in loop.items() if v is not None}
+    doc = api.bench(bundle, device, results_dir, threads, loop, timeout, progress=out.progress())
+    out.emit(doc, key_values("Benchmark", bench_rows(doc)))
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
+              help="latency_p90_ms, peak_rss_mb, size_mb, accuracy_drop, ... (overrides bundle/profile budgets).")
+@click.option("--profile", help="Also apply this profile's default budgets.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report for CI.")
+@common
+def check(out, results, budgets, profile, junit):
+    """Check result files against budgets. Exit 0 all hold, 1 any fails or is unmeasured, 3 a device failed."""
+    from . import api
+    from .report.tables import check_table
+    report = api.check(list(results), _budgets(budgets), profile)
+    if junit:
+        from .report.junit import write
+        write(report, junit)
+    out.emit(report, check_table(report))
+    return report["exit_code"]
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE")
+@common
+def compare(out, results, budgets):
+    """Compare result files side by side: size, latency percentiles, memory, accuracy, verdicts."""
+    from . import api
+    from .report.tables import compare_table
+    report = api.compare(list(results), _budgets(budgets))
+    out.emit(report, compare_table(report["rows"]))
+    return report["check"]["exit_code"]
+
+
+@main.command()
+@click.option("--output-dir", default="demo-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", "-d", default="local", show_default=True)
+@common
+def demo(out, output_dir, device):
+    """Package the shipped digits CNN as FP32, FP16 and INT8 for `generic`, measure each, compare."""
+    from . import api
+    from .report.tables import check_table, compare_table
+    report = api.demo(output_dir, device, progress=out.progress())
+    out.emit(report, compare_table(report["rows"], "digits_cnn on " + device), check_table(report["check"]))
+    return report["check"]["exit_code"]
+
+
+@main.group()
+def agent():
+    """The device agent: build its zipapp, or probe a device with it."""
+
+
+@agent.command("build")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write the .pyz [default: the cache].")
+@common
+def agent_build(out, output):
+    """Build the agent as one zipapp file (runs with Python 3.8+, numpy and a runtime)."""
+    from .agent_zipapp import build
+    path = build(output)
+    out.emit({"agent": str(path)}, f"agent zipapp: {path}")
+
+
+@agent.command("probe")
+@click.option("--device", "-d", default="local", show_default=True)
+@common
+def agent_probe(out, device):
+    """Run the agent's probe on a device: CPU, memory, OS, Python, runtimes."""
+    from .report.tables import key_values
+    from .transport import for_device
+    facts = for_device(device).probe(out.progress())
+    out.emit(facts, key_values(f"Device {device}", facts.items()))

@@ -1,0 +1,1 @@
+"""Compression passes: quantization (ONNX Runtime here; NNCF and LiteRT come with their backends)."""

@@ -1,0 +1,30 @@
+"""Conversion backends, one per file, found by name through this one registry.
+
+A profile may name a backend that this version cannot convert for yet: the registry says
+so in a clear error instead of failing somewhere deep in a conversion.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BackendUnavailable
+
+# name -> "module:Class"; None marks a backend the profile format already knows but this
+# version does not implement. Tests import every implemented entry and check its name.
+BACKENDS = {
+    "onnxruntime": "edgeopt.convert.onnxruntime:OnnxRuntimeBackend",
+    "openvino": None,
+    "tflite": None,
+    "tensorrt": None,
+}
+
+
+def backend_for(profile):
+    target = BACKENDS.get(profile.backend)
+    if target is None:
+        ready = ", ".join(k for k, v in BACKENDS.items() if v)
+        raise BackendUnavailable(
+            f"profile {profile.name!r} uses backend {profile.backend!r}, which this version of edgeopt "
+            f"cannot convert for yet (available: {ready}); use --profile generic meanwhile")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)()

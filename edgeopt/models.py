@@ -1,0 +1,248 @@
+"""Model intake: ONNX files as they are, PyTorch models exported to ONNX; shapes fixed up front.
+
+Everything downstream (conversion, quantization, parity) works on one ONNX model with
+static input shapes, described by SourceModel.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pathlib
+
+from .errors import BadInput
+
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
+LATER_FORMATS = {".tflite": "TFLite", ".xml": "OpenVINO IR"}
+
+
+@dataclasses.dataclass
+class TensorSpec:
+    name: str
+    shape: list
+    dtype: str
+    layout: str = ""
+
+    def to_dict(self):
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.layout:
+            d["layout"] = self.layout
+        return d
+
+
+@dataclasses.dataclass
+class SourceModel:
+    reference: str          # what the user named
+    format: str             # onnx | pytorch-module | torchscript | exported-program
+    sha256: str             # of the user's file (or of the module reference string)
+    onnx_path: pathlib.Path  # the ONNX file with static input shapes
+    inputs: list
+    outputs: list
+    notes: list
+
+
+def parse_input_shapes(items) -> dict:
+    """`name=1,3,224,224` (or just `1,3,224,224` for the only input) -> {name or '': [dims]}."""
+    shapes = {}
+    for item in items or ():
+        name, sep, dims = item.rpartition("=")
+        try:
+            shape = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise BadInput(f"--input-shape {item!r}: dims must be integers, e.g. image=1,3,224,224") from None
+        if any(d <= 0 for d in shape):
+            raise BadInput(f"--input-shape {item!r}: every dim must be positive")
+        shapes[name if sep else ""] = shape
+    return shapes
+
+
+def sha256_of(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detect_format(reference: str) -> str:
+    path = pathlib.Path(reference)
+    suffix = path.suffix.lower()
+    if suffix in LATER_FORMATS:
+        raise BadInput(f"{reference}: {LATER_FORMATS[suffix]} input comes with its backend and is not "
+                       "supported by this version; give an ONNX or PyTorch model")
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".pt2":
+        return "exported-program"
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return "torchscript"
+    if ":" in reference and not path.exists():
+        return "pytorch-module"
+    if not path.exists():
+        raise BadInput(f"model not found: {reference}")
+    raise BadInput(f"{reference}: unknown model format (expected .onnx, .pt2, .pt/.pth TorchScript, "
+                   "or module:callable)")
+
+
+def load_onnx(path: pathlib.Path):
+    """Load and check an ONNX file; any defect is a one-line BadInput."""
+    import onnx
+
+    if not path.is_file():
+        raise BadInput(f"model not found: {path}")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # onnx raises protobuf DecodeError, ValidationError, OSError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInput(f"{path} is not a valid ONNX model: {first}") from None
+    if not model.graph.output:
+        raise BadInput(f"{path}: the graph has no outputs")
+    return model
+
+
+def graph_inputs(model):
+    initializers = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def _dims(value_info):
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def _np_dtype(value_info) -> str:
+    import onnx
+
+    return str(onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type))
+
+
+def fix_input_shapes(model, shapes: dict) -> list:
+    """Make every input static: user shapes first, a dynamic leading (batch) dim becomes 1.
+
+    Returns notes on what was fixed. Unresolved dynamic dims elsewhere are a BadInput that
+    says how to fix them.
+    """
+    inputs = graph_inputs(model)
+    names = [i.name for i in inputs]
+    if "" in shapes:
+        if len(inputs) != 1:
+            raise BadInput(f"--input-shape without a name needs a single-input model; inputs: {', '.join(names)}")
+        shapes = {names[0]: shapes.pop("")} | shapes
+    for name in shapes:
+        if name not in names:
+            raise BadInput(f"--input-shape names {name!r}, which is not an input; inputs: {', '.join(names)}")
+    notes = []
+    for vi in inputs:
+        dims = vi.type.tensor_type.shape.dim
+        wanted = shapes.get(vi.name)
+        if wanted is not None:
+            if len(wanted) != len(dims):
+                raise BadInput(f"--input-shape {vi.name}: rank {len(wanted)}, the model's input has rank {len(dims)}")
+            for d, v in zip(dims, wanted):
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                    raise BadInput(f"--input-shape {vi.name}: dim {v} contradicts the model's static dim {d.dim_value}")
+                d.dim_value = v
+            continue
+        dynamic = [i for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)]
+        if dynamic == [0]:
+            dims[0].dim_value = 1
+            notes.append(f"input {vi.name}: dynamic batch dim fixed to 1")
+        elif dynamic:
+            shown = ",".join(str(x) for x in _dims(vi))
+            raise BadInput(f"input {vi.name} has dynamic dims ({shown}); fix them with --input-shape {vi.name}=...")
+    return notes
+
+
+def describe_tensors(model):
+    inputs = [TensorSpec(i.name, _dims(i), _np_dtype(i)) for i in graph_inputs(model)]
+    outputs = [TensorSpec(o.name, _dims(o), _np_dtype(o)) for o in model.graph.output]
+    return inputs, outputs
+
+
+def load_model(reference: str, shapes: dict, workdir: pathlib.Path) -> SourceModel:
+    """Any supported model -> SourceModel with an ONNX file of static input shapes in `workdir`."""
+    import onnx
+
+    fmt = detect_format(reference)
+    if fmt == "onnx":
+        src = pathlib.Path(reference)
+        sha = sha256_of(src)
+    else:
+        from . import torch_export
+        src = torch_export.export(reference, fmt, shapes, workdir)
+        sha = torch_export.reference_sha256(reference, fmt)
+    model = load_onnx(src)
+    notes = fix_input_shapes(model, dict(shapes))
+    fixed = workdir / "source.onnx"
+    onnx.save(model, str(fixed))
+    inputs, outputs = describe_tensors(onnx.shape_inference.infer_shapes(model))
+    return SourceModel(reference, fmt, sha, fixed, inputs, outputs, notes)
+
+
+def count_parameters(model) -> int:
+    import numpy as np
+
+    return int(sum(np.prod(t.dims, dtype=np.int64) for t in model.graph.initializer))
+
+
+def estimate_flops(model):
+    """2 x MACs of Conv, ConvTranspose, Gemm and MatMul, from inferred shapes; None if shapes are unknown."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+              + list(inferred.graph.input)}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    total = 0
+    for node in inferred.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
+        if not out or not w or not all(isinstance(d, int) for d in out + w):
+            return None
+        if node.op_type == "Conv":
+            macs = _prod(out) * _prod(w[1:])
+        elif node.op_type == "ConvTranspose":
+            macs = _prod(shapes.get(node.input[0], [0])) * _prod(w[1:])
+        else:
+            macs = _prod(out) * (w[0] if node.op_type == "MatMul" or not _attr(node, "transB") else w[1])
+        total += macs
+    return 2 * total
+
+
+def _prod(xs):
+    n = 1
+    for x in xs:
+        n *= x if isinstance(x, int) else 0
+    return n
+
+
+def _attr(node, name):
+    return next((a.i for a in node.attribute if a.name == name), 0)
+
+
+def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
+    import onnx
+
+    fmt = detect_format(reference)
+    original_dynamic = None
+    if fmt == "onnx":
+        raw = load_onnx(pathlib.Path(reference))
+        original_dynamic = {i.name: [d for d in _dims(i) if not isinstance(d, int)] for i in graph_inputs(raw)}
+    source = load_model(reference, shapes, workdir)
+    model = onnx.load(str(source.onnx_path))
+    ops = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    opsets = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
+    return {
+        "model": reference, "format": source.format, "sha256": source.sha256,
+        "opset": opsets, "ir_version": model.ir_version,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
+        "dynamic_dims": {k: v for k, v in (original_dynamic or {}).items() if v},
+        "parameters": count_parameters(model), "flops_estimate": estimate_flops(model),
+        "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul at the fixed input shapes",
+        "nodes": len(model.graph.node), "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        "notes": source.notes,
+    }

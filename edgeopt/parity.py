@@ -1,0 +1,58 @@
+"""The verified bundle: run the produced artifact beside its source model on the same samples.
+
+Float artifacts are judged by max abs error; quantized ones by top-1 agreement with the
+source (and the accuracy delta when labels exist), since their outputs move by design.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from device_agent.measure.accuracy import run_batched, top1
+
+from .data import LABELS
+
+MAX_SAMPLES = 500
+# Quantized models without a class output: relative error allowed against the output's range.
+QUANTIZED_MAX_RELATIVE_ERROR = 0.1
+
+
+def _is_classifier(output: np.ndarray) -> bool:
+    return output.ndim == 2 and output.shape[1] > 1
+
+
+def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bool, precision: str,
+            tolerance, samples_source: str):
+    """Returns (parity report, source outputs on the samples)."""
+    feed = {s.name: samples[s.name][:MAX_SAMPLES] for s in inputs}
+    batch = inputs[0].shape[0]
+    ref = run_batched(source_runner, feed, batch)
+    got = run_batched(artifact_runner, feed, batch)
+    errors = [float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)))) for r, g in zip(ref, got)]
+    report = {"samples": len(ref[0]), "samples_source": samples_source, "max_abs_error": max(errors)}
+    if not quantized:
+        limit = tolerance.fp16_max_abs_error if precision == "fp16" else tolerance.fp32_max_abs_error
+        report.update(metric="max_abs_error", tolerance=limit, passed=report["max_abs_error"] <= limit)
+    elif _is_classifier(ref[0]):
+        agreement = float(np.mean(np.argmax(ref[0], 1) == np.argmax(got[0], 1)))
+        limit = tolerance.quantized_min_top1_agreement
+        report.update(metric="top1_agreement", top1_agreement=agreement, tolerance=limit, passed=agreement >= limit)
+    else:
+        scale = max(float(np.max(np.abs(r))) for r in ref) or 1.0
+        relative = report["max_abs_error"] / scale
+        report.update(metric="relative_error", relative_error=relative, tolerance=QUANTIZED_MAX_RELATIVE_ERROR,
+                      passed=relative <= QUANTIZED_MAX_RELATIVE_ERROR)
+    if LABELS in samples and _is_classifier(ref[0]):
+        labels = samples[LABELS][:MAX_SAMPLES]
+        report["source_top1"] = top1(ref[0], labels)
+        report["artifact_top1"] = top1(got[0], labels)
+        report["accuracy_delta"] = report["artifact_top1"] - report["source_top1"]
+    return report, ref
+
+
+def describe_failure(report: dict) -> str:
+    metric = report["metric"]
+    value = report[metric] if metric in report else report["max_abs_error"]
+    op = ">=" if metric == "top1_agreement" else "<="
+    return (f"packaged artifact disagrees with its source model: {metric} {value:.4g} on "
+            f"{report['samples']} samples, profile requires {op} {report['tolerance']:g} "
+            "(--allow-mismatch to package anyway)")

@@ -1,0 +1,123 @@
+"""Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
+from __future__ import annotations
+
+from rich.table import Table
+
+STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
+
+
+def _num(value, fmt="{:.3f}"):
+    return "—" if value is None else fmt.format(value)
+
+
+def profiles_table(profiles: list) -> Table:
+    t = Table(title="Hardware profiles")
+    for col in ("name", "backend", "precision", "threads", "power sensor", "cpu"):
+        t.add_column(col, no_wrap=col != "cpu")
+    for p in profiles:
+        d = p["device"]
+        cpu = d["cpu"] if not d["cores"] else f"{d['cores']}x {d['cpu']}"
+        t.add_row(p["name"], p["backend"], p["default_precision"], str(p["runtime"]["threads"] or "auto"),
+                  p["runtime"]["power_sensor"], cpu)
+    return t
+
+
+def key_values(title: str, rows) -> Table:
+    t = Table(title=title, show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for k, v in rows:
+        t.add_row(k, str(v))
+    return t
+
+
+def inspect_rows(info: dict):
+    fmt = lambda ts: "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in ts)
+    flops = info["flops_estimate"]
+    return [("model", info["model"]), ("format", info["format"]), ("sha256", info["sha256"][:16] + "…"),
+            ("opset", ", ".join(f"{k} {v}" for k, v in info["opset"].items())), ("producer", info["producer"]),
+            ("inputs", fmt(info["inputs"])), ("outputs", fmt(info["outputs"])),
+            ("dynamic dims", info["dynamic_dims"] or "none"), ("parameters", f"{info['parameters']:,}"),
+            ("FLOPs (estimate)", "unknown" if flops is None else f"{flops:,}"), ("nodes", info["nodes"]),
+            ("op types", ", ".join(f"{k}×{v}" for k, v in info["op_types"].items())),
+            ("notes", "; ".join(info["notes"]) or "—")]
+
+
+def package_rows(m: dict):
+    parity = m["parity"]
+    metric = parity["metric"]
+    verdict = "pass" if parity["passed"] else "FAIL (allowed by --allow-mismatch)"
+    rows = [("bundle", m["path"]), ("profile", f"{m['profile']['name']} ({m['profile']['backend']})"),
+            ("precision", m["profile"]["precision"]), ("compression", _compression(m["compression"])),
+            ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
+            ("parity", f"{metric} {parity.get(metric, parity['max_abs_error']):.4g} "
+                       f"(tolerance {parity['tolerance']:g}, {parity['samples']} {parity['samples_source']}): {verdict}")]
+    if "source_top1" in parity:
+        rows.append(("top-1 source → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
+    rows.append(("conversion", f"{m['conversion_seconds']:.2f} s"))
+    rows += [("note", n) for n in m.get("notes", [])]
+    return rows
+
+
+def _model_bytes(m: dict) -> int:
+    return sum(f["bytes"] for f in m["files"] if f["role"] == "model")
+
+
+def _compression(c: dict) -> str:
+    if c.get("quantize", "none") == "none":
+        return "none"
+    if c.get("method") == "static":
+        return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
+    return f"INT8 {c.get('method')}"
+
+
+def bench_rows(doc: dict):
+    lat, mem, acc = doc["latency"], doc["memory"], doc.get("accuracy", {})
+    ci = lat.get("ci95", {})
+    def pct(k):
+        if k not in lat:
+            return f"absent: {lat.get(k + '_absent', 'not measured')}"
+        c = ci.get(k)
+        return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else "")
+    rows = [("bundle", doc["bundle"]["name"]), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
+            ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {doc['settings']['threads']} threads ({doc['settings']['threads_source']})"),
+            ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
+            ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
+            ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})"),
+            ("p50", pct("p50_ms")), ("p90", pct("p90_ms")), ("p99", pct("p99_ms")),
+            ("RSS import / load / peak", f"{_num(mem.get('rss_after_import_mb'), '{:.1f}')} / {_num(mem.get('rss_after_load_mb'), '{:.1f}')} / {_num(mem.get('peak_rss_mb'), '{:.1f}')} MiB")]
+    if acc.get("available") is False:
+        rows.append(("accuracy", f"absent: {acc['reason']}"))
+    elif "top1" in acc:
+        rows.append(("accuracy", f"top-1 {acc['top1']:.4f} on {acc['n']} samples (drop {acc.get('drop', 0):+.4f} vs source)"))
+    power = doc.get("power", {})
+    rows.append(("power", "absent: " + power["reason"] if power.get("available") is False else f"{power.get('mean_w')} W"))
+    rows += [("warning", w) for w in doc.get("warnings", [])]
+    rows.append(("saved", doc.get("_path", "—")))
+    return rows
+
+
+def check_table(report: dict) -> Table:
+    t = Table(title="Budget check")
+    for col in ("result", "budget", "limit", "measured", "verdict"):
+        t.add_column(col)
+    for e in report["results"]:
+        label = f"{e['bundle']}@{e['device']}"
+        if e["status"] != "ok":
+            t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {e.get('error', '')}")
+        for r in e["budgets"]:
+            measured = f"{r['measured']:.4g} {r['unit']}".strip() if r["measured"] is not None else r["reason"]
+            t.add_row(label, r["budget"], f"{r['comparison']} {r['limit']:g} {r['unit']}".strip(), measured,
+                      STATUS_STYLE[r["status"]])
+    return t
+
+
+def compare_table(rows: list, title: str = "Comparison") -> Table:
+    t = Table(title=title)
+    for col, just in (("bundle", "left"), ("size MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"),
+                      ("p99 ms", "right"), ("peak RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
+        t.add_column(col, justify=just)
+    for r in rows:
+        t.add_row(r["bundle"], _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
+                  _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), r["verdict"])
+    return t

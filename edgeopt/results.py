@@ -1,0 +1,53 @@
+"""Result documents on disk: each saved atomically the moment it arrives, latest plus history."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import re
+import tempfile
+
+from device_agent import RESULT_SCHEMA
+
+from .errors import BadInput
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
+
+
+def write_json_atomic(path: pathlib.Path, doc) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save(doc: dict, results_dir) -> pathlib.Path:
+    """results/<bundle>@<device>.json (the latest) and results/history/<bundle>@<device>-<time>.json."""
+    results_dir = pathlib.Path(results_dir)
+    bundle = (doc.get("bundle") or {}).get("name", "unknown-bundle")
+    device = (doc.get("device") or {}).get("name", "unknown-device")
+    stem = f"{_safe(bundle)}@{_safe(device)}"
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    write_json_atomic(results_dir / "history" / f"{stem}-{stamp}.json", doc)
+    latest = results_dir / f"{stem}.json"
+    write_json_atomic(latest, doc)
+    return latest
+
+
+def load(path) -> dict:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise BadInput(f"result file not found: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
+        raise BadInput(f"{path} is not an {RESULT_SCHEMA} document")
+    doc["_path"] = str(path)
+    return doc

@@ -1,0 +1,109 @@
+"""PyTorch intake: a `module:callable` returning an nn.Module, a TorchScript file, or an
+ExportedProgram (.pt2), exported to one ONNX file. torch is imported only here."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pathlib
+import sys
+import warnings
+
+from .errors import BadInput
+
+
+def _require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise BadInput("PyTorch input needs the torch extra: pip install 'edgeopt[torch]'") from None
+    return torch
+
+
+def _callable_from(reference: str):
+    target, _, attr = reference.rpartition(":")
+    if target.endswith(".py"):
+        path = pathlib.Path(target)
+        if not path.is_file():
+            raise BadInput(f"{reference}: file {target} not found")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent.resolve()))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.pop(0)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise BadInput(f"{reference}: cannot import {target}: {e}") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise BadInput(f"{reference}: {target} has no attribute {attr!r}")
+    return fn
+
+
+def _load_module(reference: str, fmt: str):
+    torch = _require_torch()
+    if fmt == "pytorch-module":
+        obj = _callable_from(reference)
+        module = obj() if not isinstance(obj, torch.nn.Module) else obj
+        if not isinstance(module, torch.nn.Module):
+            raise BadInput(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
+        return module.eval()
+    if fmt == "torchscript":
+        try:
+            return torch.jit.load(reference, map_location="cpu").eval()
+        except Exception as e:  # torch raises RuntimeError / ValueError subclasses for bad archives
+            raise BadInput(f"{reference} is not a loadable TorchScript file: {str(e).splitlines()[0]}") from None
+    raise AssertionError(fmt)
+
+
+def _single_shape(shapes: dict, reference: str):
+    if len(shapes) != 1:
+        raise BadInput(f"{reference}: PyTorch input needs exactly one --input-shape (e.g. --input-shape input=1,3,224,224)")
+    name, shape = next(iter(shapes.items()))
+    return name or "input", shape
+
+
+def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> pathlib.Path:
+    torch = _require_torch()
+    out = workdir / "exported.onnx"
+    if fmt == "exported-program":
+        return _export_program(reference, out)
+    module = _load_module(reference, fmt)
+    name, shape = _single_shape(shapes, reference)
+    example = torch.randn(*shape)
+    with torch.no_grad():
+        result = module(example)
+    n_out = len(result) if isinstance(result, (tuple, list)) else 1
+    out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        try:
+            torch.onnx.export(module, (example,), str(out), input_names=[name], output_names=out_names,
+                              opset_version=17, dynamo=False)
+        except Exception as e:  # exporter errors are many types; report the first line
+            raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
+    return out
+
+
+def _export_program(reference: str, out: pathlib.Path) -> pathlib.Path:
+    torch = _require_torch()
+    try:
+        program = torch.export.load(reference)
+    except Exception as e:
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {str(e).splitlines()[0]}") from None
+    try:
+        torch.onnx.export(program, (), str(out), dynamo=True, external_data=False, verbose=False)
+    except Exception as e:
+        raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
+    return out
+
+
+def reference_sha256(reference: str, fmt: str) -> str:
+    if fmt == "pytorch-module":
+        return hashlib.sha256(reference.encode()).hexdigest()
+    from .models import sha256_of
+    return sha256_of(pathlib.Path(reference))

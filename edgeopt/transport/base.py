@@ -1,0 +1,72 @@
+"""What every transport shares: ship the agent and bundle (by content hash), run the agent,
+turn its stdout into a result document. A transport implements `put` and `run`."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+from device_agent import RESULT_SCHEMA
+
+from .. import agent_zipapp
+from ..errors import DeviceFailure
+from ..progress import SILENT
+
+AGENT_PREFIX = "[agent] "
+
+
+class Transport:
+    name = ""
+    device = ""
+
+    def put(self, local: pathlib.Path, kind: str) -> str:
+        """Make `local` available on the device; returns its path there."""
+        raise NotImplementedError
+
+    def run(self, argv: list, on_line, timeout: float) -> tuple:
+        """Run argv on the device; stderr lines go to on_line. Returns (exit code, stdout text)."""
+        raise NotImplementedError
+
+    def python(self) -> str:
+        raise NotImplementedError
+
+    def _agent(self, args: list, progress, timeout: float) -> tuple:
+        agent = self.put(agent_zipapp.build(), "agent")
+
+        def on_line(line: str):
+            if line.startswith(AGENT_PREFIX):
+                progress.status(line[len(AGENT_PREFIX):].strip())
+            else:
+                progress.log(line)
+
+        return self.run([self.python(), agent] + args, on_line, timeout)
+
+    def probe(self, progress=SILENT, timeout: float = 120.0) -> dict:
+        code, out = self._agent(["probe"], progress, timeout)
+        if code != 0:
+            raise DeviceFailure(f"device {self.device}: agent probe failed with exit code {code}")
+        return _parse(out, self.device)
+
+    def bench(self, bundle: pathlib.Path, agent_args: list, progress=SILENT, timeout: float = 900.0) -> tuple:
+        """(result document, agent exit code). A broken agent still yields a 'failed' document."""
+        remote_bundle = self.put(pathlib.Path(bundle), "bundle")
+        code, out = self._agent(["bench", remote_bundle] + agent_args, progress, timeout)
+        try:
+            doc = _parse(out, self.device)
+        except DeviceFailure as e:
+            doc = {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": self.device},
+                   "error": {"message": str(e), "exit_code": 3, "kind": "device"}}
+            code = code or 3
+        doc.setdefault("device", {})["name"] = self.device
+        doc["transport"] = self.name
+        return doc, code
+
+
+def _parse(stdout: str, device: str) -> dict:
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        tail = stdout.strip().splitlines()[-1:] or ["(no output)"]
+        raise DeviceFailure(f"device {device}: agent printed no result document (last line: {tail[0][:200]})") from None
+    if not isinstance(doc, dict):
+        raise DeviceFailure(f"device {device}: agent output is not a JSON object")
+    return doc

@@ -1,0 +1,51 @@
+"""The `local` device: the agent runs as a subprocess here, by the same path a remote device takes."""
+from __future__ import annotations
+
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+
+from ..errors import DeviceFailure
+from .base import Transport
+
+
+class LocalTransport(Transport):
+    name = "local"
+
+    def __init__(self):
+        self.device = "local"
+        self.hostname = socket.gethostname()
+
+    def python(self) -> str:
+        return sys.executable
+
+    def put(self, local: pathlib.Path, kind: str) -> str:
+        if not local.is_file():
+            raise DeviceFailure(f"{kind} {local} does not exist")
+        return str(local.resolve())
+
+    def run(self, argv, on_line, timeout):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        stdout = []
+        reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
+        reader.start()
+        timed_out = threading.Event()
+
+        def kill():
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            for line in proc.stderr:
+                on_line(line.rstrip("\n"))
+            proc.wait()
+        finally:
+            timer.cancel()
+        reader.join()
+        if timed_out.is_set():
+            raise DeviceFailure(f"device local: agent did not finish within {timeout:.0f} s")
+        return proc.returncode, "".join(stdout)
