@@ -45,8 +45,10 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     merged_budgets = dict(prof.budgets, **(budgets or {}))
     validate_budget_keys(merged_budgets)
     precision = precision or prof.default_precision
+    if output is not None:
+        name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     name = name or _default_name(model, precision, quantize)
-    output = pathlib.Path(output or f"{name}.edgepkg")
+    output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")

@@ -1,7 +1,9 @@
 """The `local` device: the agent runs as a subprocess here, by the same path a remote device takes."""
 from __future__ import annotations
 
+import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +29,9 @@ class LocalTransport(Transport):
         return str(local.resolve())
 
     def run(self, argv, on_line, timeout):
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        # A session of its own, so a timeout kills the agent and its measuring process together.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                start_new_session=True)
         stdout = []
         reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
         reader.start()
@@ -35,7 +39,10 @@ class LocalTransport(Transport):
 
         def kill():
             timed_out.set()
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
         timer = threading.Timer(timeout, kill)
         timer.start()

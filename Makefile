@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Each sets up everything it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Python 3.8 (what Jetson JetPack 5 ships) to prove the device agent there; pyenv's copy on this image.
+PY38 ?= $(firstword $(wildcard /root/.pyenv/versions/3.8.*/bin/python3.8) $(shell command -v python3.8))
+PY38_VENV := .cache/py38
+
+.PHONY: demo test install install-dev agent-py38 benchmarks clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Base install: the generic (ONNX Runtime) path and the embedded demo.
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), vermin, pytest.
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[torch,dev]'
+
+# A Python 3.8 venv with numpy and the last onnxruntime for 3.8, where the agent's zipapp is run.
+agent-py38:
+	@if [ -z "$(PY38)" ]; then echo "no Python 3.8 found: the Python 3.8 agent test will skip"; \
+	elif [ ! -x $(PY38_VENV)/bin/python ]; then \
+	  $(PY38) -m venv $(PY38_VENV) && $(PY38_VENV)/bin/pip install -q numpy==1.24.4 onnxruntime==1.19.2 \
+	  || { rm -rf $(PY38_VENV); exit 1; }; fi
+
+demo: install
+	$(BIN)/edgeopt demo
+
+test: install-dev agent-py38
+	$(BIN)/python -m pytest -q
+
+benchmarks: install-dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache demo-out results

@@ -1,0 +1,64 @@
+"""Shared fixtures: the shipped sample, bundles packaged once per session, a CLI runner."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from edgeopt import api
+from edgeopt.cli import main
+
+SAMPLES = pathlib.Path(api.__file__).resolve().parent / "samples"
+MODEL, CALIB, EVAL = SAMPLES / "digits_cnn.onnx", SAMPLES / "digits_calib.npz", SAMPLES / "digits_eval.npz"
+FAST_LOOP = {"min_iterations": 50, "min_seconds": 0.05, "max_iterations": 500, "warmup_iterations": 2,
+             "warmup_seconds": 0.0}
+FAST_BENCH_ARGS = ["--min-iterations", "50", "--min-seconds", "0.05", "--max-iterations", "500",
+                   "--warmup-iterations", "2", "--warmup-seconds", "0"]
+
+
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.exit_code, self.stdout, self.stderr = code, stdout, stderr
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli():
+    """Run the edgeopt CLI in-process; returns exit code, stdout and stderr apart."""
+    def run(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+    return run
+
+
+@pytest.fixture
+def cli_subprocess():
+    """Run `python -m edgeopt` as a real process (exit codes and streams exactly as a shell sees them)."""
+    def run(*args, cwd=None):
+        p = subprocess.run([sys.executable, "-m", "edgeopt", *[str(a) for a in args]], capture_output=True,
+                           text=True, cwd=cwd, timeout=600)
+        return Result(p.returncode, p.stdout, p.stderr)
+    return run
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory):
+    """fp32 and int8 bundles of the shipped model, packaged once for the whole session."""
+    out = tmp_path_factory.mktemp("bundles")
+    made = {}
+    for precision, quantize in (("fp32", "none"), ("fp32", "int8")):
+        m = api.package(str(MODEL), "generic", out / f"{quantize}-{precision}.edgepkg", precision, quantize,
+                        calib=CALIB, eval_data=EVAL)
+        made["int8" if quantize == "int8" else precision] = pathlib.Path(m["path"])
+    return made
+
+
+@pytest.fixture(scope="session")
+def int8_result(bundles, tmp_path_factory):
+    """A real benchmark result of the INT8 bundle on the local device."""
+    doc = api.bench(bundles["int8"], "local", tmp_path_factory.mktemp("results"), loop=FAST_LOOP)
+    return doc

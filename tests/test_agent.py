@@ -1,0 +1,136 @@
+"""The device agent: a real subprocess, the real ONNX Runtime, honest numbers."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FAST_BENCH_ARGS, FAST_LOOP
+from device_agent.measure.stats import percentile_interval, summarize
+from edgeopt import agent_zipapp, api
+from edgeopt.errors import DeviceFailure
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_result_document_has_every_measured_field(int8_result):
+    doc = int8_result
+    assert doc["schema"] == "edgeopt.result/1" and doc["status"] == "ok"
+    lat = doc["latency"]
+    assert lat["n"] == len(lat["samples_ms"]) >= FAST_LOOP["min_iterations"]
+    assert lat["min_ms"] <= lat["p50_ms"] <= lat["p90_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert lat["ci95"]["p90_ms"][0] <= lat["p90_ms"] <= lat["ci95"]["p90_ms"][1]
+    assert lat["first_inference_ms"] > 0 and lat["warmup_count"] >= 2
+    assert lat["stopped_by"] in ("min_iterations_and_duration", "max_iterations", "max_duration")
+    assert abs(lat["p50_ms"] - float(np.percentile(lat["samples_ms"], 50))) < 1e-9
+    mem = doc["memory"]
+    assert 0 < mem["rss_baseline_mb"] < mem["rss_after_import_mb"] <= mem["rss_after_load_mb"]
+    assert mem["peak_rss_mb"] >= mem["rss_after_load_mb"] * 0.9 and mem["peak_scope"] == "timed loop"
+    acc = doc["accuracy"]
+    assert acc["n"] == 360 and acc["top1"] > 0.95 and abs(acc["drop"]) <= 0.01
+    assert acc["max_abs_error"] < 1.0  # INT8 logits vs the source model's reference outputs
+    assert doc["runtime"]["name"] == "onnxruntime" and doc["runtime"]["threads"] == doc["settings"]["threads"] >= 1
+    assert doc["settings"]["threads_source"] == "physical cores of this device"
+    assert doc["device"]["name"] == "local" and doc["device"]["arch"] and doc["device"]["python"]
+    assert doc["bundle"]["compression"]["method"] == "static" and len(doc["bundle"]["manifest_sha256"]) == 64
+    # No sensor here: absent with a reason, never a made-up zero.
+    assert doc["power"]["available"] is False and doc["power"]["reason"]
+    assert "mean_w" not in doc["power"]
+
+
+def test_result_is_saved_and_json_flag_prints_only_the_document(cli, bundles, tmp_path):
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "--json", "--threads", "1", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["settings"]["threads"] == 1 and doc["settings"]["threads_source"] == "command line"
+    name = doc["bundle"]["name"]
+    saved = tmp_path / f"{name}@local.json"
+    assert json.loads(saved.read_text())["latency"]["p50_ms"] == doc["latency"]["p50_ms"]
+    assert len(list((tmp_path / "history").glob(f"{name}@local-*.json"))) == 1
+
+
+def test_agent_timeout_is_a_device_failure_and_the_result_is_kept(bundles, tmp_path):
+    loop = dict(FAST_LOOP, min_seconds=30, max_iterations=10 ** 9, max_seconds=60)
+    with pytest.raises(DeviceFailure, match="did not finish within 1 s"):
+        api.bench(bundles["fp32"], "local", tmp_path, loop=loop, timeout=1)
+
+
+def test_agent_child_timeout_yields_failed_document(bundles, tmp_path):
+    agent = agent_zipapp.build()
+    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), "--min-seconds", "60",
+                        "--max-iterations", "1000000000", "--max-seconds", "120", "--timeout", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3
+    doc = json.loads(p.stdout)
+    assert doc["status"] == "failed" and "exceeded the 2 s timeout" in doc["error"]["message"]
+    assert doc["device"]["hostname"]  # what was gathered before the failure is kept
+
+
+def test_unknown_device(cli, bundles):
+    r = cli("bench", bundles["fp32"], "--device", "pi-kitchen")
+    assert r.exit_code == 2 and "unknown device 'pi-kitchen'" in r.stderr
+
+
+def test_probe_reports_device_facts(cli):
+    r = cli("agent", "probe", "--json")
+    assert r.exit_code == 0, r.stderr
+    facts = r.json()
+    assert facts["physical_cores"] >= 1 and facts["ram_mb"] > 0 and facts["runtimes"]["onnxruntime"]
+
+
+def test_stats_percentiles_and_intervals():
+    rng = np.random.default_rng(1)
+    samples = rng.exponential(1.0, 5000)
+    s = summarize(samples)
+    for q in (50, 90, 95, 99):
+        assert abs(s[f"p{q}_ms"] - np.percentile(samples, q)) < 1e-12
+    true_p90 = -np.log(0.1)
+    lo, hi = s["ci95"]["p90_ms"]
+    assert lo < true_p90 < hi and hi - lo < 0.2
+    small = summarize([1.0] * 15)
+    assert "p99_ms" not in small and small["p99_ms_absent"] == "needs at least 100 samples, have 15"
+    assert "p95_ms" not in small and "p90_ms" in small
+    assert percentile_interval(sorted(samples[:20]), 99) is None
+
+
+def test_device_agent_runs_on_python_3_8_syntax():
+    vermin = pathlib.Path(sys.executable).parent / "vermin"
+    p = subprocess.run([str(vermin), "--no-tips", "--violations", "-t=3.8-",
+                        "--backport", "dataclasses", str(ROOT / "device_agent")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+PY38 = os.environ.get("EDGEOPT_PY38_VENV", str(ROOT / ".cache" / "py38" / "bin" / "python"))
+
+
+@pytest.mark.skipif(not os.path.exists(PY38), reason="no Python 3.8 venv with numpy+onnxruntime "
+                    "(make test builds one at .cache/py38 from pyenv's 3.8.18)")
+def test_zipapp_runs_under_python_3_8(bundles, tmp_path):
+    agent = agent_zipapp.build(tmp_path / "agent.pyz")
+    version = subprocess.run([PY38, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    assert version.stdout.strip() == "(3, 8)"
+    probe = subprocess.run([PY38, str(agent), "probe"], capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout)["python"].startswith("3.8")
+    bench = subprocess.run([PY38, str(agent), "bench", str(bundles["int8"]), "--min-iterations", "20",
+                            "--min-seconds", "0", "--warmup-seconds", "0"], capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0, bench.stderr
+    doc = json.loads(bench.stdout)
+    assert doc["status"] == "ok" and doc["device"]["python"].startswith("3.8")
+    assert doc["accuracy"]["top1"] > 0.95 and doc["latency"]["n"] >= 20
+
+
+def test_zipapp_is_self_contained_and_cached(tmp_path):
+    first = agent_zipapp.build()
+    assert agent_zipapp.build() == first and first.name.endswith(".pyz")
+    copy = tmp_path / "agent.pyz"
+    shutil.copyfile(first, copy)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-I", str(copy), "probe"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["arch"]

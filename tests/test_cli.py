@@ -1,0 +1,111 @@
+"""The CLI as a user meets it: help on every verb, clean --json, silent --quiet, one-line errors."""
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL
+from edgeopt.cli import main
+
+
+def _verbs(group, prefix=()):
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _verbs(cmd, prefix + (name,))
+        else:
+            yield prefix + (name,)
+
+
+VERBS = list(_verbs(main))
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=[" ".join(v) for v in VERBS])
+def test_every_verb_has_help_and_the_common_flags(cli, verb):
+    r = cli(*verb, "--help")
+    assert r.exit_code == 0
+    text = r.stdout
+    assert "--json" in text and "--quiet" in text and "--debug" in text
+    cmd = main
+    for part in verb:
+        cmd = cmd.commands[part]
+    assert cmd.help and len(cmd.help.strip()) > 20
+
+
+def test_end_to_end_in_real_processes(cli_subprocess, tmp_path):
+    """package -> bench -> check exactly as a shell runs it, output streams kept apart."""
+    bundle = tmp_path / "digits-int8.edgepkg"
+    r = cli_subprocess("package", MODEL, "--quantize", "int8", "--calib", CALIB, "--eval-data", EVAL,
+                       "-o", bundle, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["path"] == str(bundle)
+    r = cli_subprocess("bench", bundle, "--json", *FAST_BENCH_ARGS, cwd=tmp_path)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)  # stdout is the result document and nothing else
+    result = tmp_path / "results" / "digits-int8@local.json"
+    assert result.is_file() and doc["status"] == "ok"
+    r = cli_subprocess("check", result, "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 0 and "latency_p90_ms" in r.stdout
+    r = cli_subprocess("check", result, "--budget", "latency_p90_ms=0.0000001", "--quiet")
+    assert r.exit_code == 1 and r.stdout == "" and r.stderr == ""
+
+
+def test_quiet_prints_nothing(cli, tmp_path):
+    r = cli("package", MODEL, "-o", tmp_path / "q.edgepkg", "--quiet")
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
+
+
+def test_progress_goes_to_stderr_not_stdout(cli, tmp_path):
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "-o", tmp_path / "p.edgepkg")
+    assert r.exit_code == 0
+    assert "loading" in r.stderr and "Packaged" in r.stdout and "loading" not in r.stdout
+
+
+def test_debug_shows_the_traceback(cli_subprocess, tmp_path):
+    r = cli_subprocess("inspect", tmp_path / "missing.onnx", "--debug")
+    assert r.exit_code != 0 and "Traceback" in r.stderr
+    r = cli_subprocess("inspect", tmp_path / "missing.onnx")
+    assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: model not found: {tmp_path / 'missing.onnx'}"
+
+
+def test_usage_errors_are_exit_2(cli):
+    assert cli("package").exit_code == 2
+    assert cli("package", MODEL, "--quantize", "int4").exit_code == 2
+    assert cli("bench", "x.edgepkg", "--threads", "0").exit_code == 2
+
+
+def test_heavy_libraries_are_not_imported_at_startup():
+    code = ("import sys, edgeopt.cli, device_agent, device_agent.cli; "
+            "heavy = [m for m in ('torch', 'tensorflow', 'openvino', 'nncf', 'onnxruntime', 'onnx') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == ""
+
+
+def test_registries_match_their_files():
+    import importlib
+    import pathlib
+    from device_agent.runtimes import ADAPTERS, adapter_class
+    from edgeopt.convert import BACKENDS
+    for name in ADAPTERS:
+        cls = adapter_class(name)
+        assert cls.name == name and pathlib.Path(importlib.import_module(cls.__module__).__file__).stem == name
+    for name, target in BACKENDS.items():
+        if target is None:
+            continue
+        module, cls_name = target.split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        assert cls.name == name and module.rsplit(".", 1)[1] == name
+
+
+def test_demo_end_to_end(cli_subprocess, tmp_path):
+    r = cli_subprocess("demo", "--output-dir", tmp_path / "demo", "--json")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [row["bundle"] for row in report["rows"]] == ["digits_cnn-fp32", "digits_cnn-fp16", "digits_cnn-int8"]
+    sizes = [row["size_mb"] for row in report["rows"]]
+    assert sizes[2] < sizes[1] < sizes[0]
+    assert all(row["top1"] > 0.95 and row["verdict"] == "all pass" for row in report["rows"])
+    assert sorted(p.name for p in (tmp_path / "demo" / "results").glob("*.json")) == [
+        "digits_cnn-fp16@local.json", "digits_cnn-fp32@local.json", "digits_cnn-int8@local.json"]

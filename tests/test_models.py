@@ -1,0 +1,137 @@
+"""Model intake: ONNX as is, PyTorch exported; shapes fixed; bad models refused in one line."""
+import pathlib
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import MODEL
+
+ASSETS = pathlib.Path(__file__).parent / "assets"
+
+
+def test_inspect_onnx_reports_structure(cli):
+    r = cli("inspect", MODEL, "--json")
+    assert r.exit_code == 0, r.stderr
+    info = r.json()
+    assert info["inputs"] == [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}]
+    assert info["outputs"][0]["name"] == "logits" and info["outputs"][0]["shape"][-1] == 10
+    assert info["opset"]["ai.onnx"] == 17
+    assert info["dynamic_dims"] == {"image": ["batch"]}
+    # Conv(1->16) 64 px * 9, Conv(16->32) 64 px * 144, Conv(32->64) 16 px * 288, Gemm 256*10 -> MACs
+    macs = 16 * 64 * 9 + 32 * 64 * 144 + 64 * 16 * 288 + 10 * 256
+    assert info["flops_estimate"] == 2 * macs
+    params = sum(int(np.prod(t.dims)) for t in onnx.load(str(MODEL)).graph.initializer)
+    assert info["parameters"] == params
+
+
+def _dynamic_model(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_dynamic_dims_need_input_shape(cli, tmp_path):
+    model = _dynamic_model(tmp_path / "dyn.onnx")
+    r = cli("inspect", model)
+    assert r.exit_code == 2
+    assert "input x has dynamic dims (n,3,h,w); fix them with --input-shape x=" in r.stderr
+    r = cli("inspect", model, "--input-shape", "x=2,3,16,16", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["inputs"][0]["shape"] == [2, 3, 16, 16]
+    assert r.json()["dynamic_dims"] == {"x": ["n", "h", "w"]}
+
+
+@pytest.mark.parametrize("shape, message", [
+    ("x=1,3,16", "rank 3, the model's input has rank 4"),
+    ("y=1,3,4,4", "names 'y', which is not an input"),
+    ("x=1,4,4,4", "contradicts the model's static dim 3"),
+    ("x=1,a,4,4", "dims must be integers"),
+])
+def test_bad_input_shapes(cli, tmp_path, shape, message):
+    r = cli("inspect", _dynamic_model(tmp_path / "dyn.onnx"), "--input-shape", shape)
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_corrupt_and_truncated_onnx_are_one_line_errors(cli, tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07this is not protobuf at all" * 10)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(MODEL.read_bytes()[: MODEL.stat().st_size // 2])
+    for path in (garbage, truncated):
+        r = cli("inspect", path)
+        assert r.exit_code == 2, r.stderr
+        assert f"{path} is not a valid ONNX model" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_missing_and_unknown_format(cli, tmp_path):
+    r = cli("inspect", tmp_path / "nope.onnx")
+    assert r.exit_code == 2 and "model not found" in r.stderr
+    other = tmp_path / "model.caffemodel"
+    other.write_bytes(b"x")
+    r = cli("inspect", other)
+    assert r.exit_code == 2 and "unknown model format" in r.stderr
+
+
+def test_pytorch_module_callable_is_exported(cli):
+    r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "pixels=1,3,16,16", "--json")
+    assert r.exit_code == 0, r.stderr
+    info = r.json()
+    assert info["format"] == "pytorch-module"
+    assert info["inputs"] == [{"name": "pixels", "shape": [1, 3, 16, 16], "dtype": "float32"}]
+    assert info["outputs"][0]["shape"] == [1, 4]
+
+
+def test_pytorch_errors(cli):
+    r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn")
+    assert r.exit_code == 2 and "needs exactly one --input-shape" in r.stderr
+    r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:not_a_module", "--input-shape", "1,3,8,8")
+    assert r.exit_code == 2 and "returned int, not a torch.nn.Module" in r.stderr
+    r = cli("inspect", "no_such_module_xyz:make", "--input-shape", "1,3,8,8")
+    assert r.exit_code == 2 and "cannot import no_such_module_xyz" in r.stderr
+
+
+def _tiny_cnn():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tiny_torch", ASSETS / "tiny_torch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_cnn().eval()
+
+
+def _torch_parity(onnx_path, module, shape):
+    import onnxruntime as ort
+    import torch
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    sess = ort.InferenceSession(str(onnx_path))
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    return float(np.max(np.abs(got - want)))
+
+
+def test_torchscript_file_matches_torch(tmp_path):
+    import torch
+    from edgeopt.models import load_model
+    module = _tiny_cnn()
+    path = tmp_path / "m.pt"
+    torch.jit.trace(module, torch.zeros(1, 3, 16, 16)).save(str(path))
+    src = load_model(str(path), {"": [1, 3, 16, 16]}, tmp_path)
+    assert src.format == "torchscript"
+    assert _torch_parity(src.onnx_path, module, (1, 3, 16, 16)) < 1e-5
+
+
+def test_exported_program_file_matches_torch(tmp_path):
+    import torch
+    from edgeopt.models import load_model
+    module = _tiny_cnn()
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(1, 3, 16, 16),)), str(path))
+    src = load_model(str(path), {}, tmp_path)
+    assert src.format == "exported-program"
+    assert src.inputs[0].shape == [1, 3, 16, 16]
+    assert _torch_parity(src.onnx_path, module, (1, 3, 16, 16)) < 1e-5

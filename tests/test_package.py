@@ -1,0 +1,127 @@
+"""`edgeopt package`: real ORT conversions and quantization, the parity check, bad input."""
+import json
+import tarfile
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import CALIB, EVAL, MODEL
+from edgeopt import api
+
+
+def _members(path):
+    with tarfile.open(path) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def _manifest(path):
+    with tarfile.open(path) as tar:
+        return json.load(tar.extractfile("manifest.json"))
+
+
+def test_fp32_bundle_is_verified_and_complete(bundles):
+    m = _manifest(bundles["fp32"])
+    assert m["schema"] == "edgeopt.bundle/1"
+    assert set(_members(bundles["fp32"])) == {"manifest.json", "model/model.onnx", "data/eval.npz"}
+    assert m["parity"]["passed"] and m["parity"]["max_abs_error"] <= 1e-4
+    assert m["parity"]["samples"] == 360 and m["parity"]["samples_source"] == "eval data"
+    assert m["source"]["accuracy"]["top1"] > 0.95
+    assert m["inputs"] == [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}]
+    assert m["budgets"]["latency_p90_ms"] == 50.0 and m["runtime"]["name"] == "onnxruntime"
+    assert {f["role"] for f in m["files"]} == {"model", "eval-data"}
+    assert all(len(f["sha256"]) == 64 for f in m["files"])
+
+
+def test_int8_is_static_qdq_u8s8_per_channel(bundles, tmp_path):
+    m = _manifest(bundles["int8"])
+    c = m["compression"]
+    assert (c["method"], c["format"], c["scheme"], c["per_channel"]) == ("static", "QDQ", "u8s8", True)
+    assert c["calibration"]["samples"] == 200
+    assert m["parity"]["metric"] == "top1_agreement" and m["parity"]["top1_agreement"] >= 0.97
+    assert abs(m["parity"]["accuracy_delta"]) <= 0.01
+    with tarfile.open(bundles["int8"]) as tar:
+        tar.extract("model/model.onnx", tmp_path, filter="data")
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "model/model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert (tmp_path / "model/model.onnx").stat().st_size < 0.5 * MODEL.stat().st_size
+
+
+def test_fp16_and_dynamic(tmp_path, cli):
+    r = cli("package", MODEL, "--precision", "fp16", "--eval-data", EVAL, "-o", tmp_path / "h.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["profile"]["precision"] == "fp16" and m["parity"]["tolerance"] == 5e-2
+    assert 0 < m["parity"]["max_abs_error"] < 5e-2
+    r = cli("package", MODEL, "--quantize", "dynamic", "-o", tmp_path / "d.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["compression"]["method"] == "dynamic"
+    assert any("ConvInteger" in n for n in m["notes"])  # the measured pitfall is told, not hidden
+    assert m["parity"]["samples_source"] == "random inputs (seed 0)"
+
+
+def test_int8_without_calibration_is_refused(cli, tmp_path):
+    out = tmp_path / "q.edgepkg"
+    r = cli("package", MODEL, "--quantize", "int8", "-o", out)
+    assert r.exit_code == 2
+    assert "--quantize int8 needs calibration data: --calib" in r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"image": np.zeros((10, 3, 8, 8), np.float32)}, "array 'image' has shape (10, 3, 8, 8); model input 'image' expects (N, 1, 8, 8)"),
+    ({"pixels": np.zeros((10, 1, 8, 8), np.float32), "other": np.zeros((10, 2), np.float32)}, "no array for input(s) image"),
+    ({"image": np.zeros((10, 1, 8, 8), np.complex64)}, "is complex64, input expects float32"),
+    ({"image": np.zeros((10, 1, 8, 8), np.float32), "labels": np.zeros(9)}, "disagree on the sample count"),
+])
+def test_calibration_that_does_not_match_the_model(cli, tmp_path, arrays, message):
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, **arrays)
+    out = tmp_path / "q.edgepkg"
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", calib, "-o", out)
+    assert r.exit_code == 2, r.stderr
+    assert message in r.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [calib]
+
+
+def test_calibration_file_not_npz(cli, tmp_path):
+    bad = tmp_path / "calib.npz"
+    bad.write_text("hello")
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", bad, "-o", tmp_path / "q.edgepkg")
+    assert r.exit_code == 2 and "is not a readable .npz" in r.stderr
+
+
+def test_parity_failure_blocks_the_bundle_unless_allowed(cli, tmp_path):
+    strict = tmp_path / "strict.toml"
+    text = (MODEL.parent.parent.parent / "profiles" / "generic.toml").read_text()
+    strict.write_text(text.replace("fp16_max_abs_error = 5e-2", "fp16_max_abs_error = 1e-9"))
+    out = tmp_path / "h.edgepkg"
+    r = cli("package", MODEL, "--profile", strict, "--precision", "fp16", "-o", out)
+    assert r.exit_code == 2
+    assert "packaged artifact disagrees with its source model: max_abs_error" in r.stderr
+    assert "profile requires <= 1e-09" in r.stderr and not out.exists()
+    r = cli("package", MODEL, "--profile", strict, "--precision", "fp16", "-o", out, "--allow-mismatch", "--json")
+    assert r.exit_code == 0
+    assert r.json()["parity"]["passed"] is False and r.json()["parity"]["allowed_by_user"] is True
+    assert out.exists()
+
+
+def test_failed_package_keeps_the_previous_bundle(cli, tmp_path, bundles):
+    out = tmp_path / "keep.edgepkg"
+    out.write_bytes(bundles["fp32"].read_bytes())
+    before = out.read_bytes()
+    r = cli("package", MODEL, "--quantize", "int8", "-o", out)
+    assert r.exit_code == 2 and out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.edgepkg"]
+
+
+def test_unknown_budget_key(cli, tmp_path):
+    r = cli("package", MODEL, "--budget", "latency_p90=3", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "unknown budget 'latency_p90'; known budgets: latency_p50_ms" in r.stderr
+
+
+def test_package_api_records_budgets_and_tools(tmp_path):
+    m = api.package(str(MODEL), output=tmp_path / "b.edgepkg", budgets={"latency_p90_ms": 3.0})
+    assert m["budgets"]["latency_p90_ms"] == 3.0 and m["budgets"]["peak_rss_mb"] == 512.0
+    assert {"onnx", "onnxruntime", "edgeopt"} <= set(m["tools"])

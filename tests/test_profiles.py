@@ -1,0 +1,73 @@
+import pytest
+
+from edgeopt.errors import BadInput
+from edgeopt.profiles import list_profiles, load_profile
+
+EXPECTED = {"generic": "onnxruntime", "intel-cpu": "openvino", "raspberry-pi-4": "tflite",
+            "raspberry-pi-5": "tflite", "jetson-orin-nano": "tensorrt"}
+
+
+def test_every_shipped_profile_validates():
+    profiles = {p.name: p for p in list_profiles()}
+    assert {k: profiles[k].backend for k in EXPECTED} == EXPECTED
+    pi4, pi5 = profiles["raspberry-pi-4"], profiles["raspberry-pi-5"]
+    assert (pi4.device.cpu, pi4.device.cores) == ("Cortex-A72", 4)
+    assert (pi5.device.cpu, pi5.device.cores) == ("Cortex-A76", 4)
+    assert 16384 in pi5.device.ram_mb and 8192 in pi4.device.ram_mb
+    for p in profiles.values():
+        assert p.budgets and p.runtime.power_sensor and p.default_precision
+
+
+def test_profiles_cli_list_and_show(cli):
+    r = cli("profiles", "list", "--json")
+    assert r.exit_code == 0
+    assert {p["name"] for p in r.json()} >= set(EXPECTED)
+    r = cli("profiles", "show", "raspberry-pi-5")
+    assert r.exit_code == 0 and "Cortex-A76" in r.stdout
+
+
+def test_unknown_profile_is_exit_2_with_the_known_names(cli):
+    r = cli("profiles", "show", "raspbery-pi-5")
+    assert r.exit_code == 2
+    assert "unknown profile 'raspbery-pi-5'" in r.stderr and "raspberry-pi-5" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+GOOD = (
+    'schema = "edgeopt.profile/1"\nname = "x"\ndescription = "d"\nbackend = "onnxruntime"\n'
+    'default_precision = "fp32"\nint8_scheme = "u8s8"\n'
+    '[device]\narch = "any"\ncpu = "any"\ncores = 0\nram_mb = [0]\n'
+    '[runtime]\nthreads = 1\npower_sensor = "none"\n'
+    '[budgets]\nlatency_p90_ms = 5\n'
+    '[parity]\nfp32_max_abs_error = 1e-4\nfp16_max_abs_error = 1e-2\nquantized_min_top1_agreement = 0.9\n'
+)
+
+
+@pytest.mark.parametrize("change, message", [
+    (("threads = 1", "threads = \"two\""), "runtime.threads must be int"),
+    (("backend = \"onnxruntime\"", "backend = \"coreml\""), "backend='coreml' is not one of"),
+    (("[budgets]\n", "[budgets]\nlatency_p91_ms = 3\n"), "unknown budget 'latency_p91_ms'"),
+    (("cores = 0\n", "cores = 0\ncolour = \"red\"\n"), "unknown key device.colour"),
+    (("default_precision = \"fp32\"\n", ""), "missing key default_precision"),
+    (("[parity]", "[parity"), "not valid TOML"),
+])
+def test_malformed_profile_names_the_problem(tmp_path, change, message):
+    path = tmp_path / "custom.toml"
+    path.write_text(GOOD.replace(*change))
+    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_profile(str(path))
+
+
+def test_custom_profile_file_loads(tmp_path):
+    path = tmp_path / "custom.toml"
+    path.write_text(GOOD)
+    assert load_profile(str(path)).runtime.threads == 1
+
+
+def test_backend_that_lands_later_is_a_clear_error(cli, tmp_path):
+    from conftest import MODEL
+    for name, backend in (("intel-cpu", "openvino"), ("raspberry-pi-5", "tflite"), ("jetson-orin-nano", "tensorrt")):
+        r = cli("package", MODEL, "--profile", name, "-o", tmp_path / "x.edgepkg")
+        assert r.exit_code == 2
+        assert f"uses backend '{backend}', which this version of edgeopt cannot convert for yet" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
