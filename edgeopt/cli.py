@@ -190,12 +190,12 @@ def bench(out, bundle, device, results_dir, threads, timeout, **loop):
 def check(out, results, budgets, profile, junit):
     """Check result files against budgets. Exit 0 all hold, 1 any fails or is unmeasured, 3 a device failed."""
     from . import api
-    from .report.tables import check_table
+    from .report.tables import check_table, warning_lines
     report = api.check(list(results), _budgets(budgets), profile)
     if junit:
         from .report.junit import write
         write(report, junit)
-    out.emit(report, check_table(report))
+    out.emit(report, check_table(report), *warning_lines(report))
     return report["exit_code"]
 
 
@@ -206,9 +206,9 @@ def check(out, results, budgets, profile, junit):
 def compare(out, results, budgets):
     """Compare result files side by side: size, latency percentiles, memory, accuracy, verdicts."""
     from . import api
-    from .report.tables import compare_table
+    from .report.tables import compare_table, warning_lines
     report = api.compare(list(results), _budgets(budgets))
-    out.emit(report, compare_table(report["rows"]))
+    out.emit(report, compare_table(report["rows"]), *warning_lines(report["check"]))
     return report["check"]["exit_code"]
 
 
@@ -219,9 +219,10 @@ def compare(out, results, budgets):
 def demo(out, output_dir, device):
     """Package the shipped digits CNN as FP32, FP16 and INT8 for `generic`, measure each, compare."""
     from . import api
-    from .report.tables import check_table, compare_table
+    from .report.tables import check_table, compare_table, warning_lines
     report = api.demo(output_dir, device, progress=out.progress())
-    out.emit(report, compare_table(report["rows"], "digits_cnn on " + device), check_table(report["check"]))
+    out.emit(report, compare_table(report["rows"], "digits_cnn on " + device), check_table(report["check"]),
+             *warning_lines(report["check"]))
     return report["check"]["exit_code"]
 
 

@@ -14,6 +14,9 @@ class RichProgress(Progress):
 
     def start(self, label, total=None):
         self.finish()
+        if not self.console.is_terminal:  # logs and pipes: one line, no redrawn bar
+            self.status(f"{label} ({total} samples)" if total else label)
+            return
         self.bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), console=self.console, transient=True)
         self.bar.start()

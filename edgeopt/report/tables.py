@@ -121,3 +121,8 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
         t.add_row(r["bundle"], _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
                   _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), r["verdict"])
     return t
+
+
+def warning_lines(report: dict) -> list:
+    """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison."""
+    return [f"[yellow]warning[/] {e['bundle']}@{e['device']}: {w}" for e in report["results"] for w in e["warnings"]]
