@@ -2,9 +2,11 @@
 ExportedProgram (.pt2), exported to one ONNX file. torch is imported only here."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import logging
 import pathlib
 import sys
 import warnings
@@ -79,8 +81,7 @@ def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> pat
         result = module(example)
     n_out = len(result) if isinstance(result, (tuple, list)) else 1
     out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    with _quiet_exporter():  # also hides the TorchScript exporter's deprecation notice
         try:
             torch.onnx.export(module, (example,), str(out), input_names=[name], output_names=out_names,
                               opset_version=17, dynamo=False)
@@ -95,11 +96,26 @@ def _export_program(reference: str, out: pathlib.Path) -> pathlib.Path:
         program = torch.export.load(reference)
     except Exception as e:
         raise BadInput(f"{reference} is not a loadable ExportedProgram: {str(e).splitlines()[0]}") from None
-    try:
-        torch.onnx.export(program, (), str(out), dynamo=True, external_data=False, verbose=False)
-    except Exception as e:
-        raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
+    with _quiet_exporter():
+        try:
+            torch.onnx.export(program, (), str(out), dynamo=True, external_data=False, verbose=False)
+        except Exception as e:
+            raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
     return out
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The dynamo exporter logs registry chatter and prints progress; keep stdout clean for --json."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def reference_sha256(reference: str, fmt: str) -> str:
