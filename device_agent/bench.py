@@ -10,6 +10,7 @@ import tempfile
 
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import extract, manifest_digest
+from .lock import DeviceLock, remove_stale_runs
 from .measure import environment, stats
 from .probe import physical_cores, probe
 from .progress import report
@@ -31,6 +32,15 @@ def resolve_threads(manifest, override):
     return physical_cores(), "physical cores of this device"
 
 
+def require_runtime(manifest):
+    """Refuse early, with the install command, when this Python lacks the bundle's runtime."""
+    from .runtimes import adapter_class
+    cls = adapter_class(manifest["runtime"]["name"])
+    if cls.installed_version() is None:
+        raise AgentError("this device's Python (%s) has no %s: install it with `%s -m %s`"
+                         % (sys.executable, cls.module, sys.executable, cls.install_hint))
+
+
 def _run_child(root, threads, settings, with_accuracy, timeout):
     fd, out_path = tempfile.mkstemp(prefix="edgeopt-measure-", suffix=".json")
     os.close(fd)
@@ -40,14 +50,24 @@ def _run_child(root, threads, settings, with_accuracy, timeout):
            json.dumps(settings.to_dict()), "1" if with_accuracy else "0"]
     try:
         proc = subprocess.run(cmd, env=env, stdout=sys.stderr, timeout=timeout)
+        doc = _read_child_output(out_path)
+        if "error" in doc:  # the child's own one-line account of what failed
+            raise AgentError(doc["error"])
         if proc.returncode != 0:
             raise AgentError(_describe_exit(proc.returncode))
-        with open(out_path) as f:
-            return json.load(f)
+        return doc
     except subprocess.TimeoutExpired:
         raise AgentError("measuring process exceeded the %.0f s timeout and was killed" % timeout)
     finally:
         os.unlink(out_path)
+
+
+def _read_child_output(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:  # empty: the child died before writing anything
+        return {}
 
 
 def _describe_exit(code):
@@ -84,14 +104,35 @@ def _base_document(device):
             "agent": {"version": __version__}, "device": device, "warnings": []}
 
 
-def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None):
+def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
+        lock_wait=600.0):
     """Returns (result document, exit code). A failure still yields a document, status 'failed'."""
     doc = _base_document(probe())
+    try:
+        if lock is None:
+            return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
+        with DeviceLock(lock, lock_wait):
+            remove_stale_runs(workdir)
+            return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
+    except AgentError as e:
+        return _failed(doc, e)
+
+
+def _failed(doc, error):
+    doc.update(status="failed", error={"message": str(error), "exit_code": error.exit_code,
+                                       "kind": "bundle" if isinstance(error, BundleError) else "device"})
+    return doc, error.exit_code
+
+
+def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir):
+    if workdir and not os.path.isdir(workdir):
+        os.makedirs(workdir)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
     try:
         report("verify", os.path.basename(bundle_path))
         manifest = extract(bundle_path, tmp)
         doc["bundle"] = bundle_identity(manifest, tmp)
+        require_runtime(manifest)
         n_threads, source = resolve_threads(manifest, threads)
         doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source)
         thermal_start = environment.thermal_snapshot()
@@ -105,8 +146,6 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
         doc["warnings"] = _warnings(latency, measured["memory"])
         return doc, 0
     except AgentError as e:
-        doc.update(status="failed", error={"message": str(e), "exit_code": e.exit_code,
-                                           "kind": "bundle" if isinstance(e, BundleError) else "device"})
-        return doc, e.exit_code
+        return _failed(doc, e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -43,7 +43,7 @@ def cmd_bench(args):
     settings = LoopSettings(args.warmup_iterations, args.warmup_seconds, args.min_iterations,
                             args.min_seconds, args.max_iterations, args.max_seconds)
     doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
-                    timeout=args.timeout, workdir=args.workdir)
+                    timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait)
     _print_json(doc)
     if code:
         sys.stderr.write("edgeopt-agent: error: %s\n" % doc["error"]["message"])
@@ -54,7 +54,12 @@ def cmd_measure(args):
     """Internal: the fresh measuring process started by `bench`."""
     from .measure.run import main
 
-    main(args.root, args.out, args.threads, args.settings, args.accuracy == "1")
+    try:
+        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1")
+    except AgentError as e:
+        with open(args.out, "w") as f:
+            json.dump({"error": str(e)}, f)
+        return e.exit_code
     return EXIT_OK
 
 
@@ -89,6 +94,8 @@ def build_parser():
     b.add_argument("--timeout", type=float, default=600.0, help="kill the measuring process after this many seconds")
     b.add_argument("--no-accuracy", action="store_true", help="skip the eval data even if the bundle has it")
     b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
+    b.add_argument("--lock", default=None, help="lock file: one benchmark at a time on this device")
+    b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for the lock (default 600)")
     b.set_defaults(fn=cmd_bench)
     m = sub.add_parser("_measure")
     for name in ("root", "out"):

@@ -129,24 +129,66 @@ def _manifest(name, source, prof, conversion, parity, source_accuracy, budgets) 
     }
 
 
-def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
-          loop: dict | None = None, timeout: float = 900.0, progress=SILENT) -> dict:
-    """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising."""
-    from .transport import for_device
-
-    bundle = pathlib.Path(bundle)
-    bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
-    transport = for_device(device)
+def _agent_args(threads, loop) -> list:
     args = [] if threads is None else ["--threads", str(threads)]
     for key, value in (loop or {}).items():
         args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def _inventory(inventory):
+    if inventory is None or not isinstance(inventory, (str, pathlib.Path)):
+        return inventory
+    from .inventory import load
+    return load(inventory)
+
+
+def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
+          loop: dict | None = None, timeout: float = 900.0, progress=SILENT, inventory=None,
+          ssh_options=None, store_url: str | None = None) -> dict:
+    """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising."""
+    from .fleet import failed_document
+    from .store import Store, default_url
+    from .transport import for_spec, resolve_device
+
+    bundle = pathlib.Path(bundle)
+    manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
+    spec = resolve_device(device, _inventory(inventory))
+    transport = for_spec(spec, ssh_options)
     progress.status(f"measuring {bundle.name} on {device}")
-    doc, code = transport.bench(bundle, args, progress, timeout)
+    try:
+        doc, code = transport.bench(bundle, _agent_args(threads, loop), progress, timeout)
+    except DeviceFailure as e:
+        doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
+    finally:
+        transport.close()
     doc["_path"] = str(results.save(doc, results_dir))
+    store = Store(store_url or default_url(results_dir))
+    store.add(doc)
+    store.close()
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
-        raise DeviceFailure(f"device {device}: {message} (result saved to {doc['_path']})")
+        raise DeviceFailure(f"{message} (result saved to {doc['_path']})")
     return doc
+
+
+def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",
+                threads: int | None = None, loop: dict | None = None, timeout: float = 900.0, resume: bool = False,
+                ssh_options=None, store_url: str | None = None, budgets: dict | None = None, progress=SILENT) -> dict:
+    """Benchmark on every device of an inventory group; see edgeopt.fleet.bench. Adds a budget check."""
+    from . import fleet
+    from .store import default_url
+    from .transport import for_spec
+
+    inv = _inventory(inventory)
+    devices = inv.select(group)
+    if not devices:
+        raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
+    outcome = fleet.bench(bundle, devices, lambda spec: for_spec(spec, ssh_options), results_dir,
+                          store_url or default_url(results_dir), parallel, _agent_args(threads, loop), timeout,
+                          resume, progress)
+    outcome["check"] = compare(list(outcome["paths"].values()), budgets)
+    return outcome
 
 
 def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> dict:
@@ -225,3 +267,47 @@ def demo(output_dir="demo-out", device: str = "local", progress=SILENT) -> dict:
         doc = bench(manifest["path"], device, out / "results", progress=progress)
         paths.append(doc["_path"])
     return compare(paths)
+
+
+def device_doctor(device: str, inventory=None, ssh_options=None, progress=SILENT) -> dict:
+    """What `device` lacks (Python, numpy, the runtime its profile needs) and how to install it."""
+    from . import doctor
+    from .transport import for_spec, resolve_device
+
+    spec = resolve_device(device, _inventory(inventory))
+    profile = load_profile(spec.profile) if spec.profile else None
+    transport = for_spec(spec, ssh_options)
+    try:
+        checks = doctor.diagnose(transport, spec, profile, progress)
+    finally:
+        transport.close()
+    return {"device": spec.name, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
+    """Remove what edgeopt left on a device (cached agents and bundles, stale run directories)."""
+    from . import doctor
+    from .transport import for_spec, resolve_device
+
+    spec = resolve_device(device, _inventory(inventory))
+    transport = for_spec(spec, ssh_options)
+    try:
+        freed = doctor.clean(transport, spec)
+    finally:
+        transport.close()
+    return {"device": spec.name, "freed_bytes": freed}
+
+
+def history(results_dir="results", store_url: str | None = None, device: str | None = None,
+            bundle: str | None = None, limit: int = 50) -> list:
+    from .store import Store, default_url
+    store = Store(store_url or default_url(results_dir))
+    try:
+        return store.history(device, bundle, limit)
+    finally:
+        store.close()
+
+
+def devices(inventory, group: str | None = None) -> list:
+    import dataclasses
+    return [dataclasses.asdict(d) for d in _inventory(inventory).select(group)]

@@ -24,6 +24,7 @@ class Output:
     def __init__(self, as_json: bool, quiet: bool, debug: bool):
         from rich.console import Console
         self.as_json, self.quiet, self.debug = as_json, quiet, debug
+        self._progress = None
         self.out = Console(highlight=False)
         if not self.out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap
             self.out = Console(highlight=False, width=120)
@@ -33,10 +34,18 @@ class Output:
         from .progress import SILENT
         if self.quiet or self.as_json:
             return SILENT
-        from .report.progress import RichProgress
-        return RichProgress(self.err, self.debug)
+        if self._progress is None:
+            from .report.progress import RichProgress
+            self._progress = RichProgress(self.err, self.debug)
+        return self._progress
+
+    def close(self):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
 
     def emit(self, doc, *renderables):
+        self.close()  # a live progress view ends before the results are printed
         if self.as_json:
             click.echo(json.dumps(doc, indent=1, default=str))
         elif not self.quiet:
@@ -57,10 +66,55 @@ def common(fn):
         except EdgeoptError as e:
             if debug:
                 raise
+            out.close()
             click.echo(f"edgeopt: error: {e}", err=True)
             sys.exit(e.exit_code)
+        out.close()
         sys.exit(code or 0)
     return wrapper
+
+
+def ssh_options(fn):
+    """Inventory, host-key and store options for verbs that reach devices."""
+    @click.option("--inventory", "-i", type=click.Path(dir_okay=False),
+                  help="Devices: edgeopt YAML, or an Ansible INI/YAML inventory.")
+    @click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file [default: ~/.ssh/known_hosts].")
+    @click.option("--trust-new-host-keys", is_flag=True,
+                  help="Trust an unknown host key on first use and remember it (a changed key is still refused).")
+    @click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh config for host aliases [default: ~/.ssh/config].")
+    @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                  help="Seconds to reach a device; also how long a silent connection may stall before it is declared dead.")
+    @functools.wraps(fn)
+    def wrapper(known_hosts, trust_new_host_keys, ssh_config, connect_timeout, **kwargs):
+        from .transport.ssh import SshOptions
+        kwargs["ssh"] = SshOptions(known_hosts=known_hosts, trust_new_host_keys=trust_new_host_keys,
+                                   ssh_config=ssh_config, connect_timeout=connect_timeout,
+                                   dead_peer_timeout=connect_timeout)
+        return fn(**kwargs)
+    return wrapper
+
+
+def loop_options(fn):
+    """How long the agent measures: the same flags for one device and a fleet."""
+    for name, kind, text in reversed([
+            ("--threads", click.IntRange(min=1), "Override the profile's thread count."),
+            ("--min-iterations", click.IntRange(min=1), "Run at least this many timed inferences."),
+            ("--min-seconds", click.FloatRange(min=0), "... and for at least this long."),
+            ("--max-iterations", click.IntRange(min=1), "Stop after this many timed inferences."),
+            ("--max-seconds", click.FloatRange(min=0), "... or after this long."),
+            ("--warmup-iterations", click.IntRange(min=0), "Warm-up runs before timing (at least)."),
+            ("--warmup-seconds", click.FloatRange(min=0), "Warm-up time before timing (at least).")]):
+        fn = click.option(name, type=kind, help=text)(fn)
+    fn = click.option("--timeout", default=900.0, show_default=True,
+                      help="Give up on a device after this many seconds.")(fn)
+    fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))(fn)
+    fn = click.option("--store", "store_url", help="SQLAlchemy URL of the results history [default: sqlite in --results-dir].")(fn)
+    return fn
+
+
+def _loop(loop: dict) -> dict:
+    """The loop flags the user actually gave (the agent's defaults stand for the rest)."""
+    return {k: v for k, v in loop.items() if v is not None}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,24 +214,104 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
 
 @main.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--device", "-d", default="local", show_default=True, help="Where to measure.")
-@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--threads", type=click.IntRange(min=1), help="Override the profile's thread count.")
-@click.option("--min-iterations", type=click.IntRange(min=1), help="Run at least this many timed inferences.")
-@click.option("--min-seconds", type=click.FloatRange(min=0), help="... and for at least this long.")
-@click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many timed inferences.")
-@click.option("--max-seconds", type=click.FloatRange(min=0), help="... or after this long.")
-@click.option("--warmup-iterations", type=click.IntRange(min=0))
-@click.option("--warmup-seconds", type=click.FloatRange(min=0))
-@click.option("--timeout", default=900.0, show_default=True, help="Give up on the device after this many seconds.")
+@click.option("--device", "-d", default="local", show_default=True,
+              help="`local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
+@loop_options
+@ssh_options
 @common
-def bench(out, bundle, device, results_dir, threads, timeout, **loop):
+def bench(out, bundle, device, results_dir, threads, timeout, inventory, ssh, store_url, **loop):
     """Measure BUNDLE on a device; saves the result JSON under --results-dir."""
     from . import api
     from .report.tables import bench_rows, key_values
-    loop = {k: v for k, v in loop.items() if v is not None}
-    doc = api.bench(bundle, device, results_dir, threads, loop, timeout, progress=out.progress())
+    doc = api.bench(bundle, device, results_dir, threads, _loop(loop), timeout, out.progress(), inventory, ssh,
+                    store_url)
     out.emit(doc, key_values("Benchmark", bench_rows(doc)))
+
+
+@main.group()
+def fleet():
+    """Benchmark a bundle on many devices at once."""
+
+
+@fleet.command("bench")
+@click.argument("bundle", type=click.Path())
+@click.option("--group", "-g", help="Inventory group (or one device) [default: all].")
+@click.option("--parallel", "-j", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Devices measured at the same time.")
+@click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without a result.")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets for the summary verdicts.")
+@loop_options
+@ssh_options
+@common
+def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, threads, timeout, inventory, ssh,
+                store_url, **loop):
+    """Measure BUNDLE on every device of an inventory group. Exit 3 if any device failed, 1 if any missed a budget."""
+    from . import api
+    from .report.tables import fleet_table, warning_lines
+    if not inventory:
+        raise click.UsageError("fleet bench needs --inventory FILE")
+    report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, _loop(loop), timeout, resume,
+                             ssh, store_url, _budgets(budgets), out.progress())
+    out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]))
+    return report["check"]["check"]["exit_code"]
+
+
+@main.group()
+def device():
+    """Devices: list an inventory, diagnose a device, clean up after edgeopt."""
+
+
+@device.command("list")
+@click.option("--group", "-g")
+@ssh_options
+@common
+def device_list(out, group, inventory, ssh):
+    """List the devices of an inventory (or one group of it)."""
+    from . import api
+    from .report.tables import devices_table
+    if not inventory:
+        raise click.UsageError("device list needs --inventory FILE")
+    items = api.devices(inventory, group)
+    out.emit(items, devices_table(items))
+
+
+@device.command("doctor")
+@click.argument("name")
+@ssh_options
+@common
+def device_doctor(out, name, inventory, ssh):
+    """Say what device NAME lacks to run benchmarks (Python, numpy, its runtime) and how to install it."""
+    from . import api
+    from .report.tables import doctor_table
+    report = api.device_doctor(name, inventory, ssh, out.progress())
+    out.emit(report, doctor_table(report))
+    return 0 if report["ok"] else 3
+
+
+@device.command("clean")
+@click.argument("name")
+@ssh_options
+@common
+def device_clean(out, name, inventory, ssh):
+    """Remove what edgeopt left on device NAME: cached agents and bundles, stale run directories."""
+    from . import api
+    report = api.device_clean(name, inventory, ssh)
+    out.emit(report, f"{name}: freed {report['freed_bytes'] / 1048576:.1f} MiB")
+
+
+@main.command()
+@click.option("--device", "-d", help="Only this device.")
+@click.option("--bundle", "-b", help="Only this bundle name.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--store", "store_url", help="SQLAlchemy URL [default: sqlite in --results-dir].")
+@common
+def history(out, device, bundle, limit, results_dir, store_url):
+    """Past results from the results store, newest first."""
+    from . import api
+    from .report.tables import history_table
+    rows = api.history(results_dir, store_url, device, bundle, limit)
+    out.emit(rows, history_table(rows))
 
 
 @main.command()

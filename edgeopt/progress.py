@@ -18,8 +18,36 @@ class Progress:
     def finish(self) -> None:
         pass
 
+    def close(self) -> None:
+        """The command is over: stop anything drawing."""
+        self.finish()
+
     def log(self, line: str) -> None:
         """A raw line from a subprocess (runtime warnings); shown only when debugging."""
+
+    def device_state(self, device: str, state: str, detail: str = "") -> None:
+        """A fleet device moved to `state` (queued, connecting, uploading, measuring, ok, failed)."""
+
+
+class DeviceProgress(Progress):
+    """What one device's transport reports, folded into the fleet view's row for that device."""
+
+    def __init__(self, parent: Progress, device: str):
+        self.parent, self.device = parent, device
+        self.label, self.total, self.done = "", None, 0
+
+    def start(self, label, total=None):
+        self.label, self.total, self.done = label, total, 0
+        self.parent.device_state(self.device, label)
+
+    def advance(self, n=1):
+        self.done += n
+        if self.total:
+            self.parent.device_state(self.device, self.label, f"{100 * self.done // self.total}%")
+
+    def status(self, message):
+        phase, _, detail = message.partition(": ")
+        self.parent.device_state(self.device, phase, detail)
 
 
 SILENT = Progress()

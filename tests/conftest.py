@@ -62,3 +62,23 @@ def int8_result(bundles, tmp_path_factory):
     """A real benchmark result of the INT8 bundle on the local device."""
     doc = api.bench(bundles["int8"], "local", tmp_path_factory.mktemp("results"), loop=FAST_LOOP)
     return doc
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """Real sshd devices on loopback (tests/sshd.py); skipped with the reason where sshd is missing."""
+    import sshd
+    reason = sshd.available()
+    if reason:
+        pytest.skip(reason)
+    devices = sshd.Lab(tmp_path_factory.mktemp("lab"))
+    yield devices
+    devices.stop()
+
+
+def write_inventory(path, lab, devices, groups=None, **overrides):
+    """edgeopt's own YAML inventory for `devices` (sshd.Device objects) of `lab`."""
+    import yaml
+    entries = {d.name: dict(lab.inventory_entry(d), **overrides.get(d.name, {})) for d in devices}
+    path.write_text(yaml.safe_dump({"devices": entries, "groups": groups or {}}, allow_unicode=True))
+    return path

@@ -70,9 +70,18 @@ def test_agent_child_timeout_yields_failed_document(bundles, tmp_path):
     assert doc["device"]["hostname"]  # what was gathered before the failure is kept
 
 
-def test_unknown_device(cli, bundles):
-    r = cli("bench", bundles["fp32"], "--device", "pi-kitchen")
-    assert r.exit_code == 2 and "unknown device 'pi-kitchen'" in r.stderr
+def test_unreachable_device_is_exit_3_and_its_failure_is_saved(cli, bundles, tmp_path):
+    r = cli("bench", bundles["fp32"], "--device", "pi-kitchen.invalid", "--results-dir", tmp_path)
+    assert r.exit_code == 3
+    errors = [line for line in r.stderr.splitlines() if line.startswith("edgeopt: error:")]
+    assert len(errors) == 1 and "device pi-kitchen.invalid: cannot connect to" in errors[0]
+    saved = json.loads((tmp_path / f"{bundles['fp32'].stem}@pi-kitchen.invalid.json").read_text())
+    assert saved["status"] == "failed" and "cannot connect" in saved["error"]["message"]
+
+
+def test_device_name_that_is_no_address(cli, bundles):
+    r = cli("bench", bundles["fp32"], "--device", "not a host!")
+    assert r.exit_code == 2 and "is not in the inventory and is not an SSH address" in r.stderr
 
 
 def test_probe_reports_device_facts(cli):

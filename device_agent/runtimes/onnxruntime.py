@@ -24,7 +24,11 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
         missing = [p for p in providers if p not in ort.get_available_providers()]
         if missing:
             raise AgentError("onnxruntime on this device lacks execution provider(s) %s" % ", ".join(missing))
-        self.session = ort.InferenceSession(model_path, sess_options=so, providers=providers)
+        try:
+            self.session = ort.InferenceSession(model_path, sess_options=so, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise AgentError("onnxruntime %s cannot load the model: %s" % (ort.__version__, first[:300]))
         self.providers = self.session.get_providers()
 
     def infer(self, feed):

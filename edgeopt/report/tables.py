@@ -126,3 +126,53 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
 def warning_lines(report: dict) -> list:
     """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison."""
     return [f"[yellow]warning[/] {e['bundle']}@{e['device']}: {w}" for e in report["results"] for w in e["warnings"]]
+
+
+def fleet_table(report: dict) -> Table:
+    t = Table(title=f"Fleet run {report['run_id']}")
+    for col, just in (("device", "left"), ("status", "left"), ("p50 ms", "right"), ("p90 ms", "right"),
+                      ("p99 ms", "right"), ("peak RSS MiB", "right"), ("power W", "right"), ("budgets", "left")):
+        t.add_column(col, justify=just)
+    rows = {r["device"]: r for r in report["check"]["rows"]}
+    for name, doc in report["documents"].items():
+        if doc.get("status") != "ok":
+            t.add_row(name, "[red]failed[/]", "—", "—", "—", "—", "—", doc["error"]["message"])
+            continue
+        lat, row = doc["latency"], rows.get(name, {})
+        power = doc.get("power", {})
+        t.add_row(name, "[green]ok[/]" + (" (kept)" if name in report["skipped"] else ""),
+                  _num(lat.get("p50_ms"), "{:.3f}"), _num(lat.get("p90_ms"), "{:.3f}"), _num(lat.get("p99_ms"), "{:.3f}"),
+                  _num(doc["memory"].get("peak_rss_mb"), "{:.1f}"),
+                  _num(power.get("mean_w"), "{:.2f}") if power.get("available", True) else "n/a",
+                  row.get("verdict", "—"))
+    return t
+
+
+def devices_table(devices: list) -> Table:
+    t = Table(title="Devices")
+    for col in ("name", "address", "python", "profile", "workdir"):
+        t.add_column(col)
+    for d in devices:
+        address = "local" if d["connection"] == "local" else \
+            f"{d['user'] + '@' if d['user'] else ''}{d['host']}{':' + str(d['port']) if d['port'] else ''}"
+        t.add_row(d["name"], address, d["python"], d["profile"] or "—", d["workdir"])
+    return t
+
+
+def doctor_table(report: dict) -> Table:
+    t = Table(title=f"Device {report['device']}")
+    for col in ("check", "status", "detail", "to fix"):
+        t.add_column(col)
+    for c in report["checks"]:
+        t.add_row(c["check"], "[green]ok[/]" if c["ok"] else "[red]missing[/]", c["detail"], c["hint"])
+    return t
+
+
+def history_table(rows: list) -> Table:
+    t = Table(title="History")
+    for col in ("created", "bundle", "device", "status", "p90 ms", "peak RSS MiB", "top-1"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["created"][:19], r["bundle"] or "—", r["device"], r["status"], _num(r["p90_ms"], "{:.3f}"),
+                  _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"))
+    return t

@@ -1,12 +1,36 @@
-"""Transports move the agent and the bundle to a device and run the agent there."""
+"""Transports move the agent and the bundle to a device and run the agent there.
+
+`local` runs here; anything else is an SSH device: a name from the inventory, or an
+~/.ssh/config alias / hostname, optionally `user@host:port`.
+"""
 from __future__ import annotations
+
+import re
 
 from ..errors import BadInput
 
 
-def for_device(name: str):
+def resolve_device(name: str, inventory=None):
+    """The DeviceSpec for `name`: from the inventory when it has one, else an SSH address."""
+    from ..inventory import make_device
+    if inventory is not None and name in inventory.devices:
+        return inventory.devices[name]
     if name == "local":
+        return make_device("local", {"connection": "local"}, "built-in")
+    match = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>\d+))?", name)
+    if not match:
+        raise BadInput(f"device {name!r} is not in the inventory and is not an SSH address (host, user@host:port)")
+    return make_device(name, {"host": match["host"].strip("[]"), "user": match["user"], "port": match["port"]},
+                       "command line")
+
+
+def for_spec(spec, ssh_options=None):
+    if spec.connection == "local":
         from .local import LocalTransport
-        return LocalTransport()
-    raise BadInput(f"unknown device {name!r}: this version measures on 'local' only "
-                   "(SSH devices and inventories come with the fleet support)")
+        return LocalTransport(spec.name)
+    from .ssh import SshTransport
+    return SshTransport(spec, ssh_options)
+
+
+def for_device(name: str, inventory=None, ssh_options=None):
+    return for_spec(resolve_device(name, inventory), ssh_options)

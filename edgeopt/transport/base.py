@@ -17,6 +17,10 @@ AGENT_PREFIX = "[agent] "
 class Transport:
     name = ""
     device = ""
+    progress = SILENT
+
+    def __init__(self):
+        self.transfers = []    # one entry per put(): what was needed, what was actually sent
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         """Make `local` available on the device; returns its path there."""
@@ -29,7 +33,20 @@ class Transport:
     def python(self) -> str:
         raise NotImplementedError
 
+    def workdir(self) -> str:
+        """The device-side directory for the content-addressed store, run directories and the lock."""
+        raise NotImplementedError
+
+    def agent_args(self) -> list:
+        """Device-side lock (one benchmark at a time) and run directory for `agent bench`."""
+        root = self.workdir()
+        return ["--lock", f"{root}/lock", "--workdir", f"{root}/runs"]
+
+    def close(self) -> None:
+        pass
+
     def _agent(self, args: list, progress, timeout: float) -> tuple:
+        self.progress = progress
         agent = self.put(agent_zipapp.build(), "agent")
 
         def on_line(line: str):
@@ -48,8 +65,9 @@ class Transport:
 
     def bench(self, bundle: pathlib.Path, agent_args: list, progress=SILENT, timeout: float = 900.0) -> tuple:
         """(result document, agent exit code). A broken agent still yields a 'failed' document."""
+        self.progress = progress
         remote_bundle = self.put(pathlib.Path(bundle), "bundle")
-        code, out = self._agent(["bench", remote_bundle] + agent_args, progress, timeout)
+        code, out = self._agent(["bench", remote_bundle] + self.agent_args() + agent_args, progress, timeout)
         try:
             doc = _parse(out, self.device)
         except DeviceFailure as e:
@@ -57,7 +75,7 @@ class Transport:
                    "error": {"message": str(e), "exit_code": 3, "kind": "device"}}
             code = code or 3
         doc.setdefault("device", {})["name"] = self.device
-        doc["transport"] = self.name
+        doc["transport"] = {"name": self.name, "transfers": self.transfers}
         return doc, code
 
 

@@ -16,12 +16,17 @@ from .base import Transport
 class LocalTransport(Transport):
     name = "local"
 
-    def __init__(self):
-        self.device = "local"
+    def __init__(self, device: str = "local"):
+        super().__init__()
+        self.device = device
         self.hostname = socket.gethostname()
 
     def python(self) -> str:
         return sys.executable
+
+    def workdir(self) -> str:
+        from ..agent_zipapp import cache_dir
+        return str(cache_dir() / "local-device")
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         if not local.is_file():

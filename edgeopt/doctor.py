@@ -1,0 +1,88 @@
+"""`edgeopt device doctor`: what a device lacks to run benchmarks, and how to install it."""
+from __future__ import annotations
+
+from .errors import DeviceFailure
+from .progress import SILENT
+from .transport.base import _parse
+
+MIN_PYTHON = (3, 8)
+# Profile backend -> the runtime adapters that can run its artifacts, with the pip package to suggest.
+RUNTIME_FOR_BACKEND = {"onnxruntime": [("onnxruntime", "onnxruntime")], "openvino": [("openvino", "openvino")],
+                       "tflite": [("litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime")],
+                       "tensorrt": [("tensorrt", "tensorrt (ships with JetPack)")]}
+PY_VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+
+
+def _check(name, ok, detail, hint=""):
+    return {"check": name, "ok": bool(ok), "detail": detail, "hint": hint}
+
+
+def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
+    """Ordered checks; stops at the first one that makes the rest meaningless (no connection, no Python)."""
+    py = spec.python
+    checks = []
+    try:
+        code, out = transport.run([py, "-c", PY_VERSION], lambda line: None, 30)
+    except DeviceFailure as e:
+        return [_check("connection", False, str(e), "see the message; `ssh` to the device by hand to compare")]
+    where = getattr(transport, "address", spec.host)
+    checks.append(_check("connection", True, f"{where} reachable, host key verified"))
+    if code != 0:
+        return checks + [_check("python", False, f"{py!r} did not run (exit {code})",
+                                "install Python 3.8+ or set the device's `python` in the inventory")]
+    version = tuple(int(x) for x in out.strip().split("."))
+    checks.append(_check("python", version >= MIN_PYTHON, f"{py} is Python {out.strip()}",
+                         "" if version >= MIN_PYTHON else "the agent needs Python 3.8 or newer"))
+    if version < MIN_PYTHON:
+        return checks
+    code, out = transport._agent(["probe"], progress, 120)
+    facts = _parse(out, spec.name) if code == 0 else {}
+    checks.append(_check("agent", code == 0, f"agent runs from {transport.workdir()}/store" if code == 0 else
+                         f"agent probe failed (exit {code})", "" if code == 0 else "rerun with --debug"))
+    if code != 0:
+        return checks
+    checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",
+                         "" if facts.get("numpy") else f"{py} -m pip install numpy"))
+    checks += _runtime_checks(facts.get("runtimes") or {}, py, profile)
+    return checks
+
+
+def _runtime_checks(runtimes: dict, py: str, profile) -> list:
+    if profile is None:
+        present = {k: v for k, v in runtimes.items() if v}
+        return [_check("runtime", bool(present), ", ".join(f"{k} {v}" for k, v in present.items()) or "none",
+                       "" if present else f"{py} -m pip install onnxruntime (or the runtime of your profile)")]
+    wanted = RUNTIME_FOR_BACKEND.get(profile.backend, [])
+    found = [(name, runtimes[name]) for name, _ in wanted if runtimes.get(name)]
+    if found:
+        return [_check("runtime", True, f"{found[0][0]} {found[0][1]} for profile {profile.name}")]
+    known = [name for name, _ in wanted if name in runtimes]
+    hint = f"{py} -m pip install {wanted[0][1]}" if wanted else ""
+    detail = (f"profile {profile.name} needs {' or '.join(n for n, _ in wanted)}; not installed"
+              if known or not wanted else f"this agent version has no adapter for {profile.backend} yet")
+    return [_check("runtime", False, detail, hint)]
+
+
+CLEAN_SCRIPT = r"""
+import os, shutil, sys
+root = sys.argv[1]
+freed = 0
+for sub in ("store", "runs"):
+    path = os.path.join(root, sub)
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                freed += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
+print(freed)
+"""
+
+
+def clean(transport, spec) -> int:
+    """Remove the device's cached agents, bundles and leftover run directories; returns bytes freed."""
+    code, out = transport.run([spec.python, "-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
+    if code != 0:
+        raise DeviceFailure(f"device {spec.name}: clean-up failed (exit {code})")
+    return int(out.strip() or 0)

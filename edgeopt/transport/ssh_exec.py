@@ -1,0 +1,115 @@
+"""Running commands and streaming files over an open SSH connection, with deadlines and
+prompt detection of a device that went away."""
+from __future__ import annotations
+
+import select
+import time
+
+from ..errors import DeviceFailure
+
+CHUNK = 1 << 20
+POLL = 0.25
+
+
+def _session(client, device):
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise DeviceFailure(f"device {device}: connection lost")
+    try:
+        return transport.open_session(timeout=10)
+    except Exception as e:  # paramiko raises SSHException, EOFError or socket errors here
+        raise DeviceFailure(f"device {device}: cannot open a session: {e or type(e).__name__}") from None
+
+
+def _alive(client, device, what):
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise DeviceFailure(f"device {device}: connection lost during {what}")
+
+
+def run_command(client, device, command, on_line, timeout):
+    """Run `command` (already quoted); stderr lines go to on_line. Returns (exit code, stdout)."""
+    chan = _session(client, device)
+    chan.exec_command(command)
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    while True:
+        select.select([chan], [], [], POLL)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+            *lines, rest = err.split(b"\n")
+            err = bytearray(rest)
+            for line in lines:
+                on_line(line.decode("utf-8", "replace"))
+        while chan.recv_ready():
+            out += chan.recv(CHUNK)
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        _alive(client, device, "the agent run")
+        if time.monotonic() > deadline:
+            chan.close()
+            raise DeviceFailure(f"device {device}: agent did not finish within {timeout:.0f} s")
+    code = chan.recv_exit_status()
+    if err:
+        on_line(err.decode("utf-8", "replace"))
+    chan.close()
+    if code == -1:
+        raise DeviceFailure(f"device {device}: connection lost during the agent run")
+    return code, out.decode("utf-8", "replace")
+
+
+def _read_line(chan, client, device, timeout=30.0):
+    buf, deadline = bytearray(), time.monotonic() + timeout
+    while b"\n" not in buf:
+        select.select([chan], [], [], POLL)
+        if chan.recv_ready():
+            buf += chan.recv(4096)
+        elif chan.exit_status_ready():
+            break
+        _alive(client, device, "the upload")
+        if time.monotonic() > deadline:
+            raise DeviceFailure(f"device {device}: no answer from the upload helper within {timeout:.0f} s")
+    return buf.decode("utf-8", "replace").strip()
+
+
+def _stderr(chan):
+    data = bytearray()
+    while chan.recv_stderr_ready():
+        data += chan.recv_stderr(65536)
+    text = data.decode("utf-8", "replace").strip().splitlines()
+    return text[-1] if text else ""
+
+
+def stream_upload(client, device, command, local, size, progress, kind) -> int:
+    """Send `local` to the upload helper started by `command`; returns bytes sent (0 if cached)."""
+    chan = _session(client, device)
+    chan.exec_command(command)
+    answer = _read_line(chan, client, device)
+    if answer == "cached":
+        chan.recv_exit_status()
+        chan.close()
+        return 0
+    if answer != "send":
+        reason = _stderr(chan) or answer or "no answer"
+        raise DeviceFailure(f"device {device}: cannot store the {kind} on the device: {reason}")
+    progress.start(f"uploading {kind}", total=size)
+    sent = 0
+    try:
+        with open(local, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK), b""):
+                try:
+                    chan.sendall(block)
+                except OSError as e:
+                    raise DeviceFailure(f"device {device}: connection lost during the {kind} upload: {e}") from None
+                sent += len(block)
+                progress.advance(len(block))
+                _alive(client, device, f"the {kind} upload")
+    finally:
+        progress.finish()
+    chan.shutdown_write()
+    result = _read_line(chan, client, device, timeout=120)
+    code = chan.recv_exit_status()
+    chan.close()
+    if result != "ok" or code != 0:
+        raise DeviceFailure(f"device {device}: {kind} upload failed ({result or _stderr(chan) or code})")
+    return sent

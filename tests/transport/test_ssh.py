@@ -1,0 +1,153 @@
+"""One device over real OpenSSH: host keys, auth, caching, quoting, a missing runtime, doctor, clean."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FAST_BENCH_ARGS, write_inventory
+from edgeopt.transport.ssh import quote_argv
+
+
+def _bench(cli, lab, bundle, inventory, device, tmp_path, *extra):
+    return cli("bench", bundle, "--device", device, "--inventory", inventory, "--known-hosts", lab.known_hosts,
+               "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json", *extra)
+
+
+def test_bench_over_ssh_then_nothing_is_uploaded_again(cli, lab, bundles, tmp_path):
+    dev = lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = _bench(cli, lab, bundles["int8"], inv, "pi-one", tmp_path)
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["status"] == "ok" and doc["device"]["name"] == "pi-one" and doc["transport"]["name"] == "ssh"
+    assert doc["accuracy"]["top1"] > 0.95
+    sent = {t["kind"]: t["sent_bytes"] for t in doc["transport"]["transfers"]}
+    assert sent["bundle"] == bundles["int8"].stat().st_size and sent["agent"] > 0
+    store = pathlib.Path(lab.inventory_entry(dev)["workdir"]) / "store"
+    assert sorted(p.suffix for p in store.iterdir()) == [".edgepkg", ".pyz"]
+    again = _bench(cli, lab, bundles["int8"], inv, "pi-one", tmp_path).json()
+    assert [t["sent_bytes"] for t in again["transport"]["transfers"]] == [0, 0]
+    assert not list((store.parent / "runs").iterdir())  # the run directory was cleaned up
+
+
+def test_unknown_host_key_is_refused_unless_trusted(cli, lab, bundles, tmp_path):
+    dev = lab.add("pi-unknown", 1, known=False)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = _bench(cli, lab, bundles["fp32"], inv, "pi-unknown", tmp_path)
+    assert r.exit_code == 3
+    assert f"host key of [{dev.host}]:{dev.port} is unknown" in r.stderr
+    assert f"ssh-keyscan -p {dev.port} {dev.host} >> {lab.known_hosts}" in r.stderr and "--trust-new-host-keys" in r.stderr
+    assert "Traceback" not in r.stderr
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    r = cli("bench", bundles["fp32"], "--device", "pi-unknown", "--inventory", inv, "--known-hosts", known,
+            "--trust-new-host-keys", "--results-dir", tmp_path / "r", *FAST_BENCH_ARGS, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert known.read_text().strip() == dev.known_hosts_line  # remembered: no trust needed next time
+    r = cli("bench", bundles["fp32"], "--device", "pi-unknown", "--inventory", inv, "--known-hosts", known,
+            "--results-dir", tmp_path / "r", *FAST_BENCH_ARGS, "--quiet")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_changed_host_key_is_refused_even_with_trust_on_first_use(cli, lab, bundles, tmp_path):
+    dev = lab.add("pi-changed", 2, known=False)
+    other = lab.devices["pi-one"] if "pi-one" in lab.devices else lab.add("pi-other", 3)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[{dev.host}]:{dev.port} {other.host_key}\n")  # a different device's key
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = cli("bench", bundles["fp32"], "--device", "pi-changed", "--inventory", inv, "--known-hosts", known,
+            "--trust-new-host-keys", "--results-dir", tmp_path / "r")
+    assert r.exit_code == 3
+    assert f"HOST KEY CHANGED for [{dev.host}]:{dev.port}" in r.stderr and "refused" in r.stderr
+    assert "ssh-keygen" in r.stderr
+
+
+def test_refused_authentication(cli, lab, bundles, tmp_path):
+    dev = lab.add("pi-noauth", 4, authorized=False)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = _bench(cli, lab, bundles["fp32"], inv, "pi-noauth", tmp_path)
+    assert r.exit_code == 3 and "device pi-noauth: authentication refused for" in r.stderr
+
+
+def test_ssh_config_alias_without_inventory(cli, lab, bundles, tmp_path):
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    entry = lab.inventory_entry(dev)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host kitchen\n  HostName {dev.host}\n  Port {dev.port}\n  User {entry['user']}\n"
+                      f"  IdentityFile {entry['key']}\n")
+    r = cli("device", "doctor", "kitchen", "--ssh-config", config, "--known-hosts", lab.known_hosts, "--json")
+    connection = r.json()["checks"][0]
+    assert connection["ok"] and connection["check"] == "connection"
+    assert connection["detail"] == f"{entry['user']}@{dev.host}:{dev.port} reachable, host key verified"
+
+
+def test_hostile_paths_and_names_round_trip_without_reaching_a_shell(cli, lab, bundles, tmp_path):
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    hostile = tmp_path / "work dir; $(touch PWNED) `touch PWNED2` 'q' \"dq\" ünï"
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{"pi-one": {"workdir": str(hostile)}})
+    bundle = tmp_path / "my bundle; $(touch PWNED3) 'x'.edgepkg"
+    bundle.write_bytes(bundles["fp32"].read_bytes())
+    r = _bench(cli, lab, bundle, inv, "pi-one", tmp_path)
+    assert r.exit_code == 0, r.stderr
+    assert (hostile / "store").is_dir() and len(list((hostile / "store").iterdir())) == 2
+    home = pathlib.Path.home()
+    for where in (tmp_path, home, pathlib.Path.cwd(), hostile):
+        assert not any(where.glob("PWNED*"))
+
+
+@pytest.mark.parametrize("arg", ["plain", "with space", "semi;colon", "$(whoami)", "`id`", "it's", 'dq"x', "ünï cödé",
+                                 "new\nline", "-dash", "*glob?", ""])
+def test_quote_argv_round_trips_through_a_real_shell(arg):
+    out = subprocess.run(["sh", "-c", "printf '%s\\0' " + quote_argv([arg, "end"])], capture_output=True).stdout
+    assert out.decode().split("\0")[:2] == [arg, "end"]
+
+
+def test_device_without_the_runtime_gets_a_clear_error_and_doctor_says_how_to_fix(cli, lab, bundles, tmp_path):
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    shadow = tmp_path / "shadow" / "onnxruntime"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    python = tmp_path / "python-without-ort"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={shadow.parent} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{"pi-one": {"python": str(python),
+                                                                           "profile": "generic"}})
+    r = _bench(cli, lab, bundles["fp32"], inv, "pi-one", tmp_path)
+    assert r.exit_code == 3
+    assert "has no onnxruntime: install it with" in r.stderr and "pip install onnxruntime" in r.stderr
+    r = cli("device", "doctor", "pi-one", "--inventory", inv, "--known-hosts", lab.known_hosts, "--json")
+    assert r.exit_code == 3
+    checks = {c["check"]: c for c in r.json()["checks"]}
+    assert checks["python"]["ok"] and checks["numpy"]["ok"] and not checks["runtime"]["ok"]
+    assert checks["runtime"]["hint"] == f"{python} -m pip install onnxruntime"
+
+
+def test_doctor_healthy_device_and_clean(cli, lab, bundles, tmp_path):
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{"pi-one": {"profile": "generic"}})
+    r = cli("device", "doctor", "pi-one", "--inventory", inv, "--known-hosts", lab.known_hosts)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "missing" not in r.stdout and "onnxruntime" in r.stdout
+    assert _bench(cli, lab, bundles["fp32"], inv, "pi-one", tmp_path).exit_code == 0
+    r = cli("device", "clean", "pi-one", "--inventory", inv, "--known-hosts", lab.known_hosts, "--json")
+    assert r.exit_code == 0 and r.json()["freed_bytes"] > bundles["fp32"].stat().st_size
+    assert not (pathlib.Path(lab.inventory_entry(dev)["workdir"]) / "store").exists()
+
+
+def test_second_benchmark_on_a_busy_device_waits_then_fails_clearly(bundles, tmp_path):
+    import fcntl
+    from edgeopt.agent_zipapp import build
+    lock = tmp_path / "lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 1 since earlier")
+        held.flush()
+        p = subprocess.run([sys.executable, str(build()), "bench", str(bundles["fp32"]), "--lock", str(lock),
+                            "--lock-wait", "1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3
+    doc = json.loads(p.stdout)
+    assert doc["status"] == "failed" and "device busy: another edgeopt benchmark holds" in doc["error"]["message"]
+    assert "waiting for another benchmark" in p.stderr
