@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 PY38 ?= $(firstword $(wildcard /root/.pyenv/versions/3.8.*/bin/python3.8) $(shell command -v python3.8))
 PY38_VENV := .cache/py38
 
-.PHONY: demo test install install-dev agent-py38 benchmarks clean
+# Debian packages the tests use: real sshd devices, and network namespaces with tc/nftables.
+APT_PACKAGES := openssh-server iproute2 nftables
+
+.PHONY: demo test install install-dev system-deps agent-py38 benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +31,18 @@ agent-py38:
 	  $(PY38) -m venv $(PY38_VENV) && $(PY38_VENV)/bin/pip install -q numpy==1.24.4 onnxruntime==1.19.2 \
 	  || { rm -rf $(PY38_VENV); exit 1; }; fi
 
+# Installs the Debian packages above when one is missing (root and apt-get needed; else says why).
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else echo "missing Debian packages: $$missing (the tests that need them will skip)"; fi; fi
+
 demo: install
 	$(BIN)/edgeopt demo
 
-test: install-dev agent-py38
+test: system-deps install-dev agent-py38
 	$(BIN)/python -m pytest -q
 
 benchmarks: install-dev

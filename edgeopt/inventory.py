@@ -198,7 +198,10 @@ def _ansible_ini(text, path) -> Inventory:
             raise BadInput(f"inventory {path}: unknown section kind [{section}]")
         else:
             for line in lines:
-                words = shlex.split(line)
+                try:
+                    words = shlex.split(line)
+                except ValueError as e:
+                    raise BadInput(f"inventory {path}: [{section}] line {line!r}: {e}") from None
                 host_vars.setdefault(words[0], {}).update(dict(_pair(w, path) for w in words[1:]))
                 groups.setdefault(group, []).append(words[0])
     for group, kids in children.items():

@@ -2,8 +2,11 @@
 prompt detection of a device that went away."""
 from __future__ import annotations
 
+import contextlib
 import select
 import time
+
+import paramiko
 
 from ..errors import DeviceFailure
 
@@ -27,8 +30,22 @@ def _alive(client, device, what):
         raise DeviceFailure(f"device {device}: connection lost during {what}")
 
 
+@contextlib.contextmanager
+def _connection_lost_is(device, what):
+    """paramiko reports a vanished peer as EOFError, socket errors or SSHException, depending on timing."""
+    try:
+        yield
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        raise DeviceFailure(f"device {device}: connection lost during {what} ({type(e).__name__})") from None
+
+
 def run_command(client, device, command, on_line, timeout):
     """Run `command` (already quoted); stderr lines go to on_line. Returns (exit code, stdout)."""
+    with _connection_lost_is(device, "the agent run"):
+        return _run_command(client, device, command, on_line, timeout)
+
+
+def _run_command(client, device, command, on_line, timeout):
     chan = _session(client, device)
     chan.exec_command(command)
     deadline = time.monotonic() + timeout
@@ -82,6 +99,11 @@ def _stderr(chan):
 
 def stream_upload(client, device, command, local, size, progress, kind) -> int:
     """Send `local` to the upload helper started by `command`; returns bytes sent (0 if cached)."""
+    with _connection_lost_is(device, f"the {kind} upload"):
+        return _stream_upload(client, device, command, local, size, progress, kind)
+
+
+def _stream_upload(client, device, command, local, size, progress, kind) -> int:
     chan = _session(client, device)
     chan.exec_command(command)
     answer = _read_line(chan, client, device)
@@ -97,10 +119,7 @@ def stream_upload(client, device, command, local, size, progress, kind) -> int:
     try:
         with open(local, "rb") as f:
             for block in iter(lambda: f.read(CHUNK), b""):
-                try:
-                    chan.sendall(block)
-                except OSError as e:
-                    raise DeviceFailure(f"device {device}: connection lost during the {kind} upload: {e}") from None
+                chan.sendall(block)
                 sent += len(block)
                 progress.advance(len(block))
                 _alive(client, device, f"the {kind} upload")
@@ -110,6 +129,8 @@ def stream_upload(client, device, command, local, size, progress, kind) -> int:
     result = _read_line(chan, client, device, timeout=120)
     code = chan.recv_exit_status()
     chan.close()
+    if code == -1:  # the channel closed without an exit status: the device or its sshd went away
+        raise DeviceFailure(f"device {device}: connection lost during the {kind} upload")
     if result != "ok" or code != 0:
         raise DeviceFailure(f"device {device}: {kind} upload failed ({result or _stderr(chan) or code})")
     return sent

@@ -1,0 +1,119 @@
+"""Fleets over real OpenSSH devices: parallel runs, every outcome kept, failures isolated, --resume."""
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import FAST_BENCH_ARGS, FAST_LOOP, write_inventory
+from edgeopt import api
+from edgeopt.progress import Progress
+from edgeopt.store import Store
+from edgeopt.transport.ssh import SshOptions
+
+
+def _devices(lab, prefix, start, count, **kwargs):
+    """Devices named prefix0.., reused when an earlier test of this module started them."""
+    return [lab.devices.get(f"{prefix}{i}") or lab.add(f"{prefix}{i}", start + i, **kwargs) for i in range(count)]
+
+
+def test_fleet_of_eight_in_parallel(cli, lab, bundles, tmp_path):
+    devices = _devices(lab, "node-", 0, 8)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, devices, groups={"lab": [d.name for d in devices[:8]]})
+    r = cli("fleet", "bench", bundles["int8"], "--inventory", inv, "--group", "lab", "--parallel", "4",
+            "--known-hosts", lab.known_hosts, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+    assert r.exit_code == 0, r.stderr
+    report = r.json()
+    assert sorted(report["succeeded"]) == sorted(d.name for d in devices) and report["failed"] == {}
+    assert all(doc["accuracy"]["top1"] > 0.95 for doc in report["documents"].values())
+    run_dir = pathlib.Path(report["run_dir"])
+    assert len(list(run_dir.glob("node-*.json"))) == 8
+    rows = Store(f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}").history()
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    r = cli("check", *sorted(run_dir.glob("node-*.json")), "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 0
+    r = cli("history", "--results-dir", tmp_path / "results", "--device", "node-3", "--json")
+    assert [row["device"] for row in r.json()] == ["node-3"]
+
+
+def test_ansible_inventory_used_unchanged_for_a_fleet(cli, lab, bundles, tmp_path):
+    devices = _devices(lab, "node-", 0, 3)
+    lines = ["[pis]"]
+    for d in devices:
+        e = lab.inventory_entry(d)
+        lines.append(f"{d.name} ansible_host={d.host} ansible_port={d.port} ansible_user={e['user']} "
+                     f"ansible_ssh_private_key_file={e['key']} ansible_python_interpreter={e['python']} "
+                     f"edgeopt_workdir={e['workdir']}")
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("\n".join(lines) + "\n")
+    r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--group", "pis", "--known-hosts",
+            lab.known_hosts, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+    assert r.exit_code == 0, r.stderr
+    report = r.json()
+    assert report["succeeded"] == [d.name for d in devices]
+    assert all(doc["device"]["python"] for doc in report["documents"].values())
+
+
+class KillOn(Progress):
+    """Kills a device's sshd (listener, sessions, agent) the moment it reaches a given phase."""
+
+    def __init__(self, plan):
+        self.plan, self.states = plan, {}
+
+    def device_state(self, device, state, detail=""):
+        self.states.setdefault(device, []).append(state)
+        target = self.plan.get(device)
+        if target and state == target[0]:
+            target[1].kill()
+
+
+def test_failures_are_isolated_and_reported_with_reasons(lab, bundles, tmp_path):
+    ok = _devices(lab, "ok-", 20, 2)
+    up, mid = lab.add("dies-uploading", 30), lab.add("dies-measuring", 31)
+    noauth, unknown = lab.add("no-auth", 32, authorized=False), lab.add("unknown-key", 33, known=False)
+    devices = ok + [up, mid, noauth, unknown]
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
+    progress = KillOn({up.name: ("uploading bundle", up), mid.name: ("warm-up", mid)})
+    loop = dict(FAST_LOOP, min_seconds=1.0)
+    started = time.monotonic()
+    report = api.fleet_bench(bundles["int8"], inv, parallel=6, results_dir=tmp_path / "results", loop=loop,
+                             ssh_options=SshOptions(known_hosts=str(lab.known_hosts)), progress=progress)
+    assert time.monotonic() - started < 60
+    assert sorted(report["succeeded"]) == ["ok-0", "ok-1"]
+    failed = report["failed"]
+    assert set(failed) == {up.name, mid.name, noauth.name, unknown.name}
+    assert "connection lost during the bundle upload" in failed[up.name]
+    assert "connection lost during the agent run" in failed[mid.name]
+    assert "authentication refused" in failed[noauth.name]
+    assert "is unknown" in failed[unknown.name]
+    for name in failed:  # every failure is stored like a result, with its reason
+        saved = json.loads((pathlib.Path(report["run_dir"]) / f"{name}.json").read_text())
+        assert saved["status"] == "failed" and saved["error"]["message"] == failed[name]
+    assert report["check"]["check"]["exit_code"] == 3
+    assert sorted(p.stem for p in pathlib.Path(report["run_dir"]).glob("*.json") if p.stem != "run") == sorted(
+        d.name for d in devices)
+
+
+def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles, tmp_path):
+    devices = _devices(lab, "node-", 0, 4)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
+    args = ["fleet", "bench", str(bundles["fp32"]), "--inventory", str(inv), "--parallel", "1", "--known-hosts",
+            str(lab.known_hosts), "--results-dir", str(tmp_path / "results"), "--min-iterations", "50",
+            "--min-seconds", "1.5", "--warmup-seconds", "0", "--quiet"]
+    host = subprocess.Popen([sys.executable, "-m", "edgeopt", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    fleet_dir = tmp_path / "results" / "fleet"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(fleet_dir.glob("*/*/node-*.json"))) < 2:
+        time.sleep(0.1)
+    host.send_signal(signal.SIGKILL)
+    host.wait()
+    kept = sorted(p.stem for p in fleet_dir.glob("*/*/node-*.json"))
+    assert 2 <= len(kept) < 4
+    r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--resume", "--known-hosts", lab.known_hosts,
+            "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+    assert r.exit_code == 0, r.stderr
+    report = r.json()
+    assert sorted(report["skipped"]) == kept and sorted(report["succeeded"]) == [d.name for d in devices]
+    assert len(list(fleet_dir.glob("*/*/node-*.json"))) == 4 and len(list(fleet_dir.glob("*/*"))) == 1  # resumed in place
