@@ -66,14 +66,21 @@ def board_model():
     return _read("/proc/device-tree/model")
 
 
+def _version(dist):
+    """A distribution's version without importing it (the agent's start-up stays light)."""
+    try:
+        import importlib.metadata as metadata
+        return metadata.version(dist)
+    except ImportError:
+        return None
+    except Exception:  # PackageNotFoundError; its import path differs across versions
+        return None
+
+
 def probe():
     from .runtimes import available
 
-    try:
-        import numpy
-        numpy_version = numpy.__version__
-    except ImportError:
-        numpy_version = None
+    numpy_version = _version("numpy")
     facts = {
         "hostname": socket.gethostname(),
         "arch": platform.machine(),

@@ -3,7 +3,6 @@
 Order matters for clean memory figures: baseline, runtime import, model load, then the
 timed loop with the high-water mark reset just before it.
 """
-import importlib
 import json
 import os
 import time
@@ -42,9 +41,9 @@ def measure(root, manifest, threads, settings, with_accuracy=True):
     mem["rss_baseline_mb"] = memory.rss_mb()
     cls = adapter_class(manifest["runtime"]["name"])
     report("load", "importing %s" % cls.module)
-    importlib.import_module(cls.module)
-    mem["rss_after_import_mb"] = memory.rss_mb()
     adapter = cls(threads, manifest["runtime"].get("options"))
+    adapter.import_module()
+    mem["rss_after_import_mb"] = memory.rss_mb()
     t0 = time.perf_counter()
     adapter.load(os.path.join(root, *manifest["model"].split("/")))
     load_s = time.perf_counter() - t0

@@ -8,6 +8,7 @@ from .base import RuntimeAdapter
 class OnnxRuntimeAdapter(RuntimeAdapter):
     name = "onnxruntime"
     module = "onnxruntime"
+    distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
     install_hint = "pip install onnxruntime"
 
     def load(self, model_path):

@@ -105,14 +105,24 @@ def test_quote_argv_round_trips_through_a_real_shell(arg):
     assert out.decode().split("\0")[:2] == [arg, "end"]
 
 
+def _python_with_numpy_only(venv):
+    """A real venv whose only package is numpy (linked from this one): what a half-set-up board has."""
+    import numpy
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = pathlib.Path(numpy.__file__).parent.parent
+    shared = venv / "numpy-only"
+    shared.mkdir()
+    for entry in site.iterdir():
+        if entry.name.split("-")[0] in ("numpy", "numpy.libs"):
+            (shared / entry.name).symlink_to(entry)
+    target = next((venv / "lib").glob("python3*/site-packages"))
+    (target / "numpy-only.pth").write_text(str(shared) + "\n")
+    return venv / "bin" / "python"
+
+
 def test_device_without_the_runtime_gets_a_clear_error_and_doctor_says_how_to_fix(cli, lab, bundles, tmp_path):
     dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
-    shadow = tmp_path / "shadow" / "onnxruntime"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
-    python = tmp_path / "python-without-ort"
-    python.write_text(f"#!/bin/sh\nPYTHONPATH={shadow.parent} exec {sys.executable} \"$@\"\n")
-    python.chmod(0o755)
+    python = _python_with_numpy_only(tmp_path / "device-venv")
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{"pi-one": {"python": str(python),
                                                                            "profile": "generic"}})
     r = _bench(cli, lab, bundles["fp32"], inv, "pi-one", tmp_path)
