@@ -11,9 +11,9 @@ import tempfile
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import extract, manifest_digest
 from .lock import DeviceLock, remove_stale_runs
-from .measure import environment, stats
+from .measure import environment
 from .probe import physical_cores, probe
-from .progress import report
+from .progress import Heartbeat, report
 
 NOISY_CV = 0.10
 
@@ -109,11 +109,12 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
     """Returns (result document, exit code). A failure still yields a document, status 'failed'."""
     doc = _base_document(probe())
     try:
-        if lock is None:
-            return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
-        with DeviceLock(lock, lock_wait):
-            remove_stale_runs(workdir)
-            return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
+        with Heartbeat():  # verifying, waiting for the lock and measuring all show signs of life
+            if lock is None:
+                return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
+            with DeviceLock(lock, lock_wait):
+                remove_stale_runs(workdir)
+                return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
     except AgentError as e:
         return _failed(doc, e)
 
@@ -137,9 +138,7 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source)
         thermal_start = environment.thermal_snapshot()
         measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout)
-        summary = stats.summarize(measured["latency"]["samples_ms"])
-        latency = dict(measured["latency"], **summary)
-        latency["min_iterations"] = settings.min_iterations
+        latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
                    accuracy=measured["accuracy"], power=environment.power(),
                    thermal=environment.thermal(thermal_start, environment.thermal_snapshot()))

@@ -6,3 +6,31 @@ import sys
 def report(phase, message):
     sys.stderr.write("[agent] %s: %s\n" % (phase, message))
     sys.stderr.flush()
+
+
+HEARTBEAT_SECONDS = 2.0
+
+
+class Heartbeat(object):
+    """A line on stderr every few seconds while a long step runs, so the host can tell a
+    working device from a frozen one or a dead link."""
+
+    def __init__(self, interval=HEARTBEAT_SECONDS):
+        import threading
+        self.interval, self.stop_event = interval, threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="heartbeat")
+        self.thread.daemon = True
+
+    def _beat(self):
+        while not self.stop_event.wait(self.interval):
+            sys.stderr.write("[agent-heartbeat]\n")
+            sys.stderr.flush()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join()
+        return False

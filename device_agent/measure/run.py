@@ -11,7 +11,7 @@ import numpy as np
 
 from ..progress import report
 from ..runtimes import adapter_class
-from . import accuracy, latency, memory
+from . import accuracy, latency, memory, stats
 
 
 def _dtype(name):
@@ -58,6 +58,7 @@ def measure(root, manifest, threads, settings, with_accuracy=True):
     mem["peak_rss_mb"] = memory.peak_mb()
     mem["peak_scope"] = "timed loop" if peak_reset else "whole process (high-water mark could not be reset)"
     mem["swap_mb"] = memory.swap_mb()
+    lat.update(stats.summarize(samples))  # here, so the orchestrating parent never imports numpy
     lat["samples_ms"] = samples
     acc = accuracy.evaluate(adapter, manifest, root) if with_accuracy else {
         "available": False, "reason": "skipped (--no-accuracy)"}

@@ -12,6 +12,7 @@ from ..errors import DeviceFailure
 from ..progress import SILENT
 
 AGENT_PREFIX = "[agent] "
+HEARTBEAT = "[agent-heartbeat]"
 
 
 class Transport:
@@ -50,6 +51,8 @@ class Transport:
         agent = self.put(agent_zipapp.build(), "agent")
 
         def on_line(line: str):
+            if line.startswith(HEARTBEAT):
+                return
             if line.startswith(AGENT_PREFIX):
                 progress.status(line[len(AGENT_PREFIX):].strip())
             else:

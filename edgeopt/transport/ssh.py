@@ -106,7 +106,8 @@ class SshTransport(Transport):
 
     def run(self, argv, on_line, timeout):
         from .ssh_exec import run_command
-        return run_command(self.connect(), self.device, quote_argv(argv), on_line, timeout)
+        return run_command(self.connect(), self.device, quote_argv(argv), on_line, timeout,
+                           self.options.dead_peer_timeout)
 
     # --- upload ----------------------------------------------------------------------------
     def _upload(self, local: pathlib.Path, remote: str, sha: str, kind: str):
@@ -114,6 +115,7 @@ class SshTransport(Transport):
         size = local.stat().st_size
         cmd = quote_argv([self.python(), "-c", UPLOAD_SCRIPT, remote, sha, size])
         start = time.perf_counter()
-        sent = stream_upload(self.connect(), self.device, cmd, local, size, self.progress, kind)
+        sent = stream_upload(self.connect(), self.device, cmd, local, size, self.progress, kind,
+                             self.options.dead_peer_timeout)
         self.transfers.append({"kind": kind, "sha256": sha, "bytes": size, "sent_bytes": sent,
                                "seconds": round(time.perf_counter() - start, 4)})

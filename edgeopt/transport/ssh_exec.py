@@ -39,19 +39,29 @@ def _connection_lost_is(device, what):
         raise DeviceFailure(f"device {device}: connection lost during {what} ({type(e).__name__})") from None
 
 
-def run_command(client, device, command, on_line, timeout):
-    """Run `command` (already quoted); stderr lines go to on_line. Returns (exit code, stdout)."""
+def run_command(client, device, command, on_line, timeout, silence):
+    """Run `command` (already quoted); stderr lines go to on_line. Returns (exit code, stdout).
+
+    The agent writes a heartbeat every few seconds, so `silence` seconds without a byte means the
+    device froze or the network went away, whatever TCP believes."""
     with _connection_lost_is(device, "the agent run"):
-        return _run_command(client, device, command, on_line, timeout)
+        return _run_command(client, device, command, on_line, timeout, silence)
 
 
-def _run_command(client, device, command, on_line, timeout):
+def _run_command(client, device, command, on_line, timeout, silence):
     chan = _session(client, device)
     chan.exec_command(command)
     deadline = time.monotonic() + timeout
+    heard = time.monotonic()
     out, err = bytearray(), bytearray()
     while True:
         select.select([chan], [], [], POLL)
+        if chan.recv_stderr_ready() or chan.recv_ready():
+            heard = time.monotonic()
+        elif time.monotonic() - heard > silence:
+            chan.close()
+            raise DeviceFailure(f"device {device}: no sign of life for {silence:.0f} s during the agent run "
+                                "(device down or network lost)")
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
             *lines, rest = err.split(b"\n")
@@ -97,14 +107,16 @@ def _stderr(chan):
     return text[-1] if text else ""
 
 
-def stream_upload(client, device, command, local, size, progress, kind) -> int:
-    """Send `local` to the upload helper started by `command`; returns bytes sent (0 if cached)."""
+def stream_upload(client, device, command, local, size, progress, kind, silence) -> int:
+    """Send `local` to the upload helper started by `command`; returns bytes sent (0 if cached).
+    A send that makes no progress for `silence` seconds (the device stopped reading) fails."""
     with _connection_lost_is(device, f"the {kind} upload"):
-        return _stream_upload(client, device, command, local, size, progress, kind)
+        return _stream_upload(client, device, command, local, size, progress, kind, silence)
 
 
-def _stream_upload(client, device, command, local, size, progress, kind) -> int:
+def _stream_upload(client, device, command, local, size, progress, kind, silence) -> int:
     chan = _session(client, device)
+    chan.settimeout(silence)
     chan.exec_command(command)
     answer = _read_line(chan, client, device)
     if answer == "cached":

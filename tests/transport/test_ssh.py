@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -161,3 +162,42 @@ def test_second_benchmark_on_a_busy_device_waits_then_fails_clearly(bundles, tmp
     doc = json.loads(p.stdout)
     assert doc["status"] == "failed" and "device busy: another edgeopt benchmark holds" in doc["error"]["message"]
     assert "waiting for another benchmark" in p.stderr
+
+
+def _signal_device(device, sig):
+    import psutil
+    root = psutil.Process(device.proc.pid)
+    for p in [root] + root.children(recursive=True):
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_frozen_device_is_declared_dead_within_the_silence_timeout(lab, bundles, tmp_path):
+    """TCP stays up (the kernel still acknowledges) but the device does nothing: the agent's
+    heartbeat stops and the host gives up after the silence timeout, not after --timeout."""
+    import signal
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+    from edgeopt.progress import Progress
+    from edgeopt.transport.ssh import SshOptions
+    dev = lab.add("pi-frozen", 40)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    frozen = {}
+
+    class FreezeOnWarmup(Progress):
+        def status(self, message):
+            if message.startswith("warm-up") and not frozen:
+                _signal_device(dev, signal.SIGSTOP)
+                frozen["at"] = time.monotonic()
+
+    options = SshOptions(known_hosts=str(lab.known_hosts), connect_timeout=3, dead_peer_timeout=3)
+    try:
+        with pytest.raises(DeviceFailure, match="no sign of life for 3 s"):
+            api.bench(bundles["fp32"], "pi-frozen", tmp_path, loop={"min_seconds": 30, "max_iterations": 10 ** 9},
+                      timeout=120, progress=FreezeOnWarmup(), inventory=inv, ssh_options=options)
+        assert time.monotonic() - frozen["at"] < 3 + 2
+    finally:
+        _signal_device(dev, signal.SIGCONT)
+        dev.kill()
