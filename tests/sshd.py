@@ -63,19 +63,21 @@ class Device:
     dir: pathlib.Path
     host_key: str          # "ssh-ed25519 AAAA..."
     proc: subprocess.Popen = None
+    prefix: tuple = ()     # e.g. ("ip", "netns", "exec", NS) to run the device inside a network namespace
 
     @property
     def known_hosts_line(self) -> str:
-        return f"[{self.host}]:{self.port} {self.host_key}"
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {self.host_key}"
 
     def start(self):
-        self.proc = subprocess.Popen([SSHD, "-f", str(self.dir / "sshd_config"), "-D", "-e"],
+        self.proc = subprocess.Popen([*self.prefix, SSHD, "-f", str(self.dir / "sshd_config"), "-D", "-e"],
                                      stdout=subprocess.DEVNULL, stderr=open(self.dir / "sshd.log", "ab"),
                                      start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
                 return self
             except OSError:
                 if self.proc.poll() is not None:
@@ -114,16 +116,17 @@ class Lab:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)
 
-    def add(self, name: str, index: int, authorized: bool = True, known: bool = True) -> Device:
-        host = f"127.0.{1 + index // 250}.{2 + index % 250}"
+    def add(self, name: str, index: int, authorized: bool = True, known: bool = True, host: str = None,
+            prefix: tuple = ()) -> Device:
+        host = host or f"127.0.{1 + index // 250}.{2 + index % 250}"
         d = self.root / name
         d.mkdir(parents=True, exist_ok=True)
         host_key = keygen(d / "hostkey")
         host_key = " ".join(host_key.split()[:2])
         (d / "authorized_keys").write_text(self.client_pub + "\n" if authorized else "")
-        port = free_port(host)
+        port = 22 if prefix else free_port(host)
         (d / "sshd_config").write_text(CONFIG.format(host=host, port=port, dir=d))
-        device = Device(name, host, port, d, host_key).start()
+        device = Device(name, host, port, d, host_key, prefix=prefix).start()
         if known:
             with open(self.known_hosts, "a") as f:
                 f.write(device.known_hosts_line + "\n")
@@ -137,3 +140,52 @@ class Lab:
     def stop(self):
         for device in self.devices.values():
             device.kill()
+
+
+class NetnsLink:
+    """A network namespace joined to this one by a veth pair: a device "across a real link",
+    on addresses that exist only inside this test's own namespaces (TESTRIG.md)."""
+
+    def __init__(self, tag: int):
+        self.ns = f"eo{os.getpid() % 100000}x{tag}"
+        self.host_if, self.dev_if = f"eoh{os.getpid() % 10000}{tag}", f"eod{os.getpid() % 10000}{tag}"
+        self.host_ip, self.device_ip = f"10.213.{tag}.1", f"10.213.{tag}.2"
+
+    @staticmethod
+    def unavailable() -> str:
+        if os.geteuid() != 0:
+            return "network namespaces need root"
+        if not shutil.which("ip"):
+            return "iproute2 (ip) not installed"
+        probe = f"eoprobe{os.getpid() % 100000}"
+        p = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+        if p.returncode != 0:
+            return f"cannot create a network namespace here: {p.stderr.strip()}"
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+        return ""
+
+    def up(self):
+        for cmd in (f"ip netns add {self.ns}",
+                    f"ip link add {self.host_if} type veth peer name {self.dev_if}",
+                    f"ip link set {self.dev_if} netns {self.ns}",
+                    f"ip addr add {self.host_ip}/30 dev {self.host_if}", f"ip link set {self.host_if} up",
+                    f"ip netns exec {self.ns} ip addr add {self.device_ip}/30 dev {self.dev_if}",
+                    f"ip netns exec {self.ns} ip link set {self.dev_if} up",
+                    f"ip netns exec {self.ns} ip link set lo up"):
+            subprocess.run(cmd.split(), check=True, capture_output=True)
+        return self
+
+    def limit_bandwidth(self, rate: str):
+        """tc tbf on the host side: what the host sends to the device goes at most `rate`."""
+        subprocess.run(f"tc qdisc add dev {self.host_if} root tbf rate {rate} burst 32kbit latency 400ms".split(),
+                       check=True, capture_output=True)
+
+    def drop_percent(self, percent: int):
+        """nftables inside the device's namespace drops `percent`% of arriving packets at random."""
+        script = (f"add table inet edgeopt_loss; add chain inet edgeopt_loss in {{ type filter hook input priority 0; }}; "
+                  f"add rule inet edgeopt_loss in numgen random mod 100 < {percent} drop")
+        subprocess.run(["ip", "netns", "exec", self.ns, "nft", script], check=True, capture_output=True)
+
+    def down(self):
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
