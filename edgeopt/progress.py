@@ -6,7 +6,8 @@ from __future__ import annotations
 class Progress:
     """Silent by default. Subclasses draw: start a task, advance it, note a status line, finish."""
 
-    def start(self, label: str, total: int | None = None) -> None:
+    def start(self, label: str, total: int | None = None, unit: str = "") -> None:
+        """Counted work begins: `total` items of `unit` ("bytes" draws as a transfer)."""
         pass
 
     def advance(self, n: int = 1) -> None:
@@ -36,7 +37,7 @@ class DeviceProgress(Progress):
         self.parent, self.device = parent, device
         self.label, self.total, self.done = "", None, 0
 
-    def start(self, label, total=None):
+    def start(self, label, total=None, unit=""):
         self.label, self.total, self.done = label, total, 0
         self.parent.device_state(self.device, label)
 

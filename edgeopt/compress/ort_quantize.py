@@ -69,7 +69,7 @@ def quantize(source, request, out, progress) -> dict:
     scheme = request.int8_scheme if request.int8_scheme in SCHEMES else "u8s8"
     act, wt = (getattr(QuantType, name) for name in SCHEMES[scheme])
     reader = _Reader(request.calibration, source.inputs, progress)
-    progress.start("calibrating INT8", total=reader.count)
+    progress.start("calibrating INT8", total=reader.count, unit="samples")
     try:
         with _quiet_root_logger():
             quantize_static(str(source.onnx_path), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import threading
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TransferSpeedColumn)
 
 from ..progress import Progress
 
@@ -15,12 +16,14 @@ class RichProgress(Progress):
         self.task = None
         self.fleet = None
 
-    def start(self, label, total=None):
+    def start(self, label, total=None, unit=""):
         self.finish()
         if not self.console.is_terminal:  # logs and pipes: one line, no redrawn bar
-            self.status(f"{label} ({total} samples)" if total else label)
+            size = f"{total / 1e6:.1f} MB" if unit == "bytes" else f"{total} {unit}".strip()
+            self.status(f"{label} ({size})" if total else label)
             return
-        self.bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        counted = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
+        self.bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), *counted,
                            TimeElapsedColumn(), console=self.console, transient=True)
         self.bar.start()
         self.task = self.bar.add_task(label, total=total)

@@ -92,9 +92,18 @@ def bench_rows(doc: dict):
         rows.append(("accuracy", f"top-1 {acc['top1']:.4f} on {acc['n']} samples (drop {acc.get('drop', 0):+.4f} vs source)"))
     power = doc.get("power", {})
     rows.append(("power", "absent: " + power["reason"] if power.get("available") is False else f"{power.get('mean_w')} W"))
+    transfers = (doc.get("transport") or {}).get("transfers") or []
+    if transfers:
+        rows.append(("shipped", ", ".join(_transfer(t) for t in transfers)))
     rows += [("warning", w) for w in doc.get("warnings", [])]
     rows.append(("saved", doc.get("_path", "—")))
     return rows
+
+
+def _transfer(t: dict) -> str:
+    if not t["sent_bytes"]:
+        return f"{t['kind']} cached on the device"
+    return f"{t['kind']} {t['sent_bytes'] / 1e6:.2f} MB in {t['seconds']:.2f} s"
 
 
 def check_table(report: dict) -> Table:

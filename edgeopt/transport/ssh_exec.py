@@ -126,7 +126,7 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
     if answer != "send":
         reason = _stderr(chan) or answer or "no answer"
         raise DeviceFailure(f"device {device}: cannot store the {kind} on the device: {reason}")
-    progress.start(f"uploading {kind}", total=size)
+    progress.start(f"uploading {kind}", total=size, unit="bytes")
     sent = 0
     try:
         with open(local, "rb") as f:
