@@ -47,6 +47,18 @@ def edgeopt_upload(lab, device, bundle, workdir) -> tuple:
     return seconds, t.transfers[-1]["sent_bytes"]
 
 
+def sftp_upload(lab, device, bundle, dest) -> float:
+    """paramiko's SFTP put (pipelined writes) on a fresh connection: the alternative we measured against."""
+    spec = make_device(device.name, lab.inventory_entry(device), "bench")
+    t = SshTransport(spec, SshOptions(known_hosts=str(lab.known_hosts)))
+    sftp = t.connect().open_sftp()
+    start = time.perf_counter()
+    sftp.put(str(bundle), dest)
+    seconds = time.perf_counter() - start
+    t.close()
+    return seconds
+
+
 def scp_upload(lab, device, bundle, dest) -> float:
     entry = lab.inventory_entry(device)
     start = time.perf_counter()
@@ -66,23 +78,25 @@ def main():
         size = bundle.stat().st_size
         lab = sshd.Lab(tmp / "lab")
         device = lab.add("uplink", 200)
-        ours, theirs = [], []
+        ours, theirs, sftp = [], [], []
         for i in range(args.repeats):  # interleaved; a fresh workdir each time so nothing is cached
             ours.append(edgeopt_upload(lab, device, bundle, str(tmp / f"w{i}"))[0])
             theirs.append(scp_upload(lab, device, bundle, str(tmp / f"scp{i}.edgepkg")))
+            sftp.append(sftp_upload(lab, device, bundle, str(tmp / f"sftp{i}.edgepkg")))
         cached_s, cached_sent = edgeopt_upload(lab, device, bundle, str(tmp / "w0"))
         lab.stop()
     mbps = lambda s: size / s / 1e6
-    fig = {"bundle_bytes": size, "edgeopt_s": ours, "scp_s": theirs,
+    fig = {"bundle_bytes": size, "edgeopt_s": ours, "scp_s": theirs, "sftp_s": sftp,
+           "sftp_MBps_median": mbps(statistics.median(sftp)),
            "edgeopt_MBps_median": mbps(statistics.median(ours)), "scp_MBps_median": mbps(statistics.median(theirs)),
            "ratios": [t / o for o, t in zip(ours, theirs)], "cached_seconds": cached_s, "cached_sent_bytes": cached_sent}
     fig["ratio_median"] = statistics.median(fig["ratios"])
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "ssh_upload.json").write_text(json.dumps(fig, indent=1))
-    print(f"| bundle | edgeopt MB/s (median) | scp MB/s (median) | throughput ratio edgeopt/scp (median of {args.repeats}) | per-repeat ratios | cached re-deploy |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {size / 1e6:.1f} MB | {fig['edgeopt_MBps_median']:.1f} | {fig['scp_MBps_median']:.1f} | "
+    print(f"| bundle | edgeopt MB/s (median) | scp MB/s | paramiko SFTP MB/s | throughput ratio edgeopt/scp (median of {args.repeats}) | per-repeat ratios | cached re-deploy |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {size / 1e6:.1f} MB | {fig['edgeopt_MBps_median']:.1f} | {fig['scp_MBps_median']:.1f} | {fig['sftp_MBps_median']:.1f} | "
           f"**{fig['ratio_median']:.2f}x** | {', '.join(f'{r:.2f}' for r in fig['ratios'])} | "
           f"{cached_sent} bytes sent, {cached_s * 1000:.0f} ms |")
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from .errors import DeviceFailure
 from .progress import SILENT
-from .transport.base import _parse
 
 MIN_PYTHON = (3, 8)
 # Profile backend -> the runtime adapters that can run its artifacts, with the pip package to suggest.
@@ -35,12 +34,11 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
                          "" if version >= MIN_PYTHON else "the agent needs Python 3.8 or newer"))
     if version < MIN_PYTHON:
         return checks
-    code, out = transport._agent(["probe"], progress, 120)
-    facts = _parse(out, spec.name) if code == 0 else {}
-    checks.append(_check("agent", code == 0, f"agent runs from {transport.workdir()}/store" if code == 0 else
-                         f"agent probe failed (exit {code})", "" if code == 0 else "rerun with --debug"))
-    if code != 0:
-        return checks
+    try:
+        facts = transport.probe(progress)
+    except DeviceFailure as e:
+        return checks + [_check("agent", False, str(e), "rerun with --debug to see the agent's output")]
+    checks.append(_check("agent", True, f"agent runs from {transport.workdir()}/store"))
     checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
     checks += _runtime_checks(facts.get("runtimes") or {}, py, profile)

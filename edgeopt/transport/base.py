@@ -46,7 +46,7 @@ class Transport:
     def close(self) -> None:
         pass
 
-    def _agent(self, args: list, progress, timeout: float) -> tuple:
+    def run_agent(self, args: list, progress, timeout: float) -> tuple:
         self.progress = progress
         agent = self.put(agent_zipapp.build(), "agent")
 
@@ -61,18 +61,18 @@ class Transport:
         return self.run([self.python(), agent] + args, on_line, timeout)
 
     def probe(self, progress=SILENT, timeout: float = 120.0) -> dict:
-        code, out = self._agent(["probe"], progress, timeout)
+        code, out = self.run_agent(["probe"], progress, timeout)
         if code != 0:
             raise DeviceFailure(f"device {self.device}: agent probe failed with exit code {code}")
-        return _parse(out, self.device)
+        return parse_document(out, self.device)
 
     def bench(self, bundle: pathlib.Path, agent_args: list, progress=SILENT, timeout: float = 900.0) -> tuple:
         """(result document, agent exit code). A broken agent still yields a 'failed' document."""
         self.progress = progress
         remote_bundle = self.put(pathlib.Path(bundle), "bundle")
-        code, out = self._agent(["bench", remote_bundle] + self.agent_args() + agent_args, progress, timeout)
+        code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + agent_args, progress, timeout)
         try:
-            doc = _parse(out, self.device)
+            doc = parse_document(out, self.device)
         except DeviceFailure as e:
             doc = {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": self.device},
                    "error": {"message": str(e), "exit_code": 3, "kind": "device"}}
@@ -82,7 +82,7 @@ class Transport:
         return doc, code
 
 
-def _parse(stdout: str, device: str) -> dict:
+def parse_document(stdout: str, device: str) -> dict:
     try:
         doc = json.loads(stdout)
     except ValueError:
