@@ -201,3 +201,18 @@ def test_frozen_device_is_declared_dead_within_the_silence_timeout(lab, bundles,
     finally:
         _signal_device(dev, signal.SIGCONT)
         dev.kill()
+
+
+def test_proxy_jump_from_ssh_config(cli, lab, tmp_path):
+    jump = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    target = lab.add("pi-behind", 41)
+    entry = lab.inventory_entry(jump)
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host jumpbox\n  HostName {jump.host}\n  Port {jump.port}\n  User {entry['user']}\n  IdentityFile {entry['key']}\n"
+        f"Host behind\n  HostName {target.host}\n  Port {target.port}\n  User {entry['user']}\n"
+        f"  IdentityFile {entry['key']}\n  ProxyJump jumpbox\n")
+    r = cli("device", "doctor", "behind", "--ssh-config", config, "--known-hosts", lab.known_hosts, "--json")
+    connection = r.json()["checks"][0]
+    assert connection["ok"], connection
+    assert connection["detail"].startswith(f"{entry['user']}@{target.host}:{target.port} reachable")
