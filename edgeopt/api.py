@@ -204,6 +204,7 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None) -> dict:
     """Each result against its budgets. exit_code: 0 all hold, 1 a budget failed or was unmeasured,
     3 a device produced no result."""
+    result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
     entries = []
@@ -229,6 +230,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None)
 
 def compare(result_paths, budgets: dict | None = None) -> dict:
     """One row per result (size, latency percentiles, peak RSS, top-1, budget verdict) + the check."""
+    result_paths = results.expand(result_paths)
     report = check(result_paths, budgets)
     rows = []
     for path, entry in zip(result_paths, report["results"]):

@@ -322,7 +322,10 @@ def history(out, device, bundle, limit, results_dir, store_url):
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report for CI.")
 @common
 def check(out, results, budgets, profile, junit):
-    """Check result files against budgets. Exit 0 all hold, 1 any fails or is unmeasured, 3 a device failed."""
+    """Check result files (or fleet run directories) against budgets.
+
+    Exit 0 all hold, 1 any fails or is unmeasured, 3 a device produced no result.
+    """
     from . import api
     from .report.tables import check_table, warning_lines
     report = api.check(list(results), _budgets(budgets), profile)

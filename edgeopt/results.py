@@ -51,3 +51,18 @@ def load(path) -> dict:
         raise BadInput(f"{path} is not an {RESULT_SCHEMA} document")
     doc["_path"] = str(path)
     return doc
+
+
+def expand(paths) -> list:
+    """Result files as given; a directory (a fleet run) stands for the result documents in it."""
+    out = []
+    for path in paths:
+        path = pathlib.Path(path)
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.json") if p.name != "run.json")
+            if not found:
+                raise BadInput(f"{path} holds no result files")
+            out += found
+        else:
+            out.append(path)
+    return out

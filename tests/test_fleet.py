@@ -33,6 +33,8 @@ def test_fleet_of_eight_in_parallel(cli, lab, bundles, tmp_path):
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
     r = cli("check", *sorted(run_dir.glob("node-*.json")), "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 0
+    r = cli("check", run_dir, "--budget", "latency_p90_ms=0.000001", "--json")  # a run directory: the whole fleet
+    assert r.exit_code == 1 and len(r.json()["results"]) == 8
     r = cli("history", "--results-dir", tmp_path / "results", "--device", "node-3", "--json")
     assert [row["device"] for row in r.json()] == ["node-3"]
 
@@ -68,7 +70,7 @@ class KillOn(Progress):
             target[1].kill()
 
 
-def test_failures_are_isolated_and_reported_with_reasons(lab, bundles, tmp_path):
+def test_failures_are_isolated_and_reported_with_reasons(cli, lab, bundles, tmp_path):
     ok = _devices(lab, "ok-", 20, 2)
     up, mid = lab.add("dies-uploading", 30), lab.add("dies-measuring", 31)
     noauth, unknown = lab.add("no-auth", 32, authorized=False), lab.add("unknown-key", 33, known=False)
@@ -91,6 +93,8 @@ def test_failures_are_isolated_and_reported_with_reasons(lab, bundles, tmp_path)
         saved = json.loads((pathlib.Path(report["run_dir"]) / f"{name}.json").read_text())
         assert saved["status"] == "failed" and saved["error"]["message"] == failed[name]
     assert report["check"]["check"]["exit_code"] == 3
+    r = cli("check", report["run_dir"])
+    assert r.exit_code == 3 and r.stdout.count("DEVICE FAILED") == 4
     assert sorted(p.stem for p in pathlib.Path(report["run_dir"]).glob("*.json") if p.stem != "run") == sorted(
         d.name for d in devices)
 
