@@ -34,20 +34,20 @@ def prepare() -> list:
 
 
 def measure_pair(model, threads, agent_first) -> dict:
-    """Agent and bare loop back to back, in the given order."""
+    """Agent and bare loop back to back, in the given order; repeated if other load interfered."""
     def agent():
         return common.agent_bench(model["bundle"], threads, model["loop"])["latency"]["p50_ms"]
 
     def bare():
         return common.bare_loop(model["onnx"], threads, model["loop"])["p50_ms"]
 
-    if agent_first:
-        a = agent()
-        b = bare()
-    else:
-        b = bare()
-        a = agent()
-    return {"agent_p50_ms": a, "bare_p50_ms": b, "ratio": a / b}
+    def pair():
+        first, second = (agent, bare) if agent_first else (bare, agent)
+        x, y = first(), second()
+        return (x, y) if agent_first else (y, x)
+
+    (a, b), foreign, tries = common.checked(pair)
+    return {"agent_p50_ms": a, "bare_p50_ms": b, "ratio": a / b, "foreign_cpu": round(foreign, 3), "tries": tries}
 
 
 def run(repeats=7, threads=THREADS) -> dict:
@@ -74,8 +74,10 @@ def markdown(result) -> str:
         verdict = "yes" if abs(c["median_ratio"] - 1) <= 0.03 else "**no**"
         rows.append([c["model"], c["threads"], f"{c['median_agent_p50_ms']:.4g}", f"{c['median_bare_p50_ms']:.4g}",
                      per, f"**{c['median_ratio']:.3f}**", verdict])
+    shares = [p["foreign_cpu"] for c in result["cases"] for p in c["repeats"]]
     return common.md_table(["model", "threads", "agent p50 ms (median)", "bare p50 ms (median)",
-                            "ratio agent/bare per repeat", "median ratio", "within 3%"], rows)
+                            "ratio agent/bare per repeat", "median ratio", "within 3%"], rows) + \
+        "\n\n" + common.disturbed_note(shares)
 
 
 def main():

@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import pathlib
 import platform
 import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
 PYTHON = sys.executable
+MAX_FOREIGN = 0.05  # share of all CPUs other processes may take during a kept measurement
+MAX_TRIES = 4
 
 
 def package(model, name, **kwargs) -> dict:
@@ -27,7 +32,8 @@ def agent_bench(bundle, threads, loop) -> dict:
     """One agent measurement through the public API (agent zipapp -> fresh measuring process)."""
     from edgeopt import api
 
-    return api.bench(bundle, "local", CACHE / "agent-results", threads=threads, loop=loop)
+    with tempfile.TemporaryDirectory(prefix="edgeopt-bench-results-") as results:  # full docs: not kept
+        return api.bench(bundle, "local", results, threads=threads, loop=loop)
 
 
 def model_bytes(manifest) -> int:
@@ -48,6 +54,59 @@ def bare_loop(model, threads, loop) -> dict:
     out = subprocess.run([PYTHON, str(HERE / "bare_loop.py"), str(model), str(threads), json.dumps(loop)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
+
+
+def _cpu_jiffies():
+    """(busy, total) CPU time of the whole machine, in seconds, from /proc/stat's first line."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - fields[3] - fields[4]) / hz, sum(fields) / hz
+
+
+def _own_cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def wait_for_quiet(max_busy=0.10, timeout=60.0):
+    """Wait until the machine is at most `max_busy` busy over half a second; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy0, total0 = _cpu_jiffies()
+        time.sleep(0.5)
+        busy1, total1 = _cpu_jiffies()
+        if (busy1 - busy0) / max(total1 - total0, 1e-9) <= max_busy:
+            return True
+    return False
+
+
+def checked(fn, max_foreign=None, tries=None):
+    """Run fn() until the CPU share used by processes other than ours (and our children, which
+    include the agent and its measuring process) stays under `max_foreign` during it.
+
+    Returns (fn's value, the foreign share of the kept try, the number of tries)."""
+    max_foreign, tries = max_foreign or MAX_FOREIGN, tries or MAX_TRIES
+    for attempt in range(1, tries + 1):
+        wait_for_quiet()
+        busy0, total0 = _cpu_jiffies()
+        own0 = _own_cpu()
+        value = fn()
+        busy1, total1 = _cpu_jiffies()
+        foreign = max(0.0, (busy1 - busy0) - (_own_cpu() - own0)) / max(total1 - total0, 1e-9)
+        if foreign <= max_foreign:
+            break
+        print(f"  (other load took {foreign:.0%} of the CPUs during a measurement: repeating it)", file=sys.stderr)
+    return value, foreign, attempt
+
+
+def disturbed_note(shares, limit=MAX_FOREIGN) -> str:
+    """A line for the tables: how many kept measurements still ran beside other load."""
+    bad = sum(1 for s in shares if s > limit)
+    if not bad:
+        return f"All {len(shares)} measurements ran with other processes under {limit:.0%} of the CPUs."
+    return (f"**{bad} of {len(shares)} measurements ran beside other load (over {limit:.0%} of the CPUs, "
+            f"up to {max(shares):.0%}) after {MAX_TRIES} tries: those figures are less trustworthy.**")
 
 
 def median(values):

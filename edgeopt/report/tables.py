@@ -48,10 +48,10 @@ def package_rows(m: dict):
     metric = parity["metric"]
     verdict = "pass" if parity["passed"] else "FAIL (allowed by --allow-mismatch)"
     rows = [("bundle", m["path"]), ("profile", f"{m['profile']['name']} ({m['profile']['backend']})"),
-            ("precision", m["profile"]["precision"]), ("compression", _compression(m["compression"])),
+            ("float precision", m["profile"]["precision"]), ("compression", _compression(m["compression"])),
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
             ("parity", f"{metric} {parity.get(metric, parity['max_abs_error']):.4g} "
-                       f"(tolerance {parity['tolerance']:g}, {parity['samples']} {parity['samples_source']}): {verdict}")]
+                       f"(tolerance {parity['tolerance']:g}; {parity['samples']} samples of {parity['samples_source']}): {verdict}")]
     if "source_top1" in parity:
         rows.append(("top-1 source → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
     rows.append(("conversion", f"{m['conversion_seconds']:.2f} s"))
