@@ -62,3 +62,22 @@ def int8_result(bundles, tmp_path_factory):
     """A real benchmark result of the INT8 bundle on the local device."""
     doc = api.bench(bundles["int8"], "local", tmp_path_factory.mktemp("results"), loop=FAST_LOOP)
     return doc
+
+
+@pytest.fixture(scope="session")
+def ov_bundles(tmp_path_factory):
+    """intel-cpu (OpenVINO) fp32 and NNCF int8 bundles of the shipped model, packaged once."""
+    out = tmp_path_factory.mktemp("ov-bundles")
+    made = {}
+    for key, quantize in (("fp32", "none"), ("int8", "int8")):
+        made[key] = api.package(str(MODEL), "intel-cpu", out / f"digits-ov-{key}.edgepkg", "fp32", quantize,
+                                calib=CALIB, eval_data=EVAL)
+    return made
+
+
+@pytest.fixture
+def agent_cache(tmp_path, monkeypatch):
+    """A private OpenVINO model cache for the agents this test starts (they inherit the environment)."""
+    path = tmp_path / "agent-cache"
+    monkeypatch.setenv("EDGEOPT_AGENT_CACHE", str(path))
+    return path

@@ -66,6 +66,13 @@ def _model_bytes(m: dict) -> int:
 def _compression(c: dict) -> str:
     if c.get("quantize", "none") == "none":
         return "none"
+    if c.get("method") == "nncf":
+        ops = c.get("ops", {})
+        done = f"{ops.get('compute_ops', 0) - ops.get('left_in_float', 0)}/{ops.get('compute_ops', 0)} compute ops"
+        if c.get("algorithm") == "compress_weights":
+            return f"{c['mode']} weight-only (NNCF), {done} compressed"
+        aware = f", accuracy-aware (max drop {c['max_accuracy_drop']:g})" if "max_accuracy_drop" in c else ""
+        return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
     return f"INT8 {c.get('method')}"
