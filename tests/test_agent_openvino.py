@@ -3,6 +3,7 @@ import numpy as np
 
 from conftest import EVAL, FAST_BENCH_ARGS
 from device_agent.runtimes.openvino import OpenVinoAdapter
+from edgeopt.report.tables import bench_rows
 
 
 def test_bench_an_openvino_bundle_through_the_cli(cli, ov_bundles, tmp_path, agent_cache):
@@ -22,6 +23,8 @@ def test_bench_an_openvino_bundle_through_the_cli(cli, ov_bundles, tmp_path, age
     assert lat["load_ms"] >= rt["compile_ms"] * 0.5 and lat["first_inference_ms"] > 0 and lat["n"] >= 50
     acc = doc["accuracy"]
     assert acc["n"] == 360 and acc["top1"] > 0.95 and abs(acc["drop"]) <= 0.01 and acc["max_abs_error"] < 1e-3
+    rows = dict(bench_rows(doc))  # the terminal table says what ran, too
+    assert "LATENCY hint, 1 stream(s), inference precision f32" in rows["runtime settings"]
 
 
 def test_int8_bundle_runs_in_int8_and_the_second_run_hits_the_cache(cli, ov_bundles, tmp_path, agent_cache):

@@ -88,6 +88,7 @@ def bench_rows(doc: dict):
         return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else "")
     rows = [("bundle", doc["bundle"]["name"]), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
             ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {doc['settings']['threads']} threads ({doc['settings']['threads_source']})"),
+            *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
             ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
             ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})"),
@@ -102,6 +103,19 @@ def bench_rows(doc: dict):
     rows += [("warning", w) for w in doc.get("warnings", [])]
     rows.append(("saved", doc.get("_path", "—")))
     return rows
+
+
+def _runtime_settings(rt: dict) -> list:
+    """What a runtime reported it really used (OpenVINO: hint, streams, precision, cache), if anything."""
+    if "inference_precision" not in rt:
+        return []
+    cache = rt.get("model_cache", {})
+    cached = ("cache hit" if cache.get("hit") else "compiled, now cached") if cache.get("enabled") else "no model cache"
+    ran = ", ".join(f"{k}×{v}" for k, v in (rt.get("execution_precisions") or {}).items())
+    return [("runtime settings", f"{rt.get('performance_hint')} hint, {rt.get('num_streams')} stream(s), "
+                                 f"inference precision {rt['inference_precision']}, compile {rt.get('compile_ms', 0):.1f} ms "
+                                 f"({cached})"),
+            ("layers ran in", ran or "—")]
 
 
 def check_table(report: dict) -> Table:
