@@ -56,3 +56,16 @@ def test_lean_timed_call_reads_the_bound_input(ov_bundles, tmp_path, agent_cache
     described = adapter.describe()
     assert described["properties"]["INFERENCE_NUM_THREADS"] == 1 and described["inference_precision"] == "f32"
     adapter.close()
+
+
+def test_throughput_hint_is_passed_and_read_back(ov_bundles, tmp_path, agent_cache):
+    import tarfile
+    with tarfile.open(ov_bundles["fp32"]["path"]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    options = dict(ov_bundles["fp32"]["runtime"]["options"], performance_hint="THROUGHPUT", model_cache=False)
+    adapter = OpenVinoAdapter(2, options)
+    adapter.load(str(tmp_path / "model" / "model.xml"))
+    described = adapter.describe()
+    assert described["performance_hint"] == "THROUGHPUT" and described["num_streams"] >= 1
+    assert described["model_cache"] == {"enabled": False, "reason": "turned off in the bundle"}
+    adapter.close()

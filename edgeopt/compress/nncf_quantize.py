@@ -126,8 +126,10 @@ def _quantize(nncf, model, source, request, progress):
     model = nncf.quantize_with_accuracy_control(
         model, nncf.Dataset(calibration), nncf.Dataset(validation, lambda item: item[0]), _top1,
         max_drop=request.max_accuracy_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
+    note = ("accuracy control chose layers on the --eval-data it is then judged on; keep a separate "
+            "split if you need an unbiased accuracy figure")
     return model, dict(details, algorithm="quantize_with_accuracy_control", max_accuracy_drop=request.max_accuracy_drop,
-                       validation={"samples": len(labels), "metric": "top1"})
+                       validation={"samples": len(labels), "metric": "top1"}, notes=[note])
 
 
 def require_labels(evaluation) -> None:

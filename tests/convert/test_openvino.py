@@ -59,6 +59,13 @@ def ffn_stack(path, seq=16, dims=(128, 512, 128, 512, 128), seed=0):
     return path
 
 
+def test_throughput_hint_goes_into_the_bundle(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--performance-hint", "throughput", "-o", tmp_path / "t.edgepkg",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["runtime"]["options"]["performance_hint"] == "THROUGHPUT"
+
+
 def test_fp32_is_ir_with_fp32_weights_and_a_real_f32_hint(ov_bundles):
     m = _manifest(ov_bundles["fp32"]["path"])
     assert {f["path"] for f in m["files"]} == {"model/model.xml", "model/model.bin", "data/eval.npz"}
@@ -106,6 +113,7 @@ def test_accuracy_aware_int8_holds_the_drop(cli, tmp_path, ov_bundles):
     m = r.json()
     assert m["compression"]["algorithm"] == "quantize_with_accuracy_control"
     assert m["compression"]["max_accuracy_drop"] == 0 and m["compression"]["validation"]["samples"] == 360
+    assert any("accuracy control chose layers on the --eval-data" in n for n in m["notes"])
     assert m["parity"]["accuracy_delta"] >= 0  # no drop at all on the eval split
     if ov_bundles["int8"]["parity"]["accuracy_delta"] < 0:  # plain INT8 lost accuracy: layers were reverted
         assert m["compression"]["ops"]["left_in_float"] >= 1
