@@ -47,7 +47,6 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     have them (openvino); another backend refuses a non-default value."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
-    _check_format(model, backend)
     merged_budgets = dict(prof.budgets, **(budgets or {}))
     validate_budget_keys(merged_budgets)
     precision = precision or prof.default_precision
@@ -55,6 +54,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     name = name or _default_name(model, precision, quantize)
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
+    _check_format(model, backend)
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
