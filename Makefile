@@ -20,9 +20,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), vermin, pytest.
+# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), OpenVINO + NNCF, vermin, pytest.
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[torch,dev]'
+	$(BIN)/pip install -q -e '.[torch,openvino,dev]'
 
 # A Python 3.8 venv with numpy and the last onnxruntime for 3.8, where the agent's zipapp is run.
 agent-py38:

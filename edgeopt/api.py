@@ -9,17 +9,18 @@ import numpy as np
 
 from . import __version__, bundle as bundles, results
 from .budgets import check_result, validate_budget_keys
-from .convert import backend_for
+from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
-from .convert.onnxruntime import ort_runner
 from .data import LABELS, load_samples, random_samples, sample_count
 from .errors import BadInput, DeviceFailure, ParityMismatch
-from .models import inspect_model, load_model
+from .models import detect_format, inspect_model, load_model
 from .parity import compare as parity_compare, describe_failure
 from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
 PARITY_RANDOM_SAMPLES = 64
+# A runtime's name for the precision it computed in -> the --precision whose tolerance applies.
+EFFECTIVE_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
 
 def inspect(model: str, input_shapes: dict | None = None) -> dict:
@@ -38,8 +39,12 @@ def profile(name: str) -> dict:
 def package(model: str, profile: str = "generic", output=None, precision: str | None = None,
             quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
-            progress=SILENT) -> dict:
-    """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added."""
+            progress=SILENT, preset: str | None = None, subset_size: int | None = None,
+            max_accuracy_drop: float | None = None, performance_hint: str = "latency") -> dict:
+    """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
+
+    preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
+    have them (openvino); another backend refuses a non-default value."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
     merged_budgets = dict(prof.budgets, **(budgets or {}))
@@ -49,18 +54,20 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     name = name or _default_name(model, precision, quantize)
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
+    _check_format(model, backend)
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
         source = load_model(model, dict(input_shapes or {}), work)
         calibration = load_samples(calib, source.inputs, "calibration") if calib else None
         evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
-        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme)
+        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
+                                 max_accuracy_drop, evaluation, performance_hint)
         conversion = backend.convert(source, request, work, progress)
         progress.status("checking parity with the source model")
         parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
                                                      calibration, evaluation, work, allow_mismatch)
-        manifest = _manifest(name, source, prof, conversion, parity, source_accuracy, merged_budgets)
+        manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
         files = [(conversion.model_path, f"model/{conversion.model_path.name}", "model")]
         files += [(p, f"model/{p.name}", "model") for p in conversion.extra_artifacts]
         if eval_file:
@@ -71,6 +78,17 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
     return manifest
+
+
+def _check_format(model: str, backend) -> None:
+    """Refuse a model format the profile's backend cannot take, before the model is read."""
+    fmt = detect_format(model)
+    if fmt in backend.source_formats:
+        return
+    readers = backends_reading(fmt)
+    fits = [p.name for p in list_profiles() if p.backend in readers]
+    raise BadInput(f"{model}: backend {backend.name} cannot package {fmt} models; "
+                   f"profiles whose backend can: {', '.join(fits) or 'none'}")
 
 
 def _default_name(model: str, precision: str, quantize: str) -> str:
@@ -86,9 +104,15 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         samples, where = calibration, "calibration data"
     else:
         samples, where = random_samples(source.inputs, PARITY_RANDOM_SAMPLES), "random inputs (seed 0)"
-    source_runner = ort_runner(source.onnx_path)
-    report, ref = parity_compare(source_runner, backend.host_runner(conversion.model_path), samples,
-                                 source.inputs, request.quantize != "none", request.precision, prof.parity, where)
+    source_runner = source.reference_runner()
+    artifact_runner = backend.host_runner(conversion.model_path, conversion.runtime.get("options"))
+    # Judge float error by the precision the host's runtime really used (OpenVINO may run "f16" as bf16).
+    host_precision = getattr(artifact_runner, "inference_precision", None)
+    precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
+    report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, request.quantize != "none",
+                                 precision, prof.parity, where)
+    if host_precision:
+        report["host_inference_precision"] = host_precision
     if not report["passed"]:
         if not allow_mismatch:
             raise ParityMismatch(describe_failure(report))
@@ -108,12 +132,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     return report, accuracy, eval_file
 
 
-def _manifest(name, source, prof, conversion, parity, source_accuracy, budgets) -> dict:
-    import onnx
-
-    model = onnx.load(str(conversion.model_path), load_external_data=False)
-    from .models import describe_tensors
-    inputs, outputs = describe_tensors(model)
+def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, budgets) -> dict:
+    inputs, outputs = backend.describe_io(conversion.model_path)
     source_doc = {"format": source.format, "reference": source.reference, "sha256": source.sha256}
     if source_accuracy:
         source_doc["accuracy"] = source_accuracy

@@ -14,7 +14,7 @@ import click
 from . import __version__
 from .errors import EdgeoptError
 
-QUANTIZE = click.Choice(["none", "dynamic", "int8"])
+QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
 
 
@@ -151,8 +151,8 @@ def _budgets(items):
 def inspect(out, model, input_shapes):
     """Describe a model: inputs, outputs, opset, parameters, FLOPs, dynamic dims.
 
-    MODEL is an .onnx file, a TorchScript (.pt) or ExportedProgram (.pt2) file, or a
-    PyTorch `module:callable` / `file.py:callable` returning an nn.Module.
+    MODEL is an .onnx file, a TorchScript (.pt) or ExportedProgram (.pt2) file, a
+    PyTorch `module:callable` / `file.py:callable` returning an nn.Module, or an OpenVINO IR .xml.
     """
     from . import api
     from .report.tables import inspect_rows, key_values
@@ -194,21 +194,38 @@ def profiles_show(out, name):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Bundle path [default: NAME.edgepkg].")
 @click.option("--precision", type=PRECISION, help="Float precision [default: the profile's].")
 @click.option("--quantize", type=QUANTIZE, default="none", show_default=True,
-              help="int8: static, calibrated (needs --calib); dynamic: weights only.")
+              help="int8: static, calibrated (needs --calib); dynamic: weights only (onnxruntime); "
+                   "int8-weights / int4-weights: weight-only compression (openvino).")
 @click.option("--calib", type=click.Path(), help=".npz of sample inputs for INT8 calibration (one array per input).")
 @click.option("--eval-data", type=click.Path(), help=".npz of inputs (+ `labels`) shipped for on-device accuracy.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budget recorded in the bundle.")
 @click.option("--name", help="Bundle name [default: model stem + precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
+@click.option("--preset", type=click.Choice(["performance", "mixed"]),
+              help="NNCF INT8 preset (openvino) [default: the profile's int8_scheme].")
+@click.option("--subset-size", type=click.IntRange(min=1),
+              help="Calibration samples NNCF uses (openvino) [default: min(300, samples); fewer than 100 "
+                   "samples need this set explicitly].")
+@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
+              help="Accuracy-aware INT8 (openvino): revert layers to float until the top-1 drop on "
+                   "--eval-data (with labels) is at most this, e.g. 0.01.")
+@click.option("--performance-hint", type=click.Choice(["latency", "throughput"]), default="latency",
+              show_default=True, help="OpenVINO performance hint the device compiles with (openvino).")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
-            allow_mismatch):
-    """Convert and compress MODEL for a profile into a verified .edgepkg bundle."""
+            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint):
+    """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
+
+    MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), or an OpenVINO IR
+    .xml (with its .bin beside it) for an openvino profile such as intel-cpu.
+    """
     from . import api
     from .report.tables import key_values, package_rows
     manifest = api.package(model, profile, output, precision, quantize, calib, eval_data, _shapes(input_shapes),
-                           _budgets(budgets), allow_mismatch, name, progress=out.progress())
+                           _budgets(budgets), allow_mismatch, name, progress=out.progress(), preset=preset,
+                           subset_size=subset_size, max_accuracy_drop=max_accuracy_drop,
+                           performance_hint=performance_hint)
     out.emit(manifest, key_values("Packaged", package_rows(manifest)))
 
 

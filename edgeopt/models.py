@@ -1,7 +1,8 @@
-"""Model intake: ONNX files as they are, PyTorch models exported to ONNX; shapes fixed up front.
+"""Model intake: ONNX files as they are, PyTorch models exported to ONNX, OpenVINO IR as it is
+(edgeopt/ir.py); shapes fixed up front.
 
-Everything downstream (conversion, quantization, parity) works on one ONNX model with
-static input shapes, described by SourceModel.
+Everything downstream (conversion, quantization, parity) works on one model with static input
+shapes, described by SourceModel: an ONNX file, or an IR for the backends that read IR.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pathlib
 from .errors import BadInput
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
-LATER_FORMATS = {".tflite": "TFLite", ".xml": "OpenVINO IR"}
+LATER_FORMATS = {".tflite": "TFLite"}
 
 
 @dataclasses.dataclass
@@ -32,12 +33,22 @@ class TensorSpec:
 @dataclasses.dataclass
 class SourceModel:
     reference: str          # what the user named
-    format: str             # onnx | pytorch-module | torchscript | exported-program
+    format: str             # onnx | pytorch-module | torchscript | exported-program | openvino-ir
     sha256: str             # of the user's file (or of the module reference string)
-    onnx_path: pathlib.Path  # the ONNX file with static input shapes
+    onnx_path: pathlib.Path | None  # the ONNX file with static input shapes (None for an IR source)
     inputs: list
     outputs: list
     notes: list
+    ir_path: pathlib.Path | None = None  # an OpenVINO IR source (.xml, its .bin beside it)
+
+    def reference_runner(self):
+        """{input: array} -> [outputs] of the source model itself, in float32 on this host: the
+        parity check's reference. ONNX Runtime for an ONNX source, OpenVINO (f32) for an IR."""
+        if self.ir_path is not None:
+            from .ir import reference_runner
+            return reference_runner(self.ir_path)
+        from .convert.onnxruntime import ort_runner
+        return ort_runner(self.onnx_path)
 
 
 def parse_input_shapes(items) -> dict:
@@ -71,6 +82,8 @@ def detect_format(reference: str) -> str:
                        "supported by this version; give an ONNX or PyTorch model")
     if suffix == ".onnx":
         return "onnx"
+    if suffix == ".xml":
+        return "openvino-ir"
     if suffix == ".pt2":
         return "exported-program"
     if suffix in TORCHSCRIPT_SUFFIXES:
@@ -80,7 +93,7 @@ def detect_format(reference: str) -> str:
     if not path.exists():
         raise BadInput(f"model not found: {reference}")
     raise BadInput(f"{reference}: unknown model format (expected .onnx, .pt2, .pt/.pth TorchScript, "
-                   "or module:callable)")
+                   "OpenVINO IR .xml, or module:callable)")
 
 
 def load_onnx(path: pathlib.Path):
@@ -116,40 +129,50 @@ def _np_dtype(value_info) -> str:
     return str(onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type))
 
 
-def fix_input_shapes(model, shapes: dict) -> list:
-    """Make every input static: user shapes first, a dynamic leading (batch) dim becomes 1.
+def resolve_static_shapes(declared: dict, shapes: dict) -> tuple:
+    """Static shapes for every input: user shapes first, a dynamic leading (batch) dim becomes 1.
 
-    Returns notes on what was fixed. Unresolved dynamic dims elsewhere are a BadInput that
-    says how to fix them.
+    `declared` is {input name: [dim]} with an int for a static dim and a str (its name, or '?')
+    for a dynamic one. Returns ({input name: [int]}, notes on what was fixed). Unresolved dynamic
+    dims elsewhere are a BadInput that says how to fix them. Format-neutral: ONNX and IR use it.
     """
-    inputs = graph_inputs(model)
-    names = [i.name for i in inputs]
+    names = list(declared)
+    shapes = dict(shapes)
     if "" in shapes:
-        if len(inputs) != 1:
+        if len(names) != 1:
             raise BadInput(f"--input-shape without a name needs a single-input model; inputs: {', '.join(names)}")
         shapes = {names[0]: shapes.pop("")} | shapes
     for name in shapes:
         if name not in names:
             raise BadInput(f"--input-shape names {name!r}, which is not an input; inputs: {', '.join(names)}")
-    notes = []
-    for vi in inputs:
-        dims = vi.type.tensor_type.shape.dim
-        wanted = shapes.get(vi.name)
+    resolved, notes = {}, []
+    for name, dims in declared.items():
+        wanted = shapes.get(name)
         if wanted is not None:
             if len(wanted) != len(dims):
-                raise BadInput(f"--input-shape {vi.name}: rank {len(wanted)}, the model's input has rank {len(dims)}")
+                raise BadInput(f"--input-shape {name}: rank {len(wanted)}, the model's input has rank {len(dims)}")
             for d, v in zip(dims, wanted):
-                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
-                    raise BadInput(f"--input-shape {vi.name}: dim {v} contradicts the model's static dim {d.dim_value}")
-                d.dim_value = v
+                if isinstance(d, int) and d != v:
+                    raise BadInput(f"--input-shape {name}: dim {v} contradicts the model's static dim {d}")
+            resolved[name] = list(wanted)
             continue
-        dynamic = [i for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)]
+        dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
         if dynamic == [0]:
-            dims[0].dim_value = 1
-            notes.append(f"input {vi.name}: dynamic batch dim fixed to 1")
+            notes.append(f"input {name}: dynamic batch dim fixed to 1")
         elif dynamic:
-            shown = ",".join(str(x) for x in _dims(vi))
-            raise BadInput(f"input {vi.name} has dynamic dims ({shown}); fix them with --input-shape {vi.name}=...")
+            shown = ",".join(str(x) for x in dims)
+            raise BadInput(f"input {name} has dynamic dims ({shown}); fix them with --input-shape {name}=...")
+        resolved[name] = [1 if i in dynamic else d for i, d in enumerate(dims)]
+    return resolved, notes
+
+
+def fix_input_shapes(model, shapes: dict) -> list:
+    """Make every input of an ONNX model static (resolve_static_shapes); returns the notes."""
+    inputs = graph_inputs(model)
+    resolved, notes = resolve_static_shapes({vi.name: _dims(vi) for vi in inputs}, shapes)
+    for vi in inputs:
+        for d, v in zip(vi.type.tensor_type.shape.dim, resolved[vi.name]):
+            d.dim_value = v
     return notes
 
 
@@ -160,10 +183,13 @@ def describe_tensors(model):
 
 
 def load_model(reference: str, shapes: dict, workdir: pathlib.Path) -> SourceModel:
-    """Any supported model -> SourceModel with an ONNX file of static input shapes in `workdir`."""
+    """Any supported model -> SourceModel with an ONNX file (or an IR) of static input shapes in `workdir`."""
     import onnx
 
     fmt = detect_format(reference)
+    if fmt == "openvino-ir":
+        from . import ir
+        return ir.load(pathlib.Path(reference), shapes, workdir)
     if fmt == "onnx":
         src = pathlib.Path(reference)
         sha = sha256_of(src)
@@ -225,6 +251,9 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
     import onnx
 
     fmt = detect_format(reference)
+    if fmt == "openvino-ir":
+        from . import ir
+        return ir.inspect(pathlib.Path(reference), shapes)
     original_dynamic = None
     if fmt == "onnx":
         raw = load_onnx(pathlib.Path(reference))

@@ -30,7 +30,7 @@ def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bo
     errors = [float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)))) for r, g in zip(ref, got)]
     report = {"samples": len(ref[0]), "samples_source": samples_source, "max_abs_error": max(errors)}
     if not quantized:
-        limit = tolerance.fp16_max_abs_error if precision == "fp16" else tolerance.fp32_max_abs_error
+        limit = tolerance.max_abs_error(precision)
         report.update(metric="max_abs_error", tolerance=limit, passed=report["max_abs_error"] <= limit)
     elif _is_classifier(ref[0]):
         agreement = float(np.mean(np.argmax(ref[0], 1) == np.argmax(got[0], 1)))

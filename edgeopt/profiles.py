@@ -41,6 +41,12 @@ class ParityTolerance:
     fp32_max_abs_error: float
     fp16_max_abs_error: float
     quantized_min_top1_agreement: float
+    bf16_max_abs_error: float | None = None  # optional; absent = the fp16 tolerance
+
+    def max_abs_error(self, precision: str) -> float:
+        if precision == "bf16" and self.bf16_max_abs_error is not None:
+            return self.bf16_max_abs_error
+        return self.fp16_max_abs_error if precision in ("fp16", "bf16") else self.fp32_max_abs_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +155,7 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
         raise BadInput(f"profile {path}: runtime.threads must be >= 0 (0 = one per physical core)")
     par = _Section(top.get("parity", dict), "parity", path)
     parity = ParityTolerance(par.get("fp32_max_abs_error", float), par.get("fp16_max_abs_error", float),
-                             par.get("quantized_min_top1_agreement", float))
+                             par.get("quantized_min_top1_agreement", float), par.get("bf16_max_abs_error", float, None))
     par.finish()
     budgets = top.get("budgets", dict, {})
     try:

@@ -82,3 +82,22 @@ def write_inventory(path, lab, devices, groups=None, **overrides):
     entries = {d.name: dict(lab.inventory_entry(d), **overrides.get(d.name, {})) for d in devices}
     path.write_text(yaml.safe_dump({"devices": entries, "groups": groups or {}}, allow_unicode=True))
     return path
+
+
+@pytest.fixture(scope="session")
+def ov_bundles(tmp_path_factory):
+    """intel-cpu (OpenVINO) fp32 and NNCF int8 bundles of the shipped model, packaged once."""
+    out = tmp_path_factory.mktemp("ov-bundles")
+    made = {}
+    for key, quantize in (("fp32", "none"), ("int8", "int8")):
+        made[key] = api.package(str(MODEL), "intel-cpu", out / f"digits-ov-{key}.edgepkg", "fp32", quantize,
+                                calib=CALIB, eval_data=EVAL)
+    return made
+
+
+@pytest.fixture
+def agent_cache(tmp_path, monkeypatch):
+    """A private OpenVINO model cache for the agents this test starts (they inherit the environment)."""
+    path = tmp_path / "agent-cache"
+    monkeypatch.setenv("EDGEOPT_AGENT_CACHE", str(path))
+    return path

@@ -7,6 +7,7 @@ from .. import AgentError
 # name -> "module:Class". The one list: tests import every entry and check its name.
 ADAPTERS = {
     "onnxruntime": "device_agent.runtimes.onnxruntime:OnnxRuntimeAdapter",
+    "openvino": "device_agent.runtimes.openvino:OpenVinoAdapter",
 }
 
 

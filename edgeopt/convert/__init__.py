@@ -13,7 +13,7 @@ from ..errors import BackendUnavailable
 # version does not implement. Tests import every implemented entry and check its name.
 BACKENDS = {
     "onnxruntime": "edgeopt.convert.onnxruntime:OnnxRuntimeBackend",
-    "openvino": None,
+    "openvino": "edgeopt.convert.openvino:OpenVinoBackend",
     "tflite": None,
     "tensorrt": None,
 }
@@ -26,5 +26,14 @@ def backend_for(profile):
         raise BackendUnavailable(
             f"profile {profile.name!r} uses backend {profile.backend!r}, which this version of edgeopt "
             f"cannot convert for yet (available: {ready}); use --profile generic meanwhile")
+    return _backend_class(target)()
+
+
+def _backend_class(target: str):
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)
+
+
+def backends_reading(fmt: str) -> list:
+    """Names of the implemented backends that take a source model of format `fmt`."""
+    return [name for name, target in BACKENDS.items() if target and fmt in _backend_class(target).source_formats]

@@ -10,12 +10,22 @@ from ..errors import BadInput
 from ..progress import SILENT
 
 
+# Source formats every backend takes: intake turns each of them into one ONNX file.
+ONNX_FORMATS = ("onnx", "pytorch-module", "torchscript", "exported-program")
+
+
 @dataclasses.dataclass(frozen=True)
 class PackageRequest:
     precision: str                 # fp32 | fp16 | bf16
-    quantize: str                  # none | dynamic | int8
+    quantize: str                  # none | dynamic | int8 | int8-weights | int4-weights
     calibration: dict | None       # {input name: array}, required for int8
     int8_scheme: str = ""
+    # Options only some backends honour; a backend that does not refuses a non-default value.
+    int8_preset: str = ""          # "" = the profile's scheme decides
+    subset_size: int | None = None  # calibration samples to use; None = the backend's rule
+    max_accuracy_drop: float | None = None  # accuracy-aware quantization (needs labelled eval data)
+    evaluation: dict | None = None  # {input name: array, labels: array} from --eval-data
+    performance_hint: str = "latency"
 
 
 @dataclasses.dataclass
@@ -34,6 +44,8 @@ class Backend:
     runtime = ""                   # the device_agent adapter that runs this backend's artifacts
     precisions = ("fp32",)
     quantizations = ("none",)
+    source_formats = ONNX_FORMATS  # what models.detect_format may return for this backend's input
+    request_options = ()           # PackageRequest fields beyond precision/quantize this backend honours
 
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
         self._validate(request)
@@ -43,6 +55,11 @@ class Backend:
         return result
 
     def _validate(self, request: PackageRequest) -> None:
+        defaults = PackageRequest(request.precision, request.quantize, None)
+        for field in ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint"):
+            if field not in self.request_options and getattr(request, field) != getattr(defaults, field):
+                option = "--preset" if field == "int8_preset" else "--" + field.replace("_", "-")
+                raise BadInput(f"backend {self.name} has no {option} option")
         if request.precision not in self.precisions:
             raise BadInput(f"backend {self.name} supports --precision {', '.join(self.precisions)}, not {request.precision}")
         if request.quantize not in self.quantizations:
@@ -54,6 +71,14 @@ class Backend:
     def _convert(self, source, request, workdir, progress) -> Conversion:
         raise NotImplementedError
 
-    def host_runner(self, model_path: pathlib.Path):
-        """A callable {input: array} -> [outputs] running the artifact on this host, for parity."""
+    def host_runner(self, model_path: pathlib.Path, options: dict | None = None):
+        """A callable {input: array} -> [outputs] running the artifact on this host, for parity,
+        with the runtime options the device will get (the manifest's runtime.options)."""
         raise NotImplementedError
+
+    def describe_io(self, model_path: pathlib.Path):
+        """(inputs, outputs) TensorSpecs of the artifact, for the manifest."""
+        import onnx
+
+        from ..models import describe_tensors
+        return describe_tensors(onnx.load(str(model_path), load_external_data=False))

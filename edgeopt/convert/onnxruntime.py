@@ -49,5 +49,5 @@ class OnnxRuntimeBackend(Backend):
         return Conversion(out, [], {"name": self.runtime, "options": {"providers": ["CPUExecutionProvider"]}},
                           compression, tools, notes)
 
-    def host_runner(self, model_path):
+    def host_runner(self, model_path, options=None):
         return ort_runner(model_path)

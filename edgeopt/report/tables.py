@@ -66,6 +66,13 @@ def _model_bytes(m: dict) -> int:
 def _compression(c: dict) -> str:
     if c.get("quantize", "none") == "none":
         return "none"
+    if c.get("method") == "nncf":
+        ops = c.get("ops", {})
+        done = f"{ops.get('compute_ops', 0) - ops.get('left_in_float', 0)}/{ops.get('compute_ops', 0)} compute ops"
+        if c.get("algorithm") == "compress_weights":
+            return f"{c['mode']} weight-only (NNCF), {done} compressed"
+        aware = f", accuracy-aware (max drop {c['max_accuracy_drop']:g})" if "max_accuracy_drop" in c else ""
+        return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
     return f"INT8 {c.get('method')}"
@@ -81,6 +88,7 @@ def bench_rows(doc: dict):
         return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else "")
     rows = [("bundle", doc["bundle"]["name"]), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
             ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {doc['settings']['threads']} threads ({doc['settings']['threads_source']})"),
+            *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
             ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
             ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})"),
@@ -104,6 +112,19 @@ def _transfer(t: dict) -> str:
     if not t["sent_bytes"]:
         return f"{t['kind']} cached on the device"
     return f"{t['kind']} {t['sent_bytes'] / 1e6:.2f} MB in {t['seconds']:.2f} s"
+
+
+def _runtime_settings(rt: dict) -> list:
+    """What a runtime reported it really used (OpenVINO: hint, streams, precision, cache), if anything."""
+    if "inference_precision" not in rt:
+        return []
+    cache = rt.get("model_cache", {})
+    cached = ("cache hit" if cache.get("hit") else "compiled, now cached") if cache.get("enabled") else "no model cache"
+    ran = ", ".join(f"{k}×{v}" for k, v in (rt.get("execution_precisions") or {}).items())
+    return [("runtime settings", f"{rt.get('performance_hint')} hint, {rt.get('num_streams')} stream(s), "
+                                 f"inference precision {rt['inference_precision']}, compile {rt.get('compile_ms', 0):.1f} ms "
+                                 f"({cached})"),
+            ("layers ran in", ran or "—")]
 
 
 def check_table(report: dict) -> Table:

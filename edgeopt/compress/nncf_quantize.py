@@ -1,0 +1,219 @@
+"""NNCF post-training compression of an openvino.Model, for the OpenVINO backend.
+
+- `--quantize int8`: nncf.quantize (static INT8, FakeQuantize on activations, INT8 weights) from
+  the calibration samples; with `--max-accuracy-drop X` and labelled eval data,
+  nncf.quantize_with_accuracy_control, which reverts the most harmful layers to float until the
+  top-1 drop on the eval data is at most X (absolute).
+- `--quantize int8-weights|int4-weights`: nncf.compress_weights (weight-only, for MatMul-heavy
+  models; no calibration needed).
+
+nncf is imported only inside these functions: it imports torch whenever torch is installed (+2 s).
+
+Calibration-size rule. NNCF calibrates on `subset_size` samples (default 300) and only warns
+when it gets fewer. Here: with `--subset-size N` the file must hold at least N samples; without
+it, min(300, samples) are used, and fewer than MIN_CALIBRATION_SAMPLES (100) is refused with a
+message saying how to go on (more samples, or an explicit, smaller --subset-size). The manifest
+records the subset size used.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+
+from ..data import LABELS, sample_count
+from ..errors import BadInput
+
+NNCF_DEFAULT_SUBSET = 300
+MIN_CALIBRATION_SAMPLES = 100
+PRESETS = ("performance", "mixed")
+SCHEME_PRESETS = {"nncf-performance": "performance", "nncf-mixed": "mixed"}
+WEIGHT_MODES = {"int8-weights": "INT8_ASYM", "int4-weights": "INT4_SYM"}
+COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData",
+               "GroupConvolutionBackpropData"}
+LOW_BIT = {"i8", "u8", "i4", "u4", "nf4", "f4e2m1", "f8e4m3"}
+# Ops a weight passes through between its Constant and the op that uses it (dequantize, layout).
+WEIGHT_PATH = {"Convert", "Subtract", "Multiply", "Reshape", "Transpose", "FakeQuantize"}
+# Ops an INT8 tensor passes through unchanged: a FakeQuantize before them quantizes what follows.
+PASS_THROUGH = {"MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "StridedSlice", "Split",
+                "VariadicSplit", "Concat", "Pad", "DepthToSpace", "SpaceToDepth", "ShuffleChannels", "Gather"}
+MAX_LISTED = 50
+
+
+@contextlib.contextmanager
+def _nncf():
+    """nncf, quiet: its logger and rich progress bars write to stdout, which --json keeps clean."""
+    import nncf
+    from nncf.common.logging import nncf_logger
+
+    level = nncf_logger.level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield nncf
+    finally:
+        nncf.set_log_level(level)
+
+
+def compress(model, source, request, progress):
+    """(compressed openvino.Model, what was done) for request.quantize."""
+    with _nncf() as nncf:
+        try:
+            if request.quantize in WEIGHT_MODES:
+                model, details = _compress_weights(nncf, model, request, progress)
+            else:
+                model, details = _quantize(nncf, model, source, request, progress)
+        except _user_errors(nncf) as e:
+            raise BadInput(f"NNCF cannot {request.quantize}-compress this model: {_first_line(e)}") from None
+        details["nncf_version"] = nncf.__version__
+    details["ops"] = op_summary(model, request.quantize)
+    return model, details
+
+
+def _user_errors(nncf) -> tuple:
+    """NNCF's exceptions for a model or parameters it cannot take (the set varies by version)."""
+    names = ("ValidationError", "InvalidGroupSizeError", "UnsupportedModelError", "ParameterNotSupportedError")
+    return tuple(getattr(nncf, n) for n in names if hasattr(nncf, n))
+
+
+def _first_line(error) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def subset_size(request, available: int) -> int:
+    """How many calibration samples to use (the module's calibration-size rule)."""
+    if request.subset_size is not None:
+        if request.subset_size < 1:
+            raise BadInput(f"--subset-size must be at least 1, not {request.subset_size}")
+        if available < request.subset_size:
+            raise BadInput(f"calibration set has {available} samples, fewer than --subset-size {request.subset_size}")
+        return request.subset_size
+    if available < MIN_CALIBRATION_SAMPLES:
+        raise BadInput(f"calibration set has {available} samples; NNCF INT8 needs at least "
+                       f"{MIN_CALIBRATION_SAMPLES} (its default subset is {NNCF_DEFAULT_SUBSET}): give more samples, "
+                       f"or pass --subset-size {available} to calibrate on these anyway")
+    return min(NNCF_DEFAULT_SUBSET, available)
+
+
+def preset_name(request) -> str:
+    name = request.int8_preset or SCHEME_PRESETS.get(request.int8_scheme, "performance")
+    if name not in PRESETS:
+        raise BadInput(f"--preset {name!r}: NNCF presets are {', '.join(PRESETS)}")
+    return name
+
+
+def feeds(samples: dict, inputs) -> list:
+    """One {input: array} per model call (the model's fixed batch); a short tail is dropped."""
+    batch, n = inputs[0].shape[0], sample_count(samples)
+    return [{s.name: samples[s.name][i:i + batch] for s in inputs} for i in range(0, n - batch + 1, batch)]
+
+
+def _quantize(nncf, model, source, request, progress):
+    calibration = feeds(request.calibration, source.inputs)
+    size = subset_size(request, sample_count(request.calibration))
+    preset = preset_name(request)
+    common = dict(preset=getattr(nncf.QuantizationPreset, preset.upper()), subset_size=size)
+    details = {"method": "nncf", "preset": preset, "subset_size": size, "fast_bias_correction": True,
+               "calibration": {"samples": sample_count(request.calibration), "used": size}}
+    if request.max_accuracy_drop is None:
+        progress.status(f"INT8 quantization with NNCF ({preset} preset, {size} calibration samples)")
+        model = nncf.quantize(model, nncf.Dataset(calibration), **common)
+        return model, dict(details, algorithm="quantize")
+    validation, labels = _validation_set(request, source)
+    progress.status(f"accuracy-aware INT8 quantization with NNCF (max top-1 drop {request.max_accuracy_drop:g}, "
+                    f"{len(labels)} eval samples)")
+    model = nncf.quantize_with_accuracy_control(
+        model, nncf.Dataset(calibration), nncf.Dataset(validation, lambda item: item[0]), _top1,
+        max_drop=request.max_accuracy_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
+    note = ("accuracy control chose layers on the --eval-data it is then judged on; keep a separate "
+            "split if you need an unbiased accuracy figure")
+    return model, dict(details, algorithm="quantize_with_accuracy_control", max_accuracy_drop=request.max_accuracy_drop,
+                       validation={"samples": len(labels), "metric": "top1"}, notes=[note])
+
+
+def require_labels(evaluation) -> None:
+    if evaluation is None or LABELS not in evaluation:
+        raise BadInput("--max-accuracy-drop needs labelled eval data: --eval-data eval.npz with a `labels` array")
+
+
+def _validation_set(request, source):
+    evaluation = request.evaluation
+    require_labels(evaluation)
+    batch = source.inputs[0].shape[0]
+    items = [(feed, evaluation[LABELS][i * batch:(i + 1) * batch]) for i, feed in
+             enumerate(feeds(evaluation, source.inputs))]
+    return items, evaluation[LABELS][:len(items) * batch]
+
+
+def _top1(compiled_model, items) -> float:
+    """NNCF's validation_fn: top-1 of the first output over (feed, labels) items."""
+    out = compiled_model.output(0)
+    correct = total = 0
+    for feed, labels in items:
+        logits = compiled_model(feed)[out]
+        correct += int((logits.reshape(len(labels), -1).argmax(1) == labels).sum())
+        total += len(labels)
+    return correct / total
+
+
+def _compress_weights(nncf, model, request, progress):
+    mode = WEIGHT_MODES[request.quantize]
+    progress.status(f"weight-only compression with NNCF ({mode.lower()})")
+    model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode))
+    details = {"method": "nncf", "algorithm": "compress_weights", "mode": mode.lower()}
+    if mode.startswith("INT4"):
+        details.update(group_size=128, ratio=1.0, backup_mode="int8_asym")  # NNCF's defaults, stated
+    if request.calibration is not None:
+        details["notes"] = ["--calib is not used: weight-only compression here is data-free"]
+    return model, details
+
+
+def _weight_type(op) -> str:
+    """Element type of the Constant behind a compute op's weights input, or 'activation'."""
+    node = op.input_value(1).get_node()
+    for _ in range(8):
+        kind = node.get_type_name()
+        if kind == "Constant":
+            return node.get_output_element_type(0).get_type_name()
+        if kind not in WEIGHT_PATH:
+            break
+        node = node.input_value(0).get_node()
+    return "activation"
+
+
+def _quantized_input(op) -> bool:
+    """Whether a compute op's data input comes from a FakeQuantize (through pass-through ops)."""
+    node = op.input_value(0).get_node()
+    for _ in range(8):
+        kind = node.get_type_name()
+        if kind == "FakeQuantize":
+            return True
+        if kind not in PASS_THROUGH:
+            return False
+        node = node.input_value(0).get_node()
+    return False
+
+
+def op_summary(model, quantize: str) -> dict:
+    """Which compute ops were compressed and which were left in float, from the model itself."""
+    compute, int8_inputs, weights, left = 0, 0, {}, []
+    fake_quantize = 0
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        fake_quantize += kind == "FakeQuantize"
+        if kind not in COMPUTE_OPS:
+            continue
+        compute += 1
+        quantized_input = _quantized_input(op)
+        int8_inputs += quantized_input
+        wtype = _weight_type(op)
+        weights[wtype] = weights.get(wtype, 0) + 1
+        done = quantized_input if quantize == "int8" else wtype in LOW_BIT
+        if not done:
+            left.append(f"{kind}:{op.get_friendly_name()}")
+    summary = {"compute_ops": compute, "fake_quantize": fake_quantize, "int8_activation_inputs": int8_inputs,
+               "weights_by_type": weights, "left_in_float": len(left), "left_in_float_ops": left[:MAX_LISTED]}
+    if len(left) > MAX_LISTED:
+        summary["left_in_float_ops_truncated"] = True
+    return summary

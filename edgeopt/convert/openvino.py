@@ -1,0 +1,175 @@
+"""OpenVINO backend (the intel-cpu profile): ONNX, PyTorch (through intake's ONNX export) or an
+existing IR -> OpenVINO IR (.xml + .bin) with openvino.convert_model / save_model; INT8 and
+weight-only compression with NNCF (edgeopt/compress/nncf_quantize.py).
+
+Precision is two things in OpenVINO, and both follow --precision:
+- how the .bin stores float weights: FP32 for fp32, FP16-compressed for fp16 and bf16
+  (save_model compresses to FP16 unless told not to);
+- what the CPU plugin computes in, the INFERENCE_PRECISION_HINT the device compiles with: f32,
+  f16 or bf16. Left unset, the plugin picks bf16 on CPUs that have it, so "fp32" would not be.
+The agent reads the effective precision back from the compiled model and records it.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+
+from ..errors import BadInput
+from .base import ONNX_FORMATS, Backend, Conversion
+
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+DEVICE = "CPU"
+
+
+def compile_config(options: dict, threads: int | None = None) -> dict:
+    """OpenVINO properties for runtime options as the manifest records them (the agent has its own
+    copy of this mapping: device_agent never imports edgeopt)."""
+    config = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY"),
+              "INFERENCE_PRECISION_HINT": options.get("inference_precision", "f32")}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    return config
+
+
+class _Runner:
+    """{input: array} -> [outputs] on one infer request; knows the precision the plugin chose."""
+
+    def __init__(self, model_path, options, threads=None):
+        import openvino as ov
+
+        core = ov.Core()
+        self.compiled = core.compile_model(str(model_path), options.get("device", DEVICE),
+                                           compile_config(options, threads))
+        self.request = self.compiled.create_infer_request()
+        self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+    def __call__(self, feed):
+        result = self.request.infer(feed)
+        return [result[port] for port in self.compiled.outputs]
+
+
+def ov_runner(model_path, options: dict, threads=None):
+    return _Runner(model_path, options, threads)
+
+
+def openvino_version() -> str:
+    import openvino as ov
+
+    return ov.__version__.split("-")[0]
+
+
+def runtime_options(request) -> dict:
+    return {"device": DEVICE, "performance_hint": PERFORMANCE_HINTS[request.performance_hint],
+            "inference_precision": PRECISION_HINTS[request.precision], "model_cache": True}
+
+
+def unconvertible_ops(message: str) -> list:
+    """[(op, why)] for the ops OpenVINO's frontend names in a failed conversion ("Bernoulli-17")."""
+    found = {}
+    rule = re.search(r"No conversion rule found for operations:\s*(.+)", message)
+    if rule:
+        for op in rule.group(1).split(","):
+            found.setdefault(op.strip(), "has no conversion rule")
+    for op in re.findall(r"^-- (\S+) with a message", message, re.M):
+        found.setdefault(op, "failed to convert")
+    return [(op, why) for op, why in found.items() if op]
+
+
+def describe_conversion_failure(error: Exception, onnx_path) -> str:
+    """One line naming the op(s) OpenVINO could not convert and the ONNX nodes that use them."""
+    import onnx
+
+    ops = unconvertible_ops(str(error))
+    if not ops:
+        detail = " ".join(str(error).split())[:300]
+        return f"OpenVINO {openvino_version()} cannot convert {onnx_path}: {detail}"
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    described = []
+    for op, why in ops:
+        op_type = re.sub(r"-\d+$", "", op).rsplit(".", 1)[-1]
+        nodes = [n.name or n.output[0] for n in graph.node if n.op_type == op_type]
+        where = f" (node{'s' if len(nodes) > 1 else ''} {', '.join(repr(n) for n in nodes[:3])})" if nodes else ""
+        described.append(f"{op}{where} {why}")
+    return (f"OpenVINO {openvino_version()} cannot convert this model: ONNX op {'; '.join(described)}; "
+            "replace the op or package for --profile generic (ONNX Runtime)")
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    runtime = "openvino"
+    precisions = ("fp32", "fp16", "bf16")
+    quantizations = ("none", "int8", "int8-weights", "int4-weights")
+    source_formats = ONNX_FORMATS + ("openvino-ir",)
+    request_options = ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint")
+
+    def _validate(self, request):
+        """The NNCF options, checked before any conversion work (nncf itself is not imported)."""
+        super()._validate(request)
+        from ..compress import nncf_quantize
+        from ..data import sample_count
+
+        if request.max_accuracy_drop is not None and request.quantize != "int8":
+            raise BadInput("--max-accuracy-drop applies to --quantize int8 only")
+        if request.quantize == "int8":
+            nncf_quantize.preset_name(request)
+            nncf_quantize.subset_size(request, sample_count(request.calibration))
+            if request.max_accuracy_drop is not None:
+                nncf_quantize.require_labels(request.evaluation)
+
+    def _convert(self, source, request, workdir, progress):
+        import openvino as ov
+
+        model = self._read(source, progress)
+        compression = {"quantize": request.quantize, "precision": request.precision}
+        tools = {"openvino": openvino_version()}
+        if request.quantize != "none":
+            from ..compress import nncf_quantize
+            model, details = nncf_quantize.compress(model, source, request, progress)
+            compression.update(details)
+            tools["nncf"] = details.pop("nncf_version")
+        out_dir = workdir / "ir"
+        out_dir.mkdir()
+        out = out_dir / "model.xml"
+        if source.ir_path is not None and request.quantize == "none" and request.precision == "fp32":
+            self._copy_ir(source.ir_path, out)  # packaged as given: the user's own .xml and .bin
+            reshaped = str(source.ir_path) != source.reference
+            compression["ir"] = "as given" + (", reshaped to static input shapes" if reshaped else "")
+        else:
+            progress.status("saving OpenVINO IR")
+            ov.save_model(model, str(out), compress_to_fp16=request.precision != "fp32")
+        from ..ir import bin_path, weight_bytes_by_type
+        compression["weights_bytes"] = weight_bytes_by_type(out)
+        notes = compression.pop("notes", [])
+        extra = [bin_path(out)] if bin_path(out).is_file() else []
+        return Conversion(out, extra, {"name": self.runtime, "options": runtime_options(request)},
+                          compression, tools, notes)
+
+    def _read(self, source, progress):
+        import openvino as ov
+
+        if source.ir_path is not None:
+            from ..ir import read_model
+            return read_model(source.ir_path)[0]
+        progress.status("converting to OpenVINO IR")
+        try:
+            return ov.convert_model(str(source.onnx_path))
+        except Exception as e:  # OpConversionFailure, GeneralFailure, RuntimeError: all one line, op named
+            raise BadInput(describe_conversion_failure(e, source.onnx_path)) from None
+
+    @staticmethod
+    def _copy_ir(xml_path, out):
+        from ..ir import bin_path
+
+        shutil.copyfile(xml_path, out)
+        if bin_path(xml_path).is_file():
+            shutil.copyfile(bin_path(xml_path), bin_path(out))
+
+    def host_runner(self, model_path, options=None):
+        return ov_runner(model_path, options or {})
+
+    def describe_io(self, model_path):
+        from ..ir import read_model, tensor_specs
+
+        model = read_model(model_path)[0]
+        return tensor_specs(model.inputs), tensor_specs(model.outputs)

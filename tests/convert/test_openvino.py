@@ -1,0 +1,260 @@
+"""`edgeopt package --profile intel-cpu`: the real OpenVINO and NNCF on small models, and bad input."""
+import hashlib
+import json
+import pathlib
+import tarfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import CALIB, EVAL, MODEL
+from edgeopt import api
+
+ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
+
+
+def _manifest(path):
+    with tarfile.open(path) as tar:
+        return json.load(tar.extractfile("manifest.json"))
+
+
+def _member_sha256(bundle, name):
+    with tarfile.open(bundle) as tar:
+        return hashlib.sha256(tar.extractfile(name).read()).hexdigest()
+
+
+def _model_bytes(manifest):
+    return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
+
+
+def _save_ir(path, source=MODEL, static=True):
+    """An IR of the shipped model made with OpenVINO itself, FP32 weights."""
+    import openvino as ov
+    model = ov.convert_model(str(source))
+    if static:
+        model.reshape({"image": [1, 1, 8, 8]})
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def ffn_stack(path, seq=16, dims=(128, 512, 128, 512, 128), seed=0):
+    """A transformer-FFN-like MatMul stack on [1, seq, hidden]: the weight-compression target."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        inits += [numpy_helper.from_array((rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"], name=f"matmul{i}"),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
+        prev = f"a{i}"
+        if i < len(dims) - 2:
+            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+            prev = f"r{i}"
+    graph = helper.make_graph(nodes + [helper.make_node("Identity", [prev], ["hidden"])], "ffn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, dims[0]])],
+                              [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, seq, dims[-1]])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_throughput_hint_goes_into_the_bundle(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--performance-hint", "throughput", "-o", tmp_path / "t.edgepkg",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["runtime"]["options"]["performance_hint"] == "THROUGHPUT"
+
+
+def test_fp32_is_ir_with_fp32_weights_and_a_real_f32_hint(ov_bundles):
+    m = _manifest(ov_bundles["fp32"]["path"])
+    assert {f["path"] for f in m["files"]} == {"model/model.xml", "model/model.bin", "data/eval.npz"}
+    assert m["model"] == "model/model.xml" and m["profile"]["backend"] == "openvino"
+    assert m["runtime"]["name"] == "openvino"
+    assert m["runtime"]["options"] == {"device": "CPU", "performance_hint": "LATENCY", "inference_precision": "f32",
+                                       "model_cache": True}
+    assert set(m["compression"]["weights_bytes"]) <= {"f32", "i64", "i32"}  # no FP16 compression for fp32
+    p = m["parity"]
+    assert p["passed"] and p["max_abs_error"] <= 1e-3 and p["host_inference_precision"] == "f32"
+    assert m["inputs"] == [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}]
+    assert m["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+    assert m["tools"]["openvino"].count(".") == 2 and "nncf" not in m["tools"]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precisions_compress_weights_and_say_what_the_host_ran(cli, tmp_path, precision):
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--precision", precision, "--eval-data", EVAL,
+            "-o", tmp_path / "h.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["runtime"]["options"]["inference_precision"] == {"fp16": "f16", "bf16": "bf16"}[precision]
+    assert "f16" in m["compression"]["weights_bytes"] and "f32" not in m["compression"]["weights_bytes"]
+    p = m["parity"]
+    # The CPU plugin may run f16 as bf16 or f32 where the CPU lacks f16; the tolerance follows what ran.
+    assert p["host_inference_precision"] in ("f16", "bf16", "f32") and p["passed"]
+    assert p["accuracy_delta"] >= -0.01
+
+
+def test_int8_with_nncf_quantizes_every_compute_op(ov_bundles):
+    m8, m32 = ov_bundles["int8"], ov_bundles["fp32"]
+    c = m8["compression"]
+    assert (c["method"], c["algorithm"], c["preset"], c["subset_size"]) == ("nncf", "quantize", "performance", 200)
+    assert c["ops"]["compute_ops"] == 4 and c["ops"]["left_in_float"] == 0 and c["ops"]["fake_quantize"] >= 4
+    assert c["ops"]["weights_by_type"] == {"i8": 4}
+    assert m8["tools"]["nncf"] and m8["tools"]["openvino"]
+    assert m8["parity"]["metric"] == "top1_agreement" and m8["parity"]["accuracy_delta"] >= -0.01
+    assert _model_bytes(m8) < 0.5 * _model_bytes(m32)
+
+
+def test_accuracy_aware_int8_holds_the_drop(cli, tmp_path, ov_bundles):
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--quantize", "int8", "--calib", CALIB, "--eval-data", EVAL,
+            "--max-accuracy-drop", "0", "-o", tmp_path / "aa.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["compression"]["algorithm"] == "quantize_with_accuracy_control"
+    assert m["compression"]["max_accuracy_drop"] == 0 and m["compression"]["validation"]["samples"] == 360
+    assert any("accuracy control chose layers on the --eval-data" in n for n in m["notes"])
+    assert m["parity"]["accuracy_delta"] >= 0  # no drop at all on the eval split
+    if ov_bundles["int8"]["parity"]["accuracy_delta"] < 0:  # plain INT8 lost accuracy: layers were reverted
+        assert m["compression"]["ops"]["left_in_float"] >= 1
+        assert all(op.split(":")[0] in ("Convolution", "MatMul") for op in m["compression"]["ops"]["left_in_float_ops"])
+
+
+def test_int8_weights_compresses_a_matmul_model(cli, tmp_path):
+    model = ffn_stack(tmp_path / "ffn.onnx")
+    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int8-weights", "-o", tmp_path / "w8.edgepkg",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    c = m["compression"]
+    assert (c["algorithm"], c["mode"]) == ("compress_weights", "int8_asym")
+    assert c["ops"]["compute_ops"] == 4 and c["ops"]["left_in_float"] == 0
+    assert set(c["ops"]["weights_by_type"]) <= {"u8", "i8"}
+    assert _model_bytes(m) < 0.3 * model.stat().st_size
+    assert m["parity"]["metric"] == "relative_error" and m["parity"]["passed"]
+
+
+def test_int4_weights_on_random_weights_is_caught_by_parity(cli, tmp_path):
+    model = ffn_stack(tmp_path / "ffn.onnx")
+    out = tmp_path / "w4.edgepkg"
+    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", out)
+    assert r.exit_code == 2 and "relative_error" in r.stderr and not out.exists()
+    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", out, "--allow-mismatch",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    c = r.json()["compression"]
+    assert c["mode"] == "int4_sym" and c["group_size"] == 128
+    assert c["ops"]["weights_by_type"].get("i4", 0) >= 3  # NNCF keeps the last layer in its int8 backup mode
+    assert _model_bytes(r.json()) < 0.2 * model.stat().st_size
+
+
+def test_ir_input_is_packaged_as_given(cli, tmp_path):
+    ir = _save_ir(tmp_path / "digits.xml")
+    r = cli("package", ir, "--profile", "intel-cpu", "--eval-data", EVAL, "-o", tmp_path / "ir.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["source"]["format"] == "openvino-ir" and m["compression"]["ir"] == "as given"
+    assert _member_sha256(m["path"], "model/model.bin") == hashlib.sha256(ir.with_suffix(".bin").read_bytes()).hexdigest()
+    assert m["parity"]["max_abs_error"] == 0.0 and m["source"]["accuracy"]["top1"] > 0.95
+
+
+def test_ir_input_with_a_dynamic_batch_is_quantized(cli, tmp_path):
+    ir = _save_ir(tmp_path / "digits.xml", static=False)
+    r = cli("package", ir, "--profile", "intel-cpu", "--quantize", "int8", "--calib", CALIB, "--eval-data", EVAL,
+            "-o", tmp_path / "irq.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert "input image: dynamic batch dim fixed to 1" in m["notes"]
+    assert m["compression"]["ops"]["left_in_float"] == 0 and m["parity"]["accuracy_delta"] >= -0.01
+
+
+def test_pytorch_input(cli, tmp_path):
+    r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--profile", "intel-cpu", "--input-shape",
+            "pixels=1,3,16,16", "-o", tmp_path / "t.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["source"]["format"] == "pytorch-module" and m["parity"]["passed"]
+    assert m["inputs"] == [{"name": "pixels", "shape": [1, 3, 16, 16], "dtype": "float32"}]
+
+
+def _bernoulli_model(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Bernoulli", ["r"], ["y"], name="coin")]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]),
+              str(path))
+    return path
+
+
+def _calib(path, n=200, shape=(1, 8, 8)):
+    np.savez(path, image=np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32))
+    return path
+
+
+def _missing_bin(tmp):
+    ir = _save_ir(tmp / "m.xml")
+    ir.with_suffix(".bin").unlink()
+    return [ir]
+
+
+def _truncated_bin(tmp):
+    ir = _save_ir(tmp / "t.xml")
+    data = ir.with_suffix(".bin").read_bytes()
+    ir.with_suffix(".bin").write_bytes(data[: len(data) // 2])
+    return [ir]
+
+
+BAD_INPUTS = {
+    "unconvertible op": (lambda tmp: [_bernoulli_model(tmp / "coin.onnx")],
+                         "cannot convert this model: ONNX op Bernoulli-17 (node 'coin') has no conversion rule"),
+    "calibration of the wrong shape": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", _calib(tmp / "c.npz", shape=(3, 8, 8))],
+                                       "array 'image' has shape (200, 3, 8, 8); model input 'image' expects (N, 1, 8, 8)"),
+    "calibration too small": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", _calib(tmp / "c.npz", n=40)],
+                              "calibration set has 40 samples; NNCF INT8 needs at least 100"),
+    "subset larger than the calibration": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", CALIB, "--subset-size", "300"],
+                                           "calibration set has 200 samples, fewer than --subset-size 300"),
+    "IR without its .bin": (_missing_bin, "its weights file m.bin is missing"),
+    "IR with a truncated .bin": (_truncated_bin, "t.bin is truncated"),
+    "accuracy-aware without labels": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", CALIB, "--max-accuracy-drop", "0.01"],
+                                      "--max-accuracy-drop needs labelled eval data"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    args = make(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    r = cli("package", *args, "--profile", "intel-cpu", "-o", tmp_path / "out.edgepkg", "--quiet")
+    assert r.exit_code == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == before  # nothing at the output path, no leftovers beside it
+
+
+def test_a_small_calibration_set_is_allowed_with_an_explicit_subset(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--quantize", "int8", "--calib", _calib(tmp_path / "c.npz", n=40),
+            "--subset-size", "40", "-o", tmp_path / "q.edgepkg", "--json", "--allow-mismatch")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["compression"]["subset_size"] == 40
+
+
+def test_the_onnxruntime_path_refuses_openvino_only_input_and_options(cli, tmp_path):
+    ir = _save_ir(tmp_path / "d.xml")
+    r = cli("package", ir, "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "backend onnxruntime cannot package openvino-ir models; profiles whose backend can: intel-cpu" in r.stderr
+    r = cli("package", MODEL, "--quantize", "int8-weights", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "backend onnxruntime supports --quantize none, dynamic, int8, not int8-weights" in r.stderr
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "--preset", "mixed", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "backend onnxruntime has no --preset option" in r.stderr
+    r = cli("package", MODEL, "--precision", "bf16", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "supports --precision fp32, fp16, not bf16" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_inspect_an_ir(cli, tmp_path):
+    r = cli("inspect", _save_ir(tmp_path / "d.xml", static=False), "--json")
+    assert r.exit_code == 0, r.stderr
+    info = r.json()
+    assert info["format"] == "openvino-ir" and info["dynamic_dims"] == {"image": ["?"]}
+    assert info["inputs"] == [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}]
+    assert info["op_types"]["Convolution"] == 3
