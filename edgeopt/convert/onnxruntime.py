@@ -7,7 +7,8 @@ import shutil
 from .base import Backend, Conversion
 
 
-def ort_session(model_path, threads=1):
+def ort_session(model_path, threads=0):
+    """A host-side session for parity checks: all cores (0), since nothing is timed here."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -16,7 +17,7 @@ def ort_session(model_path, threads=1):
     return ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def ort_runner(model_path, threads=1):
+def ort_runner(model_path, threads=0):
     session = ort_session(model_path, threads)
     return lambda feed: session.run(None, feed)
 
