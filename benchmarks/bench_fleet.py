@@ -47,7 +47,8 @@ def run_fleet(bundle, inventory, lab, results, parallel) -> dict:
     wall = time.perf_counter() - start
     report = json.loads(p.stdout)
     peak = int(next(l.split()[1] for l in p.stderr.splitlines() if l.startswith("HOST_PEAK_KB")))
-    return {"wall_s": wall, "ok": len(report["succeeded"]), "failed": len(report["failed"]),
+    reasons = sorted({msg.split(": ", 1)[-1][:120] for msg in report["failed"].values()})
+    return {"wall_s": wall, "ok": len(report["succeeded"]), "failed": len(report["failed"]), "reasons": reasons,
             "host_peak_rss_mb": peak / 1024, "device_cpu_s": _device_cpu(lab) - cpu_before}
 
 

@@ -107,16 +107,16 @@ def _base_document(device):
 def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
         lock_wait=600.0):
     """Returns (result document, exit code). A failure still yields a document, status 'failed'."""
-    doc = _base_document(probe())
-    try:
-        with Heartbeat():  # verifying, waiting for the lock and measuring all show signs of life
+    with Heartbeat():  # probing, verifying, waiting for the lock and measuring all show signs of life
+        doc = _base_document(probe())
+        try:
             if lock is None:
                 return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
             with DeviceLock(lock, lock_wait):
                 remove_stale_runs(workdir)
                 return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
-    except AgentError as e:
-        return _failed(doc, e)
+        except AgentError as e:
+            return _failed(doc, e)
 
 
 def _failed(doc, error):

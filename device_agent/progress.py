@@ -22,9 +22,11 @@ class Heartbeat(object):
         self.thread.daemon = True
 
     def _beat(self):
-        while not self.stop_event.wait(self.interval):
+        while True:  # the first beat at once: the host is counting from the moment it started us
             sys.stderr.write("[agent-heartbeat]\n")
             sys.stderr.flush()
+            if self.stop_event.wait(self.interval):
+                return
 
     def __enter__(self):
         self.thread.start()

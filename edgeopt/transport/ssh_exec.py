@@ -12,6 +12,9 @@ from ..errors import DeviceFailure
 
 CHUNK = 1 << 20
 POLL = 0.25
+# Before its first heartbeat the agent is starting Python on the device, which on a busy or slow
+# board can take several seconds; a dead link is still caught sooner by TCP_USER_TIMEOUT.
+STARTUP_SILENCE = 30.0
 
 
 def _session(client, device):
@@ -52,15 +55,15 @@ def _run_command(client, device, command, on_line, timeout, silence):
     chan = _session(client, device)
     chan.exec_command(command)
     deadline = time.monotonic() + timeout
-    heard = time.monotonic()
+    heard, allowed = time.monotonic(), max(3 * silence, STARTUP_SILENCE)
     out, err = bytearray(), bytearray()
     while True:
         select.select([chan], [], [], POLL)
         if chan.recv_stderr_ready() or chan.recv_ready():
-            heard = time.monotonic()
-        elif time.monotonic() - heard > silence:
+            heard, allowed = time.monotonic(), silence
+        elif time.monotonic() - heard > allowed:
             chan.close()
-            raise DeviceFailure(f"device {device}: no sign of life for {silence:.0f} s during the agent run "
+            raise DeviceFailure(f"device {device}: no sign of life for {allowed:.0f} s during the agent run "
                                 "(device down or network lost)")
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
