@@ -83,13 +83,15 @@ def ssh_options(fn):
                   help="Trust an unknown host key on first use and remember it (a changed key is still refused).")
     @click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh config for host aliases [default: ~/.ssh/config].")
     @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-                  help="Seconds to reach a device; also how long a silent connection may stall before it is declared dead.")
+                  help="Seconds to reach a device and log in.")
+    @click.option("--dead-after", type=click.FloatRange(min=1), default=8.0, show_default=True,
+                  help="Declare a device dead after this many seconds without a sign of life (the agent beats every 2 s).")
     @functools.wraps(fn)
-    def wrapper(known_hosts, trust_new_host_keys, ssh_config, connect_timeout, **kwargs):
+    def wrapper(known_hosts, trust_new_host_keys, ssh_config, connect_timeout, dead_after, **kwargs):
         from .transport.ssh import SshOptions
         kwargs["ssh"] = SshOptions(known_hosts=known_hosts, trust_new_host_keys=trust_new_host_keys,
                                    ssh_config=ssh_config, connect_timeout=connect_timeout,
-                                   dead_peer_timeout=connect_timeout)
+                                   dead_peer_timeout=dead_after)
         return fn(**kwargs)
     return wrapper
 

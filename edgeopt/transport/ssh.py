@@ -43,7 +43,7 @@ class SshOptions:
     trust_new_host_keys: bool = False    # trust on first use, and remember the key
     ssh_config: str | None = None        # default ~/.ssh/config
     connect_timeout: float = 10.0
-    dead_peer_timeout: float = 10.0      # unacknowledged data for this long: the device is gone
+    dead_peer_timeout: float = 8.0       # silence (or unacknowledged data) for this long: the device is gone
     keepalive: float = 2.0
 
 
