@@ -51,3 +51,16 @@ def load(path) -> dict:
         raise BadInput(f"{path} is not an {RESULT_SCHEMA} document")
     doc["_path"] = str(path)
     return doc
+
+
+def is_throttle_warning(text: str) -> bool:
+    """The agent starts throttling and frequency-cap warnings with these words (device_agent.measure.thermal)."""
+    from device_agent.measure.thermal import THROTTLE_WARNINGS
+    return text.startswith(THROTTLE_WARNINGS)
+
+
+def throttled(doc: dict) -> bool:
+    """Whether the run was throttled or frequency-capped, so its figures hold only in that state."""
+    heat = doc.get("thermal") or {}
+    return bool(heat.get("throttled") or heat.get("frequency_capped")
+                or any(is_throttle_warning(w) for w in doc.get("warnings", [])))
