@@ -10,6 +10,17 @@ otherwise it is absent with the reason, and the mean says which part it covers.
 MAX_GAP_PERIODS = 2.5
 MIN_COVERAGE = 0.98
 FEW_SAMPLES = 10  # fewer readings than this in the loop: the figures stand, with a warning
+# Figures are rounded to 1 µW and 1 pJ: far below any sensor's resolution, and it keeps float noise
+# (a constant 2.352 W giving -1e-17 mJ above idle) out of the result.
+W_DIGITS, MJ_DIGITS = 6, 9
+
+
+def _w(x):
+    return round(x, W_DIGITS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _watts(d):
+    return {k: _w(v) for k, v in d.items()}
 
 
 def _pairs(samples):
@@ -55,9 +66,13 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
     if covered <= 0:
         out["absent"] = "no two consecutive readings close enough to integrate (%d failed)" % len(errors)
         return out
+    # Coverage is judged between the first and last attempted reading (failed ones count), so the
+    # time a reading itself takes at the window's edges is not mistaken for a gap.
+    attempts = [s.t for s in samples] + [t for t, _ in errors]
+    span = max(attempts) - min(attempts)
     out.update(energy_j=energy, covered_s=covered, mean_w=energy / covered, peak_w=peak,
-               rails_mean_w={r: e / covered for r, e in rails.items()},
-               coverage=min(1.0, covered / out["window_s"]) if out["window_s"] > 0 else 0.0)
+               rails_mean_w={r: e / covered for r, e in rails.items()}, span_s=span,
+               coverage=min(1.0, covered / span) if span > 0 else 0.0)
     return out
 
 
@@ -69,7 +84,7 @@ def power_section(description, idle, loop, inferences, loop_seconds):
     doc = dict(description, available=True, inferences=inferences, loop_seconds=loop_seconds,
                samples=loop["samples"], samples_failed=loop["failed"], window_s=loop["window_s"],
                achieved_rate_hz=(loop["samples"] - 1) / loop["window_s"] if loop["window_s"] > 0 else None,
-               mean_w=loop["mean_w"], rails_mean_w=loop["rails_mean_w"],
+               mean_w=_w(loop["mean_w"]), rails_mean_w=_watts(loop["rails_mean_w"]),
                energy_method="energy counter" if description["kind"] == "energy" else "trapezoidal integration of timestamped samples")
     _peak(doc, loop, description)
     _idle(doc, idle)
@@ -83,7 +98,7 @@ def _peak(doc, loop, description):
     if loop["peak_w"] is None:
         doc["peak_w_absent"] = "no interval between counter readings"
     else:
-        doc["peak_w"] = loop["peak_w"]
+        doc["peak_w"] = _w(loop["peak_w"])
         doc["peak_scope"] = ("highest sample" if description["kind"] == "watts" else
                              "highest mean between consecutive counter readings (~%.3g s apart)"
                              % (1.0 / description["sample_rate_hz"]))
@@ -95,8 +110,8 @@ def _idle(doc, idle):
     elif "absent" in idle:
         doc["idle_w_absent"] = "idle baseline: " + idle["absent"]
     else:
-        doc.update(idle_w=idle["mean_w"], idle_seconds=idle["window_s"], idle_samples=idle["samples"],
-                   rails_idle_w=idle["rails_mean_w"])
+        doc.update(idle_w=_w(idle["mean_w"]), idle_seconds=idle["window_s"], idle_samples=idle["samples"],
+                   rails_idle_w=_watts(idle["rails_mean_w"]))
 
 
 def _energy(doc, loop, inferences, loop_seconds):
@@ -110,16 +125,17 @@ def _energy(doc, loop, inferences, loop_seconds):
         warnings.append("power: %d of %d sensor reads failed during the timed loop (first: %s)"
                         % (loop["failed"], loop["failed"] + loop["samples"], loop["first_error"]))
     if loop["coverage"] < MIN_COVERAGE:
-        scope = "readings cover %.2f of %.2f s" % (loop["covered_s"], loop["window_s"])
+        scope = "readings cover %.2f of %.2f s" % (loop["covered_s"], loop["span_s"])
         doc["mean_w_scope"] = "partial: " + scope
         doc["energy_mj_per_inference_absent"] = "sensor readings missing for part of the loop (%s)" % scope
         doc["dynamic_energy_mj_per_inference_absent"] = doc["energy_mj_per_inference_absent"]
         warnings.append("power: mean power is partial (%s); energy per inference not measured" % scope)
         return warnings
     per_inference_s = loop_seconds / inferences
-    doc["energy_mj_per_inference"] = loop["mean_w"] * per_inference_s * 1e3
+    doc["energy_mj_per_inference"] = round(loop["mean_w"] * per_inference_s * 1e3, MJ_DIGITS) + 0.0
     if "idle_w" in doc:
-        doc["dynamic_energy_mj_per_inference"] = (loop["mean_w"] - doc["idle_w"]) * per_inference_s * 1e3
+        dynamic = (loop["mean_w"] - doc["idle_w"]) * per_inference_s * 1e3
+        doc["dynamic_energy_mj_per_inference"] = round(dynamic, MJ_DIGITS) + 0.0
     else:
-        doc["dynamic_energy_mj_per_inference_absent"] = "no idle baseline: " + doc["idle_w_absent"]
+        doc["dynamic_energy_mj_per_inference_absent"] = "needs idle_w, which is absent: " + doc["idle_w_absent"]
     return warnings

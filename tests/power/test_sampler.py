@@ -51,6 +51,14 @@ def test_one_missed_sample_is_bridged_but_reported():
     assert doc["samples_failed"] == 1 and len(warnings) == 1
 
 
+def test_time_a_reading_takes_at_the_window_edges_is_not_a_gap():
+    # A 20 ms loop whose readings each take 0.5 ms: the window is 21 ms, the readings span 20 ms.
+    loop = window_figures("watts", _watts([(0.0005, 3.0), (0.0205, 3.0)]), [], 0.0, 0.021, period=0.05)
+    assert loop["coverage"] == 1.0
+    doc, _ = power_section(DESCRIPTION, None, loop, inferences=500, loop_seconds=0.02)
+    assert doc["energy_mj_per_inference"] == pytest.approx(3.0 * 0.02 / 500 * 1e3)
+
+
 def test_too_few_readings_make_the_section_unavailable_with_the_reason():
     loop = window_figures("watts", _watts([(0.0, 3.0)]), [(0.05, "gone")], 0.0, 0.1, period=0.1)
     doc, _ = power_section(DESCRIPTION, None, loop, inferences=10, loop_seconds=0.1)
@@ -66,7 +74,7 @@ def test_energy_per_inference_and_above_idle():
     assert len(warnings) == 1 and warnings[0].startswith("power: only 3 readings in the 2.00 s loop at 10 Hz")
     assert doc["energy_mj_per_inference"] == pytest.approx(16.0) and doc["dynamic_energy_mj_per_inference"] == pytest.approx(6.0)
     doc, _ = power_section(DESCRIPTION, None, loop, inferences=1000, loop_seconds=2.0)
-    assert "idle baseline skipped" in doc["dynamic_energy_mj_per_inference_absent"]
+    assert doc["dynamic_energy_mj_per_inference_absent"] == "needs idle_w, which is absent: idle baseline skipped (--idle-seconds 0)"
 
 
 def test_sampler_thread_reads_at_its_rate_from_window_start_to_end():
