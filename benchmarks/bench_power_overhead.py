@@ -68,7 +68,8 @@ MODES = ("on", "off", "off_again")
 def measure_set(bundle, threads, roots, repeat) -> dict:
     order = MODES[repeat % 3:] + MODES[:repeat % 3]
     got = {mode: agent_p50(bundle, threads, roots["off" if mode == "off_again" else mode]) for mode in order}
-    assert got["on"]["sampling"] and not got["off"]["sampling"], got
+    if not got["on"]["sampling"] or got["off"]["sampling"]:
+        raise SystemExit(f"the on/off sysfs roots did not switch sampling as intended: {got}")
     return dict(got, order=list(order), ratio=got["on"]["p50_ms"] / got["off"]["p50_ms"],
                 control=got["off_again"]["p50_ms"] / got["off"]["p50_ms"])
 

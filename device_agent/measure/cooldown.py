@@ -17,6 +17,7 @@ from ..progress import report
 from . import thermal
 
 HISTORY_RUNS = 10
+HISTORY_ROOTS = 8  # other sysfs roots kept besides "/" (tests use recorded trees): least recently used go
 STEADY_WINDOW_S = 20.0
 STEADY_DROP_C = 0.5
 POLL_S = 1.0
@@ -61,7 +62,11 @@ def record_start(path, sysfs_root, temps):
     doc = _load(path)
     runs = doc.get(sysfs_root, [])[-(HISTORY_RUNS - 1):]
     runs.append({"time": datetime.datetime.now(datetime.timezone.utc).isoformat(), "zones": temps})
-    doc[sysfs_root] = runs
+    doc.pop(sysfs_root, None)
+    doc[sysfs_root] = runs  # last in order: the most recently used root
+    others = [r for r in doc if r != "/"]
+    for stale in others[:-HISTORY_ROOTS]:
+        del doc[stale]
     tmp = "%s.%d.tmp" % (path, os.getpid())
     with open(tmp, "w") as f:
         json.dump(doc, f)

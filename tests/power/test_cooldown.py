@@ -36,6 +36,10 @@ def test_history_keeps_the_last_runs_per_root_and_the_lowest_is_idle(tmp_path):
         cooldown.record_start(path, "/", {ZONE: 70.0 + t})
     assert len(json.load(open(path))["/"]) == cooldown.HISTORY_RUNS and cooldown.reference(path, "/") == {ZONE: 70.0}
     assert cooldown.reference(None, "/") == {}
+    for i in range(cooldown.HISTORY_ROOTS + 3):  # recorded trees come and go; the device's own "/" stays
+        cooldown.record_start(path, "/tree-%d" % i, {ZONE: 30.0})
+    kept = json.load(open(path))
+    assert "/" in kept and "/fixture" not in kept and len(kept) == cooldown.HISTORY_ROOTS + 1
 
 
 def test_waits_until_within_margin_of_idle(tmp_path):
