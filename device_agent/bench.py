@@ -1,4 +1,5 @@
 """`bench`: verify the bundle, measure it in a fresh process, assemble one result document."""
+import dataclasses
 import datetime
 import json
 import os
@@ -11,7 +12,9 @@ import tempfile
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import extract, manifest_digest
 from .lock import DeviceLock, remove_stale_runs
-from .measure import environment
+from .measure import cooldown as cool, thermal
+from .power import CHOICES as POWER_SENSORS
+from .power.base import SensorConfig
 from .probe import physical_cores, probe
 from .progress import Heartbeat, report
 
@@ -41,13 +44,32 @@ def require_runtime(manifest):
                          % (sys.executable, cls.module, sys.executable, cls.install_hint))
 
 
-def _run_child(root, threads, settings, with_accuracy, timeout):
+def sensor_config(requested, manifest):
+    """The sensors to use: the command line's choice, else the meter when a command is given, else the
+    bundle's profile (`runtime.power_sensor`), else auto. An unknown name is refused before measuring."""
+    name = requested.power_sensor
+    if name is None:
+        name = "external" if requested.power_command else (manifest["runtime"].get("power_sensor") or "auto")
+    if name not in POWER_SENSORS:
+        raise AgentError("the bundle asks for power sensor %r, which this agent does not know (known: %s)"
+                         % (name, ", ".join(POWER_SENSORS)))
+    return dataclasses.replace(requested, power_sensor=name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sensing:
+    """Sensor options from the command line: power_sensor None means the bundle's profile decides."""
+    power: SensorConfig = SensorConfig(power_sensor=None)
+    cooldown: cool.CooldownSettings = cool.CooldownSettings()
+
+
+def _run_child(root, threads, settings, with_accuracy, timeout, sensors):
     fd, out_path = tempfile.mkstemp(prefix="edgeopt-measure-", suffix=".json")
     os.close(fd)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_agent_root()] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "device_agent", "_measure", root, out_path, str(threads),
-           json.dumps(settings.to_dict()), "1" if with_accuracy else "0"]
+           json.dumps(settings.to_dict()), "1" if with_accuracy else "0", json.dumps(sensors.to_dict())]
     try:
         proc = subprocess.run(cmd, env=env, stdout=sys.stderr, timeout=timeout)
         doc = _read_child_output(out_path)
@@ -105,16 +127,17 @@ def _base_document(device):
 
 
 def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
-        lock_wait=600.0):
+        lock_wait=600.0, sensing=Sensing()):
     """Returns (result document, exit code). A failure still yields a document, status 'failed'."""
-    with Heartbeat():  # probing, verifying, waiting for the lock and measuring all show signs of life
+    with Heartbeat():  # probing, verifying, waiting for the lock, cooling down and measuring all show signs of life
         doc = _base_document(probe())
+        job = (bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, cool.history_path(lock))
         try:
             if lock is None:
-                return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
+                return _run_unlocked(doc, *job)
             with DeviceLock(lock, lock_wait):
                 remove_stale_runs(workdir)
-                return _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir)
+                return _run_unlocked(doc, *job)
         except AgentError as e:
             return _failed(doc, e)
 
@@ -125,7 +148,17 @@ def _failed(doc, error):
     return doc, error.exit_code
 
 
-def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir):
+def _cool_down(sensors, settings, history):
+    """Wait for the idle temperature when asked; record this run's start temperatures either way."""
+    result, warnings = None, []
+    if settings.enabled:
+        idle = cool.reference(history, sensors.sysfs_root)
+        result, warnings = cool.wait(sensors, settings, idle)
+    cool.record_start(history, sensors.sysfs_root, thermal.zones(sensors))
+    return result, warnings
+
+
+def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, history):
     if workdir and not os.path.isdir(workdir):
         os.makedirs(workdir)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
@@ -135,14 +168,18 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         doc["bundle"] = bundle_identity(manifest, tmp)
         require_runtime(manifest)
         n_threads, source = resolve_threads(manifest, threads)
-        doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source)
-        thermal_start = environment.thermal_snapshot()
-        measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout)
+        sensors = sensor_config(sensing.power, manifest)
+        doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source,
+                               power_sensor=sensors.power_sensor, idle_seconds=sensors.idle_seconds,
+                               sysfs_root=sensors.sysfs_root)
+        cooled, cool_warnings = _cool_down(sensors, sensing.cooldown, history)
+        measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout, sensors)
         latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
-                   accuracy=measured["accuracy"], power=environment.power(),
-                   thermal=environment.thermal(thermal_start, environment.thermal_snapshot()))
-        doc["warnings"] = _warnings(latency, measured["memory"])
+                   accuracy=measured["accuracy"], power=measured["power"], thermal=measured["thermal"])
+        if cooled is not None:
+            doc["thermal"]["cooldown"] = cooled
+        doc["warnings"] = _warnings(latency, measured["memory"]) + cool_warnings + measured["warnings"]
         return doc, 0
     except AgentError as e:
         return _failed(doc, e)

@@ -36,6 +36,18 @@ def cmd_verify(args):
     return EXIT_OK
 
 
+def _sensing(args):
+    from .bench import Sensing
+    from .measure.cooldown import CooldownSettings
+    from .power.base import SensorConfig
+
+    power = SensorConfig(power_sensor="none" if args.no_power else args.power_sensor, sysfs_root=args.sysfs_root,
+                         vcgencmd=args.vcgencmd, power_command=args.power_command or "",
+                         power_rate_hz=args.power_rate or 0.0, idle_seconds=args.idle_seconds)
+    cool = CooldownSettings(args.cooldown, args.cooldown_margin, args.cooldown_timeout, args.cooldown_target)
+    return Sensing(power, cool)
+
+
 def cmd_bench(args):
     from .bench import run
     from .measure.latency import LoopSettings
@@ -43,7 +55,8 @@ def cmd_bench(args):
     settings = LoopSettings(args.warmup_iterations, args.warmup_seconds, args.min_iterations,
                             args.min_seconds, args.max_iterations, args.max_seconds)
     doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
-                    timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait)
+                    timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait,
+                    sensing=_sensing(args))
     _print_json(doc)
     if code:
         sys.stderr.write("edgeopt-agent: error: %s\n" % doc["error"]["message"])
@@ -55,7 +68,7 @@ def cmd_measure(args):
     from .measure.run import main
 
     try:
-        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1")
+        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1", args.sensors)
     except AgentError as e:
         with open(args.out, "w") as f:
             json.dump({"error": str(e)}, f)
@@ -68,6 +81,42 @@ def _positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value
+
+
+def _non_negative(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _positive(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _sensor_arguments(b):
+    import os
+
+    from .power import CHOICES
+    from .power.base import SYSFS_ROOT_ENV, VCGENCMD_ENV
+
+    b.add_argument("--power-sensor", choices=CHOICES, default=None,
+                   help="power reader: auto probes all (default: the bundle profile's power_sensor)")
+    b.add_argument("--no-power", action="store_true", help="do not measure power")
+    b.add_argument("--power-command", default=None, help="external meter: a shell command that prints watts")
+    b.add_argument("--power-rate", type=_positive, default=None, help="samples per second (default: the reader's)")
+    b.add_argument("--idle-seconds", type=_non_negative, default=1.0, help="idle baseline before warm-up (default 1)")
+    b.add_argument("--sysfs-root", default=os.environ.get(SYSFS_ROOT_ENV, "/"),
+                   help="read /sys and /proc under this directory (default: $%s or /)" % SYSFS_ROOT_ENV)
+    b.add_argument("--vcgencmd", default=os.environ.get(VCGENCMD_ENV, "vcgencmd"),
+                   help="the vcgencmd command (default: $%s or vcgencmd)" % VCGENCMD_ENV)
+    b.add_argument("--cooldown", action="store_true", help="wait until the device is back at its idle temperature")
+    b.add_argument("--cooldown-margin", type=_non_negative, default=2.0, help="°C above idle that counts as cool")
+    b.add_argument("--cooldown-timeout", type=_non_negative, default=300.0, help="longest wait in seconds")
+    b.add_argument("--cooldown-target", type=float, default=None, help="°C every zone must reach (instead of idle)")
 
 
 def build_parser():
@@ -96,6 +145,7 @@ def build_parser():
     b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
     b.add_argument("--lock", default=None, help="lock file: one benchmark at a time on this device")
     b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for the lock (default 600)")
+    _sensor_arguments(b)
     b.set_defaults(fn=cmd_bench)
     m = sub.add_parser("_measure")
     for name in ("root", "out"):
@@ -103,6 +153,7 @@ def build_parser():
     m.add_argument("threads", type=int)
     m.add_argument("settings")
     m.add_argument("accuracy")
+    m.add_argument("sensors")
     m.set_defaults(fn=cmd_measure)
     return p
 

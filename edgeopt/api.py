@@ -149,10 +149,14 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
     }
 
 
-def _agent_args(threads, loop) -> list:
+def _agent_args(threads, loop, sensing=None) -> list:
+    """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`."""
     args = [] if threads is None else ["--threads", str(threads)]
-    for key, value in (loop or {}).items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+    for key, value in list((loop or {}).items()) + list((sensing or {}).items()):
+        if value is None or value is False:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        args += [flag] if value is True else [flag, str(value)]
     return args
 
 
@@ -165,8 +169,11 @@ def _inventory(inventory):
 
 def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
           loop: dict | None = None, timeout: float = 900.0, progress=SILENT, inventory=None,
-          ssh_options=None, store_url: str | None = None) -> dict:
-    """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising."""
+          ssh_options=None, store_url: str | None = None, sensing: dict | None = None) -> dict:
+    """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
+
+    `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
+    idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides."""
     from .fleet import failed_document
     from .store import Store, default_url
     from .transport import for_spec, resolve_device
@@ -177,7 +184,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     transport = for_spec(spec, ssh_options)
     progress.status(f"measuring {bundle.name} on {device}")
     try:
-        doc, code = transport.bench(bundle, _agent_args(threads, loop), progress, timeout)
+        doc, code = transport.bench(bundle, _agent_args(threads, loop, sensing), progress, timeout)
     except DeviceFailure as e:
         doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
     finally:
@@ -194,7 +201,8 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
 
 def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",
                 threads: int | None = None, loop: dict | None = None, timeout: float = 900.0, resume: bool = False,
-                ssh_options=None, store_url: str | None = None, budgets: dict | None = None, progress=SILENT) -> dict:
+                ssh_options=None, store_url: str | None = None, budgets: dict | None = None, progress=SILENT,
+                sensing: dict | None = None) -> dict:
     """Benchmark on every device of an inventory group; see edgeopt.fleet.bench. Adds a budget check."""
     from . import fleet
     from .store import default_url
@@ -205,7 +213,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     if not devices:
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
     outcome = fleet.bench(bundle, devices, lambda spec: for_spec(spec, ssh_options), results_dir,
-                          store_url or default_url(results_dir), parallel, _agent_args(threads, loop), timeout,
+                          store_url or default_url(results_dir), parallel, _agent_args(threads, loop, sensing), timeout,
                           resume, progress)
     outcome["check"] = compare(list(outcome["paths"].values()), budgets)
     return outcome
@@ -232,7 +240,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None)
         doc = results.load(path)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
-                 "warnings": doc.get("warnings", [])}
+                 "warnings": doc.get("warnings", []), "throttled": results.throttled(doc)}
         if doc.get("status") != "ok":
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
             entry["budgets"] = []

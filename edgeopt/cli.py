@@ -114,9 +114,32 @@ def loop_options(fn):
     return fn
 
 
-def _loop(loop: dict) -> dict:
-    """The loop flags the user actually gave (the agent's defaults stand for the rest)."""
-    return {k: v for k, v in loop.items() if v is not None}
+SENSING_KEYS = ("power_sensor", "power_command", "power_rate", "no_power", "idle_seconds", "cooldown",
+                "cooldown_timeout", "cooldown_target")
+
+
+def sensing_options(fn):
+    """Power and thermal: which sensor, the idle baseline, cooling down first. Same flags for one device and a fleet."""
+    from .profiles import POWER_SENSORS
+    for name, kind, text in reversed([
+            ("--power-sensor", click.Choice(POWER_SENSORS), "Power reader [default: the profile's power_sensor]."),
+            ("--power-command", str, "External meter: a shell command, run on the device, that prints watts."),
+            ("--power-rate", click.FloatRange(min=0, min_open=True), "Power samples per second [default: the reader's]."),
+            ("--idle-seconds", click.FloatRange(min=0), "Idle baseline before warm-up [default: 1]."),
+            ("--cooldown-timeout", click.FloatRange(min=0), "Longest --cooldown wait in seconds [default: 300]."),
+            ("--cooldown-target", float, "°C every thermal zone must reach (instead of the recorded idle).")]):
+        fn = click.option(name, type=kind, help=text)(fn)
+    fn = click.option("--no-power", is_flag=True, default=None, help="Do not measure power.")(fn)
+    fn = click.option("--cooldown", is_flag=True, default=None,
+                      help="Wait until the device is back at its idle temperature before measuring.")(fn)
+    return fn
+
+
+def _loop(loop: dict) -> tuple:
+    """(loop flags, sensing flags) the user actually gave (the agent's defaults stand for the rest)."""
+    given = {k: v for k, v in loop.items() if v is not None}
+    return ({k: v for k, v in given.items() if k not in SENSING_KEYS},
+            {k: v for k, v in given.items() if k in SENSING_KEYS})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,14 +259,16 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
 @click.option("--device", "-d", default="local", show_default=True,
               help="`local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
 @loop_options
+@sensing_options
 @ssh_options
 @common
 def bench(out, bundle, device, results_dir, threads, timeout, inventory, ssh, store_url, **loop):
     """Measure BUNDLE on a device; saves the result JSON under --results-dir."""
     from . import api
     from .report.tables import bench_rows, key_values
-    doc = api.bench(bundle, device, results_dir, threads, _loop(loop), timeout, out.progress(), inventory, ssh,
-                    store_url)
+    loop, sensing = _loop(loop)
+    doc = api.bench(bundle, device, results_dir, threads, loop, timeout, out.progress(), inventory, ssh,
+                    store_url, sensing)
     out.emit(doc, key_values("Benchmark", bench_rows(doc)))
 
 
@@ -260,6 +285,7 @@ def fleet():
 @click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without a result.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets for the summary verdicts.")
 @loop_options
+@sensing_options
 @ssh_options
 @common
 def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, threads, timeout, inventory, ssh,
@@ -269,8 +295,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, thre
     from .report.tables import fleet_table, warning_lines
     if not inventory:
         raise click.UsageError("fleet bench needs --inventory FILE")
-    report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, _loop(loop), timeout, resume,
-                             ssh, store_url, _budgets(budgets), out.progress())
+    loop, sensing = _loop(loop)
+    report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, loop, timeout, resume,
+                             ssh, store_url, _budgets(budgets), out.progress(), sensing)
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]))
     return report["check"]["check"]["exit_code"]
 

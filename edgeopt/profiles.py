@@ -11,6 +11,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from device_agent.power import CHOICES as POWER_SENSORS  # the agent's reader registry: the one list of names
+
 from .budgets import validate_budget_keys
 from .errors import BadInput
 
@@ -18,7 +20,6 @@ SCHEMA = "edgeopt.profile/1"
 PRECISIONS = ("fp32", "fp16", "bf16")
 # Backends a profile may name; edgeopt.convert says which of them this version can convert for.
 BACKENDS = ("onnxruntime", "openvino", "tflite", "tensorrt")
-POWER_SENSORS = ("auto", "none", "rapl", "rpi5-pmic", "ina3221", "nvml", "hwmon", "external")
 
 
 @dataclasses.dataclass(frozen=True)

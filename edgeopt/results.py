@@ -66,3 +66,16 @@ def expand(paths) -> list:
         else:
             out.append(path)
     return out
+
+
+def is_throttle_warning(text: str) -> bool:
+    """The agent starts throttling and frequency-cap warnings with these words (device_agent.measure.thermal)."""
+    from device_agent.measure.thermal import THROTTLE_WARNINGS
+    return text.startswith(THROTTLE_WARNINGS)
+
+
+def throttled(doc: dict) -> bool:
+    """Whether the run was throttled or frequency-capped, so its figures hold only in that state."""
+    heat = doc.get("thermal") or {}
+    return bool(heat.get("throttled") or heat.get("frequency_capped")
+                or any(is_throttle_warning(w) for w in doc.get("warnings", [])))

@@ -86,11 +86,15 @@ def test_heavy_libraries_are_not_imported_at_startup():
 def test_registries_match_their_files():
     import importlib
     import pathlib
+    from device_agent.power import READERS, reader_class
     from device_agent.runtimes import ADAPTERS, adapter_class
     from edgeopt.convert import BACKENDS
     for name in ADAPTERS:
         cls = adapter_class(name)
         assert cls.name == name and pathlib.Path(importlib.import_module(cls.__module__).__file__).stem == name
+    for name in READERS:  # rpi5-pmic lives in rpi5_pmic.py
+        cls = reader_class(name)
+        assert cls.name == name and pathlib.Path(importlib.import_module(cls.__module__).__file__).stem == name.replace("-", "_")
     for name, target in BACKENDS.items():
         if target is None:
             continue

@@ -11,7 +11,9 @@ import numpy as np
 
 from ..progress import report
 from ..runtimes import adapter_class
+from ..power.base import SensorConfig
 from . import accuracy, latency, memory, stats
+from .sensing import RunSensors
 
 
 def _dtype(name):
@@ -36,7 +38,7 @@ def example_feed(manifest, root):
     return feed, ("eval sample" if data is not None else "random, seed 0")
 
 
-def measure(root, manifest, threads, settings, with_accuracy=True):
+def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None):
     mem = {"method": "VmRSS/VmHWM (/proc/self/status)"}
     mem["rss_baseline_mb"] = memory.rss_mb()
     cls = adapter_class(manifest["runtime"]["name"])
@@ -51,29 +53,37 @@ def measure(root, manifest, threads, settings, with_accuracy=True):
     feed, feed_source = example_feed(manifest, root)
     infer = adapter.bind(feed)
     lat = {"load_ms": load_s * 1e3, "first_inference_ms": latency.first_inference_ms(infer), "input": feed_source}
+    sensors = RunSensors(sensor_config or SensorConfig())
+    sensors.idle_baseline()
+    sensors.snapshot_before()
     report("warm-up", "%d+ runs, %.1f+ s" % (settings.warmup_min_iterations, settings.warmup_min_seconds))
     lat["warmup_count"], lat["warmup_s"] = latency.warm_up(infer, settings)
     peak_reset = memory.reset_peak()
-    samples, lat["stopped_by"], lat["duration_s"] = latency.timed_loop(infer, settings)
+    with sensors.loop():
+        samples, lat["stopped_by"], lat["duration_s"] = latency.timed_loop(infer, settings)
+    sensors.snapshot_after()
     mem["peak_rss_mb"] = memory.peak_mb()
     mem["peak_scope"] = "timed loop" if peak_reset else "whole process (high-water mark could not be reset)"
     mem["swap_mb"] = memory.swap_mb()
     lat.update(stats.summarize(samples))  # here, so the orchestrating parent never imports numpy
     lat["samples_ms"] = samples
+    power, heat, warnings = sensors.results(len(samples), lat["duration_s"])
+    sensors.close()
     acc = accuracy.evaluate(adapter, manifest, root) if with_accuracy else {
         "available": False, "reason": "skipped (--no-accuracy)"}
     runtime = {"name": cls.name, "version": cls.installed_version()}
     runtime.update(adapter.describe())
     adapter.close()
-    return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime}
+    return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime, "power": power, "thermal": heat,
+            "warnings": warnings}
 
 
-def main(root, out_path, threads, settings_json, with_accuracy):
+def main(root, out_path, threads, settings_json, with_accuracy, sensors_json):
     from ..bundle import load_manifest
 
     manifest = load_manifest(root)
     settings = latency.LoopSettings(**json.loads(settings_json))
-    doc = measure(root, manifest, threads, settings, with_accuracy)
+    doc = measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)))
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f)

@@ -98,14 +98,53 @@ def bench_rows(doc: dict):
         rows.append(("accuracy", f"absent: {acc['reason']}"))
     elif "top1" in acc:
         rows.append(("accuracy", f"top-1 {acc['top1']:.4f} on {acc['n']} samples (drop {acc.get('drop', 0):+.4f} vs source)"))
-    power = doc.get("power", {})
-    rows.append(("power", "absent: " + power["reason"] if power.get("available") is False else f"{power.get('mean_w')} W"))
+    rows += power_rows(doc.get("power") or {}) + thermal_rows(doc.get("thermal") or {})
     transfers = (doc.get("transport") or {}).get("transfers") or []
     if transfers:
         rows.append(("shipped", ", ".join(_transfer(t) for t in transfers)))
-    rows += [("warning", w) for w in doc.get("warnings", [])]
+    rows += [("warning", _warning_text(w)) for w in doc.get("warnings", [])]
     rows.append(("saved", doc.get("_path", "—")))
     return rows
+
+
+def _figure(d: dict, key: str, fmt: str) -> str:
+    return fmt.format(d[key]) if key in d else f"absent ({d.get(key + '_absent', 'not measured')})"
+
+
+def power_rows(p: dict) -> list:
+    if p.get("available") is False:
+        return [("power", f"absent: {p.get('reason', 'not measured')}")]
+    rows = [("power", f"{p['mean_w']:.3f} W mean, {_figure(p, 'peak_w', '{:.3f} W')} peak, "
+                      f"idle {_figure(p, 'idle_w', '{:.3f} W')}" + (f" ({p['mean_w_scope']})" if "mean_w_scope" in p else "")),
+            ("energy / inference", f"{_figure(p, 'energy_mj_per_inference', '{:.4g} mJ')}, "
+                                   f"{_figure(p, 'dynamic_energy_mj_per_inference', '{:.4g} mJ')} above idle"),
+            ("power sensor", f"{p['reader']}: {p['total']}, {p['samples']} samples at {p['sample_rate_hz']:g} Hz "
+                             f"({p['samples_failed']} failed)")]
+    return rows + [("power note", n) for n in p.get("notes", [])]
+
+
+def thermal_rows(t: dict) -> list:
+    if t.get("available") is False:
+        return [("thermal", f"absent: {t.get('reason')}")]
+    rows = []
+    if t.get("end_c"):
+        zone = max(t["end_c"], key=t["end_c"].get)
+        rows.append(("thermal", f"{zone}: {t['start_c'].get(zone, float('nan')):.1f} → {t['end_c'][zone]:.1f} °C"))
+    for name, f in (t.get("cpufreq") or {}).items():
+        during = f.get("during_mhz") or {}
+        rows.append((f"cpufreq {name}", f"{_num(f.get('before_mhz'), '{:.0f}')} / {_num(during.get('mean'), '{:.0f}')} / "
+                                        f"{_num(f.get('after_mhz'), '{:.0f}')} MHz before / during / after "
+                                        f"(max {_num(f.get('hw_max_mhz'), '{:.0f}')})"))
+    cooled = t.get("cooldown")
+    if cooled:
+        rows.append(("cooldown", f"{'reached' if cooled.get('reached') else 'NOT reached'} ({cooled.get('rule')}) "
+                                 f"after {cooled.get('waited_s', 0):.0f} s"))
+    return rows
+
+
+def _warning_text(w: str) -> str:
+    from ..results import is_throttle_warning
+    return f"[red]{w}[/]" if is_throttle_warning(w) else w
 
 
 def _transfer(t: dict) -> str:
@@ -154,8 +193,17 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
 
 
 def warning_lines(report: dict) -> list:
-    """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison."""
-    return [f"[yellow]warning[/] {e['bundle']}@{e['device']}: {w}" for e in report["results"] for w in e["warnings"]]
+    """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison.
+    A throttled or frequency-capped run stands out: its figures hold only in that state."""
+    return [_warning_line(f"{e['bundle']}@{e['device']}", w) for e in report["results"] for w in e["warnings"]]
+
+
+def _warning_line(label: str, w: str) -> str:
+    from ..results import is_throttle_warning
+    if is_throttle_warning(w):
+        kind, _, text = w.partition(":")
+        return f"[bold red]{kind.upper()}[/] {label}:{text}"
+    return f"[yellow]warning[/] {label}: {w}"
 
 
 def fleet_table(report: dict) -> Table:

@@ -1,0 +1,216 @@
+"""Heat and clocks around a run, and every throttling signal the device offers.
+
+Thermal zones at the start and end of the timed loop; CPU frequency per cpufreq policy before,
+during (sampled by the power sampler's thread) and after it; and throttling from the Raspberry
+Pi firmware (`vcgencmd get_throttled`), cpufreq (a policy capped below its hardware maximum, or
+falling under load), Jetson's soctherm over-current/under-voltage event counters and active
+non-fan cooling devices. A throttled run gets a warning starting with `throttled:` and a capped
+one `frequency-capped:`; the host shows both apart from other warnings.
+"""
+import glob
+import os
+import shlex
+
+from ..power.base import SensorError, optional_text, read_number, run_command
+
+CPUFREQ_PERIOD_S = 0.5
+FELL_BELOW = 0.90      # last quarter of the loop under 90% of the loop's peak frequency
+NEAR_MAX = 0.95        # ... after reaching 95% of the hardware maximum (so an idle policy is ignored)
+# get_throttled bits (Raspberry Pi firmware): 0-3 now, 16-19 since boot.
+THROTTLE_BITS = {0: "under-voltage detected", 1: "arm frequency capped", 2: "currently throttled",
+                 3: "soft temperature limit active"}
+THROTTLE_WARNINGS = ("throttled:", "frequency-capped:")
+
+
+def zones(config):
+    """{"thermal_zone0 (cpu-thermal)": °C} for every readable zone."""
+    out = {}
+    for zone in sorted(glob.glob(config.path("sys", "class", "thermal", "thermal_zone*"))):
+        try:
+            millideg = read_number(os.path.join(zone, "temp"))
+        except SensorError:
+            continue  # some zones (e.g. a disabled sensor) refuse reads; the others still count
+        kind = optional_text(os.path.join(zone, "type"), "?")
+        out["%s (%s)" % (os.path.basename(zone), kind)] = millideg / 1000.0
+    return out
+
+
+def _policies(config):
+    return sorted(glob.glob(config.path("sys", "devices", "system", "cpu", "cpufreq", "policy*")))
+
+
+def cpufreq_now(config):
+    """{policy: MHz} of scaling_cur_freq: what the sampler reads during the loop."""
+    out = {}
+    for p in _policies(config):
+        out[os.path.basename(p)] = read_number(os.path.join(p, "scaling_cur_freq")) / 1e3
+    return out
+
+
+def cpufreq_limits(config):
+    """{policy: {"cur_mhz", "max_mhz" (policy cap), "hw_max_mhz"}} with what is readable."""
+    out = {}
+    for p in _policies(config):
+        entry = {}
+        for key, name in (("cur_mhz", "scaling_cur_freq"), ("max_mhz", "scaling_max_freq"),
+                          ("hw_max_mhz", "cpuinfo_max_freq")):
+            try:
+                entry[key] = read_number(os.path.join(p, name)) / 1e3
+            except SensorError:
+                continue
+        out[os.path.basename(p)] = entry
+    return out
+
+
+def cooling_devices(config):
+    out = {}
+    for d in sorted(glob.glob(config.path("sys", "class", "thermal", "cooling_device*"))):
+        try:
+            state = [int(read_number(os.path.join(d, "cur_state"))), int(read_number(os.path.join(d, "max_state")))]
+        except SensorError:
+            continue
+        out["%s (%s)" % (os.path.basename(d), optional_text(os.path.join(d, "type"), "?"))] = state
+    return out
+
+
+def oc_events(config):
+    """Jetson soctherm over-current/under-voltage throttle event counters (hwmon `soctherm_oc`)."""
+    out = {}
+    for d in sorted(glob.glob(config.path("sys", "class", "hwmon", "hwmon*"))):
+        if optional_text(os.path.join(d, "name")) != "soctherm_oc":
+            continue
+        for f in sorted(glob.glob(os.path.join(d, "oc*_event_cnt"))):
+            try:
+                out[os.path.basename(f)[:-len("_event_cnt")]] = int(read_number(f))
+            except SensorError:
+                continue
+    return out
+
+
+def rpi_throttled(config):
+    """The get_throttled bit field, or None where vcgencmd does not answer (not a Raspberry Pi)."""
+    try:
+        text = run_command(shlex.split(config.vcgencmd) + ["get_throttled"], timeout=2.0)
+    except SensorError:
+        return None
+    _, _, value = text.strip().partition("=")
+    try:
+        return int(value, 0)
+    except ValueError:
+        return None
+
+
+def decode_throttled(value):
+    now = [name for bit, name in sorted(THROTTLE_BITS.items()) if value & (1 << bit)]
+    since_boot = [name for bit, name in sorted(THROTTLE_BITS.items()) if value & (1 << (bit + 16))]
+    return {"raw": "0x%x" % value, "now": now, "since_boot": since_boot}
+
+
+def snapshot(config):
+    return {"zones": zones(config), "cpufreq": cpufreq_limits(config), "cooling": cooling_devices(config),
+            "oc": oc_events(config), "rpi": rpi_throttled(config)}
+
+
+def cpufreq_source(config):
+    """The sampler source that reads CPU frequencies during the loop, or None without cpufreq."""
+    if not _policies(config):
+        return None
+    return ("cpufreq", lambda: cpufreq_now(config), CPUFREQ_PERIOD_S)
+
+
+def section(config, before, after, during):
+    """(thermal section, warnings) from the snapshots around the loop and the cpufreq samples in it."""
+    if not any(before.values()) and not any(after.values()) and not during:
+        return {"available": False, "reason": "no thermal zones, cpufreq or throttling status readable under %s"
+                % config.path("sys")}, []
+    doc, warnings = {}, []
+    if before["zones"] or after["zones"]:
+        doc["start_c"], doc["end_c"] = before["zones"], after["zones"]
+    else:
+        doc["start_c_absent"] = "no readable thermal zones under %s" % config.path("sys", "class", "thermal")
+    for part in (_cpufreq(before["cpufreq"], after["cpufreq"], during), _cooling(before["cooling"], after["cooling"]),
+                 _oc(before["oc"], after["oc"]), _rpi(before["rpi"], after["rpi"])):
+        if part is not None:
+            doc.update(part[0])
+            warnings += part[1]
+    doc["throttled"] = any(w.startswith("throttled:") for w in warnings)
+    doc["frequency_capped"] = any(w.startswith("frequency-capped:") for w in warnings)
+    return doc, warnings
+
+
+def _cpufreq(before, after, during):
+    if not before and not after:
+        return None
+    policies, warnings = {}, []
+    for name in sorted(set(before) | set(after)):
+        b, a = before.get(name, {}), after.get(name, {})
+        series = [s[name] for s in during if name in s]
+        entry = {"before_mhz": b.get("cur_mhz"), "after_mhz": a.get("cur_mhz"),
+                 "max_mhz": a.get("max_mhz", b.get("max_mhz")), "hw_max_mhz": a.get("hw_max_mhz", b.get("hw_max_mhz"))}
+        if series:
+            entry["during_mhz"] = {"min": min(series), "mean": sum(series) / len(series), "max": max(series),
+                                   "samples": len(series)}
+        policies[name] = entry
+        warnings += _cap_warning(name, b, a) + _fall_warning(name, series, entry["hw_max_mhz"])
+    return {"cpufreq": policies}, warnings
+
+
+def _cap_warning(name, before, after):
+    caps = [x["max_mhz"] for x in (before, after) if "max_mhz" in x and "hw_max_mhz" in x]
+    hw = after.get("hw_max_mhz", before.get("hw_max_mhz"))
+    if not caps or hw is None or min(caps) >= hw:
+        return []
+    return ["frequency-capped: cpufreq %s limited to %.0f of %.0f MHz during the run (thermal, a power mode or a "
+            "user setting); the figures hold only at that cap" % (name, min(caps), hw)]
+
+
+def _fall_warning(name, series, hw_max):
+    if len(series) < 4 or hw_max is None:
+        return []
+    peak = max(series)
+    tail = sorted(series[-max(1, len(series) // 4):])
+    late = tail[len(tail) // 2]
+    if peak < NEAR_MAX * hw_max or late >= FELL_BELOW * peak:
+        return []
+    return ["throttled: cpufreq %s fell from %.0f to %.0f MHz under load (thermal or power throttling)"
+            % (name, peak, late)]
+
+
+def _cooling(before, after):
+    if not before and not after:
+        return None
+    doc = {name: {"start": before.get(name), "end": state} for name, state in after.items()}
+    warnings = ["throttled: thermal cooling device %s at state %d of %d at the end of the run" % (name, s[0], s[1])
+                for name, s in sorted(after.items()) if s[0] > 0 and "fan" not in name.lower()]
+    return {"cooling_devices": doc}, warnings
+
+
+def _oc(before, after):
+    if not before and not after:
+        return None
+    rises = {k: after[k] - before.get(k, after[k]) for k in after if after[k] > before.get(k, after[k])}
+    doc = {"jetson_oc_events": {k: {"start": before.get(k), "end": after.get(k)} for k in sorted(set(before) | set(after))}}
+    if not rises:
+        return doc, []
+    text = ", ".join("%s +%d" % (k, v) for k, v in sorted(rises.items()))
+    return doc, ["throttled: Jetson soctherm over-current/under-voltage throttling during the run (%s)" % text]
+
+
+def _rpi(before, after):
+    if before is None and after is None:
+        return None
+    doc = {"rpi_throttled": {"start": decode_throttled(before) if before is not None else None,
+                             "end": decode_throttled(after) if after is not None else None}}
+    if after is None:
+        return doc, []
+    end = decode_throttled(after)
+    warnings = []
+    if end["now"]:
+        warnings.append("throttled: Raspberry Pi firmware reports %s at the end of the run (get_throttled=%s)"
+                        % (", ".join(end["now"]), end["raw"]))
+    new = (after & ~before) >> 16 & 0xF if before is not None else 0
+    if new and not end["now"]:
+        names = decode_throttled(new << 16)["since_boot"]
+        warnings.append("throttled: Raspberry Pi firmware recorded %s during the run (get_throttled %s -> %s)"
+                        % (", ".join(names), "0x%x" % before, end["raw"]))
+    return doc, warnings

@@ -1,0 +1,58 @@
+"""Power readers, one per sensor family and file, found by name. Nothing is imported until a
+reader is probed (pynvml only by the nvml reader), and a missing sensor only disables its reader."""
+import importlib
+
+from .. import AgentError
+
+# name -> "module:Class", in the order `auto` probes them. The one list: a test imports every
+# entry and checks its name against its file (rpi5-pmic lives in rpi5_pmic.py).
+READERS = {
+    "ina3221": "device_agent.power.ina3221:Ina3221Reader",
+    "rpi5-pmic": "device_agent.power.rpi5_pmic:Rpi5PmicReader",
+    "rapl": "device_agent.power.rapl:RaplReader",
+    "nvml": "device_agent.power.nvml:NvmlReader",
+    "hwmon": "device_agent.power.hwmon:HwmonReader",
+    "external": "device_agent.power.external:ExternalReader",
+}
+CHOICES = ("auto", "none") + tuple(READERS)
+
+
+def reader_class(name):
+    if name not in READERS:
+        raise AgentError("unknown power sensor %r (known: %s)" % (name, ", ".join(CHOICES)))
+    module, cls = READERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def candidates(config):
+    """Readers to probe: the one named, or all for `auto` (the meter first when a command is given)."""
+    if config.power_sensor == "none":
+        return []
+    if config.power_sensor != "auto":
+        return [config.power_sensor]
+    if config.power_command:
+        return ["external"]
+    return [n for n in READERS if n != "external"]
+
+
+def open_reader(config):
+    """(the first reader that probes successfully or None, {name: why not} for the others)."""
+    tried = {}
+    for name in candidates(config):
+        reader, reason = reader_class(name).probe(config)
+        if reader is not None:
+            return reader, tried
+        tried[name] = reason
+    return None, tried
+
+
+def unavailable(config, tried):
+    """The power section when nothing can be measured: never a zero, always the reason."""
+    if config.power_sensor == "none":
+        reason = "power measurement turned off (power_sensor none, or --no-power)"
+    elif config.power_sensor == "auto" and not config.power_command:
+        reason = "no power sensor on this device (tried %s)" % ", ".join(tried)
+    else:
+        name = candidates(config)[0]
+        reason = "power sensor %s unavailable: %s" % (name, tried.get(name))
+    return {"available": False, "reason": reason, "tried": tried}

@@ -1,0 +1,141 @@
+"""From timestamped samples to the result's power figures.
+
+Energy is integrated over time, never an average of averages: from a counter (RAPL, NVML) it is
+the counter's difference between the first and last reading; from watts it is the trapezoidal
+integral over consecutive samples. Watts samples further apart than MAX_GAP_PERIODS sample
+periods (a failed read between them) are not bridged: that stretch counts as not covered. Energy
+per inference is given only when the readings cover nearly the whole window (MIN_COVERAGE);
+otherwise it is absent with the reason, and the mean says which part it covers.
+"""
+MAX_GAP_PERIODS = 2.5
+MIN_COVERAGE = 0.98
+FEW_SAMPLES = 10  # fewer readings than this in the loop: the figures stand, with a warning
+# Figures are rounded to 1 µW and 1 pJ: far below any sensor's resolution, and it keeps float noise
+# (a constant 2.352 W giving -1e-17 mJ above idle) out of the result.
+W_DIGITS, MJ_DIGITS = 6, 9
+
+
+def _w(x):
+    return round(x, W_DIGITS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _watts(d):
+    return {k: _w(v) for k, v in d.items()}
+
+
+def _pairs(samples):
+    return zip(samples, samples[1:])
+
+
+def _from_counter(samples):
+    first, last = samples[0], samples[-1]
+    covered = last.t - first.t
+    intervals = [(b.value - a.value) / (b.t - a.t) for a, b in _pairs(samples) if b.t > a.t]
+    rails = {r: (last.rails[r] - first.rails[r]) for r in first.rails if r in last.rails}
+    return last.value - first.value, covered, max(intervals) if intervals else None, rails
+
+
+def _from_watts(samples, max_gap):
+    energy, covered, rails = 0.0, 0.0, {r: 0.0 for r in samples[0].rails}
+    for a, b in _pairs(samples):
+        dt = b.t - a.t
+        if dt <= 0 or dt > max_gap:
+            continue
+        energy += (a.value + b.value) / 2.0 * dt
+        covered += dt
+        for r in rails:
+            if r in a.rails and r in b.rails:
+                rails[r] += (a.rails[r] + b.rails[r]) / 2.0 * dt
+    return energy, covered, max(s.value for s in samples), rails
+
+
+def window_figures(kind, samples, errors, t_start, t_end, period):
+    """Figures of one window: mean_w, peak_w, energy_j, coverage, counts; or `absent` with the reason."""
+    samples = sorted(samples, key=lambda s: s.t)
+    out = {"samples": len(samples), "failed": len(errors), "window_s": t_end - t_start}
+    if errors:
+        out["first_error"] = errors[0][1]
+    if len(samples) < 2:
+        out["absent"] = ("%d usable reading(s) in a %.2f s window%s" %
+                         (len(samples), out["window_s"], "; first failure: " + errors[0][1] if errors else ""))
+        return out
+    if kind == "energy":
+        energy, covered, peak, rails = _from_counter(samples)
+    else:
+        energy, covered, peak, rails = _from_watts(samples, MAX_GAP_PERIODS * period)
+    if covered <= 0:
+        out["absent"] = "no two consecutive readings close enough to integrate (%d failed)" % len(errors)
+        return out
+    # Coverage is judged between the first and last attempted reading (failed ones count), so the
+    # time a reading itself takes at the window's edges is not mistaken for a gap.
+    attempts = [s.t for s in samples] + [t for t, _ in errors]
+    span = max(attempts) - min(attempts)
+    out.update(energy_j=energy, covered_s=covered, mean_w=energy / covered, peak_w=peak,
+               rails_mean_w={r: e / covered for r, e in rails.items()}, span_s=span,
+               coverage=min(1.0, covered / span) if span > 0 else 0.0)
+    return out
+
+
+def power_section(description, idle, loop, inferences, loop_seconds):
+    """The result's `power` section and its warnings, from the idle and timed-loop window figures."""
+    if "absent" in loop:
+        doc = dict(description, available=False, reason="no power figures for the timed loop: " + loop["absent"])
+        return doc, ["power: %s" % doc["reason"]]
+    doc = dict(description, available=True, inferences=inferences, loop_seconds=loop_seconds,
+               samples=loop["samples"], samples_failed=loop["failed"], window_s=loop["window_s"],
+               achieved_rate_hz=(loop["samples"] - 1) / loop["window_s"] if loop["window_s"] > 0 else None,
+               mean_w=_w(loop["mean_w"]), rails_mean_w=_watts(loop["rails_mean_w"]),
+               energy_method="energy counter" if description["kind"] == "energy" else "trapezoidal integration of timestamped samples")
+    _peak(doc, loop, description)
+    _idle(doc, idle)
+    warnings = _energy(doc, loop, inferences, loop_seconds)
+    if not doc["rails_mean_w"]:
+        del doc["rails_mean_w"]
+    return doc, warnings
+
+
+def _peak(doc, loop, description):
+    if loop["peak_w"] is None:
+        doc["peak_w_absent"] = "no interval between counter readings"
+    else:
+        doc["peak_w"] = _w(loop["peak_w"])
+        doc["peak_scope"] = ("highest sample" if description["kind"] == "watts" else
+                             "highest mean between consecutive counter readings (~%.3g s apart)"
+                             % (1.0 / description["sample_rate_hz"]))
+
+
+def _idle(doc, idle):
+    if idle is None:
+        doc["idle_w_absent"] = "idle baseline skipped (--idle-seconds 0)"
+    elif "absent" in idle:
+        doc["idle_w_absent"] = "idle baseline: " + idle["absent"]
+    else:
+        doc.update(idle_w=_w(idle["mean_w"]), idle_seconds=idle["window_s"], idle_samples=idle["samples"],
+                   rails_idle_w=_watts(idle["rails_mean_w"]))
+
+
+def _energy(doc, loop, inferences, loop_seconds):
+    """Energy per inference (and above idle) when the readings cover the window; the warnings."""
+    warnings = []
+    if loop["samples"] < FEW_SAMPLES:
+        warnings.append("power: only %d readings in the %.2f s loop at %.3g Hz: a coarse figure; a longer loop "
+                        "(--min-seconds) gives a steadier one" % (loop["samples"], loop["window_s"], doc["sample_rate_hz"]))
+    if loop["failed"]:
+        doc["first_error"] = loop["first_error"]
+        warnings.append("power: %d of %d sensor reads failed during the timed loop (first: %s)"
+                        % (loop["failed"], loop["failed"] + loop["samples"], loop["first_error"]))
+    if loop["coverage"] < MIN_COVERAGE:
+        scope = "readings cover %.2f of %.2f s" % (loop["covered_s"], loop["span_s"])
+        doc["mean_w_scope"] = "partial: " + scope
+        doc["energy_mj_per_inference_absent"] = "sensor readings missing for part of the loop (%s)" % scope
+        doc["dynamic_energy_mj_per_inference_absent"] = doc["energy_mj_per_inference_absent"]
+        warnings.append("power: mean power is partial (%s); energy per inference not measured" % scope)
+        return warnings
+    per_inference_s = loop_seconds / inferences
+    doc["energy_mj_per_inference"] = round(loop["mean_w"] * per_inference_s * 1e3, MJ_DIGITS) + 0.0
+    if "idle_w" in doc:
+        dynamic = (loop["mean_w"] - doc["idle_w"]) * per_inference_s * 1e3
+        doc["dynamic_energy_mj_per_inference"] = round(dynamic, MJ_DIGITS) + 0.0
+    else:
+        doc["dynamic_energy_mj_per_inference_absent"] = "needs idle_w, which is absent: " + doc["idle_w_absent"]
+    return warnings

@@ -1,0 +1,30 @@
+"""The external meter hook: a shell command that prints watts, at a set rate."""
+import pytest
+
+from device_agent.power.base import SensorError
+from device_agent.power.external import ExternalReader, parse_watts
+
+
+def test_parse_takes_the_last_line_with_an_optional_unit():
+    assert parse_watts("meter v1.2\n4.25 W\n") == 4.25
+    assert parse_watts("3e0\n\n") == 3.0
+    with pytest.raises(SensorError, match="not a number of watts"):
+        parse_watts("OK\n")
+
+
+def test_command_is_run_through_the_shell_at_the_given_rate(tmp_path):
+    reader, reason = ExternalReader.probe(_config("echo meter; echo 6.5W", 4.0))
+    assert reason is None and reader.rate_hz() == 4.0
+    assert reader.read().value == 6.5 and reader.describe()["sensor"] == "external meter: echo meter; echo 6.5W"
+
+
+def test_a_failing_or_missing_command_is_refused_with_its_error():
+    reader, reason = ExternalReader.probe(_config("echo no meter >&2; exit 3", 1.0))
+    assert reader is None and "exit code 3: no meter" in reason
+    reader, reason = ExternalReader.probe(_config("", 1.0))
+    assert reader is None and "--power-command" in reason
+
+
+def _config(command, rate):
+    from device_agent.power.base import SensorConfig
+    return SensorConfig(power_sensor="external", power_command=command, power_rate_hz=rate)
