@@ -2,7 +2,8 @@
 
 Each repeat measures every (model, threads) pair twice, agent and bare loop, back to back and
 in alternating order, each in a fresh process. The figure is the per-repeat ratio
-agent_p50 / bare_p50 and its median over the repeats (target: within 3% of 1.0).
+agent_p50 / bare_p50 and its median over the repeats (target: within 3% of 1.0); beside it
+the best-of ratio, fastest agent p50 / fastest bare p50, which ignores one-sided slowdowns.
 
     python benchmarks/bench_fidelity.py [--repeats 7]
 """
@@ -16,8 +17,8 @@ from edgeopt.api import sample_paths
 
 WARMUP = {"warmup_iterations": 10, "warmup_seconds": 0.5, "max_iterations": 1000000, "max_seconds": 60.0}
 LOOPS = {  # fixed loops: MobileNetV2 ~5-9 ms per run, the digits CNN ~0.02 ms
-    "digits_cnn": dict(WARMUP, min_iterations=20000, min_seconds=1.5),
-    "mobilenet_v2": dict(WARMUP, min_iterations=150, min_seconds=1.5),
+    "digits_cnn": dict(WARMUP, min_iterations=20000, min_seconds=1.0),
+    "mobilenet_v2": dict(WARMUP, min_iterations=100, min_seconds=1.0),
 }
 THREADS = (1, 2)
 
@@ -50,7 +51,7 @@ def measure_pair(model, threads, agent_first) -> dict:
     return {"agent_p50_ms": a, "bare_p50_ms": b, "ratio": a / b, "foreign_cpu": round(foreign, 3), "tries": tries}
 
 
-def run(repeats=7, threads=THREADS) -> dict:
+def run(repeats=9, threads=THREADS) -> dict:
     models = prepare()
     rows = {(m["name"], t): [] for m in models for t in threads}
     for r in range(repeats):
@@ -62,6 +63,7 @@ def run(repeats=7, threads=THREADS) -> dict:
         ratios = [p["ratio"] for p in pairs]
         cases.append({"model": name, "threads": t, "repeats": pairs, "median_ratio": common.median(ratios),
                       "min_ratio": min(ratios), "max_ratio": max(ratios),
+                      "best_ratio": min(p["agent_p50_ms"] for p in pairs) / min(p["bare_p50_ms"] for p in pairs),
                       "median_agent_p50_ms": common.median(p["agent_p50_ms"] for p in pairs),
                       "median_bare_p50_ms": common.median(p["bare_p50_ms"] for p in pairs)})
     return {"repeats": repeats, "loops": LOOPS, "cases": cases}
@@ -73,16 +75,16 @@ def markdown(result) -> str:
         per = " ".join(f"{p['ratio']:.3f}" for p in c["repeats"])
         verdict = "yes" if abs(c["median_ratio"] - 1) <= 0.03 else "**no**"
         rows.append([c["model"], c["threads"], f"{c['median_agent_p50_ms']:.4g}", f"{c['median_bare_p50_ms']:.4g}",
-                     per, f"**{c['median_ratio']:.3f}**", verdict])
+                     per, f"**{c['median_ratio']:.3f}**", f"{c['best_ratio']:.3f}", verdict])
     shares = [p["foreign_cpu"] for c in result["cases"] for p in c["repeats"]]
     return common.md_table(["model", "threads", "agent p50 ms (median)", "bare p50 ms (median)",
-                            "ratio agent/bare per repeat", "median ratio", "within 3%"], rows) + \
+                            "ratio agent/bare per repeat", "median ratio", "best-of ratio", "median within 3%"], rows) + \
         "\n\n" + common.disturbed_note(shares)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     result = run(args.repeats)
     common.save("fidelity", result)

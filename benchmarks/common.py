@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -69,16 +70,16 @@ def _own_cpu():
     return t.user + t.system + t.children_user + t.children_system
 
 
-def wait_for_quiet(max_busy=0.10, timeout=60.0):
-    """Wait until the machine is at most `max_busy` busy over half a second; False on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for_quiet(max_busy=0.10, windows=3, timeout=60.0):
+    """Wait until the machine is at most `max_busy` busy for `windows` half-seconds in a row;
+    False on timeout (the measurement then goes ahead and `checked` judges it)."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and quiet < windows:
         busy0, total0 = _cpu_jiffies()
         time.sleep(0.5)
         busy1, total1 = _cpu_jiffies()
-        if (busy1 - busy0) / max(total1 - total0, 1e-9) <= max_busy:
-            return True
-    return False
+        quiet = quiet + 1 if (busy1 - busy0) / max(total1 - total0, 1e-9) <= max_busy else 0
+    return quiet >= windows
 
 
 def checked(fn, max_foreign=None, tries=None):
@@ -94,9 +95,10 @@ def checked(fn, max_foreign=None, tries=None):
         value = fn()
         busy1, total1 = _cpu_jiffies()
         foreign = max(0.0, (busy1 - busy0) - (_own_cpu() - own0)) / max(total1 - total0, 1e-9)
-        if foreign <= max_foreign:
+        if foreign <= max_foreign or attempt == tries:
             break
         print(f"  (other load took {foreign:.0%} of the CPUs during a measurement: repeating it)", file=sys.stderr)
+        time.sleep(random.uniform(0, 3))  # out of step with another benchmark that also waits for quiet
     return value, foreign, attempt
 
 
@@ -135,8 +137,17 @@ def environment() -> dict:
         versions["torch"] = torch.__version__
     except ImportError:
         pass
-    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "logical_cpus": len(_affinity()),
+    return {"date": datetime.date.today().isoformat(), "commit": _commit(), "cpu": cpu, "logical_cpus": len(_affinity()),
             "machine": platform.machine(), "versions": versions}
+
+
+def _commit() -> str:
+    """The checkout's commit, with "+local changes" when the working tree differs (read-only git)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" +local changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _affinity():
