@@ -80,8 +80,13 @@ def parameter_count(model) -> int:
 
 def mobilenet_v2_onnx(cache=CACHE) -> dict:
     """Export once into the cache: {"model": .onnx path, "calib": .npz path, "parameters": n}."""
+    return export_cached("mobilenet_v2", mobilenet_v2, cache)
+
+
+def export_cached(name: str, build, cache=CACHE) -> dict:
+    """`build()`'s model exported to <cache>/<name>.onnx with seeded random calibration data, once."""
     cache = pathlib.Path(cache)
-    onnx_path, calib_path = cache / "mobilenet_v2.onnx", cache / "mobilenet_v2_calib.npz"
+    onnx_path, calib_path = cache / f"{name}.onnx", cache / f"{name}_calib.npz"
     if not (onnx_path.is_file() and calib_path.is_file()):
         import warnings
 
@@ -89,10 +94,8 @@ def mobilenet_v2_onnx(cache=CACHE) -> dict:
 
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, on purpose
         cache.mkdir(parents=True, exist_ok=True)
-        model = mobilenet_v2()
-        example = torch.randn(*INPUT_SHAPE)
-        torch.onnx.export(model, (example,), str(onnx_path), input_names=[INPUT_NAME], output_names=["logits"],
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(build(), (torch.randn(*INPUT_SHAPE),), str(onnx_path), input_names=[INPUT_NAME],
+                          output_names=["logits"], opset_version=17, dynamo=False)
         rng = np.random.default_rng(SEED)
         np.savez(calib_path, **{INPUT_NAME: rng.standard_normal((CALIB_SAMPLES, *INPUT_SHAPE[1:]), dtype=np.float32)})
     return {"model": onnx_path, "calib": calib_path, "parameters": _onnx_parameters(onnx_path)}

@@ -7,11 +7,7 @@ activations have realistic ranges for calibration. Only speed and size are measu
 """
 from __future__ import annotations
 
-import pathlib
-
-import numpy as np
-
-from cnn_models import CACHE, CALIB_SAMPLES, INPUT_NAME, INPUT_SHAPE, SEED, _onnx_parameters, _settle_batchnorm
+from cnn_models import CACHE, SEED, _settle_batchnorm, export_cached
 
 LAYERS = (2, 2, 2, 2)
 WIDTHS = (64, 128, 256, 512)
@@ -55,21 +51,7 @@ def resnet18(num_classes=1000):
 
 def resnet18_onnx(cache=CACHE) -> dict:
     """Export once into the cache: {"model": .onnx path, "calib": .npz path, "parameters": n}."""
-    cache = pathlib.Path(cache)
-    onnx_path, calib_path = cache / "resnet18.onnx", cache / "resnet18_calib.npz"
-    if not (onnx_path.is_file() and calib_path.is_file()):
-        import warnings
-
-        import torch
-
-        warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, on purpose
-        cache.mkdir(parents=True, exist_ok=True)
-        model = resnet18()
-        torch.onnx.export(model, (torch.randn(*INPUT_SHAPE),), str(onnx_path), input_names=[INPUT_NAME],
-                          output_names=["logits"], opset_version=17, dynamo=False)
-        rng = np.random.default_rng(SEED)
-        np.savez(calib_path, **{INPUT_NAME: rng.standard_normal((CALIB_SAMPLES, *INPUT_SHAPE[1:]), dtype=np.float32)})
-    return {"model": onnx_path, "calib": calib_path, "parameters": _onnx_parameters(onnx_path)}
+    return export_cached("resnet18", resnet18, cache)
 
 
 if __name__ == "__main__":

@@ -76,25 +76,19 @@ def cmd_measure(args):
     return EXIT_OK
 
 
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
+def _bounded(kind, ok, what):
+    """An argparse type: `kind(text)` that must satisfy `ok`, else "must be `what`"."""
+    def parse(text):
+        value = kind(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError("must be %s" % what)
+        return value
+    return parse
 
 
-def _non_negative(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
-def _positive(text):
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+_positive_int = _bounded(int, lambda v: v > 0, "a positive integer")
+_non_negative = _bounded(float, lambda v: v >= 0, "zero or more")
+_positive = _bounded(float, lambda v: v > 0, "positive")
 
 
 def _sensor_arguments(b):
