@@ -5,7 +5,7 @@ in alternating order, each in a fresh process. The figure is the per-repeat rati
 agent_p50 / bare_p50 and its median over the repeats (target: within 3% of 1.0); beside it
 the best-of ratio, fastest agent p50 / fastest bare p50, which ignores one-sided slowdowns.
 
-    python benchmarks/bench_fidelity.py [--repeats 7]
+    python benchmarks/bench_fidelity.py [--repeats 12]
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from edgeopt.api import sample_paths
 
 WARMUP = {"warmup_iterations": 10, "warmup_seconds": 0.5, "max_iterations": 1000000, "max_seconds": 60.0}
 LOOPS = {  # fixed loops: MobileNetV2 ~5-9 ms per run, the digits CNN ~0.02 ms
-    "digits_cnn": dict(WARMUP, min_iterations=20000, min_seconds=1.0),
-    "mobilenet_v2": dict(WARMUP, min_iterations=100, min_seconds=1.0),
+    "digits_cnn": dict(WARMUP, min_iterations=20000, min_seconds=0.75),
+    "mobilenet_v2": dict(WARMUP, min_iterations=75, min_seconds=0.75),
 }
 THREADS = (1, 2)
 
@@ -51,7 +51,7 @@ def measure_pair(model, threads, agent_first) -> dict:
     return {"agent_p50_ms": a, "bare_p50_ms": b, "ratio": a / b, "foreign_cpu": round(foreign, 3), "tries": tries}
 
 
-def run(repeats=9, threads=THREADS) -> dict:
+def run(repeats=12, threads=THREADS) -> dict:
     models = prepare()
     rows = {(m["name"], t): [] for m in models for t in threads}
     for r in range(repeats):
@@ -77,14 +77,14 @@ def markdown(result) -> str:
         rows.append([c["model"], c["threads"], f"{c['median_agent_p50_ms']:.4g}", f"{c['median_bare_p50_ms']:.4g}",
                      per, f"**{c['median_ratio']:.3f}**", f"{c['best_ratio']:.3f}", verdict])
     shares = [p["foreign_cpu"] for c in result["cases"] for p in c["repeats"]]
-    return common.md_table(["model", "threads", "agent p50 ms (median)", "bare p50 ms (median)",
-                            "ratio agent/bare per repeat", "median ratio", "best-of ratio", "median within 3%"], rows) + \
-        "\n\n" + common.disturbed_note(shares)
+    table = common.md_table(["model", "threads", "agent p50 ms (median)", "bare p50 ms (median)",
+                             "ratio agent/bare per repeat", "median ratio", "best-of ratio", "median within 3%"], rows)
+    return f"{table}\n\n{common.disturbed_note(shares)}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=12)
     args = parser.parse_args()
     result = run(args.repeats)
     common.save("fidelity", result)

@@ -14,7 +14,6 @@ latency ratios (medians of per-repeat ratios), model size ratios, top-1 on the d
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 
 import numpy as np
@@ -31,8 +30,10 @@ VARIANTS = ("fp32", "int8", "hand")
 
 def quantize_by_hand(fp32_onnx, calib_npz, out):
     """ORT's quantize_static with every default, fed one calibration sample at a time."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
+    name = onnx.load(str(fp32_onnx)).graph.input[0].name
     with np.load(calib_npz) as f:
         samples = next(f[k] for k in f.files if k != "labels")
 
@@ -42,13 +43,15 @@ def quantize_by_hand(fp32_onnx, calib_npz, out):
 
         def get_next(self):
             x = next(self.items, None)
-            return None if x is None else {self.name: x}
+            return None if x is None else {name: x}
 
-    import onnx
-    Reader.name = onnx.load(str(fp32_onnx)).graph.input[0].name
-    logging.getLogger().setLevel(logging.ERROR)  # ORT's pre-processing tip on the root logger
-    with contextlib.redirect_stdout(None):
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT logs a pre-processing tip on the root logger on every call
+    try:
         quantize_static(str(fp32_onnx), str(out), Reader())
+    finally:
+        root.setLevel(level)
     return out
 
 

@@ -137,8 +137,8 @@ def environment() -> dict:
         versions["torch"] = torch.__version__
     except ImportError:
         pass
-    return {"date": datetime.date.today().isoformat(), "commit": _commit(), "cpu": cpu, "logical_cpus": len(_affinity()),
-            "machine": platform.machine(), "versions": versions}
+    return {"date": datetime.date.today().isoformat(), "commit": _commit(), "cpu": cpu,
+            "logical_cpus": len(os.sched_getaffinity(0)), "machine": platform.machine(), "versions": versions}
 
 
 def _commit() -> str:
@@ -148,11 +148,6 @@ def _commit() -> str:
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + (" +local changes" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def _affinity():
-    import os
-    return os.sched_getaffinity(0)
 
 
 def save(name, data) -> pathlib.Path:

@@ -17,7 +17,7 @@ import bench_int8
 import cnn_models
 import common
 
-FULL = {"fidelity": 9, "int8": 5, "overhead": 7}
+FULL = {"fidelity": 12, "int8": 5, "overhead": 7}
 QUICK = {"fidelity": 2, "int8": 1, "overhead": 2}
 
 
