@@ -20,9 +20,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), OpenVINO + NNCF, vermin, pytest.
+# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), OpenVINO + NNCF, LiteRT, vermin, pytest.
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[torch,openvino,dev]'
+	$(BIN)/pip install -q -e '.[torch,openvino,tflite,dev]'
+	$(BIN)/pip check
 
 # A Python 3.8 venv with numpy and the last onnxruntime for 3.8, where the agent's zipapp is run.
 agent-py38:

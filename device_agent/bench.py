@@ -63,13 +63,14 @@ class Sensing:
     cooldown: cool.CooldownSettings = cool.CooldownSettings()
 
 
-def _run_child(root, threads, settings, with_accuracy, timeout, sensors):
+def _run_child(root, threads, settings, with_accuracy, timeout, sensors, runtime_options):
     fd, out_path = tempfile.mkstemp(prefix="edgeopt-measure-", suffix=".json")
     os.close(fd)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_agent_root()] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "device_agent", "_measure", root, out_path, str(threads),
-           json.dumps(settings.to_dict()), "1" if with_accuracy else "0", json.dumps(sensors.to_dict())]
+           json.dumps(settings.to_dict()), "1" if with_accuracy else "0", json.dumps(sensors.to_dict()),
+           json.dumps(runtime_options)]
     try:
         proc = subprocess.run(cmd, env=env, stdout=sys.stderr, timeout=timeout)
         doc = _read_child_output(out_path)
@@ -127,11 +128,13 @@ def _base_document(device):
 
 
 def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
-        lock_wait=600.0, sensing=Sensing()):
-    """Returns (result document, exit code). A failure still yields a document, status 'failed'."""
+        lock_wait=600.0, sensing=Sensing(), runtime_options=None):
+    """Returns (result document, exit code). A failure still yields a document, status 'failed'.
+    runtime_options override the bundle's runtime.options (e.g. {"xnnpack": False})."""
     with Heartbeat():  # probing, verifying, waiting for the lock, cooling down and measuring all show signs of life
         doc = _base_document(probe())
-        job = (bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, cool.history_path(lock))
+        job = (bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, cool.history_path(lock),
+               dict(runtime_options or {}))
         try:
             if lock is None:
                 return _run_unlocked(doc, *job)
@@ -158,7 +161,8 @@ def _cool_down(sensors, settings, history):
     return result, warnings
 
 
-def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, history):
+def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, history,
+                  runtime_options):
     if workdir and not os.path.isdir(workdir):
         os.makedirs(workdir)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
@@ -172,8 +176,10 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source,
                                power_sensor=sensors.power_sensor, idle_seconds=sensors.idle_seconds,
                                sysfs_root=sensors.sysfs_root)
+        if runtime_options:
+            doc["settings"]["runtime_options"] = runtime_options
         cooled, cool_warnings = _cool_down(sensors, sensing.cooldown, history)
-        measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout, sensors)
+        measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout, sensors, runtime_options)
         latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
                    accuracy=measured["accuracy"], power=measured["power"], thermal=measured["thermal"])

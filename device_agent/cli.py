@@ -56,7 +56,7 @@ def cmd_bench(args):
                             args.min_seconds, args.max_iterations, args.max_seconds)
     doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
                     timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait,
-                    sensing=_sensing(args))
+                    sensing=_sensing(args), runtime_options=dict(args.runtime_option))
     _print_json(doc)
     if code:
         sys.stderr.write("edgeopt-agent: error: %s\n" % doc["error"]["message"])
@@ -68,7 +68,7 @@ def cmd_measure(args):
     from .measure.run import main
 
     try:
-        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1", args.sensors)
+        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1", args.sensors, args.options)
     except AgentError as e:
         with open(args.out, "w") as f:
             json.dump({"error": str(e)}, f)
@@ -84,6 +84,17 @@ def _bounded(kind, ok, what):
             raise argparse.ArgumentTypeError("must be %s" % what)
         return value
     return parse
+
+
+def _key_value(text):
+    """`key=value` -> (key, value); the value is JSON when it parses (false, 4, "x"), else the text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError("must be KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 _positive_int = _bounded(int, lambda v: v > 0, "a positive integer")
@@ -136,6 +147,8 @@ def build_parser():
     b.add_argument("--max-seconds", type=float, default=d.max_seconds)
     b.add_argument("--timeout", type=float, default=600.0, help="kill the measuring process after this many seconds")
     b.add_argument("--no-accuracy", action="store_true", help="skip the eval data even if the bundle has it")
+    b.add_argument("--runtime-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="override a runtime option of the bundle, e.g. xnnpack=false (value read as JSON if it is)")
     b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
     b.add_argument("--lock", default=None, help="lock file: one benchmark at a time on this device")
     b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for the lock (default 600)")
@@ -148,6 +161,7 @@ def build_parser():
     m.add_argument("settings")
     m.add_argument("accuracy")
     m.add_argument("sensors")
+    m.add_argument("options")
     m.set_defaults(fn=cmd_measure)
     return p
 

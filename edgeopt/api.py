@@ -11,7 +11,7 @@ from . import __version__, bundle as bundles, results
 from .budgets import check_result, validate_budget_keys
 from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
-from .data import LABELS, load_samples, random_samples, sample_count
+from .data import LABELS, load_samples, random_samples, sample_count, to_layouts
 from .errors import BadInput, DeviceFailure, ParityMismatch
 from .models import detect_format, inspect_model, load_model
 from .parity import compare as parity_compare, describe_failure
@@ -40,11 +40,11 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
             progress=SILENT, preset: str | None = None, subset_size: int | None = None,
-            max_accuracy_drop: float | None = None, performance_hint: str = "latency") -> dict:
+            max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "") -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
 
     preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
-    have them (openvino); another backend refuses a non-default value."""
+    have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
     merged_budgets = dict(prof.budgets, **(budgets or {}))
@@ -62,7 +62,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         calibration = load_samples(calib, source.inputs, "calibration") if calib else None
         evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
         request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
-                                 max_accuracy_drop, evaluation, performance_hint)
+                                 max_accuracy_drop, evaluation, performance_hint, int8_io or "")
         conversion = backend.convert(source, request, work, progress)
         progress.status("checking parity with the source model")
         parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
@@ -105,7 +105,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     else:
         samples, where = random_samples(source.inputs, PARITY_RANDOM_SAMPLES), "random inputs (seed 0)"
     source_runner = source.reference_runner()
-    artifact_runner = backend.host_runner(conversion.model_path, conversion.runtime.get("options"))
+    artifact_runner = _in_artifact_layout(backend.host_runner(conversion.model_path, conversion.runtime.get("options")),
+                                          conversion.layouts)
     # Judge float error by the precision the host's runtime really used (OpenVINO may run "f16" as bf16).
     host_precision = getattr(artifact_runner, "inference_precision", None)
     precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
@@ -124,7 +125,7 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     n = sample_count(evaluation)
     if len(ref[0]) != n:  # parity looked at a subset: the shipped references cover every sample
         ref = run_batched(source_runner, {s.name: evaluation[s.name] for s in source.inputs}, source.inputs[0].shape[0])
-    arrays = dict(evaluation)
+    arrays = to_layouts(evaluation, conversion.layouts)   # the device feeds the artifact as it is
     arrays.update({REF_PREFIX + o.name: r for o, r in zip(source.outputs, ref)})
     eval_file = work / "eval.npz"
     np.savez(eval_file, **arrays)
@@ -132,8 +133,17 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     return report, accuracy, eval_file
 
 
+def _in_artifact_layout(runner, layouts: dict):
+    """An artifact runner that takes feeds in the source model's layout, as parity gives them."""
+    return (lambda feed: runner(to_layouts(feed, layouts))) if layouts else runner
+
+
 def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, budgets) -> dict:
-    inputs, outputs = backend.describe_io(conversion.model_path)
+    inputs, outputs = backend.describe_io(conversion.model_path, conversion.runtime.get("options"))
+    for spec in inputs:
+        layout = conversion.layouts.get(spec.name)
+        if layout:
+            spec.layout, spec.source_layout = layout["layout"], layout["source_layout"]
     source_doc = {"format": source.format, "reference": source.reference, "sha256": source.sha256}
     if source_accuracy:
         source_doc["accuracy"] = source_accuracy
@@ -150,13 +160,17 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
 
 
 def _agent_args(threads, loop, sensing=None) -> list:
-    """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`."""
+    """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
+    `key=[a, b]` -> `--key a --key b`."""
     args = [] if threads is None else ["--threads", str(threads)]
     for key, value in list((loop or {}).items()) + list((sensing or {}).items()):
         if value is None or value is False:
             continue
         flag = f"--{key.replace('_', '-')}"
-        args += [flag] if value is True else [flag, str(value)]
+        if isinstance(value, (list, tuple)):
+            args += [part for item in value for part in (flag, str(item))]
+        else:
+            args += [flag] if value is True else [flag, str(value)]
     return args
 
 

@@ -107,6 +107,8 @@ def loop_options(fn):
             ("--warmup-iterations", click.IntRange(min=0), "Warm-up runs before timing (at least)."),
             ("--warmup-seconds", click.FloatRange(min=0), "Warm-up time before timing (at least).")]):
         fn = click.option(name, type=kind, help=text)(fn)
+    fn = click.option("--runtime-option", "runtime_option", multiple=True, metavar="KEY=VALUE",
+                      help="Override a runtime option of the bundle for this run, e.g. xnnpack=false (tflite).")(fn)
     fn = click.option("--timeout", default=900.0, show_default=True,
                       help="Give up on a device after this many seconds.")(fn)
     fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))(fn)
@@ -137,7 +139,7 @@ def sensing_options(fn):
 
 def _loop(loop: dict) -> tuple:
     """(loop flags, sensing flags) the user actually gave (the agent's defaults stand for the rest)."""
-    given = {k: v for k, v in loop.items() if v is not None}
+    given = {k: v for k, v in loop.items() if v is not None and v != ()}
     return ({k: v for k, v in given.items() if k not in SENSING_KEYS},
             {k: v for k, v in given.items() if k in SENSING_KEYS})
 
@@ -219,8 +221,8 @@ def profiles_show(out, name):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Bundle path [default: NAME.edgepkg].")
 @click.option("--precision", type=PRECISION, help="Float precision [default: the profile's].")
 @click.option("--quantize", type=QUANTIZE, default="none", show_default=True,
-              help="int8: static, calibrated (needs --calib); dynamic: weights only (onnxruntime); "
-                   "int8-weights / int4-weights: weight-only compression (openvino).")
+              help="int8: static, calibrated (needs --calib); dynamic: int8 weights, activations quantized "
+                   "at run time (onnxruntime, tflite); int8-weights / int4-weights: weight-only (openvino).")
 @click.option("--calib", type=click.Path(), help=".npz of sample inputs for INT8 calibration (one array per input).")
 @click.option("--eval-data", type=click.Path(), help=".npz of inputs (+ `labels`) shipped for on-device accuracy.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
@@ -237,20 +239,24 @@ def profiles_show(out, name):
                    "--eval-data (with labels) is at most this, e.g. 0.01.")
 @click.option("--performance-hint", type=click.Choice(["latency", "throughput"]), default="latency",
               show_default=True, help="OpenVINO performance hint the device compiles with (openvino).")
+@click.option("--int8-io", type=click.Choice(["int8", "float"]),
+              help="Full-integer INT8 (tflite): int8 or float model input/output [default: the profile's "
+                   "int8_scheme; full-integer = int8].")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
-            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint):
+            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint, int8_io):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
-    MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), or an OpenVINO IR
-    .xml (with its .bin beside it) for an openvino profile such as intel-cpu.
+    MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
+    .xml (with its .bin beside it) for an openvino profile such as intel-cpu, or a .tflite
+    (packaged as it is) for a tflite profile such as raspberry-pi-5.
     """
     from . import api
     from .report.tables import key_values, package_rows
     manifest = api.package(model, profile, output, precision, quantize, calib, eval_data, _shapes(input_shapes),
                            _budgets(budgets), allow_mismatch, name, progress=out.progress(), preset=preset,
                            subset_size=subset_size, max_accuracy_drop=max_accuracy_drop,
-                           performance_hint=performance_hint)
+                           performance_hint=performance_hint, int8_io=int8_io)
     out.emit(manifest, key_values("Packaged", package_rows(manifest)))
 
 

@@ -39,7 +39,8 @@ def load_samples(path, inputs, purpose: str) -> dict:
         expected = tuple(spec.shape[1:])
         if arr.ndim != len(spec.shape) or tuple(arr.shape[1:]) != expected:
             raise BadInput(f"{purpose} file {path}: array {spec.name!r} has shape {tuple(arr.shape)}; "
-                           f"model input {spec.name!r} expects (N, {', '.join(map(str, expected))})")
+                           f"model input {spec.name!r} expects (N, {', '.join(map(str, expected))})"
+                           + _layout_hint(arr.shape, expected))
         if not np.can_cast(arr.dtype, np.dtype(spec.dtype), casting="same_kind"):
             raise BadInput(f"{purpose} file {path}: array {spec.name!r} is {arr.dtype}, input expects {spec.dtype}")
         out[spec.name] = np.ascontiguousarray(arr.astype(spec.dtype))
@@ -50,6 +51,25 @@ def load_samples(path, inputs, purpose: str) -> dict:
     if len(counts) != 1 or 0 in counts:
         raise BadInput(f"{purpose} file {path}: arrays disagree on the sample count or are empty ({sorted(counts)})")
     return out
+
+
+def _layout_hint(shape, expected) -> str:
+    """A channels-last array for a channels-first input (or the reverse) is a common slip: say so."""
+    if len(expected) != 3 or len(shape) != 4:
+        return ""
+    c, h, w = expected   # named for a channels-first input
+    if tuple(shape[1:]) == (h, w, c):
+        return " - it looks channels-last (NHWC); give data in the source model's layout (NCHW), edgeopt converts it"
+    if tuple(shape[1:]) == (w, c, h):
+        return " - it looks channels-first (NCHW); give data in the source model's layout (NHWC)"
+    return ""
+
+
+def to_layouts(arrays: dict, layouts: dict) -> dict:
+    """Sample arrays ({name: [N, ...]}, in the source model's layout) in an artifact's layout:
+    `layouts` is {input name: {"perm": axes, ...}} for the inputs whose layout changed."""
+    return {name: (np.ascontiguousarray(a.transpose(layouts[name]["perm"])) if name in layouts else a)
+            for name, a in arrays.items()}
 
 
 def sample_count(samples: dict) -> int:

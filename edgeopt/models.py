@@ -1,5 +1,5 @@
-"""Model intake: ONNX files as they are, PyTorch models exported to ONNX, OpenVINO IR as it is
-(edgeopt/ir.py); shapes fixed up front.
+"""Model intake: ONNX files as they are, PyTorch models exported to ONNX, OpenVINO IR and
+TFLite as they are (edgeopt/ir.py, edgeopt/litert_model.py); shapes fixed up front.
 
 Everything downstream (conversion, quantization, parity) works on one model with static input
 shapes, described by SourceModel: an ONNX file, or an IR for the backends that read IR.
@@ -13,7 +13,6 @@ import pathlib
 from .errors import BadInput
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
-LATER_FORMATS = {".tflite": "TFLite"}
 
 
 @dataclasses.dataclass
@@ -22,28 +21,36 @@ class TensorSpec:
     shape: list
     dtype: str
     layout: str = ""
+    quantization: dict | None = None   # {"scale", "zero_point"} of an integer (int8 I/O) tensor
+    source_layout: str = ""            # the source model's layout when the artifact's differs
 
     def to_dict(self):
         d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-        if self.layout:
-            d["layout"] = self.layout
+        for key in ("layout", "source_layout", "quantization"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
         return d
 
 
 @dataclasses.dataclass
 class SourceModel:
     reference: str          # what the user named
-    format: str             # onnx | pytorch-module | torchscript | exported-program | openvino-ir
+    format: str             # onnx | pytorch-module | torchscript | exported-program | openvino-ir | tflite
     sha256: str             # of the user's file (or of the module reference string)
     onnx_path: pathlib.Path | None  # the ONNX file with static input shapes (None for an IR source)
     inputs: list
     outputs: list
     notes: list
     ir_path: pathlib.Path | None = None  # an OpenVINO IR source (.xml, its .bin beside it)
+    tflite_path: pathlib.Path | None = None  # a TFLite source, packaged as is
 
     def reference_runner(self):
         """{input: array} -> [outputs] of the source model itself, in float32 on this host: the
-        parity check's reference. ONNX Runtime for an ONNX source, OpenVINO (f32) for an IR."""
+        parity check's reference. ONNX Runtime for an ONNX source, OpenVINO (f32) for an IR,
+        LiteRT for a .tflite."""
+        if self.tflite_path is not None:
+            from .litert_model import host_runner
+            return host_runner(self.tflite_path)
         if self.ir_path is not None:
             from .ir import reference_runner
             return reference_runner(self.ir_path)
@@ -77,9 +84,8 @@ def sha256_of(path: pathlib.Path) -> str:
 def detect_format(reference: str) -> str:
     path = pathlib.Path(reference)
     suffix = path.suffix.lower()
-    if suffix in LATER_FORMATS:
-        raise BadInput(f"{reference}: {LATER_FORMATS[suffix]} input comes with its backend and is not "
-                       "supported by this version; give an ONNX or PyTorch model")
+    if suffix == ".tflite":
+        return "tflite"
     if suffix == ".onnx":
         return "onnx"
     if suffix == ".xml":
@@ -93,7 +99,7 @@ def detect_format(reference: str) -> str:
     if not path.exists():
         raise BadInput(f"model not found: {reference}")
     raise BadInput(f"{reference}: unknown model format (expected .onnx, .pt2, .pt/.pth TorchScript, "
-                   "OpenVINO IR .xml, or module:callable)")
+                   "OpenVINO IR .xml, .tflite, or module:callable)")
 
 
 def load_onnx(path: pathlib.Path):
@@ -190,6 +196,9 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path) -> SourceMod
     if fmt == "openvino-ir":
         from . import ir
         return ir.load(pathlib.Path(reference), shapes, workdir)
+    if fmt == "tflite":
+        from . import litert_model
+        return litert_model.load(pathlib.Path(reference), shapes, workdir)
     if fmt == "onnx":
         src = pathlib.Path(reference)
         sha = sha256_of(src)
@@ -254,6 +263,9 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
     if fmt == "openvino-ir":
         from . import ir
         return ir.inspect(pathlib.Path(reference), shapes)
+    if fmt == "tflite":
+        from . import litert_model
+        return litert_model.inspect(pathlib.Path(reference), shapes)
     original_dynamic = None
     if fmt == "onnx":
         raw = load_onnx(pathlib.Path(reference))

@@ -17,6 +17,12 @@ def eval_path(manifest, root):
     return os.path.join(root, *entry["path"].split("/"))
 
 
+def feed_dtype(spec):
+    """What callers feed an input: float32 for an int8-I/O tensor (the adapter quantizes it with the
+    tensor's scale and zero point), else the tensor's own dtype."""
+    return np.dtype("float32") if spec.get("quantization") else np.dtype(spec["dtype"])
+
+
 def run_batched(infer, inputs, batch):
     """Run `infer` over {name: [N, ...]} in chunks of the model's fixed batch; merged outputs."""
     n = len(next(iter(inputs.values())))
@@ -41,7 +47,7 @@ def evaluate(adapter, manifest, root):
     data = np.load(path)
     specs = manifest["inputs"]
     batch = specs[0]["shape"][0] if isinstance(specs[0]["shape"][0], int) and specs[0]["shape"][0] > 0 else 1
-    inputs = {s["name"]: data[s["name"]].astype(s["dtype"]) for s in specs}
+    inputs = {s["name"]: data[s["name"]].astype(feed_dtype(s)) for s in specs}
     report("accuracy", "%d eval samples" % len(next(iter(inputs.values()))))
     merged = run_batched(adapter.infer, inputs, batch)
     out = {"n": int(len(merged[0]))}

@@ -16,10 +16,6 @@ from . import accuracy, latency, memory, stats
 from .sensing import RunSensors
 
 
-def _dtype(name):
-    return np.dtype(name)
-
-
 def example_feed(manifest, root):
     """First eval sample when the bundle has eval data (real data), else seeded random data."""
     eval_path = accuracy.eval_path(manifest, root)
@@ -28,22 +24,23 @@ def example_feed(manifest, root):
     data = np.load(eval_path) if eval_path else None
     for spec in manifest["inputs"]:
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec["shape"]]
+        dtype = accuracy.feed_dtype(spec)
         if data is not None and spec["name"] in data.files:
             arr = data[spec["name"]][: shape[0]]
-            feed[spec["name"]] = np.ascontiguousarray(arr.astype(_dtype(spec["dtype"])).reshape(shape))
-        elif np.issubdtype(_dtype(spec["dtype"]), np.integer):
-            feed[spec["name"]] = rng.integers(0, 10, size=shape).astype(spec["dtype"])
+            feed[spec["name"]] = np.ascontiguousarray(arr.astype(dtype).reshape(shape))
+        elif np.issubdtype(dtype, np.integer):
+            feed[spec["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
         else:
-            feed[spec["name"]] = rng.standard_normal(shape).astype(spec["dtype"])
+            feed[spec["name"]] = rng.standard_normal(shape).astype(dtype)
     return feed, ("eval sample" if data is not None else "random, seed 0")
 
 
-def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None):
+def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None):
     mem = {"method": "VmRSS/VmHWM (/proc/self/status)"}
     mem["rss_baseline_mb"] = memory.rss_mb()
     cls = adapter_class(manifest["runtime"]["name"])
     report("load", "importing %s" % cls.module)
-    adapter = cls(threads, manifest["runtime"].get("options"))
+    adapter = cls(threads, dict(manifest["runtime"].get("options") or {}, **(runtime_options or {})))
     adapter.import_module()
     mem["rss_after_import_mb"] = memory.rss_mb()
     t0 = time.perf_counter()
@@ -78,12 +75,13 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
             "warnings": warnings}
 
 
-def main(root, out_path, threads, settings_json, with_accuracy, sensors_json):
+def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}"):
     from ..bundle import load_manifest
 
     manifest = load_manifest(root)
     settings = latency.LoopSettings(**json.loads(settings_json))
-    doc = measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)))
+    doc = measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)),
+                  json.loads(options_json))
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f)

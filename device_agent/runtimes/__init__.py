@@ -8,6 +8,7 @@ from .. import AgentError
 ADAPTERS = {
     "onnxruntime": "device_agent.runtimes.onnxruntime:OnnxRuntimeAdapter",
     "openvino": "device_agent.runtimes.openvino:OpenVinoAdapter",
+    "litert": "device_agent.runtimes.litert:LiteRtAdapter",
 }
 
 

@@ -14,7 +14,7 @@ from ..errors import BackendUnavailable
 BACKENDS = {
     "onnxruntime": "edgeopt.convert.onnxruntime:OnnxRuntimeBackend",
     "openvino": "edgeopt.convert.openvino:OpenVinoBackend",
-    "tflite": None,
+    "tflite": "edgeopt.convert.tflite:LiteRtBackend",
     "tensorrt": None,
 }
 

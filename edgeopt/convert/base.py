@@ -26,6 +26,7 @@ class PackageRequest:
     max_accuracy_drop: float | None = None  # accuracy-aware quantization (needs labelled eval data)
     evaluation: dict | None = None  # {input name: array, labels: array} from --eval-data
     performance_hint: str = "latency"
+    int8_io: str = ""              # tflite full-integer I/O: int8 | float; "" = the profile's int8_scheme
 
 
 @dataclasses.dataclass
@@ -37,6 +38,9 @@ class Conversion:
     tools: dict                    # versions of the tools that produced it
     notes: list
     seconds: float = 0.0
+    # Inputs whose layout the artifact changed: {name: {"layout", "source_layout", "perm"}};
+    # sample data in the source layout is transposed by `perm` for the artifact.
+    layouts: dict = dataclasses.field(default_factory=dict)
 
 
 class Backend:
@@ -56,7 +60,7 @@ class Backend:
 
     def _validate(self, request: PackageRequest) -> None:
         defaults = PackageRequest(request.precision, request.quantize, None)
-        for field in ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint"):
+        for field in ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint", "int8_io"):
             if field not in self.request_options and getattr(request, field) != getattr(defaults, field):
                 option = "--preset" if field == "int8_preset" else "--" + field.replace("_", "-")
                 raise BadInput(f"backend {self.name} has no {option} option")
@@ -76,8 +80,9 @@ class Backend:
         with the runtime options the device will get (the manifest's runtime.options)."""
         raise NotImplementedError
 
-    def describe_io(self, model_path: pathlib.Path):
-        """(inputs, outputs) TensorSpecs of the artifact, for the manifest."""
+    def describe_io(self, model_path: pathlib.Path, options: dict | None = None):
+        """(inputs, outputs) TensorSpecs of the artifact, for the manifest, named as the bundle
+        names them (options: the manifest's runtime.options)."""
         import onnx
 
         from ..models import describe_tensors

@@ -168,7 +168,7 @@ class OpenVinoBackend(Backend):
     def host_runner(self, model_path, options=None):
         return ov_runner(model_path, options or {})
 
-    def describe_io(self, model_path):
+    def describe_io(self, model_path, options=None):
         from ..ir import read_model, tensor_specs
 
         model = read_model(model_path)[0]

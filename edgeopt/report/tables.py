@@ -73,6 +73,10 @@ def _compression(c: dict) -> str:
             return f"{c['mode']} weight-only (NNCF), {done} compressed"
         aware = f", accuracy-aware (max drop {c['max_accuracy_drop']:g})" if "max_accuracy_drop" in c else ""
         return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
+    if c.get("tool") == "ai-edge-quantizer":
+        if c["quantize"] == "int8":
+            return f"INT8 full-integer, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
+        return f"INT8 dynamic-range weights (ai-edge-quantizer)"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
     return f"INT8 {c.get('method')}"
@@ -154,7 +158,13 @@ def _transfer(t: dict) -> str:
 
 
 def _runtime_settings(rt: dict) -> list:
-    """What a runtime reported it really used (OpenVINO: hint, streams, precision, cache), if anything."""
+    """What a runtime reported it really used (OpenVINO: hint, streams, precision, cache; LiteRT:
+    XNNPACK, int8 I/O), if anything."""
+    if "xnnpack" in rt:
+        x = rt["xnnpack"]
+        used = "XNNPACK applied" if x["applied"] else ("XNNPACK off" if not x["requested"] else
+                                                       "XNNPACK requested but not applied")
+        return [("runtime settings", f"{rt['interpreter']}, {used}, {'int8' if rt['int8_io'] else 'float'} I/O")]
     if "inference_precision" not in rt:
         return []
     cache = rt.get("model_cache", {})

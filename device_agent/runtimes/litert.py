@@ -1,0 +1,157 @@
+"""LiteRT (TFLite) adapter: ai_edge_litert's Interpreter, or tflite_runtime's on boards whose
+Python is too old for ai-edge-litert (its last release, 2.14, still runs Python 3.8-3.11).
+
+XNNPACK is LiteRT's default CPU delegate and is on unless the bundle or `--no-xnnpack` turns it
+off; whether it really took the graph is read from the runtime's own log line, not assumed.
+Full-integer models take int8 inputs and give int8 outputs: float feeds are quantized and
+outputs dequantized with each tensor's scale and zero point, so callers always see floats.
+The timed call is `invoke()` alone, with inputs set once, as TFLite's benchmark_model times it.
+"""
+import importlib
+import os
+import sys
+import tempfile
+
+from .. import AgentError
+from .base import RuntimeAdapter, importlib_metadata
+
+# Python modules tried in order; the first that imports is used.
+INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+XNNPACK_LOG_LINE = "XNNPACK delegate"
+
+
+class LiteRtAdapter(RuntimeAdapter):
+    name = "litert"
+    module = "ai_edge_litert"
+    distributions = ("ai-edge-litert", "ai-edge-litert-nightly", "tflite-runtime")
+    install_hint = "pip install ai-edge-litert   (Python 3.8 boards: pip install tflite-runtime)"
+
+    @classmethod
+    def installed_version(cls):
+        for dist in cls.distributions:
+            try:
+                return importlib_metadata.version(dist)
+            except importlib_metadata.PackageNotFoundError:
+                continue
+        return None
+
+    def import_module(self):
+        errors = []
+        for name in INTERPRETER_MODULES:
+            try:
+                return importlib.import_module(name)
+            except ImportError as e:
+                errors.append("%s: %s" % (name, e))
+        raise AgentError("this device's Python (%s) has no LiteRT interpreter (%s); install it with `%s -m %s`"
+                         % (sys.executable, "; ".join(errors), sys.executable, self.install_hint))
+
+    def load(self, model_path):
+        mod = self.import_module()
+        self.module_name = mod.__name__.split(".")[0]
+        self.xnnpack_requested = self.options.get("xnnpack", True)
+        kwargs = {"model_path": model_path, "num_threads": self.threads}
+        if not self.xnnpack_requested:
+            kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        log = _StderrCapture()
+        try:
+            with log:
+                self.interpreter = mod.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            text = str(e).strip() or log.text.strip()
+            first = text.splitlines()[0] if text else type(e).__name__
+            raise AgentError("LiteRT (%s) cannot load the model: %s" % (self.module_name, first[:300]))
+        self.xnnpack_applied = XNNPACK_LOG_LINE in log.text
+        self.inputs, self.outputs = tensor_details(self.interpreter)
+        # The bundle may name tensors differently from the artifact (its source model's names).
+        to_bundle = dict((artifact, bundle) for bundle, artifact in (self.options.get("tensor_names") or {}).items())
+        self.input_index = dict((to_bundle.get(d["name"], d["name"]), d) for d in self.inputs)
+
+    def set_inputs(self, feed):
+        for name, detail in self.input_index.items():
+            if name not in feed:
+                raise AgentError("no data for the model's input %r (got %s)" % (name, ", ".join(sorted(feed))))
+            self.interpreter.set_tensor(detail["index"], quantize(feed[name], detail))
+
+    def infer(self, feed):
+        self.set_inputs(feed)
+        self.interpreter.invoke()
+        return [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
+
+    def bind(self, feed):
+        self.set_inputs(feed)
+        return self.interpreter.invoke
+
+    def close(self):
+        self.interpreter = None
+
+    def describe(self):
+        return {"threads": self.threads, "interpreter": self.module_name, "version": self.installed_version(),
+                "xnnpack": {"requested": self.xnnpack_requested, "applied": self.xnnpack_applied},
+                "int8_io": any(_is_quantized(d) for d in self.inputs + self.outputs)}
+
+
+def tensor_details(interpreter):
+    """(inputs, outputs) details in the model's signature order (args_0, args_1, ... / output_0, ...)
+    when it has a signature, named by their signature names; else the plain tensor details."""
+    signatures = interpreter.get_signature_list() if hasattr(interpreter, "get_signature_list") else {}
+    if len(signatures) != 1:
+        return interpreter.get_input_details(), interpreter.get_output_details()
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    found = []
+    for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details())):
+        ordered = []
+        for name in signatures[next(iter(signatures))][kind]:
+            d = dict(details[name])
+            d["name"] = name
+            ordered.append(d)
+        found.append(ordered)
+    return found[0], found[1]
+
+
+def _is_quantized(detail):
+    import numpy as np
+
+    return np.dtype(detail["dtype"]).kind in "iu" and bool(detail["quantization"][0])
+
+
+def quantize(array, detail):
+    """A float array as the tensor's integer type (scale, zero point); other arrays as they are."""
+    import numpy as np
+
+    dtype = np.dtype(detail["dtype"])
+    if not _is_quantized(detail) or np.issubdtype(array.dtype, np.integer):
+        return np.ascontiguousarray(array, dtype=dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    q = np.round(array / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(array, detail):
+    import numpy as np
+
+    if not _is_quantized(detail):
+        return array
+    scale, zero_point = detail["quantization"]
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+class _StderrCapture(object):
+    """Captures what native code writes to fd 2 while a model loads: LiteRT logs delegate
+    creation there, which is how XNNPACK's use is known. Kept, not echoed: it is not news."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.file = tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.seek(0)
+        self.text = self.file.read().decode("utf-8", "replace")
+        self.file.close()
+        return False

@@ -1,0 +1,207 @@
+"""LiteRT (TFLite) backend, for ARM boards such as the Raspberry Pi. TensorFlow-free:
+
+    source ONNX -> torch module (onnx_torch) -> litert-torch -> float .tflite, images NHWC
+    -> ai-edge-quantizer: FP16 weights | dynamic-range INT8 | full-integer INT8 (calibrated)
+
+Image inputs (rank 4) take NHWC, LiteRT's native layout: the graph then has no transposes on
+the input side, and users feed what a camera gives. The manifest records each input's layout
+and its source layout; edgeopt converts calibration and eval data given in the source layout.
+Full-integer models take int8 input/output unless --int8-io float keeps float I/O.
+A user's .tflite is packaged as it is.
+"""
+from __future__ import annotations
+
+import shutil
+
+from ..data import to_layouts
+from ..errors import BadInput
+from .base import ONNX_FORMATS, Backend, Conversion
+
+NCHW_TO_NHWC = (0, 2, 3, 1)
+SIGNATURE = "serving_default"
+# Calibration samples used at most: min/max ranges settle long before this on CNNs.
+MAX_CALIBRATION_SAMPLES = 256
+CALIBRATION_CHUNK = 16   # samples per captured calibration call (see edgeopt/capture.py)
+INT8_IO_CHOICES = ("int8", "float")
+
+
+class LiteRtBackend(Backend):
+    name = "tflite"
+    runtime = "litert"
+    precisions = ("fp32", "fp16")
+    quantizations = ("none", "dynamic", "int8")
+    source_formats = ONNX_FORMATS + ("tflite",)
+    request_options = ("int8_io",)
+
+    def _convert(self, source, request, workdir, progress):
+        if source.format == "tflite":
+            return self._as_is(source, request, workdir)
+        tools = _tool_versions()
+        float_path = workdir / "model-float.tflite"
+        layouts = _export_float(source, float_path, progress)
+        names = _tensor_names(source)
+        compression = {"quantize": request.quantize, "precision": request.precision,
+                       "converter": "onnx -> torch -> litert-torch"}
+        if request.quantize == "none" and request.precision == "fp32":
+            out = float_path
+        else:
+            out = workdir / "model.tflite"
+            compression.update(_quantize(float_path, out, source, request, layouts, progress))
+        if out == float_path:
+            out = float_path.rename(workdir / "model.tflite")
+        runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
+        return Conversion(out, [], runtime, compression, tools, [], layouts=layouts)
+
+    def _as_is(self, source, request, workdir):
+        if request.quantize != "none" or request.precision != "fp32":
+            raise BadInput(f"{source.reference}: a .tflite is packaged as it is; --precision and --quantize "
+                           "apply to ONNX or PyTorch input")
+        out = workdir / "model.tflite"
+        shutil.copyfile(source.tflite_path, out)
+        compression = {"quantize": "none", "precision": "as-is", "converter": "none (a .tflite input)"}
+        return Conversion(out, [], {"name": self.runtime, "options": {"xnnpack": True}}, compression,
+                          _tool_versions(), [])
+
+    def _validate(self, request):
+        super()._validate(request)
+        if request.int8_io and request.quantize != "int8":
+            raise BadInput("--int8-io applies to --quantize int8 only")
+
+    def host_runner(self, model_path, options=None):
+        from ..litert_model import host_runner
+        return host_runner(model_path, options)
+
+    def describe_io(self, model_path, options=None):
+        from ..litert_model import describe
+        return describe(model_path, (options or {}).get("tensor_names"))
+
+
+def _tool_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("litert-torch", "ai-edge-quantizer", "ai-edge-litert", "torch"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _require_converter():
+    """litert-torch, imported quietly: at import it logs torchao and oneDNN chatter on stderr."""
+    from ..capture import captured_output
+    try:
+        with captured_output():
+            import ai_edge_quantizer  # noqa: F401
+            import litert_torch
+    except ImportError:
+        raise BadInput("the LiteRT backend needs the tflite extra: pip install 'edgeopt[tflite]'") from None
+    return litert_torch
+
+
+def _tensor_names(source) -> dict:
+    """Bundle (source) tensor name -> the .tflite signature's name (litert-torch names them
+    args_<i> and output_<i> in order)."""
+    names = {spec.name: f"args_{i}" for i, spec in enumerate(source.inputs)}
+    names.update({spec.name: f"output_{i}" for i, spec in enumerate(source.outputs)})
+    return names
+
+
+def _image_inputs(source) -> list:
+    return [i for i, spec in enumerate(source.inputs) if len(spec.shape) == 4 and spec.dtype.startswith("float")]
+
+
+def _export_float(source, out, progress) -> dict:
+    """The float .tflite; returns {input name: {"layout", "source_layout", "perm"}} of converted inputs."""
+    litert_torch = _require_converter()
+    import onnx
+    import torch
+
+    from ..capture import captured_output
+    from .onnx_torch import to_torch
+
+    progress.status("converting ONNX -> PyTorch -> LiteRT (litert-torch)")
+    module = to_torch(onnx.load(str(source.onnx_path)))
+    images = _image_inputs(source)
+    examples = []
+    for i, spec in enumerate(source.inputs):
+        shape = [spec.shape[d] for d in NCHW_TO_NHWC] if i in images else spec.shape
+        examples.append(torch.zeros(shape, dtype=getattr(torch, spec.dtype)))
+    with captured_output() as log:
+        try:
+            from litert_torch._convert.to_channel_last_io import to_channel_last_io
+
+            wrapped = to_channel_last_io(module, args=images).eval() if images else module
+            litert_torch.convert(wrapped, tuple(examples)).export(str(out))
+        except Exception as e:  # torch.export and the MLIR converter raise many types
+            raise BadInput(f"LiteRT conversion failed: {_first_line(e, log)}") from None
+    return {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
+            for i in images}
+
+
+def _first_line(error, log) -> str:
+    text = str(error).strip() or log.text.strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def _quantize(float_path, out, source, request, layouts, progress) -> dict:
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    from ..capture import captured_output
+
+    q = quantizer.Quantizer(str(float_path))
+    details = {"tool": "ai-edge-quantizer"}
+    calibration = None
+    if request.quantize == "dynamic":
+        progress.status("dynamic-range INT8 weights (ai-edge-quantizer)")
+        q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        details["recipe"] = "dynamic_wi8_afp32: int8 per-channel weights, activations quantized at run time"
+    elif request.quantize == "int8":
+        io = request.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        if io == "float":  # keep float I/O: quantize after the input, dequantize before the output
+            for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+                q.update_quantization_recipe(".*", op, None, algorithm_key=AlgorithmName.NO_QUANTIZE)
+        calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
+        details.update(recipe="static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations",
+                       io=io, calibration={"samples": used, "method": "min/max over every sample"})
+    else:  # fp16 without quantization: float16 weights, float compute (XNNPACK may use fp16 where the CPU has it)
+        progress.status("FP16 weights (ai-edge-quantizer)")
+        q.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16,
+                                 algorithm_key=AlgorithmName.FLOAT_CASTING)
+        details["recipe"] = "float16 weights, float32 I/O"
+    with captured_output() as log:
+        try:
+            result = q.quantize(calibration, enable_progress_report=False)
+        except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
+            raise BadInput(f"LiteRT quantization failed: {_first_line(e, log)}") from None
+    out.write_bytes(result.quantized_model)
+    return details
+
+
+def _calibrate(q, float_path, source, request, layouts, progress):
+    """Min/max ranges over the calibration samples. Plain min/max, not the quantizer's default
+    moving average, which clipped the input range of the shipped model (RUNTIME-NOTES)."""
+    from ai_edge_quantizer import calibrator
+    from ai_edge_quantizer.utils import qsv_utils
+
+    from ..capture import captured_output
+
+    samples = to_layouts({s.name: request.calibration[s.name] for s in source.inputs}, layouts)
+    names = _tensor_names(source)
+    batch = source.inputs[0].shape[0]
+    n = min(len(next(iter(samples.values()))), MAX_CALIBRATION_SAMPLES) // batch * batch
+    steps = [{names[k]: v[i:i + batch] for k, v in samples.items()} for i in range(0, n, batch)]
+    chunks = [steps[i:i + CALIBRATION_CHUNK] for i in range(0, len(steps), CALIBRATION_CHUNK)]
+    progress.start(f"INT8 calibration ({n} samples)", total=n)
+    with captured_output():
+        calib = calibrator.Calibrator(str(float_path), qsv_update_func=qsv_utils.min_max_update)
+    for chunk in chunks:  # min/max ranges merge across calls; progress advances between them
+        with captured_output():
+            # The quantizer's own recipe manager: its public calibrate() offers no min/max update.
+            calib.calibrate({SIGNATURE: chunk}, q._recipe_manager)
+        progress.advance(len(chunk) * batch)
+    progress.finish()
+    return calib.get_model_qsvs(), n

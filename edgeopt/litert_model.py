@@ -1,0 +1,125 @@
+"""LiteRT (.tflite) models on the host: intake of a user's .tflite (inspected, packaged as is),
+tensor descriptions for the manifest, and a host runner for parity checks.
+
+The host runs a .tflite through the device agent's own LiteRT adapter, so parity is checked
+with exactly the I/O handling (int8 quantize/dequantize, tensor names) the device will use.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+
+from .errors import BadInput
+from .models import SourceModel, TensorSpec, sha256_of
+
+FORMAT = "tflite"
+FLATBUFFER_ID = b"TFL3"   # bytes 4..8 of every TFLite flatbuffer
+
+
+def _require_litert():
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        raise BadInput("LiteRT models need the tflite extra: pip install 'edgeopt[tflite]'") from None
+
+
+def adapter(path: pathlib.Path, options: dict | None = None, threads: int | None = None):
+    """The agent's LiteRT adapter with the model loaded; a model LiteRT cannot load (a custom op
+    it lacks, a corrupt file) is a one-line BadInput."""
+    from device_agent import AgentError
+    from device_agent.runtimes.litert import LiteRtAdapter
+
+    _require_litert()
+    runner = LiteRtAdapter(threads or os.cpu_count() or 1, options)
+    try:
+        runner.load(str(path))
+    except AgentError as e:
+        raise BadInput(f"{path}: {e}") from None
+    return runner
+
+
+def host_runner(path: pathlib.Path, options: dict | None = None):
+    """{input: array} -> [float outputs]: all cores, since nothing is timed here."""
+    return adapter(path, options).infer
+
+
+def _spec(detail, name: str) -> TensorSpec:
+    scale, zero_point = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    quant = {"scale": float(scale), "zero_point": int(zero_point)} if scale and dtype.kind in "iu" else None
+    return TensorSpec(name, [int(d) for d in detail["shape"]], str(dtype), quantization=quant)
+
+
+def describe(path: pathlib.Path, tensor_names: dict | None = None):
+    """(inputs, outputs) TensorSpecs of a .tflite, named as the bundle names them (tensor_names
+    maps bundle name -> artifact name)."""
+    runner = adapter(path, threads=1)
+    to_bundle = {artifact: bundle for bundle, artifact in (tensor_names or {}).items()}
+    inputs = [_spec(d, to_bundle.get(d["name"], d["name"])) for d in runner.inputs]
+    outputs = [_spec(d, to_bundle.get(d["name"], d["name"])) for d in runner.outputs]
+    return inputs, outputs
+
+
+def check_file(path: pathlib.Path) -> None:
+    if not path.is_file():
+        raise BadInput(f"model not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != FLATBUFFER_ID:
+        raise BadInput(f"{path} is not a TFLite flatbuffer (no {FLATBUFFER_ID.decode()} identifier)")
+
+
+def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel:
+    """A user's .tflite as the source: its shapes are its own (static), --input-shape is refused."""
+    check_file(path)
+    if shapes:
+        raise BadInput(f"{path}: a .tflite has fixed input shapes; --input-shape does not apply")
+    inputs, outputs = describe(path)
+    return SourceModel(str(path), FORMAT, sha256_of(path), None, inputs, outputs, [], tflite_path=path)
+
+
+def _flatbuffer(path: pathlib.Path):
+    """The model as the TFLite schema's object tree (ai_edge_litert ships the generated schema)."""
+    _require_litert()
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
+
+
+def operators(schema, model) -> dict:
+    """{op name: count} over every subgraph; a custom op by its custom code."""
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    counts = {}
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            name = (code.customCode or b"?").decode() if builtin == schema.BuiltinOperator.CUSTOM else names[builtin]
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def parameters(model) -> int:
+    """Elements of the constant tensors (those backed by a non-empty buffer) of the main graph."""
+    total = 0
+    for tensor in model.subgraphs[0].tensors:
+        buffer = model.buffers[tensor.buffer]
+        if buffer.data is not None and len(buffer.data) or buffer.size:
+            total += int(np.prod(tensor.shape)) if tensor.shape is not None else 0
+    return total
+
+
+def inspect(path: pathlib.Path, shapes: dict) -> dict:
+    check_file(path)
+    schema, model = _flatbuffer(path)
+    source = load(path, shapes, path.parent)
+    ops = operators(schema, model)
+    description = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
+    return {"model": str(path), "format": FORMAT, "sha256": source.sha256, "size_bytes": path.stat().st_size,
+            "opset": {"tflite schema": model.version}, "producer": description,
+            "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
+            "dynamic_dims": {}, "parameters": parameters(model), "flops_estimate": None,
+            "flops_note": "not estimated for TFLite", "nodes": sum(ops.values()), "op_types": ops,
+            "notes": source.notes}

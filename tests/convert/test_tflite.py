@@ -1,0 +1,237 @@
+"""`edgeopt package --profile raspberry-pi-5|4`: real litert-torch conversions, real ai-edge-quantizer
+INT8, the real LiteRT runtime in the agent, layouts handled, and bad input refused cleanly."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL
+from edgeopt import api
+
+ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
+VARIANTS = {"fp32": ("fp32", "none", None), "fp16": ("fp16", "none", None), "dynamic": ("fp32", "dynamic", None),
+            "int8": ("fp32", "int8", None), "int8-float-io": ("fp32", "int8", "float")}
+
+
+def _manifest(path):
+    with tarfile.open(path) as tar:
+        return json.load(tar.extractfile("manifest.json"))
+
+
+def _member(path, name):
+    with tarfile.open(path) as tar:
+        return tar.extractfile(name).read()
+
+
+def _model_bytes(manifest):
+    return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
+
+
+@pytest.fixture(scope="module")
+def pi_bundles(tmp_path_factory):
+    """The shipped digits CNN packaged every way the Pi profile offers, once for the module."""
+    out = tmp_path_factory.mktemp("pi")
+    made = {}
+    for key, (precision, quantize, io) in VARIANTS.items():
+        made[key] = api.package(str(MODEL), "raspberry-pi-5", out / f"{key}.edgepkg", precision, quantize,
+                                calib=CALIB if quantize == "int8" else None, eval_data=EVAL, int8_io=io or "")
+    return made
+
+
+def test_fp32_is_a_tflite_with_nhwc_input_and_tight_parity(pi_bundles):
+    m = pi_bundles["fp32"]
+    assert m["model"] == "model/model.tflite" and m["profile"]["backend"] == "tflite"
+    assert _member(m["path"], "model/model.tflite")[4:8] == b"TFL3"
+    assert m["runtime"]["name"] == "litert" and m["runtime"]["threads"] == 4
+    assert m["runtime"]["options"] == {"xnnpack": True, "tensor_names": {"image": "args_0", "logits": "output_0"}}
+    assert m["inputs"] == [{"name": "image", "shape": [1, 8, 8, 1], "dtype": "float32", "layout": "NHWC",
+                            "source_layout": "NCHW"}]
+    assert m["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+    assert m["parity"]["passed"] and m["parity"]["max_abs_error"] < 1e-4
+    assert set(m["tools"]) >= {"litert-torch", "ai-edge-quantizer", "ai-edge-litert"}
+
+
+def test_eval_data_is_shipped_in_the_artifacts_layout(pi_bundles):
+    import io
+    with np.load(io.BytesIO(_member(pi_bundles["fp32"]["path"], "data/eval.npz"))) as shipped, np.load(EVAL) as given:
+        assert given["image"].shape[1:] == (1, 8, 8) and shipped["image"].shape[1:] == (8, 8, 1)
+        np.testing.assert_array_equal(shipped["image"], given["image"].transpose(0, 2, 3, 1))
+
+
+def test_full_integer_int8_has_int8_io_with_scale_and_zero_point(pi_bundles):
+    m = pi_bundles["int8"]
+    (inp,), (out,) = m["inputs"], m["outputs"]
+    assert inp["dtype"] == "int8" and out["dtype"] == "int8"
+    assert inp["quantization"]["scale"] > 0 and -128 <= inp["quantization"]["zero_point"] <= 127
+    assert m["compression"]["io"] == "int8" and m["compression"]["calibration"]["samples"] == 200
+    p = m["parity"]
+    assert p["passed"] and p["metric"] == "top1_agreement" and p["top1_agreement"] >= 0.97
+    assert abs(p["accuracy_delta"]) <= 0.01      # the issue's INT8 drop budget: at most 1 point
+    assert _model_bytes(m) < 0.4 * _model_bytes(pi_bundles["fp32"])
+
+
+def test_int8_float_io_keeps_float_inputs_and_outputs(pi_bundles):
+    m = pi_bundles["int8-float-io"]
+    assert m["inputs"][0]["dtype"] == "float32" and "quantization" not in m["inputs"][0]
+    assert m["outputs"][0]["dtype"] == "float32" and m["compression"]["io"] == "float"
+    assert m["parity"]["passed"]
+
+
+def test_fp16_and_dynamic_shrink_the_weights(pi_bundles):
+    fp32 = _model_bytes(pi_bundles["fp32"])
+    assert _model_bytes(pi_bundles["fp16"]) < 0.6 * fp32
+    assert _model_bytes(pi_bundles["dynamic"]) < 0.4 * fp32
+    assert pi_bundles["fp16"]["parity"]["max_abs_error"] < 5e-2 and pi_bundles["dynamic"]["parity"]["passed"]
+
+
+@pytest.mark.parametrize("key", ["fp32", "int8"])
+def test_agent_runs_litert_with_xnnpack_and_gets_the_source_accuracy(cli, pi_bundles, tmp_path, key):
+    r = cli("bench", pi_bundles[key]["path"], "--results-dir", tmp_path, "--json", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    rt = doc["runtime"]
+    assert rt["name"] == "litert" and rt["interpreter"] == "ai_edge_litert" and rt["threads"] == 4
+    assert rt["xnnpack"] == {"requested": True, "applied": True}
+    assert rt["int8_io"] is (key == "int8")
+    acc = doc["accuracy"]
+    assert acc["n"] == 360 and acc["top1"] > 0.98 and abs(acc["drop"]) <= 0.01
+
+
+def test_xnnpack_can_be_turned_off_for_a_run(cli, pi_bundles, tmp_path):
+    r = cli("bench", pi_bundles["fp32"]["path"], "--results-dir", tmp_path, "--runtime-option", "xnnpack=false",
+            "--json", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["runtime"]["xnnpack"] == {"requested": False, "applied": False}
+    assert doc["settings"]["runtime_options"] == {"xnnpack": False}
+    assert doc["accuracy"]["top1"] > 0.98
+
+
+def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
+    model = tmp_path / "digits.tflite"
+    model.write_bytes(_member(pi_bundles["int8"]["path"], "model/model.tflite"))
+    info = cli("inspect", model, "--json").json()
+    ops = info["op_types"]
+    assert info["format"] == "tflite" and ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == 3  # a 1-channel conv is depthwise
+    assert info["parameters"] > 20000 and info["producer"]
+    assert info["inputs"][0]["dtype"] == "int8" and info["inputs"][0]["shape"] == [1, 8, 8, 1]
+    r = cli("package", model, "--profile", "raspberry-pi-4", "-o", tmp_path / "as-is.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["source"]["format"] == "tflite" and m["compression"]["precision"] == "as-is"
+    assert _member(m["path"], "model/model.tflite") == model.read_bytes()
+    bad = cli("package", model, "--profile", "raspberry-pi-4", "--quantize", "dynamic", "-o", tmp_path / "no.edgepkg")
+    assert bad.exit_code == 2 and "packaged as it is" in bad.stderr
+    other = cli("package", model, "--profile", "generic", "-o", tmp_path / "no.edgepkg")
+    assert other.exit_code == 2 and "cannot package tflite models" in other.stderr and "raspberry-pi-5" in other.stderr
+    assert not (tmp_path / "no.edgepkg").exists()
+
+
+def test_pytorch_module_input_converts_for_the_pi(cli, tmp_path):
+    r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--profile", "raspberry-pi-5",
+            "--input-shape", "input=1,3,16,16", "-o", tmp_path / "t.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["source"]["format"] == "pytorch-module" and m["inputs"][0]["shape"] == [1, 16, 16, 3]
+    assert m["parity"]["passed"] and m["parity"]["max_abs_error"] < 1e-4
+
+
+def _unsupported_op_model(path):
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="act"),
+             helper.make_node("Einsum", ["r", "r"], ["y"], name="pairwise", equation="ij,ij->ij")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_op_the_converter_cannot_handle_names_op_and_node(cli, tmp_path):
+    r = cli("package", _unsupported_op_model(tmp_path / "e.onnx"), "--profile", "raspberry-pi-5",
+            "-o", tmp_path / "e.edgepkg")
+    assert r.exit_code == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgeopt: error: op Einsum (node 'pairwise') is not supported by the ONNX -> LiteRT")
+    assert not (tmp_path / "e.edgepkg").exists()
+
+
+def test_int8_without_calibration_is_refused(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--quantize", "int8", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "--quantize int8 needs calibration data" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_calibration_in_the_wrong_layout_is_named_as_such(cli, tmp_path):
+    with np.load(CALIB) as f:
+        np.savez(tmp_path / "nhwc.npz", image=f["image"].transpose(0, 2, 3, 1))
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--quantize", "int8", "--calib", tmp_path / "nhwc.npz",
+            "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2
+    assert "has shape (200, 8, 8, 1)" in r.stderr and "looks channels-last (NHWC)" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_int8_io_flag_needs_int8_and_the_tflite_backend(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--int8-io", "float", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "--int8-io applies to --quantize int8 only" in r.stderr
+    r = cli("package", MODEL, "--profile", "generic", "--int8-io", "float", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "backend onnxruntime has no --int8-io option" in r.stderr
+
+
+def _with_custom_op(src: bytes, path):
+    """The same model with its first operator turned into a custom op LiteRT has no kernel for,
+    written through the TFLite schema's own object API."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(src, 0))
+    code = model.operatorCodes[model.subgraphs[0].operators[0].opcodeIndex]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "EdgeoptTestOnlyOp"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    return path
+
+
+def test_a_tflite_needing_a_custom_op_is_refused_at_packaging(cli, pi_bundles, tmp_path):
+    model = _with_custom_op(_member(pi_bundles["fp32"]["path"], "model/model.tflite"), tmp_path / "custom.tflite")
+    r = cli("package", model, "--profile", "raspberry-pi-5", "-o", tmp_path / "c.edgepkg")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.exit_code == 2 and last.startswith("edgeopt: error:") and "unresolved custom op: EdgeoptTestOnlyOp" in last
+    assert not (tmp_path / "c.edgepkg").exists()
+
+
+def test_a_corrupt_tflite_is_refused(cli, tmp_path):
+    model = tmp_path / "junk.tflite"
+    model.write_bytes(os.urandom(256))
+    for verb in (["inspect", model], ["package", model, "--profile", "raspberry-pi-5", "-o", tmp_path / "j.edgepkg"]):
+        r = cli(*verb)
+        assert r.exit_code == 2 and "is not a TFLite flatbuffer" in r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare for a "
+                    "network namespace without a network")
+def test_conversion_and_int8_calibration_need_no_network(tmp_path):
+    """litert-torch and ai-edge-quantizer run with no network at all (onnx2tf would fetch a file here)."""
+    cmd = ["unshare", "--net", sys.executable, "-m", "edgeopt", "package", str(MODEL), "--profile", "raspberry-pi-5",
+           "--quantize", "int8", "--calib", str(CALIB), "-o", str(tmp_path / "offline.edgepkg"), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=str(pathlib.Path(api.__file__).parent.parent)))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["parity"]["passed"]
+
+
+def test_json_output_stays_clean_while_converters_print(cli_subprocess, tmp_path):
+    r = cli_subprocess("package", MODEL, "--profile", "raspberry-pi-5", "--quantize", "dynamic",
+                       "-o", tmp_path / "q.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["compression"]["quantize"] == "dynamic"
+    assert "LiteRT-Torch" not in r.stdout + r.stderr and "XNNPACK" not in r.stderr
