@@ -7,8 +7,8 @@ TensorFlow 2.19, older onnx/onnxruntime/numpy and ai-edge-litert 2.1, while lite
 ai-edge-litert 2.3 (docs/architecture.md). So the ops edge CNNs and MLPs use are mapped here, one
 short function each; any other op is a one-line error naming the op and its node.
 
-Integer initializers (shapes, axes, pads) stay Python values: torch.export must see them as
-constants, not as tensors whose values it cannot know while tracing.
+Integer initializers (shapes, axes, pads) and scalars stay Python values: torch.export must see
+them as constants, not as tensors whose values it cannot know while tracing.
 """
 from __future__ import annotations
 
@@ -295,7 +295,9 @@ def to_torch(model):
             self.output_names = [o.name for o in model.graph.output]
 
         def _add_constant(self, name, array):
-            if np.issubdtype(array.dtype, np.integer):
+            # Scalars too (Clip's bounds, a scale): torch.export cannot read a tensor's value, and a
+            # literal bound lets the converter fuse Clip(0, 6) into RELU6.
+            if np.issubdtype(array.dtype, np.integer) or array.size == 1 and array.ndim == 0:
                 self.constants[name] = array.tolist()
             else:
                 key = f"c{len(self.constants)}"
