@@ -25,12 +25,13 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[torch,openvino,tflite,dev]'
 	$(BIN)/pip check
 
-# A Python 3.8 venv with numpy and the last onnxruntime for 3.8, where the agent's zipapp is run.
+# A Python 3.8 venv with numpy, the last onnxruntime for 3.8 and tflite-runtime (LiteRT's interpreter for
+# boards whose Python is too old for ai-edge-litert), where the agent's zipapp is run.
+PY38_PACKAGES := numpy==1.24.4 onnxruntime==1.19.2 tflite-runtime==2.14.0
 agent-py38:
-	@if [ -z "$(PY38)" ]; then echo "no Python 3.8 found: the Python 3.8 agent test will skip"; \
-	elif [ ! -x $(PY38_VENV)/bin/python ]; then \
-	  $(PY38) -m venv $(PY38_VENV) && $(PY38_VENV)/bin/pip install -q numpy==1.24.4 onnxruntime==1.19.2 \
-	  || { rm -rf $(PY38_VENV); exit 1; }; fi
+	@if [ -z "$(PY38)" ]; then echo "no Python 3.8 found: the Python 3.8 agent tests will skip"; \
+	else { [ -x $(PY38_VENV)/bin/python ] || $(PY38) -m venv $(PY38_VENV); } && \
+	  $(PY38_VENV)/bin/pip install -q $(PY38_PACKAGES) || { rm -rf $(PY38_VENV); exit 1; }; fi
 
 # Installs the Debian packages above when one is missing (root and apt-get needed; else says why).
 system-deps:

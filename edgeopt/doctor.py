@@ -7,7 +7,7 @@ from .progress import SILENT
 MIN_PYTHON = (3, 8)
 # Profile backend -> the runtime adapters that can run its artifacts, with the pip package to suggest.
 RUNTIME_FOR_BACKEND = {"onnxruntime": [("onnxruntime", "onnxruntime")], "openvino": [("openvino", "openvino")],
-                       "tflite": [("litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime")],
+                       "tflite": [("litert", "ai-edge-litert  (on a Python too old for it: tflite-runtime)")],
                        "tensorrt": [("tensorrt", "tensorrt (ships with JetPack)")]}
 PY_VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 

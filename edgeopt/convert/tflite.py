@@ -195,7 +195,7 @@ def _calibrate(q, float_path, source, request, layouts, progress):
     n = min(len(next(iter(samples.values()))), MAX_CALIBRATION_SAMPLES) // batch * batch
     steps = [{names[k]: v[i:i + batch] for k, v in samples.items()} for i in range(0, n, batch)]
     chunks = [steps[i:i + CALIBRATION_CHUNK] for i in range(0, len(steps), CALIBRATION_CHUNK)]
-    progress.start(f"INT8 calibration ({n} samples)", total=n)
+    progress.start("INT8 calibration samples", total=n)
     with captured_output():
         calib = calibrator.Calibrator(str(float_path), qsv_update_func=qsv_utils.min_max_update)
     for chunk in chunks:  # min/max ranges merge across calls; progress advances between them

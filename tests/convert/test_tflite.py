@@ -235,3 +235,23 @@ def test_json_output_stays_clean_while_converters_print(cli_subprocess, tmp_path
     assert r.exit_code == 0, r.stderr
     assert r.json()["compression"]["quantize"] == "dynamic"
     assert "LiteRT-Torch" not in r.stdout + r.stderr and "XNNPACK" not in r.stderr
+
+
+PY38 = os.environ.get("EDGEOPT_PY38_VENV", str(pathlib.Path(api.__file__).parent.parent / ".cache" / "py38" / "bin" / "python"))
+
+
+@pytest.mark.skipif(not os.path.exists(PY38), reason="no Python 3.8 venv (make test builds one at .cache/py38 "
+                    "from pyenv's 3.8.18, with tflite-runtime 2.14)")
+@pytest.mark.parametrize("key", ["fp32", "int8"])
+def test_agent_falls_back_to_tflite_runtime_on_python_3_8(pi_bundles, tmp_path, key):
+    """Boards whose Python predates ai-edge-litert run the same bundle with tflite-runtime 2.14."""
+    from edgeopt import agent_zipapp
+    agent = agent_zipapp.build(tmp_path / "agent.pyz")
+    p = subprocess.run([PY38, str(agent), "bench", pi_bundles[key]["path"], "--min-iterations", "20",
+                        "--min-seconds", "0", "--warmup-seconds", "0"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["device"]["python"].startswith("3.8")
+    rt = doc["runtime"]
+    assert rt["interpreter"] == "tflite_runtime" and rt["version"] == "2.14.0" and rt["xnnpack"]["requested"]
+    assert doc["accuracy"]["top1"] > 0.98 and abs(doc["accuracy"]["drop"]) <= 0.01
