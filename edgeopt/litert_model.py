@@ -6,6 +6,7 @@ with exactly the I/O handling (int8 quantize/dequantize, tensor names) the devic
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 
@@ -77,6 +78,8 @@ def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel
     if shapes:
         raise BadInput(f"{path}: a .tflite has fixed input shapes; --input-shape does not apply")
     inputs, outputs = describe(path)
+    # Data for an int8-I/O input is given as floats (the runner quantizes it), so validate it as such.
+    inputs = [dataclasses.replace(s, dtype="float32") if s.quantization else s for s in inputs]
     return SourceModel(str(path), FORMAT, sha256_of(path), None, inputs, outputs, [], tflite_path=path)
 
 

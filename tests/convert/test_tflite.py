@@ -123,10 +123,14 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     assert info["format"] == "tflite" and ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == 3  # a 1-channel conv is depthwise
     assert info["parameters"] > 20000 and info["producer"]
     assert info["inputs"][0]["dtype"] == "int8" and info["inputs"][0]["shape"] == [1, 8, 8, 1]
-    r = cli("package", model, "--profile", "raspberry-pi-4", "-o", tmp_path / "as-is.edgepkg", "--json")
+    with np.load(EVAL) as f:  # a .tflite's own layout is the source layout: NHWC here, int8 data given as floats
+        np.savez(tmp_path / "eval-nhwc.npz", image=f["image"].transpose(0, 2, 3, 1), labels=f["labels"])
+    r = cli("package", model, "--profile", "raspberry-pi-4", "--eval-data", tmp_path / "eval-nhwc.npz",
+            "-o", tmp_path / "as-is.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
     assert m["source"]["format"] == "tflite" and m["compression"]["precision"] == "as-is"
+    assert m["parity"]["passed"] and m["parity"]["artifact_top1"] > 0.98
     assert _member(m["path"], "model/model.tflite") == model.read_bytes()
     bad = cli("package", model, "--profile", "raspberry-pi-4", "--quantize", "dynamic", "-o", tmp_path / "no.edgepkg")
     assert bad.exit_code == 2 and "packaged as it is" in bad.stderr
