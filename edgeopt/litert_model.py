@@ -118,11 +118,12 @@ def inspect(path: pathlib.Path, shapes: dict) -> dict:
     check_file(path)
     schema, model = _flatbuffer(path)
     source = load(path, shapes, path.parent)
+    inputs, outputs = describe(path)   # the tensors as they are (int8 I/O shows as int8 with its scale)
     ops = operators(schema, model)
     description = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
     return {"model": str(path), "format": FORMAT, "sha256": source.sha256, "size_bytes": path.stat().st_size,
             "opset": {"tflite schema": model.version}, "producer": description,
-            "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
+            "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
             "dynamic_dims": {}, "parameters": parameters(model), "flops_estimate": None,
             "flops_note": "not estimated for TFLite", "nodes": sum(ops.values()), "op_types": ops,
             "notes": source.notes}
