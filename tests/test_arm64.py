@@ -31,11 +31,19 @@ def arm64_root(tmp_path_factory, pytestconfig):
     if reason:
         pytest.skip(reason)
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    shown = []
+
+    def show(line):
+        shown.append(line)
+        print("\n" + line, end="", flush=True)
+
     with capture.global_and_fixture_disabled():  # a cold build takes minutes: show its progress
-        tarball = arm64.ensure_tarball(lambda line: print("\n" + line, end="", flush=True))
+        tarball = arm64.ensure_tarball(show)
+        if shown:
+            print()  # pytest's dots go on below
     root = arm64.Rootfs.unpack(tarball, tmp_path_factory.mktemp("arm64") / "root")
     yield root
-    root.remove()  # ~450 MB; pytest would keep three sessions' worth
+    root.remove()  # 380 MB; pytest would keep three sessions' worth
 
 
 @pytest.fixture(scope="module")
