@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 # A short loop: under emulation each run costs 10-50x more, and the figure means nothing anyway.
 QUICK_BENCH_ARGS = ["--min-iterations", "20", "--min-seconds", "0", "--warmup-seconds", "0"]
 # (fixture holding the bundles, its key, the runtime the bundle names). A LiteRT case is one more line;
-# under emulation LiteRT runs without XNNPACK (qemu 7.2 gives its cpuinfo no ARM facts), so assert no delegate.
+# under emulation LiteRT runs without XNNPACK (qemu 7.2 gives its cpuinfo no ARM facts): do not expect it applied.
 BENCH_CASES = [
     pytest.param("bundles", "int8", "onnxruntime", id="onnxruntime-int8"),
 ]
