@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 PY38 ?= $(firstword $(wildcard /root/.pyenv/versions/3.8.*/bin/python3.8) $(shell command -v python3.8))
 PY38_VENV := .cache/py38
 
-# Debian packages the tests use: real sshd devices, and network namespaces with tc/nftables.
-APT_PACKAGES := openssh-server iproute2 nftables
+# Debian packages the tests use: real sshd devices, network namespaces with tc/nftables, and an arm64
+# userland run under emulation (qemu-user-static, debootstrap).
+APT_PACKAGES := openssh-server iproute2 nftables qemu-user-static debootstrap
 
-.PHONY: demo test install install-dev system-deps agent-py38 benchmarks clean
+.PHONY: demo test install install-dev system-deps agent-py38 arm64-rootfs benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +42,15 @@ system-deps:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	  else echo "missing Debian packages: $$missing (the tests that need them will skip)"; fi; fi
 
+# The Debian bookworm arm64 userland the arm64 tests run the agent in (tests/arm64.py): built once per
+# machine (~4 min) and cached outside the clone; built here so its progress shows. Says why when it cannot.
+arm64-rootfs: system-deps install-dev
+	$(BIN)/python tests/arm64.py
+
 demo: install
 	$(BIN)/edgeopt demo
 
-test: system-deps install-dev agent-py38
+test: system-deps install-dev agent-py38 arm64-rootfs
 	$(BIN)/python -m pytest -q
 
 benchmarks: install-dev
