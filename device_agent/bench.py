@@ -81,6 +81,8 @@ def _run_child(root, threads, settings, with_accuracy, timeout, sensors, runtime
         return doc
     except subprocess.TimeoutExpired:
         raise AgentError("measuring process exceeded the %.0f s timeout and was killed" % timeout)
+    except OSError as e:  # the interpreter could not be started at all (gone, not executable, wrong arch)
+        raise AgentError("cannot start the measuring process %s: %s" % (sys.executable, e))
     finally:
         os.unlink(out_path)
 

@@ -45,6 +45,20 @@ def cli_subprocess():
     return run
 
 
+# Raspberry Pi (LiteRT) variants: key -> (precision, quantize, int8 I/O)
+PI_VARIANTS = {"fp32": ("fp32", "none", ""), "fp16": ("fp16", "none", ""), "dynamic": ("fp32", "dynamic", ""),
+               "int8": ("fp32", "int8", ""), "int8-float-io": ("fp32", "int8", "float")}
+
+
+@pytest.fixture(scope="session")
+def pi_bundles(tmp_path_factory):
+    """The shipped model packaged every way the raspberry-pi-5 profile offers (manifests, with `path`)."""
+    out = tmp_path_factory.mktemp("pi")
+    return {key: api.package(str(MODEL), "raspberry-pi-5", out / f"{key}.edgepkg", precision, quantize,
+                             calib=CALIB if quantize == "int8" else None, eval_data=EVAL, int8_io=io)
+            for key, (precision, quantize, io) in PI_VARIANTS.items()}
+
+
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory):
     """fp32 and int8 bundles of the shipped model, packaged once for the whole session."""

@@ -22,6 +22,8 @@ QUICK_BENCH_ARGS = ["--min-iterations", "20", "--min-seconds", "0", "--warmup-se
 # under emulation LiteRT runs without XNNPACK (qemu 7.2 gives its cpuinfo no ARM facts): do not expect it applied.
 BENCH_CASES = [
     pytest.param("bundles", "int8", "onnxruntime", id="onnxruntime-int8"),
+    pytest.param("pi_bundles", "fp32", "litert", id="litert-fp32"),
+    pytest.param("pi_bundles", "int8", "litert", id="litert-int8"),
 ]
 
 
@@ -106,3 +108,6 @@ def test_bench_under_emulation(request, arm64_root, agent, bundles_fixture, key,
     assert doc["runtime"]["name"] == runtime and doc["runtime"]["version"] == runtime_version(arm64_root, runtime)
     assert doc["accuracy"]["n"] == 360 and doc["accuracy"]["top1"] > 0.95
     assert doc["latency"]["n"] >= 20  # a count only: the milliseconds are emulation's, not a Pi's
+    if runtime == "litert":  # the Pi bundle as a Pi runs it: NHWC input, int8 I/O, ai_edge_litert, 4 threads
+        assert doc["runtime"]["interpreter"] == "ai_edge_litert" and doc["runtime"]["threads"] == 4
+        assert doc["runtime"]["int8_io"] is (key == "int8") and doc["runtime"]["xnnpack"]["requested"]

@@ -17,8 +17,6 @@ from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL
 from edgeopt import api
 
 ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
-VARIANTS = {"fp32": ("fp32", "none", None), "fp16": ("fp16", "none", None), "dynamic": ("fp32", "dynamic", None),
-            "int8": ("fp32", "int8", None), "int8-float-io": ("fp32", "int8", "float")}
 
 
 def _manifest(path):
@@ -33,17 +31,6 @@ def _member(path, name):
 
 def _model_bytes(manifest):
     return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
-
-
-@pytest.fixture(scope="module")
-def pi_bundles(tmp_path_factory):
-    """The shipped digits CNN packaged every way the Pi profile offers, once for the module."""
-    out = tmp_path_factory.mktemp("pi")
-    made = {}
-    for key, (precision, quantize, io) in VARIANTS.items():
-        made[key] = api.package(str(MODEL), "raspberry-pi-5", out / f"{key}.edgepkg", precision, quantize,
-                                calib=CALIB if quantize == "int8" else None, eval_data=EVAL, int8_io=io or "")
-    return made
 
 
 def test_fp32_is_a_tflite_with_nhwc_input_and_tight_parity(pi_bundles):
