@@ -22,7 +22,6 @@ SIGNATURE = "serving_default"
 # Calibration samples used at most: min/max ranges settle long before this on CNNs.
 MAX_CALIBRATION_SAMPLES = 256
 CALIBRATION_CHUNK = 16   # samples per captured calibration call (see edgeopt/capture.py)
-INT8_IO_CHOICES = ("int8", "float")
 
 
 class LiteRtBackend(Backend):
@@ -42,13 +41,11 @@ class LiteRtBackend(Backend):
         names = _tensor_names(source)
         compression = {"quantize": request.quantize, "precision": request.precision,
                        "converter": "onnx -> torch -> litert-torch"}
+        out = workdir / "model.tflite"
         if request.quantize == "none" and request.precision == "fp32":
-            out = float_path
+            float_path.rename(out)
         else:
-            out = workdir / "model.tflite"
             compression.update(_quantize(float_path, out, source, request, layouts, progress))
-        if out == float_path:
-            out = float_path.rename(workdir / "model.tflite")
         runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
         return Conversion(out, [], runtime, compression, tools, [], layouts=layouts)
 
@@ -66,6 +63,9 @@ class LiteRtBackend(Backend):
         super()._validate(request)
         if request.int8_io and request.quantize != "int8":
             raise BadInput("--int8-io applies to --quantize int8 only")
+        if request.precision == "fp16" and request.quantize != "none":
+            raise BadInput("--precision fp16 makes float16 weights; with --quantize the weights are int8 already: "
+                           "give one or the other")
 
     def host_runner(self, model_path, options=None):
         from ..litert_model import host_runner

@@ -174,6 +174,10 @@ def test_int8_io_flag_needs_int8_and_the_tflite_backend(cli, tmp_path):
     assert r.exit_code == 2 and "--int8-io applies to --quantize int8 only" in r.stderr
     r = cli("package", MODEL, "--profile", "generic", "--int8-io", "float", "-o", tmp_path / "x.edgepkg")
     assert r.exit_code == 2 and "backend onnxruntime has no --int8-io option" in r.stderr
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--precision", "fp16", "--quantize", "dynamic",
+            "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "give one or the other" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
 
 
 def _with_custom_op(src: bytes, path):
