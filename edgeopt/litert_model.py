@@ -32,10 +32,13 @@ def adapter(path: pathlib.Path, options: dict | None = None, threads: int | None
     from device_agent import AgentError
     from device_agent.runtimes.litert import LiteRtAdapter
 
+    from .capture import captured_output
+
     _require_litert()
     runner = LiteRtAdapter(threads or os.cpu_count() or 1, options)
     try:
-        runner.load(str(path))
+        with captured_output():   # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on stderr
+            runner.load(str(path))
     except AgentError as e:
         raise BadInput(f"{path}: {e}") from None
     return runner

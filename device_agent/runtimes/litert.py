@@ -1,23 +1,21 @@
 """LiteRT (TFLite) adapter: ai_edge_litert's Interpreter, or tflite_runtime's on boards whose
 Python is too old for ai-edge-litert (its last release, 2.14, still runs Python 3.8-3.11).
 
-XNNPACK is LiteRT's default CPU delegate and is on unless the bundle or `--no-xnnpack` turns it
-off; whether it really took the graph is read from the runtime's own log line, not assumed.
+XNNPACK is LiteRT's default CPU delegate and is on unless the bundle or `--runtime-option
+xnnpack=false` turns it off; whether a delegate really took part of the graph is read from the
+interpreter's execution plan (a DELEGATE node), not assumed.
 Full-integer models take int8 inputs and give int8 outputs: float feeds are quantized and
 outputs dequantized with each tensor's scale and zero point, so callers always see floats.
 The timed call is `invoke()` alone, with inputs set once, as TFLite's benchmark_model times it.
 """
 import importlib
-import os
 import sys
-import tempfile
 
 from .. import AgentError
 from .base import RuntimeAdapter, importlib_metadata
 
 # Python modules tried in order; the first that imports is used.
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
-XNNPACK_LOG_LINE = "XNNPACK delegate"
 
 
 class LiteRtAdapter(RuntimeAdapter):
@@ -52,16 +50,13 @@ class LiteRtAdapter(RuntimeAdapter):
         kwargs = {"model_path": model_path, "num_threads": self.threads}
         if not self.xnnpack_requested:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        log = _StderrCapture()
         try:
-            with log:
-                self.interpreter = mod.Interpreter(**kwargs)
-                self.interpreter.allocate_tensors()
+            self.interpreter = mod.Interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            text = str(e).strip() or log.text.strip()
-            first = text.splitlines()[0] if text else type(e).__name__
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AgentError("LiteRT (%s) cannot load the model: %s" % (self.module_name, first[:300]))
-        self.xnnpack_applied = XNNPACK_LOG_LINE in log.text
+        self.xnnpack_applied = delegate_applied(self.interpreter)
         self.inputs, self.outputs = tensor_details(self.interpreter)
         # The bundle may name tensors differently from the artifact (its source model's names).
         to_bundle = dict((artifact, bundle) for bundle, artifact in (self.options.get("tensor_names") or {}).items())
@@ -109,6 +104,15 @@ def tensor_details(interpreter):
     return found[0], found[1]
 
 
+def delegate_applied(interpreter):
+    """Whether a delegate (XNNPACK, the only default one) took over part of the graph: its execution
+    plan then holds a DELEGATE node. None when this interpreter cannot list its plan."""
+    ops = getattr(interpreter, "_get_ops_details", None)  # both ai_edge_litert and tflite_runtime 2.14 have it
+    if ops is None:
+        return None
+    return any(op["op_name"] == "DELEGATE" for op in ops())
+
+
 def _is_quantized(detail):
     import numpy as np
 
@@ -135,23 +139,3 @@ def dequantize(array, detail):
         return array
     scale, zero_point = detail["quantization"]
     return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
-
-
-class _StderrCapture(object):
-    """Captures what native code writes to fd 2 while a model loads: LiteRT logs delegate
-    creation there, which is how XNNPACK's use is known. Kept, not echoed: it is not news."""
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        self.file = tempfile.TemporaryFile()
-        os.dup2(self.file.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc):
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        self.file.seek(0)
-        self.text = self.file.read().decode("utf-8", "replace")
-        self.file.close()
-        return False
