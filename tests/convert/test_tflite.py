@@ -252,3 +252,15 @@ def test_agent_falls_back_to_tflite_runtime_on_python_3_8(pi_bundles, tmp_path, 
     # Read from the execution plan: tflite-runtime 2.14 delegates the float model, not the full-integer one.
     assert rt["xnnpack"]["applied"] is (key == "fp32")
     assert doc["accuracy"]["top1"] > 0.98 and abs(doc["accuracy"]["drop"]) <= 0.01
+
+
+def test_a_conversion_that_changes_the_outputs_fails_packaging(cli, tmp_path, monkeypatch):
+    """A converter bug that silently changes the numbers (here: ReLU mapped to identity) is caught by
+    parity against the source model, with the measured error, and no bundle is written."""
+    from edgeopt.convert import onnx_torch
+    monkeypatch.setitem(onnx_torch.OPS, "Relu", lambda attrs, x: x)
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--eval-data", EVAL, "-o", tmp_path / "bad.edgepkg")
+    assert r.exit_code == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert "packaged artifact disagrees with its source model: max_abs_error" in last and "360 samples" in last
+    assert not (tmp_path / "bad.edgepkg").exists()
