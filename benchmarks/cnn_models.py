@@ -45,8 +45,9 @@ def _inverted_residual(nn, cin, cout, stride, expand):
     return Block()
 
 
-def mobilenet_v2(num_classes=1000):
-    """The torch module, in eval mode, with seeded weights and calibrated BatchNorm statistics."""
+def mobilenet_v2(num_classes=1000, settle=True):
+    """The torch module, in eval mode, with seeded weights and calibrated BatchNorm statistics
+    (settle=False: the bare architecture, for loading a saved state dict into)."""
     import torch
     from torch import nn
 
@@ -59,7 +60,8 @@ def mobilenet_v2(num_classes=1000):
     layers += _conv_bn(nn, cin, 1280, 1)
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(1280, num_classes)]
     model = nn.Sequential(*layers)
-    _settle_batchnorm(torch, model)
+    if settle:
+        _settle_batchnorm(torch, model)
     return model.eval()
 
 
@@ -72,6 +74,17 @@ def _settle_batchnorm(torch, model, batches=4, batch_size=8):
     with torch.no_grad():
         for _ in range(batches):
             model(torch.randn(batch_size, *INPUT_SHAPE[1:]))
+
+
+def mobilenet_v2_state_dict(cache=CACHE) -> pathlib.Path:
+    """The module's weights saved once (torch.save of its state dict): what a user loads their model from."""
+    path = pathlib.Path(cache) / "mobilenet_v2.pt"
+    if not path.is_file():
+        import torch
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(mobilenet_v2().state_dict(), path)
+    return path
 
 
 def parameter_count(model) -> int:

@@ -22,11 +22,11 @@ MAX_FOREIGN = 0.05  # share of all CPUs other processes may take during a kept m
 MAX_TRIES = 4
 
 
-def package(model, name, **kwargs) -> dict:
-    """edgeopt.api.package into the cache; the manifest (with its `path`)."""
+def package(model, name, profile="generic", **kwargs) -> dict:
+    """edgeopt.api.package for `profile` into the cache; the manifest (with its `path`)."""
     from edgeopt import api
 
-    return api.package(str(model), "generic", output=CACHE / "bundles" / f"{name}.edgepkg", name=name, **kwargs)
+    return api.package(str(model), profile, output=CACHE / "bundles" / f"{name}.edgepkg", name=name, **kwargs)
 
 
 def agent_bench(bundle, threads, loop) -> dict:
@@ -41,12 +41,13 @@ def model_bytes(manifest) -> int:
     return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
 
 
-def extract_model(bundle, dest) -> pathlib.Path:
-    """The bundle's model/model.onnx, written to `dest` (the exact file the agent measures)."""
+def extract_model(bundle, dest, member="model/model.onnx") -> pathlib.Path:
+    """The bundle's `member` (model/model.onnx, model/model.tflite), written to `dest` (the exact
+    file the agent measures)."""
     dest = pathlib.Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(bundle) as tar:
-        dest.write_bytes(tar.extractfile("model/model.onnx").read())
+        dest.write_bytes(tar.extractfile(member).read())
     return dest
 
 
