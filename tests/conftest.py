@@ -3,6 +3,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import tarfile
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,20 @@ FAST_LOOP = {"min_iterations": 50, "min_seconds": 0.05, "max_iterations": 500, "
              "warmup_seconds": 0.0}
 FAST_BENCH_ARGS = ["--min-iterations", "50", "--min-seconds", "0.05", "--max-iterations", "500",
                    "--warmup-iterations", "2", "--warmup-seconds", "0"]
+
+
+def bundle_member(bundle, name) -> bytes:
+    """One file of a written bundle, read straight from its tar."""
+    with tarfile.open(bundle) as tar:
+        return tar.extractfile(name).read()
+
+
+def bundle_manifest(bundle) -> dict:
+    return json.loads(bundle_member(bundle, "manifest.json"))
+
+
+def model_bytes(manifest) -> int:
+    return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
 
 
 class Result:

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import CALIB, EVAL, MODEL
+from conftest import CALIB, EVAL, MODEL, bundle_manifest
 from edgeopt import api
 
 
@@ -15,13 +15,9 @@ def _members(path):
         return {m.name: m for m in tar.getmembers()}
 
 
-def _manifest(path):
-    with tarfile.open(path) as tar:
-        return json.load(tar.extractfile("manifest.json"))
-
 
 def test_fp32_bundle_is_verified_and_complete(bundles):
-    m = _manifest(bundles["fp32"])
+    m = bundle_manifest(bundles["fp32"])
     assert m["schema"] == "edgeopt.bundle/1"
     assert set(_members(bundles["fp32"])) == {"manifest.json", "model/model.onnx", "data/eval.npz"}
     assert m["parity"]["passed"] and m["parity"]["max_abs_error"] <= 1e-4
@@ -34,7 +30,7 @@ def test_fp32_bundle_is_verified_and_complete(bundles):
 
 
 def test_int8_is_static_qdq_u8s8_per_channel(bundles, tmp_path):
-    m = _manifest(bundles["int8"])
+    m = bundle_manifest(bundles["int8"])
     c = m["compression"]
     assert (c["method"], c["format"], c["scheme"], c["per_channel"]) == ("static", "QDQ", "u8s8", True)
     assert c["calibration"]["samples"] == 200

@@ -1,32 +1,19 @@
 """`edgeopt package --profile intel-cpu`: the real OpenVINO and NNCF on small models, and bad input."""
 import hashlib
-import json
 import pathlib
-import tarfile
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import CALIB, EVAL, MODEL
+from conftest import CALIB, EVAL, MODEL, bundle_manifest, bundle_member, model_bytes
 from edgeopt import api
 
 ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
 
 
-def _manifest(path):
-    with tarfile.open(path) as tar:
-        return json.load(tar.extractfile("manifest.json"))
 
-
-def _member_sha256(bundle, name):
-    with tarfile.open(bundle) as tar:
-        return hashlib.sha256(tar.extractfile(name).read()).hexdigest()
-
-
-def _model_bytes(manifest):
-    return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
 
 
 def _save_ir(path, source=MODEL, static=True):
@@ -67,7 +54,7 @@ def test_throughput_hint_goes_into_the_bundle(cli, tmp_path):
 
 
 def test_fp32_is_ir_with_fp32_weights_and_a_real_f32_hint(ov_bundles):
-    m = _manifest(ov_bundles["fp32"]["path"])
+    m = bundle_manifest(ov_bundles["fp32"]["path"])
     assert {f["path"] for f in m["files"]} == {"model/model.xml", "model/model.bin", "data/eval.npz"}
     assert m["model"] == "model/model.xml" and m["profile"]["backend"] == "openvino"
     assert m["runtime"]["name"] == "openvino"
@@ -103,7 +90,7 @@ def test_int8_with_nncf_quantizes_every_compute_op(ov_bundles):
     assert c["ops"]["weights_by_type"] == {"i8": 4}
     assert m8["tools"]["nncf"] and m8["tools"]["openvino"]
     assert m8["parity"]["metric"] == "top1_agreement" and m8["parity"]["accuracy_delta"] >= -0.01
-    assert _model_bytes(m8) < 0.5 * _model_bytes(m32)
+    assert model_bytes(m8) < 0.5 * model_bytes(m32)
 
 
 def test_accuracy_aware_int8_holds_the_drop(cli, tmp_path, ov_bundles):
@@ -130,7 +117,7 @@ def test_int8_weights_compresses_a_matmul_model(cli, tmp_path):
     assert (c["algorithm"], c["mode"]) == ("compress_weights", "int8_asym")
     assert c["ops"]["compute_ops"] == 4 and c["ops"]["left_in_float"] == 0
     assert set(c["ops"]["weights_by_type"]) <= {"u8", "i8"}
-    assert _model_bytes(m) < 0.3 * model.stat().st_size
+    assert model_bytes(m) < 0.3 * model.stat().st_size
     assert m["parity"]["metric"] == "relative_error" and m["parity"]["passed"]
 
 
@@ -145,7 +132,7 @@ def test_int4_weights_on_random_weights_is_caught_by_parity(cli, tmp_path):
     c = r.json()["compression"]
     assert c["mode"] == "int4_sym" and c["group_size"] == 128
     assert c["ops"]["weights_by_type"].get("i4", 0) >= 3  # NNCF keeps the last layer in its int8 backup mode
-    assert _model_bytes(r.json()) < 0.2 * model.stat().st_size
+    assert model_bytes(r.json()) < 0.2 * model.stat().st_size
 
 
 def test_ir_input_is_packaged_as_given(cli, tmp_path):
@@ -154,7 +141,7 @@ def test_ir_input_is_packaged_as_given(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     m = r.json()
     assert m["source"]["format"] == "openvino-ir" and m["compression"]["ir"] == "as given"
-    assert _member_sha256(m["path"], "model/model.bin") == hashlib.sha256(ir.with_suffix(".bin").read_bytes()).hexdigest()
+    assert hashlib.sha256(bundle_member(m["path"], "model/model.bin")).hexdigest() == hashlib.sha256(ir.with_suffix(".bin").read_bytes()).hexdigest()
     assert m["parity"]["max_abs_error"] == 0.0 and m["source"]["accuracy"]["top1"] > 0.95
 
 

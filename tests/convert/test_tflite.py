@@ -6,37 +6,25 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL
+from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL, bundle_member, model_bytes
 from edgeopt import api
 
 ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
 
 
-def _manifest(path):
-    with tarfile.open(path) as tar:
-        return json.load(tar.extractfile("manifest.json"))
 
-
-def _member(path, name):
-    with tarfile.open(path) as tar:
-        return tar.extractfile(name).read()
-
-
-def _model_bytes(manifest):
-    return sum(f["bytes"] for f in manifest["files"] if f["role"] == "model")
 
 
 def test_fp32_is_a_tflite_with_nhwc_input_and_tight_parity(pi_bundles):
     m = pi_bundles["fp32"]
     assert m["model"] == "model/model.tflite" and m["profile"]["backend"] == "tflite"
-    assert _member(m["path"], "model/model.tflite")[4:8] == b"TFL3"
+    assert bundle_member(m["path"], "model/model.tflite")[4:8] == b"TFL3"
     assert m["runtime"]["name"] == "litert" and m["runtime"]["threads"] == 4
     assert m["runtime"]["options"] == {"xnnpack": True, "tensor_names": {"image": "args_0", "logits": "output_0"}}
     assert m["inputs"] == [{"name": "image", "shape": [1, 8, 8, 1], "dtype": "float32", "layout": "NHWC",
@@ -48,7 +36,7 @@ def test_fp32_is_a_tflite_with_nhwc_input_and_tight_parity(pi_bundles):
 
 def test_eval_data_is_shipped_in_the_artifacts_layout(pi_bundles):
     import io
-    with np.load(io.BytesIO(_member(pi_bundles["fp32"]["path"], "data/eval.npz"))) as shipped, np.load(EVAL) as given:
+    with np.load(io.BytesIO(bundle_member(pi_bundles["fp32"]["path"], "data/eval.npz"))) as shipped, np.load(EVAL) as given:
         assert given["image"].shape[1:] == (1, 8, 8) and shipped["image"].shape[1:] == (8, 8, 1)
         np.testing.assert_array_equal(shipped["image"], given["image"].transpose(0, 2, 3, 1))
 
@@ -62,7 +50,7 @@ def test_full_integer_int8_has_int8_io_with_scale_and_zero_point(pi_bundles):
     p = m["parity"]
     assert p["passed"] and p["metric"] == "top1_agreement" and p["top1_agreement"] >= 0.97
     assert abs(p["accuracy_delta"]) <= 0.01      # the INT8 drop budget: at most 1 point
-    assert _model_bytes(m) < 0.4 * _model_bytes(pi_bundles["fp32"])
+    assert model_bytes(m) < 0.4 * model_bytes(pi_bundles["fp32"])
 
 
 def test_int8_float_io_keeps_float_inputs_and_outputs(pi_bundles):
@@ -73,9 +61,9 @@ def test_int8_float_io_keeps_float_inputs_and_outputs(pi_bundles):
 
 
 def test_fp16_and_dynamic_shrink_the_weights(pi_bundles):
-    fp32 = _model_bytes(pi_bundles["fp32"])
-    assert _model_bytes(pi_bundles["fp16"]) < 0.6 * fp32
-    assert _model_bytes(pi_bundles["dynamic"]) < 0.4 * fp32
+    fp32 = model_bytes(pi_bundles["fp32"])
+    assert model_bytes(pi_bundles["fp16"]) < 0.6 * fp32
+    assert model_bytes(pi_bundles["dynamic"]) < 0.4 * fp32
     assert pi_bundles["fp16"]["parity"]["max_abs_error"] < 5e-2 and pi_bundles["dynamic"]["parity"]["passed"]
 
 
@@ -104,7 +92,7 @@ def test_xnnpack_can_be_turned_off_for_a_run(cli, pi_bundles, tmp_path):
 
 def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     model = tmp_path / "digits.tflite"
-    model.write_bytes(_member(pi_bundles["int8"]["path"], "model/model.tflite"))
+    model.write_bytes(bundle_member(pi_bundles["int8"]["path"], "model/model.tflite"))
     info = cli("inspect", model, "--json").json()
     ops = info["op_types"]
     assert info["format"] == "tflite" and ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == 3  # a 1-channel conv is depthwise
@@ -118,7 +106,7 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     m = r.json()
     assert m["source"]["format"] == "tflite" and m["compression"]["precision"] == "as-is"
     assert m["parity"]["passed"] and m["parity"]["artifact_top1"] > 0.98
-    assert _member(m["path"], "model/model.tflite") == model.read_bytes()
+    assert bundle_member(m["path"], "model/model.tflite") == model.read_bytes()
     bad = cli("package", model, "--profile", "raspberry-pi-4", "--quantize", "dynamic", "-o", tmp_path / "no.edgepkg")
     assert bad.exit_code == 2 and "packaged as it is" in bad.stderr
     other = cli("package", model, "--profile", "generic", "-o", tmp_path / "no.edgepkg")
@@ -197,7 +185,7 @@ def _with_custom_op(src: bytes, path):
 
 
 def test_a_tflite_needing_a_custom_op_is_refused_at_packaging(cli, pi_bundles, tmp_path):
-    model = _with_custom_op(_member(pi_bundles["fp32"]["path"], "model/model.tflite"), tmp_path / "custom.tflite")
+    model = _with_custom_op(bundle_member(pi_bundles["fp32"]["path"], "model/model.tflite"), tmp_path / "custom.tflite")
     r = cli("package", model, "--profile", "raspberry-pi-5", "-o", tmp_path / "c.edgepkg")
     last = r.stderr.strip().splitlines()[-1]
     assert r.exit_code == 2 and last.startswith("edgeopt: error:") and "unresolved custom op: EdgeoptTestOnlyOp" in last
