@@ -50,10 +50,11 @@ def host_runner(path: pathlib.Path, options: dict | None = None):
 
 
 def _spec(detail, name: str) -> TensorSpec:
+    from device_agent.runtimes.litert import is_quantized
+
     scale, zero_point = detail["quantization"]
-    dtype = np.dtype(detail["dtype"])
-    quant = {"scale": float(scale), "zero_point": int(zero_point)} if scale and dtype.kind in "iu" else None
-    return TensorSpec(name, [int(d) for d in detail["shape"]], str(dtype), quantization=quant)
+    quant = {"scale": float(scale), "zero_point": int(zero_point)} if is_quantized(detail) else None
+    return TensorSpec(name, [int(d) for d in detail["shape"]], str(np.dtype(detail["dtype"])), quantization=quant)
 
 
 def describe(path: pathlib.Path, tensor_names: dict | None = None):
@@ -75,11 +76,15 @@ def check_file(path: pathlib.Path) -> None:
         raise BadInput(f"{path} is not a TFLite flatbuffer (no {FLATBUFFER_ID.decode()} identifier)")
 
 
-def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel:
-    """A user's .tflite as the source: its shapes are its own (static), --input-shape is refused."""
+def _check_input(path: pathlib.Path, shapes: dict) -> None:
     check_file(path)
     if shapes:
         raise BadInput(f"{path}: a .tflite has fixed input shapes; --input-shape does not apply")
+
+
+def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel:
+    """A user's .tflite as the source: its shapes are its own (static), --input-shape is refused."""
+    _check_input(path, shapes)
     inputs, outputs = describe(path)
     # Data for an int8-I/O input is given as floats (the runner quantizes it), so validate it as such.
     inputs = [dataclasses.replace(s, dtype="float32") if s.quantization else s for s in inputs]
@@ -118,15 +123,14 @@ def parameters(model) -> int:
 
 
 def inspect(path: pathlib.Path, shapes: dict) -> dict:
-    check_file(path)
+    _check_input(path, shapes)
     schema, model = _flatbuffer(path)
-    source = load(path, shapes, path.parent)
     inputs, outputs = describe(path)   # the tensors as they are (int8 I/O shows as int8 with its scale)
     ops = operators(schema, model)
     description = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
-    return {"model": str(path), "format": FORMAT, "sha256": source.sha256, "size_bytes": path.stat().st_size,
+    return {"model": str(path), "format": FORMAT, "sha256": sha256_of(path), "size_bytes": path.stat().st_size,
             "opset": {"tflite schema": model.version}, "producer": description,
             "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
             "dynamic_dims": {}, "parameters": parameters(model), "flops_estimate": None,
             "flops_note": "not estimated for TFLite", "nodes": sum(ops.values()), "op_types": ops,
-            "notes": source.notes}
+            "notes": []}

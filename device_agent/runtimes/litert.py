@@ -83,7 +83,7 @@ class LiteRtAdapter(RuntimeAdapter):
     def describe(self):
         return {"threads": self.threads, "interpreter": self.module_name, "version": self.installed_version(),
                 "xnnpack": {"requested": self.xnnpack_requested, "applied": self.xnnpack_applied},
-                "int8_io": any(_is_quantized(d) for d in self.inputs + self.outputs)}
+                "int8_io": any(is_quantized(d) for d in self.inputs + self.outputs)}
 
 
 def tensor_details(interpreter):
@@ -113,7 +113,8 @@ def delegate_applied(interpreter):
     return any(op["op_name"] == "DELEGATE" for op in ops())
 
 
-def _is_quantized(detail):
+def is_quantized(detail):
+    """An integer tensor with a scale: int8 I/O of a full-integer model."""
     import numpy as np
 
     return np.dtype(detail["dtype"]).kind in "iu" and bool(detail["quantization"][0])
@@ -124,7 +125,7 @@ def quantize(array, detail):
     import numpy as np
 
     dtype = np.dtype(detail["dtype"])
-    if not _is_quantized(detail) or np.issubdtype(array.dtype, np.integer):
+    if not is_quantized(detail) or np.issubdtype(array.dtype, np.integer):
         return np.ascontiguousarray(array, dtype=dtype)
     scale, zero_point = detail["quantization"]
     info = np.iinfo(dtype)
@@ -135,7 +136,7 @@ def quantize(array, detail):
 def dequantize(array, detail):
     import numpy as np
 
-    if not _is_quantized(detail):
+    if not is_quantized(detail):
         return array
     scale, zero_point = detail["quantization"]
     return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)

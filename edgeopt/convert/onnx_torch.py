@@ -40,16 +40,28 @@ def _pairs(pads):
     return out
 
 
-def _padded(x, attrs, value=0.0):
-    """Symmetric pads go to the op itself; asymmetric ones become an explicit F.pad first."""
-    torch, F = _torch()
+def _split_pads(attrs):
+    """(begin pads, end pads) of a padded op; auto_pad other than NOTSET is refused."""
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise BadInput(f"auto_pad={attrs['auto_pad']!r} is not supported; re-export the model with explicit pads")
     pads = list(attrs.get("pads", []))
-    half = len(pads) // 2
-    if pads[:half] == pads[half:]:
-        return x, tuple(pads[:half]) or 0
-    return F.pad(x, _pairs(pads), value=value), 0
+    return pads[:len(pads) // 2], pads[len(pads) // 2:]
+
+
+def _symmetric_pads(attrs, what):
+    """Pads for an op that can only take them symmetric, as torch's `padding` argument."""
+    begin, end = _split_pads(attrs)
+    if begin != end:
+        raise BadInput(f"{what} with asymmetric pads is not supported")
+    return tuple(begin) or 0
+
+
+def _padded(x, attrs, value=0.0):
+    """Symmetric pads go to the op itself; asymmetric ones become an explicit F.pad first."""
+    begin, end = _split_pads(attrs)
+    if begin == end:
+        return x, tuple(begin) or 0
+    return _torch()[1].pad(x, _pairs(begin + end), value=value), 0
 
 
 @op("Conv")
@@ -63,14 +75,11 @@ def _conv(a, x, w, b=None):
 @op("ConvTranspose")
 def _conv_transpose(a, x, w, b=None):
     torch, F = _torch()
-    if "output_shape" in a or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise BadInput("ConvTranspose with output_shape or auto_pad is not supported; re-export with explicit pads")
-    pads = list(a.get("pads", [0] * (2 * (w.dim() - 2))))
-    half = len(pads) // 2
-    if pads[:half] != pads[half:]:
-        raise BadInput("ConvTranspose with asymmetric pads is not supported")
+    if "output_shape" in a:
+        raise BadInput("ConvTranspose with output_shape is not supported; re-export with explicit pads")
+    padding = _symmetric_pads(a, "ConvTranspose")
     conv = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[w.dim()]
-    return conv(x, w, b, a.get("strides", 1), tuple(pads[:half]), tuple(a.get("output_padding", [0] * half)),
+    return conv(x, w, b, a.get("strides", 1), padding, tuple(a.get("output_padding", [])) or 0,
                 a.get("group", 1), a.get("dilations", 1))
 
 
@@ -160,17 +169,12 @@ def _max_pool(a, x):
 def _avg_pool(a, x):
     torch, F = _torch()
     include = bool(a.get("count_include_pad"))
-    x, padding = _padded(x, a) if include or not any(a.get("pads", [])) else (x, _symmetric(a))
+    if include:  # explicit zero padding is counted, as count_include_pad asks
+        x, padding = _padded(x, a)
+    else:
+        padding = _symmetric_pads(a, "AveragePool with count_include_pad=0")
     pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
     return pool(x, a["kernel_shape"], a.get("strides", 1), padding, bool(a.get("ceil_mode")), include)
-
-
-def _symmetric(a):
-    pads = list(a["pads"])
-    half = len(pads) // 2
-    if pads[:half] != pads[half:]:
-        raise BadInput("AveragePool with asymmetric pads and count_include_pad=0 is not supported")
-    return tuple(pads[:half])
 
 
 @op("GlobalAveragePool")

@@ -50,6 +50,9 @@ CASES = {
         [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
          helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1)],
         [], [1, 2, 8, 8]),
+    "avgpool-excluding-pads": (
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0)],
+        [], [1, 2, 5, 5]),
     "gemm-softmax-clip": (
         [helper.make_node("Flatten", ["x"], ["f"], axis=1),
          helper.make_node("Gemm", ["f", "w", "c"], ["g"], transB=1, alpha=0.5, beta=2.0),
