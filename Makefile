@@ -8,8 +8,8 @@ PY38 ?= $(firstword $(wildcard /root/.pyenv/versions/3.8.*/bin/python3.8) $(shel
 PY38_VENV := .cache/py38
 
 # Debian packages the tests use: real sshd devices, network namespaces with tc/nftables, and an arm64
-# userland run under emulation (qemu-user-static, debootstrap).
-APT_PACKAGES := openssh-server iproute2 nftables qemu-user-static debootstrap
+# userland run under emulation (qemu-user-static, debootstrap), a PostgreSQL server for the shared store.
+APT_PACKAGES := openssh-server iproute2 nftables qemu-user-static debootstrap postgresql
 
 .PHONY: demo test install install-dev system-deps agent-py38 arm64-rootfs benchmarks clean
 
@@ -21,9 +21,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), OpenVINO + NNCF, LiteRT, vermin, pytest.
+# Everything the tests exercise: PyTorch intake (torch pinned, CPU build), OpenVINO + NNCF, LiteRT,
+# ansible-core (inventories), psycopg (PostgreSQL store), vermin, pytest, hypothesis.
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[torch,openvino,tflite,dev]'
+	$(BIN)/pip install -q -e '.[torch,openvino,tflite,ansible,postgres,dev]'
 	$(BIN)/pip check
 
 # A Python 3.8 venv with numpy, the last onnxruntime for 3.8 and tflite-runtime (LiteRT's interpreter for
