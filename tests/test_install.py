@@ -6,6 +6,8 @@ import subprocess
 import sys
 import sysconfig
 
+import shutil
+
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -13,9 +15,13 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_wheel_in_a_fresh_venv_runs_the_demo(tmp_path):
+    # Built from a copy: setuptools reuses an in-tree build/ directory, which could hide a missing file.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "build", "results",
+                                                               "demo-out", "*.egg-info", "__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheels), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
+                    str(wheels), str(source)], check=True, capture_output=True, cwd=tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
