@@ -16,6 +16,7 @@ from .errors import EdgeoptError
 
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class Output:
@@ -69,6 +70,12 @@ def common(fn):
             out.close()
             click.echo(f"edgeopt: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            # Not click's "Aborted!" with exit 1, which reads as "a budget failed" to a CI system. Every file
+            # edgeopt writes is written atomically, so what was saved before Ctrl-C is whole.
+            out.close()
+            click.echo("edgeopt: interrupted", err=True)
+            sys.exit(INTERRUPTED)
         out.close()
         sys.exit(code or 0)
     return wrapper
@@ -156,7 +163,7 @@ def main():
       edgeopt bench model-int8.edgepkg --device local
       edgeopt check results/model-int8@local.json --budget latency_p90_ms=5
 
-    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure.
+    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure, 130 interrupted.
     """
 
 

@@ -113,3 +113,29 @@ def test_demo_end_to_end(cli_subprocess, tmp_path):
     assert all(row["top1"] > 0.95 and row["verdict"] == "all pass" for row in report["rows"])
     assert sorted(p.name for p in (tmp_path / "demo" / "results").glob("*.json")) == [
         "digits_cnn-fp16@local.json", "digits_cnn-fp32@local.json", "digits_cnn-int8@local.json"]
+
+
+def test_ctrl_c_exits_130_ends_the_agent_and_writes_nothing_half(bundles, tmp_path):
+    import signal
+    import time
+    import psutil
+    proc = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--min-seconds", "60",
+                             "--max-seconds", "60", "--max-iterations", "100000000"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the measuring process is running
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        if any("_measure" in " ".join(k.cmdline()) for k in kids if k.is_running()):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the agent's measuring process never started")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "edgeopt: interrupted"
+    time.sleep(0.5)
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "agent left running"
+    assert not list(tmp_path.rglob("*.partial")) and not list(tmp_path.rglob("*.json"))

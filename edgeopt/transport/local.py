@@ -55,6 +55,10 @@ class LocalTransport(Transport):
             for line in proc.stderr:
                 on_line(line.rstrip("\n"))
             proc.wait()
+        except BaseException:  # Ctrl-C here: the agent's own session did not get the signal, so end it
+            kill()
+            proc.wait()
+            raise
         finally:
             timer.cancel()
         reader.join()
