@@ -310,7 +310,7 @@ def demo(output_dir="demo-out", device: str = "local", progress=SILENT) -> dict:
                            calib=samples["calib"], eval_data=samples["eval"], name=name, progress=progress)
         doc = bench(manifest["path"], device, out / "results", progress=progress)
         paths.append(doc["_path"])
-    return compare(paths)
+    return dict(compare(paths), bundles_dir=str(out), results_dir=str(out / "results"))
 
 
 def device_doctor(device: str, inventory=None, ssh_options=None, progress=SILENT) -> dict:

@@ -418,7 +418,8 @@ def demo(out, output_dir, device):
     from .report.tables import check_table, compare_table, warning_lines
     report = api.demo(output_dir, device, progress=out.progress())
     out.emit(report, compare_table(report["rows"], "digits_cnn on " + device), check_table(report["check"]),
-             *warning_lines(report["check"]))
+             *warning_lines(report["check"]),
+             f"bundles: {report['bundles_dir']}/*.edgepkg   results: {report['results_dir']}/*.json")
     return report["check"]["exit_code"]
 
 

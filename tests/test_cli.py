@@ -108,6 +108,7 @@ def test_demo_end_to_end(cli_subprocess, tmp_path):
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     assert [row["bundle"] for row in report["rows"]] == ["digits_cnn-fp32", "digits_cnn-fp16", "digits_cnn-int8"]
+    assert report["results_dir"] == str(tmp_path / "demo" / "results")
     sizes = [row["size_mb"] for row in report["rows"]]
     assert sizes[2] < sizes[1] < sizes[0]
     assert all(row["top1"] > 0.95 and row["verdict"] == "all pass" for row in report["rows"])
