@@ -1,6 +1,7 @@
 """Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
@@ -181,11 +182,11 @@ def check_table(report: dict) -> Table:
     for col in ("result", "budget", "limit", "measured", "verdict"):
         t.add_column(col)
     for e in report["results"]:
-        label = f"{e['bundle']}@{e['device']}"
+        label = _label(e)
         if e["status"] != "ok":
-            t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {e.get('error', '')}")
+            t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {escape(e.get('error', ''))}")
         for r in e["budgets"]:
-            measured = f"{r['measured']:.4g} {r['unit']}".strip() if r["measured"] is not None else r["reason"]
+            measured = f"{r['measured']:.4g} {r['unit']}".strip() if r["measured"] is not None else escape(r["reason"])
             t.add_row(label, r["budget"], f"{r['comparison']} {r['limit']:g} {r['unit']}".strip(), measured,
                       STATUS_STYLE[r["status"]])
     return t
@@ -197,7 +198,7 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
                       ("p99 ms", "right"), ("peak RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
         t.add_column(col, justify=just)
     for r in rows:
-        t.add_row(r["bundle"], _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
+        t.add_row(escape(r["bundle"] or "—"), _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
                   _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), r["verdict"])
     return t
 
@@ -205,15 +206,20 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
 def warning_lines(report: dict) -> list:
     """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison.
     A throttled or frequency-capped run stands out: its figures hold only in that state."""
-    return [_warning_line(f"{e['bundle']}@{e['device']}", w) for e in report["results"] for w in e["warnings"]]
+    return [_warning_line(_label(e), w) for e in report["results"] for w in e["warnings"]]
+
+
+def _label(entry: dict) -> str:
+    """bundle@device as rich markup: names come from result files, so any `[` in them is escaped."""
+    return escape(f"{entry['bundle']}@{entry['device']}")
 
 
 def _warning_line(label: str, w: str) -> str:
     from ..results import is_throttle_warning
     if is_throttle_warning(w):
         kind, _, text = w.partition(":")
-        return f"[bold red]{kind.upper()}[/] {label}:{text}"
-    return f"[yellow]warning[/] {label}: {w}"
+        return f"[bold red]{escape(kind.upper())}[/] {label}:{escape(text)}"
+    return f"[yellow]warning[/] {label}: {escape(w)}"
 
 
 def fleet_table(report: dict) -> Table:
