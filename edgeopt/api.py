@@ -47,7 +47,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
-    merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, "package budgets")
+    merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
     precision = precision or prof.default_precision
     if output is not None:
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
@@ -238,7 +238,7 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
     if profile_name:
         merged.update(load_profile(profile_name).budgets)
     merged.update(overrides or {})
-    return validate_budgets(merged, "budgets")
+    return validate_budgets(merged)
 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None) -> dict:

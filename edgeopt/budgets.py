@@ -68,21 +68,22 @@ def shown(value, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def validate_budgets(budgets, where: str = "") -> dict:
+def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
     """Budgets from anywhere (--budget, a profile, package, a manifest, a result) -> {key: float}.
-    Unknown keys, non-numbers (bools too), NaN, infinities and out-of-range limits are refused,
-    with `where` (the file and field) and the key named."""
+    Unknown keys, non-numbers (bools too), NaN, infinities and out-of-range limits are refused in one line
+    naming `where` (the file, if any) and the field (`field`.key)."""
     prefix = f"{where}: " if where else ""
     if not isinstance(budgets, dict):
-        raise BadInput(f"{prefix}budgets must be a table of KEY = number, got {shown(budgets)}")
+        raise BadInput(f"{prefix}{field} must be a table of budgets, got {shown(budgets)}")
     out = {}
     for key, value in budgets.items():
         if key not in KINDS:
-            raise BadInput(f"{prefix}unknown budget {shown(key)}; known budgets: {', '.join(KINDS)}")
+            raise BadInput(f"{prefix}{field}: unknown budget {shown(key)}; known budgets: {', '.join(KINDS)}")
         limit = KINDS[key].limit
         out[key] = number_in(value, *limit)
         if out[key] is None:
-            raise BadInput(f"{prefix}budget {key} must be a finite number {describe_range(*limit)}, got {shown(value)}")
+            raise BadInput(f"{prefix}{field}.{key} must be a finite number {describe_range(*limit)}, "
+                           f"got {shown(value)}")
     return out
 
 
@@ -90,17 +91,18 @@ validate_budget_keys = validate_budgets  # the earlier name, kept for callers
 
 
 def parse_budget_args(items) -> dict:
-    """`key=value` strings from the command line -> {key: float}."""
+    """`key=value` strings from the command line -> {key: float}; each is checked, a repeated key's last wins."""
     budgets = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise BadInput(f"--budget {shown(item)} is not KEY=VALUE (e.g. latency_p90_ms=25)")
         try:
-            budgets[key.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise BadInput(f"--budget {shown(key.strip())}: {shown(value)} is not a number") from None
-    return validate_budgets(budgets, "--budget")
+        budgets.update(validate_budgets({key.strip(): number}, field="--budget"))
+    return budgets
 
 
 def lookup(result: dict, path: tuple):

@@ -62,6 +62,6 @@ def read_manifest(bundle_path) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeopt-read-") as tmp:
         manifest = read(bundle_path, tmp)
         # budgets read back are held to the rules they were written under
-        validate_budgets(manifest.get("budgets", {}), f"{bundle_path}: manifest.json budgets")
+        validate_budgets(manifest.get("budgets", {}), f"{bundle_path}: manifest.json")
         manifest["_manifest_sha256"] = agent_bundle.manifest_digest(tmp)
         return manifest

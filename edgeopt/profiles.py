@@ -211,7 +211,7 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
         name=top["name"], description=top["description"], backend=backend,
         default_precision=top["default_precision"], int8_scheme=top["int8_scheme"], device=device,
         runtime=RuntimeSettings(rt["threads"], rt["power_sensor"]),
-        budgets=validate_budgets(top["budgets"], f"profile {path}: [budgets]"),
+        budgets=validate_budgets(top["budgets"], f"profile {path}"),
         parity=ParityTolerance(par["fp32_max_abs_error"], par["fp16_max_abs_error"],
                                par["quantized_min_top1_agreement"], par["bf16_max_abs_error"]),
         path=str(path))

@@ -77,12 +77,18 @@ def _fields() -> dict:
 
 FIELDS = _fields()
 
+def _text(value) -> bool:
+    """A str that can be printed: JSON can carry lone surrogates (\\ud800), which no terminal encoding takes."""
+    return isinstance(value, str) and not _SURROGATES.search(value)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it must be)
     "section": (lambda v, f: isinstance(v, dict), lambda f: "must be an object"),
     "status": (lambda v, f: isinstance(v, str) and v in STATUSES, lambda f: f"must be one of {', '.join(STATUSES)}"),
-    "text": (lambda v, f: isinstance(v, str), lambda f: "must be text"),
-    "texts": (lambda v, f: isinstance(v, list) and all(isinstance(w, str) for w in v),
-              lambda f: "must be a list of text"),
+    "text": (lambda v, f: _text(v), lambda f: "must be text (valid Unicode)"),
+    "texts": (lambda v, f: isinstance(v, list) and all(_text(w) for w in v),
+              lambda f: "must be a list of text (valid Unicode)"),
     "flag": (lambda v, f: isinstance(v, bool), lambda f: "must be true or false"),
     "number": (lambda v, f: number_in(v, f.low, f.high) is not None,
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
@@ -115,7 +121,7 @@ def validate(doc, where: str) -> dict:
         if not is_kind(value, field):
             raise BadInput(f"{where}: {name} {must(field)}, got {shown(value)}")
         if field.kind == "budgets":
-            validate_budgets(value, f"{where}: {name}")
+            validate_budgets(value, where, name)
     return doc
 
 

@@ -62,10 +62,10 @@ GOOD = (
     (("int8_scheme = \"u8s8\"", "int8_scheme = \"full-integer\""),
      "int8_scheme is not one of u8s8, s8s8 (backend onnxruntime)"),
     (("power_sensor = \"none\"", "power_sensor = \"multimeter\""), "runtime.power_sensor is not one of auto"),
-    (("latency_p90_ms = 5", "latency_p90_ms = nan"), "[budgets]: budget latency_p90_ms must be a finite number >= 0"),
-    (("latency_p90_ms = 5", "latency_p90_ms = -1"), "[budgets]: budget latency_p90_ms must be a finite number"),
-    (("latency_p90_ms = 5", "accuracy_drop = 1.5"), "budget accuracy_drop must be a finite number in [0, 1]"),
-    (("latency_p90_ms = 5", "latency_p90_ms = true"), "budget latency_p90_ms must be a finite number >= 0, got True"),
+    (("latency_p90_ms = 5", "latency_p90_ms = nan"), "budgets.latency_p90_ms must be a finite number >= 0, got nan"),
+    (("latency_p90_ms = 5", "latency_p90_ms = -1"), "budgets.latency_p90_ms must be a finite number >= 0, got -1"),
+    (("latency_p90_ms = 5", "accuracy_drop = 1.5"), "budgets.accuracy_drop must be a finite number in [0, 1], got 1.5"),
+    (("latency_p90_ms = 5", "latency_p90_ms = true"), "budgets.latency_p90_ms must be a finite number >= 0, got True"),
     (("[budgets]", "[[budgets]]"), "budgets must be a table, got [{'latency_p90_ms': 5}]"),
     (("[device]", "[[device]]"), "device must be a table"),
     (("backend = \"onnxruntime\"", "backend = \"coreml\""), "backend is not one of onnxruntime"),
@@ -96,3 +96,13 @@ def test_backend_that_lands_later_is_a_clear_error(cli, tmp_path):
         assert r.exit_code == 2
         assert f"uses backend '{backend}', which this version of edgeopt cannot convert for yet" in r.stderr
     assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_int8_schemes_match_what_the_backends_read():
+    """profiles.INT8_SCHEMES is the list a profile is checked against; the backends' own tables must agree."""
+    from edgeopt.compress.nncf_quantize import SCHEME_PRESETS
+    from edgeopt.compress.ort_quantize import SCHEMES
+    from edgeopt.profiles import INT8_SCHEMES
+    assert set(INT8_SCHEMES["onnxruntime"]) == set(SCHEMES)
+    assert set(INT8_SCHEMES["openvino"]) == set(SCHEME_PRESETS)
+    assert {p.int8_scheme for p in list_profiles() if p.backend == "tflite"} <= set(INT8_SCHEMES["tflite"])

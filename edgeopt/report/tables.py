@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
@@ -19,7 +20,7 @@ def profiles_table(profiles: list) -> Table:
         d = p["device"]
         cpu = d["cpu"] if not d["cores"] else f"{d['cores']}x {d['cpu']}"
         t.add_row(p["name"], p["backend"], p["default_precision"], str(p["runtime"]["threads"] or "auto"),
-                  p["runtime"]["power_sensor"], cpu)
+                  p["runtime"]["power_sensor"], escape(cpu))  # cpu is free text from a profile
     return t
 
 
@@ -28,7 +29,8 @@ def key_values(title: str, rows) -> Table:
     t.add_column("key", style="bold")
     t.add_column("value")
     for k, v in rows:
-        t.add_row(k, str(v))
+        # values are users' text (profile descriptions, model and file names): shown as written, never as markup
+        t.add_row(escape(str(k)), v if isinstance(v, Text) else escape(str(v)))
     return t
 
 
@@ -149,7 +151,7 @@ def thermal_rows(t: dict) -> list:
 
 def _warning_text(w: str) -> str:
     from ..results import is_throttle_warning
-    return f"[red]{w}[/]" if is_throttle_warning(w) else w
+    return Text(w, style="red") if is_throttle_warning(w) else w
 
 
 def _transfer(t: dict) -> str:
