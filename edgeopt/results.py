@@ -64,7 +64,8 @@ def _fields() -> dict:
               "device": Field("section"), "device.name": Field("text"),
               "error": Field("section"), "error.message": Field("text"),
               "warnings": Field("texts"),
-              "thermal": Field("section"), "thermal.throttled": Field("flag"), "thermal.frequency_capped": Field("flag"),
+              "thermal": Field("section"), "thermal.throttled": Field("flag"),
+              "thermal.frequency_capped": Field("flag"),
               "latency": Field("section", required="ok"), "memory": Field("section", required="ok")}
     for kind in KINDS.values():   # every figure a budget limits, with the range a measured value can have
         section, figure = kind.path
@@ -76,13 +77,14 @@ def _fields() -> dict:
 
 
 FIELDS = _fields()
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
 
 def _text(value) -> bool:
-    """A str that can be printed: JSON can carry lone surrogates (\\ud800), which no terminal encoding takes."""
+    """A str that can be printed: JSON can carry lone surrogates, which no terminal encoding takes."""
     return isinstance(value, str) and not _SURROGATES.search(value)
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it must be)
     "section": (lambda v, f: isinstance(v, dict), lambda f: "must be an object"),
     "status": (lambda v, f: isinstance(v, str) and v in STATUSES, lambda f: f"must be one of {', '.join(STATUSES)}"),
@@ -108,8 +110,10 @@ def _at(doc: dict, name: str):
 
 def validate(doc, where: str) -> dict:
     """Refuse, in one line naming `where` (the file) and the field, a result check/compare/report would misread."""
-    if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
-        raise BadInput(f"{where} is not an {RESULT_SCHEMA} document")
+    if not isinstance(doc, dict):
+        raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: it holds {shown(doc)}, not an object")
+    if doc.get("schema") != RESULT_SCHEMA:
+        raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: schema is {shown(doc.get('schema'))}")
     for name, field in FIELDS.items():
         present, value = _at(doc, name)
         if not present or value is None and field.kind == "number":

@@ -4,8 +4,8 @@ names the file and the field, never a traceback and never a figure accepted that
 
 Each generated case carries its own expectation (the mutation knows whether it made the input bad), so
 the oracle here is the issue's rules, not a copy of the readers' tables. `python tests/test_readers_fuzz.py`
-tallies handled / traceback / wrong acceptance / refused with a vague message / wrongly refused per reader against whichever edgeopt is
-on PYTHONPATH (that is how the figures before and after were taken).
+tallies handled / traceback / wrong acceptance / refused with a vague message / wrongly refused per reader
+against whichever edgeopt is on PYTHONPATH (that is how the figures before and after were taken).
 """
 import copy
 import json
@@ -287,7 +287,8 @@ PROFILE_RULES = {
 SECTIONS = ("device", "runtime", "parity", "budgets")
 OPTIONAL = {"device.accelerator", "parity.bf16_max_abs_error", "budgets"} | {f"budgets.{k}" for k in BUDGETS}
 TOML_JUNK = st.one_of(st.booleans(), st.integers(-2 ** 63, 2 ** 63 - 1), st.floats(allow_nan=True), TEXTS,
-                      st.lists(st.integers(-5, 5000), max_size=3), st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=1),
+                      st.lists(st.integers(-5, 5000), max_size=3),
+                      st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=1),
                       st.sampled_from([0, -1, 1024, 1025, 1000000, 0.5, 1.5, -0.0, "u8s8", "full-integer", "aarch64",
                                        "auto", "fp16", "openvino", "tflite", [1, 0], [], [2048, 4096]]))
 

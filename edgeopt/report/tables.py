@@ -25,7 +25,7 @@ def profiles_table(profiles: list) -> Table:
 
 
 def key_values(title: str, rows) -> Table:
-    t = Table(title=title, show_header=False)
+    t = Table(title=escape(title), show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
     for k, v in rows:
