@@ -378,6 +378,9 @@ def budget_cases(draw):
     for _ in range(draw(st.integers(1, 3))):
         key, value = draw(BUDGET_KEYS), draw(BUDGET_VALUES)
         sep = draw(st.sampled_from(["=", "=", "=", ":", ""]))
+        if draw(st.integers(0, 2)) > 0:   # most items well-formed, so accepted lists are tried too
+            key, sep = draw(st.sampled_from(sorted(BUDGETS))), "="
+            value = draw(st.one_of(st.floats(0, 1).map(repr), st.sampled_from(["0", "1", "0.5", "25", " 3 ", "1e-3"])))
         items.append(key + sep + value)
         if "=" not in key + sep + value:
             fine = False
@@ -446,6 +449,7 @@ def test_budget_strings(cli, ok_result, case):
 
 # ---------------------------------------------------------------- the tally: python tests/test_readers_fuzz.py [N]
 def tally(n: int) -> dict:
+    """reader -> {(verdict, outcome): count} over n generated cases each."""
     counts = {}
     work = pathlib.Path(tempfile.mkdtemp(prefix="readers-fuzz-"))
     ok_path = work / "ok.json"
@@ -453,17 +457,36 @@ def tally(n: int) -> dict:
     run = settings(max_examples=n, deadline=None, database=None, derandomize=True,
                    suppress_health_check=list(HealthCheck))
 
-    def count(reader, outcome):
-        counts.setdefault(reader, {}).setdefault(outcome, 0)
-        counts[reader][outcome] += 1
+    def count(reader, verdict, outcome):
+        key = ("malformed" if verdict == "bad" else "well-formed", outcome)
+        counts.setdefault(reader, {}).setdefault(key, 0)
+        counts[reader][key] += 1
 
-    given(result_cases())(run(lambda case: count("result documents", classify_result(_invoke, work, *case))))()
-    given(profile_cases())(run(lambda case: count("profile TOMLs", classify_profile(_invoke, work, *case))))()
-    given(budget_cases())(run(lambda case: count("--budget strings", classify_budgets(_invoke, ok_path, *case))))()
+    @given(result_cases())
+    @run
+    def results(case):
+        count("result documents", case[1], classify_result(_invoke, work, *case))
+
+    @given(profile_cases())
+    @run
+    def profiles(case):
+        count("profile TOMLs", case[1], classify_profile(_invoke, work, *case))
+
+    @given(budget_cases())
+    @run
+    def budgets(case):
+        count("--budget strings", case[1], classify_budgets(_invoke, ok_path, *case))
+
+    for reader in (results, profiles, budgets):
+        reader()
     return counts
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
     for reader, outcomes in tally(int(sys.argv[1]) if len(sys.argv) > 1 else 300).items():
-        print(f"{reader}: {sum(outcomes.values())} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+        parts = []
+        for verdict in ("malformed", "well-formed"):
+            mine = {o: c for (v, o), c in sorted(outcomes.items()) if v == verdict}
+            parts.append(f"{verdict} {sum(mine.values())} ({', '.join(f'{o} {c}' for o, c in mine.items())})")
+        print(f"{reader}: {sum(outcomes.values())} cases: " + "; ".join(parts))
