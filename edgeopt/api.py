@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 
 from . import __version__, bundle as bundles, results
-from .budgets import check_result, validate_budget_keys
+from .budgets import check_result, validate_budgets
 from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, sample_count, to_layouts
@@ -47,8 +47,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
-    merged_budgets = dict(prof.budgets, **(budgets or {}))
-    validate_budget_keys(merged_budgets)
+    merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
     precision = precision or prof.default_precision
     if output is not None:
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
@@ -239,8 +238,7 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
     if profile_name:
         merged.update(load_profile(profile_name).budgets)
     merged.update(overrides or {})
-    validate_budget_keys(merged)
-    return merged
+    return validate_budgets(merged)
 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None) -> dict:

@@ -6,17 +6,25 @@ and fails the check: a limit is never passed silently.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from .errors import BadInput
+
+FRACTION = (0.0, 1.0)
+NON_NEGATIVE = (0.0, math.inf)
 
 
 @dataclasses.dataclass(frozen=True)
 class BudgetKind:
+    """One budget and the figure it limits. `limit` bounds the budget a user may set, `figure` the value a
+    result may carry there (edgeopt.results validates results against it); both finite and inclusive."""
     key: str
     unit: str
     path: tuple          # where the figure lives in an edgeopt.result/1 document
     higher_is_better: bool = False
     help: str = ""
+    limit: tuple = NON_NEGATIVE
+    figure: tuple = NON_NEGATIVE
 
 
 KINDS = {k.key: k for k in [
@@ -28,34 +36,72 @@ KINDS = {k.key: k for k in [
     BudgetKind("first_inference_ms", "ms", ("latency", "first_inference_ms")),
     BudgetKind("peak_rss_mb", "MiB", ("memory", "peak_rss_mb"), help="peak resident memory during inference"),
     BudgetKind("size_mb", "MiB", ("bundle", "artifact_mb"), help="size of the model artifacts"),
-    BudgetKind("accuracy_drop", "", ("accuracy", "drop"), help="source top-1 minus measured top-1, 0..1"),
-    BudgetKind("min_top1", "", ("accuracy", "top1"), higher_is_better=True, help="measured top-1, 0..1"),
+    # A quantized model may score above its source, so a measured drop can be negative; a budget on it cannot.
+    BudgetKind("accuracy_drop", "", ("accuracy", "drop"), help="source top-1 minus measured top-1, 0..1",
+               limit=FRACTION, figure=(-1.0, 1.0)),
+    BudgetKind("min_top1", "", ("accuracy", "top1"), higher_is_better=True, help="measured top-1, 0..1",
+               limit=FRACTION, figure=FRACTION),
     BudgetKind("max_abs_error", "", ("accuracy", "max_abs_error"), help="vs the source model's outputs"),
     BudgetKind("power_w", "W", ("power", "mean_w"), help="mean power during inference"),
     BudgetKind("energy_mj", "mJ", ("power", "energy_mj_per_inference"), help="energy per inference"),
 ]}
 
 
-def validate_budget_keys(budgets: dict) -> None:
+def number_in(value, low: float, high: float):
+    """`value` as a float when it is a real number (not a bool, not NaN or infinite) in [low, high], else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return value if math.isfinite(value) and low <= value <= high else None
+
+
+def describe_range(low: float, high: float) -> str:
+    return f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+
+
+def shown(value, width: int = 60) -> str:
+    """A value as an error message quotes it: its repr, on one line, cut to `width` characters."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
+    """Budgets from anywhere (--budget, a profile, package, a manifest, a result) -> {key: float}.
+    Unknown keys, non-numbers (bools too), NaN, infinities and out-of-range limits are refused in one line
+    naming `where` (the file, if any) and the field (`field`.key)."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(budgets, dict):
+        raise BadInput(f"{prefix}{field} must be a table of budgets, got {shown(budgets)}")
+    out = {}
     for key, value in budgets.items():
         if key not in KINDS:
-            raise BadInput(f"unknown budget {key!r}; known budgets: {', '.join(KINDS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadInput(f"budget {key} must be a number, got {value!r}")
+            raise BadInput(f"{prefix}{field}: unknown budget {shown(key)}; known budgets: {', '.join(KINDS)}")
+        limit = KINDS[key].limit
+        out[key] = number_in(value, *limit)
+        if out[key] is None:
+            raise BadInput(f"{prefix}{field}.{key} must be a finite number {describe_range(*limit)}, "
+                           f"got {shown(value)}")
+    return out
+
+
+validate_budget_keys = validate_budgets  # the earlier name, kept for callers
 
 
 def parse_budget_args(items) -> dict:
-    """`key=value` strings from the command line -> {key: float}."""
+    """`key=value` strings from the command line -> {key: float}; each is checked, a repeated key's last wins."""
     budgets = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise BadInput(f"budget {item!r} is not KEY=VALUE (e.g. latency_p90_ms=25)")
+            raise BadInput(f"--budget {shown(item)} is not KEY=VALUE (e.g. latency_p90_ms=25)")
         try:
-            budgets[key.strip()] = float(value)
+            number = float(value)
         except ValueError:
-            raise BadInput(f"budget {key}: {value!r} is not a number") from None
-    validate_budget_keys(budgets)
+            raise BadInput(f"--budget {shown(key.strip())}: {shown(value)} is not a number") from None
+        budgets.update(validate_budgets({key.strip(): number}, field="--budget"))
     return budgets
 
 
@@ -70,9 +116,10 @@ def lookup(result: dict, path: tuple):
         if part not in node:
             return None, node.get(f"{part}_absent", "not in the result")
         node = node[part]
-    if isinstance(node, (int, float)) and not isinstance(node, bool):
-        return float(node), None
-    return None, "not a number in the result"
+    if node is None:  # the agent writes null where a reading failed (e.g. peak RSS without /proc)
+        return None, "not measured (null in the result)"
+    value = number_in(node, -math.inf, math.inf)  # results.load checked its range; a document built in memory
+    return (value, None) if value is not None else (None, "not a number in the result")
 
 
 def check_result(result: dict, budgets: dict) -> list:

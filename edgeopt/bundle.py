@@ -11,6 +11,7 @@ import tempfile
 from device_agent import BUNDLE_SCHEMA, BundleError
 from device_agent import bundle as agent_bundle
 
+from .budgets import validate_budgets
 from .errors import BadInput
 
 SUFFIX = ".edgepkg"
@@ -60,5 +61,7 @@ def read(bundle_path, workdir) -> dict:
 def read_manifest(bundle_path) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeopt-read-") as tmp:
         manifest = read(bundle_path, tmp)
+        # budgets read back are held to the rules they were written under
+        validate_budgets(manifest.get("budgets", {}), f"{bundle_path}: manifest.json")
         manifest["_manifest_sha256"] = agent_bundle.manifest_digest(tmp)
         return manifest

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
+import re
 import sys
 
 if sys.version_info >= (3, 11):
@@ -13,13 +15,22 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from device_agent.power import CHOICES as POWER_SENSORS  # the agent's reader registry: the one list of names
 
-from .budgets import validate_budget_keys
+from .budgets import describe_range, shown, validate_budgets
 from .errors import BadInput
 
 SCHEMA = "edgeopt.profile/1"
 PRECISIONS = ("fp32", "fp16", "bf16")
 # Backends a profile may name; edgeopt.convert says which of them this version can convert for.
 BACKENDS = ("onnxruntime", "openvino", "tflite", "tensorrt")
+# The int8 schemes each backend reads (edgeopt.compress.ort_quantize.SCHEMES, nncf_quantize.SCHEME_PRESETS,
+# convert/tflite.py; a test keeps this in step with them without importing the heavy modules here).
+INT8_SCHEMES = {"onnxruntime": ("u8s8", "s8s8"), "openvino": ("nncf-performance", "nncf-mixed"),
+                "tflite": ("full-integer",), "tensorrt": ("tensorrt-ptq",)}
+# platform.machine() of the devices edgeopt targets; "any" for a profile that fits all.
+ARCHES = ("any", "x86_64", "aarch64", "armv7l", "armv6l", "riscv64")
+MAX_THREADS = 1024          # cores and threads: far above any edge board, far below a typo
+MAX_RAM_MB = 1 << 24        # 16 TiB
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # typed on command lines and written into manifests
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,65 +120,98 @@ def _find(name_or_path: str) -> pathlib.Path:
     raise BadInput(f"unknown profile {name_or_path!r}; known profiles: {', '.join(known)}")
 
 
+REQUIRED = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One profile key: its TOML type, the inclusive range of a number (or of each list item), its choices."""
+    kind: type
+    low: float = -math.inf
+    high: float = math.inf
+    choices: tuple = ()
+    default: object = REQUIRED
+    pattern: re.Pattern | None = None
+
+
+TOLERANCE = Key(float, 0.0)   # a max abs error: finite, >= 0
+TEXT = Key(str, pattern=re.compile(r".+"))
+
+# The profile schema, declared once: [section] -> key -> Key ("" is the top level). int8_scheme's choices
+# depend on the backend and ram_mb's 0 ("not fixed") must stand alone: _validate checks those two.
+KEYS = {
+    "": {"schema": Key(str, choices=(SCHEMA,)), "name": Key(str, pattern=NAME), "description": Key(str),
+         "backend": Key(str, choices=BACKENDS), "default_precision": Key(str, choices=PRECISIONS),
+         "int8_scheme": Key(str), "device": Key(dict), "runtime": Key(dict), "parity": Key(dict),
+         "budgets": Key(dict, default={})},
+    "device": {"arch": Key(str, choices=ARCHES), "cpu": TEXT, "accelerator": Key(str, default=""),
+               "cores": Key(int, 0, MAX_THREADS),            # 0: whatever the device has
+               "ram_mb": Key(list, 0, MAX_RAM_MB)},          # [0]: not fixed by the profile
+    "runtime": {"threads": Key(int, 0, MAX_THREADS),        # 0: one per physical core, resolved by the agent
+                "power_sensor": Key(str, choices=POWER_SENSORS)},
+    "parity": {"fp32_max_abs_error": TOLERANCE, "fp16_max_abs_error": TOLERANCE,
+               "bf16_max_abs_error": Key(float, 0.0, default=None),
+               "quantized_min_top1_agreement": Key(float, 0.0, 1.0)},
+}
+_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", list: "a non-empty list of integers", dict: "a table"}
+
+
 class _Section:
-    """Reads one TOML table, rejecting unknown keys and wrong types with the file and key named."""
+    """Reads one TOML table against its KEYS entry, refusing unknown keys, wrong types and out-of-range values
+    with the file and key named."""
 
     def __init__(self, data, where: str, path: pathlib.Path):
-        if not isinstance(data, dict):
-            raise BadInput(f"profile {path}: [{where}] must be a table")
-        self.data, self.where, self.path, self.used = data, where, path, set()
-
-    def get(self, key, kind, default=dataclasses.MISSING, choices=None):
-        self.used.add(key)
-        if key not in self.data:
-            if default is dataclasses.MISSING:
-                raise BadInput(f"profile {self.path}: missing key {self._name(key)}")
-            return default
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            raise BadInput(f"profile {self.path}: {self._name(key)} must be {kind.__name__}, got {value!r}")
-        if choices is not None and value not in choices:
-            raise BadInput(f"profile {self.path}: {self._name(key)}={value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def finish(self):
-        extra = sorted(set(self.data) - self.used)
+        self.data, self.where, self.path = data, where, path
+        extra = sorted(set(data) - set(KEYS[where]))
         if extra:
-            raise BadInput(f"profile {self.path}: unknown key {self._name(extra[0])}")
+            raise BadInput(f"profile {path}: unknown key {self.name(extra[0])}")
 
-    def _name(self, key):
+    def __getitem__(self, key):
+        spec = KEYS[self.where][key]
+        if key not in self.data:
+            if spec.default is REQUIRED:
+                raise BadInput(f"profile {self.path}: missing key {self.name(key)}")
+            return spec.default
+        value = self.data[key]
+        if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value) if abs(value) < 1e300 else math.inf  # refused below, without an OverflowError
+        items = value if isinstance(value, list) else [value]
+        if not isinstance(value, spec.kind) or isinstance(value, bool) or spec.kind is list and (
+                not value or any(isinstance(i, bool) or not isinstance(i, int) for i in value)):
+            self.refuse(key, f"must be {_TYPE_NAMES[spec.kind]}")
+        if spec.kind in (int, float, list) and not all(spec.low <= i <= spec.high and math.isfinite(i) for i in items):
+            finite = "finite and " if spec.kind is float else ""
+            self.refuse(key, f"must be {finite}{describe_range(spec.low, spec.high)}")
+        if spec.choices and value not in spec.choices:
+            self.refuse(key, f"is not one of {', '.join(spec.choices)}")
+        if spec.pattern is not None and not spec.pattern.fullmatch(value):
+            self.refuse(key, "must be a non-empty name of letters, digits, '.', '_' or '-'"
+                        if spec.pattern is NAME else "must not be empty")
+        return tuple(value) if spec.kind is list else value
+
+    def refuse(self, key, must: str):
+        raise BadInput(f"profile {self.path}: {self.name(key)} {must}, got {shown(self.data[key])}")
+
+    def name(self, key):
+        key = key if key.isprintable() else repr(key)  # the message stays one line
         return f"{self.where}.{key}" if self.where else key
 
 
 def _validate(data: dict, path: pathlib.Path) -> Profile:
     top = _Section(data, "", path)
-    if top.get("schema", str) != SCHEMA:
-        raise BadInput(f"profile {path}: schema must be {SCHEMA!r}")
-    dev = _Section(top.get("device", dict), "device", path)
-    device = DeviceFacts(dev.get("arch", str), dev.get("cpu", str), dev.get("cores", int),
-                         tuple(dev.get("ram_mb", list)), dev.get("accelerator", str, ""))
-    dev.finish()
-    rt = _Section(top.get("runtime", dict), "runtime", path)
-    runtime = RuntimeSettings(rt.get("threads", int), rt.get("power_sensor", str, choices=POWER_SENSORS))
-    rt.finish()
-    if runtime.threads < 0:
-        raise BadInput(f"profile {path}: runtime.threads must be >= 0 (0 = one per physical core)")
-    par = _Section(top.get("parity", dict), "parity", path)
-    parity = ParityTolerance(par.get("fp32_max_abs_error", float), par.get("fp16_max_abs_error", float),
-                             par.get("quantized_min_top1_agreement", float), par.get("bf16_max_abs_error", float, None))
-    par.finish()
-    budgets = top.get("budgets", dict, {})
-    try:
-        validate_budget_keys(budgets)
-    except BadInput as e:
-        raise BadInput(f"profile {path}: {e}") from None
-    profile = Profile(
-        name=top.get("name", str), description=top.get("description", str),
-        backend=top.get("backend", str, choices=BACKENDS),
-        default_precision=top.get("default_precision", str, choices=PRECISIONS),
-        int8_scheme=top.get("int8_scheme", str), device=device, runtime=runtime,
-        budgets={k: float(v) for k, v in budgets.items()}, parity=parity, path=str(path))
-    top.finish()
-    return profile
+    top["schema"]
+    dev, rt, par = (_Section(top[k], k, path) for k in ("device", "runtime", "parity"))
+    device = DeviceFacts(dev["arch"], dev["cpu"], dev["cores"], dev["ram_mb"], dev["accelerator"])
+    if 0 in device.ram_mb and device.ram_mb != (0,):
+        dev.refuse("ram_mb", "must be [0] (not fixed) or sizes > 0")
+    backend = top["backend"]
+    if top["int8_scheme"] not in INT8_SCHEMES[backend]:
+        top.refuse("int8_scheme", f"is not one of {', '.join(INT8_SCHEMES[backend])} (backend {backend})")
+    return Profile(
+        name=top["name"], description=top["description"], backend=backend,
+        default_precision=top["default_precision"], int8_scheme=top["int8_scheme"], device=device,
+        runtime=RuntimeSettings(rt["threads"], rt["power_sensor"]),
+        budgets=validate_budgets(top["budgets"], f"profile {path}"),
+        parity=ParityTolerance(par["fp32_max_abs_error"], par["fp16_max_abs_error"],
+                               par["quantized_min_top1_agreement"], par["bf16_max_abs_error"]),
+        path=str(path))

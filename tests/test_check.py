@@ -78,13 +78,19 @@ def test_failed_device_result_is_exit_3(cli, int8_result, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--budget", "latency=3"], "unknown budget 'latency'"),
+    (["--budget", "latency=3"], "--budget: unknown budget 'latency'"),
     (["--budget", "latency_p90_ms"], "is not KEY=VALUE"),
     (["--budget", "latency_p90_ms=fast"], "'fast' is not a number"),
+    (["--budget", "latency_p90_ms=nan"], "--budget.latency_p90_ms must be a finite number >= 0, got nan"),
+    (["--budget", "latency_p90_ms=inf"], "--budget.latency_p90_ms must be a finite number >= 0, got inf"),
+    (["--budget", "peak_rss_mb=-1"], "--budget.peak_rss_mb must be a finite number >= 0, got -1.0"),
+    (["--budget", "accuracy_drop=-0.5"], "--budget.accuracy_drop must be a finite number in [0, 1], got -0.5"),
+    (["--budget", "min_top1=2"], "--budget.min_top1 must be a finite number in [0, 1], got 2.0"),
+    (["--budget", "min_top1=nan", "--budget", "min_top1=0.5"], "--budget.min_top1 must be a finite number"),
 ])
 def test_bad_budget_arguments(cli, int8_result, tmp_path, args, message):
     r = cli("check", _write(tmp_path, int8_result), *args)
-    assert r.exit_code == 2 and message in r.stderr
+    assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_not_a_result_file(cli, tmp_path):
@@ -94,3 +100,93 @@ def test_not_a_result_file(cli, tmp_path):
     assert r.exit_code == 2 and "is not an edgeopt.result/1 document" in r.stderr
     r = cli("check", tmp_path / "missing.json")
     assert r.exit_code == 2 and "result file not found" in r.stderr
+
+
+def _edit(doc, dotted, value=None, delete=False):
+    doc = copy.deepcopy({k: v for k, v in doc.items() if k != "_path"})
+    *parents, last = dotted.split(".")
+    node = doc
+    for part in parents:
+        node = node[part]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+@pytest.mark.parametrize("dotted, value, delete, message", [
+    ("latency.p90_ms", "12", False, "latency.p90_ms must be a finite number >= 0 (or absent: not measured), got '12'"),
+    ("latency.p90_ms", -1.0, False, "latency.p90_ms must be a finite number >= 0"),
+    ("latency.p90_ms", float("nan"), False, "latency.p90_ms must be a finite number >= 0"),
+    ("latency.p90_ms", True, False, "latency.p90_ms must be a finite number >= 0"),
+    ("accuracy.top1", 1.5, False, "accuracy.top1 must be a finite number in [0, 1]"),
+    ("memory.peak_rss_mb", float("inf"), False, "memory.peak_rss_mb must be a finite number >= 0"),
+    ("status", None, True, "status is missing"),
+    ("status", "okay", False, "status must be one of ok, failed, got 'okay'"),
+    ("latency", None, True, "latency is missing (a status ok result has one)"),
+    ("latency", [1, 2], False, "latency must be an object, got [1, 2]"),
+    ("warnings", "noisy", False, "warnings must be a list of text"),
+    ("thermal", {"throttled": "yes"}, False, "thermal.throttled must be true or false, got 'yes'"),
+    ("bundle.name", 7, False, "bundle.name must be text"),
+    ("bundle.budgets", {"latency_p90_ms": float("nan")}, False,
+     "bundle.budgets.latency_p90_ms must be a finite number >= 0, got nan"),
+    ("bundle.budgets", {"speed": 1}, False, "bundle.budgets: unknown budget 'speed'"),
+])
+def test_a_malformed_result_is_one_line_naming_file_and_field(cli, int8_result, tmp_path, dotted, value, delete,
+                                                             message):
+    path = _write(tmp_path, _edit(int8_result, dotted, value, delete))
+    for verb in ("check", "compare"):
+        r = cli(verb, path)
+        assert r.exit_code == 2, r.stdout
+        assert r.stderr.startswith(f"edgeopt: error: {path}: {message}") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_absent_or_null_figure_is_not_measured_and_fails(cli, int8_result, tmp_path):
+    for doc in (_edit(int8_result, "latency.p90_ms", delete=True), _edit(int8_result, "memory.peak_rss_mb", None)):
+        r = cli("check", _write(tmp_path, doc), "--budget", "latency_p90_ms=1000", "--budget", "peak_rss_mb=4096",
+                "--json")
+        assert r.exit_code == 1
+        rows = {b["budget"]: b for b in r.json()["results"][0]["budgets"]}
+        assert [k for k, b in rows.items() if b["status"] == "unmeasured"] in (["latency_p90_ms"], ["peak_rss_mb"])
+
+
+def test_a_failed_result_needs_no_figures(cli, tmp_path):
+    path = _write(tmp_path, {"schema": "edgeopt.result/1", "status": "failed", "error": {"message": "boom [/]"}})
+    r = cli("check", path)
+    assert r.exit_code == 3 and "boom [/]" in r.stdout   # shown as written, not read as markup
+
+
+def test_names_from_a_result_are_not_markup(cli, int8_result, tmp_path):
+    doc = _edit(int8_result, "bundle.name", "m[/]x[bold]")
+    doc["warnings"] = ["throttled: [/] cpu0", "odd [red"]
+    path = _write(tmp_path, doc)
+    for verb in ("check", "compare"):
+        r = cli(verb, path, "--junit", tmp_path / "j.xml") if verb == "check" else cli(verb, path)
+        assert r.exit_code == 0 and "m[/]x[bold]" in r.stdout and "odd [red" in r.stdout
+
+
+def test_budgets_read_back_from_a_manifest_are_checked(cli, bundles, tmp_path):
+    import io
+    import tarfile
+    bad = tmp_path / "bad.edgepkg"
+    with tarfile.open(bundles["fp32"]) as src, tarfile.open(bad, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["budgets"]["accuracy_drop"] = -0.5
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    r = cli("bench", bad, "--results-dir", tmp_path / "results")
+    assert r.exit_code == 2 and not (tmp_path / "results").exists()
+    assert f"{bad}: manifest.json: budgets.accuracy_drop must be a finite number in [0, 1], got -0.5" in r.stderr
+
+
+@pytest.mark.parametrize("budget", ["latency_p90_ms=nan", "peak_rss_mb=-1", "min_top1=2", "accuracy_drop=inf"])
+def test_package_refuses_a_bad_budget_before_any_work(cli, tmp_path, budget):
+    from conftest import MODEL
+    r = cli("package", MODEL, "--budget", budget, "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "--budget." + budget.partition("=")[0] in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()

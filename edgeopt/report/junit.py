@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import xml.etree.ElementTree as ET
+
+# Characters XML 1.0 cannot hold at all; names and messages come from result files, so they are replaced.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text) -> str:
+    return _NOT_XML.sub("\ufffd", str(text))
 
 
 def _fmt(value):
@@ -12,11 +20,11 @@ def _fmt(value):
 def write(report: dict, path) -> None:
     suites = ET.Element("testsuites", name="edgeopt check")
     for entry in report["results"]:
-        suite = ET.SubElement(suites, "testsuite", name=f"{entry['bundle']}@{entry['device']}")
+        suite = ET.SubElement(suites, "testsuite", name=_xml(f"{entry['bundle']}@{entry['device']}"))
         failures = 0
         if entry["status"] != "ok":
             case = ET.SubElement(suite, "testcase", classname=suite.get("name"), name="result")
-            ET.SubElement(case, "error", message=entry.get("error", "no result"))
+            ET.SubElement(case, "error", message=_xml(entry.get("error", "no result")))
             failures += 1
         for row in entry["budgets"]:
             case = ET.SubElement(suite, "testcase", classname=suite.get("name"), name=row["budget"])
@@ -25,7 +33,7 @@ def write(report: dict, path) -> None:
                 ET.SubElement(case, "failure", message=text)
                 failures += 1
             elif row["status"] == "unmeasured":
-                ET.SubElement(case, "failure", message=f"{row['budget']} was not measured: {row['reason']}")
+                ET.SubElement(case, "failure", message=_xml(f"{row['budget']} was not measured: {row['reason']}"))
                 failures += 1
             else:
                 ET.SubElement(case, "system-out").text = text

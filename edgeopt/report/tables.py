@@ -1,7 +1,9 @@
 """Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
@@ -18,16 +20,17 @@ def profiles_table(profiles: list) -> Table:
         d = p["device"]
         cpu = d["cpu"] if not d["cores"] else f"{d['cores']}x {d['cpu']}"
         t.add_row(p["name"], p["backend"], p["default_precision"], str(p["runtime"]["threads"] or "auto"),
-                  p["runtime"]["power_sensor"], cpu)
+                  p["runtime"]["power_sensor"], escape(cpu))  # cpu is free text from a profile
     return t
 
 
 def key_values(title: str, rows) -> Table:
-    t = Table(title=title, show_header=False)
+    t = Table(title=escape(title), show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
     for k, v in rows:
-        t.add_row(k, str(v))
+        # values are users' text (profile descriptions, model and file names): shown as written, never as markup
+        t.add_row(escape(str(k)), v if isinstance(v, Text) else escape(str(v)))
     return t
 
 
@@ -148,7 +151,7 @@ def thermal_rows(t: dict) -> list:
 
 def _warning_text(w: str) -> str:
     from ..results import is_throttle_warning
-    return f"[red]{w}[/]" if is_throttle_warning(w) else w
+    return Text(w, style="red") if is_throttle_warning(w) else w
 
 
 def _transfer(t: dict) -> str:
@@ -181,11 +184,11 @@ def check_table(report: dict) -> Table:
     for col in ("result", "budget", "limit", "measured", "verdict"):
         t.add_column(col)
     for e in report["results"]:
-        label = f"{e['bundle']}@{e['device']}"
+        label = _label(e)
         if e["status"] != "ok":
-            t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {e.get('error', '')}")
+            t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {escape(e.get('error', ''))}")
         for r in e["budgets"]:
-            measured = f"{r['measured']:.4g} {r['unit']}".strip() if r["measured"] is not None else r["reason"]
+            measured = f"{r['measured']:.4g} {r['unit']}".strip() if r["measured"] is not None else escape(r["reason"])
             t.add_row(label, r["budget"], f"{r['comparison']} {r['limit']:g} {r['unit']}".strip(), measured,
                       STATUS_STYLE[r["status"]])
     return t
@@ -197,7 +200,7 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
                       ("p99 ms", "right"), ("peak RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
         t.add_column(col, justify=just)
     for r in rows:
-        t.add_row(r["bundle"], _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
+        t.add_row(escape(r["bundle"] or "—"), _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
                   _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), r["verdict"])
     return t
 
@@ -205,15 +208,20 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
 def warning_lines(report: dict) -> list:
     """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison.
     A throttled or frequency-capped run stands out: its figures hold only in that state."""
-    return [_warning_line(f"{e['bundle']}@{e['device']}", w) for e in report["results"] for w in e["warnings"]]
+    return [_warning_line(_label(e), w) for e in report["results"] for w in e["warnings"]]
+
+
+def _label(entry: dict) -> str:
+    """bundle@device as rich markup: names come from result files, so any `[` in them is escaped."""
+    return escape(f"{entry['bundle']}@{entry['device']}")
 
 
 def _warning_line(label: str, w: str) -> str:
     from ..results import is_throttle_warning
     if is_throttle_warning(w):
         kind, _, text = w.partition(":")
-        return f"[bold red]{kind.upper()}[/] {label}:{text}"
-    return f"[yellow]warning[/] {label}: {w}"
+        return f"[bold red]{escape(kind.upper())}[/] {label}:{escape(text)}"
+    return f"[yellow]warning[/] {label}: {escape(w)}"
 
 
 def fleet_table(report: dict) -> Table:
