@@ -84,7 +84,7 @@ def profile_dirs() -> list:
     """Where profiles are looked up, first match wins: $EDGEOPT_PROFILES, then the built-in set."""
     dirs = [pathlib.Path(p) for p in os.environ.get("EDGEOPT_PROFILES", "").split(os.pathsep) if p]
     here = pathlib.Path(__file__).resolve().parent
-    dirs += [here.parent / "profiles", here / "profiles"]
+    dirs += [here / "profiles", here.parent / "profiles"]   # a wheel's copy (setup.py), else the repository's
     return [d for d in dirs if d.is_dir()]
 
 
