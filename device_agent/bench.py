@@ -63,9 +63,12 @@ class Sensing:
     cooldown: cool.CooldownSettings = cool.CooldownSettings()
 
 
-def _run_child(root, threads, settings, with_accuracy, timeout, sensors, runtime_options):
-    fd, out_path = tempfile.mkstemp(prefix="edgeopt-measure-", suffix=".json")
-    os.close(fd)
+def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors, runtime_options):
+    # The child's document goes in this run's directory (inside --workdir), never the system temp
+    # dir: a run killed with the device is then swept with its directory by the next run's
+    # remove_stale_runs, and `device clean` reclaims it.
+    out_path = os.path.join(run_dir, "measure.json")
+    open(out_path, "w").close()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_agent_root()] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "device_agent", "_measure", root, out_path, str(threads),
@@ -84,7 +87,8 @@ def _run_child(root, threads, settings, with_accuracy, timeout, sensors, runtime
     except OSError as e:  # the interpreter could not be started at all (gone, not executable, wrong arch)
         raise AgentError("cannot start the measuring process %s: %s" % (sys.executable, e))
     finally:
-        os.unlink(out_path)
+        if os.path.exists(out_path):
+            os.unlink(out_path)
 
 
 def _read_child_output(path):
@@ -168,10 +172,11 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
     if workdir and not os.path.isdir(workdir):
         os.makedirs(workdir)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
+    root = os.path.join(tmp, "bundle")  # the bundle apart from the measuring process's output
     try:
         report("verify", os.path.basename(bundle_path))
-        manifest = extract(bundle_path, tmp)
-        doc["bundle"] = bundle_identity(manifest, tmp)
+        manifest = extract(bundle_path, root)
+        doc["bundle"] = bundle_identity(manifest, root)
         require_runtime(manifest)
         n_threads, source = resolve_threads(manifest, threads)
         sensors = sensor_config(sensing.power, manifest)
@@ -181,7 +186,7 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         if runtime_options:
             doc["settings"]["runtime_options"] = runtime_options
         cooled, cool_warnings = _cool_down(sensors, sensing.cooldown, history)
-        measured = _run_child(tmp, n_threads, settings, with_accuracy, timeout, sensors, runtime_options)
+        measured = _run_child(tmp, root, n_threads, settings, with_accuracy, timeout, sensors, runtime_options)
         latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
                    accuracy=measured["accuracy"], power=measured["power"], thermal=measured["thermal"])

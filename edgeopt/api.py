@@ -208,7 +208,8 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     store.close()
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
-        raise DeviceFailure(f"{message} (result saved to {doc['_path']})")
+        kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
+        raise DeviceFailure(f"{message} (result saved to {doc['_path']}{kept})")
     return doc
 
 

@@ -12,11 +12,17 @@ import time
 from device_agent import RESULT_SCHEMA
 
 from . import bundle as bundles, results
-from .errors import EdgeoptError
+from .errors import BadInput, EdgeoptError
 from .progress import SILENT, DeviceProgress
 from .store import Store
 
+try:
+    import fcntl
+except ImportError:  # Windows: run directories are not locked against a concurrent --resume
+    fcntl = None
+
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 
 
 def failed_document(spec, manifest: dict, message: str, exit_code: int = 3) -> dict:
@@ -29,46 +35,112 @@ def failed_document(spec, manifest: dict, message: str, exit_code: int = 3) -> d
 
 
 class FleetRun:
-    """One fleet benchmark: where its results go, which devices are still to do."""
+    """One fleet benchmark: where its results go, which devices are still to do.
+
+    A run directory belongs to one process at a time (an flock on its .lock file), so two fleets
+    started together get separate directories and a --resume never joins a run still in progress.
+    Results are keyed by the exact device name inside each document, never by file name."""
 
     def __init__(self, bundle_path, manifest, results_dir, resume: bool):
         self.bundle_path, self.manifest = pathlib.Path(bundle_path), manifest
         self.results_dir = pathlib.Path(results_dir)
-        base = self.results_dir / "fleet" / results._safe(manifest["name"])
+        base = self.results_dir / "fleet" / results.file_stem(manifest["name"])
+        self._held = None
         previous = self._latest(base) if resume else None
-        if previous is not None:
-            self.run_dir, self.run_id = previous, previous.name
-        else:
-            self.run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            self.run_dir = base / self.run_id
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = previous if previous is not None else self._new_run_dir(base)
+        self.run_id = self.run_dir.name
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"]})
+        self.documents = self._read_documents()
+        self._paths = {}
         self._lock = threading.Lock()
 
+    def _hold(self, run_dir: pathlib.Path) -> bool:
+        """Take the run directory's lock; False when another process holds it."""
+        f = open(run_dir / LOCK_FILE, "a")
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                return False
+        self._held = f
+        return True
+
+    def close(self):
+        if self._held is not None:
+            self._held.close()   # closing the file releases the flock
+            self._held = None
+
+    def _new_run_dir(self, base: pathlib.Path) -> pathlib.Path:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        base.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            run_dir = base / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                run_dir.mkdir()    # exclusive: two fleets started in the same microsecond get two directories
+            except FileExistsError:
+                continue
+            self._hold(run_dir)
+            return run_dir
+        raise OSError(f"no free run directory under {base}")
+
     def _latest(self, base: pathlib.Path):
-        """The newest earlier run of this very bundle (same manifest sha256), if any."""
+        """The newest earlier run of this very bundle (same manifest sha256), if any, now held by us."""
         candidates = sorted((p for p in base.glob("*/" + RUN_FILE)), reverse=True) if base.is_dir() else []
         for run_file in candidates:
-            info = json.loads(run_file.read_text())
-            if info.get("bundle_sha256") == self.manifest["_manifest_sha256"]:
-                return run_file.parent
+            try:
+                info = json.loads(run_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if info.get("bundle_sha256") != self.manifest["_manifest_sha256"]:
+                continue
+            if not self._hold(run_file.parent):
+                raise BadInput(f"fleet run {run_file.parent} of this bundle is still in progress in another edgeopt "
+                               "process; wait for it to end, or start a new run without --resume")
+            return run_file.parent
         return None
 
+    def _read_documents(self) -> dict:
+        """Exact device name -> (path, document) for the results already in the run directory."""
+        found = {}
+        for path in sorted(self.run_dir.glob("*.json")):
+            if path.name == RUN_FILE:
+                continue
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            name = (doc.get("device") or {}).get("name") if isinstance(doc, dict) else None
+            if isinstance(name, str) and (name not in found or doc.get("status") == "ok"):
+                found[name] = (path, doc)
+        return found
+
     def result_path(self, device: str) -> pathlib.Path:
-        return self.run_dir / f"{results._safe(device)}.json"
+        """The device's file: the one it already has in this run, else one no other device's result holds
+        (a file written by an older, lossy naming may hold another device's result: that stays)."""
+        if device in self.documents:
+            return self.documents[device][0]
+        if device not in self._paths:
+            taken = {path for path, _ in self.documents.values()} | set(self._paths.values())
+            path = self.run_dir / f"{results.file_stem(device)}.json"
+            if path in taken:
+                path = self.run_dir / f"{results.file_stem(device, hashed=True)}.json"
+            self._paths[device] = path
+        return self._paths[device]
 
     def done(self, device: str) -> bool:
-        path = self.result_path(device)
-        return path.is_file() and json.loads(path.read_text()).get("status") == "ok"
+        return device in self.documents and self.documents[device][1].get("status") == "ok"
 
     def record(self, doc: dict, store: Store) -> pathlib.Path:
         """Atomic JSON in the run directory, latest/history copies, a row in the store."""
-        path = self.result_path(doc["device"]["name"])
+        name = doc["device"]["name"]
         with self._lock:
+            path = self.result_path(name)
             results.write_json_atomic(path, doc)
-            doc["_path"] = str(path)
+            self.documents[name] = (path, doc)
             results.save(doc, self.results_dir)
+            doc["_path"] = str(path)
             store.add(doc, self.run_id)
         return path
 
@@ -96,23 +168,32 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
           agent_args: list | None = None, timeout: float = 900.0, resume: bool = False, progress=SILENT) -> dict:
     """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...]}."""
     manifest = bundles.read_manifest(bundle_path)
+    devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
     run = FleetRun(bundle_path, manifest, results_dir, resume)
+    try:
+        return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
+                          progress)
+    finally:
+        run.close()
+
+
+def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, timeout, resume, progress) -> dict:
     store = Store(store_url)
     todo = [d for d in devices if not (resume and run.done(d.name))]
     skipped = [d.name for d in devices if d not in todo]
-    documents = {name: json.loads(run.result_path(name).read_text()) for name in skipped}
+    documents = {name: run.documents[name][1] for name in skipped}
     for spec in todo:
         progress.device_state(spec.name, "queued")
     for name in skipped:
         progress.device_state(name, "ok", "kept from the earlier run")
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args or [], timeout, progress): spec
+            futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args, timeout, progress): spec
                        for spec in todo}
             for future in concurrent.futures.as_completed(futures):
                 doc = future.result()
                 run.record(doc, store)
-                documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if k != "_path"}
+                documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
                 progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
     finally:
         store.close()

@@ -1,8 +1,15 @@
-"""Result documents on disk: each saved atomically the moment it arrives, latest plus history."""
+"""Result documents on disk: each saved atomically the moment it arrives, latest plus history.
+
+File names: every distinct device (or bundle) name gets its own file, on any file system. A name that
+is already a safe lowercase file name is used as it is; any other name (capitals, punctuation,
+non-ASCII) becomes a readable ASCII slug plus `~` and a hash of the exact name. Nothing that reads
+results relies on the file name: the document itself names its device and bundle."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -15,30 +22,115 @@ from device_agent import RESULT_SCHEMA
 from .budgets import KINDS, describe_range, number_in, shown, validate_budgets
 from .errors import BadInput
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: saves there are not serialized between processes
+    fcntl = None
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
+# Lowercase only, so two plain names never differ only by case (macOS and Windows fold case);
+# no `~` or `@`, so a plain name never equals a hashed one and `<bundle>@<device>` splits one way.
+_PLAIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_RESERVED = {"run"}   # run.json describes a fleet run, beside its devices' results
+LOCK_FILE = ".save.lock"
+
+
+def file_stem(name: str, hashed: bool = False) -> str:
+    """A file-name stem for a device or bundle name: distinct names give distinct stems.
+    `hashed` forces the slug~hash form (for a plain name whose file an older version gave another name)."""
+    name = str(name)
+    if not hashed and _PLAIN.fullmatch(name) and not name.endswith(".") and name not in _RESERVED:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:40] or "name"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{slug}~{digest}"
+
+
+def _write_temp(path: pathlib.Path, doc) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
 
 
 def write_json_atomic(path: pathlib.Path, doc) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+    tmp = _write_temp(pathlib.Path(path), doc)
     os.replace(tmp, path)
 
 
+def write_json_new(path: pathlib.Path, doc) -> pathlib.Path:
+    """Write `doc` to `path`, or to `path` with -2, -3... before the suffix when that name is taken:
+    never over an existing file (two runs saving in the same microsecond keep both)."""
+    path = pathlib.Path(path)
+    tmp = _write_temp(path, doc)
+    try:
+        for n in range(1, 1000):
+            target = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+            try:
+                os.link(tmp, target)   # atomic, and fails instead of replacing
+                return target
+            except FileExistsError:
+                continue
+            except OSError:            # a file system without hard links: reserve the name, then fill it
+                try:
+                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, target)
+                return target
+        raise OSError(f"no free file name for {path}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _save_lock(results_dir: pathlib.Path):
+    """Serializes the look-at-latest-then-replace step between processes saving into one directory."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(results_dir / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _is_good_result_of(path: pathlib.Path, bundle: str, device: str) -> bool:
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (isinstance(old, dict) and old.get("status") == "ok"
+            and (old.get("device") or {}).get("name") == device and (old.get("bundle") or {}).get("name") == bundle)
+
+
 def save(doc: dict, results_dir) -> pathlib.Path:
-    """results/<bundle>@<device>.json (the latest) and results/history/<bundle>@<device>-<time>.json."""
+    """results/history/<bundle>@<device>-<time>.json always, and results/<bundle>@<device>.json (the
+    latest) unless this run failed and the latest is a good result of the same bundle and device: a
+    failure never replaces a good result. Returns where this document is; when the latest was kept,
+    doc["_latest_kept"] says which file that is."""
     results_dir = pathlib.Path(results_dir)
-    bundle = (doc.get("bundle") or {}).get("name", "unknown-bundle")
-    device = (doc.get("device") or {}).get("name", "unknown-device")
-    stem = f"{_safe(bundle)}@{_safe(device)}"
+    bundle = str((doc.get("bundle") or {}).get("name", "unknown-bundle"))
+    device = str((doc.get("device") or {}).get("name", "unknown-device"))
+    stem = f"{file_stem(bundle)}@{file_stem(device)}"
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    write_json_atomic(results_dir / "history" / f"{stem}-{stamp}.json", doc)
+    body = {k: v for k, v in doc.items() if not k.startswith("_")}
+    history = write_json_new(results_dir / "history" / f"{stem}-{stamp}.json", body)
     latest = results_dir / f"{stem}.json"
-    write_json_atomic(latest, doc)
+    with _save_lock(results_dir):
+        if doc.get("status") != "ok" and _is_good_result_of(latest, bundle, device):
+            doc["_latest_kept"] = str(latest)
+            return history
+        write_json_atomic(latest, body)
     return latest
 
 

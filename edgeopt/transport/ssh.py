@@ -4,36 +4,83 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import pathlib
 import shlex
 import time
 
 from .base import Transport
 
+# paramiko logs a failed transport thread (a whole traceback) at ERROR, and with no logging set up Python
+# prints that on stderr. The failure reaches the user once, as a one-line DeviceFailure; an application
+# that configures logging still receives the records.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
 CHUNK = 1 << 20
 # Streamed upload: the device's Python checks the content-addressed store first ("cached"),
 # else reads exactly SIZE bytes from stdin, checks their sha256 and renames them into place.
+# Nothing half-written stays behind: the helper removes its .partial file on any error or signal,
+# and, since SIGKILL leaves no chance to, every upload first sweeps partial files whose writer is
+# gone. A live writer holds an flock on its partial file, which the kernel drops when it dies.
 UPLOAD_SCRIPT = r"""
-import hashlib, os, sys
+import fcntl, hashlib, os, signal, sys
 dest, sha, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if os.path.isfile(dest) and os.path.getsize(dest) == size:
-    sys.stdout.write("cached\n"); sys.stdout.flush(); sys.exit(0)
 d = os.path.dirname(dest) or "."
 if not os.path.isdir(d):
     os.makedirs(d)
-sys.stdout.write("send\n"); sys.stdout.flush()
-tmp = "%s.%d.partial" % (dest, os.getpid())
-h, n, src = hashlib.sha256(), 0, sys.stdin.buffer
-with open(tmp, "wb") as f:
-    while n < size:
-        b = src.read(min(1 << 20, size - n))
-        if not b:
-            break
-        f.write(b); h.update(b); n += len(b)
-if n != size or h.hexdigest() != sha:
-    os.unlink(tmp); sys.stdout.write("corrupt %d\n" % n); sys.exit(4)
-os.replace(tmp, dest)
-sys.stdout.write("ok\n")
+
+def sweep():
+    for name in os.listdir(d):
+        if not name.endswith(".partial"):
+            continue
+        path = os.path.join(d, name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+def stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    signal.signal(s, stop)
+sweep()
+if os.path.isfile(dest) and os.path.getsize(dest) == size:
+    sys.stdout.write("cached\n"); sys.stdout.flush(); sys.exit(0)
+while True:
+    tmp = "%s.%d.partial" % (dest, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    if os.fstat(fd).st_nlink:  # else a sweep removed it between open and lock: start again
+        break
+    os.close(fd)
+done = False
+try:
+    sys.stdout.write("send\n"); sys.stdout.flush()
+    h, n, src = hashlib.sha256(), 0, sys.stdin.buffer
+    with os.fdopen(fd, "wb") as f:
+        while n < size:
+            b = src.read(min(1 << 20, size - n))
+            if not b:
+                break
+            f.write(b); h.update(b); n += len(b)
+        if n != size or h.hexdigest() != sha:
+            sys.stdout.write("corrupt %d\n" % n); sys.exit(4)
+        f.flush()
+        os.replace(tmp, dest)  # still holding the lock, so no sweep can take the file first
+        done = True
+    sys.stdout.write("ok\n")
+finally:
+    if not done and os.path.exists(tmp):
+        os.unlink(tmp)
 """
 
 

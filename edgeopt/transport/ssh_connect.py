@@ -7,6 +7,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 
 import paramiko
 
@@ -101,6 +102,20 @@ def _jump_socket(spec, target, options):
     return channel, jump
 
 
+def _connect_failure(spec, where, client, error, options) -> str:
+    """One line for a failed SSH start. paramiko reports a peer that never spoke SSH (or stalled in the
+    key exchange) as a later, misleading error such as "No existing session"; say what happened instead."""
+    transport = client.get_transport()
+    if transport is not None and not transport.is_authenticated():
+        if not transport.remote_version:
+            return (f"device {spec.name}: {where} accepted the connection but sent no SSH banner within "
+                    f"{options.connect_timeout:g} s (not an SSH server, or the device is hung)")
+        if transport.host_key is None:
+            return (f"device {spec.name}: SSH key exchange with {where} did not finish within "
+                    f"{options.connect_timeout:g} s")
+    return f"device {spec.name}: cannot connect to {where}: {error or type(error).__name__}"
+
+
 def open_client(spec, options) -> paramiko.SSHClient:
     target = resolve(spec, options)
     known_hosts = options.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
@@ -110,6 +125,7 @@ def open_client(spec, options) -> paramiko.SSHClient:
     client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts) if options.trust_new_host_keys
                                        else _RefuseUnknown(spec.name, known_hosts))
     where = f"{target['user']}@{target['host']}:{target['port']}"
+    deadline = time.monotonic() + options.connect_timeout  # TCP, banner, key exchange and login together
     try:
         if target["jump"]:
             sock, client._edgeopt_jump = _jump_socket(spec, target, options)
@@ -117,22 +133,31 @@ def open_client(spec, options) -> paramiko.SSHClient:
             sock = paramiko.ProxyCommand(target["proxy_command"])
         else:
             sock = _tcp(target["host"], target["port"], options)
+        left = max(0.1, deadline - time.monotonic())
+        # The negotiation wait outlasts the banner wait by a little, so a silent peer is reported as
+        # such by the transport rather than surfacing later as paramiko's "No existing session".
         client.connect(target["host"], target["port"], username=target["user"], key_filename=target["keys"] or None,
-                       sock=sock, timeout=options.connect_timeout, banner_timeout=options.connect_timeout,
-                       auth_timeout=options.connect_timeout, allow_agent=True, look_for_keys=not target["keys"])
+                       sock=sock, timeout=left + 0.5, banner_timeout=left, auth_timeout=left, allow_agent=True,
+                       look_for_keys=not target["keys"])
     except HostKeyRefused:
+        client.close()
         raise
     except paramiko.BadHostKeyException as e:
+        client.close()
         raise HostKeyRefused(
             f"device {spec.name}: HOST KEY CHANGED for {_host_label(target['host'], target['port'])}: got "
             f"{fingerprint(e.key)}, known_hosts has {fingerprint(e.expected_key)}; refused (if the device was "
             f"reinstalled: ssh-keygen -f {known_hosts} -R '{_host_label(target['host'], target['port'])}')") from None
     except paramiko.AuthenticationException as e:
+        client.close()
         raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e})") from None
     except (socket.timeout, TimeoutError):
+        client.close()
         raise DeviceFailure(f"device {spec.name}: no answer from {where} within {options.connect_timeout:g} s") from None
     except (OSError, paramiko.SSHException, EOFError) as e:
-        raise DeviceFailure(f"device {spec.name}: cannot connect to {where}: {e or type(e).__name__}") from None
+        message = _connect_failure(spec, where, client, e, options)
+        client.close()
+        raise DeviceFailure(message) from None
     transport = client.get_transport()
     transport.set_keepalive(max(1, int(options.keepalive)))
     client.edgeopt_address = where

@@ -1,0 +1,165 @@
+"""Saving results: one file per distinct name on any file system, failures never replace a good
+result, history never overwritten, fleets keyed on exact device names (issue 11: no result lost)."""
+import json
+import pathlib
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import bundle_manifest
+from edgeopt import fleet, results
+from edgeopt.errors import BadInput
+from edgeopt.inventory import make_device
+from edgeopt.store import Store
+
+# What an inventory accepts as a device name (edgeopt.inventory.make_device): no whitespace or slashes.
+NAME_CHARS = st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters="/\\")
+NAMES = st.text(NAME_CHARS, min_size=1, max_size=24)
+# The collisions measured on main, plus case and Unicode-normalization twins.
+TWINS = ["pi:1", "pi_1", "设备1", "装置1", "&&id", "|id", "Pi-1", "pi-1", "run", "café", "cafe\u0301", "..", ".",
+         "a@b", "a_b", "x~y", "node-3", "NODE-3"]
+
+
+def _fold(stem: str) -> str:
+    """How a case-insensitive file system (macOS, Windows) compares names."""
+    return stem.casefold()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(NAMES, min_size=1, max_size=12, unique=True))
+def test_distinct_names_get_distinct_ascii_file_names(names):
+    names = names + [n for n in TWINS if n not in names]
+    stems = [results.file_stem(n) for n in names]
+    assert len({_fold(s) for s in stems}) == len(names)
+    for name, stem in zip(names, stems):
+        assert stem.isascii() and "/" not in stem and "@" not in stem and stem not in (".", "..", "run")
+        assert 0 < len(stem) <= 64 and not stem.startswith(".")
+        assert results.file_stem(name) == stem  # stable: resume and history find the same file
+        assert results.file_stem(name, hashed=True) != stem or "~" in stem
+
+
+def test_plain_names_keep_their_file_names():
+    assert [results.file_stem(n) for n in ("node-3", "pi.kitchen", "mnet_int8")] == ["node-3", "pi.kitchen",
+                                                                                       "mnet_int8"]
+    assert results.file_stem("Pi-1").startswith("Pi-1~") and results.file_stem("run").startswith("run~")
+
+
+def _doc(status, device="pi-1", bundle="mnet", value=1.0):
+    doc = {"schema": "edgeopt.result/1", "status": status, "device": {"name": device}, "bundle": {"name": bundle}}
+    if status == "ok":
+        doc["latency"] = {"p90_ms": value}
+    else:
+        doc["error"] = {"message": "device down", "exit_code": 3}
+    return doc
+
+
+def test_a_failure_never_replaces_a_good_result(tmp_path):
+    good = results.save(_doc("ok", value=4.0), tmp_path)
+    failed = _doc("failed")
+    where = results.save(failed, tmp_path)
+    assert json.loads(good.read_text())["latency"]["p90_ms"] == 4.0  # the good one is still the latest
+    assert where.parent.name == "history" and json.loads(where.read_text())["status"] == "failed"
+    assert failed["_latest_kept"] == str(good)
+    assert results.save(_doc("ok", value=5.0), tmp_path) == good  # a new good one does replace it
+    assert json.loads(good.read_text())["latency"]["p90_ms"] == 5.0
+
+
+def test_a_failure_replaces_a_failure_and_a_result_of_another_device(tmp_path):
+    first = results.save(_doc("failed"), tmp_path)
+    assert results.save(_doc("failed"), tmp_path) == first
+    # A latest file an older, lossy naming gave another device: not this device's good result.
+    (tmp_path / "mnet@pi-2.json").write_text(json.dumps(_doc("ok", device="pi:2")))
+    assert results.save(_doc("failed", device="pi-2"), tmp_path) == tmp_path / "mnet@pi-2.json"
+
+
+def test_history_keeps_every_save_even_in_the_same_microsecond(tmp_path):
+    threads = [threading.Thread(target=results.save, args=(_doc("ok", value=i), tmp_path)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    saved = sorted(json.loads(p.read_text())["latency"]["p90_ms"] for p in (tmp_path / "history").iterdir())
+    assert saved == list(range(24))
+    path = tmp_path / "same.json"
+    made = [results.write_json_new(path, {"n": i}) for i in range(3)]
+    assert [p.name for p in made] == ["same.json", "same-2.json", "same-3.json"]
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+class _Instant:
+    """A device that answers at once: `ok` unless its name is in `failing`. The storage is under test here;
+    tests/test_fleet.py and tests/transport/test_ssh_faults.py run the same code over real sshd devices."""
+
+    def __init__(self, spec, manifest, failing):
+        self.spec, self.manifest, self.failing = spec, manifest, failing
+
+    def bench(self, bundle, agent_args, progress, timeout):
+        if self.spec.name in self.failing:
+            return fleet.failed_document(self.spec, self.manifest, "no route to host"), 3
+        doc = _doc("ok", device=self.spec.name, bundle=self.manifest["name"])
+        doc["bundle"]["manifest_sha256"] = self.manifest["_manifest_sha256"]
+        return doc, 0
+
+    def close(self):
+        pass
+
+
+def _fleet(bundle, names, failing, results_dir, resume):
+    manifest = dict(bundle_manifest(bundle), _manifest_sha256="0" * 64)
+    devices = [make_device(n, {"host": "127.0.0.1"}, "test") for n in names]
+    return fleet.bench(bundle, devices, lambda spec: _Instant(spec, manifest, failing), results_dir,
+                       "sqlite://", parallel=4, resume=resume)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(NAMES.filter(lambda n: _allowed(n)), min_size=1, max_size=10, unique=True),
+       data=st.data())
+def test_fleet_keeps_one_file_per_device_and_resume_skips_exactly_the_ok_ones(bundles, tmp_path_factory, names,
+                                                                              data):
+    names = names + [n for n in TWINS if n not in names]
+    failing = set(data.draw(st.lists(st.sampled_from(names), unique=True)))
+    out = tmp_path_factory.mktemp("fleet")
+    first = _fleet(bundles["fp32"], names, failing, out, resume=False)
+    run_dir = pathlib.Path(first["run_dir"])
+    files = [p for p in run_dir.glob("*.json") if p.name != "run.json"]
+    assert len(files) == len(names)
+    assert sorted(json.loads(p.read_text())["device"]["name"] for p in files) == sorted(names)
+    assert len(list((out / "history").iterdir())) == len(names)
+    assert len({p.name for p in out.glob("*@*.json")}) == len(names)
+    again = _fleet(bundles["fp32"], names, set(), out, resume=True)
+    assert again["run_dir"] == first["run_dir"]
+    assert sorted(again["skipped"]) == sorted(set(names) - failing)
+    assert sorted(again["succeeded"]) == sorted(names)
+    assert len([p for p in run_dir.glob("*.json") if p.name != "run.json"]) == len(names)
+
+
+def _allowed(name):
+    try:
+        make_device(name, {"host": "127.0.0.1"}, "test")
+        return True
+    except BadInput:
+        return False
+
+
+def test_two_fleets_at_once_keep_separate_runs_and_a_resume_waits_for_neither(bundles, tmp_path):
+    names = ["a", "b", "c"]
+    manifest = dict(bundle_manifest(bundles["fp32"]), _manifest_sha256="0" * 64)
+    runs = [fleet.FleetRun(bundles["fp32"], manifest, tmp_path, resume=False) for _ in range(2)]
+    assert runs[0].run_dir != runs[1].run_dir
+    try:
+        with pytest.raises(BadInput, match="still in progress"):
+            fleet.FleetRun(bundles["fp32"], manifest, tmp_path, resume=True)
+    finally:
+        for run in runs:
+            run.close()
+    store = Store(f"sqlite:///{tmp_path / 'edgeopt.db'}")
+    for run in runs:
+        for n in names:
+            run.record(_doc("ok", device=n, bundle=manifest["name"]), store)
+    store.close()
+    assert all(len(list(run.run_dir.glob("?.json"))) == 3 for run in runs)
+    assert len(list((tmp_path / "history").iterdir())) == 6
+    resumed = fleet.FleetRun(bundles["fp32"], manifest, tmp_path, resume=True)
+    assert resumed.run_dir == max(r.run_dir for r in runs) and all(resumed.done(n) for n in names)
+    resumed.close()
