@@ -145,7 +145,8 @@ def _cast(array: np.ndarray, spec, where: str) -> np.ndarray:
         info = np.iinfo(target)
         if lo < info.min or hi > info.max:
             raise _bad(where, f"array {name!r} holds values {lo}..{hi}, beyond the input's {target}")
-    out = array.astype(target)
+    with np.errstate(over="ignore"):   # an overflow is refused just below, by name
+        out = array.astype(target)
     if target.kind == "f" and kind == "f" and not np.isfinite(out).all():
         raise _bad(where, f"array {name!r} has values beyond the range of the input's {target}")
     if target.kind == "f" and kind in "iu" and not np.array_equal(out.astype(array.dtype), array):
@@ -156,8 +157,8 @@ def _cast(array: np.ndarray, spec, where: str) -> np.ndarray:
 def _finite(array: np.ndarray, name: str, where: str) -> None:
     bad = ~np.isfinite(array)
     if bad.any():
-        i = int(np.argwhere(bad)[0][0])
-        what = "NaN" if np.isnan(array).any() else "Inf"
+        first = tuple(np.argwhere(bad)[0])
+        i, what = int(first[0]), ("NaN" if np.isnan(array[first]) else "Inf")
         raise _bad(where, f"array {name!r} has {what} values (first at sample {i}); samples must be finite")
 
 
