@@ -32,25 +32,29 @@ def form(array_shape, input_shape):
     return None
 
 
-def expected(input_shape):
-    """The accepted array shapes for an input, for messages."""
+def expected(input_shape, rows=True):
+    """The accepted array shapes for an input, for messages (rows only where its first axis can be the batch)."""
     s = tuple(input_shape)
-    stacked = "(N" + "".join(", %s" % d for d in s) + ")"
+    stacked = "(N" + "".join(", %s" % d for d in s) + (",)" if not s else ")")
     if not s:
         return stacked + " (a scalar input: one value per sample)"
-    rows = "(N" + "".join(", %s" % d for d in s[1:]) + ")"
-    return "%s (samples along its batch axis) or %s (whole inputs stacked)" % (rows, stacked)
+    if not rows:
+        return stacked + " (whole inputs stacked)"
+    return "(N%s) (samples along its batch axis) or %s (whole inputs stacked)" % (
+        "".join(", %s" % d for d in s[1:]), stacked)
 
 
 def plan(shapes, specs):
     """({name: form}, samples per call) for arrays of `shapes` ({name: shape}) fed to `specs`
     ([(name, input shape)]); SampleError names the first array that does not fit."""
     forms = {}
+    firsts = set(tuple(shape[:1]) for _, shape in specs)
     for name, shape in specs:
         forms[name] = form(shapes[name], shape)
         if forms[name] is None:
+            rows = len(firsts) == 1 or tuple(shape[:1]) == (1,)
             raise SampleError("array %r has shape %s; model input %r expects %s"
-                              % (name, _shape(shapes[name]), name, expected(shape)))
+                              % (name, _shape(shapes[name]), name, expected(shape, rows)))
     rows = [(name, tuple(shape)) for name, shape in specs if forms[name] == ROWS]
     stacked = [name for name, _ in specs if forms[name] == STACKED]
     batch = 1 if stacked or not rows else rows[0][1][0]

@@ -45,7 +45,7 @@ def test_plan_refuses_rows_that_are_not_the_batch():
                                                   r"\(N, 2, 1, 16\)"):
         samples.plan({"image": (4, 1, 8, 8), "state": (4, 1, 16), "sr": (4,)}, specs)
     with pytest.raises(samples.SampleError, match=r"array 'sr' has shape \(4, 1\); model input 'sr' expects "
-                                                  r"\(N\) \(a scalar input"):
+                                                  r"\(N,\) \(a scalar input"):
         samples.plan({"image": (4, 1, 8, 8), "state": (4, 2, 1, 16), "sr": (4, 1)}, specs)
     # a batch-4 input given as rows beside a stacked one: one call cannot take 4 of one and 1 of the other
     with pytest.raises(samples.SampleError, match="beside stacked input"):
