@@ -115,7 +115,7 @@ MALFORMED = [
     ("extra array", "digits", "calib", digits(extra=np.zeros(20)), "extra"),
     ("state model: missing sr", "state", "calib", {k: v for k, v in S8.items() if k != "sr"}, "sr"),
     ("state model: extra array", "state", "calib", state(mask=np.ones(8)), "mask"),
-    ("state model: sr float", "state", "calib", state(sr=np.full(8, 16000.0)), "sr"),
+    ("state model: sr with fractions", "state", "calib", state(sr=np.full(8, 16000.5)), "sr"),
     ("state model: sr shape (N, 1)", "state", "calib", state(sr=np.full((8, 1), 16000)), "sr"),
     ("state model: sr as strings", "state", "calib", state(sr=np.full(8, "16k")), "sr"),
     ("state model: state as rows", "state", "calib", state(state=S8["state"][:, 0]), "state"),
@@ -131,6 +131,7 @@ VALID = [
     ("state model stacked", "state", "calib", state()),
     ("state model stacked, eval with labels", "state", "eval", state()),
     ("state model, image as rows", "state", "calib", state(image=S8["image"][:, 0])),
+    ("state model, sr as whole-number floats", "state", "calib", state(sr=np.full(8, 16000.0))),
 ]
 
 

@@ -62,9 +62,12 @@ def _read(path: pathlib.Path, purpose: str, where: str) -> dict:
         raise BadInput(f"{purpose} file not found: {path}")
     if not path.is_file():
         raise _bad(where, "is not a file")
-    with open(path, "rb") as f:
-        head = f.read(len(NPY_MAGIC))
-    if head == NPY_MAGIC:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise _bad(where, f"cannot be read: {e.strerror or _first_line(e)}") from None
+    if magic == NPY_MAGIC:
         raise _bad(where, "is a .npy (one unnamed array), not an .npz: save one array per model input with "
                           "np.savez(file, <input name>=array, ...)")
     if not zipfile.is_zipfile(path):
@@ -124,27 +127,18 @@ def _count(features: dict, labels, where: str) -> int:
 
 
 def _cast(array: np.ndarray, spec, where: str) -> np.ndarray:
-    """The array in its input's dtype; a cast that would change values (float to int, an integer out of
-    range, a float beyond float16) is refused, and so are NaN and Inf."""
-    target, kind = np.dtype(spec.dtype), array.dtype.kind
-    name = spec.name
+    """The array in its input's dtype when the cast keeps every value (float64 -> float32 short of overflow,
+    integers in range, whole-number floats to an integer input); else refused by name. NaN and Inf too."""
+    target, kind, name = np.dtype(spec.dtype), array.dtype.kind, spec.name
     if target.kind not in _NUMERIC:
         raise _bad(where, f"model input {name!r} is {target}; edgeopt feeds numeric inputs only")
-    if kind not in _NUMERIC or array.dtype.fields is not None:
+    if kind not in _NUMERIC or array.dtype.fields is not None or (target.kind == "b" and kind != "b"):
         raise _bad(where, f"array {name!r} is {array.dtype}, input expects {target}; sample arrays must be "
                           "numbers (float, integer or bool)")
     if kind == "f":
         _finite(array, name, where)
-    if target.kind == "b" and kind != "b":
-        raise _bad(where, f"array {name!r} is {array.dtype}, input expects {target}")
-    if target.kind in "iu" and kind == "f":
-        raise _bad(where, f"array {name!r} is {array.dtype}, input expects {target}: a float to integer cast "
-                          "would drop fractions; save integers")
-    if target.kind in "iu" and kind in "iu" and array.size:
-        lo, hi = int(array.min()), int(array.max())
-        info = np.iinfo(target)
-        if lo < info.min or hi > info.max:
-            raise _bad(where, f"array {name!r} holds values {lo}..{hi}, beyond the input's {target}")
+    if target.kind in "iu" and array.size:
+        _integers_fit(array, target, name, where)
     with np.errstate(over="ignore"):   # an overflow is refused just below, by name
         out = array.astype(target)
     if target.kind == "f" and kind == "f" and not np.isfinite(out).all():
@@ -152,6 +146,19 @@ def _cast(array: np.ndarray, spec, where: str) -> np.ndarray:
     if target.kind == "f" and kind in "iu" and not np.array_equal(out.astype(array.dtype), array):
         raise _bad(where, f"array {name!r} ({array.dtype}) has integers {target} cannot hold exactly")
     return out
+
+
+def _integers_fit(array: np.ndarray, target: np.dtype, name: str, where: str) -> None:
+    """For an integer input: every value a whole number within the target's range."""
+    if array.dtype.kind == "f":
+        fraction = array != np.floor(array)
+        if fraction.any():
+            i = int(np.argwhere(fraction)[0][0])
+            raise _bad(where, f"array {name!r} is {array.dtype} with fractions (first at sample {i}), input "
+                              f"expects {target}; a cast would drop them")
+    lo, hi, info = int(array.min()), int(array.max()), np.iinfo(target)
+    if lo < info.min or hi > info.max:
+        raise _bad(where, f"array {name!r} holds values {lo}..{hi}, beyond the input's {target}")
 
 
 def _finite(array: np.ndarray, name: str, where: str) -> None:

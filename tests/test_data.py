@@ -76,6 +76,8 @@ def test_stacked_file_reads_and_casts(tmp_path):
     got = _load(tmp_path, stacked_samples(6))
     assert got["image"].dtype == np.float32 and got["image"].shape == (6, 1, 1, 8, 8)
     assert got["sr"].shape == (6,) and got["labels"].dtype == np.int64
+    got = _load(tmp_path, dict(stacked_samples(6), sr=np.full(6, 16000.0)))   # whole numbers: an exact cast
+    assert got["sr"].dtype == np.int64 and np.all(got["sr"] == 16000)
     rows = dict(stacked_samples(6), image=stacked_samples(6)["image"][:, 0], labels=np.arange(6, dtype=np.uint8))
     got = _load(tmp_path, rows)                   # image as rows (today's form) beside stacked inputs
     assert got["image"].shape == (6, 1, 8, 8) and got["labels"].dtype == np.int64
@@ -86,7 +88,8 @@ def test_stacked_file_reads_and_casts(tmp_path):
     ({"state": np.where(np.arange(6)[:, None, None, None] == 3, np.inf, np.zeros((6, 2, 1, 16)))},
      "array 'state' has Inf values (first at sample 3)"),
     ({"image": np.full((6, 1, 1, 8, 8), 1e300)}, "array 'image' has values beyond the range of the input's float32"),
-    ({"sr": np.full(6, 16000.0)}, "array 'sr' is float64, input expects int64: a float to integer cast"),
+    ({"sr": np.full(6, 16000.5)}, "array 'sr' is float64 with fractions (first at sample 0), input expects int64"),
+    ({"sr": np.full(6, 1e19)}, "array 'sr' holds values 10000000000000000000..10000000000000000000, beyond"),
     ({"sr": np.full(6, 2 ** 63, np.uint64)}, "array 'sr' holds values 9223372036854775808..9223372036854775808"),
     ({"sr": np.full(6, "16k")}, "array 'sr' is <U3, input expects int64"),
     ({"image": np.zeros((6, 1, 1, 8, 8), np.complex64)}, "array 'image' is complex64, input expects float32"),

@@ -72,7 +72,7 @@ def broken(draw):
         name = None
     elif kind == "float-to-int":
         name = "sr"
-        arrays["sr"] = arrays["sr"].astype(draw(st.sampled_from(["float32", "float64"])))
+        arrays["sr"] = arrays["sr"].astype(draw(st.sampled_from(["float32", "float64"]))) + 0.5   # not whole
     elif kind == "bytes":
         return draw(st.binary(max_size=300)), None
     else:
