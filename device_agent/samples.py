@@ -52,9 +52,9 @@ def plan(shapes, specs):
     for name, shape in specs:
         forms[name] = form(shapes[name], shape)
         if forms[name] is None:
-            rows = len(firsts) == 1 or tuple(shape[:1]) == (1,)
+            batch_axis = len(firsts) == 1 or tuple(shape[:1]) == (1,)   # else rows would not fit either
             raise SampleError("array %r has shape %s; model input %r expects %s"
-                              % (name, _shape(shapes[name]), name, expected(shape, rows)))
+                              % (name, _shape(shapes[name]), name, expected(shape, batch_axis)))
     rows = [(name, tuple(shape)) for name, shape in specs if forms[name] == ROWS]
     stacked = [name for name, _ in specs if forms[name] == STACKED]
     batch = 1 if stacked or not rows else rows[0][1][0]
