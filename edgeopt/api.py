@@ -11,7 +11,7 @@ from . import __version__, bundle as bundles, results
 from .budgets import check_result, validate_budgets
 from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
-from .data import LABELS, load_samples, random_samples, sample_count, to_layouts
+from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
 from .errors import BadInput, DeviceFailure, ParityMismatch
 from .models import detect_format, inspect_model, load_model
 from .parity import compare as parity_compare, describe_failure
@@ -119,16 +119,17 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         report["allowed_by_user"] = True
     if evaluation is None:
         return report, None, None
-    from device_agent.measure.accuracy import REF_PREFIX, run_batched, top1
+    from device_agent.measure.accuracy import REF_PREFIX, top1
 
     n = sample_count(evaluation)
-    if len(ref[0]) != n:  # parity looked at a subset: the shipped references cover every sample
-        ref = run_batched(source_runner, {s.name: evaluation[s.name] for s in source.inputs}, source.inputs[0].shape[0])
+    if report["samples"] != n:  # parity looked at a subset: the shipped references cover every sample
+        ref = run_samples(source_runner, evaluation, source.inputs)
     arrays = to_layouts(evaluation, conversion.layouts)   # the device feeds the artifact as it is
     arrays.update({REF_PREFIX + o.name: r for o, r in zip(source.outputs, ref)})
     eval_file = work / "eval.npz"
     np.savez(eval_file, **arrays)
-    accuracy = {"top1": top1(ref[0], evaluation[LABELS]), "n": n} if LABELS in evaluation else None
+    accuracy = ({"top1": top1(ref[0], evaluation[LABELS]), "n": n}
+                if LABELS in evaluation and len(ref[0]) == n else None)
     return report, accuracy, eval_file
 
 

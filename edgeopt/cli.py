@@ -230,7 +230,8 @@ def profiles_show(out, name):
 @click.option("--quantize", type=QUANTIZE, default="none", show_default=True,
               help="int8: static, calibrated (needs --calib); dynamic: int8 weights, activations quantized "
                    "at run time (onnxruntime, tflite); int8-weights / int4-weights: weight-only (openvino).")
-@click.option("--calib", type=click.Path(), help=".npz of sample inputs for INT8 calibration (one array per input).")
+@click.option("--calib", type=click.Path(), help=".npz of sample inputs for INT8 calibration: one array per input, (N, *input shape) or "
+                   "samples along the batch axis (README: calibration and eval data format).")
 @click.option("--eval-data", type=click.Path(), help=".npz of inputs (+ `labels`) shipped for on-device accuracy.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budget recorded in the bundle.")

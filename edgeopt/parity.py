@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from device_agent.measure.accuracy import run_batched, top1
+from device_agent.measure.accuracy import top1
 
-from .data import LABELS
+from .data import LABELS, head, run, sample_count
 
 MAX_SAMPLES = 500
 # Quantized models without a class output: relative error allowed against the output's range.
@@ -23,12 +23,11 @@ def _is_classifier(output: np.ndarray) -> bool:
 def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bool, precision: str,
             tolerance, samples_source: str):
     """Returns (parity report, source outputs on the samples)."""
-    feed = {s.name: samples[s.name][:MAX_SAMPLES] for s in inputs}
-    batch = inputs[0].shape[0]
-    ref = run_batched(source_runner, feed, batch)
-    got = run_batched(artifact_runner, feed, batch)
+    feed = head(samples, MAX_SAMPLES)
+    ref = run(source_runner, feed, inputs)
+    got = run(artifact_runner, feed, inputs)
     errors = [float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)))) for r, g in zip(ref, got)]
-    report = {"samples": len(ref[0]), "samples_source": samples_source, "max_abs_error": max(errors)}
+    report = {"samples": sample_count(feed), "samples_source": samples_source, "max_abs_error": max(errors)}
     if not quantized:
         limit = tolerance.max_abs_error(precision)
         report.update(metric="max_abs_error", tolerance=limit, passed=report["max_abs_error"] <= limit)
@@ -41,8 +40,8 @@ def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bo
         relative = report["max_abs_error"] / scale
         report.update(metric="relative_error", relative_error=relative, tolerance=QUANTIZED_MAX_RELATIVE_ERROR,
                       passed=relative <= QUANTIZED_MAX_RELATIVE_ERROR)
-    if LABELS in samples and _is_classifier(ref[0]):
-        labels = samples[LABELS][:MAX_SAMPLES]
+    if LABELS in samples and _is_classifier(ref[0]) and len(ref[0]) == report["samples"]:
+        labels = feed[LABELS]
         report["source_top1"] = top1(ref[0], labels)
         report["artifact_top1"] = top1(got[0], labels)
         report["accuracy_delta"] = report["artifact_top1"] - report["source_top1"]

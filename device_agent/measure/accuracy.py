@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from .. import samples
 from ..progress import report
 
 REF_PREFIX = "ref:"
@@ -23,17 +24,11 @@ def feed_dtype(spec):
     return np.dtype("float32") if spec.get("quantization") else np.dtype(spec["dtype"])
 
 
-def run_batched(infer, inputs, batch):
-    """Run `infer` over {name: [N, ...]} in chunks of the model's fixed batch; merged outputs."""
-    n = len(next(iter(inputs.values())))
-    outputs = []
-    for start in range(0, n, batch):
-        chunk = {k: v[start:start + batch] for k, v in inputs.items()}
-        size = len(next(iter(chunk.values())))
-        if size < batch:  # pad a short last batch for fixed-batch models, trim outputs after
-            chunk = {k: np.concatenate([v, np.repeat(v[-1:], batch - size, axis=0)]) for k, v in chunk.items()}
-        outputs.append([np.asarray(o)[:size] for o in infer(chunk)])
-    return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
+def run_batched(infer, inputs, specs):
+    """Run `infer` over every sample of {name: array} for inputs `specs` ([(name, shape)]); merged outputs.
+    How arrays split into samples and calls is device_agent/samples.py's rule, shared with the host."""
+    forms, batch = samples.plan({k: v.shape for k, v in inputs.items()}, specs)
+    return samples.run(infer, inputs, forms, batch)
 
 
 def top1(logits, labels):
@@ -44,19 +39,25 @@ def evaluate(adapter, manifest, root):
     path = eval_path(manifest, root)
     if path is None:
         return {"available": False, "reason": "the bundle carries no eval data"}
-    data = np.load(path)
+    data = np.load(path, allow_pickle=False)
     specs = manifest["inputs"]
-    batch = specs[0]["shape"][0] if isinstance(specs[0]["shape"][0], int) and specs[0]["shape"][0] > 0 else 1
     inputs = {s["name"]: data[s["name"]].astype(feed_dtype(s)) for s in specs}
-    report("accuracy", "%d eval samples" % len(next(iter(inputs.values()))))
-    merged = run_batched(adapter.infer, inputs, batch)
-    out = {"n": int(len(merged[0]))}
+    report("accuracy", "%d eval samples" % samples.count(inputs))
+    try:
+        merged = run_batched(adapter.infer, inputs, [(s["name"], s["shape"]) for s in specs])
+    except samples.SampleError as e:  # a bundle whose eval data does not fit its own model
+        return {"available": False, "reason": "eval data: %s" % e}
+    out = {"n": samples.count(inputs)}
     out_names = [o["name"] for o in manifest["outputs"]]
     errors = [float(np.max(np.abs(merged[i].astype(np.float64) - data[REF_PREFIX + name])))
               for i, name in enumerate(out_names) if REF_PREFIX + name in data.files]
     if errors:
         out["max_abs_error"] = max(errors)
-    if "labels" in data.files:
+    if "labels" in data.files and len(merged[0]) != len(data["labels"]):
+        out["top1_absent"] = "the model's first output is not one row per sample (shape %s per call)" % (
+            list(merged[0].shape[1:]),)
+        out["drop_absent"] = out["top1_absent"]
+    elif "labels" in data.files:
         measured = top1(merged[0], data["labels"])
         out["top1"] = measured
         source = (manifest.get("source") or {}).get("accuracy", {}).get("top1")

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from .. import samples
 from ..progress import report
 from ..runtimes import adapter_class
 from ..power.base import SensorConfig
@@ -17,22 +18,26 @@ from .sensing import RunSensors
 
 
 def example_feed(manifest, root):
-    """First eval sample when the bundle has eval data (real data), else seeded random data."""
+    """The first call's worth of eval samples when the bundle has eval data (real data), else seeded random data."""
     eval_path = accuracy.eval_path(manifest, root)
+    specs = manifest["inputs"]
+    if eval_path:
+        data = np.load(eval_path, allow_pickle=False)
+        arrays = {s["name"]: data[s["name"]].astype(accuracy.feed_dtype(s)) for s in specs if s["name"] in data.files}
+        if len(arrays) == len(specs):
+            forms, batch = samples.plan({k: v.shape for k, v in arrays.items()}, [(s["name"], s["shape"]) for s in specs])
+            _, _, feed = next(samples.calls(arrays, forms, batch))
+            return {k: np.ascontiguousarray(v) for k, v in feed.items()}, "eval sample"
     rng = np.random.default_rng(0)
     feed = {}
-    data = np.load(eval_path) if eval_path else None
-    for spec in manifest["inputs"]:
+    for spec in specs:
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec["shape"]]
         dtype = accuracy.feed_dtype(spec)
-        if data is not None and spec["name"] in data.files:
-            arr = data[spec["name"]][: shape[0]]
-            feed[spec["name"]] = np.ascontiguousarray(arr.astype(dtype).reshape(shape))
-        elif np.issubdtype(dtype, np.integer):
+        if np.issubdtype(dtype, np.integer):
             feed[spec["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
         else:
             feed[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-    return feed, ("eval sample" if data is not None else "random, seed 0")
+    return feed, "random, seed 0"
 
 
 def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None):

@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 
+from .. import data
 from ..data import LABELS, sample_count
 from ..errors import BadInput
 
@@ -104,9 +105,8 @@ def preset_name(request) -> str:
 
 
 def feeds(samples: dict, inputs) -> list:
-    """One {input: array} per model call (the model's fixed batch); a short tail is dropped."""
-    batch, n = inputs[0].shape[0], sample_count(samples)
-    return [{s.name: samples[s.name][i:i + batch] for s in inputs} for i in range(0, n - batch + 1, batch)]
+    """One {input: array} per model call (edgeopt.data.feeds); a short tail is dropped."""
+    return [feed for _, _, feed in data.feeds(samples, inputs)]
 
 
 def _quantize(nncf, model, source, request, progress):
@@ -140,10 +140,9 @@ def require_labels(evaluation) -> None:
 def _validation_set(request, source):
     evaluation = request.evaluation
     require_labels(evaluation)
-    batch = source.inputs[0].shape[0]
-    items = [(feed, evaluation[LABELS][i * batch:(i + 1) * batch]) for i, feed in
-             enumerate(feeds(evaluation, source.inputs))]
-    return items, evaluation[LABELS][:len(items) * batch]
+    items = [(feed, evaluation[LABELS][start:start + size]) for start, size, feed in
+             data.feeds(evaluation, source.inputs)]
+    return items, evaluation[LABELS][:sum(len(labels) for _, labels in items)]
 
 
 def _top1(compiled_model, items) -> float:

@@ -12,7 +12,7 @@ import logging
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 
-from ..data import sample_count
+from ..data import feeds, sample_count
 
 SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8")}
 CONV_OPS = {"Conv", "ConvTranspose"}
@@ -35,22 +35,17 @@ class _Reader(CalibrationDataReader):
 
     def __init__(self, calibration, inputs, progress):
         self.calibration, self.inputs, self.progress = calibration, inputs, progress
-        self.index, self.count = 0, sample_count(calibration)
+        self.count = sample_count(calibration)
+        self.rewind()
 
     def get_next(self):
-        if self.index >= self.count:
-            return None
-        batch = self.inputs[0].shape[0]
-        i = self.index
-        self.index += batch
-        self.progress.advance(min(batch, self.count - i))
-        feed = {s.name: self.calibration[s.name][i:i + batch] for s in self.inputs}
-        if len(next(iter(feed.values()))) < batch:
-            return None  # fixed-batch models cannot take a short tail
+        # Whole model calls only (edgeopt.data.feeds): a fixed-batch model cannot take a short tail.
+        _, size, feed = next(self.calls, (None, 0, None))
+        self.progress.advance(size)
         return feed
 
     def rewind(self):
-        self.index = 0
+        self.calls = feeds(self.calibration, self.inputs)
 
 
 def quantize(source, request, out, progress) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 
-from ..data import to_layouts
+from ..data import feeds, head, to_layouts
 from ..errors import BadInput
 from .base import ONNX_FORMATS, Backend, Conversion
 
@@ -189,11 +189,11 @@ def _calibrate(q, float_path, source, request, layouts, progress):
 
     from ..capture import captured_output
 
-    samples = to_layouts({s.name: request.calibration[s.name] for s in source.inputs}, layouts)
     names = _tensor_names(source)
-    batch = source.inputs[0].shape[0]
-    n = min(len(next(iter(samples.values()))), MAX_CALIBRATION_SAMPLES) // batch * batch
-    steps = [{names[k]: v[i:i + batch] for k, v in samples.items()} for i in range(0, n, batch)]
+    calls = list(feeds(head(request.calibration, MAX_CALIBRATION_SAMPLES), source.inputs))
+    steps = [{names[k]: v for k, v in to_layouts(feed, layouts).items()} for _, _, feed in calls]
+    n = sum(size for _, size, _ in calls)
+    batch = max((size for _, size, _ in calls), default=1)
     chunks = [steps[i:i + CALIBRATION_CHUNK] for i in range(0, len(steps), CALIBRATION_CHUNK)]
     progress.start("INT8 calibration samples", total=n)
     with captured_output():
