@@ -213,7 +213,7 @@ def validate_runtime(runtime):
 
     _object("runtime", runtime, ("name",), ("options", "threads", "power_sensor"))
     name = runtime["name"]
-    if name not in ADAPTERS:
+    if not isinstance(name, str) or name not in ADAPTERS:
         _fail("runtime.name", "is not a runtime this agent knows (%s)" % ", ".join(sorted(ADAPTERS)), name)
     threads = runtime.get("threads", 0)
     if not (_int(threads) and 0 <= threads <= 4096):
