@@ -104,8 +104,8 @@ def manifest_sha256(bundle_path) -> str:
     try:
         with tarfile.open(bundle_path, "r:") as tar:
             first = tar.next()
-            if first is None or first.name != agent_manifest.MANIFEST or not first.isfile():
+            if first is None or agent_manifest.safe_path(first.name) != agent_manifest.MANIFEST or not first.isfile():
                 raise BadInput(f"bundle {bundle_path}: the first member must be the file {agent_manifest.MANIFEST}")
             return hashlib.sha256(tar.extractfile(first).read(agent_bundle.MAX_MANIFEST_BYTES + 1)).hexdigest()
-    except (tarfile.TarError, OSError) as e:
+    except (tarfile.TarError, OSError, BundleError) as e:
         raise BadInput(f"bundle {bundle_path} cannot be read: {e}") from None
