@@ -206,6 +206,9 @@ def check_signature(blob, signature, allowed_signers):
         with open(sig_path, "wb") as f:
             f.write(signature)
         found = _keygen([keygen, "-Y", "find-principals", "-s", sig_path, "-f", allowed_signers])
+        if found.returncode != 0 and b"Unsupported operation" in found.stderr:
+            raise AgentError("this device's ssh-keygen is older than OpenSSH 8.2 (no -Y find-principals): "
+                             "it cannot check bundle signatures")
         if found.returncode != 0:
             raise BundleError("its signature is not made by a key in %s: refused" % allowed_signers)
         # One line of principals per matching key; a line may list several, comma-separated.

@@ -140,7 +140,8 @@ def _sensor_arguments(b):
 
 
 def _trust_arguments(p):
-    p.add_argument("--manifest-sha256", type=_bounded(str, lambda v: len(v) == 64, "64 hex digits"), default=None,
+    hex64 = _bounded(str, lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v), "64 lowercase hex digits")
+    p.add_argument("--manifest-sha256", type=hex64, default=None,
                    help="refuse the bundle unless its manifest.json has this sha256 (the host sends what it read)")
     p.add_argument("--allowed-signers", default=None, metavar="FILE",
                    help="accept only bundles whose manifest is signed (ssh-keygen -Y sign, namespace "

@@ -154,6 +154,43 @@ def test_every_field_edit_is_refused_sealed_or_not(real, tmp_path, data):
         assert _refused_once(code, lines), lines
 
 
+@pytest.fixture(scope="module")
+def signed(real, tmp_path_factory):
+    """The real bundle signed by a fresh ed25519 key, and an allowed-signers file naming that key."""
+    import shutil
+    import subprocess
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen (OpenSSH) is not installed")
+    d = tmp_path_factory.mktemp("sig")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci@lab", "-f", str(d / "key")], check=True)
+    (d / "allowed").write_text('ci@lab namespaces="edgeopt-bundle" ' + (d / "key.pub").read_text())
+    (d / "manifest.json").write_bytes(real[0][1])
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(d / "key"), "-n", agent_bundle.SIGN_NAMESPACE,
+                    str(d / "manifest.json")], check=True)
+    return {"allowed": str(d / "allowed"), "sig": (d / "manifest.json.sig").read_bytes()}
+
+
+@fast(TAMPER_EXAMPLES // 4)
+@given(data=st.data())
+def test_every_resealed_edit_of_a_signed_bundle_is_refused_by_its_signature(real, signed, tmp_path, data):
+    """Digest recomputed and no host sha256 to compare with: only the signature can tell, and does."""
+    doc = json.loads(real[0][1])
+    paths = [p for p, v in _leaves(doc) if p and p[-1] != "content_sha256" and not isinstance(v, (dict, list))]
+    edited = _edited(doc, data.draw(st.sampled_from(paths), label="field"), "value", data.draw)
+    assume(edited is not None and edited != doc)
+    edited["content_sha256"] = agent_manifest.content_digest(edited)
+    members = [("manifest.json", agent_manifest.canonical_bytes(edited)), ("manifest.json.sig", signed["sig"])]
+    path = _tar(members + real[1:], tmp_path / "signed.edgepkg")
+    code, lines = _agent("verify", str(path), "--workdir", str(tmp_path / "w"), "--allowed-signers", signed["allowed"])
+    _count("resealed field edits of a signed bundle (agent verify --allowed-signers)", _refused_once(code, lines))
+    assert _refused_once(code, lines), lines
+
+
+def test_the_signed_bundle_itself_verifies(real, signed, tmp_path):
+    intact = _tar([("manifest.json", real[0][1]), ("manifest.json.sig", signed["sig"])] + real[1:], tmp_path / "ok.edgepkg")
+    assert _agent("verify", str(intact), "--workdir", str(tmp_path / "w"), "--allowed-signers", signed["allowed"]) == (0, [])
+
+
 # -- (2) malformed manifests ----------------------------------------------------------------------
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False)
