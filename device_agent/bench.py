@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
-from .bundle import extract, manifest_digest
+from .bundle import unpack
 from .lock import DeviceLock, remove_stale_runs
 from .measure import cooldown as cool, thermal
 from .power import CHOICES as POWER_SENSORS
@@ -44,6 +44,16 @@ def require_runtime(manifest):
                          % (sys.executable, cls.module, sys.executable, cls.install_hint))
 
 
+def check_overrides(manifest, runtime_options):
+    """--runtime-option is held to the rules of the bundle's runtime.options (exit 2, bad input)."""
+    from .manifest import option_problem
+
+    problem = option_problem(manifest["runtime"]["name"], runtime_options or {})
+    if problem:
+        raise BundleError("--runtime-option %s=%s: %s" % (json.dumps(problem[0]), json.dumps(runtime_options[problem[0]]),
+                                                           problem[1]))
+
+
 def sensor_config(requested, manifest):
     """The sensors to use: the command line's choice, else the meter when a command is given, else the
     bundle's profile (`runtime.power_sensor`), else auto. An unknown name is refused before measuring."""
@@ -54,6 +64,14 @@ def sensor_config(requested, manifest):
         raise AgentError("the bundle asks for power sensor %r, which this agent does not know (known: %s)"
                          % (name, ", ".join(POWER_SENSORS)))
     return dataclasses.replace(requested, power_sensor=name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trust:
+    """What the bundle must match beyond its own digests: the manifest sha256 the host read, and an
+    allowed-signers file (device-side path) when only signed bundles may run here."""
+    manifest_sha256: str = None
+    allowed_signers: str = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +137,18 @@ def _warnings(latency, memory):
     return out
 
 
-def bundle_identity(manifest, root):
+def signature_status(unpacked, trust):
+    if unpacked.signer is not None:
+        return {"verified": True, "principal": unpacked.signer, "allowed_signers": trust.allowed_signers}
+    return {"verified": False, "reason": "no allowed-signers file given to the agent"}
+
+
+def bundle_identity(unpacked, trust=Trust()):
+    manifest = unpacked.manifest
     files = manifest["files"]
     size = sum(e["bytes"] for e in files if e.get("role") == "model")
-    return {"name": manifest["name"], "manifest_sha256": manifest_digest(root),
+    return {"name": manifest["name"], "manifest_sha256": unpacked.manifest_sha256,
+            "signature": signature_status(unpacked, trust),
             "profile": manifest["profile"], "compression": manifest.get("compression", {}),
             "source": manifest.get("source", {}), "artifact_bytes": size, "artifact_mb": size / 1048576.0,
             "budgets": manifest.get("budgets", {})}
@@ -134,13 +160,13 @@ def _base_document(device):
 
 
 def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
-        lock_wait=600.0, sensing=Sensing(), runtime_options=None):
+        lock_wait=600.0, sensing=Sensing(), runtime_options=None, trust=Trust()):
     """Returns (result document, exit code). A failure still yields a document, status 'failed'.
     runtime_options override the bundle's runtime.options (e.g. {"xnnpack": False})."""
     with Heartbeat():  # probing, verifying, waiting for the lock, cooling down and measuring all show signs of life
         doc = _base_document(probe())
         job = (bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, cool.history_path(lock),
-               dict(runtime_options or {}))
+               dict(runtime_options or {}), trust)
         try:
             if lock is None:
                 return _run_unlocked(doc, *job)
@@ -168,15 +194,17 @@ def _cool_down(sensors, settings, history):
 
 
 def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, history,
-                  runtime_options):
+                  runtime_options, trust):
     if workdir and not os.path.isdir(workdir):
         os.makedirs(workdir)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
     root = os.path.join(tmp, "bundle")  # the bundle apart from the measuring process's output
     try:
         report("verify", os.path.basename(bundle_path))
-        manifest = extract(bundle_path, root)
-        doc["bundle"] = bundle_identity(manifest, root)
+        unpacked = unpack(bundle_path, root, trust.manifest_sha256, trust.allowed_signers)
+        manifest = unpacked.manifest
+        doc["bundle"] = bundle_identity(unpacked, trust)
+        check_overrides(manifest, runtime_options)
         require_runtime(manifest)
         n_threads, source = resolve_threads(manifest, threads)
         sensors = sensor_config(sensing.power, manifest)

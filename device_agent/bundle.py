@@ -1,20 +1,30 @@
-"""Read and verify an .edgepkg bundle (a tar of manifest.json + artifacts + data).
+"""Read and verify an .edgepkg bundle: a plain (uncompressed) tar whose first member is manifest.json.
 
-Every member is checked before anything is written: regular files and directories only,
-relative paths with no `..`. Every file the manifest lists must match its sha256 and size,
-and no unlisted file may be present. Only then does anything load. The host uses this
-same module to read bundles, so there is one verifier.
+Nothing but the manifest is read before the manifest is checked (size, canonical form, its own
+digest, every field: device_agent.manifest), compared with the sha256 the host sent and, when the
+device requires it, with its SSH signature. Then each member is checked against the manifest before
+a byte of it is written: a listed path, a regular file, its declared size; its sha256 is checked as
+it is written. So a bundle writes at most what its manifest declares, and a refused one writes
+nothing unlisted. The host uses this same module to read bundles, so there is one verifier.
 """
 import hashlib
-import json
 import os
-import posixpath
+import shutil
+import subprocess
 import tarfile
+import tempfile
 
-from . import BUNDLE_SCHEMA, BundleError
+from . import AgentError, BundleError
+from .manifest import MANIFEST, SIGNATURE, parse, safe_path
 
-MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SIGNATURE_BYTES = 1 << 16
+SIGN_NAMESPACE = "edgeopt-bundle"
 _CHUNK = 1 << 20
+_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+# Magic numbers of what a bundle is not: refused by name before tarfile sees (and inflates) it.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"), (b"\x28\xb5\x2f\xfd", "zstd"),
+               (b"PK\x03\x04", "zip"))
 
 
 def sha256_file(path):
@@ -25,111 +35,197 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def _safe_name(name):
-    """Normalised member name, or BundleError for absolute paths, `..` and odd characters."""
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise BundleError("bundle member %r has an absolute path: refused" % name)
-    norm = posixpath.normpath(name)
-    if norm == ".." or norm.startswith("../") or "/../" in "/%s/" % name or "\\" in name:
-        raise BundleError("bundle member %r escapes the bundle directory: refused" % name)
-    return norm
+class Unpacked(object):
+    """What unpack found: the manifest, the sha256 of its bytes (the bundle's identity), the signer."""
+
+    def __init__(self, manifest, manifest_sha256, signer=None):
+        self.manifest, self.manifest_sha256, self.signer = manifest, manifest_sha256, signer
 
 
-def _check_members(tar):
-    members = []
-    for m in tar.getmembers():
-        name = _safe_name(m.name)
-        if m.issym() or m.islnk():
-            raise BundleError("bundle member %r is a link: refused" % m.name)
-        if not (m.isfile() or m.isdir()):
-            raise BundleError("bundle member %r is not a regular file: refused" % m.name)
-        if name != ".":
-            members.append((name, m))
-    return members
+def extract(bundle_path, dest, expected_sha256=None, allowed_signers=None):
+    """Unpack and verify into `dest`; returns the manifest dict."""
+    return unpack(bundle_path, dest, expected_sha256, allowed_signers).manifest
 
 
-def extract(bundle_path, dest):
-    """Extract the bundle into `dest` after checking every member; returns the manifest dict."""
-    if not os.path.isfile(bundle_path):
-        raise BundleError("bundle not found: %s" % bundle_path)
+def unpack(bundle_path, dest, expected_sha256=None, allowed_signers=None):
+    """Unpack and verify into `dest`. A refusal is one BundleError line that starts with the bundle."""
     try:
-        tar = tarfile.open(bundle_path, "r:*")
-    except (tarfile.TarError, OSError) as e:
-        raise BundleError("%s is not an edgeopt bundle (not a readable tar archive: %s)" % (bundle_path, e))
-    with tar:
-        try:
-            members = _check_members(tar)
-            for name, m in members:
-                target = os.path.join(dest, *name.split("/"))
-                if m.isdir():
-                    os.makedirs(target, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                src = tar.extractfile(m)
-                with src, open(target, "wb") as out:
-                    for block in iter(lambda: src.read(_CHUNK), b""):
-                        out.write(block)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise BundleError("bundle %s is truncated or corrupt: %s" % (bundle_path, e))
-    manifest = load_manifest(dest)
-    verify(dest, manifest)
-    return manifest
+        return _unpack(bundle_path, dest, expected_sha256, allowed_signers)
+    except BundleError as e:
+        raise BundleError("bundle %s: %s" % (bundle_path, e))
+
+
+def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
+    _check_plain_tar(bundle_path)
+    try:
+        with open(bundle_path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
+            blob, signature, member = _read_head(tar)
+            digest = hashlib.sha256(blob).hexdigest()
+            if expected_sha256 and digest != expected_sha256:
+                raise BundleError("manifest sha256 is %s, the host sent %s: changed in transit, refused"
+                                  % (digest, expected_sha256))
+            manifest = parse(blob)
+            _check_total_size(bundle_path, manifest, len(blob) + len(signature or b""))
+            signer = check_signature(blob, signature, allowed_signers) if allowed_signers else None
+            _write_bytes(dest, MANIFEST, blob)
+            _extract_listed(tar, member, manifest, dest)
+    except (tarfile.TarError, EOFError) as e:
+        raise BundleError("truncated or corrupt: %s" % e)
+    except OSError as e:
+        raise BundleError("cannot be read or unpacked: %s" % e)
+    return Unpacked(manifest, digest, signer)
+
+
+def _check_plain_tar(path):
+    if not os.path.isfile(path):
+        raise BundleError("not found")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    for magic, kind in _COMPRESSED:
+        if head.startswith(magic):
+            raise BundleError("is %s-compressed; edgeopt bundles are plain tar: refused" % kind)
+    if len(head) < 512 or head[257:262] != b"ustar":
+        raise BundleError("is not an edgeopt bundle (not a plain tar archive)")
+
+
+def _read_head(tar):
+    """(manifest bytes, signature bytes or None, the first payload member or None)."""
+    first = tar.next()
+    if first is None or safe_path(first.name) != MANIFEST or first.type not in _REGULAR:
+        raise BundleError("the first member must be the file %s" % MANIFEST)
+    blob = _read_member(tar, first, MAX_MANIFEST_BYTES)
+    member, signature = tar.next(), None
+    if member is not None and safe_path(member.name) == SIGNATURE and member.type in _REGULAR:
+        signature, member = _read_member(tar, member, MAX_SIGNATURE_BYTES), tar.next()
+    return blob, signature, member
+
+
+def _read_member(tar, member, limit):
+    if member.size > limit:
+        raise BundleError("%s is %d bytes, more than the %d allowed: refused" % (member.name, member.size, limit))
+    data = tar.extractfile(member).read()
+    if len(data) != member.size:
+        raise BundleError("%s is cut short" % member.name)
+    return data
+
+
+def _check_total_size(path, manifest, head_bytes):
+    """A bundle no larger than its manifest declares (headers and padding allowed for): bounds what
+    tarfile reads into memory (a pax header, say) as well as what is written."""
+    declared = head_bytes + sum(e["bytes"] for e in manifest["files"])
+    bound = declared + (len(manifest["files"]) + 2) * 8192 + (1 << 16)
+    size = os.path.getsize(path)
+    if size > bound:
+        raise BundleError("is %d bytes, more than its manifest accounts for (%d bytes of files): refused"
+                          % (size, declared))
+
+
+def _extract_listed(tar, member, manifest, dest):
+    listed = dict((e["path"], e) for e in manifest["files"])
+    done = set()
+    while member is not None:
+        name = safe_path(member.name)
+        if member.issym() or member.islnk():
+            raise BundleError("member %r is a link: refused" % member.name)
+        if member.isdir() and name not in listed:
+            member = tar.next()
+            continue  # directories are made for the files that need them; nothing to write
+        if member.type not in _REGULAR:
+            raise BundleError("member %r is not a regular file: refused" % member.name)
+        entry = listed.get(name)
+        if entry is None:
+            raise BundleError("holds %s, which its manifest does not list: refused" % name)
+        if name in done:
+            raise BundleError("holds %s twice: refused" % name)
+        if member.size != entry["bytes"]:
+            raise BundleError("file %s is %d bytes, manifest says %d: refused" % (name, member.size, entry["bytes"]))
+        _copy_verified(tar.extractfile(member), dest, entry)
+        done.add(name)
+        member = tar.next()
+    missing = sorted(set(listed) - done)
+    if missing:
+        raise BundleError("file %s is missing" % missing[0])
+
+
+def _copy_verified(src, dest, entry):
+    target = _target(dest, entry["path"])
+    h, written = hashlib.sha256(), 0
+    with src, open(target, "xb") as out:
+        for block in iter(lambda: src.read(_CHUNK), b""):
+            written += len(block)
+            h.update(block)
+            out.write(block)
+    if written != entry["bytes"]:
+        raise BundleError("file %s is cut short" % entry["path"])
+    if h.hexdigest() != entry["sha256"]:
+        raise BundleError("file %s does not match its sha256: the bundle was modified, refused" % entry["path"])
+
+
+def _target(dest, name):
+    target = os.path.join(dest, *name.split("/"))
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    return target
+
+
+def _write_bytes(dest, name, data):
+    with open(_target(dest, name), "xb") as out:
+        out.write(data)
 
 
 def load_manifest(root):
+    """The manifest of an unpacked bundle, checked again (the measuring process reads it this way)."""
     path = os.path.join(root, MANIFEST)
-    if not os.path.isfile(path):
-        raise BundleError("bundle has no %s" % MANIFEST)
-    try:
-        with open(path, "rb") as f:
-            manifest = json.loads(f.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError("bundle manifest is not valid JSON: %s" % e)
-    validate_manifest(manifest)
-    return manifest
-
-
-_REQUIRED = {"schema": str, "name": str, "runtime": dict, "model": str, "files": list,
-             "inputs": list, "outputs": list, "profile": dict}
-
-
-def validate_manifest(manifest):
-    if not isinstance(manifest, dict):
-        raise BundleError("bundle manifest must be a JSON object")
-    if manifest.get("schema") != BUNDLE_SCHEMA:
-        raise BundleError("bundle schema is %r; this agent reads %r" % (manifest.get("schema"), BUNDLE_SCHEMA))
-    for key, kind in _REQUIRED.items():
-        if not isinstance(manifest.get(key), kind):
-            raise BundleError("bundle manifest field %r is missing or not a %s" % (key, kind.__name__))
-    for entry in manifest["files"]:
-        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
-                and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)):
-            raise BundleError("bundle manifest has a malformed files entry: %r" % (entry,))
-        _safe_name(entry["path"])
-    if manifest["model"] not in {e["path"] for e in manifest["files"]}:
-        raise BundleError("bundle manifest's model %r is not among its files" % manifest["model"])
-
-
-def verify(root, manifest):
-    """Check every listed file's size and sha256, and that nothing unlisted is present."""
-    listed = {}
-    for entry in manifest["files"]:
-        path = os.path.join(root, *entry["path"].split("/"))
-        if not os.path.isfile(path):
-            raise BundleError("bundle file %s is missing" % entry["path"])
-        size = os.path.getsize(path)
-        if size != entry["bytes"]:
-            raise BundleError("bundle file %s is %d bytes, manifest says %d: refused" % (entry["path"], size, entry["bytes"]))
-        if sha256_file(path) != entry["sha256"]:
-            raise BundleError("bundle file %s does not match its sha256: the bundle was modified, refused" % entry["path"])
-        listed[posixpath.normpath(entry["path"])] = True
-    for dirpath, _, filenames in os.walk(root):
-        for fn in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
-            if rel != MANIFEST and rel not in listed:
-                raise BundleError("bundle holds %s, which its manifest does not list: refused" % rel)
+    if not os.path.isfile(path) or os.path.getsize(path) > MAX_MANIFEST_BYTES:
+        raise BundleError("unpacked bundle %s has no %s of at most %d bytes" % (root, MANIFEST, MAX_MANIFEST_BYTES))
+    with open(path, "rb") as f:
+        return parse(f.read())
 
 
 def manifest_digest(root):
     """The bundle's identity: sha256 of its manifest, which pins every file's sha256."""
     return sha256_file(os.path.join(root, MANIFEST))
+
+
+def check_signature(blob, signature, allowed_signers):
+    """The principal whose key (listed in `allowed_signers`) signed these manifest bytes in the
+    edgeopt-bundle namespace, by OpenSSH's `ssh-keygen -Y`; else BundleError."""
+    if not os.path.isfile(allowed_signers):
+        raise BundleError("cannot check its signature: allowed-signers file %s not found on this device"
+                          % allowed_signers)
+    if signature is None:
+        raise BundleError("is not signed (no %s) and this device accepts only bundles signed by a key in %s: refused"
+                          % (SIGNATURE, allowed_signers))
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise AgentError("this device has no ssh-keygen (OpenSSH 8.2+) to check bundle signatures: install openssh-client")
+    tmp = tempfile.mkdtemp(prefix="edgeopt-sig-")
+    try:
+        sig_path = os.path.join(tmp, SIGNATURE)
+        with open(sig_path, "wb") as f:
+            f.write(signature)
+        found = _keygen([keygen, "-Y", "find-principals", "-s", sig_path, "-f", allowed_signers])
+        if found.returncode != 0 and b"Unsupported operation" in found.stderr:
+            raise AgentError("this device's ssh-keygen is older than OpenSSH 8.2 (no -Y find-principals): "
+                             "it cannot check bundle signatures")
+        if found.returncode != 0:
+            raise BundleError("its signature is not made by a key in %s: refused" % allowed_signers)
+        # One line of principals per matching key; a line may list several, comma-separated.
+        lines = found.stdout.decode("utf-8", "replace").splitlines()
+        for principal in [p for line in lines for p in line.split(",") if p]:
+            verify = [keygen, "-Y", "verify", "-f", allowed_signers, "-I", principal, "-n", SIGN_NAMESPACE,
+                      "-s", sig_path]
+            if _keygen(verify, blob).returncode == 0:
+                return principal
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    raise BundleError("its signature does not verify (manifest changed, or not signed for namespace %s): refused"
+                      % SIGN_NAMESPACE)
+
+
+def _keygen(argv, stdin=b""):
+    try:
+        return subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise AgentError("ssh-keygen failed while checking the bundle's signature: %s" % e)

@@ -4,6 +4,7 @@ stdout carries exactly one JSON document; progress and errors go to stderr.
 """
 import argparse
 import json
+import os
 import sys
 import tempfile
 
@@ -22,14 +23,28 @@ def cmd_probe(args):
     return EXIT_OK
 
 
-def cmd_verify(args):
-    from .bundle import extract, manifest_digest
+def _trust(args):
+    from .bench import Trust
 
-    tmp = tempfile.mkdtemp(prefix="edgeopt-verify-", dir=args.workdir)
+    return Trust(args.manifest_sha256, args.allowed_signers)
+
+
+def cmd_verify(args):
+    from .bench import signature_status
+    from .bundle import unpack
+
     try:
-        manifest = extract(args.bundle, tmp)
-        _print_json({"bundle": args.bundle, "name": manifest["name"], "verified": True,
-                     "manifest_sha256": manifest_digest(tmp), "files": len(manifest["files"])})
+        if args.workdir:
+            os.makedirs(args.workdir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix="edgeopt-verify-", dir=args.workdir)
+    except OSError as e:
+        raise AgentError("cannot make a directory to unpack into: %s" % e)
+    try:
+        trust = _trust(args)
+        found = unpack(args.bundle, tmp, trust.manifest_sha256, trust.allowed_signers)
+        _print_json({"bundle": args.bundle, "name": found.manifest["name"], "verified": True,
+                     "manifest_sha256": found.manifest_sha256, "files": len(found.manifest["files"]),
+                     "signature": signature_status(found, trust)})
     finally:
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
@@ -56,7 +71,7 @@ def cmd_bench(args):
                             args.min_seconds, args.max_iterations, args.max_seconds)
     doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
                     timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait,
-                    sensing=_sensing(args), runtime_options=dict(args.runtime_option))
+                    sensing=_sensing(args), runtime_options=dict(args.runtime_option), trust=_trust(args))
     _print_json(doc)
     if code:
         sys.stderr.write("edgeopt-agent: error: %s\n" % doc["error"]["message"])
@@ -124,6 +139,15 @@ def _sensor_arguments(b):
     b.add_argument("--cooldown-target", type=float, default=None, help="°C every zone must reach (instead of idle)")
 
 
+def _trust_arguments(p):
+    hex64 = _bounded(str, lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v), "64 lowercase hex digits")
+    p.add_argument("--manifest-sha256", type=hex64, default=None,
+                   help="refuse the bundle unless its manifest.json has this sha256 (the host sends what it read)")
+    p.add_argument("--allowed-signers", default=None, metavar="FILE",
+                   help="accept only bundles whose manifest is signed (ssh-keygen -Y sign, namespace "
+                        "edgeopt-bundle) by a key in this OpenSSH allowed-signers file")
+
+
 def build_parser():
     from .measure.latency import LoopSettings
 
@@ -135,6 +159,7 @@ def build_parser():
     v = sub.add_parser("verify", help="check a bundle's files against its manifest")
     v.add_argument("bundle")
     v.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
+    _trust_arguments(v)
     v.set_defaults(fn=cmd_verify)
     b = sub.add_parser("bench", help="verify, measure and print one edgeopt.result/1 document")
     b.add_argument("bundle")
@@ -153,6 +178,7 @@ def build_parser():
     b.add_argument("--lock", default=None, help="lock file: one benchmark at a time on this device")
     b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for the lock (default 600)")
     _sensor_arguments(b)
+    _trust_arguments(b)
     b.set_defaults(fn=cmd_bench)
     m = sub.add_parser("_measure")
     for name in ("root", "out"):

@@ -40,8 +40,10 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
             progress=SILENT, preset: str | None = None, subset_size: int | None = None,
-            max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "") -> dict:
+            max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
+            sign_key=None) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
+    sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
     preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
     have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
@@ -73,7 +75,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             files.append((eval_file, "data/eval.npz", "eval-data"))
             manifest["data"] = {"eval": {"path": "data/eval.npz", "samples": sample_count(evaluation),
                                          "labels": LABELS in evaluation}}
-        manifest = bundles.write(output, manifest, files)
+        manifest = bundles.write(output, manifest, files, sign_key)
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
     return manifest
@@ -159,10 +161,11 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
     }
 
 
-def _agent_args(threads, loop, sensing=None) -> list:
+def _agent_args(threads, loop, sensing=None, allowed_signers=None) -> list:
     """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
-    `key=[a, b]` -> `--key a --key b`."""
+    `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device."""
     args = [] if threads is None else ["--threads", str(threads)]
+    args += ["--allowed-signers", str(allowed_signers)] if allowed_signers else []
     for key, value in list((loop or {}).items()) + list((sensing or {}).items()):
         if value is None or value is False:
             continue
@@ -183,8 +186,10 @@ def _inventory(inventory):
 
 def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
           loop: dict | None = None, timeout: float = 900.0, progress=SILENT, inventory=None,
-          ssh_options=None, store_url: str | None = None, sensing: dict | None = None) -> dict:
+          ssh_options=None, store_url: str | None = None, sensing: dict | None = None,
+          allowed_signers: str | None = None) -> dict:
     """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
+    allowed_signers: the device-side OpenSSH allowed-signers file; the agent then runs signed bundles only.
 
     `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
     idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides."""
@@ -198,11 +203,13 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     transport = for_spec(spec, ssh_options)
     progress.status(f"measuring {bundle.name} on {device}")
     try:
-        doc, code = transport.bench(bundle, _agent_args(threads, loop, sensing), progress, timeout)
+        doc, code = transport.bench(bundle, _agent_args(threads, loop, sensing, allowed_signers), progress, timeout)
     except DeviceFailure as e:
         doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
     finally:
         transport.close()
+    # A bundle the agent refused has no identity of its own in the document: the host's is the one shipped.
+    doc.setdefault("bundle", {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]})
     doc["_path"] = str(results.save(doc, results_dir))
     store = Store(store_url or default_url(results_dir))
     store.add(doc)
@@ -210,14 +217,15 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
         kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
-        raise DeviceFailure(f"{message} (result saved to {doc['_path']}{kept})")
+        refused = (doc.get("error") or {}).get("kind") == "bundle"  # the agent refused the bundle or an option
+        raise (BadInput if refused else DeviceFailure)(f"{message} (result saved to {doc['_path']}{kept})")
     return doc
 
 
 def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",
                 threads: int | None = None, loop: dict | None = None, timeout: float = 900.0, resume: bool = False,
                 ssh_options=None, store_url: str | None = None, budgets: dict | None = None, progress=SILENT,
-                sensing: dict | None = None) -> dict:
+                sensing: dict | None = None, allowed_signers: str | None = None) -> dict:
     """Benchmark on every device of an inventory group; see edgeopt.fleet.bench. Adds a budget check."""
     from . import fleet
     from .store import default_url
@@ -228,7 +236,8 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     if not devices:
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
     outcome = fleet.bench(bundle, devices, lambda spec: for_spec(spec, ssh_options), results_dir,
-                          store_url or default_url(results_dir), parallel, _agent_args(threads, loop, sensing), timeout,
+                          store_url or default_url(results_dir), parallel,
+                          _agent_args(threads, loop, sensing, allowed_signers), timeout,
                           resume, progress)
     outcome["check"] = compare(list(outcome["paths"].values()), budgets)
     return outcome

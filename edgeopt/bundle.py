@@ -1,15 +1,19 @@
-"""Write .edgepkg bundles atomically; read them through the device agent's one verifier."""
+"""Write .edgepkg bundles atomically (optionally signed with an SSH key); read them through the
+device agent's one verifier."""
 from __future__ import annotations
 
+import hashlib
 import io
-import json
 import os
 import pathlib
+import shutil
+import subprocess
 import tarfile
 import tempfile
 
 from device_agent import BUNDLE_SCHEMA, BundleError
 from device_agent import bundle as agent_bundle
+from device_agent import manifest as agent_manifest
 
 from .budgets import validate_budgets
 from .errors import BadInput
@@ -23,9 +27,11 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write(out_path: pathlib.Path, manifest: dict, files: list) -> dict:
+def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) -> dict:
     """Write a bundle. `files` is [(local path, path in bundle, role)]. Atomic: the output path
-    holds either the previous file or the complete new bundle, never a partial one."""
+    holds either the previous file or the complete new bundle, never a partial one. With `sign_key`
+    (an SSH private key, or a public key whose private half is in ssh-agent) the manifest's
+    signature is the second member."""
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -33,13 +39,17 @@ def write(out_path: pathlib.Path, manifest: dict, files: list) -> dict:
         local = pathlib.Path(local)
         entries.append({"path": arcname, "role": role, "bytes": local.stat().st_size,
                         "sha256": agent_bundle.sha256_file(str(local))})
-    manifest = dict(manifest, schema=BUNDLE_SCHEMA, files=entries)
-    agent_bundle.validate_manifest(manifest)
-    blob = json.dumps(manifest, indent=1).encode("utf-8")
+    try:
+        manifest, blob = agent_manifest.seal(dict(manifest, schema=BUNDLE_SCHEMA, files=entries))
+    except BundleError as e:
+        raise BadInput(f"bundle {out_path}: {e}") from None
+    signature = sign(blob, sign_key) if sign_key else None
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".partial", dir=out_path.parent)
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.addfile(_tarinfo(agent_bundle.MANIFEST, len(blob)), io.BytesIO(blob))
+            tar.addfile(_tarinfo(agent_manifest.MANIFEST, len(blob)), io.BytesIO(blob))
+            if signature is not None:
+                tar.addfile(_tarinfo(agent_manifest.SIGNATURE, len(signature)), io.BytesIO(signature))
             for (local, arcname, _), entry in zip(files, entries):
                 with open(local, "rb") as f:
                     tar.addfile(_tarinfo(arcname, entry["bytes"]), f)
@@ -48,6 +58,29 @@ def write(out_path: pathlib.Path, manifest: dict, files: list) -> dict:
         os.unlink(tmp)
         raise
     return manifest
+
+
+def sign(blob: bytes, key) -> bytes:
+    """An SSH signature (`ssh-keygen -Y sign`, namespace edgeopt-bundle) of the manifest bytes."""
+    key = pathlib.Path(key).expanduser()
+    if not key.is_file():
+        raise BadInput(f"--sign-key {key}: no such key file")
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise BadInput("--sign-key needs OpenSSH's ssh-keygen (8.2 or later) on this machine")
+    with tempfile.TemporaryDirectory(prefix="edgeopt-sign-") as tmp:
+        path = pathlib.Path(tmp) / agent_manifest.MANIFEST
+        path.write_bytes(blob)
+        try:  # stdin closed: a key that needs a passphrase fails here instead of waiting for one
+            p = subprocess.run([keygen, "-Y", "sign", "-f", str(key), "-n", agent_bundle.SIGN_NAMESPACE, str(path)],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise BadInput(f"--sign-key {key}: ssh-keygen did not finish within 120 s") from None
+        sig = path.with_name(agent_manifest.SIGNATURE)
+        if p.returncode != 0 or not sig.is_file():
+            last = (p.stderr.strip().splitlines() or ["no message"])[-1]
+            raise BadInput(f"--sign-key {key}: ssh-keygen could not sign ({last})")
+        return sig.read_bytes()
 
 
 def read(bundle_path, workdir) -> dict:
@@ -59,9 +92,23 @@ def read(bundle_path, workdir) -> dict:
 
 
 def read_manifest(bundle_path) -> dict:
+    """The verified manifest, with `_manifest_sha256` (the bundle's identity) added."""
     with tempfile.TemporaryDirectory(prefix="edgeopt-read-") as tmp:
         manifest = read(bundle_path, tmp)
         # budgets read back are held to the rules they were written under
         validate_budgets(manifest.get("budgets", {}), f"{bundle_path}: manifest.json")
         manifest["_manifest_sha256"] = agent_bundle.manifest_digest(tmp)
         return manifest
+
+
+def manifest_sha256(bundle_path) -> str:
+    """sha256 of the manifest.json bytes in the bundle as it is about to be shipped (its first member):
+    the agent refuses the bundle if what arrives differs."""
+    try:
+        with tarfile.open(bundle_path, "r:") as tar:
+            first = tar.next()
+            if first is None or agent_manifest.safe_path(first.name) != agent_manifest.MANIFEST or not first.isfile():
+                raise BadInput(f"bundle {bundle_path}: the first member must be the file {agent_manifest.MANIFEST}")
+            return hashlib.sha256(tar.extractfile(first).read(agent_bundle.MAX_MANIFEST_BYTES + 1)).hexdigest()
+    except (tarfile.TarError, OSError, BundleError) as e:
+        raise BadInput(f"bundle {bundle_path} cannot be read: {e}") from None

@@ -120,6 +120,9 @@ def loop_options(fn):
                       help="Give up on a device after this many seconds.")(fn)
     fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))(fn)
     fn = click.option("--store", "store_url", help="SQLAlchemy URL of the results history [default: sqlite in --results-dir].")(fn)
+    fn = click.option("--allowed-signers", metavar="DEVICE_PATH",
+                      help="OpenSSH allowed-signers file ON THE DEVICE: run only bundles signed (package --sign-key) "
+                           "by a key in it [default: the inventory var edgeopt_allowed_signers].")(fn)
     return fn
 
 
@@ -250,9 +253,11 @@ def profiles_show(out, name):
 @click.option("--int8-io", type=click.Choice(["int8", "float"]),
               help="Full-integer INT8 (tflite): int8 or float model input/output [default: the profile's "
                    "int8_scheme; full-integer = int8].")
+@click.option("--sign-key", type=click.Path(dir_okay=False),
+              help="Sign the manifest with this SSH key (ssh-keygen -Y sign, namespace edgeopt-bundle).")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
-            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint, int8_io):
+            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -264,7 +269,7 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
     manifest = api.package(model, profile, output, precision, quantize, calib, eval_data, _shapes(input_shapes),
                            _budgets(budgets), allow_mismatch, name, progress=out.progress(), preset=preset,
                            subset_size=subset_size, max_accuracy_drop=max_accuracy_drop,
-                           performance_hint=performance_hint, int8_io=int8_io)
+                           performance_hint=performance_hint, int8_io=int8_io, sign_key=sign_key)
     out.emit(manifest, key_values("Packaged", package_rows(manifest)))
 
 
@@ -276,13 +281,13 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
 @sensing_options
 @ssh_options
 @common
-def bench(out, bundle, device, results_dir, threads, timeout, inventory, ssh, store_url, **loop):
+def bench(out, bundle, device, results_dir, threads, timeout, inventory, ssh, store_url, allowed_signers, **loop):
     """Measure BUNDLE on a device; saves the result JSON under --results-dir."""
     from . import api
     from .report.tables import bench_rows, key_values
     loop, sensing = _loop(loop)
     doc = api.bench(bundle, device, results_dir, threads, loop, timeout, out.progress(), inventory, ssh,
-                    store_url, sensing)
+                    store_url, sensing, allowed_signers)
     out.emit(doc, key_values("Benchmark", bench_rows(doc)))
 
 
@@ -303,7 +308,7 @@ def fleet():
 @ssh_options
 @common
 def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, threads, timeout, inventory, ssh,
-                store_url, **loop):
+                store_url, allowed_signers, **loop):
     """Measure BUNDLE on every device of an inventory group. Exit 3 if any device failed, 1 if any missed a budget."""
     from . import api
     from .report.tables import fleet_table, warning_lines
@@ -311,7 +316,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, thre
         raise click.UsageError("fleet bench needs --inventory FILE")
     loop, sensing = _loop(loop)
     report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, loop, timeout, resume,
-                             ssh, store_url, _budgets(budgets), out.progress(), sensing)
+                             ssh, store_url, _budgets(budgets), out.progress(), sensing, allowed_signers)
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]))
     return report["check"]["check"]["exit_code"]
 

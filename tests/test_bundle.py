@@ -1,11 +1,16 @@
-"""Bundles are verified before anything loads: tampering, unsafe tar members, missing files."""
+"""Bundles are verified before anything loads: tampering, unsafe tar members, missing files, the
+manifest's own digest and fields, signatures."""
+import gzip
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 
 import pytest
 
-from conftest import FAST_BENCH_ARGS
+from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL, bundle_manifest
+from device_agent import manifest as agent_manifest
 
 
 def _rewrite(src, dst, edit):
@@ -22,6 +27,25 @@ def _rewrite(src, dst, edit):
 
 def _keep(name, data):
     return [(name, data, tarfile.REGTYPE, "")]
+
+
+def reseal(doc) -> bytes:
+    """A manifest's canonical bytes with its digest recomputed: what a deliberate tamperer (or a buggy
+    writer) produces; only a signature tells it from the real one."""
+    doc = dict(doc)
+    doc[agent_manifest.DIGEST_FIELD] = agent_manifest.content_digest(doc)
+    return agent_manifest.canonical_bytes(doc)
+
+
+def edit_manifest(change, seal=True):
+    """An edit that applies `change(manifest dict)` and writes it back resealed (or with the stale digest)."""
+    def edit(name, data):
+        if name == "manifest.json":
+            doc = json.loads(data)
+            change(doc)
+            data = reseal(doc) if seal else agent_manifest.canonical_bytes(doc)
+        return _keep(name, data)
+    return edit
 
 
 def _flip_byte(name, data):
@@ -47,52 +71,108 @@ def _bad_manifest(name, data):
     return _keep(name, b"{not json" if name == "manifest.json" else data)
 
 
-def _wrong_schema(name, data):
-    if name == "manifest.json":
-        doc = json.loads(data)
-        doc["schema"] = "edgeopt.bundle/99"
-        data = json.dumps(doc).encode()
-    return _keep(name, data)
+def _twice(target):
+    def edit(name, data):
+        return _keep(name, data) * (2 if name == target else 1)
+    return edit
+
+
+def _short_eval(name, data):
+    return _keep(name, data[:-10] if name == "data/eval.npz" else data)
+
+
+def _manifest_last(name, data):
+    return [] if name == "manifest.json" else _keep(name, data)
+
+
+def _deep(name, data):
+    return _keep(name, b"[" * 100000 + b"]" * 100000 if name == "manifest.json" else data)
+
+
+def _huge(name, data):
+    return _keep(name, data + b" " * (1 << 20) if name == "manifest.json" else data)
+
+
+def _set(path, value):
+    def change(doc):
+        *parents, last = path
+        for key in parents:
+            doc = doc[key]
+        doc[last] = value
+    return change
+
+
+def _drop(key):
+    return lambda doc: doc.pop(key)
 
 
 CASES = [
-    (_flip_byte, "bundle file model/model.onnx does not match its sha256"),
+    (_flip_byte, "file model/model.onnx does not match its sha256"),
     (_add("../evil.sh"), "escapes the bundle directory"),
     (_add("/etc/evil"), "has an absolute path"),
     (_add("model/link", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
     (_add("model/hard", tarfile.LNKTYPE, "manifest.json"), "is a link"),
     (_add("model/fifo", tarfile.FIFOTYPE), "is not a regular file"),
     (_add("model/extra.bin"), "holds model/extra.bin, which its manifest does not list"),
-    (_drop_eval, "bundle file data/eval.npz is missing"),
-    (_bad_manifest, "bundle manifest is not valid JSON"),
-    (_wrong_schema, "bundle schema is 'edgeopt.bundle/99'"),
+    (_drop_eval, "file data/eval.npz is missing"),
+    (_twice("data/eval.npz"), "more than its manifest accounts for"),
+    (_twice("manifest.json"), "holds manifest.json, which its manifest does not list"),
+    (_short_eval, "file data/eval.npz is 110190 bytes, manifest says 110200"),
+    (_manifest_last, "the first member must be the file manifest.json"),
+    (_bad_manifest, "manifest.json is not valid JSON"),
+    (_deep, "manifest.json is not valid JSON: nested too deeply"),
+    (_huge, "manifest.json is 1050"),
+    (edit_manifest(_set(["schema"], "edgeopt.bundle/99")), 'schema is "edgeopt.bundle/99"'),
+    (edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0), seal=False), "does not match its content_sha256"),
+    (edit_manifest(_drop("content_sha256"), seal=False), "content_sha256 is missing"),
+    # Resealed (digest recomputed): the validator names the field.
+    (edit_manifest(_drop("runtime")), "manifest field runtime is missing"),
+    (edit_manifest(_set(["runtime", "name"], "tensorrt-x")), "manifest field runtime.name is not a runtime"),
+    (edit_manifest(_set(["runtime", "threads"], "4")), "manifest field runtime.threads must be a whole number"),
+    (edit_manifest(_set(["runtime", "options", "provider"], ["CPUExecutionProvider"])),
+     "manifest field runtime.options.provider is not an option of runtime onnxruntime"),
+    (edit_manifest(_set(["inputs"], [{"name": "image"}])), "manifest field inputs[0].shape is missing"),
+    (edit_manifest(_set(["inputs", 0, "shape"], [1, -1, 8, 8])), "inputs[0].shape must hold positive whole numbers"),
+    (edit_manifest(_set(["inputs", 0, "dtype"], "object")), "inputs[0].dtype must be one of"),
+    (edit_manifest(_set(["data", "eval", "path"], "../../../x.npz")),
+     "manifest field data.eval.path is not among the bundle's listed, verified files"),
+    (edit_manifest(_set(["budgets", "peak_rss_mb"], "512")), "manifest field budgets.peak_rss_mb must be a finite number"),
+    (edit_manifest(_set(["budgetz"], {})), 'manifest field budgetz is not a field this agent knows'),
+    (edit_manifest(_set(["source", "accuracy", "top1"], 7)), "source.accuracy.top1 must be a number from 0 to 1"),
+    (edit_manifest(_set(["name"], "../../x")), "manifest field name must not be a path"),
 ]
 
 
-@pytest.mark.parametrize("edit, message", CASES, ids=[c[1][:30] for c in CASES])
-def test_bad_bundle_is_refused_by_host_and_agent(cli, bundles, tmp_path, edit, message):
+@pytest.mark.parametrize("edit, message", CASES, ids=[c[1][:40] for c in CASES])
+def test_bad_bundle_is_refused_by_host_and_agent(cli, bundles, tmp_path, edit, message, capsys):
     bad = _rewrite(bundles["fp32"], tmp_path / "bad.edgepkg", edit)
     r = cli("bench", bad, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
     assert r.exit_code == 2, r.stderr
-    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"bundle {bad}: " in r.stderr
     assert not (tmp_path / "evil.sh").exists()
-    # The agent on its own (as on a device) refuses the same bundle with the same exit code.
+    # The agent on its own (as on a device) refuses the same bundle with the same exit code and line.
     from device_agent.cli import main
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["verify", str(bad), "--workdir", str(tmp_path)])
+        main(["verify", str(bad), "--workdir", str(tmp_path / "work")])
     assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
 
 
-def test_truncated_and_non_tar_bundles(cli, bundles, tmp_path):
+def test_truncated_non_tar_and_compressed_bundles(cli, bundles, tmp_path):
     cut = tmp_path / "cut.edgepkg"
     cut.write_bytes(bundles["fp32"].read_bytes()[:50000])
     notar = tmp_path / "notar.edgepkg"
     notar.write_text("just text")
+    gz = tmp_path / "gz.edgepkg"
+    gz.write_bytes(gzip.compress(bundles["fp32"].read_bytes()))
     for path, message in ((cut, "truncated or corrupt"), (notar, "not an edgeopt bundle"),
-                          (tmp_path / "missing.edgepkg", "bundle not found")):
+                          (tmp_path / "missing.edgepkg", "not found"), (gz, "is gzip-compressed")):
         r = cli("bench", path, "--results-dir", tmp_path / "results")
         assert r.exit_code == 2, r.stderr
-        assert message in r.stderr
+        assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_intact_bundle_verifies(bundles, tmp_path, capsys):
@@ -101,5 +181,130 @@ def test_intact_bundle_verifies(bundles, tmp_path, capsys):
         main(["verify", str(bundles["int8"]), "--workdir", str(tmp_path)])
     assert exit_info.value.code == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["verified"] is True and doc["files"] == 2
+    assert doc["verified"] is True and doc["files"] == 2 and doc["signature"]["verified"] is False
     assert list(tmp_path.iterdir()) == []  # the unpacked copy is cleaned up
+
+
+def test_manifest_is_canonical_and_carries_its_own_digest(bundles):
+    blob = tarfile.open(bundles["int8"]).extractfile("manifest.json").read()
+    doc = json.loads(blob)
+    assert agent_manifest.canonical_bytes(doc) == blob
+    assert doc["content_sha256"] == agent_manifest.content_digest(doc)
+    assert list(doc) == sorted(doc)
+
+
+def test_host_sends_the_manifest_sha256_and_the_agent_refuses_a_changed_one(bundles, tmp_path, monkeypatch, cli):
+    """A bundle that changes between the host's read and the device (resealed, so only the host's sha256
+    can tell) is refused by the agent, exit 2, one line."""
+    swapped = _rewrite(bundles["fp32"], tmp_path / "swapped.edgepkg", edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0)))
+    from edgeopt.transport.local import LocalTransport
+    monkeypatch.setattr(LocalTransport, "put", lambda self, local, kind: str(swapped) if kind == "bundle" else str(local))
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path / "results", "-q", *FAST_BENCH_ARGS)
+    assert r.exit_code == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the host sent" in lines[0] and "changed in transit, refused" in lines[0]
+    saved = json.loads((tmp_path / "results" / f"{bundles['fp32'].stem}@local.json").read_text())
+    assert saved["status"] == "failed" and saved["error"]["kind"] == "bundle"
+    assert saved["bundle"]["manifest_sha256"]  # the identity the host shipped
+
+
+def test_runtime_option_override_is_checked_like_the_manifest(cli, bundles, tmp_path):
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "-q", "--runtime-option", "xnnpack=false",
+            *FAST_BENCH_ARGS)
+    assert r.exit_code == 2, r.stderr
+    assert "--runtime-option \"xnnpack\"=false: is not an option of runtime onnxruntime" in r.stderr
+
+
+# Signed bundles: real OpenSSH keys and ssh-keygen.
+needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (OpenSSH) is not installed")
+
+
+def _key(path, comment):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory):
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen (OpenSSH) is not installed")
+    from edgeopt import api
+    d = tmp_path_factory.mktemp("signing")
+    mine, other = _key(d / "mine", "ci@lab"), _key(d / "other", "mallory@elsewhere")
+    allowed = d / "allowed_signers"
+    allowed.write_text('ci@lab namespaces="edgeopt-bundle" ' + (d / "mine.pub").read_text())
+    signed = api.package(str(MODEL), "generic", d / "signed.edgepkg", "fp32", "none", calib=CALIB, eval_data=EVAL,
+                         sign_key=mine)["path"]
+    by_other = api.package(str(MODEL), "generic", d / "other.edgepkg", "fp32", "none", eval_data=EVAL,
+                           sign_key=other)["path"]
+    return {"dir": d, "key": mine, "allowed": allowed, "signed": signed, "other": by_other}
+
+
+def _verify(bundle, allowed, capsys, tmp_path):
+    from device_agent.cli import main
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(bundle), "--workdir", str(tmp_path), "--allowed-signers", str(allowed)])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err.strip().splitlines()
+
+
+@needs_keygen
+def test_signed_bundle_verifies_and_names_its_signer(signing, capsys, tmp_path):
+    with tarfile.open(signing["signed"]) as tar:
+        assert tar.getnames()[:2] == ["manifest.json", "manifest.json.sig"]
+    code, out, err = _verify(signing["signed"], signing["allowed"], capsys, tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["signature"] == {"verified": True, "principal": "ci@lab",
+                                            "allowed_signers": str(signing["allowed"])}
+
+
+def _resign_wrong_namespace(src, dst, key):
+    """The same manifest signed by the right key for another namespace (a git commit signature, say)."""
+    blob = tarfile.open(src).extractfile("manifest.json").read()
+    path = dst.parent / "manifest.json"
+    path.write_bytes(blob)
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", "git", str(path)], check=True)
+    sig = path.with_name("manifest.json.sig").read_bytes()
+    return _rewrite(src, dst, lambda n, d: _keep(n, sig if n == "manifest.json.sig" else d))
+
+
+@needs_keygen
+def test_unsigned_foreign_stale_and_misused_signatures_are_refused(signing, bundles, capsys, tmp_path):
+    stale = _rewrite(signing["signed"], tmp_path / "stale.edgepkg", edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0)))
+    cases = [(bundles["fp32"], "is not signed (no manifest.json.sig)"),
+             (signing["other"], "its signature is not made by a key in"),
+             (stale, "its signature does not verify"),
+             (_resign_wrong_namespace(signing["signed"], tmp_path / "ns.edgepkg", signing["key"]),
+              "its signature does not verify")]
+    for bundle, message in cases:
+        code, _, err = _verify(bundle, signing["allowed"], capsys, tmp_path)
+        assert code == 2 and len(err) == 1 and message in err[0], (bundle, err)
+    # Without an allowed-signers file a signed bundle still verifies by its digests alone.
+    from device_agent.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(stale), "--workdir", str(tmp_path)])
+    assert exit_info.value.code == 0
+
+
+@needs_keygen
+def test_bench_passes_allowed_signers_from_option_and_inventory(signing, bundles, cli, tmp_path):
+    r = cli("bench", bundles["fp32"], "--allowed-signers", signing["allowed"], "--results-dir", tmp_path, "-q",
+            *FAST_BENCH_ARGS)
+    assert r.exit_code == 2 and "is not signed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(json.dumps({"devices": {"bench-here": {
+        "connection": "local", "vars": {"edgeopt_allowed_signers": str(signing["allowed"])}}}}))
+    r = cli("bench", bundles["fp32"], "-d", "bench-here", "-i", inventory, "--results-dir", tmp_path, "-q",
+            *FAST_BENCH_ARGS)
+    assert r.exit_code == 2 and "is not signed" in r.stderr
+    r = cli("bench", signing["signed"], "-d", "bench-here", "-i", inventory, "--results-dir", tmp_path, "--json",
+            *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["bundle"]["signature"]["principal"] == "ci@lab"
+
+
+def test_sign_key_problems_are_one_line(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "generic", "-o", tmp_path / "x.edgepkg", "--sign-key", tmp_path / "nokey")
+    assert r.exit_code == 2 and "--sign-key" in r.stderr and "no such key file" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()

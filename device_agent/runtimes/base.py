@@ -17,6 +17,7 @@ class RuntimeAdapter(object):
     module = ""         # the Python module that must import on the device
     distributions = ()  # pip distributions that provide it, for a version without importing it
     install_hint = ""   # what to tell a user whose device lacks it
+    options = {}        # runtime.options this adapter reads: name -> kind (device_agent.manifest.OPTION_KINDS)
 
     def __init__(self, threads, options=None):
         self.threads = threads

@@ -23,6 +23,7 @@ class LiteRtAdapter(RuntimeAdapter):
     module = "ai_edge_litert"
     distributions = ("ai-edge-litert", "ai-edge-litert-nightly", "tflite-runtime")
     install_hint = "pip install ai-edge-litert   (Python 3.8 boards: pip install tflite-runtime)"
+    options = {"xnnpack": "bool", "tensor_names": "text-map"}
 
     @classmethod
     def installed_version(cls):

@@ -10,6 +10,7 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
     module = "onnxruntime"
     distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
     install_hint = "pip install onnxruntime"
+    options = {"providers": "text-list"}
 
     def load(self, model_path):
         import onnxruntime as ort

@@ -45,6 +45,8 @@ class OpenVinoAdapter(RuntimeAdapter):
     module = "openvino"
     distributions = ("openvino",)  # version from metadata: importing openvino costs the agent ~0.3 s and ~40 MiB
     install_hint = "pip install openvino"
+    options = {"device": "text", "performance_hint": ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"),
+               "inference_precision": ("f32", "f16", "bf16"), "num_streams": "count", "model_cache": "bool"}
 
     def compile_config(self):
         options = self.options

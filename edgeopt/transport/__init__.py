@@ -27,7 +27,9 @@ def resolve_device(name: str, inventory=None):
 def for_spec(spec, ssh_options=None):
     if spec.connection == "local":
         from .local import LocalTransport
-        return LocalTransport(spec.name)
+        transport = LocalTransport(spec.name)
+        transport.spec = spec  # its inventory vars (edgeopt_allowed_signers) apply as on an SSH device
+        return transport
     from .ssh import SshTransport
     return SshTransport(spec, ssh_options)
 

@@ -7,11 +7,12 @@ import pathlib
 
 from device_agent import RESULT_SCHEMA
 
-from .. import agent_zipapp
+from .. import agent_zipapp, bundle as bundles
 from ..errors import DeviceFailure
 from ..progress import SILENT
 
 AGENT_PREFIX = "[agent] "
+ALLOWED_SIGNERS_VAR = "edgeopt_allowed_signers"   # inventory device var: the device-side allowed-signers file
 HEARTBEAT = "[agent-heartbeat]"
 
 
@@ -19,6 +20,7 @@ class Transport:
     name = ""
     device = ""
     progress = SILENT
+    spec = None        # the inventory's DeviceSpec, where the device came from one
 
     def __init__(self):
         self.transfers = []    # one entry per put(): what was needed, what was actually sent
@@ -41,7 +43,9 @@ class Transport:
     def agent_args(self) -> list:
         """Device-side lock (one benchmark at a time) and run directory for `agent bench`."""
         root = self.workdir()
-        return ["--lock", f"{root}/lock", "--workdir", f"{root}/runs"]
+        args = ["--lock", f"{root}/lock", "--workdir", f"{root}/runs"]
+        signers = (self.spec.vars if self.spec is not None else {}).get(ALLOWED_SIGNERS_VAR)
+        return args + (["--allowed-signers", str(signers)] if signers else [])
 
     def close(self) -> None:
         pass
@@ -69,8 +73,10 @@ class Transport:
     def bench(self, bundle: pathlib.Path, agent_args: list, progress=SILENT, timeout: float = 900.0) -> tuple:
         """(result document, agent exit code). A broken agent still yields a 'failed' document."""
         self.progress = progress
+        # The manifest as shipped: the agent refuses a bundle whose manifest arrives different.
+        sent = ["--manifest-sha256", bundles.manifest_sha256(bundle)]
         remote_bundle = self.put(pathlib.Path(bundle), "bundle")
-        code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + agent_args, progress, timeout)
+        code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + sent + agent_args, progress, timeout)
         try:
             doc = parse_document(out, self.device)
         except DeviceFailure as e:
