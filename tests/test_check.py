@@ -169,19 +169,20 @@ def test_names_from_a_result_are_not_markup(cli, int8_result, tmp_path):
 def test_budgets_read_back_from_a_manifest_are_checked(cli, bundles, tmp_path):
     import io
     import tarfile
+    from device_agent.manifest import seal
     bad = tmp_path / "bad.edgepkg"
     with tarfile.open(bundles["fp32"]) as src, tarfile.open(bad, "w") as dst:
         for member in src.getmembers():
             data = src.extractfile(member).read()
-            if member.name == "manifest.json":
+            if member.name == "manifest.json":  # edited and sealed again, as a tool that rewrites budgets would
                 manifest = json.loads(data)
-                manifest["budgets"]["accuracy_drop"] = -0.5
-                data = json.dumps(manifest).encode()
+                manifest["budgets"]["min_top1"] = 2.0   # the agent's check (a number >= 0) lets it through
+                data = seal(manifest)[1]
                 member.size = len(data)
             dst.addfile(member, io.BytesIO(data))
     r = cli("bench", bad, "--results-dir", tmp_path / "results")
     assert r.exit_code == 2 and not (tmp_path / "results").exists()
-    assert f"{bad}: manifest.json: budgets.accuracy_drop must be a finite number in [0, 1], got -0.5" in r.stderr
+    assert f"{bad}: manifest.json: budgets.min_top1 must be a finite number in [0, 1], got 2.0" in r.stderr
 
 
 @pytest.mark.parametrize("budget", ["latency_p90_ms=nan", "peak_rss_mb=-1", "min_top1=2", "accuracy_drop=inf"])
