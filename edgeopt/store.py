@@ -81,8 +81,11 @@ def masked(url: sa.engine.URL) -> str:
 
 
 def _masked_text(text: str) -> str:
-    """A string that is not a URL, shown without anything that could be a password (all before the last '@')."""
-    return repr(re.sub(r"://.*@", "://***@", text, flags=re.S))
+    """A string that is not a URL, shown without anything that could be a password: all before its last '@'."""
+    if "@" in text:
+        scheme = re.match(r"[\w+.-]*://", text)
+        text = (scheme.group(0) if scheme else "") + "***@" + text.rpartition("@")[2]
+    return repr(text)
 
 
 def parse_url(url) -> sa.engine.URL:
@@ -92,6 +95,9 @@ def parse_url(url) -> sa.engine.URL:
     if not isinstance(url, (str, sa.engine.URL)):
         raise BadInput(f"results store: expected a URL ({FORMS}), got {type(url).__name__}")
     if isinstance(url, str):
+        if url.partition("://")[2].count("@") > 1:  # the parser would take part of the password for the host
+            raise BadInput(f"results store {_masked_text(url)}: more than one '@': write an '@' in the user name "
+                           "or password as %40")
         try:
             url = sa.engine.make_url(url)
         except (sa.exc.ArgumentError, ValueError):
@@ -209,8 +215,8 @@ class Store:
         from alembic.util import CommandError
         try:
             yield
-        except (sa.exc.SQLAlchemyError, CommandError, OSError, ValueError, ImportError) as e:
-            message = f"results store {self.name}: {doing}: {_first_line(e)}"
+        except (BadInput, sa.exc.SQLAlchemyError, CommandError, OSError, ValueError, ImportError) as e:
+            message = f"results store {self.name}: {doing}: {_first_line(e)}"  # BadInput: a migration's refusal
             if self.url.password:
                 message = message.replace(str(self.url.password), "***")
             raise BadInput(message) from None
@@ -226,7 +232,7 @@ class Store:
     def revision(self):
         """The schema revision the database is at (None: no edgeopt schema yet)."""
         from alembic.runtime.migration import MigrationContext
-        with self._errors("cannot read its schema revision"), self.engine.connect() as conn:
+        with self._errors("cannot open it"), self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def _upgrade(self) -> None:

@@ -14,7 +14,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 
+import pytest
 import sqlalchemy as sa
 
 USER, PASSWORD = "edgeopt", "s3cr@t/pw:x%?#"  # characters a URL must escape: the store has to cope with them
@@ -123,3 +125,25 @@ def start() -> Server:
         server.stop()
         raise
     return server
+
+
+# Fixtures: a test module imports them (`from pgserver import pg, pg_url`); a conftest.py here would shadow
+# tests/conftest.py, which test modules import by that name.
+@pytest.fixture(scope="session")
+def pg():
+    """A running PostgreSQL server for the session; tests are skipped with the reason where none can start."""
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    try:
+        server = start()
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"PostgreSQL did not start: {(e.stderr or e.stdout or '').strip()[-300:]}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg):
+    """A fresh, empty database on the session's server."""
+    return pg.create_database("t_" + uuid.uuid4().hex[:12])

@@ -34,10 +34,11 @@ def _created(text, now: datetime.datetime) -> datetime.datetime:
 
 
 def _document(text):
+    """NaN and infinities (json.dumps wrote them; JSONB refuses them) become null, as edgeopt.store writes them now."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=lambda _name: None)
     except ValueError:
-        return text
+        return text.replace("\x00", "")
 
 
 def upgrade() -> None:
