@@ -85,7 +85,7 @@ def _masked_text(text: str) -> str:
     if "@" in text:
         scheme = re.match(r"[\w+.-]*://", text)
         text = (scheme.group(0) if scheme else "") + "***@" + text.rpartition("@")[2]
-    return repr(text)
+    return repr(re.sub(r"(password=)[^&#]*", r"\1***", text, flags=re.I))
 
 
 def parse_url(url) -> sa.engine.URL:
@@ -95,13 +95,8 @@ def parse_url(url) -> sa.engine.URL:
     if not isinstance(url, (str, sa.engine.URL)):
         raise BadInput(f"results store: expected a URL ({FORMS}), got {type(url).__name__}")
     if isinstance(url, str):
-        if url.partition("://")[2].count("@") > 1:  # the parser would take part of the password for the host
-            raise BadInput(f"results store {_masked_text(url)}: more than one '@': write an '@' in the user name "
-                           "or password as %40")
-        try:
-            url = sa.engine.make_url(url)
-        except (sa.exc.ArgumentError, ValueError):
-            raise BadInput(f"results store {_masked_text(url)} is not a database URL: write {FORMS}") from None
+        url = _parse_text(url)
+    url = url.set(drivername=url.drivername.lower())  # a URL scheme is case-insensitive
     backend, _, driver = url.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
         return _postgres_url(url, driver)
@@ -109,6 +104,24 @@ def parse_url(url) -> sa.engine.URL:
         return _sqlite_url(url, driver)
     raise BadInput(f"results store {masked(url)}: edgeopt keeps results in SQLite or PostgreSQL, not {backend!r}: "
                    f"write {FORMS}")
+
+
+def _parse_text(text: str) -> sa.engine.URL:
+    if any(not c.isprintable() for c in text):  # a newline in a host or path would also break the one-line message
+        raise BadInput(f"results store {_masked_text(text)}: a URL has no control characters: write {FORMS}")
+    rest = text.partition("://")[2]
+    if rest.count("@") > 1:  # the parser would take part of the password for the host
+        raise BadInput(f"results store {_masked_text(text)}: more than one '@': write an '@' in the user name "
+                       "or password as %40")
+    try:
+        url = sa.engine.make_url(text)
+    except (sa.exc.ArgumentError, ValueError):
+        raise BadInput(f"results store {_masked_text(text)} is not a database URL: write {FORMS}") from None
+    if "@" in rest and url.username is None and url.password is None and not url.drivername.startswith("sqlite"):
+        # The '@' went into the host or the database name: what precedes it may be a password (an SQLite URL's
+        # path, though, may hold an '@' like the result files do).
+        raise BadInput(f"results store {_masked_text(text)}: what precedes '@' is not USER[:PASSWORD]: write {FORMS}")
+    return url
 
 
 def _postgres_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:

@@ -160,6 +160,7 @@ def test_history_on_a_missing_sqlite_store_creates_nothing(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
     url = pg_url.render_as_string(hide_password=False)
     r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "--store", url, *FAST_BENCH_ARGS, "--json")
@@ -173,6 +174,7 @@ def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
 BLOCK_PSYCOPG = "import sys; sys.modules['psycopg'] = None; from edgeopt.cli import main; main()"
 
 
+@pytest.mark.slow
 def test_without_psycopg_nothing_is_measured(bundles, tmp_path):
     """One line naming the extra, exit 2, before bench or fleet bench measure or reach anything."""
     url = "postgresql://team:Sup3rS3cret@127.0.0.1:1/results"
