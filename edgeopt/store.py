@@ -225,10 +225,9 @@ class Store:
     @contextlib.contextmanager
     def _errors(self, doing: str):
         """A database, driver or file error as one line naming the store (password masked, even one echoed back)."""
-        from alembic.util import CommandError
         try:
             yield
-        except (BadInput, sa.exc.SQLAlchemyError, CommandError, OSError, ValueError, ImportError) as e:
+        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:
             message = f"results store {self.name}: {doing}: {_first_line(e)}"  # BadInput: a migration's refusal
             if self.url.password:
                 message = message.replace(str(self.url.password), "***")
@@ -243,10 +242,13 @@ class Store:
                 yield conn
 
     def revision(self):
-        """The schema revision the database is at (None: no edgeopt schema yet)."""
-        from alembic.runtime.migration import MigrationContext
+        """The schema revision the database is at (None: no edgeopt schema yet). Plain SQL: importing Alembic
+        costs more than the query, and a store already at head needs nothing else from it."""
+        version = sa.table("alembic_version", sa.column("version_num", sa.String))
         with self._errors("cannot open it"), self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.select(version.c.version_num)).scalar()
 
     def _upgrade(self) -> None:
         """Bring the schema to HEAD, one process at a time; a store already there costs one query."""
@@ -256,6 +258,7 @@ class Store:
         from alembic import command
         from alembic.config import Config
         from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         if current is not None and current not in {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}:
@@ -265,7 +268,10 @@ class Store:
             if not self.sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as e:
+                raise BadInput(_first_line(e)) from None
 
     def add(self, doc: dict, run_id: str | None = None) -> None:
         bundle, lat = doc.get("bundle") or {}, doc.get("latency") or {}
