@@ -178,6 +178,13 @@ def parse_created(text, fallback: datetime.datetime) -> datetime.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
 
 
+def _revision(conn):
+    """Plain SQL, not Alembic's MigrationContext: importing Alembic costs more than this query."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.select(sa.table("alembic_version", sa.column("version_num")).c.version_num)).scalar()
+
+
 class Store:
     """One results store. `create=False` (reading history) refuses an SQLite file that is not there, and makes none."""
 
@@ -242,19 +249,23 @@ class Store:
                 yield conn
 
     def revision(self):
-        """The schema revision the database is at (None: no edgeopt schema yet). Plain SQL: importing Alembic
-        costs more than the query, and a store already at head needs nothing else from it."""
-        version = sa.table("alembic_version", sa.column("version_num", sa.String))
+        """The schema revision the database is at (None: no edgeopt schema yet)."""
         with self._errors("cannot open it"), self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            return conn.execute(sa.select(version.c.version_num)).scalar()
+            return _revision(conn)
 
     def _upgrade(self) -> None:
-        """Bring the schema to HEAD, one process at a time; a store already there costs one query."""
-        current = self.revision()
-        if current == HEAD:
+        """Bring the schema to HEAD, one process at a time. Alembic is imported only by the one process that
+        finds, holding the lock, that there is work to do: many first opens at once wait, then read one row."""
+        if self.revision() == HEAD:
             return
+        with self._errors("cannot upgrade its schema"), self._writing() as conn:
+            if not self.sqlite:  # on SQLite, _writing's BEGIN IMMEDIATE is the lock
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+            current = _revision(conn)
+            if current != HEAD:
+                self._migrate(conn, current)
+
+    def _migrate(self, conn, current) -> None:
         from alembic import command
         from alembic.config import Config
         from alembic.script import ScriptDirectory
@@ -262,16 +273,12 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         if current is not None and current not in {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}:
-            raise BadInput(f"results store {self.name}: its schema revision {current!r} is newer than this edgeopt "
-                           "knows: upgrade edgeopt")
-        with self._errors("cannot upgrade its schema"), self._writing() as conn:
-            if not self.sqlite:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-            config.attributes["connection"] = conn
-            try:
-                command.upgrade(config, "head")
-            except CommandError as e:
-                raise BadInput(_first_line(e)) from None
+            raise BadInput(f"its schema revision {current!r} is newer than this edgeopt knows: upgrade edgeopt")
+        config.attributes["connection"] = conn
+        try:
+            command.upgrade(config, "head")
+        except CommandError as e:
+            raise BadInput(_first_line(e)) from None
 
     def add(self, doc: dict, run_id: str | None = None) -> None:
         bundle, lat = doc.get("bundle") or {}, doc.get("latency") or {}

@@ -108,7 +108,7 @@ def test_a_newer_schema_is_refused(url):
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     engine.dispose()
-    with pytest.raises(BadInput, match="schema revision '9999' is newer than this edgeopt knows"):
+    with pytest.raises(BadInput, match="cannot upgrade its schema: its schema revision '9999' is newer than this edgeopt knows"):
         Store(url)
 
 
