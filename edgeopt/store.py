@@ -74,10 +74,15 @@ def default_url(results_dir):
 
 
 def masked(url: sa.engine.URL) -> str:
-    """The URL as a message may show it: no password, in the user part or in the query."""
+    """The URL as a message may show it: no password, in the user part or in the query; on one line."""
     if "password" in url.query:
         url = url.update_query_dict({"password": "***"})
-    return url.render_as_string(hide_password=True)
+    return _one_line(url.render_as_string(hide_password=True))
+
+
+def _one_line(text: str) -> str:
+    """Control characters escaped (a --results-dir may hold a newline): an error is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _masked_text(text: str) -> str:
@@ -138,7 +143,7 @@ def _postgres_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
 def _sqlite_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
     if driver not in ("", "pysqlite"):
         raise BadInput(f"results store {masked(url)}: SQLite through {driver!r} is not supported: write sqlite:///PATH")
-    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+    if not url.database or url.database == ":memory:":
         raise BadInput(f"results store {masked(url)}: an SQLite store is a file: write sqlite:///PATH "
                        "(an in-memory one would be lost when edgeopt exits)")
     if url.query or url.host or url.username or url.port:
@@ -205,11 +210,11 @@ class Store:
     def _sqlite_file(self, create: bool) -> None:
         path = pathlib.Path(self.url.database)
         if path.is_dir():
-            raise BadInput(f"results store {self.name}: {path} is a directory, not an SQLite file")
+            raise BadInput(f"results store {self.name}: {_one_line(path)} is a directory, not an SQLite file")
         if not create and not path.is_file():
-            raise BadInput(f"no results store at {path}: nothing has been stored there yet "
+            raise BadInput(f"no results store at {_one_line(path)}: nothing has been stored there yet "
                            "(bench and fleet bench write it; --store or $EDGEOPT_STORE names another)")
-        with self._errors(f"cannot make the directory {path.parent}"):
+        with self._errors(f"cannot make the directory {_one_line(path.parent)}"):
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def _engine(self) -> sa.engine.Engine:
@@ -234,8 +239,8 @@ class Store:
         """A database, driver or file error as one line naming the store (password masked, even one echoed back)."""
         try:
             yield
-        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:
-            message = f"results store {self.name}: {doing}: {_first_line(e)}"  # BadInput: a migration's refusal
+        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
+            message = _one_line(f"results store {self.name}: {doing}: {_first_line(e)}")
             if self.url.password:
                 message = message.replace(str(self.url.password), "***")
             raise BadInput(message) from None

@@ -157,6 +157,8 @@ def test_history_on_a_missing_sqlite_store_creates_nothing(cli, tmp_path):
     assert r.exit_code == 2 and r.stderr.startswith("edgeopt: error: no results store at ") and r.stderr.count("\n") == 1
     r = cli("history", "--store", f"sqlite:///{tmp_path / 'elsewhere' / 'h.db'}")
     assert r.exit_code == 2 and "no results store at" in r.stderr
+    r = cli("history", "--results-dir", tmp_path / "two\nlines")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "two\\nlines" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
