@@ -199,21 +199,20 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
 
     bundle = pathlib.Path(bundle)
     manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
-    spec = resolve_device(device, _inventory(inventory))
-    transport = for_spec(spec, ssh_options)
-    progress.status(f"measuring {bundle.name} on {device}")
-    try:
-        doc, code = transport.bench(bundle, _agent_args(threads, loop, sensing, allowed_signers), progress, timeout)
-    except DeviceFailure as e:
-        doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
-    finally:
-        transport.close()
-    # A bundle the agent refused has no identity of its own in the document: the host's is the one shipped.
-    doc.setdefault("bundle", {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]})
-    doc["_path"] = str(results.save(doc, results_dir))
-    store = Store(store_url or default_url(results_dir))
-    store.add(doc)
-    store.close()
+    with Store(store_url or default_url(results_dir)) as store:  # and an unusable store, before measuring
+        spec = resolve_device(device, _inventory(inventory))
+        transport = for_spec(spec, ssh_options)
+        progress.status(f"measuring {bundle.name} on {device}")
+        try:
+            doc, code = transport.bench(bundle, _agent_args(threads, loop, sensing, allowed_signers), progress, timeout)
+        except DeviceFailure as e:
+            doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
+        finally:
+            transport.close()
+        # A bundle the agent refused has no identity of its own in the document: the host's is the one shipped.
+        doc.setdefault("bundle", {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]})
+        doc["_path"] = str(results.save(doc, results_dir))
+        store.add(doc)
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
         kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
@@ -228,13 +227,14 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
                 sensing: dict | None = None, allowed_signers: str | None = None) -> dict:
     """Benchmark on every device of an inventory group; see edgeopt.fleet.bench. Adds a budget check."""
     from . import fleet
-    from .store import default_url
+    from .store import Store, default_url
     from .transport import for_spec
 
     inv = _inventory(inventory)
     devices = inv.select(group)
     if not devices:
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
+    Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
     outcome = fleet.bench(bundle, devices, lambda spec: for_spec(spec, ssh_options), results_dir,
                           store_url or default_url(results_dir), parallel,
                           _agent_args(threads, loop, sensing, allowed_signers), timeout,
@@ -354,11 +354,8 @@ def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
 def history(results_dir="results", store_url: str | None = None, device: str | None = None,
             bundle: str | None = None, limit: int = 50) -> list:
     from .store import Store, default_url
-    store = Store(store_url or default_url(results_dir))
-    try:
+    with Store(store_url or default_url(results_dir), create=False) as store:
         return store.history(device, bundle, limit)
-    finally:
-        store.close()
 
 
 def devices(inventory, group: str | None = None) -> list:

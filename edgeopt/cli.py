@@ -17,6 +17,8 @@ from .errors import EdgeoptError
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+STORE_HELP = ("Results history: sqlite:///PATH, or postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
+              "[default: $EDGEOPT_STORE, else edgeopt.db in --results-dir].")
 
 
 class Output:
@@ -119,7 +121,7 @@ def loop_options(fn):
     fn = click.option("--timeout", default=900.0, show_default=True,
                       help="Give up on a device after this many seconds.")(fn)
     fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))(fn)
-    fn = click.option("--store", "store_url", help="SQLAlchemy URL of the results history [default: sqlite in --results-dir].")(fn)
+    fn = click.option("--store", "store_url", help=STORE_HELP)(fn)
     fn = click.option("--allowed-signers", metavar="DEVICE_PATH",
                       help="OpenSSH allowed-signers file ON THE DEVICE: run only bundles signed (package --sign-key) "
                            "by a key in it [default: the inventory var edgeopt_allowed_signers].")(fn)
@@ -369,7 +371,7 @@ def device_clean(out, name, inventory, ssh):
 @click.option("--bundle", "-b", help="Only this bundle name.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--store", "store_url", help="SQLAlchemy URL [default: sqlite in --results-dir].")
+@click.option("--store", "store_url", help=STORE_HELP)
 @common
 def history(out, device, bundle, limit, results_dir, store_url):
     """Past results from the results store, newest first."""

@@ -1,20 +1,58 @@
-"""The results history: one row per result, behind SQLAlchemy Core. An SQLite file by default
-(results/edgeopt.db), any SQLAlchemy URL (PostgreSQL for a team) by --store or $EDGEOPT_STORE."""
+"""The results history: one row per result, behind SQLAlchemy Core, its schema kept by Alembic.
+
+An SQLite file by default (results/edgeopt.db); PostgreSQL for a team (`pip install 'edgeopt[postgres]'`,
+postgresql://USER@HOST/DB) by --store or $EDGEOPT_STORE. Opening a store for writing upgrades its schema first
+(edgeopt/migrations), one process at a time: a transaction-scoped advisory lock on PostgreSQL, BEGIN IMMEDIATE
+on SQLite, whose writers also wait out each other's locks (busy timeout). Every message shows the URL with its
+password masked.
+"""
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import math
 import os
 import pathlib
+import re
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from .errors import BadInput
 
+MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
+HEAD = "0002"  # the newest revision under migrations/versions (a test keeps the two in step)
+SQLITE_BUSY_SECONDS = 60.0  # how long an SQLite writer waits for another's lock before giving up
+PG_CONNECT_SECONDS = 10  # libpq connect_timeout unless the URL sets one
+PG_MIGRATION_LOCK = 0x6564676F7074  # "edgeopt": the advisory lock key that serialises schema upgrades
+FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+EXTRA = "pip install 'edgeopt[postgres]'"
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """An aware datetime in, an aware datetime out: UTC on SQLite (which keeps no zone), timestamptz on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = value.astimezone(datetime.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=datetime.timezone.utc)
+        return value
+
+
 metadata = sa.MetaData()
+# The head schema, for queries only: migrations/ creates and upgrades the table, never metadata.create_all.
 results_table = sa.Table(
     "results", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created", sa.String(40), nullable=False),
     sa.Column("run_id", sa.String(80)),
     sa.Column("bundle", sa.String(200)),
     sa.Column("bundle_sha256", sa.String(64)),
@@ -24,44 +62,265 @@ results_table = sa.Table(
     sa.Column("peak_rss_mb", sa.Float), sa.Column("power_w", sa.Float), sa.Column("top1", sa.Float),
     sa.Column("error", sa.Text),
     sa.Column("path", sa.Text),
-    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("document", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
 )
 
 
-def default_url(results_dir) -> str:
-    return os.environ.get("EDGEOPT_STORE") or f"sqlite:///{pathlib.Path(results_dir) / 'edgeopt.db'}"
+def default_url(results_dir):
+    """$EDGEOPT_STORE, else the SQLite file results_dir/edgeopt.db (a URL object: any path, even one with '?')."""
+    return os.environ.get("EDGEOPT_STORE") or sa.engine.URL.create("sqlite", database=str(
+        pathlib.Path(results_dir) / "edgeopt.db"))
+
+
+def masked(url: sa.engine.URL) -> str:
+    """The URL as a message may show it: no password, in the user part or in the query; on one line."""
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "***"})
+    return _one_line(url.render_as_string(hide_password=True))
+
+
+def _one_line(text: str) -> str:
+    """Control characters escaped (a --results-dir may hold a newline): an error is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def _masked_text(text: str) -> str:
+    """A string that is not a URL, shown without anything that could be a password: all before its last '@'."""
+    if "@" in text:
+        scheme = re.match(r"[\w+.-]*://", text)
+        text = (scheme.group(0) if scheme else "") + "***@" + text.rpartition("@")[2]
+    return repr(re.sub(r"(password=)[^&#]*", r"\1***", text, flags=re.I))
+
+
+def parse_url(url) -> sa.engine.URL:
+    """A store URL, checked and normalised (bare postgresql:// means psycopg 3), or BadInput: one line."""
+    if isinstance(url, pathlib.PurePath):
+        url = sa.engine.URL.create("sqlite", database=str(url))
+    if not isinstance(url, (str, sa.engine.URL)):
+        raise BadInput(f"results store: expected a URL ({FORMS}), got {type(url).__name__}")
+    if isinstance(url, str):
+        url = _parse_text(url)
+    url = url.set(drivername=url.drivername.lower())  # a URL scheme is case-insensitive
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        return _postgres_url(url, driver)
+    if backend == "sqlite":
+        return _sqlite_url(url, driver)
+    raise BadInput(f"results store {masked(url)}: edgeopt keeps results in SQLite or PostgreSQL, not {backend!r}: "
+                   f"write {FORMS}")
+
+
+def _parse_text(text: str) -> sa.engine.URL:
+    if any(not c.isprintable() for c in text):  # a newline in a host or path would also break the one-line message
+        raise BadInput(f"results store {_masked_text(text)}: a URL has no control characters: write {FORMS}")
+    rest = text.partition("://")[2]
+    if rest.count("@") > 1:  # the parser would take part of the password for the host
+        raise BadInput(f"results store {_masked_text(text)}: more than one '@': write an '@' in the user name "
+                       "or password as %40")
+    try:
+        url = sa.engine.make_url(text)
+    except (sa.exc.ArgumentError, ValueError):
+        raise BadInput(f"results store {_masked_text(text)} is not a database URL: write {FORMS}") from None
+    if "@" in rest and url.username is None and url.password is None and not url.drivername.startswith("sqlite"):
+        # The '@' went into the host or the database name: what precedes it may be a password (an SQLite URL's
+        # path, though, may hold an '@' like the result files do).
+        raise BadInput(f"results store {_masked_text(text)}: what precedes '@' is not USER[:PASSWORD]: write {FORMS}")
+    return url
+
+
+def _postgres_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
+    if driver not in ("", "psycopg"):
+        raise BadInput(f"results store {masked(url)}: edgeopt talks to PostgreSQL through psycopg 3, not {driver!r}: "
+                       f"write postgresql:// or postgresql+psycopg://")
+    try:
+        import psycopg  # noqa: F401  (present and loadable: its libpq may be missing)
+    except ImportError as e:
+        raise BadInput(f"results store {masked(url)}: PostgreSQL needs psycopg 3: {EXTRA} ({_first_line(e)})") from None
+    return url.set(drivername="postgresql+psycopg")
+
+
+def _sqlite_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
+    if driver not in ("", "pysqlite"):
+        raise BadInput(f"results store {masked(url)}: SQLite through {driver!r} is not supported: write sqlite:///PATH")
+    if not url.database or url.database == ":memory:":
+        raise BadInput(f"results store {masked(url)}: an SQLite store is a file: write sqlite:///PATH "
+                       "(an in-memory one would be lost when edgeopt exits)")
+    if url.query or url.host or url.username or url.port:
+        raise BadInput(f"results store {masked(url)}: an SQLite URL is sqlite:///PATH, with no host and no ?options")
+    return url
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _finite(value):
+    """JSON both backends accept: NaN and infinities become null (JSONB has no such numbers), NUL characters go."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_finite(str(k)): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_dumps(value) -> str:
+    return json.dumps(_finite(value), default=str)
+
+
+def parse_created(text, fallback: datetime.datetime) -> datetime.datetime:
+    """A result's ISO `created` as an aware datetime (UTC where it names no zone); `fallback` if it is not one."""
+    try:
+        when = datetime.datetime.fromisoformat(str(text))
+    except ValueError:
+        return fallback
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def _revision(conn):
+    """Plain SQL, not Alembic's MigrationContext: importing Alembic costs more than this query."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.select(sa.table("alembic_version", sa.column("version_num")).c.version_num)).scalar()
 
 
 class Store:
-    def __init__(self, url: str):
+    """One results store. `create=False` (reading history) refuses an SQLite file that is not there, and makes none."""
+
+    def __init__(self, url, create: bool = True):
+        self.url = parse_url(url)
+        self.name = masked(self.url)
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        if self.sqlite:
+            self._sqlite_file(create)
+        with self._errors("cannot open it"):
+            self.engine = self._engine()
         try:
-            if url.startswith("sqlite:///"):
-                pathlib.Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url)
-            metadata.create_all(self.engine)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, sa.exc.OperationalError) as e:
-            raise BadInput(f"results store {url!r} is not usable: {str(e).splitlines()[0]}") from None
+            self._upgrade()
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _sqlite_file(self, create: bool) -> None:
+        path = pathlib.Path(self.url.database)
+        if path.is_dir():
+            raise BadInput(f"results store {self.name}: {_one_line(path)} is a directory, not an SQLite file")
+        if not create and not path.is_file():
+            raise BadInput(f"no results store at {_one_line(path)}: nothing has been stored there yet "
+                           "(bench and fleet bench write it; --store or $EDGEOPT_STORE names another)")
+        with self._errors(f"cannot make the directory {_one_line(path.parent)}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _engine(self) -> sa.engine.Engine:
+        if not self.sqlite:
+            args = {} if "connect_timeout" in self.url.query else {"connect_timeout": PG_CONNECT_SECONDS}
+            return sa.create_engine(self.url, connect_args=args, json_serializer=_json_dumps)
+        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, json_serializer=_json_dumps)
+
+        # pysqlite's own transaction handling would run DDL outside a transaction and take the write lock
+        # late; edgeopt issues BEGIN itself (SQLAlchemy's documented recipe), IMMEDIATE for a writer.
+        @sa.event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("edgeopt_write") else "BEGIN")
+        return engine
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str):
+        """A database, driver or file error as one line naming the store (password masked, even one echoed back)."""
+        try:
+            yield
+        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
+            message = _one_line(f"results store {self.name}: {doing}: {_first_line(e)}")
+            if self.url.password:
+                message = message.replace(str(self.url.password), "***")
+            raise BadInput(message) from None
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A connection in a write transaction: on SQLite it holds the write lock from its first statement."""
+        with self.engine.connect() as conn:
+            conn.execution_options(edgeopt_write=True)
+            with conn.begin():
+                yield conn
+
+    def revision(self):
+        """The schema revision the database is at (None: no edgeopt schema yet)."""
+        with self._errors("cannot open it"), self.engine.connect() as conn:
+            return _revision(conn)
+
+    def _upgrade(self) -> None:
+        """Bring the schema to HEAD, one process at a time. Alembic is imported only by the one process that
+        finds, holding the lock, that there is work to do: many first opens at once wait, then read one row."""
+        if self.revision() == HEAD:
+            return
+        with self._errors("cannot upgrade its schema"), self._writing() as conn:
+            if not self.sqlite:  # on SQLite, _writing's BEGIN IMMEDIATE is the lock
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+            current = _revision(conn)
+            if current != HEAD:
+                self._migrate(conn, current)
+
+    def _migrate(self, conn, current) -> None:
+        from alembic import command
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        if current is not None and current not in {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}:
+            raise BadInput(f"its schema revision {current!r} is newer than this edgeopt knows: upgrade edgeopt")
+        config.attributes["connection"] = conn
+        try:
+            command.upgrade(config, "head")
+        except CommandError as e:
+            raise BadInput(_first_line(e)) from None
 
     def add(self, doc: dict, run_id: str | None = None) -> None:
         bundle, lat = doc.get("bundle") or {}, doc.get("latency") or {}
-        row = {"created": doc.get("created", ""), "run_id": run_id, "bundle": bundle.get("name"),
-               "bundle_sha256": bundle.get("manifest_sha256"), "device": (doc.get("device") or {}).get("name", "?"),
+        now = datetime.datetime.now(datetime.timezone.utc)
+        device = (doc.get("device") or {}).get("name", "?")
+        row = {"created": parse_created(doc.get("created"), now), "run_id": run_id, "bundle": bundle.get("name"),
+               "bundle_sha256": bundle.get("manifest_sha256"), "device": device,
                "status": doc.get("status", "failed"), "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"),
                "p99_ms": lat.get("p99_ms"), "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"),
                "power_w": (doc.get("power") or {}).get("mean_w"), "top1": (doc.get("accuracy") or {}).get("top1"),
                "error": (doc.get("error") or {}).get("message"), "path": doc.get("_path"),
-               "document": json.dumps({k: v for k, v in doc.items() if not k.startswith("_")})}
-        with self.engine.begin() as conn:
-            conn.execute(results_table.insert().values(**row))
+               "document": {k: v for k, v in doc.items() if not k.startswith("_")}}
+        with self._errors(f"cannot store the result of {device}"), self._writing() as conn:
+            conn.execute(results_table.insert().values(**_finite(row)))
 
     def history(self, device: str | None = None, bundle: str | None = None, limit: int = 50) -> list:
+        """Rows newest first, without the documents; `created` as an ISO 8601 string with its zone."""
         query = sa.select(*[c for c in results_table.c if c.name != "document"]).order_by(results_table.c.id.desc())
         if device:
             query = query.where(results_table.c.device == device)
         if bundle:
             query = query.where(results_table.c.bundle == bundle)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+        with self._errors("cannot read the history"), self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+        return [row | {"created": row["created"].isoformat()} for row in rows]
+
+    def documents(self, ids: list) -> dict:
+        """The stored result documents by row id."""
+        query = sa.select(results_table.c.id, results_table.c.document).where(results_table.c.id.in_(list(ids)))
+        with self._errors("cannot read the documents"), self.engine.connect() as conn:
+            return {r.id: r.document for r in conn.execute(query)}
 
     def close(self):
         self.engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,67 @@
+"""edgeopt/store.py as it was before schema migrations (commit 31ada53), kept verbatim but for this docstring
+and the import of BadInput: the tests make databases with it and check that today's store upgrades them."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import sqlalchemy as sa
+
+from edgeopt.errors import BadInput
+
+metadata = sa.MetaData()
+results_table = sa.Table(
+    "results", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(80)),
+    sa.Column("bundle", sa.String(200)),
+    sa.Column("bundle_sha256", sa.String(64)),
+    sa.Column("device", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("p50_ms", sa.Float), sa.Column("p90_ms", sa.Float), sa.Column("p99_ms", sa.Float),
+    sa.Column("peak_rss_mb", sa.Float), sa.Column("power_w", sa.Float), sa.Column("top1", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("path", sa.Text),
+    sa.Column("document", sa.Text, nullable=False),
+)
+
+
+def default_url(results_dir) -> str:
+    return os.environ.get("EDGEOPT_STORE") or f"sqlite:///{pathlib.Path(results_dir) / 'edgeopt.db'}"
+
+
+class Store:
+    def __init__(self, url: str):
+        try:
+            if url.startswith("sqlite:///"):
+                pathlib.Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url)
+            metadata.create_all(self.engine)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, sa.exc.OperationalError) as e:
+            raise BadInput(f"results store {url!r} is not usable: {str(e).splitlines()[0]}") from None
+
+    def add(self, doc: dict, run_id: str | None = None) -> None:
+        bundle, lat = doc.get("bundle") or {}, doc.get("latency") or {}
+        row = {"created": doc.get("created", ""), "run_id": run_id, "bundle": bundle.get("name"),
+               "bundle_sha256": bundle.get("manifest_sha256"), "device": (doc.get("device") or {}).get("name", "?"),
+               "status": doc.get("status", "failed"), "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"),
+               "p99_ms": lat.get("p99_ms"), "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"),
+               "power_w": (doc.get("power") or {}).get("mean_w"), "top1": (doc.get("accuracy") or {}).get("top1"),
+               "error": (doc.get("error") or {}).get("message"), "path": doc.get("_path"),
+               "document": json.dumps({k: v for k, v in doc.items() if not k.startswith("_")})}
+        with self.engine.begin() as conn:
+            conn.execute(results_table.insert().values(**row))
+
+    def history(self, device: str | None = None, bundle: str | None = None, limit: int = 50) -> list:
+        query = sa.select(*[c for c in results_table.c if c.name != "document"]).order_by(results_table.c.id.desc())
+        if device:
+            query = query.where(results_table.c.device == device)
+        if bundle:
+            query = query.where(results_table.c.bundle == bundle)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+
+    def close(self):
+        self.engine.dispose()

@@ -1,0 +1,191 @@
+"""The results store on SQLite and on a real PostgreSQL server (pgserver.py): typed columns, upgrading a
+store that the pre-migration edgeopt made, refusals, masked passwords, and the CLI around it."""
+import datetime
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql
+
+import legacy_store
+import pgserver
+from pgserver import pg, pg_url  # noqa: F401  (fixtures)
+from conftest import FAST_BENCH_ARGS
+from edgeopt.errors import BadInput
+from edgeopt.store import HEAD, MIGRATIONS, Store
+
+UTC = datetime.timezone.utc
+DOC = {"schema": "edgeopt.result/1", "created": "2026-11-30T10:15:00.250000+01:00", "status": "ok",
+       "device": {"name": "pi-kitchen", "host": "10.0.0.7"}, "bundle": {"name": "mnet", "manifest_sha256": "ab" * 32},
+       "latency": {"p50_ms": 1.5, "p90_ms": 2.25, "p99_ms": 3.0, "raw": [1.0, 2.0]}, "memory": {"peak_rss_mb": 80.5},
+       "accuracy": {"top1": 0.97}, "_path": "results/mnet@pi-kitchen.json"}
+FAILED = {"schema": "edgeopt.result/1", "status": "failed", "device": {"name": "pi-garage"},
+          "error": {"message": "no route to host", "exit_code": 3}}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    """A new, empty store on each backend."""
+    if request.param == "sqlite":
+        return sa.engine.URL.create("sqlite", database=str(tmp_path / "results" / "edgeopt.db"))
+    return request.getfixturevalue("pg_url")
+
+
+def _query(url, sql):
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(sql).all()
+    finally:
+        engine.dispose()
+
+
+def test_head_is_the_newest_migration():
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    assert scripts.get_heads() == [HEAD]
+
+
+def test_created_is_aware_and_document_is_json(url):
+    before = datetime.datetime.now(UTC)
+    with Store(url) as store:
+        store.add(DOC, "run-1")
+        store.add(FAILED)  # no `created`: the time it was stored
+        newest, oldest = store.history()
+        documents = store.documents([oldest["id"], newest["id"]])
+        assert store.revision() == HEAD
+    assert datetime.datetime.fromisoformat(oldest["created"]) == datetime.datetime(2026, 11, 30, 9, 15, 0, 250000, UTC)
+    assert datetime.datetime.fromisoformat(oldest["created"]).utcoffset() == datetime.timedelta(0)
+    assert before <= datetime.datetime.fromisoformat(newest["created"]) <= datetime.datetime.now(UTC)
+    assert (oldest["device"], oldest["p90_ms"], oldest["top1"], oldest["run_id"]) == ("pi-kitchen", 2.25, 0.97, "run-1")
+    assert documents[oldest["id"]] == {k: v for k, v in DOC.items() if k != "_path"}
+    assert newest["status"] == "failed" and newest["error"] == "no route to host"
+    columns = {c["name"]: c["type"] for c in sa.inspect(sa.create_engine(url)).get_columns("results")}
+    if url.get_backend_name() == "postgresql":
+        assert isinstance(columns["document"], postgresql.JSONB)
+        assert isinstance(columns["created"], sa.TIMESTAMP) and columns["created"].timezone
+
+
+def test_non_finite_numbers_are_stored_as_null(url):
+    doc = dict(DOC, latency={"p90_ms": float("nan"), "max_ms": float("inf")})
+    with Store(url) as store:
+        store.add(doc)
+        row, = store.history()
+        assert row["p90_ms"] is None and store.documents([row["id"]])[row["id"]]["latency"] == \
+            {"p90_ms": None, "max_ms": None}
+
+
+def test_store_made_by_the_previous_edgeopt_is_upgraded_in_place(url):
+    legacy = legacy_store.Store(url.render_as_string(hide_password=False))
+    legacy.add(DOC, "old-run")
+    legacy.add(FAILED)  # stored with created "" by that version
+    legacy.add(dict(DOC, latency={"p90_ms": float("nan")}))  # its document text holds NaN
+    legacy.close()
+    assert _query(url, "SELECT count(*) FROM results") == [(3,)]
+    upgraded_at = datetime.datetime.now(UTC)
+    with Store(url) as store:
+        rows = store.history()
+        documents = store.documents([r["id"] for r in rows])
+        store.add(DOC)
+        assert store.history(limit=1)[0]["id"] == 4
+    assert [r["id"] for r in rows] == [3, 2, 1]
+    assert [r["device"] for r in rows] == ["pi-kitchen", "pi-garage", "pi-kitchen"]
+    assert rows[2]["run_id"] == "old-run" and rows[2]["p90_ms"] == 2.25
+    assert datetime.datetime.fromisoformat(rows[2]["created"]) == datetime.datetime(2026, 11, 30, 9, 15, 0, 250000, UTC)
+    assert datetime.datetime.fromisoformat(rows[1]["created"]) >= upgraded_at.replace(microsecond=0)
+    assert documents[1] == {k: v for k, v in DOC.items() if k != "_path"}
+    assert documents[3]["latency"] == {"p90_ms": None}
+    assert _query(url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+
+
+def test_a_newer_schema_is_refused(url):
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(BadInput, match="cannot upgrade its schema: its schema revision '9999' is newer than this edgeopt knows"):
+        Store(url)
+
+
+def test_a_results_table_that_is_not_edgeopts_is_left_alone(url):
+    if url.get_backend_name() == "sqlite":
+        pathlib.Path(url.database).parent.mkdir()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE results (id INTEGER PRIMARY KEY, score FLOAT)")
+        conn.exec_driver_sql("INSERT INTO results VALUES (1, 0.5)")
+    engine.dispose()
+    with pytest.raises(BadInput, match=r"cannot upgrade its schema: its table `results` was not made by edgeopt"):
+        Store(url)
+    assert _query(url, "SELECT * FROM results") == [(1, 0.5)]
+
+
+def test_bare_postgresql_url_means_psycopg(pg_url):
+    for scheme in ("postgresql", "postgres"):
+        with Store(pg_url.set(drivername=scheme).render_as_string(hide_password=False)) as store:
+            assert store.url.drivername == "postgresql+psycopg"
+            assert store.history() == []
+
+
+def test_wrong_password_and_no_server_are_one_line_without_the_password(pg):
+    secret = "Wr0ng-Pa55word"
+    for url in (pg.url("postgres", password=secret), pg.url("postgres", password=secret).set(port=pgserver.free_port())):
+        with pytest.raises(BadInput) as caught:
+            Store(url.render_as_string(hide_password=False))
+        message = str(caught.value)
+        assert "\n" not in message and secret not in message and ":***@127.0.0.1" in message
+        assert "password authentication failed" in message or "Connection refused" in message, message
+
+
+def test_cli_messages_never_show_the_password(cli, pg):
+    secret = "Wr0ng-Pa55word"
+    url = pg.url("postgres", password=secret).render_as_string(hide_password=False)
+    r = cli("history", "--store", url)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert secret not in r.stderr and "password authentication failed" in r.stderr
+    r = cli("history", "--store", url + "?password=" + secret)
+    assert r.exit_code == 2 and secret not in r.stderr, r.stderr
+
+
+def test_history_on_a_missing_sqlite_store_creates_nothing(cli, tmp_path):
+    r = cli("history", "--results-dir", tmp_path / "none" / "deeper")
+    assert r.exit_code == 2 and r.stderr.startswith("edgeopt: error: no results store at ") and r.stderr.count("\n") == 1
+    r = cli("history", "--store", f"sqlite:///{tmp_path / 'elsewhere' / 'h.db'}")
+    assert r.exit_code == 2 and "no results store at" in r.stderr
+    r = cli("history", "--results-dir", tmp_path / "two\nlines")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "two\\nlines" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
+    url = pg_url.render_as_string(hide_password=False)
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "--store", url, *FAST_BENCH_ARGS, "--json")
+    assert r.exit_code == 0, r.stderr
+    r = cli("history", "--store", url, "--json")
+    row, = json.loads(r.stdout)
+    assert row["status"] == "ok" and row["device"] == "local" and row["p90_ms"] > 0
+    assert datetime.datetime.fromisoformat(row["created"]).tzinfo is not None
+
+
+BLOCK_PSYCOPG = "import sys; sys.modules['psycopg'] = None; from edgeopt.cli import main; main()"
+
+
+@pytest.mark.slow
+def test_without_psycopg_nothing_is_measured(bundles, tmp_path):
+    """One line naming the extra, exit 2, before bench or fleet bench measure or reach anything."""
+    url = "postgresql://team:Sup3rS3cret@127.0.0.1:1/results"
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": {"far": {"host": "127.0.0.9", "port": 1, "user": "x"}}}))
+    for verb in (["bench", bundles["fp32"]], ["fleet", "bench", bundles["fp32"], "--inventory", inventory]):
+        p = subprocess.run([sys.executable, "-c", BLOCK_PSYCOPG, *map(str, verb), "--results-dir", tmp_path / "r",
+                            "--store", url], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.count("\n") == 1 and "pip install 'edgeopt[postgres]'" in p.stderr
+        assert "Sup3rS3cret" not in p.stderr and "team:***@127.0.0.1:1" in p.stderr
+        assert not (tmp_path / "r").exists()  # no result, no fleet run directory
