@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import EdgeoptError
+from .errors import DeviceFailure, EdgeoptError
 
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
@@ -319,8 +319,13 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, thre
     loop, sensing = _loop(loop)
     report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, loop, timeout, resume,
                              ssh, store_url, _budgets(budgets), out.progress(), sensing, allowed_signers)
-    out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]))
-    return report["check"]["check"]["exit_code"]
+    from rich.text import Text
+    store_lines = [Text(f"not in the results store (the JSON file is kept): {e}", style="red")
+                   for e in report["store_errors"]]
+    out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]),
+             *store_lines)
+    code = report["check"]["check"]["exit_code"]
+    return max(code, DeviceFailure.exit_code) if report["store_errors"] else code
 
 
 @main.group()

@@ -166,7 +166,8 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
 
 def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str, parallel: int = 8,
           agent_args: list | None = None, timeout: float = 900.0, resume: bool = False, progress=SILENT) -> dict:
-    """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...]}."""
+    """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...],
+    store_errors: [...] (results saved as files whose row the store refused)}."""
     manifest = bundles.read_manifest(bundle_path)
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
     run = FleetRun(bundle_path, manifest, results_dir, resume)
@@ -178,7 +179,7 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
 
 
 def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, timeout, resume, progress) -> dict:
-    store = Store(store_url)
+    store, store_errors = Store(store_url), []
     todo = [d for d in devices if not (resume and run.done(d.name))]
     skipped = [d.name for d in devices if d not in todo]
     documents = {name: run.documents[name][1] for name in skipped}
@@ -192,7 +193,10 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
                        for spec in todo}
             for future in concurrent.futures.as_completed(futures):
                 doc = future.result()
-                run.record(doc, store)
+                try:
+                    run.record(doc, store)
+                except EdgeoptError as e:  # the JSON files are written first: keep collecting the other devices
+                    store_errors.append(str(e))
                 documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
                 progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
     finally:
@@ -200,6 +204,7 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
     order = [d.name for d in devices]
     documents = {name: documents[name] for name in order if name in documents}
     return {"run_id": run.run_id, "run_dir": str(run.run_dir), "documents": documents, "skipped": skipped,
+            "store_errors": store_errors,
             "paths": {name: str(run.result_path(name)) for name in documents},
             "succeeded": [n for n, d in documents.items() if d.get("status") == "ok"],
             "failed": {n: d["error"]["message"] for n, d in documents.items() if d.get("status") != "ok"}}
