@@ -308,10 +308,11 @@ def _history(series: list, absent: str | None) -> str:
     out = ["<h2>History</h2>"]
     if absent:
         return out[0] + f'<p class="small absent">{esc(absent)}</p>'
-    out.append(f"<p class=\"small muted\">p90 of every stored run of each bundle on each device, oldest first. Dashed red lines:"
-               f" change points (binary segmentation of log p90, penalty {changes.PENALTY_FACTOR:g}·σ²·ln n, σ from the "
-               f"median absolute run-to-run difference, at least {changes.MIN_RELATIVE_NOISE:.0%}); grey lines: each "
-               f"level's median.</p>")
+    out.append(f"<p class=\"small muted\">p90 of every stored run of each bundle on each device, oldest first. Dashed red "
+               f"lines: change points, the exact least-cost partition of log p90 into levels (cost: absolute deviation "
+               f"from each level's median; penalty {changes.PENALTY_FACTOR:g}·σ·ln n per change, σ the run-to-run noise "
+               f"from the median absolute difference, at least {changes.MIN_RELATIVE_NOISE:.0%}; a level needs "
+               f"{changes.MIN_SEGMENT} runs, so a lone slow run is no change). Grey lines: each level's median.</p>")
     cards = []
     for s in series:
         if "absent" in s:
