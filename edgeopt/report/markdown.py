@@ -9,6 +9,7 @@ import csv
 import io
 import re
 
+COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
               "none": "no budgets"}
 CSV_COLUMNS = ("bundle", "device", "run", "status", "verdict", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
@@ -40,9 +41,11 @@ def _summary(rows: list) -> list:
            "|---|---|--:|--:|--:|--:|--:|---|"]
     for r in rows:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
-        missed = [f"{b['budget']} {fmt(b['measured'])} {b['comparison']} {b['limit']:g}" if b["measured"] is not None
-                  else f"{b['budget']} not measured" for b in r["budgets"] if b["status"] != "pass"]
-        verdict = VERDICT_MD[r["verdict"]] + (": " + cell("; ".join(missed)) if missed else "") + \
+        # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
+        missed = [f"`{b['budget']}` {fmt(b['measured'])} {COMPARISONS[b['comparison']]} {b['limit']:g}"
+                  if b["measured"] is not None else f"`{b['budget']}` not measured"
+                  for b in r["budgets"] if b["status"] != "pass"]
+        verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
             (" · **THROTTLED**" if r["throttled"] else "")
         out.append(f"| {cell(r['bundle'])} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
                    f"{fmt(r['p99_ms'])} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | {verdict} |")
