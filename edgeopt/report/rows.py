@@ -57,9 +57,10 @@ def samples(doc: dict):
     where = doc.get("_path", "result")
     if not isinstance(raw, list) or not raw:
         raise BadInput(f"{where}: latency.samples_ms must be a non-empty list of numbers, got {shown(raw)}")
-    bad = next((v for v in raw if number_in(v, 0.0, math.inf) is None), None)
-    if bad is not None or any(isinstance(v, bool) for v in raw):
-        raise BadInput(f"{where}: latency.samples_ms must hold finite numbers >= 0, got {shown(bad)}")
+    bad = next((i for i, v in enumerate(raw) if number_in(v, 0.0, math.inf) is None), None)   # bools too
+    if bad is not None:
+        raise BadInput(f"{where}: latency.samples_ms must hold finite numbers >= 0, got {shown(raw[bad])} "
+                       f"(sample {bad})")
     return np.asarray(raw, dtype=np.float64), None
 
 
