@@ -313,13 +313,14 @@ def _history(series: list, absent: str | None) -> str:
                f"from each level's median; penalty {changes.PENALTY_FACTOR:g}·σ·ln n per change, σ the run-to-run noise "
                f"from the median absolute difference, at least {changes.MIN_RELATIVE_NOISE:.0%}; a level needs "
                f"{changes.MIN_SEGMENT} runs, so a lone slow run is no change). Grey lines: each level's median.</p>")
-    cards = []
+    cards = [f"<div class=card><h3 class=small>{esc(who(s))}</h3>{_history_chart(s)}{_change_text(s)}</div>"
+             for s in series if "absent" not in s]
+    short = {}
     for s in series:
         if "absent" in s:
-            cards.append(f'<div class=card><h3 class=small>{esc(who(s))}</h3><p class="small absent">{esc(s["absent"])}</p></div>')
-            continue
-        cards.append(f"<div class=card><h3 class=small>{esc(who(s))}</h3>{_history_chart(s)}{_change_text(s)}</div>")
-    return "".join(out) + f"<div class=charts>{''.join(cards)}</div>"
+            short.setdefault(s["absent"], []).append(who(s))
+    notes = "".join(f'<p class="small absent">{esc(", ".join(names))}: {esc(why)}</p>' for why, names in short.items())
+    return "".join(out) + f"<div class=charts>{''.join(cards)}</div>" + notes
 
 
 def _history_chart(s: dict) -> str:
