@@ -426,9 +426,9 @@ def report(out, results, output, fmt, budgets, store_url, no_history, title):
     if output is None and fmt == "html":
         output = "report.html"
     doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title)
-    if output is None and not out.as_json:
+    if output is None and not out.as_json and not out.quiet:
         click.echo(doc["text"], nl=False)
-    summary = {k: v for k, v in doc.items() if k not in ("text", "rows")}
+    summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
     summary["summary"] = doc["rows"]["summary"]
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {doc['results']} results)"]
                         if output else []))

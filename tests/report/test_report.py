@@ -259,3 +259,18 @@ def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, tmp_
     # the charts' series colour (#0072B2) is drawn: ECDF lines, bands, dots
     blue = (np.abs(pixels - [0x00, 0x72, 0xB2]).max(axis=2) < 40).sum()
     assert blue > 2000
+
+
+def test_stdout_json_and_quiet(cli, lab_results, tmp_path):
+    r = cli("report", lab_results["int8"], "--format", "csv", "--no-history", "--json")
+    assert r.exit_code == 0 and r.json()["text"].startswith("bundle,device,") and r.json()["summary"][0]["n"] > 0
+    r = cli("report", lab_results["int8"], "--format", "markdown", "--no-history", "-q")
+    assert r.exit_code == 0 and r.stdout == ""
+    r = cli("report", lab_results["int8"], "-o", tmp_path / "r.html", "--no-history", "--json")
+    assert "text" not in r.json() and (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
