@@ -193,7 +193,8 @@ def _over_run(rows: list) -> str:
         chart.line([(x, b["median"]) for x, b in mid], "#0072B2", title="median per bin")
         drift = t["drift_pct"]
         cls = "bad" if drift is not None and drift > 10 else "muted"
-        cards.append(f'<div class=card><h3 class=small>{esc(who(r))}</h3>{chart.render()}<span class="small {cls}">'
+        flag = ' <span class="badge bad">THROTTLED</span>' if r["throttled"] else ""
+        cards.append(f'<div class=card><h3 class=small>{esc(who(r))}{flag}</h3>{chart.render()}<span class="small {cls}">'
                      f"last quarter median {num(t['last_quarter_median_ms'])} ms vs first {num(t['first_quarter_median_ms'])}"
                      f" ms: {'—' if drift is None else f'{drift:+.1f} %'}</span></div>")
     return ("<h2>Latency over the run</h2><p class=\"small muted\">Median (line) and p10–p90 (band) of consecutive runs, "

@@ -141,6 +141,7 @@ def latency_row(doc: dict) -> dict:
             marks[key] = {"absent": lat.get(f"{key}_absent", "not in the result")}
     sorted_ms = np.sort(run_ms)
     return dict(row, n=int(run_ms.size), ecdf=ecdf(sorted_ms), percentiles=marks, timeline=timeline(run_ms),
+                throttled=results.throttled(doc),
                 min_ms=float(sorted_ms[0]), max_ms=float(sorted_ms[-1]),
                 p999_ms=float(np.percentile(sorted_ms, 99.9)), stopped_by=lat.get("stopped_by"))
 

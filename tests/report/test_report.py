@@ -274,3 +274,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_throttled_run_is_marked(cli, lab_results, tmp_path):
+    doc = json.loads(lab_results["int8"].read_text())
+    doc["warnings"].append("throttled: cpufreq policy0 fell from 2400 to 1500 MHz under load (thermal or power throttling)")
+    hot = tmp_path / "hot.json"
+    hot.write_text(json.dumps(doc))
+    r = cli("report", hot, "-o", tmp_path / "r.html", "--no-history", "--json")
+    assert r.exit_code == 0 and r.json()["summary"][0]["throttled"] is True
+    assert (tmp_path / "r.html").read_text().count('<span class="badge bad">THROTTLED</span>') == 2  # summary, over the run

@@ -4,7 +4,6 @@ coordinates."""
 import copy
 import re
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
