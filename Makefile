@@ -8,8 +8,9 @@ PY38 ?= $(firstword $(wildcard /root/.pyenv/versions/3.8.*/bin/python3.8) $(shel
 PY38_VENV := .cache/py38
 
 # Debian packages the tests use: real sshd devices, network namespaces with tc/nftables, and an arm64
-# userland run under emulation (qemu-user-static, debootstrap), a PostgreSQL server for the shared store.
-APT_PACKAGES := openssh-server iproute2 nftables qemu-user-static debootstrap postgresql
+# userland run under emulation (qemu-user-static, debootstrap), a PostgreSQL server for the shared store,
+# headless Chromium to look at the HTML report.
+APT_PACKAGES := openssh-server iproute2 nftables qemu-user-static debootstrap postgresql chromium
 
 .PHONY: demo test install install-dev system-deps agent-py38 arm64-rootfs benchmarks clean
 

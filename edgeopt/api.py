@@ -361,3 +361,82 @@ def history(results_dir="results", store_url: str | None = None, device: str | N
 def devices(inventory, group: str | None = None) -> list:
     import dataclasses
     return [dataclasses.asdict(d) for d in _inventory(inventory).select(group)]
+
+
+REPORT_FORMATS = ("html", "markdown", "csv")
+STORE_FILE = "edgeopt.db"
+HISTORY_LIMIT = 200
+
+
+def _find_store(result_paths) -> str | None:
+    """The results store beside the results: results/edgeopt.db is at most three levels above a result file
+    (results/<x>.json, results/history/<x>.json, results/fleet/<bundle>/<run>/<device>.json)."""
+    for path in result_paths:
+        for parent in list(pathlib.Path(path).resolve().parents)[:4]:
+            if (parent / STORE_FILE).is_file():
+                return f"sqlite:///{parent / STORE_FILE}"
+    return None
+
+
+def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
+    """{(bundle, device): store rows} for the results' bundle x device pairs, or (None, why there is none)."""
+    import os
+    from .store import Store
+
+    url = store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
+    if url is None:
+        return None, (f"no history: no results store ({STORE_FILE}) beside the results; "
+                      "pass --store URL to read one elsewhere")
+    if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
+        return None, f"no history: results store {url[len('sqlite:///'):]} does not exist"
+    store = Store(url)
+    try:
+        pairs = dict.fromkeys(((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
+                              for doc in docs)
+        return {(b, d): store.history(d, b, HISTORY_LIMIT) for b, d in pairs if b and d}, None
+    finally:
+        store.close()
+
+
+def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = None, store_url: str | None = None,
+           history: bool = True, title: str = "edgeopt report") -> dict:
+    """Result files or fleet run directories -> one report: a self-contained HTML page, Markdown or CSV.
+    Written to `output` when given; the text is returned under `text` either way, with the rows it was made from."""
+    from .report import html as html_report, markdown as md_report, rows as report_rows
+
+    if fmt not in REPORT_FORMATS:
+        raise BadInput(f"report format {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
+    paths = results.expand(result_paths)
+    if not paths:
+        raise BadInput("report needs at least one result file")
+    verdicts = check(paths, budgets)
+    docs = [results.load(p) for p in paths]
+    stored, absent = _report_history(docs, store_url, paths) if history else (None, "history left out (--no-history)")
+    rows = report_rows.build(docs, verdicts, stored, absent)
+    text = {"html": lambda: html_report.render(rows, title), "markdown": lambda: md_report.markdown(rows, title),
+            "csv": lambda: md_report.csv_text(rows)}[fmt]()
+    out = {"format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"], "bytes": len(text.encode("utf-8")),
+           "rows": rows, "text": text}
+    if output is not None:
+        out["path"] = str(output)
+        _write_text(output, text)
+    return out
+
+
+def _write_text(path, text: str) -> None:
+    """Written whole or not at all: a temp file beside it, then renamed."""
+    import os
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise BadInput(f"report output {path} is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".partial", delete=False) as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(f.name, 0o666 & ~umask)   # a report is for sharing: the usual file mode, not the temp file's 0600
+        os.replace(f.name, path)
+    except OSError as e:
+        raise BadInput(f"cannot write the report to {path}: {e.strerror or e}") from None

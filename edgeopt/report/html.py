@@ -1,0 +1,368 @@
+"""The report as one self-contained HTML page: inline CSS and inline SVG, no script, nothing fetched.
+
+Sections: summary with budget verdicts, latency distributions (ECDF per device, percentiles with their 95 %
+intervals), latency over the run, memory, power and temperature, the fleet side by side, history trends with
+change points. Every name and message from a result file is escaped.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+
+from .. import __version__
+from . import changes
+from .svg import Chart, color, nice_ticks, number, padded
+
+COMPARISONS = {"<=": "≤", ">=": "≥"}
+LOG_AXIS_SPREAD = 20   # max/min latency above which the ECDF's x axis is logarithmic
+VERDICTS = {"pass": ("pass", "ok"), "fail": ("FAIL", "bad"), "unmeasured": ("NOT MEASURED", "warn"),
+            "failed": ("DEVICE FAILED", "bad"), "none": ("no budgets", "none")}
+EXIT_MEANING = {0: "every budget holds", 1: "a budget failed or was not measured", 3: "a device produced no result"}
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
+main{max-width:1180px;margin:0 auto;padding:16px 24px 40px}
+h1{font-size:22px;margin:8px 0 2px}h2{font-size:18px;margin:28px 0 6px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+h3{font-size:15px;margin:14px 0 4px}.meta,.muted{color:#59636e}.small{font-size:12px}
+table{border-collapse:collapse;background:#fff;margin:6px 0;font-size:13px}
+th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f0f3f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.badge{display:inline-block;border-radius:10px;padding:0 8px;font-weight:600;font-size:12px;white-space:nowrap}
+.ok{background:#dafbe1;color:#116329}.bad{background:#ffebe9;color:#a40e26}.warn{background:#fff8c5;color:#7d4e00}
+.none{background:#eaeef2;color:#59636e}.grid{stroke:#e6e9ed;stroke-width:1}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px}
+svg.chart{display:block;font:11px system-ui,sans-serif;fill:#1f2328}svg .plot{fill:#fff;stroke:#d0d7de}
+svg .label{font-size:12px;fill:#59636e}svg .note{font-size:11px}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
+ul.budgets{margin:0;padding:0;list-style:none;font-size:12px}ul.budgets li{white-space:nowrap}
+td.name{white-space:nowrap}.scroll{overflow-x:auto}.absent{color:#7d4e00}
+"""
+
+
+def esc(text) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def num(value, digits: int = 4, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return f"{text} {unit}".rstrip()
+
+
+def badge(state: str) -> str:
+    words, cls = VERDICTS.get(state, (state, "none"))
+    return f'<span class="badge {cls}">{esc(words)}</span>'
+
+
+def who(row: dict) -> str:
+    return f"{row['bundle']} @ {row['device']}"
+
+
+def render(report: dict, title: str = "edgeopt report") -> str:
+    body = [_header(report, title), _summary(report["summary"]), _latency(report["latency"]),
+            _over_run(report["latency"]), _memory(report["memory"]), _power(report["power"]),
+            _thermal(report["thermal"]), _fleet(report["fleet"]), _history(report["history"], report["history_absent"]),
+            _study(report.get("study")), _method()]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(title)}</title>"
+            f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n")
+
+
+def _header(report: dict, title: str) -> str:
+    code = report["exit_code"]
+    state = "pass" if code == 0 else "failed" if code == 3 else "fail"
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<h1>{esc(title)}</h1><p class=\"meta\">{len(report['summary'])} result(s) · generated {when} by edgeopt "
+            f"{esc(__version__)} · overall {badge(state)} <span class=\"muted\">({esc(EXIT_MEANING.get(code, ''))}; "
+            f"edgeopt check exits {code})</span></p>")
+
+
+def _budget_list(budgets: list) -> str:
+    if not budgets:
+        return '<span class="muted">—</span>'
+    items = []
+    for b in budgets:
+        measured = num(b["measured"], 4) if b["measured"] is not None else f"not measured: {b['reason']}"
+        short = b["budget"].removeprefix("latency_").removesuffix("_ms").removesuffix("_mb")
+        items.append(f"<li title=\"{esc(b['budget'])}\">{badge(b['status'])} {esc(short)} {COMPARISONS.get(b['comparison'], esc(b['comparison']))} "
+                     f"{esc(num(b['limit'], 4, b['unit']))} <span class=muted>({esc(measured)})</span></li>")
+    return f'<ul class="budgets">{"".join(items)}</ul>'
+
+
+def _summary(rows: list) -> str:
+    head = ("bundle", "device", "n", "p50 ms", "p90 ms<br>95% CI", "p99 ms", "peak RSS MiB", "size MiB", "top-1",
+            "power W", "verdict", "budgets")
+    lines = []
+    for r in rows:
+        ci = f"<br><span class='small muted'>{num(r['p90_ci95'][0])}–{num(r['p90_ci95'][1])}</span>" \
+            if r["p90_ci95"] else ""
+        notes = ("<br>" + '<span class="badge bad">THROTTLED</span>' if r["throttled"] else "") + \
+            (f'<br><span class="small absent">{esc(r["error"])}</span>' if r["error"] else "")
+        run = f'<br><span class="small muted" title="{esc(r["run"])}">fleet run {esc(r["run"][:15])}</span>' \
+            if r["run"] else ""
+        lines.append(f"<tr><td class=name>{esc(r['bundle'])}</td><td>{esc(r['device'])}{run}</td><td class=num>{num(r['n'], 6)}</td>"
+                     f"<td class=num>{num(r['p50_ms'])}</td><td class=num>{num(r['p90_ms'])}{ci}</td>"
+                     f"<td class=num>{num(r['p99_ms'])}</td><td class=num>{num(r['peak_rss_mb'])}</td>"
+                     f"<td class=num>{num(r['size_mb'])}</td><td class=num>{num(r['top1'])}</td>"
+                     f"<td class=num>{num(r['power_w'])}</td><td>{badge(r['verdict'])}{notes}</td>"
+                     f"<td>{_budget_list(r['budgets'])}</td></tr>")
+    warnings = [f"<li><b>{esc(who(r))}</b>: {esc(w)}</li>" for r in rows for w in r["warnings"]]
+    table = f"<div class=scroll><table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(lines)}</table>"
+    return "<h2>Summary</h2>" + table + (f"<h3>Warnings</h3><ul class=small>{''.join(warnings)}</ul>" if warnings else "")
+
+
+def _by_bundle(rows: list) -> dict:
+    out = {}
+    for r in rows:
+        out.setdefault(r["bundle"], []).append(r)
+    return out
+
+
+def _legend(items) -> str:
+    return " ".join(f'<span class="small"><span class="swatch" style="background:{c}"></span>{esc(t)}</span>'
+                    for c, t in items)
+
+
+def _absent_list(rows: list) -> str:
+    return "".join(f'<p class="small absent">{esc(who(r))}: {esc(r["absent"])}</p>' for r in rows if "absent" in r)
+
+
+def _latency(rows: list) -> str:
+    out = ["<h2>Latency distributions</h2><p class=\"small muted\">Empirical CDF of every timed run's latency. "
+           "Markers: ● p50, ◆ p90, ● p99; the bar through each is its 95 % interval from order statistics.</p>"]
+    for bundle, group in _by_bundle([r for r in rows if "ecdf" in r]).items():
+        out.append(f"<div class=card><h3>{esc(bundle)}</h3>{_ecdf_chart(bundle, group)}"
+                   f"{_legend((color(i), r['device']) for i, r in enumerate(group))}{_percentile_table(group)}</div>")
+    return "".join(out) + _absent_list(rows)
+
+
+def _ecdf_chart(bundle: str, group: list) -> str:
+    lo, hi = min(r["min_ms"] for r in group), max(r["max_ms"] for r in group)
+    # A tail decades above the median (a preempted run on a shared machine) would squeeze the body of a linear
+    # axis into one pixel column: such a spread gets a log axis, which shows both.
+    log = lo > 0 and hi / lo > LOG_AXIS_SPREAD
+    x_range = (lo / 1.15, hi * 1.15) if log else padded(lo, hi, 0.03)
+    chart = Chart(f"Latency ECDF of {bundle}", x_range, (0.0, 1.0), width=760, height=300, log_x=log,
+                  x_label="latency (ms)" + (", log scale" if log else ""), y_label="fraction of runs ≤ x")
+    chart.axes(y_ticks=[0, 0.25, 0.5, 0.75, 0.9, 0.99])
+    for i, r in enumerate(group):
+        chart.line(r["ecdf"], color(i), step=True, title=f"{r['device']}: {r['n']} runs")
+        for key, q, shape in (("p50_ms", 0.5, "circle"), ("p90_ms", 0.9, "diamond"), ("p99_ms", 0.99, "circle")):
+            mark = r["percentiles"][key]
+            if "value" not in mark:
+                continue
+            ci = mark.get("ci95")
+            if ci:
+                chart.segment(ci[0], q, ci[1], q, color(i), width=3,
+                              title=f"{r['device']} {key[:-3]} 95% CI {number(ci[0])}–{number(ci[1])} ms")
+            chart.dot(mark["value"], q, color(i), shape=shape, title=f"{r['device']} {key[:-3]} {number(mark['value'])} ms")
+    return chart.render()
+
+
+def _percentile_table(group: list) -> str:
+    lines = []
+    for i, r in enumerate(group):
+        cells = []
+        for key in ("p50_ms", "p90_ms", "p99_ms"):
+            m = r["percentiles"][key]
+            if "value" not in m:
+                cells.append(f'<td class="small absent">absent: {esc(m["absent"])}</td>')
+                continue
+            ci = f" [{num(m['ci95'][0])}–{num(m['ci95'][1])}]" if m.get("ci95") else ""
+            cells.append(f"<td class=num>{num(m['value'])}{esc(ci)}</td>")
+        lines.append(f'<tr><td><span class="swatch" style="background:{color(i)}"></span>{esc(r["device"])}</td>'
+                     f"<td class=num>{r['n']}</td>{''.join(cells)}<td class=num>{num(r['max_ms'])}</td>"
+                     f"<td>{esc(r['stopped_by'] or '')}</td></tr>")
+    return ("<table><tr><th>device</th><th>runs</th><th>p50 ms [95% CI]</th><th>p90 ms [95% CI]</th>"
+            f"<th>p99 ms [95% CI]</th><th>max ms</th><th>loop stopped by</th></tr>{''.join(lines)}</table>")
+
+
+def _over_run(rows: list) -> str:
+    cards = []
+    for r in [r for r in rows if "timeline" in r]:
+        t = r["timeline"]
+        bins = t["bins"]
+        hi = max(b["p90"] for b in bins)
+        chart = Chart(f"Latency over the run: {who(r)}", (0, t["n"]), padded(min(b["p10"] for b in bins), hi, 0.08),
+                      width=370, height=200, x_label="run number", y_label="ms")
+        chart.axes()
+        mid = [((b["start"] + b["end"]) / 2, b) for b in bins]
+        chart.band([(x, b["p90"]) for x, b in mid], [(x, b["p10"]) for x, b in mid], "#0072B2", 0.22,
+                   title="p10–p90 of each bin of consecutive runs")
+        chart.line([(x, b["median"]) for x, b in mid], "#0072B2", title="median per bin")
+        drift = t["drift_pct"]
+        cls = "bad" if drift is not None and drift > 10 else "muted"
+        flag = ' <span class="badge bad">THROTTLED</span>' if r["throttled"] else ""
+        cards.append(f'<div class=card><h3 class=small>{esc(who(r))}{flag}</h3>{chart.render()}<span class="small {cls}">'
+                     f"last quarter median {num(t['last_quarter_median_ms'])} ms vs first {num(t['first_quarter_median_ms'])}"
+                     f" ms: {'—' if drift is None else f'{drift:+.1f} %'}</span></div>")
+    return ("<h2>Latency over the run</h2><p class=\"small muted\">Median (line) and p10–p90 (band) of consecutive runs, "
+            "in the order they ran: a rising line is drift (heat, throttling, other load).</p>"
+            f"<div class=charts>{''.join(cards)}</div>")
+
+
+def _memory(rows: list) -> str:
+    rows = [r for r in rows if "steps" in r]
+    if not rows:
+        return "<h2>Memory</h2><p class=muted>No successful result.</p>"
+    values = [v for r in rows for _, v in r["steps"] if v is not None]
+    bar, gap = 9, 10
+    height = 30 + len(rows) * (4 * bar + gap) + 40
+    chart = Chart("Resident memory per result", (0, (max(values) if values else 1) * 1.08), (0, len(rows)),
+                  width=760, height=height, x_label="resident memory (MiB)", margin=(12, 16, 42, 230))
+    chart.axes(y_ticks=[])
+    for i, r in enumerate(rows):
+        top = len(rows) - i
+        chart.text(0, top - 0.5, who(r)[:36], anchor="end", dx=-6, dy=4)
+        for k, (name, value) in enumerate(r["steps"]):
+            if value is not None:
+                y = top - (k + 0.6) / 4.6
+                chart.rect(0, value, y - 0.09, y + 0.09, color(k), title=f"{who(r)}: {name} {value:.1f} MiB")
+    legend = _legend((color(k), name) for k, (name, _) in enumerate(rows[0]["steps"]))
+    return (f"<h2>Memory</h2><div class=card>{chart.render()}{legend}<p class=\"small muted\">Peak is the high-water mark "
+            f"reset just before the timed loop ({esc(rows[0]['peak_scope'] or '')}).</p></div>")
+
+
+def _power(rows: list) -> str:
+    out = ["<h2>Power</h2>"]
+    measured = [r for r in rows if r["available"]]
+    if measured:
+        lines = "".join(f"<tr><td>{esc(who(r))}</td><td>{esc(r['sensor'])}</td><td class=num>{num(r['idle_w'])}</td>"
+                        f"<td class=num>{num(r['mean_w'])}</td><td class=num>{num(r['peak_w'])}</td>"
+                        f"<td class=num>{num(r['energy_mj'])}</td><td class=num>{num(r['dynamic_energy_mj'])}</td></tr>"
+                        for r in measured)
+        out.append("<table><tr><th>result</th><th>sensor</th><th>idle W</th><th>mean W</th><th>peak W</th>"
+                   f"<th>mJ / inference</th><th>mJ above idle</th></tr>{lines}</table>")
+    out.append(_not_measured([r for r in rows if not r["available"]]))
+    if rows:
+        out.append(f'<p class="small muted">No power timeline: {esc(rows[0]["timeline_absent"])}.</p>')
+    return "".join(out)
+
+
+def _not_measured(rows: list) -> str:
+    """One line per distinct reason, naming the results it applies to (a fleet without sensors is one line)."""
+    reasons = {}
+    for r in rows:
+        reasons.setdefault(r["reason"], []).append(who(r))
+    return "".join(f'<p class="small absent">Not measured for {esc(", ".join(names))}: {esc(reason)}</p>'
+                   for reason, names in reasons.items())
+
+
+def _thermal(rows: list) -> str:
+    out = ["<h2>Temperature and clocks</h2>"]
+    lines = []
+    for r in [r for r in rows if r["available"]]:
+        for zone, (start, end) in r["zones"].items():
+            lines.append(f"<tr><td>{esc(who(r))}</td><td>{esc(zone)}</td><td class=num>{num(start)} → {num(end)} °C</td></tr>")
+        for name, f in r["cpufreq"].items():
+            lines.append(f"<tr><td>{esc(who(r))}</td><td>cpufreq {esc(name)}</td><td class=num>{num(f['before_mhz'])} / "
+                         f"{num(f['min'])}–{num(f['max'])} / {num(f['after_mhz'])} MHz (max {num(f['hw_max_mhz'])})</td></tr>")
+    if lines:
+        out.append(f"<table><tr><th>result</th><th>sensor</th><th>start → end · before / during / after</th></tr>"
+                   f"{''.join(lines)}</table>")
+    out.append(_not_measured([r for r in rows if not r["available"]]))
+    if rows:
+        out.append(f'<p class="small muted">No temperature timeline: {esc(rows[0]["timeline_absent"])}.</p>')
+    return "".join(out)
+
+
+def _fleet(groups: list) -> str:
+    if not groups:
+        return ("<h2>Fleet</h2><p class=muted>No bundle was measured on more than one device in these results.</p>")
+    out = ["<h2>Fleet</h2><p class=\"small muted\">Each device's p50–p99 range (line), p90 (◆) and its 95 % interval "
+           "(thick bar), coloured by budget verdict; fastest p90 first.</p>"]
+    for g in groups:
+        out.append(f"<div class=card><h3>{esc(g['bundle'])}"
+                   f"{' · fleet run ' + esc(', '.join(g['runs'])) if g['runs'] else ''}</h3>{_fleet_chart(g)}</div>")
+    return "".join(out)
+
+
+VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "unmeasured": "#9a6700", "failed": "#8c959f",
+                   "none": "#0072B2"}
+
+
+def _fleet_chart(group: dict) -> str:
+    rows = group["devices"]
+    values = [v for r in rows for v in (r["p50_ms"], r["p99_ms"], r["p90_ms"]) if v is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    log = lo > 0 and hi / lo > LOG_AXIS_SPREAD
+    chart = Chart(f"Fleet: {group['bundle']}", (lo / 1.15, hi * 1.15) if log else padded(lo, hi, 0.05), (0, len(rows)),
+                  width=760, height=40 + 26 * len(rows) + 20, x_label="latency (ms)" + (", log scale" if log else ""),
+                  margin=(10, 24, 42, 160), log_x=log)
+    chart.axes(y_ticks=[])
+    for i, r in enumerate(rows):
+        y = len(rows) - i - 0.5
+        c = VERDICT_COLOURS.get(r["verdict"], "#0072B2")
+        chart.text(chart.x0, y, r["device"][:22] + ("" if r["status"] == "ok" else " (failed)"), anchor="end", dx=-6, dy=4)
+        if r["p50_ms"] is not None and r["p99_ms"] is not None:
+            chart.segment(r["p50_ms"], y, r["p99_ms"], y, c, width=1.5,
+                          title=f"{r['device']}: p50 {number(r['p50_ms'])} – p99 {number(r['p99_ms'])} ms")
+        if r["p90_ci95"]:
+            chart.segment(r["p90_ci95"][0], y, r["p90_ci95"][1], y, c, width=5)
+        if r["p90_ms"] is not None:
+            chart.dot(r["p90_ms"], y, c, r=4.5, shape="diamond", title=f"{r['device']}: p90 {number(r['p90_ms'])} ms")
+    return chart.render()
+
+
+def _history(series: list, absent: str | None) -> str:
+    out = ["<h2>History</h2>"]
+    if absent:
+        return out[0] + f'<p class="small absent">{esc(absent)}</p>'
+    out.append(f"<p class=\"small muted\">p90 of every stored run of each bundle on each device, oldest first. Dashed red "
+               f"lines: change points, the exact least-cost partition of log p90 into levels (cost: absolute deviation "
+               f"from each level's median; penalty {changes.PENALTY_FACTOR:g}·σ·ln n per change, σ the run-to-run noise "
+               f"from the median absolute difference, at least {changes.MIN_RELATIVE_NOISE:.0%}; a level needs "
+               f"{changes.MIN_SEGMENT} runs, so a lone slow run is no change). Grey lines: each level's median.</p>")
+    cards = [f"<div class=card><h3 class=small>{esc(who(s))}</h3>{_history_chart(s)}{_change_text(s)}</div>"
+             for s in series if "absent" not in s]
+    short = {}
+    for s in series:
+        if "absent" in s:
+            short.setdefault(s["absent"], []).append(who(s))
+    notes = "".join(f'<p class="small absent">{esc(", ".join(names))}: {esc(why)}</p>' for why, names in short.items())
+    return "".join(out) + f"<div class=charts>{''.join(cards)}</div>" + notes
+
+
+def _history_chart(s: dict) -> str:
+    pts = s["points"]
+    values = [p["p90_ms"] for p in pts]
+    chart = Chart(f"History of {who(s)}", (-0.5, len(pts) - 0.5), padded(min(values), max(values), 0.1), width=370,
+                  height=200, x_label="stored run (oldest → newest)", y_label="p90 ms")
+    ticks = [t for t in nice_ticks(0, len(pts) - 1, 5) if float(t).is_integer()]
+    chart.axes(x_ticks=ticks, x_fmt=lambda t: str(int(t) + 1))
+    for level in s["levels"]:
+        chart.segment(level["start"] - 0.4, level["median_p90_ms"], level["end"] - 0.6, level["median_p90_ms"], "#8c959f",
+                      width=2, title=f"level median {number(level['median_p90_ms'])} ms")
+    for c in s["change_points"]:
+        chart.segment(c["index"] - 0.5, chart.y0, c["index"] - 0.5, chart.y1, "#cf222e", dash="4 3",
+                      title=f"change at run {c['index'] + 1} ({c['created'][:19]}): {c['change_pct']:+.1f} %")
+    chart.line(list(enumerate(values)), "#0072B2", width=1)
+    for i, p in enumerate(pts):
+        chart.dot(i, p["p90_ms"], "#0072B2", r=3, title=f"{p['created'][:19]}: p90 {number(p['p90_ms'])} ms")
+    return chart.render()
+
+
+def _change_text(s: dict) -> str:
+    noise = f"run-to-run noise ≈ {s['noise_pct']:.1f} %"
+    failed = f"; {s['failed_runs']} failed run(s) left out" if s["failed_runs"] else ""
+    if not s["change_points"]:
+        return f'<p class="small muted">{len(s["points"])} runs, no change point ({noise}{failed}).</p>'
+    items = "".join(f"<li>run {c['index'] + 1} ({esc(c['created'][:19])}): {num(c['from_ms'])} → {num(c['to_ms'])} ms "
+                    f"(<b>{c['change_pct']:+.1f} %</b>)</li>" for c in s["change_points"])
+    return f'<ul class=small>{items}</ul><p class="small muted">{len(s["points"])} runs; {noise}{failed}.</p>'
+
+
+def _study(study) -> str:
+    """The optimize verb's Pareto front and trials go here once that verb exists (report["study"])."""
+    if not study:
+        return ""
+    return f"<h2>Optimization study</h2><p class=muted>{esc(study)}</p>"
+
+
+def _method() -> str:
+    return ("<h2>How to read this</h2><ul class=small><li>Percentiles come from the raw samples; a percentile is shown "
+            "only when there are enough runs for it (p99 needs 100), and its 95 % interval is distribution-free "
+            "(order statistics).</li><li>A budget whose figure was not measured is NOT MEASURED and fails the check.</li>"
+            "<li>THROTTLED: the device reported throttling or a frequency cap during the run; its figures hold for that "
+            "state only.</li><li>This page needs no network: charts are inline SVG, with no script and no web font.</li></ul>")

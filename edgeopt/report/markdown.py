@@ -1,0 +1,105 @@
+"""The report as GitHub-flavoured Markdown (a pull-request comment) and as CSV (a spreadsheet).
+
+Markdown carries the summary with verdicts, the fleet side by side and the history's change points: what a
+reviewer acts on; the charts are the HTML report's. CSV is one row per result with every summary figure.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+COMPARISONS = {"<=": "≤", ">=": "≥"}
+VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
+              "none": "no budgets"}
+CSV_COLUMNS = ("bundle", "device", "run", "status", "verdict", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
+               "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",
+               "throttled", "budgets_failed", "error", "result")
+
+
+def cell(text) -> str:
+    """Text from a result file inside a Markdown table cell: no table breaks, no markup, no HTML."""
+    text = re.sub(r"[\r\n\t]+", " ", "" if text is None else str(text))
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|~&])", r"\\\1", text)
+
+
+def fmt(value, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def markdown(report: dict, title: str = "edgeopt report") -> str:
+    code = report["exit_code"]
+    overall = "✅ every budget holds" if code == 0 else "❌ a device produced no result" if code == 3 else \
+        "❌ a budget failed or was not measured"
+    lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
+    lines += _summary(report["summary"]) + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary(rows: list) -> list:
+    out = ["| bundle | device | p50 ms | p90 ms [95% CI] | p99 ms | peak RSS MiB | top-1 | verdict |",
+           "|---|---|--:|--:|--:|--:|--:|---|"]
+    for r in rows:
+        ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
+        # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
+        missed = [f"`{b['budget']}` {fmt(b['measured'])} {COMPARISONS[b['comparison']]} {b['limit']:g}"
+                  if b["measured"] is not None else f"`{b['budget']}` not measured"
+                  for b in r["budgets"] if b["status"] != "pass"]
+        verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
+            (" · **THROTTLED**" if r["throttled"] else "")
+        out.append(f"| {cell(r['bundle'])} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
+                   f"{fmt(r['p99_ms'])} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | {verdict} |")
+    errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
+    warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]
+    out += [""] + errors + ([""] if errors else [])
+    if warnings:
+        out += ["<details><summary>Warnings</summary>", ""] + warnings + ["", "</details>", ""]
+    return out
+
+
+def _fleet(groups: list) -> list:
+    out = []
+    for g in groups:
+        fastest = next((r["p90_ms"] for r in g["devices"] if r["p90_ms"]), None)
+        out += [f"**Fleet: {cell(g['bundle'])}**" + (f" (run {cell(', '.join(g['runs']))})" if g["runs"] else ""), "",
+                "| device | p90 ms | vs fastest | verdict |", "|---|--:|--:|---|"]
+        for r in g["devices"]:
+            ratio = f"{r['p90_ms'] / fastest:.2f}×" if r["p90_ms"] and fastest else "—"
+            out.append(f"| {cell(r['device'])} | {fmt(r['p90_ms'])} | {ratio} | {VERDICT_MD[r['verdict']]} |")
+        out.append("")
+    return out
+
+
+def _history(series: list, absent) -> list:
+    if absent:
+        return [f"History: {cell(absent)}", ""]
+    changed = [(s, c) for s in series for c in s.get("change_points", [])]
+    if not series:
+        return []
+    if not changed:
+        return [f"History: no p90 change point in {len(series)} bundle × device series.", ""]
+    out = ["**p90 change points in the history**", "", "| bundle | device | at run | when | p90 ms | change |",
+           "|---|---|--:|---|--:|--:|"]
+    for s, c in changed:
+        out.append(f"| {cell(s['bundle'])} | {cell(s['device'])} | {c['index'] + 1} of {len(s['points'])} | "
+                   f"{cell(c['created'][:19])} | {fmt(c['from_ms'])} → {fmt(c['to_ms'])} | {c['change_pct']:+.1f} % |")
+    return out + [""]
+
+
+def _spreadsheet_safe(value):
+    """A text cell a spreadsheet would run as a formula (=, +, -, @ first) is prefixed with ' (OWASP's advice)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def csv_text(report: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in report["summary"]:
+        ci = r["p90_ci95"] or [None, None]
+        row = dict(r, p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=str(r["throttled"]).lower(),
+                   budgets_failed=";".join(b["budget"] for b in r["budgets"] if b["status"] != "pass"))
+        writer.writerow(["" if row.get(c) is None else _spreadsheet_safe(row[c]) for c in CSV_COLUMNS])
+    return buf.getvalue()

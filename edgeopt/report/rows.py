@@ -1,0 +1,239 @@
+"""The report as format-neutral rows: plain dicts and lists that html.py, markdown.py and csvfile.py render.
+
+Built from result documents (validated by edgeopt.results.load), their budget check (edgeopt.api.check) and
+the results store's history rows. Nothing here formats text or draws. Fields the shared result schema
+(results.FIELDS) does not declare but the report reads — raw samples, memory steps, idle power,
+temperatures — are checked here, and a malformed one is refused in one line naming the file and field.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from .. import results
+from ..budgets import number_in, shown
+from ..errors import BadInput
+from .changes import change_points, noise, segments
+
+ECDF_POINTS = 300       # enough for a smooth step curve at screen width; keeps the SVG small
+TIMELINE_BINS = 120     # latency over the run: median and p10-p90 per bin of consecutive runs
+PERCENTILES = ("p50_ms", "p90_ms", "p99_ms")
+# Timelines the agent does not keep in the result today (it keeps aggregates): said in the report.
+NOT_KEPT = {"power": "the result keeps idle, mean and peak power and energy per inference, not the power samples",
+            "thermal": "the result keeps each zone's temperature at the start and end of the timed loop and each "
+                       "cpufreq policy's min/mean/max during it, not a timeline"}
+
+
+def figure(doc: dict, dotted: str, low: float = 0.0, high: float = math.inf):
+    """A number the report reads beyond results.FIELDS: None when absent or null, refused when malformed."""
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return checked(doc, dotted, node, low, high)
+
+
+def checked(doc: dict, name: str, value, low: float = 0.0, high: float = math.inf):
+    """`value` (field `name` of `doc`) as a float; None when null; refused, naming the file and field, when malformed."""
+    if value is None:
+        return None
+    number = number_in(value, low, high)
+    if number is None:
+        raise BadInput(f"{doc.get('_path', 'result')}: {name} must be a finite number in [{low:g}, {high:g}], "
+                       f"got {shown(value)}")
+    return number
+
+
+def samples(doc: dict):
+    """latency.samples_ms in run order as an array, or (None, reason)."""
+    lat = doc.get("latency") or {}
+    raw = lat.get("samples_ms")
+    if raw is None:
+        why = "the run failed" if doc.get("status") != "ok" else "no raw samples in the result (latency.samples_ms)"
+        return None, why
+    where = doc.get("_path", "result")
+    if not isinstance(raw, list) or not raw:
+        raise BadInput(f"{where}: latency.samples_ms must be a non-empty list of numbers, got {shown(raw)}")
+    bad = next((i for i, v in enumerate(raw) if number_in(v, 0.0, math.inf) is None), None)   # bools too
+    if bad is not None:
+        raise BadInput(f"{where}: latency.samples_ms must hold finite numbers >= 0, got {shown(raw[bad])} "
+                       f"(sample {bad})")
+    return np.asarray(raw, dtype=np.float64), None
+
+
+def label(doc: dict) -> dict:
+    """Who and where: bundle, device, fleet run id (a result inside a fleet run directory), file."""
+    path = pathlib.Path(doc.get("_path", ""))
+    run = path.parent.name if (path.parent / "run.json").is_file() else None
+    return {"bundle": (doc.get("bundle") or {}).get("name") or "?", "device": (doc.get("device") or {}).get("name") or "?",
+            "run": run, "result": str(path), "created": doc.get("created") if isinstance(doc.get("created"), str) else None}
+
+
+def verdict(entry: dict) -> str:
+    """failed (no result) | fail | unmeasured | pass | none (no budgets)."""
+    if entry["status"] != "ok":
+        return "failed"
+    states = {r["status"] for r in entry["budgets"]}
+    for state in ("fail", "unmeasured", "pass"):
+        if state in states:
+            return state
+    return "none"
+
+
+def summary_row(doc: dict, entry: dict) -> dict:
+    lat = doc.get("latency") or {}
+    ci = lat.get("ci95") if isinstance(lat.get("ci95"), dict) else {}
+    p90_ci = ci.get("p90_ms") if isinstance(ci.get("p90_ms"), list) and len(ci["p90_ms"]) == 2 else None
+    if p90_ci is not None:
+        p90_ci = [checked(doc, "latency.ci95.p90_ms", v) for v in p90_ci]
+    return dict(label(doc), status=doc.get("status"), verdict=verdict(entry), budgets=entry["budgets"],
+                n=None if figure(doc, "latency.n") is None else int(figure(doc, "latency.n")), p50_ms=figure(doc, "latency.p50_ms"), p90_ms=figure(doc, "latency.p90_ms"),
+                p90_ci95=p90_ci, p99_ms=figure(doc, "latency.p99_ms"), mean_ms=figure(doc, "latency.mean_ms"),
+                cv=figure(doc, "latency.cv"), first_inference_ms=figure(doc, "latency.first_inference_ms"),
+                peak_rss_mb=figure(doc, "memory.peak_rss_mb"), size_mb=figure(doc, "bundle.artifact_mb"),
+                top1=figure(doc, "accuracy.top1", 0.0, 1.0), power_w=figure(doc, "power.mean_w"),
+                energy_mj=figure(doc, "power.energy_mj_per_inference"), throttled=results.throttled(doc),
+                warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"))
+
+
+def ecdf(sorted_ms: np.ndarray, points: int = ECDF_POINTS) -> list:
+    """[(ms, fraction <= ms)] at up to `points` evenly spaced ranks, always including min and max."""
+    n = sorted_ms.size
+    idx = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))
+    return [(float(sorted_ms[i]), (i + 1) / n) for i in idx]
+
+
+def timeline(run_ms: np.ndarray, bins: int = TIMELINE_BINS) -> dict:
+    """Latency over the run: per bin of consecutive runs the p10, median and p90; and the drift, the median of
+    the last quarter of runs against the first quarter (a rise means slowing down: heat, throttling, other load)."""
+    n = run_ms.size
+    edges = np.linspace(0, n, min(n, bins) + 1).round().astype(int)
+    rows = []
+    for a, b in zip(edges, edges[1:]):
+        if b > a:
+            p10, med, p90 = np.percentile(run_ms[a:b], (10, 50, 90))
+            rows.append({"start": int(a), "end": int(b), "p10": float(p10), "median": float(med), "p90": float(p90)})
+    quarter = max(1, n // 4)
+    first, last = float(np.median(run_ms[:quarter])), float(np.median(run_ms[-quarter:]))
+    return {"n": int(n), "bins": rows, "first_quarter_median_ms": first, "last_quarter_median_ms": last,
+            "drift_pct": (last / first - 1.0) * 100.0 if first > 0 else None}
+
+
+def latency_row(doc: dict) -> dict:
+    row = label(doc)
+    run_ms, reason = samples(doc)
+    if run_ms is None:
+        return dict(row, absent=reason)
+    lat = doc["latency"]
+    ci = lat.get("ci95") if isinstance(lat.get("ci95"), dict) else {}
+    marks = {}
+    for key in PERCENTILES:
+        value = figure(doc, f"latency.{key}")
+        if value is not None:
+            interval = ci.get(key)
+            if isinstance(interval, list) and len(interval) == 2:
+                interval = [checked(doc, f"latency.ci95.{key}", v) for v in interval]
+            marks[key] = {"value": value, "ci95": interval if isinstance(interval, list) else None}
+        else:
+            marks[key] = {"absent": lat.get(f"{key}_absent", "not in the result")}
+    sorted_ms = np.sort(run_ms)
+    return dict(row, n=int(run_ms.size), ecdf=ecdf(sorted_ms), percentiles=marks, timeline=timeline(run_ms),
+                throttled=results.throttled(doc),
+                min_ms=float(sorted_ms[0]), max_ms=float(sorted_ms[-1]),
+                p999_ms=float(np.percentile(sorted_ms, 99.9)), stopped_by=lat.get("stopped_by"))
+
+
+def power_row(doc: dict) -> dict:
+    p = doc.get("power") if isinstance(doc.get("power"), dict) else {}
+    row = dict(label(doc), timeline_absent=NOT_KEPT["power"])
+    if doc.get("status") != "ok" or not p:
+        return dict(row, available=False, reason="the run failed" if doc.get("status") != "ok" else "no power section")
+    if p.get("available") is False:
+        return dict(row, available=False, reason=p.get("reason", "not measured"))
+    return dict(row, available=True, sensor=f"{p.get('reader', '?')}: {p.get('total', '?')}",
+                idle_w=figure(doc, "power.idle_w"), mean_w=figure(doc, "power.mean_w"), peak_w=figure(doc, "power.peak_w"),
+                energy_mj=figure(doc, "power.energy_mj_per_inference"),
+                dynamic_energy_mj=figure(doc, "power.dynamic_energy_mj_per_inference", -math.inf),
+                samples=figure(doc, "power.samples"))
+
+
+def thermal_row(doc: dict) -> dict:
+    t = doc.get("thermal") if isinstance(doc.get("thermal"), dict) else {}
+    row = dict(label(doc), timeline_absent=NOT_KEPT["thermal"], throttled=results.throttled(doc))
+    if doc.get("status") != "ok" or not t or t.get("available") is False:
+        return dict(row, available=False, reason=t.get("reason", "the run failed" if doc.get("status") != "ok"
+                                                       else "no thermal section"))
+    start, end = t.get("start_c") or {}, t.get("end_c") or {}
+    zones = {z: tuple(checked(doc, f"thermal.{side}[{z!r}]", part.get(z), -273.15, 1000.0)
+                      for side, part in (("start_c", start), ("end_c", end)))
+             for z in sorted(set(start) | set(end))}
+    freq = {}
+    for name, f in (t.get("cpufreq") or {}).items():
+        during = f.get("during_mhz") or {}
+        freq[name] = {k: checked(doc, f"thermal.cpufreq[{name!r}].{k}", v) for k, v in
+                      (("before_mhz", f.get("before_mhz")), ("after_mhz", f.get("after_mhz")),
+                       ("hw_max_mhz", f.get("hw_max_mhz")), ("min", during.get("min")), ("mean", during.get("mean")),
+                       ("max", during.get("max")))}
+    return dict(row, available=True, zones=zones, cpufreq=freq,
+                reason=None if zones else t.get("start_c_absent", "no thermal zones"))
+
+
+MEMORY_STEPS = (("rss_baseline_mb", "process start"), ("rss_after_import_mb", "runtime imported"),
+                ("rss_after_load_mb", "model loaded"), ("peak_rss_mb", "peak during inference"))
+
+
+def memory_row(doc: dict) -> dict:
+    row = label(doc)
+    if doc.get("status") != "ok":
+        return dict(row, absent="the run failed")
+    return dict(row, steps=[(name, figure(doc, f"memory.{key}")) for key, name in MEMORY_STEPS],
+                peak_scope=(doc.get("memory") or {}).get("peak_scope"))
+
+
+def fleet_groups(summary: list) -> list:
+    """Per bundle measured on two or more devices: its devices side by side (a fleet run or separate benches)."""
+    by_bundle = {}
+    for row in summary:
+        by_bundle.setdefault(row["bundle"], []).append(row)
+    groups = []
+    for bundle, rows in by_bundle.items():
+        if len({r["device"] for r in rows}) < 2:
+            continue
+        runs = sorted({r["run"] for r in rows if r["run"]})
+        groups.append({"bundle": bundle, "runs": runs, "devices": sorted(rows, key=lambda r: (r["p90_ms"] is None,
+                                                                                            r["p90_ms"] or 0))})
+    return groups
+
+
+def history_series(bundle: str, device: str, rows: list) -> dict:
+    """One bundle x device's p90 over past runs (oldest first) with its change points and levels."""
+    points = [{"created": r.get("created") or "", "p90_ms": r.get("p90_ms"), "run_id": r.get("run_id"),
+               "status": r.get("status")} for r in sorted(rows, key=lambda r: (r.get("created") or "", r.get("id") or 0))]
+    usable = [p for p in points if p["status"] == "ok" and number_in(p["p90_ms"], 1e-12, math.inf) is not None]
+    out = {"bundle": bundle, "device": device, "points": usable, "failed_runs": len(points) - len(usable)}
+    if len(usable) < 2:
+        return dict(out, change_points=[], levels=[], absent=f"{len(usable)} usable run(s) in the store: no trend")
+    series = np.asarray([p["p90_ms"] for p in usable])
+    found = change_points(series)
+    levels = [{"start": a, "end": b, "median_p90_ms": m} for a, b, m in segments(series, found)]
+    changes = [{"index": i, "created": usable[i]["created"], "from_ms": levels[k]["median_p90_ms"],
+                "to_ms": levels[k + 1]["median_p90_ms"],
+                "change_pct": (levels[k + 1]["median_p90_ms"] / levels[k]["median_p90_ms"] - 1) * 100}
+               for k, i in enumerate(found)]
+    return dict(out, change_points=changes, levels=levels, noise_pct=(math.exp(noise(np.log(series))) - 1) * 100)
+
+
+def build(docs: list, check: dict, history: dict | None, history_absent: str | None = None, study=None) -> dict:
+    """The whole report. `check` is edgeopt.api.check's answer for the same documents, in order; `history` maps
+    (bundle, device) -> store rows. `study` is kept for the optimize verb (Pareto front and trials): None now."""
+    summary = [summary_row(doc, entry) for doc, entry in zip(docs, check["results"])]
+    ok = [doc for doc in docs if doc.get("status") == "ok"]
+    return {"summary": summary, "exit_code": check["exit_code"],
+            "latency": [latency_row(doc) for doc in docs],
+            "power": [power_row(doc) for doc in ok], "thermal": [thermal_row(doc) for doc in ok],
+            "memory": [memory_row(doc) for doc in ok], "fleet": fleet_groups(summary),
+            "history": [history_series(b, d, rows) for (b, d), rows in (history or {}).items()],
+            "history_absent": history_absent, "study": study}

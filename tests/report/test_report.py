@@ -1,0 +1,286 @@
+"""`edgeopt report` on real results: local benches, a fleet run over real loopback sshd devices, a results store
+with history, and a run on a recorded Jetson sysfs tree (power and temperature). The HTML page is rendered in
+headless Chromium: its charts must be drawn and its console silent."""
+import csv
+import io
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+
+from conftest import FAST_LOOP
+from edgeopt import api
+from edgeopt.store import Store
+
+TESTS = pathlib.Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def lab_results(bundles, tmp_path_factory):
+    """results/ with fp32 and int8 benched here, an 8-run stored history of int8 whose p90 halved after run 4,
+    and (where sshd runs) a fleet run of int8 on two loopback devices."""
+    root = tmp_path_factory.mktemp("report")
+    res = root / "results"
+    fp32 = api.bench(bundles["fp32"], "local", res, loop=FAST_LOOP)
+    int8 = api.bench(bundles["int8"], "local", res, loop=FAST_LOOP)
+    store = Store(f"sqlite:///{res / 'edgeopt.db'}")
+    p90 = int8["latency"]["p90_ms"]
+    for i, factor in enumerate([2.0, 2.03, 1.98, 2.01, 1.0, 1.01, 0.99, 1.02]):   # runs stored before today's
+        old = json.loads(json.dumps({k: v for k, v in int8.items() if k != "_path"}))
+        old["created"], old["latency"]["p90_ms"] = f"2026-01-0{i + 1}T00:00:00+00:00", p90 * factor
+        store.add(old)
+    store.close()
+    out = {"root": root, "results": res, "fp32": pathlib.Path(fp32["_path"]), "int8": pathlib.Path(int8["_path"]),
+           "fleet": None}
+    sys.path.insert(0, str(TESTS))
+    import sshd
+    if sshd.available():
+        return out
+    from edgeopt.transport.ssh import SshOptions
+    lab = sshd.Lab(root / "lab")
+    try:
+        devices = [lab.add(f"pi-{i}", 60 + i) for i in range(2)]
+        inv = root / "fleet.yaml"
+        inv.write_text(yaml.safe_dump({"devices": {d.name: lab.inventory_entry(d) for d in devices}}))
+        fleet = api.fleet_bench(bundles["int8"], inv, parallel=2, results_dir=res, loop=FAST_LOOP,
+                                ssh_options=SshOptions(known_hosts=str(lab.known_hosts)))
+        assert sorted(fleet["succeeded"]) == ["pi-0", "pi-1"], fleet["failed"]
+        out["fleet"] = pathlib.Path(fleet["run_dir"])
+    finally:
+        lab.stop()
+    return out
+
+
+def inputs(lab_results):
+    return [lab_results["fp32"], lab_results["int8"]] + ([lab_results["fleet"]] if lab_results["fleet"] else [])
+
+
+class Page(HTMLParser):
+    """Tags, attributes and text of a page, to check what it holds and what it refers to."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tags, self.refs, self.text = [], [], []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href", "xlink:href", "srcset", "action") and v]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_report_holds_every_section_and_needs_no_network(cli, lab_results, tmp_path):
+    out = tmp_path / "report.html"
+    r = cli("report", *inputs(lab_results), "-o", out, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 0, r.stderr
+    summary = r.json()
+    assert summary["format"] == "html" and summary["path"] == str(out) and summary["bytes"] == out.stat().st_size
+    text = out.read_text()
+    page = Page(text)
+    # self-contained: no script, no external reference of any kind, no web font, no stylesheet link
+    assert "script" not in page.tags and "link" not in page.tags and page.refs == []
+    assert not re.search(r"https?://|@import|url\(|@font-face", text)
+    words = " ".join(page.text)
+    for heading in ("Summary", "Latency distributions", "Latency over the run", "Memory", "Power",
+                    "Temperature and clocks", "Fleet", "History"):
+        assert f"<h2>{heading}</h2>" in text
+    n_results = len(summary["summary"])
+    bundles = {row["bundle"] for row in summary["summary"]}
+    fleet = 1 if lab_results["fleet"] else 0
+    # ECDF per bundle + one over-the-run chart per result + memory + fleet + one history chart per pair with >= 2 runs
+    history_charts = 1   # int8@local: the stored history; fp32@local and the fleet devices have one run each
+    assert page.tags.count("svg") == len(bundles) + n_results + 1 + fleet + history_charts
+    assert "no power sensor" in words and "No power timeline" in words and "No temperature timeline" in words
+    # the stored p90 halved after run 4: one change point, found there
+    assert "run 5 (2026-01-05T00:00:00)" in words and "-50." in words   # from about 2x p90 to 1x
+    assert all(row["verdict"] == "pass" for row in summary["summary"])
+
+
+def test_report_exit_codes_follow_check(cli, lab_results, tmp_path):
+    r = cli("report", lab_results["int8"], "-o", tmp_path / "r.html", "--budget", "latency_p90_ms=0.000001")
+    assert r.exit_code == 1
+    assert 'FAIL</span>' in (tmp_path / "r.html").read_text()
+    failed = json.loads(lab_results["int8"].read_text())
+    failed.update(status="failed", error={"message": "device pi-9: connection refused", "exit_code": 3})
+    for key in ("latency", "memory", "power", "thermal", "accuracy"):
+        failed.pop(key)
+    (tmp_path / "failed.json").write_text(json.dumps(failed))
+    r = cli("report", lab_results["int8"], tmp_path / "failed.json", "-o", tmp_path / "f.html", "--no-history")
+    assert r.exit_code == 3
+    text = (tmp_path / "f.html").read_text()
+    assert "DEVICE FAILED" in text and "device pi-9: connection refused" in text and "the run failed" in text
+    assert "history left out (--no-history)" in text
+
+
+def test_markdown_for_a_pull_request(cli, lab_results, tmp_path):
+    doc = json.loads(lab_results["fp32"].read_text())
+    doc["device"]["name"] = "pi|`<b>x</b>`"   # a device name that would break a table or inject markup
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(doc))
+    r = cli("report", lab_results["int8"], odd, "--format", "markdown", "--budget", "latency_p90_ms=0.000001")
+    assert r.exit_code == 1, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ")]
+    header, body = rows[0], rows[1:3]
+    unescaped = lambda line: len(re.findall(r"(?<!\\)\|", line))
+    assert all(unescaped(line) == unescaped(header) for line in body)
+    assert "<b>" not in r.stdout and "pi\\|\\`\\<b\\>x\\</b\\>\\`" in r.stdout
+    assert r.stdout.count("❌ FAIL: `latency_p90_ms`") == 2 and "≤ 1e-06" in r.stdout
+    assert "**p90 change points in the history**" in r.stdout and "| 5 of 9 |" in r.stdout
+
+
+def test_csv_for_a_spreadsheet(cli, lab_results, tmp_path):
+    doc = json.loads(lab_results["fp32"].read_text())
+    doc["device"]["name"] = "=HYPERLINK(\"x\")"
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(doc))
+    out = tmp_path / "r.csv"
+    r = cli("report", lab_results["int8"], odd, "--format", "csv", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    int8 = json.loads(lab_results["int8"].read_text())
+    assert len(rows) == 2 and rows[0]["bundle"] == int8["bundle"]["name"] and rows[0]["n"] == str(int8["latency"]["n"])
+    assert float(rows[0]["p90_ms"]) == int8["latency"]["p90_ms"]
+    assert [float(rows[0]["p90_ci95_low"]), float(rows[0]["p90_ci95_high"])] == int8["latency"]["ci95"]["p90_ms"]
+    assert rows[1]["device"] == "'=HYPERLINK(\"x\")"   # not run as a formula
+    assert rows[0]["power_w"] == "" and rows[0]["throttled"] == "false"
+
+
+def test_power_and_temperature_where_measured(cli, bundles, tmp_path, monkeypatch):
+    root = tmp_path / "jetson"
+    shutil.copytree(TESTS / "power" / "fixtures" / "jetson-orin-nano-jp5", root, symlinks=True)
+    monkeypatch.setenv("EDGEOPT_SYSFS_ROOT", str(root))   # the local agent inherits it
+    doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
+    r = cli("report", doc["_path"], "-o", tmp_path / "r.html", "--budget", "power_w=8", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["summary"][0]["power_w"] == pytest.approx(7.5)
+    text = (tmp_path / "r.html").read_text()
+    assert "ina3221: VDD_IN (module input)" in text and "<td class=num>7.5</td>" in text
+    assert "thermal_zone4 (tj-thermal)" in text and "48.5 →" in text and "cpufreq policy0" in text
+
+
+def test_bad_inputs_are_one_line(cli, lab_results, tmp_path):
+    doc = json.loads(lab_results["int8"].read_text())
+    doc["latency"]["samples_ms"][3] = "fast"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    r = cli("report", bad, "-o", tmp_path / "r.html")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert str(bad) in r.stderr and "latency.samples_ms" in r.stderr and "'fast'" in r.stderr
+    assert not (tmp_path / "r.html").exists()
+    doc["latency"]["samples_ms"] = None   # an older agent kept no raw samples: shown as absent, not refused
+    bad.write_text(json.dumps(doc))
+    r = cli("report", bad, "-o", tmp_path / "r.html", "--no-history")
+    assert r.exit_code == 0 and "no raw samples in the result (latency.samples_ms)" in (tmp_path / "r.html").read_text()
+    r = cli("report", tmp_path / "missing.json", "-o", tmp_path / "r.html")
+    assert r.exit_code == 2 and "result file not found" in r.stderr
+    r = cli("report", lab_results["int8"], "-o", "/proc/edgeopt-report.html")
+    assert r.exit_code == 2 and r.stderr.startswith("edgeopt: error:") and r.stderr.count("\n") == 1
+
+
+def test_names_from_result_files_are_escaped(cli, lab_results, tmp_path):
+    doc = json.loads(lab_results["int8"].read_text())
+    doc["device"]["name"] = "<img src=x onerror=alert(1)>"
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(doc))
+    r = cli("report", odd, "-o", tmp_path / "r.html", "--no-history")
+    assert r.exit_code == 0
+    page = Page((tmp_path / "r.html").read_text())
+    assert "img" not in page.tags and "<img src=x onerror=alert(1)>" in " ".join(page.text)
+
+
+# -- headless Chromium -------------------------------------------------------------------------------------------
+
+PROBE = """<script>
+// Test-only: added to a copy of the report. Measures every chart as laid out and drawn, and writes it into the DOM.
+const charts = [...document.querySelectorAll('svg.chart')].map(svg => {
+  const box = svg.getBoundingClientRect();
+  const marks = [...svg.querySelectorAll('polyline, polygon, circle, rect:not(.plot), line:not(.grid)')];
+  const drawn = marks.filter(m => { const b = m.getBBox(); return b.width > 0 || b.height > 0; }).length;
+  return {label: svg.getAttribute('aria-label'), width: box.width, height: box.height, marks: marks.length, drawn};
+});
+const out = document.createElement('pre'); out.id = 'probe'; out.textContent = JSON.stringify(charts);
+document.body.appendChild(out);
+</script>"""
+
+
+def chromium(*args, timeout=120):
+    """Headless Chromium, offline (every host name fails to resolve), logging the page console to stderr."""
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def console_errors(stderr: str) -> list:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line or "net::ERR" in line]
+
+
+def probe(page: pathlib.Path, tmp_path) -> tuple:
+    copy = tmp_path / f"probe-{page.name}"
+    copy.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    r = chromium("--dump-dom", "--virtual-time-budget=5000", copy.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', r.stdout, re.S)
+    return (json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")) if found else None), r.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, tmp_path):
+    # the console check can fail: a chart with a broken coordinate is reported there
+    control = tmp_path / "control.html"
+    control.write_text('<!DOCTYPE html><html><body><svg class="chart" width="50" height="50">'
+                       '<polyline points="nan,1 2,2"/></svg></body></html>')
+    _, stderr = probe(control, tmp_path)
+    assert console_errors(stderr), stderr
+    out = tmp_path / "report.html"
+    r = cli("report", *inputs(lab_results), "-o", out, "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 0, r.stderr
+    charts, stderr = probe(out, tmp_path)
+    assert charts, stderr[-2000:]
+    assert len(charts) == out.read_text().count("<svg")
+    for chart in charts:
+        assert chart["width"] > 100 and chart["height"] > 100, chart
+        assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], chart
+    # the report itself, unchanged, offline: nothing logged at all by the page
+    shot = tmp_path / "shot.png"
+    r = chromium("--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}", out.as_uri())
+    assert console_errors(r.stderr) == [], r.stderr
+    Image = pytest.importorskip("PIL.Image", reason="Pillow absent: the screenshot's pixels are not counted")
+    import numpy as np
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    # the charts' series colour (#0072B2) is drawn: ECDF lines, bands, dots
+    blue = (np.abs(pixels - [0x00, 0x72, 0xB2]).max(axis=2) < 40).sum()
+    assert blue > 2000
+
+
+def test_stdout_json_and_quiet(cli, lab_results, tmp_path):
+    r = cli("report", lab_results["int8"], "--format", "csv", "--no-history", "--json")
+    assert r.exit_code == 0 and r.json()["text"].startswith("bundle,device,") and r.json()["summary"][0]["n"] > 0
+    r = cli("report", lab_results["int8"], "--format", "markdown", "--no-history", "-q")
+    assert r.exit_code == 0 and r.stdout == ""
+    r = cli("report", lab_results["int8"], "-o", tmp_path / "r.html", "--no-history", "--json")
+    assert "text" not in r.json() and (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_throttled_run_is_marked(cli, lab_results, tmp_path):
+    doc = json.loads(lab_results["int8"].read_text())
+    doc["warnings"].append("throttled: cpufreq policy0 fell from 2400 to 1500 MHz under load (thermal or power throttling)")
+    hot = tmp_path / "hot.json"
+    hot.write_text(json.dumps(doc))
+    r = cli("report", hot, "-o", tmp_path / "r.html", "--no-history", "--json")
+    assert r.exit_code == 0 and r.json()["summary"][0]["throttled"] is True
+    assert (tmp_path / "r.html").read_text().count('<span class="badge bad">THROTTLED</span>') == 2  # summary, over the run
