@@ -97,9 +97,8 @@ def run_cell(model: str, profile: str, precision: str, exporter: str, strict: bo
 
 
 def _parity_summary(parity: dict) -> dict:
-    keep = ("passed", "metric", "max_abs_error", "top1_agreement", "tolerance", "samples", "data",
-            "host_inference_precision")
-    return {k: parity[k] for k in keep if k in parity}
+    """The parity report's scalars (its metric, figures, tolerance, sample count), no per-output lists."""
+    return {k: v for k, v in parity.items() if isinstance(v, (str, int, float, bool))}
 
 
 def _files(model: str, exporter: str) -> dict:
@@ -117,8 +116,9 @@ CAUSES = [  # (cause, pattern on "Type: message where"), first match wins
     ("missing op in edgeopt/convert/onnx_torch.py", r"not supported by the ONNX -> LiteRT converter"),
     ("onnx_torch limitation", r"onnx_torch\.py"),
     ("parity failure", r"^ParityMismatch"),
-    ("parity feed: an input whose first dim is not a batch", r"invalid dimensions for input|invalid rank for input"),
-    ("calibration/data layout", r"calibration file|eval data file|expects \(N"),
+    ("parity feed: input whose first dim is not a batch (state)",
+     r"invalid dimensions for input|invalid rank for input"),
+    ("calibration layout (scalar or state input)", r"calibration file|eval data file|expects \(N"),
     ("quantizer error", r"ort_quantize|nncf|quantiz|ai_edge_quantizer"),
     ("LiteRT conversion (litert-torch) error", r"litert|torch/_export|torch/export|tflite"),
     ("OpenVINO error", r"openvino"),
@@ -209,20 +209,24 @@ def run_matrix(models, profiles, precisions, exporter, jobs, timeout, strict=Fal
 # --- tables ---------------------------------------------------------------------------------------
 
 def _cell_text(cell: dict) -> str:
-    mismatch = "" if cell.get("parity_passed", True) else f"parity mismatch ({_parity_figure(cell)}), "
+    mismatch = "" if cell.get("parity_passed", True) else f"mismatch ({_parity_figure(cell)}), "
     if cell.get("benched"):
         return f"{mismatch or 'ok '}{cell['p50_ms']:.2f} ms ({cell['package_seconds']:.0f} s)"
     if cell.get("packaged"):
         return f"{mismatch}packaged, bench failed ({cell['package_seconds']:.0f} s)"
     op = cell.get("missing_op")
-    return f"FAIL: {cell['cause']}" + (f" ({op})" if op else "")
+    return f"FAIL: onnx_torch lacks {op}" if op else f"FAIL: {cell['cause']}"
 
 
 def _parity_figure(cell: dict) -> str:
-    parity = cell.get("parity") or {}
-    metric = parity.get("metric", "max_abs_error")
-    value = parity.get(metric, parity.get("max_abs_error"))
-    return f"{'top-1' if metric == 'top1_agreement' else 'max err'} {value:.3g}" if value is not None else "?"
+    """"top1_agreement 0.27", "relative_error 0.56": the metric the profile judged, from the message."""
+    m = re.search(r"source model: (\S+) (\S+)", cell.get("parity_message", ""))
+    names = {"top1_agreement": "top-1", "relative_error": "rel err", "max_abs_error": "max err"}
+    return f"{names.get(m.group(1), m.group(1))} {m.group(2)}" if m else "?"
+
+
+def _short(message: str) -> str:
+    return message.split("; supported:")[0][:300]
 
 
 def markdown(doc: dict) -> str:
@@ -235,8 +239,9 @@ def markdown(doc: dict) -> str:
     clean = sum(1 for c in cells if c.get("benched") and c.get("parity_passed"))
     lines = [f"# Zoo coverage matrix ({doc['exporter']} export)", "",
              f"{ok} of {len(cells)} cells packaged and measured, {clean} of them within the profile's parity "
-             "tolerance. Cell: p50 on local at 1 thread (packaging seconds), a parity mismatch with its figure "
-             "(packaged anyway, as --allow-mismatch does), or the failure's cause. Command: `"
+             "tolerance. Cell: p50 on local at 1 thread (packaging seconds), a parity mismatch with the "
+             "figure the profile judged (packaged anyway, as --allow-mismatch does), or the failure's cause. "
+             "Command: `"
              + doc["command"] + "`", "",
              common.md_table(["model"] + [f"{p} {q}" for p, q in columns], rows), "", "## Failures by cause", ""]
     groups = {}
@@ -249,7 +254,7 @@ def markdown(doc: dict) -> str:
             err = c["error"]
             where = f" [{err['where']}]" if err.get("where") else ""
             lines.append(f"- {c['model']} / {c['profile']} / {c['precision']}: {err['type']}: "
-                         f"{err['message'][:300]}{where}")
+                         f"{_short(err['message'])}{where}")
         lines.append("")
     mismatched = [c for c in cells if c.get("packaged") and not c.get("parity_passed")]
     if mismatched:

@@ -47,20 +47,17 @@ def conv_bn(nn, cin, cout, kernel, stride=1, groups=1, act=None, dilation=1):
     return layers + ([act] if act is not None else [])
 
 
-class _Residual:
-    """Module factory: `body(x)` plus a skip connection when `skip` is set."""
+def residual(nn, body, skip):
+    """A module computing `body(x)`, plus x when `skip` is set."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = body
 
-    @staticmethod
-    def make(nn, body, skip):
-        class Block(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.body = body
+        def forward(self, x):
+            return x + self.body(x) if skip else self.body(x)
 
-            def forward(self, x):
-                return x + self.body(x) if skip else self.body(x)
-
-        return Block()
+    return Block()
 
 
 # --- MobileNetV2 ---------------------------------------------------------------------------------
@@ -76,7 +73,7 @@ def inverted_residual(nn, cin, cout, stride, expand):
     layers = conv_bn(nn, cin, hidden, 1, act=nn.ReLU6(inplace=True)) if expand != 1 else []
     layers += conv_bn(nn, hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6(inplace=True))
     layers += conv_bn(nn, hidden, cout, 1)
-    return _Residual.make(nn, nn.Sequential(*layers), stride == 1 and cin == cout)
+    return residual(nn, nn.Sequential(*layers), stride == 1 and cin == cout)
 
 
 def mobilenet_v2_features(nn, width=1.0, stages=None):
@@ -138,7 +135,7 @@ def _mnv3_block(nn, cin, kernel, expanded, cout, se, act_name, stride):
     if se:
         layers.append(squeeze_excite(nn, expanded, make_divisible(expanded // 4), nn.ReLU(), nn.Hardsigmoid()))
     layers += conv_bn(nn, expanded, cout, 1)
-    return _Residual.make(nn, nn.Sequential(*layers), stride == 1 and cin == cout)
+    return residual(nn, nn.Sequential(*layers), stride == 1 and cin == cout)
 
 
 def mobilenet_v3_small(num_classes=1000, input_shape=(1, 3, 64, 64)):
@@ -214,7 +211,7 @@ def _mbconv(nn, cin, cout, expand, kernel, stride):
     layers += conv_bn(nn, hidden, hidden, kernel, stride, groups=hidden, act=nn.SiLU())
     layers.append(squeeze_excite(nn, hidden, max(1, cin // 4), nn.SiLU(), nn.Sigmoid()))
     layers += conv_bn(nn, hidden, cout, 1)
-    return _Residual.make(nn, nn.Sequential(*layers), stride == 1 and cin == cout)
+    return residual(nn, nn.Sequential(*layers), stride == 1 and cin == cout)
 
 
 def efficientnet_b0(num_classes=1000, width=0.5, depth=0.5, input_shape=(1, 3, 64, 64)):

@@ -352,8 +352,9 @@ def silero_vad(chunk=512, hidden=128):
     Blocks as in v5: reflect pad, STFT as a Conv1d with a fixed Fourier basis (filter 256, hop 128),
     magnitude, 4 Conv1d+ReLU encoder blocks, LSTM decoder, ReLU, 1x1 Conv1d, sigmoid, mean over
     time. v5's decoder is an LSTMCell: here a one-step nn.LSTM, the same arithmetic, because torch's
-    legacy exporter cannot export LSTMCell ("unsafe_chunk, unknown dimension size"). The real model selects its 16k/8k branch with an If on sr; here sr scales the audio
-    (sr / 16000, 1.0 for 16 kHz) so exporters keep the input and the graph stays static."""
+    legacy exporter cannot export LSTMCell ("unsafe_chunk, unknown dimension size"). The real model
+    selects its 16k/8k branch with an If on sr; here sr scales the audio (sr / 16000, 1.0 for
+    16 kHz) so exporters keep the input and the graph stays static."""
     import numpy as np
     import torch
     import torch.nn.functional as F
