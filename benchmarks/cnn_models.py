@@ -1,14 +1,19 @@
-"""A MobileNetV2-sized CNN (width 1.0, 224x224x3, ~3.5M parameters) defined here, exported to ONNX.
+"""A MobileNetV2-sized CNN (width 1.0, 224x224x3, ~3.5M parameters), exported to ONNX.
 
-Written out by hand (torchvision is not a dependency). The weights are random with a fixed
-seed; only speed and size are measured on it. BatchNorm running statistics are set by a few
-train-mode passes over random inputs, so activations have realistic ranges for calibration.
+The architecture is the model zoo's (tests/zoo/models.py; torchvision is not a dependency). The
+weights are random with a fixed seed; only speed and size are measured on it. BatchNorm running
+statistics are set by a few train-mode passes over random inputs, so activations have realistic
+ranges for calibration.
 """
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))   # the zoo lives with the tests
+from zoo import models as zoo_models  # noqa: E402
 
 CACHE = pathlib.Path(__file__).resolve().parent / ".cache"
 INPUT_NAME = "input"
@@ -16,64 +21,14 @@ INPUT_SHAPE = [1, 3, 224, 224]
 SEED = 0
 CALIB_SAMPLES = 64
 
-# (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2.
-SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-
-
-def _conv_bn(nn, cin, cout, kernel, stride=1, groups=1, relu=True):
-    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    return layers + ([nn.ReLU6(inplace=True)] if relu else [])
-
-
-def _inverted_residual(nn, cin, cout, stride, expand):
-    """1x1 expand -> 3x3 depthwise -> 1x1 linear projection, with a skip when shapes allow."""
-    hidden = cin * expand
-    layers = _conv_bn(nn, cin, hidden, 1) if expand != 1 else []
-    layers += _conv_bn(nn, hidden, hidden, 3, stride, groups=hidden)
-    layers += _conv_bn(nn, hidden, cout, 1, relu=False)
-    body = nn.Sequential(*layers)
-    use_skip = stride == 1 and cin == cout
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = body
-
-        def forward(self, x):
-            return x + self.body(x) if use_skip else self.body(x)
-
-    return Block()
+# Train-mode BatchNorm passes (batches, batch size) for these full-size models.
+SETTLE = (4, 8)
 
 
 def mobilenet_v2(num_classes=1000, settle=True):
     """The torch module, in eval mode, with seeded weights and calibrated BatchNorm statistics
     (settle=False: the bare architecture, for loading a saved state dict into)."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(SEED)
-    layers, cin = _conv_bn(nn, 3, 32, 3, 2), 32
-    for t, c, n, s in SETTINGS:
-        for i in range(n):
-            layers.append(_inverted_residual(nn, cin, c, s if i == 0 else 1, t))
-            cin = c
-    layers += _conv_bn(nn, cin, 1280, 1)
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(1280, num_classes)]
-    model = nn.Sequential(*layers)
-    if settle:
-        _settle_batchnorm(torch, model)
-    return model.eval()
-
-
-def _settle_batchnorm(torch, model, batches=4, batch_size=8):
-    """Cumulative BatchNorm statistics from random inputs, so no layer explodes or vanishes."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(batch_size, *INPUT_SHAPE[1:]))
+    return zoo_models.mobilenet_v2(num_classes, input_shape=INPUT_SHAPE, settle=SETTLE if settle else None)
 
 
 def mobilenet_v2_state_dict(cache=CACHE) -> pathlib.Path:
