@@ -220,8 +220,10 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bo
                          simplification={"applied": False, "reason": "--no-simplify"})
     if simplify:
         from .simplify import simplify as simplify_graph
-        source.onnx_path, source.unsimplified_path = workdir / "simplified.onnx", fixed
-        source.simplification = dict(applied=True, **simplify_graph(fixed, source.onnx_path))
+        simplified = workdir / "simplified.onnx"
+        source.simplification = simplify_graph(fixed, simplified)
+        if source.simplification["applied"]:
+            source.onnx_path, source.unsimplified_path = simplified, fixed
     return source
 
 

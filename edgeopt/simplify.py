@@ -28,8 +28,11 @@ def node_counts(model) -> dict:
 
 
 def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
-    """Write the simplified model of `src` (static input shapes) to `out`; returns what was done:
-    {"tool", "version", "nodes_before", "nodes_after", "removed": {op: count}}."""
+    """Write the simplified model of `src` (static input shapes) to `out`. Returns what was done:
+    {"applied": True, "tool", "version", "nodes_before", "nodes_after", "removed": {op: count}}, or
+    {"applied": False, "reason", "tool", "version"} with nothing written, when the optimizer added an
+    op type: ORT inlines the function body of an op its CPU kernels lack (Bernoulli becomes
+    RandomUniformLike, Greater, Cast), which another backend may have converted as it was."""
     import onnx
     import onnxruntime
 
@@ -39,17 +42,25 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
     if _castlike_to_cast(model):
         onnx.save(model, str(staged))
         src = staged
+    given = set(node_counts(model))  # what ORT is handed
     try:
         ort_optimize(src, out)
     finally:
         staged.unlink(missing_ok=True)
     simplified = onnx.load(str(out))
+    after = node_counts(simplified)
+    done = {"tool": TOOL, "version": onnxruntime.__version__}
+    added = sorted(set(after) - given)
+    if added:
+        out.unlink()
+        replaced = ", ".join(sorted(set(before) - set(after)))
+        return dict(applied=False, reason=f"onnxruntime replaced {replaced} with {', '.join(added)}; "
+                                          "the graph is kept as given", **done)
     _drop_unused_opsets(simplified)
     onnx.save(simplified, str(out))
-    after = node_counts(simplified)
     removed = {op: n - after.get(op, 0) for op, n in before.items() if n > after.get(op, 0)}
-    return {"tool": TOOL, "version": onnxruntime.__version__, "nodes_before": sum(before.values()),
-            "nodes_after": sum(after.values()), "removed": dict(sorted(removed.items()))}
+    return dict(applied=True, **done, nodes_before=sum(before.values()), nodes_after=sum(after.values()),
+                removed=dict(sorted(removed.items())))
 
 
 def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:

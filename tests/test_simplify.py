@@ -39,7 +39,7 @@ def test_shape_chain_of_a_flatten_becomes_a_constant(tmp_path):
     assert set(_ops(out)) == {"Conv", "Reshape", "Gemm"}
     x = {"input": np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)}
     np.testing.assert_allclose(_run(out, x)[0], _run(src, x)[0], rtol=1e-5, atol=1e-5)
-    assert report["tool"] == "onnxruntime-basic" and report["version"] == ort.__version__
+    assert report["applied"] and report["tool"] == "onnxruntime-basic" and report["version"] == ort.__version__
 
 
 def test_dynamo_runtime_bias_and_batchnorm_are_folded_into_the_convs(tmp_path):
@@ -65,6 +65,19 @@ def test_simplification_keeps_outputs(tmp_path_factory, seed, w0, w1, bias, size
     np.testing.assert_allclose(_run(out, x)[0], ref, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
 
 
+def test_an_op_ort_would_inline_keeps_the_graph_as_given(tmp_path):
+    """ORT's CPU provider has no Bernoulli kernel and inlines its function body; another backend
+    (OpenVINO) may convert, or refuse, the op as it is, so the model is kept as given."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Bernoulli", ["r"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])
+    src, out = tmp_path / "coin.onnx", tmp_path / "out.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    report = simplify(src, out)
+    assert not report["applied"] and not out.exists()
+    assert "Bernoulli" in report["reason"] and "RandomUniformLike" in report["reason"]
+
+
 def test_a_model_ort_cannot_load_is_one_line_bad_input(tmp_path):
     node = helper.make_node("Frobnicate", ["x"], ["y"], domain="example.custom")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
@@ -86,7 +99,7 @@ def test_package_records_simplification_and_no_simplify_turns_it_off(cli, tmp_pa
     s = m["simplification"]
     assert s["applied"] and s["tool"] == "onnxruntime-basic" and s["nodes_after"] <= s["nodes_before"]
     assert m["parity"]["passed"]
-    assert m["compression"]["preprocess"] == {"tool": "onnxruntime-basic", "by": "intake simplification"}
+    assert m["compression"]["preprocess"] == {"applied": True, "tool": "onnxruntime-basic", "by": "intake simplification"}
     r = cli("package", MODEL, "--no-simplify", "-o", tmp_path / "b.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()

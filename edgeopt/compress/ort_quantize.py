@@ -66,11 +66,12 @@ def preprocess(source, workdir, progress):
     from ..simplify import TOOL, simplify
 
     done = source.simplification or {}
-    if done.get("applied") and done.get("tool") == TOOL:
-        return source.onnx_path, {"tool": TOOL, "by": "intake simplification"}
+    if done.get("tool") == TOOL:  # tried at intake: applied, or refused for a reason that still holds
+        return source.onnx_path, {"applied": done["applied"], "tool": TOOL, "by": "intake simplification"}
     progress.status("pre-processing the graph for quantization")
     out = workdir / "preprocessed.onnx"
-    return out, dict(simplify(source.onnx_path, out), by="quantization pre-processing")
+    done = dict(simplify(source.onnx_path, out), by="quantization pre-processing")
+    return (out if done["applied"] else source.onnx_path), done
 
 
 def quantize(source, request, out, progress, workdir) -> dict:

@@ -57,6 +57,8 @@ def package_rows(m: dict):
     simp = m.get("simplification") or {}
     if simp.get("applied"):
         rows.append(("simplified", f"{simp['nodes_before']} → {simp['nodes_after']} nodes ({simp['tool']} {simp['version']})"))
+    elif simp:
+        rows.append(("simplified", f"no: {simp['reason']}"))
     hint = m["compression"].get("host_hint")
     if hint and "ratio" in hint:
         rows.append(("INT8/FP32 on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / {hint['fp32_ms']:.3g} ms, "
