@@ -17,13 +17,14 @@ session options a device gets) with --threads threads, so a neighbour's load hit
 Each repeat is a new process; ratios are medians of the per-repeat ratios. The machine is shared:
 only ratios measured in the same run are compared.
 
-    python benchmarks/bench_int8.py [--repeats 3] [--seconds 8] [--threads 1]
+    python benchmarks/bench_int8.py [--repeats 3] [--seconds 8] [--threads 1] [--reuse]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import pathlib
 import subprocess
 import sys
 import time
@@ -89,9 +90,33 @@ def documented_recipe(src, calib_npz, out) -> dict:
     return how
 
 
-def prepare(name, export, src, calib) -> dict:
-    """The five model files of one exported file, and what packaging recorded."""
+def same_model(a, b) -> bool:
+    """Same op counts and byte-identical initializers (weights, scales, zero points)."""
+    import collections
+
+    import onnx
+
+    ma, mb = onnx.load(str(a)), onnx.load(str(b))
+    ops = [collections.Counter(n.op_type for n in m.graph.node) for m in (ma, mb)]
+    inits = [{t.name: t.SerializeToString() for t in m.graph.initializer} for m in (ma, mb)]
+    return ops[0] == ops[1] and sorted(inits[0].values()) == sorted(inits[1].values())
+
+
+def prepare(name, export, src, calib, reuse=False) -> dict:
+    """The five model files of one exported file, and what packaging recorded (kept beside them,
+    so that --reuse measures again without packaging again)."""
     tag = f"int8-{name}-{export}"
+    record = common.CACHE / f"{tag}.json"
+    if reuse and record.is_file():
+        prepared = json.loads(record.read_text())
+        if all(pathlib.Path(f).is_file() for f in prepared["files"].values()):
+            return prepared
+    prepared = _package_all(tag, src, calib)
+    record.write_text(json.dumps(prepared, indent=1))
+    return prepared
+
+
+def _package_all(tag, src, calib) -> dict:
     fp32 = common.package(src, f"{tag}-fp32")
     fp32_raw = common.package(src, f"{tag}-fp32-raw", simplify=False)
     # Random weights make 1000 logits nearly tied, so INT8 flips argmaxes and the profile's top-1
@@ -105,6 +130,7 @@ def prepare(name, export, src, calib) -> dict:
     hand = documented_recipe(src, calib, common.CACHE / f"{tag}-hand.onnx")
     files["hand"] = common.CACHE / f"{tag}-hand.onnx"
     return {"files": {k: str(v) for k, v in files.items()}, "simplification": fp32["simplification"],
+            "int8_same_model_as_hand": same_model(files["int8"], files["hand"]),
             "host_hint": int8["compression"]["host_hint"], "preprocess": int8["compression"]["preprocess"],
             "hand": hand, "int8_package_seconds": round(package_s, 1)}
 
@@ -122,11 +148,12 @@ def interleaved(files: dict, threads: int, seconds: float) -> dict:
     for _ in range(3):
         for call in calls.values():
             call()
-    samples, start = {v: [] for v in calls}, time.perf_counter()
-    while time.perf_counter() - start < seconds or len(samples[next(iter(calls))]) < 10:
-        for variant, call in calls.items():
+    order, samples, start = list(calls), {v: [] for v in calls}, time.perf_counter()
+    while time.perf_counter() - start < seconds or len(samples[order[0]]) < 10:
+        order = order[1:] + order[:1]  # rotate: no model always follows the same one (cache state)
+        for variant in order:
             t0 = time.perf_counter()
-            call()
+            calls[variant]()
             samples[variant].append(time.perf_counter() - t0)
     return {v: {"p50_ms": float(np.median(s)) * 1e3, "n": len(s)} for v, s in samples.items()}
 
@@ -138,14 +165,14 @@ def measure(files, threads, seconds) -> dict:
     return json.loads(out.stdout)
 
 
-def run(repeats=3, threads=1, seconds=8.0) -> dict:
+def run(repeats=3, threads=1, seconds=8.0, reuse=False) -> dict:
     prepared = {}
     for name, build in MODELS.items():
         paths = cnn_models.export_variants(name, build)
         calib = common.CACHE / f"{name}_calib.npz"
         for export, src in paths.items():
             print(f"packaging {name} ({export})...", file=sys.stderr)
-            prepared[(name, export)] = prepare(name, export, src, calib)
+            prepared[(name, export)] = prepare(name, export, src, calib, reuse)
     runs = {key: [] for key in prepared}
     for r in range(repeats):
         for key, p in prepared.items():
@@ -169,6 +196,7 @@ def summarize(name, export, prepared, runs) -> dict:
             "per_repeat_int8_vs_hand": [round(r["int8"]["p50_ms"] / r["hand"]["p50_ms"], 3) for r in runs],
             "samples": [{v: r[v]["n"] for v in VARIANTS} for r in runs],
             "nodes": [s.get("nodes_before"), s.get("nodes_after")], "host_hint": prepared["host_hint"]["ratio"],
+            "int8_same_model_as_hand": prepared["int8_same_model_as_hand"],
             "hand_recipe": prepared["hand"], "int8_package_seconds": prepared["int8_package_seconds"]}
 
 
@@ -179,11 +207,13 @@ def markdown(result) -> str:
         rows.append([c["model"], c["export"], f"{c['nodes'][0]} → {c['nodes'][1]}", f"{p['fp32_raw']:.3g}",
                      f"{p['fp32']:.3g}", f"{p['int8']:.3g}", f"{p['hand']:.3g}", f"{p['int8_v0']:.3g}",
                      f"**{c['int8_vs_fp32']:.2f}x**", f"{c['hand_vs_fp32']:.2f}x", f"**{c['int8_vs_hand']:.2f}x**",
-                     f"{c['int8_v0_vs_fp32']:.2f}x", f"{c['fp32_vs_fp32_raw']:.2f}x", f"{c['host_hint']:.2f}x"])
+                     f"{c['int8_v0_vs_fp32']:.2f}x", f"{c['fp32_vs_fp32_raw']:.2f}x", f"{c['host_hint']:.2f}x",
+                     "yes" if c["int8_same_model_as_hand"] else "no"])
     table = common.md_table(["model", "export", "nodes (simplified)", "FP32 as exported ms", "FP32 ms",
                              "edgeopt INT8 ms", "ORT recipe INT8 ms", "before (INT8 as exported) ms",
                              "INT8/FP32", "ORT recipe/FP32", "edgeopt/ORT recipe", "before/FP32",
-                             "FP32 simplified/as exported", "package host hint INT8/FP32"], rows)
+                             "FP32 simplified/as exported", "package host hint INT8/FP32",
+                             "edgeopt INT8 = ORT recipe's model"], rows)
     return (f"{table}\n\np50 medians of {result['repeats']} repeats, {result['threads']} thread(s), "
             f"{result['seconds']:g} s of interleaved calls per repeat; ratios are medians of per-repeat ratios.")
 
@@ -196,8 +226,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=8.0, help="interleaved timing per model file and repeat")
+    parser.add_argument("--reuse", action="store_true", help="measure the models packaged by an earlier run again")
     args = parser.parse_args()
-    result = run(args.repeats, args.threads, args.seconds)
+    result = run(args.repeats, args.threads, args.seconds, args.reuse)
     common.save("int8", result)
     print(markdown(result))
 
