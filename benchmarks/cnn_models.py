@@ -69,6 +69,37 @@ def export_cached(name: str, build, cache=CACHE) -> dict:
     return {"model": onnx_path, "calib": calib_path, "parameters": _onnx_parameters(onnx_path)}
 
 
+# How a user may export: torch.onnx.export's default (the dynamo exporter, which runs onnxscript's
+# optimizer), the same without that optimizer (BatchNorm unfused, Conv biases built at run time with
+# Shape/Expand/CastLike: the graphs issue 12's slow INT8 came from), and the TorchScript exporter.
+EXPORTS = {"dynamo": {"external_data": False},
+           "dynamo-unoptimized": {"external_data": False, "optimize": False},
+           "torchscript": {"dynamo": False, "opset_version": 17}}
+
+
+def export_variants(name: str, build, cache=CACHE) -> dict:
+    """`build()`'s model exported each way of EXPORTS, once: {export: .onnx path}; calibration data
+    as export_cached writes it (same input, same seed) is at <cache>/<name>_calib.npz."""
+    cache = pathlib.Path(cache)
+    export_cached(name, build, cache)  # the calibration file (and the historical torchscript export)
+    paths = {how: cache / f"{name}-{how}.onnx" for how in EXPORTS}
+    missing = [how for how, path in paths.items() if not path.is_file()]
+    if missing:
+        import contextlib
+        import io
+        import warnings
+
+        import torch
+
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, on purpose
+        model, example = build(), torch.randn(*INPUT_SHAPE)
+        for how in missing:
+            with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints its steps
+                torch.onnx.export(model, (example,), str(paths[how]), input_names=[INPUT_NAME],
+                                  output_names=["logits"], **EXPORTS[how])
+    return paths
+
+
 def _onnx_parameters(path) -> int:
     import onnx
 

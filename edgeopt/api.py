@@ -41,9 +41,11 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
             progress=SILENT, preset: str | None = None, subset_size: int | None = None,
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
-            sign_key=None) -> dict:
+            sign_key=None, simplify: bool = True) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
+
+    simplify=False skips graph simplification (edgeopt/simplify.py) of an ONNX or PyTorch source.
 
     preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
     have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
@@ -59,7 +61,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
-        source = load_model(model, dict(input_shapes or {}), work)
+        source = load_model(model, dict(input_shapes or {}), work, simplify)
         calibration = load_samples(calib, source.inputs, "calibration") if calib else None
         evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
         request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
@@ -156,6 +158,7 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
         "runtime": dict(conversion.runtime, threads=prof.runtime.threads, power_sensor=prof.runtime.power_sensor),
         "compression": conversion.compression, "model": f"model/{conversion.model_path.name}",
         "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
+        "simplification": source.simplification or {"applied": False, "reason": f"a {source.format} source is converted as given"},
         "parity": parity, "budgets": budgets, "notes": source.notes + conversion.notes,
         "tools": dict(conversion.tools, edgeopt=__version__, conversion_seconds=round(conversion.seconds, 3)),
     }

@@ -257,9 +257,11 @@ def profiles_show(out, name):
                    "int8_scheme; full-integer = int8].")
 @click.option("--sign-key", type=click.Path(dir_okay=False),
               help="Sign the manifest with this SSH key (ssh-keygen -Y sign, namespace edgeopt-bundle).")
+@click.option("--no-simplify", is_flag=True,
+              help="Keep the ONNX graph as exported: no constant folding or Conv+BatchNorm fusion before conversion.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
-            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key):
+            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key, no_simplify):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -267,12 +269,13 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
     (packaged as it is) for a tflite profile such as raspberry-pi-5.
     """
     from . import api
-    from .report.tables import key_values, package_rows
+    from .report.tables import key_values, package_rows, package_warnings
     manifest = api.package(model, profile, output, precision, quantize, calib, eval_data, _shapes(input_shapes),
                            _budgets(budgets), allow_mismatch, name, progress=out.progress(), preset=preset,
                            subset_size=subset_size, max_accuracy_drop=max_accuracy_drop,
-                           performance_hint=performance_hint, int8_io=int8_io, sign_key=sign_key)
-    out.emit(manifest, key_values("Packaged", package_rows(manifest)))
+                           performance_hint=performance_hint, int8_io=int8_io, sign_key=sign_key,
+                           simplify=not no_simplify)
+    out.emit(manifest, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
 
 
 @main.command()

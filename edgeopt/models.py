@@ -43,6 +43,10 @@ class SourceModel:
     notes: list
     ir_path: pathlib.Path | None = None  # an OpenVINO IR source (.xml, its .bin beside it)
     tflite_path: pathlib.Path | None = None  # a TFLite source, packaged as is
+    # What simplification did ({"applied": bool, ...}, recorded in the manifest), and the ONNX file
+    # as given with its shapes fixed: the parity reference, so a simplifier's mistake is caught.
+    simplification: dict | None = None
+    unsimplified_path: pathlib.Path | None = None
 
     def reference_runner(self):
         """{input: array} -> [outputs] of the source model itself, in float32 on this host: the
@@ -55,7 +59,7 @@ class SourceModel:
             from .ir import reference_runner
             return reference_runner(self.ir_path)
         from .convert.onnxruntime import ort_runner
-        return ort_runner(self.onnx_path)
+        return ort_runner(self.unsimplified_path or self.onnx_path)
 
 
 def parse_input_shapes(items) -> dict:
@@ -188,8 +192,9 @@ def describe_tensors(model):
     return inputs, outputs
 
 
-def load_model(reference: str, shapes: dict, workdir: pathlib.Path) -> SourceModel:
-    """Any supported model -> SourceModel with an ONNX file (or an IR) of static input shapes in `workdir`."""
+def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bool = True) -> SourceModel:
+    """Any supported model -> SourceModel with an ONNX file (or an IR) of static input shapes in `workdir`,
+    simplified (edgeopt/simplify.py) unless `simplify` is False."""
     import onnx
 
     fmt = detect_format(reference)
@@ -211,7 +216,15 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path) -> SourceMod
     fixed = workdir / "source.onnx"
     onnx.save(model, str(fixed))
     inputs, outputs = describe_tensors(onnx.shape_inference.infer_shapes(model))
-    return SourceModel(reference, fmt, sha, fixed, inputs, outputs, notes)
+    source = SourceModel(reference, fmt, sha, fixed, inputs, outputs, notes,
+                         simplification={"applied": False, "reason": "--no-simplify"})
+    if simplify:
+        from .simplify import simplify as simplify_graph
+        simplified = workdir / "simplified.onnx"
+        source.simplification = simplify_graph(fixed, simplified)
+        if source.simplification["applied"]:
+            source.onnx_path, source.unsimplified_path = simplified, fixed
+    return source
 
 
 def count_parameters(model) -> int:
@@ -270,7 +283,7 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
     if fmt == "onnx":
         raw = load_onnx(pathlib.Path(reference))
         original_dynamic = {i.name: [d for d in _dims(i) if not isinstance(d, int)] for i in graph_inputs(raw)}
-    source = load_model(reference, shapes, workdir)
+    source = load_model(reference, shapes, workdir, simplify=False)  # the model as given
     model = onnx.load(str(source.onnx_path))
     ops = {}
     for node in model.graph.node:

@@ -3,6 +3,12 @@
 Scheme choice is measured, not ORT's default: S8S8 ran at 0.78-0.95x of FP32 latency on
 x86 while U8S8 (uint8 activations, int8 per-channel weights) ran at 0.3-0.47x (RUNTIME-NOTES).
 The profile's int8_scheme picks it and the manifest records which was used.
+
+The graph is quantized after ONNX Runtime's pre-processing (constant folding, Conv+BatchNorm
+fusion: edgeopt/simplify.py, the step its documented `quant_pre_process` runs), never as
+exported. QDQ pairs inserted around an unfused BatchNormalization, or a Conv whose bias is
+computed at run time, keep ORT from fusing Conv+BN and from forming QLinearConv in NHWC: the
+"INT8" model then ran 1.3-2.6x slower than FP32 (docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -48,28 +54,44 @@ class _Reader(CalibrationDataReader):
         self.calls = feeds(self.calibration, self.inputs)
 
 
-def quantize(source, request, out, progress) -> dict:
+def preprocess(source, workdir, progress):
+    """(the float model to quantize, what was done): the source when intake already simplified it
+    with ORT's basic optimizer, else that same pass run now (with --no-simplify too: it is part of
+    the quantization recipe, as in ORT's own)."""
+    from ..simplify import TOOL, simplify
+
+    done = source.simplification or {}
+    if done.get("tool") == TOOL:  # tried at intake: applied, or refused for a reason that still holds
+        return source.onnx_path, {"applied": done["applied"], "tool": TOOL, "by": "intake simplification"}
+    progress.status("pre-processing the graph for quantization")
+    out = workdir / "preprocessed.onnx"
+    done = dict(simplify(source.onnx_path, out), by="quantization pre-processing")
+    return (out if done["applied"] else source.onnx_path), done
+
+
+def quantize(source, request, out, progress, workdir) -> dict:
     import onnx
 
-    op_types = {n.op_type for n in onnx.load(str(source.onnx_path)).graph.node}
+    model_in, pre = preprocess(source, workdir, progress)
+    op_types = {n.op_type for n in onnx.load(str(model_in), load_external_data=False).graph.node}
     if request.quantize == "dynamic":
         progress.status("dynamic INT8 quantization")
         with _quiet_root_logger():
-            quantize_dynamic(str(source.onnx_path), str(out), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(model_in), str(out), weight_type=QuantType.QInt8)
         notes = []
         if op_types & CONV_OPS:
             notes.append("dynamic quantization turns Conv into ConvInteger, measured 3.5-8x slower on CPUs; "
                          "prefer --quantize int8 for conv nets")
-        return {"method": "dynamic", "weights": "int8", "notes": notes}
+        return {"method": "dynamic", "weights": "int8", "preprocess": pre, "notes": notes}
     scheme = request.int8_scheme if request.int8_scheme in SCHEMES else "u8s8"
     act, wt = (getattr(QuantType, name) for name in SCHEMES[scheme])
     reader = _Reader(request.calibration, source.inputs, progress)
     progress.start("calibrating INT8", total=reader.count, unit="samples")
     try:
         with _quiet_root_logger():
-            quantize_static(str(source.onnx_path), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(str(model_in), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=act, weight_type=wt, calibrate_method=CalibrationMethod.MinMax)
     finally:
         progress.finish()
     return {"method": "static", "format": "QDQ", "scheme": scheme, "activations": str(act), "weights": str(wt),
-            "per_channel": True, "calibration": {"method": "MinMax", "samples": reader.count}}
+            "per_channel": True, "calibration": {"method": "MinMax", "samples": reader.count}, "preprocess": pre}

@@ -57,9 +57,27 @@ def package_rows(m: dict):
                        f"(tolerance {parity['tolerance']:g}; {parity['samples']} samples of {parity['samples_source']}): {verdict}")]
     if "source_top1" in parity:
         rows.append(("top-1 source → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
+    simp = m.get("simplification") or {}
+    if simp.get("applied"):
+        rows.append(("simplified", f"{simp['nodes_before']} → {simp['nodes_after']} nodes ({simp['tool']} {simp['version']})"))
+    elif simp:
+        rows.append(("simplified", f"no: {simp['reason']}"))
+    hint = m["compression"].get("host_hint")
+    if hint and "ratio" in hint:
+        rows.append(("INT8/FP32 on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / {hint['fp32_ms']:.3g} ms, "
+                                               f"{hint['threads']} thread); the device's number is the one that counts"))
     rows.append(("conversion", f"{m['conversion_seconds']:.2f} s"))
     rows += [("note", n) for n in m.get("notes", [])]
     return rows
+
+
+def package_warnings(m: dict) -> list:
+    """A quantized bundle that ran no faster than its float twin on this host is worth a loud line."""
+    hint = m["compression"].get("host_hint") or {}
+    if hint.get("ratio", 0) >= 1.0:
+        return [f"[yellow]warning[/] INT8 was not faster than FP32 on this host ({hint['ratio']:.2f}x the FP32 "
+                f"latency): measure both on the device (edgeopt bench) before shipping the INT8 bundle"]
+    return []
 
 
 def _model_bytes(m: dict) -> int:
