@@ -1,0 +1,49 @@
+"""Generated inventories through every reader: how many were handled, how many ended in a traceback,
+how many were accepted wrongly (issue 11). Same generators and oracles as tests/test_inventory_fuzz.py.
+
+    PYTHONPATH=. python benchmarks/bench_inventory_fuzz.py [N]      # N examples per kind (default 200)
+
+Prints one JSON document: per kind, {tried, handled, traceback, wrong}. The Ansible kinds run the
+real ansible-inventory once per example (about 0.4 s each).
+"""
+import collections
+import json
+import pathlib
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import inventory_gen as gen  # noqa: E402
+from test_inventory_fuzz import YAML_TOKENS  # noqa: E402
+
+
+def count(kind, strategy, check, n, counts):
+    @settings(max_examples=n, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def run(example):
+        counts[kind][check(example)] += 1
+    run()
+
+
+def main(n):
+    tmp = tempfile.mkdtemp(prefix="edgeopt-inv-bench-")
+    counts = collections.defaultdict(collections.Counter)
+    count("own_yaml", gen.own_documents(), lambda d: gen.check_own(d, tmp), n, counts)
+    count("own_yaml_raw_text", st.lists(YAML_TOKENS, max_size=8).map("\n".join),
+          lambda t: gen.check_own(None, tmp, text=t), n, counts)
+    count("ansible_ini", gen.ini_texts(), lambda t: gen.check_ansible(t, tmp, "hosts"), n, counts)
+    count("ansible_yaml", gen.ansible_yaml_docs(), lambda d: gen.check_ansible(gen.dump_yaml(d), tmp, "hosts.yml"),
+          n, counts)
+    report = {kind: {"tried": sum(c.values()), "handled": c["handled"], "traceback": c["traceback"],
+                     "wrong": c["wrong"]} for kind, c in counts.items()}
+    report["total"] = {k: sum(r[k] for r in report.values()) for k in ("tried", "handled", "traceback", "wrong")}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
