@@ -104,15 +104,15 @@ def resolve(spec, options) -> dict:
 def last_hop(spec, jump: str, depth: int):
     """The DeviceSpec of the hop nearest the target; the hops before it become its own ProxyJump,
     as `ssh -J a,b` does (b is reached through a; b's own config ProxyJump is then overridden)."""
-    from ..inventory import make_device
+    from ..inventory import DeviceSpec
     if depth >= MAX_HOPS:
         raise DeviceFailure(f"device {spec.name}: ProxyJump chain deeper than {MAX_HOPS} hops "
                             "(a loop in the ssh config?)")
     hops = parse_jump(jump, f"device {spec.name}")
     user, host, port = hops[-1]
     before = ",".join(_hop_text(h) for h in hops[:-1]) or None
-    return make_device(f"{spec.name}-jump{depth + 1}", {"host": host, "port": port, "user": user,
-                                                          "proxy_jump": before}, "ProxyJump")
+    device = spec.name.split(" (jump host ")[0]    # messages name the device and the hop that failed
+    return DeviceSpec(name=f"{device} (jump host {host})", host=host, port=port, user=user, proxy_jump=before)
 
 
 def _hop_text(hop) -> str:
