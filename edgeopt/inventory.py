@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import pathlib
+import re
 import shlex
 
 from .errors import BadInput
@@ -70,7 +71,14 @@ def load(path) -> Inventory:
     if not path.exists():
         raise BadInput(f"inventory not found: {path}")
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        data = _yaml(path)
+        try:
+            data = _yaml(path)
+        except BadInput:
+            # Ansible YAML may hold what a safe loader refuses (`!vault`, `!unsafe`): only a file that
+            # looks like ours gets our YAML error; Ansible judges the rest.
+            if _looks_own(path):
+                raise
+            data = None
         if is_own_format(data):
             return own_format(data, path)
     from .inventory_ansible import load_ansible
@@ -79,6 +87,14 @@ def load(path) -> Inventory:
 
 def is_own_format(data) -> bool:
     return isinstance(data, dict) and "devices" in data and all(k in TOP_LEVEL for k in data)
+
+
+def _looks_own(path) -> bool:
+    try:
+        head = path.read_bytes()[:65536].decode("utf-8", errors="replace")
+    except OSError:
+        return True
+    return re.search(r"^devices\s*:", head, re.MULTILINE) is not None
 
 
 def _yaml(path):

@@ -263,3 +263,48 @@ def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
     assert r.exit_code == 2 and "inventory not found" in r.stderr
     r = cli("device", "list", "--inventory", inv, "--json")
     assert r.exit_code == 0 and [d["name"] for d in r.json()] == ["pi-kitchen", "nuc-1", "here"]
+
+
+@pytest.mark.parametrize("host_vars, expected", [
+    ({"ansible_host": "a", "ansible_ssh_host": "b"}, {"host": "b"}),        # Ansible's ssh plugin: the last wins
+    ({"ansible_port": "2201", "edgeopt_port": 2300}, {"port": 2300}),        # edgeopt_<field> beats ansible_*
+    ({"ansible_python_interpreter": "auto_silent"}, {"python": "python3"}),  # discovery: edgeopt's default
+    ({"ansible_connection": "paramiko"}, {"connection": "ssh"}),
+    ({"ansible_connection": "local"}, {"connection": "local"}),
+    ({"ansible_ssh_extra_args": "-J u@j1:2200,j2"}, {"proxy_jump": "u@j1:2200,j2"}),
+    ({"ansible_ssh_common_args": "-o 'ProxyJump j1' -C -o ControlMaster=auto"}, {"proxy_jump": "j1"}),
+    ({"ansible_ssh_common_args": "-oProxyJump=j1", "ansible_ssh_extra_args": "-J j2"}, {"proxy_jump": "j2"}),
+    ({"ansible_become": True, "edgeopt_vars": 1}, {"vars": {"ansible_become": True, "edgeopt_vars": 1}}),
+])
+def test_ansible_variables_map_as_ansible_reads_them(host_vars, expected):
+    spec = inventory_ansible.device_from_vars("pi1", host_vars, "inventory h")
+    assert {k: getattr(spec, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("host_vars, message", [
+    ({"ansible_connection": "winrm"}, "host pi1: ansible_connection: connection 'winrm' is not one edgeopt can use"),
+    ({"ansible_ssh_extra_args": "-p 2200"}, "ansible_ssh_extra_args: ssh argument '-p' is not honoured"),
+    ({"ansible_ssh_common_args": "-o 'unclosed"}, "ansible_ssh_common_args: No closing quotation"),
+    ({"ansible_ssh_common_args": "-J a,,b"}, "ProxyJump hop '' is not [user@]host[:port]"),
+    ({"ansible_port": True}, "host pi1: ansible_port: True is not a number"),
+    ({"ansible_host": {"__ansible_vault": "$ANSIBLE_VAULT;1.1"}}, "host pi1: ansible_host: must be a non-empty string"),
+    ({"ansible_user": "{% if x %}a{% endif %}"}, "ansible_user: '{% if x %}a{% endif %}' is a Jinja template"),
+])
+def test_ansible_variables_edgeopt_cannot_use_are_refused(host_vars, message):
+    with pytest.raises(BadInput) as e:
+        inventory_ansible.device_from_vars("pi1", host_vars, "inventory h")
+    assert str(e.value).startswith("inventory h: ") and message in str(e.value)
+
+
+def test_unsafe_marks_from_plugins_are_unwrapped():
+    listing = {"_meta": {"hostvars": {"s1": {"ansible_host": {"__ansible_unsafe": "192.0.2.9"}, "tags": [
+        {"__ansible_unsafe": "a"}]}}}, "lab": {"hosts": ["s1"]}, "all": {"children": ["lab"]}}
+    inv = inventory_ansible.from_listing(listing, "x")
+    assert inv.devices["s1"].host == "192.0.2.9" and inv.devices["s1"].vars == {"tags": ["a"]}
+    assert inv.groups == {"lab": ["s1"]}
+
+
+@needs_ansible
+def test_ansible_yaml_with_tags_a_safe_loader_refuses(tmp_path):
+    path = _write(tmp_path, "hosts.yml", "lab:\n  hosts:\n    pi1:\n      ansible_host: !unsafe '192.0.2.5'\n")
+    assert load(path).devices["pi1"].host == "192.0.2.5"
