@@ -15,10 +15,9 @@ import tempfile
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 import inventory_gen as gen  # noqa: E402
-from test_inventory_fuzz import YAML_TOKENS  # noqa: E402
+from test_inventory_fuzz import RAW_OWN_TEXT  # noqa: E402
 
 
 def count(kind, strategy, check, n, counts):
@@ -34,7 +33,7 @@ def main(n):
     tmp = tempfile.mkdtemp(prefix="edgeopt-inv-bench-")
     counts = collections.defaultdict(collections.Counter)
     count("own_yaml", gen.own_documents(), lambda d: gen.check_own(d, tmp), n, counts)
-    count("own_yaml_raw_text", st.lists(YAML_TOKENS, max_size=8).map("\n".join),
+    count("own_yaml_raw_text", RAW_OWN_TEXT,
           lambda t: gen.check_own(None, tmp, text=t), n, counts)
     count("ansible_ini", gen.ini_texts(), lambda t: gen.check_ansible(t, tmp, "hosts"), n, counts)
     count("ansible_yaml", gen.ansible_yaml_docs(), lambda d: gen.check_ansible(gen.dump_yaml(d), tmp, "hosts.yml"),

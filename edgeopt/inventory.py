@@ -86,7 +86,11 @@ def load(path) -> Inventory:
 
 
 def is_own_format(data) -> bool:
-    return isinstance(data, dict) and "devices" in data and all(k in TOP_LEVEL for k in data)
+    """A mapping with `devices`, unless `devices` is plainly an Ansible group (only hosts/children/vars)."""
+    if not isinstance(data, dict) or "devices" not in data:
+        return False
+    group = data["devices"]
+    return not (isinstance(group, dict) and group and all(k in ("hosts", "children", "vars") for k in group))
 
 
 def _looks_own(path) -> bool:
@@ -131,7 +135,18 @@ def _unique_key_loader():
                             None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
+
+    # Ansible's tags (`!vault`, `!unsafe`) load as a marker, so an Ansible YAML file can still be told
+    # apart from ours; our schema refuses the marker where a field needs a plain value.
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: Tagged(f"!{suffix}"))
     return Loader
+
+
+class Tagged(str):
+    """A YAML value behind a tag edgeopt does not read (`!vault ...`)."""
+
+    def __repr__(self):
+        return f"<a value tagged {str(self)}>"
 
 
 # --- the own format's schema ------------------------------------------------------------------------
@@ -154,7 +169,7 @@ def _check_field(field, value, where):
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise BadInput(f"{where}: must be a mapping with string keys")
         return dict(value)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or isinstance(value, Tagged) or not value.strip():
         raise BadInput(f"{where}: must be a non-empty string, not {value!r}")
     if kind == "command":
         try:
@@ -203,7 +218,14 @@ def own_format(data: dict, path) -> Inventory:
     """devices: {name: {host, port, user, key, python, profile, workdir, proxy_jump, connection, vars}},
     defaults: {the same fields}, groups: {name: [device, ...]}. A device's `vars` extend the defaults'."""
     source = f"inventory {path}"
+    unknown = [k for k in data if k not in TOP_LEVEL]
+    if unknown:
+        raise BadInput(f"{source}: unknown top-level key {unknown[0]!r} (edgeopt's format has {', '.join(TOP_LEVEL)}; "
+                       "an Ansible inventory keeps groups under `all:` or has no `devices` group)")
     defaults = data.get("defaults") or {}
+    bad = [k for k in (defaults if isinstance(defaults, dict) else {}) if k not in OWN_KEYS]
+    if bad:
+        raise BadInput(f"{source}: defaults: unknown field {bad[0]!r} (known: {', '.join(FIELDS)})")
     devices_raw = data.get("devices")
     for key, value in (("devices", devices_raw), ("defaults", defaults)):
         if not isinstance(value, dict):

@@ -26,7 +26,7 @@ ODD = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allo
                                                                                             st.integers(), max_size=2))
 FIELD_VALUES = {
     "host": st.one_of(st.sampled_from(["192.0.2.1", "pi.lab", "a b", "-oProxyCommand=x", ""]), ODD),
-    "port": st.one_of(st.sampled_from([22, 2222, "2201", "ssh", 0, 65535, 65536, True]), ODD),
+    "port": st.one_of(st.sampled_from([22, 2222, "2201", "ssh", 0, 65535, 65536, True, "٣", " 22"]), ODD),
     "user": st.one_of(st.sampled_from(["pi", "", "  "]), ODD),
     "key": st.one_of(st.sampled_from(["~/.ssh/id", ["~/.ssh/a", "/k/b"], [], ["", "x"]]), ODD),
     "python": st.one_of(st.sampled_from(["python3", "/usr/bin/env python3", "'/opt/my py/bin/python'",
@@ -34,7 +34,7 @@ FIELD_VALUES = {
     "profile": st.one_of(st.sampled_from(["raspberry-pi-5", "intel-cpu"]), ODD),
     "workdir": st.one_of(st.just("/var/tmp/e"), ODD),
     "proxy_jump": st.one_of(st.sampled_from(["jump", "a,b", "u@a:2200,[::1]:22", "none", "a,,b", "a:99999",
-                                             "ssh://u@h:22", "-oX"]), ODD),
+                                             "ssh://u@h:22", "-oX", "a:٣", "[::1]", "u@@a"]), ODD),
     "connection": st.one_of(st.sampled_from(["ssh", "local", "winrm"]), ODD),
     "vars": st.one_of(st.dictionaries(st.sampled_from(["site", "shelf"]), st.integers(), max_size=2), ODD),
     "colour": st.just("red"),
@@ -81,10 +81,30 @@ def _valid_field(k, v):
     if k == "host":
         return not v.startswith("-") and not any(c.isspace() for c in v)
     if k == "proxy_jump":
-        return v == "none" or all(p and "," not in p and not p.startswith("-") and
-                                  not (":" in p.split("@")[-1] and p.rsplit(":", 1)[1].isdigit() and
-                                       int(p.rsplit(":", 1)[1]) > 65535) for p in v.split(","))
+        return v.lower() == "none" or all(_valid_hop(p.strip()) for p in v.split(","))
     return True
+
+
+def _valid_hop(hop):
+    """[ssh://][user@]host[:port] with host a bracketed IPv6 address or a word without @ : , / [ ]."""
+    hop = hop[len("ssh://"):] if hop.startswith("ssh://") else hop
+    hop = hop[:-1] if hop.endswith("/") else hop
+    user, at, rest = hop.rpartition("@")
+    if at and (not user or any(c in "@,/" or c.isspace() for c in user)):
+        return False
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        if not host or any(c not in "0123456789abcdefABCDEF:." for c in host) or (tail and tail[0] != ":"):
+            return False
+    else:
+        host, _, port = rest.partition(":")
+        tail = _ + port
+        if not host or host.startswith("-") or any(c in "@:,/[]" or c.isspace() for c in host):
+            return False
+    if not tail:
+        return True
+    port = tail[1:]
+    return port.isascii() and port.isdigit() and 0 < int(port) < 65536
 
 
 def _valid_name(n):
@@ -95,6 +115,8 @@ def own_expected(doc):
     """None when the document must be refused, else {device: {field: value}} and {group: [devices]}."""
     devices, defaults, groups = doc.get("devices"), doc.get("defaults") or {}, doc.get("groups")
     if not isinstance(devices, dict) or not isinstance(defaults, dict):
+        return None
+    if any(k not in FIELD_VALUES or k == "colour" for k in defaults):
         return None
     if "vars" in defaults and not _valid_field("vars", defaults["vars"]):
         return None

@@ -151,6 +151,9 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {1.5: {host: x}}", "device name 1.5 must be a string"),
     ("devices: {pi: {vars: [1]}}", "devices.pi.vars: must be a mapping with string keys"),
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
+    ("devices: {pi: }\nfoo: 1", "unknown top-level key 'foo'"),
+    ("defaults: {colour: red}\ndevices: {pi: }", "defaults: unknown field 'colour'"),
+    ("devices: {pi: {user: !vault '$ANSIBLE_VAULT;1.1'}}", "devices.pi.user: must be a non-empty string, not <a value tagged !vault>"),
 ])
 def test_own_yaml_refusals_name_file_and_field(tmp_path, text, message):
     path = _write(tmp_path, "a.yaml", text)
@@ -306,5 +309,7 @@ def test_unsafe_marks_from_plugins_are_unwrapped():
 
 @needs_ansible
 def test_ansible_yaml_with_tags_a_safe_loader_refuses(tmp_path):
-    path = _write(tmp_path, "hosts.yml", "lab:\n  hosts:\n    pi1:\n      ansible_host: !unsafe '192.0.2.5'\n")
-    assert load(path).devices["pi1"].host == "192.0.2.5"
+    # a top-level group named `devices` is still Ansible's when it holds only hosts/children/vars
+    path = _write(tmp_path, "hosts.yml", "devices:\n  hosts:\n    pi1:\n      ansible_host: !unsafe '192.0.2.5'\n")
+    inv = load(path)
+    assert inv.devices["pi1"].host == "192.0.2.5" and inv.groups == {"devices": ["pi1"]}
