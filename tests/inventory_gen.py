@@ -277,8 +277,8 @@ def _ansible_matches(inv, listing):
         port = _last(hv, "ansible_port", "ansible_ssh_port", "edgeopt_port")
         py = _last(hv, "ansible_python_interpreter", "edgeopt_python") or "python3"
         py = "python3" if py.startswith("auto") else py
-        kept = {k: v for k, v in hv.items() if k not in CONSUMED and not (k.startswith("edgeopt_") and k[8:] in
-                                                                              inventory_ansible.FIELDS and k != "edgeopt_vars")}
+        own = {f"edgeopt_{f}" for f in inventory_ansible.FIELDS if f != "vars"}
+        kept = {k: v for k, v in hv.items() if k not in CONSUMED | own}
         text = " ".join(str(v) for v in (spec.host, spec.user, spec.python, spec.proxy_jump))
         if (spec.host != host or spec.port != (None if port is None else int(port)) or shlex.split(spec.python)
                 != shlex.split(py) or spec.vars != kept or "{{" in text

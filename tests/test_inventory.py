@@ -153,7 +153,8 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
     ("devices: {pi: }\nfoo: 1", "unknown top-level key 'foo'"),
     ("defaults: {colour: red}\ndevices: {pi: }", "defaults: unknown field 'colour'"),
-    ("devices: {pi: {user: !vault '$ANSIBLE_VAULT;1.1'}}", "devices.pi.user: must be a non-empty string, not <a value tagged !vault>"),
+    ("devices: {pi: {user: !vault '$ANSIBLE_VAULT;1.1'}}",
+     "devices.pi.user: must be a non-empty string, not <a value tagged !vault>"),
 ])
 def test_own_yaml_refusals_name_file_and_field(tmp_path, text, message):
     path = _write(tmp_path, "a.yaml", text)
@@ -171,7 +172,8 @@ def test_ansible_ini_reads_as_ansible_does(tmp_path, monkeypatch):
     assert (pi.host, pi.user, pi.port) == ("192.0.2.11", "pi", 2222)               # [pis:vars] beat [fleet:vars]
     assert pi.python_argv == ["/usr/bin/env", "python3"] and pi.workdir == "/var/tmp/edgeopt"
     assert pi.proxy_jump == "ops@bastion:2200,inner" and pi.vars == {"site": "lab"}  # [all:vars] kept
-    assert inv.devices["pi-b"].vars == {"site": "lab", "rack": "row 3"} and inv.devices["pi-b"].profile == "raspberry-pi-4"
+    pi_b = inv.devices["pi-b"]
+    assert pi_b.vars == {"site": "lab", "rack": "row 3"} and pi_b.profile == "raspberry-pi-4"
     nuc = inv.devices["nuc1"]
     assert (nuc.user, nuc.port, nuc.proxy_jump) == ("fleet-user", 2201, None)
     assert nuc.key_files[0].endswith("/.ssh/nuc") and not nuc.key_files[0].startswith("~")
@@ -255,7 +257,8 @@ def test_without_ansible_core_the_cli_says_one_line(tmp_path):
 def test_ansible_is_not_imported_by_edgeopt(tmp_path):
     code = (f"import sys, edgeopt.inventory as i; i.load({str(_write(tmp_path, 'f.yaml', OWN))!r}); "
             "import edgeopt.inventory_ansible, edgeopt.cli; print(any(m.split('.')[0] == 'ansible' for m in sys.modules))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_unknown_group_and_missing_file(tmp_path, cli, bundles):

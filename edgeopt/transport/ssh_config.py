@@ -14,7 +14,8 @@ import subprocess
 from ..errors import BadInput, DeviceFailure
 
 MAX_HOPS = 8   # a ProxyJump chain longer than this is almost surely a loop in the ssh config
-_HOP = re.compile(r"(?:ssh://)?(?:(?P<user>[^@\s,/]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s@:,/\[\]]+)(?::(?P<port>[0-9]+))?/?")
+_HOP = re.compile(r"(?:ssh://)?(?:(?P<user>[^@\s,/]+)@)?"
+                  r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s@:,/\[\]]+)(?::(?P<port>[0-9]+))?/?")
 
 
 def parse_jump(text: str, where: str) -> list:

@@ -73,7 +73,8 @@ def test_dead_first_hop_fails_the_chain_in_one_line(lab, tmp_path):
     one.kill()
     spec = make_device("far", {"host": target.host, "port": target.port,
                                "proxy_jump": f"{one.host}:{one.port},{target.host}:{target.port}"}, "test")
-    with pytest.raises(DeviceFailure, match=rf"device far \(jump host {one.host}\): cannot connect to {user}@{one.host}:{one.port}"):
+    expected = rf"device far \(jump host {one.host}\): cannot connect to {user}@{one.host}:{one.port}"
+    with pytest.raises(DeviceFailure, match=expected):
         open_client(spec, _options(lab, config))
 
 
