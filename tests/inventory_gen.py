@@ -1,8 +1,8 @@
 """Generated inventories and their oracles, shared by tests/test_inventory_fuzz.py and
 benchmarks/bench_inventory_fuzz.py.
 
-Each `check_*` runs edgeopt's reader on one generated inventory and returns an outcome:
-"handled" (a result the oracle agrees with, or a one-line BadInput where the oracle expects a refusal),
+Each `check_*` runs edgeopt's reader on one generated inventory and returns an outcome, "accepted" or
+"refused" when handled (a result the oracle agrees with, or a one-line BadInput where the oracle expects one),
 "traceback" (any other exception), or "wrong" (accepted although the oracle refuses, a result that
 differs from the oracle, or a refusal that is not one line / where the oracle accepts).
 Oracles: for edgeopt's own YAML, the schema restated plainly (`own_expected`); for Ansible inventories,
@@ -174,11 +174,11 @@ def check_own(doc, tmp_dir, text=None):
     if outcome != "ok":
         return outcome
     if text is not None:
-        return "handled"
+        return "refused" if isinstance(result, BadInput) else "accepted"
     expected = own_expected(doc)
     if isinstance(result, BadInput):
-        return "handled" if expected is None else "wrong"
-    return "handled" if expected is not None and _own_matches(result, expected) else "wrong"
+        return "refused" if expected is None else "wrong"
+    return "accepted" if expected is not None and _own_matches(result, expected) else "wrong"
 
 
 def _run(path):
@@ -306,8 +306,8 @@ def check_ansible(text, tmp_dir, name):
     if outcome != "ok":
         return outcome
     if isinstance(result, BadInput):
-        return "handled"    # Ansible refused it, or it holds a value edgeopt cannot use: both one line
-    return "handled" if seen and _ansible_matches(result, seen[0]) else "wrong"
+        return "refused"    # Ansible refused it, or it holds a value edgeopt cannot use: both one line
+    return "accepted" if seen and _ansible_matches(result, seen[0]) else "wrong"
 
 
 def dump_yaml(doc):
