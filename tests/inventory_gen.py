@@ -223,6 +223,30 @@ def ini_texts(draw):
     return "\n".join(lines) + "\n"
 
 
+PLAIN_PAIR = st.tuples(st.sampled_from(["ansible_host", "ansible_port", "ansible_user", "ansible_python_interpreter",
+                                         "ansible_ssh_common_args", "edgeopt_profile", "rack", "ansible_ssh_host"]),
+                       st.sampled_from(["192.0.2.1", "2201", "'2202'", "pi", "/usr/bin/env python3", "'-J j1,j2'",
+                                        "'-o ProxyJump=u@j:2200'", "auto_silent", "True", "'row 3'"])).map("=".join)
+
+
+@st.composite
+def ini_texts_plain(draw):
+    """Mostly well-formed INI: groups, [g:vars], [g:children], [all:vars], ranges; most are accepted."""
+    groups = draw(st.lists(st.sampled_from(["pis", "nucs", "lab"]), min_size=1, max_size=3, unique=True))
+    lines = []
+    for g in groups:
+        lines.append(f"[{g}]")
+        for host in draw(st.lists(st.sampled_from(["pi1", "pi2", "pi[01:03]", "nuc1", "h:2222"]), max_size=3)):
+            lines.append(" ".join([host] + draw(st.lists(PLAIN_PAIR, max_size=3))))
+        if draw(st.booleans()):
+            lines += [f"[{g}:vars]"] + draw(st.lists(PLAIN_PAIR, max_size=3))
+    if draw(st.booleans()):
+        lines += ["[all:vars]"] + draw(st.lists(PLAIN_PAIR, max_size=2))
+    if len(groups) > 1 and draw(st.booleans()):
+        lines += ["[fleet:children]"] + groups[1:]
+    return "\n".join(lines) + "\n"
+
+
 YAML_VALUE = st.one_of(st.sampled_from(["192.0.2.1", 2201, "2201", 70000, True, None, "/usr/bin/env python3",
                                         "{{ x }}", "-o ProxyJump=j1,j2", "winrm", [1], {"a": 1}, 1.5]))
 YAML_VARS = st.dictionaries(KEYS, YAML_VALUE, max_size=3)

@@ -57,3 +57,12 @@ def test_ansible_ini_matches_ansible_inventory(text):
 def test_ansible_yaml_matches_ansible_inventory(doc):
     with tempfile.TemporaryDirectory() as tmp:
         assert gen.check_ansible(gen.dump_yaml(doc), tmp, "hosts.yml") in HANDLED
+
+
+@pytest.mark.slow
+@needs_ansible
+@settings(max_examples=ANSIBLE_EXAMPLES, **FAST)
+@given(gen.ini_texts_plain())
+def test_plain_ansible_ini_is_accepted_as_ansible_reads_it(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        assert gen.check_ansible(text, tmp, "hosts") in HANDLED
