@@ -21,7 +21,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     py = spec.python
     checks = []
     try:
-        code, out = transport.run([py, "-c", PY_VERSION], lambda line: None, 30)
+        code, out = transport.run(spec.python_argv + ["-c", PY_VERSION], lambda line: None, 30)
     except DeviceFailure as e:
         return [_check("connection", False, str(e), "see the message; `ssh` to the device by hand to compare")]
     where = getattr(transport, "address", spec.host)
@@ -80,7 +80,7 @@ print(freed)
 
 def clean(transport, spec) -> int:
     """Remove the device's cached agents, bundles and leftover run directories; returns bytes freed."""
-    code, out = transport.run([spec.python, "-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
+    code, out = transport.run(spec.python_argv + ["-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
     if code != 0:
         raise DeviceFailure(f"device {spec.name}: clean-up failed (exit {code})")
     return int(out.strip() or 0)

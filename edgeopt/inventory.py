@@ -1,9 +1,15 @@
-"""Devices and groups: edgeopt's own YAML inventory, Ansible INI and YAML inventories, and
-~/.ssh/config aliases. Everything becomes a DeviceSpec, validated before any connection."""
+"""Devices and groups. Two sources, each read by its owner's rules:
+
+- edgeopt's own YAML inventory (`devices:`, `defaults:`, `groups:`), validated here against the declared
+  schema below: every refusal is one line naming the file and the field;
+- any Ansible inventory (INI, YAML, a directory with group_vars/ and host_vars/, an inventory plugin config,
+  an executable script), read by `ansible-inventory --list` itself (edgeopt/inventory_ansible.py).
+
+Everything becomes a DeviceSpec, validated before any connection."""
 from __future__ import annotations
 
-import configparser
 import dataclasses
+import functools
 import os
 import pathlib
 import re
@@ -12,11 +18,13 @@ import shlex
 from .errors import BadInput
 
 DEFAULT_WORKDIR = ".cache/edgeopt"   # relative paths are relative to the remote user's home
-ANSIBLE_KEYS = {"ansible_host": "host", "ansible_ssh_host": "host", "ansible_port": "port",
-                "ansible_ssh_port": "port", "ansible_user": "user", "ansible_ssh_user": "user",
-                "ansible_python_interpreter": "python", "ansible_ssh_private_key_file": "key",
-                "ansible_connection": "connection"}
-OWN_KEYS = {"host", "port", "user", "key", "python", "profile", "workdir", "proxy_jump", "vars", "connection"}
+DEFAULT_PYTHON = "python3"
+# The declared schema of a device's fields (own format, `defaults:`, and `edgeopt_*` Ansible variables).
+FIELDS = {"host": "string", "port": "port", "user": "string", "key": "strings", "python": "command",
+          "profile": "string", "workdir": "string", "proxy_jump": "jump", "connection": "connection",
+          "vars": "mapping"}
+OWN_KEYS = set(FIELDS)
+TOP_LEVEL = ("devices", "defaults", "groups")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,12 +34,17 @@ class DeviceSpec:
     port: int | None = None          # None: from ~/.ssh/config, else 22
     user: str | None = None
     key_files: tuple = ()
-    python: str = "python3"
+    python: str = DEFAULT_PYTHON     # a command line: "/usr/bin/env python3" is two words
     profile: str | None = None
     workdir: str = DEFAULT_WORKDIR
     proxy_jump: str | None = None
     connection: str = "ssh"          # ssh | local
     vars: dict = dataclasses.field(default_factory=dict, hash=False)
+
+    @property
+    def python_argv(self) -> list:
+        """The interpreter command as argv; each word is quoted again on the remote side."""
+        return shlex.split(self.python)
 
 
 @dataclasses.dataclass
@@ -52,184 +65,201 @@ class Inventory:
 
 
 def load(path) -> Inventory:
+    """edgeopt's own YAML when the file is one (a mapping whose keys are among devices/defaults/groups,
+    `devices` included); anything else is an Ansible inventory, read by ansible-inventory."""
     path = pathlib.Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BadInput(f"inventory not found: {path}")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        data = _yaml(text, path)
-        if isinstance(data, dict) and "devices" in data:
-            return _own_format(data, path)
-        return _ansible_yaml(data, path)
-    return _ansible_ini(text, path)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = _yaml(path)
+        except BadInput:
+            # Ansible YAML may hold what a safe loader refuses (`!vault`, `!unsafe`): only a file that
+            # looks like ours gets our YAML error; Ansible judges the rest.
+            if _looks_own(path):
+                raise
+            data = None
+        if is_own_format(data):
+            return own_format(data, path)
+    from .inventory_ansible import load_ansible
+    return load_ansible(path)
 
 
-def _yaml(text, path):
+def is_own_format(data) -> bool:
+    """A mapping with `devices`, unless `devices` is plainly an Ansible group (only hosts/children/vars)."""
+    if not isinstance(data, dict) or "devices" not in data:
+        return False
+    group = data["devices"]
+    return not (isinstance(group, dict) and group and all(k in ("hosts", "children", "vars") for k in group))
+
+
+def _looks_own(path) -> bool:
+    try:
+        head = path.read_bytes()[:65536].decode("utf-8", errors="replace")
+    except OSError:
+        return True
+    return re.search(r"^devices\s*:", head, re.MULTILINE) is not None
+
+
+def _yaml(path):
     import yaml
     try:
-        return yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"inventory {path}: cannot read: {e}") from None
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise BadInput(f"inventory {path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BadInput(f"inventory {path} is not valid YAML{where}: {problem}") from None
+    except (ValueError, TypeError, RecursionError) as e:   # e.g. a date or timestamp YAML cannot build
+        raise BadInput(f"inventory {path} is not valid YAML: {type(e).__name__}: {e}") from None
 
 
-def make_device(name: str, fields: dict, source) -> DeviceSpec:
-    """One validated DeviceSpec from edgeopt's field names; unknown or ill-typed fields are refused."""
-    if not isinstance(name, str) or not name or not re.fullmatch(r"[^\s/\\]+", name):
-        raise BadInput(f"inventory {source}: device name {name!r} must be non-empty with no spaces or slashes")
-    unknown = set(fields) - OWN_KEYS
+@functools.lru_cache(maxsize=None)
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """PyYAML keeps the last of two equal keys silently; a duplicated device would vanish unseen."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = (key_node.tag, key_node.value)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    # Ansible's tags (`!vault`, `!unsafe`) load as a marker, so an Ansible YAML file can still be told
+    # apart from ours; our schema refuses the marker where a field needs a plain value.
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: Tagged(f"!{suffix}"))
+    return Loader
+
+
+class Tagged(str):
+    """A YAML value behind a tag edgeopt does not read (`!vault ...`)."""
+
+    def __repr__(self):
+        return f"<a value tagged {str(self)}>"
+
+
+# --- the own format's schema ------------------------------------------------------------------------
+def _check_field(field, value, where):
+    kind = FIELDS[field]
+    if kind == "port":
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"{where}: {value!r} is not a number")
+        if not 0 < value < 65536:
+            raise BadInput(f"{where}: port {value} is out of range")
+        return value
+    if kind == "strings":
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v for v in values):
+            raise BadInput(f"{where}: must be a path or a list of paths")
+        return values
+    if kind == "mapping":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise BadInput(f"{where}: must be a mapping with string keys")
+        return dict(value)
+    if not isinstance(value, str) or isinstance(value, Tagged) or not value.strip():
+        raise BadInput(f"{where}: must be a non-empty string, not {value!r}")
+    if kind == "command":
+        try:
+            words = shlex.split(value)
+        except ValueError as e:
+            raise BadInput(f"{where}: {value!r} is not a command line: {e}") from None
+        if not words:
+            raise BadInput(f"{where}: {value!r} is an empty command")
+    elif kind == "connection" and value not in ("ssh", "local"):
+        raise BadInput(f"{where}: connection {value!r} is not ssh or local")
+    elif kind == "jump" and value.lower() != "none":
+        from .transport.ssh_config import parse_jump
+        parse_jump(value, where)
+    elif field == "host" and (value.startswith("-") or any(c.isspace() for c in value)):
+        raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
+    return value
+
+
+def check_name(name, where) -> str:
+    if isinstance(name, bool) or not isinstance(name, (str, int)):
+        raise BadInput(f"{where}: device name {name!r} must be a string")
+    name = str(name)
+    if not name or any(c.isspace() or c in "/\\" for c in name):
+        raise BadInput(f"{where}: device name {name!r} must be non-empty with no spaces or slashes")
+    return name
+
+
+def make_device(name, fields: dict, source) -> DeviceSpec:
+    """One validated DeviceSpec from edgeopt's field names; unknown or ill-typed fields are refused.
+    The message names `source` and the field: "inventory F: devices.pi.port: ..."."""
+    prefix = source if str(source).startswith("inventory ") else f"inventory {source}"
+    name = check_name(name, prefix)
+    where = f"{prefix}: devices.{name}"
+    unknown = sorted((k for k in fields if k not in OWN_KEYS), key=str)
     if unknown:
-        raise BadInput(f"inventory {source}: device {name}: unknown field {sorted(unknown)[0]!r}")
-    port = fields.get("port")
-    try:
-        port = None if port is None else int(port)
-    except (TypeError, ValueError):
-        raise BadInput(f"inventory {source}: device {name}: port {port!r} is not a number") from None
-    if port is not None and not 0 < port < 65536:
-        raise BadInput(f"inventory {source}: device {name}: port {port} is out of range")
-    key = fields.get("key")
-    keys = tuple(str(k) for k in (key if isinstance(key, list) else [key] if key else []))
-    spec_vars = fields.get("vars") or {}
-    if not isinstance(spec_vars, dict):
-        raise BadInput(f"inventory {source}: device {name}: vars must be a mapping")
-    connection = str(fields.get("connection") or "ssh")
-    if connection not in ("ssh", "local"):
-        raise BadInput(f"inventory {source}: device {name}: connection {connection!r} is not ssh or local")
-    return DeviceSpec(name=name, host=str(fields.get("host") or name), port=port, user=_opt(fields, "user"),
-                      key_files=tuple(os.path.expanduser(k) for k in keys), python=str(fields.get("python") or "python3"),
-                      profile=_opt(fields, "profile"), workdir=str(fields.get("workdir") or DEFAULT_WORKDIR),
-                      proxy_jump=_opt(fields, "proxy_jump"), connection=connection, vars=dict(spec_vars))
+        raise BadInput(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
+    ok = {k: _check_field(k, v, f"{where}.{k}") for k, v in fields.items() if v is not None}
+    return DeviceSpec(name=name, host=ok.get("host", name), port=ok.get("port"), user=ok.get("user"),
+                      key_files=tuple(os.path.expanduser(k) for k in ok.get("key", [])),
+                      python=ok.get("python", DEFAULT_PYTHON), profile=ok.get("profile"),
+                      workdir=ok.get("workdir", DEFAULT_WORKDIR), proxy_jump=ok.get("proxy_jump"),
+                      connection=ok.get("connection", "ssh"), vars=ok.get("vars", {}))
 
 
-def _opt(fields, key):
-    value = fields.get(key)
-    return None if value is None else str(value)
-
-
-def _own_format(data: dict, path) -> Inventory:
-    """devices: {name: {host, port, user, key, python, profile, workdir, proxy_jump, vars}},
-    defaults: {...}, groups: {name: [device, ...]}"""
+def own_format(data: dict, path) -> Inventory:
+    """devices: {name: {host, port, user, key, python, profile, workdir, proxy_jump, connection, vars}},
+    defaults: {the same fields}, groups: {name: [device, ...]}. A device's `vars` extend the defaults'."""
+    source = f"inventory {path}"
+    unknown = [k for k in data if k not in TOP_LEVEL]
+    if unknown:
+        raise BadInput(f"{source}: unknown top-level key {unknown[0]!r} (edgeopt's format has {', '.join(TOP_LEVEL)}; "
+                       "an Ansible inventory keeps groups under `all:` or has no `devices` group)")
     defaults = data.get("defaults") or {}
+    bad = [k for k in (defaults if isinstance(defaults, dict) else {}) if k not in OWN_KEYS]
+    if bad:
+        raise BadInput(f"{source}: defaults: unknown field {bad[0]!r} (known: {', '.join(FIELDS)})")
     devices_raw = data.get("devices")
-    if not isinstance(devices_raw, dict) or not isinstance(defaults, dict):
-        raise BadInput(f"inventory {path}: `devices` and `defaults` must be mappings")
-    unknown = set(data) - {"devices", "defaults", "groups"}
-    if unknown:
-        raise BadInput(f"inventory {path}: unknown top-level key {sorted(unknown)[0]!r}")
+    for key, value in (("devices", devices_raw), ("defaults", defaults)):
+        if not isinstance(value, dict):
+            raise BadInput(f"{source}: `{key}` must be a mapping, not {type(value).__name__}")
+    if "vars" in defaults:
+        _check_field("vars", defaults["vars"], f"{source}: defaults.vars")
     devices = {}
-    for name, fields in devices_raw.items():
+    for raw_name, fields in devices_raw.items():
+        name = check_name(raw_name, source)
+        if name in devices:
+            raise BadInput(f"{source}: device {name!r} is listed twice")
         if fields is not None and not isinstance(fields, dict):
-            raise BadInput(f"inventory {path}: device {name} must be a mapping of fields")
-        merged = dict(defaults, **(fields or {}))
-        merged["vars"] = dict(defaults.get("vars") or {}, **((fields or {}).get("vars") or {}))
-        devices[str(name)] = make_device(str(name), merged, path)
+            raise BadInput(f"{source}: devices.{name}: must be a mapping of fields, not {type(fields).__name__}")
+        merged = dict(defaults, **{str(k): v for k, v in (fields or {}).items()})
+        if "vars" in defaults or "vars" in (fields or {}):
+            own_vars = _check_field("vars", (fields or {}).get("vars") or {}, f"{source}: devices.{name}.vars")
+            merged["vars"] = dict(defaults.get("vars") or {}, **own_vars)
+        devices[name] = make_device(name, merged, source)
+    return Inventory(devices, _own_groups(data.get("groups"), devices, source), str(path))
+
+
+def _own_groups(raw, devices, source) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"{source}: `groups` must be a mapping of group name to device names")
     groups = {}
-    for group, members in (data.get("groups") or {}).items():
+    for group, members in raw.items():
+        if not isinstance(group, str) or not group or group == "all":
+            raise BadInput(f"{source}: groups: group name {group!r} must be a non-empty string other than 'all'")
         if not isinstance(members, list):
-            raise BadInput(f"inventory {path}: group {group} must be a list of device names")
-        missing = [m for m in members if m not in devices]
-        if missing:
-            raise BadInput(f"inventory {path}: group {group} names unknown device {missing[0]!r}")
-        groups[str(group)] = [str(m) for m in members]
-    return Inventory(devices, groups, str(path))
-
-
-def _from_ansible_vars(name, host_vars: dict, path) -> DeviceSpec:
-    fields, extra = {}, {}
-    for key, value in host_vars.items():
-        if key in ANSIBLE_KEYS:
-            fields[ANSIBLE_KEYS[key]] = value
-        elif key.startswith("edgeopt_") and key[8:] in OWN_KEYS:
-            fields[key[8:]] = value
-        else:
-            extra[key] = value
-    if fields.get("connection") not in (None, "ssh", "local"):
-        fields["connection"] = "ssh"  # paramiko / smart etc. all mean SSH to us
-    fields["vars"] = extra
-    return make_device(name, fields, path)
-
-
-def _ansible_yaml(data, path) -> Inventory:
-    if not isinstance(data, dict):
-        raise BadInput(f"inventory {path}: expected an Ansible YAML inventory (a mapping of groups) "
-                       "or edgeopt's format (with `devices:`)")
-    host_vars, groups = {}, {}
-
-    def walk(group, node, inherited):
-        if node is None:
-            node = {}
-        if not isinstance(node, dict):
-            raise BadInput(f"inventory {path}: group {group} must be a mapping")
-        group_vars = dict(inherited, **(node.get("vars") or {}))
-        members = groups.setdefault(group, [])
-        for host, hv in (node.get("hosts") or {}).items():
-            host_vars[str(host)] = dict(group_vars, **host_vars.get(str(host), {}), **(hv or {}))
-            members.append(str(host))
-        for child, sub in (node.get("children") or {}).items():
-            walk(str(child), sub, group_vars)
-            members.extend(m for m in groups[str(child)] if m not in members)
-
-    for group, node in data.items():
-        walk(str(group), node, {})
-    devices = {h: _from_ansible_vars(h, v, path) for h, v in host_vars.items()}
-    return Inventory(devices, {g: list(dict.fromkeys(m)) for g, m in groups.items()}, str(path))
-
-
-def _ansible_ini(text, path) -> Inventory:
-    """Ansible's INI: [group] host lines with key=value pairs, [group:vars], [group:children].
-    configparser reads the sections; each host line is split with shlex."""
-    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("\x00",), interpolation=None,
-                                       comment_prefixes=("#", ";"), strict=False)
-    parser.optionxform = str
-    try:
-        parser.read_string("[ungrouped]\n" + text, source=str(path))
-    except configparser.Error as e:
-        raise BadInput(f"inventory {path} is not a valid INI inventory: {str(e).splitlines()[0]}") from None
-    host_vars, groups, group_vars, children = {}, {}, {}, {}
-    for section in parser.sections():
-        group, _, kind = section.partition(":")
-        lines = list(parser[section].keys())
-        if kind == "vars":
-            group_vars[group] = dict(_pair(line, path) for line in lines)
-        elif kind == "children":
-            children[group] = lines
-        elif kind:
-            raise BadInput(f"inventory {path}: unknown section kind [{section}]")
-        else:
-            for line in lines:
-                try:
-                    words = shlex.split(line)
-                except ValueError as e:
-                    raise BadInput(f"inventory {path}: [{section}] line {line!r}: {e}") from None
-                host_vars.setdefault(words[0], {}).update(dict(_pair(w, path) for w in words[1:]))
-                groups.setdefault(group, []).append(words[0])
-    for group, kids in children.items():
-        for kid in kids:
-            for host in _expand(kid, groups, children):
-                groups.setdefault(group, []).append(host)
-    devices = {}
-    for host, hv in host_vars.items():
-        merged = {}
-        for group, members in groups.items():
-            if host in members:
-                merged.update(group_vars.get(group, {}))
-        merged.update(hv)
-        devices[host] = _from_ansible_vars(host, merged, path)
-    return Inventory(devices, {g: list(dict.fromkeys(m)) for g, m in groups.items() if m}, str(path))
-
-
-def _expand(group, groups, children, seen=()):
-    if group in seen:
-        return []
-    out = list(groups.get(group, []))
-    for kid in children.get(group, []):
-        out += _expand(kid, groups, children, seen + (group,))
-    return out
-
-
-def _pair(word, path):
-    key, sep, value = word.partition("=")
-    if not sep:
-        raise BadInput(f"inventory {path}: {word!r} is not key=value")
-    return key.strip(), value.strip()
+            raise BadInput(f"{source}: groups.{group}: must be a list of device names")
+        for member in members:
+            if isinstance(member, bool) or not isinstance(member, (str, int)) or str(member) not in devices:
+                raise BadInput(f"{source}: groups.{group}: group {group} names unknown device {member!r}")
+        groups[group] = list(dict.fromkeys(str(m) for m in members))
+    return groups

@@ -1,6 +1,14 @@
-"""Inventories: edgeopt's YAML, Ansible INI and YAML, read with real parsers; bad ones refused clearly."""
+"""Inventories: edgeopt's own YAML against its declared schema; Ansible inventories exactly as the real
+`ansible-inventory --list` reads them; a clear one-line refusal naming the extra without ansible-core."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+
 import pytest
 
+from edgeopt import inventory_ansible
 from edgeopt.errors import BadInput
 from edgeopt.inventory import load
 
@@ -17,43 +25,91 @@ groups:
   lab: [pi-kitchen, nuc-1]
 """
 
+# Everything the issue measured as misread on main: ranges, [all:vars], a child group's vars beating its
+# parent's, a multi-word interpreter, ProxyJump in ansible_ssh_common_args.
 ANSIBLE_INI = """
 # edge fleet
-[pis]
-pi1 ansible_host=192.0.2.11 ansible_port=2201 ansible_user=pi ansible_python_interpreter=/opt/venv/bin/python3
-pi2 ansible_host=192.0.2.12 edgeopt_profile=raspberry-pi-4 rack="row 3"
+[all:vars]
+ansible_user=ops
+site=lab
 
-[nucs]
-nuc1 ansible_host=192.0.2.20 ansible_ssh_private_key_file=~/.ssh/nuc
+[pis]
+pi[01:03] ansible_host=192.0.2.11
+pi-b ansible_host=192.0.2.12 edgeopt_profile=raspberry-pi-4 rack="row 3"
 
 [pis:vars]
-ansible_user=pi-default
+ansible_user=pi
+ansible_python_interpreter=/usr/bin/env python3
 edgeopt_workdir=/var/tmp/edgeopt
+ansible_ssh_common_args='-o ProxyJump=ops@bastion:2200,inner -o StrictHostKeyChecking=no'
+
+[nucs]
+nuc1 ansible_host=192.0.2.20 ansible_port=2201 ansible_ssh_private_key_file=~/.ssh/nuc
 
 [fleet:children]
 pis
 nucs
+
+[fleet:vars]
+ansible_user=fleet-user
+ansible_port=2222
 """
 
+# A host in two groups (crashed on main), parent vars below child vars.
 ANSIBLE_YAML = """
 all:
-  vars: {ansible_user: ops}
+  vars: {ansible_user: ops, shelf: 0}
   children:
     pis:
-      vars: {ansible_python_interpreter: /usr/bin/python3}
+      vars: {ansible_python_interpreter: /usr/bin/python3, shelf: 1}
       hosts:
         pi1: {ansible_host: 192.0.2.11, ansible_port: 2201}
         pi2: {ansible_host: 192.0.2.12, ansible_user: pi}
-    jetsons:
+    lab:
+      vars: {shelf: 2}
       hosts:
+        pi2:
         orin1: {ansible_host: 192.0.2.30, edgeopt_profile: jetson-orin-nano}
 """
 
 
-def _write(tmp_path, name, text):
+def _write(tmp_path, name, text, mode=None):
     path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    if mode:
+        path.chmod(mode)
     return path
+
+
+def _load_with_listing(path, monkeypatch):
+    """load(path), and the very JSON the real `ansible-inventory --list` printed for it."""
+    seen = []
+    real = inventory_ansible.run_list
+    monkeypatch.setattr(inventory_ansible, "run_list", lambda exe, p: seen.append(real(exe, p)) or seen[-1])
+    return load(path), seen[0]
+
+
+def _assert_same_as_ansible(inv, listing):
+    """Exactly the hosts, groups and variables that `ansible-inventory --list` gives."""
+    hostvars = inventory_ansible._plain(listing["_meta"]["hostvars"])
+    hosts = {h for g, e in listing.items() if g != "_meta" for h in e.get("hosts", [])}
+    assert set(inv.devices) == hosts | set(hostvars)
+    for name, spec in inv.devices.items():
+        hv = hostvars.get(name, {})
+        assert spec.host == hv.get("ansible_host", name)
+        assert spec.port == (int(hv["ansible_port"]) if "ansible_port" in hv else None)
+        assert spec.user == hv.get("ansible_user")
+        assert shlex.split(spec.python) == shlex.split(hv.get("ansible_python_interpreter", "python3"))
+        assert spec.vars == {k: v for k, v in hv.items() if not k.startswith(("ansible_", "edgeopt_"))}
+    for group, entry in listing.items():
+        if group not in ("_meta", "all") and entry.get("hosts") and not entry.get("children"):
+            assert inv.groups[group] == entry["hosts"]
+    return hostvars
+
+
+needs_ansible = pytest.mark.skipif(inventory_ansible.find_executable() is None,
+                                   reason="ansible-core not installed (pip install 'edgeopt[ansible]')")
 
 
 def test_own_yaml_with_defaults_and_groups(tmp_path):
@@ -69,41 +125,140 @@ def test_own_yaml_with_defaults_and_groups(tmp_path):
     assert len(inv.select(None)) == 3 and [d.name for d in inv.select("nuc-1")] == ["nuc-1"]
 
 
-def test_ansible_ini_used_unchanged(tmp_path):
-    inv = load(_write(tmp_path, "hosts.ini", ANSIBLE_INI))
-    pi1, pi2, nuc1 = inv.devices["pi1"], inv.devices["pi2"], inv.devices["nuc1"]
-    assert (pi1.host, pi1.port, pi1.user, pi1.python) == ("192.0.2.11", 2201, "pi", "/opt/venv/bin/python3")
-    assert (pi2.user, pi2.profile, pi2.workdir, pi2.vars) == ("pi-default", "raspberry-pi-4", "/var/tmp/edgeopt",
-                                                              {"rack": "row 3"})
-    assert nuc1.key_files[0].endswith("/.ssh/nuc") and not nuc1.key_files[0].startswith("~")
-    assert [d.name for d in inv.select("fleet")] == ["pi1", "pi2", "nuc1"]
-    assert [d.name for d in inv.select("pis")] == ["pi1", "pi2"]
+def test_own_yaml_needs_no_ansible(tmp_path, monkeypatch):
+    monkeypatch.setenv(inventory_ansible.ENV_EXECUTABLE, "")
+    assert list(load(_write(tmp_path, "fleet.yaml", OWN)).devices) == ["pi-kitchen", "nuc-1", "here"]
 
 
-def test_ansible_yaml_used_unchanged(tmp_path):
-    inv = load(_write(tmp_path, "hosts.yml", ANSIBLE_YAML))
-    assert inv.devices["pi1"].user == "ops" and inv.devices["pi2"].user == "pi"
-    assert inv.devices["pi1"].python == "/usr/bin/python3" and inv.devices["pi1"].port == 2201
-    assert inv.devices["orin1"].profile == "jetson-orin-nano" and inv.devices["orin1"].python == "python3"
-    assert [d.name for d in inv.select("pis")] == ["pi1", "pi2"]
-    assert {d.name for d in inv.select("all")} == {"pi1", "pi2", "orin1"}
+def test_interpreter_is_a_command_line(tmp_path):
+    inv = load(_write(tmp_path, "fleet.yaml", "devices:\n  pi: {python: \"/usr/bin/env 'my python3'\"}\n"))
+    assert inv.devices["pi"].python_argv == ["/usr/bin/env", "my python3"]
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("a.yaml", "devices: {pi: {host: x, port: ssh}}", "port 'ssh' is not a number"),
-    ("a.yaml", "devices: {pi: {host: x, colour: red}}", "unknown field 'colour'"),
-    ("a.yaml", "devices: {pi: {host: x}}\ngroups: {lab: [pi, ghost]}", "group lab names unknown device 'ghost'"),
-    ("a.yaml", "devices: {pi: {host: x}\n", "is not valid YAML (line"),
-    ("a.yaml", "devices: [pi]", "`devices` and `defaults` must be mappings"),
-    ("a.yaml", "devices: {pi: {host: x, port: 70000}}", "port 70000 is out of range"),
-    ("a.yaml", "- just\n- a list", "expected an Ansible YAML inventory"),
-    ("h.ini", "[pis]\npi1 ansible_port=22 junk", "'junk' is not key=value"),
-    ("h.ini", "[pis:weird]\nx", "unknown section kind [pis:weird]"),
-    ("h.ini", "[pis]\npi1 ansible_host=\"unclosed", "No closing quotation"),
+@pytest.mark.parametrize("text, message", [
+    ("devices: {pi: {host: x, port: ssh}}", "devices.pi.port: 'ssh' is not a number"),
+    ("devices: {pi: {host: x, colour: red}}", "devices.pi: unknown field 'colour'"),
+    ("devices: {pi: {host: x}}\ngroups: {lab: [pi, ghost]}", "groups.lab: group lab names unknown device 'ghost'"),
+    ("devices: {pi: {host: x}\n", "is not valid YAML (line"),
+    ("devices: [pi]", "`devices` must be a mapping, not list"),
+    ("devices: {pi: {host: x, port: 70000}}", "devices.pi.port: port 70000 is out of range"),
+    ("devices: {pi: {port: true}}", "devices.pi.port: True is not a number"),
+    ("devices: {pi: {python: \"python3 'x\"}}", "devices.pi.python: \"python3 'x\" is not a command line"),
+    ("devices: {pi: {host: -oProxyCommand=x}}", "devices.pi.host: host '-oProxyCommand=x' may not start with '-'"),
+    ("devices: {pi: {proxy_jump: 'a,,b'}}", "devices.pi.proxy_jump: ProxyJump hop '' is not [user@]host[:port]"),
+    ("devices: {pi: {connection: winrm}}", "devices.pi.connection: connection 'winrm' is not ssh or local"),
+    ("devices: {pi: {host: x}, pi: {host: y}}", "duplicate key 'pi'"),
+    ("devices: {1.5: {host: x}}", "device name 1.5 must be a string"),
+    ("devices: {pi: {vars: [1]}}", "devices.pi.vars: must be a mapping with string keys"),
+    ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
+    ("devices: {pi: }\nfoo: 1", "unknown top-level key 'foo'"),
+    ("defaults: {colour: red}\ndevices: {pi: }", "defaults: unknown field 'colour'"),
+    ("devices: {pi: {user: !vault '$ANSIBLE_VAULT;1.1'}}",
+     "devices.pi.user: must be a non-empty string, not <a value tagged !vault>"),
 ])
-def test_malformed_inventories(tmp_path, name, text, message):
-    with pytest.raises(BadInput, match=message.replace("[", r"\[").replace("(", r"\(")):
-        load(_write(tmp_path, name, text))
+def test_own_yaml_refusals_name_file_and_field(tmp_path, text, message):
+    path = _write(tmp_path, "a.yaml", text)
+    with pytest.raises(BadInput) as e:
+        load(path)
+    assert str(e.value).startswith(f"inventory {path}") and message in str(e.value) and "\n" not in str(e.value)
+
+
+@needs_ansible
+def test_ansible_ini_reads_as_ansible_does(tmp_path, monkeypatch):
+    inv, listing = _load_with_listing(_write(tmp_path, "hosts.ini", ANSIBLE_INI), monkeypatch)
+    hostvars = _assert_same_as_ansible(inv, listing)
+    assert list(inv.devices) == ["pi01", "pi02", "pi03", "pi-b", "nuc1"]          # the range is expanded
+    pi = inv.devices["pi02"]
+    assert (pi.host, pi.user, pi.port) == ("192.0.2.11", "pi", 2222)               # [pis:vars] beat [fleet:vars]
+    assert pi.python_argv == ["/usr/bin/env", "python3"] and pi.workdir == "/var/tmp/edgeopt"
+    assert pi.proxy_jump == "ops@bastion:2200,inner" and pi.vars == {"site": "lab"}  # [all:vars] kept
+    pi_b = inv.devices["pi-b"]
+    assert pi_b.vars == {"site": "lab", "rack": "row 3"} and pi_b.profile == "raspberry-pi-4"
+    nuc = inv.devices["nuc1"]
+    assert (nuc.user, nuc.port, nuc.proxy_jump) == ("fleet-user", 2201, None)
+    assert nuc.key_files[0].endswith("/.ssh/nuc") and not nuc.key_files[0].startswith("~")
+    assert [d.name for d in inv.select("fleet")] == ["pi01", "pi02", "pi03", "pi-b", "nuc1"]
+    assert hostvars["nuc1"]["ansible_user"] == "fleet-user"
+
+
+@needs_ansible
+def test_ansible_yaml_host_in_two_groups(tmp_path, monkeypatch):
+    inv, listing = _load_with_listing(_write(tmp_path, "hosts.yml", ANSIBLE_YAML), monkeypatch)
+    _assert_same_as_ansible(inv, listing)
+    assert inv.devices["pi1"].user == "ops" and inv.devices["pi2"].user == "pi"
+    # pi2 is in pis and lab, both children of all at the same depth: Ansible merges them by name, lab < pis.
+    assert inv.devices["pi2"].vars == {"shelf": 1} and inv.devices["orin1"].vars == {"shelf": 2}
+    assert [d.name for d in inv.select("lab")] == ["pi2", "orin1"]
+    assert inv.devices["orin1"].profile == "jetson-orin-nano" and inv.devices["orin1"].python == "python3"
+
+
+@needs_ansible
+def test_ansible_directory_with_group_vars_host_vars_and_constructed(tmp_path, monkeypatch):
+    root = tmp_path / "inventory"
+    _write(root, "01-hosts.yml", "pis:\n  hosts:\n    pi1: {ansible_host: 192.0.2.11}\n    pi2:\n")
+    _write(root, "group_vars/pis.yml", "ansible_user: pi\nansible_port: 2201\n")
+    _write(root, "group_vars/all/main.yml", "site: lab\nansible_python_interpreter: /usr/bin/env python3\n")
+    _write(root, "host_vars/pi2.yml", "ansible_host: 192.0.2.12\nansible_port: 2202\n")
+    _write(root, "zz-constructed.yml", "plugin: ansible.builtin.constructed\nstrict: true\n"
+                                        "groups:\n  odd: inventory_hostname.endswith('1')\n"
+                                        "compose:\n  edgeopt_profile: \"'raspberry-pi-5'\"\n")
+    inv, listing = _load_with_listing(root, monkeypatch)
+    _assert_same_as_ansible(inv, listing)
+    pi1, pi2 = inv.devices["pi1"], inv.devices["pi2"]
+    assert (pi1.host, pi1.port, pi1.user, pi1.profile) == ("192.0.2.11", 2201, "pi", "raspberry-pi-5")
+    assert (pi2.host, pi2.port, pi2.vars) == ("192.0.2.12", 2202, {"site": "lab"})
+    assert inv.groups["odd"] == ["pi1"] and pi1.python_argv == ["/usr/bin/env", "python3"]
+
+
+@needs_ansible
+def test_ansible_script_inventory(tmp_path, monkeypatch):
+    listing = {"lab": {"hosts": ["s1", "s2"], "vars": {"ansible_user": "scripted"}},
+               "_meta": {"hostvars": {"s1": {"ansible_host": "192.0.2.40", "ansible_port": 2240}}}}
+    script = _write(tmp_path, "inv.py", f"#!{sys.executable}\nimport json, sys\n"
+                                        f"print(json.dumps({listing!r}) if '--list' in sys.argv else '{{}}')\n", 0o755)
+    inv, listing = _load_with_listing(script, monkeypatch)
+    _assert_same_as_ansible(inv, listing)
+    assert (inv.devices["s1"].host, inv.devices["s1"].port, inv.devices["s2"].user) == ("192.0.2.40", 2240, "scripted")
+
+
+@needs_ansible
+@pytest.mark.parametrize("text, message", [
+    ("[pis]\npi1 ansible_port=ssh", "host pi1: ansible_port: 'ssh' is not a number"),
+    ("[pis]\npi1 ansible_host='{{ inventory_hostname }}.lab'", "host pi1: ansible_host: '{{ inventory_hostname }}.lab' "
+                                                              "is a Jinja template"),
+    ("[pis]\npi1 ansible_ssh_common_args='-o ProxyCommand=\"nc %h %p\"'", "ssh option 'ProxyCommand' is not honoured"),
+    ("[pis\npi1", "ansible-inventory refused it: "),
+])
+def test_ansible_values_edgeopt_cannot_use_are_refused(tmp_path, text, message):
+    path = _write(tmp_path, "hosts", text)
+    with pytest.raises(BadInput) as e:
+        load(path)
+    assert str(e.value).startswith(f"inventory {path}: ") and message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name, text", [("hosts.ini", ANSIBLE_INI), ("hosts.yml", ANSIBLE_YAML), ("dir", None)])
+def test_without_ansible_core_the_extra_is_named(tmp_path, monkeypatch, name, text):
+    monkeypatch.setattr(inventory_ansible, "find_executable", lambda: None)
+    path = _write(tmp_path, name, text) if text else tmp_path
+    with pytest.raises(BadInput, match=r"needs ansible-core \(ansible-inventory not found\): "
+                                       r"pip install 'edgeopt\[ansible\]'"):
+        load(path)
+
+
+def test_without_ansible_core_the_cli_says_one_line(tmp_path):
+    path = _write(tmp_path, "hosts.ini", ANSIBLE_INI)
+    env = dict(os.environ, **{inventory_ansible.ENV_EXECUTABLE: ""})
+    p = subprocess.run([sys.executable, "-m", "edgeopt", "device", "list", "--inventory", str(path)],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "pip install 'edgeopt[ansible]'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_ansible_is_not_imported_by_edgeopt(tmp_path):
+    code = (f"import sys, edgeopt.inventory as i; i.load({str(_write(tmp_path, 'f.yaml', OWN))!r}); "
+            "import edgeopt.inventory_ansible, edgeopt.cli; print(any(m.split('.')[0] == 'ansible' for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
@@ -114,3 +269,50 @@ def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
     assert r.exit_code == 2 and "inventory not found" in r.stderr
     r = cli("device", "list", "--inventory", inv, "--json")
     assert r.exit_code == 0 and [d["name"] for d in r.json()] == ["pi-kitchen", "nuc-1", "here"]
+
+
+@pytest.mark.parametrize("host_vars, expected", [
+    ({"ansible_host": "a", "ansible_ssh_host": "b"}, {"host": "b"}),        # Ansible's ssh plugin: the last wins
+    ({"ansible_port": "2201", "edgeopt_port": 2300}, {"port": 2300}),        # edgeopt_<field> beats ansible_*
+    ({"ansible_python_interpreter": "auto_silent"}, {"python": "python3"}),  # discovery: edgeopt's default
+    ({"ansible_connection": "paramiko"}, {"connection": "ssh"}),
+    ({"ansible_connection": "local"}, {"connection": "local"}),
+    ({"ansible_ssh_extra_args": "-J u@j1:2200,j2"}, {"proxy_jump": "u@j1:2200,j2"}),
+    ({"ansible_ssh_common_args": "-o 'ProxyJump j1' -C -o ControlMaster=auto"}, {"proxy_jump": "j1"}),
+    ({"ansible_ssh_common_args": "-oProxyJump=j1", "ansible_ssh_extra_args": "-J j2"}, {"proxy_jump": "j2"}),
+    ({"ansible_become": True, "edgeopt_vars": 1}, {"vars": {"ansible_become": True, "edgeopt_vars": 1}}),
+])
+def test_ansible_variables_map_as_ansible_reads_them(host_vars, expected):
+    spec = inventory_ansible.device_from_vars("pi1", host_vars, "inventory h")
+    assert {k: getattr(spec, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("host_vars, message", [
+    ({"ansible_connection": "winrm"}, "host pi1: ansible_connection: connection 'winrm' is not one edgeopt can use"),
+    ({"ansible_ssh_extra_args": "-p 2200"}, "ansible_ssh_extra_args: ssh argument '-p' is not honoured"),
+    ({"ansible_ssh_common_args": "-o 'unclosed"}, "ansible_ssh_common_args: No closing quotation"),
+    ({"ansible_ssh_common_args": "-J a,,b"}, "ProxyJump hop '' is not [user@]host[:port]"),
+    ({"ansible_port": True}, "host pi1: ansible_port: True is not a number"),
+    ({"ansible_host": {"__ansible_vault": "$ANSIBLE_VAULT;1.1"}}, "host pi1: ansible_host: must be a non-empty string"),
+    ({"ansible_user": "{% if x %}a{% endif %}"}, "ansible_user: '{% if x %}a{% endif %}' is a Jinja template"),
+])
+def test_ansible_variables_edgeopt_cannot_use_are_refused(host_vars, message):
+    with pytest.raises(BadInput) as e:
+        inventory_ansible.device_from_vars("pi1", host_vars, "inventory h")
+    assert str(e.value).startswith("inventory h: ") and message in str(e.value)
+
+
+def test_unsafe_marks_from_plugins_are_unwrapped():
+    listing = {"_meta": {"hostvars": {"s1": {"ansible_host": {"__ansible_unsafe": "192.0.2.9"}, "tags": [
+        {"__ansible_unsafe": "a"}]}}}, "lab": {"hosts": ["s1"]}, "all": {"children": ["lab"]}}
+    inv = inventory_ansible.from_listing(listing, "x")
+    assert inv.devices["s1"].host == "192.0.2.9" and inv.devices["s1"].vars == {"tags": ["a"]}
+    assert inv.groups == {"lab": ["s1"]}
+
+
+@needs_ansible
+def test_ansible_yaml_with_tags_a_safe_loader_refuses(tmp_path):
+    # a top-level group named `devices` is still Ansible's when it holds only hosts/children/vars
+    path = _write(tmp_path, "hosts.yml", "devices:\n  hosts:\n    pi1:\n      ansible_host: !unsafe '192.0.2.5'\n")
+    inv = load(path)
+    assert inv.devices["pi1"].host == "192.0.2.5" and inv.groups == {"devices": ["pi1"]}

@@ -36,6 +36,12 @@ class Transport:
     def python(self) -> str:
         raise NotImplementedError
 
+    def python_argv(self) -> list:
+        """The device's interpreter as argv: an inventory's `python` is a command line
+        (`/usr/bin/env python3`), each word of it quoted again on the remote side."""
+        spec = getattr(self, "spec", None)
+        return list(spec.python_argv) if spec is not None else [self.python()]
+
     def workdir(self) -> str:
         """The device-side directory for the content-addressed store, run directories and the lock."""
         raise NotImplementedError
@@ -62,7 +68,7 @@ class Transport:
             else:
                 progress.log(line)
 
-        return self.run([self.python(), agent] + args, on_line, timeout)
+        return self.run(self.python_argv() + [agent] + args, on_line, timeout)
 
     def probe(self, progress=SILENT, timeout: float = 120.0) -> dict:
         code, out = self.run_agent(["probe"], progress, timeout)

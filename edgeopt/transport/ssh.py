@@ -160,7 +160,7 @@ class SshTransport(Transport):
     def _upload(self, local: pathlib.Path, remote: str, sha: str, kind: str):
         from .ssh_exec import stream_upload
         size = local.stat().st_size
-        cmd = quote_argv([self.python(), "-c", UPLOAD_SCRIPT, remote, sha, size])
+        cmd = quote_argv(self.python_argv() + ["-c", UPLOAD_SCRIPT, remote, sha, size])
         start = time.perf_counter()
         sent = stream_upload(self.connect(), self.device, cmd, local, size, self.progress, kind,
                              self.options.dead_peer_timeout)

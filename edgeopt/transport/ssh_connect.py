@@ -1,4 +1,4 @@
-"""Opening an SSH connection to a device: ~/.ssh/config, ProxyJump, host-key verification,
+"""Opening an SSH connection to a device: ssh config (ssh_config.py), ProxyJump chains, host-key verification,
 keepalive, and errors that say what went wrong and what to do about it."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 import paramiko
 
 from ..errors import DeviceFailure
+from .ssh_config import last_hop, resolve
 
 _known_hosts_lock = threading.Lock()
 
@@ -55,26 +56,6 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
                 f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
-def resolve(spec, options):
-    """Host, port, user, key files and jump host after applying ~/.ssh/config to the spec."""
-    path = options.ssh_config or os.path.expanduser("~/.ssh/config")
-    cfg = {}
-    if os.path.isfile(path):
-        try:
-            cfg = paramiko.SSHConfig.from_path(path).lookup(spec.host)
-        except (OSError, paramiko.SSHException, ValueError) as e:
-            raise DeviceFailure(f"device {spec.name}: cannot read ssh config {path}: {e}") from None
-    return {
-        "host": cfg.get("hostname", spec.host),
-        "port": spec.port or int(cfg.get("port", 22)),
-        "user": spec.user or cfg.get("user") or os.environ.get("USER") or "root",
-        "keys": list(spec.key_files) or [os.path.expanduser(k) for k in cfg.get("identityfile", [])
-                                          if os.path.isfile(os.path.expanduser(k))],
-        "jump": spec.proxy_jump or cfg.get("proxyjump"),
-        "proxy_command": cfg.get("proxycommand"),
-    }
-
-
 def _tcp(host, port, options):
     """A TCP socket that the kernel declares dead after `dead_peer_timeout` s without acknowledgement."""
     sock = socket.create_connection((host, port), timeout=options.connect_timeout)
@@ -88,17 +69,17 @@ def _tcp(host, port, options):
     return sock
 
 
-def _jump_socket(spec, target, options):
-    """ProxyJump: connect to the (first) jump host, then a direct-tcpip channel to the target."""
-    from ..inventory import make_device
-    jump_text = target["jump"].split(",")[0].strip()
-    user, _, hostport = jump_text.rpartition("@")
-    host, _, port = hostport.partition(":")
-    jump_spec = make_device(f"{spec.name}-jump", {"host": host, "port": port or None, "user": user or None},
-                            "ProxyJump")
-    jump = open_client(jump_spec, options)
-    channel = jump.get_transport().open_channel("direct-tcpip", (target["host"], target["port"]), ("127.0.0.1", 0),
-                                                timeout=options.connect_timeout)
+def _jump_socket(spec, target, options, depth):
+    """ProxyJump a,b,...: a client to the last hop (itself reached through the hops before it), then a
+    direct-tcpip channel from there to the target: multi-hop chains paramiko channels as `ssh -J` does."""
+    jump = open_client(last_hop(spec, target["jump"], depth), options, depth + 1)
+    try:
+        channel = jump.get_transport().open_channel("direct-tcpip", (target["host"], target["port"]),
+                                                    ("127.0.0.1", 0), timeout=options.connect_timeout)
+    except (OSError, paramiko.SSHException, EOFError) as e:
+        jump.close()
+        raise DeviceFailure(f"device {spec.name}: jump host {jump.edgeopt_address} cannot reach "
+                            f"{target['host']}:{target['port']}: {e or type(e).__name__}") from None
     return channel, jump
 
 
@@ -116,10 +97,33 @@ def _connect_failure(spec, where, client, error, options) -> str:
     return f"device {spec.name}: cannot connect to {where}: {error or type(error).__name__}"
 
 
-def open_client(spec, options) -> paramiko.SSHClient:
+class _Client(paramiko.SSHClient):
+    """Closing a device's client also closes the jump hosts' clients it was reached through."""
+    edgeopt_jump = None
+
+    def close(self):
+        super().close()
+        if self.edgeopt_jump is not None:
+            self.edgeopt_jump.close()
+            self.edgeopt_jump = None
+
+
+def open_client(spec, options, depth: int = 0) -> paramiko.SSHClient:
+    """A connected, host-key-verified client; on failure the jump hosts opened on the way are closed."""
+    opened = []
+    try:
+        return _open_client(spec, options, depth, opened)
+    except BaseException:
+        for client in opened:
+            client.close()
+        raise
+
+
+def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
     target = resolve(spec, options)
     known_hosts = options.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
-    client = paramiko.SSHClient()
+    client = _Client()
+    opened.append(client)
     if os.path.isfile(known_hosts):
         client.get_host_keys().load(known_hosts)
     client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts) if options.trust_new_host_keys
@@ -128,7 +132,7 @@ def open_client(spec, options) -> paramiko.SSHClient:
     deadline = time.monotonic() + options.connect_timeout  # TCP, banner, key exchange and login together
     try:
         if target["jump"]:
-            sock, client._edgeopt_jump = _jump_socket(spec, target, options)
+            sock, client.edgeopt_jump = _jump_socket(spec, target, options, depth)
         elif target["proxy_command"]:
             sock = paramiko.ProxyCommand(target["proxy_command"])
         else:

@@ -1,0 +1,122 @@
+"""Where an SSH device really is: the inventory's fields over the ssh config, resolved by OpenSSH itself.
+
+`ssh -G HOST` prints the configuration ssh would use (Include, Match, Host patterns, tokens, defaults),
+so with the OpenSSH client installed we ask it. Without it paramiko's reader is used, which has no
+`Include`: a config that uses Include is then refused rather than half read.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+from ..errors import BadInput, DeviceFailure
+
+MAX_HOPS = 8   # a ProxyJump chain longer than this is almost surely a loop in the ssh config
+_HOP = re.compile(r"(?:ssh://)?(?:(?P<user>[^@\s,/]+)@)?"
+                  r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s@:,/\[\]]+)(?::(?P<port>[0-9]+))?/?")
+
+
+def parse_jump(text: str, where: str) -> list:
+    """`[user@]host[:port]` hops (also `ssh://` URIs), comma separated, first hop first."""
+    hops = []
+    for part in text.split(","):
+        match = _HOP.fullmatch(part.strip())
+        if not match or match["host"].startswith("-"):
+            raise BadInput(f"{where}: ProxyJump hop {part.strip()!r} is not [user@]host[:port]")
+        port = int(match["port"]) if match["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise BadInput(f"{where}: ProxyJump hop {part.strip()!r}: port {port} is out of range")
+        hops.append((match["user"], match["host"].strip("[]"), port))
+    return hops
+
+
+def config_path(options) -> str:
+    return options.ssh_config or os.path.expanduser("~/.ssh/config")
+
+
+def lookup(spec, options) -> dict:
+    """The ssh config's answer for spec.host: lower-case keys; identityfile is a list."""
+    path = config_path(options)
+    ssh = shutil.which("ssh")
+    if ssh:
+        return _ssh_g(ssh, path, spec)
+    return _paramiko_lookup(path, spec)
+
+
+def _ssh_g(ssh, path, spec) -> dict:
+    # -F always: ssh would read the passwd entry's ~/.ssh/config, not $HOME's, and /etc/ssh/ssh_config too.
+    argv = [ssh, "-G", "-F", path if os.path.isfile(path) else os.devnull]
+    if spec.port:
+        argv += ["-p", str(spec.port)]
+    if spec.user:
+        argv += ["-l", spec.user]
+    try:
+        proc = subprocess.run(argv + ["--", spec.host], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL, errors="replace")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DeviceFailure(f"device {spec.name}: cannot run `ssh -G` on ssh config {path}: {e}") from None
+    if proc.returncode != 0:
+        message = " ".join(proc.stderr.split())[:300] or f"exit {proc.returncode}"
+        raise DeviceFailure(f"device {spec.name}: ssh config {path} for {spec.host}: {message}")
+    cfg = {"identityfile": []}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        key = key.lower()
+        if key == "identityfile":
+            cfg["identityfile"].append(value)
+        elif key in ("hostname", "port", "user", "proxyjump", "proxycommand"):
+            cfg[key] = value
+    return cfg
+
+
+def _paramiko_lookup(path, spec) -> dict:
+    if not os.path.isfile(path):
+        return {}
+    import paramiko
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if re.search(r"^\s*include\b", text, re.IGNORECASE | re.MULTILINE):
+            raise DeviceFailure(f"device {spec.name}: ssh config {path} uses Include, which only OpenSSH's "
+                                "`ssh -G` resolves; install the OpenSSH client (e.g. apt install openssh-client)")
+        return paramiko.SSHConfig.from_text(text).lookup(spec.host)
+    except (OSError, paramiko.SSHException, ValueError) as e:
+        raise DeviceFailure(f"device {spec.name}: cannot read ssh config {path}: {e}") from None
+
+
+def resolve(spec, options) -> dict:
+    """Host, port, user, key files and jump hosts: the inventory's fields win over the ssh config."""
+    cfg = lookup(spec, options)
+    jump = spec.proxy_jump or cfg.get("proxyjump")
+    proxy_command = cfg.get("proxycommand")
+    return {
+        "host": cfg.get("hostname", spec.host),
+        "port": spec.port or int(cfg.get("port", 22)),
+        "user": spec.user or cfg.get("user") or os.environ.get("USER") or "root",
+        "keys": list(spec.key_files) or [os.path.expanduser(k) for k in cfg.get("identityfile", [])
+                                          if os.path.isfile(os.path.expanduser(k))],
+        "jump": None if not jump or jump.lower() == "none" else jump,
+        "proxy_command": None if not proxy_command or proxy_command.lower() == "none" else proxy_command,
+    }
+
+
+def last_hop(spec, jump: str, depth: int):
+    """The DeviceSpec of the hop nearest the target; the hops before it become its own ProxyJump,
+    as `ssh -J a,b` does (b is reached through a; b's own config ProxyJump is then overridden)."""
+    from ..inventory import DeviceSpec
+    if depth >= MAX_HOPS:
+        raise DeviceFailure(f"device {spec.name}: ProxyJump chain deeper than {MAX_HOPS} hops "
+                            "(a loop in the ssh config?)")
+    hops = parse_jump(jump, f"device {spec.name}")
+    user, host, port = hops[-1]
+    before = ",".join(_hop_text(h) for h in hops[:-1]) or None
+    device = spec.name.split(" (jump host ")[0]    # messages name the device and the hop that failed
+    return DeviceSpec(name=f"{device} (jump host {host})", host=host, port=port, user=user, proxy_jump=before)
+
+
+def _hop_text(hop) -> str:
+    user, host, port = hop
+    host = f"[{host}]" if ":" in host else host
+    return (f"{user}@" if user else "") + host + (f":{port}" if port else "")
