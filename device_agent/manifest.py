@@ -126,7 +126,8 @@ def _list(path, v, lo, hi):
 
 
 TOP_REQUIRED = ("schema", DIGEST_FIELD, "name", "profile", "runtime", "model", "files", "inputs", "outputs")
-TOP_OPTIONAL = ("created", "source", "compression", "parity", "budgets", "notes", "tools", "data")
+TOP_OPTIONAL = ("created", "source", "compression", "simplification", "parity", "budgets", "notes", "tools",
+                "data")
 
 
 def validate_manifest(m):
@@ -313,7 +314,7 @@ def _check_quantization(where, q):
 def _check_optional(m, files):
     if "source" in m:
         _check_source(m["source"])
-    for key in ("compression", "parity", "tools"):
+    for key in ("compression", "simplification", "parity", "tools"):  # records for people: objects, not read here
         if key in m:
             _object(key, m[key], (), free=True)
     if "budgets" in m:

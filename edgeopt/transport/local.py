@@ -24,6 +24,10 @@ class LocalTransport(Transport):
     def python(self) -> str:
         return sys.executable
 
+    def python_argv(self) -> list:
+        # The local device is this host's own interpreter, whatever an inventory entry's `python` says.
+        return [sys.executable]
+
     def workdir(self) -> str:
         from ..agent_zipapp import cache_dir
         return str(cache_dir() / "local-device")
