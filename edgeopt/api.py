@@ -243,17 +243,21 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
     return validate_budgets(merged)
 
 
-def check(result_paths, budgets: dict | None = None, profile: str | None = None) -> dict:
-    """Each result against its budgets. exit_code: 0 all hold, 1 a budget failed or was unmeasured,
-    3 a device produced no result."""
+def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
+          effect: float | None = None, store_url: str | None = None, results_dir="results") -> dict:
+    """Each result against its budgets and, given a baseline (result files, run directories, or "store":
+    the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
+    hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result."""
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
-    entries = []
+    entries, docs = [], []
     for path in result_paths:
         doc = results.load(path)
+        docs.append(doc)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
+                 "created": _text(doc.get("created")), "hostname": _text(_section(doc, "device").get("hostname")),
                  "warnings": doc.get("warnings", []), "throttled": results.throttled(doc)}
         if doc.get("status") != "ok":
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
@@ -261,19 +265,92 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None)
         else:
             entry["budgets"] = check_result(doc, budgets_for(doc, budgets or {}, profile))
         entries.append(entry)
+    report = {"results": entries}
+    if baseline:
+        report["regressions"] = regressions(docs, baseline, effect, store_url, results_dir)
     if any(e["status"] != "ok" for e in entries):
         code = 3
     elif any(r["status"] != "pass" for e in entries for r in e["budgets"]):
         code = 1
+    elif any(r["verdict"] == "slower" for r in report.get("regressions", [])):
+        code = 1
     else:
         code = 0
-    return {"results": entries, "passed": code == 0, "exit_code": code}
+    return dict(report, passed=code == 0, exit_code=code)
 
 
-def compare(result_paths, budgets: dict | None = None) -> dict:
-    """One row per result (size, latency percentiles, peak RSS, top-1, budget verdict) + the check."""
+STORE_BASELINES = ("store", "store:last-good")
+
+
+def regressions(docs: list, baseline, effect: float | None = None, store_url: str | None = None,
+                results_dir="results") -> list:
+    """The regression gate for each ok candidate against its baseline (see edgeopt.regression)."""
+    from . import regression
+
+    effect = regression.EFFECT if effect is None else effect
+    if not (isinstance(effect, (int, float)) and 0 <= effect < 10):
+        raise BadInput(f"--min-effect must be a fraction in [0, 10), got {effect!r}")
+    specs = [baseline] if isinstance(baseline, (str, pathlib.Path)) else list(baseline)
+    store = None
+    if any(str(s) in STORE_BASELINES for s in specs):
+        if len(specs) > 1:
+            raise BadInput("--baseline store cannot be combined with baseline files")
+        from .store import Store, default_url
+        store = Store(store_url or default_url(results_dir))
+        find = lambda doc: _store_baseline(store, doc)
+    else:
+        pool = [results.load(p) for p in results.expand(specs)]
+        find = lambda doc: regression.pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
+    try:
+        return [_regression_entry(doc, *find(doc), effect) for doc in docs if doc.get("status") == "ok"]
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _store_baseline(store, doc: dict) -> tuple:
+    """The last good result of the candidate's bundle on its device, created before it."""
+    bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
+    found = store.last_good(bundle, device, str(doc.get("created") or ""))
+    if found is None:
+        return None, f"the store holds no ok result of {bundle} on {device} before this one"
+    return results.validate(found, f"{found['_path']} (from the results store)"), ""
+
+
+def _samples(doc: dict) -> list | None:
+    """latency.samples_ms as floats; None if the result has none. A malformed list is refused."""
+    raw = (doc.get("latency") or {}).get("samples_ms")
+    if raw is None:
+        return None
+    ok = isinstance(raw, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+    arr = np.asarray(raw, dtype=np.float64) if ok else None
+    if arr is None or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise BadInput(f"{doc.get('_path', 'a result')}: latency.samples_ms must be a list of finite numbers >= 0")
+    return arr
+
+
+def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> dict:
+    from . import regression
+
+    entry = {"result": doc.get("_path"), "bundle": (doc.get("bundle") or {}).get("name"),
+             "device": (doc.get("device") or {}).get("name"), "created": doc.get("created")}
+    if base is None:
+        return dict(entry, verdict=regression.UNTESTED, reason=why)
+    entry["baseline"] = {"result": base.get("_path"), "bundle": (base.get("bundle") or {}).get("name"),
+                         "created": base.get("created")}
+    cand_samples, base_samples = _samples(doc), _samples(base)
+    if cand_samples is None or base_samples is None:
+        return dict(entry, verdict=regression.UNTESTED, reason="a result without latency.samples_ms")
+    return dict(entry, **regression.compare_samples(base_samples, cand_samples, effect))
+
+
+def compare(result_paths, budgets: dict | None = None, baseline=None, effect: float | None = None,
+            store_url: str | None = None, results_dir="results") -> dict:
+    """One row per result (device, time, runtime, threads, size, latency percentiles, peak RSS, top-1,
+    budget verdict) + the check; with a baseline, the regression gate per device (check's `regressions`)."""
     result_paths = results.expand(result_paths)
-    report = check(result_paths, budgets)
+    report = check(result_paths, budgets, baseline=baseline, effect=effect, store_url=store_url,
+                   results_dir=results_dir)
     rows = []
     for path, entry in zip(result_paths, report["results"]):
         doc = results.load(path)
@@ -281,12 +358,25 @@ def compare(result_paths, budgets: dict | None = None) -> dict:
         failed = [r["budget"] for r in entry["budgets"] if r["status"] != "pass"]
         verdict = ("device failed" if entry["status"] != "ok" else
                    "all pass" if not failed else "miss: " + ", ".join(failed))
+        runtime, settings = _section(doc, "runtime"), _section(doc, "settings")
         rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
+                     "created": _text(doc.get("created")), "threads": _text(settings.get("threads")),
+                     "runtime": " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None,
                      "size_mb": (doc.get("bundle") or {}).get("artifact_mb"),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
                      "verdict": verdict})
-    return {"rows": rows, "check": report}
+    return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
+
+
+def _section(doc: dict, name: str) -> dict:
+    """A part of a result compare only shows (not in results.FIELDS): anything but an object reads as absent."""
+    value = doc.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 DEMO_VARIANTS = (("fp32", "none"), ("fp16", "none"), ("fp32", "int8"))

@@ -65,3 +65,21 @@ class Store:
 
     def close(self):
         self.engine.dispose()
+
+    def last_good(self, bundle: str, device: str, before: str) -> dict | None:
+        """The newest `ok` result of `bundle` on `device` created before `before` (an ISO time), as its
+        document with `_path`, or None: the regression gate's baseline when CI keeps no files."""
+        t = results_table.c
+        query = (sa.select(t.id, t.path, t.document)
+                 .where(t.bundle == bundle, t.device == device, t.status == "ok", t.created < before)
+                 .order_by(t.created.desc(), t.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        try:
+            doc = json.loads(row.document)
+        except ValueError:
+            raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no valid JSON document") from None
+        doc["_path"] = f"results store row {row.id}"  # row.path is the latest file, since overwritten
+        return doc
