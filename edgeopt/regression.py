@@ -35,7 +35,7 @@ def block_length(samples: np.ndarray) -> int:
     """Samples per block: the first lag where the rank autocorrelation drops below ACF_LIMIT, capped."""
     n = len(samples)
     cap = max(1, n // MIN_BLOCKS)
-    ranks = np.argsort(np.argsort(samples, kind="stable")).astype(np.float64)
+    ranks = np.unique(samples, return_inverse=True)[1].astype(np.float64)   # ties share a rank
     ranks -= ranks.mean()
     spectrum = np.fft.rfft(ranks, 2 * n)
     acf = np.fft.irfft(spectrum * np.conj(spectrum))[:cap + 1]

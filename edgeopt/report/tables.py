@@ -196,12 +196,14 @@ def check_table(report: dict) -> Table:
 
 def compare_table(rows: list, title: str = "Comparison") -> Table:
     t = Table(title=title)
-    for col, just in (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime, threads", "left"),
+    for col, just in (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
                       ("MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"),
                       ("RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
-        t.add_column(col, justify=just, no_wrap=col == "time (UTC)")
+        # names wrap rather than end in an ellipsis: telling rows apart is the table's job
+        t.add_column(col, justify=just, overflow="fold", no_wrap=col == "time (UTC)",
+                     min_width=16 if col == "time (UTC)" else None)
     for r in rows:
-        runtime = ", ".join(x for x in (r.get("runtime"), r.get("threads") and f"{r['threads']} thr") if x)
+        runtime = " ×".join(x for x in (r.get("runtime"), r.get("threads")) if x)
         t.add_row(escape(r["bundle"] or "—"), escape(r.get("device") or "—"), _time(r.get("created")),
                   escape(runtime or "—"), _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"),
                   _num(r["p90_ms"], "{:.4f}"), _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"),
