@@ -15,8 +15,12 @@ docs/architecture.md ("Regression gate") says why the interval rule and not the 
 from __future__ import annotations
 
 import math
+import pathlib
 
 import numpy as np
+
+from . import results
+from .errors import BadInput
 
 EFFECT = 0.05           # the smallest slowdown worth failing a build for (settable: --min-effect)
 ALPHA = 0.05
@@ -127,3 +131,65 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
         if group:
             return max(group, key=lambda b: str(b.get("created", ""))), ""
     return None, f"no baseline result for device {device}"
+
+
+STORE_BASELINES = ("store", "store:last-good")
+
+
+def gate(docs: list, baseline, effect: float | None = None, store_url: str | None = None,
+         results_dir="results") -> list:
+    """The gate for each ok candidate document against its baseline: result files or run directories
+    (`baseline` a path or a list of them), or "store" (the last good result in the results store)."""
+    effect = EFFECT if effect is None else effect
+    if not (isinstance(effect, (int, float)) and 0 <= effect < 10):
+        raise BadInput(f"--min-effect must be a fraction in [0, 10), got {effect!r}")
+    specs = [baseline] if isinstance(baseline, (str, pathlib.Path)) else list(baseline)
+    store = None
+    if any(str(s) in STORE_BASELINES for s in specs):
+        if len(specs) > 1:
+            raise BadInput("--baseline store cannot be combined with baseline files")
+        from .store import Store, default_url
+        store = Store(store_url or default_url(results_dir))
+        find = lambda doc: _store_baseline(store, doc)
+    else:
+        pool = [results.load(p) for p in results.expand(specs)]
+        find = lambda doc: pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
+    try:
+        return [_regression_entry(doc, *find(doc), effect) for doc in docs if doc.get("status") == "ok"]
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _store_baseline(store, doc: dict) -> tuple:
+    """The last good result of the candidate's bundle on its device, created before it."""
+    bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
+    found = store.last_good(bundle, device, str(doc.get("created") or ""))
+    if found is None:
+        return None, f"the store holds no ok result of {bundle} on {device} before this one"
+    return results.validate(found, f"{found['_path']} (from the results store)"), ""
+
+
+def _samples(doc: dict) -> np.ndarray | None:
+    """latency.samples_ms as floats; None if the result has none. A malformed list is refused."""
+    raw = (doc.get("latency") or {}).get("samples_ms")
+    if raw is None:
+        return None
+    ok = isinstance(raw, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+    arr = np.asarray(raw, dtype=np.float64) if ok else None
+    if arr is None or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise BadInput(f"{doc.get('_path', 'a result')}: latency.samples_ms must be a list of finite numbers >= 0")
+    return arr
+
+
+def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> dict:
+    entry = {"result": doc.get("_path"), "bundle": (doc.get("bundle") or {}).get("name"),
+             "device": (doc.get("device") or {}).get("name"), "created": doc.get("created")}
+    if base is None:
+        return dict(entry, verdict=UNTESTED, reason=why)
+    entry["baseline"] = {"result": base.get("_path"), "bundle": (base.get("bundle") or {}).get("name"),
+                         "created": base.get("created")}
+    cand_samples, base_samples = _samples(doc), _samples(base)
+    if cand_samples is None or base_samples is None:
+        return dict(entry, verdict=UNTESTED, reason="a result without latency.samples_ms")
+    return dict(entry, **compare_samples(base_samples, cand_samples, effect))
