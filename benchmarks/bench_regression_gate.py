@@ -5,10 +5,11 @@
 
 --record N packages the shipped digits CNN (fp32, generic profile) and runs `edgeopt bench` on it N times
 with the default loop (the agent's real samples, kept in each result). Then every pair of runs (i < j,
-the earlier as baseline) is judged three ways: unchanged (run j as it is: any verdict but "no significant
-change" is a false alarm), and run j's samples multiplied by 1.05 and by 1.10 ("slower" is a detection).
+the earlier as baseline) is judged three ways: unchanged (run j as it is: a "slower" verdict is a false
+alarm), and run j's samples multiplied by 1.05 and by 1.10 (a "slower" verdict is a detection).
 The slowdowns are synthesised by scaling real samples; a real slower build would also change the shape.
-The naive rule flags a pair when p90 grew by more than 5%. Both gate rules come from the same call: the
+The same is done with the two halves of each run (one machine state). Counted as flagged: what makes
+`check` exit 1, a "slower" verdict. The naive rule flags a pair when p90 grew by more than 5%. Both gate rules come from the same call: the
 "point" rule's direction is recomputed from the returned ratio and interval.
 """
 from __future__ import annotations
@@ -53,29 +54,44 @@ def _point_verdict(r: dict) -> str:
     return SLOWER if SLOWER in dirs else "faster" if "faster" in dirs else SAME
 
 
+def _judge(tallies: dict, base: np.ndarray, cand: np.ndarray, seconds: list) -> None:
+    """One baseline/candidate pair at every scale; "flagged" is what fails `check`: a slower verdict."""
+    for scale in SCALES:
+        c = cand * scale
+        start = time.perf_counter()
+        r = compare_samples(base, c)
+        seconds.append(time.perf_counter() - start)
+        t = tallies[scale]
+        t["pairs"] += 1
+        t["gate_interval"] += int(r["verdict"] == SLOWER)
+        t["gate_point"] += int(_point_verdict(r) == SLOWER)
+        t["naive_p90"] += int(np.percentile(c, 90) / np.percentile(base, 90) > 1 + EFFECT)
+
+
 def analyse(docs: list) -> dict:
-    tallies = {s: {"pairs": 0, "gate_interval": 0, "gate_point": 0, "naive_p90": 0} for s in SCALES}
-    seconds = []
-    for base, cand in itertools.combinations(docs, 2):
-        b = np.asarray(base["latency"]["samples_ms"])
-        c0 = np.asarray(cand["latency"]["samples_ms"])
-        for scale in SCALES:
-            c = c0 * scale
-            start = time.perf_counter()
-            r = compare_samples(b, c)
-            seconds.append(time.perf_counter() - start)
-            t = tallies[scale]
-            t["pairs"] += 1
-            flagged = (lambda v: v != SAME) if scale == 1.0 else (lambda v: v == SLOWER)
-            t["gate_interval"] += int(flagged(r["verdict"]))
-            t["gate_point"] += int(flagged(_point_verdict(r)))
-            t["naive_p90"] += int(np.percentile(c, 90) / np.percentile(b, 90) > 1 + EFFECT)
-    return {"runs": len(docs), "tallies": tallies, "seconds_per_comparison": float(np.median(seconds)),
-            "samples_per_run": [len(d["latency"]["samples_ms"]) for d in docs],
-            "p50_ms": [d["latency"]["p50_ms"] for d in docs],
-            "cv": [d["latency"]["cv"] for d in docs],
-            "robust_cv": [d["latency"].get("robust_cv") for d in docs],
+    """Pairs of runs (the machine's state may change between them), and the two halves of each run
+    (one state: how the statistics behave on real, autocorrelated samples)."""
+    empty = lambda: {s: {"pairs": 0, "gate_interval": 0, "gate_point": 0, "naive_p90": 0} for s in SCALES}
+    runs, halves, seconds = empty(), empty(), []
+    samples = [np.asarray(d["latency"]["samples_ms"]) for d in docs]
+    for s in samples:
+        _judge(halves, s[:len(s) // 2], s[len(s) // 2:], seconds)
+    for base, cand in itertools.combinations(samples, 2):
+        _judge(runs, base, cand, seconds)
+    return {"runs": len(docs), "pairs_of_runs": runs, "halves_of_a_run": halves,
+            "seconds_per_comparison": float(np.median(seconds)),
+            "samples_per_run": [len(s) for s in samples], "p50_ms": [d["latency"]["p50_ms"] for d in docs],
+            "cv": [d["latency"]["cv"] for d in docs], "robust_cv": [d["latency"].get("robust_cv") for d in docs],
             "load_1m": [(d.get("environment") or {}).get("load_1m") for d in docs]}
+
+
+def _print(title: str, tallies: dict) -> None:
+    print(f"\n{title}")
+    print(f"{'candidate':<24}{'gate (interval rule)':>22}{'gate (point rule)':>20}{'naive p90 > +5%':>18}")
+    for scale, t in tallies.items():
+        label = "unchanged (alarms)" if scale == 1.0 else f"x{scale:.2f} (detections)"
+        cells = [f"{t[k]}/{t['pairs']} ({t[k] / t['pairs']:.0%})" for k in ("gate_interval", "gate_point", "naive_p90")]
+        print(f"{label:<24}{cells[0]:>22}{cells[1]:>20}{cells[2]:>18}")
 
 
 def main() -> None:
@@ -88,13 +104,9 @@ def main() -> None:
     report = analyse(load_runs(args.runs))
     out = ROOT / "benchmarks" / "results" / "regression_gate.json"
     out.write_text(json.dumps(report, indent=1, default=float))
-    print(f"{report['runs']} runs, {report['tallies'][1.0]['pairs']} pairs; "
-          f"{report['seconds_per_comparison']:.2f} s per comparison (median)")
-    print(f"{'candidate':<22}{'gate (interval rule)':>22}{'gate (point rule)':>20}{'naive p90 > +5%':>18}")
-    for scale, t in report["tallies"].items():
-        label = "same bundle (alarms)" if scale == 1.0 else f"x{scale:.2f} (detections)"
-        cells = [f"{t[k]}/{t['pairs']} ({t[k] / t['pairs']:.0%})" for k in ("gate_interval", "gate_point", "naive_p90")]
-        print(f"{label:<22}{cells[0]:>22}{cells[1]:>20}{cells[2]:>18}")
+    print(f"{report['runs']} runs; {report['seconds_per_comparison']:.2f} s per comparison (median)")
+    _print("halves of one run (first half baseline, second half candidate)", report["halves_of_a_run"])
+    _print("pairs of runs (earlier baseline, later candidate)", report["pairs_of_runs"])
 
 
 if __name__ == "__main__":

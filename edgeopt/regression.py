@@ -29,6 +29,7 @@ RESAMPLES = 1000
 MIN_BLOCKS = 20         # never fewer blocks than this per side, however long the autocorrelation
 ACF_LIMIT = 0.1
 MIN_SAMPLES = 20
+LOAD_CHANGE = 0.5       # a 1-minute load average that moved by half the CPU count is worth a note
 QUANTILES = (("p50", 50.0), ("p90", 90.0))
 RULES = ("interval", "point")
 SLOWER, FASTER, SAME, UNTESTED = "slower", "faster", "no significant change", "not tested"
@@ -192,4 +193,22 @@ def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> 
     cand_samples, base_samples = _samples(doc), _samples(base)
     if cand_samples is None or base_samples is None:
         return dict(entry, verdict=UNTESTED, reason="a result without latency.samples_ms")
-    return dict(entry, **compare_samples(base_samples, cand_samples, effect))
+    return dict(entry, notes=environment_notes(base, doc), **compare_samples(base_samples, cand_samples, effect))
+
+
+def environment_notes(base: dict, cand: dict) -> list:
+    """What differed in the device's state at the two starts (results' `environment`): the gate compares
+    runs, and a run on a busier device or under another governor is slower for that reason alone."""
+    envs = [d.get("environment") if isinstance(d.get("environment"), dict) else {} for d in (base, cand)]
+    cpus = (cand.get("device") or {}).get("logical_cpus")
+    notes = []
+    loads = [e.get("load_1m") for e in envs]
+    if all(isinstance(x, (int, float)) for x in loads) and isinstance(cpus, int) and cpus > 0 \
+            and abs(loads[1] - loads[0]) > LOAD_CHANGE * cpus:
+        notes.append(f"load average {loads[0]:.1f} -> {loads[1]:.1f} on {cpus} CPUs: part of the change may be "
+                     f"the device's other work")
+    governors = [sorted({str(p.get("governor")) for p in (e.get("cpufreq") or {}).values()
+                         if isinstance(p, dict)}) for e in envs]
+    if all(governors) and governors[0] != governors[1]:
+        notes.append(f"CPU governor {'/'.join(governors[0])} -> {'/'.join(governors[1])}")
+    return notes

@@ -166,3 +166,12 @@ def test_bad_baseline_input_is_one_line(cli, pair, tmp_path):
     assert r.exit_code == 2 and "cannot be combined" in r.stderr
     r = cli("check", slow, "--baseline", tmp_path / "missing.json")
     assert r.exit_code == 2 and "result file not found" in r.stderr
+
+
+def test_a_change_in_the_device_s_state_is_noted():
+    from edgeopt.regression import environment_notes
+    base = {"device": {"logical_cpus": 4}, "environment": {"load_1m": 0.2, "cpufreq": {"policy0": {"governor": "performance"}}}}
+    busy = {"device": {"logical_cpus": 4}, "environment": {"load_1m": 3.9, "cpufreq": {"policy0": {"governor": "powersave"}}}}
+    notes = environment_notes(base, busy)
+    assert notes[0].startswith("load average 0.2 -> 3.9 on 4 CPUs") and notes[1] == "CPU governor performance -> powersave"
+    assert environment_notes(base, base) == [] and environment_notes({}, busy) == []

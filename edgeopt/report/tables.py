@@ -239,8 +239,9 @@ def regression_table(entries: list) -> Table:
             t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, "—", "—", "—",
                       f"[yellow]{e['verdict']}[/]: {escape(e['reason'])}")
             continue
+        notes = "".join(f"\n[yellow]{escape(n)}[/]" for n in e.get("notes", []))
         t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, _change(e["p50"]),
-                  _change(e["p90"]), f"{e['p_value']:.2g}", VERDICT_STYLE[e["verdict"]])
+                  _change(e["p90"]), f"{e['p_value']:.2g}", VERDICT_STYLE[e["verdict"]] + notes)
     return t
 
 
