@@ -9,8 +9,9 @@ the earlier as baseline) is judged three ways: unchanged (run j as it is: a "slo
 alarm), and run j's samples multiplied by 1.05 and by 1.10 (a "slower" verdict is a detection).
 The slowdowns are synthesised by scaling real samples; a real slower build would also change the shape.
 The same is done with the two halves of each run (one machine state). Counted as flagged: what makes
-`check` exit 1, a "slower" verdict. The naive rule flags a pair when p90 grew by more than 5%. Both gate rules come from the same call: the
-"point" rule's direction is recomputed from the returned ratio and interval.
+`check` exit 1, a "slower" verdict. The naive rule flags a pair when p90 grew by more than 5%. Both
+gate rules come from the same call: the "point" rule's direction is recomputed from the returned ratio
+and interval.
 """
 from __future__ import annotations
 
