@@ -18,7 +18,7 @@ from .power.base import SensorConfig
 from .probe import physical_cores, probe
 from .progress import Heartbeat, report
 
-NOISY_CV = 0.10
+NOISY_SPREAD = 0.10   # robust_cv above which a run is flagged noisy
 
 
 def _agent_root():
@@ -127,9 +127,12 @@ def _describe_exit(code):
 
 def _warnings(latency, memory):
     out = []
-    if latency["cv"] > NOISY_CV:
-        out.append("noisy run: coefficient of variation %.2f exceeds %.2f; other load on the device?"
-                   % (latency["cv"], NOISY_CV))
+    # The flag reads the robust spread: cv alone fired on every run of a shared VM because a handful
+    # of preempted samples among thousands inflate the standard deviation (docs/architecture.md).
+    spread = latency.get("robust_cv")
+    if spread is not None and spread > NOISY_SPREAD:
+        out.append("noisy run: robust spread (1.4826 x MAD / median) %.2f exceeds %.2f (cv %.2f); other load on "
+                   "the device?" % (spread, NOISY_SPREAD, latency["cv"]))
     if latency["stopped_by"] == "max_duration" and latency["n"] < latency.get("min_iterations", 0):
         out.append("stopped by max duration before the minimum iteration count")
     if memory.get("swap_mb"):
@@ -218,6 +221,7 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
                    accuracy=measured["accuracy"], power=measured["power"], thermal=measured["thermal"])
+        doc["environment"] = measured["environment"]
         if cooled is not None:
             doc["thermal"]["cooldown"] = cooled
         doc["warnings"] = _warnings(latency, measured["memory"]) + cool_warnings + measured["warnings"]

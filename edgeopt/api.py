@@ -255,17 +255,21 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
     return validate_budgets(merged)
 
 
-def check(result_paths, budgets: dict | None = None, profile: str | None = None) -> dict:
-    """Each result against its budgets. exit_code: 0 all hold, 1 a budget failed or was unmeasured,
-    3 a device produced no result."""
+def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
+          effect: float | None = None, store_url: str | None = None, results_dir="results") -> dict:
+    """Each result against its budgets and, given a baseline (result files, run directories, or "store":
+    the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
+    hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result."""
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
-    entries = []
+    entries, docs = [], []
     for path in result_paths:
         doc = results.load(path)
+        docs.append(doc)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
+                 "created": _text(doc.get("created")), "hostname": _text(_section(doc, "device").get("hostname")),
                  "warnings": doc.get("warnings", []), "throttled": results.throttled(doc)}
         if doc.get("status") != "ok":
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
@@ -273,19 +277,28 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None)
         else:
             entry["budgets"] = check_result(doc, budgets_for(doc, budgets or {}, profile))
         entries.append(entry)
+    report = {"results": entries}
+    if baseline:
+        from .regression import gate
+        report["regressions"] = gate(docs, baseline, effect, store_url, results_dir)
     if any(e["status"] != "ok" for e in entries):
         code = 3
     elif any(r["status"] != "pass" for e in entries for r in e["budgets"]):
         code = 1
+    elif any(r["verdict"] == "slower" for r in report.get("regressions", [])):
+        code = 1
     else:
         code = 0
-    return {"results": entries, "passed": code == 0, "exit_code": code}
+    return dict(report, passed=code == 0, exit_code=code)
 
 
-def compare(result_paths, budgets: dict | None = None) -> dict:
-    """One row per result (size, latency percentiles, peak RSS, top-1, budget verdict) + the check."""
+def compare(result_paths, budgets: dict | None = None, baseline=None, effect: float | None = None,
+            store_url: str | None = None, results_dir="results") -> dict:
+    """One row per result (device, time, runtime, threads, size, latency percentiles, peak RSS, top-1,
+    budget verdict) + the check; with a baseline, the regression gate per device (check's `regressions`)."""
     result_paths = results.expand(result_paths)
-    report = check(result_paths, budgets)
+    report = check(result_paths, budgets, baseline=baseline, effect=effect, store_url=store_url,
+                   results_dir=results_dir)
     rows = []
     for path, entry in zip(result_paths, report["results"]):
         doc = results.load(path)
@@ -293,12 +306,25 @@ def compare(result_paths, budgets: dict | None = None) -> dict:
         failed = [r["budget"] for r in entry["budgets"] if r["status"] != "pass"]
         verdict = ("device failed" if entry["status"] != "ok" else
                    "all pass" if not failed else "miss: " + ", ".join(failed))
+        runtime, settings = _section(doc, "runtime"), _section(doc, "settings")
         rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
+                     "created": _text(doc.get("created")), "threads": _text(settings.get("threads")),
+                     "runtime": " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None,
                      "size_mb": (doc.get("bundle") or {}).get("artifact_mb"),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
                      "verdict": verdict})
-    return {"rows": rows, "check": report}
+    return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
+
+
+def _section(doc: dict, name: str) -> dict:
+    """A part of a result compare only shows (not in results.FIELDS): anything but an object reads as absent."""
+    value = doc.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 DEMO_VARIANTS = (("fp32", "none"), ("fp16", "none"), ("fp32", "int8"))

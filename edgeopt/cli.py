@@ -389,38 +389,58 @@ def history(out, device, bundle, limit, results_dir, store_url):
     out.emit(rows, history_table(rows))
 
 
+def baseline_options(fn):
+    """The regression gate's flags, the same for check and compare."""
+    fn = click.option("--store", "store_url", help="SQLAlchemy URL of the results store for --baseline store "
+                      "[default: sqlite in --results-dir].")(fn)
+    fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
+                      help="Where the default results store is (for --baseline store).")(fn)
+    fn = click.option("--min-effect", "effect", type=click.FloatRange(0, 10, max_open=True), default=0.05,
+                      show_default=True, help="Smallest slowdown that counts, as a fraction (0.05 = 5%).")(fn)
+    return click.option("--baseline", "baseline", multiple=True, metavar="BASE",
+                        help="Baseline result file or run directory (repeatable), or `store`: the last good "
+                             "result of the same bundle on the same device. Tests each device's latency for "
+                             "a significant change.")(fn)
+
+
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="latency_p90_ms, peak_rss_mb, size_mb, accuracy_drop, ... (overrides bundle/profile budgets).")
 @click.option("--profile", help="Also apply this profile's default budgets.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report for CI.")
+@baseline_options
 @common
-def check(out, results, budgets, profile, junit):
-    """Check result files (or fleet run directories) against budgets.
+def check(out, results, budgets, profile, junit, baseline, effect, results_dir, store_url):
+    """Check result files (or fleet run directories) against budgets and, with --baseline, for a
+    latency regression.
 
-    Exit 0 all hold, 1 any fails or is unmeasured, 3 a device produced no result.
+    Exit 0 all hold, 1 any fails, is unmeasured or is significantly slower, 3 a device produced no result.
     """
     from . import api
-    from .report.tables import check_table, warning_lines
-    report = api.check(list(results), _budgets(budgets), profile)
+    from .report.tables import check_table, regression_table, warning_lines
+    report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir)
     if junit:
         from .report.junit import write
         write(report, junit)
-    out.emit(report, check_table(report), *warning_lines(report))
+    tables = [regression_table(report["regressions"])] if baseline else []
+    out.emit(report, check_table(report), *tables, *warning_lines(report))
     return report["exit_code"]
 
 
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE")
+@baseline_options
 @common
-def compare(out, results, budgets):
-    """Compare result files side by side: size, latency percentiles, memory, accuracy, verdicts."""
+def compare(out, results, budgets, baseline, effect, results_dir, store_url):
+    """Compare result files side by side: device, runtime, latency percentiles, memory, accuracy, verdicts;
+    with --baseline, each device's latency change and whether it is significant."""
     from . import api
-    from .report.tables import compare_table, warning_lines
-    report = api.compare(list(results), _budgets(budgets))
-    out.emit(report, compare_table(report["rows"]), *warning_lines(report["check"]))
+    from .report.tables import compare_table, regression_table, warning_lines
+    report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)
+    tables = [regression_table(report["regressions"])] if baseline else []
+    out.emit(report, compare_table(report["rows"]), *tables, *warning_lines(report["check"]))
     return report["check"]["exit_code"]
 
 

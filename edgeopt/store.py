@@ -324,3 +324,21 @@ class Store:
 
     def __exit__(self, *exc):
         self.close()
+
+    def last_good(self, bundle: str, device: str, before: str) -> dict | None:
+        """The newest `ok` result of `bundle` on `device` created before `before` (an ISO time), as its
+        document with `_path`, or None: the regression gate's baseline when CI keeps no files."""
+        t = results_table.c
+        when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
+        query = (sa.select(t.id, t.document)
+                 .where(t.bundle == bundle, t.device == device, t.status == "ok", t.created < when)
+                 .order_by(t.created.desc(), t.id.desc()).limit(1))
+        with self._errors(f"cannot read the last good result of {bundle}@{device}"), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        if not isinstance(row.document, dict):
+            raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no JSON object")
+        doc = dict(row.document)
+        doc["_path"] = f"results store row {row.id}"  # the row's file is the latest, since overwritten
+        return doc

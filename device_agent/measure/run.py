@@ -13,7 +13,7 @@ from .. import samples
 from ..progress import report
 from ..runtimes import adapter_class
 from ..power.base import SensorConfig
-from . import accuracy, latency, memory, stats
+from . import accuracy, environment, latency, memory, stats
 from .sensing import RunSensors
 
 
@@ -41,6 +41,8 @@ def example_feed(manifest, root):
 
 
 def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None):
+    sensor_config = sensor_config or SensorConfig()
+    env = environment.read(sensor_config)  # first, before this process adds its own load
     mem = {"method": "VmRSS/VmHWM (/proc/self/status)"}
     mem["rss_baseline_mb"] = memory.rss_mb()
     cls = adapter_class(manifest["runtime"]["name"])
@@ -55,7 +57,7 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     feed, feed_source = example_feed(manifest, root)
     infer = adapter.bind(feed)
     lat = {"load_ms": load_s * 1e3, "first_inference_ms": latency.first_inference_ms(infer), "input": feed_source}
-    sensors = RunSensors(sensor_config or SensorConfig())
+    sensors = RunSensors(sensor_config)
     sensors.idle_baseline()
     sensors.snapshot_before()
     report("warm-up", "%d+ runs, %.1f+ s" % (settings.warmup_min_iterations, settings.warmup_min_seconds))
@@ -77,7 +79,7 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     runtime.update(adapter.describe())
     adapter.close()
     return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime, "power": power, "thermal": heat,
-            "warnings": warnings}
+            "environment": env, "warnings": warnings}
 
 
 def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}"):

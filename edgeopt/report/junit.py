@@ -1,6 +1,16 @@
-"""JUnit XML for CI systems: one testsuite per result, one testcase per budget."""
+"""JUnit XML for CI systems: one testsuite per result, one testcase per budget (and one for the
+regression gate when a baseline is given).
+
+Valid against the Jenkins / Apache Ant JUnit schema (tests/assets/junit-jenkins.xsd), which CI systems
+validate against: every testsuite carries name, package, id, timestamp (UTC, no zone), hostname, tests,
+failures, errors, time, then properties, its testcases, system-out and system-err, in that order. A device
+that produced no result is an <error> (the test could not run), a missed budget a <failure>, an unmeasured
+figure a <failure> that says NOT MEASURED, a significant slowdown a <failure>, an untested regression a
+<skipped>.
+"""
 from __future__ import annotations
 
+import datetime
 import pathlib
 import re
 import xml.etree.ElementTree as ET
@@ -17,27 +27,88 @@ def _fmt(value):
     return "not measured" if value is None else f"{value:.6g}"
 
 
+def _timestamp(created) -> str:
+    """The result's creation time in UTC as the schema's pattern wants it (no zone, no fraction); now if unknown."""
+    try:
+        when = datetime.datetime.fromisoformat(str(created))
+    except ValueError:
+        when = datetime.datetime.now(datetime.timezone.utc)
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _case(suite, name: str, outcome: str | None = None, kind: str = "", message: str = ""):
+    """A testcase; outcome is None (passed), "failure", "error" or "skipped"."""
+    case = ET.SubElement(suite, "testcase", name=_xml(name), classname=suite.get("name"), time="0")
+    if outcome:
+        attrs = {"message": _xml(message)} if outcome == "skipped" else {"type": kind, "message": _xml(message)}
+        ET.SubElement(case, outcome, attrs).text = _xml(message)
+    return case
+
+
+def _budget_case(suite, row: dict, out: list) -> str | None:
+    measured = f"{row['budget']} measured {_fmt(row['measured'])} {row['unit']}, limit {row['comparison']} {row['limit']:g}"
+    if row["status"] == "fail":
+        _case(suite, row["budget"], "failure", "budget missed", measured)
+        return "failure"
+    if row["status"] == "unmeasured":
+        _case(suite, row["budget"], "failure", "not measured",
+              f"NOT MEASURED: {row['budget']} has no figure in this result ({row['reason']}); "
+              f"a budget on an unmeasured figure fails")
+        return "failure"
+    _case(suite, row["budget"])
+    out.append(f"pass: {measured}")
+    return None
+
+
+def _regression_case(suite, reg: dict, out: list) -> str | None:
+    name = "latency regression vs baseline"
+    if reg["verdict"] == "not tested":
+        _case(suite, name, "skipped", message=f"not tested: {reg['reason']}")
+        return "skipped"
+    text = (f"{reg['verdict']}: p50 x{reg['p50']['ratio']:.3f}, p90 x{reg['p90']['ratio']:.3f} vs "
+            f"{(reg.get('baseline') or {}).get('result')} ({reg['reason']})")
+    if reg["verdict"] == "slower":
+        _case(suite, name, "failure", "latency regression", text)
+        return "failure"
+    _case(suite, name)
+    out.append(text)
+    return None
+
+
+def _suite(suites, index: int, entry: dict, regression: dict | None):
+    name = _xml(f"{entry['bundle']}@{entry['device']}")
+    suite = ET.SubElement(suites, "testsuite", name=name, package=_xml(entry["bundle"]), id=str(index),
+                          timestamp=_timestamp(entry.get("created")),
+                          hostname=_xml(entry.get("hostname") or entry["device"] or "localhost"))
+    props = ET.SubElement(suite, "properties")
+    for key in ("result", "device", "bundle", "status"):
+        ET.SubElement(props, "property", name=key, value=_xml(entry.get(key)))
+    counts = {"failure": 0, "error": 0, "skipped": 0}
+    out = []
+    if entry["status"] != "ok":
+        _case(suite, "result", "error", "device failure", f"the device produced no result: {entry.get('error', 'no result')}")
+        counts["error"] += 1
+    outcomes = [_budget_case(suite, row, out) for row in entry["budgets"]]
+    if regression is not None:
+        outcomes.append(_regression_case(suite, regression, out))
+    for outcome in outcomes:
+        if outcome:
+            counts[outcome] += 1
+    ET.SubElement(suite, "system-out").text = _xml("\n".join(out + [f"warning: {w}" for w in entry["warnings"]]))
+    ET.SubElement(suite, "system-err")
+    suite.set("tests", str(len(suite.findall("testcase"))))
+    suite.set("failures", str(counts["failure"]))
+    suite.set("errors", str(counts["error"]))
+    suite.set("skipped", str(counts["skipped"]))
+    suite.set("time", "0")
+
+
 def write(report: dict, path) -> None:
-    suites = ET.Element("testsuites", name="edgeopt check")
-    for entry in report["results"]:
-        suite = ET.SubElement(suites, "testsuite", name=_xml(f"{entry['bundle']}@{entry['device']}"))
-        failures = 0
-        if entry["status"] != "ok":
-            case = ET.SubElement(suite, "testcase", classname=suite.get("name"), name="result")
-            ET.SubElement(case, "error", message=_xml(entry.get("error", "no result")))
-            failures += 1
-        for row in entry["budgets"]:
-            case = ET.SubElement(suite, "testcase", classname=suite.get("name"), name=row["budget"])
-            text = f"{row['budget']} measured {_fmt(row['measured'])} {row['unit']}, limit {row['comparison']} {row['limit']:g}"
-            if row["status"] == "fail":
-                ET.SubElement(case, "failure", message=text)
-                failures += 1
-            elif row["status"] == "unmeasured":
-                ET.SubElement(case, "failure", message=_xml(f"{row['budget']} was not measured: {row['reason']}"))
-                failures += 1
-            else:
-                ET.SubElement(case, "system-out").text = text
-        suite.set("tests", str(len(suite)))
-        suite.set("failures", str(failures))
+    suites = ET.Element("testsuites")
+    regressions = {r["result"]: r for r in report.get("regressions", [])}
+    for index, entry in enumerate(report["results"]):
+        _suite(suites, index, entry, regressions.get(entry["result"]))
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)

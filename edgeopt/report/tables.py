@@ -214,12 +214,52 @@ def check_table(report: dict) -> Table:
 
 def compare_table(rows: list, title: str = "Comparison") -> Table:
     t = Table(title=title)
-    for col, just in (("bundle", "left"), ("size MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"),
-                      ("p99 ms", "right"), ("peak RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
-        t.add_column(col, justify=just)
+    for col, just in (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
+                      ("MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"),
+                      ("RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
+        # names wrap rather than end in an ellipsis: telling rows apart is the table's job
+        t.add_column(col, justify=just, overflow="fold", no_wrap=col == "time (UTC)",
+                     min_width=16 if col == "time (UTC)" else None)
     for r in rows:
-        t.add_row(escape(r["bundle"] or "—"), _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
-                  _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), r["verdict"])
+        runtime = " ×".join(x for x in (r.get("runtime"), r.get("threads")) if x)
+        t.add_row(escape(r["bundle"] or "—"), escape(r.get("device") or "—"), _time(r.get("created")),
+                  escape(runtime or "—"), _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"),
+                  _num(r["p90_ms"], "{:.4f}"), _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"),
+                  _num(r["top1"], "{:.4f}"), r["verdict"])
+    return t
+
+
+def _time(created) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM` (results are stamped in UTC)."""
+    return escape(str(created)[:16].replace("T", " ")) if created else "—"
+
+
+VERDICT_STYLE = {"slower": "[bold red]SLOWER[/]", "faster": "[green]faster[/]",
+                 "no significant change": "no significant change"}
+
+
+def _change(q: dict) -> str:
+    low, high = q["ci95"]
+    return f"{q['baseline_ms']:.4f} → {q['candidate_ms']:.4f} ({q['ratio'] - 1:+.1%}, CI {low - 1:+.1%}…{high - 1:+.1%})"
+
+
+def regression_table(entries: list) -> Table:
+    """One row per candidate: its baseline, the p50 and p90 change with the 95% interval, the verdict."""
+    effect = next((e["effect"] for e in entries if "effect" in e), None)
+    title = "Regression gate" + (f" (minimum effect {effect:.0%})" if effect is not None else "")
+    t = Table(title=title)
+    for col in ("device", "bundle", "baseline", "p50 ms", "p90 ms", "p", "verdict"):
+        t.add_column(col, justify="right" if col == "p" else "left")
+    for e in entries:
+        base = e.get("baseline") or {}
+        against = f"{escape(base.get('bundle') or '—')} {_time(base.get('created'))}" if base else "—"
+        if "p50" not in e:
+            t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, "—", "—", "—",
+                      f"[yellow]{e['verdict']}[/]: {escape(e['reason'])}")
+            continue
+        notes = "".join(f"\n[yellow]{escape(n)}[/]" for n in e.get("notes", []))
+        t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, _change(e["p50"]),
+                  _change(e["p90"]), f"{e['p_value']:.2g}", VERDICT_STYLE[e["verdict"]] + notes)
     return t
 
 

@@ -1,0 +1,214 @@
+"""The regression gate: is a candidate's latency on a device slower than a baseline's by a meaningful amount?
+
+Two things must agree before a result is called slower (or faster):
+- a rank test: Mann-Whitney U, two-sided, at `alpha`, on *block medians*, not raw samples; and
+- the size: a circular block-bootstrap 95 % interval of the p50 or p90 ratio (candidate / baseline) that
+  lies entirely beyond 1 + effect (or below 1 / (1 + effect) for faster).
+
+Why blocks: consecutive latency samples are autocorrelated (the machine's load drifts; on this VM the
+rank autocorrelation is still 0.4 fifty samples apart), so 10 000 samples carry far less information
+than 10 000 independent draws. A test on raw samples calls a 0.5 % drift significant; one on block
+medians, and a bootstrap that resamples whole blocks, see the drift as the noise it is. The block length
+is the first lag at which the rank autocorrelation falls below ACF_LIMIT, at most n / MIN_BLOCKS.
+docs/architecture.md ("Regression gate") says why the interval rule and not the point estimate.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from . import results
+from .errors import BadInput
+
+EFFECT = 0.05           # the smallest slowdown worth failing a build for (settable: --min-effect)
+ALPHA = 0.05
+CONFIDENCE = 0.95
+RESAMPLES = 1000
+MIN_BLOCKS = 20         # never fewer blocks than this per side, however long the autocorrelation
+ACF_LIMIT = 0.1
+MIN_SAMPLES = 20
+LOAD_CHANGE = 0.5       # a 1-minute load average that moved by half the CPU count is worth a note
+QUANTILES = (("p50", 50.0), ("p90", 90.0))
+RULES = ("interval", "point")
+SLOWER, FASTER, SAME, UNTESTED = "slower", "faster", "no significant change", "not tested"
+_CHUNK = 2_000_000      # bootstrap values held in memory at once
+
+
+def block_length(samples: np.ndarray) -> int:
+    """Samples per block: the first lag where the rank autocorrelation drops below ACF_LIMIT, capped."""
+    n = len(samples)
+    cap = max(1, n // MIN_BLOCKS)
+    ranks = np.unique(samples, return_inverse=True)[1].astype(np.float64)   # ties share a rank
+    ranks -= ranks.mean()
+    spectrum = np.fft.rfft(ranks, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:cap + 1]
+    if acf[0] <= 0:          # all samples equal: nothing is correlated
+        return 1
+    below = np.nonzero(acf[1:] / acf[0] < ACF_LIMIT)[0]
+    return int(below[0] + 1) if below.size else cap
+
+
+def block_medians(samples: np.ndarray, length: int) -> np.ndarray:
+    whole = (len(samples) // length) * length
+    return np.median(samples[:whole].reshape(-1, length), axis=1)
+
+
+def bootstrap_quantiles(samples: np.ndarray, length: int, resamples: int, rng) -> np.ndarray:
+    """(resamples, len(QUANTILES)) quantiles of circular block-bootstrap resamples of `samples`."""
+    n = len(samples)
+    blocks = math.ceil(n / length)
+    wrapped = np.concatenate([samples, samples[:length]])
+    offsets = np.arange(length)
+    out = np.empty((resamples, len(QUANTILES)))
+    step = max(1, _CHUNK // n)
+    for start in range(0, resamples, step):
+        m = min(step, resamples - start)
+        idx = (rng.integers(0, n, size=(m, blocks))[:, :, None] + offsets).reshape(m, -1)[:, :n]
+        out[start:start + m] = np.percentile(wrapped[idx], [q for _, q in QUANTILES], axis=1).T
+    return out
+
+
+def _direction(point: float, low: float, high: float, effect: float, rule: str) -> str:
+    up, down = 1.0 + effect, 1.0 / (1.0 + effect)
+    if rule == "interval":
+        return SLOWER if low > up else FASTER if high < down else SAME
+    return SLOWER if point > up and low > 1.0 else FASTER if point < down and high < 1.0 else SAME
+
+
+def compare_samples(baseline, candidate, effect: float = EFFECT, alpha: float = ALPHA, rule: str = "interval",
+                    resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """The gate on two sample series (in measurement order, milliseconds). Seeded: the same inputs give
+    the same verdict, as a CI gate must."""
+    from scipy.stats import mannwhitneyu
+
+    base, cand = (np.asarray(s, dtype=np.float64) for s in (baseline, candidate))
+    sides = {"baseline": base, "candidate": cand}
+    if min(len(base), len(cand)) < MIN_SAMPLES:
+        return {"verdict": UNTESTED, "reason": f"fewer than {MIN_SAMPLES} samples on a side"}
+    lengths = {k: block_length(v) for k, v in sides.items()}
+    medians = {k: block_medians(v, lengths[k]) for k, v in sides.items()}
+    p_value = float(mannwhitneyu(medians["candidate"], medians["baseline"], alternative="two-sided").pvalue)
+    rng = np.random.default_rng(seed)
+    boot = {k: bootstrap_quantiles(v, lengths[k], resamples, rng) for k, v in sides.items()}
+    tail = (1 - CONFIDENCE) / 2 * 100
+    out = {"test": "Mann-Whitney U, two-sided, on block medians", "p_value": p_value, "alpha": alpha,
+           "effect": effect, "rule": rule, "resamples": resamples,
+           "bootstrap": "circular block bootstrap, percentile interval",
+           "samples": {k: {"n": int(len(v)), "block_length": lengths[k], "blocks": int(len(medians[k]))}
+                       for k, v in sides.items()}}
+    for i, (name, q) in enumerate(QUANTILES):
+        b, c = float(np.percentile(base, q)), float(np.percentile(cand, q))
+        ratios = boot["candidate"][:, i] / boot["baseline"][:, i]
+        low, high = (float(x) for x in np.percentile(ratios, [tail, 100 - tail]))
+        point = c / b if b > 0 else math.inf
+        out[name] = {"baseline_ms": b, "candidate_ms": c, "ratio": point, "ci95": [low, high],
+                     "direction": _direction(point, low, high, effect, rule)}
+    out["verdict"], out["reason"] = _verdict(out, p_value, alpha, effect)
+    return out
+
+
+def _verdict(out: dict, p_value: float, alpha: float, effect: float) -> tuple:
+    directions = {name: out[name]["direction"] for name, _ in QUANTILES}
+    if p_value >= alpha:
+        return SAME, f"rank test not significant (p={p_value:.3g})"
+    for verdict in (SLOWER, FASTER):   # slower first: a gate fails on a tail that grew even if the median fell
+        which = [name for name, d in directions.items() if d == verdict]
+        if which:
+            return verdict, (f"p={p_value:.3g}; {' and '.join(which)} ratio beyond the {effect:.0%} effect "
+                             f"at 95% confidence")
+    return SAME, f"significant (p={p_value:.3g}) but not shown to exceed the {effect:.0%} effect"
+
+
+def pick_baseline(candidate: dict, baselines: list) -> tuple:
+    """(the baseline document for a candidate, or None and why): the newest of the same device, preferring
+    the same bundle name. Another device's result is never a baseline: its speed says nothing of this one's."""
+    device = (candidate.get("device") or {}).get("name")
+    bundle = (candidate.get("bundle") or {}).get("name")
+    same_device = [b for b in baselines if (b.get("device") or {}).get("name") == device]
+    same_bundle = [b for b in same_device if (b.get("bundle") or {}).get("name") == bundle]
+    for group in (same_bundle, same_device):
+        if group:
+            return max(group, key=lambda b: str(b.get("created", ""))), ""
+    return None, f"no baseline result for device {device}"
+
+
+STORE_BASELINES = ("store", "store:last-good")
+
+
+def gate(docs: list, baseline, effect: float | None = None, store_url: str | None = None,
+         results_dir="results") -> list:
+    """The gate for each ok candidate document against its baseline: result files or run directories
+    (`baseline` a path or a list of them), or "store" (the last good result in the results store)."""
+    effect = EFFECT if effect is None else effect
+    if not (isinstance(effect, (int, float)) and 0 <= effect < 10):
+        raise BadInput(f"--min-effect must be a fraction in [0, 10), got {effect!r}")
+    specs = [baseline] if isinstance(baseline, (str, pathlib.Path)) else list(baseline)
+    store = None
+    if any(str(s) in STORE_BASELINES for s in specs):
+        if len(specs) > 1:
+            raise BadInput("--baseline store cannot be combined with baseline files")
+        from .store import Store, default_url
+        store = Store(store_url or default_url(results_dir))
+        find = lambda doc: _store_baseline(store, doc)
+    else:
+        pool = [results.load(p) for p in results.expand(specs)]
+        find = lambda doc: pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
+    try:
+        return [_regression_entry(doc, *find(doc), effect) for doc in docs if doc.get("status") == "ok"]
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _store_baseline(store, doc: dict) -> tuple:
+    """The last good result of the candidate's bundle on its device, created before it."""
+    bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
+    found = store.last_good(bundle, device, str(doc.get("created") or ""))
+    if found is None:
+        return None, f"the store holds no ok result of {bundle} on {device} before this one"
+    return results.validate(found, f"{found['_path']} (from the results store)"), ""
+
+
+def _samples(doc: dict) -> np.ndarray | None:
+    """latency.samples_ms as floats; None if the result has none. A malformed list is refused."""
+    raw = (doc.get("latency") or {}).get("samples_ms")
+    if raw is None:
+        return None
+    ok = isinstance(raw, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+    arr = np.asarray(raw, dtype=np.float64) if ok else None
+    if arr is None or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise BadInput(f"{doc.get('_path', 'a result')}: latency.samples_ms must be a list of finite numbers >= 0")
+    return arr
+
+
+def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> dict:
+    entry = {"result": doc.get("_path"), "bundle": (doc.get("bundle") or {}).get("name"),
+             "device": (doc.get("device") or {}).get("name"), "created": doc.get("created")}
+    if base is None:
+        return dict(entry, verdict=UNTESTED, reason=why)
+    entry["baseline"] = {"result": base.get("_path"), "bundle": (base.get("bundle") or {}).get("name"),
+                         "created": base.get("created")}
+    cand_samples, base_samples = _samples(doc), _samples(base)
+    if cand_samples is None or base_samples is None:
+        return dict(entry, verdict=UNTESTED, reason="a result without latency.samples_ms")
+    return dict(entry, notes=environment_notes(base, doc), **compare_samples(base_samples, cand_samples, effect))
+
+
+def environment_notes(base: dict, cand: dict) -> list:
+    """What differed in the device's state at the two starts (results' `environment`): the gate compares
+    runs, and a run on a busier device or under another governor is slower for that reason alone."""
+    envs = [d.get("environment") if isinstance(d.get("environment"), dict) else {} for d in (base, cand)]
+    cpus = (cand.get("device") or {}).get("logical_cpus")
+    notes = []
+    loads = [e.get("load_1m") for e in envs]
+    if all(isinstance(x, (int, float)) for x in loads) and isinstance(cpus, int) and cpus > 0 \
+            and abs(loads[1] - loads[0]) > LOAD_CHANGE * cpus:
+        notes.append(f"load average {loads[0]:.1f} -> {loads[1]:.1f} on {cpus} CPUs: part of the change may be "
+                     f"the device's other work")
+    governors = [sorted({str(p.get("governor")) for p in (e.get("cpufreq") or {}).values()
+                         if isinstance(p, dict)}) for e in envs]
+    if all(governors) and governors[0] != governors[1]:
+        notes.append(f"CPU governor {'/'.join(governors[0])} -> {'/'.join(governors[1])}")
+    return notes

@@ -1,0 +1,34 @@
+"""The noise statistic: robust_cv (1.4826 x MAD / median) flags a spread-out run, not a quiet run with a
+few stalls, which the cv (kept in the result) blows up."""
+import numpy as np
+
+from device_agent.bench import NOISY_SPREAD, _warnings
+from device_agent.measure.stats import summarize
+
+
+def _latency(samples):
+    return dict(summarize(samples), stopped_by="max_iterations", min_iterations=0)
+
+
+def test_a_few_stalls_do_not_make_a_run_noisy():
+    rng = np.random.default_rng(0)
+    samples = 0.02 * np.exp(rng.normal(0, 0.02, 10000))
+    samples[rng.choice(10000, 8, replace=False)] = 100.0   # eight 100 ms preemptions among 20 us inferences
+    lat = _latency(samples)
+    assert lat["cv"] > 5 and lat["robust_cv"] < 0.05
+    assert not [w for w in _warnings(lat, {}) if w.startswith("noisy run")]
+
+
+def test_a_spread_out_run_is_flagged_and_the_message_gives_both_figures():
+    rng = np.random.default_rng(1)
+    lat = _latency(0.02 * np.exp(rng.normal(0, 0.3, 2000)))
+    assert lat["robust_cv"] > NOISY_SPREAD
+    (warning,) = [w for w in _warnings(lat, {}) if w.startswith("noisy run")]
+    assert "robust spread" in warning and "cv %.2f" % lat["cv"] in warning
+
+
+def test_robust_cv_matches_cv_on_normal_data():
+    samples = np.random.default_rng(2).normal(10.0, 0.5, 20000)
+    lat = summarize(samples)
+    assert abs(lat["robust_cv"] - lat["cv"]) < 0.003
+    assert summarize([1.0] * 5)["robust_cv"] == 0.0

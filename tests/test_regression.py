@@ -1,0 +1,177 @@
+"""The regression gate: a rank test on block medians plus a block-bootstrap interval of the p50/p90 ratio,
+judged against a minimum effect. Seeded, autocorrelated samples like a real run's; then the CLI."""
+import copy
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.signal import lfilter
+from scipy.stats import mannwhitneyu
+
+from edgeopt.regression import FASTER, SAME, SLOWER, UNTESTED, block_length, compare_samples
+
+
+def run_samples(rng, n, scale=1.0, phi=0.9, sigma=0.03, median_ms=0.02):
+    """A run's samples in measurement order: log-latency an AR(1) process (stationary sd `sigma`, so
+    neighbours are correlated as on a real machine) plus rare 5-100x stalls (preemption)."""
+    noise = rng.standard_normal(n) * sigma * np.sqrt(1 - phi ** 2)
+    out = median_ms * scale * np.exp(lfilter([1.0], [1.0, -phi], noise))
+    stalls = rng.random(n) < 0.002
+    out[stalls] *= rng.uniform(5, 100, stalls.sum())
+    return out
+
+
+def _gate(seed, scale, n=600, effect=0.05):
+    rng = np.random.default_rng(seed)
+    return compare_samples(run_samples(rng, n), run_samples(rng, n, scale), effect, resamples=200)
+
+
+def test_two_draws_of_one_distribution_rarely_alarm():
+    verdicts = [_gate(seed, 1.0)["verdict"] for seed in range(100)]
+    false_alarms = sum(v != SAME for v in verdicts) / len(verdicts)
+    assert false_alarms <= 0.05, verdicts
+
+
+def test_a_10_percent_slowdown_is_flagged_and_a_speedup_is_faster():
+    slower = [_gate(1000 + seed, 1.10)["verdict"] for seed in range(30)]
+    assert sum(v == SLOWER for v in slower) / len(slower) >= 0.95, slower
+    faster = [_gate(2000 + seed, 1 / 1.10)["verdict"] for seed in range(10)]
+    assert all(v == FASTER for v in faster), faster
+
+
+def test_a_tiny_drift_in_10k_samples_is_significant_to_a_naive_test_but_no_regression():
+    rng = np.random.default_rng(7)
+    base, cand = run_samples(rng, 10000), run_samples(rng, 10000, 1.005)
+    naive = sum(mannwhitneyu(cand, base).pvalue < 0.05 for base, cand in
+                ((run_samples(np.random.default_rng(s), 10000), run_samples(np.random.default_rng(s + 99), 10000, 1.005))
+                 for s in range(5)))
+    assert naive >= 3   # raw samples: autocorrelation and n=10 000 make a 0.5% drift "significant"
+    result = compare_samples(base, cand, resamples=300)
+    assert result["verdict"] == SAME
+    assert result["samples"]["baseline"]["block_length"] > 5   # the correlation was seen
+
+
+def test_block_length_follows_the_autocorrelation():
+    rng = np.random.default_rng(3)
+    assert block_length(rng.standard_normal(4000)) <= 2
+    assert block_length(run_samples(rng, 4000, phi=0.98)) > 20
+    assert block_length(run_samples(rng, 4000, phi=0.9999)) == 4000 // 20   # capped: at least 20 blocks
+    assert block_length(np.ones(100)) == 1
+
+
+def test_the_minimum_effect_is_what_counts():
+    rng = np.random.default_rng(11)
+    base, cand = run_samples(rng, 2000, sigma=0.01), run_samples(rng, 2000, 1.03, sigma=0.01)
+    assert compare_samples(base, cand, effect=0.05, resamples=300)["verdict"] == SAME
+    small = compare_samples(base, cand, effect=0.01, resamples=300)
+    assert small["verdict"] == SLOWER and small["p50"]["ci95"][0] > 1.01
+
+
+def test_rules_and_report():
+    rng = np.random.default_rng(5)
+    base, cand = run_samples(rng, 1000), run_samples(rng, 1000, 1.2)
+    r = compare_samples(base, cand, resamples=300)
+    assert r["verdict"] == SLOWER and r["p_value"] < 0.05 and r["rule"] == "interval"
+    assert 1.15 < r["p50"]["ratio"] < 1.25 and r["p50"]["ci95"][0] < r["p50"]["ratio"] < r["p50"]["ci95"][1]
+    assert r == compare_samples(base, cand, resamples=300)   # seeded: a gate's verdict is reproducible
+    assert compare_samples(base[:10], cand)["verdict"] == UNTESTED
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), scale=st.floats(0.01, 100))
+def test_a_run_against_itself_is_no_change_at_any_scale(seed, scale):
+    samples = run_samples(np.random.default_rng(seed), 300) * scale
+    r = compare_samples(samples, samples, resamples=100)
+    assert r["verdict"] == SAME and r["p50"]["ratio"] == 1.0
+
+
+# --- the CLI -------------------------------------------------------------------------------------------
+
+def _scaled(doc, scale, created, name="r.json", tmp_path=None):
+    doc = copy.deepcopy({k: v for k, v in doc.items() if not k.startswith("_")})
+    lat = doc["latency"]
+    lat["samples_ms"] = [x * scale for x in lat["samples_ms"]]
+    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
+        if key in lat:
+            lat[key] *= scale
+    doc["created"] = created
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path, doc
+
+
+@pytest.fixture
+def pair(int8_result, tmp_path):
+    """A real result as the baseline, and the same samples twice as slow (the
+    machine under test is busy: a smaller factor can drown in the run's own drift) as the candidate."""
+    base, base_doc = _scaled(int8_result, 1.0, "2026-01-01T00:00:00+00:00", "base.json", tmp_path)
+    slow, slow_doc = _scaled(int8_result, 2.0, "2026-01-02T00:00:00+00:00", "slow.json", tmp_path)
+    return base, slow, base_doc, slow_doc
+
+
+def test_check_with_a_baseline_exits_1_on_a_regression(cli, pair, tmp_path):
+    base, slow, _, _ = pair
+    r = cli("check", slow, "--baseline", base, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 1, r.stdout + r.stderr
+    gate = r.json()["regressions"][0]
+    assert gate["verdict"] == SLOWER and gate["baseline"]["result"] == str(base)
+    assert abs(gate["p50"]["ratio"] - 2.0) < 1e-6
+    r = cli("check", base, "--baseline", base, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == SAME
+    r = cli("check", base, "--baseline", slow, "--budget", "latency_p90_ms=1000", "--min-effect", "0.1", "--json")
+    assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == FASTER
+
+
+def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
+    from edgeopt.store import Store
+    base, slow, base_doc, slow_doc = pair
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(url)
+    store.add(dict(base_doc, created="2025-12-01T00:00:00+00:00", latency=dict(base_doc["latency"],
+              samples_ms=[x * 2 for x in base_doc["latency"]["samples_ms"]])))   # older: not the last good
+    store.add(base_doc)
+    store.add(dict(base_doc, status="failed", created="2026-01-01T12:00:00+00:00"))   # newer, but failed
+    store.add(slow_doc)                                                              # the candidate itself
+    store.close()
+    r = cli("check", slow, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 1, r.stdout + r.stderr
+    gate = r.json()["regressions"][0]
+    assert gate["verdict"] == SLOWER and gate["baseline"]["created"] == base_doc["created"]
+    r = cli("check", base, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == FASTER   # against the 2x older one
+
+
+def test_compare_labels_rows_and_shows_the_gate(cli, pair, tmp_path):
+    base, slow, _, _ = pair
+    r = cli("compare", base, slow, "--baseline", base)
+    assert r.exit_code == 1   # the regression fails compare as it fails check
+    assert "local" in r.stdout and "2026-01-02 00:00" in r.stdout and "SLOWER" in r.stdout, r.stdout
+    rows = cli("compare", base, slow, "--json").json()["rows"]
+    assert [r["created"][:10] for r in rows] == ["2026-01-01", "2026-01-02"]
+    assert rows[0]["device"] == "local" and rows[0]["runtime"].startswith("onnxruntime ") and rows[0]["threads"]
+    assert "Regression gate (minimum effect 5%)" in r.stdout and "+100.0%" in r.stdout
+    r = cli("compare", slow, "--baseline", "store", "--store", f"sqlite:///{tmp_path / 'empty.db'}", "--json")
+    assert r.json()["regressions"][0]["verdict"] == UNTESTED and "holds no ok result" in r.json()["regressions"][0]["reason"]
+
+
+def test_bad_baseline_input_is_one_line(cli, pair, tmp_path):
+    base, slow, base_doc, _ = pair
+    bad = tmp_path / "bad.json"
+    doc = dict(base_doc, latency=dict(base_doc["latency"], samples_ms=["1", 2]))
+    bad.write_text(json.dumps(doc))
+    r = cli("check", slow, "--baseline", bad)
+    assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {bad}: latency.samples_ms must be a list")
+    r = cli("check", slow, "--baseline", "store", "--baseline", base)
+    assert r.exit_code == 2 and "cannot be combined" in r.stderr
+    r = cli("check", slow, "--baseline", tmp_path / "missing.json")
+    assert r.exit_code == 2 and "result file not found" in r.stderr
+
+
+def test_a_change_in_the_device_s_state_is_noted():
+    from edgeopt.regression import environment_notes
+    base = {"device": {"logical_cpus": 4}, "environment": {"load_1m": 0.2, "cpufreq": {"policy0": {"governor": "performance"}}}}
+    busy = {"device": {"logical_cpus": 4}, "environment": {"load_1m": 3.9, "cpufreq": {"policy0": {"governor": "powersave"}}}}
+    notes = environment_notes(base, busy)
+    assert notes[0].startswith("load average 0.2 -> 3.9 on 4 CPUs") and notes[1] == "CPU governor performance -> powersave"
+    assert environment_notes(base, base) == [] and environment_notes({}, busy) == []
