@@ -87,9 +87,6 @@ def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
     return out
 
 
-validate_budget_keys = validate_budgets  # the earlier name, kept for callers
-
-
 def parse_budget_args(items) -> dict:
     """`key=value` strings from the command line -> {key: float}; each is checked, a repeated key's last wins."""
     budgets = {}
