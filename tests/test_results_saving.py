@@ -105,11 +105,11 @@ class _Instant:
         pass
 
 
-def _fleet(bundle, names, failing, results_dir, resume):
+def _fleet(bundle, names, failing, results_dir, resume, store_url):
     manifest = dict(bundle_manifest(bundle), _manifest_sha256="0" * 64)
     devices = [make_device(n, {"host": "127.0.0.1"}, "test") for n in names]
     return fleet.bench(bundle, devices, lambda spec: _Instant(spec, manifest, failing), results_dir,
-                       "sqlite://", parallel=4, resume=resume)
+                       store_url, parallel=4, resume=resume)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -120,14 +120,15 @@ def test_fleet_keeps_one_file_per_device_and_resume_skips_exactly_the_ok_ones(bu
     names = names + [n for n in TWINS if n not in names]
     failing = set(data.draw(st.lists(st.sampled_from(names), unique=True)))
     out = tmp_path_factory.mktemp("fleet")
-    first = _fleet(bundles["fp32"], names, failing, out, resume=False)
+    store_url = f"sqlite:///{tmp_path_factory.getbasetemp() / 'saving-store.db'}"  # one store for every example
+    first = _fleet(bundles["fp32"], names, failing, out, resume=False, store_url=store_url)
     run_dir = pathlib.Path(first["run_dir"])
     files = [p for p in run_dir.glob("*.json") if p.name != "run.json"]
     assert len(files) == len(names)
     assert sorted(json.loads(p.read_text())["device"]["name"] for p in files) == sorted(names)
     assert len(list((out / "history").iterdir())) == len(names)
     assert len({p.name for p in out.glob("*@*.json")}) == len(names)
-    again = _fleet(bundles["fp32"], names, set(), out, resume=True)
+    again = _fleet(bundles["fp32"], names, set(), out, resume=True, store_url=store_url)
     assert again["run_dir"] == first["run_dir"]
     assert sorted(again["skipped"]) == sorted(set(names) - failing)
     assert sorted(again["succeeded"]) == sorted(names)

@@ -62,13 +62,12 @@ def host_hint(float_path, quantized_path, feed, threads=HINT_THREADS, seconds=HI
 
 
 def _hint_feed(source, calibration):
-    """One batch of real calibration samples when there are some, else seeded random inputs."""
-    from ..data import random_samples
+    """One model call's feed of real calibration samples when there are some, else of seeded random inputs
+    (the first call of the sample set, padded to the model's batch: stacked inputs and scalars included)."""
+    from ..data import feeds, random_samples
 
-    batch = source.inputs[0].shape[0]
-    if calibration is not None:
-        return {s.name: calibration[s.name][:batch] for s in source.inputs}
-    return random_samples(source.inputs, batch)
+    samples = calibration if calibration is not None else random_samples(source.inputs, 1)
+    return next(feeds(samples, source.inputs, pad=True))[2]
 
 
 class OnnxRuntimeBackend(Backend):
