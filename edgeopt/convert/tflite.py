@@ -1,7 +1,8 @@
 """LiteRT (TFLite) backend, for ARM boards such as the Raspberry Pi. TensorFlow-free:
 
-    source ONNX -> torch module (onnx_torch) -> litert-torch -> float .tflite, images NHWC
-    -> ai-edge-quantizer: FP16 weights | dynamic-range INT8 | full-integer INT8 (calibrated)
+    PyTorch module / ExportedProgram ----------------------------.
+    ONNX (or TorchScript, exported) -> torch module (onnx_torch) -> litert-torch -> float .tflite,
+    images NHWC -> ai-edge-quantizer: FP16 weights | dynamic-range INT8 | full-integer INT8
 
 Image inputs (rank 4) take NHWC, LiteRT's native layout: the graph then has no transposes on
 the input side, and users feed what a camera gives. The manifest records each input's layout
@@ -31,6 +32,7 @@ class LiteRtBackend(Backend):
     quantizations = ("none", "dynamic", "int8")
     source_formats = ONNX_FORMATS + ("tflite",)
     request_options = ("int8_io",)
+    takes_torch = True   # litert-torch converts the module itself: no ONNX detour for PyTorch input
 
     def _convert(self, source, request, workdir, progress):
         if source.format == "tflite":
@@ -40,7 +42,8 @@ class LiteRtBackend(Backend):
         layouts = _export_float(source, float_path, progress)
         names = _tensor_names(source)
         compression = {"quantize": request.quantize, "precision": request.precision,
-                       "converter": "onnx -> torch -> litert-torch"}
+                       "converter": "pytorch -> litert-torch" if source.torch_module is not None
+                       else "onnx -> torch -> litert-torch"}
         out = workdir / "model.tflite"
         if request.quantize == "none" and request.precision == "fp32":
             float_path.rename(out)
@@ -115,29 +118,40 @@ def _image_inputs(source) -> list:
 def _export_float(source, out, progress) -> dict:
     """The float .tflite; returns {input name: {"layout", "source_layout", "perm"}} of converted inputs."""
     litert_torch = _require_converter()
-    import onnx
     import torch
 
     from ..capture import captured_output
-    from .onnx_torch import to_torch
 
-    progress.status("converting ONNX -> PyTorch -> LiteRT (litert-torch)")
-    module = to_torch(onnx.load(str(source.onnx_path)))
+    module, examples = _torch_module(source, progress)
     images = _image_inputs(source)
-    examples = []
-    for i, spec in enumerate(source.inputs):
-        shape = [spec.shape[d] for d in NCHW_TO_NHWC] if i in images else spec.shape
-        examples.append(torch.zeros(shape, dtype=getattr(torch, spec.dtype)))
+    examples = [x.permute(*NCHW_TO_NHWC).contiguous() if i in images else x for i, x in enumerate(examples)]
     with captured_output() as log:
         try:
             from litert_torch._convert.to_channel_last_io import to_channel_last_io
 
             wrapped = to_channel_last_io(module, args=images).eval() if images else module
-            litert_torch.convert(wrapped, tuple(examples)).export(str(out))
+            with torch.no_grad():
+                litert_torch.convert(wrapped, tuple(examples)).export(str(out))
         except Exception as e:  # torch.export and the MLIR converter raise many types
-            raise BadInput(f"LiteRT conversion failed: {_first_line(e, log)}") from None
+            raise BadInput(f"{source.reference}: LiteRT conversion failed: {_first_line(e, log)}") from None
     return {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
             for i in images}
+
+
+def _torch_module(source, progress):
+    """(module, example inputs in the source layout): a PyTorch source's own, or the ONNX graph mapped
+    to torch (every unmapped op refused in one message first)."""
+    import onnx
+    import torch
+
+    from .onnx_torch import to_torch
+
+    if source.torch_module is not None:
+        progress.status("converting PyTorch -> LiteRT (litert-torch)")
+        return source.torch_module, list(source.torch_examples)
+    progress.status("converting ONNX -> PyTorch -> LiteRT (litert-torch)")
+    module = to_torch(onnx.load(str(source.onnx_path)), source.reference)
+    return module, [torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype)) for spec in source.inputs]
 
 
 def _first_line(error, log) -> str:
