@@ -4,7 +4,8 @@ multi-input models) x FP32 and full-integer INT8, through `edgeopt.api.package -
 raspberry-pi-5`. A cell counts when the bundle is written and parity passes.
 
     PYTHONPATH=. python benchmarks/bench_litert_zoo.py [--models a,b] [--sources onnx-legacy,onnx-dynamo,torch]
-                                                        [--precisions fp32,int8] [--name litert_zoo]
+                                                        [--precisions fp32,int8] [--cells torch:fp32,...]
+                                                        [--name litert_zoo]
 
 Writes benchmarks/results/<name>.json and .md (incrementally: a cell at a time). Exports, data and
 bundles go to benchmarks/.cache/litert_zoo/. Each cell runs in this process, one after another.
@@ -111,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("--sources", default=",".join(SOURCES))
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
+    ap.add_argument("--cells", default="", help="source:precision pairs to run per model, in this order "
+                    "(default: every source x precision)")
     ap.add_argument("--name", default="litert_zoo")
     args = ap.parse_args(argv)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -118,13 +121,16 @@ def main(argv=None) -> int:
            "precisions": args.precisions.split(","), "cells": [],
            "command": "python benchmarks/bench_litert_zoo.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     common.RESULTS.mkdir(parents=True, exist_ok=True)
+    pairs = ([tuple(c.split(":")) for c in args.cells.split(",")] if args.cells
+             else [(s, p) for s in doc["sources"] for p in doc["precisions"]])
+    doc["sources"] = list(dict.fromkeys(s for s, _ in pairs))
+    doc["precisions"] = list(dict.fromkeys(p for _, p in pairs))
     for model in doc["models"]:
-        for source in doc["sources"]:
-            for precision in doc["precisions"]:
-                doc["cells"].append(cell(ZOO[model], source, precision))
-                print(json.dumps(doc["cells"][-1]), flush=True)
-                (common.RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
-                (common.RESULTS / f"{args.name}.md").write_text(markdown(doc))
+        for source, precision in pairs:
+            doc["cells"].append(cell(ZOO[model], source, precision))
+            print(json.dumps(doc["cells"][-1]), flush=True)
+            (common.RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
+            (common.RESULTS / f"{args.name}.md").write_text(markdown(doc))
     return 0
 
 
