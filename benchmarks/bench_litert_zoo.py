@@ -48,6 +48,28 @@ def _torch_source(entry) -> tuple:
     return str(pt2), {}
 
 
+def _stacked_data(entry, model: str, source: str) -> dict:
+    """Calibration and eval .npz in the stacked form ([N, *shape] per input), under the source's input
+    names (an ExportedProgram names them after forward()'s arguments)."""
+    import numpy as np
+    import torch
+    from zoo.data import CALIB_SAMPLES, CALIB_SEED, EVAL_SAMPLES, EVAL_SEED
+
+    names = [s.name for s in entry.inputs_spec]
+    if source == "torch":
+        program = torch.export.load(model)
+        names = [s.arg.name for s in program.graph_signature.input_specs
+                 if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
+    out = {}
+    for key, n, seed in (("calib", CALIB_SAMPLES, CALIB_SEED), ("eval", EVAL_SAMPLES, EVAL_SEED)):
+        arrays = [entry.inputs(seed + 100 * i) for i in range(n)]
+        path = CACHE / f"{entry.name}-{source}-{key}-stacked.npz"
+        np.savez(path, **{name: np.stack([np.asarray(a[spec.name]) for a in arrays])
+                          for name, spec in zip(names, entry.inputs_spec)})
+        out[key] = path
+    return out
+
+
 def _all_models():
     from zoo import ZOO
     return list(ZOO)
@@ -65,16 +87,36 @@ def cell(entry, source: str, precision: str) -> dict:
             model, shapes = _torch_source(entry)
         else:
             model, shapes = str(files["onnx"][source.split("-")[1]]), {}
+        if len(entry.inputs_spec) > 1:   # state/scalar inputs: edgeopt's stacked form, named as the source names them
+            files = _stacked_data(entry, model, source)
         kwargs = {"quantize": "int8", "calib": str(files["calib"])} if precision == "int8" else {}
         manifest = api.package(model, PROFILE, output=CACHE / "bundles" / f"{entry.name}-{source}-{precision}.edgepkg",
                                input_shapes=shapes, eval_data=str(files["eval"]), allow_mismatch=True, **kwargs)
         parity = manifest["parity"]
         out.update(packaged=True, parity_passed=not parity.get("allowed_by_user"),
-                   parity=_figure(parity), converter=manifest["compression"].get("converter"))
+                   parity=_figure(parity), converter=manifest["compression"].get("converter"),
+                   relative_error=relative_error(manifest["path"], parity))
     except Exception as e:  # a cell records any failure and the run goes on
         out.update(packaged=False, error=f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}")
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
+
+
+def relative_error(bundle, parity: dict):
+    """max_abs_error over the largest |reference output| in the bundle's eval data: a scale-free figure
+    for outputs in pixels or logits of random weights, where top-1 agreement says little."""
+    import io
+    import tarfile
+
+    import numpy as np
+
+    with tarfile.open(bundle) as tar:
+        member = next((n for n in tar.getnames() if n.endswith("data/eval.npz")), None)
+        if member is None:
+            return None
+        data = np.load(io.BytesIO(tar.extractfile(member).read()))
+        scale = max(float(np.abs(data[k]).max()) for k in data.files if k.startswith("ref:"))
+    return float(f"{parity['max_abs_error'] / scale:.3g}") if scale else None
 
 
 def _figure(parity: dict) -> str:
@@ -93,7 +135,8 @@ def markdown(doc: dict) -> str:
             return ""
         if not c["packaged"]:
             return "FAIL"
-        return ("ok " if c["parity_passed"] else "MISMATCH ") + c["parity"]
+        rel = f", rel {c['relative_error']:.2g}" if c.get("relative_error") is not None else ""
+        return ("ok " if c["parity_passed"] else "MISMATCH ") + c["parity"] + rel
     rows = [[m] + [text(by_key.get((m, s, p))) for s, p in columns] for m in doc["models"]]
     lines = [f"# Raspberry Pi (LiteRT) coverage of the zoo ({PROFILE})", "", f"Command: `{doc['command']}`", ""]
     for s, p in columns:

@@ -48,7 +48,7 @@ class LiteRtBackend(Backend):
         if request.quantize == "none" and request.precision == "fp32":
             float_path.rename(out)
         else:
-            compression.update(_quantize(float_path, out, source, request, layouts, progress))
+            compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
         runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
         return Conversion(out, [], runtime, compression, tools, [], layouts=layouts)
 
@@ -155,8 +155,22 @@ def _torch_module(source, progress):
 
 
 def _first_line(error, log) -> str:
-    text = str(error).strip() or log.text.strip() or type(error).__name__
+    text = str(error).strip() or (log.text.strip() if log else "") or type(error).__name__
     return text.splitlines()[0][:300]
+
+
+def _quantize_or_explain(float_path, out, source, request, layouts, progress) -> dict:
+    """_quantize, with any failure of the quantizer (calibration included) as one line that says what
+    still works for this model."""
+    try:
+        return _quantize(float_path, out, source, request, layouts, progress)
+    except BadInput:
+        raise
+    except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/NotImplementedError by case
+        what = {"int8": "full-integer INT8", "dynamic": "dynamic-range INT8"}.get(request.quantize, "FP16 weights")
+        raise BadInput(f"{source.reference}: ai-edge-quantizer cannot make {what} of this model: "
+                       f"{_first_line(e, None)}; the float model converts (--precision fp32 or fp16"
+                       f"{', or --quantize dynamic' if request.quantize == 'int8' else ''})") from None
 
 
 def _quantize(float_path, out, source, request, layouts, progress) -> dict:
@@ -190,7 +204,7 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
         try:
             result = q.quantize(calibration, enable_progress_report=False)
         except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
-            raise BadInput(f"LiteRT quantization failed: {_first_line(e, log)}") from None
+            raise RuntimeError(_first_line(e, log)) from None
     out.write_bytes(result.quantized_model)
     return details
 

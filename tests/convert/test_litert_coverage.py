@@ -110,6 +110,23 @@ def test_an_exported_program_with_state_and_scalar_inputs(tmp_path):
     torch.export.save(torch.export.export(models.vad_like(), models.vad_inputs()), str(pt2))
     m = api.package(str(pt2), "raspberry-pi-5", tmp_path / "vad.edgepkg")
     assert [i["name"] for i in m["inputs"]] == ["x", "state", "sr"]
-    assert [i["dtype"] for i in m["inputs"]] == ["float32", "float32", "int64"]
+    assert [i["dtype"] for i in m["inputs"]] == ["float32", "float32", "int32"]   # litert-torch narrows int64
     assert [o["shape"] for o in m["outputs"]] == [[1, 1], [2, 1, 8]]
     assert m["parity"]["passed"] and m["compression"]["converter"] == "pytorch -> litert-torch"
+
+
+def test_a_quantizer_failure_is_one_line_saying_what_still_works(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgeopt.convert import tflite
+    from edgeopt.errors import BadInput
+
+    def fails(*args):
+        raise NotImplementedError("op TFL_UNIDIRECTIONAL_SEQUENCE_LSTM has no int8 policy\ntraceback-ish detail")
+    monkeypatch.setattr(tflite, "_quantize", fails)
+    with pytest.raises(BadInput) as e:
+        tflite._quantize_or_explain(None, None, SimpleNamespace(reference="m.onnx"), SimpleNamespace(quantize="int8"),
+                                    {}, None)
+    assert str(e.value) == ("m.onnx: ai-edge-quantizer cannot make full-integer INT8 of this model: op "
+                            "TFL_UNIDIRECTIONAL_SEQUENCE_LSTM has no int8 policy; the float model converts "
+                            "(--precision fp32 or fp16, or --quantize dynamic)")
