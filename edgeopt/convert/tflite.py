@@ -209,6 +209,13 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
     return details
 
 
+def _narrowed(array):
+    """litert-torch makes an int64 input int32 (LiteRT's integer type); the calibrator feeds it as is."""
+    import numpy as np
+
+    return array.astype(np.int32) if array.dtype == np.int64 else array
+
+
 def _calibrate(q, float_path, source, request, layouts, progress):
     """Min/max ranges over the calibration samples. Plain min/max, not the quantizer's default
     moving average, which clipped the input range of the shipped model (RUNTIME-NOTES)."""
@@ -219,7 +226,7 @@ def _calibrate(q, float_path, source, request, layouts, progress):
 
     names = _tensor_names(source)
     calls = list(feeds(head(request.calibration, MAX_CALIBRATION_SAMPLES), source.inputs))
-    steps = [{names[k]: v for k, v in to_layouts(feed, layouts).items()} for _, _, feed in calls]
+    steps = [{names[k]: _narrowed(v) for k, v in to_layouts(feed, layouts).items()} for _, _, feed in calls]
     n = sum(size for _, size, _ in calls)
     batch = max((size for _, size, _ in calls), default=1)
     chunks = [steps[i:i + CALIBRATION_CHUNK] for i in range(0, len(steps), CALIBRATION_CHUNK)]

@@ -113,6 +113,15 @@ def test_an_exported_program_with_state_and_scalar_inputs(tmp_path):
     assert [i["dtype"] for i in m["inputs"]] == ["float32", "float32", "int32"]   # litert-torch narrows int64
     assert [o["shape"] for o in m["outputs"]] == [[1, 1], [2, 1, 8]]
     assert m["parity"]["passed"] and m["compression"]["converter"] == "pytorch -> litert-torch"
+    # INT8: the int64 scalar is calibrated as the int32 LiteRT input it became (stacked sample sets)
+    rng = np.random.default_rng(4)
+    calib = tmp_path / "vad_calib.npz"
+    np.savez(calib, x=(rng.standard_normal((CALIB_SAMPLES, 1, 64)) * 0.1).astype(np.float32),
+             state=(rng.standard_normal((CALIB_SAMPLES, 2, 1, 8)) * 0.1).astype(np.float32),
+             sr=np.full(CALIB_SAMPLES, 16000, np.int64))
+    q = api.package(str(pt2), "raspberry-pi-5", tmp_path / "vad-int8.edgepkg", quantize="int8", calib=calib,
+                    allow_mismatch=True)
+    assert q["compression"]["quantize"] == "int8" and q["inputs"][2]["dtype"] == "int32"
 
 
 def test_a_quantizer_failure_is_one_line_saying_what_still_works(monkeypatch):
