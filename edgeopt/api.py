@@ -61,7 +61,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
-        source = load_model(model, dict(input_shapes or {}), work, simplify)
+        source = load_model(model, dict(input_shapes or {}), work, simplify, backend.takes_torch)
         calibration = load_samples(calib, source.inputs, "calibration") if calib else None
         evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
         request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,

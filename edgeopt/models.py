@@ -47,11 +47,16 @@ class SourceModel:
     # as given with its shapes fixed: the parity reference, so a simplifier's mistake is caught.
     simplification: dict | None = None
     unsimplified_path: pathlib.Path | None = None
+    torch_module: object = None  # a PyTorch source kept as a module (backends with takes_torch), no ONNX
+    torch_examples: tuple = ()   # its example inputs, in argument order
 
     def reference_runner(self):
         """{input: array} -> [outputs] of the source model itself, in float32 on this host: the
         parity check's reference. ONNX Runtime for an ONNX source, OpenVINO (f32) for an IR,
-        LiteRT for a .tflite."""
+        LiteRT for a .tflite, the module itself for a PyTorch source kept as a module."""
+        if self.torch_module is not None:
+            from .torch_export import reference_runner
+            return reference_runner(self)
         if self.tflite_path is not None:
             from .litert_model import host_runner
             return host_runner(self.tflite_path)
@@ -192,12 +197,17 @@ def describe_tensors(model):
     return inputs, outputs
 
 
-def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bool = True) -> SourceModel:
+def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bool = True,
+               takes_torch: bool = False) -> SourceModel:
     """Any supported model -> SourceModel with an ONNX file (or an IR) of static input shapes in `workdir`,
-    simplified (edgeopt/simplify.py) unless `simplify` is False."""
+    simplified (edgeopt/simplify.py) unless `simplify` is False; with takes_torch, a PyTorch module or
+    ExportedProgram stays a module (torch_export.load)."""
     import onnx
 
     fmt = detect_format(reference)
+    if takes_torch and fmt in ("pytorch-module", "exported-program"):
+        from . import torch_export
+        return torch_export.load(reference, fmt, shapes)
     if fmt == "openvino-ir":
         from . import ir
         return ir.load(pathlib.Path(reference), shapes, workdir)

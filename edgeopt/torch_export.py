@@ -1,5 +1,7 @@
 """PyTorch intake: a `module:callable` returning an nn.Module, a TorchScript file, or an
-ExportedProgram (.pt2), exported to one ONNX file. torch is imported only here."""
+ExportedProgram (.pt2), exported to one ONNX file (`export`), or, for a backend that converts
+PyTorch itself (LiteRT: litert-torch), kept as a module with example inputs (`load`), with the
+module as the parity reference. torch is imported only here."""
 from __future__ import annotations
 
 import contextlib
@@ -116,6 +118,82 @@ def _quiet_exporter():
             yield
     finally:
         logger.setLevel(level)
+
+
+def load(reference: str, fmt: str, shapes: dict):
+    """A SourceModel holding the module itself: a module:callable (each --input-shape a float32
+    input, in order) or an ExportedProgram (its own example inputs). Outputs are the module's,
+    flattened (as litert-torch flattens them)."""
+    from .models import SourceModel
+
+    torch = _require_torch()
+    if fmt == "exported-program":
+        module, examples, names = _program_module(reference, shapes)
+    else:
+        module = _load_module(reference, fmt)
+        if not shapes:
+            raise BadInput(f"{reference}: PyTorch input needs --input-shape (e.g. --input-shape input=1,3,224,224)")
+        names = [name or "input" for name in shapes]
+        examples = tuple(torch.randn(*shape) for shape in shapes.values())
+    outputs = _outputs(module, examples, reference)
+    return SourceModel(reference, fmt, reference_sha256(reference, fmt), None, _specs(names, examples),
+                       _specs(["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))],
+                              outputs), [], torch_module=module, torch_examples=examples)
+
+
+def _specs(names, tensors) -> list:
+    from .models import TensorSpec
+
+    return [TensorSpec(n, list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in zip(names, tensors)]
+
+
+def _program_module(reference: str, shapes: dict):
+    torch = _require_torch()
+    try:
+        program = torch.export.load(reference)
+    except Exception as e:  # torch raises RuntimeError / zipfile / pickle errors for bad archives
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {str(e).splitlines()[0]}") from None
+    args, kwargs = program.example_inputs or ((), {})
+    if kwargs or not args:
+        raise BadInput(f"{reference}: the ExportedProgram has no positional example inputs; save it with "
+                       "torch.export.export(model, (x,)) so its inputs are known")
+    names = [s.arg.name for s in program.graph_signature.input_specs
+             if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
+    if shapes:
+        raise BadInput(f"{reference}: an ExportedProgram keeps its own input shapes; drop --input-shape")
+    return program.module(), tuple(args), names[:len(args)]
+
+
+def _outputs(module, examples, reference: str) -> list:
+    torch = _require_torch()
+    from torch.utils._pytree import tree_flatten
+
+    try:
+        with torch.no_grad():
+            result = module(*examples)
+    except Exception as e:  # a user's forward raises anything
+        raise BadInput(f"{reference}: the module failed on inputs of the given shapes: "
+                       f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+    flat = [t for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
+    if not flat:
+        raise BadInput(f"{reference}: the module returned no tensors")
+    return flat
+
+
+def reference_runner(source):
+    """{input: array} -> [outputs] of the PyTorch module itself (the parity reference)."""
+    import numpy as np
+
+    torch = _require_torch()
+    from torch.utils._pytree import tree_flatten
+
+    names = [spec.name for spec in source.inputs]
+
+    def run(feed):
+        with torch.no_grad():
+            result = source.torch_module(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in names])
+        return [t.detach().numpy() for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
+    return run
 
 
 def reference_sha256(reference: str, fmt: str) -> str:

@@ -127,7 +127,7 @@ def quantize(array, detail):
 
     dtype = np.dtype(detail["dtype"])
     if not is_quantized(detail) or np.issubdtype(array.dtype, np.integer):
-        return np.ascontiguousarray(array, dtype=dtype)
+        return np.asarray(array, dtype=dtype, order="C")   # ascontiguousarray makes a scalar 1-D
     scale, zero_point = detail["quantization"]
     info = np.iinfo(dtype)
     q = np.round(array / scale) + zero_point

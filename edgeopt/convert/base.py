@@ -50,6 +50,7 @@ class Backend:
     quantizations = ("none",)
     source_formats = ONNX_FORMATS  # what models.detect_format may return for this backend's input
     request_options = ()           # PackageRequest fields beyond precision/quantize this backend honours
+    takes_torch = False            # PyTorch sources arrive as a module (source.torch_module), not exported to ONNX
 
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
         self._validate(request)

@@ -4,257 +4,29 @@ produce a .tflite from an ONNX model without TensorFlow.
 Why not a library: onnx2torch imports torchvision, whose PyPI wheel is built against CUDA torch
 and cannot load beside the pinned CPU torch (libc10_cuda.so), so the import fails; onnx2tf pins
 TensorFlow 2.19, older onnx/onnxruntime/numpy and ai-edge-litert 2.1, while litert-torch needs
-ai-edge-litert 2.3 (docs/architecture.md). So the ops edge CNNs and MLPs use are mapped here, one
-short function each; any other op is a one-line error naming the op and its node.
+ai-edge-litert 2.3 (docs/architecture.md). So the ops edge models use are mapped here, one short
+function each (onnx_ops*.py); every op without a mapping is listed in one message before anything
+is converted.
 
-Integer initializers (shapes, axes, pads) and scalars stay Python values: torch.export must see
-them as constants, not as tensors whose values it cannot know while tracing.
+Input shapes are static on this path, so the module is run once on example inputs when it is built:
+every value that does not depend on an input (Shape of a static tensor, and what is computed from
+it, as both torch exporters emit for reshapes and attention) is folded to a constant then, and
+forward() runs only what depends on the inputs. Integer constants stay Python values:
+torch.export must see them as constants, not as tensors whose values it cannot know.
 """
 from __future__ import annotations
 
+import collections
+
 from ..errors import BadInput
-
-OPS = {}
-
-
-def op(*names):
-    def register(fn):
-        for name in names:
-            OPS[name] = fn
-        return fn
-    return register
-
-
-def _torch():
-    import torch
-    import torch.nn.functional as F
-    return torch, F
-
-
-def _pairs(pads):
-    """ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end] -> F.pad order (last dim first)."""
-    half = len(pads) // 2
-    out = []
-    for begin, end in reversed(list(zip(pads[:half], pads[half:]))):
-        out += [begin, end]
-    return out
-
-
-def _split_pads(attrs):
-    """(begin pads, end pads) of a padded op; auto_pad other than NOTSET is refused."""
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise BadInput(f"auto_pad={attrs['auto_pad']!r} is not supported; re-export the model with explicit pads")
-    pads = list(attrs.get("pads", []))
-    return pads[:len(pads) // 2], pads[len(pads) // 2:]
-
-
-def _symmetric_pads(attrs, what):
-    """Pads for an op that can only take them symmetric, as torch's `padding` argument."""
-    begin, end = _split_pads(attrs)
-    if begin != end:
-        raise BadInput(f"{what} with asymmetric pads is not supported")
-    return tuple(begin) or 0
-
-
-def _padded(x, attrs, value=0.0):
-    """Symmetric pads go to the op itself; asymmetric ones become an explicit F.pad first."""
-    begin, end = _split_pads(attrs)
-    if begin == end:
-        return x, tuple(begin) or 0
-    return _torch()[1].pad(x, _pairs(begin + end), value=value), 0
-
-
-@op("Conv")
-def _conv(a, x, w, b=None):
-    torch, F = _torch()
-    x, padding = _padded(x, a)
-    conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[w.dim()]
-    return conv(x, w, b, a.get("strides", 1), padding, a.get("dilations", 1), a.get("group", 1))
-
-
-@op("ConvTranspose")
-def _conv_transpose(a, x, w, b=None):
-    torch, F = _torch()
-    if "output_shape" in a:
-        raise BadInput("ConvTranspose with output_shape is not supported; re-export with explicit pads")
-    padding = _symmetric_pads(a, "ConvTranspose")
-    conv = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[w.dim()]
-    return conv(x, w, b, a.get("strides", 1), padding, tuple(a.get("output_padding", [])) or 0,
-                a.get("group", 1), a.get("dilations", 1))
-
-
-@op("Gemm")
-def _gemm(a, x, w, c=None):
-    x = x.t() if a.get("transA") else x
-    w = w.t() if a.get("transB") else w
-    y = (x @ w) * a.get("alpha", 1.0)
-    return y if c is None else y + c * a.get("beta", 1.0)
-
-
-@op("MatMul")
-def _matmul(a, x, y):
-    return x @ y
-
-
-@op("Add")
-def _add(a, x, y):
-    return x + y
-
-
-@op("Sub")
-def _sub(a, x, y):
-    return x - y
-
-
-@op("Mul")
-def _mul(a, x, y):
-    return x * y
-
-
-@op("Div")
-def _div(a, x, y):
-    return x / y
-
-
-@op("Pow")
-def _pow(a, x, y):
-    return x ** y
-
-
-def _elementwise(torch_name):
-    return lambda a, x: getattr(_torch()[0], torch_name)(x)
-
-
-for _onnx_name, _torch_name in {"Sqrt": "sqrt", "Exp": "exp", "Erf": "erf", "Tanh": "tanh", "Sigmoid": "sigmoid",
-                                "Neg": "neg", "Abs": "abs", "Relu": "relu"}.items():
-    OPS[_onnx_name] = _elementwise(_torch_name)
-
-
-@op("LeakyRelu")
-def _leaky_relu(a, x):
-    return _torch()[1].leaky_relu(x, a.get("alpha", 0.01))
-
-
-@op("HardSigmoid")
-def _hard_sigmoid(a, x):
-    return (x * a.get("alpha", 0.2) + a.get("beta", 0.5)).clamp(0.0, 1.0)
-
-
-@op("HardSwish")
-def _hard_swish(a, x):
-    return _torch()[1].hardswish(x)
-
-
-@op("Clip")
-def _clip(a, x, low=None, high=None):
-    low = a.get("min", low)
-    high = a.get("max", high)
-    return x.clamp(min=None if low is None else float(low), max=None if high is None else float(high))
-
-
-@op("Softmax")
-def _softmax(a, x):
-    return x.softmax(a.get("axis", -1))
-
-
-@op("MaxPool")
-def _max_pool(a, x):
-    torch, F = _torch()
-    x, padding = _padded(x, a, value=float("-inf"))
-    pool = {3: F.max_pool1d, 4: F.max_pool2d, 5: F.max_pool3d}[x.dim()]
-    return pool(x, a["kernel_shape"], a.get("strides", 1), padding, a.get("dilations", 1), bool(a.get("ceil_mode")))
-
-
-@op("AveragePool")
-def _avg_pool(a, x):
-    torch, F = _torch()
-    include = bool(a.get("count_include_pad"))
-    if include:  # explicit zero padding is counted, as count_include_pad asks
-        x, padding = _padded(x, a)
-    else:
-        padding = _symmetric_pads(a, "AveragePool with count_include_pad=0")
-    pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
-    return pool(x, a["kernel_shape"], a.get("strides", 1), padding, bool(a.get("ceil_mode")), include)
-
-
-@op("GlobalAveragePool")
-def _global_avg(a, x):
-    return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
-
-
-@op("GlobalMaxPool")
-def _global_max(a, x):
-    return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
-
-
-@op("BatchNormalization")
-def _batch_norm(a, x, scale, bias, mean, var):
-    return _torch()[1].batch_norm(x, mean, var, scale, bias, False, 0.0, a.get("epsilon", 1e-5))
-
-
-@op("Flatten")
-def _flatten(a, x):
-    axis = a.get("axis", 1) % x.dim() if x.dim() else 0
-    lead = 1
-    for d in x.shape[:axis]:
-        lead *= d
-    return x.reshape(lead, -1)
-
-
-@op("Reshape")
-def _reshape(a, x, shape):
-    # ONNX: 0 copies the input's dim (unless allowzero), -1 is inferred.
-    dims = [x.shape[i] if d == 0 and not a.get("allowzero") else d for i, d in enumerate(shape)]
-    return x.reshape(dims)
-
-
-@op("Transpose")
-def _transpose(a, x):
-    return x.permute(a.get("perm", list(reversed(range(x.dim())))))
-
-
-@op("Concat")
-def _concat(a, *xs):
-    return _torch()[0].cat(xs, a["axis"])
-
-
-@op("Squeeze")
-def _squeeze(a, x, axes=None):
-    axes = a.get("axes", axes)
-    if axes is None:
-        return x.squeeze()
-    for axis in sorted((d % x.dim() for d in axes), reverse=True):
-        x = x.squeeze(axis)
-    return x
-
-
-@op("Unsqueeze")
-def _unsqueeze(a, x, axes=None):
-    axes = a.get("axes", axes)
-    rank = x.dim() + len(axes)
-    for axis in sorted(d % rank for d in axes):
-        x = x.unsqueeze(axis)
-    return x
-
-
-@op("ReduceMean")
-def _reduce_mean(a, x, axes=None):
-    axes = a.get("axes", axes)
-    dims = tuple(range(x.dim())) if axes is None else tuple(axes)
-    return x.mean(dim=dims, keepdim=bool(a.get("keepdims", 1)))
-
-
-@op("Pad")
-def _pad(a, x, pads=None, value=None, axes=None):
-    if a.get("mode", b"constant") not in (b"constant", "constant") or axes is not None:
-        raise BadInput("Pad is supported in constant mode over all axes only")
-    pads = a.get("pads", pads)
-    return _torch()[1].pad(x, _pairs(list(pads)), value=0.0 if value is None else float(value))
-
-
-@op("Identity", "Dropout")
-def _identity(a, x, *unused):
-    return x
+from . import onnx_ops_rnn, onnx_ops_shape  # noqa: F401  (they register their ops)
+from .onnx_ops import OPS
+
+SUPPORTED_DOMAINS = ("", "ai.onnx")
+# Inputs whose values an op needs as numbers while tracing (Resize's scales): a float constant
+# vector this small is also kept as a Python list for them.
+NUMBER_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}
+SMALL_FLOAT_CONSTANT = 8
 
 
 def _attributes(node) -> dict:
@@ -263,57 +35,146 @@ def _attributes(node) -> dict:
     return {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
 
 
-def _check_supported(model) -> None:
+def unsupported_ops(model) -> dict:
+    """{op label: [node names]} for every node without a mapping (custom domains as domain.Op), in
+    one pass over the graph."""
+    missing = collections.defaultdict(list)
     for node in model.graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            raise BadInput(f"op {node.domain}.{node.op_type} (node {node.name or node.output[0]!r}) is a custom op; "
-                           "the LiteRT converter cannot convert it")
-        if node.op_type not in OPS and node.op_type != "Constant":
-            raise BadInput(f"op {node.op_type} (node {node.name or node.output[0]!r}) is not supported by the "
-                           f"ONNX -> LiteRT converter; supported: {', '.join(sorted(OPS))}")
+        custom = node.domain not in SUPPORTED_DOMAINS
+        if custom or (node.op_type not in OPS and node.op_type != "Constant"):
+            label = f"{node.domain}.{node.op_type}" if custom else node.op_type
+            missing[label].append(node.name or node.output[0])
+    return dict(missing)
 
 
-def to_torch(model):
-    """The ONNX model (static input shapes) as an nn.Module taking its inputs positionally."""
+def check_supported(model, reference="the model") -> None:
+    """One BadInput listing every op without a mapping, with counts, before anything is converted."""
+    missing = unsupported_ops(model)
+    if not missing:
+        return
+    total = sum(len(v) for v in missing.values())
+    ops = ", ".join(f"{label} x{len(nodes)}" for label, nodes in sorted(missing.items()))
+    first = ", ".join(repr(nodes[0]) for _, nodes in sorted(missing.items()))
+    raise BadInput(f"{reference}: {total} ONNX op{'s have' if total > 1 else ' has'} no LiteRT mapping: {ops} "
+                   f"(first nodes: {first}); a PyTorch source goes to litert-torch directly, without this mapping")
+
+
+def _constant_value(attrs):
+    """A Constant node's value, from whichever value* attribute it has."""
     import numpy as np
     import onnx.numpy_helper
+
+    if "value" in attrs:
+        return onnx.numpy_helper.to_array(attrs["value"])
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                       ("value_ints", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dtype)
+    raise BadInput(f"Constant with {', '.join(attrs) or 'no value'} is not supported")
+
+
+def _example_inputs(model, names):
+    """Zeros of each input's static shape and type, to run the graph once when it is built."""
+    import onnx
     import torch
 
-    _check_supported(model)
+    by_name = {vi.name: vi for vi in model.graph.input}
+    out = []
+    for name in names:
+        t = by_name[name].type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        dims = [d.dim_value for d in t.shape.dim]
+        if any(d <= 0 for d in dims):
+            raise BadInput(f"input {name} has dynamic dims; the LiteRT converter needs static input shapes")
+        out.append(torch.zeros(dims, dtype=getattr(torch, str(dtype))))
+    return out
+
+
+def to_torch(model, reference="the model"):
+    """The ONNX model (static input shapes) as an nn.Module taking its inputs positionally."""
+    import numpy as np
+    import torch
+
+    check_supported(model, reference)
 
     class OnnxGraph(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.constants = {}   # integer tensors as Python lists, float tensors as buffers
+            import onnx.numpy_helper
+
+            self.constants = {}   # integer tensors and scalars as Python values, others as buffers
+            self.numbers = {}     # small float vectors also as Python lists, for NUMBER_INPUTS
             for init in model.graph.initializer:
                 self._add_constant(init.name, onnx.numpy_helper.to_array(init))
             self.nodes = []
             for node in model.graph.node:
                 attrs = _attributes(node)
                 if node.op_type == "Constant":
-                    self._add_constant(node.output[0], onnx.numpy_helper.to_array(attrs["value"]))
+                    self._add_constant(node.output[0], _constant_value(attrs))
                     continue
-                self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
+                attrs["_outputs"] = len(node.output)   # Split without sizes splits into this many
+                self.nodes.append((node.op_type, list(node.input), list(node.output), attrs, node.name))
             initializers = {i.name for i in model.graph.initializer}
             self.input_names = [i.name for i in model.graph.input if i.name not in initializers]
             self.output_names = [o.name for o in model.graph.output]
+            self._fold(_example_inputs(model, self.input_names))
 
         def _add_constant(self, name, array):
             # Scalars too (Clip's bounds, a scale): torch.export cannot read a tensor's value, and a
             # literal bound lets the converter fuse Clip(0, 6) into RELU6.
-            if np.issubdtype(array.dtype, np.integer) or array.size == 1 and array.ndim == 0:
+            array = np.asarray(array)
+            if array.dtype.kind in "iu" or array.ndim == 0:
                 self.constants[name] = array.tolist()
-            else:
-                key = f"c{len(self.constants)}"
-                self.register_buffer(key, torch.from_numpy(np.array(array, dtype=np.float32)))
-                self.constants[name] = key
+                return
+            key = f"c{len(self.constants)}"
+            dtype = bool if array.dtype == bool else np.float32
+            self.register_buffer(key, torch.from_numpy(np.array(array, dtype=dtype)))
+            self.constants[name] = key
+            if array.ndim == 1 and array.size <= SMALL_FLOAT_CONSTANT:
+                self.numbers[name] = array.astype(np.float64).tolist()
+
+        def _fold(self, examples):
+            """Run every node once on example inputs; a node whose inputs are all constants (or
+            that reads only a static shape) becomes a constant, the rest stays in forward()."""
+            values = dict(zip(self.input_names, examples))
+            kept = []
+            for node in self.nodes:
+                op_type, inputs, outputs, attrs, name = node
+                results = self._call(node, values)
+                if op_type in ("Shape", "Size") or all(i == "" or i in self.constants for i in inputs):
+                    for out, r in zip(outputs, results):
+                        self._add_constant(out, r.detach().numpy() if isinstance(r, torch.Tensor) else r)
+                else:
+                    values.update(zip(outputs, results))
+                    kept.append(node)
+            self.nodes = kept
+
+        def _call(self, node, values):
+            op_type, inputs, outputs, attrs, name = node
+            try:
+                result = OPS[op_type](attrs, *self._args(op_type, inputs, values))
+            except BadInput as e:
+                raise BadInput(f"{reference}: node {name or outputs[0]!r} ({op_type}): {e}") from None
+            except Exception as e:  # torch raises RuntimeError/TypeError/IndexError for what it cannot do
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise BadInput(f"{reference}: node {name or outputs[0]!r} ({op_type}) cannot be mapped to "
+                               f"PyTorch: {first}") from None
+            return result if isinstance(result, tuple) else (result,)
 
         def forward(self, *args):
             values = dict(zip(self.input_names, args))
-            for op_type, inputs, outputs, attrs in self.nodes:
-                values[outputs[0]] = OPS[op_type](attrs, *[self._value(values, i) for i in inputs])
-            found = tuple(values[name] for name in self.output_names)
+            for node in self.nodes:
+                op_type, inputs, outputs, attrs, _ = node
+                result = OPS[op_type](attrs, *self._args(op_type, inputs, values))
+                values.update(zip(outputs, result if isinstance(result, tuple) else (result,)))
+            found = tuple(self._value(values, name) for name in self.output_names)
+            found = tuple(f if isinstance(f, torch.Tensor) else torch.tensor(f) for f in found)
             return found[0] if len(found) == 1 else found
+
+        def _args(self, op_type, inputs, values):
+            numbers = NUMBER_INPUTS.get(op_type, ())
+            return [self.numbers[name] if i in numbers and name in self.numbers else self._value(values, name)
+                    for i, name in enumerate(inputs)]
 
         def _value(self, values, name):
             if name == "":
@@ -323,4 +184,5 @@ def to_torch(model):
             constant = self.constants[name]
             return getattr(self, constant) if isinstance(constant, str) else constant
 
-    return OnnxGraph().eval()
+    with torch.no_grad():
+        return OnnxGraph().eval()

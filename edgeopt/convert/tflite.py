@@ -1,7 +1,8 @@
 """LiteRT (TFLite) backend, for ARM boards such as the Raspberry Pi. TensorFlow-free:
 
-    source ONNX -> torch module (onnx_torch) -> litert-torch -> float .tflite, images NHWC
-    -> ai-edge-quantizer: FP16 weights | dynamic-range INT8 | full-integer INT8 (calibrated)
+    PyTorch module / ExportedProgram ----------------------------.
+    ONNX (or TorchScript, exported) -> torch module (onnx_torch) -> litert-torch -> float .tflite,
+    images NHWC -> ai-edge-quantizer: FP16 weights | dynamic-range INT8 | full-integer INT8
 
 Image inputs (rank 4) take NHWC, LiteRT's native layout: the graph then has no transposes on
 the input side, and users feed what a camera gives. The manifest records each input's layout
@@ -31,6 +32,7 @@ class LiteRtBackend(Backend):
     quantizations = ("none", "dynamic", "int8")
     source_formats = ONNX_FORMATS + ("tflite",)
     request_options = ("int8_io",)
+    takes_torch = True   # litert-torch converts the module itself: no ONNX detour for PyTorch input
 
     def _convert(self, source, request, workdir, progress):
         if source.format == "tflite":
@@ -40,12 +42,13 @@ class LiteRtBackend(Backend):
         layouts = _export_float(source, float_path, progress)
         names = _tensor_names(source)
         compression = {"quantize": request.quantize, "precision": request.precision,
-                       "converter": "onnx -> torch -> litert-torch"}
+                       "converter": "pytorch -> litert-torch" if source.torch_module is not None
+                       else "onnx -> torch -> litert-torch"}
         out = workdir / "model.tflite"
         if request.quantize == "none" and request.precision == "fp32":
             float_path.rename(out)
         else:
-            compression.update(_quantize(float_path, out, source, request, layouts, progress))
+            compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
         runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
         return Conversion(out, [], runtime, compression, tools, [], layouts=layouts)
 
@@ -115,34 +118,59 @@ def _image_inputs(source) -> list:
 def _export_float(source, out, progress) -> dict:
     """The float .tflite; returns {input name: {"layout", "source_layout", "perm"}} of converted inputs."""
     litert_torch = _require_converter()
-    import onnx
     import torch
 
     from ..capture import captured_output
-    from .onnx_torch import to_torch
 
-    progress.status("converting ONNX -> PyTorch -> LiteRT (litert-torch)")
-    module = to_torch(onnx.load(str(source.onnx_path)))
+    module, examples = _torch_module(source, progress)
     images = _image_inputs(source)
-    examples = []
-    for i, spec in enumerate(source.inputs):
-        shape = [spec.shape[d] for d in NCHW_TO_NHWC] if i in images else spec.shape
-        examples.append(torch.zeros(shape, dtype=getattr(torch, spec.dtype)))
+    examples = [x.permute(*NCHW_TO_NHWC).contiguous() if i in images else x for i, x in enumerate(examples)]
     with captured_output() as log:
         try:
             from litert_torch._convert.to_channel_last_io import to_channel_last_io
 
             wrapped = to_channel_last_io(module, args=images).eval() if images else module
-            litert_torch.convert(wrapped, tuple(examples)).export(str(out))
+            with torch.no_grad():
+                litert_torch.convert(wrapped, tuple(examples)).export(str(out))
         except Exception as e:  # torch.export and the MLIR converter raise many types
-            raise BadInput(f"LiteRT conversion failed: {_first_line(e, log)}") from None
+            raise BadInput(f"{source.reference}: LiteRT conversion failed: {_first_line(e, log)}") from None
     return {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
             for i in images}
 
 
+def _torch_module(source, progress):
+    """(module, example inputs in the source layout): a PyTorch source's own, or the ONNX graph mapped
+    to torch (every unmapped op refused in one message first)."""
+    import onnx
+    import torch
+
+    from .onnx_torch import to_torch
+
+    if source.torch_module is not None:
+        progress.status("converting PyTorch -> LiteRT (litert-torch)")
+        return source.torch_module, list(source.torch_examples)
+    progress.status("converting ONNX -> PyTorch -> LiteRT (litert-torch)")
+    module = to_torch(onnx.load(str(source.onnx_path)), source.reference)
+    return module, [torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype)) for spec in source.inputs]
+
+
 def _first_line(error, log) -> str:
-    text = str(error).strip() or log.text.strip() or type(error).__name__
+    text = str(error).strip() or (log.text.strip() if log else "") or type(error).__name__
     return text.splitlines()[0][:300]
+
+
+def _quantize_or_explain(float_path, out, source, request, layouts, progress) -> dict:
+    """_quantize, with any failure of the quantizer (calibration included) as one line that says what
+    still works for this model."""
+    try:
+        return _quantize(float_path, out, source, request, layouts, progress)
+    except BadInput:
+        raise
+    except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/NotImplementedError by case
+        what = {"int8": "full-integer INT8", "dynamic": "dynamic-range INT8"}.get(request.quantize, "FP16 weights")
+        raise BadInput(f"{source.reference}: ai-edge-quantizer cannot make {what} of this model: "
+                       f"{_first_line(e, None)}; the float model converts (--precision fp32 or fp16"
+                       f"{', or --quantize dynamic' if request.quantize == 'int8' else ''})") from None
 
 
 def _quantize(float_path, out, source, request, layouts, progress) -> dict:
@@ -176,9 +204,16 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
         try:
             result = q.quantize(calibration, enable_progress_report=False)
         except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
-            raise BadInput(f"LiteRT quantization failed: {_first_line(e, log)}") from None
+            raise RuntimeError(_first_line(e, log)) from None
     out.write_bytes(result.quantized_model)
     return details
+
+
+def _narrowed(array):
+    """litert-torch makes an int64 input int32 (LiteRT's integer type); the calibrator feeds it as is."""
+    import numpy as np
+
+    return array.astype(np.int32) if array.dtype == np.int64 else array
 
 
 def _calibrate(q, float_path, source, request, layouts, progress):
@@ -191,7 +226,7 @@ def _calibrate(q, float_path, source, request, layouts, progress):
 
     names = _tensor_names(source)
     calls = list(feeds(head(request.calibration, MAX_CALIBRATION_SAMPLES), source.inputs))
-    steps = [{names[k]: v for k, v in to_layouts(feed, layouts).items()} for _, _, feed in calls]
+    steps = [{names[k]: _narrowed(v) for k, v in to_layouts(feed, layouts).items()} for _, _, feed in calls]
     n = sum(size for _, size, _ in calls)
     batch = max((size for _, size, _ in calls), default=1)
     chunks = [steps[i:i + CALIBRATION_CHUNK] for i in range(0, len(steps), CALIBRATION_CHUNK)]

@@ -78,6 +78,97 @@ CASES = {
         [2, 4]),
 }
 
+N = helper.make_node
+I64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+
+CASES.update({
+    "shape-chain-is-folded": (   # what the legacy exporter writes for x.view(x.size(0), -1)
+        [N("Shape", ["x"], ["s"]), N("Gather", ["s", "zero"], ["b"], axis=0), N("Unsqueeze", ["b", "ax0"], ["bu"]),
+         N("Concat", ["bu", "minus1"], ["shape"], axis=0), N("Reshape", ["x", "shape"], ["r"]),
+         N("Size", ["x"], ["n"]), N("Cast", ["n"], ["nf"], to=TensorProto.FLOAT), N("Div", ["r", "nf"], ["y"])],
+        [_const("zero", np.int64(0)), _const("ax0", I64(0)), _const("minus1", I64(-1))], [2, 3, 4], "y", 13),
+    "slice-with-steps-and-negative-steps": (
+        [N("Slice", ["x", "st", "en", "ax", "sp"], ["a"]), N("Slice", ["a", "st2", "en2", "ax2"], ["y"])],
+        [_const("st", I64(-1, 0)), _const("en", I64(-(2 ** 62), 9)), _const("ax", I64(1, 2)), _const("sp", I64(-2, 3)),
+         _const("st2", I64(1)), _const("en2", I64(2 ** 62)), _const("ax2", I64(0))], [3, 5, 9]),
+    "split-by-sizes-and-into-equal-parts": (
+        [N("Split", ["x", "sizes"], ["a", "b"], axis=1), N("Split", ["a"], ["c", "d", "e"], axis=2, num_outputs=3),
+         N("Concat", ["e", "d", "c"], ["f"], axis=2), N("Mul", ["f", "b"], ["y"])],
+        [_const("sizes", I64(2, 2))], [1, 4, 6], "y", 18),
+    "resize-nearest-by-scales": (
+        [N("Resize", ["x", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="asymmetric",
+           nearest_mode="floor")],
+        [_const("sc", np.array([1, 1, 2, 2], np.float32))], [1, 2, 3, 4]),
+    "resize-linear-by-sizes-half-pixel": (
+        [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel")],
+        [_const("sz", I64(1, 2, 7, 5))], [1, 2, 3, 4]),
+    "resize-linear-align-corners-and-nearest-exact": (
+        [N("Resize", ["x", "", "sc"], ["a"], mode="linear", coordinate_transformation_mode="align_corners"),
+         N("Resize", ["a", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="half_pixel",
+           nearest_mode="round_prefer_ceil")],
+        [_const("sc", np.array([1, 1, 2, 2], np.float32))], [1, 2, 3, 3]),
+    "attention-layernorm-gelu": (
+        [N("LayerNormalization", ["x", "g", "bt"], ["n"], axis=-1, epsilon=1e-6), N("MatMul", ["n", "wq"], ["q"]),
+         N("Transpose", ["q"], ["kt"], perm=[0, 2, 1]), N("MatMul", ["q", "kt"], ["s"]),
+         N("Softmax", ["s"], ["p"], axis=-1), N("MatMul", ["p", "q"], ["o"]), N("Gelu", ["o"], ["g1"]),
+         N("Gelu", ["o"], ["g2"], approximate="tanh"), N("Add", ["g1", "g2"], ["y"])],
+        [_const("g", W(8) + 1), _const("bt", W(8)), _const("wq", W(8, 8))], [1, 5, 8], "y", 20),
+    "reductions-with-axes-inputs": (
+        [N("ReduceSum", ["x", "a1"], ["s"], keepdims=1), N("ReduceMax", ["x", "a1"], ["mx"], keepdims=1),
+         N("ReduceMin", ["x", "a1"], ["mn"], keepdims=1), N("ReduceProd", ["x", "a1"], ["pr"], keepdims=1),
+         N("ReduceL2", ["x", "a1"], ["l2"], keepdims=1), N("ReduceSumSquare", ["x", "a1"], ["ss"], keepdims=1),
+         N("ReduceLogSumExp", ["x", "a1"], ["ls"], keepdims=1), N("ReduceMean", ["x"], ["all"], keepdims=0),
+         N("Concat", ["s", "mx", "mn", "pr", "l2", "ss", "ls"], ["c"], axis=1), N("Add", ["c", "all"], ["y"])],
+        [_const("a1", I64(1))], [2, 3, 4], "y", 18),
+    "range-expand-where-compare": (
+        [N("Range", ["r0", "r4", "r1"], ["r"]), N("Cast", ["r"], ["rf"], to=TensorProto.FLOAT),
+         N("ConstantOfShape", ["shape"], ["ones"], value=_const("v", np.array([1.0], np.float32))),
+         N("Expand", ["rf", "shape"], ["e"]), N("Mul", ["e", "ones"], ["e1"]), N("Less", ["x", "e1"], ["lt"]),
+         N("Greater", ["x", "zero"], ["gt"]), N("LessOrEqual", ["x", "e1"], ["le"]),
+         N("GreaterOrEqual", ["x", "zero"], ["ge"]), N("And", ["lt", "gt"], ["a"]), N("Or", ["a", "le"], ["o"]),
+         N("Xor", ["o", "ge"], ["xo"]), N("Not", ["xo"], ["nt"]), N("Equal", ["rf", "rf"], ["eq"]),
+         N("And", ["nt", "eq"], ["cond"]), N("Where", ["cond", "x", "e1"], ["y"])],
+        [_const("r0", np.int64(0)), _const("r4", np.int64(4)), _const("r1", np.int64(1)), _const("shape", I64(3, 4)),
+         _const("zero", np.float32(0.0))], [3, 4]),
+    "elementwise-extended": (
+        [N("Abs", ["x"], ["ab"]), N("Add", ["ab", "one"], ["one_plus"]), N("Reciprocal", ["one_plus"], ["rc"]),
+         N("Log", ["one_plus"], ["lg"]), N("Floor", ["x"], ["fl"]), N("Ceil", ["x"], ["ce"]), N("Sin", ["x"], ["si"]),
+         N("Cos", ["x"], ["co"]), N("Sign", ["x"], ["sg"]), N("Round", ["x"], ["ro"]), N("Softplus", ["x"], ["sp"]),
+         N("Softsign", ["x"], ["ss"]), N("Elu", ["x"], ["el"], alpha=0.7), N("Selu", ["x"], ["se"]),
+         N("Celu", ["x"], ["cl"], alpha=1.3), N("PRelu", ["x", "slope"], ["pr"]), N("Mish", ["x"], ["mi"]),
+         N("LogSoftmax", ["x"], ["lsm"], axis=1), N("Max", ["rc", "lg", "fl"], ["mx"]), N("Min", ["ce", "si"], ["mn"]),
+         N("Sum", ["co", "sg", "ro"], ["sm"]), N("Mean", ["sp", "ss", "el"], ["me"]), N("Mod", ["x", "m"], ["md"], fmod=1),
+         N("Sum", ["mx", "mn", "sm", "me", "se", "cl", "pr", "mi", "lsm", "md"], ["y"])],
+        [_const("one", np.float32(1.0)), _const("slope", W(6)), _const("m", np.float32(0.7))], [3, 6], "y", 18),
+    "norms-per-instance-and-group": (
+        [N("InstanceNormalization", ["x", "s4", "b4"], ["i"], epsilon=1e-4),
+         N("GroupNormalization", ["i", "s4", "b4"], ["y"], num_groups=2, epsilon=1e-5)],
+        [_const("s4", W(4) + 1), _const("b4", W(4))], [2, 4, 3, 3], "y", 21),
+    "indexing-and-rearranging": (
+        [N("Gather", ["x", "idx"], ["g"], axis=1), N("GatherElements", ["x", "gidx"], ["ge"], axis=2),
+         N("Tile", ["ge", "reps"], ["t"]), N("CumSum", ["t", "ax2"], ["cs"]), N("Trilu", ["cs"], ["tu"], upper=1),
+         N("Trilu", ["cs", "k1"], ["tl"], upper=0), N("ArgMax", ["g"], ["am"], axis=2, keepdims=1),
+         N("ArgMin", ["g"], ["an"], axis=2, keepdims=1), N("Add", ["am", "an"], ["ai"]),
+         N("CastLike", ["ai", "x"], ["af"]), N("Einsum", ["tu", "tl"], ["es"], equation="bij,bkj->bik"),
+         N("ReduceSum", ["es", "ax12"], ["r1"], keepdims=1), N("ReduceSum", ["af", "ax12"], ["r2"], keepdims=1),
+         N("ReduceSum", ["g", "ax12"], ["r3"], keepdims=1), N("Sum", ["r1", "r2", "r3"], ["y"])],
+        [_const("idx", I64([2, -1], [0, 0])), _const("gidx", np.array(RNG.integers(-4, 4, (2, 4, 3)), np.int64)),
+         _const("reps", I64(1, 1, 2)), _const("ax2", np.int64(2)), _const("k1", np.int64(1)), _const("ax12", I64(1, 2))],
+        [2, 4, 4], "y", 18),
+    "depth-to-space-and-back": (
+        [N("DepthToSpace", ["x"], ["d"], blocksize=2, mode="DCR"), N("SpaceToDepth", ["d"], ["s"], blocksize=2),
+         N("DepthToSpace", ["s"], ["c"], blocksize=2, mode="CRD"), N("SpaceToDepth", ["c"], ["y"], blocksize=2)],
+        [], [1, 8, 2, 3]),
+    "pad-reflect-edge-and-axes": (
+        [N("Pad", ["x", "p1"], ["a"], mode="reflect"), N("Pad", ["a", "p2"], ["b"], mode="edge"),
+         N("Pad", ["b", "p3", "v", "axes"], ["y"])],
+        [_const("p1", I64(0, 0, 2, 0, 0, 1)), _const("p2", I64(0, 1, 1, 0, 2, 0)), _const("p3", I64(1, 2)),
+         _const("v", np.float32(0.5)), _const("axes", I64(-1))], [1, 3, 5], "y", 18),
+    "constants-in-every-form": (
+        [N("Constant", [], ["ci"], value_ints=[1, -1]), N("Constant", [], ["cf"], value_float=1.5),
+         N("Reshape", ["x", "ci"], ["r"]), N("Mul", ["r", "cf"], ["y"])], [], [2, 3, 2]),
+})
+
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_mapped_ops_agree_with_onnx_runtime(case):
@@ -88,16 +179,64 @@ def test_mapped_ops_agree_with_onnx_runtime(case):
 
 
 def test_every_mapped_op_is_exercised_here():
-    used = {n.op_type for nodes, *_ in CASES.values() for n in nodes}
+    used = {n.op_type for nodes, *_ in CASES.values() for n in nodes} | {"LSTM", "GRU", "Upsample"}  # tests below
     untested = set(OPS) - used - {"Relu", "Exp", "Neg", "Add", "Pow", "Identity", "Dropout"}  # covered by the models
     assert not untested, f"ops without a test case: {sorted(untested)}"
 
 
-def test_an_unmapped_or_custom_op_is_refused_before_tracing():
-    model = _model([helper.make_node("NonMaxSuppression", ["x", "x"], ["y"], name="nms")], [], [1, 4])
-    with pytest.raises(BadInput, match=r"op NonMaxSuppression \(node 'nms'\) is not supported"):
-        to_torch(model)
-    custom = _model([helper.make_node("Fancy", ["x"], ["y"], name="f", domain="com.example")], [], [1, 4])
-    custom.opset_import.append(helper.make_opsetid("com.example", 1))
-    with pytest.raises(BadInput, match=r"op com.example.Fancy \(node 'f'\) is a custom op"):
-        to_torch(custom)
+def _flat_concat(names):
+    """Nodes joining several outputs of any shape into one `y` (Flatten axis 0 -> [1, n], Concat)."""
+    nodes = [N("Flatten", [n], [f"{n}_flat"], axis=0) for n in names]
+    return nodes + [N("Concat", [f"{n}_flat" for n in names], ["y"], axis=1)]
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_lstm_agrees_with_onnx_runtime(direction):
+    dirs, hidden, inp = (2 if direction == "bidirectional" else 1), 5, 3
+    nodes = [N("LSTM", ["x", "w", "r", "b", "", "h0", "c0"], ["Y", "Yh", "Yc"], hidden_size=hidden,
+               direction=direction)] + _flat_concat(["Y", "Yh", "Yc"])
+    inits = [_const("w", W(dirs, 4 * hidden, inp)), _const("r", W(dirs, 4 * hidden, hidden)),
+             _const("b", W(dirs, 8 * hidden)), _const("h0", W(dirs, 2, hidden)), _const("c0", W(dirs, 2, hidden))]
+    _agree(_model(nodes, inits, [4, 2, inp]), [4, 2, inp])
+
+
+@pytest.mark.parametrize("linear_before_reset", [0, 1])
+def test_gru_agrees_with_onnx_runtime(linear_before_reset):
+    hidden, inp = 4, 3
+    nodes = [N("GRU", ["x", "w", "r", "b"], ["Y", "Yh"], hidden_size=hidden, direction="reverse",
+               linear_before_reset=linear_before_reset)] + _flat_concat(["Y", "Yh"])
+    inits = [_const("w", W(1, 3 * hidden, inp)), _const("r", W(1, 3 * hidden, hidden)), _const("b", W(1, 6 * hidden))]
+    _agree(_model(nodes, inits, [5, 1, inp]), [5, 1, inp])
+
+
+def test_deprecated_upsample_agrees_with_onnx_runtime():
+    model = _model([N("Upsample", ["x", "sc"], ["y"], mode="nearest")],
+                   [_const("sc", np.array([1, 1, 2, 3], np.float32))], [1, 2, 3, 3], "y", 9)
+    _agree(model, [1, 2, 3, 3])
+
+
+def test_shape_computations_are_folded_out_of_the_traced_graph():
+    nodes, inits, shape, *rest = CASES["shape-chain-is-folded"]
+    module = to_torch(_model(nodes, inits, shape, "y", 13))
+    assert [n[0] for n in module.nodes] == ["Reshape", "Div"]   # Shape, Gather, Unsqueeze, Concat, Size, Cast folded
+
+
+def test_every_unsupported_op_is_listed_once_with_counts_before_anything_runs():
+    nodes = [N("TopK", ["x", "k"], ["v1", "i1"], name="topk_a"), N("TopK", ["v1", "k"], ["v2", "i2"], name="topk_b"),
+             N("NonMaxSuppression", ["v2", "v2"], ["n"], name="nms"), N("Relu", ["v2"], ["r"]),
+             N("Fancy", ["r"], ["y"], name="f", domain="com.example")]
+    model = _model(nodes, [_const("k", I64(2))], [1, 4])
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(BadInput) as e:
+        to_torch(model, "m.onnx")
+    assert str(e.value).startswith("m.onnx: 4 ONNX ops have no LiteRT mapping: NonMaxSuppression x1, TopK x2, "
+                                   "com.example.Fancy x1 (first nodes: 'nms', 'topk_a', 'f')")
+    assert "\n" not in str(e.value)
+
+
+def test_an_unsupported_attribute_names_the_node_and_op():
+    model = _model([N("Resize", ["x", "", "sc"], ["y"], name="up", mode="cubic",
+                      coordinate_transformation_mode="tf_crop_and_resize")],
+                   [_const("sc", np.array([1, 1, 2, 2], np.float32))], [1, 1, 2, 2])
+    with pytest.raises(BadInput, match=r"^m.onnx: node 'up' \(Resize\): Resize mode=cubic coordinate_transformation_"):
+        to_torch(model, "m.onnx")

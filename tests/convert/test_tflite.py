@@ -120,24 +120,29 @@ def test_pytorch_module_input_converts_for_the_pi(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     m = r.json()
     assert m["source"]["format"] == "pytorch-module" and m["inputs"][0]["shape"] == [1, 16, 16, 3]
+    assert m["compression"]["converter"] == "pytorch -> litert-torch"   # no ONNX on the way
     assert m["parity"]["passed"] and m["parity"]["max_abs_error"] < 1e-4
 
 
 def _unsupported_op_model(path):
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="act"),
-             helper.make_node("Einsum", ["r", "r"], ["y"], name="pairwise", equation="ij,ij->ij")]
+    k = numpy_helper.from_array(np.array([2], np.int64), "k")
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="best"),
+             helper.make_node("TopK", ["v", "k"], ["v2", "i2"], name="best_again"),
+             helper.make_node("Relu", ["v2"], ["r"], name="act"),
+             helper.make_node("Hardmax", ["r"], ["y"], name="pick")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [k])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
-def test_an_op_the_converter_cannot_handle_names_op_and_node(cli, tmp_path):
-    r = cli("package", _unsupported_op_model(tmp_path / "e.onnx"), "--profile", "raspberry-pi-5",
-            "-o", tmp_path / "e.edgepkg")
+def test_ops_the_converter_cannot_handle_are_listed_in_one_line_with_counts(cli, tmp_path):
+    model = _unsupported_op_model(tmp_path / "e.onnx")
+    r = cli("package", model, "--profile", "raspberry-pi-5", "-o", tmp_path / "e.edgepkg")
     assert r.exit_code == 2
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("edgeopt: error: op Einsum (node 'pairwise') is not supported by the ONNX -> LiteRT")
+    assert last.startswith(f"edgeopt: error: {model}: 3 ONNX ops have no LiteRT mapping: Hardmax x1, TopK x2 "
+                           "(first nodes: 'pick', 'best')")
     assert not (tmp_path / "e.edgepkg").exists()
 
 
