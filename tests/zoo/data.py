@@ -1,5 +1,6 @@
 """The zoo's files: ONNX exports (both torch exporters users bring) and seeded calibration/eval
-`.npz` data in edgeopt's layout (arrays [N * batch, ...] per input; no labels: with random weights
+`.npz` data in edgeopt's layout (arrays [N * batch, ...] per input, a state input stacked [N, *shape];
+no labels: with random weights
 the float argmax says nothing about accuracy).
 """
 from __future__ import annotations
@@ -19,7 +20,12 @@ SAMPLE_RATE = 16000
 def _one(rng, spec, count):
     if spec.kind == "sample_rate":
         return np.full(count, SAMPLE_RATE, np.int64) if count else np.array(SAMPLE_RATE, np.int64)
-    shape = (count * spec.shape[0], *spec.shape[1:]) if count else spec.shape
+    if not count:
+        shape = spec.shape
+    elif spec.kind == "state":  # its first axis is not a batch: whole inputs stacked, (N, *shape)
+        shape = (count, *spec.shape)
+    else:
+        shape = (count * spec.shape[0], *spec.shape[1:])
     scale = 0.1 if spec.kind in ("audio", "state") else 1.0
     return (rng.standard_normal(shape) * scale).astype(spec.dtype)
 
