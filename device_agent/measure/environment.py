@@ -5,10 +5,10 @@ low, a board already busy), so the result records it. Every path goes through th
 root (`SensorConfig.path`), like thermal.py, so recorded trees are read by the same code as a
 board. What the device does not expose is absent with the reason, never guessed.
 """
-import glob
 import os
 
-from ..power.base import SensorError, optional_text, read_number, read_text
+from ..power.base import SensorError, optional_text, read_text
+from .thermal import policies, policy_mhz
 
 # cpufreq file -> key in the result (kHz files become MHz)
 FREQ_FILES = (("scaling_cur_freq", "cur_mhz"), ("scaling_min_freq", "min_mhz"), ("scaling_max_freq", "max_mhz"),
@@ -18,7 +18,7 @@ FREQ_FILES = (("scaling_cur_freq", "cur_mhz"), ("scaling_min_freq", "min_mhz"), 
 def cpufreq(config):
     """{policy: {"governor", "cpus", "cur_mhz", "min_mhz", "max_mhz", "hw_min_mhz", "hw_max_mhz"}}, what is readable."""
     out = {}
-    for policy in sorted(glob.glob(config.path("sys", "devices", "system", "cpu", "cpufreq", "policy*"))):
+    for policy in policies(config):
         entry = {}
         governor = optional_text(os.path.join(policy, "scaling_governor"))
         if governor:
@@ -26,11 +26,7 @@ def cpufreq(config):
         cpus = optional_text(os.path.join(policy, "related_cpus")) or optional_text(os.path.join(policy, "affected_cpus"))
         if cpus:
             entry["cpus"] = cpus
-        for name, key in FREQ_FILES:
-            try:
-                entry[key] = read_number(os.path.join(policy, name)) / 1e3
-            except SensorError:
-                continue
+        entry.update(policy_mhz(policy, FREQ_FILES))
         out[os.path.basename(policy)] = entry
     return out
 

@@ -35,31 +35,34 @@ def zones(config):
     return out
 
 
-def _policies(config):
+def policies(config):
+    """The cpufreq policy directories under the sysfs root."""
     return sorted(glob.glob(config.path("sys", "devices", "system", "cpu", "cpufreq", "policy*")))
 
 
 def cpufreq_now(config):
     """{policy: MHz} of scaling_cur_freq: what the sampler reads during the loop."""
     out = {}
-    for p in _policies(config):
+    for p in policies(config):
         out[os.path.basename(p)] = read_number(os.path.join(p, "scaling_cur_freq")) / 1e3
     return out
 
 
+def policy_mhz(policy, files):
+    """{key: MHz} of the (cpufreq file, key) pairs readable in one policy directory (the files hold kHz)."""
+    entry = {}
+    for name, key in files:
+        try:
+            entry[key] = read_number(os.path.join(policy, name)) / 1e3
+        except SensorError:
+            continue
+    return entry
+
+
 def cpufreq_limits(config):
     """{policy: {"cur_mhz", "max_mhz" (policy cap), "hw_max_mhz"}} with what is readable."""
-    out = {}
-    for p in _policies(config):
-        entry = {}
-        for key, name in (("cur_mhz", "scaling_cur_freq"), ("max_mhz", "scaling_max_freq"),
-                          ("hw_max_mhz", "cpuinfo_max_freq")):
-            try:
-                entry[key] = read_number(os.path.join(p, name)) / 1e3
-            except SensorError:
-                continue
-        out[os.path.basename(p)] = entry
-    return out
+    files = (("scaling_cur_freq", "cur_mhz"), ("scaling_max_freq", "max_mhz"), ("cpuinfo_max_freq", "hw_max_mhz"))
+    return {os.path.basename(p): policy_mhz(p, files) for p in policies(config)}
 
 
 def cooling_devices(config):
@@ -113,7 +116,7 @@ def snapshot(config):
 
 def cpufreq_source(config):
     """The sampler source that reads CPU frequencies during the loop, or None without cpufreq."""
-    if not _policies(config):
+    if not policies(config):
         return None
     return ("cpufreq", lambda: cpufreq_now(config), CPUFREQ_PERIOD_S)
 
