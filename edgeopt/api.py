@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+import tarfile
 import tempfile
 
 import numpy as np
+
+from device_agent import BundleError
+from device_agent import bundle as agent_bundle
+from device_agent import manifest as agent_manifest
 
 from . import __version__, bundle as bundles, results
 from .budgets import check_result, validate_budgets
@@ -41,11 +46,12 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
             progress=SILENT, preset: str | None = None, subset_size: int | None = None,
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
-            sign_key=None, simplify: bool = True) -> dict:
+            sign_key=None, simplify: bool = True, force: bool = False) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
     simplify=False skips graph simplification (edgeopt/simplify.py) of an ONNX or PyTorch source.
+    force=True overwrites an existing output that is a bundle for another profile, or not a bundle at all.
 
     preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
     have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
@@ -57,6 +63,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     name = name or _default_name(model, precision, quantize)
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
+    if not force:
+        _check_overwrite(output, prof.name)
     _check_format(model, backend)
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
@@ -71,6 +79,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
                                                      calibration, evaluation, work, allow_mismatch)
         manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
+        manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy)
         files = [(conversion.model_path, f"model/{conversion.model_path.name}", "model")]
         files += [(p, f"model/{p.name}", "model") for p in conversion.extra_artifacts]
         if eval_file:
@@ -81,6 +90,57 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
     return manifest
+
+
+def _check_overwrite(output: pathlib.Path, profile: str) -> None:
+    """Refuse to replace a bundle made for another profile, or a file that is not a bundle (--force does).
+    Rebuilding a bundle of the same profile is allowed."""
+    if not output.exists():
+        return
+    existing = _existing_profile(output)
+    if existing is None:
+        raise BadInput(f"{output}: exists and is not a readable edgeopt bundle; refusing to overwrite it "
+                       f"(pass --force to replace it, or -o another file)")
+    if existing != profile:
+        raise BadInput(f"{output}: exists and is a bundle for profile {existing!r}, not {profile!r}; "
+                       f"refusing to overwrite it (pass --force to replace it, or -o another file)")
+
+
+def _existing_profile(path: pathlib.Path):
+    """The profile name in an existing bundle's manifest (its first member, as bundle.manifest_sha256 reads
+    it), or None when the file is not a readable bundle. Only the manifest is read, not the model."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            first = tar.next()
+            if first is None or agent_manifest.safe_path(first.name) != agent_manifest.MANIFEST or not first.isfile():
+                return None
+            manifest = agent_manifest.parse(tar.extractfile(first).read(agent_bundle.MAX_MANIFEST_BYTES + 1))
+    except (tarfile.TarError, OSError, BundleError):
+        return None
+    name = (manifest.get("profile") or {}).get("name")
+    return name if isinstance(name, str) else None
+
+
+# The budgets a bundle's eval data must serve; power_w and energy_mj depend on the device, not the bundle.
+EVAL_BUDGETS = ("accuracy_drop", "min_top1")
+
+
+def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy) -> list:
+    """A `warning:` note for each accuracy budget `edgeopt check` cannot measure on this bundle. The agent
+    measures top-1 (and the drop from the source's top-1 recorded here) only from labelled eval data whose
+    model gives one row per sample: exactly when the host recorded the source's accuracy."""
+    keys = [k for k in EVAL_BUDGETS if k in budgets]
+    if not keys or source_accuracy:
+        return []
+    if evaluation is None:
+        why, fix = "the bundle carries no eval data", "package with --eval-data FILE.npz holding labels"
+    elif LABELS not in evaluation:
+        why, fix = "the eval data has no labels", f"add a {LABELS!r} array to the --eval-data file"
+    else:
+        why, fix = "the model's first output is not one row per sample", "no eval data can measure top-1 here"
+    shown = ", ".join(f"{k}={budgets[k]:g}" for k in keys)
+    return [f"warning: budget {shown} cannot be measured from this bundle ({why}): `edgeopt check` will "
+            f"report it NOT MEASURED and fail; {fix}"]
 
 
 def _check_format(model: str, backend) -> None:

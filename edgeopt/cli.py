@@ -242,6 +242,8 @@ def profiles_show(out, name):
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budget recorded in the bundle.")
 @click.option("--name", help="Bundle name [default: model stem + precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
+@click.option("--force", is_flag=True,
+              help="Overwrite the output even if it is a bundle for another profile, or not a bundle.")
 @click.option("--preset", type=click.Choice(["performance", "mixed"]),
               help="NNCF INT8 preset (openvino) [default: the profile's int8_scheme].")
 @click.option("--subset-size", type=click.IntRange(min=1),
@@ -261,7 +263,8 @@ def profiles_show(out, name):
               help="Keep the ONNX graph as exported: no constant folding or Conv+BatchNorm fusion before conversion.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
-            allow_mismatch, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key, no_simplify):
+            allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
+            no_simplify):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -274,7 +277,7 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
                            _budgets(budgets), allow_mismatch, name, progress=out.progress(), preset=preset,
                            subset_size=subset_size, max_accuracy_drop=max_accuracy_drop,
                            performance_hint=performance_hint, int8_io=int8_io, sign_key=sign_key,
-                           simplify=not no_simplify)
+                           simplify=not no_simplify, force=force)
     out.emit(manifest, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
 
 

@@ -121,3 +121,83 @@ def test_package_api_records_budgets_and_tools(tmp_path):
     m = api.package(str(MODEL), output=tmp_path / "b.edgepkg", budgets={"latency_p90_ms": 3.0})
     assert m["budgets"]["latency_p90_ms"] == 3.0 and m["budgets"]["peak_rss_mb"] == 512.0
     assert {"onnx", "onnxruntime", "edgeopt"} <= set(m["tools"])
+
+
+def test_overwriting_a_bundle_of_another_profile_needs_force(cli, tmp_path):
+    out = tmp_path / "b.edgepkg"
+    assert cli("package", MODEL, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    r = cli("package", MODEL, "--profile", "intel-cpu", "-o", out)
+    assert r.exit_code == 2 and out.read_bytes() == before
+    assert r.stderr.count("\n") == 1
+    assert f"{out}: exists and is a bundle for profile 'generic', not 'intel-cpu'" in r.stderr and "--force" in r.stderr
+    r = cli("package", MODEL, "--profile", "intel-cpu", "-o", out, "--force", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert bundle_manifest(out)["profile"]["name"] == "intel-cpu"
+
+
+def test_rebuilding_a_bundle_of_the_same_profile_is_allowed(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no -o: the default name, the case that used to be overwritten silently
+    r = cli("package", MODEL, "--json")
+    assert r.exit_code == 0, r.stderr
+    path = tmp_path / r.json()["path"]
+    first = bundle_manifest(path)["created"]
+    r = cli("package", MODEL, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert bundle_manifest(path)["created"] != first
+    r = cli("package", MODEL, "--profile", "intel-cpu")
+    assert r.exit_code == 2 and "bundle for profile 'generic', not 'intel-cpu'" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a tar", b""])
+def test_overwriting_a_file_that_is_not_a_bundle_needs_force(cli, tmp_path, content):
+    out = tmp_path / "x.edgepkg"
+    out.write_bytes(content)
+    r = cli("package", MODEL, "-o", out)
+    assert r.exit_code == 2 and out.read_bytes() == content
+    assert f"{out}: exists and is not a readable edgeopt bundle" in r.stderr and "--force" in r.stderr
+    assert cli("package", MODEL, "-o", out, "--force").exit_code == 0
+    assert bundle_manifest(out)["profile"]["name"] == "generic"
+
+
+def test_a_corrupt_manifest_counts_as_not_a_bundle(cli, tmp_path, bundles):
+    out = tmp_path / "c.edgepkg"
+    data = bytearray(bundles["fp32"].read_bytes())
+    at = data.index(b'"generic"')
+    data[at:at + 9] = b'"GENERIC"'  # same length: the tar stays readable, the manifest's digest does not match
+    out.write_bytes(bytes(data))
+    r = cli("package", MODEL, "-o", out)
+    assert r.exit_code == 2 and "is not a readable edgeopt bundle" in r.stderr
+
+
+def test_a_budget_the_bundle_cannot_measure_is_warned_about(cli, tmp_path):
+    r = cli("package", MODEL, "-o", tmp_path / "n.edgepkg", "--budget", "min_top1=0.9", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()  # the warning lives in the document; stdout is nothing but JSON
+    warnings = [n for n in doc["notes"] if n.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "accuracy_drop=0.01, min_top1=0.9 cannot be measured" in warnings[0]
+    assert "no eval data" in warnings[0] and "--eval-data" in warnings[0]
+    assert bundle_manifest(tmp_path / "n.edgepkg")["notes"] == doc["notes"]
+    r = cli("package", MODEL, "-o", tmp_path / "t.edgepkg")
+    assert r.exit_code == 0
+    assert "warning budget accuracy_drop=0.01 cannot be measured" in " ".join(r.stdout.split())
+
+
+def test_no_warning_with_labelled_eval_data(cli, tmp_path):
+    r = cli("package", MODEL, "--eval-data", EVAL, "-o", tmp_path / "e.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert not [n for n in r.json()["notes"] if n.startswith("warning")]
+    r = cli("package", MODEL, "--eval-data", EVAL, "-o", tmp_path / "e.edgepkg")
+    assert r.exit_code == 0 and "cannot be measured" not in " ".join(r.stdout.split())
+
+
+def test_eval_data_without_labels_is_warned_about(tmp_path):
+    data = dict(np.load(EVAL))
+    del data["labels"]
+    unlabelled = tmp_path / "u.npz"
+    np.savez(unlabelled, **data)
+    m = api.package(str(MODEL), output=tmp_path / "u.edgepkg", eval_data=unlabelled)
+    assert [n for n in m["notes"] if n.startswith("warning:")] == [
+        "warning: budget accuracy_drop=0.01 cannot be measured from this bundle (the eval data has no labels): "
+        "`edgeopt check` will report it NOT MEASURED and fail; add a 'labels' array to the --eval-data file"]

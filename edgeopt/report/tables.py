@@ -72,12 +72,15 @@ def package_rows(m: dict):
 
 
 def package_warnings(m: dict) -> list:
-    """A quantized bundle that ran no faster than its float twin on this host is worth a loud line."""
+    """Loud lines: a quantized bundle that ran no faster than its float twin on this host, and every
+    `warning:` note (e.g. a budget the bundle cannot measure)."""
+    lines = [f"[yellow]warning[/] {escape(n.removeprefix('warning:').strip())}"
+             for n in m.get("notes", []) if n.startswith("warning:")]
     hint = m["compression"].get("host_hint") or {}
     if hint.get("ratio", 0) >= 1.0:
-        return [f"[yellow]warning[/] INT8 was not faster than FP32 on this host ({hint['ratio']:.2f}x the FP32 "
-                f"latency): measure both on the device (edgeopt bench) before shipping the INT8 bundle"]
-    return []
+        lines.insert(0, f"[yellow]warning[/] INT8 was not faster than FP32 on this host ({hint['ratio']:.2f}x the "
+                        f"FP32 latency): measure both on the device (edgeopt bench) before shipping the INT8 bundle")
+    return lines
 
 
 def _model_bytes(m: dict) -> int:
