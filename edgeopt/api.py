@@ -9,7 +9,6 @@ import tempfile
 import numpy as np
 
 from device_agent import BundleError
-from device_agent import bundle as agent_bundle
 from device_agent import manifest as agent_manifest
 
 from . import __version__, bundle as bundles, results
@@ -107,14 +106,10 @@ def _check_overwrite(output: pathlib.Path, profile: str) -> None:
 
 
 def _existing_profile(path: pathlib.Path):
-    """The profile name in an existing bundle's manifest (its first member, as bundle.manifest_sha256 reads
-    it), or None when the file is not a readable bundle. Only the manifest is read, not the model."""
+    """The profile name in an existing bundle's manifest, or None when the file is not a readable bundle.
+    Only the manifest (the first member) is read, not the model."""
     try:
-        with tarfile.open(path, "r:") as tar:
-            first = tar.next()
-            if first is None or agent_manifest.safe_path(first.name) != agent_manifest.MANIFEST or not first.isfile():
-                return None
-            manifest = agent_manifest.parse(tar.extractfile(first).read(agent_bundle.MAX_MANIFEST_BYTES + 1))
+        manifest = agent_manifest.parse(bundles.manifest_bytes(path))
     except (tarfile.TarError, OSError, BundleError):
         return None
     name = (manifest.get("profile") or {}).get("name")

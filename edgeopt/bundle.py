@@ -101,14 +101,20 @@ def read_manifest(bundle_path) -> dict:
         return manifest
 
 
+def manifest_bytes(bundle_path) -> bytes:
+    """The manifest.json bytes of a bundle (its first member), read without unpacking anything else.
+    Raises BundleError (not a plain tar, another first member), tarfile.TarError or OSError."""
+    with tarfile.open(bundle_path, "r:") as tar:
+        first = tar.next()
+        if first is None or agent_manifest.safe_path(first.name) != agent_manifest.MANIFEST or not first.isfile():
+            raise BundleError(f"the first member must be the file {agent_manifest.MANIFEST}")
+        return tar.extractfile(first).read(agent_bundle.MAX_MANIFEST_BYTES + 1)
+
+
 def manifest_sha256(bundle_path) -> str:
     """sha256 of the manifest.json bytes in the bundle as it is about to be shipped (its first member):
     the agent refuses the bundle if what arrives differs."""
     try:
-        with tarfile.open(bundle_path, "r:") as tar:
-            first = tar.next()
-            if first is None or agent_manifest.safe_path(first.name) != agent_manifest.MANIFEST or not first.isfile():
-                raise BadInput(f"bundle {bundle_path}: the first member must be the file {agent_manifest.MANIFEST}")
-            return hashlib.sha256(tar.extractfile(first).read(agent_bundle.MAX_MANIFEST_BYTES + 1)).hexdigest()
+        return hashlib.sha256(manifest_bytes(bundle_path)).hexdigest()
     except (tarfile.TarError, OSError, BundleError) as e:
         raise BadInput(f"bundle {bundle_path} cannot be read: {e}") from None
