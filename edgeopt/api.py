@@ -16,6 +16,7 @@ from .budgets import check_result, validate_budgets
 from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
+from .doctor import same_arch
 from .errors import BadInput, DeviceFailure, ParityMismatch
 from .models import detect_format, inspect_model, load_model
 from .parity import compare as parity_compare, describe_failure
@@ -242,15 +243,62 @@ def _inventory(inventory):
     return load(inventory)
 
 
+def _bundle_profile(manifest: dict):
+    """The profile a bundle was packaged for, or None where this host does not know it (a custom .toml)."""
+    try:
+        return load_profile(manifest["profile"]["name"])
+    except BadInput:
+        return None
+
+
+def profile_mismatch(manifest: dict, spec) -> tuple:
+    """(refused, text) for measuring this bundle on a device whose inventory entry names a profile.
+
+    A bundle is refused where both profiles target particular hardware (arch not `any`) and their backends
+    differ: a Raspberry Pi (tflite) bundle on an intel-cpu (openvino) box measures nothing anyone will ship.
+    A same-backend pair (raspberry-pi-4 vs -5) or a portable `generic` bundle is only a warning."""
+    if not spec.profile or spec.profile == manifest["profile"]["name"]:
+        return False, None
+    try:
+        device_profile = load_profile(spec.profile)
+    except BadInput as e:
+        raise BadInput(f"device {spec.name}: inventory field `profile`: {e}") from None
+    ours, theirs = manifest["profile"], device_profile
+    mine = _bundle_profile(manifest)
+    text = (f"bundle {manifest['name']} was packaged for profile {ours['name']} ({ours['backend']}), device "
+            f"{spec.name} is {theirs.name} ({theirs.backend}) in the inventory")
+    portable = "any" in ((mine.device.arch if mine else ""), theirs.device.arch)
+    return ours["backend"] != theirs.backend and not portable, text
+
+
+def _warn_mismatch(doc: dict, manifest: dict, mismatch):
+    """Add the profile and arch mismatch warnings to a measured result (the tables show them)."""
+    found = [w for w in (mismatch and f"profile mismatch: {mismatch}", _arch_warning(manifest, doc)) if w]
+    if found and doc.get("status") == "ok":
+        doc["warnings"] = list(doc.get("warnings") or []) + found
+
+
+def _arch_warning(manifest: dict, doc: dict):
+    """Known only after the agent probed the device: the bundle's profile arch vs the device's machine."""
+    mine, arch = _bundle_profile(manifest), (doc.get("device") or {}).get("arch")
+    wanted = mine.device.arch if mine else "any"
+    if wanted == "any" or not arch or same_arch(wanted, arch):
+        return None
+    return (f"profile mismatch: bundle packaged for {mine.name} ({wanted}), measured on a {arch} device; "
+            f"the figures are not those of {mine.name} hardware")
+
+
 def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
           loop: dict | None = None, timeout: float = 900.0, progress=SILENT, inventory=None,
           ssh_options=None, store_url: str | None = None, sensing: dict | None = None,
-          allowed_signers: str | None = None) -> dict:
+          allowed_signers: str | None = None, allow_profile_mismatch: bool = False) -> dict:
     """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
     allowed_signers: the device-side OpenSSH allowed-signers file; the agent then runs signed bundles only.
 
     `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
-    idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides."""
+    idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides.
+    A bundle for another backend than the device's inventory profile is refused (see profile_mismatch)
+    unless allow_profile_mismatch; a milder mismatch, or an arch one, is a warning in the result."""
     from .fleet import failed_document
     from .store import Store, default_url
     from .transport import for_spec, resolve_device
@@ -259,6 +307,9 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
     with Store(store_url or default_url(results_dir)) as store:  # and an unusable store, before measuring
         spec = resolve_device(device, _inventory(inventory))
+        refused, mismatch = profile_mismatch(manifest, spec)
+        if refused and not allow_profile_mismatch:
+            raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
         transport = for_spec(spec, ssh_options)
         progress.status(f"measuring {bundle.name} on {device}")
         try:
@@ -269,6 +320,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
             transport.close()
         # A bundle the agent refused has no identity of its own in the document: the host's is the one shipped.
         doc.setdefault("bundle", {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]})
+        _warn_mismatch(doc, manifest, mismatch)
         doc["_path"] = str(results.save(doc, results_dir))
         store.add(doc)
     if code != 0 or doc.get("status") != "ok":
@@ -282,8 +334,11 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
 def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",
                 threads: int | None = None, loop: dict | None = None, timeout: float = 900.0, resume: bool = False,
                 ssh_options=None, store_url: str | None = None, budgets: dict | None = None, progress=SILENT,
-                sensing: dict | None = None, allowed_signers: str | None = None) -> dict:
-    """Benchmark on every device of an inventory group; see edgeopt.fleet.bench. Adds a budget check."""
+                sensing: dict | None = None, allowed_signers: str | None = None,
+                allow_profile_mismatch: bool = False) -> dict:
+    """Benchmark on every device of an inventory group; see edgeopt.fleet.bench. Adds a budget check.
+    A device whose inventory profile the bundle does not fit (profile_mismatch) is a failed device with that
+    reason, never reached; the others are measured."""
     from . import fleet
     from .store import Store, default_url
     from .transport import for_spec
@@ -293,7 +348,23 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     if not devices:
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
     Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
-    outcome = fleet.bench(bundle, devices, lambda spec: for_spec(spec, ssh_options), results_dir,
+    manifest = bundles.read_manifest(bundle)
+
+    def transport_for(spec):
+        refused, mismatch = profile_mismatch(manifest, spec)
+        if refused and not allow_profile_mismatch:
+            raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
+        transport = for_spec(spec, ssh_options)
+        measure = transport.bench
+
+        def bench_and_warn(*args):  # the result is saved by the fleet run: warn before it is
+            doc, code = measure(*args)
+            _warn_mismatch(doc, manifest, mismatch)
+            return doc, code
+        transport.bench = bench_and_warn
+        return transport
+
+    outcome = fleet.bench(bundle, devices, transport_for, results_dir,
                           store_url or default_url(results_dir), parallel,
                           _agent_args(threads, loop, sensing, allowed_signers), timeout,
                           resume, progress)

@@ -47,19 +47,48 @@ class Output:
             self._progress.close()
             self._progress = None
 
-    def emit(self, doc, *renderables):
+    def emit(self, doc, *renderables, data: bool = False):
+        """data: the verb is read-only and its table IS the answer (inspect, profiles, device list, history, compare);
+        --quiet then still prints it, as plain tab-separated lines without title, borders or colour. Verbs
+        whose answer is the exit code (bench, check, package...) print nothing under --quiet."""
         self.close()  # a live progress view ends before the results are printed
         if self.as_json:
             click.echo(json.dumps(doc, indent=1, default=str))
         elif not self.quiet:
             for r in renderables:
                 self.out.print(r)
+        elif data and renderables:
+            for line in plain_lines(renderables[0]):
+                click.echo(line)
+
+
+def plain_lines(renderable) -> list:
+    """A rich Table as tab-separated lines (header first where it shows one); anything else as its text."""
+    from rich.errors import MarkupError
+    from rich.table import Table
+    from rich.text import Text
+
+    def text(cell):
+        if isinstance(cell, Text):
+            return cell.plain
+        try:
+            return Text.from_markup(str(cell)).plain
+        except MarkupError:  # not markup after all: print it as it is
+            return str(cell)
+    if not isinstance(renderable, Table):
+        return [text(renderable)]
+    columns = [[text(c) for c in col.cells] for col in renderable.columns]
+    rows = [list(row) for row in zip(*columns)]
+    if renderable.show_header:
+        rows.insert(0, [text(col.header) for col in renderable.columns])
+    return ["\t".join(cell.replace("\n", " ").replace("\t", " ") for cell in row) for row in rows]
 
 
 def common(fn):
     """--json, --quiet, --debug on every verb, and the one place errors become exit codes."""
     @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout, nothing else.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress and no tables; errors and exit code only.")
+    @click.option("--quiet", "-q", is_flag=True,
+                  help="No progress or decoration: read-only verbs print plain tab-separated lines, the others only errors and the exit code.")
     @click.option("--debug", is_flag=True, help="Show tracebacks and runtime messages.")
     @functools.wraps(fn)
     def wrapper(as_json, quiet, debug, **kwargs):
@@ -196,7 +225,7 @@ def inspect(out, model, input_shapes):
     from . import api
     from .report.tables import inspect_rows, key_values
     info = api.inspect(model, _shapes(input_shapes))
-    out.emit(info, key_values(f"Model {model}", inspect_rows(info)))
+    out.emit(info, key_values(f"Model {model}", inspect_rows(info)), data=True)
 
 
 @main.group()
@@ -211,7 +240,7 @@ def profiles_list(out):
     from . import api
     from .report.tables import profiles_table
     items = api.profiles()
-    out.emit(items, profiles_table(items))
+    out.emit(items, profiles_table(items), data=True)
 
 
 @profiles.command("show")
@@ -224,7 +253,7 @@ def profiles_show(out, name):
     p = api.profile(name)
     rows = [(k, v) for k, v in p.items() if not isinstance(v, dict)]
     rows += [(f"{section}.{k}", v) for section in ("device", "runtime", "budgets", "parity") for k, v in p[section].items()]
-    out.emit(p, key_values(f"Profile {name}", rows))
+    out.emit(p, key_values(f"Profile {name}", rows), data=True)
 
 
 @main.command()
@@ -285,17 +314,20 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
 @click.argument("bundle", type=click.Path())
 @click.option("--device", "-d", default="local", show_default=True,
               help="`local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
+@click.option("--allow-profile-mismatch", is_flag=True,
+              help="Measure even where the inventory gives the device a profile of another backend.")
 @loop_options
 @sensing_options
 @ssh_options
 @common
-def bench(out, bundle, device, results_dir, threads, timeout, inventory, ssh, store_url, allowed_signers, **loop):
+def bench(out, bundle, device, allow_profile_mismatch, results_dir, threads, timeout, inventory, ssh, store_url,
+          allowed_signers, **loop):
     """Measure BUNDLE on a device; saves the result JSON under --results-dir."""
     from . import api
     from .report.tables import bench_rows, key_values
     loop, sensing = _loop(loop)
     doc = api.bench(bundle, device, results_dir, threads, loop, timeout, out.progress(), inventory, ssh,
-                    store_url, sensing, allowed_signers)
+                    store_url, sensing, allowed_signers, allow_profile_mismatch)
     out.emit(doc, key_values("Benchmark", bench_rows(doc)))
 
 
@@ -311,12 +343,14 @@ def fleet():
               help="Devices measured at the same time.")
 @click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without a result.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets for the summary verdicts.")
+@click.option("--allow-profile-mismatch", is_flag=True,
+              help="Measure even where the inventory gives the device a profile of another backend.")
 @loop_options
 @sensing_options
 @ssh_options
 @common
-def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, threads, timeout, inventory, ssh,
-                store_url, allowed_signers, **loop):
+def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mismatch, results_dir, threads, timeout,
+                inventory, ssh, store_url, allowed_signers, **loop):
     """Measure BUNDLE on every device of an inventory group. Exit 3 if any device failed, 1 if any missed a budget."""
     from . import api
     from .report.tables import fleet_table, warning_lines
@@ -324,7 +358,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, results_dir, thre
         raise click.UsageError("fleet bench needs --inventory FILE")
     loop, sensing = _loop(loop)
     report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, loop, timeout, resume,
-                             ssh, store_url, _budgets(budgets), out.progress(), sensing, allowed_signers)
+                             ssh, store_url, _budgets(budgets), out.progress(), sensing, allowed_signers,
+                             allow_profile_mismatch)
     from rich.text import Text
     store_lines = [Text(f"not in the results store (the JSON file is kept): {e}", style="red")
                    for e in report["store_errors"]]
@@ -350,7 +385,7 @@ def device_list(out, group, inventory, ssh):
     if not inventory:
         raise click.UsageError("device list needs --inventory FILE")
     items = api.devices(inventory, group)
-    out.emit(items, devices_table(items))
+    out.emit(items, devices_table(items), data=True)
 
 
 @device.command("doctor")
@@ -389,7 +424,7 @@ def history(out, device, bundle, limit, results_dir, store_url):
     from . import api
     from .report.tables import history_table
     rows = api.history(results_dir, store_url, device, bundle, limit)
-    out.emit(rows, history_table(rows))
+    out.emit(rows, history_table(rows), data=True)
 
 
 def baseline_options(fn):
@@ -443,7 +478,7 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     from .report.tables import compare_table, regression_table, warning_lines
     report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)
     tables = [regression_table(report["regressions"])] if baseline else []
-    out.emit(report, compare_table(report["rows"]), *tables, *warning_lines(report["check"]))
+    out.emit(report, compare_table(report["rows"]), *tables, *warning_lines(report["check"]), data=True)
     return report["check"]["exit_code"]
 
 

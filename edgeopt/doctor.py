@@ -41,8 +41,25 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     checks.append(_check("agent", True, f"agent runs from {transport.workdir()}/store"))
     checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
+    checks += _arch_checks(facts.get("arch"), spec, profile)
     checks += _runtime_checks(facts.get("runtimes") or {}, py, profile)
     return checks
+
+
+def same_arch(a: str, b: str) -> bool:
+    # platform.machine() says arm64 on macOS and some BSDs, AMD64 on Windows
+    alias = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+    return alias.get(a.lower(), a.lower()) == alias.get(b.lower(), b.lower())
+
+
+def _arch_checks(arch, spec, profile) -> list:
+    """The inventory's profile for the device against the machine the agent found: an x86_64 host listed as
+    raspberry-pi-5 would pass every other check and measure the wrong hardware."""
+    if profile is None or profile.device.arch == "any":
+        return []
+    ok = bool(arch) and same_arch(profile.device.arch, arch)
+    return [_check("arch", ok, f"{arch or 'unknown'}; profile {profile.name} is {profile.device.arch}",
+                   "" if ok else f"fix the `profile` of {spec.name} in the inventory (or the `host` it points at)")]
 
 
 def _runtime_checks(runtimes: dict, py: str, profile) -> list:

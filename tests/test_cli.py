@@ -1,5 +1,6 @@
-"""The CLI as a user meets it: help on every verb, clean --json, silent --quiet, one-line errors."""
+"""The CLI as a user meets it: help on every verb, clean --json, --quiet (plain data or silence), one-line errors."""
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -51,9 +52,46 @@ def test_end_to_end_in_real_processes(cli_subprocess, tmp_path):
     assert r.exit_code == 1 and r.stdout == "" and r.stderr == ""
 
 
-def test_quiet_prints_nothing(cli, tmp_path):
+def test_quiet_prints_nothing_where_the_exit_code_is_the_answer(cli, tmp_path):
     r = cli("package", MODEL, "-o", tmp_path / "q.edgepkg", "--quiet")
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
+
+
+BOX = set("─│┌┐└┘┏┓┗┛━┃╇┡┩")
+
+
+def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result):
+    """--quiet drops progress, titles, borders and colour, never the answer of a read-only verb."""
+    r = cli("profiles", "list", "--quiet")
+    assert r.exit_code == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0].split("\t")[:2] == ["name", "backend"] and "Hardware profiles" not in r.stdout
+    assert ["raspberry-pi-5", "tflite"] == lines[[l.split("\t")[0] for l in lines].index("raspberry-pi-5")].split("\t")[:2]
+    assert not BOX & set(r.stdout) and "\x1b[" not in r.stdout
+    r = cli("profiles", "show", "intel-cpu", "-q")
+    assert r.exit_code == 0 and "backend\topenvino" in r.stdout.splitlines() and "device.arch\tx86_64" in r.stdout
+    r = cli("inspect", MODEL, "-q")
+    assert r.exit_code == 0 and "format\tonnx" in r.stdout.splitlines() and not BOX & set(r.stdout)
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("devices:\n  here: {connection: local, profile: intel-cpu}\n")
+    r = cli("device", "list", "-i", inventory, "-q")
+    assert r.exit_code == 0 and r.stdout.splitlines()[1].split("\t")[0] == "here" and "intel-cpu" in r.stdout
+    r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "-q")
+    header, *rows = r.stdout.splitlines()
+    assert r.exit_code == 0 and header.split("\t")[:3] == ["created", "bundle", "device"]
+    assert any(row.split("\t")[1:4] == [int8_result["bundle"]["name"], "local", "ok"] for row in rows)
+
+
+def test_plain_lines_keep_cells_on_one_line():
+    from rich.table import Table
+    from rich.text import Text
+    from edgeopt.cli import plain_lines
+    t = Table(title="x", show_header=False)
+    t.add_column("k")
+    t.add_column("v")
+    t.add_row("[bold]a[/bold]", Text("two\nlines [not markup]"))
+    t.add_row("b", "tab\there")
+    assert plain_lines(t) == ["a\ttwo lines [not markup]", "b\ttab here"]
 
 
 def test_progress_goes_to_stderr_not_stdout(cli, tmp_path):
