@@ -127,7 +127,7 @@ def _list(path, v, lo, hi):
 
 TOP_REQUIRED = ("schema", DIGEST_FIELD, "name", "profile", "runtime", "model", "files", "inputs", "outputs")
 TOP_OPTIONAL = ("created", "source", "compression", "simplification", "parity", "budgets", "notes", "tools",
-                "data")
+                "data", "recipe", "transforms")
 
 
 def validate_manifest(m):
@@ -314,9 +314,12 @@ def _check_quantization(where, q):
 def _check_optional(m, files):
     if "source" in m:
         _check_source(m["source"])
-    for key in ("compression", "simplification", "parity", "tools"):  # records for people: objects, not read here
+    for key in ("compression", "simplification", "parity", "tools", "recipe"):  # records for people, not read here
         if key in m:
             _object(key, m[key], (), free=True)
+    if "transforms" in m:  # the stages the model went through before conversion (a record, not read here)
+        if not isinstance(m["transforms"], list):
+            _fail("transforms", "must be a list", m["transforms"])
     if "budgets" in m:
         _object("budgets", m["budgets"], (), free=True)
         for key, value in m["budgets"].items():

@@ -290,24 +290,69 @@ def profiles_show(out, name):
               help="Sign the manifest with this SSH key (ssh-keygen -Y sign, namespace edgeopt-bundle).")
 @click.option("--no-simplify", is_flag=True,
               help="Keep the ONNX graph as exported: no constant folding or Conv+BatchNorm fusion before conversion.")
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False),
+              help="TOML recipe: [package] options and ordered [[transform]] steps (README: recipes); flags "
+                   "given here override its [package] values.")
+@click.option("--prune", metavar="channels=R|weights=R[,..]",
+              help="Structured channel pruning (channels=RATIO, Torch-Pruning; criterion=, scope=, protect=) or "
+                   "unstructured magnitude pruning (weights=RATIO). PyTorch sources.")
+@click.option("--low-rank", metavar="energy=F|rank=N",
+              help="Low-rank factorization of Linear and Conv layers by kept energy or fixed rank.")
+@click.option("--distill", is_flag=True,
+              help="Fine-tune the transformed model by knowledge distillation from the source (or --teacher); "
+                   "needs --train-data.")
+@click.option("--teacher", metavar="MODEL", help="Distillation's teacher when it is not the source model.")
+@click.option("--qat", is_flag=True, help="Quantization-aware training for INT8; needs --train-data.")
+@click.option("--train-data", type=click.Path(), help=".npz of training inputs (+ optional `labels`), as --calib.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
-            no_simplify):
+            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
     .xml (with its .bin beside it) for an openvino profile such as intel-cpu, or a .tflite
     (packaged as it is) for a tflite profile such as raspberry-pi-5.
     """
-    from . import api
-    from .report.tables import key_values, package_rows, package_warnings
-    manifest = api.package(model, profile, output, precision, quantize, calib, eval_data, _shapes(input_shapes),
-                           _budgets(budgets), allow_mismatch, name, progress=out.progress(), preset=preset,
-                           subset_size=subset_size, max_accuracy_drop=max_accuracy_drop,
-                           performance_hint=performance_hint, int8_io=int8_io, sign_key=sign_key,
-                           simplify=not no_simplify, force=force)
-    out.emit(manifest, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
+    from . import api, recipe
+    from .report.tables import key_values, package_rows, package_warnings, transform_table
+    options = dict(precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
+                   max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
+                   simplify=not no_simplify, seed=seed)
+    steps = recipe.from_flags(prune, low_rank, distill, qat, epochs)
+    if recipe_file:
+        options, steps = _with_recipe(recipe_file, options, steps)
+    manifest = api.package(model, profile, output, calib=calib, eval_data=eval_data,
+                           input_shapes=_shapes(input_shapes), budgets=_budgets(budgets),
+                           allow_mismatch=allow_mismatch, name=name, progress=out.progress(), sign_key=sign_key,
+                           force=force, steps=steps, train_data=train_data, teacher=teacher, **options)
+    tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
+    out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
+
+
+# package's options that a recipe's [package] table may set, by the click parameter that gives them.
+RECIPE_PARAMETERS = {"precision": "precision", "quantize": "quantize", "preset": "preset",
+                     "subset_size": "subset_size", "max_accuracy_drop": "max_accuracy_drop",
+                     "performance_hint": "performance_hint", "int8_io": "int8_io", "simplify": "no_simplify",
+                     "seed": "seed"}
+
+
+def _with_recipe(path, options: dict, steps: list) -> tuple:
+    """The recipe file's [package] values under the flags given on the command line; its transforms,
+    unless transform flags were given too (two orders would be ambiguous)."""
+    from . import recipe
+    from .errors import BadInput
+
+    recipe_options, recipe_steps = recipe.load(path)
+    if steps and recipe_steps:
+        raise BadInput(f"{path}: the recipe has [[transform]] steps; give transforms there or as flags, not both")
+    source = click.get_current_context().get_parameter_source
+    for key, value in recipe_options.items():
+        if source(RECIPE_PARAMETERS[key]) != click.core.ParameterSource.COMMANDLINE:
+            options[key] = value
+    return options, steps or recipe_steps
 
 
 @main.command()

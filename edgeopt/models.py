@@ -202,7 +202,6 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bo
     """Any supported model -> SourceModel with an ONNX file (or an IR) of static input shapes in `workdir`,
     simplified (edgeopt/simplify.py) unless `simplify` is False; with takes_torch, a PyTorch module or
     ExportedProgram stays a module (torch_export.load)."""
-    import onnx
 
     fmt = detect_format(reference)
     if takes_torch and fmt in ("pytorch-module", "exported-program"):
@@ -221,6 +220,15 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bo
         from . import torch_export
         src = torch_export.export(reference, fmt, shapes, workdir)
         sha = torch_export.reference_sha256(reference, fmt)
+    return onnx_source(src, reference, fmt, sha, shapes, workdir, simplify)
+
+
+def onnx_source(src: pathlib.Path, reference: str, fmt: str, sha: str, shapes: dict, workdir: pathlib.Path,
+                simplify: bool = True) -> SourceModel:
+    """An ONNX file (given, or exported from PyTorch) -> SourceModel with static input shapes, simplified
+    unless `simplify` is False."""
+    import onnx
+
     model = load_onnx(src)
     notes = fix_input_shapes(model, dict(shapes))
     fixed = workdir / "source.onnx"

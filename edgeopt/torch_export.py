@@ -78,15 +78,21 @@ def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> pat
         return _export_program(reference, out)
     module = _load_module(reference, fmt)
     name, shape = _single_shape(shapes, reference)
-    example = torch.randn(*shape)
+    return export_module(module, (torch.randn(*shape),), [name], out, reference)
+
+
+def export_module(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str) -> pathlib.Path:
+    """A module (the user's, or one the transform stage changed) -> ONNX at opset 17 with the given
+    input names; outputs named `output` or `output_0..`."""
+    torch = _require_torch()
     with torch.no_grad():
-        result = module(example)
+        result = module(*examples)
     n_out = len(result) if isinstance(result, (tuple, list)) else 1
     out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     with _quiet_exporter():  # also hides the TorchScript exporter's deprecation notice
         try:
-            torch.onnx.export(module, (example,), str(out), input_names=[name], output_names=out_names,
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(module, tuple(examples), str(out), input_names=list(input_names),
+                              output_names=out_names, opset_version=17, dynamo=False)
         except Exception as e:  # exporter errors are many types; report the first line
             raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
     return out

@@ -121,7 +121,7 @@ CASES = [
     (_manifest_last, "the first member must be the file manifest.json"),
     (_bad_manifest, "manifest.json is not valid JSON"),
     (_deep, "manifest.json is not valid JSON: nested too deeply"),
-    (_huge, "manifest.json is 1050"),
+    (_huge, "more than the 1048576 allowed"),
     (edit_manifest(_set(["schema"], "edgeopt.bundle/99")), 'schema is "edgeopt.bundle/99"'),
     (edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0), seal=False), "does not match its content_sha256"),
     (edit_manifest(_drop("content_sha256"), seal=False), "content_sha256 is missing"),

@@ -36,18 +36,27 @@ def ort_runner(model_path, threads=0):
 def host_hint(float_path, quantized_path, feed, threads=HINT_THREADS, seconds=HINT_SECONDS) -> dict:
     """Median latency of the float and the quantized model on this host, timed in alternation
     (so that a neighbour's load hits both alike), and their ratio (< 1: INT8 is faster)."""
+    (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, threads, seconds)
+    return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),
+            "threads": threads, "rounds": rounds, "runtime": "onnxruntime",
+            "note": "INT8/FP32 latency on the packaging host, timed briefly; the device's number is the one that counts"}
+
+
+def time_alternating(paths, feed, threads=HINT_THREADS, seconds=HINT_SECONDS) -> tuple:
+    """([median ms per model], rounds): ONNX models timed on this host in alternation, through the agent's
+    own ONNX Runtime adapter, after two warm-up rounds (first-run allocations and kernel selection)."""
     import numpy as np
 
     from device_agent.runtimes.onnxruntime import OnnxRuntimeAdapter
 
     calls = []
-    for path in (float_path, quantized_path):
+    for path in paths:
         adapter = OnnxRuntimeAdapter(threads, {"providers": ["CPUExecutionProvider"]})
         adapter.load(str(path))
         calls.append(adapter.bind(feed))
-    for call in calls * 2:  # warm-up: first-run allocations and kernel selection
+    for call in calls * 2:
         call()
-    samples, start = ([], []), time.perf_counter()
+    samples, start = [[] for _ in calls], time.perf_counter()
     while len(samples[0]) < HINT_MAX_ROUNDS:
         for call, out in zip(calls, samples):
             t0 = time.perf_counter()
@@ -55,10 +64,7 @@ def host_hint(float_path, quantized_path, feed, threads=HINT_THREADS, seconds=HI
             out.append(time.perf_counter() - t0)
         if len(samples[0]) >= HINT_MIN_ROUNDS and time.perf_counter() - start >= seconds:
             break
-    fp32_ms, int8_ms = (float(np.median(s)) * 1e3 for s in samples)
-    return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),
-            "threads": threads, "rounds": len(samples[0]), "runtime": "onnxruntime",
-            "note": "INT8/FP32 latency on the packaging host, timed briefly; the device's number is the one that counts"}
+    return [float(np.median(s)) * 1e3 for s in samples], len(samples[0])
 
 
 def _hint_feed(source, calibration):

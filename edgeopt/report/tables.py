@@ -333,3 +333,28 @@ def history_table(rows: list) -> Table:
         t.add_row(r["created"][:19], r["bundle"] or "—", r["device"], r["status"], _num(r["p90_ms"], "{:.3f}"),
                   _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"))
     return t
+
+
+def transform_table(stages: list) -> Table:
+    """Before/after per stage of the transform stage (edgeopt/transform.py): what each step bought and cost.
+    Ratios are against the source stage; a figure not measured shows as — (the manifest says why)."""
+    t = Table(title="Transforms (host-side figures of each stage, exported to ONNX)")
+    for col in ("stage", "parameters", "FLOPs", "size", "latency (host)", "top-1"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    base = next((s["figures"] for s in stages if s["stage"] == "source"), stages[0]["figures"])
+    for s in stages:
+        f = s["figures"]
+        t.add_row(escape(s["stage"]), _vs(f.get("parameters"), base.get("parameters"), "{:,}"),
+                  _vs(f.get("flops"), base.get("flops"), "{:.3g}"),
+                  _vs(f.get("bytes") and f["bytes"] / 1048576, base.get("bytes") and base["bytes"] / 1048576,
+                      "{:.2f} MiB"),
+                  _vs(f.get("latency_ms"), base.get("latency_ms"), "{:.3g} ms"), _num(f.get("top1"), "{:.4f}"))
+    return t
+
+
+def _vs(value, base, fmt: str) -> str:
+    """A figure and its ratio to the source stage's."""
+    if value is None:
+        return "—"
+    ratio = f" ({value / base:.2f}x)" if base else ""
+    return fmt.format(value) + ratio

@@ -1,0 +1,307 @@
+"""`package`: model -> verified bundle, as one explicit pipeline:
+
+    intake -> transforms (on the PyTorch module: edgeopt/transform.py) -> export -> simplify
+           -> backend conversion (+ quantization) -> parity -> bundle
+
+Each stage lives in its own module; this one strings them together and writes the manifest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import pathlib
+import tarfile
+import tempfile
+
+import numpy as np
+
+from device_agent import BundleError
+from device_agent import manifest as agent_manifest
+
+from . import __version__, bundle as bundles, recipe, transform
+from .budgets import validate_budgets
+from .convert import backend_for, backends_reading
+from .convert.base import PackageRequest
+from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
+from .errors import BadInput, ParityMismatch
+from .models import detect_format, load_model, onnx_source
+from .parity import compare as parity_compare, describe_failure
+from .profiles import list_profiles, load_profile
+from .progress import SILENT
+
+PARITY_RANDOM_SAMPLES = 64
+# A runtime's name for the precision it computed in -> the --precision whose tolerance applies.
+EFFECTIVE_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+
+
+def package(model: str, profile: str = "generic", output=None, precision: str | None = None,
+            quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
+            budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
+            progress=SILENT, preset: str | None = None, subset_size: int | None = None,
+            max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
+            sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
+            teacher: str | None = None, seed: int = 0) -> dict:
+    """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
+    sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
+
+    simplify=False skips graph simplification (edgeopt/simplify.py) of an ONNX or PyTorch source.
+    force=True overwrites an existing output that is a bundle for another profile, or not a bundle at all.
+
+    steps: model transforms (edgeopt/recipe.py Steps: recipe.from_flags or recipe.load) applied in order to
+    a PyTorch source before export; train_data (.npz) feeds the training ones, teacher (a model reference)
+    replaces the source as distillation's teacher, seed makes them repeatable.
+
+    preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
+    have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
+    prof = load_profile(profile)
+    backend = backend_for(prof)          # fail on an unavailable backend before any work
+    merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
+    precision = precision or prof.default_precision
+    if output is not None:
+        name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
+    name = name or _default_name(model, precision, quantize)
+    output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
+    if not force:
+        _check_overwrite(output, prof.name)
+    _check_format(model, backend)
+    _check_transform_inputs(model, list(steps), train_data, teacher)
+    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, "preset": preset or "",
+                                 "subset_size": subset_size, "max_accuracy_drop": max_accuracy_drop,
+                                 "performance_hint": performance_hint, "int8_io": int8_io or "",
+                                 "simplify": simplify, "seed": seed}, list(steps))
+    with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
+        work = pathlib.Path(tmp)
+        progress.status(f"loading {model}")
+        shapes = dict(input_shapes or {})
+        if steps:
+            source, calibration, evaluation, stages = _transformed_source(
+                model, shapes, work, simplify, backend, list(steps), calib, eval_data, train_data, teacher,
+                seed, progress)
+        else:
+            source = load_model(model, shapes, work, simplify, backend.takes_torch)
+            calibration, evaluation = _samples(calib, eval_data, source.inputs)
+            stages = []
+        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
+                                 max_accuracy_drop, evaluation, performance_hint, int8_io or "")
+        conversion = backend.convert(source, request, work, progress)
+        progress.status("checking parity with the source model")
+        parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
+                                                     calibration, evaluation, work, allow_mismatch)
+        if stages:
+            source_accuracy = _original_accuracy(stages, evaluation, teacher) or source_accuracy
+        manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
+        manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy)
+        manifest["recipe"] = recipe_doc
+        if stages:
+            manifest["transforms"] = [s.to_dict() for s in stages]
+            manifest["notes"] += [n for s in stages for n in s.notes]
+        manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
+    manifest["path"] = str(output)
+    manifest["conversion_seconds"] = conversion.seconds
+    return manifest
+
+
+def _samples(calib, eval_data, inputs) -> tuple:
+    calibration = load_samples(calib, inputs, "calibration") if calib else None
+    evaluation = load_samples(eval_data, inputs, "eval data") if eval_data else None
+    return calibration, evaluation
+
+
+def _write(output, manifest, conversion, eval_file, evaluation, sign_key) -> dict:
+    files = [(conversion.model_path, f"model/{conversion.model_path.name}", "model")]
+    files += [(p, f"model/{p.name}", "model") for p in conversion.extra_artifacts]
+    if eval_file:
+        files.append((eval_file, "data/eval.npz", "eval-data"))
+        manifest["data"] = {"eval": {"path": "data/eval.npz", "samples": sample_count(evaluation),
+                                     "labels": LABELS in evaluation}}
+    return bundles.write(output, manifest, files, sign_key)
+
+
+def _check_transform_inputs(model: str, steps: list, train_data, teacher) -> None:
+    """Refuse, before any work: transforms on a source that is not PyTorch, and training inputs that no
+    transform would read (a forgotten --distill is likelier than a wish to ignore the data)."""
+    transform.refuse_non_torch(detect_format(model), steps)
+    if train_data and not steps:
+        raise BadInput("--train-data is read by model transforms (--distill, --qat, ...); none was asked for")
+    if teacher and not any(s.name == "distill" for s in steps):
+        raise BadInput("--teacher is distillation's teacher; add --distill")
+
+
+def _transformed_source(model, shapes, work, simplify, backend, steps, calib, eval_data, train_data, teacher,
+                        seed, progress) -> tuple:
+    """(SourceModel of the transformed module, calibration, evaluation, [Stage]): the PyTorch source
+    loaded as a module, changed by each step, then exported (or kept as a module for a backend that
+    converts PyTorch itself)."""
+    import copy
+
+    from . import torch_export
+    from .compress.base import TransformContext
+
+    source = torch_export.load(model, detect_format(model), shapes)
+    calibration, evaluation = _samples(calib, eval_data, source.inputs)
+    train = load_samples(train_data, source.inputs, "training data") if train_data else None
+    teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
+    context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
+                               calibration, progress, seed, work)
+    module, stages = transform.run(source, steps, context, work, progress, measure_teacher=bool(teacher))
+    if backend.takes_torch:
+        return dataclasses.replace(source, torch_module=module), calibration, evaluation, stages
+    final = stages[-1].onnx_path
+    if final is None:
+        raise BadInput(f"{model}: {stages[-1].figures['absent']}")
+    exported = onnx_source(final, model, source.format, source.sha256, {}, work, simplify)
+    return exported, calibration, evaluation, stages
+
+
+def _teacher(reference: str, source):
+    """The --teacher module: any PyTorch reference whose outputs have the source's shapes on its inputs."""
+    from . import torch_export
+
+    fmt = detect_format(reference)
+    if fmt not in transform.TORCH_FORMATS:
+        raise BadInput(f"--teacher {reference}: needs a PyTorch model (module:callable or .pt2), got {fmt}")
+    shapes = {s.name: list(s.shape) for s in source.inputs} if fmt == "pytorch-module" else {}
+    teacher = torch_export.load(reference, fmt, shapes)
+    got, want = [o.shape for o in teacher.outputs], [o.shape for o in source.outputs]
+    if got != want:
+        raise BadInput(f"--teacher {reference}: outputs {got} do not match the model's {want}")
+    return teacher.torch_module
+
+
+def _original_accuracy(stages: list, evaluation, teacher) -> dict | None:
+    """The source's top-1 before any transform (or the teacher's, which the user means to replace): the
+    figure the device's accuracy drop is measured from, so a transform's loss counts against the budget."""
+    reference = stages[0]
+    top1 = reference.figures.get("top1")
+    if top1 is None:
+        return None
+    what = f"the teacher {teacher}" if teacher else "the source before transforms"
+    return {"top1": top1, "n": sample_count(evaluation), "model": what}
+
+
+def _check_overwrite(output: pathlib.Path, profile: str) -> None:
+    """Refuse to replace a bundle made for another profile, or a file that is not a bundle (--force does).
+    Rebuilding a bundle of the same profile is allowed."""
+    if not output.exists():
+        return
+    existing = _existing_profile(output)
+    if existing is None:
+        raise BadInput(f"{output}: exists and is not a readable edgeopt bundle; refusing to overwrite it "
+                       f"(pass --force to replace it, or -o another file)")
+    if existing != profile:
+        raise BadInput(f"{output}: exists and is a bundle for profile {existing!r}, not {profile!r}; "
+                       f"refusing to overwrite it (pass --force to replace it, or -o another file)")
+
+
+def _existing_profile(path: pathlib.Path):
+    """The profile name in an existing bundle's manifest, or None when the file is not a readable bundle.
+    Only the manifest (the first member) is read, not the model."""
+    try:
+        manifest = agent_manifest.parse(bundles.manifest_bytes(path))
+    except (tarfile.TarError, OSError, BundleError):
+        return None
+    name = (manifest.get("profile") or {}).get("name")
+    return name if isinstance(name, str) else None
+
+
+# The budgets a bundle's eval data must serve; power_w and energy_mj depend on the device, not the bundle.
+EVAL_BUDGETS = ("accuracy_drop", "min_top1")
+
+
+def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy) -> list:
+    """A `warning:` note for each accuracy budget `edgeopt check` cannot measure on this bundle. The agent
+    measures top-1 (and the drop from the source's top-1 recorded here) only from labelled eval data whose
+    model gives one row per sample: exactly when the host recorded the source's accuracy."""
+    keys = [k for k in EVAL_BUDGETS if k in budgets]
+    if not keys or source_accuracy:
+        return []
+    if evaluation is None:
+        why, fix = "the bundle carries no eval data", "package with --eval-data FILE.npz holding labels"
+    elif LABELS not in evaluation:
+        why, fix = "the eval data has no labels", f"add a {LABELS!r} array to the --eval-data file"
+    else:
+        why, fix = "the model's first output is not one row per sample", "no eval data can measure top-1 here"
+    shown = ", ".join(f"{k}={budgets[k]:g}" for k in keys)
+    return [f"warning: budget {shown} cannot be measured from this bundle ({why}): `edgeopt check` will "
+            f"report it NOT MEASURED and fail; {fix}"]
+
+
+def _check_format(model: str, backend) -> None:
+    """Refuse a model format the profile's backend cannot take, before the model is read."""
+    fmt = detect_format(model)
+    if fmt in backend.source_formats:
+        return
+    readers = backends_reading(fmt)
+    fits = [p.name for p in list_profiles() if p.backend in readers]
+    raise BadInput(f"{model}: backend {backend.name} cannot package {fmt} models; "
+                   f"profiles whose backend can: {', '.join(fits) or 'none'}")
+
+
+def _default_name(model: str, precision: str, quantize: str) -> str:
+    stem = pathlib.Path(model.split(":")[-1] if ":" in model and not model.endswith(".onnx") else model).stem
+    return f"{stem}-{quantize if quantize != 'none' else precision}"
+
+
+def _verify(source, conversion, backend, prof, request, calibration, evaluation, work, allow_mismatch):
+    """Parity report, the source's eval accuracy, and the eval file to ship (with reference outputs)."""
+    if evaluation is not None:
+        samples, where = evaluation, "eval data"
+    elif calibration is not None:
+        samples, where = calibration, "calibration data"
+    else:
+        samples, where = random_samples(source.inputs, PARITY_RANDOM_SAMPLES), "random inputs (seed 0)"
+    source_runner = source.reference_runner()
+    artifact_runner = _in_artifact_layout(backend.host_runner(conversion.model_path, conversion.runtime.get("options")),
+                                          conversion.layouts)
+    # Judge float error by the precision the host's runtime really used (OpenVINO may run "f16" as bf16).
+    host_precision = getattr(artifact_runner, "inference_precision", None)
+    precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
+    report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, request.quantize != "none",
+                                 precision, prof.parity, where)
+    if host_precision:
+        report["host_inference_precision"] = host_precision
+    if not report["passed"]:
+        if not allow_mismatch:
+            raise ParityMismatch(describe_failure(report))
+        report["allowed_by_user"] = True
+    if evaluation is None:
+        return report, None, None
+    from device_agent.measure.accuracy import REF_PREFIX, top1
+
+    n = sample_count(evaluation)
+    if report["samples"] != n:  # parity looked at a subset: the shipped references cover every sample
+        ref = run_samples(source_runner, evaluation, source.inputs)
+    arrays = to_layouts(evaluation, conversion.layouts)   # the device feeds the artifact as it is
+    arrays.update({REF_PREFIX + o.name: r for o, r in zip(source.outputs, ref)})
+    eval_file = work / "eval.npz"
+    np.savez(eval_file, **arrays)
+    accuracy = ({"top1": top1(ref[0], evaluation[LABELS]), "n": n}
+                if LABELS in evaluation and len(ref[0]) == n else None)
+    return report, accuracy, eval_file
+
+
+def _in_artifact_layout(runner, layouts: dict):
+    """An artifact runner that takes feeds in the source model's layout, as parity gives them."""
+    return (lambda feed: runner(to_layouts(feed, layouts))) if layouts else runner
+
+
+def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, budgets) -> dict:
+    inputs, outputs = backend.describe_io(conversion.model_path, conversion.runtime.get("options"))
+    for spec in inputs:
+        layout = conversion.layouts.get(spec.name)
+        if layout:
+            spec.layout, spec.source_layout = layout["layout"], layout["source_layout"]
+    source_doc = {"format": source.format, "reference": source.reference, "sha256": source.sha256}
+    if source_accuracy:
+        source_doc["accuracy"] = source_accuracy
+    return {
+        "name": name, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "source": source_doc,
+        "profile": {"name": prof.name, "backend": prof.backend, "precision": conversion.compression["precision"]},
+        "runtime": dict(conversion.runtime, threads=prof.runtime.threads, power_sensor=prof.runtime.power_sensor),
+        "compression": conversion.compression, "model": f"model/{conversion.model_path.name}",
+        "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
+        "simplification": source.simplification or {"applied": False, "reason": f"a {source.format} source is converted as given"},
+        "parity": parity, "budgets": budgets, "notes": source.notes + conversion.notes,
+        "tools": dict(conversion.tools, edgeopt=__version__, conversion_seconds=round(conversion.seconds, 3)),
+    }

@@ -1,0 +1,175 @@
+"""A recipe: the ordered model transforms and the packaging options of one `package` run.
+
+`--recipe recipe.toml` is equivalent to the flags; the manifest records the recipe that was used
+(`recipe` field, the same tables), so a bundle can be rebuilt from it:
+
+    [package]                 # any of PACKAGE_KEYS, as the flags spell them (dashes or underscores)
+    quantize = "int8"
+
+    [[transform]]             # applied in file order to the PyTorch module, before export
+    name = "prune"
+    channels = 0.5
+
+    [[transform]]
+    name = "distill"
+    epochs = 5
+
+Transform options are each transform's own typed Options (edgeopt/compress/); nothing is listed twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+
+from .bundle import SUFFIX
+from .compress import base as transforms
+from .errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# The packaging options a recipe may set: api.package's keyword arguments, with their types.
+PACKAGE_KEYS = {"precision": str, "quantize": str, "preset": str, "subset_size": int,
+                "max_accuracy_drop": float, "performance_hint": str, "int8_io": str, "simplify": bool,
+                "seed": int}
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    options: object     # the transform's Options instance
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **dataclasses.asdict(self.options)}
+
+
+def step(name: str, values: dict, where: str) -> Step:
+    """A validated step: the transform exists and every option fits its declaration."""
+    if name not in transforms.names():
+        raise BadInput(f"{where}: unknown transform {name!r}; transforms: {', '.join(transforms.names())}")
+    transform = transforms.get(name)
+    return Step(name, transforms.build_options(transform.Options, values, f"{where} ({name})"))
+
+
+def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None) -> list:
+    """The steps the transform flags ask for, in the one order that makes sense: remove structure first
+    (channel pruning, low-rank), then recover accuracy (distillation), then quantization-aware training.
+    `--prune channels=R` is structured pruning, `--prune weights=R` unstructured (sparsity)."""
+    steps = []
+    if prune:
+        values = transforms.parse_spec(prune, "--prune")
+        if "channels" in values and "weights" in values:
+            raise BadInput("--prune: give channels=RATIO (structured) or weights=RATIO (unstructured), not both")
+        if "weights" in values:
+            steps.append(step("sparsity", values, "--prune"))
+        elif "channels" in values:
+            steps.append(step("prune", values, "--prune"))
+        else:
+            raise BadInput(f"--prune {prune!r}: say channels=RATIO (structured) or weights=RATIO (unstructured)")
+    if low_rank:
+        steps.append(step("lowrank", transforms.parse_spec(low_rank, "--low-rank"), "--low-rank"))
+    for flag, wanted, name in (("--distill", distill, "distill"), ("--qat", qat, "qat")):
+        if wanted:
+            steps.append(step(name, {} if epochs is None else {"epochs": epochs}, flag))
+    if epochs is not None and not (distill or qat):
+        raise BadInput("--epochs applies to --distill or --qat; neither was given")
+    return steps
+
+
+def load(path) -> tuple:
+    """(package options {key: value}, [Step]) from a recipe file, or from the recipe a bundle's manifest
+    records (a .edgepkg: rebuild it); every defect is one BadInput naming the file and the field."""
+    path = pathlib.Path(path)
+    doc = _bundle_recipe(path) if path.suffix == SUFFIX else _toml(path)
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path}: a recipe is a table")
+    unknown = set(doc) - {"package", "transform"}
+    if unknown:
+        raise BadInput(f"{path}: unknown table {sorted(unknown)[0]!r}; a recipe has [package] and [[transform]]")
+    return _package_options(doc.get("package", {}), path), _steps(doc.get("transform", []), path)
+
+
+def _bundle_recipe(path: pathlib.Path) -> dict:
+    import tarfile
+
+    from device_agent import BundleError, manifest as agent_manifest
+
+    from .bundle import manifest_bytes
+    try:
+        manifest = agent_manifest.parse(manifest_bytes(path))
+    except FileNotFoundError:
+        raise BadInput(f"recipe not found: {path}") from None
+    except (tarfile.TarError, OSError, BundleError) as e:
+        raise BadInput(f"{path}: not a readable edgeopt bundle: {e}") from None
+    if "recipe" not in manifest:
+        raise BadInput(f"{path}: the bundle records no recipe (packaged by an older edgeopt)")
+    doc = manifest["recipe"]
+    if isinstance(doc, dict) and isinstance(doc.get("package"), dict):   # None means "the default" in a manifest
+        doc = dict(doc, package={k: v for k, v in doc["package"].items() if v is not None})
+    return doc
+
+
+def _toml(path: pathlib.Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"recipe not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise BadInput(f"{path}: not a readable TOML recipe: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+
+
+def _package_options(table, path) -> dict:
+    if not isinstance(table, dict):
+        raise BadInput(f"{path}: [package] must be a table")
+    out = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        kind = PACKAGE_KEYS.get(name)
+        if kind is None:
+            raise BadInput(f"{path}: package.{key}: unknown option; options: {', '.join(PACKAGE_KEYS)}")
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise BadInput(f"{path}: package.{key}: expected {kind.__name__}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def _steps(entries, path) -> list:
+    if not isinstance(entries, list):
+        raise BadInput(f"{path}: transform must be an array of tables ([[transform]])")
+    steps = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: transform[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise BadInput(f"{where}: needs name = \"prune\" (transforms: {', '.join(transforms.names())})")
+        values = {k: v for k, v in entry.items() if k != "name"}
+        steps.append(step(entry["name"], values, where))
+    return steps
+
+
+def to_dict(package_options: dict, steps: list) -> dict:
+    """The recipe as the manifest records it (the same tables as the file)."""
+    return {"package": dict(package_options), "transform": [s.to_dict() for s in steps]}
+
+
+def to_toml(recipe: dict) -> str:
+    """A manifest's recipe as a recipe file (`edgeopt recipe BUNDLE`)."""
+    lines = ["[package]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None]
+    for entry in recipe.get("transform", []):
+        lines += ["", "[[transform]]"] + [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)   # numbers and strings: JSON's spelling is TOML's

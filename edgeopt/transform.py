@@ -1,0 +1,115 @@
+"""The pipeline's transform stage: a recipe's steps (edgeopt/recipe.py) applied in order to a PyTorch
+source module, each stage measured on this host so that the user sees what each step bought and cost.
+
+Each stage (the source, then after every step) is exported to ONNX and measured the same way:
+parameters and FLOPs of the exported graph (edgeopt/models.py, as `inspect` counts them), its size,
+top-1 on the eval data, and latency through the agent's ONNX Runtime adapter, every stage timed in
+alternation so that a neighbour's load hits all alike. The latency is a host-side hint that ranks the
+stages; the device's number is the one that counts.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pathlib
+
+from .compress import base as transforms
+from .errors import BadInput
+
+TORCH_FORMATS = ("pytorch-module", "exported-program")
+HINT_SECONDS = 2.0      # timing budget for all stages together
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str                       # "source" or the step's transform name
+    onnx_path: pathlib.Path | None  # the stage exported (None when export failed: figures absent)
+    figures: dict                   # parameters, flops, bytes, top1, latency_ms (absent with a reason)
+    details: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"stage": self.name, "figures": self.figures, "details": self.details, "notes": self.notes}
+
+
+def refuse_non_torch(fmt: str, steps: list) -> None:
+    """Model transforms change a PyTorch module; any other source is refused before work starts."""
+    if steps and fmt not in TORCH_FORMATS:
+        raise BadInput(f"transform {steps[0].name} needs a PyTorch source (module:callable or .pt2): a {fmt} "
+                       "model has no module to change; package the PyTorch model it came from")
+
+
+def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_teacher: bool = False) -> tuple:
+    """(transformed module, [Stage]) for a SourceModel holding a torch module. Every step is validated
+    before the first one runs, so a missing training file fails in a second, not after an hour.
+    measure_teacher: a --teacher other than the source is measured too, as the first stage."""
+    for s in steps:
+        transforms.get(s.name).validate(s.options, context)
+    module = source.torch_module
+    stages = [_measure_stage("teacher", context.teacher, source, context, workdir, "t")] if measure_teacher else []
+    stages.append(_measure_stage("source", module, source, context, workdir, 0))
+    for i, s in enumerate(steps, 1):
+        progress.status(f"transform {i}/{len(steps)}: {s.name}")
+        result = transforms.get(s.name).apply(copy.deepcopy(module), s.options, context)
+        module = result.module.eval()
+        stage = _measure_stage(s.name, module, source, context, workdir, i)
+        stage.details, stage.notes = result.details, list(result.notes)
+        stages.append(stage)
+    progress.status("timing each stage on this host")
+    _time_stages(stages, source, context)
+    return module, stages
+
+
+def _measure_stage(name, module, source, context, workdir, index) -> Stage:
+    """Export one stage and count what the exported graph holds; accuracy on the eval data."""
+    import onnx
+
+    from .models import count_parameters, estimate_flops
+    from .torch_export import export_module
+
+    path = workdir / f"stage-{index}-{name}.onnx"
+    try:
+        export_module(module, source.torch_examples, [s.name for s in source.inputs], path, source.reference)
+    except BadInput as e:
+        reason = f"the {name} stage did not export to ONNX: {e}"
+        return Stage(name, None, {"parameters": _torch_parameters(module), "absent": reason})
+    graph = onnx.load(str(path))
+    figures = {"parameters": count_parameters(graph), "flops": estimate_flops(graph), "bytes": path.stat().st_size}
+    figures.update(_top1(path, source, context.evaluation))
+    return Stage(name, path, figures)
+
+
+def _torch_parameters(module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def _top1(path, source, evaluation) -> dict:
+    """{"top1": f} on labelled eval data whose first output is one row per sample, else the reason."""
+    from device_agent.measure.accuracy import top1
+
+    from .convert.onnxruntime import ort_runner
+    from .data import LABELS, run as run_samples, sample_count
+
+    if evaluation is None or LABELS not in evaluation:
+        return {"top1_absent": "no labelled --eval-data"}
+    first = run_samples(ort_runner(path), evaluation, source.inputs)[0]
+    if len(first) != sample_count(evaluation):
+        return {"top1_absent": "the first output is not one row per sample"}
+    return {"top1": round(top1(first, evaluation[LABELS]), 6)}
+
+
+def _time_stages(stages: list, source, context) -> None:
+    """latency_ms of every exported stage, timed together in alternation on one real input."""
+    from .convert.onnxruntime import time_alternating
+    from .data import feeds, random_samples
+
+    timed = [s for s in stages if s.onnx_path is not None]
+    if not timed:
+        return
+    samples = context.evaluation or context.calibration or random_samples(source.inputs, 1)
+    feed = next(feeds(samples, source.inputs, pad=True))[2]
+    feed = {k: v for k, v in feed.items() if k in {s.name for s in source.inputs}}
+    medians, rounds = time_alternating([s.onnx_path for s in timed], feed, seconds=HINT_SECONDS)
+    for stage, ms in zip(timed, medians):
+        stage.figures["latency_ms"] = round(ms, 4)
+        stage.figures["latency_note"] = f"onnxruntime on this host, 1 thread, median of {rounds}"

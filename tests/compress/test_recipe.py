@@ -1,0 +1,124 @@
+"""Typed transform options (compress/base.py) and recipe files (recipe.py): every value checked against its
+declaration, every file defect one BadInput naming the file and field, flags and files equivalent."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from edgeopt import recipe
+from edgeopt.compress import base
+from edgeopt.errors import BadInput
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyOptions:
+    ratio: float = base.option(0.5, "share to remove", low=0.0, high=0.9, low_open=True, search=(0.1, 0.7))
+    passes: int = base.option(1, "passes", low=1, high=10)
+    criterion: str = base.option("l2", "ranking", choices=("l1", "l2"))
+    verbose: bool = base.option(False, "say more")
+    protect: tuple[str, ...] = base.option((), "layers kept")
+
+
+@base.register
+class Toy(base.Transform):
+    name = "toy-test"
+    Options = ToyOptions
+
+
+def test_options_are_converted_from_text_and_checked():
+    o = base.build_options(ToyOptions, {"ratio": "0.25", "passes": "3", "criterion": "l1", "verbose": "yes",
+                                        "protect": "fc+head"}, "--toy")
+    assert o == ToyOptions(0.25, 3, "l1", True, ("fc", "head"))
+    assert base.build_options(ToyOptions, {}, "--toy") == ToyOptions()
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"ratio": "0"}, "ratio: 0.0 is out of range (> 0.0)"),
+    ({"ratio": 1.5}, "ratio: 1.5 is out of range (<= 0.9)"),
+    ({"ratio": "nan"}, "ratio: expected a number"),
+    ({"ratio": True}, "ratio: expected a number"),
+    ({"passes": "2.5"}, "passes: expected an integer"),
+    ({"passes": 0}, "passes: 0 is out of range (>= 1)"),
+    ({"criterion": "l3"}, "criterion: 'l3' is not one of l1, l2"),
+    ({"verbose": "maybe"}, "verbose: expected true or false"),
+    ({"rate": "0.1"}, "unknown option 'rate'; options: ratio, passes, criterion, verbose, protect"),
+])
+def test_bad_option_is_one_line_naming_it(values, fragment):
+    with pytest.raises(BadInput) as e:
+        base.build_options(ToyOptions, values, "--toy")
+    assert fragment in str(e.value) and str(e.value).startswith("--toy") and "\n" not in str(e.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["ratio", "passes", "criterion", "verbose", "protect", "other"]),
+                       st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+                                 st.lists(st.text(max_size=3), max_size=3))))
+def test_option_reader_is_total(values):
+    try:
+        o = base.build_options(ToyOptions, values, "--toy")
+    except BadInput:
+        return
+    assert 0 < o.ratio <= 0.9 and 1 <= o.passes <= 10 and o.criterion in ("l1", "l2")
+
+
+def test_recipe_file_and_round_trip(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text('[package]\nquantize = "int8"\nsubset-size = 50\n\n[[transform]]\nname = "toy-test"\nratio = 0.3\n'
+                 'protect = ["fc"]\n')
+    options, steps = recipe.load(f)
+    assert options == {"quantize": "int8", "subset_size": 50}
+    assert steps == [recipe.Step("toy-test", ToyOptions(ratio=0.3, protect=("fc",)))]
+    again = tmp_path / "again.toml"
+    again.write_text(recipe.to_toml(recipe.to_dict(options, steps)))
+    assert recipe.load(again) == (options, steps)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[package\n", "not a readable TOML recipe"),
+    ("[package]\nquantize = 8\n", "package.quantize: expected str, got 8"),
+    ("[package]\nthreads = 2\n", "package.threads: unknown option"),
+    ("[[transform]]\nratio = 0.3\n", "transform[0]: needs name"),
+    ('[[transform]]\nname = "nope"\n', "unknown transform 'nope'"),
+    ('[[transform]]\nname = "toy-test"\nratio = 2.0\n', "transform[0] (toy-test): ratio: 2.0 is out of range"),
+    ("[stages]\n", "unknown table 'stages'"),
+    ("transform = 3\n", "transform must be an array of tables"),
+])
+def test_bad_recipe_names_file_and_field(tmp_path, text, fragment):
+    f = tmp_path / "r.toml"
+    f.write_text(text)
+    with pytest.raises(BadInput) as e:
+        recipe.load(f)
+    assert str(f) in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_recipe_reader_is_total(tmp_path_factory, blob):
+    f = tmp_path_factory.mktemp("r") / "r.toml"
+    f.write_bytes(blob)
+    try:
+        recipe.load(f)
+    except BadInput as e:
+        assert "\n" not in str(e)
+
+
+def test_missing_recipe_and_non_bundle(tmp_path):
+    with pytest.raises(BadInput, match="recipe not found"):
+        recipe.load(tmp_path / "none.toml")
+    fake = tmp_path / "x.edgepkg"
+    fake.write_bytes(b"not a tar")
+    with pytest.raises(BadInput, match="not a readable edgeopt bundle"):
+        recipe.load(fake)
+
+
+def test_flags_build_steps_in_a_fixed_order():
+    with pytest.raises(BadInput, match="--epochs applies to --distill or --qat"):
+        recipe.from_flags(epochs=3)
+    with pytest.raises(BadInput, match="channels=RATIO .structured. or weights=RATIO"):
+        recipe.from_flags(prune="ratio=0.5")
+    with pytest.raises(BadInput, match="not both"):
+        recipe.from_flags(prune="channels=0.5,weights=0.5")
+    with pytest.raises(BadInput, match="is not KEY=VALUE"):
+        recipe.from_flags(prune="0.5")
