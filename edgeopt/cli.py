@@ -306,10 +306,13 @@ def profiles_show(out, name):
 @click.option("--train-data", type=click.Path(), help=".npz of training inputs (+ optional `labels`), as --calib.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")
+@click.option("--keep-float", metavar="auto|LAYER,..",
+              help="Mixed precision: keep these layers (or, with auto, the most sensitive ones measured on "
+                   "--eval-data) in float while the rest is INT8.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
-            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed):
+            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed, keep_float):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -320,7 +323,7 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
     from .report.tables import key_values, package_rows, package_warnings, transform_table
     options = dict(precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
-                   simplify=not no_simplify, seed=seed)
+                   simplify=not no_simplify, seed=seed, keep_float=keep_float or "")
     steps = recipe.from_flags(prune, low_rank, distill, qat, epochs)
     if recipe_file:
         options, steps = _with_recipe(recipe_file, options, steps)
@@ -336,7 +339,7 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
 RECIPE_PARAMETERS = {"precision": "precision", "quantize": "quantize", "preset": "preset",
                      "subset_size": "subset_size", "max_accuracy_drop": "max_accuracy_drop",
                      "performance_hint": "performance_hint", "int8_io": "int8_io", "simplify": "no_simplify",
-                     "seed": "seed"}
+                     "seed": "seed", "keep_float": "keep_float"}
 
 
 def _with_recipe(path, options: dict, steps: list) -> tuple:

@@ -40,7 +40,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             progress=SILENT, preset: str | None = None, subset_size: int | None = None,
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
-            teacher: str | None = None, seed: int = 0) -> dict:
+            teacher: str | None = None, seed: int = 0, keep_float: str = "") -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -52,7 +52,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     replaces the source as distillation's teacher, seed makes them repeatable.
 
     preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
-    have them (openvino), int8_io by tflite; another backend refuses a non-default value."""
+    have them (openvino), int8_io by tflite, keep_float (mixed precision: "auto" or layer names joined by ",")
+    by the backends that declare it; another backend refuses a non-default value."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
     merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
@@ -68,7 +69,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, "preset": preset or "",
                                  "subset_size": subset_size, "max_accuracy_drop": max_accuracy_drop,
                                  "performance_hint": performance_hint, "int8_io": int8_io or "",
-                                 "simplify": simplify, "seed": seed}, list(steps))
+                                 "simplify": simplify, "seed": seed, "keep_float": keep_float}, list(steps))
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
@@ -82,7 +83,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             calibration, evaluation = _samples(calib, eval_data, source.inputs)
             stages = []
         request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
-                                 max_accuracy_drop, evaluation, performance_hint, int8_io or "")
+                                 max_accuracy_drop, evaluation, performance_hint, int8_io or "", keep_float or "")
         conversion = backend.convert(source, request, work, progress)
         progress.status("checking parity with the source model")
         parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,

@@ -34,7 +34,7 @@ else:  # pragma: no cover - Python 3.10
 # The packaging options a recipe may set: api.package's keyword arguments, with their types.
 PACKAGE_KEYS = {"precision": str, "quantize": str, "preset": str, "subset_size": int,
                 "max_accuracy_drop": float, "performance_hint": str, "int8_io": str, "simplify": bool,
-                "seed": int}
+                "keep_float": str, "seed": int}
 
 
 @dataclasses.dataclass(frozen=True)

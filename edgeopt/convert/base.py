@@ -27,6 +27,7 @@ class PackageRequest:
     evaluation: dict | None = None  # {input name: array, labels: array} from --eval-data
     performance_hint: str = "latency"
     int8_io: str = ""              # tflite full-integer I/O: int8 | float; "" = the profile's int8_scheme
+    keep_float: str = ""           # mixed precision: "auto" (measured sensitivity) or layer names joined by ","
 
 
 @dataclasses.dataclass
@@ -61,7 +62,7 @@ class Backend:
 
     def _validate(self, request: PackageRequest) -> None:
         defaults = PackageRequest(request.precision, request.quantize, None)
-        for field in ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint", "int8_io"):
+        for field in ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint", "int8_io", "keep_float"):
             if field not in self.request_options and getattr(request, field) != getattr(defaults, field):
                 option = "--preset" if field == "int8_preset" else "--" + field.replace("_", "-")
                 raise BadInput(f"backend {self.name} has no {option} option")
