@@ -25,7 +25,7 @@ install: $(BIN)/python
 # Everything the tests exercise: PyTorch intake (torch pinned, CPU build), OpenVINO + NNCF, LiteRT,
 # ansible-core (inventories), psycopg (PostgreSQL store), vermin, pytest, hypothesis.
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[torch,openvino,tflite,ansible,postgres,dev]'
+	$(BIN)/pip install -q -e '.[torch,openvino,tflite,ansible,postgres,search,dev]'
 	$(BIN)/pip check
 
 # A Python 3.8 venv with numpy, the last onnxruntime for 3.8 and tflite-runtime (LiteRT's interpreter for

@@ -23,6 +23,11 @@ from .errors import BadInput
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 HEAD = "0002"  # the newest revision under migrations/versions (a test keeps the two in step)
+REVISIONS = ("0001", "0002")  # every revision under migrations/versions
+# Alembic's version table for our schema: not its default `alembic_version`, which Optuna's study storage
+# (edgeopt optimize) keeps in the same database for its own schema.
+VERSION_TABLE = "edgeopt_alembic_version"
+LEGACY_VERSION_TABLE = "alembic_version"
 SQLITE_BUSY_SECONDS = 60.0  # how long an SQLite writer waits for another's lock before giving up
 PG_CONNECT_SECONDS = 10  # libpq connect_timeout unless the URL sets one
 PG_MIGRATION_LOCK = 0x6564676F7074  # "edgeopt": the advisory lock key that serialises schema upgrades
@@ -183,11 +188,31 @@ def parse_created(text, fallback: datetime.datetime) -> datetime.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
 
 
-def _revision(conn):
-    """Plain SQL, not Alembic's MigrationContext: importing Alembic costs more than this query."""
-    if not sa.inspect(conn).has_table("alembic_version"):
+def _revision(conn, legacy: bool = True):
+    """Plain SQL, not Alembic's MigrationContext: importing Alembic costs more than this query. A store made
+    before edgeopt named its version table keeps its revision in Alembic's default table (_legacy_revision)."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return _legacy_revision(conn) if legacy else None
+    return conn.execute(sa.select(sa.table(VERSION_TABLE, sa.column("version_num")).c.version_num)).scalar()
+
+
+def _legacy_revision(conn):
+    """Our revision in `alembic_version`, where stores made before version 0.1 of this rule keep it. Optuna's
+    study storage, which shares the store's database, uses that table for its own schema: edgeopt moves out."""
+    if not sa.inspect(conn).has_table(LEGACY_VERSION_TABLE):
         return None
-    return conn.execute(sa.select(sa.table("alembic_version", sa.column("version_num")).c.version_num)).scalar()
+    rows = conn.execute(sa.text(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}")).scalars().all()
+    ours = [r for r in rows if r in REVISIONS]
+    return ours[0] if ours else None
+
+
+def _move_version_table(conn, revision: str) -> None:
+    """Move our revision out of Alembic's default table into VERSION_TABLE (inside the upgrade's lock)."""
+    conn.execute(sa.text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+    conn.execute(sa.text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:r)"), {"r": revision})
+    conn.execute(sa.text(f"DELETE FROM {LEGACY_VERSION_TABLE} WHERE version_num = :r"), {"r": revision})
+    if not conn.execute(sa.text(f"SELECT COUNT(*) FROM {LEGACY_VERSION_TABLE}")).scalar():
+        conn.execute(sa.text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
 
 
 class Store:
@@ -261,12 +286,15 @@ class Store:
     def _upgrade(self) -> None:
         """Bring the schema to HEAD, one process at a time. Alembic is imported only by the one process that
         finds, holding the lock, that there is work to do: many first opens at once wait, then read one row."""
-        if self.revision() == HEAD:
-            return
+        with self._errors("cannot open it"), self.engine.connect() as conn:
+            if _revision(conn, legacy=False) == HEAD:
+                return
         with self._errors("cannot upgrade its schema"), self._writing() as conn:
             if not self.sqlite:  # on SQLite, _writing's BEGIN IMMEDIATE is the lock
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
             current = _revision(conn)
+            if current is not None and not sa.inspect(conn).has_table(VERSION_TABLE):
+                _move_version_table(conn, current)
             if current != HEAD:
                 self._migrate(conn, current)
 

@@ -10,7 +10,8 @@ from alembic import context
 
 def _run(connection) -> None:
     # render_as_batch: SQLite alters a table by copying it, and Alembic's batch mode does that for us.
-    context.configure(connection=connection, render_as_batch=True)
+    from edgeopt.store import VERSION_TABLE
+    context.configure(connection=connection, render_as_batch=True, version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 

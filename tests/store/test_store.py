@@ -99,14 +99,14 @@ def test_store_made_by_the_previous_edgeopt_is_upgraded_in_place(url):
     assert datetime.datetime.fromisoformat(rows[1]["created"]) >= upgraded_at.replace(microsecond=0)
     assert documents[1] == {k: v for k, v in DOC.items() if k != "_path"}
     assert documents[3]["latency"] == {"p90_ms": None}
-    assert _query(url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert _query(url, "SELECT version_num FROM edgeopt_alembic_version") == [(HEAD,)]
 
 
 def test_a_newer_schema_is_refused(url):
     Store(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+        conn.exec_driver_sql("UPDATE edgeopt_alembic_version SET version_num = '9999'")
     engine.dispose()
     with pytest.raises(BadInput, match="cannot upgrade its schema: its schema revision '9999' is newer than this edgeopt knows"):
         Store(url)
@@ -189,3 +189,36 @@ def test_without_psycopg_nothing_is_measured(bundles, tmp_path):
         assert p.stderr.count("\n") == 1 and "pip install 'edgeopt[postgres]'" in p.stderr
         assert "Sup3rS3cret" not in p.stderr and "team:***@127.0.0.1:1" in p.stderr
         assert not (tmp_path / "r").exists()  # no result, no fleet run directory
+
+
+def test_revision_kept_in_alembics_default_table_moves_to_ours(url):
+    """Stores made before the version table was named keep the revision in `alembic_version`, which Optuna's
+    study storage needs for its own schema in the same database."""
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.exec_driver_sql(f"INSERT INTO alembic_version VALUES ('{HEAD}')")
+        conn.exec_driver_sql("DROP TABLE edgeopt_alembic_version")
+    engine.dispose()
+    with Store(url) as store:
+        assert store.revision() == HEAD
+        store.add(DOC)
+    assert _query(url, "SELECT version_num FROM edgeopt_alembic_version") == [(HEAD,)]
+    assert not sa.inspect(sa.create_engine(url)).has_table("alembic_version")
+
+
+def test_optuna_study_storage_shares_the_store_database(url):
+    import optuna
+
+    Store(url).close()
+    storage = optuna.storages.RDBStorage(url.render_as_string(hide_password=False))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    storage.remove_session()
+    storage.engine.dispose()
+    with Store(url) as store:   # and the store still opens, at its own revision, beside Optuna's
+        assert store.revision() == HEAD
+        store.add(DOC)
+    again = optuna.load_study(study_name="s", storage=url.render_as_string(hide_password=False))
+    assert len(again.trials) == 2
