@@ -324,6 +324,28 @@ def devices(inventory, group: str | None = None) -> list:
     return [dataclasses.asdict(d) for d in _inventory(inventory).select(group)]
 
 
+def optimize(model: str, profile: str = "generic", devices=("local",), budgets: dict | None = None,
+             study: str = "edgeopt", trials: int = 20, sampler: str = "tpe", group: str | None = None,
+             progress=SILENT, **options) -> dict:
+    """Search the compression space for a configuration that meets every budget, each candidate measured on
+    the devices (edgeopt/search/). `devices` are device names, or, with `group`, the inventory group's.
+    options: Job fields (objective, calib, eval_data, train_data, input_shapes, seed, results_dir, store_url,
+    inventory, ssh_options, timeout, output_dir) and study options (space_file, resume, screening,
+    multi_objective). The outcome carries `exit_code`: 0 found, 1 none met every budget, 3 device failure."""
+    from .search.study import Job, optimize as run_study
+
+    study_options = {k: options.pop(k) for k in ("space_file", "resume", "screening", "multi_objective")
+                     if k in options}
+    if group is not None:
+        devices = [d.name for d in _inventory(options.get("inventory")).select(group)]
+        if not devices:
+            raise BadInput(f"inventory group {group} has no devices")
+    if "output_dir" in options:
+        options["output_dir"] = pathlib.Path(options["output_dir"])
+    job = Job(model, profile, list(devices), dict(budgets or {}), **options)
+    return run_study(job, study, trials, sampler, progress=progress, **study_options)
+
+
 REPORT_FORMATS = ("html", "markdown", "csv")
 STORE_FILE = "edgeopt.db"
 HISTORY_LIMIT = 200

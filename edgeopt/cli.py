@@ -417,6 +417,64 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
     return max(code, DeviceFailure.exit_code) if report["store_errors"] else code
 
 
+@main.command()
+@click.argument("model")
+@click.option("--profile", "-p", default="generic", show_default=True, help="Hardware profile name or .toml path.")
+@click.option("--device", "-d", "devices", multiple=True,
+              help="Device to measure every candidate on (repeat for several; the worst decides) [default: local].")
+@click.option("--group", "-g", help="Every device of this inventory group (instead of --device).")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="A budget every candidate must meet.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
+              help="Shorthand for --budget accuracy_drop=F (needs labelled --eval-data).")
+@click.option("--objective", default="latency_p90_ms", show_default=True,
+              help="Figure minimised among the candidates that meet every budget.")
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Trials in the study, counting earlier runs and other workers.")
+@click.option("--study", "study", default="edgeopt", show_default=True, help="Study name in the store.")
+@click.option("--resume", is_flag=True, help="Continue the study (after a crash, Ctrl-C, or to add trials).")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid", "nsga2"]), default="tpe", show_default=True)
+@click.option("--pareto", "multi_objective", is_flag=True,
+              help="Multi-objective: a Pareto front over latency, accuracy drop and size (and energy with an "
+                   "energy_mj budget) instead of one objective.")
+@click.option("--space", "space_file", type=click.Path(dir_okay=False), help="TOML file narrowing the search space.")
+@click.option("--no-screening", is_flag=True, help="Measure every candidate fully (no short screening run first).")
+@click.option("--calib", type=click.Path(), help="Calibration .npz (INT8 candidates need it).")
+@click.option("--eval-data", type=click.Path(), help="Labelled eval .npz: accuracy of every candidate on the device.")
+@click.option("--train-data", type=click.Path(), help="Training .npz for the training transforms (distillation, QAT).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output-dir", default="optimize", show_default=True, type=click.Path(file_okay=False),
+              help="Where candidate bundles and the chosen STUDY-best.edgepkg are written.")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--store", "store_url", help=STORE_HELP + " The study is kept in the same database.")
+@click.option("--timeout", default=900.0, show_default=True, help="Give up on a device after this many seconds.")
+@ssh_options
+@common
+def optimize(out, model, profile, devices, group, budgets, max_accuracy_drop, objective, trials, study, resume,
+             sampler, multi_objective, space_file, no_screening, calib, eval_data, train_data, input_shapes, seed,
+             output_dir, results_dir, store_url, timeout, inventory, ssh):
+    """Search compression and conversion settings for MODEL, every candidate measured on the devices.
+
+    Exit codes: 0 a configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did
+    (the closest miss per budget is shown), 2 bad input, 3 the device failed.
+    """
+    from . import api
+    from .report.tables import optimize_lines, optimize_table
+    if devices and group:
+        raise click.UsageError("give --device or --group, not both")
+    wanted = _budgets(budgets)
+    if max_accuracy_drop is not None:
+        wanted["accuracy_drop"] = max_accuracy_drop
+    outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,
+                           progress=out.progress(), objective=objective, calib=calib, eval_data=eval_data,
+                           train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
+                           results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
+                           timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
+                           screening=not no_screening, multi_objective=multi_objective)
+    out.emit(outcome, optimize_table(outcome), *optimize_lines(outcome))
+    return outcome["exit_code"]
+
+
 @main.group()
 def device():
     """Devices: list an inventory, diagnose a device, clean up after edgeopt."""

@@ -19,12 +19,13 @@ from ..progress import SILENT
 REGISTRY: dict = {}
 
 
-def option(default, help: str, low=None, high=None, choices=None, search=None, low_open=False):
+def option(default, help: str, low=None, high=None, choices=None, search=None, low_open=False, log=False):
     """A typed option field. low/high bound a number (low_open: the bound itself is refused); choices
-    lists a string's values; search is what an optimizer may try: (low, high) for a number, a tuple of
-    values for a choice, None when the option is not searched."""
+    lists a string's values; search is what an optimizer may try: (low, high) for a number (log: on a log
+    scale), a tuple of values for a choice, None when the option is not searched."""
     return dataclasses.field(default=default, metadata={
-        "help": help, "low": low, "high": high, "low_open": low_open, "choices": choices, "search": search})
+        "help": help, "low": low, "high": high, "low_open": low_open, "choices": choices, "search": search,
+        "log": log})
 
 
 def fields(options_cls) -> list:
@@ -134,6 +135,7 @@ class Transform:
     summary = ""                    # one line for --help
     Options: type = None            # a frozen dataclass with option() fields
     needs_training_data = False     # refused before any work when --train-data is missing
+    searchable = True               # edgeopt optimize may try it (False: it cannot make a model faster)
 
     def apply(self, module, options, context: TransformContext) -> TransformResult:
         raise NotImplementedError

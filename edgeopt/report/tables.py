@@ -358,3 +358,57 @@ def _vs(value, base, fmt: str) -> str:
         return "—"
     ratio = f" ({value / base:.2f}x)" if base else ""
     return fmt.format(value) + ratio
+
+
+def optimize_table(outcome: dict) -> Table:
+    """Every trial of an optimize study: its configuration, measured figures (worst device), verdict."""
+    objective = outcome["objective"]
+    t = Table(title=escape(f"Study {outcome['study']}: minimise {objective} within the budgets"))
+    budgets = list(outcome["budgets"])
+    for col in ["trial", "configuration", objective] + [b for b in budgets if b != objective] + ["size", "verdict"]:
+        t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right")
+    pareto = set(outcome.get("pareto", []))
+    best = (outcome.get("best") or {}).get("trial")
+    for row in outcome["trials"]:
+        f = row["figures"]
+        cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(row["config"] or "—"),
+                 _num(f.get(objective), "{:.3g}")]
+        cells += [_num(f.get(b), "{:.3g}") for b in budgets if b != objective]
+        cells += [_num(f.get("size_mb"), "{:.2f} MiB"), _verdict(row, row["trial"] in pareto)]
+        t.add_row(*cells)
+    return t
+
+
+def _verdict(row: dict, on_front: bool) -> str:
+    if row["state"] == "fail":
+        return f"[red]failed[/] {escape(row.get('error') or '')}"
+    marks = [m for m, on in (("baseline", row["baseline"]), ("cached", row["cached"]),
+                             ("screened only", row["measurement"] == "screening"), ("pareto", on_front),
+                             ("measured again", bool(row.get("rechecked")))) if on]
+    head = "[green]meets budgets[/]" if row["feasible"] else "[red]misses[/] " + ", ".join(
+        k for k, v in row["violations"].items() if v > 0)
+    return head + (f" ({', '.join(marks)})" if marks else "")
+
+
+def optimize_lines(outcome: dict) -> list:
+    """The answer under the table: the chosen bundle, or the closest miss per budget."""
+    lines = []
+    if outcome.get("stopped"):
+        lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
+    best = outcome.get("best")
+    if best:
+        value = best["figures"].get(outcome["objective"])
+        lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
+                     f"{_num(value, '{:.3g}')}; bundle {escape(best['bundle'])}")
+        return lines
+    closest = outcome.get("closest") or {}
+    for key, miss in (closest.get("per_budget") or {}).items():
+        lines.append(f"[yellow]closest[/] {key}: trial {miss['trial']} ({escape(miss['config'] or '')}) measured "
+                     f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:g}")
+    if closest.get("overall"):
+        o = closest["overall"]
+        missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0)
+        lines.append(f"[yellow]nearest overall[/] trial {o['trial']} ({escape(o['config'])}): missed {missed}")
+    if not lines:
+        lines.append("[red]no trial was measured[/]")
+    return lines

@@ -1,0 +1,180 @@
+"""The search space of `edgeopt optimize`, built from what the backends and transforms declare.
+
+Backends declare the precisions and quantizations they take (edgeopt/convert/); transforms declare each
+option's search range (option(search=...) in edgeopt/compress/). Nothing is listed twice: a new knob with a
+search range appears here by itself. A transform is a yes/no dimension ("prune") whose options
+("prune.channels") are sampled only when it is on. A space file narrows or fixes dimensions:
+
+    quantize = ["none", "int8"]      # a subset of the choices
+    "prune.channels" = [0.3, 0.6]    # a narrower range (within the option's bounds)
+    distill = false                  # fixed
+    threads = [1, 2, 4]              # bench threads, when the device's core count is not known
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+import typing
+
+from ..compress import base as transforms
+from ..errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# The order transforms are applied in (recipe.from_flags' order); a transform not listed goes last.
+ORDER = ("prune", "sparsity", "lowrank", "distill", "qat")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    name: str                       # "quantize", "prune", "prune.channels", "threads"
+    choices: tuple = ()             # a categorical dimension; else a number range
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+    log: bool = False
+    parent: str = ""                # sampled only when this yes/no dimension is True
+    # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared).
+    limits: tuple = ()
+
+    def suggest(self, trial):
+        if self.choices:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.low == self.high:
+            return int(self.low) if self.integer else float(self.low)
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+
+    def grid(self, points: int = 4) -> list:
+        """Values a grid search tries: every choice, or `points` evenly spaced over the range."""
+        if self.choices:
+            return list(self.choices)
+        if self.low == self.high:
+            return [self.low]
+        step = (self.high - self.low) / (points - 1)
+        values = [self.low + i * step for i in range(points)]
+        return sorted({int(round(v)) for v in values}) if self.integer else [round(v, 6) for v in values]
+
+    def describe(self) -> str:
+        if self.choices:
+            return ", ".join(map(str, self.choices))
+        return f"{self.low:g}..{self.high:g}" + (" (log)" if self.log else "")
+
+
+def build(backend, source_format: str, has_calib: bool, has_train: bool, cores: int | None,
+          space_file=None) -> list:
+    """The dimensions for one model and profile, narrowed by the space file."""
+    dims = _backend_dimensions(backend, has_calib)
+    if source_format in ("pytorch-module", "exported-program"):
+        dims += _transform_dimensions(has_train)
+    if cores and cores > 1:
+        dims.append(Dimension("threads", tuple(sorted({1, 2, 4, 8} & set(range(1, cores + 1)) | {cores}))))
+    if space_file:
+        dims = _narrow(dims, space_file, backend.name)
+    return dims
+
+
+def _backend_dimensions(backend, has_calib: bool) -> list:
+    quantizations = [q for q in backend.quantizations if q != "int8" or has_calib]
+    dims = [Dimension("quantize", tuple(quantizations))]
+    if len(backend.precisions) > 1:
+        dims.append(Dimension("precision", tuple(backend.precisions)))
+    return dims
+
+
+def _transform_dimensions(has_train: bool) -> list:
+    dims = []
+    for name in sorted(transforms.names(), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        transform = transforms.get(name)
+        if not transform.searchable or (transform.needs_training_data and not has_train):
+            continue
+        dims.append(Dimension(name, (False, True)))
+        dims += [_option_dimension(name, f, typing.get_type_hints(transform.Options)[f.name])
+                 for f in transforms.fields(transform.Options) if f.metadata.get("search") is not None]
+    return dims
+
+
+def _option_dimension(transform: str, field, kind) -> Dimension:
+    search = tuple(field.metadata["search"])
+    name = f"{transform}.{field.name}"
+    meta = field.metadata
+    if kind in (int, float) and len(search) == 2 and all(isinstance(v, (int, float)) for v in search):
+        limits = (meta["low"] if meta["low"] is not None else search[0],
+                  meta["high"] if meta["high"] is not None else search[1])
+        return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), transform, limits)
+    return Dimension(name, search, parent=transform, limits=tuple(meta.get("choices") or ()))
+
+
+def options(dims: list, config: dict) -> tuple:
+    """(package options, [(transform name, {option: value})], threads) of one sampled configuration."""
+    package = {k: config[k] for k in ("quantize", "precision") if k in config}
+    steps = []
+    for d in dims:
+        if d.choices == (False, True) and not d.parent and config.get(d.name):
+            values = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith(d.name + ".")}
+            steps.append((d.name, values))
+    return package, steps, config.get("threads")
+
+
+def sample(dims: list, trial) -> dict:
+    """One configuration: every dimension whose parent (if any) is on."""
+    config = {}
+    for d in dims:
+        if d.parent and not config.get(d.parent):
+            continue
+        config[d.name] = d.suggest(trial)
+    return config
+
+
+def _narrow(dims: list, path, backend_name: str) -> list:
+    path = pathlib.Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"search space file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise BadInput(f"{path}: not a readable TOML space: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    by_name = {d.name: d for d in dims}
+    for key, value in doc.items():
+        if key == "threads" and key not in by_name:
+            by_name[key] = _threads(value, path)
+            continue
+        if key not in by_name:
+            raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_name}); dimensions: "
+                           f"{', '.join(by_name) or 'none'}")
+        by_name[key] = _narrowed(by_name[key], value, f"{path}: {key}")
+    return list(by_name.values())
+
+
+def _threads(value, path) -> Dimension:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise BadInput(f"{path}: threads: expected a list of thread counts >= 1, got {value!r}")
+    return Dimension("threads", tuple(sorted(set(values))))
+
+
+def _narrowed(dim: Dimension, value, where: str) -> Dimension:
+    if dim.choices:
+        allowed = dim.limits or dim.choices
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if v not in allowed]
+        if not values or bad:
+            raise BadInput(f"{where}: {bad[0] if bad else value!r} is not one of {', '.join(map(str, allowed))}")
+        return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value, value]
+    if not (isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise BadInput(f"{where}: expected [low, high] or one number, got {value!r}")
+    low, high = value
+    lowest, highest = dim.limits or (dim.low, dim.high)
+    if not lowest <= low <= high <= highest:
+        raise BadInput(f"{where}: [{low}, {high}] is not within the option's bounds {lowest:g}..{highest:g}")
+    if dim.integer and not (float(low).is_integer() and float(high).is_integer()):
+        raise BadInput(f"{where}: expected whole numbers, got [{low}, {high}]")
+    return dataclasses.replace(dim, low=low, high=high)

@@ -1,0 +1,416 @@
+"""`edgeopt optimize`: an Optuna study over the search space (space.py), every trial packaged through the
+pipeline and measured on the user's devices (trial.py), the budgets as hard constraints.
+
+The study lives in Optuna's RDB storage on the results store's database (SQLite by default, PostgreSQL for a
+team), so several `edgeopt optimize --study NAME` processes on several hosts, each driving its own devices,
+work on one study; `--resume` continues one after a crash or Ctrl-C. A trial's outcome is kept in its
+user attributes (configuration, content key, figures, budget excess, result files), so that an identical
+candidate is answered from the study instead of being rebuilt and re-measured.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import shutil
+
+from ..budgets import KINDS
+from ..errors import BadInput, DeviceFailure
+from ..progress import SILENT
+from . import space as spaces, trial as trials_
+
+SAMPLERS = ("tpe", "random", "grid", "nsga2")
+# Multi-objective figures (all lower is better); energy joins them where the devices measure it.
+PARETO_FIGURES = ("latency_p90_ms", "accuracy_drop", "size_mb")
+DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
+RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
+RECHECK_TOP = 3
+HEARTBEAT_SECONDS = 30          # a worker that stops beating for GRACE_SECONDS has its running trial failed
+GRACE_SECONDS = 120
+
+
+@dataclasses.dataclass
+class Job:
+    model: str
+    profile: str
+    devices: list
+    budgets: dict
+    objective: str = "latency_p90_ms"
+    calib: str | None = None
+    eval_data: str | None = None
+    train_data: str | None = None
+    input_shapes: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    results_dir: str = "results"
+    store_url: object = None
+    inventory: object = None
+    ssh_options: object = None
+    timeout: float = 900.0
+    output_dir: pathlib.Path = pathlib.Path("optimize")
+
+
+def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
+             screening: bool = True, multi_objective: bool = False, progress=SILENT) -> dict:
+    """Run the study to n_trials trials (counting those of every worker and of earlier runs) and return the
+    outcome: best bundle, every trial, the Pareto front, the closest misses and the exit code."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dims, identity = _prepare(job, space_file)
+    storage = _storage(job)
+    study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
+    runner = _Runner(job, study, dims, identity, screening, multi_objective, progress)
+    try:
+        runner.loop(n_trials)
+        if not multi_objective:
+            runner.recheck_best()
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+    return _outcome(job, study, study_name, multi_objective, runner.stopped_by_device)
+
+
+def _prepare(job: Job, space_file) -> tuple:
+    """(dimensions, the study's identity): everything checked before anything is measured."""
+    from ..budgets import validate_budgets
+    from ..convert import backend_for
+    from ..models import detect_format, sha256_of
+    from ..profiles import load_profile
+    from ..transport import resolve_device
+
+    kind = KINDS.get(job.objective)
+    if kind is None or kind.higher_is_better:
+        raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
+                       f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
+    job.budgets = validate_budgets(job.budgets, field="--budget")
+    prof = load_profile(job.profile)
+    backend = backend_for(prof)
+    fmt = detect_format(job.model)
+    for device in job.devices:
+        resolve_device(device, _inventory(job.inventory))
+    dims = spaces.build(backend, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file)
+    path = pathlib.Path(job.model)
+    identity = {"model": job.model, "model_sha256": sha256_of(path) if path.is_file() else None,
+                "profile": prof.name, "budgets": job.budgets, "objective": job.objective,
+                "data": {k: _file_sha(v) for k, v in (("calib", job.calib), ("eval", job.eval_data),
+                                                     ("train", job.train_data)) if v},
+                "input_shapes": job.input_shapes, "seed": job.seed}
+    return dims, identity
+
+
+def _file_sha(path) -> str:
+    from ..models import sha256_of
+
+    if not pathlib.Path(path).is_file():
+        raise BadInput(f"data file not found: {path}")
+    return sha256_of(pathlib.Path(path))
+
+
+def _inventory(inventory):
+    from ..api import _inventory as load
+    return load(inventory)
+
+
+def _storage(job: Job):
+    """Optuna's RDB storage on the results store's database (the store opened first: its URL checked, its
+    own schema in place, a bad URL one line with the password masked)."""
+    import optuna
+    from optuna.storages import RetryFailedTrialCallback
+
+    from ..store import Store, default_url
+
+    with Store(job.store_url or default_url(job.results_dir)) as store:
+        url = store.url
+    return optuna.storages.RDBStorage(
+        url.render_as_string(hide_password=False), heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS, failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+
+
+def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: Job, dims: list, sampler: str):
+    import optuna
+
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing and not resume:
+        raise BadInput(f"study {name!r} exists in the store; --resume continues it, or name another --study")
+    if resume and name not in existing:
+        raise BadInput(f"--resume: no study {name!r} in the store")
+    directions = ["minimize"] * (len(_pareto_figures(job)) if multi else 1)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
+                                sampler=_sampler(sampler, dims, job.seed, multi))
+    if name in existing:
+        _check_identity(study, identity)
+    else:
+        study.set_user_attr("identity", identity)
+        study.enqueue_trial(_baseline(dims, job), user_attrs={"baseline": True})
+    return study
+
+
+def _check_identity(study, identity: dict) -> None:
+    recorded = study.user_attrs.get("identity") or {}
+    for key in ("model", "model_sha256", "profile", "budgets", "objective", "data", "input_shapes"):
+        if recorded.get(key) != identity.get(key):
+            raise BadInput(f"--resume: study {study.study_name!r} was started with another {key} "
+                           f"({recorded.get(key)!r}, now {identity.get(key)!r}); start a new --study")
+
+
+def _baseline(dims: list, job: Job) -> dict:
+    """The untouched model, measured in the same study on the same devices: the paired reference."""
+    from ..profiles import load_profile
+
+    params = {}
+    for d in dims:
+        if d.name == "quantize":
+            params[d.name] = "none" if "none" in d.choices else d.choices[0]
+        elif d.name == "precision":
+            default = load_profile(job.profile).default_precision
+            params[d.name] = default if default in d.choices else d.choices[0]
+        elif d.choices == (False, True) and not d.parent:
+            params[d.name] = False
+        elif d.name == "threads":
+            params[d.name] = max(d.choices)
+    return params
+
+
+def _sampler(name: str, dims: list, seed: int, multi: bool):
+    import optuna
+
+    if name not in SAMPLERS:
+        raise BadInput(f"--sampler {name}: expected one of {', '.join(SAMPLERS)}")
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({d.name: d.grid() for d in dims}, seed=seed)
+    if name == "nsga2" or multi:
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints)
+    return optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, multivariate=True, group=True,
+                                      constant_liar=True, n_startup_trials=5)
+
+
+def _constraints(frozen_trial) -> list:
+    """Optuna's constraint values (<= 0 feasible): each budget's relative excess on the worst device."""
+    return list(frozen_trial.user_attrs.get("constraints", [1.0]))
+
+
+def _pareto_figures(job: Job) -> tuple:
+    return PARETO_FIGURES + (("energy_mj",) if "energy_mj" in job.budgets else ())
+
+
+class _Runner:
+    """The trial loop of one worker process."""
+
+    def __init__(self, job, study, dims, identity, screening, multi, progress):
+        self.job, self.study, self.dims, self.identity = job, study, dims, identity
+        self.screening, self.multi, self.progress = screening, multi, progress
+        self.stopped_by_device = None
+        self.bundles = job.output_dir / study.study_name / "bundles"
+        self.bundles.mkdir(parents=True, exist_ok=True)
+
+    def loop(self, n_trials: int) -> None:
+        import optuna
+
+        device_failures = 0
+        self.progress.start("optimize: trials", total=n_trials)
+        self.progress.advance(min(n_trials, self._started()))
+        while self._started() < n_trials:
+            trial = self.study.ask()
+            failure = self._run_trial(trial)
+            self.progress.advance()
+            device_failures = device_failures + 1 if failure == "device" else 0
+            if device_failures >= DEVICE_FAILURES_TO_STOP:
+                self.stopped_by_device = trial.user_attrs.get("error")
+                break
+            if isinstance(self.study.sampler, optuna.samplers.GridSampler) and self._grid_done():
+                break
+        self.progress.finish()
+
+    def _started(self) -> int:
+        import optuna
+
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                  optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
+        return len(self.study.get_trials(deepcopy=False, states=states))
+
+    def _grid_done(self) -> bool:
+        size = math.prod(len(d.grid()) for d in self.dims)
+        return len({t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)}) >= size
+
+    def _run_trial(self, trial) -> str | None:
+        """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
+        import optuna
+
+        config = spaces.sample(self.dims, trial)
+        package, steps, threads = spaces.options(self.dims, config)
+        candidate = trials_.Candidate(package, steps, threads)
+        key = candidate.key(self.identity)
+        trial.set_user_attr("key", key)
+        trial.set_user_attr("config", candidate.describe())
+        self.progress.status(f"trial {trial.number}: {candidate.describe()}")
+        cached = self._cached(key, trial.number)
+        try:
+            outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
+                                            self.screening, self._can_still_win, self.progress)
+        except KeyboardInterrupt:
+            trial.set_user_attr("error", "interrupted (Ctrl-C)")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        except (BadInput, DeviceFailure) as e:
+            kind = "input" if isinstance(e, BadInput) else "device"
+            trial.set_user_attr("error", f"{kind}: {str(e).splitlines()[0]}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return kind
+        self._record(trial, outcome, key, cached is not None)
+        return None
+
+    def _cached(self, key: str, number: int) -> dict | None:
+        """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
+        import optuna
+
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("key") == key and t.number != number and "figures" in t.user_attrs:
+                return {k: t.user_attrs[k] for k in ("figures", "violations", "measurement", "results",
+                                                     "bundle_sha256", "transforms") if k in t.user_attrs}
+        return None
+
+    def _record(self, trial, outcome: dict, key: str, cached: bool) -> None:
+        import optuna
+
+        figures = outcome["figures"]
+        values = self._values(figures)
+        if values is None:
+            trial.set_user_attr("error", f"objective {self.job.objective} was not measured on every device")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        for name in ("figures", "violations", "measurement", "results", "bundle_sha256"):
+            trial.set_user_attr(name, outcome.get(name))
+        trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
+        trial.set_user_attr("constraints", [outcome["violations"][k] for k in self.job.budgets] or [0.0])
+        trial.set_user_attr("bundle", str(self.bundles / f"{key[:16]}.edgepkg"))
+        trial.set_user_attr("cached", cached)
+        self.study.tell(trial, values)
+
+    def _values(self, figures: dict):
+        names = _pareto_figures(self.job) if self.multi else (self.job.objective,)
+        if any(n not in figures for n in names):
+            return None
+        return [figures[n] for n in names]
+
+    def _can_still_win(self, figures: dict, violations: dict) -> bool:
+        """After screening: a full measurement only for a candidate no budget rules out by far (> 25%) and,
+        once a feasible best exists, no slower than it by more than 25% on the objective."""
+        if any(v > 0.25 for v in violations.values()):
+            return False
+        best = self._best_feasible_value()
+        value = figures.get(self.job.objective)
+        return best is None or value is None or value <= best * 1.25
+
+    def _best_feasible_value(self):
+        feasible = [t.user_attrs["figures"][self.job.objective] for t in _complete(self.study)
+                    if _feasible(t) and t.user_attrs.get("measurement") == "full"
+                    and self.job.objective in t.user_attrs.get("figures", {})]
+        return min(feasible, default=None)
+
+    def recheck_best(self) -> None:
+        """Candidates within RECHECK_WITHIN of the best are measured again (fully, in turn) and ranked by the
+        mean of their measurements, so the choice between near-ties is not left to one run's noise."""
+        finalists = _ranked_feasible(self.study, self.job.objective)[:RECHECK_TOP]
+        if len(finalists) < 2:
+            return
+        best = finalists[0].user_attrs["figures"][self.job.objective]
+        close = [t for t in finalists if t.user_attrs["figures"][self.job.objective] <= best * (1 + RECHECK_WITHIN)]
+        rechecked = dict(self.study.user_attrs.get("rechecked", {}))
+        if len(close) < 2 or all(str(t.number) in rechecked for t in close):
+            return
+        for t in close:
+            self.progress.status(f"measuring trial {t.number} again (within {RECHECK_WITHIN:.0%} of the best)")
+            try:
+                docs = trials_.measure(pathlib.Path(t.user_attrs["bundle"]), t.params.get("threads"), self.job,
+                                       None, self.progress)
+            except DeviceFailure:
+                return
+            again = trials_.figures(docs, self.job.budgets).get(self.job.objective)
+            if again is not None:
+                rechecked[str(t.number)] = [t.user_attrs["figures"][self.job.objective], again]
+        self.study.set_user_attr("rechecked", rechecked)
+
+
+def _complete(study) -> list:
+    import optuna
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _feasible(t) -> bool:
+    return all(c <= 0 for c in t.user_attrs.get("constraints", [1.0]))
+
+
+def _score(t, objective: str, rechecked: dict) -> float:
+    """The objective of a trial: the mean of its measurements when it was measured again."""
+    again = rechecked.get(str(t.number))
+    return sum(again) / len(again) if again else t.user_attrs["figures"][objective]
+
+
+def _ranked_feasible(study, objective: str) -> list:
+    rechecked = study.user_attrs.get("rechecked", {})
+    full = [t for t in _complete(study) if _feasible(t) and objective in t.user_attrs.get("figures", {})]
+    # a screening-only figure is less certain: full measurements rank first at equal value
+    return sorted(full, key=lambda t: (_score(t, objective, rechecked), t.user_attrs.get("measurement") != "full"))
+
+
+def _outcome(job: Job, study, name: str, multi: bool, stopped_by_device) -> dict:
+    import optuna
+
+    rechecked = study.user_attrs.get("rechecked", {})
+    rows = [dict(_row(t), rechecked=rechecked.get(str(t.number))) for t in study.get_trials(deepcopy=False)
+            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
+    ranked = _ranked_feasible(study, job.objective)
+    best = ranked[0] if ranked else None
+    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": rows,
+           "pareto": _pareto(_complete(study), _pareto_figures(job)),
+           "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
+    if best is not None:
+        chosen = job.output_dir / f"{name}-best.edgepkg"
+        shutil.copyfile(best.user_attrs["bundle"], chosen)
+        out["best"] = dict(_row(best), bundle=str(chosen), rechecked=rechecked.get(str(best.number)))
+    out["exit_code"] = 3 if stopped_by_device and not best else (0 if best else 1)
+    if stopped_by_device:
+        out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped_by_device}"
+    return out
+
+
+def _row(t) -> dict:
+    attrs = t.user_attrs
+    return {"trial": t.number, "state": t.state.name.lower(), "config": attrs.get("config", ""),
+            "figures": attrs.get("figures", {}), "violations": attrs.get("violations", {}),
+            "feasible": _feasible(t) if t.state.name == "COMPLETE" else False,
+            "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
+            "baseline": attrs.get("baseline", False), "error": attrs.get("error"),
+            "bundle": attrs.get("bundle"), "stages": attrs.get("stages", [])}
+
+
+def _pareto(trials: list, names: tuple) -> list:
+    """Trial numbers not dominated on the figures every compared trial has (lower is better)."""
+    points = [(t.number, [t.user_attrs["figures"].get(n) for n in names]) for t in trials if "figures" in t.user_attrs]
+    present = [i for i in range(len(names)) if all(p[1][i] is not None for p in points)]
+    vectors = [(n, [v[i] for i in present]) for n, v in points]
+    front = []
+    for n, v in vectors:
+        dominated = any(all(a <= b for a, b in zip(w, v)) and any(a < b for a, b in zip(w, v))
+                        for m, w in vectors if m != n)
+        if not dominated:
+            front.append(n)
+    return front
+
+
+def _closest(trials: list, budgets: dict) -> dict:
+    """Per budget, the trial that came closest to meeting it, and the trial that missed the fewest budgets
+    by the least (what dominated the search when nothing met every budget)."""
+    measured = [t for t in trials if t.user_attrs.get("violations")]
+    if not measured:
+        return {}
+    per_budget = {}
+    for key in budgets:
+        t = min(measured, key=lambda t: t.user_attrs["violations"].get(key, math.inf))
+        per_budget[key] = {"trial": t.number, "config": t.user_attrs.get("config"),
+                           "measured": t.user_attrs["figures"].get(key), "limit": budgets[key],
+                           "excess": t.user_attrs["violations"].get(key)}
+    overall = min(measured, key=lambda t: max(t.user_attrs["violations"].values()))
+    return {"per_budget": per_budget, "overall": _row(overall)}
