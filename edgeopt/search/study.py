@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pathlib
 import shutil
+import socket
 
 from ..budgets import KINDS
 from ..errors import BadInput, DeviceFailure
@@ -25,8 +27,7 @@ PARETO_FIGURES = ("latency_p90_ms", "accuracy_drop", "size_mb")
 DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
 RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
 RECHECK_TOP = 3
-HEARTBEAT_SECONDS = 30          # a worker that stops beating for GRACE_SECONDS has its running trial failed
-GRACE_SECONDS = 120
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclasses.dataclass
@@ -64,10 +65,10 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
         runner.loop(n_trials)
         if not multi_objective:
             runner.recheck_best()
+        return _outcome(job, study, study_name, multi_objective, runner)
     finally:
         storage.remove_session()
         storage.engine.dispose()
-    return _outcome(job, study, study_name, multi_objective, runner.stopped_by_device)
 
 
 def _prepare(job: Job, space_file) -> tuple:
@@ -115,15 +116,12 @@ def _storage(job: Job):
     """Optuna's RDB storage on the results store's database (the store opened first: its URL checked, its
     own schema in place, a bad URL one line with the password masked)."""
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
 
     from ..store import Store, default_url
 
     with Store(job.store_url or default_url(job.results_dir)) as store:
         url = store.url
-    return optuna.storages.RDBStorage(
-        url.render_as_string(hide_password=False), heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=GRACE_SECONDS, failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    return optuna.storages.RDBStorage(url.render_as_string(hide_password=False))
 
 
 def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: Job, dims: list, sampler: str):
@@ -139,6 +137,7 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
                                 sampler=_sampler(sampler, dims, job.seed, multi))
     if name in existing:
         _check_identity(study, identity)
+        _fail_orphans(study)
     else:
         study.set_user_attr("identity", identity)
         study.enqueue_trial(_baseline(dims, job), user_attrs={"baseline": True})
@@ -151,6 +150,29 @@ def _check_identity(study, identity: dict) -> None:
         if recorded.get(key) != identity.get(key):
             raise BadInput(f"--resume: study {study.study_name!r} was started with another {key} "
                            f"({recorded.get(key)!r}, now {identity.get(key)!r}); start a new --study")
+
+
+def _fail_orphans(study) -> None:
+    """Trials left running by a worker of this host that is gone (a crash, a kill): failed with that reason,
+    so the study does not wait for them. Another host's running trials may be alive and are left alone."""
+    import optuna
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = (t.user_attrs.get("worker") or "").rpartition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            optuna.trial.Trial(study, t._trial_id).set_user_attr("error", f"its worker {worker_host}:{pid} stopped")
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _baseline(dims: list, job: Job) -> dict:
@@ -181,14 +203,10 @@ def _sampler(name: str, dims: list, seed: int, multi: bool):
     if name == "grid":
         return optuna.samplers.GridSampler({d.name: d.grid() for d in dims}, seed=seed)
     if name == "nsga2" or multi:
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints)
-    return optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, multivariate=True, group=True,
-                                      constant_liar=True, n_startup_trials=5)
-
-
-def _constraints(frozen_trial) -> list:
-    """Optuna's constraint values (<= 0 feasible): each budget's relative excess on the worst device."""
-    return list(frozen_trial.user_attrs.get("constraints", [1.0]))
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # The budgets reach the samplers as the trials' constraints (Trial.set_constraint in _record).
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                      n_startup_trials=5)
 
 
 def _pareto_figures(job: Job) -> tuple:
@@ -243,6 +261,7 @@ class _Runner:
         candidate = trials_.Candidate(package, steps, threads)
         key = candidate.key(self.identity)
         trial.set_user_attr("key", key)
+        trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("config", candidate.describe())
         self.progress.status(f"trial {trial.number}: {candidate.describe()}")
         cached = self._cached(key, trial.number)
@@ -258,7 +277,7 @@ class _Runner:
             trial.set_user_attr("error", f"{kind}: {str(e).splitlines()[0]}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return kind
-        self._record(trial, outcome, key, cached is not None)
+        self._record(trial, outcome, candidate, key, cached is not None)
         return None
 
     def _cached(self, key: str, number: int) -> dict | None:
@@ -271,7 +290,7 @@ class _Runner:
                                                      "bundle_sha256", "transforms") if k in t.user_attrs}
         return None
 
-    def _record(self, trial, outcome: dict, key: str, cached: bool) -> None:
+    def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
         import optuna
 
         figures = outcome["figures"]
@@ -283,8 +302,12 @@ class _Runner:
         for name in ("figures", "violations", "measurement", "results", "bundle_sha256"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
-        trial.set_user_attr("constraints", [outcome["violations"][k] for k in self.job.budgets] or [0.0])
+        constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
+        trial.set_user_attr("constraints", constraints)
+        for budget, excess in zip(self.job.budgets or ["none"], constraints):  # <= 0: the budget is met
+            trial.set_constraint(budget, excess)
         trial.set_user_attr("bundle", str(self.bundles / f"{key[:16]}.edgepkg"))
+        trial.set_user_attr("candidate", dataclasses.asdict(candidate))
         trial.set_user_attr("cached", cached)
         self.study.tell(trial, values)
 
@@ -309,6 +332,15 @@ class _Runner:
                     and self.job.objective in t.user_attrs.get("figures", {})]
         return min(feasible, default=None)
 
+    def local_bundle(self, t) -> pathlib.Path:
+        """The trial's bundle on this host: built here, or (a trial another worker ran, or answered from the
+        study) rebuilt from its recorded candidate: the pipeline is deterministic for one configuration."""
+        path = self.bundles / f"{t.user_attrs['key'][:16]}.edgepkg"
+        if not path.is_file():
+            self.progress.status(f"building trial {t.number}'s bundle on this host")
+            trials_.package(trials_.Candidate(**t.user_attrs["candidate"]), self.job, path, self.progress)
+        return path
+
     def recheck_best(self) -> None:
         """Candidates within RECHECK_WITHIN of the best are measured again (fully, in turn) and ranked by the
         mean of their measurements, so the choice between near-ties is not left to one run's noise."""
@@ -323,8 +355,8 @@ class _Runner:
         for t in close:
             self.progress.status(f"measuring trial {t.number} again (within {RECHECK_WITHIN:.0%} of the best)")
             try:
-                docs = trials_.measure(pathlib.Path(t.user_attrs["bundle"]), t.params.get("threads"), self.job,
-                                       None, self.progress)
+                docs = trials_.measure(self.local_bundle(t), t.params.get("threads"), self.job, None,
+                                       self.progress)
             except DeviceFailure:
                 return
             again = trials_.figures(docs, self.job.budgets).get(self.job.objective)
@@ -355,7 +387,7 @@ def _ranked_feasible(study, objective: str) -> list:
     return sorted(full, key=lambda t: (_score(t, objective, rechecked), t.user_attrs.get("measurement") != "full"))
 
 
-def _outcome(job: Job, study, name: str, multi: bool, stopped_by_device) -> dict:
+def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     import optuna
 
     rechecked = study.user_attrs.get("rechecked", {})
@@ -368,11 +400,12 @@ def _outcome(job: Job, study, name: str, multi: bool, stopped_by_device) -> dict
            "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
     if best is not None:
         chosen = job.output_dir / f"{name}-best.edgepkg"
-        shutil.copyfile(best.user_attrs["bundle"], chosen)
+        shutil.copyfile(runner.local_bundle(best), chosen)
         out["best"] = dict(_row(best), bundle=str(chosen), rechecked=rechecked.get(str(best.number)))
-    out["exit_code"] = 3 if stopped_by_device and not best else (0 if best else 1)
-    if stopped_by_device:
-        out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped_by_device}"
+    stopped = runner.stopped_by_device
+    out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
+    if stopped:
+        out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
     return out
 
 

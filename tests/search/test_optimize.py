@@ -1,0 +1,157 @@
+"""edgeopt optimize end to end: real packaging, real measurement on `local`, on loopback sshd devices, and a
+study shared by two worker processes on a real PostgreSQL."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "store"))
+from pgserver import pg, pg_url  # noqa: E402,F401  (fixtures)
+from conftest import CALIB, EVAL, MODEL, write_inventory  # noqa: E402
+
+pytestmark = pytest.mark.slow
+DATA = ["--calib", CALIB, "--eval-data", EVAL]
+
+
+def _optimize(cli, tmp_path, *args):
+    return cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+               *args, "--json")
+
+
+def _trials(tmp_path, study, url=None):
+    storage = url or f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
+    return optuna.load_study(study_name=study, storage=str(storage)).get_trials()
+
+
+def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
+    r = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=50", "--max-accuracy-drop", "0.02", "--trials", "3",
+                  "--study", "ok")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    best = pathlib.Path(outcome["best"]["bundle"])
+    assert best.is_file() and outcome["best"]["feasible"]
+    assert outcome["trials"][0]["baseline"] and outcome["trials"][0]["config"].startswith("quantize=none")
+    bench = cli("bench", best, "--results-dir", tmp_path / "check", "--json")
+    assert bench.exit_code == 0, bench.stderr
+    result = pathlib.Path(bench.json()["_path"])
+    assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0
+
+
+def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
+    r = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=0.000001", "--trials", "2", "--study", "miss")
+    assert r.exit_code == 1, r.stderr
+    outcome = r.json()
+    assert outcome["best"] is None
+    miss = outcome["closest"]["per_budget"]["latency_p90_ms"]
+    assert miss["measured"] > miss["limit"] and miss["excess"] > 0
+    assert miss["measured"] == min(t["figures"]["latency_p90_ms"] for t in outcome["trials"] if t["figures"])
+    table = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+                "--budget", "latency_p90_ms=0.000001", "--trials", "2", "--study", "miss", "--resume")
+    assert table.exit_code == 1 and "closest latency_p90_ms: trial" in table.stdout
+
+
+def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\n')
+    r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "6", "--study", "dup",
+                  "--budget", "latency_p90_ms=50")
+    assert r.exit_code == 0, r.stderr
+    rows = r.json()["trials"]
+    assert len(rows) == 6
+    assert sum(not row["cached"] for row in rows) == 2      # two distinct candidates, each built and measured once
+    assert len(list((tmp_path / "opt" / "dup" / "bundles").glob("*.edgepkg"))) == 2
+    for row in rows:
+        first = next(r for r in rows if r["config"] == row["config"])
+        assert row["figures"] == first["figures"]
+
+
+def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
+            "--budget", "latency_p90_ms=50", "--sampler", "random"]
+    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in p.stderr:                      # interrupt while trial 1 runs: trial 0 is finished
+        if "trial 1:" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    p.stderr.read()
+    assert p.wait(timeout=120) == 130
+    before = {t.number: t for t in _trials(tmp_path, "cut")}
+    finished = {n: t.user_attrs["figures"] for n, t in before.items() if t.state == optuna.trial.TrialState.COMPLETE}
+    assert 0 in finished
+    r = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    after = _trials(tmp_path, "cut")
+    assert {t.number: t.user_attrs.get("figures") for t in after if t.number in finished} == finished
+    complete = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len([t for t in after if t.state != optuna.trial.TrialState.RUNNING]) >= 4 and len(complete) >= 3
+    assert len(json.loads(r.stdout)["trials"]) == len(after)
+
+
+def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
+    url = pg_url.render_as_string(hide_password=False)
+    common = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--store", url,
+              "--study", "team", "--trials", "6", "--budget", "latency_p90_ms=50", "--sampler", "random", "--json"]
+    env = dict(os.environ, HOME=str(tmp_path))
+    first = subprocess.Popen(common + ["--results-dir", str(tmp_path / "a"), "--output-dir", str(tmp_path / "oa")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:              # the second worker joins once the first has made the study
+        try:
+            if optuna.load_study(study_name="team", storage=url).get_trials():
+                break
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    second = subprocess.run(common + ["--resume", "--results-dir", str(tmp_path / "b"), "--output-dir",
+                                      str(tmp_path / "ob")], capture_output=True, text=True, env=env, timeout=600)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+    trials = optuna.load_study(study_name="team", storage=url).get_trials()
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials))) and 6 <= len(trials) <= 7
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    measured = list((tmp_path / "a").rglob("*.json")) + list((tmp_path / "b").rglob("*.json"))
+    assert measured, "both workers measure on their own device"
+    seen = [len(json.loads(text)["trials"]) for text in (out, second.stdout)]
+    assert max(seen) == len(trials)   # the worker that finished last saw every trial; the other, those done by then
+
+
+def test_trials_measured_on_ssh_devices_worst_device_decides(cli, lab, tmp_path):
+    devices = [lab.devices.get(f"opt-{i}") or lab.add(f"opt-{i}", 40 + i) for i in range(2)]
+    inv = write_inventory(tmp_path / "inv.yaml", lab, devices, groups={"pis": [d.name for d in devices]})
+    r = _optimize(cli, tmp_path, "--inventory", inv, "--group", "pis", "--known-hosts", lab.known_hosts,
+                  "--budget", "latency_p90_ms=50", "--trials", "2", "--study", "ssh")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    for row in outcome["trials"]:
+        docs = [json.loads(pathlib.Path(p).read_text()) for p in _result_paths(tmp_path, row)]
+        assert {d["device"]["name"] for d in docs} >= {"opt-0", "opt-1"}
+
+
+def _result_paths(tmp_path, row):
+    return [p for p in (tmp_path / "results").rglob("*.json")]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--objective", "min_top1"], "--objective min_top1: expected a figure to minimise"),
+    (["--budget", "latency_p90_ms=-1"], "latency_p90_ms"),
+    (["--space", "SPACE"], "nope: not a dimension of this search"),
+    (["--device", "no such host!"], "is not in the inventory and is not an SSH address"),
+])
+def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
+    space = tmp_path / "space.toml"
+    space.write_text("nope = [1, 2]\n")
+    args = [str(space) if a == "SPACE" else a for a in args]
+    r = _optimize(cli, tmp_path, *args)
+    assert r.exit_code == 2 and fragment in r.stderr, r.stderr
+    assert not list((tmp_path / "results").rglob("*.json"))
