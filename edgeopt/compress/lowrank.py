@@ -1,0 +1,142 @@
+"""Low-rank factorization: a linear layer W (out x in) becomes two, in -> r -> out, from the truncated SVD
+W ~ U S V^T; a k x k convolution becomes a k x k convolution to r channels followed by a 1 x 1 convolution
+(the SVD of the weight reshaped to out x (in*k*k)). A layer is replaced only where the two factors hold
+fewer parameters than the original, so parameters and MACs only go down."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from ..errors import BadInput
+from .base import Transform, TransformResult, option, register
+
+
+@dataclasses.dataclass(frozen=True)
+class LowRankOptions:
+    energy: float = option(0.9, "fraction of each layer's singular-value energy (sum of squares) kept",
+                           low=0.0, high=1.0, low_open=True, search=(0.5, 0.99))
+    rank: int = option(0, "a fixed rank for every layer instead of energy (0: use energy)", low=0)
+    min_params: int = option(4096, "layers with fewer weights are left alone", low=0)
+    protect: tuple[str, ...] = option((), "module names (as in named_modules, joined by '+') left whole")
+
+
+@register
+class LowRank(Transform):
+    name = "lowrank"
+    summary = "low-rank factorization (SVD) of linear and conv layers into two thinner ones"
+    Options = LowRankOptions
+
+    def apply(self, module, options, context) -> TransformResult:
+        import torch
+
+        model = copy.deepcopy(module).eval()
+        candidates = _candidates(model, options)
+        params_before = sum(p.numel() for p in model.parameters())
+        context.progress.start("lowrank", total=len(candidates), unit="layers")
+        layers = []
+        with torch.no_grad():
+            for name, layer in candidates:
+                replacement, rank, full = _factorize(layer, options)
+                if replacement is not None:
+                    model = _set(model, name, replacement)
+                    layers.append({"layer": name, "rank": rank, "full_rank": full,
+                                   "params_before": _count(layer), "params_after": _count(replacement)})
+                context.progress.advance()
+        context.progress.finish()
+        params_after = sum(p.numel() for p in model.parameters())
+        details = {"energy": options.energy, "rank": options.rank, "min_params": options.min_params,
+                   "params_before": params_before, "params_after": params_after,
+                   "factorized": len(layers), "considered": len(candidates), "layers": layers}
+        notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers factorized, parameters "
+                  f"{params_before:,} -> {params_after:,}")]
+        if layers:
+            notes.append("factorized without fine-tuning here: accuracy drops as energy falls; follow with "
+                         "distillation on --train-data (--distill) to recover it")
+        return TransformResult(model.eval(), details, notes)
+
+
+def _candidates(model, options) -> list:
+    """[(name, layer)]: linear layers and ungrouped, non-transposed convs big enough, outside protect."""
+    import torch
+
+    named = dict(model.named_modules())
+    unknown = [n for n in options.protect if n not in named]
+    if unknown:
+        raise BadInput(f"lowrank: protect: no module named {unknown[0]!r} in the model")
+    kept = {id(m) for n in options.protect for m in named[n].modules()}
+    out = []
+    for name, m in named.items():
+        conv = isinstance(m, torch.nn.modules.conv._ConvNd) and not m.transposed and m.groups == 1
+        if (conv or isinstance(m, torch.nn.Linear)) and id(m) not in kept and m.weight.numel() >= options.min_params:
+            out.append((name, m))
+    return out
+
+
+def _factorize(layer, options):
+    """(replacement or None, rank, full rank) for one layer."""
+    import torch
+
+    weight = layer.weight.detach()
+    matrix = weight.reshape(weight.shape[0], -1).double()   # out x (in * kernel)
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    full = len(s)
+    rank = min(options.rank, full) if options.rank else _rank_for_energy(s, options.energy)
+    out_dim, in_dim = matrix.shape
+    if rank * (out_dim + in_dim) >= out_dim * in_dim:   # two factors would not be smaller
+        return None, rank, full
+    root = s[:rank].sqrt()
+    first = (vh[:rank] * root[:, None]).to(weight.dtype)       # rank x (in * kernel)
+    second = (u[:, :rank] * root[None, :]).to(weight.dtype)    # out x rank
+    build = _linear_pair if isinstance(layer, torch.nn.Linear) else _conv_pair
+    return build(layer, first, second, rank), rank, full
+
+
+def _rank_for_energy(s, energy: float) -> int:
+    import torch
+
+    kept = torch.cumsum(s ** 2, 0) / (s ** 2).sum()
+    # the smallest rank whose leading singular values hold `energy` (a hair of slack for rounding at 1.0)
+    return int(torch.searchsorted(kept, torch.tensor(energy - 1e-9, dtype=kept.dtype)).item()) + 1
+
+
+def _linear_pair(layer, first, second, rank):
+    import torch
+
+    like = {"dtype": layer.weight.dtype, "device": layer.weight.device}
+    a = torch.nn.Linear(layer.in_features, rank, bias=False, **like)
+    b = torch.nn.Linear(rank, layer.out_features, bias=layer.bias is not None, **like)
+    a.weight.copy_(first)
+    b.weight.copy_(second)
+    if layer.bias is not None:
+        b.bias.copy_(layer.bias)
+    return torch.nn.Sequential(a, b)
+
+
+def _conv_pair(layer, first, second, rank):
+    """The k x k conv keeps stride, padding and dilation and emits `rank` channels; a 1 x 1 conv mixes them
+    back to the original outputs and carries the bias."""
+    import torch
+
+    kind = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[len(layer.kernel_size)]
+    like = {"dtype": layer.weight.dtype, "device": layer.weight.device}
+    a = kind(layer.in_channels, rank, layer.kernel_size, stride=layer.stride, padding=layer.padding,
+             dilation=layer.dilation, bias=False, padding_mode=layer.padding_mode, **like)
+    b = kind(rank, layer.out_channels, 1, bias=layer.bias is not None, **like)
+    a.weight.copy_(first.reshape(a.weight.shape))
+    b.weight.copy_(second.reshape(b.weight.shape))
+    if layer.bias is not None:
+        b.bias.copy_(layer.bias)
+    return torch.nn.Sequential(a, b)
+
+
+def _set(model, name: str, replacement):
+    """The model with the module at `name` replaced (the model itself when it is that layer)."""
+    if not name:
+        return replacement
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, replacement)
+    return model
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())

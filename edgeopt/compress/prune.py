@@ -1,0 +1,306 @@
+"""Structured channel pruning with Torch-Pruning: whole output channels (conv filters, linear rows) are
+removed together with everything coupled to them (BatchNorm, the next layer's inputs, residual adds), so
+the exported graph is physically smaller and faster on any runtime. The layers that produce the model's
+outputs keep their width, so the output shapes never change."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from ..errors import BadInput
+from .base import Transform, TransformResult, option, register, training_batches
+
+CRITERIA = ("l1", "l2", "lamp", "fpgm", "taylor", "random")
+TAYLOR_SAMPLES = 64          # samples of --train-data whose gradients rank channels for criterion=taylor
+TAYLOR_BATCH = 16
+MAX_LAYER_RATIO = 0.9        # global ranking may thin one layer this much, never to nothing
+# graph nodes whose output channels are their own (not coupled to their inputs): walking back from an
+# output, these are the layers that set the output's width
+_WIDTH_SETTERS = ("CONV", "LINEAR", "LSTM", "EMBED", "MHA")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneOptions:
+    channels: float = option(0.5, "fraction of channels removed (per layer; over the whole model with "
+                             "scope=global)", low=0.0, high=0.95, low_open=True, search=(0.1, 0.7))
+    criterion: str = option("l2", "channel importance: l1 or l2 weight norm, lamp, fpgm, taylor (gradients "
+                            "on --train-data), random", choices=CRITERIA, search=("l1", "l2", "lamp"))
+    scope: str = option("layer", "layer: every layer loses the same fraction; global: channels ranked "
+                        "across layers (uneven widths)", choices=("layer", "global"), search=("layer", "global"))
+    protect: tuple[str, ...] = option((), "module names (as in named_modules, joined by '+') that keep their "
+                                      "width; the layers producing the outputs always do")
+    round_to: int = option(1, "make each pruned width a multiple of this, rounding down (8 or 16 suit SIMD "
+                           "kernels)", low=1, high=256)
+
+
+@register
+class ChannelPrune(Transform):
+    name = "prune"
+    summary = "structured channel pruning (Torch-Pruning): fewer channels, a smaller and faster graph"
+    Options = PruneOptions
+
+    def validate(self, options, context) -> None:
+        if options.criterion == "taylor" and context.train is None:
+            raise BadInput("prune: criterion=taylor needs --train-data (its gradients rank the channels)")
+
+    def apply(self, module, options, context) -> TransformResult:
+        import torch
+
+        torch.manual_seed(context.seed)
+        model = copy.deepcopy(module).eval()
+        model.requires_grad_(True)   # tracing and Taylor need gradients, also through a frozen model
+        examples = tuple(context.examples)
+        context.progress.status("prune: tracing the dependency graph")
+        with torch.enable_grad():
+            protected = _protected(model, options.protect, examples)
+            before = _measure(model, examples)
+            _prune(model, options, context, examples, protected)
+            after = _measure(model, examples)
+        details = {"channels": options.channels, "criterion": options.criterion, "scope": options.scope,
+                   "round_to": options.round_to, "protected": sorted(protected),
+                   "params_before": before["params"], "params_after": after["params"],
+                   "macs_before": before["macs"], "macs_after": after["macs"],
+                   "layers": _changed(before["widths"], after["widths"])}
+        notes = [(f"prune: parameters {before['params']:,} -> {after['params']:,}, "
+                  f"MACs {before['macs']:,} -> {after['macs']:,}"),
+                 ("pruned without fine-tuning here: accuracy usually drops; follow with distillation on "
+                  "--train-data (--distill) to recover it")]
+        if after["params"] == before["params"]:
+            notes.insert(0, "warning: prune: no channel could be removed (every layer is protected or "
+                         "coupled to an output)")
+        return TransformResult(model.eval(), details, notes)
+
+
+def _prune(model, options, context, examples, protected: dict) -> None:
+    """Thin `model` in place; it must still run with the same output shapes."""
+    shapes = _output_shapes(model, examples)
+    try:
+        pruner = _pruner(model, options, examples, protected)
+        if options.criterion == "taylor":
+            context.progress.status("prune: gradients for taylor importance")
+            _accumulate_gradients(model, context)
+        context.progress.status(f"prune: removing {options.channels:.0%} of channels ({options.scope})")
+        _step(pruner, options)
+    except (AssertionError, IndexError) as e:   # Torch-Pruning's own checks on a structure it cannot cut
+        raise BadInput(f"prune: Torch-Pruning cannot prune this model ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else 'no message'}); protect the layer involved "
+                       "(protect=NAME) or use lowrank") from None
+    model.zero_grad(set_to_none=True)
+    _check_outputs(model, examples, shapes)
+
+
+def _measure(model, examples) -> dict:
+    import torch_pruning as tp
+
+    macs, params = tp.utils.count_ops_and_params(model, examples)
+    return {"macs": int(macs), "params": int(params), "widths": _widths(model)}
+
+
+def _protected(model, names: tuple, examples) -> dict:
+    """{qualified name: module} of the layers that keep their width: the ones asked for, the ones producing
+    the outputs, and attention blocks (their embedding width is split into heads)."""
+    import torch
+    import torch_pruning as tp
+
+    named = dict(model.named_modules())
+    unknown = [n for n in names if n not in named]
+    if unknown:
+        raise BadInput(f"prune: protect: no module named {unknown[0]!r} in the model")
+    out = {n: named[n] for n in names}
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=examples,
+                                                  customized_pruners=_recurrent_pruners(model))
+    by_module = {m: n for n, m in named.items()}
+    for m in _output_producers(graph):
+        out[by_module.get(m, repr(m))] = m
+    out.update({n: m for n, m in named.items() if isinstance(m, torch.nn.MultiheadAttention)})
+    return out
+
+
+def _output_producers(graph) -> list:
+    """Walk back from every graph output through width-preserving ops (activations, norms, adds, reshapes,
+    pooling, depthwise convs) to the layers whose own channels become the output's. A recurrent layer is
+    kept whole, so its input counts as an output too."""
+    import torch
+    import torch_pruning as tp
+
+    setters = {getattr(tp.ops.OPTYPE, t) for t in _WIDTH_SETTERS}
+    recurrent = [n for n in graph.module2node.values() if isinstance(n.module, torch.nn.RNNBase)]
+    stack = [n for n in graph.module2node.values() if not n.outputs] + [i for n in recurrent for i in n.inputs]
+    seen, found = set(), [n.module for n in recurrent]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.type in setters:
+            found.append(node.module)
+        elif node.type != tp.ops.OPTYPE.PARAMETER:
+            stack.extend(node.inputs)
+    return found
+
+
+def _recurrent_pruners(model) -> dict:
+    """{recurrent layer type: a pruner that never changes it}: Torch-Pruning 1.6.1 corrupts LSTM weights
+    when it thins them and does not know GRU or RNN at all (it would take them for element-wise ops). As
+    registered layers they appear in the graph, and _output_producers keeps them and their inputs whole."""
+    import torch
+    import torch_pruning as tp
+
+    class Frozen(tp.pruner.BasePruningFunc):
+        def prune_out_channels(self, layer, idxs):
+            return layer
+
+        prune_in_channels = prune_out_channels
+
+        def get_out_channels(self, layer):
+            return layer.hidden_size * (2 if layer.bidirectional else 1)
+
+        def get_in_channels(self, layer):
+            return layer.input_size
+
+    kinds = {type(m) for m in model.modules() if isinstance(m, torch.nn.RNNBase)}
+    return {kind: Frozen() for kind in kinds}
+
+
+def _importance(criterion: str):
+    import torch_pruning as tp
+
+    imp = tp.importance
+    return {"l1": lambda: imp.GroupMagnitudeImportance(p=1), "l2": lambda: imp.GroupMagnitudeImportance(p=2),
+            "lamp": lambda: imp.LAMPImportance(p=2), "fpgm": lambda: imp.FPGMImportance(p=2),
+            "taylor": lambda: imp.GroupTaylorImportance(), "random": lambda: imp.RandomImportance()}[criterion]()
+
+
+def _pruner(model, options, examples, protected: dict):
+    import torch
+    import torch_pruning as tp
+
+    heads = {m: m.num_heads for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)}
+    return tp.pruner.BasePruner(
+        model, examples, importance=_importance(options.criterion), global_pruning=options.scope == "global",
+        pruning_ratio=options.channels, max_pruning_ratio=max(MAX_LAYER_RATIO, options.channels),
+        ignored_layers=list(protected.values()), round_to=options.round_to if options.round_to > 1 else None,
+        num_heads=heads, customized_pruners=_recurrent_pruners(model))
+
+
+def _step(pruner, options) -> None:
+    """One pruning step. Torch-Pruning drops a group that asks for every channel of a layer (global ranking
+    over a uniform layer; a tiny layer at a high ratio), leaving that layer at full width; here such a group
+    is cut back to its least important channels so the layer keeps a few (see _kept)."""
+    graph = pruner.DG
+    refuses = graph.check_pruning_group
+    graph.check_pruning_group = lambda group: True   # see every group; the check runs after trimming
+    cap = options.channels if options.scope == "layer" else max(MAX_LAYER_RATIO, options.channels)
+    try:
+        for group in pruner.step(interactive=True):
+            dep, idxs = group[0]
+            count = graph.get_out_channels if graph.is_out_channel_pruning_fn(dep.handler) else graph.get_in_channels
+            width = count(dep.target.module)
+            if width and len(idxs) > width - _kept(width, cap, options.round_to):
+                group = _least_important(pruner, group, width, width - _kept(width, cap, options.round_to))
+            if refuses(group):
+                group.prune()
+    finally:
+        graph.check_pruning_group = refuses
+
+
+def _kept(width: int, cap: float, round_to: int) -> int:
+    """The fewest channels a layer may keep: what the ratio cap leaves (at least one), rounded down to the
+    channel multiple as Torch-Pruning rounds (at least one multiple)."""
+    keep = max(1, int(width * (1 - cap)))
+    if round_to > 1 and width >= round_to:
+        keep = max(round_to, keep // round_to * round_to)
+    return keep
+
+
+def _least_important(pruner, group, width: int, allowed: int):
+    """`group` cut back to its `allowed` least important channels (grouped channels: left as is)."""
+    import torch
+
+    dep, idxs = group[0]
+    module, handler = dep.target.module, dep.handler
+    imp = pruner.estimate_importance(pruner.DG.get_pruning_group(module, handler, list(range(width))))
+    if imp is None or len(imp) != width:
+        return group
+    wanted = torch.tensor(sorted(int(i) for i in idxs))
+    order = wanted[torch.argsort(imp[wanted])][:allowed]
+    return pruner.DG.get_pruning_group(module, handler, sorted(order.tolist()))
+
+
+def _accumulate_gradients(model, context) -> None:
+    """Gradients of a classification loss over TAYLOR_SAMPLES training samples, for Taylor importance:
+    cross-entropy against the labels when there are labels, else against the model's own argmax (a
+    label-free proxy that ranks channels by how much they sway the current decision). Batches of
+    TAYLOR_BATCH, or of one for a model whose shapes fix the batch at 1."""
+    try:
+        _gradients(model, context, TAYLOR_BATCH)
+    except RuntimeError:
+        _gradients(model, context, 1)
+
+
+def _gradients(model, context, batch: int) -> None:
+    rng = np.random.default_rng(context.seed)
+    batches = training_batches(context.train, context.inputs, batch, rng)
+    model.zero_grad(set_to_none=True)
+    for xs, labels in batches[:max(1, TAYLOR_SAMPLES // batch)]:
+        outputs = [o for o in _flatten(model(*xs)) if o.dim() >= 2 and o.shape[1] > 1]
+        if not outputs:
+            raise BadInput("prune: criterion=taylor needs an output with classes along axis 1; use l2")
+        sum(_loss(o, labels) for o in outputs).backward()
+
+
+def _loss(output, labels):
+    import torch.nn.functional as F
+
+    classes = output.shape[1]
+    if labels is not None and output.dim() == 2 and len(labels) == len(output):
+        if int(labels.min()) < 0 or int(labels.max()) >= classes:
+            raise BadInput(f"prune: training data labels: values outside 0..{classes - 1} of the model's output")
+        return F.cross_entropy(output, labels)
+    return F.cross_entropy(output, output.detach().argmax(1))
+
+
+def _flatten(out) -> list:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for o in out for t in _flatten(o)] if isinstance(out, (list, tuple)) else []
+
+
+def _output_shapes(model, examples) -> list:
+    import torch
+
+    with torch.no_grad():
+        return [tuple(t.shape) for t in _flatten(model(*examples))]
+
+
+def _check_outputs(model, examples, before: list) -> None:
+    """The pruned module must still run and give the same output shapes; a model whose reshapes hard-code
+    a width (custom attention, `view(-1, 512)`) fails here: protecting that layer is the way out."""
+    try:
+        after = _output_shapes(model, examples)
+    except RuntimeError as e:
+        raise BadInput(f"prune: the pruned model no longer runs ({str(e).splitlines()[0]}); protect the "
+                       "layers feeding hard-coded shapes (protect=NAME+NAME)") from None
+    if after != before:
+        raise BadInput(f"prune: output shapes changed {before} -> {after}; protect the layers producing them")
+
+
+def _widths(model) -> dict:
+    """{name: output width} of the layers pruning can thin."""
+    out = {}
+    for name, m in model.named_modules():
+        for attr in ("out_channels", "out_features", "embed_dim", "hidden_size", "embedding_dim"):
+            if isinstance(getattr(m, attr, None), int):
+                out[name] = getattr(m, attr)
+                break
+    return out
+
+
+def _changed(before: dict, after: dict) -> list:
+    return [{"layer": n, "before": w, "after": after[n]} for n, w in before.items() if after.get(n) != w]

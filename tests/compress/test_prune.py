@@ -1,0 +1,183 @@
+"""Structured channel pruning (edgeopt/compress/prune.py) on real torch models: the exported ONNX graph
+loses parameters and FLOPs, output shapes and the head's width stay, ONNX Runtime runs the result."""
+import json
+
+import numpy as np
+import pytest
+from pruning_nets import context, graph_size, mlp, resnetish, run_onnx
+
+from edgeopt.compress import base
+from edgeopt.errors import BadInput
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+PRUNE = base.get("prune")
+
+
+def options(**values):
+    return base.build_options(PRUNE.Options, {k: str(v) for k, v in values.items()}, "prune")
+
+
+def convs(model) -> dict:
+    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return resnetish(), torch.randn(1, 3, 32, 32)
+
+
+def test_half_the_channels_shrinks_the_exported_graph_and_keeps_the_head(cnn, tmp_path):
+    model, x = cnn
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    result = PRUNE.apply(model, options(channels=0.5), context(x))
+    pruned = result.module
+
+    params0, flops0 = graph_size(model, x, tmp_path / "dense.onnx")
+    params1, flops1 = graph_size(pruned, x, tmp_path / "pruned.onnx")
+    # half the channels of both ends of a conv: about a quarter of the weights and MACs remain
+    assert params1 < 0.35 * params0 and flops1 < 0.35 * flops0
+    assert set(convs(pruned).values()) == {16, 32}
+    assert pruned.head.out_features == 10 and pruned.head.in_features == 32
+    assert not pruned.training
+    ours = run_onnx(tmp_path / "pruned.onnx", x)
+    np.testing.assert_allclose(ours, pruned(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+    d = json.loads(json.dumps(result.details))
+    assert d["params_after"] < 0.35 * d["params_before"] and d["macs_after"] < 0.35 * d["macs_before"]
+    assert d["params_after"] == sum(p.numel() for p in pruned.parameters())
+    assert d["protected"] == ["head"]
+    assert {"layer": "stem.0", "before": 32, "after": 16} in d["layers"]
+    assert all(r["layer"] != "head" for r in d["layers"])
+    assert any("fine-tuning" in n for n in result.notes)
+    # the caller's module is untouched
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+
+
+def test_global_ranking_with_a_channel_multiple(cnn):
+    model, x = cnn
+    result = PRUNE.apply(model, options(channels=0.6, scope="global", round_to=8, criterion="lamp"), context(x))
+    widths = convs(result.module)
+    assert all(w % 8 == 0 and w >= 8 for w in widths.values()), widths
+    assert sum(widths.values()) < 0.6 * sum(convs(model).values())
+    assert result.module(x).shape == (1, 10)
+
+
+def test_global_ranking_never_empties_a_layer(cnn):
+    model, x = cnn
+    result = PRUNE.apply(model, options(channels=0.95, scope="global"), context(x))
+    widths = convs(result.module)
+    assert min(widths.values()) >= 1 and sum(widths.values()) < 0.15 * sum(convs(model).values())
+    assert result.module(x).shape == (1, 10)
+
+
+def test_protect_keeps_a_layer_and_what_is_coupled_to_it(cnn):
+    model, x = cnn
+    result = PRUNE.apply(model, options(channels=0.5, protect="down.0+b1.conv1"), context(x))
+    widths = convs(result.module)
+    # down.0's outputs meet b2's skip add, so the whole second stage keeps its width
+    assert widths["down.0"] == widths["b2.conv2"] == 64 and widths["b1.conv1"] == 32
+    assert widths["stem.0"] == 16 and widths["b2.conv1"] == 32
+
+
+def test_taylor_uses_training_data_with_or_without_labels():
+    model, x = mlp().requires_grad_(False), torch.randn(1, 1, 8, 8)   # frozen, as a loaded model may be
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((48, 1, 8, 8)).astype(np.float32)
+    for train in ({"input": inputs, "labels": rng.integers(0, 10, 48)}, {"input": inputs}):
+        ctx = context(x, train)
+        PRUNE.validate(options(criterion="taylor"), ctx)
+        pruned = PRUNE.apply(model, options(criterion="taylor", channels=0.5), ctx).module
+        assert [m.out_features for m in pruned if isinstance(m, torch.nn.Linear)] == [64, 32, 10]
+    with pytest.raises(BadInput, match="taylor needs --train-data"):
+        PRUNE.validate(options(criterion="taylor"), context(x))
+    with pytest.raises(BadInput, match="labels"):
+        PRUNE.apply(model, options(criterion="taylor"), context(x, {"input": inputs, "labels": np.full(48, 99)}))
+
+
+def test_a_conv_output_keeps_its_channels_and_attention_its_width():
+    from torch import nn
+
+    seg = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                        nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU(), nn.Conv2d(32, 5, 1)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    pruned = PRUNE.apply(seg, options(channels=0.5), context(x)).module
+    assert pruned(x).shape == (1, 5, 16, 16) and pruned[0].out_channels == 16
+
+    torch.manual_seed(0)
+    encoder = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    tokens = torch.randn(1, 6, 32)
+    result = PRUNE.apply(encoder, options(channels=0.5), context(tokens))
+    assert result.module.self_attn.embed_dim == 32 and result.module.linear1.out_features == 32
+    assert result.module(tokens).shape == (1, 6, 32)
+    assert "self_attn" in result.details["protected"]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_recurrent_layers_and_their_inputs_keep_their_width(kind):
+    from torch import nn
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.pre = nn.Embedding(100, 32), nn.Linear(32, 48)
+            self.rnn = getattr(nn, kind)(48, 64, batch_first=True)
+            self.mid, self.fc = nn.Linear(64, 96), nn.Linear(96, 4)
+
+        def forward(self, tokens):
+            y, _ = self.rnn(torch.relu(self.pre(self.emb(tokens))))
+            return self.fc(torch.relu(self.mid(y[:, -1])))
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 100, (1, 7))
+    result = PRUNE.apply(Tagger().eval(), options(channels=0.5), context(tokens))
+    assert result.details["layers"] == [{"layer": "mid", "before": 96, "after": 48}]
+    assert result.details["protected"] == ["fc", "pre", "rnn"]
+    assert result.module(tokens).shape == (1, 4)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"channels": "1.5"}, "channels: 1.5 is out of range"),
+    ({"channels": "0"}, "channels: 0.0 is out of range"),
+    ({"criterion": "nope"}, "criterion: 'nope' is not one of"),
+    ({"scope": "everywhere"}, "scope: 'everywhere' is not one of"),
+    ({"round_to": "0"}, "round_to: 0 is out of range"),
+    ({"ratio": "0.5"}, "unknown option 'ratio'"),
+])
+def test_bad_options_are_refused(values, message):
+    with pytest.raises(BadInput, match=message):
+        base.build_options(PRUNE.Options, values, "prune")
+
+
+def test_an_unknown_protected_name_is_refused():
+    with pytest.raises(BadInput, match="protect: no module named 'fc'"):
+        PRUNE.apply(mlp(), options(protect="fc"), context(torch.randn(1, 1, 8, 8)))
+
+
+def test_the_pruning_transforms_register_under_their_file_names_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeopt.compress.base as b, edgeopt.compress.prune, edgeopt.compress.sparsity, "
+            "edgeopt.compress.lowrank; assert 'torch' not in sys.modules, 'torch imported'; "
+            "print(sorted(b.REGISTRY[n].__module__.rsplit('.', 1)[1] for n in ('prune', 'sparsity', 'lowrank')))")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['lowrank', 'prune', 'sparsity']"
+
+
+def test_taylor_falls_back_to_single_samples_for_a_batch_one_model():
+    from torch import nn
+
+    class Fixed(nn.Module):   # reshapes to batch 1, as many exported edge models do
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 3)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x.reshape(1, 16))))
+
+    torch.manual_seed(0)
+    train = {"input": np.random.default_rng(0).standard_normal((20, 16)).astype(np.float32)}
+    pruned = PRUNE.apply(Fixed().eval(), options(criterion="taylor"), context(torch.randn(1, 16), train)).module
+    assert pruned.a.out_features == 16 and pruned(torch.randn(1, 16)).shape == (1, 3)
