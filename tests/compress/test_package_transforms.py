@@ -1,0 +1,94 @@
+"""`edgeopt package` with model transforms, end to end: PyTorch source -> transforms -> export -> backend ->
+bundle that runs; recipes equivalent to flags and rebuildable from a bundle; bad input refused before work."""
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+
+import onnx
+import pytest
+
+from conftest import FAST_BENCH_ARGS, bundle_manifest, bundle_member
+from edgeopt.models import count_parameters, estimate_flops
+
+SOURCE = str(pathlib.Path(__file__).with_name("pruning_nets.py")) + ":resnetish"
+SHAPE = ["--input-shape", "input=1,3,32,32"]
+pytestmark = pytest.mark.slow
+
+
+def _model(bundle):
+    m = bundle_manifest(bundle)
+    return onnx.load_from_string(bundle_member(bundle, m["model"])), m
+
+
+def test_pruned_bundle_is_smaller_and_runs(cli, tmp_path):
+    plain = cli("package", SOURCE, *SHAPE, "-o", tmp_path / "plain.edgepkg", "--json")
+    pruned = cli("package", SOURCE, *SHAPE, "--prune", "channels=0.5", "-o", tmp_path / "pruned.edgepkg", "--json")
+    assert plain.exit_code == 0 and pruned.exit_code == 0, pruned.stderr
+    (a, _), (b, m) = _model(tmp_path / "plain.edgepkg"), _model(tmp_path / "pruned.edgepkg")
+    assert count_parameters(b) < 0.4 * count_parameters(a) and estimate_flops(b) < 0.4 * estimate_flops(a)
+    stages = {s["stage"]: s for s in m["transforms"]}
+    assert list(stages) == ["source", "prune"]
+    assert stages["prune"]["figures"]["parameters"] < stages["source"]["figures"]["parameters"]
+    assert stages["prune"]["figures"]["latency_ms"] > 0 and stages["prune"]["details"]["layers"]
+    assert m["recipe"]["transform"] == [{"name": "prune", "channels": 0.5, "criterion": "l2", "scope": "layer",
+                                         "protect": [], "round_to": 1}]
+    r = cli("bench", tmp_path / "pruned.edgepkg", "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_recipe_file_equals_flags_and_a_bundle_rebuilds(cli, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[package]\nquantize = "dynamic"\n\n[[transform]]\nname = "prune"\nchannels = 0.25\n'
+                      '\n[[transform]]\nname = "lowrank"\nenergy = 0.95\n')
+    by_flags = cli("package", SOURCE, *SHAPE, "--quantize", "dynamic", "--prune", "channels=0.25", "--low-rank",
+                   "energy=0.95", "-o", tmp_path / "flags.edgepkg", "--json")
+    by_file = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "-o", tmp_path / "file.edgepkg", "--json")
+    rebuilt = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "file.edgepkg", "-o", tmp_path / "again.edgepkg",
+                  "--json")
+    assert by_flags.exit_code == by_file.exit_code == rebuilt.exit_code == 0, rebuilt.stderr
+    docs = [r.json() for r in (by_flags, by_file, rebuilt)]
+    assert docs[0]["recipe"] == docs[1]["recipe"] == docs[2]["recipe"]
+    assert [s["stage"] for s in docs[1]["transforms"]] == ["source", "prune", "lowrank"]
+    models = {hashlib.sha256(bundle_member(tmp_path / f"{n}.edgepkg", docs[0]["model"])).hexdigest()
+              for n in ("flags", "file", "again")}
+    assert len(models) == 1, "the same recipe builds the same model"
+
+
+def test_flag_given_with_a_recipe_wins(cli, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[package]\nquantize = "dynamic"\n\n[[transform]]\nname = "prune"\nchannels = 0.25\n')
+    r = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "--quantize", "none", "-o", tmp_path / "b.edgepkg", "--json")
+    assert r.exit_code == 0 and r.json()["recipe"]["package"]["quantize"] == "none"
+    both = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "--prune", "channels=0.5", "-o", tmp_path / "c.edgepkg")
+    assert both.exit_code == 2 and "give transforms there or as flags, not both" in both.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--prune", "channels=1.5"], "--prune (prune): channels: 1.5 is out of range (<= 0.95)"),
+    (["--prune", "channels=0.5,criterion=nope"], "criterion: 'nope' is not one of"),
+    (["--low-rank", "energy=0"], "--low-rank (lowrank): energy: 0.0 is out of range"),
+    (["--train-data", "x.npz"], "--train-data is read by model transforms"),
+    (["--epochs", "3"], "--epochs applies to --distill or --qat"),
+])
+def test_bad_transform_options_exit_2_in_one_line(cli, tmp_path, args, fragment):
+    r = cli("package", SOURCE, *SHAPE, *args, "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and fragment in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.edgepkg").exists()
+
+
+def test_onnx_source_is_refused_for_a_transform(cli, tmp_path):
+    from conftest import MODEL
+    r = cli("package", MODEL, "--prune", "channels=0.5", "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and "transform prune needs a PyTorch source" in r.stderr
+
+
+def test_pruned_module_converts_for_litert(cli, tmp_path):
+    """A backend that converts PyTorch itself (litert-torch) gets the pruned module, not an ONNX export."""
+    r = cli("package", SOURCE, *SHAPE, "--profile", "raspberry-pi-5", "--prune", "channels=0.5",
+            "-o", tmp_path / "pi.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["model"].endswith(".tflite") and m["parity"]["passed"]
+    assert json.dumps(m["transforms"][1]["details"]["layers"])
