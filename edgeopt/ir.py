@@ -12,7 +12,8 @@ import pathlib
 import xml.etree.ElementTree as ET
 
 from .errors import BadInput
-from .models import SourceModel, TensorSpec, resolve_static_shapes
+from .models import resolve_static_shapes
+from .source import SourceModel, TensorSpec
 
 FORMAT = "openvino-ir"
 # The runtime options the reference (source) runs with: real f32, one thread, no cache.

@@ -13,7 +13,8 @@ import pathlib
 import numpy as np
 
 from .errors import BadInput
-from .models import SourceModel, TensorSpec, sha256_of
+from .models import sha256_of
+from .source import SourceModel, TensorSpec
 
 FORMAT = "tflite"
 FLATBUFFER_ID = b"TFL3"   # bytes 4..8 of every TFLite flatbuffer

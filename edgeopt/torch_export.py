@@ -130,7 +130,7 @@ def load(reference: str, fmt: str, shapes: dict):
     """A SourceModel holding the module itself: a module:callable (each --input-shape a float32
     input, in order) or an ExportedProgram (its own example inputs). Outputs are the module's,
     flattened (as litert-torch flattens them)."""
-    from .models import SourceModel
+    from .source import SourceModel
 
     torch = _require_torch()
     if fmt == "exported-program":
@@ -148,7 +148,7 @@ def load(reference: str, fmt: str, shapes: dict):
 
 
 def _specs(names, tensors) -> list:
-    from .models import TensorSpec
+    from .source import TensorSpec
 
     return [TensorSpec(n, list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in zip(names, tensors)]
 

@@ -9,7 +9,7 @@ from conftest import FAST_BENCH_ARGS, MODEL, bundle_member
 from device_agent import samples
 from edgeopt.data import load_samples, random_samples, run, to_layouts
 from edgeopt.errors import BadInput
-from edgeopt.models import TensorSpec
+from edgeopt.source import TensorSpec
 from sample_models import INPUTS, SR, stacked_samples, write_model
 
 SPECS = [TensorSpec(name, list(shape), np.dtype(dtype).name) for name, (shape, dtype) in INPUTS.items()]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import ParityMismatch
-from edgeopt.models import TensorSpec
+from edgeopt.source import TensorSpec
 from edgeopt.parity import compare, describe_failure
 from edgeopt.profiles import ParityTolerance
 

@@ -81,7 +81,7 @@ def test_inputs_are_seeded_and_shaped():
 
 def test_calibration_data_is_what_edgeopt_loads(tmp_path):
     from edgeopt.data import load_samples
-    from edgeopt.models import TensorSpec
+    from edgeopt.source import TensorSpec
 
     for name in ("yolov8n", "kws_gru"):
         entry = ZOO[name]

@@ -366,7 +366,8 @@ def optimize_table(outcome: dict) -> Table:
     t = Table(title=escape(f"Study {outcome['study']}: minimise {objective} within the budgets"))
     budgets = list(outcome["budgets"])
     for col in ["trial", "configuration", objective] + [b for b in budgets if b != objective] + ["size", "verdict"]:
-        t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right")
+        t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right",
+                     overflow="fold")
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:

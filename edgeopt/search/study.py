@@ -15,6 +15,7 @@ import os
 import pathlib
 import shutil
 import socket
+import warnings
 
 from ..budgets import KINDS
 from ..errors import BadInput, DeviceFailure
@@ -57,6 +58,8 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     dims, identity = _prepare(job, space_file)
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
@@ -266,8 +269,9 @@ class _Runner:
         self.progress.status(f"trial {trial.number}: {candidate.describe()}")
         cached = self._cached(key, trial.number)
         try:
+            screen = self.screening and not trial.user_attrs.get("baseline")  # the reference is measured fully
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
-                                            self.screening, self._can_still_win, self.progress)
+                                            screen, self._can_still_win, self.progress)
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -58,7 +58,7 @@ def mlp(sizes=(64, 128, 64, 10), seed=0):
 
 def context(example, train=None):
     from edgeopt.compress.base import TransformContext
-    from edgeopt.models import TensorSpec
+    from edgeopt.source import TensorSpec
 
     return TransformContext(examples=(example,), inputs=[TensorSpec("input", list(example.shape), "float32")],
                             train=train)
