@@ -249,7 +249,12 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
     if fmt == "onnx":
         raw = load_onnx(pathlib.Path(reference))
         original_dynamic = {i.name: [d for d in _dims(i) if not isinstance(d, int)] for i in graph_inputs(raw)}
-    source = load_model(reference, shapes, workdir, simplify=False)  # the model as given
+    try:
+        source = load_model(reference, shapes, workdir, simplify=False)  # the model as given
+    except BadInput as e:
+        if original_dynamic is None or "has dynamic dims" not in str(e):
+            raise
+        return _inspect_dynamic(reference, raw, original_dynamic, str(e))
     model = onnx.load(str(source.onnx_path))
     ops = {}
     for node in model.graph.node:
@@ -265,4 +270,24 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
         "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul at the fixed input shapes",
         "nodes": len(model.graph.node), "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         "notes": source.notes,
+    }
+
+
+def _inspect_dynamic(reference: str, model, dynamic: dict, why: str) -> dict:
+    """What inspect can say of an ONNX model whose inputs stay dynamic (no --input-shape for them): everything
+    but the FLOPs, which need static shapes; the dims to fix are named."""
+    inputs, outputs = describe_tensors(model)
+    ops = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {
+        "model": reference, "format": "onnx", "sha256": sha256_of(pathlib.Path(reference)),
+        "opset": {(o.domain or "ai.onnx"): o.version for o in model.opset_import}, "ir_version": model.ir_version,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
+        "dynamic_dims": {k: v for k, v in dynamic.items() if v},
+        "parameters": count_parameters(model), "flops_estimate": None,
+        "flops_note": f"not estimated: {why}",
+        "nodes": len(model.graph.node), "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        "notes": [why],
     }

@@ -36,7 +36,7 @@ def _dynamic_model(path):
 
 def test_dynamic_dims_need_input_shape(cli, tmp_path):
     model = _dynamic_model(tmp_path / "dyn.onnx")
-    r = cli("inspect", model)
+    r = cli("package", model, "-o", tmp_path / "b.edgepkg")
     assert r.exit_code == 2
     assert "input x has dynamic dims (n,3,h,w); fix them with --input-shape x=" in r.stderr
     r = cli("inspect", model, "--input-shape", "x=2,3,16,16", "--json")
@@ -135,3 +135,22 @@ def test_exported_program_file_matches_torch(tmp_path):
     assert src.format == "exported-program"
     assert src.inputs[0].shape == [1, 3, 16, 16]
     assert _torch_parity(src.onnx_path, module, (1, 3, 16, 16)) < 1e-5
+
+
+def test_inspect_reports_dynamic_dims_without_input_shape(cli, tmp_path):
+    import numpy as np
+    import onnx
+    import onnx.helper as h
+
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, "h", "w"])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, "h2", "w2"])
+    w = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = h.make_graph([h.make_node("Conv", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "dyn.onnx")
+    r = cli("inspect", tmp_path / "dyn.onnx", "--json")
+    assert r.exit_code == 0, r.stderr
+    info = r.json()
+    assert info["dynamic_dims"] == {"x": ["batch", "h", "w"]} and info["parameters"] == 108
+    assert info["flops_estimate"] is None and "--input-shape x=" in info["flops_note"]
+    fixed = cli("inspect", tmp_path / "dyn.onnx", "--input-shape", "x=1,3,8,8", "--json").json()
+    assert fixed["flops_estimate"] == 2 * 4 * 6 * 6 * 27
