@@ -19,7 +19,8 @@ single layers do not add up):
 - without one, among the outliers (alone, they cause at least half the error of the fully
   quantized model), at most max(2, 10% of the layers), the prefix with the least error, if it removes
   at least MIN_GAIN of the fully quantized model's error; else none (the model takes quantization as
-  it is: an error spread evenly over many layers is not what keeping a few float fixes).
+  it is: an error spread evenly over many layers is not what keeping a few float fixes). A model whose
+  quantized error is already negligible (INT8_NEGLIGIBLE, FP16_NEGLIGIBLE) keeps none.
 """
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ OUTLIER_SHARE = 0.5        # a candidate's isolated error is at least this share
 MAX_KEEP_SHARE = 0.1       # without a budget, keep at most this share of the layers (and at least 2)
 MIN_KEEP = 2
 MIN_GAIN = 0.25            # keeping layers float must remove this share of the quantized model's error
-# FP16 rounds each op's result to ~5e-4 relative: a model error below this needs no float layers.
+# Without a budget, a model error at or below these needs no float layers: FP16 rounds each op's result
+# to ~5e-4 relative; INT8 at 2% relative output error kept the shipped model's top-1 on every backend,
+# and there keeping layers float bought error, not accuracy (at a layer's float latency).
+INT8_NEGLIGIBLE = 0.02
 FP16_NEGLIGIBLE = 1e-3
 NON_FINITE = 1e9           # the error recorded when the outputs hold inf or NaN (an FP16 overflow)
 MAX_LISTED = 10            # layers listed in the manifest's sensitivity table and in an error message
@@ -149,7 +153,7 @@ def evaluation_samples(request) -> tuple:
 
 
 def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, what: str = "INT8",
-           negligible: float = 0.0) -> dict:
+           negligible: float = INT8_NEGLIGIBLE) -> dict:
     """The layers to keep float (the module's rules) and what was measured: the manifest's record.
     Without a top-1 budget, a model whose error is at most `negligible` keeps every layer quantized."""
     samples, where = evaluation_samples(request)
@@ -175,6 +179,27 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     if scorer.float_top1 is not None:
         record["float_top1"] = scorer.float_top1
     return record
+
+
+def notes(record: dict) -> list:
+    """The bundle's notes: the layers kept float, and for auto, how much that helped and that it was chosen on the
+    data it is then judged on."""
+    if record.get("mode") != AUTO:
+        kept = record["layers"]
+        return [f"--keep-float kept {len(kept)} layer{'s' if len(kept) > 1 else ''} float: "
+                f"{', '.join(kept[:5])}{', ...' if len(kept) > 5 else ''}"]
+    kept = record["layers"]
+    before, after = record["before"]["error"], record["after"]["error"]
+    said = [f"--keep-float auto kept {len(kept)} of {record['layers_measured']} layers float"
+            + (f" ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}): output error {before:.3g} -> {after:.3g}"
+               if kept else f": none needed (output error {before:.3g})")]
+    if "not reached" in record["rule"]:
+        said.append(f"warning: --keep-float auto did not meet --max-accuracy-drop with up to half of the layers "
+                    f"float (top-1 {record['after']['top1']:.4f} vs float {record['float_top1']:.4f})")
+    if record["samples_source"] == "eval data":
+        said.append("--keep-float auto chose layers on the --eval-data it is then judged on; keep a separate "
+                    "split if you need an unbiased accuracy figure")
+    return said
 
 
 def _isolated(layers, trials, scorer, progress, what) -> dict:

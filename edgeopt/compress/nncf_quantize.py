@@ -121,8 +121,9 @@ def _quantize(nncf, model, source, request, progress):
     if request.keep_float:
         scope, details["keep_float"] = _keep_float(nncf, model, calibration, common, source, request, progress)
         common["ignored_scope"] = scope
+        details["notes"] = mixed_quantize.notes(details["keep_float"])
         if request.keep_float == mixed_quantize.AUTO:  # the budget, if any, was the choice's
-            progress.status(f"INT8 quantization with NNCF, {len(scope.names)} layers kept float")
+            progress.status(f"INT8 quantization with NNCF, {len(details['keep_float']['layers'])} layers kept float")
             return nncf.quantize(model, nncf.Dataset(calibration), **common), dict(details, algorithm="quantize")
     if request.max_accuracy_drop is None:
         progress.status(f"INT8 quantization with NNCF ({preset} preset, {size} calibration samples)")
@@ -137,7 +138,8 @@ def _quantize(nncf, model, source, request, progress):
     note = ("accuracy control chose layers on the --eval-data it is then judged on; keep a separate "
             "split if you need an unbiased accuracy figure")
     return model, dict(details, algorithm="quantize_with_accuracy_control", max_accuracy_drop=request.max_accuracy_drop,
-                       validation={"samples": len(labels), "metric": "top1"}, notes=[note])
+                       validation={"samples": len(labels), "metric": "top1"},
+                       notes=details.get("notes", []) + [note])
 
 
 def layers(model) -> dict:

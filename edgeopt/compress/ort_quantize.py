@@ -19,6 +19,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 
 from ..data import feeds, sample_count
+from . import mixed_quantize
 
 SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8")}
 CONV_OPS = {"Conv", "ConvTranspose"}
@@ -87,6 +88,7 @@ def quantize(source, request, out, progress, workdir) -> dict:
     exclude, details = [], {}
     if request.keep_float:
         exclude, details["keep_float"] = _keep_float(static, model_in, source, request, workdir, progress)
+        details["notes"] = mixed_quantize.notes(details["keep_float"])
     static(out, exclude=exclude)
     act, wt = static.types
     return {"method": "static", "format": "QDQ", "scheme": static.scheme, "activations": str(act),
@@ -130,7 +132,6 @@ def _keep_float(static, model_in, source, request, workdir, progress) -> tuple:
     import onnx
 
     from ..convert.onnxruntime import ort_runner
-    from . import mixed_quantize
 
     graph = onnx.load(str(model_in), load_external_data=False).graph
     ops = dict(mixed_quantize.compute_layers(graph))

@@ -81,6 +81,7 @@ def fp16(source, request, out, workdir, progress) -> dict:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from ..compress import mixed_quantize
     from ..compress.mixed_quantize import float_region
 
     def convert(path, block=()):
@@ -96,6 +97,7 @@ def fp16(source, request, out, workdir, progress) -> dict:
         if block:
             graph = onnx.load(str(source.onnx_path), load_external_data=False).graph
             details["keep_float"]["float_nodes"] = float_region(graph, block)
+        details["notes"] = mixed_quantize.notes(details["keep_float"])
     progress.status("converting weights and compute to FP16")
     convert(out, block)
     return details
@@ -193,6 +195,7 @@ class OnnxRuntimeBackend(Backend):
                              "benchmark both on the device before choosing INT8")
         elif request.precision == "fp16":
             compression["fp16"] = fp16(source, request, out, workdir, progress)
+            notes += compression["fp16"].pop("notes", [])
         else:
             shutil.copyfile(source.onnx_path, out)
         tools = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

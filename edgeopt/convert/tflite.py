@@ -50,7 +50,7 @@ class LiteRtBackend(Backend):
         else:
             compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
         runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
-        return Conversion(out, [], runtime, compression, tools, [], layouts=layouts)
+        return Conversion(out, [], runtime, compression, tools, compression.pop("notes", []), layouts=layouts)
 
     def _as_is(self, source, request, workdir):
         if request.quantize != "none" or request.precision != "fp32":
@@ -197,10 +197,13 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
         details.update(recipe="static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations",
                        io=io, calibration={"samples": used, "method": "min/max over every sample"})
         if request.keep_float:
+            from ..compress import mixed_quantize
             from . import tflite_mixed
             scopes, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
                                                         progress)
             tflite_mixed.keep(q, scopes)
+            details["keep_float"]["float_ops"] = len(scopes)
+            details["notes"] = mixed_quantize.notes(details["keep_float"])
     else:  # fp16 without quantization: float16 weights, float compute (XNNPACK may use fp16 where the CPU has it)
         progress.status("FP16 weights (ai-edge-quantizer)")
         q.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16,

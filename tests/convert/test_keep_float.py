@@ -9,13 +9,17 @@ INT8 weights round the shrunken ones to zero. Keeping the conv and the head floa
 the tensor between them is quantized while either neighbour is) or only the head (OpenVINO: NNCF puts
 no FakeQuantize before an ignored op) undoes it.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
+import onnx_graphs
 from conftest import CALIB, EVAL, MODEL, bundle_member
 from edgeopt import api
+from edgeopt.convert import tflite_mixed
 from edgeopt.errors import BadInput
 from edgeopt.progress import Progress
 
@@ -93,6 +97,8 @@ def test_onnxruntime_auto_finds_the_ill_conditioned_pair_and_recovers_top1(outli
     # The bundle's own parity check (all 360 eval samples) agrees with the choice.
     assert plain["parity"]["artifact_top1"] < m["parity"]["artifact_top1"] == m["parity"]["source_top1"]
     assert _float_weights(_onnx_artifact(m, tmp_path))[HEAD]
+    assert any(n.startswith("--keep-float auto kept 2 of 4 layers float") for n in m["notes"])
+    assert any("chose layers on the --eval-data it is then judged on" in n for n in m["notes"])
 
 
 def test_onnxruntime_auto_keeps_nothing_where_int8_is_fine(tmp_path):
@@ -172,6 +178,14 @@ def test_tflite_named_layer_keeps_its_fully_connected_op_float(tmp_path):
     assert m["compression"]["keep_float"]["layers"] == [HEAD]   # ONNX names, matched to the .tflite's ops
     types = _tflite_weight_types(m, tmp_path)
     assert types[(10, 256)] == "float32" and types[(64, 3, 3, 32)] == "int8"
+    # Named by op and rank when the ONNX graph does not match the .tflite's compute ops one to one.
+    other = tmp_path / "other.onnx"
+    onnx.save(onnx_graphs.resnet_style(16, widths=(8,)), str(other))
+    artifact = tmp_path / "artifact.tflite"
+    assert list(tflite_mixed.layers(artifact, SimpleNamespace(torch_module=None, onnx_path=MODEL))) == [
+        "/features/features.0/Conv", "/features/features.3/Conv", CONV, HEAD]
+    assert list(tflite_mixed.layers(artifact, SimpleNamespace(torch_module=None, onnx_path=other))) == [
+        "DEPTHWISE_CONV_2D:0", "CONV_2D:1", "CONV_2D:2", "FULLY_CONNECTED:3"]
 
 
 @pytest.mark.slow
