@@ -22,6 +22,7 @@ import io
 import logging
 
 from .. import data
+from . import mixed_quantize
 from ..data import LABELS, sample_count
 from ..errors import BadInput
 
@@ -39,6 +40,7 @@ WEIGHT_PATH = {"Convert", "Subtract", "Multiply", "Reshape", "Transpose", "FakeQ
 PASS_THROUGH = {"MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "StridedSlice", "Split",
                 "VariadicSplit", "Concat", "Pad", "DepthToSpace", "SpaceToDepth", "ShuffleChannels", "Gather"}
 MAX_LISTED = 50
+WITHOUT_BIASES = "/WithoutBiases"
 
 
 @contextlib.contextmanager
@@ -116,6 +118,13 @@ def _quantize(nncf, model, source, request, progress):
     common = dict(preset=getattr(nncf.QuantizationPreset, preset.upper()), subset_size=size)
     details = {"method": "nncf", "preset": preset, "subset_size": size, "fast_bias_correction": True,
                "calibration": {"samples": sample_count(request.calibration), "used": size}}
+    if request.keep_float:
+        scope, details["keep_float"] = _keep_float(nncf, model, calibration, common, source, request, progress)
+        common["ignored_scope"] = scope
+        details["notes"] = mixed_quantize.notes(details["keep_float"])
+        if request.keep_float == mixed_quantize.AUTO:  # the budget, if any, was the choice's
+            progress.status(f"INT8 quantization with NNCF, {len(details['keep_float']['layers'])} layers kept float")
+            return nncf.quantize(model, nncf.Dataset(calibration), **common), dict(details, algorithm="quantize")
     if request.max_accuracy_drop is None:
         progress.status(f"INT8 quantization with NNCF ({preset} preset, {size} calibration samples)")
         model = nncf.quantize(model, nncf.Dataset(calibration), **common)
@@ -129,7 +138,60 @@ def _quantize(nncf, model, source, request, progress):
     note = ("accuracy control chose layers on the --eval-data it is then judged on; keep a separate "
             "split if you need an unbiased accuracy figure")
     return model, dict(details, algorithm="quantize_with_accuracy_control", max_accuracy_drop=request.max_accuracy_drop,
-                       validation={"samples": len(labels), "metric": "top1"}, notes=[note])
+                       validation={"samples": len(labels), "metric": "top1"},
+                       notes=details.get("notes", []) + [note])
+
+
+def layers(model) -> dict:
+    """{layer name: [compute op names]}: OpenVINO names a Conv with bias "<ONNX node>/WithoutBiases" (and
+    its Add "<ONNX node>"), so the layer is named as the ONNX node was, which ORT's names match."""
+    found = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in COMPUTE_OPS:
+            name = op.get_friendly_name()
+            found.setdefault(name.removesuffix(WITHOUT_BIASES), []).append(name)
+    return found
+
+
+def _keep_float(nncf, model, calibration, common, source, request, progress) -> tuple:
+    """(nncf.IgnoredScope of the layers left in float, the manifest's record) for --keep-float: the named
+    layers, or those mixed_quantize chooses, measuring NNCF-quantized trials against the float model."""
+    by_layer = layers(model)
+    if request.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.keep_float)
+        kept = mixed_quantize.resolve(names, list(by_layer))
+        record = {"mode": "named", "requested": names, "layers": kept}
+    else:
+        ops = {op.get_friendly_name().removesuffix(WITHOUT_BIASES): op.get_type_name()
+               for op in model.get_ordered_ops() if op.get_type_name() in COMPUTE_OPS}
+        dataset = nncf.Dataset(calibration)
+
+        def excluding(float_layers):
+            scope = _scope(nncf, by_layer, float_layers)
+            return _runner(nncf.quantize(model, dataset, ignored_scope=scope, **common), request)
+
+        trials = mixed_quantize.Trials(
+            reference=_runner(model, request),
+            isolated=lambda layer: excluding([other for other in by_layer if other != layer]),
+            excluding=excluding)
+        record = mixed_quantize.choose(list(by_layer), ops, trials, request, source.inputs, progress)
+        kept = record["layers"]
+    return _scope(nncf, by_layer, kept), record
+
+
+def _scope(nncf, by_layer, float_layers):
+    return nncf.IgnoredScope(names=[op for layer in float_layers for op in by_layer[layer]])
+
+
+def _runner(model, request):
+    """{input: array} -> [outputs] of an in-memory openvino.Model, compiled as the bundle will be."""
+    import openvino as ov
+
+    from ..convert.openvino import DEVICE, compile_config, runtime_options
+
+    compiled = ov.Core().compile_model(model, DEVICE, compile_config(runtime_options(request)))
+    infer = compiled.create_infer_request()
+    return lambda feed: [infer.infer(feed)[port] for port in compiled.outputs]
 
 
 def require_labels(evaluation) -> None:

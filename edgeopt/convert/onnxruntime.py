@@ -76,11 +76,106 @@ def _hint_feed(source, calibration):
     return next(feeds(samples, source.inputs, pad=True))[2]
 
 
+def fp16(source, request, out, workdir, progress) -> dict:
+    """FP16 weights and compute with float32 I/O; --keep-float leaves nodes in float32 (Casts around them)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from ..compress import mixed_quantize
+    from ..compress.mixed_quantize import float_region
+
+    def convert(path, block=()):
+        model = onnx.load(str(source.onnx_path))
+        block = float_region(model.graph, list(block)) if block else None
+        model = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
+        onnx.save(_without_cast_round_trips(model) if block else model, str(path))
+        return path
+
+    details, block = {"keep_io_types": True, "tool": "onnxruntime.transformers.float16"}, []
+    if request.keep_float:
+        block, details["keep_float"] = _fp16_keep_float(convert, source, request, workdir, progress)
+        if block:
+            graph = onnx.load(str(source.onnx_path), load_external_data=False).graph
+            details["keep_float"]["float_nodes"] = float_region(graph, block)
+        details["notes"] = mixed_quantize.notes(details["keep_float"])
+    progress.status("converting weights and compute to FP16")
+    convert(out, block)
+    return details
+
+
+def _without_cast_round_trips(model):
+    """The model without the Cast(float16) -> Cast(float) pairs that convert_float_to_float16 puts on every
+    tensor between two float32 nodes: through them a float32 layer's output still rounded, and overflowed
+    past 65504, on its way to the next float32 node."""
+    import collections
+
+    from onnx import TensorProto
+
+    graph, outputs = model.graph, {o.name for o in model.graph.output}
+    consumers = collections.defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+
+    def cast_to(node, kind):
+        return node.op_type == "Cast" and any(a.name == "to" and a.i == kind for a in node.attribute)
+
+    dropped = set()
+    for down in [n for n in graph.node if cast_to(n, TensorProto.FLOAT16)]:
+        users = consumers[down.output[0]]
+        backs = [u for u in users if cast_to(u, TensorProto.FLOAT) and u.output[0] not in outputs]
+        for back in backs:
+            for user in consumers[back.output[0]]:
+                user.input[:] = [down.input[0] if i == back.output[0] else i for i in user.input]
+            dropped.add(back.name)
+        if len(backs) == len(users) and down.output[0] not in outputs:
+            dropped.add(down.name)
+    kept = [n for n in graph.node if n.name not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
+
+
+def _fp16_keep_float(convert, source, request, workdir, progress) -> tuple:
+    """([nodes left float32], the manifest's record): the named nodes, or mixed_quantize's measured choice."""
+    import onnx
+
+    from ..compress import mixed_quantize
+
+    graph = onnx.load(str(source.onnx_path), load_external_data=False).graph
+    ops = dict(mixed_quantize.compute_layers(graph))
+    nodes = list(ops) + [n.name for n in graph.node if n.name and n.name not in ops]  # layers listed first
+    if request.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.keep_float)
+        kept = mixed_quantize.resolve(names, nodes, "nodes")
+        return kept, {"mode": "named", "requested": names, "layers": kept}
+    trial = workdir / "trial-fp16.onnx"
+    trials = mixed_quantize.Trials(
+        reference=ort_runner(source.onnx_path),
+        isolated=lambda layer: ort_runner(convert(trial, [n for n in nodes if n != layer])),
+        excluding=lambda layers: ort_runner(convert(trial, layers)))
+    record = mixed_quantize.choose(list(ops), ops, trials, request, source.inputs, progress, what="FP16",
+                                   negligible=mixed_quantize.FP16_NEGLIGIBLE)
+    return record["layers"], record
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     runtime = "onnxruntime"
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
+    request_options = ("keep_float", "max_accuracy_drop")
+
+    def _validate(self, request):
+        """Mixed precision applies to static INT8 (and FP16); its top-1 budget to the measured choice."""
+        super()._validate(request)
+        from ..errors import BadInput
+
+        if request.keep_float and request.quantize != "int8" and not (
+                request.quantize == "none" and request.precision == "fp16"):
+            raise BadInput("--keep-float applies to --quantize int8 or --precision fp16 on backend onnxruntime")
+        from ..compress.mixed_quantize import check_budget
+        check_budget(request, self.name)
 
     def _convert(self, source, request, workdir, progress):
         import onnx
@@ -99,11 +194,8 @@ class OnnxRuntimeBackend(Backend):
                 notes.append(f"warning: INT8 ran {hint['ratio']:.2f}x the FP32 latency on this host; "
                              "benchmark both on the device before choosing INT8")
         elif request.precision == "fp16":
-            progress.status("converting weights and compute to FP16")
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-            model = convert_float_to_float16(onnx.load(str(source.onnx_path)), keep_io_types=True)
-            onnx.save(model, str(out))
-            compression["fp16"] = {"keep_io_types": True, "tool": "onnxruntime.transformers.float16"}
+            compression["fp16"] = fp16(source, request, out, workdir, progress)
+            notes += compression["fp16"].pop("notes", [])
         else:
             shutil.copyfile(source.onnx_path, out)
         tools = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

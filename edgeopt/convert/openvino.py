@@ -101,7 +101,7 @@ class OpenVinoBackend(Backend):
     precisions = ("fp32", "fp16", "bf16")
     quantizations = ("none", "int8", "int8-weights", "int4-weights")
     source_formats = ONNX_FORMATS + ("openvino-ir",)
-    request_options = ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint")
+    request_options = ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint", "keep_float")
 
     def _validate(self, request):
         """The NNCF options, checked before any conversion work (nncf itself is not imported)."""
@@ -111,6 +111,8 @@ class OpenVinoBackend(Backend):
 
         if request.max_accuracy_drop is not None and request.quantize != "int8":
             raise BadInput("--max-accuracy-drop applies to --quantize int8 only")
+        if request.keep_float and request.quantize != "int8":
+            raise BadInput("--keep-float applies to --quantize int8 on backend openvino")
         if request.quantize == "int8":
             nncf_quantize.preset_name(request)
             nncf_quantize.subset_size(request, sample_count(request.calibration))

@@ -31,7 +31,7 @@ class LiteRtBackend(Backend):
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
     source_formats = ONNX_FORMATS + ("tflite",)
-    request_options = ("int8_io",)
+    request_options = ("int8_io", "keep_float", "max_accuracy_drop")
     takes_torch = True   # litert-torch converts the module itself: no ONNX detour for PyTorch input
 
     def _convert(self, source, request, workdir, progress):
@@ -50,7 +50,7 @@ class LiteRtBackend(Backend):
         else:
             compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
         runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
-        return Conversion(out, [], runtime, compression, tools, [], layouts=layouts)
+        return Conversion(out, [], runtime, compression, tools, compression.pop("notes", []), layouts=layouts)
 
     def _as_is(self, source, request, workdir):
         if request.quantize != "none" or request.precision != "fp32":
@@ -66,6 +66,10 @@ class LiteRtBackend(Backend):
         super()._validate(request)
         if request.int8_io and request.quantize != "int8":
             raise BadInput("--int8-io applies to --quantize int8 only")
+        if request.keep_float and request.quantize != "int8":
+            raise BadInput("--keep-float applies to --quantize int8 on backend tflite")
+        from ..compress.mixed_quantize import check_budget
+        check_budget(request, self.name)
         if request.precision == "fp16" and request.quantize != "none":
             raise BadInput("--precision fp16 makes float16 weights; with --quantize the weights are int8 already: "
                            "give one or the other")
@@ -188,13 +192,18 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
         details["recipe"] = "dynamic_wi8_afp32: int8 per-channel weights, activations quantized at run time"
     elif request.quantize == "int8":
         io = request.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
-        q.load_quantization_recipe(recipe.static_wi8_ai8())
-        if io == "float":  # keep float I/O: quantize after the input, dequantize before the output
-            for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
-                q.update_quantization_recipe(".*", op, None, algorithm_key=AlgorithmName.NO_QUANTIZE)
+        _static_recipe(q, io)
         calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
         details.update(recipe="static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations",
                        io=io, calibration={"samples": used, "method": "min/max over every sample"})
+        if request.keep_float:
+            from ..compress import mixed_quantize
+            from . import tflite_mixed
+            scopes, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
+                                                        progress)
+            tflite_mixed.keep(q, scopes)
+            details["keep_float"]["float_ops"] = len(scopes)
+            details["notes"] = mixed_quantize.notes(details["keep_float"])
     else:  # fp16 without quantization: float16 weights, float compute (XNNPACK may use fp16 where the CPU has it)
         progress.status("FP16 weights (ai-edge-quantizer)")
         q.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16,
@@ -207,6 +216,68 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
             raise RuntimeError(_first_line(e, log)) from None
     out.write_bytes(result.quantized_model)
     return details
+
+
+def _static_recipe(q, io) -> None:
+    """Static INT8 of every supported op; with float I/O, the input quantized and the output dequantized
+    inside the model."""
+    from ai_edge_quantizer import qtyping, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    if io == "float":
+        for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+            q.update_quantization_recipe(".*", op, None, algorithm_key=AlgorithmName.NO_QUANTIZE)
+
+
+def _keep_float(float_path, out, source, request, layouts, io, calibration, progress) -> tuple:
+    """([scopes of the ops left float], the manifest's record) for --keep-float: the named layers
+    (edgeopt/convert/tflite_mixed.py names them), or those mixed_quantize chooses by measuring quantized
+    trials, made from the one calibration, against the float .tflite."""
+    from ..compress import mixed_quantize
+    from . import tflite_mixed
+
+    by_name = tflite_mixed.layers(float_path, source)
+    if request.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.keep_float)
+        kept = mixed_quantize.resolve(names, list(by_name))
+        return _region(float_path, by_name, kept), {"mode": "named", "requested": names, "layers": kept}
+    trial = out.with_name("trial.tflite")
+
+    def quantized(recipe_of):
+        from ai_edge_quantizer import quantizer
+
+        from ..capture import captured_output
+
+        q = quantizer.Quantizer(str(float_path))
+        recipe_of(q)
+        with captured_output():
+            trial.write_bytes(q.quantize(calibration, enable_progress_report=False).quantized_model)
+        return _runner(trial, source, layouts)
+
+    def excluding(names):
+        return quantized(lambda q: (_static_recipe(q, io), tflite_mixed.keep(q, _region(float_path, by_name, names))))
+
+    trials = mixed_quantize.Trials(
+        reference=_runner(float_path, source, layouts), excluding=excluding,
+        isolated=lambda name: quantized(lambda q: tflite_mixed.only(q, by_name[name][1])))
+    ops = {name: op for name, (op, _) in by_name.items()}
+    record = mixed_quantize.choose(list(by_name), ops, trials, request, source.inputs, progress)
+    return _region(float_path, by_name, record["layers"]), record
+
+
+def _region(float_path, by_name, names) -> list:
+    from . import tflite_mixed
+
+    return tflite_mixed.float_region(float_path, [by_name[n][1] for n in names]) if names else []
+
+
+def _runner(path, source, layouts):
+    """{input: array in the source layout} -> [float outputs] of a .tflite, as parity runs it."""
+    from ..litert_model import host_runner
+
+    run = host_runner(path, {"xnnpack": True, "tensor_names": _tensor_names(source)})
+    return lambda feed: run(to_layouts(feed, layouts))
 
 
 def _narrowed(array):

@@ -1,0 +1,205 @@
+"""Mixed precision (--keep-float) with real runtimes: named layers stay float in the artifact, `auto`
+finds the layers INT8 (or FP16) hurts and recovers the float model's outputs, bad requests exit 2.
+
+The model where quantization hurts is the shipped digits CNN made ill-conditioned without changing its
+function: one output channel of the last conv scaled up by SCALE and the head's weights for that
+channel scaled down by as much (ReLU and MaxPool commute with a positive scale). In float nothing
+changes; per-tensor INT8 of that activation crushes the other 63 channels, and the head's per-channel
+INT8 weights round the shrunken ones to zero. Keeping the conv and the head float (ONNX Runtime, LiteRT:
+the tensor between them is quantized while either neighbour is) or only the head (OpenVINO: NNCF puts
+no FakeQuantize before an ignored op) undoes it.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import onnx_graphs
+from conftest import CALIB, EVAL, MODEL, bundle_member
+from edgeopt import api
+from edgeopt.convert import tflite_mixed
+from edgeopt.errors import BadInput
+from edgeopt.progress import Progress
+
+SCALE = 300.0
+CHANNEL = 5
+CONV, HEAD = "/features/features.7/Conv", "/head/Gemm"
+
+
+def outlier_model(path, scale=SCALE):
+    model = onnx.load(str(MODEL))
+    weights = {i.name: i for i in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.name == CONV)
+    head = next(n for n in model.graph.node if n.name == HEAD)
+    arrays = {name: numpy_helper.to_array(weights[name]).copy() for name in (*conv.input[1:], head.input[1])}
+    w, b = conv.input[1:]
+    arrays[w][CHANNEL] *= scale
+    arrays[b][CHANNEL] *= scale
+    per_channel = arrays[head.input[1]].shape[1] // arrays[w].shape[0]   # flattened 2x2 positions
+    arrays[head.input[1]][:, CHANNEL * per_channel:(CHANNEL + 1) * per_channel] /= scale
+    for name, array in arrays.items():
+        weights[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory):
+    return outlier_model(tmp_path_factory.mktemp("outlier") / "outlier.onnx")
+
+
+def _package(model, tmp_path, profile="generic", quantize="int8", **options):
+    out = tmp_path / f"{profile}-{quantize}.edgepkg"
+    calib = CALIB if quantize == "int8" else None
+    return api.package(str(model), profile, out, quantize=quantize, calib=calib, eval_data=EVAL,
+                       allow_mismatch=True, force=True, **options)
+
+
+def _onnx_artifact(manifest, tmp_path):
+    path = tmp_path / "artifact.onnx"
+    path.write_bytes(bundle_member(manifest["path"], "model/model.onnx"))
+    return onnx.load(str(path))
+
+
+def _float_weights(model) -> dict:
+    """{node: whether its weights are a float initializer (not DequantizeLinear output)} of the compute nodes."""
+    inits = {i.name for i in model.graph.initializer}
+    return {n.name: n.input[1] in inits for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
+
+
+def test_onnxruntime_named_layers_stay_float_by_node_or_module_name(tmp_path):
+    m = _package(MODEL, tmp_path, keep_float=f"{HEAD},features.3")
+    record = m["compression"]["keep_float"]
+    assert record == {"mode": "named", "requested": [HEAD, "features.3"],
+                      "layers": ["/features/features.3/Conv", HEAD]}
+    model = _onnx_artifact(m, tmp_path)
+    assert _float_weights(model) == {"/features/features.0/Conv": False, "/features/features.3/Conv": True,
+                                     CONV: False, HEAD: True}
+    # No QuantizeLinear reads a kept layer's output: what follows it runs on its float result.
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+    quantized = [n.name for n in model.graph.node if n.op_type == "QuantizeLinear"
+                 and produced_by.get(n.input[0]) is not None and produced_by[n.input[0]].name in record["layers"]]
+    assert quantized == []
+    assert m["parity"]["passed"]
+
+
+def test_onnxruntime_auto_finds_the_ill_conditioned_pair_and_recovers_top1(outlier, tmp_path):
+    plain = _package(outlier, tmp_path)
+    m = _package(outlier, tmp_path, keep_float="auto")
+    record = m["compression"]["keep_float"]
+    assert sorted(record["layers"]) == sorted([CONV, HEAD])
+    assert [row["layer"] for row in record["sensitivity"][:2]] == [CONV, HEAD]
+    assert record["samples"] == 200 and record["samples_source"] == "eval data"
+    assert record["after"]["error"] < 0.1 * record["before"]["error"]
+    assert record["after"]["top1"] == record["float_top1"] > record["before"]["top1"]
+    # The bundle's own parity check (all 360 eval samples) agrees with the choice.
+    assert plain["parity"]["artifact_top1"] < m["parity"]["artifact_top1"] == m["parity"]["source_top1"]
+    assert _float_weights(_onnx_artifact(m, tmp_path))[HEAD]
+    assert any(n.startswith("--keep-float auto kept 2 of 4 layers float") for n in m["notes"])
+    assert any("chose layers on the --eval-data it is then judged on" in n for n in m["notes"])
+
+
+def test_onnxruntime_auto_keeps_nothing_where_int8_is_fine(tmp_path):
+    record = _package(MODEL, tmp_path, keep_float="auto")["compression"]["keep_float"]
+    assert record["layers"] == [] and record["after"] == record["before"]
+    assert len(record["sensitivity"]) == record["layers_measured"] == 4
+    assert record["before"]["error"] < 0.05 and record["before"]["top1"] == record["float_top1"]
+
+
+def test_onnxruntime_auto_with_a_top1_budget_stops_when_it_is_met(outlier, tmp_path):
+    record = _package(outlier, tmp_path, keep_float="auto", max_accuracy_drop=0.0)["compression"]["keep_float"]
+    assert record["rule"].startswith("top-1 drop <= 0")
+    assert record["float_top1"] - record["after"]["top1"] <= 0.0
+    assert len(record["layers"]) == len(record["trials"]) == 2
+
+
+def test_onnxruntime_fp16_auto_keeps_the_layers_whose_weights_underflow(tmp_path):
+    """Scaled by 1e6 the head's weights for one channel fall under FP16's smallest subnormal."""
+    model = outlier_model(tmp_path / "underflow.onnx", scale=1e6)
+    fp16 = _package(model, tmp_path, quantize="none", precision="fp16", keep_float="auto")["compression"]["fp16"]
+    record = fp16["keep_float"]
+    assert sorted(record["layers"]) == sorted([CONV, HEAD])
+    assert record["after"]["error"] < 0.05 * record["before"]["error"]
+    assert record["float_nodes"][0] == CONV and record["float_nodes"][-1] == HEAD   # pools between them too
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keep-float", "conv9"], "--keep-float 'conv9': no such layer among the model's 10 nodes "
+                                "('/features/features.0/Conv'"),
+    (["--keep-float", "head,,conv1"], "no empty name"),
+    (["--keep-float", "auto", "--quantize", "dynamic"], "--keep-float applies to --quantize int8"),
+    (["--keep-float", "head", "--max-accuracy-drop", "0.01"], "applies to --keep-float auto"),
+])
+def test_bad_keep_float_requests_exit_2_in_one_line(cli, tmp_path, args, message):
+    base = ["package", MODEL, "-o", tmp_path / "x.edgepkg", "--quantize", "int8", "--calib", CALIB]
+    r = cli(*base, *args)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("edgeopt: error:")]
+    assert r.exit_code == 2 and len(errors) == 1 and message in errors[0], r.stderr
+
+
+def test_the_name_check_comes_before_calibration(tmp_path):
+    class Recorder(Progress):
+        def __init__(self):
+            self.started = []
+
+        def start(self, label, total=None, unit=""):
+            self.started.append(label)
+
+    progress = Recorder()
+    with pytest.raises(BadInput, match="no such layer"):
+        _package(MODEL, tmp_path, keep_float="/head/Gemm2", progress=progress)
+    assert progress.started == []
+
+
+def test_openvino_named_layer_is_an_ignored_scope(outlier, tmp_path):
+    plain = _package(outlier, tmp_path, "intel-cpu")
+    m = _package(outlier, tmp_path, "intel-cpu", keep_float="head")
+    assert m["compression"]["keep_float"]["layers"] == [HEAD]
+    ops = m["compression"]["ops"]
+    assert ops["left_in_float_ops"] == [f"MatMul:{HEAD}/WithoutBiases"]
+    assert ops["fake_quantize"] == plain["compression"]["ops"]["fake_quantize"] - 1   # none before the head
+    assert m["parity"]["artifact_top1"] >= plain["parity"]["artifact_top1"]
+
+
+def _tflite_weight_types(manifest, tmp_path) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path / "artifact.tflite"
+    path.write_bytes(bundle_member(manifest["path"], "model/model.tflite"))
+    return {tuple(d["shape"]): np.dtype(d["dtype"]).name for d in Interpreter(str(path)).get_tensor_details()
+            if len(d["shape"]) >= 2 and d["shape"][0] in (10, 64)}
+
+
+@pytest.mark.slow
+def test_tflite_named_layer_keeps_its_fully_connected_op_float(tmp_path):
+    m = _package(MODEL, tmp_path, "raspberry-pi-5", keep_float=HEAD)
+    assert m["compression"]["keep_float"]["layers"] == [HEAD]   # ONNX names, matched to the .tflite's ops
+    types = _tflite_weight_types(m, tmp_path)
+    assert types[(10, 256)] == "float32" and types[(64, 3, 3, 32)] == "int8"
+    # Named by op and rank when the ONNX graph does not match the .tflite's compute ops one to one.
+    other = tmp_path / "other.onnx"
+    onnx.save(onnx_graphs.resnet_style(16, widths=(8,)), str(other))
+    artifact = tmp_path / "artifact.tflite"
+    assert list(tflite_mixed.layers(artifact, SimpleNamespace(torch_module=None, onnx_path=MODEL))) == [
+        "/features/features.0/Conv", "/features/features.3/Conv", CONV, HEAD]
+    assert list(tflite_mixed.layers(artifact, SimpleNamespace(torch_module=None, onnx_path=other))) == [
+        "DEPTHWISE_CONV_2D:0", "CONV_2D:1", "CONV_2D:2", "FULLY_CONNECTED:3"]
+
+
+@pytest.mark.slow
+def test_tflite_auto_recovers_the_ill_conditioned_model(outlier, tmp_path):
+    m = _package(outlier, tmp_path, "raspberry-pi-5", keep_float="auto")
+    record = m["compression"]["keep_float"]
+    assert sorted(record["layers"]) == sorted([CONV, HEAD])
+    assert record["after"]["error"] < 0.1 * record["before"]["error"]
+    assert m["parity"]["artifact_top1"] == m["parity"]["source_top1"]
+
+
+@pytest.mark.slow
+def test_openvino_auto_measures_with_nncf_and_keeps_the_head(outlier, tmp_path):
+    m = _package(outlier, tmp_path, "intel-cpu", keep_float="auto")
+    record = m["compression"]["keep_float"]
+    assert record["layers"] == [HEAD] and record["sensitivity"][0]["layer"] == HEAD
+    assert record["after"]["error"] < 0.5 * record["before"]["error"]
