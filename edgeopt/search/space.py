@@ -82,6 +82,9 @@ def build(backend, source_format: str, has_calib: bool, has_train: bool, cores: 
 def _backend_dimensions(backend, has_calib: bool) -> list:
     quantizations = [q for q in backend.quantizations if q != "int8" or has_calib]
     dims = [Dimension("quantize", tuple(quantizations))]
+    if has_calib and "int8" in quantizations and "keep_float" in backend.request_options:
+        # per-layer float fallback, chosen by measured sensitivity (--keep-float auto); used with int8 only
+        dims.append(Dimension("keep_float", ("", "auto")))
     if len(backend.precisions) > 1:
         dims.append(Dimension("precision", tuple(backend.precisions)))
     return dims
@@ -113,6 +116,8 @@ def _option_dimension(transform: str, field, kind) -> Dimension:
 def options(dims: list, config: dict) -> tuple:
     """(package options, [(transform name, {option: value})], threads) of one sampled configuration."""
     package = {k: config[k] for k in ("quantize", "precision") if k in config}
+    if config.get("keep_float") and config.get("quantize") == "int8":
+        package["keep_float"] = config["keep_float"]
     steps = []
     for d in dims:
         if d.choices == (False, True) and not d.parent and config.get(d.name):
