@@ -60,7 +60,7 @@ def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
 
 def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\n')
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "6", "--study", "dup",
                   "--budget", "latency_p90_ms=50")
     assert r.exit_code == 0, r.stderr
