@@ -9,6 +9,7 @@ import json
 import pathlib
 
 from ..budgets import KINDS, check_result, lookup
+from ..progress import SILENT
 
 # A screening measurement: enough to rank, not to decide (the agent's defaults decide a full one).
 SCREEN_LOOP = {"min_iterations": 20, "max_iterations": 200, "min_seconds": 0.5, "max_seconds": 3.0,
@@ -54,14 +55,22 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
 
 
 def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, progress) -> list:
-    """Result documents of the bundle on every device (DeviceFailure from the first device that failed)."""
+    """Result documents of the bundle on every device, measured at the same time (one thread per device; each
+    device runs its own agent). DeviceFailure of the first device that failed, after all have finished."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..api import bench
 
-    docs = []
-    for device in job.devices:
-        docs.append(bench(bundle, device, job.results_dir, threads, loop, job.timeout, progress,
-                          job.inventory, job.ssh_options, job.store_url))
-    return docs
+    def one(device, shown):
+        return bench(bundle, device, job.results_dir, threads, loop, job.timeout, shown, job.inventory,
+                     job.ssh_options, job.store_url)
+
+    if len(job.devices) == 1:
+        return [one(job.devices[0], progress)]
+    progress.status(f"measuring {bundle.name} on {len(job.devices)} devices")
+    with ThreadPoolExecutor(max_workers=len(job.devices)) as pool:
+        futures = [pool.submit(one, device, SILENT) for device in job.devices]
+    return [f.result() for f in futures]
 
 
 def figures(docs: list, budgets: dict) -> dict:
