@@ -92,16 +92,7 @@ def fit(module, teacher, context, settings: Training, train_mode=None) -> tuple:
     torch.manual_seed(context.seed)
     rng = np.random.default_rng(context.seed)
     first = training_batches(context.train, context.inputs, settings.batch_size, np.random.default_rng(context.seed))
-    with _eval(teacher), _eval(module), torch.no_grad():
-        loss_kind, classes = _loss_kind(module, teacher, first[0][0])
-    labelled = LABELS in context.train and loss_kind == "kl+ce"
-    notes = _check_labels(context.train, classes, loss_kind)
-    alpha = settings.alpha if labelled else 1.0
-    if alpha == 0:
-        loss_kind = "ce"
-    elif teacher is None:
-        raise BadInput(f"transform {settings.label}: the first output is not (N, classes), so the labels cannot "
-                       "be trained on; distillation needs a teacher module")
+    loss_kind, alpha, notes = _objective(module, teacher, context.train, settings, first[0][0])
     held = _held_out(context, teacher, loss_kind != "mse")
     before = _score(module, held)
     optimizer = _optimizer(module, settings)
@@ -120,6 +111,22 @@ def fit(module, teacher, context, settings: Training, train_mode=None) -> tuple:
                "final_train_loss": history[-1]["loss"], "held_out": _held_details(held, before, score, teacher),
                "history": history}
     return details, notes
+
+
+def _objective(module, teacher, train, settings: Training, xs) -> tuple:
+    """(loss kind, alpha, notes): "kl+ce" or "ce" on (N, classes) logits, else "mse" (alpha 1)."""
+    import torch
+
+    with _eval(teacher), _eval(module), torch.no_grad():
+        loss_kind, classes = _loss_kind(module, teacher, xs)
+    notes = _check_labels(train, classes, loss_kind)
+    alpha = settings.alpha if LABELS in train and loss_kind == "kl+ce" else 1.0
+    if alpha == 0:
+        return "ce", alpha, notes
+    if teacher is None:
+        raise BadInput(f"transform {settings.label}: the first output is not (N, classes), so the labels cannot "
+                       "be trained on; distillation needs a teacher module")
+    return loss_kind, alpha, notes
 
 
 def _epoch(module, teacher, context, settings, alpha, loss_kind, optimizer, rng, epoch) -> float:

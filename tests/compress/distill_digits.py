@@ -79,17 +79,22 @@ def context(train_samples, held, teacher=None, seed=0, **kw):
 
 def export_onnx(module, path):
     """The pipeline's export of a transformed module: the TorchScript exporter at opset 17."""
+    import warnings
+
     import torch
 
-    torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["image"], output_names=["output"],
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["image"],
+                          output_names=["output"], opset_version=17, dynamo=False)
     return path
 
 
 def ptq_onnx(float_path, out_path, calibration):
     """Post-training INT8 as the ONNX Runtime backend does it (edgeopt/compress/ort_quantize.py): QDQ,
     uint8 activations, int8 per-channel weights, MinMax calibration, one sample per call."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
