@@ -21,8 +21,9 @@ REGISTRY: dict = {}
 
 def option(default, help: str, low=None, high=None, choices=None, search=None, low_open=False, log=False):
     """A typed option field. low/high bound a number (low_open: the bound itself is refused); choices
-    lists a string's values; search is what an optimizer may try: (low, high) for a number (log: on a log
-    scale), a tuple of values for a choice, None when the option is not searched."""
+    lists a string's values; search is what an optimizer may try: (low, high) for a number, a tuple of
+    values for a choice, None when the option is not searched; log: a number's search range is explored
+    on a log scale (learning rates)."""
     return dataclasses.field(default=default, metadata={
         "help": help, "low": low, "high": high, "low_open": low_open, "choices": choices, "search": search,
         "log": log})
