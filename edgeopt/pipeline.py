@@ -65,7 +65,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     if not force:
         _check_overwrite(output, prof.name)
     _check_format(model, backend)
-    _check_transform_inputs(model, list(steps), train_data, teacher)
+    _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, "preset": preset or "",
                                  "subset_size": subset_size, "max_accuracy_drop": max_accuracy_drop,
                                  "performance_hint": performance_hint, "int8_io": int8_io or "",
@@ -85,6 +85,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
                                  max_accuracy_drop, evaluation, performance_hint, int8_io or "", keep_float or "")
         conversion = backend.convert(source, request, work, progress)
+        if any(s.name == "qat" for s in steps):
+            conversion.compression.update(quantize="int8", method="qat", note="INT8 trained into the model by the "
+                                          "qat transform (QDQ graph); the backend converted it as it is")
         progress.status("checking parity with the source model")
         parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
                                                      calibration, evaluation, work, allow_mismatch)
@@ -118,10 +121,23 @@ def _write(output, manifest, conversion, eval_file, evaluation, sign_key) -> dic
     return bundles.write(output, manifest, files, sign_key)
 
 
-def _check_transform_inputs(model: str, steps: list, train_data, teacher) -> None:
+def _check_qat(quantize: str, backend) -> None:
+    """QAT trains INT8 into the model: the export is a QDQ graph the backend runs as it is (ONNX Runtime forms
+    QLinear kernels, OpenVINO reads FakeQuantize). A second quantization on top, or a backend that converts the
+    torch module itself (its fake-quantize ops would stay float), would not give the INT8 QAT trained."""
+    if quantize != "none":
+        raise BadInput(f"--qat trains INT8 into the model (a QDQ graph): leave --quantize at none, not {quantize}")
+    if backend.takes_torch:
+        raise BadInput(f"--qat makes a QDQ ONNX graph; backend {backend.name} converts the PyTorch module itself and "
+                       "would run it in float: use --quantize int8 on this profile")
+
+
+def _check_transform_inputs(model: str, steps: list, train_data, teacher, quantize: str, backend) -> None:
     """Refuse, before any work: transforms on a source that is not PyTorch, and training inputs that no
     transform would read (a forgotten --distill is likelier than a wish to ignore the data)."""
     transform.refuse_non_torch(detect_format(model), steps)
+    if any(s.name == "qat" for s in steps):
+        _check_qat(quantize, backend)
     if train_data and not steps:
         raise BadInput("--train-data is read by model transforms (--distill, --qat, ...); none was asked for")
     if teacher and not any(s.name == "distill" for s in steps):
@@ -257,7 +273,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     # Judge float error by the precision the host's runtime really used (OpenVINO may run "f16" as bf16).
     host_precision = getattr(artifact_runner, "inference_precision", None)
     precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
-    report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, request.quantize != "none",
+    quantized = request.quantize != "none" or conversion.compression.get("method") == "qat"
+    report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, quantized,
                                  precision, prof.parity, where)
     if host_precision:
         report["host_inference_precision"] = host_precision

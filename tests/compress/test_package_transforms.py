@@ -92,3 +92,24 @@ def test_pruned_module_converts_for_litert(cli, tmp_path):
     m = r.json()
     assert m["model"].endswith(".tflite") and m["parity"]["passed"]
     assert json.dumps(m["transforms"][1]["details"]["layers"])
+
+
+def test_prune_distill_qat_package_and_run(cli, tmp_path):
+    """The trained sample's recipe end to end on ONNX Runtime: prune, recover by distillation, train INT8 in."""
+    from conftest import SAMPLES
+    data = ["--train-data", SAMPLES / "digits32_train.npz", "--calib", SAMPLES / "digits32_calib.npz",
+            "--eval-data", SAMPLES / "digits32_eval.npz"]
+    source = str(SAMPLES / "digits_resnet.py") + ":build"
+    r = cli("package", source, "--input-shape", "input=1,1,32,32", "--prune", "channels=0.5", "--distill",
+            "--epochs", "2", "--qat", *data, "-o", tmp_path / "q.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert [s["stage"] for s in m["transforms"]] == ["source", "prune", "distill", "qat"]
+    assert m["compression"]["method"] == "qat" and m["parity"]["passed"]
+    top1 = {s["stage"]: s["figures"]["top1"] for s in m["transforms"]}
+    assert top1["distill"] >= top1["prune"] and top1["qat"] > 0.9
+    bench = cli("bench", tmp_path / "q.edgepkg", "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+    assert bench.exit_code == 0 and bench.json()["accuracy"]["top1"] > 0.9
+    refused = cli("package", source, "--input-shape", "input=1,1,32,32", "--qat", "--quantize", "int8", *data,
+                  "-o", tmp_path / "x.edgepkg")
+    assert refused.exit_code == 2 and "leave --quantize at none" in refused.stderr
