@@ -269,8 +269,14 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
         "parameters": count_parameters(model), "flops_estimate": estimate_flops(model),
         "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul at the fixed input shapes",
         "nodes": len(model.graph.node), "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
-        "notes": source.notes,
+        "layers": _layers(model), "notes": source.notes,
     }
+
+
+def _layers(model) -> list:
+    """The named compute layers ({name, op}): the names --keep-float takes (node names, or module paths in them)."""
+    from .compress.mixed_quantize import compute_layers
+    return [{"name": name, "op": op} for name, op in compute_layers(model.graph)]
 
 
 def _inspect_dynamic(reference: str, model, dynamic: dict, why: str) -> dict:

@@ -34,6 +34,13 @@ def key_values(title: str, rows) -> Table:
     return t
 
 
+def _layer_names(layers) -> str:
+    if layers is None:
+        return "—"
+    shown = ", ".join(layer["name"] for layer in layers[:6])
+    return f"{len(layers)}: {shown}" + (", … (--json lists all)" if len(layers) > 6 else "")
+
+
 def inspect_rows(info: dict):
     fmt = lambda ts: "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in ts)
     flops = info["flops_estimate"]
@@ -43,6 +50,7 @@ def inspect_rows(info: dict):
             ("dynamic dims", info["dynamic_dims"] or "none"), ("parameters", f"{info['parameters']:,}"),
             ("FLOPs (estimate)", "unknown" if flops is None else f"{flops:,}"), ("nodes", info["nodes"]),
             ("op types", ", ".join(f"{k}×{v}" for k, v in info["op_types"].items())),
+            ("layers (--keep-float)", _layer_names(info.get("layers"))),
             ("notes", "; ".join(info["notes"]) or "—")]
 
 
