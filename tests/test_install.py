@@ -43,3 +43,6 @@ def test_wheel_in_a_fresh_venv_runs_the_demo(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert len(json.loads(demo.stdout)["rows"]) == 3
+    samples = pathlib.Path(site, "edgeopt", "samples")
+    shipped = {p.name for p in samples.iterdir()}
+    assert {"digits_resnet.py", "digits_resnet.pt", "digits32_train.npz", "digits32_eval.npz"} <= shipped, shipped
