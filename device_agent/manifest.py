@@ -339,11 +339,13 @@ def _check_source(source):
         if key in source:
             _text("source." + key, source[key], 4096)
     if "accuracy" in source:
-        acc = _object("source.accuracy", source["accuracy"], ("top1",), ("n",))
+        acc = _object("source.accuracy", source["accuracy"], ("top1",), ("n", "model"))
         if not (_number(acc["top1"]) and 0 <= acc["top1"] <= 1):
             _fail("source.accuracy.top1", "must be a number from 0 to 1", acc["top1"])
         if "n" in acc and not (_int(acc["n"]) and acc["n"] >= 0):
             _fail("source.accuracy.n", "must be a whole number, 0 or more", acc["n"])
+        if "model" in acc:  # which model the top-1 is of (the source before transforms, or a teacher)
+            _text("source.accuracy.model", acc["model"], 4096)
 
 
 def _check_data(data, files):
