@@ -282,6 +282,8 @@ class _Runner:
             kind = "input" if isinstance(e, BadInput) else "device"
             trial.set_user_attr("error", f"{kind}: {str(e).splitlines()[0]}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if kind == "input" and trial.user_attrs.get("baseline"):
+                raise  # the untouched model cannot be packaged: the input is bad, not a candidate (exit 2)
             return kind
         self._record(trial, outcome, candidate, key, cached is not None)
         return None

@@ -155,3 +155,12 @@ def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     r = _optimize(cli, tmp_path, *args)
     assert r.exit_code == 2 and fragment in r.stderr, r.stderr
     assert not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
+    broken = tmp_path / "calib.npz"
+    broken.write_bytes(b"not an npz")
+    r = cli("optimize", MODEL, "--calib", broken, "--results-dir", tmp_path / "results", "--output-dir",
+            tmp_path / "opt", "--trials", "3", "--study", "bad")
+    assert r.exit_code == 2 and str(broken) in r.stderr, r.stderr
+    assert [t.state for t in _trials(tmp_path, "bad")] == [optuna.trial.TrialState.FAIL]
