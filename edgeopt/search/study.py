@@ -86,8 +86,8 @@ def _prepare(job: Job, space_file) -> tuple:
     if kind is None or kind.higher_is_better:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
-    job.budgets = validate_budgets(job.budgets, field="--budget")
     prof = load_profile(job.profile)
+    job.budgets = validate_budgets({**_profile_budgets(prof, job), **job.budgets}, field="--budget")
     backend = backend_for(prof)
     fmt = detect_format(job.model)
     for device in job.devices:
@@ -100,6 +100,14 @@ def _prepare(job: Job, space_file) -> tuple:
                                                      ("train", job.train_data)) if v},
                 "input_shapes": job.input_shapes, "seed": job.seed}
     return dims, identity
+
+
+def _profile_budgets(prof, job: Job) -> dict:
+    """The profile's default budgets, as `check` applies them to the chosen bundle; its accuracy budgets only
+    with labelled eval data to measure them (without, every candidate would miss them unmeasured)."""
+    from ..pipeline import EVAL_BUDGETS
+
+    return {k: v for k, v in prof.budgets.items() if job.eval_data or k not in EVAL_BUDGETS}
 
 
 def _file_sha(path) -> str:

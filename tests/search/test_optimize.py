@@ -43,6 +43,8 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert bench.exit_code == 0, bench.stderr
     result = pathlib.Path(bench.json()["_path"])
     assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0
+    assert cli("check", result).exit_code == 0   # the budgets the bundle carries: the profile's and the study's
+    assert set(outcome["budgets"]) == {"latency_p90_ms", "peak_rss_mb", "accuracy_drop"}
 
 
 def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
