@@ -40,7 +40,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             progress=SILENT, preset: str | None = None, subset_size: int | None = None,
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
-            teacher: str | None = None, seed: int = 0, keep_float: str = "") -> dict:
+            teacher: str | None = None, seed: int = 0, keep_float: str = "",
+            backend_options: dict | None = None) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -51,11 +52,17 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     a PyTorch source before export; train_data (.npz) feeds the training ones, teacher (a model reference)
     replaces the source as distillation's teacher, seed makes them repeatable.
 
-    preset, subset_size, max_accuracy_drop and performance_hint are honoured by the backends that
-    have them (openvino), int8_io by tflite, keep_float (mixed precision: "auto" or layer names joined by ",")
-    by the backends that declare it; another backend refuses a non-default value."""
+    backend_options: {option: value} of the profile's backend's own Options (edgeopt/convert/: openvino's
+    preset, subset_size, performance_hint; tflite's int8_io; keep_float and max_accuracy_drop where declared),
+    validated before any work and handed to the backend unopened; a backend refuses an option it lacks.
+    The keywords preset, subset_size, max_accuracy_drop, performance_hint, int8_io and keep_float are the
+    same options, kept for callers of older versions; each counts only when set (not its default)."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
+    given = _backend_values(backend_options, preset=preset, subset_size=subset_size,
+                            max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint,
+                            int8_io=int8_io, keep_float=keep_float)
+    options = backend.options(given)
     merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
     precision = precision or prof.default_precision
     if output is not None:
@@ -66,10 +73,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         _check_overwrite(output, prof.name)
     _check_format(model, backend)
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
-    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, "preset": preset or "",
-                                 "subset_size": subset_size, "max_accuracy_drop": max_accuracy_drop,
-                                 "performance_hint": performance_hint, "int8_io": int8_io or "",
-                                 "simplify": simplify, "seed": seed, "keep_float": keep_float}, list(steps))
+    backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
+    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **backend_record,
+                                 "simplify": simplify, "seed": seed}, list(steps))
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
@@ -82,8 +88,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             source = load_model(model, shapes, work, simplify, backend.takes_torch)
             calibration, evaluation = _samples(calib, eval_data, source.inputs)
             stages = []
-        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, preset or "", subset_size,
-                                 max_accuracy_drop, evaluation, performance_hint, int8_io or "", keep_float or "")
+        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options)
         conversion = backend.convert(source, request, work, progress)
         if any(s.name == "qat" for s in steps):
             conversion.compression.update(quantize="int8", method="qat", note="INT8 trained into the model by the "
@@ -103,6 +108,26 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
     return manifest
+
+
+# package()'s compatibility keywords for backend options, each with the value that means "not set" (the
+# recipe records these keys, as it always has: recipe.PACKAGE_KEYS).
+UNSET = {"preset": "", "subset_size": None, "max_accuracy_drop": None, "performance_hint": "latency",
+         "int8_io": "", "keep_float": ""}
+
+
+def _backend_values(backend_options: dict | None, **keywords) -> dict:
+    """{option: value} the caller set, from backend_options and the compatibility keywords; None or "" (a
+    CLI flag not given, a recipe's empty value) and a keyword's own default mean not set. One option given
+    twice must agree."""
+    given = {k: v for k, v in keywords.items() if v is not None and v != "" and v != UNSET[k]}
+    for key, value in (backend_options or {}).items():
+        if value is None or value == "":
+            continue
+        if key in given and given[key] != value:
+            raise BadInput(f"backend option {key}: given as {given[key]!r} and in backend_options as {value!r}")
+        given[key] = value
+    return given
 
 
 def _samples(calib, eval_data, inputs) -> tuple:

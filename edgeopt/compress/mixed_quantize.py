@@ -31,6 +31,7 @@ import numpy as np
 
 from ..data import LABELS, head, run, sample_count
 from ..errors import BadInput
+from ..options import option
 
 AUTO = "auto"
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -48,11 +49,23 @@ NON_FINITE = 1e9           # the error recorded when the outputs hold inf or NaN
 MAX_LISTED = 10            # layers listed in the manifest's sensitivity table and in an error message
 
 
+def keep_float_option():
+    """The `keep_float` field of a backend's Options (a new field per class: dataclasses own their fields).
+    A search tries none or the measured choice; named layers are the user's own call."""
+    return option("", "mixed precision: layers left float, auto (chosen by measured sensitivity) or layer names "
+                  "joined by ','", search=("", AUTO))
+
+
+def budget_option():
+    """The `max_accuracy_drop` field of a backend's Options: a user's constraint, so never searched."""
+    return option(None, "top-1 budget of the quantized model on labelled --eval-data (e.g. 0.01)", low=0.0, high=1.0)
+
+
 def check_budget(request, backend: str) -> None:
     """--max-accuracy-drop, on a backend whose only use of it is the choice of float layers."""
-    if request.max_accuracy_drop is None:
+    if request.options.max_accuracy_drop is None:
         return
-    if request.keep_float != AUTO:
+    if request.options.keep_float != AUTO:
         raise BadInput(f"--max-accuracy-drop on backend {backend} applies to --keep-float auto "
                        "(the top-1 budget of the measured choice of float layers)")
     if request.evaluation is None or LABELS not in request.evaluation:
@@ -157,7 +170,7 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     """The layers to keep float (the module's rules) and what was measured: the manifest's record.
     Without a top-1 budget, a model whose error is at most `negligible` keeps every layer quantized."""
     samples, where = evaluation_samples(request)
-    budget = request.max_accuracy_drop
+    budget = request.options.max_accuracy_drop
     scorer = _Scorer(trials.reference, samples, inputs)
     if budget is not None and scorer.labels is None:
         raise BadInput("--keep-float auto with --max-accuracy-drop needs labelled eval data: --eval-data eval.npz "

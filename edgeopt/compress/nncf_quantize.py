@@ -86,12 +86,11 @@ def _first_line(error) -> str:
 
 def subset_size(request, available: int) -> int:
     """How many calibration samples to use (the module's calibration-size rule)."""
-    if request.subset_size is not None:
-        if request.subset_size < 1:
-            raise BadInput(f"--subset-size must be at least 1, not {request.subset_size}")
-        if available < request.subset_size:
-            raise BadInput(f"calibration set has {available} samples, fewer than --subset-size {request.subset_size}")
-        return request.subset_size
+    wanted = request.options.subset_size   # at least 1: the backend's Options bound it
+    if wanted is not None:
+        if available < wanted:
+            raise BadInput(f"calibration set has {available} samples, fewer than --subset-size {wanted}")
+        return wanted
     if available < MIN_CALIBRATION_SAMPLES:
         raise BadInput(f"calibration set has {available} samples; NNCF INT8 needs at least "
                        f"{MIN_CALIBRATION_SAMPLES} (its default subset is {NNCF_DEFAULT_SUBSET}): give more samples, "
@@ -100,7 +99,7 @@ def subset_size(request, available: int) -> int:
 
 
 def preset_name(request) -> str:
-    name = request.int8_preset or SCHEME_PRESETS.get(request.int8_scheme, "performance")
+    name = request.options.preset or SCHEME_PRESETS.get(request.int8_scheme, "performance")
     if name not in PRESETS:
         raise BadInput(f"--preset {name!r}: NNCF presets are {', '.join(PRESETS)}")
     return name
@@ -118,26 +117,27 @@ def _quantize(nncf, model, source, request, progress):
     common = dict(preset=getattr(nncf.QuantizationPreset, preset.upper()), subset_size=size)
     details = {"method": "nncf", "preset": preset, "subset_size": size, "fast_bias_correction": True,
                "calibration": {"samples": sample_count(request.calibration), "used": size}}
-    if request.keep_float:
+    if request.options.keep_float:
         scope, details["keep_float"] = _keep_float(nncf, model, calibration, common, source, request, progress)
         common["ignored_scope"] = scope
         details["notes"] = mixed_quantize.notes(details["keep_float"])
-        if request.keep_float == mixed_quantize.AUTO:  # the budget, if any, was the choice's
+        if request.options.keep_float == mixed_quantize.AUTO:  # the budget, if any, was the choice's
             progress.status(f"INT8 quantization with NNCF, {len(details['keep_float']['layers'])} layers kept float")
             return nncf.quantize(model, nncf.Dataset(calibration), **common), dict(details, algorithm="quantize")
-    if request.max_accuracy_drop is None:
+    if request.options.max_accuracy_drop is None:
         progress.status(f"INT8 quantization with NNCF ({preset} preset, {size} calibration samples)")
         model = nncf.quantize(model, nncf.Dataset(calibration), **common)
         return model, dict(details, algorithm="quantize")
     validation, labels = _validation_set(request, source)
-    progress.status(f"accuracy-aware INT8 quantization with NNCF (max top-1 drop {request.max_accuracy_drop:g}, "
+    budget = request.options.max_accuracy_drop
+    progress.status(f"accuracy-aware INT8 quantization with NNCF (max top-1 drop {budget:g}, "
                     f"{len(labels)} eval samples)")
     model = nncf.quantize_with_accuracy_control(
         model, nncf.Dataset(calibration), nncf.Dataset(validation, lambda item: item[0]), _top1,
-        max_drop=request.max_accuracy_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
+        max_drop=budget, drop_type=nncf.DropType.ABSOLUTE, **common)
     note = ("accuracy control chose layers on the --eval-data it is then judged on; keep a separate "
             "split if you need an unbiased accuracy figure")
-    return model, dict(details, algorithm="quantize_with_accuracy_control", max_accuracy_drop=request.max_accuracy_drop,
+    return model, dict(details, algorithm="quantize_with_accuracy_control", max_accuracy_drop=budget,
                        validation={"samples": len(labels), "metric": "top1"},
                        notes=details.get("notes", []) + [note])
 
@@ -157,8 +157,8 @@ def _keep_float(nncf, model, calibration, common, source, request, progress) -> 
     """(nncf.IgnoredScope of the layers left in float, the manifest's record) for --keep-float: the named
     layers, or those mixed_quantize chooses, measuring NNCF-quantized trials against the float model."""
     by_layer = layers(model)
-    if request.keep_float != mixed_quantize.AUTO:
-        names = mixed_quantize.requested(request.keep_float)
+    if request.options.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.options.keep_float)
         kept = mixed_quantize.resolve(names, list(by_layer))
         record = {"mode": "named", "requested": names, "layers": kept}
     else:

@@ -86,7 +86,7 @@ def quantize(source, request, out, progress, workdir) -> dict:
         return {"method": "dynamic", "weights": "int8", "preprocess": pre, "notes": notes}
     static = _Static(model_in, request, source, workdir, progress)
     exclude, details = [], {}
-    if request.keep_float:
+    if request.options.keep_float:
         exclude, details["keep_float"] = _keep_float(static, model_in, source, request, workdir, progress)
         details["notes"] = mixed_quantize.notes(details["keep_float"])
     static(out, exclude=exclude)
@@ -135,8 +135,8 @@ def _keep_float(static, model_in, source, request, workdir, progress) -> tuple:
 
     graph = onnx.load(str(model_in), load_external_data=False).graph
     ops = dict(mixed_quantize.compute_layers(graph))
-    if request.keep_float != mixed_quantize.AUTO:
-        names = mixed_quantize.requested(request.keep_float)
+    if request.options.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.options.keep_float)
         nodes = list(ops) + [n.name for n in graph.node if n.name and n.name not in ops]  # layers listed first
         kept = mixed_quantize.resolve(names, nodes, "nodes")
         return kept, {"mode": "named", "requested": names, "layers": kept}

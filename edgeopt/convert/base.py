@@ -1,5 +1,8 @@
 """The shared part of every backend: request validation, timing and provenance.
-A backend implements `_convert` (and `host_runner` for the parity check)."""
+A backend implements `_convert` (and `host_runner` for the parity check), and declares its own knobs as a
+frozen `Options` dataclass of option() fields (edgeopt/options.py): the pipeline builds that instance from
+the caller's values before any work (`Backend.options`) and hands it over in `PackageRequest.options`
+unopened, so no other layer knows one backend's knobs."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +10,7 @@ import pathlib
 import time
 
 from ..errors import BadInput
+from ..options import build_options, fields
 from ..progress import SILENT
 
 
@@ -15,19 +19,18 @@ ONNX_FORMATS = ("onnx", "pytorch-module", "torchscript", "exported-program")
 
 
 @dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The options of a backend that has none of its own."""
+
+
+@dataclasses.dataclass(frozen=True)
 class PackageRequest:
     precision: str                 # fp32 | fp16 | bf16
     quantize: str                  # none | dynamic | int8 | int8-weights | int4-weights
     calibration: dict | None       # {input name: array}, required for int8
-    int8_scheme: str = ""
-    # Options only some backends honour; a backend that does not refuses a non-default value.
-    int8_preset: str = ""          # "" = the profile's scheme decides
-    subset_size: int | None = None  # calibration samples to use; None = the backend's rule
-    max_accuracy_drop: float | None = None  # accuracy-aware quantization (needs labelled eval data)
+    int8_scheme: str = ""          # the profile's scheme (a backend's default where its options leave it open)
     evaluation: dict | None = None  # {input name: array, labels: array} from --eval-data
-    performance_hint: str = "latency"
-    int8_io: str = ""              # tflite full-integer I/O: int8 | float; "" = the profile's int8_scheme
-    keep_float: str = ""           # mixed precision: "auto" (measured sensitivity) or layer names joined by ","
+    options: object = NoOptions()  # the backend's own Options instance (Backend.options builds it)
 
 
 @dataclasses.dataclass
@@ -50,7 +53,9 @@ class Backend:
     precisions = ("fp32",)
     quantizations = ("none",)
     source_formats = ONNX_FORMATS  # what models.detect_format may return for this backend's input
-    request_options = ()           # PackageRequest fields beyond precision/quantize this backend honours
+    Options: type = NoOptions      # a frozen dataclass of this backend's own knobs, option() fields
+    # Options that act only with --quantize int8: a search samples them, and passes them on, only then.
+    int8_options: tuple = ()
     takes_torch = False            # PyTorch sources arrive as a module (source.torch_module), not exported to ONNX
 
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
@@ -60,12 +65,19 @@ class Backend:
         result.seconds = time.perf_counter() - start
         return result
 
+    def options(self, given: dict | None = None):
+        """This backend's Options from {name: value} (typed values, or text as a flag gives them); an option
+        it does not have is refused as the flag the user typed."""
+        given = dict(given or {})
+        known = {f.name for f in fields(self.Options)}
+        for key in given:
+            if key not in known:
+                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option")
+        return build_options(self.Options, given, f"backend {self.name}")
+
     def _validate(self, request: PackageRequest) -> None:
-        defaults = PackageRequest(request.precision, request.quantize, None)
-        for field in ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint", "int8_io", "keep_float"):
-            if field not in self.request_options and getattr(request, field) != getattr(defaults, field):
-                option = "--preset" if field == "int8_preset" else "--" + field.replace("_", "-")
-                raise BadInput(f"backend {self.name} has no {option} option")
+        if not isinstance(request.options, self.Options):
+            raise TypeError(f"backend {self.name} takes {self.Options.__name__}, not {type(request.options).__name__}")
         if request.precision not in self.precisions:
             raise BadInput(f"backend {self.name} supports --precision {', '.join(self.precisions)}, not {request.precision}")
         if request.quantize not in self.quantizations:

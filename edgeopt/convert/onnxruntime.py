@@ -8,9 +8,11 @@ bundle that is no faster than FP32 is noticed at package time, not after shippin
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 
+from ..compress.mixed_quantize import budget_option, keep_float_option
 from .base import Backend, Conversion
 
 HINT_THREADS = 1          # the steadiest figure on a shared host; the device's thread count may differ
@@ -92,7 +94,7 @@ def fp16(source, request, out, workdir, progress) -> dict:
         return path
 
     details, block = {"keep_io_types": True, "tool": "onnxruntime.transformers.float16"}, []
-    if request.keep_float:
+    if request.options.keep_float:
         block, details["keep_float"] = _fp16_keep_float(convert, source, request, workdir, progress)
         if block:
             graph = onnx.load(str(source.onnx_path), load_external_data=False).graph
@@ -145,8 +147,8 @@ def _fp16_keep_float(convert, source, request, workdir, progress) -> tuple:
     graph = onnx.load(str(source.onnx_path), load_external_data=False).graph
     ops = dict(mixed_quantize.compute_layers(graph))
     nodes = list(ops) + [n.name for n in graph.node if n.name and n.name not in ops]  # layers listed first
-    if request.keep_float != mixed_quantize.AUTO:
-        names = mixed_quantize.requested(request.keep_float)
+    if request.options.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.options.keep_float)
         kept = mixed_quantize.resolve(names, nodes, "nodes")
         return kept, {"mode": "named", "requested": names, "layers": kept}
     trial = workdir / "trial-fp16.onnx"
@@ -159,19 +161,26 @@ def _fp16_keep_float(convert, source, request, workdir, progress) -> tuple:
     return record["layers"], record
 
 
+@dataclasses.dataclass(frozen=True)
+class OnnxRuntimeOptions:
+    keep_float: str = keep_float_option()            # with --quantize int8 or --precision fp16
+    max_accuracy_drop: float | None = budget_option()  # the budget of --keep-float auto's choice
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     runtime = "onnxruntime"
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
-    request_options = ("keep_float", "max_accuracy_drop")
+    Options = OnnxRuntimeOptions
+    int8_options = ("keep_float",)   # it also applies to fp16, but a search tries it with int8 only
 
     def _validate(self, request):
         """Mixed precision applies to static INT8 (and FP16); its top-1 budget to the measured choice."""
         super()._validate(request)
         from ..errors import BadInput
 
-        if request.keep_float and request.quantize != "int8" and not (
+        if request.options.keep_float and request.quantize != "int8" and not (
                 request.quantize == "none" and request.precision == "fp16"):
             raise BadInput("--keep-float applies to --quantize int8 or --precision fp16 on backend onnxruntime")
         from ..compress.mixed_quantize import check_budget

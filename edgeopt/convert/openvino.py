@@ -11,10 +11,13 @@ The agent reads the effective precision back from the compiled model and records
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 
+from ..compress.mixed_quantize import budget_option, keep_float_option
 from ..errors import BadInput
+from ..options import option
 from .base import ONNX_FORMATS, Backend, Conversion
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -60,7 +63,7 @@ def openvino_version() -> str:
 
 
 def runtime_options(request) -> dict:
-    return {"device": DEVICE, "performance_hint": PERFORMANCE_HINTS[request.performance_hint],
+    return {"device": DEVICE, "performance_hint": PERFORMANCE_HINTS[request.options.performance_hint],
             "inference_precision": PRECISION_HINTS[request.precision], "model_cache": True}
 
 
@@ -95,13 +98,27 @@ def describe_conversion_failure(error: Exception, onnx_path) -> str:
             "replace the op or package for --profile generic (ONNX Runtime)")
 
 
+@dataclasses.dataclass(frozen=True)
+class OpenVinoOptions:
+    preset: str = option("", "NNCF INT8 preset; \"\" = the profile's int8_scheme decides",
+                         choices=("performance", "mixed"), search=("performance", "mixed"))
+    subset_size: int | None = option(None, "calibration samples NNCF uses; None = its rule (300, or all when "
+                                     "fewer)", low=1)
+    max_accuracy_drop: float | None = budget_option()   # accuracy-aware INT8 (quantize_with_accuracy_control)
+    # Not searched: a search times one request at a time, which is what the latency hint is for.
+    performance_hint: str = option("latency", "OpenVINO performance hint the device compiles with",
+                                   choices=tuple(PERFORMANCE_HINTS))
+    keep_float: str = keep_float_option()
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     runtime = "openvino"
     precisions = ("fp32", "fp16", "bf16")
     quantizations = ("none", "int8", "int8-weights", "int4-weights")
     source_formats = ONNX_FORMATS + ("openvino-ir",)
-    request_options = ("int8_preset", "subset_size", "max_accuracy_drop", "performance_hint", "keep_float")
+    Options = OpenVinoOptions
+    int8_options = ("preset", "subset_size", "max_accuracy_drop", "keep_float")
 
     def _validate(self, request):
         """The NNCF options, checked before any conversion work (nncf itself is not imported)."""
@@ -109,14 +126,14 @@ class OpenVinoBackend(Backend):
         from ..compress import nncf_quantize
         from ..data import sample_count
 
-        if request.max_accuracy_drop is not None and request.quantize != "int8":
+        if request.options.max_accuracy_drop is not None and request.quantize != "int8":
             raise BadInput("--max-accuracy-drop applies to --quantize int8 only")
-        if request.keep_float and request.quantize != "int8":
+        if request.options.keep_float and request.quantize != "int8":
             raise BadInput("--keep-float applies to --quantize int8 on backend openvino")
         if request.quantize == "int8":
             nncf_quantize.preset_name(request)
             nncf_quantize.subset_size(request, sample_count(request.calibration))
-            if request.max_accuracy_drop is not None:
+            if request.options.max_accuracy_drop is not None:
                 nncf_quantize.require_labels(request.evaluation)
 
     def _convert(self, source, request, workdir, progress):

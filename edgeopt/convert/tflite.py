@@ -12,10 +12,13 @@ A user's .tflite is packaged as it is.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
+from ..compress.mixed_quantize import budget_option, keep_float_option
 from ..data import feeds, head, to_layouts
 from ..errors import BadInput
+from ..options import option
 from .base import ONNX_FORMATS, Backend, Conversion
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
@@ -25,13 +28,23 @@ MAX_CALIBRATION_SAMPLES = 256
 CALIBRATION_CHUNK = 16   # samples per captured calibration call (see edgeopt/capture.py)
 
 
+@dataclasses.dataclass(frozen=True)
+class LiteRtOptions:
+    # Not searched: int8 I/O changes what the application feeds the model, an interface decision.
+    int8_io: str = option("", "full-integer INT8 model input/output; \"\" = the profile's int8_scheme "
+                          "(full-integer = int8)", choices=("int8", "float"))
+    keep_float: str = keep_float_option()
+    max_accuracy_drop: float | None = budget_option()   # the budget of --keep-float auto's choice
+
+
 class LiteRtBackend(Backend):
     name = "tflite"
     runtime = "litert"
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
     source_formats = ONNX_FORMATS + ("tflite",)
-    request_options = ("int8_io", "keep_float", "max_accuracy_drop")
+    Options = LiteRtOptions
+    int8_options = ("int8_io", "keep_float", "max_accuracy_drop")
     takes_torch = True   # litert-torch converts the module itself: no ONNX detour for PyTorch input
 
     def _convert(self, source, request, workdir, progress):
@@ -64,9 +77,9 @@ class LiteRtBackend(Backend):
 
     def _validate(self, request):
         super()._validate(request)
-        if request.int8_io and request.quantize != "int8":
+        if request.options.int8_io and request.quantize != "int8":
             raise BadInput("--int8-io applies to --quantize int8 only")
-        if request.keep_float and request.quantize != "int8":
+        if request.options.keep_float and request.quantize != "int8":
             raise BadInput("--keep-float applies to --quantize int8 on backend tflite")
         from ..compress.mixed_quantize import check_budget
         check_budget(request, self.name)
@@ -191,12 +204,12 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         details["recipe"] = "dynamic_wi8_afp32: int8 per-channel weights, activations quantized at run time"
     elif request.quantize == "int8":
-        io = request.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
+        io = request.options.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
         _static_recipe(q, io)
         calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
         details.update(recipe="static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations",
                        io=io, calibration={"samples": used, "method": "min/max over every sample"})
-        if request.keep_float:
+        if request.options.keep_float:
             from ..compress import mixed_quantize
             from . import tflite_mixed
             scopes, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
@@ -238,8 +251,8 @@ def _keep_float(float_path, out, source, request, layouts, io, calibration, prog
     from . import tflite_mixed
 
     by_name = tflite_mixed.layers(float_path, source)
-    if request.keep_float != mixed_quantize.AUTO:
-        names = mixed_quantize.requested(request.keep_float)
+    if request.options.keep_float != mixed_quantize.AUTO:
+        names = mixed_quantize.requested(request.options.keep_float)
         kept = mixed_quantize.resolve(names, list(by_name))
         return _region(float_path, by_name, kept), {"mode": "named", "requested": names, "layers": kept}
     trial = out.with_name("trial.tflite")

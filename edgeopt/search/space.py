@@ -1,8 +1,9 @@
 """The search space of `edgeopt optimize`, built from what the backends and transforms declare.
 
-Backends declare the precisions and quantizations they take (edgeopt/convert/); transforms declare each
-option's search range (option(search=...) in edgeopt/compress/). Nothing is listed twice: a new knob with a
-search range appears here by itself. A transform is a yes/no dimension ("prune") whose options
+Backends declare the precisions and quantizations they take; backends and transforms declare each of their
+options' search range (option(search=...) in their Options: edgeopt/convert/, edgeopt/compress/). Nothing is
+listed twice: a new knob with a search range appears here by itself. A backend option is a dimension of its
+own name ("keep_float", "preset"). A transform is a yes/no dimension ("prune") whose options
 ("prune.channels") are sampled only when it is on. A space file narrows or fixes dimensions:
 
     quantize = ["none", "int8"]      # a subset of the choices
@@ -38,6 +39,8 @@ class Dimension:
     integer: bool = False
     log: bool = False
     parent: str = ""                # sampled only when this yes/no dimension is True
+    backend: bool = False           # an option of the backend's Options (a package() option), not a transform
+    int8_only: bool = False         # a backend option that acts only with quantize int8: passed on only then
     # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared).
     limits: tuple = ()
 
@@ -80,11 +83,16 @@ def build(backend, source_format: str, has_calib: bool, has_train: bool, cores: 
 
 
 def _backend_dimensions(backend, has_calib: bool) -> list:
+    """quantize, the backend's own options that declare a search range, then precision. An option that acts
+    only with INT8 (backend.int8_options) is a dimension only when INT8 is (it needs calibration data)."""
     quantizations = [q for q in backend.quantizations if q != "int8" or has_calib]
     dims = [Dimension("quantize", tuple(quantizations))]
-    if has_calib and "int8" in quantizations and "keep_float" in backend.request_options:
-        # per-layer float fallback, chosen by measured sensitivity (--keep-float auto); used with int8 only
-        dims.append(Dimension("keep_float", ("", "auto")))
+    hints = typing.get_type_hints(backend.Options)
+    for f in transforms.fields(backend.Options):
+        if f.metadata.get("search") is None or (f.name in backend.int8_options and "int8" not in quantizations):
+            continue
+        dims.append(dataclasses.replace(_option_dimension(f.name, f, hints[f.name]), backend=True,
+                                        int8_only=f.name in backend.int8_options))
     if len(backend.precisions) > 1:
         dims.append(Dimension("precision", tuple(backend.precisions)))
     return dims
@@ -97,30 +105,32 @@ def _transform_dimensions(has_train: bool) -> list:
         if not transform.searchable or (transform.needs_training_data and not has_train):
             continue
         dims.append(Dimension(name, (False, True)))
-        dims += [_option_dimension(name, f, typing.get_type_hints(transform.Options)[f.name])
+        dims += [_option_dimension(f"{name}.{f.name}", f, typing.get_type_hints(transform.Options)[f.name], name)
                  for f in transforms.fields(transform.Options) if f.metadata.get("search") is not None]
     return dims
 
 
-def _option_dimension(transform: str, field, kind) -> Dimension:
+def _option_dimension(name: str, field, kind, parent: str = "") -> Dimension:
+    """The dimension of an option declared with a search range (parent: the transform it belongs to)."""
     search = tuple(field.metadata["search"])
-    name = f"{transform}.{field.name}"
     meta = field.metadata
     if kind in (int, float) and len(search) == 2 and all(isinstance(v, (int, float)) for v in search):
         limits = (meta["low"] if meta["low"] is not None else search[0],
                   meta["high"] if meta["high"] is not None else search[1])
-        return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), transform, limits)
-    return Dimension(name, search, parent=transform, limits=tuple(meta.get("choices") or ()))
+        return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), parent, limits)
+    return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()))
 
 
 def options(dims: list, config: dict) -> tuple:
     """(package options, [(transform name, {option: value})], threads) of one sampled configuration."""
     package = {k: config[k] for k in ("quantize", "precision") if k in config}
-    if config.get("keep_float") and config.get("quantize") == "int8":
-        package["keep_float"] = config["keep_float"]
+    for d in dims:   # a backend option at its "not set" value ("", as keep_float's none) is left out
+        if d.backend and d.name in config and config[d.name] != "" and (
+                not d.int8_only or config.get("quantize") == "int8"):
+            package[d.name] = config[d.name]
     steps = []
     for d in dims:
-        if d.choices == (False, True) and not d.parent and config.get(d.name):
+        if d.choices == (False, True) and not d.parent and not d.backend and config.get(d.name):
             values = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith(d.name + ".")}
             steps.append((d.name, values))
     return package, steps, config.get("threads")
