@@ -194,8 +194,6 @@ def _baseline(dims: list, job: Job) -> dict:
     for d in dims:
         if d.name == "quantize":
             params[d.name] = "none" if "none" in d.choices else d.choices[0]
-        elif d.name == "keep_float":
-            params[d.name] = ""
         elif d.name == "precision":
             default = load_profile(job.profile).default_precision
             params[d.name] = default if default in d.choices else d.choices[0]
@@ -203,6 +201,8 @@ def _baseline(dims: list, job: Job) -> dict:
             params[d.name] = False
         elif d.name == "threads":
             params[d.name] = max(d.choices)
+        elif d.choices and not d.parent:  # a backend option: its "off" value, else its first
+            params[d.name] = "" if "" in d.choices else d.choices[0]
     return params
 
 
