@@ -117,7 +117,7 @@ def _option_dimension(name: str, field, kind, parent: str = "") -> Dimension:
     if kind in (int, float) and len(search) == 2 and all(isinstance(v, (int, float)) for v in search):
         limits = (meta["low"] if meta["low"] is not None else search[0],
                   meta["high"] if meta["high"] is not None else search[1])
-        return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), parent, limits)
+        return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), parent, limits=limits)
     return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()))
 
 

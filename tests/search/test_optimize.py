@@ -166,3 +166,36 @@ def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
             tmp_path / "opt", "--trials", "3", "--study", "bad")
     assert r.exit_code == 2 and str(broken) in r.stderr, r.stderr
     assert [t.state for t in _trials(tmp_path, "bad")] == [optuna.trial.TrialState.FAIL]
+
+
+def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path):
+    r = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "front", "--budget", "latency_p90_ms=50")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    front = [t for t in outcome["trials"] if t["trial"] in outcome["pareto"]]
+    assert front
+    keys = ("latency_p90_ms", "accuracy_drop", "size_mb")
+    for t in outcome["trials"]:   # nothing on the front is dominated by any measured trial
+        for f in front:
+            a, b = [t["figures"][k] for k in keys], [f["figures"][k] for k in keys]
+            assert not (all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b)))
+
+
+def test_space_file_widens_within_the_options_bounds(tmp_path):
+    from edgeopt.compress import base
+    from edgeopt.convert import backend_for
+    from edgeopt.errors import BadInput
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    backend = backend_for(load_profile("generic"))
+    f = tmp_path / "space.toml"
+    f.write_text('"prune.channels" = [0.05, 0.9]\n')
+    dims = {d.name: d for d in space.build(backend, "pytorch-module", True, True, None, f)}
+    assert (dims["prune.channels"].low, dims["prune.channels"].high) == (0.05, 0.9)
+    assert "distill" in dims and dims["prune.channels"].parent == "prune" and "sparsity" not in dims
+    f.write_text('"prune.channels" = [0.5, 0.99]\n')
+    with pytest.raises(BadInput, match="not within the option's bounds"):
+        space.build(backend, "pytorch-module", True, True, None, f)
+    assert "distill" not in {d.name for d in space.build(backend, "pytorch-module", True, False, None)}
+    assert base.names()  # the transforms registered themselves
