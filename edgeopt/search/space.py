@@ -41,6 +41,7 @@ class Dimension:
     parent: str = ""                # sampled only when this yes/no dimension is True
     backend: bool = False           # an option of the backend's Options (a package() option), not a transform
     int8_only: bool = False         # a backend option that acts only with quantize int8: passed on only then
+    toggle: bool = False            # a transform's on/off dimension (its options are its children)
     # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared).
     limits: tuple = ()
 
@@ -104,7 +105,7 @@ def _transform_dimensions(has_train: bool) -> list:
         transform = transforms.get(name)
         if not transform.searchable or (transform.needs_training_data and not has_train):
             continue
-        dims.append(Dimension(name, (False, True)))
+        dims.append(Dimension(name, (False, True), toggle=True))
         dims += [_option_dimension(f"{name}.{f.name}", f, typing.get_type_hints(transform.Options)[f.name], name)
                  for f in transforms.fields(transform.Options) if f.metadata.get("search") is not None]
     return dims
@@ -130,7 +131,7 @@ def options(dims: list, config: dict) -> tuple:
             package[d.name] = config[d.name]
     steps = []
     for d in dims:
-        if d.choices == (False, True) and not d.parent and not d.backend and config.get(d.name):
+        if d.toggle and config.get(d.name):
             values = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith(d.name + ".")}
             steps.append((d.name, values))
     return package, steps, config.get("threads")

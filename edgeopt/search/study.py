@@ -151,7 +151,7 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         _fail_orphans(study)
     else:
         study.set_user_attr("identity", identity)
-        study.enqueue_trial(_baseline(dims, job), user_attrs={"baseline": True})
+        study.enqueue_trial({}, user_attrs={"baseline": True})
     return study
 
 
@@ -186,24 +186,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _baseline(dims: list, job: Job) -> dict:
-    """The untouched model, measured in the same study on the same devices: the paired reference."""
+def _baseline(dims: list, job: Job):
+    """The untouched model (no transform, no quantization, the profile's precision, the most threads the space
+    allows), measured in the same study on the same devices: the paired reference. Not sampled: a space that
+    fixes a transform on must not change what the reference is."""
     from ..profiles import load_profile
 
-    params = {}
-    for d in dims:
-        if d.name == "quantize":
-            params[d.name] = "none" if "none" in d.choices else d.choices[0]
-        elif d.name == "precision":
-            default = load_profile(job.profile).default_precision
-            params[d.name] = default if default in d.choices else d.choices[0]
-        elif d.choices == (False, True) and not d.parent:
-            params[d.name] = False
-        elif d.name == "threads":
-            params[d.name] = max(d.choices)
-        elif d.choices and not d.parent:  # a backend option: its "off" value, else its first
-            params[d.name] = "" if "" in d.choices else d.choices[0]
-    return params
+    threads = next((max(d.choices) for d in dims if d.name == "threads"), None)
+    return trials_.Candidate({"quantize": "none", "precision": load_profile(job.profile).default_precision}, [],
+                             threads)
 
 
 def _sampler(name: str, dims: list, seed: int, multi: bool):
@@ -269,9 +260,11 @@ class _Runner:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
         import optuna
 
-        config = spaces.sample(self.dims, trial)
-        package, steps, threads = spaces.options(self.dims, config)
-        candidate = trials_.Candidate(package, steps, threads)
+        if trial.user_attrs.get("baseline"):
+            candidate = _baseline(self.dims, self.job)
+        else:
+            package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial))
+            candidate = trials_.Candidate(package, steps, threads)
         key = candidate.key(self.identity)
         trial.set_user_attr("key", key)
         trial.set_user_attr("worker", WORKER)
@@ -371,7 +364,7 @@ class _Runner:
         for t in close:
             self.progress.status(f"measuring trial {t.number} again (within {RECHECK_WITHIN:.0%} of the best)")
             try:
-                docs = trials_.measure(self.local_bundle(t), t.params.get("threads"), self.job, None,
+                docs = trials_.measure(self.local_bundle(t), t.user_attrs["candidate"]["threads"], self.job, None,
                                        self.progress)
             except DeviceFailure:
                 return

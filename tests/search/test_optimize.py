@@ -199,3 +199,20 @@ def test_space_file_widens_within_the_options_bounds(tmp_path):
         space.build(backend, "pytorch-module", True, True, None, f)
     assert "distill" not in {d.name for d in space.build(backend, "pytorch-module", True, False, None)}
     assert base.names()  # the transforms registered themselves
+
+
+def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
+    source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nprune = true\nlowrank = [false]\n'
+                     '"prune.channels" = [0.4, 0.6]\n')
+    r = cli("optimize", source, "--input-shape", "input=1,3,32,32", "--space", space, "--trials", "2",
+            "--study", "torch", "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt", "--json")
+    assert r.exit_code == 0, r.stderr
+    trials = r.json()["trials"]
+    assert trials[0]["baseline"] and "prune" not in trials[0]["config"]
+    pruned = trials[1]
+    assert pruned["config"].startswith("quantize=none precision=fp32 prune(channels=")
+    stages = {s["stage"]: s for s in pruned["stages"]}
+    assert stages["prune"]["parameters"] < stages["source"]["parameters"]
+    assert pruned["figures"]["size_mb"] < trials[0]["figures"]["size_mb"]
