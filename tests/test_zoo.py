@@ -96,10 +96,24 @@ def test_calibration_data_is_what_edgeopt_loads(tmp_path):
 def test_export_refuses_an_unknown_exporter(tmp_path):
     with pytest.raises(ValueError, match="exporter 'torchscript'"):
         export(ZOO["kws_gru"], tmp_path / "m.onnx", "torchscript")
+    with pytest.raises(ValueError, match="ssdlite_nms cannot be exported with the dynamo exporter"):
+        export(ZOO["ssdlite_nms"], tmp_path / "m.onnx", "dynamo")
+
+
+def test_the_detector_with_nms_has_a_varying_count_of_detections(built):
+    """What the parity check must handle: a detection count that depends on the input, integer labels."""
+    entry = ZOO["ssdlite_nms"]
+    counts = set()
+    for seed in range(4):
+        boxes, scores, labels = _torch_outputs(built("ssdlite_nms"), entry.inputs(seed))
+        assert boxes.shape == (len(scores), 4) and labels.shape == scores.shape and labels.dtype == np.int64
+        assert (scores > 0.2).all() and set(labels.tolist()) <= set(range(8))
+        counts.add(len(scores))
+    assert len(counts) > 1, counts
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name", [name for name, entry in ZOO.items() if "dynamo" in entry.exporters])
 def test_dynamo_export_runs_in_onnxruntime_like_torch(name, built, tmp_path):
     import onnxruntime as ort
 
