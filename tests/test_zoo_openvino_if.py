@@ -4,9 +4,9 @@ sample rate) is refused in one complete line naming the model, the op OpenVINO f
 reason, the If node and the input its condition reads."""
 import numpy as np
 import onnxruntime as ort
+from zoo.graphs import if_on_input, if_on_shape
 
 from edgeopt.convert.openvino import describe_conversion_failure, first_sentence
-from zoo.graphs import if_on_input, if_on_shape
 
 
 def test_ort_runs_the_if_graph_that_openvino_refuses(tmp_path):

@@ -4,15 +4,20 @@ recorded in the report. A graph with ONNX NonMaxSuppression inside (tests/zoo/gr
 with FP32 parity on ONNX Runtime and OpenVINO; detections that really differ still fail."""
 import numpy as np
 import pytest
+from zoo.graphs import NMS_INPUT, NMS_OUTPUTS, nms_detector
 
 from edgeopt import api
 from edgeopt.convert.onnxruntime import ort_runner
 from edgeopt.data import random_samples
 from edgeopt.errors import ParityMismatch
-from edgeopt.parity import HUNGARIAN_MAX_ROWS, MIN_SET_AGREEMENT, compare, describe_failure
+from edgeopt.parity import (
+    HUNGARIAN_MAX_ROWS,
+    MIN_SET_AGREEMENT,
+    compare,
+    describe_failure,
+)
 from edgeopt.profiles import ParityTolerance
 from edgeopt.source import TensorSpec
-from zoo.graphs import NMS_INPUT, NMS_OUTPUTS, nms_detector
 
 TOLERANCE = ParityTolerance(fp32_max_abs_error=1e-4, fp16_max_abs_error=5e-2, quantized_min_top1_agreement=0.97)
 NMS_SPECS = [TensorSpec(NMS_INPUT[0], list(NMS_INPUT[1]), "float32")]
@@ -157,3 +162,37 @@ def test_a_quantized_detector_is_judged_by_agreement(detector):
     source = ort_runner(detector)
     report = _compare(source, lambda feed: [o[::-1] for o in source(feed)], quantized=True)
     assert report["passed"] and report["metric"] == "agreement" and report["tolerance"] == 0.8
+
+
+def _classifier(lead):
+    """Logits [1, 10] near 0.05 apart (as random weights give), one class `lead` above the rest."""
+    def source(feed):
+        x = feed["x"].astype(np.float64)
+        logits = np.tile(x, (1, 3))[:, :10] * 0.05
+        logits[0, int(abs(x[0, 0]) * 10) % 10] += lead
+        return [logits.astype(np.float32)]
+    return source
+
+
+def _noisy(source, noise):
+    def artifact(feed):
+        out = source(feed)[0]
+        return [out + noise * np.random.default_rng(int(abs(feed["x"][0, 0]) * 1e6)).standard_normal(out.shape)
+                .astype(np.float32)]
+    return artifact
+
+
+def test_a_quantized_classifier_with_near_tied_logits_is_judged_by_relative_error():
+    source = _classifier(lead=0.0)
+    report = compare(source, _noisy(source, 0.004), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
+    assert report["metric"] == "relative_error" and report["top1_robust_share"] < 0.5
+    assert "cannot judge" in report["top1_why_not"] and report["passed"]
+    worse = compare(source, _noisy(source, 0.05), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
+    assert worse["metric"] == "relative_error" and not worse["passed"]
+
+
+def test_a_quantized_classifier_with_a_clear_winner_is_judged_by_top1():
+    source = _classifier(lead=2.0)
+    report = compare(source, _noisy(source, 0.01), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
+    assert report["metric"] == "top1_agreement" and report["top1_robust_share"] >= 0.5
+    assert report["passed"] and report["top1_agreement"] == 1.0 and "top1_why_not" not in report
