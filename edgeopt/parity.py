@@ -8,10 +8,12 @@ comparison, rule, passed, ...}]`):
   classifier (and the accuracy delta when labels exist) where top-1 can judge, else by max abs error
   relative to the largest output. Top-1 cannot judge when on most samples the source's top-1 leads by
   less than twice the artifact's error (near-tied logits: random weights, an untrained head).
-- `multiset` (an integer or bool output: class ids, NMS selected indices): per model call, the rows
-  along the output's first non-singleton axis as a multiset; the share of rows found in both (of the
-  larger count) must reach MIN_SET_AGREEMENT (QUANTIZED_MIN_SET_AGREEMENT for a quantized artifact).
-  Order does not count: at equal scores two runtimes may list the same detections in another order.
+- `equal_elements`, else `multiset` (an integer or bool output: class ids, NMS selected indices): the
+  share of equal elements where the shape is fixed; where that falls short or the length varies, per
+  model call the rows along the output's first non-singleton axis as a multiset, the share of rows
+  found in both (of the larger count). Either must reach MIN_SET_AGREEMENT (QUANTIZED_MIN_SET_AGREEMENT
+  for a quantized artifact). Order does not count for the multiset: at equal scores two runtimes may
+  list the same detections in another order.
 - `matched_rows` (a float output whose length varies: between calls, or between source and artifact,
   as detections after NMS do): per call, rows paired one to one (least L-inf distance), a pair matched
   when every element is within the elementwise limit; the share of matched rows (of the larger count)
@@ -48,6 +50,7 @@ HUNGARIAN_MAX_ROWS = 1000  # beyond this, rows are paired in sorted order (an O(
 RULES = {
     "elementwise": "max abs error <= profile limit x max(1, output magnitude)",
     "quantized": "judged with the model's other float outputs by the quantized metric",
+    "equal_elements": "share of equal elements (integer output of fixed shape)",
     "multiset": "rows (first non-singleton axis) compared as a multiset per call; share found in both",
     "matched_rows": "rows paired one to one per call (least L-inf distance), matched when every element is "
                     "within the elementwise limit; share matched",
@@ -198,7 +201,7 @@ class _Output:
     def judge(self, quantized: bool, limit: float, min_agreement: float) -> dict:
         entry = {"output": self.index, **({"name": self.name} if self.name else {})}
         if self.integer:
-            return self._multiset(entry, min_agreement)
+            return self._integer(entry, min_agreement)
         magnitude = self.magnitude()
         allowed = (QUANTIZED_MAX_RELATIVE_ERROR * (magnitude or 1.0)) if quantized else limit * max(1.0, magnitude)
         if not self.fixed:
@@ -225,6 +228,17 @@ class _Output:
         rows = _rows(self.ref[0], self.axis)
         return rows.shape[0] >= 2 and 2 <= rows.shape[1] <= RECORD_MAX_FIELDS
 
+    def _integer(self, entry: dict, min_agreement: float) -> dict:
+        """Share of equal elements where the shape is fixed (a class-id map); where that falls short or
+        the length varies, rows as a multiset (the same indices in another order)."""
+        if self.fixed:
+            equal = float(np.mean(self.ref_merged == self.got_merged)) if self.ref_merged.size else 1.0
+            if equal >= min_agreement:
+                return dict(entry, comparison="equal_elements", rule=RULES["equal_elements"], agreement=equal,
+                            min_agreement=min_agreement, passed=True)
+            entry = dict(entry, equal_elements=equal)
+        return self._multiset(entry, min_agreement)
+
     def _multiset(self, entry: dict, min_agreement: float) -> dict:
         found = total = rows_ref = rows_got = 0
         for r, g in zip(self.ref, self.got):
@@ -243,7 +257,7 @@ class _Output:
         worst = 0.0
         for r, g in zip(self.ref, self.got):
             a, b = _rows(r, self.axis).astype(np.float64), _rows(g, self.axis).astype(np.float64)
-            pairs = _pair_rows(a, b)
+            pairs = _pair_rows(a, b, allowed)
             good = [d for d in pairs if d <= allowed]
             matched, worst = matched + len(good), max([worst] + good)
             total += max(len(a), len(b))
@@ -255,10 +269,10 @@ class _Output:
         return entry
 
 
-def _pair_rows(a: np.ndarray, b: np.ndarray) -> list:
-    """L-inf distance of each pair when rows of `a` and `b` are paired one to one: the assignment that
-    keeps the most pairs close (scipy's Hungarian solver on the distances), or for many rows, pairing in
-    lexicographic order."""
+def _pair_rows(a: np.ndarray, b: np.ndarray, allowed: float) -> list:
+    """L-inf distance of each pair when rows of `a` and `b` are paired one to one: the assignment with the
+    most pairs within `allowed`, then the least distance (scipy's Hungarian solver), or for many rows,
+    pairing in lexicographic order."""
     if not len(a) or not len(b) or a.shape[1] != b.shape[1]:
         return []
     if max(len(a), len(b)) > HUNGARIAN_MAX_ROWS:
@@ -268,7 +282,9 @@ def _pair_rows(a: np.ndarray, b: np.ndarray) -> list:
     from scipy.optimize import linear_sum_assignment
 
     distance = np.max(np.abs(a[:, None, :] - b[None, :, :]), axis=2)
-    rows, cols = linear_sum_assignment(distance)
+    # a pair within `allowed` costs less than 1, one beyond it more than all those together
+    cost = np.where(distance <= allowed, distance / (distance.max() or 1.0), 1.0 + len(a) + len(b))
+    rows, cols = linear_sum_assignment(cost)
     return distance[rows, cols].tolist()
 
 

@@ -196,3 +196,24 @@ def test_a_quantized_classifier_with_a_clear_winner_is_judged_by_top1():
     report = compare(source, _noisy(source, 0.01), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
     assert report["metric"] == "top1_agreement" and report["top1_robust_share"] >= 0.5
     assert report["passed"] and report["top1_agreement"] == 1.0 and "top1_why_not" not in report
+
+
+def test_an_integer_map_with_a_few_flipped_elements_passes_by_equal_elements():
+    def source(feed):   # an argmax map [1, 8, 8] (a segmenter's classes)
+        return [(np.abs(feed["x"][0, :, None, None]) * np.arange(16).reshape(1, 4, 4)).astype(np.int64)
+                .reshape(1, 8, 8)]
+
+    def artifact(feed):
+        out = source(feed)[0].copy()
+        out[0, 0, 0] += 1   # one pixel of 64 at a tie
+        return [out]
+    report = compare(source, artifact, RECORD_SAMPLES, RECORD_SPECS, False, "fp32", TOLERANCE, "test")[0]
+    (entry,) = report["outputs"]
+    assert report["passed"] and entry["comparison"] == "equal_elements" and entry["agreement"] == 63 / 64
+
+
+def test_rows_are_paired_for_the_most_matches_not_the_least_total_distance():
+    from edgeopt.parity import _pair_rows
+
+    a, b = np.array([[0.0], [1.0]]), np.array([[0.9], [2.0]])   # least total distance pairs 0-0.9, 1-2.0: no match
+    assert sorted(d <= 0.15 for d in _pair_rows(a, b, 0.15)) == [False, True]
