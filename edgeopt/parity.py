@@ -120,9 +120,18 @@ def _quantized_metric(report: dict, outputs, entries, tolerance, min_agreement) 
                                   "agreement cannot judge them, the logits' relative error does")
     scale = max(e["magnitude_abs"] for _, e in judged) or 1.0
     relative = max(e["max_abs_error"] for _, e in judged) / scale
-    report.update(metric="relative_error", relative_error=relative, tolerance=QUANTIZED_MAX_RELATIVE_ERROR)
+    report.update(metric="relative_error", relative_error=relative, tolerance=QUANTIZED_MAX_RELATIVE_ERROR,
+                  relative_rms_error=_relative_rms([o for o, _ in judged]))
     for _, e in judged:
         e.update(comparison="relative_error", passed=relative <= QUANTIZED_MAX_RELATIVE_ERROR)
+
+
+def _relative_rms(outputs) -> float:
+    """||artifact - source|| / ||source|| over the outputs: recorded beside the worst-element figure (not
+    judged), the quantization-noise measure of the field (SQNR = -20 log10 of it)."""
+    noise = sum(float(np.sum((o.got_merged.astype(np.float64) - o.ref_merged) ** 2)) for o in outputs)
+    signal = sum(float(np.sum(o.ref_merged.astype(np.float64) ** 2)) for o in outputs)
+    return float(np.sqrt(noise / signal)) if signal else 0.0
 
 
 def _robust_share(ref: np.ndarray, got: np.ndarray) -> float:
