@@ -179,7 +179,7 @@ class _Output:
     """One output of the model, in every call of the source and of the artifact."""
 
     def __init__(self, index, name, ref, got, sizes, batch):
-        self.index, self.name, self.ref, self.got = index, name, ref, got
+        self.index, self.name, self.ref, self.got, self.batch = index, name, ref, got, batch
         self.ref_merged, self.got_merged = _merge(ref, sizes, batch), _merge(got, sizes, batch)
         shapes = [a.shape for a in ref + got]
         self.fixed = len(set(shapes)) == 1
@@ -231,8 +231,9 @@ class _Output:
         return entry
 
     def _records(self) -> bool:
-        """Rows that look like detection records: at least 2 of them, each of 2..RECORD_MAX_FIELDS fields."""
-        if self.axis is None or self.ref[0].ndim < 2:
+        """Rows that look like detection records: at least 2 of them, each of 2..RECORD_MAX_FIELDS fields,
+        and not the samples of a batch (those are compared in place)."""
+        if self.axis is None or self.ref[0].ndim < 2 or (self.axis == 0 and self.batch > 1):
             return False
         rows = _rows(self.ref[0], self.axis)
         return rows.shape[0] >= 2 and 2 <= rows.shape[1] <= RECORD_MAX_FIELDS

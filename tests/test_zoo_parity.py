@@ -217,3 +217,20 @@ def test_rows_are_paired_for_the_most_matches_not_the_least_total_distance():
 
     a, b = np.array([[0.0], [1.0]]), np.array([[0.9], [2.0]])   # least total distance pairs 0-0.9, 1-2.0: no match
     assert sorted(d <= 0.15 for d in _pair_rows(a, b, 0.15)) == [False, True]
+
+
+def test_the_samples_of_a_batch_are_not_records():
+    """[32, 6] logits of a batch of 32: one sample off is a mismatch, not 1 record of 32 left unmatched
+    (31 / 32 would pass as records)."""
+    specs = [TensorSpec("x", [32, 4], "float32")]
+
+    def source(feed):
+        return [np.tile(feed["x"], (1, 2))[:, :6]]
+
+    def artifact(feed):
+        out = source(feed)[0].copy()
+        out[0] += 1.0
+        return [out]
+    samples = {"x": np.random.default_rng(0).standard_normal((320, 4)).astype(np.float32)}
+    report = compare(source, artifact, samples, specs, False, "fp32", TOLERANCE, "test")[0]
+    assert not report["passed"] and report["outputs"][0]["comparison"] == "elementwise"
