@@ -50,3 +50,14 @@ def test_first_sentence():
     assert first_sentence("Rank must be static. Got ?.") == "Rank must be static."
     assert first_sentence("Needs opset 17.1 or newer\n") == "Needs opset 17.1 or newer"
     assert first_sentence("Pick e.g. the state. Next") == "Pick e.g. the state."
+
+
+def test_an_unrelated_failure_does_not_blame_the_if(tmp_path):
+    path = if_on_input(tmp_path / "m.onnx")
+    error = RuntimeError("Model wasn't fully converted. Failed operations detailed log:\n-- Bernoulli-17 with a "
+                         "message:\n[ONNX Frontend] Conversion failed for Bernoulli-17\nNot implemented for "
+                         "this seed.\nSummary:\n-- Conversion is failed for: Bernoulli-17\n")
+    line = describe_conversion_failure(error, path, "m.onnx")
+    assert "ONNX op Bernoulli-17 failed to convert: Not implemented for this seed." in line and "If node" not in line
+    assert describe_conversion_failure(RuntimeError("Check 'x' failed at a.cpp:1:\n"), path, "m.onnx").endswith(
+        "cannot convert this model: RuntimeError")

@@ -107,14 +107,15 @@ def first_sentence(text: str) -> str:
 
 
 def describe_conversion_failure(error: Exception, onnx_path, model_name=None) -> str:
-    """One line: the model, the op(s) OpenVINO could not convert with its reason, and where an If node
-    feeds a tensor of unknown rank, that If and the inputs its condition depends on."""
+    """One line: the model, the op(s) OpenVINO could not convert with its reason, and where the reason is
+    an unknown rank or shape in a graph with If nodes, those Ifs and the inputs their conditions read."""
     import onnx
 
     name = model_name or onnx_path
     ops = failed_ops(str(error))
     if not ops:
-        return f"{name}: OpenVINO {openvino_version()} cannot convert this model: {_reason(str(error).splitlines())}"
+        reason = _reason(str(error).splitlines()) or type(error).__name__
+        return f"{name}: OpenVINO {openvino_version()} cannot convert this model: {reason}"
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     described = []
     for op, node, why in ops:
@@ -122,8 +123,9 @@ def describe_conversion_failure(error: Exception, onnx_path, model_name=None) ->
         nodes = [node] if node else [n.name or n.output[0] for n in graph.node if n.op_type == op_type]
         where = f" (node{'s' if len(nodes) > 1 else ''} {', '.join(repr(n) for n in nodes[:3])})" if nodes else ""
         described.append(f"{op}{where} {why}")
+    shapes = any(re.search(r"\b(rank|shape|static|dynamic)\b", why, re.IGNORECASE) for _, _, why in ops)
     return (f"{name}: OpenVINO {openvino_version()} cannot convert this model: ONNX op {'; '.join(described)}"
-            f"{_if_origin(graph)}; replace the op or package for --profile generic (ONNX Runtime)")
+            f"{_if_origin(graph) if shapes else ''}; replace the op or package for --profile generic (ONNX Runtime)")
 
 
 def _if_origin(graph) -> str:
