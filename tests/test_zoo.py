@@ -73,6 +73,7 @@ def test_inputs_are_seeded_and_shaped():
         for spec in entry.inputs_spec:
             assert first[spec.name].shape == tuple(spec.shape) and first[spec.name].dtype == np.dtype(spec.dtype)
             np.testing.assert_array_equal(first[spec.name], again[spec.name])
+        assert any(not np.array_equal(first[s.name], other[s.name]) for s in entry.inputs_spec), entry.name
     assert not np.array_equal(ZOO["resnet18"].inputs(0)["input"], ZOO["resnet18"].inputs(1)["input"])
     sv = ZOO["silero_vad"].inputs()
     assert sv["input"].shape == (1, 512) and sv["state"].shape == (2, 1, 128) and sv["sr"].shape == ()
