@@ -86,6 +86,14 @@ def run_cell(model: str, profile: str, precision: str, exporter: str, strict: bo
                 parity_passed=bool(parity.get("passed")), bundle_bytes=bundle.stat().st_size)
     if not parity.get("passed"):
         cell["parity_message"] = describe_failure(parity).split(" (--allow-mismatch")[0]
+    names = [t["name"] for t in manifest.get("outputs", [])]   # the artifact's outputs, in the source's order
+    comparisons = {o.get("name") or (names[o["output"]] if o["output"] < len(names) else str(o["output"])):
+                   o["comparison"] for o in parity.get("outputs", [])}
+    if set(comparisons.values()) - {"elementwise", "top1_agreement", "relative_error"}:
+        cell["parity_comparisons"] = comparisons   # set-like outputs (detections): how each was compared
+    hint = (manifest.get("compression") or {}).get("host_hint") or {}
+    if "ratio" in hint:
+        cell["host_hint_ratio"] = hint["ratio"]
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as results:
         try:
             doc = api.bench(bundle, "local", results, threads=1, loop=LOOP, timeout=BENCH_TIMEOUT, sensing=SENSING)
@@ -221,12 +229,43 @@ def _cell_text(cell: dict) -> str:
 def _parity_figure(cell: dict) -> str:
     """"top1_agreement 0.27", "relative_error 0.56": the metric the profile judged, from the message."""
     m = re.search(r"source model: (\S+) (\S+)", cell.get("parity_message", ""))
-    names = {"top1_agreement": "top-1", "relative_error": "rel err", "max_abs_error": "max err"}
+    names = {"top1_agreement": "top-1", "relative_error": "rel err", "max_abs_error": "max err",
+             "agreement": "set agreement"}
     return f"{names.get(m.group(1), m.group(1))} {m.group(2)}" if m else "?"
 
 
 def _short(message: str) -> str:
     return message.split("; supported:")[0][:300]
+
+
+def summary_rows(doc: dict) -> list:
+    """Per profile and precision: cells packaged and measured, of them within parity, median packaging seconds."""
+    rows = []
+    for profile in doc["profiles"]:
+        for precision in doc["precisions"]:
+            group = [c for c in doc["cells"] if c["profile"] == profile and c["precision"] == precision]
+            benched = [c for c in group if c.get("benched")]
+            clean = [c for c in benched if c.get("parity_passed")]
+            seconds = sorted(c["package_seconds"] for c in group if c.get("packaged"))
+            median = f"{seconds[len(seconds) // 2]:.0f} s" if seconds else "-"
+            rows.append([profile, precision, f"{len(benched)}/{len(group)}", f"{len(clean)}/{len(group)}", median])
+    return rows
+
+
+def ratio_rows(doc: dict) -> list:
+    """INT8/FP32 p50 on local per model and profile (< 1: INT8 faster), and the packaging host's hint."""
+    by_key = {(c["model"], c["profile"], c["precision"]): c for c in doc["cells"]}
+    rows = []
+    for model in doc["models"]:
+        row = [model]
+        for profile in doc["profiles"]:
+            fp32, int8 = by_key.get((model, profile, "fp32"), {}), by_key.get((model, profile, "int8"), {})
+            text = f"{int8['p50_ms'] / fp32['p50_ms']:.2f}" if fp32.get("p50_ms") and int8.get("p50_ms") else "-"
+            if "host_hint_ratio" in int8:
+                text += f" (hint {int8['host_hint_ratio']:.2f})"
+            row.append(text)
+        rows.append(row)
+    return rows
 
 
 def markdown(doc: dict) -> str:
@@ -243,7 +282,14 @@ def markdown(doc: dict) -> str:
              "figure the profile judged (packaged anyway, as --allow-mismatch does), or the failure's cause. "
              "Command: `"
              + doc["command"] + "`", "",
-             common.md_table(["model"] + [f"{p} {q}" for p, q in columns], rows), "", "## Failures by cause", ""]
+             common.md_table(["model"] + [f"{p} {q}" for p, q in columns], rows), "",
+             "## Per profile", "",
+             common.md_table(["profile", "precision", "packaged and measured", "within parity", "median packaging"],
+                             summary_rows(doc)), "",
+             "## INT8/FP32 latency ratio (p50 on local, 1 thread; < 1: INT8 faster)", "",
+             "The hint is the packaging host's own alternating timing that `package` prints (ONNX Runtime only).", "",
+             common.md_table(["model"] + list(doc["profiles"]), ratio_rows(doc)), "",
+             "## Failures by cause", ""]
     groups = {}
     for c in cells:
         if c.get("error"):
@@ -256,15 +302,43 @@ def markdown(doc: dict) -> str:
             lines.append(f"- {c['model']} / {c['profile']} / {c['precision']}: {err['type']}: "
                          f"{_short(err['message'])}{where}")
         lines.append("")
+    compared = [c for c in cells if c.get("parity_comparisons")]
+    if compared:
+        lines += ["## Outputs compared as sets (detections)", ""]
+        lines += [f"- {c['model']} / {c['profile']} / {c['precision']}: "
+                  + ", ".join(f"{k} {v}" for k, v in c["parity_comparisons"].items()) for c in compared]
+        lines.append("")
     mismatched = [c for c in cells if c.get("packaged") and not c.get("parity_passed")]
     if mismatched:
         lines += [f"## Parity mismatches (packaged anyway) ({len(mismatched)} cells)", ""]
+        untied = [c for c in cells if (c.get("parity") or {}).get("top1_why_not")]
+        if untied:
+            lines += [f"{len(untied)} INT8 classifier cells are judged by relative error, not top-1 agreement: on most "
+                      "samples their source's top-1 leads by less than twice the INT8 error (random weights give "
+                      "near-tied logits; `parity.top1_robust_share`). `relative_rms_error` is recorded beside it.", ""]
         lines += [f"- {c['model']} / {c['profile']} / {c['precision']}: {c['parity_message']}" for c in mismatched]
         lines.append("")
     lines += ["## ONNX ops of each export that edgeopt/convert/onnx_torch.py does not map (LiteRT path)", ""]
     lines += [f"- {m}: {', '.join(ops) or 'none'}" for m, ops in doc["litert_unmapped_ops"].items()] + [""]
+    if doc.get("skipped"):
+        lines += [f"Not run: {', '.join(f'{m} ({why})' for m, why in doc['skipped'].items())}.", ""]
+    if doc.get("updates"):
+        lines += ["Cells re-run since (replacing theirs): " + "; ".join(f"`{u}`" for u in doc["updates"]), ""]
     lines.append(f"Total {doc['seconds'] / 60:.1f} min, timeout {doc['timeout_s']} s per cell, jobs {doc['jobs']}.")
     return "\n".join(lines) + "\n"
+
+
+def merge(old: dict, new: dict, order: list) -> dict:
+    """`old` results with the cells of `new` in place of theirs (same model, profile, precision)."""
+    keys = {(c["model"], c["profile"], c["precision"]) for c in new["cells"]}
+    cells = [c for c in old["cells"] if (c["model"], c["profile"], c["precision"]) not in keys] + new["cells"]
+    models = [m for m in order if m in set(old["models"]) | set(new["models"])]
+    profiles = [p for p in PROFILES if p in set(old["profiles"]) | set(new["profiles"])]
+    cells.sort(key=lambda c: (models.index(c["model"]), profiles.index(c["profile"]), PRECISIONS.index(c["precision"])))
+    return dict(old, models=models, profiles=profiles, cells=cells, seconds=old["seconds"] + new["seconds"],
+                zoo=dict(old.get("zoo", {}), **new["zoo"]),
+                litert_unmapped_ops=dict(old.get("litert_unmapped_ops", {}), **new["litert_unmapped_ops"]),
+                updates=old.get("updates", []) + [new["command"]])
 
 
 def _csv(value: str, allowed, what: str) -> list:
@@ -290,6 +364,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per cell (package + bench)")
     ap.add_argument("--name", default="zoo_matrix", help="results file stem under benchmarks/results/")
     ap.add_argument("--strict", action="store_true", help="a parity mismatch fails the cell (no --allow-mismatch)")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the cells run now in the existing results file (re-run a few models)")
     ap.add_argument("--cell", nargs=3, metavar=("MODEL", "PROFILE", "PRECISION"), help=argparse.SUPPRESS)
     ap.add_argument("--cell-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -300,13 +376,17 @@ def main(argv=None) -> int:
     models = _csv(args.models, list(ZOO), "models")
     profiles = _csv(args.profiles, [p["name"] for p in api.profiles()], "profiles")
     precisions = _csv(args.precisions, PRECISIONS, "precisions")
+    skipped = {m: f"no {args.exporter} export" for m in models if args.exporter not in ZOO[m].exporters}
+    models = [m for m in models if m not in skipped]
     start = time.perf_counter()
     cells = run_matrix(models, profiles, precisions, args.exporter, max(1, args.jobs), args.timeout, args.strict)
-    doc = {"command": "python benchmarks/zoo_matrix.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "exporter": args.exporter, "models": models, "profiles": profiles, "precisions": precisions,
-           "jobs": args.jobs, "timeout_s": args.timeout, "loop": LOOP, "seconds": round(time.perf_counter() - start, 1),
-           "zoo": {m: ZOO[m].follows for m in models}, "litert_unmapped_ops": litert_gaps(models, args.exporter),
-           "cells": cells}
+    command = "python benchmarks/zoo_matrix.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    doc = {"command": command, "exporter": args.exporter, "models": models, "profiles": profiles,
+           "precisions": precisions, "jobs": args.jobs, "timeout_s": args.timeout, "loop": LOOP,
+           "seconds": round(time.perf_counter() - start, 1), "zoo": {m: ZOO[m].follows for m in models},
+           "litert_unmapped_ops": litert_gaps(models, args.exporter), "cells": cells, "skipped": skipped}
+    if args.update:
+        doc = merge(json.loads((common.RESULTS / f"{args.name}.json").read_text()), doc, list(ZOO))
     path = common.save(args.name, doc)
     md = path.with_suffix(".md")
     md.write_text(markdown(doc))

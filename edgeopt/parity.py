@@ -1,84 +1,325 @@
 """The verified bundle: run the produced artifact beside its source model on the same samples.
 
-Float artifacts are judged output by output by max abs error, against the profile's limit scaled by the
-output's magnitude where it exceeds 1; quantized ones by top-1 agreement with the source (and the accuracy
-delta when labels exist), since their outputs move by design.
+Each output gets the comparison that fits it, recorded in the report (`outputs: [{output, name,
+comparison, rule, passed, ...}]`):
+- `elementwise` (a float output of one fixed shape): for a float artifact, max abs error against the
+  profile's limit scaled by the output's magnitude where it exceeds 1; a quantized artifact's float
+  outputs are judged together, since they move by design: by top-1 agreement of output 0 for a
+  classifier (and the accuracy delta when labels exist) where top-1 can judge, else by max abs error
+  relative to the largest output. Top-1 cannot judge when on most samples the source's top-1 leads by
+  less than twice the artifact's error (near-tied logits: random weights, an untrained head).
+- `equal_elements`, else `multiset` (an integer or bool output: class ids, NMS selected indices): the
+  share of equal elements where the shape is fixed; where that falls short or the length varies, per
+  model call the rows along the output's first non-singleton axis as a multiset, the share of rows
+  found in both (of the larger count). Either must reach MIN_SET_AGREEMENT (QUANTIZED_MIN_SET_AGREEMENT
+  for a quantized artifact). Order does not count for the multiset: at equal scores two runtimes may
+  list the same detections in another order.
+- `matched_rows` (a float output whose length varies: between calls, or between source and artifact,
+  as detections after NMS do): per call, rows paired one to one (least L-inf distance), a pair matched
+  when every element is within the elementwise limit; the share of matched rows (of the larger count)
+  must reach the same agreement. A fixed-shape float output whose rows are narrow records (2 to
+  RECORD_MAX_FIELDS fields, at least 2 rows: boxes, detections) and that fails elementwise is judged
+  this way too, with the elementwise error kept: at ties NMS may keep another box of equal score.
+Outputs whose shapes differ elsewhere than along that row axis are not the same model: a one-line mismatch.
 """
 from __future__ import annotations
+
+import collections
 
 import numpy as np
 
 from device_agent.measure.accuracy import top1
 
-from .data import LABELS, head, run, sample_count
+from .data import LABELS, feeds, head, plan, sample_count
 from .errors import ParityMismatch
 
 MAX_SAMPLES = 500
 # Quantized models without a class output: relative error allowed against the output's range.
 QUANTIZED_MAX_RELATIVE_ERROR = 0.1
+# Set-like outputs: share of rows that must be found in both. Below 1 for float artifacts because a box
+# whose score ties the threshold, or two boxes of equal score, may go either way in another runtime;
+# lower for quantized ones, whose scores move by design and change which boxes survive at the margin.
+MIN_SET_AGREEMENT = 0.95
+QUANTIZED_MIN_SET_AGREEMENT = 0.8
+# A quantized classifier is judged by top-1 agreement when at least this share of samples has a top-1
+# the quantization error alone cannot flip (see _robust_share); else by relative error, as other outputs.
+TOP1_MIN_ROBUST_SHARE = 0.5
+RECORD_MAX_FIELDS = 16   # a detection record: box (4) + score + class + a few keypoints at most
+HUNGARIAN_MAX_ROWS = 1000  # beyond this, rows are paired in sorted order (an O(n^2) cost matrix is too big)
+
+RULES = {
+    "elementwise": "max abs error <= profile limit x max(1, output magnitude)",
+    "quantized": "judged with the model's other float outputs by the quantized metric",
+    "equal_elements": "share of equal elements (integer output of fixed shape)",
+    "multiset": "rows (first non-singleton axis) compared as a multiset per call; share found in both",
+    "matched_rows": "rows paired one to one per call (least L-inf distance), matched when every element is "
+                    "within the elementwise limit; share matched",
+}
 
 
 def _is_classifier(output: np.ndarray) -> bool:
-    return output.ndim == 2 and output.shape[1] > 1
+    return output is not None and output.dtype.kind == "f" and output.ndim == 2 and output.shape[1] > 1
 
 
 def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bool, precision: str,
-            tolerance, samples_source: str):
-    """Returns (parity report, source outputs on the samples)."""
+            tolerance, samples_source: str, output_names=None):
+    """Returns (parity report, source outputs on the samples: one array per output, a variable-length
+    output's rows of every call in sequence)."""
     feed = head(samples, MAX_SAMPLES)
-    ref = run(source_runner, feed, inputs)
-    got = run(artifact_runner, feed, inputs)
-    shapes = [(i, r.shape, g.shape) for i, (r, g) in enumerate(zip(ref, got)) if r.shape != g.shape]
-    if shapes:
-        i, want, have = shapes[0]
-        raise ParityMismatch(f"packaged artifact's output {i} has shape {list(have)}, its source model's "
-                             f"{list(want)}: not the same model")
-    errors = [float(np.max(np.abs(r.astype(np.float64) - g.astype(np.float64)), initial=0.0))
-              for r, g in zip(ref, got)]
-    report = {"samples": sample_count(feed), "samples_source": samples_source, "max_abs_error": max(errors)}
+    batch = plan(feed, inputs)[1]
+    ref_calls, sizes = _per_call(source_runner, feed, inputs)
+    got_calls, _ = _per_call(artifact_runner, feed, inputs)
+    names = list(output_names or [])
+    outputs = [_Output(i, names[i] if i < len(names) else None, [c[i] for c in ref_calls],
+                       [c[i] for c in got_calls], sizes, batch) for i in range(len(ref_calls[0]))]
+    for o in outputs:
+        o.check_shapes()
+    report = {"samples": sample_count(feed), "samples_source": samples_source}
+    limit = tolerance.max_abs_error(precision)
+    min_agreement = QUANTIZED_MIN_SET_AGREEMENT if quantized else MIN_SET_AGREEMENT
+    entries = [o.judge(quantized, limit, min_agreement) for o in outputs]
+    errors = [e["max_abs_error"] for e in entries if "max_abs_error" in e]
+    report["max_abs_error"] = max(errors, default=0.0)
     if not quantized:
-        limit = tolerance.max_abs_error(precision)
-        outputs = [_float_output(i, r, err, limit) for i, (r, err) in enumerate(zip(ref, errors))]
-        report.update(metric="max_abs_error", tolerance=limit, outputs=outputs,
-                      passed=all(o["passed"] for o in outputs))
-    elif _is_classifier(ref[0]):
-        agreement = float(np.mean(np.argmax(ref[0], 1) == np.argmax(got[0], 1)))
-        limit = tolerance.quantized_min_top1_agreement
-        report.update(metric="top1_agreement", top1_agreement=agreement, tolerance=limit, passed=agreement >= limit)
+        report.update(metric="max_abs_error", tolerance=limit)
     else:
-        scale = max(float(np.max(np.abs(r))) for r in ref) or 1.0
-        relative = report["max_abs_error"] / scale
-        report.update(metric="relative_error", relative_error=relative, tolerance=QUANTIZED_MAX_RELATIVE_ERROR,
-                      passed=relative <= QUANTIZED_MAX_RELATIVE_ERROR)
+        _quantized_metric(report, outputs, entries, tolerance, min_agreement)
+    report.update(outputs=entries, passed=all(e["passed"] for e in entries))
+    ref = [o.ref_merged for o in outputs]
     if LABELS in samples and _is_classifier(ref[0]) and len(ref[0]) == report["samples"]:
         labels = feed[LABELS]
         report["source_top1"] = top1(ref[0], labels)
-        report["artifact_top1"] = top1(got[0], labels)
+        report["artifact_top1"] = top1(outputs[0].got_merged, labels)
         report["accuracy_delta"] = report["artifact_top1"] - report["source_top1"]
     return report, ref
 
 
-def _float_output(index: int, ref: np.ndarray, error: float, limit: float) -> dict:
-    """One output of a float artifact: its max abs error against the profile's limit, scaled by the
-    output's magnitude where that exceeds 1. Float rounding error grows with the values computed, so a
-    detector's pixel-scale boxes (hundreds) are held to the same relative precision as logits near 1,
-    not to an absolute error that only values below 1 can meet."""
-    scale = max(1.0, float(np.max(np.abs(ref.astype(np.float64)), initial=0.0)))
-    return {"output": index, "max_abs_error": error, "magnitude": scale, "allowed": limit * scale,
-            "passed": error <= limit * scale}
+def _quantized_metric(report: dict, outputs, entries, tolerance, min_agreement) -> None:
+    """The model-level verdict of a quantized artifact's fixed-shape float outputs, written into the report
+    and into their entries: top-1 agreement of a classifier's output 0 where top-1 can judge, else the
+    largest error relative to the largest output."""
+    judged = [(o, e) for o, e in zip(outputs, entries) if e["comparison"] == "quantized"]
+    if not judged:   # only set-like outputs: the report names their agreement
+        report.update(metric="agreement", agreement=min(e["agreement"] for e in entries),
+                      tolerance=min_agreement)
+        return
+    if judged[0][0].index == 0 and _is_classifier(outputs[0].ref_merged):
+        ref, got = outputs[0].ref_merged, outputs[0].got_merged
+        agreement = float(np.mean(np.argmax(ref, 1) == np.argmax(got, 1)))
+        robust = _robust_share(ref, got)
+        report.update(top1_agreement=agreement, top1_robust_share=robust)
+        if robust >= TOP1_MIN_ROBUST_SHARE:
+            limit = tolerance.quantized_min_top1_agreement
+            report.update(metric="top1_agreement", tolerance=limit)
+            for _, e in judged[1:]:
+                e.update(rule="not judged: a quantized classifier is judged by output 0's top-1")
+            judged[0][1].update(comparison="top1_agreement", passed=agreement >= limit)
+            return
+        report["top1_why_not"] = (f"on {1 - robust:.0%} of samples the source's top-1 leads by less than twice the "
+                                  "artifact's error on them (near-tied logits, as random weights give): top-1 "
+                                  "agreement cannot judge them, the logits' relative error does")
+    scale = max(e["magnitude_abs"] for _, e in judged) or 1.0
+    relative = max(e["max_abs_error"] for _, e in judged) / scale
+    report.update(metric="relative_error", relative_error=relative, tolerance=QUANTIZED_MAX_RELATIVE_ERROR,
+                  relative_rms_error=_relative_rms([o for o, _ in judged]))
+    for _, e in judged:
+        e.update(comparison="relative_error", passed=relative <= QUANTIZED_MAX_RELATIVE_ERROR)
+
+
+def _relative_rms(outputs) -> float:
+    """||artifact - source|| / ||source|| over the outputs: recorded beside the worst-element figure (not
+    judged), the quantization-noise measure of the field (SQNR = -20 log10 of it)."""
+    noise = sum(float(np.sum((o.got_merged.astype(np.float64) - o.ref_merged) ** 2)) for o in outputs)
+    signal = sum(float(np.sum(o.ref_merged.astype(np.float64) ** 2)) for o in outputs)
+    return float(np.sqrt(noise / signal)) if signal else 0.0
+
+
+def _robust_share(ref: np.ndarray, got: np.ndarray) -> float:
+    """Share of samples whose source top-1 leads the runner-up by more than twice the artifact's largest
+    logit error on that sample: the ones whose argmax the quantization error alone cannot flip. Where it
+    is small, agreement measures noise against near-ties, not the artifact."""
+    top2 = np.sort(ref.astype(np.float64), axis=1)[:, -2:]
+    error = np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)), axis=1)
+    return float(np.mean(top2[:, 1] - top2[:, 0] > 2 * error))
+
+
+def _per_call(runner, samples: dict, inputs):
+    """([outputs of each model call], [samples in each call]), every output an array."""
+    calls, sizes = [], []
+    for _, size, feed in feeds(samples, inputs, pad=True):
+        calls.append([np.asarray(o) for o in runner(feed)])
+        sizes.append(size)
+    return calls, sizes
+
+
+def _merge(arrays: list, sizes: list, batch: int):
+    """One array for an output over all calls, as device_agent/samples.py merges them (concatenated
+    along the batch, padding trimmed; anything else stacked), or None when the calls' shapes differ."""
+    if all(a.ndim >= 1 and a.shape[0] == batch for a in arrays):
+        return np.concatenate([a[:size] for a, size in zip(arrays, sizes)])
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    return None
+
+
+def _row_axis(shapes) -> int | None:
+    """The first axis that is not 1 in some call (the rows of a set-like output); None if all are 1."""
+    ndim = len(shapes[0])
+    return next((a for a in range(ndim) if any(s[a] != 1 for s in shapes)), None)
+
+
+def _rows(array: np.ndarray, axis) -> np.ndarray:
+    """[rows, fields]: one row per index along `axis` (the whole array as one row when axis is None)."""
+    if axis is None:
+        return array.reshape(1, -1)
+    return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+
+
+class _Output:
+    """One output of the model, in every call of the source and of the artifact."""
+
+    def __init__(self, index, name, ref, got, sizes, batch):
+        self.index, self.name, self.ref, self.got, self.batch = index, name, ref, got, batch
+        self.ref_merged, self.got_merged = _merge(ref, sizes, batch), _merge(got, sizes, batch)
+        shapes = [a.shape for a in ref + got]
+        self.fixed = len(set(shapes)) == 1
+        self.axis = _row_axis(shapes) if len({len(s) for s in shapes}) == 1 else None
+        self.integer = ref[0].dtype.kind in "biu"
+        if self.ref_merged is None:   # references of a variable-length output: its rows, call after call
+            self.ref_merged = np.concatenate([_rows(a, self.axis) for a in ref])
+
+    def label(self) -> str:
+        return f"{self.index} ({self.name})" if self.name else str(self.index)
+
+    def check_shapes(self) -> None:
+        """Shapes may differ along the row axis only (a variable count of detections); anything else is
+        another model."""
+        for r, g in zip(self.ref, self.got):
+            if r.ndim != g.ndim or any(x != y for k, (x, y) in enumerate(zip(r.shape, g.shape)) if k != self.axis):
+                merged = self.ref_merged is not None and self.got_merged is not None and self.fixed_per_side()
+                want, have = (self.ref_merged.shape, self.got_merged.shape) if merged else (r.shape, g.shape)
+                raise ParityMismatch(f"packaged artifact's output {self.label()} has shape {list(have)}, its "
+                                     f"source model's {list(want)}: not the same model")
+
+    def fixed_per_side(self) -> bool:
+        return len({a.shape for a in self.ref}) == 1 and len({a.shape for a in self.got}) == 1
+
+    def magnitude(self) -> float:
+        return float(max((np.max(np.abs(a.astype(np.float64)), initial=0.0) for a in self.ref), default=0.0))
+
+    def judge(self, quantized: bool, limit: float, min_agreement: float) -> dict:
+        entry = {"output": self.index, **({"name": self.name} if self.name else {})}
+        if self.integer:
+            return self._integer(entry, min_agreement)
+        magnitude = self.magnitude()
+        allowed = (QUANTIZED_MAX_RELATIVE_ERROR * (magnitude or 1.0)) if quantized else limit * max(1.0, magnitude)
+        if not self.fixed:
+            return self._matched(entry, allowed, min_agreement, "its length varies")
+        error = float(np.max(np.abs(self.ref_merged.astype(np.float64) - self.got_merged.astype(np.float64)),
+                             initial=0.0))
+        if quantized:
+            return dict(entry, comparison="quantized", rule=RULES["quantized"], max_abs_error=error,
+                        magnitude_abs=magnitude, passed=True)
+        scale = max(1.0, magnitude)
+        entry.update(comparison="elementwise", rule=RULES["elementwise"], max_abs_error=error, magnitude=scale,
+                     allowed=limit * scale, passed=error <= limit * scale)
+        if not entry["passed"] and self._records():
+            return self._matched(dict(entry), allowed, min_agreement,
+                                 f"elementwise max abs error {error:.4g} exceeds {limit * scale:.4g}; its rows "
+                                 "are records (detections) that may swap or change at equal scores",
+                                 elementwise_max_abs_error=error)
+        return entry
+
+    def _records(self) -> bool:
+        """Rows that look like detection records: at least 2 of them, each of 2..RECORD_MAX_FIELDS fields,
+        and not the samples of a batch (those are compared in place)."""
+        if self.axis is None or self.ref[0].ndim < 2 or (self.axis == 0 and self.batch > 1):
+            return False
+        rows = _rows(self.ref[0], self.axis)
+        return rows.shape[0] >= 2 and 2 <= rows.shape[1] <= RECORD_MAX_FIELDS
+
+    def _integer(self, entry: dict, min_agreement: float) -> dict:
+        """Share of equal elements where the shape is fixed (a class-id map); where that falls short or
+        the length varies, rows as a multiset (the same indices in another order)."""
+        if self.fixed:
+            equal = float(np.mean(self.ref_merged == self.got_merged)) if self.ref_merged.size else 1.0
+            if equal >= min_agreement:
+                return dict(entry, comparison="equal_elements", rule=RULES["equal_elements"], agreement=equal,
+                            min_agreement=min_agreement, passed=True)
+            entry = dict(entry, equal_elements=equal)
+        return self._multiset(entry, min_agreement)
+
+    def _multiset(self, entry: dict, min_agreement: float) -> dict:
+        found = total = rows_ref = rows_got = 0
+        for r, g in zip(self.ref, self.got):
+            a = collections.Counter(map(tuple, _rows(r, self.axis).tolist()))
+            b = collections.Counter(map(tuple, _rows(g, self.axis).tolist()))
+            found += sum((a & b).values())
+            total += max(sum(a.values()), sum(b.values()))
+            rows_ref, rows_got = rows_ref + sum(a.values()), rows_got + sum(b.values())
+        agreement = found / total if total else 1.0
+        return dict(entry, comparison="multiset", rule=RULES["multiset"], rows_source=rows_ref,
+                    rows_artifact=rows_got, agreement=agreement, min_agreement=min_agreement,
+                    passed=agreement >= min_agreement)
+
+    def _matched(self, entry: dict, allowed: float, min_agreement: float, why: str, **extra) -> dict:
+        matched = total = rows_ref = rows_got = 0
+        worst = 0.0
+        for r, g in zip(self.ref, self.got):
+            a, b = _rows(r, self.axis).astype(np.float64), _rows(g, self.axis).astype(np.float64)
+            pairs = _pair_rows(a, b, allowed)
+            good = [d for d in pairs if d <= allowed]
+            matched, worst = matched + len(good), max([worst] + good)
+            total += max(len(a), len(b))
+            rows_ref, rows_got = rows_ref + len(a), rows_got + len(b)
+        agreement = matched / total if total else 1.0
+        entry.update(comparison="matched_rows", rule=RULES["matched_rows"], why=why, rows_source=rows_ref,
+                     rows_artifact=rows_got, matched=matched, agreement=agreement, min_agreement=min_agreement,
+                     max_abs_error=worst, allowed=allowed, passed=agreement >= min_agreement, **extra)
+        return entry
+
+
+def _pair_rows(a: np.ndarray, b: np.ndarray, allowed: float) -> list:
+    """L-inf distance of each pair when rows of `a` and `b` are paired one to one: the assignment with the
+    most pairs within `allowed`, then the least distance (scipy's Hungarian solver), or for many rows,
+    pairing in lexicographic order."""
+    if not len(a) or not len(b) or a.shape[1] != b.shape[1]:
+        return []
+    if max(len(a), len(b)) > HUNGARIAN_MAX_ROWS:
+        a, b = a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])]
+        n = min(len(a), len(b))
+        return np.max(np.abs(a[:n] - b[:n]), axis=1).tolist()
+    from scipy.optimize import linear_sum_assignment
+
+    distance = np.max(np.abs(a[:, None, :] - b[None, :, :]), axis=2)
+    # a pair within `allowed` costs less than 1, one beyond it more than all those together
+    cost = np.where(distance <= allowed, distance / (distance.max() or 1.0), 1.0 + len(a) + len(b))
+    rows, cols = linear_sum_assignment(cost)
+    return distance[rows, cols].tolist()
 
 
 def describe_failure(report: dict) -> str:
-    metric = report["metric"]
-    value = report[metric] if metric in report else report["max_abs_error"]
-    op = ">=" if metric == "top1_agreement" else "<="
-    worst = [o for o in report.get("outputs", []) if not o["passed"]]
+    """One line: the first output that failed its comparison, or the quantized model-level metric."""
+    worst = [o for o in report.get("outputs", []) if not o["passed"] and o["comparison"] in
+             ("elementwise", "multiset", "matched_rows")]
     if worst:
         o = worst[0]
-        return (f"packaged artifact disagrees with its source model: max_abs_error {o['max_abs_error']:.4g} "
-                f"on output {o['output']} over {report['samples']} samples, profile allows "
-                f"{report['tolerance']:g} x its magnitude {o['magnitude']:.4g} = {o['allowed']:.4g} "
+        label = f"{o['output']} ({o['name']})" if o.get("name") else str(o["output"])
+        if o["comparison"] == "elementwise":
+            return (f"packaged artifact disagrees with its source model: max_abs_error {o['max_abs_error']:.4g} "
+                    f"on output {label} over {report['samples']} samples, profile allows "
+                    f"{report['tolerance']:g} x its magnitude {o['magnitude']:.4g} = {o['allowed']:.4g} "
+                    "(--allow-mismatch to package anyway)")
+        how = ("its integer rows compared as a multiset" if o["comparison"] == "multiset" else
+               f"rows matched within {o['allowed']:.4g}" + ("" if "elementwise_max_abs_error" not in o else
+                                                            f", elementwise max_abs_error {o['elementwise_max_abs_error']:.4g}"))
+        return (f"packaged artifact disagrees with its source model: agreement {o['agreement']:.4g} on output "
+                f"{label} over {report['samples']} samples ({how}; {o['rows_source']} rows in the source, "
+                f"{o['rows_artifact']} in the artifact), requires >= {o['min_agreement']:g} "
                 "(--allow-mismatch to package anyway)")
+    metric = report["metric"]
+    value = report[metric] if metric in report else report["max_abs_error"]
+    op = "<=" if metric in ("relative_error", "max_abs_error") else ">="
     return (f"packaged artifact disagrees with its source model: {metric} {value:.4g} on "
             f"{report['samples']} samples, profile requires {op} {report['tolerance']:g} "
             "(--allow-mismatch to package anyway)")

@@ -73,6 +73,7 @@ def test_inputs_are_seeded_and_shaped():
         for spec in entry.inputs_spec:
             assert first[spec.name].shape == tuple(spec.shape) and first[spec.name].dtype == np.dtype(spec.dtype)
             np.testing.assert_array_equal(first[spec.name], again[spec.name])
+        assert any(not np.array_equal(first[s.name], other[s.name]) for s in entry.inputs_spec), entry.name
     assert not np.array_equal(ZOO["resnet18"].inputs(0)["input"], ZOO["resnet18"].inputs(1)["input"])
     sv = ZOO["silero_vad"].inputs()
     assert sv["input"].shape == (1, 512) and sv["state"].shape == (2, 1, 128) and sv["sr"].shape == ()
@@ -96,10 +97,24 @@ def test_calibration_data_is_what_edgeopt_loads(tmp_path):
 def test_export_refuses_an_unknown_exporter(tmp_path):
     with pytest.raises(ValueError, match="exporter 'torchscript'"):
         export(ZOO["kws_gru"], tmp_path / "m.onnx", "torchscript")
+    with pytest.raises(ValueError, match="ssdlite_nms cannot be exported with the dynamo exporter"):
+        export(ZOO["ssdlite_nms"], tmp_path / "m.onnx", "dynamo")
+
+
+def test_the_detector_with_nms_has_a_varying_count_of_detections(built):
+    """What the parity check must handle: a detection count that depends on the input, integer labels."""
+    entry = ZOO["ssdlite_nms"]
+    counts = set()
+    for seed in range(4):
+        boxes, scores, labels = _torch_outputs(built("ssdlite_nms"), entry.inputs(seed))
+        assert boxes.shape == (len(scores), 4) and labels.shape == scores.shape and labels.dtype == np.int64
+        assert (scores > 0.2).all() and set(labels.tolist()) <= set(range(8))
+        counts.add(len(scores))
+    assert len(counts) > 1, counts
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name", [name for name, entry in ZOO.items() if "dynamo" in entry.exporters])
 def test_dynamo_export_runs_in_onnxruntime_like_torch(name, built, tmp_path):
     import onnxruntime as ort
 

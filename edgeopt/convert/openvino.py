@@ -69,33 +69,95 @@ def runtime_options(request) -> dict:
 
 def unconvertible_ops(message: str) -> list:
     """[(op, why)] for the ops OpenVINO's frontend names in a failed conversion ("Bernoulli-17")."""
+    return [(op, why) for op, _, why in failed_ops(message)]
+
+
+def failed_ops(message: str) -> list:
+    """[(op, node name or "", why)] for each op OpenVINO's frontend names in a failed conversion: an op
+    with no conversion rule, or one whose conversion failed, with the first sentence of OpenVINO's
+    reason (the line under its "Check ... failed at file.cpp" trail)."""
     found = {}
     rule = re.search(r"No conversion rule found for operations:\s*(.+)", message)
     if rule:
         for op in rule.group(1).split(","):
-            found.setdefault(op.strip(), "has no conversion rule")
-    for op in re.findall(r"^-- (\S+) with a message", message, re.M):
-        found.setdefault(op, "failed to convert")
-    return [(op, why) for op, why in found.items() if op]
+            found.setdefault(op.strip(), ("", "has no conversion rule"))
+    for block in re.split(r"^-- ", message, flags=re.M)[1:]:
+        head = re.match(r"(\S+) with a message", block)
+        if not head or head.group(1) in found:
+            continue
+        node = re.search(r"ONNX node '<Node\(\w+\): ([^>]*)>'", block)
+        reason = _reason(block.split("\nSummary:")[0].splitlines()[1:])
+        found[head.group(1)] = (node.group(1) if node else "",
+                                f"failed to convert: {reason}" if reason else "failed to convert")
+    return [(op, node, why) for op, (node, why) in found.items() if op]
 
 
-def describe_conversion_failure(error: Exception, onnx_path) -> str:
-    """One line naming the op(s) OpenVINO could not convert and the ONNX nodes that use them."""
+_TRAIL = re.compile(r"^(\[ONNX Frontend\]|While validating|Check '|FrontEnd API failed|Exception from|"
+                    r"Model wasn't fully converted|Failed operations detailed log|Summary:|-- )")
+
+
+def _reason(lines) -> str:
+    """The first sentence of OpenVINO's own words among `lines`, past its source-location trail."""
+    words = [line.strip() for line in lines if line.strip() and not _TRAIL.match(line.strip())]
+    return first_sentence(" ".join(words)) if words else ""
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not "e.g." or "3.1"), else the whole text, one line."""
+    text = " ".join(str(text).split())
+    end = re.search(r"(?<![.\d])(?<!\b[a-z])\.(\s|$)", text)
+    return text[: end.start() + 1] if end else text
+
+
+def describe_conversion_failure(error: Exception, onnx_path, model_name=None) -> str:
+    """One line: the model, the op(s) OpenVINO could not convert with its reason, and where the reason is
+    an unknown rank or shape in a graph with If nodes, those Ifs and the inputs their conditions read."""
     import onnx
 
-    ops = unconvertible_ops(str(error))
+    name = model_name or onnx_path
+    ops = failed_ops(str(error))
     if not ops:
-        detail = " ".join(str(error).split())[:300]
-        return f"OpenVINO {openvino_version()} cannot convert {onnx_path}: {detail}"
+        reason = _reason(str(error).splitlines()) or type(error).__name__
+        return f"{name}: OpenVINO {openvino_version()} cannot convert this model: {reason}"
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     described = []
-    for op, why in ops:
+    for op, node, why in ops:
         op_type = re.sub(r"-\d+$", "", op).rsplit(".", 1)[-1]
-        nodes = [n.name or n.output[0] for n in graph.node if n.op_type == op_type]
+        nodes = [node] if node else [n.name or n.output[0] for n in graph.node if n.op_type == op_type]
         where = f" (node{'s' if len(nodes) > 1 else ''} {', '.join(repr(n) for n in nodes[:3])})" if nodes else ""
         described.append(f"{op}{where} {why}")
-    return (f"OpenVINO {openvino_version()} cannot convert this model: ONNX op {'; '.join(described)}; "
-            "replace the op or package for --profile generic (ONNX Runtime)")
+    shapes = any(re.search(r"\b(rank|shape|static|dynamic)\b", why, re.IGNORECASE) for _, _, why in ops)
+    return (f"{name}: OpenVINO {openvino_version()} cannot convert this model: ONNX op {'; '.join(described)}"
+            f"{_if_origin(graph) if shapes else ''}; replace the op or package for --profile generic (ONNX Runtime)")
+
+
+def _if_origin(graph) -> str:
+    """Where the graph has If nodes: they are the usual cause of a tensor of unknown rank (branches of
+    different ranks, as TorchScript tracing leaves them) that OpenVINO cannot fold unless the condition
+    is a constant once input shapes are fixed. Names them and the inputs their conditions read."""
+    ifs = [n for n in graph.node if n.op_type == "If"]
+    if not ifs:
+        return ""
+    producers = {out: n for n in graph.node for out in n.output}
+    inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    reads = sorted({name for n in ifs for name in _ancestors(n.input[0], producers) if name in inputs})
+    names = ", ".join(repr(n.name or n.output[0]) for n in ifs[:3]) + (" ..." if len(ifs) > 3 else "")
+    cond = (f"whose condition reads input{'s' if len(reads) > 1 else ''} {', '.join(map(repr, reads))}"
+            if reads else "whose condition OpenVINO did not fold")
+    return (f" (the model has If node{'s' if len(ifs) > 1 else ''} {names} {cond}; OpenVINO needs each "
+            "If's branches to give outputs of one static rank, ONNX Runtime does not)")
+
+
+def _ancestors(tensor: str, producers: dict) -> set:
+    """Every tensor `tensor` is computed from (itself included), through the main graph."""
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        todo += [i for i in producers[t].input if i] if t in producers else []
+    return seen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +236,7 @@ class OpenVinoBackend(Backend):
         try:
             return ov.convert_model(str(source.onnx_path))
         except Exception as e:  # OpConversionFailure, GeneralFailure, RuntimeError: all one line, op named
-            raise BadInput(describe_conversion_failure(e, source.onnx_path)) from None
+            raise BadInput(describe_conversion_failure(e, source.onnx_path, source.reference)) from None
 
     @staticmethod
     def _copy_ir(xml_path, out):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import models, models2
+from . import detection, models, models2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Entry:
     task: str
     follows: str             # the paper or reference config
     signature_ops: tuple = ()  # ONNX ops (legacy export) that make the architecture what it is
+    variable_outputs: tuple = ()  # outputs whose first dim depends on the data (detections after NMS)
+    exporters: tuple = ("legacy", "dynamo")  # the torch exporters that can export it
 
     def build(self):
         return self.builder()
@@ -64,6 +66,10 @@ ENTRIES = [
     Entry("yolov8n", models2.yolov8n, _image(IMG96), ("detections",), "detection",
           "YOLOv8n (ultralytics yolov8.yaml, scale n), decoded head",
           ("Split", "Resize", "Concat", "Softmax", "Sigmoid", "MaxPool")),
+    Entry("ssdlite_nms", detection.ssdlite_nms, _image(IMG64), ("boxes", "scores", "labels"), "detection",
+          "SSDLite (arXiv 1801.04381) on MobileNetV2 0.5, NMS in the graph (torchvision's SSD export)",
+          ("NonMaxSuppression", "Softmax", "Exp", "Gather"), variable_outputs=("boxes", "scores", "labels"),
+          exporters=("legacy",)),
     Entry("deeplabv3", models2.deeplabv3_mobilenet, _image(IMG96), ("masks",), "segmentation",
           "DeepLabV3 (arXiv 1706.05587) on MobileNetV2 0.5", ("Resize", "Concat", "GlobalAveragePool")),
     Entry("kws_gru", models2.kws_gru, (Input("mfcc", (1, 49, 10)),), ("logits",), "keyword spotting",

@@ -44,6 +44,8 @@ def export(entry, path, exporter: str = "legacy", model=None) -> pathlib.Path:
 
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
+    if exporter not in entry.exporters:
+        raise ValueError(f"{entry.name} cannot be exported with the {exporter} exporter (only {', '.join(entry.exporters)})")
     model = model if model is not None else entry.build()
     args = tuple(torch.from_numpy(np.asarray(v)) for v in entry.inputs().values())
     names = dict(input_names=[s.name for s in entry.inputs_spec], output_names=list(entry.outputs))
@@ -52,7 +54,9 @@ def export(entry, path, exporter: str = "legacy", model=None) -> pathlib.Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the legacy exporter's DeprecationWarning, tracer warnings
         if exporter == "legacy":
-            torch.onnx.export(model, args, str(path), opset_version=LEGACY_OPSET, dynamo=False, **names)
+            dynamic = {name: {0: "detections"} for name in entry.variable_outputs}
+            torch.onnx.export(model, args, str(path), opset_version=LEGACY_OPSET, dynamo=False,
+                              dynamic_axes=dynamic or None, **names)
         else:
             torch.onnx.export(model, args, str(path), dynamo=True, external_data=False, verbose=False, **names)
     return path

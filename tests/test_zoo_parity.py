@@ -1,0 +1,236 @@
+"""Parity for detectors: outputs whose length varies (detections after NMS), integer outputs (class ids,
+selected indices) and fixed-size detection records are compared as sets, per output, and the rule is
+recorded in the report. A graph with ONNX NonMaxSuppression inside (tests/zoo/graphs.py) packages
+with FP32 parity on ONNX Runtime and OpenVINO; detections that really differ still fail."""
+import numpy as np
+import pytest
+from zoo.graphs import NMS_INPUT, NMS_OUTPUTS, nms_detector
+
+from edgeopt import api
+from edgeopt.convert.onnxruntime import ort_runner
+from edgeopt.data import random_samples
+from edgeopt.errors import ParityMismatch
+from edgeopt.parity import (
+    HUNGARIAN_MAX_ROWS,
+    MIN_SET_AGREEMENT,
+    compare,
+    describe_failure,
+)
+from edgeopt.profiles import ParityTolerance
+from edgeopt.source import TensorSpec
+
+TOLERANCE = ParityTolerance(fp32_max_abs_error=1e-4, fp16_max_abs_error=5e-2, quantized_min_top1_agreement=0.97)
+NMS_SPECS = [TensorSpec(NMS_INPUT[0], list(NMS_INPUT[1]), "float32")]
+SAMPLES = random_samples(NMS_SPECS, 24)
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    return nms_detector(tmp_path_factory.mktemp("nms") / "nms.onnx")
+
+
+def _compare(source, artifact, quantized=False, samples=SAMPLES, specs=NMS_SPECS):
+    return compare(source, artifact, samples, specs, quantized, "fp32", TOLERANCE, "test", NMS_OUTPUTS)[0]
+
+
+def _by_name(report):
+    return {o["name"]: o for o in report["outputs"]}
+
+
+@pytest.mark.parametrize("profile", ["generic", "intel-cpu"])
+def test_a_detector_with_nms_inside_packages_with_fp32_parity(detector, tmp_path, profile):
+    manifest = api.package(str(detector), profile, output=tmp_path / "nms.edgepkg")
+    parity = manifest["parity"]
+    assert parity["passed"] and parity["metric"] == "max_abs_error"
+    selected, boxes, scores = parity["outputs"]
+    assert selected["comparison"] == "multiset" and selected["agreement"] == 1.0
+    assert boxes["comparison"] == scores["comparison"] == "matched_rows" and boxes["why"] == "its length varies"
+    assert boxes["agreement"] == 1.0 and boxes["rows_source"] == boxes["rows_artifact"] == selected["rows_source"]
+    assert boxes["max_abs_error"] <= boxes["allowed"] and all(o["rule"] for o in parity["outputs"])
+
+
+def test_the_count_of_detections_varies_from_sample_to_sample(detector):
+    run = ort_runner(detector)
+    counts = {len(run({"x": SAMPLES["x"][i:i + 1]})[0]) for i in range(8)}
+    assert len(counts) > 1, counts
+
+
+def test_the_same_detections_in_another_order_pass(detector):
+    source = ort_runner(detector)
+
+    def reordered(feed):   # every output's rows reversed alike: what another runtime may do at equal scores
+        return [o[::-1] for o in source(feed)]
+    report = _compare(source, reordered)
+    assert report["passed"] and all(o["agreement"] == 1.0 for o in report["outputs"])
+
+
+def test_a_detection_swapped_at_a_tie_passes_and_many_fail(detector):
+    source = ort_runner(detector)
+
+    def swap(count):
+        def artifact(feed):   # `count` detections per call replaced by others (another box kept at a tie)
+            selected, boxes, scores = [o.copy() for o in source(feed)]
+            selected[:count, 2] += 1
+            boxes[:count] += 3.0
+            scores[:count] -= 0.01
+            return [selected, boxes, scores]
+        return artifact
+    one = _compare(source, swap(1))
+    assert one["passed"] and MIN_SET_AGREEMENT <= _by_name(one)["boxes"]["agreement"] < 1.0
+    many = _compare(source, swap(10))
+    assert not many["passed"] and not any(o["passed"] for o in many["outputs"])
+    assert "agreement 0." in describe_failure(many) and "on output 0 (selected)" in describe_failure(many)
+
+
+def test_detections_that_really_differ_fail(detector, tmp_path):
+    """Another IoU threshold keeps other boxes: a real difference, whatever the order."""
+    other = nms_detector(tmp_path / "other.onnx", iou_threshold=0.2)
+    report = _compare(ort_runner(detector), ort_runner(other))
+    outputs = _by_name(report)
+    assert not report["passed"] and outputs["boxes"]["rows_artifact"] < outputs["boxes"]["rows_source"]
+    assert outputs["selected"]["agreement"] < MIN_SET_AGREEMENT and outputs["boxes"]["agreement"] < MIN_SET_AGREEMENT
+    message = describe_failure(report)
+    assert "(its integer rows compared as a multiset;" in message and "rows in the source" in message
+    reweighted = _compare(ort_runner(detector), ort_runner(nms_detector(tmp_path / "w.onnx", seed=1)))
+    assert not reweighted["passed"] and _by_name(reweighted)["boxes"]["agreement"] < 0.5   # other weights: other boxes
+
+
+RECORD_SPECS = [TensorSpec("x", [1, 4], "float32")]
+RECORD_SAMPLES = {"x": np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)}
+
+
+def _records(feed):
+    """A fixed-size detection output [1, 6, 6] (x1, y1, x2, y2 in pixels, score, class) and class ids [1, 6]."""
+    x = feed["x"].astype(np.float64)
+    rows = np.stack([np.concatenate([100 * x[0] + k, [0.9 - 0.1 * k, k % 3]]) for k in range(6)])
+    return [rows[None].astype(np.float32), (np.arange(6) % 3)[None].astype(np.int64)]
+
+
+def test_fixed_size_detection_records_in_another_order_pass_and_keep_the_elementwise_error():
+    def artifact(feed):
+        records, ids = _records(feed)
+        return [records[:, ::-1], ids[:, ::-1]]
+    report = compare(_records, artifact, RECORD_SAMPLES, RECORD_SPECS, False, "fp32", TOLERANCE, "test")[0]
+    records, ids = report["outputs"]
+    assert report["passed"] and records["comparison"] == "matched_rows" and records["agreement"] == 1.0
+    assert records["elementwise_max_abs_error"] > 1 and "records" in records["why"]
+    assert ids["comparison"] == "multiset" and ids["agreement"] == 1.0
+
+
+def test_integer_class_ids_are_judged_by_agreement():
+    def flips(count):
+        def artifact(feed):
+            records, ids = _records(feed)
+            ids = ids.copy()
+            ids[0, :count] += 5
+            return [records, ids]
+        return artifact
+    ok = compare(_records, flips(0), RECORD_SAMPLES, RECORD_SPECS, False, "fp32", TOLERANCE, "test")[0]
+    bad = compare(_records, flips(2), RECORD_SAMPLES, RECORD_SPECS, False, "fp32", TOLERANCE, "test")[0]
+    assert ok["passed"] and not bad["passed"]
+    assert bad["outputs"][1]["agreement"] == pytest.approx(4 / 6) and bad["outputs"][0]["passed"]
+
+
+def test_a_logit_vector_is_never_compared_as_a_set():
+    """Permuted logits are another model: a classifier's output stays elementwise."""
+    def logits(feed):
+        return [np.tanh(np.tile(feed["x"], (1, 8)))]
+    report = compare(logits, lambda f: [logits(f)[0][:, ::-1]], RECORD_SAMPLES, RECORD_SPECS, False, "fp32",
+                     TOLERANCE, "test")[0]
+    assert not report["passed"] and report["outputs"][0]["comparison"] == "elementwise"
+
+
+def test_rows_of_another_width_are_another_model(detector):
+    source = ort_runner(detector)
+    with pytest.raises(ParityMismatch, match=r"output 1 \(boxes\) has shape \[\d+, 2\], its source model's \[\d+, 4\]"):
+        _compare(source, lambda feed: [o[:, :2] if o.ndim == 2 and o.dtype == np.float32 else o for o in source(feed)])
+
+
+def test_many_rows_are_paired_in_sorted_order():
+    n = HUNGARIAN_MAX_ROWS + 200
+    rows = np.random.default_rng(1).standard_normal((n, 3)).astype(np.float32)
+
+    def source(feed):
+        return [rows[: n - int(feed["x"][0, 0] > 0)]]   # the count varies with the input
+
+    report = compare(source, lambda feed: [source(feed)[0][::-1]], RECORD_SAMPLES, RECORD_SPECS, False, "fp32",
+                     TOLERANCE, "test")[0]
+    assert report["passed"] and report["outputs"][0]["comparison"] == "matched_rows"
+
+
+def test_a_quantized_detector_is_judged_by_agreement(detector):
+    source = ort_runner(detector)
+    report = _compare(source, lambda feed: [o[::-1] for o in source(feed)], quantized=True)
+    assert report["passed"] and report["metric"] == "agreement" and report["tolerance"] == 0.8
+
+
+def _classifier(lead):
+    """Logits [1, 10] near 0.05 apart (as random weights give), one class `lead` above the rest."""
+    def source(feed):
+        x = feed["x"].astype(np.float64)
+        logits = np.tile(x, (1, 3))[:, :10] * 0.05
+        logits[0, int(abs(x[0, 0]) * 10) % 10] += lead
+        return [logits.astype(np.float32)]
+    return source
+
+
+def _noisy(source, noise):
+    def artifact(feed):
+        out = source(feed)[0]
+        return [out + noise * np.random.default_rng(int(abs(feed["x"][0, 0]) * 1e6)).standard_normal(out.shape)
+                .astype(np.float32)]
+    return artifact
+
+
+def test_a_quantized_classifier_with_near_tied_logits_is_judged_by_relative_error():
+    source = _classifier(lead=0.0)
+    report = compare(source, _noisy(source, 0.004), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
+    assert report["metric"] == "relative_error" and report["top1_robust_share"] < 0.5
+    assert "cannot judge" in report["top1_why_not"] and report["passed"] and 0 < report["relative_rms_error"] < 0.1
+    worse = compare(source, _noisy(source, 0.05), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
+    assert worse["metric"] == "relative_error" and not worse["passed"]
+
+
+def test_a_quantized_classifier_with_a_clear_winner_is_judged_by_top1():
+    source = _classifier(lead=2.0)
+    report = compare(source, _noisy(source, 0.01), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
+    assert report["metric"] == "top1_agreement" and report["top1_robust_share"] >= 0.5
+    assert report["passed"] and report["top1_agreement"] == 1.0 and "top1_why_not" not in report
+
+
+def test_an_integer_map_with_a_few_flipped_elements_passes_by_equal_elements():
+    def source(feed):   # an argmax map [1, 8, 8] (a segmenter's classes)
+        return [(np.abs(feed["x"][0, :, None, None]) * np.arange(16).reshape(1, 4, 4)).astype(np.int64)
+                .reshape(1, 8, 8)]
+
+    def artifact(feed):
+        out = source(feed)[0].copy()
+        out[0, 0, 0] += 1   # one pixel of 64 at a tie
+        return [out]
+    report = compare(source, artifact, RECORD_SAMPLES, RECORD_SPECS, False, "fp32", TOLERANCE, "test")[0]
+    (entry,) = report["outputs"]
+    assert report["passed"] and entry["comparison"] == "equal_elements" and entry["agreement"] == 63 / 64
+
+
+def test_rows_are_paired_for_the_most_matches_not_the_least_total_distance():
+    from edgeopt.parity import _pair_rows
+
+    a, b = np.array([[0.0], [1.0]]), np.array([[0.9], [2.0]])   # least total distance pairs 0-0.9, 1-2.0: no match
+    assert sorted(d <= 0.15 for d in _pair_rows(a, b, 0.15)) == [False, True]
+
+
+def test_the_samples_of_a_batch_are_not_records():
+    """[32, 6] logits of a batch of 32: one sample off is a mismatch, not 1 record of 32 left unmatched
+    (31 / 32 would pass as records)."""
+    specs = [TensorSpec("x", [32, 4], "float32")]
+
+    def source(feed):
+        return [np.tile(feed["x"], (1, 2))[:, :6]]
+
+    def artifact(feed):
+        out = source(feed)[0].copy()
+        out[0] += 1.0
+        return [out]
+    samples = {"x": np.random.default_rng(0).standard_normal((320, 4)).astype(np.float32)}
+    report = compare(source, artifact, samples, specs, False, "fp32", TOLERANCE, "test")[0]
+    assert not report["passed"] and report["outputs"][0]["comparison"] == "elementwise"
