@@ -300,7 +300,7 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
     quantized = request.quantize != "none" or conversion.compression.get("method") == "qat"
     report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, quantized,
-                                 precision, prof.parity, where)
+                                 precision, prof.parity, where, [o.name for o in source.outputs])
     if host_precision:
         report["host_inference_precision"] = host_precision
     if not report["passed"]:

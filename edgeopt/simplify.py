@@ -42,7 +42,9 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
     if _castlike_to_cast(model):
         onnx.save(model, str(staged))
         src = staged
-    given = set(node_counts(model))  # what ORT is handed
+    # What ORT is handed, subgraphs included: an If whose condition folds to a constant is inlined, and its
+    # branch's ops are not new ops.
+    given = set(node_counts(model)) | _subgraph_ops(model.graph)
     try:
         ort_optimize(src, out)
     finally:
@@ -61,6 +63,16 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
     removed = {op: n - after.get(op, 0) for op, n in before.items() if n > after.get(op, 0)}
     return dict(applied=True, **done, nodes_before=sum(before.values()), nodes_after=sum(after.values()),
                 removed=dict(sorted(removed.items())))
+
+
+def _subgraph_ops(graph) -> set:
+    """Op types inside every subgraph (If branches, Loop bodies) of `graph`, recursively."""
+    ops = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                ops |= {n.op_type for n in sub.node} | _subgraph_ops(sub)
+    return ops
 
 
 def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:

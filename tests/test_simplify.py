@@ -105,3 +105,23 @@ def test_package_records_simplification_and_no_simplify_turns_it_off(cli, tmp_pa
     m = r.json()
     assert m["simplification"] == {"applied": False, "reason": "--no-simplify"} and m["parity"]["passed"]
     assert "--no-simplify" in cli("package", "--help").stdout
+
+
+def test_an_if_with_a_constant_condition_is_inlined(tmp_path):
+    """ORT's basic optimizer inlines an If whose condition folds to a constant; the branch's ops are not new."""
+    import onnx
+    import onnx.helper as h
+
+    from edgeopt.simplify import simplify
+
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    then = h.make_graph([h.make_node("Relu", ["x"], ["t"])], "then", [], [h.make_tensor_value_info("t", 1, [1, 4])])
+    other = h.make_graph([h.make_node("Neg", ["x"], ["e"])], "else", [], [h.make_tensor_value_info("e", 1, [1, 4])])
+    nodes = [h.make_node("Constant", [], ["c"], value=h.make_tensor("v", onnx.TensorProto.BOOL, [], [True])),
+             h.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)]
+    onnx.save(h.make_model(h.make_graph(nodes, "g", [x], [y]), opset_imports=[h.make_opsetid("", 17)]),
+              tmp_path / "if.onnx")
+    done = simplify(tmp_path / "if.onnx", tmp_path / "out.onnx")
+    assert done["applied"], done
+    assert "If" not in {n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node}
