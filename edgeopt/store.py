@@ -80,8 +80,11 @@ def default_url(results_dir):
 
 def masked(url: sa.engine.URL) -> str:
     """The URL as a message may show it: no password, in the user part or in the query; on one line."""
-    if "password" in url.query:
-        url = url.update_query_dict({"password": "***"})
+    # Any query key that names a password (libpq's `password`, or a malformed `y?password` a driver may still
+    # echo) has its value hidden.
+    secret = {k: "***" for k in url.query if "pass" in k.lower()}
+    if secret:
+        url = url.update_query_dict(secret)
     return _one_line(url.render_as_string(hide_password=True))
 
 

@@ -50,7 +50,8 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
 
     steps = [recipe.step(name, values, f"candidate {name}") for name, values in candidate.steps]
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
-                        input_shapes=job.input_shapes, budgets=job.budgets, train_data=job.train_data,
+                        input_shapes=job.input_shapes, budgets=job.budgets,
+                        train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, **candidate.package)
 
 

@@ -205,8 +205,12 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
     space = tmp_path / "space.toml"
     space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nprune = true\nlowrank = [false]\n'
-                     '"prune.channels" = [0.4, 0.6]\n')
+                     'distill = false\nqat = false\n"prune.channels" = [0.4, 0.6]\n')
+    import numpy as np
+    train = tmp_path / "train.npz"   # given, as users do: read only by the trials that train
+    np.savez(train, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
     r = cli("optimize", source, "--input-shape", "input=1,3,32,32", "--space", space, "--trials", "2",
+            "--train-data", train,
             "--study", "torch", "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt", "--json")
     assert r.exit_code == 0, r.stderr
     trials = r.json()["trials"]
