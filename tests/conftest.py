@@ -130,3 +130,15 @@ def agent_cache(tmp_path, monkeypatch):
     path = tmp_path / "agent-cache"
     monkeypatch.setenv("EDGEOPT_AGENT_CACHE", str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch at one thread for a module's tests: on a busy 2-core machine its OpenMP workers spin-wait, and
+    small convolutions ran several times slower at two threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,12 +34,8 @@ class Recorder(Progress):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run several times faster on one thread when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(torch_one_thread):
+    """Small convolutions train several times faster on one thread when the CPUs are shared."""
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,8 @@ from edgeopt.errors import BadInput  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run several times faster on one thread when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(torch_one_thread):
+    """Small convolutions train several times faster on one thread when the CPUs are shared."""
 
 
 def with_marker(samples, seed):
