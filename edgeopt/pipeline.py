@@ -181,7 +181,7 @@ def _transformed_source(model, shapes, work, simplify, backend, steps, calib, ev
 
     source = torch_export.load(model, detect_format(model), shapes)
     calibration, evaluation = _samples(calib, eval_data, source.inputs)
-    train = load_samples(train_data, source.inputs, "training data") if train_data else None
+    train = _training_samples(train_data, source.inputs, work) if train_data else None
     teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
     context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
                                calibration, progress, seed, work)
@@ -193,6 +193,15 @@ def _transformed_source(model, shapes, work, simplify, backend, steps, calib, ev
         raise BadInput(f"{model}: {stages[-1].figures['absent']}")
     exported = onnx_source(final, model, source.format, source.sha256, {}, work, simplify)
     return exported, calibration, evaluation, stages
+
+
+def _training_samples(train_data: str, inputs, work: pathlib.Path) -> dict:
+    """--train-data: an .npz (as --calib, plus optional labels), or a `module:callable` / `file.py:callable`
+    returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz."""
+    if ":" in str(train_data) and not pathlib.Path(train_data).exists():
+        from .torch_export import loader_to_npz
+        train_data = loader_to_npz(str(train_data), [s.name for s in inputs], work / "train.npz")
+    return load_samples(train_data, inputs, "training data")
 
 
 def _teacher(reference: str, source):

@@ -207,3 +207,42 @@ def reference_sha256(reference: str, fmt: str) -> str:
         return hashlib.sha256(reference.encode()).hexdigest()
     from .models import sha256_of
     return sha256_of(pathlib.Path(reference))
+
+
+def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathlib.Path:
+    """A `module:callable` returning a DataLoader (any iterable of batches) -> an .npz of stacked samples, so the
+    training data is read and checked exactly as a file would be. A batch is a tensor (the only input), a
+    tuple/list of the inputs in order with the labels last (optional), or a dict of input names and `labels`."""
+    import numpy as np
+
+    torch = _require_torch()
+    source = _callable_from(reference)
+    try:
+        loader = source() if callable(source) and not isinstance(source, torch.utils.data.DataLoader) else source
+        columns = {}
+        for batch in loader:
+            for name, value in _batch_columns(batch, input_names, reference).items():
+                columns.setdefault(name, []).append(np.asarray(value.detach().cpu().numpy()
+                                                               if isinstance(value, torch.Tensor) else value))
+    except BadInput:
+        raise
+    except Exception as e:  # a user's dataset raises anything
+        raise BadInput(f"--train-data {reference}: reading its batches failed: "
+                       f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+    if not columns:
+        raise BadInput(f"--train-data {reference}: the DataLoader gave no batches")
+    np.savez(out, **{k: np.concatenate(v) for k, v in columns.items()})
+    return out
+
+
+def _batch_columns(batch, input_names: list, reference: str) -> dict:
+    if isinstance(batch, dict):
+        return batch
+    if not isinstance(batch, (tuple, list)):
+        batch = (batch,)
+    if len(batch) == len(input_names):
+        return dict(zip(input_names, batch))
+    if len(batch) == len(input_names) + 1:
+        return dict(zip(input_names + ["labels"], batch))
+    raise BadInput(f"--train-data {reference}: a batch has {len(batch)} items; expected the model's "
+                   f"{len(input_names)} input(s), optionally followed by labels")

@@ -111,8 +111,13 @@ def _profile_budgets(prof, job: Job) -> dict:
 
 
 def _file_sha(path) -> str:
+    """sha256 of a data file; of the reference itself for a `module:callable` (a DataLoader's source)."""
+    import hashlib
+
     from ..models import sha256_of
 
+    if ":" in str(path) and not pathlib.Path(path).exists():
+        return hashlib.sha256(str(path).encode()).hexdigest()
     if not pathlib.Path(path).is_file():
         raise BadInput(f"data file not found: {path}")
     return sha256_of(pathlib.Path(path))

@@ -113,3 +113,27 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     refused = cli("package", source, "--input-shape", "input=1,1,32,32", "--qat", "--quantize", "int8", *data,
                   "-o", tmp_path / "x.edgepkg")
     assert refused.exit_code == 2 and "leave --quantize at none" in refused.stderr
+
+
+def test_training_data_from_a_dataloader(cli, tmp_path):
+    """--train-data module:callable returning a DataLoader: read once, checked like an .npz, same result."""
+    import numpy as np
+    npz = tmp_path / "train.npz"
+    rng = np.random.default_rng(0)
+    np.savez(npz, input=rng.standard_normal((16, 3, 32, 32)).astype(np.float32),
+             labels=rng.integers(0, 10, 16).astype(np.int64))
+    loader = tmp_path / "loader.py"
+    loader.write_text("import numpy as np, torch\n"
+                      f"def train():\n    d = np.load({str(npz)!r})\n"
+                      "    ds = torch.utils.data.TensorDataset(torch.from_numpy(d['input']), torch.from_numpy(d['labels']))\n"
+                      "    return torch.utils.data.DataLoader(ds, batch_size=5)\n"
+                      "def broken():\n    return [(torch.zeros(2, 3, 32, 32), torch.zeros(2), torch.zeros(2))]\n")
+    runs = {}
+    for key, data in (("npz", npz), ("loader", f"{loader}:train")):
+        r = cli("package", SOURCE, *SHAPE, "--prune", "channels=0.5", "--distill", "--epochs", "1",
+                "--train-data", data, "-o", tmp_path / f"{key}.edgepkg", "--json")
+        assert r.exit_code == 0, r.stderr
+        runs[key] = r.json()["transforms"][-1]["details"]
+    assert runs["npz"]["final_train_loss"] == runs["loader"]["final_train_loss"]
+    bad = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", f"{loader}:broken", "-o", tmp_path / "b.edgepkg")
+    assert bad.exit_code == 2 and "a batch has 3 items" in bad.stderr
