@@ -34,8 +34,6 @@ SHAPE = ["--input-shape", "input=1,1,32,32"]
 SPACE = """quantize = ["none", "dynamic", "int8"]
 precision = ["fp32", "fp16"]
 lowrank = false
-distill = false
-qat = false
 "prune.channels" = [0.05, 0.7]
 """
 OBJECTIVE = "latency_p50_ms"   # the median: p90 on a shared 2-core host is mostly the neighbours' load

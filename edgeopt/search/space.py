@@ -161,10 +161,22 @@ def _narrow(dims: list, path, backend_name: str) -> list:
             by_name[key] = _threads(value, path)
             continue
         if key not in by_name:
-            raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_name}); dimensions: "
-                           f"{', '.join(by_name) or 'none'}")
+            raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_name}"
+                           f"{_why_absent(key.split('.')[0])}); dimensions: {', '.join(by_name) or 'none'}")
         by_name[key] = _narrowed(by_name[key], value, f"{path}: {key}")
     return list(by_name.values())
+
+
+def _why_absent(name: str) -> str:
+    """Why a transform the registry has is not searched here ("" for a name that is no transform)."""
+    if name not in transforms.names():
+        return ""
+    transform = transforms.get(name)
+    if not transform.searchable:
+        return f"; {name} is never searched: it cannot make a model faster"
+    if transform.needs_training_data:
+        return f"; {name} needs --train-data"
+    return "; transforms need a PyTorch source"
 
 
 def _threads(value, path) -> Dimension:
