@@ -358,13 +358,16 @@ class _Runner:
     def recheck_best(self) -> None:
         """Candidates within RECHECK_WITHIN of the best are measured again (fully, in turn) and ranked by the
         mean of their measurements, so the choice between near-ties is not left to one run's noise."""
-        finalists = _ranked_feasible(self.study, self.job.objective)[:RECHECK_TOP]
+        distinct = {}   # one trial per content key: a cached twin is the same bundle and measurement
+        for t in _ranked_feasible(self.study, self.job.objective):
+            distinct.setdefault(t.user_attrs["key"], t)
+        finalists = list(distinct.values())[:RECHECK_TOP]
         if len(finalists) < 2:
             return
         best = finalists[0].user_attrs["figures"][self.job.objective]
         close = [t for t in finalists if t.user_attrs["figures"][self.job.objective] <= best * (1 + RECHECK_WITHIN)]
         rechecked = dict(self.study.user_attrs.get("rechecked", {}))
-        if len(close) < 2 or all(str(t.number) in rechecked for t in close):
+        if len(close) < 2 or all(t.user_attrs["key"] in rechecked for t in close):
             return
         for t in close:
             self.progress.status(f"measuring trial {t.number} again (within {RECHECK_WITHIN:.0%} of the best)")
@@ -375,7 +378,7 @@ class _Runner:
                 return
             again = trials_.figures(docs, self.job.budgets).get(self.job.objective)
             if again is not None:
-                rechecked[str(t.number)] = [t.user_attrs["figures"][self.job.objective], again]
+                rechecked[t.user_attrs["key"]] = [t.user_attrs["figures"][self.job.objective], again]
         self.study.set_user_attr("rechecked", rechecked)
 
 
@@ -390,7 +393,7 @@ def _feasible(t) -> bool:
 
 def _score(t, objective: str, rechecked: dict) -> float:
     """The objective of a trial: the mean of its measurements when it was measured again."""
-    again = rechecked.get(str(t.number))
+    again = rechecked.get(t.user_attrs.get("key"))
     return sum(again) / len(again) if again else t.user_attrs["figures"][objective]
 
 
@@ -405,7 +408,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     import optuna
 
     rechecked = study.user_attrs.get("rechecked", {})
-    rows = [dict(_row(t), rechecked=rechecked.get(str(t.number))) for t in study.get_trials(deepcopy=False)
+    rows = [dict(_row(t), rechecked=rechecked.get(t.user_attrs.get("key"))) for t in study.get_trials(deepcopy=False)
             if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
@@ -415,7 +418,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     if best is not None:
         chosen = job.output_dir / f"{name}-best.edgepkg"
         shutil.copyfile(runner.local_bundle(best), chosen)
-        out["best"] = dict(_row(best), bundle=str(chosen), rechecked=rechecked.get(str(best.number)))
+        out["best"] = dict(_row(best), bundle=str(chosen), rechecked=rechecked.get(best.user_attrs["key"]))
     stopped = runner.stopped_by_device
     out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
     if stopped:
