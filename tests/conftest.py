@@ -142,3 +142,11 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def ctrl_c_works():
+    """preexec_fn for a child that a test interrupts: SIGINT back to its default. A test run started in the
+    background of a non-interactive shell (`make test &`) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler in the child: the signal would be lost, not the behaviour under test."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -284,11 +284,12 @@ class _Runner:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        except (BadInput, DeviceFailure) as e:
-            kind = "input" if isinstance(e, BadInput) else "device"
-            trial.set_user_attr("error", f"{kind}: {str(e).splitlines()[0]}")
+        except Exception as e:  # a failed trial is recorded with its reason; the study goes on
+            kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
+            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            trial.set_user_attr("error", f"{kind}: {text or type(e).__name__}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            if kind == "input" and trial.user_attrs.get("baseline"):
+            if kind != "device" and trial.user_attrs.get("baseline"):
                 raise  # the untouched model cannot be packaged: the input is bad, not a candidate (exit 2)
             return kind
         self._record(trial, outcome, candidate, key, cached is not None)

@@ -21,10 +21,17 @@ class ToyOptions:
     protect: tuple[str, ...] = base.option((), "layers kept")
 
 
-@base.register
 class Toy(base.Transform):
     name = "toy-test"
     Options = ToyOptions
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_registered():
+    """The toy transform exists for this module only: optimize's space, in other modules, reads the registry."""
+    base.register(Toy)
+    yield
+    del base.REGISTRY[Toy.name]
 
 
 def test_options_are_converted_from_text_and_checked():

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "store"))
 from pgserver import pg, pg_url  # noqa: E402,F401  (fixtures)
-from conftest import CALIB, EVAL, MODEL, write_inventory  # noqa: E402
+from conftest import CALIB, EVAL, MODEL, ctrl_c_works, write_inventory  # noqa: E402
 
 pytestmark = pytest.mark.slow
 DATA = ["--calib", CALIB, "--eval-data", EVAL]
@@ -79,7 +79,7 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
             "--budget", "latency_p90_ms=50", "--sampler", "random"]
-    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=ctrl_c_works)
     for line in p.stderr:                      # interrupt while trial 1 runs: trial 0 is finished
         if "trial 1:" in line:
             p.send_signal(signal.SIGINT)
