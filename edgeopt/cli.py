@@ -279,8 +279,9 @@ def profiles_show(out, name):
               help="Calibration samples NNCF uses (openvino) [default: min(300, samples); fewer than 100 "
                    "samples need this set explicitly].")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
-              help="Accuracy-aware INT8 (openvino): revert layers to float until the top-1 drop on "
-                   "--eval-data (with labels) is at most this, e.g. 0.01.")
+              help="Accuracy-aware INT8: revert layers to float until the top-1 drop on --eval-data (with "
+                   "labels) is at most this, e.g. 0.01 (openvino: NNCF's accuracy control; any backend with "
+                   "--keep-float auto).")
 @click.option("--performance-hint", type=click.Choice(["latency", "throughput"]), default="latency",
               show_default=True, help="OpenVINO performance hint the device compiles with (openvino).")
 @click.option("--int8-io", type=click.Choice(["int8", "float"]),
@@ -303,7 +304,8 @@ def profiles_show(out, name):
                    "needs --train-data.")
 @click.option("--teacher", metavar="MODEL", help="Distillation's teacher when it is not the source model.")
 @click.option("--qat", is_flag=True, help="Quantization-aware training for INT8; needs --train-data.")
-@click.option("--train-data", type=click.Path(), help=".npz of training inputs (+ optional `labels`), as --calib.")
+@click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
+              "module:callable returning a PyTorch DataLoader.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")
 @click.option("--keep-float", metavar="auto|LAYER,..",
