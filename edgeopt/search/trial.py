@@ -21,7 +21,7 @@ HEADLINE = ("latency_p90_ms", "latency_p50_ms", "peak_rss_mb", "size_mb", "accur
 
 @dataclasses.dataclass
 class Candidate:
-    package: dict        # package options (quantize, precision)
+    package: dict        # package() options: quantize, precision, and the backend's own (keep_float, preset)
     steps: list          # [(transform, {option: value})]
     threads: int | None
 
@@ -104,8 +104,9 @@ def _excess(measured: float, limit: float, higher_is_better: bool) -> float:
 
 
 def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress) -> dict:
-    """Package and measure one candidate. `can_still_win(figures)` decides, after a screening run, whether
-    it earns a full measurement. Returns {"figures", "violations", "measurement", "docs", "manifest"}."""
+    """Package and measure one candidate. `can_still_win(figures, violations)` decides, after a screening run,
+    whether it earns a full measurement. Returns {"figures", "violations", "measurement" (screening or full),
+    "results" (result files), "bundle_sha256", "transforms" (the stages of its manifest)}."""
     manifest = package(candidate, job, bundle, progress)
     docs = measure(bundle, candidate.threads, job, SCREEN_LOOP if screen else None, progress)
     measurement = "screening" if screen else "full"
