@@ -1,3 +1,4 @@
+import contextlib
 """Shared fixtures: the shipped sample, bundles packaged once per session, a CLI runner."""
 import json
 import pathlib
@@ -144,9 +145,15 @@ def torch_one_thread():
     torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
 def ctrl_c_works():
-    """preexec_fn for a child that a test interrupts: SIGINT back to its default. A test run started in the
-    background of a non-interactive shell (`make test &`) inherits SIGINT ignored, and Python then installs no
-    KeyboardInterrupt handler in the child: the signal would be lost, not the behaviour under test."""
+    """Around starting a child that a test interrupts: SIGINT not ignored in this process, so the child does not
+    inherit it ignored. A test run started in the background of a non-interactive shell (`make test &`) has
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler in the child: the signal would be
+    lost, not the behaviour under test. (An ignored signal survives exec; a handler does not.)"""
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -159,9 +159,10 @@ def test_ctrl_c_exits_130_ends_the_agent_and_writes_nothing_half(bundles, tmp_pa
     import signal
     import time
     import psutil
-    proc = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--min-seconds", "60",
-                             "--max-seconds", "60", "--max-iterations", "100000000"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_works)
+    with ctrl_c_works():
+        proc = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--min-seconds",
+                                 "60", "--max-seconds", "60", "--max-iterations", "100000000"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the measuring process is running
         kids = psutil.Process(proc.pid).children(recursive=True)

@@ -79,7 +79,8 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
             "--budget", "latency_p90_ms=50", "--sampler", "random"]
-    p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=ctrl_c_works)
+    with ctrl_c_works():
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in p.stderr:                      # interrupt while trial 1 runs: trial 0 is finished
         if "trial 1:" in line:
             p.send_signal(signal.SIGINT)
