@@ -1,5 +1,5 @@
-import contextlib
 """Shared fixtures: the shipped sample, bundles packaged once per session, a CLI runner."""
+import contextlib
 import json
 import pathlib
 import subprocess
