@@ -256,21 +256,25 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
             raise
         return _inspect_dynamic(reference, raw, original_dynamic, str(e))
     model = onnx.load(str(source.onnx_path))
+    return {
+        "model": reference, "format": source.format, "sha256": source.sha256,
+        "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
+        "dynamic_dims": {k: v for k, v in (original_dynamic or {}).items() if v},
+        "flops_estimate": estimate_flops(model),
+        "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul at the fixed input shapes",
+        **_graph_facts(model), "notes": source.notes,
+    }
+
+
+def _graph_facts(model) -> dict:
+    """What inspect reports of an ONNX graph whatever its input shapes: opsets, producer, size, ops, layers."""
     ops = {}
     for node in model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    opsets = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
-    return {
-        "model": reference, "format": source.format, "sha256": source.sha256,
-        "opset": opsets, "ir_version": model.ir_version,
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
-        "dynamic_dims": {k: v for k, v in (original_dynamic or {}).items() if v},
-        "parameters": count_parameters(model), "flops_estimate": estimate_flops(model),
-        "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul at the fixed input shapes",
-        "nodes": len(model.graph.node), "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
-        "layers": _layers(model), "notes": source.notes,
-    }
+    return {"opset": {(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+            "ir_version": model.ir_version, "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "parameters": count_parameters(model), "nodes": len(model.graph.node),
+            "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])), "layers": _layers(model)}
 
 
 def _layers(model) -> list:
@@ -283,17 +287,10 @@ def _inspect_dynamic(reference: str, model, dynamic: dict, why: str) -> dict:
     """What inspect can say of an ONNX model whose inputs stay dynamic (no --input-shape for them): everything
     but the FLOPs, which need static shapes; the dims to fix are named."""
     inputs, outputs = describe_tensors(model)
-    ops = {}
-    for node in model.graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
     return {
         "model": reference, "format": "onnx", "sha256": sha256_of(pathlib.Path(reference)),
-        "opset": {(o.domain or "ai.onnx"): o.version for o in model.opset_import}, "ir_version": model.ir_version,
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
         "dynamic_dims": {k: v for k, v in dynamic.items() if v},
-        "parameters": count_parameters(model), "flops_estimate": None,
-        "flops_note": f"not estimated: {why}",
-        "nodes": len(model.graph.node), "op_types": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
-        "notes": [why],
+        "flops_estimate": None, "flops_note": f"not estimated: {why}",
+        **_graph_facts(model), "notes": [why],
     }

@@ -28,13 +28,8 @@ def fields(options_cls) -> list:
     return list(dataclasses.fields(options_cls))
 
 
-def describe(options_cls) -> str:
-    """One line per option, for --help texts and messages."""
-    return "; ".join(f"{f.name} ({f.metadata['help']}, default {f.default!r})" for f in fields(options_cls))
-
-
 def parse_spec(text: str, where: str) -> dict:
-    """`key=value,key=value` (or one bare value for the first option) -> {key: text value}."""
+    """`key=value,key=value` -> {key: text value}; an item without `=` is refused, naming `where`."""
     out = {}
     for item in (p.strip() for p in text.split(",")):
         if not item:

@@ -157,7 +157,7 @@ def to_dict(package_options: dict, steps: list) -> dict:
 
 
 def to_toml(recipe: dict) -> str:
-    """A manifest's recipe as a recipe file (`edgeopt recipe BUNDLE`)."""
+    """A manifest's recipe as the text of a recipe file (to edit one a bundle was built with)."""
     lines = ["[package]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None]
     for entry in recipe.get("transform", []):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import BadInput
 # The option machinery lives in edgeopt/options.py (backends declare options too); re-exported here.
-from ..options import build_options, describe, fields, option, parse_spec  # noqa: F401
+from ..options import build_options, fields, option, parse_spec  # noqa: F401
 from ..progress import SILENT
 
 REGISTRY: dict = {}
