@@ -132,7 +132,7 @@ def main():
 
 def print_table(figures, sizes, parallel):
     one = figures[sizes[0]]["cached"]["wall_s"]
-    print(f"| devices | ok | wall s (first, deploys) | wall s (cached) | ratio vs 1 (cached) | devices' CPU s | host peak RSS MiB |")
+    print("| devices | ok | wall s (first, deploys) | wall s (cached) | ratio vs 1 (cached) | devices' CPU s | host peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for n in sizes:
         f, c = figures[n]["first"], figures[n]["cached"]

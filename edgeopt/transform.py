@@ -50,7 +50,9 @@ def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_t
     stages.append(_measure_stage("source", module, source, context, workdir, 0))
     for i, s in enumerate(steps, 1):
         progress.status(f"transform {i}/{len(steps)}: {s.name}")
-        result = transforms.get(s.name).apply(copy.deepcopy(module), s.options, context)
+        later = dataclasses.replace(context, fine_tuned_later=any(
+            transforms.get(t.name).needs_training_data for t in steps[i:]))
+        result = transforms.get(s.name).apply(copy.deepcopy(module), s.options, later)
         module = result.module.eval()
         stage = _measure_stage(s.name, module, source, context, workdir, i)
         stage.details, stage.notes = result.details, list(result.notes)

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL, bundle_manifest
+from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL
 from device_agent import manifest as agent_manifest
 
 

@@ -1,6 +1,5 @@
 """Inventories: edgeopt's own YAML against its declared schema; Ansible inventories exactly as the real
 `ansible-inventory --list` reads them; a clear one-line refusal naming the extra without ansible-core."""
-import json
 import os
 import shlex
 import subprocess

@@ -1,12 +1,11 @@
 """`edgeopt package`: real ORT conversions and quantization, the parity check, bad input."""
-import json
 import tarfile
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import CALIB, EVAL, MODEL, bundle_manifest
+from conftest import EVAL, MODEL, bundle_manifest
 from edgeopt import api
 
 

@@ -33,6 +33,7 @@ class TransformContext:
     progress: typing.Any = SILENT
     seed: int = 0
     workdir: pathlib.Path | None = None
+    fine_tuned_later: bool = False  # a later step trains (distill, qat): no "fine-tune it" advice
 
 
 @dataclasses.dataclass

@@ -49,7 +49,7 @@ class LowRank(Transform):
                    "factorized": len(layers), "considered": len(candidates), "layers": layers}
         notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers factorized, parameters "
                   f"{params_before:,} -> {params_after:,}")]
-        if layers:
+        if layers and not context.fine_tuned_later:
             notes.append("factorized without fine-tuning here: accuracy drops as energy falls; follow with "
                          "distillation on --train-data (--distill) to recover it")
         return TransformResult(model.eval(), details, notes)

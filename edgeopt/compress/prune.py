@@ -64,9 +64,10 @@ class ChannelPrune(Transform):
                    "macs_before": before["macs"], "macs_after": after["macs"],
                    "layers": _changed(before["widths"], after["widths"])}
         notes = [(f"prune: parameters {before['params']:,} -> {after['params']:,}, "
-                  f"MACs {before['macs']:,} -> {after['macs']:,}"),
-                 ("pruned without fine-tuning here: accuracy usually drops; follow with distillation on "
-                  "--train-data (--distill) to recover it")]
+                  f"MACs {before['macs']:,} -> {after['macs']:,}")]
+        if not context.fine_tuned_later:
+            notes.append("pruned without fine-tuning here: accuracy usually drops; follow with distillation on "
+                         "--train-data (--distill) to recover it")
         if after["params"] == before["params"]:
             notes.insert(0, "warning: prune: no channel could be removed (every layer is protected or "
                          "coupled to an output)")

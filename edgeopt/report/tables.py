@@ -64,7 +64,8 @@ def package_rows(m: dict):
             ("parity", f"{metric} {parity.get(metric, parity['max_abs_error']):.4g} "
                        f"(tolerance {parity['tolerance']:g}; {parity['samples']} samples of {parity['samples_source']}): {verdict}")]
     if "source_top1" in parity:
-        rows.append(("top-1 source → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
+        before = "after transforms" if m.get("transforms") else "source"   # source.accuracy: before them
+        rows.append((f"top-1 {before} → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
     simp = m.get("simplification") or {}
     if simp.get("applied"):
         rows.append(("simplified", f"{simp['nodes_before']} → {simp['nodes_after']} nodes ({simp['tool']} {simp['version']})"))
@@ -108,7 +109,7 @@ def _compression(c: dict) -> str:
     if c.get("tool") == "ai-edge-quantizer":
         if c["quantize"] == "int8":
             return f"INT8 full-integer, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
-        return f"INT8 dynamic-range weights (ai-edge-quantizer)"
+        return "INT8 dynamic-range weights (ai-edge-quantizer)"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
     return f"INT8 {c.get('method')}"

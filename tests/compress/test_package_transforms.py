@@ -32,6 +32,7 @@ def test_pruned_bundle_is_smaller_and_runs(cli, tmp_path):
     assert list(stages) == ["source", "prune"]
     assert stages["prune"]["figures"]["parameters"] < stages["source"]["figures"]["parameters"]
     assert stages["prune"]["figures"]["latency_ms"] > 0 and stages["prune"]["details"]["layers"]
+    assert any("without fine-tuning" in n for n in stages["prune"]["notes"])   # nothing recovers it here
     assert m["recipe"]["transform"] == [{"name": "prune", "channels": 0.5, "criterion": "l2", "scope": "layer",
                                          "protect": [], "round_to": 1}]
     r = cli("bench", tmp_path / "pruned.edgepkg", "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
@@ -108,6 +109,7 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     assert m["compression"]["method"] == "qat" and m["parity"]["passed"]
     top1 = {s["stage"]: s["figures"]["top1"] for s in m["transforms"]}
     assert top1["distill"] >= top1["prune"] and top1["qat"] > 0.9
+    assert not any("without fine-tuning" in n for n in m["transforms"][1]["notes"])   # distill follows
     bench = cli("bench", tmp_path / "q.edgepkg", "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
     assert bench.exit_code == 0 and bench.json()["accuracy"]["top1"] > 0.9
     refused = cli("package", source, "--input-shape", "input=1,1,32,32", "--qat", "--quantize", "int8", *data,

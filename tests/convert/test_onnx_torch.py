@@ -1,6 +1,5 @@
 """The ONNX -> torch mapping behind the LiteRT path, op by op, against ONNX Runtime itself."""
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch

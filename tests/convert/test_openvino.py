@@ -8,7 +8,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import CALIB, EVAL, MODEL, bundle_manifest, bundle_member, model_bytes
-from edgeopt import api
 
 ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
 

@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from device_agent.measure import cooldown
 from device_agent.measure.cooldown import CooldownSettings

@@ -1,6 +1,5 @@
 """One device over real OpenSSH: host keys, auth, caching, quoting, a missing runtime, doctor, clean."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
