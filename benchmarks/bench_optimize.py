@@ -1,12 +1,17 @@
-"""`edgeopt optimize` on the trained sample, on `local` (issue 14). A real board would give other numbers;
-what is compared here is the search itself, every trial really packaged and measured.
+"""`edgeopt optimize` on `local` (issue 14). A real board would give other numbers; what is compared here is
+the search itself, every trial really packaged and measured.
 
-1. Trials to the first feasible configuration, TPE vs random vs grid over the same space, several seeds.
+1. Trials to the first feasible configuration, TPE vs random vs grid over the same space, several seeds, on the
+   trained sample (edgeopt/samples/digits_resnet.py) with a latency budget of a quarter of the float model's:
+   only pruning, recovered by distillation, and INT8 together reach it within one point of accuracy.
 2. The best feasible latency (p50) found vs single techniques applied by hand with default settings.
-3. Wall time of one trial vs `edgeopt package` + `edgeopt bench` by hand for the same configuration.
-4. Screening + caching: a study's wall time with and without screening.
+3. Wall time of a trial (packaging + measuring, recorded by the study) vs `edgeopt package` + `edgeopt bench`
+   by hand for the same configuration (the best trial's, rebuilt with `package --recipe BEST.edgepkg`).
+4. What screening saves or costs: a study with `--screening always`, its measuring seconds against measuring
+   every trial fully; and what `--screening auto` decided.
+5. A MobileNetV2-size model (2.2M parameters, trained briefly on the digits at 96x96: mobilenet_digits.py).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py [--seeds 3] [--trials 12]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py [--seeds 3] [--trials 16] [--mobilenet-trials 10]
 """
 from __future__ import annotations
 
@@ -24,19 +29,36 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, environment, md_table  # noqa: E402
 
 SAMPLES = HERE.parent / "edgeopt" / "samples"
-MODEL = str(SAMPLES / "digits_resnet.py") + ":build"
-DATA = ["--calib", str(SAMPLES / "digits32_calib.npz"), "--eval-data", str(SAMPLES / "digits32_eval.npz")]
-SHAPE = ["--input-shape", "input=1,1,32,32"]
-# The space every sampler searches: quantization (with per-layer float fallback) and channel pruning. No
-# training transforms: on this 2-core host one distillation costs minutes, which would make the comparison of
-# samplers (several studies per seed) hours long. Pruning without fine-tuning loses accuracy here, so the
-# feasible region is small: that is what the samplers must find.
+SAMPLE = {"model": str(SAMPLES / "digits_resnet.py") + ":build", "shape": "input=1,1,32,32",
+          "calib": SAMPLES / "digits32_calib.npz", "eval": SAMPLES / "digits32_eval.npz",
+          "train": SAMPLES / "digits32_train.npz"}
+# The space every sampler searches: quantization, precision, channel pruning and distillation (short: one to
+# three epochs, so that a study of a dozen trials takes minutes on two cores). Low-rank and QAT are left out:
+# they did not make this model faster (docs/benchmarks.md, compression).
 SPACE = """quantize = ["none", "dynamic", "int8"]
 precision = ["fp32", "fp16"]
+keep_float = [""]
 lowrank = false
-"prune.channels" = [0.05, 0.7]
+qat = false
+"prune.channels" = [0.1, 0.7]
+"prune.criterion" = ["l2"]
+"prune.scope" = ["layer"]
+"distill.epochs" = [1, 3]
+"distill.lr" = [0.001, 0.01]
+"""
+# MobileNetV2: no training transforms (an epoch of distillation costs minutes here); quantization with
+# per-layer float fallback, and pruning.
+MOBILENET_SPACE = """quantize = ["none", "dynamic", "int8"]
+precision = ["fp32"]
+lowrank = false
+qat = false
+distill = false
+"prune.channels" = [0.05, 0.4]
+"prune.criterion" = ["l2"]
+"prune.scope" = ["layer"]
 """
 OBJECTIVE = "latency_p50_ms"   # the median: p90 on a shared 2-core host is mostly the neighbours' load
+SAMPLERS = ("tpe", "random", "grid")
 
 
 def edgeopt(*args, home) -> tuple:
@@ -46,89 +68,164 @@ def edgeopt(*args, home) -> tuple:
     return p, time.perf_counter() - start
 
 
-def baseline_p50(work) -> tuple:
-    """FP32 p50 of the untouched model, and the wall time of `package` + `bench` by hand for it (the same
-    configuration as an optimize study's baseline trial)."""
-    p, t_pkg = edgeopt("package", MODEL, *SHAPE, "-o", work / "fp32.edgepkg", "--force", home=work)
-    assert p.returncode == 0, p.stderr
-    p, t_bench = edgeopt("bench", work / "fp32.edgepkg", "--results-dir", work / "r", "--json", home=work)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)["latency"]["p50_ms"], t_pkg + t_bench
+def by_hand(work, model, flags, label) -> dict:
+    """`package` + `bench` of one configuration, as a user types them: p50, accuracy drop, wall seconds."""
+    bundle = work / f"hand-{label.replace(' ', '_')}.edgepkg"
+    p, t_pkg = edgeopt("package", model["model"], "--input-shape", model["shape"], *flags, "-o", bundle, "--force",
+                       home=work)
+    assert p.returncode == 0, p.stderr[-2000:]
+    p, t_bench = edgeopt("bench", bundle, "--results-dir", work / "r", "--json", home=work)
+    assert p.returncode == 0, p.stderr[-2000:]
+    doc = json.loads(p.stdout)
+    return {"technique": label, "p50_ms": doc["latency"]["p50_ms"], "accuracy_drop": doc["accuracy"].get("drop"),
+            "package_s": round(t_pkg, 1), "bench_s": round(t_bench, 1)}
 
 
-def study(work, name, sampler, seed, trials, budgets, screening=True) -> dict:
-    args = ["optimize", MODEL, *SHAPE, *DATA, "--space", work / "space.toml", "--sampler", sampler, "--seed", seed,
-            "--trials", trials, "--study", name, "--results-dir", work / "r", "--output-dir", work / "o", "--json",
-            "--objective", OBJECTIVE]
+def study(work, model, space, name, sampler, seed, trials, budgets, screening="auto") -> dict:
+    args = ["optimize", model["model"], "--input-shape", model["shape"], "--calib", model["calib"], "--eval-data",
+            model["eval"], "--space", space, "--sampler", sampler, "--seed", seed, "--trials", trials,
+            "--study", name, "--results-dir", work / "r", "--output-dir", work / "o", "--json",
+            "--objective", OBJECTIVE, "--screening", screening]
+    args += ["--train-data", model["train"]] if "distill" in space.read_text() and "distill = false" not in \
+        space.read_text() else []
     args += [a for k, v in budgets.items() for a in ("--budget", f"{k}={v}")]
-    if not screening:
-        args.append("--no-screening")
     p, seconds = edgeopt(*args, home=work)
     assert p.returncode in (0, 1), p.stderr[-2000:]
     outcome = json.loads(p.stdout)
     first = next((i for i, t in enumerate(outcome["trials"]) if t["feasible"]), None)
+    measured = [t for t in outcome["trials"] if t["seconds"]]
     return {"sampler": sampler, "seed": seed, "first_feasible": first, "seconds": round(seconds, 1),
-            "best_p50": (outcome["best"] or {}).get("figures", {}).get(OBJECTIVE),
-            "best_config": (outcome["best"] or {}).get("config"),
+            "trial_seconds": round(sum(sum(t["seconds"].get(k, 0) for k in ("package", "screen", "measure"))
+                                       for t in measured), 1),
+            "best": outcome["best"], "screening": outcome.get("screening"), "trials": outcome["trials"],
             "cached": sum(t["cached"] for t in outcome["trials"]),
             "screened_only": sum(t["measurement"] == "screening" for t in outcome["trials"])}
 
 
-def by_hand(work, budgets) -> list:
-    """Single techniques with default settings, packaged and benched by hand (the user's alternative)."""
+def p50(study_doc):
+    return (study_doc["best"] or {}).get("figures", {}).get(OBJECTIVE)
+
+
+def sampler_rows(runs, trials) -> list:
     rows = []
-    for label, flags in (("INT8 alone", ["--quantize", "int8"]), ("prune 0.5 alone", ["--prune", "channels=0.5"])):
-        bundle = work / f"{label.split()[0]}-{len(rows)}.edgepkg"
-        p, t_pkg = edgeopt("package", MODEL, *SHAPE, *DATA, *flags, "-o", bundle, "--force", home=work)
-        assert p.returncode == 0, p.stderr
-        p, t_bench = edgeopt("bench", bundle, "--results-dir", work / "r", "--json", home=work)
-        doc = json.loads(p.stdout)
-        drop = doc["accuracy"].get("drop")
-        rows.append({"technique": label, "p50_ms": doc["latency"]["p50_ms"], "accuracy_drop": drop,
-                     "feasible": drop is not None and drop <= budgets["accuracy_drop"]
-                     and doc["latency"]["p50_ms"] <= budgets[OBJECTIVE],
-                     "package_plus_bench_s": round(t_pkg + t_bench, 1)})
+    for s in SAMPLERS:
+        mine = [r for r in runs if r["sampler"] == s]
+        # a study that found none within `trials` counts as trials + 1 (a lower bound: the median is then one too)
+        firsts = [r["first_feasible"] + 1 if r["first_feasible"] is not None else trials + 1 for r in mine]
+        rows.append([s, f"{sum(r['first_feasible'] is not None for r in mine)}/{len(mine)}",
+                     " ".join(str(f) if f <= trials else f">{trials}" for f in firsts), statistics.median(firsts),
+                     statistics.median(r["seconds"] for r in mine),
+                     min((p50(r) for r in mine if p50(r)), default="—")])
     return rows
+
+
+def overhead(work, model, run) -> dict:
+    """The best trial of `run` against `package --recipe` of its bundle + `bench`, and the baseline trial against
+    FP32 packaged and benched by hand: the study's seconds per trial vs a user's."""
+    best = run["best"]
+    base = next(t for t in run["trials"] if t["baseline"])
+    hand_best = by_hand(work, model, ["--recipe", best["bundle"], "--calib", model["calib"], "--eval-data",
+                                      model["eval"], "--train-data", model["train"]]
+                        if best["stages"] else ["--recipe", best["bundle"], "--calib", model["calib"],
+                                                "--eval-data", model["eval"]], "best again")
+    hand_base = by_hand(work, model, ["--eval-data", model["eval"]], "fp32 again")
+    trial = lambda t: sum(t["seconds"].get(k, 0) for k in ("package", "screen", "measure"))  # noqa: E731
+    return {"best_trial_s": round(trial(best), 1), "best_by_hand_s": hand_best["package_s"] + hand_best["bench_s"],
+            "best_config": best["config"],
+            "baseline_trial_s": round(trial(base), 1), "baseline_by_hand_s": hand_base["package_s"] + hand_base["bench_s"],
+            "study_s": run["seconds"], "sum_of_trials_s": run["trial_seconds"]}
+
+
+def screening_cost(run) -> dict:
+    """Measuring seconds of a study that screened every candidate, against measuring each fully: a screened-only
+    trial would have cost the median full measurement instead of its screening run."""
+    measured = [t for t in run["trials"] if t["seconds"] and not t["baseline"]]
+    full = [t["seconds"]["measure"] for t in measured if "measure" in t["seconds"]]
+    spent = sum(t["seconds"].get("screen", 0) + t["seconds"].get("measure", 0) for t in measured)
+    typical = statistics.median(full) if full else 0.0
+    every_fully = sum(t["seconds"].get("measure", typical) for t in measured)
+    return {"trials": len(measured), "screened_only": run["screened_only"], "measuring_s": round(spent, 1),
+            "measuring_every_trial_fully_s": round(every_fully, 1), "median_full_measurement_s": round(typical, 2)}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--mobilenet-trials", type=int, default=10)
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-optimize-"))
     (work / "space.toml").write_text(SPACE)
-    p50, by_hand_s = baseline_p50(work)
-    budgets = {OBJECTIVE: round(0.5 * p50, 4), "accuracy_drop": 0.01}
-    runs = [study(work, f"{s}-{seed}", s, seed, args.trials, budgets)
-            for seed in range(args.seeds) for s in ("tpe", "random", "grid")]
-    hand = by_hand(work, budgets)
-    # One trial vs package + bench by hand: a study of one trial (the baseline, measured fully).
-    one = study(work, "one-trial", "tpe", 0, 1, budgets, screening=False)
-    plain = study(work, "no-screening", "tpe", 0, args.trials, budgets, screening=False)
-    doc = {"environment": environment(), "budgets": budgets, "fp32_p50_ms": p50, "studies": runs, "by_hand": hand,
-           "one_trial_s": one["seconds"], "package_plus_bench_by_hand_s": round(by_hand_s, 1), "no_screening": plain}
+    (work / "mobilenet-space.toml").write_text(MOBILENET_SPACE)
+    doc = {"environment": environment(), "space": SPACE, "mobilenet_space": MOBILENET_SPACE}
+
+    fp32 = by_hand(work, SAMPLE, ["--eval-data", SAMPLE["eval"]], "FP32")
+    budgets = {OBJECTIVE: round(0.25 * fp32["p50_ms"], 4), "accuracy_drop": 0.01}
+    hand = [fp32] + [by_hand(work, SAMPLE, flags + ["--calib", SAMPLE["calib"], "--eval-data", SAMPLE["eval"]], label)
+                     for label, flags in (("INT8 alone", ["--quantize", "int8"]),
+                                          ("prune 0.5 alone", ["--prune", "channels=0.5"]))]
+    runs = [study(work, SAMPLE, work / "space.toml", f"{s}-{seed}", s, seed, args.trials, budgets)
+            for seed in range(args.seeds) for s in SAMPLERS]
+    tpe_best = min((r for r in runs if r["sampler"] == "tpe" and p50(r)), key=p50, default=None)
+    doc.update(budgets=budgets, by_hand=hand, studies=[{k: v for k, v in r.items() if k != "trials"} for r in runs])
+    doc["overhead"] = overhead(work, SAMPLE, tpe_best) if tpe_best else None
+    screened = study(work, SAMPLE, work / "space.toml", "screen-always", "tpe", 0, args.trials, budgets, "always")
+    doc["screening"] = {"always": screening_cost(screened), "auto_decided": runs[0]["screening"],
+                        "always_best_p50": p50(screened)}
+    doc["mobilenet"] = mobilenet(work, args.mobilenet_trials)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "optimize.json").write_text(json.dumps(doc, indent=1))
-    summary = []
-    for s in ("tpe", "random", "grid"):
-        firsts = [r["first_feasible"] for r in runs if r["sampler"] == s]
-        found = [f + 1 for f in firsts if f is not None]
-        summary.append([s, f"{len(found)}/{len(firsts)}", statistics.median(found) if found else "—",
-                        statistics.median([r["seconds"] for r in runs if r["sampler"] == s]),
-                        min((r["best_p50"] for r in runs if r["sampler"] == s and r["best_p50"]), default="—")])
-    text = f"budgets {budgets} (FP32 p50 {p50:.3f} ms)\n\n"
-    text += md_table(["sampler", "found", "median trials to first feasible", "median study s", "best p50 ms"], summary)
-    text += "\n\n" + md_table(["by hand", "p50 ms", "accuracy drop", "meets budgets", "package+bench s"],
-                              [[h["technique"], h["p50_ms"], h["accuracy_drop"], h["feasible"], h["package_plus_bench_s"]]
-                               for h in hand])
-    text += (f"\n\none trial (baseline, full measurement) {one['seconds']} s vs package + bench by hand "
-             f"{by_hand_s:.1f} s; "
-             f"study of {args.trials} with screening (tpe seed 0) "
-             f"{next(r['seconds'] for r in runs if r['sampler'] == 'tpe' and r['seed'] == 0)} s, "
-             f"without {plain['seconds']} s\n")
+    (RESULTS / "optimize.json").write_text(json.dumps(doc, indent=1, default=str))
+    text = summary(doc, runs, hand, args.trials)
     (RESULTS / "optimize.md").write_text(text)
     print(text)
+
+
+def mobilenet(work, trials) -> dict:
+    import mobilenet_digits
+
+    trained = mobilenet_digits.train(work)
+    files = trained.pop("files")
+    model = {"model": str(files["model"]) + ":build", "shape": f"input=1,3,{mobilenet_digits.SIDE},"
+             f"{mobilenet_digits.SIDE}", "calib": files["calib"], "eval": files["eval"], "train": files["train"]}
+    fp32 = by_hand(work, model, ["--eval-data", model["eval"]], "MobileNetV2 FP32")
+    int8 = by_hand(work, model, ["--quantize", "int8", "--calib", model["calib"], "--eval-data", model["eval"]],
+                   "MobileNetV2 INT8 alone")
+    budgets = {OBJECTIVE: round(0.6 * fp32["p50_ms"], 4), "accuracy_drop": 0.01}
+    (work / "mobilenet-space.toml").write_text(MOBILENET_SPACE)
+    run = study(work, model, work / "mobilenet-space.toml", "mobilenet", "tpe", 0, trials, budgets)
+    return {"model": trained, "budgets": budgets, "by_hand": [fp32, int8], "study": run,
+            "screening": screening_cost(run)}
+
+
+def summary(doc, runs, hand, trials) -> str:
+    b = doc["budgets"]
+    text = (f"Sample (digits_resnet, trained): budgets {b} (a quarter of FP32's p50 {hand[0]['p50_ms']:.3f} ms; "
+            f"accuracy within one point). Space:\n\n```toml\n{doc['space']}```\n\n")
+    text += md_table(["sampler", "found", "trials to first feasible, per seed", "median", "median study s",
+                      "best p50 ms"], sampler_rows(runs, trials))
+    text += "\n\n" + md_table(["by hand", "p50 ms", "accuracy drop", "package s", "bench s"],
+                                [[h["technique"], h["p50_ms"], h["accuracy_drop"], h["package_s"], h["bench_s"]]
+                                 for h in hand])
+    o = doc["overhead"]
+    if o:
+        text += (f"\n\nPer trial: best trial ({o['best_config']}) {o['best_trial_s']} s in the study vs "
+                 f"{o['best_by_hand_s']:.1f} s by hand (package --recipe + bench); baseline trial "
+                 f"{o['baseline_trial_s']} s vs {o['baseline_by_hand_s']:.1f} s by hand. The study ran "
+                 f"{o['study_s']} s, of which its trials {o['sum_of_trials_s']} s.")
+    s = doc["screening"]
+    text += (f"\n\nScreening: --screening auto decided {s['auto_decided']}. With --screening always: "
+             f"{s['always']['screened_only']} of {s['always']['trials']} trials screened only; measuring took "
+             f"{s['always']['measuring_s']} s against {s['always']['measuring_every_trial_fully_s']} s for measuring "
+             f"each fully (median full measurement {s['always']['median_full_measurement_s']} s).")
+    m = doc["mobilenet"]
+    run = m["study"]
+    text += (f"\n\nMobileNetV2 ({m['model']['parameters']:,} parameters, top-1 {m['model']['top1']:.4f} after "
+             f"{m['model']['train_s']} s of training): budgets {m['budgets']}; by hand FP32 "
+             f"{m['by_hand'][0]['p50_ms']:.3f} ms, INT8 alone {m['by_hand'][1]['p50_ms']:.3f} ms (drop "
+             f"{m['by_hand'][1]['accuracy_drop']}); TPE {len(run['trials'])} trials in {run['seconds']} s, first "
+             f"feasible at trial {run['first_feasible']}, best p50 {p50(run)} ms "
+             f"({(run['best'] or {}).get('config')}); screening {run['screening']}.\n")
+    return text
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
             teacher: str | None = None, seed: int = 0, keep_float: str = "",
-            backend_options: dict | None = None) -> dict:
+            backend_options: dict | None = None, host_timing: bool = True) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -56,7 +56,10 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     preset, subset_size, performance_hint; tflite's int8_io; keep_float and max_accuracy_drop where declared),
     validated before any work and handed to the backend unopened; a backend refuses an option it lacks.
     The keywords preset, subset_size, max_accuracy_drop, performance_hint, int8_io and keep_float are the
-    same options, kept for callers of older versions; each counts only when set (not its default)."""
+    same options, kept for callers of older versions; each counts only when set (not its default).
+
+    host_timing=False skips the host-side latency hints (each transform stage's, INT8 vs FP32): a caller
+    that measures the bundle on its device anyway (optimize) saves their seconds."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
     given = _backend_values(backend_options, preset=preset, subset_size=subset_size,
@@ -83,12 +86,12 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         if steps:
             source, calibration, evaluation, stages = _transformed_source(
                 model, shapes, work, simplify, backend, list(steps), calib, eval_data, train_data, teacher,
-                seed, progress)
+                seed, progress, host_timing)
         else:
             source = load_model(model, shapes, work, simplify, backend.takes_torch)
             calibration, evaluation = _samples(calib, eval_data, source.inputs)
             stages = []
-        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options)
+        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options, host_timing)
         conversion = backend.convert(source, request, work, progress)
         if any(s.name == "qat" for s in steps):
             conversion.compression.update(quantize="int8", method="qat", note="INT8 trained into the model by the "
@@ -170,7 +173,7 @@ def _check_transform_inputs(model: str, steps: list, train_data, teacher, quanti
 
 
 def _transformed_source(model, shapes, work, simplify, backend, steps, calib, eval_data, train_data, teacher,
-                        seed, progress) -> tuple:
+                        seed, progress, host_timing=True) -> tuple:
     """(SourceModel of the transformed module, calibration, evaluation, [Stage]): the PyTorch source
     loaded as a module, changed by each step, then exported (or kept as a module for a backend that
     converts PyTorch itself)."""
@@ -185,7 +188,8 @@ def _transformed_source(model, shapes, work, simplify, backend, steps, calib, ev
     teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
     context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
                                calibration, progress, seed, work)
-    module, stages = transform.run(source, steps, context, work, progress, measure_teacher=bool(teacher))
+    module, stages = transform.run(source, steps, context, work, progress, measure_teacher=bool(teacher),
+                                   host_timing=host_timing)
     if backend.takes_torch:
         return dataclasses.replace(source, torch_module=module), calibration, evaluation, stages
     final = stages[-1].onnx_path

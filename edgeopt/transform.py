@@ -39,10 +39,12 @@ def refuse_non_torch(fmt: str, steps: list) -> None:
                        "model has no module to change; package the PyTorch model it came from")
 
 
-def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_teacher: bool = False) -> tuple:
+def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_teacher: bool = False,
+        host_timing: bool = True) -> tuple:
     """(transformed module, [Stage]) for a SourceModel holding a torch module. Every step is validated
     before the first one runs, so a missing training file fails in a second, not after an hour.
-    measure_teacher: a --teacher other than the source is measured too, as the first stage."""
+    measure_teacher: a --teacher other than the source is measured too, as the first stage.
+    host_timing=False leaves the stages' host latency out (optimize measures every candidate on the device)."""
     for s in steps:
         transforms.get(s.name).validate(s.options, context)
     module = source.torch_module
@@ -57,8 +59,9 @@ def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_t
         stage = _measure_stage(s.name, module, source, context, workdir, i)
         stage.details, stage.notes = result.details, list(result.notes)
         stages.append(stage)
-    progress.status("timing each stage on this host")
-    _time_stages(stages, source, context)
+    if host_timing:
+        progress.status("timing each stage on this host")
+        _time_stages(stages, source, context)
     return module, stages
 
 

@@ -31,6 +31,7 @@ class PackageRequest:
     int8_scheme: str = ""          # the profile's scheme (a backend's default where its options leave it open)
     evaluation: dict | None = None  # {input name: array, labels: array} from --eval-data
     options: object = NoOptions()  # the backend's own Options instance (Backend.options builds it)
+    host_timing: bool = True       # time INT8 against FP32 on this host (a hint; optimize measures the device)
 
 
 @dataclasses.dataclass

@@ -35,6 +35,17 @@ def ort_runner(model_path, threads=0):
     return lambda feed: session.run(None, feed)
 
 
+def _host_hint(source, request, out, compression, progress) -> list:
+    """Time INT8 against FP32 here into compression["host_hint"]; a warning note when INT8 was slower."""
+    progress.status("timing INT8 against FP32 on this host (a hint)")
+    hint = host_hint(source.onnx_path, out, _hint_feed(source, request.calibration))
+    compression["host_hint"] = hint
+    if hint["ratio"] < 1.0:
+        return []
+    return [f"warning: INT8 ran {hint['ratio']:.2f}x the FP32 latency on this host; "
+            "benchmark both on the device before choosing INT8"]
+
+
 def host_hint(float_path, quantized_path, feed, threads=HINT_THREADS, seconds=HINT_SECONDS) -> dict:
     """Median latency of the float and the quantized model on this host, timed in alternation
     (so that a neighbour's load hits both alike), and their ratio (< 1: INT8 is faster)."""
@@ -196,12 +207,8 @@ class OnnxRuntimeBackend(Backend):
             from ..compress import ort_quantize
             compression.update(ort_quantize.quantize(source, request, out, progress, workdir))
             notes += compression.pop("notes", [])
-            progress.status("timing INT8 against FP32 on this host (a hint)")
-            hint = host_hint(source.onnx_path, out, _hint_feed(source, request.calibration))
-            compression["host_hint"] = hint
-            if hint["ratio"] >= 1.0:
-                notes.append(f"warning: INT8 ran {hint['ratio']:.2f}x the FP32 latency on this host; "
-                             "benchmark both on the device before choosing INT8")
+            if request.host_timing:
+                notes += _host_hint(source, request, out, compression, progress)
         elif request.precision == "fp16":
             compression["fp16"] = fp16(source, request, out, workdir, progress)
             notes += compression["fp16"].pop("notes", [])

@@ -5,6 +5,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..search.trial import PHASES
+
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
 
@@ -374,7 +376,7 @@ def optimize_table(outcome: dict) -> Table:
     objective = outcome["objective"]
     t = Table(title=escape(f"Study {outcome['study']}: minimise {objective} within the budgets"))
     budgets = list(outcome["budgets"])
-    for col in ["trial", "configuration", objective] + [b for b in budgets if b != objective] + ["size", "verdict"]:
+    for col in ["trial", "configuration", objective] + [b for b in budgets if b != objective] + ["size", "time", "verdict"]:
         t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right",
                      overflow="fold")
     pareto = set(outcome.get("pareto", []))
@@ -384,7 +386,9 @@ def optimize_table(outcome: dict) -> Table:
         cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(row["config"] or "—"),
                  _num(f.get(objective), "{:.3g}")]
         cells += [_num(f.get(b), "{:.3g}") for b in budgets if b != objective]
-        cells += [_num(f.get("size_mb"), "{:.2f} MiB"), _verdict(row, row["trial"] in pareto)]
+        spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
+        cells += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s"),
+                  _verdict(row, row["trial"] in pareto)]
         t.add_row(*cells)
     return t
 
@@ -400,9 +404,19 @@ def _verdict(row: dict, on_front: bool) -> str:
     return head + (f" ({', '.join(marks)})" if marks else "")
 
 
+def _time_spent(trials: list) -> str:
+    phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
+    cached = sum(t["cached"] for t in trials)
+    screened = sum(t["measurement"] == "screening" for t in trials)
+    return (f"{len(trials)} trials: packaging {phases['package']:.0f} s, screening {phases['screen']:.0f} s, "
+            f"full measurements {phases['measure']:.0f} s; {screened} screened only, {cached} answered from the "
+            "study's cache")
+
+
 def optimize_lines(outcome: dict) -> list:
-    """The answer under the table: the chosen bundle, or the closest miss per budget."""
-    lines = []
+    """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
+    lines = [_time_spent(outcome["trials"]) + (f"; screening {escape(outcome['screening'])}"
+                                                if outcome.get("screening") else "")]
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
     best = outcome.get("best")

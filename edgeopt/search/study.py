@@ -52,9 +52,11 @@ class Job:
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
-             screening: bool = True, multi_objective: bool = False, progress=SILENT) -> dict:
+             screening="auto", multi_objective: bool = False, progress=SILENT) -> dict:
     """Run the study to n_trials trials (counting those of every worker and of earlier runs) and return the
-    outcome: best bundle, every trial, the Pareto front, the closest misses and the exit code."""
+    outcome: best bundle, every trial, the Pareto front, the closest misses and the exit code.
+    screening: True (a short run first, a full one only for a candidate that can still win), False (every
+    candidate measured fully), or "auto": screen when the baseline's full measurement shows it pays."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -277,7 +279,7 @@ class _Runner:
         self.progress.status(f"trial {trial.number}: {candidate.describe()}")
         cached = self._cached(key, trial.number)
         try:
-            screen = self.screening and not trial.user_attrs.get("baseline")  # the reference is measured fully
+            screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
                                             screen, self._can_still_win, self.progress)
         except KeyboardInterrupt:
@@ -294,6 +296,12 @@ class _Runner:
             return kind
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _screen(self, trial) -> bool:
+        """Whether this trial gets a screening run first; the baseline (the paired reference) never does."""
+        if trial.user_attrs.get("baseline") or self.screening is False:
+            return False
+        return self.screening is True or screening_pays(self.study)[0]
 
     def _cached(self, key: str, number: int) -> dict | None:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
@@ -314,13 +322,13 @@ class _Runner:
             trial.set_user_attr("error", f"objective {self.job.objective} was not measured on every device")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        for name in ("figures", "violations", "measurement", "results", "bundle_sha256"):
+        for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
         trial.set_user_attr("constraints", constraints)
         for budget, excess in zip(self.job.budgets or ["none"], constraints):  # <= 0: the budget is met
-            trial.set_constraint(budget, excess)
+            trial.set_constraint(budget, _for_sampler(excess))
         trial.set_user_attr("bundle", str(self.bundles / f"{key[:16]}.edgepkg"))
         trial.set_user_attr("candidate", dataclasses.asdict(candidate))
         trial.set_user_attr("cached", cached)
@@ -383,6 +391,30 @@ class _Runner:
         self.study.set_user_attr("rechecked", rechecked)
 
 
+def screening_pays(study) -> tuple:
+    """(screen?, why) for --screening auto, from the baseline's full measurement: a screening run saves the
+    timed loop's length minus its own on a candidate it rules out, and costs the measurement's fixed part
+    (agent start, bundle check, model load, accuracy) again on one that goes on to a full run. It pays, at
+    about half the candidates ruled out, when the loop outlasts the fixed part by two screening loops."""
+    from .trial import SCREEN_LOOP
+
+    base = next((t for t in _complete(study) if t.user_attrs.get("baseline")), None)
+    spent = (base.user_attrs.get("seconds") or {}) if base else {}
+    if "measure" not in spent or not spent.get("timed_loop"):
+        return True, "the baseline's measurement times are not known"
+    loop, fixed = spent["timed_loop"], spent["measure"] - spent["timed_loop"]
+    pays = loop > fixed + 2 * SCREEN_LOOP["min_seconds"]
+    return pays, (f"a full measurement's timed loop took {loop:.1f} s and its fixed part {fixed:.1f} s: screening "
+                  + ("pays" if pays else "would cost more than it saves"))
+
+
+def _for_sampler(excess: float) -> float:
+    """A budget's relative excess as the samplers see it. Constrained TPE and NSGA-II rank infeasible trials by
+    the sum of their excesses; an accuracy drop of 0.3 against 0.01 (excess 29) would drown a latency 50%
+    over its limit (0.5). log1p keeps the order and the sign (met: <= 0) and weighs budgets alike."""
+    return excess if excess <= 0 else math.log1p(excess)
+
+
 def _complete(study) -> list:
     import optuna
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -413,7 +445,9 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
             if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
-    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": rows,
+    screened, why = screening_pays(study)
+    screening = {True: "always", False: "never"}.get(runner.screening) or f"auto ({'on' if screened else 'off'}: {why})"
+    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": rows, "screening": screening,
            "pareto": _pareto(_complete(study), _pareto_figures(job)),
            "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
     if best is not None:
@@ -434,7 +468,8 @@ def _row(t) -> dict:
             "feasible": _feasible(t) if t.state.name == "COMPLETE" else False,
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
             "baseline": attrs.get("baseline", False), "error": attrs.get("error"),
-            "bundle": attrs.get("bundle"), "stages": attrs.get("stages", [])}
+            "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []),
+            "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {}}
 
 
 def _pareto(trials: list, names: tuple) -> list:

@@ -14,6 +14,7 @@ from ..progress import SILENT
 # A screening measurement: enough to rank, not to decide (the agent's defaults decide a full one).
 SCREEN_LOOP = {"min_iterations": 20, "max_iterations": 200, "min_seconds": 0.5, "max_seconds": 3.0,
                "warmup_iterations": 5, "warmup_seconds": 0.2}
+PHASES = ("package", "screen", "measure")   # where a trial's wall time goes (Candidate run's "seconds")
 # Figures kept per trial: the budget kinds, plus these headline ones.
 HEADLINE = ("latency_p90_ms", "latency_p50_ms", "peak_rss_mb", "size_mb", "accuracy_drop", "min_top1",
             "energy_mj")
@@ -52,7 +53,8 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
                         input_shapes=job.input_shapes, budgets=job.budgets,
                         train_data=job.train_data if steps else None,  # read only by transforms
-                        force=True, steps=steps, seed=job.seed, progress=progress, **candidate.package)
+                        force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
+                        **candidate.package)
 
 
 def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, progress) -> list:
@@ -106,15 +108,41 @@ def _excess(measured: float, limit: float, higher_is_better: bool) -> float:
 def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress) -> dict:
     """Package and measure one candidate. `can_still_win(figures, violations)` decides, after a screening run,
     whether it earns a full measurement. Returns {"figures", "violations", "measurement" (screening or full),
-    "results" (result files), "bundle_sha256", "transforms" (the stages of its manifest)}."""
-    manifest = package(candidate, job, bundle, progress)
-    docs = measure(bundle, candidate.threads, job, SCREEN_LOOP if screen else None, progress)
+    "results" (result files), "bundle_sha256", "transforms" (the stages of its manifest), "seconds" (wall
+    time of packaging, of the screening run and of the full run)}."""
+    clock = _Clock()
+    manifest = clock.time("package", package, candidate, job, bundle, progress)
+    loop = SCREEN_LOOP if screen else None
+    docs = clock.time("screen" if screen else "measure", measure, bundle, candidate.threads, job, loop, progress)
     measurement = "screening" if screen else "full"
     if screen and can_still_win(figures(docs, job.budgets), violations(docs, job.budgets)):
-        docs = measure(bundle, candidate.threads, job, None, progress)
+        docs = clock.time("measure", measure, bundle, candidate.threads, job, None, progress)
         measurement = "full"
     return {"figures": figures(docs, job.budgets), "violations": violations(docs, job.budgets),
             "measurement": measurement, "results": [d.get("_path") for d in docs],
             "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
-            "transforms": manifest.get("transforms", [])}
+            "transforms": manifest.get("transforms", []),
+            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
+
+
+def _loop_seconds(doc: dict) -> float:
+    """How long the device's timed loop ran: the part of a measurement that a screening run shortens."""
+    value = (doc.get("latency") or {}).get("duration_s")
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+class _Clock:
+    """Wall seconds per phase of a trial (what a study spends where: packaging, screening, measuring)."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    def time(self, phase: str, fn, *args):
+        import time
+
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds[phase] = round(time.perf_counter() - start, 3)
 

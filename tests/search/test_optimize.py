@@ -45,6 +45,21 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0
     assert cli("check", result).exit_code == 0   # the budgets the bundle carries: the profile's and the study's
     assert set(outcome["budgets"]) == {"latency_p90_ms", "peak_rss_mb", "accuracy_drop"}
+    # where the time went, per trial: the sample's timed loop is short, so auto screening decides against it
+    assert all(t["seconds"]["package"] > 0 and t["seconds"]["measure"] > t["seconds"]["timed_loop"] > 0
+               for t in outcome["trials"] if not t["cached"])
+    assert outcome["screening"].startswith("auto (off: a full measurement's timed loop took")
+    assert not any(t["measurement"] == "screening" for t in outcome["trials"])
+
+
+@pytest.mark.parametrize("loop, measure, pays", [(20.0, 24.0, True), (1.0, 5.0, False), (None, None, True)])
+def test_auto_screening_follows_the_baselines_measurement(loop, measure, pays):
+    from edgeopt.search.study import screening_pays
+
+    study = optuna.create_study()
+    seconds = {"package": 1.0, "measure": measure, "timed_loop": loop} if loop else {}
+    study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"baseline": True, "seconds": seconds}))
+    assert screening_pays(study)[0] is pays
 
 
 def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
