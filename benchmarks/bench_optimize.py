@@ -168,16 +168,22 @@ def main():
             for seed in range(args.seeds) for s in SAMPLERS]
     tpe_best = min((r for r in runs if r["sampler"] == "tpe" and p50(r)), key=p50, default=None)
     doc.update(budgets=budgets, by_hand=hand, studies=[{k: v for k, v in r.items() if k != "trials"} for r in runs])
+    save(doc)   # each section as it ends: a late failure loses nothing measured before it
     doc["overhead"] = overhead(work, SAMPLE, tpe_best) if tpe_best else None
     screened = study(work, SAMPLE, work / "space.toml", "screen-always", "tpe", 0, args.trials, budgets, "always")
     doc["screening"] = {"always": screening_cost(screened), "auto_decided": runs[0]["screening"],
                         "always_best_p50": p50(screened)}
+    save(doc)
     doc["mobilenet"] = mobilenet(work, args.mobilenet_trials)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "optimize.json").write_text(json.dumps(doc, indent=1, default=str))
+    save(doc)
     text = summary(doc, runs, hand, args.trials)
     (RESULTS / "optimize.md").write_text(text)
     print(text)
+
+
+def save(doc) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "optimize.json").write_text(json.dumps(doc, indent=1, default=str))
 
 
 def mobilenet(work, trials) -> dict:
