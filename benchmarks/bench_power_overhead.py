@@ -133,7 +133,7 @@ def tick_cost(root) -> dict:
     reader, _ = open_reader(config)
     out = {}
     for name, fn, rate in (("ina3221", reader.read, reader.rate_hz()),
-                           ("cpufreq", lambda: thermal.cpufreq_now(config), 1.0 / thermal.CPUFREQ_PERIOD_S)):
+                           ("thermal", lambda: thermal.reading(config), 1.0 / thermal.TIMELINE_PERIOD_S)):
         times = []
         for _ in range(TICK_CALLS):
             t0 = time.perf_counter()

@@ -2,14 +2,14 @@
 
 Order (run.py): open the power reader -> idle baseline window (the process loaded but idle,
 sampled for idle_seconds) -> thermal snapshot -> warm-up -> timed loop, sampled in a background
-thread (power at the reader's rate, CPU frequency every 0.5 s) -> thermal snapshot. Only the
-timed loop's window makes the inference figures; the idle window makes idle_w.
+thread (power at the reader's rate, thermal zones and CPU frequency every 0.25 s) -> thermal snapshot. Only the
+timed loop's window makes the inference figures and the timelines; the idle window makes idle_w.
 """
 import time
 
 from ..power import open_reader, unavailable
 from ..power.sampler import Sampler
-from ..power.summary import power_section, window_figures
+from ..power.summary import power_section, power_timeline, window_figures
 from ..progress import report
 from . import thermal
 
@@ -45,7 +45,7 @@ class RunSensors(object):
 
     def loop(self):
         """The sampler to hold open around the timed loop (a context manager)."""
-        self.loop_sampler = Sampler([self._power_source(), thermal.cpufreq_source(self.config)])
+        self.loop_sampler = Sampler([self._power_source(), thermal.timeline_source(self.config)])
         return self.loop_sampler
 
     def snapshot_after(self):
@@ -61,9 +61,21 @@ class RunSensors(object):
                                             inferences, loop_seconds)
             if self.tried:
                 power["tried"] = self.tried
-        during = self.loop_sampler.values.get("cpufreq", []) if self.loop_sampler else []
-        heat, heat_warnings = thermal.section(self.config, self.before, self.after, during)
+            self._add_power_timeline(power)
+        s = self.loop_sampler
+        heat, heat_warnings = thermal.section(self.config, self.before, self.after, s.values.get("thermal", []),
+                                              s.t_start, s.errors.get("thermal", []))
         return power, heat, heat_warnings + warnings
+
+    def _add_power_timeline(self, power):
+        if not power["available"]:
+            return
+        s = self.loop_sampler
+        line = power_timeline(self.reader.kind, s.values["power"], s.t_start, 1.0 / self.reader.rate_hz())
+        if line is None:
+            power["timeline_absent"] = "fewer than two usable readings an interval apart in the timed loop"
+        else:
+            power["timeline"] = line
 
     def close(self):
         if self.reader is not None:

@@ -1,19 +1,23 @@
 """Heat and clocks around a run, and every throttling signal the device offers.
 
-Thermal zones at the start and end of the timed loop; CPU frequency per cpufreq policy before,
-during (sampled by the power sampler's thread) and after it; and throttling from the Raspberry
+Thermal zones and CPU frequency per cpufreq policy at the start and end of the timed loop and sampled
+during it (every TIMELINE_PERIOD_S, by the power sampler's thread) into a bounded timeline (measure/timeline.py);
+each zone's passive/hot/critical trip points; and throttling from the Raspberry
 Pi firmware (`vcgencmd get_throttled`), cpufreq (a policy capped below its hardware maximum, or
 falling under load), Jetson's soctherm over-current/under-voltage event counters and active
-non-fan cooling devices. A throttled run gets a warning starting with `throttled:` and a capped
+non-fan cooling devices, and a zone reaching a passive, hot or critical trip point (where the kernel
+throttles). A throttled run gets a warning starting with `throttled:` and a capped
 one `frequency-capped:`; the host shows both apart from other warnings.
 """
 import glob
 import os
 import shlex
 
-from ..power.base import SensorError, optional_text, read_number, run_command
+from ..power.base import SensorError, now, optional_text, read_number, run_command
+from .timeline import document
 
-CPUFREQ_PERIOD_S = 0.5
+TIMELINE_PERIOD_S = 0.25   # 4 Hz: heat moves over seconds; a tick reads a few small sysfs files
+TRIP_TYPES = ("passive", "hot", "critical")   # where the kernel throttles or shuts down; "active" starts a fan
 FELL_BELOW = 0.90      # last quarter of the loop under 90% of the loop's peak frequency
 NEAR_MAX = 0.95        # ... after reaching 95% of the hardware maximum (so an idle policy is ignored)
 # get_throttled bits (Raspberry Pi firmware): 0-3 now, 16-19 since boot.
@@ -25,13 +29,37 @@ THROTTLE_WARNINGS = ("throttled:", "frequency-capped:")
 def zones(config):
     """{"thermal_zone0 (cpu-thermal)": °C} for every readable zone."""
     out = {}
-    for zone in sorted(glob.glob(config.path("sys", "class", "thermal", "thermal_zone*"))):
+    for zone in zone_dirs(config):
         try:
             millideg = read_number(os.path.join(zone, "temp"))
         except SensorError:
             continue  # some zones (e.g. a disabled sensor) refuse reads; the others still count
-        kind = optional_text(os.path.join(zone, "type"), "?")
-        out["%s (%s)" % (os.path.basename(zone), kind)] = millideg / 1000.0
+        out[zone_label(zone)] = millideg / 1000.0
+    return out
+
+
+def zone_dirs(config):
+    return sorted(glob.glob(config.path("sys", "class", "thermal", "thermal_zone*")))
+
+
+def zone_label(zone):
+    return "%s (%s)" % (os.path.basename(zone), optional_text(os.path.join(zone, "type"), "?"))
+
+
+def trip_points(config):
+    """{zone: [{"type", "c"}]} of the readable passive/hot/critical trip points."""
+    out = {}
+    for zone in zone_dirs(config):
+        trips = []
+        for f in sorted(glob.glob(os.path.join(zone, "trip_point_*_temp"))):
+            kind = optional_text(f[:-len("temp")] + "type")
+            try:
+                if kind in TRIP_TYPES:
+                    trips.append({"type": kind, "c": read_number(f) / 1000.0})
+            except SensorError:
+                continue
+        if trips:
+            out[zone_label(zone)] = trips
     return out
 
 
@@ -41,10 +69,21 @@ def policies(config):
 
 
 def cpufreq_now(config):
-    """{policy: MHz} of scaling_cur_freq: what the sampler reads during the loop."""
+    """{policy: MHz} of scaling_cur_freq for every policy that answers: what the sampler reads during the loop."""
     out = {}
     for p in policies(config):
-        out[os.path.basename(p)] = read_number(os.path.join(p, "scaling_cur_freq")) / 1e3
+        try:
+            out[os.path.basename(p)] = read_number(os.path.join(p, "scaling_cur_freq")) / 1e3
+        except SensorError:
+            continue
+    return out
+
+
+def reading(config):
+    """One timeline reading: {"t", "zones": {zone: °C}, "cpufreq": {policy: MHz}}; SensorError when nothing answers."""
+    out = {"t": now(), "zones": zones(config), "cpufreq": cpufreq_now(config)}
+    if not out["zones"] and not out["cpufreq"]:
+        raise SensorError("no thermal zone or cpufreq policy answered under %s" % config.path("sys"))
     return out
 
 
@@ -114,15 +153,16 @@ def snapshot(config):
             "oc": oc_events(config), "rpi": rpi_throttled(config)}
 
 
-def cpufreq_source(config):
-    """The sampler source that reads CPU frequencies during the loop, or None without cpufreq."""
-    if not policies(config):
+def timeline_source(config):
+    """The sampler source that reads zones and CPU frequencies during the loop, or None with neither."""
+    if not policies(config) and not zone_dirs(config):
         return None
-    return ("cpufreq", lambda: cpufreq_now(config), CPUFREQ_PERIOD_S)
+    return ("thermal", lambda: reading(config), TIMELINE_PERIOD_S)
 
 
-def section(config, before, after, during):
-    """(thermal section, warnings) from the snapshots around the loop and the cpufreq samples in it."""
+def section(config, before, after, during, t0=0.0, errors=()):
+    """(thermal section, warnings) from the snapshots around the loop and the readings in it (`reading`'s,
+    from the sampler whose window opened at t0; `errors` its failed readings)."""
     if not any(before.values()) and not any(after.values()) and not during:
         return {"available": False, "reason": "no thermal zones, cpufreq or throttling status readable under %s"
                 % config.path("sys")}, []
@@ -131,8 +171,10 @@ def section(config, before, after, during):
         doc["start_c"], doc["end_c"] = before["zones"], after["zones"]
     else:
         doc["start_c_absent"] = "no readable thermal zones under %s" % config.path("sys", "class", "thermal")
-    for part in (_cpufreq(before["cpufreq"], after["cpufreq"], during), _cooling(before["cooling"], after["cooling"]),
-                 _oc(before["oc"], after["oc"]), _rpi(before["rpi"], after["rpi"])):
+    freq = [r["cpufreq"] for r in during]
+    for part in (_cpufreq(before["cpufreq"], after["cpufreq"], freq), _cooling(before["cooling"], after["cooling"]),
+                 _oc(before["oc"], after["oc"]), _rpi(before["rpi"], after["rpi"]),
+                 _trips(trip_points(config), during, after["zones"]), _timeline(during, t0, errors)):
         if part is not None:
             doc.update(part[0])
             warnings += part[1]
@@ -217,3 +259,32 @@ def _rpi(before, after):
         warnings.append("throttled: Raspberry Pi firmware recorded %s during the run (get_throttled %s -> %s)"
                         % (", ".join(names), "0x%x" % before, end["raw"]))
     return doc, warnings
+
+
+def _trips(trips, during, end):
+    """The zones' trip points, and a throttled warning for each one a zone reached during the loop."""
+    if not trips:
+        return None
+    warnings = []
+    for zone, points in sorted(trips.items()):
+        seen = [r["zones"][zone] for r in during if zone in r["zones"]] + ([end[zone]] if zone in end else [])
+        reached = [p for p in points if seen and max(seen) >= p["c"]]
+        if reached:
+            p = min(reached, key=lambda p: p["c"])
+            warnings.append("throttled: thermal zone %s reached its %s trip point %.1f °C during the run (peak "
+                            "%.1f °C)" % (zone, p["type"], p["c"], max(seen)))
+    return {"trip_points_c": trips}, warnings
+
+
+def _timeline(during, t0, errors):
+    """thermal.timeline (zones_c, cpufreq_mhz per reading) or thermal.timeline_absent with the reason."""
+    if not during:
+        why = "no reading during the timed loop succeeded" + ("; first failure: " + errors[0][1] if errors else "")
+        return {"timeline_absent": why}, []
+    during = sorted(during, key=lambda r: r["t"])
+    names = {key: sorted(set(n for r in during for n in r[key])) for key in ("zones", "cpufreq")}
+    groups = {"zones_c": ({z: [r["zones"].get(z) for r in during] for z in names["zones"]}, 3),
+              "cpufreq_mhz": ({p: [r["cpufreq"].get(p) for r in during] for p in names["cpufreq"]}, 1)}
+    doc = document([r["t"] - t0 for r in during], groups, len(during), TIMELINE_PERIOD_S)
+    doc["failed"] = len(errors)
+    return {"timeline": doc}, []

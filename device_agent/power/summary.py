@@ -6,7 +6,12 @@ integral over consecutive samples. Watts samples further apart than MAX_GAP_PERI
 periods (a failed read between them) are not bridged: that stretch counts as not covered. Energy
 per inference is given only when the readings cover nearly the whole window (MIN_COVERAGE);
 otherwise it is absent with the reason, and the mean says which part it covers.
+
+The timeline (power.timeline) is watts over the loop: each reading as read, or from a counter the mean watts
+between consecutive readings at the interval's midpoint; bounded by measure/timeline.py's rule.
 """
+from ..measure.timeline import document
+
 MAX_GAP_PERIODS = 2.5
 MIN_COVERAGE = 0.98
 FEW_SAMPLES = 10  # fewer readings than this in the loop: the figures stand, with a warning
@@ -139,3 +144,39 @@ def _energy(doc, loop, inferences, loop_seconds):
     else:
         doc["dynamic_energy_mj_per_inference_absent"] = "needs idle_w, which is absent: " + doc["idle_w_absent"]
     return warnings
+
+
+def _counter_watts(samples, period):
+    """(t, W, {rail: W}) between counter readings, at each interval's midpoint. An interval shorter than half a
+    period (the closing reading just after a periodic one) is merged into the next, or left out at the end: a
+    counter difference over a millisecond is mostly the counter's update granularity."""
+    points, anchor = [], samples[0]
+    for s in samples[1:]:
+        dt = s.t - anchor.t
+        if dt < period / 2.0:
+            continue
+        rails = {r: (s.rails[r] - anchor.rails[r]) / dt for r in anchor.rails if r in s.rails}
+        points.append(((anchor.t + s.t) / 2.0, (s.value - anchor.value) / dt, rails))
+        anchor = s
+    return points
+
+
+def power_timeline(kind, samples, t_start, period):
+    """The result's power.timeline: t_s since the loop window opened, total_w, rails_w per rail; None without
+    two readings. Failed readings are not points: they are counted in the section (samples_failed)."""
+    samples = sorted(samples, key=lambda s: s.t)
+    if len(samples) < 2:
+        return None
+    points = _counter_watts(samples, period) if kind == "energy" else [(s.t, s.value, s.rails) for s in samples]
+    if not points:
+        return None
+    names = sorted(set(r for _, _, rails in points for r in rails))
+    groups = {"total_w": ({"total": [w for _, w, _ in points]}, W_DIGITS),
+              "rails_w": ({r: [rails.get(r) for _, _, rails in points] for r in names}, W_DIGITS)}
+    doc = document([t - t_start for t, _, _ in points], groups, len(samples), period)
+    doc["total_w"] = doc["total_w"]["total"]
+    doc["values"] = ("mean watts between consecutive counter readings, at the interval's midpoint"
+                     if kind == "energy" else "watts as read")
+    if not names:
+        del doc["rails_w"]
+    return doc

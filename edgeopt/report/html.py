@@ -35,7 +35,7 @@ svg.chart{display:block;font:11px system-ui,sans-serif;fill:#1f2328}svg .plot{fi
 svg .label{font-size:12px;fill:#59636e}svg .note{font-size:11px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
 ul.budgets{margin:0;padding:0;list-style:none;font-size:12px}ul.budgets li{white-space:nowrap}
-td.name{white-space:nowrap}.scroll{overflow-x:auto}.absent{color:#7d4e00}
+td.name{white-space:nowrap}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .legend,.card .note{max-width:370px}
 """
 
 
@@ -178,25 +178,33 @@ def _percentile_table(group: list) -> str:
             f"<th>p99 ms [95% CI]</th><th>max ms</th><th>loop stopped by</th></tr>{''.join(lines)}</table>")
 
 
+def _run_chart(title: str, x_range: tuple, lo: float, hi: float, x_label: str, y_label: str) -> Chart:
+    """The frame every "over the run" chart shares: latency by run number, power and heat by seconds."""
+    chart = Chart(title, x_range, padded(lo, hi, 0.08), width=370, height=200, x_label=x_label, y_label=y_label)
+    chart.axes()
+    return chart
+
+
+def _run_card(r: dict, body: str, note: str, cls: str = "muted") -> str:
+    flag = ' <span class="badge bad">THROTTLED</span>' if r["throttled"] else ""
+    return f'<div class=card><h3 class=small>{esc(who(r))}{flag}</h3>{body}<div class="small note {cls}">{note}</div></div>'
+
+
 def _over_run(rows: list) -> str:
     cards = []
     for r in [r for r in rows if "timeline" in r]:
         t = r["timeline"]
         bins = t["bins"]
-        hi = max(b["p90"] for b in bins)
-        chart = Chart(f"Latency over the run: {who(r)}", (0, t["n"]), padded(min(b["p10"] for b in bins), hi, 0.08),
-                      width=370, height=200, x_label="run number", y_label="ms")
-        chart.axes()
+        chart = _run_chart(f"Latency over the run: {who(r)}", (0, t["n"]), min(b["p10"] for b in bins),
+                           max(b["p90"] for b in bins), "run number", "ms")
         mid = [((b["start"] + b["end"]) / 2, b) for b in bins]
         chart.band([(x, b["p90"]) for x, b in mid], [(x, b["p10"]) for x, b in mid], "#0072B2", 0.22,
                    title="p10–p90 of each bin of consecutive runs")
         chart.line([(x, b["median"]) for x, b in mid], "#0072B2", title="median per bin")
         drift = t["drift_pct"]
-        cls = "bad" if drift is not None and drift > 10 else "muted"
-        flag = ' <span class="badge bad">THROTTLED</span>' if r["throttled"] else ""
-        cards.append(f'<div class=card><h3 class=small>{esc(who(r))}{flag}</h3>{chart.render()}<span class="small {cls}">'
-                     f"last quarter median {num(t['last_quarter_median_ms'])} ms vs first {num(t['first_quarter_median_ms'])}"
-                     f" ms: {'—' if drift is None else f'{drift:+.1f} %'}</span></div>")
+        cards.append(_run_card(r, chart.render(), f"last quarter median {num(t['last_quarter_median_ms'])} ms vs first "
+                               f"{num(t['first_quarter_median_ms'])} ms: {'—' if drift is None else f'{drift:+.1f} %'}",
+                               "bad" if drift is not None and drift > 10 else "muted"))
     return ("<h2>Latency over the run</h2><p class=\"small muted\">Median (line) and p10–p90 (band) of consecutive runs, "
             "in the order they ran: a rising line is drift (heat, throttling, other load).</p>"
             f"<div class=charts>{''.join(cards)}</div>")
@@ -235,9 +243,82 @@ def _power(rows: list) -> str:
         out.append("<table><tr><th>result</th><th>sensor</th><th>idle W</th><th>mean W</th><th>peak W</th>"
                    f"<th>mJ / inference</th><th>mJ above idle</th></tr>{lines}</table>")
     out.append(_not_measured([r for r in rows if not r["available"]]))
-    if rows:
-        out.append(f'<p class="small muted">No power timeline: {esc(rows[0]["timeline_absent"])}.</p>')
+    cards = [_run_card(r, _timeline_chart(r, "Power", r["timeline"]), _power_note(r["timeline"]))
+             for r in measured if "timeline" in r]
+    if cards:
+        out.append(f"<h3>Power over the run</h3><p class=\"small muted\">Total and each rail as read during the timed "
+                   f"loop (a counter: mean watts between readings); a long run is shown as the mean of equal time bins. "
+                   f"A level that climbs or sags over the run is the device warming or throttling.</p>"
+                   f"<div class=charts>{''.join(cards)}</div>")
+    out.append(_no_timeline("power", [r for r in measured if "timeline_absent" in r], "timeline_absent"))
     return "".join(out)
+
+
+def _no_timeline(what: str, rows: list, key: str) -> str:
+    """One line per distinct reason a timeline is missing, naming its results."""
+    reasons = {}
+    for r in rows:
+        reasons.setdefault(r[key], []).append(who(r))
+    return "".join(f'<p class="small muted">No {esc(what)} timeline for {esc(", ".join(names))}: {esc(why)}.</p>'
+                   for why, names in reasons.items())
+
+
+TRIP_NEAR_C = 10.0   # a trip point further above the hottest reading than this is named, not drawn
+
+
+def _pieces(t: list, values: list, gap_s) -> list:
+    """The series as runs of consecutive readings: broken where a value is missing or readings are far apart."""
+    out, piece, prev = [], [], None
+    for a, v in zip(t, values):
+        if v is None or (piece and gap_s and a - prev > gap_s):
+            out, piece = (out + [piece] if piece else out), []
+        if v is not None:
+            piece.append((a, v))
+            prev = a
+    return out + ([piece] if piece else [])
+
+
+def _timeline_chart(r: dict, what: str, line: dict) -> str:
+    """One power, temperature or frequency timeline: a line per series, its near trip points dashed, the spans where
+    the device throttled shaded red."""
+    series = line["series"]
+    read = [v for s in series for v in s["values"] if v is not None]
+    trips = [s for s in series if "trip_c" in s and s["trip_c"] <= max(read) + TRIP_NEAR_C]
+    chart = _run_chart(f"{what} over the run: {who(r)}", (0, line["end_s"]), min(read),
+                       max(read + [s["trip_c"] for s in trips]), "seconds into the timed loop", line["unit"])
+    for a, b in line["spans"]:
+        chart.rect(a, b, chart.y0, chart.y1, "#cf222e", 0.15, title=f"throttling {number(a)}–{number(b)} s")
+    for i, s in enumerate(series):
+        words = f"{s['name']}: {number(s['summary']['min'])}–{number(s['summary']['max'])} {line['unit']}"
+        for piece in _pieces(line["t"], s["values"], line["gap_s"]):
+            if len(piece) == 1:
+                chart.dot(*piece[0], color(i), r=2, title=words)
+            else:
+                chart.line(piece, color(i), width=s["width"], title=words)
+        if s in trips:
+            chart.segment(0, s["trip_c"], line["end_s"], s["trip_c"], color(i), dash="4 3",
+                          title=f"{s['name']}: trip point {number(s['trip_c'])} °C")
+    legend = _legend((color(i), s["name"]) for i, s in enumerate(series))
+    return f'{chart.render()}<div class="legend">{legend}</div>'
+
+
+
+def _change(s: dict, unit: str) -> str:
+    m = s["summary"]
+    return (f"{esc(s['name'])}: mean {num(m['mean'])} {unit} ({num(m['min'])}–{num(m['max'])}); last quarter vs first "
+            f"{m['change']:+.3g} {unit}")
+
+
+def _power_note(line: dict) -> str:
+    binned = f"; {esc(line['downsampling'])}" if line["downsampling"] else ""
+    return _change(line["series"][0], "W") + binned
+
+
+def _heat_note(line: dict, unit: str) -> str:
+    """The series that moved most over the run, and whether the chart marks throttling."""
+    s = max(line["series"], key=lambda s: abs(s["summary"]["change"]) if s["summary"] else -1)
+    marked = f"; throttling marked in {len(line['spans'])} span(s)" if line["spans"] else ""
+    return (_change(s, unit) if s["summary"] else "no reading") + marked
 
 
 def _not_measured(rows: list) -> str:
@@ -262,8 +343,22 @@ def _thermal(rows: list) -> str:
         out.append(f"<table><tr><th>result</th><th>sensor</th><th>start → end · before / during / after</th></tr>"
                    f"{''.join(lines)}</table>")
     out.append(_not_measured([r for r in rows if not r["available"]]))
-    if rows:
-        out.append(f'<p class="small muted">No temperature timeline: {esc(rows[0]["timeline_absent"])}.</p>')
+    measured = [r for r in rows if r["available"]]
+    cards = []
+    for r in measured:
+        charts = [(_timeline_chart(r, what, r[key]), _heat_note(r[key], unit)) for key, what, unit in
+                  (("temperature", "Temperature", "°C"), ("frequency", "CPU frequency", "MHz")) if key in r]
+        if charts:
+            cards.append(_run_card(r, "".join(c for c, _ in charts), "<br>".join(n for _, n in charts),
+                                   "bad" if any(r[k]["spans"] for k in ("temperature", "frequency") if k in r) else "muted"))
+    if cards:
+        out.append("<h3>Temperature and clocks over the run</h3><p class=\"small muted\">Each thermal zone and cpufreq "
+                   "policy read during the timed loop. Dashed: a zone's passive/hot/critical trip point (where the kernel "
+                   "throttles). Red: throttling, a zone at its trip point or a clock below 90 % of its peak after "
+                   "reaching 95 % of its maximum.</p>" + f"<div class=charts>{''.join(cards)}</div>")
+    out.append(_no_timeline("temperature", [r for r in measured if "temperature_absent" in r], "temperature_absent"))
+    out.append(_no_timeline("CPU frequency", [r for r in measured if "frequency_absent" in r and r["cpufreq"]],
+                            "frequency_absent"))
     return "".join(out)
 
 

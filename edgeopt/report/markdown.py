@@ -1,6 +1,7 @@
 """The report as GitHub-flavoured Markdown (a pull-request comment) and as CSV (a spreadsheet).
 
-Markdown carries the summary with verdicts, the fleet side by side and the history's change points: what a
+Markdown carries the summary with verdicts, one line per result on what moved over the run (latency drift,
+power, the hottest zone, the lowest clock), the fleet side by side and the history's change points: what a
 reviewer acts on; the charts are the HTML report's. CSV is one row per result with every summary figure.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ def markdown(report: dict, title: str = "edgeopt report") -> str:
     overall = "✅ every budget holds" if code == 0 else "❌ a device produced no result" if code == 3 else \
         "❌ a budget failed or was not measured"
     lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
-    lines += _summary(report["summary"]) + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
+    lines += _summary(report["summary"]) + _over_run(report) + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -55,6 +56,34 @@ def _summary(rows: list) -> list:
     if warnings:
         out += ["<details><summary>Warnings</summary>", ""] + warnings + ["", "</details>", ""]
     return out
+
+
+def _moved(s: dict, unit: str) -> str:
+    m = s["summary"]
+    return (f"{cell(s['name'])} {fmt(m['min'])}–{fmt(m['max'])} {unit}, mean {fmt(m['mean'])}, last quarter vs "
+            f"first {m['change']:+.4g} {unit}")
+
+
+def _over_run(report: dict) -> list:
+    """Per result: latency drift, then power, the zone that warmed most and the clock that fell most, where kept."""
+    parts = {}
+    for r in report["latency"]:
+        drift = r.get("timeline", {}).get("drift_pct")
+        if drift is not None:
+            parts.setdefault(r["result"], [f"{cell(r['bundle'])} @ {cell(r['device'])}"]).append(f"latency drift {drift:+.1f} %")
+    for r in report["power"]:
+        if "timeline" in r and r["result"] in parts:
+            parts[r["result"]].append("power " + _moved(r["timeline"]["series"][0], "W"))
+    for r in report["thermal"]:
+        for key, unit, pick in (("temperature", "°C", max), ("frequency", "MHz", min)):
+            if key in r and r["result"] in parts:
+                end = "max" if pick is max else "min"   # on a tie, the hottest zone or the slowest clock
+                s = pick(r[key]["series"], key=lambda s: (s["summary"]["change"], s["summary"][end]))
+                marked = " (throttling)" if r[key]["spans"] else ""
+                parts[r["result"]].append(_moved(s, unit) + marked)
+    if not parts:
+        return []
+    return ["**Over the run**", ""] + [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()] + [""]
 
 
 def _fleet(groups: list) -> list:

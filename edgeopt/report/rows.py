@@ -15,15 +15,12 @@ import numpy as np
 from .. import results
 from ..budgets import number_in, shown
 from ..errors import BadInput
+from . import timelines
 from .changes import change_points, noise, segments
 
 ECDF_POINTS = 300       # enough for a smooth step curve at screen width; keeps the SVG small
 TIMELINE_BINS = 120     # latency over the run: median and p10-p90 per bin of consecutive runs
 PERCENTILES = ("p50_ms", "p90_ms", "p99_ms")
-# Timelines the agent does not keep in the result today (it keeps aggregates): said in the report.
-NOT_KEPT = {"power": "the result keeps idle, mean and peak power and energy per inference, not the power samples",
-            "thermal": "the result keeps each zone's temperature at the start and end of the timed loop and each "
-                       "cpufreq policy's min/mean/max during it, not a timeline"}
 
 
 def figure(doc: dict, dotted: str, low: float = 0.0, high: float = math.inf):
@@ -148,12 +145,12 @@ def latency_row(doc: dict) -> dict:
 
 def power_row(doc: dict) -> dict:
     p = doc.get("power") if isinstance(doc.get("power"), dict) else {}
-    row = dict(label(doc), timeline_absent=NOT_KEPT["power"])
+    row = dict(label(doc), throttled=results.throttled(doc))
     if doc.get("status") != "ok" or not p:
         return dict(row, available=False, reason="the run failed" if doc.get("status") != "ok" else "no power section")
     if p.get("available") is False:
         return dict(row, available=False, reason=p.get("reason", "not measured"))
-    return dict(row, available=True, sensor=f"{p.get('reader', '?')}: {p.get('total', '?')}",
+    return dict(row, **timelines.power(doc, p), available=True, sensor=f"{p.get('reader', '?')}: {p.get('total', '?')}",
                 idle_w=figure(doc, "power.idle_w"), mean_w=figure(doc, "power.mean_w"), peak_w=figure(doc, "power.peak_w"),
                 energy_mj=figure(doc, "power.energy_mj_per_inference"),
                 dynamic_energy_mj=figure(doc, "power.dynamic_energy_mj_per_inference", -math.inf),
@@ -162,7 +159,7 @@ def power_row(doc: dict) -> dict:
 
 def thermal_row(doc: dict) -> dict:
     t = doc.get("thermal") if isinstance(doc.get("thermal"), dict) else {}
-    row = dict(label(doc), timeline_absent=NOT_KEPT["thermal"], throttled=results.throttled(doc))
+    row = dict(label(doc), throttled=results.throttled(doc))
     if doc.get("status") != "ok" or not t or t.get("available") is False:
         return dict(row, available=False, reason=t.get("reason", "the run failed" if doc.get("status") != "ok"
                                                        else "no thermal section"))
@@ -177,7 +174,8 @@ def thermal_row(doc: dict) -> dict:
                       (("before_mhz", f.get("before_mhz")), ("after_mhz", f.get("after_mhz")),
                        ("hw_max_mhz", f.get("hw_max_mhz")), ("min", during.get("min")), ("mean", during.get("mean")),
                        ("max", during.get("max")))}
-    return dict(row, available=True, zones=zones, cpufreq=freq,
+    lines = timelines.thermal(doc, t, {name: f["hw_max_mhz"] for name, f in freq.items()})
+    return dict(row, **lines, available=True, zones=zones, cpufreq=freq,
                 reason=None if zones else t.get("start_c_absent", "no thermal zones"))
 
 

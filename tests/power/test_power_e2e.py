@@ -84,6 +84,62 @@ class _AdvancingCounter:
         self.thread.join()
 
 
+class _Rewriter:
+    """Rewrites sysfs files of a recorded tree every few ms with value(elapsed seconds): a sensor whose readings
+    change over real time, so the agent's timelines can be checked against a known shape. A recorded tree holds
+    one value per file, so a moving one is made this way; each write is atomic (os.replace)."""
+
+    def __init__(self, files):
+        self.files, self.t0, self.stop = files, time.monotonic(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.wait(0.002):
+            elapsed = time.monotonic() - self.t0
+            for path, value in self.files.items():
+                write("%s.tmp" % path, int(value(elapsed)))
+                os.replace("%s.tmp" % path, path)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_power_and_thermal_timelines_follow_the_sensors(cli, bundles, jetson, tmp_path):
+    # VDD_IN switches between 1.5 A and 2.5 A (7.5 W / 12.5 W at 5 V) every 0.4 s; each second tj-thermal rises
+    # 40 -> 80 degC, then holds 88 degC (past its passive trip point at 85) for half a second, which 4 Hz
+    # readings cannot miss; policy0's clock steps between 1510.4 and 1000 MHz.
+    hwmon = jetson / "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
+    tj = jetson / "sys/class/thermal/thermal_zone4"
+    write(tj / "trip_point_0_type", "active")
+    write(tj / "trip_point_0_temp", 50000)     # a fan: not where throttling starts
+    write(tj / "trip_point_1_type", "passive")
+    write(tj / "trip_point_1_temp", 85000)
+    moving = _Rewriter({hwmon / "curr1_input": lambda s: 1500 if int(s / 0.4) % 2 == 0 else 2500,
+                        tj / "temp": lambda s: 88000 if s % 1.0 >= 0.5 else 40000 + 80000 * (s % 1.0),
+                        jetson / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq":
+                            lambda s: 1510400 if int(s / 0.4) % 2 == 0 else 1000000})
+    try:
+        doc, _ = _bench(cli, bundles["fp32"], tmp_path, "--min-seconds", "1.5", "--max-iterations", "100000000")
+    finally:
+        moving.close()
+    line = doc["power"]["timeline"]
+    assert line["readings"] == doc["power"]["samples"] and len(line["t_s"]) == len(line["total_w"]) == line["readings"]
+    assert set(line["total_w"]) == {7.5, 12.5} and set(line["rails_w"]["VDD_IN"]) == {7.5, 12.5}
+    switches = sum(a != b for a, b in zip(line["total_w"], line["total_w"][1:]))
+    assert switches >= 3 and line["rails_w"]["VDD_SOC"] == [3.0] * line["readings"] and line["bin_s"] is None
+    assert line["t_s"][0] < 0.01 and line["t_s"][-1] == pytest.approx(doc["power"]["window_s"], abs=0.01)
+    heat = doc["thermal"]["timeline"]
+    tj_c, t = heat["zones_c"]["thermal_zone4 (tj-thermal)"], heat["t_s"]
+    assert len(t) >= 6 and heat["zones_c"]["thermal_zone0 (cpu-thermal)"] == [48.5] * len(t)
+    assert 40.0 <= min(tj_c) and max(tj_c) == 88.0 and max(tj_c) - min(tj_c) > 20   # the sawtooth is seen
+    assert set(heat["cpufreq_mhz"]["policy0"]) == {1510.4, 1000.0} and set(heat["cpufreq_mhz"]["policy4"]) == {1510.4}
+    assert doc["thermal"]["trip_points_c"] == {"thermal_zone4 (tj-thermal)": [{"type": "passive", "c": 85.0}]}
+    assert any(w.startswith("throttled: thermal zone thermal_zone4 (tj-thermal) reached its passive trip point 85.0")
+               for w in doc["warnings"]) and doc["thermal"]["throttled"] is True
+
+
 def test_rapl_counter_that_wraps_during_the_run(cli, bundles, monkeypatch, tmp_path):
     root = tree("rapl-x86", tmp_path)
     write(rapl_zone(root) / "max_energy_range_uj", 5000000)  # 5 J: wraps every ~0.4 s at 12 W
@@ -99,6 +155,9 @@ def test_rapl_counter_that_wraps_during_the_run(cli, bundles, monkeypatch, tmp_p
     assert p["mean_w"] == pytest.approx(12.0, rel=0.03) and p["idle_w"] == pytest.approx(12.0, rel=0.05)
     assert p["rails_mean_w"]["package-0/dram"] == 0.0
     assert p["energy_mj_per_inference"] == pytest.approx(p["mean_w"] * p["loop_seconds"] / p["inferences"] * 1e3)
+    watts = sorted(p["timeline"]["total_w"])   # from counter differences, across every wrap
+    assert len(watts) >= p["samples"] - 2 and watts[len(watts) // 2] == pytest.approx(12.0, rel=0.03)
+    assert "counter readings" in p["timeline"]["values"]
 
 
 def test_throttled_pi5_run_is_flagged_in_the_result_and_in_check(cli, bundles, monkeypatch, tmp_path):

@@ -49,7 +49,7 @@ def test_cpufreq_capped_below_its_hardware_maximum():
     ([1200, 1300, 1200, 1250, 900, 900], False),  # never near the maximum: an idle policy, not throttling
 ])
 def test_cpufreq_falling_under_load(series, flagged):
-    during = [{"policy0": f} for f in series]
+    during = [{"t": i * 0.25, "zones": {}, "cpufreq": {"policy0": f}} for i, f in enumerate(series)]
     doc, warnings = thermal.section(config("/x"), _snap(cpufreq=_policy(2400, 2400)), _snap(cpufreq=_policy(2400, 2400)), during)
     assert doc["throttled"] is flagged and doc["cpufreq"]["policy0"]["during_mhz"]["samples"] == len(series)
     if flagged:

@@ -100,7 +100,8 @@ def test_html_report_holds_every_section_and_needs_no_network(cli, lab_results, 
     # ECDF per bundle + one over-the-run chart per result + memory + fleet + one history chart per pair with >= 2 runs
     history_charts = 1   # int8@local: the stored history; fp32@local and the fleet devices have one run each
     assert page.tags.count("svg") == len(bundles) + n_results + 1 + fleet + history_charts
-    assert "no power sensor" in words and "No power timeline" in words and "No temperature timeline" in words
+    assert "no power sensor" in words and "over the run:" not in " ".join(a for a in re.findall(r'aria-label="([^"]*)"', text)
+                                                                    if not a.startswith("Latency"))
     # the stored p90 halved after run 4: one change point, found there
     assert "run 5 (2026-01-05T00:00:00)" in words and "-50." in words   # from about 2x p90 to 1x
     assert all(row["verdict"] == "pass" for row in summary["summary"])
@@ -155,17 +156,57 @@ def test_csv_for_a_spreadsheet(cli, lab_results, tmp_path):
     assert rows[0]["power_w"] == "" and rows[0]["throttled"] == "false"
 
 
-def test_power_and_temperature_where_measured(cli, bundles, tmp_path, monkeypatch):
-    root = tmp_path / "jetson"
+@pytest.fixture(scope="module")
+def jetson_result(bundles, tmp_path_factory):
+    """A local bench on the recorded Jetson tree (power, temperature and clock timelines), with a passive trip
+    point at 45 degC added to tj-thermal (it reads 48.5): a throttled run whose charts mark it."""
+    root = tmp_path_factory.mktemp("jetson") / "tree"
     shutil.copytree(TESTS / "power" / "fixtures" / "jetson-orin-nano-jp5", root, symlinks=True)
-    monkeypatch.setenv("EDGEOPT_SYSFS_ROOT", str(root))   # the local agent inherits it
-    doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
-    r = cli("report", doc["_path"], "-o", tmp_path / "r.html", "--budget", "power_w=8", "--json")
+    (root / "sys/class/thermal/thermal_zone4/trip_point_0_type").write_text("passive\n")
+    (root / "sys/class/thermal/thermal_zone4/trip_point_0_temp").write_text("45000\n")
+    before = os.environ.get("EDGEOPT_SYSFS_ROOT")
+    os.environ["EDGEOPT_SYSFS_ROOT"] = str(root)   # the local agent inherits it
+    try:
+        doc = api.bench(bundles["fp32"], "local", root.parent / "results", loop=dict(FAST_LOOP, min_seconds=0.6))
+    finally:
+        os.environ.pop("EDGEOPT_SYSFS_ROOT") if before is None else os.environ.__setitem__("EDGEOPT_SYSFS_ROOT", before)
+    return pathlib.Path(doc["_path"])
+
+
+def test_power_and_temperature_where_measured(cli, jetson_result, tmp_path):
+    r = cli("report", jetson_result, "-o", tmp_path / "r.html", "--budget", "power_w=8", "--json", "--no-history")
     assert r.exit_code == 0, r.stderr
     assert r.json()["summary"][0]["power_w"] == pytest.approx(7.5)
     text = (tmp_path / "r.html").read_text()
     assert "ina3221: VDD_IN (module input)" in text and "<td class=num>7.5</td>" in text
     assert "thermal_zone4 (tj-thermal)" in text and "48.5 →" in text and "cpufreq policy0" in text
+    labels = re.findall(r'aria-label="([^"]*)"', text)
+    for what in ("Power", "Temperature", "CPU frequency"):
+        assert f"{what} over the run: none-fp32 @ local" in labels
+    assert "trip point 45 °C" in text and re.search(r"<title>throttling [^<]* s</title>", text)   # the trip line and the shaded span
+    assert "No power timeline" not in text and "No temperature timeline" not in text
+    md = cli("report", jetson_result, "--format", "markdown", "--no-history").stdout
+    assert "**Over the run**" in md and "power total \\(VDD\\_IN \\(module input\\)\\) 7.5–7.5 W" in md
+    assert "48.5–48.5 °C" in md and "(throttling)" in md and "policy0 1510–1510 MHz" in md
+
+
+def test_a_result_without_timelines_says_why(cli, jetson_result, tmp_path):
+    old = json.loads(jetson_result.read_text())   # as an agent from before timelines wrote it
+    old["power"].pop("timeline")
+    old["thermal"].pop("timeline")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    r = cli("report", tmp_path / "old.json", "-o", tmp_path / "r.html", "--no-history")
+    assert r.exit_code == 0, r.stderr
+    words = " ".join(Page((tmp_path / "r.html").read_text()).text)
+    assert "No power timeline for none-fp32 @ local: the result keeps idle, mean and peak power" in words
+    assert "No temperature timeline for none-fp32 @ local: the result keeps each zone's temperature" in words
+    assert "Power over the run:" not in (tmp_path / "r.html").read_text()
+    old["power"]["timeline"] = json.loads(jetson_result.read_text())["power"]["timeline"]
+    old["power"]["timeline"]["total_w"][2] = "hot"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    r = cli("report", tmp_path / "old.json", "-o", tmp_path / "r.html", "--no-history")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert "power.timeline.total_w[2] must be a finite number" in r.stderr and str(tmp_path / "old.json") in r.stderr
 
 
 def test_bad_inputs_are_one_line(cli, lab_results, tmp_path):
@@ -233,7 +274,7 @@ def probe(page: pathlib.Path, tmp_path) -> tuple:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
-def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, tmp_path):
+def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, jetson_result, tmp_path):
     # the console check can fail: a chart with a broken coordinate is reported there
     control = tmp_path / "control.html"
     control.write_text('<!DOCTYPE html><html><body><svg class="chart" width="50" height="50">'
@@ -241,11 +282,15 @@ def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, tmp_
     _, stderr = probe(control, tmp_path)
     assert console_errors(stderr), stderr
     out = tmp_path / "report.html"
-    r = cli("report", *inputs(lab_results), "-o", out, "--budget", "latency_p90_ms=1000")
+    r = cli("report", *inputs(lab_results), jetson_result, "-o", out, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 0, r.stderr
     charts, stderr = probe(out, tmp_path)
     assert charts, stderr[-2000:]
     assert len(charts) == out.read_text().count("<svg")
+    # the Jetson result's timelines are drawn: power (total + two rails), five zones, two clocks, throttled span
+    drawn = {c["label"]: c for c in charts}
+    for what, lines in (("Power", 3), ("Temperature", 5 + 1 + 1), ("CPU frequency", 2)):
+        assert drawn[f"{what} over the run: none-fp32 @ local"]["marks"] >= lines, drawn
     for chart in charts:
         assert chart["width"] > 100 and chart["height"] > 100, chart
         assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], chart

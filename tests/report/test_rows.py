@@ -59,3 +59,59 @@ def test_malformed_samples_are_refused_naming_the_field(int8_result, bad):
     values[4] = bad
     with pytest.raises(BadInput, match=r"latency\.samples_ms must hold finite numbers >= 0"):
         rows.latency_row(doc_with(int8_result, values))
+
+
+readings = st.lists(st.tuples(st.floats(0, 5, allow_nan=False), st.one_of(st.none(), st.floats(-5, 150, allow_nan=False)),
+                              st.one_of(st.none(), st.floats(0, 5000, allow_nan=False))), min_size=1, max_size=60)
+
+
+def doc_with_timelines(base: dict, points: list) -> dict:
+    """base with power and thermal timelines of the generated (gap, °C or null, MHz or null) readings."""
+    doc = copy.deepcopy(base)
+    t, now = [], 0.0
+    for gap, _, _ in points:
+        now += gap
+        t.append(now)
+    temps, freqs = [c for _, c, _ in points], [f for _, _, f in points]
+    doc["power"] = {"available": True, "reader": "fake", "total": "rail", "window_s": now,
+                    "timeline": {"t_s": t, "total_w": [abs(c) if c is not None else None for c in temps],
+                                 "rails_w": {"rail": freqs}, "period_s": 0.05, "bin_s": None}}
+    doc["thermal"] = {"start_c": {}, "end_c": {}, "trip_points_c": {"z": [{"type": "passive", "c": 80.0}]},
+                      "cpufreq": {"p0": {"hw_max_mhz": 4000.0}},
+                      "timeline": {"t_s": t, "zones_c": {"z": temps}, "cpufreq_mhz": {"p0": freqs}, "period_s": 0.25}}
+    return doc
+
+
+@FAST
+@given(points=readings)
+def test_any_timeline_draws_with_finite_coordinates(int8_result, points):
+    doc = doc_with_timelines(int8_result, points)
+    report = rows.build([doc], {"results": [{"status": "ok", "budgets": []}], "exit_code": 0}, None, "none")
+    thermal = report["thermal"][0]
+    for key in ("temperature", "frequency"):
+        line = thermal.get(key)
+        if line is not None:
+            assert all(a <= b for a, b in zip(line["t"], line["t"][1:]))
+            assert all(line["t"][0] <= a <= b <= line["t"][-1] for a, b in line["spans"])
+    page = html.render(report)
+    numbers = re.findall(r'(?:points|x|y|x1|x2|y1|y2|width|height|cx|cy)="([^"]*)"', page)
+    assert numbers and not any(re.search(r"nan|inf", n, re.I) for n in numbers)
+
+
+@pytest.mark.parametrize("path, bad, field", [
+    (("power", "timeline", "t_s"), [0.0, -1.0, 2.0], r"power\.timeline\.t_s\[1\] must be a finite number"),
+    (("power", "timeline", "t_s"), [0.0, 2.0, 1.0], r"power\.timeline\.t_s must hold seconds >= 0 in order"),
+    (("power", "timeline", "total_w"), [1.0, 2.0], r"power\.timeline\.total_w must be a list of 3 numbers"),
+    (("power", "timeline"), [1, 2], r"power\.timeline must be an object"),
+    (("thermal", "timeline", "zones_c"), {"z": [1.0, True, 2.0]}, r"thermal\.timeline\.zones_c\['z'\]\[1\] must be"),
+    (("thermal", "timeline", "cpufreq_mhz"), [1.0], r"thermal\.timeline\.cpufreq_mhz must be an object of lists"),
+    (("thermal", "trip_points_c", "z"), [{"type": "passive", "c": "hot"}], r"thermal\.trip_points_c\['z'\]\.c must"),
+])
+def test_malformed_timelines_are_refused_naming_the_field(int8_result, path, bad, field):
+    doc = doc_with_timelines(int8_result, [(0.1, 50.0, 1000.0)] * 3)
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = bad
+    with pytest.raises(BadInput, match=field):
+        rows.build([doc], {"results": [{"status": "ok", "budgets": []}], "exit_code": 0}, None, "none")
