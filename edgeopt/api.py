@@ -101,6 +101,8 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
     allowed_signers: the device-side OpenSSH allowed-signers file; the agent then runs signed bundles only.
 
+    `loop`: the agent's loop settings (min_iterations, min_seconds, ...) and passes: throughput=True measures
+    FPS even where the bundle's performance hint is latency, profile_layers=True the per-layer profile.
     `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
     idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides.
     A bundle for another backend than the device's inventory profile is refused (see profile_mismatch)
