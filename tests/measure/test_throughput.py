@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import FAST_BENCH_ARGS, FAST_LOOP, MODEL
+from conftest import FAST_BENCH_ARGS, FAST_LOOP, MODEL, write_inventory
 from device_agent.measure import layers, throughput
 from device_agent.measure.latency import LoopSettings
 from edgeopt import api, results
@@ -99,6 +99,17 @@ def test_litert_one_interpreter_per_run_and_no_profiler(tmp_path):
     _fps_from_counts(t)
     assert t["concurrency"] == 2 and "one interpreter each" in t["method"]
     assert doc["layer_profile"]["available"] is False and "no per-op profiler" in doc["layer_profile"]["reason"]
+
+
+def test_the_flags_reach_the_agent_over_ssh_in_a_fleet(cli, lab, bundles, tmp_path):
+    device = lab.devices.get("fps-0") or lab.add("fps-0", 90)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, [device])
+    r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
+            "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--throughput", "--profile-layers", "--json")
+    assert r.exit_code in (0, 1), r.stderr  # 1: a budget of the generic profile may miss; the device answered
+    doc = r.json()["documents"]["fps-0"]
+    assert doc["throughput"]["asked_by"] == "--throughput" and doc["throughput"]["fps"] > 0
+    assert doc["layer_profile"]["available"] is True
 
 
 def test_not_asked_is_absent_with_the_reason_and_fails_a_budget(bundles, tmp_path, cli):
