@@ -13,6 +13,7 @@ from . import RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import unpack
 from .lock import DeviceLock, remove_stale_runs
 from .measure import cooldown as cool, thermal
+from .measure.passes import Passes
 from .power import CHOICES as POWER_SENSORS
 from .power.base import SensorConfig
 from .probe import physical_cores, probe
@@ -81,7 +82,7 @@ class Sensing:
     cooldown: cool.CooldownSettings = cool.CooldownSettings()
 
 
-def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors, runtime_options):
+def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors, runtime_options, passes):
     # The child's document goes in this run's directory (inside --workdir), never the system temp
     # dir: a run killed with the device is then swept with its directory by the next run's
     # remove_stale_runs, and `device clean` reclaims it.
@@ -91,7 +92,7 @@ def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors
     env["PYTHONPATH"] = os.pathsep.join([_agent_root()] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "device_agent", "_measure", root, out_path, str(threads),
            json.dumps(settings.to_dict()), "1" if with_accuracy else "0", json.dumps(sensors.to_dict()),
-           json.dumps(runtime_options)]
+           json.dumps(runtime_options), json.dumps(passes.to_dict())]
     try:
         proc = subprocess.run(cmd, env=env, stdout=sys.stderr, timeout=timeout)
         doc = _read_child_output(out_path)
@@ -163,13 +164,14 @@ def _base_document(device):
 
 
 def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
-        lock_wait=600.0, sensing=Sensing(), runtime_options=None, trust=Trust()):
+        lock_wait=600.0, sensing=Sensing(), runtime_options=None, trust=Trust(), passes=Passes()):
     """Returns (result document, exit code). A failure still yields a document, status 'failed'.
-    runtime_options override the bundle's runtime.options (e.g. {"xnnpack": False})."""
+    runtime_options override the bundle's runtime.options (e.g. {"xnnpack": False}); passes asks for
+    the throughput and layer-profile passes (device_agent.measure.passes)."""
     with Heartbeat():  # probing, verifying, waiting for the lock, cooling down and measuring all show signs of life
         doc = _base_document(probe())
         job = (bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, cool.history_path(lock),
-               dict(runtime_options or {}), trust)
+               dict(runtime_options or {}), trust, passes)
         try:
             if lock is None:
                 return _run_unlocked(doc, *job)
@@ -197,7 +199,7 @@ def _cool_down(sensors, settings, history):
 
 
 def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, history,
-                  runtime_options, trust):
+                  runtime_options, trust, passes):
     if workdir and not os.path.isdir(workdir):
         os.makedirs(workdir)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
@@ -213,15 +215,16 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         sensors = sensor_config(sensing.power, manifest)
         doc["settings"] = dict(settings.to_dict(), threads=n_threads, threads_source=source,
                                power_sensor=sensors.power_sensor, idle_seconds=sensors.idle_seconds,
-                               sysfs_root=sensors.sysfs_root)
+                               sysfs_root=sensors.sysfs_root, passes=passes.to_dict())
         if runtime_options:
             doc["settings"]["runtime_options"] = runtime_options
         cooled, cool_warnings = _cool_down(sensors, sensing.cooldown, history)
-        measured = _run_child(tmp, root, n_threads, settings, with_accuracy, timeout, sensors, runtime_options)
+        measured = _run_child(tmp, root, n_threads, settings, with_accuracy, timeout, sensors, runtime_options, passes)
         latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],
                    accuracy=measured["accuracy"], power=measured["power"], thermal=measured["thermal"])
         doc["environment"] = measured["environment"]
+        doc.update(throughput=measured["throughput"], layer_profile=measured["layer_profile"])
         if cooled is not None:
             doc["thermal"]["cooldown"] = cooled
         doc["warnings"] = _warnings(latency, measured["memory"]) + cool_warnings + measured["warnings"]

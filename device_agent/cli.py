@@ -66,12 +66,14 @@ def _sensing(args):
 def cmd_bench(args):
     from .bench import run
     from .measure.latency import LoopSettings
+    from .measure.passes import Passes
 
     settings = LoopSettings(args.warmup_iterations, args.warmup_seconds, args.min_iterations,
                             args.min_seconds, args.max_iterations, args.max_seconds)
     doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
                     timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait,
-                    sensing=_sensing(args), runtime_options=dict(args.runtime_option), trust=_trust(args))
+                    sensing=_sensing(args), runtime_options=dict(args.runtime_option), trust=_trust(args),
+                    passes=Passes(args.throughput, args.profile_layers))
     _print_json(doc)
     if code:
         sys.stderr.write("edgeopt-agent: error: %s\n" % doc["error"]["message"])
@@ -83,7 +85,8 @@ def cmd_measure(args):
     from .measure.run import main
 
     try:
-        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1", args.sensors, args.options)
+        main(args.root, args.out, args.threads, args.settings, args.accuracy == "1", args.sensors, args.options,
+             args.passes)
     except AgentError as e:
         with open(args.out, "w") as f:
             json.dump({"error": str(e)}, f)
@@ -172,6 +175,11 @@ def build_parser():
     b.add_argument("--max-seconds", type=float, default=d.max_seconds)
     b.add_argument("--timeout", type=float, default=600.0, help="kill the measuring process after this many seconds")
     b.add_argument("--no-accuracy", action="store_true", help="skip the eval data even if the bundle has it")
+    b.add_argument("--throughput", action="store_true",
+                   help="measure throughput (FPS, several inferences in flight) even when the bundle's performance "
+                        "hint is latency (a throughput hint measures it anyway)")
+    b.add_argument("--profile-layers", action="store_true",
+                   help="after the timed loop, a short pass with the runtime's profiler: time per layer")
     b.add_argument("--runtime-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override a runtime option of the bundle, e.g. xnnpack=false (value read as JSON if it is)")
     b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
@@ -188,6 +196,7 @@ def build_parser():
     m.add_argument("accuracy")
     m.add_argument("sensors")
     m.add_argument("options")
+    m.add_argument("passes")
     m.set_defaults(fn=cmd_measure)
     return p
 

@@ -101,6 +101,8 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
     allowed_signers: the device-side OpenSSH allowed-signers file; the agent then runs signed bundles only.
 
+    `loop`: the agent's loop settings (min_iterations, min_seconds, ...) and passes: throughput=True measures
+    FPS even where the bundle's performance hint is latency, profile_layers=True the per-layer profile.
     `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
     idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides.
     A bundle for another backend than the device's inventory profile is refused (see profile_mismatch)
@@ -245,6 +247,7 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
                      "size_mb": (doc.get("bundle") or {}).get("artifact_mb"),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
+                     "throughput_fps": _section(doc, "throughput").get("fps"), "slowest_layer": _slowest_layer(doc),
                      "verdict": verdict})
     return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
 
@@ -253,6 +256,12 @@ def _section(doc: dict, name: str) -> dict:
     """A part of a result compare only shows (not in results.FIELDS): anything but an object reads as absent."""
     value = doc.get(name)
     return value if isinstance(value, dict) else {}
+
+
+def _slowest_layer(doc: dict) -> str | None:
+    """`name (op) share %` of the layer profile's first layer (results.load validated the rows), or None."""
+    layers = _section(doc, "layer_profile").get("layers") or []
+    return f"{layers[0]['name']} ({layers[0]['op_type']}) {layers[0]['share_pct']:.0f} %" if layers else None
 
 
 def _text(value) -> str | None:

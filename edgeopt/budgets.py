@@ -44,6 +44,9 @@ KINDS = {k.key: k for k in [
     BudgetKind("max_abs_error", "", ("accuracy", "max_abs_error"), help="vs the source model's outputs"),
     BudgetKind("power_w", "W", ("power", "mean_w"), help="mean power during inference"),
     BudgetKind("energy_mj", "mJ", ("power", "energy_mj_per_inference"), help="energy per inference"),
+    # Measured only where asked (bench --throughput) or where the bundle's performance hint is throughput.
+    BudgetKind("throughput_fps", "FPS", ("throughput", "fps"), higher_is_better=True,
+               help="inferences completed per second with several in flight"),
 ]}
 
 

@@ -145,6 +145,12 @@ def loop_options(fn):
             ("--warmup-iterations", click.IntRange(min=0), "Warm-up runs before timing (at least)."),
             ("--warmup-seconds", click.FloatRange(min=0), "Warm-up time before timing (at least).")]):
         fn = click.option(name, type=kind, help=text)(fn)
+    fn = click.option("--throughput", is_flag=True, default=None,
+                      help="Also measure throughput (FPS, several inferences in flight), as the runtime's own tool "
+                           "does; a bundle whose performance hint is throughput measures it anyway.")(fn)
+    fn = click.option("--profile-layers", is_flag=True, default=None,
+                      help="After the timed loop, a short pass with the runtime's profiler: the layers that take "
+                           "the most time.")(fn)
     fn = click.option("--runtime-option", "runtime_option", multiple=True, metavar="KEY=VALUE",
                       help="Override a runtime option of the bundle for this run, e.g. xnnpack=false (tflite).")(fn)
     fn = click.option("--timeout", default=900.0, show_default=True,

@@ -137,7 +137,7 @@ def save(doc: dict, results_dir) -> pathlib.Path:
 @dataclasses.dataclass(frozen=True)
 class Field:
     """One field of a result that check, compare or a report reads."""
-    kind: str                  # section | status | text | texts | flag | number | budgets
+    kind: str                  # section | status | text | texts | flag | number | budgets | layers
     low: float = 0.0           # numbers: the inclusive range a finite value must lie in
     high: float = math.inf
     required: str = ""         # "always", or the status under which the field must be present
@@ -165,7 +165,17 @@ def _fields() -> dict:
         fields.update({f"{section}.available": Field("flag"), f"{section}.reason": Field("text"),
                        f"{section}.{figure}_absent": Field("text"),
                        f"{section}.{figure}": Field("number", *kind.figure)})
+    fields.update({"throughput.completed": Field("number"), "throughput.duration_s": Field("number"),
+                   "throughput.concurrency": Field("number", 1.0), "throughput.method": Field("text"),
+                   "layer_profile": Field("section"), "layer_profile.available": Field("flag"),
+                   "layer_profile.reason": Field("text"), "layer_profile.method": Field("text"),
+                   "layer_profile.runs": Field("number", 1.0), "layer_profile.layer_count": Field("number"),
+                   "layer_profile.total_ms": Field("number"), "layer_profile.layers": Field("layers"),
+                   "layer_profile.others": Field("section"), "layer_profile.others.count": Field("number"),
+                   "layer_profile.others.mean_ms": Field("number"),
+                   "layer_profile.others.share_pct": Field("number", 0.0, 100.0)})
     return fields
+
 
 
 FIELDS = _fields()
@@ -175,6 +185,23 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 def _text(value) -> bool:
     """A str that can be printed: JSON can carry lone surrogates, which no terminal encoding takes."""
     return isinstance(value, str) and not _SURROGATES.search(value)
+
+
+_LAYER_ROW = {"name": (_text, "must be text (valid Unicode)"), "op_type": (_text, "must be text (valid Unicode)"),
+              "mean_ms": (lambda v: number_in(v, 0.0, math.inf) is not None, "must be a finite number >= 0"),
+              "share_pct": (lambda v: number_in(v, 0.0, 100.0) is not None, "must be a finite number in [0, 100]")}
+
+
+def validate_layers(rows: list, where: str, name: str) -> None:
+    """Each row of layer_profile.layers (device_agent.measure.layers.summarize), refused naming the row and key."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise BadInput(f"{where}: {name}[{i}] must be an object, got {shown(row)}")
+        for key, (ok, must) in _LAYER_ROW.items():
+            if key not in row:
+                raise BadInput(f"{where}: {name}[{i}].{key} is missing")
+            if not ok(row[key]):
+                raise BadInput(f"{where}: {name}[{i}].{key} {must}, got {shown(row[key])}")
 
 
 _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it must be)
@@ -187,6 +214,7 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
     "number": (lambda v, f: number_in(v, f.low, f.high) is not None,
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
     "budgets": (lambda v, f: isinstance(v, dict), lambda f: "must be an object of budgets"),
+    "layers": (lambda v, f: isinstance(v, list), lambda f: "must be a list of layers"),
 }
 
 
@@ -218,6 +246,8 @@ def validate(doc, where: str) -> dict:
             raise BadInput(f"{where}: {name} {must(field)}, got {shown(value)}")
         if field.kind == "budgets":
             validate_budgets(value, where, name)
+        if field.kind == "layers":
+            validate_layers(value, where, name)
     return doc
 
 

@@ -33,11 +33,11 @@ BUDGETS = {
     "peak_rss_mb": ("memory", "peak_rss_mb"), "size_mb": ("bundle", "artifact_mb"),
     "accuracy_drop": ("accuracy", "drop"), "min_top1": ("accuracy", "top1"),
     "max_abs_error": ("accuracy", "max_abs_error"), "power_w": ("power", "mean_w"),
-    "energy_mj": ("power", "energy_mj_per_inference"),
+    "energy_mj": ("power", "energy_mj_per_inference"), "throughput_fps": ("throughput", "fps"),
 }
 FIGURE_RANGE = {"accuracy_drop": (-1.0, 1.0), "min_top1": FRACTION}
 LIMIT_RANGE = {"accuracy_drop": FRACTION, "min_top1": FRACTION}
-HIGHER_IS_BETTER = {"min_top1"}
+HIGHER_IS_BETTER = {"min_top1", "throughput_fps"}
 SETTINGS = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -53,6 +53,11 @@ BASE_OK = {
     "accuracy": {"top1": 0.98, "source_top1": 0.985, "drop": 0.005, "max_abs_error": 0.02, "n": 360},
     "power": {"available": False, "reason": "no power sensor found"},
     "thermal": {"throttled": False, "frequency_capped": False},
+    "throughput": {"available": True, "fps": 5200.0, "completed": 520, "duration_s": 0.1, "concurrency": 4},
+    "layer_profile": {"available": True, "runs": 50, "layer_count": 3, "total_ms": 0.04,
+                      "layers": [{"name": "conv1", "op_type": "Conv", "mean_ms": 0.03, "share_pct": 75.0},
+                                 {"name": "fc", "op_type": "Gemm", "mean_ms": 0.01, "share_pct": 25.0}],
+                      "others": {"count": 1, "mean_ms": 0.0, "share_pct": 0.0}},
     "warnings": ["noisy run: coefficient of variation 0.30 exceeds 0.10"],
 }
 BASE_FAILED = {"schema": "edgeopt.result/1", "status": "failed", "device": {"name": "pi-2"},
@@ -102,7 +107,8 @@ def _drop_figure(draw, doc):
 
 
 def _section(draw, doc):
-    section = draw(st.sampled_from(["latency", "memory", "accuracy", "power", "bundle", "device", "thermal", "error"]))
+    section = draw(st.sampled_from(["latency", "memory", "accuracy", "power", "bundle", "device", "thermal", "error",
+                                    "throughput", "layer_profile"]))
     action = draw(st.sampled_from(["junk", "empty", "delete"]))
     if action == "delete":
         doc.pop(section, None)
@@ -174,7 +180,35 @@ def _unknown(draw, doc):
     return "fine", ""
 
 
-MUTATIONS = [_figure, _drop_figure, _section, _status, _text, _warnings, _flag, _budgets, _schema, _unknown]
+LAYER_ROW = {"name": None, "op_type": None, "mean_ms": (0.0, INF), "share_pct": (0.0, 100.0)}  # None: text
+
+
+def _layer_profile(draw, doc):
+    """layer_profile.layers: a junk list, a junk row, a row without a key, or one key's value."""
+    profile = doc.setdefault("layer_profile", copy.deepcopy(BASE_OK["layer_profile"]))
+    if not isinstance(profile, dict):
+        return "fine", ""
+    profile.setdefault("layers", [dict(BASE_OK["layer_profile"]["layers"][0])])
+    action = draw(st.sampled_from(["list", "row", "drop", "value", "value", "value"]))
+    if action == "list":
+        profile["layers"] = draw(JUNK.filter(lambda v: not isinstance(v, list)))
+        return "bad", "layer_profile.layers"
+    if action == "row":
+        profile["layers"].append(draw(JUNK.filter(lambda v: not isinstance(v, dict))))
+        return "bad", f"layer_profile.layers[{len(profile['layers']) - 1}]"
+    key = draw(st.sampled_from(sorted(LAYER_ROW)))
+    if action == "drop":
+        del profile["layers"][0][key]
+        return "bad", f"layer_profile.layers[0].{key}"
+    wanted = LAYER_ROW[key]
+    value = draw(st.one_of(JUNK, RESULT_TEXTS) if wanted is None else st.one_of(JUNK, st.floats(*wanted)))
+    profile["layers"][0][key] = value
+    ok = good_text(value) if wanted is None else good_number(value, *wanted)
+    return ("fine", "") if ok else ("bad", f"layer_profile.layers[0].{key}")
+
+
+MUTATIONS = [_figure, _drop_figure, _section, _status, _text, _warnings, _flag, _budgets, _schema, _unknown,
+             _layer_profile]
 
 
 @st.composite

@@ -13,7 +13,7 @@ from .. import samples
 from ..progress import report
 from ..runtimes import adapter_class
 from ..power.base import SensorConfig
-from . import accuracy, environment, latency, memory, stats
+from . import accuracy, environment, latency, memory, passes, stats
 from .sensing import RunSensors
 
 
@@ -40,7 +40,8 @@ def example_feed(manifest, root):
     return feed, "random, seed 0"
 
 
-def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None):
+def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None,
+            wanted=passes.Passes(), scratch_dir=None):
     sensor_config = sensor_config or SensorConfig()
     env = environment.read(sensor_config)  # first, before this process adds its own load
     mem = {"method": "VmRSS/VmHWM (/proc/self/status)"}
@@ -73,22 +74,24 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     lat["samples_ms"] = samples
     power, heat, warnings = sensors.results(len(samples), lat["duration_s"])
     sensors.close()
+    extra = passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root))
     acc = accuracy.evaluate(adapter, manifest, root) if with_accuracy else {
         "available": False, "reason": "skipped (--no-accuracy)"}
     runtime = {"name": cls.name, "version": cls.installed_version()}
     runtime.update(adapter.describe())
     adapter.close()
     return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime, "power": power, "thermal": heat,
-            "environment": env, "warnings": warnings}
+            "environment": env, "warnings": warnings, "throughput": extra["throughput"],
+            "layer_profile": extra["layer_profile"]}
 
 
-def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}"):
+def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}", passes_json="{}"):
     from ..bundle import load_manifest
 
     manifest = load_manifest(root)
     settings = latency.LoopSettings(**json.loads(settings_json))
     doc = measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)),
-                  json.loads(options_json))
+                  json.loads(options_json), passes.Passes(**json.loads(passes_json)), os.path.dirname(out_path))
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f)

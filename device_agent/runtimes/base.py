@@ -65,3 +65,16 @@ class RuntimeAdapter(object):
     def describe(self):
         """Settings the runtime actually used, for the result document."""
         return {"threads": self.threads, "options": self.options}
+
+    def throughput_hint(self):
+        """Whether the bundle asks for throughput (then FPS is measured without --throughput)."""
+        return False
+
+    def throughput(self, feed, settings):
+        """The result's throughput section: completed inferences / wall time with several in flight
+        (device_agent.measure.throughput), or {"available": False, "reason": ...}."""
+        return {"available": False, "reason": "the %s adapter has no concurrent runner" % self.name}
+
+    def profile_layers(self, feed, runs, scratch_dir):
+        """The result's layer_profile section from the runtime's own profiler (device_agent.measure.layers)."""
+        return {"available": False, "reason": "the %s adapter has no per-layer profiler" % self.name}

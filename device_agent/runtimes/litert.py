@@ -7,12 +7,21 @@ interpreter's execution plan (a DELEGATE node), not assumed.
 Full-integer models take int8 inputs and give int8 outputs: float feeds are quantized and
 outputs dequantized with each tensor's scale and zero point, so callers always see floats.
 The timed call is `invoke()` alone, with inputs set once, as TFLite's benchmark_model times it.
+
+Throughput: an interpreter is not safe to share between threads, so each concurrent run has its own
+(N = the `throughput_streams` runtime option, else one per thread of the budget, threads // N each);
+`invoke()` releases the GIL. The layer profile is absent: the Python interpreters (ai_edge_litert,
+tflite_runtime) expose no per-op profiler; TFLite's C++ benchmark_model --enable_op_profiling has one.
 """
 import importlib
 import sys
 
 from .. import AgentError
+from ..measure import throughput
 from .base import RuntimeAdapter, importlib_metadata
+
+NO_PROFILER = ("the LiteRT Python interpreter (%s) has no per-op profiler API; TFLite's C++ benchmark_model "
+               "--enable_op_profiling has one")
 
 # Python modules tried in order; the first that imports is used.
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -23,7 +32,7 @@ class LiteRtAdapter(RuntimeAdapter):
     module = "ai_edge_litert"
     distributions = ("ai-edge-litert", "ai-edge-litert-nightly", "tflite-runtime")
     install_hint = "pip install ai-edge-litert   (Python 3.8 boards: pip install tflite-runtime)"
-    options = {"xnnpack": "bool", "tensor_names": "text-map"}
+    options = {"xnnpack": "bool", "tensor_names": "text-map", "throughput_streams": "count"}
 
     @classmethod
     def installed_version(cls):
@@ -44,30 +53,35 @@ class LiteRtAdapter(RuntimeAdapter):
         raise AgentError("this device's Python (%s) has no LiteRT interpreter (%s); install it with `%s -m %s`"
                          % (sys.executable, "; ".join(errors), sys.executable, self.install_hint))
 
-    def load(self, model_path):
+    def new_interpreter(self, threads):
         mod = self.import_module()
-        self.module_name = mod.__name__.split(".")[0]
-        self.xnnpack_requested = self.options.get("xnnpack", True)
-        kwargs = {"model_path": model_path, "num_threads": self.threads}
+        kwargs = {"model_path": self.model_path, "num_threads": threads}
         if not self.xnnpack_requested:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = mod.Interpreter(**kwargs)
-            self.interpreter.allocate_tensors()
+            interpreter = mod.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AgentError("LiteRT (%s) cannot load the model: %s" % (self.module_name, first[:300]))
+        return interpreter
+
+    def load(self, model_path):
+        self.model_path = model_path
+        self.module_name = self.import_module().__name__.split(".")[0]
+        self.xnnpack_requested = self.options.get("xnnpack", True)
+        self.interpreter = self.new_interpreter(self.threads)
         self.xnnpack_applied = delegate_applied(self.interpreter)
         self.inputs, self.outputs = tensor_details(self.interpreter)
         # The bundle may name tensors differently from the artifact (its source model's names).
         to_bundle = dict((artifact, bundle) for bundle, artifact in (self.options.get("tensor_names") or {}).items())
         self.input_index = dict((to_bundle.get(d["name"], d["name"]), d) for d in self.inputs)
 
-    def set_inputs(self, feed):
+    def set_inputs(self, feed, interpreter=None):
         for name, detail in self.input_index.items():
             if name not in feed:
                 raise AgentError("no data for the model's input %r (got %s)" % (name, ", ".join(sorted(feed))))
-            self.interpreter.set_tensor(detail["index"], quantize(feed[name], detail))
+            (interpreter or self.interpreter).set_tensor(detail["index"], quantize(feed[name], detail))
 
     def infer(self, feed):
         self.set_inputs(feed)
@@ -80,6 +94,18 @@ class LiteRtAdapter(RuntimeAdapter):
 
     def close(self):
         self.interpreter = None
+
+    def throughput(self, feed, settings):
+        streams, per_run = throughput.split_threads(self.threads, self.options.get("throughput_streams"))
+        interpreters = [self.new_interpreter(per_run) for _ in range(streams)]
+        for interpreter in interpreters:
+            self.set_inputs(feed, interpreter)
+        completed, duration, stopped_by, warm = throughput.concurrent_runs([i.invoke for i in interpreters], settings)
+        return throughput.figures(completed, duration, stopped_by, warm, method="concurrent invoke() calls from "
+                                  "threads, one interpreter each", concurrency=streams, threads_per_run=per_run)
+
+    def profile_layers(self, feed, runs, scratch_dir):
+        return {"available": False, "reason": NO_PROFILER % self.module_name}
 
     def describe(self):
         return {"threads": self.threads, "interpreter": self.module_name, "version": self.installed_version(),

@@ -12,13 +12,24 @@ MobileNetV2-sized model, RUNTIME-NOTES).
 A model cache directory (CACHE_DIR) is on by default, so every run after the first imports the
 compiled blob instead of compiling again: load times of repeat runs compare like with like, and
 the result says whether this run hit the cache (compile_ms is then the blob's import time).
+
+Throughput is measured as benchmark_app measures it: the model compiled with the THROUGHPUT hint (the
+bundle's compiled model itself when its hint is a throughput one), an AsyncInferQueue of the compiled
+model's OPTIMAL_NUMBER_OF_INFER_REQUESTS requests on inputs filled once, kept busy; a request counts as
+completed when it is reused or at the final wait_all. The layer profile is the CPU plugin's performance
+counters (PERF_COUNT) of a separately compiled model, read after every profiled inference (they hold the
+last inference's times).
 """
 import functools
 import os
+import statistics
 import time
 
 from .. import AgentError
+from ..measure import layers, throughput
 from .base import RuntimeAdapter
+
+THROUGHPUT_HINTS = ("THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 CACHE_ENV = "EDGEOPT_AGENT_CACHE"
 READ_BACK = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
@@ -29,6 +40,34 @@ def model_cache_dir():
     """Where compiled blobs are kept on this device: $EDGEOPT_AGENT_CACHE or ~/.cache/edgeopt-agent."""
     root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "edgeopt-agent")
     return os.path.join(root, "openvino-model-cache")
+
+
+def _fill(request, feed):
+    """The request's own copy of every input: filled once, reused by every inference it runs."""
+    import openvino as ov
+    import numpy as np
+
+    for name, array in feed.items():
+        request.set_tensor(name, ov.Tensor(np.array(array)))
+
+
+def _async_phase(queue, until):
+    """Keep every request of `queue` busy until `until(completed, elapsed_s)` names a stopping rule; then wait
+    for the requests in flight. Returns (completed, seconds to the last completion, stopped_by, latencies ms)."""
+    latencies, in_flight, stopped_by = [], set(), None
+    start = time.perf_counter()
+    while stopped_by is None:
+        idle = queue.get_idle_request_id()  # waits for a request to finish when all are busy
+        if idle in in_flight:  # reused: its previous inference completed
+            latencies.append(queue[idle].latency)
+        else:
+            in_flight.add(idle)
+        queue.start_async()
+        stopped_by = until(len(latencies), time.perf_counter() - start)
+    queue.wait_all()
+    duration = time.perf_counter() - start
+    latencies += [queue[i].latency for i in in_flight]
+    return len(latencies), duration, stopped_by, latencies
 
 
 def _plain(value):
@@ -60,7 +99,8 @@ class OpenVinoAdapter(RuntimeAdapter):
     def load(self, model_path):
         import openvino as ov
 
-        core = ov.Core()
+        self.core = core = ov.Core()
+        self.model_path = model_path
         self.device = self.options.get("device", "CPU")
         if self.device not in core.available_devices:
             raise AgentError("openvino on this device has no %s device (available: %s)"
@@ -109,6 +149,45 @@ class OpenVinoAdapter(RuntimeAdapter):
     def close(self):
         self.request = None
         self.compiled = None
+
+    def throughput_hint(self):
+        return self.options.get("performance_hint", "LATENCY") in THROUGHPUT_HINTS
+
+    def _compile(self, extra):
+        """Another compiled model of the same file, with the bundle's settings plus `extra`."""
+        config = dict(self.compile_config(), **extra)
+        return self.core.compile_model(self.core.read_model(self.model_path), self.device, config)
+
+    def throughput(self, feed, settings):
+        import openvino as ov
+
+        compiled = self.compiled if self.throughput_hint() else self._compile({"PERFORMANCE_HINT": "THROUGHPUT"})
+        jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = ov.AsyncInferQueue(compiled, jobs)
+        for request in queue:
+            _fill(request, feed)
+        warm_n, warm_s, _, _ = _async_phase(queue, lambda n, s: throughput.warmup_done(n, s, settings) or None)
+        completed, duration, stopped_by, latencies = _async_phase(queue, lambda n, s: throughput.stop_rule(n, s, settings))
+        return throughput.figures(
+            completed, duration, stopped_by, (warm_n, warm_s), method="AsyncInferQueue (as benchmark_app)",
+            concurrency=jobs, performance_hint=_plain(compiled.get_property("PERFORMANCE_HINT")),
+            num_streams=_plain(compiled.get_property("NUM_STREAMS")),
+            request_latency_median_ms=statistics.median(latencies) if latencies else None)
+
+    def profile_layers(self, feed, runs, scratch_dir):
+        import openvino as ov
+
+        request = self._compile({"PERF_COUNT": True}).create_infer_request()
+        _fill(request, feed)
+        for _ in range(layers.WARMUP_RUNS):
+            request.infer()
+        totals = {}
+        for _ in range(runs):
+            request.infer()
+            for info in request.get_profiling_info():  # the last inference's per-node times
+                if info.status == ov.ProfilingInfo.Status.EXECUTED:
+                    layers.add(totals, info.node_name, info.node_type, info.real_time.total_seconds() * 1e3)
+        return layers.summarize(totals, runs, "OpenVINO performance counters (PERF_COUNT), executed nodes' real time")
 
     def execution_precisions(self):
         """{precision: count} of the executed graph's layers: what really ran in bf16, i8 or f32."""

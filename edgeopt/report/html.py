@@ -61,7 +61,8 @@ def who(row: dict) -> str:
 
 def render(report: dict, title: str = "edgeopt report") -> str:
     body = [_header(report, title), _summary(report["summary"]), _latency(report["latency"]),
-            _over_run(report["latency"]), _memory(report["memory"]), _power(report["power"]),
+            _over_run(report["latency"]), _throughput(report.get("throughput") or []),
+            _layers(report.get("layer_profile") or []), _memory(report["memory"]), _power(report["power"]),
             _thermal(report["thermal"]), _fleet(report["fleet"]), _history(report["history"], report["history_absent"]),
             _study(report.get("study")), _method()]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -302,7 +303,6 @@ def _timeline_chart(r: dict, what: str, line: dict) -> str:
     return f'{chart.render()}<div class="legend">{legend}</div>'
 
 
-
 def _change(s: dict, unit: str) -> str:
     m = s["summary"]
     return (f"{esc(s['name'])}: mean {num(m['mean'])} {unit} ({num(m['min'])}–{num(m['max'])}); last quarter vs first "
@@ -319,6 +319,57 @@ def _heat_note(line: dict, unit: str) -> str:
     s = max(line["series"], key=lambda s: abs(s["summary"]["change"]) if s["summary"] else -1)
     marked = f"; throttling marked in {len(line['spans'])} span(s)" if line["spans"] else ""
     return (_change(s, unit) if s["summary"] else "no reading") + marked
+
+
+def _throughput(rows: list) -> str:
+    out = ["<h2>Throughput</h2>"]
+    measured = [r for r in rows if r["available"]]
+    if measured:
+        lines = "".join(f"<tr><td>{esc(who(r))}</td><td class=num>{num(r['fps'], 6)}</td>"
+                        f"<td class=num>{num(r['completed'], 9)} in {num(r['duration_s'])} s</td>"
+                        f"<td class=num>{num(r['concurrency'])}</td><td class=num>{num(r['request_latency_median_ms'])}</td>"
+                        f"<td>{esc(r['method'])}{_absent_note(r['reason'])}</td></tr>" for r in measured)
+        out.append("<table><tr><th>result</th><th>FPS</th><th>completed</th><th>in flight</th>"
+                   f"<th>request median ms</th><th>how</th></tr>{lines}</table>")
+    out.append(_not_measured([r for r in rows if not r["available"]]))
+    return "".join(out)
+
+
+def _absent_note(reason) -> str:
+    return f'<br><span class="small absent">{esc(reason)}</span>' if reason else ""
+
+
+def _layers(rows: list) -> str:
+    measured = [r for r in rows if r["available"]]
+    out = ["<h2>Time per layer</h2>"]
+    out += [f"<div class=card><h3>{esc(who(r))}</h3>{_layer_chart(r)}{_layer_table(r)}</div>" for r in measured]
+    out.append(_not_measured([r for r in rows if not r["available"]]))
+    return "".join(out)
+
+
+def _layer_chart(r: dict) -> str:
+    """Each listed layer's share of the time in all layers, one bar per layer, slowest first."""
+    layers, bar = r["layers"], 18
+    chart = Chart(f"{who(r)}: share of time per layer", (0, 100), (0, len(layers)), width=760,
+                  height=60 + len(layers) * bar, x_label="% of the time in all layers", margin=(12, 16, 42, 260))
+    chart.axes(x_ticks=nice_ticks(0, 100), y_ticks=[])
+    for i, x in enumerate(layers):
+        top = len(layers) - i
+        chart.text(0, top - 0.5, x["name"][:40], anchor="end", dx=-6, dy=4)
+        chart.rect(0, x["share_pct"], top - 0.85, top - 0.15, color(0),
+                   title=f"{x['name']} ({x['op_type']}): {x['mean_ms']:.4g} ms, {x['share_pct']:.1f} %")
+    return chart.render()
+
+
+def _layer_table(r: dict) -> str:
+    lines = "".join(f"<tr><td>{esc(x['name'])}</td><td>{esc(x['op_type'])}</td><td class=num>{num(x['mean_ms'])}</td>"
+                    f"<td class=num>{x['share_pct']:.1f} %</td></tr>" for x in r["layers"])
+    if r["others_count"]:
+        lines += (f"<tr><td class=muted>{r['others_count']} more layer(s)</td><td></td><td></td>"
+                  f"<td class=num>{num(r['others_share_pct'], 3)} %</td></tr>")
+    return (f"<table><tr><th>layer</th><th>op type</th><th>mean ms</th><th>share</th></tr>{lines}</table>"
+            f"<p class=\"small muted\">{esc(r['method'])}; {num(r['runs'], 6)} profiled runs after the timed loop, "
+            f"{num(r['total_ms'])} ms per inference in all layers (profiling adds its own cost).</p>")
 
 
 def _not_measured(rows: list) -> str:
@@ -458,6 +509,7 @@ def _study(study) -> str:
 def _method() -> str:
     return ("<h2>How to read this</h2><ul class=small><li>Percentiles come from the raw samples; a percentile is shown "
             "only when there are enough runs for it (p99 needs 100), and its 95 % interval is distribution-free "
-            "(order statistics).</li><li>A budget whose figure was not measured is NOT MEASURED and fails the check.</li>"
+            "(order statistics).</li><li>Throughput (FPS) is completed inferences per second with several in flight, "
+            "measured in a pass of its own after the timed loop; it is not 1000 / mean latency.</li><li>A budget whose figure was not measured is NOT MEASURED and fails the check.</li>"
             "<li>THROTTLED: the device reported throttling or a frequency cap during the run; its figures hold for that "
             "state only.</li><li>This page needs no network: charts are inline SVG, with no script and no web font.</li></ul>")

@@ -15,7 +15,7 @@ VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT 
               "none": "no budgets"}
 CSV_COLUMNS = ("bundle", "device", "run", "status", "verdict", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
                "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",
-               "throttled", "budgets_failed", "error", "result")
+               "throughput_fps", "throttled", "budgets_failed", "error", "result")
 
 
 def cell(text) -> str:
@@ -33,13 +33,14 @@ def markdown(report: dict, title: str = "edgeopt report") -> str:
     overall = "✅ every budget holds" if code == 0 else "❌ a device produced no result" if code == 3 else \
         "❌ a budget failed or was not measured"
     lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
-    lines += _summary(report["summary"]) + _over_run(report) + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
+    lines += (_summary(report["summary"]) + _over_run(report) + _layers(report.get("layer_profile") or [])
+              + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"]))
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _summary(rows: list) -> list:
-    out = ["| bundle | device | p50 ms | p90 ms [95% CI] | p99 ms | peak RSS MiB | top-1 | verdict |",
-           "|---|---|--:|--:|--:|--:|--:|---|"]
+    out = ["| bundle | device | p50 ms | p90 ms [95% CI] | p99 ms | FPS | peak RSS MiB | top-1 | verdict |",
+           "|---|---|--:|--:|--:|--:|--:|--:|---|"]
     for r in rows:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
         # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
@@ -49,7 +50,7 @@ def _summary(rows: list) -> list:
         verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
             (" · **THROTTLED**" if r["throttled"] else "")
         out.append(f"| {cell(r['bundle'])} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
-                   f"{fmt(r['p99_ms'])} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | {verdict} |")
+                   f"{fmt(r['p99_ms'])} | {fmt(r.get('throughput_fps'), 6)} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | {verdict} |")
     errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
     warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]
     out += [""] + errors + ([""] if errors else [])
@@ -84,6 +85,22 @@ def _over_run(report: dict) -> list:
     if not parts:
         return []
     return ["**Over the run**", ""] + [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()] + [""]
+
+
+def _layers(rows: list, top: int = 5) -> list:
+    """Each profiled result's slowest layers, folded away: a reviewer opens it when a layer is the question."""
+    out = []
+    for r in [r for r in rows if r["available"]]:
+        out += [f"<details><summary>Slowest layers: {cell(r['bundle'])} @ {cell(r['device'])} "
+                f"({fmt(r['total_ms'])} ms per inference in all layers)</summary>", "",
+                "| layer | op type | mean ms | share |", "|---|---|--:|--:|"]
+        out += [f"| {cell(x['name'])} | {cell(x['op_type'])} | {fmt(x['mean_ms'])} | {x['share_pct']:.1f} % |"
+                for x in r["layers"][:top]]
+        rest = len(r["layers"]) - top + r["others_count"]
+        if rest > 0:
+            out.append(f"| {rest} more layer(s) | | | |")
+        out += ["", "</details>", ""]
+    return out
 
 
 def _fleet(groups: list) -> list:

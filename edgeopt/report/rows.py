@@ -92,7 +92,8 @@ def summary_row(doc: dict, entry: dict) -> dict:
                 cv=figure(doc, "latency.cv"), first_inference_ms=figure(doc, "latency.first_inference_ms"),
                 peak_rss_mb=figure(doc, "memory.peak_rss_mb"), size_mb=figure(doc, "bundle.artifact_mb"),
                 top1=figure(doc, "accuracy.top1", 0.0, 1.0), power_w=figure(doc, "power.mean_w"),
-                energy_mj=figure(doc, "power.energy_mj_per_inference"), throttled=results.throttled(doc),
+                energy_mj=figure(doc, "power.energy_mj_per_inference"), throughput_fps=figure(doc, "throughput.fps"),
+                throttled=results.throttled(doc),
                 warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"))
 
 
@@ -179,6 +180,38 @@ def thermal_row(doc: dict) -> dict:
                 reason=None if zones else t.get("start_c_absent", "no thermal zones"))
 
 
+def _unmeasured(doc: dict, name: str):
+    """(section, None) when measured, else (None, the reason it is absent) for a pass's section."""
+    section = doc.get(name) if isinstance(doc.get(name), dict) else None
+    if section is None:
+        return None, f"no {name} section (measured by an agent before the {name} pass existed)"
+    if section.get("available") is False:
+        return None, section.get("reason", "not measured")
+    return section, None
+
+
+def throughput_row(doc: dict) -> dict:
+    """FPS with several inferences in flight, and how it was run; or the reason it is absent."""
+    t, reason = _unmeasured(doc, "throughput")
+    if t is None:
+        return dict(label(doc), available=False, reason=reason)
+    return dict(label(doc), available=True, fps=figure(doc, "throughput.fps"), reason=t.get("fps_absent"),
+                completed=figure(doc, "throughput.completed"), duration_s=figure(doc, "throughput.duration_s"),
+                concurrency=figure(doc, "throughput.concurrency", 1.0), method=t.get("method"),
+                request_latency_median_ms=figure(doc, "throughput.request_latency_median_ms"))
+
+
+def layer_profile_row(doc: dict) -> dict:
+    """The top layers by time (validated by results.load: layer_profile.layers) and the rest as one count."""
+    p, reason = _unmeasured(doc, "layer_profile")
+    if p is None:
+        return dict(label(doc), available=False, reason=reason)
+    return dict(label(doc), available=True, method=p.get("method"), runs=figure(doc, "layer_profile.runs", 1.0),
+                total_ms=figure(doc, "layer_profile.total_ms"), layers=list(p.get("layers") or []),
+                others_count=int(figure(doc, "layer_profile.others.count") or 0),
+                others_share_pct=figure(doc, "layer_profile.others.share_pct", 0.0, 100.0))
+
+
 MEMORY_STEPS = (("rss_baseline_mb", "process start"), ("rss_after_import_mb", "runtime imported"),
                 ("rss_after_load_mb", "model loaded"), ("peak_rss_mb", "peak during inference"))
 
@@ -233,5 +266,6 @@ def build(docs: list, check: dict, history: dict | None, history_absent: str | N
             "latency": [latency_row(doc) for doc in docs],
             "power": [power_row(doc) for doc in ok], "thermal": [thermal_row(doc) for doc in ok],
             "memory": [memory_row(doc) for doc in ok], "fleet": fleet_groups(summary),
+            "throughput": [throughput_row(doc) for doc in ok], "layer_profile": [layer_profile_row(doc) for doc in ok],
             "history": [history_series(b, d, rows) for (b, d), rows in (history or {}).items()],
             "history_absent": history_absent, "study": study}

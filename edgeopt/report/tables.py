@@ -137,6 +137,7 @@ def bench_rows(doc: dict):
         rows.append(("accuracy", f"absent: {acc['reason']}"))
     elif "top1" in acc:
         rows.append(("accuracy", f"top-1 {acc['top1']:.4f} on {acc['n']} samples (drop {acc.get('drop', 0):+.4f} vs source)"))
+    rows += throughput_rows(doc.get("throughput")) + layer_rows(doc.get("layer_profile"))
     rows += power_rows(doc.get("power") or {}) + thermal_rows(doc.get("thermal") or {})
     transfers = (doc.get("transport") or {}).get("transfers") or []
     if transfers:
@@ -148,6 +149,35 @@ def bench_rows(doc: dict):
 
 def _figure(d: dict, key: str, fmt: str) -> str:
     return fmt.format(d[key]) if key in d else f"absent ({d.get(key + '_absent', 'not measured')})"
+
+
+def throughput_rows(t) -> list:
+    """FPS with several inferences in flight, or why it is absent (a result of an older agent has no section)."""
+    if not isinstance(t, dict):
+        return []
+    if t.get("available") is False:
+        return [("throughput", f"absent: {t.get('reason', 'not measured')}")]
+    how = f"{t['completed']} completed in {t['duration_s']:.2f} s, {t.get('concurrency', '?')} in flight; {t.get('method', '?')}"
+    return [("throughput", f"{_figure(t, 'fps', '{:.1f} FPS')} ({how})")]
+
+
+LAYERS_SHOWN = 5
+
+
+def layer_rows(p) -> list:
+    """The slowest layers of the layer profile (the result keeps more: --json, edgeopt report)."""
+    if not isinstance(p, dict):
+        return []
+    if p.get("available") is False:
+        return [("layer profile", f"absent: {p.get('reason', 'not measured')}")]
+    rows = [("layer profile", f"{p['total_ms']:.4g} ms per inference in {p['layer_count']} layers over {p['runs']} "
+                              f"profiled runs ({p.get('method', '?')})")]
+    for i, x in enumerate(p["layers"][:LAYERS_SHOWN], 1):
+        rows.append((f"  layer {i}", f"{x['share_pct']:5.1f} %  {x['mean_ms']:.4g} ms  {x['name']} ({x['op_type']})"))
+    more = p["layer_count"] - min(LAYERS_SHOWN, len(p["layers"]))
+    if more > 0:
+        rows.append(("  …", f"{more} more layer(s): --json or edgeopt report lists the top {len(p['layers'])}"))
+    return rows
 
 
 def power_rows(p: dict) -> list:
@@ -230,7 +260,8 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
     t = Table(title=title)
     for col, just in (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
                       ("MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"),
-                      ("RSS MiB", "right"), ("top-1", "right"), ("budgets", "left")):
+                      ("FPS", "right"), ("RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"),
+                      ("budgets", "left")):
         # names wrap rather than end in an ellipsis: telling rows apart is the table's job
         t.add_column(col, justify=just, overflow="fold", no_wrap=col == "time (UTC)",
                      min_width=16 if col == "time (UTC)" else None)
@@ -238,9 +269,17 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
         runtime = " ×".join(x for x in (r.get("runtime"), r.get("threads")) if x)
         t.add_row(escape(r["bundle"] or "—"), escape(r.get("device") or "—"), _time(r.get("created")),
                   escape(runtime or "—"), _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"),
-                  _num(r["p90_ms"], "{:.4f}"), _num(r["p99_ms"], "{:.4f}"), _num(r["peak_rss_mb"], "{:.1f}"),
-                  _num(r["top1"], "{:.4f}"), r["verdict"])
+                  _num(r["p90_ms"], "{:.4f}"), _num(r["p99_ms"], "{:.4f}"), _num(r.get("throughput_fps"), "{:.1f}"),
+                  _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), escape(_short(r.get("slowest_layer"))),
+                  r["verdict"])
     return t
+
+
+def _short(text, width: int = 32) -> str:
+    """Long layer names keep their end (the part that tells layers apart) in a narrow column."""
+    if not text:
+        return "—"
+    return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
 def _time(created) -> str:

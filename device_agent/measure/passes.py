@@ -1,0 +1,42 @@
+"""Measurements beyond latency, each a short pass of its own after the timed loop (and its memory and
+power readings), so neither disturbs the latency figures: throughput (FPS) and the per-layer profile."""
+from dataclasses import dataclass
+
+from ..progress import report
+from . import layers, throughput
+
+
+@dataclass(frozen=True)
+class Passes:
+    throughput: bool = False      # measure FPS even when the bundle's performance hint is latency
+    profile_layers: bool = False  # the runtime profiler's per-layer times
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+def _failed(what, error):
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return {"available": False, "reason": "%s failed: %s" % (what, text[:300])}
+
+
+def run(adapter, feed, settings, wanted, scratch_dir):
+    """{"throughput": section, "layer_profile": section}; a pass not asked for, or one that failed, is
+    {"available": False, "reason": ...}: the latency figures stand either way."""
+    out = {"throughput": {"available": False, "reason": throughput.NOT_ASKED},
+           "layer_profile": {"available": False, "reason": layers.NOT_ASKED}}
+    if wanted.throughput or adapter.throughput_hint():
+        report("throughput", "concurrent runs, %d+ completed, %.1f+ s" % (settings.min_iterations, settings.min_seconds))
+        try:
+            out["throughput"] = adapter.throughput(feed, settings)
+        except Exception as e:  # a runtime's own error type: the pass is absent with its reason, the run stands
+            out["throughput"] = _failed("the throughput pass", e)
+        out["throughput"]["asked_by"] = "--throughput" if wanted.throughput else "the bundle's performance hint"
+    if wanted.profile_layers:
+        runs = layers.profile_runs(settings)
+        report("profile", "%d profiled runs" % runs)
+        try:
+            out["layer_profile"] = adapter.profile_layers(feed, runs, scratch_dir)
+        except Exception as e:  # as above
+            out["layer_profile"] = _failed("the layer profile", e)
+    return out
