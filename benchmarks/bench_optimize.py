@@ -7,8 +7,8 @@ the search itself, every trial really packaged and measured.
 2. The best feasible latency (p50) found vs single techniques applied by hand with default settings.
 3. Wall time of a trial (packaging + measuring, recorded by the study) vs `edgeopt package` + `edgeopt bench`
    by hand for the same configuration (the best trial's, rebuilt with `package --recipe BEST.edgepkg`).
-4. What screening saves or costs: a study with `--screening always`, its measuring seconds against measuring
-   every trial fully; and what `--screening auto` decided.
+4. What screening and caching save: the screened TPE study's measuring seconds against measuring each of its
+   trials fully, and a `--no-screening` study of the same seed beside it; trials answered from the cache.
 5. A MobileNetV2-size model (2.2M parameters, trained briefly on the digits at 96x96: mobilenet_digits.py).
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py [--seeds 3] [--trials 16] [--mobilenet-trials 10]
@@ -81,23 +81,24 @@ def by_hand(work, model, flags, label) -> dict:
             "package_s": round(t_pkg, 1), "bench_s": round(t_bench, 1)}
 
 
-def study(work, model, space, name, sampler, seed, trials, budgets, screening="auto") -> dict:
+def study(work, model, space, name, sampler, seed, trials, budgets, screening=True) -> dict:
     args = ["optimize", model["model"], "--input-shape", model["shape"], "--calib", model["calib"], "--eval-data",
             model["eval"], "--space", space, "--sampler", sampler, "--seed", seed, "--trials", trials,
             "--study", name, "--results-dir", work / "r", "--output-dir", work / "o", "--json",
-            "--objective", OBJECTIVE, "--screening", screening]
+            "--objective", OBJECTIVE] + ([] if screening else ["--no-screening"])
     args += ["--train-data", model["train"]] if "distill" in space.read_text() and "distill = false" not in \
         space.read_text() else []
     args += [a for k, v in budgets.items() for a in ("--budget", f"{k}={v}")]
     p, seconds = edgeopt(*args, home=work)
     assert p.returncode in (0, 1), p.stderr[-2000:]
     outcome = json.loads(p.stdout)
-    first = next((i for i, t in enumerate(outcome["trials"]) if t["feasible"]), None)
+    counted = [t for t in outcome["trials"] if not t["cached"]]   # cached answers do not count as trials
+    first = next((i for i, t in enumerate(counted) if t["feasible"]), None)
     measured = [t for t in outcome["trials"] if t["seconds"]]
     return {"sampler": sampler, "seed": seed, "first_feasible": first, "seconds": round(seconds, 1),
             "trial_seconds": round(sum(sum(t["seconds"].get(k, 0) for k in ("package", "screen", "measure"))
                                        for t in measured), 1),
-            "best": outcome["best"], "screening": outcome.get("screening"), "trials": outcome["trials"],
+            "best": outcome["best"], "exhausted": outcome.get("exhausted"), "trials": outcome["trials"],
             "cached": sum(t["cached"] for t in outcome["trials"]),
             "screened_only": sum(t["measurement"] == "screening" for t in outcome["trials"])}
 
@@ -170,9 +171,11 @@ def main():
     doc.update(budgets=budgets, by_hand=hand, studies=[{k: v for k, v in r.items() if k != "trials"} for r in runs])
     save(doc)   # each section as it ends: a late failure loses nothing measured before it
     doc["overhead"] = overhead(work, SAMPLE, tpe_best) if tpe_best else None
-    screened = study(work, SAMPLE, work / "space.toml", "screen-always", "tpe", 0, args.trials, budgets, "always")
-    doc["screening"] = {"always": screening_cost(screened), "auto_decided": runs[0]["screening"],
-                        "always_best_p50": p50(screened)}
+    plain = study(work, SAMPLE, work / "space.toml", "no-screening", "tpe", 0, args.trials, budgets, screening=False)
+    doc["screening"] = {"screened": screening_cost(runs[0]), "screened_study_s": runs[0]["seconds"],
+                        "no_screening": screening_cost(plain), "no_screening_study_s": plain["seconds"],
+                        "no_screening_best_p50": p50(plain),
+                        "cached": {r["sampler"] + "-" + str(r["seed"]): r["cached"] for r in runs}}
     save(doc)
     doc["mobilenet"] = mobilenet(work, args.mobilenet_trials)
     save(doc)
@@ -219,10 +222,12 @@ def summary(doc, runs, hand, trials) -> str:
                  f"{o['baseline_trial_s']} s vs {o['baseline_by_hand_s']:.1f} s by hand. The study ran "
                  f"{o['study_s']} s, of which its trials {o['sum_of_trials_s']} s.")
     s = doc["screening"]
-    text += (f"\n\nScreening: --screening auto decided {s['auto_decided']}. With --screening always: "
-             f"{s['always']['screened_only']} of {s['always']['trials']} trials screened only; measuring took "
-             f"{s['always']['measuring_s']} s against {s['always']['measuring_every_trial_fully_s']} s for measuring "
-             f"each fully (median full measurement {s['always']['median_full_measurement_s']} s).")
+    sc, ns = s["screened"], s["no_screening"]
+    text += (f"\n\nScreening (TPE, seed 0): {sc['screened_only']} of {sc['trials']} trials screened only; measuring "
+             f"took {sc['measuring_s']} s against {sc['measuring_every_trial_fully_s']} s had each been measured fully "
+             f"(median full measurement {sc['median_full_measurement_s']} s). The same study with --no-screening: "
+             f"measuring {ns['measuring_s']} s, study {s['no_screening_study_s']} s (screened: "
+             f"{s['screened_study_s']} s). Cached answers per study: {s['cached']}.")
     m = doc["mobilenet"]
     run = m["study"]
     text += (f"\n\nMobileNetV2 ({m['model']['parameters']:,} parameters, top-1 {m['model']['top1']:.4f} after "
@@ -230,7 +235,8 @@ def summary(doc, runs, hand, trials) -> str:
              f"{m['by_hand'][0]['p50_ms']:.3f} ms, INT8 alone {m['by_hand'][1]['p50_ms']:.3f} ms (drop "
              f"{m['by_hand'][1]['accuracy_drop']}); TPE {len(run['trials'])} trials in {run['seconds']} s, first "
              f"feasible at trial {run['first_feasible']}, best p50 {p50(run)} ms "
-             f"({(run['best'] or {}).get('config')}); screening {run['screening']}.\n")
+             f"({(run['best'] or {}).get('config')}); {run['screened_only']} screened only, measuring "
+             f"{m['screening']['measuring_s']} s vs {m['screening']['measuring_every_trial_fully_s']} s fully.\n")
     return text
 
 

@@ -445,10 +445,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
               help="Multi-objective: a Pareto front over latency, accuracy drop and size (and energy with an "
                    "energy_mj budget) instead of one objective.")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False), help="TOML file narrowing the search space.")
-@click.option("--screening", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="A short measurement first, a full one only for a candidate that can still win. auto: when the "
-                   "baseline's full measurement shows that it saves time (a long timed loop).")
-@click.option("--no-screening", is_flag=True, help="Same as --screening never.")
+@click.option("--no-screening", is_flag=True, help="Measure every candidate fully (no short screening run first).")
 @click.option("--calib", type=click.Path(), help="Calibration .npz (INT8 candidates need it).")
 @click.option("--eval-data", type=click.Path(), help="Labelled eval .npz: accuracy of every candidate on the device.")
 @click.option("--train-data", type=click.Path(), help="Training .npz for the training transforms (distillation, QAT).")
@@ -462,7 +459,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @ssh_options
 @common
 def optimize(out, model, profile, devices, group, budgets, max_accuracy_drop, objective, trials, study, resume,
-             sampler, multi_objective, space_file, screening, no_screening, calib, eval_data, train_data, input_shapes, seed,
+             sampler, multi_objective, space_file, no_screening, calib, eval_data, train_data, input_shapes, seed,
              output_dir, results_dir, store_url, timeout, inventory, ssh):
     """Search compression and conversion settings for MODEL, every candidate measured on the devices.
 
@@ -481,8 +478,7 @@ def optimize(out, model, profile, devices, group, budgets, max_accuracy_drop, ob
                            train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
                            results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
                            timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
-                           screening=False if no_screening else {"always": True, "never": False}.get(screening, "auto"),
-                           multi_objective=multi_objective)
+                           screening=not no_screening, multi_objective=multi_objective)
     out.emit(outcome, optimize_table(outcome), *optimize_lines(outcome))
     return outcome["exit_code"]
 

@@ -98,7 +98,8 @@ def _layers(rows: list, top: int = 5) -> list:
                 for x in r["layers"][:top]]
         rest = len(r["layers"]) - top + r["others_count"]
         if rest > 0:
-            out.append(f"| {rest} more layer(s) | | | |")
+            share = sum(x["share_pct"] for x in r["layers"][top:]) + (r["others_share_pct"] or 0.0)
+            out.append(f"| {rest} more layer(s) | | | {share:.1f} % |")
         out += ["", "</details>", ""]
     return out
 

@@ -449,15 +449,16 @@ def _time_spent(trials: list) -> str:
     screened = sum(t["measurement"] == "screening" for t in trials)
     return (f"{len(trials)} trials: packaging {phases['package']:.0f} s, screening {phases['screen']:.0f} s, "
             f"full measurements {phases['measure']:.0f} s; {screened} screened only, {cached} answered from the "
-            "study's cache")
+            "study's cache (not counted in --trials)")
 
 
 def optimize_lines(outcome: dict) -> list:
     """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
-    lines = [_time_spent(outcome["trials"]) + (f"; screening {escape(outcome['screening'])}"
-                                                if outcome.get("screening") else "")]
+    lines = [_time_spent(outcome["trials"])]
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
+    if outcome.get("exhausted"):
+        lines.append(f"[yellow]stopped early[/] {escape(outcome['exhausted'])}")
     best = outcome.get("best")
     if best:
         value = best["figures"].get(outcome["objective"])

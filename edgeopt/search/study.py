@@ -28,6 +28,9 @@ PARETO_FIGURES = ("latency_p90_ms", "accuracy_drop", "size_mb")
 DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
 RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
 RECHECK_TOP = 3
+# A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
+# worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
+CACHED_IN_A_ROW_TO_STOP = 10
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -52,11 +55,11 @@ class Job:
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
-             screening="auto", multi_objective: bool = False, progress=SILENT) -> dict:
+             screening: bool = True, multi_objective: bool = False, progress=SILENT) -> dict:
     """Run the study to n_trials trials (counting those of every worker and of earlier runs) and return the
     outcome: best bundle, every trial, the Pareto front, the closest misses and the exit code.
-    screening: True (a short run first, a full one only for a candidate that can still win), False (every
-    candidate measured fully), or "auto": screen when the baseline's full measurement shows it pays."""
+    screening: a short run without the accuracy pass first, and a full measurement only for a candidate that can
+    still win; False: every candidate measured fully."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -231,33 +234,41 @@ class _Runner:
         self.job, self.study, self.dims, self.identity = job, study, dims, identity
         self.screening, self.multi, self.progress = screening, multi, progress
         self.stopped_by_device = None
+        self.exhausted = None
         self.bundles = job.output_dir / study.study_name / "bundles"
         self.bundles.mkdir(parents=True, exist_ok=True)
 
     def loop(self, n_trials: int) -> None:
         import optuna
 
-        device_failures = 0
+        device_failures = cached = 0
         self.progress.start("optimize: trials", total=n_trials)
         self.progress.advance(min(n_trials, self._started()))
         while self._started() < n_trials:
             trial = self.study.ask()
             failure = self._run_trial(trial)
-            self.progress.advance()
+            answered = trial.user_attrs.get("cached", False)
+            cached = cached + 1 if answered else 0
+            if not answered:
+                self.progress.advance()
             device_failures = device_failures + 1 if failure == "device" else 0
             if device_failures >= DEVICE_FAILURES_TO_STOP:
                 self.stopped_by_device = trial.user_attrs.get("error")
+                break
+            if cached >= CACHED_IN_A_ROW_TO_STOP:
+                self.exhausted = f"the last {cached} candidates the sampler proposed had all been measured"
                 break
             if isinstance(self.study.sampler, optuna.samplers.GridSampler) and self._grid_done():
                 break
         self.progress.finish()
 
     def _started(self) -> int:
+        """Trials that count towards --trials: every worker's, of every state, except those the cache answered."""
         import optuna
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                   optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
-        return len(self.study.get_trials(deepcopy=False, states=states))
+        return sum(not t.user_attrs.get("cached") for t in self.study.get_trials(deepcopy=False, states=states))
 
     def _grid_done(self) -> bool:
         size = math.prod(len(d.grid()) for d in self.dims)
@@ -299,9 +310,7 @@ class _Runner:
 
     def _screen(self, trial) -> bool:
         """Whether this trial gets a screening run first; the baseline (the paired reference) never does."""
-        if trial.user_attrs.get("baseline") or self.screening is False:
-            return False
-        return self.screening is True or screening_pays(self.study)[0]
+        return self.screening and not trial.user_attrs.get("baseline")
 
     def _cached(self, key: str, number: int) -> dict | None:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
@@ -327,8 +336,11 @@ class _Runner:
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
         trial.set_user_attr("constraints", constraints)
+        screened_only = outcome["measurement"] == "screening"
         for budget, excess in zip(self.job.budgets or ["none"], constraints):  # <= 0: the budget is met
-            trial.set_constraint(budget, _for_sampler(excess))
+            # accuracy is left to the full run: a candidate ruled out on speed says nothing about it
+            unknown = screened_only and budget not in outcome["figures"]
+            trial.set_constraint(budget, 0.0 if unknown else _for_sampler(excess))
         trial.set_user_attr("bundle", str(self.bundles / f"{key[:16]}.edgepkg"))
         trial.set_user_attr("candidate", dataclasses.asdict(candidate))
         trial.set_user_attr("cached", cached)
@@ -391,23 +403,6 @@ class _Runner:
         self.study.set_user_attr("rechecked", rechecked)
 
 
-def screening_pays(study) -> tuple:
-    """(screen?, why) for --screening auto, from the baseline's full measurement: a screening run saves the
-    timed loop's length minus its own on a candidate it rules out, and costs the measurement's fixed part
-    (agent start, bundle check, model load, accuracy) again on one that goes on to a full run. It pays, at
-    about half the candidates ruled out, when the loop outlasts the fixed part by two screening loops."""
-    from .trial import SCREEN_LOOP
-
-    base = next((t for t in _complete(study) if t.user_attrs.get("baseline")), None)
-    spent = (base.user_attrs.get("seconds") or {}) if base else {}
-    if "measure" not in spent or not spent.get("timed_loop"):
-        return True, "the baseline's measurement times are not known"
-    loop, fixed = spent["timed_loop"], spent["measure"] - spent["timed_loop"]
-    pays = loop > fixed + 2 * SCREEN_LOOP["min_seconds"]
-    return pays, (f"a full measurement's timed loop took {loop:.1f} s and its fixed part {fixed:.1f} s: screening "
-                  + ("pays" if pays else "would cost more than it saves"))
-
-
 def _for_sampler(excess: float) -> float:
     """A budget's relative excess as the samplers see it. Constrained TPE and NSGA-II rank infeasible trials by
     the sum of their excesses; an accuracy drop of 0.3 against 0.01 (excess 29) would drown a latency 50%
@@ -445,9 +440,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
             if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
-    screened, why = screening_pays(study)
-    screening = {True: "always", False: "never"}.get(runner.screening) or f"auto ({'on' if screened else 'off'}: {why})"
-    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": rows, "screening": screening,
+    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": rows,
            "pareto": _pareto(_complete(study), _pareto_figures(job)),
            "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
     if best is not None:
@@ -458,6 +451,8 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
     if stopped:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
+    if runner.exhausted:
+        out["exhausted"] = runner.exhausted
     return out
 
 
