@@ -59,7 +59,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     """Run the study to n_trials trials (counting those of every worker and of earlier runs) and return the
     outcome: best bundle, every trial, the Pareto front, the closest misses and the exit code.
     screening: a short run without the accuracy pass first, and a full measurement only for a candidate that can
-    still win; False: every candidate measured fully."""
+    still win (single objective only); False: every candidate measured fully."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -309,8 +309,9 @@ class _Runner:
         return None
 
     def _screen(self, trial) -> bool:
-        """Whether this trial gets a screening run first; the baseline (the paired reference) never does."""
-        return self.screening and not trial.user_attrs.get("baseline")
+        """Whether this trial gets a screening run first. Never the baseline (the paired reference), nor on a
+        Pareto front: a candidate slower than the best may still be on it, by accuracy or size."""
+        return self.screening and not self.multi and not trial.user_attrs.get("baseline")
 
     def _cached(self, key: str, number: int) -> dict | None:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""

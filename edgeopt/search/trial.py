@@ -97,6 +97,13 @@ def violations(docs: list, budgets: dict) -> dict:
     return {key: max((_excess_of(doc, key, limit) for doc in docs), default=1.0) for key, limit in budgets.items()}
 
 
+def screen_loop(job) -> dict:
+    """The screening run's settings: without the accuracy pass unless the objective is an accuracy figure."""
+    from ..pipeline import EVAL_BUDGETS
+
+    return {k: v for k, v in SCREEN_LOOP.items() if k != "no_accuracy" or job.objective not in EVAL_BUDGETS}
+
+
 def screened(docs: list, budgets: dict) -> tuple:
     """(figures, violations) of a screening run, without the budgets it did not measure (accuracy): those are
     for the full measurement to decide."""
@@ -123,7 +130,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     time of packaging, of the screening run and of the full run)}."""
     clock = _Clock()
     manifest = clock.time("package", package, candidate, job, bundle, progress)
-    loop = SCREEN_LOOP if screen else None
+    loop = screen_loop(job) if screen else None
     docs = clock.time("screen" if screen else "measure", measure, bundle, candidate.threads, job, loop, progress)
     measurement = "screening" if screen else "full"
     if screen and can_still_win(*screened(docs, job.budgets)):
