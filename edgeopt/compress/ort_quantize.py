@@ -112,7 +112,9 @@ class _Static:
 
     def extra_options(self) -> dict:
         if self.scheme in SYMMETRIC:
-            return {"ActivationSymmetric": True, "WeightSymmetric": True}
+            # Bias stays float, as NVIDIA's own QDQ exporters (pytorch-quantization, ModelOpt) leave it: TensorRT
+            # quantizes weights and activations from the Q/DQ pairs and fuses a float bias into the INT8 kernel.
+            return {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
         return {}
 
     def __call__(self, out, exclude=(), only=()):
