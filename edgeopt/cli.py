@@ -343,7 +343,8 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
                            input_shapes=_shapes(input_shapes), budgets=_budgets(budgets),
                            allow_mismatch=allow_mismatch, name=name, progress=out.progress(), sign_key=sign_key,
                            force=force, steps=steps, train_data=train_data, teacher=teacher,
-                           backend_options=_backend_options(backend_option), **options)
+                           backend_options=dict(options.pop("recipe_backend_options", {}),
+                                                **_backend_options(backend_option)), **options)
     tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
     out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
 
@@ -376,7 +377,9 @@ def _with_recipe(path, options: dict, steps: list) -> tuple:
         raise BadInput(f"{path}: the recipe has [[transform]] steps; give transforms there or as flags, not both")
     source = click.get_current_context().get_parameter_source
     for key, value in recipe_options.items():
-        if source(RECIPE_PARAMETERS[key]) != click.core.ParameterSource.COMMANDLINE:
+        if key not in RECIPE_PARAMETERS:   # a backend's own option: --backend-option KEY=VALUE overrides it
+            options.setdefault("recipe_backend_options", {})[key] = value
+        elif source(RECIPE_PARAMETERS[key]) != click.core.ParameterSource.COMMANDLINE:
             options[key] = value
     return options, steps or recipe_steps
 

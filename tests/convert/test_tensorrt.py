@@ -186,7 +186,7 @@ def test_gpu_build_cache_and_infer(bundles, tmp_path, monkeypatch):
     feed = {m["inputs"][0]["name"]: np.random.default_rng(0).standard_normal(m["inputs"][0]["shape"]).astype(np.float32)}
     first = agent_trt.TensorRtAdapter(1, m["runtime"]["options"])
     first.load(str(tmp_path / "b" / "model" / "model.onnx"))
-    out = first.infer(feed)
+    assert first.infer(feed)[0].shape[0] == 1
     assert not first.describe()["engine"]["cache_hit"] and first.describe()["engine"]["build_s"] > 0
     first.close()
     second = agent_trt.TensorRtAdapter(1, m["runtime"]["options"])
@@ -197,3 +197,16 @@ def test_gpu_build_cache_and_infer(bundles, tmp_path, monkeypatch):
     assert np.max(np.abs(second.infer(feed)[0] - ref[0])) < 5e-2
     second.close()
     json.dumps(second.describe())
+
+
+def test_onnxruntime_execution_provider_option_and_the_missing_provider_line():
+    from device_agent.manifest import option_problem
+    from device_agent.runtimes.onnxruntime import missing_providers, wanted_providers
+    assert wanted_providers({"execution_provider": "tensorrt", "providers": ["CPUExecutionProvider"]})[0] == \
+        "TensorrtExecutionProvider"
+    assert wanted_providers({"execution_provider": "cpu"}) == ["CPUExecutionProvider"]
+    assert wanted_providers({}) == ["CPUExecutionProvider"]
+    line = missing_providers(wanted_providers({"execution_provider": "cuda"}), ["CPUExecutionProvider"])
+    assert line.startswith("onnxruntime on this device lacks execution provider(s) CUDAExecutionProvider")
+    assert "(available: CPUExecutionProvider)" in line and "\n" not in line
+    assert option_problem("onnxruntime", {"execution_provider": "rocm"})[0] == "execution_provider"
