@@ -40,9 +40,11 @@ def require_runtime(manifest):
     """Refuse early, with the install command, when this Python lacks the bundle's runtime."""
     from .runtimes import adapter_class
     cls = adapter_class(manifest["runtime"]["name"])
-    if cls.installed_version() is None:
-        raise AgentError("this device's Python (%s) has no %s: install it with `%s -m %s`"
-                         % (sys.executable, cls.module, sys.executable, cls.install_hint))
+    missing = ([cls.module] if cls.installed_version() is None else []) + cls.missing_helpers()
+    if missing:
+        note = " (%s)" % cls.install_note if cls.install_note else ""
+        raise AgentError("this device's Python (%s) has no %s: install it with `%s -m %s`%s"
+                         % (sys.executable, " or ".join(missing), sys.executable, cls.install_hint, note))
 
 
 def check_overrides(manifest, runtime_options):

@@ -58,6 +58,7 @@ def _sensing(args):
 
     power = SensorConfig(power_sensor="none" if args.no_power else args.power_sensor, sysfs_root=args.sysfs_root,
                          vcgencmd=args.vcgencmd, power_command=args.power_command or "",
+                         tegrastats=args.tegrastats,
                          power_rate_hz=args.power_rate or 0.0, idle_seconds=args.idle_seconds)
     cool = CooldownSettings(args.cooldown, args.cooldown_margin, args.cooldown_timeout, args.cooldown_target)
     return Sensing(power, cool)
@@ -124,7 +125,7 @@ def _sensor_arguments(b):
     import os
 
     from .power import CHOICES
-    from .power.base import SYSFS_ROOT_ENV, VCGENCMD_ENV
+    from .power.base import SYSFS_ROOT_ENV, TEGRASTATS_ENV, VCGENCMD_ENV
 
     b.add_argument("--power-sensor", choices=CHOICES, default=None,
                    help="power reader: auto probes all (default: the bundle profile's power_sensor)")
@@ -136,6 +137,8 @@ def _sensor_arguments(b):
                    help="read /sys and /proc under this directory (default: $%s or /)" % SYSFS_ROOT_ENV)
     b.add_argument("--vcgencmd", default=os.environ.get(VCGENCMD_ENV, "vcgencmd"),
                    help="the vcgencmd command (default: $%s or vcgencmd)" % VCGENCMD_ENV)
+    b.add_argument("--tegrastats", default=os.environ.get(TEGRASTATS_ENV, "tegrastats"),
+                   help="the Jetson tegrastats command (default: $%s or tegrastats)" % TEGRASTATS_ENV)
     b.add_argument("--cooldown", action="store_true", help="wait until the device is back at its idle temperature")
     b.add_argument("--cooldown-margin", type=_non_negative, default=2.0, help="°C above idle that counts as cool")
     b.add_argument("--cooldown-timeout", type=_non_negative, default=300.0, help="longest wait in seconds")

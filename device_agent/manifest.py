@@ -256,7 +256,14 @@ OPTION_KINDS = {
                   "a list of names"),
     "text-map": (lambda v: isinstance(v, dict) and len(v) <= 4096 and all(isinstance(x, str) and x for x in v.values()),
                  "an object of names"),
+    "mib": (lambda v: _int(v) and 1 <= v <= 1 << 20, "a whole number of MiB from 1 to 1048576"),
+    "level": (lambda v: _int(v) and 0 <= v <= 5, "a whole number from 0 to 5"),
+    "dla-core": (lambda v: _int(v) and -1 <= v <= 7, "a whole number from -1 (the GPU) to 7"),
+    "versions": (lambda v: isinstance(v, list) and 0 < len(v) <= 16 and all(isinstance(x, str) and _VERSION.match(x)
+                                                                          for x in v),
+                 "a list of version numbers like \"8.5\""),
 }
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
 
 
 def _option_ok(kind, value):

@@ -98,4 +98,26 @@ def probe():
     board = board_model()
     if board:
         facts["board"] = board
+    software = jetson_software()
+    if software:
+        facts["software"] = software
     return facts
+
+
+def jetson_software():
+    """A Jetson's L4T/JetPack/TensorRT/CUDA versions from its files (read under $EDGEOPT_SYSFS_ROOT, as the
+    sensors are), the TensorRT Python module's version where dpkg names none; {} elsewhere."""
+    from .measure import jetson
+    from .power.base import SYSFS_ROOT_ENV, SensorConfig
+
+    config = SensorConfig(sysfs_root=os.environ.get(SYSFS_ROOT_ENV, "/"))
+    if not jetson.is_jetson(config):
+        return {}
+    found = jetson.software(config)
+    found.pop("packages", None)
+    if "tensorrt" not in found:
+        from .runtimes import adapter_class
+        version = adapter_class("tensorrt").installed_version()
+        if version:
+            found["tensorrt"] = version
+    return found

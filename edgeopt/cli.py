@@ -317,10 +317,14 @@ def profiles_show(out, name):
 @click.option("--keep-float", metavar="auto|LAYER,..",
               help="Mixed precision: keep these layers (or, with auto, the most sensitive ones measured on "
                    "--eval-data) in float while the rest is INT8.")
+@click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
+              help="An option of the profile's backend without a flag of its own, e.g. workspace_mib=2048 or "
+                   "dla_core=0 (tensorrt); `edgeopt profile show` names the backend.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
-            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed, keep_float):
+            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed, keep_float,
+            backend_option):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -338,9 +342,21 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
     manifest = api.package(model, profile, output, calib=calib, eval_data=eval_data,
                            input_shapes=_shapes(input_shapes), budgets=_budgets(budgets),
                            allow_mismatch=allow_mismatch, name=name, progress=out.progress(), sign_key=sign_key,
-                           force=force, steps=steps, train_data=train_data, teacher=teacher, **options)
+                           force=force, steps=steps, train_data=train_data, teacher=teacher,
+                           backend_options=dict(options.pop("recipe_backend_options", {}),
+                                                **_backend_options(backend_option)), **options)
     tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
     out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
+
+
+def _backend_options(items) -> dict:
+    """--backend-option KEY=VALUE pairs as {key: text}; the backend's Options convert and check each value."""
+    from .options import parse_spec
+
+    out = {}
+    for item in items:
+        out.update(parse_spec(item, "--backend-option"))
+    return out
 
 
 # package's options that a recipe's [package] table may set, by the click parameter that gives them.
@@ -361,7 +377,9 @@ def _with_recipe(path, options: dict, steps: list) -> tuple:
         raise BadInput(f"{path}: the recipe has [[transform]] steps; give transforms there or as flags, not both")
     source = click.get_current_context().get_parameter_source
     for key, value in recipe_options.items():
-        if source(RECIPE_PARAMETERS[key]) != click.core.ParameterSource.COMMANDLINE:
+        if key not in RECIPE_PARAMETERS:   # a backend's own option: --backend-option KEY=VALUE overrides it
+            options.setdefault("recipe_backend_options", {})[key] = value
+        elif source(RECIPE_PARAMETERS[key]) != click.core.ParameterSource.COMMANDLINE:
             options[key] = value
     return options, steps or recipe_steps
 

@@ -8,7 +8,8 @@ MIN_PYTHON = (3, 8)
 # Profile backend -> the runtime adapters that can run its artifacts, with the pip package to suggest.
 RUNTIME_FOR_BACKEND = {"onnxruntime": [("onnxruntime", "onnxruntime")], "openvino": [("openvino", "openvino")],
                        "tflite": [("litert", "ai-edge-litert  (on a Python too old for it: tflite-runtime)")],
-                       "tensorrt": [("tensorrt", "tensorrt (ships with JetPack)")]}
+                       "tensorrt": [("tensorrt", "tensorrt cuda-python  (on a Jetson TensorRT ships with JetPack: "
+                                                 "sudo apt install python3-libnvinfer)")]}
 PY_VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 
 
@@ -43,6 +44,33 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
     checks += _arch_checks(facts.get("arch"), spec, profile)
     checks += _runtime_checks(facts.get("runtimes") or {}, py, profile)
+    checks += software_checks(facts.get("software") or {}, profile)
+    return checks
+
+
+def version_matches(version: str, prefixes) -> bool:
+    """Whether `version` ("10.3.0.30") starts with one of the dotted `prefixes` ("8.5", "10.3")."""
+    have = version.split(".")
+    return any(have[:len(p.split("."))] == p.split(".") for p in prefixes)
+
+
+def software_checks(software: dict, profile) -> list:
+    """One check per version the profile's [software] names: the device's must match one of them (a TensorRT
+    engine, a JetPack power mode table and the CUDA kernels all change with them)."""
+    if profile is None or not profile.software:
+        return []
+    checks = []
+    for key, wanted in profile.software.items():
+        have = software.get(key)
+        expected = ", ".join(wanted)
+        if not have:
+            checks.append(_check(key, False, f"not found on the device; profile {profile.name} expects {expected}",
+                                 "is this a Jetson with JetPack installed?"))
+            continue
+        ok = version_matches(str(have), wanted)
+        checks.append(_check(key, ok, f"{have}; profile {profile.name} expects {expected}",
+                             "" if ok else f"numbers from this device will not compare with {profile.name}'s: "
+                                           f"install a JetPack with {key} {expected}, or use a profile made for {have}"))
     return checks
 
 

@@ -66,6 +66,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                             max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint,
                             int8_io=int8_io, keep_float=keep_float)
     options = backend.options(given)
+    backend.check_profile(options, prof)
     merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
     precision = precision or prof.default_precision
     if output is not None:
@@ -91,7 +92,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             source = load_model(model, shapes, work, simplify, backend.takes_torch)
             calibration, evaluation = _samples(calib, eval_data, source.inputs)
             stages = []
-        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options, host_timing)
+        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options, host_timing,
+                                 prof)
         conversion = backend.convert(source, request, work, progress)
         if any(s.name == "qat" for s in steps):
             conversion.compression.update(quantize="int8", method="qat", note="INT8 trained into the model by the "

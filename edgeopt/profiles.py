@@ -24,8 +24,12 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 BACKENDS = ("onnxruntime", "openvino", "tflite", "tensorrt")
 # The int8 schemes each backend reads (edgeopt.compress.ort_quantize.SCHEMES, nncf_quantize.SCHEME_PRESETS,
 # convert/tflite.py; a test keeps this in step with them without importing the heavy modules here).
-INT8_SCHEMES = {"onnxruntime": ("u8s8", "s8s8"), "openvino": ("nncf-performance", "nncf-mixed"),
-                "tflite": ("full-integer",), "tensorrt": ("tensorrt-ptq",)}
+INT8_SCHEMES = {"onnxruntime": ("u8s8", "s8s8", "s8s8-symmetric"), "openvino": ("nncf-performance", "nncf-mixed"),
+                "tflite": ("full-integer",), "tensorrt": ("tensorrt-qdq",)}
+# [software]: the versions a profile's bundles are made for, each key a comma-separated list of version
+# prefixes ("8.5, 10.3"); `device doctor` flags a device whose versions match none of them.
+SOFTWARE = ("jetpack", "l4t", "tensorrt", "cuda")
+VERSIONS = re.compile(r"\d+(\.\d+)*(\s*,\s*\d+(\.\d+)*)*")
 # platform.machine() of the devices edgeopt targets; "any" for a profile that fits all.
 ARCHES = ("any", "x86_64", "aarch64", "armv7l", "armv6l", "riscv64")
 MAX_THREADS = 1024          # cores and threads: far above any edge board, far below a typo
@@ -40,6 +44,7 @@ class DeviceFacts:
     cores: int
     ram_mb: tuple
     accelerator: str = ""
+    dla_cores: int = 0      # NVIDIA Deep Learning Accelerator cores (Orin NX / AGX Orin: 2, Orin Nano: 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Profile:
     budgets: dict
     parity: ParityTolerance
     path: str
+    software: dict = dataclasses.field(default_factory=dict)  # [software] key -> (version prefix, ...)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -143,16 +149,20 @@ KEYS = {
     "": {"schema": Key(str, choices=(SCHEMA,)), "name": Key(str, pattern=NAME), "description": Key(str),
          "backend": Key(str, choices=BACKENDS), "default_precision": Key(str, choices=PRECISIONS),
          "int8_scheme": Key(str), "device": Key(dict), "runtime": Key(dict), "parity": Key(dict),
-         "budgets": Key(dict, default={})},
+         "budgets": Key(dict, default={}), "software": Key(dict, default={})},
     "device": {"arch": Key(str, choices=ARCHES), "cpu": TEXT, "accelerator": Key(str, default=""),
                "cores": Key(int, 0, MAX_THREADS),            # 0: whatever the device has
-               "ram_mb": Key(list, 0, MAX_RAM_MB)},          # [0]: not fixed by the profile
+               "ram_mb": Key(list, 0, MAX_RAM_MB),           # [0]: not fixed by the profile
+               "dla_cores": Key(int, 0, 8, default=0)},
     "runtime": {"threads": Key(int, 0, MAX_THREADS),        # 0: one per physical core, resolved by the agent
                 "power_sensor": Key(str, choices=POWER_SENSORS)},
     "parity": {"fp32_max_abs_error": TOLERANCE, "fp16_max_abs_error": TOLERANCE,
                "bf16_max_abs_error": Key(float, 0.0, default=None),
                "quantized_min_top1_agreement": Key(float, 0.0, 1.0)},
+    "software": {k: Key(str, default=None, pattern=VERSIONS) for k in SOFTWARE},
 }
+_PATTERN_TEXT = {NAME.pattern: "must be a non-empty name of letters, digits, '.', '_' or '-'",
+                 VERSIONS.pattern: "must be version numbers separated by commas, like \"8.5, 10.3\""}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", list: "a non-empty list of integers", dict: "a table"}
 
 
@@ -185,8 +195,7 @@ class _Section:
         if spec.choices and value not in spec.choices:
             self.refuse(key, f"is not one of {', '.join(spec.choices)}")
         if spec.pattern is not None and not spec.pattern.fullmatch(value):
-            self.refuse(key, "must be a non-empty name of letters, digits, '.', '_' or '-'"
-                        if spec.pattern is NAME else "must not be empty")
+            self.refuse(key, _PATTERN_TEXT.get(spec.pattern.pattern, "must not be empty"))
         return tuple(value) if spec.kind is list else value
 
     def refuse(self, key, must: str):
@@ -201,7 +210,7 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
     top = _Section(data, "", path)
     top["schema"]
     dev, rt, par = (_Section(top[k], k, path) for k in ("device", "runtime", "parity"))
-    device = DeviceFacts(dev["arch"], dev["cpu"], dev["cores"], dev["ram_mb"], dev["accelerator"])
+    device = DeviceFacts(dev["arch"], dev["cpu"], dev["cores"], dev["ram_mb"], dev["accelerator"], dev["dla_cores"])
     if 0 in device.ram_mb and device.ram_mb != (0,):
         dev.refuse("ram_mb", "must be [0] (not fixed) or sizes > 0")
     backend = top["backend"]
@@ -214,4 +223,9 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
         budgets=validate_budgets(top["budgets"], f"profile {path}"),
         parity=ParityTolerance(par["fp32_max_abs_error"], par["fp16_max_abs_error"],
                                par["quantized_min_top1_agreement"], par["bf16_max_abs_error"]),
-        path=str(path))
+        path=str(path), software=_software(_Section(top["software"], "software", path)))
+
+
+def _software(section) -> dict:
+    """{key: (version prefix, ...)} of the keys the [software] table sets."""
+    return {k: tuple(v.strip() for v in section[k].split(",")) for k in SOFTWARE if section[k] is not None}

@@ -60,7 +60,7 @@ GOOD = (
     (("fp16_max_abs_error = 1e-2", "fp16_max_abs_error = inf"), "parity.fp16_max_abs_error must be finite"),
     (("agreement = 0.9", "agreement = 1.5"), "parity.quantized_min_top1_agreement must be finite and in [0, 1]"),
     (("int8_scheme = \"u8s8\"", "int8_scheme = \"full-integer\""),
-     "int8_scheme is not one of u8s8, s8s8 (backend onnxruntime)"),
+     "int8_scheme is not one of u8s8, s8s8, s8s8-symmetric (backend onnxruntime)"),
     (("power_sensor = \"none\"", "power_sensor = \"multimeter\""), "runtime.power_sensor is not one of auto"),
     (("latency_p90_ms = 5", "latency_p90_ms = nan"), "budgets.latency_p90_ms must be a finite number >= 0, got nan"),
     (("latency_p90_ms = 5", "latency_p90_ms = -1"), "budgets.latency_p90_ms must be a finite number >= 0, got -1"),
@@ -89,12 +89,14 @@ def test_custom_profile_file_loads(tmp_path):
     assert load_profile(str(path)).runtime.threads == 1
 
 
-def test_backend_that_lands_later_is_a_clear_error(cli, tmp_path):
+def test_a_backend_the_registry_marks_unavailable_is_a_clear_error(cli, tmp_path, monkeypatch):
+    """Every profile backend is implemented now; the registry's None entry still refuses before any work."""
     from conftest import MODEL
-    for name, backend in (("jetson-orin-nano", "tensorrt"),):
-        r = cli("package", MODEL, "--profile", name, "-o", tmp_path / "x.edgepkg")
-        assert r.exit_code == 2
-        assert f"uses backend '{backend}', which this version of edgeopt cannot convert for yet" in r.stderr
+    from edgeopt import convert
+    monkeypatch.setitem(convert.BACKENDS, "tensorrt", None)
+    r = cli("package", MODEL, "--profile", "jetson-orin-nano", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2
+    assert "uses backend 'tensorrt', which this version of edgeopt cannot convert for yet" in r.stderr
     assert not (tmp_path / "x.edgepkg").exists()
 
 
@@ -106,3 +108,4 @@ def test_int8_schemes_match_what_the_backends_read():
     assert set(INT8_SCHEMES["onnxruntime"]) == set(SCHEMES)
     assert set(INT8_SCHEMES["openvino"]) == set(SCHEME_PRESETS)
     assert {p.int8_scheme for p in list_profiles() if p.backend == "tflite"} <= set(INT8_SCHEMES["tflite"])
+    assert {p.int8_scheme for p in list_profiles() if p.backend == "tensorrt"} <= set(INT8_SCHEMES["tensorrt"])

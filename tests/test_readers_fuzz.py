@@ -289,8 +289,8 @@ GOOD_PROFILE = {
     "budgets": {"latency_p90_ms": 5},
     "parity": {"fp32_max_abs_error": 1e-4, "fp16_max_abs_error": 1e-2, "quantized_min_top1_agreement": 0.9},
 }
-SCHEMES = {"onnxruntime": ("u8s8", "s8s8"), "openvino": ("nncf-performance", "nncf-mixed"),
-           "tflite": ("full-integer",), "tensorrt": ("tensorrt-ptq",)}
+SCHEMES = {"onnxruntime": ("u8s8", "s8s8", "s8s8-symmetric"), "openvino": ("nncf-performance", "nncf-mixed"),
+           "tflite": ("full-integer",), "tensorrt": ("tensorrt-qdq",)}
 
 
 def _tolerance(v):

@@ -1,4 +1,5 @@
-"""The device's state as a measurement starts: CPU governor and clocks, load average, running processes.
+"""The device's state as a measurement starts: CPU governor and clocks, load average, running processes, and on
+a Jetson its software versions, power mode and GPU/EMC clocks (jetson.py).
 
 A slow run is often explained by the state it started in (a `powersave` governor, a clock capped
 low, a board already busy), so the result records it. Every path goes through the agent's sysfs
@@ -8,6 +9,7 @@ board. What the device does not expose is absent with the reason, never guessed.
 import os
 
 from ..power.base import SensorError, optional_text, read_text
+from . import jetson
 from .thermal import policies, policy_mhz
 
 # cpufreq file -> key in the result (kHz files become MHz)
@@ -63,4 +65,6 @@ def read(config):
         env.update(load(config))
     except SensorError as e:
         env["load_absent"] = str(e)
+    if jetson.is_jetson(config):
+        env["jetson"] = jetson.read(config)
     return env

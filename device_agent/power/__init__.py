@@ -8,6 +8,7 @@ from .. import AgentError
 # entry and checks its name against its file (rpi5-pmic lives in rpi5_pmic.py).
 READERS = {
     "ina3221": "device_agent.power.ina3221:Ina3221Reader",
+    "tegrastats": "device_agent.power.tegrastats:TegrastatsReader",   # Jetsons whose sysfs rails are hidden
     "rpi5-pmic": "device_agent.power.rpi5_pmic:Rpi5PmicReader",
     "rapl": "device_agent.power.rapl:RaplReader",
     "nvml": "device_agent.power.nvml:NvmlReader",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 SYSFS_ROOT_ENV = "EDGEOPT_SYSFS_ROOT"
 VCGENCMD_ENV = "EDGEOPT_VCGENCMD"
+TEGRASTATS_ENV = "EDGEOPT_TEGRASTATS"
 
 # t: time.monotonic() of the reading; value: W (watts readers) or J since open (energy readers);
 # rails: {rail name: W or J}, same unit as value.
@@ -27,6 +28,7 @@ class SensorConfig:
     sysfs_root: str = "/"       # prefix of every /sys and /proc path
     vcgencmd: str = "vcgencmd"  # the command (may include arguments) the Raspberry Pi readers run
     power_command: str = ""     # the external meter's command, run by /bin/sh, prints watts
+    tegrastats: str = "tegrastats"  # the command (may include arguments) the Jetson tegrastats reader runs
     power_rate_hz: float = 0.0  # 0: the reader's own default rate
     idle_seconds: float = 1.0   # the idle baseline window before warm-up
 

@@ -9,6 +9,7 @@ ADAPTERS = {
     "onnxruntime": "device_agent.runtimes.onnxruntime:OnnxRuntimeAdapter",
     "openvino": "device_agent.runtimes.openvino:OpenVinoAdapter",
     "litert": "device_agent.runtimes.litert:LiteRtAdapter",
+    "tensorrt": "device_agent.runtimes.tensorrt:TensorRtAdapter",
 }
 
 

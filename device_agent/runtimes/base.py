@@ -17,6 +17,7 @@ class RuntimeAdapter(object):
     module = ""         # the Python module that must import on the device
     distributions = ()  # pip distributions that provide it, for a version without importing it
     install_hint = ""   # what to tell a user whose device lacks it
+    install_note = ""   # where pip is not the way (a Jetson's TensorRT comes with JetPack), said after the hint
     options = {}        # runtime.options this adapter reads: name -> kind (device_agent.manifest.OPTION_KINDS)
 
     def __init__(self, threads, options=None):
@@ -39,6 +40,11 @@ class RuntimeAdapter(object):
         except ImportError:
             return None
         return getattr(mod, "__version__", "unknown")
+
+    @classmethod
+    def missing_helpers(cls):
+        """Names of further packages the adapter needs beside its runtime (none for most)."""
+        return []
 
     def import_module(self):
         """Import the runtime in the measuring process; a broken install is a one-line error."""

@@ -15,12 +15,46 @@ from ..measure import layers, throughput
 from .base import RuntimeAdapter
 
 
+# --runtime-option execution_provider=NAME -> the providers asked for, in ORT's order of preference (a node the
+# first cannot run falls to the next).
+EXECUTION_PROVIDERS = {
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cpu": ["CPUExecutionProvider"],
+}
+
+
+def wanted_providers(options):
+    """Provider names from runtime options: execution_provider (a short name) wins over a providers list."""
+    if options.get("execution_provider"):
+        return list(EXECUTION_PROVIDERS[options["execution_provider"]])
+    return list(options.get("providers") or ["CPUExecutionProvider"])
+
+
+def missing_providers(wanted, available):
+    """None, or the one-line error naming what is missing and what this onnxruntime has."""
+    missing = [p for p in wanted if p not in available]
+    if not missing:
+        return None
+    return ("onnxruntime on this device lacks execution provider(s) %s (available: %s); the GPU providers come "
+            "with onnxruntime-gpu (on a Jetson: NVIDIA's JetPack wheel)" % (", ".join(missing), ", ".join(available)))
+
+
+def provider_options(name):
+    """ORT's TensorRT provider keeps its engines in the agent's cache dir, so a repeat run does not rebuild."""
+    if name != "TensorrtExecutionProvider":
+        return name
+    from .tensorrt import engine_dir
+    return (name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": os.path.join(engine_dir(), "onnxruntime")})
+
+
 class OnnxRuntimeAdapter(RuntimeAdapter):
     name = "onnxruntime"
     module = "onnxruntime"
     distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
     install_hint = "pip install onnxruntime"
-    options = {"providers": "text-list", "throughput_streams": "count"}
+    options = {"providers": "text-list", "throughput_streams": "count",
+               "execution_provider": tuple(EXECUTION_PROVIDERS)}
 
     def new_session(self, threads, profile_prefix=None):
         import onnxruntime as ort
@@ -36,7 +70,8 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
             so.enable_profiling = True
             so.profile_file_prefix = profile_prefix
         try:
-            return ort.InferenceSession(self.model_path, sess_options=so, providers=self.wanted_providers)
+            return ort.InferenceSession(self.model_path, sess_options=so,
+                                        providers=[provider_options(p) for p in self.wanted_providers])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AgentError("onnxruntime %s cannot load the model: %s" % (ort.__version__, first[:300]))
@@ -45,10 +80,10 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
         import onnxruntime as ort
 
         self.model_path = model_path
-        self.wanted_providers = self.options.get("providers") or ["CPUExecutionProvider"]
-        missing = [p for p in self.wanted_providers if p not in ort.get_available_providers()]
-        if missing:
-            raise AgentError("onnxruntime on this device lacks execution provider(s) %s" % ", ".join(missing))
+        self.wanted_providers = wanted_providers(self.options)
+        problem = missing_providers(self.wanted_providers, ort.get_available_providers())
+        if problem:
+            raise AgentError(problem)
         self.session = self.new_session(self.threads)
         self.providers = self.session.get_providers()
 

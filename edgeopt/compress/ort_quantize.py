@@ -21,7 +21,10 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from ..data import feeds, sample_count
 from . import mixed_quantize
 
-SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8")}
+SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8"), "s8s8-symmetric": ("QInt8", "QInt8")}
+# Schemes whose activations are quantized symmetrically too (zero point 0): TensorRT's explicit quantization
+# accepts only symmetric INT8 QDQ (per-channel weights, per-tensor activations), ORT's default is asymmetric.
+SYMMETRIC = ("s8s8-symmetric",)
 CONV_OPS = {"Conv", "ConvTranspose"}
 
 
@@ -92,7 +95,7 @@ def quantize(source, request, out, progress, workdir) -> dict:
     static(out, exclude=exclude)
     act, wt = static.types
     return {"method": "static", "format": "QDQ", "scheme": static.scheme, "activations": str(act),
-            "weights": str(wt), "per_channel": True, "calibration": {"method": "MinMax", "samples": static.samples},
+            "weights": str(wt), "per_channel": True, "symmetric": static.scheme in SYMMETRIC, "calibration": {"method": "MinMax", "samples": static.samples},
             "preprocess": pre, **details}
 
 
@@ -107,6 +110,13 @@ class _Static:
         self.samples = sample_count(request.calibration)
         self.cache = workdir / "calibration-ranges.json"
 
+    def extra_options(self) -> dict:
+        if self.scheme in SYMMETRIC:
+            # Bias stays float, as NVIDIA's own QDQ exporters (pytorch-quantization, ModelOpt) leave it: TensorRT
+            # quantizes weights and activations from the Q/DQ pairs and fuses a float bias into the INT8 kernel.
+            return {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+        return {}
+
     def __call__(self, out, exclude=(), only=()):
         """Quantize to `out`: every node but `exclude`, or only the nodes `only`."""
         reader = None
@@ -119,7 +129,8 @@ class _Static:
                 quantize_static(str(self.model_in), str(out), reader, quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=act, weight_type=wt,
                                 calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude),
-                                nodes_to_quantize=list(only), calibration_cache_path=str(self.cache))
+                                nodes_to_quantize=list(only), calibration_cache_path=str(self.cache),
+                                extra_options=self.extra_options())
         finally:
             if reader is not None:
                 self.progress.finish()

@@ -15,7 +15,7 @@ BACKENDS = {
     "onnxruntime": "edgeopt.convert.onnxruntime:OnnxRuntimeBackend",
     "openvino": "edgeopt.convert.openvino:OpenVinoBackend",
     "tflite": "edgeopt.convert.tflite:LiteRtBackend",
-    "tensorrt": None,
+    "tensorrt": "edgeopt.convert.tensorrt:TensorRtBackend",
 }
 
 

@@ -32,6 +32,7 @@ class PackageRequest:
     evaluation: dict | None = None  # {input name: array, labels: array} from --eval-data
     options: object = NoOptions()  # the backend's own Options instance (Backend.options builds it)
     host_timing: bool = True       # time INT8 against FP32 on this host (a hint; optimize measures the device)
+    profile: object = None         # the Profile packaged for (a backend that reads its device or software facts)
 
 
 @dataclasses.dataclass
@@ -75,6 +76,9 @@ class Backend:
             if key not in known:
                 raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option")
         return build_options(self.Options, given, f"backend {self.name}")
+
+    def check_profile(self, options, profile) -> None:
+        """Refuse, before any work, options the profile's device or software cannot take (a DLA core it lacks)."""
 
     def _validate(self, request: PackageRequest) -> None:
         if not isinstance(request.options, self.Options):
