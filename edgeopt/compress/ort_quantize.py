@@ -95,7 +95,8 @@ def quantize(source, request, out, progress, workdir) -> dict:
     static(out, exclude=exclude)
     act, wt = static.types
     return {"method": "static", "format": "QDQ", "scheme": static.scheme, "activations": str(act),
-            "weights": str(wt), "per_channel": True, "symmetric": static.scheme in SYMMETRIC, "calibration": {"method": "MinMax", "samples": static.samples},
+            "weights": str(wt), "per_channel": True, "symmetric": static.scheme in SYMMETRIC,
+            "calibration": {"method": "MinMax", "samples": static.samples},
             "preprocess": pre, **details}
 
 
