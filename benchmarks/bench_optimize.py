@@ -33,7 +33,7 @@ SAMPLE = {"model": str(SAMPLES / "digits_resnet.py") + ":build", "shape": "input
           "calib": SAMPLES / "digits32_calib.npz", "eval": SAMPLES / "digits32_eval.npz",
           "train": SAMPLES / "digits32_train.npz"}
 # The space every sampler searches: quantization, precision, channel pruning and distillation (short: one to
-# three epochs, so that a study of a dozen trials takes minutes on two cores). Low-rank and QAT are left out:
+# two epochs, so that a study of a dozen trials takes minutes on two cores). Low-rank and QAT are left out:
 # they did not make this model faster (docs/benchmarks.md, compression).
 SPACE = """quantize = ["none", "dynamic", "int8"]
 precision = ["fp32", "fp16"]
@@ -43,7 +43,7 @@ qat = false
 "prune.channels" = [0.1, 0.7]
 "prune.criterion" = ["l2"]
 "prune.scope" = ["layer"]
-"distill.epochs" = [1, 3]
+"distill.epochs" = [1, 2]
 "distill.lr" = [0.001, 0.01]
 """
 # MobileNetV2: no training transforms (an epoch of distillation costs minutes here); quantization with
