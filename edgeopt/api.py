@@ -390,21 +390,44 @@ def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
         store.close()
 
 
+def _report_study(name: str, store_url: str | None, result_paths) -> dict:
+    """The optimize study `name` from --store, $EDGEOPT_STORE, the store beside the results, or results/."""
+    import os
+
+    from .search import study as studies
+    from .store import Store
+
+    url = (store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
+           or f"sqlite:///{pathlib.Path('results') / STORE_FILE}")
+    if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
+        raise BadInput(f"--study {name}: no results store at {url[len('sqlite:///'):]}; pass --store URL")
+    with Store(url) as store:   # the URL checked, a bad one refused in one line with the password masked
+        rendered = store.url.render_as_string(hide_password=False)
+    return studies.load(rendered, name)
+
+
 def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = None, store_url: str | None = None,
-           history: bool = True, title: str = "edgeopt report") -> dict:
+           history: bool = True, title: str = "edgeopt report", study: str | None = None) -> dict:
     """Result files or fleet run directories -> one report: a self-contained HTML page, Markdown or CSV.
-    Written to `output` when given; the text is returned under `text` either way, with the rows it was made from."""
+    Written to `output` when given; the text is returned under `text` either way, with the rows it was made from.
+    study: an optimize study in the store, shown with its trials and Pareto front; without result files, the
+    report is made of the study's baseline and best trial's results (where they are on this host)."""
     from .report import html as html_report, markdown as md_report, rows as report_rows
 
     if fmt not in REPORT_FORMATS:
         raise BadInput(f"report format {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
-    paths = results.expand(result_paths)
+    paths = results.expand(result_paths) if result_paths else []
+    found = _report_study(study, store_url, paths) if study else None
+    if found and not paths:
+        shown = found["trials"][:1] + ([found["best"]] if found["best"] else [])   # the baseline, then the best
+        paths = list(dict.fromkeys(p for t in shown for p in t["results"] if p and pathlib.Path(p).is_file()))
     if not paths:
-        raise BadInput("report needs at least one result file")
+        raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are not on "
+                                                                   "this host)" if study else ""))
     verdicts = check(paths, budgets)
     docs = [results.load(p) for p in paths]
     stored, absent = _report_history(docs, store_url, paths) if history else (None, "history left out (--no-history)")
-    rows = report_rows.build(docs, verdicts, stored, absent)
+    rows = report_rows.build(docs, verdicts, stored, absent, found)
     text = {"html": lambda: html_report.render(rows, title), "markdown": lambda: md_report.markdown(rows, title),
             "csv": lambda: md_report.csv_text(rows)}[fmt]()
     out = {"format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"], "bytes": len(text.encode("utf-8")),

@@ -615,22 +615,26 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
 
 
 @main.command()
-@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.argument("results", nargs=-1, type=click.Path())
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write here [default: report.html for html; stdout for markdown and csv].")
+@click.option("--study", help="An `optimize` study in the store: its trials and Pareto front (alone, it reports the "
+                              "study's baseline and best results).")
 @click.option("--format", "fmt", type=click.Choice(["html", "markdown", "csv"]), default="html", show_default=True)
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check).")
 @click.option("--store", "store_url", help="Results store URL for the history [default: edgeopt.db beside the results].")
 @click.option("--no-history", is_flag=True, help="Leave out the history trends.")
 @click.option("--title", default="edgeopt report", show_default=True)
 @common
-def report(out, results, output, fmt, budgets, store_url, no_history, title):
+def report(out, results, output, fmt, study, budgets, store_url, no_history, title):
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
     offline), Markdown for a pull-request comment, or CSV. Exit code as `check`: 0, 1 or 3."""
     from . import api
     if output is None and fmt == "html":
         output = "report.html"
-    doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title)
+    if not results and not study:
+        raise click.UsageError("give result files or run directories, or --study NAME")
+    doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title, study)
     if output is None and not out.as_json and not out.quiet:
         click.echo(doc["text"], nl=False)
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}

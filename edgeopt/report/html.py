@@ -60,11 +60,11 @@ def who(row: dict) -> str:
 
 
 def render(report: dict, title: str = "edgeopt report") -> str:
-    body = [_header(report, title), _summary(report["summary"]), _latency(report["latency"]),
+    body = [_header(report, title), _summary(report["summary"]), _study(report.get("study")), _latency(report["latency"]),
             _over_run(report["latency"]), _throughput(report.get("throughput") or []),
             _layers(report.get("layer_profile") or []), _memory(report["memory"]), _power(report["power"]),
             _thermal(report["thermal"]), _fleet(report["fleet"]), _history(report["history"], report["history_absent"]),
-            _study(report.get("study")), _method()]
+            _method()]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n")
@@ -500,10 +500,71 @@ def _change_text(s: dict) -> str:
 
 
 def _study(study) -> str:
-    """The optimize verb's Pareto front and trials go here once that verb exists (report["study"])."""
+    """An optimize study: what it searched for, the chosen trial, every trial's figures against its budgets, and
+    the trade-off as a scatter of the objective against accuracy drop (or size) with the Pareto front marked."""
     if not study:
         return ""
-    return f"<h2>Optimization study</h2><p class=muted>{esc(study)}</p>"
+    done = [t for t in study["trials"] if t["state"] == "complete"]
+    budgets = ", ".join(f"{k} ≤ {number(v)}" for k, v in study["budgets"].items()) or "none"
+    best = study["best"]
+    chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
+              f"{num(best['figures'].get(study['objective']))}." if best else
+              "<b>No trial met every budget.</b>")
+    head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "
+            f"{esc(study.get('profile') or '?')}: minimise {esc(study['objective'])} within {esc(budgets)}; "
+            f"{len(study['trials'])} trials ({len(done)} complete, "
+            f"{sum(t['cached'] for t in study['trials'])} answered from the cache, "
+            f"{sum(t['state'] == 'fail' for t in study['trials'])} failed). {chosen}</p>")
+    return head + _study_chart(study, done) + _study_table(study)
+
+
+def _study_chart(study: dict, done: list) -> str:
+    x_key = study["objective"]
+    y_key = "accuracy_drop" if any("accuracy_drop" in t["figures"] for t in done) else "size_mb"
+    points = [t for t in done if x_key in t["figures"] and y_key in t["figures"] and not t["cached"]]
+    if not points:
+        return '<p class="small muted">No trial measured both figures the chart needs.</p>'
+    xs, ys = [t["figures"][x_key] for t in points], [t["figures"][y_key] for t in points]
+    low, high = padded(min(ys), max(ys), 0.1)
+    chart = Chart(f"Trials: {x_key} against {y_key}", padded(min(xs), max(xs), 0.08), (max(low, 0.0), high),
+                  width=760, height=300, x_label=x_key, y_label=y_key)   # both figures are >= 0
+    chart.axes()
+    limit = study["budgets"].get(x_key)
+    if limit is not None and min(xs) <= limit <= max(xs):
+        chart.segment(limit, chart.y0, limit, chart.y1, "#cf222e", dash="4 3", title=f"{x_key} budget {number(limit)}")
+    front, best = set(study["pareto"]), (study["best"] or {}).get("trial")
+    for t, xv, yv in zip(points, xs, ys):
+        fill = VERDICT_COLOURS["pass"] if t["feasible"] else VERDICT_COLOURS["failed"]
+        words = f"trial {t['trial']}: {t['config']} ({x_key} {number(xv)}, {y_key} {number(yv)})"
+        big = t["trial"] == best or t["baseline"]
+        chart.dot(xv, yv, "#0969da" if t["trial"] == best else fill, r=6 if big else 4,
+                  shape="diamond" if t["trial"] in front else "circle", title=words)
+        if big:
+            chart.text(xv, yv, "best" if t["trial"] == best else "baseline", dx=8, dy=-6)
+    legend = _legend([(VERDICT_COLOURS["pass"], "meets every budget"), (VERDICT_COLOURS["failed"], "misses one"),
+                      ("#0969da", "chosen")])
+    return (f'{chart.render()}<div class="legend">{legend}</div><p class="small muted">Diamonds: the Pareto front '
+            f'over {esc(", ".join(study["pareto_figures"]))} (lower is better; a projection, so a front point may sit '
+            'above another here). Screened-only trials have no accuracy figure and are not drawn.</p>')
+
+
+def _study_table(study: dict) -> str:
+    keys = [study["objective"]] + [k for k in study["budgets"] if k != study["objective"]]
+    head = "".join(f"<th>{esc(k)}</th>" for k in keys)
+    lines = []
+    for t in study["trials"]:
+        cells = "".join(f"<td class=num>{num(t['figures'].get(k))}</td>" for k in keys)
+        spent = sum(t.get("seconds", {}).get(p, 0.0) for p in ("package", "screen", "measure"))
+        state = ("failed: " + (t.get("error") or "")) if t["state"] == "fail" else \
+            ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
+        marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
+                                 ("screened only", t["measurement"] == "screening"),
+                                 ("Pareto", t["trial"] in study["pareto"])) if on]
+        lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"
+                     f"<td class=num>{num(spent or None, 3)}</td><td>{esc(state)}"
+                     f"{' (' + esc(', '.join(marks)) + ')' if marks else ''}</td></tr>")
+    return (f"<details><summary>All {len(study['trials'])} trials</summary><table><tr><th>trial</th>"
+            f"<th>configuration</th>{head}<th>seconds</th><th>verdict</th></tr>{''.join(lines)}</table></details>")
 
 
 def _method() -> str:

@@ -34,7 +34,8 @@ def markdown(report: dict, title: str = "edgeopt report") -> str:
         "❌ a budget failed or was not measured"
     lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
     lines += (_summary(report["summary"]) + _over_run(report) + _layers(report.get("layer_profile") or [])
-              + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"]))
+              + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
+              + _study(report.get("study")))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -85,6 +86,22 @@ def _over_run(report: dict) -> list:
     if not parts:
         return []
     return ["**Over the run**", ""] + [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()] + [""]
+
+
+def _study(study) -> list:
+    """An optimize study: the chosen trial, then its Pareto front as a table."""
+    if not study:
+        return []
+    best = study["best"]
+    chosen = (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {study['objective']} "
+              f"{fmt(best['figures'].get(study['objective']))}" if best else "no trial met every budget")
+    keys = list(dict.fromkeys([study["objective"], *study["pareto_figures"]]))
+    out = [f"**Optimization study {cell(study['study'])}**: {len(study['trials'])} trials; {chosen}.", "",
+           "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
+    for t in [t for t in study["trials"] if t["trial"] in study["pareto"] and not t["cached"]]:
+        out.append(f"| {t['trial']} | `{cell(t['config'])}` | " + " | ".join(fmt(t['figures'].get(k)) for k in keys)
+                   + f" | {'yes' if t['feasible'] else 'no'} |")
+    return out + [""]
 
 
 def _layers(rows: list, top: int = 5) -> list:

@@ -259,7 +259,7 @@ def history_series(bundle: str, device: str, rows: list) -> dict:
 
 def build(docs: list, check: dict, history: dict | None, history_absent: str | None = None, study=None) -> dict:
     """The whole report. `check` is edgeopt.api.check's answer for the same documents, in order; `history` maps
-    (bundle, device) -> store rows. `study` is kept for the optimize verb (Pareto front and trials): None now."""
+    (bundle, device) -> store rows. `study`: an optimize study (edgeopt.search.study.load), or None."""
     summary = [summary_row(doc, entry) for doc, entry in zip(docs, check["results"])]
     ok = [doc for doc in docs if doc.get("status") == "ok"]
     return {"summary": summary, "exit_code": check["exit_code"],

@@ -457,6 +457,35 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     return out
 
 
+def load(url: str, name: str) -> dict:
+    """A finished (or running) study read back from its storage, for `edgeopt report --study`: its objective,
+    budgets, every trial, the Pareto front, and the best trial that meets every budget (None when none does).
+    BadInput when the store has no such study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if name not in names:
+            raise BadInput(f"--study {name}: no such study in the store (studies: {', '.join(sorted(names)) or 'none'})")
+        study = optuna.load_study(study_name=name, storage=storage)
+        identity = study.user_attrs.get("identity") or {}
+        objective, budgets = identity.get("objective", "latency_p90_ms"), identity.get("budgets", {})
+        rechecked = study.user_attrs.get("rechecked", {})
+        rows = [dict(_row(t), rechecked=rechecked.get(t.user_attrs.get("key"))) for t in study.get_trials(deepcopy=False)
+                if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
+        ranked = _ranked_feasible(study, objective)
+        figures = PARETO_FIGURES + (("energy_mj",) if "energy_mj" in budgets else ())
+        return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
+                "profile": identity.get("profile"), "trials": rows, "pareto_figures": list(figures),
+                "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
+                "best": dict(_row(ranked[0]), rechecked=rechecked.get(ranked[0].user_attrs["key"])) if ranked else None}
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+
+
 def _row(t) -> dict:
     attrs = t.user_attrs
     return {"trial": t.number, "state": t.state.name.lower(), "config": attrs.get("config", ""),
@@ -465,7 +494,8 @@ def _row(t) -> dict:
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
             "baseline": attrs.get("baseline", False), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []),
-            "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {}}
+            "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
+            "results": attrs.get("results") or []}
 
 
 def _pareto(trials: list, names: tuple) -> list:

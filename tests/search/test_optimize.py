@@ -45,6 +45,18 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0
     assert cli("check", result).exit_code == 0   # the budgets the bundle carries: the profile's and the study's
     assert set(outcome["budgets"]) == {"latency_p90_ms", "peak_rss_mb", "accuracy_drop"}
+    # the study in a report: alone (its baseline's and best trial's results), in HTML and Markdown
+    html = cli("report", "--study", "ok", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}",
+               "-o", tmp_path / "study.html", "--no-history")
+    assert html.exit_code in (0, 1), html.stderr
+    page = (tmp_path / "study.html").read_text()
+    assert "Optimization study ok" in page and "Trials: latency_p90_ms against accuracy_drop" in page
+    assert page.count("<svg") >= 2 and f"Chosen: trial {outcome['best']['trial']}" in page
+    md = cli("report", "--study", "ok", "--format", "markdown", "--no-history",
+             "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert "**Optimization study ok**: 3 trials" in md.stdout and "| trial | configuration | latency_p90_ms" in md.stdout
+    missing = cli("report", "--study", "nope", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert missing.exit_code == 2 and "--study nope: no such study in the store (studies: ok)" in missing.stderr
     # where the time went, per trial
     assert all(t["seconds"]["package"] > 0 and t["seconds"]["measure"] > t["seconds"]["timed_loop"] > 0
                for t in outcome["trials"] if not t["cached"] and t["measurement"] == "full")
