@@ -89,7 +89,7 @@ def run_cell(model: str, profile: str, precision: str, exporter: str, strict: bo
     names = [t["name"] for t in manifest.get("outputs", [])]   # the artifact's outputs, in the source's order
     comparisons = {o.get("name") or (names[o["output"]] if o["output"] < len(names) else str(o["output"])):
                    o["comparison"] for o in parity.get("outputs", [])}
-    if set(comparisons.values()) - {"elementwise", "top1_agreement", "relative_error"}:
+    if set(comparisons.values()) - {"elementwise", "top1_agreement", "relative_error", "sqnr"}:
         cell["parity_comparisons"] = comparisons   # set-like outputs (detections): how each was compared
     hint = (manifest.get("compression") or {}).get("host_hint") or {}
     if "ratio" in hint:
@@ -229,7 +229,7 @@ def _cell_text(cell: dict) -> str:
 def _parity_figure(cell: dict) -> str:
     """"top1_agreement 0.27", "relative_error 0.56": the metric the profile judged, from the message."""
     m = re.search(r"source model: (\S+) (\S+)", cell.get("parity_message", ""))
-    names = {"top1_agreement": "top-1", "relative_error": "rel err", "max_abs_error": "max err",
+    names = {"top1_agreement": "top-1", "relative_error": "rel err", "sqnr_db": "SQNR dB", "max_abs_error": "max err",
              "agreement": "set agreement"}
     return f"{names.get(m.group(1), m.group(1))} {m.group(2)}" if m else "?"
 
@@ -313,9 +313,9 @@ def markdown(doc: dict) -> str:
         lines += [f"## Parity mismatches (packaged anyway) ({len(mismatched)} cells)", ""]
         untied = [c for c in cells if (c.get("parity") or {}).get("top1_why_not")]
         if untied:
-            lines += [f"{len(untied)} INT8 classifier cells are judged by relative error, not top-1 agreement: on most "
+            lines += [f"{len(untied)} INT8 classifier cells are judged by SQNR per output, not top-1 agreement: on most "
                       "samples their source's top-1 leads by less than twice the INT8 error (random weights give "
-                      "near-tied logits; `parity.top1_robust_share`). `relative_rms_error` is recorded beside it.", ""]
+                      "near-tied logits; `parity.top1_robust_share`): each output's SQNR judges them.", ""]
         lines += [f"- {c['model']} / {c['profile']} / {c['precision']}: {c['parity_message']}" for c in mismatched]
         lines.append("")
     lines += ["## ONNX ops of each export that edgeopt/convert/onnx_torch.py does not map (LiteRT path)", ""]

@@ -1,10 +1,19 @@
-"""Parity of a float artifact, output by output: the profile's limit scales with an output's magnitude above 1."""
+"""Parity, output by output: a float artifact's limit scales with an output's magnitude above 1; a quantized
+artifact's outputs that top-1 cannot judge are judged each by SQNR (edgeopt/parity.py)."""
 import numpy as np
 import pytest
 
 from edgeopt.errors import ParityMismatch
 from edgeopt.source import TensorSpec
-from edgeopt.parity import compare, describe_failure
+from edgeopt.parity import (
+    INPUT_ROUNDING_MARGIN_DB,
+    QUANTIZED_MIN_SQNR_DB,
+    SQNR_IDENTICAL_DB,
+    compare,
+    describe_failure,
+    round_inputs,
+    sqnr_db,
+)
 from edgeopt.profiles import ParityTolerance
 
 TOLERANCE = ParityTolerance(fp32_max_abs_error=1e-4, fp16_max_abs_error=5e-2, quantized_min_top1_agreement=0.97)
@@ -52,3 +61,62 @@ def test_a_wrong_box_still_fails():
 def test_an_output_of_another_shape_is_a_mismatch_not_a_crash():
     with pytest.raises(ParityMismatch, match=r"output 0 has shape \[16, 4, 8\], its source model.s \[16, 8, 4\]"):
         _report(0.0, 0.0, shape=(1, 4, 8))
+
+
+# --- quantized artifacts: SQNR per output where top-1 cannot judge ------------------------------------------
+
+def _regressor(gain):
+    """A source whose output [1, 4, 1] (a regression map, not class scores) moves `gain` times as much as its input: gain 40 amplifies input noise as a
+    random-weight MobileNetV2 does (rounding its input to 8 bits alone leaves 11 dB SQNR there)."""
+    return lambda feed: [np.sin(gain * feed["x"].astype(np.float64)).astype(np.float32)[..., None]]
+
+
+def _quantized(source, artifact):
+    return compare(source, artifact, SAMPLES, INPUTS, True, "fp32", TOLERANCE, "test")[0]
+
+
+def test_a_quantized_output_within_10_db_passes_and_records_its_sqnr():
+    source = _regressor(1.0)
+    report = _quantized(source, lambda feed: [source(feed)[0] * 1.05])   # 5% relative error: 26 dB
+    (entry,) = report["outputs"]
+    assert report["passed"] and report["metric"] == "sqnr_db" and entry["comparison"] == "sqnr"
+    assert entry["sqnr_db"] == pytest.approx(26.0, abs=0.1) and entry["min_sqnr_db"] == QUANTIZED_MIN_SQNR_DB
+    assert entry["relative_rms_error"] == pytest.approx(0.05, rel=1e-3) and "input_rounding_sqnr_db" not in entry
+
+
+def test_a_wrong_scale_is_refused_on_a_well_conditioned_model():
+    source = _regressor(1.0)
+    report = _quantized(source, lambda feed: [source(feed)[0] * 0.5])    # a requantization scale off by 2x: 6 dB
+    (entry,) = report["outputs"]
+    assert not report["passed"] and entry["sqnr_db"] == pytest.approx(6.02, abs=0.01)
+    assert entry["input_rounding_sqnr_db"] > 30 and entry["min_sqnr_db"] == QUANTIZED_MIN_SQNR_DB
+    assert "sqnr_db 6.0 on output 0 over 16 samples" in describe_failure(report)
+
+
+def test_a_noise_amplifying_model_is_judged_against_its_input_rounding_floor():
+    source = _regressor(80.0)
+    floor = sqnr_db(source(SAMPLES)[0], source(round_inputs(SAMPLES, INPUTS))[0])
+    assert 0 < floor < QUANTIZED_MIN_SQNR_DB   # rounding the input alone costs more than the fixed bar allows
+    rounded = round_inputs(SAMPLES, INPUTS)["x"]   # the artifact's input quantizer, calibrated on the samples
+
+    def artifact(feed):
+        return source({"x": rounded[np.flatnonzero((SAMPLES["x"] == feed["x"]).all(1))]})
+    report = _quantized(source, artifact)
+    (entry,) = report["outputs"]
+    assert entry["input_rounding_sqnr_db"] == pytest.approx(floor) == pytest.approx(entry["sqnr_db"])
+    assert entry["min_sqnr_db"] == pytest.approx(max(0.0, floor - INPUT_ROUNDING_MARGIN_DB))
+    assert report["passed"] and entry["sqnr_db"] < QUANTIZED_MIN_SQNR_DB
+    wrecked = _quantized(source, lambda feed: [-source(feed)[0]])          # sign lost: noise 4x the signal
+    assert not wrecked["passed"] and wrecked["outputs"][0]["sqnr_db"] < 0
+    assert "rounding the float inputs alone to 8 bits gives" in describe_failure(wrecked)
+
+
+def test_each_output_is_judged_by_its_own_sqnr():
+    def source(feed):
+        x = feed["x"].astype(np.float32)
+        return [x[..., None] * 100.0, np.tanh(x)[..., None]]   # a large output beside a small one: merged, the small one would vanish
+
+    report = _quantized(source, lambda feed: [source(feed)[0], source(feed)[1] * 0.2])
+    first, second = report["outputs"]
+    assert first["passed"] and first["sqnr_db"] == SQNR_IDENTICAL_DB and not second["passed"]
+    assert not report["passed"] and report["sqnr_output"] == 1 and "on output 1" in describe_failure(report)

@@ -182,13 +182,59 @@ def _noisy(source, noise):
     return artifact
 
 
-def test_a_quantized_classifier_with_near_tied_logits_is_judged_by_relative_error():
+def test_a_quantized_classifier_with_near_tied_logits_is_judged_by_sqnr():
     source = _classifier(lead=0.0)
     report = compare(source, _noisy(source, 0.004), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
-    assert report["metric"] == "relative_error" and report["top1_robust_share"] < 0.5
-    assert "cannot judge" in report["top1_why_not"] and report["passed"] and 0 < report["relative_rms_error"] < 0.1
+    assert report["metric"] == "sqnr_db" and report["top1_robust_share"] < 0.5
+    assert "cannot judge" in report["top1_why_not"] and report["passed"] and report["sqnr_db"] > 20
     worse = compare(source, _noisy(source, 0.05), RECORD_SAMPLES, RECORD_SPECS, True, "fp32", TOLERANCE, "test")[0]
-    assert worse["metric"] == "relative_error" and not worse["passed"]
+    assert worse["metric"] == "sqnr_db" and not worse["passed"] and worse["sqnr_db"] < 10
+
+
+@pytest.fixture(scope="module")
+def mobilenet_int8(tmp_path_factory):
+    """The zoo's random-weight MobileNetV2 (noise gain ~30: its INT8 logits reach ~7 dB SQNR) packaged INT8 on
+    generic, and its calibration data."""
+    from zoo import ZOO
+    from zoo.data import write_files
+
+    files = write_files(ZOO["mobilenet_v2"], tmp_path_factory.mktemp("mnv2"), ("legacy",))
+    out = files["calib"].parent / "mnv2.edgepkg"
+    manifest = api.package(str(files["onnx"]["legacy"]), "generic", output=out, quantize="int8",
+                           calib=str(files["calib"]))
+    return manifest, files
+
+
+def test_a_noise_amplifying_zoo_model_passes_int8_by_its_input_rounding_floor(mobilenet_int8):
+    parity = mobilenet_int8[0]["parity"]
+    (logits,) = parity["outputs"]
+    assert parity["passed"] and parity["metric"] == "sqnr_db" and logits["comparison"] == "sqnr"
+    assert logits["input_rounding_sqnr_db"] < 10 + 6 and logits["min_sqnr_db"] < 10   # the floor applied
+    assert logits["min_sqnr_db"] <= logits["sqnr_db"] < logits["input_rounding_sqnr_db"]
+
+
+def test_the_same_model_quantized_with_a_wrong_scale_is_refused(mobilenet_int8, tmp_path):
+    """One activation's QuantizeLinear/DequantizeLinear scale set 20x too small (the tensor clips): refused."""
+    import tarfile
+
+    import onnx
+    from onnx import numpy_helper
+
+    manifest, files = mobilenet_int8
+    with tarfile.open(manifest["path"]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    model = onnx.load(str(tmp_path / manifest["model"]))
+    inits = {i.name: i for i in model.graph.initializer}
+    first = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == model.graph.input[0].name)
+    scale = inits[first.input[1]]
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) / 20, scale.name))
+    onnx.save(model, str(tmp_path / "wrecked.onnx"))
+    samples = dict(np.load(files["calib"]))
+    specs = [TensorSpec("input", [1, 3, 64, 64], "float32")]
+    report = compare(ort_runner(files["onnx"]["legacy"]), ort_runner(tmp_path / "wrecked.onnx"), samples, specs,
+                     True, "int8", TOLERANCE, "test", ["logits"])[0]
+    assert not report["passed"] and report["metric"] == "sqnr_db"
+    assert report["sqnr_db"] < report["tolerance"] and "sqnr_db" in describe_failure(report)
 
 
 def test_a_quantized_classifier_with_a_clear_winner_is_judged_by_top1():

@@ -117,17 +117,18 @@ def test_int8_weights_compresses_a_matmul_model(cli, tmp_path):
     assert c["ops"]["compute_ops"] == 4 and c["ops"]["left_in_float"] == 0
     assert set(c["ops"]["weights_by_type"]) <= {"u8", "i8"}
     assert model_bytes(m) < 0.3 * model.stat().st_size
-    assert m["parity"]["metric"] == "relative_error" and m["parity"]["passed"]
+    assert m["parity"]["metric"] == "sqnr_db" and m["parity"]["passed"]
 
 
-def test_int4_weights_on_random_weights_is_caught_by_parity(cli, tmp_path):
+def test_int4_weights_on_random_weights_records_its_sqnr(cli, tmp_path):
+    """4-bit weights cost ~20 dB of SQNR per weight: on random weights the outputs keep ~15 dB, inside the
+    quantized bar (10 dB) and far below int8-weights (~36 dB on the same model, test above)."""
     model = ffn_stack(tmp_path / "ffn.onnx")
     out = tmp_path / "w4.edgepkg"
-    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", out)
-    assert r.exit_code == 2 and "relative_error" in r.stderr and not out.exists()
-    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", out, "--allow-mismatch",
-            "--json")
+    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", out, "--json")
     assert r.exit_code == 0, r.stderr
+    parity = r.json()["parity"]
+    assert parity["metric"] == "sqnr_db" and 10 <= parity["sqnr_db"] < 25 and parity["passed"]
     c = r.json()["compression"]
     assert c["mode"] == "int4_sym" and c["group_size"] == 128
     assert c["ops"]["weights_by_type"].get("i4", 0) >= 3  # NNCF keeps the last layer in its int8 backup mode
