@@ -51,8 +51,6 @@ qat = false
 MOBILENET_SPACE = """quantize = ["none", "dynamic", "int8"]
 precision = ["fp32"]
 lowrank = false
-qat = false
-distill = false
 "prune.channels" = [0.05, 0.4]
 "prune.criterion" = ["l2"]
 "prune.scope" = ["layer"]
@@ -68,17 +66,24 @@ def edgeopt(*args, home) -> tuple:
     return p, time.perf_counter() - start
 
 
-def by_hand(work, model, flags, label) -> dict:
-    """`package` + `bench` of one configuration, as a user types them: p50, accuracy drop, wall seconds."""
+def by_hand(work, model, flags, label, repeats=1) -> dict:
+    """`package` + `bench` of one configuration, as a user types them: p50, accuracy drop, wall seconds. With
+    repeats, the bundle is benched that many times and the lowest p50 kept: a neighbour's load only ever slows a
+    run, and a budget set from one slowed run would be one every candidate meets."""
     bundle = work / f"hand-{label.replace(' ', '_')}.edgepkg"
     p, t_pkg = edgeopt("package", model["model"], "--input-shape", model["shape"], *flags, "-o", bundle, "--force",
                        home=work)
     assert p.returncode == 0, p.stderr[-2000:]
-    p, t_bench = edgeopt("bench", bundle, "--results-dir", work / "r", "--json", home=work)
-    assert p.returncode == 0, p.stderr[-2000:]
-    doc = json.loads(p.stdout)
+    docs, times = [], []
+    for _ in range(repeats):
+        p, t_bench = edgeopt("bench", bundle, "--results-dir", work / "r", "--json", home=work)
+        assert p.returncode == 0, p.stderr[-2000:]
+        docs.append(json.loads(p.stdout))
+        times.append(t_bench)
+    doc = min(docs, key=lambda d: d["latency"]["p50_ms"])
     return {"technique": label, "p50_ms": doc["latency"]["p50_ms"], "accuracy_drop": doc["accuracy"].get("drop"),
-            "package_s": round(t_pkg, 1), "bench_s": round(t_bench, 1)}
+            "package_s": round(t_pkg, 1), "bench_s": round(times[0], 1),
+            "p50_runs_ms": [d["latency"]["p50_ms"] for d in docs]}
 
 
 def study(work, model, space, name, sampler, seed, trials, budgets, screening=True) -> dict:
@@ -160,7 +165,7 @@ def main():
     (work / "mobilenet-space.toml").write_text(MOBILENET_SPACE)
     doc = {"environment": environment(), "space": SPACE, "mobilenet_space": MOBILENET_SPACE}
 
-    fp32 = by_hand(work, SAMPLE, ["--eval-data", SAMPLE["eval"]], "FP32")
+    fp32 = by_hand(work, SAMPLE, ["--eval-data", SAMPLE["eval"]], "FP32", repeats=3)
     budgets = {OBJECTIVE: round(0.25 * fp32["p50_ms"], 4), "accuracy_drop": 0.01}
     hand = [fp32] + [by_hand(work, SAMPLE, flags + ["--calib", SAMPLE["calib"], "--eval-data", SAMPLE["eval"]], label)
                      for label, flags in (("INT8 alone", ["--quantize", "int8"]),
@@ -214,10 +219,11 @@ def mobilenet(work, trials) -> dict:
     files = trained.pop("files")
     model = {"model": str(files["model"]) + ":build", "shape": f"input=1,3,{mobilenet_digits.SIDE},"
              f"{mobilenet_digits.SIDE}", "calib": files["calib"], "eval": files["eval"], "train": files["train"]}
-    fp32 = by_hand(work, model, ["--eval-data", model["eval"]], "MobileNetV2 FP32")
+    fp32 = by_hand(work, model, ["--eval-data", model["eval"]], "MobileNetV2 FP32", repeats=3)
     int8 = by_hand(work, model, ["--quantize", "int8", "--calib", model["calib"], "--eval-data", model["eval"]],
                    "MobileNetV2 INT8 alone")
-    budgets = {OBJECTIVE: round(0.6 * fp32["p50_ms"], 4), "accuracy_drop": 0.01}
+    # INT8 alone was 0.88x FP32 here: a budget of 0.8x needs more than one technique
+    budgets = {OBJECTIVE: round(0.8 * fp32["p50_ms"], 4), "accuracy_drop": 0.01}
     (work / "mobilenet-space.toml").write_text(MOBILENET_SPACE)
     run = study(work, model, work / "mobilenet-space.toml", "mobilenet", "tpe", 0, trials, budgets)
     return {"model": trained, "budgets": budgets, "by_hand": [fp32, int8], "study": run,
