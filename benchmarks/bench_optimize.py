@@ -2,8 +2,8 @@
 the search itself, every trial really packaged and measured.
 
 1. Trials to the first feasible configuration, TPE vs random vs grid over the same space, several seeds, on the
-   trained sample (edgeopt/samples/digits_resnet.py) with a latency budget of 0.3x the float model's (INT8 alone: 0.34x):
-   only pruning, recovered by distillation, and INT8 together reach it within one point of accuracy.
+   trained sample (edgeopt/samples/digits_resnet.py) with a latency budget of 0.3x the float model's (INT8
+   alone: 0.34x): only pruning, recovered by distillation, and INT8 together reach it within one point of accuracy.
 2. The best feasible latency (p50) found vs single techniques applied by hand with default settings.
 3. Wall time of a trial (packaging + measuring, recorded by the study) vs `edgeopt package` + `edgeopt bench`
    by hand for the same configuration (the best trial's, rebuilt with `package --recipe BEST.edgepkg`).
@@ -138,7 +138,8 @@ def overhead(work, model, run) -> dict:
     trial = lambda t: sum(t["seconds"].get(k, 0) for k in ("package", "screen", "measure"))  # noqa: E731
     return {"best_trial_s": round(trial(best), 1), "best_by_hand_s": hand_best["package_s"] + hand_best["bench_s"],
             "best_config": best["config"],
-            "baseline_trial_s": round(trial(base), 1), "baseline_by_hand_s": hand_base["package_s"] + hand_base["bench_s"],
+            "baseline_trial_s": round(trial(base), 1),
+            "baseline_by_hand_s": hand_base["package_s"] + hand_base["bench_s"],
             "study_s": run["seconds"], "sum_of_trials_s": run["trial_seconds"]}
 
 

@@ -105,7 +105,7 @@ def _top1(path, source, evaluation) -> dict:
 
 def _time_stages(stages: list, source, context) -> None:
     """latency_ms of every exported stage, timed together in alternation on one real input."""
-    from .convert.onnxruntime import time_alternating
+    from .convert.host_hint import time_alternating
     from .data import feeds, random_samples
 
     timed = [s for s in stages if s.onnx_path is not None]
@@ -114,7 +114,8 @@ def _time_stages(stages: list, source, context) -> None:
     samples = context.evaluation or context.calibration or random_samples(source.inputs, 1)
     feed = next(feeds(samples, source.inputs, pad=True))[2]
     feed = {k: v for k, v in feed.items() if k in {s.name for s in source.inputs}}
-    medians, rounds = time_alternating([s.onnx_path for s in timed], feed, seconds=HINT_SECONDS)
+    medians, rounds = time_alternating([s.onnx_path for s in timed], feed, seconds=HINT_SECONDS,
+                                       options={"providers": ["CPUExecutionProvider"]})
     for stage, ms in zip(timed, medians):
         stage.figures["latency_ms"] = round(ms, 4)
         stage.figures["latency_note"] = f"onnxruntime on this host, 1 thread, median of {rounds}"

@@ -222,9 +222,22 @@ class OpenVinoBackend(Backend):
         from ..ir import bin_path, weight_bytes_by_type
         compression["weights_bytes"] = weight_bytes_by_type(out)
         notes = compression.pop("notes", [])
+        if request.quantize != "none" and request.host_timing:
+            notes += self._host_hint(source, request, out, compression, progress)
         extra = [bin_path(out)] if bin_path(out).is_file() else []
         return Conversion(out, extra, {"name": self.runtime, "options": runtime_options(request)},
                           compression, tools, notes)
+
+    @staticmethod
+    def _host_hint(source, request, out, compression, progress) -> list:
+        """The quantized IR against the float source, both compiled as the device will (the bundle's options)."""
+        from . import host_hint
+
+        float_model = source.ir_path if source.ir_path is not None else source.onnx_path
+        hint = host_hint.measure(float_model, out, host_hint.feed_of(source, request.calibration), "openvino",
+                                 runtime_options(request), progress)
+        compression["host_hint"] = hint
+        return host_hint.warnings(hint)
 
     def _read(self, source, progress):
         import openvino as ov

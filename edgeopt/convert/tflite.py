@@ -63,6 +63,9 @@ class LiteRtBackend(Backend):
         else:
             compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
         runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
+        if request.quantize != "none" and request.host_timing:
+            compression.setdefault("notes", []).extend(
+                _host_hint(float_path, out, source, request, layouts, runtime["options"], compression, progress))
         return Conversion(out, [], runtime, compression, tools, compression.pop("notes", []), layouts=layouts)
 
     def _as_is(self, source, request, workdir):
@@ -94,6 +97,17 @@ class LiteRtBackend(Backend):
     def describe_io(self, model_path, options=None):
         from ..litert_model import describe
         return describe(model_path, (options or {}).get("tensor_names"))
+
+
+def _host_hint(float_path, out, source, request, layouts, options, compression, progress) -> list:
+    """The quantized .tflite against the float one it was made from, fed in the artifact's layout."""
+    from ..data import to_layouts
+    from . import host_hint
+
+    feed = to_layouts(host_hint.feed_of(source, request.calibration), layouts or {})
+    hint = host_hint.measure(float_path, out, feed, "litert", options, progress)
+    compression["host_hint"] = hint
+    return host_hint.warnings(hint)
 
 
 def _tool_versions() -> dict:

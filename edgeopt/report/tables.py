@@ -75,23 +75,20 @@ def package_rows(m: dict):
         rows.append(("simplified", f"no: {simp['reason']}"))
     hint = m["compression"].get("host_hint")
     if hint and "ratio" in hint:
-        rows.append(("INT8/FP32 on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / {hint['fp32_ms']:.3g} ms, "
-                                               f"{hint['threads']} thread); the device's number is the one that counts"))
+        rows.append(("INT8/FP32 on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / "
+                                               f"{hint['fp32_ms']:.3g} ms, {hint['threads']} thread, "
+                                               f"{hint.get('runtime', 'onnxruntime')}); the device's number is the one "
+                                               "that counts"))
     rows.append(("conversion", f"{m['conversion_seconds']:.2f} s"))
     rows += [("note", n) for n in m.get("notes", [])]
     return rows
 
 
 def package_warnings(m: dict) -> list:
-    """Loud lines: a quantized bundle that ran no faster than its float twin on this host, and every
-    `warning:` note (e.g. a budget the bundle cannot measure)."""
-    lines = [f"[yellow]warning[/] {escape(n.removeprefix('warning:').strip())}"
-             for n in m.get("notes", []) if n.startswith("warning:")]
-    hint = m["compression"].get("host_hint") or {}
-    if hint.get("ratio", 0) >= 1.0:
-        lines.insert(0, f"[yellow]warning[/] INT8 was not faster than FP32 on this host ({hint['ratio']:.2f}x the "
-                        f"FP32 latency): measure both on the device (edgeopt bench) before shipping the INT8 bundle")
-    return lines
+    """Loud lines: every `warning:` note (a quantized model no faster than float on this host, a budget the
+    bundle cannot measure, ...)."""
+    return [f"[yellow]warning[/] {escape(n.removeprefix('warning:').strip())}"
+            for n in m.get("notes", []) if n.startswith("warning:")]
 
 
 def _model_bytes(m: dict) -> int:

@@ -90,6 +90,8 @@ def test_int8_with_nncf_quantizes_every_compute_op(ov_bundles):
     assert m8["tools"]["nncf"] and m8["tools"]["openvino"]
     assert m8["parity"]["metric"] == "top1_agreement" and m8["parity"]["accuracy_delta"] >= -0.01
     assert model_bytes(m8) < 0.5 * model_bytes(m32)
+    hint = c["host_hint"]   # timed here through the agent's OpenVINO adapter, as ONNX Runtime bundles are
+    assert hint["runtime"] == "openvino" and hint["rounds"] >= 5 and hint["ratio"] > 0 and hint["fp32_ms"] > 0
 
 
 def test_accuracy_aware_int8_holds_the_drop(cli, tmp_path, ov_bundles):

@@ -51,6 +51,9 @@ def test_full_integer_int8_has_int8_io_with_scale_and_zero_point(pi_bundles):
     assert p["passed"] and p["metric"] == "top1_agreement" and p["top1_agreement"] >= 0.97
     assert abs(p["accuracy_delta"]) <= 0.01      # the INT8 drop budget: at most 1 point
     assert model_bytes(m) < 0.4 * model_bytes(pi_bundles["fp32"])
+    hint = m["compression"]["host_hint"]   # the int8-I/O .tflite timed against its float twin, LiteRT on this host
+    assert hint["runtime"] == "litert" and hint["rounds"] >= 5 and hint["ratio"] > 0
+    assert "host_hint" not in pi_bundles["fp32"]["compression"]
 
 
 def test_int8_float_io_keeps_float_inputs_and_outputs(pi_bundles):
