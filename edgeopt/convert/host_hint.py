@@ -1,0 +1,70 @@
+"""The host-side hint every quantizing backend records (`compression.host_hint`): the latency of the quantized
+artifact against its float twin, timed briefly on this host in alternation through the agent's own adapter for
+the bundle's runtime (ONNX Runtime, OpenVINO, LiteRT). It is a hint, not a measurement of the device: it exists
+so that a quantized bundle no faster than float is noticed at package time, not after shipping.
+"""
+from __future__ import annotations
+
+import time
+
+THREADS = 1          # the steadiest figure on a shared host; the device's thread count may differ
+SECONDS = 1.0        # timing budget for both models together, after warm-up
+MIN_ROUNDS, MAX_ROUNDS = 5, 500
+NOTE = "quantized/float latency on the packaging host, timed briefly; the device's number is the one that counts"
+
+
+def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict, progress) -> dict:
+    """{"ratio" (< 1: the quantized model is faster), "fp32_ms", "int8_ms", ...} for the two models."""
+    progress.status("timing the quantized model against float on this host (a hint)")
+    (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, runtime=runtime,
+                                                  options=options)
+    return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),
+            "threads": THREADS, "rounds": rounds, "runtime": runtime, "note": NOTE}
+
+
+def warnings(hint: dict) -> list:
+    """The package note when the quantized model was not faster here."""
+    if hint["ratio"] < 1.0:
+        return []
+    return [f"warning: the quantized model was not faster than float on this host ({hint['ratio']:.2f}x the float "
+            "latency): measure both on the device (edgeopt bench) before shipping it"]
+
+
+def time_alternating(paths, feed: dict, threads: int = THREADS, seconds: float = SECONDS, runtime: str = "onnxruntime",
+                     options: dict | None = None) -> tuple:
+    """([median ms per model], rounds): models timed on this host in alternation (a neighbour's load hits
+    them alike), through the agent's adapter for `runtime`, after two warm-up rounds (first-run allocations,
+    kernel selection)."""
+    import numpy as np
+
+    from device_agent.runtimes import adapter_class
+
+    from ..capture import captured_output
+
+    calls = []
+    with captured_output():   # LiteRT's native "Created TensorFlow Lite XNNPACK delegate" must not reach stderr
+        for path in paths:
+            adapter = adapter_class(runtime)(threads, dict(options or {}))
+            adapter.import_module()
+            adapter.load(str(path))
+            calls.append(adapter.bind(feed))
+        for call in calls * 2:
+            call()
+    samples, start = [[] for _ in calls], time.perf_counter()
+    while len(samples[0]) < MAX_ROUNDS:
+        for call, out in zip(calls, samples):
+            t0 = time.perf_counter()
+            call()
+            out.append(time.perf_counter() - t0)
+        if len(samples[0]) >= MIN_ROUNDS and time.perf_counter() - start >= seconds:
+            break
+    return [float(np.median(s)) * 1e3 for s in samples], len(samples[0])
+
+
+def feed_of(source, calibration) -> dict:
+    """One model call's feed of real calibration samples when there are some, else of seeded random inputs
+    (the first call of the sample set, padded to the model's batch: stacked inputs and scalars included)."""
+    from ..data import feeds, random_samples
+
+    samples = calibration if calibration is not None else random_samples(source.inputs, 1)
+    return next(feeds(samples, source.inputs, pad=True))[2]
