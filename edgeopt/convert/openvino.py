@@ -23,6 +23,7 @@ from .base import ONNX_FORMATS, Backend, Conversion
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 DEVICE = "CPU"
+ACTIVATION_RANGES = ("minmax",)   # edgeopt/compress/nncf_quantize.py maps each to NNCF's RangeEstimatorParametersSet
 
 
 def compile_config(options: dict, threads: int | None = None) -> dict:
@@ -164,6 +165,11 @@ def _ancestors(tensor: str, producers: dict) -> set:
 class OpenVinoOptions:
     preset: str = option("", "NNCF INT8 preset; \"\" = the profile's int8_scheme decides",
                          choices=("performance", "mixed"), search=("performance", "mixed"))
+    # Searched: which estimator suits a model is a property of its activations, measured, not guessed.
+    activation_range: str = option("", "NNCF activation range estimator: \"\" = NNCF's default (mean over "
+                                   "calibration batches of each batch's min and max, which clips rare outliers), "
+                                   "minmax = the global min and max over all calibration samples",
+                                   choices=ACTIVATION_RANGES, search=("",) + ACTIVATION_RANGES)
     subset_size: int | None = option(None, "calibration samples NNCF uses; None = its rule (300, or all when "
                                      "fewer)", low=1)
     max_accuracy_drop: float | None = budget_option()   # accuracy-aware INT8 (quantize_with_accuracy_control)
@@ -180,7 +186,7 @@ class OpenVinoBackend(Backend):
     quantizations = ("none", "int8", "int8-weights", "int4-weights")
     source_formats = ONNX_FORMATS + ("openvino-ir",)
     Options = OpenVinoOptions
-    int8_options = ("preset", "subset_size", "max_accuracy_drop", "keep_float")
+    int8_options = ("preset", "activation_range", "subset_size", "max_accuracy_drop", "keep_float")
 
     def _validate(self, request):
         """The NNCF options, checked before any conversion work (nncf itself is not imported)."""
@@ -192,6 +198,8 @@ class OpenVinoBackend(Backend):
             raise BadInput("--max-accuracy-drop applies to --quantize int8 only")
         if request.options.keep_float and request.quantize != "int8":
             raise BadInput("--keep-float applies to --quantize int8 on backend openvino")
+        if request.options.activation_range and request.quantize != "int8":
+            raise BadInput("backend option activation_range applies to --quantize int8 on backend openvino")
         if request.quantize == "int8":
             nncf_quantize.preset_name(request)
             nncf_quantize.subset_size(request, sample_count(request.calibration))

@@ -204,6 +204,11 @@ BAD_INPUTS = {
                                            "calibration set has 200 samples, fewer than --subset-size 300"),
     "IR without its .bin": (_missing_bin, "its weights file m.bin is missing"),
     "IR with a truncated .bin": (_truncated_bin, "t.bin is truncated"),
+    "activation range without int8": (lambda tmp: [MODEL, "--backend-option", "activation_range=minmax"],
+                                      "backend option activation_range applies to --quantize int8 on backend openvino"),
+    "unknown activation range": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", CALIB, "--backend-option",
+                                              "activation_range=histogram"],
+                                 "activation_range: 'histogram' is not one of minmax"),
     "accuracy-aware without labels": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", CALIB, "--max-accuracy-drop", "0.01"],
                                       "--max-accuracy-drop needs labelled eval data"),
 }
@@ -247,3 +252,48 @@ def test_inspect_an_ir(cli, tmp_path):
     assert info["format"] == "openvino-ir" and info["dynamic_dims"] == {"image": ["?"]}
     assert info["inputs"] == [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}]
     assert info["op_types"]["Convolution"] == 3
+
+
+def _activation_ranges(bundle) -> dict:
+    """{FakeQuantize name: input_high - input_low} of the activation FakeQuantizes of a bundle's IR."""
+    import tarfile
+
+    import openvino as ov
+    with tarfile.open(bundle) as tar:
+        xml, weights = (tar.extractfile(f"model/model.{ext}").read() for ext in ("xml", "bin"))
+    model = ov.Core().read_model(xml, ov.Tensor(np.frombuffer(weights, np.uint8)))
+    ranges = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() != "Constant":
+            low, high = (op.input_value(i).get_node().get_data() for i in (1, 2))
+            ranges[op.get_friendly_name()] = float((high - low).max())
+    return ranges
+
+
+def test_activation_range_minmax_widens_ranges_and_is_recorded(cli, tmp_path, ov_bundles):
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--quantize", "int8", "--calib", CALIB,
+            "--backend-option", "activation_range=minmax", "-o", tmp_path / "mm.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["compression"]["activation_range"] == "minmax" and m["recipe"]["package"]["activation_range"] == "minmax"
+    assert ov_bundles["int8"]["compression"]["activation_range"] == "nncf-default"
+    default, minmax = _activation_ranges(ov_bundles["int8"]["path"]), _activation_ranges(tmp_path / "mm.edgepkg")
+    assert default.keys() == minmax.keys() and default
+    # The global min/max over every sample covers at least the mean of per-batch extremes, and more somewhere.
+    assert all(minmax[k] >= default[k] * (1 - 1e-6) for k in default)
+    assert any(minmax[k] > default[k] * 1.05 for k in default)
+
+
+def test_activation_range_is_a_searched_int8_option():
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    dims = {d.name: d for d in space.build(backend_for(load_profile("intel-cpu")), "onnx", True, False, None)}
+    assert dims["activation_range"].choices == ("", "minmax") and dims["activation_range"].int8_only
+    package, _, _ = space.options(list(dims.values()), {"quantize": "int8", "activation_range": "minmax"})
+    assert package["activation_range"] == "minmax"
+    package, _, _ = space.options(list(dims.values()), {"quantize": "none", "activation_range": "minmax"})
+    assert "activation_range" not in package
+    assert "activation_range" not in {d.name for d in space.build(backend_for(load_profile("intel-cpu")), "onnx",
+                                                                  False, False, None)}
