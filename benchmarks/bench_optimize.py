@@ -32,9 +32,9 @@ SAMPLES = HERE.parent / "edgeopt" / "samples"
 SAMPLE = {"model": str(SAMPLES / "digits_resnet.py") + ":build", "shape": "input=1,1,32,32",
           "calib": SAMPLES / "digits32_calib.npz", "eval": SAMPLES / "digits32_eval.npz",
           "train": SAMPLES / "digits32_train.npz"}
-# The space every sampler searches: quantization, precision, channel pruning and distillation (short: one to
-# two epochs, so that a study of a dozen trials takes minutes on two cores). Low-rank and QAT are left out:
-# they did not make this model faster (docs/benchmarks.md, compression).
+# The space every sampler searches: quantization, precision, channel pruning and distillation (two to six epochs:
+# pruning half the channels needs about five to come back within a point, docs/benchmarks.md, compression).
+# Low-rank and QAT are left out: they did not make this model faster there.
 SPACE = """quantize = ["none", "dynamic", "int8"]
 precision = ["fp32", "fp16"]
 keep_float = [""]
@@ -43,7 +43,7 @@ qat = false
 "prune.channels" = [0.1, 0.7]
 "prune.criterion" = ["l2"]
 "prune.scope" = ["layer"]
-"distill.epochs" = [1, 2]
+"distill.epochs" = [2, 6]
 "distill.lr" = [0.001, 0.01]
 """
 # MobileNetV2: no training transforms (an epoch of distillation costs minutes here); quantization with
@@ -159,7 +159,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trials", type=int, default=16)
-    ap.add_argument("--mobilenet-trials", type=int, default=10)
+    ap.add_argument("--mobilenet-trials", type=int, default=10, help="0: keep the last results file's section")
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-optimize-"))
     (work / "space.toml").write_text(SPACE)
@@ -179,7 +179,7 @@ def main():
     doc["studies"] = [brief(first)]
     doc["overhead"] = overhead(work, SAMPLE, first) if first["best"] else None
     save(doc)
-    doc["mobilenet"] = mobilenet(work, args.mobilenet_trials)
+    doc["mobilenet"] = mobilenet(work, args.mobilenet_trials) if args.mobilenet_trials else previous("mobilenet")
     save(doc)
     plain = study(work, SAMPLE, work / "space.toml", "no-screening", "tpe", 0, args.trials, budgets, screening=False)
     doc["screening"] = {"screened": screening_cost(first), "screened_study_s": first["seconds"],
@@ -206,6 +206,13 @@ def write_summary(doc, runs, hand, trials) -> None:
     text = summary(doc, runs, hand, trials)
     (RESULTS / "optimize.md").write_text(text)
     print(text, flush=True)
+
+
+def previous(section: str):
+    """A section of the last results file, kept as it was measured (--mobilenet-trials 0 re-runs the rest)."""
+    old = RESULTS / "optimize.json"
+    found = json.loads(old.read_text()).get(section) if old.is_file() else None
+    return dict(found, kept_from="an earlier run of this script") if found else None
 
 
 def save(doc) -> None:
@@ -254,8 +261,11 @@ def summary(doc, runs, hand, trials) -> str:
              f"measuring {ns['measuring_s']} s, study {s['no_screening_study_s']} s (screened: "
              f"{s['screened_study_s']} s). Cached answers per study: {s['cached']}.")
     m = doc["mobilenet"]
+    if not m:
+        return text + "\n"
     run = m["study"]
-    text += (f"\n\nMobileNetV2 ({m['model']['parameters']:,} parameters, top-1 {m['model']['top1']:.4f} after "
+    text += (f"\n\nMobileNetV2{' (kept from ' + m['kept_from'] + ')' if m.get('kept_from') else ''} "
+             f"({m['model']['parameters']:,} parameters, top-1 {m['model']['top1']:.4f} after "
              f"{m['model']['train_s']} s of training): budgets {m['budgets']}; by hand FP32 "
              f"{m['by_hand'][0]['p50_ms']:.3f} ms, INT8 alone {m['by_hand'][1]['p50_ms']:.3f} ms (drop "
              f"{m['by_hand'][1]['accuracy_drop']}); TPE {len(run['trials'])} trials in {run['seconds']} s, first "
