@@ -432,7 +432,8 @@ def optimize_table(outcome: dict) -> Table:
 def _verdict(row: dict, on_front: bool) -> str:
     if row["state"] == "fail":
         return f"[red]failed[/] {escape(row.get('error') or '')}"
-    marks = [m for m, on in (("baseline", row["baseline"]), ("cached", row["cached"]),
+    marks = [m for m, on in (("baseline", row["baseline"]), ("INT8 by hand", row.get("textbook")),
+                             ("cached", row["cached"]),
                              ("screened only", row["measurement"] == "screening"), ("pareto", on_front),
                              ("measured again", bool(row.get("rechecked")))) if on]
     head = "[green]meets budgets[/]" if row["feasible"] else "[red]misses[/] " + ", ".join(

@@ -137,6 +137,25 @@ def options(dims: list, config: dict) -> tuple:
     return package, steps, config.get("threads")
 
 
+def textbook(dims: list, precision: str) -> dict | None:
+    """The configuration of INT8 alone with the backend's defaults (no transform, options unset, the profile's
+    precision), as sampled parameters: what a user tries first by hand. None when the space has no INT8."""
+    if "int8" not in next((d.choices for d in dims if d.name == "quantize"), ()):
+        return None
+    params = {}
+    for d in [d for d in dims if not d.parent]:
+        if d.name == "quantize":
+            params[d.name] = "int8"
+        elif d.name == "threads":
+            params[d.name] = max(d.choices) if d.choices else d.high
+        elif d.choices:
+            preferred = False if d.toggle else precision if d.name == "precision" else ""
+            params[d.name] = preferred if preferred in d.choices else d.choices[0]
+        else:
+            params[d.name] = d.low
+    return params
+
+
 def sample(dims: list, trial) -> dict:
     """One configuration: every dimension whose parent (if any) is on."""
     config = {}

@@ -162,7 +162,15 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
     else:
         study.set_user_attr("identity", identity)
         study.enqueue_trial({}, user_attrs={"baseline": True})
+        first = spaces.textbook(dims, _profile_precision(job))
+        if first is not None:   # the first step by hand is measured early: the answer is never worse than it
+            study.enqueue_trial(first, user_attrs={"textbook": "INT8 alone, the backend's defaults"})
     return study
+
+
+def _profile_precision(job: Job) -> str:
+    from ..profiles import load_profile
+    return load_profile(job.profile).default_precision
 
 
 def _check_identity(study, identity: dict) -> None:
@@ -200,11 +208,8 @@ def _baseline(dims: list, job: Job):
     """The untouched model (no transform, no quantization, the profile's precision, the most threads the space
     allows), measured in the same study on the same devices: the paired reference. Not sampled: a space that
     fixes a transform on must not change what the reference is."""
-    from ..profiles import load_profile
-
     threads = next((max(d.choices) for d in dims if d.name == "threads"), None)
-    return trials_.Candidate({"quantize": "none", "precision": load_profile(job.profile).default_precision}, [],
-                             threads)
+    return trials_.Candidate({"quantize": "none", "precision": _profile_precision(job)}, [], threads)
 
 
 def _sampler(name: str, dims: list, seed: int, multi: bool):
@@ -492,7 +497,7 @@ def _row(t) -> dict:
             "figures": attrs.get("figures", {}), "violations": attrs.get("violations", {}),
             "feasible": _feasible(t) if t.state.name == "COMPLETE" else False,
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
-            "baseline": attrs.get("baseline", False), "error": attrs.get("error"),
+            "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
             "results": attrs.get("results") or []}

@@ -39,6 +39,8 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     best = pathlib.Path(outcome["best"]["bundle"])
     assert best.is_file() and outcome["best"]["feasible"]
     assert outcome["trials"][0]["baseline"] and outcome["trials"][0]["config"].startswith("quantize=none")
+    # then INT8 alone with the backend's defaults, what a user tries first by hand
+    assert outcome["trials"][1]["textbook"] and outcome["trials"][1]["config"] == "quantize=int8 precision=fp32"
     bench = cli("bench", best, "--results-dir", tmp_path / "check", "--json")
     assert bench.exit_code == 0, bench.stderr
     result = pathlib.Path(bench.json()["_path"])
@@ -142,7 +144,8 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
     assert second.returncode == 0, second.stderr
     trials = optuna.load_study(study_name="team", storage=url).get_trials()
     numbers = [t.number for t in trials]
-    assert sorted(numbers) == list(range(len(trials))) and 6 <= len(trials) <= 7
+    counted = [t for t in trials if not t.user_attrs.get("cached")]   # cached answers do not count
+    assert sorted(numbers) == list(range(len(trials))) and 6 <= len(counted) <= 7
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     measured = list((tmp_path / "a").rglob("*.json")) + list((tmp_path / "b").rglob("*.json"))
     assert measured, "both workers measure on their own device"
@@ -187,7 +190,8 @@ def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
     r = cli("optimize", MODEL, "--calib", broken, "--results-dir", tmp_path / "results", "--output-dir",
             tmp_path / "opt", "--trials", "3", "--study", "bad")
     assert r.exit_code == 2 and str(broken) in r.stderr, r.stderr
-    assert [t.state for t in _trials(tmp_path, "bad")] == [optuna.trial.TrialState.FAIL]
+    started = [t.state for t in _trials(tmp_path, "bad") if t.state != optuna.trial.TrialState.WAITING]
+    assert started == [optuna.trial.TrialState.FAIL]   # the baseline; the queued INT8 trial never started
 
 
 def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path):
