@@ -117,6 +117,8 @@ def sampler_rows(runs, trials) -> list:
     rows = []
     for s in SAMPLERS:
         mine = [r for r in runs if r["sampler"] == s]
+        if not mine:
+            continue
         # a study that found none within `trials` counts as trials + 1 (a lower bound: the median is then one too)
         firsts = [r["first_feasible"] + 1 if r["first_feasible"] is not None else trials + 1 for r in mine]
         rows.append([s, f"{sum(r['first_feasible'] is not None for r in mine)}/{len(mine)}",
@@ -161,10 +163,14 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--mobilenet-trials", type=int, default=10, help="0: keep the last results file's section")
+    ap.add_argument("--more-samplers", action="store_true",
+                    help="keep every section of the last results file and run only the sampler studies it lacks")
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-optimize-"))
     (work / "space.toml").write_text(SPACE)
     (work / "mobilenet-space.toml").write_text(MOBILENET_SPACE)
+    if args.more_samplers:
+        return more_samplers(work, json.loads((RESULTS / "optimize.json").read_text()), args)
     doc = {"environment": environment(), "space": SPACE, "mobilenet_space": MOBILENET_SPACE}
 
     fp32 = by_hand(work, SAMPLE, ["--eval-data", SAMPLE["eval"]], "FP32", repeats=3)
@@ -197,6 +203,21 @@ def main():
                 doc["screening"]["cached"] = {r["sampler"] + "-" + str(r["seed"]): r["cached"] for r in runs}
                 save(doc)
                 write_summary(doc, runs, hand, args.trials)
+
+
+def more_samplers(work, doc, args) -> None:
+    """The sampler studies the last results file lacks, added to it (same budgets, same space)."""
+    runs = list(doc["studies"])
+    done = {(r["sampler"], r["seed"]) for r in runs}
+    for seed in range(args.seeds):
+        for sampler in SAMPLERS:
+            if (sampler, seed) not in done:
+                runs.append(brief(study(work, SAMPLE, work / "space.toml", f"{sampler}-{seed}", sampler, seed,
+                                        args.trials, doc["budgets"])))
+                doc["studies"] = runs
+                doc["screening"]["cached"] = {r["sampler"] + "-" + str(r["seed"]): r["cached"] for r in runs}
+                save(doc)
+                write_summary(doc, runs, doc["by_hand"], args.trials)
 
 
 def brief(run) -> dict:
