@@ -153,7 +153,7 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         raise BadInput(f"study {name!r} exists in the store; --resume continues it, or name another --study")
     if resume and name not in existing:
         raise BadInput(f"--resume: no study {name!r} in the store")
-    directions = ["minimize"] * (len(_pareto_figures(job)) if multi else 1)
+    directions = ["minimize"] * (len(_pareto_figures(job.budgets)) if multi else 1)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
                                 sampler=_sampler(sampler, dims, job.seed, multi))
     if name in existing:
@@ -228,8 +228,8 @@ def _sampler(name: str, dims: list, seed: int, multi: bool):
                                       n_startup_trials=5)
 
 
-def _pareto_figures(job: Job) -> tuple:
-    return PARETO_FIGURES + (("energy_mj",) if "energy_mj" in job.budgets else ())
+def _pareto_figures(budgets: dict) -> tuple:
+    return PARETO_FIGURES + (("energy_mj",) if "energy_mj" in budgets else ())
 
 
 class _Runner:
@@ -353,7 +353,7 @@ class _Runner:
         self.study.tell(trial, values)
 
     def _values(self, figures: dict):
-        names = _pareto_figures(self.job) if self.multi else (self.job.objective,)
+        names = _pareto_figures(self.job.budgets) if self.multi else (self.job.objective,)
         if any(n not in figures for n in names):
             return None
         return [figures[n] for n in names]
@@ -439,20 +439,15 @@ def _ranked_feasible(study, objective: str) -> list:
 
 
 def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
-    import optuna
-
-    rechecked = study.user_attrs.get("rechecked", {})
-    rows = [dict(_row(t), rechecked=rechecked.get(t.user_attrs.get("key"))) for t in study.get_trials(deepcopy=False)
-            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
-    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": rows,
-           "pareto": _pareto(_complete(study), _pareto_figures(job)),
+    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
+           "pareto": _pareto(_complete(study), _pareto_figures(job.budgets)),
            "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
     if best is not None:
         chosen = job.output_dir / f"{name}-best.edgepkg"
         shutil.copyfile(runner.local_bundle(best), chosen)
-        out["best"] = dict(_row(best), bundle=str(chosen), rechecked=rechecked.get(best.user_attrs["key"]))
+        out["best"] = dict(_rows(study, [best])[0], bundle=str(chosen))
     stopped = runner.stopped_by_device
     out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
     if stopped:
@@ -473,22 +468,30 @@ def load(url: str, name: str) -> dict:
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if name not in names:
-            raise BadInput(f"--study {name}: no such study in the store (studies: {', '.join(sorted(names)) or 'none'})")
+            known = ", ".join(sorted(names)) or "none"
+            raise BadInput(f"--study {name}: no such study in the store (studies: {known})")
         study = optuna.load_study(study_name=name, storage=storage)
         identity = study.user_attrs.get("identity") or {}
         objective, budgets = identity.get("objective", "latency_p90_ms"), identity.get("budgets", {})
-        rechecked = study.user_attrs.get("rechecked", {})
-        rows = [dict(_row(t), rechecked=rechecked.get(t.user_attrs.get("key"))) for t in study.get_trials(deepcopy=False)
-                if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
         ranked = _ranked_feasible(study, objective)
-        figures = PARETO_FIGURES + (("energy_mj",) if "energy_mj" in budgets else ())
+        figures = _pareto_figures(budgets)
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
-                "profile": identity.get("profile"), "trials": rows, "pareto_figures": list(figures),
+                "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": dict(_row(ranked[0]), rechecked=rechecked.get(ranked[0].user_attrs["key"])) if ranked else None}
+                "best": _rows(study, ranked[:1])[0] if ranked else None}
     finally:
         storage.remove_session()
         storage.engine.dispose()
+
+
+def _rows(study, trials=None) -> list:
+    """Rows of `trials` (default: every finished or failed trial), each with its repeated measurements."""
+    import optuna
+
+    rechecked = study.user_attrs.get("rechecked", {})
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    trials = trials if trials is not None else [t for t in study.get_trials(deepcopy=False) if t.state in ended]
+    return [dict(_row(t), rechecked=rechecked.get(t.user_attrs.get("key"))) for t in trials]
 
 
 def _row(t) -> dict:
