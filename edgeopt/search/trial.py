@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import time
 
 from ..budgets import KINDS, check_result, lookup
 from ..progress import SILENT
@@ -156,8 +157,6 @@ class _Clock:
         self.seconds = {}
 
     def time(self, phase: str, fn, *args):
-        import time
-
         start = time.perf_counter()
         try:
             return fn(*args)
