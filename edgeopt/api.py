@@ -395,15 +395,12 @@ def _report_study(name: str, store_url: str | None, result_paths) -> dict:
     import os
 
     from .search import study as studies
-    from .store import Store
 
     url = (store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
            or f"sqlite:///{pathlib.Path('results') / STORE_FILE}")
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
         raise BadInput(f"--study {name}: no results store at {url[len('sqlite:///'):]}; pass --store URL")
-    with Store(url) as store:   # the URL checked, a bad one refused in one line with the password masked
-        rendered = store.url.render_as_string(hide_password=False)
-    return studies.load(rendered, name)
+    return studies.load(url, name)   # the store opened first: a bad URL refused in one line, password masked
 
 
 def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = None, store_url: str | None = None,

@@ -281,6 +281,27 @@ class Store:
             with conn.begin():
                 yield conn
 
+    @contextlib.contextmanager
+    def exclusive(self, key: int, doing: str):
+        """One process at a time among all sharing this store, for work done on other connections (Optuna
+        creating its tables: two workers started at once would both find none and both create them). A
+        session-level advisory lock on PostgreSQL; on SQLite a lock file beside the database, since a held
+        write transaction would block the very connections doing the work."""
+        if self.sqlite:
+            import fcntl
+            with self._errors(doing), open(f"{self.url.database}.lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+            return
+        with self._errors(doing), self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+
     def revision(self):
         """The schema revision the database is at (None: no edgeopt schema yet)."""
         with self._errors("cannot open it"), self.engine.connect() as conn:

@@ -133,16 +133,24 @@ def _inventory(inventory):
     return load(inventory)
 
 
+OPTUNA_SCHEMA_LOCK = 0x6F7074756E61  # "optuna": the advisory lock key under which its tables are made
+
+
 def _storage(job: Job):
+    from ..store import default_url
+    return open_storage(job.store_url or default_url(job.results_dir))
+
+
+def open_storage(store_url):
     """Optuna's RDB storage on the results store's database (the store opened first: its URL checked, its
-    own schema in place, a bad URL one line with the password masked)."""
+    own schema in place, a bad URL one line with the password masked). Made under the store's lock: Optuna
+    creates its tables on first use, and two workers started at once on a new database would race."""
     import optuna
 
-    from ..store import Store, default_url
+    from ..store import Store
 
-    with Store(job.store_url or default_url(job.results_dir)) as store:
-        url = store.url
-    return optuna.storages.RDBStorage(url.render_as_string(hide_password=False))
+    with Store(store_url) as store, store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
+        return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
 
 
 def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: Job, dims: list, sampler: str):
@@ -464,7 +472,7 @@ def load(url: str, name: str) -> dict:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_storage(url)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if name not in names:
