@@ -134,10 +134,17 @@ def tensor_details(interpreter):
 def delegate_applied(interpreter):
     """Whether a delegate (XNNPACK, the only default one) took over part of the graph: its execution
     plan then holds a DELEGATE node. None when this interpreter cannot list its plan."""
+    partitions = delegate_partitions(interpreter)
+    return None if partitions is None else partitions > 0
+
+
+def delegate_partitions(interpreter):
+    """How many parts of the graph a delegate took over (one DELEGATE node each; ops between them run on
+    LiteRT's own kernels). None when this interpreter cannot list its plan."""
     ops = getattr(interpreter, "_get_ops_details", None)  # both ai_edge_litert and tflite_runtime 2.14 have it
     if ops is None:
         return None
-    return any(op["op_name"] == "DELEGATE" for op in ops())
+    return sum(op["op_name"] == "DELEGATE" for op in ops())
 
 
 def is_quantized(detail):

@@ -26,6 +26,12 @@ SIGNATURE = "serving_default"
 # Calibration samples used at most: min/max ranges settle long before this on CNNs.
 MAX_CALIBRATION_SAMPLES = 256
 CALIBRATION_CHUNK = 16   # samples per captured calibration call (see edgeopt/capture.py)
+INT8_OPS = ("auto", "all", "compute")
+# The ops `int8_ops=compute` quantizes: those XNNPACK runs in int8 on every CPU it supports. Elementwise
+# int8 ops of a LayerNorm, GELU or attention (RSQRT, DIV, SQUARED_DIFFERENCE, BATCH_MATMUL of two activations)
+# have no XNNPACK kernel: full INT8 of DeiT and ConvNeXt ran 6x slower than float, split into 34-37 delegate
+# partitions with reference kernels between them (docs/architecture.md, "LiteRT INT8 on transformers").
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "FULLY_CONNECTED")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +41,11 @@ class LiteRtOptions:
                           "(full-integer = int8)", choices=("int8", "float"))
     keep_float: str = keep_float_option()
     max_accuracy_drop: float | None = budget_option()   # the budget of --keep-float auto's choice
+    # Searched: whether an op's int8 kernel beats its float one is the device's to say.
+    int8_ops: str = option("auto", "ops full-integer INT8 quantizes: all = every op the quantizer supports; "
+                           "compute = convolutions and fully connected layers, the rest float; auto = all, or "
+                           "compute when some int8 ops of the model fall outside XNNPACK (LiteRT runs those on its "
+                           "slow reference kernels)", choices=INT8_OPS, search=("all", "compute"))
 
 
 class LiteRtBackend(Backend):
@@ -44,7 +55,7 @@ class LiteRtBackend(Backend):
     quantizations = ("none", "dynamic", "int8")
     source_formats = ONNX_FORMATS + ("tflite",)
     Options = LiteRtOptions
-    int8_options = ("int8_io", "keep_float", "max_accuracy_drop")
+    int8_options = ("int8_io", "keep_float", "max_accuracy_drop", "int8_ops")
     takes_torch = True   # litert-torch converts the module itself: no ONNX detour for PyTorch input
 
     def _convert(self, source, request, workdir, progress):
@@ -107,7 +118,11 @@ def _host_hint(float_path, out, source, request, layouts, options, compression, 
     feed = to_layouts(host_hint.feed_of(source, request.calibration), layouts or {})
     hint = host_hint.measure(float_path, out, feed, "litert", options, progress)
     compression["host_hint"] = hint
-    return host_hint.warnings(hint)
+    notes = host_hint.warnings(hint)
+    if notes and request.quantize == "int8":
+        notes.append("--quantize dynamic (int8 weights, activations quantized at run time) may be faster: XNNPACK "
+                     "runs it whole")
+    return notes
 
 
 def _tool_versions() -> dict:
@@ -208,8 +223,6 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    from ..capture import captured_output
-
     q = quantizer.Quantizer(str(float_path))
     details = {"tool": "ai-edge-quantizer"}
     calibration = None
@@ -218,41 +231,111 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         details["recipe"] = "dynamic_wi8_afp32: int8 per-channel weights, activations quantized at run time"
     elif request.quantize == "int8":
-        io = request.options.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
-        _static_recipe(q, io)
-        calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
-        details.update(recipe="static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations",
-                       io=io, calibration={"samples": used, "method": "min/max over every sample"})
-        if request.options.keep_float:
-            from ..compress import mixed_quantize
-            from . import tflite_mixed
-            scopes, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
-                                                        progress)
-            tflite_mixed.keep(q, scopes)
-            details["keep_float"]["float_ops"] = len(scopes)
-            details["notes"] = mixed_quantize.notes(details["keep_float"])
+        return dict(details, **_full_integer(q, float_path, out, source, request, layouts, progress))
     else:  # fp16 without quantization: float16 weights, float compute (XNNPACK may use fp16 where the CPU has it)
         progress.status("FP16 weights (ai-edge-quantizer)")
         q.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16,
                                  algorithm_key=AlgorithmName.FLOAT_CASTING)
         details["recipe"] = "float16 weights, float32 I/O"
-    with captured_output() as log:
-        try:
-            result = q.quantize(calibration, enable_progress_report=False)
-        except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
-            raise RuntimeError(_first_line(e, log)) from None
-    out.write_bytes(result.quantized_model)
+    out.write_bytes(_run_quantizer(q, calibration))
     return details
 
 
-def _static_recipe(q, io) -> None:
-    """Static INT8 of every supported op; with float I/O, the input quantized and the output dequantized
-    inside the model."""
+def _run_quantizer(q, calibration) -> bytes:
+    from ..capture import captured_output
+
+    with captured_output() as log:
+        try:
+            return q.quantize(calibration, enable_progress_report=False).quantized_model
+        except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
+            raise RuntimeError(_first_line(e, log)) from None
+
+
+def _full_integer(q, float_path, out, source, request, layouts, progress) -> dict:
+    """Static INT8 of every supported op, or of the compute ops only (int8_ops): one calibration serves both."""
+    io = request.options.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
+    _static_recipe(q, io)
+    calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
+    details = {"recipe": "static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations", "io": io,
+               "calibration": {"samples": used, "method": "min/max over every sample"}}
+    scopes = []
+    if request.options.keep_float:
+        from ..compress import mixed_quantize
+        scopes, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
+                                                    progress)
+        details["keep_float"]["float_ops"] = len(scopes)
+        details["notes"] = mixed_quantize.notes(details["keep_float"])
+    chosen, details["int8_ops"] = _int8_ops(float_path, out, io, scopes, calibration, request.options.int8_ops,
+                                            progress)
+    if details["int8_ops"]["used"] == "compute":
+        details["recipe"] = "static_wi8_ai8 on " + ", ".join(COMPUTE_OPS) + "; every other op float"
+        if "reason" in details["int8_ops"]:
+            details.setdefault("notes", []).append(
+                f"INT8 on the convolutions and fully connected layers only: {details['int8_ops']['reason']}; "
+                "--backend-option int8_ops=all keeps every op int8")
+    out.write_bytes(chosen)
+    return details
+
+
+def _int8_ops(float_path, out, io, scopes, calibration, wanted, progress) -> tuple:
+    """(the quantized model, the manifest's record) for int8_ops. auto keeps every op int8 when XNNPACK takes
+    the whole model (one delegate partition), and the compute ops only when it does not: the partition count
+    is a property of the model and the XNNPACK delegate, the same on the packaging host and on the board."""
+    from ai_edge_quantizer import quantizer
+
+    from . import tflite_mixed
+
+    def build(ops):
+        q = quantizer.Quantizer(str(float_path))
+        _static_recipe(q, io, ops)
+        tflite_mixed.keep(q, scopes)
+        return _run_quantizer(q, calibration)
+
+    record = {"requested": wanted}
+    if wanted != "auto":
+        return build(wanted), dict(record, used=wanted)
+    progress.status("quantizing every op to INT8, and checking that XNNPACK runs them all")
+    every = build("all")
+    partitions = {"all": _xnnpack_partitions(every, out)}
+    if partitions["all"] is None or partitions["all"] <= 1:
+        return every, dict(record, used="all", xnnpack_partitions=partitions)
+    compute = build("compute")
+    partitions["compute"] = _xnnpack_partitions(compute, out)
+    used = "compute" if (partitions["compute"] or 0) < partitions["all"] else "all"
+    reason = (f"full INT8 split into {partitions['all']} XNNPACK partitions (int8 ops without an XNNPACK kernel "
+              "run on LiteRT's reference kernels between them)")
+    return (compute if used == "compute" else every), dict(record, used=used, xnnpack_partitions=partitions,
+                                                           reason=reason)
+
+
+def _xnnpack_partitions(model: bytes, out) -> int | None:
+    """How many XNNPACK partitions LiteRT makes of a .tflite (1: XNNPACK runs it whole); None when the
+    interpreter cannot list its plan."""
+    from device_agent.runtimes.litert import delegate_partitions
+
+    from ..litert_model import adapter
+
+    probe = out.with_name("probe.tflite")
+    probe.write_bytes(model)
+    try:
+        return delegate_partitions(adapter(probe, {"xnnpack": True}, threads=1).interpreter)
+    finally:
+        probe.unlink()
+
+
+def _static_recipe(q, io, ops: str = "all") -> None:
+    """Static INT8 of every supported op (ops="all") or of COMPUTE_OPS only; with float I/O, the input
+    quantized and the output dequantized inside the model."""
     from ai_edge_quantizer import qtyping, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    q.load_quantization_recipe(recipe.static_wi8_ai8())
-    if io == "float":
+    if ops == "all":
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+    else:
+        for name in COMPUTE_OPS + (() if io == "float" else ("INPUT", "OUTPUT")):
+            q.add_static_config(".*", getattr(qtyping.TFLOperationName, name), 8, 8,
+                                algorithm_key=AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+    if io == "float" and ops == "all":
         for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
             q.update_quantization_recipe(".*", op, None, algorithm_key=AlgorithmName.NO_QUANTIZE)
 

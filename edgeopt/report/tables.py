@@ -107,7 +107,8 @@ def _compression(c: dict) -> str:
         return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
     if c.get("tool") == "ai-edge-quantizer":
         if c["quantize"] == "int8":
-            return f"INT8 full-integer, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
+            ops = "conv/FC ops only, the rest float" if (c.get("int8_ops") or {}).get("used") == "compute" else "full-integer"
+            return f"INT8 {ops}, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
         return "INT8 dynamic-range weights (ai-edge-quantizer)"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"

@@ -9,5 +9,25 @@ def make_cnn():
                          nn.Linear(8, 4))
 
 
+class _Block(nn.Module):
+    """A transformer block in miniature: LayerNorm, attention (two activations multiplied), GELU MLP."""
+
+    def __init__(self, dim=32):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        x = x + self.proj(torch.softmax(q @ k.transpose(-2, -1) / 4.0, dim=-1) @ v)
+        return x + self.mlp(self.norm2(x))
+
+
+def make_transformer_block():
+    torch.manual_seed(0)
+    return nn.Sequential(_Block(), _Block())
+
+
 def not_a_module():
     return 42

@@ -127,6 +127,31 @@ def test_pytorch_module_input_converts_for_the_pi(cli, tmp_path):
     assert m["parity"]["passed"] and m["parity"]["max_abs_error"] < 1e-4
 
 
+def test_int8_of_a_transformer_keeps_float_what_xnnpack_cannot_run_in_int8(cli, tmp_path):
+    """Full INT8 of LayerNorm, softmax and attention splits the model into many XNNPACK partitions with
+    LiteRT's reference kernels between them (DeiT ran 6x slower than float); auto keeps those ops float."""
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=np.random.default_rng(0).standard_normal((16, 8, 32)).astype(np.float32))
+    made = {}
+    for ops in ("auto", "all"):
+        r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_transformer_block", "--profile", "raspberry-pi-5",
+                "--input-shape", "input=1,8,32", "--quantize", "int8", "--calib", calib, "--backend-option",
+                f"int8_ops={ops}", "--int8-io", "float", "-o", tmp_path / f"{ops}.edgepkg", "--json")
+        assert r.exit_code == 0, r.stderr
+        made[ops] = r.json()
+    record = made["auto"]["compression"]["int8_ops"]
+    assert record["used"] == "compute" and record["xnnpack_partitions"]["all"] > 1
+    assert record["xnnpack_partitions"]["compute"] < record["xnnpack_partitions"]["all"]
+    assert any("convolutions and fully connected layers only" in n for n in made["auto"]["notes"])
+    assert made["all"]["compression"]["int8_ops"] == {"requested": "all", "used": "all"}
+    assert made["auto"]["parity"]["passed"] and made["all"]["parity"]["passed"]
+
+
+def test_int8_of_a_cnn_xnnpack_runs_whole_stays_full_integer(pi_bundles):
+    record = pi_bundles["int8"]["compression"]["int8_ops"]
+    assert record == {"requested": "auto", "used": "all", "xnnpack_partitions": {"all": 1}}
+
+
 def _unsupported_op_model(path):
     k = numpy_helper.from_array(np.array([2], np.int64), "k")
     nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="best"),
