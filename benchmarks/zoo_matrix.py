@@ -287,7 +287,8 @@ def markdown(doc: dict) -> str:
              common.md_table(["profile", "precision", "packaged and measured", "within parity", "median packaging"],
                              summary_rows(doc)), "",
              "## INT8/FP32 latency ratio (p50 on local, 1 thread; < 1: INT8 faster)", "",
-             "The hint is the packaging host's own alternating timing that `package` prints (ONNX Runtime only).", "",
+             "The hint is the packaging host's own alternating timing that `package` prints (cells packaged "
+             "before the OpenVINO hint existed have none).", "",
              common.md_table(["model"] + list(doc["profiles"]), ratio_rows(doc)), "",
              "## Failures by cause", ""]
     groups = {}

@@ -90,19 +90,57 @@ def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
     return out
 
 
-def parse_budget_args(items) -> dict:
-    """`key=value` strings from the command line -> {key: float}; each is checked, a repeated key's last wins."""
-    budgets = {}
+# Budgets `optimize` may give relative to the baseline it measures (KEY=0.5x): figures the baseline always
+# measures (trial.HEADLINE), lower is better, and not a fraction (an accuracy drop of the untouched model is 0).
+RELATIVE_KINDS = ("latency_p50_ms", "latency_p90_ms", "peak_rss_mb", "size_mb")
+
+
+def parse_budget_args(items, relative: bool = False):
+    """`key=value` strings from the command line -> {key: float}; each is checked, a repeated key's last wins.
+    relative=True (optimize): also `key=0.5x`, a fraction of the study's own baseline, returned apart:
+    ({key: limit}, {key: ratio})."""
+    budgets, ratios = {}, {}
     for item in items:
         key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not sep:
             raise BadInput(f"--budget {shown(item)} is not KEY=VALUE (e.g. latency_p90_ms=25)")
+        if value.lower().endswith("x"):
+            ratios[key] = _ratio(key, value[:-1], relative)
+            budgets.pop(key, None)
+            continue
         try:
             number = float(value)
         except ValueError:
-            raise BadInput(f"--budget {shown(key.strip())}: {shown(value)} is not a number") from None
-        budgets.update(validate_budgets({key.strip(): number}, field="--budget"))
-    return budgets
+            raise BadInput(f"--budget {shown(key)}: {shown(value)} is not a number") from None
+        budgets.update(validate_budgets({key: number}, field="--budget"))
+        ratios.pop(key, None)
+    return (budgets, ratios) if relative else budgets
+
+
+def _ratio(key: str, text: str, relative: bool) -> float:
+    if not relative:
+        raise BadInput(f"--budget {shown(key)}={shown(text)}x: a budget relative to a baseline is for `edgeopt "
+                       "optimize`, which measures one; give a number here")
+    if key not in RELATIVE_KINDS:
+        raise BadInput(f"--budget {shown(key)}: a relative budget (…x) applies to {', '.join(RELATIVE_KINDS)}")
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise BadInput(f"--budget {key}: {shown(text + 'x')} is not a number followed by x (e.g. 0.5x)") from None
+    return validate_ratios({key: ratio})[key]
+
+
+def validate_ratios(ratios) -> dict:
+    """{budget: ratio} of the relative budgets, each a RELATIVE_KINDS key with a finite ratio > 0."""
+    if not isinstance(ratios, dict):
+        raise BadInput(f"relative budgets must be a table of ratios, got {shown(ratios)}")
+    for key, ratio in ratios.items():
+        if key not in RELATIVE_KINDS:
+            raise BadInput(f"--budget {shown(key)}: a relative budget (…x) applies to {', '.join(RELATIVE_KINDS)}")
+        if number_in(ratio, 0.0, math.inf) is None or ratio <= 0:
+            raise BadInput(f"--budget {key}: {shown(ratio)}x: the ratio must be a finite number > 0")
+    return {k: float(v) for k, v in ratios.items()}
 
 
 def lookup(result: dict, path: tuple):

@@ -449,7 +449,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--device", "-d", "devices", multiple=True,
               help="Device to measure every candidate on (repeat for several; the worst decides) [default: local].")
 @click.option("--group", "-g", help="Every device of this inventory group (instead of --device).")
-@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="A budget every candidate must meet.")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
+              help="A budget every candidate must meet; KEY=0.5x: half the baseline (the untouched model) measured "
+                   "in this study on the same devices (latency, peak_rss_mb, size_mb).")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
               help="Shorthand for --budget accuracy_drop=F (needs labelled --eval-data).")
 @click.option("--objective", default="latency_p90_ms", show_default=True,
@@ -488,10 +490,12 @@ def optimize(out, model, profile, devices, group, budgets, max_accuracy_drop, ob
     from .report.tables import optimize_lines, optimize_table
     if devices and group:
         raise click.UsageError("give --device or --group, not both")
-    wanted = _budgets(budgets)
+    from .budgets import parse_budget_args
+    wanted, relative = parse_budget_args(budgets, relative=True)
     if max_accuracy_drop is not None:
         wanted["accuracy_drop"] = max_accuracy_drop
     outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,
+                           relative_budgets=relative,
                            progress=out.progress(), objective=objective, calib=calib, eval_data=eval_data,
                            train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
                            results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,

@@ -505,7 +505,9 @@ def _study(study) -> str:
     if not study:
         return ""
     done = [t for t in study["trials"] if t["state"] == "complete"]
-    budgets = ", ".join(f"{k} ≤ {number(v)}" for k, v in study["budgets"].items()) or "none"
+    ratios = study.get("relative_budgets") or {}
+    budgets = ", ".join(f"{k} ≤ {number(v)}" + (f" ({ratios[k]:g}x the baseline)" if k in ratios else "")
+                        for k, v in study["budgets"].items()) or "none"
     best = study["best"]
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}." if best else

@@ -437,8 +437,14 @@ def _verdict(row: dict, on_front: bool) -> str:
                              ("cached", row["cached"]),
                              ("screened only", row["measurement"] == "screening"), ("pareto", on_front),
                              ("measured again", bool(row.get("rechecked")))) if on]
-    head = "[green]meets budgets[/]" if row["feasible"] else "[red]misses[/] " + ", ".join(
-        k for k, v in row["violations"].items() if v > 0)
+    figures = row.get("figures") or {}
+    missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
+    unmeasured = [k for k, v in row["violations"].items() if v > 0 and k not in figures]  # accuracy, screened only
+    if row["feasible"]:
+        head = "[green]meets budgets[/]"
+    else:
+        head = ("[red]misses[/] " + ", ".join(missed) if missed else "") + (
+            ("; " if missed else "") + "not measured: " + ", ".join(unmeasured) if unmeasured else "")
     return head + (f" ({', '.join(marks)})" if marks else "")
 
 
@@ -454,6 +460,11 @@ def _time_spent(trials: list) -> str:
 def optimize_lines(outcome: dict) -> list:
     """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
     lines = [_time_spent(outcome["trials"])]
+    base = outcome.get("baseline_figures") or {}
+    for key, ratio in (outcome.get("relative_budgets") or {}).items():
+        if key in base and key in outcome["budgets"]:
+            lines.append(f"budget {key} ≤ {ratio:g}x the baseline's {base[key]:.4g} = {outcome['budgets'][key]:.4g} "
+                         "(measured in this study)")
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
     if outcome.get("exhausted"):
@@ -466,8 +477,10 @@ def optimize_lines(outcome: dict) -> list:
         return lines
     closest = outcome.get("closest") or {}
     for key, miss in (closest.get("per_budget") or {}).items():
-        lines.append(f"[yellow]closest[/] {key}: trial {miss['trial']} ({escape(miss['config'] or '')}) measured "
-                     f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:g}")
+        met = miss["excess"] is not None and miss["excess"] <= 0   # by some trial, not with all the others
+        lines.append(f"{'[green]met[/]' if met else '[yellow]closest[/]'} {key}: trial {miss['trial']} "
+                     f"({escape(miss['config'] or '')}) measured {_num(miss['measured'], '{:.4g}')} against "
+                     f"{miss['limit']:.4g}")
     if closest.get("overall"):
         o = closest["overall"]
         missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0)

@@ -31,6 +31,7 @@ RECHECK_TOP = 3
 # A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
 # worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
 CACHED_IN_A_ROW_TO_STOP = 10
+BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has measured the baseline yet
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -52,6 +53,8 @@ class Job:
     ssh_options: object = None
     timeout: float = 900.0
     output_dir: pathlib.Path = pathlib.Path("optimize")
+    # {budget: ratio}: a limit of ratio x the baseline's figure, set once the baseline is measured (KEY=0.5x)
+    relative_budgets: dict = dataclasses.field(default_factory=dict)
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -81,7 +84,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
 
 def _prepare(job: Job, space_file) -> tuple:
     """(dimensions, the study's identity): everything checked before anything is measured."""
-    from ..budgets import validate_budgets
+    from ..budgets import validate_budgets, validate_ratios
     from ..convert import backend_for
     from ..models import detect_format, sha256_of
     from ..profiles import load_profile
@@ -93,6 +96,9 @@ def _prepare(job: Job, space_file) -> tuple:
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
     prof = load_profile(job.profile)
     job.budgets = validate_budgets({**_profile_budgets(prof, job), **job.budgets}, field="--budget")
+    job.relative_budgets = validate_ratios(job.relative_budgets)
+    for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
+        job.budgets.pop(key, None)
     backend = backend_for(prof)
     fmt = detect_format(job.model)
     for device in job.devices:
@@ -100,10 +106,12 @@ def _prepare(job: Job, space_file) -> tuple:
     dims = spaces.build(backend, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file)
     path = pathlib.Path(job.model)
     identity = {"model": job.model, "model_sha256": sha256_of(path) if path.is_file() else None,
-                "profile": prof.name, "budgets": job.budgets, "objective": job.objective,
+                "profile": prof.name, "budgets": dict(job.budgets), "objective": job.objective,
                 "data": {k: _file_sha(v) for k, v in (("calib", job.calib), ("eval", job.eval_data),
                                                      ("train", job.train_data)) if v},
                 "input_shapes": job.input_shapes, "seed": job.seed}
+    if job.relative_budgets:   # only then: the content keys of studies without them stay as they were
+        identity["relative_budgets"] = dict(job.relative_budgets)
     return dims, identity
 
 
@@ -183,7 +191,8 @@ def _profile_precision(job: Job) -> str:
 
 def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
-    for key in ("model", "model_sha256", "profile", "budgets", "objective", "data", "input_shapes"):
+    for key in ("model", "model_sha256", "profile", "budgets", "relative_budgets", "objective", "data",
+                "input_shapes"):
         if recorded.get(key) != identity.get(key):
             raise BadInput(f"--resume: study {study.study_name!r} was started with another {key} "
                            f"({recorded.get(key)!r}, now {identity.get(key)!r}); start a new --study")
@@ -250,6 +259,8 @@ class _Runner:
         self.exhausted = None
         self.bundles = job.output_dir / study.study_name / "bundles"
         self.bundles.mkdir(parents=True, exist_ok=True)
+        if job.relative_budgets:   # resumed, or joined: the baseline may have set them already
+            job.budgets.update(study.user_attrs.get("resolved_budgets") or {})
 
     def loop(self, n_trials: int) -> None:
         import optuna
@@ -318,8 +329,50 @@ class _Runner:
             if kind != "device" and trial.user_attrs.get("baseline"):
                 raise  # the untouched model cannot be packaged: the input is bad, not a candidate (exit 2)
             return kind
+        self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _resolve_relative(self, trial, outcome: dict) -> None:
+        """Turn the relative budgets into limits once the baseline is measured: from this outcome when it is the
+        baseline's, else from the study (another worker measured it), waiting for it while it runs. The
+        baseline's own excess for them is added to its outcome, so every trial carries every constraint."""
+        missing = [k for k in self.job.relative_budgets if k not in self.job.budgets]
+        if not missing:
+            return
+        if trial.user_attrs.get("baseline"):
+            measured = outcome["figures"]
+            unmeasured = [k for k in missing if k not in measured]
+            if unmeasured:
+                raise BadInput(f"relative budget {unmeasured[0]}: the baseline did not measure it")
+            limits = {k: self.job.relative_budgets[k] * measured[k] for k in missing}
+            self.study.set_user_attr("resolved_budgets", limits)
+            self.study.set_user_attr("baseline_figures", {k: measured[k] for k in missing})
+        else:
+            limits = self._await_baseline()
+        self.job.budgets.update(limits)
+        outcome["violations"] = dict(outcome["violations"], **{
+            k: trials_.excess(outcome["figures"].get(k), limits[k], KINDS[k].higher_is_better) for k in limits})
+
+    def _await_baseline(self) -> dict:
+        import time
+
+        import optuna
+
+        deadline = time.monotonic() + self.job.timeout
+        while True:
+            limits = self.study.user_attrs.get("resolved_budgets")
+            if limits:
+                return limits
+            if time.monotonic() > deadline:
+                raise DeviceFailure(f"the relative budgets cannot be set: the baseline trial was not measured "
+                                    f"within --timeout {self.job.timeout:g} s")
+            baseline = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+            if baseline and all(t.state == optuna.trial.TrialState.FAIL for t in baseline):
+                raise BadInput("the relative budgets cannot be set: the baseline trial failed "
+                               f"({baseline[-1].user_attrs.get('error', 'no reason recorded')})")
+            self.progress.status("waiting for the baseline (another worker measures it) to set the relative budgets")
+            time.sleep(BASELINE_POLL_SECONDS)
 
     def _screen(self, trial) -> bool:
         """Whether this trial gets a screening run first. Never the baseline (the paired reference), nor on a
@@ -450,6 +503,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
+           **_relative(study, job.relative_budgets),
            "pareto": _pareto(_complete(study), _pareto_figures(job.budgets)),
            "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
     if best is not None:
@@ -463,6 +517,13 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     if runner.exhausted:
         out["exhausted"] = runner.exhausted
     return out
+
+
+def _relative(study, ratios: dict) -> dict:
+    """The relative budgets as given and the baseline figures that set them (empty without any)."""
+    if not ratios:
+        return {}
+    return {"relative_budgets": dict(ratios), "baseline_figures": study.user_attrs.get("baseline_figures", {})}
 
 
 def load(url: str, name: str) -> dict:
@@ -480,13 +541,14 @@ def load(url: str, name: str) -> dict:
             raise BadInput(f"--study {name}: no such study in the store (studies: {known})")
         study = optuna.load_study(study_name=name, storage=storage)
         identity = study.user_attrs.get("identity") or {}
-        objective, budgets = identity.get("objective", "latency_p90_ms"), identity.get("budgets", {})
+        objective, ratios = identity.get("objective", "latency_p90_ms"), identity.get("relative_budgets") or {}
+        budgets = dict(identity.get("budgets", {}), **(study.user_attrs.get("resolved_budgets") or {}))
         ranked = _ranked_feasible(study, objective)
         figures = _pareto_figures(budgets)
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _rows(study, ranked[:1])[0] if ranked else None}
+                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study, ratios)}
     finally:
         storage.remove_session()
         storage.engine.dispose()

@@ -119,6 +119,11 @@ def _excess_of(doc: dict, key: str, limit: float) -> float:
     return _excess(row["measured"], limit, KINDS[key].higher_is_better)
 
 
+def excess(measured, limit: float, higher_is_better: bool) -> float:
+    """A figure's relative excess over its limit (> 0 misses, <= 0 meets); unmeasured (None) misses by 1."""
+    return 1.0 if measured is None else _excess(measured, limit, higher_is_better)
+
+
 def _excess(measured: float, limit: float, higher_is_better: bool) -> float:
     scale = abs(limit) if limit else 1.0
     return (limit - measured) / scale if higher_is_better else (measured - limit) / scale

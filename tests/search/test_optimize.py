@@ -17,7 +17,7 @@ from edgeopt.search.study import open_storage
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "store"))
 from pgserver import pg, pg_url  # noqa: E402,F401  (fixtures)
-from conftest import CALIB, EVAL, MODEL, ctrl_c_works, write_inventory  # noqa: E402
+from conftest import CALIB, EVAL, MODEL, bundle_member, ctrl_c_works, write_inventory  # noqa: E402
 
 pytestmark = pytest.mark.slow
 DATA = ["--calib", CALIB, "--eval-data", EVAL]
@@ -64,6 +64,40 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     # where the time went, per trial
     assert all(t["seconds"]["package"] > 0 and t["seconds"]["measure"] > t["seconds"]["timed_loop"] > 0
                for t in outcome["trials"] if not t["cached"] and t["measurement"] == "full")
+
+
+def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, tmp_path):
+    """KEY=Nx: N times the baseline's own figure in this study, so the host's drift between studies cancels."""
+    r = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=20x", "--budget", "size_mb=0.5x", "--trials", "3",
+                  "--study", "rel", "--no-screening")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    baseline = outcome["trials"][0]
+    assert baseline["baseline"] and outcome["relative_budgets"] == {"latency_p90_ms": 20.0, "size_mb": 0.5}
+    assert outcome["baseline_figures"] == {k: baseline["figures"][k] for k in ("latency_p90_ms", "size_mb")}
+    assert outcome["budgets"]["latency_p90_ms"] == pytest.approx(20 * baseline["figures"]["latency_p90_ms"])
+    assert outcome["budgets"]["size_mb"] == pytest.approx(0.5 * baseline["figures"]["size_mb"])
+    assert not baseline["feasible"] and outcome["trials"][1]["feasible"]   # float misses half its size; INT8 meets it
+    trials = _trials(tmp_path, "rel")
+    assert all(len(t.user_attrs["constraints"]) == len(outcome["budgets"]) for t in trials if "constraints" in t.user_attrs)
+    carried = json.loads(bundle_member(outcome["best"]["bundle"], "manifest.json"))["budgets"]
+    assert carried["size_mb"] == pytest.approx(outcome["budgets"]["size_mb"])   # what `check` judges the bundle by
+    shown = cli("report", "--study", "rel", "--format", "markdown", "--no-history",
+                "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert shown.exit_code in (0, 1), shown.stderr
+    resumed = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=10x", "--budget", "size_mb=0.5x", "--trials", "3",
+                        "--study", "rel", "--resume")
+    assert resumed.exit_code == 2 and "relative_budgets" in resumed.stderr
+
+
+@pytest.mark.parametrize("budget, fragment", [
+    ("accuracy_drop=0.5x", "a relative budget (…x) applies to latency_p50_ms"),
+    ("latency_p90_ms=0x", "the ratio must be a finite number > 0"),
+    ("latency_p90_ms=fastx", "is not a number followed by x"),
+])
+def test_bad_relative_budgets_exit_2(cli, tmp_path, budget, fragment):
+    r = _optimize(cli, tmp_path, "--budget", budget)
+    assert r.exit_code == 2 and fragment in r.stderr, r.stderr
 
 
 def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
