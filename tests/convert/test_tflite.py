@@ -149,7 +149,7 @@ def test_int8_of_a_transformer_keeps_float_what_xnnpack_cannot_run_in_int8(cli, 
 
 def test_int8_of_a_cnn_xnnpack_runs_whole_stays_full_integer(pi_bundles):
     record = pi_bundles["int8"]["compression"]["int8_ops"]
-    assert record == {"requested": "auto", "used": "all", "xnnpack_partitions": {"all": 1}}
+    assert record == {"requested": "auto", "used": "all", "xnnpack_partitions": {"float": 1, "all": 1}}
 
 
 def _unsupported_op_model(path):
