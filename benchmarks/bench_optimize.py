@@ -12,7 +12,7 @@ the search itself, every trial really packaged and measured.
 5. A MobileNetV2-size model (2.2M parameters, trained briefly on the digits at 96x96: mobilenet_digits.py).
 
 6. --relative: the sampler comparison of 1 alone, with the latency budget relative to each study's own baseline
-   (--budget latency_p50_ms=0.3x), so the host's drift between studies cancels; the other sections are kept.
+   (--budget latency_p50_ms=0.35x), so the host's drift between studies cancels; the other sections are kept.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py [--seeds 3] [--trials 16] [--mobilenet-trials 10]
     PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py --relative [--seeds 3] [--trials 12]
@@ -62,6 +62,7 @@ lowrank = false
 """
 OBJECTIVE = "latency_p50_ms"   # the median: p90 on a shared 2-core host is mostly the neighbours' load
 SAMPLERS = ("tpe", "random", "grid")
+RELATIVE_LIMIT = 0.35   # --relative: the latency budget as a fraction of each study's own baseline
 
 
 def edgeopt(*args, home) -> tuple:
@@ -170,7 +171,7 @@ def main():
     ap.add_argument("--more-samplers", action="store_true",
                     help="keep every section of the last results file and run only the sampler studies it lacks")
     ap.add_argument("--relative", action="store_true",
-                    help="only the sampler comparison, its latency budget relative to each study's baseline (0.3x)")
+                    help="only the sampler comparison, its latency budget relative to each study's baseline")
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-optimize-"))
     (work / "space.toml").write_text(SPACE)
@@ -231,7 +232,9 @@ def more_samplers(work, doc, args) -> None:
 def relative(work, doc, args) -> None:
     """The sampler comparison with budgets relative to each study's own baseline, every seed and sampler in one
     run (doc["relative"]); the file's other sections are kept as they were measured."""
-    budgets = {OBJECTIVE: "0.3x", "accuracy_drop": 0.01}
+    # 0.35x: below INT8 alone (0.53x of the baseline in the same study), above what prune + distill + INT8
+    # reached (0.32x at a 0.8-point drop); 0.3x, the absolute runs' ratio, was met by no trial of a first study.
+    budgets = {OBJECTIVE: f"{RELATIVE_LIMIT}x", "accuracy_drop": 0.01}
     runs = []
     for seed in range(args.seeds):
         for sampler in SAMPLERS:
@@ -248,14 +251,14 @@ def relative(work, doc, args) -> None:
 
 def relative_summary(rel) -> str:
     rows = sampler_rows(rel["studies"], rel["trials"])
-    text = (f"Samplers with budgets relative to each study's baseline: {rel['budgets']} (latency 0.3x the float "
-            f"model's p50 measured as trial 0 of the same study; {rel['trials']} trials a study).\n\n")
+    text = (f"Samplers with budgets relative to each study's baseline: {rel['budgets']} (latency {RELATIVE_LIMIT}x "
+            f"the float model's p50 measured as trial 0 of the same study; {rel['trials']} trials a study).\n\n")
     text += md_table(["sampler", "found", "trials to first feasible, per seed", "median", "median study s",
                       "best p50 ms"], rows)
     text += "\n\n" + md_table(["study", "baseline p50 ms", "limit ms", "first feasible", "best p50 ms", "cached",
                                 "screened only"],
                                [[f"{r['sampler']}-{r['seed']}", r["baseline_p50_ms"],
-                                 round(0.3 * r["baseline_p50_ms"], 4) if r["baseline_p50_ms"] else "—",
+                                 round(RELATIVE_LIMIT * r["baseline_p50_ms"], 4) if r["baseline_p50_ms"] else "—",
                                  r["first_feasible"], p50(r) or "—", r["cached"], r["screened_only"]]
                                 for r in rel["studies"]])
     return text + "\n"
