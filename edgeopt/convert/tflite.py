@@ -33,7 +33,8 @@ INT8_OPS = ("auto", "all", "compute")
 # partitions with reference kernels between them (docs/architecture.md, "LiteRT INT8 on transformers").
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "FULLY_CONNECTED")
 # XNNPACK partitions full INT8 may add over float's before int8_ops=auto quantizes the compute ops alone: one
-# boundary costs little (YOLOv8n: 4 partitions against float's 3, full INT8 0.28x float, compute alone 0.32x).
+# boundary costs little (YOLOv8n: 4 partitions against float's 3, full INT8 0.31x float, compute alone 0.35x;
+# benchmarks/results/litert_int8_ops.md).
 SPLIT_TOLERANCE = 1
 
 
@@ -47,8 +48,9 @@ class LiteRtOptions:
     # Searched: whether an op's int8 kernel beats its float one is the device's to say.
     int8_ops: str = option("auto", "ops full-integer INT8 quantizes: all = every op the quantizer supports; "
                            "compute = convolutions and fully connected layers, the rest float; auto = all, or "
-                           "compute when some int8 ops of the model fall outside XNNPACK (LiteRT runs those on its "
-                           "slow reference kernels)", choices=INT8_OPS, search=("all", "compute"))
+                           "compute when full INT8 splits the model into more XNNPACK partitions than float does "
+                           "(LiteRT runs the int8 ops between them on its slow reference kernels)",
+                           choices=INT8_OPS, search=("all", "compute"))
 
 
 class LiteRtBackend(Backend):
@@ -300,7 +302,7 @@ def _int8_ops(float_path, out, io, scopes, calibration, wanted, progress) -> tup
         return build(wanted), dict(record, used=wanted)
     progress.status("quantizing every op to INT8, and checking that XNNPACK runs them all")
     every = build("all")
-    partitions = {"float": _xnnpack_partitions(float_path.read_bytes(), out), "all": _xnnpack_partitions(every, out)}
+    partitions = {"float": _xnnpack_partitions(float_path), "all": _xnnpack_partitions(every, out)}
     if None in partitions.values() or partitions["all"] <= partitions["float"] + SPLIT_TOLERANCE:
         return every, dict(record, used="all", xnnpack_partitions=partitions)
     compute = build("compute")
@@ -312,17 +314,19 @@ def _int8_ops(float_path, out, io, scopes, calibration, wanted, progress) -> tup
                                                            reason=reason)
 
 
-def _xnnpack_partitions(model: bytes, out) -> int | None:
-    """How many XNNPACK partitions LiteRT makes of a .tflite (1: XNNPACK runs it whole); None when the
-    interpreter cannot list its plan."""
+def _xnnpack_partitions(model, out=None) -> int | None:
+    """How many XNNPACK partitions LiteRT makes of a .tflite, a path or its bytes (written beside `out` for
+    the interpreter; 1: XNNPACK runs it whole); None when the interpreter cannot list its plan."""
     from device_agent.runtimes.litert import delegate_partitions
 
     from ..litert_model import adapter
 
+    if not isinstance(model, (bytes, bytearray)):   # the quantizer returns a bytearray
+        return delegate_partitions(adapter(model, {"xnnpack": True}, threads=1).interpreter)
     probe = out.with_name("probe.tflite")
     probe.write_bytes(model)
     try:
-        return delegate_partitions(adapter(probe, {"xnnpack": True}, threads=1).interpreter)
+        return _xnnpack_partitions(probe)
     finally:
         probe.unlink()
 
