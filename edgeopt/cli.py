@@ -451,7 +451,12 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--group", "-g", help="Every device of this inventory group (instead of --device).")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="A budget every candidate must meet; KEY=0.5x: half the baseline (the untouched model) measured "
-                   "in this study on the same devices (latency, peak_rss_mb, size_mb).")
+                   "in this study on the same devices, again right before each candidate (latency, peak_rss_mb, "
+                   "size_mb).")
+@click.option("--baseline-once", is_flag=True,
+              help="With KEY=Nx budgets: judge every candidate against the baseline's one run at the study's start "
+                   "instead of measuring it again beside each candidate (half the device time; the device's drift "
+                   "between runs then decides at the margin).")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
               help="Shorthand for --budget accuracy_drop=F (needs labelled --eval-data).")
 @click.option("--objective", default="latency_p90_ms", show_default=True,
@@ -478,9 +483,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--timeout", default=900.0, show_default=True, help="Give up on a device after this many seconds.")
 @ssh_options
 @common
-def optimize(out, model, profile, devices, group, budgets, max_accuracy_drop, objective, trials, study, resume,
-             sampler, multi_objective, space_file, no_screening, calib, eval_data, train_data, input_shapes, seed,
-             output_dir, results_dir, store_url, timeout, inventory, ssh):
+def optimize(out, model, profile, devices, group, budgets, baseline_once, max_accuracy_drop, objective, trials,
+             study, resume, sampler, multi_objective, space_file, no_screening, calib, eval_data, train_data,
+             input_shapes, seed, output_dir, results_dir, store_url, timeout, inventory, ssh):
     """Search compression and conversion settings for MODEL, every candidate measured on the devices.
 
     Exit codes: 0 a configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did
@@ -495,7 +500,7 @@ def optimize(out, model, profile, devices, group, budgets, max_accuracy_drop, ob
     if max_accuracy_drop is not None:
         wanted["accuracy_drop"] = max_accuracy_drop
     outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,
-                           relative_budgets=relative,
+                           relative_budgets=relative, paired_baseline=not baseline_once,
                            progress=out.progress(), objective=objective, calib=calib, eval_data=eval_data,
                            train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
                            results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,

@@ -10,6 +10,7 @@ import datetime
 import html
 
 from .. import __version__
+from ..search.trial import PHASES
 from . import changes
 from .svg import Chart, color, nice_ticks, number, padded
 
@@ -506,8 +507,10 @@ def _study(study) -> str:
         return ""
     done = [t for t in study["trials"] if t["state"] == "complete"]
     ratios = study.get("relative_budgets") or {}
-    budgets = ", ".join(f"{k} ≤ {number(v)}" + (f" ({ratios[k]:g}x the baseline)" if k in ratios else "")
-                        for k, v in study["budgets"].items()) or "none"
+    paired = study.get("paired_baseline")
+    budgets = ", ".join((f"{k} ≤ {ratios[k]:g}x the baseline measured beside each candidate" if paired else
+                         f"{k} ≤ {number(v)} ({ratios[k]:g}x the baseline)") if k in ratios else
+                        f"{k} ≤ {number(v)}" for k, v in study["budgets"].items()) or "none"
     best = study["best"]
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}." if best else
@@ -555,8 +558,10 @@ def _study_table(study: dict) -> str:
     head = "".join(f"<th>{esc(k)}</th>" for k in keys)
     lines = []
     for t in study["trials"]:
-        cells = "".join(f"<td class=num>{num(t['figures'].get(k))}</td>" for k in keys)
-        spent = sum(t.get("seconds", {}).get(p, 0.0) for p in ("package", "screen", "measure"))
+        paired = t.get("paired") or {}
+        cells = "".join(f"<td class=num>{num(t['figures'].get(k))}"
+                        + (f" ({paired[k]:.2f}x)" if paired.get(k) is not None else "") + "</td>" for k in keys)
+        spent = sum(t.get("seconds", {}).get(p, 0.0) for p in PHASES)
         state = ("failed: " + (t.get("error") or "")) if t["state"] == "fail" else \
             ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),

@@ -419,10 +419,10 @@ def optimize_table(outcome: dict) -> Table:
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
-        f = row["figures"]
-        cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(row["config"] or "—"),
-                 _num(f.get(objective), "{:.3g}")]
-        cells += [_num(f.get(b), "{:.3g}") for b in budgets if b != objective]
+        f, paired = row["figures"], row.get("paired") or {}
+        cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(row["config"] or "—")]
+        cells += [_num(f.get(b), "{:.3g}") + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
+                  for b in [objective] + [b for b in budgets if b != objective]]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         cells += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s"),
                   _verdict(row, row["trial"] in pareto)]
@@ -452,9 +452,10 @@ def _time_spent(trials: list) -> str:
     phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
     cached = sum(t["cached"] for t in trials)
     screened = sum(t["measurement"] == "screening" for t in trials)
+    reference = f", the baseline beside them {phases['reference']:.0f} s" if phases["reference"] else ""
     return (f"{len(trials)} trials: packaging {phases['package']:.0f} s, screening {phases['screen']:.0f} s, "
-            f"full measurements {phases['measure']:.0f} s; {screened} screened only, {cached} answered from the "
-            "study's cache (not counted in --trials)")
+            f"full measurements {phases['measure']:.0f} s{reference}; {screened} screened only, {cached} answered "
+            "from the study's cache (not counted in --trials)")
 
 
 def optimize_lines(outcome: dict) -> list:
@@ -463,8 +464,10 @@ def optimize_lines(outcome: dict) -> list:
     base = outcome.get("baseline_figures") or {}
     for key, ratio in (outcome.get("relative_budgets") or {}).items():
         if key in base and key in outcome["budgets"]:
-            lines.append(f"budget {key} ≤ {ratio:g}x the baseline's {base[key]:.4g} = {outcome['budgets'][key]:.4g} "
-                         "(measured in this study)")
+            lines.append(f"budget {key} ≤ {ratio:g}x the baseline" + (
+                ", measured again right before each candidate (the ratio in brackets in the table; the baseline's "
+                f"first run: {base[key]:.4g})" if outcome.get("paired_baseline") else
+                f"'s {base[key]:.4g} = {outcome['budgets'][key]:.4g} (measured in this study)"))
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
     if outcome.get("exhausted"):
@@ -478,9 +481,11 @@ def optimize_lines(outcome: dict) -> list:
     closest = outcome.get("closest") or {}
     for key, miss in (closest.get("per_budget") or {}).items():
         met = miss["excess"] is not None and miss["excess"] <= 0   # by some trial, not with all the others
+        against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
+                   if miss.get("paired") is not None else
+                   f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:.4g}")
         lines.append(f"{'[green]met[/]' if met else '[yellow]closest[/]'} {key}: trial {miss['trial']} "
-                     f"({escape(miss['config'] or '')}) measured {_num(miss['measured'], '{:.4g}')} against "
-                     f"{miss['limit']:.4g}")
+                     f"({escape(miss['config'] or '')}) measured {against}")
     if closest.get("overall"):
         o = closest["overall"]
         missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0)

@@ -55,6 +55,9 @@ class Job:
     output_dir: pathlib.Path = pathlib.Path("optimize")
     # {budget: ratio}: a limit of ratio x the baseline's figure, set once the baseline is measured (KEY=0.5x)
     relative_budgets: dict = dataclasses.field(default_factory=dict)
+    # with relative budgets: the baseline measured again right before each candidate, the ratio judged per trial
+    # (trial.Reference); False: every candidate against the baseline's one run at the study's start
+    paired_baseline: bool = True
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -112,6 +115,7 @@ def _prepare(job: Job, space_file) -> tuple:
                 "input_shapes": job.input_shapes, "seed": job.seed}
     if job.relative_budgets:   # only then: the content keys of studies without them stay as they were
         identity["relative_budgets"] = dict(job.relative_budgets)
+        identity["paired_baseline"] = job.paired_baseline
     return dims, identity
 
 
@@ -191,8 +195,8 @@ def _profile_precision(job: Job) -> str:
 
 def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
-    for key in ("model", "model_sha256", "profile", "budgets", "relative_budgets", "objective", "data",
-                "input_shapes"):
+    for key in ("model", "model_sha256", "profile", "budgets", "relative_budgets", "paired_baseline", "objective",
+                "data", "input_shapes"):
         if recorded.get(key) != identity.get(key):
             raise BadInput(f"--resume: study {study.study_name!r} was started with another {key} "
                            f"({recorded.get(key)!r}, now {identity.get(key)!r}); start a new --study")
@@ -316,7 +320,7 @@ class _Runner:
         try:
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
-                                            screen, self._can_still_win, self.progress)
+                                            screen, self._can_still_win, self.progress, self._reference(trial))
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -332,6 +336,15 @@ class _Runner:
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _reference(self, trial):
+        """The baseline to measure beside this trial (paired relative budgets), or None."""
+        if not (self.job.relative_budgets and self.job.paired_baseline) or trial.user_attrs.get("baseline"):
+            return None
+        self.job.budgets.update(self._await_baseline())
+        baseline = next(t for t in _complete(self.study) if t.user_attrs.get("baseline"))
+        return trials_.Reference(self.local_bundle(baseline), baseline.user_attrs["candidate"]["threads"],
+                                 dict(self.job.relative_budgets))
 
     def _resolve_relative(self, trial, outcome: dict) -> None:
         """Turn the relative budgets into limits once the baseline is measured: from this outcome when it is the
@@ -351,6 +364,8 @@ class _Runner:
         else:
             limits = self._await_baseline()
         self.job.budgets.update(limits)
+        if "paired" in outcome:   # judged already, against the baseline measured beside it
+            return
         outcome["violations"] = dict(outcome["violations"], **{
             k: trials_.excess(outcome["figures"].get(k), limits[k], KINDS[k].higher_is_better) for k in limits})
 
@@ -362,7 +377,7 @@ class _Runner:
         deadline = time.monotonic() + self.job.timeout
         while True:
             limits = self.study.user_attrs.get("resolved_budgets")
-            if limits:
+            if limits and any(t.user_attrs.get("baseline") for t in _complete(self.study)):
                 return limits
             if time.monotonic() > deadline:
                 raise DeviceFailure(f"the relative budgets cannot be set: the baseline trial was not measured "
@@ -386,7 +401,7 @@ class _Runner:
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             if t.user_attrs.get("key") == key and t.number != number and "figures" in t.user_attrs:
                 return {k: t.user_attrs[k] for k in ("figures", "violations", "measurement", "results",
-                                                     "bundle_sha256", "transforms") if k in t.user_attrs}
+                                                     "bundle_sha256", "transforms", "paired") if k in t.user_attrs}
         return None
 
     def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
@@ -398,7 +413,7 @@ class _Runner:
             trial.set_user_attr("error", f"objective {self.job.objective} was not measured on every device")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds"):
+        for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds", "paired"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -503,7 +518,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
-           **_relative(study, job.relative_budgets),
+           **_relative(study),
            "pareto": _pareto(_complete(study), _pareto_figures(job.budgets)),
            "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
     if best is not None:
@@ -519,11 +534,15 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     return out
 
 
-def _relative(study, ratios: dict) -> dict:
-    """The relative budgets as given and the baseline figures that set them (empty without any)."""
-    if not ratios:
+def _relative(study) -> dict:
+    """The relative budgets as given, the baseline figures that set them, and whether the baseline was measured
+    again beside each candidate (empty without any)."""
+    identity = study.user_attrs.get("identity") or {}
+    if not identity.get("relative_budgets"):
         return {}
-    return {"relative_budgets": dict(ratios), "baseline_figures": study.user_attrs.get("baseline_figures", {})}
+    return {"relative_budgets": dict(identity["relative_budgets"]),
+            "baseline_figures": study.user_attrs.get("baseline_figures", {}),
+            "paired_baseline": identity.get("paired_baseline", False)}
 
 
 def load(url: str, name: str) -> dict:
@@ -541,14 +560,14 @@ def load(url: str, name: str) -> dict:
             raise BadInput(f"--study {name}: no such study in the store (studies: {known})")
         study = optuna.load_study(study_name=name, storage=storage)
         identity = study.user_attrs.get("identity") or {}
-        objective, ratios = identity.get("objective", "latency_p90_ms"), identity.get("relative_budgets") or {}
+        objective = identity.get("objective", "latency_p90_ms")
         budgets = dict(identity.get("budgets", {}), **(study.user_attrs.get("resolved_budgets") or {}))
         ranked = _ranked_feasible(study, objective)
         figures = _pareto_figures(budgets)
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study, ratios)}
+                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study)}
     finally:
         storage.remove_session()
         storage.engine.dispose()
@@ -571,7 +590,7 @@ def _row(t) -> dict:
             "feasible": _feasible(t) if t.state.name == "COMPLETE" else False,
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
-            "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []),
+            "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
             "results": attrs.get("results") or []}
 
@@ -601,6 +620,7 @@ def _closest(trials: list, budgets: dict) -> dict:
         t = min(measured, key=lambda t: t.user_attrs["violations"].get(key, math.inf))
         per_budget[key] = {"trial": t.number, "config": t.user_attrs.get("config"),
                            "measured": t.user_attrs["figures"].get(key), "limit": budgets[key],
-                           "excess": t.user_attrs["violations"].get(key)}
+                           "excess": t.user_attrs["violations"].get(key),
+                           "paired": (t.user_attrs.get("paired") or {}).get(key)}
     overall = min(measured, key=lambda t: max(t.user_attrs["violations"].values()))
     return {"per_budget": per_budget, "overall": _row(overall)}

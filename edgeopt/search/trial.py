@@ -16,7 +16,8 @@ from ..progress import SILENT
 # accuracy pass (the eval data), which the full measurement runs: a candidate ruled out on speed never pays for it.
 SCREEN_LOOP = {"min_iterations": 20, "max_iterations": 200, "min_seconds": 0.5, "max_seconds": 3.0,
                "warmup_iterations": 5, "warmup_seconds": 0.2, "no_accuracy": True}
-PHASES = ("package", "screen", "measure")   # where a trial's wall time goes (Candidate run's "seconds")
+# where a trial's wall time goes (Candidate run's "seconds"); "reference": the baseline measured beside it
+PHASES = ("package", "screen", "measure", "reference")
 # Figures kept per trial: the budget kinds, plus these headline ones.
 HEADLINE = ("latency_p90_ms", "latency_p50_ms", "peak_rss_mb", "size_mb", "accuracy_drop", "min_top1",
             "energy_mj", "throughput_fps")
@@ -40,6 +41,36 @@ class Candidate:
         if self.threads:
             parts.append(f"threads={self.threads}")
         return " ".join(parts)
+
+
+@dataclasses.dataclass
+class Reference:
+    """The study's baseline bundle, measured again on the same devices with the same loop right before each
+    candidate, so that a relative budget compares two runs made together: one baseline run measured minutes
+    earlier is no steady reference where the host's or the board's speed drifts (the same INT8 bundle read
+    0.23x to 0.46x of single baseline runs here: benchmarks/results/optimize-relative.md)."""
+    bundle: pathlib.Path
+    threads: int | None
+    ratios: dict      # {budget: ratio}: the relative budgets
+
+    def measure(self, job, loop: dict | None, progress) -> list:
+        """The reference's documents: its figures only (its accuracy is known from the study's first run)."""
+        progress.status(f"measuring the baseline beside the candidate ({self.bundle.name})")
+        return measure(self.bundle, self.threads, job, dict(loop or {}, no_accuracy=True), progress)
+
+    def judge(self, docs: list, reference_docs: list) -> dict:
+        """{budget: (the worst device's candidate/reference ratio or None unmeasured, its excess over the
+        budget's ratio)}: each device's candidate against its own reference; the worst device decides."""
+        out = {}
+        for key, ratio in self.ratios.items():
+            path = KINDS[key].path   # every relative kind is lower-is-better (budgets.RELATIVE_KINDS)
+            pairs = [(lookup(d, path)[0], lookup(r, path)[0]) for d, r in zip(docs, reference_docs)]
+            if not pairs or any(c is None or not ref for c, ref in pairs):
+                out[key] = (None, 1.0)   # unmeasured misses, as in violations()
+                continue
+            worst = max(c / ref for c, ref in pairs)
+            out[key] = (worst, (worst - ratio) / ratio)
+        return out
 
 
 def _short(value):
@@ -129,24 +160,45 @@ def _excess(measured: float, limit: float, higher_is_better: bool) -> float:
     return (limit - measured) / scale if higher_is_better else (measured - limit) / scale
 
 
-def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress) -> dict:
+def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress,
+        reference: Reference | None = None) -> dict:
     """Package and measure one candidate. `can_still_win(figures, violations)` decides, after a screening run,
-    whether it earns a full measurement. Returns {"figures", "violations", "measurement" (screening or full),
-    "results" (result files), "bundle_sha256", "transforms" (the stages of its manifest), "seconds" (wall
-    time of packaging, of the screening run and of the full run)}."""
+    whether it earns a full measurement. With a reference, the relative budgets are judged against the
+    baseline measured right before each run of the candidate. Returns {"figures", "violations", "measurement"
+    (screening or full), "paired" ({budget: candidate/reference ratio}, with a reference), "results" (result
+    files), "bundle_sha256", "transforms" (the stages of its manifest), "seconds" (wall time of packaging, of
+    the screening run, of the full run and of the reference's runs)}."""
     clock = _Clock()
     manifest = clock.time("package", package, candidate, job, bundle, progress)
-    loop = screen_loop(job) if screen else None
-    docs = clock.time("screen" if screen else "measure", measure, bundle, candidate.threads, job, loop, progress)
+    screen_phase = "screen" if screen else "measure"
+    docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
+                                   screen_phase, progress)
     measurement = "screening" if screen else "full"
-    if screen and can_still_win(*screened(docs, job.budgets)):
-        docs = clock.time("measure", measure, bundle, candidate.threads, job, None, progress)
-        measurement = "full"
-    return {"figures": figures(docs, job.budgets), "violations": violations(docs, job.budgets),
-            "measurement": measurement, "results": [d.get("_path") for d in docs],
-            "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
-            "transforms": manifest.get("transforms", []),
-            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
+    if screen:
+        found, missed = screened(docs, job.budgets)
+        if can_still_win(found, {**missed, **{k: excess for k, (_, excess) in paired.items()}}):
+            docs, paired = _measure_beside(candidate, job, bundle, None, reference, clock, "measure", progress)
+            measurement = "full"
+    out = {"figures": figures(docs, job.budgets),
+           "violations": {**violations(docs, job.budgets), **{k: excess for k, (_, excess) in paired.items()}},
+           "measurement": measurement, "results": [d.get("_path") for d in docs],
+           "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
+           "transforms": manifest.get("transforms", []),
+           "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
+    if reference is not None:
+        out["paired"] = {k: ratio for k, (ratio, _) in paired.items()}
+    return out
+
+
+def _measure_beside(candidate: Candidate, job, bundle: pathlib.Path, loop, reference, clock, phase: str,
+                    progress) -> tuple:
+    """(the candidate's documents, {budget: (ratio, excess)} against the reference measured just before it;
+    empty without a reference)."""
+    if reference is None:
+        return clock.time(phase, measure, bundle, candidate.threads, job, loop, progress), {}
+    reference_docs = clock.time("reference", reference.measure, job, loop, progress)
+    docs = clock.time(phase, measure, bundle, candidate.threads, job, loop, progress)
+    return docs, reference.judge(docs, reference_docs)
 
 
 def _loop_seconds(doc: dict) -> float:
@@ -165,6 +217,6 @@ class _Clock:
         start = time.perf_counter()
         try:
             return fn(*args)
-        finally:
-            self.seconds[phase] = round(time.perf_counter() - start, 3)
+        finally:   # a phase run twice (the reference beside a screening and a full run) adds up
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 3)
 

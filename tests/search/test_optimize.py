@@ -82,12 +82,40 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     assert all(len(t.user_attrs["constraints"]) == len(outcome["budgets"]) for t in trials if "constraints" in t.user_attrs)
     carried = json.loads(bundle_member(outcome["best"]["bundle"], "manifest.json"))["budgets"]
     assert carried["size_mb"] == pytest.approx(outcome["budgets"]["size_mb"])   # what `check` judges the bundle by
+    # paired: every other trial judged against the baseline measured again right before it, on the same device
+    for row in outcome["trials"][1:]:
+        assert set(row["paired"]) == {"latency_p90_ms", "size_mb"} and row["seconds"]["reference"] > 0
+        assert row["paired"]["size_mb"] == pytest.approx(row["figures"]["size_mb"] / baseline["figures"]["size_mb"])
+        assert row["violations"]["size_mb"] == pytest.approx(row["paired"]["size_mb"] / 0.5 - 1)
+        assert row["violations"]["latency_p90_ms"] == pytest.approx(row["paired"]["latency_p90_ms"] / 20 - 1)
+    kept = [p.name.split("@")[0] for p in (tmp_path / "results" / "history").glob("*.json")]
+    assert kept.count(pathlib.Path(baseline["bundle"]).stem) == len(outcome["trials"]) and len(kept) == 2 * len(outcome["trials"]) - 1
     shown = cli("report", "--study", "rel", "--format", "markdown", "--no-history",
                 "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert shown.exit_code in (0, 1), shown.stderr
+    table = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+                "--budget", "latency_p90_ms=20x", "--budget", "size_mb=0.5x", "--trials", "3", "--study", "rel",
+                "--resume")   # the finished study shown again, as a person reads it
+    assert table.exit_code == 0, table.stderr
+    text = " ".join(table.stdout.split())
+    assert "measured again right before each candidate" in text
+    assert f"({outcome['trials'][1]['paired']['size_mb']:.2f}x)" in text
     resumed = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=10x", "--budget", "size_mb=0.5x", "--trials", "3",
                         "--study", "rel", "--resume")
     assert resumed.exit_code == 2 and "relative_budgets" in resumed.stderr
+
+
+def test_baseline_once_judges_every_candidate_against_the_first_baseline_run(cli, tmp_path):
+    r = _optimize(cli, tmp_path, "--budget", "size_mb=0.5x", "--trials", "2", "--study", "once", "--no-screening",
+                  "--baseline-once")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    assert outcome["paired_baseline"] is False and outcome["trials"][1]["paired"] is None
+    assert "reference" not in outcome["trials"][1]["seconds"]
+    assert outcome["trials"][1]["violations"]["size_mb"] == pytest.approx(
+        outcome["trials"][1]["figures"]["size_mb"] / outcome["budgets"]["size_mb"] - 1)
+    paired = _optimize(cli, tmp_path, "--budget", "size_mb=0.5x", "--trials", "2", "--study", "once", "--resume")
+    assert paired.exit_code == 2 and "paired_baseline" in paired.stderr   # a study keeps how it judges
 
 
 @pytest.mark.parametrize("budget, fragment", [
