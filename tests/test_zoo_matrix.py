@@ -61,6 +61,24 @@ def test_a_representative_slice_packages_with_parity_and_benches(zoo_files, tmp_
         assert len(manifest["inputs"]) == 3 and len(comparisons) == 2
 
 
+@pytest.mark.slow
+def test_openvino_int8_takes_minmax_ranges_where_nncf_default_wrecks_an_output(zoo_files, tmp_path):
+    """MobileNetV3-Small (hard-swish, squeeze-excite): NNCF's default activation ranges clip its outliers and
+    the INT8 logits fail parity's SQNR floor; the auto range tries minmax, keeps it, and parity passes."""
+    files = zoo_files("mobilenet_v3_small")
+    pinned = api.package(str(files["onnx"]["legacy"]), "intel-cpu", output=tmp_path / "default.edgepkg",
+                         quantize="int8", calib=str(files["calib"]), allow_mismatch=True,
+                         backend_options={"activation_range": "nncf-default"})
+    assert not pinned["parity"]["passed"] and pinned["parity"]["sqnr_db"] < 10
+    assert "activation_range_sqnr_db" not in pinned["compression"]   # pinned: nothing tried
+    auto = api.package(str(files["onnx"]["legacy"]), "intel-cpu", output=tmp_path / "auto.edgepkg",
+                       quantize="int8", calib=str(files["calib"]))
+    tried = auto["compression"]["activation_range_sqnr_db"]
+    assert auto["compression"]["activation_range"] == "minmax" and tried["nncf-default"] < 10 <= tried["minmax"]
+    assert auto["parity"]["passed"] and auto["parity"]["sqnr_db"] > pinned["parity"]["sqnr_db"] + 3
+    assert any("activation ranges: minmax" in n for n in auto["notes"])
+
+
 def _matrix_module():
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
     import zoo_matrix

@@ -23,7 +23,8 @@ from .base import ONNX_FORMATS, Backend, Conversion
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 DEVICE = "CPU"
-ACTIVATION_RANGES = ("minmax",)   # edgeopt/compress/nncf_quantize.py maps each to NNCF's RangeEstimatorParametersSet
+# edgeopt/compress/nncf_quantize.py maps each to NNCF's estimators; "" (auto) chooses between the two
+ACTIVATION_RANGES = ("minmax", "nncf-default")
 
 
 def compile_config(options: dict, threads: int | None = None) -> dict:
@@ -166,10 +167,12 @@ class OpenVinoOptions:
     preset: str = option("", "NNCF INT8 preset; \"\" = the profile's int8_scheme decides",
                          choices=("performance", "mixed"), search=("performance", "mixed"))
     # Searched: which estimator suits a model is a property of its activations, measured, not guessed.
-    activation_range: str = option("", "NNCF activation range estimator: \"\" = NNCF's default (mean over "
+    activation_range: str = option("", "NNCF activation range estimator: nncf-default (the mean over "
                                    "calibration batches of each batch's min and max, which clips rare outliers), "
-                                   "minmax = the global min and max over all calibration samples",
-                                   choices=ACTIVATION_RANGES, search=("",) + ACTIVATION_RANGES)
+                                   "minmax (the global min and max over all calibration samples), or \"\" = "
+                                   "nncf-default unless it leaves an output below 10 dB SQNR on the calibration "
+                                   "samples and minmax does better",
+                                   choices=ACTIVATION_RANGES, search=("", "minmax"))
     subset_size: int | None = option(None, "calibration samples NNCF uses; None = its rule (300, or all when "
                                      "fewer)", low=1)
     max_accuracy_drop: float | None = budget_option()   # accuracy-aware INT8 (quantize_with_accuracy_control)

@@ -277,6 +277,9 @@ def test_activation_range_minmax_widens_ranges_and_is_recorded(cli, tmp_path, ov
     m = r.json()
     assert m["compression"]["activation_range"] == "minmax" and m["recipe"]["package"]["activation_range"] == "minmax"
     assert ov_bundles["int8"]["compression"]["activation_range"] == "nncf-default"
+    # the default ("" = auto) checked NNCF's ranges on the calibration samples and kept them (>= 10 dB SQNR)
+    assert list(ov_bundles["int8"]["compression"]["activation_range_sqnr_db"]) == ["nncf-default"]
+    assert ov_bundles["int8"]["compression"]["activation_range_sqnr_db"]["nncf-default"] >= 10
     default, minmax = _activation_ranges(ov_bundles["int8"]["path"]), _activation_ranges(tmp_path / "mm.edgepkg")
     assert default.keys() == minmax.keys() and default
     # The global min/max over every sample covers at least the mean of per-batch extremes, and more somewhere.
