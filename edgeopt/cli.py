@@ -497,6 +497,8 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
         raise click.UsageError("give --device or --group, not both")
     from .budgets import parse_budget_args
     wanted, relative = parse_budget_args(budgets, relative=True)
+    if baseline_once and not relative:
+        raise click.UsageError("--baseline-once applies to relative budgets (--budget KEY=Nx); none was given")
     if max_accuracy_drop is not None:
         wanted["accuracy_drop"] = max_accuracy_drop
     outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,

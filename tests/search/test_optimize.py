@@ -116,6 +116,8 @@ def test_baseline_once_judges_every_candidate_against_the_first_baseline_run(cli
         outcome["trials"][1]["figures"]["size_mb"] / outcome["budgets"]["size_mb"] - 1)
     paired = _optimize(cli, tmp_path, "--budget", "size_mb=0.5x", "--trials", "2", "--study", "once", "--resume")
     assert paired.exit_code == 2 and "paired_baseline" in paired.stderr   # a study keeps how it judges
+    alone = _optimize(cli, tmp_path, "--budget", "size_mb=1", "--baseline-once", "--study", "absolute")
+    assert alone.exit_code == 2 and "--baseline-once applies to relative budgets" in alone.stderr
 
 
 @pytest.mark.parametrize("budget, fragment", [
