@@ -21,6 +21,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list:
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo]
     raw = (hi - lo) / max(1, count)
+    if raw <= 0:   # a span so small its division underflows (hypothesis found hi = 5e-324): one tick
+        return [lo]
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step - 1e-9) * step

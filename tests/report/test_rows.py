@@ -5,7 +5,7 @@ import copy
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from edgeopt.errors import BadInput
 from edgeopt.report import html, rows
@@ -53,6 +53,13 @@ def test_ticks_lie_in_the_range_in_order(lo, span):
     assert 2 <= len(nice_ticks(lo, hi)) <= 12
 
 
+@pytest.mark.parametrize("lo, hi", [(0.0, 5e-324), (0.0, 1e-320), (1.0, 1.0 + 2.2e-16)])
+def test_ticks_of_a_span_near_the_float_limits_are_finite(lo, hi):
+    """A span whose fifth underflows to 0 (hypothesis drew a timeline ending at 5e-324 s) gets one tick."""
+    ticks = nice_ticks(lo, hi)
+    assert ticks and all(lo <= t <= hi for t in ticks)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), -1.0, True, "1.0", None])
 def test_malformed_samples_are_refused_naming_the_field(int8_result, bad):
     values = list(int8_result["latency"]["samples_ms"][:10])
@@ -84,6 +91,7 @@ def doc_with_timelines(base: dict, points: list) -> dict:
 
 @FAST
 @given(points=readings)
+@example(points=[(5e-324, 1.0, 1.0)])   # a run 5e-324 s long: its tick step underflowed to 0 (found by CI)
 def test_any_timeline_draws_with_finite_coordinates(int8_result, points):
     doc = doc_with_timelines(int8_result, points)
     report = rows.build([doc], {"results": [{"status": "ok", "budgets": []}], "exit_code": 0}, None, "none")
