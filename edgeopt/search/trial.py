@@ -170,17 +170,16 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     the screening run, of the full run and of the reference's runs)}."""
     clock = _Clock()
     manifest = clock.time("package", package, candidate, job, bundle, progress)
-    screen_phase = "screen" if screen else "measure"
     docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
-                                   screen_phase, progress)
+                                   "screen" if screen else "measure", progress)
     measurement = "screening" if screen else "full"
     if screen:
         found, missed = screened(docs, job.budgets)
-        if can_still_win(found, {**missed, **{k: excess for k, (_, excess) in paired.items()}}):
+        if can_still_win(found, {**missed, **_excesses(paired)}):
             docs, paired = _measure_beside(candidate, job, bundle, None, reference, clock, "measure", progress)
             measurement = "full"
     out = {"figures": figures(docs, job.budgets),
-           "violations": {**violations(docs, job.budgets), **{k: excess for k, (_, excess) in paired.items()}},
+           "violations": {**violations(docs, job.budgets), **_excesses(paired)},
            "measurement": measurement, "results": [d.get("_path") for d in docs],
            "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
            "transforms": manifest.get("transforms", []),
@@ -188,6 +187,11 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     if reference is not None:
         out["paired"] = {k: ratio for k, (ratio, _) in paired.items()}
     return out
+
+
+def _excesses(paired: dict) -> dict:
+    """{budget: excess} of Reference.judge's {budget: (ratio, excess)}."""
+    return {key: excess for key, (_, excess) in paired.items()}
 
 
 def _measure_beside(candidate: Candidate, job, bundle: pathlib.Path, loop, reference, clock, phase: str,
