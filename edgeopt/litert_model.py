@@ -58,13 +58,16 @@ def _spec(detail, name: str) -> TensorSpec:
     return TensorSpec(name, [int(d) for d in detail["shape"]], str(np.dtype(detail["dtype"])), quantization=quant)
 
 
-def describe(path: pathlib.Path, tensor_names: dict | None = None):
-    """(inputs, outputs) TensorSpecs of a .tflite, named as the bundle names them (tensor_names
-    maps bundle name -> artifact name)."""
-    runner = adapter(path, threads=1)
-    to_bundle = {artifact: bundle for bundle, artifact in (tensor_names or {}).items()}
+def describe(path: pathlib.Path, options: dict | None = None):
+    """(inputs, outputs) TensorSpecs of a .tflite as the bundle's runtime options present it: named as
+    the bundle names them (option tensor_names maps bundle name -> artifact name), without the count
+    of a padded output's valid rows (option valid_rows)."""
+    runner = adapter(path, options, threads=1)
+    to_bundle = {artifact: bundle for bundle, artifact in ((options or {}).get("tensor_names") or {}).items()}
     inputs = [_spec(d, to_bundle.get(d["name"], d["name"])) for d in runner.inputs]
     outputs = [_spec(d, to_bundle.get(d["name"], d["name"])) for d in runner.outputs]
+    for position in runner.row_counts:   # padded: as many rows as its count says, at most the static length
+        outputs[position].shape[0] = f"<={outputs[position].shape[0]}"
     return inputs, outputs
 
 

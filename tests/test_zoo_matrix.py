@@ -1,7 +1,8 @@
 """The zoo coverage matrix as a test: zoo model x profile x precision packages with parity and benches on
 `local`. A representative slice runs by default (a CNN in INT8 on generic, a transformer on the
-Raspberry Pi profile, the detector with NMS inside on intel-cpu, the model with a state and a scalar
-input on generic); the full matrix is the benchmark's (benchmarks/zoo_matrix.py), opt-in here."""
+Raspberry Pi profile, the detector with NMS inside on intel-cpu and on the Pi profile, the model with a
+state and a scalar input on generic); the full matrix is the benchmark's (benchmarks/zoo_matrix.py),
+opt-in here."""
 import os
 import pathlib
 import sys
@@ -15,7 +16,8 @@ from edgeopt import api
 
 SENSING = {"no_power": True, "idle_seconds": 0.0}
 SLICE = [("resnet18", "generic", "int8"), ("deit_tiny", "raspberry-pi-5", "fp32"),
-         ("ssdlite_nms", "intel-cpu", "fp32"), ("silero_vad", "generic", "fp32")]
+         ("ssdlite_nms", "intel-cpu", "fp32"), ("ssdlite_nms", "raspberry-pi-5", "fp32"),
+         ("silero_vad", "generic", "fp32")]
 FULL = [(m, p, q) for m in ZOO for p in ("generic", "intel-cpu", "raspberry-pi-5") for q in ("fp32", "int8")]
 FULL_MATRIX = os.environ.get("EDGEOPT_ZOO_MATRIX") == "1"
 
@@ -57,6 +59,11 @@ def test_a_representative_slice_packages_with_parity_and_benches(zoo_files, tmp_
     if model == "ssdlite_nms":   # detections after NMS: compared as sets, the rule recorded
         assert set(comparisons.values()) == {"matched_rows", "multiset"}
         assert all(o["agreement"] >= o["min_agreement"] for o in parity["outputs"])
+    if model == "ssdlite_nms" and profile == "raspberry-pi-5":   # padded to a static length, trimmed by a count
+        padded = manifest["runtime"]["options"]["valid_rows"]
+        assert sorted(padded) == ["boxes", "labels", "scores"] and set(padded.values()) == {"output_3"}
+        assert [o["shape"][0] for o in manifest["outputs"]] == ["<=80"] * 3
+        assert all(o["rows_artifact"] == o["rows_source"] > 0 for o in parity["outputs"])
     if model == "silero_vad":   # a state input and a scalar input, a state output
         assert len(manifest["inputs"]) == 3 and len(comparisons) == 2
 

@@ -7,6 +7,9 @@ interpreter's execution plan (a DELEGATE node), not assumed.
 Full-integer models take int8 inputs and give int8 outputs: float feeds are quantized and
 outputs dequantized with each tensor's scale and zero point, so callers always see floats.
 The timed call is `invoke()` alone, with inputs set once, as TFLite's benchmark_model times it.
+An output padded to a static length (detections after NMS: LiteRT cannot size an output by the data)
+is trimmed to its valid rows, counted by another output of the model that the runtime option
+`valid_rows` names; callers see the source model's outputs, not the padding or the count.
 
 Throughput: an interpreter is not safe to share between threads, so each concurrent run has its own
 (N = the `throughput_streams` runtime option, else one per thread of the budget, threads // N each);
@@ -32,7 +35,7 @@ class LiteRtAdapter(RuntimeAdapter):
     module = "ai_edge_litert"
     distributions = ("ai-edge-litert", "ai-edge-litert-nightly", "tflite-runtime")
     install_hint = "pip install ai-edge-litert   (Python 3.8 boards: pip install tflite-runtime)"
-    options = {"xnnpack": "bool", "tensor_names": "text-map", "throughput_streams": "count"}
+    options = {"xnnpack": "bool", "tensor_names": "text-map", "throughput_streams": "count", "valid_rows": "text-map"}
 
     @classmethod
     def installed_version(cls):
@@ -76,6 +79,7 @@ class LiteRtAdapter(RuntimeAdapter):
         # The bundle may name tensors differently from the artifact (its source model's names).
         to_bundle = dict((artifact, bundle) for bundle, artifact in (self.options.get("tensor_names") or {}).items())
         self.input_index = dict((to_bundle.get(d["name"], d["name"]), d) for d in self.inputs)
+        self.outputs, self.row_counts = split_counts(self.outputs, to_bundle, self.options.get("valid_rows") or {})
 
     def set_inputs(self, feed, interpreter=None):
         for name, detail in self.input_index.items():
@@ -86,7 +90,10 @@ class LiteRtAdapter(RuntimeAdapter):
     def infer(self, feed):
         self.set_inputs(feed)
         self.interpreter.invoke()
-        return [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
+        outputs = [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
+        for position, count in self.row_counts.items():
+            outputs[position] = outputs[position][:int(self.interpreter.get_tensor(count["index"]).reshape(-1)[0])]
+        return outputs
 
     def bind(self, feed):
         self.set_inputs(feed)
@@ -129,6 +136,19 @@ def tensor_details(interpreter):
             ordered.append(d)
         found.append(ordered)
     return found[0], found[1]
+
+
+def split_counts(outputs, to_bundle, valid_rows):
+    """(the outputs a caller sees, {position among them: the detail of the output counting its valid
+    rows}) for valid_rows {bundle output name: artifact name of its count}."""
+    by_name = dict((d["name"], d) for d in outputs)
+    missing = sorted(set(valid_rows.values()) - set(by_name))
+    if missing:
+        raise AgentError("the model has no output %s, which runtime option valid_rows names" % ", ".join(missing))
+    shown = [d for d in outputs if d["name"] not in set(valid_rows.values())]
+    counts = dict((i, by_name[valid_rows[to_bundle.get(d["name"], d["name"])]]) for i, d in enumerate(shown)
+                  if to_bundle.get(d["name"], d["name"]) in valid_rows)
+    return shown, counts
 
 
 def delegate_applied(interpreter):

@@ -227,7 +227,8 @@ def _batch_norm(a, x, scale, bias, mean, var):
 
 @op("Flatten")
 def _flatten(a, x):
-    axis = a.get("axis", 1) % x.dim() if x.dim() else 0
+    axis = a.get("axis", 1)   # in [-rank, rank]: rank itself makes [all, 1]
+    axis = axis + x.dim() if axis < 0 else axis
     lead = 1
     for d in x.shape[:axis]:
         lead *= d

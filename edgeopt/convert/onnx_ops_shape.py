@@ -70,6 +70,30 @@ def _gather(a, x, indices):
     return out.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:]))
 
 
+@op("GatherND")
+def _gather_nd(a, x, indices):
+    """batch_dims 0: indices [..., k] address x's first k dims; a linear index into them flattened, so
+    the converter sees one gather."""
+    if a.get("batch_dims", 0):
+        raise BadInput("GatherND with batch_dims > 0 is not supported")
+    torch = _torch()[0]
+    x, idx = tensor(x), tensor(indices)
+    k = idx.shape[-1]
+    lead, rest = tuple(x.shape[:k]), tuple(x.shape[k:])
+    linear = 0
+    for axis, size in enumerate(lead):
+        column = idx[..., axis]
+        stride = 1
+        for later in lead[axis + 1:]:
+            stride *= later
+        linear = linear + torch.where(column < 0, column + size, column) * stride
+    size = 1
+    for d in lead:
+        size *= d
+    out = x.reshape((size,) + rest).index_select(0, tensor(linear).reshape(-1))
+    return out.reshape(tuple(idx.shape[:-1]) + rest)
+
+
 @op("GatherElements")
 def _gather_elements(a, x, indices):
     idx = tensor(indices)

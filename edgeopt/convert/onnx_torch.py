@@ -19,13 +19,18 @@ from __future__ import annotations
 import collections
 
 from ..errors import BadInput
-from . import onnx_ops_rnn, onnx_ops_shape  # noqa: F401  (they register their ops)
+from . import onnx_ops_nms, onnx_ops_rnn, onnx_ops_shape  # noqa: F401  (they register their ops)
 from .onnx_ops import OPS
 
 SUPPORTED_DOMAINS = ("", "ai.onnx")
-# Inputs whose values an op needs as numbers while tracing (Resize's scales): a float constant
-# vector this small is also kept as a Python list for them.
-NUMBER_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}
+# Inputs whose values an op needs as numbers while tracing (Resize's scales, NMS thresholds): a float
+# constant vector this small is also kept as a Python list for them.
+NUMBER_INPUTS = {"Resize": (1, 2), "Upsample": (1,), "NonMaxSuppression": (3, 4)}
+# Ops whose output length depends on the data, mapped to a padded output of static length plus the
+# number of valid rows (onnx_ops_nms.py): that count is the module's last output, and every graph
+# output whose first dim is not static is padded along it.
+PADDED_OPS = ("NonMaxSuppression",)
+VALID_ROWS = "edgeopt::valid_rows"
 SMALL_FLOAT_CONSTANT = 8
 
 
@@ -90,6 +95,17 @@ def _example_inputs(model, names):
     return out
 
 
+def _padded_outputs(model, reference) -> list:
+    """With one op of PADDED_OPS in the graph, the outputs it may pad: those whose first dim is not
+    static (_check_padding keeps those with its rows)."""
+    padders = [n.name or n.output[0] for n in model.graph.node if n.op_type in PADDED_OPS]
+    if len(padders) > 1:
+        raise BadInput(f"{reference}: {len(padders)} NonMaxSuppression nodes ({', '.join(map(repr, padders))}); "
+                       "the LiteRT path pads the detections of one")
+    return [o.name for o in model.graph.output if padders and (
+        not o.type.tensor_type.shape.dim or not o.type.tensor_type.shape.dim[0].dim_value > 0)]
+
+
 def to_torch(model, reference="the model"):
     """The ONNX model (static input shapes) as an nn.Module taking its inputs positionally."""
     import numpy as np
@@ -113,11 +129,14 @@ def to_torch(model, reference="the model"):
                     self._add_constant(node.output[0], _constant_value(attrs))
                     continue
                 attrs["_outputs"] = len(node.output)   # Split without sizes splits into this many
-                self.nodes.append((node.op_type, list(node.input), list(node.output), attrs, node.name))
+                outputs = list(node.output) + ([VALID_ROWS] if node.op_type in PADDED_OPS else [])
+                self.nodes.append((node.op_type, list(node.input), outputs, attrs, node.name))
             initializers = {i.name for i in model.graph.initializer}
             self.input_names = [i.name for i in model.graph.input if i.name not in initializers]
             self.output_names = [o.name for o in model.graph.output]
+            self.padded_outputs = _padded_outputs(model, reference)
             self._fold(_example_inputs(model, self.input_names))
+            self._check_padding()
 
         def _add_constant(self, name, array):
             # Scalars too (Clip's bounds, a scale): torch.export cannot read a tensor's value, and a
@@ -148,6 +167,22 @@ def to_torch(model, reference="the model"):
                     values.update(zip(outputs, results))
                     kept.append(node)
             self.nodes = kept
+            self.example_outputs = values
+
+        def _check_padding(self):
+            """The outputs of data-dependent length are those with the padded op's rows (a first dim left
+            symbolic by a dynamic batch is not); the count trims them."""
+            padder = next((n for n in self.nodes if VALID_ROWS in n[2]), None)
+            if padder is None:   # none, or folded to a constant on constant boxes
+                self.padded_outputs = []
+            else:
+                rows = self.example_outputs[padder[2][0]].shape[0]
+                self.padded_outputs = [name for name in self.padded_outputs
+                                       if getattr(self._value(self.example_outputs, name), "shape", ())[:1] == (rows,)]
+                if not self.padded_outputs:
+                    raise BadInput(f"{reference}: no output has the rows of {padder[0]} {padder[4] or padder[2][0]!r}; "
+                                   "the LiteRT path pads the outputs made of them")
+            del self.example_outputs
 
         def _call(self, node, values):
             op_type, inputs, outputs, attrs, name = node
@@ -169,6 +204,7 @@ def to_torch(model, reference="the model"):
                 values.update(zip(outputs, result if isinstance(result, tuple) else (result,)))
             found = tuple(self._value(values, name) for name in self.output_names)
             found = tuple(f if isinstance(f, torch.Tensor) else torch.tensor(f) for f in found)
+            found += (values[VALID_ROWS],) if self.padded_outputs else ()
             return found[0] if len(found) == 1 else found
 
         def _args(self, op_type, inputs, values):

@@ -68,8 +68,7 @@ class LiteRtBackend(Backend):
             return self._as_is(source, request, workdir)
         tools = _tool_versions()
         float_path = workdir / "model-float.tflite"
-        layouts = _export_float(source, float_path, progress)
-        names = _tensor_names(source)
+        layouts, padded = _export_float(source, float_path, progress)
         compression = {"quantize": request.quantize, "precision": request.precision,
                        "converter": "pytorch -> litert-torch" if source.torch_module is not None
                        else "onnx -> torch -> litert-torch"}
@@ -78,11 +77,12 @@ class LiteRtBackend(Backend):
             float_path.rename(out)
         else:
             compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
-        runtime = {"name": self.runtime, "options": {"xnnpack": True, "tensor_names": names}}
+        runtime = {"name": self.runtime, "options": _io_options(source, padded)}
+        notes = [_padding_note(source, padded)] if padded else []
         if request.quantize != "none" and request.host_timing:
             compression.setdefault("notes", []).extend(
                 _host_hint(float_path, out, source, request, layouts, runtime["options"], compression, progress))
-        return Conversion(out, [], runtime, compression, tools, compression.pop("notes", []), layouts=layouts)
+        return Conversion(out, [], runtime, compression, tools, notes + compression.pop("notes", []), layouts=layouts)
 
     def _as_is(self, source, request, workdir):
         if request.quantize != "none" or request.precision != "fp32":
@@ -112,7 +112,7 @@ class LiteRtBackend(Backend):
 
     def describe_io(self, model_path, options=None):
         from ..litert_model import describe
-        return describe(model_path, (options or {}).get("tensor_names"))
+        return describe(model_path, options)
 
 
 def _host_hint(float_path, out, source, request, layouts, options, compression, progress) -> list:
@@ -162,12 +162,29 @@ def _tensor_names(source) -> dict:
     return names
 
 
+def _io_options(source, padded=()) -> dict:
+    """The LiteRT runtime options of the bundle: XNNPACK, tensor names, and for each output padded to a
+    static length (detections after NMS, onnx_ops_nms.py) the artifact output that counts its valid rows:
+    the module's last output."""
+    options = {"xnnpack": True, "tensor_names": _tensor_names(source)}
+    if padded:
+        options["valid_rows"] = {name: f"output_{len(source.outputs)}" for name in padded}
+    return options
+
+
+def _padding_note(source, padded) -> str:
+    count = f"output_{len(source.outputs)}"
+    return (f"{', '.join(padded)}: a static number of rows in the .tflite (LiteRT cannot size an output by the "
+            f"data), the valid ones first; its output {count} counts them, and the device agent trims to it")
+
+
 def _image_inputs(source) -> list:
     return [i for i, spec in enumerate(source.inputs) if len(spec.shape) == 4 and spec.dtype.startswith("float")]
 
 
-def _export_float(source, out, progress) -> dict:
-    """The float .tflite; returns {input name: {"layout", "source_layout", "perm"}} of converted inputs."""
+def _export_float(source, out, progress) -> tuple:
+    """The float .tflite; returns ({input name: {"layout", "source_layout", "perm"}} of converted inputs,
+    [outputs padded to a static length])."""
     litert_torch = _require_converter()
     import torch
 
@@ -185,8 +202,9 @@ def _export_float(source, out, progress) -> dict:
                 litert_torch.convert(wrapped, tuple(examples)).export(str(out))
         except Exception as e:  # torch.export and the MLIR converter raise many types
             raise BadInput(f"{source.reference}: LiteRT conversion failed: {_first_line(e, log)}") from None
-    return {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
-            for i in images}
+    layouts = {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
+               for i in images}
+    return layouts, list(getattr(module, "padded_outputs", []))
 
 
 def _torch_module(source, progress):
@@ -394,7 +412,7 @@ def _runner(path, source, layouts):
     """{input: array in the source layout} -> [float outputs] of a .tflite, as parity runs it."""
     from ..litert_model import host_runner
 
-    run = host_runner(path, {"xnnpack": True, "tensor_names": _tensor_names(source)})
+    run = host_runner(path, _io_options(source))
     return lambda feed: run(to_layouts(feed, layouts))
 
 

@@ -145,3 +145,38 @@ def test_a_quantizer_failure_is_one_line_saying_what_still_works(monkeypatch):
     assert str(e.value) == ("m.onnx: ai-edge-quantizer cannot make full-integer INT8 of this model: op "
                             "TFL_UNIDIRECTIONAL_SEQUENCE_LSTM has no int8 policy; the float model converts "
                             "(--precision fp32 or fp16, or --quantize dynamic)")
+
+
+def test_nms_inside_the_graph_is_padded_counted_and_trimmed_by_the_agent(tmp_path):
+    """An SSD-like head with ONNX NonMaxSuppression and GatherND (tests/zoo/graphs.py): the .tflite has
+    static-length outputs and a count; through the bundle's runtime options the agent's LiteRT adapter
+    gives ONNX Runtime's detections, row for row, on inputs parity never saw."""
+    import onnxruntime as ort
+    from device_agent.bundle import extract
+    from zoo.graphs import NMS_INPUT, NMS_OUTPUTS, nms_detector
+
+    from edgeopt.errors import BadInput
+    from edgeopt.litert_model import adapter
+
+    source = nms_detector(tmp_path / "nms.onnx")
+    manifest = api.package(str(source), "raspberry-pi-5", output=tmp_path / "nms.edgepkg")
+    assert manifest["parity"]["passed"]
+    options = manifest["runtime"]["options"]
+    assert options["valid_rows"] == {name: "output_3" for name in NMS_OUTPUTS}
+    extract(tmp_path / "nms.edgepkg", tmp_path / "unpacked")
+    model = tmp_path / "unpacked" / next(f["path"] for f in manifest["files"] if f["role"] == "model")
+    runner = adapter(model, options)
+    session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    rng, counts = np.random.default_rng(7), set()
+    for _ in range(8):
+        x = rng.standard_normal(NMS_INPUT[1]).astype(np.float32)
+        ref = session.run(None, {NMS_INPUT[0]: x})
+        got = runner.infer({NMS_INPUT[0]: x.transpose(0, 2, 3, 1)})   # the bundle takes NHWC
+        assert [g.shape for g in got] == [r.shape for r in ref]
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_allclose(got[1], ref[1], atol=1e-4)
+        np.testing.assert_allclose(got[2], ref[2], atol=1e-5)
+        counts.add(len(ref[0]))
+    assert len(counts) > 1   # the number of detections varied, and the trimming followed it
+    with pytest.raises(BadInput, match=r"model.tflite: the model has no output output_9, which runtime option valid_rows"):
+        adapter(model, dict(options, valid_rows={"boxes": "output_9"}))

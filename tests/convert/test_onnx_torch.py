@@ -163,6 +163,10 @@ CASES.update({
          N("Pad", ["b", "p3", "v", "axes"], ["y"])],
         [_const("p1", I64(0, 0, 2, 0, 0, 1)), _const("p2", I64(0, 1, 1, 0, 2, 0)), _const("p3", I64(1, 2)),
          _const("v", np.float32(0.5)), _const("axes", I64(-1))], [1, 3, 5], "y", 18),
+    "gather-nd-and-flatten-at-rank": (   # Flatten's axis may equal the rank: [all, 1]
+        [N("GatherND", ["x", "nd"], ["g"]), N("Flatten", ["g"], ["f"], axis=2), N("Flatten", ["x"], ["fx"], axis=-1),
+         N("ReduceSum", ["fx", "ax0"], ["s"], keepdims=0), N("Mul", ["f", "s"], ["y"])],
+        [_const("nd", I64([1, -1], [0, 2], [1, 0])), _const("ax0", I64(0))], [2, 3, 4], "y", 18),
     "constants-in-every-form": (
         [N("Constant", [], ["ci"], value_ints=[1, -1]), N("Constant", [], ["cf"], value_float=1.5),
          N("Reshape", ["x", "ci"], ["r"]), N("Mul", ["r", "cf"], ["y"])], [], [2, 3, 2]),
@@ -178,7 +182,8 @@ def test_mapped_ops_agree_with_onnx_runtime(case):
 
 
 def test_every_mapped_op_is_exercised_here():
-    used = {n.op_type for nodes, *_ in CASES.values() for n in nodes} | {"LSTM", "GRU", "Upsample"}  # tests below
+    used = {n.op_type for nodes, *_ in CASES.values() for n in nodes} | {"LSTM", "GRU", "Upsample",
+                                                                         "NonMaxSuppression"}  # tests below
     untested = set(OPS) - used - {"Relu", "Exp", "Neg", "Add", "Pow", "Identity", "Dropout"}  # covered by the models
     assert not untested, f"ops without a test case: {sorted(untested)}"
 
@@ -222,14 +227,14 @@ def test_shape_computations_are_folded_out_of_the_traced_graph():
 
 def test_every_unsupported_op_is_listed_once_with_counts_before_anything_runs():
     nodes = [N("TopK", ["x", "k"], ["v1", "i1"], name="topk_a"), N("TopK", ["v1", "k"], ["v2", "i2"], name="topk_b"),
-             N("NonMaxSuppression", ["v2", "v2"], ["n"], name="nms"), N("Relu", ["v2"], ["r"]),
+             N("NonZero", ["v2"], ["n"], name="nz"), N("Relu", ["v2"], ["r"]),
              N("Fancy", ["r"], ["y"], name="f", domain="com.example")]
     model = _model(nodes, [_const("k", I64(2))], [1, 4])
     model.opset_import.append(helper.make_opsetid("com.example", 1))
     with pytest.raises(BadInput) as e:
         to_torch(model, "m.onnx")
-    assert str(e.value).startswith("m.onnx: 4 ONNX ops have no LiteRT mapping: NonMaxSuppression x1, TopK x2, "
-                                   "com.example.Fancy x1 (first nodes: 'nms', 'topk_a', 'f')")
+    assert str(e.value).startswith("m.onnx: 4 ONNX ops have no LiteRT mapping: NonZero x1, TopK x2, "
+                                   "com.example.Fancy x1 (first nodes: 'nz', 'topk_a', 'f')")
     assert "\n" not in str(e.value)
 
 
@@ -239,3 +244,71 @@ def test_an_unsupported_attribute_names_the_node_and_op():
                    [_const("sc", np.array([1, 1, 2, 2], np.float32))], [1, 1, 2, 2])
     with pytest.raises(BadInput, match=r"^m.onnx: node 'up' \(Resize\): Resize mode=cubic coordinate_transformation_"):
         to_torch(model, "m.onnx")
+
+
+def _nms_model(boxes_shape, scores_shape, per_class, iou, score, center_point_box=0):
+    """boxes and scores as inputs -> NonMaxSuppression -> selected [detections, 3]."""
+    inputs = [_const("max_out", I64(per_class)), _const("iou", np.array([iou], np.float32))]
+    names = ["boxes", "scores", "max_out", "iou"]
+    if score is not None:
+        inputs.append(_const("score", np.array([score], np.float32)))
+        names.append("score")
+    graph = helper.make_graph(
+        [N("NonMaxSuppression", names, ["selected"], center_point_box=center_point_box)], "nms",
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, boxes_shape),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, scores_shape)],
+        [helper.make_tensor_value_info("selected", TensorProto.INT64, ["detections", 3])], inputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _boxes(rng, batches, count, center):
+    """Pixel boxes, some overlapping heavily (copies moved by a pixel), some empty (zero width)."""
+    corner = rng.uniform(0, 48, (batches, count, 2))
+    size = rng.uniform(0, 24, (batches, count, 2))
+    size[:, ::7, 0] = 0                                   # empty boxes never suppress or get suppressed
+    boxes = np.concatenate([corner + size / 2, size] if center else [corner + size, corner], -1)   # corners swapped
+    boxes[:, 1::5] = boxes[:, 0:-1:5] + rng.uniform(-1, 1, boxes[:, 1::5].shape)
+    return boxes.astype(np.float32)
+
+
+NMS_CASES = {   # (batches, classes, boxes, max per class, iou, score threshold, center_point_box)
+    "corners-with-threshold": (1, 3, 40, 6, 0.5, 0.3, 0),
+    "centre-size-two-batches": (2, 2, 30, 10, 0.3, 0.1, 1),
+    "no-score-threshold-more-rounds-than-boxes": (1, 2, 5, 9, 0.5, None, 0),
+    "keeps-none": (1, 2, 12, 0, 0.5, 0.1, 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NMS_CASES))
+def test_nms_pads_onnx_runtimes_selection_and_counts_it(case):
+    """The selected rows, in ONNX Runtime's order, then padding; the module's last output counts them."""
+    batches, classes, count, per_class, iou, score, center = NMS_CASES[case]
+    model = _nms_model([batches, count, 4], [batches, classes, count], per_class, iou, score, center)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = to_torch(model)
+    assert module.padded_outputs == ["selected"]
+    rng = np.random.default_rng(len(case))
+    for _ in range(5):
+        feed = {"boxes": _boxes(rng, batches, count, center),
+                "scores": rng.uniform(0, 1, (batches, classes, count)).astype(np.float32)}
+        ref = session.run(None, feed)[0]
+        with torch.no_grad():
+            selected, valid = module(*(torch.from_numpy(feed[k]) for k in ("boxes", "scores")))
+        rows = batches * classes * min(per_class, count)
+        assert selected.shape == (rows, 3) and int(valid[0]) == len(ref)
+        np.testing.assert_array_equal(selected[:len(ref)].numpy(), ref)
+        assert not selected[len(ref):].any()   # padding points at box 0 of batch 0, class 0
+
+
+def test_a_second_nms_or_outputs_not_made_of_its_rows_are_refused():
+    model = _nms_model([1, 8, 4], [1, 2, 8], 3, 0.5, 0.1)
+    twice = helper.make_graph(list(model.graph.node) + [N("NonMaxSuppression", ["boxes", "scores"], ["other"],
+                                                          name="nms2")],
+                              "g", list(model.graph.input), list(model.graph.output), list(model.graph.initializer))
+    with pytest.raises(BadInput, match=r"m.onnx: 2 NonMaxSuppression nodes .*pads the detections of one"):
+        to_torch(helper.make_model(twice, opset_imports=model.opset_import), "m.onnx")
+    fixed = helper.make_graph(list(model.graph.node) + [N("ReduceSum", ["selected"], ["total"], keepdims=1)], "g",
+                              list(model.graph.input), [helper.make_tensor_value_info("total", TensorProto.INT64, None)],
+                              list(model.graph.initializer))
+    with pytest.raises(BadInput, match="no output has the rows of NonMaxSuppression"):
+        to_torch(helper.make_model(fixed, opset_imports=model.opset_import), "m.onnx")
