@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 from bench_optimize import SPACE  # noqa: E402
 from common import RESULTS, md_table  # noqa: E402
 
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("tpe", "gp", "random", "grid")
 ACCURACY_LIMIT = 0.01
 SCREENED_OUT = 0.25     # study._can_still_win: over a budget by more than this, no full run (no accuracy)
 CACHED_TO_STOP = 10     # study.CACHED_IN_A_ROW_TO_STOP
@@ -78,13 +78,18 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float):
 
     rng = np.random.default_rng(1000 + seed)
     study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
-    study.enqueue_trial({}, user_attrs={"baseline": True})
-    study.enqueue_trial(space.textbook(dims, "fp32"))
+    every = studies._models_every_dimension(study.sampler)   # as study._study and _Runner._run_trial do
+    study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
+    study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
     measured, counted, cached_in_a_row = {}, 0, 0
     while counted < trials and cached_in_a_row < CACHED_TO_STOP:
         trial = study.ask()
-        config = ({"quantize": "none", "precision": "fp32", "threads": 2} if trial.user_attrs.get("baseline")
-                  else space.sample(dims, trial))
+        if trial.user_attrs.get("baseline"):
+            if every:
+                space.sample(dims, trial, every)
+            config = {"quantize": "none", "precision": "fp32", "threads": 2}
+        else:
+            config = space.sample(dims, trial, every)
         key = repr(space.options(dims, config))
         cached = key in measured
         measured.setdefault(key, figures(config, rng))

@@ -142,10 +142,30 @@ def textbook(dims: list, precision: str) -> dict | None:
     precision), as sampled parameters: what a user tries first by hand. None when the space has no INT8."""
     if "int8" not in next((d.choices for d in dims if d.name == "quantize"), ()):
         return None
+    return _plain(dims, precision, "int8")
+
+
+def untouched(dims: list, precision: str) -> dict:
+    """The baseline's parameters (no quantization, no transform) for a sampler that models every dimension;
+    a value the space leaves out (a space without "none") is recorded as the dimension's first choice."""
+    return filled(dims, _plain(dims, precision, "none"))
+
+
+def filled(dims: list, params: dict) -> dict:
+    """`params` with every other dimension at its first choice or lower bound: a transform's options at rest
+    while it is off, for a sampler that models every dimension."""
+    def rest(d):
+        return d.choices[0] if d.choices else int(d.low) if d.integer else d.low
+    def given(d):
+        return d.name in params and (not d.choices or params[d.name] in d.choices)
+    return {d.name: params[d.name] if given(d) else rest(d) for d in dims}
+
+
+def _plain(dims: list, precision: str, quantize: str) -> dict:
     params = {}
     for d in [d for d in dims if not d.parent]:
         if d.name == "quantize":
-            params[d.name] = "int8"
+            params[d.name] = quantize
         elif d.name == "threads":
             params[d.name] = max(d.choices) if d.choices else d.high
         elif d.choices:
@@ -156,11 +176,15 @@ def textbook(dims: list, precision: str) -> dict | None:
     return params
 
 
-def sample(dims: list, trial) -> dict:
-    """One configuration: every dimension whose parent (if any) is on."""
+def sample(dims: list, trial, every: bool = False) -> dict:
+    """One configuration: every dimension whose parent (if any) is on. every=True also suggests the options
+    of a transform that is off (left out of the configuration): a Gaussian-process sampler models only the
+    dimensions every trial has."""
     config = {}
     for d in dims:
         if d.parent and not config.get(d.parent):
+            if every:
+                d.suggest(trial)
             continue
         config[d.name] = d.suggest(trial)
     return config

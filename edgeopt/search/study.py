@@ -22,7 +22,8 @@ from ..errors import BadInput, DeviceFailure
 from ..progress import SILENT
 from . import space as spaces, trial as trials_
 
-SAMPLERS = ("tpe", "random", "grid", "nsga2")
+SAMPLERS = ("tpe", "gp", "random", "grid", "nsga2")
+GP_STARTUP_TRIALS = 5           # as TPE's: the baseline and INT8 alone, then three at random
 # Multi-objective figures (all lower is better); energy joins them where the devices measure it.
 PARETO_FIGURES = ("latency_p90_ms", "accuracy_drop", "size_mb")
 DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
@@ -181,10 +182,13 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         _fail_orphans(study)
     else:
         study.set_user_attr("identity", identity)
-        study.enqueue_trial({}, user_attrs={"baseline": True})
-        first = spaces.textbook(dims, _profile_precision(job))
+        every = _models_every_dimension(study.sampler)
+        precision = _profile_precision(job)
+        study.enqueue_trial(spaces.untouched(dims, precision) if every else {}, user_attrs={"baseline": True})
+        first = spaces.textbook(dims, precision)
         if first is not None:   # the first step by hand is measured early: the answer is never worse than it
-            study.enqueue_trial(first, user_attrs={"textbook": "INT8 alone, the backend's defaults"})
+            study.enqueue_trial(spaces.filled(dims, first) if every else first,
+                                user_attrs={"textbook": "INT8 alone, the backend's defaults"})
     return study
 
 
@@ -244,9 +248,26 @@ def _sampler(name: str, dims: list, seed: int, multi: bool):
         return optuna.samplers.GridSampler({d.name: d.grid() for d in dims}, seed=seed)
     if name == "nsga2" or multi:
         return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "gp":
+        # A Gaussian process per budget as well as for the objective: before anything is feasible it proposes
+        # what is likeliest to meet every budget, where constrained TPE ranks by summed excess and keeps to the
+        # least-violating corner (docs/benchmarks.md, "a modelled landscape"). Needs torch and scipy.
+        try:
+            import scipy  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            raise BadInput("--sampler gp needs PyTorch and SciPy: pip install 'edgeopt[torch]'") from None
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=GP_STARTUP_TRIALS)
     # The budgets reach the samplers as the trials' constraints (Trial.set_constraint in _record).
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
                                       n_startup_trials=5)
+
+
+def _models_every_dimension(sampler) -> bool:
+    """Optuna's GPSampler searches only the dimensions every finished trial has (its intersection search
+    space): the baseline and a transform that is off must still suggest them."""
+    import optuna
+    return isinstance(sampler, optuna.samplers.GPSampler)
 
 
 def _pareto_figures(budgets: dict) -> tuple:
@@ -306,10 +327,13 @@ class _Runner:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
         import optuna
 
+        every = _models_every_dimension(self.study.sampler)
         if trial.user_attrs.get("baseline"):
+            if every:   # its enqueued parameters, registered for the sampler's model
+                spaces.sample(self.dims, trial, every)
             candidate = _baseline(self.dims, self.job)
         else:
-            package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial))
+            package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial, every))
             candidate = trials_.Candidate(package, steps, threads)
         key = candidate.key(self.identity)
         trial.set_user_attr("key", key)

@@ -330,6 +330,41 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     assert pruned["figures"]["size_mb"] < trials[0]["figures"]["size_mb"]
 
 
+def test_the_gaussian_process_sampler_sees_every_dimension_in_every_trial(cli, tmp_path):
+    """--sampler gp: Optuna's GPSampler models only the dimensions every trial has, so the baseline and the
+    trials whose transform is off suggest its options too (unused); what is built follows the toggle."""
+    source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nlowrank = [false]\n"prune.channels" = [0.3, 0.6]\n')
+    r = cli("optimize", source, "--input-shape", "input=1,3,32,32", "--space", space, "--trials", "7",
+            "--sampler", "gp", "--no-screening", "--study", "gp", "--results-dir", tmp_path / "results",
+            "--output-dir", tmp_path / "opt", "--json")
+    assert r.exit_code == 0, r.stderr
+    stored = [t for t in _trials(tmp_path, "gp") if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len({t.number for t in stored if not t.user_attrs.get("cached")}) == 7
+    assert all(set(t.params) == set(stored[0].params) and "prune.channels" in t.params for t in stored)
+    assert stored[0].user_attrs["baseline"] and stored[0].params["prune"] is False
+    for t in stored:   # a transform that is off is not applied, whatever its unused options read
+        assert ("prune(channels=" in t.user_attrs["config"]) == t.params["prune"]
+
+
+def test_gp_without_torch_is_a_clear_error(monkeypatch):
+    import builtins
+
+    from edgeopt.errors import BadInput
+    from edgeopt.search.study import _sampler
+
+    real = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("no torch here")
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(BadInput, match=r"^--sampler gp needs PyTorch and SciPy: pip install 'edgeopt\[torch\]'$"):
+        _sampler("gp", [], 0, False)
+
+
 def test_near_ties_are_measured_again_once_per_candidate(cli, tmp_path, monkeypatch):
     from edgeopt.search import study
     monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)   # every feasible candidate counts as a near tie
