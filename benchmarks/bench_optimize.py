@@ -15,7 +15,7 @@ the search itself, every trial really packaged and measured.
    (--budget latency_p50_ms=0.35x), so the host's drift between studies cancels; the other sections are kept.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py [--seeds 3] [--trials 16] [--mobilenet-trials 10]
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py --relative [--seeds 3] [--trials 12]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_optimize.py --relative [--seeds 3] [--trials 12] [--samplers gp]
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ lowrank = false
 "prune.scope" = ["layer"]
 """
 OBJECTIVE = "latency_p50_ms"   # the median: p90 on a shared 2-core host is mostly the neighbours' load
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("tpe", "gp", "random", "grid")
 RELATIVE_LIMIT = 0.35   # --relative: the latency budget as a fraction of each study's own baseline
 
 
@@ -170,6 +170,8 @@ def main():
     ap.add_argument("--mobilenet-trials", type=int, default=10, help="0: keep the last results file's section")
     ap.add_argument("--more-samplers", action="store_true",
                     help="keep every section of the last results file and run only the sampler studies it lacks")
+    ap.add_argument("--samplers", help="--relative: only these (comma-separated), keeping the last results file's "
+                                       "studies of the others, marked as from an earlier run")
     ap.add_argument("--relative", action="store_true",
                     help="only the sampler comparison, its latency budget relative to each study's baseline")
     args = ap.parse_args()
@@ -235,9 +237,15 @@ def relative(work, doc, args) -> None:
     # 0.35x: below INT8 alone (0.53x of the baseline in the same study), above what prune + distill + INT8
     # reached (0.32x at a 0.8-point drop); 0.3x, the absolute runs' ratio, was met by no trial of a first study.
     budgets = {OBJECTIVE: f"{RELATIVE_LIMIT}x", "accuracy_drop": 0.01}
+    wanted = tuple(args.samplers.split(",")) if args.samplers else SAMPLERS
+    earlier = doc.get("relative") or {}
     runs = []
+    if args.samplers:   # the same budgets and trials, or the studies would not compare
+        assert earlier.get("trials") == args.trials and earlier.get("budgets") == budgets, "another comparison"
+        runs = [dict(r, earlier_run=r.get("earlier_run", True)) for r in earlier.get("studies", [])
+                if r["sampler"] not in wanted]
     for seed in range(args.seeds):
-        for sampler in SAMPLERS:
+        for sampler in wanted:
             run = study(work, SAMPLE, work / "space.toml", f"rel-{sampler}-{seed}", sampler, seed, args.trials,
                         budgets)
             base = next(t for t in run["trials"] if t["baseline"])
@@ -267,7 +275,8 @@ def relative_summary(rel) -> str:
     text += "\n\n" + md_table(["study", "baseline p50 ms (trial 0)", "INT8 alone / its paired baseline",
                                 "first feasible", "best p50 ms", "best / its paired baseline", "cached",
                                 "screened only", "study s", "baseline runs beside candidates s"],
-                               [[f"{r['sampler']}-{r['seed']}", r["baseline_p50_ms"], r.get("int8_alone_paired") or "—",
+                               [[f"{r['sampler']}-{r['seed']}" + (" (earlier run)" if r.get("earlier_run") else ""),
+                                 r["baseline_p50_ms"], r.get("int8_alone_paired") or "—",
                                  r["first_feasible"], p50(r) or "—", r.get("best_paired") or "—", r["cached"],
                                  r["screened_only"], r["seconds"], r.get("reference_s", "—")]
                                 for r in rel["studies"]])
