@@ -18,10 +18,12 @@ The figures of a configuration come from a model fitted to what was measured on 
   7 epochs: 0.008); INT8 adds 0.002; noise 0.002.
 
     PYTHONPATH=. .venv/bin/python benchmarks/sampler_landscape.py [--limit 0.30] [--seeds 20] [--trials 16 40]
+        [--samplers tpe,gp,random,grid]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pathlib
 import statistics
@@ -118,25 +120,32 @@ def main():
     parser.add_argument("--limit", type=float, default=0.30, help="latency budget, relative to the float model")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--trials", type=int, nargs="+", default=[16, 40])
+    parser.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated; rows of the others are "
+                        "kept from the results file (GP at 40 trials takes minutes per seed)")
     args = parser.parse_args()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     dims = dimensions()
-    rows = []
+    saved = RESULTS / "sampler_landscape.json"
+    doc = json.loads(saved.read_text()) if saved.is_file() else {}
+    if doc.get("limit") != args.limit:
+        doc = {"limit": args.limit, "rows": []}
     for trials in args.trials:
-        for sampler in SAMPLERS:
+        for sampler in args.samplers.split(","):
             row = summary(sampler, [first_feasible(dims, sampler, s, trials, args.limit) for s in range(args.seeds)],
                           trials)
-            rows.append(row)
+            doc["rows"] = [r for r in doc["rows"] if (r["trials"], r["sampler"]) != (trials, sampler)] + [row]
             print(f"{trials} trials, {sampler}: found in {row['found']}/{row['seeds']} seeds, median {row['median']}",
                   flush=True)
+            saved.write_text(json.dumps(doc, indent=1, default=str))
+    rows = sorted(doc["rows"], key=lambda r: (r["trials"], SAMPLERS.index(r["sampler"])))
     table = md_table(["trials", "sampler", "found", "median trials to first feasible"],
-                     [[r["trials"], r["sampler"], f"{r['found']}/{r['seeds']}",
-                       ">" + str(r["trials"]) if r["median"] == math.inf else r["median"]] for r in rows])
+                     [[r["trials"], r["sampler"], f"{r['found']}/{r['seeds']} seeds",
+                       ">" + str(r["trials"]) if r["median"] in (math.inf, "inf") else r["median"]] for r in rows])
     text = (f"Modelled landscape (not measured; see the script's docstring), latency budget {args.limit}x the float "
-            f"model, accuracy drop <= {ACCURACY_LIMIT}, {args.seeds} seeds.\n\n{table}\n")
+            f"model, accuracy drop <= {ACCURACY_LIMIT}.\n\n{table}\n")
     (RESULTS / "sampler_landscape.md").write_text(text)
     print(text)
 
