@@ -38,8 +38,6 @@ from common import RESULTS, md_table  # noqa: E402
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
 ACCURACY_LIMIT = 0.01
-SCREENED_OUT = 0.25     # study._can_still_win: over a budget by more than this, no full run (no accuracy)
-CACHED_TO_STOP = 10     # study.CACHED_IN_A_ROW_TO_STOP
 LATENCY = {"none": (1.0, 1.6), "dynamic": (0.75, 1.2), "int8": (0.41, 0.8)}   # (unpruned ratio, exponent k)
 
 
@@ -84,7 +82,7 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float):
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
     study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
     measured, counted, cached_in_a_row = {}, 0, 0
-    while counted < trials and cached_in_a_row < CACHED_TO_STOP:
+    while counted < trials and cached_in_a_row < studies.CACHED_IN_A_ROW_TO_STOP:
         trial = study.ask()
         if trial.user_attrs.get("baseline"):
             if every:
@@ -99,7 +97,7 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float):
         counted += not cached
         cached_in_a_row = cached_in_a_row + 1 if cached else 0
         latency_excess, accuracy_excess = ratio / limit - 1, drop / ACCURACY_LIMIT - 1
-        screened = latency_excess > SCREENED_OUT
+        screened = latency_excess > studies.SCREEN_MARGIN   # no full run, so no accuracy figure
         trial.set_constraint("latency_p50_ms", studies._for_sampler(latency_excess))
         trial.set_constraint("accuracy_drop", 0.0 if screened else studies._for_sampler(accuracy_excess))
         study.tell(trial, ratio)

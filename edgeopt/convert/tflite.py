@@ -168,14 +168,19 @@ def _io_options(source, padded=()) -> dict:
     the module's last output."""
     options = {"xnnpack": True, "tensor_names": _tensor_names(source)}
     if padded:
-        options["valid_rows"] = {name: f"output_{len(source.outputs)}" for name in padded}
+        options["valid_rows"] = {name: _count_output(source) for name in padded}
     return options
 
 
+def _count_output(source) -> str:
+    """The .tflite output counting a padded output's valid rows: the module's last (onnx_torch.VALID_ROWS)."""
+    return f"output_{len(source.outputs)}"
+
+
 def _padding_note(source, padded) -> str:
-    count = f"output_{len(source.outputs)}"
     return (f"{', '.join(padded)}: a static number of rows in the .tflite (LiteRT cannot size an output by the "
-            f"data), the valid ones first; its output {count} counts them, and the device agent trims to it")
+            f"data), the valid ones first; its output {_count_output(source)} counts them, and the device agent "
+            "trims to it")
 
 
 def _image_inputs(source) -> list:

@@ -32,6 +32,9 @@ RECHECK_TOP = 3
 # A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
 # worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
 CACHED_IN_A_ROW_TO_STOP = 10
+# After screening, a candidate over a budget, or slower than the feasible best, by more than this share gets no
+# full measurement (and so no accuracy figure).
+SCREEN_MARGIN = 0.25
 BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has measured the baseline yet
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -459,13 +462,13 @@ class _Runner:
         return [figures[n] for n in names]
 
     def _can_still_win(self, figures: dict, violations: dict) -> bool:
-        """After screening: a full measurement only for a candidate no budget rules out by far (> 25%) and,
-        once a feasible best exists, no slower than it by more than 25% on the objective."""
-        if any(v > 0.25 for v in violations.values()):
+        """After screening: a full measurement only for a candidate no budget rules out by far (> SCREEN_MARGIN)
+        and, once a feasible best exists, no slower than it by more than SCREEN_MARGIN on the objective."""
+        if any(v > SCREEN_MARGIN for v in violations.values()):
             return False
         best = self._best_feasible_value()
         value = figures.get(self.job.objective)
-        return best is None or value is None or value <= best * 1.25
+        return best is None or value is None or value <= best * (1 + SCREEN_MARGIN)
 
     def _best_feasible_value(self):
         feasible = [t.user_attrs["figures"][self.job.objective] for t in _complete(self.study)
