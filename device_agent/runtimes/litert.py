@@ -142,12 +142,13 @@ def split_counts(outputs, to_bundle, valid_rows):
     """(the outputs a caller sees, {position among them: the detail of the output counting its valid
     rows}) for valid_rows {bundle output name: artifact name of its count}."""
     by_name = dict((d["name"], d) for d in outputs)
-    missing = sorted(set(valid_rows.values()) - set(by_name))
+    counters = set(valid_rows.values())
+    missing = sorted(counters - set(by_name))
     if missing:
         raise AgentError("the model has no output %s, which runtime option valid_rows names" % ", ".join(missing))
-    shown = [d for d in outputs if d["name"] not in set(valid_rows.values())]
-    counts = dict((i, by_name[valid_rows[to_bundle.get(d["name"], d["name"])]]) for i, d in enumerate(shown)
-                  if to_bundle.get(d["name"], d["name"]) in valid_rows)
+    shown = [d for d in outputs if d["name"] not in counters]
+    bundle_names = [to_bundle.get(d["name"], d["name"]) for d in shown]
+    counts = dict((i, by_name[valid_rows[name]]) for i, name in enumerate(bundle_names) if name in valid_rows)
     return shown, counts
 
 
