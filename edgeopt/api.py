@@ -26,6 +26,16 @@ def profile(name: str) -> dict:
     return load_profile(name).to_dict()
 
 
+def backend_options(backend: str) -> dict:
+    """{option: {"default", "help", "choices" or "range"}} of a backend's own options (--backend-option);
+    {} for a backend this version does not implement."""
+    from .convert import BACKENDS, _backend_class
+    from .options import describe
+
+    target = BACKENDS.get(backend)
+    return describe(_backend_class(target).Options) if target else {}
+
+
 def _agent_args(threads, loop, sensing=None, allowed_signers=None) -> list:
     """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
     `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device."""

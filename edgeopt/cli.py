@@ -259,7 +259,17 @@ def profiles_show(out, name):
     p = api.profile(name)
     rows = [(k, v) for k, v in p.items() if not isinstance(v, dict)]
     rows += [(f"{section}.{k}", v) for section in ("device", "runtime", "budgets", "parity") for k, v in p[section].items()]
-    out.emit(p, key_values(f"Profile {name}", rows), data=True)
+    options = api.backend_options(p["backend"])
+    rows += [(f"--backend-option {k}", _option_text(o)) for k, o in options.items()]
+    out.emit(dict(p, backend_options=options), key_values(f"Profile {name}", rows), data=True)
+
+
+def _option_text(option: dict) -> str:
+    low, high = option.get("range", (None, None))
+    allowed = ("one of " + ", ".join(repr(c) for c in option["choices"]) if "choices" in option else
+               f"{low} to {high}" if None not in (low, high) else f">= {low}" if low is not None else
+               f"<= {high}" if high is not None else "")
+    return f"default {option['default']!r}{'; ' + allowed if allowed else ''}: {option['help']}"
 
 
 @main.command()
@@ -319,7 +329,7 @@ def profiles_show(out, name):
                    "--eval-data) in float while the rest is INT8.")
 @click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
               help="An option of the profile's backend without a flag of its own, e.g. workspace_mib=2048 or "
-                   "dla_core=0 (tensorrt); `edgeopt profile show` names the backend.")
+                   "int8_method=static (onnxruntime); `edgeopt profiles show PROFILE` lists them.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,

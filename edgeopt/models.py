@@ -201,13 +201,20 @@ def count_parameters(model) -> int:
 
 def estimate_flops(model):
     """2 x MACs of Conv, ConvTranspose, Gemm and MatMul, from inferred shapes; None if shapes are unknown."""
+    per_node = macs_per_node(model)
+    return None if per_node is None else 2 * sum(macs for _, macs in per_node)
+
+
+def macs_per_node(model):
+    """[(node, MACs)] of the Conv, ConvTranspose, Gemm and MatMul nodes, in graph order, from inferred
+    shapes; None if a shape is unknown."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
               + list(inferred.graph.input)}
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
-    total = 0
+    found = []
     for node in inferred.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
@@ -218,10 +225,12 @@ def estimate_flops(model):
             macs = _prod(out) * _prod(w[1:])
         elif node.op_type == "ConvTranspose":
             macs = _prod(shapes.get(node.input[0], [0])) * _prod(w[1:])
+        elif node.op_type == "MatMul":   # [..., M, K] x [..., K, N]: K per output element
+            macs = _prod(out) * (w[-2] if len(w) > 1 else w[0])
         else:
-            macs = _prod(out) * (w[0] if node.op_type == "MatMul" or not _attr(node, "transB") else w[1])
-        total += macs
-    return 2 * total
+            macs = _prod(out) * (w[1] if _attr(node, "transB") else w[0])
+        found.append((node, macs))
+    return found
 
 
 def _prod(xs):

@@ -28,6 +28,19 @@ def fields(options_cls) -> list:
     return list(dataclasses.fields(options_cls))
 
 
+def describe(options_cls) -> dict:
+    """{name: {"default", "help", and "choices" or "range" where declared}} of an Options class, for users."""
+    out = {}
+    for f in fields(options_cls):
+        meta, entry = f.metadata, {"default": f.default, "help": f.metadata.get("help", "")}
+        if meta.get("choices"):
+            entry["choices"] = list(meta["choices"])
+        elif meta.get("low") is not None or meta.get("high") is not None:
+            entry["range"] = [meta.get("low"), meta.get("high")]
+        out[f.name] = entry
+    return out
+
+
 def parse_spec(text: str, where: str) -> dict:
     """`key=value,key=value` -> {key: text value}; an item without `=` is refused, naming `where`."""
     out = {}

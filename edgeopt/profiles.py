@@ -141,7 +141,7 @@ class Key:
 
 
 TOLERANCE = Key(float, 0.0)   # a max abs error: finite, >= 0
-TEXT = Key(str, pattern=re.compile(r".+"))
+TEXT = Key(str, pattern=re.compile(r"[^\r\n]+"))   # one line: shown in tables and written into results
 
 # The profile schema, declared once: [section] -> key -> Key ("" is the top level). int8_scheme's choices
 # depend on the backend and ram_mb's 0 ("not fixed") must stand alone: _validate checks those two.
@@ -162,7 +162,8 @@ KEYS = {
     "software": {k: Key(str, default=None, pattern=VERSIONS) for k in SOFTWARE},
 }
 _PATTERN_TEXT = {NAME.pattern: "must be a non-empty name of letters, digits, '.', '_' or '-'",
-                 VERSIONS.pattern: "must be version numbers separated by commas, like \"8.5, 10.3\""}
+                 VERSIONS.pattern: "must be version numbers separated by commas, like \"8.5, 10.3\"",
+                 TEXT.pattern.pattern: "must be one line of text, not empty"}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", list: "a non-empty list of integers", dict: "a table"}
 
 

@@ -24,6 +24,12 @@ def test_profiles_cli_list_and_show(cli):
     assert {p["name"] for p in r.json()} >= set(EXPECTED)
     r = cli("profiles", "show", "raspberry-pi-5")
     assert r.exit_code == 0 and "Cortex-A76" in r.stdout
+    # the backend's own options, as declared where they are used: the only place a user learns them
+    assert "--backend-option int8_ops" in r.stdout and "'compute'" in r.stdout
+    r = cli("profiles", "show", "generic", "--json")
+    method = r.json()["backend_options"]["int8_method"]
+    assert method["default"] == "auto" and method["choices"] == ["auto", "static", "dynamic"] and "MACs" in method["help"]
+    assert r.json()["backend_options"]["max_accuracy_drop"]["range"] == [0.0, 1.0]
 
 
 def test_unknown_profile_is_exit_2_with_the_known_names(cli):
@@ -53,7 +59,7 @@ GOOD = (
     (("ram_mb = [0]", "ram_mb = []"), "device.ram_mb must be a non-empty list of integers"),
     (("ram_mb = [0]", "ram_mb = [1.5]"), "device.ram_mb must be a non-empty list of integers"),
     (("arch = \"any\"", "arch = \"sparc\""), "device.arch is not one of any, x86_64"),
-    (("cpu = \"any\"", "cpu = \"\""), "device.cpu must not be empty"),
+    (("cpu = \"any\"", "cpu = \"\""), "device.cpu must be one line of text, not empty"),
     (("name = \"x\"", "name = \"my profile\""), "name must be a non-empty name of letters"),
     (("fp32_max_abs_error = 1e-4", "fp32_max_abs_error = nan"), "parity.fp32_max_abs_error must be finite and >= 0"),
     (("fp32_max_abs_error = 1e-4", "fp32_max_abs_error = -1e-4"), "parity.fp32_max_abs_error must be finite"),

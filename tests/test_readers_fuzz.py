@@ -306,7 +306,7 @@ PROFILE_RULES = {
     "backend": lambda v: isinstance(v, str) and v in SCHEMES,
     "default_precision": lambda v: v in ("fp32", "fp16", "bf16"),
     "device.arch": lambda v: v in ("any", "x86_64", "aarch64", "armv7l", "armv6l", "riscv64"),
-    "device.cpu": lambda v: isinstance(v, str) and v != "",
+    "device.cpu": lambda v: isinstance(v, str) and v != "" and not {"\n", "\r"} & set(v),   # one line
     "device.accelerator": lambda v: isinstance(v, str),
     "device.cores": lambda v: type(v) is int and 0 <= v <= 1024,
     "device.ram_mb": lambda v: isinstance(v, list) and (v == [0] or len(v) > 0 and all(

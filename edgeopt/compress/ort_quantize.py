@@ -4,6 +4,13 @@ Scheme choice is measured, not ORT's default: S8S8 ran at 0.78-0.95x of FP32 lat
 x86 while U8S8 (uint8 activations, int8 per-channel weights) ran at 0.3-0.47x (RUNTIME-NOTES).
 The profile's int8_scheme picks it and the manifest records which was used.
 
+Static or dynamic. ORT's documentation recommends dynamic quantization (activation ranges computed at run
+time) for transformers and RNNs and static for CNNs; `method="auto"` follows it by where the MACs are: in
+MatMul/Gemm with weights (transformers, ConvNeXt's pointwise layers) dynamic, else static. Static QDQ
+puts quantize/dequantize pairs around every LayerNorm, GELU and residual Add of a transformer: DeiT-Ti
+ran at 0.82x of float that way and 0.59x dynamic, ConvNeXt 0.53x and 0.44x (benchmarks/bench_int8.py).
+Dynamic quantization never takes Conv: its ConvInteger ran 3.5-8x slower than float on CPUs.
+
 The graph is quantized after ONNX Runtime's pre-processing (constant folding, Conv+BatchNorm
 fusion: edgeopt/simplify.py, the step its documented `quant_pre_process` runs), never as
 exported. QDQ pairs inserted around an unfused BatchNormalization, or a Conv whose bias is
@@ -21,6 +28,13 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from ..data import feeds, sample_count
 from . import mixed_quantize
 
+# Dynamic quantization's ops: ONNX Runtime's integer-op registry without Conv (ConvInteger is slow). Its dynamic
+# quantizer first rewrites every Gemm as a MatMul named GEMM_AS_MATMUL (and an Add), so Gemms are MatMuls here.
+DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization")
+GEMM_AS_MATMUL = "{}_MatMul"   # onnxruntime.quantization.onnx_model.ONNXModel.replace_gemm_with_matmul
+# With method="auto", dynamic when MatMul/Gemm with weights hold at least this share of the model's MACs.
+DYNAMIC_MAC_SHARE = 0.5
+METHODS = ("auto", "static", "dynamic")
 SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8"), "s8s8-symmetric": ("QInt8", "QInt8")}
 # Schemes whose activations are quantized symmetrically too (zero point 0): TensorRT's explicit quantization
 # accepts only symmetric INT8 QDQ (per-channel weights, per-tensor activations), ORT's default is asymmetric.
@@ -73,31 +87,83 @@ def preprocess(source, workdir, progress):
     return (out if done["applied"] else source.onnx_path), done
 
 
-def quantize(source, request, out, progress, workdir) -> dict:
+def quantize(source, request, out, progress, workdir, method="static") -> dict:
+    """Quantize the pre-processed source to `out`; `method` (METHODS) applies to --quantize int8, and
+    --quantize dynamic is dynamic whatever it says."""
+    model_in, pre = preprocess(source, workdir, progress)
+    choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)
+    quantizer = (_Dynamic(model_in, progress) if choice["used"] == "dynamic"
+                 else _Static(model_in, request, source, workdir, progress))
+    exclude, details = [], {"notes": quantizer.notes()}
+    if request.options.keep_float:
+        exclude, details["keep_float"] = _keep_float(quantizer, model_in, source, request, workdir, progress)
+        details["notes"] += mixed_quantize.notes(details["keep_float"])
+    quantizer(out, exclude=exclude)
+    if request.quantize == "int8":
+        details["int8_method"] = choice
+        if "reason" in choice:
+            details["notes"].append(f"INT8 {choice['used']}: {choice['reason']}")
+    return {**quantizer.record(), "preprocess": pre, **details}
+
+
+def choose_method(model_path, wanted: str) -> dict:
+    """The manifest's record of static or dynamic: `wanted`, or for auto the MAC share of MatMul/Gemm
+    with weights against DYNAMIC_MAC_SHARE (static where MACs cannot be counted)."""
     import onnx
 
-    model_in, pre = preprocess(source, workdir, progress)
-    op_types = {n.op_type for n in onnx.load(str(model_in), load_external_data=False).graph.node}
-    if request.quantize == "dynamic":
-        progress.status("dynamic INT8 quantization")
-        with _quiet_root_logger():
-            quantize_dynamic(str(model_in), str(out), weight_type=QuantType.QInt8)
-        notes = []
+    from ..models import macs_per_node
+
+    if wanted != "auto":
+        return {"requested": wanted, "used": wanted}
+    model = onnx.load(str(model_path))
+    per_node = macs_per_node(model)
+    total = sum(macs for _, macs in per_node or ())
+    if not total:
+        return {"requested": "auto", "used": "static", "matmul_mac_share": None}
+    weights = {t.name for t in model.graph.initializer}
+    share = sum(macs for node, macs in per_node if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights)
+    share = round(share / total, 3)
+    record = {"requested": "auto", "used": "dynamic" if share >= DYNAMIC_MAC_SHARE else "static",
+              "matmul_mac_share": share}
+    if record["used"] == "dynamic":   # the unusual choice is told; static is what --quantize int8 always meant
+        record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs (as in transformers, for which "
+                            "ONNX Runtime recommends dynamic quantization); --backend-option int8_method=static "
+                            "calibrates the activations instead")
+    return record
+
+
+class _Dynamic:
+    """quantize_dynamic on DYNAMIC_OPS: int8 weights, activations quantized at run time; no calibration."""
+
+    def __init__(self, model_in, progress):
+        self.model_in, self.progress = model_in, progress
+
+    def notes(self) -> list:
+        import onnx
+
+        op_types = {n.op_type for n in onnx.load(str(self.model_in), load_external_data=False).graph.node}
         if op_types & CONV_OPS:
-            notes.append("dynamic quantization turns Conv into ConvInteger, measured 3.5-8x slower on CPUs; "
-                         "prefer --quantize int8 for conv nets")
-        return {"method": "dynamic", "weights": "int8", "preprocess": pre, "notes": notes}
-    static = _Static(model_in, request, source, workdir, progress)
-    exclude, details = [], {}
-    if request.options.keep_float:
-        exclude, details["keep_float"] = _keep_float(static, model_in, source, request, workdir, progress)
-        details["notes"] = mixed_quantize.notes(details["keep_float"])
-    static(out, exclude=exclude)
-    act, wt = static.types
-    return {"method": "static", "format": "QDQ", "scheme": static.scheme, "activations": str(act),
-            "weights": str(wt), "per_channel": True, "symmetric": static.scheme in SYMMETRIC,
-            "calibration": {"method": "MinMax", "samples": static.samples},
-            "preprocess": pre, **details}
+            return ["dynamic quantization leaves Conv float (its ConvInteger ran 3.5-8x slower than float on "
+                    "CPUs); static INT8 quantizes it (--quantize int8, int8_method=static on a transformer)"]
+        return []
+
+    def record(self) -> dict:
+        return {"method": "dynamic", "weights": "int8", "activations": "uint8, ranges computed at run time",
+                "op_types": ["Gemm", *DYNAMIC_OPS]}
+
+    def layers(self, graph) -> dict:
+        return {name: op for name, op in mixed_quantize.compute_layers(graph) if op in ("MatMul", "Gemm")}
+
+    def __call__(self, out, exclude=(), only=()):
+        def as_quantized(names):   # a Gemm is quantized under its MatMul's name
+            return [n for name in names for n in (name, GEMM_AS_MATMUL.format(name))]
+
+        self.progress.status("dynamic INT8 quantization")
+        with _quiet_root_logger():
+            quantize_dynamic(str(self.model_in), str(out), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=list(DYNAMIC_OPS), nodes_to_exclude=as_quantized(exclude),
+                             nodes_to_quantize=as_quantized(only))
+        return out
 
 
 class _Static:
@@ -110,6 +176,18 @@ class _Static:
         self.types = tuple(getattr(QuantType, name) for name in SCHEMES[self.scheme])
         self.samples = sample_count(request.calibration)
         self.cache = workdir / "calibration-ranges.json"
+
+    def notes(self) -> list:
+        return []
+
+    def record(self) -> dict:
+        act, wt = self.types
+        return {"method": "static", "format": "QDQ", "scheme": self.scheme, "activations": str(act),
+                "weights": str(wt), "per_channel": True, "symmetric": self.scheme in SYMMETRIC,
+                "calibration": {"method": "MinMax", "samples": self.samples}}
+
+    def layers(self, graph) -> dict:
+        return dict(mixed_quantize.compute_layers(graph))
 
     def extra_options(self) -> dict:
         if self.scheme in SYMMETRIC:
@@ -138,7 +216,7 @@ class _Static:
         return out
 
 
-def _keep_float(static, model_in, source, request, workdir, progress) -> tuple:
+def _keep_float(quantizer, model_in, source, request, workdir, progress) -> tuple:
     """([nodes left in float], the manifest's record) for --keep-float: the named nodes, or the
     layers mixed_quantize chooses by measuring quantized trials against the float model."""
     import onnx
@@ -146,16 +224,16 @@ def _keep_float(static, model_in, source, request, workdir, progress) -> tuple:
     from ..convert.onnxruntime import ort_runner
 
     graph = onnx.load(str(model_in), load_external_data=False).graph
-    ops = dict(mixed_quantize.compute_layers(graph))
+    ops = quantizer.layers(graph)
     if request.options.keep_float != mixed_quantize.AUTO:
         names = mixed_quantize.requested(request.options.keep_float)
         nodes = list(ops) + [n.name for n in graph.node if n.name and n.name not in ops]  # layers listed first
         kept = mixed_quantize.resolve(names, nodes, "nodes")
         return kept, {"mode": "named", "requested": names, "layers": kept}
-    static(workdir / "trial.onnx")   # calibrates once, with its progress bar, before the trials
+    quantizer(workdir / "trial.onnx")   # static: calibrates once, with its progress bar, before the trials
     trials = mixed_quantize.Trials(
         reference=ort_runner(model_in),
-        isolated=lambda layer: ort_runner(static(workdir / "trial.onnx", only=[layer])),
-        excluding=lambda layers: ort_runner(static(workdir / "trial.onnx", exclude=layers)))
+        isolated=lambda layer: ort_runner(quantizer(workdir / "trial.onnx", only=[layer])),
+        excluding=lambda layers: ort_runner(quantizer(workdir / "trial.onnx", exclude=layers)))
     record = mixed_quantize.choose(list(ops), ops, trials, request, source.inputs, progress)
     return record["layers"], record

@@ -9,6 +9,8 @@ import dataclasses
 import shutil
 
 from ..compress.mixed_quantize import budget_option, keep_float_option
+from ..compress.ort_quantize import METHODS
+from ..options import option
 from .base import Backend, Conversion
 
 
@@ -124,6 +126,11 @@ def _fp16_keep_float(convert, source, request, workdir, progress) -> tuple:
 class OnnxRuntimeOptions:
     keep_float: str = keep_float_option()            # with --quantize int8 or --precision fp16
     max_accuracy_drop: float | None = budget_option()  # the budget of --keep-float auto's choice
+    # Not searched: a search tries --quantize dynamic itself.
+    int8_method: str = option("auto", "--quantize int8 as static (calibrated activation ranges, QDQ) or dynamic "
+                              "(ranges computed at run time, MatMul/Gemm only); auto = dynamic when MatMul/Gemm "
+                              "with weights hold most of the MACs (transformers), else static",
+                              choices=METHODS)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -132,7 +139,7 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
     Options = OnnxRuntimeOptions
-    int8_options = ("keep_float",)   # it also applies to fp16, but a search tries it with int8 only
+    int8_options = ("keep_float", "int8_method")   # keep_float applies to fp16 too; a search tries it with int8
 
     def _validate(self, request):
         """Mixed precision applies to static INT8 (and FP16); its top-1 budget to the measured choice."""
@@ -142,6 +149,8 @@ class OnnxRuntimeBackend(Backend):
         if request.options.keep_float and request.quantize != "int8" and not (
                 request.quantize == "none" and request.precision == "fp16"):
             raise BadInput("--keep-float applies to --quantize int8 or --precision fp16 on backend onnxruntime")
+        if request.options.int8_method != "auto" and request.quantize != "int8":
+            raise BadInput(f"int8_method applies to --quantize int8, not --quantize {request.quantize}")
         from ..compress.mixed_quantize import check_budget
         check_budget(request, self.name)
 
@@ -153,7 +162,8 @@ class OnnxRuntimeBackend(Backend):
         notes, compression = [], {"quantize": request.quantize, "precision": request.precision}
         if request.quantize != "none":
             from ..compress import ort_quantize
-            compression.update(ort_quantize.quantize(source, request, out, progress, workdir))
+            compression.update(ort_quantize.quantize(source, request, out, progress, workdir,
+                                                     method=request.options.int8_method))
             notes += compression.pop("notes", [])
             if request.host_timing:
                 notes += _host_hint(source, request, out, compression, progress)

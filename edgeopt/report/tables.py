@@ -112,6 +112,8 @@ def _compression(c: dict) -> str:
         return "INT8 dynamic-range weights (ai-edge-quantizer)"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
+    if c.get("method") == "dynamic" and "op_types" in c:
+        return f"INT8 dynamic (activation ranges at run time) on {', '.join(c['op_types'])}; Conv float"
     return f"INT8 {c.get('method')}"
 
 

@@ -65,15 +65,65 @@ def test_no_simplify_still_quantizes_the_preprocessed_graph(resnet, tmp_path):
     assert _ort_fused_ops(path, tmp_path)["QLinearConv"] == 9
 
 
-def test_int8_not_faster_than_fp32_is_warned(resnet, tmp_path, cli):
-    """Dynamic quantization makes a conv net's Conv a ConvInteger: slower than FP32 on CPUs."""
-    model, _ = resnet
-    r = cli("package", model, "--quantize", "dynamic", "-o", tmp_path / "d.edgepkg", "--allow-mismatch")
+@pytest.fixture(scope="module")
+def deit(tmp_path_factory):
+    """The zoo's reduced DeiT (LayerNorm, attention, GELU MLP: MatMul/Gemm hold 80% of its MACs) as a
+    legacy export, with calibration samples."""
+    from zoo import ZOO
+    from zoo.data import write_files
+
+    files = write_files(ZOO["deit_tiny"], tmp_path_factory.mktemp("deit"), ("legacy",))
+    return files["onnx"]["legacy"], files["calib"]
+
+
+def test_int8_on_a_transformer_is_dynamic_on_its_matmuls_and_static_on_a_cnn(deit, resnet, tmp_path):
+    """ORT's documented split: dynamic for transformers, static for CNNs, chosen by where the MACs are."""
+    m, path = _package(deit, tmp_path)
+    c = m["compression"]
+    assert c["method"] == "dynamic" and c["int8_method"]["used"] == "dynamic"
+    assert 0.5 <= c["int8_method"]["matmul_mac_share"] < 1.0
+    ops = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+    assert ops["MatMulInteger"] >= 6 and not ops["QuantizeLinear"] and not ops["ConvInteger"]
+    assert ops["Conv"] == 1     # the patch embedding stays float: ConvInteger is slower than float
+    assert m["parity"]["passed"] and any(n.startswith("INT8 dynamic: MatMul/Gemm") for n in m["notes"])
+    m, _ = _package(resnet, tmp_path / "cnn")
+    assert m["compression"]["method"] == "static" and m["compression"]["int8_method"]["used"] == "static"
+    assert m["compression"]["int8_method"]["matmul_mac_share"] < 0.05
+
+
+def test_int8_not_faster_than_fp32_is_warned(deit, tmp_path, cli):
+    """Static QDQ on a small transformer: Q/DQ pairs around every LayerNorm, GELU and residual Add cost more
+    than its INT8 MatMuls save (1.4-1.5x float on x86)."""
+    model, calib = deit
+    r = cli("package", model, "--quantize", "int8", "--calib", calib, "--backend-option", "int8_method=static",
+            "-o", tmp_path / "s.edgepkg", "--allow-mismatch")
     assert r.exit_code == 0, r.stderr
     assert "INT8/FP32 on this host" in r.stdout and "warning" in r.stdout and "not faster" in r.stdout
-    m = bundle_manifest(tmp_path / "d.edgepkg")
+    m = bundle_manifest(tmp_path / "s.edgepkg")
+    assert m["compression"]["method"] == "static" and m["compression"]["int8_method"]["requested"] == "static"
     assert m["compression"]["host_hint"]["ratio"] >= 1.0
     assert any(n.startswith("warning: the quantized model was not faster") for n in m["notes"])
+
+
+def test_int8_method_outside_int8_is_refused(deit, tmp_path, cli):
+    model, _ = deit
+    r = cli("package", model, "--quantize", "dynamic", "--backend-option", "int8_method=static",
+            "-o", tmp_path / "d.edgepkg")
+    assert r.exit_code == 2 and "int8_method applies to --quantize int8, not --quantize dynamic" in r.stderr
+    assert not (tmp_path / "d.edgepkg").exists()
+
+
+def test_keep_float_names_a_layer_dynamic_quantization_leaves_float(deit, tmp_path):
+    model, calib = deit
+    graph = onnx.load(str(model), load_external_data=False).graph
+    head = [n.name for n in graph.node if n.op_type == "Gemm"][-1]
+    m = api.package(str(model), "generic", tmp_path / "k.edgepkg", quantize="int8", calib=calib,
+                    keep_float=head, allow_mismatch=True)
+    assert m["compression"]["method"] == "dynamic" and m["compression"]["keep_float"]["layers"] == [head]
+    quantized = onnx.load_from_string(bundle_member(tmp_path / "k.edgepkg", "model/model.onnx")).graph
+    # ORT's dynamic quantizer rewrites every Gemm as MatMul + Add: the float one keeps its MatMul
+    assert [n.op_type for n in quantized.node if n.name.startswith(head)] == ["MatMul", "Add"]
+    assert sum(n.op_type == "MatMulInteger" for n in quantized.node) >= 6
 
 
 def test_fp32_bundle_ships_the_simplified_graph_and_passes_parity(resnet, tmp_path):
