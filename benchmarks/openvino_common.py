@@ -141,10 +141,12 @@ def top1(xml, eval_npz, precision="f32") -> float:
     return float(np.mean(logits.argmax(1) == labels))
 
 
-def hand_recipe(model, calib, out_dir, int8=True) -> dict:
-    """The recipe by hand in a fresh process: {"seconds": convert+quantize+save, "process_s", "xml"}."""
+def hand_recipe(model, calib, out_dir, int8=True, mode=None) -> dict:
+    """The recipe by hand in a fresh process: {"seconds": convert+quantize+save, "process_s", "xml"}; mode
+    "int8-transformer" is NNCF's documented setting for transformers (model_type=TRANSFORMER)."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "hand", str(model), str(calib), str(out_dir), "int8" if int8 else "fp32"],
+    mode = mode or ("int8" if int8 else "fp32")
+    out = subprocess.run([sys.executable, __file__, "hand", str(model), str(calib), str(out_dir), mode],
                          capture_output=True, text=True, check=True).stdout
     doc = json.loads(out.strip().splitlines()[-1])
     doc["process_s"] = time.perf_counter() - start
@@ -162,9 +164,11 @@ def _hand_main(model, calib, out_dir, mode):
     start = time.perf_counter()
     model = ov.convert_model(model)
     model.reshape([1, *samples.shape[1:]])
-    if mode == "int8":
+    if mode.startswith("int8"):
         dataset = nncf.Dataset([samples[i:i + 1] for i in range(len(samples))])
-        model = nncf.quantize(model, dataset)  # NNCF's defaults: preset, subset 300 (all samples here)
+        # NNCF's defaults: preset, subset 300 (all samples here); its transformer scheme where asked
+        kind = {"model_type": nncf.ModelType.TRANSFORMER} if mode == "int8-transformer" else {}
+        model = nncf.quantize(model, dataset, **kind)
     xml = pathlib.Path(out_dir) / f"hand-{mode}.xml"
     ov.save_model(model, str(xml), compress_to_fp16=False)
     print(json.dumps({"seconds": time.perf_counter() - start, "xml": str(xml)}))

@@ -233,6 +233,24 @@ def macs_per_node(model):
     return found
 
 
+# A graph whose MatMul/Gemm-with-weights MACs reach this share is quantized as a transformer: dynamically on ONNX
+# Runtime (compress/ort_quantize.py), with NNCF's transformer scheme on OpenVINO (compress/nncf_quantize.py).
+TRANSFORMER_MAC_SHARE = 0.5
+
+
+def matmul_mac_share(model):
+    """The share of macs_per_node's MACs in MatMul/Gemm nodes with weights (near 1 in transformers and
+    ConvNeXt's pointwise layers, near 0 in CNNs), rounded to 3 places; None when MACs cannot be counted.
+    LSTM/GRU MACs are not counted."""
+    per_node = macs_per_node(model)
+    total = sum(macs for _, macs in per_node or ())
+    if not total:
+        return None
+    weights = {t.name for t in model.graph.initializer}
+    share = sum(macs for node, macs in per_node if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights)
+    return round(share / total, 3)
+
+
 def _prod(xs):
     n = 1
     for x in xs:

@@ -35,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 PACKAGE_KEYS = {"precision": str, "quantize": str, "preset": str, "subset_size": int,
                 "max_accuracy_drop": float, "performance_hint": str, "int8_io": str, "simplify": bool,
                 "keep_float": str, "seed": int, "activation_range": str, "int8_ops": str,
-                "int8_method": str,
+                "int8_method": str, "model_type": str,
                 # tensorrt's build settings (edgeopt/convert/tensorrt.py), passed on as backend options
                 "workspace_mib": int, "builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool}
 

@@ -32,8 +32,6 @@ from . import mixed_quantize
 # quantizer first rewrites every Gemm as a MatMul named GEMM_AS_MATMUL (and an Add), so Gemms are MatMuls here.
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization")
 GEMM_AS_MATMUL = "{}_MatMul"   # onnxruntime.quantization.onnx_model.ONNXModel.replace_gemm_with_matmul
-# With method="auto", dynamic when MatMul/Gemm with weights hold at least this share of the model's MACs.
-DYNAMIC_MAC_SHARE = 0.5
 METHODS = ("auto", "static", "dynamic")
 SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8"), "s8s8-symmetric": ("QInt8", "QInt8")}
 # Schemes whose activations are quantized symmetrically too (zero point 0): TensorRT's explicit quantization
@@ -108,22 +106,15 @@ def quantize(source, request, out, progress, workdir, method="static") -> dict:
 
 def choose_method(model_path, wanted: str) -> dict:
     """The manifest's record of static or dynamic: `wanted`, or for auto the MAC share of MatMul/Gemm
-    with weights against DYNAMIC_MAC_SHARE (static where MACs cannot be counted)."""
+    with weights against models.TRANSFORMER_MAC_SHARE (static where MACs cannot be counted)."""
     import onnx
 
-    from ..models import macs_per_node
+    from ..models import TRANSFORMER_MAC_SHARE, matmul_mac_share
 
     if wanted != "auto":
         return {"requested": wanted, "used": wanted}
-    model = onnx.load(str(model_path))
-    per_node = macs_per_node(model)
-    total = sum(macs for _, macs in per_node or ())
-    if not total:
-        return {"requested": "auto", "used": "static", "matmul_mac_share": None}
-    weights = {t.name for t in model.graph.initializer}
-    share = sum(macs for node, macs in per_node if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights)
-    share = round(share / total, 3)
-    record = {"requested": "auto", "used": "dynamic" if share >= DYNAMIC_MAC_SHARE else "static",
+    share = matmul_mac_share(onnx.load(str(model_path)))
+    record = {"requested": "auto", "used": "dynamic" if (share or 0) >= TRANSFORMER_MAC_SHARE else "static",
               "matmul_mac_share": share}
     if record["used"] == "dynamic":   # the unusual choice is told; static is what --quantize int8 always meant
         record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs (as in transformers, for which "

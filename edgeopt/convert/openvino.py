@@ -25,6 +25,7 @@ PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 DEVICE = "CPU"
 # edgeopt/compress/nncf_quantize.py maps each to NNCF's estimators; "" (auto) chooses between the two
 ACTIVATION_RANGES = ("minmax", "nncf-default")
+MODEL_TYPES = ("auto", "transformer", "default")   # NNCF's model_type (compress/nncf_quantize.choose_model_type)
 
 
 def compile_config(options: dict, threads: int | None = None) -> dict:
@@ -180,6 +181,10 @@ class OpenVinoOptions:
     performance_hint: str = option("latency", "OpenVINO performance hint the device compiles with",
                                    choices=tuple(PERFORMANCE_HINTS))
     keep_float: str = keep_float_option()
+    # Not searched: the transformer scheme is NNCF's documented setting for what the rule finds.
+    model_type: str = option("auto", "NNCF model type: transformer (NNCF's scheme for transformer models) or "
+                             "default; auto = transformer where MatMul/Gemm with weights hold most of the MACs",
+                             choices=MODEL_TYPES)
 
 
 class OpenVinoBackend(Backend):
@@ -189,7 +194,7 @@ class OpenVinoBackend(Backend):
     quantizations = ("none", "int8", "int8-weights", "int4-weights")
     source_formats = ONNX_FORMATS + ("openvino-ir",)
     Options = OpenVinoOptions
-    int8_options = ("preset", "activation_range", "subset_size", "max_accuracy_drop", "keep_float")
+    int8_options = ("preset", "activation_range", "subset_size", "max_accuracy_drop", "keep_float", "model_type")
 
     def _validate(self, request):
         """The NNCF options, checked before any conversion work (nncf itself is not imported)."""
@@ -203,6 +208,8 @@ class OpenVinoBackend(Backend):
             raise BadInput("--keep-float applies to --quantize int8 on backend openvino")
         if request.options.activation_range and request.quantize != "int8":
             raise BadInput("backend option activation_range applies to --quantize int8 on backend openvino")
+        if request.options.model_type != "auto" and request.quantize != "int8":
+            raise BadInput("backend option model_type applies to --quantize int8 on backend openvino")
         if request.quantize == "int8":
             nncf_quantize.preset_name(request)
             nncf_quantize.subset_size(request, sample_count(request.calibration))
