@@ -92,6 +92,15 @@ def cmd_measure(args):
         with open(args.out, "w") as f:
             json.dump({"error": str(e)}, f)
         return e.exit_code
+    except Exception as e:  # a defect: the parent reports this line (it sees no stderr remotely); traceback follows
+        import traceback
+
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        with open(args.out, "w") as f:
+            json.dump({"error": "measuring process failed: %s: %s (at %s:%d)" % (
+                type(e).__name__, str(e).splitlines()[0] if str(e) else "", os.path.basename(where.filename),
+                where.lineno)}, f)
+        raise
     return EXIT_OK
 
 

@@ -105,14 +105,29 @@ def calls(arrays, forms, batch, pad=True):
 
 def run(infer, arrays, forms, batch):
     """Every sample through `infer` ({name: array} -> outputs); one merged array per output. An output
-    whose first dim is the batch is concatenated along it (padding trimmed); any other (a state, a
-    scalar) is stacked, one per call."""
+    whose first dim is the batch is concatenated along it (padding trimmed); any other of one shape (a
+    state, a scalar) is stacked, one per call; one whose length varies between calls (detections after
+    NMS) becomes its rows, call after call, as the host's references hold it (edgeopt/parity.py)."""
     results = [(size, [np.asarray(o) for o in infer(feed)]) for _, size, feed in calls(arrays, forms, batch)]
     merged = []
     for i in range(len(results[0][1])):
         outs = [(size, outputs[i]) for size, outputs in results]
         if all(o.ndim >= 1 and o.shape[0] == batch for _, o in outs):
             merged.append(np.concatenate([o[:size] for size, o in outs]))
-        else:
+        elif len(set(o.shape for _, o in outs)) == 1:
             merged.append(np.stack([o for _, o in outs]))
+        else:
+            merged.append(rows_in_sequence([o for _, o in outs]))
     return merged
+
+
+def rows_in_sequence(arrays):
+    """[rows, fields] of every array in turn, a row per index along the first axis that is not 1 in some
+    array (the rows of a set-like output); arrays of different ranks are not rows of one thing: refused."""
+    if len(set(a.ndim for a in arrays)) != 1:
+        raise SampleError("an output changes rank between calls: %s" % sorted(set(a.shape for a in arrays)))
+    axis = next((k for k in range(arrays[0].ndim) if any(a.shape[k] != 1 for a in arrays)), None)
+    if axis is None:
+        return np.concatenate([a.reshape(1, -1) for a in arrays])
+    fields = int(np.prod([n for k, n in enumerate(arrays[0].shape) if k != axis]))   # explicit: a call may have 0 rows
+    return np.concatenate([np.moveaxis(a, axis, 0).reshape(a.shape[axis], fields) for a in arrays])

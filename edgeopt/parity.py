@@ -237,7 +237,8 @@ def _rows(array: np.ndarray, axis) -> np.ndarray:
     """[rows, fields]: one row per index along `axis` (the whole array as one row when axis is None)."""
     if axis is None:
         return array.reshape(1, -1)
-    return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+    fields = int(np.prod([n for k, n in enumerate(array.shape) if k != axis]))   # explicit: there may be 0 rows
+    return np.moveaxis(array, axis, 0).reshape(array.shape[axis], fields)
 
 
 class _Output:

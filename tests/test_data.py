@@ -52,6 +52,26 @@ def test_plan_refuses_rows_that_are_not_the_batch():
         samples.plan({"x": (8, 3), "sr": (8,)}, [("x", (4, 3)), ("sr", ())])
 
 
+def test_an_output_whose_length_varies_is_merged_as_rows_call_after_call_as_the_host_does():
+    """Detections after NMS: 2, 0 and 3 rows in three calls, merged as the host's parity merges its references."""
+    from edgeopt.parity import _rows, _row_axis
+
+    counts = iter([2, 0, 3])
+    def infer(feed):
+        n = next(counts)
+        return [np.full((n, 3), feed["x"][0, 0], np.int64), feed["x"] * 2]
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    forms, batch = samples.plan({"x": x.shape}, [("x", (1, 2))])
+    selected, doubled = samples.run(infer, {"x": x}, forms, batch)
+    assert selected.shape == (5, 3) and selected[:, 0].tolist() == [0, 0, 4, 4, 4]
+    assert np.array_equal(doubled, x * 2)
+    calls = [np.zeros((2, 3)), np.zeros((0, 3)), np.zeros((3, 3))]
+    host = np.concatenate([_rows(a, _row_axis([a.shape for a in calls])) for a in calls])
+    assert samples.rows_in_sequence(calls).shape == host.shape == (5, 3)
+    with pytest.raises(samples.SampleError, match="changes rank"):
+        samples.rows_in_sequence([np.zeros((2, 3)), np.zeros((2,))])
+
+
 def test_rows_of_a_fixed_batch_pad_the_tail_and_trim_outputs():
     x = np.arange(10, dtype=np.float32).reshape(5, 2)
     forms, batch = samples.plan({"x": x.shape}, [("x", (4, 2))])
@@ -161,11 +181,13 @@ def test_state_and_scalar_model_packages_and_reports_accuracy(cli, tmp_path, sta
     np.savez(tmp_path / "calib.npz", **stacked_samples(48, seed=2, labels=False))
     np.savez(tmp_path / "eval.npz", **stacked_samples(40, seed=3))
     out = tmp_path / "state.edgepkg"
+    # static: the calibration reader is what this test is about (auto would take dynamic on this MatMul model)
     r = cli("package", state_model, "--profile", "generic", "--quantize", "int8", "--calib", tmp_path / "calib.npz",
-            "--eval-data", tmp_path / "eval.npz", "-o", out, "--json")
+            "--eval-data", tmp_path / "eval.npz", "--backend-option", "int8_method=static", "-o", out, "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
-    assert m["parity"]["passed"] and m["parity"]["samples"] == 40 and m["parity"]["metric"] == "top1_agreement"
+    # random weights, labels its own argmax: near-tied logits, judged by SQNR (edgeopt/parity.py, _robust_share)
+    assert m["parity"]["passed"] and m["parity"]["samples"] == 40 and m["parity"]["metric"] == "sqnr_db"
     assert m["compression"]["calibration"]["samples"] == 48 and m["source"]["accuracy"] == {"top1": 1.0, "n": 40}
     with open(tmp_path / "shipped.npz", "wb") as f:
         f.write(bundle_member(out, "data/eval.npz"))

@@ -104,3 +104,19 @@ def test_full_matrix_cell(model, profile, precision):
                                        strict=precision == "fp32")
     assert cell.get("benched"), f"{cell.get('cause')}: {(cell.get('error') or {}).get('message')}"
     assert cell.get("parity_passed"), cell.get("parity_message")
+
+
+def test_a_detector_with_nms_benches_its_shipped_eval_data_on_the_device(zoo_files, tmp_path):
+    """The SSD packaged with --eval-data: the agent merges its detections as the host's references hold them
+    (rows, call after call; a call may find none) and compares them, instead of dying in numpy.stack and
+    losing the latency it had measured."""
+    files = zoo_files("ssdlite_nms")
+    bundle = tmp_path / "ssd.edgepkg"
+    manifest = api.package(str(files["onnx"]["legacy"]), "generic", output=bundle, eval_data=str(files["eval"]))
+    assert manifest["parity"]["passed"]
+    doc = api.bench(bundle, "local", tmp_path / "results", threads=1, loop=FAST_LOOP, timeout=300, sensing=SENSING)
+    acc = doc["accuracy"]
+    assert doc["status"] == "ok" and doc["latency"]["p50_ms"] > 0
+    assert acc["n"] > 0 and "reason" not in acc
+    # the same runtime on the same inputs: the same detections, row for row
+    assert acc["max_abs_error"] < 1e-4 and "max_abs_error_skipped" not in acc

@@ -75,7 +75,7 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     power, heat, warnings = sensors.results(len(samples), lat["duration_s"])
     sensors.close()
     extra = passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root))
-    acc = accuracy.evaluate(adapter, manifest, root) if with_accuracy else {
+    acc = _accuracy(adapter, manifest, root) if with_accuracy else {
         "available": False, "reason": "skipped (--no-accuracy)"}
     runtime = {"name": cls.name, "version": cls.installed_version()}
     runtime.update(adapter.describe())
@@ -83,6 +83,15 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime, "power": power, "thermal": heat,
             "environment": env, "warnings": warnings, "throughput": extra["throughput"],
             "layer_profile": extra["layer_profile"]}
+
+
+def _accuracy(adapter, manifest, root):
+    """The eval pass, last: where it fails, the latency, memory and power already measured are kept and
+    the failure is the accuracy section's reason."""
+    try:
+        return accuracy.evaluate(adapter, manifest, root)
+    except Exception as e:  # noqa: BLE001 - any failure of the pass; recorded, never raised past the figures
+        return {"available": False, "reason": "the eval pass failed: %s: %s" % (type(e).__name__, e)}
 
 
 def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}", passes_json="{}"):
