@@ -31,6 +31,8 @@ from . import mixed_quantize
 # Dynamic quantization's ops: ONNX Runtime's integer-op registry without Conv (ConvInteger is slow). Its dynamic
 # quantizer first rewrites every Gemm as a MatMul named GEMM_AS_MATMUL (and an Add), so Gemms are MatMuls here.
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization")
+# What dynamic quantization makes of them (recorded: which ops of this model really run in integer).
+INTEGER_OPS = ("MatMulInteger", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "QAttention", "QEmbedLayerNormalization")
 GEMM_AS_MATMUL = "{}_MatMul"   # onnxruntime.quantization.onnx_model.ONNXModel.replace_gemm_with_matmul
 METHODS = ("auto", "static", "dynamic")
 SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8"), "s8s8-symmetric": ("QInt8", "QInt8")}
@@ -92,7 +94,8 @@ def quantize(source, request, out, progress, workdir, method="static") -> dict:
     choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)
     quantizer = (_Dynamic(model_in, progress) if choice["used"] == "dynamic"
                  else _Static(model_in, request, source, workdir, progress))
-    exclude, details = [], {"notes": quantizer.notes()}
+    # auto's own note says why dynamic, and that Conv stays float
+    exclude, details = [], {"notes": [] if "reason" in choice else quantizer.notes()}
     if request.options.keep_float:
         exclude, details["keep_float"] = _keep_float(quantizer, model_in, source, request, workdir, progress)
         details["notes"] += mixed_quantize.notes(details["keep_float"])
@@ -101,7 +104,7 @@ def quantize(source, request, out, progress, workdir, method="static") -> dict:
         details["int8_method"] = choice
         if "reason" in choice:
             details["notes"].append(f"INT8 {choice['used']}: {choice['reason']}")
-    return {**quantizer.record(), "preprocess": pre, **details}
+    return {**quantizer.record(out), "preprocess": pre, **details}
 
 
 def choose_method(model_path, wanted: str) -> dict:
@@ -118,8 +121,8 @@ def choose_method(model_path, wanted: str) -> dict:
               "matmul_mac_share": share}
     if record["used"] == "dynamic":   # the unusual choice is told; static is what --quantize int8 always meant
         record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs (as in transformers, for which "
-                            "ONNX Runtime recommends dynamic quantization); --backend-option int8_method=static "
-                            "calibrates the activations instead")
+                            "ONNX Runtime recommends dynamic quantization); Conv stays float; --backend-option "
+                            "int8_method=static quantizes every op with calibrated ranges instead")
     return record
 
 
@@ -138,9 +141,15 @@ class _Dynamic:
                     "CPUs); static INT8 quantizes it (--quantize int8, int8_method=static on a transformer)"]
         return []
 
-    def record(self) -> dict:
+    def record(self, out) -> dict:
+        import collections
+
+        import onnx
+
+        made = collections.Counter(n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node)
         return {"method": "dynamic", "weights": "int8", "activations": "uint8, ranges computed at run time",
-                "op_types": ["Gemm", *DYNAMIC_OPS]}
+                "op_types": ["Gemm", *DYNAMIC_OPS],
+                "integer_ops": {op: n for op, n in sorted(made.items()) if op in INTEGER_OPS}}
 
     def layers(self, graph) -> dict:
         return {name: op for name, op in mixed_quantize.compute_layers(graph) if op in ("MatMul", "Gemm")}
@@ -171,7 +180,7 @@ class _Static:
     def notes(self) -> list:
         return []
 
-    def record(self) -> dict:
+    def record(self, out=None) -> dict:
         act, wt = self.types
         return {"method": "static", "format": "QDQ", "scheme": self.scheme, "activations": str(act),
                 "weights": str(wt), "per_channel": True, "symmetric": self.scheme in SYMMETRIC,

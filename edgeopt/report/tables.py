@@ -112,8 +112,9 @@ def _compression(c: dict) -> str:
         return "INT8 dynamic-range weights (ai-edge-quantizer)"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
-    if c.get("method") == "dynamic" and "op_types" in c:
-        return f"INT8 dynamic (activation ranges at run time) on {', '.join(c['op_types'])}; Conv float"
+    if c.get("method") == "dynamic" and "integer_ops" in c:
+        made = ", ".join(f"{n} {op}" for op, n in c["integer_ops"].items()) or "no op"
+        return f"INT8 dynamic (activation ranges at run time): {made}; Conv and the rest float"
     return f"INT8 {c.get('method')}"
 
 

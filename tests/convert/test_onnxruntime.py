@@ -84,6 +84,7 @@ def test_int8_on_a_transformer_is_dynamic_on_its_matmuls_and_static_on_a_cnn(dei
     assert 0.5 <= c["int8_method"]["matmul_mac_share"] < 1.0
     ops = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     assert ops["MatMulInteger"] >= 6 and not ops["QuantizeLinear"] and not ops["ConvInteger"]
+    assert c["integer_ops"] == {"MatMulInteger": ops["MatMulInteger"]}   # what the manifest says ran in integer
     assert ops["Conv"] == 1     # the patch embedding stays float: ConvInteger is slower than float
     assert m["parity"]["passed"] and any(n.startswith("INT8 dynamic: MatMul/Gemm") for n in m["notes"])
     m, _ = _package(resnet, tmp_path / "cnn")
