@@ -13,7 +13,7 @@ Transformers. NNCF's documented setting for transformer models is `model_type=nn
 (its own ignored patterns around Softmax, LayerNorm and GELU, and SmoothQuant). model_type "auto" takes it
 where MatMul/Gemm with weights hold most of the MACs of the ONNX source (the rule ONNX Runtime's dynamic choice
 uses, models.TRANSFORMER_MAC_SHARE). On DeiT-Ti at 224 it raised the output SQNR from 18.4 to 33.2 dB at the
-same speed (0.46x and 0.48x of float); on ConvNeXt-T it changed neither (docs/benchmarks.md).
+same speed (0.40x and 0.43x of float); on ConvNeXt-T it changed neither (benchmarks/bench_openvino_transformers.py).
 
 Calibration-size rule. NNCF calibrates on `subset_size` samples (default 300) and only warns
 when it gets fewer. Here: with `--subset-size N` the file must hold at least N samples; without

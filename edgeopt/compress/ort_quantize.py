@@ -8,7 +8,8 @@ Static or dynamic. ORT's documentation recommends dynamic quantization (activati
 time) for transformers and RNNs and static for CNNs; `method="auto"` follows it by where the MACs are: in
 MatMul/Gemm with weights (transformers, ConvNeXt's pointwise layers) dynamic, else static. Static QDQ
 puts quantize/dequantize pairs around every LayerNorm, GELU and residual Add of a transformer: DeiT-Ti
-ran at 0.82x of float that way and 0.59x dynamic, ConvNeXt 0.53x and 0.44x (benchmarks/bench_int8.py).
+ran at 0.81x of float that way and 0.58x dynamic, ConvNeXt-T 0.57x and 0.44x
+(benchmarks/bench_int8_transformers.py).
 Dynamic quantization never takes Conv: its ConvInteger ran 3.5-8x slower than float on CPUs.
 
 The graph is quantized after ONNX Runtime's pre-processing (constant folding, Conv+BatchNorm
