@@ -251,6 +251,15 @@ def matmul_mac_share(model):
     return round(share / total, 3)
 
 
+def transformer_like(model_path) -> tuple:
+    """(whether MatMul/Gemm with weights hold at least TRANSFORMER_MAC_SHARE of the ONNX model's MACs, the
+    share or None): the one rule both backends' INT8 follow (dynamic on ONNX Runtime, NNCF's transformer scheme)."""
+    import onnx
+
+    share = matmul_mac_share(onnx.load(str(model_path)))
+    return (share or 0) >= TRANSFORMER_MAC_SHARE, share
+
+
 def _prod(xs):
     n = 1
     for x in xs:

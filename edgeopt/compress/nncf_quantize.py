@@ -100,17 +100,14 @@ def _first_line(error) -> str:
 def choose_model_type(source, wanted: str) -> dict:
     """The manifest's record of NNCF's model type: `wanted`, or for auto transformer where MatMul/Gemm with
     weights hold at least models.TRANSFORMER_MAC_SHARE of the ONNX source's MACs (an IR source: default)."""
-    import onnx
-
-    from ..models import TRANSFORMER_MAC_SHARE, matmul_mac_share
+    from ..models import transformer_like
 
     if wanted != "auto":
         return {"requested": wanted, "used": wanted}
     if source.ir_path is not None or source.onnx_path is None:
         return {"requested": "auto", "used": "default", "matmul_mac_share": None}
-    share = matmul_mac_share(onnx.load(str(source.onnx_path)))
-    return {"requested": "auto", "used": "transformer" if (share or 0) >= TRANSFORMER_MAC_SHARE else "default",
-            "matmul_mac_share": share}
+    like, share = transformer_like(source.onnx_path)
+    return {"requested": "auto", "used": "transformer" if like else "default", "matmul_mac_share": share}
 
 
 def subset_size(request, available: int) -> int:

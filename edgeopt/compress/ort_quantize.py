@@ -111,15 +111,12 @@ def quantize(source, request, out, progress, workdir, method="static") -> dict:
 def choose_method(model_path, wanted: str) -> dict:
     """The manifest's record of static or dynamic: `wanted`, or for auto the MAC share of MatMul/Gemm
     with weights against models.TRANSFORMER_MAC_SHARE (static where MACs cannot be counted)."""
-    import onnx
-
-    from ..models import TRANSFORMER_MAC_SHARE, matmul_mac_share
+    from ..models import transformer_like
 
     if wanted != "auto":
         return {"requested": wanted, "used": wanted}
-    share = matmul_mac_share(onnx.load(str(model_path)))
-    record = {"requested": "auto", "used": "dynamic" if (share or 0) >= TRANSFORMER_MAC_SHARE else "static",
-              "matmul_mac_share": share}
+    like, share = transformer_like(model_path)
+    record = {"requested": "auto", "used": "dynamic" if like else "static", "matmul_mac_share": share}
     if record["used"] == "dynamic":   # the unusual choice is told; static is what --quantize int8 always meant
         record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs (as in transformers, for which "
                             "ONNX Runtime recommends dynamic quantization); Conv stays float; --backend-option "
