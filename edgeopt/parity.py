@@ -34,6 +34,7 @@ import functools
 import numpy as np
 
 from device_agent.measure.accuracy import top1
+from device_agent.samples import rows_in_sequence
 
 from .data import LABELS, feeds, head, plan, sample_count
 from .errors import ParityMismatch
@@ -251,8 +252,8 @@ class _Output:
         self.fixed = len(set(shapes)) == 1
         self.axis = _row_axis(shapes) if len({len(s) for s in shapes}) == 1 else None
         self.integer = ref[0].dtype.kind in "biu"
-        if self.ref_merged is None:   # references of a variable-length output: its rows, call after call
-            self.ref_merged = np.concatenate([_rows(a, self.axis) for a in ref])
+        if self.ref_merged is None:   # references of a variable-length output: its rows, call after call,
+            self.ref_merged = rows_in_sequence(ref)   # merged by the function the device agent merges with
 
     def label(self) -> str:
         return f"{self.index} ({self.name})" if self.name else str(self.index)
