@@ -82,9 +82,11 @@ def _sqnr(reference, candidate) -> float:
     import onnxruntime as ort
 
     x = np.random.default_rng(1).standard_normal(cnn_models.INPUT_SHAPE).astype(np.float32)
+    from edgeopt.parity import sqnr_db
+
     ref, out = (ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {cnn_models.INPUT_NAME: x})[0]
                 for p in (reference, candidate))
-    return round(float(10 * np.log10((ref ** 2).sum() / max(((out - ref) ** 2).sum(), 1e-30))), 1)
+    return round(sqnr_db(ref, out), 1)
 
 
 def run(repeats, threads, seconds) -> dict:
@@ -138,9 +140,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=8.0, help="interleaved timing per model file and repeat")
     args = parser.parse_args()
     result = run(args.repeats, args.threads, args.seconds)
-    common.save("int8_transformers", result)
-    (common.RESULTS / "int8_transformers.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    table = markdown(result)
+    common.save("int8_transformers", result, table)
+    print(table)
 
 
 if __name__ == "__main__":

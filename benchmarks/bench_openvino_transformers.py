@@ -40,10 +40,12 @@ def prepare(name, exported) -> dict:
 def _sqnr(reference_xml, xml) -> float:
     import openvino as ov
 
+    from edgeopt.parity import sqnr_db
+
     x = np.random.default_rng(1).standard_normal(cnn_models.INPUT_SHAPE).astype(np.float32)
     core = ov.Core()
     ref, out = (core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0] for p in (reference_xml, xml))
-    return round(float(10 * np.log10((ref ** 2).sum() / max(((out - ref) ** 2).sum(), 1e-30))), 1)
+    return round(sqnr_db(ref, out), 1)
 
 
 def run(repeats, seconds) -> dict:
@@ -81,9 +83,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     result = run(args.repeats, args.seconds)
-    common.save("openvino_transformers", result)
-    (common.RESULTS / "openvino_transformers.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    table = markdown(result)
+    common.save("openvino_transformers", result, table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -151,9 +151,12 @@ def _commit() -> str:
     return commit + (" +local changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def save(name, data) -> pathlib.Path:
-    """benchmarks/results/NAME.json: summary figures only (no raw samples), small enough to commit."""
+def save(name, data, markdown: str | None = None) -> pathlib.Path:
+    """benchmarks/results/NAME.json: summary figures only (no raw samples), small enough to commit; and
+    NAME.md beside it when the script renders its table."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(dict(data, environment=environment()), indent=1) + "\n")
+    if markdown is not None:
+        (RESULTS / f"{name}.md").write_text(markdown + "\n")
     return path
