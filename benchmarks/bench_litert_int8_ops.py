@@ -1,6 +1,6 @@
 """LiteRT INT8 recipes on the same float .tflite: full integer (every op: LiteRT's full-integer recipe), the
 compute ops only (edgeopt's int8_ops=compute), dynamic-range INT8 (LiteRT's dynamic-range recipe), and what
-edgeopt's default (int8_ops=auto) chose, against float.
+edgeopt's default `--quantize int8` (int8_method=auto, int8_ops=auto) chose, against float.
 
 The float .tflite is `edgeopt package --profile raspberry-pi-5`'s (zoo models, tests/zoo, legacy export); the
 recipes are ai-edge-quantizer's, calibrated by hand on the same calibration samples (min/max). All models of one
@@ -31,7 +31,7 @@ CALIBRATION_STEPS = 32
 
 
 def _float_tflite(model: str, work: pathlib.Path) -> tuple:
-    """(float .tflite, int8 edgeopt bundle's .tflite, its int8_ops record, calibration .npz)."""
+    """(float .tflite, int8 edgeopt bundle's .tflite, what it chose, calibration .npz)."""
     from edgeopt import api
 
     files = zoo_matrix._files(model, "legacy")
@@ -44,7 +44,14 @@ def _float_tflite(model: str, work: pathlib.Path) -> tuple:
             path = work / f"{model}-{quantize}.tflite"
             path.write_bytes(tar.extractfile(manifest["model"]).read())
         out[quantize] = (path, manifest)
-    return out["none"][0], out["int8"][0], out["int8"][1]["compression"]["int8_ops"], files["calib"]
+    return out["none"][0], out["int8"][0], _chosen(out["int8"][1]["compression"]), files["calib"]
+
+
+def _chosen(compression: dict) -> str:
+    """"dynamic", or static with int8_ops' choice ("all": every op, "compute")."""
+    if compression["int8_method"]["used"] == "dynamic":
+        return "dynamic"
+    return compression["int8_ops"]["used"]
 
 
 def _quantized(float_path, kind: str, steps, signature: str) -> bytes:
@@ -110,7 +117,7 @@ def run_model(model: str, seconds: float, work: pathlib.Path) -> dict:
             run(**feed)
             times[kind].append(time.perf_counter() - t0)
     fp32 = float(np.median(times["float"]))
-    return {"model": model, "int8_ops": record, "rounds": len(times["float"]),
+    return {"model": model, "chosen": record, "rounds": len(times["float"]),
             "ms": {k: round(float(np.median(v)) * 1e3, 4) for k, v in times.items()},
             "vs_float": {k: round(float(np.median(v)) / fp32, 3) for k, v in times.items()},
             "xnnpack_partitions": {k: runners[k][1] for k in RECIPES}}
@@ -121,7 +128,7 @@ def markdown(rows: list) -> str:
              "partitions (" + ", ".join(RECIPES) + ") |", "|---" * (len(RECIPES) + 2) + "|"]
     for r in rows:
         lines.append(f"| {r['model']} | " + " | ".join(f"{r['vs_float'][k]:.2f}x" for k in RECIPES[1:])
-                     + f" | {r['int8_ops']['used']} | "
+                     + f" | {r['chosen']} | "
                      + ", ".join(str(r["xnnpack_partitions"][k]) for k in RECIPES) + " |")
     return "\n".join(lines) + "\n"
 

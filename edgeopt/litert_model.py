@@ -7,6 +7,7 @@ with exactly the I/O handling (int8 quantize/dequantize, tensor names) the devic
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 
@@ -126,15 +127,73 @@ def parameters(model) -> int:
     return total
 
 
+# The ops whose multiply-accumulates are counted, and where each keeps its weights (the TFLite schema's layouts:
+# CONV_2D [Cout, kh, kw, Cin], DEPTHWISE_CONV_2D [1, kh, kw, C], TRANSPOSE_CONV [Cout, kh, kw, Cin] as input 1,
+# FULLY_CONNECTED [units, in], BATCH_MATMUL [..., K, N] as the second operand).
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+
+def macs_per_op(path: pathlib.Path) -> list:
+    """[(op name, MACs, whether its second operand is a constant)] of the main graph's MAC_OPS, from the
+    tensors' static shapes: the TFLite counterpart of models.macs_per_node."""
+    return _macs_per_op(*_flatbuffer(path))
+
+
+def _macs_per_op(schema, model) -> list:
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+
+    def shape(index):
+        tensor = graph.tensors[index] if 0 <= index < len(graph.tensors) else None
+        return [int(d) for d in tensor.shape] if tensor is not None and tensor.shape is not None else []
+
+    def constant(index):
+        at = graph.tensors[index].buffer
+        buffer = model.buffers[at] if 0 <= at < len(model.buffers) else None
+        return buffer is not None and (buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size))
+
+    found = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex] if 0 <= op.opcodeIndex < len(model.operatorCodes) else None
+        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) if code is not None else None
+        if name not in MAC_OPS or op.inputs is None or len(op.inputs) < 2 or op.outputs is None:
+            continue
+        out, w, data = shape(op.outputs[0]), shape(op.inputs[1]), shape(op.inputs[0])
+        if name == "TRANSPOSE_CONV":   # inputs: output shape, weights, data
+            found.append((name, _prod(shape(op.inputs[-1])) * _prod(w[:3]), True))
+            continue
+        per_output = {"CONV_2D": _prod(w[1:]), "DEPTHWISE_CONV_2D": _prod(w[1:3]),
+                      "FULLY_CONNECTED": w[-1] if w else 0, "BATCH_MATMUL": data[-1] if data else 0}[name]
+        found.append((name, _prod(out) * per_output, shape(op.inputs[1]) != [] and constant(op.inputs[1])))
+    return found
+
+
+def matmul_mac_share(path: pathlib.Path):
+    """The share of macs_per_op's MACs in fully connected layers and matrix products with constant weights,
+    rounded to 3 places as models.matmul_mac_share; None when no MACs are counted."""
+    per_op = macs_per_op(path)
+    total = sum(macs for _, macs, _ in per_op)
+    if not total:
+        return None
+    share = sum(macs for name, macs, weights in per_op if name in ("FULLY_CONNECTED", "BATCH_MATMUL") and weights)
+    return round(share / total, 3)
+
+
+def _prod(dims) -> int:
+    return math.prod(dims) if len(dims) and min(dims) > 0 else 0   # Python ints: no overflow
+
+
 def inspect(path: pathlib.Path, shapes: dict) -> dict:
     _check_input(path, shapes)
     schema, model = _flatbuffer(path)
     inputs, outputs = describe(path)   # the tensors as they are (int8 I/O shows as int8 with its scale)
     ops = operators(schema, model)
+    macs = sum(n for _, n, _ in _macs_per_op(schema, model))
     description = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
     return {"model": str(path), "format": FORMAT, "sha256": sha256_of(path), "size_bytes": path.stat().st_size,
             "opset": {"tflite schema": model.version}, "producer": description,
             "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
-            "dynamic_dims": {}, "parameters": parameters(model), "flops_estimate": None,
-            "flops_note": "not estimated for TFLite", "nodes": sum(ops.values()), "op_types": ops,
+            "dynamic_dims": {}, "parameters": parameters(model), "flops_estimate": 2 * macs or None,
+            "flops_note": "2 x MACs of " + "/".join(MAC_OPS) + " at the tensors' shapes",
+            "nodes": sum(ops.values()), "op_types": ops,
             "notes": []}

@@ -234,8 +234,12 @@ def macs_per_node(model):
 
 
 # A graph whose MatMul/Gemm-with-weights MACs reach this share is quantized as a transformer: dynamically on ONNX
-# Runtime (compress/ort_quantize.py), with NNCF's transformer scheme on OpenVINO (compress/nncf_quantize.py).
+# Runtime (compress/ort_quantize.py) and LiteRT (convert/tflite.py, counted on the float .tflite), with NNCF's
+# transformer scheme on OpenVINO (compress/nncf_quantize.py).
 TRANSFORMER_MAC_SHARE = 0.5
+# --quantize int8 as calibrated static INT8, as dynamic (int8 weights, activation ranges at run time), or auto:
+# dynamic for a transformer-like graph (ONNX Runtime's and LiteRT's backend option int8_method).
+INT8_METHODS = ("auto", "static", "dynamic")
 
 
 def matmul_mac_share(model):

@@ -35,7 +35,6 @@ DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization
 # What dynamic quantization makes of them (recorded: which ops of this model really run in integer).
 INTEGER_OPS = ("MatMulInteger", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "QAttention", "QEmbedLayerNormalization")
 GEMM_AS_MATMUL = "{}_MatMul"   # onnxruntime.quantization.onnx_model.ONNXModel.replace_gemm_with_matmul
-METHODS = ("auto", "static", "dynamic")
 SCHEMES = {"u8s8": ("QUInt8", "QInt8"), "s8s8": ("QInt8", "QInt8"), "s8s8-symmetric": ("QInt8", "QInt8")}
 # Schemes whose activations are quantized symmetrically too (zero point 0): TensorRT's explicit quantization
 # accepts only symmetric INT8 QDQ (per-channel weights, per-tensor activations), ORT's default is asymmetric.
@@ -89,7 +88,7 @@ def preprocess(source, workdir, progress):
 
 
 def quantize(source, request, out, progress, workdir, method="static") -> dict:
-    """Quantize the pre-processed source to `out`; `method` (METHODS) applies to --quantize int8, and
+    """Quantize the pre-processed source to `out`; `method` (models.INT8_METHODS) applies to --quantize int8, and
     --quantize dynamic is dynamic whatever it says."""
     model_in, pre = preprocess(source, workdir, progress)
     choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)

@@ -9,7 +9,7 @@ import dataclasses
 import shutil
 
 from ..compress.mixed_quantize import budget_option, keep_float_option
-from ..compress.ort_quantize import METHODS
+from ..models import INT8_METHODS
 from ..options import option
 from .base import Backend, Conversion
 
@@ -130,7 +130,7 @@ class OnnxRuntimeOptions:
     int8_method: str = option("auto", "--quantize int8 as static (calibrated activation ranges, QDQ) or dynamic "
                               "(ranges computed at run time, MatMul/Gemm only); auto = dynamic when MatMul/Gemm "
                               "with weights hold most of the MACs (transformers), else static",
-                              choices=METHODS)
+                              choices=INT8_METHODS)
 
 
 class OnnxRuntimeBackend(Backend):

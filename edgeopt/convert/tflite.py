@@ -18,6 +18,7 @@ import shutil
 from ..compress.mixed_quantize import budget_option, keep_float_option
 from ..data import feeds, head, to_layouts
 from ..errors import BadInput
+from ..models import INT8_METHODS
 from ..options import option
 from .base import ONNX_FORMATS, Backend, Conversion
 
@@ -51,6 +52,12 @@ class LiteRtOptions:
                            "compute when full INT8 splits the model into more XNNPACK partitions than float does "
                            "(LiteRT runs the int8 ops between them on its slow reference kernels)",
                            choices=INT8_OPS, search=("all", "compute"))
+    # Not searched: a search tries --quantize dynamic itself.
+    int8_method: str = option("auto", "--quantize int8 as static (full-integer, calibrated activation ranges; "
+                              "int8_ops says which ops) or dynamic (int8 weights, activations quantized at run time, "
+                              "float I/O); auto = dynamic when fully connected layers with weights hold most of the "
+                              "MACs (transformers, ConvNeXt), else static; setting int8_io=int8, keep_float or "
+                              "int8_ops asks for static", choices=INT8_METHODS)
 
 
 class LiteRtBackend(Backend):
@@ -60,7 +67,7 @@ class LiteRtBackend(Backend):
     quantizations = ("none", "dynamic", "int8")
     source_formats = ONNX_FORMATS + ("tflite",)
     Options = LiteRtOptions
-    int8_options = ("int8_io", "keep_float", "max_accuracy_drop", "int8_ops")
+    int8_options = ("int8_io", "keep_float", "max_accuracy_drop", "int8_ops", "int8_method")
     takes_torch = True   # litert-torch converts the module itself: no ONNX detour for PyTorch input
 
     def _convert(self, source, request, workdir, progress):
@@ -100,6 +107,11 @@ class LiteRtBackend(Backend):
             raise BadInput("--int8-io applies to --quantize int8 only")
         if request.options.keep_float and request.quantize != "int8":
             raise BadInput("--keep-float applies to --quantize int8 on backend tflite")
+        if request.options.int8_method != "auto" and request.quantize != "int8":
+            raise BadInput(f"int8_method applies to --quantize int8, not --quantize {request.quantize}")
+        if request.options.int8_method == "dynamic" and _static_settings(request.options):
+            raise BadInput(f"{', '.join(_static_settings(request.options))} apply to static INT8, not "
+                           "int8_method=dynamic")
         from ..compress.mixed_quantize import check_budget
         check_budget(request, self.name)
         if request.precision == "fp16" and request.quantize != "none":
@@ -124,7 +136,7 @@ def _host_hint(float_path, out, source, request, layouts, options, compression, 
     hint = host_hint.measure(float_path, out, feed, "litert", options, progress)
     compression["host_hint"] = hint
     notes = host_hint.warnings(hint)
-    if notes and request.quantize == "int8":
+    if notes and request.quantize == "int8" and compression["int8_method"]["used"] == "static":
         notes.append("--quantize dynamic (int8 weights, activations quantized at run time) may be faster: XNNPACK "
                      "runs it whole")
     return notes
@@ -253,20 +265,50 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
 
     q = quantizer.Quantizer(str(float_path))
     details = {"tool": "ai-edge-quantizer"}
-    calibration = None
-    if request.quantize == "dynamic":
+    if request.quantize == "int8":
+        details["int8_method"] = method = _int8_method(float_path, request.options)
+        if method["used"] == "static":
+            return dict(details, **_full_integer(q, float_path, out, source, request, layouts, progress))
+        details.update(io="float", notes=[f"INT8 dynamic: {method['reason']}"] if "reason" in method else [])
+    if request.quantize != "none":   # dynamic range: --quantize dynamic, or int8 as int8_method says
         progress.status("dynamic-range INT8 weights (ai-edge-quantizer)")
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         details["recipe"] = "dynamic_wi8_afp32: int8 per-channel weights, activations quantized at run time"
-    elif request.quantize == "int8":
-        return dict(details, **_full_integer(q, float_path, out, source, request, layouts, progress))
     else:  # fp16 without quantization: float16 weights, float compute (XNNPACK may use fp16 where the CPU has it)
         progress.status("FP16 weights (ai-edge-quantizer)")
         q.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16,
                                  algorithm_key=AlgorithmName.FLOAT_CASTING)
         details["recipe"] = "float16 weights, float32 I/O"
-    out.write_bytes(_run_quantizer(q, calibration))
+    out.write_bytes(_run_quantizer(q, None))
     return details
+
+
+def _static_settings(options) -> list:
+    """The options given that only static (full-integer) INT8 has."""
+    return [name for name, given in (("int8_io=int8", options.int8_io == "int8"), ("keep_float", options.keep_float),
+                                     ("int8_ops", options.int8_ops != "auto")) if given]
+
+
+def _int8_method(float_path, options) -> dict:
+    """The manifest's record of static or dynamic INT8: int8_method, or for auto the rule ONNX Runtime and OpenVINO
+    follow (models.TRANSFORMER_MAC_SHARE), counted on the float .tflite, since PyTorch input has no ONNX here.
+    Full-integer INT8 of ConvNeXt ran 3.0x float on XNNPACK even with only its convolutions and fully connected
+    layers int8 (its int8 7x7 depthwise kernel), dynamic range 0.52x (benchmarks/results/litert_int8_ops.md)."""
+    from ..litert_model import matmul_mac_share
+    from ..models import TRANSFORMER_MAC_SHARE
+
+    if options.int8_method != "auto":
+        return {"requested": options.int8_method, "used": options.int8_method}
+    if _static_settings(options):
+        return {"requested": "auto", "used": "static", "because": _static_settings(options)}
+    share = matmul_mac_share(float_path)
+    record = {"requested": "auto", "used": "dynamic" if (share or 0) >= TRANSFORMER_MAC_SHARE else "static",
+              "matmul_mac_share": share}
+    if record["used"] == "dynamic":
+        record["reason"] = (f"fully connected layers hold {share:.0%} of the MACs (as in transformers); XNNPACK runs "
+                            "the dynamic-range model whole, with float I/O; --backend-option int8_method=static "
+                            "makes full-integer INT8")
+    return record
 
 
 def _run_quantizer(q, calibration) -> bytes:

@@ -106,10 +106,10 @@ def _compression(c: dict) -> str:
         aware = f", accuracy-aware (max drop {c['max_accuracy_drop']:g})" if "max_accuracy_drop" in c else ""
         return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
     if c.get("tool") == "ai-edge-quantizer":
-        if c["quantize"] == "int8":
+        if c["quantize"] == "int8" and c.get("int8_method", {}).get("used") != "dynamic":
             ops = "conv/FC ops only, the rest float" if (c.get("int8_ops") or {}).get("used") == "compute" else "full-integer"
             return f"INT8 {ops}, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
-        return "INT8 dynamic-range weights (ai-edge-quantizer)"
+        return "INT8 dynamic-range weights, activations quantized at run time (ai-edge-quantizer)"
     if c.get("method") == "static":
         return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
     if c.get("method") == "dynamic" and "integer_ops" in c:

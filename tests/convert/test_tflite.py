@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL, bundle_member, model_bytes
@@ -100,6 +101,8 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     ops = info["op_types"]
     assert info["format"] == "tflite" and ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == 3  # a 1-channel conv is depthwise
     assert info["parameters"] > 20000 and info["producer"]
+    # the same MACs counted on the converted graph as on its ONNX source (the 1-channel conv as depthwise)
+    assert info["flops_estimate"] == cli("inspect", MODEL, "--json").json()["flops_estimate"]
     assert info["inputs"][0]["dtype"] == "int8" and info["inputs"][0]["shape"] == [1, 8, 8, 1]
     with np.load(EVAL) as f:  # a .tflite's own layout is the source layout: NHWC here, int8 data given as floats
         np.savez(tmp_path / "eval-nhwc.npz", image=f["image"].transpose(0, 2, 3, 1), labels=f["labels"])
@@ -127,18 +130,49 @@ def test_pytorch_module_input_converts_for_the_pi(cli, tmp_path):
     assert m["parity"]["passed"] and m["parity"]["max_abs_error"] < 1e-4
 
 
+def _transformer_int8(cli, tmp_path, *options):
+    """The manifest of `package --quantize int8` of a two-block transformer (PyTorch input) for the Pi."""
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=np.random.default_rng(0).standard_normal((16, 8, 32)).astype(np.float32))
+    out = tmp_path / f"{len(list(tmp_path.glob('*.edgepkg')))}.edgepkg"
+    r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_transformer_block", "--profile", "raspberry-pi-5",
+            "--input-shape", "input=1,8,32", "--quantize", "int8", "--calib", calib, *options, "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    return r.json()
+
+
+def test_int8_of_a_transformer_is_dynamic_range_by_default(cli, tmp_path):
+    """The rule ONNX Runtime and OpenVINO follow, counted on the float .tflite (PyTorch input has no ONNX here):
+    full-integer ConvNeXt ran 3x float on XNNPACK, dynamic range 0.5x."""
+    m = _transformer_int8(cli, tmp_path)
+    method = m["compression"]["int8_method"]
+    assert method["requested"] == "auto" and method["used"] == "dynamic" and method["matmul_mac_share"] > 0.5
+    assert "int8_ops" not in m["compression"] and m["compression"]["io"] == "float"
+    assert [i["dtype"] for i in m["inputs"]] == ["float32"]
+    assert any(n.startswith("INT8 dynamic: fully connected layers hold") for n in m["notes"])
+    assert m["parity"]["passed"]
+    # a setting only full-integer INT8 has asks for it
+    static = _transformer_int8(cli, tmp_path, "--int8-io", "int8")
+    assert static["compression"]["int8_method"] == {"requested": "auto", "used": "static", "because": ["int8_io=int8"]}
+    assert static["inputs"][0]["dtype"] == "int8"
+
+
+def test_int8_method_dynamic_refuses_the_settings_of_full_integer_int8(cli, tmp_path):
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--quantize", "int8", "--calib", CALIB,
+            "--backend-option", "int8_method=dynamic", "--backend-option", "int8_ops=compute",
+            "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "int8_ops apply to static INT8, not int8_method=dynamic" in r.stderr
+    r = cli("package", MODEL, "--profile", "raspberry-pi-5", "--quantize", "dynamic",
+            "--backend-option", "int8_method=static", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "int8_method applies to --quantize int8, not --quantize dynamic" in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
+
+
 def test_int8_of_a_transformer_keeps_float_what_xnnpack_cannot_run_in_int8(cli, tmp_path):
     """Full INT8 of LayerNorm, softmax and attention splits the model into many XNNPACK partitions with
     LiteRT's reference kernels between them (DeiT ran 6x slower than float); auto keeps those ops float."""
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, input=np.random.default_rng(0).standard_normal((16, 8, 32)).astype(np.float32))
-    made = {}
-    for ops in ("auto", "all"):
-        r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_transformer_block", "--profile", "raspberry-pi-5",
-                "--input-shape", "input=1,8,32", "--quantize", "int8", "--calib", calib, "--backend-option",
-                f"int8_ops={ops}", "--int8-io", "float", "-o", tmp_path / f"{ops}.edgepkg", "--json")
-        assert r.exit_code == 0, r.stderr
-        made[ops] = r.json()
+    made = {ops: _transformer_int8(cli, tmp_path, "--backend-option", f"int8_ops={ops}", "--backend-option",
+                                   "int8_method=static", "--int8-io", "float") for ops in ("auto", "all")}
     record = made["auto"]["compression"]["int8_ops"]
     assert record["used"] == "compute" and record["xnnpack_partitions"]["all"] > 1
     assert record["xnnpack_partitions"]["compute"] < record["xnnpack_partitions"]["all"]
@@ -150,6 +184,8 @@ def test_int8_of_a_transformer_keeps_float_what_xnnpack_cannot_run_in_int8(cli, 
 def test_int8_of_a_cnn_xnnpack_runs_whole_stays_full_integer(pi_bundles):
     record = pi_bundles["int8"]["compression"]["int8_ops"]
     assert record == {"requested": "auto", "used": "all", "xnnpack_partitions": {"float": 1, "all": 1}}
+    method = pi_bundles["int8"]["compression"]["int8_method"]
+    assert method["used"] == "static" and method["matmul_mac_share"] < 0.5
 
 
 def _unsupported_op_model(path):
@@ -285,3 +321,31 @@ def test_a_conversion_that_changes_the_outputs_fails_packaging(cli, tmp_path, mo
     last = r.stderr.strip().splitlines()[-1]
     assert "packaged artifact disagrees with its source model: max_abs_error" in last and "360 samples" in last
     assert not (tmp_path / "bad.edgepkg").exists()
+
+
+@given(edits=st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["inputs", "outputs", "shape", "buffer", "code"]),
+                                st.lists(st.integers(-3, 1 << 40), max_size=5)), max_size=6))
+@settings(max_examples=150, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_mac_counting_is_total_on_any_graph_the_schema_can_hold(pi_bundles, edits):
+    """Inspect and the INT8 rule count MACs on a user's .tflite: out-of-range tensor, buffer and opcode
+    indices, missing shapes and huge dimensions give a count, never an exception."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeopt.litert_model import _macs_per_op
+
+    src = bundle_member(pi_bundles["int8"]["path"], "model/model.tflite")
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(src, 0))
+    graph = model.subgraphs[0]
+    for at, field, values in edits:
+        op, tensor = graph.operators[at % len(graph.operators)], graph.tensors[at % len(graph.tensors)]
+        if field in ("inputs", "outputs"):
+            setattr(op, field, values or None)
+        elif field == "shape":
+            tensor.shape = values or None
+        elif field == "buffer":
+            tensor.buffer = values[0] if values else -1
+        else:
+            op.opcodeIndex = values[0] if values else 99
+    for name, macs, weights in _macs_per_op(schema, model):
+        assert macs >= 0 and isinstance(weights, bool)
