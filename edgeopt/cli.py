@@ -329,7 +329,7 @@ def _option_text(option: dict) -> str:
                    "--eval-data) in float while the rest is INT8.")
 @click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
               help="An option of the profile's backend without a flag of its own, e.g. workspace_mib=2048 or "
-                   "int8_method=static (onnxruntime); `edgeopt profiles show PROFILE` lists them.")
+                   "int8_method=static (onnxruntime, tflite); `edgeopt profiles show PROFILE` lists them.")
 @common
 def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,

@@ -200,14 +200,19 @@ def count_parameters(model) -> int:
 
 
 def estimate_flops(model):
-    """2 x MACs of Conv, ConvTranspose, Gemm and MatMul, from inferred shapes; None if shapes are unknown."""
+    """2 x MACs of Conv, ConvTranspose, Gemm, MatMul, LSTM, GRU and RNN, from inferred shapes; None if shapes
+    are unknown."""
     per_node = macs_per_node(model)
     return None if per_node is None else 2 * sum(macs for _, macs in per_node)
 
 
+# Gate blocks of a recurrent op's weights W [directions, gates x hidden, input] and R [.., gates x hidden, hidden].
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+
+
 def macs_per_node(model):
-    """[(node, MACs)] of the Conv, ConvTranspose, Gemm and MatMul nodes, in graph order, from inferred
-    shapes; None if a shape is unknown."""
+    """[(node, MACs)] of the Conv, ConvTranspose, Gemm, MatMul and recurrent nodes, in graph order, from
+    inferred shapes; None if a shape is unknown."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -216,6 +221,12 @@ def macs_per_node(model):
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
     found = []
     for node in inferred.graph.node:
+        if node.op_type in RECURRENT_OPS:   # every step of every sequence: X @ W^T and H @ R^T, all gates
+            x, w, r = (shapes.get(name) for name in node.input[:3])
+            if not x or not w or not r or not all(isinstance(d, int) for d in x[:2] + w + r):
+                return None
+            found.append((node, _prod(x[:2]) * (_prod(w) + _prod(r))))   # x: [T, B, I] or [B, T, I]
+            continue
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
         out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
@@ -243,15 +254,17 @@ INT8_METHODS = ("auto", "static", "dynamic")
 
 
 def matmul_mac_share(model):
-    """The share of macs_per_node's MACs in MatMul/Gemm nodes with weights (near 1 in transformers and
-    ConvNeXt's pointwise layers, near 0 in CNNs), rounded to 3 places; None when MACs cannot be counted.
-    LSTM/GRU MACs are not counted."""
+    """The share of macs_per_node's MACs in MatMul/Gemm nodes with weights and in recurrent ops (near 1 in
+    transformers, ConvNeXt's pointwise layers and RNNs, near 0 in CNNs), rounded to 3 places; None when MACs
+    cannot be counted. A recurrent op counts as matrix products with weights, which it is (and what LiteRT's
+    converter unrolls it into)."""
     per_node = macs_per_node(model)
     total = sum(macs for _, macs in per_node or ())
     if not total:
         return None
     weights = {t.name for t in model.graph.initializer}
-    share = sum(macs for node, macs in per_node if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights)
+    share = sum(macs for node, macs in per_node
+                if node.op_type in ("MatMul", "Gemm") + RECURRENT_OPS and node.input[1] in weights)
     return round(share / total, 3)
 
 
@@ -301,7 +314,7 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
         "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
         "dynamic_dims": {k: v for k, v in (original_dynamic or {}).items() if v},
         "flops_estimate": estimate_flops(model),
-        "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul at the fixed input shapes",
+        "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/RNN at the fixed input shapes",
         **_graph_facts(model), "notes": source.notes,
     }
 

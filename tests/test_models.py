@@ -4,7 +4,7 @@ import pathlib
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from conftest import MODEL
 
@@ -154,3 +154,21 @@ def test_inspect_reports_dynamic_dims_without_input_shape(cli, tmp_path):
     assert info["flops_estimate"] is None and "--input-shape x=" in info["flops_note"]
     fixed = cli("inspect", tmp_path / "dyn.onnx", "--input-shape", "x=1,3,8,8", "--json").json()
     assert fixed["flops_estimate"] == 2 * 4 * 6 * 6 * 27
+
+
+def test_recurrent_ops_are_counted_as_matrix_products_with_weights(tmp_path):
+    """An LSTM runs X @ W^T and H @ R^T for all 4 gates at every step: T x B x (|W| + |R|) MACs."""
+    from edgeopt.models import macs_per_node, matmul_mac_share
+
+    t, b, i, h = 5, 2, 6, 4
+    w = numpy_helper.from_array(np.zeros((1, 4 * h, i), np.float32), "W")
+    r = numpy_helper.from_array(np.zeros((1, 4 * h, h), np.float32), "R")
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=h)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [t, b, i])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [t, 1, b, h])], [w, r])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert [macs for _, macs in macs_per_node(model)] == [t * b * 4 * h * (i + h)]
+    assert matmul_mac_share(model) == 1.0
+    onnx.save(model, tmp_path / "lstm.onnx")
+    from edgeopt.models import inspect_model
+    assert inspect_model(str(tmp_path / "lstm.onnx"), {}, tmp_path)["flops_estimate"] == 2 * t * b * 4 * h * (i + h)

@@ -37,6 +37,11 @@ COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "FULLY_CONNE
 # boundary costs little (YOLOv8n: 4 partitions against float's 3, full INT8 0.31x float, compute alone 0.35x;
 # benchmarks/results/litert_int8_ops.md).
 SPLIT_TOLERANCE = 1
+# int8_ops=auto keeps a depthwise convolution with more kernel taps than this float: XNNPACK's int8 kernel for
+# ConvNeXt's 7x7 (49 taps) and a 256-tap STFT filter ran 3-4x slower than float on this x86 host, while 3x3
+# (MobileNetV2) and 5x5 (EfficientNet-B0) ran fast. Float there took the Silero-like model's INT8 from 1.65x to
+# 0.65x float, ConvNeXt's compute-only INT8 from 3.1x to 0.77x (benchmarks/results/litert_wide_depthwise.md).
+WIDE_DEPTHWISE_TAPS = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +55,9 @@ class LiteRtOptions:
     int8_ops: str = option("auto", "ops full-integer INT8 quantizes: all = every op the quantizer supports; "
                            "compute = convolutions and fully connected layers, the rest float; auto = all, or "
                            "compute when full INT8 splits the model into more XNNPACK partitions than float does "
-                           "(LiteRT runs the int8 ops between them on its slow reference kernels)",
-                           choices=INT8_OPS, search=("all", "compute"))
+                           "(LiteRT runs the int8 ops between them on its slow reference kernels), and depthwise "
+                           "convolutions wider than 5x5 float",
+                           choices=INT8_OPS, search=INT8_OPS)
     # Not searched: a search tries --quantize dynamic itself.
     int8_method: str = option("auto", "--quantize int8 as static (full-integer, calibrated activation ranges; "
                               "int8_ops says which ops) or dynamic (int8 weights, activations quantized at run time, "
@@ -343,6 +349,10 @@ def _full_integer(q, float_path, out, source, request, layouts, progress) -> dic
             details.setdefault("notes", []).append(
                 f"INT8 on the convolutions and fully connected layers only: {details['int8_ops']['reason']}; "
                 "--backend-option int8_ops=all keeps every op int8")
+    if "float_depthwise" in details["int8_ops"]:
+        details.setdefault("notes", []).append(
+            f"{details['int8_ops']['float_depthwise']} depthwise convolution(s) wider than 5x5 stay float (XNNPACK's "
+            "int8 kernel for them ran 3-4x slower than float); --backend-option int8_ops=all quantizes them")
     out.write_bytes(chosen)
     return details
 
@@ -351,7 +361,8 @@ def _int8_ops(float_path, out, io, scopes, calibration, wanted, progress) -> tup
     """(the quantized model, the manifest's record) for int8_ops. auto keeps every op int8 unless full INT8
     splits the model into more XNNPACK partitions than float does by more than SPLIT_TOLERANCE (int8 ops XNNPACK
     has no kernel for, recurring in every block), and the compute ops alone split it less: the partition
-    counts are a property of the model and the XNNPACK delegate, the same on the packaging host and the board."""
+    counts are a property of the model and the XNNPACK delegate, the same on the packaging host and the board.
+    auto also leaves depthwise convolutions wider than WIDE_DEPTHWISE_TAPS float."""
     from ai_edge_quantizer import quantizer
 
     from . import tflite_mixed
@@ -365,6 +376,10 @@ def _int8_ops(float_path, out, io, scopes, calibration, wanted, progress) -> tup
     record = {"requested": wanted}
     if wanted != "auto":
         return build(wanted), dict(record, used=wanted)
+    wide = tflite_mixed.wide_depthwise(float_path, WIDE_DEPTHWISE_TAPS)
+    if wide:
+        scopes = scopes + [s for s in tflite_mixed.float_region(float_path, wide) if s not in scopes]
+        record["float_depthwise"] = len(wide)
     progress.status("quantizing every op to INT8, and checking that XNNPACK runs them all")
     every = build("all")
     partitions = {"float": _xnnpack_partitions(float_path), "all": _xnnpack_partitions(every, out)}

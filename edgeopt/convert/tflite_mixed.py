@@ -61,6 +61,23 @@ def float_region(path, scopes) -> list:
     return region
 
 
+def wide_depthwise(path, taps: int) -> list:
+    """The scopes of the DEPTHWISE_CONV_2D ops whose kernel (weights [1, kh, kw, C]) has more than `taps` taps."""
+    from ..litert_model import _flatbuffer
+
+    schema, model = _flatbuffer(path)
+    graph = model.subgraphs[0]
+    wide = set()
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+            continue
+        shape = graph.tensors[op.inputs[1]].shape
+        if shape is not None and len(shape) == 4 and int(shape[1]) * int(shape[2]) > taps:
+            wide.update(i for i in op.outputs if i >= 0)
+    return [scope for name, scope, _, outputs, _ in _ops(path) if set(outputs) & wide]
+
+
 def _onnx_signature(onnx_path) -> list:
     """[(node name, kind, output channels or None)] of the ONNX graph's compute nodes, in order."""
     import onnx

@@ -9,6 +9,14 @@ def make_cnn():
                          nn.Linear(8, 4))
 
 
+def make_wide_depthwise():
+    """A CNN with one 7x7 depthwise convolution (as in ConvNeXt) and one 3x3 (as in MobileNet)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 7, padding=3, groups=16),
+                         nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 16, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+
+
 class _Block(nn.Module):
     """A transformer block in miniature: LayerNorm, attention (two activations multiplied), GELU MLP."""
 

@@ -181,6 +181,38 @@ def test_int8_of_a_transformer_keeps_float_what_xnnpack_cannot_run_in_int8(cli, 
     assert made["auto"]["parity"]["passed"] and made["all"]["parity"]["passed"]
 
 
+def test_int8_leaves_depthwise_convolutions_wider_than_5x5_float(cli, tmp_path):
+    """XNNPACK's int8 kernel for a 7x7 depthwise ran 3-4x slower than float; the 3x3 one stays int8."""
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32))
+    made = {}
+    for ops in ("auto", "all"):
+        r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_wide_depthwise", "--profile", "raspberry-pi-5",
+                "--input-shape", "input=1,3,16,16", "--quantize", "int8", "--calib", calib,
+                "--backend-option", f"int8_ops={ops}", "-o", tmp_path / f"{ops}.edgepkg", "--json")
+        assert r.exit_code == 0, r.stderr
+        made[ops] = r.json()
+    assert made["auto"]["compression"]["int8_ops"]["float_depthwise"] == 1
+    assert any("1 depthwise convolution(s) wider than 5x5 stay float" in n for n in made["auto"]["notes"])
+    assert "float_depthwise" not in made["all"]["compression"]["int8_ops"]
+    assert made["auto"]["parity"]["passed"] and made["all"]["parity"]["passed"]
+    assert made["auto"]["compression"]["int8_method"]["used"] == "static"   # convolutions: no dynamic range
+
+    def int8_depthwise(manifest):
+        from ai_edge_litert import schema_py_generated as schema
+
+        from edgeopt.litert_model import _flatbuffer
+        path = tmp_path / "m.tflite"
+        path.write_bytes(bundle_member(manifest["path"], "model/model.tflite"))
+        _, model = _flatbuffer(path)
+        graph = model.subgraphs[0]
+        return sorted(int(graph.tensors[op.inputs[1]].shape[1]) for op in graph.operators
+                      if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.DEPTHWISE_CONV_2D
+                      and graph.tensors[op.inputs[1]].type == schema.TensorType.INT8)
+
+    assert int8_depthwise(made["auto"]) == [3] and int8_depthwise(made["all"]) == [3, 7]
+
+
 def test_int8_of_a_cnn_xnnpack_runs_whole_stays_full_integer(pi_bundles):
     record = pi_bundles["int8"]["compression"]["int8_ops"]
     assert record == {"requested": "auto", "used": "all", "xnnpack_partitions": {"float": 1, "all": 1}}
