@@ -62,8 +62,8 @@ class LiteRtOptions:
     int8_method: str = option("auto", "--quantize int8 as static (full-integer, calibrated activation ranges; "
                               "int8_ops says which ops) or dynamic (int8 weights, activations quantized at run time, "
                               "float I/O); auto = dynamic when fully connected layers with weights hold most of the "
-                              "MACs (transformers, ConvNeXt), else static; setting int8_io=int8, keep_float or "
-                              "int8_ops asks for static", choices=INT8_METHODS)
+                              "MACs (transformers, ConvNeXt), else static; int8_io=int8, keep_float or "
+                              "int8_ops=all|compute ask for static", choices=INT8_METHODS)
 
 
 class LiteRtBackend(Backend):

@@ -107,7 +107,10 @@ def _compression(c: dict) -> str:
         return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
     if c.get("tool") == "ai-edge-quantizer":
         if c["quantize"] == "int8" and c.get("int8_method", {}).get("used") != "dynamic":
-            ops = "conv/FC ops only, the rest float" if (c.get("int8_ops") or {}).get("used") == "compute" else "full-integer"
+            int8_ops = c.get("int8_ops") or {}
+            ops = "conv/FC ops only, the rest float" if int8_ops.get("used") == "compute" else "full-integer"
+            if int8_ops.get("float_depthwise"):
+                ops += f" but {int8_ops['float_depthwise']} wide depthwise conv(s) float"
             return f"INT8 {ops}, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
         return "INT8 dynamic-range weights, activations quantized at run time (ai-edge-quantizer)"
     if c.get("method") == "static":

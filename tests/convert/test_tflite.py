@@ -150,6 +150,8 @@ def test_int8_of_a_transformer_is_dynamic_range_by_default(cli, tmp_path):
     assert "int8_ops" not in m["compression"] and m["compression"]["io"] == "float"
     assert [i["dtype"] for i in m["inputs"]] == ["float32"]
     assert any(n.startswith("INT8 dynamic: fully connected layers hold") for n in m["notes"])
+    from edgeopt.report.tables import _compression
+    assert _compression(m["compression"]).startswith("INT8 dynamic-range weights")
     assert m["parity"]["passed"]
     # a setting only full-integer INT8 has asks for it
     static = _transformer_int8(cli, tmp_path, "--int8-io", "int8")
@@ -195,6 +197,8 @@ def test_int8_leaves_depthwise_convolutions_wider_than_5x5_float(cli, tmp_path):
     assert made["auto"]["compression"]["int8_ops"]["float_depthwise"] == 1
     assert any("1 depthwise convolution(s) wider than 5x5 stay float" in n for n in made["auto"]["notes"])
     assert "float_depthwise" not in made["all"]["compression"]["int8_ops"]
+    from edgeopt.report.tables import _compression   # what package's table and the reports print
+    assert "full-integer but 1 wide depthwise conv(s) float" in _compression(made["auto"]["compression"])
     assert made["auto"]["parity"]["passed"] and made["all"]["parity"]["passed"]
     assert made["auto"]["compression"]["int8_method"]["used"] == "static"   # convolutions: no dynamic range
 
