@@ -121,6 +121,15 @@ def _compression(c: dict) -> str:
     return f"INT8 {c.get('method')}"
 
 
+def _accuracy_text(acc: dict) -> str:
+    """Top-1 (or why not) and the outputs' error against the source's, on the bundle's eval samples."""
+    top1 = (f"top-1 {acc['top1']:.4f} (drop {acc.get('drop', 0):+.4f} vs source)" if "top1" in acc
+            else f"top-1 absent: {acc.get('top1_absent', 'not measured')}")
+    error = (f"max abs error {acc['max_abs_error']:.4g} vs the source's outputs" if "max_abs_error" in acc
+             else f"max abs error absent: {acc['max_abs_error_absent']}" if "max_abs_error_absent" in acc else "")
+    return f"{top1}; {error} on {acc.get('n', '?')} samples" if error else f"{top1} on {acc.get('n', '?')} samples"
+
+
 def bench_rows(doc: dict):
     lat, mem, acc = doc["latency"], doc["memory"], doc.get("accuracy", {})
     ci = lat.get("ci95", {})
@@ -139,8 +148,8 @@ def bench_rows(doc: dict):
             ("RSS import / load / peak", f"{_num(mem.get('rss_after_import_mb'), '{:.1f}')} / {_num(mem.get('rss_after_load_mb'), '{:.1f}')} / {_num(mem.get('peak_rss_mb'), '{:.1f}')} MiB")]
     if acc.get("available") is False:
         rows.append(("accuracy", f"absent: {acc['reason']}"))
-    elif "top1" in acc:
-        rows.append(("accuracy", f"top-1 {acc['top1']:.4f} on {acc['n']} samples (drop {acc.get('drop', 0):+.4f} vs source)"))
+    elif acc:
+        rows.append(("accuracy", _accuracy_text(acc)))
     rows += throughput_rows(doc.get("throughput")) + layer_rows(doc.get("layer_profile"))
     rows += power_rows(doc.get("power") or {}) + thermal_rows(doc.get("thermal") or {})
     transfers = (doc.get("transport") or {}).get("transfers") or []

@@ -123,3 +123,16 @@ def test_malformed_timelines_are_refused_naming_the_field(int8_result, path, bad
     node[path[-1]] = bad
     with pytest.raises(BadInput, match=field):
         rows.build([doc], {"results": [{"status": "ok", "budgets": []}], "exit_code": 0}, None, "none")
+
+
+def test_the_bench_table_says_what_accuracy_was_measured_and_what_was_not(int8_result):
+    """Eval data without labels still gives the outputs' error against the source: the table says both."""
+    from edgeopt.report.tables import bench_rows
+
+    labelled = dict(bench_rows(int8_result))["accuracy"]
+    assert labelled.startswith("top-1 ") and "drop" in labelled
+    unlabelled = copy.deepcopy(int8_result)
+    unlabelled["accuracy"] = {"n": 16, "max_abs_error": 0.0442, "top1_absent": "the eval data has no labels",
+                              "drop_absent": "the eval data has no labels"}
+    assert dict(bench_rows(unlabelled))["accuracy"] == (
+        "top-1 absent: the eval data has no labels; max abs error 0.0442 vs the source's outputs on 16 samples")
