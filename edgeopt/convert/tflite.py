@@ -299,7 +299,7 @@ def _int8_method(float_path, options) -> dict:
     """The manifest's record of static or dynamic INT8: int8_method, or for auto the rule ONNX Runtime and OpenVINO
     follow (models.TRANSFORMER_MAC_SHARE), counted on the float .tflite, since PyTorch input has no ONNX here.
     Full-integer INT8 of ConvNeXt ran 3.0x float on XNNPACK even with only its convolutions and fully connected
-    layers int8 (its int8 7x7 depthwise kernel), dynamic range 0.52x (benchmarks/results/litert_int8_ops.md)."""
+    layers int8 (its int8 7x7 depthwise kernel), dynamic range 0.5-0.6x (benchmarks/results/litert_int8_ops.md)."""
     from ..litert_model import matmul_mac_share
     from ..models import TRANSFORMER_MAC_SHARE
 
