@@ -83,11 +83,15 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     from ..pipeline import package as run_pipeline
 
     steps = [recipe.step(name, values, f"candidate {name}") for name, values in candidate.steps]
+    # every sampled option but quantize and precision is one of the backend's own (int8_ops, activation_range,
+    # keep_float, ...): package() takes those as backend_options, not as keywords of its own
+    options = dict(candidate.package)
+    settings = {key: options.pop(key) for key in ("quantize", "precision") if key in options}
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
                         input_shapes=job.input_shapes, budgets=job.budgets,
                         train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
-                        **candidate.package)
+                        backend_options=options or None, **settings)
 
 
 def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, progress) -> list:

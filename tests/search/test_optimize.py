@@ -389,3 +389,23 @@ def test_a_throughput_budget_is_measured_for_every_candidate(cli, tmp_path):
     r = _optimize(cli, tmp_path, "--space", space, "--trials", "2", "--study", "fps", "--budget", "throughput_fps=1")
     assert r.exit_code == 0, r.stderr
     assert all(t["figures"]["throughput_fps"] > 1 for t in r.json()["trials"])
+
+
+@pytest.mark.parametrize("profile, space", [
+    ("raspberry-pi-5", 'int8_ops = ["compute"]\n'),
+    ("intel-cpu", 'activation_range = ["minmax"]\n'),
+])
+def test_backend_options_sampled_by_the_search_reach_the_backend(cli, tmp_path, profile, space):
+    """A sampled option of the backend's own (LiteRT's int8_ops, OpenVINO's activation_range) is packaged as a
+    backend option; every INT8 trial on these profiles used to fail with package()'s TypeError."""
+    spec = tmp_path / "space.toml"
+    spec.write_text('quantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n' + space)
+    r = _optimize(cli, tmp_path, "--profile", profile, "--space", spec, "--trials", "2", "--study", "opts",
+                  "--budget", "latency_p90_ms=50")
+    assert r.exit_code == 0, r.stderr
+    sampled = [t for t in r.json()["trials"] if space.split()[0] in t["config"]]
+    assert sampled and all(t["figures"] and not t.get("error") for t in sampled), r.json()["trials"]
+    manifest = json.loads(bundle_member(sampled[0]["bundle"], "manifest.json"))
+    option, value = space.split()[0], space.split('"')[1]
+    recorded = manifest["compression"][option]
+    assert (recorded["requested"] if option == "int8_ops" else recorded) == value
