@@ -51,13 +51,15 @@ class LiteRtOptions:
                           "(full-integer = int8)", choices=("int8", "float"))
     keep_float: str = keep_float_option()
     max_accuracy_drop: float | None = budget_option()   # the budget of --keep-float auto's choice
-    # Searched: whether an op's int8 kernel beats its float one is the device's to say.
+    # Searched: whether an op's int8 kernel beats its float one is the device's to say. Not "all": auto is the
+    # same bundle wherever XNNPACK runs full INT8 whole (every CNN of the zoo), which a study would measure twice;
+    # a space file can add it.
     int8_ops: str = option("auto", "ops full-integer INT8 quantizes: all = every op the quantizer supports; "
                            "compute = convolutions and fully connected layers, the rest float; auto = all, or "
                            "compute when full INT8 splits the model into more XNNPACK partitions than float does "
                            "(LiteRT runs the int8 ops between them on its slow reference kernels), and depthwise "
                            "convolutions wider than 5x5 float",
-                           choices=INT8_OPS, search=INT8_OPS)
+                           choices=INT8_OPS, search=("auto", "compute"))
     # Not searched: a search tries --quantize dynamic itself.
     int8_method: str = option("auto", "--quantize int8 as static (full-integer, calibrated activation ranges; "
                               "int8_ops says which ops) or dynamic (int8 weights, activations quantized at run time, "
