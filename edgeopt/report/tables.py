@@ -450,6 +450,8 @@ def _verdict(row: dict, on_front: bool) -> str:
         return f"[red]failed[/] {escape(row.get('error') or '')}"
     marks = [m for m, on in (("baseline", row["baseline"]), ("INT8 by hand", row.get("textbook")),
                              ("cached", row["cached"]),
+                             (f"the same bundle as trial {row.get('twin_of')}, not measured again",
+                              row.get("twin_of") is not None and not row["cached"]),
                              ("screened only", row["measurement"] == "screening"), ("pareto", on_front),
                              ("measured again", bool(row.get("rechecked")))) if on]
     figures = row.get("figures") or {}
@@ -466,11 +468,13 @@ def _verdict(row: dict, on_front: bool) -> str:
 def _time_spent(trials: list) -> str:
     phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
     cached = sum(t["cached"] for t in trials)
+    twins = sum(t.get("twin_of") is not None and not t["cached"] for t in trials)
     screened = sum(t["measurement"] == "screening" for t in trials)
     reference = f", the baseline beside them {phases['reference']:.0f} s" if phases["reference"] else ""
     return (f"{len(trials)} trials: packaging {phases['package']:.0f} s, screening {phases['screen']:.0f} s, "
             f"full measurements {phases['measure']:.0f} s{reference}; {screened} screened only, {cached} answered "
-            "from the study's cache (not counted in --trials)")
+            "from the study's cache (not counted in --trials)"
+            + (f"; {twins} packaged to a bundle already measured, and answered by its measurement" if twins else ""))
 
 
 def optimize_lines(outcome: dict) -> list:

@@ -240,6 +240,20 @@ def _baseline(dims: list, job: Job):
     return trials_.Candidate({"quantize": "none", "precision": _profile_precision(job)}, [], threads)
 
 
+def _grid_sampler_class():
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        """Optuna's grid, whose end the loop detects (Study._grid_done): Optuna's own after_trial calls
+        Study.stop() once every point is visited, which raises outside study.optimize(), and a study here asks
+        and tells. A grid of a space file's few points reached it in one study, and the trial's tell failed."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return Grid
+
+
 def _sampler(name: str, dims: list, seed: int, multi: bool):
     import optuna
 
@@ -248,7 +262,7 @@ def _sampler(name: str, dims: list, seed: int, multi: bool):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler({d.name: d.grid() for d in dims}, seed=seed)
+        return _grid_sampler_class()({d.name: d.grid() for d in dims}, seed=seed)
     if name == "nsga2" or multi:
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
@@ -323,8 +337,13 @@ class _Runner:
         return sum(not t.user_attrs.get("cached") for t in self.study.get_trials(deepcopy=False, states=states))
 
     def _grid_done(self) -> bool:
+        """Every grid point proposed. Not counted: trials not yet run (an enqueued one has no key) and the
+        baseline, which a space file may leave outside the grid (quantize = ["int8"]); where it is a grid point,
+        the grid proposes it again and the cache answers."""
         size = math.prod(len(d.grid()) for d in self.dims)
-        return len({t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)}) >= size
+        keys = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get("key") and not t.user_attrs.get("baseline")}
+        return len(keys) >= size
 
     def _run_trial(self, trial) -> str | None:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
@@ -347,7 +366,8 @@ class _Runner:
         try:
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
-                                            screen, self._can_still_win, self.progress, self._reference(trial))
+                                            screen, self._can_still_win, self.progress, self._reference(trial),
+                                            twin=lambda artifact: self._twin(artifact, trial.number))
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -421,15 +441,29 @@ class _Runner:
         Pareto front: a candidate slower than the best may still be on it, by accuracy or size."""
         return self.screening and not self.multi and not trial.user_attrs.get("baseline")
 
-    def _cached(self, key: str, number: int) -> dict | None:
-        """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
+    def _finished(self, attr: str, value: str, number: int):
+        """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None."""
         import optuna
 
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get("key") == key and t.number != number and "figures" in t.user_attrs:
-                return {k: t.user_attrs[k] for k in ("figures", "violations", "measurement", "results",
-                                                     "bundle_sha256", "transforms", "paired") if k in t.user_attrs}
+            if t.user_attrs.get(attr) == value and t.number != number and "figures" in t.user_attrs:
+                return t
         return None
+
+    def _cached(self, key: str, number: int) -> dict | None:
+        """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
+        t = self._finished("key", key, number)
+        return None if t is None else {k: t.user_attrs[k] for k in (
+            "figures", "violations", "measurement", "results", "bundle_sha256", "transforms", "paired", "artifact",
+            "twin_of") if t.user_attrs.get(k) is not None}
+
+    def _twin(self, artifact: str, number: int) -> dict | None:
+        """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
+        with "twin_of": the trial first measured; None when there is none."""
+        t = self._finished("artifact", artifact, number)
+        return None if t is None else dict({k: t.user_attrs[k] for k in (
+            "figures", "violations", "measurement", "results", "paired") if k in t.user_attrs},
+            twin_of=t.user_attrs.get("twin_of") or t.number)
 
     def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
         import optuna
@@ -440,7 +474,8 @@ class _Runner:
             trial.set_user_attr("error", f"objective {self.job.objective} was not measured on every device")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds", "paired"):
+        for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds", "paired",
+                     "artifact", "twin_of"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -616,6 +651,7 @@ def _row(t) -> dict:
             "figures": attrs.get("figures", {}), "violations": attrs.get("violations", {}),
             "feasible": _feasible(t) if t.state.name == "COMPLETE" else False,
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
+            "twin_of": attrs.get("twin_of"),
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},

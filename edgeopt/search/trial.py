@@ -164,16 +164,35 @@ def _excess(measured: float, limit: float, higher_is_better: bool) -> float:
     return (limit - measured) / scale if higher_is_better else (measured - limit) / scale
 
 
+def artifact_key(manifest: dict, threads: int | None) -> str:
+    """What a measurement depends on: the bundle's files (model and data, by their sha256), the runtime it
+    records and the thread count. Two configurations that package to the same artifact (LiteRT's int8_ops=auto
+    and all on a CNN) share it, while their manifests, which record what was asked, differ."""
+    import hashlib
+    import json
+
+    files = sorted((f["path"], f["sha256"]) for f in manifest.get("files", []))
+    text = json.dumps([files, manifest.get("runtime"), threads], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress,
-        reference: Reference | None = None) -> dict:
+        reference: Reference | None = None, twin=None) -> dict:
     """Package and measure one candidate. `can_still_win(figures, violations)` decides, after a screening run,
     whether it earns a full measurement. With a reference, the relative budgets are judged against the
     baseline measured right before each run of the candidate. Returns {"figures", "violations", "measurement"
     (screening or full), "paired" ({budget: candidate/reference ratio}, with a reference), "results" (result
     files), "bundle_sha256", "transforms" (the stages of its manifest), "seconds" (wall time of packaging, of
-    the screening run, of the full run and of the reference's runs)}."""
+    the screening run, of the full run and of the reference's runs)}. `twin(artifact key)`: a finished
+    trial's outcome for the same artifact, which then answers for this one without measuring it again."""
     clock = _Clock()
     manifest = clock.time("package", package, candidate, job, bundle, progress)
+    artifact = artifact_key(manifest, candidate.threads)
+    answered = twin(artifact) if twin is not None else None
+    if answered is not None:
+        progress.status(f"the same bundle as trial {answered['twin_of']}: its measurement answers")
+        return dict(answered, artifact=artifact, seconds=dict(clock.seconds),
+                    bundle_sha256=manifest.get("content_sha256"), transforms=manifest.get("transforms", []))
     docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
                                    "screen" if screen else "measure", progress)
     measurement = "screening" if screen else "full"
@@ -184,7 +203,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
             measurement = "full"
     out = {"figures": figures(docs, job.budgets),
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
-           "measurement": measurement, "results": [d.get("_path") for d in docs],
+           "measurement": measurement, "results": [d.get("_path") for d in docs], "artifact": artifact,
            "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
            "transforms": manifest.get("transforms", []),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}

@@ -409,3 +409,25 @@ def test_backend_options_sampled_by_the_search_reach_the_backend(cli, tmp_path, 
     option, value = space.split()[0], space.split('"')[1]
     recorded = manifest["compression"][option]
     assert (recorded["requested"] if option == "int8_ops" else recorded) == value
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "grid"])
+def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_again(cli, tmp_path, sampler):
+    """LiteRT's int8_ops auto and all make the same .tflite of a CNN: the second is packaged (its configuration
+    differs) but answered by the first one's measurement. The grid of these two points ends after both (it used to
+    end after the baseline, and Optuna's own end of a grid raised outside study.optimize)."""
+    spec = tmp_path / "space.toml"
+    spec.write_text('quantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nint8_ops = ["auto", "all"]\n'
+                    'threads = [1]\n')
+    r = _optimize(cli, tmp_path, "--profile", "raspberry-pi-5", "--space", spec, "--trials", "3", "--study", "twins",
+                  "--sampler", sampler, "--budget", "latency_p90_ms=50")
+    assert r.exit_code == 0, r.stderr
+    rows = {}
+    for t in r.json()["trials"]:   # the first trial of each configuration (later ones come from the cache)
+        if "int8_ops=" in t["config"]:
+            rows.setdefault(t["config"].split("int8_ops=")[1].split()[0], t)
+    assert set(rows) == {"auto", "all"}
+    first, second = sorted(rows.values(), key=lambda t: t["trial"])
+    assert second["twin_of"] == first["trial"] and not second["cached"] and first["twin_of"] is None
+    assert second["figures"] == first["figures"] and second["results"] == first["results"]
+    assert second["seconds"]["package"] > 0 and "measure" not in second["seconds"]   # packaged, not measured
