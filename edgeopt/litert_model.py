@@ -7,6 +7,7 @@ with exactly the I/O handling (int8 quantize/dequantize, tensor names) the devic
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import pathlib
@@ -104,15 +105,29 @@ def _flatbuffer(path: pathlib.Path):
     return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
 
 
+@functools.lru_cache(maxsize=None)
+def _builtin_names(schema) -> dict:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def op_name(schema, model, op) -> str | None:
+    """An operator's builtin name (CONV_2D, ...), a custom op's custom code; None for an opcode index the
+    model does not hold."""
+    if not 0 <= op.opcodeIndex < len(model.operatorCodes):
+        return None
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)   # codes past 127 live in builtinCode only
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return (code.customCode or b"?").decode()
+    return _builtin_names(schema).get(builtin, f"builtin {builtin}")
+
+
 def operators(schema, model) -> dict:
     """{op name: count} over every subgraph; a custom op by its custom code."""
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     counts = {}
     for graph in model.subgraphs:
         for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            name = (code.customCode or b"?").decode() if builtin == schema.BuiltinOperator.CUSTOM else names[builtin]
+            name = op_name(schema, model, op) or "?"
             counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
@@ -140,7 +155,6 @@ def macs_per_op(path: pathlib.Path) -> list:
 
 
 def _macs_per_op(schema, model) -> list:
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph = model.subgraphs[0]
 
     def shape(index):
@@ -154,8 +168,7 @@ def _macs_per_op(schema, model) -> list:
 
     found = []
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex] if 0 <= op.opcodeIndex < len(model.operatorCodes) else None
-        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) if code is not None else None
+        name = op_name(schema, model, op)
         if name not in MAC_OPS or op.inputs is None or len(op.inputs) < 2 or op.outputs is None:
             continue
         out, w, data = shape(op.outputs[0]), shape(op.inputs[1]), shape(op.inputs[0])

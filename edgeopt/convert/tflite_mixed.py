@@ -25,12 +25,15 @@ def _ops(path) -> list:
     """[(op name, scope, input tensors, output tensors, output channels)] of the main graph, in order."""
     from ..litert_model import _flatbuffer
 
-    schema, model = _flatbuffer(path)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return _ops_of(*_flatbuffer(path))
+
+
+def _ops_of(schema, model) -> list:
+    from ..litert_model import op_name
+
     graph, found = model.subgraphs[0], []
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        name = op_name(schema, model, op) or ""
         outputs = [i for i in op.outputs if i >= 0]
         scope = "".join(graph.tensors[i].name.decode() + ";" for i in outputs if graph.tensors[i].name)
         shape = graph.tensors[outputs[0]].shape if outputs else None
@@ -67,15 +70,12 @@ def wide_depthwise(path, taps: int) -> list:
 
     schema, model = _flatbuffer(path)
     graph = model.subgraphs[0]
-    wide = set()
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.DEPTHWISE_CONV_2D:
-            continue
-        shape = graph.tensors[op.inputs[1]].shape
+    found = []
+    for name, scope, inputs, _, _ in _ops_of(schema, model):
+        shape = graph.tensors[inputs[1]].shape if name == "DEPTHWISE_CONV_2D" and len(inputs) > 1 else None
         if shape is not None and len(shape) == 4 and int(shape[1]) * int(shape[2]) > taps:
-            wide.update(i for i in op.outputs if i >= 0)
-    return [scope for name, scope, _, outputs, _ in _ops(path) if set(outputs) & wide]
+            found.append(scope)
+    return found
 
 
 def _onnx_signature(onnx_path) -> list:
