@@ -16,7 +16,6 @@ import json
 import pathlib
 import sys
 import tarfile
-import time
 
 import numpy as np
 
@@ -109,13 +108,7 @@ def run_model(model: str, seconds: float, work: pathlib.Path) -> dict:
     feed = {name: samples[:1]}
     for run, _ in runners.values():
         run(**feed)
-    times = {k: [] for k in RECIPES}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for kind, (run, _) in runners.items():
-            t0 = time.perf_counter()
-            run(**feed)
-            times[kind].append(time.perf_counter() - t0)
+    times = common.interleaved({kind: lambda run=run: run(**feed) for kind, (run, _) in runners.items()}, seconds)
     fp32 = float(np.median(times["float"]))
     return {"model": model, "chosen": record, "rounds": len(times["float"]),
             "ms": {k: round(float(np.median(v)) * 1e3, 4) for k, v in times.items()},

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import time
 
 import numpy as np
 
@@ -65,13 +64,8 @@ def run_model(model: str, seconds: float, work) -> dict:
         runner = interpreter.get_signature_runner()
         runners[variant] = (runner, _feed(runner))
         runner(**runners[variant][1])
-    times = {k: [] for k in runners}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for variant, (runner, feed) in runners.items():
-            t0 = time.perf_counter()
-            runner(**feed)
-            times[variant].append(time.perf_counter() - t0)
+    times = common.interleaved({variant: lambda runner=runner, feed=feed: runner(**feed)
+                                for variant, (runner, feed) in runners.items()}, seconds)
     fp32 = float(np.median(times["float"]))
     default = made["default"][1]["compression"]
     return {"model": model, "float_ms": round(fp32 * 1e3, 4), "rounds": len(times["float"]),

@@ -28,6 +28,8 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402  (stdlib only at import: it runs in the simplifiers' own venv too)
 ZOO_CACHE = HERE / ".cache" / "zoo"
 RESULTS = HERE / "results"
 MODELS = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "efficientnet_b0", "shufflenet_v2", "deit_tiny",
@@ -104,13 +106,8 @@ def run_model(model: str, seconds: float, work: pathlib.Path) -> dict:
         comparable = [(a, b) for a, b in zip(reference, outputs) if np.shape(a) == np.shape(b)]
         row["tools"][tool]["max_abs_diff"] = (float(max(np.max(np.abs(np.asarray(a, np.float64) - b)) if np.size(a)
                                                         else 0.0 for a, b in comparable)) if comparable else None)
-    times = {tool: [] for tool in sessions}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for tool, session in sessions.items():
-            t0 = time.perf_counter()
-            session.run(None, feed)
-            times[tool].append(time.perf_counter() - t0)
+    times = common.interleaved({tool: lambda session=session: session.run(None, feed)
+                                for tool, session in sessions.items()}, seconds)
     for tool, values in times.items():
         row["tools"][tool]["p50_ms"] = round(float(np.median(values)) * 1e3, 4)
     return row

@@ -112,6 +112,19 @@ def disturbed_note(shares, limit=MAX_FOREIGN) -> str:
             f"up to {max(shares):.0%}) after {MAX_TRIES} tries: those figures are less trustworthy.**")
 
 
+def interleaved(calls: dict, seconds: float) -> dict:
+    """{name: [seconds of each call]}: every callable of `calls` called in turn, round after round, for
+    `seconds`, so that a neighbour's load or the host's drift hits them alike."""
+    times = {name: [] for name in calls}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def median(values):
     return statistics.median(values)
 
