@@ -41,7 +41,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
             teacher: str | None = None, seed: int = 0, keep_float: str = "",
-            backend_options: dict | None = None, host_timing: bool = True) -> dict:
+            backend_options: dict | None = None, host_timing: bool = True, transform_cache=None) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -59,7 +59,11 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     same options, kept for callers of older versions; each counts only when set (not its default).
 
     host_timing=False skips the host-side latency hints (each transform stage's, INT8 vs FP32): a caller
-    that measures the bundle on its device anyway (optimize) saves their seconds."""
+    that measures the bundle on its device anyway (optimize) saves their seconds.
+
+    transform_cache: a transform.TransformCache that keeps transformed modules between calls (optimize's
+    trials): steps already run on the same source, seed and data are not run again. The returned manifest then
+    says "transforms_reused": True (outside the bundle: its manifest is the same either way)."""
     prof = load_profile(profile)
     backend = backend_for(prof)          # fail on an unavailable backend before any work
     given = _backend_values(backend_options, preset=preset, subset_size=subset_size,
@@ -85,13 +89,13 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         progress.status(f"loading {model}")
         shapes = dict(input_shapes or {})
         if steps:
-            source, calibration, evaluation, stages = _transformed_source(
+            source, calibration, evaluation, stages, reused = _transformed_source(
                 model, shapes, work, simplify, backend, list(steps), calib, eval_data, train_data, teacher,
-                seed, progress, host_timing)
+                seed, progress, host_timing, transform_cache)
         else:
             source = load_model(model, shapes, work, simplify, backend.takes_torch)
             calibration, evaluation = _samples(calib, eval_data, source.inputs)
-            stages = []
+            stages, reused = [], False
         request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options, host_timing,
                                  prof)
         conversion = backend.convert(source, request, work, progress)
@@ -112,6 +116,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
+    if reused:
+        manifest["transforms_reused"] = True
     return manifest
 
 
@@ -175,30 +181,47 @@ def _check_transform_inputs(model: str, steps: list, train_data, teacher, quanti
 
 
 def _transformed_source(model, shapes, work, simplify, backend, steps, calib, eval_data, train_data, teacher,
-                        seed, progress, host_timing=True) -> tuple:
-    """(SourceModel of the transformed module, calibration, evaluation, [Stage]): the PyTorch source
-    loaded as a module, changed by each step, then exported (or kept as a module for a backend that
-    converts PyTorch itself)."""
-    import copy
-
+                        seed, progress, host_timing=True, cache=None) -> tuple:
+    """(SourceModel of the transformed module, calibration, evaluation, [Stage], reused from the cache): the
+    PyTorch source loaded as a module, changed by each step, then exported (or kept as a module for a backend
+    that converts PyTorch itself)."""
     from . import torch_export
-    from .compress.base import TransformContext
 
     source = torch_export.load(model, detect_format(model), shapes)
     calibration, evaluation = _samples(calib, eval_data, source.inputs)
-    train = _training_samples(train_data, source.inputs, work) if train_data else None
-    teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
-    context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
-                               calibration, progress, seed, work)
-    module, stages = transform.run(source, steps, context, work, progress, measure_teacher=bool(teacher),
-                                   host_timing=host_timing)
+    key = None if cache is None else transform.cache_key(
+        source, steps, shapes, seed, {"train": train_data, "calib": calib, "eval": eval_data}, teacher)
+    kept = None if cache is None else cache.get(key)
+    if kept:
+        progress.status("transforms: the same steps as an earlier trial, reused")
+        module, stages = kept
+    else:
+        module, stages = _run_transforms(source, steps, calibration, evaluation, train_data, teacher, seed, work,
+                                         progress, host_timing)
+        if cache is not None:
+            cache.put(key, module, stages)
     if backend.takes_torch:
-        return dataclasses.replace(source, torch_module=module), calibration, evaluation, stages
+        return dataclasses.replace(source, torch_module=module), calibration, evaluation, stages, bool(kept)
     final = stages[-1].onnx_path
     if final is None:
         raise BadInput(f"{model}: {stages[-1].figures['absent']}")
     exported = onnx_source(final, model, source.format, source.sha256, {}, work, simplify)
-    return exported, calibration, evaluation, stages
+    return exported, calibration, evaluation, stages, bool(kept)
+
+
+def _run_transforms(source, steps, calibration, evaluation, train_data, teacher, seed, work, progress,
+                    host_timing) -> tuple:
+    """(module, [Stage]) of the steps applied to the source module."""
+    import copy
+
+    from .compress.base import TransformContext
+
+    train = _training_samples(train_data, source.inputs, work) if train_data else None
+    teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
+    context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
+                               calibration, progress, seed, work)
+    return transform.run(source, steps, context, work, progress, measure_teacher=bool(teacher),
+                         host_timing=host_timing)
 
 
 def _training_samples(train_data: str, inputs, work: pathlib.Path) -> dict:

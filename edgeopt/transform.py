@@ -9,15 +9,19 @@ stages; the device's number is the one that counts.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import pathlib
+import shutil
+import tempfile
 
 from .compress import base as transforms
 from .errors import BadInput
 
 TORCH_FORMATS = ("pytorch-module", "exported-program")
 HINT_SECONDS = 2.0      # timing budget for all stages together
+CACHE_BYTES = 1 << 30   # TransformCache: the parameter bytes of the modules it keeps, at most
 
 
 @dataclasses.dataclass
@@ -119,3 +123,67 @@ def _time_stages(stages: list, source, context) -> None:
     for stage, ms in zip(timed, medians):
         stage.figures["latency_ms"] = round(ms, 4)
         stage.figures["latency_note"] = f"onnxruntime on this host, 1 thread, median of {rounds}"
+
+
+class TransformCache:
+    """Transformed modules kept between packagings in one process (optimize's trials): a candidate whose steps
+    an earlier trial ran on the same source with the same seed and data reuses that module and its stages,
+    instead of pruning and training again; trials that differ only in quantization, precision, a backend option
+    or threads then cost a conversion and a measurement. Least recently used entries leave first, past
+    CACHE_BYTES of parameters; each entry's exported stages are copied into the cache's own folder."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._folder = tempfile.TemporaryDirectory(prefix="edgeopt-transforms-")
+        self._entries = collections.OrderedDict()   # key -> (module, [Stage], bytes)
+
+    def get(self, key: str):
+        """(module, [Stage]) copies of an entry, or None."""
+        if key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        module, stages, _ = self._entries[key]
+        return copy.deepcopy(module), copy.deepcopy(stages)
+
+    def put(self, key: str, module, stages: list) -> None:
+        folder = pathlib.Path(self._folder.name) / key[:32]
+        folder.mkdir(exist_ok=True)
+        kept = []
+        for stage in stages:
+            path = None
+            if stage.onnx_path is not None:
+                path = folder / stage.onnx_path.name
+                shutil.copyfile(stage.onnx_path, path)
+            kept.append(dataclasses.replace(copy.deepcopy(stage), onnx_path=path))
+        size = sum(p.numel() * p.element_size() for p in module.parameters())
+        self._entries[key] = (copy.deepcopy(module), kept, size)
+        while len(self._entries) > 1 and sum(e[2] for e in self._entries.values()) > self.max_bytes:
+            old, _ = self._entries.popitem(last=False)
+            shutil.rmtree(pathlib.Path(self._folder.name) / old[:32], ignore_errors=True)
+
+    def close(self) -> None:
+        self._entries.clear()
+        self._folder.cleanup()
+
+
+def cache_key(source, steps: list, shapes: dict, seed: int, data: dict, teacher) -> str:
+    """What a transformed module depends on: the source (its file's sha256 and reference), the input shapes,
+    each step with its options, the seed, the data files read (training, calibration, evaluation) and the
+    teacher."""
+    import hashlib
+    import json
+
+    doc = {"source": [source.reference, source.sha256], "shapes": shapes, "seed": seed, "teacher": teacher,
+           "steps": [s.to_dict() for s in steps], "data": {k: _file_identity(v) for k, v in data.items()}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_identity(path) -> list | None:
+    """A data file's path, size and modification time (a DataLoader reference is its text)."""
+    if path is None:
+        return None
+    p = pathlib.Path(str(path))
+    if not p.is_file():
+        return [str(path)]
+    stat = p.stat()
+    return [str(p.resolve()), stat.st_size, stat.st_mtime_ns]

@@ -8,6 +8,7 @@ own name ("keep_float", "preset"). A transform is a yes/no dimension ("prune") w
 
     quantize = ["none", "int8"]      # a subset of the choices
     "prune.channels" = [0.3, 0.6]    # a narrower range (within the option's bounds)
+    "distill.epochs" = {low = 2, high = 8, step = 2}   # a range tried in steps: 2, 4, 6, 8
     distill = false                  # fixed
     threads = [1, 2, 4]              # bench threads, when the device's core count is not known
 """
@@ -26,6 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+STEP_DIGITS = 9   # a stepped value is rounded to this many decimals
 # The order transforms are applied in (recipe.from_flags' order); a transform not listed goes last.
 ORDER = ("prune", "sparsity", "lowrank", "distill", "qat")
 
@@ -44,6 +46,9 @@ class Dimension:
     toggle: bool = False            # a transform's on/off dimension (its options are its children)
     # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared).
     limits: tuple = ()
+    # A number range tried only in these steps from low (a space file's {low, high, step}): every sampler,
+    # the grid included, then proposes the same finite set of values, so their studies share candidates.
+    step: float | None = None
 
     def suggest(self, trial):
         if self.choices:
@@ -51,8 +56,11 @@ class Dimension:
         if self.low == self.high:
             return int(self.low) if self.integer else float(self.low)
         if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1),
+                                     log=self.log)
+        value = trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
+        # low + k * step in floating point (0.30000000000000004): the grid's spelling, so keys agree
+        return round(value, STEP_DIGITS) if self.step else value
 
     def grid(self, points: int = 4) -> list:
         """Values a grid search tries: every choice, or `points` evenly spaced over the range."""
@@ -60,6 +68,10 @@ class Dimension:
             return list(self.choices)
         if self.low == self.high:
             return [self.low]
+        if self.step:
+            count = round((self.high - self.low) / self.step) + 1
+            values = [self.low + i * self.step for i in range(count)]
+            return [int(round(v)) for v in values] if self.integer else [round(v, STEP_DIGITS) for v in values]
         step = (self.high - self.low) / (points - 1)
         values = [self.low + i * step for i in range(points)]
         return sorted({int(round(v)) for v in values}) if self.integer else [round(v, 6) for v in values]
@@ -67,7 +79,8 @@ class Dimension:
     def describe(self) -> str:
         if self.choices:
             return ", ".join(map(str, self.choices))
-        return f"{self.low:g}..{self.high:g}" + (" (log)" if self.log else "")
+        return f"{self.low:g}..{self.high:g}" + (" (log)" if self.log else "") + (
+            f" step {self.step:g}" if self.step else "")
 
 
 def build(backend, source_format: str, has_calib: bool, has_train: bool, cores: int | None,
@@ -190,6 +203,22 @@ def sample(dims: list, trial, every: bool = False) -> dict:
     return config
 
 
+def grid_points(dims: list) -> list:
+    """Every distinct configuration a grid search tries (Dimension.grid's values), as sampled parameters: a
+    transform's options only while it is on, a backend option that acts only with INT8 only then. A plain
+    product over the dimensions would repeat each configuration once per value of every option that is off."""
+    points = [{}]
+    for d in dims:
+        grown = []
+        for point in points:
+            if (d.parent and not point.get(d.parent)) or (d.int8_only and point.get("quantize") != "int8"):
+                grown.append(point)
+            else:
+                grown += [dict(point, **{d.name: value}) for value in d.grid()]
+        points = grown
+    return points
+
+
 def _narrow(dims: list, path, backend_name: str) -> list:
     path = pathlib.Path(path)
     try:
@@ -237,15 +266,42 @@ def _narrowed(dim: Dimension, value, where: str) -> Dimension:
         if not values or bad:
             raise BadInput(f"{where}: {bad[0] if bad else value!r} is not one of {', '.join(map(str, allowed))}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)
+    if _number(value):
         value = [value, value]
-    if not (isinstance(value, list) and len(value) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise BadInput(f"{where}: expected [low, high] or one number, got {value!r}")
+    if not (isinstance(value, list) and len(value) == 2 and all(map(_number, value))):
+        raise BadInput(f"{where}: expected [low, high], {{low, high, step}} or one number, got {value!r}")
     low, high = value
     lowest, highest = dim.limits or (dim.low, dim.high)
     if not lowest <= low <= high <= highest:
         raise BadInput(f"{where}: [{low}, {high}] is not within the option's bounds {lowest:g}..{highest:g}")
-    if dim.integer and not (float(low).is_integer() and float(high).is_integer()):
-        raise BadInput(f"{where}: expected whole numbers, got [{low}, {high}]")
-    return dataclasses.replace(dim, low=low, high=high)
+    if dim.integer and not all(float(v).is_integer() for v in (low, high, step or 1)):
+        raise BadInput(f"{where}: expected whole numbers, got low {low}, high {high}" + (
+            f", step {step}" if step else ""))
+    if step is not None:
+        _check_step(low, high, step, dim.log, where)
+    return dataclasses.replace(dim, low=low, high=high, step=step)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _stepped(value: dict, where: str) -> tuple:
+    """([low, high], step) of a {low, high, step} table."""
+    unknown = sorted(set(value) - {"low", "high", "step"})
+    if unknown or not {"low", "high", "step"} <= set(value):
+        raise BadInput(f"{where}: expected a table of low, high and step, got {', '.join(map(str, value)) or 'none'}")
+    if not all(_number(value[k]) for k in ("low", "high", "step")):
+        raise BadInput(f"{where}: low, high and step must be numbers, got {value!r}")
+    return [value["low"], value["high"]], value["step"]
+
+
+def _check_step(low, high, step, log: bool, where: str) -> None:
+    if log:
+        raise BadInput(f"{where}: a step needs a linear range; this option is searched on a log scale")
+    if not step > 0:
+        raise BadInput(f"{where}: step must be above 0, got {step}")
+    count = (high - low) / step
+    if abs(count - round(count)) > 1e-6:
+        raise BadInput(f"{where}: high {high} is not low {low} plus a whole number of steps of {step}")

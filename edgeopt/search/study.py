@@ -20,6 +20,7 @@ import warnings
 from ..budgets import KINDS
 from ..errors import BadInput, DeviceFailure
 from ..progress import SILENT
+from ..transform import TransformCache
 from . import space as spaces, trial as trials_
 
 SAMPLERS = ("tpe", "gp", "random", "grid", "nsga2")
@@ -35,6 +36,7 @@ CACHED_IN_A_ROW_TO_STOP = 10
 # After screening, a candidate over a budget, or slower than the feasible best, by more than this share gets no
 # full measurement (and so no accuracy figure).
 SCREEN_MARGIN = 0.25
+GRID_POINT = "edgeopt:grid_point"   # a trial's system attribute: the index of its grid point
 BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has measured the baseline yet
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -62,6 +64,8 @@ class Job:
     # with relative budgets: the baseline measured again right before each candidate, the ratio judged per trial
     # (trial.Reference); False: every candidate against the baseline's one run at the study's start
     paired_baseline: bool = True
+    # transformed modules kept between this worker's trials (transform.TransformCache; optimize() makes one)
+    transforms: object = None
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -79,12 +83,14 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
     runner = _Runner(job, study, dims, identity, screening, multi_objective, progress)
+    job.transforms = job.transforms or TransformCache()
     try:
         runner.loop(n_trials)
         if not multi_objective:
             runner.recheck_best()
         return _outcome(job, study, study_name, multi_objective, runner)
     finally:
+        job.transforms.close()
         storage.remove_session()
         storage.engine.dispose()
 
@@ -240,18 +246,44 @@ def _baseline(dims: list, job: Job):
     return trials_.Candidate({"quantize": "none", "precision": _profile_precision(job)}, [], threads)
 
 
-def _grid_sampler_class():
+def _grid_sampler(dims: list, seed: int):
+    """A grid over the space's distinct configurations (space.grid_points), in an order shuffled by the seed.
+    Not Optuna's GridSampler: its grid is the product of every dimension, where a transform's options that are
+    off and an INT8-only option without INT8 repeat one configuration many times (126 configurations were 384
+    points in docs/benchmarks.md's space); its after_trial also calls Study.stop(), which raises outside
+    study.optimize(), and a study here asks and tells. The loop detects the end (_Runner._grid_done)."""
+    import numpy as np
     import optuna
 
-    class Grid(optuna.samplers.GridSampler):
-        """Optuna's grid, whose end the loop detects (Study._grid_done): Optuna's own after_trial calls
-        Study.stop() once every point is visited, which raises outside study.optimize(), and a study here asks
-        and tells. A grid of a space file's few points reached it in one study, and the trial's tell failed."""
+    class Grid(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self.points = spaces.grid_points(dims)
+            self.rng = np.random.default_rng(seed)
+            self.rng.shuffle(self.points)
+            self.fallback = optuna.samplers.RandomSampler(seed=seed)   # what no point sets (an enqueued trial)
 
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
+        def infer_relative_search_space(self, study, trial):
+            return {}
 
-    return Grid
+        def sample_relative(self, study, trial, search_space):
+            return {}
+
+        def before_trial(self, study, trial) -> None:
+            if "fixed_params" in trial.system_attrs:   # enqueued (the baseline, INT8 alone): not a grid point
+                return
+            taken = {t.system_attrs.get(GRID_POINT) for t in study.get_trials(deepcopy=False)}
+            free = [i for i in range(len(self.points)) if i not in taken]
+            # every point taken: the grid is done (the loop stops); a proposal past it repeats a point
+            point = free[0] if free else int(self.rng.integers(len(self.points)))
+            study._storage.set_trial_system_attr(trial._trial_id, GRID_POINT, point)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            point = trial.system_attrs.get(GRID_POINT)
+            if point is None or param_name not in self.points[point]:
+                return self.fallback.sample_independent(study, trial, param_name, param_distribution)
+            return self.points[point][param_name]
+
+    return Grid()
 
 
 def _sampler(name: str, dims: list, seed: int, multi: bool):
@@ -262,7 +294,7 @@ def _sampler(name: str, dims: list, seed: int, multi: bool):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return _grid_sampler_class()({d.name: d.grid() for d in dims}, seed=seed)
+        return _grid_sampler(dims, seed)
     if name == "nsga2" or multi:
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
@@ -305,8 +337,6 @@ class _Runner:
             job.budgets.update(study.user_attrs.get("resolved_budgets") or {})
 
     def loop(self, n_trials: int) -> None:
-        import optuna
-
         device_failures = cached = 0
         self.progress.start("optimize: trials", total=n_trials)
         self.progress.advance(min(n_trials, self._started()))
@@ -324,7 +354,7 @@ class _Runner:
             if cached >= CACHED_IN_A_ROW_TO_STOP:
                 self.exhausted = f"the last {cached} candidates the sampler proposed had all been measured"
                 break
-            if isinstance(self.study.sampler, optuna.samplers.GridSampler) and self._grid_done():
+            if hasattr(self.study.sampler, "points") and self._grid_done():   # the grid sampler (_grid_sampler)
                 break
         self.progress.finish()
 
@@ -337,13 +367,10 @@ class _Runner:
         return sum(not t.user_attrs.get("cached") for t in self.study.get_trials(deepcopy=False, states=states))
 
     def _grid_done(self) -> bool:
-        """Every grid point proposed. Not counted: trials not yet run (an enqueued one has no key) and the
-        baseline, which a space file may leave outside the grid (quantize = ["int8"]); where it is a grid point,
-        the grid proposes it again and the cache answers."""
-        size = math.prod(len(d.grid()) for d in self.dims)
-        keys = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
-                if t.user_attrs.get("key") and not t.user_attrs.get("baseline")}
-        return len(keys) >= size
+        """Every grid point proposed (by any worker). Enqueued trials (the baseline, INT8 alone) are no grid
+        points; where their configuration is one, the grid proposes it again and the cache answers."""
+        taken = {t.system_attrs.get(GRID_POINT) for t in self.study.get_trials(deepcopy=False)} - {None}
+        return len(taken) >= len(self.study.sampler.points)
 
     def _run_trial(self, trial) -> str | None:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
@@ -475,7 +502,7 @@ class _Runner:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds", "paired",
-                     "artifact", "twin_of"):
+                     "artifact", "twin_of", "transforms_reused"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -651,7 +678,7 @@ def _row(t) -> dict:
             "figures": attrs.get("figures", {}), "violations": attrs.get("violations", {}),
             "feasible": _feasible(t) if t.state.name == "COMPLETE" else False,
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
-            "twin_of": attrs.get("twin_of"),
+            "twin_of": attrs.get("twin_of"), "transforms_reused": attrs.get("transforms_reused", False),
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},

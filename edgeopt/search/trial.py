@@ -91,7 +91,7 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
                         input_shapes=job.input_shapes, budgets=job.budgets,
                         train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
-                        backend_options=options or None, **settings)
+                        backend_options=options or None, transform_cache=job.transforms, **settings)
 
 
 def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, progress) -> list:
@@ -192,6 +192,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     if answered is not None:
         progress.status(f"the same bundle as trial {answered['twin_of']}: its measurement answers")
         return dict(answered, artifact=artifact, seconds=dict(clock.seconds),
+                    transforms_reused=manifest.get("transforms_reused", False),
                     bundle_sha256=manifest.get("content_sha256"), transforms=manifest.get("transforms", []))
     docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
                                    "screen" if screen else "measure", progress)
@@ -206,6 +207,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
            "measurement": measurement, "results": [d.get("_path") for d in docs], "artifact": artifact,
            "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
            "transforms": manifest.get("transforms", []),
+           "transforms_reused": manifest.get("transforms_reused", False),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
     if reference is not None:
         out["paired"] = {k: ratio for k, (ratio, _) in paired.items()}

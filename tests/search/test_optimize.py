@@ -431,3 +431,44 @@ def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_agai
     assert second["twin_of"] == first["trial"] and not second["cached"] and first["twin_of"] is None
     assert second["figures"] == first["figures"] and second["results"] == first["results"]
     assert second["seconds"]["package"] > 0 and "measure" not in second["seconds"]   # packaged, not measured
+
+
+def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
+    """Two grid points differ only in quantization: the second reuses the first's pruned module (and its stages)
+    instead of pruning again; its bundle is still converted and measured on its own."""
+    source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nprune = true\n'
+                     'lowrank = false\n"prune.channels" = 0.5\n"prune.criterion" = ["l2"]\n"prune.scope" = ["layer"]\n')
+    import numpy as np
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    r = cli("optimize", source, "--input-shape", "input=1,3,32,32", "--space", space, "--trials", "4",
+            "--calib", calib, "--sampler", "grid", "--study", "reuse", "--results-dir", tmp_path / "results",
+            "--output-dir", tmp_path / "opt", "--json")
+    assert r.exit_code == 0, r.stderr
+    pruned = [t for t in r.json()["trials"] if "prune(" in t["config"] and not t["cached"]]
+    assert sorted(t["config"].split()[0] for t in pruned) == ["quantize=int8", "quantize=none"]
+    first, second = sorted(pruned, key=lambda t: t["trial"])
+    assert (first["transforms_reused"], second["transforms_reused"]) == (False, True)
+    assert second["stages"] == first["stages"]
+    size = {t["config"].split()[0]: t["figures"]["size_mb"] for t in pruned}   # each converted on its own
+    assert size["quantize=int8"] < size["quantize=none"]
+
+
+def test_the_transform_cache_keeps_the_most_recent_modules_within_its_bytes(tmp_path):
+    import torch
+
+    from edgeopt.transform import Stage, TransformCache
+
+    onnx_file = tmp_path / "stage-1-prune.onnx"
+    onnx_file.write_bytes(b"graph")
+    cache = TransformCache(max_bytes=2 * 400)     # two Linear(10, 10) of 110 float32 parameters each, not three
+    for key in "abc":
+        cache.put(key * 64, torch.nn.Linear(10, 10), [Stage("prune", onnx_file, {"parameters": 110})])
+    assert cache.get("a" * 64) is None
+    module, stages = cache.get("c" * 64)
+    assert isinstance(module, torch.nn.Linear) and stages[0].onnx_path.read_bytes() == b"graph"
+    assert stages[0].onnx_path != onnx_file       # a copy: the packaging's folder is gone after it
+    cache.close()
+    assert not stages[0].onnx_path.exists()

@@ -1,0 +1,150 @@
+"""The search space of `optimize` (edgeopt/search/space.py) and the grid over it, without packaging anything."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from edgeopt.errors import BadInput
+
+STEPPED = """quantize = ["none", "int8"]
+precision = ["fp32"]
+keep_float = [""]
+lowrank = false
+qat = false
+"prune.channels" = {low = 0.1, high = 0.7, step = 0.2}
+"prune.criterion" = ["l2"]
+"prune.scope" = ["layer"]
+"distill.epochs" = {low = 2, high = 8, step = 2}
+"distill.lr" = 0.001
+threads = [1, 2]
+"""
+
+
+def _dims(tmp_path, text):
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    f = tmp_path / "space.toml"
+    f.write_text(text)
+    return space.build(backend_for(load_profile("generic")), "pytorch-module", True, True, None, f)
+
+
+def _proposals(dims, sampler: str, count: int, seed: int = 0) -> list:
+    """The configurations a sampler proposes in `count` trials (each told the same value), after the two
+    trials every study enqueues (the baseline, INT8 alone), as study._study and _Runner._run_trial do."""
+    import optuna
+
+    from edgeopt.search import space, study as studies
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
+    every = studies._models_every_dimension(study.sampler)
+    study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
+    study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
+    out = []
+    for _ in range(count + 2):
+        trial = study.ask()
+        config = space.sample(dims, trial, every)
+        if not trial.user_attrs.get("baseline"):
+            out.append(config)
+        study.tell(trial, 1.0)
+    return out
+
+
+def test_a_stepped_range_is_tried_in_its_steps_by_every_sampler(tmp_path):
+    dims = {d.name: d for d in _dims(tmp_path, STEPPED)}
+    channels, epochs = dims["prune.channels"], dims["distill.epochs"]
+    assert channels.grid() == [0.1, 0.3, 0.5, 0.7] and epochs.grid() == [2, 4, 6, 8]
+    assert channels.describe() == "0.1..0.7 step 0.2"
+    for sampler in ("tpe", "random", "gp", "grid"):
+        seen = {(c.get("prune.channels"), c.get("distill.epochs")) for c in _proposals(list(dims.values()), sampler, 16)}
+        assert {ch for ch, _ in seen} - {None} <= set(channels.grid()), (sampler, seen)   # 0.3, not 0.30000000000000004
+        assert {e for _, e in seen} - {None} <= set(epochs.grid()), (sampler, seen)
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.25}', "whole number of steps"),
+    ('"prune.channels" = {low = 0.1, high = 0.7, step = 0}', "step must be above 0"),
+    ('"prune.channels" = {low = 0.1, high = 0.7}', "a table of low, high and step"),
+    ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.2, by = 1}', "a table of low, high and step"),
+    ('"prune.channels" = {low = 0.1, high = "x", step = 0.2}', "must be numbers"),
+    ('"distill.epochs" = {low = 2, high = 8, step = 1.5}', "whole numbers"),
+    ('"distill.lr" = {low = 0.0001, high = 0.0091, step = 0.001}', "log scale"),
+    ('"prune.channels" = {low = 0.1, high = 0.99, step = 0.01}', "option's bounds"),
+])
+def test_bad_steps_are_refused_naming_the_file_and_dimension(tmp_path, line, fragment):
+    with pytest.raises(BadInput, match=fragment) as e:
+        _dims(tmp_path, line + "\n")
+    assert "space.toml: " + line.split(" =")[0].strip('"') in str(e.value)
+
+
+def test_the_grid_tries_every_distinct_configuration_once(tmp_path):
+    """An option of a transform that is off is no grid dimension of its own: Optuna's product grid tried each
+    unpruned configuration once per pruning ratio (100 configurations here were 256 points), and the loop stopped
+    on ten cached answers in a row before the grid was through."""
+    from edgeopt.search import space
+
+    dims = _dims(tmp_path, STEPPED)
+    points = space.grid_points(dims)
+    keys = [repr(space.options(dims, p)) for p in points]
+    assert len(points) == len(set(keys)) == 2 * 2 * (1 + 4) * (1 + 4)   # quantize, threads, prune, distill
+    proposed = [repr(space.options(dims, c)) for c in _proposals(dims, "grid", len(points))][1:]
+    assert sorted(proposed) == sorted(keys)   # INT8 alone is enqueued, no grid point: the grid proposes it again
+    other = [repr(space.options(dims, c)) for c in _proposals(dims, "grid", 8, seed=1)]
+    assert other != proposed[:8]        # the seed orders the grid
+
+
+def test_int8_only_options_are_grid_points_only_with_int8(tmp_path):
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    f = tmp_path / "space.toml"
+    f.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nint8_ops = ["auto", "compute"]\n')
+    dims = space.build(backend_for(load_profile("raspberry-pi-5")), "onnx", True, False, None, f)
+    assert sorted(map(repr, space.grid_points(dims))) == sorted(map(repr, [
+        {"quantize": "none", "precision": "fp32"}] + [
+        {"quantize": "int8", "keep_float": k, "int8_ops": o, "precision": "fp32"}
+        for k in next(d.grid() for d in dims if d.name == "keep_float") for o in ("auto", "compute")]))
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 30) | st.floats(-2, 30, allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["low", "high", "step", "x"]), inner,
+                                                                max_size=4),
+    max_leaves=8)
+_KEYS = st.sampled_from(["quantize", "precision", "keep_float", "prune", "prune.channels", "distill.epochs",
+                         "distill.lr", "threads", "lowrank.energy", "nonsense", "prune.scope"])
+
+
+def _toml(value) -> str:
+    """A TOML value (the generated documents hold no None below the top level's)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value if v is not None) + "]"
+    return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items() if v is not None) + "}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.dictionaries(_KEYS, _VALUES, max_size=4))
+def test_any_space_file_is_read_or_refused_in_one_line(tmp_path, doc):
+    """The reader is total: a generated TOML document either narrows the space or is BadInput naming the file."""
+    try:
+        dims = _dims(tmp_path, "".join(f"{json.dumps(k)} = {_toml(v)}\n" for k, v in doc.items() if v is not None))
+    except BadInput as e:
+        assert "space.toml" in str(e) and "\n" not in str(e)
+        return
+    from edgeopt.search import space
+    for d in dims:   # every dimension a sampler can use: a grid of at least one value within its bounds
+        assert d.grid()
+        if not d.choices and d.limits:
+            assert d.limits[0] <= d.low <= d.high <= d.limits[1]
+    assert space.grid_points(dims)
