@@ -41,15 +41,15 @@ ACCURACY_LIMIT = 0.01
 LATENCY = {"none": (1.0, 1.6), "dynamic": (0.75, 1.2), "int8": (0.41, 0.8)}   # (unpruned ratio, exponent k)
 
 
-def dimensions():
+def dimensions(text: str = SPACE, cores: int | None = 2):
     from edgeopt.convert import backend_for
     from edgeopt.profiles import load_profile
     from edgeopt.search import space
 
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "space.toml"
-        path.write_text(SPACE)
-        return space.build(backend_for(load_profile("generic")), "pytorch-module", True, True, 2, path)
+        path.write_text(text)
+        return space.build(backend_for(load_profile("generic")), "pytorch-module", True, True, cores, path)
 
 
 def figures(config: dict, rng) -> tuple:
@@ -69,19 +69,22 @@ def figures(config: dict, rng) -> tuple:
     return ratio, max(0.0, drop + (rng.normal(0, 0.002) if pruned else 0.0))
 
 
-def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float):
-    """Trials (counted as `optimize` counts them, the baseline included) to the first feasible one, or None."""
+def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, figures_of=None):
+    """Trials (counted as `optimize` counts them, the baseline included) to the first feasible one, or None.
+    figures_of(config, rng) -> (latency ratio, accuracy drop): the modelled figures() unless given
+    (sampler_measured.py reads a measured table)."""
     import numpy as np
     import optuna
 
     from edgeopt.search import space, study as studies
 
+    figures_of = figures_of or figures
     rng = np.random.default_rng(1000 + seed)
     study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
     every = studies._models_every_dimension(study.sampler)   # as study._study and _Runner._run_trial do
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
     study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
-    measured, counted, cached_in_a_row = {}, 0, 0
+    measured, counted, cached_in_a_row, unexplored = {}, 0, 0, None
     while counted < trials and cached_in_a_row < studies.CACHED_IN_A_ROW_TO_STOP:
         trial = study.ask()
         if trial.user_attrs.get("baseline"):
@@ -92,10 +95,13 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float):
             config = space.sample(dims, trial, every)
         key = repr(space.options(dims, config))
         cached = key in measured
-        measured.setdefault(key, figures(config, rng))
+        measured.setdefault(key, figures_of(config, rng))
         ratio, drop = measured[key]
         counted += not cached
         cached_in_a_row = cached_in_a_row + 1 if cached else 0
+        if cached and cached_in_a_row % studies.EXPLORE_AFTER_CACHED == 0 and sampler != "grid":
+            unexplored = unexplored if unexplored is not None else space.shuffled_points(dims, seed)
+            explore(study, dims, unexplored, measured, every)   # as _Runner._explore
         latency_excess, accuracy_excess = ratio / limit - 1, drop / ACCURACY_LIMIT - 1
         screened = latency_excess > studies.SCREEN_MARGIN   # no full run, so no accuracy figure
         trial.set_constraint("latency_p50_ms", studies._for_sampler(latency_excess))
@@ -104,6 +110,16 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float):
         if latency_excess <= 0 and accuracy_excess <= 0 and not screened:
             return counted
     return None
+
+
+def explore(study, dims, unexplored: list, measured: dict, every: bool) -> None:
+    from edgeopt.search import space
+
+    while unexplored:
+        point = unexplored.pop()
+        if repr(space.options(dims, point)) not in measured:
+            study.enqueue_trial(space.filled(dims, point) if every else point)
+            return
 
 
 def summary(sampler: str, results: list, trials: int) -> dict:

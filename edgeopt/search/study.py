@@ -33,6 +33,10 @@ RECHECK_TOP = 3
 # A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
 # worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
 CACHED_IN_A_ROW_TO_STOP = 10
+# After this many cached answers in a row, a configuration nobody measured is enqueued (_Runner._explore): in a
+# small or stepped space TPE re-proposed measured candidates until the stop above ended studies that had not
+# reached the feasible region (8 of 30 replays on a measured landscape: docs/benchmarks.md).
+EXPLORE_AFTER_CACHED = 3
 # After screening, a candidate over a budget, or slower than the feasible best, by more than this share gets no
 # full measurement (and so no accuracy figure).
 SCREEN_MARGIN = 0.25
@@ -248,9 +252,9 @@ def _baseline(dims: list, job: Job):
 
 def _grid_sampler(dims: list, seed: int):
     """A grid over the space's distinct configurations (space.grid_points), in an order shuffled by the seed.
-    Not Optuna's GridSampler: its grid is the product of every dimension, where a transform's options that are
-    off and an INT8-only option without INT8 repeat one configuration many times (126 configurations were 384
-    points in docs/benchmarks.md's space); its after_trial also calls Study.stop(), which raises outside
+    Not Optuna's GridSampler: its grid is the product of every dimension, where a transform's options while it is
+    off and an INT8-only option without INT8 repeat one configuration many times (benchmarks/sampler_measured.py's
+    150 configurations were 24,576 points); its after_trial also calls Study.stop(), which raises outside
     study.optimize(), and a study here asks and tells. The loop detects the end (_Runner._grid_done)."""
     import numpy as np
     import optuna
@@ -354,9 +358,24 @@ class _Runner:
             if cached >= CACHED_IN_A_ROW_TO_STOP:
                 self.exhausted = f"the last {cached} candidates the sampler proposed had all been measured"
                 break
+            if answered and cached % EXPLORE_AFTER_CACHED == 0 and not hasattr(self.study.sampler, "points"):
+                self._explore()
             if hasattr(self.study.sampler, "points") and self._grid_done():   # the grid sampler (_grid_sampler)
                 break
         self.progress.finish()
+
+    def _explore(self) -> None:
+        """Enqueue a configuration no trial has measured (the next of the space's grid points in an order the
+        seed shuffles), if any is left: the sampler keeps proposing measured ones, which teach it nothing."""
+        measured = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)}
+        every = _models_every_dimension(self.study.sampler)
+        self.unexplored = getattr(self, "unexplored", None) or spaces.shuffled_points(self.dims, self.job.seed)
+        while self.unexplored:
+            point = self.unexplored.pop()
+            if trials_.Candidate(*spaces.options(self.dims, point)).key(self.identity) not in measured:
+                self.study.enqueue_trial(spaces.filled(self.dims, point) if every else point,
+                                         user_attrs={"explore": True})
+                return
 
     def _started(self) -> int:
         """Trials that count towards --trials: every worker's, of every state, except those the cache answered."""

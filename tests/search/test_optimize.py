@@ -439,7 +439,8 @@ def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
     space = tmp_path / "space.toml"
     space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nprune = true\n'
-                     'lowrank = false\n"prune.channels" = 0.5\n"prune.criterion" = ["l2"]\n"prune.scope" = ["layer"]\n')
+                     'lowrank = false\n"prune.channels" = 0.5\n"prune.criterion" = ["l2"]\n"prune.scope" = ["layer"]\n'
+                     '"prune.round_to" = [1]\n')
     import numpy as np
     calib = tmp_path / "calib.npz"
     np.savez(calib, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))

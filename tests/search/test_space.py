@@ -17,6 +17,7 @@ qat = false
 "prune.channels" = {low = 0.1, high = 0.7, step = 0.2}
 "prune.criterion" = ["l2"]
 "prune.scope" = ["layer"]
+"prune.round_to" = [1]
 "distill.epochs" = {low = 2, high = 8, step = 2}
 "distill.lr" = 0.001
 threads = [1, 2]
@@ -85,8 +86,9 @@ def test_bad_steps_are_refused_naming_the_file_and_dimension(tmp_path, line, fra
 
 def test_the_grid_tries_every_distinct_configuration_once(tmp_path):
     """An option of a transform that is off is no grid dimension of its own: Optuna's product grid tried each
-    unpruned configuration once per pruning ratio (100 configurations here were 256 points), and the loop stopped
-    on ten cached answers in a row before the grid was through."""
+    unpruned configuration once per pruning ratio, and once per value of the options of transforms the file turns
+    off (the 100 configurations here were 16,384 points), and the loop stopped on ten cached answers in a row
+    before the grid was through."""
     from edgeopt.search import space
 
     dims = _dims(tmp_path, STEPPED)
@@ -148,3 +150,31 @@ def test_any_space_file_is_read_or_refused_in_one_line(tmp_path, doc):
         if not d.choices and d.limits:
             assert d.limits[0] <= d.low <= d.high <= d.limits[1]
     assert space.grid_points(dims)
+
+
+def test_a_search_that_proposes_only_measured_configurations_is_given_an_unmeasured_one(tmp_path):
+    """_Runner._explore enqueues the next configuration no trial has measured, and nothing once all are."""
+    import optuna
+
+    from edgeopt.search import space, study as studies, trial
+
+    dims = _dims(tmp_path, 'quantize = ["none", "int8"]\nprecision = ["fp32", "fp16"]\nkeep_float = [""]\n'
+                           'prune = false\nlowrank = false\ndistill = false\nqat = false\n')
+    runner = object.__new__(studies._Runner)
+    runner.dims, runner.identity = dims, {"model": "m"}
+    runner.job = studies.Job("m", "generic", [], {}, seed=3)
+    runner.study = optuna.create_study(sampler=studies._sampler("tpe", dims, 0, False))
+    measured = []
+    for _ in range(len(space.grid_points(dims)) + 1):
+        runner._explore()
+        waiting = runner.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if not waiting:
+            break
+        t = runner.study.ask()
+        config = space.sample(dims, t)
+        key = trial.Candidate(*space.options(dims, config)).key(runner.identity)
+        assert key not in measured and t.user_attrs["explore"]
+        t.set_user_attr("key", key)
+        runner.study.tell(t, 1.0)
+        measured.append(key)
+    assert len(measured) == 4 and not runner.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
