@@ -84,7 +84,7 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, fig
     every = studies._models_every_dimension(study.sampler)   # as study._study and _Runner._run_trial do
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
     study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
-    measured, counted, cached_in_a_row, unexplored = {}, 0, 0, None
+    measured, counted, cached_in_a_row, exploration = {}, 0, 0, None
     while counted < trials and cached_in_a_row < studies.CACHED_IN_A_ROW_TO_STOP:
         trial = study.ask()
         if trial.user_attrs.get("baseline"):
@@ -100,8 +100,8 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, fig
         counted += not cached
         cached_in_a_row = cached_in_a_row + 1 if cached else 0
         if cached and cached_in_a_row % studies.EXPLORE_AFTER_CACHED == 0 and sampler != "grid":
-            unexplored = unexplored if unexplored is not None else space.shuffled_points(dims, seed)
-            explore(study, dims, unexplored, measured, every)   # as _Runner._explore
+            exploration = exploration or space.Exploration(dims, seed)
+            explore(study, dims, measured, every, exploration.candidates(len(study.trials)))   # _Runner._explore
         latency_excess, accuracy_excess = ratio / limit - 1, drop / ACCURACY_LIMIT - 1
         screened = latency_excess > studies.SCREEN_MARGIN   # no full run, so no accuracy figure
         trial.set_constraint("latency_p50_ms", studies._for_sampler(latency_excess))
@@ -112,11 +112,10 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, fig
     return None
 
 
-def explore(study, dims, unexplored: list, measured: dict, every: bool) -> None:
+def explore(study, dims, measured: dict, every: bool, candidates) -> None:
     from edgeopt.search import space
 
-    while unexplored:
-        point = unexplored.pop()
+    for point in candidates:
         if repr(space.options(dims, point)) not in measured:
             study.enqueue_trial(space.filled(dims, point) if every else point)
             return

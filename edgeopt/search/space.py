@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import random
 import sys
 import typing
 
@@ -28,6 +29,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 STEP_DIGITS = 9   # a stepped value is rounded to this many decimals
+GRID_LIMIT = 100_000   # configurations a grid search lists at most
+EXPLORE_DRAWS = 1000   # Exploration: random configurations tried where the grid is too large to list
 # The order transforms are applied in (recipe.from_flags' order); a transform not listed goes last.
 ORDER = ("prune", "sparsity", "lowrank", "distill", "qat")
 
@@ -206,27 +209,54 @@ def sample(dims: list, trial, every: bool = False) -> dict:
 def grid_points(dims: list) -> list:
     """Every distinct configuration a grid search tries (Dimension.grid's values), as sampled parameters: a
     transform's options only while it is on, a backend option that acts only with INT8 only then. A plain
-    product over the dimensions would repeat each configuration once per value of every option that is off."""
+    product over the dimensions would repeat each configuration once per value of every option that is off.
+    BadInput past GRID_LIMIT configurations (the default space of a PyTorch source has millions)."""
     points = [{}]
     for d in dims:
         grown = []
         for point in points:
-            if (d.parent and not point.get(d.parent)) or (d.int8_only and point.get("quantize") != "int8"):
-                grown.append(point)
-            else:
+            if _applies(d, point):
                 grown += [dict(point, **{d.name: value}) for value in d.grid()]
+            else:
+                grown.append(point)
+            if len(grown) > GRID_LIMIT:
+                raise BadInput(f"--sampler grid: the space has more than {GRID_LIMIT:,} configurations; narrow it "
+                               "with a --space file (fix transforms or options you do not need searched)")
         points = grown
     return points
 
 
-def shuffled_points(dims: list, seed: int) -> list:
-    """grid_points in an order the seed shuffles (popped from the end): what a search explores when its sampler
-    has nothing new to propose."""
-    import random
+def random_point(dims: list, rng) -> dict:
+    """One configuration drawn from the grid's values (random.Random rng), without listing the grid."""
+    point = {}
+    for d in dims:
+        if _applies(d, point):
+            point[d.name] = rng.choice(d.grid())
+    return point
 
-    points = grid_points(dims)
-    random.Random(seed).shuffle(points)
-    return points
+
+class Exploration:
+    """Configurations to offer when a search's sampler only repeats measured ones: the grid's, in an order the seed
+    shuffles, each offered once; where the grid is too large to list, random draws from its values."""
+
+    def __init__(self, dims: list, seed: int):
+        self.dims, self.seed = dims, seed
+        try:
+            self.points = grid_points(dims)
+            random.Random(seed).shuffle(self.points)
+        except BadInput:
+            self.points = None
+
+    def candidates(self, salt):
+        """An iterator of configurations to try in turn (the caller takes the first nobody measured)."""
+        if self.points is None:
+            rng = random.Random(f"{self.seed}:{salt}")
+            return (random_point(self.dims, rng) for _ in range(EXPLORE_DRAWS))
+        return iter(lambda: self.points.pop() if self.points else None, None)
+
+
+def _applies(d: Dimension, point: dict) -> bool:
+    return not (d.parent and not point.get(d.parent)) and not (d.int8_only and point.get("quantize") != "int8")
 
 
 def _narrow(dims: list, path, backend_name: str) -> list:

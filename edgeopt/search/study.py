@@ -335,6 +335,7 @@ class _Runner:
         self.screening, self.multi, self.progress = screening, multi, progress
         self.stopped_by_device = None
         self.exhausted = None
+        self.exploration = None   # space.Exploration, made when the sampler first repeats itself
         self.bundles = job.output_dir / study.study_name / "bundles"
         self.bundles.mkdir(parents=True, exist_ok=True)
         if job.relative_budgets:   # resumed, or joined: the baseline may have set them already
@@ -365,13 +366,13 @@ class _Runner:
         self.progress.finish()
 
     def _explore(self) -> None:
-        """Enqueue a configuration no trial has measured (the next of the space's grid points in an order the
-        seed shuffles), if any is left: the sampler keeps proposing measured ones, which teach it nothing."""
-        measured = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)}
+        """Enqueue a configuration no trial has measured (space.Exploration), if one is left: the sampler keeps
+        proposing measured ones, which teach it nothing."""
+        trials = self.study.get_trials(deepcopy=False)
+        measured = {t.user_attrs.get("key") for t in trials}
         every = _models_every_dimension(self.study.sampler)
-        self.unexplored = getattr(self, "unexplored", None) or spaces.shuffled_points(self.dims, self.job.seed)
-        while self.unexplored:
-            point = self.unexplored.pop()
+        self.exploration = self.exploration or spaces.Exploration(self.dims, self.job.seed)
+        for point in self.exploration.candidates(len(trials)):
             if trials_.Candidate(*spaces.options(self.dims, point)).key(self.identity) not in measured:
                 self.study.enqueue_trial(spaces.filled(self.dims, point) if every else point,
                                          user_attrs={"explore": True})

@@ -149,7 +149,10 @@ def test_any_space_file_is_read_or_refused_in_one_line(tmp_path, doc):
         assert d.grid()
         if not d.choices and d.limits:
             assert d.limits[0] <= d.low <= d.high <= d.limits[1]
-    assert space.grid_points(dims)
+    try:
+        assert space.grid_points(dims)
+    except BadInput as e:   # a space left wide: the grid refuses it in one line
+        assert "more than 100,000 configurations" in str(e)
 
 
 def test_a_search_that_proposes_only_measured_configurations_is_given_an_unmeasured_one(tmp_path):
@@ -161,7 +164,7 @@ def test_a_search_that_proposes_only_measured_configurations_is_given_an_unmeasu
     dims = _dims(tmp_path, 'quantize = ["none", "int8"]\nprecision = ["fp32", "fp16"]\nkeep_float = [""]\n'
                            'prune = false\nlowrank = false\ndistill = false\nqat = false\n')
     runner = object.__new__(studies._Runner)
-    runner.dims, runner.identity = dims, {"model": "m"}
+    runner.dims, runner.identity, runner.exploration = dims, {"model": "m"}, None
     runner.job = studies.Job("m", "generic", [], {}, seed=3)
     runner.study = optuna.create_study(sampler=studies._sampler("tpe", dims, 0, False))
     measured = []
@@ -178,3 +181,24 @@ def test_a_search_that_proposes_only_measured_configurations_is_given_an_unmeasu
         runner.study.tell(t, 1.0)
         measured.append(key)
     assert len(measured) == 4 and not runner.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_a_grid_of_the_default_space_is_refused_and_exploring_it_draws_points(tmp_path):
+    """The default space of a PyTorch source with training data has millions of configurations: the grid says so
+    in one line (exit 2) instead of listing them; exploring draws points without listing the grid."""
+    import time
+
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    dims = space.build(backend_for(load_profile("generic")), "pytorch-module", True, True, 4)
+    start = time.perf_counter()
+    with pytest.raises(BadInput, match="more than 100,000 configurations"):
+        space.grid_points(dims)
+    exploration = space.Exploration(dims, 0)
+    points = [next(exploration.candidates(i)) for i in range(200)]
+    assert time.perf_counter() - start < 30
+    assert len({repr(space.options(dims, p)) for p in points}) > 150   # mostly distinct: a large space
+    for p in points:   # a transform's options only while it is on
+        assert all(p.get(k.split(".")[0]) for k in p if "." in k)
