@@ -87,14 +87,18 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
     runner = _Runner(job, study, dims, identity, screening, multi_objective, progress)
-    job.transforms = job.transforms or TransformCache()
+    own_cache = job.transforms is None   # a caller's cache is the caller's to close
+    if own_cache:
+        job.transforms = TransformCache()
     try:
         runner.loop(n_trials)
         if not multi_objective:
             runner.recheck_best()
         return _outcome(job, study, study_name, multi_objective, runner)
     finally:
-        job.transforms.close()
+        if own_cache:   # closed, and not left on the job for a later optimize() to reuse
+            job.transforms.close()
+            job.transforms = None
         storage.remove_session()
         storage.engine.dispose()
 
