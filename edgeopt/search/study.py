@@ -347,6 +347,7 @@ class _Runner:
 
     def loop(self, n_trials: int) -> None:
         device_failures = cached = 0
+        grid = hasattr(self.study.sampler, "points")   # _grid_sampler: never repeats, done when every point is taken
         self.progress.start("optimize: trials", total=n_trials)
         self.progress.advance(min(n_trials, self._started()))
         while self._started() < n_trials:
@@ -363,9 +364,9 @@ class _Runner:
             if cached >= CACHED_IN_A_ROW_TO_STOP:
                 self.exhausted = f"the last {cached} candidates the sampler proposed had all been measured"
                 break
-            if answered and cached % EXPLORE_AFTER_CACHED == 0 and not hasattr(self.study.sampler, "points"):
+            if answered and cached % EXPLORE_AFTER_CACHED == 0 and not grid:
                 self._explore()
-            if hasattr(self.study.sampler, "points") and self._grid_done():   # the grid sampler (_grid_sampler)
+            if grid and self._grid_done():
                 break
         self.progress.finish()
 
