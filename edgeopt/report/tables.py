@@ -491,6 +491,11 @@ def optimize_lines(outcome: dict) -> list:
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
     if outcome.get("exhausted"):
         lines.append(f"[yellow]stopped early[/] {escape(outcome['exhausted'])}")
+    for number in outcome.get("rebuilt_differs", []):
+        lines.append(f"[yellow]rebuilt[/] trial {number}'s bundle was rebuilt on this host from its configuration, "
+                     "and its files differ from those measured (training need not give the same bits on another "
+                     "CPU): its figures are not this bundle's; measure it with `edgeopt bench`, or take the "
+                     "measured one from the host that built it")
     best = outcome.get("best")
     if best:
         value = best["figures"].get(outcome["objective"])

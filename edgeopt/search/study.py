@@ -340,6 +340,7 @@ class _Runner:
         self.stopped_by_device = None
         self.exhausted = None
         self.exploration = None   # space.Exploration, made when the sampler first repeats itself
+        self.rebuilt_differs = []   # trial numbers whose bundle, rebuilt on this host, differs from the one measured
         self.bundles = job.output_dir / study.study_name / "bundles"
         self.bundles.mkdir(parents=True, exist_ok=True)
         if job.relative_budgets:   # resumed, or joined: the baseline may have set them already
@@ -506,7 +507,7 @@ class _Runner:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
         t = self._finished("key", key, number)
         return None if t is None else {k: t.user_attrs[k] for k in (
-            "figures", "violations", "measurement", "results", "bundle_sha256", "transforms", "paired", "artifact",
+            "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
             "twin_of") if t.user_attrs.get(k) is not None}
 
     def _twin(self, artifact: str, number: int) -> dict | None:
@@ -526,7 +527,7 @@ class _Runner:
             trial.set_user_attr("error", f"objective {self.job.objective} was not measured on every device")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        for name in ("figures", "violations", "measurement", "results", "bundle_sha256", "seconds", "paired",
+        for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
                      "artifact", "twin_of", "transforms_reused"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
@@ -565,11 +566,19 @@ class _Runner:
 
     def local_bundle(self, t) -> pathlib.Path:
         """The trial's bundle on this host: built here, or (a trial another worker ran, or answered from the
-        study) rebuilt from its recorded candidate: the pipeline is deterministic for one configuration."""
+        study) rebuilt from its recorded candidate. The rebuilt files are compared with those measured (the
+        trial's artifact key); training on another host's CPU need not give the same bits, and a bundle that
+        differs is recorded in rebuilt_differs: its figures are the measured bundle's, not its own."""
         path = self.bundles / f"{t.user_attrs['key'][:16]}.edgepkg"
         if not path.is_file():
             self.progress.status(f"building trial {t.number}'s bundle on this host")
-            trials_.package(trials_.Candidate(**t.user_attrs["candidate"]), self.job, path, self.progress)
+            candidate = trials_.Candidate(**t.user_attrs["candidate"])
+            manifest = trials_.package(candidate, self.job, path, self.progress)
+            measured = t.user_attrs.get("artifact")
+            if measured is not None and trials_.artifact_key(manifest, candidate.threads) != measured:
+                self.rebuilt_differs.append(t.number)
+                self.progress.status(f"trial {t.number}'s bundle, rebuilt on this host, differs from the one "
+                                     "measured")
         return path
 
     def recheck_best(self) -> None:
@@ -645,6 +654,8 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
     if runner.exhausted:
         out["exhausted"] = runner.exhausted
+    if runner.rebuilt_differs:
+        out["rebuilt_differs"] = sorted(set(runner.rebuilt_differs))
     return out
 
 

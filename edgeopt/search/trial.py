@@ -182,8 +182,8 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     whether it earns a full measurement. With a reference, the relative budgets are judged against the
     baseline measured right before each run of the candidate. Returns {"figures", "violations", "measurement"
     (screening or full), "paired" ({budget: candidate/reference ratio}, with a reference), "results" (result
-    files), "bundle_sha256", "transforms" (the stages of its manifest), "seconds" (wall time of packaging, of
-    the screening run, of the full run and of the reference's runs)}. `twin(artifact key)`: a finished
+    files), "artifact" (artifact_key), "transforms" (the stages of its manifest), "seconds" (wall time of
+    packaging, of the screening run, of the full run and of the reference's runs)}. `twin(artifact key)`: a finished
     trial's outcome for the same artifact, which then answers for this one without measuring it again."""
     clock = _Clock()
     manifest = clock.time("package", package, candidate, job, bundle, progress)
@@ -193,7 +193,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
         progress.status(f"the same bundle as trial {answered['twin_of']}: its measurement answers")
         return dict(answered, artifact=artifact, seconds=dict(clock.seconds),
                     transforms_reused=manifest.get("transforms_reused", False),
-                    bundle_sha256=manifest.get("content_sha256"), transforms=manifest.get("transforms", []))
+                    transforms=manifest.get("transforms", []))
     docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
                                    "screen" if screen else "measure", progress)
     measurement = "screening" if screen else "full"
@@ -205,7 +205,6 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     out = {"figures": figures(docs, job.budgets),
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
            "measurement": measurement, "results": [d.get("_path") for d in docs], "artifact": artifact,
-           "bundle_sha256": manifest["content_sha256"] if "content_sha256" in manifest else None,
            "transforms": manifest.get("transforms", []),
            "transforms_reused": manifest.get("transforms_reused", False),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}

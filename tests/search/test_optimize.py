@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -162,6 +163,33 @@ def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
         assert row["figures"] == first["figures"]
     # cached answers do not count towards --trials; a sampler that proposes only measured candidates stops
     assert outcome["exhausted"].startswith("the last 10 candidates") and all(r["cached"] for r in rows[-10:])
+
+
+def test_a_bundle_rebuilt_on_another_host_is_checked_against_the_one_measured(cli, tmp_path):
+    """A worker that did not build the best trial's bundle rebuilds it from its configuration; the rebuilt files
+    are compared with those measured, and a difference is said (training need not give the same bits on
+    another CPU). Simulated here by a fresh output folder, then by a changed record of the measured files."""
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    common = ["--space", space, "--sampler", "random", "--trials", "2", "--study", "far", "--budget",
+              "latency_p90_ms=50"]
+    assert _optimize(cli, tmp_path, *common).exit_code == 0
+    same = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "other",
+               *common, "--resume", "--json")
+    assert same.exit_code == 0, same.stderr
+    assert "rebuilt_differs" not in same.json() and (tmp_path / "other" / "far-best.edgepkg").is_file()
+    best = same.json()["best"]["trial"]
+    with sqlite3.connect(tmp_path / "results" / "edgeopt.db") as db:
+        changed = db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'artifact' AND trial_id = "
+                             "(SELECT trial_id FROM trials WHERE number = ?)", (json.dumps("0" * 64), best)).rowcount
+    assert changed == 1
+    differs = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir",
+                  tmp_path / "third", *common, "--resume")
+    assert differs.exit_code == 0, differs.stderr
+    assert f"trial {best}'s bundle was rebuilt on this host" in " ".join(differs.stdout.split())
+    again = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir",
+                tmp_path / "fourth", *common, "--resume", "--json")
+    assert again.json()["rebuilt_differs"] == [best]
 
 
 def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
