@@ -165,6 +165,10 @@ class OnnxRuntimeBackend(Backend):
             compression.update(ort_quantize.quantize(source, request, out, progress, workdir,
                                                      method=request.options.int8_method))
             notes += compression.pop("notes", [])
+            if request.precision != "fp32":   # the bundle records what it computes in, not what was asked
+                compression["precision"] = "fp32"
+                notes.append(f"--precision {request.precision} with --quantize {request.quantize}: ONNX Runtime's "
+                             "quantizer keeps the operators it leaves unquantized in fp32, and the bundle records fp32")
             if request.host_timing:
                 notes += _host_hint(source, request, out, compression, progress)
         elif request.precision == "fp16":

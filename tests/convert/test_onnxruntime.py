@@ -135,3 +135,16 @@ def test_fp32_bundle_ships_the_simplified_graph_and_passes_parity(resnet, tmp_pa
     assert "host_hint" not in m["compression"]
     ops = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     assert ops["Conv"] == 9 and "BatchNormalization" not in ops
+
+
+@pytest.mark.parametrize("quantize", ["int8", "dynamic"])
+def test_quantized_bundles_record_the_fp32_their_float_operators_run_in(resnet, tmp_path, quantize):
+    """ORT's quantizers leave the operators they skip in fp32 whatever --precision asked: the bundle says so."""
+    model, calib = resnet
+    m = api.package(str(model), "generic", tmp_path / "q.edgepkg", "fp16", quantize,
+                    calib=calib if quantize == "int8" else None, allow_mismatch=True)
+    assert m["profile"]["precision"] == "fp32"
+    assert any(n.startswith(f"--precision fp16 with --quantize {quantize}") for n in m["notes"]), m["notes"]
+    graph = onnx.load_model_from_string(bundle_member(m["path"], "model/model.onnx")).graph
+    floats = {i.data_type for i in graph.initializer}
+    assert onnx.TensorProto.FLOAT16 not in floats
