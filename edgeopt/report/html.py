@@ -12,6 +12,7 @@ import html
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
+from .tables import versus_textbook_line
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -515,6 +516,8 @@ def _study(study) -> str:
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}." if best else
               "<b>No trial met every budget.</b>")
+    if study.get("versus_textbook"):
+        chosen += f" {esc(versus_textbook_line(study['versus_textbook']))}."
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "
             f"{esc(study.get('profile') or '?')}: minimise {esc(study['objective'])} within {esc(budgets)}; "
             f"{len(study['trials'])} trials ({len(done)} complete, "

@@ -477,6 +477,15 @@ def _time_spent(trials: list) -> str:
             + (f"; {twins} packaged to a bundle already measured, and answered by its measurement" if twins else ""))
 
 
+def versus_textbook_line(versus: dict) -> str:
+    """The best against INT8 by hand, from their readings made in turn at the study's end."""
+    ratios = ", ".join(f"{r:.2f}" for r in versus["ratios"])
+    median = versus["median"]
+    verdict = f"{median:.2f}x lower" if median >= 1 else f"{1 / median:.2f}x higher"
+    return (f"against INT8 by hand (trial {versus['textbook']}): {versus['objective']} {verdict}, the median of "
+            f"{len(versus['ratios'])} pairs measured in turn at the end ({ratios})")
+
+
 def optimize_lines(outcome: dict) -> list:
     """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
     lines = [_time_spent(outcome["trials"])]
@@ -501,6 +510,12 @@ def optimize_lines(outcome: dict) -> list:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
                      f"{_num(value, '{:.3g}')}; bundle {escape(best['bundle'])}")
+        versus = outcome.get("versus_textbook")
+        if versus:
+            lines.append(versus_textbook_line(versus))
+        elif best.get("textbook"):
+            lines.append(f"the best is INT8 by hand (the backend's defaults): no other configuration tried did "
+                         f"better on {outcome['objective']} within the budgets")
         return lines
     closest = outcome.get("closest") or {}
     for key, miss in (closest.get("per_budget") or {}).items():

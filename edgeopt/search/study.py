@@ -15,6 +15,7 @@ import os
 import pathlib
 import shutil
 import socket
+import statistics
 import warnings
 
 from ..budgets import KINDS
@@ -30,6 +31,9 @@ PARETO_FIGURES = ("latency_p90_ms", "accuracy_drop", "size_mb")
 DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
 RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
 RECHECK_TOP = 3
+# At the end, the best and INT8 by hand (the textbook trial) measured in turn this many times each, when the
+# objective is a latency: what the search gained over the first step by hand, judged on readings made together.
+VERSUS_TEXTBOOK_PAIRS = 3
 # A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
 # worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
 CACHED_IN_A_ROW_TO_STOP = 10
@@ -94,6 +98,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
         runner.loop(n_trials)
         if not multi_objective:
             runner.recheck_best()
+            runner.compare_with_textbook()
         return _outcome(job, study, study_name, multi_objective, runner)
     finally:
         if own_cache:   # closed, and not left on the job for a later optimize() to reuse
@@ -608,6 +613,41 @@ class _Runner:
         self.study.set_user_attr("rechecked", rechecked)
 
 
+    def compare_with_textbook(self) -> None:
+        """The best feasible trial and the textbook trial (INT8 alone, the backend's defaults), measured in turn
+        VERSUS_TEXTBOOK_PAIRS times: the study attribute "versus_textbook" holds each pair's ratio (textbook /
+        best) and their median. Two trials measured minutes apart are no comparison on a busy host (INT8
+        alone read 0.76x to 1.13x of its paired baseline in three MobileNetV2 studies: docs/benchmarks.md)."""
+        if not self.job.objective.startswith("latency_"):
+            return
+        ranked = _ranked_feasible(self.study, self.job.objective)
+        textbook = next((t for t in _complete(self.study) if t.user_attrs.get("textbook")
+                         and self.job.objective in t.user_attrs.get("figures", {})), None)
+        if not ranked or textbook is None or ranked[0].user_attrs.get("artifact") == textbook.user_attrs.get(
+                "artifact"):
+            return
+        best = ranked[0]
+        key = f"{best.user_attrs['key']}:{textbook.user_attrs['key']}"
+        if (self.study.user_attrs.get("versus_textbook") or {}).get("key") == key:
+            return   # an earlier run of this study compared the same two
+        readings = {"textbook": [], "best": []}
+        for n in range(VERSUS_TEXTBOOK_PAIRS):
+            for name, t in (("textbook", textbook), ("best", best)):
+                self.progress.status(f"measuring the best (trial {best.number}) and INT8 by hand (trial "
+                                     f"{textbook.number}) in turn: {name}, {n + 1}/{VERSUS_TEXTBOOK_PAIRS}")
+                try:
+                    docs = trials_.measure(self.local_bundle(t), t.user_attrs["candidate"]["threads"], self.job,
+                                           {"no_accuracy": True}, self.progress)
+                except DeviceFailure:
+                    return
+                readings[name].append(trials_.figures(docs, self.job.budgets).get(self.job.objective))
+        ratios = [round(a / b, 4) for a, b in zip(readings["textbook"], readings["best"]) if a and b]
+        if ratios:
+            self.study.set_user_attr("versus_textbook", {
+                "key": key, "best": best.number, "textbook": textbook.number, "objective": self.job.objective,
+                "readings": readings, "ratios": ratios, "median": statistics.median(ratios)})
+
+
 def _for_sampler(excess: float) -> float:
     """A budget's relative excess as the samplers see it. Constrained TPE and NSGA-II rank infeasible trials by
     the sum of their excesses; an accuracy drop of 0.3 against 0.01 (excess 29) would drown a latency 50%
@@ -654,9 +694,16 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
     if runner.exhausted:
         out["exhausted"] = runner.exhausted
+    out.update(_versus(study, ranked))
     if runner.rebuilt_differs:
         out["rebuilt_differs"] = sorted(set(runner.rebuilt_differs))
     return out
+
+
+def _versus(study, ranked: list) -> dict:
+    """{"versus_textbook": the comparison of compare_with_textbook} when it was of the best trial; else empty."""
+    versus = study.user_attrs.get("versus_textbook")
+    return {"versus_textbook": versus} if ranked and versus and versus["best"] == ranked[0].number else {}
 
 
 def _relative(study) -> dict:
@@ -692,7 +739,7 @@ def load(url: str, name: str) -> dict:
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study)}
+                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study), **_versus(study, ranked)}
     finally:
         storage.remove_session()
         storage.engine.dispose()

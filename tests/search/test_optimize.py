@@ -411,6 +411,33 @@ def test_near_ties_are_measured_again_once_per_candidate(cli, tmp_path, monkeypa
     assert all(mean <= o for o in others)      # chosen by the mean of both measurements
 
 
+def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path, monkeypatch):
+    """Whichever trial is best, the study ends by measuring it and the textbook trial (INT8 alone) in turn, so
+    that what the search gained over the first step by hand rests on readings made together."""
+    from edgeopt.report.tables import optimize_lines
+    from edgeopt.search import study
+    ranked = study._ranked_feasible   # the float baseline chosen over INT8 (which of them is faster varies)
+    monkeypatch.setattr(study, "_ranked_feasible", lambda s, objective: sorted(
+        ranked(s, objective), key=lambda t: bool(t.user_attrs.get("textbook"))))
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
+                  "--budget", "latency_p50_ms=50", "--objective", "latency_p50_ms", "--no-screening")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    versus = outcome["versus_textbook"]
+    textbook = next(row for row in outcome["trials"] if row["textbook"])
+    assert versus["best"] == outcome["best"]["trial"] != textbook["trial"] == versus["textbook"]
+    readings = versus["readings"]
+    assert len(readings["best"]) == len(readings["textbook"]) == study.VERSUS_TEXTBOOK_PAIRS
+    assert versus["ratios"] == [round(a / b, 4) for a, b in zip(readings["textbook"], readings["best"])]
+    assert versus["median"] == sorted(versus["ratios"])[1]
+    assert f"against INT8 by hand (trial {textbook['trial']}): latency_p50_ms" in "\n".join(optimize_lines(outcome))
+    resumed = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
+                        "--budget", "latency_p50_ms=50", "--objective", "latency_p50_ms", "--resume")
+    assert resumed.json()["versus_textbook"] == versus   # the same two are not compared again
+
+
 def test_a_throughput_budget_is_measured_for_every_candidate(cli, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
