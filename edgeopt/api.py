@@ -70,8 +70,9 @@ def _bundle_profile(manifest: dict):
 def profile_mismatch(manifest: dict, spec) -> tuple:
     """(refused, text) for measuring this bundle on a device whose inventory entry names a profile.
 
-    A bundle is refused where both profiles target particular hardware (arch not `any`) and their backends
-    differ: a Raspberry Pi (tflite) bundle on an intel-cpu (openvino) box measures nothing anyone will ship.
+    A bundle is refused where both profiles target particular hardware (arch not `any`) and the bundle's backend
+    is none the device's profile runs (its `backends`): a Raspberry Pi (tflite) bundle on an intel-cpu (openvino,
+    onnxruntime) box measures nothing anyone will ship.
     A same-backend pair (raspberry-pi-4 vs -5) or a portable `generic` bundle is only a warning."""
     if not spec.profile or spec.profile == manifest["profile"]["name"]:
         return False, None
@@ -84,7 +85,7 @@ def profile_mismatch(manifest: dict, spec) -> tuple:
     text = (f"bundle {manifest['name']} was packaged for profile {ours['name']} ({ours['backend']}), device "
             f"{spec.name} is {theirs.name} ({theirs.backend}) in the inventory")
     portable = "any" in ((mine.device.arch if mine else ""), theirs.device.arch)
-    return ours["backend"] != theirs.backend and not portable, text
+    return ours["backend"] not in theirs.backends and not portable, text
 
 
 def _warn_mismatch(doc: dict, manifest: dict, mismatch):

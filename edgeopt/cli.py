@@ -257,7 +257,7 @@ def profiles_show(out, name):
     from . import api
     from .report.tables import key_values
     p = api.profile(name)
-    rows = [(k, v) for k, v in p.items() if not isinstance(v, dict)]
+    rows = [(k, ", ".join(v) if isinstance(v, (list, tuple)) else v) for k, v in p.items() if not isinstance(v, dict)]
     rows += [(f"{section}.{k}", v) for section in ("device", "runtime", "budgets", "parity") for k, v in p[section].items()]
     options = api.backend_options(p["backend"])
     rows += [(f"--backend-option {k}", _option_text(o)) for k, o in options.items()]
@@ -276,6 +276,8 @@ def _option_text(option: dict) -> str:
 @click.argument("model")
 @click.option("--profile", "-p", default="generic", show_default=True, help="Hardware profile name or .toml path.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Bundle path [default: NAME.edgepkg].")
+@click.option("--backend", help="Another of the backends the profile's hardware runs, e.g. onnxruntime for "
+              "intel-cpu or raspberry-pi-5 [default: the profile's own]; `edgeopt profiles show PROFILE` lists them.")
 @click.option("--precision", type=PRECISION, help="Float precision [default: the profile's].")
 @click.option("--quantize", type=QUANTIZE, default="none", show_default=True,
               help="int8: static, calibrated (needs --calib); dynamic: int8 weights, activations quantized "
@@ -331,7 +333,7 @@ def _option_text(option: dict) -> str:
               help="An option of the profile's backend without a flag of its own, e.g. workspace_mib=2048 or "
                    "int8_method=static (onnxruntime, tflite); `edgeopt profiles show PROFILE` lists them.")
 @common
-def package(out, model, profile, output, precision, quantize, calib, eval_data, input_shapes, budgets, name,
+def package(out, model, profile, output, backend, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
             no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed, keep_float,
             backend_option):
@@ -343,7 +345,7 @@ def package(out, model, profile, output, precision, quantize, calib, eval_data, 
     """
     from . import api, recipe
     from .report.tables import key_values, package_rows, package_warnings, transform_table
-    options = dict(precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
+    options = dict(backend=backend, precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
                    simplify=not no_simplify, seed=seed, keep_float=keep_float or "")
     steps = recipe.from_flags(prune, low_rank, distill, qat, epochs)
@@ -370,7 +372,7 @@ def _backend_options(items) -> dict:
 
 
 # package's options that a recipe's [package] table may set, by the click parameter that gives them.
-RECIPE_PARAMETERS = {"precision": "precision", "quantize": "quantize", "preset": "preset",
+RECIPE_PARAMETERS = {"backend": "backend", "precision": "precision", "quantize": "quantize", "preset": "preset",
                      "subset_size": "subset_size", "max_accuracy_drop": "max_accuracy_drop",
                      "performance_hint": "performance_hint", "int8_io": "int8_io", "simplify": "no_simplify",
                      "seed": "seed", "keep_float": "keep_float"}
@@ -482,7 +484,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--pareto", "multi_objective", is_flag=True,
               help="Multi-objective: a Pareto front over latency, accuracy drop and size (and energy with an "
                    "energy_mj budget) instead of one objective.")
-@click.option("--space", "space_file", type=click.Path(dir_okay=False), help="TOML file narrowing the search space.")
+@click.option("--space", "space_file", type=click.Path(dir_okay=False),
+              help="TOML file narrowing the search space, e.g. quantize = [\"none\", \"int8\"] or backend = "
+                   "[\"onnxruntime\"] (the profile's backends whose runtime the devices have are searched).")
 @click.option("--no-screening", is_flag=True, help="Measure every candidate fully (no short screening run first).")
 @click.option("--calib", type=click.Path(), help="Calibration .npz (INT8 candidates need it).")
 @click.option("--eval-data", type=click.Path(), help="Labelled eval .npz: accuracy of every candidate on the device.")

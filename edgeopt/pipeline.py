@@ -41,7 +41,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             max_accuracy_drop: float | None = None, performance_hint: str = "latency", int8_io: str = "",
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
             teacher: str | None = None, seed: int = 0, keep_float: str = "",
-            backend_options: dict | None = None, host_timing: bool = True, transform_cache=None) -> dict:
+            backend_options: dict | None = None, host_timing: bool = True, transform_cache=None,
+            backend: str | None = None) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -63,9 +64,12 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
 
     transform_cache: a transform.TransformCache that keeps transformed modules between calls (optimize's
     trials): steps already run on the same source, seed and data are not run again. The returned manifest then
-    says "transforms_reused": True (outside the bundle: its manifest is the same either way)."""
+    says "transforms_reused": True (outside the bundle: its manifest is the same either way).
+
+    backend: another of the backends the profile's hardware runs (profile.backends; default: its own)."""
     prof = load_profile(profile)
-    backend = backend_for(prof)          # fail on an unavailable backend before any work
+    chosen = backend
+    backend = backend_for(prof, backend)          # fail on an unavailable backend before any work
     given = _backend_values(backend_options, preset=preset, subset_size=subset_size,
                             max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint,
                             int8_io=int8_io, keep_float=keep_float)
@@ -82,7 +86,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     _check_format(model, backend)
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
-    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **backend_record,
+    chosen = {"backend": backend.name} if chosen and chosen != prof.backend else {}   # recorded when not the default
+    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **chosen, **backend_record,
                                  "simplify": simplify, "seed": seed}, list(steps))
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
@@ -96,8 +101,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             source = load_model(model, shapes, work, simplify, backend.takes_torch)
             calibration, evaluation = _samples(calib, eval_data, source.inputs)
             stages, reused = [], False
-        request = PackageRequest(precision, quantize, calibration, prof.int8_scheme, evaluation, options, host_timing,
-                                 prof)
+        # the profile's INT8 scheme is its own backend's; another backend takes its own default ("")
+        scheme = prof.int8_scheme if backend.name == prof.backend else ""
+        request = PackageRequest(precision, quantize, calibration, scheme, evaluation, options, host_timing, prof)
         conversion = backend.convert(source, request, work, progress)
         if any(s.name == "qat" for s in steps):
             conversion.compression.update(quantize="int8", method="qat", note="INT8 trained into the model by the "
@@ -122,7 +128,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
 
 
 # package()'s compatibility keywords for backend options, each with the value that means "not set" (the
-# recipe records these keys, as it always has: recipe.PACKAGE_KEYS).
+# recipe records these keys, as it always has: recipe.package_keys()).
 UNSET = {"preset": "", "subset_size": None, "max_accuracy_drop": None, "performance_hint": "latency",
          "int8_io": "", "keep_float": ""}
 
@@ -378,7 +384,7 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
     return {
         "name": name, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "source": source_doc,
-        "profile": {"name": prof.name, "backend": prof.backend, "precision": conversion.compression["precision"]},
+        "profile": {"name": prof.name, "backend": backend.name, "precision": conversion.compression["precision"]},
         "runtime": dict(conversion.runtime, threads=prof.runtime.threads, power_sensor=prof.runtime.power_sensor),
         "compression": conversion.compression, "model": f"model/{conversion.model_path.name}",
         "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],

@@ -79,6 +79,13 @@ class Profile:
     parity: ParityTolerance
     path: str
     software: dict = dataclasses.field(default_factory=dict)  # [software] key -> (version prefix, ...)
+    # Every backend whose runtime this hardware runs, `backend` (the default) first: `optimize` searches
+    # among them, `package --backend` picks one.
+    backends: tuple = ()
+
+    def __post_init__(self):
+        if not self.backends:
+            object.__setattr__(self, "backends", (self.backend,))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -149,7 +156,8 @@ KEYS = {
     "": {"schema": Key(str, choices=(SCHEMA,)), "name": Key(str, pattern=NAME), "description": Key(str),
          "backend": Key(str, choices=BACKENDS), "default_precision": Key(str, choices=PRECISIONS),
          "int8_scheme": Key(str), "device": Key(dict), "runtime": Key(dict), "parity": Key(dict),
-         "budgets": Key(dict, default={}), "software": Key(dict, default={})},
+         "budgets": Key(dict, default={}), "software": Key(dict, default={}),
+         "backends": Key(tuple, default=())},   # other backends the hardware runs (_backends checks the names)
     "device": {"arch": Key(str, choices=ARCHES), "cpu": TEXT, "accelerator": Key(str, default=""),
                "cores": Key(int, 0, MAX_THREADS),            # 0: whatever the device has
                "ram_mb": Key(list, 0, MAX_RAM_MB),           # [0]: not fixed by the profile
@@ -164,7 +172,8 @@ KEYS = {
 _PATTERN_TEXT = {NAME.pattern: "must be a non-empty name of letters, digits, '.', '_' or '-'",
                  VERSIONS.pattern: "must be version numbers separated by commas, like \"8.5, 10.3\"",
                  TEXT.pattern.pattern: "must be one line of text, not empty"}
-_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", list: "a non-empty list of integers", dict: "a table"}
+_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", list: "a non-empty list of integers", dict: "a table",
+               tuple: "a list of backend names"}
 
 
 class _Section:
@@ -184,6 +193,10 @@ class _Section:
                 raise BadInput(f"profile {self.path}: missing key {self.name(key)}")
             return spec.default
         value = self.data[key]
+        if spec.kind is tuple:   # a list of names
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.refuse(key, f"must be {_TYPE_NAMES[tuple]}")
+            return tuple(value)
         if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value) if abs(value) < 1e300 else math.inf  # refused below, without an OverflowError
         items = value if isinstance(value, list) else [value]
@@ -224,7 +237,19 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
         budgets=validate_budgets(top["budgets"], f"profile {path}"),
         parity=ParityTolerance(par["fp32_max_abs_error"], par["fp16_max_abs_error"],
                                par["quantized_min_top1_agreement"], par["bf16_max_abs_error"]),
-        path=str(path), software=_software(_Section(top["software"], "software", path)))
+        path=str(path), software=_software(_Section(top["software"], "software", path)),
+        backends=_backends(top, backend))
+
+
+def _backends(top, backend: str) -> tuple:
+    """`backend`, then the other backends the profile lists (each a known backend, none twice)."""
+    others = top["backends"]
+    for name in others:
+        if name not in BACKENDS:
+            top.refuse("backends", f"names {name!r}, not one of {', '.join(BACKENDS)}")
+    if len(set(others)) != len(others):
+        top.refuse("backends", "names a backend twice")
+    return (backend,) + tuple(n for n in others if n != backend)
 
 
 def _software(section) -> dict:

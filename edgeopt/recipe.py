@@ -3,7 +3,7 @@
 `--recipe recipe.toml` is equivalent to the flags; the manifest records the recipe that was used
 (`recipe` field, the same tables), so a bundle can be rebuilt from it:
 
-    [package]                 # any of PACKAGE_KEYS, as the flags spell them (dashes or underscores)
+    [package]                 # any of package_keys(), as the flags spell them (dashes or underscores)
     quantize = "int8"
 
     [[transform]]             # applied in file order to the PyTorch module, before export
@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import sys
+import types
+import typing
 
 from .bundle import SUFFIX
 from .compress import base as transforms
@@ -31,13 +33,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# The packaging options a recipe may set: api.package's keyword arguments, with their types.
-PACKAGE_KEYS = {"precision": str, "quantize": str, "preset": str, "subset_size": int,
-                "max_accuracy_drop": float, "performance_hint": str, "int8_io": str, "simplify": bool,
-                "keep_float": str, "seed": int, "activation_range": str, "int8_ops": str,
-                "int8_method": str, "model_type": str,
-                # tensorrt's build settings (edgeopt/convert/tensorrt.py), passed on as backend options
-                "workspace_mib": int, "builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool}
+# The packaging options a recipe may set: these of package()'s own, and every backend's declared Options
+# (package_keys(); edgeopt/convert/), each with its type.
+CORE_PACKAGE_KEYS = {"precision": str, "quantize": str, "backend": str, "simplify": bool, "seed": int}
+
+
+def package_keys() -> dict:
+    """{option: type} a recipe's [package] table may hold: CORE_PACKAGE_KEYS and each backend's options (an
+    optional `int | None` taken as int); a backend's option is checked against its own bounds later."""
+    from .convert import BACKENDS, _backend_class
+
+    keys = dict(CORE_PACKAGE_KEYS)
+    for target in filter(None, BACKENDS.values()):
+        for name, kind in typing.get_type_hints(_backend_class(target).Options).items():
+            keys.setdefault(name, next(k for k in typing.get_args(kind) if k is not type(None))
+                            if typing.get_origin(kind) is types.UnionType else kind)
+    return keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,12 +138,12 @@ def _toml(path: pathlib.Path) -> dict:
 def _package_options(table, path) -> dict:
     if not isinstance(table, dict):
         raise BadInput(f"{path}: [package] must be a table")
-    out = {}
+    out, known = {}, package_keys()
     for key, value in table.items():
         name = key.replace("-", "_")
-        kind = PACKAGE_KEYS.get(name)
+        kind = known.get(name)
         if kind is None:
-            raise BadInput(f"{path}: package.{key}: unknown option; options: {', '.join(PACKAGE_KEYS)}")
+            raise BadInput(f"{path}: package.{key}: unknown option; options: {', '.join(known)}")
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import EVAL, MODEL, bundle_manifest
+from conftest import CALIB, EVAL, MODEL, bundle_manifest
 from edgeopt import api
 
 
@@ -200,3 +200,19 @@ def test_eval_data_without_labels_is_warned_about(tmp_path):
     assert [n for n in m["notes"] if n.startswith("warning:")] == [
         "warning: budget accuracy_drop=0.01 cannot be measured from this bundle (the eval data has no labels): "
         "`edgeopt check` will report it NOT MEASURED and fail; add a 'labels' array to the --eval-data file"]
+
+
+def test_backend_packages_for_another_backend_the_profile_runs(cli, tmp_path):
+    """intel-cpu hardware runs ONNX Runtime too: --backend onnxruntime packages for it (its runtime, its own
+    INT8 scheme rather than the profile's NNCF one), and the recipe records the choice."""
+    out = tmp_path / "ort.edgepkg"
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--backend", "onnxruntime", "--quantize", "int8",
+            "--calib", CALIB, "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["profile"] == {"name": "intel-cpu", "backend": "onnxruntime", "precision": "fp32"}
+    assert m["runtime"]["name"] == "onnxruntime" and m["recipe"]["package"]["backend"] == "onnxruntime"
+    assert m["compression"]["scheme"] == "u8s8"
+    refused = cli("package", MODEL, "--profile", "intel-cpu", "--backend", "tflite", "-o", tmp_path / "x.edgepkg")
+    assert refused.exit_code == 2 and "--backend tflite: profile 'intel-cpu' runs openvino, onnxruntime" in refused.stderr
+    assert not (tmp_path / "x.edgepkg").exists()

@@ -16,6 +16,7 @@ def test_every_shipped_profile_validates():
     assert 16384 in pi5.device.ram_mb and 8192 in pi4.device.ram_mb
     for p in profiles.values():
         assert p.budgets and p.runtime.power_sensor and p.default_precision
+        assert p.backends[0] == p.backend and (p.name == "generic" or "onnxruntime" in p.backends[1:]), p.backends
 
 
 def test_profiles_cli_list_and_show(cli):
@@ -79,6 +80,12 @@ GOOD = (
     (("cores = 0\n", "cores = 0\ncolour = \"red\"\n"), "unknown key device.colour"),
     (("default_precision = \"fp32\"\n", ""), "missing key default_precision"),
     (("[parity]", "[parity"), "not valid TOML"),
+    (("backend = \"onnxruntime\"\n", "backend = \"onnxruntime\"\nbackends = [\"coreml\"]\n"),
+     "backends names 'coreml', not one of onnxruntime"),
+    (("backend = \"onnxruntime\"\n", "backend = \"onnxruntime\"\nbackends = \"openvino\"\n"),
+     "backends must be a list of backend names, got 'openvino'"),
+    (("backend = \"onnxruntime\"\n", "backend = \"onnxruntime\"\nbackends = [\"tflite\", \"tflite\"]\n"),
+     "backends names a backend twice"),
 ])
 def test_malformed_profile_names_the_problem(tmp_path, change, message):
     path = tmp_path / "custom.toml"

@@ -19,12 +19,16 @@ BACKENDS = {
 }
 
 
-def backend_for(profile):
-    target = BACKENDS.get(profile.backend)
+def backend_for(profile, name: str | None = None):
+    """The profile's backend, or `name`: one of the backends the profile's hardware runs (profile.backends)."""
+    if name is not None and name not in profile.backends:
+        from ..errors import BadInput
+        raise BadInput(f"--backend {name}: profile {profile.name!r} runs {', '.join(profile.backends)}")
+    target = BACKENDS.get(name or profile.backend)
     if target is None:
         ready = ", ".join(k for k, v in BACKENDS.items() if v)
         raise BackendUnavailable(
-            f"profile {profile.name!r} uses backend {profile.backend!r}, which this version of edgeopt "
+            f"profile {profile.name!r} uses backend {name or profile.backend!r}, which this version of edgeopt "
             f"cannot convert for yet (available: {ready}); use --profile generic meanwhile")
     return _backend_class(target)()
 

@@ -523,8 +523,11 @@ def optimize_lines(outcome: dict) -> list:
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
                    if miss.get("paired") is not None else
                    f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:.4g}")
+        others = miss.get("others_missed") or {}
+        cost = (", but missed " + ", ".join(f"{k} by {v:.0%}" for k, v in others.items()) if others
+                else ", meeting every other budget")
         lines.append(f"{'[green]met[/]' if met else '[yellow]closest[/]'} {key}: trial {miss['trial']} "
-                     f"({escape(miss['config'] or '')}) measured {against}")
+                     f"({escape(miss['config'] or '')}) measured {against}{cost}")
     if closest.get("overall"):
         o = closest["overall"]
         missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0)

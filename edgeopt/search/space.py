@@ -11,6 +11,12 @@ own name ("keep_float", "preset"). A transform is a yes/no dimension ("prune") w
     "distill.epochs" = {low = 2, high = 8, step = 2}   # a range tried in steps: 2, 4, 6, 8
     distill = false                  # fixed
     threads = [1, 2, 4]              # bench threads, when the device's core count is not known
+    backend = ["onnxruntime"]        # where the profile's hardware runs several backends (profile.backends)
+
+With several backends, "backend" is a dimension, and each backend's own dimensions are named after it
+("openvino.quantize", "onnxruntime.keep_float") and sampled only when it is chosen: each backend offers its own
+quantizations, precisions and options. A space file's plain key ("quantize") narrows that dimension of every
+backend that has it; a prefixed one ("openvino.quantize") narrows one backend's.
 """
 from __future__ import annotations
 
@@ -43,10 +49,12 @@ class Dimension:
     high: float | None = None
     integer: bool = False
     log: bool = False
-    parent: str = ""                # sampled only when this yes/no dimension is True
+    parent: str = ""                # sampled only when this dimension's value is `when`
+    when: object = True             # (a transform's toggle: True; "backend": the backend's name)
     backend: bool = False           # an option of the backend's Options (a package() option), not a transform
     int8_only: bool = False         # a backend option that acts only with quantize int8: passed on only then
     toggle: bool = False            # a transform's on/off dimension (its options are its children)
+    owner: str = ""                 # the backend whose dimension this is, where the space has several
     # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared).
     limits: tuple = ()
     # A number range tried only in these steps from low (a space file's {low, high, step}): every sampler,
@@ -86,17 +94,40 @@ class Dimension:
             f" step {self.step:g}" if self.step else "")
 
 
-def build(backend, source_format: str, has_calib: bool, has_train: bool, cores: int | None,
+def build(backends, source_format: str, has_calib: bool, has_train: bool, cores: int | None,
           space_file=None) -> list:
-    """The dimensions for one model and profile, narrowed by the space file."""
-    dims = _backend_dimensions(backend, has_calib)
+    """The dimensions for one model and profile, narrowed by the space file. backends: a backend, or the
+    backends the devices run (the profile's own first), of which the space file's `backend` may keep some."""
+    backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
+    doc = _read(space_file) if space_file else {}
+    backends = _chosen_backends(backends, doc.pop("backend", None), space_file)
+    if len(backends) == 1:
+        dims = _backend_dimensions(backends[0], has_calib)
+    else:
+        dims = [Dimension("backend", tuple(b.name for b in backends))]
+        for b in backends:
+            dims += [dataclasses.replace(d, name=f"{b.name}.{d.name}", parent="backend", when=b.name, owner=b.name)
+                     for d in _backend_dimensions(b, has_calib)]
     if source_format in ("pytorch-module", "exported-program"):
         dims += _transform_dimensions(has_train)
     if cores and cores > 1:
         dims.append(Dimension("threads", tuple(sorted({1, 2, 4, 8} & set(range(1, cores + 1)) | {cores}))))
-    if space_file:
-        dims = _narrow(dims, space_file, backend.name)
+    if doc:
+        dims = _narrow(dims, doc, space_file, ", ".join(b.name for b in backends))
     return dims
+
+
+def _chosen_backends(backends: list, value, path) -> list:
+    """The backends a space file's `backend = [...]` keeps (all of them without one)."""
+    if value is None:
+        return backends
+    names = [b.name for b in backends]
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if v not in names]
+    if not values or bad:
+        raise BadInput(f"{path}: backend: {bad[0] if bad else value!r} is not one this search can use "
+                       f"({', '.join(names)}: the profile's backends whose runtime every device has)")
+    return [b for b in backends if b.name in values]
 
 
 def _backend_dimensions(backend, has_calib: bool) -> list:
@@ -140,11 +171,15 @@ def _option_dimension(name: str, field, kind, parent: str = "") -> Dimension:
 
 def options(dims: list, config: dict) -> tuple:
     """(package options, [(transform name, {option: value})], threads) of one sampled configuration."""
-    package = {k: config[k] for k in ("quantize", "precision") if k in config}
+    chosen = config.get("backend")
+    package = {"backend": chosen} if chosen else {}
+    for key in ("quantize", "precision"):
+        if _key(key, chosen) in config:
+            package[key] = config[_key(key, chosen)]
     for d in dims:   # a backend option at its "not set" value ("", as keep_float's none) is left out
-        if d.backend and d.name in config and config[d.name] != "" and (
-                not d.int8_only or config.get("quantize") == "int8"):
-            package[d.name] = config[d.name]
+        if d.backend and d.owner == (chosen or "") and d.name in config and config[d.name] != "" and (
+                not d.int8_only or package.get("quantize") == "int8"):
+            package[_option_name(d)] = config[d.name]
     steps = []
     for d in dims:
         if d.toggle and config.get(d.name):
@@ -153,10 +188,21 @@ def options(dims: list, config: dict) -> tuple:
     return package, steps, config.get("threads")
 
 
+def _key(name: str, backend: str | None) -> str:
+    """A backend dimension's name: "quantize", or "openvino.quantize" where the space has several backends."""
+    return f"{backend}.{name}" if backend else name
+
+
+def _option_name(d: Dimension) -> str:
+    return d.name.removeprefix(f"{d.owner}.") if d.owner else d.name
+
+
 def textbook(dims: list, precision: str) -> dict | None:
     """The configuration of INT8 alone with the backend's defaults (no transform, options unset, the profile's
-    precision), as sampled parameters: what a user tries first by hand. None when the space has no INT8."""
-    if "int8" not in next((d.choices for d in dims if d.name == "quantize"), ()):
+    precision; the profile's own backend where there are several), as sampled parameters: what a user tries
+    first by hand. None when that backend's space has no INT8."""
+    default = next((d.choices[0] for d in dims if d.name == "backend"), None)
+    if "int8" not in next((d.choices for d in dims if d.name == _key("quantize", default)), ()):
         return None
     return _plain(dims, precision, "int8")
 
@@ -178,14 +224,19 @@ def filled(dims: list, params: dict) -> dict:
 
 
 def _plain(dims: list, precision: str, quantize: str) -> dict:
+    """Every transform off, the backend's options unset: the first backend's (the profile's own), with
+    `quantize` and `precision` where its space has them."""
     params = {}
-    for d in [d for d in dims if not d.parent]:
-        if d.name == "quantize":
+    for d in dims:
+        if not _applies(d, params):
+            continue
+        name = _option_name(d)
+        if name == "quantize":
             params[d.name] = quantize
         elif d.name == "threads":
             params[d.name] = max(d.choices) if d.choices else d.high
         elif d.choices:
-            preferred = False if d.toggle else precision if d.name == "precision" else ""
+            preferred = False if d.toggle else precision if name == "precision" else ""
             params[d.name] = preferred if preferred in d.choices else d.choices[0]
         else:
             params[d.name] = d.low
@@ -198,7 +249,7 @@ def sample(dims: list, trial, every: bool = False) -> dict:
     dimensions every trial has."""
     config = {}
     for d in dims:
-        if d.parent and not config.get(d.parent):
+        if d.parent and config.get(d.parent) != d.when:
             if every:
                 d.suggest(trial)
             continue
@@ -256,26 +307,35 @@ class Exploration:
 
 
 def _applies(d: Dimension, point: dict) -> bool:
-    return not (d.parent and not point.get(d.parent)) and not (d.int8_only and point.get("quantize") != "int8")
+    """Whether `point` (the dimensions before d, in order) samples d: its parent has the value it needs, and
+    an INT8-only option's backend quantizes to INT8."""
+    return not (d.parent and point.get(d.parent) != d.when) and not (
+        d.int8_only and point.get(_key("quantize", d.owner or None)) != "int8")
 
 
-def _narrow(dims: list, path, backend_name: str) -> list:
+def _read(path) -> dict:
     path = pathlib.Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInput(f"search space file not found: {path}") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise BadInput(f"{path}: not a readable TOML space: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+
+
+def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
     by_name = {d.name: d for d in dims}
     for key, value in doc.items():
         if key == "threads" and key not in by_name:
             by_name[key] = _threads(value, path)
             continue
-        if key not in by_name:
-            raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_name}"
+        # a plain backend key ("quantize") where each backend has its own: every backend's that has it
+        targets = [key] if key in by_name else [d.name for d in dims if d.owner and _option_name(d) == key]
+        if not targets:
+            raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_names}"
                            f"{_why_absent(key.split('.')[0])}); dimensions: {', '.join(by_name) or 'none'}")
-        by_name[key] = _narrowed(by_name[key], value, f"{path}: {key}")
+        for name in targets:
+            by_name[name] = _narrowed(by_name[name], value, f"{path}: {key}", len(targets) > 1)
     return list(by_name.values())
 
 
@@ -298,13 +358,19 @@ def _threads(value, path) -> Dimension:
     return Dimension("threads", tuple(sorted(set(values))))
 
 
-def _narrowed(dim: Dimension, value, where: str) -> Dimension:
+def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimension:
+    """dim within the space file's value. shared: the value narrows this dimension of several backends, and
+    a choice one backend lacks (OpenVINO has no dynamic quantization) is left out for it."""
     if dim.choices:
         allowed = dim.limits or dim.choices
         values = value if isinstance(value, list) else [value]
         bad = [v for v in values if v not in allowed]
+        if shared and values and len(bad) < len(values):
+            values, bad = [v for v in values if v in allowed], []
         if not values or bad:
-            raise BadInput(f"{where}: {bad[0] if bad else value!r} is not one of {', '.join(map(str, allowed))}")
+            owner = f" (backend {dim.owner}; `backend = [...]` leaves it out)" if shared else ""
+            raise BadInput(f"{where}: {bad[0] if bad else value!r} is not one of {', '.join(map(str, allowed))}"
+                           f"{owner}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
     value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)
     if _number(value):

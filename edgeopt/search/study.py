@@ -33,7 +33,7 @@ RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are m
 RECHECK_TOP = 3
 # At the end, the best and INT8 by hand (the textbook trial) measured in turn this many times each, when the
 # objective is a latency: what the search gained over the first step by hand, judged on readings made together.
-VERSUS_TEXTBOOK_PAIRS = 3
+VERSUS_TEXTBOOK_PAIRS = 5
 # A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
 # worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
 CACHED_IN_A_ROW_TO_STOP = 10
@@ -125,11 +125,12 @@ def _prepare(job: Job, space_file) -> tuple:
     job.relative_budgets = validate_ratios(job.relative_budgets)
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
         job.budgets.pop(key, None)
-    backend = backend_for(prof)
+    backend_for(prof)   # the profile's own backend: an unavailable one is refused before anything else
     fmt = detect_format(job.model)
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))
-    dims = spaces.build(backend, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file)
+    backends = _usable_backends(prof, fmt, job)
+    dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file)
     path = pathlib.Path(job.model)
     identity = {"model": job.model, "model_sha256": sha256_of(path) if path.is_file() else None,
                 "profile": prof.name, "budgets": dict(job.budgets), "objective": job.objective,
@@ -140,6 +141,33 @@ def _prepare(job: Job, space_file) -> tuple:
         identity["relative_budgets"] = dict(job.relative_budgets)
         identity["paired_baseline"] = job.paired_baseline
     return dims, identity
+
+
+def _usable_backends(prof, fmt: str, job: Job) -> list:
+    """The profile's backends (its own first) that this version implements, that read the model's format, and,
+    where that leaves several, whose runtime every device has (its agent's probe): the search's choices."""
+    from ..convert import BACKENDS, backend_for
+    from ..doctor import RUNTIME_FOR_BACKEND
+
+    own = backend_for(prof)
+    others = [backend_for(prof, name) for name in prof.backends[1:] if BACKENDS.get(name)]
+    others = [b for b in others if fmt in b.source_formats]
+    if not others:
+        return [own]
+    runtimes = [_device_runtimes(device, job) for device in job.devices]
+    return [own] + [b for b in others
+                    if all(any(r.get(name) for name, _ in RUNTIME_FOR_BACKEND[b.name]) for r in runtimes)]
+
+
+def _device_runtimes(device: str, job: Job) -> dict:
+    """{runtime: version or None} the device's agent finds (DeviceFailure where it cannot be reached)."""
+    from ..transport import for_spec, resolve_device
+
+    transport = for_spec(resolve_device(device, _inventory(job.inventory)), job.ssh_options)
+    try:
+        return transport.probe().get("runtimes") or {}
+    finally:
+        transport.close()
 
 
 def _profile_budgets(prof, job: Job) -> dict:
@@ -783,8 +811,8 @@ def _pareto(trials: list, names: tuple) -> list:
 
 
 def _closest(trials: list, budgets: dict) -> dict:
-    """Per budget, the trial that came closest to meeting it, and the trial that missed the fewest budgets
-    by the least (what dominated the search when nothing met every budget)."""
+    """Per budget, the trial that came closest to meeting it and the other budgets that trial missed, and the
+    trial that missed the fewest budgets by the least (what dominated the search when nothing met every budget)."""
     measured = [t for t in trials if t.user_attrs.get("violations")]
     if not measured:
         return {}
@@ -794,6 +822,9 @@ def _closest(trials: list, budgets: dict) -> dict:
         per_budget[key] = {"trial": t.number, "config": t.user_attrs.get("config"),
                            "measured": t.user_attrs["figures"].get(key), "limit": budgets[key],
                            "excess": t.user_attrs["violations"].get(key),
-                           "paired": (t.user_attrs.get("paired") or {}).get(key)}
+                           "paired": (t.user_attrs.get("paired") or {}).get(key),
+                           # what the trade-off cost: the budgets this trial missed besides this one
+                           "others_missed": {k: v for k, v in t.user_attrs["violations"].items()
+                                             if k != key and v > 0}}
     overall = min(measured, key=lambda t: max(t.user_attrs["violations"].values()))
     return {"per_budget": per_budget, "overall": _row(overall)}

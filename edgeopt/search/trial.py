@@ -25,7 +25,7 @@ HEADLINE = ("latency_p90_ms", "latency_p50_ms", "peak_rss_mb", "size_mb", "accur
 
 @dataclasses.dataclass
 class Candidate:
-    package: dict        # package() options: quantize, precision, and the backend's own (keep_float, preset)
+    package: dict        # package() options: backend (of several), quantize, precision, the backend's own (preset)
     steps: list          # [(transform, {option: value})]
     threads: int | None
 
@@ -83,10 +83,10 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     from ..pipeline import package as run_pipeline
 
     steps = [recipe.step(name, values, f"candidate {name}") for name, values in candidate.steps]
-    # every sampled option but quantize and precision is one of the backend's own (int8_ops, activation_range,
+    # every sampled option but backend, quantize and precision is one of the backend's own (int8_ops, activation_range,
     # keep_float, ...): package() takes those as backend_options, not as keywords of its own
     options = dict(candidate.package)
-    settings = {key: options.pop(key) for key in ("quantize", "precision") if key in options}
+    settings = {key: options.pop(key) for key in ("backend", "quantize", "precision") if key in options}
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
                         input_shapes=job.input_shapes, budgets=job.budgets,
                         train_data=job.train_data if steps else None,  # read only by transforms

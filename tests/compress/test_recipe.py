@@ -86,6 +86,8 @@ def test_recipe_file_and_round_trip(tmp_path):
     ("[package\n", "not a readable TOML recipe"),
     ("[package]\nquantize = 8\n", "package.quantize: expected str, got 8"),
     ("[package]\nthreads = 2\n", "package.threads: unknown option"),
+    ("[package]\nworkspace-mib = 1.5\n", "package.workspace-mib: expected int, got 1.5"),   # a backend's option
+    ("[package]\nsubset_size = \"all\"\n", "package.subset_size: expected int"),         # `int | None`
     ("[[transform]]\nratio = 0.3\n", "transform[0]: needs name"),
     ('[[transform]]\nname = "nope"\n', "unknown transform 'nope'"),
     ('[[transform]]\nname = "toy-test"\nratio = 2.0\n', "transform[0] (toy-test): ratio: 2.0 is out of range"),

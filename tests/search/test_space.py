@@ -202,3 +202,59 @@ def test_a_grid_of_the_default_space_is_refused_and_exploring_it_draws_points(tm
     assert len({repr(space.options(dims, p)) for p in points}) > 150   # mostly distinct: a large space
     for p in points:   # a transform's options only while it is on
         assert all(p.get(k.split(".")[0]) for k in p if "." in k)
+
+
+def _intel(tmp_path, text=None):
+    """The dimensions of an ONNX model on intel-cpu, whose hardware runs OpenVINO and ONNX Runtime."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    prof = load_profile("intel-cpu")
+    f = None
+    if text is not None:
+        f = tmp_path / "space.toml"
+        f.write_text(text)
+    return space.build([backend_for(prof, name) for name in prof.backends], "onnx", True, False, None, f)
+
+
+def test_several_backends_each_offer_their_own_quantizations_and_options(tmp_path):
+    from edgeopt.search import space
+
+    dims = _intel(tmp_path)
+    by = {d.name: d for d in dims}
+    assert by["backend"].choices == ("openvino", "onnxruntime") and "quantize" not in by
+    assert "dynamic" in by["onnxruntime.quantize"].choices and "dynamic" not in by["openvino.quantize"].choices
+    assert "bf16" in by["openvino.precision"].choices and "bf16" not in by["onnxruntime.precision"].choices
+    for point in space.grid_points(dims) + [space.sample(dims, _random_trial(dims, seed)) for seed in range(30)]:
+        chosen = point["backend"]
+        assert all(k == "backend" or k.startswith(chosen + ".") for k in point), point
+        package, _, _ = space.options(dims, point)
+        assert package["backend"] == chosen and package["quantize"] == point[f"{chosen}.quantize"]
+        assert not any("." in k for k in package), package
+    textbook = space.textbook(dims, "fp32")   # INT8 alone on the profile's own backend
+    package = space.options(dims, textbook)[0]
+    assert {k: package[k] for k in ("backend", "quantize", "precision")} == {
+        "backend": "openvino", "quantize": "int8", "precision": "fp32"} and not package.get("keep_float")
+    assert len({json.dumps(p, sort_keys=True) for p in space.grid_points(dims)}) == len(space.grid_points(dims))
+
+
+def _random_trial(dims, seed):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+
+
+def test_a_space_file_narrows_every_backend_by_a_plain_key_and_one_by_its_name(tmp_path):
+    by = {d.name: d for d in _intel(tmp_path, 'quantize = ["none", "dynamic"]\n"openvino.precision" = ["fp32"]\n')}
+    assert by["onnxruntime.quantize"].choices == ("none", "dynamic") and by["openvino.quantize"].choices == ("none",)
+    assert by["openvino.precision"].choices == ("fp32",) and by["onnxruntime.precision"].choices == ("fp32", "fp16")
+    one = [d.name for d in _intel(tmp_path, 'backend = ["onnxruntime"]\nquantize = ["int8"]\n')]
+    assert "backend" not in one and "quantize" in one and "keep_float" in one   # one backend: the plain names
+    for text, fragment in (('backend = ["tensorrt"]\n', "backend: 'tensorrt' is not one this search can use"),
+                           ('quantize = ["int4-weights"]\n', "(backend onnxruntime; `backend = [...]` leaves it"),
+                           ('"tflite.quantize" = ["int8"]\n', "tflite.quantize: not a dimension of this search")):
+        with pytest.raises(BadInput, match=r"space\.toml: ") as e:
+            _intel(tmp_path, text)
+        assert fragment in str(e.value), str(e.value)
