@@ -623,22 +623,35 @@ class _Runner:
         finalists = list(distinct.values())[:RECHECK_TOP]
         if len(finalists) < 2:
             return
-        best = finalists[0].user_attrs["figures"][self.job.objective]
-        close = [t for t in finalists if t.user_attrs["figures"][self.job.objective] <= best * (1 + RECHECK_WITHIN)]
+        paired = _paired_objective(self.study, self.job.objective)
+        first = {t.number: _value(t, self.job.objective, paired) for t in finalists}
+        best = first[finalists[0].number]
+        close = [t for t in finalists if first[t.number] <= best * (1 + RECHECK_WITHIN)]
         rechecked = dict(self.study.user_attrs.get("rechecked", {}))
         if len(close) < 2 or all(t.user_attrs["key"] in rechecked for t in close):
             return
         for t in close:
             self.progress.status(f"measuring trial {t.number} again (within {RECHECK_WITHIN:.0%} of the best)")
             try:
-                docs = trials_.measure(self.local_bundle(t), t.user_attrs["candidate"]["threads"], self.job, None,
-                                       self.progress)
+                again = self._measure_again(t, paired)
             except DeviceFailure:
                 return
-            again = trials_.figures(docs, self.job.budgets).get(self.job.objective)
             if again is not None:
-                rechecked[t.user_attrs["key"]] = [t.user_attrs["figures"][self.job.objective], again]
+                rechecked[t.user_attrs["key"]] = [first[t.number], again]
         self.study.set_user_attr("rechecked", rechecked)
+
+    def _measure_again(self, t, paired: bool):
+        """The trial's objective measured again: as its ratio to the baseline measured right before it where the
+        study pairs the objective (the figure it is ranked by), else as the figure."""
+        if paired and t.user_attrs.get("baseline"):
+            return 1.0   # its ratio to itself
+        threads = t.user_attrs["candidate"]["threads"]
+        reference = self._reference(t) if paired else None
+        reference_docs = reference.measure(self.job, None, self.progress) if reference else None
+        docs = trials_.measure(self.local_bundle(t), threads, self.job, None, self.progress)
+        if reference is None:
+            return trials_.figures(docs, self.job.budgets).get(self.job.objective)
+        return reference.judge(docs, reference_docs)[self.job.objective][0]
 
 
     def compare_with_textbook(self) -> None:
@@ -692,17 +705,37 @@ def _feasible(t) -> bool:
     return all(c <= 0 for c in t.user_attrs.get("constraints", [1.0]))
 
 
-def _score(t, objective: str, rechecked: dict) -> float:
-    """The objective of a trial: the mean of its measurements when it was measured again."""
+def _paired_objective(study, objective: str) -> bool:
+    """Whether every candidate's objective was measured beside the baseline (a relative budget on it, paired)."""
+    identity = study.user_attrs.get("identity") or {}
+    return objective in (identity.get("relative_budgets") or {}) and identity.get("paired_baseline", False)
+
+
+def _value(t, objective: str, paired: bool) -> float:
+    """What trials are ranked by: with a paired objective, the ratio to the baseline measured right before the
+    trial (the baseline's own: 1), which the host's drift between trials minutes apart leaves alone; else the
+    figure."""
+    if not paired:
+        return t.user_attrs["figures"][objective]
+    if t.user_attrs.get("baseline"):
+        return 1.0
+    ratio = (t.user_attrs.get("paired") or {}).get(objective)
+    return ratio if ratio is not None else math.inf
+
+
+def _score(t, objective: str, rechecked: dict, paired: bool) -> float:
+    """The rank of a trial: the mean of its measurements when it was measured again."""
     again = rechecked.get(t.user_attrs.get("key"))
-    return sum(again) / len(again) if again else t.user_attrs["figures"][objective]
+    return sum(again) / len(again) if again else _value(t, objective, paired)
 
 
 def _ranked_feasible(study, objective: str) -> list:
     rechecked = study.user_attrs.get("rechecked", {})
+    paired = _paired_objective(study, objective)
     full = [t for t in _complete(study) if _feasible(t) and objective in t.user_attrs.get("figures", {})]
     # a screening-only figure is less certain: full measurements rank first at equal value
-    return sorted(full, key=lambda t: (_score(t, objective, rechecked), t.user_attrs.get("measurement") != "full"))
+    return sorted(full, key=lambda t: (_score(t, objective, rechecked, paired),
+                                       t.user_attrs.get("measurement") != "full"))
 
 
 def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:

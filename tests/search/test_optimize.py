@@ -89,6 +89,13 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
         assert row["paired"]["size_mb"] == pytest.approx(row["figures"]["size_mb"] / baseline["figures"]["size_mb"])
         assert row["violations"]["size_mb"] == pytest.approx(row["paired"]["size_mb"] / 0.5 - 1)
         assert row["violations"]["latency_p90_ms"] == pytest.approx(row["paired"]["latency_p90_ms"] / 20 - 1)
+    # ranked by the ratio to the baseline measured beside each trial (re-measured ones by the mean of both ratios),
+    # not by figures taken minutes apart
+    feasible = [row for row in outcome["trials"] if row["feasible"]]
+    def rank(row):
+        return sum(row["rechecked"]) / 2 if row["rechecked"] else row["paired"]["latency_p90_ms"]
+    assert outcome["best"]["trial"] == min(feasible, key=rank)["trial"]
+    assert all(row["rechecked"][0] == row["paired"]["latency_p90_ms"] for row in feasible if row["rechecked"])
     kept = [p.name.split("@")[0] for p in (tmp_path / "results" / "history").glob("*.json")]
     assert kept.count(pathlib.Path(baseline["bundle"]).stem) == len(outcome["trials"]) and len(kept) == 2 * len(outcome["trials"]) - 1
     shown = cli("report", "--study", "rel", "--format", "markdown", "--no-history",
@@ -440,6 +447,26 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
     resumed = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
                         "--budget", "latency_p50_ms=50", "--objective", "latency_p50_ms", "--resume")
     assert resumed.json()["versus_textbook"] == versus   # the same two are not compared again
+
+
+def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli, tmp_path, monkeypatch):
+    """With a relative budget on the objective, trials are ranked by their ratio to the baseline measured right
+    before them; a near tie is measured again the same way, its ratio recorded (the baseline's own is 1)."""
+    from edgeopt.search import study
+    monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "3", "--study", "pairties",
+                  "--budget", "latency_p90_ms=20x", "--no-screening")
+    assert r.exit_code == 0, r.stderr
+    again = {row["trial"]: row for row in r.json()["trials"] if row["rechecked"] and not row["cached"]}
+    assert len(again) == 2 and any(row["baseline"] for row in again.values()), r.json()["trials"]
+    for row in again.values():
+        first, second = row["rechecked"]
+        if row["baseline"]:
+            assert (first, second) == (1.0, 1.0)
+        else:
+            assert first == row["paired"]["latency_p90_ms"] and 0 < second < 20 and second != first
 
 
 def test_a_throughput_budget_is_measured_for_every_candidate(cli, tmp_path):
