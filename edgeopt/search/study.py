@@ -653,7 +653,6 @@ class _Runner:
             return trials_.figures(docs, self.job.budgets).get(self.job.objective)
         return reference.judge(docs, reference_docs)[self.job.objective][0]
 
-
     def compare_with_textbook(self) -> None:
         """The best feasible trial and the textbook trial (INT8 alone, the backend's defaults), measured in turn
         VERSUS_TEXTBOOK_PAIRS times: the study attribute "versus_textbook" holds each pair's ratio (textbook /
