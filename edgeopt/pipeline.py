@@ -68,8 +68,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
 
     backend: another of the backends the profile's hardware runs (profile.backends; default: its own)."""
     prof = load_profile(profile)
-    chosen = backend
-    backend = backend_for(prof, backend)          # fail on an unavailable backend before any work
+    asked = backend
+    backend = backend_for(prof, asked)          # fail on an unavailable backend before any work
     given = _backend_values(backend_options, preset=preset, subset_size=subset_size,
                             max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint,
                             int8_io=int8_io, keep_float=keep_float)
@@ -86,8 +86,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     _check_format(model, backend)
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
-    chosen = {"backend": backend.name} if chosen and chosen != prof.backend else {}   # recorded when not the default
-    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **chosen, **backend_record,
+    other_backend = {"backend": asked} if asked and asked != prof.backend else {}   # recorded when not the default
+    recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **other_backend, **backend_record,
                                  "simplify": simplify, "seed": seed}, list(steps))
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
