@@ -44,6 +44,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
     checks += _arch_checks(facts.get("arch"), spec, profile)
     checks += _runtime_checks(facts.get("runtimes") or {}, py, profile)
+    checks += other_backend_checks(facts.get("runtimes") or {}, py, profile)
     checks += software_checks(facts.get("software") or {}, profile)
     return checks
 
@@ -104,6 +105,22 @@ def _runtime_checks(runtimes: dict, py: str, profile) -> list:
     detail = (f"profile {profile.name} needs {' or '.join(n for n, _ in wanted)}; not installed"
               if known or not wanted else f"this agent version has no adapter for {profile.backend} yet")
     return [_check("runtime", False, detail, hint)]
+
+
+def other_backend_checks(runtimes: dict, py: str, profile) -> list:
+    """The profile's other backends, which `optimize` searches where the device has their runtime: a note each,
+    never a failure (the profile's own backend is what `bench` needs)."""
+    if profile is None:
+        return []
+    out = []
+    for backend in profile.backends[1:]:
+        wanted = RUNTIME_FOR_BACKEND.get(backend, [])
+        found = [(name, runtimes[name]) for name, _ in wanted if runtimes.get(name)]
+        detail = (f"{found[0][0]} {found[0][1]}: `optimize` also tries backend {backend}" if found else
+                  f"no {' or '.join(n for n, _ in wanted) or backend}: `optimize` leaves backend {backend} out")
+        hint = "" if found or not wanted else f"{py} -m pip install {wanted[0][1]} (optional)"
+        out.append(_check(f"backend {backend}", True, detail, hint))
+    return out
 
 
 CLEAN_SCRIPT = r"""
