@@ -97,14 +97,20 @@ def _runtime_checks(runtimes: dict, py: str, profile) -> list:
         return [_check("runtime", bool(present), ", ".join(f"{k} {v}" for k, v in present.items()) or "none",
                        "" if present else f"{py} -m pip install onnxruntime (or the runtime of your profile)")]
     wanted = RUNTIME_FOR_BACKEND.get(profile.backend, [])
-    found = [(name, runtimes[name]) for name, _ in wanted if runtimes.get(name)]
+    found = installed(runtimes, profile.backend)
     if found:
-        return [_check("runtime", True, f"{found[0][0]} {found[0][1]} for profile {profile.name}")]
+        return [_check("runtime", True, f"{found[0]} {found[1]} for profile {profile.name}")]
     known = [name for name, _ in wanted if name in runtimes]
     hint = f"{py} -m pip install {wanted[0][1]}" if wanted else ""
     detail = (f"profile {profile.name} needs {' or '.join(n for n, _ in wanted)}; not installed"
               if known or not wanted else f"this agent version has no adapter for {profile.backend} yet")
     return [_check("runtime", False, detail, hint)]
+
+
+def installed(runtimes: dict, backend: str):
+    """(runtime, version) of the first adapter a probe found that runs the backend's artifacts, or None."""
+    return next(((name, runtimes[name]) for name, _ in RUNTIME_FOR_BACKEND.get(backend, []) if runtimes.get(name)),
+                None)
 
 
 def other_backend_checks(runtimes: dict, py: str, profile) -> list:
@@ -115,8 +121,8 @@ def other_backend_checks(runtimes: dict, py: str, profile) -> list:
     out = []
     for backend in profile.backends[1:]:
         wanted = RUNTIME_FOR_BACKEND.get(backend, [])
-        found = [(name, runtimes[name]) for name, _ in wanted if runtimes.get(name)]
-        detail = (f"{found[0][0]} {found[0][1]}: `optimize` also tries backend {backend}" if found else
+        found = installed(runtimes, backend)
+        detail = (f"{found[0]} {found[1]}: `optimize` also tries backend {backend}" if found else
                   f"no {' or '.join(n for n, _ in wanted) or backend}: `optimize` leaves backend {backend} out")
         hint = "" if found or not wanted else f"{py} -m pip install {wanted[0][1]} (optional)"
         out.append(_check(f"backend {backend}", True, detail, hint))

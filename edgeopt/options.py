@@ -67,12 +67,18 @@ def build_options(options_cls, values: dict, where: str):
     return options_cls(**converted)
 
 
+def plain_type(kind):
+    """The type of an option declared `int | None` (None means "not set"): int; any other type as it is."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return next(k for k in typing.get_args(kind) if k is not type(None))
+    return kind
+
+
 def _convert(value, kind, field, where: str):
     meta = field.metadata
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `int | None`: None means "not set"
-        if value is None:
-            return None
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if value is None and plain_type(kind) is not kind:
+        return None
+    kind = plain_type(kind)
     if kind is bool:
         value = _to_bool(value, where)
     elif kind in (int, float):

@@ -21,12 +21,12 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import sys
-import types
 import typing
 
 from .bundle import SUFFIX
 from .compress import base as transforms
 from .errors import BadInput
+from .options import plain_type
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,8 +46,7 @@ def package_keys() -> dict:
     keys = dict(CORE_PACKAGE_KEYS)
     for target in filter(None, BACKENDS.values()):
         for name, kind in typing.get_type_hints(_backend_class(target).Options).items():
-            keys.setdefault(name, next(k for k in typing.get_args(kind) if k is not type(None))
-                            if typing.get_origin(kind) is types.UnionType else kind)
+            keys.setdefault(name, plain_type(kind))
     return keys
 
 

@@ -147,7 +147,7 @@ def _usable_backends(prof, fmt: str, job: Job) -> list:
     """The profile's backends (its own first) that this version implements, that read the model's format, and,
     where that leaves several, whose runtime every device has (its agent's probe): the search's choices."""
     from ..convert import BACKENDS, backend_for
-    from ..doctor import RUNTIME_FOR_BACKEND
+    from ..doctor import installed
 
     own = backend_for(prof)
     others = [backend_for(prof, name) for name in prof.backends[1:] if BACKENDS.get(name)]
@@ -155,8 +155,7 @@ def _usable_backends(prof, fmt: str, job: Job) -> list:
     if not others:
         return [own]
     runtimes = [_device_runtimes(device, job) for device in job.devices]
-    return [own] + [b for b in others
-                    if all(any(r.get(name) for name, _ in RUNTIME_FOR_BACKEND[b.name]) for r in runtimes)]
+    return [own] + [b for b in others if all(installed(r, b.name) for r in runtimes)]
 
 
 def _device_runtimes(device: str, job: Job) -> dict:

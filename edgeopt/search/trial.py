@@ -83,8 +83,8 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     from ..pipeline import package as run_pipeline
 
     steps = [recipe.step(name, values, f"candidate {name}") for name, values in candidate.steps]
-    # every sampled option but backend, quantize and precision is one of the backend's own (int8_ops, activation_range,
-    # keep_float, ...): package() takes those as backend_options, not as keywords of its own
+    # every sampled option but backend, quantize and precision is one of the backend's own (int8_ops,
+    # activation_range, keep_float, ...): package() takes those as backend_options, not as keywords of its own
     options = dict(candidate.package)
     settings = {key: options.pop(key) for key in ("backend", "quantize", "precision") if key in options}
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
