@@ -477,6 +477,12 @@ def _time_spent(trials: list) -> str:
             + (f"; {twins} packaged to a bundle already measured, and answered by its measurement" if twins else ""))
 
 
+def _unmeasured(budgets: list, measurement: str | None) -> str:
+    """The budgets a closest miss never measured (accuracy, when a screening run ruled it out on speed)."""
+    why = " (a screening run ruled it out first)" if measurement == "screening" else ""
+    return f"; {', '.join(budgets)} not measured{why}" if budgets else ""
+
+
 def versus_textbook_line(versus: dict) -> str:
     """The best against INT8 by hand, from their readings made in turn at the study's end."""
     ratios = ", ".join(f"{r:.2f}" for r in versus["ratios"])
@@ -523,15 +529,21 @@ def optimize_lines(outcome: dict) -> list:
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
                    if miss.get("paired") is not None else
                    f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:.4g}")
-        others = miss.get("others_missed") or {}
-        cost = (", but missed " + ", ".join(f"{k} by {v:.0%}" for k, v in others.items()) if others
-                else ", meeting every other budget")
+        others, unmeasured = miss.get("others_missed") or {}, miss.get("others_unmeasured") or []
+        if others:
+            cost = ", but missed " + ", ".join(f"{k} by {v:.0%}" for k, v in others.items())
+        else:
+            cost = "" if unmeasured else ", meeting every other budget"
+        cost += _unmeasured(unmeasured, miss.get("measurement"))
         lines.append(f"{'[green]met[/]' if met else '[yellow]closest[/]'} {key}: trial {miss['trial']} "
                      f"({escape(miss['config'] or '')}) measured {against}{cost}")
     if closest.get("overall"):
         o = closest["overall"]
-        missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0)
-        lines.append(f"[yellow]nearest overall[/] trial {o['trial']} ({escape(o['config'])}): missed {missed}")
+        missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0 and k in o["figures"])
+        unmeasured = [k for k in o["violations"] if k not in o["figures"]]
+        lines.append(f"[yellow]nearest overall[/] trial {o['trial']} ({escape(o['config'])}): "
+                     f"{'missed ' + missed if missed else 'met every budget it measured'}"
+                     f"{_unmeasured(unmeasured, o.get('measurement'))}")
     if not lines:
         lines.append("[red]no trial was measured[/]")
     return lines

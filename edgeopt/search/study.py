@@ -581,17 +581,20 @@ class _Runner:
             return None
         return [figures[n] for n in names]
 
-    def _can_still_win(self, figures: dict, violations: dict) -> bool:
+    def _can_still_win(self, figures: dict, violations: dict, ratios: dict) -> bool:
         """After screening: a full measurement only for a candidate no budget rules out by far (> SCREEN_MARGIN)
-        and, once a feasible best exists, no slower than it by more than SCREEN_MARGIN on the objective."""
+        and, once a feasible best exists, no slower than it by more than SCREEN_MARGIN on the objective. With a
+        paired objective both sides are ratios to the baseline measured beside them (`ratios`: the screening's),
+        as trials are ranked: absolute figures minutes apart would carry the host's drift."""
         if any(v > SCREEN_MARGIN for v in violations.values()):
             return False
-        best = self._best_feasible_value()
-        value = figures.get(self.job.objective)
+        paired = _paired_objective(self.study, self.job.objective)
+        best = self._best_feasible_value(paired)
+        value = (ratios if paired else figures).get(self.job.objective)
         return best is None or value is None or value <= best * (1 + SCREEN_MARGIN)
 
-    def _best_feasible_value(self):
-        feasible = [t.user_attrs["figures"][self.job.objective] for t in _complete(self.study)
+    def _best_feasible_value(self, paired: bool):
+        feasible = [_value(t, self.job.objective, paired) for t in _complete(self.study)
                     if _feasible(t) and t.user_attrs.get("measurement") == "full"
                     and self.job.objective in t.user_attrs.get("figures", {})]
         return min(feasible, default=None)
@@ -854,8 +857,11 @@ def _closest(trials: list, budgets: dict) -> dict:
                            "measured": t.user_attrs["figures"].get(key), "limit": budgets[key],
                            "excess": t.user_attrs["violations"].get(key),
                            "paired": (t.user_attrs.get("paired") or {}).get(key),
-                           # what the trade-off cost: the budgets this trial missed besides this one
+                           "measurement": t.user_attrs.get("measurement"),
+                           # what the trade-off cost: the budgets this trial missed besides this one, and
+                           # those it never measured (accuracy, after a screening run ruled it out on speed)
                            "others_missed": {k: v for k, v in t.user_attrs["violations"].items()
-                                             if k != key and v > 0}}
+                                             if k != key and v > 0 and k in t.user_attrs["figures"]},
+                           "others_unmeasured": [k for k in budgets if k != key and k not in t.user_attrs["figures"]]}
     overall = min(measured, key=lambda t: max(t.user_attrs["violations"].values()))
     return {"per_budget": per_budget, "overall": _row(overall)}

@@ -178,13 +178,14 @@ def artifact_key(manifest: dict, threads: int | None) -> str:
 
 def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress,
         reference: Reference | None = None, twin=None) -> dict:
-    """Package and measure one candidate. `can_still_win(figures, violations)` decides, after a screening run,
-    whether it earns a full measurement. With a reference, the relative budgets are judged against the
-    baseline measured right before each run of the candidate. Returns {"figures", "violations", "measurement"
-    (screening or full), "paired" ({budget: candidate/reference ratio}, with a reference), "results" (result
-    files), "artifact" (artifact_key), "transforms" (the stages of its manifest), "seconds" (wall time of
-    packaging, of the screening run, of the full run and of the reference's runs)}. `twin(artifact key)`: a finished
-    trial's outcome for the same artifact, which then answers for this one without measuring it again."""
+    """Package and measure one candidate. `can_still_win(figures, violations, ratios)` decides, after a screening
+    run, whether it earns a full measurement (ratios: to the reference, with one). With a reference, the relative
+    budgets are judged against the baseline measured right before each run of the candidate. Returns {"figures",
+    "violations", "measurement" (screening or full), "paired" ({budget: candidate/reference ratio}, with a
+    reference), "results" (result files), "artifact" (artifact_key), "transforms" (the stages of its manifest),
+    "seconds" (wall time of packaging, of the screening run, of the full run and of the reference's runs)}.
+    `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
+    measuring it again."""
     clock = _Clock()
     manifest = clock.time("package", package, candidate, job, bundle, progress)
     artifact = artifact_key(manifest, candidate.threads)
@@ -199,7 +200,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     measurement = "screening" if screen else "full"
     if screen:
         found, missed = screened(docs, job.budgets)
-        if can_still_win(found, {**missed, **_excesses(paired)}):
+        if can_still_win(found, {**missed, **_excesses(paired)}, _ratios(paired)):
             docs, paired = _measure_beside(candidate, job, bundle, None, reference, clock, "measure", progress)
             measurement = "full"
     out = {"figures": figures(docs, job.budgets),
@@ -209,13 +210,18 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
            "transforms_reused": manifest.get("transforms_reused", False),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
     if reference is not None:
-        out["paired"] = {k: ratio for k, (ratio, _) in paired.items()}
+        out["paired"] = _ratios(paired)
     return out
 
 
 def _excesses(paired: dict) -> dict:
     """{budget: excess} of Reference.judge's {budget: (ratio, excess)}."""
     return {key: excess for key, (_, excess) in paired.items()}
+
+
+def _ratios(paired: dict) -> dict:
+    """{budget: candidate/reference ratio} of Reference.judge's {budget: (ratio, excess)}."""
+    return {key: ratio for key, (ratio, _) in paired.items()}
 
 
 def _measure_beside(candidate: Candidate, job, bundle: pathlib.Path, loop, reference, clock, phase: str,

@@ -1,0 +1,44 @@
+"""The screening rule of `optimize` (which screened candidates earn a full measurement), on studies made in memory:
+the end-to-end runs in test_optimize.py cannot choose the figures a host reads."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from edgeopt.search import study as studies
+
+OBJECTIVE = "latency_p90_ms"
+
+
+def _runner(tmp_path, relative: bool, trials: list):
+    """A worker's runner over a study holding `trials`: [(absolute p90 in ms, paired ratio or None, feasible)]."""
+    job = studies.Job(model="m.onnx", profile="generic", devices=["local"], budgets={OBJECTIVE: 10.0},
+                      output_dir=tmp_path, relative_budgets={OBJECTIVE: 0.5} if relative else {})
+    study = optuna.create_study(study_name="s", storage=optuna.storages.InMemoryStorage())
+    study.set_user_attr("identity", {"relative_budgets": dict(job.relative_budgets), "paired_baseline": True})
+    for ms, ratio, feasible in trials:
+        attrs = {"figures": {OBJECTIVE: ms}, "measurement": "full", "constraints": [-1.0 if feasible else 1.0],
+                 "paired": {OBJECTIVE: ratio} if ratio is not None else None}
+        study.add_trial(optuna.trial.create_trial(value=ms, user_attrs=attrs))
+    return studies._Runner(job, study, [], {}, True, False, studies.SILENT)
+
+
+def test_a_paired_study_screens_by_the_ratio_to_the_baseline_beside_each_candidate(tmp_path):
+    # the feasible best ran at 0.40x of its baseline on a slow moment of the host (2.0 ms); the candidate reads
+    # 1.5 ms on a quick moment, but 0.60x of the baseline measured beside it: it cannot win
+    runner = _runner(tmp_path, True, [(2.0, 0.40, True), (1.0, 0.30, False)])
+    assert not runner._can_still_win({OBJECTIVE: 1.5}, {OBJECTIVE: -0.1}, {OBJECTIVE: 0.60})
+    # and the other way round: slower in ms (the host slowed down), within reach in ratio
+    assert runner._can_still_win({OBJECTIVE: 3.0}, {OBJECTIVE: -0.1}, {OBJECTIVE: 0.45})
+
+
+@pytest.mark.parametrize("ms, earns", [(2.4, True), (2.6, False)])
+def test_an_absolute_study_screens_by_the_figure(tmp_path, ms, earns):
+    runner = _runner(tmp_path, False, [(2.0, None, True), (1.0, None, False)])   # the infeasible 1.0 is no best
+    assert runner._can_still_win({OBJECTIVE: ms}, {OBJECTIVE: -0.1}, {}) is earns
+
+
+def test_a_budget_missed_by_far_ends_the_candidate_before_any_best_exists(tmp_path):
+    runner = _runner(tmp_path, False, [])
+    assert runner._can_still_win({OBJECTIVE: 5.0}, {OBJECTIVE: 0.2}, {})
+    assert not runner._can_still_win({OBJECTIVE: 5.0}, {OBJECTIVE: 0.3}, {})
