@@ -166,11 +166,14 @@ def main():
         return measure(args.grid_seed)
     doc = {"replays": [replay(limit, args.seeds, args.trials, args.samplers.split(",")) for limit in args.limit]}
     saved = RESULTS / "sampler_measured.json"
-    for result in doc["replays"] if saved.is_file() else []:   # the other samplers' rows of an earlier run stay
-        earlier = next((r for r in json.loads(saved.read_text())["replays"] if r["limit"] == result["limit"]), None)
+    kept = json.loads(saved.read_text())["replays"] if saved.is_file() else []
+    for result in doc["replays"]:   # the other samplers' rows of an earlier run stay
+        earlier = next((r for r in kept if r["limit"] == result["limit"]), None)
         ran = {(r["trials"], r["sampler"]) for r in result["rows"]}
         result["rows"] = sorted([r for r in (earlier or {}).get("rows", []) if (r["trials"], r["sampler"]) not in ran]
                                 + result["rows"], key=lambda r: (r["trials"], SAMPLERS.index(r["sampler"])))
+    ran = {r["limit"] for r in doc["replays"]}   # and so do the other budgets' replays
+    doc["replays"] = sorted(doc["replays"] + [r for r in kept if r["limit"] not in ran], key=lambda r: r["limit"])
     saved.write_text(json.dumps(doc, indent=1, default=str))
     text = summary(doc, json.loads(TABLE.read_text()))
     (RESULTS / "sampler_measured.md").write_text(text)

@@ -492,7 +492,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--eval-data", type=click.Path(), help="Labelled eval .npz: accuracy of every candidate on the device.")
 @click.option("--train-data", type=click.Path(), help="Training .npz for the training transforms (distillation, QAT).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sampler and of the training transforms (distillation's data order, QAT, ...): "
+                   "another seed trains other models for the same configuration.")
 @click.option("--output-dir", default="optimize", show_default=True, type=click.Path(file_okay=False),
               help="Where candidate bundles and the chosen STUDY-best.edgepkg are written.")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
