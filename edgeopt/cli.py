@@ -19,6 +19,7 @@ PRECISION = click.Choice(["fp32", "fp16", "bf16"])
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 STORE_HELP = ("Results history: sqlite:///PATH, or postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
               "[default: $EDGEOPT_STORE, else edgeopt.db in --results-dir].")
+RESULTS_DIR_HELP = "Where each measurement's result file is written, and the default store (edgeopt.db)."
 
 
 class Output:
@@ -155,7 +156,8 @@ def loop_options(fn):
                       help="Override a runtime option of the bundle for this run, e.g. xnnpack=false (tflite).")(fn)
     fn = click.option("--timeout", default=900.0, show_default=True,
                       help="Give up on a device after this many seconds.")(fn)
-    fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))(fn)
+    fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
+                      help=RESULTS_DIR_HELP)(fn)
     fn = click.option("--store", "store_url", help=STORE_HELP)(fn)
     fn = click.option("--allowed-signers", metavar="DEVICE_PATH",
                       help="OpenSSH allowed-signers file ON THE DEVICE: run only bundles signed (package --sign-key) "
@@ -497,7 +499,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
                    "another seed trains other models for the same configuration.")
 @click.option("--output-dir", default="optimize", show_default=True, type=click.Path(file_okay=False),
               help="Where candidate bundles and the chosen STUDY-best.edgepkg are written.")
-@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
+              help=RESULTS_DIR_HELP)
 @click.option("--store", "store_url", help=STORE_HELP + " The study is kept in the same database.")
 @click.option("--timeout", default=900.0, show_default=True, help="Give up on a device after this many seconds.")
 @ssh_options
@@ -578,7 +581,8 @@ def device_clean(out, name, inventory, ssh):
 @click.option("--device", "-d", help="Only this device.")
 @click.option("--bundle", "-b", help="Only this bundle name.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Where the default store (edgeopt.db) is.")
 @click.option("--store", "store_url", help=STORE_HELP)
 @common
 def history(out, device, bundle, limit, results_dir, store_url):
