@@ -94,7 +94,10 @@ def measure(grid_seed: int) -> None:
           f"{len(table['readings'])} configurations in the table", flush=True)
 
 
-def replay(limit: float, seeds: int, trial_counts: list, samplers: list) -> dict:
+def replay(limit: float, seeds: int, trial_counts: list, samplers: list, landscape: int | None = None) -> dict:
+    """landscape: None draws one of a configuration's readings per seed; N takes the readings of the study with
+    --seed N (which seeded its training too), so that every configuration was trained with one seed, as in a
+    real study."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -105,6 +108,8 @@ def replay(limit: float, seeds: int, trial_counts: list, samplers: list) -> dict
     def figures_of(config, rng):
         config = {k: v for k, v in config.items() if k != "threads"}   # the baseline's; no dimension here
         readings = table["readings"][describe(dimensions, config)]
+        if landscape is not None:
+            readings = [r for r in readings if r["grid_seed"] == landscape]
         reading = readings[int(rng.integers(len(readings)))]
         unmeasured = reading["ratio"] is None or reading["accuracy_drop"] is None
         return (math.inf, math.inf) if unmeasured else (reading["ratio"], reading["accuracy_drop"])
@@ -116,15 +121,16 @@ def replay(limit: float, seeds: int, trial_counts: list, samplers: list) -> dict
             median = statistics.median([f if f is not None else math.inf for f in found])
             rows.append({"trials": trials, "sampler": sampler, "per_seed": found, "median": median,
                          "found": sum(f is not None for f in found), "seeds": seeds})
-            print(f"limit {limit}x, {trials} trials, {sampler}: found in {rows[-1]['found']}/{seeds} seeds, "
+            print(f"limit {limit}x, landscape {landscape}, {trials} trials, {sampler}: found in {rows[-1]['found']}/{seeds} seeds, "
                   f"median {median}", flush=True)
-    return {"limit": limit, "rows": rows, "feasible": feasible(table, limit)}
+    return {"limit": limit, "rows": rows, "feasible": feasible(table, limit, landscape)}
 
 
-def feasible(table: dict, limit: float) -> list:
+def feasible(table: dict, limit: float, landscape: int | None = None) -> list:
     """The configurations whose every reading meets both budgets, and those only some readings meet."""
     out = []
     for config, readings in table["readings"].items():
+        readings = [r for r in readings if landscape is None or r["grid_seed"] == landscape]
         met = [r["ratio"] is not None and r["accuracy_drop"] is not None and r["ratio"] <= limit
                and r["accuracy_drop"] <= ACCURACY_LIMIT for r in readings]
         if any(met):
@@ -138,6 +144,9 @@ def summary(doc: dict, table: dict) -> str:
     text = (f"Measured landscape: {len(table['readings'])} configurations of a stepped space, "
             f"{sum(map(len, table['readings'].values()))} readings from {len(table['studies'])} grid "
             f"stud{'y' if len(table['studies']) == 1 else 'ies'} on `local` (benchmarks/sampler_measured.py).\n")
+    if doc.get("landscape") is not None:
+        text += (f"Replayed on the readings of the grid study with `--seed {doc['landscape']}` alone: every "
+                 "configuration trained with that one seed, as in a real study.\n")
     for result in doc["replays"]:
         text += (f"\n**Latency budget {result['limit']}x the float model (paired), accuracy drop <= "
                  f"{ACCURACY_LIMIT}**: {len(result['feasible'])} configurations feasible in at least one reading.\n\n")
@@ -161,11 +170,17 @@ def main():
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--trials", type=int, nargs="+", default=[16, 40, 80])
     parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--landscape", type=int, choices=(0, 1),
+                        help="replay on one training seed's readings (the grid study with that seed) instead of "
+                             "drawing per configuration; results in sampler_measured_seedN.{json,md}")
     args = parser.parse_args()
     if args.measure:
         return measure(args.grid_seed)
-    doc = {"replays": [replay(limit, args.seeds, args.trials, args.samplers.split(",")) for limit in args.limit]}
-    saved = RESULTS / "sampler_measured.json"
+    doc = {"replays": [replay(limit, args.seeds, args.trials, args.samplers.split(","), args.landscape)
+                       for limit in args.limit]}
+    doc["landscape"] = args.landscape
+    name = "sampler_measured" if args.landscape is None else f"sampler_measured_seed{args.landscape}"
+    saved = RESULTS / f"{name}.json"
     kept = json.loads(saved.read_text())["replays"] if saved.is_file() else []
     for result in doc["replays"]:   # the other samplers' rows of an earlier run stay
         earlier = next((r for r in kept if r["limit"] == result["limit"]), None)
@@ -176,7 +191,7 @@ def main():
     doc["replays"] = sorted(doc["replays"] + [r for r in kept if r["limit"] not in ran], key=lambda r: r["limit"])
     saved.write_text(json.dumps(doc, indent=1, default=str))
     text = summary(doc, json.loads(TABLE.read_text()))
-    (RESULTS / "sampler_measured.md").write_text(text)
+    (RESULTS / f"{name}.md").write_text(text)
     print(text)
 
 
