@@ -113,6 +113,21 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     assert resumed.exit_code == 2 and "relative_budgets" in resumed.stderr
 
 
+def test_a_paired_study_screens_each_candidate_beside_the_baseline(cli, tmp_path):
+    """With screening on, each candidate's short run is paired with a short run of the baseline, and what
+    earns a full measurement is judged by that ratio (the rule itself, with chosen figures: test_screening.py)."""
+    r = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=20x", "--budget", "size_mb=0.5x", "--trials", "4",
+                  "--study", "relscreen", "--sampler", "random")
+    assert r.exit_code == 0, r.stderr
+    rows = [row for row in r.json()["trials"] if not row["baseline"] and not row["cached"] and not row["twin_of"]]
+    assert rows and all("screen" in row["seconds"] and row["seconds"]["reference"] > 0 for row in rows)
+    for row in rows:   # a screened-only trial keeps its screening's ratios; size is judged by them too
+        assert set(row["paired"]) == {"latency_p90_ms", "size_mb"}
+        assert row["violations"]["size_mb"] == pytest.approx(row["paired"]["size_mb"] / 0.5 - 1)
+    textbook = rows[0]   # INT8 alone meets both budgets before any best exists: it earns a full measurement
+    assert textbook["textbook"] and textbook["feasible"] and textbook["measurement"] == "full"
+
+
 def test_baseline_once_judges_every_candidate_against_the_first_baseline_run(cli, tmp_path):
     r = _optimize(cli, tmp_path, "--budget", "size_mb=0.5x", "--trials", "2", "--study", "once", "--no-screening",
                   "--baseline-once")
