@@ -107,9 +107,7 @@ def replay(limit: float, seeds: int, trial_counts: list, samplers: list, landsca
 
     def figures_of(config, rng):
         config = {k: v for k, v in config.items() if k != "threads"}   # the baseline's; no dimension here
-        readings = table["readings"][describe(dimensions, config)]
-        if landscape is not None:
-            readings = [r for r in readings if r["grid_seed"] == landscape]
+        readings = of_landscape(table["readings"][describe(dimensions, config)], landscape)
         reading = readings[int(rng.integers(len(readings)))]
         unmeasured = reading["ratio"] is None or reading["accuracy_drop"] is None
         return (math.inf, math.inf) if unmeasured else (reading["ratio"], reading["accuracy_drop"])
@@ -126,11 +124,16 @@ def replay(limit: float, seeds: int, trial_counts: list, samplers: list, landsca
     return {"limit": limit, "rows": rows, "feasible": feasible(table, limit, landscape)}
 
 
+def of_landscape(readings: list, landscape: int | None) -> list:
+    """A configuration's readings on one training seed's landscape (the grid study with that seed), or all."""
+    return readings if landscape is None else [r for r in readings if r["grid_seed"] == landscape]
+
+
 def feasible(table: dict, limit: float, landscape: int | None = None) -> list:
     """The configurations whose every reading meets both budgets, and those only some readings meet."""
     out = []
     for config, readings in table["readings"].items():
-        readings = [r for r in readings if landscape is None or r["grid_seed"] == landscape]
+        readings = of_landscape(readings, landscape)
         met = [r["ratio"] is not None and r["accuracy_drop"] is not None and r["ratio"] <= limit
                and r["accuracy_drop"] <= ACCURACY_LIMIT for r in readings]
         if any(met):
