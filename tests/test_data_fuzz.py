@@ -109,3 +109,21 @@ def test_malformed_files_exit_2_with_one_line(cli, state_model, flag, case):
         assert len(lines) == 1 and lines[0].startswith("edgeopt: error: ") and str(path) in lines[0], r.stderr
         assert name is None or repr(name) in lines[0] or f" {name}" in lines[0], lines[0]
         assert not os.path.exists(out)
+
+
+@FUZZ
+@given(case=broken())
+def test_the_labels_lookup_of_optimize_never_raises(case):
+    """optimize looks whether --eval-data holds labels before it reads the file (study._labelled): whatever the
+    bytes, an answer; the read that follows refuses a broken file with its name (the test above)."""
+    from edgeopt.search.study import _labelled
+
+    content, _ = case
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        path = pathlib.Path(tmp) / "samples.npz"
+        _write(path, content)
+        labelled = _labelled(path)
+        if isinstance(content, dict):
+            assert labelled == ("labels" in content)
+        else:
+            assert labelled in (True, False)

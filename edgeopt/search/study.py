@@ -121,6 +121,7 @@ def _prepare(job: Job, space_file) -> tuple:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
     prof = load_profile(job.profile)
+    _check_eval_budgets(job.budgets, job.eval_data)
     job.budgets = validate_budgets({**_profile_budgets(prof, job), **job.budgets}, field="--budget")
     job.relative_budgets = validate_ratios(job.relative_budgets)
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
@@ -174,7 +175,40 @@ def _profile_budgets(prof, job: Job) -> dict:
     with labelled eval data to measure them (without, every candidate would miss them unmeasured)."""
     from ..pipeline import EVAL_BUDGETS
 
-    return {k: v for k, v in prof.budgets.items() if job.eval_data or k not in EVAL_BUDGETS}
+    labelled = _labelled(job.eval_data)
+    return {k: v for k, v in prof.budgets.items() if labelled or k not in EVAL_BUDGETS}
+
+
+def _check_eval_budgets(budgets: dict, eval_data) -> None:
+    """An accuracy budget the user asked for needs labelled eval data: refused before anything is measured
+    (every candidate would miss it unmeasured, and the study could only end with exit 1)."""
+    from ..data import LABELS
+    from ..pipeline import EVAL_BUDGETS
+
+    asked = next((k for k in EVAL_BUDGETS if k in budgets), None)
+    if asked is None or _labelled(eval_data):
+        return
+    why = (f"--eval-data {eval_data} has no {LABELS!r} array" if eval_data
+           else "no --eval-data was given")
+    raise BadInput(f"--budget {asked}: accuracy is measured on labelled eval data, and {why}")
+
+
+def _labelled(eval_data) -> bool:
+    """Whether the eval data holds labels. A file that cannot be read counts as labelled here: it is refused
+    where it is read, with its name and the reason."""
+    import zipfile
+
+    import numpy as np
+
+    from ..data import LABELS
+
+    if not eval_data:
+        return False
+    try:
+        with np.load(eval_data) as arrays:
+            return LABELS in arrays.files
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile):   # TypeError: a .npy, not a .npz
+        return True
 
 
 def _file_sha(path) -> str:

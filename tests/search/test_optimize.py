@@ -324,6 +324,25 @@ def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     assert not list((tmp_path / "results").rglob("*.json"))
 
 
+def test_eval_data_without_labels_measures_no_accuracy_budget(cli, tmp_path):
+    """Unlabelled eval data cannot measure accuracy: an accuracy budget asked for is refused before measuring
+    (exit 2), and the profile's own one is left out, as without eval data, instead of failing every candidate."""
+    import numpy as np
+    with np.load(EVAL) as arrays:
+        unlabelled = tmp_path / "unlabelled.npz"
+        np.savez(unlabelled, **{k: arrays[k] for k in arrays.files if k != "labels"})
+    common = [MODEL, "--calib", CALIB, "--eval-data", unlabelled, "--results-dir", tmp_path / "results",
+              "--output-dir", tmp_path / "opt", "--json"]
+    refused = cli("optimize", *common, "--max-accuracy-drop", "0.01")
+    assert refused.exit_code == 2, refused.stderr
+    assert f"--budget accuracy_drop: accuracy is measured on labelled eval data, and --eval-data {unlabelled} " \
+           "has no 'labels' array" in refused.stderr
+    assert not list((tmp_path / "results").rglob("*.json"))
+    r = cli("optimize", *common, "--budget", "latency_p90_ms=50", "--trials", "2", "--study", "nolabels")
+    assert r.exit_code == 0, r.stderr
+    assert "accuracy_drop" not in r.json()["budgets"] and r.json()["best"] is not None
+
+
 def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
     broken = tmp_path / "calib.npz"
     broken.write_bytes(b"not an npz")
