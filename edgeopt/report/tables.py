@@ -488,8 +488,14 @@ def versus_textbook_line(versus: dict) -> str:
     ratios = ", ".join(f"{r:.2f}" for r in versus["ratios"])
     median = versus["median"]
     verdict = f"{median:.2f}x lower" if median >= 1 else f"{1 / median:.2f}x higher"
-    return (f"against INT8 by hand (trial {versus['textbook']}): {versus['objective']} {verdict}, the median of "
+    line = (f"against INT8 by hand (trial {versus['textbook']}): {versus['objective']} {verdict}, the median of "
             f"{len(versus['ratios'])} pairs measured in turn at the end ({ratios})")
+    missed = versus.get("textbook_missed")
+    if median < 1 and missed:   # the one ruled out read faster: say on what, so the user can measure again
+        line += (f"; INT8 by hand was ruled out because its {versus.get('textbook_measurement') or ''} run missed "
+                 f"{', '.join(missed)}: on a busy device that run may be the noise, so measure both bundles "
+                 "again (`edgeopt bench`)")
+    return line
 
 
 def optimize_lines(outcome: dict) -> list:

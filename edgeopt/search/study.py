@@ -721,7 +721,10 @@ class _Runner:
         if ratios:
             self.study.set_user_attr("versus_textbook", {
                 "key": key, "best": best.number, "textbook": textbook.number, "objective": self.job.objective,
-                "readings": readings, "ratios": ratios, "median": statistics.median(ratios)})
+                "readings": readings, "ratios": ratios, "median": statistics.median(ratios),
+                # why INT8 by hand was not the answer, for when the readings in turn say it was faster
+                "textbook_missed": sorted(k for k, v in textbook.user_attrs.get("violations", {}).items() if v > 0),
+                "textbook_measurement": textbook.user_attrs.get("measurement")})
 
 
 def _for_sampler(excess: float) -> float:

@@ -1,0 +1,36 @@
+"""The lines under `optimize`'s table, from outcomes written out here: what they say of figures a study did not
+measure, and of INT8 by hand when it read faster than the answer."""
+from __future__ import annotations
+
+from edgeopt.report.tables import optimize_lines, versus_textbook_line
+
+VERSUS = {"best": 4, "textbook": 1, "objective": "latency_p90_ms", "ratios": [0.9, 0.8, 1.1], "median": 0.9,
+          "textbook_missed": ["latency_p90_ms"], "textbook_measurement": "screening"}
+
+
+def test_int8_by_hand_read_faster_than_the_answer_says_why_it_was_ruled_out():
+    line = versus_textbook_line(VERSUS)
+    assert line.startswith("against INT8 by hand (trial 1): latency_p90_ms 1.11x higher")
+    assert "ruled out because its screening run missed latency_p90_ms" in line and "edgeopt bench" in line
+
+
+def test_int8_by_hand_slower_than_the_answer_needs_no_excuse():
+    line = versus_textbook_line(dict(VERSUS, ratios=[1.4, 1.5, 1.6], median=1.5))
+    assert "1.50x lower" in line and "ruled out" not in line
+    feasible = dict(VERSUS, textbook_missed=[])   # both met the budgets: nothing was ruled out
+    assert "ruled out" not in versus_textbook_line(feasible)
+
+
+def test_a_closest_miss_says_which_budgets_it_never_measured():
+    miss = {"trial": 2, "config": "quantize=int8", "measured": 0.03, "limit": 1e-6, "excess": 29999.0,
+            "paired": None, "measurement": "screening", "others_missed": {"size_mb": 3.2},
+            "others_unmeasured": ["accuracy_drop"]}
+    overall = {"trial": 2, "config": "quantize=int8", "violations": {"latency_p90_ms": 29999.0, "size_mb": 3.2,
+                                                                     "accuracy_drop": 1.0},
+               "figures": {"latency_p90_ms": 0.03, "size_mb": 0.04}, "measurement": "screening"}
+    outcome = {"best": None, "trials": [], "objective": "latency_p90_ms", "budgets": {},
+               "closest": {"per_budget": {"latency_p90_ms": miss}, "overall": overall}}
+    text = " ".join(" ".join(optimize_lines(outcome)).split())
+    assert "but missed size_mb by 320%; accuracy_drop not measured (a screening run ruled it out first)" in text
+    assert "missed latency_p90_ms by 2999900%, size_mb by 320%; accuracy_drop not measured" in text
+    assert "accuracy_drop by 100%" not in text
