@@ -556,9 +556,13 @@ class _Runner:
             time.sleep(BASELINE_POLL_SECONDS)
 
     def _screen(self, trial) -> bool:
-        """Whether this trial gets a screening run first. Never the baseline (the paired reference), nor on a
-        Pareto front: a candidate slower than the best may still be on it, by accuracy or size."""
-        return self.screening and not self.multi and not trial.user_attrs.get("baseline")
+        """Whether this trial gets a screening run first. Never the baseline (the paired reference), nor INT8 by
+        hand (the study promises an answer no worse than it, and a short run's noise could rule it out: a
+        MobileNetV3 study on a busy host screened it out at 1.07x of its baseline, then read it faster than the
+        answer in turn), nor on a Pareto front: a candidate slower than the best may still be on it, by accuracy
+        or size."""
+        return (self.screening and not self.multi and not trial.user_attrs.get("baseline")
+                and not trial.user_attrs.get("textbook"))
 
     def _finished(self, attr: str, value: str, number: int):
         """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None."""
