@@ -121,8 +121,9 @@ def _prepare(job: Job, space_file) -> tuple:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
     prof = load_profile(job.profile)
-    _check_eval_budgets(job.budgets, job.eval_data)
-    job.budgets = validate_budgets({**_profile_budgets(prof, job), **job.budgets}, field="--budget")
+    labelled = _labelled(job.eval_data)
+    _check_eval_budgets(job.budgets, job.eval_data, labelled)
+    job.budgets = validate_budgets({**_profile_budgets(prof, labelled), **job.budgets}, field="--budget")
     job.relative_budgets = validate_ratios(job.relative_budgets)
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
         job.budgets.pop(key, None)
@@ -170,23 +171,22 @@ def _device_runtimes(device: str, job: Job) -> dict:
         transport.close()
 
 
-def _profile_budgets(prof, job: Job) -> dict:
+def _profile_budgets(prof, labelled: bool) -> dict:
     """The profile's default budgets, as `check` applies them to the chosen bundle; its accuracy budgets only
     with labelled eval data to measure them (without, every candidate would miss them unmeasured)."""
     from ..pipeline import EVAL_BUDGETS
 
-    labelled = _labelled(job.eval_data)
     return {k: v for k, v in prof.budgets.items() if labelled or k not in EVAL_BUDGETS}
 
 
-def _check_eval_budgets(budgets: dict, eval_data) -> None:
+def _check_eval_budgets(budgets: dict, eval_data, labelled: bool) -> None:
     """An accuracy budget the user asked for needs labelled eval data: refused before anything is measured
     (every candidate would miss it unmeasured, and the study could only end with exit 1)."""
     from ..data import LABELS
     from ..pipeline import EVAL_BUDGETS
 
     asked = next((k for k in EVAL_BUDGETS if k in budgets), None)
-    if asked is None or _labelled(eval_data):
+    if asked is None or labelled:
         return
     why = (f"--eval-data {eval_data} has no {LABELS!r} array" if eval_data
            else "no --eval-data was given")
