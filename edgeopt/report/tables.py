@@ -75,7 +75,8 @@ def package_rows(m: dict):
         rows.append(("simplified", f"no: {simp['reason']}"))
     hint = m["compression"].get("host_hint")
     if hint and "ratio" in hint:
-        rows.append(("INT8/FP32 on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / "
+        label = "INT8/FP32" if m["compression"].get("quantize") in ("int8", "dynamic") else "quantized/float"
+        rows.append((f"{label} on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / "
                                                f"{hint['fp32_ms']:.3g} ms, {hint['threads']} thread, "
                                                f"{hint.get('runtime', 'onnxruntime')}); the device's number is the one "
                                                "that counts"))
@@ -102,7 +103,7 @@ def _compression(c: dict) -> str:
         ops = c.get("ops", {})
         done = f"{ops.get('compute_ops', 0) - ops.get('left_in_float', 0)}/{ops.get('compute_ops', 0)} compute ops"
         if c.get("algorithm") == "compress_weights":
-            return f"{c['mode']} weight-only (NNCF), {done} compressed"
+            return f"{c['mode']} weight-only (NNCF), {done} compressed{_weight_types(ops)}"
         aware = f", accuracy-aware (max drop {c['max_accuracy_drop']:g})" if "max_accuracy_drop" in c else ""
         return f"INT8 NNCF {c['preset']} preset, {c['subset_size']} calibration samples{aware}, {done} quantized"
     if c.get("tool") == "ai-edge-quantizer":
@@ -119,6 +120,13 @@ def _compression(c: dict) -> str:
         made = ", ".join(f"{n} {op}" for op, n in c["integer_ops"].items()) or "no op"
         return f"INT8 dynamic (activation ranges at run time): {made}; Conv and the rest float"
     return f"INT8 {c.get('method')}"
+
+
+def _weight_types(ops: dict) -> str:
+    """What the compute ops' weights became: INT4 groups that a layer's channels do not divide fall back to
+    INT8, which the op count alone hides."""
+    kinds = ops.get("weights_by_type") or {}
+    return f" (weights: {', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))})" if len(kinds) > 1 else ""
 
 
 def _accuracy_text(acc: dict) -> str:

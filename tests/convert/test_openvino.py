@@ -138,6 +138,22 @@ def test_int4_weights_on_random_weights_records_its_sqnr(cli, tmp_path):
     assert model_bytes(r.json()) < 0.2 * model.stat().st_size
 
 
+def test_int4_weights_groups_layers_that_128_does_not_divide(cli, tmp_path):
+    """NNCF groups INT4 weights by 128 input channels and failed the whole bundle on a layer of 96 (every
+    MobileNet has such layers): such a layer is grouped by 32 instead, one of 40 channels stays INT8, and the
+    table says what the weights became."""
+    model = ffn_stack(tmp_path / "ffn.onnx", dims=(128, 512, 96, 512, 40, 128))
+    r = cli("package", model, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", tmp_path / "w4.edgepkg")
+    assert r.exit_code == 0, r.stderr
+    m = bundle_manifest(tmp_path / "w4.edgepkg")
+    c = m["compression"]
+    assert c["group_size_fallback"].startswith("adjust") and c["ops"]["left_in_float"] == 0
+    kinds = c["ops"]["weights_by_type"]
+    assert (kinds.get("i4"), kinds.get("u8")) == (4, 1), kinds   # the 96-channel layer is among the i4
+    assert f"weights: {kinds['i4']} i4, {kinds['u8']} u8" in " ".join(r.stdout.split())
+    assert "quantized/float on this host" in r.stdout
+
+
 def test_ir_input_is_packaged_as_given(cli, tmp_path):
     ir = _save_ir(tmp_path / "digits.xml")
     r = cli("package", ir, "--profile", "intel-cpu", "--eval-data", EVAL, "-o", tmp_path / "ir.edgepkg", "--json")
