@@ -443,7 +443,7 @@ def optimize_table(outcome: dict) -> Table:
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
         f, paired = row["figures"], row.get("paired") or {}
-        cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(row["config"] or "—")]
+        cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(_wrappable(row["config"]) or "—")]
         cells += [_num(f.get(b), "{:.3g}") + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
                   for b in [objective] + [b for b in budgets if b != objective]]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
@@ -451,6 +451,12 @@ def optimize_table(outcome: dict) -> Table:
                   _verdict(row, row["trial"] in pareto)]
         t.add_row(*cells)
     return t
+
+
+def _wrappable(config: str | None) -> str | None:
+    """A configuration with a space after each option's comma, so that a narrow column wraps it between options
+    (prune(channels=0.3,criterion=l2,...) was folded mid-word)."""
+    return config and config.replace(",", ", ")
 
 
 def _verdict(row: dict, on_front: bool) -> str:

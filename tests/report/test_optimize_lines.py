@@ -34,3 +34,24 @@ def test_a_closest_miss_says_which_budgets_it_never_measured():
     assert "but missed size_mb by 320%; accuracy_drop not measured (a screening run ruled it out first)" in text
     assert "missed latency_p90_ms by 2999900%, size_mb by 320%; accuracy_drop not measured" in text
     assert "accuracy_drop by 100%" not in text
+
+
+def test_the_trials_table_wraps_a_configuration_between_options():
+    import io
+
+    from rich.console import Console
+
+    from edgeopt.report.tables import optimize_table
+    config = "quantize=int8-weights precision=fp32 prune(channels=0.655,criterion=l2,scope=layer,round_to=8)"
+    row = {"trial": 1, "config": config, "figures": {"latency_p90_ms": 0.85, "peak_rss_mb": 129.0,
+                                                     "latency_p50_ms": 0.45, "size_mb": 0.52},
+           "paired": {"latency_p50_ms": 0.89}, "state": "complete", "baseline": False, "cached": False,
+           "measurement": "full", "violations": {}, "feasible": True}
+    outcome = {"study": "s", "objective": "latency_p90_ms", "budgets": {"peak_rss_mb": 400, "latency_p50_ms": 1.0},
+               "trials": [row], "best": {"trial": 1}}
+    console = Console(file=io.StringIO(), width=140)
+    console.print(optimize_table(outcome))
+    words = set(console.file.getvalue().replace("│", " ").split())
+    for option in ("quantize=int8-weights", "precision=fp32", "prune(channels=0.655,", "criterion=l2,",
+                   "scope=layer,", "round_to=8)"):
+        assert option in words, console.file.getvalue()
