@@ -352,7 +352,7 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
     options: Job fields (objective, calib, eval_data, train_data, input_shapes, seed, results_dir, store_url,
     inventory, ssh_options, timeout, output_dir) and study options (space_file, resume, screening,
     multi_objective). The outcome carries `exit_code`: 0 found, 1 none met every budget, 3 device failure."""
-    from .search.study import Job, optimize as run_study
+    from .search.study import Job, default_objective, optimize as run_study
 
     study_options = {k: options.pop(k) for k in ("space_file", "resume", "screening", "multi_objective")
                      if k in options}
@@ -362,6 +362,8 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
             raise BadInput(f"inventory group {group} has no devices")
     if "output_dir" in options:
         options["output_dir"] = pathlib.Path(options["output_dir"])
+    if options.get("objective") is None:
+        options["objective"] = default_objective(budgets or {}, options.get("relative_budgets") or {})
     job = Job(model, profile, list(devices), dict(budgets or {}), **options)
     return run_study(job, study, trials, sampler, progress=progress, **study_options)
 

@@ -473,8 +473,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
                    "between runs then decides at the margin).")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
               help="Shorthand for --budget accuracy_drop=F (needs labelled --eval-data).")
-@click.option("--objective", default="latency_p90_ms", show_default=True,
-              help="Figure minimised among the candidates that meet every budget.")
+@click.option("--objective",
+              help="Figure minimised among the candidates that meet every budget. Default: the latency given "
+                   "with --budget (a relative one first), else latency_p90_ms.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials in the study, counting earlier runs and other workers.")
 @click.option("--study", "study", default="edgeopt", show_default=True, help="Study name in the store.")

@@ -42,3 +42,13 @@ def test_a_budget_missed_by_far_ends_the_candidate_before_any_best_exists(tmp_pa
     runner = _runner(tmp_path, False, [])
     assert runner._can_still_win({OBJECTIVE: 5.0}, {OBJECTIVE: 0.2}, {})
     assert not runner._can_still_win({OBJECTIVE: 5.0}, {OBJECTIVE: 0.3}, {})
+
+
+@pytest.mark.parametrize("budgets, relative, expected", [
+    ({}, {}, "latency_p90_ms"),
+    ({"size_mb": 2.0}, {"size_mb": 0.5}, "latency_p90_ms"),
+    ({"latency_p50_ms": 5.0, "size_mb": 2.0}, {}, "latency_p50_ms"),
+    ({"latency_p90_ms": 5.0}, {"latency_p50_ms": 0.9}, "latency_p50_ms"),   # the paired one first
+])
+def test_the_objective_by_default_is_the_latency_budgeted(budgets, relative, expected):
+    assert studies.default_objective(budgets, relative) == expected
