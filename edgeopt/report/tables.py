@@ -479,6 +479,36 @@ def _verdict(row: dict, on_front: bool) -> str:
     return head + (f" ({', '.join(marks)})" if marks else "")
 
 
+def _objective_limit(outcome: dict) -> tuple:
+    """(the objective's limit, whether it is a ratio to the baseline beside each candidate); (None, _) without
+    a budget on the objective."""
+    objective, relative = outcome["objective"], outcome.get("relative_budgets") or {}
+    if objective in relative and outcome.get("paired_baseline"):
+        return relative[objective], True
+    return outcome["budgets"].get(objective), False
+
+
+def _measured_again(outcome: dict, best: dict) -> str:
+    """The best's readings of the objective, where the study measured it again: the first run's alone can be
+    one noisy run."""
+    readings = best.get("rechecked")
+    if not readings:
+        return ""
+    ratio = _objective_limit(outcome)[1]   # a paired objective's readings are ratios to the baseline beside them
+    shown = ", ".join(f"{r:.2f}x" if ratio else f"{r:.3g}" for r in readings)
+    return f" (measured twice: {shown}{' its paired baseline' if ratio else ''})"
+
+
+def _second_run_missed(outcome: dict, best: dict) -> list:
+    limit, ratio = _objective_limit(outcome)
+    readings = best.get("rechecked") or []
+    if limit is None or all(r <= limit for r in readings):
+        return []
+    return [f"[yellow]warning[/] the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} on its first "
+            "run, not when measured again: this device's noise is as large as the margin; measure the bundle "
+            "again with `edgeopt bench` before relying on it"]
+
+
 def _time_spent(trials: list) -> str:
     phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
     cached = sum(t["cached"] for t in trials)
@@ -535,7 +565,8 @@ def optimize_lines(outcome: dict) -> list:
     if best:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
-                     f"{_num(value, '{:.3g}')}; bundle {escape(best['bundle'])}")
+                     f"{_num(value, '{:.3g}')}{_measured_again(outcome, best)}; bundle {escape(best['bundle'])}")
+        lines += _second_run_missed(outcome, best)
         versus = outcome.get("versus_textbook")
         if versus:
             lines.append(versus_textbook_line(versus))

@@ -55,3 +55,23 @@ def test_the_trials_table_wraps_a_configuration_between_options():
     for option in ("quantize=int8-weights", "precision=fp32", "prune(channels=0.655,", "criterion=l2,",
                    "scope=layer,", "round_to=8)"):
         assert option in words, console.file.getvalue()
+
+
+def _best_outcome(rechecked, relative=True):
+    best = {"trial": 4, "config": "quantize=int4-weights", "figures": {"latency_p50_ms": 0.995},
+            "paired": {"latency_p50_ms": rechecked[0]}, "rechecked": rechecked, "bundle": "opt/s-best.edgepkg"}
+    outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.553}}
+    if relative:
+        outcome.update(relative_budgets={"latency_p50_ms": 0.9}, paired_baseline=True,
+                       baseline_figures={"latency_p50_ms": 0.614})
+    return " ".join(" ".join(optimize_lines(outcome)).split())
+
+
+def test_the_best_line_gives_both_runs_and_warns_when_the_second_missed():
+    text = _best_outcome([0.58, 1.21])
+    assert "latency_p50_ms 0.995 (measured twice: 0.58x, 1.21x its paired baseline)" in text
+    assert "the best met latency_p50_ms ≤ 0.9x on its first run, not when measured again" in text
+    assert "warning" not in _best_outcome([0.58, 0.62])
+    absolute = _best_outcome([0.5, 0.54], relative=False)   # figures against the absolute budget, no "x"
+    assert "(measured twice: 0.5, 0.54)" in absolute and "warning" not in absolute
+    assert "≤ 0.553 on its first run" in _best_outcome([0.5, 0.6], relative=False)

@@ -1,5 +1,6 @@
-"""The screening rule of `optimize` (which screened candidates earn a full measurement), on studies made in memory:
-the end-to-end runs in test_optimize.py cannot choose the figures a host reads."""
+"""The rules of `optimize` that decide what is measured and what is chosen (which screened candidates earn a full
+measurement, which are measured again before one is chosen, the objective), on studies made in memory: the
+end-to-end runs in test_optimize.py cannot choose the figures a host reads."""
 from __future__ import annotations
 
 import optuna
@@ -16,9 +17,9 @@ def _runner(tmp_path, relative: bool, trials: list):
                       output_dir=tmp_path, relative_budgets={OBJECTIVE: 0.5} if relative else {})
     study = optuna.create_study(study_name="s", storage=optuna.storages.InMemoryStorage())
     study.set_user_attr("identity", {"relative_budgets": dict(job.relative_budgets), "paired_baseline": True})
-    for ms, ratio, feasible in trials:
+    for n, (ms, ratio, feasible) in enumerate(trials):
         attrs = {"figures": {OBJECTIVE: ms}, "measurement": "full", "constraints": [-1.0 if feasible else 1.0],
-                 "paired": {OBJECTIVE: ratio} if ratio is not None else None}
+                 "paired": {OBJECTIVE: ratio} if ratio is not None else None, "key": f"k{n}"}
         study.add_trial(optuna.trial.create_trial(value=ms, user_attrs=attrs))
     return studies._Runner(job, study, [], {}, True, False, studies.SILENT)
 
@@ -52,3 +53,25 @@ def test_a_budget_missed_by_far_ends_the_candidate_before_any_best_exists(tmp_pa
 ])
 def test_the_objective_by_default_is_the_latency_budgeted(budgets, relative, expected):
     assert studies.default_objective(budgets, relative) == expected
+
+
+def test_a_best_demoted_by_its_second_run_hands_the_recheck_to_the_new_best(tmp_path, monkeypatch):
+    # trial 0 read 0.48x beside one slow baseline run and 1.05x when measured again; trial 1 (0.65x) is then the
+    # best, and is measured again in turn; trial 2 (0.83x) is never within 10 % of the best
+    runner = _runner(tmp_path, True, [(1.0, 0.48, True), (1.1, 0.65, True), (1.2, 0.83, True)])
+    second_runs = {0: 1.05, 1: 0.66, 2: 0.80}
+    measured = []
+    monkeypatch.setattr(runner, "_measure_again", lambda t, paired: measured.append(t.number) or second_runs[t.number])
+    runner.recheck_best()
+    assert measured == [0, 1]
+    assert runner.study.user_attrs["rechecked"] == {"k0": [0.48, 1.05], "k1": [0.65, 0.66]}
+    assert studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 1
+    runner.recheck_best()   # a resumed study: nothing is measured a third time
+    assert measured == [0, 1]
+
+
+def test_a_lone_best_is_measured_again(tmp_path, monkeypatch):
+    runner = _runner(tmp_path, False, [(2.0, None, True), (1.0, None, False)])
+    monkeypatch.setattr(runner, "_measure_again", lambda t, paired: 2.2)
+    runner.recheck_best()
+    assert runner.study.user_attrs["rechecked"] == {"k0": [2.0, 2.2]}
