@@ -94,14 +94,23 @@ def _study(study) -> list:
         return []
     best = study["best"]
     chosen = (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {study['objective']} "
-              f"{fmt(best['figures'].get(study['objective']))}" if best else "no trial met every budget")
+              f"{_figure(best, study['objective'])}" if best else "no trial met every budget")
     keys = list(dict.fromkeys([study["objective"], *study["pareto_figures"]]))
     out = [f"**Optimization study {cell(study['study'])}**: {len(study['trials'])} trials; {chosen}.", "",
            "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
     for t in [t for t in study["trials"] if t["trial"] in study["pareto"] and not t["cached"]]:
-        out.append(f"| {t['trial']} | `{cell(t['config'])}` | " + " | ".join(fmt(t['figures'].get(k)) for k in keys)
+        out.append(f"| {t['trial']} | `{cell(t['config'])}` | " + " | ".join(_figure(t, k) for k in keys)
                    + f" | {'yes' if t['feasible'] else 'no'} |")
+    if any((t.get("paired") or {}) for t in study["trials"]):
+        out += ["", "In brackets: the ratio to the baseline measured right before the trial, by which a relative "
+                    "budget judges it (the figures alone were taken minutes apart)."]
     return out + [""]
+
+
+def _figure(trial: dict, key: str) -> str:
+    """A trial's figure, with its ratio to the baseline measured beside it where the study paired that budget."""
+    ratio = (trial.get("paired") or {}).get(key)
+    return fmt(trial["figures"].get(key)) + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
 
 def _layers(rows: list, top: int = 5) -> list:

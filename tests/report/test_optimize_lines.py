@@ -75,3 +75,15 @@ def test_the_best_line_gives_both_runs_and_warns_when_the_second_missed():
     absolute = _best_outcome([0.5, 0.54], relative=False)   # figures against the absolute budget, no "x"
     assert "(measured twice: 0.5, 0.54)" in absolute and "warning" not in absolute
     assert "≤ 0.553 on its first run" in _best_outcome([0.5, 0.6], relative=False)
+
+
+def test_a_paired_study_in_markdown_gives_each_trial_its_ratio_to_the_baseline_beside_it():
+    from edgeopt.report.markdown import _study
+    trial = {"trial": 1, "config": "quantize=int8", "figures": {"latency_p50_ms": 1.177, "size_mb": 0.52},
+             "paired": {"latency_p50_ms": 0.705}, "feasible": True, "cached": False}
+    study = {"study": "s", "objective": "latency_p50_ms", "pareto_figures": ["latency_p50_ms", "size_mb"],
+             "pareto": [1], "trials": [trial], "best": trial}
+    text = "\n".join(_study(study))
+    assert "chosen trial 1 (`quantize=int8`), latency_p50_ms 1.177 (0.70x)." in text
+    assert "| 1 | `quantize=int8` | 1.177 (0.70x) | 0.52 | yes |" in text and "In brackets: the ratio" in text
+    assert "In brackets" not in "\n".join(_study(dict(study, trials=[dict(trial, paired=None)])))
