@@ -42,7 +42,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
             teacher: str | None = None, seed: int = 0, keep_float: str = "",
             backend_options: dict | None = None, host_timing: bool = True, transform_cache=None,
-            backend: str | None = None) -> dict:
+            backend: str | None = None, profile_budgets: bool = True) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -66,7 +66,10 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     trials): steps already run on the same source, seed and data are not run again. The returned manifest then
     says "transforms_reused": True (outside the bundle: its manifest is the same either way).
 
-    backend: another of the backends the profile's hardware runs (profile.backends; default: its own)."""
+    backend: another of the backends the profile's hardware runs (profile.backends; default: its own).
+
+    profile_budgets=False: `budgets` are all the bundle carries, not added to the profile's (optimize passes its
+    study's, which leave out what the study cannot measure: an accuracy budget without labelled eval data)."""
     prof = load_profile(profile)
     asked = backend
     backend = backend_for(prof, asked)          # fail on an unavailable backend before any work
@@ -75,7 +78,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                             int8_io=int8_io, keep_float=keep_float)
     options = backend.options(given)
     backend.check_profile(options, prof)
-    merged_budgets = validate_budgets({**prof.budgets, **(budgets or {})}, field="package budgets")
+    merged_budgets = validate_budgets({**(prof.budgets if profile_budgets else {}), **(budgets or {})},
+                                      field="package budgets")
     precision = precision or prof.default_precision
     if output is not None:
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)

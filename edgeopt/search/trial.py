@@ -88,7 +88,7 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     options = dict(candidate.package)
     settings = {key: options.pop(key) for key in ("backend", "quantize", "precision") if key in options}
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
-                        input_shapes=job.input_shapes, budgets=job.budgets,
+                        input_shapes=job.input_shapes, budgets=job.budgets, profile_budgets=False,
                         train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
                         backend_options=options or None, transform_cache=job.transforms, **settings)

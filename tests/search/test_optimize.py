@@ -348,6 +348,10 @@ def test_eval_data_without_labels_measures_no_accuracy_budget(cli, tmp_path):
     r = cli("optimize", *common, "--budget", "latency_p90_ms=50", "--trials", "2", "--study", "nolabels")
     assert r.exit_code == 0, r.stderr
     assert "accuracy_drop" not in r.json()["budgets"] and r.json()["best"] is not None
+    # nor does the chosen bundle carry it: `check` and `report` would call it NOT MEASURED
+    manifest = json.loads(bundle_member(r.json()["best"]["bundle"], "manifest.json"))
+    assert manifest["budgets"] == r.json()["budgets"]
+    assert not any("cannot be measured from this bundle" in note for note in manifest["notes"])
 
 
 def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
