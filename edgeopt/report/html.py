@@ -12,7 +12,7 @@ import html
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import versus_textbook_line
+from .tables import measured_twice, second_run_missed, versus_textbook_line
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -514,8 +514,10 @@ def _study(study) -> str:
                         f"{k} ≤ {number(v)}" for k, v in study["budgets"].items()) or "none"
     best = study["best"]
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
-              f"{num(best['figures'].get(study['objective']))}." if best else
+              f"{num(best['figures'].get(study['objective']))}{esc(measured_twice(study, best))}." if best else
               "<b>No trial met every budget.</b>")
+    if best and second_run_missed(study, best):
+        chosen += f" <b>Warning:</b> {esc(second_run_missed(study, best))}."
     if study.get("versus_textbook"):
         chosen += f" {esc(versus_textbook_line(study['versus_textbook']))}."
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "

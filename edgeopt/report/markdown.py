@@ -10,6 +10,8 @@ import csv
 import io
 import re
 
+from .tables import measured_twice, second_run_missed
+
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
               "none": "no budgets"}
@@ -92,9 +94,7 @@ def _study(study) -> list:
     """An optimize study: the chosen trial, then its Pareto front as a table."""
     if not study:
         return []
-    best = study["best"]
-    chosen = (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {study['objective']} "
-              f"{_figure(best, study['objective'])}" if best else "no trial met every budget")
+    chosen = _chosen(study)
     keys = list(dict.fromkeys([study["objective"], *study["pareto_figures"]]))
     out = [f"**Optimization study {cell(study['study'])}**: {len(study['trials'])} trials; {chosen}.", "",
            "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
@@ -105,6 +105,19 @@ def _study(study) -> list:
         out += ["", "In brackets: the ratio to the baseline measured right before the trial, by which a relative "
                     "budget judges it (the figures alone were taken minutes apart)."]
     return out + [""]
+
+
+def _chosen(study: dict) -> str:
+    """The chosen trial and its figure: both runs where it was measured again, with the warning when the second
+    missed the budget."""
+    best, objective = study["best"], study["objective"]
+    if not best:
+        return "no trial met every budget"
+    figure = (fmt(best["figures"].get(objective)) + cell(measured_twice(study, best)) if best.get("rechecked")
+              else _figure(best, objective))
+    missed = second_run_missed(study, best)
+    return (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {objective} {figure}"
+            + (f". ⚠️ {cell(missed)}" if missed else ""))
 
 
 def _figure(trial: dict, key: str) -> str:

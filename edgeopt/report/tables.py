@@ -485,12 +485,12 @@ def _objective_limit(outcome: dict) -> tuple:
     objective, relative = outcome["objective"], outcome.get("relative_budgets") or {}
     if objective in relative and outcome.get("paired_baseline"):
         return relative[objective], True
-    return outcome["budgets"].get(objective), False
+    return (outcome.get("budgets") or {}).get(objective), False
 
 
-def _measured_again(outcome: dict, best: dict) -> str:
+def measured_twice(outcome: dict, best: dict) -> str:
     """The best's readings of the objective, where the study measured it again: the first run's alone can be
-    one noisy run."""
+    one noisy run. `outcome`: optimize's outcome or a study as `report` loads it."""
     readings = best.get("rechecked")
     if not readings:
         return ""
@@ -499,14 +499,15 @@ def _measured_again(outcome: dict, best: dict) -> str:
     return f" (measured twice: {shown}{' its paired baseline' if ratio else ''})"
 
 
-def _second_run_missed(outcome: dict, best: dict) -> list:
+def second_run_missed(outcome: dict, best: dict) -> str | None:
+    """Why the best's figure is not to be relied on, when its second run missed the objective's budget."""
     limit, ratio = _objective_limit(outcome)
     readings = best.get("rechecked") or []
     if limit is None or all(r <= limit for r in readings):
-        return []
-    return [f"[yellow]warning[/] the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} on its first "
-            "run, not when measured again: this device's noise is as large as the margin; measure the bundle "
-            "again with `edgeopt bench` before relying on it"]
+        return None
+    return (f"the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} on its first run, not when "
+            "measured again: this device's noise is as large as the margin; measure the bundle again with "
+            "`edgeopt bench` before relying on it")
 
 
 def _time_spent(trials: list) -> str:
@@ -565,8 +566,9 @@ def optimize_lines(outcome: dict) -> list:
     if best:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
-                     f"{_num(value, '{:.3g}')}{_measured_again(outcome, best)}; bundle {escape(best['bundle'])}")
-        lines += _second_run_missed(outcome, best)
+                     f"{_num(value, '{:.3g}')}{measured_twice(outcome, best)}; bundle {escape(best['bundle'])}")
+        missed = second_run_missed(outcome, best)
+        lines += [f"[yellow]warning[/] {escape(missed)}"] if missed else []
         versus = outcome.get("versus_textbook")
         if versus:
             lines.append(versus_textbook_line(versus))

@@ -87,3 +87,19 @@ def test_a_paired_study_in_markdown_gives_each_trial_its_ratio_to_the_baseline_b
     assert "chosen trial 1 (`quantize=int8`), latency_p50_ms 1.177 (0.70x)." in text
     assert "| 1 | `quantize=int8` | 1.177 (0.70x) | 0.52 | yes |" in text and "In brackets: the ratio" in text
     assert "In brackets" not in "\n".join(_study(dict(study, trials=[dict(trial, paired=None)])))
+
+
+def test_reports_give_the_best_runs_and_the_warning_too():
+    from edgeopt.report.html import _study as html_study
+    from edgeopt.report.markdown import _study as markdown_study
+    best = {"trial": 4, "config": "quantize=int8", "figures": {"latency_p50_ms": 0.995}, "paired": {},
+            "rechecked": [0.58, 1.21], "feasible": True, "cached": False, "state": "complete", "baseline": False,
+            "measurement": "full", "violations": {}}
+    study = {"study": "s", "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.553},
+             "relative_budgets": {"latency_p50_ms": 0.9}, "paired_baseline": True, "pareto_figures": ["size_mb"],
+             "pareto": [], "trials": [best], "best": best}
+    markdown = " ".join(markdown_study(study))
+    assert "measured twice: 0.58x, 1.21x its paired baseline" in markdown.replace("\\", "")
+    assert "⚠️ the best met latency\\_p50\\_ms ≤ 0.9x on its first run" in markdown
+    page = html_study(study)
+    assert "measured twice: 0.58x, 1.21x its paired baseline" in page and "<b>Warning:</b> the best met" in page
