@@ -329,14 +329,16 @@ def _top1(compiled_model, items) -> float:
 def _compress_weights(nncf, model, request, progress):
     mode = WEIGHT_MODES[request.quantize]
     progress.status(f"weight-only compression with NNCF ({mode.lower()})")
-    options = {}
+    options, notes = {}, []
     if mode.startswith("INT4"):
-        # NNCF groups INT4 weights by 128 input channels and refuses a layer whose channels 128 does not divide:
-        # every conv net has such layers (MobileNetV3-small's 16-, 24- and 72-channel convs failed the whole
-        # bundle). ADJUST groups those by the largest power of two that divides them (down to 32) and keeps the
-        # rest at the backup precision; op_summary then counts what each layer became.
+        # NNCF groups INT4 weights by 128 input channels and refuses the whole model when one layer's channels
+        # are not a multiple of 128 (MobileNetV3-small's 576-input Linear failed it). ADJUST groups such a layer
+        # by the largest power of two that divides them (down to 32), else keeps it at the backup precision;
+        # op_summary then counts what each layer became.
         options["advanced_parameters"] = nncf.AdvancedCompressionParameters(
             group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
+        notes.append("NNCF's 4-bit modes keep convolutions, embeddings and the last linear layer at INT8 (its "
+                     "default; compression.ops.weights_by_type counts what each layer became)")
     model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
     details = {"method": "nncf", "algorithm": "compress_weights", "mode": mode.lower()}
     if mode.startswith("INT4"):
@@ -344,7 +346,9 @@ def _compress_weights(nncf, model, request, progress):
                        group_size_fallback="adjust (largest power of two >= 32 that divides a layer's channels; "
                                            "else the backup mode)")
     if request.calibration is not None:
-        details["notes"] = ["--calib is not used: weight-only compression here is data-free"]
+        notes.append("--calib is not used: weight-only compression here is data-free")
+    if notes:
+        details["notes"] = notes
     return model, details
 
 

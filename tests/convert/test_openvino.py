@@ -152,6 +152,7 @@ def test_int4_weights_groups_layers_that_128_does_not_divide(cli, tmp_path):
     assert (kinds.get("i4"), kinds.get("u8")) == (4, 1), kinds   # the 96-channel layer is among the i4
     assert f"weights: {kinds['i4']} i4, {kinds['u8']} u8" in " ".join(r.stdout.split())
     assert "quantized/float on this host" in r.stdout
+    assert any("keep convolutions, embeddings and the last linear layer at INT8" in n for n in m["notes"])
 
 
 def test_ir_input_is_packaged_as_given(cli, tmp_path):
