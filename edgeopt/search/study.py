@@ -78,6 +78,8 @@ class Job:
     output_dir: pathlib.Path = pathlib.Path("optimize")
     # {budget: ratio}: a limit of ratio x the baseline's figure, set once the baseline is measured (KEY=0.5x)
     relative_budgets: dict = dataclasses.field(default_factory=dict)
+    # what the study decided for the user and says in its answer (a part of the space left out, and why)
+    notes: list = dataclasses.field(default_factory=list)
     # with relative budgets: the baseline measured again right before each candidate, the ratio judged per trial
     # (trial.Reference); False: every candidate against the baseline's one run at the study's start
     paired_baseline: bool = True
@@ -122,6 +124,7 @@ def _prepare(job: Job, space_file) -> tuple:
     from ..budgets import validate_budgets, validate_ratios
     from ..convert import backend_for
     from ..models import detect_format, sha256_of
+    from ..pipeline import EVAL_BUDGETS
     from ..profiles import load_profile
     from ..transport import resolve_device
 
@@ -141,7 +144,14 @@ def _prepare(job: Job, space_file) -> tuple:
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))
     backends = _usable_backends(prof, fmt, job)
-    dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file)
+    accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
+    dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file,
+                        measures_accuracy=accuracy)
+    left_out = [] if accuracy else spaces.untransformed_without_accuracy(fmt, bool(job.train_data), space_file)
+    if left_out:
+        job.notes.append(f"{', '.join(left_out)} not searched: no accuracy budget would see what they cost (give "
+                         "labelled --eval-data and --max-accuracy-drop, or name them in --space to search them "
+                         "anyway)")
     path = pathlib.Path(job.model)
     identity = {"model": job.model, "model_sha256": sha256_of(path) if path.is_file() else None,
                 "profile": prof.name, "budgets": dict(job.budgets), "objective": job.objective,
@@ -807,7 +817,8 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
            **_relative(study),
            "pareto": _pareto(_complete(study), _pareto_figures(job.budgets)),
-           "best": None, "closest": None if best else _closest(_complete(study), job.budgets)}
+           "best": None, "closest": None if best else _closest(_complete(study), job.budgets),
+           "notes": list(job.notes)}
     if best is not None:
         chosen = job.output_dir / f"{name}-best.edgepkg"
         shutil.copyfile(runner.local_bundle(best), chosen)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import warnings
 
 import pytest
@@ -258,3 +259,30 @@ def test_a_space_file_narrows_every_backend_by_a_plain_key_and_one_by_its_name(t
         with pytest.raises(BadInput, match=r"space\.toml: ") as e:
             _intel(tmp_path, text)
         assert fragment in str(e.value), str(e.value)
+
+
+def test_without_an_accuracy_budget_only_the_transforms_a_space_file_names_are_searched(tmp_path):
+    """Pruning a random-weight MobileNetV3 by 67 % "met every budget" in a study that measured speed alone."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+    backend = backend_for(load_profile("generic"))
+    names = {d.name for d in space.build(backend, "pytorch-module", True, True, None, measures_accuracy=False)}
+    assert names and not names & {"prune", "prune.channels", "lowrank", "distill", "distill.epochs"}
+    assert space.untransformed_without_accuracy("pytorch-module", True) == ["distill", "lowrank", "prune", "qat"]
+    f = tmp_path / "space.toml"
+    f.write_text('"prune.channels" = [0.2, 0.4]\n')   # an option names its transform
+    names = {d.name for d in space.build(backend, "pytorch-module", True, True, None, f, measures_accuracy=False)}
+    assert {"prune", "prune.channels"} <= names and not names & {"lowrank", "distill"}
+    assert space.untransformed_without_accuracy("pytorch-module", True, f) == ["distill", "lowrank", "qat"]
+    assert space.untransformed_without_accuracy("onnx", True) == []   # no transforms to leave out
+
+
+def test_a_study_without_an_accuracy_budget_says_which_transforms_it_left_out(tmp_path):
+    from edgeopt.search import study
+    source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
+    job = study.Job(source, "generic", ["local"], {}, input_shapes={"input": [1, 3, 32, 32]})
+    dims, _ = study._prepare(job, None)
+    assert not {d.name for d in dims} & {"prune", "lowrank"}
+    assert job.notes == ["lowrank, prune not searched: no accuracy budget would see what they cost (give labelled "
+                         "--eval-data and --max-accuracy-drop, or name them in --space to search them anyway)"]
