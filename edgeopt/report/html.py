@@ -516,8 +516,9 @@ def _study(study) -> str:
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}{esc(measured_twice(study, best))}." if best else
               "<b>No trial met every budget.</b>")
-    if best and second_run_missed(study, best):
-        chosen += f" <b>Warning:</b> {esc(second_run_missed(study, best))}."
+    missed = second_run_missed(study, best) if best else None
+    if missed:
+        chosen += f" <b>Warning:</b> {esc(missed)}."
     if study.get("versus_textbook"):
         chosen += f" {esc(versus_textbook_line(study['versus_textbook']))}."
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "
