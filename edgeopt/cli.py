@@ -515,7 +515,7 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
     (the closest miss per budget is shown), 2 bad input, 3 the device failed.
     """
     from . import api
-    from .report.tables import optimize_lines, optimize_table
+    from .report.tables import optimize_lines, optimize_trials
     if devices and group:
         raise click.UsageError("give --device or --group, not both")
     from .budgets import parse_budget_args
@@ -531,7 +531,7 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
                            results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
                            timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
                            screening=not no_screening, multi_objective=multi_objective)
-    out.emit(outcome, optimize_table(outcome), *optimize_lines(outcome))
+    out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
     return outcome["exit_code"]
 
 

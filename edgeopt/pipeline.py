@@ -20,6 +20,7 @@ from device_agent import manifest as agent_manifest
 
 from . import __version__, bundle as bundles, recipe, transform
 from .budgets import validate_budgets
+from .compress.base import get as transform_named
 from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
@@ -167,23 +168,23 @@ def _write(output, manifest, conversion, eval_file, evaluation, sign_key) -> dic
     return bundles.write(output, manifest, files, sign_key)
 
 
-def _check_qat(quantize: str, backend) -> None:
-    """QAT trains INT8 into the model: the export is a QDQ graph the backend runs as it is (ONNX Runtime forms
-    QLinear kernels, OpenVINO reads FakeQuantize). A second quantization on top, or a backend that converts the
-    torch module itself (its fake-quantize ops would stay float), would not give the INT8 QAT trained."""
+def _check_qdq_graph(name: str, quantize: str, backend) -> None:
+    """A transform that makes a QDQ graph (QAT) trains INT8 into the model: the backend runs the export as it is
+    (ONNX Runtime forms QLinear kernels, OpenVINO reads FakeQuantize). A second quantization on top, or a backend
+    that converts the torch module itself (its fake-quantize ops would stay float), would not give that INT8."""
     if quantize != "none":
-        raise BadInput(f"--qat trains INT8 into the model (a QDQ graph): leave --quantize at none, not {quantize}")
+        raise BadInput(f"--{name} trains INT8 into the model (a QDQ graph): leave --quantize at none, not {quantize}")
     if backend.takes_torch:
-        raise BadInput(f"--qat makes a QDQ ONNX graph; backend {backend.name} converts the PyTorch module itself and "
-                       "would run it in float: use --quantize int8 on this profile")
+        raise BadInput(f"--{name} makes a QDQ ONNX graph; backend {backend.name} converts the PyTorch module itself "
+                       "and would run it in float: use --quantize int8 on this profile")
 
 
 def _check_transform_inputs(model: str, steps: list, train_data, teacher, quantize: str, backend) -> None:
     """Refuse, before any work: transforms on a source that is not PyTorch, and training inputs that no
     transform would read (a forgotten --distill is likelier than a wish to ignore the data)."""
     transform.refuse_non_torch(detect_format(model), steps)
-    if any(s.name == "qat" for s in steps):
-        _check_qat(quantize, backend)
+    for name in {s.name for s in steps if transform_named(s.name).makes_qdq_graph}:
+        _check_qdq_graph(name, quantize, backend)
     if train_data and not steps:
         raise BadInput("--train-data is read by model transforms (--distill, --qat, ...); none was asked for")
     if teacher and not any(s.name == "distill" for s in steps):

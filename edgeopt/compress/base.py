@@ -49,9 +49,17 @@ class Transform:
     Options: type = None            # a frozen dataclass with option() fields
     needs_training_data = False     # refused before any work when --train-data is missing
     searchable = True               # edgeopt optimize may try it (False: it cannot make a model faster)
+    # its result is a QDQ (INT8) ONNX graph: the backend must run the exported graph as it is, with no
+    # quantization on top (--quantize none), and not convert the PyTorch module itself (takes_torch)
+    makes_qdq_graph = False
 
     def apply(self, module, options, context: TransformContext) -> TransformResult:
         raise NotImplementedError
+
+    def unsupported(self, module, examples: tuple) -> str | None:
+        """Why this transform cannot change `module` whatever its options (None: it may). `optimize` asks once,
+        before the search, and leaves such a transform out rather than fail every trial that proposes it."""
+        return None
 
     def validate(self, options, context: TransformContext) -> None:
         """Refuse what cannot work before any work starts (BadInput, one line). The default checks

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import BadInput
-from .base import Transform, TransformResult, option, register, training_batches
+from .base import Transform, TransformContext, TransformResult, build_options, option, register, training_batches
 
 CRITERIA = ("l1", "l2", "lamp", "fpgm", "taylor", "random")
 TAYLOR_SAMPLES = 64          # samples of --train-data whose gradients rank channels for criterion=taylor
@@ -75,6 +75,19 @@ class ChannelPrune(Transform):
                          "coupled to an output)")
         return TransformResult(model.eval(), details, notes)
 
+    def unsupported(self, module, examples: tuple) -> str | None:
+        """Pruning with the default options fails for a structure Torch-Pruning does not model (a channel
+        shuffle, a reshape that hard-codes a width), whatever the fraction; or removes nothing (a recurrent
+        network's every layer is coupled to its output)."""
+        try:
+            result = self.apply(module, build_options(self.Options, {}, self.name),
+                                TransformContext(tuple(examples), []))
+        except BadInput as e:
+            return str(e).removeprefix(f"{self.name}: ")
+        if result.details["params_after"] == result.details["params_before"]:
+            return "no channel can be removed (every layer is coupled to an output)"
+        return None
+
 
 def _prune(model, options, context, examples, protected: dict) -> None:
     """Thin `model` in place; it must still run with the same output shapes."""
@@ -105,20 +118,37 @@ def _protected(model, names: tuple, examples) -> dict:
     """{qualified name: module} of the layers that keep their width: the ones asked for, the ones producing
     the outputs, and attention blocks (their embedding width is split into heads)."""
     import torch
-    import torch_pruning as tp
 
     named = dict(model.named_modules())
     unknown = [n for n in names if n not in named]
     if unknown:
         raise BadInput(f"prune: protect: no module named {unknown[0]!r} in the model")
     out = {n: named[n] for n in names}
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=examples,
-                                                  customized_pruners=_recurrent_pruners(model))
+    graph = _dependency_graph(model, examples)
     by_module = {m: n for n, m in named.items()}
     for m in _output_producers(graph):
         out[by_module.get(m, repr(m))] = m
     out.update({n: m for n, m in named.items() if isinstance(m, torch.nn.MultiheadAttention)})
     return out
+
+
+def _dependency_graph(model, examples):
+    """Torch-Pruning's graph of which channels the layers share, or BadInput: its shape inference fails
+    on structures it does not model (a ShuffleNet's channel shuffle, a reshape across the channel axis, ends
+    in a ZeroDivisionError inside its reshape mapping)."""
+    import traceback
+
+    import torch_pruning as tp
+
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=examples,
+                                                     customized_pruners=_recurrent_pruners(model))
+    except (ArithmeticError, AssertionError, IndexError, KeyError, ValueError, RuntimeError) as e:
+        where = traceback.extract_tb(e.__traceback__)[-1].name
+        message = str(e).splitlines()[0] if str(e) else "no message"
+        raise BadInput(f"prune: Torch-Pruning cannot trace which channels this model's layers share "
+                       f"({type(e).__name__} in its {where}: {message}); a reshape or shuffle across the channel "
+                       "axis is the usual cause: use lowrank instead") from None
 
 
 def _output_producers(graph) -> list:
@@ -290,8 +320,15 @@ def _check_outputs(model, examples, before: list) -> None:
     except RuntimeError as e:
         raise BadInput(f"prune: the pruned model no longer runs ({str(e).splitlines()[0]}); protect the "
                        "layers feeding hard-coded shapes (protect=NAME+NAME)") from None
-    if after != before:
+    if [_fixed(s) for s in after] != [_fixed(s) for s in before]:
         raise BadInput(f"prune: output shapes changed {before} -> {after}; protect the layers producing them")
+
+
+def _fixed(shape: tuple) -> tuple:
+    """The part of an output's shape that pruning must keep: all of it, but for a first dimension other than
+    the batch (1 in the examples), which counts what the model found (SSDLite's boxes after NMS: 51 before
+    pruning, 5 after), and pruned weights find another number."""
+    return shape if not shape or shape[0] == 1 else (len(shape), *shape[1:])
 
 
 def _widths(model) -> dict:

@@ -57,6 +57,7 @@ class Qat(Transform):
     summary = "quantization-aware training for INT8: a QDQ model the backends run as INT8"
     Options = QatOptions
     needs_training_data = True
+    makes_qdq_graph = True
 
     def apply(self, module, options, context) -> TransformResult:
         module = module.eval()

@@ -59,6 +59,8 @@ class Backend:
     # Options that act only with --quantize int8: a search samples them, and passes them on, only then.
     int8_options: tuple = ()
     takes_torch = False            # PyTorch sources arrive as a module (source.torch_module), not exported to ONNX
+    # --precision picks the float type of an unquantized model only; with --quantize it is refused (LiteRT)
+    precision_unquantized_only = False
 
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
         self._validate(request)

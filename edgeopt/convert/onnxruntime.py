@@ -39,6 +39,14 @@ def _host_hint(source, request, out, compression, progress) -> list:
     return host_hint.warnings(hint)
 
 
+def _quantized_graph(path) -> bool:
+    """Whether the graph holds QuantizeLinear/DequantizeLinear nodes (a QAT export)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+
+
 def fp16(source, request, out, workdir, progress) -> dict:
     """FP16 weights and compute with float32 I/O; --keep-float leaves nodes in float32 (Casts around them)."""
     import onnx
@@ -171,6 +179,12 @@ class OnnxRuntimeBackend(Backend):
                              "quantizer keeps the operators it leaves unquantized in fp32, and the bundle records fp32")
             if request.host_timing:
                 notes += _host_hint(source, request, out, compression, progress)
+        elif request.precision == "fp16" and _quantized_graph(source.onnx_path):
+            shutil.copyfile(source.onnx_path, out)
+            compression["precision"] = "fp32"
+            notes.append("--precision fp16 on a graph quantized already (QAT's QuantizeLinear/DequantizeLinear): "
+                         "converted to float16, its DequantizeLinear scales made the model invalid for ONNX "
+                         "Runtime; it runs as it is, INT8 where quantized and fp32 elsewhere, and the bundle records fp32")
         elif request.precision == "fp16":
             compression["fp16"] = fp16(source, request, out, workdir, progress)
             notes += compression["fp16"].pop("notes", [])

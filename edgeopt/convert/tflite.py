@@ -73,6 +73,7 @@ class LiteRtBackend(Backend):
     runtime = "litert"
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
+    precision_unquantized_only = True   # fp16 weights or int8 ones: _validate refuses both
     source_formats = ONNX_FORMATS + ("tflite",)
     Options = LiteRtOptions
     int8_options = ("int8_io", "keep_float", "max_accuracy_drop", "int8_ops", "int8_method")

@@ -431,26 +431,67 @@ def _vs(value, base, fmt: str) -> str:
     return fmt.format(value) + ratio
 
 
+WIDE_TABLE = 140   # console columns below which the trials are listed one block each, not as a table
+
+
+def optimize_trials(outcome: dict):
+    """Every trial of an optimize study: a table on a console of WIDE_TABLE columns or more, else a block per
+    trial (at 120 columns, a pipe's width, the table left the configuration 12 characters and folded it)."""
+    class Trials:
+        def __rich_console__(self, console, options):
+            yield optimize_table(outcome) if options.max_width >= WIDE_TABLE else _trial_blocks(outcome)
+    return Trials()
+
+
 def optimize_table(outcome: dict) -> Table:
     """Every trial of an optimize study: its configuration, measured figures (worst device), verdict."""
-    objective = outcome["objective"]
-    t = Table(title=escape(f"Study {outcome['study']}: minimise {objective} within the budgets"))
-    budgets = list(outcome["budgets"])
-    for col in ["trial", "configuration", objective] + [b for b in budgets if b != objective] + ["size", "time", "verdict"]:
+    t = Table(title=_trials_title(outcome))
+    columns = _figure_columns(outcome)
+    for col in ["trial", "configuration", *columns, "size", "time", "verdict"]:
         t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right",
                      overflow="fold")
+    for row, label, figures, verdict in _trial_cells(outcome):
+        t.add_row(label, escape(_wrappable(row["config"]) or "—"), *figures, verdict)
+    return t
+
+
+def _trial_blocks(outcome: dict) -> Table:
+    """Each trial in three lines beside its number: configuration, figures (name=value), verdict."""
+    t = Table.grid(padding=(0, 2))
+    t.title = _trials_title(outcome)
+    t.add_column(justify="right", no_wrap=True)
+    t.add_column()
+    names = [*_figure_columns(outcome), "size", "time"]
+    for row, label, figures, verdict in _trial_cells(outcome):
+        measured = "  ".join(f"{escape(n)}={v}" for n, v in zip(names, figures) if v != "—")
+        lines = [escape(_wrappable(row["config"]) or "—"), measured, verdict]
+        t.add_row(f"trial {label}", "\n".join(line for line in lines if line))
+        t.add_row()
+    return t
+
+
+def _trials_title(outcome: dict) -> str:
+    return escape(f"Study {outcome['study']}: minimise {outcome['objective']} within the budgets")
+
+
+def _figure_columns(outcome: dict) -> list:
+    """The objective, then every other budget."""
+    objective = outcome["objective"]
+    return [objective] + [b for b in outcome["budgets"] if b != objective]
+
+
+def _trial_cells(outcome: dict):
+    """(row, its label, [figure of each _figure_columns, size, time], verdict) of each trial."""
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
         f, paired = row["figures"], row.get("paired") or {}
-        cells = [str(row["trial"]) + ("*" if row["trial"] == best else ""), escape(_wrappable(row["config"]) or "—")]
-        cells += [_num(f.get(b), "{:.3g}") + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
-                  for b in [objective] + [b for b in budgets if b != objective]]
+        figures = [_num(f.get(b), "{:.3g}") + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
+                   for b in _figure_columns(outcome)]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
-        cells += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s"),
-                  _verdict(row, row["trial"] in pareto)]
-        t.add_row(*cells)
-    return t
+        figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
+        yield row, str(row["trial"]) + ("*" if row["trial"] == best else ""), figures, _verdict(
+            row, row["trial"] in pareto)
 
 
 def _wrappable(config: str | None) -> str | None:
@@ -466,7 +507,7 @@ def _verdict(row: dict, on_front: bool) -> str:
                              ("cached", row["cached"]),
                              (f"the same bundle as trial {row.get('twin_of')}, not measured again",
                               row.get("twin_of") is not None and not row["cached"]),
-                             ("screened only", row["measurement"] == "screening"), ("pareto", on_front),
+                             ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front),
                              ("measured again", bool(row.get("rechecked")))) if on]
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]

@@ -60,6 +60,9 @@ class Dimension:
     # A number range tried only in these steps from low (a space file's {low, high, step}): every sampler,
     # the grid included, then proposes the same finite set of values, so their studies share candidates.
     step: float | None = None
+    # A transform that makes a QDQ graph (QAT): sampled only with these backends (those that run the exported
+    # graph) and their quantize at "none"; any other combination is refused by package (a wasted trial).
+    qdq_backends: tuple = ()
 
     def suggest(self, trial):
         if self.choices:
@@ -99,7 +102,7 @@ def build(backends, source_format: str, has_calib: bool, has_train: bool, cores:
     """The dimensions for one model and profile, narrowed by the space file. backends: a backend, or the
     backends the devices run (the profile's own first), of which the space file's `backend` may keep some.
     measures_accuracy=False (no accuracy budget): the transforms, which change what the model computes, are
-    searched only where the space file names them (untransformed_without_accuracy)."""
+    searched only where the space file names them (transforms_left_out)."""
     backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
     doc = _read(space_file) if space_file else {}
     backends = _chosen_backends(backends, doc.pop("backend", None), space_file)
@@ -108,11 +111,14 @@ def build(backends, source_format: str, has_calib: bool, has_train: bool, cores:
     else:
         dims = [Dimension("backend", tuple(b.name for b in backends))]
         for b in backends:
-            dims += [dataclasses.replace(d, name=f"{b.name}.{d.name}", parent="backend", when=b.name, owner=b.name)
+            dims += [dataclasses.replace(d, name=f"{b.name}.{d.name}", owner=b.name,
+                                         **({"parent": f"{b.name}.{d.parent}"} if d.parent else
+                                            {"parent": "backend", "when": b.name}))
                      for d in _backend_dimensions(b, has_calib)]
     if source_format in ("pytorch-module", "exported-program"):
-        dims += [d for d in _transform_dimensions(has_train)
-                 if measures_accuracy or _transform_of(d) in _named_transforms(doc)]
+        named = _named_transforms(doc)
+        dims += [d for d in _transform_dimensions(has_train, backends)
+                 if measures_accuracy or _transform_of(d) in named]
     if cores and cores > 1:
         dims.append(Dimension("threads", tuple(sorted({1, 2, 4, 8} & set(range(1, cores + 1)) | {cores}))))
     if doc:
@@ -129,13 +135,15 @@ def _named_transforms(doc: dict) -> set:
     return {key.split(".")[0] for key in doc} & set(transforms.names())
 
 
-def untransformed_without_accuracy(source_format: str, has_train: bool, space_file=None) -> list:
-    """The transforms build() leaves out of a search without an accuracy budget: pruning a random-weight
-    MobileNetV3 by 67 % "met every budget" in a study that measured speed alone."""
+def transforms_left_out(dims: list, backends, source_format: str, has_train: bool) -> list:
+    """The searchable transforms that build() left out of `dims`: without an accuracy budget, those the space
+    file does not name (pruning a random-weight MobileNetV3 by 67 % "met every budget" in a study that measured
+    speed alone)."""
     if source_format not in ("pytorch-module", "exported-program"):
         return []
-    named = _named_transforms(_read(space_file) if space_file else {})
-    return sorted({_transform_of(d) for d in _transform_dimensions(has_train)} - named)
+    backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
+    searchable = {d.name for d in _transform_dimensions(has_train, backends) if d.toggle}
+    return sorted(searchable - {d.name for d in dims if d.toggle})
 
 
 def _chosen_backends(backends: list, value, path) -> list:
@@ -162,18 +170,26 @@ def _backend_dimensions(backend, has_calib: bool) -> list:
             continue
         dims.append(dataclasses.replace(_option_dimension(f.name, f, hints[f.name]), backend=True,
                                         int8_only=f.name in backend.int8_options))
-    if len(backend.precisions) > 1:
-        dims.append(Dimension("precision", tuple(backend.precisions)))
+    if len(backend.precisions) > 1:   # where a quantized model's precision is refused: with quantize none only
+        dims.append(Dimension("precision", tuple(backend.precisions),
+                              **({"parent": "quantize", "when": "none"} if backend.precision_unquantized_only else {})))
     return dims
 
 
-def _transform_dimensions(has_train: bool) -> list:
+def _transform_dimensions(has_train: bool, backends) -> list:
+    """Each searchable transform's toggle and options. One that makes a QDQ graph is left out where no backend
+    runs that graph unquantized (LiteRT converts the module itself), and sampled only with one that does."""
     dims = []
     for name in sorted(transforms.names(), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         transform = transforms.get(name)
         if not transform.searchable or (transform.needs_training_data and not has_train):
             continue
-        dims.append(Dimension(name, (False, True), toggle=True))
+        qdq_backends = ()
+        if transform.makes_qdq_graph:
+            qdq_backends = tuple(b.name for b in backends if not b.takes_torch and "none" in b.quantizations)
+            if backends and not qdq_backends:
+                continue
+        dims.append(Dimension(name, (False, True), toggle=True, qdq_backends=qdq_backends))
         dims += [_option_dimension(f"{name}.{f.name}", f, typing.get_type_hints(transform.Options)[f.name], name)
                  for f in transforms.fields(transform.Options) if f.metadata.get("search") is not None]
     return dims
@@ -270,7 +286,7 @@ def sample(dims: list, trial, every: bool = False) -> dict:
     dimensions every trial has."""
     config = {}
     for d in dims:
-        if d.parent and config.get(d.parent) != d.when:
+        if (d.parent and config.get(d.parent) != d.when) or not _qdq_applies(d, config):
             if every:
                 d.suggest(trial)
             continue
@@ -331,7 +347,15 @@ def _applies(d: Dimension, point: dict) -> bool:
     """Whether `point` (the dimensions before d, in order) samples d: its parent has the value it needs, and
     an INT8-only option's backend quantizes to INT8."""
     return not (d.parent and point.get(d.parent) != d.when) and not (
-        d.int8_only and point.get(_key("quantize", d.owner or None)) != "int8")
+        d.int8_only and point.get(_key("quantize", d.owner or None)) != "int8") and _qdq_applies(d, point)
+
+
+def _qdq_applies(d: Dimension, point: dict) -> bool:
+    """Whether a QDQ-making transform's toggle applies: the chosen backend runs its graph, unquantized."""
+    if not d.qdq_backends:
+        return True
+    chosen = point.get("backend")
+    return (chosen or d.qdq_backends[0]) in d.qdq_backends and point.get(_key("quantize", chosen)) == "none"
 
 
 def _read(path) -> dict:

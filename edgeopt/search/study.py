@@ -98,7 +98,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    dims, identity = _prepare(job, space_file)
+    dims, identity = _prepare(job, space_file, progress)
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
     runner = _Runner(job, study, dims, identity, screening, multi_objective, progress)
@@ -119,7 +119,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
         storage.engine.dispose()
 
 
-def _prepare(job: Job, space_file) -> tuple:
+def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     """(dimensions, the study's identity): everything checked before anything is measured."""
     from ..budgets import validate_budgets, validate_ratios
     from ..convert import backend_for
@@ -147,7 +147,8 @@ def _prepare(job: Job, space_file) -> tuple:
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file,
                         measures_accuracy=accuracy)
-    left_out = [] if accuracy else spaces.untransformed_without_accuracy(fmt, bool(job.train_data), space_file)
+    left_out = [] if accuracy else spaces.transforms_left_out(dims, backends, fmt, bool(job.train_data))
+    dims = _without_inapplicable_transforms(job, fmt, dims, progress)
     if left_out:
         job.notes.append(f"{', '.join(left_out)} not searched: no accuracy budget would see what they cost (give "
                          "labelled --eval-data and --max-accuracy-drop, or name them in --space to search them "
@@ -162,6 +163,26 @@ def _prepare(job: Job, space_file) -> tuple:
         identity["relative_budgets"] = dict(job.relative_budgets)
         identity["paired_baseline"] = job.paired_baseline
     return dims, identity
+
+
+def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -> list:
+    """`dims` without the transforms that cannot change this model whatever their options, each in the notes:
+    Torch-Pruning cannot trace a ShuffleNet's channel shuffle, and every pruning trial of a Pi study failed
+    alike, each one a trial lost."""
+    from ..compress import base as transforms
+    from ..torch_export import load
+
+    toggles = [d.name for d in dims if d.toggle]
+    if not toggles:
+        return dims
+    progress.status("checking which transforms can change the model")
+    source = load(job.model, fmt, job.input_shapes)
+    for name in toggles:
+        reason = transforms.get(name).unsupported(source.torch_module, source.torch_examples)
+        if reason:
+            dims = [d for d in dims if name not in (d.name, d.parent)]
+            job.notes.append(f"{name} not searched: {reason}")
+    return dims
 
 
 def _usable_backends(prof, fmt: str, job: Job) -> list:

@@ -117,6 +117,20 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     assert refused.exit_code == 2 and "leave --quantize at none" in refused.stderr
 
 
+def test_qat_at_fp16_on_onnx_runtime_runs_as_trained_and_records_fp32(cli, tmp_path):
+    """A search proposed QAT at --precision fp16 on ONNX Runtime: the float16 conversion turned the QDQ graph's
+    DequantizeLinear scales to float16, and ONNX Runtime refused the model (INVALID_GRAPH)."""
+    from conftest import SAMPLES
+    data = ["--train-data", SAMPLES / "digits32_train.npz", "--calib", SAMPLES / "digits32_calib.npz"]
+    source = str(SAMPLES / "digits_resnet.py") + ":build"
+    r = cli("package", source, "--input-shape", "input=1,1,32,32", "--qat", "--epochs", "1", "--precision", "fp16",
+            *data, "-o", tmp_path / "q16.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["compression"]["precision"] == "fp32" and m["compression"]["method"] == "qat" and m["parity"]["passed"]
+    assert any("--precision fp16 on a graph quantized already" in n for n in m["notes"]), m["notes"]
+
+
 def test_training_data_from_a_dataloader(cli, tmp_path):
     """--train-data module:callable returning a DataLoader: read once, checked like an .npz, same result."""
     import numpy as np

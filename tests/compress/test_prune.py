@@ -181,3 +181,32 @@ def test_taylor_falls_back_to_single_samples_for_a_batch_one_model():
     train = {"input": np.random.default_rng(0).standard_normal((20, 16)).astype(np.float32)}
     pruned = PRUNE.apply(Fixed().eval(), options(criterion="taylor"), context(torch.randn(1, 16), train)).module
     assert pruned.a.out_features == 16 and pruned(torch.randn(1, 16)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name, refusal", [
+    ("shufflenet_v2", "Torch-Pruning cannot trace which channels this model's layers share (ZeroDivisionError"),
+    ("deit_tiny", "the pruned model no longer runs"),   # its attention reshapes qkv to a hard-coded width
+    ("kws_gru", None),            # prunes nothing: a recurrent layer is coupled to the output
+    ("ssdlite_nms", None),        # NMS finds another number of boxes with pruned weights: no shape change
+    ("mobilenet_v3_small", None)])
+def test_zoo_architectures_prune_or_refuse_in_one_line_and_a_search_is_told_first(name, refusal):
+    """A Pi study of a ShuffleNet failed every pruning trial with a raw ZeroDivisionError from Torch-Pruning."""
+    from zoo import ZOO
+
+    entry = ZOO[name]
+    model = entry.build()
+    examples = tuple(torch.from_numpy(v) for v in entry.inputs().values())
+    ctx = base.TransformContext(examples, [])
+    unsupported = PRUNE.unsupported(model, examples)
+    if refusal:
+        with pytest.raises(BadInput) as e:
+            PRUNE.apply(model, options(channels=0.3), ctx)
+        assert str(e.value).startswith(f"prune: {refusal}") and "\n" not in str(e.value), str(e.value)
+        assert unsupported and unsupported.startswith(refusal)
+        return
+    result = PRUNE.apply(model, options(channels=0.3), ctx)
+    if name == "kws_gru":
+        assert result.details["params_after"] == result.details["params_before"]
+        assert unsupported == "no channel can be removed (every layer is coupled to an output)"
+    else:
+        assert result.details["params_after"] < 0.8 * result.details["params_before"] and unsupported is None

@@ -103,3 +103,33 @@ def test_reports_give_the_best_runs_and_the_warning_too():
     assert "⚠️ the best met latency\\_p50\\_ms ≤ 0.9x on its first run" in markdown
     page = html_study(study)
     assert "measured twice: 0.58x, 1.21x its paired baseline" in page and "<b>Warning:</b> the best met" in page
+
+
+def test_on_a_narrow_console_each_trial_is_a_block_with_its_configuration_whole():
+    """At 120 columns, a pipe's width, the nine-column table left the configuration 12 characters wide."""
+    import io
+
+    from rich.console import Console
+
+    from edgeopt.report.tables import optimize_trials
+    config = "backend=onnxruntime quantize=int8 precision=fp32 prune(channels=0.584,criterion=lamp,scope=global)"
+    rows = [{"trial": 0, "config": "quantize=none", "figures": {"latency_p50_ms": 0.141, "accuracy_drop": 0.0},
+             "state": "complete", "baseline": True, "cached": False, "measurement": "full",
+             "violations": {"latency_p50_ms": 0.67}, "feasible": False},
+            {"trial": 7, "config": config, "figures": {}, "state": "fail", "error": "input: cannot prune",
+             "baseline": False, "cached": False, "measurement": "full", "violations": {}, "feasible": False}]
+    outcome = {"study": "s", "objective": "latency_p50_ms", "budgets": {"accuracy_drop": 0.02}, "trials": rows,
+               "best": None}
+    for width in (80, 120):
+        console = Console(file=io.StringIO(), width=width)
+        console.print(optimize_trials(outcome))
+        text = console.file.getvalue()
+        assert "┃" not in text, text   # not the table
+        words = set(text.split())
+        for word in ("prune(channels=0.584,", "criterion=lamp,", "scope=global)", "latency_p50_ms=0.141",
+                     "accuracy_drop=0", "trial", "7", "prune"):
+            assert word in words, text
+        assert "misses latency_p50_ms (baseline)" in " ".join(text.split())
+    console = Console(file=io.StringIO(), width=160)
+    console.print(optimize_trials(outcome))
+    assert "┃ configuration" in console.file.getvalue()

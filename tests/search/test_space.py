@@ -5,6 +5,7 @@ import json
 import pathlib
 import warnings
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -112,7 +113,7 @@ def test_int8_only_options_are_grid_points_only_with_int8(tmp_path):
     dims = space.build(backend_for(load_profile("raspberry-pi-5")), "onnx", True, False, None, f)
     assert sorted(map(repr, space.grid_points(dims))) == sorted(map(repr, [
         {"quantize": "none", "precision": "fp32"}] + [
-        {"quantize": "int8", "keep_float": k, "int8_ops": o, "precision": "fp32"}
+        {"quantize": "int8", "keep_float": k, "int8_ops": o}   # LiteRT's precision: unquantized only
         for k in next(d.grid() for d in dims if d.name == "keep_float") for o in ("auto", "compute")]))
 
 
@@ -267,15 +268,17 @@ def test_without_an_accuracy_budget_only_the_transforms_a_space_file_names_are_s
     from edgeopt.profiles import load_profile
     from edgeopt.search import space
     backend = backend_for(load_profile("generic"))
-    names = {d.name for d in space.build(backend, "pytorch-module", True, True, None, measures_accuracy=False)}
+    dims = space.build(backend, "pytorch-module", True, True, None, measures_accuracy=False)
+    names = {d.name for d in dims}
     assert names and not names & {"prune", "prune.channels", "lowrank", "distill", "distill.epochs"}
-    assert space.untransformed_without_accuracy("pytorch-module", True) == ["distill", "lowrank", "prune", "qat"]
+    assert space.transforms_left_out(dims, backend, "pytorch-module", True) == ["distill", "lowrank", "prune", "qat"]
     f = tmp_path / "space.toml"
     f.write_text('"prune.channels" = [0.2, 0.4]\n')   # an option names its transform
-    names = {d.name for d in space.build(backend, "pytorch-module", True, True, None, f, measures_accuracy=False)}
+    dims = space.build(backend, "pytorch-module", True, True, None, f, measures_accuracy=False)
+    names = {d.name for d in dims}
     assert {"prune", "prune.channels"} <= names and not names & {"lowrank", "distill"}
-    assert space.untransformed_without_accuracy("pytorch-module", True, f) == ["distill", "lowrank", "qat"]
-    assert space.untransformed_without_accuracy("onnx", True) == []   # no transforms to leave out
+    assert space.transforms_left_out(dims, backend, "pytorch-module", True) == ["distill", "lowrank", "qat"]
+    assert space.transforms_left_out([], backend, "onnx", True) == []   # no transforms to leave out
 
 
 def test_a_study_without_an_accuracy_budget_says_which_transforms_it_left_out(tmp_path):
@@ -286,3 +289,75 @@ def test_a_study_without_an_accuracy_budget_says_which_transforms_it_left_out(tm
     assert not {d.name for d in dims} & {"prune", "lowrank"}
     assert job.notes == ["lowrank, prune not searched: no accuracy budget would see what they cost (give labelled "
                          "--eval-data and --max-accuracy-drop, or name them in --space to search them anyway)"]
+
+
+def test_a_study_leaves_out_a_transform_that_cannot_change_the_model_and_says_why(tmp_path):
+    """Every pruning trial of a Pi study on a ShuffleNet failed alike: Torch-Pruning cannot trace its channel
+    shuffle. The study now learns it once, before the first trial."""
+    from edgeopt.search import study
+    net = tmp_path / "net.py"
+    net.write_text(f"import sys\nsys.path.insert(0, {str(pathlib.Path(__file__).parents[1])!r})\n"
+                   "from zoo.models import shufflenet_v2\n\n"
+                   "def build():\n    return shufflenet_v2(num_classes=10, input_shape=(1, 3, 32, 32))\n")
+    f = tmp_path / "space.toml"
+    f.write_text('"prune.channels" = [0.2, 0.4]\nlowrank = true\n')
+    job = study.Job(f"{net}:build", "generic", ["local"], {}, input_shapes={"x": [1, 3, 32, 32]})
+    dims, _ = study._prepare(job, f)
+    names = {d.name for d in dims}
+    assert not names & {"prune", "prune.channels", "prune.criterion"} and "lowrank" in names
+    assert any(n.startswith("prune not searched: Torch-Pruning cannot trace which channels this model's layers "
+                            "share (ZeroDivisionError") for n in job.notes), job.notes
+
+
+def _refusal(prof, dims, point) -> str | None:
+    """What package would refuse in this configuration before any work, as pipeline.package checks it."""
+    from edgeopt import pipeline
+    from edgeopt.compress import base as transforms
+    from edgeopt.convert import backend_for
+    from edgeopt.convert.base import PackageRequest
+    from edgeopt.search import space
+
+    package, steps, _ = space.options(dims, point)
+    backend = backend_for(prof, package.pop("backend", None))
+    quantize, precision = package.pop("quantize", "none"), package.pop("precision", None) or prof.default_precision
+    try:
+        options = backend.options(package)
+        backend.check_profile(options, prof)
+        calibration = {"x": np.zeros((300, 3, 8, 8), "float32")}
+        backend._validate(PackageRequest(precision, quantize, calibration, "", None, options, False, prof))
+        for name, values in steps:
+            transform = transforms.get(name)
+            transforms.build_options(transform.Options, values, name)
+            if transform.makes_qdq_graph:
+                pipeline._check_qdq_graph(name, quantize, backend)
+    except BadInput as e:
+        return f"{space.options(dims, point)}: {e}"
+    return None
+
+
+@pytest.mark.parametrize("profile, space_text, qat", [
+    ("generic", None, True),
+    ("intel-cpu", None, True),
+    ("raspberry-pi-5", None, True),                          # LiteRT and ONNX Runtime: with ONNX Runtime only
+    ("raspberry-pi-5", 'backend = ["tflite"]\n', False)])   # LiteRT converts the module: QAT's QDQ graph stays float
+def test_every_configuration_a_search_proposes_is_one_package_takes(tmp_path, profile, space_text, qat):
+    """A Pi study of a ShuffleNet lost 4 trials of 10 to configurations package refuses before any work: QAT
+    with dynamic quantization, LiteRT's fp16 with int8 or dynamic."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    prof = load_profile(profile)
+    f = None
+    if space_text:
+        f = tmp_path / "space.toml"
+        f.write_text(space_text)
+    dims = space.build([backend_for(prof, name) for name in prof.backends], "pytorch-module", True, True, 4, f)
+    assert ("qat" in {d.name for d in dims}) == qat
+    points = [space.sample(dims, _random_trial(dims, seed)) for seed in range(150)]
+    exploration = space.Exploration(dims, 0)
+    points += [p for p in (next(exploration.candidates(i), None) for i in range(150)) if p]
+    refused = [r for r in (_refusal(prof, dims, p) for p in points) if r]
+    assert not refused, refused[:3]
+    with_qat = [p for p in points if any(name == "qat" for name, _ in space.options(dims, p)[1])]
+    assert bool(with_qat) == qat
