@@ -12,7 +12,7 @@ import html
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import measured_twice, second_run_missed, versus_textbook_line
+from .tables import best_warnings, measured_twice, versus_textbook_line
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -516,9 +516,8 @@ def _study(study) -> str:
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}{esc(measured_twice(study, best))}." if best else
               "<b>No trial met every budget.</b>")
-    missed = second_run_missed(study, best) if best else None
-    if missed:
-        chosen += f" <b>Warning:</b> {esc(missed)}."
+    for warning in best_warnings(study, best) if best else []:
+        chosen += f" <b>Warning:</b> {esc(warning)}."
     if study.get("versus_textbook"):
         chosen += f" {esc(versus_textbook_line(study['versus_textbook']))}."
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "

@@ -10,7 +10,7 @@ import csv
 import io
 import re
 
-from .tables import measured_twice, second_run_missed
+from .tables import best_warnings, measured_twice
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
@@ -115,9 +115,8 @@ def _chosen(study: dict) -> str:
         return "no trial met every budget"
     figure = (fmt(best["figures"].get(objective)) + cell(measured_twice(study, best)) if best.get("rechecked")
               else _figure(best, objective))
-    missed = second_run_missed(study, best)
     return (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {objective} {figure}"
-            + (f". ⚠️ {cell(missed)}" if missed else ""))
+            + "".join(f". ⚠️ {cell(w)}" for w in best_warnings(study, best)))
 
 
 def _figure(trial: dict, key: str) -> str:

@@ -551,6 +551,29 @@ def second_run_missed(outcome: dict, best: dict) -> str | None:
             "`edgeopt bench` before relying on it")
 
 
+def best_warnings(outcome: dict, best: dict) -> list:
+    """Why the best's figures are not to be relied on as they stand: its second run missed the objective's
+    budget, or its own figure misses the absolute limit its bundle carries."""
+    missed = second_run_missed(outcome, best)
+    return ([missed] if missed else []) + _carried_limits_missed(outcome, best)
+
+
+def _carried_limits_missed(outcome: dict, best: dict) -> list:
+    """A paired relative budget turns into an absolute limit in the bundle (the ratio times the baseline's first
+    run), which `edgeopt check` applies. Where the best's own figure misses it, check would refuse what the
+    study chose by its ratio to the baseline beside it: say so."""
+    out = []
+    for key, ratio in (outcome.get("relative_budgets") or {}).items():
+        limit, value = (outcome.get("budgets") or {}).get(key), best["figures"].get(key)
+        paired = (best.get("paired") or {}).get(key)
+        if outcome.get("paired_baseline") and None not in (limit, value, paired) and value > limit:
+            out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x the baseline's first run), which "
+                       f"`edgeopt check` applies, and the best read {value:.4g}: {paired:.2f}x of the baseline "
+                       "measured beside it, which ran slower than the first run; measure both on the device "
+                       "again, or give an absolute budget")
+    return out
+
+
 def _time_spent(trials: list) -> str:
     phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
     cached = sum(t["cached"] for t in trials)
@@ -608,8 +631,7 @@ def optimize_lines(outcome: dict) -> list:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
                      f"{_num(value, '{:.3g}')}{measured_twice(outcome, best)}; bundle {escape(best['bundle'])}")
-        missed = second_run_missed(outcome, best)
-        lines += [f"[yellow]warning[/] {escape(missed)}"] if missed else []
+        lines += [f"[yellow]warning[/] {escape(w)}" for w in best_warnings(outcome, best)]
         versus = outcome.get("versus_textbook")
         if versus:
             lines.append(versus_textbook_line(versus))

@@ -58,7 +58,7 @@ def test_the_trials_table_wraps_a_configuration_between_options():
 
 
 def _best_outcome(rechecked, relative=True):
-    best = {"trial": 4, "config": "quantize=int4-weights", "figures": {"latency_p50_ms": 0.995},
+    best = {"trial": 4, "config": "quantize=int4-weights", "figures": {"latency_p50_ms": 0.356},
             "paired": {"latency_p50_ms": rechecked[0]}, "rechecked": rechecked, "bundle": "opt/s-best.edgepkg"}
     outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.553}}
     if relative:
@@ -69,7 +69,7 @@ def _best_outcome(rechecked, relative=True):
 
 def test_the_best_line_gives_both_runs_and_warns_when_the_second_missed():
     text = _best_outcome([0.58, 1.21])
-    assert "latency_p50_ms 0.995 (measured twice: 0.58x, 1.21x its paired baseline)" in text
+    assert "latency_p50_ms 0.356 (measured twice: 0.58x, 1.21x its paired baseline)" in text
     assert "the best met latency_p50_ms ≤ 0.9x on its first run, not when measured again" in text
     assert "warning" not in _best_outcome([0.58, 0.62])
     absolute = _best_outcome([0.5, 0.54], relative=False)   # figures against the absolute budget, no "x"
@@ -133,3 +133,19 @@ def test_on_a_narrow_console_each_trial_is_a_block_with_its_configuration_whole(
     console = Console(file=io.StringIO(), width=160)
     console.print(optimize_trials(outcome))
     assert "┃ configuration" in console.file.getvalue()
+
+
+def test_a_best_that_misses_the_absolute_limit_its_bundle_carries_is_warned_of():
+    """A paired study judges by the ratio to the baseline beside each candidate; the bundle carries the ratio times
+    the baseline's first run, and check applies that."""
+    def lines(figure):
+        best = {"trial": 4, "config": "quantize=int8", "figures": {"latency_p50_ms": figure},
+                "paired": {"latency_p50_ms": 0.55}, "bundle": "opt/s-best.edgepkg"}
+        outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.3},
+                   "relative_budgets": {"latency_p50_ms": 0.6}, "paired_baseline": True,
+                   "baseline_figures": {"latency_p50_ms": 0.5}}
+        return " ".join(" ".join(optimize_lines(outcome)).split())
+    text = lines(0.33)
+    assert "the bundle carries latency_p50_ms ≤ 0.3 (0.6x the baseline's first run), which `edgeopt check` " \
+           "applies, and the best read 0.33: 0.55x of the baseline measured beside it" in text
+    assert "the bundle carries" not in lines(0.29)
