@@ -61,6 +61,9 @@ class Backend:
     takes_torch = False            # PyTorch sources arrive as a module (source.torch_module), not exported to ONNX
     # --precision picks the float type of an unquantized model only; with --quantize it is refused (LiteRT)
     precision_unquantized_only = False
+    # INT8 refuses a calibration set smaller than this unless the option named here is set to use all of it
+    min_calibration_samples = 0
+    calibration_size_option = ""
 
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
         self._validate(request)

@@ -16,6 +16,7 @@ import re
 import shutil
 
 from ..compress.mixed_quantize import budget_option, keep_float_option
+from ..compress.nncf_quantize import MIN_CALIBRATION_SAMPLES
 from ..errors import BadInput
 from ..options import option
 from .base import ONNX_FORMATS, Backend, Conversion
@@ -195,6 +196,7 @@ class OpenVinoBackend(Backend):
     source_formats = ONNX_FORMATS + ("openvino-ir",)
     Options = OpenVinoOptions
     int8_options = ("preset", "activation_range", "subset_size", "max_accuracy_drop", "keep_float", "model_type")
+    min_calibration_samples, calibration_size_option = MIN_CALIBRATION_SAMPLES, "subset_size"
 
     def _validate(self, request):
         """The NNCF options, checked before any conversion work (nncf itself is not imported)."""

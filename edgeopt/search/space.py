@@ -98,23 +98,24 @@ class Dimension:
 
 
 def build(backends, source_format: str, has_calib: bool, has_train: bool, cores: int | None,
-          space_file=None, measures_accuracy: bool = True) -> list:
+          space_file=None, measures_accuracy: bool = True, calib_samples: int | None = None) -> list:
     """The dimensions for one model and profile, narrowed by the space file. backends: a backend, or the
     backends the devices run (the profile's own first), of which the space file's `backend` may keep some.
     measures_accuracy=False (no accuracy budget): the transforms, which change what the model computes, are
-    searched only where the space file names them (transforms_left_out)."""
+    searched only where the space file names them (transforms_left_out). calib_samples: the --calib set's size;
+    a backend whose INT8 refuses so few calibrates on all of them (small_calibration)."""
     backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
     doc = _read(space_file) if space_file else {}
     backends = _chosen_backends(backends, doc.pop("backend", None), space_file)
     if len(backends) == 1:
-        dims = _backend_dimensions(backends[0], has_calib)
+        dims = _backend_dimensions(backends[0], has_calib, calib_samples)
     else:
         dims = [Dimension("backend", tuple(b.name for b in backends))]
         for b in backends:
             dims += [dataclasses.replace(d, name=f"{b.name}.{d.name}", owner=b.name,
                                          **({"parent": f"{b.name}.{d.parent}"} if d.parent else
                                             {"parent": "backend", "when": b.name}))
-                     for d in _backend_dimensions(b, has_calib)]
+                     for d in _backend_dimensions(b, has_calib, calib_samples)]
     if source_format in ("pytorch-module", "exported-program"):
         named = _named_transforms(doc)
         dims += [d for d in _transform_dimensions(has_train, backends)
@@ -159,7 +160,7 @@ def _chosen_backends(backends: list, value, path) -> list:
     return [b for b in backends if b.name in values]
 
 
-def _backend_dimensions(backend, has_calib: bool) -> list:
+def _backend_dimensions(backend, has_calib: bool, calib_samples: int | None = None) -> list:
     """quantize, the backend's own options that declare a search range, then precision. An option that acts
     only with INT8 (backend.int8_options) is a dimension only when INT8 is (it needs calibration data)."""
     quantizations = [q for q in backend.quantizations if q != "int8" or has_calib]
@@ -173,7 +174,15 @@ def _backend_dimensions(backend, has_calib: bool) -> list:
     if len(backend.precisions) > 1:   # where a quantized model's precision is refused: with quantize none only
         dims.append(Dimension("precision", tuple(backend.precisions),
                               **({"parent": "quantize", "when": "none"} if backend.precision_unquantized_only else {})))
+    if "int8" in quantizations and small_calibration(backend, calib_samples):
+        dims.append(Dimension(backend.calibration_size_option, (calib_samples,), backend=True, int8_only=True))
     return dims
+
+
+def small_calibration(backend, calib_samples: int | None) -> bool:
+    """Whether the backend's INT8 refuses this many calibration samples unless told to use them all: a search
+    then tells it (a fixed dimension, calibration_size_option), rather than fail every INT8 candidate."""
+    return calib_samples is not None and calib_samples < backend.min_calibration_samples
 
 
 def _transform_dimensions(has_train: bool, backends) -> list:

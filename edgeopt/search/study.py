@@ -145,8 +145,17 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
         resolve_device(device, _inventory(job.inventory))
     backends = _usable_backends(prof, fmt, job)
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
+    calib_samples = _sample_count(job.calib)
     dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file,
-                        measures_accuracy=accuracy)
+                        measures_accuracy=accuracy, calib_samples=calib_samples)
+    for b in backends:   # the backends whose INT8 the space kept with all the samples
+        name = b.calibration_size_option
+        if spaces.small_calibration(b, calib_samples) and any(d.name in (name, f"{b.name}.{name}") for d in dims):
+            job.notes.append(f"{b.name} INT8 calibrates on all {calib_samples} --calib samples "
+                             f"({b.calibration_size_option}={calib_samples}; `package` asks for at least "
+                             f"{b.min_calibration_samples} unless told): " + (
+                                 "the accuracy budget judges what that costs" if accuracy else
+                                 "no accuracy budget judges what that costs"))
     left_out = [] if accuracy else spaces.transforms_left_out(dims, backends, fmt, bool(job.train_data))
     dims = _without_inapplicable_transforms(job, fmt, dims, progress)
     if left_out:
@@ -231,6 +240,23 @@ def _check_eval_budgets(budgets: dict, eval_data, labelled: bool) -> None:
     why = (f"--eval-data {eval_data} has no {LABELS!r} array" if eval_data
            else "no --eval-data was given")
     raise BadInput(f"--budget {asked}: accuracy is measured on labelled eval data, and {why}")
+
+
+def _sample_count(path) -> int | None:
+    """The samples in a data file (its first array's length); None where it cannot be read here (it is refused,
+    with the reason, where it is read)."""
+    import zipfile
+
+    import numpy as np
+
+    if not path or not pathlib.Path(path).is_file():
+        return None
+    try:
+        with np.load(path) as arrays:
+            first = arrays[arrays.files[0]] if arrays.files else None
+            return len(first) if first is not None and first.ndim else None
+    except (OSError, ValueError, EOFError, TypeError, IndexError, zipfile.BadZipFile):
+        return None
 
 
 def _labelled(eval_data) -> bool:

@@ -309,7 +309,7 @@ def test_a_study_leaves_out_a_transform_that_cannot_change_the_model_and_says_wh
                             "share (ZeroDivisionError") for n in job.notes), job.notes
 
 
-def _refusal(prof, dims, point) -> str | None:
+def _refusal(prof, dims, point, samples: int = 300) -> str | None:
     """What package would refuse in this configuration before any work, as pipeline.package checks it."""
     from edgeopt import pipeline
     from edgeopt.compress import base as transforms
@@ -323,7 +323,7 @@ def _refusal(prof, dims, point) -> str | None:
     try:
         options = backend.options(package)
         backend.check_profile(options, prof)
-        calibration = {"x": np.zeros((300, 3, 8, 8), "float32")}
+        calibration = {"x": np.zeros((samples, 3, 8, 8), "float32")}
         backend._validate(PackageRequest(precision, quantize, calibration, "", None, options, False, prof))
         for name, values in steps:
             transform = transforms.get(name)
@@ -361,3 +361,29 @@ def test_every_configuration_a_search_proposes_is_one_package_takes(tmp_path, pr
     assert not refused, refused[:3]
     with_qat = [p for p in points if any(name == "qat" for name, _ in space.options(dims, p)[1])]
     assert bool(with_qat) == qat
+
+
+def test_a_small_calibration_set_is_used_whole_by_a_search_not_refused_per_trial(tmp_path):
+    """An intel-cpu study with 64 --calib samples failed INT8 by hand, and every OpenVINO INT8 candidate after it:
+    NNCF's INT8 asks for 100 unless told to use fewer."""
+    import numpy as np
+
+    from edgeopt.search import space, study
+    rng = np.random.default_rng(0)
+    for name, count in (("calib.npz", 64), ("big.npz", 120)):
+        np.savez(tmp_path / name, input=rng.standard_normal((count, 3, 32, 32)).astype("float32"))
+    source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
+    job = study.Job(source, "intel-cpu", ["local"], {}, input_shapes={"input": [1, 3, 32, 32]},
+                    calib=str(tmp_path / "calib.npz"))
+    dims, _ = study._prepare(job, None)
+    prof = __import__("edgeopt.profiles", fromlist=["load_profile"]).load_profile("intel-cpu")
+    textbook = space.textbook(dims, "fp32")
+    assert space.options(dims, textbook)[0]["subset_size"] == 64 and _refusal(prof, dims, textbook) is None
+    assert any(n.startswith("openvino INT8 calibrates on all 64 --calib samples (subset_size=64") for n in job.notes)
+    points = [space.sample(dims, _random_trial(dims, seed)) for seed in range(60)]
+    assert not [r for r in (_refusal(prof, dims, p, samples=64) for p in points) if r]
+    job = study.Job(source, "intel-cpu", ["local"], {}, input_shapes={"input": [1, 3, 32, 32]},
+                    calib=str(tmp_path / "big.npz"))
+    dims, _ = study._prepare(job, None)
+    assert "subset_size" not in space.options(dims, space.textbook(dims, "fp32"))[0]
+    assert not any("calibrates on all" in n for n in job.notes)
