@@ -524,7 +524,8 @@ def _study(study) -> str:
             f"{esc(study.get('profile') or '?')}: minimise {esc(study['objective'])} within {esc(budgets)}; "
             f"{len(study['trials'])} trials ({len(done)} complete, "
             f"{sum(t['cached'] for t in study['trials'])} answered from the cache, "
-            f"{sum(t['state'] == 'fail' for t in study['trials'])} failed). {chosen}</p>")
+            f"{sum(t['state'] == 'fail' for t in study['trials'])} failed). {chosen}</p>"
+            + "".join(f'<p class="small absent">Note: {esc(n)}</p>' for n in study.get("notes", [])))
     return head + _study_chart(study, done) + _study_table(study)
 
 

@@ -97,6 +97,7 @@ def _study(study) -> list:
     chosen = _chosen(study)
     keys = list(dict.fromkeys([study["objective"], *study["pareto_figures"]]))
     out = [f"**Optimization study {cell(study['study'])}**: {len(study['trials'])} trials; {chosen}.", "",
+           *[f"- note: {cell(n)}" for n in study.get("notes", [])], *([""] if study.get("notes") else []),
            "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
     for t in [t for t in study["trials"] if t["trial"] in study["pareto"] and not t["cached"]]:
         out.append(f"| {t['trial']} | `{cell(t['config'])}` | " + " | ".join(_figure(t, k) for k in keys)

@@ -101,6 +101,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     dims, identity = _prepare(job, space_file, progress)
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
+    study.set_user_attr("notes", list(job.notes))   # what the space left out and why, for `report --study`
     runner = _Runner(job, study, dims, identity, screening, multi_objective, progress)
     own_cache = job.transforms is None   # a caller's cache is the caller's to close
     if own_cache:
@@ -921,7 +922,8 @@ def load(url: str, name: str) -> dict:
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study), **_versus(study, ranked)}
+                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study), **_versus(study, ranked),
+                "notes": list(study.user_attrs.get("notes", []))}
     finally:
         storage.remove_session()
         storage.engine.dispose()

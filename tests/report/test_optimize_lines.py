@@ -103,6 +103,9 @@ def test_reports_give_the_best_runs_and_the_warning_too():
     assert "⚠️ the best met latency\\_p50\\_ms ≤ 0.9x on its first run" in markdown
     page = html_study(study)
     assert "measured twice: 0.58x, 1.21x its paired baseline" in page and "<b>Warning:</b> the best met" in page
+    noted = dict(study, notes=["prune not searched: Torch-Pruning cannot trace <it>"])
+    assert "Note: prune not searched: Torch-Pruning cannot trace &lt;it&gt;" in html_study(noted)
+    assert "- note: prune not searched: Torch-Pruning cannot trace \\<it\\>" in "\n".join(markdown_study(noted))
 
 
 def test_on_a_narrow_console_each_trial_is_a_block_with_its_configuration_whole():

@@ -401,7 +401,7 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
     space = tmp_path / "space.toml"
     space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nprune = true\nlowrank = [false]\n'
-                     'distill = false\nqat = false\n"prune.channels" = [0.4, 0.6]\n')
+                     '"prune.channels" = [0.4, 0.6]\n')   # distill and qat unnamed: no accuracy budget, left out
     import numpy as np
     train = tmp_path / "train.npz"   # given, as users do: read only by the trials that train
     np.savez(train, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
@@ -416,6 +416,11 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     stages = {s["stage"]: s for s in pruned["stages"]}
     assert stages["prune"]["parameters"] < stages["source"]["parameters"]
     assert pruned["figures"]["size_mb"] < trials[0]["figures"]["size_mb"]
+    note = "distill, qat not searched: no accuracy budget would see what they cost"
+    assert any(n.startswith(note) for n in r.json()["notes"]), r.json()["notes"]
+    md = cli("report", "--study", "torch", "--format", "markdown", "--no-history",
+             "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")   # the notes are kept with the study
+    assert f"- note: {note}" in md.stdout, md.stdout
 
 
 def test_the_gaussian_process_sampler_sees_every_dimension_in_every_trial(cli, tmp_path):
