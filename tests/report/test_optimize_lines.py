@@ -152,3 +152,27 @@ def test_a_best_that_misses_the_absolute_limit_its_bundle_carries_is_warned_of()
     assert "the bundle carries latency_p50_ms ≤ 0.3 (0.6x the baseline's first run), which `edgeopt check` " \
            "applies, and the best read 0.33: 0.55x of the baseline measured beside it" in text
     assert "the bundle carries" not in lines(0.29)
+
+
+def test_the_comparison_keeps_figures_whole_on_a_pipe_and_leaves_out_empty_columns():
+    """`make demo` on a pipe (120 columns): 13 columns folded p50 0.0330 into "0.033" over "0"."""
+    import io
+
+    from rich.console import Console
+
+    from edgeopt.report.tables import compare_table
+    row = {"bundle": "digits_cnn-int8", "device": "local", "created": "2026-12-03T18:08:00Z",
+           "runtime": "onnxruntime 1.32.0", "threads": "2", "size_mb": 0.035, "p50_ms": 0.0330, "p90_ms": 0.0532,
+           "p99_ms": 0.0901, "throughput_fps": None, "peak_rss_mb": 80.3, "top1": 0.9944, "slowest_layer": None,
+           "verdict": "all pass"}
+
+    def shown(rows):
+        console = Console(file=io.StringIO(), width=120)
+        console.print(compare_table(rows))
+        return console.file.getvalue()
+    text = shown([row, dict(row, bundle="digits_cnn-fp32", p50_ms=0.0351)])
+    assert "FPS" not in text and "slowest" not in text   # neither pass ran: no column of dashes
+    words = set(text.replace("│", " ").split())
+    assert {"0.0330", "0.0351", "0.0532", "0.9944", "80.3"} <= words, text
+    text = shown([row, dict(row, throughput_fps=1234.5)])
+    assert "FPS" in text and "1234.5" in text.replace("│", " ").split()
