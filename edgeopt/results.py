@@ -117,7 +117,8 @@ def save(doc: dict, results_dir) -> pathlib.Path:
     """results/history/<bundle>@<device>-<time>.json always, and results/<bundle>@<device>.json (the
     latest) unless this run failed and the latest is a good result of the same bundle and device: a
     failure never replaces a good result. Returns where this document is; when the latest was kept,
-    doc["_latest_kept"] says which file that is."""
+    doc["_latest_kept"] says which file that is. doc["_history"] is this run's own file, which no later run
+    replaces."""
     results_dir = pathlib.Path(results_dir)
     bundle = str((doc.get("bundle") or {}).get("name", "unknown-bundle"))
     device = str((doc.get("device") or {}).get("name", "unknown-device"))
@@ -125,6 +126,7 @@ def save(doc: dict, results_dir) -> pathlib.Path:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     body = {k: v for k, v in doc.items() if not k.startswith("_")}
     history = write_json_new(results_dir / "history" / f"{stem}-{stamp}.json", body)
+    doc["_history"] = str(history)
     latest = results_dir / f"{stem}.json"
     with _save_lock(results_dir):
         if doc.get("status") != "ok" and _is_good_result_of(latest, bundle, device):

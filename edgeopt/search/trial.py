@@ -182,7 +182,8 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     run, whether it earns a full measurement (ratios: to the reference, with one). With a reference, the relative
     budgets are judged against the baseline measured right before each run of the candidate. Returns {"figures",
     "violations", "measurement" (screening or full), "paired" ({budget: candidate/reference ratio}, with a
-    reference), "results" (result files), "artifact" (artifact_key), "transforms" (the stages of its manifest),
+    reference), "results" (this run's own result files, the history copies: the baseline measured again beside
+    each candidate rewrites its latest file), "artifact" (artifact_key), "transforms" (the stages of its manifest),
     "seconds" (wall time of packaging, of the screening run, of the full run and of the reference's runs)}.
     `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
     measuring it again."""
@@ -205,7 +206,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
             measurement = "full"
     out = {"figures": figures(docs, job.budgets),
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
-           "measurement": measurement, "results": [d.get("_path") for d in docs], "artifact": artifact,
+           "measurement": measurement, "results": [d.get("_history") or d.get("_path") for d in docs], "artifact": artifact,
            "transforms": manifest.get("transforms", []),
            "transforms_reused": manifest.get("transforms_reused", False),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}

@@ -105,6 +105,9 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     shown = cli("report", "--study", "rel", "--format", "markdown", "--no-history",
                 "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert shown.exit_code in (0, 1), shown.stderr
+    # the baseline trial's own full run (accuracy included), not the latest file a paired run rewrote since
+    first = json.loads(pathlib.Path(baseline["results"][0]).read_text())
+    assert first["accuracy"].get("top1") is not None and "/history/" in baseline["results"][0]
     table = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
                 "--budget", "latency_p90_ms=20x", "--budget", "size_mb=0.5x", "--trials", "3", "--study", "rel",
                 "--resume")   # the finished study shown again, as a person reads it
