@@ -279,9 +279,14 @@ def check_table(report: dict) -> Table:
 
 def compare_table(rows: list, title: str = "Comparison") -> Table:
     """One row per result. A column no row has a figure for (FPS and the slowest layer where neither pass ran) is
-    left out, and figures never wrap: at a pipe's 120 columns, 13 columns folded 0.0330 into "0.033" over "0"."""
-    t = Table(title=title)
-    cells = [[escape(r["bundle"] or "—"), escape(r.get("device") or "—"), _time(r.get("created")),
+    left out, and figures never wrap: at a pipe's 120 columns, 13 columns folded 0.0330 into "0.033" over "0".
+    Where every row is of one day, the day goes in the title and the column keeps the hour: the eleven
+    characters saved keep "onnxruntime" and the bundle names whole at that width."""
+    days = {_time(r.get("created"))[:10] for r in rows}
+    one_day = len(days) == 1 and "—" not in days
+    t = Table(title=f"{title}, {days.pop()} (UTC)" if one_day else title)
+    cells = [[escape(r["bundle"] or "—"), escape(r.get("device") or "—"),
+              _time(r.get("created"))[11 if one_day else 0:],
               escape(" ×".join(x for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
               _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
               _num(r["p99_ms"], "{:.4f}"), _num(r.get("throughput_fps"), "{:.1f}"), _num(r["peak_rss_mb"], "{:.1f}"),
@@ -290,8 +295,8 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
                if i == 0 or not cells or any(row[i] != "—" for row in cells)]
     for _, col, just in columns:
         # names wrap rather than end in an ellipsis: telling rows apart is the table's job
-        t.add_column(col, justify=just, overflow="fold", no_wrap=just == "right" or col == "time (UTC)",
-                     min_width=16 if col == "time (UTC)" else None)
+        t.add_column("time" if one_day and col == "time (UTC)" else col, justify=just, overflow="fold",
+                     no_wrap=just == "right" or col == "time (UTC)")
     for row in cells:
         t.add_row(*(row[i] for i, _, _ in columns))
     return t

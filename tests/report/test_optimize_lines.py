@@ -174,5 +174,9 @@ def test_the_comparison_keeps_figures_whole_on_a_pipe_and_leaves_out_empty_colum
     assert "FPS" not in text and "slowest" not in text   # neither pass ran: no column of dashes
     words = set(text.replace("│", " ").split())
     assert {"0.0330", "0.0351", "0.0532", "0.9944", "80.3"} <= words, text
+    # rows of one day: the day in the title, so names keep whole words ("onnxruntim" + "e" before)
+    assert {"2026-12-03", "18:08", "onnxruntime", "digits_cnn-int8", "digits_cnn-fp32"} <= words, text
+    text = shown([row, dict(row, created="2026-12-04T09:00:00Z")])
+    assert {"2026-12-03", "2026-12-04"} <= set(text.replace("│", " ").split()) and "(UTC)" in text, text
     text = shown([row, dict(row, throughput_fps=1234.5)])
     assert "FPS" in text and "1234.5" in text.replace("│", " ").split()
