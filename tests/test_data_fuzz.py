@@ -116,13 +116,15 @@ def test_malformed_files_exit_2_with_one_line(cli, state_model, flag, case):
 def test_the_labels_lookup_of_optimize_never_raises(case):
     """optimize looks whether --eval-data holds labels before it reads the file (study._labelled): whatever the
     bytes, an answer; the read that follows refuses a broken file with its name (the test above)."""
-    from edgeopt.search.study import _labelled
+    from edgeopt.search.study import _labelled, _sample_count
 
     content, _ = case
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         path = pathlib.Path(tmp) / "samples.npz"
         _write(path, content)
         labelled = _labelled(path)
+        count = _sample_count(path)   # the calibration set's size, read the same way
+        assert count is None or (isinstance(count, int) and count >= 0)
         if isinstance(content, dict):
             assert labelled == ("labels" in content)
         else:

@@ -544,9 +544,9 @@ def measured_twice(outcome: dict, best: dict) -> str:
     """The best's readings of the objective, where the study measured it again: the first run's alone can be
     one noisy run. `outcome`: optimize's outcome or a study as `report` loads it."""
     readings = best.get("rechecked")
-    if not readings:
-        return ""
     ratio = _objective_limit(outcome)[1]   # a paired objective's readings are ratios to the baseline beside them
+    if not readings or (ratio and best.get("baseline")):   # the baseline's ratio to itself is 1 by definition
+        return ""
     shown = ", ".join(f"{r:.2f}x" if ratio else f"{r:.3g}" for r in readings)
     return f" (measured twice: {shown}{' its paired baseline' if ratio else ''})"
 

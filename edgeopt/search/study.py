@@ -244,8 +244,24 @@ def _check_eval_budgets(budgets: dict, eval_data, labelled: bool) -> None:
 
 
 def _sample_count(path) -> int | None:
-    """The samples in a data file (its first array's length); None where it cannot be read here (it is refused,
-    with the reason, where it is read)."""
+    """The samples in a data file (its first array's length); None where it cannot be read here."""
+    peeked = _peek(path)
+    return peeked[1] if peeked else None
+
+
+def _labelled(eval_data) -> bool:
+    """Whether the eval data holds labels. A file that cannot be read counts as labelled here."""
+    from ..data import LABELS
+
+    if not eval_data:
+        return False
+    peeked = _peek(eval_data)
+    return peeked is None or LABELS in peeked[0]
+
+
+def _peek(path) -> tuple | None:
+    """(the .npz's member names, its first array's length or None); None where it cannot be read here: it is
+    refused, with its name and the reason, where it is read."""
     import zipfile
 
     import numpy as np
@@ -255,27 +271,9 @@ def _sample_count(path) -> int | None:
     try:
         with np.load(path) as arrays:
             first = arrays[arrays.files[0]] if arrays.files else None
-            return len(first) if first is not None and first.ndim else None
-    except (OSError, ValueError, EOFError, TypeError, IndexError, zipfile.BadZipFile):
+            return arrays.files, len(first) if first is not None and first.ndim else None
+    except (OSError, ValueError, EOFError, TypeError, IndexError, zipfile.BadZipFile):   # TypeError: a .npy
         return None
-
-
-def _labelled(eval_data) -> bool:
-    """Whether the eval data holds labels. A file that cannot be read counts as labelled here: it is refused
-    where it is read, with its name and the reason."""
-    import zipfile
-
-    import numpy as np
-
-    from ..data import LABELS
-
-    if not eval_data:
-        return False
-    try:
-        with np.load(eval_data) as arrays:
-            return LABELS in arrays.files
-    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile):   # TypeError: a .npy, not a .npz
-        return True
 
 
 def _file_sha(path) -> str:

@@ -57,8 +57,8 @@ def test_the_trials_table_wraps_a_configuration_between_options():
         assert option in words, console.file.getvalue()
 
 
-def _best_outcome(rechecked, relative=True):
-    best = {"trial": 4, "config": "quantize=int4-weights", "figures": {"latency_p50_ms": 0.356},
+def _best_outcome(rechecked, relative=True, **row):
+    best = {**row, "trial": 4, "config": "quantize=int4-weights", "figures": {"latency_p50_ms": 0.356},
             "paired": {"latency_p50_ms": rechecked[0]}, "rechecked": rechecked, "bundle": "opt/s-best.edgepkg"}
     outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.553}}
     if relative:
@@ -75,6 +75,9 @@ def test_the_best_line_gives_both_runs_and_warns_when_the_second_missed():
     absolute = _best_outcome([0.5, 0.54], relative=False)   # figures against the absolute budget, no "x"
     assert "(measured twice: 0.5, 0.54)" in absolute and "warning" not in absolute
     assert "≤ 0.553 on its first run" in _best_outcome([0.5, 0.6], relative=False)
+    # the baseline as the best of a paired study: its ratio to itself says nothing ("1.00x, 1.00x" before)
+    assert "measured twice" not in _best_outcome([1.0, 1.0], baseline=True)
+    assert "(measured twice: 0.5, 0.54)" in _best_outcome([0.5, 0.54], relative=False, baseline=True)
 
 
 def test_a_paired_study_in_markdown_gives_each_trial_its_ratio_to_the_baseline_beside_it():
