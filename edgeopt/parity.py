@@ -365,6 +365,19 @@ def _pair_rows(a: np.ndarray, b: np.ndarray, allowed: float) -> list:
     return distance[rows, cols].tolist()
 
 
+def only_top1_failed(report: dict) -> bool:
+    """Whether the report failed on a classifier's top-1 agreement alone: what an accuracy budget on the same
+    labelled eval data judges too, where the user said how much may change."""
+    failed = [o for o in report.get("outputs", []) if not o["passed"]]
+    return bool(failed) and all(o["comparison"] == "top1_agreement" for o in failed)
+
+
+def headline(report: dict) -> str:
+    """The metric that judged the artifact, its value and tolerance: "top1_agreement 0.9667 (tolerance 0.97)"."""
+    metric = report["metric"]
+    return f"{metric} {report.get(metric, report['max_abs_error']):.4g} (tolerance {report['tolerance']:g})"
+
+
 def describe_failure(report: dict) -> str:
     """One line: the first output that failed its comparison, or the quantized model-level metric."""
     worst = [o for o in report.get("outputs", []) if not o["passed"] and o["comparison"] in

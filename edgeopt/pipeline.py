@@ -26,7 +26,7 @@ from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
 from .errors import BadInput, ParityMismatch
 from .models import detect_format, load_model, onnx_source
-from .parity import compare as parity_compare, describe_failure
+from .parity import compare as parity_compare, describe_failure, only_top1_failed
 from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
@@ -43,7 +43,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
             teacher: str | None = None, seed: int = 0, keep_float: str = "",
             backend_options: dict | None = None, host_timing: bool = True, transform_cache=None,
-            backend: str | None = None, profile_budgets: bool = True) -> dict:
+            backend: str | None = None, profile_budgets: bool = True, top1_judged_by: str | None = None) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -68,6 +68,10 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     says "transforms_reused": True (outside the bundle: its manifest is the same either way).
 
     backend: another of the backends the profile's hardware runs (profile.backends; default: its own).
+
+    top1_judged_by: what judges a classifier's top-1 instead of parity's top-1 agreement (optimize's accuracy
+    budget, measured on the device): an artifact whose only parity failure is that agreement is packaged, its
+    parity report saying by what ("allowed_by"). Other parity failures (SQNR, elementwise) still refuse it.
 
     profile_budgets=False: `budgets` are all the bundle carries, not added to the profile's (optimize passes its
     study's, which leave out what the study cannot measure: an accuracy budget without labelled eval data)."""
@@ -115,7 +119,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                                           "qat transform (QDQ graph); the backend converted it as it is")
         progress.status("checking parity with the source model")
         parity, source_accuracy, eval_file = _verify(source, conversion, backend, prof, request,
-                                                     calibration, evaluation, work, allow_mismatch)
+                                                     calibration, evaluation, work,
+                                                     "--allow-mismatch" if allow_mismatch else top1_judged_by)
         if stages:
             source_accuracy = _original_accuracy(stages, evaluation, teacher) or source_accuracy
         manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
@@ -333,8 +338,9 @@ def _default_name(model: str, precision: str, quantize: str) -> str:
     return f"{stem}-{quantize if quantize != 'none' else precision}"
 
 
-def _verify(source, conversion, backend, prof, request, calibration, evaluation, work, allow_mismatch):
-    """Parity report, the source's eval accuracy, and the eval file to ship (with reference outputs)."""
+def _verify(source, conversion, backend, prof, request, calibration, evaluation, work, allowed_by):
+    """Parity report, the source's eval accuracy, and the eval file to ship (with reference outputs).
+    allowed_by: "--allow-mismatch" (any failure packages), another name (only a failed top-1 agreement), or None."""
     if evaluation is not None:
         samples, where = evaluation, "eval data"
     elif calibration is not None:
@@ -353,9 +359,9 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     if host_precision:
         report["host_inference_precision"] = host_precision
     if not report["passed"]:
-        if not allow_mismatch:
+        if not (allowed_by == "--allow-mismatch" or (allowed_by and only_top1_failed(report))):
             raise ParityMismatch(describe_failure(report))
-        report["allowed_by_user"] = True
+        report["allowed_by"] = allowed_by
     if evaluation is None:
         return report, None, None
     from device_agent.measure.accuracy import REF_PREFIX, top1

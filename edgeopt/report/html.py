@@ -519,7 +519,8 @@ def _study(study) -> str:
     for warning in best_warnings(study, best) if best else []:
         chosen += f" <b>Warning:</b> {esc(warning)}."
     if study.get("versus_textbook"):
-        chosen += f" {esc(versus_textbook_line(study['versus_textbook']))}."
+        versus = versus_textbook_line(study["versus_textbook"])
+        chosen += f" {esc(versus[:1].upper() + versus[1:])}."   # a sentence here, a line in the terminal
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "
             f"{esc(study.get('profile') or '?')}: minimise {esc(study['objective'])} within {esc(budgets)}; "
             f"{len(study['trials'])} trials ({len(done)} complete, "
@@ -572,7 +573,8 @@ def _study_table(study: dict) -> str:
             ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
                                  ("screened only", t["measurement"] == "screening"),
-                                 ("Pareto", t["trial"] in study["pareto"])) if on]
+                                 ("Pareto", t["trial"] in study["pareto"]),
+                                 (f"parity {t.get('parity')}: left to the accuracy budget", bool(t.get("parity")))) if on]
         lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"
                      f"<td class=num>{num(spent or None, 3)}</td><td>{esc(state)}"
                      f"{' (' + esc(', '.join(marks)) + ')' if marks else ''}</td></tr>")

@@ -5,6 +5,7 @@ import threading
 
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TransferSpeedColumn)
+from rich.text import Text
 
 from ..progress import Progress
 
@@ -36,7 +37,9 @@ class RichProgress(Progress):
         if self.bar is not None:
             self.bar.update(self.task, description=message)
         else:
-            self.console.print(f"[dim]· {message}[/]")
+            # a log line: never folded on a pipe (a long trial configuration wrapped without its "·"), and the
+            # message is text, not markup ("[...]" in a path or an error would be read as a style)
+            self.console.print(Text(f"· {message}", style="dim"), soft_wrap=not self.console.is_terminal)
 
     def finish(self):
         if self.bar is not None:

@@ -57,14 +57,14 @@ def inspect_rows(info: dict):
 
 
 def package_rows(m: dict):
+    from ..parity import headline   # numpy: not for every command that prints a table
+
     parity = m["parity"]
-    metric = parity["metric"]
-    verdict = "pass" if parity["passed"] else "FAIL (allowed by --allow-mismatch)"
+    verdict = "pass" if parity["passed"] else f"FAIL (allowed by {parity.get('allowed_by', '--allow-mismatch')})"
     rows = [("bundle", m["path"]), ("profile", f"{m['profile']['name']} ({m['profile']['backend']})"),
             ("float precision", m["profile"]["precision"]), ("compression", _compression(m["compression"])),
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
-            ("parity", f"{metric} {parity.get(metric, parity['max_abs_error']):.4g} "
-                       f"(tolerance {parity['tolerance']:g}; {parity['samples']} samples of {parity['samples_source']}): {verdict}")]
+            ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}")]
     if "source_top1" in parity:
         before = "after transforms" if m.get("transforms") else "source"   # source.accuracy: before them
         rows.append((f"top-1 {before} → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
@@ -519,7 +519,8 @@ def _verdict(row: dict, on_front: bool) -> str:
                              (f"the same bundle as trial {row.get('twin_of')}, not measured again",
                               row.get("twin_of") is not None and not row["cached"]),
                              ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front),
-                             ("measured again", bool(row.get("rechecked")))) if on]
+                             ("measured again", bool(row.get("rechecked"))),
+                             (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity")))) if on]
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
     unmeasured = [k for k, v in row["violations"].items() if v > 0 and k not in figures]  # accuracy, screened only

@@ -18,6 +18,7 @@ SCREEN_LOOP = {"min_iterations": 20, "max_iterations": 200, "min_seconds": 0.5, 
                "warmup_iterations": 5, "warmup_seconds": 0.2, "no_accuracy": True}
 # where a trial's wall time goes (Candidate run's "seconds"); "reference": the baseline measured beside it
 PHASES = ("package", "screen", "measure", "reference")
+ACCURACY_JUDGES = "the study's accuracy_drop budget"   # what lets a candidate through parity's top-1 agreement
 # Figures kept per trial: the budget kinds, plus these headline ones.
 HEADLINE = ("latency_p90_ms", "latency_p50_ms", "peak_rss_mb", "size_mb", "accuracy_drop", "min_top1",
             "energy_mj", "throughput_fps")
@@ -87,11 +88,15 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     # activation_range, keep_float, ...): package() takes those as backend_options, not as keywords of its own
     options = dict(candidate.package)
     settings = {key: options.pop(key) for key in ("backend", "quantize", "precision") if key in options}
+    # With labelled eval data the study's accuracy budget measures each candidate's top-1 on the device, the
+    # tolerance the user gave: parity's top-1 agreement (the profile's, stricter) does not refuse it first.
+    judged_by = ACCURACY_JUDGES if "accuracy_drop" in job.budgets else None
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
                         input_shapes=job.input_shapes, budgets=job.budgets, profile_budgets=False,
                         train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
-                        backend_options=options or None, transform_cache=job.transforms, **settings)
+                        backend_options=options or None, transform_cache=job.transforms, top1_judged_by=judged_by,
+                        **settings)
 
 
 def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, progress) -> list:
@@ -184,7 +189,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     "violations", "measurement" (screening or full), "paired" ({budget: candidate/reference ratio}, with a
     reference), "results" (this run's own result files, the history copies: the baseline measured again beside
     each candidate rewrites its latest file), "artifact" (artifact_key), "transforms" (the stages of its manifest),
-    "seconds" (wall time of packaging, of the screening run, of the full run and of the reference's runs)}.
+    "parity" (the top-1 agreement that missed the profile's and was left to the accuracy budget, or None), "seconds" (wall time of packaging, of the screening run, of the full run and of the reference's runs)}.
     `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
     measuring it again."""
     clock = _Clock()
@@ -195,7 +200,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
         progress.status(f"the same bundle as trial {answered['twin_of']}: its measurement answers")
         return dict(answered, artifact=artifact, seconds=dict(clock.seconds),
                     transforms_reused=manifest.get("transforms_reused", False),
-                    transforms=manifest.get("transforms", []))
+                    transforms=manifest.get("transforms", []), parity=_parity_missed(manifest))
     docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
                                    "screen" if screen else "measure", progress)
     measurement = "screening" if screen else "full"
@@ -208,11 +213,19 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
            "measurement": measurement, "results": [d.get("_history") or d.get("_path") for d in docs], "artifact": artifact,
            "transforms": manifest.get("transforms", []),
-           "transforms_reused": manifest.get("transforms_reused", False),
+           "transforms_reused": manifest.get("transforms_reused", False), "parity": _parity_missed(manifest),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
     if reference is not None:
         out["paired"] = _ratios(paired)
     return out
+
+
+def _parity_missed(manifest: dict) -> str | None:
+    """The parity verdict the study's accuracy budget let through ("top1_agreement 0.9667 (tolerance 0.97)")."""
+    from ..parity import headline
+
+    parity = manifest.get("parity") or {}
+    return None if parity.get("passed", True) else headline(parity)
 
 
 def _excesses(paired: dict) -> dict:
