@@ -83,6 +83,19 @@ def sign(blob: bytes, key) -> bytes:
         return sig.read_bytes()
 
 
+def rewrite(bundle_path, out_path, name: str, budgets: dict) -> dict:
+    """A copy of a bundle under another `name`, with `budgets` replacing those keys of its manifest (the others
+    kept), every member verified first. For optimize's chosen bundle: named after the study, with limits set
+    once the study has ended. Its trials' bundles are unsigned, and so is the copy. Returns the new manifest."""
+    with tempfile.TemporaryDirectory(prefix="edgeopt-rewrite-") as tmp:
+        manifest = read(bundle_path, tmp)
+        files = [(pathlib.Path(tmp) / f["path"], f["path"], f["role"]) for f in manifest["files"]]
+        body = {k: v for k, v in manifest.items() if k not in ("files", "schema", agent_manifest.DIGEST_FIELD)}
+        body["name"] = name
+        body["budgets"] = validate_budgets(dict(manifest.get("budgets") or {}, **budgets), f"{out_path}: budgets")
+        return write(out_path, body, files)
+
+
 def read(bundle_path, workdir) -> dict:
     """Extract and verify into `workdir`; a bad bundle is a one-line BadInput."""
     try:

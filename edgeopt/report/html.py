@@ -12,7 +12,7 @@ import html
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import best_warnings, measured_twice, versus_textbook_line
+from .tables import best_warnings, carried_limit, measured_twice, versus_textbook_line
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -516,6 +516,9 @@ def _study(study) -> str:
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}{esc(measured_twice(study, best))}." if best else
               "<b>No trial met every budget.</b>")
+    for key in ratios if best else ():
+        carried = carried_limit(study, key)
+        chosen += f" {esc(carried[:1].upper() + carried[1:])}." if carried else ""
     for warning in best_warnings(study, best) if best else []:
         chosen += f" <b>Warning:</b> {esc(warning)}."
     if study.get("versus_textbook"):

@@ -570,18 +570,29 @@ def best_warnings(outcome: dict, best: dict) -> list:
     return ([missed] if missed else []) + _carried_limits_missed(outcome, best)
 
 
+def carried_limit(outcome: dict, key: str) -> str:
+    """What the chosen bundle carries for a paired relative budget, or "" (none, or a study before it did)."""
+    c, ratio = (outcome.get("carried_limits") or {}).get(key), (outcome.get("relative_budgets") or {}).get(key)
+    return (f"the chosen bundle carries {key} ≤ {c['limit']:.4g}, {ratio:g}x the median of the baseline's "
+            f"{c['runs']} runs ({c['median']:.4g}), which `edgeopt check` applies" if c and ratio else "")
+
+
 def _carried_limits_missed(outcome: dict, best: dict) -> list:
-    """A paired relative budget turns into an absolute limit in the bundle (the ratio times the baseline's first
-    run), which `edgeopt check` applies. Where the best's own figure misses it, check would refuse what the
-    study chose by its ratio to the baseline beside it: say so."""
+    """A paired relative budget turns into an absolute limit in the chosen bundle (the ratio times the median of
+    the baseline's runs in the study; the first run's alone in a study before that), which `edgeopt check`
+    applies. Where the best's own figure misses it, check would refuse what the study chose by its ratio to the
+    baseline beside it: say so."""
     out = []
     for key, ratio in (outcome.get("relative_budgets") or {}).items():
-        limit, value = (outcome.get("budgets") or {}).get(key), best["figures"].get(key)
-        paired = (best.get("paired") or {}).get(key)
+        carried = (outcome.get("carried_limits") or {}).get(key)
+        limit = carried["limit"] if carried else (outcome.get("budgets") or {}).get(key)
+        which = f"the median of the baseline's {carried['runs']} runs" if carried else "the baseline's first run"
+        value, paired = best["figures"].get(key), (best.get("paired") or {}).get(key)
         if outcome.get("paired_baseline") and None not in (limit, value, paired) and value > limit:
-            out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x the baseline's first run), which "
+            out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x {which}), which "
                        f"`edgeopt check` applies, and the best read {value:.4g}: {paired:.2f}x of the baseline "
-                       "measured beside it, which ran slower than the first run; measure both on the device "
+                       f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
+                       "measure both on the device "
                        "again, or give an absolute budget")
     return out
 
@@ -628,7 +639,8 @@ def optimize_lines(outcome: dict) -> list:
             lines.append(f"budget {key} ≤ {ratio:g}x the baseline" + (
                 ", measured again right before each candidate (the ratio in brackets in the table; the baseline's "
                 f"first run: {base[key]:.4g})" if outcome.get("paired_baseline") else
-                f"'s {base[key]:.4g} = {outcome['budgets'][key]:.4g} (measured in this study)"))
+                f"'s {base[key]:.4g} = {outcome['budgets'][key]:.4g} (measured in this study)")
+                + "".join(f"; {c}" for c in [carried_limit(outcome, key)] if c))
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
     if outcome.get("exhausted"):

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import os
 import pathlib
-import shutil
 import socket
 import statistics
 import warnings
@@ -666,7 +665,7 @@ class _Runner:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
-                     "artifact", "twin_of", "transforms_reused", "parity"):
+                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -866,11 +865,18 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
            **_relative(study),
            "pareto": _pareto(_complete(study), _pareto_figures(job.budgets, job.objective)),
-           "pareto_figures": list(_pareto_figures(job.budgets, job.objective)), "best": None, "closest": None if best else _closest(_complete(study), job.budgets),
-           "notes": list(job.notes)}
+           "pareto_figures": list(_pareto_figures(job.budgets, job.objective)), "best": None,
+           "closest": None if best else _closest(_complete(study), job.budgets), "notes": list(job.notes)}
     if best is not None:
+        from ..bundle import rewrite
+
         chosen = job.output_dir / f"{name}-best.edgepkg"
-        shutil.copyfile(runner.local_bundle(best), chosen)
+        carried = _carried_limits(study, job)
+        # named after the study: its results and history read "NAME-best@device", not a trial's content key
+        rewrite(runner.local_bundle(best), chosen, chosen.stem, {key: c["limit"] for key, c in carried.items()})
+        if carried:
+            study.set_user_attr("carried_limits", carried)
+            out["carried_limits"] = carried
         out["best"] = dict(_rows(study, [best])[0], bundle=str(chosen))
     stopped = runner.stopped_by_device
     out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
@@ -881,6 +887,25 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     out.update(_versus(study, ranked))
     if runner.rebuilt_differs:
         out["rebuilt_differs"] = sorted(set(runner.rebuilt_differs))
+    return out
+
+
+def _carried_limits(study, job) -> dict:
+    """{budget: {"limit", "median", "runs"}}: each paired relative budget as the chosen bundle carries it, the
+    ratio times the median of the baseline's runs in the study (its first and each one beside a candidate).
+    Trials carry the ratio times the first run alone, which `check` would then apply with that one run's noise
+    (0.096 to 0.226 ms within one study on a busy host: docs/architecture.md). Empty without a paired budget."""
+    if not (job.relative_budgets and job.paired_baseline):
+        return {}
+    first = study.user_attrs.get("baseline_figures") or {}
+    measured = [t.user_attrs.get("baseline_beside") or {} for t in _complete(study)
+                if not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
+    out = {}
+    for key, ratio in job.relative_budgets.items():
+        runs = ([first[key]] if key in first else []) + [m[key] for m in measured if key in m]
+        if runs:
+            median = statistics.median(runs)
+            out[key] = {"limit": ratio * median, "median": median, "runs": len(runs)}
     return out
 
 
@@ -898,7 +923,8 @@ def _relative(study) -> dict:
         return {}
     return {"relative_budgets": dict(identity["relative_budgets"]),
             "baseline_figures": study.user_attrs.get("baseline_figures", {}),
-            "paired_baseline": identity.get("paired_baseline", False)}
+            "paired_baseline": identity.get("paired_baseline", False),
+            "carried_limits": study.user_attrs.get("carried_limits", {})}
 
 
 def load(url: str, name: str) -> dict:

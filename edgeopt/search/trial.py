@@ -73,6 +73,16 @@ class Reference:
             out[key] = (worst, (worst - ratio) / ratio)
         return out
 
+    def figures(self, reference_docs: list) -> dict:
+        """{budget: the reference's figure on the worst device} of one run: the readings the chosen bundle's
+        limit is set from (study._carried_limits), as the baseline's first run sets the study's."""
+        out = {}
+        for key in self.ratios:
+            values = [lookup(r, KINDS[key].path)[0] for r in reference_docs]
+            if values and None not in values:
+                out[key] = max(values)
+        return out
+
 
 def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else value
@@ -187,9 +197,11 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     run, whether it earns a full measurement (ratios: to the reference, with one). With a reference, the relative
     budgets are judged against the baseline measured right before each run of the candidate. Returns {"figures",
     "violations", "measurement" (screening or full), "paired" ({budget: candidate/reference ratio}, with a
-    reference), "results" (this run's own result files, the history copies: the baseline measured again beside
-    each candidate rewrites its latest file), "artifact" (artifact_key), "transforms" (the stages of its manifest),
-    "parity" (the top-1 agreement that missed the profile's and was left to the accuracy budget, or None), "seconds" (wall time of packaging, of the screening run, of the full run and of the reference's runs)}.
+    reference), "baseline_beside" ({budget: the reference's figure in its last run}, with one), "results" (this
+    run's own result files, the history copies: the baseline measured again beside each candidate rewrites its
+    latest file), "artifact" (artifact_key), "transforms" (the stages of its manifest), "parity" (the top-1
+    agreement that missed the profile's and was left to the accuracy budget, or None), "seconds" (wall time of
+    packaging, of the screening run, of the full run and of the reference's runs)}.
     `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
     measuring it again."""
     clock = _Clock()
@@ -201,13 +213,14 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
         return dict(answered, artifact=artifact, seconds=dict(clock.seconds),
                     transforms_reused=manifest.get("transforms_reused", False),
                     transforms=manifest.get("transforms", []), parity=_parity_missed(manifest))
-    docs, paired = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference, clock,
-                                   "screen" if screen else "measure", progress)
+    docs, paired, beside = _measure_beside(candidate, job, bundle, screen_loop(job) if screen else None, reference,
+                                           clock, "screen" if screen else "measure", progress)
     measurement = "screening" if screen else "full"
     if screen:
         found, missed = screened(docs, job.budgets)
         if can_still_win(found, {**missed, **_excesses(paired)}, _ratios(paired)):
-            docs, paired = _measure_beside(candidate, job, bundle, None, reference, clock, "measure", progress)
+            docs, paired, beside = _measure_beside(candidate, job, bundle, None, reference, clock, "measure",
+                                                   progress)
             measurement = "full"
     out = {"figures": figures(docs, job.budgets),
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
@@ -216,7 +229,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
            "transforms_reused": manifest.get("transforms_reused", False), "parity": _parity_missed(manifest),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
     if reference is not None:
-        out["paired"] = _ratios(paired)
+        out["paired"], out["baseline_beside"] = _ratios(paired), beside
     return out
 
 
@@ -240,13 +253,13 @@ def _ratios(paired: dict) -> dict:
 
 def _measure_beside(candidate: Candidate, job, bundle: pathlib.Path, loop, reference, clock, phase: str,
                     progress) -> tuple:
-    """(the candidate's documents, {budget: (ratio, excess)} against the reference measured just before it;
-    empty without a reference)."""
+    """(the candidate's documents, {budget: (ratio, excess)} against the reference measured just before it,
+    {budget: the reference's figure}; both empty without a reference)."""
     if reference is None:
-        return clock.time(phase, measure, bundle, candidate.threads, job, loop, progress), {}
+        return clock.time(phase, measure, bundle, candidate.threads, job, loop, progress), {}, {}
     reference_docs = clock.time("reference", reference.measure, job, loop, progress)
     docs = clock.time(phase, measure, bundle, candidate.threads, job, loop, progress)
-    return docs, reference.judge(docs, reference_docs)
+    return docs, reference.judge(docs, reference_docs), reference.figures(reference_docs)
 
 
 def _loop_seconds(doc: dict) -> float:

@@ -155,6 +155,19 @@ def test_a_best_that_misses_the_absolute_limit_its_bundle_carries_is_warned_of()
     assert "the bundle carries latency_p50_ms ≤ 0.3 (0.6x the baseline's first run), which `edgeopt check` " \
            "applies, and the best read 0.33: 0.55x of the baseline measured beside it" in text
     assert "the bundle carries" not in lines(0.29)
+    # since the chosen bundle carries the ratio times the median of the baseline's runs: that limit, and said so
+    def carried(figure):
+        outcome = {"best": {"trial": 4, "config": "quantize=int8", "figures": {"latency_p50_ms": figure},
+                            "paired": {"latency_p50_ms": 0.55}, "bundle": "opt/s-best.edgepkg"},
+                   "trials": [], "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.3},
+                   "relative_budgets": {"latency_p50_ms": 0.6}, "paired_baseline": True,
+                   "baseline_figures": {"latency_p50_ms": 0.5},
+                   "carried_limits": {"latency_p50_ms": {"limit": 0.33, "median": 0.55, "runs": 9}}}
+        return " ".join(" ".join(optimize_lines(outcome)).split())
+    assert "the chosen bundle carries latency_p50_ms ≤ 0.33, 0.6x the median of the baseline's 9 runs (0.55), " \
+           "which `edgeopt check` applies" in carried(0.32)
+    assert "Warning" not in carried(0.32) and "the bundle carries" not in carried(0.32)
+    assert "the bundle carries latency_p50_ms ≤ 0.33 (0.6x the median of the baseline's 9 runs)" in carried(0.34)
 
 
 def test_the_comparison_keeps_figures_whole_on_a_pipe_and_leaves_out_empty_columns():

@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -48,6 +49,7 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     bench = cli("bench", best, "--results-dir", tmp_path / "check", "--json")
     assert bench.exit_code == 0, bench.stderr
     result = pathlib.Path(bench.json()["_path"])
+    assert result.name == "ok-best@local.json"   # named after the study, not after a trial's content key
     assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0
     assert cli("check", result).exit_code == 0   # the budgets the bundle carries: the profile's and the study's
     assert set(outcome["budgets"]) == {"latency_p90_ms", "peak_rss_mb", "accuracy_drop"}
@@ -84,6 +86,17 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     assert all(len(t.user_attrs["constraints"]) == len(outcome["budgets"]) for t in trials if "constraints" in t.user_attrs)
     carried = json.loads(bundle_member(outcome["best"]["bundle"], "manifest.json"))["budgets"]
     assert carried["size_mb"] == pytest.approx(outcome["budgets"]["size_mb"])   # what `check` judges the bundle by
+    # the latency limit `check` applies: 20x the median of every baseline run in the study, not its first run's
+    runs = [baseline["figures"]["latency_p90_ms"]] + [t.user_attrs["baseline_beside"]["latency_p90_ms"]
+                                                     for t in trials if t.user_attrs.get("baseline_beside")]
+    assert len(runs) == len(outcome["trials"])   # the first run, and one beside each other trial
+    median = statistics.median(runs)
+    assert outcome["carried_limits"]["latency_p90_ms"] == {"limit": pytest.approx(20 * median),
+                                                           "median": pytest.approx(median), "runs": len(runs)}
+    assert carried["latency_p90_ms"] == pytest.approx(20 * median)
+    bench = cli("bench", outcome["best"]["bundle"], "--results-dir", tmp_path / "again", "--json")
+    assert bench.exit_code == 0, bench.stderr   # rewritten whole: the agent verified every member
+    assert cli("check", bench.json()["_path"]).exit_code == 0
     # paired: every other trial judged against the baseline measured again right before it, on the same device
     for row in outcome["trials"][1:]:
         assert set(row["paired"]) == {"latency_p90_ms", "size_mb"} and row["seconds"]["reference"] > 0
