@@ -201,10 +201,13 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
-          effect: float | None = None, store_url: str | None = None, results_dir="results") -> dict:
+          effect: float | None = None, store_url: str | None = None, results_dir="results",
+          limits_by_path: dict | None = None) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
-    hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result."""
+    hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result.
+    limits_by_path: {result path: budgets} over that result's bundle's own, under `budgets` (report --study: the
+    limits the chosen bundle carries, for its trial's results)."""
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
@@ -220,7 +223,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
             entry["budgets"] = []
         else:
-            entry["budgets"] = check_result(doc, budgets_for(doc, budgets or {}, profile))
+            given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
+            entry["budgets"] = check_result(doc, budgets_for(doc, given, profile))
         entries.append(entry)
     report = {"results": entries}
     if baseline:
@@ -434,7 +438,7 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if not paths:
         raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are not on "
                                                                    "this host)" if study else ""))
-    verdicts = check(paths, budgets)
+    verdicts = check(paths, budgets, limits_by_path=_chosen_limits(found))
     docs = [results.load(p) for p in paths]
     stored, absent = _report_history(docs, store_url, paths) if history else (None, "history left out (--no-history)")
     rows = report_rows.build(docs, verdicts, stored, absent, found)
@@ -446,6 +450,16 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
         out["path"] = str(output)
         _write_text(output, text)
     return out
+
+
+def _chosen_limits(study: dict | None) -> dict:
+    """{result path: limits} for the best trial's results: what the chosen bundle carries (a paired relative
+    budget set from every baseline run at the study's end), where its trial's bundle carried the first run's."""
+    carried = (study or {}).get("carried_limits") or {}
+    if not (carried and study.get("best")):
+        return {}
+    limits = {key: c["limit"] for key, c in carried.items()}
+    return {str(p): limits for p in study["best"]["results"] if p}
 
 
 def _write_text(path, text: str) -> None:

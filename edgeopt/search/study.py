@@ -553,7 +553,8 @@ class _Runner:
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
                                             screen, self._can_still_win, self.progress, self._reference(trial),
-                                            twin=lambda artifact: self._twin(artifact, trial.number))
+                                            twin=lambda artifact: self._twin(artifact, trial.number),
+                                            name=self.bundle_name(trial.number))
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -704,6 +705,11 @@ class _Runner:
                     and self.job.objective in t.user_attrs.get("figures", {})]
         return min(feasible, default=None)
 
+    def bundle_name(self, number: int) -> str:
+        """A trial's bundle name, which its result files and history are filed under: "STUDY-tN", as the tables
+        and reports number trials (a content key, "d122836c09d9e2e9@local.json", said nothing to a reader)."""
+        return f"{self.study.study_name}-t{number}"
+
     def local_bundle(self, t) -> pathlib.Path:
         """The trial's bundle on this host: built here, or (a trial another worker ran, or answered from the
         study) rebuilt from its recorded candidate. The rebuilt files are compared with those measured (the
@@ -713,7 +719,7 @@ class _Runner:
         if not path.is_file():
             self.progress.status(f"building trial {t.number}'s bundle on this host")
             candidate = trials_.Candidate(**t.user_attrs["candidate"])
-            manifest = trials_.package(candidate, self.job, path, self.progress)
+            manifest = trials_.package(candidate, self.job, path, self.progress, self.bundle_name(t.number))
             measured = t.user_attrs.get("artifact")
             if measured is not None and trials_.artifact_key(manifest, candidate.threads) != measured:
                 self.rebuilt_differs.append(t.number)

@@ -88,8 +88,9 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else value
 
 
-def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
-    """Build the candidate's bundle through the pipeline (BadInput: this candidate cannot be built)."""
+def package(candidate: Candidate, job, bundle: pathlib.Path, progress, name: str | None = None) -> dict:
+    """Build the candidate's bundle through the pipeline (BadInput: this candidate cannot be built). `name`: the
+    bundle's, which its results are filed under (default: the file's stem)."""
     from .. import recipe
     from ..pipeline import package as run_pipeline
 
@@ -102,7 +103,7 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress) -> dict:
     # tolerance the user gave: parity's top-1 agreement (the profile's, stricter) does not refuse it first.
     judged_by = ACCURACY_JUDGES if "accuracy_drop" in job.budgets else None
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
-                        input_shapes=job.input_shapes, budgets=job.budgets, profile_budgets=False,
+                        input_shapes=job.input_shapes, budgets=job.budgets, profile_budgets=False, name=name,
                         train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
                         backend_options=options or None, transform_cache=job.transforms, top1_judged_by=judged_by,
@@ -192,7 +193,7 @@ def artifact_key(manifest: dict, threads: int | None) -> str:
 
 
 def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still_win, progress,
-        reference: Reference | None = None, twin=None) -> dict:
+        reference: Reference | None = None, twin=None, name: str | None = None) -> dict:
     """Package and measure one candidate. `can_still_win(figures, violations, ratios)` decides, after a screening
     run, whether it earns a full measurement (ratios: to the reference, with one). With a reference, the relative
     budgets are judged against the baseline measured right before each run of the candidate. Returns {"figures",
@@ -205,7 +206,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
     measuring it again."""
     clock = _Clock()
-    manifest = clock.time("package", package, candidate, job, bundle, progress)
+    manifest = clock.time("package", package, candidate, job, bundle, progress, name)
     artifact = artifact_key(manifest, candidate.threads)
     answered = twin(artifact) if twin is not None else None
     if answered is not None:

@@ -329,3 +329,26 @@ def test_a_throttled_run_is_marked(cli, lab_results, tmp_path):
     r = cli("report", hot, "-o", tmp_path / "r.html", "--no-history", "--json")
     assert r.exit_code == 0 and r.json()["summary"][0]["throttled"] is True
     assert (tmp_path / "r.html").read_text().count('<span class="badge bad">THROTTLED</span>') == 2  # summary, over the run
+
+
+def test_a_study_report_judges_the_best_by_the_limits_its_chosen_bundle_carries(int8_result, tmp_path):
+    """report --study shows the best trial's own result, measured with its trial's bundle, which carried the ratio
+    times the baseline's first run; the chosen bundle carries the ratio times the median of every baseline run.
+    The report judged the best by the first (eff5: "FAIL: latency_p50_ms 0.08378 ≤ 0.0700164" for the study's
+    chosen configuration); it now judges it by what the chosen bundle carries, and a --budget still wins."""
+    from edgeopt import api
+    from edgeopt.budgets import KINDS, lookup
+
+    p50 = lookup(int8_result, KINDS["latency_p50_ms"].path)[0]
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    doc["bundle"] = dict(doc["bundle"], budgets={"latency_p50_ms": p50 / 2})   # the first run's limit: missed
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps(doc))
+    study = {"best": {"results": [str(path)]},
+             "carried_limits": {"latency_p50_ms": {"limit": 2 * p50, "median": 4 * p50, "runs": 7}}}
+    assert api.check([path])["exit_code"] == 1
+    judged = api.check([path], limits_by_path=api._chosen_limits(study))
+    assert judged["exit_code"] == 0
+    assert [b["limit"] for b in judged["results"][0]["budgets"] if b["budget"] == "latency_p50_ms"] == [2 * p50]
+    assert api.check([path], {"latency_p50_ms": p50 / 3}, limits_by_path=api._chosen_limits(study))["exit_code"] == 1
+    assert api._chosen_limits({"best": None, "carried_limits": study["carried_limits"]}) == {}
