@@ -10,7 +10,7 @@ import csv
 import io
 import re
 
-from .tables import best_warnings, measured_twice
+from .tables import best_warnings, carried_limit, measured_twice
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
@@ -96,10 +96,13 @@ def _study(study) -> list:
         return []
     chosen = _chosen(study)
     keys = list(dict.fromkeys([study["objective"], *study["pareto_figures"]]))
+    front = [t for t in study["trials"] if t["trial"] in study["pareto"] and not t["cached"]]
     out = [f"**Optimization study {cell(study['study'])}**: {len(study['trials'])} trials; {chosen}.", "",
            *[f"- note: {cell(n)}" for n in study.get("notes", [])], *([""] if study.get("notes") else []),
+           f"The Pareto front over {', '.join(study['pareto_figures'])} (lower is better), {len(front)} of the "
+           "trials:", "",
            "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
-    for t in [t for t in study["trials"] if t["trial"] in study["pareto"] and not t["cached"]]:
+    for t in front:
         out.append(f"| {t['trial']} | `{cell(t['config'])}` | " + " | ".join(_figure(t, k) for k in keys)
                    + f" | {'yes' if t['feasible'] else 'no'} |")
     if any((t.get("paired") or {}) for t in study["trials"]):
@@ -116,7 +119,9 @@ def _chosen(study: dict) -> str:
         return "no trial met every budget"
     figure = (fmt(best["figures"].get(objective)) + cell(measured_twice(study, best)) if best.get("rechecked")
               else _figure(best, objective))
+    carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]
     return (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {objective} {figure}"
+            + "".join(f"; {cell(c)}" for c in carried if c)
             + "".join(f". ⚠️ {cell(w)}" for w in best_warnings(study, best)))
 
 

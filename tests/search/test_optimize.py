@@ -63,6 +63,7 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     md = cli("report", "--study", "ok", "--format", "markdown", "--no-history",
              "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert "**Optimization study ok**: 3 trials" in md.stdout and "| trial | configuration | latency_p90_ms" in md.stdout
+    assert "The Pareto front over latency_p90_ms, accuracy_drop, size_mb (lower is better)" in md.stdout
     missing = cli("report", "--study", "nope", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert missing.exit_code == 2 and "--study nope: no such study in the store (studies: ok)" in missing.stderr
     # where the time went, per trial
@@ -118,6 +119,8 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     shown = cli("report", "--study", "rel", "--format", "markdown", "--no-history",
                 "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert shown.exit_code in (0, 1), shown.stderr
+    assert f"the chosen bundle carries latency\\_p90\\_ms ≤ {20 * median:.4g}, 20x the median of the baseline's " \
+           f"{len(runs)} runs" in shown.stdout, shown.stdout
     # the baseline trial's own full run (accuracy included), not the latest file a paired run rewrote since
     first = json.loads(pathlib.Path(baseline["results"][0]).read_text())
     assert first["accuracy"].get("top1") is not None and "/history/" in baseline["results"][0]
