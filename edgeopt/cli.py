@@ -327,6 +327,8 @@ def _option_text(option: dict) -> str:
 @click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
               "module:callable returning a PyTorch DataLoader.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
+@click.option("--lr", type=float, help="Learning rate of --distill / --qat (default: distill 1e-3, qat 1e-4; "
+              "an optimize study's best gives its own).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")
 @click.option("--keep-float", metavar="auto|LAYER,..",
               help="Mixed precision: keep these layers (or, with auto, the most sensitive ones measured on "
@@ -337,8 +339,8 @@ def _option_text(option: dict) -> str:
 @common
 def package(out, model, profile, output, backend, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
-            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, seed, keep_float,
-            backend_option):
+            no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, lr, seed,
+            keep_float, backend_option):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -350,7 +352,7 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     options = dict(backend=backend, precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
                    simplify=not no_simplify, seed=seed, keep_float=keep_float or "")
-    steps = recipe.from_flags(prune, low_rank, distill, qat, epochs)
+    steps = recipe.from_flags(prune, low_rank, distill, qat, epochs, lr)
     if recipe_file:
         options, steps = _with_recipe(recipe_file, options, steps)
     manifest = api.package(model, profile, output, calib=calib, eval_data=eval_data,

@@ -67,7 +67,7 @@ def step(name: str, values: dict, where: str) -> Step:
     return Step(name, transforms.build_options(transform.Options, values, f"{where} ({name})"))
 
 
-def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None) -> list:
+def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None, lr=None) -> list:
     """The steps the transform flags ask for, in the one order that makes sense: remove structure first
     (channel pruning, low-rank), then recover accuracy (distillation), then quantization-aware training.
     `--prune channels=R` is structured pruning, `--prune weights=R` unstructured (sparsity)."""
@@ -84,11 +84,13 @@ def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None)
             raise BadInput(f"--prune {prune!r}: say channels=RATIO (structured) or weights=RATIO (unstructured)")
     if low_rank:
         steps.append(step("lowrank", transforms.parse_spec(low_rank, "--low-rank"), "--low-rank"))
+    training = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     for flag, wanted, name in (("--distill", distill, "distill"), ("--qat", qat, "qat")):
         if wanted:
-            steps.append(step(name, {} if epochs is None else {"epochs": epochs}, flag))
-    if epochs is not None and not (distill or qat):
-        raise BadInput("--epochs applies to --distill or --qat; neither was given")
+            steps.append(step(name, training, flag))
+    for flag in (f"--{k}" for k in training):
+        if not (distill or qat):
+            raise BadInput(f"{flag} applies to --distill or --qat; neither was given")
     return steps
 
 

@@ -72,6 +72,8 @@ def test_flag_given_with_a_recipe_wins(cli, tmp_path):
     (["--low-rank", "energy=0"], "--low-rank (lowrank): energy: 0.0 is out of range"),
     (["--train-data", "x.npz"], "--train-data is read by model transforms"),
     (["--epochs", "3"], "--epochs applies to --distill or --qat"),
+    (["--lr", "0.01"], "--lr applies to --distill or --qat"),
+    (["--distill", "--train-data", "x.npz", "--lr", "0"], "--distill (distill): lr: 0.0 is out of range"),
 ])
 def test_bad_transform_options_exit_2_in_one_line(cli, tmp_path, args, fragment):
     r = cli("package", SOURCE, *SHAPE, *args, "-o", tmp_path / "b.edgepkg")

@@ -125,6 +125,10 @@ def test_missing_recipe_and_non_bundle(tmp_path):
 def test_flags_build_steps_in_a_fixed_order():
     with pytest.raises(BadInput, match="--epochs applies to --distill or --qat"):
         recipe.from_flags(epochs=3)
+    # --lr: what an optimize study's best used ("distill(epochs=3, lr=0.0019)") can be given by hand
+    distill, qat = recipe.from_flags(distill=True, qat=True, epochs=2, lr=0.0019)
+    assert (distill.options.lr, qat.options.lr, distill.options.epochs) == (0.0019, 0.0019, 2)
+    assert recipe.from_flags(distill=True)[0].options.lr == 1e-3   # the transform's own default without it
     with pytest.raises(BadInput, match="channels=RATIO .structured. or weights=RATIO"):
         recipe.from_flags(prune="ratio=0.5")
     with pytest.raises(BadInput, match="not both"):
