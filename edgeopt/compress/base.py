@@ -52,6 +52,9 @@ class Transform:
     # its result is a QDQ (INT8) ONNX graph: the backend must run the exported graph as it is, with no
     # quantization on top (--quantize none), and not convert the PyTorch module itself (takes_torch)
     makes_qdq_graph = False
+    # it trains weights and leaves the architecture as it is (distillation): a candidate's latency, size and memory
+    # are those of the candidate without it, so optimize screens that first and trains only what can still win
+    keeps_architecture = False
 
     def apply(self, module, options, context: TransformContext) -> TransformResult:
         raise NotImplementedError

@@ -576,6 +576,8 @@ def _study_table(study: dict) -> str:
             ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
                                  ("screened only", t["measurement"] == "screening"),
+                                 (f"before training: {', '.join(t.get('untrained') or [])} not run",
+                                  bool(t.get("untrained"))),
                                  ("Pareto", t["trial"] in study["pareto"]),
                                  (f"parity {t.get('parity')}: left to the accuracy budget", bool(t.get("parity")))) if on]
         lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"

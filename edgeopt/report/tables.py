@@ -518,7 +518,10 @@ def _verdict(row: dict, on_front: bool) -> str:
                              ("cached", row["cached"]),
                              (f"the same bundle as trial {row.get('twin_of')}, not measured again",
                               row.get("twin_of") is not None and not row["cached"]),
-                             ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front),
+                             ("screened only", row["measurement"] == "screening"),
+                             (f"before training: {', '.join(row.get('untrained') or [])} not run",
+                              bool(row.get("untrained"))),
+                             ("on the Pareto front", on_front),
                              ("measured again", bool(row.get("rechecked"))),
                              (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity")))) if on]
     figures = row.get("figures") or {}

@@ -646,7 +646,7 @@ class _Runner:
         t = self._finished("key", key, number)
         return None if t is None else {k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
-            "twin_of") if t.user_attrs.get(k) is not None}
+            "twin_of", "untrained") if t.user_attrs.get(k) is not None}
 
     def _twin(self, artifact: str, number: int) -> dict | None:
         """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
@@ -666,7 +666,7 @@ class _Runner:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
-                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside"):
+                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside", "untrained"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -982,7 +982,7 @@ def _row(t) -> dict:
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
-            "results": attrs.get("results") or [], "parity": attrs.get("parity")}
+            "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained")}
 
 
 def _pareto(trials: list, names: tuple) -> list:

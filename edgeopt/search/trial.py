@@ -10,6 +10,7 @@ import pathlib
 import time
 
 from ..budgets import KINDS, check_result, lookup
+from ..errors import BadInput
 from ..progress import SILENT
 
 # A screening measurement: enough to rank, not to decide (the agent's defaults decide a full one). It skips the
@@ -206,6 +207,17 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
     measuring it again."""
     clock = _Clock()
+    untrained = _trains_only(candidate) if screen and "no_accuracy" in screen_loop(job) else []
+    if untrained:
+        try:
+            ruled_out = _screen_before_training(candidate, untrained, job, bundle, can_still_win, progress,
+                                                reference, clock, name)
+        except BadInput as e:   # the untrained model cannot be packaged (its parity, say): the trained one is
+            progress.status(f"screening before training left out: {e}")
+        else:
+            if ruled_out is not None:
+                return ruled_out
+            screen = False   # it can still win: trained, it is measured fully without a second screening
     manifest = clock.time("package", package, candidate, job, bundle, progress, name)
     artifact = artifact_key(manifest, candidate.threads)
     answered = twin(artifact) if twin is not None else None
@@ -223,15 +235,49 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
             docs, paired, beside = _measure_beside(candidate, job, bundle, None, reference, clock, "measure",
                                                    progress)
             measurement = "full"
+    return dict(_outcome(job, docs, paired, beside, reference, clock, measurement, manifest), artifact=artifact)
+
+
+def _outcome(job, docs: list, paired: dict, beside: dict, reference, clock, measurement: str, manifest: dict) -> dict:
     out = {"figures": figures(docs, job.budgets),
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
-           "measurement": measurement, "results": [d.get("_history") or d.get("_path") for d in docs], "artifact": artifact,
+           "measurement": measurement, "results": [d.get("_history") or d.get("_path") for d in docs],
            "transforms": manifest.get("transforms", []),
            "transforms_reused": manifest.get("transforms_reused", False), "parity": _parity_missed(manifest),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs))}
     if reference is not None:
         out["paired"], out["baseline_beside"] = _ratios(paired), beside
     return out
+
+
+def _trains_only(candidate: Candidate) -> list:
+    """The candidate's steps that train weights and leave the architecture as it is (distillation)."""
+    from ..compress import base as transforms
+
+    return [name for name, _ in candidate.steps if transforms.get(name).keeps_architecture]
+
+
+def _screen_before_training(candidate: Candidate, untrained: list, job, bundle: pathlib.Path, can_still_win,
+                            progress, reference, clock, name) -> dict | None:
+    """Screen the candidate without its training steps, which do not change its latency, size or memory: the
+    outcome of a candidate ruled out there ("untrained": the steps never run), or None where it can still win.
+    In a study of a trained EfficientNet, 348 of 514 s of packaging trained two candidates a 1-s screening run
+    then ruled out (prune + distill + QAT at 2.29x, 14 epochs of distillation at 1.20x, against 0.6x)."""
+    probe = Candidate(candidate.package, [s for s in candidate.steps if s[0] not in untrained], candidate.threads)
+    path = bundle.with_name(f"{bundle.stem}-untrained{bundle.suffix}")
+    progress.status(f"screening before training: the same architecture without {', '.join(untrained)}")
+    try:
+        manifest = clock.time("package", package, probe, job, path, progress, name)
+        docs, paired, beside = _measure_beside(probe, job, path, screen_loop(job), reference, clock, "screen",
+                                               progress)
+    finally:
+        path.unlink(missing_ok=True)
+    found, missed = screened(docs, job.budgets)
+    if can_still_win(found, {**missed, **_excesses(paired)}, _ratios(paired)):
+        return None
+    # no artifact key: the probe is not the candidate's bundle, and no later trial may be answered by it
+    return dict(_outcome(job, docs, paired, beside, reference, clock, "screening", manifest), artifact=None,
+                parity=None, untrained=untrained)
 
 
 def _parity_missed(manifest: dict) -> str | None:

@@ -445,6 +445,56 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     assert f"- note: {note}" in md.stdout, md.stdout
 
 
+def test_a_candidate_that_only_trains_is_screened_before_its_training(cli, tmp_path, monkeypatch):
+    """Distillation changes weights, not the architecture: a candidate's latency is that of the candidate without
+    it. So the screening run measures that first, and a candidate it rules out is never trained (a study of a
+    trained EfficientNet spent 258 s distilling a candidate a 1-s screening then ruled out at 1.20x of 0.6x)."""
+    samples = MODEL.parent
+    source = str(samples / "digits_resnet.py") + ":build"
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nprune = [false]\nlowrank = [false]\nqat = [false]\n'
+                     'distill = true\n"distill.epochs" = 1\n')
+    import numpy as np
+
+    train = tmp_path / "train.npz"   # 128 of the shipped training samples: one short epoch
+    np.savez(train, **{k: v[:128] for k, v in np.load(samples / "digits32_train.npz").items()})
+    data = ["--eval-data", samples / "digits32_eval.npz", "--train-data", train]
+
+    def study(name, *args):
+        r = cli("optimize", source, "--input-shape", "input=1,1,32,32", "--space", space, "--trials", "2", *data,
+                *args, "--max-accuracy-drop", "0.05", "--study", name,
+                "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt", "--json")
+        assert r.exit_code in (0, 1), r.stderr
+        return r.json()["trials"][1]
+
+    ruled_out = study("out", "--budget", "latency_p50_ms=0.01x")   # 1 % of the float model: nothing meets it
+    assert "distill(epochs=1" in ruled_out["config"]
+    assert ruled_out["untrained"] == ["distill"] and ruled_out["measurement"] == "screening", ruled_out
+    assert "distill" not in [s["stage"] for s in ruled_out["stages"]]   # what was measured: no epoch ran
+    assert ruled_out["paired"]["latency_p50_ms"] > 0.01 and "accuracy_drop" not in ruled_out["figures"]
+    # it can still win (the smallest size, the objective here, is the untouched model's, which it equals whatever
+    # the host's noise): trained, then measured fully, without a second screening
+    kept = study("in", "--budget", "latency_p50_ms=100x", "--objective", "size_mb")
+    assert kept.get("untrained") is None and kept["measurement"] == "full", kept
+    assert "distill" in [s["stage"] for s in kept["stages"]] and "accuracy_drop" in kept["figures"]
+    assert kept["seconds"]["screen"] > 0 and kept["seconds"]["measure"] > 0
+    # where the untrained model cannot be packaged, the trained candidate is packaged and screened as before
+    from edgeopt.errors import BadInput
+    from edgeopt.search import trial as trials_
+
+    real = trials_.package
+
+    def refusing(candidate, job, bundle, progress, name=None):
+        if bundle.stem.endswith("-untrained"):
+            raise BadInput("packaged artifact disagrees with its source model (injected)")
+        return real(candidate, job, bundle, progress, name)
+
+    monkeypatch.setattr(trials_, "package", refusing)
+    trained = study("refused", "--budget", "latency_p50_ms=0.01x")
+    assert trained["state"] == "complete" and trained.get("untrained") is None, trained
+    assert trained["measurement"] == "screening" and "distill" in [s["stage"] for s in trained["stages"]]
+
+
 def test_the_gaussian_process_sampler_sees_every_dimension_in_every_trial(cli, tmp_path):
     """--sampler gp: Optuna's GPSampler models only the dimensions every trial has, so the baseline and the
     trials whose transform is off suggest its options too (unused); what is built follows the toggle."""
