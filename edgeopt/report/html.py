@@ -12,7 +12,7 @@ import html
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import best_warnings, carried_limit, measured_twice, versus_textbook_line
+from .tables import best_warnings, carried_limit, measured_twice, study_marks, versus_textbook_line
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -576,10 +576,7 @@ def _study_table(study: dict) -> str:
             ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
                                  ("screened only", t["measurement"] == "screening"),
-                                 (f"before training: {', '.join(t.get('untrained') or [])} not run",
-                                  bool(t.get("untrained"))),
-                                 ("Pareto", t["trial"] in study["pareto"]),
-                                 (f"parity {t.get('parity')}: left to the accuracy budget", bool(t.get("parity")))) if on]
+                                 ("Pareto", t["trial"] in study["pareto"])) if on] + study_marks(t)
         lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"
                      f"<td class=num>{num(spent or None, 3)}</td><td>{esc(state)}"
                      f"{' (' + esc(', '.join(marks)) + ')' if marks else ''}</td></tr>")

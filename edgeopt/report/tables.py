@@ -518,12 +518,8 @@ def _verdict(row: dict, on_front: bool) -> str:
                              ("cached", row["cached"]),
                              (f"the same bundle as trial {row.get('twin_of')}, not measured again",
                               row.get("twin_of") is not None and not row["cached"]),
-                             ("screened only", row["measurement"] == "screening"),
-                             (f"before training: {', '.join(row.get('untrained') or [])} not run",
-                              bool(row.get("untrained"))),
-                             ("on the Pareto front", on_front),
-                             ("measured again", bool(row.get("rechecked"))),
-                             (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity")))) if on]
+                             ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front),
+                             ("measured again", bool(row.get("rechecked")))) if on] + study_marks(row)
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
     unmeasured = [k for k, v in row["violations"].items() if v > 0 and k not in figures]  # accuracy, screened only
@@ -533,6 +529,14 @@ def _verdict(row: dict, on_front: bool) -> str:
         head = ("[red]misses[/] " + ", ".join(missed) if missed else "") + (
             ("; " if missed else "") + "not measured: " + ", ".join(unmeasured) if unmeasured else "")
     return head + (f" ({', '.join(marks)})" if marks else "")
+
+
+def study_marks(row: dict) -> list:
+    """What the study decided about a trial besides its measurement, for the terminal and the HTML alike."""
+    return [m for m, on in ((f"before training: {', '.join(row.get('untrained') or [])} not run",
+                             bool(row.get("untrained"))),
+                            (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity"))))
+            if on]
 
 
 def _objective_limit(outcome: dict) -> tuple:
@@ -595,8 +599,7 @@ def _carried_limits_missed(outcome: dict, best: dict) -> list:
             out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x {which}), which "
                        f"`edgeopt check` applies, and the best read {value:.4g}: {paired:.2f}x of the baseline "
                        f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
-                       "measure both on the device "
-                       "again, or give an absolute budget")
+                       "measure both on the device again, or give an absolute budget")
     return out
 
 
