@@ -868,10 +868,10 @@ def _ranked_feasible(study, objective: str) -> list:
 def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
+    front_figures = _pareto_figures(job.budgets, job.objective)
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
-           **_relative(study),
-           "pareto": _pareto(_complete(study), _pareto_figures(job.budgets, job.objective)),
-           "pareto_figures": list(_pareto_figures(job.budgets, job.objective)), "best": None,
+           **_relative(study), "pareto": _pareto(_complete(study), front_figures),
+           "pareto_figures": list(front_figures), "best": None,
            "closest": None if best else _closest(_complete(study), job.budgets), "notes": list(job.notes)}
     if best is not None:
         from ..bundle import rewrite

@@ -77,12 +77,7 @@ class Reference:
     def figures(self, reference_docs: list) -> dict:
         """{budget: the reference's figure on the worst device} of one run: the readings the chosen bundle's
         limit is set from (study._carried_limits), as the baseline's first run sets the study's."""
-        out = {}
-        for key in self.ratios:
-            values = [lookup(r, KINDS[key].path)[0] for r in reference_docs]
-            if values and None not in values:
-                out[key] = max(values)
-        return out
+        return {k: v for k, v in figures(reference_docs, self.ratios).items() if k in self.ratios}
 
 
 def _short(value):
