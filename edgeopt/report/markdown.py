@@ -26,6 +26,13 @@ def cell(text) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~&])", r"\\\1", text)
 
 
+def prose(text: str) -> str:
+    """One of edgeopt's own sentences, whose `code spans` are markup: the spans kept, the rest escaped as a cell."""
+    parts = re.split(r"(`[^`]+`)", text)
+    return "".join(part if part.startswith("`") and part.endswith("`") and len(part) > 1 else cell(part)
+                   for part in parts)
+
+
 def fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
@@ -121,8 +128,8 @@ def _chosen(study: dict) -> str:
               else _figure(best, objective))
     carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]
     return (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {objective} {figure}"
-            + "".join(f"; {cell(c)}" for c in carried if c)
-            + "".join(f". ⚠️ {cell(w)}" for w in best_warnings(study, best)))
+            + "".join(f"; {prose(c)}" for c in carried if c)
+            + "".join(f". ⚠️ {prose(w)}" for w in best_warnings(study, best)))
 
 
 def _figure(trial: dict, key: str) -> str:

@@ -196,3 +196,10 @@ def test_the_comparison_keeps_figures_whole_on_a_pipe_and_leaves_out_empty_colum
     assert {"2026-12-03", "2026-12-04"} <= set(text.replace("│", " ").split()) and "(UTC)" in text, text
     text = shown([row, dict(row, throughput_fps=1234.5)])
     assert "FPS" in text and "1234.5" in text.replace("│", " ").split()
+
+
+def test_markdown_keeps_the_code_spans_of_edgeopts_own_sentences_and_escapes_the_rest():
+    """The chosen bundle's carried limit read \\`edgeopt check\\` in a rendered report: literal backticks."""
+    from edgeopt.report.markdown import prose
+    assert prose("the limit `edgeopt check` applies") == "the limit `edgeopt check` applies"
+    assert prose("a *star* and a lone ` tick") == r"a \*star\* and a lone \` tick"
