@@ -16,6 +16,7 @@ CRITERIA = ("l1", "l2", "lamp", "fpgm", "taylor", "random")
 TAYLOR_SAMPLES = 64          # samples of --train-data whose gradients rank channels for criterion=taylor
 TAYLOR_BATCH = 16
 MAX_LAYER_RATIO = 0.9        # global ranking may thin one layer this much, never to nothing
+MAX_LEFT_WHOLE = 64          # groups left whole, one restart each, before a model is refused as unprunable
 # graph nodes whose output channels are their own (not coupled to their inputs): walking back from an
 # output, these are the layers that set the output's width
 _WIDTH_SETTERS = ("CONV", "LINEAR", "LSTM", "EMBED", "MHA")
@@ -50,23 +51,20 @@ class ChannelPrune(Transform):
     def apply(self, module, options, context) -> TransformResult:
         import torch
 
-        torch.manual_seed(context.seed)
-        model = copy.deepcopy(module).eval()
-        model.requires_grad_(True)   # tracing and Taylor need gradients, also through a frozen model
-        examples = tuple(context.examples)
         context.progress.status("prune: tracing the dependency graph")
         with torch.enable_grad():
-            protected = _protected(model, options.protect, examples)
-            before = _measure(model, examples)
-            _prune(model, options, context, examples, protected)
-            after = _measure(model, examples)
+            model, protected, left_whole = _pruned(module, options, context, tuple(context.examples))
+            before, after = _measure(_fresh(module), tuple(context.examples)), _measure(model, tuple(context.examples))
         details = {"channels": options.channels, "criterion": options.criterion, "scope": options.scope,
-                   "round_to": options.round_to, "protected": sorted(protected),
+                   "round_to": options.round_to, "protected": sorted(protected), "left_whole": left_whole,
                    "params_before": before["params"], "params_after": after["params"],
                    "macs_before": before["macs"], "macs_after": after["macs"],
                    "layers": _changed(before["widths"], after["widths"])}
         notes = [(f"prune: parameters {before['params']:,} -> {after['params']:,}, "
                   f"MACs {before['macs']:,} -> {after['macs']:,}")]
+        if left_whole:
+            notes.append(f"prune: left whole, with the channels they share, since thinning them broke the model "
+                         f"(a reshape that fixes their width, as attention's split into heads): {', '.join(left_whole)}")
         if not context.fine_tuned_later:
             notes.append("pruned without fine-tuning here: accuracy usually drops; follow with distillation on "
                          "--train-data (--distill) to recover it")
@@ -89,16 +87,70 @@ class ChannelPrune(Transform):
         return None
 
 
-def _prune(model, options, context, examples, protected: dict) -> None:
-    """Thin `model` in place; it must still run with the same output shapes."""
+def _pruned(module, options, context, examples) -> tuple:
+    """(the thinned copy of `module`, {name: module} protected, [layers left whole]). Pruned in one step and
+    checked once; where the result no longer runs or changes its output shapes (a reshape that fixes a width,
+    as attention's split into heads), pruned again group by group, each checked as it is cut: a group that
+    breaks the model has its first layer left whole (with everything sharing its channels), and the pruning
+    starts over without it."""
+    model, protected = _fresh(module), None
+    try:
+        protected = _protected(model, options.protect, examples)
+        _prune(model, options, context, examples, protected)
+        return model, protected, []
+    except _Broken as first:
+        left_whole = []
+        for _ in range(MAX_LEFT_WHOLE):
+            model = _fresh(module)
+            protected = _protected(model, options.protect + tuple(left_whole), examples)
+            try:
+                _prune(model, options, context, examples, protected, check_each=True)
+                return model, protected, left_whole
+            except _Broken as e:
+                if e.layer is None or e.layer in left_whole:
+                    break
+                left_whole.append(e.layer)
+        raise BadInput(f"prune: {first}") from None
+
+
+def _fresh(module):
+    """A copy to thin, in eval mode."""
+    model = copy.deepcopy(module).eval()
+    model.requires_grad_(True)   # tracing and Taylor need gradients, also through a frozen model
+    return model
+
+
+class _Broken(Exception):
+    """The pruned model no longer runs or changed its output shapes; `layer`: the first layer of the group
+    whose cut broke it, where the groups were checked one by one."""
+
+    def __init__(self, message: str, layer: str | None = None):
+        super().__init__(message)
+        self.layer = layer
+
+
+def _prune(model, options, context, examples, protected: dict, check_each: bool = False) -> None:
+    """Thin `model` in place; it must still run with the same output shapes (else _Broken)."""
+    import torch
+
+    torch.manual_seed(context.seed)
     shapes = _output_shapes(model, examples)
+    names = {m: n for n, m in model.named_modules()}
+
+    def check(group):
+        try:
+            _check_outputs(model, examples, shapes)
+        except _Broken as e:
+            raise _Broken(str(e), names.get(group[0][0].target.module)) from None
+
     try:
         pruner = _pruner(model, options, examples, protected)
         if options.criterion == "taylor":
             context.progress.status("prune: gradients for taylor importance")
             _accumulate_gradients(model, context)
-        context.progress.status(f"prune: removing {options.channels:.0%} of channels ({options.scope})")
-        _step(pruner, options)
+        context.progress.status(f"prune: removing {options.channels:.0%} of channels ({options.scope})"
+                                + (", checking each group" if check_each else ""))
+        _step(pruner, options, check if check_each else None)
     except (AssertionError, IndexError) as e:   # Torch-Pruning's own checks on a structure it cannot cut
         raise BadInput(f"prune: Torch-Pruning cannot prune this model ({type(e).__name__}: "
                        f"{str(e).splitlines()[0] if str(e) else 'no message'}); protect the layer involved "
@@ -218,10 +270,11 @@ def _pruner(model, options, examples, protected: dict):
         num_heads=heads, customized_pruners=_recurrent_pruners(model))
 
 
-def _step(pruner, options) -> None:
+def _step(pruner, options, after_each=None) -> None:
     """One pruning step. Torch-Pruning drops a group that asks for every channel of a layer (global ranking
     over a uniform layer; a tiny layer at a high ratio), leaving that layer at full width; here such a group
-    is cut back to its least important channels so the layer keeps a few (see _kept)."""
+    is cut back to its least important channels so the layer keeps a few (see _kept). `after_each(group)` runs
+    after each group is cut."""
     graph = pruner.DG
     refuses = graph.check_pruning_group
     graph.check_pruning_group = lambda group: True   # see every group; the check runs after trimming
@@ -235,6 +288,8 @@ def _step(pruner, options) -> None:
                 group = _least_important(pruner, group, width, width - _kept(width, cap, options.round_to))
             if refuses(group):
                 group.prune()
+                if after_each:
+                    after_each(group)
     finally:
         graph.check_pruning_group = refuses
 
@@ -318,10 +373,10 @@ def _check_outputs(model, examples, before: list) -> None:
     try:
         after = _output_shapes(model, examples)
     except RuntimeError as e:
-        raise BadInput(f"prune: the pruned model no longer runs ({str(e).splitlines()[0]}); protect the "
-                       "layers feeding hard-coded shapes (protect=NAME+NAME)") from None
+        raise _Broken(f"the pruned model no longer runs ({str(e).splitlines()[0]}); protect the "
+                      "layers feeding hard-coded shapes (protect=NAME+NAME)") from None
     if [_fixed(s) for s in after] != [_fixed(s) for s in before]:
-        raise BadInput(f"prune: output shapes changed {before} -> {after}; protect the layers producing them")
+        raise _Broken(f"output shapes changed {before} -> {after}; protect the layers producing them")
 
 
 def _fixed(shape: tuple) -> tuple:

@@ -185,7 +185,7 @@ def test_taylor_falls_back_to_single_samples_for_a_batch_one_model():
 
 @pytest.mark.parametrize("name, refusal", [
     ("shufflenet_v2", "Torch-Pruning cannot trace which channels this model's layers share (ZeroDivisionError"),
-    ("deit_tiny", "the pruned model no longer runs"),   # its attention reshapes qkv to a hard-coded width
+    ("deit_tiny", None),          # its attention splits qkv into heads of a width fixed by the embedding
     ("kws_gru", None),            # prunes nothing: a recurrent layer is coupled to the output
     ("ssdlite_nms", None),        # NMS finds another number of boxes with pruned weights: no shape change
     ("mobilenet_v3_small", None)])
@@ -208,5 +208,11 @@ def test_zoo_architectures_prune_or_refuse_in_one_line_and_a_search_is_told_firs
     if name == "kws_gru":
         assert result.details["params_after"] == result.details["params_before"]
         assert unsupported == "no channel can be removed (every layer is coupled to an output)"
+    elif name == "deit_tiny":   # pruned in one step it no longer ran: the MLPs thinned, the rest left whole
+        assert {"blocks.0.qkv", "blocks.1.qkv", "blocks.2.qkv"} <= set(result.details["left_whole"])
+        widths = {d["layer"]: d["after"] for d in result.details["layers"]}
+        assert widths == {f"blocks.{i}.mlp.0": 179 for i in range(3)}, widths
+        assert result.module(*examples).shape == model(*examples).shape and unsupported is None
+        assert any(n.startswith("prune: left whole") and "blocks.0.qkv" in n for n in result.notes)
     else:
         assert result.details["params_after"] < 0.8 * result.details["params_before"] and unsupported is None
