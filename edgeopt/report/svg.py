@@ -24,7 +24,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list:
     if raw <= 0:   # a span so small its division underflows (hypothesis found hi = 5e-324): one tick
         return [lo]
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = next((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), None)
+    if not step:   # a subnormal span: 10^-324 underflows to 0 (hypothesis: three samples 5e-324 s apart)
+        return [lo]
     first = math.ceil(lo / step - 1e-9) * step
     return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
 

@@ -92,6 +92,7 @@ def doc_with_timelines(base: dict, points: list) -> dict:
 @FAST
 @given(points=readings)
 @example(points=[(5e-324, 1.0, 1.0)])   # a run 5e-324 s long: its tick step underflowed to 0 (found by CI)
+@example(points=[(5e-324, None, None), (5e-324, None, None), (5e-324, None, 0.0)])   # its magnitude did
 def test_any_timeline_draws_with_finite_coordinates(int8_result, points):
     doc = doc_with_timelines(int8_result, points)
     report = rows.build([doc], {"results": [{"status": "ok", "budgets": []}], "exit_code": 0}, None, "none")
