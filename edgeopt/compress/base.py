@@ -52,12 +52,17 @@ class Transform:
     # its result is a QDQ (INT8) ONNX graph: the backend must run the exported graph as it is, with no
     # quantization on top (--quantize none), and not convert the PyTorch module itself (takes_torch)
     makes_qdq_graph = False
-    # it trains weights and leaves the architecture as it is (distillation): a candidate's latency, size and memory
-    # are those of the candidate without it, so optimize screens that first and trains only what can still win
-    keeps_architecture = False
+    # it trains weights, and untrained() gives the graph it makes without the training: a candidate's latency, size
+    # and memory are those of that graph, so optimize screens it first and trains only what can still win
+    screens_untrained = False
 
     def apply(self, module, options, context: TransformContext) -> TransformResult:
         raise NotImplementedError
+
+    def untrained(self, options: dict) -> dict | None:
+        """For a transform that screens_untrained: the step's options that make the same graph without
+        training, or None where the step is left out (distillation changes no architecture)."""
+        return None
 
     def unsupported(self, module, examples: tuple) -> str | None:
         """Why this transform cannot change `module` whatever its options (None: it may). `optimize` asks once,

@@ -60,7 +60,7 @@ class Distill(Transform):
     summary = "fine-tune the module against the source model (knowledge distillation) and/or the labels"
     Options = DistillOptions
     needs_training_data = True
-    keeps_architecture = True
+    screens_untrained = True   # untrained(): None, the step left out (the architecture is the module's)
 
     def validate(self, options, context) -> None:
         super().validate(options, context)

@@ -46,7 +46,8 @@ CALIBRATION_BATCH = 64
 
 @dataclasses.dataclass(frozen=True)
 class QatOptions:
-    epochs: int = option(3, "passes over the training data with INT8 simulated", low=1, search=(1, 10))
+    epochs: int = option(3, "passes over the training data with INT8 simulated (0: the quantizers calibrated, "
+                         "no training)", low=0, search=(1, 10))
     lr: float = option(1e-4, "learning rate (Adam)", low=0, low_open=True, search=(1e-5, 1e-3), log=True)
     batch_size: int = option(64, "samples per training step", low=1)
 
@@ -58,6 +59,11 @@ class Qat(Transform):
     Options = QatOptions
     needs_training_data = True
     makes_qdq_graph = True
+    screens_untrained = True
+
+    def untrained(self, options: dict) -> dict | None:
+        """The quantizers inserted and calibrated, no epoch run: the trained model's QDQ graph, so its speed."""
+        return {**options, "epochs": 0}
 
     def apply(self, module, options, context) -> TransformResult:
         module = module.eval()
@@ -69,9 +75,11 @@ class Qat(Transform):
         labelled = LABELS in context.train
         settings = Training(options.epochs, options.lr, options.batch_size, alpha=0.0 if labelled else 1.0,
                             label="qat")
-        details, notes = fit(graph, reference, context, settings, train_mode=_train_mode)
+        details, notes = (fit(graph, reference, context, settings, train_mode=_train_mode) if options.epochs
+                          else ({"epochs": 0, "held_out": {"metric": None, "reason": "epochs=0: not trained"}},
+                                ["qat: epochs=0: the quantizers calibrated, the weights not trained"]))
         _freeze(graph)
-        if not labelled:
+        if not labelled and options.epochs:
             notes.append("the training data has no labels: trained to match the float module's outputs")
         if layout["unfolded_batchnorm"]:
             notes.append(f"{layout['unfolded_batchnorm']} BatchNorm layer(s) do not follow a Conv or Linear and stay "

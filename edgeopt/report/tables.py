@@ -533,7 +533,7 @@ def _verdict(row: dict, on_front: bool) -> str:
 
 def study_marks(row: dict) -> list:
     """What the study decided about a trial besides its measurement, for the terminal and the HTML alike."""
-    return [m for m, on in ((f"before training: {', '.join(row.get('untrained') or [])} not run",
+    return [m for m, on in ((f"ruled out before training: {', '.join(row.get('untrained') or [])} not trained",
                              bool(row.get("untrained"))),
                             (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity"))))
             if on]

@@ -202,7 +202,7 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     `twin(artifact key)`: a finished trial's outcome for the same artifact, which then answers for this one without
     measuring it again."""
     clock = _Clock()
-    untrained = _trains_only(candidate) if screen and "no_accuracy" in screen_loop(job) else []
+    untrained = _trained_steps(candidate) if screen and "no_accuracy" in screen_loop(job) else []
     if untrained:
         try:
             ruled_out = _screen_before_training(candidate, untrained, job, bundle, can_still_win, progress,
@@ -245,22 +245,34 @@ def _outcome(job, docs: list, paired: dict, beside: dict, reference, clock, meas
     return out
 
 
-def _trains_only(candidate: Candidate) -> list:
-    """The candidate's steps that train weights and leave the architecture as it is (distillation)."""
+def _trained_steps(candidate: Candidate) -> list:
+    """The candidate's steps that train weights and can make their graph without training (distillation, QAT)."""
     from ..compress import base as transforms
 
-    return [name for name, _ in candidate.steps if transforms.get(name).keeps_architecture]
+    return [name for name, _ in candidate.steps if transforms.get(name).screens_untrained]
+
+
+def _untrained(candidate: Candidate) -> Candidate:
+    """The candidate with every training step untrained: left out (distillation) or run without its epochs (QAT's
+    quantizers calibrated); its latency, size and memory are the trained candidate's."""
+    from ..compress import base as transforms
+
+    steps = [(name, transforms.get(name).untrained(values) if transforms.get(name).screens_untrained else values)
+             for name, values in candidate.steps]
+    return Candidate(candidate.package, [(name, values) for name, values in steps if values is not None],
+                     candidate.threads)
 
 
 def _screen_before_training(candidate: Candidate, untrained: list, job, bundle: pathlib.Path, can_still_win,
                             progress, reference, clock, name) -> dict | None:
-    """Screen the candidate without its training steps, which do not change its latency, size or memory: the
-    outcome of a candidate ruled out there ("untrained": the steps never run), or None where it can still win.
-    In a study of a trained EfficientNet, 348 of 514 s of packaging trained two candidates a 1-s screening run
-    then ruled out (prune + distill + QAT at 2.29x, 14 epochs of distillation at 1.20x, against 0.6x)."""
-    probe = Candidate(candidate.package, [s for s in candidate.steps if s[0] not in untrained], candidate.threads)
+    """Screen the candidate without its training, which does not change its latency, size or memory: the
+    outcome of a candidate ruled out there ("untrained": the steps whose training never ran), or None where it can
+    still win. In a study of a trained EfficientNet, 348 of 514 s of packaging trained two candidates a 1-s
+    screening run then ruled out (prune + distill + QAT at 2.29x, 14 epochs of distillation at 1.20x, against
+    0.6x)."""
+    probe = _untrained(candidate)
     path = bundle.with_name(f"{bundle.stem}-untrained{bundle.suffix}")
-    progress.status(f"screening before training: the same architecture without {', '.join(untrained)}")
+    progress.status(f"screening before training: the same graph, {', '.join(untrained)} not trained")
     try:
         manifest = clock.time("package", package, probe, job, path, progress, name)
         docs, paired, beside = _measure_beside(probe, job, path, screen_loop(job), reference, clock, "screen",

@@ -446,8 +446,8 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
 
 
 def test_a_candidate_that_only_trains_is_screened_before_its_training(cli, tmp_path, monkeypatch):
-    """Distillation changes weights, not the architecture: a candidate's latency is that of the candidate without
-    it. So the screening run measures that first, and a candidate it rules out is never trained (a study of a
+    """Distillation and QAT change weights, not the graph: a candidate's latency is that of the candidate without
+    distillation, or with QAT's quantizers calibrated and no epoch run. So the screening run measures that first, and a candidate it rules out is never trained (a study of a
     trained EfficientNet spent 258 s distilling a candidate a 1-s screening then ruled out at 1.20x of 0.6x)."""
     samples = MODEL.parent
     source = str(samples / "digits_resnet.py") + ":build"
@@ -493,6 +493,16 @@ def test_a_candidate_that_only_trains_is_screened_before_its_training(cli, tmp_p
     trained = study("refused", "--budget", "latency_p50_ms=0.01x")
     assert trained["state"] == "complete" and trained.get("untrained") is None, trained
     assert trained["measurement"] == "screening" and "distill" in [s["stage"] for s in trained["stages"]]
+    monkeypatch.undo()
+    # QAT: the probe is its QDQ graph with the quantizers calibrated and no epoch run
+    space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nprune = [false]\nlowrank = [false]\n'
+                     'distill = [false]\nqat = true\n"qat.epochs" = 1\n')
+    from edgeopt.compress import distill, qat as qat_
+    epochs = []
+    monkeypatch.setattr(qat_, "fit", lambda *a, **k: epochs.append(a) or distill.fit(*a, **k))
+    qat = study("qat", "--budget", "latency_p50_ms=0.01x")
+    assert "qat(epochs=1" in qat["config"] and qat["untrained"] == ["qat"], qat
+    assert "qat" in [s["stage"] for s in qat["stages"]] and not epochs   # quantizers calibrated, never trained
 
 
 def test_the_gaussian_process_sampler_sees_every_dimension_in_every_trial(cli, tmp_path):
