@@ -143,11 +143,12 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     fmt = detect_format(job.model)
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))
-    backends = _usable_backends(prof, fmt, job)
+    facts = {device: _device_facts(device, job) for device in job.devices}
+    backends = _usable_backends(prof, fmt, facts)
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     calib_samples = _sample_count(job.calib)
-    dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), prof.device.cores or None, space_file,
-                        measures_accuracy=accuracy, calib_samples=calib_samples)
+    dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), _search_cores(prof, facts, job.notes),
+                        space_file, measures_accuracy=accuracy, calib_samples=calib_samples)
     for b in backends:   # the backends whose INT8 the space kept with all the samples
         name = b.calibration_size_option
         if spaces.small_calibration(b, calib_samples) and any(d.name in (name, f"{b.name}.{name}") for d in dims):
@@ -194,9 +195,10 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
     return dims
 
 
-def _usable_backends(prof, fmt: str, job: Job) -> list:
+def _usable_backends(prof, fmt: str, facts: dict) -> list:
     """The profile's backends (its own first) that this version implements, that read the model's format, and,
-    where that leaves several, whose runtime every device has (its agent's probe): the search's choices."""
+    where that leaves several, whose runtime every device has (its agent's probe, `facts`): the search's
+    choices."""
     from ..convert import BACKENDS, backend_for
     from ..doctor import installed
 
@@ -205,19 +207,34 @@ def _usable_backends(prof, fmt: str, job: Job) -> list:
     others = [b for b in others if fmt in b.source_formats]
     if not others:
         return [own]
-    runtimes = [_device_runtimes(device, job) for device in job.devices]
+    runtimes = [f.get("runtimes") or {} for f in facts.values()]
     return [own] + [b for b in others if all(installed(r, b.name) for r in runtimes)]
 
 
-def _device_runtimes(device: str, job: Job) -> dict:
-    """{runtime: version or None} the device's agent finds (DeviceFailure where it cannot be reached)."""
+def _device_facts(device: str, job: Job) -> dict:
+    """What the device's agent probes (runtimes, logical_cpus...); DeviceFailure where it cannot be reached."""
     from ..transport import for_spec, resolve_device
 
     transport = for_spec(resolve_device(device, _inventory(job.inventory)), job.ssh_options)
     try:
-        return transport.probe().get("runtimes") or {}
+        return transport.probe()
     finally:
         transport.close()
+
+
+def _search_cores(prof, facts: dict, notes: list) -> int | None:
+    """The thread counts' ceiling: the profile's cores, capped by the fewest any device has (more threads than
+    cores only oversubscribes it: threads=4 read 81x its baseline on a 2-core host standing in for a Pi); a
+    profile that leaves the cores to the device (0) takes the devices' own."""
+    counts = {d: f.get("logical_cpus") for d, f in facts.items() if isinstance(f.get("logical_cpus"), int)}
+    fewest = min(counts.values(), default=None)
+    if not prof.device.cores or fewest is None:
+        return prof.device.cores or fewest
+    if fewest < prof.device.cores:
+        device = min(counts, key=counts.get)
+        notes.append(f"threads: up to {fewest}, the cores of {device} (profile {prof.name} has "
+                     f"{prof.device.cores}): more threads than a device has cores only oversubscribes it")
+    return min(prof.device.cores, fewest)
 
 
 def _profile_budgets(prof, labelled: bool) -> dict:
@@ -776,6 +793,8 @@ class _Runner:
         docs = trials_.measure(self.local_bundle(t), threads, self.job, None, self.progress)
         if reference is None:
             return trials_.figures(docs, self.job.budgets).get(self.job.objective)
+        runs = self.study.user_attrs.get("baseline_again") or []   # its runs here count towards the carried limit
+        self.study.set_user_attr("baseline_again", runs + [reference.figures(reference_docs)])
         return reference.judge(docs, reference_docs)[self.job.objective][0]
 
     def compare_with_textbook(self) -> None:
@@ -898,7 +917,8 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
 
 def _carried_limits(study, job) -> dict:
     """{budget: {"limit", "median", "runs"}}: each paired relative budget as the chosen bundle carries it, the
-    ratio times the median of the baseline's runs in the study (its first and each one beside a candidate).
+    ratio times the median of the baseline's runs in the study (its first, each one beside a candidate and each
+    one beside a measurement again at the end).
     Trials carry the ratio times the first run alone, which `check` would then apply with that one run's noise
     (0.096 to 0.226 ms within one study on a busy host: docs/architecture.md). Empty without a paired budget."""
     if not (job.relative_budgets and job.paired_baseline):
@@ -906,6 +926,7 @@ def _carried_limits(study, job) -> dict:
     first = study.user_attrs.get("baseline_figures") or {}
     measured = [t.user_attrs.get("baseline_beside") or {} for t in _complete(study)
                 if not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
+    measured += study.user_attrs.get("baseline_again") or []
     out = {}
     for key, ratio in job.relative_budgets.items():
         runs = ([first[key]] if key in first else []) + [m[key] for m in measured if key in m]

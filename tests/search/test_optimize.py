@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import sqlite3
 import statistics
@@ -45,7 +46,8 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert len(outcome["best"]["rechecked"]) == 2   # the answer is measured twice, with rivals or without
     assert outcome["trials"][0]["baseline"] and outcome["trials"][0]["config"].startswith("quantize=none")
     # then INT8 alone with the backend's defaults, what a user tries first by hand
-    assert outcome["trials"][1]["textbook"] and outcome["trials"][1]["config"] == "quantize=int8 precision=fp32"
+    textbook = outcome["trials"][1]   # at the baseline's threads: the most the device's cores allow
+    assert textbook["textbook"] and re.fullmatch(r"quantize=int8 precision=fp32 threads=\d+", textbook["config"])
     bench = cli("bench", best, "--results-dir", tmp_path / "check", "--json")
     assert bench.exit_code == 0, bench.stderr
     result = pathlib.Path(bench.json()["_path"])
@@ -91,6 +93,10 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     runs = [baseline["figures"]["latency_p90_ms"]] + [t.user_attrs["baseline_beside"]["latency_p90_ms"]
                                                      for t in trials if t.user_attrs.get("baseline_beside")]
     assert len(runs) == len(outcome["trials"])   # the first run, and one beside each other trial
+    again = optuna.load_study(study_name="rel", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}") \
+        .user_attrs["baseline_again"]   # and one beside each measurement again of the best (and its near ties)
+    assert len(again) >= 1, again
+    runs += [a["latency_p90_ms"] for a in again]
     median = statistics.median(runs)
     assert outcome["carried_limits"]["latency_p90_ms"] == {"limit": pytest.approx(20 * median),
                                                            "median": pytest.approx(median), "runs": len(runs)}
@@ -206,7 +212,7 @@ def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
 
 def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "6", "--study", "dup",
                   "--budget", "latency_p90_ms=50")
     assert r.exit_code == 0, r.stderr
@@ -226,7 +232,7 @@ def test_a_bundle_rebuilt_on_another_host_is_checked_against_the_one_measured(cl
     are compared with those measured, and a difference is said (training need not give the same bits on
     another CPU). Simulated here by a fresh output folder, then by a changed record of the measured files."""
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    space.write_text('quantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
     common = ["--space", space, "--sampler", "random", "--trials", "2", "--study", "far", "--budget",
               "latency_p90_ms=50"]
     assert _optimize(cli, tmp_path, *common).exit_code == 0
@@ -544,7 +550,7 @@ def test_near_ties_are_measured_again_once_per_candidate(cli, tmp_path, monkeypa
     from edgeopt.search import study
     monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)   # every feasible candidate counts as a near tie
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
     # --no-screening: on a loaded host a screening run can find INT8 slower and leave it unmeasured (CI saw it)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "5", "--study", "ties",
                   "--budget", "latency_p90_ms=50", "--no-screening")
@@ -567,7 +573,7 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
     monkeypatch.setattr(study, "_ranked_feasible", lambda s, objective: sorted(
         ranked(s, objective), key=lambda t: bool(t.user_attrs.get("textbook"))))
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
                   "--budget", "latency_p50_ms=50", "--no-screening")
     assert r.exit_code == 0, r.stderr
@@ -592,7 +598,7 @@ def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli,
     from edgeopt.search import study
     monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "3", "--study", "pairties",
                   "--budget", "latency_p90_ms=20x", "--no-screening")
     assert r.exit_code == 0, r.stderr
@@ -608,7 +614,7 @@ def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli,
 
 def test_a_throughput_budget_is_measured_for_every_candidate(cli, tmp_path):
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n')
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
     r = _optimize(cli, tmp_path, "--space", space, "--trials", "2", "--study", "fps", "--budget", "throughput_fps=1")
     assert r.exit_code == 0, r.stderr
     assert all(t["figures"]["throughput_fps"] > 1 for t in r.json()["trials"])
@@ -701,11 +707,30 @@ def test_a_backend_whose_runtime_a_device_lacks_is_not_searched(tmp_path, monkey
     from edgeopt.search import study
 
     probed = []
-    monkeypatch.setattr(study, "_device_runtimes", lambda device, job: probed.append(device) or {
-        "openvino": "2026.4.1", "onnxruntime": None})
+    monkeypatch.setattr(study, "_device_facts", lambda device, job: probed.append(device) or {
+        "runtimes": {"openvino": "2026.4.1", "onnxruntime": None}, "logical_cpus": 2})
     job = study.Job(str(MODEL), "intel-cpu", ["local"], {}, calib=CALIB)
     dims, _ = study._prepare(job, None)
     assert probed == ["local"] and "backend" not in {d.name for d in dims} and "preset" in {d.name for d in dims}
+
+
+def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypatch):
+    """A Pi profile measured on a 2-core host searched threads=4 (81x its baseline: oversubscribed); a profile
+    that leaves the cores to the device (generic, intel-cpu) searched no thread count at all."""
+    from edgeopt.search import study
+
+    def dims(profile, cpus):
+        monkeypatch.setattr(study, "_device_facts", lambda device, job: {"runtimes": {}, "logical_cpus": cpus[device]})
+        job = study.Job(str(MODEL), profile, list(cpus), {}, calib=CALIB)
+        found = {d.name: d.choices for d in study._prepare(job, None)[0]}
+        return found.get("threads"), job.notes
+
+    threads, notes = dims("raspberry-pi-5", {"local": 2, "pi": 8})
+    assert threads == (1, 2) and any(n.startswith("threads: up to 2, the cores of local (profile raspberry-pi-5 "
+                                                  "has 4)") for n in notes), notes
+    threads, notes = dims("raspberry-pi-5", {"pi": 4})
+    assert threads == (1, 2, 4) and not any(n.startswith("threads") for n in notes)
+    assert dims("generic", {"nuc": 8})[0] == (1, 2, 4, 8) and dims("generic", {"nuc": 6})[0] == (1, 2, 4, 6)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "grid"])
@@ -735,7 +760,7 @@ def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
     instead of pruning again; its bundle is still converted and measured on its own."""
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
     space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nprune = true\n'
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\nprune = true\n'
                      'lowrank = false\n"prune.channels" = 0.5\n"prune.criterion" = ["l2"]\n"prune.scope" = ["layer"]\n'
                      '"prune.round_to" = [1]\n')
     import numpy as np
