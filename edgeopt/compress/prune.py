@@ -4,8 +4,10 @@ the exported graph is physically smaller and faster on any runtime. The layers t
 outputs keep their width, so the output shapes never change."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -193,8 +195,9 @@ def _dependency_graph(model, examples):
     import torch_pruning as tp
 
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=examples,
-                                                     customized_pruners=_recurrent_pruners(model))
+        with _unwrapped_parameters_as_channels_last():
+            return tp.DependencyGraph().build_dependency(model, example_inputs=examples,
+                                                         customized_pruners=_recurrent_pruners(model))
     except (ArithmeticError, AssertionError, IndexError, KeyError, ValueError, RuntimeError) as e:
         where = traceback.extract_tb(e.__traceback__)[-1].name
         message = str(e).splitlines()[0] if str(e) else "no message"
@@ -249,6 +252,16 @@ def _recurrent_pruners(model) -> dict:
     return {kind: Frozen() for kind in kinds}
 
 
+@contextlib.contextmanager
+def _unwrapped_parameters_as_channels_last():
+    """Torch-Pruning warns, once per graph, that a parameter outside a layer (a ViT's class token and position
+    embedding) will be pruned along its last dimension: their channel axis, which is what pruning them needs.
+    The warning cut into the progress lines of every pruning trial of a DeiT study; it is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        yield
+
+
 def _importance(criterion: str):
     import torch_pruning as tp
 
@@ -263,11 +276,12 @@ def _pruner(model, options, examples, protected: dict):
     import torch_pruning as tp
 
     heads = {m: m.num_heads for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)}
-    return tp.pruner.BasePruner(
-        model, examples, importance=_importance(options.criterion), global_pruning=options.scope == "global",
-        pruning_ratio=options.channels, max_pruning_ratio=max(MAX_LAYER_RATIO, options.channels),
-        ignored_layers=list(protected.values()), round_to=options.round_to if options.round_to > 1 else None,
-        num_heads=heads, customized_pruners=_recurrent_pruners(model))
+    with _unwrapped_parameters_as_channels_last():
+        return tp.pruner.BasePruner(
+            model, examples, importance=_importance(options.criterion), global_pruning=options.scope == "global",
+            pruning_ratio=options.channels, max_pruning_ratio=max(MAX_LAYER_RATIO, options.channels),
+            ignored_layers=list(protected.values()), round_to=options.round_to if options.round_to > 1 else None,
+            num_heads=heads, customized_pruners=_recurrent_pruners(model))
 
 
 def _step(pruner, options, after_each=None) -> None:
