@@ -450,7 +450,8 @@ def optimize_trials(outcome: dict):
     trial (at 120 columns, a pipe's width, the table left the configuration 12 characters and folded it)."""
     class Trials:
         def __rich_console__(self, console, options):
-            yield optimize_table(outcome) if options.max_width >= WIDE_TABLE else _trial_blocks(outcome)
+            yield (optimize_table(outcome) if options.max_width >= WIDE_TABLE
+                   else _trial_blocks(outcome, options.max_width))
     return Trials()
 
 
@@ -466,19 +467,31 @@ def optimize_table(outcome: dict) -> Table:
     return t
 
 
-def _trial_blocks(outcome: dict) -> Table:
+def _trial_blocks(outcome: dict, width: int = 120) -> Table:
     """Each trial in three lines beside its number: configuration, figures (name=value), verdict."""
+    label_width = len(f"trial {len(outcome['trials'])}*") + 2
     t = Table.grid(padding=(0, 2))
     t.title = _trials_title(outcome)
     t.add_column(justify="right", no_wrap=True)
     t.add_column()
     names = [*_figure_columns(outcome), "size", "time"]
     for row, label, figures, verdict in _trial_cells(outcome):
-        measured = "  ".join(f"{escape(n)}={v}" for n, v in zip(names, figures) if v != "—")
+        measured = _packed([f"{escape(n)}={v}" for n, v in zip(names, figures) if v != "—"], width - label_width)
         lines = [escape(_wrappable(row["config"]) or "—"), measured, verdict]
         t.add_row(f"trial {label}", "\n".join(line for line in lines if line))
         t.add_row()
     return t
+
+
+def _packed(items: list, width: int) -> str:
+    """`items` two spaces apart, in lines of at most `width` characters, none split: "time=12.1 s" folded
+    between its figure and its unit at 120 columns."""
+    lines = [""]
+    for item in items:
+        if lines[-1] and len(lines[-1]) + 2 + len(item) > width:
+            lines.append("")
+        lines[-1] += ("  " if lines[-1] else "") + item
+    return "\n".join(lines)
 
 
 def _trials_title(outcome: dict) -> str:

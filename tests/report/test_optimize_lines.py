@@ -2,6 +2,8 @@
 measure, and of INT8 by hand when it read faster than the answer."""
 from __future__ import annotations
 
+import re
+
 from edgeopt.report.tables import optimize_lines, versus_textbook_line
 
 VERSUS = {"best": 4, "textbook": 1, "objective": "latency_p90_ms", "ratios": [0.9, 0.8, 1.1], "median": 0.9,
@@ -139,6 +141,18 @@ def test_on_a_narrow_console_each_trial_is_a_block_with_its_configuration_whole(
     console = Console(file=io.StringIO(), width=160)
     console.print(optimize_trials(outcome))
     assert "┃ configuration" in console.file.getvalue()
+    # no figure split from its ratio or unit: "time=12.1" ended a line and "s" began the next at 120 columns
+    rows[0]["figures"].update(latency_p90_ms=2.13, peak_rss_mb=53.4, size_mb=0.67)
+    rows[0].update(paired={"latency_p50_ms": 0.83}, seconds={"package": 12.1})
+    outcome["budgets"].update(latency_p90_ms=5, peak_rss_mb=100)
+    for width in range(60, 140, 3):
+        console = Console(file=io.StringIO(), width=width)
+        console.print(optimize_trials(outcome))
+        lines = console.file.getvalue().splitlines()
+        for line in lines:
+            assert not re.match(r"\s*(s|MiB|\(0\.83x\))\s*$", line) and "time=12.1 s" in "\n".join(lines), \
+                (width, lines)
+        assert "latency_p50_ms=0.141 (0.83x)" in "\n".join(lines), (width, lines)
 
 
 def test_a_best_that_misses_the_absolute_limit_its_bundle_carries_is_warned_of():
