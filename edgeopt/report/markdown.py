@@ -26,6 +26,14 @@ def cell(text) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|~&])", r"\\\1", text)
 
 
+def code(text) -> str:
+    """Text as a code span inside a Markdown table cell. A backslash escape shows as itself inside a code span
+    (a study's configuration read `keep\\_float`): only what would end the span or the cell is replaced, a
+    backtick by a quote, a table's pipe by GFM's escape (which its table parser reads inside spans too)."""
+    text = re.sub(r"[\r\n\t]+", " ", "" if text is None else str(text))
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+
+
 def prose(text: str) -> str:
     """One of edgeopt's own sentences, whose `code spans` are markup: the spans kept, the rest escaped as a cell."""
     parts = re.split(r"(`[^`]+`)", text)
@@ -110,7 +118,7 @@ def _study(study) -> list:
            "trials:", "",
            "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
     for t in front:
-        out.append(f"| {t['trial']} | `{cell(t['config'])}` | " + " | ".join(_figure(t, k) for k in keys)
+        out.append(f"| {t['trial']} | {code(t['config'])} | " + " | ".join(_figure(t, k) for k in keys)
                    + f" | {'yes' if t['feasible'] else 'no'} |")
     if any((t.get("paired") or {}) for t in study["trials"]):
         out += ["", "In brackets: the ratio to the baseline measured right before the trial, by which a relative "
@@ -127,7 +135,7 @@ def _chosen(study: dict) -> str:
     figure = (fmt(best["figures"].get(objective)) + cell(measured_twice(study, best)) if best.get("rechecked")
               else _figure(best, objective))
     carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]
-    return (f"chosen trial {best['trial']} (`{cell(best['config'])}`), {objective} {figure}"
+    return (f"chosen trial {best['trial']} ({code(best['config'])}), {objective} {figure}"
             + "".join(f"; {prose(c)}" for c in carried if c)
             + "".join(f". ⚠️ {prose(w)}" for w in best_warnings(study, best)))
 

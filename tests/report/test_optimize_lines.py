@@ -92,6 +92,11 @@ def test_a_paired_study_in_markdown_gives_each_trial_its_ratio_to_the_baseline_b
     assert "chosen trial 1 (`quantize=int8`), latency_p50_ms 1.177 (0.70x)." in text
     assert "| 1 | `quantize=int8` | 1.177 (0.70x) | 0.52 | yes |" in text and "In brackets: the ratio" in text
     assert "In brackets" not in "\n".join(_study(dict(study, trials=[dict(trial, paired=None)])))
+    # a configuration is a code span, where a backslash escape shows as itself (a DeiT study read keep\_float)
+    config = "backend=tflite keep_float=auto prune(channels=0.158,round_to=8) odd|name`"
+    text = "\n".join(_study(dict(study, trials=[dict(trial, config=config)], best=dict(trial, config=config))))
+    assert "(`backend=tflite keep_float=auto prune(channels=0.158,round_to=8) odd\\|name'`)" in text
+    assert "| 1 | `backend=tflite keep_float=auto prune(channels=0.158,round_to=8) odd\\|name'` |" in text
 
 
 def test_reports_give_the_best_runs_and_the_warning_too():
