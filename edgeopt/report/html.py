@@ -541,11 +541,14 @@ def _study_chart(study: dict, done: list) -> str:
         return '<p class="small muted">No trial measured both figures the chart needs.</p>'
     xs, ys = [t["figures"][x_key] for t in points], [t["figures"][y_key] for t in points]
     low, high = padded(min(ys), max(ys), 0.1)
-    chart = Chart(f"Trials: {x_key} against {y_key}", padded(min(xs), max(xs), 0.08), (max(low, 0.0), high),
-                  width=760, height=300, x_label=x_key, y_label=y_key)   # both figures are >= 0
+    # an accuracy drop below 0 is a candidate more accurate than the model (a DeiT distilled: -0.028), drawn
+    chart = Chart(f"Trials: {x_key} against {y_key}", padded(min(xs), max(xs), 0.08),
+                  (max(low, 0.0) if min(ys) >= 0 else low, high), width=760, height=300, x_label=x_key,
+                  y_label=y_key)
     chart.axes()
     limit = study["budgets"].get(x_key)
-    if limit is not None and min(xs) <= limit <= max(xs):
+    paired = study.get("paired_baseline") and x_key in (study.get("relative_budgets") or {})
+    if limit is not None and min(xs) <= limit <= max(xs) and not paired:
         chart.segment(limit, chart.y0, limit, chart.y1, "#cf222e", dash="4 3", title=f"{x_key} budget {number(limit)}")
     front, best = set(study["pareto"]), (study["best"] or {}).get("trial")
     for t, xv, yv in zip(points, xs, ys):
@@ -560,7 +563,9 @@ def _study_chart(study: dict, done: list) -> str:
                       ("#0969da", "chosen")])
     return (f'{chart.render()}<div class="legend">{legend}</div><p class="small muted">Diamonds: the Pareto front '
             f'over {esc(", ".join(study["pareto_figures"]))} (lower is better; a projection, so a front point may sit '
-            'above another here). Screened-only trials have no accuracy figure and are not drawn.</p>')
+            'above another here). Screened-only trials have no accuracy figure and are not drawn.'
+            + (f' No {esc(x_key)} budget line: each trial is judged by its ratio to the baseline measured beside it, '
+               'and the figures were taken minutes apart.' if paired else '') + '</p>')
 
 
 def _study_table(study: dict) -> str:

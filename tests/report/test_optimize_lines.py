@@ -222,3 +222,25 @@ def test_markdown_keeps_the_code_spans_of_edgeopts_own_sentences_and_escapes_the
     from edgeopt.report.markdown import prose
     assert prose("the limit `edgeopt check` applies") == "the limit `edgeopt check` applies"
     assert prose("a *star* and a lone ` tick") == r"a \*star\* and a lone \` tick"
+
+
+def test_the_study_chart_draws_a_candidate_more_accurate_than_the_model_and_no_line_for_a_paired_budget():
+    """A distilled DeiT lost -0.028 accuracy (it gained): the chart's y axis began at 0 and the chosen trial was
+    not drawn; and its red line at 0.6x the baseline's first run was no limit any trial was judged by."""
+    from edgeopt.report.html import _study_chart
+
+    def trial(n, latency, drop, feasible):
+        return {"trial": n, "config": f"c{n}", "figures": {"latency_p50_ms": latency, "accuracy_drop": drop},
+                "feasible": feasible, "cached": False, "baseline": n == 0}
+    done = [trial(0, 0.476, 0.0, False), trial(4, 0.2045, -0.0278, True), trial(8, 0.279, -0.0056, False)]
+    study = {"objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.2858, "accuracy_drop": 0.01},
+             "relative_budgets": {"latency_p50_ms": 0.6}, "paired_baseline": True, "pareto": [4],
+             "pareto_figures": ["latency_p50_ms", "accuracy_drop"], "best": done[1]}
+    svg = _study_chart(study, done)
+    chosen = re.search(r'<polygon fill="#0969da"[^>]*points="([^"]+)"', svg)
+    assert chosen, svg
+    plot = re.search(r'<rect class="plot" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"', svg)
+    top, bottom = float(plot[1]), float(plot[1]) + float(plot[2])
+    assert all(top <= float(p.split(",")[1]) <= bottom for p in chosen[1].split()), svg   # inside the plot
+    assert "latency_p50_ms budget" not in svg and "No latency_p50_ms budget line" in svg
+    assert "latency_p50_ms budget" in _study_chart(dict(study, paired_baseline=False), done)
