@@ -242,5 +242,5 @@ def test_the_study_chart_draws_a_candidate_more_accurate_than_the_model_and_no_l
     plot = re.search(r'<rect class="plot" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"', svg)
     top, bottom = float(plot[1]), float(plot[1]) + float(plot[2])
     assert all(top <= float(p.split(",")[1]) <= bottom for p in chosen[1].split()), svg   # inside the plot
-    assert "latency_p50_ms budget" not in svg and "No latency_p50_ms budget line" in svg
-    assert "latency_p50_ms budget" in _study_chart(dict(study, paired_baseline=False), done)
+    assert "#cf222e" not in svg and "No latency_p50_ms budget line" in svg   # no red line
+    assert "#cf222e" in _study_chart(dict(study, paired_baseline=False), done)
