@@ -83,16 +83,19 @@ def sign(blob: bytes, key) -> bytes:
         return sig.read_bytes()
 
 
-def rewrite(bundle_path, out_path, name: str, budgets: dict) -> dict:
+def rewrite(bundle_path, out_path, name: str, budgets: dict, threads: int | None = None) -> dict:
     """A copy of a bundle under another `name`, with `budgets` replacing those keys of its manifest (the others
-    kept), every member verified first. For optimize's chosen bundle: named after the study, with limits set
-    once the study has ended. Its trials' bundles are unsigned, and so is the copy. Returns the new manifest."""
+    kept) and, where given, the `threads` its runtime runs by default; every member verified first. For
+    optimize's chosen bundle: named after the study, with limits set once the study has ended, at the thread
+    count the study measured. Its trials' bundles are unsigned, and so is the copy. Returns the new manifest."""
     with tempfile.TemporaryDirectory(prefix="edgeopt-rewrite-") as tmp:
         manifest = read(bundle_path, tmp)
         files = [(pathlib.Path(tmp) / f["path"], f["path"], f["role"]) for f in manifest["files"]]
         body = {k: v for k, v in manifest.items() if k not in ("files", "schema", agent_manifest.DIGEST_FIELD)}
         body["name"] = name
         body["budgets"] = validate_budgets(dict(manifest.get("budgets") or {}, **budgets), f"{out_path}: budgets")
+        if threads is not None:
+            body["runtime"] = dict(body["runtime"], threads=int(threads))
         return write(out_path, body, files)
 
 

@@ -897,8 +897,10 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
 
         chosen = job.output_dir / f"{name}-best.edgepkg"
         carried = _carried_limits(study, job)
-        # named after the study: its results and history read "NAME-best@device", not a trial's content key
-        rewrite(runner.local_bundle(best), chosen, chosen.stem, {key: c["limit"] for key, c in carried.items()})
+        # named after the study: its results and history read "NAME-best@device", not a trial's content key; at
+        # the threads the study chose (a DeiT study chose 1, and `bench` of its bundle ran the profile's 4)
+        rewrite(runner.local_bundle(best), chosen, chosen.stem, {key: c["limit"] for key, c in carried.items()},
+                best.user_attrs["candidate"]["threads"])
         if carried:
             study.set_user_attr("carried_limits", carried)
             out["carried_limits"] = carried

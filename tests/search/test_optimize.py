@@ -50,6 +50,9 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert textbook["textbook"] and re.fullmatch(r"quantize=int8 precision=fp32 threads=\d+", textbook["config"])
     bench = cli("bench", best, "--results-dir", tmp_path / "check", "--json")
     assert bench.exit_code == 0, bench.stderr
+    threads = int(re.search(r"threads=(\d+)", outcome["best"]["config"])[1])   # what the study measured
+    assert json.loads(bundle_member(best, "manifest.json"))["runtime"]["threads"] == threads
+    assert bench.json()["settings"]["threads"] == threads
     result = pathlib.Path(bench.json()["_path"])
     assert result.name == "ok-best@local.json"   # named after the study, not after a trial's content key
     assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0
