@@ -95,9 +95,9 @@ def _pruned(module, options, context, examples) -> tuple:
     as attention's split into heads), pruned again group by group, each checked as it is cut: a group that
     breaks the model has its first layer left whole (with everything sharing its channels), and the pruning
     starts over without it."""
-    model, protected = _fresh(module), None
+    model = _fresh(module)
+    protected = _protected(model, options.protect, examples)
     try:
-        protected = _protected(model, options.protect, examples)
         _prune(model, options, context, examples, protected)
         return model, protected, []
     except _Broken as first:
