@@ -36,9 +36,8 @@ def code(text) -> str:
 
 def prose(text: str) -> str:
     """One of edgeopt's own sentences, whose `code spans` are markup: the spans kept, the rest escaped as a cell."""
-    parts = re.split(r"(`[^`]+`)", text)
-    return "".join(part if part.startswith("`") and part.endswith("`") and len(part) > 1 else cell(part)
-                   for part in parts)
+    parts = re.split(r"(`[^`]+`)", text)   # the spans at the odd places
+    return "".join(part if i % 2 else cell(part) for i, part in enumerate(parts))
 
 
 def fmt(value, digits: int = 4) -> str:
