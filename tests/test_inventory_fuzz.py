@@ -2,7 +2,9 @@
 line (BadInput, exit 2); never a traceback, never a silent misread. Oracles and generators: inventory_gen.py.
 The Ansible cases run the real ansible-inventory (~0.4 s each), so they take fewer examples here;
 benchmarks/bench_inventory_fuzz.py runs hundreds of each and prints the figures."""
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -17,6 +19,7 @@ needs_ansible = pytest.mark.skipif(inventory_ansible.find_executable() is None,
                                    reason="ansible-core not installed (pip install 'edgeopt[ansible]')")
 HANDLED = ("accepted", "refused")
 TMP = tempfile.mkdtemp(prefix="edgeopt-inv-fuzz-")   # one directory, rewritten per example: cheap
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)   # each run left one in /tmp
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
