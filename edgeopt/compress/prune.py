@@ -53,10 +53,13 @@ class ChannelPrune(Transform):
     def apply(self, module, options, context) -> TransformResult:
         import torch
 
+        examples = tuple(context.examples)
         context.progress.status("prune: tracing the dependency graph")
         with torch.enable_grad():
-            model, protected, left_whole = _pruned(module, options, context, tuple(context.examples))
-            before, after = _measure(_fresh(module), tuple(context.examples)), _measure(model, tuple(context.examples))
+            model, protected, left_whole = _pruned(module, options, context, examples)
+            # the "before" figures from a copy: the caller's module is never run here (a training-mode
+            # BatchNorm would update its statistics)
+            before, after = _measure(_fresh(module), examples), _measure(model, examples)
         details = {"channels": options.channels, "criterion": options.criterion, "scope": options.scope,
                    "round_to": options.round_to, "protected": sorted(protected), "left_whole": left_whole,
                    "params_before": before["params"], "params_after": after["params"],

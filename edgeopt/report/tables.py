@@ -467,7 +467,7 @@ def optimize_table(outcome: dict) -> Table:
     return t
 
 
-def _trial_blocks(outcome: dict, width: int = 120) -> Table:
+def _trial_blocks(outcome: dict, width: int) -> Table:
     """Each trial in three lines beside its number: configuration, figures (name=value), verdict."""
     label_width = len(f"trial {len(outcome['trials'])}*") + 2
     t = Table.grid(padding=(0, 2))

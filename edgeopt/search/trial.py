@@ -257,10 +257,13 @@ def _untrained(candidate: Candidate) -> Candidate:
     quantizers calibrated); its latency, size and memory are the trained candidate's."""
     from ..compress import base as transforms
 
-    steps = [(name, transforms.get(name).untrained(values) if transforms.get(name).screens_untrained else values)
-             for name, values in candidate.steps]
-    return Candidate(candidate.package, [(name, values) for name, values in steps if values is not None],
-                     candidate.threads)
+    steps = []
+    for name, values in candidate.steps:
+        transform = transforms.get(name)
+        values = transform.untrained(values) if transform.screens_untrained else values
+        if values is not None:
+            steps.append((name, values))
+    return Candidate(candidate.package, steps, candidate.threads)
 
 
 def _screen_before_training(candidate: Candidate, untrained: list, job, bundle: pathlib.Path, can_still_win,
