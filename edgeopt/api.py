@@ -438,7 +438,9 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if not paths:
         raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are not on "
                                                                    "this host)" if study else ""))
-    verdicts = check(paths, budgets, limits_by_path=_chosen_limits(found))
+    verdicts = check(paths, budgets, limits_by_path=_study_limits(found))
+    if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
+        verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
     docs = [results.load(p) for p in paths]
     stored, absent = _report_history(docs, store_url, paths) if history else (None, "history left out (--no-history)")
     rows = report_rows.build(docs, verdicts, stored, absent, found)
@@ -452,14 +454,39 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     return out
 
 
-def _chosen_limits(study: dict | None) -> dict:
-    """{result path: limits} for the best trial's results: what the chosen bundle carries (a paired relative
-    budget set from every baseline run at the study's end), where its trial's bundle carried the first run's."""
-    carried = (study or {}).get("carried_limits") or {}
-    if not (carried and study.get("best")):
+def _study_limits(study: dict | None) -> dict:
+    """{result path: limits} for a study's results. The best trial's: what the chosen bundle carries (a paired
+    relative budget set from every baseline run at the study's end), where its trial's bundle carried the first
+    run's. The baseline's: its relative budgets, which its own bundle cannot carry (it sets them), so a report
+    read "every budget holds" beside a baseline the study judged to miss them."""
+    if not study:
         return {}
-    limits = {key: c["limit"] for key, c in carried.items()}
-    return {str(p): limits for p in study["best"]["results"] if p}
+    carried = {key: c["limit"] for key, c in (study.get("carried_limits") or {}).items()}
+    first = study.get("baseline_figures") or {}
+    relative = {key: carried.get(key, ratio * first[key]) for key, ratio in (study.get("relative_budgets") or {}).items()
+                if key in carried or key in first}
+    baseline = next((t for t in study.get("trials") or [] if t.get("baseline")), None)
+    out = {str(p): relative for p in (baseline or {}).get("results") or [] if p and relative}
+    if carried and study.get("best"):
+        out.update({str(p): carried for p in study["best"]["results"] if p})
+    return out
+
+
+def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
+    """(exit code, headline) of `report --study` alone: 0 where the chosen configuration's results meet every
+    budget, 1 where none was chosen or its results miss one here (a --budget), 3 where they hold no result."""
+    if not study.get("best"):
+        return 1, "no trial of the study met every budget"
+    trial = study["best"]["trial"]
+    chosen = {str(p) for p in study["best"]["results"] if p}
+    entries = [e for e in verdicts["results"] if e["result"] in chosen]
+    if not entries:
+        return 1, f"the chosen configuration's (trial {trial}) results are not on this host"
+    if any(e["status"] != "ok" for e in entries):
+        return 3, f"the chosen configuration (trial {trial}) produced no result"
+    if any(b["status"] != "pass" for e in entries for b in e["budgets"]):
+        return 1, f"the chosen configuration (trial {trial}) misses a budget here"
+    return 0, f"the chosen configuration (trial {trial}) meets every budget"
 
 
 def _write_text(path, text: str) -> None:

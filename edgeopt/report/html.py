@@ -19,7 +19,6 @@ COMPARISONS = {"<=": "≤", ">=": "≥"}
 LOG_AXIS_SPREAD = 20   # max/min latency above which the ECDF's x axis is logarithmic
 VERDICTS = {"pass": ("pass", "ok"), "fail": ("FAIL", "bad"), "unmeasured": ("NOT MEASURED", "warn"),
             "failed": ("DEVICE FAILED", "bad"), "none": ("no budgets", "none")}
-EXIT_MEANING = {0: "every budget holds", 1: "a budget failed or was not measured", 3: "a device produced no result"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
@@ -77,8 +76,8 @@ def _header(report: dict, title: str) -> str:
     state = "pass" if code == 0 else "failed" if code == 3 else "fail"
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"<h1>{esc(title)}</h1><p class=\"meta\">{len(report['summary'])} result(s) · generated {when} by edgeopt "
-            f"{esc(__version__)} · overall {badge(state)} <span class=\"muted\">({esc(EXIT_MEANING.get(code, ''))}; "
-            f"edgeopt check exits {code})</span></p>")
+            f"{esc(__version__)} · overall {badge(state)} <span class=\"muted\">({esc(report['headline'])}; "
+            f"edgeopt report exits {code})</span></p>")
 
 
 def _budget_list(budgets: list) -> str:

@@ -46,8 +46,7 @@ def fmt(value, digits: int = 4) -> str:
 
 def markdown(report: dict, title: str = "edgeopt report") -> str:
     code = report["exit_code"]
-    overall = "✅ every budget holds" if code == 0 else "❌ a device produced no result" if code == 3 else \
-        "❌ a budget failed or was not measured"
+    overall = ("✅ " if code == 0 else "❌ ") + report["headline"]
     lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
     lines += (_summary(report["summary"]) + _over_run(report) + _layers(report.get("layer_profile") or [])
               + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])

@@ -18,6 +18,8 @@ from ..errors import BadInput
 from . import timelines
 from .changes import change_points, noise, segments
 
+EXIT_MEANING = {0: "every budget holds", 1: "a budget failed or was not measured", 3: "a device produced no result"}
+
 ECDF_POINTS = 300       # enough for a smooth step curve at screen width; keeps the SVG small
 TIMELINE_BINS = 120     # latency over the run: median and p10-p90 per bin of consecutive runs
 PERCENTILES = ("p50_ms", "p90_ms", "p99_ms")
@@ -263,6 +265,7 @@ def build(docs: list, check: dict, history: dict | None, history_absent: str | N
     summary = [summary_row(doc, entry) for doc, entry in zip(docs, check["results"])]
     ok = [doc for doc in docs if doc.get("status") == "ok"]
     return {"summary": summary, "exit_code": check["exit_code"],
+            "headline": check.get("headline") or EXIT_MEANING[check["exit_code"]],
             "latency": [latency_row(doc) for doc in docs],
             "power": [power_row(doc) for doc in ok], "thermal": [thermal_row(doc) for doc in ok],
             "memory": [memory_row(doc) for doc in ok], "fleet": fleet_groups(summary),

@@ -347,8 +347,53 @@ def test_a_study_report_judges_the_best_by_the_limits_its_chosen_bundle_carries(
     study = {"best": {"results": [str(path)]},
              "carried_limits": {"latency_p50_ms": {"limit": 2 * p50, "median": 4 * p50, "runs": 7}}}
     assert api.check([path])["exit_code"] == 1
-    judged = api.check([path], limits_by_path=api._chosen_limits(study))
+    judged = api.check([path], limits_by_path=api._study_limits(study))
     assert judged["exit_code"] == 0
     assert [b["limit"] for b in judged["results"][0]["budgets"] if b["budget"] == "latency_p50_ms"] == [2 * p50]
-    assert api.check([path], {"latency_p50_ms": p50 / 3}, limits_by_path=api._chosen_limits(study))["exit_code"] == 1
-    assert api._chosen_limits({"best": None, "carried_limits": study["carried_limits"]}) == {}
+    assert api.check([path], {"latency_p50_ms": p50 / 3}, limits_by_path=api._study_limits(study))["exit_code"] == 1
+    assert api._study_limits({"best": None, "trials": [], "carried_limits": study["carried_limits"]}) == {}
+
+
+def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_with_the_studys_verdict(
+        int8_result, tmp_path, monkeypatch):
+    """The baseline's bundle cannot carry the relative budget it sets, so `report --study` read "✅ every budget
+    holds" (exit 0) beside a baseline the study judged to miss it, and exited 0 for a study where no trial met
+    every budget. The baseline is judged by the study's limit now; the report's verdict is the study's."""
+    from edgeopt import api
+    from edgeopt.budgets import KINDS, lookup
+
+    p50 = lookup(int8_result, KINDS["latency_p50_ms"].path)[0]
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    paths = {}
+    for name, scale in (("s-t0", 1), ("s-t1", 0.25)):   # the chosen one at a quarter of the baseline's p50
+        paths[name] = tmp_path / f"{name}.json"
+        latency = dict(doc["latency"], p50_ms=scale * p50)
+        paths[name].write_text(json.dumps(dict(doc, latency=latency, bundle=dict(doc["bundle"], name=name, budgets={}))))
+    def trial(number, **attrs):   # a row as edgeopt.search.study.load gives it
+        return dict({"trial": number, "state": "complete", "config": f"c{number}", "figures": {"latency_p50_ms": p50},
+                     "violations": {}, "feasible": True, "measurement": "full", "cached": False, "twin_of": None,
+                     "transforms_reused": False, "baseline": False, "textbook": None, "error": None, "bundle": None,
+                     "stages": [], "paired": None, "seconds": {}, "parity": None, "untrained": None,
+                     "rechecked": None, "results": [str(paths[f"s-t{number}"])]}, **attrs)
+    baseline, best = trial(0, baseline=True, feasible=False), trial(1)
+    study = {"study": "s", "objective": "latency_p50_ms", "budgets": {}, "trials": [baseline, best], "best": best,
+             "relative_budgets": {"latency_p50_ms": 0.5}, "baseline_figures": {"latency_p50_ms": p50},
+             "paired_baseline": True, "carried_limits": {"latency_p50_ms": {"limit": 0.6 * p50, "median": 1.2 * p50,
+                                                                              "runs": 5}},
+             "pareto": [], "pareto_figures": ["latency_p50_ms"], "notes": []}
+    monkeypatch.setattr(api, "_report_study", lambda *a: study)
+    for fmt, headline in (("markdown", "2 result(s): ✅ the chosen configuration (trial 1) meets every budget."),
+                          ("html", "(the chosen configuration (trial 1) meets every budget; edgeopt report exits 0)")):
+        shown = api.report([], fmt=fmt, history=False, study="s")
+        assert shown["exit_code"] == 0 and headline in shown["text"]
+    verdicts = {row["bundle"]: row["verdict"] for row in shown["rows"]["summary"]}
+    assert verdicts == {"s-t0": "fail", "s-t1": "pass"}   # the baseline by the carried 0.5x of the runs' median
+    study.update(best=None, carried_limits={})   # nothing chosen: the first run's 0.5x judges the baseline
+    shown = api.report([], fmt="markdown", history=False, study="s")
+    assert shown["exit_code"] == 1 and "1 result(s): ❌ no trial of the study met every budget." in shown["text"]
+    assert f"`latency_p50_ms` {p50:.4g} ≤ {0.5 * p50:g}" in shown["text"]
+    study["best"] = best   # a --budget the chosen results miss here
+    missed = api.report([], fmt="markdown", history=False, study="s", budgets={"latency_p50_ms": p50 / 8})
+    assert missed["exit_code"] == 1 and "misses a budget here" in missed["text"]
+    # result files named: their own verdict, as without --study
+    assert api.report([paths["s-t1"]], fmt="markdown", history=False, study="s")["exit_code"] == 0
