@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import re
 
 from .. import __version__
 from ..search.trial import PHASES
@@ -21,6 +22,7 @@ VERDICTS = {"pass": ("pass", "ok"), "fail": ("FAIL", "bad"), "unmeasured": ("NOT
             "failed": ("DEVICE FAILED", "bad"), "none": ("no budgets", "none")}
 
 CSS = """
+code{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#eff1f3;padding:0 3px;border-radius:3px}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
 main{max-width:1180px;margin:0 auto;padding:16px 24px 40px}
 h1{font-size:22px;margin:8px 0 2px}h2{font-size:18px;margin:28px 0 6px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
@@ -42,6 +44,12 @@ td.name{white-space:nowrap}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .
 
 def esc(text) -> str:
     return html.escape("" if text is None else str(text), quote=True)
+
+
+def prose(text: str) -> str:
+    """One of edgeopt's own sentences, escaped, its `code spans` as <code> (they showed their backticks)."""
+    parts = re.split(r"`([^`]+)`", text)   # the spans' contents at the odd places
+    return "".join(f"<code>{esc(part)}</code>" if i % 2 else esc(part) for i, part in enumerate(parts))
 
 
 def num(value, digits: int = 4, unit: str = "") -> str:
@@ -517,12 +525,12 @@ def _study(study) -> str:
               "<b>No trial met every budget.</b>")
     for key in ratios if best else ():
         carried = carried_limit(study, key)
-        chosen += f" {esc(carried[:1].upper() + carried[1:])}." if carried else ""
+        chosen += f" {prose(carried[:1].upper() + carried[1:])}." if carried else ""
     for warning in best_warnings(study, best) if best else []:
-        chosen += f" <b>Warning:</b> {esc(warning)}."
+        chosen += f" <b>Warning:</b> {prose(warning)}."
     if study.get("versus_textbook"):
         versus = versus_textbook_line(study["versus_textbook"])
-        chosen += f" {esc(versus[:1].upper() + versus[1:])}."   # a sentence here, a line in the terminal
+        chosen += f" {prose(versus[:1].upper() + versus[1:])}."   # a sentence here, a line in the terminal
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "
             f"{esc(study.get('profile') or '?')}: minimise {esc(study['objective'])} within {esc(budgets)}; "
             f"{len(study['trials'])} trials ({len(done)} complete, "

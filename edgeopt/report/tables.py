@@ -529,10 +529,11 @@ def _verdict(row: dict, on_front: bool) -> str:
         return f"[red]failed[/] {escape(row.get('error') or '')}"
     marks = [m for m, on in (("baseline", row["baseline"]), ("INT8 by hand", row.get("textbook")),
                              ("cached", row["cached"]),
-                             (f"the same bundle as trial {row.get('twin_of')}, not measured again",
+                             (f"the same bundle as trial {row.get('twin_of')}, answered by its measurement",
                               row.get("twin_of") is not None and not row["cached"]),
                              ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front),
-                             ("measured again", bool(row.get("rechecked")))) if on] + study_marks(row)
+                             ("measured again", bool(row.get("rechecked")) and row.get("twin_of") is None))
+             if on] + study_marks(row)
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
     unmeasured = [k for k, v in row["violations"].items() if v > 0 and k not in figures]  # accuracy, screened only

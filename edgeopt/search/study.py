@@ -764,16 +764,24 @@ class _Runner:
                     again = self._measure_again(t, paired)
                 except DeviceFailure:
                     return
-                if again is not None:
-                    rechecked[t.user_attrs["key"]] = [_value(t, self.job.objective, paired), again]
+                if again is not None:   # for its twins too: the same bundle, measured once more
+                    rechecked.update(dict.fromkeys(self._same_bundle(t), [_value(t, self.job.objective, paired), again]))
             self.study.set_user_attr("rechecked", rechecked)
+
+    def _same_bundle(self, t) -> set:
+        """The content keys of `t` and of every finished trial that packaged to its bundle (its twins)."""
+        import optuna
+
+        artifact = t.user_attrs.get("artifact")
+        twins = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if artifact else []
+        return {t.user_attrs["key"]} | {u.user_attrs["key"] for u in twins if u.user_attrs.get("artifact") == artifact}
 
     def _unconfirmed_finalists(self, paired: bool) -> list:
         """The best (by the mean of its runs) and those within RECHECK_WITHIN of it, if any was measured once."""
         rechecked = self.study.user_attrs.get("rechecked", {})
-        distinct = {}   # one trial per content key: a cached twin is the same bundle and measurement
+        distinct = {}   # one trial per bundle: a cached answer or a twin is the same bundle and measurement
         for t in _ranked_feasible(self.study, self.job.objective):
-            distinct.setdefault(t.user_attrs["key"], t)
+            distinct.setdefault(t.user_attrs.get("artifact") or t.user_attrs["key"], t)
         finalists = list(distinct.values())[:RECHECK_TOP]
         if not finalists:
             return []

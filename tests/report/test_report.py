@@ -386,6 +386,7 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
                           ("html", "(the chosen configuration (trial 1) meets every budget; edgeopt report exits 0)")):
         shown = api.report([], fmt=fmt, history=False, study="s")
         assert shown["exit_code"] == 0 and headline in shown["text"]
+    assert "which <code>edgeopt check</code> applies" in shown["text"] and "`" not in shown["text"]   # not "`edgeopt check`"
     verdicts = {row["bundle"]: row["verdict"] for row in shown["rows"]["summary"]}
     assert verdicts == {"s-t0": "fail", "s-t1": "pass"}   # the baseline by the carried 0.5x of the runs' median
     study.update(best=None, carried_limits={})   # nothing chosen: the first run's 0.5x judges the baseline

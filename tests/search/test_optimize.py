@@ -758,6 +758,8 @@ def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_agai
     assert second["twin_of"] == first["trial"] and not second["cached"] and first["twin_of"] is None
     assert second["figures"] == first["figures"] and second["results"] == first["results"]
     assert second["seconds"]["package"] > 0 and "measure" not in second["seconds"]   # packaged, not measured
+    # and the bundle measured again once before it is chosen, for both (each twin was measured again on its own)
+    assert first["rechecked"] and second["rechecked"] == first["rechecked"]
 
 
 def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
