@@ -495,6 +495,9 @@ def _packed(items: list, width: int) -> str:
 
 
 def _trials_title(outcome: dict) -> str:
+    if outcome.get("multi_objective"):   # --pareto: it searched a front; the chosen one is its fastest
+        return escape(f"Study {outcome['study']}: the Pareto front over {', '.join(outcome['pareto_figures'])} within "
+                      f"the budgets; the chosen one minimises {outcome['objective']}")
     return escape(f"Study {outcome['study']}: minimise {outcome['objective']} within the budgets")
 
 

@@ -898,7 +898,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     front_figures = _pareto_figures(job.budgets, job.objective)
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
            **_relative(study), "pareto": _pareto(_complete(study), front_figures),
-           "pareto_figures": list(front_figures), "best": None,
+           "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
            "closest": None if best else _closest(_complete(study), job.budgets), "notes": list(job.notes)}
     if best is not None:
         from ..bundle import rewrite

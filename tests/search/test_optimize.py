@@ -403,6 +403,14 @@ def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path):
     assert front
     keys = ("latency_p50_ms", "accuracy_drop", "size_mb")
     assert outcome["pareto_figures"] == list(keys)
+    from edgeopt.report.tables import optimize_table   # its title says what was searched (it read "minimise ...")
+    assert optimize_table(outcome).title == ("Study front: the Pareto front over latency_p50_ms, accuracy_drop, "
+                                             "size_mb within the budgets; the chosen one minimises latency_p50_ms")
+    page = tmp_path / "front.html"
+    assert cli("report", "--study", "front", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}", "-o", page,
+               "--no-history").exit_code == 0
+    assert "a Pareto front over latency_p50_ms, accuracy_drop, size_mb (the chosen one minimises latency_p50_ms)" \
+        in page.read_text()
     assert [len(t.values) for t in _trials(tmp_path, "front") if t.values] == [3] * len(outcome["trials"])
     for t in outcome["trials"]:   # nothing on the front is dominated by any measured trial
         for f in front:
