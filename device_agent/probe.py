@@ -94,6 +94,7 @@ def probe():
         "python_executable": sys.executable,
         "numpy": numpy_version,
         "runtimes": available(),
+        "power": power_reader(),
     }
     board = board_model()
     if board:
@@ -102,6 +103,28 @@ def probe():
     if software:
         facts["software"] = software
     return facts
+
+
+def power_reader():
+    """What `bench` with power_sensor auto reads here: {"reader": name, "sensor": words}, or {"reader": None,
+    "reason": why}. A host decides from it whether energy is measured before it measures anything (optimize puts
+    energy in its Pareto front only then)."""
+    from .power import open_reader, unavailable
+    from .power.base import SYSFS_ROOT_ENV, TEGRASTATS_ENV, VCGENCMD_ENV, SensorConfig
+
+    config = SensorConfig(sysfs_root=os.environ.get(SYSFS_ROOT_ENV, "/"),
+                          vcgencmd=os.environ.get(VCGENCMD_ENV, "vcgencmd"),
+                          tegrastats=os.environ.get(TEGRASTATS_ENV, "tegrastats"))
+    try:
+        reader, tried = open_reader(config)
+    except Exception as e:  # a reader's probe is not to end the probe: the facts say why instead
+        return {"reader": None, "reason": "probing the power readers failed: %s" % e}
+    if reader is None:
+        return {"reader": None, "reason": unavailable(config, tried)["reason"]}
+    try:
+        return {"reader": reader.name, "sensor": reader.sensor()}
+    finally:
+        reader.close()
 
 
 def jetson_software():

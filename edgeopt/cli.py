@@ -487,8 +487,9 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
                    "the faster to a first configuration that meets every budget where only combined techniques "
                    "do; nsga2 (or any, with --pareto): NSGA-II.")
 @click.option("--pareto", "multi_objective", is_flag=True,
-              help="Multi-objective: a Pareto front over latency, accuracy drop and size (and energy with an "
-                   "energy_mj budget) instead of one objective.")
+              help="Multi-objective: a Pareto front over latency, accuracy drop and size (and energy per "
+                   "inference where every device reads the profile's power sensor, or with an energy_mj budget) "
+                   "instead of one objective.")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False),
               help="TOML file narrowing the search space, e.g. quantize = [\"none\", \"int8\"] or backend = "
                    "[\"onnxruntime\"] (the profile's backends whose runtime the devices have are searched).")

@@ -84,6 +84,8 @@ class Job:
     paired_baseline: bool = True
     # transformed modules kept between this worker's trials (transform.TransformCache; optimize() makes one)
     transforms: object = None
+    # the Pareto front's figures (_pareto_figures): energy among them where every device measures it (_prepare)
+    pareto_figures: tuple = ()
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -97,7 +99,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    dims, identity = _prepare(job, space_file, progress)
+    dims, identity = _prepare(job, space_file, progress, multi_objective)
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
     study.set_user_attr("notes", list(job.notes))   # what the space left out and why, for `report --study`
@@ -119,7 +121,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
         storage.engine.dispose()
 
 
-def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
+def _prepare(job: Job, space_file, progress=SILENT, multi: bool = False) -> tuple:
     """(dimensions, the study's identity): everything checked before anything is measured."""
     from ..budgets import validate_budgets, validate_ratios
     from ..convert import backend_for
@@ -144,6 +146,11 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))
     facts = {device: _device_facts(device, job) for device in job.devices}
+    energy, why_not = _energy_measured(prof, facts)
+    job.pareto_figures = _pareto_figures(job.budgets, job.objective, energy)
+    if multi:
+        job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's bundles "
+                         "use" if "energy_mj" in job.pareto_figures else f"energy_mj not in the Pareto front: {why_not}")
     backends = _usable_backends(prof, fmt, facts)
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     calib_samples = _sample_count(job.calib)
@@ -220,6 +227,22 @@ def _device_facts(device: str, job: Job) -> dict:
         return transport.probe()
     finally:
         transport.close()
+
+
+def _energy_measured(prof, facts: dict) -> tuple:
+    """(whether every device measures energy per inference, why not): its agent's probe found the power sensor
+    the profile's bundles ask for (or, for `auto`, any)."""
+    wanted = prof.runtime.power_sensor
+    if wanted == "none":
+        return False, f"profile {prof.name} measures no power (power_sensor none)"
+    for device, f in facts.items():
+        power = f.get("power") or {}
+        found = power.get("reader")
+        if found is None:
+            return False, f"{device}: {power.get('reason') or 'its agent does not say which power sensor it reads'}"
+        if wanted != "auto" and found != wanted:
+            return False, f"{device} reads {found}, and the profile's bundles ask for {wanted}"
+    return bool(facts), "no device"
 
 
 def _search_cores(prof, facts: dict, notes: list) -> int | None:
@@ -338,7 +361,10 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         raise BadInput(f"study {name!r} exists in the store; --resume continues it, or name another --study")
     if resume and name not in existing:
         raise BadInput(f"--resume: no study {name!r} in the store")
-    directions = ["minimize"] * (len(_pareto_figures(job.budgets, job.objective)) if multi else 1)
+    if name in existing:   # its front as it began (the number of directions is fixed); before it was recorded,
+        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("pareto_figures")
+        job.pareto_figures = tuple(recorded or _pareto_figures(job.budgets, job.objective))   # energy if budgeted
+    directions = ["minimize"] * (len(job.pareto_figures) if multi else 1)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
                                 sampler=_sampler(sampler, dims, job.seed, multi))
     if name in existing:
@@ -346,6 +372,7 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         _fail_orphans(study)
     else:
         study.set_user_attr("identity", identity)
+        study.set_user_attr("pareto_figures", list(job.pareto_figures))
         every = _models_every_dimension(study.sampler)
         precision = _profile_precision(job)
         study.enqueue_trial(spaces.untouched(dims, precision) if every else {}, user_attrs={"baseline": True})
@@ -474,11 +501,12 @@ def _models_every_dimension(sampler) -> bool:
     return isinstance(sampler, optuna.samplers.GPSampler)
 
 
-def _pareto_figures(budgets: dict, objective: str) -> tuple:
+def _pareto_figures(budgets: dict, objective: str, energy: bool = False) -> tuple:
     """The front's figures: the latency the study minimises (a front over p90 beside a p50 objective compared
-    what the user did not ask about), accuracy drop, size, and energy where budgeted."""
+    what the user did not ask about), accuracy drop, size, and energy where every device measures it (`energy`)
+    or it is budgeted."""
     latency = objective if objective.startswith("latency_") else DEFAULT_OBJECTIVE
-    return (latency, *PARETO_FIGURES) + (("energy_mj",) if "energy_mj" in budgets else ())
+    return (latency, *PARETO_FIGURES) + (("energy_mj",) if energy or "energy_mj" in budgets else ())
 
 
 class _Runner:
@@ -699,7 +727,7 @@ class _Runner:
         self.study.tell(trial, values)
 
     def _values(self, figures: dict):
-        names = _pareto_figures(self.job.budgets, self.job.objective) if self.multi else (self.job.objective,)
+        names = self.job.pareto_figures if self.multi else (self.job.objective,)
         if any(n not in figures for n in names):
             return None
         return [figures[n] for n in names]
@@ -895,7 +923,7 @@ def _ranked_feasible(study, objective: str) -> list:
 def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = _ranked_feasible(study, job.objective)
     best = ranked[0] if ranked else None
-    front_figures = _pareto_figures(job.budgets, job.objective)
+    front_figures = job.pareto_figures
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
            **_relative(study), "pareto": _pareto(_complete(study), front_figures),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
@@ -982,7 +1010,8 @@ def load(url: str, name: str) -> dict:
         objective = identity.get("objective", DEFAULT_OBJECTIVE)
         budgets = dict(identity.get("budgets", {}), **(study.user_attrs.get("resolved_budgets") or {}))
         ranked = _ranked_feasible(study, objective)
-        figures = _pareto_figures(budgets, objective)
+        # recorded at its start; a study from before that: energy only where budgeted
+        figures = tuple(study.user_attrs.get("pareto_figures") or _pareto_figures(budgets, objective))
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,

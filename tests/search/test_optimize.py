@@ -19,8 +19,10 @@ import pytest
 from edgeopt.search.study import open_storage
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "store"))
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "power"))
 from pgserver import pg, pg_url  # noqa: E402,F401  (fixtures)
 from conftest import CALIB, EVAL, MODEL, bundle_member, ctrl_c_works, write_inventory  # noqa: E402
+from powertrees import tree  # noqa: E402
 
 pytestmark = pytest.mark.slow
 DATA = ["--calib", CALIB, "--eval-data", EVAL]
@@ -406,6 +408,9 @@ def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path):
     from edgeopt.report.tables import optimize_table   # its title says what was searched (it read "minimise ...")
     assert optimize_table(outcome).title == ("Study front: the Pareto front over latency_p50_ms, accuracy_drop, "
                                              "size_mb within the budgets; the chosen one minimises latency_p50_ms")
+    # no power sensor on this host: energy left out of the front, and the study says why
+    assert "energy_mj not in the Pareto front: local: no power sensor on this device (tried ina3221" in \
+        " ".join(outcome["notes"])
     page = tmp_path / "front.html"
     assert cli("report", "--study", "front", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}", "-o", page,
                "--no-history").exit_code == 0
@@ -416,6 +421,32 @@ def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path):
         for f in front:
             a, b = [t["figures"][k] for k in keys], [f["figures"][k] for k in keys]
             assert not (all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b)))
+
+
+def test_the_pareto_front_takes_energy_where_every_device_measures_it(cli, tmp_path, monkeypatch):
+    """Energy per inference joins the front, unbudgeted, where the agent's probe finds the power sensor the
+    profile's bundles read (it did only with an energy_mj budget). The power rail is a recorded Jetson Orin Nano
+    sysfs tree (tests/power/fixtures: a constant 7.5 W on VDD_IN), read by the real agent on `local`."""
+    monkeypatch.setenv("EDGEOPT_SYSFS_ROOT", str(tree("jetson-orin-nano-jp5", tmp_path)))   # the agent inherits it
+    probe = cli("agent", "probe", "--json")
+    assert probe.exit_code == 0 and probe.json()["power"]["reader"] == "ina3221", probe.stdout
+    r = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "energy", "--budget", "latency_p50_ms=50")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    keys = ["latency_p50_ms", "accuracy_drop", "size_mb", "energy_mj"]
+    assert outcome["pareto_figures"] == keys and "energy_mj in the Pareto front" in " ".join(outcome["notes"])
+    assert [len(t.values) for t in _trials(tmp_path, "energy") if t.values] == [4] * len(outcome["trials"])
+    for row in outcome["trials"]:   # 7.5 W over each inference's share of the timed loop
+        assert row["figures"]["energy_mj"] > 0
+    # resumed without the sensor: the front keeps the figures the study began with (its directions are fixed)
+    monkeypatch.delenv("EDGEOPT_SYSFS_ROOT")
+    again = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "energy", "--budget", "latency_p50_ms=50",
+                      "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["pareto_figures"] == keys
+    shown = cli("report", "--study", "energy", "--format", "markdown", "--no-history",
+                "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert "The Pareto front over latency_p50_ms, accuracy_drop, size_mb, energy_mj" in shown.stdout, shown.stdout
 
 
 def test_space_file_widens_within_the_options_bounds(tmp_path):
