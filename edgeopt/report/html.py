@@ -13,7 +13,8 @@ import re
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import best_warnings, carried_limit, measured_twice, study_marks, versus_textbook_line
+from .tables import (best_warnings, carried_limit, figure_columns, measured_twice, study_marks,
+                     versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -578,7 +579,7 @@ def _study_chart(study: dict, done: list) -> str:
 
 
 def _study_table(study: dict) -> str:
-    keys = [study["objective"]] + [k for k in study["budgets"] if k != study["objective"]]
+    keys = list(dict.fromkeys([*figure_columns(study), "size_mb"]))   # the front is over size too
     head = "".join(f"<th>{esc(k)}</th>" for k in keys)
     lines = []
     for t in study["trials"]:

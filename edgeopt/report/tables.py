@@ -458,7 +458,7 @@ def optimize_trials(outcome: dict):
 def optimize_table(outcome: dict) -> Table:
     """Every trial of an optimize study: its configuration, measured figures (worst device), verdict."""
     t = Table(title=_trials_title(outcome))
-    columns = _figure_columns(outcome)
+    columns = figure_columns(outcome)
     for col in ["trial", "configuration", *columns, "size", "time", "verdict"]:
         t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right",
                      overflow="fold")
@@ -474,7 +474,7 @@ def _trial_blocks(outcome: dict, width: int) -> Table:
     t.title = _trials_title(outcome)
     t.add_column(justify="right", no_wrap=True)
     t.add_column()
-    names = [*_figure_columns(outcome), "size", "time"]
+    names = [*figure_columns(outcome), "size", "time"]
     for row, label, figures, verdict in _trial_cells(outcome):
         measured = _packed([f"{escape(n)}={v}" for n, v in zip(names, figures) if v != "—"], width - label_width)
         lines = [escape(_wrappable(row["config"]) or "—"), measured, verdict]
@@ -501,20 +501,22 @@ def _trials_title(outcome: dict) -> str:
     return escape(f"Study {outcome['study']}: minimise {outcome['objective']} within the budgets")
 
 
-def _figure_columns(outcome: dict) -> list:
-    """The objective, then every other budget."""
+def figure_columns(outcome: dict) -> list:
+    """The objective, then every other budget, then (--pareto) the front's other figures: energy per inference
+    was searched on but not shown. Size has its own column."""
     objective = outcome["objective"]
-    return [objective] + [b for b in outcome["budgets"] if b != objective]
+    front = outcome["pareto_figures"] if outcome.get("multi_objective") else []
+    return list(dict.fromkeys([objective, *outcome["budgets"], *(f for f in front if f != "size_mb")]))
 
 
 def _trial_cells(outcome: dict):
-    """(row, its label, [figure of each _figure_columns, size, time], verdict) of each trial."""
+    """(row, its label, [figure of each figure_columns, size, time], verdict) of each trial."""
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
         f, paired = row["figures"], row.get("paired") or {}
         figures = [_num(f.get(b), "{:.3g}") + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
-                   for b in _figure_columns(outcome)]
+                   for b in figure_columns(outcome)]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
         yield row, str(row["trial"]) + ("*" if row["trial"] == best else ""), figures, _verdict(

@@ -438,6 +438,9 @@ def test_the_pareto_front_takes_energy_where_every_device_measures_it(cli, tmp_p
     assert [len(t.values) for t in _trials(tmp_path, "energy") if t.values] == [4] * len(outcome["trials"])
     for row in outcome["trials"]:   # 7.5 W over each inference's share of the timed loop
         assert row["figures"]["energy_mj"] > 0
+    from edgeopt.report.tables import optimize_table   # and a column of its own in the table
+    headers = [c.header for c in optimize_table(outcome).columns]
+    assert headers[2] == "latency_p50_ms" and headers.index("energy_mj") == headers.index("size") - 1, headers
     # resumed without the sensor: the front keeps the figures the study began with (its directions are fixed)
     monkeypatch.delenv("EDGEOPT_SYSFS_ROOT")
     again = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "energy", "--budget", "latency_p50_ms=50",
@@ -447,6 +450,10 @@ def test_the_pareto_front_takes_energy_where_every_device_measures_it(cli, tmp_p
     shown = cli("report", "--study", "energy", "--format", "markdown", "--no-history",
                 "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert "The Pareto front over latency_p50_ms, accuracy_drop, size_mb, energy_mj" in shown.stdout, shown.stdout
+    page = tmp_path / "energy.html"
+    cli("report", "--study", "energy", "-o", page, "--no-history", "--store",
+        f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert "<th>energy_mj</th><th>size_mb</th><th>seconds</th>" in page.read_text()   # every trial's, folded
 
 
 def test_space_file_widens_within_the_options_bounds(tmp_path):
