@@ -38,23 +38,21 @@ def sha256_of(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
+FILE_FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino-ir", ".pt2": "exported-program",
+                **dict.fromkeys(TORCHSCRIPT_SUFFIXES, "torchscript")}
+
+
 def detect_format(reference: str) -> str:
+    """The model's format from its name; BadInput where a model file is missing (`package missing.onnx` ended in
+    a FileNotFoundError traceback, and `optimize` recorded a study first)."""
     path = pathlib.Path(reference)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        return "tflite"
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".xml":
-        return "openvino-ir"
-    if suffix == ".pt2":
-        return "exported-program"
-    if suffix in TORCHSCRIPT_SUFFIXES:
-        return "torchscript"
-    if ":" in reference and not path.exists():
+    fmt = FILE_FORMATS.get(path.suffix.lower())
+    if fmt is None and ":" in reference and not path.exists():
         return "pytorch-module"
-    if not path.exists():
-        raise BadInput(f"model not found: {reference}")
+    if not path.is_file():
+        raise BadInput(f"model not found: {reference}" if not path.exists() else f"model {reference} is not a file")
+    if fmt is not None:
+        return fmt
     raise BadInput(f"{reference}: unknown model format (expected .onnx, .pt2, .pt/.pth TorchScript, "
                    "OpenVINO IR .xml, .tflite, or module:callable)")
 

@@ -77,6 +77,30 @@ def test_missing_and_unknown_format(cli, tmp_path):
     assert r.exit_code == 2 and "unknown model format" in r.stderr
 
 
+@pytest.mark.parametrize("name", ["nope.onnx", "nope.pt", "nope.pt2", "nope.tflite", "nope.xml"])
+def test_every_verb_refuses_a_missing_model_in_one_line(cli, tmp_path, name):
+    """`package missing.onnx` ended in a FileNotFoundError traceback (exit 1), and `optimize` recorded the study
+    before it failed, so the next try read "study exists"."""
+    missing = tmp_path / name
+    for verb in (["package", missing, "-o", tmp_path / "x.edgepkg"], ["inspect", missing],
+                 ["optimize", missing, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt"]):
+        r = cli(*verb)
+        assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: model not found: {missing}", r.stderr
+    assert not (tmp_path / "results").exists()   # refused before the study was made
+    r = cli("package", tmp_path, "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and "is not a file" in r.stderr
+
+
+def test_a_study_whose_model_cannot_be_packaged_leaves_its_name_free(cli, tmp_path):
+    """The baseline of a corrupt model fails as bad input; the study it was in measured nothing and is removed,
+    so the same command runs again once the model is fixed (it read "study 'edgeopt' exists in the store")."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    for _ in range(2):
+        r = cli("optimize", bad, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt")
+        assert r.exit_code == 2 and "is not a valid ONNX model" in r.stderr, r.stderr
+
+
 def test_pytorch_module_callable_is_exported(cli):
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "pixels=1,3,16,16", "--json")
     assert r.exit_code == 0, r.stderr

@@ -108,7 +108,12 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     if own_cache:
         job.transforms = TransformCache()
     try:
-        runner.loop(n_trials)
+        try:
+            runner.loop(n_trials)
+        except BadInput:
+            if not resume and not _complete(study):   # the baseline cannot be built: nothing was measured, and
+                optuna.delete_study(study_name=study_name, storage=storage)   # its name is free for the fix
+            raise
         if not multi_objective:
             runner.recheck_best()
             runner.compare_with_textbook()
