@@ -84,9 +84,9 @@ def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
             raise BadInput(f"{prefix}{field}: unknown budget {shown(key)}; known budgets: {', '.join(KINDS)}")
         limit = KINDS[key].limit
         out[key] = number_in(value, *limit)
-        if out[key] is None:
-            raise BadInput(f"{prefix}{field}.{key} must be a finite number {describe_range(*limit)}, "
-                           f"got {shown(value)}")
+        if out[key] is None:   # an option names its key as it is written (--budget KEY=...), a file as a path
+            name = f"{field} {key}:" if field.startswith("--") else f"{field}.{key}"
+            raise BadInput(f"{prefix}{name} must be a finite number {describe_range(*limit)}, got {shown(value)}")
     return out
 
 

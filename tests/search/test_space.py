@@ -387,3 +387,16 @@ def test_a_small_calibration_set_is_used_whole_by_a_search_not_refused_per_trial
     dims, _ = study._prepare(job, None)
     assert "subset_size" not in space.options(dims, space.textbook(dims, "fp32"))[0]
     assert not any("calibrates on all" in n for n in job.notes)
+
+
+def test_int8_named_without_calibration_data_says_what_it_needs(tmp_path):
+    """A space file's `quantize = ["int8"]` without --calib read "'int8' is not one of none, dynamic"."""
+    from edgeopt.convert import backend_for
+    from edgeopt.errors import BadInput
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    f = tmp_path / "space.toml"
+    f.write_text('quantize = ["none", "int8"]\n')
+    with pytest.raises(BadInput, match=r"quantize: 'int8' is not one of none, dynamic \(int8 needs --calib\)$"):
+        space.build(backend_for(load_profile("generic")), "onnx", False, False, None, f)
