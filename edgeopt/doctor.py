@@ -13,8 +13,9 @@ RUNTIME_FOR_BACKEND = {"onnxruntime": [("onnxruntime", "onnxruntime")], "openvin
 PY_VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 
 
-def _check(name, ok, detail, hint=""):
-    return {"check": name, "ok": bool(ok), "detail": detail, "hint": hint}
+def _check(name, ok, detail, hint="", note=False):
+    """note: something the device lacks that nothing needs (an optional backend, a power sensor): not a failure."""
+    return {"check": name, "ok": bool(ok), "detail": detail, "hint": hint, **({"note": True} if note else {})}
 
 
 def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
@@ -46,7 +47,32 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     checks += _runtime_checks(facts.get("runtimes") or {}, py, profile)
     checks += other_backend_checks(facts.get("runtimes") or {}, py, profile)
     checks += software_checks(facts.get("software") or {}, profile)
+    checks += power_checks(facts.get("power"), profile)
     return checks
+
+
+def power_reader(power: dict | None, wanted: str = "auto") -> tuple:
+    """(the power reader a bundle asking for `wanted` gets on a device whose probe says `power`, or None; why
+    not). The probe names what `auto` finds; a named sensor must be that one."""
+    found = (power or {}).get("reader")
+    if wanted == "none":
+        return None, "the profile measures no power (power_sensor none)"
+    if found is None:
+        return None, (power or {}).get("reason") or "its agent does not say which power sensor it reads"
+    if wanted not in ("auto", found):
+        return None, f"it reads {found}, and the profile's bundles ask for {wanted}"
+    return found, ""
+
+
+def power_checks(power: dict | None, profile) -> list:
+    """Whether power and energy are measured there: a note, never a failure (latency needs no sensor)."""
+    wanted = profile.runtime.power_sensor if profile else "auto"
+    found, why = power_reader(power, wanted)
+    if found:
+        return [_check("power", True, f"{found}: {(power or {}).get('sensor') or found}")]
+    return [_check("power", True, f"not measured: {why}",
+                   "power_w and energy_mj budgets read NOT MEASURED; `bench --power-command CMD` reads an external "
+                   "meter", note=True)]
 
 
 def version_matches(version: str, prefixes) -> bool:
@@ -125,7 +151,7 @@ def other_backend_checks(runtimes: dict, py: str, profile) -> list:
         detail = (f"{found[0]} {found[1]}: `optimize` also tries backend {backend}" if found else
                   f"no {' or '.join(n for n, _ in wanted) or backend}: `optimize` leaves backend {backend} out")
         hint = "" if found or not wanted else f"{py} -m pip install {wanted[0][1]} (optional)"
-        out.append(_check(f"backend {backend}", True, detail, hint))
+        out.append(_check(f"backend {backend}", True, detail, hint, note=not found))
     return out
 
 

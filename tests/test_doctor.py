@@ -10,6 +10,23 @@ def test_the_profiles_other_backends_are_noted_never_failed():
     assert present == [{"check": "backend onnxruntime", "ok": True, "hint": "",
                         "detail": "onnxruntime 1.32.0: `optimize` also tries backend onnxruntime"}]
     absent = doctor.other_backend_checks({"openvino": "2026.4.1", "onnxruntime": None}, "python3", intel)
-    assert absent[0]["ok"] and "leaves backend onnxruntime out" in absent[0]["detail"]
+    assert absent[0]["ok"] and absent[0]["note"] and "leaves backend onnxruntime out" in absent[0]["detail"]
     assert absent[0]["hint"] == "python3 -m pip install onnxruntime (optional)"
     assert doctor.other_backend_checks({}, "python3", load_profile("generic")) == []
+
+
+def test_doctor_says_whether_power_is_measured_and_why_not():
+    """The probe names the reader `auto` finds; a profile that names its sensor gets that one or none."""
+    pi5, generic = load_profile("raspberry-pi-5"), load_profile("generic")
+    pmic = {"reader": "rpi5-pmic", "sensor": "Raspberry Pi 5 PMIC (vcgencmd pmic_read_adc)"}
+    assert doctor.power_checks(pmic, pi5) == [{"check": "power", "ok": True, "hint": "",
+                                               "detail": "rpi5-pmic: Raspberry Pi 5 PMIC (vcgencmd pmic_read_adc)"}]
+    assert doctor.power_reader(pmic, "auto") == ("rpi5-pmic", "")
+    assert doctor.power_reader({"reader": "rapl", "sensor": "x"}, "rpi5-pmic") == (
+        None, "it reads rapl, and the profile's bundles ask for rpi5-pmic")
+    none = doctor.power_checks({"reader": None, "reason": "no power sensor on this device (tried rapl)"}, generic)
+    assert none[0]["ok"] and none[0]["note"] and none[0]["detail"] == \
+        "not measured: no power sensor on this device (tried rapl)" and "--power-command" in none[0]["hint"]
+    old_agent = doctor.power_checks(None, None)[0]   # an agent from before the probe said
+    assert old_agent["detail"] == "not measured: its agent does not say which power sensor it reads"
+    assert doctor.power_reader(pmic, "none")[0] is None   # the Pi 4's profile: an external meter or nothing

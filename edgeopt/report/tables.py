@@ -403,7 +403,8 @@ def doctor_table(report: dict) -> Table:
     for col in ("check", "status", "detail", "to fix"):
         t.add_column(col)
     for c in report["checks"]:
-        t.add_row(c["check"], "[green]ok[/]" if c["ok"] else "[red]missing[/]", c["detail"], c["hint"])
+        status = "[red]missing[/]" if not c["ok"] else "[yellow]note[/]" if c.get("note") else "[green]ok[/]"
+        t.add_row(c["check"], status, c["detail"], c["hint"])
     return t
 
 

@@ -237,16 +237,12 @@ def _device_facts(device: str, job: Job) -> dict:
 def _energy_measured(prof, facts: dict) -> tuple:
     """(whether every device measures energy per inference, why not): its agent's probe found the power sensor
     the profile's bundles ask for (or, for `auto`, any)."""
-    wanted = prof.runtime.power_sensor
-    if wanted == "none":
-        return False, f"profile {prof.name} measures no power (power_sensor none)"
+    from ..doctor import power_reader
+
     for device, f in facts.items():
-        power = f.get("power") or {}
-        found = power.get("reader")
+        found, why = power_reader(f.get("power"), prof.runtime.power_sensor)
         if found is None:
-            return False, f"{device}: {power.get('reason') or 'its agent does not say which power sensor it reads'}"
-        if wanted != "auto" and found != wanted:
-            return False, f"{device} reads {found}, and the profile's bundles ask for {wanted}"
+            return False, f"{device}: {why}"
     return bool(facts), "no device"
 
 
