@@ -19,7 +19,7 @@ def _print_json(doc):
 def cmd_probe(args):
     from .probe import probe
 
-    _print_json(probe())
+    _print_json(probe(args.power_sensor))
     return EXIT_OK
 
 
@@ -170,7 +170,11 @@ def build_parser():
     p = argparse.ArgumentParser(prog="edgeopt-agent", description="edgeopt device agent %s" % __version__)
     sub = p.add_subparsers(dest="command")
     sub.required = True
-    sub.add_parser("probe", help="print this device's facts as JSON").set_defaults(fn=cmd_probe)
+    pr = sub.add_parser("probe", help="print this device's facts as JSON")
+    from .power import CHOICES
+    pr.add_argument("--power-sensor", choices=CHOICES, default="auto",
+                    help="the power reader to look for (default auto: the first that works)")
+    pr.set_defaults(fn=cmd_probe)
     v = sub.add_parser("verify", help="check a bundle's files against its manifest")
     v.add_argument("bundle")
     v.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")

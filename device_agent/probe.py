@@ -77,7 +77,7 @@ def _version(dist):
         return None
 
 
-def probe():
+def probe(power_sensor="auto"):
     from .runtimes import available
 
     numpy_version = _version("numpy")
@@ -94,7 +94,7 @@ def probe():
         "python_executable": sys.executable,
         "numpy": numpy_version,
         "runtimes": available(),
-        "power": power_reader(),
+        "power": power_reader(power_sensor),
     }
     board = board_model()
     if board:
@@ -105,26 +105,26 @@ def probe():
     return facts
 
 
-def power_reader():
-    """What `bench` with power_sensor auto reads here: {"reader": name, "sensor": words}, or {"reader": None,
+def power_reader(power_sensor="auto"):
+    """What `bench` with this power sensor reads here: {"reader": name, "sensor": words}, or {"reader": None,
     "reason": why}. A host decides from it whether energy is measured before it measures anything (optimize puts
-    energy in its Pareto front only then)."""
+    energy in its Pareto front only then); it asks for the sensor the profile's bundles name."""
     from .power import open_reader, unavailable
     from .power.base import SYSFS_ROOT_ENV, TEGRASTATS_ENV, VCGENCMD_ENV, SensorConfig
 
-    config = SensorConfig(sysfs_root=os.environ.get(SYSFS_ROOT_ENV, "/"),
+    config = SensorConfig(power_sensor=power_sensor, sysfs_root=os.environ.get(SYSFS_ROOT_ENV, "/"),
                           vcgencmd=os.environ.get(VCGENCMD_ENV, "vcgencmd"),
                           tegrastats=os.environ.get(TEGRASTATS_ENV, "tegrastats"))
-    try:
+    try:  # a reader's failure is not to end the probe: the facts say why instead
         reader, tried = open_reader(config)
-    except Exception as e:  # a reader's probe is not to end the probe: the facts say why instead
+        if reader is None:
+            return {"reader": None, "reason": unavailable(config, tried)["reason"]}
+        try:
+            return {"reader": reader.name, "sensor": reader.sensor()}
+        finally:
+            reader.close()
+    except Exception as e:
         return {"reader": None, "reason": "probing the power readers failed: %s" % e}
-    if reader is None:
-        return {"reader": None, "reason": unavailable(config, tried)["reason"]}
-    try:
-        return {"reader": reader.name, "sensor": reader.sensor()}
-    finally:
-        reader.close()
 
 
 def jetson_software():

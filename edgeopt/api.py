@@ -463,8 +463,8 @@ def _study_limits(study: dict | None) -> dict:
         return {}
     carried = {key: c["limit"] for key, c in (study.get("carried_limits") or {}).items()}
     first = study.get("baseline_figures") or {}
-    relative = {key: carried.get(key, ratio * first[key]) for key, ratio in (study.get("relative_budgets") or {}).items()
-                if key in carried or key in first}
+    relative = {key: carried[key] if key in carried else ratio * first[key]
+                for key, ratio in (study.get("relative_budgets") or {}).items() if key in carried or key in first}
     baseline = next((t for t in study.get("trials") or [] if t.get("baseline")), None)
     out = {str(p): relative for p in (baseline or {}).get("results") or [] if p and relative}
     if carried and study.get("best"):
@@ -484,9 +484,11 @@ def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
         return 1, f"the chosen configuration's (trial {trial}) results are not on this host"
     if any(e["status"] != "ok" for e in entries):
         return 3, f"the chosen configuration (trial {trial}) produced no result"
+    here = len(entries)   # a study over several devices: one file each, some perhaps on another worker's host
+    partly = f" ({here} of its {len(chosen)} result files are on this host)" if here < len(chosen) else ""
     if any(b["status"] != "pass" for e in entries for b in e["budgets"]):
-        return 1, f"the chosen configuration (trial {trial}) misses a budget here"
-    return 0, f"the chosen configuration (trial {trial}) meets every budget"
+        return 1, f"the chosen configuration (trial {trial}) misses a budget here{partly}"
+    return 0, f"the chosen configuration (trial {trial}) meets every budget{partly}"
 
 
 def _write_text(path, text: str) -> None:

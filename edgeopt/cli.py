@@ -657,8 +657,9 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write here [default: report.html for html; stdout for markdown and csv].")
 @click.option("--study", help="An `optimize` study in the store: its trials and Pareto front (alone, it reports the "
-                              "study's baseline and best results, and exits 0 where its chosen configuration meets "
-                              "every budget, 1 where no trial did).")
+                              "study's baseline and best results, and exits 0 where its chosen configuration's "
+                              "results here meet every budget, 1 where no trial did or they are not on this host, 3 "
+                              "where they hold no result).")
 @click.option("--format", "fmt", type=click.Choice(["html", "markdown", "csv"]), default="html", show_default=True)
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check).")
 @click.option("--store", "store_url", help="Results store URL for the history [default: edgeopt.db beside the results].")

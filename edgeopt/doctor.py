@@ -37,7 +37,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     if version < MIN_PYTHON:
         return checks
     try:
-        facts = transport.probe(progress)
+        facts = transport.probe(progress, power_sensor=profile.runtime.power_sensor if profile else "auto")
     except DeviceFailure as e:
         return checks + [_check("agent", False, str(e), "rerun with --debug to see the agent's output")]
     checks.append(_check("agent", True, f"agent runs from {transport.workdir()}/store"))
@@ -52,14 +52,14 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
 
 
 def power_reader(power: dict | None, wanted: str = "auto") -> tuple:
-    """(the power reader a bundle asking for `wanted` gets on a device whose probe says `power`, or None; why
-    not). The probe names what `auto` finds; a named sensor must be that one."""
+    """(the power reader a bundle asking for `wanted` gets on a device whose probe, asked for `wanted`, says
+    `power`, or None; why not)."""
     found = (power or {}).get("reader")
     if wanted == "none":
         return None, "the profile measures no power (power_sensor none)"
     if found is None:
         return None, (power or {}).get("reason") or "its agent does not say which power sensor it reads"
-    if wanted not in ("auto", found):
+    if wanted not in ("auto", found):   # asked for one, it answered with another: not what bench will read
         return None, f"it reads {found}, and the profile's bundles ask for {wanted}"
     return found, ""
 

@@ -84,8 +84,10 @@ class Job:
     paired_baseline: bool = True
     # transformed modules kept between this worker's trials (transform.TransformCache; optimize() makes one)
     transforms: object = None
-    # the Pareto front's figures (_pareto_figures): energy among them where every device measures it (_prepare)
+    # the Pareto front's figures (_pareto_figures): energy among them where every device measures it (_prepare),
+    # and why energy is not, where it is not
     pareto_figures: tuple = ()
+    energy_absent: str = ""
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -102,6 +104,10 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     dims, identity = _prepare(job, space_file, progress, multi_objective)
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
+    if multi_objective:   # the front as the study keeps it: a resumed one keeps the figures it began with
+        job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "
+                         "bundles use" if "energy_mj" in job.pareto_figures else
+                         f"energy_mj not in the Pareto front: {job.energy_absent}")
     study.set_user_attr("notes", list(job.notes))   # what the space left out and why, for `report --study`
     runner = _Runner(job, study, dims, identity, screening, multi_objective, progress)
     own_cache = job.transforms is None   # a caller's cache is the caller's to close
@@ -111,8 +117,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
         try:
             runner.loop(n_trials)
         except BadInput:
-            if not resume and not _complete(study):   # the baseline cannot be built: nothing was measured, and
-                optuna.delete_study(study_name=study_name, storage=storage)   # its name is free for the fix
+            _remove_if_unmeasured(study, storage, resume)
             raise
         if not multi_objective:
             runner.recheck_best()
@@ -124,6 +129,22 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
             job.transforms = None
         storage.remove_session()
         storage.engine.dispose()
+
+
+def _remove_if_unmeasured(study, storage, resume: bool) -> None:
+    """A study this worker began whose baseline cannot be built (bad input) measured nothing: removed, so the
+    same command runs again once the input is fixed (it read "study exists"). Kept where a trial completed or
+    another worker has started one (it would lose its trial), and where the removal itself fails (the
+    bad input is what the user needs to read)."""
+    import optuna
+
+    started = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+    if resume or _complete(study) or any(t.user_attrs.get("worker") != WORKER for t in started):
+        return
+    try:
+        optuna.delete_study(study_name=study.study_name, storage=storage)
+    except Exception:  # noqa: BLE001  (storage errors of any kind: the BadInput is raised either way)
+        pass
 
 
 def _prepare(job: Job, space_file, progress=SILENT, multi: bool = False) -> tuple:
@@ -150,12 +171,9 @@ def _prepare(job: Job, space_file, progress=SILENT, multi: bool = False) -> tupl
     fmt = detect_format(job.model)
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))
-    facts = {device: _device_facts(device, job) for device in job.devices}
-    energy, why_not = _energy_measured(prof, facts)
+    facts = {device: _device_facts(device, job, prof.runtime.power_sensor) for device in job.devices}
+    energy, job.energy_absent = _energy_measured(prof, facts)
     job.pareto_figures = _pareto_figures(job.budgets, job.objective, energy)
-    if multi:
-        job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's bundles "
-                         "use" if "energy_mj" in job.pareto_figures else f"energy_mj not in the Pareto front: {why_not}")
     backends = _usable_backends(prof, fmt, facts)
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     calib_samples = _sample_count(job.calib)
@@ -223,13 +241,14 @@ def _usable_backends(prof, fmt: str, facts: dict) -> list:
     return [own] + [b for b in others if all(installed(r, b.name) for r in runtimes)]
 
 
-def _device_facts(device: str, job: Job) -> dict:
-    """What the device's agent probes (runtimes, logical_cpus...); DeviceFailure where it cannot be reached."""
+def _device_facts(device: str, job: Job, power_sensor: str = "auto") -> dict:
+    """What the device's agent probes (runtimes, logical_cpus, whether it reads `power_sensor`...); DeviceFailure
+    where it cannot be reached."""
     from ..transport import for_spec, resolve_device
 
     transport = for_spec(resolve_device(device, _inventory(job.inventory)), job.ssh_options)
     try:
-        return transport.probe()
+        return transport.probe(power_sensor=power_sensor)
     finally:
         transport.close()
 
@@ -364,7 +383,11 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         raise BadInput(f"--resume: no study {name!r} in the store")
     if name in existing:   # its front as it began (the number of directions is fixed); before it was recorded,
         recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("pareto_figures")
-        job.pareto_figures = tuple(recorded or _pareto_figures(job.budgets, job.objective))   # energy if budgeted
+        front = tuple(recorded or _pareto_figures(job.budgets, job.objective))   # energy only where budgeted
+        if multi and "energy_mj" in front and "energy_mj" not in job.pareto_figures:   # every trial would fail
+            raise BadInput(f"--resume: study {name!r} searches a Pareto front with energy_mj, and "
+                           f"{job.energy_absent}; resume it on devices that measure energy, or start a new --study")
+        job.pareto_figures = front
     directions = ["minimize"] * (len(job.pareto_figures) if multi else 1)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
                                 sampler=_sampler(sampler, dims, job.seed, multi))
@@ -708,7 +731,9 @@ class _Runner:
         figures = outcome["figures"]
         values = self._values(figures)
         if values is None:
-            trial.set_user_attr("error", f"objective {self.job.objective} was not measured on every device")
+            names = self.job.pareto_figures if self.multi else (self.job.objective,)
+            missing = ", ".join(n for n in names if n not in figures)
+            trial.set_user_attr("error", f"{missing} not measured on every device (an objective of the study)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
@@ -781,6 +806,7 @@ class _Runner:
         made it "0.58x"). When a second run demotes the best, the new best and its near ties are measured again
         in turn, for at most RECHECK_TOP rounds."""
         paired = _paired_objective(self.study, self.job.objective)
+        self._share_rechecks()
         for _ in range(RECHECK_TOP):
             close = self._unconfirmed_finalists(paired)
             if not close:
@@ -796,6 +822,20 @@ class _Runner:
                 if again is not None:   # for its twins too: the same bundle, measured once more
                     rechecked.update(dict.fromkeys(self._same_bundle(t), [_value(t, self.job.objective, paired), again]))
             self.study.set_user_attr("rechecked", rechecked)
+
+    def _share_rechecks(self) -> None:
+        """A twin or cached trial that finished after its bundle was measured again (on --resume, or another
+        worker's) takes those readings: one bundle, one pair of runs, never a third measurement."""
+        rechecked = dict(self.study.user_attrs.get("rechecked", {}))
+        shared = dict(rechecked)
+        for t in _complete(self.study):
+            key = t.user_attrs.get("key")
+            if key and key not in shared:
+                readings = next((shared[k] for k in self._same_bundle(t) if k in shared), None)
+                if readings is not None:
+                    shared[key] = readings
+        if shared != rechecked:
+            self.study.set_user_attr("rechecked", shared)
 
     def _same_bundle(self, t) -> set:
         """The content keys of `t` and of every finished trial that packaged to its bundle (its twins)."""

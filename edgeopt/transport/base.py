@@ -70,8 +70,9 @@ class Transport:
 
         return self.run(self.python_argv() + [agent] + args, on_line, timeout)
 
-    def probe(self, progress=SILENT, timeout: float = 120.0) -> dict:
-        code, out = self.run_agent(["probe"], progress, timeout)
+    def probe(self, progress=SILENT, timeout: float = 120.0, power_sensor: str = "auto") -> dict:
+        """The agent's facts of the device; `power`: whether it reads `power_sensor` (a profile's, or any)."""
+        code, out = self.run_agent(["probe", "--power-sensor", power_sensor], progress, timeout)
         if code != 0:
             raise DeviceFailure(f"device {self.device}: agent probe failed with exit code {code}")
         return parse_document(out, self.device)

@@ -396,5 +396,9 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
     study["best"] = best   # a --budget the chosen results miss here
     missed = api.report([], fmt="markdown", history=False, study="s", budgets={"latency_p50_ms": p50 / 8})
     assert missed["exit_code"] == 1 and "misses a budget here" in missed["text"]
+    best["results"] = [str(paths["s-t1"]), str(tmp_path / "on-another-host.json")]   # a second device's
+    partly = api.report([], fmt="markdown", history=False, study="s")
+    assert partly["exit_code"] == 0 and "(1 of its 2 result files are on this host)" in partly["text"]
+    best["results"] = [str(paths["s-t1"])]
     # result files named: their own verdict, as without --study
     assert api.report([paths["s-t1"]], fmt="markdown", history=False, study="s")["exit_code"] == 0

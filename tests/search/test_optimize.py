@@ -397,8 +397,17 @@ def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
     assert "bad" not in [s.study_name for s in summaries]
 
 
-def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path):
+def no_sensor(monkeypatch, tmp_path):
+    """The local agent reads an empty sysfs tree and no sensor command: no power sensor, whatever this host has."""
+    (tmp_path / "no-sysfs").mkdir(exist_ok=True)
+    monkeypatch.setenv("EDGEOPT_SYSFS_ROOT", str(tmp_path / "no-sysfs"))
+    monkeypatch.setenv("EDGEOPT_TEGRASTATS", str(tmp_path / "no-tegrastats"))
+    monkeypatch.setenv("EDGEOPT_VCGENCMD", str(tmp_path / "no-vcgencmd"))
+
+
+def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path, monkeypatch):
     """Over the latency the user budgeted (p50 here: the front was over p90 whatever the objective)."""
+    no_sensor(monkeypatch, tmp_path)
     r = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "front", "--budget", "latency_p50_ms=50")
     assert r.exit_code == 0, r.stderr
     outcome = r.json()
@@ -431,6 +440,10 @@ def test_the_pareto_front_takes_energy_where_every_device_measures_it(cli, tmp_p
     monkeypatch.setenv("EDGEOPT_SYSFS_ROOT", str(tree("jetson-orin-nano-jp5", tmp_path)))   # the agent inherits it
     probe = cli("agent", "probe", "--json")
     assert probe.exit_code == 0 and probe.json()["power"]["reader"] == "ina3221", probe.stdout
+    from device_agent.probe import power_reader   # asked for the profile's sensor, it looks for that one
+    assert power_reader("ina3221")["reader"] == "ina3221" and power_reader("rpi5-pmic")["reader"] is None
+    assert power_reader("none") == {"reader": None, "reason": "power measurement turned off (power_sensor none, "
+                                                              "or --no-power)"}
     r = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "energy", "--budget", "latency_p50_ms=50")
     assert r.exit_code == 0, r.stderr
     outcome = r.json()
@@ -442,12 +455,17 @@ def test_the_pareto_front_takes_energy_where_every_device_measures_it(cli, tmp_p
     from edgeopt.report.tables import optimize_table   # and a column of its own in the table
     headers = [c.header for c in optimize_table(outcome).columns]
     assert headers[2] == "latency_p50_ms" and headers.index("energy_mj") == headers.index("size") - 1, headers
-    # resumed without the sensor: the front keeps the figures the study began with (its directions are fixed)
-    monkeypatch.delenv("EDGEOPT_SYSFS_ROOT")
-    again = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "energy", "--budget", "latency_p50_ms=50",
+    # resumed: the front the study began with (its directions are fixed), on devices that still measure energy
+    again = _optimize(cli, tmp_path, "--pareto", "--trials", "4", "--study", "energy", "--budget", "latency_p50_ms=50",
                       "--resume")
     assert again.exit_code == 0, again.stderr
-    assert again.json()["pareto_figures"] == keys
+    assert again.json()["pareto_figures"] == keys and sum(not t["cached"] for t in again.json()["trials"]) == 4
+    assert not [t for t in again.json()["trials"] if t["state"] != "complete"]
+    no_sensor(monkeypatch, tmp_path)   # and refused where they do not: every new trial would fail
+    refused = _optimize(cli, tmp_path, "--pareto", "--trials", "5", "--study", "energy", "--budget",
+                        "latency_p50_ms=50", "--resume")
+    assert refused.exit_code == 2 and "searches a Pareto front with energy_mj, and local: no power sensor" in \
+        refused.stderr, refused.stderr
     shown = cli("report", "--study", "energy", "--format", "markdown", "--no-history",
                 "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert "The Pareto front over latency_p50_ms, accuracy_drop, size_mb, energy_mj" in shown.stdout, shown.stdout
@@ -759,7 +777,7 @@ def test_a_backend_whose_runtime_a_device_lacks_is_not_searched(tmp_path, monkey
     from edgeopt.search import study
 
     probed = []
-    monkeypatch.setattr(study, "_device_facts", lambda device, job: probed.append(device) or {
+    monkeypatch.setattr(study, "_device_facts", lambda device, job, sensor="auto": probed.append(device) or {
         "runtimes": {"openvino": "2026.4.1", "onnxruntime": None}, "logical_cpus": 2})
     job = study.Job(str(MODEL), "intel-cpu", ["local"], {}, calib=CALIB)
     dims, _ = study._prepare(job, None)
@@ -772,7 +790,8 @@ def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypat
     from edgeopt.search import study
 
     def dims(profile, cpus):
-        monkeypatch.setattr(study, "_device_facts", lambda device, job: {"runtimes": {}, "logical_cpus": cpus[device]})
+        monkeypatch.setattr(study, "_device_facts",
+                            lambda device, job, sensor="auto": {"runtimes": {}, "logical_cpus": cpus[device]})
         job = study.Job(str(MODEL), profile, list(cpus), {}, calib=CALIB)
         found = {d.name: d.choices for d in study._prepare(job, None)[0]}
         return found.get("threads"), job.notes
@@ -786,10 +805,15 @@ def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "grid"])
-def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_again(cli, tmp_path, sampler):
+def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_again(cli, tmp_path, sampler,
+                                                                                   monkeypatch):
     """LiteRT's int8_ops auto and all make the same .tflite of a CNN: the second is packaged (its configuration
     differs) but answered by the first one's measurement. The grid of these two points ends after both (it used to
     end after the baseline, and Optuna's own end of a grid raised outside study.optimize)."""
+    from edgeopt.search import study
+    again, measure_again = [], study._Runner._measure_again
+    monkeypatch.setattr(study._Runner, "_measure_again",
+                        lambda self, t, paired: again.append(t.user_attrs["artifact"]) or measure_again(self, t, paired))
     spec = tmp_path / "space.toml"
     spec.write_text('backend = ["tflite"]\nquantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n'
                     'int8_ops = ["auto", "all"]\nthreads = [1]\n')
@@ -807,6 +831,7 @@ def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_agai
     assert second["seconds"]["package"] > 0 and "measure" not in second["seconds"]   # packaged, not measured
     # and the bundle measured again once before it is chosen, for both (each twin was measured again on its own)
     assert first["rechecked"] and second["rechecked"] == first["rechecked"]
+    assert len(again) == len(set(again)), again   # each bundle measured again once
 
 
 def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
@@ -849,3 +874,41 @@ def test_the_transform_cache_keeps_the_most_recent_modules_within_its_bytes(tmp_
     assert stages[0].onnx_path != onnx_file       # a copy: the packaging's folder is gone after it
     cache.close()
     assert not stages[0].onnx_path.exists()
+
+
+def test_a_twin_that_finishes_after_its_bundle_was_measured_again_takes_those_readings():
+    """On --resume, or from another worker, a twin can finish after its bundle's second run: it shares those
+    readings (one bundle, one pair of runs), where it kept one run, could outrank the pair and had the bundle
+    measured a third time."""
+    import types
+
+    from edgeopt.search import study as studies
+
+    s = optuna.create_study()
+    for key, artifact in (("a", "X"), ("b", "X"), ("c", "Y")):
+        s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=1.0,
+                                              user_attrs={"key": key, "artifact": artifact}))
+    s.set_user_attr("rechecked", {"a": [0.5, 0.6]})
+    runner = types.SimpleNamespace(study=s)
+    runner._same_bundle = types.MethodType(studies._Runner._same_bundle, runner)
+    studies._Runner._share_rechecks(runner)
+    assert s.user_attrs["rechecked"] == {"a": [0.5, 0.6], "b": [0.5, 0.6]}   # not c: another bundle
+
+
+def test_a_study_another_worker_has_joined_is_not_removed_on_bad_input():
+    """Only a study this worker began and alone ran is removed when its baseline is bad input: a joined worker's
+    trial would be lost (and its tell would fail) if the study went from under it."""
+    from edgeopt.search import study as studies
+
+    storage = optuna.storages.InMemoryStorage()
+    for other, kept in (("another-host:1", True), (studies.WORKER, False)):
+        s = optuna.create_study(study_name="s", storage=storage)
+        s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"worker": other}))
+        studies._remove_if_unmeasured(s, storage, resume=False)
+        names = [x.study_name for x in optuna.get_all_study_summaries(storage)]
+        assert ("s" in names) is kept
+        if kept:
+            optuna.delete_study(study_name="s", storage=storage)
+    s = optuna.create_study(study_name="s", storage=storage)
+    studies._remove_if_unmeasured(s, storage, resume=True)   # a resumed study is never this worker's to remove
+    assert [x.study_name for x in optuna.get_all_study_summaries(storage)] == ["s"]
