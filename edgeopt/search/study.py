@@ -101,7 +101,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    dims, identity = _prepare(job, space_file, progress, multi_objective)
+    dims, identity = _prepare(job, space_file, progress)
     storage = _storage(job)
     study = _study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
     if multi_objective:   # the front as the study keeps it: a resumed one keeps the figures it began with
@@ -147,7 +147,7 @@ def _remove_if_unmeasured(study, storage, resume: bool) -> None:
         pass
 
 
-def _prepare(job: Job, space_file, progress=SILENT, multi: bool = False) -> tuple:
+def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     """(dimensions, the study's identity): everything checked before anything is measured."""
     from ..budgets import validate_budgets, validate_ratios
     from ..convert import backend_for
@@ -731,8 +731,7 @@ class _Runner:
         figures = outcome["figures"]
         values = self._values(figures)
         if values is None:
-            names = self.job.pareto_figures if self.multi else (self.job.objective,)
-            missing = ", ".join(n for n in names if n not in figures)
+            missing = ", ".join(n for n in self._objectives() if n not in figures)
             trial.set_user_attr("error", f"{missing} not measured on every device (an objective of the study)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
@@ -752,8 +751,11 @@ class _Runner:
         trial.set_user_attr("cached", cached)
         self.study.tell(trial, values)
 
+    def _objectives(self) -> tuple:
+        return self.job.pareto_figures if self.multi else (self.job.objective,)
+
     def _values(self, figures: dict):
-        names = self.job.pareto_figures if self.multi else (self.job.objective,)
+        names = self._objectives()
         if any(n not in figures for n in names):
             return None
         return [figures[n] for n in names]
@@ -820,7 +822,8 @@ class _Runner:
                 except DeviceFailure:
                     return
                 if again is not None:   # for its twins too: the same bundle, measured once more
-                    rechecked.update(dict.fromkeys(self._same_bundle(t), [_value(t, self.job.objective, paired), again]))
+                    runs = [_value(t, self.job.objective, paired), again]
+                    rechecked.update(dict.fromkeys(self._same_bundle(t), runs))
             self.study.set_user_attr("rechecked", rechecked)
 
     def _share_rechecks(self) -> None:
