@@ -51,7 +51,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     return checks
 
 
-def power_reader(power: dict | None, wanted: str = "auto") -> tuple:
+def power_reader_for(power: dict | None, wanted: str = "auto") -> tuple:
     """(the power reader a bundle asking for `wanted` gets on a device whose probe, asked for `wanted`, says
     `power`, or None; why not)."""
     found = (power or {}).get("reader")
@@ -67,7 +67,7 @@ def power_reader(power: dict | None, wanted: str = "auto") -> tuple:
 def power_checks(power: dict | None, profile) -> list:
     """Whether power and energy are measured there: a note, never a failure (latency needs no sensor)."""
     wanted = profile.runtime.power_sensor if profile else "auto"
-    found, why = power_reader(power, wanted)
+    found, why = power_reader_for(power, wanted)
     if found:
         return [_check("power", True, f"{found}: {(power or {}).get('sensor') or found}")]
     return [_check("power", True, f"not measured: {why}",

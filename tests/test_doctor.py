@@ -21,12 +21,12 @@ def test_doctor_says_whether_power_is_measured_and_why_not():
     pmic = {"reader": "rpi5-pmic", "sensor": "Raspberry Pi 5 PMIC (vcgencmd pmic_read_adc)"}
     assert doctor.power_checks(pmic, pi5) == [{"check": "power", "ok": True, "hint": "",
                                                "detail": "rpi5-pmic: Raspberry Pi 5 PMIC (vcgencmd pmic_read_adc)"}]
-    assert doctor.power_reader(pmic, "auto") == ("rpi5-pmic", "")
-    assert doctor.power_reader({"reader": "rapl", "sensor": "x"}, "rpi5-pmic") == (
+    assert doctor.power_reader_for(pmic, "auto") == ("rpi5-pmic", "")
+    assert doctor.power_reader_for({"reader": "rapl", "sensor": "x"}, "rpi5-pmic") == (
         None, "it reads rapl, and the profile's bundles ask for rpi5-pmic")
     none = doctor.power_checks({"reader": None, "reason": "no power sensor on this device (tried rapl)"}, generic)
     assert none[0]["ok"] and none[0]["note"] and none[0]["detail"] == \
         "not measured: no power sensor on this device (tried rapl)" and "--power-command" in none[0]["hint"]
     old_agent = doctor.power_checks(None, None)[0]   # an agent from before the probe said
     assert old_agent["detail"] == "not measured: its agent does not say which power sensor it reads"
-    assert doctor.power_reader(pmic, "none")[0] is None   # the Pi 4's profile: an external meter or nothing
+    assert doctor.power_reader_for(pmic, "none")[0] is None   # the Pi 4's profile: an external meter or nothing

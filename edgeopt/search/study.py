@@ -256,10 +256,10 @@ def _device_facts(device: str, job: Job, power_sensor: str = "auto") -> dict:
 def _energy_measured(prof, facts: dict) -> tuple:
     """(whether every device measures energy per inference, why not): its agent's probe found the power sensor
     the profile's bundles ask for (or, for `auto`, any)."""
-    from ..doctor import power_reader
+    from ..doctor import power_reader_for
 
     for device, f in facts.items():
-        found, why = power_reader(f.get("power"), prof.runtime.power_sensor)
+        found, why = power_reader_for(f.get("power"), prof.runtime.power_sensor)
         if found is None:
             return False, f"{device}: {why}"
     return bool(facts), "no device"
@@ -831,12 +831,14 @@ class _Runner:
         worker's) takes those readings: one bundle, one pair of runs, never a third measurement."""
         rechecked = dict(self.study.user_attrs.get("rechecked", {}))
         shared = dict(rechecked)
+        keys_by_bundle = {}   # one pass over the trials (each _same_bundle call reads them all)
         for t in _complete(self.study):
-            key = t.user_attrs.get("key")
-            if key and key not in shared:
-                readings = next((shared[k] for k in self._same_bundle(t) if k in shared), None)
-                if readings is not None:
-                    shared[key] = readings
+            if t.user_attrs.get("artifact") and t.user_attrs.get("key"):
+                keys_by_bundle.setdefault(t.user_attrs["artifact"], []).append(t.user_attrs["key"])
+        for keys in keys_by_bundle.values():
+            readings = next((shared[k] for k in keys if k in shared), None)
+            if readings is not None:
+                shared.update({k: readings for k in keys if k not in shared})
         if shared != rechecked:
             self.study.set_user_attr("rechecked", shared)
 
