@@ -13,7 +13,7 @@ import re
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import (best_warnings, carried_limit, figure_columns, measured_twice, study_marks,
+from .tables import (best_warnings, carried_limit, figure_columns, measured_again, study_marks,
                      versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
 
@@ -522,7 +522,7 @@ def _study(study) -> str:
                         f"{k} ≤ {number(v)}" for k, v in study["budgets"].items()) or "none"
     best = study["best"]
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
-              f"{num(best['figures'].get(study['objective']))}{esc(measured_twice(study, best))}." if best else
+              f"{num(best['figures'].get(study['objective']))}{esc(measured_again(study, best))}." if best else
               "<b>No trial met every budget.</b>")
     for key in ratios if best else ():
         carried = carried_limit(study, key)
@@ -591,7 +591,7 @@ def _study_table(study: dict) -> str:
             ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
                                  ("screened only", t["measurement"] == "screening"),
-                                 ("Pareto", t["trial"] in study["pareto"])) if on] + study_marks(t)
+                                 ("Pareto", t["trial"] in study["pareto"])) if on] + study_marks(study, t)
         lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"
                      f"<td class=num>{num(spent or None, 3)}</td><td>{esc(state)}"
                      f"{' (' + esc(', '.join(marks)) + ')' if marks else ''}</td></tr>")

@@ -10,7 +10,7 @@ import csv
 import io
 import re
 
-from .tables import best_warnings, carried_limit, measured_twice
+from .tables import best_warnings, carried_limit, measured_again
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
@@ -130,7 +130,7 @@ def _chosen(study: dict) -> str:
     best, objective = study["best"], study["objective"]
     if not best:
         return "no trial met every budget"
-    figure = (fmt(best["figures"].get(objective)) + cell(measured_twice(study, best)) if best.get("rechecked")
+    figure = (fmt(best["figures"].get(objective)) + cell(measured_again(study, best)) if best.get("rechecked")
               else _figure(best, objective))
     carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]
     return (f"chosen trial {best['trial']} ({code(best['config'])}), {objective} {figure}"

@@ -1,6 +1,8 @@
 """Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
 from __future__ import annotations
 
+import statistics
+
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -521,7 +523,7 @@ def _trial_cells(outcome: dict):
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
         yield row, str(row["trial"]) + ("*" if row["trial"] == best else ""), figures, _verdict(
-            row, row["trial"] in pareto)
+            outcome, row, row["trial"] in pareto)
 
 
 def _wrappable(config: str | None) -> str | None:
@@ -530,16 +532,15 @@ def _wrappable(config: str | None) -> str | None:
     return config and config.replace(",", ", ")
 
 
-def _verdict(row: dict, on_front: bool) -> str:
+def _verdict(outcome: dict, row: dict, on_front: bool) -> str:
     if row["state"] == "fail":
         return f"[red]failed[/] {escape(row.get('error') or '')}"
     marks = [m for m, on in (("baseline", row["baseline"]), ("INT8 by hand", row.get("textbook")),
                              ("cached", row["cached"]),
                              (f"the same bundle as trial {row.get('twin_of')}, answered by its measurement",
                               row.get("twin_of") is not None and not row["cached"]),
-                             ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front),
-                             ("measured again", bool(row.get("rechecked")) and row.get("twin_of") is None))
-             if on] + study_marks(row)
+                             ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front))
+             if on] + study_marks(outcome, row)
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
     unmeasured = [k for k, v in row["violations"].items() if v > 0 and k not in figures]  # accuracy, screened only
@@ -551,11 +552,13 @@ def _verdict(row: dict, on_front: bool) -> str:
     return head + (f" ({', '.join(marks)})" if marks else "")
 
 
-def study_marks(row: dict) -> list:
+def study_marks(outcome: dict, row: dict) -> list:
     """What the study decided about a trial besides its measurement, for the terminal and the HTML alike."""
+    again = measured_again(outcome, row).strip(" ()")
     return [m for m, on in ((f"ruled out before training: {', '.join(row.get('untrained') or [])} not trained",
                              bool(row.get("untrained"))),
-                            (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity"))))
+                            (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity"))),
+                            (again, bool(again) and row.get("twin_of") is None))
             if on]
 
 
@@ -568,32 +571,37 @@ def _objective_limit(outcome: dict) -> tuple:
     return (outcome.get("budgets") or {}).get(objective), False
 
 
-def measured_twice(outcome: dict, best: dict) -> str:
-    """The best's readings of the objective, where the study measured it again: the first run's alone can be
-    one noisy run. `outcome`: optimize's outcome or a study as `report` loads it."""
-    readings = best.get("rechecked")
+def measured_again(outcome: dict, row: dict) -> str:
+    """A trial's readings of the objective, where the study measured it again (the best, its near ties, a near
+    miss), which judge it by their median: one run alone can be one noisy run. `outcome`: optimize's outcome or
+    a study as `report` loads it."""
+    readings = row.get("rechecked")
     ratio = _objective_limit(outcome)[1]   # a paired objective's readings are ratios to the baseline beside them
-    if not readings or (ratio and best.get("baseline")):   # the baseline's ratio to itself is 1 by definition
+    if not readings or (ratio and row.get("baseline")):   # the baseline's ratio to itself is 1 by definition
         return ""
     shown = ", ".join(f"{r:.2f}x" if ratio else f"{r:.3g}" for r in readings)
-    return f" (measured twice: {shown}{' its paired baseline' if ratio else ''})"
+    times = "twice" if len(readings) == 2 else f"{len(readings)} times"
+    median = (f"; judged by their median, {statistics.median(readings):{'.2f' if ratio else '.3g'}}"
+              f"{'x' if ratio else ''}" if len(readings) > 2 else "")
+    return f" (measured {times}: {shown}{' its paired baseline' if ratio else ''}{median})"
 
 
-def second_run_missed(outcome: dict, best: dict) -> str | None:
-    """Why the best's figure is not to be relied on, when its second run missed the objective's budget."""
+def runs_disagree(outcome: dict, best: dict) -> str | None:
+    """Why the best's figure is not to be relied on, when one of its runs missed the objective's budget that the
+    median of its runs met."""
     limit, ratio = _objective_limit(outcome)
     readings = best.get("rechecked") or []
     if limit is None or all(r <= limit for r in readings):
         return None
-    return (f"the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} on its first run, not when "
-            "measured again: this device's noise is as large as the margin; measure the bundle again with "
-            "`edgeopt bench` before relying on it")
+    return (f"the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} by the median of its "
+            f"{len(readings)} runs, not on each of them: this device's noise is as large as the margin; measure "
+            "the bundle again with `edgeopt bench` before relying on it")
 
 
 def best_warnings(outcome: dict, best: dict) -> list:
     """Why the best's figures are not to be relied on as they stand: its second run missed the objective's
     budget, or its own figure misses the absolute limit its bundle carries."""
-    missed = second_run_missed(outcome, best)
+    missed = runs_disagree(outcome, best)
     return ([missed] if missed else []) + _carried_limits_missed(outcome, best)
 
 
@@ -648,10 +656,14 @@ def versus_textbook_line(versus: dict) -> str:
     verdict = f"{median:.2f}x lower" if median >= 1 else f"{1 / median:.2f}x higher"
     line = (f"against INT8 by hand (trial {versus['textbook']}): {versus['objective']} {verdict}, the median of "
             f"{len(versus['ratios'])} pairs measured in turn at the end ({ratios})")
-    missed = versus.get("textbook_missed")
+    missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")
+    which = (f"the median of its {len(runs)} runs" if runs else
+             f"its {versus.get('textbook_measurement') or ''} run".replace("  ", " "))
     if median < 1 and missed:   # the one ruled out read faster: say on what, so the user can measure again
-        line += (f"; INT8 by hand was ruled out because its {versus.get('textbook_measurement') or ''} run missed "
-                 f"{', '.join(missed)}: on a busy device that run may be the noise, so measure both bundles "
+        line += (f"; INT8 by hand was ruled out because {which} missed {', '.join(missed)}: on a busy device that "
+                 "may be the noise, so measure both bundles again (`edgeopt bench`)")
+    elif median < 1:   # both met the budgets, and the study ranked INT8 by hand the slower
+        line += (f"; the study ranked INT8 by hand the slower by {which}: on a busy device measure both bundles "
                  "again (`edgeopt bench`)")
     return line
 
@@ -680,7 +692,7 @@ def optimize_lines(outcome: dict) -> list:
     if best:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
-                     f"{_num(value, '{:.3g}')}{measured_twice(outcome, best)}; bundle {escape(best['bundle'])}")
+                     f"{_num(value, '{:.3g}')}{measured_again(outcome, best)}; bundle {escape(best['bundle'])}")
         lines += [f"[yellow]warning[/] {escape(w)}" for w in best_warnings(outcome, best)]
         versus = outcome.get("versus_textbook")
         if versus:
@@ -695,6 +707,8 @@ def optimize_lines(outcome: dict) -> list:
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
                    if miss.get("paired") is not None else
                    f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:.4g}")
+        if miss.get("runs"):   # a near miss measured again, judged by the median of its runs
+            against += measured_again(outcome, {"rechecked": miss["runs"]})
         others, unmeasured = miss.get("others_missed") or {}, miss.get("others_unmeasured") or []
         if others:
             cost = ", but missed " + ", ".join(f"{k} by {v:.0%}" for k, v in others.items())

@@ -114,12 +114,13 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
         assert set(row["paired"]) == {"latency_p90_ms", "size_mb"} and row["seconds"]["reference"] > 0
         assert row["paired"]["size_mb"] == pytest.approx(row["figures"]["size_mb"] / baseline["figures"]["size_mb"])
         assert row["violations"]["size_mb"] == pytest.approx(row["paired"]["size_mb"] / 0.5 - 1)
-        assert row["violations"]["latency_p90_ms"] == pytest.approx(row["paired"]["latency_p90_ms"] / 20 - 1)
-    # ranked by the ratio to the baseline measured beside each trial (re-measured ones by the mean of both ratios),
-    # not by figures taken minutes apart
+        judged = statistics.median(row["rechecked"]) if row["rechecked"] else row["paired"]["latency_p90_ms"]
+        assert row["violations"]["latency_p90_ms"] == pytest.approx(judged / 20 - 1)   # a re-measured one: by its runs
+    # ranked by the ratio to the baseline measured beside each trial (re-measured ones by the median of their
+    # ratios), not by figures taken minutes apart
     feasible = [row for row in outcome["trials"] if row["feasible"]]
     def rank(row):
-        return sum(row["rechecked"]) / 2 if row["rechecked"] else row["paired"]["latency_p90_ms"]
+        return statistics.median(row["rechecked"]) if row["rechecked"] else row["paired"]["latency_p90_ms"]
     assert outcome["best"]["trial"] == min(feasible, key=rank)["trial"]
     assert all(row["rechecked"][0] == row["paired"]["latency_p90_ms"] for row in feasible if row["rechecked"])
     kept = [p.name.split("@")[0] for p in (tmp_path / "results" / "history").glob("*.json")]
