@@ -37,6 +37,9 @@ RECHECK_TOP = 3
 # the answer it chose.
 NEAR_MISS = 0.25
 JUDGED_RUNS = 3
+# Objectives one bundle reads alike on every run (its files; its predictions on the same eval data): measuring a
+# trial again settles nothing.
+SAME_EVERY_RUN = ("size_mb", "accuracy_drop")
 # At the end, the best and INT8 by hand (the textbook trial) measured in turn this many times each, when the
 # objective is a latency: what the search gained over the first step by hand, judged on readings made together.
 VERSUS_TEXTBOOK_PAIRS = 5
@@ -804,6 +807,8 @@ class _Runner:
     def confirm(self) -> None:
         """The study's end, single objective: the finalists and the near misses measured again, then the answer
         and INT8 by hand measured in turn."""
+        if self.job.objective in SAME_EVERY_RUN:
+            return
         self.recheck_best()
         if self.measure_near_misses():   # one may now rank among the finalists, beside rivals measured once
             self.recheck_best()

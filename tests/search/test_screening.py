@@ -132,3 +132,11 @@ def test_an_absolute_budget_judges_the_runs_as_figures(tmp_path, monkeypatch):
     measured = _measured_again(runner, monkeypatch, {0: [9.5, 9.8]})
     runner.confirm()
     assert measured == [0, 0] and studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 0
+
+
+def test_an_objective_every_run_reads_alike_is_not_measured_again(tmp_path, monkeypatch):
+    runner = _runner(tmp_path, False, [(2.0, None, True)])
+    runner.job.objective = "size_mb"
+    measured = _measured_again(runner, monkeypatch, {0: [2.0]})
+    runner.confirm()
+    assert measured == []
