@@ -616,9 +616,13 @@ def _carried_limits_missed(outcome: dict, best: dict) -> list:
     """A paired relative budget turns into an absolute limit in the chosen bundle (the ratio times the median of
     the baseline's runs in the study; the first run's alone in a study before that), which `edgeopt check`
     applies. Where the best's own figure misses it, check would refuse what the study chose by its ratio to the
-    baseline beside it: say so."""
+    baseline beside it: say so. Not for an objective the best was measured again on: the median of its ratios
+    judged it, and one run's figure says no more about a bench of it than the others (a near miss chosen by its
+    runs would be warned of by the very run that missed)."""
     out = []
     for key, ratio in (outcome.get("relative_budgets") or {}).items():
+        if key == outcome.get("objective") and best.get("rechecked"):
+            continue
         carried = (outcome.get("carried_limits") or {}).get(key)
         limit = carried["limit"] if carried else (outcome.get("budgets") or {}).get(key)
         which = f"the median of the baseline's {carried['runs']} runs" if carried else "the baseline's first run"
