@@ -590,6 +590,8 @@ def _study_table(study: dict) -> str:
         state = ("failed: " + (t.get("error") or "")) if t["state"] == "fail" else \
             ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
+                                 (f"the same bundle as trial {t.get('twin_of')}, answered by its measurement",
+                                  t.get("twin_of") is not None and not t["cached"]),
                                  ("screened only", t["measurement"] == "screening"),
                                  ("Pareto", t["trial"] in study["pareto"])) if on] + study_marks(study, t)
         lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"

@@ -125,7 +125,7 @@ def _study(study) -> list:
 
 
 def _chosen(study: dict) -> str:
-    """The chosen trial and its figure: both runs where it was measured again, with the warning when the second
+    """The chosen trial and its figure: its runs where it was measured again, with the warning when one of them
     missed the budget."""
     best, objective = study["best"], study["objective"]
     if not best:

@@ -599,8 +599,9 @@ def runs_disagree(outcome: dict, best: dict) -> str | None:
 
 
 def best_warnings(outcome: dict, best: dict) -> list:
-    """Why the best's figures are not to be relied on as they stand: its second run missed the objective's
-    budget, or its own figure misses the absolute limit its bundle carries."""
+    """Why the best's figures are not to be relied on as they stand: one of its runs missed the objective's
+    budget, or its own figure (the median of its runs', where it was measured again) misses the absolute limit
+    its bundle carries."""
     missed = runs_disagree(outcome, best)
     return ([missed] if missed else []) + _carried_limits_missed(outcome, best)
 
@@ -616,20 +617,24 @@ def _carried_limits_missed(outcome: dict, best: dict) -> list:
     """A paired relative budget turns into an absolute limit in the chosen bundle (the ratio times the median of
     the baseline's runs in the study; the first run's alone in a study before that), which `edgeopt check`
     applies. Where the best's own figure misses it, check would refuse what the study chose by its ratio to the
-    baseline beside it: say so. Not for an objective the best was measured again on: the median of its ratios
-    judged it, and one run's figure says no more about a bench of it than the others (a near miss chosen by its
-    runs would be warned of by the very run that missed)."""
+    baseline beside it: say so. For the objective of a best measured again, its figure is the median of its
+    runs' (a near miss chosen by its runs would be warned of by the very run that missed); a study from before
+    the runs' figures were kept does not say."""
     out = []
     for key, ratio in (outcome.get("relative_budgets") or {}).items():
-        if key == outcome.get("objective") and best.get("rechecked"):
-            continue
         carried = (outcome.get("carried_limits") or {}).get(key)
         limit = carried["limit"] if carried else (outcome.get("budgets") or {}).get(key)
         which = f"the median of the baseline's {carried['runs']} runs" if carried else "the baseline's first run"
-        value, paired = best["figures"].get(key), (best.get("paired") or {}).get(key)
+        value, paired, runs = best["figures"].get(key), (best.get("paired") or {}).get(key), ""
+        if key == outcome.get("objective") and best.get("rechecked"):
+            figures = [f for f in best.get("rechecked_figures") or [] if f is not None]
+            if len(figures) < 2:
+                continue
+            value, paired = statistics.median(figures), statistics.median(best["rechecked"])
+            runs = f" (the median of its {len(figures)} runs)"
         if outcome.get("paired_baseline") and None not in (limit, value, paired) and value > limit:
             out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x {which}), which "
-                       f"`edgeopt check` applies, and the best read {value:.4g}: {paired:.2f}x of the baseline "
+                       f"`edgeopt check` applies, and the best read {value:.4g}{runs}: {paired:.2f}x of the baseline "
                        f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
                        "measure both on the device again, or give an absolute budget")
     return out
@@ -666,7 +671,7 @@ def versus_textbook_line(versus: dict) -> str:
     if median < 1 and missed:   # the one ruled out read faster: say on what, so the user can measure again
         line += (f"; INT8 by hand was ruled out because {which} missed {', '.join(missed)}: on a busy device that "
                  "may be the noise, so measure both bundles again (`edgeopt bench`)")
-    elif median < 1:   # both met the budgets, and the study ranked INT8 by hand the slower
+    elif median < 1 and "textbook_missed" in versus:   # both met the budgets; the study ranked INT8 by hand slower
         line += (f"; the study ranked INT8 by hand the slower by {which}: on a busy device measure both bundles "
                  "again (`edgeopt bench`)")
     return line

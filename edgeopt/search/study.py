@@ -806,76 +806,85 @@ class _Runner:
 
     def confirm(self) -> None:
         """The study's end, single objective: the finalists and the near misses measured again, then the answer
-        and INT8 by hand measured in turn."""
-        if self.job.objective in SAME_EVERY_RUN:
+        and INT8 by hand measured in turn; none of it once the device has failed (each try would wait out
+        --timeout again)."""
+        if self.job.objective in SAME_EVERY_RUN or self.stopped_by_device:
             return
-        self.recheck_best()
-        if self.measure_near_misses():   # one may now rank among the finalists, beside rivals measured once
+        try:
             self.recheck_best()
+            if self.measure_near_misses():   # one may now rank among the finalists, beside rivals measured once
+                self.recheck_best()
+        except DeviceFailure:
+            return
         self.compare_with_textbook()
 
     def recheck_best(self) -> None:
         """The best and the candidates within RECHECK_WITHIN of it are measured again (fully, in turn) and ranked
-        by the mean of their measurements, so the choice between near-ties is not left to one run's noise. A best
-        without rivals is measured again too: the answer's figure is then two runs, and the CLI says when the
-        second missed the budget (one baseline run beside a MobileNetV3 candidate read 2.4x the others, and
-        made it "0.58x"). When a second run demotes the best, the new best and its near ties are measured again
-        in turn, for at most RECHECK_TOP rounds."""
-        paired = _paired_objective(self.study, self.job.objective)
+        by the median of their runs, so the choice between near-ties is not left to one run's noise. A best
+        without rivals is measured again too: the answer's figure is then two runs, and the CLI says when one
+        missed the budget (one baseline run beside a MobileNetV3 candidate read 2.4x the others, and made it
+        "0.58x"). When a second run demotes the best, the new best and its near ties are measured again in turn,
+        for at most RECHECK_TOP rounds. DeviceFailure: the runs so far are kept."""
         self._share_rechecks()
         for _ in range(RECHECK_TOP):
-            close = self._unconfirmed_finalists(paired)
+            close = self._unconfirmed_finalists()
             if not close:
                 return
-            rechecked = dict(self.study.user_attrs.get("rechecked", {}))
             for t in close:
                 self.progress.status(f"measuring trial {t.number} again (the best, or within "
                                      f"{RECHECK_WITHIN:.0%} of it)")
-                try:
-                    again = self._measure_again(t, paired)
-                except DeviceFailure:
-                    return
-                if again is not None:   # for its twins too: the same bundle, measured once more
-                    runs = [_value(t, self.job.objective, paired), again]
-                    rechecked.update(dict.fromkeys(self._same_bundle(t), runs))
-            self.study.set_user_attr("rechecked", rechecked)
+                self._measure_runs(t, 2)
 
     def measure_near_misses(self) -> bool:
         """Each trial that missed only the objective's budget, by at most NEAR_MISS (_Judge), measured until it has
         JUDGED_RUNS runs, which then judge it by their median; a finalist whose second run took it over the limit
-        is one too. At most RECHECK_TOP, the closest first; whether any was measured."""
+        is one too. At most RECHECK_TOP, the closest first; whether any was measured. DeviceFailure: the runs so
+        far are kept."""
         judge = _Judge.of(self.study, self.job.objective)
         measured = False
         for t in self._near_misses(judge):
-            runs = list(judge.runs(t) or [_value(t, self.job.objective, judge.paired)])
-            while len(runs) < JUDGED_RUNS:
-                self.progress.status(f"measuring trial {t.number} again (it missed {self.job.objective} ≤ "
-                                     f"{judge.limit:g}{'x' if judge.paired else ''} by "
-                                     f"{judge.violations(t)[self.job.objective]:.0%}): run {len(runs) + 1} of "
-                                     f"{JUDGED_RUNS}")
-                try:
-                    again = self._measure_again(t, judge.paired)
-                except DeviceFailure:
-                    return measured
-                if again is None:
-                    break
-                runs.append(again)
-                measured = True
-            rechecked = dict(self.study.user_attrs.get("rechecked", {}))
-            rechecked.update(dict.fromkeys(self._same_bundle(t), runs))
-            self.study.set_user_attr("rechecked", rechecked)
+            self.progress.status(f"measuring trial {t.number} again, to {JUDGED_RUNS} runs (it missed "
+                                 f"{self.job.objective} ≤ {judge.limit:g}{'x' if judge.paired else ''} by "
+                                 f"{judge.violations(t)[self.job.objective]:.0%})")
+            measured = self._measure_runs(t, JUDGED_RUNS) or measured
         return measured
+
+    def _measure_runs(self, t, runs: int) -> bool:
+        """Measure `t` again until it has `runs` runs of the objective, each stored as it is read (for its twins
+        too: the same bundle), with its absolute figure (what the bundle's carried limit is checked against);
+        whether a run was added."""
+        judge = _Judge.of(self.study, self.job.objective)
+        values = list(judge.runs(t) or [_value(t, self.job.objective, judge.paired)])
+        figures = list(judge.run_figures(t) or [t.user_attrs["figures"].get(self.job.objective)])
+        figures += [None] * (len(values) - len(figures))   # runs from before the figures were kept
+        added = False
+        while len(values) < runs:
+            again = self._measure_again(t, judge.paired)
+            if again is None:
+                break
+            values.append(again[0])
+            figures.append(again[1])
+            added = True
+            # read again before writing: another worker may have stored runs meanwhile
+            keys = self._same_bundle(t)
+            for attr, readings in (("rechecked", values), ("rechecked_figures", figures)):
+                stored = dict(self.study.user_attrs.get(attr, {}))
+                stored.update(dict.fromkeys(keys, list(readings)))
+                self.study.set_user_attr(attr, stored)
+        return added
 
     def _near_misses(self, judge) -> list:
         """The trials, one per bundle, that missed only the objective's budget by at most NEAR_MISS on a full
-        measurement of fewer than JUDGED_RUNS runs; the closest RECHECK_TOP."""
+        measurement of fewer than JUDGED_RUNS runs; the closest RECHECK_TOP. The baseline too, against an absolute
+        budget (against a paired one its ratio is 1 by definition)."""
         if judge.limit is None:
             return []
         distinct = {}
         for t in _complete(self.study):
             missed = {k: v for k, v in judge.violations(t).items() if v > 0}
             if (set(missed) == {judge.objective} and missed[judge.objective] <= NEAR_MISS
-                    and t.user_attrs.get("measurement") == "full" and not t.user_attrs.get("baseline")
+                    and t.user_attrs.get("measurement") == "full"
+                    and not (judge.paired and t.user_attrs.get("baseline"))
                     and len(judge.runs(t) or [None]) < JUDGED_RUNS
                     and math.isfinite(_value(t, judge.objective, judge.paired))):
                 distinct.setdefault(t.user_attrs.get("artifact") or t.user_attrs["key"], t)
@@ -883,19 +892,20 @@ class _Runner:
 
     def _share_rechecks(self) -> None:
         """A twin or cached trial that finished after its bundle was measured again (on --resume, or another
-        worker's) takes those readings: one bundle, one pair of runs, never a third measurement."""
-        rechecked = dict(self.study.user_attrs.get("rechecked", {}))
-        shared = dict(rechecked)
+        worker's) takes those readings: one bundle, one set of runs, never a measurement more."""
         keys_by_bundle = {}   # one pass over the trials (each _same_bundle call reads them all)
         for t in _complete(self.study):
             if t.user_attrs.get("artifact") and t.user_attrs.get("key"):
                 keys_by_bundle.setdefault(t.user_attrs["artifact"], []).append(t.user_attrs["key"])
-        for keys in keys_by_bundle.values():
-            readings = next((shared[k] for k in keys if k in shared), None)
-            if readings is not None:
-                shared.update({k: readings for k in keys if k not in shared})
-        if shared != rechecked:
-            self.study.set_user_attr("rechecked", shared)
+        for attr in ("rechecked", "rechecked_figures"):
+            stored = dict(self.study.user_attrs.get(attr, {}))
+            shared = dict(stored)
+            for keys in keys_by_bundle.values():
+                readings = next((shared[k] for k in keys if k in shared), None)
+                if readings is not None:
+                    shared.update({k: readings for k in keys if k not in shared})
+            if shared != stored:
+                self.study.set_user_attr(attr, shared)
 
     def _same_bundle(self, t) -> set:
         """The content keys of `t` and of every finished trial that packaged to its bundle (its twins)."""
@@ -905,8 +915,8 @@ class _Runner:
         twins = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if artifact else []
         return {t.user_attrs["key"]} | {u.user_attrs["key"] for u in twins if u.user_attrs.get("artifact") == artifact}
 
-    def _unconfirmed_finalists(self, paired: bool) -> list:
-        """The best (by the mean of its runs) and those within RECHECK_WITHIN of it, if any was measured once."""
+    def _unconfirmed_finalists(self) -> list:
+        """The best (by the median of its runs) and those within RECHECK_WITHIN of it, if any was measured once."""
         judge = _Judge.of(self.study, self.job.objective)
         distinct = {}   # one trial per bundle: a cached answer or a twin is the same bundle and measurement
         for t in _ranked_feasible(self.study, self.job.objective):
@@ -919,20 +929,23 @@ class _Runner:
         close = [t for t in finalists if score[t.number] <= best * (1 + RECHECK_WITHIN)]
         return [t for t in close if judge.runs(t) is None]
 
-    def _measure_again(self, t, paired: bool):
-        """The trial's objective measured again: as its ratio to the baseline measured right before it where the
-        study pairs the objective (the figure it is ranked by), else as the figure."""
+    def _measure_again(self, t, paired: bool) -> tuple | None:
+        """The trial's objective measured again: (what it is ranked by: its ratio to the baseline measured right
+        before it where the study pairs the objective, else the figure; the figure), or None where the run did
+        not measure it."""
         if paired and t.user_attrs.get("baseline"):
-            return 1.0   # its ratio to itself
+            return 1.0, None   # its ratio to itself; nothing measured
         threads = t.user_attrs["candidate"]["threads"]
         reference = self._reference(t) if paired else None
         reference_docs = reference.measure(self.job, None, self.progress) if reference else None
         docs = trials_.measure(self.local_bundle(t), threads, self.job, None, self.progress)
+        figure = trials_.figures(docs, self.job.budgets).get(self.job.objective)
         if reference is None:
-            return trials_.figures(docs, self.job.budgets).get(self.job.objective)
+            return None if figure is None else (figure, figure)
         runs = self.study.user_attrs.get("baseline_again") or []   # its runs here count towards the carried limit
         self.study.set_user_attr("baseline_again", runs + [reference.figures(reference_docs)])
-        return reference.judge(docs, reference_docs)[self.job.objective][0]
+        ratio = reference.judge(docs, reference_docs)[self.job.objective][0]
+        return None if ratio is None else (ratio, figure)
 
     def compare_with_textbook(self) -> None:
         """The best feasible trial and the textbook trial (INT8 alone, the backend's defaults), measured in turn
@@ -1001,6 +1014,7 @@ class _Judge:
     paired: bool
     limit: float | None   # the objective's budget in the units above; None without one
     rechecked: dict
+    figures: dict         # the study's "rechecked_figures": {content key: the objective's figure in each run}
 
     @classmethod
     def of(cls, study, objective: str | None = None) -> "_Judge":
@@ -1009,10 +1023,16 @@ class _Judge:
         paired = _paired_objective(study, objective)
         budgets = dict(identity.get("budgets") or {}, **(study.user_attrs.get("resolved_budgets") or {}))
         limit = identity["relative_budgets"][objective] if paired else budgets.get(objective)
-        return cls(objective, paired, limit, study.user_attrs.get("rechecked") or {})
+        return cls(objective, paired, limit, study.user_attrs.get("rechecked") or {},
+                   study.user_attrs.get("rechecked_figures") or {})
 
     def runs(self, t) -> list | None:
         return self.rechecked.get(t.user_attrs.get("key"))
+
+    def run_figures(self, t) -> list | None:
+        """The objective's figure in each run (None where a run measured none: a paired baseline's ratio to
+        itself); None for a trial measured once, or measured again before the figures were kept."""
+        return self.figures.get(t.user_attrs.get("key"))
 
     def value(self, t) -> float:
         runs = self.runs(t)
@@ -1174,7 +1194,7 @@ def _row(t, judge: _Judge) -> dict:
     return {"trial": t.number, "state": t.state.name.lower(), "config": attrs.get("config", ""),
             "figures": attrs.get("figures", {}), "violations": judge.violations(t),
             "feasible": judge.feasible(t) if t.state.name == "COMPLETE" else False,
-            "rechecked": judge.runs(t),
+            "rechecked": judge.runs(t), "rechecked_figures": judge.run_figures(t),
             "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
             "twin_of": attrs.get("twin_of"), "transforms_reused": attrs.get("transforms_reused", False),
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),

@@ -402,3 +402,16 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
     best["results"] = [str(paths["s-t1"])]
     # result files named: their own verdict, as without --study
     assert api.report([paths["s-t1"]], fmt="markdown", history=False, study="s")["exit_code"] == 0
+    # a near miss chosen by the median of its runs: its result file here is its first run, which missed the
+    # carried limit; the study judged it by its runs' figures, and so does the report
+    slow = tmp_path / "s-t1-first.json"
+    slow.write_text(json.dumps(dict(doc, latency=dict(doc["latency"], p50_ms=0.8 * p50),
+                                    bundle=dict(doc["bundle"], name="s-t1", budgets={}))))
+    study["carried_limits"] = {"latency_p50_ms": {"limit": 0.6 * p50, "median": 1.2 * p50, "runs": 5}}
+    best.update(results=[str(slow)], rechecked=[0.8, 0.5, 0.55], rechecked_figures=[0.8 * p50, 0.5 * p50, 0.55 * p50])
+    judged = api.report([], fmt="markdown", history=False, study="s")
+    assert judged["exit_code"] == 0, judged["text"]
+    assert (f"its latency_p50_ms by the median of its 3 runs ({0.55 * p50:.4g}), since its result file here, its "
+            "first run, missed it") in judged["text"]
+    best["rechecked_figures"] = [0.8 * p50, 0.7 * p50, 0.65 * p50]   # the median misses the carried limit too
+    assert api.report([], fmt="markdown", history=False, study="s")["exit_code"] == 1

@@ -932,8 +932,13 @@ def test_a_near_miss_is_measured_again_beside_the_baseline_and_judged_by_the_med
     runs = textbook["rechecked"]
     assert len(runs) == 3 and runs[0] == textbook["paired"]["latency_p90_ms"] and all(0 < x < 20 for x in runs)
     assert textbook["violations"]["latency_p90_ms"] == pytest.approx(statistics.median(runs) / 0.001 - 1)
+    # the closest miss by the judged excess: INT8 by hand by its median, or the baseline (INT8 can read slower
+    # than the float model on this host), whose ratio to itself is 1
     miss = outcome["closest"]["per_budget"]["latency_p90_ms"]
-    assert miss["trial"] == textbook["trial"] and miss["runs"] == runs
+    rows = [row for row in outcome["trials"] if row["state"] == "complete"]
+    closest = min(rows, key=lambda row: row["violations"]["latency_p90_ms"])
+    assert miss["trial"] == closest["trial"] and miss["excess"] == closest["violations"]["latency_p90_ms"]
+    assert miss["runs"] == (runs if closest["textbook"] else None)
     url = f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
     assert len(optuna.load_study(study_name="near", storage=url).user_attrs["baseline_again"]) == 2   # one a run
     read_back = next(row for row in study.load(url, "near")["trials"] if row["textbook"])

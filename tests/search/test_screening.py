@@ -11,7 +11,7 @@ from edgeopt.search import study as studies
 OBJECTIVE = "latency_p90_ms"
 
 
-def _runner(tmp_path, relative: bool, trials: list, limit: float = 0.9):
+def _runner(tmp_path, relative: bool, trials: list, limit: float = 0.9, baseline: bool = False):
     """A worker's runner over a study holding `trials`: [(absolute p90 in ms, paired ratio or None, feasible)], or
     [(..., {budget: excess})] for a trial's own excess per budget (as it missed them). The objective's budget:
     `limit` times the baseline beside each trial where `relative`, else 10 ms."""
@@ -22,9 +22,11 @@ def _runner(tmp_path, relative: bool, trials: list, limit: float = 0.9):
                                      "budgets": dict(job.budgets), "objective": OBJECTIVE})
     for n, (ms, ratio, feasible) in enumerate(trials):
         violations = feasible if isinstance(feasible, dict) else {OBJECTIVE: -0.1 if feasible else 0.1}
-        attrs = {"figures": {OBJECTIVE: ms, "accuracy_drop": 0.0}, "measurement": "full",
+        drop = 0.01 * (1 + violations.get("accuracy_drop", -1.0))   # against a budget of 0.01
+        attrs = {"figures": {OBJECTIVE: ms, "accuracy_drop": drop}, "measurement": "full",
                  "violations": violations, "constraints": list(violations.values()),
-                 "paired": {OBJECTIVE: ratio} if ratio is not None else None, "key": f"k{n}"}
+                 "paired": {OBJECTIVE: ratio} if ratio is not None else None, "key": f"k{n}",
+                 "baseline": baseline and n == 0}
         study.add_trial(optuna.trial.create_trial(value=ms, user_attrs=attrs))
     return studies._Runner(job, study, [], {}, True, False, studies.SILENT)
 
@@ -66,7 +68,8 @@ def test_a_best_demoted_by_its_second_run_hands_the_recheck_to_the_new_best(tmp_
     runner = _runner(tmp_path, True, [(1.0, 0.48, True), (1.1, 0.65, True), (1.2, 0.83, True)])
     second_runs = {0: 1.05, 1: 0.66, 2: 0.80}
     measured = []
-    monkeypatch.setattr(runner, "_measure_again", lambda t, paired: measured.append(t.number) or second_runs[t.number])
+    monkeypatch.setattr(runner, "_measure_again",
+                        lambda t, paired: measured.append(t.number) or (second_runs[t.number], 2.0))
     runner.recheck_best()
     assert measured == [0, 1]
     assert runner.study.user_attrs["rechecked"] == {"k0": [0.48, 1.05], "k1": [0.65, 0.66]}
@@ -77,16 +80,23 @@ def test_a_best_demoted_by_its_second_run_hands_the_recheck_to_the_new_best(tmp_
 
 def test_a_lone_best_is_measured_again(tmp_path, monkeypatch):
     runner = _runner(tmp_path, False, [(2.0, None, True), (1.0, None, False)])
-    monkeypatch.setattr(runner, "_measure_again", lambda t, paired: 2.2)
+    monkeypatch.setattr(runner, "_measure_again", lambda t, paired: (2.2, 2.2))
     runner.recheck_best()
     assert runner.study.user_attrs["rechecked"] == {"k0": [2.0, 2.2]}
 
 
 def _measured_again(runner, monkeypatch, readings: dict) -> list:
-    """Each trial's readings when measured again, in turn; the trial numbers measured, in order."""
+    """Each trial's readings when measured again, in turn (a ratio; its figure: ten times it), None where a run
+    measured nothing, DeviceFailure raised; the trial numbers measured, in order."""
     measured = []
-    monkeypatch.setattr(runner, "_measure_again", lambda t, paired: measured.append(t.number)
-                        or readings[t.number].pop(0))
+
+    def again(t, paired):
+        measured.append(t.number)
+        reading = readings[t.number].pop(0)
+        if isinstance(reading, Exception):
+            raise reading
+        return None if reading is None else (reading, 10 * reading)
+    monkeypatch.setattr(runner, "_measure_again", again)
     monkeypatch.setattr(runner, "compare_with_textbook", lambda: None)
     return measured
 
@@ -110,11 +120,12 @@ def test_a_near_miss_is_measured_again_and_chosen_when_the_median_of_its_runs_me
 
 def test_a_near_miss_whose_runs_still_miss_stays_the_closest_miss_by_their_median(tmp_path, monkeypatch):
     runner = _runner(tmp_path, True, [(1.2, 0.57, {OBJECTIVE: 0.14})], limit=0.5)
-    measured = _measured_again(runner, monkeypatch, {0: [0.56, 0.60]})
+    measured = _measured_again(runner, monkeypatch, {0: [0.54, 0.55]})
     runner.confirm()
     assert measured == [0, 0] and not studies._ranked_feasible(runner.study, OBJECTIVE)
     miss = studies._closest(runner.study, {OBJECTIVE: 0.5})["per_budget"][OBJECTIVE]
-    assert miss["runs"] == [0.57, 0.56, 0.60] and miss["excess"] == pytest.approx(0.14)
+    assert miss["runs"] == [0.57, 0.54, 0.55] and miss["excess"] == pytest.approx(0.10)   # 0.55, not the first run
+    assert runner.study.user_attrs["rechecked_figures"] == {"k0": [1.2, 5.4, 5.5]}   # each run's figure
 
 
 def test_a_best_whose_second_run_missed_is_judged_by_the_median_of_three(tmp_path, monkeypatch):
@@ -140,3 +151,24 @@ def test_an_objective_every_run_reads_alike_is_not_measured_again(tmp_path, monk
     measured = _measured_again(runner, monkeypatch, {0: [2.0]})
     runner.confirm()
     assert measured == []
+
+
+def test_a_run_that_measured_nothing_or_a_device_that_failed_keeps_what_was_read(tmp_path, monkeypatch):
+    from edgeopt.errors import DeviceFailure
+    runner = _runner(tmp_path, True, [(1.2, 0.57, {OBJECTIVE: 0.14})], limit=0.5)
+    measured = _measured_again(runner, monkeypatch, {0: [None]})
+    runner.confirm()
+    assert measured == [0] and "rechecked" not in runner.study.user_attrs   # no "measured 1 times"
+    runner = _runner(tmp_path, True, [(1.2, 0.57, {OBJECTIVE: 0.14})], limit=0.5)
+    measured = _measured_again(runner, monkeypatch, {0: [0.45, DeviceFailure("gone")]})
+    runner.confirm()   # the device failed: the run read before it is kept, nothing more is tried
+    assert measured == [0, 0] and runner.study.user_attrs["rechecked"] == {"k0": [0.57, 0.45]}
+
+
+def test_an_untouched_model_near_an_absolute_budget_is_a_near_miss_too(tmp_path, monkeypatch):
+    runner = _runner(tmp_path, False, [(10.5, None, {OBJECTIVE: 0.05})], baseline=True)   # 10.5 ms against 10
+    measured = _measured_again(runner, monkeypatch, {0: [9.8, 9.9]})
+    runner.measure_near_misses()
+    assert measured == [0, 0] and runner.study.user_attrs["rechecked"] == {"k0": [10.5, 9.8, 9.9]}
+    paired = _runner(tmp_path, True, [(10.5, 1.0, {OBJECTIVE: 0.05})], limit=0.95, baseline=True)
+    assert paired._near_misses(studies._Judge.of(paired.study, OBJECTIVE)) == []   # its ratio to itself is 1
