@@ -172,3 +172,13 @@ def test_an_untouched_model_near_an_absolute_budget_is_a_near_miss_too(tmp_path,
     assert measured == [0, 0] and runner.study.user_attrs["rechecked"] == {"k0": [10.5, 9.8, 9.9]}
     paired = _runner(tmp_path, True, [(10.5, 1.0, {OBJECTIVE: 0.05})], limit=0.95, baseline=True)
     assert paired._near_misses(studies._Judge.of(paired.study, OBJECTIVE)) == []   # its ratio to itself is 1
+
+
+def test_a_best_whose_two_runs_disagree_on_the_budget_gets_a_third(tmp_path, monkeypatch):
+    # a YOLOv8n study: 0.30x then 0.40x against 0.36x, chosen by their mean with a warning; a third run settles it
+    runner = _runner(tmp_path, True, [(1.0, 0.30, True), (1.1, 0.33, True)], limit=0.36)
+    measured = _measured_again(runner, monkeypatch, {0: [0.40, 0.41], 1: [0.34]})
+    runner.confirm()
+    assert runner.study.user_attrs["rechecked"] == {"k0": [0.30, 0.40, 0.41], "k1": [0.33, 0.34]}
+    assert measured == [0, 1, 0]   # both finalists, then trial 0's third run (its runs disagreed)
+    assert [t.number for t in studies._ranked_feasible(runner.study, OBJECTIVE)] == [1]   # 0.40x: out
