@@ -10,10 +10,12 @@ import datetime
 import html
 import re
 
+from rich.text import Text
+
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import (best_warnings, carried_limit, figure_columns, measured_again, study_marks,
+from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, measured_again, study_marks,
                      versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
 
@@ -51,6 +53,10 @@ def prose(text: str) -> str:
     """One of edgeopt's own sentences, escaped, its `code spans` as <code> (they showed their backticks)."""
     parts = re.split(r"`([^`]+)`", text)   # the spans' contents at the odd places
     return "".join(f"<code>{esc(part)}</code>" if i % 2 else esc(part) for i, part in enumerate(parts))
+
+
+def _sentence(line: str) -> str:
+    return line[:1].upper() + line[1:]
 
 
 def num(value, digits: int = 4, unit: str = "") -> str:
@@ -523,15 +529,16 @@ def _study(study) -> str:
     best = study["best"]
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
               f"{num(best['figures'].get(study['objective']))}{esc(measured_again(study, best))}." if best else
-              "<b>No trial met every budget.</b>")
+              "<b>No trial met every budget.</b>" + "".join(
+                  f" {prose(_sentence(Text.from_markup(line).plain))}." for line in closest_lines(study)))
     for key in ratios if best else ():
         carried = carried_limit(study, key)
-        chosen += f" {prose(carried[:1].upper() + carried[1:])}." if carried else ""
+        chosen += f" {prose(_sentence(carried))}." if carried else ""
     for warning in best_warnings(study, best) if best else []:
         chosen += f" <b>Warning:</b> {prose(warning)}."
     if study.get("versus_textbook"):
         versus = versus_textbook_line(study["versus_textbook"])
-        chosen += f" {prose(versus[:1].upper() + versus[1:])}."   # a sentence here, a line in the terminal
+        chosen += f" {prose(_sentence(versus))}."   # a sentence here, a line in the terminal
     searched = (f"a Pareto front over {', '.join(study['pareto_figures'])} (the chosen one minimises "
                 f"{study['objective']})" if study.get("multi_objective") else f"minimise {study['objective']}")
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "

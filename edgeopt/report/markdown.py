@@ -10,7 +10,9 @@ import csv
 import io
 import re
 
-from .tables import best_warnings, carried_limit, measured_again
+from rich.text import Text
+
+from .tables import best_warnings, carried_limit, closest_lines, measured_again
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
@@ -128,8 +130,9 @@ def _chosen(study: dict) -> str:
     """The chosen trial and its figure: its runs where it was measured again, with the warning when one of them
     missed the budget."""
     best, objective = study["best"], study["objective"]
-    if not best:
-        return "no trial met every budget"
+    if not best:   # and what came closest, as the terminal says it
+        return "no trial met every budget" + "".join(f"; {prose(Text.from_markup(line).plain)}"
+                                                      for line in closest_lines(study))
     figure = (fmt(best["figures"].get(objective)) + cell(measured_again(study, best)) if best.get("rechecked")
               else _figure(best, objective))
     carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]

@@ -710,6 +710,16 @@ def optimize_lines(outcome: dict) -> list:
             lines.append(f"the best is INT8 by hand (the backend's defaults): no other configuration tried did "
                          f"better on {outcome['objective']} within the budgets")
         return lines
+    lines += closest_lines(outcome)
+    if not lines:
+        lines.append("[red]no trial was measured[/]")
+    return lines
+
+
+def closest_lines(outcome: dict) -> list:
+    """Where no trial met every budget: the closest miss per budget, and the trial nearest overall (rich markup;
+    `Text.from_markup(line).plain` for a report)."""
+    lines = []
     closest = outcome.get("closest") or {}
     for key, miss in (closest.get("per_budget") or {}).items():
         met = miss["excess"] is not None and miss["excess"] <= 0   # by some trial, not with all the others
@@ -733,6 +743,4 @@ def optimize_lines(outcome: dict) -> list:
         lines.append(f"[yellow]nearest overall[/] trial {o['trial']} ({escape(o['config'])}): "
                      f"{'missed ' + missed if missed else 'met every budget it measured'}"
                      f"{_unmeasured(unmeasured, o.get('measurement'))}")
-    if not lines:
-        lines.append("[red]no trial was measured[/]")
     return lines

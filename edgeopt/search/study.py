@@ -1179,6 +1179,7 @@ def load(url: str, name: str) -> dict:
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
                 "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study), **_versus(study, ranked),
+                "closest": None if ranked else _closest(study, budgets),
                 "notes": list(study.user_attrs.get("notes", []))}
     finally:
         storage.remove_session()

@@ -267,3 +267,28 @@ def test_the_line_against_int8_by_hand_says_why_it_was_not_chosen_when_it_read_f
     line = versus_textbook_line(dict(versus, textbook_missed=[], textbook_runs=[0.57, 0.45, 0.46]))
     assert "ranked INT8 by hand the slower by the median of its 3 runs" in line
     assert "ruled out" not in versus_textbook_line(dict(versus, median=1.2))
+
+
+def test_a_study_where_no_trial_fit_gives_its_closest_misses_in_every_report():
+    """`report --study` of a study where nothing fit said "no trial met every budget" and no more; the terminal
+    said which trial came closest to each budget and by how much."""
+    from edgeopt.report.html import _study as html_study
+    from edgeopt.report.markdown import _study as markdown_study
+    miss = {"trial": 1, "config": "quantize=int8", "measured": 0.5, "limit": 0.34, "excess": 0.03,
+            "paired": 0.348, "runs": [0.348, 0.22, 0.38], "measurement": "full", "others_missed": {},
+            "others_unmeasured": []}
+    overall = {"trial": 1, "config": "quantize=int8", "violations": {"latency_p50_ms": 0.03},
+               "figures": {"latency_p50_ms": 0.5}, "measurement": "full"}
+    study = {"study": "s", "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.5},
+             "relative_budgets": {"latency_p50_ms": 0.34}, "paired_baseline": True, "pareto_figures": ["size_mb"],
+             "pareto": [], "trials": [], "best": None,
+             "closest": {"per_budget": {"latency_p50_ms": miss}, "overall": overall}}
+    words = ("closest latency_p50_ms: trial 1 (quantize=int8) measured 0.348x its paired baseline against 0.34x "
+             "(measured 3 times: 0.35x, 0.22x, 0.38x its paired baseline; judged by their median, 0.35x), meeting "
+             "every other budget")
+    from rich.text import Text
+    assert words in " ".join(Text.from_markup(line).plain for line in optimize_lines(study))
+    page = html_study(study)
+    assert "No trial met every budget.</b> " + words[:1].upper() + words[1:] in page, page
+    markdown = "\n".join(markdown_study(study)).replace("\\", "")
+    assert "no trial met every budget; " + words in markdown

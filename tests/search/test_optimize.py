@@ -941,7 +941,9 @@ def test_a_near_miss_is_measured_again_beside_the_baseline_and_judged_by_the_med
     assert miss["runs"] == (runs if closest["textbook"] else None)
     url = f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
     assert len(optuna.load_study(study_name="near", storage=url).user_attrs["baseline_again"]) == 2   # one a run
-    read_back = next(row for row in study.load(url, "near")["trials"] if row["textbook"])
+    loaded = study.load(url, "near")
+    read_back = next(row for row in loaded["trials"] if row["textbook"])
     assert read_back["violations"] == textbook["violations"] and read_back["rechecked"] == runs
+    assert loaded["closest"]["per_budget"]["latency_p90_ms"] == miss   # what report --study says came closest
     assert "judged by their median" in cli("report", "--study", "near", "--no-history", "--store", url,
                                            "-o", tmp_path / "near.html").stdout + (tmp_path / "near.html").read_text()
