@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import html
 import re
+import statistics
 
 from rich.text import Text
 
@@ -550,13 +551,20 @@ def _study(study) -> str:
     return head + _study_chart(study, done) + _study_table(study)
 
 
+def _judged_figure(trial: dict, objective: str) -> float:
+    """The objective's figure as the study judged the trial: the median of its runs' where it was measured
+    again (a near miss chosen by its runs was drawn at its first run's, beyond the budget line, in green)."""
+    runs = [f for f in trial.get("rechecked_figures") or [] if f is not None]
+    return statistics.median(runs) if len(runs) > 1 else trial["figures"][objective]
+
+
 def _study_chart(study: dict, done: list) -> str:
     x_key = study["objective"]
     y_key = "accuracy_drop" if any("accuracy_drop" in t["figures"] for t in done) else "size_mb"
     points = [t for t in done if x_key in t["figures"] and y_key in t["figures"] and not t["cached"]]
     if not points:
         return '<p class="small muted">No trial measured both figures the chart needs.</p>'
-    xs, ys = [t["figures"][x_key] for t in points], [t["figures"][y_key] for t in points]
+    xs, ys = [_judged_figure(t, x_key) for t in points], [t["figures"][y_key] for t in points]
     low, high = padded(min(ys), max(ys), 0.1)
     # an accuracy drop below 0 is a candidate more accurate than the model (a DeiT distilled: -0.028), drawn
     chart = Chart(f"Trials: {x_key} against {y_key}", padded(min(xs), max(xs), 0.08),
@@ -580,7 +588,8 @@ def _study_chart(study: dict, done: list) -> str:
                       ("#0969da", "chosen")])
     return (f'{chart.render()}<div class="legend">{legend}</div><p class="small muted">Diamonds: the Pareto front '
             f'over {esc(", ".join(study["pareto_figures"]))} (lower is better; a projection, so a front point may sit '
-            'above another here). Screened-only trials have no accuracy figure and are not drawn.'
+            'above another here). A trial measured again is drawn at the median of its runs. Screened-only '
+            'trials have no accuracy figure and are not drawn.'
             + (f' No {esc(x_key)} budget line: each trial is judged by its ratio to the baseline measured beside it, '
                'and the figures were taken minutes apart.' if paired else '') + '</p>')
 

@@ -292,3 +292,14 @@ def test_a_study_where_no_trial_fit_gives_its_closest_misses_in_every_report():
     assert "No trial met every budget.</b> " + words[:1].upper() + words[1:] in page, page
     markdown = "\n".join(markdown_study(study)).replace("\\", "")
     assert "no trial met every budget; " + words in markdown
+
+
+def test_the_study_chart_draws_a_trial_measured_again_at_the_median_of_its_runs():
+    from edgeopt.report.html import _study_chart
+    trials = [{"trial": n, "config": f"c{n}", "figures": {"latency_p50_ms": ms, "size_mb": 1.0 + n},
+               "feasible": True, "cached": False, "baseline": n == 0, "rechecked_figures": runs}
+              for n, ms, runs in ((0, 2.0, None), (1, 1.2, [1.2, 0.9, 0.95]), (2, 1.5, [1.5, None]))]
+    study = {"objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 1.0}, "pareto": [], "best": None,
+             "pareto_figures": ["size_mb"]}
+    page = _study_chart(study, trials)
+    assert "trial 1: c1 (latency_p50_ms 0.95," in page and "trial 2: c2 (latency_p50_ms 1.5," in page
