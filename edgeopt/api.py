@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pathlib
-import statistics
 import tempfile
 
 from . import bundle as bundles, results
@@ -476,6 +475,8 @@ def _study_limits(study: dict | None) -> dict:
 def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
     """(exit code, headline) of `report --study` alone: 0 where the chosen configuration's results meet every
     budget, 1 where none was chosen or its results miss one here (a --budget), 3 where they hold no result."""
+    from .report.tables import median_of_runs
+
     if not study.get("best"):
         return 1, "no trial of the study met every budget"
     trial = study["best"]["trial"]
@@ -489,14 +490,13 @@ def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
     partly = f" ({here} of its {len(chosen)} result files are on this host)" if here < len(chosen) else ""
     # a best measured again: its objective by the median of its runs' figures, as the study judged it (the files
     # here are its first run's, which a near miss chosen by its runs missed by definition)
-    figures = [f for f in study["best"].get("rechecked_figures") or [] if f is not None]
-    median = statistics.median(figures) if len(figures) > 1 else None
+    median = median_of_runs(study["best"])
     by_runs = [b for e in entries for b in e["budgets"] if b["budget"] == study["objective"]
                and b["status"] == "fail" and median is not None and median <= b["limit"]]
     if any(b["status"] != "pass" and b not in by_runs for e in entries for b in e["budgets"]):
         return 1, f"the chosen configuration (trial {trial}) misses a budget here{partly}"
-    runs = (f"; its {study['objective']} by the median of its {len(figures)} runs ({median:.4g}), since its "
-            "result file here, its first run, missed it" if by_runs else "")
+    runs = (f"; its {study['objective']} by the median of its {len(study['best']['rechecked'])} runs "
+            f"({median:.4g}), since its result file here, its first run, missed it" if by_runs else "")
     return 0, f"the chosen configuration (trial {trial}) meets every budget{partly}{runs}"
 
 

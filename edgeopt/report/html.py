@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime
 import html
 import re
-import statistics
 
 from rich.text import Text
 
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, measured_again, study_marks,
+from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, in_brackets, measured_again,
+                     median_of_runs, study_marks,
                      versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
 
@@ -529,7 +529,8 @@ def _study(study) -> str:
                         f"{k} ≤ {number(v)}" for k, v in study["budgets"].items()) or "none"
     best = study["best"]
     chosen = (f"Chosen: trial {best['trial']} ({esc(best['config'])}), {esc(study['objective'])} "
-              f"{num(best['figures'].get(study['objective']))}{esc(measured_again(study, best))}." if best else
+              f"{num(best['figures'].get(study['objective']))}{esc(in_brackets(measured_again(study, best)))}."
+              if best else
               "<b>No trial met every budget.</b>" + "".join(
                   f" {prose(_sentence(Text.from_markup(line).plain))}." for line in closest_lines(study)))
     for key in ratios if best else ():
@@ -554,8 +555,8 @@ def _study(study) -> str:
 def _judged_figure(trial: dict, objective: str) -> float:
     """The objective's figure as the study judged the trial: the median of its runs' where it was measured
     again (a near miss chosen by its runs was drawn at its first run's, beyond the budget line, in green)."""
-    runs = [f for f in trial.get("rechecked_figures") or [] if f is not None]
-    return statistics.median(runs) if len(runs) > 1 else trial["figures"][objective]
+    judged = median_of_runs(trial)
+    return trial["figures"][objective] if judged is None else judged
 
 
 def _study_chart(study: dict, done: list) -> str:

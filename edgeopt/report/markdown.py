@@ -12,7 +12,7 @@ import re
 
 from rich.text import Text
 
-from .tables import best_warnings, carried_limit, closest_lines, measured_again
+from .tables import best_warnings, carried_limit, closest_lines, in_brackets, measured_again
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
@@ -133,8 +133,8 @@ def _chosen(study: dict) -> str:
     if not best:   # and what came closest, as the terminal says it
         return "no trial met every budget" + "".join(f"; {prose(Text.from_markup(line).plain)}"
                                                       for line in closest_lines(study))
-    figure = (fmt(best["figures"].get(objective)) + cell(measured_again(study, best)) if best.get("rechecked")
-              else _figure(best, objective))
+    figure = (fmt(best["figures"].get(objective)) + cell(in_brackets(measured_again(study, best)))
+              if best.get("rechecked") else _figure(best, objective))
     carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]
     return (f"chosen trial {best['trial']} ({code(best['config'])}), {objective} {figure}"
             + "".join(f"; {prose(c)}" for c in carried if c)

@@ -554,7 +554,7 @@ def _verdict(outcome: dict, row: dict, on_front: bool) -> str:
 
 def study_marks(outcome: dict, row: dict) -> list:
     """What the study decided about a trial besides its measurement, for the terminal and the HTML alike."""
-    again = measured_again(outcome, row).strip(" ()")
+    again = measured_again(outcome, row)
     return [m for m, on in ((f"ruled out before training: {', '.join(row.get('untrained') or [])} not trained",
                              bool(row.get("untrained"))),
                             (f"parity {row.get('parity')}: left to the accuracy budget", bool(row.get("parity"))),
@@ -571,6 +571,17 @@ def _objective_limit(outcome: dict) -> tuple:
     return (outcome.get("budgets") or {}).get(objective), False
 
 
+def in_brackets(text: str) -> str:
+    return f" ({text})" if text else ""
+
+
+def median_of_runs(row: dict) -> float | None:
+    """The objective's figure as the study judged a trial it measured again: the median of its runs' figures
+    (runs that measured none left out); None for a trial measured once, or before the figures were kept."""
+    figures = [f for f in row.get("rechecked_figures") or [] if f is not None]
+    return statistics.median(figures) if len(figures) > 1 else None
+
+
 def measured_again(outcome: dict, row: dict) -> str:
     """A trial's readings of the objective, where the study measured it again (the best, its near ties, a near
     miss), which judge it by their median: one run alone can be one noisy run. `outcome`: optimize's outcome or
@@ -583,7 +594,7 @@ def measured_again(outcome: dict, row: dict) -> str:
     times = "twice" if len(readings) == 2 else f"{len(readings)} times"
     median = (f"; judged by their median, {statistics.median(readings):{'.2f' if ratio else '.3g'}}"
               f"{'x' if ratio else ''}" if len(readings) > 2 else "")
-    return f" (measured {times}: {shown}{' its paired baseline' if ratio else ''}{median})"
+    return f"measured {times}: {shown}{' its paired baseline' if ratio else ''}{median}"
 
 
 def runs_disagree(outcome: dict, best: dict) -> str | None:
@@ -627,11 +638,10 @@ def _carried_limits_missed(outcome: dict, best: dict) -> list:
         which = f"the median of the baseline's {carried['runs']} runs" if carried else "the baseline's first run"
         value, paired, runs = best["figures"].get(key), (best.get("paired") or {}).get(key), ""
         if key == outcome.get("objective") and best.get("rechecked"):
-            figures = [f for f in best.get("rechecked_figures") or [] if f is not None]
-            if len(figures) < 2:
+            value, paired = median_of_runs(best), statistics.median(best["rechecked"])
+            if value is None:
                 continue
-            value, paired = statistics.median(figures), statistics.median(best["rechecked"])
-            runs = f" (the median of its {len(figures)} runs)"
+            runs = f" (the median of its {len(best['rechecked'])} runs)"
         if outcome.get("paired_baseline") and None not in (limit, value, paired) and value > limit:
             out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x {which}), which "
                        f"`edgeopt check` applies, and the best read {value:.4g}{runs}: {paired:.2f}x of the baseline "
@@ -667,13 +677,13 @@ def versus_textbook_line(versus: dict) -> str:
             f"{len(versus['ratios'])} pairs measured in turn at the end ({ratios})")
     missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")
     which = (f"the median of its {len(runs)} runs" if runs else
-             f"its {versus.get('textbook_measurement') or ''} run".replace("  ", " "))
+             f"its one {versus.get('textbook_measurement') or ''} run".replace("  ", " "))
     if median < 1 and missed:   # the one ruled out read faster: say on what, so the user can measure again
         line += (f"; INT8 by hand was ruled out because {which} missed {', '.join(missed)}: on a busy device that "
                  "may be the noise, so measure both bundles again (`edgeopt bench`)")
     elif median < 1 and "textbook_missed" in versus:   # both met the budgets; the study ranked INT8 by hand slower
-        line += (f"; the study ranked INT8 by hand the slower by {which}: on a busy device measure both bundles "
-                 "again (`edgeopt bench`)")
+        line += (f"; the study ranked INT8 by hand below the answer on {which}: on a busy device measure both "
+                 "bundles again (`edgeopt bench`)")
     return line
 
 
@@ -701,7 +711,7 @@ def optimize_lines(outcome: dict) -> list:
     if best:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
-                     f"{_num(value, '{:.3g}')}{measured_again(outcome, best)}; bundle {escape(best['bundle'])}")
+                     f"{_num(value, '{:.3g}')}{in_brackets(measured_again(outcome, best))}; bundle {escape(best['bundle'])}")
         lines += [f"[yellow]warning[/] {escape(w)}" for w in best_warnings(outcome, best)]
         versus = outcome.get("versus_textbook")
         if versus:
@@ -727,7 +737,7 @@ def closest_lines(outcome: dict) -> list:
                    if miss.get("paired") is not None else
                    f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:.4g}")
         if miss.get("runs"):   # a near miss measured again, judged by the median of its runs
-            against += measured_again(outcome, {"rechecked": miss["runs"]})
+            against += in_brackets(measured_again(outcome, {"rechecked": miss["runs"]}))
         others, unmeasured = miss.get("others_missed") or {}, miss.get("others_unmeasured") or []
         if others:
             cost = ", but missed " + ", ".join(f"{k} by {v:.0%}" for k, v in others.items())
