@@ -33,6 +33,13 @@ def _optimize(cli, tmp_path, *args):
                *args, "--json")
 
 
+def _float_or_int8(tmp_path) -> pathlib.Path:
+    """A space file of two candidates beside the baseline: float, and INT8 by hand, on one thread."""
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    return space
+
+
 def _trials(tmp_path, study, url=None):
     storage = url or f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
     return optuna.load_study(study_name=study, storage=str(storage)).get_trials()
@@ -219,8 +226,7 @@ def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
 
 
 def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
-    space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "6", "--study", "dup",
                   "--budget", "latency_p90_ms=50")
     assert r.exit_code == 0, r.stderr
@@ -620,8 +626,7 @@ def test_gp_without_torch_is_a_clear_error(monkeypatch):
 def test_near_ties_are_measured_again_once_per_candidate(cli, tmp_path, monkeypatch):
     from edgeopt.search import study
     monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)   # every feasible candidate counts as a near tie
-    space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    space = _float_or_int8(tmp_path)
     # --no-screening: on a loaded host a screening run can find INT8 slower and leave it unmeasured (CI saw it)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "5", "--study", "ties",
                   "--budget", "latency_p90_ms=50", "--no-screening")
@@ -643,8 +648,7 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
     ranked = study._ranked_feasible   # the float baseline chosen over INT8 (which of them is faster varies)
     monkeypatch.setattr(study, "_ranked_feasible", lambda s, objective: sorted(
         ranked(s, objective), key=lambda t: bool(t.user_attrs.get("textbook"))))
-    space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
                   "--budget", "latency_p50_ms=50", "--no-screening")
     assert r.exit_code == 0, r.stderr
@@ -668,8 +672,7 @@ def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli,
     before them; a near tie is measured again the same way, its ratio recorded (the baseline's own is 1)."""
     from edgeopt.search import study
     monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)
-    space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "3", "--study", "pairties",
                   "--budget", "latency_p90_ms=20x", "--no-screening")
     assert r.exit_code == 0, r.stderr
@@ -684,8 +687,7 @@ def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli,
 
 
 def test_a_throughput_budget_is_measured_for_every_candidate(cli, tmp_path):
-    space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--trials", "2", "--study", "fps", "--budget", "throughput_fps=1")
     assert r.exit_code == 0, r.stderr
     assert all(t["figures"]["throughput_fps"] > 1 for t in r.json()["trials"])
@@ -922,8 +924,7 @@ def test_a_near_miss_is_measured_again_beside_the_baseline_and_judged_by_the_med
     answer's closest miss and in what `report --study` reads back."""
     from edgeopt.search import study
     monkeypatch.setattr(study, "NEAR_MISS", 1e9)
-    space = tmp_path / "space.toml"
-    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "grid", "--trials", "2", "--study", "near",
                   "--budget", "latency_p90_ms=0.001x")
     assert r.exit_code == 1, r.stderr
