@@ -711,7 +711,8 @@ def optimize_lines(outcome: dict) -> list:
     if best:
         value = best["figures"].get(outcome["objective"])
         lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
-                     f"{_num(value, '{:.3g}')}{in_brackets(measured_again(outcome, best))}; bundle {escape(best['bundle'])}")
+                     f"{_num(value, '{:.3g}')}{in_brackets(measured_again(outcome, best))}; "
+                     f"bundle {escape(best['bundle'])}")
         lines += [f"[yellow]warning[/] {escape(w)}" for w in best_warnings(outcome, best)]
         versus = outcome.get("versus_textbook")
         if versus:

@@ -840,10 +840,8 @@ class _Runner:
                 self._measure_runs(t, 2)
 
     def measure_near_misses(self) -> bool:
-        """Each trial that missed only the objective's budget, by at most NEAR_MISS (_Judge), or whose two runs
-        disagree on it, measured until it has JUDGED_RUNS runs, which then judge it by their median (a finalist
-        whose second run took it over the limit is a near miss). At most RECHECK_TOP, the closest first; whether
-        any was measured. DeviceFailure: the runs so far are kept."""
+        """Each trial of _near_misses measured until it has JUDGED_RUNS runs, which then judge it by their median
+        (_Judge); whether any was measured. DeviceFailure: the runs so far are kept."""
         judge = _Judge.of(self.study, self.job.objective)
         measured = False
         for t in self._near_misses(judge):
