@@ -64,8 +64,10 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     report("warm-up", "%d+ runs, %.1f+ s" % (settings.warmup_min_iterations, settings.warmup_min_seconds))
     lat["warmup_count"], lat["warmup_s"] = latency.warm_up(infer, settings)
     peak_reset = memory.reset_peak()
+    adapter.timing(True)
     with sensors.loop():
         samples, lat["stopped_by"], lat["duration_s"] = latency.timed_loop(infer, settings)
+    adapter.timing(False)
     sensors.snapshot_after()
     mem["peak_rss_mb"] = memory.peak_mb()
     mem["peak_scope"] = "timed loop" if peak_reset else "whole process (high-water mark could not be reset)"

@@ -68,6 +68,10 @@ class RuntimeAdapter(object):
         """A zero-argument callable for the timed loop; adapters override it to shave call overhead."""
         return functools.partial(self.infer, feed)
 
+    def timing(self, on):
+        """Called with True just before the timed loop and False just after it, so an adapter that keeps its
+        own per-call figures (the GPU time of TensorRT's CUDA events) keeps those of the timed calls only."""
+
     def describe(self):
         """Settings the runtime actually used, for the result document."""
         return {"threads": self.threads, "options": self.options}

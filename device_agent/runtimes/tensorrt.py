@@ -14,7 +14,8 @@ Version-dependent API (api_choices): TensorRT 8.5 introduced the name-based tens
 set_tensor_address, execute_async_v3) beside the binding one (num_bindings, execute_async_v2); TensorRT 10
 removed the binding API, the EXPLICIT_BATCH network flag's meaning (explicit batch is the only mode) and
 max_workspace_size; builder_optimization_level exists from 8.6. Each choice is made from the version, and
-the result records which was used.
+the result records which was used. TensorRT 8.5 times cuBLAS/cuBLASLt/cuDNN kernels by default and 8.6 does
+not; the library_tactics setting turns them on or off whatever the version (the default leaves the version's).
 """
 import ctypes
 import hashlib
@@ -31,7 +32,14 @@ ENGINE_DIR = "tensorrt-engines"
 OLDEST = (8, 5)   # JetPack 5's TensorRT: the oldest this adapter drives
 # The build settings (runtime.options) and their values when a bundle leaves one out.
 BUILD_DEFAULTS = {"fp16": False, "int8": False, "workspace_mib": 1024, "builder_optimization_level": 3,
-                  "dla_core": -1, "gpu_fallback": True}
+                  "dla_core": -1, "gpu_fallback": True, "library_tactics": "default"}
+# The tactic sources that are other libraries (trtexec --tacticSources): TensorRT 8.5 times their kernels by
+# default, 8.6 and later do not. Each costs GPU memory when loaded (cuDNN several hundred MiB on a Jetson).
+LIBRARY_TACTICS = ("CUBLAS", "CUBLAS_LT", "CUDNN")
+# TensorRT DataType name -> numpy dtype name. Not trt.nptype: TensorRT 8.5's names np.bool, which numpy 1.24
+# removed, so it fails for every type there.
+NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                "BOOL": "bool", "UINT8": "uint8"}
 
 
 def parse_version(text):
@@ -163,7 +171,8 @@ class TensorRtAdapter(RuntimeAdapter):
     install_hint = "pip install tensorrt cuda-python"
     install_note = "on a Jetson TensorRT comes with JetPack: sudo apt install python3-libnvinfer, then pip install cuda-python"
     options = {"fp16": "bool", "int8": "bool", "workspace_mib": "mib", "builder_optimization_level": "level",
-               "dla_core": "dla-core", "gpu_fallback": "bool", "tensorrt_versions": "versions"}
+               "dla_core": "dla-core", "gpu_fallback": "bool", "library_tactics": ("default", "on", "off"),
+               "tensorrt_versions": "versions"}
 
     @classmethod
     def missing_helpers(cls):
@@ -185,7 +194,7 @@ class TensorRtAdapter(RuntimeAdapter):
                 self.context.set_tensor_address(t.name, int(t.device))
         self.stream = self.cuda("cudaStreamCreate")
         self.events = (self.cuda("cudaEventCreate"), self.cuda("cudaEventCreate"))
-        self.gpu_ms, self.gpu_mb_after = [], self.cuda.used_mb()
+        self.gpu_ms, self.gpu_mb_after, self.timed = [], self.cuda.used_mb(), False
 
     def _engine(self, model_path):
         """Deserialize the cached engine, or build, cache and deserialize it; what happened, timed."""
@@ -214,9 +223,9 @@ class TensorRtAdapter(RuntimeAdapter):
         if self.choices["execute"] == "execute_async_v3":
             names = [e.get_tensor_name(i) for i in range(e.num_io_tensors)]
             return [(n, e.get_tensor_mode(n) == trt.TensorIOMode.INPUT, tuple(e.get_tensor_shape(n)),
-                     trt.nptype(e.get_tensor_dtype(n))) for n in names]
+                     numpy_dtype(e.get_tensor_dtype(n))) for n in names]
         return [(e.get_binding_name(i), e.binding_is_input(i), tuple(e.get_binding_shape(i)),
-                 trt.nptype(e.get_binding_dtype(i))) for i in range(e.num_bindings)]
+                 numpy_dtype(e.get_binding_dtype(i))) for i in range(e.num_bindings)]
 
     def _fill(self, feed):
         import numpy as np
@@ -244,7 +253,8 @@ class TensorRtAdapter(RuntimeAdapter):
         cuda("cudaStreamSynchronize", stream)
         if not ok:
             raise AgentError("TensorRT %s failed to enqueue the inference" % self.choices["execute"])
-        self.gpu_ms.append(float(cuda("cudaEventElapsedTime", start, end)))
+        if self.timed:
+            self.gpu_ms.append(float(cuda("cudaEventElapsedTime", start, end)))
 
     def infer(self, feed):
         self._fill(feed)
@@ -256,6 +266,11 @@ class TensorRtAdapter(RuntimeAdapter):
         self._fill(feed)
         return self._run
 
+    def timing(self, on):
+        if on:
+            self.gpu_ms = []
+        self.timed = on
+
     def close(self):
         for t in getattr(self, "tensors", []):
             self.cuda("cudaFree", t.device)
@@ -264,10 +279,11 @@ class TensorRtAdapter(RuntimeAdapter):
 
     def describe(self):
         ms = self.gpu_ms
-        compute = {"method": "CUDA events around %s, every timed call (warm-up included)" % self.choices["execute"],
-                   "n": len(ms)}
+        compute = {"method": "CUDA events around %s, each call of the timed loop (trtexec's GPU Compute Time)"
+                   % self.choices["execute"], "n": len(ms)}
         if ms:
-            compute.update(median_ms=statistics.median(ms), mean_ms=statistics.mean(ms), max_ms=max(ms))
+            compute.update(median_ms=statistics.median(ms), mean_ms=statistics.mean(ms), min_ms=min(ms),
+                           max_ms=max(ms))
         device_bytes = getattr(self.engine, "device_memory_size", None) if self.engine is not None else None
         out = {"version": self.trt.__version__, "gpu": self.gpu, "compute_capability": "%d.%d" % self.capability,
                "settings": self.settings, "api": self.choices, "engine": self.engine_info, "gpu_compute": compute,
@@ -288,6 +304,29 @@ def _logger(trt):
     return trt.Logger(trt.Logger.WARNING)
 
 
+def numpy_dtype(trt_dtype):
+    """The numpy dtype of a TensorRT DataType; AgentError for one numpy has no counterpart of."""
+    import numpy as np
+
+    name = getattr(trt_dtype, "name", str(trt_dtype).rsplit(".", 1)[-1])
+    if name not in NUMPY_DTYPES:
+        raise AgentError("TensorRT engine tensor type %s has no numpy counterpart here" % name)
+    return np.dtype(NUMPY_DTYPES[name])
+
+
+def set_library_tactics(trt, config, choice):
+    """Turn the cuBLAS/cuBLASLt/cuDNN tactic sources on or off ("default": as this TensorRT version does)."""
+    if choice == "default":
+        return
+    sources = config.get_tactic_sources()
+    for name in LIBRARY_TACTICS:
+        member = getattr(trt.TacticSource, name, None)   # a later TensorRT may drop a deprecated one
+        if member is not None:
+            bit = 1 << int(member)
+            sources = sources | bit if choice == "on" else sources & ~bit
+    config.set_tactic_sources(sources)
+
+
 def build_engine(trt, onnx_path, settings, choices):
     """The serialized engine of the ONNX at `onnx_path` with these build settings."""
     logger = _logger(trt)
@@ -305,6 +344,7 @@ def build_engine(trt, onnx_path, settings, choices):
             config.set_flag(getattr(trt.BuilderFlag, flag.upper()))
     if choices["optimization_level"]:
         config.builder_optimization_level = settings["builder_optimization_level"]
+    set_library_tactics(trt, config, settings["library_tactics"])
     if settings["dla_core"] >= 0:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = settings["dla_core"]

@@ -84,6 +84,10 @@ class TensorRtOptions:
         low=0, high=5)
     dla_core: int = option(-1, "DLA core to build for (-1: the GPU); only on a profile with dla_cores", low=-1, high=7)
     gpu_fallback: bool = option(True, "with --dla-core: layers the DLA cannot run go to the GPU")
+    library_tactics: str = option(
+        "default", "whether the builder times cuBLAS/cuBLASLt/cuDNN kernels: on, off, or default (TensorRT 8.5 "
+        "does, 8.6 and later do not; loading cuDNN costs hundreds of MiB on a Jetson)",
+        choices=("default", "on", "off"))
     keep_float: str = keep_float_option()               # with --quantize int8: nodes left out of the QDQ graph
     max_accuracy_drop: float | None = budget_option()   # the budget of --keep-float auto's choice
 
@@ -165,4 +169,5 @@ def runtime_options(request, versions) -> dict:
     opts = request.options
     return {"fp16": request.precision == "fp16", "int8": request.quantize == "int8",
             "workspace_mib": opts.workspace_mib, "builder_optimization_level": opts.builder_optimization_level,
-            "dla_core": opts.dla_core, "gpu_fallback": opts.gpu_fallback, "tensorrt_versions": list(versions)}
+            "dla_core": opts.dla_core, "gpu_fallback": opts.gpu_fallback, "library_tactics": opts.library_tactics,
+            "tensorrt_versions": list(versions)}

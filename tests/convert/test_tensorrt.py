@@ -32,7 +32,7 @@ def test_fp16_bundle_holds_the_fp32_onnx_and_the_build_settings(bundles):
     assert m["runtime"]["name"] == "tensorrt"
     assert m["runtime"]["options"] == {"fp16": True, "int8": False, "workspace_mib": 1024,
                                        "builder_optimization_level": 3, "dla_core": -1, "gpu_fallback": True,
-                                       "tensorrt_versions": ["8.5", "10.3"]}
+                                       "library_tactics": "default", "tensorrt_versions": ["8.5", "10.3"]}
     model = onnx.load_from_string(bundle_member(path, "model/model.onnx"))
     assert all(n.op_type not in ("Cast",) for n in model.graph.node)          # FP32 ONNX: FP16 is a builder flag
     assert all(d.dim_value > 0 for i in model.graph.input for d in i.type.tensor_type.shape.dim)  # static shapes
@@ -92,6 +92,7 @@ def test_opset_ranges():
     (["--backend-option", "no_such=1"], "backend tensorrt has no --no-such option"),
     (["--quantize", "dynamic"], "backend tensorrt supports --quantize none, int8, not dynamic"),
     (["--backend-option", "gpu_fallback=false"], "--gpu-fallback false applies to a DLA build"),
+    (["--backend-option", "library_tactics=maybe"], "library_tactics: 'maybe' is not one of default, on, off"),
 ])
 def test_bad_options_exit_2_with_one_line(cli, tmp_path, args, message):
     r = cli("package", MODEL, "--profile", PROFILE, "-o", tmp_path / "x.edgepkg", *args)
@@ -110,6 +111,8 @@ def test_manifest_checks_know_the_tensorrt_options():
     assert option_problem("tensorrt", {"workspace_mib": 0})[0] == "workspace_mib"
     assert option_problem("tensorrt", {"tensorrt_versions": ["eight"]})[0] == "tensorrt_versions"
     assert option_problem("tensorrt", {"calibration_cache": "x"})[0] == "calibration_cache"
+    assert option_problem("tensorrt", {"library_tactics": "off"}) is None
+    assert option_problem("tensorrt", {"library_tactics": False}) == ("library_tactics", "must be one of default, on, off")
 
 
 # --- the agent's adapter: pure parts -----------------------------------------------------------------------
@@ -120,8 +123,9 @@ def test_cache_key_changes_with_every_part_and_only_with_build_settings():
     assert len(key) == 64 and key == agent_trt.engine_cache_key("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings))
     variants = [("b" * 64, "10.3.0.30", "Orin", (8, 7), settings), ("a" * 64, "8.5.2.2", "Orin", (8, 7), settings),
                 ("a" * 64, "10.3.0.30", "NVIDIA H200", (8, 7), settings), ("a" * 64, "10.3.0.30", "Orin", (9, 0), settings),
-                ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, workspace_mib=2048))]
-    assert len({key} | {agent_trt.engine_cache_key(*v) for v in variants}) == 6
+                ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, workspace_mib=2048)),
+                ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, library_tactics="off"))]
+    assert len({key} | {agent_trt.engine_cache_key(*v) for v in variants}) == 7
     # tensorrt_versions is what the host packaged for, not a build setting: the same engine
     with_versions = agent_trt.validate_settings({"fp16": True, "tensorrt_versions": ["8.5"]})
     assert agent_trt.engine_cache_key("a" * 64, "10.3.0.30", "Orin", (8, 7), with_versions) == key
@@ -147,6 +151,56 @@ def test_api_choices_by_version():
     assert agent_trt.api_choices("8.6.2", True)["optimization_level"]
     with pytest.raises(AgentError, match="older than 8.5"):
         agent_trt.api_choices("8.4.1")
+
+
+class _Enum(object):
+    """A stand-in for one member of a pybind11 enum of TensorRT (its .name, and int() its value)."""
+
+    def __init__(self, name, value=0):
+        self.name, self.value = name, value
+
+    def __int__(self):
+        return self.value
+
+
+def test_numpy_dtype_needs_no_trt_nptype():
+    # TensorRT 8.5's trt.nptype names np.bool, gone from numpy 1.24 to 1.26: the adapter maps names itself
+    assert agent_trt.numpy_dtype(_Enum("FLOAT")) == np.float32 and agent_trt.numpy_dtype(_Enum("HALF")) == np.float16
+    assert agent_trt.numpy_dtype(_Enum("BOOL")) == np.bool_ and agent_trt.numpy_dtype(_Enum("INT8")) == np.int8
+    with pytest.raises(AgentError, match="tensor type FP8 has no numpy counterpart"):
+        agent_trt.numpy_dtype(_Enum("FP8"))
+
+
+class _Config(object):
+    def __init__(self, sources):
+        self.sources = sources
+
+    def get_tactic_sources(self):
+        return self.sources
+
+    def set_tactic_sources(self, sources):
+        self.sources = sources
+
+
+def test_library_tactics_clear_or_set_only_the_library_sources():
+    """TacticSource values of TensorRT 8.5 (CUBLAS 0, CUBLAS_LT 1, CUDNN 2, EDGE_MASK 3, JIT 4); a version
+    that dropped a deprecated member (CUDNN here) is left alone for it."""
+    class Trt85(object):
+        TacticSource = type("TacticSource", (), {n: _Enum(n, i) for i, n in enumerate(
+            ("CUBLAS", "CUBLAS_LT", "CUDNN", "EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"))})
+
+    every = 0b11111
+    for choice, want in (("off", 0b11000), ("default", every)):
+        config = _Config(every)
+        agent_trt.set_library_tactics(Trt85, config, choice)
+        assert config.sources == want, choice
+    config = _Config(0b11000)
+    agent_trt.set_library_tactics(Trt85, config, "on")
+    assert config.sources == every
+    del Trt85.TacticSource.CUDNN
+    config = _Config(every)
+    agent_trt.set_library_tactics(Trt85, config, "off")
+    assert config.sources == 0b11100
 
 
 def test_version_note():
