@@ -87,13 +87,14 @@ def preprocess(source, workdir, progress):
     return (out if done["applied"] else source.onnx_path), done
 
 
-def quantize(source, request, out, progress, workdir, method="static") -> dict:
+def quantize(source, request, out, progress, workdir, method="static", op_types=None) -> dict:
     """Quantize the pre-processed source to `out`; `method` (models.INT8_METHODS) applies to --quantize int8, and
-    --quantize dynamic is dynamic whatever it says."""
+    --quantize dynamic is dynamic whatever it says. `op_types`: static Q/DQ on these ops' inputs only (None: on
+    every op ONNX Runtime quantizes)."""
     model_in, pre = preprocess(source, workdir, progress)
     choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)
     quantizer = (_Dynamic(model_in, progress) if choice["used"] == "dynamic"
-                 else _Static(model_in, request, source, workdir, progress))
+                 else _Static(model_in, request, source, workdir, progress, op_types))
     # auto's own note says why dynamic, and that Conv stays float
     exclude, details = [], {"notes": [] if "reason" in choice else quantizer.notes()}
     if request.options.keep_float:
@@ -167,8 +168,9 @@ class _Static:
     """quantize_static with one calibration: the first call collects the tensor ranges into a cache
     file, later calls (mixed-precision trials, the final model) quantize from it in a fraction of the time."""
 
-    def __init__(self, model_in, request, source, workdir, progress):
+    def __init__(self, model_in, request, source, workdir, progress, op_types=None):
         self.model_in, self.request, self.source, self.progress = model_in, request, source, progress
+        self.op_types = list(op_types) if op_types else None
         self.scheme = request.int8_scheme if request.int8_scheme in SCHEMES else "u8s8"
         self.types = tuple(getattr(QuantType, name) for name in SCHEMES[self.scheme])
         self.samples = sample_count(request.calibration)
@@ -181,17 +183,21 @@ class _Static:
         act, wt = self.types
         return {"method": "static", "format": "QDQ", "scheme": self.scheme, "activations": str(act),
                 "weights": str(wt), "per_channel": True, "symmetric": self.scheme in SYMMETRIC,
+                "op_types": self.op_types or "every op ONNX Runtime quantizes",
                 "calibration": {"method": "MinMax", "samples": self.samples}}
 
     def layers(self, graph) -> dict:
         return dict(mixed_quantize.compute_layers(graph))
 
     def extra_options(self) -> dict:
+        out = {}
         if self.scheme in SYMMETRIC:
             # Bias stays float, as NVIDIA's own QDQ exporters (pytorch-quantization, ModelOpt) leave it: TensorRT
             # quantizes weights and activations from the Q/DQ pairs and fuses a float bias into the INT8 kernel.
-            return {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-        return {}
+            out.update(ActivationSymmetric=True, WeightSymmetric=True, QuantizeBias=False)
+        if self.op_types:   # their inputs only: ONNX Runtime would also put a Q/DQ pair on their outputs
+            out["OpTypesToExcludeOutputQuantization"] = list(self.op_types)
+        return out
 
     def __call__(self, out, exclude=(), only=()):
         """Quantize to `out`: every node but `exclude`, or only the nodes `only`."""
@@ -205,7 +211,8 @@ class _Static:
                 quantize_static(str(self.model_in), str(out), reader, quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=act, weight_type=wt,
                                 calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude),
-                                nodes_to_quantize=list(only), calibration_cache_path=str(self.cache),
+                                nodes_to_quantize=list(only), op_types_to_quantize=self.op_types,
+                                calibration_cache_path=str(self.cache),
                                 extra_options=self.extra_options())
         finally:
             if reader is not None:

@@ -13,6 +13,10 @@ here for the device: the bundle carries the ONNX the device's TensorRT parses an
 - INT8 is explicit quantization, as TensorRT documents it: a QDQ graph with symmetric INT8 (zero point 0),
   per-channel weights and per-tensor activations, made by edgeopt/compress/ort_quantize.py (scheme
   s8s8-symmetric) from the calibration data; no calibration cache, no implicit (PTQ calibrator) INT8.
+  Q/DQ go on the inputs of the weighted ops only (QDQ_OPS), as TensorRT's guide places them ("Q/DQ layer
+  placement recommendations"); TensorRT picks the precision of everything between. Measured on a GPU
+  (docs/benchmarks.md): with ONNX Runtime's default, which quantizes every op it can, TensorRT 8.5.3 built no
+  engine for YOLOv8n ("Could not find any implementation for node PWN(Sigmoid, Mul)"; trtexec alike).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from .base import Backend, Conversion
 PARSER_OPSETS = {"8.5": (9, 17), "8.6": (9, 17), "10": (9, 20)}
 DEFAULT_VERSIONS = ("8.5", "10.3")   # a profile without [software] tensorrt: JetPack 5 and 6
 INT8_SCHEME = "s8s8-symmetric"       # ort_quantize.SCHEMES: TensorRT's explicit-quantization requirement
+QDQ_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")   # the weighted ops, whose inputs TensorRT wants quantized
 PARITY_NOTE = ("parity ran the bundle's FP32 ONNX on ONNX Runtime (CPU) and judged it with the profile's fp16 "
                "tolerance; the FP16 engine is built on the device and not checked here")
 
@@ -148,7 +153,7 @@ class TensorRtBackend(Backend):
         simplified = None if compression["opset"]["converted"] else source.simplification
         fitted_source = dataclasses.replace(source, onnx_path=fitted, simplification=simplified)
         qrequest = dataclasses.replace(request, int8_scheme=INT8_SCHEME)
-        details = ort_quantize.quantize(fitted_source, qrequest, out, progress, workdir)
+        details = ort_quantize.quantize(fitted_source, qrequest, out, progress, workdir, op_types=QDQ_OPS)
         details["explicit_quantization"] = "QDQ, symmetric INT8, per-channel weights, per-tensor activations"
         notes = details.pop("notes", [])
         compression.update(details)

@@ -13,7 +13,7 @@ from conftest import CALIB, MODEL, bundle_manifest, bundle_member
 from device_agent import BundleError, AgentError
 from device_agent.runtimes import tensorrt as agent_trt
 from edgeopt import api
-from edgeopt.convert.tensorrt import opset_range, target_opset
+from edgeopt.convert.tensorrt import QDQ_OPS, opset_range, target_opset
 
 PROFILE = "jetson-orin-nano"
 
@@ -60,6 +60,36 @@ def test_int8_is_a_symmetric_qdq_graph_per_channel_weights_per_tensor_activation
     assert not any(inits[n.input[0]].dtype == np.int32 for n in qdq if n.input[0] in inits)  # bias stays float
     assert weights  # the graph still has its compute nodes between the pairs
     assert m["parity"]["passed"] and "top1_agreement" in m["parity"]
+    assert m["compression"]["op_types"] == list(QDQ_OPS)
+    assert _fed_by_dequantize(model) <= set(QDQ_OPS)
+
+
+def _fed_by_dequantize(model):
+    """The op types that take an input from a DequantizeLinear."""
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.op_type for n in model.graph.node if n.op_type != "QuantizeLinear" and dequantized & set(n.input)}
+
+
+def test_int8_quantizes_the_inputs_of_weighted_ops_only(tmp_path):
+    """SiLU (Sigmoid x Mul) between two convolutions, as in YOLOv8: TensorRT 8.5.3 built no engine for YOLOv8n
+    when ONNX Runtime's default put Q/DQ around its Sigmoid and Mul too (docs/benchmarks.md). Q/DQ now go on
+    the convolutions' inputs, as TensorRT's placement guide says; the SiLU between stays float for TensorRT."""
+    rng = np.random.default_rng(0)
+    w1, w2 = (numpy_helper.from_array(rng.standard_normal((8, c, 3, 3)).astype(np.float32) * 0.2, name)
+              for c, name in ((3, "w1"), (8, "w2")))
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Sigmoid", ["c1"], ["s1"], name="sigmoid"),
+             helper.make_node("Mul", ["c1", "s1"], ["m1"], name="silu"),
+             helper.make_node("Conv", ["m1", "w2"], ["y"], pads=[1, 1, 1, 1], name="conv2")]
+    graph = helper.make_graph(nodes, "silu", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8, 8, 8])], [w1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "silu.onnx"))
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    api.package(str(tmp_path / "silu.onnx"), PROFILE, tmp_path / "silu.edgepkg", quantize="int8",
+                calib=str(tmp_path / "calib.npz"))
+    model = onnx.load_from_string(bundle_member(tmp_path / "silu.edgepkg", "model/model.onnx"))
+    assert _fed_by_dequantize(model) == {"Conv"}
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == 2   # the two convolutions' inputs
 
 
 def _model_with_opset(path, opset):
