@@ -201,7 +201,8 @@ def _trtexec_from_onnx(trtexec, bundle, options):
         with tarfile.open(bundle) as tar:
             tar.extractall(tmp)
         flags = ["--fp16"] * bool(options.get("fp16")) + ["--int8"] * bool(options.get("int8"))
-        cmd = [trtexec, "--onnx=" + os.path.join(tmp, "model", "model.onnx"), "--tacticSources=-CUBLAS,-CUBLAS_LT,-CUDNN"]
+        model = os.path.join(tmp, "model", "model.onnx")   # tactic sources as library_tactics=off sets them
+        cmd = [trtexec, "--onnx=" + model, "--tacticSources=-CUBLAS,-CUBLAS_LT,-CUDNN"]
         proc = subprocess.run(cmd + flags + TRTEXEC_ARGS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True)
     return dict(parse_trtexec(proc.stdout), exit_code=proc.returncode, tail=proc.stdout.strip().splitlines()[-8:])
@@ -240,7 +241,7 @@ def report(path):
     fp32 = {c["model"]: c for c in doc["cells"] if c["precision"] == "fp32" and "error" not in c}
     for c in doc["cells"]:
         if "error" in c:
-            rows.append([c["model"], c["precision"]] + ["failed: " + c["error"][:80]] + [""] * 9)
+            rows.append([c["model"], c["precision"], _failure(c)] + [""] * 9)
             continue
         build, hit = c["agent"]
         gpu, e2e = hit["gpu_compute"]["median_ms"], hit["latency_median_ms"]
@@ -261,6 +262,15 @@ def report(path):
                       "outputs vs ORT"], rows)
     save("tensorrt", doc, table)
     print(table)
+
+
+def _failure(cell):
+    """The first TensorRT error line of a failed cell (or why it did not run), and what trtexec said."""
+    lines = [line for line in cell["error"].splitlines() if "Error Code 10" in line] or [cell["error"]]
+    text = re.sub(r"\.?\)$", "", lines[0].split("Internal Error (")[-1]) if "Error Code" in lines[0] else lines[0]
+    if "trtexec_from_onnx" in cell:
+        text += "; trtexec --onnx on the same ONNX: exit %d" % cell["trtexec_from_onnx"]["exit_code"]
+    return text
 
 
 def _f(value, digits):

@@ -142,7 +142,8 @@ def test_manifest_checks_know_the_tensorrt_options():
     assert option_problem("tensorrt", {"tensorrt_versions": ["eight"]})[0] == "tensorrt_versions"
     assert option_problem("tensorrt", {"calibration_cache": "x"})[0] == "calibration_cache"
     assert option_problem("tensorrt", {"library_tactics": "off"}) is None
-    assert option_problem("tensorrt", {"library_tactics": False}) == ("library_tactics", "must be one of default, on, off")
+    assert option_problem("tensorrt", {"library_tactics": False}) == ("library_tactics",
+                                                                      "must be one of default, on, off")
 
 
 # --- the agent's adapter: pure parts -----------------------------------------------------------------------
@@ -279,6 +280,11 @@ def test_gpu_build_cache_and_infer(bundles, tmp_path, monkeypatch):
     from edgeopt.convert.onnxruntime import ort_runner
     ref = ort_runner(tmp_path / "b" / "model" / "model.onnx")(feed)
     assert np.max(np.abs(second.infer(feed)[0] - ref[0])) < 5e-2
+    second.timing(True)
+    second.infer(feed)
+    second.timing(False)
+    second.infer(feed)   # after the timed loop (an accuracy pass, say): not GPU time of the loop
+    assert second.describe()["gpu_compute"]["n"] == 1
     second.close()
     json.dumps(second.describe())
 
