@@ -129,7 +129,10 @@ class Cuda(object):
         self.rt = cudart()
 
     def __call__(self, name, *args):
-        result = getattr(self.rt, name)(*args)
+        try:
+            result = getattr(self.rt, name)(*args)
+        except RuntimeError as e:   # cuda-python's own, e.g. "Failed to dlopen libcuda.so.1" without a driver
+            raise AgentError("CUDA %s failed: %s (is the NVIDIA driver installed and the GPU visible?)" % (name, e))
         err, rest = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if int(err) != 0:
             raise AgentError("CUDA %s failed: %s" % (name, getattr(err, "name", err)))

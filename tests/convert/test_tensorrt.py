@@ -234,6 +234,18 @@ def test_library_tactics_clear_or_set_only_the_library_sources():
     assert config.sources == 0b11100
 
 
+def test_cuda_python_failing_without_a_driver_is_one_agent_line():
+    class NoDriver(object):
+        @staticmethod
+        def cudaGetDevice():
+            raise RuntimeError("Failed to dlopen libcuda.so.1")
+
+    cuda = agent_trt.Cuda.__new__(agent_trt.Cuda)
+    cuda.rt = NoDriver
+    with pytest.raises(AgentError, match=r"CUDA cudaGetDevice failed: Failed to dlopen libcuda.so.1 \(is the NVIDIA"):
+        cuda.device()
+
+
 def test_version_note():
     assert agent_trt.version_note("10.3.0.30", ["8.5", "10.3"]) is None
     assert "packaged for TensorRT 8.5" in agent_trt.version_note("8.6.2", ["8.5"])
