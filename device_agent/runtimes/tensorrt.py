@@ -32,7 +32,7 @@ ENGINE_DIR = "tensorrt-engines"
 OLDEST = (8, 5)   # JetPack 5's TensorRT: the oldest this adapter drives
 # The build settings (runtime.options) and their values when a bundle leaves one out.
 BUILD_DEFAULTS = {"fp16": False, "int8": False, "workspace_mib": 1024, "builder_optimization_level": 3,
-                  "dla_core": -1, "gpu_fallback": True, "library_tactics": "default"}
+                  "dla_core": -1, "gpu_fallback": True, "library_tactics": "default", "tf32": True}
 # The tactic sources that are other libraries (trtexec --tacticSources): TensorRT 8.5 times their kernels by
 # default, 8.6 and later do not. Each costs GPU memory when loaded (cuDNN several hundred MiB on a Jetson).
 LIBRARY_TACTICS = ("CUBLAS", "CUBLAS_LT", "CUDNN")
@@ -175,7 +175,7 @@ class TensorRtAdapter(RuntimeAdapter):
     install_note = "on a Jetson TensorRT comes with JetPack: sudo apt install python3-libnvinfer, then pip install cuda-python"
     options = {"fp16": "bool", "int8": "bool", "workspace_mib": "mib", "builder_optimization_level": "level",
                "dla_core": "dla-core", "gpu_fallback": "bool", "library_tactics": ("default", "on", "off"),
-               "tensorrt_versions": "versions"}
+               "tf32": "bool", "tensorrt_versions": "versions"}
 
     @classmethod
     def missing_helpers(cls):
@@ -345,6 +345,8 @@ def build_engine(trt, onnx_path, settings, choices):
     for flag in ("fp16", "int8"):
         if settings[flag]:
             config.set_flag(getattr(trt.BuilderFlag, flag.upper()))
+    if not settings["tf32"]:   # TensorRT allows TF32 for FP32 layers by default (Ampere and newer: the Orin too)
+        config.clear_flag(trt.BuilderFlag.TF32)
     if choices["optimization_level"]:
         config.builder_optimization_level = settings["builder_optimization_level"]
     set_library_tactics(trt, config, settings["library_tactics"])

@@ -93,6 +93,8 @@ class TensorRtOptions:
         "default", "whether the builder times cuBLAS/cuBLASLt/cuDNN kernels: on, off, or default (TensorRT 8.5 "
         "does, 8.6 and later do not; loading cuDNN costs hundreds of MiB on a Jetson)",
         choices=("default", "on", "off"))
+    tf32: bool = option(True, "let FP32 layers run in TF32 on Ampere and newer GPUs, as TensorRT does by default; "
+                              "false keeps them in full FP32 (closer to ONNX Runtime, slower)")
     keep_float: str = keep_float_option()               # with --quantize int8: nodes left out of the QDQ graph
     max_accuracy_drop: float | None = budget_option()   # the budget of --keep-float auto's choice
 
@@ -175,4 +177,4 @@ def runtime_options(request, versions) -> dict:
     return {"fp16": request.precision == "fp16", "int8": request.quantize == "int8",
             "workspace_mib": opts.workspace_mib, "builder_optimization_level": opts.builder_optimization_level,
             "dla_core": opts.dla_core, "gpu_fallback": opts.gpu_fallback, "library_tactics": opts.library_tactics,
-            "tensorrt_versions": list(versions)}
+            "tf32": opts.tf32, "tensorrt_versions": list(versions)}

@@ -32,7 +32,8 @@ def test_fp16_bundle_holds_the_fp32_onnx_and_the_build_settings(bundles):
     assert m["runtime"]["name"] == "tensorrt"
     assert m["runtime"]["options"] == {"fp16": True, "int8": False, "workspace_mib": 1024,
                                        "builder_optimization_level": 3, "dla_core": -1, "gpu_fallback": True,
-                                       "library_tactics": "default", "tensorrt_versions": ["8.5", "10.3"]}
+                                       "library_tactics": "default", "tf32": True,
+                                       "tensorrt_versions": ["8.5", "10.3"]}
     model = onnx.load_from_string(bundle_member(path, "model/model.onnx"))
     assert all(n.op_type not in ("Cast",) for n in model.graph.node)          # FP32 ONNX: FP16 is a builder flag
     assert all(d.dim_value > 0 for i in model.graph.input for d in i.type.tensor_type.shape.dim)  # static shapes
@@ -141,7 +142,8 @@ def test_manifest_checks_know_the_tensorrt_options():
     assert option_problem("tensorrt", {"workspace_mib": 0})[0] == "workspace_mib"
     assert option_problem("tensorrt", {"tensorrt_versions": ["eight"]})[0] == "tensorrt_versions"
     assert option_problem("tensorrt", {"calibration_cache": "x"})[0] == "calibration_cache"
-    assert option_problem("tensorrt", {"library_tactics": "off"}) is None
+    assert option_problem("tensorrt", {"library_tactics": "off", "tf32": False}) is None
+    assert option_problem("tensorrt", {"tf32": "no"})[0] == "tf32"
     assert option_problem("tensorrt", {"library_tactics": False}) == ("library_tactics",
                                                                       "must be one of default, on, off")
 
@@ -155,8 +157,9 @@ def test_cache_key_changes_with_every_part_and_only_with_build_settings():
     variants = [("b" * 64, "10.3.0.30", "Orin", (8, 7), settings), ("a" * 64, "8.5.2.2", "Orin", (8, 7), settings),
                 ("a" * 64, "10.3.0.30", "NVIDIA H200", (8, 7), settings), ("a" * 64, "10.3.0.30", "Orin", (9, 0), settings),
                 ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, workspace_mib=2048)),
-                ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, library_tactics="off"))]
-    assert len({key} | {agent_trt.engine_cache_key(*v) for v in variants}) == 7
+                ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, library_tactics="off")),
+                ("a" * 64, "10.3.0.30", "Orin", (8, 7), dict(settings, tf32=False))]
+    assert len({key} | {agent_trt.engine_cache_key(*v) for v in variants}) == 8
     # tensorrt_versions is what the host packaged for, not a build setting: the same engine
     with_versions = agent_trt.validate_settings({"fp16": True, "tensorrt_versions": ["8.5"]})
     assert agent_trt.engine_cache_key("a" * 64, "10.3.0.30", "Orin", (8, 7), with_versions) == key
