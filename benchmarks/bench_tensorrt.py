@@ -25,6 +25,7 @@ measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -154,18 +155,13 @@ def _agent_figures(doc):
 def _against_reference(bundle, options, reference):
     """The engine's outputs for the host's inputs against ONNX Runtime's on the host: SQNR (dB), the largest
     difference relative to the reference's range, and top-1 agreement over the first output's last axis."""
-    import tarfile
-    import tempfile
-
     import numpy as np
 
     from device_agent.bundle import load_manifest
     from device_agent.runtimes.tensorrt import TensorRtAdapter
 
     ref = np.load(reference)
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(bundle) as tar:
-            tar.extractall(tmp)
+    with _unpacked(bundle) as tmp:
         manifest = load_manifest(tmp)
         adapter = TensorRtAdapter(1, dict(manifest["runtime"]["options"], **dict(options, **_extra_options())))
         adapter.load(os.path.join(tmp, *manifest["model"].split("/")))
@@ -181,6 +177,18 @@ def _against_reference(bundle, options, reference):
             "top1_agreement": top1, "n": int(len(got)), "engine_from_cache": cache_hit}
 
 
+@contextlib.contextmanager
+def _unpacked(bundle):
+    """A temporary directory holding the bundle's files."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(bundle) as tar:
+            tar.extractall(tmp)
+        yield tmp
+
+
 TRTEXEC_LINE = re.compile(r"(Latency|GPU Compute Time|H2D Latency|D2H Latency|Enqueue Time): min = ([0-9.]+) ms, "
                           r"max = ([0-9.]+) ms, mean = ([0-9.]+) ms, median = ([0-9.]+) ms")
 TRTEXEC_QPS = re.compile(r"Throughput: ([0-9.]+) qps")
@@ -194,12 +202,7 @@ def _trtexec(trtexec, engine):
 
 
 def _trtexec_from_onnx(trtexec, bundle, options):
-    import tarfile
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(bundle) as tar:
-            tar.extractall(tmp)
+    with _unpacked(bundle) as tmp:
         flags = ["--fp16"] * bool(options.get("fp16")) + ["--int8"] * bool(options.get("int8"))
         model = os.path.join(tmp, "model", "model.onnx")   # tactic sources as library_tactics=off sets them
         cmd = [trtexec, "--onnx=" + model, "--tacticSources=-CUBLAS,-CUBLAS_LT,-CUDNN"]
