@@ -9,7 +9,9 @@ P=${P:-/tmp/payload}
 T=$(realpath "${TOOLS:-.gpu/tools}")
 SHA=${SHA:-.gpu/payload.sha256}
 set -o pipefail
-echo "== $(date -u +%T) unpack"; cat $P/payload.part.* > /tmp/payload.tar && echo "$(cat $SHA)  /tmp/payload.tar" | sha256sum -c || exit 9; mkdir -p /tmp/pl && tar xf /tmp/payload.tar -C /tmp/pl || exit 9
+echo "== $(date -u +%T) unpack"
+cat $P/payload.part.* > /tmp/payload.tar && echo "$(cat $SHA)  /tmp/payload.tar" | sha256sum -c || exit 9
+mkdir -p /tmp/pl && tar xf /tmp/payload.tar -C /tmp/pl || exit 9
 mkdir -p /tmp/site /tmp/agentcache /tmp/runs
 cat /tmp/pl/trt.tar.zst | LD_LIBRARY_PATH=$T $T/zstd -q -d --long=31 -c | tar xf - -C /tmp/site || exit 9
 LD_LIBRARY_PATH=$T $T/zstd -q -d --long=31 -c /tmp/pl/pyenv.tar.zst | tar xf - -C /tmp || exit 9
@@ -24,6 +26,8 @@ $PY -c "import sys, tensorrt, numpy; print(sys.version.split()[0], 'tensorrt', t
 /tmp/pl/trtexec/trtexec --help 2>&1 | head -3
 $PY -m device_agent probe --power-sensor nvml > $OUT/probe.json 2> $OUT/probe.err; echo "probe exit $?"
 echo "== $(date -u +%T) bench"
-$PY benchmarks/bench_tensorrt.py device /tmp/pl/bundles $OUT --runs /tmp/runs --trtexec /tmp/pl/trtexec/trtexec ${MODELS:+--models $MODELS} ${PRECISIONS:+--precisions $PRECISIONS}; rc=$?
+$PY benchmarks/bench_tensorrt.py device /tmp/pl/bundles $OUT --runs /tmp/runs --trtexec /tmp/pl/trtexec/trtexec \
+    ${MODELS:+--models $MODELS} ${PRECISIONS:+--precisions $PRECISIONS}
+rc=$?
 echo "== $(date -u +%T) done: exit $rc"
 tar czf $OUT/runs.tgz -C /tmp/runs . ; ls -la $OUT
