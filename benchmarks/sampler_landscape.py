@@ -83,7 +83,7 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, fig
     study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
     every = studies._models_every_dimension(study.sampler)   # as study._study and _Runner._run_trial do
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
-    study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
+    study.enqueue_trial(space.params(dims, space.textbook(dims, "fp32"), every))
     measured, counted, cached_in_a_row, exploration = {}, 0, 0, None
     while counted < trials and cached_in_a_row < studies.CACHED_IN_A_ROW_TO_STOP:
         trial = study.ask()
@@ -118,7 +118,7 @@ def explore(study, dims, measured: dict, every: bool, candidates) -> None:
 
     for point in candidates:
         if repr(space.options(dims, point)) not in measured:
-            study.enqueue_trial(space.filled(dims, point) if every else point)
+            study.enqueue_trial(space.params(dims, point, every))
             return
 
 

@@ -14,14 +14,17 @@ import numpy as np
 from .errors import BadInput
 
 
-def option(default, help: str, low=None, high=None, choices=None, search=None, low_open=False, log=False):
+def option(default, help: str, low=None, high=None, choices=None, search=None, low_open=False, log=False,
+           search_off=None):
     """A typed option field. low/high bound a number (low_open: the bound itself is refused); choices
     lists a string's values; search is what an optimizer may try: (low, high) for a number, a tuple of
     values for a choice, None when the option is not searched; log: a number's search range is explored
-    on a log scale (learning rates)."""
+    on a log scale (learning rates). search_off ("below" or "above"): a transform's strength, at whose weak
+    end of the range the transform does nothing (0 channels pruned, 0 epochs); a search then tries the
+    transform's on/off and this option as one ordered axis (edgeopt/search/space.py)."""
     return dataclasses.field(default=default, metadata={
         "help": help, "low": low, "high": high, "low_open": low_open, "choices": choices, "search": search,
-        "log": log})
+        "log": log, "search_off": search_off})
 
 
 def fields(options_cls) -> list:

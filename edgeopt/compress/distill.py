@@ -31,7 +31,7 @@ EVAL_BATCH = 256
 
 @dataclasses.dataclass(frozen=True)
 class DistillOptions:
-    epochs: int = option(5, "passes over the training data", low=1, search=(1, 20))
+    epochs: int = option(5, "passes over the training data", low=1, search=(1, 20), search_off="below")
     lr: float = option(1e-3, "learning rate", low=0, low_open=True, search=(1e-4, 1e-2), log=True)
     temperature: float = option(4.0, "softening of both models' logits in the distillation term",
                                 low=0, low_open=True)

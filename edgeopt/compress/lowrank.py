@@ -14,7 +14,8 @@ from .base import Transform, TransformResult, option, register
 @dataclasses.dataclass(frozen=True)
 class LowRankOptions:
     energy: float = option(0.9, "fraction of each layer's singular-value energy (sum of squares) kept",
-                           low=0.0, high=1.0, low_open=True, search=(0.5, 0.99))
+                           low=0.0, high=1.0, low_open=True, search=(0.5, 0.99),
+                           search_off="above")
     rank: int = option(0, "a fixed rank for every layer instead of energy (0: use energy)", low=0)
     min_params: int = option(4096, "layers with fewer weights are left alone", low=0)
     protect: tuple[str, ...] = option((), "module names (as in named_modules, joined by '+') left whole")

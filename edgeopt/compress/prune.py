@@ -27,7 +27,8 @@ _WIDTH_SETTERS = ("CONV", "LINEAR", "LSTM", "EMBED", "MHA")
 @dataclasses.dataclass(frozen=True)
 class PruneOptions:
     channels: float = option(0.5, "fraction of channels removed (per layer; over the whole model with "
-                             "scope=global)", low=0.0, high=0.95, low_open=True, search=(0.1, 0.7))
+                             "scope=global)", low=0.0, high=0.95, low_open=True, search=(0.1, 0.7),
+                             search_off="below")
     criterion: str = option("l2", "channel importance: l1 or l2 weight norm, lamp, fpgm, taylor (gradients "
                             "on --train-data), random", choices=CRITERIA, search=("l1", "l2", "lamp"))
     scope: str = option("layer", "layer: every layer loses the same fraction; global: channels ranked "

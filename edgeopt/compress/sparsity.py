@@ -18,7 +18,7 @@ NOTE = ("sparsity: zeros do not make ONNX Runtime, OpenVINO CPU or LiteRT faster
 @dataclasses.dataclass(frozen=True)
 class SparsityOptions:
     weights: float = option(0.5, "fraction of conv and linear weights set to zero", low=0.0, high=0.99,
-                            low_open=True, search=(0.3, 0.9))
+                            low_open=True, search=(0.3, 0.9), search_off="below")
     scope: str = option("layer", "layer: every layer reaches the fraction; global: the smallest magnitudes "
                         "across all layers (uneven per layer)", choices=("layer", "global"), search=("layer", "global"))
     protect: tuple[str, ...] = option((), "module names (as in named_modules, joined by '+') left dense")

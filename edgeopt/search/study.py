@@ -411,7 +411,7 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
         study.enqueue_trial(spaces.untouched(dims, precision) if every else {}, user_attrs={"baseline": True})
         first = spaces.textbook(dims, precision)
         if first is not None:   # the first step by hand is measured early: the answer is never worse than it
-            study.enqueue_trial(spaces.filled(dims, first) if every else first,
+            study.enqueue_trial(spaces.params(dims, first, every),
                                 user_attrs={"textbook": "INT8 alone, the backend's defaults"})
     return study
 
@@ -475,6 +475,7 @@ def _grid_sampler(dims: list, seed: int):
             self.points = spaces.grid_points(dims)
             self.rng = np.random.default_rng(seed)
             self.rng.shuffle(self.points)
+            self.params = [spaces.params(dims, p) for p in self.points]   # as the trials suggest them
             self.fallback = optuna.samplers.RandomSampler(seed=seed)   # what no point sets (an enqueued trial)
 
         def infer_relative_search_space(self, study, trial):
@@ -494,9 +495,9 @@ def _grid_sampler(dims: list, seed: int):
 
         def sample_independent(self, study, trial, param_name, param_distribution):
             point = trial.system_attrs.get(GRID_POINT)
-            if point is None or param_name not in self.points[point]:
+            if point is None or param_name not in self.params[point]:
                 return self.fallback.sample_independent(study, trial, param_name, param_distribution)
-            return self.points[point][param_name]
+            return self.params[point][param_name]
 
     return Grid()
 
@@ -592,7 +593,7 @@ class _Runner:
         self.exploration = self.exploration or spaces.Exploration(self.dims, self.job.seed)
         for point in self.exploration.candidates(len(trials)):
             if trials_.Candidate(*spaces.options(self.dims, point)).key(self.identity) not in measured:
-                self.study.enqueue_trial(spaces.filled(self.dims, point) if every else point,
+                self.study.enqueue_trial(spaces.params(self.dims, point, every),
                                          user_attrs={"explore": True})
                 return
 

@@ -590,7 +590,7 @@ def test_a_candidate_that_only_trains_is_screened_before_its_training(cli, tmp_p
 
 def test_the_gaussian_process_sampler_sees_every_dimension_in_every_trial(cli, tmp_path):
     """--sampler gp: Optuna's GPSampler models only the dimensions every trial has, so the baseline and the
-    trials whose transform is off suggest its options too (unused); what is built follows the toggle."""
+    trials whose transform is off suggest its options too (unused); what is built follows the toggle or axis."""
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
     space = tmp_path / "space.toml"
     space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nlowrank = [false]\n"prune.channels" = [0.3, 0.6]\n')
@@ -601,9 +601,11 @@ def test_the_gaussian_process_sampler_sees_every_dimension_in_every_trial(cli, t
     stored = [t for t in _trials(tmp_path, "gp") if t.state == optuna.trial.TrialState.COMPLETE]
     assert len({t.number for t in stored if not t.user_attrs.get("cached")}) == 7
     assert all(set(t.params) == set(stored[0].params) and "prune.channels" in t.params for t in stored)
-    assert stored[0].user_attrs["baseline"] and stored[0].params["prune"] is False
+    # pruning's on/off is its channels axis (space.strength_axis): 0.2 (one step below 0.3..0.6) is off
+    assert stored[0].user_attrs["baseline"] and stored[0].params["prune.channels"] == pytest.approx(0.2)
+    assert "prune" not in stored[0].params
     for t in stored:   # a transform that is off is not applied, whatever its unused options read
-        assert ("prune(channels=" in t.user_attrs["config"]) == t.params["prune"]
+        assert ("prune(channels=" in t.user_attrs["config"]) == (t.params["prune.channels"] >= 0.3)
 
 
 def test_gp_without_torch_is_a_clear_error(monkeypatch):

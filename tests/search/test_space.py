@@ -48,7 +48,7 @@ def _proposals(dims, sampler: str, count: int, seed: int = 0) -> list:
     study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
     every = studies._models_every_dimension(study.sampler)
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
-    study.enqueue_trial(space.filled(dims, space.textbook(dims, "fp32")) if every else space.textbook(dims, "fp32"))
+    study.enqueue_trial(space.params(dims, space.textbook(dims, "fp32"), every))
     out = []
     for _ in range(count + 2):
         trial = study.ask()
@@ -68,6 +68,75 @@ def test_a_stepped_range_is_tried_in_its_steps_by_every_sampler(tmp_path):
         seen = {(c.get("prune.channels"), c.get("distill.epochs")) for c in _proposals(list(dims.values()), sampler, 16)}
         assert {ch for ch, _ in seen} - {None} <= set(channels.grid()), (sampler, seen)   # 0.3, not 0.30000000000000004
         assert {e for _, e in seen} - {None} <= set(epochs.grid()), (sampler, seen)
+
+
+CONTINUOUS = """quantize = ["none", "int8"]
+precision = ["fp32"]
+keep_float = [""]
+qat = false
+"prune.criterion" = ["l2"]
+"prune.scope" = ["layer"]
+"prune.round_to" = [1]
+"distill.lr" = 0.001
+"""
+
+
+@pytest.mark.parametrize("text", [STEPPED, CONTINUOUS])
+@pytest.mark.parametrize("every", [False, True])
+def test_the_parameters_of_a_configuration_make_a_trial_sample_that_configuration(tmp_path, text, every):
+    """space.params is what the grid and enqueue_trial give a trial (INT8 alone, an explored point): with a
+    transform's on/off carried by its strength axis, a configuration's own keys would leave the axis unset, and
+    the sampler would prune the enqueued "INT8 alone"."""
+    import optuna
+
+    from edgeopt.search import space
+
+    dims = _dims(tmp_path, text)
+    points = space.grid_points(dims) if text == STEPPED else [space.sample(dims, _random_trial(dims, s)) for s in
+                                                               range(60)]
+    points.append(space.textbook(dims, "fp32"))
+    assert any(p.get("prune") for p in points) and any(not p.get("prune") for p in points)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for point in points:
+        study.enqueue_trial(space.params(dims, point, every))
+        trial = study.ask()
+        assert space.options(dims, space.sample(dims, trial, every)) == space.options(dims, point)
+        study.tell(trial, 1.0)
+
+
+def test_a_transform_and_its_strength_are_one_ordered_axis_for_the_samplers(tmp_path):
+    """Pruning's on/off is channels one step below the range (off is weaker than the weakest setting);
+    low-rank's energy one step above it (keeping all the energy changes nothing). A transform the space file
+    fixes on or off, or whose strength it fixes, keeps its yes/no dimension."""
+    import optuna
+
+    from edgeopt.search import space
+
+    dims = _dims(tmp_path, STEPPED.replace("lowrank = false\n", ""))
+    axes = {d.name: space.strength_axis(dims, d) for d in dims if d.toggle}
+    assert (axes["prune"].name, axes["prune"].low, axes["prune"].high, axes["prune"].step) == (
+        "prune.channels", -0.1, 0.7, 0.2)
+    assert (axes["distill"].low, axes["distill"].high, axes["distill"].integer) == (0, 8, True)
+    energy = next(d for d in dims if d.name == "lowrank.energy")
+    assert axes["lowrank"].low == energy.low and axes["lowrank"].high == pytest.approx(energy.high + 0.49 / 3)
+    assert axes["qat"] is None   # fixed off in the file
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = []
+    for _ in range(200):
+        trial = study.ask()
+        configs.append(space.sample(dims, trial))
+        assert not {"prune", "distill", "lowrank"} & set(trial.params), trial.params
+        assert (trial.params["prune.channels"] >= 0.1) == configs[-1]["prune"]
+        assert (trial.params["lowrank.energy"] <= energy.high) == configs[-1]["lowrank"]
+        study.tell(trial, 1.0)
+    off = sum(not c["prune"] for c in configs) / len(configs)
+    assert 0.1 < off < 0.3   # one step of five: what grid search gives "off"
+    fixed = _dims(tmp_path, STEPPED.replace("lowrank = false", "lowrank = true"))
+    assert space.strength_axis(fixed, next(d for d in fixed if d.name == "lowrank")) is None
+    one = _dims(tmp_path, STEPPED.replace('{low = 0.1, high = 0.7, step = 0.2}', "0.3"))
+    assert space.strength_axis(one, next(d for d in one if d.name == "prune")) is None
+    trial = _random_trial(one, 0)
+    assert isinstance(space.sample(one, trial)["prune"], bool) and "prune" in trial.params
 
 
 @pytest.mark.parametrize("line, fragment", [
