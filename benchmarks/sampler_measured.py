@@ -107,6 +107,7 @@ def replay(limit: float, seeds: int, trial_counts: list, samplers: list, landsca
 
     def figures_of(config, rng):
         config = {k: v for k, v in config.items() if k != "threads"}   # the baseline's; no dimension here
+        config.setdefault("precision", "fp32")   # a quantized one has none (package's default): the table's key
         readings = of_landscape(table["readings"][describe(dimensions, config)], landscape)
         reading = readings[int(rng.integers(len(readings)))]
         unmeasured = reading["ratio"] is None or reading["accuracy_drop"] is None

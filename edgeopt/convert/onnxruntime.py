@@ -146,6 +146,7 @@ class OnnxRuntimeBackend(Backend):
     runtime = "onnxruntime"
     precisions = ("fp32", "fp16")
     quantizations = ("none", "dynamic", "int8")
+    precision_unquantized_only = True   # a quantized graph computes in its own types: --precision is noted, unused
     Options = OnnxRuntimeOptions
     int8_options = ("keep_float", "int8_method")   # keep_float applies to fp16 too; a search tries it with int8
 
