@@ -475,7 +475,7 @@ def _grid_sampler(dims: list, seed: int):
             self.points = spaces.grid_points(dims)
             self.rng = np.random.default_rng(seed)
             self.rng.shuffle(self.points)
-            self.params = [spaces.params(dims, p) for p in self.points]   # as the trials suggest them
+            self.params = {}   # a point's trial parameters (space.params), made when a trial first takes it
             self.fallback = optuna.samplers.RandomSampler(seed=seed)   # what no point sets (an enqueued trial)
 
         def infer_relative_search_space(self, study, trial):
@@ -495,6 +495,8 @@ def _grid_sampler(dims: list, seed: int):
 
         def sample_independent(self, study, trial, param_name, param_distribution):
             point = trial.system_attrs.get(GRID_POINT)
+            if point is not None and point not in self.params:
+                self.params[point] = spaces.params(dims, self.points[point])
             if point is None or param_name not in self.params[point]:
                 return self.fallback.sample_independent(study, trial, param_name, param_distribution)
             return self.params[point][param_name]
