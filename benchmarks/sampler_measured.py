@@ -18,6 +18,13 @@ configuration, and the searches are replayed on them:
 
     PYTHONPATH=. .venv/bin/python benchmarks/sampler_measured.py --measure [--grid-seed 0]   # ~30 min, quiet host
     PYTHONPATH=. .venv/bin/python benchmarks/sampler_measured.py [--seeds 30] [--trials 16 40 80] [--limit 0.30]
+
+3. --real: real studies beside the replay, to check it. Each `edgeopt optimize` over SPACE, with the sampler and
+   --seed N (which seeds the training too, so it meets landscape N), stops after --trials; the trials to its first
+   feasible configuration go to sampler_measured_real.{json,md}, beside what the replay gave on that landscape.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/sampler_measured.py --real --samplers gp,tpe --seeds 2 --trials 30 \
+        --limit 0.25
 """
 from __future__ import annotations
 
@@ -96,6 +103,54 @@ def measure(grid_seed: int) -> None:
           f"{len(table['readings'])} configurations in the table", flush=True)
 
 
+def real(limit: float, seeds: int, trials: int, samplers: list) -> None:
+    """Real studies, one per sampler and seed, each added to sampler_measured_real.json as it ends."""
+    from edgeopt.search import space
+
+    saved = RESULTS / "sampler_measured_real.json"
+    doc = json.loads(saved.read_text()) if saved.is_file() else {"space": SPACE, "studies": []}
+    assert doc["space"] == SPACE, "earlier real studies searched another space"
+    assert len(space.grid_points(dims())) >= trials
+    for seed in range(seeds):
+        for sampler in samplers:
+            with tempfile.TemporaryDirectory(prefix="sampler-real-") as tmp:
+                work = pathlib.Path(tmp)
+                (work / "space.toml").write_text(SPACE)
+                run = study(work, SAMPLE, work / "space.toml", f"{sampler}-{seed}", sampler, seed, trials,
+                            {OBJECTIVE: f"{limit}x", "accuracy_drop": ACCURACY_LIMIT})
+            first = run["first_feasible"]
+            doc["studies"].append({
+                "sampler": sampler, "seed": seed, "limit": limit, "trials": trials,
+                "first_feasible": None if first is None else first + 1, "seconds": run["seconds"],
+                "chosen": (run["best"] or {}).get("config"), "environment": environment(),
+                "trials_seen": [{k: t.get(k) for k in ("trial", "config", "cached", "feasible", "measurement")}
+                                | {"ratio": (t.get("paired") or {}).get(OBJECTIVE),
+                                   "accuracy_drop": (t.get("figures") or {}).get("accuracy_drop")}
+                                for t in run["trials"]]})
+            saved.write_text(json.dumps(doc, indent=1, default=str))
+            print(f"real {sampler} seed {seed}, {limit}x: first feasible at trial "
+                  f"{doc['studies'][-1]['first_feasible']} of {trials} in {run['seconds']} s", flush=True)
+    (RESULTS / "sampler_measured_real.md").write_text(real_summary(doc) + "\n")
+    print(real_summary(doc))
+
+
+def real_summary(doc: dict) -> str:
+    """The real studies against the replay's median on the same landscape (sampler_measured_seedN.json)."""
+    rows = []
+    for s in doc["studies"]:
+        replayed = RESULTS / f"sampler_measured_seed{s['seed']}.json"
+        median = "—"
+        if replayed.is_file():
+            result = next((r for r in json.loads(replayed.read_text())["replays"] if r["limit"] == s["limit"]), {})
+            row = max((r for r in result.get("rows", []) if r["sampler"] == s["sampler"]),
+                      key=lambda r: r["trials"], default=None)
+            median = "—" if row is None else f"{row['median']} ({row['seeds']} seeds)"
+        rows.append([s["sampler"], s["seed"], f"{s['limit']}x", s["first_feasible"] or f">{s['trials']}",
+                     median, s["seconds"], s["chosen"] or "none"])
+    return md_table(["sampler", "seed (sampler and training)", "latency budget", "real study: trials to first "
+                     "feasible", "replay on that landscape: median", "study seconds", "chosen"], rows)
+
+
 def replay(limit: float, seeds: int, trial_counts: list, samplers: list, landscape: int | None = None) -> dict:
     """landscape: None draws one of a configuration's readings per seed; N takes the readings of the study with
     --seed N (which seeded its training too), so that every configuration was trained with one seed, as in a
@@ -171,6 +226,8 @@ def summary(doc: dict, table: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure", action="store_true", help="run one grid study and add its readings")
+    parser.add_argument("--real", action="store_true",
+                        help="real studies (--samplers, --seeds, the first --trials, the first --limit)")
     parser.add_argument("--grid-seed", type=int, default=0)
     parser.add_argument("--limit", type=float, nargs="+", default=[0.30], help="latency budgets to replay")
     parser.add_argument("--seeds", type=int, default=30)
@@ -182,6 +239,8 @@ def main():
     args = parser.parse_args()
     if args.measure:
         return measure(args.grid_seed)
+    if args.real:
+        return real(args.limit[0], args.seeds, args.trials[0], args.samplers.split(","))
     doc = {"replays": [replay(limit, args.seeds, args.trials, args.samplers.split(","), args.landscape)
                        for limit in args.limit]}
     doc["landscape"] = args.landscape

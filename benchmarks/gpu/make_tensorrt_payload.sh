@@ -20,11 +20,14 @@
 #   CUDA 11.8 headers of the nvidia-cuda-runtime-cu11 and nvidia-cuda-nvcc-cu11 wheels.
 # - The bundles and reference outputs of benchmarks/bench_tensorrt.py prepare.
 # - zstd (the machine may lack it) with its libraries.
+# A second run in the same WORK (after changing the bundles, say) keeps the compressed TensorRT and Python and the
+# built trtexec, and makes the bundles and the parts again.
 set -euo pipefail
 WORK=$(realpath -m "$1"); TRT_SRC=${2:-}; OTRT_SRC=${3:-}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$WORK"/{whl,debs,pyenv/site,pyenv/py310,trtsite/tensorrt,stubs,trtexec/build,trtexec/out/lib,pl,parts}
 cd "$WORK"
+if [ ! -s pl/trt.tar.zst ] || [ ! -s pl/pyenv.tar.zst ] || [ ! -x trtexec/out/trtexec ]; then
 PIP="python3 -m pip download -q --no-deps --only-binary=:all: --implementation cp --python-version 3.10 -d whl"
 PIP="$PIP --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
 $PIP tensorrt==8.5.3.1 numpy==1.26.4 psutil==7.1.3 cuda-python==11.8.5.post1 nvidia-cuda-runtime-cu11==11.8.89 \
@@ -85,12 +88,14 @@ g++ -o $X/out/trtexec $X/build/*.o -L$X/linklibs -lnvinfer -lnvinfer_plugin -lnv
   -ldl -lpthread -Wl,-rpath,'$ORIGIN/lib' -Wl,--allow-shlib-undefined   # the plugin's cuBLAS/cuDNN: stubs, at run time
 strip $X/out/trtexec
 cp $X/cuda/nvidia/cuda_runtime/lib/libcudart.so.11.0 $X/out/lib/
-
-# bundles, the archive, its parts
-(cd "$REPO" && PYTHONPATH=. .venv/bin/python benchmarks/bench_tensorrt.py prepare "$WORK/pl/bundles")
 tar cf - -C trtsite tensorrt | zstd -q -19 -T0 --long=31 -c > pl/trt.tar.zst
 tar cf - pyenv | zstd -q -19 -T0 --long=31 -c > pl/pyenv.tar.zst
-cp -a $X/out pl/trtexec
+fi
+
+# bundles, the archive, its parts
+rm -rf pl/bundles pl/trtexec parts/payload.part.*
+(cd "$REPO" && PYTHONPATH=. .venv/bin/python benchmarks/bench_tensorrt.py prepare "$WORK/pl/bundles")
+cp -a trtexec/out pl/trtexec
 tar cf payload.tar -C pl .
 sha256sum payload.tar | cut -d' ' -f1 > payload.sha256
 split -b 58000000 -d -a 2 payload.tar parts/payload.part.
