@@ -48,8 +48,10 @@ MODELS = {"mobilenet_v2": ("tests/zoo/models.py", "mobilenet_v2", {}, (1, 3, 224
 CLASS_SCORES = ("mobilenet_v2", "mobilenet_v2_b32")
 # precision: (bundle, runtime options at bench time). fp32-tf32off: FP32 with TF32 convolutions off (TensorRT
 # allows TF32 for FP32 layers by default on Ampere and newer), to see how close FP32 then comes to ONNX Runtime.
+# fp32-ws2g: FP32 with a 2 GiB workspace, another engine of the same layers, so its build after fp32's shows what
+# the timing cache saves.
 PRECISIONS = {"fp32": ("fp32", {}), "fp16": ("fp32", {"fp16": True}), "int8": ("int8", {}),
-              "fp32-tf32off": ("fp32", {"tf32": False})}
+              "fp32-tf32off": ("fp32", {"tf32": False}), "fp32-ws2g": ("fp32", {"workspace_mib": 2048})}
 # The second lease's cells, most wanted first (a run cut at its time limit keeps the cells it finished).
 SECOND_LEASE = ("mobilenet_v2_b32:fp32,yolov8n:int8,yolov8n:fp16,mobilenet_v2:fp32-tf32off,mobilenet_v2_b32:fp16,"
                 "mobilenet_v2:fp32")

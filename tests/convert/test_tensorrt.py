@@ -3,6 +3,7 @@ contents and build settings, the opset fitted to the profile's TensorRT versions
 parity on ONNX Runtime, bad options refused in one line, the engine cache key and the version-dependent API
 choices, and `bench` on a machine without TensorRT. The GPU path is the last test, skipped without one."""
 import json
+import os
 
 import numpy as np
 import onnx
@@ -237,6 +238,57 @@ def test_library_tactics_clear_or_set_only_the_library_sources():
     assert config.sources == 0b11100
 
 
+class _TimingCache(object):
+    def __init__(self, blob):
+        self.blob = blob
+
+    def serialize(self):
+        return self.blob + b"|timed"
+
+
+class _BuilderConfig(object):
+    """IBuilderConfig's timing-cache calls (TensorRT cannot run here): a cache whose bytes start with b"other"
+    is another version's, refused by set_timing_cache."""
+    def __init__(self):
+        self.cache = None
+
+    def create_timing_cache(self, blob):
+        return _TimingCache(bytes(blob))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        assert ignore_mismatch is False
+        if cache.blob.startswith(b"other"):
+            return False
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.cache
+
+
+def test_timing_cache_per_tensorrt_and_gpu_read_then_extended(tmp_path, monkeypatch):
+    monkeypatch.setenv(agent_trt.CACHE_ENV, str(tmp_path))
+    path = agent_trt.timing_cache_path("8.5.3.1", "NVIDIA H200", (9, 0))
+    assert path.startswith(agent_trt.engine_dir())
+    assert len({path, agent_trt.timing_cache_path("10.3.0", "NVIDIA H200", (9, 0)),
+                agent_trt.timing_cache_path("8.5.3.1", "Orin", (9, 0)),
+                agent_trt.timing_cache_path("8.5.3.1", "NVIDIA H200", (8, 7))}) == 4
+    config = _BuilderConfig()   # the first build: no file, an empty cache; what it timed is saved
+    assert agent_trt.use_timing_cache(config, path) == {"path": path, "loaded_bytes": 0, "note": None}
+    assert config.cache.blob == b""
+    agent_trt.save_timing_cache(config, path)
+    with open(path, "rb") as f:
+        assert f.read() == b"|timed"
+    config = _BuilderConfig()   # the next build starts from it
+    assert agent_trt.use_timing_cache(config, path)["loaded_bytes"] == len(b"|timed")
+    assert config.cache.blob == b"|timed"
+    with open(path, "wb") as f:
+        f.write(b"other version's")
+    config = _BuilderConfig()   # refused: built with an empty cache, and said so
+    info = agent_trt.use_timing_cache(config, path)
+    assert info["loaded_bytes"] == 0 and "refused" in info["note"] and config.cache.blob == b""
+
+
 def test_cuda_python_failing_without_a_driver_is_one_agent_line():
     class NoDriver(object):
         @staticmethod
@@ -288,6 +340,8 @@ def test_gpu_build_cache_and_infer(bundles, tmp_path, monkeypatch):
     first.load(str(tmp_path / "b" / "model" / "model.onnx"))
     assert first.infer(feed)[0].shape[0] == 1
     assert not first.describe()["engine"]["cache_hit"] and first.describe()["engine"]["build_s"] > 0
+    assert first.describe()["engine"]["timing_cache"]["loaded_bytes"] == 0
+    assert os.path.getsize(first.describe()["engine"]["timing_cache"]["path"]) > 0
     first.close()
     second = agent_trt.TensorRtAdapter(1, m["runtime"]["options"])
     second.load(str(tmp_path / "b" / "model" / "model.onnx"))
