@@ -113,8 +113,10 @@ def use_timing_cache(config, path):
             blob = f.read()
     except OSError:
         pass
-    cache = config.create_timing_cache(blob) if blob else None
-    loaded = cache is not None and bool(config.set_timing_cache(cache, False))
+    try:   # a damaged file may make TensorRT raise rather than refuse: the build goes on with an empty cache
+        loaded = bool(blob) and bool(config.set_timing_cache(config.create_timing_cache(blob), False))
+    except Exception:  # noqa: BLE001 - TensorRT's own exception types differ by version
+        loaded = False
     if not loaded:
         config.set_timing_cache(config.create_timing_cache(b""), False)
     return {"path": path, "loaded_bytes": len(blob) if loaded else 0,

@@ -248,11 +248,14 @@ class _TimingCache(object):
 
 class _BuilderConfig(object):
     """IBuilderConfig's timing-cache calls (TensorRT cannot run here): a cache whose bytes start with b"other"
-    is another version's, refused by set_timing_cache."""
+    is another version's, refused by set_timing_cache; one that starts with b"damaged" makes
+    create_timing_cache raise."""
     def __init__(self):
         self.cache = None
 
     def create_timing_cache(self, blob):
+        if bytes(blob).startswith(b"damaged"):
+            raise RuntimeError("deserialization failed")
         return _TimingCache(bytes(blob))
 
     def set_timing_cache(self, cache, ignore_mismatch):
@@ -285,6 +288,11 @@ def test_timing_cache_per_tensorrt_and_gpu_read_then_extended(tmp_path, monkeypa
     with open(path, "wb") as f:
         f.write(b"other version's")
     config = _BuilderConfig()   # refused: built with an empty cache, and said so
+    info = agent_trt.use_timing_cache(config, path)
+    assert info["loaded_bytes"] == 0 and "refused" in info["note"] and config.cache.blob == b""
+    with open(path, "wb") as f:
+        f.write(b"damaged")
+    config = _BuilderConfig()   # TensorRT raising on a damaged file: the same
     info = agent_trt.use_timing_cache(config, path)
     assert info["loaded_bytes"] == 0 and "refused" in info["note"] and config.cache.blob == b""
 
