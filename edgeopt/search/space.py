@@ -70,6 +70,9 @@ class Dimension:
     # A transform that makes a QDQ graph (QAT): sampled only with these backends (those that run the exported
     # graph) and their quantize at "none"; any other combination is refused by package (a wasted trial).
     qdq_backends: tuple = ()
+    # Of those, the ones whose precision acts only on an unquantized graph (precision_unquantized_only): the
+    # transform at fp16 there packages the fp32 bundle again (a twin that cost a training run), so only fp32.
+    qdq_fp32_only: tuple = ()
     # A transform's strength option: "below" or "above" the range is where the transform is off (its toggle
     # and this option are then one axis for the samplers: strength_axis).
     off: str = ""
@@ -203,12 +206,13 @@ def _transform_dimensions(has_train: bool, backends) -> list:
         transform = transforms.get(name)
         if not transform.searchable or (transform.needs_training_data and not has_train):
             continue
-        qdq_backends = ()
+        qdq_backends, fp32_only = (), ()
         if transform.makes_qdq_graph:
             qdq_backends = tuple(b.name for b in backends if not b.takes_torch and "none" in b.quantizations)
+            fp32_only = tuple(b.name for b in backends if b.name in qdq_backends and b.precision_unquantized_only)
             if backends and not qdq_backends:
                 continue
-        dims.append(Dimension(name, (False, True), toggle=True, qdq_backends=qdq_backends))
+        dims.append(Dimension(name, (False, True), toggle=True, qdq_backends=qdq_backends, qdq_fp32_only=fp32_only))
         dims += [_option_dimension(f"{name}.{f.name}", f, typing.get_type_hints(transform.Options)[f.name], name)
                  for f in transforms.fields(transform.Options) if f.metadata.get("search") is not None]
     return dims
@@ -429,11 +433,14 @@ def _applies(d: Dimension, point: dict) -> bool:
 
 
 def _qdq_applies(d: Dimension, point: dict) -> bool:
-    """Whether a QDQ-making transform's toggle applies: the chosen backend runs its graph, unquantized."""
+    """Whether a QDQ-making transform's toggle applies: the chosen backend runs its graph, unquantized (and at
+    fp32 where its precision would not act on the graph)."""
     if not d.qdq_backends:
         return True
     chosen = point.get("backend")
-    return (chosen or d.qdq_backends[0]) in d.qdq_backends and point.get(_key("quantize", chosen)) == "none"
+    backend = chosen or d.qdq_backends[0]
+    return backend in d.qdq_backends and point.get(_key("quantize", chosen)) == "none" and (
+        backend not in d.qdq_fp32_only or point.get(_key("precision", chosen), "fp32") == "fp32")
 
 
 def _read(path) -> dict:

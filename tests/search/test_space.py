@@ -447,6 +447,26 @@ def test_every_configuration_a_search_proposes_is_one_package_takes(tmp_path, pr
     assert bool(with_qat) == qat
 
 
+@pytest.mark.parametrize("profile, fp16_with_qat", [("generic", False), ("intel-cpu", True)])
+def test_qat_at_fp16_only_where_the_precision_acts_on_its_qdq_graph(profile, fp16_with_qat):
+    """ONNX Runtime records fp32 for a QDQ graph whatever --precision says, so QAT at fp16 there packaged the
+    fp32 bundle again, after a QAT training run. OpenVINO's fp16 hint still acts on what stays float."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    prof = load_profile(profile)
+    backends = [backend_for(prof, name) for name in prof.backends]
+    dims = space.build(backends, "pytorch-module", True, True, 4)
+    points = [space.sample(dims, _random_trial(dims, seed)) for seed in range(400)]
+    with_qat = [space.options(dims, p)[0] for p in points if any(n == "qat" for n, _ in space.options(dims, p)[1])]
+    assert with_qat
+    fp16 = [o for o in with_qat if o.get("precision") == "fp16"]
+    assert all(o.get("backend", "onnxruntime") != "onnxruntime" for o in fp16)
+    assert bool(fp16) == fp16_with_qat
+    assert any(o.get("precision", "fp32") == "fp32" for o in with_qat)
+
+
 def test_a_small_calibration_set_is_used_whole_by_a_search_not_refused_per_trial(tmp_path):
     """An intel-cpu study with 64 --calib samples failed INT8 by hand, and every OpenVINO INT8 candidate after it:
     NNCF's INT8 asks for 100 unless told to use fewer."""
