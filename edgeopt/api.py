@@ -1,10 +1,12 @@
 """The public functions. The CLI is a thin layer over these; each is usable from Python."""
 from __future__ import annotations
 
+import os
 import pathlib
 import tempfile
 
 from . import bundle as bundles, results
+from .atomic import temp_beside
 from .budgets import check_result, validate_budgets
 from .doctor import same_arch
 from .errors import BadInput, DeviceFailure
@@ -124,11 +126,11 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
 
     bundle = pathlib.Path(bundle)
     manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
+    spec = resolve_device(device, _inventory(inventory))   # a device that is not one leaves no results dir
+    refused, mismatch = profile_mismatch(manifest, spec)
+    if refused and not allow_profile_mismatch:
+        raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
     with Store(store_url or default_url(results_dir)) as store:  # and an unusable store, before measuring
-        spec = resolve_device(device, _inventory(inventory))
-        refused, mismatch = profile_mismatch(manifest, spec)
-        if refused and not allow_profile_mismatch:
-            raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
         transport = for_spec(spec, ssh_options)
         progress.status(f"measuring {bundle.name} on {device}")
         try:
@@ -202,12 +204,13 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
           effect: float | None = None, store_url: str | None = None, results_dir="results",
-          limits_by_path: dict | None = None) -> dict:
+          limits_by_path: dict | None = None, require_budgets: bool = False) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
     hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result.
     limits_by_path: {result path: budgets} over that result's bundle's own, under `budgets` (report --study: the
-    limits the chosen bundle carries, for its trial's results)."""
+    limits the chosen bundle carries, for its trial's results). require_budgets (the `check` verb): a result with
+    no budget to check and no baseline is bad input, since a CI gate that checks nothing must not pass."""
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
@@ -225,6 +228,9 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         else:
             given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
             entry["budgets"] = check_result(doc, budgets_for(doc, given, profile))
+            if require_budgets and not entry["budgets"] and not baseline:
+                raise BadInput(f"{path}: nothing to check: its bundle carries no budgets and none were given "
+                               "(--budget KEY=VALUE, --profile NAME or --baseline)")
         entries.append(entry)
     report = {"results": entries}
     if baseline:
@@ -389,7 +395,6 @@ def _find_store(result_paths) -> str | None:
 
 def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
     """{(bundle, device): store rows} for the results' bundle x device pairs, or (None, why there is none)."""
-    import os
     from .store import Store
 
     url = store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
@@ -409,7 +414,6 @@ def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
 
 def _report_study(name: str, store_url: str | None, result_paths) -> dict:
     """The optimize study `name` from --store, $EDGEOPT_STORE, the store beside the results, or results/."""
-    import os
 
     from .search import study as studies
 
@@ -502,18 +506,18 @@ def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
 
 def _write_text(path, text: str) -> None:
     """Written whole or not at all: a temp file beside it, then renamed."""
-    import os
     path = pathlib.Path(path)
     if path.is_dir():
         raise BadInput(f"report output {path} is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".partial", delete=False) as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(f.name, 0o666 & ~umask)   # a report is for sharing: the usual file mode, not the temp file's 0600
-        os.replace(f.name, path)
+        fd, tmp = temp_beside(path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
     except OSError as e:
         raise BadInput(f"cannot write the report to {path}: {e.strerror or e}") from None

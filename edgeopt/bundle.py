@@ -15,6 +15,7 @@ from device_agent import BUNDLE_SCHEMA, BundleError
 from device_agent import bundle as agent_bundle
 from device_agent import manifest as agent_manifest
 
+from .atomic import temp_beside
 from .budgets import validate_budgets
 from .errors import BadInput
 
@@ -44,7 +45,7 @@ def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) ->
     except BundleError as e:
         raise BadInput(f"bundle {out_path}: {e}") from None
     signature = sign(blob, sign_key) if sign_key else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".partial", dir=out_path.parent)
+    fd, tmp = temp_beside(out_path)
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.addfile(_tarinfo(agent_manifest.MANIFEST, len(blob)), io.BytesIO(blob))

@@ -623,11 +623,13 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     """Check result files (or fleet run directories) against budgets and, with --baseline, for a
     latency regression.
 
-    Exit 0 all hold, 1 any fails, is unmeasured or is significantly slower, 3 a device produced no result.
+    Exit 0 all hold, 1 any fails, is unmeasured or is significantly slower, 2 a result has nothing to check
+    (no budget from its bundle, --budget or --profile, and no --baseline), 3 a device produced no result.
     """
     from . import api
     from .report.tables import check_table, regression_table, warning_lines
-    report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir)
+    report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir,
+                       require_budgets=True)
     if junit:
         from .report.junit import write
         write(report, junit)

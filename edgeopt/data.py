@@ -48,7 +48,7 @@ def load_samples(path, inputs, purpose: str) -> dict:
         forms_.plan({k: v.shape for k, v in features.items()}, [(s.name, s.shape) for s in inputs])
     except SampleError as e:
         hints = [_layout_hint(features[s.name].shape, tuple(s.shape[1:])) for s in inputs]
-        raise _bad(where, str(e) + "".join(hints)) from None
+        raise _bad(where, _as_in_the_file(str(e), arrays, inputs) + "".join(hints)) from None
     n = _count(features, arrays.get(LABELS), where)
     out = {spec.name: np.ascontiguousarray(_cast(features[spec.name], spec, where)) for spec in inputs}
     if LABELS in arrays:
@@ -111,6 +111,14 @@ def _match(arrays: dict, inputs, where: str) -> dict:
         raise _bad(where, f"array(s) {', '.join(map(repr, extra))} match no model input (inputs: "
                           f"{', '.join(map(repr, names))}; {LABELS!r} is the only other array allowed)")
     return features
+
+
+def _as_in_the_file(text: str, arrays: dict, inputs) -> str:
+    """A message about the one array of a single-input model names it as the file does, not as the input."""
+    features = [k for k in arrays if k != LABELS]
+    if len(inputs) == 1 and features and features[0] != inputs[0].name:
+        return text.replace(f"array {inputs[0].name!r}", f"array {features[0]!r}")
+    return text
 
 
 def _count(features: dict, labels, where: str) -> int:

@@ -27,7 +27,8 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     except DeviceFailure as e:
         return [_check("connection", False, str(e), "see the message; `ssh` to the device by hand to compare")]
     where = getattr(transport, "address", spec.host)
-    checks.append(_check("connection", True, f"{where} reachable, host key verified"))
+    reached = "runs on this machine (no SSH)" if spec.connection == "local" else "reachable, host key verified"
+    checks.append(_check("connection", True, f"{where} {reached}"))
     if code != 0:
         return checks + [_check("python", False, f"{py!r} did not run (exit {code})",
                                 "install Python 3.8+ or set the device's `python` in the inventory")]

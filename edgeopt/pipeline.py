@@ -108,7 +108,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                 seed, progress, host_timing, transform_cache)
         else:
             source = load_model(model, shapes, work, simplify, backend.takes_torch)
-            calibration, evaluation = _samples(calib, eval_data, source.inputs)
+            calibration, evaluation = _samples(calib, eval_data, source)
             stages, reused = [], False
         # the profile's INT8 scheme is its own backend's; another backend takes its own default ("")
         scheme = prof.int8_scheme if backend.name == prof.backend else ""
@@ -125,6 +125,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             source_accuracy = _original_accuracy(stages, evaluation, teacher) or source_accuracy
         manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
         manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy)
+        manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
         manifest["recipe"] = recipe_doc
         if stages:
             manifest["transforms"] = [s.to_dict() for s in stages]
@@ -157,10 +158,24 @@ def _backend_values(backend_options: dict | None, **keywords) -> dict:
     return given
 
 
-def _samples(calib, eval_data, inputs) -> tuple:
-    calibration = load_samples(calib, inputs, "calibration") if calib else None
-    evaluation = load_samples(eval_data, inputs, "eval data") if eval_data else None
+def _samples(calib, eval_data, source) -> tuple:
+    calibration = load_samples(calib, source.inputs, "calibration") if calib else None
+    evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
+    if evaluation is not None and LABELS in evaluation:
+        _check_label_range(evaluation[LABELS], source.outputs[0], eval_data)
     return calibration, evaluation
+
+
+def _check_label_range(labels, output, path) -> None:
+    """Top-1 takes the argmax over the first output's values per sample: a label past them can never be right,
+    and would read as an accuracy of 0 instead of as the wrong file (another dataset's, or 1-based labels)."""
+    dims = output.shape[1:]
+    if not labels.size or not all(isinstance(d, int) and d > 0 for d in dims):
+        return
+    classes = int(np.prod(dims))
+    if int(labels.max()) >= classes:
+        raise BadInput(f"eval data file {path}: array {LABELS!r} goes up to {int(labels.max())}, but the first output "
+                       f"{output.name!r} has {classes} classes (labels are 0..{classes - 1})")
 
 
 def _write(output, manifest, conversion, eval_file, evaluation, sign_key) -> dict:
@@ -204,7 +219,7 @@ def _transformed_source(model, shapes, work, simplify, backend, steps, calib, ev
     from . import torch_export
 
     source = torch_export.load(model, detect_format(model), shapes)
-    calibration, evaluation = _samples(calib, eval_data, source.inputs)
+    calibration, evaluation = _samples(calib, eval_data, source)
     key = None if cache is None else transform.cache_key(
         source, steps, shapes, seed, {"train": train_data, "calib": calib, "eval": eval_data}, teacher)
     kept = None if cache is None else cache.get(key)
@@ -320,6 +335,26 @@ def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy) -> li
     shown = ", ".join(f"{k}={budgets[k]:g}" for k in keys)
     return [f"warning: budget {shown} cannot be measured from this bundle ({why}): `edgeopt check` will "
             f"report it NOT MEASURED and fail; {fix}"]
+
+
+def _missed_accuracy_budget_notes(budgets: dict, source_accuracy, parity: dict) -> list:
+    """A `warning:` note for an accuracy budget the artifact already misses on the host's eval run (a transform
+    or a quantization that lost too much): packaging succeeds, since the device's figure is the one `check`
+    judges, but nobody should learn it only there."""
+    if not source_accuracy or "artifact_top1" not in parity:
+        return []
+    before, after = source_accuracy["top1"], parity["artifact_top1"]
+    missed = []
+    if "accuracy_drop" in budgets and before - after > budgets["accuracy_drop"]:
+        missed.append(f"a drop of {before - after:.4f} is over accuracy_drop={budgets['accuracy_drop']:g}")
+    if "min_top1" in budgets and after < budgets["min_top1"]:
+        missed.append(f"under min_top1={budgets['min_top1']:g}")
+    if not missed:
+        return []
+    what = source_accuracy.get("model", "the source")
+    return [f"warning: top-1 on the eval data is {after:.4f} for the artifact on this host against {before:.4f} for "
+            f"{what} ({parity['samples']} samples): {' and '.join(missed)}; `edgeopt check` will fail this bundle "
+            "unless the device reads otherwise"]
 
 
 def _check_format(model: str, backend) -> None:

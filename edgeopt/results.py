@@ -15,10 +15,10 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 
 from device_agent import RESULT_SCHEMA
 
+from .atomic import temp_beside
 from .budgets import KINDS, describe_range, number_in, shown, validate_budgets
 from .errors import BadInput
 
@@ -47,7 +47,7 @@ def file_stem(name: str, hashed: bool = False) -> str:
 
 def _write_temp(path: pathlib.Path, doc) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1)
@@ -154,8 +154,9 @@ def _fields() -> dict:
     it was not measured, and a budget on it fails as NOT MEASURED. An `ok` result without latency or memory
     is no agent's document (every ok run writes both), so it is refused rather than passed as unmeasured."""
     fields = {"status": Field("status", required="always"),
-              "bundle": Field("section"), "bundle.name": Field("text"), "bundle.budgets": Field("budgets"),
-              "device": Field("section"), "device.name": Field("text"),
+              "bundle": Field("section", required="ok"), "bundle.name": Field("text", required="ok"),
+              "bundle.budgets": Field("budgets"),
+              "device": Field("section", required="ok"), "device.name": Field("text", required="ok"),
               "error": Field("section"), "error.message": Field("text"),
               "warnings": Field("texts"),
               "thermal": Field("section"), "thermal.throttled": Field("flag"),

@@ -85,9 +85,7 @@ def export_module(module, examples: tuple, input_names: list, out: pathlib.Path,
     """A module (the user's, or one the transform stage changed) -> ONNX at opset 17 with the given
     input names; outputs named `output` or `output_0..`."""
     torch = _require_torch()
-    with torch.no_grad():
-        result = module(*examples)
-    n_out = len(result) if isinstance(result, (tuple, list)) else 1
+    n_out = len(_outputs(module, examples, reference))   # a forward that fails is bad input, said in one line
     out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     with _quiet_exporter():  # also hides the TorchScript exporter's deprecation notice
         try:
@@ -178,7 +176,8 @@ def _outputs(module, examples, reference: str) -> list:
         with torch.no_grad():
             result = module(*examples)
     except Exception as e:  # a user's forward raises anything
-        raise BadInput(f"{reference}: the module failed on inputs of the given shapes: "
+        shapes = ", ".join("x".join(map(str, t.shape)) for t in examples)
+        raise BadInput(f"{reference}: the module failed on inputs of shape {shapes} (check --input-shape): "
                        f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
     flat = [t for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
     if not flat:

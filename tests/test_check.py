@@ -191,3 +191,15 @@ def test_package_refuses_a_bad_budget_before_any_work(cli, tmp_path, budget):
     r = cli("package", MODEL, "--budget", budget, "-o", tmp_path / "x.edgepkg")
     assert r.exit_code == 2 and f"--budget {budget.partition('=')[0]}: must be" in r.stderr
     assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_a_result_with_nothing_to_check_is_refused_not_passed(cli, int8_result, tmp_path):
+    """A bundle packaged with no budgets (a profile without [budgets]) must not turn a CI gate green."""
+    path = _write(tmp_path, _edit(int8_result, "bundle.budgets", {}))
+    r = cli("check", path, "--junit", tmp_path / "junit.xml")
+    assert r.exit_code == 2 and f"{path}: nothing to check" in r.stderr and not (tmp_path / "junit.xml").exists()
+    assert cli("check", path, "--budget", "latency_p90_ms=1000").exit_code == 0
+    assert cli("check", path, "--baseline", path).exit_code == 0   # the regression gate alone is a check
+    assert cli("compare", path).exit_code == 0                     # side by side needs no budget
+    r = cli("check", _write(tmp_path, _edit(int8_result, "bundle", delete=True), "nameless.json"))
+    assert r.exit_code == 2 and "bundle is missing" in r.stderr   # an ok result names what it measured

@@ -129,6 +129,14 @@ def test_malformed_arrays_are_refused_by_name(tmp_path, change, message):
     assert message in str(e.value) and str(tmp_path / "s.npz") in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_single_input_takes_its_one_array_under_any_name_and_errors_name_the_files_array(tmp_path):
+    spec = [TensorSpec("input", [1, 1, 8, 8], "float32")]
+    got = _load(tmp_path, {"pixels": np.zeros((4, 1, 8, 8), np.float32)}, spec)
+    assert list(got) == ["input"] and got["input"].shape == (4, 1, 8, 8)
+    with pytest.raises(BadInput, match="array 'pixels' has shape .4, 3, 8, 8.; model input 'input' expects"):
+        _load(tmp_path, {"pixels": np.zeros((4, 3, 8, 8), np.float32)}, spec)
+
+
 def test_zero_samples_and_missing_inputs(tmp_path):
     with pytest.raises(BadInput, match="holds zero samples"):
         _load(tmp_path, {k: v[:0] for k, v in stacked_samples(3).items()})

@@ -268,6 +268,14 @@ def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
     assert r.exit_code == 2 and "inventory not found" in r.stderr
     r = cli("device", "list", "--inventory", inv, "--json")
     assert r.exit_code == 0 and [d["name"] for d in r.json()] == ["pi-kitchen", "nuc-1", "here"]
+    # A bare name beside an inventory is one of its devices: a typo is bad input, not an SSH host to look up
+    results_dir = tmp_path / "results"
+    typo = "no device 'pi-kitchn' (devices: here, nuc-1, pi-kitchen)"
+    r = cli("bench", bundles["fp32"], "--device", "pi-kitchn", "--inventory", inv, "--results-dir", results_dir)
+    assert r.exit_code == 2 and typo in r.stderr, r.stderr
+    assert not results_dir.exists()   # nothing saved under the typo's name
+    r = cli("device", "doctor", "pi-kitchn", "--inventory", inv)
+    assert r.exit_code == 2 and typo in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("host_vars, expected", [

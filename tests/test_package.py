@@ -202,6 +202,19 @@ def test_eval_data_without_labels_is_warned_about(tmp_path):
         "`edgeopt check` will report it NOT MEASURED and fail; add a 'labels' array to the --eval-data file"]
 
 
+def test_eval_labels_past_the_models_classes_are_refused(cli, tmp_path):
+    """1-based labels, or another dataset's, would read as top-1 0 and a bundle that passes parity."""
+    data = dict(np.load(EVAL))
+    data["labels"] = data["labels"] + 100
+    shifted = tmp_path / "shifted.npz"
+    np.savez(shifted, **data)
+    out = tmp_path / "s.edgepkg"
+    r = cli("package", MODEL, "--eval-data", shifted, "-o", out)
+    assert r.exit_code == 2 and not out.exists()
+    assert f"eval data file {shifted}: array 'labels' goes up to 109, but the first output" in r.stderr
+    assert "has 10 classes (labels are 0..9)" in r.stderr
+
+
 def test_backend_packages_for_another_backend_the_profile_runs(cli, tmp_path):
     """intel-cpu hardware runs ONNX Runtime too: --backend onnxruntime packages for it (its runtime, its own
     INT8 scheme rather than the profile's NNCF one), and the recipe records the choice."""

@@ -110,11 +110,14 @@ def _section(draw, doc):
     section = draw(st.sampled_from(["latency", "memory", "accuracy", "power", "bundle", "device", "thermal", "error",
                                     "throughput", "layer_profile"]))
     action = draw(st.sampled_from(["junk", "empty", "delete"]))
+    named = {"bundle": "bundle.name", "device": "device.name"}   # an ok result says what it measured, and where
     if action == "delete":
         doc.pop(section, None)
-        required = doc["status"] == "ok" and section in ("latency", "memory")
+        required = doc["status"] == "ok" and section in ("latency", "memory", *named)
         return ("bad", section) if required else ("fine", "")
     doc[section] = {} if action == "empty" else draw(JUNK.filter(lambda v: not isinstance(v, dict)))
+    if action == "empty" and doc["status"] == "ok" and section in named:
+        return "bad", named[section]
     return ("fine", "") if action == "empty" else ("bad", section)
 
 
@@ -265,9 +268,12 @@ def classify_result(run, work: pathlib.Path, text: str, verdict: str, field: str
         return "traceback"
     if verdict == "bad":
         return _refusal((checked, compared, tabled), path, field)
+    doc = json.loads(text)
+    if doc["status"] == "ok" and not _expected_rows(doc):   # a CI gate that checks nothing is refused
+        nothing = all(r.exit_code == 2 and "nothing to check" in r.stderr for r in (checked, tabled))
+        return "handled" if nothing and compared.exit_code == 0 else "wrong acceptance"
     if 2 in (checked.exit_code, compared.exit_code, tabled.exit_code):
         return "wrongly refused"
-    doc = json.loads(text)
     entry = checked.json()["results"][0]
     if doc["status"] != "ok":
         return "handled" if checked.exit_code == 3 and entry["budgets"] == [] else "wrong acceptance"

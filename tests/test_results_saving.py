@@ -1,6 +1,7 @@
 """Saving results: one file per distinct name on any file system, failures never replace a good
 result, history never overwritten, fleets keyed on exact device names (issue 11: no result lost)."""
 import json
+import os
 import pathlib
 import threading
 
@@ -164,3 +165,28 @@ def test_two_fleets_at_once_keep_separate_runs_and_a_resume_waits_for_neither(bu
     resumed = fleet.FleetRun(bundles["fp32"], manifest, tmp_path, resume=True)
     assert resumed.run_dir == max(r.run_dir for r in runs) and all(resumed.done(n) for n in names)
     resumed.close()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_saved_files_take_the_umask_mode_not_the_temp_files_0600(bundles, tmp_path, umask, mode):
+    """Results, bundles and reports are renamed from a temp file; they must read as a plain open() would make
+    them (shared result dirs, CI artifacts), not mkstemp's 0600."""
+    import tarfile
+
+    from edgeopt import api, bundle
+
+    with tarfile.open(bundles["fp32"]) as tar:
+        tar.extractall(tmp_path / "members", filter="data")
+    manifest = bundle_manifest(bundles["fp32"])
+    files = [(tmp_path / "members" / f["path"], f["path"], f["role"]) for f in manifest.pop("files")]
+    previous = os.umask(umask)
+    try:
+        saved = results.save(_doc("ok", value=1.0), tmp_path / "results")
+        packed = tmp_path / "m.edgepkg"
+        bundle.write(packed, manifest, files)
+        report = tmp_path / "r.html"
+        api._write_text(report, "<html></html>")
+    finally:
+        os.umask(previous)
+    for path in (saved, *saved.parent.joinpath("history").iterdir(), packed, report):
+        assert path.stat().st_mode & 0o777 == mode, path

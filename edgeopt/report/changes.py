@@ -24,12 +24,13 @@ import numpy as np
 PENALTY_FACTOR = 3.0
 MIN_RELATIVE_NOISE = 0.02   # 2 %: below this, run-to-run differences on a shared machine are not a change
 MIN_SEGMENT = 3
+MIN_RUNS_FOR_NOISE = 3     # two runs give one difference: no spread to estimate the noise from
 MAD_TO_SIGMA = 1.4826       # a normal distribution's sigma per median absolute deviation
 
 
 def noise(values: np.ndarray) -> float:
     """Robust sigma of log-values: MAD of first differences / sqrt(2) (a difference has twice the variance)."""
-    if values.size < 3:
+    if values.size < MIN_RUNS_FOR_NOISE:
         return MIN_RELATIVE_NOISE
     diffs = np.diff(values)
     sigma = MAD_TO_SIGMA * float(np.median(np.abs(diffs - np.median(diffs)))) / math.sqrt(2.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import math
 import re
 
 from rich.text import Text
@@ -246,8 +247,10 @@ def _memory(rows: list) -> str:
                 y = top - (k + 0.6) / 4.6
                 chart.rect(0, value, y - 0.09, y + 0.09, color(k), title=f"{who(r)}: {name} {value:.1f} MiB")
     legend = _legend((color(k), name) for k, (name, _) in enumerate(rows[0]["steps"]))
-    return (f"<h2>Memory</h2><div class=card>{chart.render()}{legend}<p class=\"small muted\">Peak is the high-water mark "
-            f"reset just before the timed loop ({esc(rows[0]['peak_scope'] or '')}).</p></div>")
+    scope = rows[0]["peak_scope"]
+    peak = ("Peak is the high-water mark, reset just before the timed loop." if scope in (None, "timed loop") else
+            f"Peak is the high-water mark of the {esc(scope)}.")
+    return f"<h2>Memory</h2><div class=card>{chart.render()}{legend}<p class=\"small muted\">{peak}</p></div>"
 
 
 def _power(rows: list) -> str:
@@ -507,10 +510,17 @@ def _history_chart(s: dict) -> str:
 
 
 def _change_text(s: dict) -> str:
-    noise = f"run-to-run noise ≈ {s['noise_pct']:.1f} %"
+    floor = math.expm1(changes.MIN_RELATIVE_NOISE) * 100   # the noise is a sigma of log p90, as noise_pct is
+    if len(s["points"]) < changes.MIN_RUNS_FOR_NOISE:
+        noise = f"too few runs to estimate the run-to-run noise; {floor:.0f} % assumed"
+    elif s["noise_pct"] <= floor * 1.0001:   # the estimate is the floor: say so, not "≈ 2 %" beside a 27 % jump
+        noise = f"run-to-run noise at most {floor:.0f} %, the floor"
+    else:
+        noise = f"run-to-run noise ≈ {s['noise_pct']:.1f} %"
     failed = f"; {s['failed_runs']} failed run(s) left out" if s["failed_runs"] else ""
     if not s["change_points"]:
-        return f'<p class="small muted">{len(s["points"])} runs, no change point ({noise}{failed}).</p>'
+        return (f'<p class="small muted">{len(s["points"])} runs, no change point ({noise}; a change needs '
+                f'{changes.MIN_SEGMENT} runs at its new level{failed}).</p>')
     items = "".join(f"<li>run {c['index'] + 1} ({esc(c['created'][:19])}): {num(c['from_ms'])} → {num(c['to_ms'])} ms "
                     f"(<b>{c['change_pct']:+.1f} %</b>)</li>" for c in s["change_points"])
     return f'<ul class=small>{items}</ul><p class="small muted">{len(s["points"])} runs; {noise}{failed}.</p>'

@@ -68,8 +68,13 @@ def package_rows(m: dict):
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
             ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}")]
     if "source_top1" in parity:
-        before = "after transforms" if m.get("transforms") else "source"   # source.accuracy: before them
-        rows.append((f"top-1 {before} → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
+        original = ((m.get("source") or {}).get("accuracy") or {}).get("top1") if m.get("transforms") else None
+        if original is not None:   # what the transforms cost, beside what the conversion did
+            rows.append(("top-1 source → after transforms → artifact",
+                         f"{original:.4f} → {parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
+        else:
+            before = "after transforms" if m.get("transforms") else "source"
+            rows.append((f"top-1 {before} → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
     simp = m.get("simplification") or {}
     if simp.get("applied"):
         rows.append(("simplified", f"{simp['nodes_before']} → {simp['nodes_after']} nodes ({simp['tool']} {simp['version']})"))
@@ -83,7 +88,7 @@ def package_rows(m: dict):
                                                f"{hint.get('runtime', 'onnxruntime')}); the device's number is the one "
                                                "that counts"))
     rows.append(("conversion", f"{m['conversion_seconds']:.2f} s"))
-    rows += [("note", n) for n in m.get("notes", [])]
+    rows += [("note", n) for n in m.get("notes", []) if not n.startswith("warning:")]   # printed loud, below it
     return rows
 
 

@@ -17,6 +17,12 @@ def resolve_device(name: str, inventory=None):
         return inventory.devices[name]
     if name == "local":
         return make_device("local", {"connection": "local"}, "built-in")
+    if inventory is not None and re.fullmatch(r"[^@.:\[\]]+", name):
+        # A bare name beside an inventory is meant as one of its devices: a typo must not become an SSH host
+        # (a DNS lookup, exit 3 and a result file under that name). Hosts outside it: user@host or a dotted name.
+        known = ", ".join(sorted(inventory.devices)[:20]) or "none"
+        raise BadInput(f"inventory {inventory.source}: no device {name!r} (devices: {known}); "
+                       f"a host outside the inventory is user@{name}")
     match = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>\d+))?", name)
     if not match:
         raise BadInput(f"device {name!r} is not in the inventory and is not an SSH address (host, user@host:port)")

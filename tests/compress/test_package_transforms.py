@@ -119,6 +119,19 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     assert refused.exit_code == 2 and "leave --quantize at none" in refused.stderr
 
 
+def test_a_transform_that_loses_the_accuracy_budget_is_warned_about(cli, tmp_path):
+    """Pruning the trained sample by half without distillation: the bundle is written (the device's figure is the
+    one check judges) but the loss against the budget it carries is said at packaging, with the source's top-1."""
+    from conftest import SAMPLES
+    r = cli("package", str(SAMPLES / "digits_resnet.py") + ":build", "--input-shape", "input=1,1,32,32", "--prune",
+            "channels=0.5", "--eval-data", SAMPLES / "digits32_eval.npz", "-o", tmp_path / "p.edgepkg")
+    assert r.exit_code == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "top-1 source → after transforms → artifact │ 0.9972 → " in text
+    assert "against 0.9972 for the source before transforms (360 samples): a drop of 0." in text
+    assert "is over accuracy_drop=0.01; `edgeopt check` will fail this bundle" in text
+
+
 def test_qat_at_fp16_on_onnx_runtime_runs_as_trained_and_records_fp32(cli, tmp_path):
     """A search proposed QAT at --precision fp16 on ONNX Runtime: the float16 conversion turned the QDQ graph's
     DequantizeLinear scales to float16, and ONNX Runtime refused the model (INVALID_GRAPH)."""

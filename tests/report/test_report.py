@@ -104,6 +104,7 @@ def test_html_report_holds_every_section_and_needs_no_network(cli, lab_results, 
                                                                     if not a.startswith("Latency"))
     # the stored p90 halved after run 4: one change point, found there
     assert "run 5 (2026-01-05T00:00:00)" in words and "-50." in words   # from about 2x p90 to 1x
+    assert "Peak is the high-water mark, reset just before the timed loop." in words   # its scope said once
     assert all(row["verdict"] == "pass" for row in summary["summary"])
 
 
@@ -415,3 +416,18 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
             "first run, missed it") in judged["text"]
     best["rechecked_figures"] = [0.8 * p50, 0.7 * p50, 0.65 * p50]   # the median misses the carried limit too
     assert api.report([], fmt="markdown", history=False, study="s")["exit_code"] == 1
+
+
+def test_history_text_says_when_the_noise_is_the_floor_and_what_a_change_needs():
+    """One jump at the last run is no change point (a level needs MIN_SEGMENT runs) and no noise either (a
+    robust estimate): the report says the floor is what it shows, not "noise ≈ 2 %" beside a 27 % jump."""
+    from edgeopt.report import html, rows
+
+    def text(p90s):
+        return html._change_text(rows.history_series("m", "d", [
+            {"created": f"2026-01-0{i + 1}", "p90_ms": v, "status": "ok"} for i, v in enumerate(p90s)]))
+
+    jump = text([1.0, 1.0, 1.0, 1.27])
+    assert "no change point (run-to-run noise at most 2 %, the floor; a change needs 3 runs at its new level)" in jump
+    assert "run-to-run noise ≈ 2" not in jump
+    assert "run-to-run noise ≈ 4.4 %" in text([1.0, 1.2, 0.95, 1.15, 1.0, 1.25])   # measured where it is above
