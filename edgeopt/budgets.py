@@ -120,7 +120,7 @@ def parse_budget_args(items, relative: bool = False):
 
 def _ratio(key: str, text: str, relative: bool) -> float:
     if not relative:
-        raise BadInput(f"--budget {shown(key)}={shown(text)}x: a budget relative to a baseline is for `edgeopt "
+        raise BadInput(f"--budget {shown(f'{key}={text}x')}: a budget relative to a baseline is for `edgeopt "
                        "optimize`, which measures one; give a number here")
     if key not in RELATIVE_KINDS:
         raise BadInput(f"--budget {shown(key)}: a relative budget (…x) applies to {', '.join(RELATIVE_KINDS)}")
@@ -155,7 +155,7 @@ def lookup(result: dict, path: tuple):
             return None, node.get(f"{part}_absent", "not in the result")
         node = node[part]
     if node is None:  # the agent writes null where a reading failed (e.g. peak RSS without /proc)
-        return None, "not measured (null in the result)"
+        return None, "null in the result: the reading failed"
     value = number_in(node, -math.inf, math.inf)  # results.load checked its range; a document built in memory
     return (value, None) if value is not None else (None, "not a number in the result")
 

@@ -209,6 +209,11 @@ def _check_transform_inputs(model: str, steps: list, train_data, teacher, quanti
         raise BadInput("--train-data is read by model transforms (--distill, --qat, ...); none was asked for")
     if teacher and not any(s.name == "distill" for s in steps):
         raise BadInput("--teacher is distillation's teacher; add --distill")
+    if teacher:
+        try:
+            detect_format(teacher)   # a missing teacher found before any training, and named as the teacher
+        except BadInput as e:
+            raise BadInput(f"--teacher: {e}") from None
 
 
 def _transformed_source(model, shapes, work, simplify, backend, steps, calib, eval_data, train_data, teacher,

@@ -39,8 +39,8 @@ class Stage:
 def refuse_non_torch(fmt: str, steps: list) -> None:
     """Model transforms change a PyTorch module; any other source is refused before work starts."""
     if steps and fmt not in TORCH_FORMATS:
-        raise BadInput(f"transform {steps[0].name} needs a PyTorch source (module:callable or .pt2): a {fmt} "
-                       "model has no module to change; package the PyTorch model it came from")
+        raise BadInput(f"transform {steps[0].name} needs a PyTorch source (module:callable or .pt2): "
+                       f"the {fmt} model given has no module to change; package the PyTorch model it came from")
 
 
 def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_teacher: bool = False,

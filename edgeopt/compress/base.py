@@ -74,7 +74,7 @@ class Transform:
         training data."""
         if self.needs_training_data and context.train is None:
             raise BadInput(f"transform {self.name} needs training data: --train-data samples.npz "
-                           "(inputs; labels are optional for distillation)")
+                           "(an array per model input; labels optional)")
 
 
 def register(cls):

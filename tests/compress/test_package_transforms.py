@@ -74,6 +74,7 @@ def test_flag_given_with_a_recipe_wins(cli, tmp_path):
     (["--epochs", "3"], "--epochs applies to --distill or --qat"),
     (["--lr", "0.01"], "--lr applies to --distill or --qat"),
     (["--distill", "--train-data", "x.npz", "--lr", "0"], "--distill (distill): lr: 0.0 is out of range"),
+    (["--distill", "--train-data", "x.npz", "--teacher", "nope.onnx"], "--teacher: model not found: nope.onnx"),
 ])
 def test_bad_transform_options_exit_2_in_one_line(cli, tmp_path, args, fragment):
     r = cli("package", SOURCE, *SHAPE, *args, "-o", tmp_path / "b.edgepkg")
