@@ -125,3 +125,5 @@ def test_an_if_with_a_constant_condition_is_inlined(tmp_path):
     done = simplify(tmp_path / "if.onnx", tmp_path / "out.onnx")
     assert done["applied"], done
     assert "If" not in {n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node}
+    assert done["grown"] == {"Relu": 1}   # the branch's op came out of the subgraph: said, not hidden in a count
+

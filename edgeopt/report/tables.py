@@ -77,7 +77,9 @@ def package_rows(m: dict):
             rows.append((f"top-1 {before} → artifact", f"{parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
     simp = m.get("simplification") or {}
     if simp.get("applied"):
-        rows.append(("simplified", f"{simp['nodes_before']} → {simp['nodes_after']} nodes ({simp['tool']} {simp['version']})"))
+        grown = ", ".join(f"{op} +{n}" for op, n in (simp.get("grown") or {}).items())
+        rows.append(("simplified", f"{simp['nodes_before']} → {simp['nodes_after']} nodes ({simp['tool']} "
+                                   f"{simp['version']}){'; grew: ' + grown if grown else ''}"))
     elif simp:
         rows.append(("simplified", f"no: {simp['reason']}"))
     hint = m["compression"].get("host_hint")
