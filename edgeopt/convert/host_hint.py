@@ -22,11 +22,11 @@ def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict,
             "threads": THREADS, "rounds": rounds, "runtime": runtime, "note": NOTE}
 
 
-def warnings(hint: dict) -> list:
-    """The package note when the quantized model was not faster here."""
+def warnings(hint: dict, what: str = "quantized") -> list:
+    """The package note when the quantized (or fp16) model was not faster here."""
     if hint["ratio"] < 1.0:
         return []
-    return [f"warning: the quantized model was not faster than float on this host ({hint['ratio']:.2f}x the float "
+    return [f"warning: the {what} model was not faster than float on this host ({hint['ratio']:.2f}x the float "
             "latency): measure both on the device (edgeopt bench) before shipping it"]
 
 

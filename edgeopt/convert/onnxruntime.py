@@ -29,14 +29,15 @@ def ort_runner(model_path, threads=0):
     return lambda feed: session.run(None, feed)
 
 
-def _host_hint(source, request, out, compression, progress) -> list:
-    """Time the quantized model against FP32 here into compression["host_hint"]; a warning when not faster."""
+def _host_hint(source, request, out, compression, progress, what: str = "quantized") -> list:
+    """Time the quantized (or fp16) model against FP32 here into compression["host_hint"]; a warning when not
+    faster. Its `int8_ms` is the compressed model's, whichever compression it is."""
     from . import host_hint
 
     hint = host_hint.measure(source.onnx_path, out, host_hint.feed_of(source, request.calibration), "onnxruntime",
                              {"providers": ["CPUExecutionProvider"]}, progress)
     compression["host_hint"] = hint
-    return host_hint.warnings(hint)
+    return host_hint.warnings(hint, what)
 
 
 def _quantized_graph(path) -> bool:
@@ -189,6 +190,8 @@ class OnnxRuntimeBackend(Backend):
         elif request.precision == "fp16":
             compression["fp16"] = fp16(source, request, out, workdir, progress)
             notes += compression["fp16"].pop("notes", [])
+            if request.host_timing:   # ONNX Runtime's CPU provider lacks fp16 kernels for most ops: casts around them
+                notes += _host_hint(source, request, out, compression, progress, what="fp16")
         else:
             shutil.copyfile(source.onnx_path, out)
         tools = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

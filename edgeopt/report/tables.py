@@ -84,7 +84,8 @@ def package_rows(m: dict):
         rows.append(("simplified", f"no: {simp['reason']}"))
     hint = m["compression"].get("host_hint")
     if hint and "ratio" in hint:
-        label = "INT8/FP32" if m["compression"].get("quantize") in ("int8", "dynamic") else "quantized/float"
+        label = ("INT8/FP32" if m["compression"].get("quantize") in ("int8", "dynamic") else
+                 "FP16/FP32" if m["compression"].get("precision") == "fp16" else "quantized/float")
         rows.append((f"{label} on this host", f"{hint['ratio']:.2f}x latency ({hint['int8_ms']:.3g} / "
                                                f"{hint['fp32_ms']:.3g} ms, {hint['threads']} thread, "
                                                f"{hint.get('runtime', 'onnxruntime')}); the device's number is the one "

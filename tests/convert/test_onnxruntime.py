@@ -106,6 +106,17 @@ def test_int8_not_faster_than_fp32_is_warned(deit, tmp_path, cli):
     assert any(n.startswith("warning: the quantized model was not faster") for n in m["notes"])
 
 
+def test_fp16_is_timed_against_fp32_on_this_host_too(resnet, tmp_path, cli):
+    """ONNX Runtime's CPU provider has fp16 kernels for few ops (casts around the rest): an fp16 bundle carries the
+    same host hint as a quantized one, labelled as what it is."""
+    r = cli("package", resnet[0], "--precision", "fp16", "-o", tmp_path / "h.edgepkg")
+    assert r.exit_code == 0, r.stderr
+    assert "FP16/FP32 on this host" in r.stdout
+    hint = bundle_manifest(tmp_path / "h.edgepkg")["compression"]["host_hint"]
+    assert hint["fp32_ms"] > 0 and hint["int8_ms"] > 0 and hint["ratio"] == round(hint["int8_ms"] / hint["fp32_ms"], 3)
+    assert ("the fp16 model was not faster" in " ".join(r.stdout.split())) == (hint["ratio"] >= 1.0)
+
+
 def test_int8_method_outside_int8_is_refused(deit, tmp_path, cli):
     model, _ = deit
     r = cli("package", model, "--quantize", "dynamic", "--backend-option", "int8_method=static",
