@@ -259,11 +259,28 @@ def profiles_show(out, name):
     from . import api
     from .report.tables import key_values
     p = api.profile(name)
-    rows = [(k, ", ".join(v) if isinstance(v, (list, tuple)) else v) for k, v in p.items() if not isinstance(v, dict)]
-    rows += [(f"{section}.{k}", v) for section in ("device", "runtime", "budgets", "parity") for k, v in p[section].items()]
+    rows = [(k, _profile_value(k, v)) for k, v in p.items() if not isinstance(v, dict)]
+    rows += [(f"{section}.{k}", _profile_value(k, v)) for section in ("device", "runtime", "budgets", "parity")
+             for k, v in p[section].items()]
     options = api.backend_options(p["backend"])
     rows += [(f"--backend-option {k}", _option_text(o)) for k, o in options.items()]
     out.emit(dict(p, backend_options=options), key_values(f"Profile {name}", rows), data=True)
+
+
+def _profile_value(key: str, value):
+    """A profile's value as its TOML comments say it: "any" for what the profile leaves open, "—" for a field
+    that does not apply to the backend, lists as lists."""
+    if value is None:
+        return "— (does not apply to this backend)"
+    if value == "":
+        return "none"
+    if key == "ram_mb" and list(value) == [0]:
+        return "any (not fixed by the profile)"
+    if key == "cores" and value == 0:
+        return "0 (whatever the device has)"
+    if key == "threads" and value == 0:
+        return "0 (one per physical core of the device)"
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _option_text(option: dict) -> str:
@@ -271,7 +288,8 @@ def _option_text(option: dict) -> str:
     allowed = ("one of " + ", ".join(repr(c) for c in option["choices"]) if "choices" in option else
                f"{low} to {high}" if None not in (low, high) else f">= {low}" if low is not None else
                f"<= {high}" if high is not None else "")
-    return f"default {option['default']!r}{'; ' + allowed if allowed else ''}: {option['help']}"
+    default = "unset" if option["default"] is None else repr(option["default"])
+    return f"default {default}{'; ' + allowed if allowed else ''}: {option['help']}"
 
 
 @main.command()
@@ -721,7 +739,7 @@ def agent_build(out, output):
 @common
 def agent_probe(out, device):
     """Run the agent's probe on a device: CPU, memory, OS, Python, runtimes."""
-    from .report.tables import key_values
+    from .report.tables import key_values, probe_rows
     from .transport import for_device
     facts = for_device(device).probe(out.progress())
-    out.emit(facts, key_values(f"Device {device}", facts.items()))
+    out.emit(facts, key_values(f"Device {device}", probe_rows(facts)), data=True)

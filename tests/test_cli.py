@@ -70,8 +70,14 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     assert not BOX & set(r.stdout) and "\x1b[" not in r.stdout
     r = cli("profiles", "show", "intel-cpu", "-q")
     assert r.exit_code == 0 and "backend\topenvino" in r.stdout.splitlines() and "device.arch\tx86_64" in r.stdout
+    assert "device.ram_mb\tany (not fixed by the profile)" in r.stdout and "\tNone" not in r.stdout
     r = cli("inspect", MODEL, "-q")
     assert r.exit_code == 0 and "format\tonnx" in r.stdout.splitlines() and not BOX & set(r.stdout)
+    lines = r.stdout.splitlines()
+    assert "dynamic dims\timage: batch" in lines and "…" not in r.stdout   # the whole sha256, no Python repr
+    r = cli("agent", "probe", "-q")
+    assert r.exit_code == 0 and any(line.startswith("runtimes\tonnxruntime ") for line in r.stdout.splitlines())
+    assert "{" not in r.stdout and "None" not in r.stdout
     inventory = tmp_path / "inv.yaml"
     inventory.write_text("devices:\n  here: {connection: local, profile: intel-cpu}\n")
     r = cli("device", "list", "-i", inventory, "-q")

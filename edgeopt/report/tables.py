@@ -38,6 +38,20 @@ def key_values(title: str, rows) -> Table:
     return t
 
 
+def probe_rows(facts: dict) -> list:
+    """The agent's probe as a person reads it: runtimes by version or absent, power by its reader or why none,
+    memory in whole MiB; anything else as the agent reported it."""
+    def shown(key, value):
+        if key == "runtimes" and isinstance(value, dict):
+            return "; ".join(f"{name} {version or 'not installed'}" for name, version in value.items()) or "none"
+        if key == "power" and isinstance(value, dict):
+            return value.get("reader") or value.get("reason") or "none"
+        if key == "ram_mb" and isinstance(value, (int, float)):
+            return f"{value:,.0f}"
+        return "—" if value is None else value
+    return [(key, shown(key, value)) for key, value in facts.items()]
+
+
 def _layer_names(layers) -> str:
     if layers is None:
         return "—"
@@ -48,10 +62,11 @@ def _layer_names(layers) -> str:
 def inspect_rows(info: dict):
     fmt = lambda ts: "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in ts)
     flops = info["flops_estimate"]
-    return [("model", info["model"]), ("format", info["format"]), ("sha256", info["sha256"][:16] + "…"),
+    dynamic = "; ".join(f"{name}: {', '.join(map(str, dims))}" for name, dims in (info["dynamic_dims"] or {}).items())
+    return [("model", info["model"]), ("format", info["format"]), ("sha256", info["sha256"]),
             ("opset", ", ".join(f"{k} {v}" for k, v in info["opset"].items())), ("producer", info["producer"]),
             ("inputs", fmt(info["inputs"])), ("outputs", fmt(info["outputs"])),
-            ("dynamic dims", info["dynamic_dims"] or "none"), ("parameters", f"{info['parameters']:,}"),
+            ("dynamic dims", dynamic or "none"), ("parameters", f"{info['parameters']:,}"),
             ("FLOPs (estimate)", "unknown" if flops is None else f"{flops:,}"), ("nodes", info["nodes"]),
             ("op types", ", ".join(f"{k}×{v}" for k, v in info["op_types"].items())),
             ("layers (--keep-float)", _layer_names(info.get("layers"))),
