@@ -612,7 +612,9 @@ def history(out, device, bundle, limit, results_dir, store_url):
     from . import api
     from .report.tables import history_table
     rows = api.history(results_dir, store_url, device, bundle, limit)
-    out.emit(rows, history_table(rows), data=True)
+    filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device)) if name)
+    out.emit(rows, history_table(rows, f"no results for {filters}" if filters else "no results in the store"),
+             data=True)
 
 
 def baseline_options(fn):
