@@ -367,6 +367,8 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
     study_options = {k: options.pop(k) for k in ("space_file", "resume", "screening", "multi_objective")
                      if k in options}
     if group is not None:
+        if options.get("inventory") is None:
+            raise BadInput(f"--group {group} names an inventory group: give the inventory with --inventory FILE")
         devices = [d.name for d in _inventory(options.get("inventory")).select(group)]
         if not devices:
             raise BadInput(f"inventory group {group} has no devices")

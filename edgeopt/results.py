@@ -104,19 +104,29 @@ def _save_lock(results_dir: pathlib.Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _is_good_result_of(path: pathlib.Path, bundle: str, device: str) -> bool:
+def _is_good_result_of(path: pathlib.Path, bundle: str, device: str, with_accuracy: bool = False) -> bool:
+    """Whether `path` holds an ok result of this bundle on this device (`with_accuracy`: one whose accuracy was
+    measured, or not skipped: a bundle without eval data has none to measure)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return (isinstance(old, dict) and old.get("status") == "ok"
+    return (isinstance(old, dict) and old.get("status") == "ok" and not (with_accuracy and _skipped_accuracy(old))
             and (old.get("device") or {}).get("name") == device and (old.get("bundle") or {}).get("name") == bundle)
+
+
+def _skipped_accuracy(doc: dict) -> bool:
+    from device_agent.measure.accuracy import SKIPPED
+
+    accuracy = doc.get("accuracy")
+    return isinstance(accuracy, dict) and accuracy.get("available") is False and accuracy.get("reason") == SKIPPED
 
 
 def save(doc: dict, results_dir) -> pathlib.Path:
     """results/history/<bundle>@<device>-<time>.json always, and results/<bundle>@<device>.json (the
     latest) unless this run failed and the latest is a good result of the same bundle and device: a
-    failure never replaces a good result. Returns where this document is; when the latest was kept,
+    failure never replaces a good result. Nor does a latency-only run (optimize's repeats) replace a good
+    result that measured the accuracy: `check` of a study's trial reads its full run. Returns where this document is; when the latest was kept,
     doc["_latest_kept"] says which file that is. doc["_history"] is this run's own file, which no later run
     replaces."""
     results_dir = pathlib.Path(results_dir)
@@ -129,7 +139,8 @@ def save(doc: dict, results_dir) -> pathlib.Path:
     doc["_history"] = str(history)
     latest = results_dir / f"{stem}.json"
     with _save_lock(results_dir):
-        if doc.get("status") != "ok" and _is_good_result_of(latest, bundle, device):
+        if (doc.get("status") != "ok" or _skipped_accuracy(doc)) and _is_good_result_of(
+                latest, bundle, device, with_accuracy=doc.get("status") == "ok"):
             doc["_latest_kept"] = str(latest)
             return history
         write_json_atomic(latest, body)
@@ -265,6 +276,8 @@ def load(path) -> dict:
     where = _where(path)
     if not path.is_file():
         raise BadInput(f"result file not found: {where}")
+    if path.suffix == ".edgepkg":   # the bundle itself, not a result of it: the likeliest slip after optimize
+        raise BadInput(f"{where} is a bundle, not a result: measure it first (edgeopt bench {where} --device NAME)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:

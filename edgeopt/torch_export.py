@@ -60,8 +60,21 @@ def _load_module(reference: str, fmt: str):
         try:
             return torch.jit.load(reference, map_location="cpu").eval()
         except Exception as e:  # torch raises RuntimeError / ValueError subclasses for bad archives
+            if _holds_weights(reference):   # torch's own message would call it "likely corrupted"
+                raise BadInput(f"{reference} holds weights (a state_dict), not a TorchScript model: give "
+                               "file.py:callable returning the model with these weights loaded") from None
             raise BadInput(f"{reference} is not a loadable TorchScript file: {str(e).splitlines()[0]}") from None
     raise AssertionError(fmt)
+
+
+def _holds_weights(reference: str) -> bool:
+    """Whether a .pt that TorchScript cannot load is a pickled state_dict (torch.save of a dict of tensors)."""
+    torch = _require_torch()
+    try:
+        loaded = torch.load(reference, map_location="cpu", weights_only=True)   # weights_only: no code runs
+    except Exception:  # noqa: BLE001 - not loadable as weights either: no hint
+        return False
+    return isinstance(loaded, dict) and bool(loaded) and all(isinstance(v, torch.Tensor) for v in loaded.values())
 
 
 def _single_shape(shapes: dict, reference: str):

@@ -193,6 +193,12 @@ def test_package_refuses_a_bad_budget_before_any_work(cli, tmp_path, budget):
     assert not (tmp_path / "x.edgepkg").exists()
 
 
+def test_a_bundle_given_to_check_is_told_to_be_measured_first(cli, bundles):
+    r = cli("check", bundles["fp32"])
+    assert r.exit_code == 2 and f"{bundles['fp32']} is a bundle, not a result: measure it first (edgeopt bench" \
+        in r.stderr
+
+
 def test_a_result_with_nothing_to_check_is_refused_not_passed(cli, int8_result, tmp_path):
     """A bundle packaged with no budgets (a profile without [budgets]) must not turn a CI gate green."""
     path = _write(tmp_path, _edit(int8_result, "bundle.budgets", {}))

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import MODEL
+from conftest import MODEL, SAMPLES
 
 ASSETS = pathlib.Path(__file__).parent / "assets"
 
@@ -117,6 +117,9 @@ def test_pytorch_errors(cli):
     assert r.exit_code == 2 and "returned int, not a torch.nn.Module" in r.stderr
     r = cli("inspect", "no_such_module_xyz:make", "--input-shape", "1,3,8,8")
     assert r.exit_code == 2 and "cannot import no_such_module_xyz" in r.stderr
+    r = cli("inspect", SAMPLES / "digits_resnet.pt")   # the sample's weights: torch would call it "corrupted"
+    assert r.exit_code == 2 and "holds weights (a state_dict), not a TorchScript model: give file.py:callable" \
+        in r.stderr, r.stderr
     # the commonest slip: a shape the module cannot take (3 channels for a 1-channel CNN); one line, not a traceback
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "pixels=1,5,16,16")
     assert r.exit_code == 2 and "failed on inputs of shape 1x5x16x16 (check --input-shape)" in r.stderr, r.stderr

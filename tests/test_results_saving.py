@@ -66,6 +66,28 @@ def test_a_failure_never_replaces_a_good_result(tmp_path):
     assert json.loads(good.read_text())["latency"]["p90_ms"] == 5.0
 
 
+def test_a_latency_only_run_never_replaces_a_result_that_measured_the_accuracy(tmp_path):
+    """optimize measures its finalists and paired baselines again without the eval pass: the trial's own file must
+    keep its full run, or `check results/STUDY-t1@local.json` of the chosen trial reads accuracy NOT MEASURED."""
+    from device_agent.measure.accuracy import SKIPPED
+
+    def latency_only(value):
+        return dict(_doc("ok", value=value), accuracy={"available": False, "reason": SKIPPED})
+
+    first = results.save(latency_only(2.0), tmp_path)   # a screening run: nothing fuller to keep, so the latest
+    assert first == tmp_path / "mnet@pi-1.json"
+    assert results.save(latency_only(3.0), tmp_path) == first   # and a repeat of it replaces it
+    full = dict(_doc("ok", value=4.0), accuracy={"top1": 0.98, "drop": 0.002})
+    assert results.save(full, tmp_path) == first
+    repeat = latency_only(5.0)
+    where = results.save(repeat, tmp_path)
+    assert where.parent.name == "history" and repeat["_latest_kept"] == str(first)
+    assert json.loads(first.read_text())["accuracy"]["top1"] == 0.98
+    no_eval = dict(_doc("ok", bundle="plain", value=1.0), accuracy={"available": False, "reason": "no eval data"})
+    assert results.save(no_eval, tmp_path) == tmp_path / "plain@pi-1.json"
+    assert results.save(dict(latency_only(1.5), bundle={"name": "plain"}), tmp_path).parent.name == "history"
+
+
 def test_a_failure_replaces_a_failure_and_a_result_of_another_device(tmp_path):
     first = results.save(_doc("failed"), tmp_path)
     assert results.save(_doc("failed"), tmp_path) == first

@@ -10,6 +10,10 @@ from ..progress import report
 REF_PREFIX = "ref:"
 
 
+# The reason a latency-only run gives (edgeopt optimize's screening and repeat runs): a result with it never
+# replaces a result of the same bundle that measured the accuracy (edgeopt/results.py)
+SKIPPED = "skipped: a latency-only run (--no-accuracy)"
+
 def eval_path(manifest, root):
     data = manifest.get("data") or {}
     entry = data.get("eval")

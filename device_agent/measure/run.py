@@ -78,7 +78,7 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     sensors.close()
     extra = passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root))
     acc = _accuracy(adapter, manifest, root) if with_accuracy else {
-        "available": False, "reason": "skipped (--no-accuracy)"}
+        "available": False, "reason": accuracy.SKIPPED}
     runtime = {"name": cls.name, "version": cls.installed_version()}
     runtime.update(adapter.describe())
     adapter.close()

@@ -108,6 +108,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     still win (single objective only); False: every candidate measured fully."""
     import optuna
 
+    _check_study_name(study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -530,6 +531,14 @@ def _sampler(name: str, dims: list, seed: int, multi: bool):
                                       n_startup_trials=5)
 
 
+def _check_study_name(name: str) -> None:
+    """The study's name names its output directory and its bundles (NAME-t3, NAME-best), whose manifests refuse a
+    path: refused here, before any work, rather than at the baseline's packaging with empty directories left."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or not name.isprintable() or len(name) > 150:
+        raise BadInput(f"--study {name!r}: a study's name names its directory and bundles: printable, at most 150 "
+                       "characters, no '/' or '\\', not '.' or '..'")
+
+
 def _models_every_dimension(sampler) -> bool:
     """Optuna's GPSampler searches only the dimensions every finished trial has (its intersection search
     space): the baseline and a transform that is off must still suggest them."""
@@ -660,7 +669,7 @@ class _Runner:
         self.job.budgets.update(self._await_baseline())
         baseline = next(t for t in _complete(self.study) if t.user_attrs.get("baseline"))
         return trials_.Reference(self.local_bundle(baseline), baseline.user_attrs["candidate"]["threads"],
-                                 dict(self.job.relative_budgets))
+                                 dict(self.job.relative_budgets), self.study.user_attrs.get("baseline_figures"))
 
     def _resolve_relative(self, trial, outcome: dict) -> None:
         """Turn the relative budgets into limits once the baseline is measured: from this outcome when it is the

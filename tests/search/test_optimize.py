@@ -361,6 +361,8 @@ def _result_paths(tmp_path, row):
     (["--budget", "latency_p90_ms=-1"], "latency_p90_ms"),
     (["--space", "SPACE"], "nope: not a dimension of this search"),
     (["--device", "no such host!"], "is not in the inventory and is not an SSH address"),
+    (["--group", "lab"], "--group lab names an inventory group: give the inventory with --inventory FILE"),
+    (["--study", "team/a b"], "--study 'team/a b': a study's name names its directory and bundles"),
 ])
 def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     space = tmp_path / "space.toml"
