@@ -134,7 +134,7 @@ def _warnings(latency, memory):
     # of preempted samples among thousands inflate the standard deviation (docs/architecture.md).
     spread = latency.get("robust_cv")
     if spread is not None and spread > NOISY_SPREAD:
-        out.append("noisy run: robust spread (1.4826 x MAD / median) %.2f exceeds %.2f (cv %.2f); other load on "
+        out.append("noisy run: robust spread (1.4826 x MAD / median) %.3f exceeds %.2f (cv %.2f); other load on "
                    "the device?" % (spread, NOISY_SPREAD, latency["cv"]))
     if latency["stopped_by"] == "max_duration" and latency["n"] < latency.get("min_iterations", 0):
         out.append("stopped by max duration before the minimum iteration count")

@@ -532,8 +532,17 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
              input_shapes, seed, output_dir, results_dir, store_url, timeout, inventory, ssh):
     """Search compression and conversion settings for MODEL, every candidate measured on the devices.
 
-    Exit codes: 0 a configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did
-    (the closest miss per budget is shown), 2 bad input, 3 the device failed.
+    \b
+      edgeopt optimize model.onnx --budget latency_p90_ms=0.5x --max-accuracy-drop 0.01 \\
+          --calib calib.npz --eval-data eval.npz --trials 20 --study mine
+      edgeopt optimize net.py:build --input-shape input=1,3,32,32 --train-data train.npz ... \\
+          --space space.toml          # prune = [false, true], "distill.epochs" = {low = 2, high = 8, step = 2}
+      edgeopt optimize ... --study mine --resume     # the same flags again: continue after Ctrl-C
+
+    MODEL: an ONNX file, or PyTorch (file.py:callable with --input-shape) for the transforms. Exit codes: 0 a
+    configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did (the closest miss per
+    budget is shown), 2 bad input, 3 the device failed, 130 interrupted (--resume continues). In the table, * marks
+    the chosen trial.
     """
     from . import api
     from .report.tables import optimize_lines, optimize_trials
@@ -545,13 +554,19 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
         raise click.UsageError("--baseline-once applies to relative budgets (--budget KEY=Nx); none was given")
     if max_accuracy_drop is not None:
         wanted["accuracy_drop"] = max_accuracy_drop
-    outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,
-                           relative_budgets=relative, paired_baseline=not baseline_once,
-                           progress=out.progress(), objective=objective, calib=calib, eval_data=eval_data,
-                           train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
-                           results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
-                           timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
-                           screening=not no_screening, multi_objective=multi_objective)
+    try:
+        outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,
+                               relative_budgets=relative, paired_baseline=not baseline_once,
+                               progress=out.progress(), objective=objective, calib=calib, eval_data=eval_data,
+                               train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
+                               results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
+                               timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
+                               screening=not no_screening, multi_objective=multi_objective)
+    except KeyboardInterrupt:   # the finished trials are in the study: say how to go on from them
+        out.close()
+        click.echo(f"edgeopt: the finished trials of study {study!r} are kept; the same command with --resume "
+                   "continues it", err=True)
+        raise
     out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
     return outcome["exit_code"]
 
@@ -701,7 +716,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
         click.echo(doc["text"], nl=False)
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
     summary["summary"] = doc["rows"]["summary"]
-    out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {doc['results']} results)"]
+    out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {doc['results']} result{'' if doc['results'] == 1 else 's'})"]
                         if output else []))
     return doc["exit_code"]
 

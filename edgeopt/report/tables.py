@@ -733,6 +733,10 @@ def optimize_lines(outcome: dict) -> list:
                      "and its files differ from those measured (training need not give the same bits on another "
                      "CPU): its figures are not this bundle's; measure it with `edgeopt bench`, or take the "
                      "measured one from the host that built it")
+    if outcome.get("multi_objective"):   # the front is the answer: each member's bundle, to take the trade-off wanted
+        rows = {row["trial"]: row for row in outcome["trials"]}
+        lines += [f"front trial {n}: bundle {escape(str(rows[n].get('bundle')))}" for n in outcome.get("pareto", [])
+                  if n in rows]
     best = outcome.get("best")
     if best:
         value = best["figures"].get(outcome["objective"])
@@ -753,12 +757,27 @@ def optimize_lines(outcome: dict) -> list:
     return lines
 
 
+def _missed_by(key: str, excess: float, figures: dict, outcome: dict) -> str:
+    """"latency_p90_ms by 12%", or the figure against its limit where a percentage would read as nonsense (an
+    accuracy drop of 0.45 against 0.01 is "by 4400%")."""
+    figure, limit = (figures or {}).get(key), (outcome.get("budgets") or {}).get(key)
+    if excess <= 2 or figure is None or limit is None:
+        return f"{key} by {excess:.0%}"
+    return f"{key} ({figure:.3g} against {limit:.3g})"
+
+
 def closest_lines(outcome: dict) -> list:
     """Where no trial met every budget: the closest miss per budget, and the trial nearest overall (rich markup;
     `Text.from_markup(line).plain` for a report)."""
     lines = []
     closest = outcome.get("closest") or {}
-    for key, miss in (closest.get("per_budget") or {}).items():
+    per_budget = closest.get("per_budget") or {}
+    unbinding = [key for key, miss in per_budget.items() if miss.get("met_by_every_trial")]
+    if unbinding:
+        lines.append(f"[green]met by every trial[/] {', '.join(unbinding)}")
+    for key, miss in per_budget.items():
+        if key in unbinding:
+            continue
         met = miss["excess"] is not None and miss["excess"] <= 0   # by some trial, not with all the others
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
                    if miss.get("paired") is not None else
@@ -767,7 +786,8 @@ def closest_lines(outcome: dict) -> list:
             against += in_brackets(measured_again(outcome, {"rechecked": miss["runs"]}))
         others, unmeasured = miss.get("others_missed") or {}, miss.get("others_unmeasured") or []
         if others:
-            cost = ", but missed " + ", ".join(f"{k} by {v:.0%}" for k, v in others.items())
+            cost = ", but missed " + ", ".join(_missed_by(k, v, miss.get("others_figures"), outcome)
+                                               for k, v in others.items())
         else:
             cost = "" if unmeasured else ", meeting every other budget"
         cost += _unmeasured(unmeasured, miss.get("measurement"))
@@ -775,7 +795,8 @@ def closest_lines(outcome: dict) -> list:
                      f"({escape(miss['config'] or '')}) measured {against}{cost}")
     if closest.get("overall"):
         o = closest["overall"]
-        missed = ", ".join(f"{k} by {v:.0%}" for k, v in o["violations"].items() if v > 0 and k in o["figures"])
+        missed = ", ".join(_missed_by(k, v, o["figures"], outcome) for k, v in o["violations"].items()
+                           if v > 0 and k in o["figures"])
         unmeasured = [k for k in o["violations"] if k not in o["figures"]]
         lines.append(f"[yellow]nearest overall[/] trial {o['trial']} ({escape(o['config'])}): "
                      f"{'missed ' + missed if missed else 'met every budget it measured'}"

@@ -758,7 +758,7 @@ class _Runner:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
-                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside", "untrained"):
+                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -1130,6 +1130,10 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
     if runner.exhausted:
         out["exhausted"] = runner.exhausted
+    noisy = [str(row["trial"]) for row in out["trials"] if row["noisy"] and not row["cached"]]
+    if noisy:   # the agent's warning, in each result file, said here too: the study's figures rest on those runs
+        out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies) in trial(s) "
+                            f"{', '.join(noisy)}: their figures are less certain than the others'")
     if runner.end_failed:
         out["notes"].append(f"measuring again at the study's end stopped: the device failed ({runner.end_failed}); "
                             "the answer rests on the runs made before")
@@ -1231,14 +1235,19 @@ def _row(t, judge: _Judge) -> dict:
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
-            "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained")}
+            "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained"),
+            "noisy": attrs.get("noisy") or []}
 
 
 def _pareto(trials: list, names: tuple) -> list:
-    """Trial numbers not dominated on the figures every compared trial has (lower is better)."""
-    points = [(t.number, [t.user_attrs["figures"].get(n) for n in names]) for t in trials if "figures" in t.user_attrs]
-    present = [i for i in range(len(names)) if all(p[1][i] is not None for p in points)]
-    vectors = [(n, [v[i] for i in present]) for n, v in points]
+    """Trial numbers not dominated (lower is better) on the figures any trial measured. A trial without one of
+    them (a screening run has no accuracy) is left off: its place is unknown, and comparing every trial on the
+    figures all of them have would drop accuracy from the front for one screened trial. A trial the cache or a
+    twin answered is its first trial's point, listed once."""
+    points = [(t.number, [t.user_attrs["figures"].get(n) for n in names]) for t in trials
+              if "figures" in t.user_attrs and not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
+    present = [i for i in range(len(names)) if any(p[1][i] is not None for p in points)]
+    vectors = [(n, [v[i] for i in present]) for n, v in points if all(v[i] is not None for i in present)]
     front = []
     for n, v in vectors:
         dominated = any(all(a <= b for a, b in zip(w, v)) and any(a < b for a, b in zip(w, v))
@@ -1269,6 +1278,9 @@ def _closest(study, budgets: dict) -> dict:
                            # those it never measured (accuracy, after a screening run ruled it out on speed)
                            "others_missed": {k: v for k, v in violations.items()
                                              if k != key and v > 0 and k in figures},
-                           "others_unmeasured": [k for k in budgets if k != key and k not in figures]}
+                           "others_unmeasured": [k for k in budgets if k != key and k not in figures],
+                           "others_figures": {k: figures[k] for k in budgets if k != key and k in figures},
+                           # a budget no measured trial missed did not bind the search: said once, not as a miss
+                           "met_by_every_trial": all(v.get(key, math.inf) <= 0 for _, v in measured)}
     overall = min(measured, key=lambda m: max(m[1].values()))[0]
     return {"per_budget": per_budget, "overall": _row(overall, judge)}

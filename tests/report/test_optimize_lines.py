@@ -38,6 +38,24 @@ def test_a_closest_miss_says_which_budgets_it_never_measured():
     assert "accuracy_drop by 100%" not in text
 
 
+def test_a_budget_no_trial_missed_is_said_once_and_a_huge_miss_by_its_figures():
+    """Lines for what bound the search only: peak RSS every trial met is one line, not a "met" per budget; an
+    accuracy drop of 0.45 against 0.01 reads as those figures, not "by 4400%"."""
+    latency = {"trial": 3, "config": "prune(channels=0.7)", "measured": 0.8, "limit": 1.0, "excess": -0.2,
+               "paired": None, "measurement": "full", "others_missed": {"accuracy_drop": 44.0},
+               "others_unmeasured": [], "others_figures": {"accuracy_drop": 0.45, "peak_rss_mb": 66.0}}
+    rss = {"trial": 0, "config": "quantize=none", "measured": 66.0, "limit": 512.0, "excess": -0.87, "paired": None,
+           "measurement": "full", "others_missed": {"latency_p90_ms": 0.5}, "others_unmeasured": [],
+           "met_by_every_trial": True}
+    outcome = {"best": None, "trials": [], "objective": "latency_p90_ms",
+               "budgets": {"latency_p90_ms": 1.0, "accuracy_drop": 0.01, "peak_rss_mb": 512.0},
+               "closest": {"per_budget": {"latency_p90_ms": latency, "peak_rss_mb": rss}}}
+    from rich.text import Text
+    text = " ".join(" ".join(Text.from_markup(line).plain for line in optimize_lines(outcome)).split())
+    assert "met by every trial peak_rss_mb" in text and "trial 0" not in text
+    assert "but missed accuracy_drop (0.45 against 0.01)" in text and "4400%" not in text
+
+
 def test_the_trials_table_wraps_a_configuration_between_options():
     import io
 

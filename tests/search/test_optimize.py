@@ -134,8 +134,11 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     kept = [p.name.split("@")[0] for p in (tmp_path / "results" / "history").glob("*.json")]
     again = len({row["config"] for row in outcome["trials"] if row["rechecked"] and not row["baseline"]})
     assert again >= 1   # the best at least: each measured again beside the baseline, two results more
-    assert kept.count("rel-t0") == len(outcome["trials"]) + again   # each result filed under its trial's name
-    assert len(kept) == 2 * len(outcome["trials"]) - 1 + 2 * again
+    # each result filed under its trial's name; the baseline once more where a run beside a trial read far off
+    # its first (trial.Reference.measure)
+    baseline_runs = kept.count("rel-t0")
+    assert baseline_runs >= len(outcome["trials"]) + again
+    assert len(kept) - baseline_runs == len(outcome["trials"]) - 1 + again
     shown = cli("report", "--study", "rel", "--format", "markdown", "--no-history",
                 "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert shown.exit_code == 0, shown.stderr
@@ -223,7 +226,7 @@ def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
                 "--resume")
     assert table.exit_code == 1 and "closest latency_p90_ms: trial" in table.stdout
     text = " ".join(table.stdout.split())
-    assert "but missed size_mb by" in text and "accuracy_drop by 100%" not in text
+    assert "but missed size_mb (" in text and "accuracy_drop by 100%" not in text   # 0.09 against 0.0001: no "94500%"
 
 
 def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
@@ -279,8 +282,9 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
         if "trial 1:" in line:
             p.send_signal(signal.SIGINT)
             break
-    p.stderr.read()
+    rest = p.stderr.read()
     assert p.wait(timeout=120) == 130
+    assert "the finished trials of study 'cut' are kept; the same command with --resume continues it" in rest
     before = {t.number: t for t in _trials(tmp_path, "cut")}
     finished = {n: t.user_attrs["figures"] for n, t in before.items() if t.state == optuna.trial.TrialState.COMPLETE}
     assert 0 in finished
@@ -437,6 +441,10 @@ def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path, monkeypatch)
     assert "a Pareto front over latency_p50_ms, accuracy_drop, size_mb (the chosen one minimises latency_p50_ms)" \
         in page.read_text()
     assert [len(t.values) for t in _trials(tmp_path, "front") if t.values] == [3] * len(outcome["trials"])
+    from edgeopt.report.tables import optimize_lines   # each member's bundle, to take the trade-off wanted
+    lines = optimize_lines(outcome)
+    assert all(any(line.startswith(f"front trial {f['trial']}: bundle ") and pathlib.Path(f["bundle"]).name in line
+                   for line in lines) for f in front)
     for t in outcome["trials"]:   # nothing on the front is dominated by any measured trial
         for f in front:
             a, b = [t["figures"][k] for k in keys], [f["figures"][k] for k in keys]

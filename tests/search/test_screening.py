@@ -224,7 +224,41 @@ def test_a_baseline_run_far_from_the_studys_first_is_measured_again(monkeypatch,
 
     monkeypatch.setattr(trials_, "measure", fake_measure)
     reference = trials_.Reference(tmp_path / "b.edgepkg", 1, {OBJECTIVE: 0.5}, {OBJECTIVE: 1.0})
-    for runs, kept in (([1.2], 1.2), ([5.7, 1.05], 1.05), ([0.2, 0.9], 0.9), ([1.8, 1.9], 1.8)):
+    for runs, kept in (([1.8], 1.8), ([5.7, 1.05], 1.05), ([0.2, 0.9], 0.9), ([2.5, 2.6], 2.5)):
         readings[:] = runs
         docs = reference.measure(None, None, trials_.SILENT)
         assert docs[0]["latency"]["p90_ms"] == kept and readings == []
+
+
+def test_a_noisy_run_is_kept_with_the_trial(tmp_path):
+    """The agent's noisy-run warning sits in each result file; the study keeps it with the trial, so that its answer
+    can say which figures rest on such runs."""
+    from edgeopt.search import trial as trials_
+
+    job = studies.Job(model="m.onnx", profile="generic", devices=["local"], budgets={OBJECTIVE: 10.0},
+                      output_dir=tmp_path, objective=OBJECTIVE)
+    noisy = "noisy run: robust spread (1.4826 x MAD / median) 0.740 exceeds 0.10 (cv 1.13); other load on the device?"
+    docs = [{"latency": {"p90_ms": 1.0, "duration_s": 1.0}, "warnings": [noisy, "swap in use"]},
+            {"latency": {"p90_ms": 1.1, "duration_s": 1.0}, "warnings": [noisy]}]
+    out = trials_._outcome(job, docs, {}, {}, None, trials_._Clock(), "full", {})
+    assert out["noisy"] == [noisy]
+    quiet = [{"latency": {"p90_ms": 1.0}, "warnings": ["swap in use"]}]
+    assert trials_._outcome(job, quiet, {}, {}, None, trials_._Clock(), "full", {})["noisy"] == []
+
+
+def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
+    """A screened trial (no accuracy) must not drop accuracy from the front, nor stand on it unmeasured; a trial
+    the cache answered is its first trial's point, listed once."""
+    import types
+
+    def t(number, figures, **attrs):
+        return types.SimpleNamespace(number=number, user_attrs={"figures": figures, **attrs})
+
+    names = ("latency_p90_ms", "accuracy_drop", "size_mb")
+    trials = [t(0, {"latency_p90_ms": 2.0, "accuracy_drop": 0.0, "size_mb": 1.0}),
+              t(1, {"latency_p90_ms": 1.0, "accuracy_drop": 0.3, "size_mb": 0.5}),
+              t(2, {"latency_p90_ms": 0.5, "size_mb": 0.3}, measurement="screening"),
+              t(3, {"latency_p90_ms": 1.0, "accuracy_drop": 0.3, "size_mb": 0.5}, cached=True),
+              t(4, {"latency_p90_ms": 1.5, "accuracy_drop": 0.01, "size_mb": 1.0}, twin_of=None)]
+    assert studies._pareto(trials, names) == [0, 1, 4]   # 4 is slower than 1 but loses far less accuracy
+    assert studies._pareto(trials, names + ("energy_mj",)) == [0, 1, 4]   # a figure nobody measured: not compared
