@@ -13,9 +13,10 @@ MIN_ROUNDS, MAX_ROUNDS = 5, 500
 NOTE = "quantized/float latency on the packaging host, timed briefly; the device's number is the one that counts"
 
 
-def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict, progress) -> dict:
+def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict, progress,
+            what: str = "quantized") -> dict:
     """{"ratio" (< 1: the quantized model is faster), "fp32_ms", "int8_ms", ...} for the two models."""
-    progress.status("timing the quantized model against float on this host (a hint)")
+    progress.status(f"timing the {what} model against float on this host (a hint)")
     (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, runtime=runtime,
                                                   options=options)
     return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": round(fp32_ms, 4), "int8_ms": round(int8_ms, 4),

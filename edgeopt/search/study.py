@@ -422,13 +422,44 @@ def _profile_precision(job: Job) -> str:
     return load_profile(job.profile).default_precision
 
 
+# What of the command line each part of a study's identity is, for a --resume that differs in it
+_IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
+                   "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx", "paired_baseline": "--baseline-once",
+                   "objective": "--objective", "input_shapes": "--input-shape"}
+_DATA_FLAGS = {"calib": "--calib", "eval": "--eval-data", "train": "--train-data"}
+
+
 def _check_identity(study, identity: dict) -> None:
+    """A resumed study must be the one that was started: the same model, budgets, data and way of judging (the
+    other flags, such as --trials or --sampler, may change). Refused naming the flag and both values."""
     recorded = study.user_attrs.get("identity") or {}
-    for key in ("model", "model_sha256", "profile", "budgets", "relative_budgets", "paired_baseline", "objective",
-                "data", "input_shapes"):
-        if recorded.get(key) != identity.get(key):
-            raise BadInput(f"--resume: study {study.study_name!r} was started with another {key} "
-                           f"({recorded.get(key)!r}, now {identity.get(key)!r}); start a new --study")
+    # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
+    for key in ("model", "model_sha256", "profile", "data", "input_shapes", "budgets", "relative_budgets",
+                "paired_baseline", "objective"):
+        then, now = recorded.get(key), identity.get(key)
+        if then == now:
+            continue
+        if key == "data":   # which data file, not two dictionaries of sha256s
+            name = next(k for k in _DATA_FLAGS if (then or {}).get(k) != (now or {}).get(k))
+            flag, then, now = _DATA_FLAGS[name], _given((then or {}).get(name)), _given((now or {}).get(name))
+        else:
+            flag, then, now = _IDENTITY_FLAGS[key], _shown_identity(then), _shown_identity(now)
+        raise BadInput(f"--resume: study {study.study_name!r} was started with another {flag} ({then}; now {now}): "
+                       "give the flags it was started with, or start a new --study")
+
+
+def _given(sha: str | None) -> str:
+    return "not given" if sha is None else f"a file of sha256 {sha[:12]}…"
+
+
+def _shown_identity(value) -> str:
+    if value is None or value == {}:
+        return "not given"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown_identity(v)}" for k, v in value.items())
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12] + "…"
+    return str(value)
 
 
 def _fail_orphans(study) -> None:

@@ -158,7 +158,8 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     assert f"({outcome['trials'][1]['paired']['size_mb']:.2f}x)" in text
     resumed = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=10x", "--budget", "size_mb=0.5x", "--trials", "3",
                         "--study", "rel", "--resume")
-    assert resumed.exit_code == 2 and "relative_budgets" in resumed.stderr
+    assert resumed.exit_code == 2 and ("was started with another --budget KEY=Nx (latency_p90_ms=20.0, size_mb=0.5; "
+                                       "now latency_p90_ms=10.0, size_mb=0.5)") in resumed.stderr, resumed.stderr
 
 
 def test_a_paired_study_screens_each_candidate_beside_the_baseline(cli, tmp_path):
@@ -186,7 +187,7 @@ def test_baseline_once_judges_every_candidate_against_the_first_baseline_run(cli
     assert outcome["trials"][1]["violations"]["size_mb"] == pytest.approx(
         outcome["trials"][1]["figures"]["size_mb"] / outcome["budgets"]["size_mb"] - 1)
     paired = _optimize(cli, tmp_path, "--budget", "size_mb=0.5x", "--trials", "2", "--study", "once", "--resume")
-    assert paired.exit_code == 2 and "paired_baseline" in paired.stderr   # a study keeps how it judges
+    assert paired.exit_code == 2 and "another --baseline-once (False; now True)" in paired.stderr   # how it judges
     alone = _optimize(cli, tmp_path, "--budget", "size_mb=1", "--baseline-once", "--study", "absolute")
     assert alone.exit_code == 2 and "--baseline-once applies to relative budgets" in alone.stderr
 
@@ -270,6 +271,9 @@ def test_a_bundle_rebuilt_on_another_host_is_checked_against_the_one_measured(cl
     again = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir",
                 tmp_path / "fourth", *common, "--resume", "--json")
     assert again.json()["rebuilt_differs"] == [best]
+    no_eval = cli("optimize", MODEL, "--calib", CALIB, "--results-dir", tmp_path / "results", *common, "--resume")
+    assert no_eval.exit_code == 2 and "was started with another --eval-data (a file of sha256 " in no_eval.stderr
+    assert "; now not given): give the flags it was started with" in no_eval.stderr   # the flag, not a dict
 
 
 def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
