@@ -120,6 +120,9 @@ def _summary(rows: list) -> str:
             (f'<br><span class="small absent">{esc(r["error"])}</span>' if r["error"] else "")
         run = f'<br><span class="small muted" title="{esc(r["run"])}">fleet run {esc(r["run"][:15])}</span>' \
             if r["run"] else ""
+        if not r["run"] and r.get("created"):   # two results of one bundle on one device: told apart by when, and file
+            run = (f'<br><span class="small muted" title="{esc(r["result"])}">'
+                   f'{esc(r["created"][:16].replace("T", " "))}</span>')
         lines.append(f"<tr><td class=name>{esc(r['bundle'])}</td><td>{esc(r['device'])}{run}</td><td class=num>{num(r['n'], 6)}</td>"
                      f"<td class=num>{num(r['p50_ms'])}</td><td class=num>{num(r['p90_ms'])}{ci}</td>"
                      f"<td class=num>{num(r['p99_ms'])}</td><td class=num>{num(r['peak_rss_mb'])}</td>"

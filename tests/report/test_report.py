@@ -105,6 +105,8 @@ def test_html_report_holds_every_section_and_needs_no_network(cli, lab_results, 
     # the stored p90 halved after run 4: one change point, found there
     assert "run 5 (2026-01-05T00:00:00)" in words and "-50." in words   # from about 2x p90 to 1x
     assert "Peak is the high-water mark, reset just before the timed loop." in words   # its scope said once
+    # a result outside a fleet run says when it ran, and its file on hover: two of one bundle@device told apart
+    assert re.search(r'title="[^"]+\.json">\d{4}-\d\d-\d\d \d\d:\d\d</span>', text)
     assert all(row["verdict"] == "pass" for row in summary["summary"])
 
 
