@@ -716,8 +716,8 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
         click.echo(doc["text"], nl=False)
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
     summary["summary"] = doc["rows"]["summary"]
-    out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {doc['results']} result{'' if doc['results'] == 1 else 's'})"]
-                        if output else []))
+    count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
+    out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
     return doc["exit_code"]
 
 

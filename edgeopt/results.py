@@ -126,7 +126,8 @@ def save(doc: dict, results_dir) -> pathlib.Path:
     """results/history/<bundle>@<device>-<time>.json always, and results/<bundle>@<device>.json (the
     latest) unless this run failed and the latest is a good result of the same bundle and device: a
     failure never replaces a good result. Nor does a latency-only run (optimize's repeats) replace a good
-    result that measured the accuracy: `check` of a study's trial reads its full run. Returns where this document is; when the latest was kept,
+    result that measured the accuracy: `check` of a study's trial reads its full run. Returns where this
+    document is; when the latest was kept,
     doc["_latest_kept"] says which file that is. doc["_history"] is this run's own file, which no later run
     replaces."""
     results_dir = pathlib.Path(results_dir)

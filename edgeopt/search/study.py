@@ -424,8 +424,8 @@ def _profile_precision(job: Job) -> str:
 
 # What of the command line each part of a study's identity is, for a --resume that differs in it
 _IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
-                   "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx", "paired_baseline": "--baseline-once",
-                   "objective": "--objective", "input_shapes": "--input-shape"}
+                   "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
+                   "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape"}
 _DATA_FLAGS = {"calib": "--calib", "eval": "--eval-data", "train": "--train-data"}
 
 
@@ -1161,7 +1161,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
     if runner.exhausted:
         out["exhausted"] = runner.exhausted
-    noisy = [str(row["trial"]) for row in out["trials"] if row["noisy"] and not row["cached"]]
+    noisy = [str(row["trial"]) for row in out["trials"] if row["noisy"] and not row["cached"] and row["twin_of"] is None]
     if noisy:   # the agent's warning, in each result file, said here too: the study's figures rest on those runs
         out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies) in trial(s) "
                             f"{', '.join(noisy)}: their figures are less certain than the others'")
