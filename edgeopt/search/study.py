@@ -422,6 +422,11 @@ def _profile_precision(job: Job) -> str:
     return load_profile(job.profile).default_precision
 
 
+def _profile_backend(job: Job) -> str:
+    from ..profiles import load_profile
+    return load_profile(job.profile).backend
+
+
 # What of the command line each part of a study's identity is, for a --resume that differs in it
 _IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
                    "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
@@ -668,8 +673,12 @@ class _Runner:
         key = candidate.key(self.identity)
         trial.set_user_attr("key", key)
         trial.set_user_attr("worker", WORKER)
-        trial.set_user_attr("config", candidate.describe())
-        self.progress.status(f"trial {trial.number}: {candidate.describe()}")
+        config = candidate.describe()
+        if trial.user_attrs.get("baseline") and any(d.name == "backend" for d in self.dims):
+            # beside trials that name theirs: the baseline runs on the profile's own backend, which it leaves implicit
+            config = f"backend={_profile_backend(self.job)} {config}"
+        trial.set_user_attr("config", config)
+        self.progress.status(f"trial {trial.number}: {config}")
         cached = self._cached(key, trial.number)
         try:
             screen = self._screen(trial)

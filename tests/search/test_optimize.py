@@ -778,6 +778,8 @@ def test_the_search_tries_every_backend_the_profile_and_device_run(cli, tmp_path
     r = _optimize(cli, tmp_path, "--profile", "intel-cpu", "--space", spec, "--sampler", "grid", "--trials", "4",
                   "--study", "backends", "--budget", "latency_p90_ms=50", "--no-screening")
     assert r.exit_code == 0, r.stderr
+    baseline = r.json()["trials"][0]   # named like the others, on the profile's own backend
+    assert baseline["baseline"] and baseline["config"] == "backend=openvino quantize=none precision=fp32 threads=1"
     measured = [t for t in r.json()["trials"] if not t["cached"] and not t["baseline"]]
     runtimes = {}
     for t in measured:
