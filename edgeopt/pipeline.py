@@ -357,8 +357,11 @@ def _missed_accuracy_budget_notes(budgets: dict, source_accuracy, parity: dict) 
     if not missed:
         return []
     what = source_accuracy.get("model", "the source")
+    # parity runs the artifact on the first MAX_SAMPLES eval samples; the source's top-1 is over all of them
+    samples = (f"{parity['samples']} samples" if parity["samples"] == source_accuracy.get("n") else
+               f"the artifact on the first {parity['samples']} of {source_accuracy.get('n')} samples")
     return [f"warning: top-1 on the eval data is {after:.4f} for the artifact on this host against {before:.4f} for "
-            f"{what} ({parity['samples']} samples): {' and '.join(missed)}; `edgeopt check` will fail this bundle "
+            f"{what} ({samples}): {' and '.join(missed)}; `edgeopt check` will fail this bundle "
             "unless the device reads otherwise"]
 
 
