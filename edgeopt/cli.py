@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import DeviceFailure, EdgeoptError
+from .errors import BadInput, DeviceFailure, EdgeoptError
 
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
@@ -371,14 +371,23 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
                    simplify=not no_simplify, seed=seed, keep_float=keep_float or "")
     steps = recipe.from_flags(prune, low_rank, distill, qat, epochs, lr)
+    from_recipe = set()
     if recipe_file:
-        options, steps = _with_recipe(recipe_file, options, steps)
-    manifest = api.package(model, profile, output, calib=calib, eval_data=eval_data,
-                           input_shapes=_shapes(input_shapes), budgets=_budgets(budgets),
-                           allow_mismatch=allow_mismatch, name=name, progress=out.progress(), sign_key=sign_key,
-                           force=force, steps=steps, train_data=train_data, teacher=teacher,
-                           backend_options=dict(options.pop("recipe_backend_options", {}),
-                                                **_backend_options(backend_option)), **options)
+        options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
+    cli_backend_options = _backend_options(backend_option)
+    from_recipe -= set(cli_backend_options)
+    try:
+        manifest = api.package(model, profile, output, calib=calib, eval_data=eval_data,
+                               input_shapes=_shapes(input_shapes), budgets=_budgets(budgets),
+                               allow_mismatch=allow_mismatch, name=name, progress=out.progress(), sign_key=sign_key,
+                               force=force, steps=steps, train_data=train_data, teacher=teacher,
+                               backend_options=dict(options.pop("recipe_backend_options", {}), **cli_backend_options),
+                               **options)
+    except BadInput as e:
+        if e.option not in from_recipe:
+            raise
+        # the value came from the recipe, not a flag: name the file and its field, as the recipe's own checks do
+        raise BadInput(f"{recipe_file}: package.{e.option}: {e}", option=e.option) from None
     tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
     out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
 
@@ -402,20 +411,23 @@ RECIPE_PARAMETERS = {"backend": "backend", "precision": "precision", "quantize":
 
 def _with_recipe(path, options: dict, steps: list) -> tuple:
     """The recipe file's [package] values under the flags given on the command line; its transforms,
-    unless transform flags were given too (two orders would be ambiguous)."""
+    unless transform flags were given too (two orders would be ambiguous). Returns (options, steps, the options
+    whose value the recipe gave)."""
     from . import recipe
-    from .errors import BadInput
 
     recipe_options, recipe_steps = recipe.load(path)
     if steps and recipe_steps:
         raise BadInput(f"{path}: the recipe has [[transform]] steps; give transforms there or as flags, not both")
     source = click.get_current_context().get_parameter_source
+    taken = set()
     for key, value in recipe_options.items():
         if key not in RECIPE_PARAMETERS:   # a backend's own option: --backend-option KEY=VALUE overrides it
             options.setdefault("recipe_backend_options", {})[key] = value
+            taken.add(key)
         elif source(RECIPE_PARAMETERS[key]) != click.core.ParameterSource.COMMANDLINE:
             options[key] = value
-    return options, steps or recipe_steps
+            taken.add(key)
+    return options, steps or recipe_steps, taken
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 0 ok, 1 a budget or check failed, 2 bad input or usage, 3 a device or transport failure.
 """
+from __future__ import annotations
 
 
 class EdgeoptError(Exception):
@@ -11,9 +12,16 @@ class EdgeoptError(Exception):
 
 
 class BadInput(EdgeoptError):
-    """The user gave something unusable: a model, a profile, a calibration file, a bundle."""
+    """The user gave something unusable: a model, a profile, a calibration file, a bundle.
+
+    option: the packaging option the defect is in (quantize, a backend's subset_size), where one is: a caller
+    that took the value from a file (a recipe) names the file and its field."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", option: str | None = None):
+        super().__init__(message)
+        self.option = option
 
 
 class DeviceFailure(EdgeoptError):

@@ -64,9 +64,15 @@ def build_options(options_cls, values: dict, where: str):
     known = {f.name: f for f in fields(options_cls)}
     for key in values:
         if key not in known:
-            raise BadInput(f"{where}: unknown option {key!r}; options: {', '.join(known) or 'none'}")
+            raise BadInput(f"{where}: unknown option {key!r}; options: {', '.join(known) or 'none'}", option=key)
     hints = typing.get_type_hints(options_cls)
-    converted = {k: _convert(v, hints[k], known[k], f"{where}: {k}") for k, v in values.items()}
+    converted = {}
+    for key, value in values.items():
+        try:
+            converted[key] = _convert(value, hints[key], known[key], f"{where}: {key}")
+        except BadInput as e:
+            e.option = e.option or key
+            raise
     return options_cls(**converted)
 
 

@@ -23,7 +23,7 @@ def backend_for(profile, name: str | None = None):
     """The profile's backend, or `name`: one of the backends the profile's hardware runs (profile.backends)."""
     if name is not None and name not in profile.backends:
         from ..errors import BadInput
-        raise BadInput(f"--backend {name}: profile {profile.name!r} runs {', '.join(profile.backends)}")
+        raise BadInput(f"--backend {name}: profile {profile.name!r} runs {', '.join(profile.backends)}", option="backend")
     target = BACKENDS.get(name or profile.backend)
     if target is None:
         ready = ", ".join(k for k, v in BACKENDS.items() if v)

@@ -81,7 +81,7 @@ class Backend:
         known = {f.name for f in fields(self.Options)}
         for key in given:
             if key not in known:
-                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option")
+                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option", option=key)
         return build_options(self.Options, given, f"backend {self.name}")
 
     def check_profile(self, options, profile) -> None:
@@ -91,9 +91,11 @@ class Backend:
         if not isinstance(request.options, self.Options):
             raise TypeError(f"backend {self.name} takes {self.Options.__name__}, not {type(request.options).__name__}")
         if request.precision not in self.precisions:
-            raise BadInput(f"backend {self.name} supports --precision {', '.join(self.precisions)}, not {request.precision}")
+            raise BadInput(f"backend {self.name} supports --precision {', '.join(self.precisions)}, not {request.precision}",
+                           option="precision")
         if request.quantize not in self.quantizations:
-            raise BadInput(f"backend {self.name} supports --quantize {', '.join(self.quantizations)}, not {request.quantize}")
+            raise BadInput(f"backend {self.name} supports --quantize {', '.join(self.quantizations)}, not {request.quantize}",
+                           option="quantize")
         if request.quantize == "int8" and request.calibration is None:
             raise BadInput("--quantize int8 needs calibration data: --calib samples.npz "
                            "(an array per model input, shape [N, ...], N >= 100 recommended)")

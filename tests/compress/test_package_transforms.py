@@ -66,6 +66,33 @@ def test_flag_given_with_a_recipe_wins(cli, tmp_path):
     assert both.exit_code == 2 and "give transforms there or as flags, not both" in both.stderr
 
 
+@pytest.mark.parametrize("table, message", [
+    ('quantize = "int9"', "r.toml: package.quantize: backend onnxruntime supports --quantize none, dynamic, int8, "
+                          "not int9"),
+    ('precision = "fp8"', "r.toml: package.precision: backend onnxruntime supports --precision"),
+    ("subset_size = 300", "r.toml: package.subset_size: backend onnxruntime has no --subset-size option"),
+    ("max_accuracy_drop = -1.0", "r.toml: package.max_accuracy_drop: backend onnxruntime: max_accuracy_drop: -1.0 "
+                                 "is out of range"),
+    ('backend = "openvino"', "r.toml: package.backend: --backend openvino: profile 'generic' runs onnxruntime"),
+])
+def test_a_recipe_value_the_backend_refuses_names_the_recipe_and_field(cli, tmp_path, table, message):
+    """A value of the right type that only the profile's backend can judge is refused after the recipe is read;
+    the message still names the file and the field, not a flag the user never typed."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"[package]\n{table}\n")
+    r = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()[-1]) < 200 and not (tmp_path / "b.edgepkg").exists()
+
+
+def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[package]\nprecision = "fp16"\n')
+    r = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "--backend-option", "subset_size=300",
+            "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and "error: backend onnxruntime has no --subset-size option" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--prune", "channels=1.5"], "--prune (prune): channels: 1.5 is out of range (<= 0.95)"),
     (["--prune", "channels=0.5,criterion=nope"], "criterion: 'nope' is not one of"),
