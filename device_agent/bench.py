@@ -157,7 +157,9 @@ def bundle_identity(unpacked, trust=Trust()):
             "signature": signature_status(unpacked, trust),
             "profile": manifest["profile"], "compression": manifest.get("compression", {}),
             "source": manifest.get("source", {}), "artifact_bytes": size, "artifact_mb": size / 1048576.0,
-            "budgets": manifest.get("budgets", {})}
+            "budgets": manifest.get("budgets", {}),
+            # the shapes one call is fed: a [4, ...] input makes every latency a call's of four samples
+            "inputs": [{"name": t["name"], "shape": list(t["shape"])} for t in manifest["inputs"]]}
 
 
 def _base_document(device):

@@ -251,6 +251,8 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
             store_url: str | None = None, results_dir="results") -> dict:
     """One row per result (device, time, runtime, threads, size, latency percentiles, peak RSS, top-1,
     budget verdict) + the check; with a baseline, the regression gate per device (check's `regressions`)."""
+    from .report import rows as report_rows
+
     result_paths = results.expand(result_paths)
     report = check(result_paths, budgets, baseline=baseline, effect=effect, store_url=store_url,
                    results_dir=results_dir)
@@ -265,7 +267,7 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
         rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
                      "created": _text(doc.get("created")), "threads": _text(settings.get("threads")),
                      "runtime": " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None,
-                     "size_mb": (doc.get("bundle") or {}).get("artifact_mb"),
+                     "size_mb": (doc.get("bundle") or {}).get("artifact_mb"), "batch": report_rows.batch(doc),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
                      "throughput_fps": _section(doc, "throughput").get("fps"), "slowest_layer": _slowest_layer(doc),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pathlib
 import sys
 
 import click
@@ -47,6 +48,15 @@ class Output:
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+
+    def failures(self, failed) -> None:
+        """Why a verb that reports failures in its table failed (doctor's checks, fleet's devices), as
+        (device, what, message): under --quiet, which prints only errors, each on stderr as one line naming the
+        device; elsewhere the table already says it."""
+        if self.quiet and not self.as_json:
+            for device, what, message in failed:
+                named = message.startswith(f"device {device}:")
+                click.echo(f"edgeopt: {message if named else f'device {device}: {what}{message}'}", err=True)
 
     def emit(self, doc, *renderables, data: bool = False):
         """data: the verb is read-only and its table IS the answer (inspect, profiles, device list, history, compare);
@@ -485,6 +495,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
                    for e in report["store_errors"]]
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]),
              *store_lines)
+    out.failures((name, "", doc["error"]["message"]) for name, doc in report["documents"].items()
+                 if doc.get("status") != "ok")
     code = report["check"]["check"]["exit_code"]
     return max(code, DeviceFailure.exit_code) if report["store_errors"] else code
 
@@ -612,6 +624,7 @@ def device_doctor(out, name, inventory, ssh):
     from .report.tables import doctor_table
     report = api.device_doctor(name, inventory, ssh, out.progress())
     out.emit(report, doctor_table(report))
+    out.failures((report["device"], f"{c['check']}: ", c["detail"]) for c in report["checks"] if not c["ok"])
     return 0 if report["ok"] else 3
 
 
@@ -701,6 +714,16 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     return report["check"]["exit_code"]
 
 
+# report's formats, and the output names that ask for each where --format is not given
+REPORT_FORMATS = {"html": (".html", ".htm"), "markdown": (".md", ".markdown"), "csv": (".csv",)}
+
+
+def _report_format(output) -> str:
+    """The format an --output name asks for (report.md: Markdown), html for any other name or none."""
+    suffix = pathlib.PurePath(output).suffix.lower() if output else ""
+    return next((fmt for fmt, suffixes in REPORT_FORMATS.items() if suffix in suffixes), "html")
+
+
 @main.command()
 @click.argument("results", nargs=-1, type=click.Path())
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
@@ -709,7 +732,8 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
                               "study's baseline and best results, and exits 0 where its chosen configuration's "
                               "results here meet every budget, 1 where no trial did or they are not on this host, 3 "
                               "where they hold no result).")
-@click.option("--format", "fmt", type=click.Choice(["html", "markdown", "csv"]), default="html", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
+              help="[default: from the --output name (.md, .csv, .html), else html]")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check).")
 @click.option("--store", "store_url", help="Results store URL for the history [default: edgeopt.db beside the results].")
 @click.option("--no-history", is_flag=True, help="Leave out the history trends.")
@@ -719,6 +743,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
     offline), Markdown for a pull-request comment, or CSV. Exit code as `check`: 0, 1 or 3."""
     from . import api
+    fmt = fmt or _report_format(output)
     if output is None and fmt == "html":
         output = "report.html"
     if not results and not study:

@@ -137,6 +137,34 @@ def fix_input_shapes(model, shapes: dict) -> list:
     return notes
 
 
+def _infer_output_shapes(model) -> None:
+    """An output exported with a named dim (['batch', 10]) keeps the name once the inputs are fixed, so the
+    manifest would not say what a call returns: each named dim is inferred again from the static inputs
+    ([4, 10] at --input-shape image=4,...). A dim that stays dynamic (a detector's box count) keeps its name."""
+    import onnx
+
+    named = {}
+    for output in model.graph.output:
+        for i, d in enumerate(output.type.tensor_type.shape.dim):
+            if d.HasField("dim_param"):
+                named[output.name, i] = d.dim_param
+                d.ClearField("dim_param")
+    if not named:
+        return
+    try:
+        inferred = {o.name: _dims(o) for o in onnx.shape_inference.infer_shapes(model).graph.output}
+    except (onnx.shape_inference.InferenceError, ValueError):   # left as exported: the conversion still checks
+        inferred = {}
+    for output in model.graph.output:
+        for i, d in enumerate(output.type.tensor_type.shape.dim):
+            if (output.name, i) in named:
+                value = (inferred.get(output.name) or [])[i:i + 1]
+                if value and isinstance(value[0], int):
+                    d.dim_value = value[0]
+                else:
+                    d.dim_param = named[output.name, i]
+
+
 def describe_tensors(model):
     inputs = [TensorSpec(i.name, _dims(i), _np_dtype(i)) for i in graph_inputs(model)]
     outputs = [TensorSpec(o.name, _dims(o), _np_dtype(o)) for o in model.graph.output]
@@ -177,6 +205,7 @@ def onnx_source(src: pathlib.Path, reference: str, fmt: str, sha: str, shapes: d
 
     model = load_onnx(src)
     notes = fix_input_shapes(model, dict(shapes))
+    _infer_output_shapes(model)
     fixed = workdir / "source.onnx"
     onnx.save(model, str(fixed))
     inputs, outputs = describe_tensors(onnx.shape_inference.infer_shapes(model))

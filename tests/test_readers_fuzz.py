@@ -183,6 +183,15 @@ def _unknown(draw, doc):
     return "fine", ""
 
 
+def _inputs(draw, doc):
+    """bundle.inputs, informational (a batch label): any value is shown or left out, never refused."""
+    if isinstance(doc.get("bundle"), dict):
+        shape = st.one_of(JUNK, st.lists(st.one_of(st.integers(-2, 8), JUNK), max_size=4))
+        entry = st.one_of(JUNK, st.fixed_dictionaries({"shape": shape}, optional={"name": RESULT_TEXTS}))
+        doc["bundle"]["inputs"] = draw(st.one_of(JUNK, st.lists(entry, max_size=3)))
+    return "fine", ""
+
+
 LAYER_ROW = {"name": None, "op_type": None, "mean_ms": (0.0, INF), "share_pct": (0.0, 100.0)}  # None: text
 
 
@@ -211,7 +220,7 @@ def _layer_profile(draw, doc):
 
 
 MUTATIONS = [_figure, _drop_figure, _section, _status, _text, _warnings, _flag, _budgets, _schema, _unknown,
-             _layer_profile]
+             _layer_profile, _inputs]
 
 
 @st.composite

@@ -123,7 +123,8 @@ def _summary(rows: list) -> str:
         if not r["run"] and r.get("created"):   # two results of one bundle on one device: told apart by when, and file
             run = (f'<br><span class="small muted" title="{esc(r["result"])}">'
                    f'{esc(r["created"][:16].replace("T", " "))}</span>')
-        lines.append(f"<tr><td class=name>{esc(r['bundle'])}</td><td>{esc(r['device'])}{run}</td><td class=num>{num(r['n'], 6)}</td>"
+        batch = f"<br><span class='small muted'>batch {r['batch']}: per call</span>" if r.get("batch") else ""
+        lines.append(f"<tr><td class=name>{esc(r['bundle'])}{batch}</td><td>{esc(r['device'])}{run}</td><td class=num>{num(r['n'], 6)}</td>"
                      f"<td class=num>{num(r['p50_ms'])}</td><td class=num>{num(r['p90_ms'])}{ci}</td>"
                      f"<td class=num>{num(r['p99_ms'])}</td><td class=num>{num(r['peak_rss_mb'])}</td>"
                      f"<td class=num>{num(r['size_mb'])}</td><td class=num>{num(r['top1'])}</td>"

@@ -17,7 +17,7 @@ from .tables import best_warnings, carried_limit, closest_lines, in_brackets, me
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
               "none": "no budgets"}
-CSV_COLUMNS = ("bundle", "device", "run", "status", "verdict", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
+CSV_COLUMNS = ("bundle", "device", "run", "status", "verdict", "batch", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
                "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",
                "throughput_fps", "throttled", "budgets_failed", "error", "result")
 
@@ -67,7 +67,8 @@ def _summary(rows: list) -> list:
                   for b in r["budgets"] if b["status"] != "pass"]
         verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
             (" · **THROTTLED**" if r["throttled"] else "")
-        out.append(f"| {cell(r['bundle'])} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
+        batch = f" (batch {r['batch']}: per call)" if r.get("batch") else ""
+        out.append(f"| {cell(r['bundle'])}{batch} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
                    f"{fmt(r['p99_ms'])} | {fmt(r.get('throughput_fps'), 6)} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | {verdict} |")
     errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
     warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]

@@ -71,6 +71,22 @@ def label(doc: dict) -> dict:
             "run": run, "result": str(path), "created": doc.get("created") if isinstance(doc.get("created"), str) else None}
 
 
+def batch(doc: dict) -> int | None:
+    """The samples one timed call carries: the leading dim the bundle's inputs share, where it is above 1
+    (`package --input-shape image=4,...`), so that a latency is read as a call's, not a sample's. None for one
+    sample, inputs that disagree, or a result of an agent that did not record the inputs."""
+    inputs = (doc.get("bundle") or {}).get("inputs") if isinstance(doc.get("bundle"), dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        return None
+    leading = {tuple(i["shape"][:1]) if isinstance(i, dict) and isinstance(i.get("shape"), list) else None
+               for i in inputs}
+    if len(leading) != 1:
+        return None
+    (first,) = leading
+    n = first[0] if first else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else None
+
+
 def verdict(entry: dict) -> str:
     """failed (no result) | fail | unmeasured | pass | none (no budgets)."""
     if entry["status"] != "ok":
@@ -88,7 +104,7 @@ def summary_row(doc: dict, entry: dict) -> dict:
     p90_ci = ci.get("p90_ms") if isinstance(ci.get("p90_ms"), list) and len(ci["p90_ms"]) == 2 else None
     if p90_ci is not None:
         p90_ci = [checked(doc, "latency.ci95.p90_ms", v) for v in p90_ci]
-    return dict(label(doc), status=doc.get("status"), verdict=verdict(entry), budgets=entry["budgets"],
+    return dict(label(doc), status=doc.get("status"), verdict=verdict(entry), budgets=entry["budgets"], batch=batch(doc),
                 n=None if figure(doc, "latency.n") is None else int(figure(doc, "latency.n")), p50_ms=figure(doc, "latency.p50_ms"), p90_ms=figure(doc, "latency.p90_ms"),
                 p90_ci95=p90_ci, p99_ms=figure(doc, "latency.p99_ms"), mean_ms=figure(doc, "latency.mean_ms"),
                 cv=figure(doc, "latency.cv"), first_inference_ms=figure(doc, "latency.first_inference_ms"),

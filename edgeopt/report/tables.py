@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..search.trial import PHASES
+from .rows import batch
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
@@ -177,6 +178,7 @@ def bench_rows(doc: dict):
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
             ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
             ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})"),
+            *_batch_rows(doc),
             ("p50", pct("p50_ms")), ("p90", pct("p90_ms")), ("p99", pct("p99_ms")),
             ("RSS import / load / peak", f"{_num(mem.get('rss_after_import_mb'), '{:.1f}')} / {_num(mem.get('rss_after_load_mb'), '{:.1f}')} / {_num(mem.get('peak_rss_mb'), '{:.1f}')} MiB")]
     if acc.get("available") is False:
@@ -191,6 +193,15 @@ def bench_rows(doc: dict):
     rows += [("warning", _warning_text(w)) for w in doc.get("warnings", [])]
     rows.append(("saved", doc.get("_path", "—")))
     return rows
+
+
+def _batch_rows(doc: dict) -> list:
+    """A batch above 1 says that every latency below is a call's, of that many samples."""
+    n = batch(doc)
+    if n is None:
+        return []
+    shapes = ", ".join(f"{i.get('name', '?')} {i['shape']}" for i in doc["bundle"]["inputs"])
+    return [("batch", f"{n} samples a call ({shapes}): the latencies are per call, not per sample")]
 
 
 def _figure(d: dict, key: str, fmt: str) -> str:
@@ -310,7 +321,8 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
     days = {_time(r.get("created"))[:10] for r in rows}
     one_day = len(days) == 1 and "—" not in days
     t = Table(title=f"{title}, {days.pop()} (UTC)" if one_day else title)
-    cells = [[escape(r["bundle"] or "—"), escape(r.get("device") or "—"),
+    cells = [[escape(r["bundle"] or "—") + (f"\n(batch {r['batch']})" if r.get("batch") else ""),
+              escape(r.get("device") or "—"),
               _time(r.get("created"))[11 if one_day else 0:],
               escape(" ×".join(x for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
               _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
@@ -396,11 +408,12 @@ def fleet_table(report: dict) -> Table:
     t = Table(title=f"Fleet run {report['run_id']}")
     for col, just in (("device", "left"), ("status", "left"), ("p50 ms", "right"), ("p90 ms", "right"),
                       ("p99 ms", "right"), ("peak RSS MiB", "right"), ("power W", "right"), ("budgets", "left")):
-        t.add_column(col, justify=just)
+        # a failure's message folds rather than ends in an ellipsis: it may hold a host-key fingerprint to compare
+        t.add_column(col, justify=just, overflow="fold")
     rows = {r["device"]: r for r in report["check"]["rows"]}
     for name, doc in report["documents"].items():
         if doc.get("status") != "ok":
-            t.add_row(name, "[red]failed[/]", "—", "—", "—", "—", "—", doc["error"]["message"])
+            t.add_row(escape(name), "[red]failed[/]", "—", "—", "—", "—", "—", escape(doc["error"]["message"]))
             continue
         lat, row = doc["latency"], rows.get(name, {})
         power = doc.get("power", {})
@@ -424,12 +437,12 @@ def devices_table(devices: list) -> Table:
 
 
 def doctor_table(report: dict) -> Table:
-    t = Table(title=f"Device {report['device']}")
+    t = Table(title=escape(f"Device {report['device']}"))
     for col in ("check", "status", "detail", "to fix"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")   # a fingerprint to compare is shown whole
     for c in report["checks"]:
         status = "[red]missing[/]" if not c["ok"] else "[yellow]note[/]" if c.get("note") else "[green]ok[/]"
-        t.add_row(c["check"], status, c["detail"], c["hint"])
+        t.add_row(escape(c["check"]), status, escape(c["detail"]), escape(c["hint"]))
     return t
 
 

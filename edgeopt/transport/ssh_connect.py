@@ -12,6 +12,8 @@ import time
 import paramiko
 
 from ..errors import DeviceFailure
+from . import known_hosts as known_hosts_file
+from .known_hosts import listed
 from .ssh_config import last_hop, resolve
 
 _known_hosts_lock = threading.Lock()
@@ -30,30 +32,35 @@ def _host_label(host, port):
     return host if port == 22 else f"[{host}]:{port}"
 
 
-class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
-    def __init__(self, device, known_hosts):
-        self.device, self.known_hosts = device, known_hosts
+class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Every host key is judged here, as ssh judges it against known_hosts (known_hosts.read): paramiko is
+    given no keys, so it asks this policy about each one. A revoked key is refused; a listed one accepted (any
+    line that names it, where paramiko would keep one key per type); another key of a listed type is a changed
+    key, refused; an unknown key is refused, or with --trust-new-host-keys (opt-in) appended to known_hosts."""
+
+    def __init__(self, device, known_hosts, keys, trust_new: bool):
+        self.device, self.known_hosts, self.keys, self.trust_new = device, known_hosts, keys, trust_new
 
     def missing_host_key(self, client, hostname, key):
-        host, _, port = hostname.strip("[").partition("]:")
-        keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
-        raise HostKeyRefused(
-            f"device {self.device}: host key of {hostname} is unknown ({key.get_name()} {fingerprint(key)}); "
-            f"check it, then add it with `{keyscan} >> {self.known_hosts}` or rerun with --trust-new-host-keys")
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Opt-in only: accept an unknown key and append it to known_hosts. A *changed* key is still refused."""
-
-    def __init__(self, known_hosts):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        client.get_host_keys().add(hostname, key.get_name(), key)
+        if listed(key, self.keys.revoked):
+            raise HostKeyRefused(f"device {self.device}: REVOKED HOST KEY for {hostname} ({key.get_name()} "
+                                 f"{fingerprint(key)}): an @revoked line of {self.known_hosts} names it; refused")
+        if listed(key, self.keys.known):
+            return
+        expected = next((k for k in self.keys.known if k.get_name() == key.get_name()), None)
+        if expected is not None:
+            raise paramiko.BadHostKeyException(hostname, key, expected)
+        if not self.trust_new:
+            host, _, port = hostname.strip("[").partition("]:")
+            keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
+            raise HostKeyRefused(
+                f"device {self.device}: host key of {hostname} is unknown ({key.get_name()} {fingerprint(key)}); "
+                f"check it, then add it with `{keyscan} >> {self.known_hosts}` or rerun with --trust-new-host-keys")
         with _known_hosts_lock:
             os.makedirs(os.path.dirname(self.known_hosts) or ".", exist_ok=True)
             with open(self.known_hosts, "a") as f:
                 f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        self.keys.known.append(key)
 
 
 def _tcp(host, port, options):
@@ -124,10 +131,8 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
     known_hosts = options.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
     client = _Client()
     opened.append(client)
-    if os.path.isfile(known_hosts):
-        client.get_host_keys().load(known_hosts)
-    client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts) if options.trust_new_host_keys
-                                       else _RefuseUnknown(spec.name, known_hosts))
+    keys = known_hosts_file.read(known_hosts, _host_label(target["host"], target["port"]))
+    client.set_missing_host_key_policy(_VerifyHostKey(spec.name, known_hosts, keys, options.trust_new_host_keys))
     where = f"{target['user']}@{target['host']}:{target['port']}"
     deadline = time.monotonic() + options.connect_timeout  # TCP, banner, key exchange and login together
     try:

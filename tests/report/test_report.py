@@ -433,3 +433,35 @@ def test_history_text_says_when_the_noise_is_the_floor_and_what_a_change_needs()
     assert "no change point (run-to-run noise at most 2 %, the floor; a change needs 3 runs at its new level)" in jump
     assert "run-to-run noise ≈ 2" not in jump
     assert "run-to-run noise ≈ 4.4 %" in text([1.0, 1.2, 0.95, 1.15, 1.0, 1.25])   # measured where it is above
+
+
+def test_a_batched_bundle_says_its_latency_is_per_call_everywhere_it_is_shown(cli, tmp_path):
+    """`--input-shape image=4,...` times calls of four samples: the manifest says what a call returns, and bench,
+    compare and every report format label the latency as the call's."""
+    from conftest import EVAL, FAST_BENCH_ARGS, MODEL, bundle_manifest
+
+    bundle = tmp_path / "b4.edgepkg"
+    packaged = cli("package", MODEL, "--profile", "generic", "--input-shape", "image=4,1,8,8", "--eval-data", EVAL,
+                   "-o", bundle, "--json")
+    assert packaged.exit_code == 0, packaged.stderr
+    manifest = bundle_manifest(bundle)
+    assert manifest["inputs"][0]["shape"] == [4, 1, 8, 8] and manifest["outputs"][0]["shape"] == [4, 10]
+    benched = cli("bench", bundle, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    assert benched.exit_code == 0, benched.stderr
+    assert "4 samples a call (image [4, 1, 8, 8]): the latencies are per call" in benched.stdout
+    result = tmp_path / "results" / "b4@local.json"
+    assert json.loads(result.read_text())["bundle"]["inputs"] == [{"name": "image", "shape": [4, 1, 8, 8]}]
+    assert "(batch 4)" in cli("compare", result).stdout
+    # the format follows the output's name where --format is not given
+    for name in ("r.md", "r.csv", "r.html"):
+        assert cli("report", result, "-o", tmp_path / name, "--no-history").exit_code == 0
+    assert (tmp_path / "r.md").read_text().startswith("### ") and "| b4 (batch 4: per call) |" in (tmp_path / "r.md").read_text()
+    assert next(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))["batch"] == "4"
+    assert "batch 4: per call" in (tmp_path / "r.html").read_text()
+
+
+def test_a_single_sample_bundle_has_no_batch_label(cli, lab_results, tmp_path):
+    out = tmp_path / "r.csv"
+    assert cli("report", lab_results["int8"], "-o", out).exit_code == 0
+    assert next(csv.DictReader(io.StringIO(out.read_text())))["batch"] == ""
+    assert "batch" not in cli("compare", lab_results["int8"]).stdout
