@@ -120,7 +120,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides.
     A bundle for another backend than the device's inventory profile is refused (see profile_mismatch)
     unless allow_profile_mismatch; a milder mismatch, or an arch one, is a warning in the result."""
-    from .fleet import failed_document
+    from .fleet import failed_document, name_the_bundle
     from .store import Store, default_url
     from .transport import for_spec, resolve_device
 
@@ -139,8 +139,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
             doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
         finally:
             transport.close()
-        # A bundle the agent refused has no identity of its own in the document: the host's is the one shipped.
-        doc.setdefault("bundle", {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]})
+        name_the_bundle(doc, manifest)
         _warn_mismatch(doc, manifest, mismatch)
         doc["_path"] = str(results.save(doc, results_dir))
         store.add(doc)
@@ -161,6 +160,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     A device whose inventory profile the bundle does not fit (profile_mismatch) is a failed device with that
     reason, never reached; the others are measured."""
     from . import fleet
+    from .inventory import check_key_files
     from .store import Store, default_url
     from .transport import for_spec
 
@@ -170,6 +170,9 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
     Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
     manifest = bundles.read_manifest(bundle)
+    for spec in devices:   # and an inventory defect (a profile that does not exist, a missing key), as bench has it
+        profile_mismatch(manifest, spec)
+        check_key_files(spec)
 
     def transport_for(spec):
         refused, mismatch = profile_mismatch(manifest, spec)

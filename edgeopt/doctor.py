@@ -157,18 +157,40 @@ def other_backend_checks(runtimes: dict, py: str, profile) -> list:
 
 
 CLEAN_SCRIPT = r"""
-import os, shutil, sys
+import os, re, shutil, sys
 root = sys.argv[1]
+# Only what edgeopt put there: the content-addressed agents and bundles of store/ (and partial uploads of them),
+# the agent's run directories in runs/. Anything else in those directories is the user's, and stays.
+OURS = {"store": re.compile(r"[0-9a-f]{64}\.(pyz|edgepkg)(\.[0-9]+\.partial)?$"), "runs": re.compile(r"edgeopt-run-")}
+
+def size(path):
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
 freed = 0
-for sub in ("store", "runs"):
-    path = os.path.join(root, sub)
-    for dirpath, _, files in os.walk(path):
-        for f in files:
+for sub, ours in OURS.items():
+    d = os.path.join(root, sub)
+    if not os.path.isdir(d) or os.path.islink(d):
+        continue
+    for name in os.listdir(d):
+        path = os.path.join(d, name)
+        if not ours.match(name):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            freed += sum(size(os.path.join(p, f)) for p, _, files in os.walk(path) for f in files)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            freed += size(path)
             try:
-                freed += os.path.getsize(os.path.join(dirpath, f))
+                os.unlink(path)
             except OSError:
                 pass
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.rmdir(d)   # only where nothing else is left in it
+    except OSError:
+        pass
 print(freed)
 """
 

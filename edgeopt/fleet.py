@@ -29,9 +29,20 @@ def failed_document(spec, manifest: dict, message: str, exit_code: int = 3) -> d
     """The result of a device that produced none: who, what bundle, why."""
     return {"schema": RESULT_SCHEMA, "status": "failed",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "device": {"name": spec.name, "host": spec.host},
-            "bundle": {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]},
+            "device": {"name": spec.name, "host": spec.host}, "bundle": shipped_bundle(manifest),
             "error": {"message": message, "exit_code": exit_code, "kind": "device"}}
+
+
+def shipped_bundle(manifest: dict) -> dict:
+    """The host's identity of the bundle it shipped."""
+    return {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]}
+
+
+def name_the_bundle(doc: dict, manifest: dict) -> None:
+    """A result whose agent refused the bundle (a bad signature, a changed byte) has no bundle identity of its
+    own: it takes the shipped one, so that it is saved as BUNDLE@DEVICE and a later good run replaces it."""
+    if not isinstance(doc.get("bundle"), dict) or not doc["bundle"].get("name"):
+        doc["bundle"] = shipped_bundle(manifest)
 
 
 class FleetRun:
@@ -160,6 +171,7 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
         if transport is not None:
             transport.close()
     doc.setdefault("device", {})["name"] = spec.name
+    name_the_bundle(doc, run.manifest)
     doc["fleet"] = {"run_id": run.run_id, "seconds": round(time.monotonic() - started, 3)}
     return doc
 

@@ -47,6 +47,14 @@ class DeviceSpec:
         return shlex.split(self.python)
 
 
+def check_key_files(spec: DeviceSpec) -> None:
+    """An inventory's `key` that is not a file on this host is bad input (exit 2), said before any connection,
+    not a device that cannot be reached (exit 3)."""
+    for path in spec.key_files:
+        if not os.path.isfile(path):
+            raise BadInput(f"device {spec.name}: inventory field `key`: no such file: {path}")
+
+
 @dataclasses.dataclass
 class Inventory:
     devices: dict                    # name -> DeviceSpec

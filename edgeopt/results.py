@@ -291,7 +291,8 @@ def load(path) -> dict:
 
 
 def expand(paths) -> list:
-    """Result files as given; a directory (a fleet run) stands for the result documents in it."""
+    """Result files as given; a directory (a fleet run) stands for the result documents in it. One result given
+    twice is read once (unique)."""
     out = []
     for path in paths:
         path = pathlib.Path(path)
@@ -302,7 +303,31 @@ def expand(paths) -> list:
             out += found
         else:
             out.append(path)
+    return unique(out)
+
+
+def unique(paths: list) -> list:
+    """Byte-identical result files once: a fleet run saves each device's result in its run directory and again as
+    the latest result, so `report results/*.json results/fleet/B/RUN/` named every fleet result twice. The copy in
+    a run directory is the one kept (it names its run). A file that cannot be read is kept for its reader to
+    refuse."""
+    out, seen = [], {}
+    for path in paths:
+        try:
+            digest = hashlib.sha256(path.read_bytes()).digest()
+        except OSError:
+            out.append(path)
+            continue
+        if digest not in seen:
+            seen[digest] = len(out)
+            out.append(path)
+        elif _in_run_directory(path) and not _in_run_directory(out[seen[digest]]):
+            out[seen[digest]] = path
     return out
+
+
+def _in_run_directory(path: pathlib.Path) -> bool:
+    return (path.parent / "run.json").is_file()
 
 
 def is_throttle_warning(text: str) -> bool:

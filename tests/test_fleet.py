@@ -37,6 +37,10 @@ def test_fleet_of_eight_in_parallel(cli, lab, bundles, tmp_path):
     assert r.exit_code == 1 and len(r.json()["results"]) == 8
     r = cli("history", "--results-dir", tmp_path / "results", "--device", "node-3", "--json")
     assert [row["device"] for row in r.json()] == ["node-3"]
+    # the README's report of the latest results and the run directory: each measurement once, named by its run
+    r = cli("report", *(tmp_path / "results").glob("*.json"), run_dir, "--format", "csv", "--no-history")
+    rows = r.stdout.strip().splitlines()[1:]
+    assert r.exit_code == 0 and len(rows) == 8 and all(f",{report['run_id']}," in row for row in rows), r.stdout
 
 
 def test_ansible_inventory_used_unchanged_for_a_fleet(cli, lab, bundles, tmp_path):
@@ -97,6 +101,34 @@ def test_failures_are_isolated_and_reported_with_reasons(cli, lab, bundles, tmp_
     assert r.exit_code == 3 and r.stdout.count("DEVICE FAILED") == 4
     assert sorted(p.stem for p in pathlib.Path(report["run_dir"]).glob("*.json") if p.stem != "run") == sorted(
         d.name for d in devices)
+
+
+def test_a_bundle_the_device_refuses_is_saved_under_its_name_and_a_good_run_replaces_it(cli, lab, bundles, tmp_path):
+    dev = _devices(lab, "ok-", 20, 1)[0]
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, [dev])
+    results = tmp_path / "results"
+    fleet = ("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
+             "--results-dir", results, *FAST_BENCH_ARGS)
+    r = cli(*fleet, "--allowed-signers", tmp_path / "no-such-signers", "-q")
+    assert r.exit_code == 3 and r.stderr.startswith(f"edgeopt: device {dev.name}: "), r.stderr
+    latest = sorted(p.name for p in results.glob("*.json"))
+    assert len(latest) == 1 and latest[0].endswith(f"@{dev.name}.json") and "unknown-bundle" not in latest[0]
+    assert cli(*fleet).exit_code == 0
+    assert cli("check", *results.glob("*.json"), "--budget", "latency_p90_ms=1000").exit_code == 0   # replaced
+
+
+def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab, bundles, tmp_path):
+    dev = _devices(lab, "ok-", 20, 1)[0]
+    for field, value, said in (("profile", "raspbery-pi-5", "inventory field `profile`"),
+                               ("key", str(tmp_path / "no-key"), "inventory field `key`: no such file")):
+        inv = write_inventory(tmp_path / "fleet.yaml", lab, [dev], **{dev.name: {field: value}})
+        r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
+                "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+        assert r.exit_code == 2 and said in r.stderr, r.stderr
+        assert not (tmp_path / "results" / "fleet").exists()
+        single = cli("bench", bundles["fp32"], "-d", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts,
+                     "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+        assert single.exit_code == 2 and said in single.stderr, single.stderr
 
 
 def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles, tmp_path):

@@ -52,8 +52,17 @@ def stop(signum, frame):
 
 for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
     signal.signal(s, stop)
+def intact(path):
+    # a cached copy is hashed, not only sized: a byte changed on the device (bad storage, a hand edit) is sent
+    # again, where a size check kept it and every later run refused the bundle
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest() == sha
+
 sweep()
-if os.path.isfile(dest) and os.path.getsize(dest) == size:
+if os.path.isfile(dest) and os.path.getsize(dest) == size and intact(dest):
     sys.stdout.write("cached\n"); sys.stdout.flush(); sys.exit(0)
 while True:
     tmp = "%s.%d.partial" % (dest, os.getpid())

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 from ..errors import BadInput, DeviceFailure
+from ..inventory import check_key_files
 
 MAX_HOPS = 8   # a ProxyJump chain longer than this is almost surely a loop in the ssh config
 _HOP = re.compile(r"(?:ssh://)?(?:(?P<user>[^@\s,/]+)@)?"
@@ -88,6 +89,7 @@ def _paramiko_lookup(path, spec) -> dict:
 
 def resolve(spec, options) -> dict:
     """Host, port, user, key files and jump hosts: the inventory's fields win over the ssh config."""
+    check_key_files(spec)
     cfg = lookup(spec, options)
     jump = spec.proxy_jump or cfg.get("proxyjump")
     proxy_command = cfg.get("proxycommand")

@@ -31,6 +31,13 @@ def test_bench_over_ssh_then_nothing_is_uploaded_again(cli, lab, bundles, tmp_pa
     again = _bench(cli, lab, bundles["int8"], inv, "pi-one", tmp_path).json()
     assert [t["sent_bytes"] for t in again["transport"]["transfers"]] == [0, 0]
     assert not list((store.parent / "runs").iterdir())  # the run directory was cleaned up
+    cached = next(store.glob("*.edgepkg"))
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF   # one byte changed on the device, the size kept
+    cached.write_bytes(bytes(data))
+    healed = _bench(cli, lab, bundles["int8"], inv, "pi-one", tmp_path)
+    assert healed.exit_code == 0, healed.stderr
+    assert {t["kind"]: t["sent_bytes"] for t in healed.json()["transport"]["transfers"]}["bundle"] == len(data)
 
 
 def test_unknown_host_key_is_refused_unless_trusted(cli, lab, bundles, tmp_path):
@@ -142,9 +149,19 @@ def test_doctor_healthy_device_and_clean(cli, lab, bundles, tmp_path):
     assert r.exit_code == 0, r.stdout + r.stderr
     assert "missing" not in r.stdout and "onnxruntime" in r.stdout
     assert _bench(cli, lab, bundles["fp32"], inv, "pi-one", tmp_path).exit_code == 0
+    workdir = pathlib.Path(lab.inventory_entry(dev)["workdir"])
     r = cli("device", "clean", "pi-one", "--inventory", inv, "--known-hosts", lab.known_hosts, "--json")
     assert r.exit_code == 0 and r.json()["freed_bytes"] > bundles["fp32"].stat().st_size
-    assert not (pathlib.Path(lab.inventory_entry(dev)["workdir"]) / "store").exists()
+    assert not (workdir / "store").exists()
+    # only what edgeopt put there goes: a user's file beside the cache stays, with its directory
+    assert _bench(cli, lab, bundles["fp32"], inv, "pi-one", tmp_path).exit_code == 0
+    (workdir / "store" / "notes.txt").write_text("mine")
+    (workdir / "runs" / "data").mkdir(parents=True, exist_ok=True)
+    (workdir / "runs" / "data" / "x.bin").write_bytes(b"1234")
+    r = cli("device", "clean", "pi-one", "--inventory", inv, "--known-hosts", lab.known_hosts, "--json")
+    assert r.exit_code == 0 and r.json()["freed_bytes"] > bundles["fp32"].stat().st_size
+    assert sorted(p.name for p in (workdir / "store").iterdir()) == ["notes.txt"]
+    assert (workdir / "runs" / "data" / "x.bin").read_bytes() == b"1234"
 
 
 def test_second_benchmark_on_a_busy_device_waits_then_fails_clearly(bundles, tmp_path):
