@@ -333,6 +333,18 @@ def device_doctor(device: str, inventory=None, ssh_options=None, progress=SILENT
     return {"device": spec.name, "checks": checks, "ok": all(c["ok"] for c in checks)}
 
 
+def agent_probe(device: str = "local", inventory=None, ssh_options=None, progress=SILENT) -> dict:
+    """The agent's facts of `device` (CPU, memory, OS, Python, runtimes), reached as `bench` reaches it: an
+    inventory's device runs its own `python` in its own workdir."""
+    from .transport import for_spec, resolve_device
+
+    transport = for_spec(resolve_device(device, _inventory(inventory)), ssh_options)
+    try:
+        return transport.probe(progress)
+    finally:
+        transport.close()
+
+
 def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
     """Remove what edgeopt left on a device (cached agents and bundles, stale run directories)."""
     from . import doctor

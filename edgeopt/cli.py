@@ -789,11 +789,13 @@ def agent_build(out, output):
 
 
 @agent.command("probe")
-@click.option("--device", "-d", default="local", show_default=True)
+@click.option("--device", "-d", default="local", show_default=True,
+              help="`local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
+@ssh_options
 @common
-def agent_probe(out, device):
+def agent_probe(out, device, inventory, ssh):
     """Run the agent's probe on a device: CPU, memory, OS, Python, runtimes."""
+    from . import api
     from .report.tables import key_values, probe_rows
-    from .transport import for_device
-    facts = for_device(device).probe(out.progress())
+    facts = api.agent_probe(device, inventory, ssh, out.progress())
     out.emit(facts, key_values(f"Device {device}", probe_rows(facts)), data=True)

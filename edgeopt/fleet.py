@@ -52,16 +52,19 @@ class FleetRun:
     started together get separate directories and a --resume never joins a run still in progress.
     Results are keyed by the exact device name inside each document, never by file name."""
 
-    def __init__(self, bundle_path, manifest, results_dir, resume: bool):
+    def __init__(self, bundle_path, manifest, results_dir, resume: bool, agent_args: list = ()):
         self.bundle_path, self.manifest = pathlib.Path(bundle_path), manifest
         self.results_dir = pathlib.Path(results_dir)
         base = self.results_dir / "fleet" / results.file_stem(manifest["name"])
         self._held = None
         previous = self._latest(base) if resume else None
+        if previous is not None:
+            self._check_same_settings(previous, list(agent_args))
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
         results.write_json_atomic(self.run_dir / RUN_FILE, {
-            "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"]})
+            "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],
+            "agent_args": list(agent_args)})
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()
@@ -111,6 +114,21 @@ class FleetRun:
                                "process; wait for it to end, or start a new run without --resume")
             return run_file.parent
         return None
+
+    def _check_same_settings(self, run_dir: pathlib.Path, agent_args: list) -> None:
+        """One run's devices are measured alike: a --resume with other loop or sensing settings than the run
+        began with would put figures of two methods side by side in one table. A run file of an older edgeopt
+        records none, and is resumed as it is."""
+        try:
+            recorded = json.loads((run_dir / RUN_FILE).read_text()).get("agent_args")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, list) and recorded != agent_args:
+            self.close()
+            began = " ".join(recorded) or "the defaults"
+            raise BadInput(f"fleet run {run_dir} was measured with {began}; --resume measures the rest alike, so "
+                           f"give the same settings (now: {' '.join(agent_args) or 'the defaults'}), or start a new "
+                           "run without --resume")
 
     def _read_documents(self) -> dict:
         """Exact device name -> (path, document) for the results already in the run directory."""
@@ -182,7 +200,7 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
     store_errors: [...] (results saved as files whose row the store refused)}."""
     manifest = bundles.read_manifest(bundle_path)
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
-    run = FleetRun(bundle_path, manifest, results_dir, resume)
+    run = FleetRun(bundle_path, manifest, results_dir, resume, agent_args or [])
     try:
         return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
                           progress)

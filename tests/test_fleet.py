@@ -113,6 +113,11 @@ def test_a_bundle_the_device_refuses_is_saved_under_its_name_and_a_good_run_repl
     assert r.exit_code == 3 and r.stderr.startswith(f"edgeopt: device {dev.name}: "), r.stderr
     latest = sorted(p.name for p in results.glob("*.json"))
     assert len(latest) == 1 and latest[0].endswith(f"@{dev.name}.json") and "unknown-bundle" not in latest[0]
+    # a --resume measures the rest of the run alike: other settings are refused, naming what the run began with
+    other = cli(*fleet, "--resume", "--min-seconds", "0.2")
+    assert other.exit_code == 2 and "was measured with" in other.stderr and "--allowed-signers" in other.stderr
+    assert len(list((results / "fleet").glob("*/*"))) == 1   # no second run directory
+    assert cli(*fleet, "--allowed-signers", tmp_path / "no-such-signers", "--resume").exit_code == 3   # same: runs
     assert cli(*fleet).exit_code == 0
     assert cli("check", *results.glob("*.json"), "--budget", "latency_p90_ms=1000").exit_code == 0   # replaced
 
@@ -147,8 +152,7 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     host.wait()
     kept = sorted(p.stem for p in fleet_dir.glob("*/*/node-*.json"))
     assert 2 <= len(kept) < 4
-    r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--resume", "--known-hosts", lab.known_hosts,
-            "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+    r = cli(*args[:-1], "--resume", "--json")   # the settings the run began with (others are refused)
     assert r.exit_code == 0, r.stderr
     report = r.json()
     assert sorted(report["skipped"]) == kept and sorted(report["succeeded"]) == [d.name for d in devices]

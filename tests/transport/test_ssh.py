@@ -72,6 +72,21 @@ def test_changed_host_key_is_refused_even_with_trust_on_first_use(cli, lab, bund
     assert "ssh-keygen" in r.stderr
 
 
+def test_agent_probe_reaches_an_inventory_device_as_bench_does(cli, lab, tmp_path):
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", lab.known_hosts, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["python_executable"] == sys.executable   # the inventory's python, not the login's python3
+    agents = list((pathlib.Path(lab.inventory_entry(dev)["workdir"]) / "store").glob("*.pyz"))
+    assert agents, "the agent is cached in the device's workdir, where `device clean` finds it"
+    unknown = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", tmp_path / "empty")
+    assert unknown.exit_code == 3 and "--trust-new-host-keys" in unknown.stderr   # an option probe takes
+    trusted = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", tmp_path / "empty",
+                  "--trust-new-host-keys", "-q")
+    assert trusted.exit_code == 0, trusted.stderr
+
+
 def test_refused_authentication(cli, lab, bundles, tmp_path):
     dev = lab.add("pi-noauth", 4, authorized=False)
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
