@@ -68,6 +68,7 @@ class FleetRun:
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()
+        self._connected = set()   # the transports of the devices being measured now (let_go closes them)
 
     def _hold(self, run_dir: pathlib.Path) -> bool:
         """Take the run directory's lock; False when another process holds it."""
@@ -130,6 +131,21 @@ class FleetRun:
                            f"give the same settings (now: {' '.join(agent_args) or 'the defaults'}), or start a new "
                            "run without --resume")
 
+    def connected(self, transport, now: bool) -> None:
+        with self._lock:
+            (self._connected.add if now else self._connected.discard)(transport)
+
+    def let_go(self) -> None:
+        """Ctrl-C: close every device's connection, so that its agent stops and its thread ends now rather than
+        when its measurement would have (a minute, with --min-seconds 60). Results already recorded stay."""
+        with self._lock:
+            connected, self._connected = list(self._connected), set()
+        for transport in connected:
+            try:
+                transport.close()
+            except Exception:   # noqa: BLE001 - a connection already failing: it is being let go anyway
+                pass
+
     def _read_documents(self) -> dict:
         """Exact device name -> (path, document) for the results already in the run directory."""
         found = {}
@@ -180,6 +196,7 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
     transport = None
     try:
         transport = transport_for(spec)
+        run.connected(transport, True)
         doc, _ = transport.bench(run.bundle_path, agent_args, DeviceProgress(progress, spec.name), timeout)
     except EdgeoptError as e:
         doc = failed_document(spec, run.manifest, str(e), e.exit_code)
@@ -187,6 +204,7 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
         doc = failed_document(spec, run.manifest, f"internal error: {type(e).__name__}: {e}")
     finally:
         if transport is not None:
+            run.connected(transport, False)
             transport.close()
     doc.setdefault("device", {})["name"] = spec.name
     name_the_bundle(doc, run.manifest)
@@ -221,14 +239,19 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args, timeout, progress): spec
                        for spec in todo}
-            for future in concurrent.futures.as_completed(futures):
-                doc = future.result()
-                try:
-                    run.record(doc, store)
-                except EdgeoptError as e:  # the JSON files are written first: keep collecting the other devices
-                    store_errors.append(str(e))
-                documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
-                progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    doc = future.result()
+                    try:
+                        run.record(doc, store)
+                    except EdgeoptError as e:  # the JSON files are written first: keep collecting the other devices
+                        store_errors.append(str(e))
+                    documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
+                    progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
+            except KeyboardInterrupt:   # devices not started stay so; those measuring are let go, not waited for
+                pool.shutdown(wait=False, cancel_futures=True)
+                run.let_go()
+                raise
     finally:
         store.close()
     order = [d.name for d in devices]

@@ -159,6 +159,40 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     assert len(list(fleet_dir.glob("*/*/node-*.json"))) == 4 and len(list(fleet_dir.glob("*/*"))) == 1  # resumed in place
 
 
+def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path):
+    """A fleet measuring for 60 s is interrupted: it exits 130 within seconds, not when the measurements would end,
+    and the agents on the devices stop too."""
+    import psutil
+    devices = _devices(lab, "node-", 0, 2)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
+    host = subprocess.Popen([sys.executable, "-m", "edgeopt", "fleet", "bench", str(bundles["fp32"]), "-i", str(inv),
+                             "--known-hosts", str(lab.known_hosts), "--results-dir", str(tmp_path / "results"),
+                             "--min-seconds", "60", "--max-seconds", "60", "--max-iterations", "1000000000",
+                             "--warmup-seconds", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = [pathlib.Path(lab.inventory_entry(d)["workdir"]) / "runs" for d in devices]
+    before = {p for r in runs for p in r.glob("edgeopt-run-*")}   # left by the test that killed the host
+    deadline = time.monotonic() + 120
+    while not all(set(r.glob("edgeopt-run-*")) - before for r in runs):   # both agents started
+        assert time.monotonic() < deadline and host.poll() is None, host.communicate()
+        time.sleep(0.1)
+    time.sleep(2.0)   # and in their timed loops
+    started = time.monotonic()
+    host.send_signal(signal.SIGINT)
+    try:
+        _, err = host.communicate(timeout=30)
+    finally:
+        host.kill()
+    assert host.returncode == 130 and "interrupted" in err, (host.returncode, err)
+    assert time.monotonic() - started < 10
+    agents = lambda: [p for p in psutil.process_iter(["cmdline"])
+                      if any(str(r.parent) in part for part in (p.info["cmdline"] or []) for r in runs)
+                      and "sshd" not in " ".join(p.info["cmdline"] or [])]
+    deadline = time.monotonic() + 15
+    while agents() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not agents(), "the devices' agents stopped with the connections"
+
+
 def test_two_fleets_at_once_on_one_bundle_lose_nothing(lab, bundles, tmp_path):
     import threading
     devices = _devices(lab, "node-", 0, 3)
