@@ -602,10 +602,11 @@ def device():
 
 @device.command("list")
 @click.option("--group", "-g")
-@ssh_options
+@click.option("--inventory", "-i", type=click.Path(),
+              help="Devices: edgeopt YAML, or any Ansible inventory (file, directory, plugin, script).")
 @common
-def device_list(out, group, inventory, ssh):
-    """List the devices of an inventory (or one group of it)."""
+def device_list(out, group, inventory):
+    """List the devices of an inventory (or one group of it); it connects to none."""
     from . import api
     from .report.tables import devices_table
     if not inventory:

@@ -64,6 +64,8 @@ def _sentence(line: str) -> str:
 def num(value, digits: int = 4, unit: str = "") -> str:
     if value is None:
         return "—"
+    if isinstance(value, int) and not isinstance(value, bool):   # a count: 91,854 beside 107,920, not 91854
+        return f"{value:,} {unit}".rstrip()
     text = f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:,.0f}"
     return f"{text} {unit}".rstrip()
 
