@@ -12,7 +12,7 @@ import time
 from device_agent import RESULT_SCHEMA
 
 from . import bundle as bundles, results
-from .errors import BadInput, EdgeoptError
+from .errors import BadInput, DeviceFailure, EdgeoptError
 from .progress import SILENT, DeviceProgress
 from .store import Store
 
@@ -69,6 +69,7 @@ class FleetRun:
         self._paths = {}
         self._lock = threading.Lock()
         self._connected = set()   # the transports of the devices being measured now (let_go closes them)
+        self._let_go = False
 
     def _hold(self, run_dir: pathlib.Path) -> bool:
         """Take the run directory's lock; False when another process holds it."""
@@ -133,13 +134,15 @@ class FleetRun:
 
     def connected(self, transport, now: bool) -> None:
         with self._lock:
+            if now and self._let_go:   # a device that was still connecting when Ctrl-C came: not measured
+                raise DeviceFailure(f"device {transport.device}: interrupted before it was measured")
             (self._connected.add if now else self._connected.discard)(transport)
 
     def let_go(self) -> None:
         """Ctrl-C: close every device's connection, so that its agent stops and its thread ends now rather than
         when its measurement would have (a minute, with --min-seconds 60). Results already recorded stay."""
         with self._lock:
-            connected, self._connected = list(self._connected), set()
+            connected, self._connected, self._let_go = list(self._connected), set(), True
         for transport in connected:
             try:
                 transport.close()
