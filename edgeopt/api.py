@@ -422,11 +422,17 @@ def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
                       "pass --store URL to read one elsewhere")
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
         return None, f"no history: results store {url[len('sqlite:///'):]} does not exist"
+    from .regression import hostname
+
     store = Store(url)
+    hosts = {}   # (bundle, device) -> the machines these results ran on: a team's `local` is many machines
+    for doc in docs:
+        pair = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
+        hosts.setdefault(pair, set()).add(hostname(doc))
     try:
-        pairs = dict.fromkeys(((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
-                              for doc in docs)
-        return {(b, d): store.history(d, b, HISTORY_LIMIT) for b, d in pairs if b and d}, None
+        return {(b, d): [r for r in store.history(d, b, HISTORY_LIMIT) if None in seen or r.get("host") in seen
+                         or r.get("host") is None]
+                for (b, d), seen in hosts.items() if b and d}, None
     finally:
         store.close()
 

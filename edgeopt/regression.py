@@ -126,12 +126,28 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
     the same bundle name. Another device's result is never a baseline: its speed says nothing of this one's."""
     device = (candidate.get("device") or {}).get("name")
     bundle = (candidate.get("bundle") or {}).get("name")
-    same_device = [b for b in baselines if (b.get("device") or {}).get("name") == device]
+    same_device = [b for b in baselines if (b.get("device") or {}).get("name") == device and same_host(b, candidate)]
     same_bundle = [b for b in same_device if (b.get("bundle") or {}).get("name") == bundle]
     for group in (same_bundle, same_device):
         if group:
             return max(group, key=lambda b: str(b.get("created", ""))), ""
-    return None, f"no baseline result for device {device}"
+    return None, f"no baseline result for device {device}" + _on_host(candidate)
+
+
+def hostname(doc: dict):
+    """The machine a result was measured on, as its agent saw it; None for a result that does not say."""
+    name = (doc.get("device") or {}).get("hostname") if isinstance(doc.get("device"), dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def same_host(a: dict, b: dict) -> bool:
+    """Whether two results of one device name ran on one machine: `local` is every teammate's laptop and every
+    CI runner, so a device name alone is no device. A result that records no host matches any (older files)."""
+    return hostname(a) is None or hostname(b) is None or hostname(a) == hostname(b)
+
+
+def _on_host(doc: dict) -> str:
+    return f" on host {hostname(doc)}" if hostname(doc) else ""
 
 
 STORE_BASELINES = ("store", "store:last-good")
@@ -165,9 +181,9 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
 def _store_baseline(store, doc: dict) -> tuple:
     """The last good result of the candidate's bundle on its device, created before it."""
     bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
-    found = store.last_good(bundle, device, str(doc.get("created") or ""))
+    found = store.last_good(bundle, device, str(doc.get("created") or ""), hostname(doc))
     if found is None:
-        return None, f"the store holds no ok result of {bundle} on {device} before this one"
+        return None, f"the store holds no ok result of {bundle} on {device}{_on_host(doc)} before this one"
     return results.validate(found, f"{found['_path']} (from the results store)"), ""
 
 
@@ -211,4 +227,17 @@ def environment_notes(base: dict, cand: dict) -> list:
                          if isinstance(p, dict)}) for e in envs]
     if all(governors) and governors[0] != governors[1]:
         notes.append(f"CPU governor {'/'.join(governors[0])} -> {'/'.join(governors[1])}")
+    for what, (was, now) in (("threads", [_section(d, "settings").get("threads") for d in (base, cand)]),
+                             ("runtime", [_runtime(d) for d in (base, cand)])):
+        if was is not None and now is not None and was != now:
+            notes.append(f"{what} {was} -> {now}: part of the change may be the setting's, not the model's")
     return notes
+
+
+def _section(doc: dict, name: str) -> dict:
+    return doc.get(name) if isinstance(doc.get(name), dict) else {}
+
+
+def _runtime(doc: dict):
+    runtime = _section(doc, "runtime")
+    return " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None

@@ -84,8 +84,9 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     assert r.exit_code == 0 and r.stdout.splitlines()[1].split("\t")[0] == "here" and "intel-cpu" in r.stdout
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "-q")
     header, *rows = r.stdout.splitlines()
-    assert r.exit_code == 0 and header.split("\t")[:3] == ["created", "bundle", "device"]
-    assert any(row.split("\t")[1:4] == [int8_result["bundle"]["name"], "local", "ok"] for row in rows)
+    assert r.exit_code == 0 and header.split("\t")[:4] == ["created", "bundle", "device", "host"]
+    host = int8_result["device"]["hostname"]   # which machine: a team's `local` is many
+    assert any(row.split("\t")[1:5] == [int8_result["bundle"]["name"], "local", host, "ok"] for row in rows)
     assert header.split("\t")[-1] == "error"   # a failed run says why
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "--bundle", "no-such-bundle")
     assert r.exit_code == 0 and "no results for bundle 'no-such-bundle'" in r.stdout

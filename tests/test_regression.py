@@ -175,3 +175,43 @@ def test_a_change_in_the_device_s_state_is_noted():
     notes = environment_notes(base, busy)
     assert notes[0].startswith("load average 0.2 -> 3.9 on 4 CPUs") and notes[1] == "CPU governor performance -> powersave"
     assert environment_notes(base, base) == [] and environment_notes({}, busy) == []
+
+
+def test_a_team_store_gives_only_this_machines_result_as_the_baseline(cli, pair, tmp_path):
+    """Every teammate's laptop and CI runner is `local`: another machine's result of that name is no baseline,
+    however new. A result that records no host (an older file) still counts."""
+    from edgeopt.store import Store
+    base, slow, base_doc, slow_doc = pair
+    mine = slow_doc["device"]["hostname"]
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    store = Store(url)
+    store.add(base_doc)   # this machine's, on 2026-01-01
+    laptop = copy.deepcopy(base_doc)
+    laptop["device"]["hostname"], laptop["created"] = "teammates-laptop", "2026-01-01T18:00:00+00:00"
+    laptop["latency"]["samples_ms"] = [x * 8 for x in laptop["latency"]["samples_ms"]]   # newer, 8x slower
+    store.add(laptop)
+    store.close()
+    gate = cli("check", slow, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000",
+               "--json").json()["regressions"][0]
+    assert gate["verdict"] == SLOWER and gate["baseline"]["created"] == base_doc["created"]   # not the laptop's
+    elsewhere = copy.deepcopy(slow_doc)
+    elsewhere["device"]["hostname"] = "ci-runner-7"
+    path = tmp_path / "ci.json"
+    path.write_text(json.dumps(elsewhere))
+    gate = cli("check", path, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000",
+               "--json").json()["regressions"][0]
+    assert gate["verdict"] == UNTESTED and "on host ci-runner-7" in gate["reason"]
+    files = cli("check", path, "--baseline", base, "--budget", "latency_p90_ms=1000", "--json").json()
+    assert files["regressions"][0]["verdict"] == UNTESTED, "a file baseline of another host is no baseline either"
+    assert mine != "ci-runner-7"
+
+
+def test_a_change_of_threads_or_runtime_is_noted():
+    from edgeopt.regression import environment_notes
+    base = {"settings": {"threads": 2}, "runtime": {"name": "onnxruntime", "version": "1.32.0"}}
+    cand = {"settings": {"threads": 1}, "runtime": {"name": "onnxruntime", "version": "1.33.0"}}
+    notes = environment_notes(base, cand)
+    assert notes == ["threads 2 -> 1: part of the change may be the setting's, not the model's",
+                     "runtime onnxruntime 1.32.0 -> onnxruntime 1.33.0: part of the change may be the setting's, "
+                     "not the model's"]
+    assert environment_notes(base, base) == [] and environment_notes({"settings": "junk"}, cand) == []

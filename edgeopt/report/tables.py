@@ -450,11 +450,12 @@ def history_table(rows: list, empty: str = "no results in the store") -> Table:
     """Past results, newest first; a failed run with the first line of why. `empty`: the caption when no row
     matched (naming the filters, so an unknown bundle or device reads as that, not as an empty store)."""
     t = Table(title="History", caption=None if rows else empty)
-    for col in ("created", "bundle", "device", "status", "p90 ms", "peak RSS MiB", "top-1", "error"):
+    for col in ("created", "bundle", "device", "host", "status", "p90 ms", "peak RSS MiB", "top-1", "error"):
         t.add_column(col)
     for r in rows:
         error = (r.get("error") or "").splitlines()[:1]
-        t.add_row(r["created"][:19], r["bundle"] or "—", r["device"], r["status"], _num(r["p90_ms"], "{:.3f}"),
+        t.add_row(r["created"][:19], escape(r["bundle"] or "—"), escape(r["device"]), escape(r.get("host") or "—"),
+                  r["status"], _num(r["p90_ms"], "{:.3f}"),
                   _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), escape(error[0][:80]) if error else "")
     return t
 

