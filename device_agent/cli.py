@@ -111,6 +111,7 @@ def _bounded(kind, ok, what):
         if not ok(value):
             raise argparse.ArgumentTypeError("must be %s" % what)
         return value
+    parse.__name__ = kind.__name__   # argparse names it in "invalid float value: 'abc'"
     return parse
 
 
@@ -126,6 +127,7 @@ def _key_value(text):
 
 
 _positive_int = _bounded(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = _bounded(int, lambda v: v >= 0, "an integer, zero or more")
 _non_negative = _bounded(float, lambda v: v >= 0, "zero or more")
 _positive = _bounded(float, lambda v: v > 0, "positive")
 
@@ -167,29 +169,31 @@ def build_parser():
     from .measure.latency import LoopSettings
 
     d = LoopSettings()
-    p = argparse.ArgumentParser(prog="edgeopt-agent", description="edgeopt device agent %s" % __version__)
+    # no abbreviations: the host's flags are spelt out, and a misspelt one must fail, not match another
+    p = argparse.ArgumentParser(prog="edgeopt-agent", description="edgeopt device agent %s" % __version__,
+                                allow_abbrev=False)
     sub = p.add_subparsers(dest="command")
     sub.required = True
-    pr = sub.add_parser("probe", help="print this device's facts as JSON")
+    pr = sub.add_parser("probe", allow_abbrev=False, help="print this device's facts as JSON")
     from .power import CHOICES
     pr.add_argument("--power-sensor", choices=CHOICES, default="auto",
                     help="the power reader to look for (default auto: the first that works)")
     pr.set_defaults(fn=cmd_probe)
-    v = sub.add_parser("verify", help="check a bundle's files against its manifest")
+    v = sub.add_parser("verify", allow_abbrev=False, help="check a bundle's files against its manifest")
     v.add_argument("bundle")
     v.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
     _trust_arguments(v)
     v.set_defaults(fn=cmd_verify)
-    b = sub.add_parser("bench", help="verify, measure and print one edgeopt.result/1 document")
+    b = sub.add_parser("bench", allow_abbrev=False, help="verify, measure and print one edgeopt.result/1 document")
     b.add_argument("bundle")
     b.add_argument("--threads", type=_positive_int, default=None, help="override the bundle's thread count")
-    b.add_argument("--warmup-iterations", type=int, default=d.warmup_min_iterations)
-    b.add_argument("--warmup-seconds", type=float, default=d.warmup_min_seconds)
-    b.add_argument("--min-iterations", type=int, default=d.min_iterations)
-    b.add_argument("--min-seconds", type=float, default=d.min_seconds)
-    b.add_argument("--max-iterations", type=int, default=d.max_iterations)
-    b.add_argument("--max-seconds", type=float, default=d.max_seconds)
-    b.add_argument("--timeout", type=float, default=600.0, help="kill the measuring process after this many seconds")
+    b.add_argument("--warmup-iterations", type=_non_negative_int, default=d.warmup_min_iterations)
+    b.add_argument("--warmup-seconds", type=_non_negative, default=d.warmup_min_seconds)
+    b.add_argument("--min-iterations", type=_positive_int, default=d.min_iterations)
+    b.add_argument("--min-seconds", type=_non_negative, default=d.min_seconds)
+    b.add_argument("--max-iterations", type=_positive_int, default=d.max_iterations)
+    b.add_argument("--max-seconds", type=_non_negative, default=d.max_seconds)
+    b.add_argument("--timeout", type=_positive, default=600.0, help="kill the measuring process after this many seconds")
     b.add_argument("--no-accuracy", action="store_true", help="skip the eval data even if the bundle has it")
     b.add_argument("--throughput", action="store_true",
                    help="measure throughput (FPS, several inferences in flight) even when the bundle's performance "

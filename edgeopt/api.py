@@ -1,6 +1,14 @@
-"""The public functions. The CLI is a thin layer over these; each is usable from Python."""
+"""The public functions. The CLI is a thin layer over these; each is usable from Python.
+
+Each verb returns plain data (dicts and lists of JSON types; a result document is edgeopt.result/1, README
+"Result files") and prints nothing. Bad input raises edgeopt.errors.BadInput, a device or transport failure
+DeviceFailure; each carries the CLI's `exit_code` (2, 3). Long verbs take `progress`: an edgeopt.progress.Progress
+(subclass it; status(text), start/advance/finish and device_state are called as the work goes).
+"""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pathlib
 import tempfile
@@ -9,22 +17,30 @@ from . import bundle as bundles, results
 from .atomic import temp_beside
 from .budgets import check_result, validate_budgets
 from .doctor import same_arch
-from .errors import BadInput, DeviceFailure
+from .errors import BadInput, DeviceFailure, EdgeoptError
 from .models import inspect_model
 from .pipeline import package  # noqa: F401 (the public package(): model -> verified bundle)
 from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
+__all__ = ["inspect", "profiles", "profile", "backend_options", "package", "bench", "fleet_bench", "check",
+           "compare", "report", "history", "devices", "device_doctor", "device_clean", "agent_probe", "optimize",
+           "demo", "sample_paths"]
+
+
 def inspect(model: str, input_shapes: dict | None = None) -> dict:
+    """A model's inputs, outputs, opset, parameters, FLOPs estimate, dynamic dims and layers (`edgeopt inspect`)."""
     with tempfile.TemporaryDirectory(prefix="edgeopt-inspect-") as tmp:
         return inspect_model(model, dict(input_shapes or {}), pathlib.Path(tmp))
 
 
 def profiles() -> list:
+    """Every hardware profile ($EDGEOPT_PROFILES, then the built-in set), as dicts."""
     return [p.to_dict() for p in list_profiles()]
 
 
 def profile(name: str) -> dict:
+    """One hardware profile by name or .toml path, as a dict."""
     return load_profile(name).to_dict()
 
 
@@ -40,7 +56,23 @@ def backend_options(backend: str) -> dict:
 
 def _agent_args(threads, loop, sensing=None, allowed_signers=None) -> list:
     """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
-    `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device."""
+    `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device. The agent's own parser judges
+    them here, before anything is shipped: a misspelt key or a negative time is bad input (exit 2), not a device
+    that printed no result (exit 3)."""
+    args = _agent_flags(threads, loop, sensing, allowed_signers)
+    from device_agent.cli import build_parser
+
+    refused = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(refused):
+            build_parser().parse_args(["bench", "BUNDLE", *args])
+    except SystemExit:
+        why = (refused.getvalue().strip().splitlines() or ["refused"])[-1].split("error: ", 1)[-1]
+        raise BadInput(f"measurement settings (threads, loop, sensing): {why}") from None
+    return args
+
+
+def _agent_flags(threads, loop, sensing, allowed_signers) -> list:
     args = [] if threads is None else ["--threads", str(threads)]
     args += ["--allowed-signers", str(allowed_signers)] if allowed_signers else []
     for key, value in list((loop or {}).items()) + list((sensing or {}).items()):
@@ -114,8 +146,13 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
     allowed_signers: the device-side OpenSSH allowed-signers file; the agent then runs signed bundles only.
 
-    `loop`: the agent's loop settings (min_iterations, min_seconds, ...) and passes: throughput=True measures
-    FPS even where the bundle's performance hint is latency, profile_layers=True the per-layer profile.
+    `loop`: the agent's loop settings (warmup_iterations, warmup_seconds, min_iterations, min_seconds,
+    max_iterations, max_seconds, runtime_option=["key=value", ...]) and passes: throughput=True measures FPS even
+    where the bundle's performance hint is latency, profile_layers=True the per-layer profile. The agent's own
+    parser checks every key and value before anything is shipped (BadInput).
+    `progress`: an edgeopt.progress.Progress (subclass it: status(text) and log(text) are called as the work goes).
+    Returns the result document (edgeopt.result/1, README "Result files") with `_path`, the file it was saved to,
+    and `_history`, its copy under results/history/. Raises BadInput (exit code 2) or DeviceFailure (3).
     `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
     idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides.
     A bundle for another backend than the device's inventory profile is refused (see profile_mismatch)
@@ -142,7 +179,10 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
         name_the_bundle(doc, manifest)
         _warn_mismatch(doc, manifest, mismatch)
         doc["_path"] = str(results.save(doc, results_dir))
-        store.add(doc)
+        try:
+            store.add(doc)
+        except EdgeoptError as e:   # measured and saved, not stored: exit 3, as fleet bench has it, not "bad input"
+            raise DeviceFailure(f"{e}; the result is saved to {doc['_path']}, but not in the store") from None
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
         kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
@@ -207,13 +247,16 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
           effect: float | None = None, store_url: str | None = None, results_dir="results",
-          limits_by_path: dict | None = None, require_budgets: bool = False) -> dict:
+          limits_by_path: dict | None = None, require_budgets: bool = True) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
     hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result.
     limits_by_path: {result path: budgets} over that result's bundle's own, under `budgets` (report --study: the
-    limits the chosen bundle carries, for its trial's results). require_budgets (the `check` verb): a result with
-    no budget to check and no baseline is bad input, since a CI gate that checks nothing must not pass."""
+    limits the chosen bundle carries, for its trial's results). require_budgets (the `check` verb, and the default):
+    a result with no budget to check and no baseline is bad input, since a CI gate that checks nothing must not
+    pass; compare and report, which show such a result, pass False."""
+    if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
+        validate_budgets(budgets, field="budgets")
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
@@ -258,7 +301,7 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
 
     result_paths = results.expand(result_paths)
     report = check(result_paths, budgets, baseline=baseline, effect=effect, store_url=store_url,
-                   results_dir=results_dir)
+                   results_dir=results_dir, require_budgets=False)
     rows = []
     for path, entry in zip(result_paths, report["results"]):
         doc = results.load(path)
@@ -298,6 +341,7 @@ DEMO_VARIANTS = (("fp32", "none"), ("fp16", "none"), ("fp32", "int8"))
 
 
 def sample_paths() -> dict:
+    """The shipped sample: {"model", "calib", "eval"} paths (the digits CNN, its calibration and eval data)."""
     root = pathlib.Path(__file__).resolve().parent / "samples"
     return {"model": root / "digits_cnn.onnx", "calib": root / "digits_calib.npz", "eval": root / "digits_eval.npz"}
 
@@ -361,12 +405,17 @@ def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
 
 def history(results_dir="results", store_url: str | None = None, device: str | None = None,
             bundle: str | None = None, limit: int = 50) -> list:
+    """Rows of the results store, newest measured first (created, bundle, device, host, status, figures, error,
+    path); it reads and creates nothing (BadInput where no store or no edgeopt results are there)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise BadInput(f"history limit must be a positive integer, got {limit!r}")
     from .store import Store, default_url
     with Store(store_url or default_url(results_dir), create=False) as store:
         return store.history(device, bundle, limit)
 
 
 def devices(inventory, group: str | None = None) -> list:
+    """The devices of an inventory (or one group of it) as dicts; it connects to none."""
     import dataclasses
     return [dataclasses.asdict(d) for d in _inventory(inventory).select(group)]
 
@@ -467,7 +516,7 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if not paths:
         raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are not on "
                                                                    "this host)" if study else ""))
-    verdicts = check(paths, budgets, limits_by_path=_study_limits(found))
+    verdicts = check(paths, budgets, limits_by_path=_study_limits(found), require_budgets=False)
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
     docs = [results.load(p) for p in paths]

@@ -107,9 +107,10 @@ def common(fn):
         try:
             code = fn(out, **kwargs)
         except EdgeoptError as e:
-            if debug:
-                raise
             out.close()
+            if debug:   # the traceback, and still the error's own exit code: a CI gate debugged reads the same
+                import traceback
+                traceback.print_exc()
             click.echo(f"edgeopt: error: {e}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
@@ -660,8 +661,8 @@ def history(out, device, bundle, limit, results_dir, store_url):
 
 def baseline_options(fn):
     """The regression gate's flags, the same for check and compare."""
-    fn = click.option("--store", "store_url", help="SQLAlchemy URL of the results store for --baseline store "
-                      "[default: sqlite in --results-dir].")(fn)
+    fn = click.option("--store", "store_url", help="Results store for --baseline store [default: $EDGEOPT_STORE, "
+                      "else edgeopt.db in --results-dir].")(fn)
     fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
                       help="Where the default results store is (for --baseline store).")(fn)
     fn = click.option("--min-effect", "effect", type=click.FloatRange(0, 10, max_open=True), default=0.05,
@@ -736,7 +737,8 @@ def _report_format(output) -> str:
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               help="[default: from the --output name (.md, .csv, .html), else html]")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check).")
-@click.option("--store", "store_url", help="Results store URL for the history [default: edgeopt.db beside the results].")
+@click.option("--store", "store_url", help="Results store URL for the history [default: $EDGEOPT_STORE, else "
+                                          "edgeopt.db beside the results].")
 @click.option("--no-history", is_flag=True, help="Leave out the history trends.")
 @click.option("--title", default="edgeopt report", show_default=True)
 @common

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import pathlib
 import tarfile
 import tempfile
@@ -75,6 +76,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
 
     profile_budgets=False: `budgets` are all the bundle carries, not added to the profile's (optimize passes its
     study's, which leave out what the study cannot measure: an accuracy budget without labelled eval data)."""
+    # a Path is given as its text: the manifest records the reference, and JSON has no Path
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
+    teacher = os.fspath(teacher) if isinstance(teacher, os.PathLike) else teacher
     prof = load_profile(profile)
     asked = backend
     backend = backend_for(prof, asked)          # fail on an unavailable backend before any work

@@ -291,8 +291,10 @@ def load(path) -> dict:
 
 
 def expand(paths) -> list:
-    """Result files as given; a directory (a fleet run) stands for the result documents in it. One result given
-    twice is read once (unique)."""
+    """Result files as given (one path, or several); a directory (a fleet run) stands for the result documents in
+    it. One result given twice is read once (unique)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     out = []
     for path in paths:
         path = pathlib.Path(path)

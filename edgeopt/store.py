@@ -220,7 +220,9 @@ def _move_version_table(conn, revision: str) -> None:
 
 
 class Store:
-    """One results store. `create=False` (reading history) refuses an SQLite file that is not there, and makes none."""
+    """One results store. `create=False` (reading history) refuses a store that does not exist or holds no edgeopt
+    results yet, and makes nothing: no SQLite file, no tables in a PostgreSQL database (a mistyped but existing
+    database such as `postgres` must not get edgeopt's tables from a read)."""
 
     def __init__(self, url, create: bool = True):
         self.url = parse_url(url)
@@ -231,7 +233,7 @@ class Store:
         with self._errors("cannot open it"):
             self.engine = self._engine()
         try:
-            self._upgrade()
+            self._upgrade(create)
         except BaseException:
             self.engine.dispose()
             raise
@@ -249,7 +251,9 @@ class Store:
     def _engine(self) -> sa.engine.Engine:
         if not self.sqlite:
             args = {} if "connect_timeout" in self.url.query else {"connect_timeout": PG_CONNECT_SECONDS}
-            return sa.create_engine(self.url, connect_args=args, json_serializer=_json_dumps)
+            # pre-ping: a connection the server dropped (a restart, a failover, an idle timeout) during a long
+            # measurement is replaced, rather than failing the write of the result at the end
+            return sa.create_engine(self.url, connect_args=args, json_serializer=_json_dumps, pool_pre_ping=True)
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, json_serializer=_json_dumps)
 
         # pysqlite's own transaction handling would run DDL outside a transaction and take the write lock
@@ -308,12 +312,16 @@ class Store:
         with self._errors("cannot open it"), self.engine.connect() as conn:
             return _revision(conn)
 
-    def _upgrade(self) -> None:
+    def _upgrade(self, create: bool = True) -> None:
         """Bring the schema to HEAD, one process at a time. Alembic is imported only by the one process that
         finds, holding the lock, that there is work to do: many first opens at once wait, then read one row."""
         with self._errors("cannot open it"), self.engine.connect() as conn:
             if _revision(conn, legacy=False) == HEAD:
                 return
+            empty = _revision(conn) is None
+        if empty and not create:
+            raise BadInput(f"results store {self.name} holds no edgeopt results: nothing has been stored there yet "
+                           "(bench and fleet bench write it; --store or $EDGEOPT_STORE names another)")
         with self._errors("cannot upgrade its schema"), self._writing() as conn:
             if not self.sqlite:  # on SQLite, _writing's BEGIN IMMEDIATE is the lock
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})

@@ -112,7 +112,7 @@ def test_progress_goes_to_stderr_not_stdout(cli, tmp_path):
 
 def test_debug_shows_the_traceback(cli_subprocess, tmp_path):
     r = cli_subprocess("inspect", tmp_path / "missing.onnx", "--debug")
-    assert r.exit_code != 0 and "Traceback" in r.stderr
+    assert r.exit_code == 2 and "Traceback" in r.stderr   # and the error's own exit code, not Python's 1
     r = cli_subprocess("inspect", tmp_path / "missing.onnx")
     assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: model not found: {tmp_path / 'missing.onnx'}"
 

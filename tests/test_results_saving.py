@@ -212,3 +212,26 @@ def test_saved_files_take_the_umask_mode_not_the_temp_files_0600(bundles, tmp_pa
         os.umask(previous)
     for path in (saved, *saved.parent.joinpath("history").iterdir(), packed, report):
         assert path.stat().st_mode & 0o777 == mode, path
+
+
+def test_a_store_that_fails_after_the_measurement_is_exit_3_naming_the_saved_file(bundles, tmp_path):
+    """The measurement is whole and saved; only the store refused it (a DBA dropped the table mid-run): exit 3,
+    as fleet bench has it, naming the file, not "bad input"."""
+    import sqlite3
+
+    from conftest import FAST_LOOP
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+    from edgeopt.progress import Progress
+    db = tmp_path / "results" / "edgeopt.db"
+
+    class DropTheTable(Progress):
+        def status(self, message):
+            if message.startswith("warm-up") and db.is_file():
+                with sqlite3.connect(db) as conn:
+                    conn.execute("DROP TABLE IF EXISTS results")
+
+    with pytest.raises(DeviceFailure, match=r"the result is saved to .*@local\.json, but not in the store") as e:
+        api.bench(bundles["fp32"], results_dir=tmp_path / "results", loop=FAST_LOOP, progress=DropTheTable())
+    assert e.value.exit_code == 3
+    assert len(list((tmp_path / "results").glob("*@local.json"))) == 1

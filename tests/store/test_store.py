@@ -164,6 +164,39 @@ def test_history_on_a_missing_sqlite_store_creates_nothing(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_history_on_a_database_without_edgeopts_tables_creates_none(cli, url):
+    """A read of a mistyped but existing database (`postgres`, an empty SQLite file) is refused and makes no
+    tables there; the first write makes them."""
+    if url.get_backend_name() == "sqlite":
+        pathlib.Path(url.database).parent.mkdir()
+    _query(url, "SELECT 1")   # the database exists, empty
+    text = url.render_as_string(hide_password=False)
+    r = cli("history", "--store", text)
+    assert r.exit_code == 2 and "holds no edgeopt results" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not sa.inspect(sa.create_engine(url)).get_table_names()
+    with Store(url) as store:
+        store.add(DOC)
+    assert len(cli("history", "--store", text, "--json").json()) == 1
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_the_write(pg, pg_url):
+    """A long measurement outlives a pooled connection (a restart, a failover, an idle timeout): the result is
+    still stored at the end, where the pool handed out the dead connection and the write failed."""
+    with Store(pg_url) as store:
+        store.add(DOC)
+        engine = pg.admin()
+        try:
+            with engine.connect() as conn:
+                killed = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %(db)s",
+                    {"db": pg_url.database}).scalar()
+        finally:
+            engine.dispose()
+        assert killed >= 1
+        store.add(DOC)
+        assert len(store.history()) == 2
+
+
 @pytest.mark.slow
 def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
     url = pg_url.render_as_string(hide_password=False)

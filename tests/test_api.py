@@ -1,0 +1,55 @@
+"""edgeopt.api as a library user calls it: the argument forms Python invites, bad input as BadInput before any
+work, nothing printed."""
+import pathlib
+
+import pytest
+
+from conftest import FAST_LOOP
+from edgeopt import api
+from edgeopt.errors import BadInput
+
+
+def test_package_takes_a_path_and_check_and_compare_take_one_result(int8_result, tmp_path, capsys):
+    manifest = api.package(api.sample_paths()["model"], output=tmp_path / "p.edgepkg")   # a Path, as sample_paths gives
+    assert manifest["source"]["reference"] == str(api.sample_paths()["model"])
+    path = int8_result["_path"]
+    for one in (path, pathlib.Path(path)):   # one result, not a list of characters
+        assert api.check(one, {"latency_p90_ms": 1000})["exit_code"] == 0
+        assert len(api.compare(one)["rows"]) == 1
+    with pytest.raises(BadInput, match="budgets must be a table of budgets"):
+        api.check(path, "latency_p90_ms=5")
+    assert capsys.readouterr() == ("", "")   # a library prints nothing
+
+
+def test_check_refuses_a_gate_that_checks_nothing(int8_result, tmp_path):
+    import json
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    doc["bundle"] = dict(doc["bundle"], budgets={})
+    path = tmp_path / "none.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BadInput, match="nothing to check"):
+        api.check([path])
+    assert api.compare([path])["rows"][0]["verdict"] == "all pass"   # compare shows it
+
+
+@pytest.mark.parametrize("loop, said", [
+    ({"minseconds": 3}, "unrecognized arguments: --minseconds 3"),
+    ({"min_second": 3}, "unrecognized arguments: --min-second 3"),   # no abbreviation matches another flag
+    ({"min_seconds": "abc"}, "argument --min-seconds: invalid float value: 'abc'"),
+    ({"min_seconds": -1}, "argument --min-seconds: must be zero or more"),
+    ({"warmup_iterations": -5}, "argument --warmup-iterations: must be an integer, zero or more"),
+    ({"max_iterations": 0}, "argument --max-iterations: must be a positive integer"),
+])
+def test_bench_settings_are_judged_before_anything_is_measured(bundles, tmp_path, loop, said):
+    with pytest.raises(BadInput, match=f"measurement settings .*: {said}"):
+        api.bench(bundles["fp32"], results_dir=tmp_path / "results", loop=loop)
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").glob("*.json"))
+    assert api.bench(bundles["fp32"], results_dir=tmp_path / "ok", loop=FAST_LOOP)["status"] == "ok"
+
+
+def test_the_verbs_are_listed_in_the_module_help():
+    text = api.__doc__ + " ".join(api.__all__)
+    for verb in ("package", "bench", "fleet_bench", "check", "compare", "report", "history", "optimize", "inspect",
+                 "agent_probe", "device_doctor"):
+        assert verb in api.__all__ and getattr(api, verb).__doc__, verb
+    assert "progress" in text
