@@ -20,6 +20,7 @@ from .probe import physical_cores, probe
 from .progress import Heartbeat, report
 
 NOISY_SPREAD = 0.10   # robust_cv above which a run is flagged noisy
+SLOW_SHARE = 0.05     # share of samples above twice the median above which a run is flagged for a slow mode
 
 
 def _agent_root():
@@ -120,6 +121,16 @@ def _read_child_output(path):
         return {}
 
 
+def _thread_warnings(n_threads, source, device):
+    """More threads than the device has CPUs (a profile written for a 4-core Pi, run on a 2-core host) makes them
+    wait for each other: the figures are of that, not of the model."""
+    cpus = device.get("logical_cpus")
+    if isinstance(cpus, int) and 0 < cpus < n_threads:
+        return ["%d threads (%s) on a device with %d logical CPUs: they wait for each other, and latency says so; "
+                "--threads %d fits this device" % (n_threads, source, cpus, cpus)]
+    return []
+
+
 def _describe_exit(code):
     if code < 0:
         name = signal.Signals(-code).name
@@ -136,6 +147,11 @@ def _warnings(latency, memory):
     if spread is not None and spread > NOISY_SPREAD:
         out.append("noisy run: robust spread (1.4826 x MAD / median) %.3f exceeds %.2f (cv %.2f); other load on "
                    "the device?" % (spread, NOISY_SPREAD, latency["cv"]))
+    slow = latency.get("slow_share")
+    if slow is not None and slow > SLOW_SHARE:
+        out.append("slow mode: %.0f%% of runs took more than twice the median (p50 %.4g ms, max %.4g ms), so the "
+                   "high percentiles read it; other load on the device, or more threads than cores?"
+                   % (100 * slow, latency.get("p50_ms", float("nan")), latency["max_ms"]))
     if latency["stopped_by"] == "max_duration" and latency["n"] < latency.get("min_iterations", 0):
         out.append("stopped by max duration before the minimum iteration count")
     if memory.get("swap_mb"):
@@ -231,7 +247,8 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         doc.update(throughput=measured["throughput"], layer_profile=measured["layer_profile"])
         if cooled is not None:
             doc["thermal"]["cooldown"] = cooled
-        doc["warnings"] = _warnings(latency, measured["memory"]) + cool_warnings + measured["warnings"]
+        doc["warnings"] = (_warnings(latency, measured["memory"]) + _thread_warnings(n_threads, source, doc["device"])
+                           + cool_warnings + measured["warnings"])
         return doc, 0
     except AgentError as e:
         return _failed(doc, e)

@@ -128,7 +128,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         if stages:
             source_accuracy = _original_accuracy(stages, evaluation, teacher) or source_accuracy
         manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
-        manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy)
+        manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy,
+                                                        source.outputs[0] if source.outputs else None)
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
         manifest["recipe"] = recipe_doc
         if stages:
@@ -176,6 +177,10 @@ def _check_label_range(labels, output, path) -> None:
     dims = output.shape[1:]
     if not labels.size or not all(isinstance(d, int) and d > 0 for d in dims):
         return
+    if sum(d > 1 for d in dims) != 1:   # a detector's [1, 84, 8400], a segmentation map: no classes to rank
+        raise BadInput(f"eval data file {path}: array {LABELS!r} is for a classifier, but the first output "
+                       f"{output.name!r} is {list(output.shape)}, not [batch, classes]: its top-1 means nothing, and "
+                       "an accuracy budget would pass on it; leave the labels out (the budget then reads NOT MEASURED)")
     classes = int(np.prod(dims))
     if int(labels.max()) >= classes:
         raise BadInput(f"eval data file {path}: array {LABELS!r} goes up to {int(labels.max())}, but the first output "
@@ -328,14 +333,19 @@ def _existing_profile(path: pathlib.Path):
 EVAL_BUDGETS = ("accuracy_drop", "min_top1")
 
 
-def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy) -> list:
+def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy, first_output=None) -> list:
     """A `warning:` note for each accuracy budget `edgeopt check` cannot measure on this bundle. The agent
     measures top-1 (and the drop from the source's top-1 recorded here) only from labelled eval data whose
     model gives one row per sample: exactly when the host recorded the source's accuracy."""
     keys = [k for k in EVAL_BUDGETS if k in budgets]
     if not keys or source_accuracy:
         return []
-    if evaluation is None:
+    dims = list(first_output.shape[1:]) if first_output is not None else []
+    if sum(isinstance(d, int) and d > 1 for d in dims) > 1:   # no labels can help: say so, not "add labels"
+        why = (f"its first output {first_output.name!r} is {list(first_output.shape)}, not a classifier's "
+               "[batch, classes]")
+        fix = "top-1 budgets fit classifiers; judge this model's accuracy with your own eval"
+    elif evaluation is None:
         why, fix = "the bundle carries no eval data", "package with --eval-data FILE.npz holding labels"
     elif LABELS not in evaluation:
         why, fix = "the eval data has no labels", f"add a {LABELS!r} array to the --eval-data file"

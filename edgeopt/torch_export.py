@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import pathlib
 import sys
+import traceback
 import warnings
 
 from .errors import BadInput
@@ -35,24 +36,39 @@ def _callable_from(reference: str):
         sys.path.insert(0, str(path.parent.resolve()))
         try:
             spec.loader.exec_module(module)
+        except Exception as e:   # noqa: BLE001 - the user's code: any error in it is bad input, said in one line
+            raise BadInput(f"{reference}: cannot load {target}: {_user_error(e)}") from None
         finally:
             sys.path.pop(0)
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as e:
-            raise BadInput(f"{reference}: cannot import {target}: {e}") from None
+        except Exception as e:   # noqa: BLE001 - ImportError, or any error the module raises as it is imported
+            raise BadInput(f"{reference}: cannot import {target}: {_user_error(e)}") from None
     fn = getattr(module, attr, None)
     if fn is None:
         raise BadInput(f"{reference}: {target} has no attribute {attr!r}")
     return fn
 
 
+def _user_error(e: BaseException) -> str:
+    """An error raised by the user's code as one line: its type, first line, and where in their file."""
+    text = (str(e).splitlines() or [""])[0]
+    if isinstance(e, SyntaxError):
+        return f"SyntaxError: {e.msg} ({e.filename}, line {e.lineno})"
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(e).__name__}: {text}{where}"
+
+
 def _load_module(reference: str, fmt: str):
     torch = _require_torch()
     if fmt == "pytorch-module":
         obj = _callable_from(reference)
-        module = obj() if not isinstance(obj, torch.nn.Module) else obj
+        try:
+            module = obj() if not isinstance(obj, torch.nn.Module) else obj
+        except Exception as e:   # noqa: BLE001 - the user's builder failed: bad input, in one line
+            raise BadInput(f"{reference}: building the model failed: {_user_error(e)}") from None
         if not isinstance(module, torch.nn.Module):
             raise BadInput(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
         return module.eval()

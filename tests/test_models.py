@@ -203,3 +203,23 @@ def test_recurrent_ops_count_in_flops(tmp_path):
     onnx.save(model, tmp_path / "lstm.onnx")
     from edgeopt.models import inspect_model
     assert inspect_model(str(tmp_path / "lstm.onnx"), {}, tmp_path)["flops_estimate"] == 2 * t * b * 4 * h * (i + h)
+
+
+@pytest.mark.parametrize("code, said", [
+    ("def build(:\n    pass\n", "cannot load net.py: SyntaxError: invalid syntax ({path}, line 1)"),
+    ("import no_such_package_x\n", "cannot load net.py: ModuleNotFoundError: No module named 'no_such_package_x' "
+                                   "({path}, line 1)"),
+    ("def build():\n    raise ValueError('widths must be positive')\n",
+     "building the model failed: ValueError: widths must be positive ({path}, line 2)"),
+])
+def test_a_model_file_whose_code_fails_is_one_line_exit_2(cli, tmp_path, monkeypatch, code, said):
+    """The user's own Python failing (to parse, to import, to build) is bad input: exit 2 and where in their file,
+    not a traceback and Python's exit 1 (a failed budget to CI)."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(code)
+    for verb in (["inspect"], ["package", "-o", tmp_path / "x.edgepkg"]):
+        r = cli(*verb, "net.py:build", "--input-shape", "input=1,3,32,32")
+        assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
+        error = r.stderr.strip().splitlines()[-1]   # after the progress lines
+        assert error.startswith("edgeopt: error: net.py:build: ") and said.format(path=tmp_path / "net.py") in error

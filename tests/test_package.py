@@ -229,3 +229,42 @@ def test_backend_packages_for_another_backend_the_profile_runs(cli, tmp_path):
     refused = cli("package", MODEL, "--profile", "intel-cpu", "--backend", "tflite", "-o", tmp_path / "x.edgepkg")
     assert refused.exit_code == 2 and "--backend tflite: profile 'intel-cpu' runs openvino, onnxruntime" in refused.stderr
     assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_eval_labels_are_refused_for_an_output_that_is_no_classifiers():
+    """A detector's first output [1, 84, 189]: top-1 over it reads 0 for source and artifact alike, so an
+    accuracy_drop budget passed on a detector whose class scores were gone. A classifier exported as
+    [1, 10, 1, 1] still takes labels."""
+    from edgeopt.errors import BadInput
+    from edgeopt.pipeline import _check_label_range
+    from edgeopt.source import TensorSpec
+    labels = np.arange(10)
+    with pytest.raises(BadInput, match=r"eval data file e.npz: array 'labels' is for a classifier, but the first "
+                                       r"output 'detections' is \[1, 84, 189\], not \[batch, classes\]"):
+        _check_label_range(labels, TensorSpec("detections", [1, 84, 189], "float32"), "e.npz")
+    _check_label_range(labels, TensorSpec("logits", [1, 10, 1, 1], "float32"), "e.npz")
+
+
+def test_an_accuracy_budget_on_a_detector_is_not_answered_with_add_labels():
+    from edgeopt.pipeline import _unmeasurable_budget_notes
+    from edgeopt.source import TensorSpec
+    (note,) = _unmeasurable_budget_notes({"accuracy_drop": 0.01}, {"images": np.zeros((2, 3))}, None,
+                                         TensorSpec("detections", [1, 84, 189], "float32"))
+    assert "first output 'detections' is [1, 84, 189], not a classifier's [batch, classes]" in note
+    assert "labels" not in note
+
+
+def test_the_table_says_when_the_host_ran_another_precision_than_asked():
+    """OpenVINO runs an fp16 hint as bf16 on a CPU that has bf16, and parity judges bf16's tolerance there: the
+    table says so, where it said fp16 beside bf16's tolerance."""
+    from edgeopt.report.tables import package_rows
+    manifest = {"path": "x.edgepkg", "profile": {"name": "intel-cpu", "backend": "openvino", "precision": "fp16"},
+                "conversion_seconds": 1.0,
+                "compression": {"quantize": "none"}, "files": [],
+                "parity": {"metric": "max_abs_error", "max_abs_error": 0.12, "tolerance": 0.2, "samples": 64,
+                           "samples_source": "random inputs (seed 0)", "passed": True,
+                           "host_inference_precision": "bf16"}}
+    rows = dict(package_rows(manifest))
+    assert rows["float precision"] == "fp16 (ran as bf16 on this host; parity judged bf16)"
+    manifest["parity"]["host_inference_precision"] = "f16"
+    assert dict(package_rows(manifest))["float precision"] == "fp16"

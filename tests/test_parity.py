@@ -120,3 +120,29 @@ def test_each_output_is_judged_by_its_own_sqnr():
     first, second = report["outputs"]
     assert first["passed"] and first["sqnr_db"] == SQNR_IDENTICAL_DB and not second["passed"]
     assert not report["passed"] and report["sqnr_output"] == 1 and "on output 1" in describe_failure(report)
+
+
+def test_a_channel_that_lost_its_signal_fails_however_good_the_whole_output():
+    """A detector head [N, 4 + classes, anchors] quantized with one scale: the boxes (hundreds of pixels) set it,
+    every class score (0-1) rounds to 0, and the output's one SQNR still reads 30 dB and more."""
+    rng = np.random.default_rng(1)
+
+    def source(feed):
+        n = len(feed["x"])
+        boxes = 300.0 + 200.0 * np.tanh(feed["x"])[:, :, None] * np.ones((n, 4, 6))
+        scores = 1 / (1 + np.exp(-feed["x"][:, :3, None])) * np.ones((n, 3, 6))
+        return [np.concatenate([boxes, scores], axis=1).astype(np.float32)]
+
+    def artifact(feed):
+        out = source(feed)[0].copy()
+        out[:, :4] += rng.normal(0, 0.5, out[:, :4].shape)   # boxes: fine at 8 bits of a 500-pixel range
+        out[:, 4:] = 0.0                                      # scores: below half a step, rounded to 0
+        return [out]
+    report = _quantized(source, artifact)
+    (entry,) = report["outputs"]
+    assert entry["sqnr_db"] > 30 and entry["lost_channels"] == [4, 5, 6] and entry["worst_channel_sqnr_db"] == 0.0
+    assert not report["passed"]
+    assert "output 0 lost 3 channels (4..6) of axis 1 (own SQNR down to 0.0 dB, requires >= 3)" in \
+        describe_failure(report)
+    kept = _quantized(source, lambda feed: [source(feed)[0] * 1.01])   # every channel 40 dB: passes
+    assert kept["passed"] and "lost_channels" not in kept["outputs"][0]

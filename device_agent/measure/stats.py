@@ -10,6 +10,10 @@ import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
 CONFIDENCE = 0.95
+# A run with a slow mode: the share of samples above SLOW_FACTOR x the median. The robust spread ignores a slow
+# mode by design (up to half the samples), so a run whose p90 sits in one (threads waiting for cores) needs its
+# own flag.
+SLOW_FACTOR = 2.0
 # MAD x 1.4826 estimates the standard deviation of normal data, so robust_cv reads like a cv, but
 # a few stalls (a 100 ms preemption among 20 us inferences) cannot move it: cv is 10 there, robust_cv 0.06.
 MAD_TO_SD = 1.4826
@@ -54,6 +58,7 @@ def summarize(samples_ms):
     mad = float(np.median(np.abs(arr - median)))
     out = {"n": n, "mean_ms": mean, "std_ms": std, "cv": std / mean if mean > 0 else 0.0,
            "mad_ms": mad, "robust_cv": MAD_TO_SD * mad / median if median > 0 else 0.0,
+           "slow_share": float(np.mean(arr > SLOW_FACTOR * median)) if median > 0 else 0.0,
            "min_ms": float(arr[0]), "max_ms": float(arr[-1])}
     intervals, absent = {}, {}
     for q in PERCENTILES:

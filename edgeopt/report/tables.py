@@ -79,8 +79,12 @@ def package_rows(m: dict):
 
     parity = m["parity"]
     verdict = "pass" if parity["passed"] else f"FAIL (allowed by {parity.get('allowed_by', '--allow-mismatch')})"
+    asked, ran = m["profile"]["precision"], parity.get("host_inference_precision")
+    ran = {"f32": "fp32", "f16": "fp16"}.get(ran, ran)
+    # OpenVINO on a CPU with bf16 runs an fp16 hint as bf16, and parity judges what ran (its tolerance)
+    precision = asked if not ran or ran == asked else f"{asked} (ran as {ran} on this host; parity judged {ran})"
     rows = [("bundle", m["path"]), ("profile", f"{m['profile']['name']} ({m['profile']['backend']})"),
-            ("float precision", m["profile"]["precision"]), ("compression", _compression(m["compression"])),
+            ("float precision", precision), ("compression", _compression(m["compression"])),
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
             ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}")]
     if "source_top1" in parity:

@@ -32,3 +32,25 @@ def test_robust_cv_matches_cv_on_normal_data():
     lat = summarize(samples)
     assert abs(lat["robust_cv"] - lat["cv"]) < 0.003
     assert summarize([1.0] * 5)["robust_cv"] == 0.0
+
+
+def test_a_slow_mode_is_flagged_where_the_robust_spread_ignores_it():
+    """A fifth of the runs at 5x the median (threads waiting for cores): the robust spread stays low by design,
+    p90 reads the slow mode, and the run says so. A few stalls stay unflagged."""
+    rng = np.random.default_rng(3)
+    samples = 0.03 * np.exp(rng.normal(0, 0.02, 5000))
+    samples[rng.choice(5000, 1000, replace=False)] *= 5
+    lat = _latency(samples)
+    assert lat["robust_cv"] < NOISY_SPREAD and abs(lat["slow_share"] - 0.2) < 1e-9
+    (warning,) = [w for w in _warnings(lat, {}) if w.startswith("slow mode")]
+    assert warning.startswith("slow mode: 20% of runs took more than twice the median")
+    quiet = 0.03 * np.exp(rng.normal(0, 0.02, 5000))
+    quiet[:8] = 100.0
+    assert not [w for w in _warnings(_latency(quiet), {}) if w.startswith("slow mode")]
+
+
+def test_more_threads_than_cpus_is_said():
+    from device_agent.bench import _thread_warnings
+    (warning,) = _thread_warnings(4, "profile", {"logical_cpus": 2})
+    assert warning.startswith("4 threads (profile) on a device with 2 logical CPUs") and "--threads 2" in warning
+    assert _thread_warnings(2, "profile", {"logical_cpus": 2}) == [] and _thread_warnings(4, "x", {}) == []
