@@ -121,6 +121,16 @@ def _read_child_output(path):
         return {}
 
 
+def _parity_warnings(manifest):
+    """A bundle packaged although it failed its parity check (--allow-mismatch) says so wherever it is measured:
+    its figures are of an artifact that disagrees with its source."""
+    parity = manifest.get("parity") if isinstance(manifest.get("parity"), dict) else {}
+    if parity.get("passed") is False:
+        return ["the bundle failed its parity check when packaged (allowed by %s): its outputs disagree with the "
+                "source model's" % parity.get("allowed_by", "--allow-mismatch")]
+    return []
+
+
 def _thread_warnings(n_threads, source, device):
     """More threads than the device has CPUs (a profile written for a 4-core Pi, run on a 2-core host) makes them
     wait for each other: the figures are of that, not of the model."""
@@ -248,7 +258,7 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         if cooled is not None:
             doc["thermal"]["cooldown"] = cooled
         doc["warnings"] = (_warnings(latency, measured["memory"]) + _thread_warnings(n_threads, source, doc["device"])
-                           + cool_warnings + measured["warnings"])
+                           + _parity_warnings(manifest) + cool_warnings + measured["warnings"])
         return doc, 0
     except AgentError as e:
         return _failed(doc, e)

@@ -707,7 +707,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
 @common
 def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     """Compare result files side by side: device, runtime, latency percentiles, memory, accuracy, verdicts;
-    with --baseline, each device's latency change and whether it is significant."""
+    with --baseline, each device's latency change and whether it is significant. Exit code as `check`: 1 where a
+    result misses or does not measure a budget, or is significantly slower; 3 where a device failed."""
     from . import api
     from .report.tables import compare_table, regression_table, warning_lines
     report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)

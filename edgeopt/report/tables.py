@@ -177,7 +177,8 @@ def bench_rows(doc: dict):
         c = ci.get(k)
         return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else "")
     rows = [("bundle", doc["bundle"]["name"]), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
-            ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {doc['settings']['threads']} threads ({doc['settings']['threads_source']})"),
+            ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {_threads(doc['settings']['threads'])} "
+                        f"({doc['settings']['threads_source']})"),
             *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
             ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
@@ -197,6 +198,10 @@ def bench_rows(doc: dict):
     rows += [("warning", _warning_text(w)) for w in doc.get("warnings", [])]
     rows.append(("saved", doc.get("_path", "—")))
     return rows
+
+
+def _threads(n) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
 
 
 def _batch_rows(doc: dict) -> list:

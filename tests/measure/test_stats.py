@@ -54,3 +54,10 @@ def test_more_threads_than_cpus_is_said():
     (warning,) = _thread_warnings(4, "profile", {"logical_cpus": 2})
     assert warning.startswith("4 threads (profile) on a device with 2 logical CPUs") and "--threads 2" in warning
     assert _thread_warnings(2, "profile", {"logical_cpus": 2}) == [] and _thread_warnings(4, "x", {}) == []
+
+
+def test_a_bundle_packaged_past_its_parity_check_says_so_where_measured():
+    from device_agent.bench import _parity_warnings
+    (warning,) = _parity_warnings({"parity": {"passed": False, "allowed_by": "--allow-mismatch"}})
+    assert warning.startswith("the bundle failed its parity check when packaged (allowed by --allow-mismatch)")
+    assert _parity_warnings({"parity": {"passed": True}}) == [] and _parity_warnings({}) == []
