@@ -268,3 +268,14 @@ def test_the_table_says_when_the_host_ran_another_precision_than_asked():
     assert rows["float precision"] == "fp16 (ran as bf16 on this host; parity judged bf16)"
     manifest["parity"]["host_inference_precision"] = "f16"
     assert dict(package_rows(manifest))["float precision"] == "fp16"
+
+
+def test_a_small_calibration_set_is_warned_about(cli, tmp_path):
+    data = dict(np.load(CALIB))
+    small = tmp_path / "c16.npz"
+    np.savez(small, **{k: v[:16] for k, v in data.items()})
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", small, "-o", tmp_path / "q.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert any(n.startswith("warning: INT8 calibrated on 16 samples (100 or more recommended)") for n in r.json()["notes"])
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "-o", tmp_path / "q2.edgepkg", "--json")
+    assert not [n for n in r.json()["notes"] if "calibrated on" in n]

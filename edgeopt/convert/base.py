@@ -72,6 +72,7 @@ class Backend:
         start = time.perf_counter()
         result = self._convert(source, request, workdir, progress)
         result.seconds = time.perf_counter() - start
+        result.notes = list(result.notes) + small_calibration_notes(result.compression)
         return result
 
     def options(self, given: dict | None = None):
@@ -98,7 +99,7 @@ class Backend:
                            option="quantize")
         if request.quantize == "int8" and request.calibration is None:
             raise BadInput("--quantize int8 needs calibration data: --calib samples.npz "
-                           "(an array per model input, shape [N, ...], N >= 100 recommended)")
+                           f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
 
     def _convert(self, source, request, workdir, progress) -> Conversion:
         raise NotImplementedError
@@ -115,3 +116,18 @@ class Backend:
 
         from ..models import describe_tensors
         return describe_tensors(onnx.load(str(model_path), load_external_data=False))
+
+
+# Static INT8 calibrated on fewer samples than this gets a warning (OpenVINO's NNCF refuses them outright): its
+# activation ranges come from the min and max seen, which a few samples set too narrow or by chance.
+RECOMMENDED_CALIBRATION = 100
+
+
+def small_calibration_notes(compression: dict) -> list:
+    calibration = compression.get("calibration") if isinstance(compression.get("calibration"), dict) else {}
+    used = calibration.get("samples")
+    if isinstance(used, int) and 0 < used < RECOMMENDED_CALIBRATION:
+        return [f"warning: INT8 calibrated on {used} samples ({RECOMMENDED_CALIBRATION} or more recommended): "
+                "activation ranges from a few samples clip the inputs they never saw, and parity then judges "
+                "on those same few"]
+    return []
