@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import FAST_BENCH_ARGS, FAST_LOOP, write_inventory
+from conftest import FAST_BENCH_ARGS, FAST_LOOP, ctrl_c_works, write_inventory
 from edgeopt import api
 from edgeopt.progress import Progress
 from edgeopt.store import Store
@@ -165,10 +165,12 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path):
     import psutil
     devices = _devices(lab, "node-", 0, 2)
     inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
-    host = subprocess.Popen([sys.executable, "-m", "edgeopt", "fleet", "bench", str(bundles["fp32"]), "-i", str(inv),
-                             "--known-hosts", str(lab.known_hosts), "--results-dir", str(tmp_path / "results"),
-                             "--min-seconds", "60", "--max-seconds", "60", "--max-iterations", "1000000000",
-                             "--warmup-seconds", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with ctrl_c_works():
+        host = subprocess.Popen([sys.executable, "-m", "edgeopt", "fleet", "bench", str(bundles["fp32"]), "-i",
+                                 str(inv), "--known-hosts", str(lab.known_hosts), "--results-dir",
+                                 str(tmp_path / "results"), "--min-seconds", "60", "--max-seconds", "60",
+                                 "--max-iterations", "1000000000", "--warmup-seconds", "0", "-q"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = [pathlib.Path(lab.inventory_entry(d)["workdir"]) / "runs" for d in devices]
     before = {p for r in runs for p in r.glob("edgeopt-run-*")}   # left by the test that killed the host
     deadline = time.monotonic() + 120
