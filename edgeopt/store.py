@@ -30,7 +30,6 @@ VERSION_TABLE = "edgeopt_alembic_version"
 LEGACY_VERSION_TABLE = "alembic_version"
 SQLITE_BUSY_SECONDS = 60.0  # how long an SQLite writer waits for another's lock before giving up
 PG_CONNECT_SECONDS = 10  # libpq connect_timeout unless the URL sets one
-LAST_GOOD_SCAN = 500   # newest rows of a bundle on a device name searched for one of the candidate's own host
 PG_MIGRATION_LOCK = 0x6564676F7074  # "edgeopt": the advisory lock key that serialises schema upgrades
 FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
 EXTRA = "pip install 'edgeopt[postgres]'"
@@ -395,20 +394,20 @@ class Store:
         document with `_path`, or None: the regression gate's baseline when CI keeps no files. hostname: the
         machine the candidate ran on; a team's store holds `local` results of every laptop and CI runner, and only
         this machine's (or one that records no host) is a baseline."""
-        from .regression import same_host
-
         t = results_table.c
         when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
-        query = (sa.select(t.id, t.document)
-                 .where(t.bundle == bundle, t.device == device, t.status == "ok", t.created < when)
-                 .order_by(t.created.desc(), t.id.desc()).limit(LAST_GOOD_SCAN))
+        query = sa.select(t.id, t.document).where(t.bundle == bundle, t.device == device, t.status == "ok",
+                                                  t.created < when)
+        if hostname:
+            host = t.document[("device", "hostname")].as_string()
+            query = query.where(sa.or_(host == hostname, host.is_(None)))
+        query = query.order_by(t.created.desc(), t.id.desc()).limit(1)
         with self._errors(f"cannot read the last good result of {bundle}@{device}"), self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        for row in rows:
-            if not isinstance(row.document, dict):
-                raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no JSON object")
-            if same_host(row.document, {"device": {"hostname": hostname}}):
-                doc = dict(row.document)
-                doc["_path"] = f"results store row {row.id}"  # the row's file is the latest, since overwritten
-                return doc
-        return None
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        if not isinstance(row.document, dict):
+            raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no JSON object")
+        doc = dict(row.document)
+        doc["_path"] = f"results store row {row.id}"  # the row's file is the latest, since overwritten
+        return doc

@@ -179,6 +179,23 @@ def test_history_on_a_database_without_edgeopts_tables_creates_none(cli, url):
     assert len(cli("history", "--store", text, "--json").json()) == 1
 
 
+def test_the_last_good_result_is_the_candidates_own_hosts(url):
+    """On both backends (a JSON path in SQL): the newest ok result of another host of the same device name is
+    passed over; a row that records no host still counts."""
+    mine = dict(DOC, device=dict(DOC["device"], hostname="ci-7"), created="2026-11-30T09:00:00+00:00")
+    theirs = dict(DOC, device=dict(DOC["device"], hostname="laptop"), created="2026-11-30T10:00:00+00:00")
+    with Store(url) as store:
+        store.add(mine)
+        store.add(theirs)
+        later = "2026-12-01T00:00:00+00:00"
+        assert store.last_good("mnet", "pi-kitchen", later, "ci-7")["created"] == mine["created"]
+        assert store.last_good("mnet", "pi-kitchen", later, "laptop")["created"] == theirs["created"]
+        assert store.last_good("mnet", "pi-kitchen", later)["created"] == theirs["created"]   # no host: the newest
+        assert store.last_good("mnet", "pi-kitchen", later, "elsewhere") is None
+        store.add(dict(DOC, created="2026-11-30T11:00:00+00:00"))   # an older agent's: no hostname
+        assert store.last_good("mnet", "pi-kitchen", later, "elsewhere")["created"] == "2026-11-30T11:00:00+00:00"
+
+
 def test_a_connection_the_server_dropped_is_replaced_before_the_write(pg, pg_url):
     """A long measurement outlives a pooled connection (a restart, a failover, an idle timeout): the result is
     still stored at the end, where the pool handed out the dead connection and the write failed."""
