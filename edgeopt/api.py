@@ -266,7 +266,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         docs.append(doc)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
-                 "created": _text(doc.get("created")), "hostname": _text(_section(doc, "device").get("hostname")),
+                 "created": _text(doc.get("created")), "hostname": _text(results.section(doc, "device").get("hostname")),
                  "warnings": doc.get("warnings", []), "throttled": results.throttled(doc)}
         if doc.get("status") != "ok":
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
@@ -309,27 +309,21 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
         failed = [r["budget"] for r in entry["budgets"] if r["status"] != "pass"]
         verdict = ("device failed" if entry["status"] != "ok" else
                    "all pass" if not failed else "miss: " + ", ".join(failed))
-        runtime, settings = _section(doc, "runtime"), _section(doc, "settings")
+        settings = results.section(doc, "settings")
         rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
                      "created": _text(doc.get("created")), "threads": _text(settings.get("threads")),
-                     "runtime": " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None,
+                     "runtime": results.runtime_text(doc),
                      "size_mb": (doc.get("bundle") or {}).get("artifact_mb"), "batch": report_rows.batch(doc),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
-                     "throughput_fps": _section(doc, "throughput").get("fps"), "slowest_layer": _slowest_layer(doc),
+                     "throughput_fps": results.section(doc, "throughput").get("fps"), "slowest_layer": _slowest_layer(doc),
                      "verdict": verdict})
     return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
 
 
-def _section(doc: dict, name: str) -> dict:
-    """A part of a result compare only shows (not in results.FIELDS): anything but an object reads as absent."""
-    value = doc.get(name)
-    return value if isinstance(value, dict) else {}
-
-
 def _slowest_layer(doc: dict) -> str | None:
     """`name (op) share %` of the layer profile's first layer (results.load validated the rows), or None."""
-    layers = _section(doc, "layer_profile").get("layers") or []
+    layers = results.section(doc, "layer_profile").get("layers") or []
     return f"{layers[0]['name']} ({layers[0]['op_type']}) {layers[0]['share_pct']:.0f} %" if layers else None
 
 

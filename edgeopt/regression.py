@@ -227,17 +227,8 @@ def environment_notes(base: dict, cand: dict) -> list:
                          if isinstance(p, dict)}) for e in envs]
     if all(governors) and governors[0] != governors[1]:
         notes.append(f"CPU governor {'/'.join(governors[0])} -> {'/'.join(governors[1])}")
-    for what, (was, now) in (("threads", [_section(d, "settings").get("threads") for d in (base, cand)]),
-                             ("runtime", [_runtime(d) for d in (base, cand)])):
+    for what, (was, now) in (("threads", [results.section(d, "settings").get("threads") for d in (base, cand)]),
+                             ("runtime", [results.runtime_text(d) for d in (base, cand)])):
         if was is not None and now is not None and was != now:
             notes.append(f"{what} {was} -> {now}: part of the change may be the setting's, not the model's")
     return notes
-
-
-def _section(doc: dict, name: str) -> dict:
-    return doc.get(name) if isinstance(doc.get(name), dict) else {}
-
-
-def _runtime(doc: dict):
-    runtime = _section(doc, "runtime")
-    return " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None

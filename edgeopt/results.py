@@ -338,6 +338,18 @@ def is_throttle_warning(text: str) -> bool:
     return text.startswith(THROTTLE_WARNINGS)
 
 
+def section(doc: dict, name: str) -> dict:
+    """A part of a result that only tables show (not in FIELDS): anything but an object reads as absent."""
+    value = doc.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def runtime_text(doc: dict) -> str | None:
+    """The runtime a result ran on, as `onnxruntime 1.32.0`; None where the result does not say."""
+    runtime = section(doc, "runtime")
+    return " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None
+
+
 def throttled(doc: dict) -> bool:
     """Whether the run was throttled or frequency-capped, so its figures hold only in that state."""
     heat = doc.get("thermal") or {}
