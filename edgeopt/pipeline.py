@@ -171,13 +171,19 @@ def _samples(calib, eval_data, source) -> tuple:
     return calibration, evaluation
 
 
+def _wide_dims(output) -> int:
+    """How many of an output's dims after the batch are above 1: one for a classifier ([batch, classes], also
+    exported as [batch, classes, 1, 1]), more for a detector's or a segmentation map's."""
+    return sum(isinstance(d, int) and d > 1 for d in output.shape[1:])
+
+
 def _check_label_range(labels, output, path) -> None:
     """Top-1 takes the argmax over the first output's values per sample: a label past them can never be right,
     and would read as an accuracy of 0 instead of as the wrong file (another dataset's, or 1-based labels)."""
     dims = output.shape[1:]
     if not labels.size or not all(isinstance(d, int) and d > 0 for d in dims):
         return
-    if sum(d > 1 for d in dims) != 1:   # a detector's [1, 84, 8400], a segmentation map: no classes to rank
+    if _wide_dims(output) != 1:   # a detector's [1, 84, 8400], a segmentation map: no classes to rank
         raise BadInput(f"eval data file {path}: array {LABELS!r} is for a classifier, but the first output "
                        f"{output.name!r} is {list(output.shape)}, not [batch, classes]: its top-1 means nothing, and "
                        "an accuracy budget would pass on it; leave the labels out (the budget then reads NOT MEASURED)")
@@ -340,8 +346,7 @@ def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy, first
     keys = [k for k in EVAL_BUDGETS if k in budgets]
     if not keys or source_accuracy:
         return []
-    dims = list(first_output.shape[1:]) if first_output is not None else []
-    if sum(isinstance(d, int) and d > 1 for d in dims) > 1:   # no labels can help: say so, not "add labels"
+    if first_output is not None and _wide_dims(first_output) > 1:   # no labels can help: say so, not "add labels"
         why = (f"its first output {first_output.name!r} is {list(first_output.shape)}, not a classifier's "
                "[batch, classes]")
         fix = "top-1 budgets fit classifiers; judge this model's accuracy with your own eval"
