@@ -266,7 +266,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         docs.append(doc)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
-                 "created": _text(doc.get("created")), "hostname": _text(results.section(doc, "device").get("hostname")),
+                 "created": _text(doc.get("created")),
+                 "hostname": _text(results.section(doc, "device").get("hostname")),
                  "warnings": doc.get("warnings", []), "throttled": results.throttled(doc)}
         if doc.get("status") != "ok":
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
@@ -316,7 +317,8 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
                      "size_mb": (doc.get("bundle") or {}).get("artifact_mb"), "batch": report_rows.batch(doc),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
-                     "throughput_fps": results.section(doc, "throughput").get("fps"), "slowest_layer": _slowest_layer(doc),
+                     "throughput_fps": results.section(doc, "throughput").get("fps"),
+                     "slowest_layer": _slowest_layer(doc),
                      "verdict": verdict})
     return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
 
