@@ -458,18 +458,23 @@ def _find_store(result_paths) -> str | None:
 
 
 def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
-    """{(bundle, device): store rows} for the results' bundle x device pairs, or (None, why there is none)."""
-    from .store import Store
+    """({(bundle, device): store rows} for the results' bundle x device pairs, None, None), or (None, why there is
+    none, the store's error where it failed)."""
+    from .store import Store, parse_url
 
     url = store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
     if url is None:
         return None, (f"no history: no results store ({STORE_FILE}) beside the results; "
-                      "pass --store URL to read one elsewhere")
+                      "pass --store URL to read one elsewhere"), None
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
-        return None, f"no history: results store {url[len('sqlite:///'):]} does not exist"
+        return None, f"no history: results store {url[len('sqlite:///'):]} does not exist", None
     from .regression import hostname
 
-    store = Store(url)
+    parse_url(url)   # a malformed URL is the user's to fix (exit 2); a store down or empty only loses the history
+    try:
+        store = Store(url, create=False)
+    except BadInput as e:   # the history is a supplement to the results, which the report still shows
+        return None, f"no history: {e}", str(e)
     hosts = {}   # (bundle, device) -> the machines these results ran on: a team's `local` is many machines
     for doc in docs:
         pair = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
@@ -477,7 +482,9 @@ def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
     try:
         return {(b, d): [r for r in store.history(d, b, HISTORY_LIMIT) if None in seen or r.get("host") in seen
                          or r.get("host") is None]
-                for (b, d), seen in hosts.items() if b and d}, None
+                for (b, d), seen in hosts.items() if b and d}, None, None
+    except BadInput as e:
+        return None, f"no history: {e}", str(e)
     finally:
         store.close()
 
@@ -516,12 +523,13 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
     docs = [results.load(p) for p in paths]
-    stored, absent = _report_history(docs, store_url, paths) if history else (None, "history left out (--no-history)")
+    stored, absent, store_error = (_report_history(docs, store_url, paths) if history
+                                   else (None, "history left out (--no-history)", None))
     rows = report_rows.build(docs, verdicts, stored, absent, found)
     text = {"html": lambda: html_report.render(rows, title), "markdown": lambda: md_report.markdown(rows, title),
             "csv": lambda: md_report.csv_text(rows)}[fmt]()
     out = {"format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"], "bytes": len(text.encode("utf-8")),
-           "rows": rows, "text": text}
+           "rows": rows, "text": text, "store_error": store_error}
     if output is not None:
         out["path"] = str(output)
         _write_text(output, text)

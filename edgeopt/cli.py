@@ -753,7 +753,9 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     if not results and not study:
         raise click.UsageError("give result files or run directories, or --study NAME")
     doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title, study)
-    if output is None and not out.as_json and not out.quiet:
+    if doc["store_error"] and not out.as_json:   # on stderr under --quiet too: the report lacks what was asked
+        click.echo(f"edgeopt: warning: the report has no history: {doc['store_error']}", err=True)
+    if output is None and not out.as_json:   # the text on stdout is the answer, under --quiet too (as compare's table)
         click.echo(doc["text"], nl=False)
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
     summary["summary"] = doc["rows"]["summary"]

@@ -212,6 +212,27 @@ def test_a_result_without_timelines_says_why(cli, jetson_result, tmp_path):
     assert "power.timeline.total_w[0] must be a finite number" in r.stderr and str(tmp_path / "old.json") in r.stderr
 
 
+def test_a_store_that_cannot_be_read_leaves_out_the_history_not_the_report(cli, lab_results, tmp_path):
+    """The history is a supplement: a PostgreSQL server that is down (a real refused port) or a database without
+    edgeopt's tables costs the history, with a warning, and the report of the results is still written. A URL
+    that is not one is still the user's to fix."""
+    pytest.importorskip("psycopg")
+    sys.path.insert(0, str(TESTS / "store"))
+    from pgserver import free_port
+    down = f"postgresql://edgeopt:hunter2@127.0.0.1:{free_port()}/results"
+    r = cli("report", lab_results["int8"], "-o", tmp_path / "r.html", "--store", down)
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.startswith("edgeopt: warning: the report has no history: results store") and "hunter2" not in r.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "no history: results store postgresql+psycopg://edgeopt:***@127.0.0.1" in page and "hunter2" not in page
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    r = cli("report", lab_results["int8"], "--format", "markdown", "--store", f"sqlite:///{empty}", "-q")
+    assert r.exit_code == 0 and "holds no edgeopt results" in r.stderr and "| int8" in r.stdout.lower()
+    r = cli("report", lab_results["int8"], "-o", tmp_path / "x.html", "--store", "mysql://db/results")
+    assert r.exit_code == 2 and "not 'mysql'" in r.stderr and not (tmp_path / "x.html").exists()
+
+
 def test_bad_inputs_are_one_line(cli, lab_results, tmp_path):
     doc = json.loads(lab_results["int8"].read_text())
     doc["latency"]["samples_ms"][3] = "fast"
@@ -312,8 +333,10 @@ def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, jets
 def test_stdout_json_and_quiet(cli, lab_results, tmp_path):
     r = cli("report", lab_results["int8"], "--format", "csv", "--no-history", "--json")
     assert r.exit_code == 0 and r.json()["text"].startswith("bundle,device,") and r.json()["summary"][0]["n"] > 0
-    r = cli("report", lab_results["int8"], "--format", "markdown", "--no-history", "-q")
-    assert r.exit_code == 0 and r.stdout == ""
+    r = cli("report", lab_results["int8"], "--format", "markdown", "--no-history", "-q")   # the text, nothing more
+    assert r.exit_code == 0 and r.stdout.startswith("### edgeopt report") and r.stderr == ""
+    r = cli("report", lab_results["int8"], "-o", tmp_path / "q.md", "--no-history", "-q")
+    assert r.exit_code == 0 and r.stdout == "" and (tmp_path / "q.md").read_text().startswith("### edgeopt report")
     r = cli("report", lab_results["int8"], "-o", tmp_path / "r.html", "--no-history", "--json")
     assert "text" not in r.json() and (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~_umask()
 
