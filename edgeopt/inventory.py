@@ -193,7 +193,18 @@ def _check_field(field, value, where):
         parse_jump(value, where)
     elif field == "host" and (value.startswith("-") or any(c.isspace() for c in value)):
         raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
+    elif field == "workdir":
+        _check_workdir(value, where)
     return value
+
+
+def _check_workdir(value: str, where) -> None:
+    """A directory edgeopt owns on the device: it caches bundles there and `device clean` empties its store, so
+    not the root, the home itself (`.`, `~`) or a path that climbs out with `..`."""
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if not parts or parts == ["~"] or ".." in parts:
+        raise BadInput(f"{where}: workdir {value!r} must name a directory of its own (such as {DEFAULT_WORKDIR}, "
+                       "relative to the home), not the root, the home itself or a path with '..'")
 
 
 def check_name(name, where) -> str:
