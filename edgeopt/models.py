@@ -240,26 +240,39 @@ RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 def macs_per_node(model):
     """[(node, MACs)] of the Conv, ConvTranspose, Gemm, MatMul and recurrent nodes, in graph order, from
     inferred shapes; None if a shape is unknown."""
+    found = _node_macs(model)
+    return None if any(macs is None for _, macs in found) else found
+
+
+def unknown_macs(model) -> str | None:
+    """Why macs_per_node has no answer: the first compute node whose shapes inference left unknown."""
+    node = next((node for node, macs in _node_macs(model) if macs is None), None)
+    return None if node is None else f"the shapes of {node.op_type} node {node.name or '(unnamed)'} are not static"
+
+
+def _node_macs(model) -> list:
+    """[(node, MACs or None where a shape is unknown)] of the compute nodes, in graph order. Shape inference
+    propagates shape values (data_prop): a legacy export's Shape -> Gather -> Concat -> Reshape chains then
+    resolve at static input shapes."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
               + list(inferred.graph.input)}
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    static = lambda *dims: all(d and all(isinstance(x, int) for x in d) for d in dims)
     found = []
     for node in inferred.graph.node:
         if node.op_type in RECURRENT_OPS:   # every step of every sequence: X @ W^T and H @ R^T, all gates
             x, w, r = (shapes.get(name) for name in node.input[:3])
-            if not x or not w or not r or not all(isinstance(d, int) for d in x[:2] + w + r):
-                return None
-            found.append((node, _prod(x[:2]) * (_prod(w) + _prod(r))))   # x: [T, B, I] or [B, T, I]
+            found.append((node, _prod(x[:2]) * (_prod(w) + _prod(r)) if static(x, w, r) else None))  # x: [T, B, I]
             continue
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
         out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
-        if not out or not w or not all(isinstance(d, int) for d in out + w):
-            return None
-        if node.op_type == "Conv":
+        if not static(out, w):
+            macs = None
+        elif node.op_type == "Conv":
             macs = _prod(out) * _prod(w[1:])
         elif node.op_type == "ConvTranspose":
             macs = _prod(shapes.get(node.input[0], [0])) * _prod(w[1:])
@@ -336,14 +349,42 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
             raise
         return _inspect_dynamic(reference, raw, original_dynamic, str(e))
     model = onnx.load(str(source.onnx_path))
+    flops, flops_note = _inspect_flops(model, source.onnx_path, workdir)
     return {
         "model": reference, "format": source.format, "sha256": source.sha256,
         "inputs": [t.to_dict() for t in source.inputs], "outputs": [t.to_dict() for t in source.outputs],
         "dynamic_dims": {k: v for k, v in (original_dynamic or {}).items() if v},
-        "flops_estimate": estimate_flops(model),
-        "flops_note": "2 x MACs of Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/RNN at the fixed input shapes",
+        "flops_estimate": flops, "flops_note": flops_note,
         **_graph_facts(model), "notes": source.notes,
     }
+
+
+FLOPS_NOTE = "2 x MACs of Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/RNN at the fixed input shapes"
+FOLDED = "counted on the constant-folded graph"
+
+
+def _inspect_flops(model, onnx_path: pathlib.Path, workdir: pathlib.Path) -> tuple:
+    """(FLOPs or None, how they were counted or why not). On the graph as given, else on ONNX Runtime's
+    constant-folded copy of it, as package simplifies: a legacy export's Split and Slice sizes come from shape
+    arithmetic that ONNX's shape inference leaves unknown, which folding turns into constants."""
+    flops = estimate_flops(model)
+    if flops is not None:
+        return flops, FLOPS_NOTE
+    import onnx
+    from .simplify import ort_optimize
+
+    why = unknown_macs(model)
+    folded = workdir / "flops-folded.onnx"
+    try:
+        ort_optimize(onnx_path, folded)
+        flops = estimate_flops(onnx.load(str(folded)))
+    except BadInput as e:   # ONNX Runtime cannot load it: say why the graph as given has no count
+        return None, f"not estimated: {why}, and onnxruntime cannot fold it: {e}"
+    finally:
+        folded.unlink(missing_ok=True)
+    if flops is None:
+        return None, f"not estimated: {why}, even after constant folding"
+    return flops, f"{FLOPS_NOTE}; {FOLDED}, since as given {why}"
 
 
 def _graph_facts(model) -> dict:

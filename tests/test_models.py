@@ -205,6 +205,37 @@ def test_recurrent_ops_count_in_flops(tmp_path):
     assert inspect_model(str(tmp_path / "lstm.onnx"), {}, tmp_path)["flops_estimate"] == 2 * t * b * 4 * h * (i + h)
 
 
+def _sliced_by_shape_arithmetic(path):
+    """x[1, 4, 8, 8] -> its first C/2 channels, C read with Shape and halved with Div (as a legacy export of
+    `torch.chunk` does) -> Conv(2 -> 3, 1x1): ONNX's shape inference leaves the Slice's size unknown."""
+    const = lambda name, value: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
+        np.array(value, np.int64), name))
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]), const("one", 1), const("two", 2), const("zero", [0]),
+             const("axes", [1]), helper.make_node("Gather", ["shape", "one"], ["c"]),
+             helper.make_node("Div", ["c", "two"], ["half"]), helper.make_node("Unsqueeze", ["half", "zero"], ["end"]),
+             helper.make_node("Slice", ["x", "zero", "end", "axes"], ["s"]),
+             helper.make_node("Conv", ["s", "w"], ["y"], name="/head/Conv")]
+    w = numpy_helper.from_array(np.ones((3, 2, 1, 1), np.float32), "w")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_flops_of_a_graph_sized_by_shape_arithmetic_are_counted_on_the_folded_graph(cli, tmp_path):
+    from edgeopt.models import estimate_flops, unknown_macs
+
+    path = _sliced_by_shape_arithmetic(tmp_path / "sliced.onnx")
+    assert estimate_flops(onnx.load(path)) is None   # what inspect said before: "unknown", and no reason
+    assert unknown_macs(onnx.load(path)) == "the shapes of Conv node /head/Conv are not static"
+    r = cli("inspect", path, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["flops_estimate"] == 2 * 3 * 64 * 2
+    assert "constant-folded graph, since as given the shapes of Conv node /head/Conv" in r.json()["flops_note"]
+    assert "(counted on the constant-folded graph)" in cli("inspect", path).stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sliced.onnx"]   # the folded copy is not left behind
+
+
 @pytest.mark.parametrize("code, said", [
     ("def build(:\n    pass\n", "cannot load net.py: SyntaxError: invalid syntax ({path}, line 1)"),
     ("import no_such_package_x\n", "cannot load net.py: ModuleNotFoundError: No module named 'no_such_package_x' "

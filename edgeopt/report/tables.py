@@ -68,10 +68,18 @@ def inspect_rows(info: dict):
             ("opset", ", ".join(f"{k} {v}" for k, v in info["opset"].items())), ("producer", info["producer"]),
             ("inputs", fmt(info["inputs"])), ("outputs", fmt(info["outputs"])),
             ("dynamic dims", dynamic or "none"), ("parameters", f"{info['parameters']:,}"),
-            ("FLOPs (estimate)", "unknown" if flops is None else f"{flops:,}"), ("nodes", info["nodes"]),
+            ("FLOPs (estimate)", _flops_text(flops, info.get("flops_note") or "")), ("nodes", info["nodes"]),
             ("op types", ", ".join(f"{k}×{v}" for k, v in info["op_types"].items())),
             ("layers (--keep-float)", _layer_names(info.get("layers"))),
             ("notes", "; ".join(info["notes"]) or "—")]
+
+
+def _flops_text(flops, note: str) -> str:
+    """The count, and how it was had where that was not the plain way; else why there is none."""
+    if flops is None:
+        return note.replace("not estimated: ", "unknown: ", 1) if note else "unknown"
+    from ..models import FOLDED
+    return f"{flops:,}" + (f" ({FOLDED})" if FOLDED in note else "")
 
 
 def package_rows(m: dict):
