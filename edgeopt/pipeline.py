@@ -422,7 +422,7 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         report["host_inference_precision"] = host_precision
     if not report["passed"]:
         if not (allowed_by == "--allow-mismatch" or (allowed_by and only_top1_failed(report))):
-            raise ParityMismatch(describe_failure(report))
+            raise ParityMismatch(describe_failure(report) + _float_layers_said(conversion, request, quantized))
         report["allowed_by"] = allowed_by
     if evaluation is None:
         return report, None, None
@@ -438,6 +438,20 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     accuracy = ({"top1": top1(ref[0], evaluation[LABELS]), "n": n}
                 if LABELS in evaluation and len(ref[0]) == n else None)
     return report, accuracy, eval_file
+
+
+def _float_layers_said(conversion, request, quantized: bool) -> str:
+    """For a quantized model's refusal: what --keep-float did (auto keeping no layer reads otherwise as not tried),
+    or that it exists where the backend takes it and it was not given."""
+    if not quantized:
+        return ""
+    said = [n for n in conversion.notes + list(conversion.compression.get("notes") or [])
+            if n.startswith("--keep-float")]
+    if said:
+        return f"; {said[0]}"
+    if request.quantize == "int8" and hasattr(request.options, "keep_float") and not request.options.keep_float:
+        return "; --keep-float auto keeps the layers that lose most in float"
+    return ""
 
 
 def _in_artifact_layout(runner, layouts: dict):

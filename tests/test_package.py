@@ -80,6 +80,42 @@ def test_calibration_that_does_not_match_the_model(cli, tmp_path, arrays, messag
     assert not out.exists() and list(tmp_path.iterdir()) == [calib]
 
 
+def _two_scales_head(tmp_path):
+    """A 1x1 Conv whose output holds 4 channels of hundreds (a detector's boxes) beside 3 of hundredths (its
+    scores): ONNX Runtime's INT8 quantizes the output with one scale, which rounds the small channels to 0."""
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.zeros((7, 3, 1, 1), np.float32)
+    w[:4], w[4:] = 200.0, 0.01
+    bias = np.array([300.0] * 4 + [0.0] * 3, np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="/head/Conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 8, 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
+    model = tmp_path / "head.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((100, 3, 8, 8)).astype(np.float32))
+    return model, calib
+
+
+def test_an_int8_refusal_says_what_keep_float_did(cli, tmp_path):
+    """--keep-float auto judges by the whole output's error, which the large channels dominate: it keeps no layer,
+    and the refusal says so, where it used to read as if nothing had been tried."""
+    model, calib = _two_scales_head(tmp_path)
+    out = tmp_path / "q.edgepkg"
+    r = cli("package", model, "--quantize", "int8", "--calib", calib, "-o", out)
+    assert r.exit_code == 2 and "lost 3 channels (4..6) of axis 1" in r.stderr and not out.exists()
+    assert r.stderr.rstrip().endswith("; --keep-float auto keeps the layers that lose most in float")
+    r = cli("package", model, "--quantize", "int8", "--calib", calib, "--keep-float", "auto", "-o", out)
+    error = r.stderr.splitlines()[-1]
+    assert r.exit_code == 2 and error.startswith("edgeopt: error: ") and "lost 3 channels" in error
+    assert "; --keep-float auto kept 0 of 1 layers float: none needed (output error" in error
+    r = cli("package", model, "--quantize", "int8", "--calib", calib, "--keep-float", "head", "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "--keep-float kept 1 layer float: /head/Conv" in r.json()["notes"]
+
+
 def test_calibration_file_not_npz(cli, tmp_path):
     bad = tmp_path / "calib.npz"
     bad.write_text("hello")
