@@ -59,8 +59,8 @@ class Output:
                 click.echo(f"edgeopt: {message if named else f'device {device}: {what}{message}'}", err=True)
 
     def emit(self, doc, *renderables, data: bool = False):
-        """data: the verb is read-only and its table IS the answer (inspect, profiles, device list, history, compare);
-        --quiet then still prints it, as plain tab-separated lines without title, borders or colour. Verbs
+        """data: the verb is read-only and its tables ARE the answer (inspect, profiles, device list, history, compare);
+        --quiet then still prints them, as plain tab-separated lines without title, borders or colour. Verbs
         whose answer is the exit code (bench, check, package...) print nothing under --quiet."""
         self.close()  # a live progress view ends before the results are printed
         if self.as_json:
@@ -68,9 +68,12 @@ class Output:
         elif not self.quiet:
             for r in renderables:
                 self.out.print(r)
-        elif data and renderables:
-            for line in plain_lines(renderables[0]):
-                click.echo(line)
+        elif data and renderables:   # the first and every further table (compare's regression verdicts), a blank
+            from rich.table import Table   # line between; the warnings under them are decoration here
+            tables = [renderables[0]] + [r for r in renderables[1:] if isinstance(r, Table)]
+            for i, table in enumerate(tables):
+                for line in ([""] if i else []) + plain_lines(table):
+                    click.echo(line)
 
 
 def plain_lines(renderable) -> list:

@@ -151,6 +151,12 @@ def test_compare_labels_rows_and_shows_the_gate(cli, pair, tmp_path):
     assert [r["created"][:10] for r in rows] == ["2026-01-01", "2026-01-02"]
     assert rows[0]["device"] == "local" and rows[0]["runtime"].startswith("onnxruntime ") and rows[0]["threads"]
     assert "Regression gate (minimum effect 5%)" in r.stdout and "+100.0%" in r.stdout
+    quiet = cli("compare", base, slow, "--baseline", base, "-q")   # both tables as plain lines, a blank between
+    assert quiet.exit_code == 1
+    rows, verdicts = quiet.stdout.split("\n\n")
+    assert rows.splitlines()[0].startswith("bundle\t") and len(rows.splitlines()) == 3
+    assert verdicts.splitlines()[0] == "device\tbundle\tbaseline\tp50 ms\tp90 ms\tp\tverdict"
+    assert "\tSLOWER" in verdicts and "+100.0%" in verdicts and "[" not in quiet.stdout
     r = cli("compare", slow, "--baseline", "store", "--store", f"sqlite:///{tmp_path / 'empty.db'}", "--json")
     assert r.json()["regressions"][0]["verdict"] == UNTESTED and "holds no ok result" in r.json()["regressions"][0]["reason"]
 
