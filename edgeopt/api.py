@@ -245,6 +245,9 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> 
     return validate_budgets(merged)
 
 
+CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned as result and bundle documents are
+
+
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
           effect: float | None = None, store_url: str | None = None, results_dir="results",
           limits_by_path: dict | None = None, require_budgets: bool = True) -> dict:
@@ -279,7 +282,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
                 raise BadInput(f"{path}: nothing to check: its bundle carries no budgets and none were given "
                                "(--budget KEY=VALUE, --profile NAME or --baseline)")
         entries.append(entry)
-    report = {"results": entries}
+    report = {"schema": CHECK_SCHEMA, "results": entries}
     if baseline:
         from .regression import gate
         report["regressions"] = gate(docs, baseline, effect, store_url, results_dir)

@@ -20,6 +20,7 @@ def test_budgets_hold(cli, int8_result, tmp_path):
     r = cli("check", path, "--budget", "latency_p90_ms=1000", "--budget", "peak_rss_mb=4096",
             "--budget", "size_mb=10", "--budget", "accuracy_drop=0.01", "--json")
     assert r.exit_code == 0, r.stdout + r.stderr
+    assert r.json()["schema"] == "edgeopt.check/1" and r.json()["passed"] is True
     rows = {row["budget"]: row for row in r.json()["results"][0]["budgets"]}
     assert {"latency_p90_ms", "peak_rss_mb", "size_mb", "accuracy_drop"} <= set(rows)
     assert all(row["status"] == "pass" for row in rows.values())
