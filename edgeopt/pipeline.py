@@ -422,7 +422,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         report["host_inference_precision"] = host_precision
     if not report["passed"]:
         if not (allowed_by == "--allow-mismatch" or (allowed_by and only_top1_failed(report))):
-            raise ParityMismatch(describe_failure(report) + _float_layers_said(conversion, request, quantized))
+            raise ParityMismatch(describe_failure(report) + _float_layers_said(conversion, backend, request, quantized,
+                                                                               report, source))
         report["allowed_by"] = allowed_by
     if evaluation is None:
         return report, None, None
@@ -440,18 +441,35 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     return report, accuracy, eval_file
 
 
-def _float_layers_said(conversion, request, quantized: bool) -> str:
+def _float_layers_said(conversion, backend, request, quantized: bool, report: dict, source) -> str:
     """For a quantized model's refusal: what --keep-float did (auto keeping no layer reads otherwise as not tried),
-    or that it exists where the backend takes it and it was not given."""
+    or how to keep float what lost: for an output that lost channels, the backend's way to keep it float (auto
+    judges the whole output's error, which its large channels hide), else --keep-float auto."""
     if not quantized:
         return ""
     said = [n for n in conversion.notes + list(conversion.compression.get("notes") or [])
             if n.startswith("--keep-float")]
     if said:
         return f"; {said[0]}"
-    if request.quantize == "int8" and hasattr(request.options, "keep_float") and not request.options.keep_float:
+    if request.quantize != "int8":
+        return ""
+    lost = next((o for o in report.get("outputs", []) if o.get("lost_channels")), None)
+    if lost:
+        maker = _producer(source.onnx_path, lost.get("name"))
+        hint = backend.float_output_hint(request, *maker) if maker else ""
+        return f"; or keep it float: {hint}" if hint else ""
+    if hasattr(request.options, "keep_float") and not request.options.keep_float:
         return "; --keep-float auto keeps the layers that lose most in float"
     return ""
+
+
+def _producer(onnx_path, output: str | None) -> tuple | None:
+    """(name, op type) of the ONNX node that makes `output`."""
+    import onnx
+    if onnx_path is None or not output:
+        return None
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return next(((n.name, n.op_type) for n in graph.node if output in n.output and n.name), None)
 
 
 def _in_artifact_layout(runner, layouts: dict):

@@ -6,6 +6,8 @@
   `torch.onnx.export(..., do_constant_folding=False)` / `training=PRESERVE` / `optimize=False` give.
 - `flatten_chain`: Conv then the TorchScript exporter's `x.view(x.size(0), -1)`:
   Shape -> Gather -> Unsqueeze -> Concat -> Reshape, with a dynamic batch dim.
+- `boxes_and_scores`: a detector head's output in one tensor: 4 channels of hundreds (boxes) beside 3 of
+  hundredths (scores), made by one 1x1 Conv or by a Concat of two (YOLOv8's decoded head joins them so).
 """
 from __future__ import annotations
 
@@ -90,3 +92,20 @@ def flatten_chain(channels=4, size=8, classes=3, seed=0):
     g.nodes.append(helper.make_node("Gemm", [flat, fc], ["logits"], transB=1))
     return g.model([helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, size, size])],
                    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])])
+
+
+def boxes_and_scores(joined: bool = True):
+    """x [1, 3, 8, 8] -> [1, 7, 8, 8]: channels 0-3 near 300 +- 200 (boxes), 4-6 near 0 +- 0.01 (scores); made by
+    a Concat of two 1x1 Convs ("/boxes/Conv", "/scores/Conv", "/head/Concat"), or by one ("/head/Conv")."""
+    boxes, scores = np.full((4, 3, 1, 1), 200.0, np.float32), np.full((3, 3, 1, 1), 0.01, np.float32)
+    if joined:
+        nodes = [helper.make_node("Conv", ["x", "wb"], ["boxes"], name="/boxes/Conv"),
+                 helper.make_node("Conv", ["x", "ws"], ["scores"], name="/scores/Conv"),
+                 helper.make_node("Concat", ["boxes", "scores"], ["y"], name="/head/Concat", axis=1)]
+        weights = [numpy_helper.from_array(boxes, "wb"), numpy_helper.from_array(scores, "ws")]
+    else:
+        nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="/head/Conv")]
+        weights = [numpy_helper.from_array(np.concatenate([boxes, scores]), "w")]
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 8, 8])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
+import onnx_graphs
 from conftest import CALIB, EVAL, MODEL, bundle_manifest
 from edgeopt import api
 
@@ -80,20 +81,10 @@ def test_calibration_that_does_not_match_the_model(cli, tmp_path, arrays, messag
     assert not out.exists() and list(tmp_path.iterdir()) == [calib]
 
 
-def _two_scales_head(tmp_path):
-    """A 1x1 Conv whose output holds 4 channels of hundreds (a detector's boxes) beside 3 of hundredths (its
-    scores): ONNX Runtime's INT8 quantizes the output with one scale, which rounds the small channels to 0."""
-    from onnx import TensorProto, helper, numpy_helper
-    w = np.zeros((7, 3, 1, 1), np.float32)
-    w[:4], w[4:] = 200.0, 0.01
-    bias = np.array([300.0] * 4 + [0.0] * 3, np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="/head/Conv")], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 8, 8])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
-    model = tmp_path / "head.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+def _two_scales_head(tmp_path, joined=False):
+    """onnx_graphs.boxes_and_scores, and 100 calibration samples for it."""
+    model = tmp_path / ("joined.onnx" if joined else "head.onnx")
+    onnx.save(onnx_graphs.boxes_and_scores(joined), model)
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(0).standard_normal((100, 3, 8, 8)).astype(np.float32))
     return model, calib
@@ -106,7 +97,7 @@ def test_an_int8_refusal_says_what_keep_float_did(cli, tmp_path):
     out = tmp_path / "q.edgepkg"
     r = cli("package", model, "--quantize", "int8", "--calib", calib, "-o", out)
     assert r.exit_code == 2 and "lost 3 channels (4..6) of axis 1" in r.stderr and not out.exists()
-    assert r.stderr.rstrip().endswith("; --keep-float auto keeps the layers that lose most in float")
+    assert r.stderr.rstrip().endswith("; or keep it float: --keep-float /head/Conv")
     r = cli("package", model, "--quantize", "int8", "--calib", calib, "--keep-float", "auto", "-o", out)
     error = r.stderr.splitlines()[-1]
     assert r.exit_code == 2 and error.startswith("edgeopt: error: ") and "lost 3 channels" in error
@@ -114,6 +105,20 @@ def test_an_int8_refusal_says_what_keep_float_did(cli, tmp_path):
     r = cli("package", model, "--quantize", "int8", "--calib", calib, "--keep-float", "head", "-o", out, "--json")
     assert r.exit_code == 0, r.stderr
     assert "--keep-float kept 1 layer float: /head/Conv" in r.json()["notes"]
+
+
+def test_a_concat_making_an_output_stays_float_in_int8(cli, tmp_path):
+    """YOLO's head joins boxes (hundreds of pixels) and scores (0-1) in one Concat that makes the output: quantized,
+    its one scale rounded every score to 0, and packaging was refused. It is left float now: the INT8 model
+    passes, and says so."""
+    model, calib = _two_scales_head(tmp_path, joined=True)
+    r = cli("package", model, "--quantize", "int8", "--calib", calib, "-o", tmp_path / "j.edgepkg",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    manifest = r.json()
+    assert manifest["compression"]["float_output_joins"] == ["/head/Concat"]
+    assert any(n.startswith("/head/Concat left float: a Concat that makes a graph output") for n in manifest["notes"])
+    assert manifest["parity"]["passed"] and "lost_channels" not in manifest["parity"]["outputs"][0]
 
 
 def test_calibration_file_not_npz(cli, tmp_path):

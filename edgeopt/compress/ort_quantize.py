@@ -169,22 +169,30 @@ class _Static:
     file, later calls (mixed-precision trials, the final model) quantize from it in a fraction of the time."""
 
     def __init__(self, model_in, request, source, workdir, progress, op_types=None):
+        import onnx
+
         self.model_in, self.request, self.source, self.progress = model_in, request, source, progress
         self.op_types = list(op_types) if op_types else None
         self.scheme = request.int8_scheme if request.int8_scheme in SCHEMES else "u8s8"
         self.types = tuple(getattr(QuantType, name) for name in SCHEMES[self.scheme])
         self.samples = sample_count(request.calibration)
         self.cache = workdir / "calibration-ranges.json"
+        self.joins = output_joins(onnx.load(str(model_in), load_external_data=False).graph)
 
     def notes(self) -> list:
-        return []
+        if not self.joins:
+            return []
+        return [f"{', '.join(self.joins)} left float: a Concat that makes a graph output would give every tensor it "
+                "joins one INT8 scale (a detector's boxes in hundreds of pixels and its scores in 0-1: the scores "
+                "round to 0), and saves nothing quantized, since the output is float"]
 
     def record(self, out=None) -> dict:
         act, wt = self.types
         return {"method": "static", "format": "QDQ", "scheme": self.scheme, "activations": str(act),
                 "weights": str(wt), "per_channel": True, "symmetric": self.scheme in SYMMETRIC,
                 "op_types": self.op_types or "every op ONNX Runtime quantizes",
-                "calibration": {"method": "MinMax", "samples": self.samples}}
+                "calibration": {"method": "MinMax", "samples": self.samples},
+                **({"float_output_joins": self.joins} if self.joins else {})}
 
     def layers(self, graph) -> dict:
         return dict(mixed_quantize.compute_layers(graph))
@@ -210,7 +218,8 @@ class _Static:
             with _quiet_root_logger():
                 quantize_static(str(self.model_in), str(out), reader, quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=act, weight_type=wt,
-                                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude),
+                                calibrate_method=CalibrationMethod.MinMax,
+                                nodes_to_exclude=list(dict.fromkeys([*exclude, *self.joins])),
                                 nodes_to_quantize=list(only), op_types_to_quantize=self.op_types,
                                 calibration_cache_path=str(self.cache),
                                 extra_options=self.extra_options())
@@ -218,6 +227,12 @@ class _Static:
             if reader is not None:
                 self.progress.finish()
         return out
+
+
+def output_joins(graph) -> list:
+    """The named Concat nodes that produce a graph output, which static INT8 leaves float (_Static.notes: why)."""
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if n.op_type == "Concat" and n.name and set(n.output) & outputs]
 
 
 def _keep_float(quantizer, model_in, source, request, workdir, progress) -> tuple:

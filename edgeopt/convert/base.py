@@ -109,6 +109,11 @@ class Backend:
         with the runtime options the device will get (the manifest's runtime.options)."""
         raise NotImplementedError
 
+    def float_output_hint(self, request: PackageRequest, node: str, op_type: str) -> str:
+        """For an INT8 output that lost channels to one scale, made by ONNX node `node` (`op_type`): the option
+        that keeps it float on this backend, or "" where none does."""
+        return ""
+
     def describe_io(self, model_path: pathlib.Path, options: dict | None = None):
         """(inputs, outputs) TensorSpecs of the artifact, for the manifest, named as the bundle
         names them (options: the manifest's runtime.options)."""

@@ -127,6 +127,14 @@ class LiteRtBackend(Backend):
             raise BadInput("--precision fp16 makes float16 weights; with --quantize the weights are int8 already: "
                            "give one or the other")
 
+    def float_output_hint(self, request, node, op_type):
+        io = request.options.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
+        if io == "int8":   # one int8 output tensor, one scale: only a float output keeps every channel
+            return ("--backend-option int8_io=float (the output, and a Concat that makes it, then stay float; the "
+                    "application then feeds and reads float)")
+        from .tflite_mixed import ONNX_KINDS
+        return f"--keep-float {node}" if op_type in ONNX_KINDS and not request.options.keep_float else ""
+
     def host_runner(self, model_path, options=None):
         from ..litert_model import host_runner
         return host_runner(model_path, options)
@@ -337,13 +345,22 @@ def _full_integer(q, float_path, out, source, request, layouts, progress) -> dic
     calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
     details = {"recipe": "static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations", "io": io,
                "calibration": {"samples": used, "method": "min/max over every sample"}}
-    scopes = []
+    from . import tflite_mixed
+    joins = tflite_mixed.output_joins(float_path) if io == "float" else []
+    if joins:
+        details["float_output_ops"] = len(joins)
+        details["notes"] = [
+            "the CONCATENATION making a model output left float: quantized, the tensors it joins would share one "
+            "INT8 scale (a detector's boxes in hundreds of pixels and its scores in 0-1: the scores round to 0), "
+            "and with float I/O the output is float anyway"]
+    scopes = joins
     if request.options.keep_float:
         from ..compress import mixed_quantize
-        scopes, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
-                                                    progress)
-        details["keep_float"]["float_ops"] = len(scopes)
-        details["notes"] = mixed_quantize.notes(details["keep_float"])
+        kept, details["keep_float"] = _keep_float(float_path, out, source, request, layouts, io, calibration,
+                                                  progress, joins)
+        details["keep_float"]["float_ops"] = len(kept)
+        details["notes"] = details.get("notes", []) + mixed_quantize.notes(details["keep_float"])
+        scopes = kept + [s for s in joins if s not in kept]
     chosen, details["int8_ops"] = _int8_ops(float_path, out, io, scopes, calibration, request.options.int8_ops,
                                             progress)
     if details["int8_ops"]["used"] == "compute":
@@ -431,10 +448,11 @@ def _static_recipe(q, io, ops: str = "all") -> None:
             q.update_quantization_recipe(".*", op, None, algorithm_key=AlgorithmName.NO_QUANTIZE)
 
 
-def _keep_float(float_path, out, source, request, layouts, io, calibration, progress) -> tuple:
+def _keep_float(float_path, out, source, request, layouts, io, calibration, progress, float_always=()) -> tuple:
     """([scopes of the ops left float], the manifest's record) for --keep-float: the named layers
     (edgeopt/convert/tflite_mixed.py names them), or those mixed_quantize chooses by measuring quantized
-    trials, made from the one calibration, against the float .tflite."""
+    trials, made from the one calibration, against the float .tflite (`float_always` float in each, as in the
+    model it chooses for)."""
     from ..compress import mixed_quantize
     from . import tflite_mixed
 
@@ -457,7 +475,8 @@ def _keep_float(float_path, out, source, request, layouts, io, calibration, prog
         return _runner(trial, source, layouts)
 
     def excluding(names):
-        return quantized(lambda q: (_static_recipe(q, io), tflite_mixed.keep(q, _region(float_path, by_name, names))))
+        return quantized(lambda q: (_static_recipe(q, io),
+                                    tflite_mixed.keep(q, [*_region(float_path, by_name, names), *float_always])))
 
     trials = mixed_quantize.Trials(
         reference=_runner(float_path, source, layouts), excluding=excluding,

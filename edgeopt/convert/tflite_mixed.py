@@ -64,6 +64,29 @@ def float_region(path, scopes) -> list:
     return region
 
 
+LAYOUT_OPS = ("TRANSPOSE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
+def output_joins(path) -> list:
+    """The scopes of each CONCATENATION that makes a model output, with the layout ops between it and the output
+    (litert-torch's transpose back to channels-first), to leave float with float I/O: one INT8 scale for a
+    detector's boxes and scores rounds the scores to 0 (compress/ort_quantize.output_joins)."""
+    from ..litert_model import _flatbuffer
+
+    schema, model = _flatbuffer(path)
+    ops = _ops_of(schema, model)
+    maker = {int(t): op for op in ops for t in op[3]}
+    found = []
+    for tensor in model.subgraphs[0].outputs:
+        chain, op = [], maker.get(int(tensor))
+        while op is not None and op[0] in LAYOUT_OPS and op[2]:
+            chain.append(op[1])
+            op = maker.get(int(op[2][0]))
+        if op is not None and op[0] == "CONCATENATION" and op[1]:
+            found += [scope for scope in [op[1], *chain] if scope and scope not in found]
+    return found
+
+
 def wide_depthwise(path, taps: int) -> list:
     """The scopes of the DEPTHWISE_CONV_2D ops whose kernel (weights [1, kh, kw, C]) has more than `taps` taps."""
     from ..litert_model import _flatbuffer

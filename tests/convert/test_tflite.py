@@ -385,3 +385,23 @@ def test_mac_counting_is_total_on_any_graph_the_schema_can_hold(pi_bundles, edit
             op.opcodeIndex = values[0] if values else 99
     for name, macs, weights in _macs_per_op(schema, model):
         assert macs >= 0 and isinstance(weights, bool)
+
+
+def test_a_detector_output_keeps_its_scores_with_float_io_and_says_how_otherwise(cli, tmp_path):
+    """Boxes (hundreds) and scores (hundredths) joined by a Concat into one output. With the Pi profile's int8 I/O
+    the output is one int8 tensor, one scale: refused, and the refusal names the option that keeps it float.
+    With float I/O, the Concat making the output is left float and the scores keep their own scale."""
+    import onnx_graphs
+    model, calib = tmp_path / "joined.onnx", tmp_path / "calib.npz"
+    onnx.save(onnx_graphs.boxes_and_scores(joined=True), model)
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((100, 3, 8, 8)).astype(np.float32))
+    args = ["package", model, "--profile", "raspberry-pi-5", "--quantize", "int8", "--calib", calib]
+    r = cli(*args, "-o", tmp_path / "i.edgepkg")
+    error = r.stderr.splitlines()[-1]
+    assert r.exit_code == 2 and "lost 3 channels (4..6) of axis 1" in error and not (tmp_path / "i.edgepkg").exists()
+    assert "; or keep it float: --backend-option int8_io=float" in error
+    r = cli(*args, "--backend-option", "int8_io=float", "-o", tmp_path / "f.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    manifest = r.json()
+    assert manifest["compression"]["float_output_ops"] == 2 and manifest["parity"]["passed"]   # with its TRANSPOSE
+    assert any(n.startswith("the CONCATENATION making a model output left float") for n in manifest["notes"])
