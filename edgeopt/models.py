@@ -260,17 +260,16 @@ def _node_macs(model) -> list:
     shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
               + list(inferred.graph.input)}
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
-    static = lambda *dims: all(d and all(isinstance(x, int) for x in d) for d in dims)
     found = []
     for node in inferred.graph.node:
         if node.op_type in RECURRENT_OPS:   # every step of every sequence: X @ W^T and H @ R^T, all gates
             x, w, r = (shapes.get(name) for name in node.input[:3])
-            found.append((node, _prod(x[:2]) * (_prod(w) + _prod(r)) if static(x, w, r) else None))  # x: [T, B, I]
+            found.append((node, _prod(x[:2]) * (_prod(w) + _prod(r)) if _static(x, w, r) else None))  # x: [T, B, I]
             continue
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
         out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
-        if not static(out, w):
+        if not _static(out, w):
             macs = None
         elif node.op_type == "Conv":
             macs = _prod(out) * _prod(w[1:])
@@ -315,6 +314,11 @@ def transformer_like(model_path) -> tuple:
 
     share = matmul_mac_share(onnx.load(str(model_path)))
     return (share or 0) >= TRANSFORMER_MAC_SHARE, share
+
+
+def _static(*shapes) -> bool:
+    """Whether every shape is known, to the last dim."""
+    return all(shape and all(isinstance(d, int) for d in shape) for shape in shapes)
 
 
 def _prod(xs):
