@@ -130,7 +130,7 @@ class LiteRtBackend(Backend):
     def float_output_hint(self, request, node, op_type):
         io = request.options.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
         if io == "int8":   # one int8 output tensor, one scale: only a float output keeps every channel
-            return ("--backend-option int8_io=float (the output, and a Concat that makes it, then stay float; the "
+            return ("--int8-io float (the output, and a Concat that makes it, then stay float; the "
                     "application then feeds and reads float)")
         from .tflite_mixed import ONNX_KINDS
         return f"--keep-float {node}" if op_type in ONNX_KINDS and not request.options.keep_float else ""

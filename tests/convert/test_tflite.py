@@ -399,8 +399,8 @@ def test_a_detector_output_keeps_its_scores_with_float_io_and_says_how_otherwise
     r = cli(*args, "-o", tmp_path / "i.edgepkg")
     error = r.stderr.splitlines()[-1]
     assert r.exit_code == 2 and "lost 3 channels (4..6) of axis 1" in error and not (tmp_path / "i.edgepkg").exists()
-    assert "; or keep it float: --backend-option int8_io=float" in error
-    r = cli(*args, "--backend-option", "int8_io=float", "-o", tmp_path / "f.edgepkg", "--json")
+    assert "; or keep it float: --int8-io float" in error
+    r = cli(*args, "--int8-io", "float", "-o", tmp_path / "f.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
     manifest = r.json()
     assert manifest["compression"]["float_output_ops"] == 2 and manifest["parity"]["passed"]   # with its TRANSPOSE
