@@ -48,7 +48,8 @@ class LowRank(Transform):
         details = {"energy": options.energy, "rank": options.rank, "min_params": options.min_params,
                    "params_before": params_before, "params_after": params_after,
                    "factorized": len(layers), "considered": len(candidates), "layers": layers}
-        notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers factorized, parameters "
+        # the module's own count (BatchNorm's included), which the stage table's, counted on the export, is not
+        notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers factorized, PyTorch parameters "
                   f"{params_before:,} -> {params_after:,}")]
         if layers and not context.fine_tuned_later:
             notes.append("factorized without fine-tuning here: accuracy drops as energy falls; follow with "

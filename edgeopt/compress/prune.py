@@ -66,7 +66,7 @@ class ChannelPrune(Transform):
                    "params_before": before["params"], "params_after": after["params"],
                    "macs_before": before["macs"], "macs_after": after["macs"],
                    "layers": _changed(before["widths"], after["widths"])}
-        notes = [(f"prune: parameters {before['params']:,} -> {after['params']:,}, "
+        notes = [(f"prune: PyTorch parameters {before['params']:,} -> {after['params']:,}, "   # BatchNorm's counted
                   f"MACs {before['macs']:,} -> {after['macs']:,}")]
         if left_whole:
             notes.append(f"prune: left whole, with the channels they share, since thinning them broke the model "
