@@ -62,7 +62,7 @@ def _summary(rows: list) -> list:
     for r in rows:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
         # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
-        missed = [f"`{b['budget']}` {fmt(b['measured'])} {COMPARISONS[b['comparison']]} {b['limit']:g}"
+        missed = [f"`{b['budget']}` {COMPARISONS[b['comparison']]} {b['limit']:g}, measured {fmt(b['measured'])}"
                   if b["measured"] is not None else f"`{b['budget']}` not measured"
                   for b in r["budgets"] if b["status"] != "pass"]
         verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
