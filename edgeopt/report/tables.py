@@ -569,13 +569,18 @@ def figure_columns(outcome: dict) -> list:
     return list(dict.fromkeys([objective, *outcome["budgets"], *(f for f in front if f != "size_mb")]))
 
 
+def _three_figures(value) -> str:
+    """Three significant figures, trailing zeros kept (a latency of 1.003 read "1", as if counted); 0 as 0."""
+    return "0" if value == 0 else _num(value, "{:#.3g}").rstrip(".")
+
+
 def _trial_cells(outcome: dict):
     """(row, its label, [figure of each figure_columns, size, time], verdict) of each trial."""
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
         f, paired = row["figures"], row.get("paired") or {}
-        figures = [_num(f.get(b), "{:.3g}") + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
+        figures = [_three_figures(f.get(b)) + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
                    for b in figure_columns(outcome)]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
