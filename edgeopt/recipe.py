@@ -136,6 +136,11 @@ def _toml(path: pathlib.Path) -> dict:
         raise BadInput(f"{path}: not a readable TOML recipe: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
 
 
+# Files a package run reads, which a recipe leaves to the command line: the same recipe serves other data
+DATA_FLAGS = {"calib": "--calib FILE", "eval_data": "--eval-data FILE", "train_data": "--train-data FILE",
+              "teacher": "--teacher MODEL", "input_shape": "--input-shape NAME=D,D,.."}
+
+
 def _package_options(table, path) -> dict:
     if not isinstance(table, dict):
         raise BadInput(f"{path}: [package] must be a table")
@@ -143,6 +148,9 @@ def _package_options(table, path) -> dict:
     for key, value in table.items():
         name = key.replace("-", "_")
         kind = known.get(name)
+        if kind is None and name in DATA_FLAGS:
+            raise BadInput(f"{path}: package.{key}: a recipe holds the method, not its data: give "
+                           f"{DATA_FLAGS[name]} on the command line")
         if kind is None:
             raise BadInput(f"{path}: package.{key}: unknown option; options: {', '.join(known)}")
         if kind is float and isinstance(value, int) and not isinstance(value, bool):

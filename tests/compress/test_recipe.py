@@ -86,6 +86,9 @@ def test_recipe_file_and_round_trip(tmp_path):
     ("[package\n", "not a readable TOML recipe"),
     ("[package]\nquantize = 8\n", "package.quantize: expected str, got 8"),
     ("[package]\nthreads = 2\n", "package.threads: unknown option"),
+    ("[package]\ncalib = \"c.npz\"\n", "package.calib: a recipe holds the method, not its data: give --calib FILE"),
+    ("[package]\neval-data = \"e.npz\"\n", "package.eval-data: a recipe holds the method, not its data: give "
+                                          "--eval-data FILE"),
     ("[package]\nworkspace-mib = 1.5\n", "package.workspace-mib: expected int, got 1.5"),   # a backend's option
     ("[package]\nsubset_size = \"all\"\n", "package.subset_size: expected int"),         # `int | None`
     ("[[transform]]\nratio = 0.3\n", "transform[0]: needs name"),
