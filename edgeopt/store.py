@@ -93,6 +93,15 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+def _without(message: str, password) -> str:
+    """The message with every echo of the password masked: whole tokens only, so that a short password ('p')
+    hides itself, not every 'p' of the text (which also told its length and letters)."""
+    if not password:
+        return message
+    token = re.escape(str(password))
+    return re.sub(rf"(?<![A-Za-z0-9]){token}(?![A-Za-z0-9])", "***", message)
+
+
 def _masked_text(text: str) -> str:
     """A string that is not a URL, shown without anything that could be a password: all before its last '@'."""
     if "@" in text:
@@ -273,9 +282,7 @@ class Store:
             yield
         except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
             message = _one_line(f"results store {self.name}: {doing}: {_first_line(e)}")
-            if self.url.password:
-                message = message.replace(str(self.url.password), "***")
-            raise BadInput(message) from None
+            raise BadInput(_without(message, self.url.password)) from None
 
     @contextlib.contextmanager
     def _writing(self):

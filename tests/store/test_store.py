@@ -17,6 +17,7 @@ import pgserver
 from pgserver import pg, pg_url  # noqa: F401  (fixtures)
 from conftest import FAST_BENCH_ARGS
 from edgeopt.errors import BadInput
+from edgeopt import store as store_module
 from edgeopt.store import HEAD, MIGRATIONS, Store
 
 UTC = datetime.timezone.utc
@@ -274,3 +275,11 @@ def test_optuna_study_storage_shares_the_store_database(url):
         store.add(DOC)
     again = optuna.load_study(study_name="s", storage=url.render_as_string(hide_password=False))
     assert len(again.trials) == 2
+
+
+def test_a_short_password_is_masked_where_echoed_not_in_every_word():
+    message = "results store postgresql://u:p@127.0.0.1/db: opening: connection to server failed: p @ peer"
+    masked_message = store_module._without(message, "p")
+    assert masked_message == ("results store postgresql://u:***@127.0.0.1/db: opening: connection to server "
+                              "failed: *** @ peer")
+    assert store_module._without("password=s3cr.t; user u", "s3cr.t") == "password=***; user u"
