@@ -388,6 +388,7 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     from_recipe = set()
     if recipe_file:
         options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
+        profile = _recipe_profile(recipe_file, profile, out)
     cli_backend_options = _backend_options(backend_option)
     from_recipe -= set(cli_backend_options)
     try:
@@ -421,6 +422,25 @@ RECIPE_PARAMETERS = {"backend": "backend", "precision": "precision", "quantize":
                      "subset_size": "subset_size", "max_accuracy_drop": "max_accuracy_drop",
                      "performance_hint": "performance_hint", "int8_io": "int8_io", "simplify": "no_simplify",
                      "seed": "seed", "keep_float": "keep_float"}
+
+
+def _recipe_profile(path, profile: str, out) -> str:
+    """--profile when given; else the profile a bundle given as the recipe was packaged for (its recipe's options
+    are that profile's backend's: rebuilt for generic, a Pi bundle's int8 I/O would silently be lost)."""
+    from . import recipe
+    from .profiles import load_profile
+
+    packaged_for = recipe.bundle_profile(path)
+    if packaged_for is None or click.get_current_context().get_parameter_source("profile") == \
+            click.core.ParameterSource.COMMANDLINE:
+        return profile
+    try:
+        load_profile(packaged_for)
+    except BadInput:
+        raise BadInput(f"{path}: packaged for profile {packaged_for!r}, which is not known here; give --profile "
+                       "NAME or a .toml path") from None
+    out.progress().status(f"profile {packaged_for}, as {path} was packaged (--profile to change it)")
+    return packaged_for
 
 
 def _with_recipe(path, options: dict, steps: list) -> tuple:

@@ -107,18 +107,35 @@ def load(path) -> tuple:
     return _package_options(doc.get("package", {}), path), _steps(doc.get("transform", []), path)
 
 
-def _bundle_recipe(path: pathlib.Path) -> dict:
+def bundle_profile(path) -> str | None:
+    """The profile a bundle given as a recipe was packaged for (None for a recipe file): its options (int8_io,
+    a backend's own) are that profile's backend's, so a rebuild targets it unless --profile says otherwise."""
+    path = pathlib.Path(path)
+    if path.suffix != SUFFIX:
+        return None
+    profile = _manifest(path).get("profile")
+    name = profile.get("name") if isinstance(profile, dict) else None
+    if not isinstance(name, str) or not name:
+        raise BadInput(f"{path}: the bundle records no profile name; give --profile")
+    return name
+
+
+def _manifest(path: pathlib.Path) -> dict:
     import tarfile
 
     from device_agent import BundleError, manifest as agent_manifest
 
     from .bundle import manifest_bytes
     try:
-        manifest = agent_manifest.parse(manifest_bytes(path))
+        return agent_manifest.parse(manifest_bytes(path))
     except FileNotFoundError:
         raise BadInput(f"recipe not found: {path}") from None
     except (tarfile.TarError, OSError, BundleError) as e:
         raise BadInput(f"{path}: not a readable edgeopt bundle: {e}") from None
+
+
+def _bundle_recipe(path: pathlib.Path) -> dict:
+    manifest = _manifest(path)
     if "recipe" not in manifest:
         raise BadInput(f"{path}: the bundle records no recipe (packaged by an older edgeopt)")
     doc = manifest["recipe"]

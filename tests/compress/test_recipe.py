@@ -3,13 +3,17 @@ declaration, every file defect one BadInput naming the file and field, flags and
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import SAMPLES, bundle_manifest
 from edgeopt import recipe
 from edgeopt.compress import base
 from edgeopt.errors import BadInput
+
+SAMPLE_ONNX = SAMPLES / "digits_cnn.onnx"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,3 +142,25 @@ def test_flags_build_steps_in_a_fixed_order():
         recipe.from_flags(prune="channels=0.5,weights=0.5")
     with pytest.raises(BadInput, match="is not KEY=VALUE"):
         recipe.from_flags(prune="0.5")
+
+
+def test_a_bundle_as_recipe_rebuilds_for_the_profile_it_was_packaged_for(cli, tmp_path, monkeypatch):
+    """Its recipe's options are that profile's backend's; rebuilding for generic silently dropped the target."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    generic = (pathlib.Path(__file__).parents[2] / "profiles" / "generic.toml").read_text()
+    (profiles / "shelf-nuc.toml").write_text(generic.replace('name = "generic"', 'name = "shelf-nuc"'))
+    monkeypatch.setenv("EDGEOPT_PROFILES", str(profiles))
+    first = cli("package", SAMPLE_ONNX, "-p", "shelf-nuc", "-o", tmp_path / "a.edgepkg", "-q")
+    assert first.exit_code == 0, first.stderr
+    again = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg")
+    assert again.exit_code == 0, again.stderr
+    assert bundle_manifest(tmp_path / "b.edgepkg")["profile"]["name"] == "shelf-nuc"
+    assert "profile shelf-nuc, as" in again.stderr
+    chosen = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-p", "generic", "-o", tmp_path / "c.edgepkg",
+                 "--json")
+    assert chosen.exit_code == 0 and chosen.json()["profile"]["name"] == "generic"
+    monkeypatch.delenv("EDGEOPT_PROFILES")
+    lost = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "d.edgepkg")
+    assert lost.exit_code == 2 and "packaged for profile 'shelf-nuc', which is not known here" in lost.stderr
+    assert not (tmp_path / "d.edgepkg").exists()
