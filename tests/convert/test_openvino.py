@@ -274,6 +274,17 @@ def test_inspect_an_ir(cli, tmp_path):
     assert info["op_types"]["Convolution"] == 3
 
 
+def test_inspect_counts_an_int8_irs_weights(cli, tmp_path, ov_bundles):
+    """Its weights are i8 constants: counting float constants only read 260 of the model's 25,866."""
+    import tarfile
+
+    with tarfile.open(ov_bundles["int8"]["path"]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    fp32 = cli("inspect", _save_ir(tmp_path / "fp32.xml"), "--json").json()["parameters"]
+    int8 = cli("inspect", tmp_path / "model" / "model.xml", "--json").json()["parameters"]
+    assert fp32 <= int8 <= 1.02 * fp32, (fp32, int8)   # plus the FakeQuantize ranges
+
+
 def _activation_ranges(bundle) -> dict:
     """{FakeQuantize name: input_high - input_low} of the activation FakeQuantizes of a bundle's IR."""
     import tarfile
