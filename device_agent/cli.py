@@ -221,8 +221,21 @@ def build_parser():
     return p
 
 
+def bench_problem(args):
+    """What contradicts between bench flags, which the parser judges one at a time; None when nothing does.
+    A minimum above its maximum would stop the loop at the maximum, short of the minimum asked for."""
+    for low, high in (("min_iterations", "max_iterations"), ("min_seconds", "max_seconds")):
+        if getattr(args, low) > getattr(args, high):
+            return "--%s %g is above --%s %g" % (low.replace("_", "-"), getattr(args, low), high.replace("_", "-"),
+                                                 getattr(args, high))
+    return None
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "fn", None) is cmd_bench and bench_problem(args):
+        parser.error(bench_problem(args))
     try:
         code = args.fn(args)
     except AgentError as e:

@@ -54,22 +54,38 @@ def backend_options(backend: str) -> dict:
     return describe(_backend_class(target).Options) if target else {}
 
 
-def _agent_args(threads, loop, sensing=None, allowed_signers=None) -> list:
+def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None) -> list:
     """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
     `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device. The agent's own parser judges
     them here, before anything is shipped: a misspelt key or a negative time is bad input (exit 2), not a device
-    that printed no result (exit 3)."""
+    that printed no result (exit 3); so are a minimum above its maximum and, given the bundle's manifest, a
+    --runtime-option its runtime does not have (the agent would refuse it only after the result was saved)."""
     args = _agent_flags(threads, loop, sensing, allowed_signers)
-    from device_agent.cli import build_parser
+    from device_agent.bench import BundleError, check_overrides
+    from device_agent.cli import bench_problem, build_parser
 
     refused = io.StringIO()
     try:
         with contextlib.redirect_stderr(refused):
-            build_parser().parse_args(["bench", "BUNDLE", *args])
+            parsed = build_parser().parse_args(["bench", "BUNDLE", *args])
     except SystemExit:
         why = (refused.getvalue().strip().splitlines() or ["refused"])[-1].split("error: ", 1)[-1]
         raise BadInput(f"measurement settings (threads, loop, sensing): {why}") from None
+    if bench_problem(parsed):
+        raise BadInput(f"measurement settings (loop): {bench_problem(parsed)}")
+    try:
+        if manifest is not None:
+            check_overrides(manifest, dict(parsed.runtime_option))
+    except BundleError as e:
+        raise BadInput(str(e)) from None
     return args
+
+
+def _check_timeout(timeout) -> None:
+    """A device timeout that is not a positive number of seconds (0, -5, nan) would fail every device at once and
+    save that failure as its result."""
+    if not (isinstance(timeout, (int, float)) and timeout > 0):   # `> 0` is false for nan too
+        raise BadInput(f"--timeout: must be a number of seconds above 0, not {timeout}")
 
 
 def _agent_flags(threads, loop, sensing, allowed_signers) -> list:
@@ -162,7 +178,9 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     from .transport import for_spec, resolve_device
 
     bundle = pathlib.Path(bundle)
+    _check_timeout(timeout)
     manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
+    agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest)   # and bad settings for it
     spec = resolve_device(device, _inventory(inventory))   # a device that is not one leaves no results dir
     refused, mismatch = profile_mismatch(manifest, spec)
     if refused and not allow_profile_mismatch:
@@ -171,7 +189,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
         transport = for_spec(spec, ssh_options)
         progress.status(f"measuring {bundle.name} on {device}")
         try:
-            doc, code = transport.bench(bundle, _agent_args(threads, loop, sensing, allowed_signers), progress, timeout)
+            doc, code = transport.bench(bundle, agent_args, progress, timeout)
         except DeviceFailure as e:
             doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
         finally:
@@ -204,12 +222,14 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     from .store import Store, default_url
     from .transport import for_spec
 
+    _check_timeout(timeout)
     inv = _inventory(inventory)
     devices = inv.select(group)
     if not devices:
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
-    Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
     manifest = bundles.read_manifest(bundle)
+    agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest)   # before the store is made
+    Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
     for spec in devices:   # and an inventory defect (a profile that does not exist, a missing key), as bench has it
         profile_mismatch(manifest, spec)
         check_key_files(spec)
@@ -230,7 +250,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
 
     outcome = fleet.bench(bundle, devices, transport_for, results_dir,
                           store_url or default_url(results_dir), parallel,
-                          _agent_args(threads, loop, sensing, allowed_signers), timeout,
+                          agent_args, timeout,
                           resume, progress)
     outcome["check"] = compare(list(outcome["paths"].values()), budgets)
     return outcome

@@ -292,11 +292,14 @@ def _teacher(reference: str, source):
     if fmt not in transform.TORCH_FORMATS:
         raise BadInput(f"--teacher {reference}: needs a PyTorch model (module:callable or .pt2), got {fmt}")
     shapes = {s.name: list(s.shape) for s in source.inputs} if fmt == "pytorch-module" else {}
-    teacher = torch_export.load(reference, fmt, shapes)
-    got, want = [o.shape for o in teacher.outputs], [o.shape for o in source.outputs]
+    teacher = torch_export.load(reference, fmt, shapes).torch_module
+    if fmt == "exported-program":   # its own example may have another batch size: compare on the source's
+        torch_export.refuse_fixed_batch(teacher, source.torch_examples, f"--teacher {reference}")
+    got = torch_export.output_shapes(teacher, source.torch_examples, f"--teacher {reference}")
+    want = [o.shape for o in source.outputs]
     if got != want:
         raise BadInput(f"--teacher {reference}: outputs {got} do not match the model's {want}")
-    return teacher.torch_module
+    return teacher
 
 
 def _original_accuracy(stages: list, evaluation, teacher) -> dict | None:

@@ -56,15 +56,26 @@ class Step:
     options: object     # the transform's Options instance
 
     def to_dict(self) -> dict:
-        return {"name": self.name, **dataclasses.asdict(self.options)}
+        return {"name": self.name, **transforms.get(self.name).recorded(dataclasses.asdict(self.options))}
 
 
 def step(name: str, values: dict, where: str) -> Step:
-    """A validated step: the transform exists and every option fits its declaration."""
+    """A validated step: the transform exists, every option fits its declaration, and those given fit together."""
     if name not in transforms.names():
         raise BadInput(f"{where}: unknown transform {name!r}; transforms: {', '.join(transforms.names())}")
     transform = transforms.get(name)
-    return Step(name, transforms.build_options(transform.Options, values, f"{where} ({name})"))
+    options = transforms.build_options(transform.Options, values, f"{where} ({name})")
+    transform.check_given(values, f"{where} ({name})")
+    return Step(name, options)
+
+
+def _recorded_entry(entry):
+    """A manifest's [[transform]] entry as this version records it (an older bundle's lowrank held rank and
+    energy both), so that rebuilding from it, or editing its TOML, passes check_given."""
+    if not isinstance(entry, dict) or entry.get("name") not in transforms.names():
+        return entry   # left for _steps to refuse, naming the entry
+    values = {k: v for k, v in entry.items() if k != "name"}
+    return {"name": entry["name"], **transforms.get(entry["name"]).recorded(values)}
 
 
 def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None, lr=None) -> list:
@@ -141,6 +152,8 @@ def _bundle_recipe(path: pathlib.Path) -> dict:
     doc = manifest["recipe"]
     if isinstance(doc, dict) and isinstance(doc.get("package"), dict):   # None means "the default" in a manifest
         doc = dict(doc, package={k: v for k, v in doc["package"].items() if v is not None})
+    if isinstance(doc, dict) and isinstance(doc.get("transform"), list):
+        doc = dict(doc, transform=[_recorded_entry(e) for e in doc["transform"]])
     return doc
 
 
@@ -200,7 +213,7 @@ def to_toml(recipe: dict) -> str:
     """A manifest's recipe as the text of a recipe file (to edit one a bundle was built with)."""
     lines = ["[package]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None]
-    for entry in recipe.get("transform", []):
+    for entry in map(_recorded_entry, recipe.get("transform", [])):
         lines += ["", "[[transform]]"] + [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"
 

@@ -350,6 +350,13 @@ def runtime_text(doc: dict) -> str | None:
     return " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None
 
 
+def thermal_measured(doc: dict) -> bool:
+    """Whether the run read its throttling state: a thermal section that says throttled (true or false) or a throttle
+    warning. A device with nothing readable has `available: false` and no such field."""
+    heat = section(doc, "thermal")
+    return "throttled" in heat or "frequency_capped" in heat or throttled(doc)
+
+
 def throttled(doc: dict) -> bool:
     """Whether the run was throttled or frequency-capped, so its figures hold only in that state."""
     heat = doc.get("thermal") or {}

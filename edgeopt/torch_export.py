@@ -194,7 +194,48 @@ def _program_module(reference: str, shapes: dict):
              if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
     if shapes:
         raise BadInput(f"{reference}: an ExportedProgram keeps its own input shapes; drop --input-shape")
-    return program.module(), tuple(args), names[:len(args)]
+    return _fixed_mode(program.module()), tuple(args), names[:len(args)]
+
+
+def _fixed_mode(graph_module):
+    """The module of an ExportedProgram, inside a wrapper whose train()/eval() leave it alone: its graph keeps
+    the mode it was exported in, and torch makes train()/eval() raise on it, so a converter that sets eval mode
+    on what it is given (litert-torch's channel-last wrapper, the ONNX exporter) would fail with "Calling train()
+    is not supported yet"."""
+    torch = _require_torch()
+
+    class ExportedProgramModule(torch.nn.Module):
+        def __init__(self, program_module):
+            super().__init__()
+            self.program = program_module
+
+        def forward(self, *args):
+            return self.program(*args)
+
+        def train(self, mode: bool = True):
+            self.training = mode   # the program's own graph is fixed: no recursion into it
+            return self
+
+    return ExportedProgramModule(graph_module)
+
+
+def refuse_fixed_batch(module, examples, what: str) -> None:
+    """Refuse an ExportedProgram that only takes its example's batch size: distillation feeds the teacher
+    batches of many samples, and torch's shape guard would fail there, mid-training, with a traceback."""
+    torch = _require_torch()
+    doubled = tuple(torch.cat([x, x]) if x.dim() else x for x in examples)
+    try:
+        with torch.no_grad():
+            module(*doubled)
+    except Exception:  # noqa: BLE001 - a guard failure (AssertionError) or a shape error from its graph
+        batch = examples[0].shape[0] if examples and examples[0].dim() else 1
+        raise BadInput(f"{what}: the ExportedProgram takes only its example's batch size ({batch}); distillation "
+                       "feeds batches: export it with a dynamic batch dimension (torch.export.Dim) or give "
+                       "model.py:build") from None
+
+
+def output_shapes(module, examples, reference: str) -> list:
+    return [list(t.shape) for t in _outputs(module, examples, reference)]
 
 
 def _outputs(module, examples, reference: str) -> list:

@@ -19,7 +19,8 @@ import tempfile
 from .compress import base as transforms
 from .errors import BadInput
 
-TORCH_FORMATS = ("pytorch-module", "exported-program")
+TORCH_FORMATS = ("pytorch-module", "exported-program")   # a teacher may be either: it is only run
+TRANSFORMABLE = ("pytorch-module",)   # a source a transform can change: an nn.Module with its layers
 HINT_SECONDS = 2.0      # timing budget for all stages together
 CACHE_BYTES = 1 << 30   # TransformCache: the parameter bytes of the modules it keeps, at most
 
@@ -38,6 +39,12 @@ class Stage:
 
 def refuse_non_torch(fmt: str, steps: list) -> None:
     """Model transforms change a PyTorch module; any other source is refused before work starts."""
+    if steps and fmt == "exported-program":
+        # its module() is a flat graph of aten calls: no nn.Conv2d/nn.Linear for prune or lowrank to find (they
+        # would change nothing and say so), and torch forbids train() on it, so nothing can be trained either
+        raise BadInput(f"transform {steps[0].name} needs a PyTorch nn.Module input (model.py:build, a callable "
+                       "returning the model): a .pt2 ExportedProgram is a fixed graph whose layers cannot be "
+                       "changed; give the model.py:build it was exported from")
     if steps and fmt not in TORCH_FORMATS:
         raise BadInput(f"transform {steps[0].name} needs a PyTorch source (module:callable or .pt2): "
                        f"the {fmt} model given has no module to change; package the PyTorch model it came from")

@@ -215,6 +215,29 @@ def test_runtime_option_override_is_checked_like_the_manifest(cli, bundles, tmp_
     assert "--runtime-option \"xnnpack\"=false: is not an option of runtime onnxruntime" in r.stderr
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--runtime-option", "xnnpack=false"], "--runtime-option \"xnnpack\"=false: is not an option of runtime onnxruntime"),
+    (["--timeout", "-5"], "--timeout: must be a number of seconds above 0, not -5.0"),
+    (["--timeout", "0"], "--timeout: must be a number of seconds above 0, not 0.0"),
+    (["--timeout", "nan"], "--timeout: must be a number of seconds above 0, not nan"),
+    (["--min-iterations", "100", "--max-iterations", "10"], "--min-iterations 100 is above --max-iterations 10"),
+])
+def test_bad_bench_options_are_refused_before_anything_runs(cli, bundles, tmp_path, args, said):
+    """These were a failed result saved and exit 3 (the device "did not finish within -5 s"), or a bench that
+    stopped short of its minimum; the agent's refusal of a runtime option came after the result was saved."""
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, *args)   # last wins
+    assert r.exit_code == 2 and said in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
+
+
+def test_the_agent_refuses_a_minimum_above_its_maximum(capsys):
+    from device_agent.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "b.edgepkg", "--min-seconds", "5", "--max-seconds", "1"])
+    assert e.value.code == 2 and "--min-seconds 5 is above --max-seconds 1" in capsys.readouterr().err
+
+
 # Signed bundles: real OpenSSH keys and ssh-keygen.
 needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (OpenSSH) is not installed")
 

@@ -69,6 +69,15 @@ class Transform:
         before the search, and leaves such a transform out rather than fail every trial that proposes it."""
         return None
 
+    def check_given(self, values: dict, where: str) -> None:
+        """Refuse options that each fit their declaration but not together, judged on those the user gave
+        (a flag's KEY=VALUE items, a recipe's table), not on the defaults filled in."""
+
+    def recorded(self, values: dict) -> dict:
+        """The step's options as a recipe records them (all of them by default); read back, check_given must
+        accept them."""
+        return values
+
     def validate(self, options, context: TransformContext) -> None:
         """Refuse what cannot work before any work starts (BadInput, one line). The default checks
         training data."""

@@ -16,7 +16,7 @@ class LowRankOptions:
     energy: float = option(0.9, "fraction of each layer's singular-value energy (sum of squares) kept",
                            low=0.0, high=1.0, low_open=True, search=(0.5, 0.99),
                            search_off="above")
-    rank: int = option(0, "a fixed rank for every layer instead of energy (0: use energy)", low=0)
+    rank: int = option(0, "a fixed rank (1 or more) for every layer instead of energy", low=0)   # 0: not given
     min_params: int = option(4096, "layers with fewer weights are left alone", low=0)
     protect: tuple[str, ...] = option((), "module names (as in named_modules, joined by '+') left whole")
 
@@ -26,6 +26,20 @@ class LowRank(Transform):
     name = "lowrank"
     summary = "low-rank factorization (SVD) of linear and conv layers into two thinner ones"
     Options = LowRankOptions
+
+    def check_given(self, values: dict, where: str) -> None:
+        # rank=0 used to mean "use energy" and silently did; rank with energy left one of them ignored
+        if "rank" in values and int(values["rank"]) == 0:
+            raise BadInput(f"{where}: rank: 0 is out of range (>= 1); leave rank out to pick each layer's rank "
+                           "by energy", option="rank")
+        if "rank" in values and "energy" in values:
+            raise BadInput(f"{where}: rank and energy: give one (rank fixes every layer's rank, energy picks "
+                           "each layer's)", option="rank")
+
+    def recorded(self, values: dict) -> dict:
+        """Only the mode in use: energy, or rank (recipes before this recorded both, with rank 0 for energy)."""
+        drop = "energy" if values.get("rank") else "rank"
+        return {k: v for k, v in values.items() if k != drop}
 
     def apply(self, module, options, context) -> TransformResult:
         import torch

@@ -201,13 +201,21 @@ def _spreadsheet_safe(value):
     return value
 
 
+def _throttled_cell(row: dict) -> str:
+    """true / false, or empty where the run could not read its throttling state: `false` would claim a check
+    that never happened (the JSON and tables say "not measured")."""
+    if row["throttled"]:
+        return "true"
+    return "false" if row.get("thermal_measured") else ""
+
+
 def csv_text(report: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in report["summary"]:
         ci = r["p90_ci95"] or [None, None]
-        row = dict(r, p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=str(r["throttled"]).lower(),
+        row = dict(r, p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=_throttled_cell(r),
                    budgets_failed=";".join(b["budget"] for b in r["budgets"] if b["status"] != "pass"))
         writer.writerow(["" if row.get(c) is None else _spreadsheet_safe(row[c]) for c in CSV_COLUMNS])
     return buf.getvalue()

@@ -111,7 +111,7 @@ def summary_row(doc: dict, entry: dict) -> dict:
                 peak_rss_mb=figure(doc, "memory.peak_rss_mb"), size_mb=figure(doc, "bundle.artifact_mb"),
                 top1=figure(doc, "accuracy.top1", 0.0, 1.0), power_w=figure(doc, "power.mean_w"),
                 energy_mj=figure(doc, "power.energy_mj_per_inference"), throughput_fps=figure(doc, "throughput.fps"),
-                throttled=results.throttled(doc),
+                throttled=results.throttled(doc), thermal_measured=results.thermal_measured(doc),
                 warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"))
 
 

@@ -32,6 +32,7 @@ import random
 import sys
 import typing
 
+from .. import transform as transform_stage
 from ..compress import base as transforms
 from ..errors import BadInput
 
@@ -129,7 +130,7 @@ def build(backends, source_format: str, has_calib: bool, has_train: bool, cores:
                                          **({"parent": f"{b.name}.{d.parent}"} if d.parent else
                                             {"parent": "backend", "when": b.name}))
                      for d in _backend_dimensions(b, has_calib, calib_samples)]
-    if source_format in ("pytorch-module", "exported-program"):
+    if source_format in transform_stage.TRANSFORMABLE:
         named = _named_transforms(doc)
         dims += [d for d in _transform_dimensions(has_train, backends)
                  if measures_accuracy or _transform_of(d) in named]
@@ -153,7 +154,7 @@ def transforms_left_out(dims: list, backends, source_format: str, has_train: boo
     """The searchable transforms that build() left out of `dims`: without an accuracy budget, those the space
     file does not name (pruning a random-weight MobileNetV3 by 67 % "met every budget" in a study that measured
     speed alone)."""
-    if source_format not in ("pytorch-module", "exported-program"):
+    if source_format not in transform_stage.TRANSFORMABLE:
         return []
     backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
     searchable = {d.name for d in _transform_dimensions(has_train, backends) if d.toggle}

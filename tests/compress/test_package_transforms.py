@@ -115,6 +115,44 @@ def test_onnx_source_is_refused_for_a_transform(cli, tmp_path):
     assert r.exit_code == 2 and "transform prune needs a PyTorch source" in r.stderr
 
 
+def _pt2(tmp_path, batch=None):
+    """resnetish saved as an ExportedProgram: batch 1 fixed, or `batch` samples with a dynamic batch dimension."""
+    import torch
+
+    from pruning_nets import resnetish
+
+    path = tmp_path / "r.pt2"
+    dims = {"dynamic_shapes": ({0: torch.export.Dim("batch", min=1, max=1024)},)} if batch else {}
+    torch.export.save(torch.export.export(resnetish(width=8), (torch.randn(batch or 1, 3, 32, 32),), **dims),
+                      str(path))
+    return path
+
+
+@pytest.mark.parametrize("args", [["--prune", "channels=0.5"], ["--low-rank", "energy=0.9"],
+                                  ["--distill", "--train-data", "t.npz"]])
+def test_a_pt2_source_is_refused_for_a_transform(cli, tmp_path, args):
+    """An ExportedProgram's module is a flat graph: prune and lowrank found no layer and claimed success; distill
+    failed with a traceback. Each is refused, naming the input it needs."""
+    r = cli("package", _pt2(tmp_path), *args, "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and "needs a PyTorch nn.Module input (model.py:build" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.edgepkg").exists()
+
+
+def test_a_pt2_teacher_needs_a_dynamic_batch(cli, tmp_path):
+    """Distillation feeds the teacher batches; a .pt2 fixed at batch 1 failed mid-training with a traceback."""
+    import numpy as np
+
+    train = tmp_path / "t.npz"
+    np.savez(train, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    args = ("package", SOURCE, *SHAPE, "--prune", "channels=0.5", "--distill", "--train-data", train, "--epochs", "1")
+    fixed = cli(*args, "--teacher", _pt2(tmp_path), "-o", tmp_path / "b.edgepkg")
+    assert fixed.exit_code == 2 and "takes only its example's batch size (1)" in fixed.stderr, fixed.stderr
+    assert not (tmp_path / "b.edgepkg").exists()
+    dynamic = cli(*args, "--teacher", _pt2(tmp_path, batch=2), "-o", tmp_path / "b.edgepkg", "--json")
+    assert dynamic.exit_code == 0, dynamic.stderr
+    assert [s["stage"] for s in dynamic.json()["transforms"]] == ["teacher", "source", "prune", "distill"]
+
+
 def test_pruned_module_converts_for_litert(cli, tmp_path):
     """A backend that converts PyTorch itself (litert-torch) gets the pruned module, not an ONNX export."""
     r = cli("package", SOURCE, *SHAPE, "--profile", "raspberry-pi-5", "--prune", "channels=0.5",

@@ -157,10 +157,31 @@ def test_a_bundle_as_recipe_rebuilds_for_the_profile_it_was_packaged_for(cli, tm
     assert again.exit_code == 0, again.stderr
     assert bundle_manifest(tmp_path / "b.edgepkg")["profile"]["name"] == "shelf-nuc"
     assert "profile shelf-nuc, as" in again.stderr
-    chosen = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-p", "generic", "-o", tmp_path / "c.edgepkg",
-                 "--json")
+    chosen = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-p", "generic",
+                 "-o", tmp_path / "c.edgepkg", "--json")
     assert chosen.exit_code == 0 and chosen.json()["profile"]["name"] == "generic"
     monkeypatch.delenv("EDGEOPT_PROFILES")
     lost = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "d.edgepkg")
     assert lost.exit_code == 2 and "packaged for profile 'shelf-nuc', which is not known here" in lost.stderr
     assert not (tmp_path / "d.edgepkg").exists()
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("rank=0", "--low-rank (lowrank): rank: 0 is out of range (>= 1)"),
+    ("rank=4,energy=0.9", "--low-rank (lowrank): rank and energy: give one"),
+])
+def test_low_rank_refuses_rank_zero_and_rank_with_energy(spec, fragment):
+    """rank=0 silently meant "use energy"; rank with energy ignored one of them."""
+    with pytest.raises(BadInput) as e:
+        recipe.from_flags(low_rank=spec)
+    assert fragment in str(e.value) and e.value.option == "rank", str(e.value)
+
+
+def test_low_rank_records_one_mode_and_reads_an_older_recipe_that_held_both():
+    fixed, = recipe.from_flags(low_rank="rank=4")
+    assert "energy" not in fixed.to_dict() and fixed.to_dict()["rank"] == 4
+    assert "rank" not in recipe.from_flags(low_rank="energy=0.8")[0].to_dict()
+    older = {"package": {}, "transform": [{"name": "lowrank", "energy": 0.9, "rank": 4, "min_params": 0, "protect": []},
+                                          {"name": "lowrank", "energy": 0.8, "rank": 0, "min_params": 0, "protect": []}]}
+    text = recipe.to_toml(older)
+    assert "rank = 4" in text and "energy = 0.9" not in text and "rank = 0" not in text and "energy = 0.8" in text

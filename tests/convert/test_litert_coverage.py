@@ -130,6 +130,20 @@ def test_an_exported_program_with_state_and_scalar_inputs(tmp_path):
     assert q["compression"]["quantize"] == "int8" and q["inputs"][2]["dtype"] == "int32"
 
 
+def test_an_exported_image_model_converts(tmp_path):
+    """An image .pt2 is wrapped channel-last and set to eval mode; torch forbids eval() on an ExportedProgram's
+    module, which failed the conversion with "Calling train() is not supported yet"."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location("tiny_torch", ASSETS / "tiny_torch.py")
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    pt2 = tmp_path / "cnn.pt2"
+    torch.export.save(torch.export.export(tiny.make_cnn(), (torch.randn(1, 3, 16, 16),)), str(pt2))
+    m = api.package(str(pt2), "raspberry-pi-5", tmp_path / "cnn.edgepkg")
+    assert m["parity"]["passed"] and m["inputs"][0]["shape"] == [1, 16, 16, 3]
+
+
 def test_a_quantizer_failure_is_one_line_saying_what_still_works(monkeypatch):
     from types import SimpleNamespace
 

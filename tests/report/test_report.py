@@ -23,6 +23,22 @@ TESTS = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def test_csv_leaves_throttled_empty_where_thermal_was_not_measured(cli, lab_results, tmp_path):
+    """`false` claimed a throttling check on a device where nothing thermal could be read."""
+    doc = json.loads(lab_results["fp32"].read_text())
+    paths = []
+    for name, thermal in [("read", {"throttled": False, "frequency_capped": False}),
+                          ("unread", {"available": False, "reason": "no thermal zones readable under /sys"})]:
+        doc["thermal"], doc["device"]["name"] = thermal, name
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc))
+    out = tmp_path / "r.csv"
+    r = cli("report", *paths, "--format", "csv", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert {row["device"]: row["throttled"] for row in rows} == {"read": "false", "unread": ""}
+
+
 @pytest.fixture(scope="module")
 def lab_results(bundles, tmp_path_factory):
     """results/ with fp32 and int8 benched here, an 8-run stored history of int8 whose p90 halved after run 4,
@@ -156,7 +172,7 @@ def test_csv_for_a_spreadsheet(cli, lab_results, tmp_path):
     assert float(rows[0]["p90_ms"]) == int8["latency"]["p90_ms"]
     assert [float(rows[0]["p90_ci95_low"]), float(rows[0]["p90_ci95_high"])] == int8["latency"]["ci95"]["p90_ms"]
     assert rows[1]["device"] == "'=HYPERLINK(\"x\")"   # not run as a formula
-    assert rows[0]["power_w"] == "" and rows[0]["throttled"] == "false"
+    assert rows[0]["power_w"] == "" and rows[0]["throttled"] == ("false" if "throttled" in int8["thermal"] else "")
 
 
 @pytest.fixture(scope="module")
