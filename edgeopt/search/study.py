@@ -403,9 +403,11 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
                                 sampler=_sampler(sampler, dims, job.seed, multi))
     if name in existing:
         _check_identity(study, identity)
+        _check_space(study, dims)
         _fail_orphans(study)
     else:
         study.set_user_attr("identity", identity)
+        study.set_user_attr("space", _space_record(dims))
         study.set_user_attr("pareto_figures", list(job.pareto_figures))
         every = _models_every_dimension(study.sampler)
         precision = _profile_precision(job)
@@ -451,6 +453,26 @@ def _check_identity(study, identity: dict) -> None:
             flag, then, now = _IDENTITY_FLAGS[key], _shown_identity(then), _shown_identity(now)
         raise BadInput(f"--resume: study {study.study_name!r} was started with another {flag} ({then}; now {now}): "
                        "give the flags it was started with, or start a new --study")
+
+
+def _space_record(dims: list) -> dict:
+    """{dimension: its values}: what the study's samplers were given. Not part of the identity (the content
+    keys): the same candidate in a narrower space is the same bundle and measurement."""
+    return {d.name: d.describe() for d in dims}
+
+
+def _check_space(study, dims: list) -> None:
+    """A resumed study must search the space it began with: Optuna refuses a categorical parameter whose choices
+    changed (a traceback, and the trial it was sampling left running), and the grid sampler's points are
+    numbered in that space. A study from before the space was recorded is not checked."""
+    recorded, now = study.user_attrs.get("space"), _space_record(dims)
+    if recorded is None or recorded == now:
+        return
+    name = next(k for k in (*recorded, *now) if recorded.get(k) != now.get(k))
+    then, current = (_shown_identity(v.get(name)) for v in (recorded, now))
+    raise BadInput(f"--resume: study {study.study_name!r} was started with another search space ({name}: {then}; "
+                   f"now {current}): give the --space file it was started with (the devices' backends and cores "
+                   "shape the space too), or start a new --study")
 
 
 def _given(sha: str | None) -> str:
@@ -662,14 +684,15 @@ class _Runner:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
         import optuna
 
-        every = _models_every_dimension(self.study.sampler)
-        if trial.user_attrs.get("baseline"):
-            if every:   # its enqueued parameters, registered for the sampler's model
-                spaces.sample(self.dims, trial, every)
-            candidate = _baseline(self.dims, self.job)
-        else:
-            package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial, every))
-            candidate = trials_.Candidate(package, steps, threads)
+        try:
+            candidate = self._candidate(trial)
+        except BaseException as e:   # never a trial left running: every later worker would count it
+            trial.set_user_attr("error", f"sampling its configuration failed: {e or type(e).__name__}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if isinstance(e, ValueError):   # Optuna: a parameter's values changed (a study older than _check_space)
+                raise BadInput(f"--resume: study {self.study.study_name!r} was started with another search space "
+                               f"({e}): give the --space file it was started with, or start a new --study") from None
+            raise
         key = candidate.key(self.identity)
         trial.set_user_attr("key", key)
         trial.set_user_attr("worker", WORKER)
@@ -701,6 +724,16 @@ class _Runner:
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _candidate(self, trial):
+        """The trial's candidate: the baseline (enqueued), or what the sampler proposes."""
+        every = _models_every_dimension(self.study.sampler)
+        if trial.user_attrs.get("baseline"):
+            if every:   # its enqueued parameters, registered for the sampler's model
+                spaces.sample(self.dims, trial, every)
+            return _baseline(self.dims, self.job)
+        package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial, every))
+        return trials_.Candidate(package, steps, threads)
 
     def _reference(self, trial):
         """The baseline to measure beside this trial (paired relative budgets), or None."""

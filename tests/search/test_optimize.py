@@ -276,6 +276,27 @@ def test_a_bundle_rebuilt_on_another_host_is_checked_against_the_one_measured(cl
     assert "; now not given): give the flags it was started with" in no_eval.stderr   # the flag, not a dict
 
 
+def test_resuming_with_another_space_file_is_bad_input(cli, tmp_path):
+    """Optuna refuses a categorical parameter whose choices changed: a traceback and a trial left running, where
+    a changed budget gets one line and exit 2."""
+    common = ["--sampler", "random", "--study", "spaced", "--budget", "latency_p90_ms=50"]
+    assert _optimize(cli, tmp_path, "--space", _float_or_int8(tmp_path), "--trials", "2", *common).exit_code == 0
+    other = tmp_path / "other.toml"
+    other.write_text('quantize = ["none", "dynamic"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    r = _optimize(cli, tmp_path, "--space", other, "--trials", "4", *common, "--resume")
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "edgeopt: error: --resume: study 'spaced' was started with another search space (quantize: none, int8; now "
+        "none, dynamic): give the --space file it was started with (the devices' backends and cores shape the space "
+        "too), or start a new --study"]
+    assert not [t for t in _trials(tmp_path, "spaced") if t.state == optuna.trial.TrialState.RUNNING]
+    with sqlite3.connect(tmp_path / "results" / "edgeopt.db") as db:   # a study from before the space was recorded
+        assert db.execute("DELETE FROM study_user_attributes WHERE key = 'space'").rowcount == 1
+    r = _optimize(cli, tmp_path, "--space", other, "--trials", "4", *common, "--resume")
+    assert r.exit_code == 2 and "was started with another search space (CategoricalDistribution" in r.stderr, r.stderr
+    assert not [t for t in _trials(tmp_path, "spaced") if t.state == optuna.trial.TrialState.RUNNING]
+
+
 def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
