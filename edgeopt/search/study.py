@@ -392,7 +392,9 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
     if resume and name not in existing:
         raise BadInput(f"--resume: no study {name!r} in the store")
     if name in existing:   # its front as it began (the number of directions is fixed); before it was recorded,
-        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("pareto_figures")
+        began = optuna.load_study(study_name=name, storage=storage)
+        _check_pareto(began, multi)
+        recorded = began.user_attrs.get("pareto_figures")
         front = tuple(recorded or _pareto_figures(job.budgets, job.objective))   # energy only where budgeted
         if multi and "energy_mj" in front and "energy_mj" not in job.pareto_figures:   # every trial would fail
             raise BadInput(f"--resume: study {name!r} searches a Pareto front with energy_mj, and "
@@ -432,8 +434,20 @@ def _profile_backend(job: Job) -> str:
 # What of the command line each part of a study's identity is, for a --resume that differs in it
 _IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
                    "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
-                   "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape"}
+                   "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape",
+                   # the sampler's and the training transforms' seed: another one proposes and trains other models
+                   "seed": "--seed"}
 _DATA_FLAGS = {"calib": "--calib", "eval": "--eval-data", "train": "--train-data"}
+
+
+def _check_pareto(study, multi: bool) -> None:
+    """--pareto or not is fixed when a study begins: Optuna keeps the number of objectives it was made with, and
+    a resumed run that differs would tell every trial the wrong number of values."""
+    began = len(study.directions) > 1
+    if began != multi:
+        then, now = ("given", "not given") if began else ("not given", "given")
+        raise BadInput(f"--resume: study {study.study_name!r} was started with another --pareto ({then}; now {now}): "
+                       "give the flags it was started with, or start a new --study")
 
 
 def _check_identity(study, identity: dict) -> None:
@@ -442,7 +456,7 @@ def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
     # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
     for key in ("model", "model_sha256", "profile", "data", "input_shapes", "budgets", "relative_budgets",
-                "paired_baseline", "objective"):
+                "paired_baseline", "objective", "seed"):
         then, now = recorded.get(key), identity.get(key)
         if then == now:
             continue

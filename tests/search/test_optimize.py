@@ -297,6 +297,20 @@ def test_resuming_with_another_space_file_is_bad_input(cli, tmp_path):
     assert not [t for t in _trials(tmp_path, "spaced") if t.state == optuna.trial.TrialState.RUNNING]
 
 
+def test_resuming_with_another_pareto_or_seed_is_bad_input(cli, tmp_path):
+    """Whether a study is a Pareto front, and its seed, are fixed when it begins: a --resume that differs is refused
+    naming the flag, as a changed budget is."""
+    common = ["--trials", "1", "--budget", "latency_p90_ms=50", "--no-screening"]
+    assert _optimize(cli, tmp_path, *common, "--study", "one").exit_code == 0
+    assert _optimize(cli, tmp_path, *common, "--study", "front", "--pareto").exit_code == 0
+    for study, args, changed in [("one", ["--pareto"], "another --pareto (not given; now given)"),
+                                 ("front", [], "another --pareto (given; now not given)"),
+                                 ("one", ["--seed", "7"], "another --seed (0; now 7)")]:
+        r = _optimize(cli, tmp_path, *common, "--study", study, "--resume", *args)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"--resume: study {study!r} was started with {changed}: give the flags" in r.stderr, r.stderr
+
+
 def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
