@@ -512,8 +512,27 @@ def _fail_orphans(study) -> None:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, pid = (t.user_attrs.get("worker") or "").rpartition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            if _enqueued(t):
+                _requeue(study, t)
+                continue
             optuna.trial.Trial(study, t._trial_id).set_user_attr("error", f"its worker {worker_host}:{pid} stopped")
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _enqueued(t) -> bool:
+    """Whether the study enqueued this trial itself: the baseline, or INT8 by hand."""
+    return bool(t.user_attrs.get("baseline") or t.user_attrs.get("textbook"))
+
+
+def _requeue(study, t) -> None:
+    """Return a trial that did not finish (Ctrl-C, its worker gone) to the queue, where it keeps its place: the
+    next run, --resume or another worker, measures it first. For the baseline and INT8 by hand, which the study
+    enqueues once: failed, the baseline was never measured again, every trial against a relative budget failed
+    with it, and nothing could be judged. Optuna has no public call for it; its storage allows it for a trial that
+    has not finished."""
+    import optuna
+
+    study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.WAITING)
 
 
 def _alive(pid: int) -> bool:
@@ -695,12 +714,33 @@ class _Runner:
         return len(taken) >= len(self.study.sampler.points)
 
     def _run_trial(self, trial) -> str | None:
-        """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
+        """Run one asked trial and tell the study; the failure kind ("input", "device") or None. Ctrl-C anywhere in
+        it ends the trial (_interrupted): one left running is counted, and waited for, by every later run."""
+        try:
+            return self._run_asked(trial)
+        except KeyboardInterrupt:
+            self._interrupted(trial)
+            raise
+
+    def _interrupted(self, trial) -> None:
+        """The trial Ctrl-C stopped, unless it was told already: back in the queue if the study enqueued it (the
+        baseline, INT8 by hand: _requeue), else failed with that reason."""
+        import optuna
+
+        if next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
+            return
+        if _enqueued(trial):
+            _requeue(self.study, trial)
+            return
+        trial.set_user_attr("error", "interrupted (Ctrl-C)")
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _run_asked(self, trial) -> str | None:
         import optuna
 
         try:
             candidate = self._candidate(trial)
-        except BaseException as e:   # never a trial left running: every later worker would count it
+        except Exception as e:   # never a trial left running: every later worker would count it
             trial.set_user_attr("error", f"sampling its configuration failed: {e or type(e).__name__}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             if isinstance(e, ValueError):   # Optuna: a parameter's values changed (a study older than _check_space)
@@ -723,10 +763,6 @@ class _Runner:
                                             screen, self._can_still_win, self.progress, self._reference(trial),
                                             twin=lambda artifact: self._twin(artifact, trial.number),
                                             name=self.bundle_name(trial.number))
-        except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted (Ctrl-C)")
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
             text = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -336,6 +336,47 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     assert len(json.loads(r.stdout)["trials"]) == len(after)
 
 
+def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
+    """Ctrl-C during the baseline: --resume measures it first. Failed, it was never measured again, and every
+    candidate failed against a relative budget without a limit."""
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut0", "--trials", "3",
+            "--budget", "size_mb=0.5x", "--sampler", "random", "--no-screening"]
+    with ctrl_c_works():
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in p.stderr:
+        if "trial 0:" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    rest = p.stderr.read()
+    assert p.wait(timeout=120) == 130, rest
+    assert not [t for t in _trials(tmp_path, "cut0") if t.state != optuna.trial.TrialState.WAITING]
+    r = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["trials"]
+    assert rows[0]["baseline"] and rows[0]["state"] == "complete" and rows[0]["trial"] == 0
+    assert rows[1]["textbook"] and rows[1]["feasible"]   # INT8 by hand, judged against the baseline's size
+    assert len([row for row in rows if not row["cached"]]) == 3 and not any(row["error"] for row in rows)
+
+
+def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
+    """A killed worker's baseline (or INT8 by hand) is measured again on --resume, first; its other trials fail
+    with the reason."""
+    import socket
+
+    from edgeopt.search import study as studies
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    s = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    for attrs in ({"baseline": True}, {"textbook": "INT8 alone"}, {}):
+        s.enqueue_trial({}, user_attrs=dict(attrs, worker=f"{socket.gethostname()}:{dead.pid}"))
+        s.ask()
+    studies._fail_orphans(s)
+    assert [t.state.name for t in s.get_trials()] == ["WAITING", "WAITING", "FAIL"]
+    assert s.ask().user_attrs.get("baseline")
+
+
 def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
     url = pg_url.render_as_string(hide_password=False)
     common = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--store", url,
