@@ -57,6 +57,9 @@ SCREEN_MARGIN = 0.25
 GRID_POINT = "edgeopt:grid_point"   # a trial's system attribute: the index of its grid point
 BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has measured the baseline yet
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# The shortest --timeout: one run of the agent takes its idle baseline (1 s), warm-up (0.2 s) and timed loop (1 s) by
+# default, besides starting it and loading the bundle; 0 or 0.01 s failed every trial on the device (exit 3).
+MIN_TIMEOUT = 10.0
 
 
 def default_objective(budgets: dict, relative_budgets: dict) -> str:
@@ -127,7 +130,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     try:
         try:
             runner.loop(n_trials)
-        except BadInput:
+        except (BadInput, DeviceFailure):   # the baseline: fix the input or the device, and run the same command
             _remove_if_unmeasured(study, storage, resume)
             raise
         if not multi_objective:
@@ -142,10 +145,10 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
 
 
 def _remove_if_unmeasured(study, storage, resume: bool) -> None:
-    """A study this worker began whose baseline cannot be built (bad input) measured nothing: removed, so the
-    same command runs again once the input is fixed (it read "study exists"). Kept where a trial completed or
-    another worker has started one (it would lose its trial), and where the removal itself fails (the
-    bad input is what the user needs to read)."""
+    """A study this worker began whose baseline cannot be built (bad input) or measured (the device failed)
+    measured nothing: removed, so the same command runs again once the input or device is fixed (it read "study
+    exists"). Kept where a trial completed or another worker has started one (it would lose its trial), and where
+    the removal itself fails (the error is what the user needs to read)."""
     import optuna
 
     started = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
@@ -153,7 +156,7 @@ def _remove_if_unmeasured(study, storage, resume: bool) -> None:
         return
     try:
         optuna.delete_study(study_name=study.study_name, storage=storage)
-    except Exception:  # noqa: BLE001  (storage errors of any kind: the BadInput is raised either way)
+    except Exception:  # noqa: BLE001  (storage errors of any kind: the error is raised either way)
         pass
 
 
@@ -166,6 +169,7 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     from ..profiles import load_profile
     from ..transport import resolve_device
 
+    _check_timeout(job.timeout)
     kind = KINDS.get(job.objective)
     if kind is None or kind.higher_is_better:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
@@ -213,6 +217,12 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
         identity["relative_budgets"] = dict(job.relative_budgets)
         identity["paired_baseline"] = job.paired_baseline
     return dims, identity
+
+
+def _check_timeout(timeout) -> None:
+    if not (isinstance(timeout, (int, float)) and MIN_TIMEOUT <= timeout < math.inf):
+        raise BadInput(f"--timeout {timeout:g}: expected a number of seconds of at least {MIN_TIMEOUT:g} (one "
+                       "measurement starts the agent, loads the bundle, warms up and times it)")
 
 
 def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -> list:
@@ -764,16 +774,26 @@ class _Runner:
                                             twin=lambda artifact: self._twin(artifact, trial.number),
                                             name=self.bundle_name(trial.number))
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
+            if trial.user_attrs.get("baseline"):
+                self._baseline_failed(trial, e)
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
-            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            trial.set_user_attr("error", f"{kind}: {text or type(e).__name__}")
+            trial.set_user_attr("error", f"{kind}: {_first_line(e)}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            if kind != "device" and trial.user_attrs.get("baseline"):
-                raise  # the untouched model cannot be packaged: the input is bad, not a candidate (exit 2)
             return kind
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _baseline_failed(self, trial, e: Exception) -> None:
+        """Raise for the baseline that failed: nothing can be judged without it (a relative budget has no limit,
+        the answer no reference), so the study stops, and the baseline goes back to the queue for the next run
+        (--resume, another worker) to measure first. Bad input stays itself (exit 2); the device's failure is exit
+        3 with its reason, where the study went on to fail every candidate and exit 1."""
+        _requeue(self.study, trial)
+        if isinstance(e, DeviceFailure):
+            raise DeviceFailure(f"the baseline (the untouched model) could not be measured, and no candidate can be "
+                                f"judged without it: {_first_line(e)}") from e
+        raise e
 
     def _candidate(self, trial):
         """The trial's candidate: the baseline (enqueued), or what the sampler proposes."""
@@ -1129,6 +1149,10 @@ class _Runner:
                 "textbook_missed": sorted(k for k, v in judge.violations(textbook).items() if v > 0),
                 "textbook_measurement": textbook.user_attrs.get("measurement"),
                 "textbook_runs": judge.runs(textbook)})
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _for_sampler(excess: float) -> float:

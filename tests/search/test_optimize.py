@@ -447,6 +447,8 @@ def _result_paths(tmp_path, row):
     (["--device", "no such host!"], "is not in the inventory and is not an SSH address"),
     (["--group", "lab"], "--group lab names an inventory group: give the inventory with --inventory FILE"),
     (["--study", "team/a b"], "--study 'team/a b': a study's name names its directory and bundles"),
+    (["--timeout", "0"], "--timeout 0: expected a number of seconds of at least 10"),
+    (["--timeout", "0.01"], "--timeout 0.01: expected a number of seconds of at least 10"),
 ])
 def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     space = tmp_path / "space.toml"
@@ -489,6 +491,27 @@ def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
     # nothing was measured: the study is removed, and the same command runs again once the data is fixed
     summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert "bad" not in [s.study_name for s in summaries]
+
+
+def test_a_device_failure_on_the_baseline_stops_the_study_with_exit_3(cli, tmp_path, monkeypatch):
+    """Nothing can be judged without the baseline: exit 3 with the device's reason, no candidate tried, and the
+    same command runs again once the device is back (it went on, failed every candidate, and exited 1)."""
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+
+    calls = []
+    monkeypatch.setattr(api, "bench", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        DeviceFailure("device local: agent did not finish within 900 s")))
+    common = ["--budget", "size_mb=0.5x", "--trials", "4", "--study", "down"]
+    r = _optimize(cli, tmp_path, *common)
+    assert r.exit_code == 3 and len(calls) == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "edgeopt: error: the baseline (the untouched model) could not be measured, and no candidate can be judged "
+        "without it: device local: agent did not finish within 900 s"]
+    monkeypatch.undo()
+    again = _optimize(cli, tmp_path, *common[:3], "2", *common[4:])
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["trials"][0]["baseline"] and again.json()["trials"][0]["state"] == "complete"
 
 
 def no_sensor(monkeypatch, tmp_path):
