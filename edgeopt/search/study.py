@@ -176,7 +176,7 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
     prof = load_profile(job.profile)
     labelled = _labelled(job.eval_data)
-    _check_eval_budgets(job.budgets, job.eval_data, labelled)
+    _check_eval_budgets(job.budgets, job.eval_data, labelled, job.objective)
     job.budgets = validate_budgets({**_profile_budgets(prof, labelled), **job.budgets}, field="--budget")
     job.relative_budgets = validate_ratios(job.relative_budgets)
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
@@ -308,18 +308,21 @@ def _profile_budgets(prof, labelled: bool) -> dict:
     return {k: v for k, v in prof.budgets.items() if labelled or k not in EVAL_BUDGETS}
 
 
-def _check_eval_budgets(budgets: dict, eval_data, labelled: bool) -> None:
-    """An accuracy budget the user asked for needs labelled eval data: refused before anything is measured
-    (every candidate would miss it unmeasured, and the study could only end with exit 1)."""
+def _check_eval_budgets(budgets: dict, eval_data, labelled: bool, objective: str = "") -> None:
+    """An accuracy budget or objective the user asked for needs labelled eval data: refused before anything is
+    measured (every candidate would miss the budget unmeasured, and the study could only end with exit 1; an
+    objective no trial measures failed every trial, the baseline included)."""
     from ..data import LABELS
     from ..pipeline import EVAL_BUDGETS
 
-    asked = next((k for k in EVAL_BUDGETS if k in budgets), None)
+    asked = next((f"--budget {k}" for k in EVAL_BUDGETS if k in budgets), None)
+    if objective in EVAL_BUDGETS:
+        asked = f"--objective {objective}"
     if asked is None or labelled:
         return
     why = (f"--eval-data {eval_data} has no {LABELS!r} array" if eval_data
            else "no --eval-data was given")
-    raise BadInput(f"--budget {asked}: accuracy is measured on labelled eval data, and {why}")
+    raise BadInput(f"{asked}: accuracy is measured on labelled eval data, and {why}")
 
 
 def _sample_count(path) -> int | None:

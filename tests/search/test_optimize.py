@@ -473,6 +473,14 @@ def test_eval_data_without_labels_measures_no_accuracy_budget(cli, tmp_path):
     assert f"--budget accuracy_drop: accuracy is measured on labelled eval data, and --eval-data {unlabelled} " \
            "has no 'labels' array" in refused.stderr
     assert not list((tmp_path / "results").rglob("*.json"))
+    objective = cli("optimize", *common, "--objective", "accuracy_drop")   # minimised, so measured: refused alike
+    assert objective.exit_code == 2 and f"--objective accuracy_drop: accuracy is measured on labelled eval data, " \
+        f"and --eval-data {unlabelled} has no 'labels' array" in objective.stderr, objective.stderr
+    without = cli("optimize", *[a for a in common if a not in ("--eval-data", unlabelled)], "--objective",
+                  "accuracy_drop")
+    assert without.exit_code == 2 and "--objective accuracy_drop: accuracy is measured on labelled eval data, and no " \
+        "--eval-data was given" in without.stderr, without.stderr
+    assert not list((tmp_path / "results").rglob("*.json"))
     r = cli("optimize", *common, "--budget", "latency_p90_ms=50", "--trials", "2", "--study", "nolabels")
     assert r.exit_code == 0, r.stderr
     assert "accuracy_drop" not in r.json()["budgets"] and r.json()["best"] is not None
