@@ -101,6 +101,9 @@ class Job:
     # and why energy is not, where it is not
     pareto_figures: tuple = ()
     energy_absent: str = ""
+    # the backend the baseline and every candidate package with where the devices lack the profile's own runtime
+    # (_usable_backends); None: the profile's own
+    backend: str | None = None
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -189,6 +192,10 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     energy, job.energy_absent = _energy_measured(prof, facts)
     job.pareto_figures = _pareto_figures(job.budgets, job.objective, energy)
     backends = _usable_backends(prof, fmt, facts)
+    if backends[0].name != prof.backend:
+        job.backend = backends[0].name
+        job.notes.append(f"backend {prof.backend} not searched: {_lacking(prof.backend, facts)} has no runtime for "
+                         f"it; the baseline and the candidates use {', '.join(b.name for b in backends)}")
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     calib_samples = _sample_count(job.calib)
     dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), _search_cores(prof, facts, job.notes),
@@ -213,6 +220,8 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
                 "data": {k: _file_sha(v) for k, v in (("calib", job.calib), ("eval", job.eval_data),
                                                      ("train", job.train_data)) if v},
                 "input_shapes": job.input_shapes, "seed": job.seed}
+    if job.backend:   # only then: the content keys of studies on the profile's own backend stay as they were
+        identity["backend"] = job.backend
     if job.relative_budgets:   # only then: the content keys of studies without them stay as they were
         identity["relative_budgets"] = dict(job.relative_budgets)
         identity["paired_baseline"] = job.paired_baseline
@@ -258,7 +267,18 @@ def _usable_backends(prof, fmt: str, facts: dict) -> list:
     if not others:
         return [own]
     runtimes = [f.get("runtimes") or {} for f in facts.values()]
-    return [own] + [b for b in others if all(installed(r, b.name) for r in runtimes)]
+    usable = [b for b in others if all(installed(r, b.name) for r in runtimes)]
+    # The profile's own too, where every device reported its runtimes and one lacks it (a Jetson profile on a
+    # host without TensorRT: every TensorRT candidate failed on the device), and another backend is left to search.
+    # Otherwise it stays: the device's own error says what it lacks.
+    lacks_own = all(runtimes) and not all(installed(r, own.name) for r in runtimes)
+    return usable if lacks_own and usable else [own] + usable
+
+
+def _lacking(backend: str, facts: dict) -> str:
+    """The first device whose probe found no runtime for the backend."""
+    from ..doctor import installed
+    return next(d for d, f in facts.items() if not installed(f.get("runtimes") or {}, backend))
 
 
 def _device_facts(device: str, job: Job, power_sensor: str = "auto") -> dict:
@@ -448,6 +468,8 @@ def _profile_backend(job: Job) -> str:
 _IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
                    "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
                    "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape",
+                   # the profile's own backend is searched only where every device has its runtime
+                   "backend": "backend (the devices' runtimes)",
                    # the sampler's and the training transforms' seed: another one proposes and trains other models
                    "seed": "--seed"}
 _DATA_FLAGS = {"calib": "--calib", "eval": "--eval-data", "train": "--train-data"}
@@ -469,7 +491,7 @@ def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
     # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
     for key in ("model", "model_sha256", "profile", "data", "input_shapes", "budgets", "relative_budgets",
-                "paired_baseline", "objective", "seed"):
+                "paired_baseline", "objective", "seed", "backend"):
         then, now = recorded.get(key), identity.get(key)
         if then == now:
             continue
@@ -766,7 +788,7 @@ class _Runner:
         config = candidate.describe()
         if trial.user_attrs.get("baseline") and any(d.name == "backend" for d in self.dims):
             # beside trials that name theirs: the baseline runs on the profile's own backend, which it leaves implicit
-            config = f"backend={_profile_backend(self.job)} {config}"
+            config = f"backend={self.job.backend or _profile_backend(self.job)} {config}"
         trial.set_user_attr("config", config)
         self.progress.status(f"trial {trial.number}: {config}")
         cached = self._cached(key, trial.number)

@@ -913,6 +913,24 @@ def test_a_backend_whose_runtime_a_device_lacks_is_not_searched(tmp_path, monkey
     assert probed == ["local"] and "backend" not in {d.name for d in dims} and "preset" in {d.name for d in dims}
 
 
+def test_the_profiles_own_backend_is_not_searched_where_a_device_lacks_its_runtime(cli, tmp_path):
+    """jetson-orin-nano on a host without TensorRT (this one: the probe says so): its TensorRT candidates all
+    failed on the device; ONNX Runtime, which it also runs, is searched alone, the baseline included."""
+    from edgeopt.search import study
+
+    probed = study._device_facts("local", study.Job(str(MODEL), "jetson-orin-nano", ["local"], {}))["runtimes"]
+    if probed.get("tensorrt") or not probed.get("onnxruntime"):
+        pytest.skip(f"needs ONNX Runtime without TensorRT here (probed: {probed})")
+    r = _optimize(cli, tmp_path, "--profile", "jetson-orin-nano", "--trials", "2", "--study", "orin",
+                  "--budget", "latency_p90_ms=50", "--no-screening")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    assert "backend tensorrt not searched: local has no runtime for it; the baseline and the candidates use " \
+           "onnxruntime" in outcome["notes"]
+    runtimes = {json.loads(pathlib.Path(t["results"][0]).read_text())["runtime"]["name"] for t in outcome["trials"]}
+    assert runtimes == {"onnxruntime"} and not any(t["error"] for t in outcome["trials"])
+
+
 def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypatch):
     """A Pi profile measured on a 2-core host searched threads=4 (81x its baseline: oversubscribed); a profile
     that leaves the cores to the device (generic, intel-cpu) searched no thread count at all."""
