@@ -687,6 +687,7 @@ class _Runner:
         self.job, self.study, self.dims, self.identity = job, study, dims, identity
         self.screening, self.multi, self.progress = screening, multi, progress
         self.stopped_by_device = None
+        self.ruled_out = None    # why _can_still_win last left a screened candidate without a full measurement
         self.end_failed = None   # why measuring again at the study's end stopped: the device failed there
         self.exhausted = None
         self.exploration = None   # space.Exploration, made when the sampler first repeats itself
@@ -791,12 +792,13 @@ class _Runner:
             config = f"backend={self.job.backend or _profile_backend(self.job)} {config}"
         trial.set_user_attr("config", config)
         self.progress.status(f"trial {trial.number}: {config}")
-        cached = self._cached(key, trial.number)
+        full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
+        cached = self._cached(key, trial.number, full)
         try:
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
                                             screen, self._can_still_win, self.progress, self._reference(trial),
-                                            twin=lambda artifact: self._twin(artifact, trial.number),
+                                            twin=lambda artifact: self._twin(artifact, trial.number, full),
                                             name=self.bundle_name(trial.number))
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
             if trial.user_attrs.get("baseline"):
@@ -805,6 +807,8 @@ class _Runner:
             trial.set_user_attr("error", f"{kind}: {_first_line(e)}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return kind
+        if cached is None and outcome["measurement"] == "screening" and "twin_of" not in outcome:
+            outcome["ruled_out"] = self.ruled_out
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
@@ -889,30 +893,31 @@ class _Runner:
         answer in turn), nor on a Pareto front: a candidate slower than the best may still be on it, by accuracy
         or size."""
         return (self.screening and not self.multi and not trial.user_attrs.get("baseline")
-                and not trial.user_attrs.get("textbook"))
+                and not trial.user_attrs.get("textbook") and trial.user_attrs.get("again_of") is None)
 
-    def _finished(self, attr: str, value: str, number: int):
-        """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None."""
+    def _finished(self, attr: str, value: str, number: int, full: bool = False):
+        """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None; one
+        measured fully first (measure_ruled_out measures again what a screening run left out). full: only such."""
         import optuna
 
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get(attr) == value and t.number != number and "figures" in t.user_attrs:
-                return t
-        return None
+        found = [t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                 if t.user_attrs.get(attr) == value and t.number != number and "figures" in t.user_attrs]
+        found.sort(key=lambda t: t.user_attrs.get("measurement") != "full")
+        return next((t for t in found if not full or t.user_attrs.get("measurement") == "full"), None)
 
-    def _cached(self, key: str, number: int) -> dict | None:
+    def _cached(self, key: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
-        t = self._finished("key", key, number)
+        t = self._finished("key", key, number, full)
         return None if t is None else {k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
-            "twin_of", "untrained") if t.user_attrs.get(k) is not None}
+            "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None}
 
-    def _twin(self, artifact: str, number: int) -> dict | None:
+    def _twin(self, artifact: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
         with "twin_of": the trial first measured; None when there is none."""
-        t = self._finished("artifact", artifact, number)
+        t = self._finished("artifact", artifact, number, full)
         return None if t is None else dict({k: t.user_attrs[k] for k in (
-            "figures", "violations", "measurement", "results", "paired") if k in t.user_attrs},
+            "figures", "violations", "measurement", "results", "paired", "ruled_out") if k in t.user_attrs},
             twin_of=t.user_attrs.get("twin_of") or t.number)
 
     def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
@@ -925,8 +930,8 @@ class _Runner:
             trial.set_user_attr("error", f"{missing} not measured on every device (an objective of the study)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
-                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy"):
+        for name in ("figures", "violations", "measurement", "results", "seconds", "paired", "artifact", "twin_of",
+                     "transforms_reused", "parity", "baseline_beside", "untrained", "noisy", "ruled_out"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -955,14 +960,21 @@ class _Runner:
         and, once a feasible best exists, no slower than it by more than SCREEN_MARGIN on the objective. With a
         paired objective both sides are ratios to the baseline measured beside them (`ratios`: the screening's),
         as trials are ranked: absolute figures minutes apart would carry the host's drift."""
-        if any(v > SCREEN_MARGIN for v in violations.values()):
+        far = sorted(k for k, v in violations.items() if v > SCREEN_MARGIN)
+        # why, for the trial's record: the table says what ruled it out, and confirm() measures it fully once the
+        # best it was compared with is demoted (measure_ruled_out)
+        self.ruled_out = {"by": "budgets", "budgets": far, "margin": SCREEN_MARGIN} if far else None
+        if far:
             return False
         judge = _Judge.of(self.study, self.job.objective)
-        best = min((judge.value(t) for t in _complete(self.study) if judge.feasible(t)
+        best = min(((judge.value(t), t.number) for t in _complete(self.study) if judge.feasible(t)
                     and t.user_attrs.get("measurement") == "full"
                     and self.job.objective in t.user_attrs.get("figures", {})), default=None)
         value = (ratios if judge.paired else figures).get(self.job.objective)
-        return best is None or value is None or value <= best * (1 + SCREEN_MARGIN)
+        if best is None or value is None or value <= best[0] * (1 + SCREEN_MARGIN):
+            return True
+        self.ruled_out = {"by": "best", "trial": best[1], "margin": SCREEN_MARGIN}
+        return False
 
     def bundle_name(self, number: int) -> str:
         """A trial's bundle name, which its result files and history are filed under: "STUDY-tN", as the tables
@@ -995,7 +1007,8 @@ class _Runner:
         try:
             for _ in range(RECHECK_TOP):   # a trial measured again may rank among the finalists, or disagree
                 self.recheck_best()
-                if not self.measure_near_misses():
+                near = self.measure_near_misses()
+                if not self.measure_ruled_out() and not near:
                     break
         except DeviceFailure as e:
             self.end_failed = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -1031,6 +1044,42 @@ class _Runner:
                                  f"{self.job.objective} ≤ {judge.limit:g}{'x' if judge.paired else ''} (it {why})")
             measured = self._measure_runs(t, JUDGED_RUNS) or measured
         return measured
+
+    def measure_ruled_out(self) -> bool:
+        """Trials a screening run left out as slower than the best of their time, measured fully now that the best
+        has changed (measuring again demoted it) and they can win against the best now; whether any was. Each is
+        a new trial of the same configuration, asked to be measured fully ("again_of"): a finished trial's record
+        cannot change. Ruled out on a budget, a trial stays out: no best decided that."""
+        import optuna
+
+        done = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get("again_of") is not None}
+        measured = False
+        for t in self._ruled_out_by_another_best():
+            if t.user_attrs.get("key") in done or not self._can_still_win(
+                    t.user_attrs["figures"], t.user_attrs.get("violations") or {},
+                    {k: v for k, v in (t.user_attrs.get("paired") or {}).items() if v is not None}):
+                continue
+            self.progress.status(f"measuring trial {t.number} fully: its screening run was ruled out against trial "
+                                 f"{t.user_attrs['ruled_out']['trial']}, no longer the best")
+            self.study.enqueue_trial(t.params, user_attrs={"again_of": t.number})
+            trial = self.study.ask()
+            if self._run_trial(trial) == "device":   # confirm() stops measuring, as on any device failure at the end
+                raise DeviceFailure(next(u for u in self.study.get_trials(deepcopy=False)
+                                         if u.number == trial.number).user_attrs.get("error"))
+            measured = True
+        return measured
+
+    def _ruled_out_by_another_best(self) -> list:
+        """Screened-only trials ruled out against a best that is not the best now, one per configuration."""
+        ranked = _ranked_feasible(self.study, self.job.objective)
+        best = ranked[0].number if ranked else None
+        out = {}
+        for t in _complete(self.study):
+            why = t.user_attrs.get("ruled_out") or {}
+            if why.get("by") == "best" and why.get("trial") != best and t.user_attrs.get("measurement") == "screening":
+                out.setdefault(t.user_attrs.get("key"), t)
+        return list(out.values())
 
     def _measure_runs(self, t, runs: int) -> bool:
         """Measure `t` again until it has `runs` runs of the objective, each stored as it is read (for its twins
@@ -1408,7 +1457,7 @@ def _row(t, judge: _Judge) -> dict:
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
             "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained"),
-            "noisy": attrs.get("noisy") or []}
+            "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
 
 
 def _pareto(trials: list, names: tuple) -> list:
@@ -1445,7 +1494,7 @@ def _closest(study, budgets: dict) -> dict:
                            "measured": figures.get(key), "limit": budgets[key], "excess": violations.get(key),
                            "paired": (t.user_attrs.get("paired") or {}).get(key),
                            "runs": judge.runs(t) if key == judge.objective else None,
-                           "measurement": t.user_attrs.get("measurement"),
+                           "measurement": t.user_attrs.get("measurement"), "ruled_out": t.user_attrs.get("ruled_out"),
                            # what the trade-off cost: the budgets this trial missed besides this one, and
                            # those it never measured (accuracy, after a screening run ruled it out on speed)
                            "others_missed": {k: v for k, v in violations.items()
