@@ -1344,7 +1344,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
         if carried:
             study.set_user_attr("carried_limits", carried)
             out["carried_limits"] = carried
-        out["best"] = dict(_rows(study, [best])[0], bundle=str(chosen))
+        out["best"] = dict(_best_row(study, best), bundle=str(chosen))
     stopped = runner.stopped_by_device
     out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
     if stopped:
@@ -1426,7 +1426,7 @@ def load(url: str, name: str) -> dict:
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study), **_versus(study, ranked),
+                "best": _best_row(study, ranked[0]) if ranked else None, **_relative(study), **_versus(study, ranked),
                 "closest": None if ranked else _closest(study, budgets),
                 "notes": list(study.user_attrs.get("notes", []))}
     finally:
@@ -1443,6 +1443,23 @@ def _rows(study, trials=None) -> list:
     ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
     trials = trials if trials is not None else [t for t in study.get_trials(deepcopy=False) if t.state in ended]
     return [_row(t, judge) for t in trials]
+
+
+def _best_row(study, t) -> dict:
+    """The chosen trial's row, its objective as the study judged it where it was measured again: the median of its
+    runs' figures, and of their ratios to the baseline beside each where paired (its first run alone read 2.4x the
+    others once). Its first run's figures are kept as "first_run"; the other figures are its full run's (only the
+    objective is measured again)."""
+    judge = _Judge.of(study)
+    row = _row(t, judge)
+    figures = [f for f in judge.run_figures(t) or [] if f is not None]
+    if not judge.runs(t) or len(figures) < 2:   # measured once, or before the runs' figures were kept
+        return row
+    row["first_run"] = {"figures": row["figures"], "paired": row["paired"]}
+    row["figures"] = dict(row["figures"], **{judge.objective: statistics.median(figures)})
+    if judge.paired and row["paired"]:
+        row["paired"] = dict(row["paired"], **{judge.objective: statistics.median(judge.runs(t))})
+    return row
 
 
 def _row(t, judge: _Judge) -> dict:

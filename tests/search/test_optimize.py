@@ -53,6 +53,10 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     best = pathlib.Path(outcome["best"]["bundle"])
     assert best.is_file() and outcome["best"]["feasible"]
     assert len(outcome["best"]["rechecked"]) == 2   # the answer is measured twice, with rivals or without
+    # its figure as the study judged it, the median of those runs; its first run's beside it
+    assert outcome["best"]["figures"]["latency_p90_ms"] == pytest.approx(
+        statistics.median(outcome["best"]["rechecked_figures"]))
+    assert outcome["best"]["first_run"]["figures"]["latency_p90_ms"] == outcome["best"]["rechecked_figures"][0]
     assert outcome["trials"][0]["baseline"] and outcome["trials"][0]["config"].startswith("quantize=none")
     # then INT8 alone with the backend's defaults, what a user tries first by hand
     textbook = outcome["trials"][1]   # at the baseline's threads: the most the device's cores allow

@@ -297,3 +297,17 @@ def test_the_table_says_what_ruled_a_screened_closest_miss_out():
     assert _unmeasured(["accuracy_drop"], "screening", {"by": "best", "trial": 3, "margin": 0.25}) == \
         "; accuracy_drop not measured (its screening run read over 25% slower than trial 3, the best until " \
         "measuring again ruled that one out)"
+
+
+def test_the_chosen_trials_figures_are_the_median_of_its_runs(tmp_path, monkeypatch):
+    """--json's best.figures and best.paired: as the study judged the answer, not its first run (kept beside)."""
+    runner = _runner(tmp_path, True, [(1.0, 0.43, True)], limit=0.5)
+    _measured_again(runner, monkeypatch, {0: [0.47, 0.45]})   # each run's figure: ten times its ratio
+    runner.confirm()
+    best = studies._best_row(runner.study, studies._ranked_feasible(runner.study, OBJECTIVE)[0])
+    assert best["rechecked"] == [0.43, 0.47] and best["rechecked_figures"] == pytest.approx([1.0, 4.7])
+    assert best["figures"][OBJECTIVE] == pytest.approx(2.85) and best["paired"][OBJECTIVE] == pytest.approx(0.45)
+    assert best["figures"]["accuracy_drop"] == 0.0   # the rest: its full run's
+    assert best["first_run"] == {"figures": {OBJECTIVE: 1.0, "accuracy_drop": 0.0}, "paired": {OBJECTIVE: 0.43}}
+    once = _runner(tmp_path, False, [(2.0, None, True)])
+    assert "first_run" not in studies._best_row(once.study, once.study.get_trials()[0])   # measured once
