@@ -724,9 +724,16 @@ def _time_spent(trials: list) -> str:
             + (f"; {twins} packaged to a bundle already measured, and answered by its measurement" if twins else ""))
 
 
-def _unmeasured(budgets: list, measurement: str | None) -> str:
-    """The budgets a closest miss never measured (accuracy, when a screening run ruled it out on speed)."""
-    why = " (a screening run ruled it out first)" if measurement == "screening" else ""
+def _unmeasured(budgets: list, measurement: str | None, ruled_out: dict | None = None) -> str:
+    """The budgets a closest miss never measured (accuracy, when a screening run ruled it out on speed), and what
+    ruled it out: a budget its screening run missed by far, or a best of its time that measuring again demoted (a
+    closest miss is shown only where no best is left)."""
+    why = ""
+    if measurement == "screening":
+        why = " (a screening run ruled it out first)"
+        if (ruled_out or {}).get("by") == "best":
+            why = (f" (its screening run read over {ruled_out['margin']:.0%} slower than trial {ruled_out['trial']}, "
+                   "the best until measuring again ruled that one out)")
     return f"; {', '.join(budgets)} not measured{why}" if budgets else ""
 
 
@@ -826,7 +833,7 @@ def closest_lines(outcome: dict) -> list:
                                                for k, v in others.items())
         else:
             cost = "" if unmeasured else ", meeting every other budget"
-        cost += _unmeasured(unmeasured, miss.get("measurement"))
+        cost += _unmeasured(unmeasured, miss.get("measurement"), miss.get("ruled_out"))
         lines.append(f"{'[green]met[/]' if met else '[yellow]closest[/]'} {key}: trial {miss['trial']} "
                      f"({escape(miss['config'] or '')}) measured {against}{cost}")
     if closest.get("overall"):
@@ -836,5 +843,5 @@ def closest_lines(outcome: dict) -> list:
         unmeasured = [k for k in o["violations"] if k not in o["figures"]]
         lines.append(f"[yellow]nearest overall[/] trial {o['trial']} ({escape(o['config'])}): "
                      f"{'missed ' + missed if missed else 'met every budget it measured'}"
-                     f"{_unmeasured(unmeasured, o.get('measurement'))}")
+                     f"{_unmeasured(unmeasured, o.get('measurement'), o.get('ruled_out'))}")
     return lines

@@ -456,7 +456,7 @@ def _read(path) -> dict:
 
 def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
     by_name = {d.name: d for d in dims}
-    for key, value in doc.items():
+    for key, value in _dotted(doc, by_name, path).items():
         if key == "threads" and key not in by_name:
             by_name[key] = _threads(value, path)
             continue
@@ -468,6 +468,23 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
         for name in targets:
             by_name[name] = _narrowed(by_name[name], value, f"{path}: {key}", len(targets) > 1)
     return list(by_name.values())
+
+
+def _dotted(doc: dict, by_name: dict, path) -> dict:
+    """The space file's keys as the dotted names of dimensions. TOML reads an unquoted `prune.channels = [...]` as
+    a table `prune` holding `channels` (the message showed the table as a Python dict); a table is a value only of a
+    number range ({low, high, step}), so a table under any other key is read as the names within it."""
+    out = {}
+    for key, value in doc.items():
+        dim = by_name.get(key)
+        if not isinstance(value, dict) or key == "threads" or (dim is not None and not dim.choices):
+            out[key] = value
+        elif not value:
+            raise BadInput(f"{path}: {key}: an empty table (a range is {{low, high, step}}; a dotted name such as "
+                           f"\"{key}.OPTION\" narrows one of its options)")
+        else:
+            out.update(_dotted({f"{key}.{k}": v for k, v in value.items()}, by_name, path))
+    return out
 
 
 def _why_absent(name: str) -> str:
@@ -511,6 +528,8 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
     if not (isinstance(value, list) and len(value) == 2 and all(map(_number, value))):
         raise BadInput(f"{where}: expected [low, high], {{low, high, step}} or one number, got {value!r}")
     low, high = value
+    if low > high:   # said as such: "not within the option's bounds" sent the user to the bounds
+        raise BadInput(f"{where}: low {low:g} is above high {high:g}")
     lowest, highest = dim.limits or (dim.low, dim.high)
     if not lowest <= low <= high <= highest:
         raise BadInput(f"{where}: [{low}, {high}] is not within the option's bounds {lowest:g}..{highest:g}")

@@ -57,6 +57,9 @@ SCREEN_MARGIN = 0.25
 GRID_POINT = "edgeopt:grid_point"   # a trial's system attribute: the index of its grid point
 BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has measured the baseline yet
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# The shortest --timeout: one run of the agent takes its idle baseline (1 s), warm-up (0.2 s) and timed loop (1 s) by
+# default, besides starting it and loading the bundle; 0 or 0.01 s failed every trial on the device (exit 3).
+MIN_TIMEOUT = 10.0
 
 
 def default_objective(budgets: dict, relative_budgets: dict) -> str:
@@ -98,6 +101,9 @@ class Job:
     # and why energy is not, where it is not
     pareto_figures: tuple = ()
     energy_absent: str = ""
+    # the backend the baseline and every candidate package with where the devices lack the profile's own runtime
+    # (_usable_backends); None: the profile's own
+    backend: str | None = None
 
 
 def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
@@ -127,7 +133,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
     try:
         try:
             runner.loop(n_trials)
-        except BadInput:
+        except (BadInput, DeviceFailure):   # the baseline: fix the input or the device, and run the same command
             _remove_if_unmeasured(study, storage, resume)
             raise
         if not multi_objective:
@@ -142,10 +148,10 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
 
 
 def _remove_if_unmeasured(study, storage, resume: bool) -> None:
-    """A study this worker began whose baseline cannot be built (bad input) measured nothing: removed, so the
-    same command runs again once the input is fixed (it read "study exists"). Kept where a trial completed or
-    another worker has started one (it would lose its trial), and where the removal itself fails (the
-    bad input is what the user needs to read)."""
+    """A study this worker began whose baseline cannot be built (bad input) or measured (the device failed)
+    measured nothing: removed, so the same command runs again once the input or device is fixed (it read "study
+    exists"). Kept where a trial completed or another worker has started one (it would lose its trial), and where
+    the removal itself fails (the error is what the user needs to read)."""
     import optuna
 
     started = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
@@ -153,7 +159,7 @@ def _remove_if_unmeasured(study, storage, resume: bool) -> None:
         return
     try:
         optuna.delete_study(study_name=study.study_name, storage=storage)
-    except Exception:  # noqa: BLE001  (storage errors of any kind: the BadInput is raised either way)
+    except Exception:  # noqa: BLE001  (storage errors of any kind: the error is raised either way)
         pass
 
 
@@ -166,13 +172,14 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     from ..profiles import load_profile
     from ..transport import resolve_device
 
+    _check_timeout(job.timeout)
     kind = KINDS.get(job.objective)
     if kind is None or kind.higher_is_better:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
     prof = load_profile(job.profile)
     labelled = _labelled(job.eval_data)
-    _check_eval_budgets(job.budgets, job.eval_data, labelled)
+    _check_eval_budgets(job.budgets, job.eval_data, labelled, job.objective)
     job.budgets = validate_budgets({**_profile_budgets(prof, labelled), **job.budgets}, field="--budget")
     job.relative_budgets = validate_ratios(job.relative_budgets)
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
@@ -185,6 +192,10 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     energy, job.energy_absent = _energy_measured(prof, facts)
     job.pareto_figures = _pareto_figures(job.budgets, job.objective, energy)
     backends = _usable_backends(prof, fmt, facts)
+    if backends[0].name != prof.backend:
+        job.backend = backends[0].name
+        job.notes.append(f"backend {prof.backend} not searched: {_lacking(prof.backend, facts)} has no runtime for "
+                         f"it; the baseline and the candidates use {', '.join(b.name for b in backends)}")
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     calib_samples = _sample_count(job.calib)
     dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), _search_cores(prof, facts, job.notes),
@@ -209,10 +220,18 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
                 "data": {k: _file_sha(v) for k, v in (("calib", job.calib), ("eval", job.eval_data),
                                                      ("train", job.train_data)) if v},
                 "input_shapes": job.input_shapes, "seed": job.seed}
+    if job.backend:   # only then: the content keys of studies on the profile's own backend stay as they were
+        identity["backend"] = job.backend
     if job.relative_budgets:   # only then: the content keys of studies without them stay as they were
         identity["relative_budgets"] = dict(job.relative_budgets)
         identity["paired_baseline"] = job.paired_baseline
     return dims, identity
+
+
+def _check_timeout(timeout) -> None:
+    if not (isinstance(timeout, (int, float)) and MIN_TIMEOUT <= timeout < math.inf):
+        raise BadInput(f"--timeout {timeout:g}: expected a number of seconds of at least {MIN_TIMEOUT:g} (one "
+                       "measurement starts the agent, loads the bundle, warms up and times it)")
 
 
 def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -> list:
@@ -248,7 +267,18 @@ def _usable_backends(prof, fmt: str, facts: dict) -> list:
     if not others:
         return [own]
     runtimes = [f.get("runtimes") or {} for f in facts.values()]
-    return [own] + [b for b in others if all(installed(r, b.name) for r in runtimes)]
+    usable = [b for b in others if all(installed(r, b.name) for r in runtimes)]
+    # The profile's own too, where every device reported its runtimes and one lacks it (a Jetson profile on a
+    # host without TensorRT: every TensorRT candidate failed on the device), and another backend is left to search.
+    # Otherwise it stays: the device's own error says what it lacks.
+    lacks_own = all(runtimes) and not all(installed(r, own.name) for r in runtimes)
+    return usable if lacks_own and usable else [own] + usable
+
+
+def _lacking(backend: str, facts: dict) -> str:
+    """The first device whose probe found no runtime for the backend."""
+    from ..doctor import installed
+    return next(d for d, f in facts.items() if not installed(f.get("runtimes") or {}, backend))
 
 
 def _device_facts(device: str, job: Job, power_sensor: str = "auto") -> dict:
@@ -298,18 +328,21 @@ def _profile_budgets(prof, labelled: bool) -> dict:
     return {k: v for k, v in prof.budgets.items() if labelled or k not in EVAL_BUDGETS}
 
 
-def _check_eval_budgets(budgets: dict, eval_data, labelled: bool) -> None:
-    """An accuracy budget the user asked for needs labelled eval data: refused before anything is measured
-    (every candidate would miss it unmeasured, and the study could only end with exit 1)."""
+def _check_eval_budgets(budgets: dict, eval_data, labelled: bool, objective: str = "") -> None:
+    """An accuracy budget or objective the user asked for needs labelled eval data: refused before anything is
+    measured (every candidate would miss the budget unmeasured, and the study could only end with exit 1; an
+    objective no trial measures failed every trial, the baseline included)."""
     from ..data import LABELS
     from ..pipeline import EVAL_BUDGETS
 
-    asked = next((k for k in EVAL_BUDGETS if k in budgets), None)
+    asked = next((f"--budget {k}" for k in EVAL_BUDGETS if k in budgets), None)
+    if objective in EVAL_BUDGETS:
+        asked = f"--objective {objective}"
     if asked is None or labelled:
         return
     why = (f"--eval-data {eval_data} has no {LABELS!r} array" if eval_data
            else "no --eval-data was given")
-    raise BadInput(f"--budget {asked}: accuracy is measured on labelled eval data, and {why}")
+    raise BadInput(f"{asked}: accuracy is measured on labelled eval data, and {why}")
 
 
 def _sample_count(path) -> int | None:
@@ -392,7 +425,9 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
     if resume and name not in existing:
         raise BadInput(f"--resume: no study {name!r} in the store")
     if name in existing:   # its front as it began (the number of directions is fixed); before it was recorded,
-        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("pareto_figures")
+        began = optuna.load_study(study_name=name, storage=storage)
+        _check_pareto(began, multi)
+        recorded = began.user_attrs.get("pareto_figures")
         front = tuple(recorded or _pareto_figures(job.budgets, job.objective))   # energy only where budgeted
         if multi and "energy_mj" in front and "energy_mj" not in job.pareto_figures:   # every trial would fail
             raise BadInput(f"--resume: study {name!r} searches a Pareto front with energy_mj, and "
@@ -403,9 +438,11 @@ def _study(storage, name: str, identity: dict, resume: bool, multi: bool, job: J
                                 sampler=_sampler(sampler, dims, job.seed, multi))
     if name in existing:
         _check_identity(study, identity)
+        _check_space(study, dims)
         _fail_orphans(study)
     else:
         study.set_user_attr("identity", identity)
+        study.set_user_attr("space", _space_record(dims))
         study.set_user_attr("pareto_figures", list(job.pareto_figures))
         every = _models_every_dimension(study.sampler)
         precision = _profile_precision(job)
@@ -430,8 +467,22 @@ def _profile_backend(job: Job) -> str:
 # What of the command line each part of a study's identity is, for a --resume that differs in it
 _IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
                    "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
-                   "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape"}
+                   "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape",
+                   # the profile's own backend is searched only where every device has its runtime
+                   "backend": "backend (the devices' runtimes)",
+                   # the sampler's and the training transforms' seed: another one proposes and trains other models
+                   "seed": "--seed"}
 _DATA_FLAGS = {"calib": "--calib", "eval": "--eval-data", "train": "--train-data"}
+
+
+def _check_pareto(study, multi: bool) -> None:
+    """--pareto or not is fixed when a study begins: Optuna keeps the number of objectives it was made with, and
+    a resumed run that differs would tell every trial the wrong number of values."""
+    began = len(study.directions) > 1
+    if began != multi:
+        then, now = ("given", "not given") if began else ("not given", "given")
+        raise BadInput(f"--resume: study {study.study_name!r} was started with another --pareto ({then}; now {now}): "
+                       "give the flags it was started with, or start a new --study")
 
 
 def _check_identity(study, identity: dict) -> None:
@@ -440,7 +491,7 @@ def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
     # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
     for key in ("model", "model_sha256", "profile", "data", "input_shapes", "budgets", "relative_budgets",
-                "paired_baseline", "objective"):
+                "paired_baseline", "objective", "seed", "backend"):
         then, now = recorded.get(key), identity.get(key)
         if then == now:
             continue
@@ -451,6 +502,26 @@ def _check_identity(study, identity: dict) -> None:
             flag, then, now = _IDENTITY_FLAGS[key], _shown_identity(then), _shown_identity(now)
         raise BadInput(f"--resume: study {study.study_name!r} was started with another {flag} ({then}; now {now}): "
                        "give the flags it was started with, or start a new --study")
+
+
+def _space_record(dims: list) -> dict:
+    """{dimension: its values}: what the study's samplers were given. Not part of the identity (the content
+    keys): the same candidate in a narrower space is the same bundle and measurement."""
+    return {d.name: d.describe() for d in dims}
+
+
+def _check_space(study, dims: list) -> None:
+    """A resumed study must search the space it began with: Optuna refuses a categorical parameter whose choices
+    changed (a traceback, and the trial it was sampling left running), and the grid sampler's points are
+    numbered in that space. A study from before the space was recorded is not checked."""
+    recorded, now = study.user_attrs.get("space"), _space_record(dims)
+    if recorded is None or recorded == now:
+        return
+    name = next(k for k in (*recorded, *now) if recorded.get(k) != now.get(k))
+    then, current = (_shown_identity(v.get(name)) for v in (recorded, now))
+    raise BadInput(f"--resume: study {study.study_name!r} was started with another search space ({name}: {then}; "
+                   f"now {current}): give the --space file it was started with (the devices' backends and cores "
+                   "shape the space too), or start a new --study")
 
 
 def _given(sha: str | None) -> str:
@@ -476,8 +547,27 @@ def _fail_orphans(study) -> None:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, pid = (t.user_attrs.get("worker") or "").rpartition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            if _enqueued(t):
+                _requeue(study, t)
+                continue
             optuna.trial.Trial(study, t._trial_id).set_user_attr("error", f"its worker {worker_host}:{pid} stopped")
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _enqueued(t) -> bool:
+    """Whether the study enqueued this trial itself: the baseline, or INT8 by hand."""
+    return bool(t.user_attrs.get("baseline") or t.user_attrs.get("textbook"))
+
+
+def _requeue(study, t) -> None:
+    """Return a trial that did not finish (Ctrl-C, its worker gone) to the queue, where it keeps its place: the
+    next run, --resume or another worker, measures it first. For the baseline and INT8 by hand, which the study
+    enqueues once: failed, the baseline was never measured again, every trial against a relative budget failed
+    with it, and nothing could be judged. Optuna has no public call for it; its storage allows it for a trial that
+    has not finished."""
+    import optuna
+
+    study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.WAITING)
 
 
 def _alive(pid: int) -> bool:
@@ -597,6 +687,7 @@ class _Runner:
         self.job, self.study, self.dims, self.identity = job, study, dims, identity
         self.screening, self.multi, self.progress = screening, multi, progress
         self.stopped_by_device = None
+        self.ruled_out = None    # why _can_still_win last left a screened candidate without a full measurement
         self.end_failed = None   # why measuring again at the study's end stopped: the device failed there
         self.exhausted = None
         self.exploration = None   # space.Exploration, made when the sampler first repeats itself
@@ -659,48 +750,89 @@ class _Runner:
         return len(taken) >= len(self.study.sampler.points)
 
     def _run_trial(self, trial) -> str | None:
-        """Run one asked trial and tell the study; the failure kind ("input", "device") or None."""
+        """Run one asked trial and tell the study; the failure kind ("input", "device") or None. Ctrl-C anywhere in
+        it ends the trial (_interrupted): one left running is counted, and waited for, by every later run."""
+        try:
+            return self._run_asked(trial)
+        except KeyboardInterrupt:
+            self._interrupted(trial)
+            raise
+
+    def _interrupted(self, trial) -> None:
+        """The trial Ctrl-C stopped, unless it was told already: back in the queue if the study enqueued it (the
+        baseline, INT8 by hand: _requeue), else failed with that reason."""
         import optuna
 
-        every = _models_every_dimension(self.study.sampler)
-        if trial.user_attrs.get("baseline"):
-            if every:   # its enqueued parameters, registered for the sampler's model
-                spaces.sample(self.dims, trial, every)
-            candidate = _baseline(self.dims, self.job)
-        else:
-            package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial, every))
-            candidate = trials_.Candidate(package, steps, threads)
+        if next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
+            return
+        if _enqueued(trial):
+            _requeue(self.study, trial)
+            return
+        trial.set_user_attr("error", "interrupted (Ctrl-C)")
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _run_asked(self, trial) -> str | None:
+        import optuna
+
+        try:
+            candidate = self._candidate(trial)
+        except Exception as e:   # never a trial left running: every later worker would count it
+            trial.set_user_attr("error", f"sampling its configuration failed: {e or type(e).__name__}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if isinstance(e, ValueError):   # Optuna: a parameter's values changed (a study older than _check_space)
+                raise BadInput(f"--resume: study {self.study.study_name!r} was started with another search space "
+                               f"({e}): give the --space file it was started with, or start a new --study") from None
+            raise
         key = candidate.key(self.identity)
         trial.set_user_attr("key", key)
         trial.set_user_attr("worker", WORKER)
         config = candidate.describe()
         if trial.user_attrs.get("baseline") and any(d.name == "backend" for d in self.dims):
             # beside trials that name theirs: the baseline runs on the profile's own backend, which it leaves implicit
-            config = f"backend={_profile_backend(self.job)} {config}"
+            config = f"backend={self.job.backend or _profile_backend(self.job)} {config}"
         trial.set_user_attr("config", config)
         self.progress.status(f"trial {trial.number}: {config}")
-        cached = self._cached(key, trial.number)
+        full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
+        cached = self._cached(key, trial.number, full)
         try:
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
                                             screen, self._can_still_win, self.progress, self._reference(trial),
-                                            twin=lambda artifact: self._twin(artifact, trial.number),
+                                            twin=lambda artifact: self._twin(artifact, trial.number, full),
                                             name=self.bundle_name(trial.number))
-        except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted (Ctrl-C)")
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
+            if trial.user_attrs.get("baseline"):
+                self._baseline_failed(trial, e)
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
-            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            trial.set_user_attr("error", f"{kind}: {text or type(e).__name__}")
+            trial.set_user_attr("error", f"{kind}: {_first_line(e)}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            if kind != "device" and trial.user_attrs.get("baseline"):
-                raise  # the untouched model cannot be packaged: the input is bad, not a candidate (exit 2)
             return kind
+        if cached is None and outcome["measurement"] == "screening" and "twin_of" not in outcome:
+            outcome["ruled_out"] = self.ruled_out
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _baseline_failed(self, trial, e: Exception) -> None:
+        """Raise for the baseline that failed: nothing can be judged without it (a relative budget has no limit,
+        the answer no reference), so the study stops, and the baseline goes back to the queue for the next run
+        (--resume, another worker) to measure first. Bad input stays itself (exit 2); the device's failure is exit
+        3 with its reason, where the study went on to fail every candidate and exit 1."""
+        _requeue(self.study, trial)
+        if isinstance(e, DeviceFailure):
+            raise DeviceFailure(f"the baseline (the untouched model) could not be measured, and no candidate can be "
+                                f"judged without it: {_first_line(e)}") from e
+        raise e
+
+    def _candidate(self, trial):
+        """The trial's candidate: the baseline (enqueued), or what the sampler proposes."""
+        every = _models_every_dimension(self.study.sampler)
+        if trial.user_attrs.get("baseline"):
+            if every:   # its enqueued parameters, registered for the sampler's model
+                spaces.sample(self.dims, trial, every)
+            return _baseline(self.dims, self.job)
+        package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial, every))
+        return trials_.Candidate(package, steps, threads)
 
     def _reference(self, trial):
         """The baseline to measure beside this trial (paired relative budgets), or None."""
@@ -761,30 +893,31 @@ class _Runner:
         answer in turn), nor on a Pareto front: a candidate slower than the best may still be on it, by accuracy
         or size."""
         return (self.screening and not self.multi and not trial.user_attrs.get("baseline")
-                and not trial.user_attrs.get("textbook"))
+                and not trial.user_attrs.get("textbook") and trial.user_attrs.get("again_of") is None)
 
-    def _finished(self, attr: str, value: str, number: int):
-        """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None."""
+    def _finished(self, attr: str, value: str, number: int, full: bool = False):
+        """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None; one
+        measured fully first (measure_ruled_out measures again what a screening run left out). full: only such."""
         import optuna
 
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get(attr) == value and t.number != number and "figures" in t.user_attrs:
-                return t
-        return None
+        found = [t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                 if t.user_attrs.get(attr) == value and t.number != number and "figures" in t.user_attrs]
+        found.sort(key=lambda t: t.user_attrs.get("measurement") != "full")
+        return next((t for t in found if not full or t.user_attrs.get("measurement") == "full"), None)
 
-    def _cached(self, key: str, number: int) -> dict | None:
+    def _cached(self, key: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
-        t = self._finished("key", key, number)
+        t = self._finished("key", key, number, full)
         return None if t is None else {k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
-            "twin_of", "untrained") if t.user_attrs.get(k) is not None}
+            "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None}
 
-    def _twin(self, artifact: str, number: int) -> dict | None:
+    def _twin(self, artifact: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
         with "twin_of": the trial first measured; None when there is none."""
-        t = self._finished("artifact", artifact, number)
+        t = self._finished("artifact", artifact, number, full)
         return None if t is None else dict({k: t.user_attrs[k] for k in (
-            "figures", "violations", "measurement", "results", "paired") if k in t.user_attrs},
+            "figures", "violations", "measurement", "results", "paired", "ruled_out") if k in t.user_attrs},
             twin_of=t.user_attrs.get("twin_of") or t.number)
 
     def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
@@ -797,8 +930,8 @@ class _Runner:
             trial.set_user_attr("error", f"{missing} not measured on every device (an objective of the study)")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        for name in ("figures", "violations", "measurement", "results", "seconds", "paired",
-                     "artifact", "twin_of", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy"):
+        for name in ("figures", "violations", "measurement", "results", "seconds", "paired", "artifact", "twin_of",
+                     "transforms_reused", "parity", "baseline_beside", "untrained", "noisy", "ruled_out"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
@@ -827,14 +960,21 @@ class _Runner:
         and, once a feasible best exists, no slower than it by more than SCREEN_MARGIN on the objective. With a
         paired objective both sides are ratios to the baseline measured beside them (`ratios`: the screening's),
         as trials are ranked: absolute figures minutes apart would carry the host's drift."""
-        if any(v > SCREEN_MARGIN for v in violations.values()):
+        far = sorted(k for k, v in violations.items() if v > SCREEN_MARGIN)
+        # why, for the trial's record: the table says what ruled it out, and confirm() measures it fully once the
+        # best it was compared with is demoted (measure_ruled_out)
+        self.ruled_out = {"by": "budgets", "budgets": far, "margin": SCREEN_MARGIN} if far else None
+        if far:
             return False
         judge = _Judge.of(self.study, self.job.objective)
-        best = min((judge.value(t) for t in _complete(self.study) if judge.feasible(t)
+        best = min(((judge.value(t), t.number) for t in _complete(self.study) if judge.feasible(t)
                     and t.user_attrs.get("measurement") == "full"
                     and self.job.objective in t.user_attrs.get("figures", {})), default=None)
         value = (ratios if judge.paired else figures).get(self.job.objective)
-        return best is None or value is None or value <= best * (1 + SCREEN_MARGIN)
+        if best is None or value is None or value <= best[0] * (1 + SCREEN_MARGIN):
+            return True
+        self.ruled_out = {"by": "best", "trial": best[1], "margin": SCREEN_MARGIN}
+        return False
 
     def bundle_name(self, number: int) -> str:
         """A trial's bundle name, which its result files and history are filed under: "STUDY-tN", as the tables
@@ -867,7 +1007,8 @@ class _Runner:
         try:
             for _ in range(RECHECK_TOP):   # a trial measured again may rank among the finalists, or disagree
                 self.recheck_best()
-                if not self.measure_near_misses():
+                near = self.measure_near_misses()
+                if not self.measure_ruled_out() and not near:
                     break
         except DeviceFailure as e:
             self.end_failed = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -903,6 +1044,42 @@ class _Runner:
                                  f"{self.job.objective} ≤ {judge.limit:g}{'x' if judge.paired else ''} (it {why})")
             measured = self._measure_runs(t, JUDGED_RUNS) or measured
         return measured
+
+    def measure_ruled_out(self) -> bool:
+        """Trials a screening run left out as slower than the best of their time, measured fully now that the best
+        has changed (measuring again demoted it) and they can win against the best now; whether any was. Each is
+        a new trial of the same configuration, asked to be measured fully ("again_of"): a finished trial's record
+        cannot change. Ruled out on a budget, a trial stays out: no best decided that."""
+        import optuna
+
+        done = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get("again_of") is not None}
+        measured = False
+        for t in self._ruled_out_by_another_best():
+            if t.user_attrs.get("key") in done or not self._can_still_win(
+                    t.user_attrs["figures"], t.user_attrs.get("violations") or {},
+                    {k: v for k, v in (t.user_attrs.get("paired") or {}).items() if v is not None}):
+                continue
+            self.progress.status(f"measuring trial {t.number} fully: its screening run was ruled out against trial "
+                                 f"{t.user_attrs['ruled_out']['trial']}, no longer the best")
+            self.study.enqueue_trial(t.params, user_attrs={"again_of": t.number})
+            trial = self.study.ask()
+            if self._run_trial(trial) == "device":   # confirm() stops measuring, as on any device failure at the end
+                raise DeviceFailure(next(u for u in self.study.get_trials(deepcopy=False)
+                                         if u.number == trial.number).user_attrs.get("error"))
+            measured = True
+        return measured
+
+    def _ruled_out_by_another_best(self) -> list:
+        """Screened-only trials ruled out against a best that is not the best now, one per configuration."""
+        ranked = _ranked_feasible(self.study, self.job.objective)
+        best = ranked[0].number if ranked else None
+        out = {}
+        for t in _complete(self.study):
+            why = t.user_attrs.get("ruled_out") or {}
+            if why.get("by") == "best" and why.get("trial") != best and t.user_attrs.get("measurement") == "screening":
+                out.setdefault(t.user_attrs.get("key"), t)
+        return list(out.values())
 
     def _measure_runs(self, t, runs: int) -> bool:
         """Measure `t` again until it has `runs` runs of the objective, each stored as it is read (for its twins
@@ -1048,6 +1225,10 @@ class _Runner:
                 "textbook_runs": judge.runs(textbook)})
 
 
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def _for_sampler(excess: float) -> float:
     """A budget's relative excess as the samplers see it. Constrained TPE and NSGA-II rank infeasible trials by
     the sum of their excesses; an accuracy drop of 0.3 against 0.01 (excess 29) would drown a latency 50%
@@ -1163,7 +1344,7 @@ def _outcome(job: Job, study, name: str, multi: bool, runner) -> dict:
         if carried:
             study.set_user_attr("carried_limits", carried)
             out["carried_limits"] = carried
-        out["best"] = dict(_rows(study, [best])[0], bundle=str(chosen))
+        out["best"] = dict(_best_row(study, best), bundle=str(chosen))
     stopped = runner.stopped_by_device
     out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
     if stopped:
@@ -1245,7 +1426,7 @@ def load(url: str, name: str) -> dict:
         return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                 "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
                 "pareto": _pareto(_complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _rows(study, ranked[:1])[0] if ranked else None, **_relative(study), **_versus(study, ranked),
+                "best": _best_row(study, ranked[0]) if ranked else None, **_relative(study), **_versus(study, ranked),
                 "closest": None if ranked else _closest(study, budgets),
                 "notes": list(study.user_attrs.get("notes", []))}
     finally:
@@ -1264,6 +1445,23 @@ def _rows(study, trials=None) -> list:
     return [_row(t, judge) for t in trials]
 
 
+def _best_row(study, t) -> dict:
+    """The chosen trial's row, its objective as the study judged it where it was measured again: the median of its
+    runs' figures, and of their ratios to the baseline beside each where paired (its first run alone read 2.4x the
+    others once). Its first run's figures are kept as "first_run"; the other figures are its full run's (only the
+    objective is measured again)."""
+    judge = _Judge.of(study)
+    row = _row(t, judge)
+    figures = [f for f in judge.run_figures(t) or [] if f is not None]
+    if not judge.runs(t) or len(figures) < 2:   # measured once, or before the runs' figures were kept
+        return row
+    row["first_run"] = {"figures": row["figures"], "paired": row["paired"]}
+    row["figures"] = dict(row["figures"], **{judge.objective: statistics.median(figures)})
+    if judge.paired and row["paired"]:
+        row["paired"] = dict(row["paired"], **{judge.objective: statistics.median(judge.runs(t))})
+    return row
+
+
 def _row(t, judge: _Judge) -> dict:
     attrs = t.user_attrs
     return {"trial": t.number, "state": t.state.name.lower(), "config": attrs.get("config", ""),
@@ -1276,7 +1474,7 @@ def _row(t, judge: _Judge) -> dict:
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
             "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained"),
-            "noisy": attrs.get("noisy") or []}
+            "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
 
 
 def _pareto(trials: list, names: tuple) -> list:
@@ -1313,7 +1511,7 @@ def _closest(study, budgets: dict) -> dict:
                            "measured": figures.get(key), "limit": budgets[key], "excess": violations.get(key),
                            "paired": (t.user_attrs.get("paired") or {}).get(key),
                            "runs": judge.runs(t) if key == judge.objective else None,
-                           "measurement": t.user_attrs.get("measurement"),
+                           "measurement": t.user_attrs.get("measurement"), "ruled_out": t.user_attrs.get("ruled_out"),
                            # what the trade-off cost: the budgets this trial missed besides this one, and
                            # those it never measured (accuracy, after a screening run ruled it out on speed)
                            "others_missed": {k: v for k, v in violations.items()

@@ -117,6 +117,8 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress, name: str
     # activation_range, keep_float, ...): package() takes those as backend_options, not as keywords of its own
     options = dict(candidate.package)
     settings = {key: options.pop(key) for key in ("backend", "quantize", "precision") if key in options}
+    if job.backend:   # the devices lack the profile's own backend: a candidate that names none takes the search's
+        settings.setdefault("backend", job.backend)
     # With labelled eval data the study's accuracy budget measures each candidate's top-1 on the device, the
     # tolerance the user gave: parity's top-1 agreement (the profile's, stricter) does not refuse it first.
     judged_by = ACCURACY_JUDGES if "accuracy_drop" in job.budgets else None

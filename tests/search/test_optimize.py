@@ -53,6 +53,10 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     best = pathlib.Path(outcome["best"]["bundle"])
     assert best.is_file() and outcome["best"]["feasible"]
     assert len(outcome["best"]["rechecked"]) == 2   # the answer is measured twice, with rivals or without
+    # its figure as the study judged it, the median of those runs; its first run's beside it
+    assert outcome["best"]["figures"]["latency_p90_ms"] == pytest.approx(
+        statistics.median(outcome["best"]["rechecked_figures"]))
+    assert outcome["best"]["first_run"]["figures"]["latency_p90_ms"] == outcome["best"]["rechecked_figures"][0]
     assert outcome["trials"][0]["baseline"] and outcome["trials"][0]["config"].startswith("quantize=none")
     # then INT8 alone with the backend's defaults, what a user tries first by hand
     textbook = outcome["trials"][1]   # at the baseline's threads: the most the device's cores allow
@@ -276,6 +280,41 @@ def test_a_bundle_rebuilt_on_another_host_is_checked_against_the_one_measured(cl
     assert "; now not given): give the flags it was started with" in no_eval.stderr   # the flag, not a dict
 
 
+def test_resuming_with_another_space_file_is_bad_input(cli, tmp_path):
+    """Optuna refuses a categorical parameter whose choices changed: a traceback and a trial left running, where
+    a changed budget gets one line and exit 2."""
+    common = ["--sampler", "random", "--study", "spaced", "--budget", "latency_p90_ms=50"]
+    assert _optimize(cli, tmp_path, "--space", _float_or_int8(tmp_path), "--trials", "2", *common).exit_code == 0
+    other = tmp_path / "other.toml"
+    other.write_text('quantize = ["none", "dynamic"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    r = _optimize(cli, tmp_path, "--space", other, "--trials", "4", *common, "--resume")
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "edgeopt: error: --resume: study 'spaced' was started with another search space (quantize: none, int8; now "
+        "none, dynamic): give the --space file it was started with (the devices' backends and cores shape the space "
+        "too), or start a new --study"]
+    assert not [t for t in _trials(tmp_path, "spaced") if t.state == optuna.trial.TrialState.RUNNING]
+    with sqlite3.connect(tmp_path / "results" / "edgeopt.db") as db:   # a study from before the space was recorded
+        assert db.execute("DELETE FROM study_user_attributes WHERE key = 'space'").rowcount == 1
+    r = _optimize(cli, tmp_path, "--space", other, "--trials", "4", *common, "--resume")
+    assert r.exit_code == 2 and "was started with another search space (CategoricalDistribution" in r.stderr, r.stderr
+    assert not [t for t in _trials(tmp_path, "spaced") if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_resuming_with_another_pareto_or_seed_is_bad_input(cli, tmp_path):
+    """Whether a study is a Pareto front, and its seed, are fixed when it begins: a --resume that differs is refused
+    naming the flag, as a changed budget is."""
+    common = ["--trials", "1", "--budget", "latency_p90_ms=50", "--no-screening"]
+    assert _optimize(cli, tmp_path, *common, "--study", "one").exit_code == 0
+    assert _optimize(cli, tmp_path, *common, "--study", "front", "--pareto").exit_code == 0
+    for study, args, changed in [("one", ["--pareto"], "another --pareto (not given; now given)"),
+                                 ("front", [], "another --pareto (given; now not given)"),
+                                 ("one", ["--seed", "7"], "another --seed (0; now 7)")]:
+        r = _optimize(cli, tmp_path, *common, "--study", study, "--resume", *args)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"--resume: study {study!r} was started with {changed}: give the flags" in r.stderr, r.stderr
+
+
 def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
@@ -299,6 +338,47 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     complete = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
     assert len([t for t in after if t.state != optuna.trial.TrialState.RUNNING]) >= 4 and len(complete) >= 3
     assert len(json.loads(r.stdout)["trials"]) == len(after)
+
+
+def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
+    """Ctrl-C during the baseline: --resume measures it first. Failed, it was never measured again, and every
+    candidate failed against a relative budget without a limit."""
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut0", "--trials", "3",
+            "--budget", "size_mb=0.5x", "--sampler", "random", "--no-screening"]
+    with ctrl_c_works():
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in p.stderr:
+        if "trial 0:" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    rest = p.stderr.read()
+    assert p.wait(timeout=120) == 130, rest
+    assert not [t for t in _trials(tmp_path, "cut0") if t.state != optuna.trial.TrialState.WAITING]
+    r = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["trials"]
+    assert rows[0]["baseline"] and rows[0]["state"] == "complete" and rows[0]["trial"] == 0
+    assert rows[1]["textbook"] and rows[1]["feasible"]   # INT8 by hand, judged against the baseline's size
+    assert len([row for row in rows if not row["cached"]]) == 3 and not any(row["error"] for row in rows)
+
+
+def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
+    """A killed worker's baseline (or INT8 by hand) is measured again on --resume, first; its other trials fail
+    with the reason."""
+    import socket
+
+    from edgeopt.search import study as studies
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    s = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    for attrs in ({"baseline": True}, {"textbook": "INT8 alone"}, {}):
+        s.enqueue_trial({}, user_attrs=dict(attrs, worker=f"{socket.gethostname()}:{dead.pid}"))
+        s.ask()
+    studies._fail_orphans(s)
+    assert [t.state.name for t in s.get_trials()] == ["WAITING", "WAITING", "FAIL"]
+    assert s.ask().user_attrs.get("baseline")
 
 
 def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
@@ -371,6 +451,8 @@ def _result_paths(tmp_path, row):
     (["--device", "no such host!"], "is not in the inventory and is not an SSH address"),
     (["--group", "lab"], "--group lab names an inventory group: give the inventory with --inventory FILE"),
     (["--study", "team/a b"], "--study 'team/a b': a study's name names its directory and bundles"),
+    (["--timeout", "0"], "--timeout 0: expected a number of seconds of at least 10"),
+    (["--timeout", "0.01"], "--timeout 0.01: expected a number of seconds of at least 10"),
 ])
 def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     space = tmp_path / "space.toml"
@@ -395,6 +477,14 @@ def test_eval_data_without_labels_measures_no_accuracy_budget(cli, tmp_path):
     assert f"--budget accuracy_drop: accuracy is measured on labelled eval data, and --eval-data {unlabelled} " \
            "has no 'labels' array" in refused.stderr
     assert not list((tmp_path / "results").rglob("*.json"))
+    objective = cli("optimize", *common, "--objective", "accuracy_drop")   # minimised, so measured: refused alike
+    assert objective.exit_code == 2 and f"--objective accuracy_drop: accuracy is measured on labelled eval data, " \
+        f"and --eval-data {unlabelled} has no 'labels' array" in objective.stderr, objective.stderr
+    without = cli("optimize", *[a for a in common if a not in ("--eval-data", unlabelled)], "--objective",
+                  "accuracy_drop")
+    assert without.exit_code == 2 and "--objective accuracy_drop: accuracy is measured on labelled eval data, and no " \
+        "--eval-data was given" in without.stderr, without.stderr
+    assert not list((tmp_path / "results").rglob("*.json"))
     r = cli("optimize", *common, "--budget", "latency_p90_ms=50", "--trials", "2", "--study", "nolabels")
     assert r.exit_code == 0, r.stderr
     assert "accuracy_drop" not in r.json()["budgets"] and r.json()["best"] is not None
@@ -413,6 +503,27 @@ def test_a_baseline_that_cannot_be_packaged_is_bad_input(cli, tmp_path):
     # nothing was measured: the study is removed, and the same command runs again once the data is fixed
     summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert "bad" not in [s.study_name for s in summaries]
+
+
+def test_a_device_failure_on_the_baseline_stops_the_study_with_exit_3(cli, tmp_path, monkeypatch):
+    """Nothing can be judged without the baseline: exit 3 with the device's reason, no candidate tried, and the
+    same command runs again once the device is back (it went on, failed every candidate, and exited 1)."""
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+
+    calls = []
+    monkeypatch.setattr(api, "bench", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        DeviceFailure("device local: agent did not finish within 900 s")))
+    common = ["--budget", "size_mb=0.5x", "--trials", "4", "--study", "down"]
+    r = _optimize(cli, tmp_path, *common)
+    assert r.exit_code == 3 and len(calls) == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "edgeopt: error: the baseline (the untouched model) could not be measured, and no candidate can be judged "
+        "without it: device local: agent did not finish within 900 s"]
+    monkeypatch.undo()
+    again = _optimize(cli, tmp_path, *common[:3], "2", *common[4:])
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["trials"][0]["baseline"] and again.json()["trials"][0]["state"] == "complete"
 
 
 def no_sensor(monkeypatch, tmp_path):
@@ -804,6 +915,24 @@ def test_a_backend_whose_runtime_a_device_lacks_is_not_searched(tmp_path, monkey
     job = study.Job(str(MODEL), "intel-cpu", ["local"], {}, calib=CALIB)
     dims, _ = study._prepare(job, None)
     assert probed == ["local"] and "backend" not in {d.name for d in dims} and "preset" in {d.name for d in dims}
+
+
+def test_the_profiles_own_backend_is_not_searched_where_a_device_lacks_its_runtime(cli, tmp_path):
+    """jetson-orin-nano on a host without TensorRT (this one: the probe says so): its TensorRT candidates all
+    failed on the device; ONNX Runtime, which it also runs, is searched alone, the baseline included."""
+    from edgeopt.search import study
+
+    probed = study._device_facts("local", study.Job(str(MODEL), "jetson-orin-nano", ["local"], {}))["runtimes"]
+    if probed.get("tensorrt") or not probed.get("onnxruntime"):
+        pytest.skip(f"needs ONNX Runtime without TensorRT here (probed: {probed})")
+    r = _optimize(cli, tmp_path, "--profile", "jetson-orin-nano", "--trials", "2", "--study", "orin",
+                  "--budget", "latency_p90_ms=50", "--no-screening")
+    assert r.exit_code == 0, r.stderr
+    outcome = r.json()
+    assert "backend tensorrt not searched: local has no runtime for it; the baseline and the candidates use " \
+           "onnxruntime" in outcome["notes"]
+    runtimes = {json.loads(pathlib.Path(t["results"][0]).read_text())["runtime"]["name"] for t in outcome["trials"]}
+    assert runtimes == {"onnxruntime"} and not any(t["error"] for t in outcome["trials"])
 
 
 def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypatch):

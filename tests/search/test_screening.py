@@ -262,3 +262,52 @@ def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
               t(4, {"latency_p90_ms": 1.5, "accuracy_drop": 0.01, "size_mb": 1.0}, twin_of=None)]
     assert studies._pareto(trials, names) == [0, 1, 4]   # 4 is slower than 1 but loses far less accuracy
     assert studies._pareto(trials, names + ("energy_mj",)) == [0, 1, 4]   # a figure nobody measured: not compared
+
+
+def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tmp_path, monkeypatch):
+    # trial 0 (2.0 ms, the best then) ruled out trial 1's screening run (2.8 ms: over 25 % slower); measured again,
+    # trial 0 reads 20 ms and misses 10 ms. Trial 1, never measured fully (no accuracy), is measured fully as a new
+    # trial of its configuration, which the study then chooses
+    from edgeopt.search import trial as trials_
+
+    runner = _runner(tmp_path, False, [(2.0, None, True)])
+    key = trials_.Candidate({}, [], None).key({})   # the configuration the runner's empty space samples
+    runner.study.add_trial(optuna.trial.create_trial(value=2.8, user_attrs={
+        "figures": {OBJECTIVE: 2.8}, "measurement": "screening", "violations": {OBJECTIVE: -0.72},
+        "constraints": [-0.72], "key": key, "ruled_out": {"by": "best", "trial": 0, "margin": 0.25}}))
+    measured = _measured_again(runner, monkeypatch, {0: [20.0, 20.0], 1: [2.9]})
+    screened = []
+    monkeypatch.setattr(trials_, "run", lambda candidate, job, bundle, screen, *a, **k: screened.append(screen) or {
+        "figures": {OBJECTIVE: 2.7, "accuracy_drop": 0.0}, "violations": {OBJECTIVE: -0.73}, "measurement": "full",
+        "results": [], "seconds": {}})
+    runner.confirm()
+    assert screened == [False] and measured == [0, 1, 0]
+    again = runner.study.get_trials()[2]
+    assert again.user_attrs["again_of"] == 1 and again.user_attrs["measurement"] == "full"
+    assert studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 2
+    runner.confirm()   # resumed: nothing is measured again
+    assert screened == [False] and measured == [0, 1, 0]
+
+
+def test_the_table_says_what_ruled_a_screened_closest_miss_out():
+    from edgeopt.report.tables import _unmeasured
+
+    assert _unmeasured(["accuracy_drop"], "screening", {"by": "budgets", "budgets": ["size_mb"], "margin": 0.25}) \
+        == "; accuracy_drop not measured (a screening run ruled it out first)"
+    assert _unmeasured(["accuracy_drop"], "screening", {"by": "best", "trial": 3, "margin": 0.25}) == \
+        "; accuracy_drop not measured (its screening run read over 25% slower than trial 3, the best until " \
+        "measuring again ruled that one out)"
+
+
+def test_the_chosen_trials_figures_are_the_median_of_its_runs(tmp_path, monkeypatch):
+    """--json's best.figures and best.paired: as the study judged the answer, not its first run (kept beside)."""
+    runner = _runner(tmp_path, True, [(1.0, 0.43, True)], limit=0.5)
+    _measured_again(runner, monkeypatch, {0: [0.47, 0.45]})   # each run's figure: ten times its ratio
+    runner.confirm()
+    best = studies._best_row(runner.study, studies._ranked_feasible(runner.study, OBJECTIVE)[0])
+    assert best["rechecked"] == [0.43, 0.47] and best["rechecked_figures"] == pytest.approx([1.0, 4.7])
+    assert best["figures"][OBJECTIVE] == pytest.approx(2.85) and best["paired"][OBJECTIVE] == pytest.approx(0.45)
+    assert best["figures"]["accuracy_drop"] == 0.0   # the rest: its full run's
+    assert best["first_run"] == {"figures": {OBJECTIVE: 1.0, "accuracy_drop": 0.0}, "paired": {OBJECTIVE: 0.43}}
+    once = _runner(tmp_path, False, [(2.0, None, True)])
+    assert "first_run" not in studies._best_row(once.study, once.study.get_trials()[0])   # measured once

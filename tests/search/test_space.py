@@ -148,6 +148,8 @@ def test_a_transform_and_its_strength_are_one_ordered_axis_for_the_samplers(tmp_
     ('"distill.epochs" = {low = 2, high = 8, step = 1.5}', "whole numbers"),
     ('"distill.lr" = {low = 0.0001, high = 0.0091, step = 0.001}', "log scale"),
     ('"prune.channels" = {low = 0.1, high = 0.99, step = 0.01}', "option's bounds"),
+    ('"prune.channels" = [0.6, 0.3]', "prune.channels: low 0.6 is above high 0.3$"),
+    ('"prune.channels" = {low = 0.7, high = 0.1, step = 0.2}', "low 0.7 is above high 0.1$"),
 ])
 def test_bad_steps_are_refused_naming_the_file_and_dimension(tmp_path, line, fragment):
     with pytest.raises(BadInput, match=fragment) as e:
@@ -504,3 +506,24 @@ def test_int8_named_without_calibration_data_says_what_it_needs(tmp_path):
     f.write_text('quantize = ["none", "int8"]\n')
     with pytest.raises(BadInput, match=r"quantize: 'int8' is not one of none, dynamic \(int8 needs --calib\)$"):
         space.build(backend_for(load_profile("generic")), "onnx", False, False, None, f)
+
+
+@pytest.mark.parametrize("unquoted, quoted", [
+    ("prune.channels = {low = 0.1, high = 0.7, step = 0.2}", '"prune.channels" = {low = 0.1, high = 0.7, step = 0.2}'),
+    ("distill.epochs = [2, 4]", '"distill.epochs" = [2, 4]'),
+    ("prune = {channels = [0.3, 0.5]}", '"prune.channels" = [0.3, 0.5]'),
+])
+def test_an_unquoted_dotted_name_narrows_the_dimension_it_names(tmp_path, unquoted, quoted):
+    """TOML reads `prune.channels = ...` unquoted as a table prune holding channels: it was refused with the table
+    as a Python dict ("{'channels': {...}} is not one of False, True")."""
+    assert _dims(tmp_path, unquoted + "\n") == _dims(tmp_path, quoted + "\n")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("prune.chanels = [0.3, 0.5]", "space.toml: prune.chanels: not a dimension of this search"),
+    ("quantize = {}", "space.toml: quantize: an empty table"),
+])
+def test_a_table_that_names_no_dimension_is_refused_in_words(tmp_path, line, message):
+    with pytest.raises(BadInput) as e:
+        _dims(tmp_path, line + "\n")
+    assert f"/{message}" in str(e.value) and "{'" not in str(e.value), str(e.value)   # no Python dict
