@@ -1011,7 +1011,7 @@ class _Runner:
                 if not self.measure_ruled_out() and not near:
                     break
         except DeviceFailure as e:
-            self.end_failed = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.end_failed = _first_line(e)
             return
         self.compare_with_textbook()
 
