@@ -71,8 +71,9 @@ def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None
     except SystemExit:
         why = (refused.getvalue().strip().splitlines() or ["refused"])[-1].split("error: ", 1)[-1]
         raise BadInput(f"measurement settings (threads, loop, sensing): {why}") from None
-    if bench_problem(parsed):
-        raise BadInput(f"measurement settings (loop): {bench_problem(parsed)}")
+    problem = bench_problem(parsed)
+    if problem:
+        raise BadInput(f"measurement settings (loop): {problem}")
     try:
         if manifest is not None:
             check_overrides(manifest, dict(parsed.runtime_option))
