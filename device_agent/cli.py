@@ -234,8 +234,9 @@ def bench_problem(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "fn", None) is cmd_bench and bench_problem(args):
-        parser.error(bench_problem(args))
+    problem = bench_problem(args) if getattr(args, "fn", None) is cmd_bench else None
+    if problem:
+        parser.error(problem)
     try:
         code = args.fn(args)
     except AgentError as e:
