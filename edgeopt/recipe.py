@@ -56,7 +56,7 @@ class Step:
     options: object     # the transform's Options instance
 
     def to_dict(self) -> dict:
-        return {"name": self.name, **transforms.get(self.name).recorded(dataclasses.asdict(self.options))}
+        return _recorded_entry({"name": self.name, **dataclasses.asdict(self.options)})
 
 
 def step(name: str, values: dict, where: str) -> Step:
