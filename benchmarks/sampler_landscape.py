@@ -3,7 +3,7 @@
 The real comparison (bench_optimize.py --relative) packages and measures every trial: 16 trials x 3 seeds x 3
 samplers take about 1.5 hours on this host, and its verdict at that size is mostly noise. This script asks the
 question that decides how large a real run must be: with edgeopt's own search space (bench_optimize.SPACE built
-into dimensions by edgeopt.search.space), its own samplers (study._sampler), its enqueued first trials (the
+into dimensions by edgeopt.search.space), its own samplers (samplers.make), its enqueued first trials (the
 baseline, INT8 alone), its screening rule (a candidate over a budget by more than 25% is not measured for
 accuracy) and its cache (a repeated candidate is answered and does not count), how often and how fast does each
 sampler reach the feasible region, over many seeds?
@@ -76,16 +76,16 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, fig
     import numpy as np
     import optuna
 
-    from edgeopt.search import space, study as studies
+    from edgeopt.search import runner, samplers, space
 
     figures_of = figures_of or figures
     rng = np.random.default_rng(1000 + seed)
-    study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
-    every = studies._models_every_dimension(study.sampler)   # as study._study and _Runner._run_trial do
+    study = optuna.create_study(sampler=samplers.make(sampler, dims, seed, False))
+    every = samplers.models_every_dimension(study.sampler)   # as rdb.open_study and Runner._run_trial do
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
     study.enqueue_trial(space.params(dims, space.textbook(dims, "fp32"), every))
     measured, counted, cached_in_a_row, exploration = {}, 0, 0, None
-    while counted < trials and cached_in_a_row < studies.CACHED_IN_A_ROW_TO_STOP:
+    while counted < trials and cached_in_a_row < runner.CACHED_IN_A_ROW_TO_STOP:
         trial = study.ask()
         if trial.user_attrs.get("baseline"):
             if every:
@@ -99,14 +99,14 @@ def first_feasible(dims, sampler: str, seed: int, trials: int, limit: float, fig
         ratio, drop = measured[key]
         counted += not cached
         cached_in_a_row = cached_in_a_row + 1 if cached else 0
-        if cached and cached_in_a_row % studies.EXPLORE_AFTER_CACHED == 0 and sampler != "grid":
+        if cached and cached_in_a_row % runner.EXPLORE_AFTER_CACHED == 0 and sampler != "grid":
             exploration = exploration or space.Exploration(dims, seed)
             explore(study, dims, measured, every, exploration.candidates(len(study.trials)))   # _Runner._explore
         latency_excess, accuracy_excess = ratio / limit - 1, drop / ACCURACY_LIMIT - 1
         # no full run, so no accuracy figure; never the two enqueued trials (the baseline, INT8 by hand)
-        screened = trial.number > 1 and latency_excess > studies.SCREEN_MARGIN
-        trial.set_constraint("latency_p50_ms", studies._for_sampler(latency_excess))
-        trial.set_constraint("accuracy_drop", 0.0 if screened else studies._for_sampler(accuracy_excess))
+        screened = trial.number > 1 and latency_excess > runner.SCREEN_MARGIN
+        trial.set_constraint("latency_p50_ms", runner._for_sampler(latency_excess))
+        trial.set_constraint("accuracy_drop", 0.0 if screened else runner._for_sampler(accuracy_excess))
         study.tell(trial, ratio)
         if latency_excess <= 0 and accuracy_excess <= 0 and not screened:
             return counted

@@ -12,7 +12,7 @@ configuration, and the searches are replayed on them:
    same transforms reuse the trained module, so each pruning and distillation is trained once. A second
    --measure (another grid seed, so another order) adds a second reading of every configuration.
 2. The replay: every sampler, seed by seed, runs edgeopt's own search (sampler_landscape.first_feasible: the same
-   space built by edgeopt.search.space, the samplers of study._sampler, the enqueued baseline and INT8 alone,
+   space built by edgeopt.search.space, the samplers of samplers.make, the enqueued baseline and INT8 alone,
    the screening rule, the constraints and the cache) with each configuration's figures read from the table: one
    of its readings, drawn per seed. What a replay leaves out is the host's noise beyond those readings.
 

@@ -448,7 +448,8 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
     options: Job fields (objective, calib, eval_data, train_data, input_shapes, seed, results_dir, store_url,
     inventory, ssh_options, timeout, output_dir) and study options (space_file, resume, screening,
     multi_objective). The outcome carries `exit_code`: 0 found, 1 none met every budget, 3 device failure."""
-    from .search.study import Job, default_objective, optimize as run_study
+    from .search.judging import default_objective
+    from .search.study import Job, optimize as run_study
 
     study_options = {k: options.pop(k) for k in ("space_file", "resume", "screening", "multi_objective")
                      if k in options}
@@ -516,13 +517,13 @@ def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
 def _report_study(name: str, store_url: str | None, result_paths) -> dict:
     """The optimize study `name` from --store, $EDGEOPT_STORE, the store beside the results, or results/."""
 
-    from .search import study as studies
+    from .search import outcome
 
     url = (store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
            or f"sqlite:///{pathlib.Path('results') / STORE_FILE}")
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
         raise BadInput(f"--study {name}: no results store at {url[len('sqlite:///'):]}; pass --store URL")
-    return studies.load(url, name)   # the store opened first: a bad URL refused in one line, password masked
+    return outcome.load(url, name)   # the store opened first: a bad URL refused in one line, password masked
 
 
 def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = None, store_url: str | None = None,

@@ -98,7 +98,7 @@ class Reference:
 
     def figures(self, reference_docs: list) -> dict:
         """{budget: the reference's figure on the worst device} of one run: the readings the chosen bundle's
-        limit is set from (study._carried_limits), as the baseline's first run sets the study's."""
+        limit is set from (outcome._carried_limits), as the baseline's first run sets the study's."""
         return {k: v for k, v in figures(reference_docs, self.ratios).items() if k in self.ratios}
 
 

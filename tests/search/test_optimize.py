@@ -16,7 +16,7 @@ import time
 import optuna
 import pytest
 
-from edgeopt.search.study import open_storage
+from edgeopt.search.rdb import open_storage
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "store"))
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "power"))
@@ -368,7 +368,7 @@ def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
     with the reason."""
     import socket
 
-    from edgeopt.search import study as studies
+    from edgeopt.search import rdb
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -376,7 +376,7 @@ def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
     for attrs in ({"baseline": True}, {"textbook": "INT8 alone"}, {}):
         s.enqueue_trial({}, user_attrs=dict(attrs, worker=f"{socket.gethostname()}:{dead.pid}"))
         s.ask()
-    studies._fail_orphans(s)
+    rdb._fail_orphans(s)
     assert [t.state.name for t in s.get_trials()] == ["WAITING", "WAITING", "FAIL"]
     assert s.ask().user_attrs.get("baseline")
 
@@ -412,7 +412,7 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
     assert max(seen) == len(trials)   # the worker that finished last saw every trial; the other, those done by then
 
 
-OPEN_STORAGE = "import sys; from edgeopt.search.study import open_storage; open_storage(sys.argv[1])"
+OPEN_STORAGE = "import sys; from edgeopt.search.rdb import open_storage; open_storage(sys.argv[1])"
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
@@ -738,7 +738,7 @@ def test_gp_without_torch_is_a_clear_error(monkeypatch):
     import builtins
 
     from edgeopt.errors import BadInput
-    from edgeopt.search.study import _sampler
+    from edgeopt.search import samplers
 
     real = builtins.__import__
 
@@ -748,12 +748,12 @@ def test_gp_without_torch_is_a_clear_error(monkeypatch):
         return real(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(BadInput, match=r"^--sampler gp needs PyTorch and SciPy: pip install 'edgeopt\[torch\]'$"):
-        _sampler("gp", [], 0, False)
+        samplers.make("gp", [], 0, False)
 
 
 def test_near_ties_are_measured_again_once_per_candidate(cli, tmp_path, monkeypatch):
-    from edgeopt.search import study
-    monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)   # every feasible candidate counts as a near tie
+    from edgeopt.search import runner
+    monkeypatch.setattr(runner, "RECHECK_WITHIN", 100.0)   # every feasible candidate counts as a near tie
     space = _float_or_int8(tmp_path)
     # --no-screening: on a loaded host a screening run can find INT8 slower and leave it unmeasured (CI saw it)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "5", "--study", "ties",
@@ -772,9 +772,9 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
     """Whichever trial is best, the study ends by measuring it and the textbook trial (INT8 alone) in turn, so
     that what the search gained over the first step by hand rests on readings made together."""
     from edgeopt.report.tables import optimize_lines
-    from edgeopt.search import study
-    ranked = study._ranked_feasible   # the float baseline chosen over INT8 (which of them is faster varies)
-    monkeypatch.setattr(study, "_ranked_feasible", lambda s, objective: sorted(
+    from edgeopt.search import judging, runner
+    ranked = judging.ranked_feasible   # the float baseline chosen over INT8 (which of them is faster varies)
+    monkeypatch.setattr(judging, "ranked_feasible", lambda s, objective: sorted(
         ranked(s, objective), key=lambda t: bool(t.user_attrs.get("textbook"))))
     space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
@@ -786,7 +786,7 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
     textbook = next(row for row in outcome["trials"] if row["textbook"])
     assert versus["best"] == outcome["best"]["trial"] != textbook["trial"] == versus["textbook"]
     readings = versus["readings"]
-    assert len(readings["best"]) == len(readings["textbook"]) == study.VERSUS_TEXTBOOK_PAIRS
+    assert len(readings["best"]) == len(readings["textbook"]) == runner.VERSUS_TEXTBOOK_PAIRS
     assert versus["ratios"] == [round(a / b, 4) for a, b in zip(readings["textbook"], readings["best"])]
     assert versus["median"] == sorted(versus["ratios"])[len(versus["ratios"]) // 2]
     assert f"against INT8 by hand (trial {textbook['trial']}): latency_p50_ms" in "\n".join(optimize_lines(outcome))
@@ -798,8 +798,8 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
 def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli, tmp_path, monkeypatch):
     """With a relative budget on the objective, trials are ranked by their ratio to the baseline measured right
     before them; a near tie is measured again the same way, its ratio recorded (the baseline's own is 1)."""
-    from edgeopt.search import study
-    monkeypatch.setattr(study, "RECHECK_WITHIN", 100.0)
+    from edgeopt.search import runner
+    monkeypatch.setattr(runner, "RECHECK_WITHIN", 100.0)
     space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "3", "--study", "pairties",
                   "--budget", "latency_p90_ms=20x", "--no-screening")
@@ -961,9 +961,9 @@ def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_agai
     """LiteRT's int8_ops auto and all make the same .tflite of a CNN: the second is packaged (its configuration
     differs) but answered by the first one's measurement. The grid of these two points ends after both (it used to
     end after the baseline, and Optuna's own end of a grid raised outside study.optimize)."""
-    from edgeopt.search import study
-    again, measure_again = [], study._Runner._measure_again
-    monkeypatch.setattr(study._Runner, "_measure_again",
+    from edgeopt.search.runner import Runner
+    again, measure_again = [], Runner._measure_again
+    monkeypatch.setattr(Runner, "_measure_again",
                         lambda self, t, paired: again.append(t.user_attrs["artifact"]) or measure_again(self, t, paired))
     spec = tmp_path / "space.toml"
     spec.write_text('backend = ["tflite"]\nquantize = ["int8"]\nprecision = ["fp32"]\nkeep_float = [""]\n'
@@ -1033,7 +1033,7 @@ def test_a_twin_that_finishes_after_its_bundle_was_measured_again_takes_those_re
     measured a third time."""
     import types
 
-    from edgeopt.search import study as studies
+    from edgeopt.search.runner import Runner
 
     s = optuna.create_study()
     for key, artifact in (("a", "X"), ("b", "X"), ("c", "Y")):
@@ -1041,27 +1041,27 @@ def test_a_twin_that_finishes_after_its_bundle_was_measured_again_takes_those_re
                                               user_attrs={"key": key, "artifact": artifact}))
     s.set_user_attr("rechecked", {"a": [0.5, 0.6]})
     runner = types.SimpleNamespace(study=s)
-    runner._same_bundle = types.MethodType(studies._Runner._same_bundle, runner)
-    studies._Runner._share_rechecks(runner)
+    runner._same_bundle = types.MethodType(Runner._same_bundle, runner)
+    Runner._share_rechecks(runner)
     assert s.user_attrs["rechecked"] == {"a": [0.5, 0.6], "b": [0.5, 0.6]}   # not c: another bundle
 
 
 def test_a_study_another_worker_has_joined_is_not_removed_on_bad_input():
     """Only a study this worker began and alone ran is removed when its baseline is bad input: a joined worker's
     trial would be lost (and its tell would fail) if the study went from under it."""
-    from edgeopt.search import study as studies
+    from edgeopt.search import rdb
 
     storage = optuna.storages.InMemoryStorage()
-    for other, kept in (("another-host:1", True), (studies.WORKER, False)):
+    for other, kept in (("another-host:1", True), (rdb.WORKER, False)):
         s = optuna.create_study(study_name="s", storage=storage)
         s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"worker": other}))
-        studies._remove_if_unmeasured(s, storage, resume=False)
+        rdb.remove_if_unmeasured(s, storage, resume=False)
         names = [x.study_name for x in optuna.get_all_study_summaries(storage)]
         assert ("s" in names) is kept
         if kept:
             optuna.delete_study(study_name="s", storage=storage)
     s = optuna.create_study(study_name="s", storage=storage)
-    studies._remove_if_unmeasured(s, storage, resume=True)   # a resumed study is never this worker's to remove
+    rdb.remove_if_unmeasured(s, storage, resume=True)   # a resumed study is never this worker's to remove
     assert [x.study_name for x in optuna.get_all_study_summaries(storage)] == ["s"]
 
 
@@ -1070,8 +1070,9 @@ def test_a_near_miss_is_measured_again_beside_the_baseline_and_judged_by_the_med
     """Every miss counts as near here (NEAR_MISS patched): INT8 by hand, which missed only the latency budget, is
     measured twice more beside the baseline, and the study judges it by the median of its three ratios: in the
     answer's closest miss and in what `report --study` reads back."""
-    from edgeopt.search import study
-    monkeypatch.setattr(study, "NEAR_MISS", 1e9)
+    from edgeopt.search import runner
+    from edgeopt.search.outcome import load
+    monkeypatch.setattr(runner, "NEAR_MISS", 1e9)
     space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "grid", "--trials", "2", "--study", "near",
                   "--budget", "latency_p90_ms=0.001x")
@@ -1090,7 +1091,7 @@ def test_a_near_miss_is_measured_again_beside_the_baseline_and_judged_by_the_med
     assert miss["runs"] == (runs if closest["textbook"] else None)
     url = f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
     assert len(optuna.load_study(study_name="near", storage=url).user_attrs["baseline_again"]) == 2   # one a run
-    loaded = study.load(url, "near")
+    loaded = load(url, "near")
     read_back = next(row for row in loaded["trials"] if row["textbook"])
     assert read_back["violations"] == textbook["violations"] and read_back["rechecked"] == runs
     assert loaded["closest"]["per_budget"]["latency_p90_ms"] == miss   # what report --study says came closest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from edgeopt.search import study as studies
+from edgeopt.search import judging, outcome, runner as runners, study as studies
 
 OBJECTIVE = "latency_p90_ms"
 
@@ -30,7 +30,7 @@ def _runner(tmp_path, relative: bool, trials: list, limit: float = 0.9, baseline
                  "paired": {objective: ratio} if ratio is not None else None, "key": f"k{n}",
                  "baseline": baseline and n == 0}
         study.add_trial(optuna.trial.create_trial(value=ms, user_attrs=attrs))
-    return studies._Runner(job, study, [], {}, True, False, studies.SILENT)
+    return runners.Runner(job, study, [], {}, True, False, studies.SILENT)
 
 
 def test_a_paired_study_screens_by_the_ratio_to_the_baseline_beside_each_candidate(tmp_path):
@@ -61,7 +61,7 @@ def test_a_budget_missed_by_far_ends_the_candidate_before_any_best_exists(tmp_pa
     ({"latency_p90_ms": 5.0}, {"latency_p50_ms": 0.9}, "latency_p50_ms"),   # the paired one first
 ])
 def test_the_objective_by_default_is_the_latency_budgeted(budgets, relative, expected):
-    assert studies.default_objective(budgets, relative) == expected
+    assert judging.default_objective(budgets, relative) == expected
 
 
 def test_a_best_demoted_by_its_second_run_hands_the_recheck_to_the_new_best(tmp_path, monkeypatch):
@@ -75,7 +75,7 @@ def test_a_best_demoted_by_its_second_run_hands_the_recheck_to_the_new_best(tmp_
     runner.recheck_best()
     assert measured == [0, 1]
     assert runner.study.user_attrs["rechecked"] == {"k0": [0.48, 1.05], "k1": [0.65, 0.66]}
-    assert studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 1
+    assert judging.ranked_feasible(runner.study, OBJECTIVE)[0].number == 1
     runner.recheck_best()   # a resumed study: nothing is measured a third time
     assert measured == [0, 1]
 
@@ -113,8 +113,8 @@ def test_a_near_miss_is_measured_again_and_chosen_when_the_median_of_its_runs_me
     runner.confirm()
     assert measured == [0, 1, 1]
     assert runner.study.user_attrs["rechecked"] == {"k0": [0.43, 0.47], "k1": [0.57, 0.42, 0.41]}
-    assert studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 1   # median 0.42 against 0.45
-    row = {r["trial"]: r for r in studies._rows(runner.study)}[1]
+    assert judging.ranked_feasible(runner.study, OBJECTIVE)[0].number == 1   # median 0.42 against 0.45
+    row = {r["trial"]: r for r in outcome._rows(runner.study)}[1]
     assert row["feasible"] and row["violations"][OBJECTIVE] == pytest.approx((0.42 - 0.5) / 0.5)
     runner.confirm()   # resumed: nothing is measured again
     assert measured == [0, 1, 1]
@@ -124,8 +124,8 @@ def test_a_near_miss_whose_runs_still_miss_stays_the_closest_miss_by_their_media
     runner = _runner(tmp_path, True, [(1.2, 0.57, {OBJECTIVE: 0.14})], limit=0.5)
     measured = _measured_again(runner, monkeypatch, {0: [0.54, 0.55]})
     runner.confirm()
-    assert measured == [0, 0] and not studies._ranked_feasible(runner.study, OBJECTIVE)
-    miss = studies._closest(runner.study, {OBJECTIVE: 0.5})["per_budget"][OBJECTIVE]
+    assert measured == [0, 0] and not judging.ranked_feasible(runner.study, OBJECTIVE)
+    miss = outcome._closest(runner.study, {OBJECTIVE: 0.5})["per_budget"][OBJECTIVE]
     assert miss["runs"] == [0.57, 0.54, 0.55] and miss["excess"] == pytest.approx(0.10)   # 0.55, not the first run
     assert runner.study.user_attrs["rechecked_figures"] == {"k0": [1.2, 5.4, 5.5]}   # each run's figure
 
@@ -137,14 +137,14 @@ def test_a_best_whose_second_run_missed_is_judged_by_the_median_of_three(tmp_pat
     runner.confirm()
     assert measured == [0, 0]
     assert runner.study.user_attrs["rechecked"] == {"k0": [0.48, 0.60, 0.47]}
-    assert studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 0
+    assert judging.ranked_feasible(runner.study, OBJECTIVE)[0].number == 0
 
 
 def test_an_absolute_budget_judges_the_runs_as_figures(tmp_path, monkeypatch):
     runner = _runner(tmp_path, False, [(11.0, None, {OBJECTIVE: 0.1})])   # 11 ms against 10 ms
     measured = _measured_again(runner, monkeypatch, {0: [9.5, 9.8]})
     runner.confirm()
-    assert measured == [0, 0] and studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 0
+    assert measured == [0, 0] and judging.ranked_feasible(runner.study, OBJECTIVE)[0].number == 0
 
 
 def test_an_objective_every_run_reads_alike_is_not_measured_again(tmp_path, monkeypatch):
@@ -152,7 +152,7 @@ def test_an_objective_every_run_reads_alike_is_not_measured_again(tmp_path, monk
     def confirmed(rule):
         runner = _runner(tmp_path, False, [(9.0, None, True), (11.0, None, False)], objective="size_mb")
         measured = _measured_again(runner, monkeypatch, {0: [9.0], 1: [11.0, 11.0]})
-        monkeypatch.setattr(studies, "SAME_EVERY_RUN", rule)
+        monkeypatch.setattr(runners, "SAME_EVERY_RUN", rule)
         runner.confirm()
         return measured
     assert confirmed(()) == [0, 1, 1]   # the test can fail: without the rule both are measured
@@ -169,7 +169,7 @@ def test_a_run_that_measured_nothing_or_a_device_that_failed_keeps_what_was_read
     measured = _measured_again(runner, monkeypatch, {0: [0.45, DeviceFailure("gone")]})
     runner.confirm()   # the device failed: the run read before it is kept, nothing more is tried
     assert measured == [0, 0] and runner.study.user_attrs["rechecked"] == {"k0": [0.57, 0.45]}
-    assert runner.end_failed == "gone"   # the answer's notes say so (study._outcome)
+    assert runner.end_failed == "gone"   # the answer's notes say so (outcome.answer)
 
 
 def test_an_untouched_model_near_an_absolute_budget_is_a_near_miss_too(tmp_path, monkeypatch):
@@ -178,7 +178,7 @@ def test_an_untouched_model_near_an_absolute_budget_is_a_near_miss_too(tmp_path,
     runner.measure_near_misses()
     assert measured == [0, 0] and runner.study.user_attrs["rechecked"] == {"k0": [10.5, 9.8, 9.9]}
     paired = _runner(tmp_path, True, [(10.5, 1.0, {OBJECTIVE: 0.05})], limit=0.95, baseline=True)
-    assert paired._near_misses(studies._Judge.of(paired.study, OBJECTIVE)) == []   # its ratio to itself is 1
+    assert paired._near_misses(judging.Judge.of(paired.study, OBJECTIVE)) == []   # its ratio to itself is 1
 
 
 def test_a_best_whose_two_runs_disagree_on_the_budget_gets_a_third(tmp_path, monkeypatch):
@@ -188,7 +188,7 @@ def test_a_best_whose_two_runs_disagree_on_the_budget_gets_a_third(tmp_path, mon
     runner.confirm()
     assert runner.study.user_attrs["rechecked"] == {"k0": [0.30, 0.40, 0.41], "k1": [0.33, 0.34]}
     assert measured == [0, 1, 0]   # both finalists, then trial 0's third run (its runs disagreed)
-    assert [t.number for t in studies._ranked_feasible(runner.study, OBJECTIVE)] == [1]   # 0.40x: out
+    assert [t.number for t in judging.ranked_feasible(runner.study, OBJECTIVE)] == [1]   # 0.40x: out
 
 
 def test_runs_that_disagree_get_a_third_run_nearest_to_the_answer_first_and_whatever_the_margin(tmp_path,
@@ -202,12 +202,12 @@ def test_runs_that_disagree_get_a_third_run_nearest_to_the_answer_first_and_what
     measured = _measured_again(runner, monkeypatch, {0: [0.6], 1: [0.6], 2: [0.6], 3: [0.45]})
     runner.confirm()
     assert sorted(measured) == [0, 1, 2, 3]   # no trial chosen on two runs that disagree
-    assert [t.number for t in studies._ranked_feasible(runner.study, OBJECTIVE)] == [3]   # median 0.45
+    assert [t.number for t in judging.ranked_feasible(runner.study, OBJECTIVE)] == [3]   # median 0.45
     runner = _runner(tmp_path, True, [(1.0, 0.45, True)], limit=0.5)
     runner.study.set_user_attr("rechecked", {"k0": [0.45, 1.1]})
     measured = _measured_again(runner, monkeypatch, {0: [0.46]})
     runner.confirm()
-    assert measured == [0] and [t.number for t in studies._ranked_feasible(runner.study, OBJECTIVE)] == [0]
+    assert measured == [0] and [t.number for t in judging.ranked_feasible(runner.study, OBJECTIVE)] == [0]
 
 
 def test_a_baseline_run_far_from_the_studys_first_is_measured_again(monkeypatch, tmp_path):
@@ -260,8 +260,8 @@ def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
               t(2, {"latency_p90_ms": 0.5, "size_mb": 0.3}, measurement="screening"),
               t(3, {"latency_p90_ms": 1.0, "accuracy_drop": 0.3, "size_mb": 0.5}, cached=True),
               t(4, {"latency_p90_ms": 1.5, "accuracy_drop": 0.01, "size_mb": 1.0}, twin_of=None)]
-    assert studies._pareto(trials, names) == [0, 1, 4]   # 4 is slower than 1 but loses far less accuracy
-    assert studies._pareto(trials, names + ("energy_mj",)) == [0, 1, 4]   # a figure nobody measured: not compared
+    assert outcome._pareto(trials, names) == [0, 1, 4]   # 4 is slower than 1 but loses far less accuracy
+    assert outcome._pareto(trials, names + ("energy_mj",)) == [0, 1, 4]   # a figure nobody measured: not compared
 
 
 def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tmp_path, monkeypatch):
@@ -284,7 +284,7 @@ def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tm
     assert screened == [False] and measured == [0, 1, 0]
     again = runner.study.get_trials()[2]
     assert again.user_attrs["again_of"] == 1 and again.user_attrs["measurement"] == "full"
-    assert studies._ranked_feasible(runner.study, OBJECTIVE)[0].number == 2
+    assert judging.ranked_feasible(runner.study, OBJECTIVE)[0].number == 2
     runner.confirm()   # resumed: nothing is measured again
     assert screened == [False] and measured == [0, 1, 0]
 
@@ -304,10 +304,10 @@ def test_the_chosen_trials_figures_are_the_median_of_its_runs(tmp_path, monkeypa
     runner = _runner(tmp_path, True, [(1.0, 0.43, True)], limit=0.5)
     _measured_again(runner, monkeypatch, {0: [0.47, 0.45]})   # each run's figure: ten times its ratio
     runner.confirm()
-    best = studies._best_row(runner.study, studies._ranked_feasible(runner.study, OBJECTIVE)[0])
+    best = outcome._best_row(runner.study, judging.ranked_feasible(runner.study, OBJECTIVE)[0])
     assert best["rechecked"] == [0.43, 0.47] and best["rechecked_figures"] == pytest.approx([1.0, 4.7])
     assert best["figures"][OBJECTIVE] == pytest.approx(2.85) and best["paired"][OBJECTIVE] == pytest.approx(0.45)
     assert best["figures"]["accuracy_drop"] == 0.0   # the rest: its full run's
     assert best["first_run"] == {"figures": {OBJECTIVE: 1.0, "accuracy_drop": 0.0}, "paired": {OBJECTIVE: 0.43}}
     once = _runner(tmp_path, False, [(2.0, None, True)])
-    assert "first_run" not in studies._best_row(once.study, once.study.get_trials()[0])   # measured once
+    assert "first_run" not in outcome._best_row(once.study, once.study.get_trials()[0])   # measured once

@@ -38,15 +38,15 @@ def _dims(tmp_path, text):
 
 def _proposals(dims, sampler: str, count: int, seed: int = 0) -> list:
     """The configurations a sampler proposes in `count` trials (each told the same value), after the two
-    trials every study enqueues (the baseline, INT8 alone), as study._study and _Runner._run_trial do."""
+    trials every study enqueues (the baseline, INT8 alone), as rdb.open_study and Runner._run_trial do."""
     import optuna
 
-    from edgeopt.search import space, study as studies
+    from edgeopt.search import samplers, space
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(sampler=studies._sampler(sampler, dims, seed, False))
-    every = studies._models_every_dimension(study.sampler)
+    study = optuna.create_study(sampler=samplers.make(sampler, dims, seed, False))
+    every = samplers.models_every_dimension(study.sampler)
     study.enqueue_trial(space.untouched(dims, "fp32") if every else {}, user_attrs={"baseline": True})
     study.enqueue_trial(space.params(dims, space.textbook(dims, "fp32"), every))
     out = []
@@ -246,14 +246,15 @@ def test_a_search_that_proposes_only_measured_configurations_is_given_an_unmeasu
     """_Runner._explore enqueues the next configuration no trial has measured, and nothing once all are."""
     import optuna
 
-    from edgeopt.search import space, study as studies, trial
+    from edgeopt.search import samplers, space, study as studies, trial
+    from edgeopt.search.runner import Runner
 
     dims = _dims(tmp_path, 'quantize = ["none", "int8"]\nprecision = ["fp32", "fp16"]\nkeep_float = [""]\n'
                            'prune = false\nlowrank = false\ndistill = false\nqat = false\n')
-    runner = object.__new__(studies._Runner)
+    runner = object.__new__(Runner)
     runner.dims, runner.identity, runner.exploration = dims, {"model": "m"}, None
     runner.job = studies.Job("m", "generic", [], {}, seed=3)
-    runner.study = optuna.create_study(sampler=studies._sampler("tpe", dims, 0, False))
+    runner.study = optuna.create_study(sampler=samplers.make("tpe", dims, 0, False))
     measured = []
     for _ in range(len(space.grid_points(dims)) + 1):
         runner._explore()

@@ -1,0 +1,119 @@
+"""How a study judges and ranks its trials, and what it minimises: the objective by the median of a trial's runs where
+it was measured again, each budget against its limit, the Pareto front's figures. The answer, the table and
+`report --study` all judge this way."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+
+from ..budgets import KINDS
+from . import trial as trials_
+
+# Multi-objective figures besides the latency (all lower is better); energy joins them where the devices measure it.
+PARETO_FIGURES = ("accuracy_drop", "size_mb")
+DEFAULT_OBJECTIVE = "latency_p90_ms"   # without a latency budget asked (default_objective)
+
+
+def default_objective(budgets: dict, relative_budgets: dict) -> str:
+    """The figure minimised when --objective is not given: the latency the user budgeted (a relative budget
+    first: its candidates are ranked by their ratio to the baseline measured beside them), else p90. Asked for
+    `latency_p50_ms=0.9x`, a user expects the search to make p50 small, not p90."""
+    asked = [k for k in (*relative_budgets, *budgets) if k.startswith("latency_")]
+    return asked[0] if asked else DEFAULT_OBJECTIVE
+
+
+def pareto_figures(budgets: dict, objective: str, energy: bool = False) -> tuple:
+    """The front's figures: the latency the study minimises (a front over p90 beside a p50 objective compared
+    what the user did not ask about), accuracy drop, size, and energy where every device measures it (`energy`)
+    or it is budgeted."""
+    latency = objective if objective.startswith("latency_") else DEFAULT_OBJECTIVE
+    return (latency, *PARETO_FIGURES) + (("energy_mj",) if energy or "energy_mj" in budgets else ())
+
+
+def complete(study) -> list:
+    import optuna
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _feasible(t) -> bool:
+    """Every budget met by the trial's own run (the samplers' view; a study's end judges by Judge)."""
+    return all(c <= 0 for c in t.user_attrs.get("constraints", [1.0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Judge:
+    """How the study ranks and judges a finished trial: the objective by the median of its runs where the trial
+    was measured again (the study's "rechecked": {content key: runs}, in the units trials are ranked by: the ratio
+    to the baseline beside each run where the objective is paired, else the figure), against its limit in those
+    units; every other budget by the trial's own run. One run on a busy device can meet or miss a budget by its
+    noise alone; the answer, the table and `report --study` all judge this way."""
+    objective: str
+    paired: bool
+    limit: float | None   # the objective's budget in the units above; None without one
+    rechecked: dict
+    figures: dict         # the study's "rechecked_figures": {content key: the objective's figure in each run}
+
+    @classmethod
+    def of(cls, study, objective: str | None = None) -> "Judge":
+        identity = study.user_attrs.get("identity") or {}
+        objective = objective or identity.get("objective", DEFAULT_OBJECTIVE)
+        paired = _paired_objective(study, objective)
+        budgets = dict(identity.get("budgets") or {}, **(study.user_attrs.get("resolved_budgets") or {}))
+        limit = identity["relative_budgets"][objective] if paired else budgets.get(objective)
+        return cls(objective, paired, limit, study.user_attrs.get("rechecked") or {},
+                   study.user_attrs.get("rechecked_figures") or {})
+
+    def runs(self, t) -> list | None:
+        return self.rechecked.get(t.user_attrs.get("key"))
+
+    def run_figures(self, t) -> list | None:
+        """The objective's figure in each run (None where a run measured none: a paired baseline's ratio to
+        itself); None for a trial measured once, or measured again before the figures were kept."""
+        return self.figures.get(t.user_attrs.get("key"))
+
+    def value(self, t) -> float:
+        runs = self.runs(t)
+        return statistics.median(runs) if runs else objective_value(t, self.objective, self.paired)
+
+    def violations(self, t) -> dict:
+        recorded = t.user_attrs.get("violations") or {}
+        if not self.runs(t) or self.limit is None or self.objective not in recorded:
+            return recorded
+        higher = KINDS[self.objective].higher_is_better
+        return dict(recorded, **{self.objective: trials_.excess(self.value(t), self.limit, higher)})
+
+    def disagree(self, t) -> bool:
+        """Whether its runs fall on both sides of the objective's limit."""
+        runs = self.runs(t) or []
+        return self.limit is not None and any(r > self.limit for r in runs) and any(r <= self.limit for r in runs)
+
+    def feasible(self, t) -> bool:
+        if not self.runs(t):
+            return _feasible(t)
+        return t.state.name == "COMPLETE" and all(v <= 0 for v in self.violations(t).values())
+
+
+def _paired_objective(study, objective: str) -> bool:
+    """Whether every candidate's objective was measured beside the baseline (a relative budget on it, paired)."""
+    identity = study.user_attrs.get("identity") or {}
+    return objective in (identity.get("relative_budgets") or {}) and identity.get("paired_baseline", False)
+
+
+def objective_value(t, objective: str, paired: bool) -> float:
+    """What trials are ranked by: with a paired objective, the ratio to the baseline measured right before the
+    trial (the baseline's own: 1), which the host's drift between trials minutes apart leaves alone; else the
+    figure."""
+    if not paired:
+        return t.user_attrs["figures"][objective]
+    if t.user_attrs.get("baseline"):
+        return 1.0
+    ratio = (t.user_attrs.get("paired") or {}).get(objective)
+    return ratio if ratio is not None else math.inf
+
+
+def ranked_feasible(study, objective: str) -> list:
+    judge = Judge.of(study, objective)
+    full = [t for t in complete(study) if judge.feasible(t) and objective in t.user_attrs.get("figures", {})]
+    # a screening-only figure is less certain: full measurements rank first at equal value
+    return sorted(full, key=lambda t: (judge.value(t), t.user_attrs.get("measurement") != "full"))

@@ -1,0 +1,213 @@
+"""A study's answer: the chosen bundle, every trial judged as the study judges it (judging.py), the Pareto front and,
+where nothing met every budget, the closest miss per budget; read back from the storage for `report --study`."""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING
+
+from ..errors import BadInput
+from . import judging, rdb
+from .runner import DEVICE_FAILURES_TO_STOP
+
+if TYPE_CHECKING:
+    from .study import Job
+
+def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
+    ranked = judging.ranked_feasible(study, job.objective)
+    best = ranked[0] if ranked else None
+    front_figures = job.pareto_figures
+    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
+           **_relative(study), "pareto": _pareto(judging.complete(study), front_figures),
+           "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
+           "closest": None if best else _closest(study, job.budgets), "notes": list(job.notes)}
+    if best is not None:
+        from ..bundle import rewrite
+
+        chosen = job.output_dir / f"{name}-best.edgepkg"
+        carried = _carried_limits(study, job)
+        # named after the study: its results and history read "NAME-best@device", not a trial's content key; at
+        # the threads the study chose (a DeiT study chose 1, and `bench` of its bundle ran the profile's 4)
+        rewrite(runner.local_bundle(best), chosen, chosen.stem, {key: c["limit"] for key, c in carried.items()},
+                best.user_attrs["candidate"]["threads"])
+        if carried:
+            study.set_user_attr("carried_limits", carried)
+            out["carried_limits"] = carried
+        out["best"] = dict(_best_row(study, best), bundle=str(chosen))
+    stopped = runner.stopped_by_device
+    out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
+    if stopped:
+        out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
+    if runner.exhausted:
+        out["exhausted"] = runner.exhausted
+    noisy = [str(row["trial"]) for row in out["trials"] if row["noisy"] and not row["cached"] and row["twin_of"] is None]
+    if noisy:   # the agent's warning, in each result file, said here too: the study's figures rest on those runs
+        out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies) in trial(s) "
+                            f"{', '.join(noisy)}: their figures are less certain than the others'")
+    if runner.end_failed:
+        out["notes"].append(f"measuring again at the study's end stopped: the device failed ({runner.end_failed}); "
+                            "the answer rests on the runs made before")
+    out.update(_versus(study, ranked))
+    if runner.rebuilt_differs:
+        out["rebuilt_differs"] = sorted(set(runner.rebuilt_differs))
+    return out
+
+
+def _carried_limits(study, job) -> dict:
+    """{budget: {"limit", "median", "runs"}}: each paired relative budget as the chosen bundle carries it, the
+    ratio times the median of the baseline's runs in the study (its first, each one beside a candidate and each
+    one beside a measurement again at the end).
+    Trials carry the ratio times the first run alone, which `check` would then apply with that one run's noise
+    (0.096 to 0.226 ms within one study on a busy host: docs/architecture.md). Empty without a paired budget."""
+    if not (job.relative_budgets and job.paired_baseline):
+        return {}
+    first = study.user_attrs.get("baseline_figures") or {}
+    measured = [t.user_attrs.get("baseline_beside") or {} for t in judging.complete(study)
+                if not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
+    measured += study.user_attrs.get("baseline_again") or []
+    out = {}
+    for key, ratio in job.relative_budgets.items():
+        runs = ([first[key]] if key in first else []) + [m[key] for m in measured if key in m]
+        if runs:
+            median = statistics.median(runs)
+            out[key] = {"limit": ratio * median, "median": median, "runs": len(runs)}
+    return out
+
+
+def _versus(study, ranked: list) -> dict:
+    """{"versus_textbook": the comparison of compare_with_textbook} when it was of the best trial; else empty."""
+    versus = study.user_attrs.get("versus_textbook")
+    return {"versus_textbook": versus} if ranked and versus and versus["best"] == ranked[0].number else {}
+
+
+def _relative(study) -> dict:
+    """The relative budgets as given, the baseline figures that set them, and whether the baseline was measured
+    again beside each candidate (empty without any)."""
+    identity = study.user_attrs.get("identity") or {}
+    if not identity.get("relative_budgets"):
+        return {}
+    return {"relative_budgets": dict(identity["relative_budgets"]),
+            "baseline_figures": study.user_attrs.get("baseline_figures", {}),
+            "paired_baseline": identity.get("paired_baseline", False),
+            "carried_limits": study.user_attrs.get("carried_limits", {})}
+
+
+def load(url: str, name: str) -> dict:
+    """A finished (or running) study read back from its storage, for `edgeopt report --study`: its objective,
+    budgets, every trial, the Pareto front, and the best trial that meets every budget (None when none does).
+    BadInput when the store has no such study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = rdb.open_storage(url)
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if name not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise BadInput(f"--study {name}: no such study in the store (studies: {known})")
+        study = optuna.load_study(study_name=name, storage=storage)
+        identity = study.user_attrs.get("identity") or {}
+        objective = identity.get("objective", judging.DEFAULT_OBJECTIVE)
+        budgets = dict(identity.get("budgets", {}), **(study.user_attrs.get("resolved_budgets") or {}))
+        ranked = judging.ranked_feasible(study, objective)
+        # recorded at its start; a study from before that: energy only where budgeted
+        figures = tuple(study.user_attrs.get("pareto_figures") or judging.pareto_figures(budgets, objective))
+        return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
+                "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
+                "pareto": _pareto(judging.complete(study), figures), "multi_objective": len(study.directions) > 1,
+                "best": _best_row(study, ranked[0]) if ranked else None, **_relative(study), **_versus(study, ranked),
+                "closest": None if ranked else _closest(study, budgets),
+                "notes": list(study.user_attrs.get("notes", []))}
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+def _rows(study, trials=None) -> list:
+    """Rows of `trials` (default: every finished or failed trial), each judged as the study judges (judging.Judge), with
+    its repeated measurements."""
+    import optuna
+
+    judge = judging.Judge.of(study)
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    trials = trials if trials is not None else [t for t in study.get_trials(deepcopy=False) if t.state in ended]
+    return [_row(t, judge) for t in trials]
+
+
+def _best_row(study, t) -> dict:
+    """The chosen trial's row, its objective as the study judged it where it was measured again: the median of its
+    runs' figures, and of their ratios to the baseline beside each where paired (its first run alone read 2.4x the
+    others once). Its first run's figures are kept as "first_run"; the other figures are its full run's (only the
+    objective is measured again)."""
+    judge = judging.Judge.of(study)
+    row = _row(t, judge)
+    figures = [f for f in judge.run_figures(t) or [] if f is not None]
+    if not judge.runs(t) or len(figures) < 2:   # measured once, or before the runs' figures were kept
+        return row
+    row["first_run"] = {"figures": row["figures"], "paired": row["paired"]}
+    row["figures"] = dict(row["figures"], **{judge.objective: statistics.median(figures)})
+    if judge.paired and row["paired"]:
+        row["paired"] = dict(row["paired"], **{judge.objective: statistics.median(judge.runs(t))})
+    return row
+
+
+def _row(t, judge: judging.Judge) -> dict:
+    attrs = t.user_attrs
+    return {"trial": t.number, "state": t.state.name.lower(), "config": attrs.get("config", ""),
+            "figures": attrs.get("figures", {}), "violations": judge.violations(t),
+            "feasible": judge.feasible(t) if t.state.name == "COMPLETE" else False,
+            "rechecked": judge.runs(t), "rechecked_figures": judge.run_figures(t),
+            "measurement": attrs.get("measurement"), "cached": attrs.get("cached", False),
+            "twin_of": attrs.get("twin_of"), "transforms_reused": attrs.get("transforms_reused", False),
+            "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
+            "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
+            "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
+            "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained"),
+            "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
+
+
+def _pareto(trials: list, names: tuple) -> list:
+    """Trial numbers not dominated (lower is better) on the figures any trial measured. A trial without one of
+    them (a screening run has no accuracy) is left off: its place is unknown, and comparing every trial on the
+    figures all of them have would drop accuracy from the front for one screened trial. A trial the cache or a
+    twin answered is its first trial's point, listed once."""
+    points = [(t.number, [t.user_attrs["figures"].get(n) for n in names]) for t in trials
+              if "figures" in t.user_attrs and not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
+    present = [i for i in range(len(names)) if any(p[1][i] is not None for p in points)]
+    vectors = [(n, [v[i] for i in present]) for n, v in points if all(v[i] is not None for i in present)]
+    front = []
+    for n, v in vectors:
+        dominated = any(all(a <= b for a, b in zip(w, v)) and any(a < b for a, b in zip(w, v))
+                        for m, w in vectors if m != n)
+        if not dominated:
+            front.append(n)
+    return front
+
+
+def _closest(study, budgets: dict) -> dict:
+    """Per budget, the trial that came closest to meeting it and the other budgets that trial missed, and the
+    trial that missed the fewest budgets by the least (what dominated the search when nothing met every budget);
+    judged as the study judges (judging.Judge: a near miss measured again, by the median of its runs)."""
+    judge = judging.Judge.of(study)
+    measured = [(t, judge.violations(t)) for t in judging.complete(study) if t.user_attrs.get("violations")]
+    if not measured:
+        return {}
+    per_budget = {}
+    for key in budgets:
+        t, violations = min(measured, key=lambda m: m[1].get(key, math.inf))
+        figures = t.user_attrs["figures"]
+        per_budget[key] = {"trial": t.number, "config": t.user_attrs.get("config"),
+                           "measured": figures.get(key), "limit": budgets[key], "excess": violations.get(key),
+                           "paired": (t.user_attrs.get("paired") or {}).get(key),
+                           "runs": judge.runs(t) if key == judge.objective else None,
+                           "measurement": t.user_attrs.get("measurement"), "ruled_out": t.user_attrs.get("ruled_out"),
+                           # what the trade-off cost: the budgets this trial missed besides this one, and
+                           # those it never measured (accuracy, after a screening run ruled it out on speed)
+                           "others_missed": {k: v for k, v in violations.items()
+                                             if k != key and v > 0 and k in figures},
+                           "others_unmeasured": [k for k in budgets if k != key and k not in figures],
+                           "others_figures": {k: figures[k] for k in budgets if k != key and k in figures},
+                           # a budget no measured trial missed did not bind the search: said once, not as a miss
+                           "met_by_every_trial": all(v.get(key, math.inf) <= 0 for _, v in measured)}
+    overall = min(measured, key=lambda m: max(m[1].values()))[0]
+    return {"per_budget": per_budget, "overall": _row(overall, judge)}

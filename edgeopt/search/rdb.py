@@ -1,0 +1,208 @@
+"""A study in Optuna's RDB storage on the results store's database: opening the storage, making a study or resuming
+one (refused where it is not the one that was started), and the trials a stopped worker left behind."""
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from ..errors import BadInput
+from . import judging, samplers, space as spaces
+
+if TYPE_CHECKING:
+    from .study import Job
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+OPTUNA_SCHEMA_LOCK = 0x6F7074756E61  # "optuna": the advisory lock key under which its tables are made
+
+
+def open_storage(store_url):
+    """Optuna's RDB storage on the results store's database (the store opened first: its URL checked, its
+    own schema in place, a bad URL one line with the password masked). Made under the store's lock: Optuna
+    creates its tables on first use, and two workers started at once on a new database would race."""
+    import optuna
+
+    from ..store import Store
+
+    with Store(store_url) as store, store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
+        return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
+
+
+def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, job: Job, dims: list, sampler: str):
+    """The study `name`: made, with the baseline and INT8 by hand enqueued first, or (resume) the one that was
+    started, refused where its identity, space or front differ, its orphaned trials failed or requeued."""
+    import optuna
+
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing and not resume:
+        raise BadInput(f"study {name!r} exists in the store; --resume continues it, or name another --study")
+    if resume and name not in existing:
+        raise BadInput(f"--resume: no study {name!r} in the store")
+    if name in existing:   # its front as it began (the number of directions is fixed); before it was recorded,
+        began = optuna.load_study(study_name=name, storage=storage)
+        _check_pareto(began, multi)
+        recorded = began.user_attrs.get("pareto_figures")
+        front = tuple(recorded or judging.pareto_figures(job.budgets, job.objective))   # energy only where budgeted
+        if multi and "energy_mj" in front and "energy_mj" not in job.pareto_figures:   # every trial would fail
+            raise BadInput(f"--resume: study {name!r} searches a Pareto front with energy_mj, and "
+                           f"{job.energy_absent}; resume it on devices that measure energy, or start a new --study")
+        job.pareto_figures = front
+    directions = ["minimize"] * (len(job.pareto_figures) if multi else 1)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
+                                sampler=samplers.make(sampler, dims, job.seed, multi))
+    if name in existing:
+        _check_identity(study, identity)
+        _check_space(study, dims)
+        _fail_orphans(study)
+    else:
+        study.set_user_attr("identity", identity)
+        study.set_user_attr("space", _space_record(dims))
+        study.set_user_attr("pareto_figures", list(job.pareto_figures))
+        every = samplers.models_every_dimension(study.sampler)
+        precision = job.profile_precision()
+        study.enqueue_trial(spaces.untouched(dims, precision) if every else {}, user_attrs={"baseline": True})
+        first = spaces.textbook(dims, precision)
+        if first is not None:   # the first step by hand is measured early: the answer is never worse than it
+            study.enqueue_trial(spaces.params(dims, first, every),
+                                user_attrs={"textbook": "INT8 alone, the backend's defaults"})
+    return study
+
+
+# What of the command line each part of a study's identity is, for a --resume that differs in it
+_IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
+                   "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
+                   "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape",
+                   # the profile's own backend is searched only where every device has its runtime
+                   "backend": "backend (the devices' runtimes)",
+                   # the sampler's and the training transforms' seed: another one proposes and trains other models
+                   "seed": "--seed"}
+_DATA_FLAGS = {"calib": "--calib", "eval": "--eval-data", "train": "--train-data"}
+
+
+def check_study_name(name: str) -> None:
+    """The study's name names its output directory and its bundles (NAME-t3, NAME-best), whose manifests refuse a
+    path: refused here, before any work, rather than at the baseline's packaging with empty directories left."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or not name.isprintable() or len(name) > 150:
+        raise BadInput(f"--study {name!r}: a study's name names its directory and bundles: printable, at most 150 "
+                       "characters, no '/' or '\\', not '.' or '..'")
+
+
+def _check_pareto(study, multi: bool) -> None:
+    """--pareto or not is fixed when a study begins: Optuna keeps the number of objectives it was made with, and
+    a resumed run that differs would tell every trial the wrong number of values."""
+    began = len(study.directions) > 1
+    if began != multi:
+        then, now = ("given", "not given") if began else ("not given", "given")
+        raise BadInput(f"--resume: study {study.study_name!r} was started with another --pareto ({then}; now {now}): "
+                       "give the flags it was started with, or start a new --study")
+
+
+def _check_identity(study, identity: dict) -> None:
+    """A resumed study must be the one that was started: the same model, budgets, data and way of judging (the
+    other flags, such as --trials or --sampler, may change). Refused naming the flag and both values."""
+    recorded = study.user_attrs.get("identity") or {}
+    # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
+    for key in ("model", "model_sha256", "profile", "data", "input_shapes", "budgets", "relative_budgets",
+                "paired_baseline", "objective", "seed", "backend"):
+        then, now = recorded.get(key), identity.get(key)
+        if then == now:
+            continue
+        if key == "data":   # which data file, not two dictionaries of sha256s
+            name = next(k for k in _DATA_FLAGS if (then or {}).get(k) != (now or {}).get(k))
+            flag, then, now = _DATA_FLAGS[name], _given((then or {}).get(name)), _given((now or {}).get(name))
+        else:
+            flag, then, now = _IDENTITY_FLAGS[key], _shown_identity(then), _shown_identity(now)
+        raise BadInput(f"--resume: study {study.study_name!r} was started with another {flag} ({then}; now {now}): "
+                       "give the flags it was started with, or start a new --study")
+
+
+def _space_record(dims: list) -> dict:
+    """{dimension: its values}: what the study's samplers were given. Not part of the identity (the content
+    keys): the same candidate in a narrower space is the same bundle and measurement."""
+    return {d.name: d.describe() for d in dims}
+
+
+def _check_space(study, dims: list) -> None:
+    """A resumed study must search the space it began with: Optuna refuses a categorical parameter whose choices
+    changed (a traceback, and the trial it was sampling left running), and the grid sampler's points are
+    numbered in that space. A study from before the space was recorded is not checked."""
+    recorded, now = study.user_attrs.get("space"), _space_record(dims)
+    if recorded is None or recorded == now:
+        return
+    name = next(k for k in (*recorded, *now) if recorded.get(k) != now.get(k))
+    then, current = (_shown_identity(v.get(name)) for v in (recorded, now))
+    raise BadInput(f"--resume: study {study.study_name!r} was started with another search space ({name}: {then}; "
+                   f"now {current}): give the --space file it was started with (the devices' backends and cores "
+                   "shape the space too), or start a new --study")
+
+
+def _given(sha: str | None) -> str:
+    return "not given" if sha is None else f"a file of sha256 {sha[:12]}…"
+
+
+def _shown_identity(value) -> str:
+    if value is None or value == {}:
+        return "not given"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown_identity(v)}" for k, v in value.items())
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12] + "…"
+    return str(value)
+
+
+def _fail_orphans(study) -> None:
+    """Trials left running by a worker of this host that is gone (a crash, a kill): failed with that reason,
+    so the study does not wait for them. Another host's running trials may be alive and are left alone."""
+    import optuna
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = (t.user_attrs.get("worker") or "").rpartition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            if enqueued(t):
+                requeue(study, t)
+                continue
+            optuna.trial.Trial(study, t._trial_id).set_user_attr("error", f"its worker {worker_host}:{pid} stopped")
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def enqueued(t) -> bool:
+    """Whether the study enqueued this trial itself: the baseline, or INT8 by hand."""
+    return bool(t.user_attrs.get("baseline") or t.user_attrs.get("textbook"))
+
+
+def requeue(study, t) -> None:
+    """Return a trial that did not finish (Ctrl-C, its worker gone) to the queue, where it keeps its place: the
+    next run, --resume or another worker, measures it first. For the baseline and INT8 by hand, which the study
+    enqueues once: failed, the baseline was never measured again, every trial against a relative budget failed
+    with it, and nothing could be judged. Optuna has no public call for it; its storage allows it for a trial that
+    has not finished."""
+    import optuna
+
+    study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.WAITING)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_if_unmeasured(study, storage, resume: bool) -> None:
+    """A study this worker began whose baseline cannot be built (bad input) or measured (the device failed)
+    measured nothing: removed, so the same command runs again once the input or device is fixed (it read "study
+    exists"). Kept where a trial completed or another worker has started one (it would lose its trial), and where
+    the removal itself fails (the error is what the user needs to read)."""
+    import optuna
+
+    started = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+    if resume or judging.complete(study) or any(t.user_attrs.get("worker") != WORKER for t in started):
+        return
+    try:
+        optuna.delete_study(study_name=study.study_name, storage=storage)
+    except Exception:  # noqa: BLE001  (storage errors of any kind: the error is raised either way)
+        pass

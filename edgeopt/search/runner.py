@@ -1,0 +1,606 @@
+"""The trial loop of one worker process: ask the sampler, package and measure the candidate (trial.py), tell the
+study; at the end, measure the finalists and near misses again and the answer beside INT8 by hand."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import statistics
+from typing import TYPE_CHECKING
+
+from ..budgets import KINDS
+from ..errors import BadInput, DeviceFailure
+from . import judging, rdb, samplers, space as spaces, trial as trials_
+
+if TYPE_CHECKING:
+    from .study import Job
+
+DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
+RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
+RECHECK_TOP = 3
+# A trial that missed only the objective's budget, and by at most this share, on one run is measured until it has
+# JUDGED_RUNS runs and judged by their median (Runner.measure_near_misses): a YOLOv8n Pi study ruled out INT8 by
+# hand on one run at 0.57x of its baseline against 0.5x, and five runs in turn at the end made it 1.43x faster than
+# the answer it chose.
+NEAR_MISS = 0.25
+JUDGED_RUNS = 3
+NEAR_MISSES_MEASURED = 3        # at most this many such trials a round, nearest to being the answer first
+# Objectives one bundle reads alike on every run (its files; its predictions on the same eval data): measuring a
+# trial again settles nothing.
+SAME_EVERY_RUN = ("size_mb", "accuracy_drop")
+# At the end, the best and INT8 by hand (the textbook trial) measured in turn this many times each, when the
+# objective is a latency: what the search gained over the first step by hand, judged on readings made together.
+VERSUS_TEXTBOOK_PAIRS = 5
+# A trial answered from the cache costs nothing and does not count towards --trials; this many in a row from one
+# worker means the sampler has little left to propose (a small space, all of it measured): the worker stops.
+CACHED_IN_A_ROW_TO_STOP = 10
+# After this many cached answers in a row, a configuration nobody measured is enqueued (Runner._explore): in a
+# small or stepped space TPE re-proposed measured candidates until the stop above ended studies that had not
+# reached the feasible region (8 of 30 replays on a measured landscape: docs/benchmarks.md).
+EXPLORE_AFTER_CACHED = 3
+# After screening, a candidate over a budget, or slower than the feasible best, by more than this share gets no
+# full measurement (and so no accuracy figure).
+SCREEN_MARGIN = 0.25
+BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has measured the baseline yet
+
+
+class Runner:
+    """The trial loop of one worker process."""
+
+    def __init__(self, job, study, dims, identity, screening, multi, progress):
+        self.job, self.study, self.dims, self.identity = job, study, dims, identity
+        self.screening, self.multi, self.progress = screening, multi, progress
+        self.stopped_by_device = None
+        self.ruled_out = None    # why _can_still_win last left a screened candidate without a full measurement
+        self.end_failed = None   # why measuring again at the study's end stopped: the device failed there
+        self.exhausted = None
+        self.exploration = None   # space.Exploration, made when the sampler first repeats itself
+        self.rebuilt_differs = []   # trial numbers whose bundle, rebuilt on this host, differs from the one measured
+        self.bundles = job.output_dir / study.study_name / "bundles"
+        self.bundles.mkdir(parents=True, exist_ok=True)
+        if job.relative_budgets:   # resumed, or joined: the baseline may have set them already
+            job.budgets.update(study.user_attrs.get("resolved_budgets") or {})
+
+    def loop(self, n_trials: int) -> None:
+        device_failures = cached = 0
+        grid = hasattr(self.study.sampler, "points")   # samplers._grid: never repeats, done when every point is taken
+        self.progress.start("optimize: trials", total=n_trials)
+        self.progress.advance(min(n_trials, self._started()))
+        while self._started() < n_trials:
+            trial = self.study.ask()
+            failure = self._run_trial(trial)
+            answered = trial.user_attrs.get("cached", False)
+            cached = cached + 1 if answered else 0
+            if not answered:
+                self.progress.advance()
+            device_failures = device_failures + 1 if failure == "device" else 0
+            if device_failures >= DEVICE_FAILURES_TO_STOP:
+                self.stopped_by_device = trial.user_attrs.get("error")
+                break
+            if cached >= CACHED_IN_A_ROW_TO_STOP:
+                self.exhausted = f"the last {cached} candidates the sampler proposed had all been measured"
+                break
+            if answered and cached % EXPLORE_AFTER_CACHED == 0 and not grid:
+                self._explore()
+            if grid and self._grid_done():
+                break
+        self.progress.finish()
+
+    def _explore(self) -> None:
+        """Enqueue a configuration no trial has measured (space.Exploration), if one is left: the sampler keeps
+        proposing measured ones, which teach it nothing."""
+        trials = self.study.get_trials(deepcopy=False)
+        measured = {t.user_attrs.get("key") for t in trials}
+        every = samplers.models_every_dimension(self.study.sampler)
+        self.exploration = self.exploration or spaces.Exploration(self.dims, self.job.seed)
+        for point in self.exploration.candidates(len(trials)):
+            if trials_.Candidate(*spaces.options(self.dims, point)).key(self.identity) not in measured:
+                self.study.enqueue_trial(spaces.params(self.dims, point, every),
+                                         user_attrs={"explore": True})
+                return
+
+    def _started(self) -> int:
+        """Trials that count towards --trials: every worker's, of every state, except those the cache answered."""
+        import optuna
+
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                  optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
+        return sum(not t.user_attrs.get("cached") for t in self.study.get_trials(deepcopy=False, states=states))
+
+    def _grid_done(self) -> bool:
+        """Every grid point proposed (by any worker). Enqueued trials (the baseline, INT8 alone) are no grid
+        points; where their configuration is one, the grid proposes it again and the cache answers."""
+        taken = {t.system_attrs.get(samplers.GRID_POINT) for t in self.study.get_trials(deepcopy=False)} - {None}
+        return len(taken) >= len(self.study.sampler.points)
+
+    def _run_trial(self, trial) -> str | None:
+        """Run one asked trial and tell the study; the failure kind ("input", "device") or None. Ctrl-C anywhere in
+        it ends the trial (_interrupted): one left running is counted, and waited for, by every later run."""
+        try:
+            return self._run_asked(trial)
+        except KeyboardInterrupt:
+            self._interrupted(trial)
+            raise
+
+    def _interrupted(self, trial) -> None:
+        """The trial Ctrl-C stopped, unless it was told already: back in the queue if the study enqueued it (the
+        baseline, INT8 by hand: rdb.requeue), else failed with that reason."""
+        import optuna
+
+        if next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
+            return
+        if rdb.enqueued(trial):
+            rdb.requeue(self.study, trial)
+            return
+        trial.set_user_attr("error", "interrupted (Ctrl-C)")
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _run_asked(self, trial) -> str | None:
+        import optuna
+
+        try:
+            candidate = self._candidate(trial)
+        except Exception as e:   # never a trial left running: every later worker would count it
+            trial.set_user_attr("error", f"sampling its configuration failed: {e or type(e).__name__}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if isinstance(e, ValueError):   # Optuna: a parameter's values changed (a study older than _check_space)
+                raise BadInput(f"--resume: study {self.study.study_name!r} was started with another search space "
+                               f"({e}): give the --space file it was started with, or start a new --study") from None
+            raise
+        key = candidate.key(self.identity)
+        trial.set_user_attr("key", key)
+        trial.set_user_attr("worker", rdb.WORKER)
+        config = candidate.describe()
+        if trial.user_attrs.get("baseline") and any(d.name == "backend" for d in self.dims):
+            # beside trials that name theirs: the baseline runs on the profile's own backend, which it leaves implicit
+            config = f"backend={self.job.backend or self.job.profile_backend()} {config}"
+        trial.set_user_attr("config", config)
+        self.progress.status(f"trial {trial.number}: {config}")
+        full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
+        cached = self._cached(key, trial.number, full)
+        try:
+            screen = self._screen(trial)
+            outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
+                                            screen, self._can_still_win, self.progress, self._reference(trial),
+                                            twin=lambda artifact: self._twin(artifact, trial.number, full),
+                                            name=self.bundle_name(trial.number))
+        except Exception as e:  # a failed trial is recorded with its reason; the study goes on
+            if trial.user_attrs.get("baseline"):
+                self._baseline_failed(trial, e)
+            kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
+            trial.set_user_attr("error", f"{kind}: {_first_line(e)}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return kind
+        if cached is None and outcome["measurement"] == "screening" and "twin_of" not in outcome:
+            outcome["ruled_out"] = self.ruled_out
+        self._resolve_relative(trial, outcome)
+        self._record(trial, outcome, candidate, key, cached is not None)
+        return None
+
+    def _baseline_failed(self, trial, e: Exception) -> None:
+        """Raise for the baseline that failed: nothing can be judged without it (a relative budget has no limit,
+        the answer no reference), so the study stops, and the baseline goes back to the queue for the next run
+        (--resume, another worker) to measure first. Bad input stays itself (exit 2); the device's failure is exit
+        3 with its reason, where the study went on to fail every candidate and exit 1."""
+        rdb.requeue(self.study, trial)
+        if isinstance(e, DeviceFailure):
+            raise DeviceFailure(f"the baseline (the untouched model) could not be measured, and no candidate can be "
+                                f"judged without it: {_first_line(e)}") from e
+        raise e
+
+    def _candidate(self, trial):
+        """The trial's candidate: the baseline (enqueued), or what the sampler proposes."""
+        every = samplers.models_every_dimension(self.study.sampler)
+        if trial.user_attrs.get("baseline"):
+            if every:   # its enqueued parameters, registered for the sampler's model
+                spaces.sample(self.dims, trial, every)
+            return _baseline(self.dims, self.job)
+        package, steps, threads = spaces.options(self.dims, spaces.sample(self.dims, trial, every))
+        return trials_.Candidate(package, steps, threads)
+
+    def _reference(self, trial):
+        """The baseline to measure beside this trial (paired relative budgets), or None."""
+        if not (self.job.relative_budgets and self.job.paired_baseline) or trial.user_attrs.get("baseline"):
+            return None
+        self.job.budgets.update(self._await_baseline())
+        baseline = next(t for t in judging.complete(self.study) if t.user_attrs.get("baseline"))
+        return trials_.Reference(self.local_bundle(baseline), baseline.user_attrs["candidate"]["threads"],
+                                 dict(self.job.relative_budgets), self.study.user_attrs.get("baseline_figures"))
+
+    def _resolve_relative(self, trial, outcome: dict) -> None:
+        """Turn the relative budgets into limits once the baseline is measured: from this outcome when it is the
+        baseline's, else from the study (another worker measured it), waiting for it while it runs. The
+        baseline's own excess for them is added to its outcome, so every trial carries every constraint."""
+        missing = [k for k in self.job.relative_budgets if k not in self.job.budgets]
+        if not missing:
+            return
+        if trial.user_attrs.get("baseline"):
+            measured = outcome["figures"]
+            unmeasured = [k for k in missing if k not in measured]
+            if unmeasured:
+                raise BadInput(f"relative budget {unmeasured[0]}: the baseline did not measure it")
+            limits = {k: self.job.relative_budgets[k] * measured[k] for k in missing}
+            self.study.set_user_attr("resolved_budgets", limits)
+            self.study.set_user_attr("baseline_figures", {k: measured[k] for k in missing})
+        else:
+            limits = self._await_baseline()
+        self.job.budgets.update(limits)
+        if "paired" in outcome:   # judged already, against the baseline measured beside it
+            return
+        outcome["violations"] = dict(outcome["violations"], **{
+            k: trials_.excess(outcome["figures"].get(k), limits[k], KINDS[k].higher_is_better) for k in limits})
+
+    def _await_baseline(self) -> dict:
+        import time
+
+        import optuna
+
+        deadline = time.monotonic() + self.job.timeout
+        while True:
+            limits = self.study.user_attrs.get("resolved_budgets")
+            if limits and any(t.user_attrs.get("baseline") for t in judging.complete(self.study)):
+                return limits
+            if time.monotonic() > deadline:
+                raise DeviceFailure(f"the relative budgets cannot be set: the baseline trial was not measured "
+                                    f"within --timeout {self.job.timeout:g} s")
+            baseline = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+            if baseline and all(t.state == optuna.trial.TrialState.FAIL for t in baseline):
+                raise BadInput("the relative budgets cannot be set: the baseline trial failed "
+                               f"({baseline[-1].user_attrs.get('error', 'no reason recorded')})")
+            self.progress.status("waiting for the baseline (another worker measures it) to set the relative budgets")
+            time.sleep(BASELINE_POLL_SECONDS)
+
+    def _screen(self, trial) -> bool:
+        """Whether this trial gets a screening run first. Never the baseline (the paired reference), nor INT8 by
+        hand (the study promises an answer no worse than it, and a short run's noise could rule it out: a
+        MobileNetV3 study on a busy host screened it out at 1.07x of its baseline, then read it faster than the
+        answer in turn), nor on a Pareto front: a candidate slower than the best may still be on it, by accuracy
+        or size."""
+        return (self.screening and not self.multi and not trial.user_attrs.get("baseline")
+                and not trial.user_attrs.get("textbook") and trial.user_attrs.get("again_of") is None)
+
+    def _finished(self, attr: str, value: str, number: int, full: bool = False):
+        """A finished, measured trial other than `number` whose user attribute `attr` is `value`, or None; one
+        measured fully first (measure_ruled_out measures again what a screening run left out). full: only such."""
+        import optuna
+
+        found = [t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                 if t.user_attrs.get(attr) == value and t.number != number and "figures" in t.user_attrs]
+        found.sort(key=lambda t: t.user_attrs.get("measurement") != "full")
+        return next((t for t in found if not full or t.user_attrs.get("measurement") == "full"), None)
+
+    def _cached(self, key: str, number: int, full: bool = False) -> dict | None:
+        """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
+        t = self._finished("key", key, number, full)
+        return None if t is None else {k: t.user_attrs[k] for k in (
+            "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
+            "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None}
+
+    def _twin(self, artifact: str, number: int, full: bool = False) -> dict | None:
+        """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
+        with "twin_of": the trial first measured; None when there is none."""
+        t = self._finished("artifact", artifact, number, full)
+        return None if t is None else dict({k: t.user_attrs[k] for k in (
+            "figures", "violations", "measurement", "results", "paired", "ruled_out") if k in t.user_attrs},
+            twin_of=t.user_attrs.get("twin_of") or t.number)
+
+    def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
+        import optuna
+
+        figures = outcome["figures"]
+        values = self._values(figures)
+        if values is None:
+            missing = ", ".join(n for n in self._objectives() if n not in figures)
+            trial.set_user_attr("error", f"{missing} not measured on every device (an objective of the study)")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        for name in ("figures", "violations", "measurement", "results", "seconds", "paired", "artifact", "twin_of",
+                     "transforms_reused", "parity", "baseline_beside", "untrained", "noisy", "ruled_out"):
+            trial.set_user_attr(name, outcome.get(name))
+        trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
+        constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
+        trial.set_user_attr("constraints", constraints)
+        screened_only = outcome["measurement"] == "screening"
+        for budget, excess in zip(self.job.budgets or ["none"], constraints):  # <= 0: the budget is met
+            # accuracy is left to the full run: a candidate ruled out on speed says nothing about it
+            unknown = screened_only and budget not in outcome["figures"]
+            trial.set_constraint(budget, 0.0 if unknown else _for_sampler(excess))
+        trial.set_user_attr("bundle", str(self.bundles / f"{key[:16]}.edgepkg"))
+        trial.set_user_attr("candidate", dataclasses.asdict(candidate))
+        trial.set_user_attr("cached", cached)
+        self.study.tell(trial, values)
+
+    def _objectives(self) -> tuple:
+        return self.job.pareto_figures if self.multi else (self.job.objective,)
+
+    def _values(self, figures: dict):
+        names = self._objectives()
+        if any(n not in figures for n in names):
+            return None
+        return [figures[n] for n in names]
+
+    def _can_still_win(self, figures: dict, violations: dict, ratios: dict) -> bool:
+        """After screening: a full measurement only for a candidate no budget rules out by far (> SCREEN_MARGIN)
+        and, once a feasible best exists, no slower than it by more than SCREEN_MARGIN on the objective. With a
+        paired objective both sides are ratios to the baseline measured beside them (`ratios`: the screening's),
+        as trials are ranked: absolute figures minutes apart would carry the host's drift."""
+        far = sorted(k for k, v in violations.items() if v > SCREEN_MARGIN)
+        # why, for the trial's record: the table says what ruled it out, and confirm() measures it fully once the
+        # best it was compared with is demoted (measure_ruled_out)
+        self.ruled_out = {"by": "budgets", "budgets": far, "margin": SCREEN_MARGIN} if far else None
+        if far:
+            return False
+        judge = judging.Judge.of(self.study, self.job.objective)
+        best = min(((judge.value(t), t.number) for t in judging.complete(self.study) if judge.feasible(t)
+                    and t.user_attrs.get("measurement") == "full"
+                    and self.job.objective in t.user_attrs.get("figures", {})), default=None)
+        value = (ratios if judge.paired else figures).get(self.job.objective)
+        if best is None or value is None or value <= best[0] * (1 + SCREEN_MARGIN):
+            return True
+        self.ruled_out = {"by": "best", "trial": best[1], "margin": SCREEN_MARGIN}
+        return False
+
+    def bundle_name(self, number: int) -> str:
+        """A trial's bundle name, which its result files and history are filed under: "STUDY-tN", as the tables
+        and reports number trials (a content key, "d122836c09d9e2e9@local.json", said nothing to a reader)."""
+        return f"{self.study.study_name}-t{number}"
+
+    def local_bundle(self, t) -> pathlib.Path:
+        """The trial's bundle on this host: built here, or (a trial another worker ran, or answered from the
+        study) rebuilt from its recorded candidate. The rebuilt files are compared with those measured (the
+        trial's artifact key); training on another host's CPU need not give the same bits, and a bundle that
+        differs is recorded in rebuilt_differs: its figures are the measured bundle's, not its own."""
+        path = self.bundles / f"{t.user_attrs['key'][:16]}.edgepkg"
+        if not path.is_file():
+            self.progress.status(f"building trial {t.number}'s bundle on this host")
+            candidate = trials_.Candidate(**t.user_attrs["candidate"])
+            manifest = trials_.package(candidate, self.job, path, self.progress, self.bundle_name(t.number))
+            measured = t.user_attrs.get("artifact")
+            if measured is not None and trials_.artifact_key(manifest, candidate.threads) != measured:
+                self.rebuilt_differs.append(t.number)
+                self.progress.status(f"trial {t.number}'s bundle, rebuilt on this host, differs from the one "
+                                     "measured")
+        return path
+
+    def confirm(self) -> None:
+        """The study's end, single objective: the finalists and the near misses measured again, then the answer
+        and INT8 by hand measured in turn; none of it once the device has failed (each try would wait out
+        --timeout again)."""
+        if self.job.objective in SAME_EVERY_RUN or self.stopped_by_device:
+            return
+        try:
+            for _ in range(RECHECK_TOP):   # a trial measured again may rank among the finalists, or disagree
+                self.recheck_best()
+                near = self.measure_near_misses()
+                if not self.measure_ruled_out() and not near:
+                    break
+        except DeviceFailure as e:
+            self.end_failed = _first_line(e)
+            return
+        self.compare_with_textbook()
+
+    def recheck_best(self) -> None:
+        """The best and the candidates within RECHECK_WITHIN of it are measured again (fully, in turn) and ranked
+        by the median of their runs, so the choice between near-ties is not left to one run's noise. A best
+        without rivals is measured again too: the answer's figure is then two runs, and the CLI says when one
+        missed the budget (one baseline run beside a MobileNetV3 candidate read 2.4x the others, and made it
+        "0.58x"). When a second run demotes the best, the new best and its near ties are measured again in turn,
+        for at most RECHECK_TOP rounds. DeviceFailure: the runs so far are kept."""
+        self._share_rechecks()
+        for _ in range(RECHECK_TOP):
+            close = self._unconfirmed_finalists()
+            if not close:
+                return
+            for t in close:
+                self.progress.status(f"measuring trial {t.number} again (the best, or within "
+                                     f"{RECHECK_WITHIN:.0%} of it)")
+                self._measure_runs(t, 2)
+
+    def measure_near_misses(self) -> bool:
+        """Each trial of _near_misses measured until it has JUDGED_RUNS runs, which then judge it by their median
+        (judging.Judge); whether any was measured. DeviceFailure: the runs so far are kept."""
+        judge = judging.Judge.of(self.study, self.job.objective)
+        measured = False
+        for t in self._near_misses(judge):
+            excess = judge.violations(t)[self.job.objective]
+            why = f"missed it by {excess:.0%}" if excess > 0 else "met it on one run, not on the other"
+            self.progress.status(f"measuring trial {t.number} again, to {JUDGED_RUNS} runs, on "
+                                 f"{self.job.objective} ≤ {judge.limit:g}{'x' if judge.paired else ''} (it {why})")
+            measured = self._measure_runs(t, JUDGED_RUNS) or measured
+        return measured
+
+    def measure_ruled_out(self) -> bool:
+        """Trials a screening run left out as slower than the best of their time, measured fully now that the best
+        has changed (measuring again demoted it) and they can win against the best now; whether any was. Each is
+        a new trial of the same configuration, asked to be measured fully ("again_of"): a finished trial's record
+        cannot change. Ruled out on a budget, a trial stays out: no best decided that."""
+        done = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get("again_of") is not None}
+        measured = False
+        for t in self._ruled_out_by_another_best():
+            if t.user_attrs.get("key") in done or not self._can_still_win(
+                    t.user_attrs["figures"], t.user_attrs.get("violations") or {},
+                    {k: v for k, v in (t.user_attrs.get("paired") or {}).items() if v is not None}):
+                continue
+            self.progress.status(f"measuring trial {t.number} fully: its screening run was ruled out against trial "
+                                 f"{t.user_attrs['ruled_out']['trial']}, no longer the best")
+            self.study.enqueue_trial(t.params, user_attrs={"again_of": t.number})
+            trial = self.study.ask()
+            if self._run_trial(trial) == "device":   # confirm() stops measuring, as on any device failure at the end
+                raise DeviceFailure(next(u for u in self.study.get_trials(deepcopy=False)
+                                         if u.number == trial.number).user_attrs.get("error"))
+            measured = True
+        return measured
+
+    def _ruled_out_by_another_best(self) -> list:
+        """Screened-only trials ruled out against a best that is not the best now, one per configuration."""
+        ranked = judging.ranked_feasible(self.study, self.job.objective)
+        best = ranked[0].number if ranked else None
+        out = {}
+        for t in judging.complete(self.study):
+            why = t.user_attrs.get("ruled_out") or {}
+            if why.get("by") == "best" and why.get("trial") != best and t.user_attrs.get("measurement") == "screening":
+                out.setdefault(t.user_attrs.get("key"), t)
+        return list(out.values())
+
+    def _measure_runs(self, t, runs: int) -> bool:
+        """Measure `t` again until it has `runs` runs of the objective, each stored as it is read (for its twins
+        too: the same bundle), with its absolute figure (what the bundle's carried limit is checked against);
+        whether a run was added."""
+        judge = judging.Judge.of(self.study, self.job.objective)
+        values = list(judge.runs(t) or [judging.objective_value(t, self.job.objective, judge.paired)])
+        figures = list(judge.run_figures(t) or [t.user_attrs["figures"].get(self.job.objective)])
+        figures += [None] * (len(values) - len(figures))   # runs from before the figures were kept
+        added = False
+        while len(values) < runs:
+            again = self._measure_again(t, judge.paired)
+            if again is None:
+                break
+            values.append(again[0])
+            figures.append(again[1])
+            added = True
+            # read again before writing: another worker may have stored other bundles' runs meanwhile (the same
+            # bundle's, measured by both at once, are the last writer's)
+            keys = self._same_bundle(t)
+            for attr, readings in (("rechecked", values), ("rechecked_figures", figures)):
+                stored = dict(self.study.user_attrs.get(attr, {}))
+                stored.update(dict.fromkeys(keys, list(readings)))
+                self.study.set_user_attr(attr, stored)
+        return added
+
+    def _near_misses(self, judge) -> list:
+        """The trials, one per bundle, that missed only the objective's budget by at most NEAR_MISS, or whose runs
+        disagree on it (0.30x and 0.40x against 0.36x), on a full measurement of fewer than JUDGED_RUNS runs; the
+        NEAR_MISSES_MEASURED first in rank order. The baseline too, against an absolute budget (against a paired
+        one its ratio is 1 by definition)."""
+        if judge.limit is None:
+            return []
+        distinct = {}
+        for t in judging.complete(self.study):
+            missed = {k: v for k, v in judge.violations(t).items() if v > 0}
+            near = set(missed) == {judge.objective} and missed[judge.objective] <= NEAR_MISS
+            # runs that disagree, by any margin: one outlier second run (2.4x) must not rule a trial out alone
+            if ((near or (set(missed) <= {judge.objective} and judge.disagree(t)))
+                    and t.user_attrs.get("measurement") == "full"
+                    and not (judge.paired and t.user_attrs.get("baseline"))
+                    and len(judge.runs(t) or [None]) < JUDGED_RUNS
+                    and math.isfinite(judging.objective_value(t, judge.objective, judge.paired))):
+                distinct.setdefault(t.user_attrs.get("artifact") or t.user_attrs["key"], t)
+        # in rank order: those nearest to being the answer first
+        return sorted(distinct.values(), key=judge.value)[:NEAR_MISSES_MEASURED]
+
+    def _share_rechecks(self) -> None:
+        """A twin or cached trial that finished after its bundle was measured again (on --resume, or another
+        worker's) takes those readings: one bundle, one set of runs, never a measurement more."""
+        keys_by_bundle = {}   # one pass over the trials (each _same_bundle call reads them all)
+        for t in judging.complete(self.study):
+            if t.user_attrs.get("artifact") and t.user_attrs.get("key"):
+                keys_by_bundle.setdefault(t.user_attrs["artifact"], []).append(t.user_attrs["key"])
+        for attr in ("rechecked", "rechecked_figures"):
+            stored = dict(self.study.user_attrs.get(attr, {}))
+            shared = dict(stored)
+            for keys in keys_by_bundle.values():
+                readings = next((shared[k] for k in keys if k in shared), None)
+                if readings is not None:
+                    shared.update({k: readings for k in keys if k not in shared})
+            if shared != stored:
+                self.study.set_user_attr(attr, shared)
+
+    def _same_bundle(self, t) -> set:
+        """The content keys of `t` and of every finished trial that packaged to its bundle (its twins)."""
+        import optuna
+
+        artifact = t.user_attrs.get("artifact")
+        twins = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if artifact else []
+        return {t.user_attrs["key"]} | {u.user_attrs["key"] for u in twins if u.user_attrs.get("artifact") == artifact}
+
+    def _unconfirmed_finalists(self) -> list:
+        """The best (by the median of its runs) and those within RECHECK_WITHIN of it, if any was measured once."""
+        judge = judging.Judge.of(self.study, self.job.objective)
+        distinct = {}   # one trial per bundle: a cached answer or a twin is the same bundle and measurement
+        for t in judging.ranked_feasible(self.study, self.job.objective):
+            distinct.setdefault(t.user_attrs.get("artifact") or t.user_attrs["key"], t)
+        finalists = list(distinct.values())[:RECHECK_TOP]
+        if not finalists:
+            return []
+        score = {t.number: judge.value(t) for t in finalists}
+        best = score[finalists[0].number]
+        close = [t for t in finalists if score[t.number] <= best * (1 + RECHECK_WITHIN)]
+        return [t for t in close if judge.runs(t) is None]
+
+    def _measure_again(self, t, paired: bool) -> tuple | None:
+        """The trial's objective measured again: (what it is ranked by: its ratio to the baseline measured right
+        before it where the study pairs the objective, else the figure; the figure), or None where the run did
+        not measure it."""
+        if paired and t.user_attrs.get("baseline"):
+            return 1.0, None   # its ratio to itself; nothing measured
+        threads = t.user_attrs["candidate"]["threads"]
+        reference = self._reference(t) if paired else None
+        reference_docs = reference.measure(self.job, None, self.progress) if reference else None
+        # the objective alone: an accuracy pass would be read by nobody (an accuracy objective is never measured
+        # again: SAME_EVERY_RUN)
+        docs = trials_.measure(self.local_bundle(t), threads, self.job, {"no_accuracy": True}, self.progress)
+        figure = trials_.figures(docs, self.job.budgets).get(self.job.objective)
+        if reference is None:
+            return None if figure is None else (figure, figure)
+        runs = self.study.user_attrs.get("baseline_again") or []   # its runs here count towards the carried limit
+        self.study.set_user_attr("baseline_again", runs + [reference.figures(reference_docs)])
+        ratio = reference.judge(docs, reference_docs)[self.job.objective][0]
+        return None if ratio is None else (ratio, figure)
+
+    def compare_with_textbook(self) -> None:
+        """The best feasible trial and the textbook trial (INT8 alone, the backend's defaults), measured in turn
+        VERSUS_TEXTBOOK_PAIRS times: the study attribute "versus_textbook" holds each pair's ratio (textbook /
+        best) and their median. Two trials measured minutes apart are no comparison on a busy host (INT8
+        alone read 0.76x to 1.13x of its paired baseline in three MobileNetV2 studies: docs/benchmarks.md)."""
+        if not self.job.objective.startswith("latency_"):
+            return
+        ranked = judging.ranked_feasible(self.study, self.job.objective)
+        textbook = next((t for t in judging.complete(self.study) if t.user_attrs.get("textbook")
+                         and self.job.objective in t.user_attrs.get("figures", {})), None)
+        if not ranked or textbook is None or ranked[0].user_attrs.get("artifact") == textbook.user_attrs.get(
+                "artifact"):
+            return
+        best, judge = ranked[0], judging.Judge.of(self.study, self.job.objective)
+        key = f"{best.user_attrs['key']}:{textbook.user_attrs['key']}"
+        if (self.study.user_attrs.get("versus_textbook") or {}).get("key") == key:
+            return   # an earlier run of this study compared the same two
+        readings = {"textbook": [], "best": []}
+        for n in range(VERSUS_TEXTBOOK_PAIRS):
+            for name, t in (("textbook", textbook), ("best", best)):
+                self.progress.status(f"measuring the best (trial {best.number}) and INT8 by hand (trial "
+                                     f"{textbook.number}) in turn: {name}, {n + 1}/{VERSUS_TEXTBOOK_PAIRS}")
+                try:
+                    docs = trials_.measure(self.local_bundle(t), t.user_attrs["candidate"]["threads"], self.job,
+                                           {"no_accuracy": True}, self.progress)
+                except DeviceFailure:
+                    return
+                readings[name].append(trials_.figures(docs, self.job.budgets).get(self.job.objective))
+        ratios = [round(a / b, 4) for a, b in zip(readings["textbook"], readings["best"]) if a and b]
+        if ratios:
+            self.study.set_user_attr("versus_textbook", {
+                "key": key, "best": best.number, "textbook": textbook.number, "objective": self.job.objective,
+                "readings": readings, "ratios": ratios, "median": statistics.median(ratios),
+                # why INT8 by hand was not the answer, for when the readings in turn say it was faster
+                "textbook_missed": sorted(k for k, v in judge.violations(textbook).items() if v > 0),
+                "textbook_measurement": textbook.user_attrs.get("measurement"),
+                "textbook_runs": judge.runs(textbook)})
+
+
+def _baseline(dims: list, job: Job):
+    """The untouched model (no transform, no quantization, the profile's precision, the most threads the space
+    allows), measured in the same study on the same devices: the paired reference. Not sampled: a space that
+    fixes a transform on must not change what the reference is."""
+    threads = next((max(d.choices) for d in dims if d.name == "threads"), None)
+    return trials_.Candidate({"quantize": "none", "precision": job.profile_precision()}, [], threads)
+
+
+def _for_sampler(excess: float) -> float:
+    """A budget's relative excess as the samplers see it. Constrained TPE and NSGA-II rank infeasible trials by
+    the sum of their excesses; an accuracy drop of 0.3 against 0.01 (excess 29) would drown a latency 50%
+    over its limit (0.5). log1p keeps the order and the sign (met: <= 0) and weighs budgets alike."""
+    return excess if excess <= 0 else math.log1p(excess)
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
