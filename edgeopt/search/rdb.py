@@ -54,6 +54,7 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
         _check_identity(study, identity)
         _check_space(study, dims)
         _fail_orphans(study)
+        _check_baseline(study)
     else:
         study.set_user_attr("identity", identity)
         study.set_user_attr("space", _space_record(dims))
@@ -134,6 +135,21 @@ def _check_space(study, dims: list) -> None:
     raise BadInput(f"--resume: study {study.study_name!r} was started with another search space ({name}: {then}; "
                    f"now {current}): give the --space file it was started with (the devices' backends and cores "
                    "shape the space too), or start a new --study")
+
+
+def _check_baseline(study) -> None:
+    """A study with relative budgets whose baseline failed for good (versions before the baseline went back to the
+    queue failed it) has no limits to judge against: every trial of a --resume failed, and it ended with exit 1.
+    Refused instead; a study with absolute budgets judges without it and goes on."""
+    import optuna
+
+    if not (study.user_attrs.get("identity") or {}).get("relative_budgets"):
+        return
+    baselines = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+    if baselines and all(t.state == optuna.trial.TrialState.FAIL for t in baselines):
+        why = baselines[-1].user_attrs.get("error") or "no reason recorded"
+        raise BadInput(f"--resume: study {study.study_name!r} lost its baseline in an earlier run ({why}), and its "
+                       "relative budgets have no limit without it: start a new --study")
 
 
 def _given(sha: str | None) -> str:

@@ -363,6 +363,31 @@ def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
     assert len([row for row in rows if not row["cached"]]) == 3 and not any(row["error"] for row in rows)
 
 
+def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
+    """Versions before the baseline went back to the queue failed it for good. With a relative budget such a study
+    has no limit to judge against: --resume is refused naming the reason, where every trial failed and it ended with
+    exit 1."""
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "lost", "--trials", "3",
+            "--budget", "size_mb=0.5x", "--sampler", "random", "--no-screening"]
+    with ctrl_c_works():
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in p.stderr:
+        if "trial 0:" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    assert p.wait(timeout=120) == 130, p.stderr.read()
+    study = optuna.load_study(study_name="lost", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    baseline = study.get_trials()[0]
+    assert baseline.user_attrs["baseline"] and baseline.state == optuna.trial.TrialState.WAITING
+    optuna.trial.Trial(study, baseline._trial_id).set_user_attr("error", "device: gone")   # as older versions left it
+    study._storage.set_trial_state_values(baseline._trial_id, state=optuna.trial.TrialState.FAIL)
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "edgeopt: error: --resume: study 'lost' lost its baseline in an earlier run (device: gone), and its relative budgets "
+        "have no limit without it: start a new --study"), r.stderr
+
+
 def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
     """A killed worker's baseline (or INT8 by hand) is measured again on --resume, first; its other trials fail
     with the reason."""
