@@ -49,15 +49,17 @@ class LowRank(Transform):
         params_before = sum(p.numel() for p in model.parameters())
         context.progress.start("lowrank", total=len(candidates), unit="layers")
         layers = []
-        with torch.no_grad():
-            for name, layer in candidates:
-                replacement, rank, full = _factorize(layer, options)
-                if replacement is not None:
-                    model = _set(model, name, replacement)
-                    layers.append({"layer": name, "rank": rank, "full_rank": full,
-                                   "params_before": _count(layer), "params_after": _count(replacement)})
-                context.progress.advance()
-        context.progress.finish()
+        try:
+            with torch.no_grad():
+                for name, layer in candidates:
+                    replacement, rank, full = _factorize(layer, options)
+                    if replacement is not None:
+                        model = _set(model, name, replacement)
+                        layers.append({"layer": name, "rank": rank, "full_rank": full,
+                                       "params_before": _count(layer), "params_after": _count(replacement)})
+                    context.progress.advance()
+        finally:
+            context.progress.finish()
         params_after = sum(p.numel() for p in model.parameters())
         details = {"energy": options.energy, "rank": options.rank, "min_params": options.min_params,
                    "params_before": params_before, "params_after": params_after,

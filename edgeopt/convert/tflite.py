@@ -522,12 +522,14 @@ def _calibrate(q, float_path, source, request, layouts, progress):
     batch = max((size for _, size, _ in calls), default=1)
     chunks = [steps[i:i + CALIBRATION_CHUNK] for i in range(0, len(steps), CALIBRATION_CHUNK)]
     progress.start("INT8 calibration samples", total=n)
-    with captured_output():
-        calib = calibrator.Calibrator(str(float_path), qsv_update_func=qsv_utils.min_max_update)
-    for chunk in chunks:  # min/max ranges merge across calls; progress advances between them
+    try:
         with captured_output():
-            # The quantizer's own recipe manager: its public calibrate() offers no min/max update.
-            calib.calibrate({SIGNATURE: chunk}, q._recipe_manager)
-        progress.advance(len(chunk) * batch)
-    progress.finish()
+            calib = calibrator.Calibrator(str(float_path), qsv_update_func=qsv_utils.min_max_update)
+        for chunk in chunks:  # min/max ranges merge across calls; progress advances between them
+            with captured_output():
+                # The quantizer's own recipe manager: its public calibrate() offers no min/max update.
+                calib.calibrate({SIGNATURE: chunk}, q._recipe_manager)
+            progress.advance(len(chunk) * batch)
+    finally:   # a failed calibration fails one trial of a study, whose bar goes on
+        progress.finish()
     return calib.get_model_qsvs(), n

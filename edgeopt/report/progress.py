@@ -3,51 +3,58 @@ from __future__ import annotations
 
 import threading
 
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TransferSpeedColumn)
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as RichBar, ProgressColumn,
+                           SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn)
 from rich.text import Text
 
 from ..progress import Progress
 
 
 class RichProgress(Progress):
+    """Counted work nests: a study's trials bar stays while a trial calibrates, trains or uploads, each on a row of
+    its own below it (one bar replacing the other lost the trial count at the first calibration, and the next
+    trial advanced the calibration's bar)."""
+
     def __init__(self, console, debug: bool = False):
         self.console, self.debug = console, debug
         self.bar = None
-        self.task = None
+        self.tasks = []   # the counted work begun and not finished, innermost last
         self.fleet = None
 
     def start(self, label, total=None, unit=""):
-        self.finish()
         if not self.console.is_terminal:  # logs and pipes: one line, no redrawn bar
             size = f"{total / 1e6:.1f} MB" if unit == "bytes" else f"{total} {unit}".strip()
             self.status(f"{label} ({size})" if total else label)
             return
-        counted = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
-        self.bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), *counted,
-                           TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task(label, total=total)
+        if self.bar is None:
+            self.bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _Counted(),
+                               TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar.start()
+        self.tasks.append(self.bar.add_task(label, total=total, transfer=unit == "bytes"))
 
     def advance(self, n=1):
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
+        if self.tasks:
+            self.bar.advance(self.tasks[-1], n)
 
     def status(self, message):
-        if self.bar is not None:
-            self.bar.update(self.task, description=message)
+        if self.tasks:
+            self.bar.update(self.tasks[-1], description=message)
         else:
             # a log line: never folded on a pipe (a long trial configuration wrapped without its "·"), and the
             # message is text, not markup ("[...]" in a path or an error would be read as a style)
             self.console.print(Text(f"· {message}", style="dim"), soft_wrap=not self.console.is_terminal)
 
     def finish(self):
-        if self.bar is not None:
+        """The innermost counted work is over; the bar goes with the last of it."""
+        if self.tasks:
+            self.bar.remove_task(self.tasks.pop())
+        if not self.tasks and self.bar is not None:
             self.bar.stop()
             self.bar = None
 
     def close(self):
-        self.finish()
+        while self.bar is not None:
+            self.finish()
         if self.fleet is not None:
             self.fleet.stop()
             self.fleet = None
@@ -66,6 +73,19 @@ class RichProgress(Progress):
 
 
 FINAL_STATES = {"ok": "green", "failed": "red"}
+
+
+class _Counted(ProgressColumn):
+    """n/total for items; bytes and speed for a transfer: one bar holds both (a trial's upload below the trials)."""
+
+    def __init__(self):
+        super().__init__()
+        self.items, self.size, self.speed = MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn()
+
+    def render(self, task):
+        if task.fields.get("transfer"):
+            return Text.assemble(self.size.render(task), " ", self.speed.render(task))
+        return self.items.render(task)
 
 
 class _FleetView:

@@ -54,6 +54,7 @@ class Runner:
         self.ruled_out = None    # why _can_still_win last left a screened candidate without a full measurement
         self.end_failed = None   # why measuring again at the study's end stopped: the device failed there
         self.exhausted = None
+        self.n_trials = None   # --trials, once loop() runs
         self.exploration = None   # space.Exploration, made when the sampler first repeats itself
         self.rebuilt_differs = []   # trial numbers whose bundle, rebuilt on this host, differs from the one measured
         self.bundles = job.output_dir / study.study_name / "bundles"
@@ -62,6 +63,7 @@ class Runner:
             job.budgets.update(study.user_attrs.get("resolved_budgets") or {})
 
     def loop(self, n_trials: int) -> None:
+        self.n_trials = n_trials
         device_failures = cached = 0
         grid = hasattr(self.study.sampler, "points")   # samplers._grid: never repeats, done when every point is taken
         self.progress.start("optimize: trials", total=n_trials)
@@ -155,9 +157,9 @@ class Runner:
             # beside trials that name theirs: the baseline runs on the profile's own backend, which it leaves implicit
             config = f"backend={self.job.backend or self.job.profile_backend()} {config}"
         trial.set_user_attr("config", config)
-        self.progress.status(f"trial {trial.number}: {config}")
         full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
         cached = self._cached(key, trial.number, full)
+        self.progress.status(f"trial {trial.number}{self._counted(trial, cached)}: {config}")
         try:
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
@@ -176,6 +178,15 @@ class Runner:
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         return None
+
+    def _counted(self, trial, cached: dict | None) -> str:
+        """Where the trial stands against --trials, for a log's line (a terminal's bar counts them too): a trial
+        number counts cached answers, and a measurement again at the study's end is beyond --trials."""
+        if cached is not None:
+            return " (measured before: answered from the study, not counted)"
+        if trial.user_attrs.get("again_of") is not None:
+            return f" (trial {trial.user_attrs['again_of']} measured fully)"
+        return f" ({self._started()} of {self.n_trials})" if self.n_trials else ""
 
     def _baseline_failed(self, trial, e: Exception) -> None:
         """Raise for the baseline that failed: nothing can be judged without it (a relative budget has no limit,

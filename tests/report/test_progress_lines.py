@@ -18,3 +18,26 @@ def test_a_status_line_on_a_pipe_is_one_line_and_its_brackets_are_text():
     progress.status(message)
     progress.status("next")
     assert out.getvalue().splitlines() == [f"· {message}", "· next"]
+
+
+def test_counted_work_nests_in_a_terminal():
+    """A study's trials bar stays while a trial calibrates or uploads, and the next trial advances the trials, not
+    the calibration (one bar replaced the other: the count was lost at the first calibration)."""
+    progress = RichProgress(Console(file=io.StringIO(), width=100, force_terminal=True))
+    progress.start("optimize: trials", total=4)
+    progress.status("trial 0 (1 of 4): quantize=int8")
+    progress.start("calibrating INT8", total=200, unit="samples")
+    progress.advance(200)
+    progress.start("uploading the bundle", total=1000, unit="bytes")   # nested twice: below the calibration
+    assert [t.description for t in progress.bar.tasks] == ["trial 0 (1 of 4): quantize=int8", "calibrating INT8",
+                                                           "uploading the bundle"]
+    progress.finish()
+    progress.finish()
+    progress.advance()
+    (trials,) = progress.bar.tasks
+    assert (trials.description, trials.completed, trials.total) == ("trial 0 (1 of 4): quantize=int8", 1, 4)
+    progress.finish()
+    assert progress.bar is None
+    progress.start("a second study", total=2)
+    progress.close()
+    assert progress.bar is None and progress.tasks == []

@@ -322,7 +322,7 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     with ctrl_c_works():
         p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in p.stderr:                      # interrupt while trial 1 runs: trial 0 is finished
-        if "trial 1:" in line:
+        if line.startswith("· trial 1 ("):
             p.send_signal(signal.SIGINT)
             break
     rest = p.stderr.read()
@@ -349,7 +349,7 @@ def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
     with ctrl_c_works():
         p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in p.stderr:
-        if "trial 0:" in line:
+        if line.startswith("· trial 0 ("):
             p.send_signal(signal.SIGINT)
             break
     rest = p.stderr.read()
@@ -373,7 +373,7 @@ def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
     with ctrl_c_works():
         p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in p.stderr:
-        if "trial 0:" in line:
+        if line.startswith("· trial 0 ("):
             p.send_signal(signal.SIGINT)
             break
     assert p.wait(timeout=120) == 130, p.stderr.read()
