@@ -311,3 +311,17 @@ def test_the_chosen_trials_figures_are_the_median_of_its_runs(tmp_path, monkeypa
     assert best["first_run"] == {"figures": {OBJECTIVE: 1.0, "accuracy_drop": 0.0}, "paired": {OBJECTIVE: 0.43}}
     once = _runner(tmp_path, False, [(2.0, None, True)])
     assert "first_run" not in outcome._best_row(once.study, once.study.get_trials()[0])   # measured once
+
+
+def test_of_the_trials_that_meet_a_budget_the_closest_miss_names_the_one_nearest_the_others():
+    """The float baseline and INT8 lose no accuracy alike: the closest miss on accuracy named the baseline (first),
+    "but missed the latency by 100%", where INT8 missed it by 54%."""
+    import optuna
+
+    study = optuna.create_study()
+    for violations in ({"lat": 1.0, "acc": -1.0}, {"lat": 0.54, "acc": -1.0}, {"lat": -0.5, "acc": 17.0}):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=1.0, user_attrs={
+            "violations": violations, "figures": {"lat": 1 + violations["lat"], "acc": 0.0}}))
+    per_budget = outcome._closest(study, {"lat": 1.0, "acc": 0.05})["per_budget"]
+    assert per_budget["acc"]["trial"] == 1 and per_budget["acc"]["others_missed"] == {"lat": 0.54}
+    assert per_budget["lat"]["trial"] == 2
