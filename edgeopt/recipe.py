@@ -212,17 +212,23 @@ def to_dict(package_options: dict, steps: list) -> dict:
 def to_toml(recipe: dict) -> str:
     """A manifest's recipe as the text of a recipe file (to edit one a bundle was built with)."""
     lines = ["[package]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None]
+    lines += [f"{k} = {toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None]
     for entry in map(_recorded_entry, recipe.get("transform", [])):
-        lines += ["", "[[transform]]"] + [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+        lines += ["", "[[transform]]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value) -> str:
+def toml_value(value) -> str:
+    """A value as TOML spells it: a recipe's, or a space file's in a message (a Python repr read ['a'] and
+    {'low': 1})."""
     import json
 
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value)   # numbers and strings: JSON's spelling is TOML's
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (str, int, float)):
+        return json.dumps(value)   # numbers and strings: JSON's spelling is TOML's
+    return str(value)   # a date or time a space file can hold

@@ -35,6 +35,7 @@ import typing
 from .. import transform as transform_stage
 from ..compress import base as transforms
 from ..errors import BadInput
+from ..recipe import toml_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,7 +170,7 @@ def _chosen_backends(backends: list, value, path) -> list:
     values = value if isinstance(value, list) else [value]
     bad = [v for v in values if v not in names]
     if not values or bad:
-        raise BadInput(f"{path}: backend: {bad[0] if bad else value!r} is not one this search can use "
+        raise BadInput(f"{path}: backend: {toml_value(bad[0] if bad else value)} is not one this search can use "
                        f"({', '.join(names)}: the profile's backends whose runtime every device has)")
     return [b for b in backends if b.name in values]
 
@@ -502,7 +503,7 @@ def _why_absent(name: str) -> str:
 def _threads(value, path) -> Dimension:
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise BadInput(f"{path}: threads: expected a list of thread counts >= 1, got {value!r}")
+        raise BadInput(f"{path}: threads: expected a list of thread counts >= 1, got {toml_value(value)}")
     return Dimension("threads", tuple(sorted(set(values))))
 
 
@@ -519,14 +520,14 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
             owner = f" (backend {dim.owner}; `backend = [...]` leaves it out)" if shared else ""
             # _backend_dimensions offers INT8 only with calibration data
             calib = " (int8 needs --calib)" if bad[:1] == ["int8"] and dim.name.endswith("quantize") else ""
-            raise BadInput(f"{where}: {bad[0] if bad else value!r} is not one of {', '.join(map(str, allowed))}"
+            raise BadInput(f"{where}: {toml_value(bad[0] if bad else value)} is not one of {', '.join(map(str, allowed))}"
                            f"{owner}{calib}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
     value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)
     if _number(value):
         value = [value, value]
     if not (isinstance(value, list) and len(value) == 2 and all(map(_number, value))):
-        raise BadInput(f"{where}: expected [low, high], {{low, high, step}} or one number, got {value!r}")
+        raise BadInput(f"{where}: expected [low, high], {{low, high, step}} or one number, got {toml_value(value)}")
     low, high = value
     if low > high:   # said as such: "not within the option's bounds" sent the user to the bounds
         raise BadInput(f"{where}: low {low:g} is above high {high:g}")
@@ -551,7 +552,7 @@ def _stepped(value: dict, where: str) -> tuple:
     if unknown or not {"low", "high", "step"} <= set(value):
         raise BadInput(f"{where}: expected a table of low, high and step, got {', '.join(map(str, value)) or 'none'}")
     if not all(_number(value[k]) for k in ("low", "high", "step")):
-        raise BadInput(f"{where}: low, high and step must be numbers, got {value!r}")
+        raise BadInput(f"{where}: low, high and step must be numbers, got {toml_value(value)}")
     return [value["low"], value["high"]], value["step"]
 
 

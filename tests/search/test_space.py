@@ -341,7 +341,7 @@ def test_a_space_file_narrows_every_backend_by_a_plain_key_and_one_by_its_name(t
     assert by["openvino.precision"].choices == ("fp32",) and by["onnxruntime.precision"].choices == ("fp32", "fp16")
     one = [d.name for d in _intel(tmp_path, 'backend = ["onnxruntime"]\nquantize = ["int8"]\n')]
     assert "backend" not in one and "quantize" in one and "keep_float" in one   # one backend: the plain names
-    for text, fragment in (('backend = ["tensorrt"]\n', "backend: 'tensorrt' is not one this search can use"),
+    for text, fragment in (('backend = ["tensorrt"]\n', 'backend: "tensorrt" is not one this search can use'),
                            ('quantize = ["int4-weights"]\n', "(backend onnxruntime; `backend = [...]` leaves it"),
                            ('"tflite.quantize" = ["int8"]\n', "tflite.quantize: not a dimension of this search")):
         with pytest.raises(BadInput, match=r"space\.toml: ") as e:
@@ -505,7 +505,7 @@ def test_int8_named_without_calibration_data_says_what_it_needs(tmp_path):
 
     f = tmp_path / "space.toml"
     f.write_text('quantize = ["none", "int8"]\n')
-    with pytest.raises(BadInput, match=r"quantize: 'int8' is not one of none, dynamic \(int8 needs --calib\)$"):
+    with pytest.raises(BadInput, match=r'quantize: "int8" is not one of none, dynamic \(int8 needs --calib\)$'):
         space.build(backend_for(load_profile("generic")), "onnx", False, False, None, f)
 
 
@@ -522,6 +522,11 @@ def test_an_unquoted_dotted_name_narrows_the_dimension_it_names(tmp_path, unquot
 
 @pytest.mark.parametrize("line, message", [
     ("prune.chanels = [0.3, 0.5]", "space.toml: prune.chanels: not a dimension of this search"),
+    ("threads = [1, 'two']", 'space.toml: threads: expected a list of thread counts >= 1, got [1, "two"]'),
+    ("threads = 1979-05-27", "space.toml: threads: expected a list of thread counts >= 1, got 1979-05-27"),
+    ("quantize = [true]", "space.toml: quantize: true is not one of none, dynamic"),
+    ('"prune.channels" = {low = "a", high = 1, step = 1}',
+     'space.toml: prune.channels: low, high and step must be numbers, got {low = "a", high = 1, step = 1}'),
     ("quantize = {}", "space.toml: quantize: an empty table"),
 ])
 def test_a_table_that_names_no_dimension_is_refused_in_words(tmp_path, line, message):
