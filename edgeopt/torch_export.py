@@ -285,23 +285,44 @@ def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathl
     import numpy as np
 
     torch = _require_torch()
-    source = _callable_from(reference)
+    loader = _loader(reference)
+    columns = {}
     try:
-        loader = source() if callable(source) and not isinstance(source, torch.utils.data.DataLoader) else source
-        columns = {}
         for batch in loader:
             for name, value in _batch_columns(batch, input_names, reference).items():
                 columns.setdefault(name, []).append(np.asarray(value.detach().cpu().numpy()
                                                                if isinstance(value, torch.Tensor) else value))
     except BadInput:
         raise
-    except Exception as e:  # a user's dataset raises anything
-        raise BadInput(f"--train-data {reference}: reading its batches failed: "
-                       f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+    except Exception as e:  # noqa: BLE001 - a user's dataset raises anything
+        raise BadInput(f"--train-data {reference}: reading its batches failed: {_user_error(e)}") from None
     if not columns:
         raise BadInput(f"--train-data {reference}: the DataLoader gave no batches")
     np.savez(out, **{k: np.concatenate(v) for k, v in columns.items()})
     return out
+
+
+def _loader(reference: str):
+    """The iterable of batches `--train-data module:callable` names: what the callable returns (a DataLoader
+    object named directly is taken as it is). Each way it can fail is one line naming the reference."""
+    from collections.abc import Iterable
+
+    torch = _require_torch()
+    try:
+        source = _callable_from(reference)
+    except BadInput as e:   # said as the model's intake says it: name the flag, the model may be a .py too
+        raise BadInput(f"--train-data {e}") from None
+    loader = source
+    if callable(source) and not isinstance(source, torch.utils.data.DataLoader):
+        try:
+            loader = source()
+        except Exception as e:  # noqa: BLE001 - the user's function failed: bad input, in one line
+            raise BadInput(f"--train-data {reference}: calling it failed: {_user_error(e)}") from None
+    if not isinstance(loader, Iterable) or isinstance(loader, (str, bytes)):
+        what = "returned" if loader is not source else "is"
+        raise BadInput(f"--train-data {reference} {what} {type(loader).__name__}, not a DataLoader (or another "
+                       "iterable of batches)")
+    return loader
 
 
 def _batch_columns(batch, input_names: list, reference: str) -> dict:

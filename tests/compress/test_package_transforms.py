@@ -234,3 +234,33 @@ def test_training_data_from_a_dataloader(cli, tmp_path):
     assert runs["npz"]["final_train_loss"] == runs["loader"]["final_train_loss"]
     bad = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", f"{loader}:broken", "-o", tmp_path / "b.edgepkg")
     assert bad.exit_code == 2 and "a batch has 3 items" in bad.stderr
+
+
+LOADERS = """import torch
+
+def raising():
+    raise ValueError('no dataset at /data/x')
+
+def wrong_type():
+    return 42
+"""
+
+
+@pytest.mark.parametrize("reference, said", [
+    ("loaders.py:absent", "--train-data loaders.py:absent: loaders.py has no attribute 'absent'"),
+    ("nope.py:train", "--train-data nope.py:train: file nope.py not found"),
+    ("loaders.py:raising", "--train-data loaders.py:raising: calling it failed: ValueError: no dataset at /data/x "
+                           "({path}, line 4)"),
+    ("loaders.py:wrong_type", "--train-data loaders.py:wrong_type returned int, not a DataLoader (or another "
+                              "iterable of batches)"),
+])
+def test_a_training_data_callable_that_cannot_give_batches_is_one_line_exit_2(cli, tmp_path, monkeypatch,
+                                                                              reference, said):
+    """A missing function, a missing file, a function that raises or returns no batches: one line naming the
+    flag, the file and the function, exit 2 (the function that raised: where in the user's file)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loaders.py").write_text(LOADERS)
+    r = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", reference, "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "edgeopt: error: " + said.format(path=tmp_path / "loaders.py")
+    assert not (tmp_path / "b.edgepkg").exists()
