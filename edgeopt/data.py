@@ -36,12 +36,13 @@ def _first_line(error) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def load_samples(path, inputs, purpose: str) -> dict:
+def load_samples(path, inputs, purpose: str, where: str | None = None) -> dict:
     """{input name: array} (+ `labels` if present), every array's first axis the sample, each in a form of
     device_agent/samples.py and cast to its input's dtype. A single-input model accepts one array under
-    any name."""
+    any name. where: how messages name the data, when the user gave something else than this file (a
+    DataLoader read into a work file)."""
     path = pathlib.Path(path)
-    where = f"{purpose} file {path}"
+    where = where or f"{purpose} file {path}"
     arrays = _read(path, purpose, where)
     features = _match(arrays, inputs, where)
     try:

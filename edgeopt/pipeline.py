@@ -284,7 +284,7 @@ def _run_transforms(source, steps, calibration, evaluation, train_data, teacher,
 
     from .compress.base import TransformContext
 
-    train = _training_samples(train_data, source.inputs, work) if train_data else None
+    train = _training_samples(train_data, source, work) if train_data else None
     teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
     context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
                                calibration, progress, seed, work)
@@ -292,13 +292,19 @@ def _run_transforms(source, steps, calibration, evaluation, train_data, teacher,
                          host_timing=host_timing)
 
 
-def _training_samples(train_data: str, inputs, work: pathlib.Path) -> dict:
+def _training_samples(train_data: str, source, work: pathlib.Path) -> dict:
     """--train-data: an .npz (as --calib, plus optional labels), or a `module:callable` / `file.py:callable`
-    returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz."""
+    returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz. Messages
+    name what the user gave, not the work file a DataLoader is read into."""
+    where = f"training data file {train_data}"
     if ":" in str(train_data) and not pathlib.Path(train_data).exists():
         from .torch_export import loader_to_npz
-        train_data = loader_to_npz(str(train_data), [s.name for s in inputs], work / "train.npz")
-    return load_samples(train_data, inputs, "training data")
+        where = f"--train-data {train_data}"
+        train_data = loader_to_npz(str(train_data), [s.name for s in source.inputs], work / "train.npz")
+    train = load_samples(train_data, source.inputs, "training data", where)
+    if LABELS in train:   # before any training: the loss would fail on them mid-epoch, naming no file
+        _check_label_range(train[LABELS], source.outputs[0], where)
+    return train
 
 
 def _teacher(reference: str, source):
