@@ -76,11 +76,66 @@ def _load_module(reference: str, fmt: str):
         try:
             return torch.jit.load(reference, map_location="cpu").eval()
         except Exception as e:  # torch raises RuntimeError / ValueError subclasses for bad archives
-            if _holds_weights(reference):   # torch's own message would call it "likely corrupted"
-                raise BadInput(f"{reference} holds weights (a state_dict), not a TorchScript model: give "
-                               "file.py:callable returning the model with these weights loaded") from None
-            raise BadInput(f"{reference} is not a loadable TorchScript file: {str(e).splitlines()[0]}") from None
+            raise BadInput(_not_torchscript(reference, e)) from None
     raise AssertionError(fmt)
+
+
+# What to give instead of a torch.save pickle, which only its own Python code can load.
+INSTEAD = ("give file.py:callable returning the model (load the weights there), or save it as TorchScript "
+           "(torch.jit.save) or an ExportedProgram (torch.export.save, .pt2)")
+
+
+def _not_torchscript(reference: str, error: Exception) -> str:
+    """Why a .pt failed TorchScript's loader. torch calls any torch.save pickle "likely corrupted": say which
+    pickle it is instead (a state_dict, a whole module, a checkpoint dict), and what edgeopt takes."""
+    if _holds_weights(reference):
+        return (f"{reference} holds weights (a state_dict), not a TorchScript model: give file.py:callable "
+                "returning the model with these weights loaded")
+    pickled = _pickled_type(reference)
+    if pickled is None:
+        return f"{reference} is not a loadable TorchScript file: {str(error).splitlines()[0]}"
+    if pickled == "dict":
+        return f"{reference} is a dict saved with torch.save (a training checkpoint?), not a model: {INSTEAD}"
+    if pickled in ("list", "tuple"):
+        return f"{reference} is a {pickled} saved with torch.save, not a model: {INSTEAD}"
+    return (f"{reference} is a whole {pickled} pickled with torch.save(model), not TorchScript: edgeopt does not "
+            f"unpickle it (that runs the model's Python code); {INSTEAD}")
+
+
+def _pickled_type(reference: str) -> str | None:
+    """The type of the object a torch.save archive holds ("dict", "list", a class as module.Name), read from its
+    pickle's first opcode without unpickling anything; None for a file that is no torch.save archive (a
+    TorchScript one has code/ and constants.pkl beside its data.pkl)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(reference) as archive:
+            names = archive.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+            if len(pickles) != 1 or any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+                return None
+            return _top_type(archive.read(pickles[0]))
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError):   # damaged: torch's message says so
+        return None
+
+
+# A pickle's first opcode that makes a builtin container: the object it starts is that container.
+_CONTAINERS = {"EMPTY_DICT": "dict", "DICT": "dict", "EMPTY_LIST": "list", "LIST": "list", "EMPTY_TUPLE": "tuple",
+               "MARK": "tuple"}
+
+
+def _top_type(pickle: bytes) -> str | None:
+    """The type of a pickle's top-level object from its first opcode (protocol 2, as torch.save writes)."""
+    import pickletools
+
+    for op, arg, _ in pickletools.genops(pickle):
+        if op.name in ("PROTO", "FRAME"):
+            continue
+        if op.name == "GLOBAL":
+            module, name = arg.split(" ", 1)
+            return "dict" if (module, name) == ("collections", "OrderedDict") else f"{module}.{name}"
+        return _CONTAINERS.get(op.name, "object")
+    return None
 
 
 def _holds_weights(reference: str) -> bool:
