@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
 
 def _require_torch():
@@ -93,7 +93,7 @@ def _not_torchscript(reference: str, error: Exception) -> str:
                 "returning the model with these weights loaded")
     pickled = _pickled_type(reference)
     if pickled is None:
-        return f"{reference} is not a loadable TorchScript file: {str(error).splitlines()[0]}"
+        return f"{reference} is not a loadable TorchScript file: {first_line(error)}"
     if pickled == "dict":
         return f"{reference} is a dict saved with torch.save (a training checkpoint?), not a model: {INSTEAD}"
     if pickled in ("list", "tuple"):
@@ -115,7 +115,8 @@ def _pickled_type(reference: str) -> str | None:
             if len(pickles) != 1 or any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
                 return None
             return _top_type(archive.read(pickles[0]))
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError):   # damaged: torch's message says so
+    # A damaged archive, or a compression zipfile lacks: torch's own message says what is wrong with it.
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, NotImplementedError):
         return None
 
 
@@ -124,11 +125,11 @@ _CONTAINERS = {"EMPTY_DICT": "dict", "DICT": "dict", "EMPTY_LIST": "list", "LIST
                "MARK": "tuple"}
 
 
-def _top_type(pickle: bytes) -> str | None:
+def _top_type(data: bytes) -> str | None:
     """The type of a pickle's top-level object from its first opcode (protocol 2, as torch.save writes)."""
     import pickletools
 
-    for op, arg, _ in pickletools.genops(pickle):
+    for op, arg, _ in pickletools.genops(data):
         if op.name in ("PROTO", "FRAME"):
             continue
         if op.name == "GLOBAL":
