@@ -144,7 +144,22 @@ def _extract_listed(tar, member, manifest, dest):
         member = tar.next()
     missing = sorted(set(listed) - done)
     if missing:
-        raise BundleError("file %s is missing" % missing[0])
+        raise BundleError(_why_missing(tar, missing))
+
+
+def _why_missing(tar, missing):
+    """Why listed files were not reached. tarfile reads a damaged or cut-short header after the first as the end
+    of the archive, so only the block where it stopped tells a file left out (a proper end: zeros) from a
+    bundle that is corrupt or truncated there."""
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if block == tarfile.NUL * tarfile.BLOCKSIZE:
+        return "file %s is missing" % missing[0]
+    unread = ", ".join(missing)
+    if len(block) < tarfile.BLOCKSIZE:
+        return "truncated: it ends at byte %d, before the end of its tar archive (%s not read)" % (
+            tar.offset + len(block), unread)
+    return "truncated or corrupt: the tar header at byte %d is damaged (%s not read)" % (tar.offset, unread)
 
 
 def _copy_verified(src, dest, entry):

@@ -745,9 +745,17 @@ REPORT_FORMATS = {"html": (".html", ".htm"), "markdown": (".md", ".markdown"), "
 
 
 def _report_format(output) -> str:
-    """The format an --output name asks for (report.md: Markdown), html for any other name or none."""
-    suffix = pathlib.PurePath(output).suffix.lower() if output else ""
-    return next((fmt for fmt, suffixes in REPORT_FORMATS.items() if suffix in suffixes), "html")
+    """The format an --output name asks for (report.md: Markdown); html without one. Any other name is refused:
+    `-o summary.txt` wrote HTML into a file its name calls text."""
+    if output is None:
+        return "html"
+    suffix = pathlib.PurePath(output).suffix.lower()
+    fmt = next((fmt for fmt, suffixes in REPORT_FORMATS.items() if suffix in suffixes), None)
+    if fmt is None:
+        accepted = ", ".join(f"{'/'.join(suffixes)} {fmt}" for fmt, suffixes in REPORT_FORMATS.items())
+        what = f"{suffix} is not a report's suffix" if suffix else "no suffix tells the format"
+        raise BadInput(f"--output {output}: {what} ({accepted}); rename it or give --format")
+    return fmt
 
 
 @main.command()
@@ -759,7 +767,7 @@ def _report_format(output) -> str:
                               "results here meet every budget, 1 where no trial did or they are not on this host, 3 "
                               "where they hold no result).")
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
-              help="[default: from the --output name (.md, .csv, .html), else html]")
+              help="[default: from the --output name (.html, .md, .csv; any other is refused), else html]")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check).")
 @click.option("--store", "store_url", help="Results store URL for the history [default: $EDGEOPT_STORE, else "
                                           "edgeopt.db beside the results].")

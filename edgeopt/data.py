@@ -17,7 +17,7 @@ import numpy as np
 from device_agent import samples as forms_
 from device_agent.samples import SampleError
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
 LABELS = "labels"
 NPY_MAGIC = b"\x93NUMPY"
@@ -31,17 +31,13 @@ def _bad(where: str, text: str) -> BadInput:
     return BadInput(" ".join(f"{where}: {text}".split("\n")))
 
 
-def _first_line(error) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
-def load_samples(path, inputs, purpose: str) -> dict:
+def load_samples(path, inputs, purpose: str, where: str | None = None) -> dict:
     """{input name: array} (+ `labels` if present), every array's first axis the sample, each in a form of
     device_agent/samples.py and cast to its input's dtype. A single-input model accepts one array under
-    any name."""
+    any name. where: how messages name the data, when the user gave something else than this file (a
+    DataLoader read into a work file)."""
     path = pathlib.Path(path)
-    where = f"{purpose} file {path}"
+    where = where or f"{purpose} file {path}"
     arrays = _read(path, purpose, where)
     features = _match(arrays, inputs, where)
     try:
@@ -66,7 +62,7 @@ def _read(path: pathlib.Path, purpose: str, where: str) -> dict:
         with open(path, "rb") as f:
             magic = f.read(len(NPY_MAGIC))
     except OSError as e:
-        raise _bad(where, f"cannot be read: {e.strerror or _first_line(e)}") from None
+        raise _bad(where, f"cannot be read: {e.strerror or first_line(e)}") from None
     if magic == NPY_MAGIC:
         raise _bad(where, "is a .npy (one unnamed array), not an .npz: save one array per model input with "
                           "np.savez(file, <input name>=array, ...)")
@@ -75,7 +71,7 @@ def _read(path: pathlib.Path, purpose: str, where: str) -> dict:
     try:
         npz = np.load(path, allow_pickle=False)
     except _READ_ERRORS as e:
-        raise _bad(where, f"is not a readable .npz: {_first_line(e)}") from None
+        raise _bad(where, f"is not a readable .npz: {first_line(e)}") from None
     with npz:
         names = list(npz.files)
         if not names:
@@ -90,7 +86,7 @@ def _member(npz, name: str, where: str) -> np.ndarray:
         if "allow_pickle" in str(e):
             raise _bad(where, f"array {name!r} holds Python objects (a pickle), which edgeopt does not load; "
                               "save numeric arrays") from None
-        raise _bad(where, f"array {name!r} is unreadable: {_first_line(e)}") from None
+        raise _bad(where, f"array {name!r} is unreadable: {first_line(e)}") from None
     if not isinstance(array, np.ndarray):
         raise _bad(where, f"member {name!r} is not a .npy array")
     return array

@@ -36,3 +36,12 @@ class BackendUnavailable(BadInput):
 
 class ParityMismatch(BadInput):
     """The packaged artifact disagrees with its source model beyond the profile's tolerance."""
+
+
+def first_line(error: BaseException, text: str | None = None) -> str:
+    """The first non-blank line of an error's message, stripped: what a one-line error quotes of a library's
+    message, often a paragraph or a C++ backtrace. text: the message where it is not str(error) (the driver's
+    error SQLAlchemy wraps, a converter's log). No such line: the error's type name."""
+    text = str(error) if text is None else text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -11,7 +11,7 @@ import hashlib
 import pathlib
 import xml.etree.ElementTree as ET
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 from .models import resolve_static_shapes
 from .source import SourceModel, TensorSpec
 
@@ -90,11 +90,6 @@ def read_model(xml_path: pathlib.Path):
         return ov.Core().read_model(str(xml_path), str(weights) if weights else ""), weights
     except RuntimeError as e:
         raise BadInput(f"{xml_path}: OpenVINO cannot read this IR: {first_line(e)}") from None
-
-
-def first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def _declared_dims(port) -> list:

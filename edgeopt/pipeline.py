@@ -167,7 +167,11 @@ def _samples(calib, eval_data, source) -> tuple:
     calibration = load_samples(calib, source.inputs, "calibration") if calib else None
     evaluation = load_samples(eval_data, source.inputs, "eval data") if eval_data else None
     if evaluation is not None and LABELS in evaluation:
-        _check_label_range(evaluation[LABELS], source.outputs[0], eval_data)
+        _refuse_labels_without_classes(evaluation[LABELS], source.outputs[0], f"eval data file {eval_data}")
+    # Calibration labels count too: without eval data, parity's top-1 (and --keep-float auto's) reads them.
+    for samples, where in ((calibration, f"calibration file {calib}"), (evaluation, f"eval data file {eval_data}")):
+        if samples is not None and LABELS in samples:
+            _check_label_range(samples[LABELS], source.outputs[0], where)
     return calibration, evaluation
 
 
@@ -177,19 +181,32 @@ def _wide_dims(output) -> int:
     return sum(isinstance(d, int) and d > 1 for d in output.shape[1:])
 
 
-def _check_label_range(labels, output, path) -> None:
-    """Top-1 takes the argmax over the first output's values per sample: a label past them can never be right,
-    and would read as an accuracy of 0 instead of as the wrong file (another dataset's, or 1-based labels)."""
+def _classes(labels, output) -> int | None:
+    """The class count top-1 ranks over: the first output's values per sample, where its dims are known."""
     dims = output.shape[1:]
     if not labels.size or not all(isinstance(d, int) and d > 0 for d in dims):
-        return
-    if _wide_dims(output) != 1:   # a detector's [1, 84, 8400], a segmentation map: no classes to rank
-        raise BadInput(f"eval data file {path}: array {LABELS!r} is for a classifier, but the first output "
+        return None
+    return int(np.prod(dims))
+
+
+def _refuse_labels_without_classes(labels, output, where: str) -> None:
+    """Eval labels on a detector's [1, 84, 8400] or a segmentation map: there are no classes to rank, and an
+    accuracy budget would pass on a top-1 that means nothing."""
+    if _classes(labels, output) is not None and _wide_dims(output) != 1:
+        raise BadInput(f"{where}: array {LABELS!r} is for a classifier, but the first output "
                        f"{output.name!r} is {list(output.shape)}, not [batch, classes]: its top-1 means nothing, and "
                        "an accuracy budget would pass on it; leave the labels out (the budget then reads NOT MEASURED)")
-    classes = int(np.prod(dims))
+
+
+def _check_label_range(labels, output, where: str) -> None:
+    """Top-1 takes the argmax over the first output's values per sample: a label past them can never be right,
+    and would read as an accuracy of 0 instead of as the wrong file (another dataset's, or 1-based labels).
+    An output that is no classifier's has no class count to check against."""
+    classes = _classes(labels, output)
+    if classes is None or _wide_dims(output) != 1:
+        return
     if int(labels.max()) >= classes:
-        raise BadInput(f"eval data file {path}: array {LABELS!r} goes up to {int(labels.max())}, but the first output "
+        raise BadInput(f"{where}: array {LABELS!r} goes up to {int(labels.max())}, but the first output "
                        f"{output.name!r} has {classes} classes (labels are 0..{classes - 1})")
 
 
@@ -267,7 +284,7 @@ def _run_transforms(source, steps, calibration, evaluation, train_data, teacher,
 
     from .compress.base import TransformContext
 
-    train = _training_samples(train_data, source.inputs, work) if train_data else None
+    train = _training_samples(train_data, source, work) if train_data else None
     teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
     context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
                                calibration, progress, seed, work)
@@ -275,13 +292,19 @@ def _run_transforms(source, steps, calibration, evaluation, train_data, teacher,
                          host_timing=host_timing)
 
 
-def _training_samples(train_data: str, inputs, work: pathlib.Path) -> dict:
+def _training_samples(train_data: str, source, work: pathlib.Path) -> dict:
     """--train-data: an .npz (as --calib, plus optional labels), or a `module:callable` / `file.py:callable`
-    returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz."""
+    returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz. Messages
+    name what the user gave, not the work file a DataLoader is read into."""
+    where = f"training data file {train_data}"
     if ":" in str(train_data) and not pathlib.Path(train_data).exists():
         from .torch_export import loader_to_npz
-        train_data = loader_to_npz(str(train_data), [s.name for s in inputs], work / "train.npz")
-    return load_samples(train_data, inputs, "training data")
+        where = f"--train-data {train_data}"
+        train_data = loader_to_npz(str(train_data), [s.name for s in source.inputs], work / "train.npz")
+    train = load_samples(train_data, source.inputs, "training data", where)
+    if LABELS in train:   # before any training: the loss would fail on them mid-epoch, naming no file
+        _check_label_range(train[LABELS], source.outputs[0], where)
+    return train
 
 
 def _teacher(reference: str, source):

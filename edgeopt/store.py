@@ -19,7 +19,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 HEAD = "0002"  # the newest revision under migrations/versions (a test keeps the two in step)
@@ -153,7 +153,7 @@ def _postgres_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
     try:
         import psycopg  # noqa: F401  (present and loadable: its libpq may be missing)
     except ImportError as e:
-        raise BadInput(f"results store {masked(url)}: PostgreSQL needs psycopg 3: {EXTRA} ({_first_line(e)})") from None
+        raise BadInput(f"results store {masked(url)}: PostgreSQL needs psycopg 3: {EXTRA} ({_database_said(e)})") from None
     return url.set(drivername="postgresql+psycopg")
 
 
@@ -168,10 +168,10 @@ def _sqlite_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
     return url
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+def _database_said(error: BaseException) -> str:
+    """The first line of the driver's own error (SQLAlchemy wraps it as .orig, in a message that adds the SQL
+    and a link), whitespace runs as one space."""
+    return " ".join(first_line(error, str(getattr(error, "orig", None) or error)).split())
 
 
 def _finite(value):
@@ -281,7 +281,7 @@ class Store:
         try:
             yield
         except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
-            message = _one_line(f"results store {self.name}: {doing}: {_first_line(e)}")
+            message = _one_line(f"results store {self.name}: {doing}: {_database_said(e)}")
             raise BadInput(_without(message, self.url.password)) from None
 
     @contextlib.contextmanager
@@ -350,7 +350,7 @@ class Store:
         try:
             command.upgrade(config, "head")
         except CommandError as e:
-            raise BadInput(_first_line(e)) from None
+            raise BadInput(_database_said(e)) from None
 
     def add(self, doc: dict, run_id: str | None = None) -> None:
         bundle, lat = doc.get("bundle") or {}, doc.get("latency") or {}

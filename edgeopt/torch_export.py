@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
 
 def _require_torch():
@@ -76,11 +76,67 @@ def _load_module(reference: str, fmt: str):
         try:
             return torch.jit.load(reference, map_location="cpu").eval()
         except Exception as e:  # torch raises RuntimeError / ValueError subclasses for bad archives
-            if _holds_weights(reference):   # torch's own message would call it "likely corrupted"
-                raise BadInput(f"{reference} holds weights (a state_dict), not a TorchScript model: give "
-                               "file.py:callable returning the model with these weights loaded") from None
-            raise BadInput(f"{reference} is not a loadable TorchScript file: {str(e).splitlines()[0]}") from None
+            raise BadInput(_not_torchscript(reference, e)) from None
     raise AssertionError(fmt)
+
+
+# What to give instead of a torch.save pickle, which only its own Python code can load.
+INSTEAD = ("give file.py:callable returning the model (load the weights there), or save it as TorchScript "
+           "(torch.jit.save) or an ExportedProgram (torch.export.save, .pt2)")
+
+
+def _not_torchscript(reference: str, error: Exception) -> str:
+    """Why a .pt failed TorchScript's loader. torch calls any torch.save pickle "likely corrupted": say which
+    pickle it is instead (a state_dict, a whole module, a checkpoint dict), and what edgeopt takes."""
+    if _holds_weights(reference):
+        return (f"{reference} holds weights (a state_dict), not a TorchScript model: give file.py:callable "
+                "returning the model with these weights loaded")
+    pickled = _pickled_type(reference)
+    if pickled is None:
+        return f"{reference} is not a loadable TorchScript file: {first_line(error)}"
+    if pickled == "dict":
+        return f"{reference} is a dict saved with torch.save (a training checkpoint?), not a model: {INSTEAD}"
+    if pickled in ("list", "tuple"):
+        return f"{reference} is a {pickled} saved with torch.save, not a model: {INSTEAD}"
+    return (f"{reference} is a whole {pickled} pickled with torch.save(model), not TorchScript: edgeopt does not "
+            f"unpickle it (that runs the model's Python code); {INSTEAD}")
+
+
+def _pickled_type(reference: str) -> str | None:
+    """The type of the object a torch.save archive holds ("dict", "list", a class as module.Name), read from its
+    pickle's first opcode without unpickling anything; None for a file that is no torch.save archive (a
+    TorchScript one has code/ and constants.pkl beside its data.pkl)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(reference) as archive:
+            names = archive.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+            if len(pickles) != 1 or any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+                return None
+            return _top_type(archive.read(pickles[0]))
+    # A damaged archive, or a compression zipfile lacks: torch's own message says what is wrong with it.
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, NotImplementedError):
+        return None
+
+
+# A pickle's first opcode that makes a builtin container: the object it starts is that container.
+_CONTAINERS = {"EMPTY_DICT": "dict", "DICT": "dict", "EMPTY_LIST": "list", "LIST": "list", "EMPTY_TUPLE": "tuple",
+               "MARK": "tuple"}
+
+
+def _top_type(data: bytes) -> str | None:
+    """The type of a pickle's top-level object from its first opcode (protocol 2, as torch.save writes)."""
+    import pickletools
+
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("PROTO", "FRAME"):
+            continue
+        if op.name == "GLOBAL":
+            module, name = arg.split(" ", 1)
+            return "dict" if (module, name) == ("collections", "OrderedDict") else f"{module}.{name}"
+        return _CONTAINERS.get(op.name, "object")
+    return None
 
 
 def _holds_weights(reference: str) -> bool:
@@ -285,23 +341,44 @@ def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathl
     import numpy as np
 
     torch = _require_torch()
-    source = _callable_from(reference)
+    loader = _loader(reference)
+    columns = {}
     try:
-        loader = source() if callable(source) and not isinstance(source, torch.utils.data.DataLoader) else source
-        columns = {}
         for batch in loader:
             for name, value in _batch_columns(batch, input_names, reference).items():
                 columns.setdefault(name, []).append(np.asarray(value.detach().cpu().numpy()
                                                                if isinstance(value, torch.Tensor) else value))
     except BadInput:
         raise
-    except Exception as e:  # a user's dataset raises anything
-        raise BadInput(f"--train-data {reference}: reading its batches failed: "
-                       f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+    except Exception as e:  # noqa: BLE001 - a user's dataset raises anything
+        raise BadInput(f"--train-data {reference}: reading its batches failed: {_user_error(e)}") from None
     if not columns:
         raise BadInput(f"--train-data {reference}: the DataLoader gave no batches")
     np.savez(out, **{k: np.concatenate(v) for k, v in columns.items()})
     return out
+
+
+def _loader(reference: str):
+    """The iterable of batches `--train-data module:callable` names: what the callable returns (a DataLoader
+    object named directly is taken as it is). Each way it can fail is one line naming the reference."""
+    from collections.abc import Iterable
+
+    torch = _require_torch()
+    try:
+        source = _callable_from(reference)
+    except BadInput as e:   # said as the model's intake says it: name the flag, the model may be a .py too
+        raise BadInput(f"--train-data {e}") from None
+    loader = source
+    if callable(source) and not isinstance(source, torch.utils.data.DataLoader):
+        try:
+            loader = source()
+        except Exception as e:  # noqa: BLE001 - the user's function failed: bad input, in one line
+            raise BadInput(f"--train-data {reference}: calling it failed: {_user_error(e)}") from None
+    if not isinstance(loader, Iterable) or isinstance(loader, (str, bytes)):
+        what = "returned" if loader is not source else "is"
+        raise BadInput(f"--train-data {reference} {what} {type(loader).__name__}, not a DataLoader (or another "
+                       "iterable of batches)")
+    return loader
 
 
 def _batch_columns(batch, input_names: list, reference: str) -> dict:

@@ -175,6 +175,35 @@ def test_truncated_non_tar_and_compressed_bundles(cli, bundles, tmp_path):
         assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def _damaged_header(data, offset):
+    return data[:offset + 148] + b"garbage!" + data[offset + 156:]   # the header's checksum field
+
+
+@pytest.mark.parametrize("damage, said", [
+    (_damaged_header, "truncated or corrupt: the tar header at byte {offset} is damaged (data/eval.npz not read)"),
+    (lambda data, offset: data[:offset], "truncated: it ends at byte {offset}, before the end of its tar archive "
+                                         "(data/eval.npz not read)"),
+    (lambda data, offset: data[:offset + 300], "truncated: it ends at byte {end}, before the end of its tar archive "
+                                               "(data/eval.npz not read)"),
+])
+def test_a_damaged_or_cut_header_reads_as_a_corrupt_bundle_not_a_missing_file(cli, bundles, tmp_path, capsys,
+                                                                              damage, said):
+    """tarfile takes a bad header after the first member for the end of the archive: the bundle read as
+    intact but for 'file data/eval.npz is missing', as if it had been packaged without it."""
+    with tarfile.open(bundles["fp32"]) as tar:
+        offset = tar.getmember("data/eval.npz").offset
+    bad = tmp_path / "bad.edgepkg"
+    bad.write_bytes(damage(bundles["fp32"].read_bytes(), offset))
+    message = f"bundle {bad}: " + said.format(offset=offset, end=offset + 300)
+    r = cli("bench", bad, "--results-dir", tmp_path / "results")
+    assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: {message}", r.stderr
+    from device_agent.cli import main   # the agent on a device says the same
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(bad), "--workdir", str(tmp_path / "work")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_intact_bundle_verifies(bundles, tmp_path, capsys):
     from device_agent.cli import main
     with pytest.raises(SystemExit) as exit_info:

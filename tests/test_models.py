@@ -126,6 +126,28 @@ def test_pytorch_errors(cli):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("saved, said", [
+    ("module", "is a whole torch.nn.modules.container.Sequential pickled with torch.save(model), not TorchScript: "
+               "edgeopt does not unpickle it (that runs the model's Python code); give file.py:callable returning "
+               "the model (load the weights there), or save it as TorchScript (torch.jit.save) or an "
+               "ExportedProgram (torch.export.save, .pt2)"),
+    ("checkpoint", "is a dict saved with torch.save (a training checkpoint?), not a model: give file.py:callable"),
+])
+def test_a_torch_save_pickle_is_named_for_what_it_is_not_corrupt(cli, tmp_path, saved, said):
+    """torch.save(model) and a checkpoint dict fail TorchScript's loader, whose message calls the file "likely
+    corrupted": the user would re-download a good file. Say what it is and what edgeopt takes instead."""
+    import torch
+    module = _tiny_cnn()
+    path = tmp_path / "model.pt"
+    torch.save(module if saved == "module" else {"model": module.state_dict(), "epoch": 3}, path)
+    for verb in (["inspect"], ["package", "-o", tmp_path / "x.edgepkg"]):
+        r = cli(*verb, path, "--input-shape", "input=1,3,16,16")
+        assert r.exit_code == 2, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(f"edgeopt: error: {path} {said}"), r.stderr
+        assert "corrupt" not in r.stderr
+    assert not (tmp_path / "x.edgepkg").exists()
+
+
 def _tiny_cnn():
     import importlib.util
     spec = importlib.util.spec_from_file_location("tiny_torch", ASSETS / "tiny_torch.py")

@@ -256,6 +256,29 @@ def test_eval_labels_past_the_models_classes_are_refused(cli, tmp_path):
     assert "has 10 classes (labels are 0..9)" in r.stderr
 
 
+def test_calibration_labels_past_the_models_classes_are_refused(cli, tmp_path):
+    """Without eval data, parity's top-1 reads the calibration labels: out of range, they printed a top-1 of 0
+    for source and artifact alike."""
+    data = dict(np.load(CALIB))
+    data["labels"] = np.full(len(data["image"]), 10)
+    labelled = tmp_path / "calib.npz"
+    np.savez(labelled, **data)
+    out = tmp_path / "c.edgepkg"
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", labelled, "-o", out)
+    assert r.exit_code == 2 and not out.exists()
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"edgeopt: error: calibration file {labelled}: array 'labels' goes up to 10, but the first output "
+        "'logits' has 10 classes (labels are 0..9)")
+    assert "calibrating" not in r.stderr   # refused before any work
+
+
+def test_calibration_labels_of_a_detector_are_left_alone():
+    """Calibration labels feed no accuracy budget: on an output that is no classifier's they are not refused."""
+    from edgeopt.pipeline import _check_label_range
+    from edgeopt.source import TensorSpec
+    _check_label_range(np.arange(500), TensorSpec("detections", [1, 84, 189], "float32"), "calibration file c.npz")
+
+
 def test_backend_packages_for_another_backend_the_profile_runs(cli, tmp_path):
     """intel-cpu hardware runs ONNX Runtime too: --backend onnxruntime packages for it (its runtime, its own
     INT8 scheme rather than the profile's NNCF one), and the recipe records the choice."""
@@ -277,13 +300,13 @@ def test_eval_labels_are_refused_for_an_output_that_is_no_classifiers():
     accuracy_drop budget passed on a detector whose class scores were gone. A classifier exported as
     [1, 10, 1, 1] still takes labels."""
     from edgeopt.errors import BadInput
-    from edgeopt.pipeline import _check_label_range
+    from edgeopt.pipeline import _refuse_labels_without_classes
     from edgeopt.source import TensorSpec
-    labels = np.arange(10)
+    labels, where = np.arange(10), "eval data file e.npz"
     with pytest.raises(BadInput, match=r"eval data file e.npz: array 'labels' is for a classifier, but the first "
                                        r"output 'detections' is \[1, 84, 189\], not \[batch, classes\]"):
-        _check_label_range(labels, TensorSpec("detections", [1, 84, 189], "float32"), "e.npz")
-    _check_label_range(labels, TensorSpec("logits", [1, 10, 1, 1], "float32"), "e.npz")
+        _refuse_labels_without_classes(labels, TensorSpec("detections", [1, 84, 189], "float32"), where)
+    _refuse_labels_without_classes(labels, TensorSpec("logits", [1, 10, 1, 1], "float32"), where)
 
 
 def test_an_accuracy_budget_on_a_detector_is_not_answered_with_add_labels():

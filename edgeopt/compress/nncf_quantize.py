@@ -30,7 +30,7 @@ import logging
 from .. import data
 from . import mixed_quantize
 from ..data import LABELS, sample_count
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 
 NNCF_DEFAULT_SUBSET = 300
 MIN_CALIBRATION_SAMPLES = 100
@@ -80,7 +80,7 @@ def compress(model, source, request, progress):
             else:
                 model, details = _quantize(nncf, model, source, request, progress)
         except _user_errors(nncf) as e:
-            raise BadInput(f"NNCF cannot {request.quantize}-compress this model: {_first_line(e)}") from None
+            raise BadInput(f"NNCF cannot {request.quantize}-compress this model: {first_line(e)}") from None
         details["nncf_version"] = nncf.__version__
     details["ops"] = op_summary(model, request.quantize)
     return model, details
@@ -90,11 +90,6 @@ def _user_errors(nncf) -> tuple:
     """NNCF's exceptions for a model or parameters it cannot take (the set varies by version)."""
     names = ("ValidationError", "InvalidGroupSizeError", "UnsupportedModelError", "ParameterNotSupportedError")
     return tuple(getattr(nncf, n) for n in names if hasattr(nncf, n))
-
-
-def _first_line(error) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def choose_model_type(source, wanted: str) -> dict:

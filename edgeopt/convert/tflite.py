@@ -17,7 +17,7 @@ import shutil
 
 from ..compress.mixed_quantize import budget_option, keep_float_option
 from ..data import feeds, head, to_layouts
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..models import INT8_METHODS
 from ..options import option
 from .base import ONNX_FORMATS, Backend, Conversion
@@ -235,7 +235,7 @@ def _export_float(source, out, progress) -> tuple:
             with torch.no_grad():
                 litert_torch.convert(wrapped, tuple(examples)).export(str(out))
         except Exception as e:  # torch.export and the MLIR converter raise many types
-            raise BadInput(f"{source.reference}: LiteRT conversion failed: {_first_line(e, log)}") from None
+            raise BadInput(f"{source.reference}: LiteRT conversion failed: {_converter_said(e, log)}") from None
     layouts = {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
                for i in images}
     return layouts, list(getattr(module, "padded_outputs", []))
@@ -257,9 +257,11 @@ def _torch_module(source, progress):
     return module, [torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype)) for spec in source.inputs]
 
 
-def _first_line(error, log) -> str:
-    text = str(error).strip() or (log.text.strip() if log else "") or type(error).__name__
-    return text.splitlines()[0][:300]
+def _converter_said(error, log) -> str:
+    """The first line of the converter's error, or of its captured output where the error says nothing; at most
+    300 characters (a converter's one line can hold a whole op with its operands)."""
+    text = str(error) if str(error).strip() or not log else log.text
+    return first_line(error, text)[:300]
 
 
 def _quantize_or_explain(float_path, out, source, request, layouts, progress) -> dict:
@@ -272,7 +274,7 @@ def _quantize_or_explain(float_path, out, source, request, layouts, progress) ->
     except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/NotImplementedError by case
         what = {"int8": "full-integer INT8", "dynamic": "dynamic-range INT8"}.get(request.quantize, "FP16 weights")
         raise BadInput(f"{source.reference}: ai-edge-quantizer cannot make {what} of this model: "
-                       f"{_first_line(e, None)}; the float model converts (--precision fp32 or fp16"
+                       f"{_converter_said(e, None)}; the float model converts (--precision fp32 or fp16"
                        f"{', or --quantize dynamic' if request.quantize == 'int8' else ''})") from None
 
 
@@ -335,7 +337,7 @@ def _run_quantizer(q, calibration) -> bytes:
         try:
             return q.quantize(calibration, enable_progress_report=False).quantized_model
         except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
-            raise RuntimeError(_first_line(e, log)) from None
+            raise RuntimeError(_converter_said(e, log)) from None
 
 
 def _full_integer(q, float_path, out, source, request, layouts, progress) -> dict:

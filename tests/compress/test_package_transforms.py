@@ -234,3 +234,63 @@ def test_training_data_from_a_dataloader(cli, tmp_path):
     assert runs["npz"]["final_train_loss"] == runs["loader"]["final_train_loss"]
     bad = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", f"{loader}:broken", "-o", tmp_path / "b.edgepkg")
     assert bad.exit_code == 2 and "a batch has 3 items" in bad.stderr
+
+
+LOADERS = """import torch
+
+def raising():
+    raise ValueError('no dataset at /data/x')
+
+def wrong_type():
+    return 42
+"""
+
+
+@pytest.mark.parametrize("reference, said", [
+    ("loaders.py:absent", "--train-data loaders.py:absent: loaders.py has no attribute 'absent'"),
+    ("nope.py:train", "--train-data nope.py:train: file nope.py not found"),
+    ("loaders.py:raising", "--train-data loaders.py:raising: calling it failed: ValueError: no dataset at /data/x "
+                           "({path}, line 4)"),
+    ("loaders.py:wrong_type", "--train-data loaders.py:wrong_type returned int, not a DataLoader (or another "
+                              "iterable of batches)"),
+])
+def test_a_training_data_callable_that_cannot_give_batches_is_one_line_exit_2(cli, tmp_path, monkeypatch,
+                                                                              reference, said):
+    """A missing function, a missing file, a function that raises or returns no batches: one line naming the
+    flag, the file and the function, exit 2 (the function that raised: where in the user's file)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loaders.py").write_text(LOADERS)
+    r = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", reference, "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "edgeopt: error: " + said.format(path=tmp_path / "loaders.py")
+    assert not (tmp_path / "b.edgepkg").exists()
+
+
+@pytest.mark.parametrize("batch, said", [
+    ("(torch.zeros(2, 3, 32, 32), torch.zeros(2))",
+     "array 'labels' is float32 of shape (2,); labels must be 1-D integer class indices"),
+    ("(torch.zeros(2, 5, 32, 32),)", "array 'input' has shape (2, 5, 32, 32); model input 'input' expects"),
+    ("(torch.zeros(2, 3, 32, 32), torch.full((2,), 10))",
+     "array 'labels' goes up to 10, but the first output 'output' has 10 classes (labels are 0..9)"),
+])
+def test_a_dataloaders_bad_batches_are_named_by_the_reference_not_the_work_file(cli, tmp_path, monkeypatch, batch,
+                                                                                said):
+    """The batches are read into train.npz in a temp work directory; its checks named that file, which the user
+    never gave and which is gone when the message is read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loaders.py").write_text(f"import torch\ndef train():\n    return [{batch}]\n")
+    r = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", "loaders.py:train", "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"edgeopt: error: --train-data loaders.py:train: {said}")
+    assert "train.npz" not in r.stderr and "epoch" not in r.stderr   # refused before training
+
+
+def test_training_labels_past_the_models_classes_are_refused_naming_the_file(cli, tmp_path):
+    import numpy as np
+    train = tmp_path / "train.npz"
+    np.savez(train, input=np.zeros((4, 3, 32, 32), np.float32), labels=np.arange(8, 12))
+    r = cli("package", SOURCE, *SHAPE, "--distill", "--train-data", train, "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"edgeopt: error: training data file {train}: array 'labels' goes "
+                                                 "up to 11, but the first output 'output' has 10 classes "
+                                                 "(labels are 0..9)")

@@ -504,3 +504,17 @@ def test_a_single_sample_bundle_has_no_batch_label(cli, lab_results, tmp_path):
     assert cli("report", lab_results["int8"], "-o", out).exit_code == 0
     assert next(csv.DictReader(io.StringIO(out.read_text())))["batch"] == ""
     assert "batch" not in cli("compare", lab_results["int8"]).stdout
+
+
+@pytest.mark.parametrize("name, what", [("summary.txt", ".txt is not a report's suffix"),
+                                        ("summary", "no suffix tells the format")])
+def test_an_output_name_that_names_no_format_is_refused_unless_format_is_given(cli, lab_results, tmp_path, name,
+                                                                                what):
+    """`-o summary.txt` wrote an HTML page into a file its name calls text; --format still writes any name."""
+    out = tmp_path / name
+    r = cli("report", lab_results["int8"], "-o", out, "--no-history")
+    assert r.exit_code == 2 and not out.exists()
+    assert r.stderr == (f"edgeopt: error: --output {out}: {what} (.html/.htm html, .md/.markdown markdown, .csv csv); "
+                        "rename it or give --format\n")
+    r = cli("report", lab_results["int8"], "-o", out, "--format", "markdown", "--no-history")
+    assert r.exit_code == 0 and out.read_text().startswith("### "), r.stderr

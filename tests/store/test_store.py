@@ -283,3 +283,13 @@ def test_a_short_password_is_masked_where_echoed_not_in_every_word():
     assert masked_message == ("results store postgresql://u:***@127.0.0.1/db: opening: connection to server "
                               "failed: *** @ peer")
     assert store_module._without("password=s3cr.t; user u", "s3cr.t") == "password=***; user u"
+
+
+def test_a_file_that_is_no_database_is_the_drivers_line_alone(cli, tmp_path):
+    """SQLAlchemy's message wraps the driver's in '(sqlite3.DatabaseError) ... [SQL: ...] (Background ...)':
+    the error quotes the driver's first line (errors.first_line of the wrapped error)."""
+    path = tmp_path / "notes.db"
+    path.write_text("meeting notes, not a database " * 8)
+    r = cli("history", "--store", f"sqlite:///{path}")
+    assert r.exit_code == 2 and r.stderr == f"edgeopt: error: results store sqlite:///{path}: cannot open it: " \
+                                            "file is not a database\n", r.stderr
