@@ -15,7 +15,7 @@ import pathlib
 import re
 import shlex
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
 DEFAULT_WORKDIR = ".cache/edgeopt"   # relative paths are relative to the remote user's home
 DEFAULT_PYTHON = "python3"
@@ -120,7 +120,7 @@ def _yaml(path):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or first_line(e)
         raise BadInput(f"inventory {path} is not valid YAML{where}: {problem}") from None
     except (ValueError, TypeError, RecursionError) as e:   # e.g. a date or timestamp YAML cannot build
         raise BadInput(f"inventory {path} is not valid YAML: {type(e).__name__}: {e}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 from .source import SourceModel, TensorSpec
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
@@ -67,7 +67,7 @@ def load_onnx(path: pathlib.Path):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as e:  # onnx raises protobuf DecodeError, ValidationError, OSError, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise BadInput(f"{path} is not a valid ONNX model: {first}") from None
     if not model.graph.output:
         raise BadInput(f"{path}: the graph has no outputs")

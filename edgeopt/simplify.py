@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import pathlib
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
 TOOL = "onnxruntime-basic"
 
@@ -89,7 +89,7 @@ def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:
     try:
         ort.InferenceSession(str(src), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise BadInput(f"{src}: onnxruntime cannot load the model to simplify it: {first[:300]} "
                        "(--no-simplify skips this step)") from None
 

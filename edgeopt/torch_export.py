@@ -177,7 +177,7 @@ def export_module(module, examples: tuple, input_names: list, out: pathlib.Path,
             torch.onnx.export(module, tuple(examples), str(out), input_names=list(input_names),
                               output_names=out_names, opset_version=17, dynamo=False)
         except Exception as e:  # exporter errors are many types; report the first line
-            raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
+            raise BadInput(f"{reference}: ONNX export failed: {first_line(e)}") from None
     return out
 
 
@@ -186,12 +186,12 @@ def _export_program(reference: str, out: pathlib.Path) -> pathlib.Path:
     try:
         program = torch.export.load(reference)
     except Exception as e:
-        raise BadInput(f"{reference} is not a loadable ExportedProgram: {str(e).splitlines()[0]}") from None
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
     with _quiet_exporter():
         try:
             torch.onnx.export(program, (), str(out), dynamo=True, external_data=False, verbose=False)
         except Exception as e:
-            raise BadInput(f"{reference}: ONNX export failed: {str(e).splitlines()[0]}") from None
+            raise BadInput(f"{reference}: ONNX export failed: {first_line(e)}") from None
     return out
 
 
@@ -241,7 +241,7 @@ def _program_module(reference: str, shapes: dict):
     try:
         program = torch.export.load(reference)
     except Exception as e:  # torch raises RuntimeError / zipfile / pickle errors for bad archives
-        raise BadInput(f"{reference} is not a loadable ExportedProgram: {str(e).splitlines()[0]}") from None
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
     args, kwargs = program.example_inputs or ((), {})
     if kwargs or not args:
         raise BadInput(f"{reference}: the ExportedProgram has no positional example inputs; save it with "

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from .base import Transform, TransformContext, TransformResult, build_options, option, register, training_batches
 
 CRITERIA = ("l1", "l2", "lamp", "fpgm", "taylor", "random")
@@ -159,7 +159,7 @@ def _prune(model, options, context, examples, protected: dict, check_each: bool 
         _step(pruner, options, check if check_each else None)
     except (AssertionError, IndexError) as e:   # Torch-Pruning's own checks on a structure it cannot cut
         raise BadInput(f"prune: Torch-Pruning cannot prune this model ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else 'no message'}); protect the layer involved "
+                       f"{first_line(e)}); protect the layer involved "
                        "(protect=NAME) or use lowrank") from None
     model.zero_grad(set_to_none=True)
     _check_outputs(model, examples, shapes)
@@ -204,7 +204,7 @@ def _dependency_graph(model, examples):
                                                          customized_pruners=_recurrent_pruners(model))
     except (ArithmeticError, AssertionError, IndexError, KeyError, ValueError, RuntimeError) as e:
         where = traceback.extract_tb(e.__traceback__)[-1].name
-        message = str(e).splitlines()[0] if str(e) else "no message"
+        message = first_line(e)
         raise BadInput(f"prune: Torch-Pruning cannot trace which channels this model's layers share "
                        f"({type(e).__name__} in its {where}: {message}); a reshape or shuffle across the channel "
                        "axis is the usual cause: use lowrank instead") from None
@@ -391,7 +391,7 @@ def _check_outputs(model, examples, before: list) -> None:
     try:
         after = _output_shapes(model, examples)
     except RuntimeError as e:
-        raise _Broken(f"the pruned model no longer runs ({str(e).splitlines()[0]}); protect the "
+        raise _Broken(f"the pruned model no longer runs ({first_line(e)}); protect the "
                       "layers feeding hard-coded shapes (protect=NAME+NAME)") from None
     if [_fixed(s) for s in after] != [_fixed(s) for s in before]:
         raise _Broken(f"output shapes changed {before} -> {after}; protect the layers producing them")

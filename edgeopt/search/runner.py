@@ -9,7 +9,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from ..budgets import KINDS
-from ..errors import BadInput, DeviceFailure
+from ..errors import BadInput, DeviceFailure, first_line
 from . import judging, rdb, samplers, space as spaces, trial as trials_
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class Runner:
             if trial.user_attrs.get("baseline"):
                 self._baseline_failed(trial, e)
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
-            trial.set_user_attr("error", f"{kind}: {_first_line(e)}")
+            trial.set_user_attr("error", f"{kind}: {first_line(e)}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return kind
         if cached is None and outcome["measurement"] == "screening" and "twin_of" not in outcome:
@@ -196,7 +196,7 @@ class Runner:
         rdb.requeue(self.study, trial)
         if isinstance(e, DeviceFailure):
             raise DeviceFailure(f"the baseline (the untouched model) could not be measured, and no candidate can be "
-                                f"judged without it: {_first_line(e)}") from e
+                                f"judged without it: {first_line(e)}") from e
         raise e
 
     def _candidate(self, trial):
@@ -386,7 +386,7 @@ class Runner:
                 if not self.measure_ruled_out() and not near:
                     break
         except DeviceFailure as e:
-            self.end_failed = _first_line(e)
+            self.end_failed = first_line(e)
             return
         self.compare_with_textbook()
 
@@ -611,7 +611,3 @@ def _for_sampler(excess: float) -> float:
     the sum of their excesses; an accuracy drop of 0.3 against 0.01 (excess 29) would drown a latency 50%
     over its limit (0.5). log1p keeps the order and the sign (met: <= 0) and weighs budgets alike."""
     return excess if excess <= 0 else math.log1p(excess)
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
