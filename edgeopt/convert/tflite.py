@@ -227,15 +227,16 @@ def _export_float(source, out, progress) -> tuple:
     module, examples = _torch_module(source, progress)
     images = _image_inputs(source)
     examples = [x.permute(*NCHW_TO_NHWC).contiguous() if i in images else x for i, x in enumerate(examples)]
-    with captured_output() as log:
-        try:
+    log = None
+    try:   # the capture outside: its text is read once it has ended, for an error that says nothing itself
+        with captured_output() as log:
             from litert_torch._convert.to_channel_last_io import to_channel_last_io
 
             wrapped = to_channel_last_io(module, args=images).eval() if images else module
             with torch.no_grad():
                 litert_torch.convert(wrapped, tuple(examples)).export(str(out))
-        except Exception as e:  # torch.export and the MLIR converter raise many types
-            raise BadInput(f"{source.reference}: LiteRT conversion failed: {_converter_said(e, log)}") from None
+    except Exception as e:  # torch.export and the MLIR converter raise many types
+        raise BadInput(f"{source.reference}: LiteRT conversion failed: {_converter_said(e, log)}") from None
     layouts = {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
                for i in images}
     return layouts, list(getattr(module, "padded_outputs", []))
@@ -333,11 +334,12 @@ def _int8_method(float_path, options) -> dict:
 def _run_quantizer(q, calibration) -> bytes:
     from ..capture import captured_output
 
-    with captured_output() as log:
-        try:
+    log = None
+    try:   # the capture outside, as in _export_float
+        with captured_output() as log:
             return q.quantize(calibration, enable_progress_report=False).quantized_model
-        except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
-            raise RuntimeError(_converter_said(e, log)) from None
+    except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError by case
+        raise RuntimeError(_converter_said(e, log)) from None
 
 
 def _full_integer(q, float_path, out, source, request, layouts, progress) -> dict:

@@ -405,3 +405,17 @@ def test_a_detector_output_keeps_its_scores_with_float_io_and_says_how_otherwise
     manifest = r.json()
     assert manifest["compression"]["float_output_ops"] == 2 and manifest["parity"]["passed"]   # with its TRANSPOSE
     assert any(n.startswith("the CONCATENATION making a model output left float") for n in manifest["notes"])
+
+
+def test_a_quantizer_error_that_says_nothing_quotes_what_the_quantizer_printed():
+    """The captured output was read inside the capture, before its text was set: an empty error read "ValueError"
+    where the quantizer had printed why."""
+    from edgeopt.convert import tflite
+
+    class Quantizer:
+        def quantize(self, calibration, enable_progress_report):
+            print("\n  op FULLY_CONNECTED: per-axis scales missing  ")
+            raise ValueError()
+
+    with pytest.raises(RuntimeError, match=r"^op FULLY_CONNECTED: per-axis scales missing$"):
+        tflite._run_quantizer(Quantizer(), {})
