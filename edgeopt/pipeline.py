@@ -284,7 +284,7 @@ def _run_transforms(source, steps, calibration, evaluation, train_data, teacher,
 
     from .compress.base import TransformContext
 
-    train = _training_samples(train_data, source, work) if train_data else None
+    train = training_samples(train_data, source, work) if train_data else None
     teacher_module = (_teacher(teacher, source) if teacher else copy.deepcopy(source.torch_module)).eval()
     context = TransformContext(source.torch_examples, source.inputs, teacher_module, train, evaluation,
                                calibration, progress, seed, work)
@@ -292,7 +292,7 @@ def _run_transforms(source, steps, calibration, evaluation, train_data, teacher,
                          host_timing=host_timing)
 
 
-def _training_samples(train_data: str, source, work: pathlib.Path) -> dict:
+def training_samples(train_data: str, source, work: pathlib.Path) -> dict:
     """--train-data: an .npz (as --calib, plus optional labels), or a `module:callable` / `file.py:callable`
     returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz. Messages
     name what the user gave, not the work file a DataLoader is read into."""

@@ -200,7 +200,21 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
         if reason:
             dims = [d for d in dims if name not in (d.name, d.parent)]
             job.notes.append(f"{name} not searched: {reason}")
+    if job.train_data and any(d.toggle for d in dims):
+        _check_training_data(job.train_data, source, progress)
     return dims
+
+
+def _check_training_data(train_data, source, progress) -> None:
+    """--train-data read once, as a trial reads it, before anything is measured: a bad file or `module:callable`
+    failed every trial that trains, one by one, while the others went on (exit 0 on INT8 alone)."""
+    import tempfile
+
+    from ..pipeline import training_samples
+
+    progress.status(f"reading --train-data {train_data}")
+    with tempfile.TemporaryDirectory(prefix="edgeopt-train-") as work:
+        training_samples(train_data, source, pathlib.Path(work))
 
 
 def _usable_backends(prof, fmt: str, facts: dict) -> list:

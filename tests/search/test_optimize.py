@@ -679,6 +679,30 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     assert f"- note: {note}" in md.stdout, md.stdout
 
 
+@pytest.mark.parametrize("given, said", [
+    ("tdata.py:bad", "--train-data {dir}/tdata.py:bad: {dir}/tdata.py has no attribute 'bad'"),
+    ("tdata.py:empty", "--train-data {dir}/tdata.py:empty: the DataLoader gave no batches"),
+    ("wrong.npz", "training data file {dir}/wrong.npz: "),
+])
+def test_bad_training_data_is_refused_before_any_trial(cli, tmp_path, given, said):
+    """Read once before anything is measured, as a trial reads it: a bad --train-data failed every trial that
+    trains, one by one, while INT8 alone met the budget (exit 0)."""
+    import numpy as np
+
+    (tmp_path / "tdata.py").write_text("def empty():\n    return []\n")
+    np.savez(tmp_path / "wrong.npz", other=np.zeros((4, 3), np.float32))
+    source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none"]\nprecision = ["fp32"]\nprune = true\nlowrank = [false]\n')
+    r = cli("optimize", source, "--input-shape", "input=1,3,32,32", "--space", space, "--trials", "2",
+            "--train-data", tmp_path / given, "--study", "bad", "--results-dir", tmp_path / "results",
+            "--output-dir", tmp_path / "opt")
+    errors = [line for line in r.stderr.splitlines() if not line.startswith("· ")]   # besides progress: one line
+    assert r.exit_code == 2 and len(errors) == 1, r.stderr
+    assert errors[0].startswith(f"edgeopt: error: {said.format(dir=tmp_path)}"), r.stderr
+    assert not (tmp_path / "opt" / "bad").exists()   # refused before the study began
+
+
 def test_a_candidate_that_only_trains_is_screened_before_its_training(cli, tmp_path, monkeypatch):
     """Distillation and QAT change weights, not the graph: a candidate's latency is that of the candidate without
     distillation, or with QAT's quantizers calibrated and no epoch run. So the screening run measures that first, and a candidate it rules out is never trained (a study of a
