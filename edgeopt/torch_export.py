@@ -56,7 +56,10 @@ def _user_error(e: BaseException) -> str:
     text = (str(e).splitlines() or [""])[0]
     if isinstance(e, SyntaxError):
         return f"SyntaxError: {e.msg} ({e.filename}, line {e.lineno})"
-    frames = traceback.extract_tb(e.__traceback__)
+    # the deepest frame outside edgeopt and Python's own importer: `nomodule:fn` pointed at
+    # "<frozen importlib._bootstrap>, line 1140"
+    ours = (str(pathlib.Path(__file__).parent), str(pathlib.Path(importlib.__file__).parent))
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(("<", *ours))]
     where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
     return f"{type(e).__name__}: {text}{where}"
 

@@ -253,6 +253,9 @@ def wrong_type():
                            "({path}, line 4)"),
     ("loaders.py:wrong_type", "--train-data loaders.py:wrong_type returned int, not a DataLoader (or another "
                               "iterable of batches)"),
+    # no frame of the user's: no place named (it read "<frozen importlib._bootstrap>, line 1140")
+    ("nomodule:train", "--train-data nomodule:train: cannot import nomodule: ModuleNotFoundError: No module named "
+                       "'nomodule'"),
 ])
 def test_a_training_data_callable_that_cannot_give_batches_is_one_line_exit_2(cli, tmp_path, monkeypatch,
                                                                               reference, said):
