@@ -153,7 +153,8 @@ def _postgres_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
     try:
         import psycopg  # noqa: F401  (present and loadable: its libpq may be missing)
     except ImportError as e:
-        raise BadInput(f"results store {masked(url)}: PostgreSQL needs psycopg 3: {EXTRA} ({_database_said(e)})") from None
+        raise BadInput(f"results store {masked(url)}: PostgreSQL needs psycopg 3: {EXTRA} "
+                       f"({_database_said(e)})") from None
     return url.set(drivername="postgresql+psycopg")
 
 

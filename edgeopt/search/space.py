@@ -520,7 +520,8 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
             owner = f" (backend {dim.owner}; `backend = [...]` leaves it out)" if shared else ""
             # _backend_dimensions offers INT8 only with calibration data
             calib = " (int8 needs --calib)" if bad[:1] == ["int8"] and dim.name.endswith("quantize") else ""
-            raise BadInput(f"{where}: {toml_value(bad[0] if bad else value)} is not one of {', '.join(map(str, allowed))}"
+            shown = toml_value(bad[0] if bad else value)
+            raise BadInput(f"{where}: {shown} is not one of {', '.join(map(str, allowed))}"
                            f"{owner}{calib}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
     value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)

@@ -82,7 +82,7 @@ def test_a_space_file_narrows_a_backend_option(tmp_path):
     dims = {d.name: d for d in space.build(BACKEND_CLASSES["openvino"](), "onnx", True, False, None, f)}
     assert dims["preset"].choices == ("mixed",)
     f.write_text('preset = ["fast"]\n')
-    with pytest.raises(BadInput, match="preset: 'fast' is not one of performance, mixed"):
+    with pytest.raises(BadInput, match='preset: "fast" is not one of performance, mixed'):
         space.build(BACKEND_CLASSES["openvino"](), "onnx", True, False, None, f)
     f.write_text('preset = ["mixed"]\n')
     with pytest.raises(BadInput, match="preset: not a dimension of this search"):

@@ -384,8 +384,8 @@ def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
     study._storage.set_trial_state_values(baseline._trial_id, state=optuna.trial.TrialState.FAIL)
     r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
-        "edgeopt: error: --resume: study 'lost' lost its baseline in an earlier run (device: gone), and its relative budgets "
-        "have no limit without it: start a new --study"), r.stderr
+        "edgeopt: error: --resume: study 'lost' lost its baseline in an earlier run (device: gone), and its relative "
+        "budgets have no limit without it: start a new --study"), r.stderr
 
 
 def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
