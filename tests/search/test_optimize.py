@@ -315,17 +315,22 @@ def test_resuming_with_another_pareto_or_seed_is_bad_input(cli, tmp_path):
         assert f"--resume: study {study!r} was started with {changed}: give the flags" in r.stderr, r.stderr
 
 
+def _ctrl_c_at(args: list, trial: int) -> tuple:
+    """(the process, the rest of its stderr): `edgeopt optimize` sent SIGINT once its log starts that trial."""
+    with ctrl_c_works():
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in p.stderr:
+        if line.startswith(f"· trial {trial} ("):
+            p.send_signal(signal.SIGINT)
+            break
+    return p, p.stderr.read()
+
+
 def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
             "--budget", "latency_p90_ms=50", "--sampler", "random"]
-    with ctrl_c_works():
-        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    for line in p.stderr:                      # interrupt while trial 1 runs: trial 0 is finished
-        if line.startswith("· trial 1 ("):
-            p.send_signal(signal.SIGINT)
-            break
-    rest = p.stderr.read()
+    p, rest = _ctrl_c_at(args, 1)   # while trial 1 runs: trial 0 is finished
     assert p.wait(timeout=120) == 130
     assert "the finished trials of study 'cut' are kept; the same command with --resume continues it" in rest
     before = {t.number: t for t in _trials(tmp_path, "cut")}
@@ -346,13 +351,7 @@ def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut0", "--trials", "3",
             "--budget", "size_mb=0.5x", "--sampler", "random", "--no-screening"]
-    with ctrl_c_works():
-        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    for line in p.stderr:
-        if line.startswith("· trial 0 ("):
-            p.send_signal(signal.SIGINT)
-            break
-    rest = p.stderr.read()
+    p, rest = _ctrl_c_at(args, 0)
     assert p.wait(timeout=120) == 130, rest
     assert not [t for t in _trials(tmp_path, "cut0") if t.state != optuna.trial.TrialState.WAITING]
     r = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
@@ -370,13 +369,8 @@ def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "lost", "--trials", "3",
             "--budget", "size_mb=0.5x", "--sampler", "random", "--no-screening"]
-    with ctrl_c_works():
-        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    for line in p.stderr:
-        if line.startswith("· trial 0 ("):
-            p.send_signal(signal.SIGINT)
-            break
-    assert p.wait(timeout=120) == 130, p.stderr.read()
+    p, rest = _ctrl_c_at(args, 0)
+    assert p.wait(timeout=120) == 130, rest
     study = optuna.load_study(study_name="lost", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     baseline = study.get_trials()[0]
     assert baseline.user_attrs["baseline"] and baseline.state == optuna.trial.TrialState.WAITING
