@@ -10,6 +10,8 @@ import zipapp
 
 import device_agent
 
+from .atomic import replacing
+
 
 def cache_dir() -> pathlib.Path:
     root = os.environ.get("EDGEOPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgeopt")
@@ -35,14 +37,13 @@ def build(out: pathlib.Path | None = None) -> pathlib.Path:
     target = pathlib.Path(out) if out else cache_dir() / "agent" / f"edgeopt-agent-{digest}.pyz"
     if out is None and target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     pkg = pathlib.Path(device_agent.__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="edgeopt-agent-") as tmp:
         for src in _sources():
             dest = pathlib.Path(tmp, "device_agent", src.relative_to(pkg))
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-        partial = target.with_name(target.name + ".partial")
-        zipapp.create_archive(tmp, partial, interpreter="/usr/bin/env python3", main="device_agent.cli:main")
-        os.replace(partial, target)
+        with replacing(target, "the agent", "wb") as f:
+            zipapp.create_archive(tmp, f, interpreter="/usr/bin/env python3", main="device_agent.cli:main")
+            os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode | 0o111)   # ./edgeopt-agent.pyz runs, as zipapp's own
     return target

@@ -14,10 +14,10 @@ import pathlib
 import tempfile
 
 from . import bundle as bundles, results
-from .atomic import temp_beside
+from .atomic import check_writable, replacing
 from .budgets import check_result, validate_budgets
 from .doctor import same_arch
-from .errors import BadInput, DeviceFailure, EdgeoptError
+from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .models import inspect_model
 from .pipeline import package  # noqa: F401 (the public package(): model -> verified bundle)
 from .profiles import list_profiles, load_profile
@@ -186,6 +186,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     refused, mismatch = profile_mismatch(manifest, spec)
     if refused and not allow_profile_mismatch:
         raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
+    check_writable(results_dir, "results to", folder=True)   # a read-only results folder, before measuring
     with Store(store_url or default_url(results_dir)) as store:  # and an unusable store, before measuring
         transport = for_spec(spec, ssh_options)
         progress.status(f"measuring {bundle.name} on {device}")
@@ -197,17 +198,30 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
             transport.close()
         name_the_bundle(doc, manifest)
         _warn_mismatch(doc, manifest, mismatch)
-        doc["_path"] = str(results.save(doc, results_dir))
-        try:
-            store.add(doc)
-        except EdgeoptError as e:   # measured and saved, not stored: exit 3, as fleet bench has it, not "bad input"
-            raise DeviceFailure(f"{e}; the result is saved to {doc['_path']}, but not in the store") from None
+        _save_and_store(doc, results_dir, store)
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
         kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
         refused = (doc.get("error") or {}).get("kind") == "bundle"  # the agent refused the bundle or an option
         raise (BadInput if refused else DeviceFailure)(f"{message} (result saved to {doc['_path']}{kept})")
     return doc
+
+
+def _save_and_store(doc: dict, results_dir, store) -> None:
+    """The result as files under results_dir and as a row in the store: what one of them cannot take (a full
+    disk), the other keeps, and the error says where the result is."""
+    try:
+        doc["_path"] = str(results.save(doc, results_dir))
+    except CannotWrite as unsaved:
+        try:
+            store.add(doc)
+        except EdgeoptError as e:
+            raise BadInput(f"{unsaved}; nor could the store take it ({e}): this run's result is lost") from None
+        raise BadInput(f"{unsaved}; the result is in the store {store.name} (edgeopt history shows it)") from None
+    try:
+        store.add(doc)
+    except EdgeoptError as e:   # measured and saved, not stored: exit 3, as fleet bench has it, not "bad input"
+        raise DeviceFailure(f"{e}; the result is saved to {doc['_path']}, but not in the store") from None
 
 
 def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",
@@ -612,15 +626,5 @@ def _write_text(path, text: str) -> None:
     path = pathlib.Path(path)
     if path.is_dir():
         raise BadInput(f"report output {path} is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(path)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as e:
-        raise BadInput(f"cannot write the report to {path}: {e.strerror or e}") from None
+    with replacing(path, "the report", "w", encoding="utf-8") as f:
+        f.write(text)

@@ -1,9 +1,13 @@
 """Files written whole or not at all: a temp file beside the target, renamed over it when complete."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pathlib
 import tempfile
+
+from .errors import CannotWrite
 
 
 def temp_beside(path: pathlib.Path) -> tuple[int, str]:
@@ -29,3 +33,52 @@ def _umask() -> int:
     umask = os.umask(0o022)   # elsewhere the only way to read it; set straight back
     os.umask(umask)
     return umask
+
+
+@contextlib.contextmanager
+def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
+    """A file open on a temp beside `path`, renamed over it when the block ends without error (else removed).
+    An OSError from making the directory, writing or renaming (a read-only or full disk, no permission) becomes
+    CannotWrite naming `what` and `path`; one that names another file (an input read inside the block) passes."""
+    path = pathlib.Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(path)
+        try:
+            with os.fdopen(fd, mode, encoding=encoding) as f:
+                yield f
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        if e.filename is not None and not _is_on_the_way_to(path, e.filename):
+            raise
+        raise CannotWrite(what, path, e) from None
+
+
+def check_writable(target, what: str, folder: bool = False) -> None:
+    """CannotWrite now, not after minutes of converting or measuring, when `target` (a file, or with folder=True a
+    folder) cannot be written: its folder is made if missing, and a temp file made there and removed. A full disk
+    is still found only by the write itself."""
+    target = pathlib.Path(target)
+    where = target if folder else target.parent
+    in_the_way = (errno.ENOTDIR if where.exists() and not where.is_dir() else
+                  errno.EISDIR if not folder and target.is_dir() else None)
+    if in_the_way:
+        raise CannotWrite(what, target, OSError(in_the_way, os.strerror(in_the_way)))
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(where / "probe")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise CannotWrite(what, target, e) from None
+
+
+def _is_on_the_way_to(path: pathlib.Path, name) -> bool:
+    """Whether `name` (an OSError's filename) is `path`, a temp file beside it, or a folder above it."""
+    name = pathlib.Path(os.fsdecode(name))
+    beside = name.parent == path.parent and name.name.startswith(f".{path.name}.") and name.suffix == ".partial"
+    return name == path or beside or name in path.parents

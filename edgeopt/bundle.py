@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pathlib
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from device_agent import BUNDLE_SCHEMA, BundleError
 from device_agent import bundle as agent_bundle
 from device_agent import manifest as agent_manifest
 
-from .atomic import temp_beside
+from .atomic import replacing
 from .budgets import validate_budgets
 from .errors import BadInput
 
@@ -34,7 +33,6 @@ def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) ->
     (an SSH private key, or a public key whose private half is in ssh-agent) the manifest's
     signature is the second member."""
     out_path = pathlib.Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     entries = []
     for local, arcname, role in files:
         local = pathlib.Path(local)
@@ -45,19 +43,14 @@ def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) ->
     except BundleError as e:
         raise BadInput(f"bundle {out_path}: {e}") from None
     signature = sign(blob, sign_key) if sign_key else None
-    fd, tmp = temp_beside(out_path)
-    try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.addfile(_tarinfo(agent_manifest.MANIFEST, len(blob)), io.BytesIO(blob))
-            if signature is not None:
-                tar.addfile(_tarinfo(agent_manifest.SIGNATURE, len(signature)), io.BytesIO(signature))
-            for (local, arcname, _), entry in zip(files, entries):
-                with open(local, "rb") as f:
-                    tar.addfile(_tarinfo(arcname, entry["bytes"]), f)
-        os.replace(tmp, out_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with replacing(out_path, "the bundle", "wb") as raw, \
+            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_tarinfo(agent_manifest.MANIFEST, len(blob)), io.BytesIO(blob))
+        if signature is not None:
+            tar.addfile(_tarinfo(agent_manifest.SIGNATURE, len(signature)), io.BytesIO(signature))
+        for (local, arcname, _), entry in zip(files, entries):
+            with open(local, "rb") as f:
+                tar.addfile(_tarinfo(arcname, entry["bytes"]), f)
     return manifest
 
 
@@ -97,6 +90,9 @@ def rewrite(bundle_path, out_path, name: str, budgets: dict, threads: int | None
         body["budgets"] = validate_budgets(dict(manifest.get("budgets") or {}, **budgets), f"{out_path}: budgets")
         if threads is not None:
             body["runtime"] = dict(body["runtime"], threads=int(threads))
+            if isinstance(body.get("recipe"), dict):   # `package --recipe` of the copy rebuilds it at these threads
+                body["recipe"] = dict(body["recipe"], package=dict(body["recipe"].get("package") or {},
+                                                                   threads=int(threads)))
         return write(out_path, body, files)
 
 

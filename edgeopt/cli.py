@@ -368,11 +368,14 @@ def _option_text(option: dict) -> str:
 @click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
               help="An option of the profile's backend without a flag of its own, e.g. workspace_mib=2048 or "
                    "int8_method=static (onnxruntime, tflite); `edgeopt profiles show PROFILE` lists them.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads the bundle's runtime runs with by default [default: the profile's]; `bench --threads` "
+                   "still overrides it for one run.")
 @common
 def package(out, model, profile, output, backend, precision, quantize, calib, eval_data, input_shapes, budgets, name,
             allow_mismatch, force, preset, subset_size, max_accuracy_drop, performance_hint, int8_io, sign_key,
             no_simplify, recipe_file, prune, low_rank, distill, teacher, qat, train_data, epochs, lr, seed,
-            keep_float, backend_option):
+            keep_float, backend_option, threads):
     """Convert and compress MODEL for a profile into a verified .edgepkg bundle.
 
     MODEL is an .onnx file, a PyTorch model (see `edgeopt inspect --help`), an OpenVINO IR
@@ -383,17 +386,19 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     from .report.tables import key_values, package_rows, package_warnings, transform_table
     options = dict(backend=backend, precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
-                   simplify=not no_simplify, seed=seed, keep_float=keep_float or "")
+                   simplify=not no_simplify, seed=seed, keep_float=keep_float or "", threads=threads)
     steps = recipe.from_flags(prune, low_rank, distill, qat, epochs, lr)
     from_recipe = set()
+    budgets = _budgets(budgets)
     if recipe_file:
         options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
         profile = _recipe_profile(recipe_file, profile, out)
+        budgets = {**recipe.bundle_budgets(recipe_file), **budgets}   # --budget over a bundle's own
     cli_backend_options = _backend_options(backend_option)
     from_recipe -= set(cli_backend_options)
     try:
         manifest = api.package(model, profile, output, calib=calib, eval_data=eval_data,
-                               input_shapes=_shapes(input_shapes), budgets=_budgets(budgets),
+                               input_shapes=_shapes(input_shapes), budgets=budgets,
                                allow_mismatch=allow_mismatch, name=name, progress=out.progress(), sign_key=sign_key,
                                force=force, steps=steps, train_data=train_data, teacher=teacher,
                                backend_options=dict(options.pop("recipe_backend_options", {}), **cli_backend_options),
@@ -411,9 +416,15 @@ def _backend_options(items) -> dict:
     """--backend-option KEY=VALUE pairs as {key: text}; the backend's Options convert and check each value."""
     from .options import parse_spec
 
+    from .recipe import CORE_PACKAGE_KEYS
+
     out = {}
     for item in items:
         out.update(parse_spec(item, "--backend-option"))
+    for key in out:
+        if key.replace("-", "_") in CORE_PACKAGE_KEYS:   # not "backend X has no --threads option": package has
+            flag = RECIPE_PARAMETERS[key.replace("-", "_")].replace("_", "-")
+            raise BadInput(f"--backend-option {key}: not a backend's option, but package's own --{flag}")
     return out
 
 
@@ -421,7 +432,7 @@ def _backend_options(items) -> dict:
 RECIPE_PARAMETERS = {"backend": "backend", "precision": "precision", "quantize": "quantize", "preset": "preset",
                      "subset_size": "subset_size", "max_accuracy_drop": "max_accuracy_drop",
                      "performance_hint": "performance_hint", "int8_io": "int8_io", "simplify": "no_simplify",
-                     "seed": "seed", "keep_float": "keep_float"}
+                     "seed": "seed", "keep_float": "keep_float", "threads": "threads"}
 
 
 def _recipe_profile(path, profile: str, out) -> str:
@@ -515,7 +526,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
                              ssh, store_url, _budgets(budgets), out.progress(), sensing, allowed_signers,
                              allow_profile_mismatch)
     from rich.text import Text
-    store_lines = [Text(f"not in the results store (the JSON file is kept): {e}", style="red")
+    store_lines = [Text(f"not saved in full: {e}", style="red")
                    for e in report["store_errors"]]
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]),
              *store_lines)
@@ -712,7 +723,10 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     (no budget from its bundle, --budget or --profile, and no --baseline), 3 a device produced no result.
     """
     from . import api
+    from .atomic import check_writable
     from .report.tables import check_table, regression_table, warning_lines
+    if junit:
+        check_writable(junit, "the JUnit report")
     report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir,
                        require_budgets=True)
     if junit:

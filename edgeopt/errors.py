@@ -30,6 +30,14 @@ class DeviceFailure(EdgeoptError):
     exit_code = 3
 
 
+class CannotWrite(BadInput):
+    """An output edgeopt cannot write: a read-only or full disk, no permission, a file or directory in the way.
+    Exit 2, not 1: for check and optimize, 1 reads as "a budget was missed" in CI."""
+
+    def __init__(self, what: str, path, error: OSError):
+        super().__init__(f"cannot write {what} {path}: {error.strerror or first_line(error)}")
+
+
 class BackendUnavailable(BadInput):
     """A profile names a backend that this version of edgeopt cannot convert for yet."""
 

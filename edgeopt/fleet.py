@@ -12,7 +12,8 @@ import time
 from device_agent import RESULT_SCHEMA
 
 from . import bundle as bundles, results
-from .errors import BadInput, DeviceFailure, EdgeoptError
+from .atomic import check_writable
+from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .progress import SILENT, DeviceProgress
 from .store import Store
 
@@ -185,11 +186,21 @@ class FleetRun:
         name = doc["device"]["name"]
         with self._lock:
             path = self.result_path(name)
-            results.write_json_atomic(path, doc)
+            try:
+                results.write_json_atomic(path, doc)
+                results.save(doc, self.results_dir)
+                unsaved = None
+            except CannotWrite as e:   # a full disk: the store's row still keeps the result
+                unsaved = e
             self.documents[name] = (path, doc)
-            results.save(doc, self.results_dir)
             doc["_path"] = str(path)
-            store.add(doc, self.run_id)
+            try:
+                store.add(doc, self.run_id)
+            except EdgeoptError as e:
+                raise DeviceFailure(f"{e}; nor could it be saved as a file ({unsaved}): this result of {name} is "
+                                    "lost" if unsaved else f"{e}; the JSON file {path} is kept") from None
+            if unsaved:
+                raise BadInput(f"{unsaved}; the result of {name} is in the store {store.name}")
         return path
 
 
@@ -218,8 +229,9 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
 def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str, parallel: int = 8,
           agent_args: list | None = None, timeout: float = 900.0, resume: bool = False, progress=SILENT) -> dict:
     """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...],
-    store_errors: [...] (results saved as files whose row the store refused)}."""
+    store_errors: [...] (results not saved in full: a row the store refused, or a file a full disk refused)}."""
     manifest = bundles.read_manifest(bundle_path)
+    check_writable(results_dir, "results to", folder=True)   # before any device is reached
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
     run = FleetRun(bundle_path, manifest, results_dir, resume, agent_args or [])
     try:

@@ -20,6 +20,7 @@ from device_agent import BundleError
 from device_agent import manifest as agent_manifest
 
 from . import __version__, bundle as bundles, recipe, transform
+from .atomic import check_writable
 from .budgets import validate_budgets
 from .compress.base import get as transform_named
 from .convert import backend_for, backends_reading
@@ -44,7 +45,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             sign_key=None, simplify: bool = True, force: bool = False, steps=(), train_data=None,
             teacher: str | None = None, seed: int = 0, keep_float: str = "",
             backend_options: dict | None = None, host_timing: bool = True, transform_cache=None,
-            backend: str | None = None, profile_budgets: bool = True, top1_judged_by: str | None = None) -> dict:
+            backend: str | None = None, profile_budgets: bool = True, top1_judged_by: str | None = None,
+            threads: int | None = None) -> dict:
     """Model -> verified .edgepkg. Returns the manifest with `path` (where it was written) added.
     sign_key: an SSH key that signs the manifest (the agent's --allowed-signers then accepts it).
 
@@ -74,6 +76,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     budget, measured on the device): an artifact whose only parity failure is that agreement is packaged, its
     parity report saying by what ("allowed_by"). Other parity failures (SQNR, elementwise) still refuse it.
 
+    threads: the thread count the bundle's runtime runs by default [default: the profile's]; `bench --threads`
+    still overrides it for one run.
+
     profile_budgets=False: `budgets` are all the bundle carries, not added to the profile's (optimize passes its
     study's, which leave out what the study cannot measure: an accuracy budget without labelled eval data)."""
     # a Path is given as its text: the manifest records the reference, and JSON has no Path
@@ -96,12 +101,15 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     if not force:
         _check_overwrite(output, prof.name)
+    check_writable(output, "the bundle")   # now, not after the conversion
     _check_format(model, backend)
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
     other_backend = {"backend": asked} if asked and asked != prof.backend else {}   # recorded when not the default
+    _check_threads(threads)
+    chosen_threads = {"threads": threads} if threads else {}   # recorded when given: older content keys stay
     recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **other_backend, **backend_record,
-                                 "simplify": simplify, "seed": seed}, list(steps))
+                                 "simplify": simplify, "seed": seed, **chosen_threads}, list(steps))
     with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
@@ -128,6 +136,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         if stages:
             source_accuracy = _original_accuracy(stages, evaluation, teacher) or source_accuracy
         manifest = _manifest(name, source, prof, conversion, backend, parity, source_accuracy, merged_budgets)
+        manifest["runtime"].update(chosen_threads)
         manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy,
                                                         source.outputs[0] if source.outputs else None)
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
@@ -334,6 +343,11 @@ def _original_accuracy(stages: list, evaluation, teacher) -> dict | None:
         return None
     what = f"the teacher {teacher}" if teacher else "the source before transforms"
     return {"top1": top1, "n": sample_count(evaluation), "model": what}
+
+
+def _check_threads(threads) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BadInput(f"threads {threads!r}: expected a whole number of at least 1", option="threads")
 
 
 def _check_overwrite(output: pathlib.Path, profile: str) -> None:

@@ -35,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 
 # The packaging options a recipe may set: these of package()'s own, and every backend's declared Options
 # (package_keys(); edgeopt/convert/), each with its type.
-CORE_PACKAGE_KEYS = {"precision": str, "quantize": str, "backend": str, "simplify": bool, "seed": int}
+CORE_PACKAGE_KEYS = {"precision": str, "quantize": str, "backend": str, "simplify": bool, "seed": int, "threads": int}
 
 
 def package_keys() -> dict:
@@ -129,6 +129,14 @@ def bundle_profile(path) -> str | None:
     if not isinstance(name, str) or not name:
         raise BadInput(f"{path}: the bundle records no profile name; give --profile")
     return name
+
+
+def bundle_budgets(path) -> dict:
+    """The budgets a bundle given as the recipe carries ({} for a recipe file): a rebuild of optimize's chosen
+    bundle carries the limits the study set, as the bundle did."""
+    path = pathlib.Path(path)
+    budgets = _manifest(path).get("budgets") if path.suffix == SUFFIX else None
+    return dict(budgets) if isinstance(budgets, dict) else {}
 
 
 def _manifest(path: pathlib.Path) -> dict:

@@ -18,9 +18,9 @@ import re
 
 from device_agent import RESULT_SCHEMA
 
-from .atomic import temp_beside
+from .atomic import replacing, temp_beside
 from .budgets import KINDS, describe_range, number_in, shown, validate_budgets
-from .errors import BadInput
+from .errors import BadInput, CannotWrite
 
 try:
     import fcntl
@@ -59,15 +59,19 @@ def _write_temp(path: pathlib.Path, doc) -> str:
 
 
 def write_json_atomic(path: pathlib.Path, doc) -> None:
-    tmp = _write_temp(pathlib.Path(path), doc)
-    os.replace(tmp, path)
+    with replacing(path, "the result", "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
 
 
 def write_json_new(path: pathlib.Path, doc) -> pathlib.Path:
     """Write `doc` to `path`, or to `path` with -2, -3... before the suffix when that name is taken:
     never over an existing file (two runs saving in the same microsecond keep both)."""
     path = pathlib.Path(path)
-    tmp = _write_temp(path, doc)
+    try:
+        tmp = _write_temp(path, doc)
+    except OSError as e:
+        raise CannotWrite("the result", path, e) from None
     try:
         for n in range(1, 1000):
             target = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
@@ -84,6 +88,8 @@ def write_json_new(path: pathlib.Path, doc) -> pathlib.Path:
                 os.replace(tmp, target)
                 return target
         raise OSError(f"no free file name for {path}")
+    except OSError as e:
+        raise CannotWrite("the result", path, e) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -11,9 +11,10 @@ figure a <failure> that says NOT MEASURED, a significant slowdown a <failure>, a
 from __future__ import annotations
 
 import datetime
-import pathlib
 import re
 import xml.etree.ElementTree as ET
+
+from ..atomic import replacing
 
 # Characters XML 1.0 cannot hold at all; names and messages come from result files, so they are replaced.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -110,5 +111,5 @@ def write(report: dict, path) -> None:
     regressions = {r["result"]: r for r in report.get("regressions", [])}
     for index, entry in enumerate(report["results"]):
         _suite(suites, index, entry, regressions.get(entry["result"]))
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    with replacing(path, "the JUnit report", "wb") as f:
+        ET.ElementTree(suites).write(f, encoding="utf-8", xml_declaration=True)

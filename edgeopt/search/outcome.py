@@ -6,7 +6,7 @@ import math
 import statistics
 from typing import TYPE_CHECKING
 
-from ..errors import BadInput
+from ..errors import BadInput, CannotWrite
 from . import judging, rdb
 from .runner import DEVICE_FAILURES_TO_STOP
 
@@ -28,8 +28,12 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
         carried = _carried_limits(study, job)
         # named after the study: its results and history read "NAME-best@device", not a trial's content key; at
         # the threads the study chose (a DeiT study chose 1, and `bench` of its bundle ran the profile's 4)
-        rewrite(runner.local_bundle(best), chosen, chosen.stem, {key: c["limit"] for key, c in carried.items()},
-                best.user_attrs["candidate"]["threads"])
+        try:
+            rewrite(runner.local_bundle(best), chosen, chosen.stem, {key: c["limit"] for key, c in carried.items()},
+                    best.user_attrs["candidate"]["threads"])
+        except CannotWrite as e:   # a disk full at the very end: the measured study stays, and says how to finish
+            raise BadInput(f"{e}; study {name!r} keeps every trial: make room and run the same command with "
+                           "--resume to write it") from None
         if carried:
             study.set_user_attr("carried_limits", carried)
             out["carried_limits"] = carried

@@ -178,8 +178,21 @@ def _fail_orphans(study) -> None:
             if enqueued(t):
                 requeue(study, t)
                 continue
-            optuna.trial.Trial(study, t._trial_id).set_user_attr("error", f"its worker {worker_host}:{pid} stopped")
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            fail_unfinished(study, t, f"its worker (process {pid} on {worker_host}) stopped before it ended")
+
+
+def fail_unfinished(study, t, why: str) -> None:
+    """Fail a trial that a Ctrl-C or a dead worker stopped, not its configuration: marked `unfinished`, so it
+    does not count towards --trials, and its configuration enqueued to be measured by the next run (--resume,
+    another worker). Not put back itself as requeue() does: the grid sampler has already taken its point."""
+    import optuna
+
+    trial = optuna.trial.Trial(study, t._trial_id)
+    trial.set_user_attr("error", f"{why}: not counted; measured again by the next run")
+    trial.set_user_attr("unfinished", True)
+    study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    if t.user_attrs.get("again_of") is None:   # a measurement again at the end is the end's own to repeat
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 
 
 def enqueued(t) -> bool:

@@ -102,12 +102,14 @@ class Runner:
                 return
 
     def _started(self) -> int:
-        """Trials that count towards --trials: every worker's, of every state, except those the cache answered."""
+        """Trials that count towards --trials: every worker's, of every state, except those the cache answered and
+        those a Ctrl-C or a dead worker stopped (rdb.fail_unfinished)."""
         import optuna
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                   optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
-        return sum(not t.user_attrs.get("cached") for t in self.study.get_trials(deepcopy=False, states=states))
+        return sum(not (t.user_attrs.get("cached") or t.user_attrs.get("unfinished"))
+                   for t in self.study.get_trials(deepcopy=False, states=states))
 
     def _grid_done(self) -> bool:
         """Every grid point proposed (by any worker). Enqueued trials (the baseline, INT8 alone) are no grid
@@ -126,16 +128,13 @@ class Runner:
 
     def _interrupted(self, trial) -> None:
         """The trial Ctrl-C stopped, unless it was told already: back in the queue if the study enqueued it (the
-        baseline, INT8 by hand: rdb.requeue), else failed with that reason."""
-        import optuna
-
+        baseline, INT8 by hand: rdb.requeue), else failed as unfinished, its configuration queued again."""
         if next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
             return
         if rdb.enqueued(trial):
             rdb.requeue(self.study, trial)
             return
-        trial.set_user_attr("error", "interrupted (Ctrl-C)")
-        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        rdb.fail_unfinished(self.study, trial, "interrupted (Ctrl-C)")
 
     def _run_asked(self, trial) -> str | None:
         import optuna

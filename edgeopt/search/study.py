@@ -14,6 +14,7 @@ import math
 import pathlib
 import warnings
 
+from ..atomic import check_writable
 from ..budgets import KINDS
 from ..errors import BadInput, DeviceFailure
 from ..progress import SILENT
@@ -134,6 +135,8 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
         job.budgets.pop(key, None)
     backend_for(prof)   # the profile's own backend: an unavailable one is refused before anything else
+    check_writable(job.output_dir, "bundles to", folder=True)   # before the study exists: not "study exists" next
+    check_writable(job.results_dir, "results to", folder=True)
     fmt = detect_format(job.model)
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))

@@ -89,7 +89,8 @@ def test_recipe_file_and_round_trip(tmp_path):
 @pytest.mark.parametrize("text, fragment", [
     ("[package\n", "not a readable TOML recipe"),
     ("[package]\nquantize = 8\n", "package.quantize: expected str, got 8"),
-    ("[package]\nthreads = 2\n", "package.threads: unknown option"),
+    ("[package]\nthread = 2\n", "package.thread: unknown option"),
+    ("[package]\nthreads = \"2\"\n", "package.threads: expected int, got '2'"),
     ("[package]\ncalib = \"c.npz\"\n", "package.calib: a recipe holds the method, not its data: give --calib FILE"),
     ("[package]\neval-data = \"e.npz\"\n", "package.eval-data: a recipe holds the method, not its data: give "
                                           "--eval-data FILE"),
@@ -164,6 +165,34 @@ def test_a_bundle_as_recipe_rebuilds_for_the_profile_it_was_packaged_for(cli, tm
     lost = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "d.edgepkg")
     assert lost.exit_code == 2 and "packaged for profile 'shelf-nuc', which is not known here" in lost.stderr
     assert not (tmp_path / "d.edgepkg").exists()
+
+
+def test_a_bundle_as_recipe_keeps_its_threads_and_budgets(cli, tmp_path):
+    """optimize's chosen bundle runs at the threads the study chose and carries the limits it set: a rebuild from
+    it lost both (the profile's threads, the profile's budgets), and no flag could set threads."""
+    first = cli("package", SAMPLE_ONNX, "--threads", "3", "--budget", "latency_p90_ms=5", "-o", tmp_path / "a.edgepkg",
+                "-q")
+    assert first.exit_code == 0, first.stderr
+    assert bundle_manifest(tmp_path / "a.edgepkg")["runtime"]["threads"] == 3
+    again = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "-q")
+    assert again.exit_code == 0, again.stderr
+    rebuilt = bundle_manifest(tmp_path / "b.edgepkg")
+    assert rebuilt["runtime"]["threads"] == 3 and rebuilt["budgets"]["latency_p90_ms"] == 5
+    flags = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "--threads", "1", "--budget",
+                "latency_p90_ms=7", "-o", tmp_path / "c.edgepkg", "-q")
+    assert flags.exit_code == 0, flags.stderr
+    assert bundle_manifest(tmp_path / "c.edgepkg")["runtime"]["threads"] == 1
+    assert bundle_manifest(tmp_path / "c.edgepkg")["budgets"]["latency_p90_ms"] == 7
+
+
+def test_threads_is_packages_own_option_not_a_backends(cli, tmp_path):
+    r = cli("package", SAMPLE_ONNX, "--backend-option", "threads=2", "-o", tmp_path / "a.edgepkg")
+    assert r.exit_code == 2 and "--backend-option threads: not a backend's option, but package's own --threads" \
+        in r.stderr, r.stderr
+    (tmp_path / "r.toml").write_text("[package]\nthreads = 0\n")
+    r = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "r.toml", "-o", tmp_path / "a.edgepkg")
+    assert r.exit_code == 2 and "r.toml: package.threads: threads 0: expected a whole number of at least 1" \
+        in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("spec, fragment", [

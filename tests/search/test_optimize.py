@@ -330,18 +330,24 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
     args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
             str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "cut", "--trials", "4",
             "--budget", "latency_p90_ms=50", "--sampler", "random"]
-    p, rest = _ctrl_c_at(args, 1)   # while trial 1 runs: trial 0 is finished
+    p, rest = _ctrl_c_at(args, 2)   # while trial 2, the sampler's first, runs: the baseline and INT8 are finished
     assert p.wait(timeout=120) == 130
     assert "the finished trials of study 'cut' are kept; the same command with --resume continues it" in rest
     before = {t.number: t for t in _trials(tmp_path, "cut")}
     finished = {n: t.user_attrs["figures"] for n, t in before.items() if t.state == optuna.trial.TrialState.COMPLETE}
-    assert 0 in finished
+    assert 0 in finished and 1 in finished
+    # stopped by Ctrl-C, not by its configuration: not counted, and that configuration queued for the next run
+    assert before[2].state == optuna.trial.TrialState.FAIL and before[2].user_attrs["unfinished"]
+    assert "interrupted (Ctrl-C): not counted" in before[2].user_attrs["error"]
+    assert before[3].state == optuna.trial.TrialState.WAITING and before[3].user_attrs["retry_of"] == 2
     r = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     after = _trials(tmp_path, "cut")
     assert {t.number: t.user_attrs.get("figures") for t in after if t.number in finished} == finished
-    complete = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len([t for t in after if t.state != optuna.trial.TrialState.RUNNING]) >= 4 and len(complete) >= 3
+    assert after[3].state == optuna.trial.TrialState.COMPLETE and after[3].params == before[2].params
+    counted = [t for t in after if t.state.is_finished() and not t.user_attrs.get("cached")
+               and not t.user_attrs.get("unfinished")]
+    assert len(counted) == 4
     assert len(json.loads(r.stdout)["trials"]) == len(after)
 
 
@@ -384,7 +390,7 @@ def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
 
 def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
     """A killed worker's baseline (or INT8 by hand) is measured again on --resume, first; its other trials fail
-    with the reason."""
+    with the reason, are not counted towards --trials, and their configurations are queued again."""
     import socket
 
     from edgeopt.search import rdb
@@ -396,7 +402,12 @@ def test_a_baseline_whose_worker_died_goes_back_to_the_queue(tmp_path):
         s.enqueue_trial({}, user_attrs=dict(attrs, worker=f"{socket.gethostname()}:{dead.pid}"))
         s.ask()
     rdb._fail_orphans(s)
-    assert [t.state.name for t in s.get_trials()] == ["WAITING", "WAITING", "FAIL"]
+    assert [t.state.name for t in s.get_trials()] == ["WAITING", "WAITING", "FAIL", "WAITING"]
+    orphan = s.get_trials()[2]
+    assert orphan.user_attrs["unfinished"] and orphan.user_attrs["error"] == (
+        f"its worker (process {dead.pid} on {socket.gethostname()}) stopped before it ended: not counted; measured "
+        "again by the next run")
+    assert s.get_trials()[3].user_attrs["retry_of"] == 2   # its configuration, after the two enqueued before it
     assert s.ask().user_attrs.get("baseline")
 
 

@@ -1,0 +1,128 @@
+"""An output that cannot be written (a read-only or full disk, a file where a folder should be) is one line naming
+it, exit 2, found before the work where it can be, and every result already measured kept somewhere.
+
+Real file systems: a read-only and a 64 KiB tmpfs mounted for the test (root, as the README's test command runs);
+skipped where mounting is not allowed. A file standing where a folder should be needs no mount."""
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import sqlite3
+import subprocess
+
+import pytest
+
+from conftest import FAST_BENCH_ARGS, MODEL
+from edgeopt import atomic
+from edgeopt.errors import CannotWrite
+
+
+@contextlib.contextmanager
+def _mounted(folder: pathlib.Path, options: str):
+    folder.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    with _mounted(tmp_path / "ro", "ro,size=64k") as folder:
+        yield folder
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    with _mounted(tmp_path / "full", "size=64k") as folder:
+        yield folder
+
+
+def _one_line(stderr: str, fragment: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.startswith("edgeopt: error:")]
+    assert len(lines) == 1 and fragment in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_package_to_a_read_only_folder_is_refused_before_converting(cli, read_only):
+    r = cli("package", MODEL, "-o", read_only / "a.edgepkg")
+    assert r.exit_code == 2
+    _one_line(r.stderr, f"cannot write the bundle {read_only / 'a.edgepkg'}: Read-only file system")
+    assert "loading" not in r.stderr   # refused before the model was even read
+
+
+def test_package_under_a_file_is_refused(cli, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    r = cli("package", MODEL, "-o", tmp_path / "plain" / "a.edgepkg")
+    assert r.exit_code == 2
+    _one_line(r.stderr, "cannot write the bundle")
+
+
+def test_package_on_a_full_disk_leaves_no_partial_file(cli, full_disk, tmp_path):
+    from conftest import EVAL
+    r = cli("package", MODEL, "--eval-data", EVAL, "-o", full_disk / "a.edgepkg")
+    assert r.exit_code == 2
+    _one_line(r.stderr, "No space left on device")
+    assert list(full_disk.iterdir()) == []
+
+
+def test_check_junit_to_a_read_only_folder_exits_2_not_1(cli, int8_result, read_only, tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({k: v for k, v in int8_result.items() if not k.startswith("_")}))
+    r = cli("check", path, "--budget", "latency_p90_ms=0.000001", "--junit", read_only / "j.xml")
+    assert r.exit_code == 2   # not 1, which CI reads as "a budget was missed"
+    _one_line(r.stderr, "cannot write the JUnit report")
+
+
+def test_agent_build_to_a_read_only_folder(cli, read_only):
+    r = cli("agent", "build", "-o", read_only / "agent.pyz")
+    assert r.exit_code == 2
+    _one_line(r.stderr, "cannot write the agent")
+
+
+def test_bench_to_a_read_only_results_folder_measures_nothing(cli, bundles, read_only):
+    r = cli("bench", bundles["fp32"], "--results-dir", read_only / "results", *FAST_BENCH_ARGS)
+    assert r.exit_code == 2
+    _one_line(r.stderr, "cannot write results to")
+    assert "measuring" not in r.stderr
+
+
+def test_bench_on_a_full_disk_keeps_the_result_in_the_store(cli, bundles, full_disk, tmp_path):
+    (full_disk / "filler").write_bytes(b"\0" * 60_000)   # room for the probe, none for a result
+    db = tmp_path / "store.db"
+    r = cli("bench", bundles["fp32"], "--results-dir", full_disk, "--store", f"sqlite:///{db}", *FAST_BENCH_ARGS)
+    assert r.exit_code == 2
+    _one_line(r.stderr, "No space left on device; the result is in the store")
+    with sqlite3.connect(db) as c:
+        assert c.execute("select count(*) from results").fetchone()[0] == 1
+
+
+@pytest.mark.slow
+def test_optimize_to_a_read_only_folder_leaves_no_study_behind(cli, read_only, tmp_path):
+    from conftest import CALIB, EVAL
+    args = ["optimize", MODEL, "--calib", CALIB, "--eval-data", EVAL, "--results-dir", tmp_path / "results",
+            "--budget", "latency_p90_ms=1000", "--trials", "1", "--study", "s", "--json"]
+    r = cli(*args, "--output-dir", read_only / "opt")
+    assert r.exit_code == 2
+    _one_line(r.stderr, "cannot write bundles to")
+    r = cli(*args, "--output-dir", tmp_path / "opt")   # the same study: no "exists" from the refused run
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_failed_read_inside_the_block_is_not_called_a_write(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with atomic.replacing(tmp_path / "out.bin", "the thing") as f:
+            f.write((tmp_path / "missing-input").read_bytes())
+    assert list(tmp_path.iterdir()) == []   # and its temp file is gone
+
+
+def test_check_writable_names_a_file_in_the_way(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(CannotWrite, match="Not a directory"):
+        atomic.check_writable(tmp_path / "plain", "results to", folder=True)
+    with pytest.raises(CannotWrite, match="Is a directory"):
+        atomic.check_writable(tmp_path, "the bundle")
