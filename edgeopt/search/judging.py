@@ -100,6 +100,12 @@ def _paired_objective(study, objective: str) -> bool:
     return objective in (identity.get("relative_budgets") or {}) and identity.get("paired_baseline", False)
 
 
+def spread(runs) -> float:
+    """How far apart a trial's runs are: the largest over the smallest (1.0 for fewer than two, or a zero)."""
+    runs = [r for r in runs or [] if r is not None and math.isfinite(r)]
+    return max(runs) / min(runs) if len(runs) > 1 and min(runs) > 0 else 1.0
+
+
 def objective_value(t, objective: str, paired: bool) -> float:
     """What trials are ranked by: with a paired objective, the ratio to the baseline measured right before the
     trial (the baseline's own: 1), which the host's drift between trials minutes apart leaves alone; else the

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BadInput, CannotWrite
 from . import judging, rdb
-from .runner import DEVICE_FAILURES_TO_STOP
+from .runner import DEVICE_FAILURES_TO_STOP, RUNS_APART
 
 if TYPE_CHECKING:
     from .study import Job
@@ -48,6 +48,8 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     if noisy:   # the agent's warning, in each result file, said here too: the study's figures rest on those runs
         out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies) in trial(s) "
                             f"{', '.join(noisy)}: their figures are less certain than the others'")
+    if best is not None:
+        _note_spread(out["notes"], judging.Judge.of(study, job.objective), best)
     if runner.end_failed:
         out["notes"].append(f"measuring again at the study's end stopped: the device failed ({runner.end_failed}); "
                             "the answer rests on the runs made before")
@@ -94,6 +96,16 @@ def _relative(study) -> dict:
             "baseline_figures": study.user_attrs.get("baseline_figures", {}),
             "paired_baseline": identity.get("paired_baseline", False),
             "carried_limits": study.user_attrs.get("carried_limits", {})}
+
+
+def _note_spread(notes: list, judge, best) -> None:
+    """Said where the chosen trial's runs stay far apart even after a third (runner.RUNS_APART): its figure is
+    their median, and the device was noisy while it was measured."""
+    runs = judge.runs(best) or []
+    if judging.spread(runs) > RUNS_APART:
+        notes.append(f"the chosen trial {best.number}'s runs of {judge.objective} are {judging.spread(runs):.2f}x "
+                     f"apart ({', '.join(f'{r:.4g}' for r in runs)}): it is judged by their median, on a device "
+                     "that was noisy while they ran; `bench` it again to be sure")
 
 
 def load(url: str, name: str) -> dict:

@@ -25,6 +25,9 @@ RECHECK_TOP = 3
 NEAR_MISS = 0.25
 JUDGED_RUNS = 3
 NEAR_MISSES_MEASURED = 3        # at most this many such trials a round, nearest to being the answer first
+# A finalist's two runs this far apart (the larger over the smaller) get a third, whose median then ranks it: the
+# median of two is their mean, and one 2x run on a loaded host made a finalist's figure 1.5x and decided the choice.
+RUNS_APART = 1.25
 # Objectives one bundle reads alike on every run (its files; its predictions on the same eval data): measuring a
 # trial again settles nothing.
 SAME_EVERY_RUN = ("size_mb", "accuracy_drop")
@@ -405,6 +408,11 @@ class Runner:
                 self.progress.status(f"measuring trial {t.number} again (the best, or within "
                                      f"{RECHECK_WITHIN:.0%} of it)")
                 self._measure_runs(t, 2)
+                runs = judging.Judge.of(self.study, self.job.objective).runs(t) or []
+                if judging.spread(runs) > RUNS_APART:
+                    self.progress.status(f"measuring trial {t.number} a third time: its two runs "
+                                         f"({runs[0]:.4g}, {runs[1]:.4g}) are {judging.spread(runs):.2f}x apart")
+                    self._measure_runs(t, JUDGED_RUNS)
 
     def measure_near_misses(self) -> bool:
         """Each trial of _near_misses measured until it has JUDGED_RUNS runs, which then judge it by their median
