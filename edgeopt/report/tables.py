@@ -579,13 +579,26 @@ def _trial_cells(outcome: dict):
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
-        f, paired = row["figures"], row.get("paired") or {}
+        f, paired = _judged_figures(outcome, row)
         figures = [_three_figures(f.get(b)) + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
                    for b in figure_columns(outcome)]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
         yield row, str(row["trial"]) + ("*" if row["trial"] == best else ""), figures, _verdict(
             outcome, row, row["trial"] in pareto)
+
+
+def _judged_figures(outcome: dict, row: dict) -> tuple:
+    """(figures, paired ratios) of a trial as the study judged it: where it measured the trial again, the
+    objective's are the median of its runs (the verdict lists them), not its first run's beside a median verdict."""
+    figures, paired = dict(row["figures"]), dict(row.get("paired") or {})
+    objective, ratio = outcome["objective"], _objective_limit(outcome)[1]
+    median = median_of_runs(row)
+    if median is not None:
+        figures[objective] = median
+    if ratio and len(row.get("rechecked") or []) > 1 and not row.get("baseline"):
+        paired[objective] = statistics.median(row["rechecked"])
+    return figures, paired
 
 
 def _wrappable(config: str | None) -> str | None:
@@ -655,7 +668,7 @@ def measured_again(outcome: dict, row: dict) -> str:
     shown = ", ".join(f"{r:.2f}x" if ratio else f"{r:.3g}" for r in readings)
     times = "twice" if len(readings) == 2 else f"{len(readings)} times"
     median = (f"; judged by their median, {statistics.median(readings):{'.2f' if ratio else '.3g'}}"
-              f"{'x' if ratio else ''}" if len(readings) > 2 else "")
+              f"{'x' if ratio else ''}" if len(readings) > 1 else "")
     return f"measured {times}: {shown}{' its paired baseline' if ratio else ''}{median}"
 
 

@@ -87,20 +87,35 @@ def _best_outcome(rechecked, relative=True, **row):
     return " ".join(" ".join(optimize_lines(outcome)).split())
 
 
+def test_the_trials_table_shows_the_objective_as_judged_the_median_of_its_runs():
+    """It showed the first run (a 2x outlier) beside a verdict judged by the median of three."""
+    from edgeopt.report.tables import _trial_cells
+    row = {"trial": 2, "config": "quantize=int8", "figures": {"latency_p90_ms": 2.0, "size_mb": 0.5},
+           "paired": {"latency_p90_ms": 0.8}, "rechecked": [0.8, 0.41, 0.4], "rechecked_figures": [2.0, 1.03, 1.0],
+           "state": "complete", "baseline": False, "cached": False, "measurement": "full", "violations": {},
+           "feasible": True}
+    outcome = {"study": "s", "objective": "latency_p90_ms", "budgets": {}, "trials": [row], "best": {"trial": 2},
+               "relative_budgets": {"latency_p90_ms": 0.9}, "paired_baseline": True}
+    (_, _, figures, verdict), = _trial_cells(outcome)
+    assert figures[0] == "1.03 (0.41x)"
+    assert "measured 3 times: 0.80x, 0.41x, 0.40x its paired baseline; judged by their median, 0.41x" in verdict
+
+
 def test_the_best_line_gives_both_runs_and_warns_when_the_second_missed():
     text = _best_outcome([0.58, 1.21])
-    assert "latency_p50_ms 0.356 (measured twice: 0.58x, 1.21x its paired baseline)" in text
+    assert "latency_p50_ms 0.356 (measured twice: 0.58x, 1.21x its paired baseline; judged by their median" in text
     assert "the best met latency_p50_ms ≤ 0.9x by the median of its 2 runs, not on each of them" in text
     assert "warning" not in _best_outcome([0.58, 0.62])
     absolute = _best_outcome([0.5, 0.54], relative=False)   # figures against the absolute budget, no "x"
-    assert "(measured twice: 0.5, 0.54)" in absolute and "warning" not in absolute
+    assert "(measured twice: 0.5, 0.54; judged by their median, 0.52)" in absolute and "warning" not in absolute
     assert "≤ 0.553 by the median of its 2 runs" in _best_outcome([0.5, 0.6], relative=False)
     # a near miss rescued by its runs: three of them, and the median that judged it
     text = _best_outcome([0.57, 0.42, 0.41], relative=True)
     assert "(measured 3 times: 0.57x, 0.42x, 0.41x its paired baseline; judged by their median, 0.42x)" in text
     # the baseline as the best of a paired study: its ratio to itself says nothing ("1.00x, 1.00x" before)
     assert "measured twice" not in _best_outcome([1.0, 1.0], baseline=True)
-    assert "(measured twice: 0.5, 0.54)" in _best_outcome([0.5, 0.54], relative=False, baseline=True)
+    assert "(measured twice: 0.5, 0.54; judged by their median, 0.52)" in _best_outcome([0.5, 0.54], relative=False,
+                                                                                     baseline=True)
 
 
 def test_a_paired_study_in_markdown_gives_each_trial_its_ratio_to_the_baseline_beside_it():
