@@ -2,6 +2,7 @@
 study shared by two worker processes on a real PostgreSQL."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -1036,7 +1037,9 @@ def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_agai
     assert second["seconds"]["package"] > 0 and "measure" not in second["seconds"]   # packaged, not measured
     # and the bundle measured again once before it is chosen, for both (each twin was measured again on its own)
     assert first["rechecked"] and second["rechecked"] == first["rechecked"]
-    assert len(again) == len(set(again)), again   # each bundle measured again once
+    # each bundle measured again once (twice where its two runs were far apart: runner.RUNS_APART), never per twin
+    counts = collections.Counter(again)
+    assert all(n <= 2 for n in counts.values()) and len(first["rechecked"]) - 1 in counts.values(), again
 
 
 def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
