@@ -29,9 +29,23 @@ __all__ = ["inspect", "profiles", "profile", "backend_options", "package", "benc
 
 
 def inspect(model: str, input_shapes: dict | None = None) -> dict:
-    """A model's inputs, outputs, opset, parameters, FLOPs estimate, dynamic dims and layers (`edgeopt inspect`)."""
+    """A model's inputs, outputs, opset, parameters, FLOPs estimate, dynamic dims and layers (`edgeopt inspect`);
+    for a bundle (.edgepkg), inspect_bundle's manifest."""
+    if str(model).endswith(bundles.SUFFIX):
+        if input_shapes:
+            raise BadInput(f"{model}: a bundle's input shapes are fixed; --input-shape applies to a model")
+        return inspect_bundle(model)
     with tempfile.TemporaryDirectory(prefix="edgeopt-inspect-") as tmp:
         return inspect_model(model, dict(input_shapes or {}), pathlib.Path(tmp))
+
+
+def inspect_bundle(path) -> dict:
+    """A bundle's manifest, every member verified against it first (as the agent does before loading), with
+    `path`, `signed`, `manifest_sha256` (its identity) and `conversion_seconds` added: what `package` printed."""
+    manifest = bundles.read_manifest(path)
+    return dict(manifest, path=str(path), signed=bundles.is_signed(path),
+                manifest_sha256=manifest.pop("_manifest_sha256"),
+                conversion_seconds=(manifest.get("tools") or {}).get("conversion_seconds", 0.0))
 
 
 def profiles() -> list:

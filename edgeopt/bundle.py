@@ -114,6 +114,14 @@ def read_manifest(bundle_path) -> dict:
         return manifest
 
 
+def is_signed(bundle_path) -> bool:
+    """Whether the bundle carries a manifest signature (its second member); `read` has verified its members."""
+    with tarfile.open(bundle_path, "r:") as tar:
+        tar.next()
+        second = tar.next()
+    return second is not None and agent_manifest.safe_path(second.name) == agent_manifest.SIGNATURE
+
+
 def manifest_bytes(bundle_path) -> bytes:
     """The manifest.json bytes of a bundle (its first member), read without unpacking anything else.
     Raises BundleError (not a plain tar, another first member), tarfile.TarError or OSError."""

@@ -243,11 +243,22 @@ def inspect(out, model, input_shapes):
 
     MODEL is an .onnx file, a TorchScript (.pt) or ExportedProgram (.pt2) file, a
     PyTorch `module:callable` / `file.py:callable` returning an nn.Module, or an OpenVINO IR .xml.
+
+    A bundle (.edgepkg), every member verified first: what it carries to the device (profile, compression,
+    threads, inputs, budgets, parity, signature) and the recipe that rebuilds it (`package --recipe`).
     """
     from . import api
-    from .report.tables import inspect_rows, key_values
+    from .report.tables import bundle_rows, inspect_rows, key_values
     info = api.inspect(model, _shapes(input_shapes))
-    out.emit(info, key_values(f"Model {model}", inspect_rows(info)), data=True)
+    if "manifest_sha256" not in info:
+        out.emit(info, key_values(f"Model {model}", inspect_rows(info)), data=True)
+        return
+    from rich.text import Text
+
+    from .recipe import to_toml
+    recipe = [f"Recipe (`edgeopt package MODEL --recipe {model}` rebuilds it):", Text(to_toml(info["recipe"]))] \
+        if info.get("recipe") else []
+    out.emit(info, key_values(f"Bundle {model}", bundle_rows(info)), *recipe, data=True)
 
 
 @main.group()

@@ -101,9 +101,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     if not force:
         _check_overwrite(output, prof.name)
-    check_writable(output, "the bundle")   # now, not after the conversion
     _check_format(model, backend)
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
+    check_writable(output, "the bundle")   # now, not after the conversion
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
     other_backend = {"backend": asked} if asked and asked != prof.backend else {}   # recorded when not the default
     _check_threads(threads)

@@ -360,3 +360,30 @@ def test_sign_key_problems_are_one_line(cli, tmp_path):
     r = cli("package", MODEL, "--profile", "generic", "-o", tmp_path / "x.edgepkg", "--sign-key", tmp_path / "nokey")
     assert r.exit_code == 2 and "--sign-key" in r.stderr and "no such key file" in r.stderr
     assert not (tmp_path / "x.edgepkg").exists()
+
+
+def test_inspect_shows_a_bundle_and_the_recipe_that_rebuilds_it(cli, bundles, tmp_path):
+    """There was no way to see what a bundle carries (threads, budgets, recipe) short of untarring it."""
+    r = cli("inspect", bundles["int8"])
+    assert r.exit_code == 0, r.stderr
+    rows = dict(line.split("\t", 1) for line in cli("inspect", bundles["int8"], "-q").stdout.splitlines()
+                if "\t" in line)
+    assert rows["profile"] == "generic (onnxruntime)" and rows["signed"] == "no"
+    assert rows["runtime"].startswith("onnxruntime, ") and "threads by default" in rows["runtime"]
+    assert rows["inputs"] == "image float32[1, 1, 8, 8]" and "latency_p90_ms ≤ " in rows["budgets"]
+    recipe = r.stdout[r.stdout.index("[package]"):]
+    assert 'quantize = "int8"' in recipe
+    (tmp_path / "r.toml").write_text(recipe)   # what it printed is a recipe file as it is
+    again = cli("package", MODEL, "--recipe", tmp_path / "r.toml", "--calib", CALIB, "-o", tmp_path / "b.edgepkg",
+                "--json")
+    assert again.exit_code == 0 and again.json()["compression"]["quantize"] == "int8", again.stderr
+    doc = cli("inspect", bundles["int8"], "--json").json()
+    assert doc["signed"] is False and len(doc["manifest_sha256"]) == 64 and doc["files"][0]["role"] == "model"
+
+
+def test_inspect_refuses_a_damaged_bundle_in_one_line(cli, bundles, tmp_path):
+    cut = tmp_path / "cut.edgepkg"
+    cut.write_bytes(bundles["fp32"].read_bytes()[:3000])
+    r = cli("inspect", cut)
+    assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: bundle {cut}: truncated or corrupt: unexpected " \
+        "end of data", r.stderr

@@ -61,7 +61,7 @@ def _layer_names(layers) -> str:
 
 
 def inspect_rows(info: dict):
-    fmt = lambda ts: "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in ts)
+    fmt = _tensors
     flops = info["flops_estimate"]
     dynamic = "; ".join(f"{name}: {', '.join(map(str, dims))}" for name, dims in (info["dynamic_dims"] or {}).items())
     return [("model", info["model"]), ("format", info["format"]), ("sha256", info["sha256"]),
@@ -72,6 +72,38 @@ def inspect_rows(info: dict):
             ("op types", ", ".join(f"{k}×{v}" for k, v in info["op_types"].items())),
             ("layers (--keep-float)", _layer_names(info.get("layers"))),
             ("notes", "; ".join(info["notes"]) or "—")]
+
+
+def _tensors(tensors: list) -> str:
+    return "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in tensors)
+
+
+def bundle_rows(m: dict):
+    """`inspect BUNDLE`: what `package` printed of it, then what it carries to the device."""
+    from ..budgets import KINDS
+
+    source = m.get("source") or {}
+    runtime = m.get("runtime") or {}
+    budgets = ", ".join(f"{k} {'≥' if k in KINDS and KINDS[k].higher_is_better else '≤'} {v:g}"
+                        for k, v in (m.get("budgets") or {}).items())
+    rows = list(package_rows(m))
+    labels = [label for label, _ in rows]
+    after_size = labels.index("model size") + 1
+    notes = labels.index("note") if "note" in labels else len(rows)
+    return [rows[0],
+            ("created", f"{m.get('created', '—')} by edgeopt {(m.get('tools') or {}).get('edgeopt', '?')}"),
+            ("source", f"{source.get('format', '?')} {source.get('reference', '?')} (sha256 "
+                       f"{str(source.get('sha256') or '?')[:12]}…)"),
+            *rows[1:after_size],
+            ("runtime", f"{runtime.get('name', '?')}, {runtime.get('threads', '?')} threads by default "
+                        "(bench --threads overrides)"),
+            ("inputs", _tensors(m.get("inputs") or [])), ("outputs", _tensors(m.get("outputs") or [])),
+            ("budgets", budgets or "none"),
+            ("transforms", ", ".join(t.get("name", "?") for t in m.get("transforms") or []) or "none"),
+            *rows[after_size:notes],
+            ("signed", "yes (ssh-keygen -Y; bench --allowed-signers checks it)" if m.get("signed") else "no"),
+            ("manifest sha256", m.get("manifest_sha256", "—")),
+            *rows[notes:]]
 
 
 def _flops_text(flops, note: str) -> str:

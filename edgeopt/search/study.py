@@ -135,11 +135,11 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
         job.budgets.pop(key, None)
     backend_for(prof)   # the profile's own backend: an unavailable one is refused before anything else
-    check_writable(job.output_dir, "bundles to", folder=True)   # before the study exists: not "study exists" next
-    check_writable(job.results_dir, "results to", folder=True)
     fmt = detect_format(job.model)
     for device in job.devices:
         resolve_device(device, _inventory(job.inventory))
+    check_writable(job.output_dir, "bundles to", folder=True)   # before the study exists: not "study exists" next
+    check_writable(job.results_dir, "results to", folder=True)
     facts = {device: _device_facts(device, job, prof.runtime.power_sensor) for device in job.devices}
     energy, job.energy_absent = _energy_measured(prof, facts)
     job.pareto_figures = judging.pareto_figures(job.budgets, job.objective, energy)
