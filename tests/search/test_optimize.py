@@ -67,6 +67,10 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert bench.exit_code == 0, bench.stderr
     threads = int(re.search(r"threads=(\d+)", outcome["best"]["config"])[1])   # what the study measured
     assert json.loads(bundle_member(best, "manifest.json"))["runtime"]["threads"] == threads
+    # and `package --recipe` of it rebuilds it at those threads, with the budgets it carries
+    again = cli("package", MODEL, *DATA, "--recipe", best, "-o", tmp_path / "again.edgepkg", "--json")
+    assert again.exit_code == 0 and again.json()["runtime"]["threads"] == threads, again.stderr
+    assert again.json()["budgets"] == json.loads(bundle_member(best, "manifest.json"))["budgets"]
     assert bench.json()["settings"]["threads"] == threads
     result = pathlib.Path(bench.json()["_path"])
     assert result.name == "ok-best@local.json"   # named after the study, not after a trial's content key
