@@ -512,13 +512,31 @@ def _find_store(result_paths) -> str | None:
 
 def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
     """({(bundle, device): store rows} for the results' bundle x device pairs, None, None), or (None, why there is
-    none, the store's error where it failed)."""
-    from .store import Store, parse_url
-
-    url = store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
-    if url is None:
+    none, the store's error where it failed). Without --store or $EDGEOPT_STORE, each result's history is read
+    from the store beside it: results from two results folders each have their own (only the first one's was
+    read)."""
+    url = store_url or os.environ.get("EDGEOPT_STORE")
+    if url:
+        return _history_from(url, docs)
+    by_store = {}
+    for doc, path in zip(docs, result_paths):
+        by_store.setdefault(_find_store([path]), []).append(doc)
+    found = {u: d for u, d in by_store.items() if u is not None}
+    if not found:
         return None, (f"no history: no results store ({STORE_FILE}) beside the results; "
                       "pass --store URL to read one elsewhere"), None
+    stored, absent, error = {}, None, None
+    for url, its_docs in found.items():
+        rows, why, failed = _history_from(url, its_docs)
+        stored.update(rows or {})
+        absent, error = absent or why, error or failed
+    return (stored, None, None) if stored or not absent else (None, absent, error)
+
+
+def _history_from(url: str, docs: list) -> tuple:
+    """_report_history's answer from one store."""
+    from .store import Store, parse_url
+
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
         return None, f"no history: results store {url[len('sqlite:///'):]} does not exist", None
     from .regression import hostname

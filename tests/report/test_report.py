@@ -518,3 +518,15 @@ def test_an_output_name_that_names_no_format_is_refused_unless_format_is_given(c
                         "rename it or give --format\n")
     r = cli("report", lab_results["int8"], "-o", out, "--format", "markdown", "--no-history")
     assert r.exit_code == 0 and out.read_text().startswith("### "), r.stderr
+
+
+def test_results_from_two_results_folders_each_get_their_own_stores_history(bundles, tmp_path):
+    """Only the first result's store was read: the other folder's bundle had no history in the report."""
+    paths = []
+    for name, bundle in (("a", bundles["fp32"]), ("b", bundles["int8"])):
+        for _ in range(2):
+            doc = api.bench(bundle, "local", tmp_path / name / "results", loop=FAST_LOOP)
+        paths.append(doc["_path"])
+    report = api.report(paths, fmt="markdown")
+    series = {h["bundle"]: len(h["points"]) for h in report["rows"]["history"]}
+    assert series == {"none-fp32": 2, "int8-fp32": 2}, series
