@@ -13,6 +13,7 @@ import pathlib
 import sys
 import traceback
 import warnings
+import zipfile
 
 from .errors import BadInput, first_line
 
@@ -88,6 +89,26 @@ INSTEAD = ("give file.py:callable returning the model (load the weights there), 
            "(torch.jit.save) or an ExportedProgram (torch.export.save, .pt2)")
 
 
+def _load_program(reference: str):
+    """torch.export.load, its failures one BadInput. A file that is no zip archive is refused before it: torch
+    logs its own traceback (a dozen lines) before it raises on one."""
+    torch = _require_torch()
+    if not zipfile.is_zipfile(reference):
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {_not_an_archive(reference, 'torch.export')}")
+    try:
+        return torch.export.load(reference)
+    except Exception as e:  # torch raises RuntimeError / zipfile / pickle errors for bad archives
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
+
+
+def _not_an_archive(reference: str, saver: str) -> str:
+    """Why a file is no archive torch wrote, in words: torch's own is "PytorchStreamReader failed reading zip
+    archive: not a ZIP archive. This is an internal miniz error. If you are seeing this error, ..."."""
+    if pathlib.Path(reference).stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    return f"not a zip archive, which {saver}.save writes"
+
+
 def _not_torchscript(reference: str, error: Exception) -> str:
     """Why a .pt failed TorchScript's loader. torch calls any torch.save pickle "likely corrupted": say which
     pickle it is instead (a state_dict, a whole module, a checkpoint dict), and what edgeopt takes."""
@@ -96,7 +117,8 @@ def _not_torchscript(reference: str, error: Exception) -> str:
                 "returning the model with these weights loaded")
     pickled = _pickled_type(reference)
     if pickled is None:
-        return f"{reference} is not a loadable TorchScript file: {first_line(error)}"
+        why = first_line(error) if zipfile.is_zipfile(reference) else _not_an_archive(reference, "torch.jit")
+        return f"{reference} is not a loadable TorchScript file: {why}"
     if pickled == "dict":
         return f"{reference} is a dict saved with torch.save (a training checkpoint?), not a model: {INSTEAD}"
     if pickled in ("list", "tuple"):
@@ -109,8 +131,8 @@ def _pickled_type(reference: str) -> str | None:
     """The type of the object a torch.save archive holds ("dict", "list", a class as module.Name), read from its
     pickle's first opcode without unpickling anything; None for a file that is no torch.save archive (a
     TorchScript one has code/ and constants.pkl beside its data.pkl)."""
-    import zipfile
-
+    if not zipfile.is_zipfile(reference):
+        return _legacy_pickled_type(reference)
     try:
         with zipfile.ZipFile(reference) as archive:
             names = archive.namelist()
@@ -121,6 +143,45 @@ def _pickled_type(reference: str) -> str | None:
     # A damaged archive, or a compression zipfile lacks: torch's own message says what is wrong with it.
     except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, NotImplementedError):
         return None
+
+
+# torch.save's format before PyTorch 1.6 (no zip archive) pickles this magic number first.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _legacy_pickled_type(reference: str) -> str | None:
+    """_pickled_type of a torch.save file in the format before 1.6: pickles one after another, the magic number,
+    the protocol version and the system's facts, then the object; None for any other file."""
+    import pickletools
+
+    try:
+        with open(reference, "rb") as f:
+            if f.read(len(LEGACY_MAGIC)) != LEGACY_MAGIC:
+                return None
+            f.seek(0)
+            for _ in range(3):
+                for _ in pickletools.genops(f):   # read to the pickle's STOP, leaving f at the next one
+                    pass
+            data = f.read()
+    except (OSError, ValueError, EOFError):
+        return None
+    return _legacy_module(data) or _top_type(data)
+
+
+def _legacy_module(data: bytes) -> str | None:
+    """The class of a whole module in the old format, which pickles it as a persistent id: ("module", the class,
+    its source file, its source)."""
+    import itertools
+    import pickletools
+
+    try:
+        ops = [(op.name, arg) for op, arg, _ in itertools.islice(pickletools.genops(data), 8)
+               if op.name not in ("PROTO", "BINPUT", "LONG_BINPUT", "MEMOIZE")]
+    except (ValueError, EOFError):
+        return None
+    if [name for name, _ in ops[:3]] == ["MARK", "BINUNICODE", "GLOBAL"] and ops[1][1] == "module":
+        return ops[2][1].replace(" ", ".", 1)
+    return None
 
 
 # A pickle's first opcode that makes a builtin container: the object it starts is that container.
@@ -185,11 +246,8 @@ def export_module(module, examples: tuple, input_names: list, out: pathlib.Path,
 
 
 def _export_program(reference: str, out: pathlib.Path) -> pathlib.Path:
+    program = _load_program(reference)
     torch = _require_torch()
-    try:
-        program = torch.export.load(reference)
-    except Exception as e:
-        raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
     with _quiet_exporter():
         try:
             torch.onnx.export(program, (), str(out), dynamo=True, external_data=False, verbose=False)
@@ -241,10 +299,7 @@ def _specs(names, tensors) -> list:
 
 def _program_module(reference: str, shapes: dict):
     torch = _require_torch()
-    try:
-        program = torch.export.load(reference)
-    except Exception as e:  # torch raises RuntimeError / zipfile / pickle errors for bad archives
-        raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
+    program = _load_program(reference)
     args, kwargs = program.example_inputs or ((), {})
     if kwargs or not args:
         raise BadInput(f"{reference}: the ExportedProgram has no positional example inputs; save it with "

@@ -148,6 +148,25 @@ def test_a_torch_save_pickle_is_named_for_what_it_is_not_corrupt(cli, tmp_path, 
     assert not (tmp_path / "x.edgepkg").exists()
 
 
+def test_an_old_format_pickle_and_a_file_that_is_no_archive_are_named_in_one_line(cli, tmp_path):
+    """torch.save before 1.6 wrote no zip archive: torch called the file corrupted. An empty or foreign .pt2 made
+    torch log a dozen-line traceback before edgeopt's line."""
+    import torch
+    old = tmp_path / "old.pt"
+    torch.save(_tiny_cnn(), old, _use_new_zipfile_serialization=False)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "empty.pt2").write_bytes(b"")
+    (tmp_path / "text.pt2").write_text("not a model\n")
+    for path, said in ((old, "is a whole torch.nn.modules.container.Sequential pickled with torch.save(model)"),
+                       (tmp_path / "empty.pt", "is not a loadable TorchScript file: the file is empty (0 bytes)"),
+                       (tmp_path / "empty.pt2", "is not a loadable ExportedProgram: the file is empty (0 bytes)"),
+                       (tmp_path / "text.pt2", "is not a loadable ExportedProgram: not a zip archive, which "
+                                               "torch.export.save writes")):
+        r = cli("inspect", path, "--input-shape", "input=1,3,16,16")
+        assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {path} {said}"), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "corrupt" not in r.stderr, r.stderr
+
+
 def _tiny_cnn():
     import importlib.util
     spec = importlib.util.spec_from_file_location("tiny_torch", ASSETS / "tiny_torch.py")
