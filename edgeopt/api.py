@@ -96,13 +96,6 @@ def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None
     return args
 
 
-def _check_timeout(timeout) -> None:
-    """A device timeout that is not a positive number of seconds (0, -5, nan) would fail every device at once and
-    save that failure as its result."""
-    if not (isinstance(timeout, (int, float)) and timeout > 0):   # `> 0` is false for nan too
-        raise BadInput(f"--timeout: must be a number of seconds above 0, not {timeout}")
-
-
 def _agent_flags(threads, loop, sensing, allowed_signers) -> list:
     args = [] if threads is None else ["--threads", str(threads)]
     args += ["--allowed-signers", str(allowed_signers)] if allowed_signers else []
@@ -190,10 +183,10 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     unless allow_profile_mismatch; a milder mismatch, or an arch one, is a warning in the result."""
     from .fleet import failed_document, name_the_bundle
     from .store import Store, default_url
-    from .transport import for_spec, resolve_device
+    from .transport import check_timeout, for_spec, resolve_device
 
     bundle = pathlib.Path(bundle)
-    _check_timeout(timeout)
+    check_timeout(timeout)   # one too short would fail every device, and save that as its result
     manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
     agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest)   # and bad settings for it
     spec = resolve_device(device, _inventory(inventory))   # a device that is not one leaves no results dir
@@ -249,9 +242,9 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     from . import fleet
     from .inventory import check_key_files
     from .store import Store, default_url
-    from .transport import for_spec
+    from .transport import check_timeout, for_spec
 
-    _check_timeout(timeout)
+    check_timeout(timeout)   # one too short would fail every device, and save that as its result
     inv = _inventory(inventory)
     devices = inv.select(group)
     if not devices:

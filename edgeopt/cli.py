@@ -169,7 +169,7 @@ def loop_options(fn):
     fn = click.option("--runtime-option", "runtime_option", multiple=True, metavar="KEY=VALUE",
                       help="Override a runtime option of the bundle for this run, e.g. xnnpack=false (tflite).")(fn)
     fn = click.option("--timeout", default=900.0, show_default=True,
-                      help="Give up on a device after this many seconds.")(fn)
+                      help="Give up on a device after this many seconds (at least 10).")(fn)
     fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
                       help=RESULTS_DIR_HELP)(fn)
     fn = click.option("--store", "store_url", help=STORE_HELP)(fn)
@@ -594,7 +594,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
               help=RESULTS_DIR_HELP)
 @click.option("--store", "store_url", help=STORE_HELP + " The study is kept in the same database.")
-@click.option("--timeout", default=900.0, show_default=True, help="Give up on a device after this many seconds.")
+@click.option("--timeout", default=900.0, show_default=True,
+              help="Give up on a device after this many seconds (at least 10).")
 @ssh_options
 @common
 def optimize(out, model, profile, devices, group, budgets, baseline_once, max_accuracy_drop, objective, trials,

@@ -246,9 +246,10 @@ def test_runtime_option_override_is_checked_like_the_manifest(cli, bundles, tmp_
 
 @pytest.mark.parametrize("args, said", [
     (["--runtime-option", "xnnpack=false"], "--runtime-option \"xnnpack\"=false: is not an option of runtime onnxruntime"),
-    (["--timeout", "-5"], "--timeout: must be a number of seconds above 0, not -5.0"),
-    (["--timeout", "0"], "--timeout: must be a number of seconds above 0, not 0.0"),
-    (["--timeout", "nan"], "--timeout: must be a number of seconds above 0, not nan"),
+    (["--timeout", "-5"], "--timeout -5: expected a number of seconds of at least 10"),
+    (["--timeout", "0"], "--timeout 0: expected a number of seconds of at least 10"),
+    (["--timeout", "0.5"], "--timeout 0.5: expected a number of seconds of at least 10"),   # as optimize's
+    (["--timeout", "nan"], "--timeout nan: expected a number of seconds of at least 10"),
     (["--min-iterations", "100", "--max-iterations", "10"], "--min-iterations 100 is above --max-iterations 10"),
 ])
 def test_bad_bench_options_are_refused_before_anything_runs(cli, bundles, tmp_path, args, said):

@@ -10,7 +10,6 @@ candidate is answered from the study instead of being rebuilt and re-measured.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 import warnings
 
@@ -22,11 +21,6 @@ from ..transform import TransformCache
 from . import judging, outcome, rdb, space as spaces
 from .judging import DEFAULT_OBJECTIVE
 from .runner import Runner
-
-# The shortest --timeout: one run of the agent takes its idle baseline (1 s), warm-up (0.2 s) and timed loop (1 s) by
-# default, besides starting it and loading the bundle; 0 or 0.01 s failed every trial on the device (exit 3).
-MIN_TIMEOUT = 10.0
-
 
 @dataclasses.dataclass
 class Job:
@@ -120,9 +114,9 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     from ..models import detect_format, sha256_of
     from ..pipeline import EVAL_BUDGETS
     from ..profiles import load_profile
-    from ..transport import resolve_device
+    from ..transport import check_timeout, resolve_device
 
-    _check_timeout(job.timeout)
+    check_timeout(job.timeout)
     kind = KINDS.get(job.objective)
     if kind is None or kind.higher_is_better:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
@@ -178,12 +172,6 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
         identity["relative_budgets"] = dict(job.relative_budgets)
         identity["paired_baseline"] = job.paired_baseline
     return dims, identity
-
-
-def _check_timeout(timeout) -> None:
-    if not (isinstance(timeout, (int, float)) and MIN_TIMEOUT <= timeout < math.inf):
-        raise BadInput(f"--timeout {timeout:g}: expected a number of seconds of at least {MIN_TIMEOUT:g} (one "
-                       "measurement starts the agent, loads the bundle, warms up and times it)")
 
 
 def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -> list:

@@ -5,9 +5,23 @@
 """
 from __future__ import annotations
 
+import math
 import re
 
 from ..errors import BadInput
+
+
+# The shortest --timeout: one run of the agent takes its idle baseline (1 s), warm-up (0.2 s) and timed loop (1 s) by
+# default, besides starting it and loading the bundle; 0 or 0.01 s failed every trial of a study on the device
+# (exit 3), and `bench --timeout 0.5` every run.
+MIN_TIMEOUT = 10.0
+
+
+def check_timeout(timeout) -> None:
+    """--timeout of every verb that measures: a number of seconds of at least MIN_TIMEOUT (nan and inf refused)."""
+    if not (isinstance(timeout, (int, float)) and MIN_TIMEOUT <= timeout < math.inf):
+        raise BadInput(f"--timeout {timeout:g}: expected a number of seconds of at least {MIN_TIMEOUT:g} (one "
+                       "measurement starts the agent, loads the bundle, warms up and times it)")
 
 
 def resolve_device(name: str, inventory=None):
