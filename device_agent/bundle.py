@@ -77,6 +77,8 @@ def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
 
 
 def _check_plain_tar(path):
+    if os.path.isdir(path):
+        raise BundleError("is a directory, not a bundle file")
     if not os.path.isfile(path):
         raise BundleError("not found")
     with open(path, "rb") as f:

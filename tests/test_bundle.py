@@ -388,3 +388,10 @@ def test_inspect_refuses_a_damaged_bundle_in_one_line(cli, bundles, tmp_path):
     r = cli("inspect", cut)
     assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: bundle {cut}: truncated or corrupt: unexpected " \
         "end of data", r.stderr
+
+
+def test_a_directory_given_as_the_bundle_is_called_one(cli, tmp_path):
+    r = cli("bench", tmp_path, "--results-dir", tmp_path / "results")
+    assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: bundle {tmp_path}: is a directory, not a bundle " \
+        "file", r.stderr   # it read "not found"
+    assert not (tmp_path / "results").exists()
