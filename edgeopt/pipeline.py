@@ -322,7 +322,7 @@ def _teacher(reference: str, source):
 
     fmt = detect_format(reference)
     if fmt not in transform.TORCH_FORMATS:
-        raise BadInput(f"--teacher {reference}: needs a PyTorch model (module:callable or .pt2), got {fmt}")
+        raise BadInput(f"--teacher {reference}: needs a PyTorch model (module:callable, or an ExportedProgram .pt2), got {fmt}")
     shapes = {s.name: list(s.shape) for s in source.inputs} if fmt == "pytorch-module" else {}
     teacher = torch_export.load(reference, fmt, shapes).torch_module
     if fmt == "exported-program":   # its own example may have another batch size: compare on the source's

@@ -46,8 +46,9 @@ def refuse_non_torch(fmt: str, steps: list) -> None:
                        "returning the model): a .pt2 ExportedProgram is a fixed graph whose layers cannot be "
                        "changed; give the model.py:build it was exported from")
     if steps and fmt not in TORCH_FORMATS:
-        raise BadInput(f"transform {steps[0].name} needs a PyTorch source (module:callable or .pt2): "
-                       f"the {fmt} model given has no module to change; package the PyTorch model it came from")
+        raise BadInput(f"transform {steps[0].name} needs a PyTorch nn.Module input (model.py:build, a callable "
+                       f"returning the model): the {fmt} model given has no module to change; give the model.py:build "
+                       "it came from")
 
 
 def run(source, steps: list, context, workdir: pathlib.Path, progress, measure_teacher: bool = False,

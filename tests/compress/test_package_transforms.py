@@ -112,7 +112,9 @@ def test_bad_transform_options_exit_2_in_one_line(cli, tmp_path, args, fragment)
 def test_onnx_source_is_refused_for_a_transform(cli, tmp_path):
     from conftest import MODEL
     r = cli("package", MODEL, "--prune", "channels=0.5", "-o", tmp_path / "b.edgepkg")
-    assert r.exit_code == 2 and "transform prune needs a PyTorch source" in r.stderr
+    assert r.exit_code == 2 and "transform prune needs a PyTorch nn.Module input (model.py:build" in r.stderr
+    # nor does it offer a .pt2, which a transform refuses too
+    assert ".pt2" not in r.stderr and "the onnx model given has no module to change" in r.stderr, r.stderr
 
 
 def _pt2(tmp_path, batch=None):
