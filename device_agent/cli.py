@@ -130,6 +130,8 @@ _positive_int = _bounded(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _bounded(int, lambda v: v >= 0, "an integer, zero or more")
 _non_negative = _bounded(float, lambda v: v >= 0, "zero or more")
 _positive = _bounded(float, lambda v: v > 0, "positive")
+# A cooling target a board reaches: -500 waited out the whole --cooldown-timeout before every run
+_celsius = _bounded(float, lambda v: 0 < v <= 150, "degrees Celsius above 0 and at most 150")
 
 
 def _sensor_arguments(b):
@@ -153,7 +155,8 @@ def _sensor_arguments(b):
     b.add_argument("--cooldown", action="store_true", help="wait until the device is back at its idle temperature")
     b.add_argument("--cooldown-margin", type=_non_negative, default=2.0, help="°C above idle that counts as cool")
     b.add_argument("--cooldown-timeout", type=_non_negative, default=300.0, help="longest wait in seconds")
-    b.add_argument("--cooldown-target", type=float, default=None, help="°C every zone must reach (instead of idle)")
+    b.add_argument("--cooldown-target", type=_celsius, default=None,
+                   help="°C every zone must reach (instead of idle), above 0 and at most 150")
 
 
 def _trust_arguments(p):
@@ -192,7 +195,7 @@ def build_parser():
     b.add_argument("--min-iterations", type=_positive_int, default=d.min_iterations)
     b.add_argument("--min-seconds", type=_non_negative, default=d.min_seconds)
     b.add_argument("--max-iterations", type=_positive_int, default=d.max_iterations)
-    b.add_argument("--max-seconds", type=_non_negative, default=d.max_seconds)
+    b.add_argument("--max-seconds", type=_positive, default=d.max_seconds)
     b.add_argument("--timeout", type=_positive, default=600.0, help="kill the measuring process after this many seconds")
     b.add_argument("--no-accuracy", action="store_true", help="skip the eval data even if the bundle has it")
     b.add_argument("--throughput", action="store_true",

@@ -156,7 +156,7 @@ def loop_options(fn):
             ("--min-iterations", click.IntRange(min=1), "Run at least this many timed inferences."),
             ("--min-seconds", click.FloatRange(min=0), "... and for at least this long."),
             ("--max-iterations", click.IntRange(min=1), "Stop after this many timed inferences."),
-            ("--max-seconds", click.FloatRange(min=0), "... or after this long."),
+            ("--max-seconds", click.FloatRange(min=0, min_open=True), "... or after this long."),
             ("--warmup-iterations", click.IntRange(min=0), "Warm-up runs before timing (at least)."),
             ("--warmup-seconds", click.FloatRange(min=0), "Warm-up time before timing (at least).")]):
         fn = click.option(name, type=kind, help=text)(fn)
@@ -192,7 +192,8 @@ def sensing_options(fn):
             ("--power-rate", click.FloatRange(min=0, min_open=True), "Power samples per second [default: the reader's]."),
             ("--idle-seconds", click.FloatRange(min=0), "Idle baseline before warm-up [default: 1]."),
             ("--cooldown-timeout", click.FloatRange(min=0), "Longest --cooldown wait in seconds [default: 300]."),
-            ("--cooldown-target", float, "°C every thermal zone must reach (instead of the recorded idle).")]):
+            ("--cooldown-target", click.FloatRange(0, 150, min_open=True),
+             "°C every thermal zone must reach (instead of the recorded idle).")]):
         fn = click.option(name, type=kind, help=text)(fn)
     fn = click.option("--no-power", is_flag=True, default=None, help="Do not measure power.")(fn)
     fn = click.option("--cooldown", is_flag=True, default=None,

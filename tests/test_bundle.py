@@ -260,6 +260,27 @@ def test_bad_bench_options_are_refused_before_anything_runs(cli, bundles, tmp_pa
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--max-seconds", "0"], "Invalid value for '--max-seconds': 0.0 is not in the range x>0"),   # not --min-seconds
+    (["--cooldown-target", "-500"], "Invalid value for '--cooldown-target': -500.0 is not in the range 0<x<=150"),
+])
+def test_impossible_loop_and_cooling_values_are_refused(cli, bundles, tmp_path, args, said):
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path / "results", *args)
+    assert r.exit_code == 2 and said in r.stderr and "--min-seconds" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("setting, said", [
+    ({"loop": {"max_seconds": 0}}, "argument --max-seconds: must be positive"),
+    ({"sensing": {"cooldown_target": -500}}, "argument --cooldown-target: must be degrees Celsius above 0 and at "
+                                             "most 150"),
+])
+def test_the_agent_refuses_them_from_the_library_too(bundles, tmp_path, setting, said):
+    from edgeopt import api
+    from edgeopt.errors import BadInput
+    with pytest.raises(BadInput, match=said):
+        api.bench(bundles["fp32"], "local", tmp_path / "results", **setting)
+
+
 def test_the_agent_refuses_a_minimum_above_its_maximum(capsys):
     from device_agent.cli import main
 
