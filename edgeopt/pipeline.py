@@ -102,6 +102,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     if not force:
         _check_overwrite(output, prof.name)
     _check_format(model, backend)
+    backend.check_source(detect_format(model), model, precision, quantize)   # before the data it would not use
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     check_writable(output, "the bundle")   # now, not after the conversion
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them

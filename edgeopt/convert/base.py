@@ -88,6 +88,10 @@ class Backend:
     def check_profile(self, options, profile) -> None:
         """Refuse, before any work, options the profile's device or software cannot take (a DLA core it lacks)."""
 
+    def check_source(self, fmt: str, reference: str, precision: str, quantize: str) -> None:
+        """Refuse, before the model or any data is read, a compression this backend cannot apply to a source of
+        this format (a .tflite packaged as it is)."""
+
     def _validate(self, request: PackageRequest) -> None:
         if not isinstance(request.options, self.Options):
             raise TypeError(f"backend {self.name} takes {self.Options.__name__}, not {type(request.options).__name__}")

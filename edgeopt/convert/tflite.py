@@ -100,10 +100,13 @@ class LiteRtBackend(Backend):
                 _host_hint(float_path, out, source, request, layouts, runtime["options"], compression, progress))
         return Conversion(out, [], runtime, compression, tools, notes + compression.pop("notes", []), layouts=layouts)
 
+    def check_source(self, fmt, reference, precision, quantize):
+        if fmt == "tflite" and (quantize != "none" or precision != "fp32"):
+            raise BadInput(f"{reference}: a .tflite is packaged as it is; --precision and --quantize apply to ONNX "
+                           "or PyTorch input")
+
     def _as_is(self, source, request, workdir):
-        if request.quantize != "none" or request.precision != "fp32":
-            raise BadInput(f"{source.reference}: a .tflite is packaged as it is; --precision and --quantize "
-                           "apply to ONNX or PyTorch input")
+        self.check_source("tflite", source.reference, request.precision, request.quantize)
         out = workdir / "model.tflite"
         shutil.copyfile(source.tflite_path, out)
         compression = {"quantize": "none", "precision": "as-is", "converter": "none (a .tflite input)"}

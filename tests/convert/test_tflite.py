@@ -115,6 +115,11 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     assert bundle_member(m["path"], "model/model.tflite") == model.read_bytes()
     bad = cli("package", model, "--profile", "raspberry-pi-4", "--quantize", "dynamic", "-o", tmp_path / "no.edgepkg")
     assert bad.exit_code == 2 and "packaged as it is" in bad.stderr
+    # said first, not after a calibration file it would never use was refused for its layout (or asked for)
+    for calib in (["--calib", CALIB], []):
+        bad = cli("package", model, "--profile", "raspberry-pi-4", "--quantize", "int8", *calib,
+                  "-o", tmp_path / "no.edgepkg")
+        assert bad.exit_code == 2 and "a .tflite is packaged as it is" in bad.stderr and "loading" not in bad.stderr
     other = cli("package", model, "--profile", "generic", "-o", tmp_path / "no.edgepkg")
     assert other.exit_code == 2 and "cannot package tflite models" in other.stderr and "raspberry-pi-5" in other.stderr
     assert not (tmp_path / "no.edgepkg").exists()
