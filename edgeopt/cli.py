@@ -243,7 +243,8 @@ def inspect(out, model, input_shapes):
     """Describe a model: inputs, outputs, opset, parameters, FLOPs, dynamic dims.
 
     MODEL is an .onnx file, a TorchScript (.pt) or ExportedProgram (.pt2) file, a
-    PyTorch `module:callable` / `file.py:callable` returning an nn.Module, or an OpenVINO IR .xml.
+    PyTorch `module:callable` / `file.py:callable` returning an nn.Module, an OpenVINO IR .xml, or a
+    LiteRT .tflite.
 
     A bundle (.edgepkg), every member verified first: what it carries to the device (profile, compression,
     threads, inputs, budgets, parity, signature) and the recipe that rebuilds it (`package --recipe`).
@@ -752,7 +753,9 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
 
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path())
-@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
+              help="Judge every result by this budget too, e.g. latency_p90_ms=5; it overrides the bundle's own "
+                   "for that key, as `check --budget` does.")
 @baseline_options
 @common
 def compare(out, results, budgets, baseline, effect, results_dir, store_url):
@@ -823,8 +826,10 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
 
 
 @main.command()
-@click.option("--output-dir", default="demo-out", show_default=True, type=click.Path(file_okay=False))
-@click.option("--device", "-d", default="local", show_default=True)
+@click.option("--output-dir", default="demo-out", show_default=True, type=click.Path(file_okay=False),
+              help="Where the three bundles go, and their results under results/.")
+@click.option("--device", "-d", default="local", show_default=True,
+              help="`local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
 @common
 def demo(out, output_dir, device):
     """Package the shipped digits CNN as FP32, FP16 and INT8 for `generic`, measure each, compare."""
