@@ -357,7 +357,7 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
                    "all pass" if not failed else "miss: " + ", ".join(failed))
         settings = results.section(doc, "settings")
         rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
-                     "created": _text(doc.get("created")), "threads": _text(settings.get("threads")),
+                     "created": _text(doc.get("created")), "threads": _count(settings.get("threads")),
                      "runtime": results.runtime_text(doc),
                      "size_mb": (doc.get("bundle") or {}).get("artifact_mb"), "batch": report_rows.batch(doc),
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
@@ -366,6 +366,11 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
                      "slowest_layer": _slowest_layer(doc),
                      "verdict": verdict})
     return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
+
+
+def _count(value) -> int | None:
+    """A whole number read from a result, as a number in --json ("threads": "2" read as text), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _slowest_layer(doc: dict) -> str | None:

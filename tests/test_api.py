@@ -16,6 +16,8 @@ def test_package_takes_a_path_and_check_and_compare_take_one_result(int8_result,
     for one in (path, pathlib.Path(path)):   # one result, not a list of characters
         assert api.check(one, {"latency_p90_ms": 1000})["exit_code"] == 0
         assert len(api.compare(one)["rows"]) == 1
+    threads = api.compare(path)["rows"][0]["threads"]   # a number in --json, as the result has it ("2" read as text)
+    assert threads == int8_result["settings"]["threads"] and isinstance(threads, int)
     with pytest.raises(BadInput, match="budgets must be a table of budgets"):
         api.check(path, "latency_p90_ms=5")
     assert capsys.readouterr() == ("", "")   # a library prints nothing

@@ -373,7 +373,7 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
     cells = [[escape(r["bundle"] or "—") + (f"\n(batch {r['batch']})" if r.get("batch") else ""),
               escape(r.get("device") or "—"),
               _time(r.get("created"))[11 if one_day else 0:],
-              escape(" ×".join(x for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
+              escape(" ×".join(str(x) for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
               _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], "{:.4f}"), _num(r["p90_ms"], "{:.4f}"),
               _num(r["p99_ms"], "{:.4f}"), _num(r.get("throughput_fps"), "{:.1f}"), _num(r["peak_rss_mb"], "{:.1f}"),
               _num(r["top1"], "{:.4f}"), escape(_short(r.get("slowest_layer"))), r["verdict"]] for r in rows]

@@ -240,7 +240,7 @@ def test_the_comparison_keeps_figures_whole_on_a_pipe_and_leaves_out_empty_colum
 
     from edgeopt.report.tables import compare_table
     row = {"bundle": "digits_cnn-int8", "device": "local", "created": "2026-12-03T18:08:00Z",
-           "runtime": "onnxruntime 1.32.0", "threads": "2", "size_mb": 0.035, "p50_ms": 0.0330, "p90_ms": 0.0532,
+           "runtime": "onnxruntime 1.32.0", "threads": 2, "size_mb": 0.035, "p50_ms": 0.0330, "p90_ms": 0.0532,
            "p99_ms": 0.0901, "throughput_fps": None, "peak_rss_mb": 80.3, "top1": 0.9944, "slowest_layer": None,
            "verdict": "all pass"}
 
