@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import tempfile
 import zipapp
+import zipfile
 
 import device_agent
 
@@ -29,6 +30,16 @@ def content_hash() -> str:
     for path in _sources():
         h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def is_agent(path) -> bool:
+    """Whether `path` is an agent zipapp this command wrote (a zip holding device_agent/cli.py): `agent build -o`
+    replaces one, and refuses any other file, as `package -o` does."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "device_agent/cli.py" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def build(out: pathlib.Path | None = None) -> pathlib.Path:

@@ -849,10 +849,14 @@ def agent():
 
 @agent.command("build")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write the .pyz [default: the cache].")
+@click.option("--force", is_flag=True, help="Replace an existing -o file that is not an edgeopt agent.")
 @common
-def agent_build(out, output):
+def agent_build(out, output, force):
     """Build the agent as one zipapp file (runs with Python 3.8+, numpy and a runtime)."""
-    from .agent_zipapp import build
+    from .agent_zipapp import build, is_agent
+    if output and pathlib.Path(output).exists() and not force and not is_agent(output):
+        raise BadInput(f"{output}: exists and is not an edgeopt agent zipapp; refusing to overwrite it (pass --force "
+                       "to replace it, or -o another file)")
     path = build(output)
     out.emit({"agent": str(path)}, f"agent zipapp: {path}")
 

@@ -126,3 +126,15 @@ def test_check_writable_names_a_file_in_the_way(tmp_path):
         atomic.check_writable(tmp_path / "plain", "results to", folder=True)
     with pytest.raises(CannotWrite, match="Is a directory"):
         atomic.check_writable(tmp_path, "the bundle")
+
+
+def test_agent_build_does_not_overwrite_a_file_that_is_no_agent(cli, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n")
+    r = cli("agent", "build", "-o", notes)
+    assert r.exit_code == 2 and "notes.txt: exists and is not an edgeopt agent zipapp" in r.stderr, r.stderr
+    assert notes.read_text() == "precious\n"
+    agent = tmp_path / "agent.pyz"
+    assert cli("agent", "build", "-o", agent).exit_code == 0
+    assert cli("agent", "build", "-o", agent).exit_code == 0   # its own output, rebuilt
+    assert cli("agent", "build", "-o", notes, "--force").exit_code == 0 and notes.read_bytes()[:2] == b"#!"
