@@ -504,7 +504,7 @@ def history_table(rows: list, empty: str = "no results in the store") -> Table:
     for r in rows:
         error = (r.get("error") or "").splitlines()[:1]
         t.add_row(r["created"][:19], escape(r["bundle"] or "—"), escape(r["device"]), escape(r.get("host") or "—"),
-                  r["status"], _num(r["p90_ms"], "{:.3f}"),
+                  r["status"], _num(r["p90_ms"], "{:.4f}"),
                   _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), escape(error[0][:80]) if error else "")
     return t
 

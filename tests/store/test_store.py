@@ -224,6 +224,8 @@ def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
     row, = json.loads(r.stdout)
     assert row["status"] == "ok" and row["device"] == "local" and row["p90_ms"] > 0
     assert datetime.datetime.fromisoformat(row["created"]).tzinfo is not None
+    shown = cli("history", "--store", url, "-q").stdout.splitlines()[-1].split("\t")
+    assert f"{row['p90_ms']:.4f}" in shown   # as compare shows it: 3 decimals read a 0.0212 ms p90 as 0.021
 
 
 BLOCK_PSYCOPG = "import sys; sys.modules['psycopg'] = None; from edgeopt.cli import main; main()"
