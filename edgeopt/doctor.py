@@ -20,10 +20,11 @@ def _check(name, ok, detail, hint="", note=False):
 
 def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     """Ordered checks; stops at the first one that makes the rest meaningless (no connection, no Python)."""
-    py = spec.python
+    argv = transport.python_argv()   # the interpreter the agent runs with: `local` is this host's own, not python3
+    py = " ".join(argv)
     checks = []
     try:
-        code, out = transport.run(spec.python_argv + ["-c", PY_VERSION], lambda line: None, 30)
+        code, out = transport.run(argv + ["-c", PY_VERSION], lambda line: None, 30)
     except DeviceFailure as e:
         return [_check("connection", False, str(e), "see the message; `ssh` to the device by hand to compare")]
     where = getattr(transport, "address", spec.host)

@@ -30,3 +30,12 @@ def test_doctor_says_whether_power_is_measured_and_why_not():
     old_agent = doctor.power_checks(None, None)[0]   # an agent from before the probe said
     assert old_agent["detail"] == "not measured: its agent does not say which power sensor it reads"
     assert doctor.power_reader_for(pmic, "none")[0] is None   # the Pi 4's profile: an external meter or nothing
+
+
+def test_doctor_names_the_interpreter_the_local_agent_runs_with(cli):
+    """It said "python3 is Python 3.x": the system's, where `local` runs this host's own interpreter."""
+    import sys
+    r = cli("device", "doctor", "local", "--json")
+    assert r.exit_code in (0, 1), r.stderr
+    python = next(c for c in r.json()["checks"] if c["check"] == "python")
+    assert python["ok"] and python["detail"].startswith(f"{sys.executable} is Python "), python
