@@ -380,7 +380,7 @@ def reference_runner(source):
 
     def run(feed):
         with torch.no_grad():
-            result = source.torch_module(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in names])
+            result = source.torch_module(*[torch.from_numpy(np.asarray(feed[n], order="C")) for n in names])
         return [t.detach().numpy() for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
     return run
 

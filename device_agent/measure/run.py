@@ -27,7 +27,8 @@ def example_feed(manifest, root):
         if len(arrays) == len(specs):
             forms, batch = samples.plan({k: v.shape for k, v in arrays.items()}, [(s["name"], s["shape"]) for s in specs])
             _, _, feed = next(samples.calls(arrays, forms, batch))
-            return {k: np.ascontiguousarray(v) for k, v in feed.items()}, "eval sample"
+            # asarray, not ascontiguousarray, which makes a scalar input (silero_vad's sr) 1-D: LiteRT refused it
+            return {k: np.asarray(v, order="C") for k, v in feed.items()}, "eval sample"
     rng = np.random.default_rng(0)
     feed = {}
     for spec in specs:

@@ -424,3 +424,28 @@ def test_a_quantizer_error_that_says_nothing_quotes_what_the_quantizer_printed()
 
     with pytest.raises(RuntimeError, match=r"^op FULLY_CONNECTED: per-axis scales missing$"):
         tflite._run_quantizer(Quantizer(), {})
+
+
+def test_a_scalar_input_is_fed_as_a_scalar(cli, tmp_path):
+    """silero_vad's `sr` has shape (): the agent's first feed from the eval data made it 1-D
+    (np.ascontiguousarray), and LiteRT refused it ("Dimension mismatch. Got 1 but expected 0"), exit 3."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    eye = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], np.eye(4, dtype=np.float32).ravel())
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Mul", ["m", "s"], ["y"])], "scaled",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [eye])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "scaled.onnx")
+    np.savez(tmp_path / "eval.npz", x=np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32),
+             s=np.linspace(0.5, 2, 8).astype(np.float32))   # one scale a sample: (N,) for a scalar input
+    for profile in ("raspberry-pi-5", "generic"):
+        bundle = tmp_path / f"{profile}.edgepkg"
+        r = cli("package", tmp_path / "scaled.onnx", "--profile", profile, "--eval-data", tmp_path / "eval.npz",
+                "-o", bundle, "-q")
+        assert r.exit_code == 0, r.stderr
+        r = cli("bench", bundle, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
+        assert r.exit_code == 0, r.stderr
+        assert r.json()["latency"]["input"] == "eval sample"
