@@ -193,8 +193,8 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     refused, mismatch = profile_mismatch(manifest, spec)
     if refused and not allow_profile_mismatch:
         raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
-    check_writable(results_dir, "results to", folder=True)   # a read-only results folder, before measuring
-    with Store(store_url or default_url(results_dir)) as store:  # and an unusable store, before measuring
+    with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
+        check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
         transport = for_spec(spec, ssh_options)
         progress.status(f"measuring {bundle.name} on {device}")
         try:

@@ -175,8 +175,9 @@ def _macs_per_op(schema, model) -> list:
         if name == "TRANSPOSE_CONV":   # inputs: output shape, weights, data
             found.append((name, _prod(shape(op.inputs[-1])) * _prod(w[:3]), True))
             continue
+        # a dim of -1 (dynamic, or a damaged file) counts nothing, as _prod has it: never negative MACs
         per_output = {"CONV_2D": _prod(w[1:]), "DEPTHWISE_CONV_2D": _prod(w[1:3]),
-                      "FULLY_CONNECTED": w[-1] if w else 0, "BATCH_MATMUL": data[-1] if data else 0}[name]
+                      "FULLY_CONNECTED": _prod(w[-1:]), "BATCH_MATMUL": _prod(data[-1:])}[name]
         found.append((name, _prod(out) * per_output, shape(op.inputs[1]) != [] and constant(op.inputs[1])))
     return found
 
