@@ -32,6 +32,21 @@ def test_every_verb_has_help_and_the_common_flags(cli, verb):
     for part in verb:
         cmd = cmd.commands[part]
     assert cmd.help and len(cmd.help.strip()) > 20
+    # every option says what it is (compare --budget, demo --output-dir and --device, history --limit said nothing)
+    assert [p.opts for p in cmd.params if isinstance(p, click.Option) and not p.help] == []
+
+
+def test_inspect_help_names_every_model_format_it_reads(cli):
+    from edgeopt.models import FILE_FORMATS
+    text = " ".join(cli("inspect", "--help").stdout.split())
+    assert all(suffix in text for suffix in FILE_FORMATS), text   # .tflite and .torchscript were left out
+
+
+def test_demo_device_help_offers_no_inventory_name():
+    """demo has no --inventory: a device named by one fails, so its help must not offer it."""
+    from edgeopt.cli import demo
+    device = next(p for p in demo.params if p.name == "device")
+    assert "inventory name" not in device.help and not any(p.name == "inventory" for p in demo.params)
 
 
 def test_end_to_end_in_real_processes(cli_subprocess, tmp_path):
