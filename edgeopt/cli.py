@@ -185,6 +185,8 @@ SENSING_KEYS = ("power_sensor", "power_command", "power_rate", "no_power", "idle
 
 def sensing_options(fn):
     """Power and thermal: which sensor, the idle baseline, cooling down first. Same flags for one device and a fleet."""
+    from device_agent.cli import COOLDOWN_TARGET_C
+
     from .profiles import POWER_SENSORS
     for name, kind, text in reversed([
             ("--power-sensor", click.Choice(POWER_SENSORS), "Power reader [default: the profile's power_sensor]."),
@@ -192,7 +194,7 @@ def sensing_options(fn):
             ("--power-rate", click.FloatRange(min=0, min_open=True), "Power samples per second [default: the reader's]."),
             ("--idle-seconds", click.FloatRange(min=0), "Idle baseline before warm-up [default: 1]."),
             ("--cooldown-timeout", click.FloatRange(min=0), "Longest --cooldown wait in seconds [default: 300]."),
-            ("--cooldown-target", click.FloatRange(0, 150, min_open=True),
+            ("--cooldown-target", click.FloatRange(*COOLDOWN_TARGET_C, min_open=True),
              "°C every thermal zone must reach (instead of the recorded idle).")]):
         fn = click.option(name, type=kind, help=text)(fn)
     fn = click.option("--no-power", is_flag=True, default=None, help="Do not measure power.")(fn)
