@@ -130,8 +130,11 @@ _positive_int = _bounded(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _bounded(int, lambda v: v >= 0, "an integer, zero or more")
 _non_negative = _bounded(float, lambda v: v >= 0, "zero or more")
 _positive = _bounded(float, lambda v: v > 0, "positive")
-# A cooling target a board reaches: -500 waited out the whole --cooldown-timeout before every run
-_celsius = _bounded(float, lambda v: 0 < v <= 150, "degrees Celsius above 0 and at most 150")
+# A cooling target a board reaches, in °C, above the first and at most the second: -500 waited out the whole
+# --cooldown-timeout before every run. The host's --cooldown-target takes the same range (edgeopt/cli.py).
+COOLDOWN_TARGET_C = (0, 150)
+_celsius = _bounded(float, lambda v: COOLDOWN_TARGET_C[0] < v <= COOLDOWN_TARGET_C[1],
+                    "degrees Celsius above %g and at most %g" % COOLDOWN_TARGET_C)
 
 
 def _sensor_arguments(b):

@@ -185,6 +185,8 @@ SENSING_KEYS = ("power_sensor", "power_command", "power_rate", "no_power", "idle
 
 def sensing_options(fn):
     """Power and thermal: which sensor, the idle baseline, cooling down first. Same flags for one device and a fleet."""
+    from device_agent.cli import COOLDOWN_TARGET_C
+
     from .profiles import POWER_SENSORS
     for name, kind, text in reversed([
             ("--power-sensor", click.Choice(POWER_SENSORS), "Power reader [default: the profile's power_sensor]."),
@@ -192,7 +194,7 @@ def sensing_options(fn):
             ("--power-rate", click.FloatRange(min=0, min_open=True), "Power samples per second [default: the reader's]."),
             ("--idle-seconds", click.FloatRange(min=0), "Idle baseline before warm-up [default: 1]."),
             ("--cooldown-timeout", click.FloatRange(min=0), "Longest --cooldown wait in seconds [default: 300]."),
-            ("--cooldown-target", click.FloatRange(0, 150, min_open=True),
+            ("--cooldown-target", click.FloatRange(*COOLDOWN_TARGET_C, min_open=True),
              "°C every thermal zone must reach (instead of the recorded idle).")]):
         fn = click.option(name, type=kind, help=text)(fn)
     fn = click.option("--no-power", is_flag=True, default=None, help="Do not measure power.")(fn)
@@ -242,7 +244,7 @@ def _budgets(items):
 def inspect(out, model, input_shapes):
     """Describe a model: inputs, outputs, opset, parameters, FLOPs, dynamic dims.
 
-    MODEL is an .onnx file, a TorchScript (.pt) or ExportedProgram (.pt2) file, a
+    MODEL is an .onnx file, a TorchScript (.pt, .pth, .torchscript) or ExportedProgram (.pt2) file, a
     PyTorch `module:callable` / `file.py:callable` returning an nn.Module, an OpenVINO IR .xml, or a
     LiteRT .tflite.
 
@@ -361,7 +363,8 @@ def _option_text(option: dict) -> str:
                    "given here override its [package] values.")
 @click.option("--prune", metavar="channels=R|weights=R[,..]",
               help="Structured channel pruning (channels=RATIO, Torch-Pruning; criterion=, scope=, protect=) or "
-                   "unstructured magnitude pruning (weights=RATIO). PyTorch sources.")
+                   "unstructured magnitude pruning (weights=RATIO). A PyTorch nn.Module source only "
+                   "(file.py:callable or module:callable; not TorchScript or .pt2).")
 @click.option("--low-rank", metavar="energy=F|rank=N",
               help="Low-rank factorization of Linear and Conv layers by kept energy or fixed rank.")
 @click.option("--distill", is_flag=True,
@@ -650,7 +653,7 @@ def device():
 
 
 @device.command("list")
-@click.option("--group", "-g")
+@click.option("--group", "-g", help="Only the devices of this inventory group [default: all].")
 @click.option("--inventory", "-i", type=click.Path(),
               help="Devices: edgeopt YAML, or any Ansible inventory (file, directory, plugin, script).")
 @common
@@ -692,7 +695,8 @@ def device_clean(out, name, inventory, ssh):
 @main.command()
 @click.option("--device", "-d", help="Only this device.")
 @click.option("--bundle", "-b", help="Only this bundle name.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Show at most this many results.")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Where the default store (edgeopt.db) is.")
 @click.option("--store", "store_url", help=STORE_HELP)
@@ -802,7 +806,7 @@ def _report_format(output) -> str:
 @click.option("--store", "store_url", help="Results store URL for the history [default: $EDGEOPT_STORE, else "
                                           "edgeopt.db beside the results].")
 @click.option("--no-history", is_flag=True, help="Leave out the history trends.")
-@click.option("--title", default="edgeopt report", show_default=True)
+@click.option("--title", default="edgeopt report", show_default=True, help="The report's title.")
 @common
 def report(out, results, output, fmt, study, budgets, store_url, no_history, title):
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
@@ -829,7 +833,8 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
 @click.option("--output-dir", default="demo-out", show_default=True, type=click.Path(file_okay=False),
               help="Where the three bundles go, and their results under results/.")
 @click.option("--device", "-d", default="local", show_default=True,
-              help="`local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
+              help="Where to measure: `local`, an ~/.ssh/config alias, or user@host:port (demo reads no "
+                   "inventory).")
 @common
 def demo(out, output_dir, device):
     """Package the shipped digits CNN as FP32, FP16 and INT8 for `generic`, measure each, compare."""

@@ -55,3 +55,11 @@ def test_the_verbs_are_listed_in_the_module_help():
                  "agent_probe", "device_doctor"):
         assert verb in api.__all__ and getattr(api, verb).__doc__, verb
     assert "progress" in text
+
+
+@pytest.mark.parametrize("timeout", ["60", None])
+def test_a_timeout_that_is_no_number_is_bad_input_not_a_format_error(bundles, tmp_path, timeout):
+    """check_timeout formatted it with :g, and a caller's "60" ended in ValueError: Unknown format code 'g'."""
+    with pytest.raises(BadInput, match=f"--timeout {timeout!r}: expected a number of seconds of at least 10"):
+        api.bench(bundles["fp32"], "local", tmp_path / "results", timeout=timeout)
+    assert not (tmp_path / "results").exists()

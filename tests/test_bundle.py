@@ -260,6 +260,15 @@ def test_bad_bench_options_are_refused_before_anything_runs(cli, bundles, tmp_pa
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
 
 
+def test_fleet_bench_takes_the_same_shortest_timeout(cli, bundles, tmp_path):
+    inventory = tmp_path / "fleet.yaml"
+    inventory.write_text("devices:\n  here: {host: localhost, connection: local}\n")
+    r = cli("fleet", "bench", bundles["fp32"], "-i", inventory, "--results-dir", tmp_path / "results",
+            "--timeout", "0.5")
+    assert r.exit_code == 2 and r.stderr.strip() == "edgeopt: error: --timeout 0.5: expected a number of seconds of " \
+        "at least 10 (one measurement starts the agent, loads the bundle, warms up and times it)", r.stderr
+    assert not (tmp_path / "results").exists()
+
 @pytest.mark.parametrize("args, said", [
     (["--max-seconds", "0"], "Invalid value for '--max-seconds': 0.0 is not in the range x>0"),   # not --min-seconds
     (["--cooldown-target", "-500"], "Invalid value for '--cooldown-target': -500.0 is not in the range 0<x<=150"),
@@ -411,8 +420,13 @@ def test_inspect_refuses_a_damaged_bundle_in_one_line(cli, bundles, tmp_path):
         "end of data", r.stderr
 
 
-def test_a_directory_given_as_the_bundle_is_called_one(cli, tmp_path):
+def test_a_directory_given_as_the_bundle_is_called_one(cli, tmp_path, capsys):
     r = cli("bench", tmp_path, "--results-dir", tmp_path / "results")
     assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: bundle {tmp_path}: is a directory, not a bundle " \
         "file", r.stderr   # it read "not found"
     assert not (tmp_path / "results").exists()
+    from device_agent.cli import main   # the agent on a device says the same
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(tmp_path), "--workdir", str(tmp_path / "work")])
+    assert exit_info.value.code == 2 and f"bundle {tmp_path}: is a directory, not a bundle file" in capsys.readouterr().err

@@ -32,6 +32,21 @@ def test_every_verb_has_help_and_the_common_flags(cli, verb):
     for part in verb:
         cmd = cmd.commands[part]
     assert cmd.help and len(cmd.help.strip()) > 20
+    # every option says what it is (compare --budget, demo --output-dir and --device, history --limit said nothing)
+    assert [p.opts for p in cmd.params if isinstance(p, click.Option) and not p.help] == []
+
+
+def test_inspect_help_names_every_model_format_it_reads(cli):
+    from edgeopt.models import FILE_FORMATS
+    text = " ".join(cli("inspect", "--help").stdout.split())
+    assert all(suffix in text for suffix in FILE_FORMATS), text   # .tflite and .torchscript were left out
+
+
+def test_demo_device_help_offers_no_inventory_name():
+    """demo has no --inventory: a device named by one fails, so its help must not offer it."""
+    from edgeopt.cli import demo
+    device = next(p for p in demo.params if p.name == "device")
+    assert "inventory name" not in device.help and not any(p.name == "inventory" for p in demo.params)
 
 
 def test_end_to_end_in_real_processes(cli_subprocess, tmp_path):
@@ -91,6 +106,25 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "--bundle", "no-such-bundle")
     assert r.exit_code == 0 and "no results for bundle 'no-such-bundle'" in r.stdout
 
+
+def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():
+    """history and fleet bench rounded latencies to 3 decimals (0.020) where compare showed 4 (0.0204)."""
+    from edgeopt.cli import plain_lines
+    from edgeopt.report.tables import compare_table, fleet_table, history_table
+
+    lat = {"p50_ms": 0.01234, "p90_ms": 0.02042, "p99_ms": 0.03785}
+    compared = compare_table([{"bundle": "d", "device": "local", "created": "2026-12-05T12:42:09Z", "runtime": "ort",
+                               "threads": 2, "size_mb": 0.1, **lat, "peak_rss_mb": 68.9, "top1": None,
+                               "verdict": "all pass"}])
+    history = history_table([{"created": "2026-12-05T12:42:09+00:00", "bundle": "d", "device": "local", "host": "vm",
+                              "status": "ok", **lat, "peak_rss_mb": 68.9, "top1": None, "error": None}])
+    fleet = fleet_table({"run_id": "r1", "skipped": [], "check": {"rows": []},
+                         "documents": {"local": {"status": "ok", "latency": lat, "memory": {"peak_rss_mb": 68.9}}}})
+    expected = {"p50 ms": "0.0123", "p90 ms": "0.0204", "p99 ms": "0.0379"}
+    for table, columns in ((compared, ("p50 ms", "p90 ms", "p99 ms")), (history, ("p90 ms",)),
+                           (fleet, ("p50 ms", "p90 ms", "p99 ms"))):
+        header, row = (line.split("\t") for line in plain_lines(table))
+        assert {col: row[header.index(col)] for col in columns} == {col: expected[col] for col in columns}
 
 def test_plain_lines_keep_cells_on_one_line():
     from rich.table import Table

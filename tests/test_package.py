@@ -65,6 +65,19 @@ def test_int8_without_calibration_is_refused(cli, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--quantize", "int4-weights", "--calib"], "backend onnxruntime supports --quantize none, dynamic, int8, not "
+                                                "int4-weights"),
+    (["--precision", "bf16", "--eval-data"], "backend onnxruntime supports --precision fp32, fp16, not bf16"),
+])
+def test_a_compression_the_backend_lacks_is_refused_before_the_data_is_judged(cli, tmp_path, args, said):
+    """The calibration (or eval) file's shape was refused against the model first, for a quantization the
+    backend would never have run."""
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, image=np.zeros((10, 3, 8, 8), np.float32))   # 3 channels: the model takes 1
+    r = cli("package", MODEL, *args, wrong, "-o", tmp_path / "q.edgepkg")
+    assert r.exit_code == 2 and r.stderr.strip() == f"edgeopt: error: {said}", r.stderr
+
 @pytest.mark.parametrize("arrays, message", [
     ({"image": np.zeros((10, 3, 8, 8), np.float32)}, "array 'image' has shape (10, 3, 8, 8); model input 'image' expects (N, 1, 8, 8)"),
     ({"pixels": np.zeros((10, 1, 8, 8), np.float32), "other": np.zeros((10, 2), np.float32)}, "no array for input(s) image"),

@@ -90,17 +90,19 @@ class Backend:
 
     def check_source(self, fmt: str, reference: str, precision: str, quantize: str) -> None:
         """Refuse, before the model or any data is read, a compression this backend cannot apply to a source of
-        this format (a .tflite packaged as it is)."""
+        this format (a .tflite packaged as it is), or at all (--quantize int4-weights on onnxruntime): said
+        first, not after the calibration or eval data was judged against the model."""
+        if precision not in self.precisions:
+            raise BadInput(f"backend {self.name} supports --precision {', '.join(self.precisions)}, not {precision}",
+                           option="precision")
+        if quantize not in self.quantizations:
+            raise BadInput(f"backend {self.name} supports --quantize {', '.join(self.quantizations)}, not {quantize}",
+                           option="quantize")
 
     def _validate(self, request: PackageRequest) -> None:
         if not isinstance(request.options, self.Options):
             raise TypeError(f"backend {self.name} takes {self.Options.__name__}, not {type(request.options).__name__}")
-        if request.precision not in self.precisions:
-            raise BadInput(f"backend {self.name} supports --precision {', '.join(self.precisions)}, not {request.precision}",
-                           option="precision")
-        if request.quantize not in self.quantizations:
-            raise BadInput(f"backend {self.name} supports --quantize {', '.join(self.quantizations)}, not {request.quantize}",
-                           option="quantize")
+        self.check_source("", "", request.precision, request.quantize)
         if request.quantize == "int8" and request.calibration is None:
             raise BadInput("--quantize int8 needs calibration data: --calib samples.npz "
                            f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")

@@ -104,6 +104,7 @@ class LiteRtBackend(Backend):
         if fmt == "tflite" and (quantize != "none" or precision != "fp32"):
             raise BadInput(f"{reference}: a .tflite is packaged as it is; --precision and --quantize apply to ONNX "
                            "or PyTorch input")
+        super().check_source(fmt, reference, precision, quantize)
 
     def _as_is(self, source, request, workdir):
         self.check_source("tflite", source.reference, request.precision, request.quantize)

@@ -20,7 +20,8 @@ MIN_TIMEOUT = 10.0
 def check_timeout(timeout) -> None:
     """--timeout of every verb that measures: a number of seconds of at least MIN_TIMEOUT (nan and inf refused)."""
     if not (isinstance(timeout, (int, float)) and MIN_TIMEOUT <= timeout < math.inf):
-        raise BadInput(f"--timeout {timeout:g}: expected a number of seconds of at least {MIN_TIMEOUT:g} (one "
+        shown = f"{timeout:g}" if isinstance(timeout, (int, float)) else repr(timeout)   # "60" from a caller: no :g
+        raise BadInput(f"--timeout {shown}: expected a number of seconds of at least {MIN_TIMEOUT:g} (one "
                        "measurement starts the agent, loads the bundle, warms up and times it)")
 
 
