@@ -1,9 +1,12 @@
 """The device agent's OpenVINO adapter: a real subprocess, real OpenVINO, settings read back."""
 import numpy as np
+import pytest
 
 from conftest import EVAL, FAST_BENCH_ARGS
+from device_agent import AgentError
 from device_agent.runtimes.openvino import OpenVinoAdapter
 from edgeopt.report.tables import bench_rows
+from sample_models import INPUTS, SR, write_model
 
 
 def test_bench_an_openvino_bundle_through_the_cli(cli, ov_bundles, tmp_path, agent_cache):
@@ -68,4 +71,16 @@ def test_throughput_hint_is_passed_and_read_back(ov_bundles, tmp_path, agent_cac
     described = adapter.describe()
     assert described["performance_hint"] == "THROUGHPUT" and described["num_streams"] >= 1
     assert described["model_cache"] == {"enabled": False, "reason": "turned off in the bundle"}
+    adapter.close()
+
+
+def test_bind_refuses_a_feed_of_another_shape_instead_of_broadcasting_it(tmp_path, agent_cache):
+    """numpy would broadcast a (1,) feed into a scalar input's buffer (or one value over a whole image):
+    the timed loop then ran on other data than the accuracy pass, whose infer() refuses that shape."""
+    adapter = OpenVinoAdapter(1, {"model_cache": False})
+    adapter.load(str(write_model(tmp_path / "state.onnx")))
+    feed = {name: np.zeros(shape, dtype) for name, (shape, dtype) in INPUTS.items()}
+    adapter.bind(dict(feed, sr=np.array(SR, np.int64)))()
+    with pytest.raises(AgentError, match=r"input 'sr': the feed has shape \[1\], the compiled model takes \[\]"):
+        adapter.bind(dict(feed, sr=np.array([SR], np.int64)))
     adapter.close()

@@ -90,6 +90,23 @@ def test_sample_of_a_scalar_input_is_an_array():
     assert isinstance(got, np.ndarray) and got.shape == () and got == 16000   # runtimes refuse numpy scalars
 
 
+@pytest.mark.parametrize("with_eval", [True, False], ids=["eval-sample", "random"])
+def test_the_agents_timed_feed_has_each_inputs_recorded_shape(tmp_path, with_eval):
+    """The feed bench times on: a scalar stays 0-d (it was (1,): LiteRT refused it, exit 3), a state keeps its
+    shape, every array C-contiguous."""
+    from device_agent.measure.run import example_feed
+
+    manifest = {"inputs": [s.to_dict() for s in SPECS]}
+    if with_eval:
+        (tmp_path / "data").mkdir()
+        np.savez(tmp_path / "data" / "eval.npz", **stacked_samples(3))
+        manifest["data"] = {"eval": {"path": "data/eval.npz", "samples": 3}}
+    feed, source = example_feed(manifest, str(tmp_path))
+    assert source == ("eval sample" if with_eval else "random, seed 0")
+    assert {k: (v.shape, v.dtype) for k, v in feed.items()} == {n: (s, np.dtype(d)) for n, (s, d) in INPUTS.items()}
+    assert all(isinstance(v, np.ndarray) and v.flags.c_contiguous for v in feed.values())
+
+
 # --- the reader ---
 
 def test_stacked_file_reads_and_casts(tmp_path):
@@ -183,6 +200,23 @@ def test_existing_rows_files_still_read(tmp_path):
 
 
 # --- end to end: a state + scalar model packaged, checked and benchmarked ---
+
+@pytest.mark.parametrize("profile", ["generic", "intel-cpu"])
+def test_a_scalar_input_benches_through_every_pass(cli, tmp_path, state_model, agent_cache, profile):
+    """The timed feed, the throughput pass and the layer profile take the scalar 0-d: OpenVINO refused the (1,)
+    the agent made of it, and both passes were recorded unavailable (ONNX Runtime lets a (1,) pass)."""
+    np.savez(tmp_path / "eval.npz", **stacked_samples(8, seed=3))
+    out = tmp_path / "state.edgepkg"
+    r = cli("package", state_model, "--profile", profile, "--eval-data", tmp_path / "eval.npz", "-o", out, "-q")
+    assert r.exit_code == 0, r.stderr
+    r = cli("bench", out, "--device", "local", "--results-dir", tmp_path / "results", "--throughput",
+            "--profile-layers", *FAST_BENCH_ARGS, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["latency"]["input"] == "eval sample" and doc["accuracy"]["n"] == 8
+    assert doc["throughput"].get("reason") is None and doc["throughput"]["fps"] > 0
+    assert doc["layer_profile"].get("reason") is None and doc["layer_profile"]["available"]
+
 
 @pytest.mark.slow
 def test_state_and_scalar_model_packages_and_reports_accuracy(cli, tmp_path, state_model):

@@ -51,6 +51,18 @@ def _fill(request, feed):
         request.set_tensor(name, ov.Tensor(np.array(array)))
 
 
+def _copy_into(tensor, name, array):
+    """Copy a feed into an input's own buffer. The shapes must be equal: numpy would broadcast a (1,) feed
+    into a scalar input, or one value over a whole tensor, and the run would time other data than the
+    accuracy pass, where infer() refuses that shape."""
+    import numpy as np
+
+    if np.shape(array) != tuple(tensor.shape):
+        raise AgentError("input %r: the feed has shape %s, the compiled model takes %s"
+                         % (name, list(np.shape(array)), list(tensor.shape)))
+    tensor.data[...] = array
+
+
 def _async_phase(queue, until):
     """Keep every request of `queue` busy until `until(completed, elapsed_s)` names a stopping rule; then wait
     for the requests in flight. Returns (completed, seconds to the last completion, stopped_by, latencies ms)."""
@@ -142,7 +154,7 @@ class OpenVinoAdapter(RuntimeAdapter):
 
     def bind(self, feed):
         for name, array in feed.items():
-            self.request.get_tensor(name).data[...] = array
+            _copy_into(self.request.get_tensor(name), name, array)
         # No inputs to copy in, outputs left as views of the request's buffers: only the inference.
         return functools.partial(self.request.infer, None, False, True)
 
