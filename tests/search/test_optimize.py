@@ -53,7 +53,7 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     outcome = r.json()
     best = pathlib.Path(outcome["best"]["bundle"])
     assert best.is_file() and outcome["best"]["feasible"]
-    assert len(outcome["best"]["rechecked"]) == 2   # the answer is measured twice, with rivals or without
+    assert len(outcome["best"]["rechecked"]) in (2, 3)   # measured twice, with rivals or without (a third: RUNS_APART)
     # its figure as the study judged it, the median of those runs; its first run's beside it
     assert outcome["best"]["figures"]["latency_p90_ms"] == pytest.approx(
         statistics.median(outcome["best"]["rechecked_figures"]))
@@ -823,11 +823,12 @@ def test_near_ties_are_measured_again_once_per_candidate(cli, tmp_path, monkeypa
     assert r.exit_code == 0, r.stderr
     outcome = r.json()
     again = {row["config"]: row["rechecked"] for row in outcome["trials"] if row["rechecked"]}
-    assert len(again) == 2 and all(len(v) == 2 and v[1] > 0 for v in again.values()), outcome["trials"]
+    # twice each, three times where the two runs were far apart (runner.RUNS_APART)
+    assert len(again) == 2 and all(len(v) in (2, 3) and v[1] > 0 for v in again.values()), outcome["trials"]
     assert outcome["best"]["rechecked"] == again[outcome["best"]["config"]]
-    mean = sum(outcome["best"]["rechecked"]) / 2
-    others = [sum(v) / 2 for c, v in again.items() if c != outcome["best"]["config"]]
-    assert all(mean <= o for o in others)      # chosen by the mean of both measurements
+    median = statistics.median(outcome["best"]["rechecked"])
+    others = [statistics.median(v) for c, v in again.items() if c != outcome["best"]["config"]]
+    assert all(median <= o for o in others)      # chosen by the median of its measurements
 
 
 def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path, monkeypatch):
@@ -869,9 +870,10 @@ def test_near_ties_of_a_paired_study_are_measured_again_beside_the_baseline(cli,
     again = {row["trial"]: row for row in r.json()["trials"] if row["rechecked"] and not row["cached"]}
     assert len(again) == 2 and any(row["baseline"] for row in again.values()), r.json()["trials"]
     for row in again.values():
-        first, second = row["rechecked"]
+        assert len(row["rechecked"]) in (2, 3)   # a third where the two were far apart (runner.RUNS_APART)
+        first, second = row["rechecked"][:2]
         if row["baseline"]:
-            assert (first, second) == (1.0, 1.0)
+            assert set(row["rechecked"]) == {1.0}
         else:
             assert first == row["paired"]["latency_p90_ms"] and 0 < second < 20 and second != first
 
