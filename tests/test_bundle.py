@@ -400,7 +400,9 @@ def test_inspect_shows_a_bundle_and_the_recipe_that_rebuilds_it(cli, bundles, tm
     rows = dict(line.split("\t", 1) for line in cli("inspect", bundles["int8"], "-q").stdout.splitlines()
                 if "\t" in line)
     assert rows["profile"] == "generic (onnxruntime)" and rows["signed"] == "no"
-    assert rows["runtime"].startswith("onnxruntime, ") and "threads by default" in rows["runtime"]
+    # generic's threads = 0: the agent's choice, not "0 threads"
+    assert rows["runtime"] == "onnxruntime, one thread per physical core of the device by default (bench --threads " \
+        "overrides)"
     assert rows["inputs"] == "image float32[1, 1, 8, 8]" and "latency_p90_ms ≤ " in rows["budgets"]
     recipe = r.stdout[r.stdout.index("[package]"):]
     assert 'quantize = "int8"' in recipe

@@ -100,8 +100,9 @@ def bundle_rows(m: dict):
             ("source", f"{source.get('format', '?')} {source.get('reference', '?')} (sha256 "
                        f"{str(source.get('sha256') or '?')[:12]}…)"),
             *rows[1:after_size],
-            ("runtime", f"{runtime.get('name', '?')}, {runtime.get('threads', '?')} threads by default "
-                        "(bench --threads overrides)"),
+            ("runtime", f"{runtime.get('name', '?')}, " + (
+                f"{runtime['threads']} threads" if runtime.get("threads") else "one thread per physical core of "
+                "the device") + " by default (bench --threads overrides)"),
             ("inputs", _tensors(m.get("inputs") or [])), ("outputs", _tensors(m.get("outputs") or [])),
             ("budgets", budgets or "none"),
             ("transforms", ", ".join(t.get("name", "?") for t in m.get("transforms") or []) or "none"),
