@@ -83,6 +83,10 @@ def _tensors(tensors: list) -> str:
     return "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in tensors)
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def bundle_rows(m: dict):
     """`inspect BUNDLE`: what `package` printed of it, then what it carries to the device."""
     from ..budgets import KINDS
@@ -101,11 +105,12 @@ def bundle_rows(m: dict):
                        f"{str(source.get('sha256') or '?')[:12]}…)"),
             *rows[1:after_size],
             ("runtime", f"{runtime.get('name', '?')}, " + (
-                f"{runtime['threads']} threads" if runtime.get("threads") else "one thread per physical core of "
+                _plural(runtime["threads"], "thread") if runtime.get("threads") else "one thread per physical core of "
                 "the device") + " by default (bench --threads overrides)"),
             ("inputs", _tensors(m.get("inputs") or [])), ("outputs", _tensors(m.get("outputs") or [])),
             ("budgets", budgets or "none"),
-            ("transforms", ", ".join(t.get("name", "?") for t in m.get("transforms") or []) or "none"),
+            ("transforms", ", ".join(str(t.get("stage", "?")) for t in m.get("transforms") or []
+                                     if t.get("stage") != "source") or "none"),   # the first stage is the source
             *rows[after_size:notes],
             ("signed", "yes (ssh-keygen -Y; bench --allowed-signers checks it)" if m.get("signed") else "no"),
             ("manifest sha256", m.get("manifest_sha256", "—")),

@@ -52,6 +52,9 @@ def test_recipe_file_equals_flags_and_a_bundle_rebuilds(cli, tmp_path):
     docs = [r.json() for r in (by_flags, by_file, rebuilt)]
     assert docs[0]["recipe"] == docs[1]["recipe"] == docs[2]["recipe"]
     assert [s["stage"] for s in docs[1]["transforms"]] == ["source", "prune", "lowrank"]
+    shown = dict(line.split("\t", 1) for line in cli("inspect", tmp_path / "file.edgepkg", "-q").stdout.splitlines()
+                 if "\t" in line)
+    assert shown["transforms"] == "prune, lowrank"   # it read "?, ?, ?"
     models = {hashlib.sha256(bundle_member(tmp_path / f"{n}.edgepkg", docs[0]["model"])).hexdigest()
               for n in ("flags", "file", "again")}
     assert len(models) == 1, "the same recipe builds the same model"

@@ -174,6 +174,8 @@ def test_a_bundle_as_recipe_keeps_its_threads_and_budgets(cli, tmp_path):
                 "-q")
     assert first.exit_code == 0, first.stderr
     assert bundle_manifest(tmp_path / "a.edgepkg")["runtime"]["threads"] == 3
+    one = cli("package", SAMPLE_ONNX, "--threads", "1", "-o", tmp_path / "one.edgepkg", "-q")
+    assert one.exit_code == 0 and "onnxruntime, 1 thread by default" in cli("inspect", tmp_path / "one.edgepkg").stdout
     again = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "-q")
     assert again.exit_code == 0, again.stderr
     rebuilt = bundle_manifest(tmp_path / "b.edgepkg")
