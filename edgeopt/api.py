@@ -352,9 +352,12 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
     for path, entry in zip(result_paths, report["results"]):
         doc = results.load(path)
         lat, acc = doc.get("latency", {}), doc.get("accuracy", {})
-        failed = [r["budget"] for r in entry["budgets"] if r["status"] != "pass"]
-        verdict = ("device failed" if entry["status"] != "ok" else
-                   "all pass" if not failed else "miss: " + ", ".join(failed))
+        missed = [r["budget"] for r in entry["budgets"] if r["status"] == "fail"]
+        unmeasured = [r["budget"] for r in entry["budgets"] if r["status"] == "unmeasured"]
+        # an unmeasured budget is not a miss (check and report say NOT MEASURED): both fail the gate
+        verdict = ("device failed" if entry["status"] != "ok" else "all pass" if not missed and not unmeasured else
+                   "; ".join(([f"miss: {', '.join(missed)}"] if missed else []) +
+                             ([f"not measured: {', '.join(unmeasured)}"] if unmeasured else [])))
         settings = results.section(doc, "settings")
         rows.append({"bundle": entry["bundle"], "device": entry["device"], "result": str(path),
                      "created": _text(doc.get("created")), "threads": _count(settings.get("threads")),
