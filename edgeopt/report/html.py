@@ -16,8 +16,8 @@ from rich.text import Text
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, in_brackets, measured_again,
-                     median_of_runs, study_marks,
+from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, in_brackets, judged_figures,
+                     measured_again, median_of_runs, study_marks,
                      versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
 
@@ -611,17 +611,27 @@ def _study_chart(study: dict, done: list) -> str:
                'and the figures were taken minutes apart.' if paired else '') + '</p>')
 
 
+def _misses(trial: dict) -> str:
+    """What a trial missed, apart from what it did not measure (accuracy, on a screening run), as the terminal
+    says it: "misses accuracy_drop" of a screened-only trial read as if its accuracy had been measured."""
+    over = [k for k, v in trial["violations"].items() if v > 0]
+    missed = [k for k in over if k in trial["figures"]]
+    unmeasured = [k for k in over if k not in trial["figures"]]
+    return "; ".join((["misses " + ", ".join(missed)] if missed else []) +
+                     (["not measured: " + ", ".join(unmeasured)] if unmeasured else []))
+
+
 def _study_table(study: dict) -> str:
     keys = list(dict.fromkeys([*figure_columns(study), "size_mb"]))   # the front is over size too
     head = "".join(f"<th>{esc(k)}</th>" for k in keys)
     lines = []
     for t in study["trials"]:
-        paired = t.get("paired") or {}
-        cells = "".join(f"<td class=num>{num(t['figures'].get(k))}"
+        figures, paired = judged_figures(study, t)   # a trial measured again: the median it was judged by
+        cells = "".join(f"<td class=num>{num(figures.get(k))}"
                         + (f" ({paired[k]:.2f}x)" if paired.get(k) is not None else "") + "</td>" for k in keys)
         spent = sum(t.get("seconds", {}).get(p, 0.0) for p in PHASES)
         state = ("failed: " + (t.get("error") or "")) if t["state"] == "fail" else \
-            ("meets every budget" if t["feasible"] else "misses " + ", ".join(k for k, v in t["violations"].items() if v > 0))
+            ("meets every budget" if t["feasible"] else _misses(t))
         marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
                                  (f"the same bundle as trial {t.get('twin_of')}, answered by its measurement",
                                   t.get("twin_of") is not None and not t["cached"]),

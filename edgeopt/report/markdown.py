@@ -12,7 +12,7 @@ import re
 
 from rich.text import Text
 
-from .tables import best_warnings, carried_limit, closest_lines, in_brackets, measured_again
+from .tables import best_warnings, carried_limit, closest_lines, in_brackets, judged_figures, measured_again
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
@@ -119,7 +119,7 @@ def _study(study) -> list:
            "trials:", "",
            "| trial | configuration | " + " | ".join(keys) + " | meets budgets |", "|--:|---|" + "--:|" * len(keys) + "---|"]
     for t in front:
-        out.append(f"| {t['trial']} | {code(t['config'])} | " + " | ".join(_figure(t, k) for k in keys)
+        out.append(f"| {t['trial']} | {code(t['config'])} | " + " | ".join(_figure(study, t, k) for k in keys)
                    + f" | {'yes' if t['feasible'] else 'no'} |")
     if any((t.get("paired") or {}) for t in study["trials"]):
         out += ["", "In brackets: the ratio to the baseline measured right before the trial, by which a relative "
@@ -135,17 +135,19 @@ def _chosen(study: dict) -> str:
         return "no trial met every budget" + "".join(f"; {prose(Text.from_markup(line).plain)}"
                                                       for line in closest_lines(study))
     figure = (fmt(best["figures"].get(objective)) + cell(in_brackets(measured_again(study, best)))
-              if best.get("rechecked") else _figure(best, objective))
+              if best.get("rechecked") else _figure(study, best, objective))
     carried = [carried_limit(study, key) for key in study.get("relative_budgets") or {}]
     return (f"chosen trial {best['trial']} ({code(best['config'])}), {objective} {figure}"
             + "".join(f"; {prose(c)}" for c in carried if c)
             + "".join(f". ⚠️ {prose(w)}" for w in best_warnings(study, best)))
 
 
-def _figure(trial: dict, key: str) -> str:
-    """A trial's figure, with its ratio to the baseline measured beside it where the study paired that budget."""
-    ratio = (trial.get("paired") or {}).get(key)
-    return fmt(trial["figures"].get(key)) + (f" ({ratio:.2f}x)" if ratio is not None else "")
+def _figure(study: dict, trial: dict, key: str) -> str:
+    """A trial's figure as the study judged it (the median of its runs where it measured it again), with its ratio
+    to the baseline measured beside it where the study paired that budget."""
+    figures, paired = judged_figures(study, trial)
+    ratio = paired.get(key)
+    return fmt(figures.get(key)) + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
 
 def _layers(rows: list, top: int = 5) -> list:

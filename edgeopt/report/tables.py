@@ -622,7 +622,7 @@ def _trial_cells(outcome: dict):
     pareto = set(outcome.get("pareto", []))
     best = (outcome.get("best") or {}).get("trial")
     for row in outcome["trials"]:
-        f, paired = _judged_figures(outcome, row)
+        f, paired = judged_figures(outcome, row)
         figures = [_three_figures(f.get(b)) + (f" ({paired[b]:.2f}x)" if paired.get(b) is not None else "")
                    for b in figure_columns(outcome)]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
@@ -631,7 +631,7 @@ def _trial_cells(outcome: dict):
             outcome, row, row["trial"] in pareto)
 
 
-def _judged_figures(outcome: dict, row: dict) -> tuple:
+def judged_figures(outcome: dict, row: dict) -> tuple:
     """(figures, paired ratios) of a trial as the study judged it: where it measured the trial again, the
     objective's are the median of its runs (the verdict lists them), not its first run's beside a median verdict."""
     figures, paired = dict(row["figures"]), dict(row.get("paired") or {})

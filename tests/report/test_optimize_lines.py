@@ -337,3 +337,26 @@ def test_the_study_chart_draws_a_trial_measured_again_at_the_median_of_its_runs(
              "pareto_figures": ["size_mb"]}
     page = _study_chart(study, trials)
     assert "trial 1: c1 (latency_p50_ms 0.95," in page and "trial 2: c2 (latency_p50_ms 1.5," in page
+
+
+def test_reports_show_a_trial_measured_again_by_its_median_and_a_screened_one_as_unmeasured():
+    """`report --study` showed the first run (0.95x) where the verdict beside it said "judged by their median,
+    0.96x", and called a screened-only trial's accuracy a miss."""
+    from edgeopt.report.html import _study_table
+    from edgeopt.report.markdown import _study
+    again = {"trial": 1, "config": "quantize=int8", "figures": {"latency_p90_ms": 2.0, "size_mb": 0.5},
+             "paired": {"latency_p90_ms": 0.95}, "rechecked": [0.95, 0.97, 0.96], "rechecked_figures": [2.0, 2.2, 2.1],
+             "state": "complete", "baseline": False, "cached": False, "measurement": "full", "violations": {},
+             "feasible": True}
+    screened = {"trial": 2, "config": "quantize=dynamic", "figures": {"latency_p90_ms": 3.0, "size_mb": 0.9},
+                "paired": {"latency_p90_ms": 1.2}, "rechecked": None, "state": "complete", "baseline": False,
+                "cached": False, "measurement": "screening", "feasible": False,
+                "violations": {"latency_p90_ms": 0.3, "accuracy_drop": 1.0}}
+    study = {"study": "s", "objective": "latency_p90_ms", "budgets": {"accuracy_drop": 0.01},
+             "relative_budgets": {"latency_p90_ms": 0.9}, "paired_baseline": True,
+             "pareto_figures": ["latency_p90_ms", "size_mb"], "pareto": [1], "trials": [again, screened],
+             "best": again}
+    assert "| 1 | `quantize=int8` | 2.1 (0.96x) |" in "\n".join(_study(study))
+    page = _study_table(study)
+    assert "2.1 (0.96x)" in page and "2 (0.95x)" not in page
+    assert "misses latency_p90_ms; not measured: accuracy_drop" in page
