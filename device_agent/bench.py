@@ -32,8 +32,9 @@ def resolve_threads(manifest, override):
     if override:
         return override, "command line"
     wanted = int(manifest["runtime"].get("threads") or 0)
-    if wanted > 0:
-        return wanted, "profile"
+    if wanted > 0:   # package --threads (optimize's chosen count) is recorded in the recipe; else the profile's
+        chosen = ((manifest.get("recipe") or {}).get("package") or {}).get("threads")
+        return wanted, "bundle" if chosen else "profile"
     return physical_cores(), "physical cores of this device"
 
 

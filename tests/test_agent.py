@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import FAST_BENCH_ARGS, FAST_LOOP
+from conftest import FAST_BENCH_ARGS, FAST_LOOP, MODEL
 from device_agent.measure.stats import percentile_interval, summarize
 from edgeopt import agent_zipapp, api
 from edgeopt.errors import DeviceFailure
@@ -145,3 +145,11 @@ def test_zipapp_is_self_contained_and_cached(tmp_path):
                        cwd=tmp_path, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["arch"]
+
+
+def test_a_bundles_own_thread_count_is_credited_to_the_bundle(cli, tmp_path):
+    """`package --threads 1` for the Pi (profile: 4) benched as "1 thread (profile)"."""
+    bundle = tmp_path / "one.edgepkg"
+    assert cli("package", MODEL, "--threads", "1", "-o", bundle, "-q").exit_code == 0
+    doc = cli("bench", bundle, "--results-dir", tmp_path, "--json", *FAST_BENCH_ARGS).json()
+    assert doc["settings"]["threads"] == 1 and doc["settings"]["threads_source"] == "bundle"
