@@ -659,5 +659,6 @@ def _write_text(path, text: str) -> None:
     path = pathlib.Path(path)
     if path.is_dir():
         raise BadInput(f"report output {path} is a directory")
+    bundles.refuse_to_overwrite(path, "the report")
     with replacing(path, "the report", "w", encoding="utf-8") as f:
         f.write(text)

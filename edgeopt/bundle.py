@@ -114,6 +114,19 @@ def read_manifest(bundle_path) -> dict:
         return manifest
 
 
+def refuse_to_overwrite(path, what: str) -> None:
+    """BadInput where `path` is an edgeopt bundle that a report or a JUnit file would replace (`-o x.edgepkg` by
+    a slip of the shell's completion): a bundle is rebuilt only by `package`."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return
+    try:
+        agent_manifest.parse(manifest_bytes(path))
+    except (tarfile.TarError, OSError, BundleError):
+        return
+    raise BadInput(f"{path}: is an edgeopt bundle; refusing to overwrite it with {what} (give another file)")
+
+
 def is_signed(bundle_path) -> bool:
     """Whether the bundle carries a manifest signature (its second member); `read` has verified its members."""
     with tarfile.open(bundle_path, "r:") as tar:

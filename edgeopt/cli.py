@@ -744,6 +744,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     from .atomic import check_writable
     from .report.tables import check_table, regression_table, warning_lines
     if junit:
+        from .bundle import refuse_to_overwrite
+        refuse_to_overwrite(junit, "the JUnit report")
         check_writable(junit, "the JUnit report")
     report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir,
                        require_budgets=True)

@@ -143,3 +143,17 @@ def test_agent_build_does_not_overwrite_a_file_that_is_no_agent(cli, tmp_path):
     assert cli("agent", "build", "-o", agent).exit_code == 0
     assert cli("agent", "build", "-o", agent).exit_code == 0   # its own output, rebuilt
     assert cli("agent", "build", "-o", notes, "--force").exit_code == 0 and notes.read_bytes()[:2] == b"#!"
+
+
+def test_a_report_or_junit_file_never_replaces_a_bundle(cli, bundles, int8_result, tmp_path):
+    """`check --junit victim.edgepkg` and `report -o victim.edgepkg --format html` replaced the bundle with XML."""
+    import shutil
+    victim = tmp_path / "victim.edgepkg"
+    shutil.copy(bundles["fp32"], victim)
+    before = victim.read_bytes()
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({k: v for k, v in int8_result.items() if not k.startswith("_")}))
+    for args in (["check", path, "--junit", victim], ["report", path, "-o", victim, "--format", "html"]):
+        r = cli(*args)
+        assert r.exit_code == 2 and f"{victim}: is an edgeopt bundle; refusing to overwrite it" in r.stderr, r.stderr
+    assert victim.read_bytes() == before
