@@ -99,6 +99,7 @@ def test_a_study_whose_model_cannot_be_packaged_leaves_its_name_free(cli, tmp_pa
     for _ in range(2):
         r = cli("optimize", bad, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt")
         assert r.exit_code == 2 and "is not a valid ONNX model" in r.stderr, r.stderr
+        assert list((tmp_path / "opt").iterdir()) == []   # nor an empty OUTPUT_DIR/STUDY/bundles per try
 
 
 def test_pytorch_module_callable_is_exported(cli):

@@ -95,6 +95,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
             runner.loop(n_trials)
         except (BadInput, DeviceFailure):   # the baseline: fix the input or the device, and run the same command
             rdb.remove_if_unmeasured(study, storage, resume)
+            _remove_if_empty(runner.bundles)
             raise
         if not multi_objective:
             runner.confirm()
@@ -105,6 +106,16 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", spa
             job.transforms = None
         storage.remove_session()
         storage.engine.dispose()
+
+
+def _remove_if_empty(bundles) -> None:
+    """OUTPUT_DIR/STUDY/bundles and its study folder, where a study that built nothing made them: an empty folder
+    per failed try was left behind. Anything in them keeps them."""
+    for folder in (bundles, bundles.parent):
+        try:
+            folder.rmdir()
+        except OSError:   # not empty (another worker's bundles, or files of the user's), or gone
+            return
 
 
 def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
