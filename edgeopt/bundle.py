@@ -114,17 +114,20 @@ def read_manifest(bundle_path) -> dict:
         return manifest
 
 
+def existing_manifest(path) -> dict | None:
+    """The manifest of an existing file that is a readable bundle, else None (missing, or no bundle). Only the
+    manifest (the first member) is read, not the model: for deciding whether an output may replace the file."""
+    try:
+        return agent_manifest.parse(manifest_bytes(path))
+    except (tarfile.TarError, OSError, BundleError):
+        return None
+
+
 def refuse_to_overwrite(path, what: str) -> None:
     """BadInput where `path` is an edgeopt bundle that a report or a JUnit file would replace (`-o x.edgepkg` by
     a slip of the shell's completion): a bundle is rebuilt only by `package`."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        return
-    try:
-        agent_manifest.parse(manifest_bytes(path))
-    except (tarfile.TarError, OSError, BundleError):
-        return
-    raise BadInput(f"{path}: is an edgeopt bundle; refusing to overwrite it with {what} (give another file)")
+    if pathlib.Path(path).is_file() and existing_manifest(path) is not None:
+        raise BadInput(f"{path}: is an edgeopt bundle; refusing to overwrite it with {what} (give another file)")
 
 
 def is_signed(bundle_path) -> bool:

@@ -11,13 +11,9 @@ import dataclasses
 import datetime
 import os
 import pathlib
-import tarfile
 import tempfile
 
 import numpy as np
-
-from device_agent import BundleError
-from device_agent import manifest as agent_manifest
 
 from . import __version__, bundle as bundles, recipe, transform
 from .atomic import check_writable
@@ -366,11 +362,9 @@ def _check_overwrite(output: pathlib.Path, profile: str) -> None:
 
 
 def _existing_profile(path: pathlib.Path):
-    """The profile name in an existing bundle's manifest, or None when the file is not a readable bundle.
-    Only the manifest (the first member) is read, not the model."""
-    try:
-        manifest = agent_manifest.parse(bundles.manifest_bytes(path))
-    except (tarfile.TarError, OSError, BundleError):
+    """The profile name in an existing bundle's manifest, or None when the file is not a readable bundle."""
+    manifest = bundles.existing_manifest(path)
+    if manifest is None:
         return None
     name = (manifest.get("profile") or {}).get("name")
     return name if isinstance(name, str) else None
