@@ -9,7 +9,8 @@ the earlier as baseline) is judged three ways: unchanged (run j as it is: a "slo
 alarm), and run j's samples multiplied by 1.05 and by 1.10 (a "slower" verdict is a detection).
 The slowdowns are synthesised by scaling real samples; a real slower build would also change the shape.
 The same is done with the two halves of each run (one machine state). Counted as flagged: what makes
-`check` exit 1, a "slower" verdict. The naive rule flags a pair when p90 grew by more than 5%. Both
+`check` exit 1, a "slower" verdict; the gate's "inconclusive" verdicts (a quantile's point estimate beyond the
+effect that its interval or the rank test does not confirm: exit 0, JUnit skipped) are counted beside it. The naive rule flags a pair when p90 grew by more than 5%. Both
 gate rules come from the same call: the "point" rule's direction is recomputed from the returned ratio
 and interval.
 """
@@ -27,7 +28,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from edgeopt import api  # noqa: E402
-from edgeopt.regression import EFFECT, SAME, SLOWER, _direction, compare_samples  # noqa: E402
+from edgeopt.regression import EFFECT, INCONCLUSIVE, SAME, SLOWER, _direction, compare_samples  # noqa: E402
 
 SCALES = (1.0, 1.05, 1.10)
 
@@ -65,6 +66,7 @@ def _judge(tallies: dict, base: np.ndarray, cand: np.ndarray, seconds: list) -> 
         t = tallies[scale]
         t["pairs"] += 1
         t["gate_interval"] += int(r["verdict"] == SLOWER)
+        t["gate_inconclusive"] += int(r["verdict"] == INCONCLUSIVE)
         t["gate_point"] += int(_point_verdict(r) == SLOWER)
         t["naive_p90"] += int(np.percentile(c, 90) / np.percentile(base, 90) > 1 + EFFECT)
 
@@ -72,7 +74,8 @@ def _judge(tallies: dict, base: np.ndarray, cand: np.ndarray, seconds: list) -> 
 def analyse(docs: list) -> dict:
     """Pairs of runs (the machine's state may change between them), and the two halves of each run
     (one state: how the statistics behave on real, autocorrelated samples)."""
-    empty = lambda: {s: {"pairs": 0, "gate_interval": 0, "gate_point": 0, "naive_p90": 0} for s in SCALES}
+    empty = lambda: {s: {"pairs": 0, "gate_interval": 0, "gate_inconclusive": 0, "gate_point": 0,
+                           "naive_p90": 0} for s in SCALES}
     runs, halves, seconds = empty(), empty(), []
     samples = [np.asarray(d["latency"]["samples_ms"]) for d in docs]
     for s in samples:
@@ -88,11 +91,13 @@ def analyse(docs: list) -> dict:
 
 def _print(title: str, tallies: dict) -> None:
     print(f"\n{title}")
-    print(f"{'candidate':<24}{'gate (interval rule)':>22}{'gate (point rule)':>20}{'naive p90 > +5%':>18}")
+    print(f"{'candidate':<24}{'gate (interval rule)':>22}{'inconclusive':>18}{'gate (point rule)':>20}"
+          f"{'naive p90 > +5%':>18}")
     for scale, t in tallies.items():
         label = "unchanged (alarms)" if scale == 1.0 else f"x{scale:.2f} (detections)"
-        cells = [f"{t[k]}/{t['pairs']} ({t[k] / t['pairs']:.0%})" for k in ("gate_interval", "gate_point", "naive_p90")]
-        print(f"{label:<24}{cells[0]:>22}{cells[1]:>20}{cells[2]:>18}")
+        cells = [f"{t[k]}/{t['pairs']} ({t[k] / t['pairs']:.0%})"
+                 for k in ("gate_interval", "gate_inconclusive", "gate_point", "naive_p90")]
+        print(f"{label:<24}{cells[0]:>22}{cells[1]:>18}{cells[2]:>20}{cells[3]:>18}")
 
 
 def main() -> None:

@@ -629,7 +629,7 @@ def _study_limits(study: dict | None) -> dict:
 def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
     """(exit code, headline) of `report --study` alone: 0 where the chosen configuration's results meet every
     budget, 1 where none was chosen or its results miss one here (a --budget), 3 where they hold no result."""
-    from .report.tables import median_of_runs
+    from .search.judging import median_of_runs
 
     if not study.get("best"):
         return 1, "no trial of the study met every budget"

@@ -9,6 +9,7 @@ import functools
 import json
 import pathlib
 import sys
+import tempfile
 
 import click
 
@@ -57,6 +58,12 @@ class Output:
             for device, what, message in failed:
                 named = message.startswith(f"device {device}:")
                 click.echo(f"edgeopt: {message if named else f'device {device}: {what}{message}'}", err=True)
+
+    def emit_error(self, message: str, exit_code: int) -> None:
+        """Under --json, the error as JSON on stdout too (the one line stays on stderr): a script that parses
+        stdout read nothing at all, and could not tell a bad input from a crash."""
+        if self.as_json:
+            click.echo(json.dumps({"error": {"message": message, "exit_code": exit_code}}, indent=1))
 
     def emit(self, doc, *renderables, data: bool = False):
         """data: the verb is read-only and its tables ARE the answer (inspect, profiles, device list, history, compare);
@@ -115,12 +122,14 @@ def common(fn):
                 import traceback
                 traceback.print_exc()
             click.echo(f"edgeopt: error: {e}", err=True)
+            out.emit_error(str(e), e.exit_code)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             # Not click's "Aborted!" with exit 1, which reads as "a budget failed" to a CI system. Every file
             # edgeopt writes is written atomically, so what was saved before Ctrl-C is whole.
             out.close()
             click.echo("edgeopt: interrupted", err=True)
+            out.emit_error("interrupted", INTERRUPTED)
             sys.exit(INTERRUPTED)
         out.close()
         sys.exit(code or 0)
@@ -404,12 +413,19 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
                    simplify=not no_simplify, seed=seed, keep_float=keep_float or "", threads=threads)
     steps = recipe.from_flags(prune, low_rank, distill, qat, epochs, lr)
-    from_recipe = set()
+    from_recipe, calib_unused = set(), ""
     budgets = _budgets(budgets)
+    work = tempfile.TemporaryDirectory(prefix="edgeopt-recipe-")   # removed when package ends, or collected
     if recipe_file:
         options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
         profile = _recipe_profile(recipe_file, profile, out)
         budgets = {**recipe.bundle_budgets(recipe_file), **budgets}   # --budget over a bundle's own
+        if calib is None:
+            calib, calib_unused = _recipe_calibration(recipe_file, out)
+        if eval_data is None:   # the samples the bundle carries: a rebuild without them could not judge accuracy
+            eval_data = recipe.bundle_eval_data(recipe_file, work.name)
+            if eval_data:
+                out.progress().status(f"eval data: the samples {recipe_file} carries")
     cli_backend_options = _backend_options(backend_option)
     from_recipe -= set(cli_backend_options)
     try:
@@ -420,12 +436,27 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
                                backend_options=dict(options.pop("recipe_backend_options", {}), **cli_backend_options),
                                **options)
     except BadInput as e:
+        if calib_unused and "--calib" in str(e):   # the rebuild needs the file the bundle recorded: say why not
+            raise BadInput(f"{e}; {calib_unused}", option=e.option) from None
         if e.option not in from_recipe:
             raise
         # the value came from the recipe, not a flag: name the file and its field, as the recipe's own checks do
         raise BadInput(f"{recipe_file}: package.{e.option}: {e}", option=e.option) from None
+    finally:
+        work.cleanup()
     tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
     out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
+
+
+def _recipe_calibration(path, out) -> tuple:
+    """(the calibration file a bundle given as the recipe was quantized with, where it is unchanged (its sha256),
+    else None; why not, or ""): a rebuild of an INT8 bundle needed --calib and never said which file."""
+    from . import recipe
+
+    file, why = recipe.bundle_calibration(path)
+    if file:
+        out.progress().status(f"calibration data {file}, as {path} records it (sha256 unchanged)")
+    return file, why
 
 
 def _backend_options(items) -> dict:
@@ -617,7 +648,8 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
 
     MODEL: an ONNX file, or PyTorch (file.py:callable with --input-shape) for the transforms. Exit codes: 0 a
     configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did (the closest miss per
-    budget is shown), 2 bad input, 3 the device failed, 130 interrupted (--resume continues). In the table, * marks
+    budget is shown; or the best met a relative budget beside its paired baseline but misses the absolute limit its
+    bundle carries, which `check` applies: written, and shown "unconfirmed"), 2 bad input, 3 the device failed, 130 interrupted (--resume continues). In the table, * marks
     the chosen trial.
     """
     from . import api
@@ -742,7 +774,7 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     """
     from . import api
     from .atomic import check_writable
-    from .report.tables import check_table, regression_table, warning_lines
+    from .report.tables import check_table, regression_lines, regression_table, warning_lines
     if junit:
         from .bundle import refuse_to_overwrite
         refuse_to_overwrite(junit, "the JUnit report")
@@ -752,7 +784,7 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     if junit:
         from .report.junit import write
         write(report, junit)
-    tables = [regression_table(report["regressions"])] if baseline else []
+    tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     out.emit(report, check_table(report), *tables, *warning_lines(report))
     return report["exit_code"]
 
@@ -769,9 +801,9 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     with --baseline, each device's latency change and whether it is significant. Exit code as `check`: 1 where a
     result misses or does not measure a budget, or is significantly slower; 3 where a device failed."""
     from . import api
-    from .report.tables import compare_table, regression_table, warning_lines
+    from .report.tables import compare_table, regression_lines, regression_table, warning_lines
     report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)
-    tables = [regression_table(report["regressions"])] if baseline else []
+    tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     out.emit(report, compare_table(report["rows"]), *tables, *warning_lines(report["check"]), data=True)
     return report["check"]["exit_code"]
 

@@ -40,6 +40,9 @@ class DeviceSpec:
     proxy_jump: str | None = None
     connection: str = "ssh"          # ssh | local
     vars: dict = dataclasses.field(default_factory=dict, hash=False)
+    # an address typed on the command line, in no inventory: a name that does not resolve is then a typo (bad
+    # input), not a device that failed
+    on_command_line: bool = dataclasses.field(default=False, compare=False)
 
     @property
     def python_argv(self) -> list:
@@ -230,7 +233,8 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
                       key_files=tuple(os.path.expanduser(k) for k in ok.get("key", [])),
                       python=ok.get("python", DEFAULT_PYTHON), profile=ok.get("profile"),
                       workdir=ok.get("workdir", DEFAULT_WORKDIR), proxy_jump=ok.get("proxy_jump"),
-                      connection=ok.get("connection", "ssh"), vars=ok.get("vars", {}))
+                      connection=ok.get("connection", "ssh"), vars=ok.get("vars", {}),
+                      on_command_line=source == "command line")
 
 
 def own_format(data: dict, path) -> Inventory:

@@ -29,6 +29,7 @@ from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
 PARITY_RANDOM_SAMPLES = 64
+MIN_EVAL_SAMPLES = 100   # labelled eval samples below which top-1 moves a percent per sample
 # A runtime's name for the precision it computed in -> the --precision whose tolerance applies.
 EFFECTIVE_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
@@ -137,7 +138,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         manifest["notes"] += _unmeasurable_budget_notes(merged_budgets, evaluation, source_accuracy,
                                                         source.outputs[0] if source.outputs else None)
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
+        manifest["notes"] += _coarse_accuracy_notes(merged_budgets, evaluation, source_accuracy)
         manifest["recipe"] = recipe_doc
+        _record_calibration_file(manifest["compression"], calib)
         if stages:
             manifest["transforms"] = [s.to_dict() for s in stages]
             manifest["notes"] += [n for s in stages for n in s.notes]
@@ -147,6 +150,16 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     if reused:
         manifest["transforms_reused"] = True
     return manifest
+
+
+def _record_calibration_file(compression: dict, calib) -> None:
+    """The calibration file's path and sha256 beside what the backend recorded of it, so `package --recipe
+    BUNDLE` can take the same file again (recipe.bundle_calibration) and tell a changed one."""
+    from .models import sha256_of
+
+    if calib and isinstance(compression.get("calibration"), dict):
+        path = pathlib.Path(calib)
+        compression["calibration"].update(file=str(path.resolve()), sha256=sha256_of(path))
 
 
 # package()'s compatibility keywords for backend options, each with the value that means "not set" (the
@@ -394,6 +407,24 @@ def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy, first
     shown = ", ".join(f"{k}={budgets[k]:g}" for k in keys)
     return [f"warning: budget {shown} cannot be measured from this bundle ({why}): `edgeopt check` will "
             f"report it NOT MEASURED and fail; {fix}"]
+
+
+def _coarse_accuracy_notes(budgets: dict, evaluation, source_accuracy) -> list:
+    """A `warning:` note where the labelled eval data is too small for the accuracy it measures: one sample moves
+    top-1 by 1/N, and an accuracy_drop budget below that means "no sample may change" (a user review packaged
+    with one eval sample and was told nothing)."""
+    if not source_accuracy or evaluation is None or LABELS not in evaluation:
+        return []
+    n = sample_count(evaluation)
+    drop, samples = budgets.get("accuracy_drop"), f"{n} labelled eval sample{'s' if n != 1 else ''}"
+    if isinstance(drop, (int, float)) and 0 < drop < 1 / n:
+        return [f"warning: top-1 is measured on {samples}, so one sample moves it by {1 / n:.3g}, "
+                f"more than the accuracy_drop budget {drop:g}: any changed prediction fails it; "
+                f"{int(10 / drop)} or more samples let the budget mean what it says"]
+    if n < MIN_EVAL_SAMPLES:
+        return [f"warning: top-1 is measured on {samples}: one sample moves it by {1 / n:.3g}; "
+                f"{MIN_EVAL_SAMPLES} or more recommended"]
+    return []
 
 
 def _missed_accuracy_budget_notes(budgets: dict, source_accuracy, parity: dict) -> list:

@@ -139,6 +139,52 @@ def bundle_budgets(path) -> dict:
     return dict(budgets) if isinstance(budgets, dict) else {}
 
 
+def bundle_calibration(path) -> tuple:
+    """(the calibration file a bundle given as the recipe was quantized with, or None; why it is not used, or "").
+    The file is used only where it is still there with the sha256 recorded: the same data as the bundle's."""
+    from .models import sha256_of
+
+    path = pathlib.Path(path)
+    recorded = (_manifest(path).get("compression") or {}).get("calibration") if path.suffix == SUFFIX else None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("file"), str):
+        return None, ""
+    file, sha = pathlib.Path(recorded["file"]), recorded.get("sha256")
+    if not file.is_file():
+        return None, f"{path} was calibrated with {file}, which is not there now: give --calib"
+    if sha256_of(file) != sha:
+        return None, (f"{path} was calibrated with {file}, which has changed since (sha256 {str(sha)[:12]}… "
+                      "recorded): give --calib to use it as it is now")
+    return str(file), ""
+
+
+def bundle_eval_data(path, workdir) -> str | None:
+    """The eval data a bundle given as the recipe carries (its data/eval.npz, verified with every other member),
+    written to `workdir` as `--eval-data` takes it: in the source model's layout, without the reference outputs
+    the bundle adds. None for a recipe file or a bundle without eval data. A rebuild without it carried none, so
+    `check` read its accuracy budget NOT MEASURED where the original's passed."""
+    import numpy as np
+
+    from device_agent.measure.accuracy import REF_PREFIX
+
+    from .bundle import read
+
+    path = pathlib.Path(path)
+    entry = ((_manifest(path).get("data") or {}).get("eval") or {}) if path.suffix == SUFFIX else {}
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return None
+    manifest = read(path, workdir)
+    with np.load(pathlib.Path(workdir) / entry["path"]) as shipped:
+        arrays = {k: shipped[k] for k in shipped.files if not k.startswith(REF_PREFIX)}
+    for spec in manifest.get("inputs", []):   # the artifact's layout back to the source's (data.to_layouts)
+        if spec.get("layout") and spec.get("source_layout") and spec["name"] in arrays:
+            back = [spec["layout"].index(axis) for axis in spec["source_layout"]]
+            a = arrays[spec["name"]]
+            arrays[spec["name"]] = a.transpose([0] + [p + 1 for p in back] if a.ndim == len(back) + 1 else back)
+    out = pathlib.Path(workdir) / "eval-from-bundle.npz"
+    np.savez(out, **arrays)
+    return str(out)
+
+
 def _manifest(path: pathlib.Path) -> dict:
     import tarfile
 
@@ -220,7 +266,8 @@ def to_dict(package_options: dict, steps: list) -> dict:
 def to_toml(recipe: dict) -> str:
     """A manifest's recipe as the text of a recipe file (to edit one a bundle was built with)."""
     lines = ["[package]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None]
+    # None and "" are "not set" (pipeline.UNSET): a key left out reads the same, and the recipe reads shorter
+    lines += [f"{k} = {toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None and v != ""]
     for entry in map(_recorded_entry, recipe.get("transform", [])):
         lines += ["", "[[transform]]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"

@@ -28,11 +28,13 @@ CONFIDENCE = 0.95
 RESAMPLES = 1000
 MIN_BLOCKS = 20         # never fewer blocks than this per side, however long the autocorrelation
 ACF_LIMIT = 0.1
+DRIFTING_BLOCK = 20     # samples per block from which a run's load is said to drift
 MIN_SAMPLES = 20
 LOAD_CHANGE = 0.5       # a 1-minute load average that moved by half the CPU count is worth a note
 QUANTILES = (("p50", 50.0), ("p90", 90.0))
 RULES = ("interval", "point")
 SLOWER, FASTER, SAME, UNTESTED = "slower", "faster", "no significant change", "not tested"
+INCONCLUSIVE = "inconclusive"   # significant, a quantile moved beyond the effect, its interval reaching back inside
 _CHUNK = 2_000_000      # bootstrap values held in memory at once
 
 
@@ -73,8 +75,11 @@ def bootstrap_quantiles(samples: np.ndarray, length: int, resamples: int, rng) -
 def _direction(point: float, low: float, high: float, effect: float, rule: str) -> str:
     up, down = 1.0 + effect, 1.0 / (1.0 + effect)
     if rule == "interval":
-        return SLOWER if low > up else FASTER if high < down else SAME
-    return SLOWER if point > up and low > 1.0 else FASTER if point < down and high < 1.0 else SAME
+        shown = SLOWER if low > up else FASTER if high < down else SAME
+    else:
+        shown = SLOWER if point > up and low > 1.0 else FASTER if point < down and high < 1.0 else SAME
+    # A point beyond the effect that the interval does not confirm is no evidence of "no change" either.
+    return INCONCLUSIVE if shown == SAME and not down <= point <= up else shown
 
 
 def compare_samples(baseline, candidate, effect: float = EFFECT, alpha: float = ALPHA, rule: str = "interval",
@@ -111,14 +116,45 @@ def compare_samples(baseline, candidate, effect: float = EFFECT, alpha: float = 
 
 def _verdict(out: dict, p_value: float, alpha: float, effect: float) -> tuple:
     directions = {name: out[name]["direction"] for name, _ in QUANTILES}
+    if p_value < alpha:
+        for verdict in (SLOWER, FASTER):   # slower first: a gate fails on a tail that grew even if the median fell
+            which = [name for name, d in directions.items() if d == verdict]
+            if which:
+                return verdict, (f"p={p_value:.3g}; {' and '.join(which)} ratio beyond the {effect:.0%} effect "
+                                 f"at 95% confidence")
+    # Not "no change" either: a point estimate beyond the effect that its interval does not confirm, where the rank
+    # test is significant or the interval at least excludes no change (a busy spell moved the tail, not the bulk
+    # the rank test reads: p90 +45 %, its interval +41 %…+47 %, p=0.23)
+    moved = [name for name, d in directions.items() if d != SAME and (p_value < alpha or _excludes_one(out[name]))]
+    if moved:
+        largest = max(moved, key=lambda name: abs(math.log(max(out[name]["ratio"], 1e-12))))
+        return INCONCLUSIVE, _inconclusive_reason(out, largest, p_value, alpha, effect)
     if p_value >= alpha:
         return SAME, f"rank test not significant (p={p_value:.3g})"
-    for verdict in (SLOWER, FASTER):   # slower first: a gate fails on a tail that grew even if the median fell
-        which = [name for name, d in directions.items() if d == verdict]
-        if which:
-            return verdict, (f"p={p_value:.3g}; {' and '.join(which)} ratio beyond the {effect:.0%} effect "
-                             f"at 95% confidence")
-    return SAME, f"significant (p={p_value:.3g}) but not shown to exceed the {effect:.0%} effect"
+    return SAME, f"significant (p={p_value:.3g}) but within the {effect:.0%} effect"
+
+
+def _excludes_one(q: dict) -> bool:
+    """Whether a quantile's interval lies wholly on one side of no change (1.0)."""
+    low, high = q["ci95"]
+    return low > 1.0 or high < 1.0
+
+
+def _inconclusive_reason(out: dict, name: str, p_value: float, alpha: float, effect: float) -> str:
+    """Why a change beyond the effect was not called slower or faster: its interval (and the runs' drift that
+    widened it), or the rank test that did not see it."""
+    q = out[name]
+    low, high = q["ci95"]
+    interval = f"its 95% interval {low - 1:+.1%}…{high - 1:+.1%}"
+    why = f"{interval} reaches inside the {effect:.0%} effect" if low <= 1 + effect and high >= 1 / (1 + effect) \
+        else interval
+    if p_value >= alpha:
+        why += " and the rank test on block medians is not significant: the tail moved, not the bulk"
+    lengths = [s["block_length"] for s in out["samples"].values()]
+    drift = (f" (the runs drift: blocks of {lengths[0]} and {lengths[1]} samples)"
+             if max(lengths) >= DRIFTING_BLOCK else "")
+    return (f"p={p_value:.3g}; {name} {q['ratio'] - 1:+.1%}, {why}{drift}; to tell, measure baseline and candidate back to "
+            f"back on a quiet device, or for longer")
 
 
 def pick_baseline(candidate: dict, baselines: list) -> tuple:

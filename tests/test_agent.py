@@ -73,12 +73,24 @@ def test_agent_child_timeout_yields_failed_document(bundles, tmp_path):
 
 
 def test_unreachable_device_is_exit_3_and_its_failure_is_saved(cli, bundles, tmp_path):
-    r = cli("bench", bundles["fp32"], "--device", "pi-kitchen.invalid", "--results-dir", tmp_path)
+    r = cli("bench", bundles["fp32"], "--device", "edgeopt@127.0.0.1:1", "--results-dir", tmp_path)   # refused
     assert r.exit_code == 3
     errors = [line for line in r.stderr.splitlines() if line.startswith("edgeopt: error:")]
-    assert len(errors) == 1 and "device pi-kitchen.invalid: cannot connect to" in errors[0]
-    saved = json.loads((tmp_path / f"{bundles['fp32'].stem}@pi-kitchen.invalid.json").read_text())
+    assert len(errors) == 1 and "device edgeopt@127.0.0.1:1: cannot connect to" in errors[0]
+    [latest] = tmp_path.glob(f"{bundles['fp32'].stem}@*.json")   # the device's name made safe for a file name
+    saved = json.loads(latest.read_text())
     assert saved["status"] == "failed" and "cannot connect" in saved["error"]["message"]
+
+
+def test_a_typed_host_that_does_not_resolve_is_bad_input_and_saves_nothing(cli, bundles, tmp_path):
+    """A user review: `--device lcoal` was exit 3 with a failed result saved under that name, and every later
+    `check results/*.json` then exited 3. A name in no inventory that does not resolve is a typo."""
+    for device in ("lcoal", "pi-kitchen.invalid"):
+        r = cli("bench", bundles["fp32"], "--device", device, "--results-dir", tmp_path)
+        assert r.exit_code == 2, r.stderr
+        assert r.stderr.count("edgeopt: error:") == 1 and \
+            f"device {device}: no inventory names it and the host {device} does not resolve" in r.stderr
+    assert not list(tmp_path.rglob("*.json"))
 
 
 def test_device_name_that_is_no_address(cli, bundles):

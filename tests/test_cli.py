@@ -67,6 +67,16 @@ def test_end_to_end_in_real_processes(cli_subprocess, tmp_path):
     assert r.exit_code == 1 and r.stdout == "" and r.stderr == ""
 
 
+def test_an_error_under_json_is_json_on_stdout_and_one_line_on_stderr(cli, tmp_path):
+    """A script parsing --json's stdout read nothing at all on an error (a user review)."""
+    r = cli("check", tmp_path / "missing.json", "--json")
+    assert r.exit_code == 2
+    assert json.loads(r.stdout) == {"error": {"message": f"result file not found: {tmp_path / 'missing.json'}",
+                                              "exit_code": 2}}
+    assert r.stderr.splitlines() == [f"edgeopt: error: result file not found: {tmp_path / 'missing.json'}"]
+    assert cli("check", tmp_path / "missing.json").stdout == ""   # without --json, stdout stays empty
+
+
 def test_quiet_prints_nothing_where_the_exit_code_is_the_answer(cli, tmp_path):
     r = cli("package", MODEL, "-o", tmp_path / "q.edgepkg", "--quiet")
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""

@@ -356,3 +356,20 @@ def test_a_small_calibration_set_is_warned_about(cli, tmp_path):
     assert any(n.startswith("warning: INT8 calibrated on 16 samples (100 or more recommended)") for n in r.json()["notes"])
     r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "-o", tmp_path / "q2.edgepkg", "--json")
     assert not [n for n in r.json()["notes"] if "calibrated on" in n]
+
+
+@pytest.mark.parametrize("n, budget, said", [
+    (1, None, "top-1 is measured on 1 labelled eval sample, so one sample moves it by 1, more than the accuracy_drop "
+              "budget 0.01: any changed prediction fails it; 1000 or more samples"),
+    (50, "accuracy_drop=0.05", "top-1 is measured on 50 labelled eval samples: one sample moves it by 0.02; 100 or "
+                               "more recommended"),
+    (360, None, None)])
+def test_eval_data_too_small_for_the_accuracy_it_judges_is_warned_of(cli, tmp_path, n, budget, said):
+    """A user review packaged with a one-sample eval set and was told nothing: top-1 then moves 1.0 per sample."""
+    arrays = dict(np.load(EVAL))
+    np.savez(tmp_path / "eval.npz", **{k: v[:n] for k, v in arrays.items()})
+    extra = ["--budget", budget] if budget else []
+    r = cli("package", MODEL, "--eval-data", tmp_path / "eval.npz", *extra, "-o", tmp_path / "a.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    warned = [note for note in r.json()["notes"] if "labelled eval sample" in note]
+    assert (len(warned) == 1 and warned[0].startswith(f"warning: {said}")) if said else not warned, warned

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.signal import lfilter
 from scipy.stats import mannwhitneyu
 
-from edgeopt.regression import FASTER, SAME, SLOWER, UNTESTED, block_length, compare_samples
+from edgeopt.regression import FASTER, INCONCLUSIVE, SAME, SLOWER, UNTESTED, block_length, compare_samples
 
 
 def run_samples(rng, n, scale=1.0, phi=0.9, sigma=0.03, median_ms=0.02):
@@ -76,6 +76,52 @@ def test_rules_and_report():
     assert 1.15 < r["p50"]["ratio"] < 1.25 and r["p50"]["ci95"][0] < r["p50"]["ratio"] < r["p50"]["ci95"][1]
     assert r == compare_samples(base, cand, resamples=300)   # seeded: a gate's verdict is reproducible
     assert compare_samples(base[:10], cand)["verdict"] == UNTESTED
+
+
+def _busy_spell(seed):
+    """A candidate 3% slower whose run had a busy spell (a fifth of it 1.8x slower) on a drifting machine."""
+    rng = np.random.default_rng(seed)
+    base = run_samples(rng, 10000, phi=0.995, sigma=0.05)
+    cand = run_samples(rng, 10000, 1.03, phi=0.995, sigma=0.05)
+    cand[7500:9500] *= 1.8
+    return base, cand
+
+
+def test_a_tail_that_grew_beyond_the_effect_unconfirmed_is_inconclusive_not_no_change():
+    """The user review's case: p90 +57% at p=2.3e-07 read "no significant change" with its reason only in JSON."""
+    r = compare_samples(*_busy_spell(0), resamples=300)
+    assert r["verdict"] == INCONCLUSIVE and r["p_value"] < 0.05
+    assert r["p90"]["ratio"] > 1.5 and r["p90"]["ci95"][0] < 1.05 < r["p90"]["ci95"][1]
+    assert r["reason"].startswith("p=0.0") and "; p90 +" in r["reason"] and "reaches inside the 5% effect" in r["reason"]
+    assert "the runs drift: blocks of" in r["reason"]
+    rng = np.random.default_rng(0)   # a shorter spell in the candidate: only the tail moves, not the bulk
+    base, cand = run_samples(rng, 10000), run_samples(rng, 10000)
+    cand[4000:6000] *= 1.5
+    tail = compare_samples(base, cand, resamples=300)
+    assert tail["p_value"] >= 0.05 and tail["p90"]["ci95"][0] > 1.0 and tail["p90"]["ratio"] > 1.4
+    assert tail["verdict"] == INCONCLUSIVE and "the rank test on block medians is not significant" in tail["reason"]
+    rng = np.random.default_rng(11)   # a change within the effect is still no change
+    small = compare_samples(run_samples(rng, 2000, sigma=0.01), run_samples(rng, 2000, 1.02, sigma=0.01), resamples=300)
+    assert small["verdict"] == SAME and "within the 5% effect" in small["reason"]
+
+
+def test_an_inconclusive_gate_passes_with_its_reason_shown_and_junit_skipped(cli, int8_result, tmp_path):
+    import xml.etree.ElementTree as ET
+    base_samples, cand_samples = _busy_spell(0)
+    paths = []
+    for name, samples, created in (("base", base_samples, "2026-01-01"), ("cand", cand_samples, "2026-01-02")):
+        doc = copy.deepcopy({k: v for k, v in int8_result.items() if not k.startswith("_")})
+        doc["latency"]["samples_ms"], doc["created"] = samples.tolist(), created + "T00:00:00+00:00"
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc))
+    junit = tmp_path / "gate.xml"
+    r = cli("check", paths[1], "--baseline", paths[0], "--budget", "latency_p90_ms=1000", "--junit", junit)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    text = " ".join(r.stdout.split())   # the table wraps its cells
+    assert "inconclusive" in text and "; p90 +" in text and "back to back on a quiet device" in text, r.stdout
+    skipped = [c for c in ET.parse(junit).getroot().iter("testcase") if c.find("skipped") is not None]
+    assert [c.get("name") for c in skipped] == ["latency regression vs baseline"]
+    assert skipped[0].find("skipped").get("message").startswith("inconclusive: p=0.0")
 
 
 @settings(max_examples=40, deadline=None)

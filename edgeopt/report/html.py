@@ -42,7 +42,7 @@ th{background:#f0f3f6}td.num{text-align:right;font-variant-numeric:tabular-nums;
 svg.chart{display:block;font:11px system-ui,sans-serif;fill:#1f2328}svg .plot{fill:#fff;stroke:#d0d7de}
 svg .label{font-size:12px;fill:#59636e}svg .note{font-size:11px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
-ul.budgets{margin:0;padding:0;list-style:none;font-size:12px}ul.budgets li{white-space:nowrap}
+ul.budgets{margin:0;padding:0;list-style:none;font-size:12px;min-width:240px}ul.budgets li{margin-bottom:1px}
 td.name{white-space:nowrap}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .legend,.card .note{max-width:370px}
 """
 
@@ -155,7 +155,7 @@ def _absent_list(rows: list) -> str:
 
 def _latency(rows: list) -> str:
     out = ["<h2>Latency distributions</h2><p class=\"small muted\">Empirical CDF of every timed run's latency. "
-           "Markers: ● p50, ◆ p90, ● p99; the bar through each is its 95 % interval from order statistics.</p>"]
+           "Markers: ● p50, ◆ p90, ■ p99; the bar through each is its 95 % interval from order statistics.</p>"]
     for bundle, group in _by_bundle([r for r in rows if "ecdf" in r]).items():
         out.append(f"<div class=card><h3>{esc(bundle)}</h3>{_ecdf_chart(bundle, group)}"
                    f"{_legend((color(i), r['device']) for i, r in enumerate(group))}{_percentile_table(group)}</div>")
@@ -173,7 +173,7 @@ def _ecdf_chart(bundle: str, group: list) -> str:
     chart.axes(y_ticks=[0, 0.25, 0.5, 0.75, 0.9, 0.99])
     for i, r in enumerate(group):
         chart.line(r["ecdf"], color(i), step=True, title=f"{r['device']}: {r['n']} runs")
-        for key, q, shape in (("p50_ms", 0.5, "circle"), ("p90_ms", 0.9, "diamond"), ("p99_ms", 0.99, "circle")):
+        for key, q, shape in (("p50_ms", 0.5, "circle"), ("p90_ms", 0.9, "diamond"), ("p99_ms", 0.99, "square")):
             mark = r["percentiles"][key]
             if "value" not in mark:
                 continue

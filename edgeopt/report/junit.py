@@ -5,8 +5,8 @@ Valid against the Jenkins / Apache Ant JUnit schema (tests/assets/junit-jenkins.
 validate against: every testsuite carries name, package, id, timestamp (UTC, no zone), hostname, tests,
 failures, errors, time, then properties, its testcases, system-out and system-err, in that order. A device
 that produced no result is an <error> (the test could not run), a missed budget a <failure>, an unmeasured
-figure a <failure> that says NOT MEASURED, a significant slowdown a <failure>, an untested regression a
-<skipped>.
+figure a <failure> that says NOT MEASURED, a significant slowdown a <failure>, an untested or inconclusive regression
+gate a <skipped> with its reason.
 """
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def _budget_case(suite, row: dict, out: list) -> str | None:
 
 def _regression_case(suite, reg: dict, out: list) -> str | None:
     name = "latency regression vs baseline"
-    if reg["verdict"] == "not tested":
-        _case(suite, name, "skipped", message=f"not tested: {reg['reason']}")
+    if reg["verdict"] in ("not tested", "inconclusive"):   # undecided: shown as skipped, not as a pass
+        _case(suite, name, "skipped", message=f"{reg['verdict']}: {reg['reason']}")
         return "skipped"
     text = (f"{reg['verdict']}: p50 x{reg['p50']['ratio']:.3f}, p90 x{reg['p90']['ratio']:.3f} vs "
             f"{(reg.get('baseline') or {}).get('result')} ({reg['reason']})")

@@ -133,6 +133,9 @@ class Chart:
         if shape == "diamond":
             self.parts.append(f'<polygon fill="{fill}" stroke="#fff" stroke-width="0.8" points="{cx},{cy - r - 1} '
                               f'{cx + r + 1},{cy} {cx},{cy + r + 1} {cx - r - 1},{cy}">{_title(title)}</polygon>')
+        elif shape == "square":
+            self.parts.append(f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}" '
+                              f'fill="{fill}" stroke="#fff" stroke-width="0.8">{_title(title)}</rect>')
         else:
             self.parts.append(f'<circle cx="{cx}" cy="{cy}" r="{r}" fill="{fill}" stroke="#fff" stroke-width="0.8">'
                               f'{_title(title)}</circle>')

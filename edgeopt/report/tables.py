@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
 from .rows import batch
 
@@ -417,7 +418,7 @@ def _time(created) -> str:
 
 
 VERDICT_STYLE = {"slower": "[bold red]SLOWER[/]", "faster": "[green]faster[/]",
-                 "no significant change": "no significant change"}
+                 "no significant change": "no significant change", "inconclusive": "[yellow]inconclusive[/]"}
 
 
 def _change(q: dict) -> str:
@@ -443,6 +444,13 @@ def regression_table(entries: list) -> Table:
         t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, _change(e["p50"]),
                   _change(e["p90"]), f"{e['p_value']:.2g}", VERDICT_STYLE[e["verdict"]] + notes)
     return t
+
+
+def regression_lines(entries: list) -> list:
+    """An inconclusive verdict is only as useful as its reason (which quantile moved, why it was not called, what
+    to do): one line each under the table, too long for its cell."""
+    return [f"[yellow]{_label(e)}: regression gate inconclusive:[/] {escape(e['reason'])}"
+            for e in entries if e["verdict"] == "inconclusive"]
 
 
 def warning_lines(report: dict) -> list:
@@ -635,7 +643,7 @@ def judged_figures(outcome: dict, row: dict) -> tuple:
     """(figures, paired ratios) of a trial as the study judged it: where it measured the trial again, the
     objective's are the median of its runs (the verdict lists them), not its first run's beside a median verdict."""
     figures, paired = dict(row["figures"]), dict(row.get("paired") or {})
-    objective, ratio = outcome["objective"], _objective_limit(outcome)[1]
+    objective, ratio = outcome["objective"], objective_limit(outcome)[1]
     median = median_of_runs(row)
     if median is not None:
         figures[objective] = median
@@ -680,24 +688,8 @@ def study_marks(outcome: dict, row: dict) -> list:
             if on]
 
 
-def _objective_limit(outcome: dict) -> tuple:
-    """(the objective's limit, whether it is a ratio to the baseline beside each candidate); (None, _) without
-    a budget on the objective."""
-    objective, relative = outcome["objective"], outcome.get("relative_budgets") or {}
-    if objective in relative and outcome.get("paired_baseline"):
-        return relative[objective], True
-    return (outcome.get("budgets") or {}).get(objective), False
-
-
 def in_brackets(text: str) -> str:
     return f" ({text})" if text else ""
-
-
-def median_of_runs(row: dict) -> float | None:
-    """The objective's figure as the study judged a trial it measured again: the median of its runs' figures
-    (runs that measured none left out); None for a trial measured once, or before the figures were kept."""
-    figures = [f for f in row.get("rechecked_figures") or [] if f is not None]
-    return statistics.median(figures) if len(figures) > 1 else None
 
 
 def measured_again(outcome: dict, row: dict) -> str:
@@ -705,7 +697,7 @@ def measured_again(outcome: dict, row: dict) -> str:
     miss), which judge it by their median: one run alone can be one noisy run. `outcome`: optimize's outcome or
     a study as `report` loads it."""
     readings = row.get("rechecked")
-    ratio = _objective_limit(outcome)[1]   # a paired objective's readings are ratios to the baseline beside them
+    ratio = objective_limit(outcome)[1]   # a paired objective's readings are ratios to the baseline beside them
     if not readings or (ratio and row.get("baseline")):   # the baseline's ratio to itself is 1 by definition
         return ""
     shown = ", ".join(f"{r:.2f}x" if ratio else f"{r:.3g}" for r in readings)
@@ -715,26 +707,6 @@ def measured_again(outcome: dict, row: dict) -> str:
     return f"measured {times}: {shown}{' its paired baseline' if ratio else ''}{median}"
 
 
-def runs_disagree(outcome: dict, best: dict) -> str | None:
-    """Why the best's figure is not to be relied on, when one of its runs missed the objective's budget that the
-    median of its runs met."""
-    limit, ratio = _objective_limit(outcome)
-    readings = best.get("rechecked") or []
-    if limit is None or all(r <= limit for r in readings):
-        return None
-    return (f"the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} by the median of its "
-            f"{len(readings)} runs, not on each of them: this device's noise is as large as the margin; measure "
-            "the bundle again with `edgeopt bench` before relying on it")
-
-
-def best_warnings(outcome: dict, best: dict) -> list:
-    """Why the best's figures are not to be relied on as they stand: one of its runs missed the objective's
-    budget, or its own figure (the median of its runs', where it was measured again) misses the absolute limit
-    its bundle carries."""
-    missed = runs_disagree(outcome, best)
-    return ([missed] if missed else []) + _carried_limits_missed(outcome, best)
-
-
 def carried_limit(outcome: dict, key: str) -> str:
     """What the chosen bundle carries for a paired relative budget, or "" (none, or a study before it did)."""
     c, ratio = (outcome.get("carried_limits") or {}).get(key), (outcome.get("relative_budgets") or {}).get(key)
@@ -742,42 +714,22 @@ def carried_limit(outcome: dict, key: str) -> str:
             f"{c['runs']} runs ({c['median']:.4g}), which `edgeopt check` applies" if c and ratio else "")
 
 
-def _carried_limits_missed(outcome: dict, best: dict) -> list:
-    """A paired relative budget turns into an absolute limit in the chosen bundle (the ratio times the median of
-    the baseline's runs in the study; the first run's alone in a study before that), which `edgeopt check`
-    applies. Where the best's own figure misses it, check would refuse what the study chose by its ratio to the
-    baseline beside it: say so. For the objective of a best measured again, its figure is the median of its
-    runs' (a near miss chosen by its runs would be warned of by the very run that missed); a study from before
-    the runs' figures were kept does not say."""
-    out = []
-    for key, ratio in (outcome.get("relative_budgets") or {}).items():
-        carried = (outcome.get("carried_limits") or {}).get(key)
-        limit = carried["limit"] if carried else (outcome.get("budgets") or {}).get(key)
-        which = f"the median of the baseline's {carried['runs']} runs" if carried else "the baseline's first run"
-        value, paired, runs = best["figures"].get(key), (best.get("paired") or {}).get(key), ""
-        if key == outcome.get("objective") and best.get("rechecked"):
-            value, paired = median_of_runs(best), statistics.median(best["rechecked"])
-            if value is None:
-                continue
-            runs = f" (the median of its {len(best['rechecked'])} runs)"
-        if outcome.get("paired_baseline") and None not in (limit, value, paired) and value > limit:
-            out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x {which}), which "
-                       f"`edgeopt check` applies, and the best read {value:.4g}{runs}: {paired:.2f}x of the baseline "
-                       f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
-                       "measure both on the device again, or give an absolute budget")
-    return out
-
-
-def _time_spent(trials: list) -> str:
+def _time_spent(trials: list, seconds: dict | None = None) -> str:
+    """Where the study's time went: the trials' phases, then (a study this run answered) the wall time in all,
+    with what the trials' phases leave out: setup, and measuring the finalists again at the end."""
     phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
     cached = sum(t["cached"] for t in trials)
     twins = sum(t.get("twin_of") is not None and not t["cached"] for t in trials)
     screened = sum(t["measurement"] == "screening" for t in trials)
     reference = f", the baseline beside them {phases['reference']:.0f} s" if phases["reference"] else ""
+    whole = (f"; this run {seconds['total']:.0f} s: setup {seconds['setup']:.0f} s, trials {seconds['trials']:.0f} s, "
+             f"measuring again at the end {seconds['at_the_end']:.0f} s, the answer {seconds['answer']:.0f} s"
+             if seconds else "")
     return (f"{len(trials)} trials: packaging {phases['package']:.0f} s, screening {phases['screen']:.0f} s, "
             f"full measurements {phases['measure']:.0f} s{reference}; {screened} screened only, {cached} answered "
             "from the study's cache (not counted in --trials)"
-            + (f"; {twins} packaged to a bundle already measured, and answered by its measurement" if twins else ""))
+            + (f"; {twins} packaged to a bundle already measured, and answered by its measurement" if twins else "")
+            + whole)
 
 
 def _unmeasured(budgets: list, measurement: str | None, ruled_out: dict | None = None) -> str:
@@ -814,7 +766,7 @@ def versus_textbook_line(versus: dict) -> str:
 
 def optimize_lines(outcome: dict) -> list:
     """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
-    lines = [_time_spent(outcome["trials"])] + [f"[yellow]note[/] {escape(n)}" for n in outcome.get("notes", [])]
+    lines = [_time_spent(outcome["trials"], outcome.get("seconds"))] + [f"[yellow]note[/] {escape(n)}" for n in outcome.get("notes", [])]
     base = outcome.get("baseline_figures") or {}
     for key, ratio in (outcome.get("relative_budgets") or {}).items():
         if key in base and key in outcome["budgets"]:
@@ -839,7 +791,9 @@ def optimize_lines(outcome: dict) -> list:
     best = outcome.get("best")
     if best:
         value = best["figures"].get(outcome["objective"])
-        lines.append(f"[green]best[/] trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
+        # unconfirmed: met every budget beside its paired baseline, but misses a limit its bundle carries (exit 1)
+        head = "[green]best[/]" if best.get("confirmed", True) else "[red]best, unconfirmed[/]"
+        lines.append(f"{head} trial {best['trial']}: {escape(best['config'])} — {outcome['objective']} "
                      f"{_num(value, '{:.3g}')}{in_brackets(measured_again(outcome, best))}; "
                      f"bundle {escape(best['bundle'])}")
         lines += [f"[yellow]warning[/] {escape(w)}" for w in best_warnings(outcome, best)]

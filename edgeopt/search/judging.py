@@ -123,3 +123,67 @@ def ranked_feasible(study, objective: str) -> list:
     full = [t for t in complete(study) if judge.feasible(t) and objective in t.user_attrs.get("figures", {})]
     # a screening-only figure is less certain: full measurements rank first at equal value
     return sorted(full, key=lambda t: (judge.value(t), t.user_attrs.get("measurement") != "full"))
+
+
+# --- on the answer's rows (optimize's outcome, or a study as `report` loads it) -----------------------------
+
+def objective_limit(outcome: dict) -> tuple:
+    """(the objective's limit, whether it is a ratio to the baseline beside each candidate); (None, _) without
+    a budget on the objective."""
+    objective, relative = outcome["objective"], outcome.get("relative_budgets") or {}
+    if objective in relative and outcome.get("paired_baseline"):
+        return relative[objective], True
+    return (outcome.get("budgets") or {}).get(objective), False
+
+
+def median_of_runs(row: dict) -> float | None:
+    """The objective's figure as the study judged a trial it measured again: the median of its runs' figures
+    (runs that measured none left out); None for a trial measured once, or before the figures were kept."""
+    figures = [f for f in row.get("rechecked_figures") or [] if f is not None]
+    return statistics.median(figures) if len(figures) > 1 else None
+
+
+def runs_disagree(outcome: dict, best: dict) -> str | None:
+    """Why the best's figure is not to be relied on, when one of its runs missed the objective's budget that the
+    median of its runs met."""
+    limit, ratio = objective_limit(outcome)
+    readings = best.get("rechecked") or []
+    if limit is None or all(r <= limit for r in readings):
+        return None
+    return (f"the best met {outcome['objective']} ≤ {limit:g}{'x' if ratio else ''} by the median of its "
+            f"{len(readings)} runs, not on each of them: this device's noise is as large as the margin; measure "
+            "the bundle again with `edgeopt bench` before relying on it")
+
+
+def best_warnings(outcome: dict, best: dict) -> list:
+    """Why the best's figures are not to be relied on as they stand: one of its runs missed the objective's
+    budget, or its own figure (the median of its runs', where it was measured again) misses the absolute limit
+    its bundle carries."""
+    missed = runs_disagree(outcome, best)
+    return ([missed] if missed else []) + carried_misses(outcome, best)
+
+
+def carried_misses(outcome: dict, best: dict, who: str = "the best") -> list:
+    """A paired relative budget turns into an absolute limit in the chosen bundle (the ratio times the median of
+    the baseline's runs in the study; the first run's alone in a study before that), which `edgeopt check`
+    applies. Where the best's own figure misses it, check would refuse what the study chose by its ratio to the
+    baseline beside it: say so. For the objective of a best measured again, its figure is the median of its
+    runs' (a near miss chosen by its runs would be warned of by the very run that missed); a study from before
+    the runs' figures were kept does not say."""
+    out = []
+    for key, ratio in (outcome.get("relative_budgets") or {}).items():
+        carried = (outcome.get("carried_limits") or {}).get(key)
+        limit = carried["limit"] if carried else (outcome.get("budgets") or {}).get(key)
+        which = f"the median of the baseline's {carried['runs']} runs" if carried else "the baseline's first run"
+        value, paired, runs = best["figures"].get(key), (best.get("paired") or {}).get(key), ""
+        if key == outcome.get("objective") and best.get("rechecked"):
+            value, paired = median_of_runs(best), statistics.median(best["rechecked"])
+            if value is None:
+                continue
+            runs = f" (the median of its {len(best['rechecked'])} runs)"
+        if outcome.get("paired_baseline") and None not in (limit, value, paired) and value > limit:
+            out.append(f"the bundle carries {key} ≤ {limit:.4g} ({ratio:g}x {which}), which "
+                       f"`edgeopt check` applies, and {who} read {value:.4g}{runs}: {paired:.2f}x of the baseline "
+                       f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
+                       "measure both on the device again, or give an absolute budget")
+    return out

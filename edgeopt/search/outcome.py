@@ -15,17 +15,19 @@ if TYPE_CHECKING:
 
 def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = judging.ranked_feasible(study, job.objective)
-    best = ranked[0] if ranked else None
     front_figures = job.pareto_figures
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
            **_relative(study), "pareto": _pareto(judging.complete(study), front_figures),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
-           "closest": None if best else _closest(study, job.budgets), "notes": list(job.notes)}
+           "closest": None if ranked else _closest(study, job.budgets), "notes": list(job.notes)}
+    carried = _carried_limits(study, job)
+    if carried:
+        out["carried_limits"] = carried
+    best = _choose(study, ranked, out)
     if best is not None:
         from ..bundle import rewrite
 
         chosen = job.output_dir / f"{name}-best.edgepkg"
-        carried = _carried_limits(study, job)
         # named after the study: its results and history read "NAME-best@device", not a trial's content key; at
         # the threads the study chose (a DeiT study chose 1, and `bench` of its bundle ran the profile's 4)
         try:
@@ -36,10 +38,11 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
                            "--resume to write it") from None
         if carried:
             study.set_user_attr("carried_limits", carried)
-            out["carried_limits"] = carried
-        out["best"] = dict(_best_row(study, best), bundle=str(chosen))
+        out["best"] = dict(_best_answer(out, _best_row(study, best)), bundle=str(chosen))
     stopped = runner.stopped_by_device
-    out["exit_code"] = 3 if stopped and not best else (0 if best else 1)
+    # 0 promises what `check` of the chosen bundle will say on the study's own figures: a best that misses a limit
+    # its bundle carries (a paired budget met beside a slow baseline run) is written and shown, but is no success
+    out["exit_code"] = 3 if stopped and not best else (0 if best and out["best"]["confirmed"] else 1)
     if stopped:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
     if runner.exhausted:
@@ -53,10 +56,31 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     if runner.end_failed:
         out["notes"].append(f"measuring again at the study's end stopped: the device failed ({runner.end_failed}); "
                             "the answer rests on the runs made before")
-    out.update(_versus(study, ranked))
+    out.update(_versus(study, best))
     if runner.rebuilt_differs:
         out["rebuilt_differs"] = sorted(set(runner.rebuilt_differs))
     return out
+
+
+def _choose(study, ranked: list, outcome: dict):
+    """The chosen trial: the first ranked that also meets the absolute limits its bundle would carry (a paired
+    relative budget as `check` applies it: outcome's carried_limits), else the first ranked (then unconfirmed);
+    None where nothing met every budget. A trial passed over for that is noted in the outcome."""
+    passed_over = []
+    for t in ranked:
+        misses = judging.carried_misses(outcome, _best_row(study, t), f"trial {t.number}")
+        if not misses:
+            outcome["notes"] += [f"trial {n} ranked above the chosen trial {t.number} by its ratio to the baseline "
+                                 f"beside it, and was passed over: {why}" for n, why in passed_over]
+            return t
+        passed_over.append((t.number, misses[0]))
+    return ranked[0] if ranked else None   # none confirmed: the first ranked, its warnings saying why
+
+
+def _best_answer(outcome: dict, row: dict) -> dict:
+    """The chosen trial's row with why its figures are not to be relied on as they stand (`warnings`), and whether
+    they meet every limit its bundle carries (`confirmed`: what `check` of the bundle will apply)."""
+    return dict(row, warnings=judging.best_warnings(outcome, row), confirmed=not judging.carried_misses(outcome, row))
 
 
 def _carried_limits(study, job) -> dict:
@@ -80,10 +104,10 @@ def _carried_limits(study, job) -> dict:
     return out
 
 
-def _versus(study, ranked: list) -> dict:
-    """{"versus_textbook": the comparison of compare_with_textbook} when it was of the best trial; else empty."""
+def _versus(study, best) -> dict:
+    """{"versus_textbook": the comparison of compare_with_textbook} when it was of the chosen trial; else empty."""
     versus = study.user_attrs.get("versus_textbook")
-    return {"versus_textbook": versus} if ranked and versus and versus["best"] == ranked[0].number else {}
+    return {"versus_textbook": versus} if best and versus and versus["best"] == best.number else {}
 
 
 def _relative(study) -> dict:
@@ -128,12 +152,14 @@ def load(url: str, name: str) -> dict:
         ranked = judging.ranked_feasible(study, objective)
         # recorded at its start; a study from before that: energy only where budgeted
         figures = tuple(study.user_attrs.get("pareto_figures") or judging.pareto_figures(budgets, objective))
-        return {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
-                "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
-                "pareto": _pareto(judging.complete(study), figures), "multi_objective": len(study.directions) > 1,
-                "best": _best_row(study, ranked[0]) if ranked else None, **_relative(study), **_versus(study, ranked),
-                "closest": None if ranked else _closest(study, budgets),
-                "notes": list(study.user_attrs.get("notes", []))}
+        out = {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
+               "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
+               "pareto": _pareto(judging.complete(study), figures), "multi_objective": len(study.directions) > 1,
+               **_relative(study), "closest": None if ranked else _closest(study, budgets),
+               "notes": list(study.user_attrs.get("notes", []))}
+        best = _choose(study, ranked, out)   # as the study chose it at its end
+        out["best"] = _best_answer(out, _best_row(study, best)) if best else None
+        return dict(out, **_versus(study, best))
     finally:
         storage.remove_session()
         storage.engine.dispose()

@@ -127,7 +127,8 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress, name: str
                         train_data=job.train_data if steps else None,  # read only by transforms
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
                         backend_options=options or None, transform_cache=job.transforms, top1_judged_by=judged_by,
-                        **settings)
+                        threads=candidate.threads,   # each trial's own bundle (its key holds the threads): a front
+                        **settings)                  # member's bundle taken from the table runs as it was measured
 
 
 def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, progress) -> list:

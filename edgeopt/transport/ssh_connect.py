@@ -11,7 +11,7 @@ import time
 
 import paramiko
 
-from ..errors import DeviceFailure
+from ..errors import BadInput, DeviceFailure
 from . import known_hosts as known_hosts_file
 from .known_hosts import listed
 from .ssh_config import last_hop, resolve
@@ -160,6 +160,16 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
     except paramiko.AuthenticationException as e:
         client.close()
         raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e})") from None
+    except socket.gaierror as e:
+        client.close()
+        if spec.on_command_line and not target["jump"] and not target["proxy_command"]:
+            # `bench s.edgepkg --device lcoal`: exit 3 and a failed result saved under that name, which then
+            # failed every `check results/*.json` with exit 3 (a user review)
+            raise BadInput(f"device {spec.name}: no inventory names it and the host {target['host']} does not "
+                           f"resolve ({e.strerror or e}); a device is `local`, a name from --inventory, an "
+                           "~/.ssh/config alias, or a reachable host name or address") from None
+        raise DeviceFailure(f"device {spec.name}: the host {target['host']} does not resolve "
+                            f"({e.strerror or e})") from None
     except (socket.timeout, TimeoutError):
         client.close()
         raise DeviceFailure(f"device {spec.name}: no answer from {where} within {options.connect_timeout:g} s") from None

@@ -64,6 +64,19 @@ def test_global_ranking_with_a_channel_multiple(cnn):
     assert result.module(x).shape == (1, 10)
 
 
+def test_a_channel_multiple_rounds_to_the_nearest_width_not_down():
+    """A user review: prune 0.524 with round_to=16 removed 58-67 % of the channels. Torch-Pruning rounds the width
+    kept down (a 96-wide layer kept 32); the nearest multiple is 48, and the notes say what was removed."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 96, 3), torch.nn.ReLU(), torch.nn.Conv2d(96, 40, 3),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(40, 10))
+    result = PRUNE.apply(model, options(channels=0.524, round_to=16), context(torch.randn(1, 3, 16, 16)))
+    assert convs(result.module) == {"0": 48, "2": 16}   # 96 * 0.476 = 45.7 -> 48; 40 * 0.476 = 19.0 -> 16
+    assert result.details["channels_removed"] == pytest.approx(1 - 64 / 136)
+    assert "52.9% of the pruned layers' channels removed (0.524 asked, widths rounded to multiples of 16)" \
+        in result.notes[0]
+
+
 def test_global_ranking_never_empties_a_layer(cnn):
     model, x = cnn
     result = PRUNE.apply(model, options(channels=0.95, scope="global"), context(x))

@@ -84,6 +84,9 @@ def test_recipe_file_and_round_trip(tmp_path):
     again = tmp_path / "again.toml"
     again.write_text(recipe.to_toml(recipe.to_dict(options, steps)))
     assert recipe.load(again) == (options, steps)
+    # a manifest's recipe records every key; "" and None are "not set", and `inspect` leaves them out
+    shown = recipe.to_toml({"package": {"int8_io": "", "subset_size": None, "quantize": "int8"}, "transform": []})
+    assert shown == '[package]\nquantize = "int8"\n'
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -185,6 +188,50 @@ def test_a_bundle_as_recipe_keeps_its_threads_and_budgets(cli, tmp_path):
     assert flags.exit_code == 0, flags.stderr
     assert bundle_manifest(tmp_path / "c.edgepkg")["runtime"]["threads"] == 1
     assert bundle_manifest(tmp_path / "c.edgepkg")["budgets"]["latency_p90_ms"] == 7
+
+
+def test_a_bundle_as_recipe_takes_its_calibration_file_while_it_is_unchanged(cli, tmp_path):
+    """A rebuild of an INT8 bundle needed --calib, and neither the bundle nor the error said which file."""
+    import shutil
+
+    import numpy as np
+    calib = tmp_path / "calib.npz"
+    shutil.copy(SAMPLES / "digits_calib.npz", calib)
+    first = cli("package", SAMPLE_ONNX, "--quantize", "int8", "--calib", calib, "-o", tmp_path / "a.edgepkg", "-q")
+    assert first.exit_code == 0, first.stderr
+    recorded = bundle_manifest(tmp_path / "a.edgepkg")["compression"]["calibration"]
+    assert recorded["file"] == str(calib.resolve()) and len(recorded["sha256"]) == 64
+    again = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg")
+    assert again.exit_code == 0, again.stderr
+    assert f"calibration data {calib.resolve()}, as {tmp_path / 'a.edgepkg'} records it" in again.stderr
+    assert bundle_manifest(tmp_path / "b.edgepkg")["compression"]["calibration"]["sha256"] == recorded["sha256"]
+    arrays = dict(np.load(calib))
+    np.savez(calib, **{k: v * 0.5 for k, v in arrays.items()})   # changed since: not taken silently
+    changed = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
+    assert changed.exit_code == 2 and "needs calibration data" in changed.stderr
+    assert f"was calibrated with {calib.resolve()}, which has changed since (sha256 {recorded['sha256'][:12]}" \
+        in changed.stderr
+    calib.unlink()
+    gone = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
+    assert gone.exit_code == 2 and "which is not there now: give --calib" in gone.stderr
+    given = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "--calib", SAMPLES / "digits_calib.npz",
+                "-o", tmp_path / "c.edgepkg", "-q")
+    assert given.exit_code == 0, given.stderr   # --calib given: the recorded file is not looked at
+
+
+@pytest.mark.parametrize("profile", ["generic", "raspberry-pi-5"])   # the Pi's bundle holds them NHWC
+def test_a_bundle_as_recipe_takes_the_eval_data_it_carries(cli, tmp_path, profile):
+    """A user review: the rebuild carried no eval data, so `check` read the accuracy budget NOT MEASURED where the
+    original passed it."""
+    first = cli("package", SAMPLE_ONNX, "-p", profile, "--eval-data", SAMPLES / "digits_eval.npz",
+                "-o", tmp_path / "a.edgepkg", "--json")
+    assert first.exit_code == 0, first.stderr
+    again = cli("package", SAMPLE_ONNX, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg")
+    assert again.exit_code == 0, again.stderr
+    assert f"eval data: the samples {tmp_path / 'a.edgepkg'} carries" in again.stderr
+    rebuilt = bundle_manifest(tmp_path / "b.edgepkg")
+    assert rebuilt["data"] == first.json()["data"] and rebuilt["data"]["eval"]["samples"] == 360
+    assert rebuilt["source"]["accuracy"] == first.json()["source"]["accuracy"]   # the same samples, the same labels
 
 
 def test_threads_is_packages_own_option_not_a_backends(cli, tmp_path):

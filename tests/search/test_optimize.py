@@ -72,6 +72,17 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert again.exit_code == 0 and again.json()["runtime"]["threads"] == threads, again.stderr
     assert again.json()["budgets"] == json.loads(bundle_member(best, "manifest.json"))["budgets"]
     assert bench.json()["settings"]["threads"] == threads
+    # where the wall time went: every part of this run, the measurements again at the end included
+    spent = outcome["seconds"]
+    assert spent["trials"] > 0 and spent["at_the_end"] > 0 and spent["total"] == pytest.approx(
+        spent["setup"] + spent["trials"] + spent["at_the_end"] + spent["answer"])
+    from edgeopt.report.tables import optimize_lines
+    assert f"; this run {spent['total']:.0f} s: setup" in optimize_lines(outcome)[0]
+    for row in outcome["trials"]:   # every trial's own bundle records the threads it was measured at, too
+        measured_at = re.search(r"threads=(\d+)", row["config"])
+        if row.get("bundle") and measured_at:
+            assert json.loads(bundle_member(row["bundle"], "manifest.json"))["runtime"]["threads"] == \
+                int(measured_at[1]), row
     result = pathlib.Path(bench.json()["_path"])
     assert result.name == "ok-best@local.json"   # named after the study, not after a trial's content key
     assert cli("check", result, "--budget", "latency_p90_ms=50", "--budget", "accuracy_drop=0.02").exit_code == 0

@@ -344,3 +344,42 @@ def test_of_the_trials_that_meet_a_budget_the_closest_miss_names_the_one_nearest
     per_budget = outcome._closest(study, {"lat": 1.0, "acc": 0.05})["per_budget"]
     assert per_budget["acc"]["trial"] == 1 and per_budget["acc"]["others_missed"] == {"lat": 0.54}
     assert per_budget["lat"]["trial"] == 2
+
+
+def test_the_chosen_trial_meets_the_limit_its_bundle_carries_or_the_answer_is_unconfirmed(tmp_path):
+    """A user review: optimize exited 0, and `check` of the chosen bundle on the same device failed. The best met
+    0.6x beside a baseline run that read slow (its ratio 0.38), but its own 1.4 ms misses the 0.6 x 2.0 ms = 1.2 ms
+    its bundle carries. The next by ratio (0.45, 1.0 ms) meets both, and is chosen; where none does, the first
+    ranked is written all the same, unconfirmed, and the study exits 1."""
+    carried = {OBJECTIVE: {"limit": 1.2, "median": 2.0, "runs": 5}}
+    runner = _runner(tmp_path, True, [(1.4, 0.38, True), (1.0, 0.45, True), (0.9, 0.70, False)], limit=0.6)
+    study = runner.study
+    partial = {"objective": OBJECTIVE, "budgets": {OBJECTIVE: 10.0}, "relative_budgets": {OBJECTIVE: 0.6},
+               "paired_baseline": True, "carried_limits": carried, "notes": []}
+    ranked = judging.ranked_feasible(study, OBJECTIVE)
+    assert [t.number for t in ranked] == [0, 1]
+    chosen = outcome._choose(study, ranked, partial)
+    assert chosen.number == 1
+    assert partial["notes"] == [
+        "trial 0 ranked above the chosen trial 1 by its ratio to the baseline beside it, and was passed over: the "
+        f"bundle carries {OBJECTIVE} ≤ 1.2 (0.6x the median of the baseline's 5 runs), which `edgeopt check` "
+        "applies, and trial 0 read 1.4: 0.38x of the baseline measured beside it, which ran slower than their "
+        "median; measure both on the device again, or give an absolute budget"]
+    best = outcome._best_answer(partial, outcome._best_row(study, chosen))
+    assert best["confirmed"] and best["warnings"] == []
+    # none meets it: the first ranked, unconfirmed, with why
+    partial = dict(partial, carried_limits={OBJECTIVE: {"limit": 0.8, "median": 1.33, "runs": 5}}, notes=[])
+    chosen = outcome._choose(study, ranked, partial)
+    best = outcome._best_answer(partial, outcome._best_row(study, chosen))
+    assert chosen.number == 0 and partial["notes"] == [] and not best["confirmed"]
+    assert best["warnings"][0].startswith(f"the bundle carries {OBJECTIVE} ≤ 0.8") and "the best read 1.4" in \
+        best["warnings"][0]
+    from edgeopt.report.tables import optimize_lines
+    lines = optimize_lines({"trials": [], "objective": OBJECTIVE, "budgets": {OBJECTIVE: 10.0},
+                            "best": dict(best, bundle="opt/s-best.edgepkg"), **partial})
+    assert any(line.startswith("[red]best, unconfirmed[/] trial 0") for line in lines), lines
+    # an absolute study carries its budgets as given: every ranked trial is confirmed
+    absolute = _runner(tmp_path, False, [(1.4, None, True), (1.0, None, True)])
+    plain = {"objective": OBJECTIVE, "budgets": {OBJECTIVE: 10.0}, "notes": []}
+    ranked = judging.ranked_feasible(absolute.study, OBJECTIVE)
+    assert outcome._choose(absolute.study, ranked, plain).number == 1 and plain["notes"] == []
