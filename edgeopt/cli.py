@@ -219,7 +219,26 @@ def _loop(loop: dict) -> tuple:
             {k: v for k, v in given.items() if k in SENSING_KEYS})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _JsonUsageErrors(click.Group):
+    """Click's own usage errors (a missing argument, an unknown option, a value out of range) as JSON on stdout
+    under --json too, as edgeopt's errors are (`common`): a script reading stdout got nothing for them."""
+
+    def main(self, args=None, **kwargs):
+        args = list(sys.argv[1:] if args is None else args)
+        if "--json" not in args or not kwargs.get("standalone_mode", True):
+            return super().main(args, **kwargs)
+        try:
+            return super().main(args, **dict(kwargs, standalone_mode=False))
+        except click.ClickException as e:
+            e.show()
+            click.echo(json.dumps({"error": {"message": e.format_message(), "exit_code": e.exit_code}}, indent=1))
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_JsonUsageErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeopt")
 def main():
     """Package neural networks for small machines, measure them on the device, check budgets.
@@ -770,7 +789,9 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     latency regression.
 
     Exit 0 all hold, 1 any fails, is unmeasured or is significantly slower, 2 a result has nothing to check
-    (no budget from its bundle, --budget or --profile, and no --baseline), 3 a device produced no result.
+    (no budget from its bundle, --budget or --profile, and no --baseline), 3 a device produced no result. A
+    regression verdict "inconclusive" (a change beyond --min-effect that the measurements cannot confirm) exits 0
+    with its reason printed, and is a skipped test case in --junit.
     """
     from . import api
     from .atomic import check_writable

@@ -167,7 +167,10 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
     for group in (same_bundle, same_device):
         if group:
             return max(group, key=lambda b: str(b.get("created", ""))), ""
-    return None, f"no baseline result for device {device}" + _on_host(candidate)
+    elsewhere = [b for b in baselines if (b.get("device") or {}).get("name") == device]   # the name, another host
+    why = "".join(f"; {b.get('_path', 'a baseline')} ran{_on_host(b)}: another machine's speed is no baseline"
+                  for b in elsewhere[:3])
+    return None, f"no baseline result for device {device}" + _on_host(candidate) + why
 
 
 def hostname(doc: dict):

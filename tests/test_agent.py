@@ -91,6 +91,8 @@ def test_a_typed_host_that_does_not_resolve_is_bad_input_and_saves_nothing(cli, 
         assert r.stderr.count("edgeopt: error:") == 1 and \
             f"device {device}: no inventory names it and the host {device} does not resolve" in r.stderr
     assert not list(tmp_path.rglob("*.json"))
+    assert "(did you mean `local`?)" in cli("bench", bundles["fp32"], "--device", "lcoal", "--results-dir",
+                                          tmp_path).stderr
 
 
 def test_device_name_that_is_no_address(cli, bundles):

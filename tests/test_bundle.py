@@ -404,6 +404,7 @@ def test_inspect_shows_a_bundle_and_the_recipe_that_rebuilds_it(cli, bundles, tm
     assert rows["runtime"] == "onnxruntime, one thread per physical core of the device by default (bench --threads " \
         "overrides)"
     assert rows["inputs"] == "image float32[1, 1, 8, 8]" and "latency_p90_ms ≤ " in rows["budgets"]
+    assert rows["data"].startswith("eval 360 samples, labelled; calibrated with ") and "(sha256 " in rows["data"]
     recipe = r.stdout[r.stdout.index("[package]"):]
     assert 'quantize = "int8"' in recipe
     (tmp_path / "r.toml").write_text(recipe)   # what it printed is a recipe file as it is

@@ -75,6 +75,13 @@ def test_an_error_under_json_is_json_on_stdout_and_one_line_on_stderr(cli, tmp_p
                                               "exit_code": 2}}
     assert r.stderr.splitlines() == [f"edgeopt: error: result file not found: {tmp_path / 'missing.json'}"]
     assert cli("check", tmp_path / "missing.json").stdout == ""   # without --json, stdout stays empty
+    for args, said in ((["check"], "Missing argument 'RESULTS...'."),
+                       (["check", "r.json", "--min-effect", "20"], "Invalid value for '--min-effect': 20.0 is not in "
+                                                                  "the range 0<=x<10."),
+                       (["bench", "b.edgepkg", "--bogus"], "No such option '--bogus'.")):   # click's usage errors
+        r = cli(*args, "--json")
+        assert r.exit_code == 2 and json.loads(r.stdout) == {"error": {"message": said, "exit_code": 2}}, r.stdout
+        assert f"Error: {said}" in r.stderr
 
 
 def test_quiet_prints_nothing_where_the_exit_code_is_the_answer(cli, tmp_path):

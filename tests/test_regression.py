@@ -121,7 +121,7 @@ def test_an_inconclusive_gate_passes_with_its_reason_shown_and_junit_skipped(cli
     assert "inconclusive" in text and "; p90 +" in text and "back to back on a quiet device" in text, r.stdout
     skipped = [c for c in ET.parse(junit).getroot().iter("testcase") if c.find("skipped") is not None]
     assert [c.get("name") for c in skipped] == ["latency regression vs baseline"]
-    assert skipped[0].find("skipped").get("message").startswith("inconclusive: p=0.0")
+    assert skipped[0].find("skipped").get("message").startswith(f"inconclusive vs {paths[0]}: p=0.0")
 
 
 @settings(max_examples=40, deadline=None)
@@ -255,6 +255,9 @@ def test_a_team_store_gives_only_this_machines_result_as_the_baseline(cli, pair,
     assert gate["verdict"] == UNTESTED and "on host ci-runner-7" in gate["reason"]
     files = cli("check", path, "--baseline", base, "--budget", "latency_p90_ms=1000", "--json").json()
     assert files["regressions"][0]["verdict"] == UNTESTED, "a file baseline of another host is no baseline either"
+    assert files["regressions"][0]["reason"] == (   # and says why the file given was not used
+        f"no baseline result for device local on host ci-runner-7; {base} ran on host {mine}: another machine's "
+        "speed is no baseline")
     assert mine != "ci-runner-7"
 
 

@@ -62,14 +62,14 @@ class ChannelPrune(Transform):
             # BatchNorm would update its statistics)
             before, after = _measure(_fresh(module), examples), _measure(model, examples)
         layers = _changed(before["widths"], after["widths"])
-        removed = _removed_share(layers)
+        removed = _removed_share(before["widths"], after["widths"], set(protected) | set(left_whole))
         details = {"channels": options.channels, "criterion": options.criterion, "scope": options.scope,
                    "round_to": options.round_to, "protected": sorted(protected), "left_whole": left_whole,
                    "params_before": before["params"], "params_after": after["params"],
                    "macs_before": before["macs"], "macs_after": after["macs"], "layers": layers,
                    "channels_removed": removed}
         notes = [(f"prune: PyTorch parameters {before['params']:,} -> {after['params']:,}, "   # BatchNorm's counted
-                  f"MACs {before['macs']:,} -> {after['macs']:,}; {removed:.1%} of the pruned layers' channels "
+                  f"MACs {before['macs']:,} -> {after['macs']:,}; {removed:.1%} of the prunable layers' channels "
                   f"removed ({options.channels:g} asked"
                   + (f", widths rounded to multiples of {options.round_to})" if options.round_to > 1 else ")"))]
         if left_whole:
@@ -432,11 +432,13 @@ def _widths(model) -> dict:
     return out
 
 
-def _removed_share(layers: list) -> float:
-    """The share of channels removed over the layers that lost any: what a configuration's fraction became once
-    widths were rounded, and layers protected or left whole kept theirs."""
-    before = sum(r["before"] for r in layers)
-    return 1 - sum(r["after"] for r in layers) / before if before else 0.0
+def _removed_share(before: dict, after: dict, kept_whole: set) -> float:
+    """The share of channels removed over every layer that could lose some (not protected, not left whole): what a
+    configuration's fraction became once widths were rounded (a layer rounded back to its width counts, at none
+    removed)."""
+    names = [n for n in before if n not in kept_whole and n in after]
+    total = sum(before[n] for n in names)
+    return 1 - sum(after[n] for n in names) / total if total else 0.0
 
 
 def _changed(before: dict, after: dict) -> list:

@@ -66,7 +66,8 @@ def _budget_case(suite, row: dict, out: list) -> str | None:
 def _regression_case(suite, reg: dict, out: list) -> str | None:
     name = "latency regression vs baseline"
     if reg["verdict"] in ("not tested", "inconclusive"):   # undecided: shown as skipped, not as a pass
-        _case(suite, name, "skipped", message=f"{reg['verdict']}: {reg['reason']}")
+        against = f" vs {(reg.get('baseline') or {}).get('result')}" if reg.get("baseline") else ""
+        _case(suite, name, "skipped", message=f"{reg['verdict']}{against}: {reg['reason']}")
         return "skipped"
     text = (f"{reg['verdict']}: p50 x{reg['p50']['ratio']:.3f}, p90 x{reg['p90']['ratio']:.3f} vs "
             f"{(reg.get('baseline') or {}).get('result')} ({reg['reason']})")

@@ -110,12 +110,25 @@ def bundle_rows(m: dict):
                 "the device") + " by default (bench --threads overrides)"),
             ("inputs", _tensors(m.get("inputs") or [])), ("outputs", _tensors(m.get("outputs") or [])),
             ("budgets", budgets or "none"),
+            ("data", _bundle_data(m)),
             ("transforms", ", ".join(str(t.get("stage", "?")) for t in m.get("transforms") or []
                                      if t.get("stage") != "source") or "none"),   # the first stage is the source
             *rows[after_size:notes],
             ("signed", "yes (ssh-keygen -Y; bench --allowed-signers checks it)" if m.get("signed") else "no"),
             ("manifest sha256", m.get("manifest_sha256", "—")),
             *rows[notes:]]
+
+
+def _bundle_data(m: dict) -> str:
+    """The eval samples a bundle carries (`check` judges accuracy on them) and the calibration file it recorded
+    (`package --recipe BUNDLE` takes it again while its sha256 is unchanged)."""
+    ev = ((m.get("data") or {}).get("eval") or {})
+    calib = ((m.get("compression") or {}).get("calibration") or {})
+    parts = [f"eval {_plural(ev['samples'], 'sample')}{', labelled' if ev.get('labels') else ', no labels'}"
+             if isinstance(ev.get("samples"), int) else "no eval data (accuracy budgets read NOT MEASURED)"]
+    if isinstance(calib, dict) and calib.get("file"):
+        parts.append(f"calibrated with {calib['file']} (sha256 {str(calib.get('sha256'))[:12]}…)")
+    return "; ".join(parts)
 
 
 def _flops_text(flops, note: str) -> str:
@@ -749,7 +762,8 @@ def versus_textbook_line(versus: dict) -> str:
     """The best against INT8 by hand, from their readings made in turn at the study's end."""
     ratios = ", ".join(f"{r:.2f}" for r in versus["ratios"])
     median = versus["median"]
-    verdict = f"{median:.2f}x lower" if median >= 1 else f"{1 / median:.2f}x higher"
+    verdict = ("the same (1.00x)" if f"{median:.2f}" == "1.00" or f"{1 / median:.2f}" == "1.00" else
+               f"{median:.2f}x lower" if median >= 1 else f"{1 / median:.2f}x higher")
     line = (f"against INT8 by hand (trial {versus['textbook']}): {versus['objective']} {verdict}, the median of "
             f"{len(versus['ratios'])} pairs measured in turn at the end ({ratios})")
     missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")

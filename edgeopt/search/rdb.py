@@ -111,6 +111,8 @@ def _check_identity(study, identity: dict) -> None:
         if key == "data":   # which data file, not two dictionaries of sha256s
             name = next(k for k in _DATA_FLAGS if (then or {}).get(k) != (now or {}).get(k))
             flag, then, now = _DATA_FLAGS[name], _given((then or {}).get(name)), _given((now or {}).get(name))
+        elif key == "relative_budgets":   # as they were typed: KEY=0.9x, not KEY=0.9
+            flag, then, now = _IDENTITY_FLAGS[key], _shown_ratios(then), _shown_ratios(now)
         else:
             flag, then, now = _IDENTITY_FLAGS[key], _shown_identity(then), _shown_identity(now)
         raise BadInput(f"--resume: study {study.study_name!r} was started with another {flag} ({then}; now {now}): "
@@ -154,6 +156,10 @@ def _check_baseline(study) -> None:
 
 def _given(sha: str | None) -> str:
     return "not given" if sha is None else f"a file of sha256 {sha[:12]}…"
+
+
+def _shown_ratios(ratios) -> str:
+    return ", ".join(f"{k}={v:g}x" for k, v in ratios.items()) if ratios else "not given"
 
 
 def _shown_identity(value) -> str:

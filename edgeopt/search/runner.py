@@ -587,7 +587,8 @@ class Runner:
         for n in range(VERSUS_TEXTBOOK_PAIRS):
             for name, t in (("textbook", textbook), ("best", best)):
                 self.progress.status(f"measuring the best (trial {best.number}) and INT8 by hand (trial "
-                                     f"{textbook.number}) in turn: {name}, {n + 1}/{VERSUS_TEXTBOOK_PAIRS}")
+                                     f"{textbook.number}) in turn: {'INT8 by hand' if name == 'textbook' else name}, "
+                                     f"{n + 1}/{VERSUS_TEXTBOOK_PAIRS}")
                 try:
                     docs = trials_.measure(self.local_bundle(t), t.user_attrs["candidate"]["threads"], self.job,
                                            {"no_accuracy": True}, self.progress)

@@ -3,6 +3,7 @@ keepalive, and errors that say what went wrong and what to do about it."""
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import os
 import socket
@@ -165,8 +166,9 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
         if spec.on_command_line and not target["jump"] and not target["proxy_command"]:
             # `bench s.edgepkg --device lcoal`: exit 3 and a failed result saved under that name, which then
             # failed every `check results/*.json` with exit 3 (a user review)
+            meant = " (did you mean `local`?)" if difflib.get_close_matches(spec.name, ["local"], cutoff=0.6) else ""
             raise BadInput(f"device {spec.name}: no inventory names it and the host {target['host']} does not "
-                           f"resolve ({e.strerror or e}); a device is `local`, a name from --inventory, an "
+                           f"resolve ({e.strerror or e}){meant}; a device is `local`, a name from --inventory, an "
                            "~/.ssh/config alias, or a reachable host name or address") from None
         raise DeviceFailure(f"device {spec.name}: the host {target['host']} does not resolve "
                             f"({e.strerror or e})") from None

@@ -73,7 +73,7 @@ def test_a_channel_multiple_rounds_to_the_nearest_width_not_down():
     result = PRUNE.apply(model, options(channels=0.524, round_to=16), context(torch.randn(1, 3, 16, 16)))
     assert convs(result.module) == {"0": 48, "2": 16}   # 96 * 0.476 = 45.7 -> 48; 40 * 0.476 = 19.0 -> 16
     assert result.details["channels_removed"] == pytest.approx(1 - 64 / 136)
-    assert "52.9% of the pruned layers' channels removed (0.524 asked, widths rounded to multiples of 16)" \
+    assert "52.9% of the prunable layers' channels removed (0.524 asked, widths rounded to multiples of 16)" \
         in result.notes[0]
 
 

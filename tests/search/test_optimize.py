@@ -181,8 +181,8 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     assert f"({outcome['trials'][1]['paired']['size_mb']:.2f}x)" in text
     resumed = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=10x", "--budget", "size_mb=0.5x", "--trials", "3",
                         "--study", "rel", "--resume")
-    assert resumed.exit_code == 2 and ("was started with another --budget KEY=Nx (latency_p90_ms=20.0, size_mb=0.5; "
-                                       "now latency_p90_ms=10.0, size_mb=0.5)") in resumed.stderr, resumed.stderr
+    assert resumed.exit_code == 2 and ("was started with another --budget KEY=Nx (latency_p90_ms=20x, size_mb=0.5x; "
+                                       "now latency_p90_ms=10x, size_mb=0.5x)") in resumed.stderr, resumed.stderr
 
 
 def test_a_paired_study_screens_each_candidate_beside_the_baseline(cli, tmp_path):

@@ -383,3 +383,15 @@ def test_the_chosen_trial_meets_the_limit_its_bundle_carries_or_the_answer_is_un
     plain = {"objective": OBJECTIVE, "budgets": {OBJECTIVE: 10.0}, "notes": []}
     ranked = judging.ranked_feasible(absolute.study, OBJECTIVE)
     assert outcome._choose(absolute.study, ranked, plain).number == 1 and plain["notes"] == []
+
+
+def test_a_near_miss_measured_again_is_reported_as_judged_by_the_median_of_its_runs(tmp_path):
+    """A user review: `closest` gave the first run's ratio (0.754, under the 0.9x budget) for a trial judged by the
+    median of 0.754, 0.986 and 1.041, and a reader could not see why it missed."""
+    runner = _runner(tmp_path, True, [(0.0207, 0.754, True)], limit=0.9)
+    study = runner.study
+    study.set_user_attr("rechecked", {"k0": [0.754, 0.986, 1.041]})
+    study.set_user_attr("rechecked_figures", {"k0": [0.0207, 0.0270, 0.0285]})
+    miss = outcome._closest(study, {OBJECTIVE: 10.0})["per_budget"][OBJECTIVE]
+    assert miss["paired"] == 0.986 and miss["measured"] == 0.0270 and miss["runs"] == [0.754, 0.986, 1.041]
+    assert miss["excess"] == pytest.approx(0.986 / 0.9 - 1)
