@@ -10,7 +10,9 @@ gate a <skipped> with its reason.
 """
 from __future__ import annotations
 
+import collections
 import datetime
+import pathlib
 import re
 import xml.etree.ElementTree as ET
 
@@ -79,8 +81,10 @@ def _regression_case(suite, reg: dict, out: list) -> str | None:
     return None
 
 
-def _suite(suites, index: int, entry: dict, regression: dict | None):
-    name = _xml(f"{entry['bundle']}@{entry['device']}")
+def _suite(suites, index: int, entry: dict, regression: dict | None, named_twice: bool):
+    # several results of one bundle on one device (a run directory's history): told apart by their files, or a CI
+    # system merges their test cases into one suite
+    name = _xml(f"{entry['bundle']}@{entry['device']}" + (f" ({_file_name(entry['result'])})" if named_twice else ""))
     suite = ET.SubElement(suites, "testsuite", name=name, package=_xml(entry["bundle"]), id=str(index),
                           timestamp=_timestamp(entry.get("created")),
                           hostname=_xml(entry.get("hostname") or entry["device"] or "localhost"))
@@ -107,10 +111,15 @@ def _suite(suites, index: int, entry: dict, regression: dict | None):
     suite.set("time", "0")
 
 
+def _file_name(path) -> str:
+    return pathlib.PurePath(str(path)).name
+
+
 def write(report: dict, path) -> None:
     suites = ET.Element("testsuites")
     regressions = {r["result"]: r for r in report.get("regressions", [])}
+    labels = collections.Counter((e["bundle"], e["device"]) for e in report["results"])
     for index, entry in enumerate(report["results"]):
-        _suite(suites, index, entry, regressions.get(entry["result"]))
+        _suite(suites, index, entry, regressions.get(entry["result"]), labels[entry["bundle"], entry["device"]] > 1)
     with replacing(path, "the JUnit report", "wb") as f:
         ET.ElementTree(suites).write(f, encoding="utf-8", xml_declaration=True)

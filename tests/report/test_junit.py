@@ -111,3 +111,17 @@ def test_a_regression_is_a_failure_and_a_pass_says_what_held(reports):
     (passing,) = _suites(reports["pass"])
     assert passing.get("failures") == "0" and all(c.find("failure") is None for c in passing.findall("testcase"))
     assert "pass: latency_p90_ms measured" in passing.find("system-out").text
+
+
+def test_results_of_one_bundle_on_one_device_are_suites_of_their_own_names(cli, int8_result, tmp_path):
+    """A user review: three results of a@local (a run's history) made three suites all named "a@local", which a CI
+    system merges into one."""
+    paths = [_write(tmp_path, dict(int8_result, created=f"2026-01-0{i + 1}T00:00:00+00:00"), f"{n}.json")
+             for i, n in enumerate(("first", "second"))]
+    junit = tmp_path / "j.xml"
+    assert cli("check", *paths, "--budget", "latency_p90_ms=1000", "--junit", junit).exit_code == 0
+    names = [s.get("name") for s in ET.parse(junit).getroot().iter("testsuite")]
+    label = f"{int8_result['bundle']['name']}@{int8_result['device']['name']}"
+    assert names == [f"{label} (first.json)", f"{label} (second.json)"]
+    assert cli("check", paths[0], "--budget", "latency_p90_ms=1000", "--junit", junit).exit_code == 0
+    assert [s.get("name") for s in ET.parse(junit).getroot().iter("testsuite")] == [label]   # alone: as before
