@@ -557,8 +557,8 @@ def _study(study) -> str:
     if study.get("versus_textbook"):
         versus = versus_textbook_line(study["versus_textbook"])
         chosen += f" {prose(_sentence(versus))}."   # a sentence here, a line in the terminal
-    searched = (f"a Pareto front over {', '.join(study['pareto_figures'])} (the chosen one minimises "
-                f"{study['objective']})" if study.get("multi_objective") else f"minimise {study['objective']}")
+    searched = (f"a Pareto front over {', '.join(study['pareto_figures'])} of every trial measured; the chosen one "
+                f"minimises {study['objective']}" if study.get("multi_objective") else f"minimise {study['objective']}")
     head = (f"<h2>Optimization study {esc(study['study'])}</h2><p>{esc(study.get('model') or '')} on profile "
             f"{esc(study.get('profile') or '?')}: {esc(searched)} within {esc(budgets)}; "
             f"{len(study['trials'])} trials ({len(done)} complete, "

@@ -620,8 +620,8 @@ def _packed(items: list, width: int) -> str:
 
 def _trials_title(outcome: dict) -> str:
     if outcome.get("multi_objective"):   # --pareto: it searched a front; the chosen one is its fastest
-        return escape(f"Study {outcome['study']}: the Pareto front over {', '.join(outcome['pareto_figures'])} within "
-                      f"the budgets; the chosen one minimises {outcome['objective']}")
+        return escape(f"Study {outcome['study']}: the Pareto front over {', '.join(outcome['pareto_figures'])} (of "
+                      f"every trial measured); the chosen one minimises {outcome['objective']} within the budgets")
     return escape(f"Study {outcome['study']}: minimise {outcome['objective']} within the budgets")
 
 
@@ -648,8 +648,9 @@ def _trial_cells(outcome: dict):
                    for b in figure_columns(outcome)]
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
+        # the front is marked where it was searched (--pareto); a single objective's table says what it minimised
         yield row, str(row["trial"]) + ("*" if row["trial"] == best else ""), figures, _verdict(
-            outcome, row, row["trial"] in pareto)
+            outcome, row, row["trial"] in pareto and bool(outcome.get("multi_objective")))
 
 
 def judged_figures(outcome: dict, row: dict) -> tuple:
@@ -800,8 +801,14 @@ def optimize_lines(outcome: dict) -> list:
                      "measured one from the host that built it")
     if outcome.get("multi_objective"):   # the front is the answer: each member's bundle, to take the trade-off wanted
         rows = {row["trial"]: row for row in outcome["trials"]}
-        lines += [f"front trial {n}: bundle {escape(str(rows[n].get('bundle')))}" for n in outcome.get("pareto", [])
-                  if n in rows]
+        front = [rows[n] for n in outcome.get("pareto", []) if n in rows]
+        # a front member that misses a budget is a trade-off shown, not an answer to take: no bundle line for it
+        lines += [f"front trial {row['trial']}: bundle {escape(str(row.get('bundle')))}" for row in front
+                  if row["feasible"]]
+        missing = [str(row["trial"]) for row in front if not row["feasible"]]
+        if missing:
+            lines.append(f"on the front but missing a budget (not an answer): trial{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)}")
     best = outcome.get("best")
     if best:
         value = best["figures"].get(outcome["objective"])

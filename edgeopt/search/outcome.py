@@ -51,8 +51,9 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
         out["exhausted"] = runner.exhausted
     noisy = [str(row["trial"]) for row in out["trials"] if row["noisy"] and not row["cached"] and row["twin_of"] is None]
     if noisy:   # the agent's warning, in each result file, said here too: the study's figures rest on those runs
-        out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies) in trial(s) "
-                            f"{', '.join(noisy)}: their figures are less certain than the others'")
+        out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies, or a share of runs over "
+                            f"twice the median, which p90 reads) in trial(s) {', '.join(noisy)}: their figures are "
+                            "less certain than the others'")
     if best is not None:
         _note_spread(out["notes"], judging.Judge.of(study, job.objective), best)
     if runner.end_failed:

@@ -521,7 +521,8 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
             # _backend_dimensions offers INT8 only with calibration data
             calib = " (int8 needs --calib)" if bad[:1] == ["int8"] and dim.name.endswith("quantize") else ""
             shown = toml_value(bad[0] if bad else value)
-            raise BadInput(f"{where}: {shown} is not one of {', '.join(map(str, allowed))}"
+            listed = ", ".join(toml_value(a) if isinstance(a, bool) else str(a) for a in allowed)   # true, not True
+            raise BadInput(f"{where}: {shown} is not one of {listed}"
                            f"{owner}{calib}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
     value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)

@@ -18,7 +18,7 @@ from ..atomic import check_writable
 from ..budgets import KINDS
 from ..errors import BadInput, DeviceFailure
 from ..progress import SILENT
-from ..transform import TransformCache
+from ..transform import TORCH_FORMATS, TransformCache
 from . import judging, outcome, rdb, space as spaces
 from .judging import DEFAULT_OBJECTIVE
 from .runner import Runner
@@ -204,7 +204,7 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
     from ..torch_export import load
 
     toggles = [d.name for d in dims if d.toggle]
-    if not toggles:
+    if not toggles and not (job.train_data and fmt in TORCH_FORMATS):
         return dims
     progress.status("checking which transforms can change the model")
     source = load(job.model, fmt, job.input_shapes)
@@ -213,7 +213,7 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
         if reason:
             dims = [d for d in dims if name not in (d.name, d.parent)]
             job.notes.append(f"{name} not searched: {reason}")
-    if job.train_data and any(d.toggle for d in dims):
+    if job.train_data:   # a file given is read even where no transform is left to train: a corrupt one was exit 0
         _check_training_data(job.train_data, source, progress)
     return dims
 

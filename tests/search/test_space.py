@@ -528,6 +528,7 @@ def test_an_unquoted_dotted_name_narrows_the_dimension_it_names(tmp_path, unquot
     ('"prune.channels" = {low = "a", high = 1, step = 1}',
      'space.toml: prune.channels: low, high and step must be numbers, got {low = "a", high = 1, step = 1}'),
     ("quantize = {}", "space.toml: quantize: an empty table"),
+    ('prune = "yes"', 'space.toml: prune: "yes" is not one of false, true'),   # TOML's spelling, not Python's
 ])
 def test_a_table_that_names_no_dimension_is_refused_in_words(tmp_path, line, message):
     with pytest.raises(BadInput) as e:
