@@ -668,8 +668,8 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
     MODEL: an ONNX file, or PyTorch (file.py:callable with --input-shape) for the transforms. Exit codes: 0 a
     configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did (the closest miss per
     budget is shown; or the best met a relative budget beside its paired baseline but misses the absolute limit its
-    bundle carries, which `check` applies: written, and shown "unconfirmed"), 2 bad input, 3 the device failed, 130 interrupted (--resume continues). In the table, * marks
-    the chosen trial.
+    bundle carries, which `check` applies: written, and shown "unconfirmed"), 2 bad input, 3 the device failed,
+    130 interrupted (--resume continues). In the table, * marks the chosen trial.
     """
     from . import api
     from .report.tables import optimize_lines, optimize_trials

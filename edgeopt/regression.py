@@ -34,7 +34,7 @@ LOAD_CHANGE = 0.5       # a 1-minute load average that moved by half the CPU cou
 QUANTILES = (("p50", 50.0), ("p90", 90.0))
 RULES = ("interval", "point")
 SLOWER, FASTER, SAME, UNTESTED = "slower", "faster", "no significant change", "not tested"
-INCONCLUSIVE = "inconclusive"   # significant, a quantile moved beyond the effect, its interval reaching back inside
+INCONCLUSIVE = "inconclusive"   # a quantile's estimate beyond the effect, something moved, the size unconfirmed
 _CHUNK = 2_000_000      # bootstrap values held in memory at once
 
 
@@ -153,8 +153,8 @@ def _inconclusive_reason(out: dict, name: str, p_value: float, alpha: float, eff
     lengths = [s["block_length"] for s in out["samples"].values()]
     drift = (f" (the runs drift: blocks of {lengths[0]} and {lengths[1]} samples)"
              if max(lengths) >= DRIFTING_BLOCK else "")
-    return (f"p={p_value:.3g}; {name} {q['ratio'] - 1:+.1%}, {why}{drift}; to tell, measure baseline and candidate back to "
-            f"back on a quiet device, or for longer")
+    return (f"p={p_value:.3g}; {name} {q['ratio'] - 1:+.1%}, {why}{drift}; to tell, measure baseline and candidate "
+            "back to back on a quiet device, or for longer")
 
 
 def pick_baseline(candidate: dict, baselines: list) -> tuple:

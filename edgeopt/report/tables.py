@@ -781,7 +781,8 @@ def versus_textbook_line(versus: dict) -> str:
 
 def optimize_lines(outcome: dict) -> list:
     """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
-    lines = [_time_spent(outcome["trials"], outcome.get("seconds"))] + [f"[yellow]note[/] {escape(n)}" for n in outcome.get("notes", [])]
+    lines = [_time_spent(outcome["trials"], outcome.get("seconds"))]
+    lines += [f"[yellow]note[/] {escape(n)}" for n in outcome.get("notes", [])]
     base = outcome.get("baseline_figures") or {}
     for key, ratio in (outcome.get("relative_budgets") or {}).items():
         if key in base and key in outcome["budgets"]:
