@@ -464,9 +464,17 @@ def history(results_dir="results", store_url: str | None = None, device: str | N
 
 
 def devices(inventory, group: str | None = None) -> list:
-    """The devices of an inventory (or one group of it) as dicts; it connects to none."""
+    """The devices of an inventory (or one group of it) as dicts; it connects to none. `python` and `workdir` are
+    what the agent will run with and where (`local`: edgeopt's own interpreter and cache unless told)."""
     import dataclasses
-    return [dataclasses.asdict(d) for d in _inventory(inventory).select(group)]
+    import shlex
+    from .transport import for_spec
+    rows = []
+    for spec in _inventory(inventory).select(group):
+        transport = for_spec(spec)
+        rows.append(dict(dataclasses.asdict(spec), python=shlex.join(transport.python_argv()),
+                         workdir=transport.workdir()))
+    return rows
 
 
 def optimize(model: str, profile: str = "generic", devices=("local",), budgets: dict | None = None,

@@ -198,7 +198,7 @@ print(freed)
 
 def clean(transport, spec) -> int:
     """Remove the device's cached agents, bundles and leftover run directories; returns bytes freed."""
-    code, out = transport.run(spec.python_argv + ["-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
+    code, out = transport.run(transport.python_argv() + ["-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
     if code != 0:
         raise DeviceFailure(f"device {spec.name}: clean-up failed (exit {code})")
     return int(out.strip() or 0)

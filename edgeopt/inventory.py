@@ -34,7 +34,8 @@ class DeviceSpec:
     port: int | None = None          # None: from ~/.ssh/config, else 22
     user: str | None = None
     key_files: tuple = ()
-    python: str = DEFAULT_PYTHON     # a command line: "/usr/bin/env python3" is two words
+    # a command line ("/usr/bin/env python3" is two words); None: python3 over SSH, edgeopt's own on `local`
+    python: str | None = None
     profile: str | None = None
     workdir: str = DEFAULT_WORKDIR
     proxy_jump: str | None = None
@@ -47,7 +48,7 @@ class DeviceSpec:
     @property
     def python_argv(self) -> list:
         """The interpreter command as argv; each word is quoted again on the remote side."""
-        return shlex.split(self.python)
+        return shlex.split(self.python or DEFAULT_PYTHON)
 
 
 def check_key_files(spec: DeviceSpec) -> None:
@@ -198,7 +199,18 @@ def _check_field(field, value, where):
         raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
     elif field == "workdir":
         _check_workdir(value, where)
+    elif field == "profile":
+        _check_profile(value, where)
     return value
+
+
+def _check_profile(value: str, where) -> None:
+    """A misspelt profile would otherwise surface only at the first bench, after the upload, as a mismatch."""
+    from .profiles import find_profile
+    try:
+        find_profile(value)
+    except BadInput as e:
+        raise BadInput(f"{where}: {e}") from None
 
 
 def _check_workdir(value: str, where) -> None:
@@ -231,7 +243,7 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
     ok = {k: _check_field(k, v, f"{where}.{k}") for k, v in fields.items() if v is not None}
     return DeviceSpec(name=name, host=ok.get("host", name), port=ok.get("port"), user=ok.get("user"),
                       key_files=tuple(os.path.expanduser(k) for k in ok.get("key", [])),
-                      python=ok.get("python", DEFAULT_PYTHON), profile=ok.get("profile"),
+                      python=ok.get("python"), profile=ok.get("profile"),
                       workdir=ok.get("workdir", DEFAULT_WORKDIR), proxy_jump=ok.get("proxy_jump"),
                       connection=ok.get("connection", "ssh"), vars=ok.get("vars", {}),
                       on_command_line=source == "command line")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from .errors import BadInput
-from .inventory import DEFAULT_PYTHON, FIELDS, Inventory, _check_field, check_name, make_device
+from .inventory import FIELDS, Inventory, _check_field, check_name, make_device
 
 INSTALL_HINT = "pip install 'edgeopt[ansible]'"
 ENV_EXECUTABLE = "EDGEOPT_ANSIBLE_INVENTORY"   # path to ansible-inventory; empty: behave as if not installed
@@ -143,7 +143,7 @@ def device_from_vars(name: str, host_vars: dict, source: str):
         if field in fields:
             fields[field] = _ansible_value(field, fields[field], f"{where}: {origin}")
     if str(fields.get("python", "")).startswith("auto"):
-        fields["python"] = DEFAULT_PYTHON     # Ansible's interpreter discovery; edgeopt's default is python3
+        del fields["python"]     # Ansible's interpreter discovery; edgeopt's default is python3 (`local`: its own)
     jump = _jump_from_ssh_args(host_vars, where)
     if jump:
         fields["proxy_jump"] = jump

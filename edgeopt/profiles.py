@@ -111,7 +111,7 @@ def list_profiles() -> list:
 
 def load_profile(name_or_path: str) -> Profile:
     """Load a profile by name (`generic`) or by path to a .toml file."""
-    path = _find(name_or_path)
+    path = find_profile(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
@@ -119,7 +119,8 @@ def load_profile(name_or_path: str) -> Profile:
     return _validate(data, path)
 
 
-def _find(name_or_path: str) -> pathlib.Path:
+def find_profile(name_or_path: str) -> pathlib.Path:
+    """The file of a profile named (`generic`) or given by path; BadInput naming the known ones."""
     p = pathlib.Path(name_or_path)
     if p.suffix == ".toml":
         if not p.is_file():

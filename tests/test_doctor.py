@@ -39,3 +39,25 @@ def test_doctor_names_the_interpreter_the_local_agent_runs_with(cli):
     assert r.exit_code in (0, 1), r.stderr
     python = next(c for c in r.json()["checks"] if c["check"] == "python")
     assert python["ok"] and python["detail"].startswith(f"{sys.executable} is Python "), python
+
+
+def test_a_local_device_runs_the_interpreter_its_inventory_names(cli, tmp_path):
+    """A `local` entry's `python` was ignored: a user who named a venv with other runtimes measured this one's."""
+    import os
+    import shlex
+    import sys
+    wrapper = tmp_path / "venv python"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(f"devices:\n  other-venv: {{connection: local, python: \"'{wrapper}'\"}}\n"
+                         "  same: {connection: local}\n")
+    checks = {}
+    for name in ("other-venv", "same"):
+        r = cli("device", "doctor", name, "-i", inventory, "--json")
+        assert r.exit_code in (0, 1), r.stderr
+        checks[name] = next(c for c in r.json()["checks"] if c["check"] == "python")
+    assert checks["other-venv"]["detail"].startswith(f"{wrapper} is Python "), checks
+    assert checks["same"]["detail"].startswith(f"{sys.executable} is Python "), checks
+    r = cli("device", "list", "-i", inventory, "--json")   # what will run, not the inventory's blank
+    assert [d["python"] for d in r.json()] == [shlex.quote(str(wrapper)), shlex.quote(sys.executable)], r.stdout

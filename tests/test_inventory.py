@@ -99,7 +99,7 @@ def _assert_same_as_ansible(inv, listing):
         assert spec.host == hv.get("ansible_host", name)
         assert spec.port == (int(hv["ansible_port"]) if "ansible_port" in hv else None)
         assert spec.user == hv.get("ansible_user")
-        assert shlex.split(spec.python) == shlex.split(hv.get("ansible_python_interpreter", "python3"))
+        assert spec.python_argv == shlex.split(hv.get("ansible_python_interpreter", "python3"))
         assert spec.vars == {k: v for k, v in hv.items() if not k.startswith(("ansible_", "edgeopt_"))}
     for group, entry in listing.items():
         if group not in ("_meta", "all") and entry.get("hosts") and not entry.get("children"):
@@ -118,7 +118,7 @@ def test_own_yaml_with_defaults_and_groups(tmp_path):
                                                                    "raspberry-pi-5", None)
     assert pi.vars == {"site": "lab", "shelf": 2}
     nuc = inv.devices["nuc-1"]
-    assert (nuc.port, nuc.user, nuc.python) == (2222, "admin", "python3")
+    assert (nuc.port, nuc.user, nuc.python_argv) == (2222, "admin", ["python3"])
     assert inv.devices["here"].connection == "local"
     assert [d.name for d in inv.select("lab")] == ["pi-kitchen", "nuc-1"]
     assert len(inv.select(None)) == 3 and [d.name for d in inv.select("nuc-1")] == ["nuc-1"]
@@ -146,6 +146,7 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: {host: -oProxyCommand=x}}", "devices.pi.host: host '-oProxyCommand=x' may not start with '-'"),
     ("devices: {pi: {proxy_jump: 'a,,b'}}", "devices.pi.proxy_jump: ProxyJump hop '' is not [user@]host[:port]"),
     ("devices: {pi: {connection: winrm}}", "devices.pi.connection: connection 'winrm' is not ssh or local"),
+    ("devices: {pi: {profile: raspbery-pi-5}}", "devices.pi.profile: unknown profile 'raspbery-pi-5'; known profiles:"),
     ("devices: {pi: {host: x}, pi: {host: y}}", "duplicate key 'pi'"),
     ("devices: {pi: {workdir: /}}", "devices.pi.workdir: workdir '/' must name a directory of its own"),
     ("devices: {pi: {workdir: '~/'}}", "devices.pi.workdir: workdir '~/' must name a directory of its own"),
@@ -192,7 +193,7 @@ def test_ansible_yaml_host_in_two_groups(tmp_path, monkeypatch):
     # pi2 is in pis and lab, both children of all at the same depth: Ansible merges them by name, lab < pis.
     assert inv.devices["pi2"].vars == {"shelf": 1} and inv.devices["orin1"].vars == {"shelf": 2}
     assert [d.name for d in inv.select("lab")] == ["pi2", "orin1"]
-    assert inv.devices["orin1"].profile == "jetson-orin-nano" and inv.devices["orin1"].python == "python3"
+    assert inv.devices["orin1"].profile == "jetson-orin-nano" and inv.devices["orin1"].python_argv == ["python3"]
 
 
 @needs_ansible
@@ -285,7 +286,7 @@ def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
 @pytest.mark.parametrize("host_vars, expected", [
     ({"ansible_host": "a", "ansible_ssh_host": "b"}, {"host": "b"}),        # Ansible's ssh plugin: the last wins
     ({"ansible_port": "2201", "edgeopt_port": 2300}, {"port": 2300}),        # edgeopt_<field> beats ansible_*
-    ({"ansible_python_interpreter": "auto_silent"}, {"python": "python3"}),  # discovery: edgeopt's default
+    ({"ansible_python_interpreter": "auto_silent"}, {"python": None}),  # discovery: edgeopt's default
     ({"ansible_connection": "paramiko"}, {"connection": "ssh"}),
     ({"ansible_connection": "local"}, {"connection": "local"}),
     ({"ansible_ssh_extra_args": "-J u@j1:2200,j2"}, {"proxy_jump": "u@j1:2200,j2"}),

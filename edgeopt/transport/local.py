@@ -25,8 +25,9 @@ class LocalTransport(Transport):
         return sys.executable
 
     def python_argv(self) -> list:
-        # The local device is this host's own interpreter, whatever an inventory entry's `python` says.
-        return [sys.executable]
+        # edgeopt's own interpreter, unless an inventory entry names another (a venv with other runtimes)
+        spec = getattr(self, "spec", None)
+        return list(spec.python_argv) if spec is not None and spec.python is not None else [sys.executable]
 
     def workdir(self) -> str:
         from ..agent_zipapp import cache_dir

@@ -10,6 +10,7 @@ import shlex
 import time
 
 from .base import Transport
+from ..inventory import DEFAULT_PYTHON
 
 # paramiko logs a failed transport thread (a whole traceback) at ERROR, and with no logging set up Python
 # prints that on stderr. The failure reaches the user once, as a one-line DeviceFailure; an application
@@ -144,7 +145,7 @@ class SshTransport(Transport):
             self.client = None
 
     def python(self) -> str:
-        return self.spec.python
+        return self.spec.python or DEFAULT_PYTHON
 
     def workdir(self) -> str:
         return self.spec.workdir.rstrip("/") or "."
