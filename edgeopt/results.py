@@ -277,6 +277,17 @@ def _where(path: pathlib.Path) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def _refuse_bundle(path: pathlib.Path, where: str) -> None:
+    """A bundle given where a result belongs: measure it first, unless it would not verify (a truncated copy)."""
+    from .bundle import read_manifest
+    try:
+        read_manifest(path)
+    except BadInput as e:
+        raise BadInput(f"{where} is a bundle file, not a result, and it does not verify ({e}): package or copy it "
+                       "again") from None
+    raise BadInput(f"{where} is a bundle, not a result: measure it first (edgeopt bench {where} --device NAME)")
+
+
 def load(path) -> dict:
     """A result document, validated (see FIELDS); `_path` added."""
     path = pathlib.Path(path)
@@ -284,7 +295,7 @@ def load(path) -> dict:
     if not path.is_file():
         raise BadInput(f"result file not found: {where}")
     if path.suffix == ".edgepkg":   # the bundle itself, not a result of it: the likeliest slip after optimize
-        raise BadInput(f"{where} is a bundle, not a result: measure it first (edgeopt bench {where} --device NAME)")
+        _refuse_bundle(path, where)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:

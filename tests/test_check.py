@@ -1,6 +1,7 @@
 """`edgeopt check`: budgets against measured figures; unmeasured never passes; JUnit for CI."""
 import copy
 import json
+import pathlib
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -194,10 +195,15 @@ def test_package_refuses_a_bad_budget_before_any_work(cli, tmp_path, budget):
     assert not (tmp_path / "x.edgepkg").exists()
 
 
-def test_a_bundle_given_to_check_is_told_to_be_measured_first(cli, bundles):
+def test_a_bundle_given_to_check_is_told_to_be_measured_first(cli, bundles, tmp_path):
     r = cli("check", bundles["fp32"])
     assert r.exit_code == 2 and f"{bundles['fp32']} is a bundle, not a result: measure it first (edgeopt bench" \
         in r.stderr
+    truncated = tmp_path / "copy.edgepkg"   # a broken copy: benching it would only be refused in turn
+    truncated.write_bytes(pathlib.Path(bundles["fp32"]).read_bytes()[:3000])
+    r = cli("check", truncated)
+    assert r.exit_code == 2 and "copy.edgepkg is a bundle file, not a result, and it does not verify (" in r.stderr
+    assert "measure it first" not in r.stderr
 
 
 def test_a_result_with_nothing_to_check_is_refused_not_passed(cli, int8_result, tmp_path):
