@@ -478,7 +478,7 @@ def devices(inventory, group: str | None = None) -> list:
 
 
 def optimize(model: str, profile: str = "generic", devices=("local",), budgets: dict | None = None,
-             study: str = "edgeopt", trials: int = 20, sampler: str = "tpe", group: str | None = None,
+             study: str = "edgeopt", trials: int = 20, sampler: str | None = None, group: str | None = None,
              progress=SILENT, **options) -> dict:
     """Search the compression space for a configuration that meets every budget, each candidate measured on
     the devices (edgeopt/search/). `devices` are device names, or, with `group`, the inventory group's.

@@ -625,10 +625,10 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
               help="Trials in the study, counting earlier runs and other workers.")
 @click.option("--study", "study", default="edgeopt", show_default=True, help="Study name in the store.")
 @click.option("--resume", is_flag=True, help="Continue the study (after a crash, Ctrl-C, or to add trials).")
-@click.option("--sampler", type=click.Choice(["tpe", "gp", "random", "grid", "nsga2"]), default="tpe", show_default=True,
+@click.option("--sampler", type=click.Choice(["tpe", "gp", "random", "grid", "nsga2"]),
               help="tpe: Optuna's TPE; gp: a Gaussian process per budget and for the objective (needs torch), "
                    "the faster to a first configuration that meets every budget where only combined techniques "
-                   "do; nsga2 (or any, with --pareto): NSGA-II.")
+                   "do; nsga2: NSGA-II. Each searches a --pareto front too.  [default: tpe; nsga2 with --pareto]")
 @click.option("--pareto", "multi_objective", is_flag=True,
               help="Multi-objective: a Pareto front over latency, accuracy drop and size (and energy per "
                    "inference where every device reads the profile's power sensor, or with an energy_mj budget) "

@@ -10,17 +10,19 @@ GP_STARTUP_TRIALS = 5           # as TPE's: the baseline and INT8 alone, then th
 GRID_POINT = "edgeopt:grid_point"   # a trial's system attribute: the index of its grid point
 
 
-def make(name: str, dims: list, seed: int, multi: bool):
-    """The sampler `--sampler name` asks for over `dims`; NSGA-II for any sampler on a Pareto front (multi)."""
+def make(name: str | None, dims: list, seed: int, multi: bool):
+    """The sampler `--sampler name` asks for over `dims`; unnamed, TPE for one objective and NSGA-II for a Pareto
+    front (multi). Each named one takes a Pareto front as it is: Optuna's TPE and GP are multi-objective too."""
     import optuna
 
+    name = name or ("nsga2" if multi else "tpe")
     if name not in SAMPLERS:
         raise BadInput(f"--sampler {name}: expected one of {', '.join(SAMPLERS)}")
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
         return _grid(dims, seed)
-    if name == "nsga2" or multi:
+    if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
         # A Gaussian process per budget as well as for the objective: before anything is feasible it proposes

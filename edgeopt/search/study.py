@@ -67,7 +67,7 @@ class Job:
         return load_profile(self.profile).backend
 
 
-def optimize(job: Job, study_name: str, n_trials: int, sampler: str = "tpe", space_file=None, resume: bool = False,
+def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = None, space_file=None, resume: bool = False,
              screening: bool = True, multi_objective: bool = False, progress=SILENT) -> dict:
     """Run the study to n_trials trials (counting those of every worker and of earlier runs) and return the
     outcome: best bundle, every trial, the Pareto front, the closest misses and the exit code.

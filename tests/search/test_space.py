@@ -534,3 +534,16 @@ def test_a_table_that_names_no_dimension_is_refused_in_words(tmp_path, line, mes
     with pytest.raises(BadInput) as e:
         _dims(tmp_path, line + "\n")
     assert f"/{message}" in str(e.value) and "{'" not in str(e.value), str(e.value)   # no Python dict
+
+
+def test_a_named_sampler_searches_a_pareto_front_as_itself():
+    """`--pareto --sampler gp` (or tpe) ran NSGA-II whatever was named; only an unnamed sampler picks by the
+    number of objectives. Optuna's TPE and GP both take several objectives with constraints."""
+    import optuna
+
+    from edgeopt.search import samplers
+    made = {(name, multi): type(samplers.make(name, [], 0, multi)) for name in (None, "tpe", "gp", "nsga2")
+            for multi in (False, True)}
+    assert made[(None, False)] is made[("tpe", True)] is optuna.samplers.TPESampler
+    assert made[(None, True)] is made[("nsga2", False)] is optuna.samplers.NSGAIISampler
+    assert made[("gp", True)] is optuna.samplers.GPSampler
