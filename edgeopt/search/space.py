@@ -457,6 +457,7 @@ def _read(path) -> dict:
 
 def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
     by_name = {d.name: d for d in dims}
+    narrowed = []
     for key, value in _dotted(doc, by_name, path).items():
         if key == "threads" and key not in by_name:
             by_name[key] = _threads(value, path)
@@ -468,7 +469,24 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
                            f"{_why_absent(key.split('.')[0])}); dimensions: {', '.join(by_name) or 'none'}")
         for name in targets:
             by_name[name] = _narrowed(by_name[name], value, f"{path}: {key}", len(targets) > 1)
+            narrowed.append((key, name))
+    for key, name in narrowed:
+        if len(by_name[name].grid()) > 1:   # a single value is a pin (a space file shared by studies), not a search
+            _refuse_unused(by_name, by_name[name], f"{path}: {key}")
     return list(by_name.values())
+
+
+def _refuse_unused(by_name: dict, d: Dimension, where: str) -> None:
+    """An option given several values in the file that the file's other choices never let be sampled (`prune =
+    [false]` beside a `prune.channels` range): the user meant one of the two, and the study would search neither."""
+    parent = by_name.get(d.parent)
+    if parent is not None and parent.choices and d.when not in parent.choices:
+        raise BadInput(f"{where}: never searched, since {d.parent} is narrowed to {toml_value(list(parent.choices))} "
+                       f"(it is sampled only with {d.parent} = {toml_value(d.when)})")
+    quantize = by_name.get(_key("quantize", d.owner or None))
+    if d.int8_only and quantize is not None and "int8" not in quantize.choices:
+        raise BadInput(f"{where}: never searched, since {quantize.name} is narrowed to "
+                       f"{toml_value(list(quantize.choices))} (it acts only with int8)")
 
 
 def _dotted(doc: dict, by_name: dict, path) -> dict:

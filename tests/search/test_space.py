@@ -547,3 +547,18 @@ def test_a_named_sampler_searches_a_pareto_front_as_itself():
     assert made[(None, False)] is made[("tpe", True)] is optuna.samplers.TPESampler
     assert made[(None, True)] is made[("nsga2", False)] is optuna.samplers.NSGAIISampler
     assert made[("gp", True)] is optuna.samplers.GPSampler
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('prune = [false]\n"prune.channels" = [0.2, 0.5]\n',
+     "prune.channels: never searched, since prune is narrowed to [false] (it is sampled only with prune = true)"),
+    ('quantize = ["none", "dynamic"]\nkeep_float = ["auto", ""]\n',
+     'keep_float: never searched, since quantize is narrowed to ["none", "dynamic"] (it acts only with int8)'),
+])
+def test_an_option_the_file_itself_keeps_from_being_sampled_is_refused(tmp_path, text, fragment):
+    """It was accepted silently: the study searched neither what the toggle nor what the option said."""
+    with pytest.raises(BadInput) as e:
+        _dims(tmp_path, text)
+    assert fragment in str(e.value)
+    _dims(tmp_path, text.replace("[false]", "[true]").replace('"dynamic"]', '"int8"]'))   # either way round: fine
+    _dims(tmp_path, text.replace("[0.2, 0.5]", "0.3").replace('["auto", ""]', '[""]'))   # one value: a pin, kept
