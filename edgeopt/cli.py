@@ -219,12 +219,29 @@ def _loop(loop: dict) -> tuple:
             {k: v for k, v in given.items() if k in SENSING_KEYS})
 
 
+COMMON_FLAGS = ("--json", "--quiet", "-q", "--debug")
+
+
+def _common_flags_last(args: list) -> list:
+    """`edgeopt --quiet bench ...` as `edgeopt bench ... --quiet`: the flags every verb takes (`common`), typed
+    before the verb as with git or docker, were refused as no option of `edgeopt`."""
+    lead = 0
+    while lead < len(args) and args[lead] in COMMON_FLAGS:
+        lead += 1
+    if lead == 0 or lead == len(args):
+        return args
+    rest = args[lead:]
+    end = rest.index("--") if "--" in rest else len(rest)   # after `--` every word is an argument
+    return rest[:end] + args[:lead] + rest[end:]
+
+
 class _JsonUsageErrors(click.Group):
     """Click's own usage errors (a missing argument, an unknown option, a value out of range) as JSON on stdout
-    under --json too, as edgeopt's errors are (`common`): a script reading stdout got nothing for them."""
+    under --json too, as edgeopt's errors are (`common`): a script reading stdout got nothing for them. The flags
+    every verb takes are taken before the verb too (_common_flags_last)."""
 
     def main(self, args=None, **kwargs):
-        args = list(sys.argv[1:] if args is None else args)
+        args = _common_flags_last(list(sys.argv[1:] if args is None else args))
         if "--json" not in args or not kwargs.get("standalone_mode", True):
             return super().main(args, **kwargs)
         try:

@@ -241,3 +241,12 @@ def test_ctrl_c_exits_130_ends_the_agent_and_writes_nothing_half(bundles, tmp_pa
     time.sleep(0.5)
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "agent left running"
     assert not list(tmp_path.rglob("*.partial")) and not list(tmp_path.rglob("*.json"))
+
+
+def test_the_flags_every_verb_takes_may_come_before_it(cli, bundles):
+    """`edgeopt --json inspect B` was "No such option '--json'", where git and docker take such flags first."""
+    from edgeopt.cli import _common_flags_last
+    first, last = cli("--json", "-q", "inspect", bundles["fp32"]), cli("inspect", bundles["fp32"], "--json", "-q")
+    assert first.exit_code == 0 and first.json() == last.json()
+    assert _common_flags_last(["--debug", "bench", "m", "--", "--json"]) == ["bench", "m", "--debug", "--", "--json"]
+    assert _common_flags_last(["--json"]) == ["--json"] and _common_flags_last(["--version"]) == ["--version"]
