@@ -80,9 +80,14 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    dims, identity = _prepare(job, space_file, progress)
-    storage = _storage(job)
-    study = rdb.open_study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
+    missing = _missing_folders(job.output_dir, job.results_dir)
+    try:
+        dims, identity = _prepare(job, space_file, progress)
+        storage = _storage(job, resume, study_name)
+        study = rdb.open_study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
+    except (BadInput, DeviceFailure):   # refused before any trial: no empty folders left for the user to find
+        _remove_if_empty(missing)
+        raise
     if multi_objective:   # the front as the study keeps it: a resumed one keeps the figures it began with
         job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "
                          "bundles use" if "energy_mj" in job.pareto_figures else
@@ -98,7 +103,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
             runner.loop(n_trials)
         except (BadInput, DeviceFailure):   # the baseline: fix the input or the device, and run the same command
             rdb.remove_if_unmeasured(study, storage, resume)
-            _remove_if_empty(runner.bundles)
+            _remove_if_empty([runner.bundles, runner.bundles.parent])
             raise
         confirming = time.monotonic()
         if not multi_objective:
@@ -119,14 +124,28 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
         storage.engine.dispose()
 
 
-def _remove_if_empty(bundles) -> None:
-    """OUTPUT_DIR/STUDY/bundles and its study folder, where a study that built nothing made them: an empty folder
-    per failed try was left behind. Anything in them keeps them."""
-    for folder in (bundles, bundles.parent):
+def _remove_if_empty(folders) -> None:
+    """Folders a study that built nothing made (OUTPUT_DIR/STUDY/bundles and its study folder; the output and
+    results folders of a run refused before its first trial), innermost first: an empty folder per failed try was
+    left behind. Anything in them keeps them."""
+    for folder in folders:
         try:
             folder.rmdir()
         except OSError:   # not empty (another worker's bundles, or files of the user's), or gone
             return
+
+
+def _missing_folders(*targets) -> list:
+    """The folders `check_writable` would make for `targets`, innermost first."""
+    missing = []
+    for target in targets:
+        folder = pathlib.Path(target).absolute()
+        chain = []
+        while not folder.exists() and folder != folder.parent:
+            chain.append(folder)
+            folder = folder.parent
+        missing += [f for f in chain if f not in missing]
+    return sorted(missing, key=lambda f: len(f.parts), reverse=True)
 
 
 def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
@@ -372,6 +391,17 @@ def _inventory(inventory):
     return load(inventory)
 
 
-def _storage(job: Job):
+def _storage(job: Job, resume: bool = False, study_name: str = ""):
+    """The study's storage; --resume of an SQLite file that is not there is refused before it is made."""
+    import sqlalchemy as sa
+
     from ..store import default_url
-    return rdb.open_storage(job.store_url or default_url(job.results_dir))
+    given = job.store_url or default_url(job.results_dir)
+    try:
+        url = sa.engine.make_url(given)
+    except (sa.exc.ArgumentError, ValueError):
+        url = None   # the store says what is wrong with it, in its own words
+    if resume and url is not None and url.get_backend_name() == "sqlite" and url.database and \
+            not pathlib.Path(url.database).exists():
+        raise BadInput(f"--resume: no study {study_name!r}: there is no store at {url.database}")
+    return rdb.open_storage(given)

@@ -509,7 +509,10 @@ def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     args = [str(space) if a == "SPACE" else a for a in args]
     r = _optimize(cli, tmp_path, *args)
     assert r.exit_code == 2 and fragment in r.stderr, r.stderr
-    assert not list((tmp_path / "results").rglob("*.json"))
+    assert not (tmp_path / "results").exists() and not (tmp_path / "opt").exists()   # no empty folders either
+    r = _optimize(cli, tmp_path, "--resume", "--study", "never")   # nor an empty store for a study never begun
+    assert r.exit_code == 2 and "--resume: no study 'never': there is no store at " in r.stderr, r.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_eval_data_without_labels_measures_no_accuracy_budget(cli, tmp_path):
