@@ -193,25 +193,43 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     refused, mismatch = profile_mismatch(manifest, spec)
     if refused and not allow_profile_mismatch:
         raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
-    with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
-        check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
-        transport = for_spec(spec, ssh_options)
+    transport = for_spec(spec, ssh_options)
+    try:
         progress.status(f"measuring {bundle.name} on {device}")
-        try:
-            doc, code = transport.bench(bundle, agent_args, progress, timeout)
-        except DeviceFailure as e:
-            doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
-        finally:
-            transport.close()
-        name_the_bundle(doc, manifest)
-        _warn_mismatch(doc, manifest, mismatch)
-        _save_and_store(doc, results_dir, store)
+        unreached = _reach_typed_address(transport, spec)   # a typo is bad input before the results store is made
+        with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
+            check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
+            try:
+                if unreached is not None:
+                    raise unreached
+                doc, code = transport.bench(bundle, agent_args, progress, timeout)
+            except DeviceFailure as e:
+                doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
+            finally:
+                transport.close()
+            name_the_bundle(doc, manifest)
+            _warn_mismatch(doc, manifest, mismatch)
+            _save_and_store(doc, results_dir, store)
+    finally:
+        transport.close()
     if code != 0 or doc.get("status") != "ok":
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
         kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
         refused = (doc.get("error") or {}).get("kind") == "bundle"  # the agent refused the bundle or an option
         raise (BadInput if refused else DeviceFailure)(f"{message} (result saved to {doc['_path']}{kept})")
     return doc
+
+
+def _reach_typed_address(transport, spec):
+    """Connect now to an address typed on the command line: a name that does not resolve is BadInput (ssh_connect)
+    raised before anything is made; a device that fails is returned, to be saved as its result as any failure is."""
+    if not spec.on_command_line or not hasattr(transport, "connect"):
+        return None
+    try:
+        transport.connect()
+    except DeviceFailure as e:
+        return e
+    return None
 
 
 def _save_and_store(doc: dict, results_dir, store) -> None:

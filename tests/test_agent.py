@@ -85,14 +85,15 @@ def test_unreachable_device_is_exit_3_and_its_failure_is_saved(cli, bundles, tmp
 def test_a_typed_host_that_does_not_resolve_is_bad_input_and_saves_nothing(cli, bundles, tmp_path):
     """A user review: `--device lcoal` was exit 3 with a failed result saved under that name, and every later
     `check results/*.json` then exited 3. A name in no inventory that does not resolve is a typo."""
+    results = tmp_path / "results"
     for device in ("lcoal", "pi-kitchen.invalid"):
-        r = cli("bench", bundles["fp32"], "--device", device, "--results-dir", tmp_path)
+        r = cli("bench", bundles["fp32"], "--device", device, "--results-dir", results)
         assert r.exit_code == 2, r.stderr
         assert r.stderr.count("edgeopt: error:") == 1 and \
             f"device {device}: no inventory names it and the host {device} does not resolve" in r.stderr
-    assert not list(tmp_path.rglob("*.json"))
+    assert not results.exists()   # not even an empty results store
     assert "(did you mean `local`?)" in cli("bench", bundles["fp32"], "--device", "lcoal", "--results-dir",
-                                          tmp_path).stderr
+                                          results).stderr
 
 
 def test_device_name_that_is_no_address(cli, bundles):
