@@ -1,6 +1,8 @@
 """`edgeopt device doctor`: what a device lacks to run benchmarks, and how to install it."""
 from __future__ import annotations
 
+import re
+
 from .errors import DeviceFailure
 from .progress import SILENT
 
@@ -23,18 +25,29 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     argv = transport.python_argv()   # the interpreter the agent runs with: `local` is this host's own, not python3
     py = " ".join(argv)
     checks = []
+    local = spec.connection == "local"
+    reached = "runs on this machine (no SSH)" if local else "reachable, host key verified"
     try:
         code, out = transport.run(argv + ["-c", PY_VERSION], lambda line: None, 30)
     except DeviceFailure as e:
-        return [_check("connection", False, str(e), "see the message; `ssh` to the device by hand to compare")]
+        if not local:
+            return [_check("connection", False, str(e), "see the message; `ssh` to the device by hand to compare")]
+        return [_check("connection", True, f"{spec.host} {reached}"),   # nothing to connect to: the interpreter failed
+                _check("python", False, str(e), "set the device's `python` in the inventory to an interpreter here")]
     where = getattr(transport, "address", spec.host)
-    reached = "runs on this machine (no SSH)" if spec.connection == "local" else "reachable, host key verified"
     checks.append(_check("connection", True, f"{where} {reached}"))
     if code != 0:
         return checks + [_check("python", False, f"{py!r} did not run (exit {code})",
                                 "install Python 3.8+ or set the device's `python` in the inventory")]
-    version = tuple(int(x) for x in out.strip().split("."))
-    checks.append(_check("python", version >= MIN_PYTHON, f"{py} is Python {out.strip()}",
+    said = re.findall(r"^(\d+)\.(\d+)\.(\d+)$", out, re.MULTILINE)
+    if not said:
+        lines = out.strip().splitlines()
+        said_instead = f"its output began {lines[0][:120]!r}" if lines else "no output"
+        return checks + [_check("python", False, f"{py!r} printed no version ({said_instead})",
+                                "a login script or wrapper that prints on stdout? the agent's output would be "
+                                "mixed with it")]
+    version = tuple(int(x) for x in said[-1])
+    checks.append(_check("python", version >= MIN_PYTHON, f"{py} is Python {'.'.join(said[-1])}",
                          "" if version >= MIN_PYTHON else "the agent needs Python 3.8 or newer"))
     if version < MIN_PYTHON:
         return checks
@@ -201,4 +214,7 @@ def clean(transport, spec) -> int:
     code, out = transport.run(transport.python_argv() + ["-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
     if code != 0:
         raise DeviceFailure(f"device {spec.name}: clean-up failed (exit {code})")
-    return int(out.strip() or 0)
+    last = (out.strip().splitlines() or ["0"])[-1]   # the script's count, after whatever a login script printed
+    if not last.isdigit():
+        raise DeviceFailure(f"device {spec.name}: clean-up printed {last[:120]!r}, not the bytes it freed")
+    return int(last)

@@ -61,3 +61,34 @@ def test_a_local_device_runs_the_interpreter_its_inventory_names(cli, tmp_path):
     assert checks["same"]["detail"].startswith(f"{sys.executable} is Python "), checks
     r = cli("device", "list", "-i", inventory, "--json")   # what will run, not the inventory's blank
     assert [d["python"] for d in r.json()] == [shlex.quote(str(wrapper)), shlex.quote(sys.executable)], r.stdout
+
+
+def test_a_local_python_that_does_not_start_or_that_talks_first(cli, tmp_path, bundles):
+    """A user review: a `python` that is not there was a traceback and exit 1 from bench, doctor and clean; a
+    wrapper (or login script) printing a banner on stdout broke doctor (a traceback) and bench ("no document")."""
+    import os
+    import sys
+    noisy = tmp_path / "noisy.sh"
+    noisy.write_text(f"#!/bin/sh\necho 'Welcome to board-7 (motd)'\nexec {sys.executable} \"$@\"\n")
+    os.chmod(noisy, 0o755)
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(f"devices:\n  gone: {{connection: local, python: /nonexistent/python3}}\n"
+                         f"  noisy: {{connection: local, python: {noisy}}}\n  silent: {{connection: local, python: "
+                         "/bin/true}\n")
+    said = "device gone: its python '/nonexistent/python3' did not start: No such file or directory"
+    r = cli("bench", bundles["fp32"], "-d", "gone", "-i", inventory, "--results-dir", tmp_path / "r")
+    assert r.exit_code == 3 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = cli("device", "doctor", "gone", "-i", inventory, "--json")
+    python = next(c for c in r.json()["checks"] if c["check"] == "python")
+    assert r.exit_code == 3 and not python["ok"] and python["detail"] == said
+    r = cli("device", "clean", "gone", "-i", inventory)
+    assert r.exit_code == 3 and said in r.stderr
+    r = cli("bench", bundles["fp32"], "-d", "noisy", "-i", inventory, "--results-dir", tmp_path / "r", "--json")
+    assert r.exit_code == 0 and r.json()["status"] == "ok", r.stderr
+    r = cli("device", "doctor", "noisy", "-i", inventory, "--json")
+    python = next(c for c in r.json()["checks"] if c["check"] == "python")
+    assert python["ok"] and python["detail"].startswith(f"{noisy} is Python 3."), python
+    assert cli("device", "clean", "noisy", "-i", inventory).exit_code == 0
+    r = cli("device", "doctor", "silent", "-i", inventory, "--json")
+    python = next(c for c in r.json()["checks"] if c["check"] == "python")
+    assert not python["ok"] and python["detail"] == "'/bin/true' printed no version (no output)"

@@ -95,12 +95,28 @@ class Transport:
         return doc, code
 
 
+def _after_leading_text(stdout: str, device: str) -> dict:
+    """The agent's document where something printed before it on stdout (a login script's banner, a wrapper of
+    the interpreter): the agent's starts on a line of its own with `{`. Else DeviceFailure naming the first line."""
+    start = stdout.find("\n{\n")
+    if start >= 0:
+        try:
+            return json.loads(stdout[start + 1:])
+        except ValueError:
+            pass
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise DeviceFailure(f"device {device}: agent printed no result document (no output)")
+    first = lines[0][:200]
+    raise DeviceFailure(f"device {device}: agent printed no result document (its output began {first!r}, ended "
+                        f"{lines[-1][:200]!r}; a login script or wrapper that prints on stdout?)")
+
+
 def parse_document(stdout: str, device: str) -> dict:
     try:
         doc = json.loads(stdout)
     except ValueError:
-        tail = stdout.strip().splitlines()[-1:] or ["(no output)"]
-        raise DeviceFailure(f"device {device}: agent printed no result document (last line: {tail[0][:200]})") from None
+        doc = _after_leading_text(stdout, device)
     if not isinstance(doc, dict):
         raise DeviceFailure(f"device {device}: agent output is not a JSON object")
     return doc

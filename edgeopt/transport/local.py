@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shlex
 import signal
 import socket
 import subprocess
@@ -40,8 +41,12 @@ class LocalTransport(Transport):
 
     def run(self, argv, on_line, timeout):
         # A session of its own, so a timeout kills the agent and its measuring process together.
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                start_new_session=True)
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                    start_new_session=True)
+        except OSError as e:   # an inventory's `python` that is not there or not executable: the device's failure
+            raise DeviceFailure(f"device {self.device}: its python {shlex.join(self.python_argv())!r} did not start: "
+                                f"{e.strerror or e}") from None
         stdout = []
         reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
         reader.start()
