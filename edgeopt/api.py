@@ -195,10 +195,10 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
         raise BadInput(f"{mismatch}; --allow-profile-mismatch measures it anyway")
     transport = for_spec(spec, ssh_options)
     try:
-        progress.status(f"measuring {bundle.name} on {device}")
         unreached = _reach_typed_address(transport, spec)   # a typo is bad input before the results store is made
         with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
             check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
+            progress.status(f"measuring {bundle.name} on {device}")
             try:
                 if unreached is not None:
                     raise unreached

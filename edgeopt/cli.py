@@ -124,12 +124,13 @@ def common(fn):
             click.echo(f"edgeopt: error: {e}", err=True)
             out.emit_error(str(e), e.exit_code)
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             # Not click's "Aborted!" with exit 1, which reads as "a budget failed" to a CI system. Every file
             # edgeopt writes is written atomically, so what was saved before Ctrl-C is whole.
             out.close()
-            click.echo("edgeopt: interrupted", err=True)
-            out.emit_error("interrupted", INTERRUPTED)
+            said = f"interrupted: {e}" if str(e) else "interrupted"   # a long run says what it kept
+            click.echo(f"edgeopt: {said}", err=True)
+            out.emit_error(said, INTERRUPTED)
             sys.exit(INTERRUPTED)
         out.close()
         sys.exit(code or 0)

@@ -181,6 +181,14 @@ class FleetRun:
     def done(self, device: str) -> bool:
         return device in self.documents and self.documents[device][1].get("status") == "ok"
 
+    def pending(self, spec) -> None:
+        """A failed result in the device's place until its own replaces it: a run stopped part-way (Ctrl-C, a CI
+        job cancelled, the host killed) reads as devices without a result, exit 3, not as a fleet that passed."""
+        doc = failed_document(spec, self.manifest, f"no result: the fleet run {self.run_id} ended before this device "
+                              "reported (interrupted or killed); `edgeopt fleet bench ... --resume` measures it")
+        with self._lock:
+            results.write_json_atomic(self.result_path(spec.name), doc)
+
     def record(self, doc: dict, store: Store) -> pathlib.Path:
         """Atomic JSON in the run directory, latest/history copies, a row in the store."""
         name = doc["device"]["name"]
@@ -247,6 +255,7 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
     skipped = [d.name for d in devices if d not in todo]
     documents = {name: run.documents[name][1] for name in skipped}
     for spec in todo:
+        run.pending(spec)
         progress.device_state(spec.name, "queued")
     for name in skipped:
         progress.device_state(name, "ok", "kept from the earlier run")
@@ -266,7 +275,10 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
             except KeyboardInterrupt:   # devices not started stay so; those measuring are let go, not waited for
                 pool.shutdown(wait=False, cancel_futures=True)
                 run.let_go()
-                raise
+                # said with the interruption (the CLI prints it): what is kept, and how to finish the run
+                raise KeyboardInterrupt(f"{len(documents)} of {len(devices)} devices reported; the others read as "
+                                        f"no result in {run.run_dir}; the same command with --resume measures only "
+                                        "them") from None
     finally:
         store.close()
     order = [d.name for d in devices]

@@ -124,7 +124,7 @@ def test_a_bundle_the_device_refuses_is_saved_under_its_name_and_a_good_run_repl
 
 def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab, bundles, tmp_path):
     dev = _devices(lab, "ok-", 20, 1)[0]
-    for field, value, said in (("profile", "raspbery-pi-5", "inventory field `profile`"),
+    for field, value, said in (("profile", "raspbery-pi-5", f"devices.{dev.name}.profile: unknown profile"),
                                ("key", str(tmp_path / "no-key"), "inventory field `key`: no such file")):
         inv = write_inventory(tmp_path / "fleet.yaml", lab, [dev], **{dev.name: {field: value}})
         r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
@@ -145,13 +145,21 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     host = subprocess.Popen([sys.executable, "-m", "edgeopt", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     fleet_dir = tmp_path / "results" / "fleet"
+
+    def reported():   # every device has a placeholder (a failed result) from the start: its own replaces it
+        return sorted(p.stem for p in fleet_dir.glob("*/*/node-*.json") if json.loads(p.read_text())["status"] == "ok")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(fleet_dir.glob("*/*/node-*.json"))) < 2:
+    while time.monotonic() < deadline and len(reported()) < 2:
         time.sleep(0.1)
     host.send_signal(signal.SIGKILL)
     host.wait()
-    kept = sorted(p.stem for p in fleet_dir.glob("*/*/node-*.json"))
+    kept = reported()
     assert 2 <= len(kept) < 4
+    run_dir = next(fleet_dir.glob("*/*"))   # the run killed part-way is no pass: the devices left read as failed
+    r = cli("check", run_dir, "--json")
+    left = [e for e in r.json()["results"] if e["status"] != "ok"]
+    assert r.exit_code == 3 and len(left) == 4 - len(kept) and all(
+        "ended before this device reported (interrupted or killed)" in e["error"] for e in left), r.stdout
     r = cli(*args[:-1], "--resume", "--json")   # the settings the run began with (others are refused)
     assert r.exit_code == 0, r.stderr
     report = r.json()
@@ -185,6 +193,7 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path):
     finally:
         host.kill()
     assert host.returncode == 130 and "interrupted" in err, (host.returncode, err)
+    assert "0 of 2 devices reported; the others read as no result in " in err and "--resume" in err, err
     assert time.monotonic() - started < 10
     agents = lambda: [p for p in psutil.process_iter(["cmdline"])
                       if any(str(r.parent) in part for part in (p.info["cmdline"] or []) for r in runs)
