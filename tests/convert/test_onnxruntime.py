@@ -92,9 +92,13 @@ def test_int8_on_a_transformer_is_dynamic_on_its_matmuls_and_static_on_a_cnn(dei
     assert m["compression"]["int8_method"]["matmul_mac_share"] < 0.05
 
 
-def test_int8_not_faster_than_fp32_is_warned(deit, tmp_path, cli):
+def test_int8_not_faster_than_fp32_is_warned(deit, tmp_path, cli, monkeypatch):
     """Static QDQ on a small transformer: Q/DQ pairs around every LayerNorm, GELU and residual Add cost more
-    than its INT8 MatMuls save (1.4-1.5x float on x86)."""
+    than its INT8 MatMuls save (1.4-1.5x float on one x86 host, 1.18x on an AVX-512 VNNI one). How much is the
+    CPU's: a host with faster INT8 kernels may read below 1, so the timing is fixed here at 1.4x; the real
+    timing's figures are the fp16 test's."""
+    from edgeopt.convert import host_hint
+    monkeypatch.setattr(host_hint, "time_alternating", lambda paths, feed, **kw: ((1.0, 1.4), 5))
     model, calib = deit
     r = cli("package", model, "--quantize", "int8", "--calib", calib, "--backend-option", "int8_method=static",
             "-o", tmp_path / "s.edgepkg", "--allow-mismatch")
@@ -102,7 +106,7 @@ def test_int8_not_faster_than_fp32_is_warned(deit, tmp_path, cli):
     assert "INT8/FP32 on this host" in r.stdout and "warning" in r.stdout and "not faster" in r.stdout
     m = bundle_manifest(tmp_path / "s.edgepkg")
     assert m["compression"]["method"] == "static" and m["compression"]["int8_method"]["requested"] == "static"
-    assert m["compression"]["host_hint"]["ratio"] >= 1.0
+    assert m["compression"]["host_hint"]["ratio"] == 1.4
     assert any(n.startswith("warning: the quantized model was not faster") for n in m["notes"])
 
 

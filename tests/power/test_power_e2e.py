@@ -129,7 +129,8 @@ def test_power_and_thermal_timelines_follow_the_sensors(cli, bundles, jetson, tm
     assert set(line["total_w"]) == {7.5, 12.5} and set(line["rails_w"]["VDD_IN"]) == {7.5, 12.5}
     switches = sum(a != b for a, b in zip(line["total_w"], line["total_w"][1:]))
     assert switches >= 3 and line["rails_w"]["VDD_SOC"] == [3.0] * line["readings"] and line["bin_s"] is None
-    assert line["t_s"][0] < 0.01 and line["t_s"][-1] == pytest.approx(doc["power"]["window_s"], abs=0.01)
+    # the last reading, then the thermal and cpufreq reads before the window closes: a preemption there is no defect
+    assert line["t_s"][0] < 0.01 and 0 <= doc["power"]["window_s"] - line["t_s"][-1] < 0.05
     heat = doc["thermal"]["timeline"]
     tj_c, t = heat["zones_c"]["thermal_zone4 (tj-thermal)"], heat["t_s"]
     assert len(t) >= 6 and heat["zones_c"]["thermal_zone0 (cpu-thermal)"] == [48.5] * len(t)
@@ -152,7 +153,9 @@ def test_rapl_counter_that_wraps_during_the_run(cli, bundles, monkeypatch, tmp_p
         counter.close()
     p = doc["power"]
     assert p["reader"] == "rapl" and p["energy_method"] == "energy counter" and p["samples_failed"] == 0
-    assert p["mean_w"] == pytest.approx(12.0, rel=0.03) and p["idle_w"] == pytest.approx(12.0, rel=0.05)
+    # the fake counter's writer is a thread on the same 2 shared cores: a 25 ms stall at an edge of the 0.5 s idle
+    # window moves the idle figure 5 %
+    assert p["mean_w"] == pytest.approx(12.0, rel=0.03) and p["idle_w"] == pytest.approx(12.0, rel=0.1)
     assert p["rails_mean_w"]["package-0/dram"] == 0.0
     assert p["energy_mj_per_inference"] == pytest.approx(p["mean_w"] * p["loop_seconds"] / p["inferences"] * 1e3)
     watts = sorted(p["timeline"]["total_w"])   # from counter differences, across every wrap

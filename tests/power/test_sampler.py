@@ -89,7 +89,10 @@ def test_sampler_thread_reads_at_its_rate_from_window_start_to_end():
     with Sampler([("power", read, 0.02)]) as s:
         time.sleep(0.2)
     t0, t1 = s.window()
-    assert 8 <= len(calls) <= 14 and calls[0] - t0 < 0.01 and t1 - calls[-1] < 0.01
+    # the count the window actually held (a sleep may overshoot on a busy host), one slot missed per late wake-up
+    due = 2 + int((t1 - t0) / 0.02)
+    assert due - 3 <= len(calls) <= due + 1, (len(calls), t1 - t0)
+    assert t0 <= calls[0] < t0 + 0.05 and t1 - 0.05 < calls[-1] <= t1
     assert len(s.values["power"]) == len(calls) - 1 and s.errors["power"][0][1] == "transient"
 
 

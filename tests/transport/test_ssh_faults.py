@@ -50,7 +50,7 @@ def test_silent_peer_is_one_line_within_the_connect_timeout(cli, bundles, tmp_pa
         with pytest.raises(DeviceFailure) as raised:
             SshTransport(spec, SshOptions(known_hosts=str(tmp_path / "kh"), connect_timeout=2)).connect()
         took = time.monotonic() - started
-        assert took <= 2 + 1, took
+        assert took <= 2 + 2, took   # the 2 s connect timeout, far below paramiko's 15 s banner wait
         assert str(raised.value) == (f"device mute: x@{peer.host}:{peer.port} accepted the connection but sent no "
                                      "SSH banner within 2 s (not an SSH server, or the device is hung)")
         assert capfd.readouterr().err == ""  # nothing from paramiko's transport thread
