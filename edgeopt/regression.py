@@ -211,10 +211,14 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
         pool = [results.load(p) for p in results.expand(specs)]
         find = lambda doc: pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
     try:
-        return [_regression_entry(doc, *find(doc), effect) for doc in docs if doc.get("status") == "ok"]
+        found = [(doc, *find(doc)) for doc in docs if doc.get("status") == "ok"]
     finally:
         if store is not None:
             store.close()
+    if store is None and found and all(base is None for _, base, _ in found):
+        # baseline files given by hand that match no result: the gate would test nothing and pass quietly
+        raise BadInput(f"--baseline {', '.join(map(str, specs))}: no baseline for any result given ({found[0][2]})")
+    return [_regression_entry(doc, base, why, effect) for doc, base, why in found]
 
 
 def _store_baseline(store, doc: dict) -> tuple:
