@@ -24,6 +24,7 @@ FIELDS = {"host": "string", "port": "port", "user": "string", "key": "strings", 
           "profile": "string", "workdir": "string", "proxy_jump": "jump", "connection": "connection",
           "vars": "mapping"}
 OWN_KEYS = set(FIELDS)
+ALLOWED_SIGNERS_VAR = "edgeopt_allowed_signers"   # a device var: the device-side allowed-signers file
 TOP_LEVEL = ("devices", "defaults", "groups")
 
 
@@ -64,16 +65,26 @@ class Inventory:
     devices: dict                    # name -> DeviceSpec
     groups: dict                     # name -> [device names]
     source: str
+    # name -> why edgeopt cannot use the host (an Ansible inventory's docker host, say): refused only where chosen,
+    # since a team's shared inventory holds hosts of every kind beside the boards
+    refused: dict = dataclasses.field(default_factory=dict)
 
     def select(self, group: str | None = None) -> list:
         if group in (None, "all"):
-            return list(self.devices.values())
-        if group in self.groups:
-            return [self.devices[n] for n in self.groups[group]]
-        if group in self.devices:
-            return [self.devices[group]]
-        known = ", ".join(sorted(set(self.groups) | {"all"}))
-        raise BadInput(f"inventory {self.source}: no group or device {group!r}; groups: {known}")
+            names = list(self.devices) + list(self.refused)
+        elif group in self.groups:
+            names = self.groups[group]
+        elif group in self.devices or group in self.refused:
+            names = [group]
+        else:
+            known = ", ".join(sorted(set(self.groups) | {"all"}))
+            raise BadInput(f"inventory {self.source}: no group or device {group!r}; groups: {known}")
+        return [self.device(n) for n in names]
+
+    def device(self, name: str) -> DeviceSpec:
+        if name in self.refused:
+            raise BadInput(self.refused[name])
+        return self.devices[name]
 
 
 def load(path) -> Inventory:

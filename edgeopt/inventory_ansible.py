@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from .errors import BadInput
-from .inventory import FIELDS, Inventory, _check_field, check_name, make_device
+from .inventory import ALLOWED_SIGNERS_VAR, FIELDS, Inventory, _check_field, check_name, make_device
 
 INSTALL_HINT = "pip install 'edgeopt[ansible]'"
 ENV_EXECUTABLE = "EDGEOPT_ANSIBLE_INVENTORY"   # path to ansible-inventory; empty: behave as if not installed
@@ -103,10 +103,13 @@ def from_listing(listing: dict, path) -> Inventory:
         children[group] = [str(c) for c in entry.get("children") or []]
     groups = {g: _members(g, direct, children) for g in direct if g != "all"}
     order = _members("all", direct, children) + [h for g in groups.values() for h in g] + sorted(hostvars)
-    devices = {}
+    devices, refused = {}, {}
     for host in dict.fromkeys(order):
-        devices[check_name(host, source)] = device_from_vars(host, hostvars.get(host) or {}, source)
-    return Inventory(devices, {g: m for g, m in groups.items() if m}, str(path))
+        try:
+            devices[check_name(host, source)] = device_from_vars(host, hostvars.get(host) or {}, source)
+        except BadInput as e:   # refused where it is chosen (Inventory.select), not for every group
+            refused[host] = str(e)
+    return Inventory(devices, {g: m for g, m in groups.items() if m}, str(path), refused)
 
 
 def _plain(value):
@@ -134,6 +137,7 @@ def _members(group, direct, children, seen=()) -> list:
 def device_from_vars(name: str, host_vars: dict, source: str):
     """A DeviceSpec from one host's variables, as Ansible's ssh connection would read them."""
     where = f"{source}: host {name}"
+    _refuse_unknown_own_vars(host_vars, where)
     fields, used = {}, set(SSH_ARG_VARS)
     for field, names in ANSIBLE_VARS.items():
         used.update(names)
@@ -155,6 +159,19 @@ def device_from_vars(name: str, host_vars: dict, source: str):
                 fields[field] = _ansible_value(field, host_vars[var], f"{where}: {var}")
     fields["vars"] = {k: v for k, v in host_vars.items() if k not in used}
     return make_device(name, fields, source)
+
+
+def _refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
+    """`edgeopt_profil=...` was kept as a plain variable and never used, where the own format refuses an unknown
+    field: an edgeopt_ variable is one edgeopt reads, or a misspelling."""
+    import difflib
+    known = [f"edgeopt_{f}" for f in FIELDS] + [ALLOWED_SIGNERS_VAR]
+    for var in host_vars:
+        if isinstance(var, str) and var.startswith("edgeopt_") and var not in known:
+            close = difflib.get_close_matches(var, known, n=1)
+            meant = f"; did you mean {close[0]}?" if close else ""
+            raise BadInput(f"{where}: {var}: not a variable edgeopt reads (edgeopt_<field> for the fields "
+                           f"{', '.join(FIELDS)}, or {ALLOWED_SIGNERS_VAR}){meant}")
 
 
 def _ansible_value(field, value, where):

@@ -293,7 +293,10 @@ def _ansible_matches(inv, listing):
 
     def members(g, seen=()):
         return set() if g in seen else set(direct.get(g, [])).union(*[members(k, seen + (g,)) for k in kids.get(g, [])])
-    if set(inv.devices) != members("all") | set(hostvars):
+    # a host edgeopt cannot use is set apart with its reason (refused where chosen), never dropped
+    if set(inv.devices) | set(inv.refused) != members("all") | set(hostvars) or set(inv.devices) & set(inv.refused):
+        return False
+    if any(not isinstance(why, str) or not why.startswith("inventory ") or "\n" in why for why in inv.refused.values()):
         return False
     for g in direct:
         if g != "all" and set(inv.groups.get(g, [])) != members(g):

@@ -236,7 +236,7 @@ def test_ansible_script_inventory(tmp_path, monkeypatch):
 def test_ansible_values_edgeopt_cannot_use_are_refused(tmp_path, text, message):
     path = _write(tmp_path, "hosts", text)
     with pytest.raises(BadInput) as e:
-        load(path)
+        load(path).select()   # a host refused when chosen: here, with every device
     assert str(e.value).startswith(f"inventory {path}: ") and message in str(e.value) and "\n" not in str(e.value)
 
 
@@ -307,11 +307,29 @@ def test_ansible_variables_map_as_ansible_reads_them(host_vars, expected):
     ({"ansible_port": True}, "host pi1: ansible_port: True is not a number"),
     ({"ansible_host": {"__ansible_vault": "$ANSIBLE_VAULT;1.1"}}, "host pi1: ansible_host: must be a non-empty string"),
     ({"ansible_user": "{% if x %}a{% endif %}"}, "ansible_user: '{% if x %}a{% endif %}' is a Jinja template"),
+    ({"edgeopt_profil": "raspberry-pi-5"}, "host pi1: edgeopt_profil: not a variable edgeopt reads (edgeopt_<field> "
+                                           "for the fields host, port,"),
+    ({"edgeopt_pyhton": "/x"}, "; did you mean edgeopt_python?"),
 ])
 def test_ansible_variables_edgeopt_cannot_use_are_refused(host_vars, message):
     with pytest.raises(BadInput) as e:
         inventory_ansible.device_from_vars("pi1", host_vars, "inventory h")
     assert str(e.value).startswith("inventory h: ") and message in str(e.value)
+
+
+def test_a_host_edgeopt_cannot_use_is_refused_only_where_chosen(cli, tmp_path):
+    """A team's shared Ansible inventory holds a docker host beside the boards: it refused every group."""
+    from edgeopt.transport import resolve_device
+    listing = {"_meta": {"hostvars": {"pi1": {"ansible_host": "192.0.2.9"}, "box": {"ansible_connection": "docker"}}},
+               "boards": {"hosts": ["pi1"]}, "other": {"hosts": ["box"]}, "all": {"children": ["boards", "other"]}}
+    inv = inventory_ansible.from_listing(listing, "h")
+    assert [d.name for d in inv.select("boards")] == ["pi1"] and resolve_device("pi1", inv).host == "192.0.2.9"
+    said = "inventory h: host box: ansible_connection: connection 'docker' is not one edgeopt can use"
+    for chosen in (lambda: inv.select("other"), lambda: inv.select(), lambda: inv.select("box"),
+                   lambda: resolve_device("box", inv)):
+        with pytest.raises(BadInput) as e:
+            chosen()
+        assert str(e.value).startswith(said)
 
 
 def test_unsafe_marks_from_plugins_are_unwrapped():

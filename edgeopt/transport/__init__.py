@@ -28,8 +28,8 @@ def check_timeout(timeout) -> None:
 def resolve_device(name: str, inventory=None):
     """The DeviceSpec for `name`: from the inventory when it has one, else an SSH address."""
     from ..inventory import make_device
-    if inventory is not None and name in inventory.devices:
-        return inventory.devices[name]
+    if inventory is not None and (name in inventory.devices or name in inventory.refused):
+        return inventory.device(name)
     if name == "local":
         return make_device("local", {"connection": "local"}, "built-in")
     if inventory is not None and re.fullmatch(r"[^@.:\[\]]+", name):

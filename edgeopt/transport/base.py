@@ -9,10 +9,10 @@ from device_agent import RESULT_SCHEMA
 
 from .. import agent_zipapp, bundle as bundles
 from ..errors import DeviceFailure
+from ..inventory import ALLOWED_SIGNERS_VAR
 from ..progress import SILENT
 
 AGENT_PREFIX = "[agent] "
-ALLOWED_SIGNERS_VAR = "edgeopt_allowed_signers"   # inventory device var: the device-side allowed-signers file
 HEARTBEAT = "[agent-heartbeat]"
 
 
