@@ -232,7 +232,7 @@ def _cool_down(sensors, settings, history):
 def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, history,
                   runtime_options, trust, passes):
     if workdir and not os.path.isdir(workdir):
-        os.makedirs(workdir)
+        os.makedirs(workdir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="edgeopt-run-", dir=workdir)
     root = os.path.join(tmp, "bundle")  # the bundle apart from the measuring process's output
     try:

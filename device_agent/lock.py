@@ -24,7 +24,7 @@ class DeviceLock(object):
     def __enter__(self):
         directory = os.path.dirname(self.path) or "."
         if not os.path.isdir(directory):
-            os.makedirs(directory)
+            os.makedirs(directory, exist_ok=True)   # two agents starting at once on a new device
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.time() + self.wait_seconds
         told = False

@@ -38,7 +38,7 @@ class DeviceSpec:
     # a command line ("/usr/bin/env python3" is two words); None: python3 over SSH, edgeopt's own on `local`
     python: str | None = None
     profile: str | None = None
-    workdir: str = DEFAULT_WORKDIR
+    workdir: str | None = None       # None: DEFAULT_WORKDIR over SSH, edgeopt's cache on `local`
     proxy_jump: str | None = None
     connection: str = "ssh"          # ssh | local
     vars: dict = dataclasses.field(default_factory=dict, hash=False)
@@ -255,7 +255,7 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
     return DeviceSpec(name=name, host=ok.get("host", name), port=ok.get("port"), user=ok.get("user"),
                       key_files=tuple(os.path.expanduser(k) for k in ok.get("key", [])),
                       python=ok.get("python"), profile=ok.get("profile"),
-                      workdir=ok.get("workdir", DEFAULT_WORKDIR), proxy_jump=ok.get("proxy_jump"),
+                      workdir=ok.get("workdir"), proxy_jump=ok.get("proxy_jump"),
                       connection=ok.get("connection", "ssh"), vars=ok.get("vars", {}),
                       on_command_line=source == "command line")
 

@@ -92,3 +92,23 @@ def test_a_local_python_that_does_not_start_or_that_talks_first(cli, tmp_path, b
     r = cli("device", "doctor", "silent", "-i", inventory, "--json")
     python = next(c for c in r.json()["checks"] if c["check"] == "python")
     assert not python["ok"] and python["detail"] == "'/bin/true' printed no version (no output)"
+
+
+def test_local_devices_take_their_workdir_and_share_the_hosts_lock(cli, tmp_path, bundles):
+    """A local entry's `workdir` was ignored; taken, it must not give each local device a lock of its own: two at
+    once on one machine would each measure the other's load. Two agents making the lock's folder at once on a
+    new machine also raced (one printed nothing: "no output"), and a failing agent's last words are now said."""
+    from edgeopt.inventory import load
+    from edgeopt.transport import for_spec
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(f"devices:\n  a: {{connection: local, workdir: {tmp_path / 'wa'}}}\n"
+                         f"  b: {{connection: local, workdir: {tmp_path / 'wb'}}}\n"
+                         "  broken: {connection: local, python: \"/bin/sh -c 'echo boom >&2; exit 4' x\"}\n")
+    a, b = (for_spec(spec) for spec in load(inventory).select()[:2])
+    assert (a.workdir(), b.workdir()) == (str(tmp_path / "wa"), str(tmp_path / "wb"))
+    assert a.lock_path() == b.lock_path() and a.agent_args()[1] == a.lock_path()
+    for device in ("a", "b"):
+        r = cli("bench", bundles["fp32"], "-d", device, "-i", inventory, "--results-dir", tmp_path / "r")
+        assert r.exit_code == 0 and (tmp_path / f"w{device}" / "runs").is_dir(), r.stderr
+    r = cli("bench", bundles["fp32"], "-d", "broken", "-i", inventory, "--results-dir", tmp_path / "r")
+    assert r.exit_code == 3 and "(exit 4; its last line on stderr: boom)" in r.stderr, r.stderr

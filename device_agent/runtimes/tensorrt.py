@@ -409,7 +409,7 @@ def build_engine(trt, onnx_path, settings, choices, timing_cache=None):
 def _write_atomically(path, blob):
     d = os.path.dirname(path)
     if not os.path.isdir(d):
-        os.makedirs(d)
+        os.makedirs(d, exist_ok=True)   # two processes building engines at once
     tmp = "%s.%d.tmp" % (path, os.getpid())
     with open(tmp, "wb") as f:
         f.write(blob)

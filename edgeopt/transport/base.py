@@ -24,6 +24,7 @@ class Transport:
 
     def __init__(self):
         self.transfers = []    # one entry per put(): what was needed, what was actually sent
+        self.last_words = ""   # the agent's last line on stderr (run_agent)
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         """Make `local` available on the device; returns its path there."""
@@ -46,10 +47,14 @@ class Transport:
         """The device-side directory for the content-addressed store, run directories and the lock."""
         raise NotImplementedError
 
+    def lock_path(self) -> str:
+        """The device's lock: one benchmark at a time on the device, whoever starts it."""
+        return f"{self.workdir()}/lock"
+
     def agent_args(self) -> list:
         """Device-side lock (one benchmark at a time) and run directory for `agent bench`."""
         root = self.workdir()
-        args = ["--lock", f"{root}/lock", "--workdir", f"{root}/runs"]
+        args = ["--lock", self.lock_path(), "--workdir", f"{root}/runs"]
         signers = (self.spec.vars if self.spec is not None else {}).get(ALLOWED_SIGNERS_VAR)
         return args + (["--allowed-signers", str(signers)] if signers else [])
 
@@ -59,6 +64,7 @@ class Transport:
     def run_agent(self, args: list, progress, timeout: float) -> tuple:
         self.progress = progress
         agent = self.put(agent_zipapp.build(), "agent")
+        self.last_words = ""   # why it printed no document, if it printed none
 
         def on_line(line: str):
             if line.startswith(HEARTBEAT):
@@ -67,6 +73,8 @@ class Transport:
                 progress.status(line[len(AGENT_PREFIX):].strip())
             else:
                 progress.log(line)
+                if line.strip():
+                    self.last_words = line.strip()
 
         return self.run(self.python_argv() + [agent] + args, on_line, timeout)
 
@@ -87,8 +95,9 @@ class Transport:
         try:
             doc = parse_document(out, self.device)
         except DeviceFailure as e:
+            said = f" (exit {code}; its last line on stderr: {self.last_words[:300]})" if self.last_words else ""
             doc = {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": self.device},
-                   "error": {"message": str(e), "exit_code": 3, "kind": "device"}}
+                   "error": {"message": f"{e}{said}", "exit_code": 3, "kind": "device"}}
             code = code or 3
         doc.setdefault("device", {})["name"] = self.device
         doc["transport"] = {"name": self.name, "transfers": self.transfers}

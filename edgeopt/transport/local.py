@@ -31,8 +31,18 @@ class LocalTransport(Transport):
         return list(spec.python_argv) if spec is not None and spec.python is not None else [sys.executable]
 
     def workdir(self) -> str:
+        """edgeopt's cache, unless an inventory entry names a directory (relative: to the home, as over SSH)."""
+        spec = getattr(self, "spec", None)
+        if spec is not None and spec.workdir is not None:
+            return str(pathlib.Path.home() / os.path.expanduser(spec.workdir))
         from ..agent_zipapp import cache_dir
         return str(cache_dir() / "local-device")
+
+    def lock_path(self) -> str:
+        # this host's one lock, whatever workdir an entry names: two `local` devices are one machine, and measured
+        # at once they would each read the other's load
+        from ..agent_zipapp import cache_dir
+        return str(cache_dir() / "local-device" / "lock")
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         if not local.is_file():

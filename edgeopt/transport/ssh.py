@@ -10,7 +10,7 @@ import shlex
 import time
 
 from .base import Transport
-from ..inventory import DEFAULT_PYTHON
+from ..inventory import DEFAULT_PYTHON, DEFAULT_WORKDIR
 
 # paramiko logs a failed transport thread (a whole traceback) at ERROR, and with no logging set up Python
 # prints that on stderr. The failure reaches the user once, as a one-line DeviceFailure; an application
@@ -148,7 +148,7 @@ class SshTransport(Transport):
         return self.spec.python or DEFAULT_PYTHON
 
     def workdir(self) -> str:
-        return self.spec.workdir.rstrip("/") or "."
+        return (self.spec.workdir or DEFAULT_WORKDIR).rstrip("/") or "."
 
     # --- Transport interface ---------------------------------------------------------------
     def put(self, local: pathlib.Path, kind: str) -> str:
