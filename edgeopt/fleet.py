@@ -157,8 +157,8 @@ class FleetRun:
             if path.name == RUN_FILE:
                 continue
             try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError, UnicodeDecodeError):
+                doc = results.validate(json.loads(path.read_text(encoding="utf-8")), str(path))
+            except (OSError, ValueError, UnicodeDecodeError, BadInput):   # damaged: measured again, then replaced
                 continue
             name = (doc.get("device") or {}).get("name") if isinstance(doc, dict) else None
             if isinstance(name, str) and (name not in found or doc.get("status") == "ok"):

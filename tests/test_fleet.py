@@ -249,3 +249,21 @@ def test_a_store_that_fails_mid_fleet_loses_no_result(bundles, tmp_path):
     # bench-0's row may or may not land before the table goes (the pool starts bench-1 as bench-0 ends)
     assert len(report["store_errors"]) in (2, 3) and all("cannot store the result" in e for e in report["store_errors"])
     assert len(list(pathlib.Path(report["run_dir"]).glob("bench-*.json"))) == 3
+
+
+def test_resume_measures_again_a_kept_result_that_no_longer_reads(cli, bundles, tmp_path):
+    """A user review: a kept result edited by hand (p90 "fast") was skipped, the others measured again, and then
+    the run refused it; every later --resume did the same. A kept file that does not read is measured again."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    first = cli(*args, "--json")
+    assert first.exit_code == 0, first.stderr
+    damaged = pathlib.Path(first.json()["paths"]["b"])
+    doc = json.loads(damaged.read_text())
+    doc["latency"]["p90_ms"] = "fast"
+    damaged.write_text(json.dumps(doc))
+    again = cli(*args, "--resume", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["skipped"] == ["a"] and again.json()["succeeded"] == ["a", "b"]
+    assert isinstance(json.loads(damaged.read_text())["latency"]["p90_ms"], float)
