@@ -262,7 +262,7 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
 
 def own_format(data: dict, path) -> Inventory:
     """devices: {name: {host, port, user, key, python, profile, workdir, proxy_jump, connection, vars}},
-    defaults: {the same fields}, groups: {name: [device, ...]}. A device's `vars` extend the defaults'."""
+    defaults: {the same fields}, groups: {name: [device or group, ...]}. A device's `vars` extend the defaults'."""
     source = f"inventory {path}"
     unknown = [k for k in data if k not in TOP_LEVEL]
     if unknown:
@@ -276,8 +276,9 @@ def own_format(data: dict, path) -> Inventory:
     for key, value in (("devices", devices_raw), ("defaults", defaults)):
         if not isinstance(value, dict):
             raise BadInput(f"{source}: `{key}` must be a mapping, not {type(value).__name__}")
-    if "vars" in defaults:
-        _check_field("vars", defaults["vars"], f"{source}: defaults.vars")
+    for key, value in defaults.items():   # a bad default named where it is written, not at each device
+        if value is not None:
+            _check_field(key, value, f"{source}: defaults.{key}")
     devices = {}
     for raw_name, fields in devices_raw.items():
         name = check_name(raw_name, source)
@@ -298,14 +299,26 @@ def _own_groups(raw, devices, source) -> dict:
         return {}
     if not isinstance(raw, dict):
         raise BadInput(f"{source}: `groups` must be a mapping of group name to device names")
-    groups = {}
     for group, members in raw.items():
         if not isinstance(group, str) or not group or group == "all":
             raise BadInput(f"{source}: groups: group name {group!r} must be a non-empty string other than 'all'")
+        if group in devices:   # `-g NAME` and `-d NAME` would each mean something else
+            raise BadInput(f"{source}: groups.{group}: a device has that name too; name the group apart")
         if not isinstance(members, list):
-            raise BadInput(f"{source}: groups.{group}: must be a list of device names")
+            raise BadInput(f"{source}: groups.{group}: must be a list of device or group names")
         for member in members:
-            if isinstance(member, bool) or not isinstance(member, (str, int)) or str(member) not in devices:
+            if isinstance(member, bool) or not isinstance(member, (str, int)) or (
+                    str(member) not in devices and str(member) not in raw):
                 raise BadInput(f"{source}: groups.{group}: group {group} names unknown device {member!r}")
-        groups[group] = list(dict.fromkeys(str(m) for m in members))
-    return groups
+    return {group: _group_devices(group, raw, devices, source, ()) for group in raw}
+
+
+def _group_devices(group: str, raw: dict, devices: dict, source, within: tuple) -> list:
+    """A group's devices, a member that names another group standing for that group's devices (as Ansible's
+    children); a group within itself is refused."""
+    if group in within:
+        raise BadInput(f"{source}: groups.{group}: the group contains itself ({' -> '.join(within + (group,))})")
+    out = []
+    for member in map(str, raw[group]):
+        out += [member] if member in devices else _group_devices(member, raw, devices, source, within + (group,))
+    return list(dict.fromkeys(out))

@@ -121,7 +121,7 @@ def own_expected(doc):
         return None
     if any(k not in FIELD_VALUES or k == "colour" for k in defaults):
         return None
-    if "vars" in defaults and not _valid_field("vars", defaults["vars"]):
+    if any(v is not None and not _valid_field(k, v) for k, v in defaults.items()):   # each default, even unused
         return None
     out = {}
     for name, fields in devices.items():

@@ -157,6 +157,9 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
     ("devices: {pi: }\nfoo: 1", "unknown top-level key 'foo'"),
     ("defaults: {colour: red}\ndevices: {pi: }", "defaults: unknown field 'colour'"),
+    ("defaults: {port: abc}\ndevices: {pi: }", "a.yaml: defaults.port: 'abc' is not a number"),
+    ("devices: {a: , b: }\ngroups: {a: [b]}", "groups.a: a device has that name too; name the group apart"),
+    ("devices: {a: }\ngroups: {g1: [a, g2], g2: [g1]}", "groups.g1: the group contains itself (g1 -> g2 -> g1)"),
     ("devices: {pi: {user: !vault '$ANSIBLE_VAULT;1.1'}}",
      "devices.pi.user: must be a non-empty string, not <a value tagged !vault>"),
 ])
@@ -165,6 +168,17 @@ def test_own_yaml_refusals_name_file_and_field(tmp_path, text, message):
     with pytest.raises(BadInput) as e:
         load(path)
     assert str(e.value).startswith(f"inventory {path}") and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_group_may_name_other_groups(tmp_path):
+    """`lab: [kitchen, garage]` of two groups was refused as naming unknown devices."""
+    from edgeopt.transport import resolve_device
+    inv = load(_write(tmp_path, "a.yaml", "devices: {a: , b: , c: }\n"
+                                          "groups: {kitchen: [a], garage: [b, a], lab: [kitchen, garage, c]}"))
+    assert [d.name for d in inv.select("lab")] == ["a", "b", "c"]
+    with pytest.raises(BadInput) as e:   # a group given where a device belongs: the verb for groups is named
+        resolve_device("lab", inv)
+    assert "no device 'lab'" in str(e.value) and "lab is a group: fleet bench --group lab" in str(e.value)
 
 
 @needs_ansible
