@@ -157,7 +157,7 @@ def save(doc: dict, results_dir) -> pathlib.Path:
 @dataclasses.dataclass(frozen=True)
 class Field:
     """One field of a result that check, compare or a report reads."""
-    kind: str                  # section | status | text | texts | flag | number | budgets | layers
+    kind: str                  # section | status | text | texts | flag | number | numbers | time | budgets | layers
     low: float = 0.0           # numbers: the inclusive range a finite value must lie in
     high: float = math.inf
     required: str = ""         # "always", or the status under which the field must be present
@@ -171,7 +171,7 @@ def _fields() -> dict:
     Anything else in a result is the agent's to add and is not read here. A figure may be absent or null:
     it was not measured, and a budget on it fails as NOT MEASURED. An `ok` result without latency or memory
     is no agent's document (every ok run writes both), so it is refused rather than passed as unmeasured."""
-    fields = {"status": Field("status", required="always"),
+    fields = {"status": Field("status", required="always"), "created": Field("time"),
               "bundle": Field("section", required="ok"), "bundle.name": Field("text", required="ok"),
               "bundle.budgets": Field("budgets"),
               "device": Field("section", required="ok"), "device.name": Field("text", required="ok"),
@@ -179,7 +179,10 @@ def _fields() -> dict:
               "warnings": Field("texts"),
               "thermal": Field("section"), "thermal.throttled": Field("flag"),
               "thermal.frequency_capped": Field("flag"),
-              "latency": Field("section", required="ok"), "memory": Field("section", required="ok")}
+              "latency": Field("section", required="ok"), "memory": Field("section", required="ok"),
+              # read by the regression gate, compare's runtime column and the report: refused alike by every verb
+              "latency.samples_ms": Field("numbers"), "runtime": Field("section"), "runtime.name": Field("text"),
+              "runtime.version": Field("text")}
     for kind in KINDS.values():   # every figure a budget limits, with the range a measured value can have
         section, figure = kind.path
         fields.setdefault(section, Field("section"))
@@ -234,9 +237,22 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
     "flag": (lambda v, f: isinstance(v, bool), lambda f: "must be true or false"),
     "number": (lambda v, f: number_in(v, f.low, f.high) is not None,
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
+    "numbers": (lambda v, f: isinstance(v, list) and all(number_in(x, f.low, f.high) is not None for x in v),
+                lambda f: f"must be a list of finite numbers {describe_range(f.low, f.high)}"),
+    "time": (lambda v, f: _timestamp(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00)"),
     "budgets": (lambda v, f: isinstance(v, dict), lambda f: "must be an object of budgets"),
     "layers": (lambda v, f: isinstance(v, list), lambda f: "must be a list of layers"),
 }
+
+
+def _timestamp(value) -> bool:
+    if not _text(value):
+        return False
+    try:   # "Z" as UTC: Python before 3.11 reads only "+00:00"
+        datetime.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return False
+    return True
 
 
 def _at(doc: dict, name: str):
@@ -257,7 +273,7 @@ def validate(doc, where: str) -> dict:
         raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: schema is {shown(doc.get('schema'))}")
     for name, field in FIELDS.items():
         present, value = _at(doc, name)
-        if not present or value is None and field.kind == "number":
+        if not present or value is None and field.kind in ("number", "numbers"):
             if field.required in ("always", doc.get("status")):
                 raise BadInput(f"{where}: {name} is missing" +
                                (f" (a status {field.required} result has one)" if field.required != "always" else ""))
