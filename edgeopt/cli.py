@@ -102,7 +102,9 @@ def plain_lines(renderable) -> list:
     rows = [list(row) for row in zip(*columns)]
     if renderable.show_header:
         rows.insert(0, [text(col.header) for col in renderable.columns])
-    return ["\t".join(cell.replace("\n", " ").replace("\t", " ") for cell in row) for row in rows]
+    # "—" is a terminal's absent figure; a tab-separated reader gets an empty field
+    return ["\t".join("" if cell == "—" else cell.replace("\n", " ").replace("\t", " ") for cell in row)
+            for row in rows]
 
 
 def common(fn):
@@ -776,7 +778,8 @@ def history(out, device, bundle, limit, results_dir, store_url):
     from .report.tables import history_table
     rows = api.history(results_dir, store_url, device, bundle, limit)
     filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device)) if name)
-    out.emit(rows, history_table(rows, f"no results for {filters}" if filters else "no results in the store"),
+    out.emit(rows, history_table(rows, f"no results for {filters}" if filters else "no results in the store",
+                                 whole=out.quiet),
              data=True)
 
 

@@ -250,3 +250,15 @@ def test_the_flags_every_verb_takes_may_come_before_it(cli, bundles):
     assert first.exit_code == 0 and first.json() == last.json()
     assert _common_flags_last(["--debug", "bench", "m", "--", "--json"]) == ["bench", "m", "--debug", "--", "--json"]
     assert _common_flags_last(["--json"]) == ["--json"] and _common_flags_last(["--version"]) == ["--version"]
+
+
+def test_quiet_lines_leave_absent_cells_empty_and_errors_whole():
+    """`—` (U+2014) stood in empty fields of -q's tab-separated lines, and history cut errors at 80 characters."""
+    from edgeopt.cli import plain_lines
+    from edgeopt.report.tables import history_table
+    why = "device f: agent printed no result document (no output) (exit 4; its last line on stderr: boom) " * 2
+    rows = [{"created": "2026-12-05T19:09:21+00:00", "bundle": "b", "device": "f", "host": None, "status": "failed",
+             "p90_ms": None, "peak_rss_mb": None, "top1": None, "error": why + "\nsecond line"}]
+    assert plain_lines(history_table(rows, whole=True))[1].split("\t") == [
+        "2026-12-05T19:09:21", "b", "f", "", "failed", "", "", "", why]
+    assert plain_lines(history_table(rows))[1].split("\t")[-1] == why[:79] + "…"   # a terminal's cell
