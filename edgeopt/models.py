@@ -119,7 +119,7 @@ def resolve_static_shapes(declared: dict, shapes: dict) -> tuple:
             continue
         dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
         if dynamic == [0]:
-            notes.append(f"input {name}: dynamic batch dim fixed to 1")
+            notes.append(f"input {name}: dynamic batch dim, packaged at 1 (--input-shape sets another)")
         elif dynamic:
             shown = ",".join(str(x) for x in dims)
             raise BadInput(f"input {name} has dynamic dims ({shown}); fix them with --input-shape {name}=...")

@@ -171,7 +171,7 @@ def test_ir_input_with_a_dynamic_batch_is_quantized(cli, tmp_path):
             "-o", tmp_path / "irq.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
-    assert "input image: dynamic batch dim fixed to 1" in m["notes"]
+    assert "input image: dynamic batch dim, packaged at 1 (--input-shape sets another)" in m["notes"]
     assert m["compression"]["ops"]["left_in_float"] == 0 and m["parity"]["accuracy_delta"] >= -0.01
 
 
