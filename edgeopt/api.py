@@ -487,11 +487,16 @@ def devices(inventory, group: str | None = None) -> list:
     import dataclasses
     import shlex
     from .transport import for_spec
+    from .profiles import find_profile
     rows = []
     for spec in _inventory(inventory).select(group):
         transport = for_spec(spec)
+        try:   # a profile this machine does not have: a misspelling, or one kept elsewhere ($EDGEOPT_PROFILES)
+            profile_here = find_profile(spec.profile) is not None if spec.profile else None
+        except BadInput:
+            profile_here = False
         rows.append(dict(dataclasses.asdict(spec), python=shlex.join(transport.python_argv()),
-                         workdir=transport.workdir()))
+                         workdir=transport.workdir(), profile_found=profile_here))
     return rows
 
 

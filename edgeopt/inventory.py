@@ -210,18 +210,7 @@ def _check_field(field, value, where):
         raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
     elif field == "workdir":
         _check_workdir(value, where)
-    elif field == "profile":
-        _check_profile(value, where)
     return value
-
-
-def _check_profile(value: str, where) -> None:
-    """A misspelt profile would otherwise surface only at the first bench, after the upload, as a mismatch."""
-    from .profiles import find_profile
-    try:
-        find_profile(value)
-    except BadInput as e:
-        raise BadInput(f"{where}: {e}") from None
 
 
 def _check_workdir(value: str, where) -> None:

@@ -513,7 +513,8 @@ def devices_table(devices: list) -> Table:
     for d in devices:
         address = "local" if d["connection"] == "local" else \
             f"{d['user'] + '@' if d['user'] else ''}{d['host']}{':' + str(d['port']) if d['port'] else ''}"
-        t.add_row(d["name"], address, d["python"], d["profile"] or "—", d["workdir"])
+        profile = escape(d["profile"] or "—") + (" [yellow](not found here)[/]" if d.get("profile_found") is False else "")
+        t.add_row(escape(d["name"]), escape(address), escape(d["python"]), profile, escape(d["workdir"]))
     return t
 
 
