@@ -25,6 +25,9 @@ FIELDS = {"host": "string", "port": "port", "user": "string", "key": "strings", 
           "vars": "mapping"}
 OWN_KEYS = set(FIELDS)
 ALLOWED_SIGNERS_VAR = "edgeopt_allowed_signers"   # a device var: the device-side allowed-signers file
+# A `local` device takes these from its own entry only: `defaults:` (or Ansible's ansible_python_interpreter, which
+# group_vars set for every host) name the boards' venv and folder, and on this host they would run another Python.
+LOCAL_OWN_ONLY = ("python", "workdir")
 TOP_LEVEL = ("devices", "defaults", "groups")
 
 
@@ -276,6 +279,10 @@ def own_format(data: dict, path) -> Inventory:
         if fields is not None and not isinstance(fields, dict):
             raise BadInput(f"{source}: devices.{name}: must be a mapping of fields, not {type(fields).__name__}")
         merged = dict(defaults, **{str(k): v for k, v in (fields or {}).items()})
+        if merged.get("connection") == "local":   # the boards' interpreter and folder are not this host's
+            for key in LOCAL_OWN_ONLY:
+                if key not in (fields or {}):
+                    merged.pop(key, None)
         if "vars" in defaults or "vars" in (fields or {}):
             own_vars = _check_field("vars", (fields or {}).get("vars") or {}, f"{source}: devices.{name}.vars")
             merged["vars"] = dict(defaults.get("vars") or {}, **own_vars)

@@ -146,8 +146,6 @@ def device_from_vars(name: str, host_vars: dict, source: str):
                 fields[field], origin = host_vars[var], var
         if field in fields:
             fields[field] = _ansible_value(field, fields[field], f"{where}: {origin}")
-    if str(fields.get("python", "")).startswith("auto"):
-        del fields["python"]     # Ansible's interpreter discovery; edgeopt's default is python3 (`local`: its own)
     jump = _jump_from_ssh_args(host_vars, where)
     if jump:
         fields["proxy_jump"] = jump
@@ -158,6 +156,11 @@ def device_from_vars(name: str, host_vars: dict, source: str):
             if host_vars.get(var) is not None:
                 fields[field] = _ansible_value(field, host_vars[var], f"{where}: {var}")
     fields["vars"] = {k: v for k, v in host_vars.items() if k not in used}
+    if host_vars.get("edgeopt_python") is None and (
+            str(fields.get("python", "")).startswith("auto") or fields.get("connection") == "local"):
+        # Ansible's interpreter discovery, or a local host's ansible_python_interpreter (group_vars set it for the
+        # boards): edgeopt's default, python3 over SSH and its own on `local`; edgeopt_python still names one
+        fields.pop("python", None)
     return make_device(name, fields, source)
 
 

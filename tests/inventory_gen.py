@@ -125,6 +125,8 @@ def own_expected(doc):
         if not _valid_name(name) or (fields is not None and not isinstance(fields, dict)) or str(name) in out:
             return None
         merged = dict(defaults, **(fields or {}))
+        if merged.get("connection") == "local":   # a local device's python and workdir: its own entry's only
+            merged = {k: v for k, v in merged.items() if k not in ("python", "workdir") or k in (fields or {})}
         if "vars" in (fields or {}) and not _valid_field("vars", fields["vars"] or {}):
             return None
         if "vars" in defaults or "vars" in (fields or {}):
@@ -303,7 +305,8 @@ def _ansible_matches(inv, listing):
         host = _last(hv, "ansible_host", "ansible_ssh_host", "edgeopt_host") or name
         port = _last(hv, "ansible_port", "ansible_ssh_port", "edgeopt_port")
         py = _last(hv, "ansible_python_interpreter", "edgeopt_python") or "python3"
-        py = "python3" if py.startswith("auto") else py
+        local = _last(hv, "ansible_connection", "edgeopt_connection") == "local"
+        py = "python3" if py.startswith("auto") or local and hv.get("edgeopt_python") is None else py
         own = {f"edgeopt_{f}" for f in inventory_ansible.FIELDS if f != "vars"}
         kept = {k: v for k, v in hv.items() if k not in CONSUMED | own}
         text = " ".join(str(v) for v in (spec.host, spec.user, spec.python, spec.proxy_jump))

@@ -302,6 +302,9 @@ def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
     ({"ansible_python_interpreter": "auto_silent"}, {"python": None}),  # discovery: edgeopt's default
     ({"ansible_connection": "paramiko"}, {"connection": "ssh"}),
     ({"ansible_connection": "local"}, {"connection": "local"}),
+    # group_vars' interpreter is the boards': a local host runs edgeopt's own unless edgeopt_python names one
+    ({"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}, {"python": None}),
+    ({"ansible_connection": "local", "edgeopt_python": "/opt/v/bin/python"}, {"python": "/opt/v/bin/python"}),
     ({"ansible_ssh_extra_args": "-J u@j1:2200,j2"}, {"proxy_jump": "u@j1:2200,j2"}),
     ({"ansible_ssh_common_args": "-o 'ProxyJump j1' -C -o ControlMaster=auto"}, {"proxy_jump": "j1"}),
     ({"ansible_ssh_common_args": "-oProxyJump=j1", "ansible_ssh_extra_args": "-J j2"}, {"proxy_jump": "j2"}),
@@ -359,6 +362,16 @@ def test_ansible_yaml_with_tags_a_safe_loader_refuses(tmp_path):
     path = _write(tmp_path, "hosts.yml", "devices:\n  hosts:\n    pi1:\n      ansible_host: !unsafe '192.0.2.5'\n")
     inv = load(path)
     assert inv.devices["pi1"].host == "192.0.2.5" and inv.groups == {"devices": ["pi1"]}
+
+
+def test_a_local_device_takes_python_and_workdir_from_its_own_entry_only(tmp_path):
+    """defaults: name the boards' venv and folder; a local device inheriting them ran the boards' Python here."""
+    inv = load(_write(tmp_path, "a.yaml", "defaults: {python: /home/pi/venv/bin/python, workdir: /data/e}\n"
+                                          "devices: {pi: , laptop: {connection: local}, "
+                                          "other: {connection: local, python: /opt/v/bin/python}}"))
+    pi, laptop, other = (inv.devices[n] for n in ("pi", "laptop", "other"))
+    assert (pi.python, pi.workdir) == ("/home/pi/venv/bin/python", "/data/e")
+    assert (laptop.python, laptop.workdir) == (None, None) and other.python == "/opt/v/bin/python"
 
 
 def test_device_list_marks_a_profile_this_machine_does_not_have(cli, tmp_path):
