@@ -470,23 +470,26 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
         for name in targets:
             by_name[name] = _narrowed(by_name[name], value, f"{path}: {key}", len(targets) > 1)
             narrowed.append((key, name))
-    for key, name in narrowed:
-        if len(by_name[name].grid()) > 1:   # a single value is a pin (a space file shared by studies), not a search
-            _refuse_unused(by_name, by_name[name], f"{path}: {key}")
+    for key in dict.fromkeys(key for key, _ in narrowed):
+        # several values (one is a pin, as a space file shared by studies has), and no backend's copy sampled
+        searched = [by_name[name] for k, name in narrowed if k == key and len(by_name[name].grid()) > 1]
+        unused = [why for why in map(lambda d: _why_unused(by_name, d), searched) if why]
+        if searched and len(unused) == len(searched):
+            raise BadInput(f"{path}: {key}: never searched, since {unused[0]}")
     return list(by_name.values())
 
 
-def _refuse_unused(by_name: dict, d: Dimension, where: str) -> None:
-    """An option given several values in the file that the file's other choices never let be sampled (`prune =
-    [false]` beside a `prune.channels` range): the user meant one of the two, and the study would search neither."""
+def _why_unused(by_name: dict, d: Dimension) -> str:
+    """Why the file's other choices never let `d` be sampled (`prune = [false]` beside a `prune.channels` range:
+    the user meant one of the two, and the study would search neither), or ""."""
     parent = by_name.get(d.parent)
     if parent is not None and parent.choices and d.when not in parent.choices:
-        raise BadInput(f"{where}: never searched, since {d.parent} is narrowed to {toml_value(list(parent.choices))} "
-                       f"(it is sampled only with {d.parent} = {toml_value(d.when)})")
+        return (f"{d.parent} is narrowed to {toml_value(list(parent.choices))} (it is sampled only with {d.parent} "
+                f"= {toml_value(d.when)})")
     quantize = by_name.get(_key("quantize", d.owner or None))
     if d.int8_only and quantize is not None and "int8" not in quantize.choices:
-        raise BadInput(f"{where}: never searched, since {quantize.name} is narrowed to "
-                       f"{toml_value(list(quantize.choices))} (it acts only with int8)")
+        return f"{quantize.name} is narrowed to {toml_value(list(quantize.choices))} (it acts only with int8)"
+    return ""
 
 
 def _dotted(doc: dict, by_name: dict, path) -> dict:

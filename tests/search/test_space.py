@@ -562,3 +562,21 @@ def test_an_option_the_file_itself_keeps_from_being_sampled_is_refused(tmp_path,
     assert fragment in str(e.value)
     _dims(tmp_path, text.replace("[false]", "[true]").replace('"dynamic"]', '"int8"]'))   # either way round: fine
     _dims(tmp_path, text.replace("[0.2, 0.5]", "0.3").replace('["auto", ""]', '[""]'))   # one value: a pin, kept
+
+
+def test_a_plain_key_shared_by_backends_is_refused_only_where_no_backend_samples_it(tmp_path):
+    """A reviewer's case: intel-cpu searches OpenVINO and ONNX Runtime; `quantize = ["int8"]` leaves ONNX Runtime's
+    precision unsampled (it acts only unquantized there) while OpenVINO's is searched: the file is fine."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    intel = load_profile("intel-cpu")
+    both = [backend_for(intel), backend_for(intel, "onnxruntime")]
+    f = tmp_path / "space.toml"
+    f.write_text('quantize = ["int8"]\nprecision = ["fp32", "fp16"]\n')
+    dims = {d.name: d for d in space.build(both, "onnx", True, False, None, f)}
+    assert dims["openvino.precision"].choices == ("fp32", "fp16")
+    f.write_text('quantize = ["none"]\nkeep_float = ["auto", ""]\n')   # no backend's keep_float sampled
+    with pytest.raises(BadInput, match="keep_float: never searched, since"):
+        space.build(both, "onnx", True, False, None, f)
