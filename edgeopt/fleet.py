@@ -184,8 +184,11 @@ class FleetRun:
     def pending(self, spec) -> None:
         """A failed result in the device's place until its own replaces it: a run stopped part-way (Ctrl-C, a CI
         job cancelled, the host killed) reads as devices without a result, exit 3, not as a fleet that passed."""
-        doc = failed_document(spec, self.manifest, f"no result: the fleet run {self.run_id} ended before this device "
-                              "reported (interrupted or killed); `edgeopt fleet bench ... --resume` measures it")
+        if spec.name in self.documents:   # an earlier try's failure says more than "no result yet"
+            return
+        doc = failed_document(spec, self.manifest, f"no result yet in fleet run {self.run_id}: still measuring, or "
+                              "the run was interrupted or killed before this device reported (`edgeopt fleet bench "
+                              "... --resume` measures it)")
         with self._lock:
             results.write_json_atomic(self.result_path(spec.name), doc)
 

@@ -166,15 +166,16 @@ def device_from_vars(name: str, host_vars: dict, source: str):
 
 def _refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
     """`edgeopt_profil=...` was kept as a plain variable and never used, where the own format refuses an unknown
-    field: an edgeopt_ variable is one edgeopt reads, or a misspelling."""
+    field. Refused where it is close to one edgeopt reads; another edgeopt_ name (a role's own, edgeopt_version)
+    stays a plain variable."""
     import difflib
     known = [f"edgeopt_{f}" for f in FIELDS] + [ALLOWED_SIGNERS_VAR]
     for var in host_vars:
         if isinstance(var, str) and var.startswith("edgeopt_") and var not in known:
-            close = difflib.get_close_matches(var, known, n=1)
-            meant = f"; did you mean {close[0]}?" if close else ""
-            raise BadInput(f"{where}: {var}: not a variable edgeopt reads (edgeopt_<field> for the fields "
-                           f"{', '.join(FIELDS)}, or {ALLOWED_SIGNERS_VAR}){meant}")
+            close = difflib.get_close_matches(var, known, n=1, cutoff=0.9)   # edgeopt_role is no edgeopt_profile
+            if close:
+                raise BadInput(f"{where}: {var}: not a variable edgeopt reads; did you mean {close[0]}? (edgeopt_<field> "
+                               f"for the fields {', '.join(FIELDS)}, or {ALLOWED_SIGNERS_VAR})")
 
 
 def _ansible_value(field, value, where):

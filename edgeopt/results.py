@@ -237,8 +237,8 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
     "flag": (lambda v, f: isinstance(v, bool), lambda f: "must be true or false"),
     "number": (lambda v, f: number_in(v, f.low, f.high) is not None,
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
-    "numbers": (lambda v, f: isinstance(v, list) and all(number_in(x, f.low, f.high) is not None for x in v),
-                lambda f: f"must be a list of finite numbers {describe_range(f.low, f.high)}"),
+    "numbers": (lambda v, f: isinstance(v, list) and v and all(number_in(x, f.low, f.high) is not None for x in v),
+                lambda f: f"must be a non-empty list of finite numbers {describe_range(f.low, f.high)}"),
     "time": (lambda v, f: _timestamp(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00)"),
     "budgets": (lambda v, f: isinstance(v, dict), lambda f: "must be an object of budgets"),
     "layers": (lambda v, f: isinstance(v, list), lambda f: "must be a list of layers"),
@@ -273,7 +273,7 @@ def validate(doc, where: str) -> dict:
         raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: schema is {shown(doc.get('schema'))}")
     for name, field in FIELDS.items():
         present, value = _at(doc, name)
-        if not present or value is None and field.kind in ("number", "numbers"):
+        if not present or value is None and field.kind in ("number", "numbers", "time"):
             if field.required in ("always", doc.get("status")):
                 raise BadInput(f"{where}: {name} is missing" +
                                (f" (a status {field.required} result has one)" if field.required != "always" else ""))

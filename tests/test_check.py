@@ -135,7 +135,7 @@ def _edit(doc, dotted, value=None, delete=False):
      "bundle.budgets.latency_p90_ms must be a finite number >= 0, got nan"),
     ("bundle.budgets", {"speed": 1}, False, "bundle.budgets: unknown budget 'speed'"),
     # refused by report and the gate, passed by check and compare: now by every verb (a user review)
-    ("latency.samples_ms", "abc", False, "latency.samples_ms must be a list of finite numbers >= 0, got 'abc'"),
+    ("latency.samples_ms", "abc", False, "latency.samples_ms must be a non-empty list of finite numbers >= 0, got 'abc'"),
     ("runtime", "ort", False, "runtime must be an object, got 'ort'"),
     ("created", "yesterday", False, "created must be an ISO 8601 time"),
     ("created", 12, False, "created must be an ISO 8601 time"),

@@ -159,7 +159,7 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     r = cli("check", run_dir, "--json")
     left = [e for e in r.json()["results"] if e["status"] != "ok"]
     assert r.exit_code == 3 and len(left) == 4 - len(kept) and all(
-        "ended before this device reported (interrupted or killed)" in e["error"] for e in left), r.stdout
+        "the run was interrupted or killed before this device reported" in e["error"] for e in left), r.stdout
     r = cli(*args[:-1], "--resume", "--json")   # the settings the run began with (others are refused)
     assert r.exit_code == 0, r.stderr
     report = r.json()

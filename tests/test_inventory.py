@@ -309,6 +309,7 @@ def test_unknown_group_and_missing_file(tmp_path, cli, bundles):
     ({"ansible_ssh_common_args": "-o 'ProxyJump j1' -C -o ControlMaster=auto"}, {"proxy_jump": "j1"}),
     ({"ansible_ssh_common_args": "-oProxyJump=j1", "ansible_ssh_extra_args": "-J j2"}, {"proxy_jump": "j2"}),
     ({"ansible_become": True, "edgeopt_vars": 1}, {"vars": {"ansible_become": True, "edgeopt_vars": 1}}),
+    ({"edgeopt_version": "1.2", "edgeopt_role": "x"}, {"vars": {"edgeopt_version": "1.2", "edgeopt_role": "x"}}),
 ])
 def test_ansible_variables_map_as_ansible_reads_them(host_vars, expected):
     spec = inventory_ansible.device_from_vars("pi1", host_vars, "inventory h")
@@ -323,8 +324,8 @@ def test_ansible_variables_map_as_ansible_reads_them(host_vars, expected):
     ({"ansible_port": True}, "host pi1: ansible_port: True is not a number"),
     ({"ansible_host": {"__ansible_vault": "$ANSIBLE_VAULT;1.1"}}, "host pi1: ansible_host: must be a non-empty string"),
     ({"ansible_user": "{% if x %}a{% endif %}"}, "ansible_user: '{% if x %}a{% endif %}' is a Jinja template"),
-    ({"edgeopt_profil": "raspberry-pi-5"}, "host pi1: edgeopt_profil: not a variable edgeopt reads (edgeopt_<field> "
-                                           "for the fields host, port,"),
+    ({"edgeopt_profil": "raspberry-pi-5"}, "host pi1: edgeopt_profil: not a variable edgeopt reads; did you mean "
+                                           "edgeopt_profile? (edgeopt_<field> for the fields host, port,"),
     ({"edgeopt_pyhton": "/x"}, "; did you mean edgeopt_python?"),
 ])
 def test_ansible_variables_edgeopt_cannot_use_are_refused(host_vars, message):

@@ -132,7 +132,7 @@ def _remove_if_empty(folders) -> None:
         try:
             folder.rmdir()
         except OSError:   # not empty (another worker's bundles, or files of the user's), or gone
-            return
+            continue
 
 
 def _missing_folders(*targets) -> list:
@@ -401,7 +401,7 @@ def _storage(job: Job, resume: bool = False, study_name: str = ""):
         url = sa.engine.make_url(given)
     except (sa.exc.ArgumentError, ValueError):
         url = None   # the store says what is wrong with it, in its own words
-    if resume and url is not None and url.get_backend_name() == "sqlite" and url.database and \
+    if resume and url is not None and url.get_backend_name().lower() == "sqlite" and url.database and \
             not pathlib.Path(url.database).exists():
         raise BadInput(f"--resume: no study {study_name!r}: there is no store at {url.database}")
     return rdb.open_storage(given)

@@ -83,5 +83,5 @@ class LocalTransport(Transport):
             timer.cancel()
         reader.join()
         if timed_out.is_set():
-            raise DeviceFailure(f"device local: agent did not finish within {timeout:.0f} s")
+            raise DeviceFailure(f"device {self.device}: agent did not finish within {timeout:.0f} s")
         return proc.returncode, "".join(stdout)
