@@ -37,7 +37,7 @@ from device_agent.measure.accuracy import top1
 from device_agent.samples import rows_in_sequence
 
 from .data import LABELS, feeds, head, plan, sample_count
-from .errors import ParityMismatch
+from .errors import BadInput, EdgeoptError, ParityMismatch, first_line
 
 MAX_SAMPLES = 500
 # A quantized artifact's variable-length float rows (detections): error allowed against the output's range.
@@ -92,7 +92,14 @@ def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bo
     output's rows of every call in sequence)."""
     feed = head(samples, MAX_SAMPLES)
     batch = plan(feed, inputs)[1]
-    ref_calls, sizes = _per_call(source_runner, feed, inputs)
+    try:
+        ref_calls, sizes = _per_call(source_runner, feed, inputs)
+    except EdgeoptError:
+        raise
+    except Exception as e:   # noqa: BLE001 - the runtime's own error on the user's data: token ids past the
+        # vocabulary, say (ONNX Runtime's InvalidArgument); not edgeopt's failure, and no traceback
+        raise BadInput(f"the {samples_source}: the source model itself fails on them, so nothing can be compared "
+                       f"(--eval-data with samples it takes): {first_line(e)}") from None
     got_calls, _ = _per_call(artifact_runner, feed, inputs)
     names = list(output_names or [])
     outputs = [_Output(i, names[i] if i < len(names) else None, [c[i] for c in ref_calls],

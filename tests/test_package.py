@@ -373,3 +373,25 @@ def test_eval_data_too_small_for_the_accuracy_it_judges_is_warned_of(cli, tmp_pa
     assert r.exit_code == 0, r.stderr
     warned = [note for note in r.json()["notes"] if "labelled eval sample" in note]
     assert (len(warned) == 1 and warned[0].startswith(f"warning: {said}")) if said else not warned, warned
+
+
+def test_data_the_source_model_itself_rejects_is_bad_input(cli, tmp_path):
+    """Token ids past an embedding's vocabulary: ONNX Runtime's INVALID_ARGUMENT was a traceback with exit 1 (a
+    user review), which a CI job reads as a failed budget. And --keep-float auto on fp16 with no data at all."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    table = numpy_helper.from_array(np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32), "table")
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["vectors"])], "emb",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4])],
+                              [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, [1, 4, 8])], [table])
+    model = tmp_path / "emb.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, ids=np.full((8, 4), 174, dtype=np.int64))
+    r = cli("package", model, "--eval-data", bad, "-o", tmp_path / "e.edgepkg")
+    assert r.exit_code == 2 and "the eval data: the source model itself fails on them" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()[-1:]) == 1
+    from conftest import MODEL
+    r = cli("package", MODEL, "--precision", "fp16", "--keep-float", "auto", "-o", tmp_path / "k.edgepkg")
+    assert r.exit_code == 2 and "--keep-float auto measures each layer's error on data: give --eval-data" in r.stderr

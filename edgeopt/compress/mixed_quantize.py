@@ -162,6 +162,8 @@ def evaluation_samples(request) -> tuple:
     """(samples, where): the eval data when given, else the calibration data, at most MAX_SAMPLES."""
     if request.evaluation is not None:
         return head(request.evaluation, MAX_SAMPLES), "eval data"
+    if request.calibration is None:   # fp16 needs no calibration: nothing at all to judge a layer's error on
+        raise BadInput("--keep-float auto measures each layer's error on data: give --eval-data (or --calib)")
     return head(request.calibration, MAX_SAMPLES), "calibration data"
 
 

@@ -20,7 +20,7 @@ def ort_session(model_path, threads=0):
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    so.log_severity_level = 3
+    so.log_severity_level = 4   # fatal only: an error reaches the caller as an exception, said once
     return ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
