@@ -96,6 +96,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     name = name or _default_name(model, precision, quantize)
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
+    _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher)
     if not force:
         _check_overwrite(output, prof.name)
     _check_format(model, backend)
@@ -358,6 +359,17 @@ def _original_accuracy(stages: list, evaluation, teacher) -> dict | None:
 def _check_threads(threads) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise BadInput(f"threads {threads!r}: expected a whole number of at least 1", option="threads")
+
+
+def _check_not_an_input(output: pathlib.Path, model: str, **inputs) -> None:
+    """Refused whatever --force says: `package m.onnx -o m.onnx --force` replaced the source model with the bundle
+    (and `-o eval.npz` the eval data), which the refusal of a non-bundle output named as its way out."""
+    source = pathlib.Path(model if os.path.exists(model) or ":" not in model else model.rsplit(":", 1)[0])  # file.py:fn
+    named = {"the model": source, "the model's weights": source.with_suffix(".bin") if source.suffix == ".xml" else None,
+             **{f"--{k.replace('_', '-')}": v for k, v in inputs.items()}}
+    for what, path in named.items():
+        if path is not None and os.path.exists(path) and output.exists() and os.path.samefile(path, output):
+            raise BadInput(f"-o {output}: is {what}, an input of this package; write the bundle to another file")
 
 
 def _check_overwrite(output: pathlib.Path, profile: str) -> None:

@@ -395,3 +395,19 @@ def test_data_the_source_model_itself_rejects_is_bad_input(cli, tmp_path):
     from conftest import MODEL
     r = cli("package", MODEL, "--precision", "fp16", "--keep-float", "auto", "-o", tmp_path / "k.edgepkg")
     assert r.exit_code == 2 and "--keep-float auto measures each layer's error on data: give --eval-data" in r.stderr
+
+
+def test_the_bundle_never_replaces_an_input_even_with_force(cli, tmp_path):
+    """`package m.onnx -o m.onnx --force` turned the source model into a tar (a user review): the refusal of a
+    non-bundle output named --force as its way out."""
+    import shutil
+    from conftest import EVAL, MODEL
+    model, data = tmp_path / "m.onnx", tmp_path / "eval.npz"
+    shutil.copy(MODEL, model)
+    shutil.copy(EVAL, data)
+    before = model.read_bytes(), data.read_bytes()
+    r = cli("package", model, "-o", model, "--force")
+    assert r.exit_code == 2 and f"-o {model}: is the model, an input of this package" in r.stderr, r.stderr
+    r = cli("package", model, "--eval-data", data, "-o", data, "--force")
+    assert r.exit_code == 2 and "is --eval-data, an input of this package" in r.stderr, r.stderr
+    assert (model.read_bytes(), data.read_bytes()) == before
