@@ -224,9 +224,11 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
 def _store_baseline(store, doc: dict) -> tuple:
     """The last good result of the candidate's bundle on its device, created before it."""
     bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
-    found = store.last_good(bundle, device, str(doc.get("created") or ""), hostname(doc))
+    profile = results.bundle_profile(doc)
+    found = store.last_good(bundle, device, str(doc.get("created") or ""), hostname(doc), profile)
     if found is None:
-        return None, f"the store holds no ok result of {bundle} on {device}{_on_host(doc)} before this one"
+        made_for = f" for profile {profile}" if profile else ""
+        return None, f"the store holds no ok result of {bundle}{made_for} on {device}{_on_host(doc)} before this one"
     return results.validate(found, f"{found['_path']} (from the results store)"), ""
 
 

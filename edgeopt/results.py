@@ -121,6 +121,27 @@ def _is_good_result_of(path: pathlib.Path, bundle: str, device: str, with_accura
             and (old.get("device") or {}).get("name") == device and (old.get("bundle") or {}).get("name") == bundle)
 
 
+def bundle_profile(doc: dict) -> str | None:
+    """The profile the result's bundle was made for (its manifest's, as the agent copied it), or None."""
+    profile = (doc.get("bundle") or {}).get("profile") if isinstance(doc.get("bundle"), dict) else None
+    name = profile.get("name") if isinstance(profile, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _other_bundle_replaced(latest: pathlib.Path, doc: dict) -> str | None:
+    """What an ok result about to replace `latest` replaces, where that is a result of another bundle that has the
+    same name (the same file name packaged for two profiles in two folders): said, not silently lost."""
+    try:
+        old = json.loads(latest.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    before, now = bundle_profile(old) if isinstance(old, dict) else None, bundle_profile(doc)
+    if before and now and before != now:
+        return (f"{latest} held a result of another bundle of that name (profile {before}; this one {now}), kept in "
+                f"{latest.parent / 'history'}; give each its own --name to keep both latest")
+    return None
+
+
 def _skipped_accuracy(doc: dict) -> bool:
     from device_agent.measure.accuracy import SKIPPED
 
@@ -150,6 +171,9 @@ def save(doc: dict, results_dir) -> pathlib.Path:
                 latest, bundle, device, with_accuracy=doc.get("status") == "ok"):
             doc["_latest_kept"] = str(latest)
             return history
+        replaced = _other_bundle_replaced(latest, doc) if doc.get("status") == "ok" else None
+        if replaced:
+            doc["_replaced"] = replaced
         write_json_atomic(latest, body)
     return latest
 

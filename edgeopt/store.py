@@ -397,11 +397,13 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
-    def last_good(self, bundle: str, device: str, before: str, hostname: str | None = None) -> dict | None:
+    def last_good(self, bundle: str, device: str, before: str, hostname: str | None = None,
+                  profile: str | None = None) -> dict | None:
         """The newest `ok` result of `bundle` on `device` created before `before` (an ISO time), as its
         document with `_path`, or None: the regression gate's baseline when CI keeps no files. hostname: the
         machine the candidate ran on; a team's store holds `local` results of every laptop and CI runner, and only
-        this machine's (or one that records no host) is a baseline."""
+        this machine's (or one that records no host) is a baseline. profile: the candidate bundle's; a bundle of
+        the same name for another profile (generic/ONNX Runtime vs raspberry-pi-5/LiteRT) is another bundle."""
         t = results_table.c
         when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
         query = sa.select(t.id, t.document).where(t.bundle == bundle, t.device == device, t.status == "ok",
@@ -409,6 +411,9 @@ class Store:
         if hostname:
             host = t.document[("device", "hostname")].as_string()
             query = query.where(sa.or_(host == hostname, host.is_(None)))
+        if profile:
+            made_for = t.document[("bundle", "profile", "name")].as_string()
+            query = query.where(sa.or_(made_for == profile, made_for.is_(None)))
         query = query.order_by(t.created.desc(), t.id.desc()).limit(1)
         with self._errors(f"cannot read the last good result of {bundle}@{device}"), self.engine.connect() as conn:
             row = conn.execute(query).first()

@@ -273,3 +273,20 @@ def test_a_change_of_threads_or_runtime_is_noted():
                      "runtime onnxruntime 1.32.0 -> onnxruntime 1.33.0: part of the change may be the setting's, "
                      "not the model's"]
     assert environment_notes(base, base) == [] and environment_notes({"settings": "junk"}, cand) == []
+
+
+def test_a_bundle_of_the_same_name_for_another_profile_is_no_baseline_and_its_replacement_is_said(cli, tmp_path):
+    """d1/a.edgepkg (generic) and d2/a.edgepkg (raspberry-pi-5) both saved as results/a@local.json: the second
+    replaced the first without a word, and `--baseline store` judged LiteRT against ONNX Runtime (a user review)."""
+    from conftest import FAST_BENCH_ARGS, MODEL
+    results_dir = tmp_path / "results"
+    for folder, profile in (("d1", "generic"), ("d2", "raspberry-pi-5")):
+        bundle = tmp_path / folder / "a.edgepkg"
+        assert cli("package", MODEL, "-p", profile, "-o", bundle, "--allow-mismatch", "-q").exit_code == 0
+        r = cli("bench", bundle, "--results-dir", results_dir, "--threads", "1", *FAST_BENCH_ARGS, "--json")
+        assert r.exit_code in (0, 1), r.stderr
+    assert "held a result of another bundle of that name (profile generic; this one raspberry-pi-5)" in \
+        r.json()["_replaced"]
+    gate = cli("check", results_dir / "a@local.json", "--baseline", "store", "--budget", "latency_p90_ms=1000",
+               "--json").json()["regressions"][0]
+    assert gate["verdict"] == UNTESTED and "no ok result of a for profile raspberry-pi-5 on local" in gate["reason"]

@@ -262,6 +262,8 @@ def bench_rows(doc: dict):
         rows.append(("shipped", ", ".join(_transfer(t) for t in transfers)))
     rows += [("warning", _warning_text(w)) for w in doc.get("warnings", [])]
     rows.append(("saved", doc.get("_path", "—")))
+    if doc.get("_replaced"):
+        rows.append(("replaced", doc["_replaced"]))
     return rows
 
 
@@ -414,7 +416,7 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
 
 
 COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
-                   ("MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
+                   ("size MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
                    ("RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"))
 
 

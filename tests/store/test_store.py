@@ -195,6 +195,11 @@ def test_the_last_good_result_is_the_candidates_own_hosts(url):
         assert store.last_good("mnet", "pi-kitchen", later, "elsewhere") is None
         store.add(dict(DOC, created="2026-11-30T11:00:00+00:00"))   # an older agent's: no hostname
         assert store.last_good("mnet", "pi-kitchen", later, "elsewhere")["created"] == "2026-11-30T11:00:00+00:00"
+        # the bundle's profile too: a bundle of that name for another profile is another bundle
+        pi = dict(DOC, bundle=dict(DOC["bundle"], profile={"name": "raspberry-pi-5"}), created="2026-11-30T12:00:00+00:00")
+        store.add(pi)
+        assert store.last_good("mnet", "pi-kitchen", later, profile="raspberry-pi-5")["created"] == pi["created"]
+        assert store.last_good("mnet", "pi-kitchen", later, profile="generic")["created"] == "2026-11-30T11:00:00+00:00"
 
 
 def test_a_connection_the_server_dropped_is_replaced_before_the_write(pg, pg_url):
