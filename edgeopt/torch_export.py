@@ -215,7 +215,9 @@ def _holds_weights(reference: str) -> bool:
 
 def _single_shape(shapes: dict, reference: str):
     if len(shapes) != 1:
-        raise BadInput(f"{reference}: PyTorch input needs exactly one --input-shape (e.g. --input-shape input=1,3,224,224)")
+        raise BadInput(f"{reference}: a PyTorch module source takes one float input, given by one --input-shape (e.g. "
+                       "--input-shape input=1,3,224,224); a model of several inputs packages from a torch.export "
+                       ".pt2 or an ONNX export")
     name, shape = next(iter(shapes.items()))
     return name or "input", shape
 

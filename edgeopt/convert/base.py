@@ -82,7 +82,10 @@ class Backend:
         known = {f.name for f in fields(self.Options)}
         for key in given:
             if key not in known:
-                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option", option=key)
+                # named as a flag (--preset is one) and as --backend-option takes it, with what it has instead
+                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option (nor {key} in "
+                               f"--backend-option NAME=VALUE); its options: {', '.join(sorted(known)) or 'none'}",
+                               option=key)
         return build_options(self.Options, given, f"backend {self.name}")
 
     def check_profile(self, options, profile) -> None:

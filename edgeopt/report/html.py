@@ -112,7 +112,7 @@ def _budget_list(budgets: list) -> str:
 
 
 def _summary(rows: list) -> str:
-    head = ("bundle", "device", "n", "p50 ms", "p90 ms<br>95% CI", "p99 ms", "peak RSS MiB", "size MiB", "top-1",
+    head = ("bundle", "device", "timed runs", "p50 ms", "p90 ms<br>95% CI", "p99 ms", "peak RSS MiB", "size MiB", "top-1",
             "power W", "verdict", "budgets")
     lines = []
     for r in rows:
@@ -199,8 +199,11 @@ def _percentile_table(group: list) -> str:
         lines.append(f'<tr><td><span class="swatch" style="background:{color(i)}"></span>{esc(r["device"])}</td>'
                      f"<td class=num>{r['n']}</td>{''.join(cells)}<td class=num>{num(r['max_ms'])}</td>"
                      f"<td>{esc(r['stopped_by'] or '')}</td></tr>")
-    return ("<table><tr><th>device</th><th>runs</th><th>p50 ms [95% CI]</th><th>p90 ms [95% CI]</th>"
-            f"<th>p99 ms [95% CI]</th><th>max ms</th><th>loop stopped by</th></tr>{''.join(lines)}</table>")
+    # "[95% CI]" only over a column that has one (the agent gives p50 none)
+    heads = "".join(f"<th>{key[:-3]} ms{' [95% CI]' if any(r['percentiles'][key].get('ci95') for r in group) else ''}"
+                    "</th>" for key in ("p50_ms", "p90_ms", "p99_ms"))
+    return (f"<table><tr><th>device</th><th>runs</th>{heads}<th>max ms</th><th>loop stopped by</th></tr>"
+            f"{''.join(lines)}</table>")
 
 
 def _run_chart(title: str, x_range: tuple, lo: float, hi: float, x_label: str, y_label: str) -> Chart:

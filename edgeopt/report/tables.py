@@ -416,7 +416,7 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
 
 
 COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
-                   ("size MiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
+                   ("size\nMiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
                    ("RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"))
 
 
