@@ -152,6 +152,8 @@ def package_rows(m: dict):
             ("float precision", precision), ("compression", _compression(m["compression"])),
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
             ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}")]
+    if "top1_why_not" in parity and "top1_agreement" in parity:   # why a lower agreement did not fail it
+        rows.append(("top-1 agreement", f"{parity['top1_agreement']:.4f}, not judged: {parity['top1_why_not']}"))
     if "source_top1" in parity:
         original = ((m.get("source") or {}).get("accuracy") or {}).get("top1") if m.get("transforms") else None
         if original is not None:   # what the transforms cost, beside what the conversion did
