@@ -902,7 +902,27 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     summary["summary"] = doc["rows"]["summary"]
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
+    if doc["exit_code"] and not out.as_json:   # a CI log shows why, not only the page's name (it is not opened there)
+        for line in _report_failures(doc["rows"]["summary"]):
+            click.echo(f"edgeopt: {line}", err=True)
     return doc["exit_code"]
+
+
+def _report_failures(summary: list) -> list:
+    """One line per result that fails the report's exit code: its device's error, or each budget it misses."""
+    lines = []
+    for row in summary:
+        who = f"{row['bundle']}@{row['device']}"
+        if row.get("status") != "ok":
+            lines.append(f"{who}: no result: {row.get('error') or 'the device failed'}")
+            continue
+        for b in row.get("budgets") or []:
+            if b["status"] == "fail":
+                lines.append(f"{who}: {b['budget']} {b['measured']:.4g} {b['unit']} misses {b['comparison']} "
+                             f"{b['limit']:g} {b['unit']}".replace("  ", " "))
+            elif b["status"] == "unmeasured":
+                lines.append(f"{who}: {b['budget']} not measured: {b['reason']}")
+    return lines
 
 
 @main.command()

@@ -130,13 +130,15 @@ def test_report_exit_codes_follow_check(cli, lab_results, tmp_path):
     r = cli("report", lab_results["int8"], "-o", tmp_path / "r.html", "--budget", "latency_p90_ms=0.000001")
     assert r.exit_code == 1
     assert 'FAIL</span>' in (tmp_path / "r.html").read_text()
+    # and the CI log says why, not only the page's name (a user review)
+    assert re.search(r"^edgeopt: \S+@\S+: latency_p90_ms \S+ ms misses <= 1e-06 ms$", r.stderr, re.MULTILINE), r.stderr
     failed = json.loads(lab_results["int8"].read_text())
     failed.update(status="failed", error={"message": "device pi-9: connection refused", "exit_code": 3})
     for key in ("latency", "memory", "power", "thermal", "accuracy"):
         failed.pop(key)
     (tmp_path / "failed.json").write_text(json.dumps(failed))
     r = cli("report", lab_results["int8"], tmp_path / "failed.json", "-o", tmp_path / "f.html", "--no-history")
-    assert r.exit_code == 3
+    assert r.exit_code == 3 and "no result: device pi-9: connection refused" in r.stderr
     text = (tmp_path / "f.html").read_text()
     assert "DEVICE FAILED" in text and "device pi-9: connection refused" in text and "the run failed" in text
     assert "history left out (--no-history)" in text
