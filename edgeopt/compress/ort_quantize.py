@@ -118,8 +118,11 @@ def choose_method(model_path, wanted: str) -> dict:
     like, share = transformer_like(model_path)
     record = {"requested": "auto", "used": "dynamic" if like else "static", "matmul_mac_share": share}
     if record["used"] == "dynamic":   # the unusual choice is told; static is what --quantize int8 always meant
+        import onnx
+        ops = {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
+        conv = "; Conv stays float" if "Conv" in ops else ""   # said of an LSTM or encoder with none, it misled
         record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs (as in transformers, for which "
-                            "ONNX Runtime recommends dynamic quantization); Conv stays float; --backend-option "
+                            f"ONNX Runtime recommends dynamic quantization){conv}; --backend-option "
                             "int8_method=static quantizes every op with calibrated ranges instead")
     return record
 
