@@ -205,8 +205,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
                 doc, code = transport.bench(bundle, agent_args, progress, timeout)
             except DeviceFailure as e:
                 doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
-            finally:
-                transport.close()
+            transport.close()   # before saving: the device is done with
             name_the_bundle(doc, manifest)
             _warn_mismatch(doc, manifest, mismatch)
             _save_and_store(doc, results_dir, store)
