@@ -29,6 +29,7 @@ Outputs whose shapes differ elsewhere than along that row axis are not the same 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 
 import numpy as np
@@ -92,14 +93,8 @@ def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bo
     output's rows of every call in sequence)."""
     feed = head(samples, MAX_SAMPLES)
     batch = plan(feed, inputs)[1]
-    try:
+    with source_on(f"the {samples_source}"):
         ref_calls, sizes = _per_call(source_runner, feed, inputs)
-    except EdgeoptError:
-        raise
-    except Exception as e:   # noqa: BLE001 - the runtime's own error on the user's data: token ids past the
-        # vocabulary, say (ONNX Runtime's InvalidArgument); not edgeopt's failure, and no traceback
-        raise BadInput(f"the {samples_source}: the source model itself fails on them, so nothing can be compared "
-                       f"(--eval-data with samples it takes): {first_line(e)}") from None
     got_calls, _ = _per_call(artifact_runner, feed, inputs)
     names = list(output_names or [])
     outputs = [_Output(i, names[i] if i < len(names) else None, [c[i] for c in ref_calls],
@@ -239,6 +234,34 @@ def _robust_share(ref: np.ndarray) -> float:
     top2 = np.sort(ref, axis=1)[:, -2:]
     error_at_bar = 10 ** (-QUANTIZED_MIN_SQNR_DB / 20) * np.sqrt(np.mean(np.square(ref), axis=1))
     return float(np.mean(top2[:, 1] - top2[:, 0] > 2 * error_at_bar))
+
+
+def _runtime_errors(python: bool = True) -> tuple:
+    """What a runtime raises on data it cannot take: ONNX Runtime's own exception types (each a plain Exception),
+    and (python) PyTorch's and numpy's (RuntimeError, ValueError, IndexError)."""
+    found = [RuntimeError, ValueError, IndexError] if python else []
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+        found += [getattr(ort_errors, n) for n in ("Fail", "InvalidArgument", "RuntimeException", "NotImplemented")
+                  if hasattr(ort_errors, n)]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+@contextlib.contextmanager
+def source_on(what: str, python_errors: bool = True):
+    """The source model run on the user's data (parity, calibration, the shipped references, mixed precision's
+    scores): the runtime's error on that data (token ids past the vocabulary: ONNX Runtime's InvalidArgument) is
+    bad input in one line naming the data, not a traceback with exit 1. edgeopt's own errors pass unchanged.
+    python_errors=False: ONNX Runtime's alone, where a ValueError may be the tool's (quantize_static's graph)."""
+    try:
+        yield
+    except EdgeoptError:
+        raise
+    except _runtime_errors(python_errors) as e:
+        raise BadInput(f"{what}: the source model itself fails on them (give samples it takes): "
+                       f"{first_line(e)}") from None
 
 
 def _per_call(runner, samples: dict, inputs):

@@ -24,7 +24,7 @@ from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
 from .errors import BadInput, ParityMismatch
 from .models import detect_format, load_model, onnx_source
-from .parity import compare as parity_compare, describe_failure, only_top1_failed
+from .parity import compare as parity_compare, describe_failure, only_top1_failed, source_on
 from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
@@ -509,7 +509,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
 
     n = sample_count(evaluation)
     if report["samples"] != n:  # parity looked at a subset: the shipped references cover every sample
-        ref = run_samples(source_runner, evaluation, source.inputs)
+        with source_on("the eval data"):
+            ref = run_samples(source_runner, evaluation, source.inputs)
     arrays = to_layouts(evaluation, conversion.layouts)   # the device feeds the artifact as it is
     arrays.update({REF_PREFIX + o.name: r for o, r in zip(source.outputs, ref)})
     eval_file = work / "eval.npz"

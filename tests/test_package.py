@@ -389,9 +389,12 @@ def test_data_the_source_model_itself_rejects_is_bad_input(cli, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
     bad = tmp_path / "bad.npz"
     np.savez(bad, ids=np.full((8, 4), 174, dtype=np.int64))
-    r = cli("package", model, "--eval-data", bad, "-o", tmp_path / "e.edgepkg")
-    assert r.exit_code == 2 and "the eval data: the source model itself fails on them" in r.stderr, r.stderr
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()[-1:]) == 1
+    for args, data in ((["--eval-data", bad], "the eval data"), (["--quantize", "int8", "--calib", bad],
+                                                                  "the calibration data")):
+        r = cli("package", model, *args, "-o", tmp_path / "e.edgepkg")
+        said = [line for line in r.stderr.splitlines() if line.startswith("edgeopt:")]
+        assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(said) == 1 and f"{data}: the source model itself fails on them" in said[0], r.stderr
     from conftest import MODEL
     r = cli("package", MODEL, "--precision", "fp16", "--keep-float", "auto", "-o", tmp_path / "k.edgepkg")
     assert r.exit_code == 2 and "--keep-float auto measures each layer's error on data: give --eval-data" in r.stderr

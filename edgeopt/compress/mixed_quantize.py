@@ -31,6 +31,7 @@ import numpy as np
 
 from ..data import LABELS, head, run, sample_count
 from ..errors import BadInput
+from ..parity import source_on
 from ..options import option
 
 AUTO = "auto"
@@ -134,7 +135,8 @@ class _Scorer:
 
     def __init__(self, reference, samples, inputs):
         self.samples, self.inputs = samples, inputs
-        self.ref = [r.astype(np.float64) for r in run(reference, samples, inputs)]
+        with source_on("the samples --keep-float auto scores layers on"):
+            self.ref = [r.astype(np.float64) for r in run(reference, samples, inputs)]
         n = sample_count(samples)
         self.labels = samples[LABELS] if LABELS in samples and self._per_sample(n) else None
         self.float_top1 = self._top1(self.ref)

@@ -27,6 +27,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 
 from ..data import feeds, sample_count
+from ..parity import source_on
 from . import mixed_quantize
 
 # Dynamic quantization's ops: ONNX Runtime's integer-op registry without Conv (ConvInteger is slow). Its dynamic
@@ -218,7 +219,7 @@ class _Static:
             self.progress.start("calibrating INT8", total=reader.count, unit="samples")
         act, wt = self.types
         try:
-            with _quiet_root_logger():
+            with _quiet_root_logger(), source_on("the calibration data", python_errors=False):
                 quantize_static(str(self.model_in), str(out), reader, quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=act, weight_type=wt,
                                 calibrate_method=CalibrationMethod.MinMax,
