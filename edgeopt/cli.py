@@ -613,7 +613,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
                              allow_profile_mismatch)
     from rich.text import Text
     store_lines = [Text(f"not saved in full: {e}", style="red")
-                   for e in report["store_errors"]]
+                   for e in report["store_errors"]] + [Text(f"replaced: {r}", style="yellow") for r in report["replaced"]]
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]),
              *store_lines)
     out.failures((name, "", doc["error"]["message"]) for name, doc in report["documents"].items()
@@ -903,7 +903,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
     if doc["exit_code"] and not out.as_json:   # a CI log shows why, not only the page's name (it is not opened there)
-        for line in _report_failures(doc["rows"]["summary"]):
+        for line in _report_failures(doc["rows"]["summary"]) or [doc["rows"]["headline"]]:   # a study's own verdict
             click.echo(f"edgeopt: {line}", err=True)
     return doc["exit_code"]
 
@@ -918,8 +918,9 @@ def _report_failures(summary: list) -> list:
             continue
         for b in row.get("budgets") or []:
             if b["status"] == "fail":
-                lines.append(f"{who}: {b['budget']} {b['measured']:.4g} {b['unit']} misses {b['comparison']} "
-                             f"{b['limit']:g} {b['unit']}".replace("  ", " "))
+                unit = f" {b['unit']}" if b["unit"] else ""
+                lines.append(f"{who}: {b['budget']} {b['measured']:.6g}{unit} misses {b['comparison']} "
+                             f"{b['limit']:g}{unit}")
             elif b["status"] == "unmeasured":
                 lines.append(f"{who}: {b['budget']} not measured: {b['reason']}")
     return lines

@@ -240,7 +240,8 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
 def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str, parallel: int = 8,
           agent_args: list | None = None, timeout: float = 900.0, resume: bool = False, progress=SILENT) -> dict:
     """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...],
-    store_errors: [...] (results not saved in full: a row the store refused, or a file a full disk refused)}."""
+    store_errors: [...] (results not saved in full: a row the store refused, or a file a full disk refused), replaced:
+    [...] (latest files that held a result of another profile's bundle of that name)}."""
     manifest = bundles.read_manifest(bundle_path)
     check_writable(results_dir, "results to", folder=True)   # before any device is reached
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
@@ -253,7 +254,7 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
 
 
 def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, timeout, resume, progress) -> dict:
-    store, store_errors = Store(store_url), []
+    store, store_errors, replaced = Store(store_url), [], []
     todo = [d for d in devices if not (resume and run.done(d.name))]
     skipped = [d.name for d in devices if d not in todo]
     documents = {name: run.documents[name][1] for name in skipped}
@@ -273,6 +274,8 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
                         run.record(doc, store)
                     except EdgeoptError as e:  # the JSON files are written first: keep collecting the other devices
                         store_errors.append(str(e))
+                    if doc.get("_replaced"):   # a latest file of another profile's bundle of that name (results.save)
+                        replaced.append(doc["_replaced"])
                     documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
                     progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
             except KeyboardInterrupt:   # devices not started stay so; those measuring are let go, not waited for
@@ -287,7 +290,7 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
     order = [d.name for d in devices]
     documents = {name: documents[name] for name in order if name in documents}
     return {"run_id": run.run_id, "run_dir": str(run.run_dir), "documents": documents, "skipped": skipped,
-            "store_errors": store_errors,
+            "store_errors": store_errors, "replaced": replaced,
             "paths": {name: str(run.result_path(name)) for name in documents},
             "succeeded": [n for n, d in documents.items() if d.get("status") == "ok"],
             "failed": {n: d["error"]["message"] for n, d in documents.items() if d.get("status") != "ok"}}

@@ -96,7 +96,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     name = name or _default_name(model, precision, quantize)
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
-    _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher)
+    _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher,
+                        sign_key=sign_key)
     if not force:
         _check_overwrite(output, prof.name)
     _check_format(model, backend)
@@ -364,9 +365,14 @@ def _check_threads(threads) -> None:
 def _check_not_an_input(output: pathlib.Path, model: str, **inputs) -> None:
     """Refused whatever --force says: `package m.onnx -o m.onnx --force` replaced the source model with the bundle
     (and `-o eval.npz` the eval data), which the refusal of a non-bundle output named as its way out."""
-    source = pathlib.Path(model if os.path.exists(model) or ":" not in model else model.rsplit(":", 1)[0])  # file.py:fn
-    named = {"the model": source, "the model's weights": source.with_suffix(".bin") if source.suffix == ".xml" else None,
-             **{f"--{k.replace('_', '-')}": v for k, v in inputs.items()}}
+    def file_of(reference):   # file.py:fn names file.py
+        reference = os.fspath(reference)
+        return pathlib.Path(reference if os.path.exists(reference) or ":" not in reference
+                            else reference.rsplit(":", 1)[0])
+    source = file_of(model)
+    named = {"the model": source,
+             "the model's weights": source.with_suffix(".bin") if source.suffix.lower() == ".xml" else None,
+             **{f"--{k.replace('_', '-')}": file_of(v) for k, v in inputs.items() if v is not None}}
     for what, path in named.items():
         if path is not None and os.path.exists(path) and output.exists() and os.path.samefile(path, output):
             raise BadInput(f"-o {output}: is {what}, an input of this package; write the bundle to another file")

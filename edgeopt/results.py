@@ -110,15 +110,18 @@ def _save_lock(results_dir: pathlib.Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _is_good_result_of(path: pathlib.Path, bundle: str, device: str, with_accuracy: bool = False) -> bool:
+def _is_good_result_of(path: pathlib.Path, bundle: str, device: str, with_accuracy: bool = False,
+                       profile: str | None = None) -> bool:
     """Whether `path` holds an ok result of this bundle on this device (`with_accuracy`: one whose accuracy was
-    measured, or not skipped: a bundle without eval data has none to measure)."""
+    measured, or not skipped: a bundle without eval data has none to measure). `profile`: the new result's bundle's,
+    where it says; a bundle of that name for another profile is another bundle."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return (isinstance(old, dict) and old.get("status") == "ok" and not (with_accuracy and _skipped_accuracy(old))
-            and (old.get("device") or {}).get("name") == device and (old.get("bundle") or {}).get("name") == bundle)
+            and (old.get("device") or {}).get("name") == device and (old.get("bundle") or {}).get("name") == bundle
+            and not (profile and bundle_profile(old) not in (None, profile)))
 
 
 def bundle_profile(doc: dict) -> str | None:
@@ -168,7 +171,7 @@ def save(doc: dict, results_dir) -> pathlib.Path:
     latest = results_dir / f"{stem}.json"
     with _save_lock(results_dir):
         if (doc.get("status") != "ok" or _skipped_accuracy(doc)) and _is_good_result_of(
-                latest, bundle, device, with_accuracy=doc.get("status") == "ok"):
+                latest, bundle, device, with_accuracy=doc.get("status") == "ok", profile=bundle_profile(doc)):
             doc["_latest_kept"] = str(latest)
             return history
         replaced = _other_bundle_replaced(latest, doc) if doc.get("status") == "ok" else None

@@ -149,10 +149,10 @@ def latency_row(doc: dict) -> dict:
     for key in PERCENTILES:
         value = figure(doc, f"latency.{key}")
         if value is not None:
-            interval = ci.get(key)
-            if isinstance(interval, list) and len(interval) == 2:
-                interval = [checked(doc, f"latency.ci95.{key}", v) for v in interval]
-            marks[key] = {"value": value, "ci95": interval if isinstance(interval, list) else None}
+            interval = ci.get(key)   # a pair, or no interval: a list of another length was indexed as one
+            interval = ([checked(doc, f"latency.ci95.{key}", v) for v in interval]
+                        if isinstance(interval, list) and len(interval) == 2 else None)
+            marks[key] = {"value": value, "ci95": interval}
         else:
             marks[key] = {"absent": lat.get(f"{key}_absent", "not in the result")}
     sorted_ms = np.sort(run_ms)
