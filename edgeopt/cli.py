@@ -245,6 +245,8 @@ class _JsonUsageErrors(click.Group):
 
     def main(self, args=None, **kwargs):
         args = _common_flags_last(list(sys.argv[1:] if args is None else args))
+        if args and isinstance(self.commands.get(args[0]), click.Group) and all(a in COMMON_FLAGS for a in args[1:]):
+            args = args[:1]   # a group alone (`edgeopt --json device`) takes no flag: its usage says what it has
         if "--json" not in args or not kwargs.get("standalone_mode", True):
             return super().main(args, **kwargs)
         try:

@@ -250,6 +250,8 @@ def test_the_flags_every_verb_takes_may_come_before_it(cli, bundles):
     assert first.exit_code == 0 and first.json() == last.json()
     assert _common_flags_last(["--debug", "bench", "m", "--", "--json"]) == ["bench", "m", "--debug", "--", "--json"]
     assert _common_flags_last(["--json"]) == ["--json"] and _common_flags_last(["--version"]) == ["--version"]
+    group = cli("--json", "device")   # a group alone: its usage, not "no such option"
+    assert "list" in group.stdout + group.stderr and "No such option" not in group.stdout + group.stderr
 
 
 def test_quiet_lines_leave_absent_cells_empty_and_errors_whole():
