@@ -113,7 +113,7 @@ def test_pytorch_module_callable_is_exported(cli):
 
 def test_pytorch_errors(cli):
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn")
-    assert r.exit_code == 2 and "needs exactly one --input-shape" in r.stderr
+    assert r.exit_code == 2 and "takes one float input, given by one --input-shape" in r.stderr
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:not_a_module", "--input-shape", "1,3,8,8")
     assert r.exit_code == 2 and "returned int, not a torch.nn.Module" in r.stderr
     r = cli("inspect", "no_such_module_xyz:make", "--input-shape", "1,3,8,8")

@@ -83,9 +83,8 @@ class Backend:
         for key in given:
             if key not in known:
                 # named as a flag (--preset is one) and as --backend-option takes it, with what it has instead
-                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option (nor {key} in "
-                               f"--backend-option NAME=VALUE); its options: {', '.join(sorted(known)) or 'none'}",
-                               option=key)
+                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option (it has: "
+                               f"{', '.join(sorted(known)) or 'none'})", option=key)
         return build_options(self.Options, given, f"backend {self.name}")
 
     def check_profile(self, options, profile) -> None:

@@ -85,7 +85,8 @@ def test_a_recipe_value_the_backend_refuses_names_the_recipe_and_field(cli, tmp_
     recipe.write_text(f"[package]\n{table}\n")
     r = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "-o", tmp_path / "b.edgepkg")
     assert r.exit_code == 2 and message in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()[-1]) < 200 and not (tmp_path / "b.edgepkg").exists()
+    # one line, short, though it names the file, the field and what the backend has instead
+    assert len(r.stderr.strip().splitlines()[-1]) < 240 and not (tmp_path / "b.edgepkg").exists()
 
 
 def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path):
