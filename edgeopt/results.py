@@ -110,16 +110,21 @@ def _save_lock(results_dir: pathlib.Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _is_good_result_of(path: pathlib.Path, bundle: str, device: str, with_accuracy: bool = False,
-                       profile: str | None = None) -> bool:
-    """Whether `path` holds an ok result of this bundle on this device (`with_accuracy`: one whose accuracy was
-    measured, or not skipped: a bundle without eval data has none to measure). `profile`: the new result's bundle's,
-    where it says; a bundle of that name for another profile is another bundle."""
+def _read_latest(path: pathlib.Path) -> dict | None:
+    """The latest result file about to be replaced, as a document, or None (missing or unreadable)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return (isinstance(old, dict) and old.get("status") == "ok" and not (with_accuracy and _skipped_accuracy(old))
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def _is_good_result_of(old: dict | None, bundle: str, device: str, with_accuracy: bool = False,
+                       profile: str | None = None) -> bool:
+    """Whether `old` (the latest file's document) is an ok result of this bundle on this device (`with_accuracy`:
+    one whose accuracy was measured, or not skipped: a bundle without eval data has none to measure). `profile`: the
+    new result's bundle's, where it says; a bundle of that name for another profile is another bundle."""
+    return (old is not None and old.get("status") == "ok" and not (with_accuracy and _skipped_accuracy(old))
             and (old.get("device") or {}).get("name") == device and (old.get("bundle") or {}).get("name") == bundle
             and not (profile and bundle_profile(old) not in (None, profile)))
 
@@ -131,14 +136,11 @@ def bundle_profile(doc: dict) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _other_bundle_replaced(latest: pathlib.Path, doc: dict) -> str | None:
-    """What an ok result about to replace `latest` replaces, where that is a result of another bundle that has the
-    same name (the same file name packaged for two profiles in two folders): said, not silently lost."""
-    try:
-        old = json.loads(latest.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    before, now = bundle_profile(old) if isinstance(old, dict) else None, bundle_profile(doc)
+def _other_bundle_replaced(latest: pathlib.Path, old: dict | None, doc: dict) -> str | None:
+    """What an ok result about to replace `latest` (whose document is `old`) replaces, where that is a result of
+    another bundle that has the same name (one file name packaged for two profiles in two folders): said, not
+    silently lost."""
+    before, now = bundle_profile(old) if old is not None else None, bundle_profile(doc)
     if before and now and before != now:
         return (f"{latest} held a result of another bundle of that name (profile {before}; this one {now}), kept in "
                 f"{latest.parent / 'history'}; give each its own --name to keep both latest")
@@ -170,11 +172,12 @@ def save(doc: dict, results_dir) -> pathlib.Path:
     doc["_history"] = str(history)
     latest = results_dir / f"{stem}.json"
     with _save_lock(results_dir):
+        old = _read_latest(latest)
         if (doc.get("status") != "ok" or _skipped_accuracy(doc)) and _is_good_result_of(
-                latest, bundle, device, with_accuracy=doc.get("status") == "ok", profile=bundle_profile(doc)):
+                old, bundle, device, with_accuracy=doc.get("status") == "ok", profile=bundle_profile(doc)):
             doc["_latest_kept"] = str(latest)
             return history
-        replaced = _other_bundle_replaced(latest, doc) if doc.get("status") == "ok" else None
+        replaced = _other_bundle_replaced(latest, old, doc) if doc.get("status") == "ok" else None
         if replaced:
             doc["_replaced"] = replaced
         write_json_atomic(latest, body)
