@@ -365,6 +365,9 @@ def _check_threads(threads) -> None:
 def _check_not_an_input(output: pathlib.Path, model: str, **inputs) -> None:
     """Refused whatever --force says: `package m.onnx -o m.onnx --force` replaced the source model with the bundle
     (and `-o eval.npz` the eval data), which the refusal of a non-bundle output named as its way out."""
+    if not output.exists():   # a new file replaces nothing
+        return
+
     def file_of(reference):   # file.py:fn names file.py
         reference = os.fspath(reference)
         return pathlib.Path(reference if os.path.exists(reference) or ":" not in reference
@@ -374,7 +377,7 @@ def _check_not_an_input(output: pathlib.Path, model: str, **inputs) -> None:
              "the model's weights": source.with_suffix(".bin") if source.suffix.lower() == ".xml" else None,
              **{f"--{k.replace('_', '-')}": file_of(v) for k, v in inputs.items() if v is not None}}
     for what, path in named.items():
-        if path is not None and os.path.exists(path) and output.exists() and os.path.samefile(path, output):
+        if path is not None and os.path.exists(path) and os.path.samefile(path, output):
             raise BadInput(f"-o {output}: is {what}, an input of this package; write the bundle to another file")
 
 

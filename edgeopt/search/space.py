@@ -473,7 +473,7 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
     for key in dict.fromkeys(key for key, _ in narrowed):
         # several values (one is a pin, as a space file shared by studies has), and no backend's copy sampled
         searched = [by_name[name] for k, name in narrowed if k == key and len(by_name[name].grid()) > 1]
-        unused = [why for why in map(lambda d: _why_unused(by_name, d), searched) if why]
+        unused = [why for why in (_why_unused(by_name, d) for d in searched) if why]
         if searched and len(unused) == len(searched):
             raise BadInput(f"{path}: {key}: never searched, since {unused[0]}")
     return list(by_name.values())

@@ -35,14 +35,12 @@ class LocalTransport(Transport):
         spec = getattr(self, "spec", None)
         if spec is not None and spec.workdir is not None:
             return str(pathlib.Path.home() / os.path.expanduser(spec.workdir))
-        from ..agent_zipapp import cache_dir
-        return str(cache_dir() / "local-device")
+        return str(_own_dir())
 
     def lock_path(self) -> str:
         # this host's one lock, whatever workdir an entry names: two `local` devices are one machine, and measured
         # at once they would each read the other's load
-        from ..agent_zipapp import cache_dir
-        return str(cache_dir() / "local-device" / "lock")
+        return str(_own_dir() / "lock")
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         if not local.is_file():
@@ -85,3 +83,9 @@ class LocalTransport(Transport):
         if timed_out.is_set():
             raise DeviceFailure(f"device {self.device}: agent did not finish within {timeout:.0f} s")
         return proc.returncode, "".join(stdout)
+
+
+def _own_dir() -> pathlib.Path:
+    """The local device's folder in edgeopt's cache: its workdir unless an entry names one, and its lock always."""
+    from ..agent_zipapp import cache_dir
+    return cache_dir() / "local-device"
