@@ -35,8 +35,11 @@ def failed_document(spec, manifest: dict, message: str, exit_code: int = 3) -> d
 
 
 def shipped_bundle(manifest: dict) -> dict:
-    """The host's identity of the bundle it shipped."""
-    return {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"]}
+    """The host's identity of the bundle it shipped; its profile too, as the agent's result has it: without it a
+    failure of this bundle was taken for one of another profile's bundle of that name and kept its good result as
+    the latest, which `check` then passed."""
+    return {"name": manifest["name"], "manifest_sha256": manifest["_manifest_sha256"],
+            "profile": manifest["profile"]}
 
 
 def name_the_bundle(doc: dict, manifest: dict) -> None:

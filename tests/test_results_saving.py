@@ -88,6 +88,23 @@ def test_a_latency_only_run_never_replaces_a_result_that_measured_the_accuracy(t
     assert results.save(dict(latency_only(1.5), bundle={"name": "plain"}), tmp_path).parent.name == "history"
 
 
+def test_a_failure_of_one_profiles_bundle_replaces_another_profiles_good_result(tmp_path):
+    """d1/a.edgepkg (generic) measured fine, then d2/a.edgepkg (raspberry-pi-5) failed on the same device: the
+    failure carried no profile, was taken for the generic bundle's, and kept its good result as results/a@pi-1.json,
+    which `check` passed."""
+    spec = make_device("pi-1", {"host": "pi-1.lan"}, "test")
+    good = dict(_doc("ok", bundle="a"), bundle={"name": "a", "profile": {"name": "generic"}})
+    latest = results.save(good, tmp_path)
+    manifest = {"name": "a", "_manifest_sha256": "0" * 64,
+                "profile": {"name": "raspberry-pi-5", "backend": "litert", "precision": "fp32"}}
+    failed = fleet.failed_document(spec, manifest, "device pi-1: unreachable")
+    assert results.save(failed, tmp_path) == latest and "_latest_kept" not in failed
+    assert json.loads(latest.read_text())["status"] == "failed"
+    again = fleet.failed_document(spec, dict(manifest, profile={"name": "generic"}), "device pi-1: unreachable")
+    results.save(good, tmp_path)   # and a failure of the generic bundle still keeps its own good result
+    assert results.save(again, tmp_path).parent.name == "history" and again["_latest_kept"] == str(latest)
+
+
 def test_a_failure_replaces_a_failure_and_a_result_of_another_device(tmp_path):
     first = results.save(_doc("failed"), tmp_path)
     assert results.save(_doc("failed"), tmp_path) == first
