@@ -999,7 +999,8 @@ def test_a_backend_whose_runtime_a_device_lacks_is_not_searched(tmp_path, monkey
     probed = []
     monkeypatch.setattr(study, "_device_facts", lambda device, job, sensor="auto": probed.append(device) or {
         "runtimes": {"openvino": "2026.4.1", "onnxruntime": None}, "logical_cpus": 2})
-    job = study.Job(str(MODEL), "intel-cpu", ["local"], {}, calib=CALIB)
+    job = study.Job(str(MODEL), "intel-cpu", ["local"], {}, calib=CALIB, results_dir=str(tmp_path / "results"),
+                    output_dir=tmp_path / "opt")   # not the working directory's
     dims, _ = study._prepare(job, None)
     assert probed == ["local"] and "backend" not in {d.name for d in dims} and "preset" in {d.name for d in dims}
 
@@ -1030,7 +1031,8 @@ def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypat
     def dims(profile, cpus):
         monkeypatch.setattr(study, "_device_facts",
                             lambda device, job, sensor="auto": {"runtimes": {}, "logical_cpus": cpus[device]})
-        job = study.Job(str(MODEL), profile, list(cpus), {}, calib=CALIB)
+        job = study.Job(str(MODEL), profile, list(cpus), {}, calib=CALIB, results_dir=str(tmp_path / "results"),
+                        output_dir=tmp_path / "opt")
         found = {d.name: d.choices for d in study._prepare(job, None)[0]}
         return found.get("threads"), job.notes
 

@@ -368,10 +368,16 @@ def test_without_an_accuracy_budget_only_the_transforms_a_space_file_names_are_s
     assert space.transforms_left_out([], backend, "onnx", True) == []   # no transforms to leave out
 
 
+def _folders(tmp_path) -> dict:
+    """A study's output and results folders under the test's own (left out, `_prepare` makes ./optimize and
+    ./results in the working directory: the repository's)."""
+    return {"results_dir": str(tmp_path / "results"), "output_dir": tmp_path / "opt"}
+
+
 def test_a_study_without_an_accuracy_budget_says_which_transforms_it_left_out(tmp_path):
     from edgeopt.search import study
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
-    job = study.Job(source, "generic", ["local"], {}, input_shapes={"input": [1, 3, 32, 32]})
+    job = study.Job(source, "generic", ["local"], {}, **_folders(tmp_path), input_shapes={"input": [1, 3, 32, 32]})
     dims, _ = study._prepare(job, None)
     assert not {d.name for d in dims} & {"prune", "lowrank"}
     assert job.notes == ["lowrank, prune not searched: no accuracy budget would see what they cost (give labelled "
@@ -388,7 +394,7 @@ def test_a_study_leaves_out_a_transform_that_cannot_change_the_model_and_says_wh
                    "def build():\n    return shufflenet_v2(num_classes=10, input_shape=(1, 3, 32, 32))\n")
     f = tmp_path / "space.toml"
     f.write_text('"prune.channels" = [0.2, 0.4]\nlowrank = true\n')
-    job = study.Job(f"{net}:build", "generic", ["local"], {}, input_shapes={"x": [1, 3, 32, 32]})
+    job = study.Job(f"{net}:build", "generic", ["local"], {}, **_folders(tmp_path), input_shapes={"x": [1, 3, 32, 32]})
     dims, _ = study._prepare(job, f)
     names = {d.name for d in dims}
     assert not names & {"prune", "prune.channels", "prune.criterion"} and "lowrank" in names
@@ -480,7 +486,7 @@ def test_a_small_calibration_set_is_used_whole_by_a_search_not_refused_per_trial
     for name, count in (("calib.npz", 64), ("big.npz", 120)):
         np.savez(tmp_path / name, input=rng.standard_normal((count, 3, 32, 32)).astype("float32"))
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
-    job = study.Job(source, "intel-cpu", ["local"], {}, input_shapes={"input": [1, 3, 32, 32]},
+    job = study.Job(source, "intel-cpu", ["local"], {}, **_folders(tmp_path), input_shapes={"input": [1, 3, 32, 32]},
                     calib=str(tmp_path / "calib.npz"))
     dims, _ = study._prepare(job, None)
     prof = __import__("edgeopt.profiles", fromlist=["load_profile"]).load_profile("intel-cpu")
@@ -489,7 +495,7 @@ def test_a_small_calibration_set_is_used_whole_by_a_search_not_refused_per_trial
     assert any(n.startswith("openvino INT8 calibrates on all 64 --calib samples (subset_size=64") for n in job.notes)
     points = [space.sample(dims, _random_trial(dims, seed)) for seed in range(60)]
     assert not [r for r in (_refusal(prof, dims, p, samples=64) for p in points) if r]
-    job = study.Job(source, "intel-cpu", ["local"], {}, input_shapes={"input": [1, 3, 32, 32]},
+    job = study.Job(source, "intel-cpu", ["local"], {}, **_folders(tmp_path), input_shapes={"input": [1, 3, 32, 32]},
                     calib=str(tmp_path / "big.npz"))
     dims, _ = study._prepare(job, None)
     assert "subset_size" not in space.options(dims, space.textbook(dims, "fp32"))[0]
