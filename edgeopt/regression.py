@@ -205,7 +205,7 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
         if len(specs) > 1:
             raise BadInput("--baseline store cannot be combined with baseline files")
         from .store import Store, default_url
-        store = Store(store_url or default_url(results_dir))
+        store = Store(store_url or default_url(results_dir), create=False)   # a mistyped one is no baseline
         find = lambda doc: _store_baseline(store, doc)
     else:
         pool = [results.load(p) for p in results.expand(specs)]

@@ -203,6 +203,12 @@ def test_compare_labels_rows_and_shows_the_gate(cli, pair, tmp_path):
     assert rows.splitlines()[0].startswith("bundle\t") and len(rows.splitlines()) == 3
     assert verdicts.splitlines()[0] == "device\tbundle\tbaseline\tp50 ms\tp90 ms\tp\tverdict"
     assert "\tSLOWER" in verdicts and "+100.0%" in verdicts and "[" not in quiet.stdout
+    # a store that does not exist is a mistyped path (bench always writes one): it made an empty store and passed
+    typo = tmp_path / "typo" / "edgeopt.db"
+    r = cli("check", slow, "--baseline", "store", "--store", f"sqlite:///{typo}", "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 2 and f"no results store at {typo}" in r.stderr and not typo.parent.exists()
+    from edgeopt.store import Store
+    Store(f"sqlite:///{tmp_path / 'empty.db'}").close()   # one that holds nothing yet: the first run of a pipeline
     r = cli("compare", slow, "--baseline", "store", "--store", f"sqlite:///{tmp_path / 'empty.db'}", "--json")
     assert r.json()["regressions"][0]["verdict"] == UNTESTED and "holds no ok result" in r.json()["regressions"][0]["reason"]
 
