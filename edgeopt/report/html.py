@@ -448,7 +448,7 @@ def _fleet(groups: list) -> str:
     out = ["<h2>Fleet</h2><p class=\"small muted\">Each device's p50–p99 range (line), p90 (◆) and its 95 % interval "
            "(thick bar), coloured by budget verdict; fastest p90 first.</p>"]
     for g in groups:
-        out.append(f"<div class=card><h3>{esc(g['bundle'])}"
+        out.append(f"<div class=card><h3>{esc(g['bundle'])}{' · profile ' + esc(g['profile']) if g['profile'] else ''}"
                    f"{' · fleet run ' + esc(', '.join(g['runs'])) if g['runs'] else ''}</h3>{_fleet_chart(g)}</div>")
     return "".join(out)
 

@@ -171,7 +171,9 @@ def _fleet(groups: list) -> list:
     out = []
     for g in groups:
         fastest = next((r["p90_ms"] for r in g["devices"] if r["p90_ms"]), None)
-        out += [f"**Fleet: {cell(g['bundle'])}**" + (f" (run {cell(', '.join(g['runs']))})" if g["runs"] else ""), "",
+        made_for = f", profile {cell(g['profile'])}" if g["profile"] else ""
+        out += [f"**Fleet: {cell(g['bundle'])}**" + (f" (run {cell(', '.join(g['runs']))}{made_for})" if g["runs"] else
+                                                     f" ({made_for[2:]})" if made_for else ""), "",
                 "| device | p90 ms | vs fastest | verdict |", "|---|--:|--:|---|"]
         for r in g["devices"]:
             ratio = f"{r['p90_ms'] / fastest:.2f}×" if r["p90_ms"] and fastest else "—"

@@ -64,11 +64,32 @@ def samples(doc: dict):
 
 
 def label(doc: dict) -> dict:
-    """Who and where: bundle, device, fleet run id (a result inside a fleet run directory), file."""
+    """Who and where: bundle, device, fleet run id (a result inside a fleet run directory), file. `device` is the
+    name shown, with the bundle's profile (or the run's time) where other results of the report share its bundle
+    and device name (`distinguish`); `device_name` the device's own."""
     path = pathlib.Path(doc.get("_path", ""))
     run = path.parent.name if (path.parent / "run.json").is_file() else None
-    return {"bundle": (doc.get("bundle") or {}).get("name") or "?", "device": (doc.get("device") or {}).get("name") or "?",
-            "run": run, "result": str(path), "created": doc.get("created") if isinstance(doc.get("created"), str) else None}
+    device = (doc.get("device") or {}).get("name") or "?"
+    return {"bundle": (doc.get("bundle") or {}).get("name") or "?",
+            "device": f"{device} ({doc['_apart']})" if doc.get("_apart") else device, "device_name": device,
+            "profile": results.bundle_profile(doc), "run": run, "result": str(path),
+            "created": doc.get("created") if isinstance(doc.get("created"), str) else None}
+
+
+def distinguish(docs: list) -> None:
+    """Results of one bundle name on one device (one name packaged for several profiles, or runs of one bundle)
+    were shown alike: a legend of "local local local", three identical drift panels. Each such result gets what
+    tells it apart, its bundle's profile or else its run's time, as doc["_apart"]."""
+    alike = {}
+    for doc in docs:
+        key = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
+        alike.setdefault(key, []).append(doc)
+    for group in (g for g in alike.values() if len(g) > 1):
+        profiles = [results.bundle_profile(d) for d in group]
+        times = [str(d.get("created") or "")[:19].replace("T", " ") for d in group]
+        by = profiles if len(set(profiles)) > 1 else times if len(set(times)) > 1 else None
+        for doc, apart in zip(group, by or []):
+            doc["_apart"] = apart or "?"
 
 
 def batch(doc: dict) -> int | None:
@@ -243,17 +264,18 @@ def memory_row(doc: dict) -> dict:
 
 
 def fleet_groups(summary: list) -> list:
-    """Per bundle measured on two or more devices: its devices side by side (a fleet run or separate benches)."""
+    """Per bundle measured on two or more devices: its devices side by side, a fleet run's alone (results given
+    beside the run were ranked in its table) and separate benches per profile (a LiteRT bundle measured on x86 was
+    the "fastest device" of an OpenVINO one)."""
     by_bundle = {}
     for row in summary:
-        by_bundle.setdefault(row["bundle"], []).append(row)
+        by_bundle.setdefault((row["bundle"], row["profile"], row["run"]), []).append(row)
     groups = []
-    for bundle, rows in by_bundle.items():
-        if len({r["device"] for r in rows}) < 2:
+    for (bundle, profile, run), rows in by_bundle.items():
+        if len({r["device_name"] for r in rows}) < 2:
             continue
-        runs = sorted({r["run"] for r in rows if r["run"]})
-        groups.append({"bundle": bundle, "runs": runs, "devices": sorted(rows, key=lambda r: (r["p90_ms"] is None,
-                                                                                            r["p90_ms"] or 0))})
+        groups.append({"bundle": bundle, "profile": profile, "runs": [run] if run else [],
+                       "devices": sorted(rows, key=lambda r: (r["p90_ms"] is None, r["p90_ms"] or 0))})
     return groups
 
 
@@ -278,6 +300,7 @@ def history_series(bundle: str, device: str, rows: list) -> dict:
 def build(docs: list, check: dict, history: dict | None, history_absent: str | None = None, study=None) -> dict:
     """The whole report. `check` is edgeopt.api.check's answer for the same documents, in order; `history` maps
     (bundle, device) -> store rows. `study`: an optimize study (edgeopt.search.study.load), or None."""
+    distinguish(docs)
     summary = [summary_row(doc, entry) for doc, entry in zip(docs, check["results"])]
     ok = [doc for doc in docs if doc.get("status") == "ok"]
     return {"summary": summary, "exit_code": check["exit_code"],

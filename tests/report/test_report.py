@@ -332,7 +332,8 @@ def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, jets
     # the Jetson result's timelines are drawn: power (total + two rails), five zones, two clocks, throttled span
     drawn = {c["label"]: c for c in charts}
     for what, lines in (("Power", 3), ("Temperature", 5 + 1 + 1), ("CPU frequency", 2)):
-        assert drawn[f"{what} over the run: none-fp32 @ local"]["marks"] >= lines, drawn
+        label = next(k for k in drawn if k.startswith(f"{what} over the run: none-fp32 @ local ("))   # beside lab's
+        assert drawn[label]["marks"] >= lines, drawn
     for chart in charts:
         assert chart["width"] > 100 and chart["height"] > 100, chart
         assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], chart
@@ -532,3 +533,24 @@ def test_results_from_two_results_folders_each_get_their_own_stores_history(bund
     report = api.report(paths, fmt="markdown")
     series = {h["bundle"]: len(h["points"]) for h in report["rows"]["history"]}
     assert series == {"none-fp32": 2, "int8-fp32": 2}, series
+
+
+def test_a_fleet_runs_table_holds_its_own_devices_only(cli, lab_results, bundles, tmp_path):
+    """A result given beside a fleet run was ranked in the run's table (a LiteRT bundle measured on x86 stood as
+    its "fastest device"); and results of one bundle name on one device read alike ("local local local")."""
+    if not lab_results["fleet"]:
+        pytest.skip("no sshd here: no fleet run")
+    r = cli("report", lab_results["int8"], lab_results["fleet"], "--format", "markdown", "--no-history")
+    assert r.exit_code == 0, r.stderr
+    fleet = r.stdout.split("**Fleet: ")[1].split("\n\n|")[1].split("\n\n")[0]
+    assert "pi-0" in fleet and "pi-1" in fleet and "local" not in fleet, fleet
+    assert f"(run {lab_results['fleet'].name}, profile generic)" in r.stdout
+    apart = tmp_path / "apart"
+    for name in ("a", "b"):   # one bundle name, two profiles, one device
+        doc = json.loads(lab_results["int8"].read_text())
+        doc["bundle"]["profile"]["name"] = {"a": "generic", "b": "intel-cpu"}[name]
+        (apart / name).mkdir(parents=True)
+        (apart / name / "r.json").write_text(json.dumps(doc))
+    r = cli("report", apart / "a" / "r.json", apart / "b" / "r.json", "--format", "markdown", "--no-history")
+    assert r"| local \(generic\) |" in r.stdout and r"| local \(intel-cpu\) |" in r.stdout   # escaped for Markdown
+    assert "**Fleet" not in r.stdout   # nor are two profiles' bundles on one device a fleet
