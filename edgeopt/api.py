@@ -353,7 +353,10 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         code = 1
     else:
         code = 0
-    return dict(report, passed=code == 0, exit_code=code)
+    checked = any(e["budgets"] for e in entries) or bool(report.get("regressions"))
+    if code == 0 and not checked:   # compare and report show such results: they said "every budget holds"
+        report["headline"] = "nothing checked: no result's bundle carries a budget and none were given"
+    return dict(report, passed=code == 0, exit_code=code, checked=checked)
 
 
 def compare(result_paths, budgets: dict | None = None, baseline=None, effect: float | None = None,
@@ -372,7 +375,8 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
         missed = [r["budget"] for r in entry["budgets"] if r["status"] == "fail"]
         unmeasured = [r["budget"] for r in entry["budgets"] if r["status"] == "unmeasured"]
         # an unmeasured budget is not a miss (check and report say NOT MEASURED): both fail the gate
-        verdict = ("device failed" if entry["status"] != "ok" else "all pass" if not missed and not unmeasured else
+        verdict = ("device failed" if entry["status"] != "ok" else "no budgets" if not entry["budgets"] else
+                   "all pass" if not missed and not unmeasured else
                    "; ".join(([f"miss: {', '.join(missed)}"] if missed else []) +
                              ([f"not measured: {', '.join(unmeasured)}"] if unmeasured else [])))
         settings = results.section(doc, "settings")

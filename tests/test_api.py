@@ -31,7 +31,7 @@ def test_check_refuses_a_gate_that_checks_nothing(int8_result, tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(BadInput, match="nothing to check"):
         api.check([path])
-    assert api.compare([path])["rows"][0]["verdict"] == "all pass"   # compare shows it
+    assert api.compare([path])["rows"][0]["verdict"] == "no budgets"   # compare shows it, not as passing
     unmeasured = api.compare([path], {"throughput_fps": 1})["rows"][0]["verdict"]   # a latency run measures no FPS
     assert unmeasured == "not measured: throughput_fps", unmeasured   # as check says it, not "miss"
 

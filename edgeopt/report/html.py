@@ -92,7 +92,7 @@ def render(report: dict, title: str = "edgeopt report") -> str:
 
 def _header(report: dict, title: str) -> str:
     code = report["exit_code"]
-    state = "pass" if code == 0 else "failed" if code == 3 else "fail"
+    state = ("pass" if report.get("checked", True) else "none") if code == 0 else "failed" if code == 3 else "fail"
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"<h1>{esc(title)}</h1><p class=\"meta\">{len(report['summary'])} result(s) · generated {when} by edgeopt "
             f"{esc(__version__)} · overall {badge(state)} <span class=\"muted\">({esc(report['headline'])}; "

@@ -48,7 +48,7 @@ def fmt(value, digits: int = 4) -> str:
 
 def markdown(report: dict, title: str = "edgeopt report") -> str:
     code = report["exit_code"]
-    overall = ("✅ " if code == 0 else "❌ ") + report["headline"]
+    overall = ("❌ " if code else "✅ " if report.get("checked", True) else "") + report["headline"]
     lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
     lines += (_summary(report["summary"]) + _over_run(report) + _layers(report.get("layer_profile") or [])
               + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])

@@ -554,3 +554,21 @@ def test_a_fleet_runs_table_holds_its_own_devices_only(cli, lab_results, bundles
     r = cli("report", apart / "a" / "r.json", apart / "b" / "r.json", "--format", "markdown", "--no-history")
     assert r"| local \(generic\) |" in r.stdout and r"| local \(intel-cpu\) |" in r.stdout   # escaped for Markdown
     assert "**Fleet" not in r.stdout   # nor are two profiles' bundles on one device a fleet
+
+
+def test_a_result_with_no_budget_is_shown_as_nothing_checked_not_as_passing(cli, lab_results, tmp_path):
+    """`check` refuses it (exit 2); compare said "all pass" and report "every budget holds" of a result whose bundle
+    carries no budget and was given none (a user review)."""
+    doc = json.loads(lab_results["int8"].read_text())
+    doc["bundle"]["budgets"] = {}
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(doc))
+    assert cli("check", bare).exit_code == 2
+    compared = cli("compare", bare, "--json")
+    assert compared.exit_code == 0 and compared.json()["rows"][0]["verdict"] == "no budgets"
+    assert compared.json()["check"]["checked"] is False
+    md = cli("report", bare, "--format", "markdown", "--no-history")
+    assert md.exit_code == 0 and "result(s): nothing checked: no result's bundle carries a budget" in md.stdout
+    assert "every budget holds" not in md.stdout and "✅" not in md.stdout
+    budgeted = cli("report", bare, "--format", "markdown", "--no-history", "--budget", "latency_p90_ms=1000")
+    assert "✅ every budget holds" in budgeted.stdout
