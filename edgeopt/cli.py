@@ -31,10 +31,10 @@ class Output:
         from rich.console import Console
         self.as_json, self.quiet, self.debug = as_json, quiet, debug
         self._progress = None
-        self.out = Console(highlight=False)
+        self.out = Console(highlight=False, emoji=False)
         if not self.out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap
-            self.out = Console(highlight=False, width=120)
-        self.err = Console(stderr=True, highlight=False)
+            self.out = Console(highlight=False, emoji=False, width=120)
+        self.err = Console(stderr=True, highlight=False, emoji=False)
 
     def progress(self):
         from .progress import SILENT

@@ -264,3 +264,15 @@ def test_quiet_lines_leave_absent_cells_empty_and_errors_whole():
     assert plain_lines(history_table(rows, whole=True))[1].split("\t") == [
         "2026-12-05T19:09:21", "b", "f", "", "failed", "", "", "", why]
     assert plain_lines(history_table(rows))[1].split("\t")[-1] == why[:79] + "…"   # a terminal's cell
+
+
+def test_names_are_printed_as_written_not_as_emoji(cli, tmp_path, int8_result):
+    """A fleet device named `Box:B:` printed as "Box🅱" and a warning's `:smile:` as 😄: rich's emoji codes."""
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    doc["device"] = dict(doc["device"], name="Box:B:")
+    doc["warnings"] = ["a note :smile:"]
+    path = tmp_path / "box.json"
+    path.write_text(json.dumps(doc))
+    r = cli("check", path, "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 0 and "Box:B:" in r.stdout + r.stderr and ":smile:" in r.stdout + r.stderr, r.stdout
+    assert "🅱" not in r.stdout + r.stderr and "😄" not in r.stdout + r.stderr
