@@ -96,25 +96,28 @@ RELATIVE_KINDS = ("latency_p50_ms", "latency_p90_ms", "peak_rss_mb", "size_mb")
 
 
 def parse_budget_args(items, relative: bool = False):
-    """`key=value` strings from the command line -> {key: float}; each is checked, a repeated key's last wins.
+    """`key=value` strings from the command line -> {key: float}; each is checked, and a key given twice is
+    refused (a later, looser limit silently replaced a stricter one; `=1` then `=0.5x` dropped the absolute one).
     relative=True (optimize): also `key=0.5x`, a fraction of the study's own baseline, returned apart:
     ({key: limit}, {key: ratio})."""
-    budgets, ratios = {}, {}
+    budgets, ratios, given = {}, {}, {}
     for item in items:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep:
             raise BadInput(f"--budget {shown(item)} is not KEY=VALUE (e.g. latency_p90_ms=25)")
+        if key in given:
+            raise BadInput(f"--budget {shown(key)} given twice ({shown(given[key])} and {shown(value)}): give one limit "
+                           "per budget")
+        given[key] = value
         if value.lower().endswith("x"):
             ratios[key] = _ratio(key, value[:-1], relative)
-            budgets.pop(key, None)
             continue
         try:
             number = float(value)
         except ValueError:
             raise BadInput(f"--budget {shown(key)}: {shown(value)} is not a number") from None
         budgets.update(validate_budgets({key: number}, field="--budget"))
-        ratios.pop(key, None)
     return (budgets, ratios) if relative else budgets
 
 

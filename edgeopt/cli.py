@@ -632,8 +632,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--group", "-g", help="Every device of this inventory group (instead of --device).")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="A budget every candidate must meet; KEY=0.5x: half the baseline (the untouched model) measured "
-                   "in this study on the same devices, again right before each candidate (latency, peak_rss_mb, "
-                   "size_mb).")
+                   "in this study on the same devices, again right before each candidate (latency_p50_ms, "
+                   "latency_p90_ms, peak_rss_mb, size_mb).")
 @click.option("--baseline-once", is_flag=True,
               help="With KEY=Nx budgets: judge every candidate against the baseline's one run at the study's start "
                    "instead of measuring it again beside each candidate (half the device time; the device's drift "
@@ -697,11 +697,17 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
     from .report.tables import optimize_lines, optimize_trials
     if devices and group:
         raise click.UsageError("give --device or --group, not both")
+    twice = sorted({d for d in devices if devices.count(d) > 1})
+    if twice:   # it was measured twice per trial, in parallel: on one host, each run slowing the other
+        raise click.UsageError(f"--device {twice[0]} given twice: name each device once")
     from .budgets import parse_budget_args
     wanted, relative = parse_budget_args(budgets, relative=True)
     if baseline_once and not relative:
         raise click.UsageError("--baseline-once applies to relative budgets (--budget KEY=Nx); none was given")
     if max_accuracy_drop is not None:
+        if "accuracy_drop" in wanted:   # the shorthand replaced the budget, looser or not
+            raise click.UsageError(f"--max-accuracy-drop {max_accuracy_drop:g} and --budget accuracy_drop="
+                                   f"{wanted['accuracy_drop']:g}: give one")
         wanted["accuracy_drop"] = max_accuracy_drop
     try:
         outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,

@@ -89,6 +89,9 @@ def test_failed_device_result_is_exit_3(cli, int8_result, tmp_path):
     (["--budget", "accuracy_drop=-0.5"], "--budget accuracy_drop: must be a finite number in [0, 1], got -0.5"),
     (["--budget", "min_top1=2"], "--budget min_top1: must be a finite number in [0, 1], got 2.0"),
     (["--budget", "min_top1=nan", "--budget", "min_top1=0.5"], "--budget min_top1: must be a finite number"),
+    # a later, looser limit replaced a stricter one without a word
+    (["--budget", "latency_p90_ms=1", "--budget", "latency_p90_ms=2"],
+     "--budget 'latency_p90_ms' given twice ('1' and '2'): give one limit per budget"),
 ])
 def test_bad_budget_arguments(cli, int8_result, tmp_path, args, message):
     r = cli("check", _write(tmp_path, int8_result), *args)

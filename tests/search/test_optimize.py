@@ -225,6 +225,19 @@ def test_bad_relative_budgets_exit_2(cli, tmp_path, budget, fragment):
     assert r.exit_code == 2 and fragment in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("args, fragment", [
+    # the relative limit silently dropped the absolute one; the shorthand replaced a stricter budget
+    (["--budget", "latency_p50_ms=1", "--budget", "latency_p50_ms=0.5x"], "--budget 'latency_p50_ms' given twice ('1' and '0.5x')"),
+    (["--budget", "accuracy_drop=0.01", "--max-accuracy-drop", "0.05"],
+     "--max-accuracy-drop 0.05 and --budget accuracy_drop=0.01: give one"),
+    (["--device", "local", "--device", "local"], "--device local given twice"),   # measured twice per trial
+])
+def test_a_budget_or_device_given_twice_exits_2(cli, tmp_path, args, fragment):
+    r = _optimize(cli, tmp_path, *args)
+    assert r.exit_code == 2 and fragment in r.stderr, r.stderr
+    assert not (tmp_path / "opt").exists()
+
+
 def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
     r = _optimize(cli, tmp_path, "--budget", "latency_p90_ms=0.000001", "--budget", "size_mb=0.0001", "--trials",
                   "4", "--study", "miss")
