@@ -94,7 +94,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     precision = precision or prof.default_precision
     if output is not None:
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
-    name = name or _default_name(model, precision, quantize)
+    # QAT trains INT8 into the model with quantize none: its bundle is an INT8 one, not "-fp32"
+    name = name or _default_name(model, precision, "int8" if any(s.name == "qat" for s in steps) else quantize)
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher,
                         sign_key=sign_key)

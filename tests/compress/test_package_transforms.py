@@ -204,16 +204,18 @@ def test_a_transform_that_loses_the_accuracy_budget_is_warned_about(cli, tmp_pat
     assert "is over accuracy_drop=0.01; `edgeopt check` will fail this bundle" in text
 
 
-def test_qat_at_fp16_on_onnx_runtime_runs_as_trained_and_records_fp32(cli, tmp_path):
+def test_qat_at_fp16_on_onnx_runtime_runs_as_trained_and_records_fp32(cli, tmp_path, monkeypatch):
     """A search proposed QAT at --precision fp16 on ONNX Runtime: the float16 conversion turned the QDQ graph's
     DequantizeLinear scales to float16, and ONNX Runtime refused the model (INVALID_GRAPH)."""
     from conftest import SAMPLES
     data = ["--train-data", SAMPLES / "digits32_train.npz", "--calib", SAMPLES / "digits32_calib.npz"]
     source = str(SAMPLES / "digits_resnet.py") + ":build"
+    monkeypatch.chdir(tmp_path)   # no -o: the default name, an INT8 one (it was "build-fp16", then "-fp32")
     r = cli("package", source, "--input-shape", "input=1,1,32,32", "--qat", "--epochs", "1", "--precision", "fp16",
-            *data, "-o", tmp_path / "q16.edgepkg", "--json")
+            *data, "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
+    assert m["name"] == "build-int8" and (tmp_path / "build-int8.edgepkg").is_file()
     assert m["compression"]["precision"] == "fp32" and m["compression"]["method"] == "qat" and m["parity"]["passed"]
     assert any("--precision fp16 on a graph quantized already" in n for n in m["notes"]), m["notes"]
 
