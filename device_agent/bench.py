@@ -185,6 +185,9 @@ def bundle_identity(unpacked, trust=Trust()):
             "profile": manifest["profile"], "compression": manifest.get("compression", {}),
             "source": manifest.get("source", {}), "artifact_bytes": size, "artifact_mb": size / 1048576.0,
             "budgets": manifest.get("budgets", {}),
+            # the transforms the model went through: its shipped reference outputs are of the model after them
+            "transforms": [t.get("stage") for t in manifest.get("transforms") or [] if isinstance(t, dict)
+                           and t.get("stage") != "source"],
             # the shapes one call is fed: a [4, ...] input makes every latency a call's of four samples
             "inputs": [{"name": t["name"], "shape": list(t["shape"])} for t in manifest["inputs"]]}
 

@@ -186,6 +186,7 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     assert not any("without fine-tuning" in n for n in m["transforms"][1]["notes"])   # distill follows
     bench = cli("bench", tmp_path / "q.edgepkg", "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS, "--json")
     assert bench.exit_code == 0 and bench.json()["accuracy"]["top1"] > 0.9
+    assert bench.json()["bundle"]["transforms"] == ["prune", "distill", "qat"]   # what its reference outputs are of
     refused = cli("package", source, "--input-shape", "input=1,1,32,32", "--qat", "--quantize", "int8", *data,
                   "-o", tmp_path / "x.edgepkg")
     assert refused.exit_code == 2 and "leave --quantize at none" in refused.stderr

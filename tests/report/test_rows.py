@@ -137,3 +137,7 @@ def test_the_bench_table_says_what_accuracy_was_measured_and_what_was_not(int8_r
                               "drop_absent": "the eval data has no labels"}
     assert dict(bench_rows(unlabelled))["accuracy"] == (
         "top-1 absent: the eval data has no labels; max abs error 0.0442 vs the source's outputs on 16 samples")
+    # a pruned bundle's reference outputs are the pruned model's: "0 vs the source's outputs" beside a drop of 0.9
+    unlabelled["bundle"] = dict(unlabelled["bundle"], transforms=["prune", "distill"])
+    assert dict(bench_rows(unlabelled))["accuracy"].endswith(
+        "max abs error 0.0442 vs the outputs of the model after prune, distill on 16 samples")
