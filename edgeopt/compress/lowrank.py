@@ -45,7 +45,8 @@ class LowRank(Transform):
         import torch
 
         model = copy.deepcopy(module).eval()
-        candidates = _candidates(model, options)
+        whole = _read_whole(model)
+        candidates = _candidates(model, options, whole)
         params_before = sum(p.numel() for p in model.parameters())
         context.progress.start("lowrank", total=len(candidates), unit="layers")
         layers = []
@@ -67,27 +68,46 @@ class LowRank(Transform):
         # the module's own count (BatchNorm's included), which the stage table's, counted on the export, is not
         notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers factorized, PyTorch parameters "
                   f"{params_before:,} -> {params_after:,}")]
+        if whole:
+            notes.append(f"lowrank: {len(whole)} linear layer(s) of PyTorch's attention and Transformer layers left "
+                         "whole: those layers read their weight themselves")
         if layers and not context.fine_tuned_later:
             notes.append("factorized without fine-tuning here: accuracy drops as energy falls; follow with "
                          "distillation on --train-data (--distill) to recover it")
         return TransformResult(model.eval(), details, notes)
 
 
-def _candidates(model, options) -> list:
-    """[(name, layer)]: linear layers and ungrouped, non-transposed convs big enough, outside protect."""
+def _candidates(model, options, whole: set) -> list:
+    """[(name, layer)]: linear layers and ungrouped, non-transposed convs big enough, outside protect and `whole`
+    (ids of layers to leave whole)."""
     import torch
 
     named = dict(model.named_modules())
     unknown = [n for n in options.protect if n not in named]
     if unknown:
         raise BadInput(f"lowrank: protect: no module named {unknown[0]!r} in the model")
-    kept = {id(m) for n in options.protect for m in named[n].modules()}
+    kept = {id(m) for n in options.protect for m in named[n].modules()} | whole
     out = []
     for name, m in named.items():
         conv = isinstance(m, torch.nn.modules.conv._ConvNd) and not m.transposed and m.groups == 1
         if (conv or isinstance(m, torch.nn.Linear)) and id(m) not in kept and m.weight.numel() >= options.min_params:
             out.append((name, m))
     return out
+
+
+# PyTorch modules whose forward reads their Linear children's .weight itself (MultiheadAttention its out_proj,
+# the Transformer layers linear1/linear2 for their fast path): a factorized pair there broke every stock
+# nn.TransformerEncoder ("'Sequential' object has no attribute 'weight'")
+READS_CHILD_WEIGHTS = ("MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
+
+
+def _read_whole(model) -> set:
+    """ids of the Linear layers that a READS_CHILD_WEIGHTS parent reads directly: left whole."""
+    import torch
+
+    parents = [m for m in model.modules() if type(m).__name__ in READS_CHILD_WEIGHTS
+               and isinstance(m, getattr(torch.nn, type(m).__name__))]
+    return {id(c) for p in parents for c in p.children() if isinstance(c, torch.nn.Linear)}
 
 
 def _factorize(layer, options):

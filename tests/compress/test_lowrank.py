@@ -102,3 +102,31 @@ def test_a_fixed_rank_and_the_limits(model):
 def test_bad_options_are_refused(values, message):
     with pytest.raises(BadInput, match=message):
         base.build_options(LOWRANK.Options, values, "lowrank")
+
+
+def test_a_stock_transformer_encoder_keeps_the_layers_its_modules_read_themselves(tmp_path):
+    """MultiheadAttention reads out_proj.weight and TransformerEncoderLayer linear1/linear2's for its fast path: a
+    factorized pair there failed every stock nn.TransformerEncoder ("'Sequential' object has no attribute
+    'weight'", blamed on --input-shape). Those are left whole, said in a note; a Linear beside them is factorized."""
+    torch.manual_seed(0)
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True)
+            self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(64, 256)
+
+        def forward(self, x):
+            return self.head(self.enc(x))
+
+    m = Tagger().eval()
+    low_rank_(m.head.weight, 8, np.random.default_rng(0))
+    x = torch.randn(1, 16, 64)
+    result = LOWRANK.apply(m, options(energy=0.99, min_params=1), context(x))
+    assert [r["layer"] for r in result.details["layers"]] == ["head"]
+    assert any("6 linear layer(s) of PyTorch's attention and Transformer layers left whole" in n
+               for n in result.notes), result.notes
+    with torch.no_grad():
+        assert relative_error(result.module(x), m(x)) < 0.05
+    graph_size(result.module, x, tmp_path / "tagger.onnx")   # and it exports
