@@ -242,8 +242,8 @@ def _save_and_store(doc: dict, results_dir, store) -> None:
         except EdgeoptError as e:
             raise BadInput(f"{unsaved}; nor could the store take it ({e}): this run's result is lost") from None
         raise BadInput(f"{unsaved}; the result is in the store {store.name} (edgeopt history shows it)") from None
-    try:
-        store.add(doc)
+    try:   # the row names this run's own copy: the latest file is replaced by the next run
+        store.add(doc, path=doc.get("_history"))
     except EdgeoptError as e:   # measured and saved, not stored: exit 3, as fleet bench has it, not "bad input"
         raise DeviceFailure(f"{e}; the result is saved to {doc['_path']}, but not in the store") from None
 

@@ -353,7 +353,8 @@ class Store:
         except CommandError as e:
             raise BadInput(_database_said(e)) from None
 
-    def add(self, doc: dict, run_id: str | None = None) -> None:
+    def add(self, doc: dict, run_id: str | None = None, path: str | None = None) -> None:
+        """One result as a row; `path` the file that holds this result alone (else doc["_path"])."""
         bundle, lat = doc.get("bundle") or {}, doc.get("latency") or {}
         now = datetime.datetime.now(datetime.timezone.utc)
         device = (doc.get("device") or {}).get("name", "?")
@@ -362,7 +363,7 @@ class Store:
                "status": doc.get("status", "failed"), "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"),
                "p99_ms": lat.get("p99_ms"), "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"),
                "power_w": (doc.get("power") or {}).get("mean_w"), "top1": (doc.get("accuracy") or {}).get("top1"),
-               "error": (doc.get("error") or {}).get("message"), "path": doc.get("_path"),
+               "error": (doc.get("error") or {}).get("message"), "path": path or doc.get("_path"),
                "document": {k: v for k, v in doc.items() if not k.startswith("_")}}
         with self._errors(f"cannot store the result of {device}"), self._writing() as conn:
             conn.execute(results_table.insert().values(**_finite(row)))

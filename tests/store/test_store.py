@@ -228,6 +228,9 @@ def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
     r = cli("history", "--store", url, "--json")
     row, = json.loads(r.stdout)
     assert row["status"] == "ok" and row["device"] == "local" and row["p90_ms"] > 0
+    # the row's file is this run's own copy: the latest file, which it named, is replaced by the next run
+    assert pathlib.Path(row["path"]).parent == tmp_path / "history"
+    assert json.loads(pathlib.Path(row["path"]).read_text())["latency"]["p90_ms"] == row["p90_ms"]
     assert datetime.datetime.fromisoformat(row["created"]).tzinfo is not None
     shown = cli("history", "--store", url, "-q").stdout.splitlines()[-1].split("\t")
     assert f"{row['p90_ms']:.4f}" in shown   # as compare shows it: 3 decimals read a 0.0212 ms p90 as 0.021
