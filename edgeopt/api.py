@@ -290,8 +290,8 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     outcome = fleet.bench(bundle, devices, transport_for, results_dir,
                           store_url or default_url(results_dir), parallel,
                           agent_args, timeout,
-                          resume, progress)
-    outcome["check"] = compare(list(outcome["paths"].values()), budgets)
+                          resume, progress, budgets or None)
+    outcome["check"] = compare(list(outcome["paths"].values()))   # by the budgets the run records
     return outcome
 
 
@@ -335,7 +335,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
             entry["budgets"] = []
         else:
-            given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
+            given = {**results.run_budgets(path), **(limits_by_path or {}).get(str(path), {}), **(budgets or {})}
             entry["budgets"] = check_result(doc, budgets_for(doc, given, profile))
             if require_budgets and not entry["budgets"] and not baseline:
                 raise BadInput(f"{path}: nothing to check: its bundle carries no budgets and none were given "

@@ -595,7 +595,9 @@ def fleet():
 @click.option("--parallel", "-j", type=click.IntRange(min=1), default=8, show_default=True,
               help="Devices measured at the same time.")
 @click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without a result.")
-@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets for the summary verdicts.")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
+              help="Budgets the run's results are judged by, over the bundle's; recorded in the run directory, so "
+                   "`check RUN_DIR` judges by them too.")
 @click.option("--allow-profile-mismatch", is_flag=True,
               help="Measure even where the inventory gives the device a profile of another backend.")
 @loop_options

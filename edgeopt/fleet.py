@@ -56,7 +56,8 @@ class FleetRun:
     started together get separate directories and a --resume never joins a run still in progress.
     Results are keyed by the exact device name inside each document, never by file name."""
 
-    def __init__(self, bundle_path, manifest, results_dir, resume: bool, agent_args: list = ()):
+    def __init__(self, bundle_path, manifest, results_dir, resume: bool, agent_args: list = (),
+                 budgets: dict | None = None):
         self.bundle_path, self.manifest = pathlib.Path(bundle_path), manifest
         self.results_dir = pathlib.Path(results_dir)
         base = self.results_dir / "fleet" / results.file_stem(manifest["name"])
@@ -66,9 +67,12 @@ class FleetRun:
             self._check_same_settings(previous, list(agent_args))
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
+        if budgets is None and previous is not None:   # a resumed run keeps the budgets it began with
+            budgets = results.run_budgets(self.run_dir / RUN_FILE)
+        # the budgets its verdicts are by (--budget): `check RUN_DIR` judges by them too, as fleet bench did
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],
-            "agent_args": list(agent_args)})
+            "agent_args": list(agent_args), "budgets": dict(budgets or {})})
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()
@@ -241,14 +245,15 @@ def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progr
 
 
 def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str, parallel: int = 8,
-          agent_args: list | None = None, timeout: float = 900.0, resume: bool = False, progress=SILENT) -> dict:
+          agent_args: list | None = None, timeout: float = 900.0, resume: bool = False, progress=SILENT,
+          budgets: dict | None = None) -> dict:
     """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...],
     store_errors: [...] (results not saved in full: a row the store refused, or a file a full disk refused), replaced:
     [...] (latest files that held a result of another profile's bundle of that name)}."""
     manifest = bundles.read_manifest(bundle_path)
     check_writable(results_dir, "results to", folder=True)   # before any device is reached
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
-    run = FleetRun(bundle_path, manifest, results_dir, resume, agent_args or [])
+    run = FleetRun(bundle_path, manifest, results_dir, resume, agent_args or [], budgets)
     try:
         return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
                           progress)

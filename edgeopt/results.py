@@ -371,6 +371,21 @@ def expand(paths) -> list:
     return unique(out)
 
 
+def run_budgets(path) -> dict:
+    """The budgets `fleet bench --budget` judged a fleet run's results by, where `path` is a result in a run
+    directory that records them (run.json); else {}. `check RUN_DIR` passed a run that fleet bench failed."""
+    run = pathlib.Path(path).parent / "run.json"
+    if not run.is_file():
+        return {}
+    try:
+        recorded = json.loads(run.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BadInput(f"{_where(run)}: not a readable fleet run file ({type(e).__name__})") from None
+    if not isinstance(recorded, dict):
+        raise BadInput(f"{_where(run)}: a fleet run file is a JSON object")
+    return validate_budgets(recorded.get("budgets") or {}, where=_where(run), field="budgets")
+
+
 def unique(paths: list) -> list:
     """Byte-identical result files once: a fleet run saves each device's result in its run directory and again as
     the latest result, so `report results/*.json results/fleet/B/RUN/` named every fleet result twice. The copy in

@@ -5,6 +5,7 @@ import pathlib
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgeopt.budgets import check_result
 
@@ -224,3 +225,24 @@ def test_a_result_with_nothing_to_check_is_refused_not_passed(cli, int8_result, 
     assert cli("compare", path).exit_code == 0                     # side by side needs no budget
     r = cli("check", _write(tmp_path, _edit(int8_result, "bundle", delete=True), "nameless.json"))
     assert r.exit_code == 2 and "bundle is missing" in r.stderr   # an ok result names what it measured
+
+
+
+RUN_BUDGETS = st.one_of(st.dictionaries(st.sampled_from(["latency_p90_ms", "peak_rss_mb", "latncy", ""]),
+                                        st.floats(allow_nan=True) | st.text(max_size=4) | st.booleans(), max_size=3),
+                        st.none(), st.lists(st.integers(), max_size=2), st.text(max_size=6))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(budgets=RUN_BUDGETS, junk=st.sampled_from([None, b"{", b"[]", b"\xff"]))
+def test_a_fleet_runs_recorded_budgets_are_read_totally(cli, int8_result, tmp_path, budgets, junk):
+    """run.json's budgets judge the run's results (`check RUN_DIR`): whatever it holds, a verdict or exit 2 in one
+    line naming run.json and the field, never a traceback."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    _write(run, int8_result, "node.json")
+    (run / "run.json").write_bytes(junk if junk is not None else json.dumps({"budgets": budgets}).encode())
+    r = cli("check", run, "--budget", "peak_rss_mb=100000")
+    assert r.exit_code in (0, 1, 2) and "Traceback" not in r.stderr
+    if r.exit_code == 2:
+        assert len(r.stderr.strip().splitlines()) == 1 and str(run / "run.json") in r.stderr, r.stderr

@@ -43,6 +43,23 @@ def test_fleet_of_eight_in_parallel(cli, lab, bundles, tmp_path):
     assert r.exit_code == 0 and len(rows) == 8 and all(f",{report['run_id']}," in row for row in rows), r.stdout
 
 
+def test_a_fleet_runs_budgets_are_the_ones_check_judges_its_directory_by(cli, lab, bundles, tmp_path):
+    """`fleet bench --budget` exited 1 and then `check RUN_DIR` passed the same run (it read the bundle's budgets
+    only), so one run directory gave CI two answers. The run records its budgets; --budget still overrides."""
+    devices = _devices(lab, "node-", 0, 2)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
+    common = ["--inventory", inv, "--known-hosts", lab.known_hosts, "--results-dir", tmp_path / "results",
+              *FAST_BENCH_ARGS, "--json"]
+    r = cli("fleet", "bench", bundles["int8"], "--budget", "latency_p90_ms=0.000001", *common)
+    assert r.exit_code == 1, r.stderr
+    run_dir = pathlib.Path(r.json()["run_dir"])
+    assert json.loads((run_dir / "run.json").read_text())["budgets"] == {"latency_p90_ms": 1e-06}
+    assert cli("check", run_dir).exit_code == 1
+    assert cli("check", run_dir, "--budget", "latency_p90_ms=1000").exit_code == 0
+    assert cli("fleet", "bench", bundles["int8"], *common, "--resume").exit_code == 1   # kept on --resume
+    assert json.loads((run_dir / "run.json").read_text())["budgets"] == {"latency_p90_ms": 1e-06}
+
+
 def test_ansible_inventory_used_unchanged_for_a_fleet(cli, lab, bundles, tmp_path):
     devices = _devices(lab, "node-", 0, 3)
     lines = ["[pis]"]
