@@ -856,7 +856,8 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     from .report.tables import compare_table, regression_lines, regression_table, warning_lines
     report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
-    out.emit(report, compare_table(report["rows"]), *tables, *warning_lines(report["check"]), data=True)
+    out.emit(report, compare_table(report["rows"], every_column=out.quiet), *tables, *warning_lines(report["check"]),
+             data=True)
     return report["check"]["exit_code"]
 
 

@@ -122,6 +122,13 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     assert header.split("\t")[-1] == "error"   # a failed run says why
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "--bundle", "no-such-bundle")
     assert r.exit_code == 0 and "no results for bundle 'no-such-bundle'" in r.stdout
+    # compare keeps every column for a script: one whose figures are all absent (FPS) left the later fields shifted
+    r = cli("compare", int8_result["_path"], "-q")
+    header, row = r.stdout.splitlines()
+    assert header.split("\t") == ["bundle", "device", "time (UTC)", "runtime ×threads", "size MiB", "p50 ms", "p90 ms",
+                                  "p99 ms", "FPS", "RSS MiB", "top-1", "slowest layer", "budgets"], header
+    fields = row.split("\t")
+    assert len(fields) == 13 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
 
 
 def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():

@@ -395,13 +395,14 @@ def check_table(report: dict) -> Table:
     return t
 
 
-def compare_table(rows: list, title: str = "Comparison") -> Table:
+def compare_table(rows: list, title: str = "Comparison", every_column: bool = False) -> Table:
     """One row per result. A column no row has a figure for (FPS and the slowest layer where neither pass ran) is
     left out, and figures never wrap: at a pipe's 120 columns, 13 columns folded 0.0330 into "0.033" over "0".
     Where every row is of one day, the day goes in the title and the column keeps the hour: the eleven
-    characters saved keep "onnxruntime" and the bundle names whole at that width."""
+    characters saved keep "onnxruntime" and the bundle names whole at that width. `every_column` (the plain lines
+    of -q, read by scripts): every column and whole times, whatever the rows hold, so a field keeps its place."""
     days = {_time(r.get("created"))[:10] for r in rows}
-    one_day = len(days) == 1 and "—" not in days
+    one_day = len(days) == 1 and "—" not in days and not every_column
     t = Table(title=f"{title}, {days.pop()} (UTC)" if one_day else title)
     cells = [[escape(r["bundle"] or "—") + (f"\n(batch {r['batch']})" if r.get("batch") else ""),
               escape(r.get("device") or "—"),
@@ -411,7 +412,7 @@ def compare_table(rows: list, title: str = "Comparison") -> Table:
               _num(r["p99_ms"], LATENCY_MS), _num(r.get("throughput_fps"), "{:.1f}"), _num(r["peak_rss_mb"], "{:.1f}"),
               _num(r["top1"], "{:.4f}"), escape(_short(r.get("slowest_layer"))), r["verdict"]] for r in rows]
     columns = [(i, col, just) for i, (col, just) in enumerate(COMPARE_COLUMNS)
-               if i == 0 or not cells or any(row[i] != "—" for row in cells)]
+               if i == 0 or every_column or not cells or any(row[i] != "—" for row in cells)]
     for _, col, just in columns:
         # names wrap rather than end in an ellipsis: telling rows apart is the table's job
         t.add_column("time" if one_day and col == "time (UTC)" else col, justify=just, overflow="fold",
