@@ -176,15 +176,18 @@ def _rows(study, trials=None) -> list:
     judge = judging.Judge.of(study)
     ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
     trials = trials if trials is not None else [t for t in study.get_trials(deepcopy=False) if t.state in ended]
-    return [_row(t, judge) for t in trials]
+    return [_judged_row(t, judge) for t in trials]
 
 
 def _best_row(study, t) -> dict:
-    """The chosen trial's row, its objective as the study judged it where it was measured again: the median of its
-    runs' figures, and of their ratios to the baseline beside each where paired (its first run alone read 2.4x the
-    others once). Its first run's figures are kept as "first_run"; the other figures are its full run's (only the
-    objective is measured again)."""
-    judge = judging.Judge.of(study)
+    return _judged_row(t, judging.Judge.of(study))
+
+
+def _judged_row(t, judge: judging.Judge) -> dict:
+    """A trial's row, its objective as the study judged it where it was measured again: the median of its runs'
+    figures, and of their ratios to the baseline beside each where paired (its first run alone read 2.4x the others
+    once; `--json`'s trials gave the first run beside a table and a best judged by the median). Its first run's
+    figures are kept as "first_run"; the other figures are its full run's (only the objective is measured again)."""
     row = _row(t, judge)
     figures = [f for f in judge.run_figures(t) or [] if f is not None]
     if not judge.runs(t) or len(figures) < 2:   # measured once, or before the runs' figures were kept

@@ -328,6 +328,9 @@ def test_the_chosen_trials_figures_are_the_median_of_its_runs(tmp_path, monkeypa
     assert best["figures"][OBJECTIVE] == pytest.approx(2.85) and best["paired"][OBJECTIVE] == pytest.approx(0.45)
     assert best["figures"]["accuracy_drop"] == 0.0   # the rest: its full run's
     assert best["first_run"] == {"figures": {OBJECTIVE: 1.0, "accuracy_drop": 0.0}, "paired": {OBJECTIVE: 0.43}}
+    # and so is its row among `--json`'s trials (it gave the first run's, beside a table judged by the median)
+    row = next(r for r in outcome._rows(runner.study) if r["trial"] == best["trial"])
+    assert row["figures"] == best["figures"] and row["paired"] == best["paired"]
     once = _runner(tmp_path, False, [(2.0, None, True)])
     assert "first_run" not in outcome._best_row(once.study, once.study.get_trials()[0])   # measured once
 
