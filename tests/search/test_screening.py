@@ -398,3 +398,22 @@ def test_a_near_miss_measured_again_is_reported_as_judged_by_the_median_of_its_r
     miss = outcome._closest(study, {OBJECTIVE: 10.0})["per_budget"][OBJECTIVE]
     assert miss["paired"] == 0.986 and miss["measured"] == 0.0270 and miss["runs"] == [0.754, 0.986, 1.041]
     assert miss["excess"] == pytest.approx(0.986 / 0.9 - 1)
+
+
+def test_a_baseline_that_meets_its_own_limit_under_baseline_once_is_said():
+    """--baseline-once sets a 0.9x limit from the baseline's first run; its later runs read faster and the untouched
+    model "met budgets" in the table without a word (a user review)."""
+    import types
+    out = {"trials": [{"baseline": True, "state": "complete", "feasible": True}], "notes": []}
+    once = types.SimpleNamespace(relative_budgets={"latency_p90_ms": 0.9}, paired_baseline=False)
+    outcome._note_baseline_meets_itself(out, once)
+    assert out["notes"] == ["the baseline (the untouched model) meets its own relative limit on latency_p90_ms, set "
+                            "from its first run: the device ran faster after it, and a candidate's margin over the "
+                            "limit is not to be trusted; without --baseline-once each candidate is judged against a "
+                            "baseline run beside it"]
+    for job, feasible in ((once, False), (types.SimpleNamespace(relative_budgets={"latency_p90_ms": 0.9},
+                                                                paired_baseline=True), True),
+                          (types.SimpleNamespace(relative_budgets={"size_mb": 1.5}, paired_baseline=False), True)):
+        out = {"trials": [{"baseline": True, "state": "complete", "feasible": feasible}], "notes": []}
+        outcome._note_baseline_meets_itself(out, job)
+        assert out["notes"] == []
