@@ -315,7 +315,27 @@ def validate(doc, where: str) -> dict:
             validate_budgets(value, where, name)
         if field.kind == "layers":
             validate_layers(value, where, name)
+    _check_latency_order(doc, where)
     return doc
+
+
+PERCENTILES = ("p50_ms", "p90_ms", "p95_ms", "p99_ms")
+
+
+def _check_latency_order(doc: dict, where: str) -> None:
+    """Percentiles that fall (a p50 of 100 over a p90 of 0.033) and a 95 % interval whose low end is over its high
+    end are no measurement: a hand-edited file was shown as "50 [0.03317-0.03329]". Refused, naming the field."""
+    lat = doc.get("latency") if isinstance(doc.get("latency"), dict) else {}
+    figures = [(k, lat[k]) for k in PERCENTILES if number_in(lat.get(k), 0.0, math.inf) is not None]
+    for (low_key, low), (high_key, high) in zip(figures, figures[1:]):
+        if low > high:
+            raise BadInput(f"{where}: latency.{low_key} {low:g} is above latency.{high_key} {high:g}: percentiles "
+                           "do not fall")
+    intervals = lat.get("ci95") if isinstance(lat.get("ci95"), dict) else {}
+    for key, pair in intervals.items():
+        ends = pair if isinstance(pair, list) and len(pair) == 2 else []
+        if all(number_in(e, 0.0, math.inf) is not None for e in ends) and ends and ends[0] > ends[1]:
+            raise BadInput(f"{where}: latency.ci95.{key} {shown(pair)}: its low end is above its high end")
 
 
 def _where(path: pathlib.Path) -> str:

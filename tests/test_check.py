@@ -143,6 +143,9 @@ def _edit(doc, dotted, value=None, delete=False):
     ("runtime", "ort", False, "runtime must be an object, got 'ort'"),
     ("created", "yesterday", False, "created must be an ISO 8601 time"),
     ("created", 12, False, "created must be an ISO 8601 time"),
+    # hand-edited figures that no measurement gives: shown as "50 [0.03317-0.03329]"
+    ("latency.p50_ms", 100.0, False, "latency.p50_ms 100 is above latency.p90_ms "),
+    ("latency.ci95.p90_ms", [5, 1], False, "latency.ci95.p90_ms [5, 1]: its low end is above its high end"),
 ])
 def test_a_malformed_result_is_one_line_naming_file_and_field(cli, int8_result, tmp_path, dotted, value, delete,
                                                              message):

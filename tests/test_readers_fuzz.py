@@ -442,6 +442,7 @@ def budget_cases(draw):
             continue
         key = key.strip()
         fine = fine and key in BUDGETS and good_number(number, *LIMIT_RANGE.get(key, (0.0, INF)))
+        fine = fine and key not in limits   # a key given twice: refused (a later limit replaced the first)
         limits[key] = number
     return items, ("fine" if fine else "bad"), (limits if fine else None)
 
