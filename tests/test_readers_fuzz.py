@@ -97,7 +97,15 @@ def _figure(draw, doc):
         return "fine", ""
     doc[section][name] = value
     ok = value is None or good_number(value, *FIGURE_RANGE.get(key, (0.0, INF)))
+    if ok and section == "latency" and not _percentiles_rise(doc["latency"]):   # a p50 over the p90: no measurement
+        return "bad", "latency."
     return ("fine", "") if ok else ("bad", f"{section}.{name}")
+
+
+def _percentiles_rise(latency: dict) -> bool:
+    figures = [latency[k] for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")
+               if good_number(latency.get(k), 0.0, INF) and not isinstance(latency.get(k), bool)]
+    return all(a <= b for a, b in zip(figures, figures[1:]))
 
 
 def _drop_figure(draw, doc):
