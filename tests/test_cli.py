@@ -283,3 +283,10 @@ def test_names_are_printed_as_written_not_as_emoji(cli, tmp_path, int8_result):
     r = cli("check", path, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 0 and "Box:B:" in r.stdout + r.stderr and ":smile:" in r.stdout + r.stderr, r.stdout
     assert "🅱" not in r.stdout + r.stderr and "😄" not in r.stdout + r.stderr
+
+
+def test_a_figure_too_small_or_too_large_for_its_decimals_keeps_three_digits():
+    """compare showed a 3.7e-05 ms p50 as 0.0000, and a hand-set 1e308 as 309 digits that squeezed the others."""
+    from edgeopt.report.tables import LATENCY_MS, _num
+    assert [_num(v, LATENCY_MS) for v in (3.7e-05, 1e308, 0.0, 0.02, None)] == ["3.7e-05", "1e+308", "0.0000",
+                                                                                "0.0200", "—"]

@@ -15,7 +15,14 @@ STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": 
 
 
 def _num(value, fmt="{:.3f}"):
-    return "—" if value is None else fmt.format(value)
+    """`value` in `fmt`; one that would read as zero (3.7e-05 ms as "0.0000") or as hundreds of digits (1e308
+    squeezed every other column away) in three significant digits instead."""
+    if value is None:
+        return "—"
+    text = fmt.format(value)
+    if isinstance(value, float) and value and (abs(value) >= 1e9 or not text.strip("0.-")):
+        return f"{value:.3g}"
+    return text
 
 
 # A latency column's milliseconds, the same in every table (compare, fleet bench, history): a 0.02 ms model's p90
