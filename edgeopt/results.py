@@ -329,8 +329,8 @@ def _check_latency_order(doc: dict, where: str) -> None:
     figures = [(k, lat[k]) for k in PERCENTILES if number_in(lat.get(k), 0.0, math.inf) is not None]
     for (low_key, low), (high_key, high) in zip(figures, figures[1:]):
         if low > high:
-            raise BadInput(f"{where}: latency.{low_key} {low:g} is above latency.{high_key} {high:g}: percentiles "
-                           "do not fall")
+            raise BadInput(f"{where}: latency.{low_key} {low:g} is above latency.{high_key} {high:g}: a higher "
+                           "percentile is never lower")
     intervals = lat.get("ci95") if isinstance(lat.get("ci95"), dict) else {}
     for key, pair in intervals.items():
         ends = pair if isinstance(pair, list) and len(pair) == 2 else []

@@ -290,3 +290,10 @@ def test_a_figure_too_small_or_too_large_for_its_decimals_keeps_three_digits():
     from edgeopt.report.tables import LATENCY_MS, _num
     assert [_num(v, LATENCY_MS) for v in (3.7e-05, 1e308, 0.0, 0.02, None)] == ["3.7e-05", "1e+308", "0.0000",
                                                                                 "0.0200", "—"]
+
+
+
+def test_times_are_shown_in_utc_as_the_columns_say():
+    from edgeopt.report.tables import _time
+    assert _time("2026-12-05T23:56:32+05:00") == "2026-12-05 18:56" and _time("2026-12-05T20:56:00Z") == "2026-12-05 20:56"
+    assert _time("2026-12-05T20:56:00.123456+00:00") == "2026-12-05 20:56" and _time(None) == "—"

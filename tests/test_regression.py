@@ -138,7 +138,7 @@ def _scaled(doc, scale, created, name="r.json", tmp_path=None):
     doc = copy.deepcopy({k: v for k, v in doc.items() if not k.startswith("_")})
     lat = doc["latency"]
     lat["samples_ms"] = [x * scale for x in lat["samples_ms"]]
-    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
+    for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms"):
         if key in lat:
             lat[key] *= scale
     doc["created"] = created
