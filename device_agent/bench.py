@@ -211,6 +211,9 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
                 return _run_unlocked(doc, *job)
             with DeviceLock(lock, lock_wait):
                 remove_stale_runs(workdir)
+                # when it was measured, not when it began to wait: five benches started together were stamped
+                # alike, and history's "newest first" put the run saved last below others
+                doc["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
                 return _run_unlocked(doc, *job)
         except AgentError as e:
             return _failed(doc, e)

@@ -186,3 +186,27 @@ def test_peak_memory_does_not_grow_with_the_eval_data_shipped(cli, tmp_path):
         assert r.exit_code == 0, r.stderr
         peaks[name] = r.json()["memory"]["peak_rss_mb"]
     assert peaks["big"] - peaks["none"] < 8, peaks
+
+
+def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bundles, tmp_path):
+    """Two benches on one host: the second waits for the lock, and its `created` said when it started waiting."""
+    import datetime
+    import threading
+
+    from device_agent.lock import DeviceLock
+    from edgeopt.transport.local import LocalTransport
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with DeviceLock(LocalTransport("local").lock_path(), 10):
+            held.set()
+            release.wait(10)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    threading.Timer(3.0, release.set).start()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
+    holder.join()
+    assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
