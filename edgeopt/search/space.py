@@ -499,7 +499,10 @@ def _dotted(doc: dict, by_name: dict, path) -> dict:
     out = {}
     for key, value in doc.items():
         dim = by_name.get(key)
-        if not isinstance(value, dict) or key == "threads" or (dim is not None and not dim.choices):
+        # a {low, high, step} table is a range even where `key` is no dimension here: the error names the key,
+        # not "distill.epochs.low"
+        if not isinstance(value, dict) or key == "threads" or (dim is not None and not dim.choices) or (
+                dim is None and value and set(value) <= {"low", "high", "step"}):
             out[key] = value
         elif not value:
             raise BadInput(f"{path}: {key}: an empty table (a range is {{low, high, step}}; a dotted name such as "
@@ -542,7 +545,8 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
             # _backend_dimensions offers INT8 only with calibration data
             calib = " (int8 needs --calib)" if bad[:1] == ["int8"] and dim.name.endswith("quantize") else ""
             shown = toml_value(bad[0] if bad else value)
-            listed = ", ".join(toml_value(a) if isinstance(a, bool) else str(a) for a in allowed)   # true, not True
+            # true, not True; and "" (keep_float's none) written as TOML has it, not as nothing
+            listed = ", ".join(toml_value(a) if isinstance(a, bool) or a == "" else str(a) for a in allowed)
             raise BadInput(f"{where}: {shown} is not one of {listed}"
                            f"{owner}{calib}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))

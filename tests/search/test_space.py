@@ -534,7 +534,11 @@ def test_an_unquoted_dotted_name_narrows_the_dimension_it_names(tmp_path, unquot
     ('"prune.channels" = {low = "a", high = 1, step = 1}',
      'space.toml: prune.channels: low, high and step must be numbers, got {low = "a", high = 1, step = 1}'),
     ("quantize = {}", "space.toml: quantize: an empty table"),
+    # a range of a dimension this search has not (distill.epochs without --train-data): named as written, not as
+    # "distill.epochs.low"
+    ('"distil.epochs" = {low = 2, high = 8, step = 2}', "space.toml: distil.epochs: not a dimension of this search"),
     ('prune = "yes"', 'space.toml: prune: "yes" is not one of false, true'),   # TOML's spelling, not Python's
+    ("keep_float = [true]", 'space.toml: keep_float: true is not one of "", auto'),   # not ", auto"
 ])
 def test_a_table_that_names_no_dimension_is_refused_in_words(tmp_path, line, message):
     with pytest.raises(BadInput) as e:
