@@ -684,6 +684,23 @@ def _trial_cells(outcome: dict):
             outcome, row, row["trial"] in pareto and bool(outcome.get("multi_objective")))
 
 
+def _verify_hint(outcome: dict, best: dict) -> list:
+    """How to check the chosen bundle as CI will: bench it, then check its result against the limits it carries
+    (a successful study said only where the bundle was)."""
+    import pathlib
+    import shlex
+
+    from ..results import file_stem
+
+    devices = outcome.get("devices") or []
+    if not devices or not best.get("bundle"):
+        return []
+    bundle, device = pathlib.Path(best["bundle"]), devices[0]
+    result = f"results/{file_stem(bundle.stem)}@{file_stem(device)}.json"   # where bench saves it, by default
+    return [escape(f"to verify it: edgeopt bench {shlex.quote(str(bundle))} --device {shlex.quote(device)} && "
+                   f"edgeopt check {shlex.quote(result)}")]
+
+
 def judged_figures(outcome: dict, row: dict) -> tuple:
     """(figures, paired ratios) of a trial as the study judged it: where it measured the trial again, the
     objective's are the median of its runs (the verdict lists them), not its first run's beside a median verdict."""
@@ -850,6 +867,7 @@ def optimize_lines(outcome: dict) -> list:
                      f"{_num(value, '{:.3g}')}{in_brackets(measured_again(outcome, best))}; "
                      f"bundle {escape(best['bundle'])}")
         lines += [f"[yellow]warning[/] {escape(w)}" for w in best_warnings(outcome, best)]
+        lines += _verify_hint(outcome, best)
         versus = outcome.get("versus_textbook")
         if versus:
             lines.append(versus_textbook_line(versus))

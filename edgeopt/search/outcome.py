@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = judging.ranked_feasible(study, job.objective)
     front_figures = job.pareto_figures
-    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "trials": _rows(study),
+    out = {"study": name, "objective": job.objective, "budgets": job.budgets, "devices": list(job.devices),
+           "trials": _rows(study),
            **_relative(study), "pareto": _pareto(judging.complete(study), front_figures),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
            "closest": None if ranked else _closest(study, job.budgets), "notes": list(job.notes)}

@@ -360,3 +360,13 @@ def test_reports_show_a_trial_measured_again_by_its_median_and_a_screened_one_as
     page = _study_table(study)
     assert "2.1 (0.96x)" in page and "2 (0.95x)" not in page
     assert "misses latency_p90_ms; not measured: accuracy_drop" in page
+
+
+def test_the_best_line_says_how_to_verify_the_chosen_bundle():
+    """A successful study said only where its bundle was; CI checks it by bench, then check (a user review)."""
+    best = {"trial": 4, "config": "quantize=int8", "figures": {"latency_p50_ms": 0.3}, "bundle": "opt/s-best.edgepkg"}
+    outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {}, "devices": ["Pi 1"]}
+    text = " ".join(" ".join(optimize_lines(outcome)).split())
+    assert "to verify it: edgeopt bench opt/s-best.edgepkg --device 'Pi 1' && edgeopt check " \
+           "'results/s-best@Pi_1~" in text, text   # the file bench saves a name with a space under
+    assert "to verify" not in " ".join(optimize_lines(dict(outcome, devices=[])))
