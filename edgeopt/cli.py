@@ -913,7 +913,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     summary["summary"] = doc["rows"]["summary"]
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
-    if doc["exit_code"] and not out.as_json:   # a CI log shows why, not only the page's name (it is not opened there)
+    if doc["exit_code"] and not (out.as_json or out.quiet):   # a CI log shows why, not only the page's name
         for line in _report_failures(doc["rows"]["summary"]) or [doc["rows"]["headline"]]:   # a study's own verdict
             click.echo(f"edgeopt: {line}", err=True)
     return doc["exit_code"]
