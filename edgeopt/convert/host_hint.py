@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+from ..errors import BadInput
+
 THREADS = 1          # the steadiest figure on a shared host; the device's thread count may differ
 SECONDS = 1.0        # timing budget for both models together, after warm-up
 MIN_ROUNDS, MAX_ROUNDS = 5, 500
@@ -16,9 +18,14 @@ NOTE = "quantized/float latency on the packaging host, timed briefly; the device
 def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict, progress,
             what: str = "quantized") -> dict:
     """{"ratio" (< 1: the quantized model is faster), "fp32_ms", "int8_ms", ...} for the two models."""
+    from device_agent import AgentError
+
     progress.status(f"timing the {what} model against float on this host (a hint)")
-    (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, runtime=runtime,
-                                                  options=options)
+    try:
+        (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, runtime=runtime,
+                                                      options=options)
+    except AgentError as e:   # the model made does not load (it was a traceback, exit 1): no bundle of it
+        raise BadInput(f"the {what} model does not run on this host's {runtime}: {e}") from None
     # the ratio from the figures as recorded, so that a reader who divides them gets the same ratio
     fp32_ms, int8_ms = round(fp32_ms, 4), round(int8_ms, 4)
     return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": fp32_ms, "int8_ms": int8_ms,

@@ -11,6 +11,7 @@ import shutil
 from ..compress.mixed_quantize import budget_option, keep_float_option
 from ..models import INT8_METHODS
 from ..options import option
+from ..errors import BadInput
 from .base import Backend, Conversion
 
 
@@ -154,7 +155,6 @@ class OnnxRuntimeBackend(Backend):
     def _validate(self, request):
         """Mixed precision applies to static INT8 (and FP16); its top-1 budget to the measured choice."""
         super()._validate(request)
-        from ..errors import BadInput
 
         if request.options.keep_float and request.quantize != "int8" and not (
                 request.quantize == "none" and request.precision == "fp16"):
@@ -172,6 +172,10 @@ class OnnxRuntimeBackend(Backend):
         notes, compression = [], {"quantize": request.quantize, "precision": request.precision}
         if request.quantize != "none":
             from ..compress import ort_quantize
+            if _quantized_graph(source.onnx_path):   # ORT's quantizer made an invalid model of it (a traceback)
+                raise BadInput(f"{source.reference}: the model is quantized already (QuantizeLinear/DequantizeLinear "
+                               "nodes): package it with --quantize none, or quantize its float source",
+                               option="quantize")
             compression.update(ort_quantize.quantize(source, request, out, progress, workdir,
                                                      method=request.options.int8_method))
             notes += compression.pop("notes", [])

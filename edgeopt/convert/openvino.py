@@ -226,6 +226,7 @@ class OpenVinoBackend(Backend):
         tools = {"openvino": openvino_version()}
         if request.quantize != "none":
             from ..compress import nncf_quantize
+            _refuse_quantized_again(model, source.reference)
             model, details = nncf_quantize.compress(model, source, request, progress)
             compression.update(details)
             tools["nncf"] = details.pop("nncf_version")
@@ -287,3 +288,12 @@ class OpenVinoBackend(Backend):
 
         model = read_model(model_path)[0]
         return tensor_specs(model.inputs), tensor_specs(model.outputs)
+
+
+def _refuse_quantized_again(model, reference: str) -> None:
+    """An IR quantized already (an INT8 bundle's own model.xml: FakeQuantize on every input) went through NNCF again
+    without a word, its ranges measured on its own rounding."""
+    fake = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    if fake:
+        raise BadInput(f"{reference}: the model is quantized already ({fake} FakeQuantize ops): package it with "
+                       "--quantize none, or quantize its float source", option="quantize")

@@ -163,3 +163,18 @@ def test_quantized_bundles_record_the_fp32_their_float_operators_run_in(resnet, 
     graph = onnx.load_model_from_string(bundle_member(m["path"], "model/model.onnx")).graph
     floats = {i.data_type for i in graph.initializer}
     assert onnx.TensorProto.FLOAT16 not in floats
+
+
+@pytest.mark.parametrize("quantize", ["int8", "dynamic"])
+def test_a_model_quantized_already_is_not_quantized_again(cli, bundles, tmp_path, quantize):
+    """An INT8 bundle's own model.onnx with --quantize int8 ended in a traceback and exit 1 (ONNX Runtime's
+    quantizer made an invalid model: "two nodes with same node name"); dynamic quantized it again silently."""
+    import tarfile
+
+    from conftest import CALIB
+    with tarfile.open(bundles["int8"]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    model = tmp_path / "model" / "model.onnx"
+    r = cli("package", model, "--quantize", quantize, "--calib", CALIB, "-o", tmp_path / "again.edgepkg")
+    assert r.exit_code == 2 and f"{model}: the model is quantized already (QuantizeLinear/DequantizeLinear nodes)" \
+        in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -285,6 +285,18 @@ def test_inspect_counts_an_int8_irs_weights(cli, tmp_path, ov_bundles):
     assert fp32 <= int8 <= 1.02 * fp32, (fp32, int8)   # plus the FakeQuantize ranges
 
 
+def test_an_ir_quantized_already_is_not_quantized_again(cli, tmp_path, ov_bundles):
+    """An INT8 bundle's own model.xml went through NNCF again without a word (a user review)."""
+    import tarfile
+
+    with tarfile.open(ov_bundles["int8"]["path"]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    ir = tmp_path / "model" / "model.xml"
+    r = cli("package", ir, "--profile", "intel-cpu", "--quantize", "int8", "--calib", CALIB, "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and f"{ir}: the model is quantized already (" in r.stderr, r.stderr
+    assert "FakeQuantize ops): package it with --quantize none" in r.stderr and not (tmp_path / "x.edgepkg").exists()
+
+
 def _activation_ranges(bundle) -> dict:
     """{FakeQuantize name: input_high - input_low} of the activation FakeQuantizes of a bundle's IR."""
     import tarfile
