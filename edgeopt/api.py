@@ -581,14 +581,14 @@ def _history_from(url: str, docs: list) -> tuple:
         store = Store(url, create=False)
     except BadInput as e:   # the history is a supplement to the results, which the report still shows
         return None, f"no history: {e}", str(e)
-    hosts = {}   # (bundle, device) -> the machines these results ran on: a team's `local` is many machines
-    for doc in docs:
-        pair = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
-        hosts.setdefault(pair, set()).add(hostname(doc))
+    hosts = {}   # (bundle, device, profile) -> the machines these results ran on: a team's `local` is many machines
+    for doc in docs:   # and one bundle name packaged for two profiles is two series, not one 165 % "noise"
+        key = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"), results.bundle_profile(doc))
+        hosts.setdefault(key, set()).add(hostname(doc))
     try:
-        return {(b, d): [r for r in store.history(d, b, HISTORY_LIMIT) if None in seen or r.get("host") in seen
-                         or r.get("host") is None]
-                for (b, d), seen in hosts.items() if b and d}, None, None
+        return {(b, d, p): [r for r in store.history(d, b, HISTORY_LIMIT) if (None in seen or r.get("host") in seen
+                            or r.get("host") is None) and r.get("profile") in (p, None)]
+                for (b, d, p), seen in hosts.items() if b and d}, None, None
     except BadInput as e:
         return None, f"no history: {e}", str(e)
     finally:

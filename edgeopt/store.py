@@ -370,10 +370,13 @@ class Store:
 
     def history(self, device: str | None = None, bundle: str | None = None, limit: int = 50) -> list:
         """Rows newest first (by when they were measured), without the documents; `created` as an ISO 8601
-        string with its zone; `host`, the machine the agent ran on (a team's `local` is every laptop and CI runner)."""
+        string with its zone; `host`, the machine the agent ran on (a team's `local` is every laptop and CI runner);
+        `profile`, the bundle's (None for a result that records none)."""
         t = results_table.c
         host = t.document[("device", "hostname")].as_string().label("host")
-        query = (sa.select(*[c for c in t if c.name != "document"], host)
+        # which bundle of that name: one name packaged for two profiles read as one series
+        profile = t.document[("bundle", "profile", "name")].as_string().label("profile")
+        query = (sa.select(*[c for c in t if c.name != "document"], host, profile)
                  .order_by(t.created.desc(), t.id.desc()))
         if device:
             query = query.where(results_table.c.device == device)

@@ -297,9 +297,17 @@ def history_series(bundle: str, device: str, rows: list) -> dict:
     return dict(out, change_points=changes, levels=levels, noise_pct=(math.exp(noise(np.log(series))) - 1) * 100)
 
 
+def _history(history: dict) -> list:
+    """One series per bundle x device x profile (store rows by key); a device shown with the profile where one
+    bundle name on it has several."""
+    pairs = [(b, d) for b, d, _ in history]
+    return [history_series(b, f"{d} ({p})" if p and pairs.count((b, d)) > 1 else d, rows)
+            for (b, d, p), rows in history.items()]
+
+
 def build(docs: list, check: dict, history: dict | None, history_absent: str | None = None, study=None) -> dict:
     """The whole report. `check` is edgeopt.api.check's answer for the same documents, in order; `history` maps
-    (bundle, device) -> store rows. `study`: an optimize study (edgeopt.search.study.load), or None."""
+    (bundle, device, profile) -> store rows. `study`: an optimize study (edgeopt.search.study.load), or None."""
     distinguish(docs)
     summary = [summary_row(doc, entry) for doc, entry in zip(docs, check["results"])]
     ok = [doc for doc in docs if doc.get("status") == "ok"]
@@ -309,5 +317,5 @@ def build(docs: list, check: dict, history: dict | None, history_absent: str | N
             "power": [power_row(doc) for doc in ok], "thermal": [thermal_row(doc) for doc in ok],
             "memory": [memory_row(doc) for doc in ok], "fleet": fleet_groups(summary),
             "throughput": [throughput_row(doc) for doc in ok], "layer_profile": [layer_profile_row(doc) for doc in ok],
-            "history": [history_series(b, d, rows) for (b, d), rows in (history or {}).items()],
+            "history": _history(history or {}),
             "history_absent": history_absent, "study": study}

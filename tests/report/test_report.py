@@ -574,3 +574,26 @@ def test_a_result_with_no_budget_is_shown_as_nothing_checked_not_as_passing(cli,
     assert "every budget holds" not in md.stdout and "✅" not in md.stdout
     budgeted = cli("report", bare, "--format", "markdown", "--no-history", "--budget", "latency_p90_ms=1000")
     assert "✅ every budget holds" in budgeted.stdout
+
+
+def test_one_bundle_name_packaged_for_two_profiles_is_two_history_series(lab_results, tmp_path):
+    """The history trend joined ONNX Runtime, OpenVINO and LiteRT runs of one bundle name on one device into one
+    series ("run-to-run noise 165 %"), where the regression gate keeps profiles apart."""
+    base = {k: v for k, v in json.loads(lab_results["int8"].read_text()).items() if not k.startswith("_")}
+    store = Store(f"sqlite:///{tmp_path / 'edgeopt.db'}")
+    paths = []
+    for profile, p90 in (("generic", 1.0), ("intel-cpu", 0.3)):
+        for day in (1, 2, 3):
+            doc = json.loads(json.dumps(base))
+            doc["bundle"]["profile"]["name"], doc["created"] = profile, f"2026-02-0{day}T00:00:00+00:00"
+            doc["latency"].update(p50_ms=p90 / 2, p90_ms=p90, p95_ms=p90, p99_ms=p90)
+            doc["latency"].pop("ci95", None)
+            store.add(doc)
+        path = tmp_path / profile / "r.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(doc))
+        paths.append(path)
+    store.close()
+    series = api.report(paths, None, "markdown", store_url=f"sqlite:///{tmp_path / 'edgeopt.db'}")["rows"]["history"]
+    assert sorted((s["device"], [p["p90_ms"] for p in s["points"]]) for s in series) == [
+        ("local (generic)", [1.0] * 3), ("local (intel-cpu)", [0.3] * 3)]
