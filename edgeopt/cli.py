@@ -910,7 +910,8 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     if output is None and not out.as_json:   # the text on stdout is the answer, under --quiet too (as compare's table)
         click.echo(doc["text"], nl=False)
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
-    summary["summary"] = doc["rows"]["summary"]
+    from .report.rows import machine_rows
+    summary["summary"] = machine_rows(doc["rows"]["summary"])   # each device by its own name
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
     if doc["exit_code"] and not (out.as_json or out.quiet):   # a CI log shows why, not only the page's name

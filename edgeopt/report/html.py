@@ -16,6 +16,7 @@ from rich.text import Text
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
+from .rows import utc_time
 from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, in_brackets, judged_figures,
                      measured_again, median_of_runs, study_marks,
                      versus_textbook_line)
@@ -124,9 +125,11 @@ def _summary(rows: list) -> str:
             if r["run"] else ""
         if not r["run"] and r.get("created"):   # two results of one bundle on one device: told apart by when, and file
             run = (f'<br><span class="small muted" title="{esc(r["result"])}">'
-                   f'{esc(r["created"][:16].replace("T", " "))}</span>')
+                   f'{esc(utc_time(r["created"]))}</span>')
         batch = f"<br><span class='small muted'>batch {r['batch']}: per call</span>" if r.get("batch") else ""
-        lines.append(f"<tr><td class=name>{esc(r['bundle'])}{batch}</td><td>{esc(r['device'])}{run}</td><td class=num>{num(r['n'], 6)}</td>"
+        # the time is on a line of its own: the device with the profile only where that tells results apart
+        device = r["device_name"] + (f" ({r['profile_apart']})" if r.get("profile_apart") else "")
+        lines.append(f"<tr><td class=name>{esc(r['bundle'])}{batch}</td><td>{esc(device)}{run}</td><td class=num>{num(r['n'], 6)}</td>"
                      f"<td class=num>{num(r['p50_ms'])}</td><td class=num>{num(r['p90_ms'])}{ci}</td>"
                      f"<td class=num>{num(r['p99_ms'])}</td><td class=num>{num(r['peak_rss_mb'])}</td>"
                      f"<td class=num>{num(r['size_mb'])}</td><td class=num>{num(r['top1'])}</td>"

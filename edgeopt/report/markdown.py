@@ -12,12 +12,13 @@ import re
 
 from rich.text import Text
 
+from .rows import machine_rows
 from .tables import best_warnings, carried_limit, closest_lines, in_brackets, judged_figures, measured_again
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
               "none": "no budgets"}
-CSV_COLUMNS = ("bundle", "device", "run", "status", "verdict", "batch", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
+CSV_COLUMNS = ("bundle", "device", "profile", "run", "created", "status", "verdict", "batch", "n", "p50_ms", "p90_ms", "p90_ci95_low", "p90_ci95_high",
                "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",
                "throughput_fps", "throttled", "budgets_failed", "error", "result")
 
@@ -217,7 +218,7 @@ def csv_text(report: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in report["summary"]:
+    for r in machine_rows(report["summary"]):
         ci = r["p90_ci95"] or [None, None]
         row = dict(r, p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=_throttled_cell(r),
                    budgets_failed=";".join(b["budget"] for b in r["budgets"] if b["status"] != "pass"))

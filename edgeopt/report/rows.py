@@ -7,6 +7,7 @@ temperatures — are checked here, and a malformed one is refused in one line na
 """
 from __future__ import annotations
 
+import datetime
 import math
 import pathlib
 
@@ -65,31 +66,55 @@ def samples(doc: dict):
 
 def label(doc: dict) -> dict:
     """Who and where: bundle, device, fleet run id (a result inside a fleet run directory), file. `device` is the
-    name shown, with the bundle's profile (or the run's time) where other results of the report share its bundle
-    and device name (`distinguish`); `device_name` the device's own."""
+    name the HTML and Markdown show, with the bundle's profile and/or the run's time where other results of the
+    report share its bundle and device name (`distinguish`); `device_name` the device's own, which CSV and JSON
+    give (`machine_rows`); `profile_apart`: the profile, where profiles tell it apart."""
     path = pathlib.Path(doc.get("_path", ""))
     run = path.parent.name if (path.parent / "run.json").is_file() else None
     device = (doc.get("device") or {}).get("name") or "?"
     return {"bundle": (doc.get("bundle") or {}).get("name") or "?",
             "device": f"{device} ({doc['_apart']})" if doc.get("_apart") else device, "device_name": device,
-            "profile": results.bundle_profile(doc), "run": run, "result": str(path),
-            "created": doc.get("created") if isinstance(doc.get("created"), str) else None}
+            "profile": results.bundle_profile(doc), "profile_apart": doc.get("_profile_apart"), "run": run,
+            "result": str(path), "created": doc.get("created") if isinstance(doc.get("created"), str) else None}
 
 
 def distinguish(docs: list) -> None:
     """Results of one bundle name on one device (one name packaged for several profiles, or runs of one bundle)
     were shown alike: a legend of "local local local", three identical drift panels. Each such result gets what
-    tells it apart, its bundle's profile or else its run's time, as doc["_apart"]."""
+    tells it apart as doc["_apart"]: its bundle's profile where profiles differ, its run's time (UTC) where they
+    do not (or two share one)."""
     alike = {}
     for doc in docs:
         key = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
         alike.setdefault(key, []).append(doc)
     for group in (g for g in alike.values() if len(g) > 1):
         profiles = [results.bundle_profile(d) for d in group]
-        times = [str(d.get("created") or "")[:19].replace("T", " ") for d in group]
-        by = profiles if len(set(profiles)) > 1 else times if len(set(times)) > 1 else None
-        for doc, apart in zip(group, by or []):
-            doc["_apart"] = apart or "?"
+        by_profile = len(set(profiles)) > 1
+        for doc, profile in zip(group, profiles):
+            when = utc_time(doc.get("created"), seconds=True)
+            parts = ([profile] if by_profile and profile else []) + \
+                ([when] if when and (not by_profile or profiles.count(profile) > 1) else [])
+            doc["_apart"] = ", ".join(parts) or None
+            doc["_profile_apart"] = profile if by_profile else None
+
+
+def utc_time(created, seconds: bool = False) -> str | None:
+    """An ISO time as `YYYY-MM-DD HH:MM[:SS]` in UTC (a time with another offset converted), None if absent; text
+    that is no time, cut as it stands."""
+    if not isinstance(created, str) or not created:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(created[:-1] + "+00:00" if created.endswith("Z") else created)
+    except ValueError:
+        return created[:19 if seconds else 16].replace("T", " ")
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def machine_rows(summary: list) -> list:
+    """The summary rows for CSV and JSON: each device by its own name (the shown one under `shown`)."""
+    return [dict(r, device=r["device_name"], shown=r["device"]) for r in summary]
 
 
 def batch(doc: dict) -> int | None:

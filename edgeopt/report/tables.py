@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
-from .rows import batch
+from .rows import batch, utc_time
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
@@ -444,18 +444,8 @@ def _short(text, width: int = 32) -> str:
 def _time(created) -> str:
     """An ISO time as `YYYY-MM-DD HH:MM` in UTC, as the columns say: results are stamped in UTC, but a time with
     another offset (23:56+05:00) was shown as it stood, under "(UTC)", and sorted as later than 20:56 UTC."""
-    import datetime
-
-    if not created:
-        return "—"
-    text = str(created)
-    try:
-        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
-        return escape(text[:16].replace("T", " "))
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.timezone.utc)
-    return when.strftime("%Y-%m-%d %H:%M")
+    shown = utc_time(created)
+    return escape(shown) if shown else "—"
 
 
 VERDICT_STYLE = {"slower": "[bold red]SLOWER[/]", "faster": "[green]faster[/]",

@@ -556,6 +556,13 @@ def test_a_fleet_runs_table_holds_its_own_devices_only(cli, lab_results, bundles
     r = cli("report", apart / "a" / "r.json", apart / "b" / "r.json", "--format", "markdown", "--no-history")
     assert r"| local \(generic\) |" in r.stdout and r"| local \(intel-cpu\) |" in r.stdout   # escaped for Markdown
     assert "**Fleet" not in r.stdout   # nor are two profiles' bundles on one device a fleet
+    # CSV and JSON give each device by its own name, the profile in a column of its own (a spreadsheet filters on it)
+    rows = list(csv.DictReader(io.StringIO(cli("report", apart / "a" / "r.json", apart / "b" / "r.json", "--format",
+                                               "csv", "--no-history").stdout)))
+    assert [(r["device"], r["profile"]) for r in rows] == [("local", "generic"), ("local", "intel-cpu")]
+    summary = cli("report", apart / "a" / "r.json", apart / "b" / "r.json", "--format", "csv", "--no-history",
+                  "--json").json()["summary"]
+    assert [(r["device"], r["shown"]) for r in summary] == [("local", "local (generic)"), ("local", "local (intel-cpu)")]
 
 
 def test_a_result_with_no_budget_is_shown_as_nothing_checked_not_as_passing(cli, lab_results, tmp_path):

@@ -141,3 +141,20 @@ def test_the_bench_table_says_what_accuracy_was_measured_and_what_was_not(int8_r
     unlabelled["bundle"] = dict(unlabelled["bundle"], transforms=["prune", "distill"])
     assert dict(bench_rows(unlabelled))["accuracy"].endswith(
         "max abs error 0.0442 vs the outputs of the model after prune, distill on 16 samples")
+
+
+def test_results_alike_are_told_apart_by_profile_then_by_their_time_in_utc():
+    from edgeopt.report.rows import distinguish, label
+
+    def doc(profile, created):
+        return {"bundle": {"name": "m", "profile": {"name": profile}}, "device": {"name": "pi"}, "created": created}
+    docs = [doc("generic", "2026-12-01T10:00:00+00:00"), doc("generic", "2026-12-01T15:30:00+05:00"),
+            doc("intel-cpu", "2026-12-01T10:00:00+00:00")]
+    distinguish(docs)
+    assert [label(d)["device"] for d in docs] == ["pi (generic, 2026-12-01 10:00:00)", "pi (generic, 2026-12-01 "
+                                                  "10:30:00)", "pi (intel-cpu)"]
+    assert {label(d)["device_name"] for d in docs} == {"pi"} and label(docs[2])["profile_apart"] == "intel-cpu"
+    runs = [doc("generic", "2026-12-01T10:00:00Z"), doc("generic", "2026-12-02T10:00:00Z")]
+    distinguish(runs)
+    assert [label(d)["device"] for d in runs] == ["pi (2026-12-01 10:00:00)", "pi (2026-12-02 10:00:00)"]
+    assert label(runs[0])["profile_apart"] is None
