@@ -192,8 +192,12 @@ def bundle_identity(unpacked, trust=Trust()):
             "inputs": [{"name": t["name"], "shape": list(t["shape"])} for t in manifest["inputs"]]}
 
 
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
 def _base_document(device):
-    return {"schema": RESULT_SCHEMA, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    return {"schema": RESULT_SCHEMA, "created": _now(),
             "agent": {"version": __version__}, "device": device, "warnings": []}
 
 
@@ -211,9 +215,6 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
                 return _run_unlocked(doc, *job)
             with DeviceLock(lock, lock_wait):
                 remove_stale_runs(workdir)
-                # when it was measured, not when it began to wait: five benches started together were stamped
-                # alike, and history's "newest first" put the run saved last below others
-                doc["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
                 return _run_unlocked(doc, *job)
         except AgentError as e:
             return _failed(doc, e)
@@ -256,6 +257,9 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         if runtime_options:
             doc["settings"]["runtime_options"] = runtime_options
         cooled, cool_warnings = _cool_down(sensors, sensing.cooldown, history)
+        # when it was measured, not when it began to wait for the lock or the cool-down: five benches started
+        # together were stamped alike, and history's "newest first" put the run saved last below others
+        doc["created"] = _now()
         measured = _run_child(tmp, root, n_threads, settings, with_accuracy, timeout, sensors, runtime_options, passes)
         latency = dict(measured["latency"], min_iterations=settings.min_iterations)
         doc.update(status="ok", runtime=measured["runtime"], latency=latency, memory=measured["memory"],

@@ -238,7 +238,7 @@ def _save_and_store(doc: dict, results_dir, store) -> None:
         doc["_path"] = str(results.save(doc, results_dir))
     except CannotWrite as unsaved:
         try:
-            store.add(doc)
+            store.add(doc, path=doc.get("_history"))   # the history copy, where it was written before the disk filled
         except EdgeoptError as e:
             raise BadInput(f"{unsaved}; nor could the store take it ({e}): this run's result is lost") from None
         raise BadInput(f"{unsaved}; the result is in the store {store.name} (edgeopt history shows it)") from None

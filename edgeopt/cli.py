@@ -93,7 +93,7 @@ def plain_lines(renderable) -> list:
         if isinstance(cell, Text):
             return cell.plain
         try:
-            return Text.from_markup(str(cell)).plain
+            return Text.from_markup(str(cell), emoji=False).plain   # a name's `:b:` is no emoji
         except MarkupError:  # not markup after all: print it as it is
             return str(cell)
     if not isinstance(renderable, Table):

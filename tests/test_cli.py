@@ -283,6 +283,12 @@ def test_names_are_printed_as_written_not_as_emoji(cli, tmp_path, int8_result):
     r = cli("check", path, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 0 and "Box:B:" in r.stdout + r.stderr and ":smile:" in r.stdout + r.stderr, r.stdout
     assert "🅱" not in r.stdout + r.stderr and "😄" not in r.stdout + r.stderr
+    from rich.table import Table
+
+    from edgeopt.cli import plain_lines
+    table = Table("device")
+    table.add_row("Box:B: :smile:")
+    assert plain_lines(table) == ["device", "Box:B: :smile:"]   # -q's lines too
 
 
 def test_a_figure_too_small_or_too_large_for_its_decimals_keeps_three_digits():
@@ -290,6 +296,7 @@ def test_a_figure_too_small_or_too_large_for_its_decimals_keeps_three_digits():
     from edgeopt.report.tables import LATENCY_MS, _num
     assert [_num(v, LATENCY_MS) for v in (3.7e-05, 1e308, 0.0, 0.02, None)] == ["3.7e-05", "1e+308", "0.0000",
                                                                                 "0.0200", "—"]
+    assert _num(0.001, "{:.2f} MiB") == "0.001 MiB" and _num(-0.00002, "{:+.4f}") == "-2e-05"   # unit and sign
 
 
 

@@ -97,16 +97,16 @@ def _candidates(model, options, whole: set) -> list:
 
 # PyTorch modules whose forward reads their Linear children's .weight itself (MultiheadAttention its out_proj,
 # the Transformer layers linear1/linear2 for their fast path): a factorized pair there broke every stock
-# nn.TransformerEncoder ("'Sequential' object has no attribute 'weight'")
+# nn.TransformerEncoder ("'Sequential' object has no attribute 'weight'"), and a subclass of one inherits that
 READS_CHILD_WEIGHTS = ("MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
 
 
 def _read_whole(model) -> set:
-    """ids of the Linear layers that a READS_CHILD_WEIGHTS parent reads directly: left whole."""
+    """ids of the Linear layers that a READS_CHILD_WEIGHTS parent (or a subclass of one) reads directly: left whole."""
     import torch
 
-    parents = [m for m in model.modules() if type(m).__name__ in READS_CHILD_WEIGHTS
-               and isinstance(m, getattr(torch.nn, type(m).__name__))]
+    kinds = tuple(getattr(torch.nn, name) for name in READS_CHILD_WEIGHTS)
+    parents = [m for m in model.modules() if isinstance(m, kinds)]
     return {id(c) for p in parents for c in p.children() if isinstance(c, torch.nn.Linear)}
 
 

@@ -186,8 +186,9 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     tried = []
     if (scorer.float_top1 - quantized["top1"] <= budget) if budget is not None else quantized["error"] <= negligible:
         isolated, ranked, kept, after = {}, [], [], quantized
-        rule = (_budget_rule(budget) if budget is not None else _outlier_rule(len(layers))) + \
-            f" (none: the model with every layer {what} meets it; no layer measured alone)"
+        rule = (_budget_rule(budget) + f" (none: the model with every layer {what} meets it" if budget is not None
+                else _outlier_rule(len(layers)) + f" (none: the error is below {negligible:g}") + \
+            "; no layer measured alone)"
     else:
         isolated = _isolated(layers, trials, scorer, progress, what)
         ranked = sorted(layers, key=lambda layer: -isolated[layer]["error"])
@@ -195,7 +196,7 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
         if budget is not None:
             kept, after, rule = _within_budget(ranked, trials, scorer, quantized, budget, tried)
         else:
-            kept, after, rule = _best_outliers(ranked, isolated, trials, scorer, quantized, tried, negligible)
+            kept, after, rule = _best_outliers(ranked, isolated, trials, scorer, quantized, tried)
     table = [dict(layer=layer, op=ops.get(layer, ""), **isolated[layer]) for layer in ranked[:MAX_LISTED]]
     record = {"mode": AUTO, "layers": kept, "rule": rule, "metric": "relative L2 output error vs float",
               "samples": sample_count(samples), "samples_source": where, "layers_measured": len(layers),
@@ -275,14 +276,12 @@ def _outlier_rule(layers: int) -> str:
             f"the prefix with the least error, if it removes >= {MIN_GAIN:.0%} of the quantized model's error")
 
 
-def _best_outliers(ranked, isolated, trials, scorer, quantized, tried, negligible) -> tuple:
+def _best_outliers(ranked, isolated, trials, scorer, quantized, tried) -> tuple:
     """Among the outlier layers, the prefix with the least error, if it removes MIN_GAIN of the error."""
     cap = _outlier_cap(len(ranked))
     floor = OUTLIER_SHARE * quantized["error"]
     candidates = [layer for layer in ranked[:cap] if isolated[layer]["error"] >= floor > 0]
-    rule = _outlier_rule(len(ranked))
-    if quantized["error"] <= negligible:
-        return [], quantized, rule + f" (none: the error is below {negligible:g})"
+    rule = _outlier_rule(len(ranked))   # a negligible error never gets here (choose measures no layer then)
     best = ([], quantized)
     for k in range(1, len(candidates) + 1):
         score = _trial(trials, scorer, candidates[:k], tried)

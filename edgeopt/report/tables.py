@@ -1,6 +1,7 @@
 """Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
 from __future__ import annotations
 
+import re
 import statistics
 
 from rich.markup import escape
@@ -20,8 +21,8 @@ def _num(value, fmt="{:.3f}"):
     if value is None:
         return "—"
     text = fmt.format(value)
-    if isinstance(value, float) and value and (abs(value) >= 1e9 or not text.strip("0.-")):
-        return f"{value:.3g}"
+    if isinstance(value, float) and value and (abs(value) >= 1e9 or not re.search("[1-9]", text)):
+        return re.sub(r"\{[^}]*\}", "{:.3g}", fmt, count=1).format(value)   # its unit kept: "0.001 MiB"
     return text
 
 

@@ -73,7 +73,9 @@ def _note_baseline_meets_itself(out: dict, job: Job) -> None:
     candidate's margin: said, not left for the user to find in the table."""
     under_one = [k for k, ratio in (job.relative_budgets or {}).items() if ratio < 1]
     baseline = next((r for r in out["trials"] if r["baseline"] and r["state"] == "complete"), None)
-    if job.paired_baseline or not under_one or baseline is None or not baseline["feasible"]:
+    # met on the relative budgets themselves, whatever an absolute one (peak_rss_mb=10) says
+    if job.paired_baseline or not under_one or baseline is None or any(
+            (baseline["violations"].get(k) or 0) > 0 or k not in baseline["violations"] for k in under_one):
         return
     out["notes"].append(f"the baseline (the untouched model) meets its own relative limit on {', '.join(under_one)}, "
                         "set from its first run: the device ran faster after it, and a candidate's margin over the "

@@ -404,16 +404,19 @@ def test_a_baseline_that_meets_its_own_limit_under_baseline_once_is_said():
     """--baseline-once sets a 0.9x limit from the baseline's first run; its later runs read faster and the untouched
     model "met budgets" in the table without a word (a user review)."""
     import types
-    out = {"trials": [{"baseline": True, "state": "complete", "feasible": True}], "notes": []}
+    # met on its relative budget, missing an absolute one beside it: said all the same
+    out = {"trials": [{"baseline": True, "state": "complete", "feasible": False,
+                       "violations": {"latency_p90_ms": -0.2, "peak_rss_mb": 3.0}}], "notes": []}
     once = types.SimpleNamespace(relative_budgets={"latency_p90_ms": 0.9}, paired_baseline=False)
     outcome._note_baseline_meets_itself(out, once)
     assert out["notes"] == ["the baseline (the untouched model) meets its own relative limit on latency_p90_ms, set "
                             "from its first run: the device ran faster after it, and a candidate's margin over the "
                             "limit is not to be trusted; without --baseline-once each candidate is judged against a "
                             "baseline run beside it"]
-    for job, feasible in ((once, False), (types.SimpleNamespace(relative_budgets={"latency_p90_ms": 0.9},
-                                                                paired_baseline=True), True),
-                          (types.SimpleNamespace(relative_budgets={"size_mb": 1.5}, paired_baseline=False), True)):
-        out = {"trials": [{"baseline": True, "state": "complete", "feasible": feasible}], "notes": []}
+    for job, excess in ((once, 0.1), (types.SimpleNamespace(relative_budgets={"latency_p90_ms": 0.9},
+                                                            paired_baseline=True), -0.2),
+                        (types.SimpleNamespace(relative_budgets={"size_mb": 1.5}, paired_baseline=False), -0.2)):
+        out = {"trials": [{"baseline": True, "state": "complete", "violations": {"latency_p90_ms": excess,
+                                                                                 "size_mb": excess}}], "notes": []}
         outcome._note_baseline_meets_itself(out, job)
         assert out["notes"] == []
