@@ -262,6 +262,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     from .transport import check_timeout, for_spec
 
     check_timeout(timeout)   # one too short would fail every device, and save that as its result
+    validate_budgets(budgets or {}, field="budgets")   # before run.json records them, and before any device
     inv = _inventory(inventory)
     devices = inv.select(group)
     if not devices:
@@ -295,9 +296,10 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     return outcome
 
 
-def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None) -> dict:
-    """Budgets in force: the bundle's (profile defaults + package-time), then a profile's, then overrides."""
-    merged = dict((doc.get("bundle") or {}).get("budgets") or {})
+def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None, run: dict | None = None) -> dict:
+    """Budgets in force: the bundle's (profile defaults + package-time), then its fleet run's (`fleet bench
+    --budget`), then a profile's, then overrides."""
+    merged = dict((doc.get("bundle") or {}).get("budgets") or {}, **(run or {}))
     if profile_name:
         merged.update(load_profile(profile_name).budgets)
     merged.update(overrides or {})
@@ -335,8 +337,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             entry["error"] = (doc.get("error") or {}).get("message", "no result")
             entry["budgets"] = []
         else:
-            given = {**results.run_budgets(path), **(limits_by_path or {}).get(str(path), {}), **(budgets or {})}
-            entry["budgets"] = check_result(doc, budgets_for(doc, given, profile))
+            given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
+            entry["budgets"] = check_result(doc, budgets_for(doc, given, profile, results.run_budgets(path.parent)))
             if require_budgets and not entry["budgets"] and not baseline:
                 raise BadInput(f"{path}: nothing to check: its bundle carries no budgets and none were given "
                                "(--budget KEY=VALUE, --profile NAME or --baseline)")
@@ -522,6 +524,10 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
         devices = [d.name for d in _inventory(options.get("inventory")).select(group)]
         if not devices:
             raise BadInput(f"inventory group {group} has no devices")
+    devices = [devices] if isinstance(devices, str) else list(devices)
+    twice = sorted({d for d in devices if devices.count(d) > 1})
+    if twice:   # it was measured twice per trial, in parallel: on one host, each run slowing the other
+        raise BadInput(f"--device {twice[0]} given twice: name each device once")
     if "output_dir" in options:
         options["output_dir"] = pathlib.Path(options["output_dir"])
     if options.get("objective") is None:

@@ -699,9 +699,6 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
     from .report.tables import optimize_lines, optimize_trials
     if devices and group:
         raise click.UsageError("give --device or --group, not both")
-    twice = sorted({d for d in devices if devices.count(d) > 1})
-    if twice:   # it was measured twice per trial, in parallel: on one host, each run slowing the other
-        raise click.UsageError(f"--device {twice[0]} given twice: name each device once")
     from .budgets import parse_budget_args
     wanted, relative = parse_budget_args(budgets, relative=True)
     if baseline_once and not relative:

@@ -68,7 +68,7 @@ class FleetRun:
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
         if budgets is None and previous is not None:   # a resumed run keeps the budgets it began with
-            budgets = results.run_budgets(self.run_dir / RUN_FILE)
+            budgets = results.run_budgets(self.run_dir)
         # the budgets its verdicts are by (--budget): `check RUN_DIR` judges by them too, as fleet bench did
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],

@@ -391,10 +391,10 @@ def expand(paths) -> list:
     return unique(out)
 
 
-def run_budgets(path) -> dict:
-    """The budgets `fleet bench --budget` judged a fleet run's results by, where `path` is a result in a run
-    directory that records them (run.json); else {}. `check RUN_DIR` passed a run that fleet bench failed."""
-    run = pathlib.Path(path).parent / "run.json"
+def run_budgets(folder) -> dict:
+    """The budgets `fleet bench --budget` judged a fleet run's results by, where `folder` is a run directory that
+    records them (its run.json); else {}. `check RUN_DIR` passed a run that fleet bench failed."""
+    run = pathlib.Path(folder) / "run.json"
     if not run.is_file():
         return {}
     try:

@@ -426,5 +426,6 @@ class Store:
         if not isinstance(row.document, dict):
             raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no JSON object")
         doc = dict(row.document)
-        doc["_path"] = f"results store row {row.id}"  # the row's file is the latest, since overwritten
+        # where it came from: the store's row (its file, where the row names one, may be gone or elsewhere)
+        doc["_path"] = f"results store row {row.id}"
         return doc

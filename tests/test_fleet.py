@@ -56,6 +56,9 @@ def test_a_fleet_runs_budgets_are_the_ones_check_judges_its_directory_by(cli, la
     assert json.loads((run_dir / "run.json").read_text())["budgets"] == {"latency_p90_ms": 1e-06}
     assert cli("check", run_dir).exit_code == 1
     assert cli("check", run_dir, "--budget", "latency_p90_ms=1000").exit_code == 0
+    assert cli("check", run_dir, "--profile", "generic").exit_code == 0   # a profile named over them, as documented
+    refused = cli("fleet", "bench", bundles["int8"], "--budget", "latncy=1", *common)   # before run.json keeps it
+    assert refused.exit_code == 2 and "unknown budget 'latncy'" in refused.stderr, refused.stderr
     assert cli("fleet", "bench", bundles["int8"], *common, "--resume").exit_code == 1   # kept on --resume
     assert json.loads((run_dir / "run.json").read_text())["budgets"] == {"latency_p90_ms": 1e-06}
 

@@ -690,8 +690,10 @@ def _verify_hint(outcome: dict, best: dict) -> list:
         return []
     bundle, device = pathlib.Path(best["bundle"]), devices[0]
     result = f"results/{file_stem(bundle.stem)}@{file_stem(device)}.json"   # where bench saves it, by default
-    return [escape(f"to verify it: edgeopt bench {shlex.quote(str(bundle))} --device {shlex.quote(device)} && "
-                   f"edgeopt check {shlex.quote(result)}")]
+    inventory = f" -i {shlex.quote(outcome['inventory'])}" if outcome.get("inventory") else ""
+    others = f" (and on each of its other {len(devices) - 1} devices)" if len(devices) > 1 else ""
+    return [escape(f"to verify it: edgeopt bench {shlex.quote(str(bundle))} --device {shlex.quote(device)}{inventory} "
+                   f"&& edgeopt check {shlex.quote(result)}{others}")]
 
 
 def judged_figures(outcome: dict, row: dict) -> tuple:

@@ -3,6 +3,7 @@ where nothing met every budget, the closest miss per budget; read back from the 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,10 @@ if TYPE_CHECKING:
 def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = judging.ranked_feasible(study, job.objective)
     front_figures = job.pareto_figures
+    # the devices, and the inventory file that names them (`bench` of the chosen bundle needs it too)
+    inventory = str(job.inventory) if isinstance(job.inventory, (str, os.PathLike)) else None
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "devices": list(job.devices),
+           "inventory": inventory,
            "trials": _rows(study),
            **_relative(study), "pareto": _pareto(judging.complete(study), front_figures),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,

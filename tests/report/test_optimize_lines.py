@@ -370,3 +370,6 @@ def test_the_best_line_says_how_to_verify_the_chosen_bundle():
     assert "to verify it: edgeopt bench opt/s-best.edgepkg --device 'Pi 1' && edgeopt check " \
            "'results/s-best@Pi_1~" in text, text   # the file bench saves a name with a space under
     assert "to verify" not in " ".join(optimize_lines(dict(outcome, devices=[])))
+    fleet = " ".join(optimize_lines(dict(outcome, devices=["pi-1", "pi-2"], inventory="lab.yaml")))
+    assert "edgeopt bench opt/s-best.edgepkg --device pi-1 -i lab.yaml && edgeopt check results/s-best@pi-1.json " \
+           "(and on each of its other 1 devices)" in " ".join(fleet.split())   # an inventory's name needs the file
