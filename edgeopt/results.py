@@ -187,7 +187,8 @@ def save(doc: dict, results_dir) -> pathlib.Path:
 @dataclasses.dataclass(frozen=True)
 class Field:
     """One field of a result that check, compare or a report reads."""
-    kind: str                  # section | status | text | texts | flag | number | numbers | time | budgets | layers
+    kind: str                  # section | status | text | name | texts | flag | number | numbers | time | budgets |
+                               # layers
     low: float = 0.0           # numbers: the inclusive range a finite value must lie in
     high: float = math.inf
     required: str = ""         # "always", or the status under which the field must be present
@@ -202,9 +203,9 @@ def _fields() -> dict:
     it was not measured, and a budget on it fails as NOT MEASURED. An `ok` result without latency or memory
     is no agent's document (every ok run writes both), so it is refused rather than passed as unmeasured."""
     fields = {"status": Field("status", required="always"), "created": Field("time"),
-              "bundle": Field("section", required="ok"), "bundle.name": Field("text", required="ok"),
+              "bundle": Field("section", required="ok"), "bundle.name": Field("name", required="ok"),
               "bundle.budgets": Field("budgets"),
-              "device": Field("section", required="ok"), "device.name": Field("text", required="ok"),
+              "device": Field("section", required="ok"), "device.name": Field("name", required="ok"),
               "error": Field("section"), "error.message": Field("text"),
               "warnings": Field("texts"),
               "thermal": Field("section"), "thermal.throttled": Field("flag"),
@@ -262,6 +263,8 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
     "section": (lambda v, f: isinstance(v, dict), lambda f: "must be an object"),
     "status": (lambda v, f: isinstance(v, str) and v in STATUSES, lambda f: f"must be one of {', '.join(STATUSES)}"),
     "text": (lambda v, f: _text(v), lambda f: "must be text (valid Unicode)"),
+    # a name is printed in every table: an escape sequence in it (a\x1b[31m) reached the terminal as such
+    "name": (lambda v, f: _text(v) and v.isprintable(), lambda f: "must be printable text (no control characters)"),
     "texts": (lambda v, f: isinstance(v, list) and all(_text(w) for w in v),
               lambda f: "must be a list of text (valid Unicode)"),
     "flag": (lambda v, f: isinstance(v, bool), lambda f: "must be true or false"),

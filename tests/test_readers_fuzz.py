@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from device_agent.measure.thermal import THROTTLE_WARNINGS
 from device_agent.power import CHOICES as POWER_SENSORS
@@ -146,7 +146,9 @@ def _text(draw, doc):
                                           ("power", "reason"), ("latency", "p99_ms_absent")]))
     value = draw(st.one_of(RESULT_TEXTS, JUNK))
     doc.setdefault(section, {})[name] = value
-    return ("fine", "") if good_text(value) else ("bad", f"{section}.{name}")
+    # a name is printed in every table: no control characters (an escape sequence reached the terminal)
+    ok = good_text(value) and (name != "name" or value.isprintable())
+    return ("fine", "") if ok else ("bad", f"{section}.{name}")
 
 
 def _warnings(draw, doc):
@@ -240,7 +242,12 @@ def result_cases(draw):
         return json.dumps(draw(JUNK.filter(lambda v: not isinstance(v, dict)))), "bad", "edgeopt.result/1"
     if kind == "broken-json":
         text = json.dumps(base)
-        return text[:draw(st.integers(0, len(text) - 1))] + draw(st.text(max_size=3)), "bad", "JSON"
+        broken = text[:draw(st.integers(0, len(text) - 1))] + draw(st.text(max_size=3))
+        try:   # the drawn tail can close it again ("}" after the last "}" was cut): then it is no broken file
+            json.loads(broken)
+        except ValueError:
+            return broken, "bad", "JSON"
+        assume(False)
     doc = copy.deepcopy(base)
     verdict, field = draw(st.sampled_from(MUTATIONS))(draw, doc)
     if verdict == "fine" and draw(st.booleans()):   # a second, harmless change on top
