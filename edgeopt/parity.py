@@ -68,6 +68,8 @@ QUANTIZED_MIN_SET_AGREEMENT = 0.8
 # the quantization error alone cannot flip (see _robust_share); else by relative error, as other outputs.
 TOP1_MIN_ROBUST_SHARE = 0.5
 RECORD_MAX_FIELDS = 16   # a detection record: box (4) + score + class + a few keypoints at most
+# A raw detector head's record along the last axis: box (4) + up to 80 classes (COCO) and a few keypoints or masks
+RECORD_MAX_CHANNELS = 128
 HUNGARIAN_MAX_ROWS = 1000  # beyond this, rows are paired in sorted order (an O(n^2) cost matrix is too big)
 
 RULES = {
@@ -167,25 +169,32 @@ def _judge_sqnr(judged, floors) -> None:
             floor = found.get(o.index, SQNR_IDENTICAL_DB)
             allowed = max(0.0, min(allowed, floor - INPUT_ROUNDING_MARGIN_DB))
             e["input_rounding_sqnr_db"] = floor
-        lost, worst = lost_channels(o.ref_merged, o.got_merged, min(LOST_CHANNEL_DB, allowed))
+        lost, worst, axis = lost_channels(o.ref_merged, o.got_merged, min(LOST_CHANNEL_DB, allowed))
         if lost:
-            e.update(lost_channels=lost, worst_channel_sqnr_db=worst)
+            e.update(lost_channels=lost, worst_channel_sqnr_db=worst, lost_axis=axis)
         e.update(min_sqnr_db=allowed, passed=value >= allowed and not lost)
 
 
 def lost_channels(ref: np.ndarray, got: np.ndarray, bar: float = LOST_CHANNEL_DB) -> tuple:
-    """([channels whose own SQNR is below `bar`], the worst one's SQNR) along axis 1 of an output of rank 3 or
-    more; a channel whose source is all zeros has no signal to lose. The bar is lower for a model whose outputs
-    its own input rounding already moves that much (the output's allowed SQNR, never below 0 dB)."""
+    """([channels whose own SQNR is below `bar`], the worst one's SQNR, their axis) of an output of rank 3 or
+    more: along axis 1 ([N, 4 + classes, anchors]), and along the last axis where it holds a detection record
+    ([N, anchors, 4 + classes], YOLOv5's layout: its class scores were lost at 38 dB overall, the check looking at
+    the anchors). A channel whose source is all zeros has no signal to lose. The bar is lower for a model whose
+    outputs its own input rounding already moves that much (the output's allowed SQNR, never below 0 dB)."""
     if ref.ndim < 3 or ref.shape != got.shape:
-        return [], None
-    ref_rows = np.moveaxis(ref.astype(np.float64), 1, 0).reshape(ref.shape[1], -1)
-    got_rows = np.moveaxis(got.astype(np.float64), 1, 0).reshape(ref.shape[1], -1)
-    signal, noise = np.sum(ref_rows ** 2, axis=1), np.sum((got_rows - ref_rows) ** 2, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per = np.where(noise > 0, 10 * np.log10(signal / noise), SQNR_IDENTICAL_DB)
-    lost = [int(i) for i in np.flatnonzero((signal > 0) & (per < bar))]
-    return lost, (float(per[lost].min()) if lost else None)
+        return [], None, None
+    last = ref.ndim - 1
+    record = ref.shape[last] <= RECORD_MAX_CHANNELS and ref.shape[last] < ref.shape[1]   # fewer fields than anchors
+    for axis in (1, last) if record else (1,):
+        ref_rows = np.moveaxis(ref.astype(np.float64), axis, 0).reshape(ref.shape[axis], -1)
+        got_rows = np.moveaxis(got.astype(np.float64), axis, 0).reshape(ref.shape[axis], -1)
+        signal, noise = np.sum(ref_rows ** 2, axis=1), np.sum((got_rows - ref_rows) ** 2, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = np.where(noise > 0, 10 * np.log10(signal / noise), SQNR_IDENTICAL_DB)
+        lost = [int(i) for i in np.flatnonzero((signal > 0) & (per < bar))]
+        if lost:
+            return lost, float(per[lost].min()), axis
+    return [], None, None
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
@@ -468,12 +477,14 @@ def _describe_sqnr(report: dict) -> str:
     if o.get("lost_channels") and o["sqnr_db"] >= o["min_sqnr_db"]:
         lost = o["lost_channels"]
         which = f"channel {lost[0]}" if len(lost) == 1 else f"{len(lost)} channels ({lost[0]}..{lost[-1]})"
-        return (f"packaged artifact disagrees with its source model: output {label} lost {which} of axis 1 "
+        return (f"packaged artifact disagrees with its source model: output {label} lost {which} of axis "
+                f"{o.get('lost_axis', 1)} "
                 f"(own SQNR down to {o['worst_channel_sqnr_db']:.1f} dB, requires >= "
                 f"{min(LOST_CHANNEL_DB, o['min_sqnr_db']):g}) at "
                 f"{o['sqnr_db']:.1f} dB overall: values of very different scales (a detector's boxes and scores) "
                 "share one quantized tensor and its one scale; export them as separate outputs, each then quantized "
-                "on its own scale (--allow-mismatch to package anyway)")
+                "on its own scale, or keep the output float (LiteRT: --int8-io float) (--allow-mismatch to package "
+                "anyway)")
     floor = o.get("input_rounding_sqnr_db")
     why = (f" (rounding the float inputs alone to 8 bits gives {floor:.1f} dB; a model that sensitive may be "
            f"{INPUT_ROUNDING_MARGIN_DB:g} dB below that)" if floor is not None and o["min_sqnr_db"] < QUANTIZED_MIN_SQNR_DB

@@ -146,3 +146,17 @@ def test_a_channel_that_lost_its_signal_fails_however_good_the_whole_output():
         describe_failure(report)
     kept = _quantized(source, lambda feed: [source(feed)[0] * 1.01])   # every channel 40 dB: passes
     assert kept["passed"] and "lost_channels" not in kept["outputs"][0]
+    # YOLOv5's layout, [N, anchors, 4 + classes]: the scores' channels are on the last axis (it passed at 38 dB)
+    def anchors_first(feed):   # 7 fields of each of 6 x 5 anchors
+        return [np.moveaxis(np.tile(source(feed)[0], 5), 1, 2)]
+
+    def scores_lost(feed):
+        out = anchors_first(feed)[0].copy()
+        out[..., :4] += rng.normal(0, 0.5, out[..., :4].shape)
+        out[..., 4:] = 0.0
+        return [out]
+    last = _quantized(anchors_first, scores_lost)
+    assert not last["passed"] and last["outputs"][0]["lost_channels"] == [4, 5, 6]
+    assert "output 0 lost 3 channels (4..6) of axis 2 (own SQNR down to" in describe_failure(last)
+    kept = _quantized(anchors_first, lambda feed: [anchors_first(feed)[0] * 1.01])
+    assert kept["passed"] and "lost_channels" not in kept["outputs"][0]
