@@ -94,9 +94,10 @@ def flatten_chain(channels=4, size=8, classes=3, seed=0):
                    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])])
 
 
-def boxes_and_scores(joined: bool = True):
+def boxes_and_scores(joined: bool = True, permuted: bool = False):
     """x [1, 3, 8, 8] -> [1, 7, 8, 8]: channels 0-3 near 300 +- 200 (boxes), 4-6 near 0 +- 0.01 (scores); made by
-    a Concat of two 1x1 Convs ("/boxes/Conv", "/scores/Conv", "/head/Concat"), or by one ("/head/Conv")."""
+    a Concat of two 1x1 Convs ("/boxes/Conv", "/scores/Conv", "/head/Concat"), or by one ("/head/Conv").
+    `permuted` (joined): YOLOv5's layout, the Concat reshaped and transposed to [1, 64 anchors, 7]."""
     boxes, scores = np.full((4, 3, 1, 1), 200.0, np.float32), np.full((3, 3, 1, 1), 0.01, np.float32)
     if joined:
         nodes = [helper.make_node("Conv", ["x", "wb"], ["boxes"], name="/boxes/Conv"),
@@ -106,6 +107,13 @@ def boxes_and_scores(joined: bool = True):
     else:
         nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="/head/Conv")]
         weights = [numpy_helper.from_array(np.concatenate([boxes, scores]), "w")]
+    shape = [1, 7, 8, 8]
+    if permuted:
+        nodes[-1].output[0] = "joined"
+        nodes += [helper.make_node("Reshape", ["joined", "rows"], ["flat"], name="/head/Reshape"),
+                  helper.make_node("Transpose", ["flat"], ["y"], name="/head/Transpose", perm=[0, 2, 1])]
+        weights.append(numpy_helper.from_array(np.array([1, 7, 64], np.int64), "rows"))
+        shape = [1, 64, 7]
     graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 8, 8])], weights)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

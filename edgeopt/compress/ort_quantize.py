@@ -233,10 +233,24 @@ class _Static:
         return out
 
 
+# Ops that only move a tensor's elements: a Concat behind them still makes the graph output (YOLOv5's head
+# permutes its [N, 4 + classes, anchors] Concat to [N, anchors, 4 + classes], and the scores were lost again)
+LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
 def output_joins(graph) -> list:
-    """The named Concat nodes that produce a graph output, which static INT8 leaves float (_Static.notes: why)."""
-    outputs = {o.name for o in graph.output}
-    return [n.name for n in graph.node if n.op_type == "Concat" and n.name and set(n.output) & outputs]
+    """The named Concat nodes that produce a graph output, directly or through LAYOUT_OPS (those too), which
+    static INT8 leaves float (_Static.notes: why)."""
+    producer = {out: n for n in graph.node for out in n.output}
+    joins = []
+    for output in graph.output:
+        chain, node = [], producer.get(output.name)
+        while node is not None and node.op_type in LAYOUT_OPS and node.input:
+            chain.append(node)
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type == "Concat":
+            joins += [n.name for n in [node, *chain] if n.name and n.name not in joins]
+    return joins
 
 
 def _keep_float(quantizer, model_in, source, request, workdir, progress) -> tuple:
