@@ -27,6 +27,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 
 from ..data import feeds, sample_count
+from ..errors import BadInput
 from ..parity import source_on
 from . import mixed_quantize
 
@@ -45,14 +46,39 @@ CONV_OPS = {"Conv", "ConvTranspose"}
 
 @contextlib.contextmanager
 def _quiet_root_logger():
-    """onnxruntime.quantization logs a pre-processing tip on the root logger at WARNING on every call."""
+    """onnxruntime.quantization logs a pre-processing tip on the root logger at WARNING on every call, and numpy
+    warns of a division in its zero point where a range is infinite (said by _broken_scales instead, in one line)."""
+    import warnings
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
     finally:
         root.setLevel(level)
+
+
+def _broken_scales(path) -> list:
+    """The tensors whose QuantizeLinear scale is not a finite number > 0: calibration saw an infinite range (an
+    additive attention mask of -inf), and the model made ignores that input (a BERT's logits no longer moved with
+    its mask) while its outputs' SQNR still passed parity."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {t.name: t for t in graph.initializer}
+    broken = []
+    for node in graph.node:
+        scale = constants.get(node.input[1]) if node.op_type == "QuantizeLinear" and len(node.input) > 1 else None
+        if scale is not None:
+            values = numpy_helper.to_array(scale).astype(np.float64)
+            if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+                broken.append(node.input[0])
+    return broken
 
 
 class _Reader(CalibrationDataReader):
@@ -96,12 +122,13 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
     choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)
     quantizer = (_Dynamic(model_in, progress) if choice["used"] == "dynamic"
                  else _Static(model_in, request, source, workdir, progress, op_types))
-    # auto's own note says why dynamic, and that Conv stays float
-    exclude, details = [], {"notes": [] if "reason" in choice else quantizer.notes()}
+    exclude, details = [], {"notes": []}
     if request.options.keep_float:
         exclude, details["keep_float"] = _keep_float(quantizer, model_in, source, request, workdir, progress)
         details["notes"] += mixed_quantize.notes(details["keep_float"])
     quantizer(out, exclude=exclude)
+    # auto's own note says why dynamic, and that Conv stays float; the quantizer's, what it left float
+    details["notes"][:0] = [] if "reason" in choice else quantizer.notes()
     if request.quantize == "int8":
         details["int8_method"] = choice
         if "reason" in choice:
@@ -182,13 +209,16 @@ class _Static:
         self.samples = sample_count(request.calibration)
         self.cache = workdir / "calibration-ranges.json"
         self.joins = output_joins(onnx.load(str(model_in), load_external_data=False).graph)
+        self.unbounded = []   # the ops around tensors of an infinite range, left float (__call__)
 
     def notes(self) -> list:
-        if not self.joins:
-            return []
-        return [f"{', '.join(self.joins)} left float: a Concat that makes a graph output would give every tensor it "
+        said = [f"{', '.join(self.joins)} left float: a Concat that makes a graph output would give every tensor it "
                 "joins one INT8 scale (a detector's boxes in hundreds of pixels and its scores in 0-1: the scores "
-                "round to 0), and saves nothing quantized, since the output is float"]
+                "round to 0), and saves nothing quantized, since the output is float"] if self.joins else []
+        if self.unbounded:
+            said.append(f"{', '.join(self.unbounded)} left float: calibration saw an infinite range there (an "
+                        "additive attention mask of -inf), which no 8-bit scale holds")
+        return said
 
     def record(self, out=None) -> dict:
         act, wt = self.types
@@ -196,7 +226,8 @@ class _Static:
                 "weights": str(wt), "per_channel": True, "symmetric": self.scheme in SYMMETRIC,
                 "op_types": self.op_types or "every op ONNX Runtime quantizes",
                 "calibration": {"method": "MinMax", "samples": self.samples},
-                **({"float_output_joins": self.joins} if self.joins else {})}
+                **({"float_output_joins": self.joins} if self.joins else {}),
+                **({"float_unbounded": self.unbounded} if self.unbounded else {})}
 
     def layers(self, graph) -> dict:
         return dict(mixed_quantize.compute_layers(graph))
@@ -212,7 +243,23 @@ class _Static:
         return out
 
     def __call__(self, out, exclude=(), only=()):
-        """Quantize to `out`: every node but `exclude`, or only the nodes `only`."""
+        """Quantize to `out`: every node but `exclude`, or only the nodes `only`. The ops around a tensor whose
+        calibrated range no 8-bit scale holds (_broken_scales) are left float too (`self.unbounded`), and it is
+        quantized again from the cached ranges: a BERT's additive mask of -inf made its INT8 model ignore the mask."""
+        for _ in range(UNBOUNDED_ROUNDS):
+            self._quantize(out, [*exclude, *self.joins, *self.unbounded], only)
+            broken = _broken_scales(out)
+            around = _ops_around(self.model_in, broken)
+            if not broken or not set(around) - set(self.unbounded):
+                break
+            self.unbounded = list(dict.fromkeys([*self.unbounded, *around]))
+        if broken:
+            raise BadInput(f"static INT8 calibration gave {broken[0]} a range no 8-bit scale holds (its scale is not "
+                           f"a finite number; {len(broken)} tensor(s) so), and leaving the ops around it float did "
+                           "not help: quantize it dynamically (--backend-option int8_method=dynamic)", option="quantize")
+        return out
+
+    def _quantize(self, out, exclude, only):
         reader = None
         if not self.cache.exists():
             reader = _Reader(self.request.calibration, self.source.inputs, self.progress)
@@ -223,14 +270,25 @@ class _Static:
                 quantize_static(str(self.model_in), str(out), reader, quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=act, weight_type=wt,
                                 calibrate_method=CalibrationMethod.MinMax,
-                                nodes_to_exclude=list(dict.fromkeys([*exclude, *self.joins])),
+                                nodes_to_exclude=list(dict.fromkeys(exclude)),
                                 nodes_to_quantize=list(only), op_types_to_quantize=self.op_types,
                                 calibration_cache_path=str(self.cache),
                                 extra_options=self.extra_options())
         finally:
             if reader is not None:
                 self.progress.finish()
-        return out
+
+
+UNBOUNDED_ROUNDS = 4   # each round leaves float the ops around what the last one found; a mask needs one or two
+
+
+def _ops_around(model, tensors: list) -> list:
+    """The named nodes that make or read `tensors`."""
+    import onnx
+
+    wanted = set(tensors)
+    return [n.name for n in onnx.load(str(model), load_external_data=False).graph.node
+            if n.name and wanted & (set(n.input) | set(n.output))]
 
 
 # Ops that only move a tensor's elements: a Concat behind them still makes the graph output (YOLOv5's head

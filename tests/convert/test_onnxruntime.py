@@ -178,3 +178,58 @@ def test_a_model_quantized_already_is_not_quantized_again(cli, bundles, tmp_path
     r = cli("package", model, "--quantize", quantize, "--calib", CALIB, "-o", tmp_path / "again.edgepkg")
     assert r.exit_code == 2 and f"{model}: the model is quantized already (QuantizeLinear/DequantizeLinear nodes)" \
         in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def _masked_attention(path):
+    """Self-attention over x [1, 6, 8] with an additive mask of -inf where mask [1, 1, 6] is 0, as BERT's export
+    makes it (Where(mask == 0, -inf, 0) added to the scores)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    constants = [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "W"),
+                 numpy_helper.from_array(rng.standard_normal((8, 5)).astype(np.float32), "V"),
+                 numpy_helper.from_array(np.array(-np.inf, np.float32), "ninf"),
+                 numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["q"], name="/q/MatMul"),
+             helper.make_node("Transpose", ["q"], ["qt"], perm=[0, 2, 1], name="/qt"),
+             helper.make_node("MatMul", ["q", "qt"], ["s"], name="/s/MatMul"),
+             helper.make_node("Equal", ["mask", "zero"], ["off"], name="/off"),
+             helper.make_node("Where", ["off", "ninf", "zero"], ["bias"], name="/bias"),
+             helper.make_node("Add", ["s", "bias"], ["masked"], name="/mask/Add"),
+             helper.make_node("Softmax", ["masked"], ["p"], axis=-1, name="/softmax"),
+             helper.make_node("MatMul", ["p", "x"], ["c"], name="/c/MatMul"),
+             helper.make_node("MatMul", ["c", "V"], ["y"], name="/head/MatMul")]
+    graph = helper.make_graph(nodes, "masked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8]),
+                                                helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 5])], constants)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_static_int8_leaves_float_the_ops_around_an_infinite_mask(cli, tmp_path):
+    """A BERT's additive mask of -inf gave its QuantizeLinear an infinite scale: the INT8 model returned the same
+    logits whatever the mask, and parity passed at 12 dB (a user review). Those ops stay float now, and say so."""
+    import tarfile
+
+    import onnxruntime as ort
+    model = _masked_attention(tmp_path / "masked.onnx")
+    rng = np.random.default_rng(1)
+    masks = np.ones((64, 1, 6), np.float32)
+    masks[::2, :, 3:] = 0   # half the samples mask the last three positions
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((64, 6, 8)).astype(np.float32), mask=masks)
+    r = cli("package", model, "--quantize", "int8", "--calib", tmp_path / "calib.npz", "--backend-option",
+            "int8_method=static", "-o", tmp_path / "m.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["compression"]["float_unbounded"] == ["/bias", "/mask/Add", "/softmax"]
+    assert any("left float: calibration saw an infinite range there" in n for n in r.json()["notes"])
+    with tarfile.open(tmp_path / "m.edgepkg") as tar:
+        tar.extractall(tmp_path / "b", filter="data")
+    x = rng.standard_normal((1, 6, 8)).astype(np.float32)
+    runs = {}
+    for name, path in (("source", model), ("int8", tmp_path / "b" / "model" / "model.onnx")):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        runs[name] = [session.run(None, {"x": x, "mask": m})[0] for m in (masks[1:2], masks[0:1])]
+    assert not np.allclose(runs["int8"][0], runs["int8"][1], atol=1e-3)   # the mask still matters
+    for got, want in zip(runs["int8"], runs["source"]):
+        assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
