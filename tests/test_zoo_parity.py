@@ -299,3 +299,17 @@ def test_an_lstm_with_a_state_output_keeps_its_state_through_openvino_int8(tmp_p
     assert any("LSTMSequence left in float" in note for note in manifest["notes"])
     # and counted as a compute op left in float: the summary read "1/1 compute ops quantized" (a user review)
     assert any(op.startswith("LSTMSequence:") for op in compression["ops"]["left_in_float_ops"])
+
+
+def test_a_gru_left_float_by_openvino_int8_is_counted_so(tmp_path):
+    """The zoo's GRU keyword spotter on intel-cpu INT8: NNCF quantizes its Gemm and leaves both GRUSequence float,
+    and the summary read "1/1 compute ops quantized" (a user review)."""
+    from zoo import ZOO
+    from zoo.data import write_files
+
+    files = write_files(ZOO["kws_gru"], tmp_path, ("legacy",))
+    manifest = api.package(str(files["onnx"]["legacy"]), "intel-cpu", output=tmp_path / "kws.edgepkg", quantize="int8",
+                           calib=str(files["calib"]), allow_mismatch=True)
+    ops = manifest["compression"]["ops"]
+    assert any(op.startswith("GRUSequence:") for op in ops["left_in_float_ops"]), ops
+    assert ops["compute_ops"] > ops["int8_activation_inputs"]
