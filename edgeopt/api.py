@@ -589,7 +589,8 @@ def _history_from(url: str, docs: list) -> tuple:
         return None, f"no history: {e}", str(e)
     hosts = {}   # (bundle, device, profile) -> the machines these results ran on: a team's `local` is many machines
     for doc in docs:   # and one bundle name packaged for two profiles is two series, not one 165 % "noise"
-        key = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"), results.bundle_profile(doc))
+        key = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"),
+               results.bundle_profile(doc))
         hosts.setdefault(key, set()).add(hostname(doc))
     try:
         return {(b, d, p): [r for r in store.history(d, b, HISTORY_LIMIT) if (None in seen or r.get("host") in seen

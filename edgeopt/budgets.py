@@ -107,8 +107,8 @@ def parse_budget_args(items, relative: bool = False):
         if not sep:
             raise BadInput(f"--budget {shown(item)} is not KEY=VALUE (e.g. latency_p90_ms=25)")
         if key in given:
-            raise BadInput(f"--budget {shown(key)} given twice ({shown(given[key])} and {shown(value)}): give one limit "
-                           "per budget")
+            raise BadInput(f"--budget {shown(key)} given twice ({shown(given[key])} and {shown(value)}): give one "
+                           "limit per budget")
         given[key] = value
         if value.lower().endswith("x"):
             ratios[key] = _ratio(key, value[:-1], relative)

@@ -256,7 +256,8 @@ class _Static:
         if broken:
             raise BadInput(f"static INT8 calibration gave {broken[0]} a range no 8-bit scale holds (its scale is not "
                            f"a finite number; {len(broken)} tensor(s) so), and leaving the ops around it float did "
-                           "not help: quantize it dynamically (--backend-option int8_method=dynamic)", option="quantize")
+                           "not help: quantize it dynamically (--backend-option int8_method=dynamic)",
+                           option="quantize")
         return out
 
     def _quantize(self, out, exclude, only):

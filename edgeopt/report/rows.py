@@ -337,7 +337,8 @@ def build(docs: list, check: dict, history: dict | None, history_absent: str | N
     summary = [summary_row(doc, entry) for doc, entry in zip(docs, check["results"])]
     ok = [doc for doc in docs if doc.get("status") == "ok"]
     return {"summary": summary, "exit_code": check["exit_code"],
-            "headline": check.get("headline") or EXIT_MEANING[check["exit_code"]], "checked": check.get("checked", True),
+            "headline": check.get("headline") or EXIT_MEANING[check["exit_code"]],
+            "checked": check.get("checked", True),
             "latency": [latency_row(doc) for doc in docs],
             "power": [power_row(doc) for doc in ok], "thermal": [thermal_row(doc) for doc in ok],
             "memory": [memory_row(doc) for doc in ok], "fleet": fleet_groups(summary),
