@@ -235,6 +235,7 @@ def _fields() -> dict:
 
 FIELDS = _fields()
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")   # Unicode's Cc: C0, DEL and C1
 
 
 def _text(value) -> bool:
@@ -263,8 +264,9 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
     "section": (lambda v, f: isinstance(v, dict), lambda f: "must be an object"),
     "status": (lambda v, f: isinstance(v, str) and v in STATUSES, lambda f: f"must be one of {', '.join(STATUSES)}"),
     "text": (lambda v, f: _text(v), lambda f: "must be text (valid Unicode)"),
-    # a name is printed in every table: an escape sequence in it (a\x1b[31m) reached the terminal as such
-    "name": (lambda v, f: _text(v) and v.isprintable(), lambda f: "must be printable text (no control characters)"),
+    # a name is printed in every table: an escape sequence in it (a\x1b[31m) reached the terminal as such. Control
+    # characters only, as inventories refuse them: any other character a device name may hold is kept
+    "name": (lambda v, f: _text(v) and not _CONTROL.search(v), lambda f: "must be text without control characters"),
     "texts": (lambda v, f: isinstance(v, list) and all(_text(w) for w in v),
               lambda f: "must be a list of text (valid Unicode)"),
     "flag": (lambda v, f: isinstance(v, bool), lambda f: "must be true or false"),
