@@ -280,14 +280,18 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
 }
 
 
-def _timestamp(value) -> bool:
+def parse_time(value) -> datetime.datetime | None:
+    """An ISO 8601 time as a datetime (with its zone, where it names one), else None."""
     if not _text(value):
-        return False
+        return None
     try:   # "Z" as UTC: Python before 3.11 reads only "+00:00"
-        datetime.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        return datetime.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _timestamp(value) -> bool:
+    return parse_time(value) is not None
 
 
 def _at(doc: dict, name: str):

@@ -103,9 +103,8 @@ def utc_time(created, seconds: bool = False) -> str | None:
     that is no time, cut as it stands."""
     if not isinstance(created, str) or not created:
         return None
-    try:
-        when = datetime.datetime.fromisoformat(created[:-1] + "+00:00" if created.endswith("Z") else created)
-    except ValueError:
+    when = results.parse_time(created)
+    if when is None:
         return created[:19 if seconds else 16].replace("T", " ")
     if when.tzinfo is not None:
         when = when.astimezone(datetime.timezone.utc)
