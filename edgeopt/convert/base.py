@@ -82,9 +82,9 @@ class Backend:
         known = {f.name for f in fields(self.Options)}
         for key in given:
             if key not in known:
-                # named as a flag (--preset is one) and as --backend-option takes it, with what it has instead
-                raise BadInput(f"backend {self.name} has no --{key.replace('_', '-')} option (it has: "
-                               f"{', '.join(sorted(known)) or 'none'})", option=key)
+                named, close = _option_named(key, known)
+                raise BadInput(f"backend {self.name} has no {named} (it has: {', '.join(sorted(known)) or 'none'}"
+                               + (f"; did you mean {close}?)" if close else ")"), option=key)
         return build_options(self.Options, given, f"backend {self.name}")
 
     def check_profile(self, options, profile) -> None:
@@ -134,6 +134,21 @@ class Backend:
 # Static INT8 calibrated on fewer samples than this gets a warning (OpenVINO's NNCF refuses them outright): its
 # activation ranges come from the min and max seen, which a few samples set too narrow or by chance.
 RECOMMENDED_CALIBRATION = 100
+
+
+def _option_named(key: str, known: set) -> tuple:
+    """An option this backend lacks, as the user gave it: another backend's option is a package flag (--preset)
+    or a --backend-option of that backend, so it is named as the flag; anything else is a mistyped
+    --backend-option key, named as typed, with the closest key this backend has ("" if none is close)."""
+    import difflib
+
+    from . import BACKENDS, _backend_class
+
+    others = {f.name for target in BACKENDS.values() if target for f in fields(_backend_class(target).Options)}
+    if key in others:
+        return f"--{key.replace('_', '-')} option", ""
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"option {key!r}", (close[0] if close else "")
 
 
 def small_calibration_notes(compression: dict) -> list:

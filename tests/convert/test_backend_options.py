@@ -40,6 +40,16 @@ def test_options_are_typed_bounded_and_refused_as_flags():
         BACKEND_CLASSES["tflite"]().options({"subset_size": 10})
 
 
+def test_a_mistyped_backend_option_is_named_as_typed_with_the_closest_key():
+    """int8_metod is no backend's option, so no flag: it was reported as "--int8-metod", a flag nobody typed."""
+    with pytest.raises(BadInput, match=r"backend onnxruntime has no option 'int8_metod' \(it has: int8_method, "
+                                       r"keep_float, max_accuracy_drop; did you mean int8_method\?\)"):
+        BACKEND_CLASSES["onnxruntime"]().options({"int8_metod": "static"})
+    with pytest.raises(BadInput, match=r"has no option 'zzz' \(it has: [a-z0-9_, ]+\)") as refused:
+        BACKEND_CLASSES["onnxruntime"]().options({"zzz": "1"})
+    assert "did you mean" not in str(refused.value)
+
+
 def test_an_unknown_option_is_refused_before_the_model_is_read(tmp_path):
     missing = str(tmp_path / "absent.onnx")      # never opened: the option is refused first
     with pytest.raises(BadInput, match="backend onnxruntime has no --preset option"):

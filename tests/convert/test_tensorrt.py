@@ -121,7 +121,7 @@ def test_opset_ranges():
     (["--backend-option", "dla_core=0"], "profile jetson-orin-nano has 0 DLA cores"),
     (["--backend-option", "workspace_mib=8"], "workspace_mib: 8 is out of range"),
     (["--backend-option", "builder_optimization_level=9"], "builder_optimization_level: 9 is out of range"),
-    (["--backend-option", "no_such=1"], "backend tensorrt has no --no-such option"),
+    (["--backend-option", "no_such=1"], "backend tensorrt has no option 'no_such'"),
     (["--quantize", "dynamic"], "backend tensorrt supports --quantize none, int8, not dynamic"),
     (["--backend-option", "gpu_fallback=false"], "--gpu-fallback false applies to a DLA build"),
     (["--backend-option", "library_tactics=maybe"], "library_tactics: 'maybe' is not one of default, on, off"),
