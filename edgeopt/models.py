@@ -307,6 +307,15 @@ def matmul_mac_share(model):
     return round(share / total, 3)
 
 
+def recurrent_share(model):
+    """The share of macs_per_node's MACs in LSTM/GRU/RNN nodes, rounded to 3 places; None when there are none or
+    MACs cannot be counted. Quantization notes say it of the recurrent ops ONNX Runtime leaves float."""
+    per_node = macs_per_node(model) or ()
+    total = sum(macs for _, macs in per_node)
+    share = sum(macs for node, macs in per_node if node.op_type in RECURRENT_OPS)
+    return round(share / total, 3) if total and share else None
+
+
 def transformer_like(model_path) -> tuple:
     """(whether MatMul/Gemm with weights hold at least TRANSFORMER_MAC_SHARE of the ONNX model's MACs, the
     share or None): the one rule both backends' INT8 follow (dynamic on ONNX Runtime, NNCF's transformer scheme)."""

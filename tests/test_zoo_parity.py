@@ -313,3 +313,26 @@ def test_a_gru_left_float_by_openvino_int8_is_counted_so(tmp_path):
     ops = manifest["compression"]["ops"]
     assert any(op.startswith("GRUSequence:") for op in ops["left_in_float_ops"]), ops
     assert ops["compute_ops"] > ops["int8_activation_inputs"]
+
+
+@pytest.mark.parametrize("method", ["auto", "static"])
+def test_the_recurrent_ops_onnx_runtime_int8_leaves_float_are_said_so(tmp_path, method):
+    """The zoo's GRU keyword spotter on generic INT8: ONNX Runtime quantized its one small Gemm (dynamic, as auto
+    chose) or nothing of the GRUs (static), and the bundle said "MatMul/Gemm hold 100 % of the MACs" and nothing
+    of the two GRUs that do the work."""
+    from zoo import ZOO
+    from zoo.data import write_files
+
+    from edgeopt.report.tables import _compression
+
+    files = write_files(ZOO["kws_gru"], tmp_path, ("legacy",))
+    manifest = api.package(str(files["onnx"]["legacy"]), "generic", output=tmp_path / "kws.edgepkg", quantize="int8",
+                           calib=str(files["calib"]), allow_mismatch=True, backend_options={"int8_method": method})
+    compression = manifest["compression"]
+    assert compression["float_recurrent"] == {"GRU": 2}
+    note = next(n for n in manifest["notes"] if "2 GRU left float" in n)
+    assert "static INT8 quantizes no recurrent op" in note and "% of the MACs" in note
+    assert "2 GRU" in _compression(compression)
+    if method == "auto":
+        assert compression["int8_method"]["used"] == "dynamic"
+        assert any("of the MACs outside the recurrent ops" in n for n in manifest["notes"])

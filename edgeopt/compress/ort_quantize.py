@@ -129,6 +129,10 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
     quantizer(out, exclude=exclude)
     # auto's own note says why dynamic, and that Conv stays float; the quantizer's, what it left float
     details["notes"][:0] = [] if "reason" in choice else quantizer.notes()
+    recurrent = _float_recurrent(out)
+    if recurrent:
+        details["float_recurrent"] = recurrent
+        details["notes"].append(_float_recurrent_note(recurrent, model_in, choice["used"]))
     if request.quantize == "int8":
         details["int8_method"] = choice
         if "reason" in choice:
@@ -136,10 +140,37 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
     return {**quantizer.record(out), "preprocess": pre, **details}
 
 
+def _float_recurrent(model_path) -> dict:
+    """{op type: count} of the LSTM/GRU/RNN nodes the quantized model still runs in float: static QDQ quantizes
+    none of them, dynamic quantization takes LSTM (as DynamicQuantizeLSTM) but not GRU or RNN. A GRU model's
+    "INT8" bundle had quantized one small Gemm and said nothing of the GRUs that do the work."""
+    import collections
+
+    import onnx
+
+    from ..models import RECURRENT_OPS
+
+    nodes = onnx.load(str(model_path), load_external_data=False).graph.node
+    return dict(sorted(collections.Counter(n.op_type for n in nodes if n.op_type in RECURRENT_OPS).items()))
+
+
+def _float_recurrent_note(recurrent: dict, model_in, method: str) -> str:
+    import onnx
+
+    from ..models import recurrent_share
+
+    share = recurrent_share(onnx.load(str(model_in)))
+    held = f"; they hold {share:.0%} of the MACs, so INT8 changes little of the work" if share else ""
+    lstm = ("; --backend-option int8_method=dynamic quantizes an LSTM's weights"
+            if method == "static" and "LSTM" in recurrent else "")
+    return (f"{', '.join(f'{n} {op}' for op, n in recurrent.items())} left float: ONNX Runtime's static INT8 "
+            f"quantizes no recurrent op, and its dynamic INT8 takes LSTM only{held}{lstm}")
+
+
 def choose_method(model_path, wanted: str) -> dict:
     """The manifest's record of static or dynamic: `wanted`, or for auto the MAC share of MatMul/Gemm
     with weights against models.TRANSFORMER_MAC_SHARE (static where MACs cannot be counted)."""
-    from ..models import transformer_like
+    from ..models import RECURRENT_OPS, transformer_like
 
     if wanted != "auto":
         return {"requested": wanted, "used": wanted}
@@ -149,7 +180,9 @@ def choose_method(model_path, wanted: str) -> dict:
         import onnx
         ops = {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
         conv = "; Conv stays float" if "Conv" in ops else ""   # said of an LSTM or encoder with none, it misled
-        record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs (as in transformers, for which "
+        # matmul_mac_share leaves recurrent ops out: "100 % of the MACs" was said of a GRU model's one small Gemm
+        outside = " outside the recurrent ops" if ops & set(RECURRENT_OPS) else ""
+        record["reason"] = (f"MatMul/Gemm with weights hold {share:.0%} of the MACs{outside} (as in transformers, for which "
                             f"ONNX Runtime recommends dynamic quantization){conv}; --backend-option "
                             "int8_method=static quantizes every op with calibrated ranges instead")
     return record

@@ -219,11 +219,13 @@ def _compression(c: dict) -> str:
                 ops += f" but {int8_ops['float_depthwise']} wide depthwise conv(s) float"
             return f"INT8 {ops}, {c['io']} I/O, {c['calibration']['samples']} calibration samples (ai-edge-quantizer)"
         return "INT8 dynamic-range weights, activations quantized at run time (ai-edge-quantizer)"
+    recurrent = "".join(f", {n} {op}" for op, n in (c.get("float_recurrent") or {}).items())
     if c.get("method") == "static":
-        return f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration samples"
+        return (f"INT8 static {c['format']} {c['scheme']} per-channel, {c['calibration']['samples']} calibration "
+                f"samples" + (f"; float{recurrent[1:]}" if recurrent else ""))
     if c.get("method") == "dynamic" and "integer_ops" in c:
         made = ", ".join(f"{n} {op}" for op, n in c["integer_ops"].items()) or "no op"
-        return f"INT8 dynamic (activation ranges at run time): {made}; Conv and the rest float"
+        return f"INT8 dynamic (activation ranges at run time): {made}; Conv{recurrent} and the rest float"
     return f"INT8 {c.get('method')}"
 
 
