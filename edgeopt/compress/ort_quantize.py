@@ -137,7 +137,12 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
         details["int8_method"] = choice
         if "reason" in choice:
             details["notes"].append(f"INT8 {choice['used']}: {choice['reason']}")
-    return {**quantizer.record(out), "preprocess": pre, **details}
+    record = quantizer.record(out)
+    if record.get("integer_ops") == {}:   # a conv-only model: packaged as "INT8 dynamic", it ran float throughout
+        details["notes"].append("warning: dynamic quantization found no op it takes (MatMul, Gemm, LSTM, Gather) "
+                                "in this model, so the bundle runs in float; --quantize int8 quantizes Conv "
+                                "statically")
+    return {**record, "preprocess": pre, **details}
 
 
 def _float_recurrent(model_path) -> dict:

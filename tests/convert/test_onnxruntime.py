@@ -233,3 +233,24 @@ def test_static_int8_leaves_float_the_ops_around_an_infinite_mask(cli, tmp_path)
     assert not np.allclose(runs["int8"][0], runs["int8"][1], atol=1e-3)   # the mask still matters
     for got, want in zip(runs["int8"], runs["source"]):
         assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+
+
+def test_dynamic_quantization_of_a_conv_only_model_warns_that_the_bundle_runs_float(tmp_path):
+    """Dynamic quantization leaves Conv float, so a conv-only model's "INT8 dynamic" bundle was the float model,
+    packaged with a note that read like a detail."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["y"], pads=[1, 1, 1, 1])], "convs",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    model = tmp_path / "convs.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    m = api.package(str(model), "generic", tmp_path / "d.edgepkg", quantize="dynamic")
+    assert m["compression"]["integer_ops"] == {}
+    assert any(n.startswith("warning: dynamic quantization found no op") and "runs in float" in n for n in m["notes"])
+    # a model with a MatMul/Gemm to take is not warned about
+    onnx.save(onnx_graphs.flatten_chain(), str(tmp_path / "fc.onnx"))
+    m = api.package(str(tmp_path / "fc.onnx"), "generic", tmp_path / "fc.edgepkg", quantize="dynamic",
+                    input_shapes={"input": [1, 1, 8, 8]})
+    assert m["compression"]["integer_ops"] and not any("found no op" in n for n in m["notes"])
