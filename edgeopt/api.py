@@ -15,7 +15,7 @@ import tempfile
 
 from . import bundle as bundles, results
 from .atomic import check_writable, replacing
-from .budgets import check_result, validate_budgets
+from .budgets import check_result, merged, validate_budgets
 from .doctor import same_arch
 from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .models import inspect_model
@@ -262,7 +262,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     from .transport import check_timeout, for_spec
 
     check_timeout(timeout)   # one too short would fail every device, and save that as its result
-    validate_budgets(budgets or {}, field="budgets")   # before run.json records them, and before any device
+    validate_budgets(budgets or {}, field="budgets", dropping=True)   # before run.json records them, and any device
     inv = _inventory(inventory)
     devices = inv.select(group)
     if not devices:
@@ -298,12 +298,9 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
 
 def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None, run: dict | None = None) -> dict:
     """Budgets in force: the bundle's (profile defaults + package-time), then its fleet run's (`fleet bench
-    --budget`), then a profile's, then overrides."""
-    merged = dict((doc.get("bundle") or {}).get("budgets") or {}, **(run or {}))
-    if profile_name:
-        merged.update(load_profile(profile_name).budgets)
-    merged.update(overrides or {})
-    return validate_budgets(merged)
+    --budget`), then a profile's, then overrides; a None in the run's or the overrides drops that budget."""
+    profile = load_profile(profile_name).budgets if profile_name else {}
+    return validate_budgets(merged((doc.get("bundle") or {}).get("budgets"), run, profile, overrides))
 
 
 CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned as result and bundle documents are
@@ -320,7 +317,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     a result with no budget to check and no baseline is bad input, since a CI gate that checks nothing must not
     pass; compare and report, which show such a result, pass False."""
     if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
-        validate_budgets(budgets, field="budgets")
+        validate_budgets(budgets, field="budgets", dropping=True)
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")

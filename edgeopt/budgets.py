@@ -71,10 +71,11 @@ def shown(value, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
+def validate_budgets(budgets, where: str = "", field: str = "budgets", dropping: bool = False) -> dict:
     """Budgets from anywhere (--budget, a profile, package, a manifest, a result) -> {key: float}.
     Unknown keys, non-numbers (bools too), NaN, infinities and out-of-range limits are refused in one line
-    naming `where` (the file, if any) and the field (`field`.key)."""
+    naming `where` (the file, if any) and the field (`field`.key). dropping=True: budgets given over others
+    (--budget, a fleet run's), where None drops the key from those below it (`merged`)."""
     prefix = f"{where}: " if where else ""
     if not isinstance(budgets, dict):
         raise BadInput(f"{prefix}{field} must be a table of budgets, got {shown(budgets)}")
@@ -82,12 +83,27 @@ def validate_budgets(budgets, where: str = "", field: str = "budgets") -> dict:
     for key, value in budgets.items():
         if key not in KINDS:
             raise BadInput(f"{prefix}{field}: unknown budget {shown(key)}; known budgets: {', '.join(KINDS)}")
+        if value is None and dropping:
+            out[key] = None
+            continue
         limit = KINDS[key].limit
         out[key] = number_in(value, *limit)
         if out[key] is None:   # an option names its key as it is written (--budget KEY=...), a file as a path
             name = f"{field} {key}:" if field.startswith("--") else f"{field}.{key}"
             raise BadInput(f"{prefix}{name} must be a finite number {describe_range(*limit)}, got {shown(value)}")
     return out
+
+
+DROP = "none"   # --budget KEY=none: a budget of the profile or the bundle that is not to be checked
+
+
+def merged(*layers) -> dict:
+    """Budgets of several layers, each over the ones before it; None in a layer (--budget KEY=none) drops that key.
+    A detector packaged for a profile with an accuracy_drop budget could never pass `check`: nothing removed it."""
+    out = {}
+    for layer in layers:
+        out.update(layer or {})
+    return {key: value for key, value in out.items() if value is not None}
 
 
 # Budgets `optimize` may give relative to the baseline it measures (KEY=0.5x): figures the baseline always
@@ -98,8 +114,8 @@ RELATIVE_KINDS = ("latency_p50_ms", "latency_p90_ms", "peak_rss_mb", "size_mb")
 def parse_budget_args(items, relative: bool = False):
     """`key=value` strings from the command line -> {key: float}; each is checked, and a key given twice is
     refused (a later, looser limit silently replaced a stricter one; `=1` then `=0.5x` dropped the absolute one).
-    relative=True (optimize): also `key=0.5x`, a fraction of the study's own baseline, returned apart:
-    ({key: limit}, {key: ratio})."""
+    `key=none` is None: that budget of the profile or the bundle is dropped (`merged`). relative=True (optimize):
+    also `key=0.5x`, a fraction of the study's own baseline, returned apart: ({key: limit}, {key: ratio})."""
     budgets, ratios, given = {}, {}, {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -110,6 +126,9 @@ def parse_budget_args(items, relative: bool = False):
             raise BadInput(f"--budget {shown(key)} given twice ({shown(given[key])} and {shown(value)}): give one "
                            "limit per budget")
         given[key] = value
+        if value.lower() == DROP:
+            budgets.update(validate_budgets({key: None}, field="--budget", dropping=True))
+            continue
         if value.lower().endswith("x"):
             ratios[key] = _ratio(key, value[:-1], relative)
             continue

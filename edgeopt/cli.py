@@ -385,7 +385,8 @@ def _option_text(option: dict) -> str:
                    "samples along the batch axis (README: calibration and eval data format).")
 @click.option("--eval-data", type=click.Path(), help=".npz of inputs (+ `labels`) shipped for on-device accuracy.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
-@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budget recorded in the bundle.")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
+              help="Budget recorded in the bundle, over the profile's; KEY=none drops one of the profile's.")
 @click.option("--name", help="Bundle name [default: model stem + precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
 @click.option("--force", is_flag=True,
@@ -596,8 +597,8 @@ def fleet():
               help="Devices measured at the same time.")
 @click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without a result.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
-              help="Budgets the run's results are judged by, over the bundle's; recorded in the run directory, so "
-                   "`check RUN_DIR` judges by them too.")
+              help="Budgets the run's results are judged by, over the bundle's (KEY=none drops one); recorded in "
+                   "the run directory, so `check RUN_DIR` judges by them too.")
 @click.option("--allow-profile-mismatch", is_flag=True,
               help="Measure even where the inventory gives the device a profile of another backend.")
 @loop_options
@@ -635,7 +636,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="A budget every candidate must meet; KEY=0.5x: half the baseline (the untouched model) measured "
                    "in this study on the same devices, again right before each candidate (latency_p50_ms, "
-                   "latency_p90_ms, peak_rss_mb, size_mb).")
+                   "latency_p90_ms, peak_rss_mb, size_mb); KEY=none drops one of the profile's.")
 @click.option("--baseline-once", is_flag=True,
               help="With KEY=Nx budgets: judge every candidate against the baseline's one run at the study's start "
                    "instead of measuring it again beside each candidate (half the device time; the device's drift "
@@ -705,8 +706,9 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
         raise click.UsageError("--baseline-once applies to relative budgets (--budget KEY=Nx); none was given")
     if max_accuracy_drop is not None:
         if "accuracy_drop" in wanted:   # the shorthand replaced the budget, looser or not
-            raise click.UsageError(f"--max-accuracy-drop {max_accuracy_drop:g} and --budget accuracy_drop="
-                                   f"{wanted['accuracy_drop']:g}: give one")
+            given = "none" if wanted["accuracy_drop"] is None else f"{wanted['accuracy_drop']:g}"
+            raise click.UsageError(f"--max-accuracy-drop {max_accuracy_drop:g} and --budget accuracy_drop={given}: "
+                                   "give one")
         wanted["accuracy_drop"] = max_accuracy_drop
     try:
         outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,
@@ -807,7 +809,8 @@ def baseline_options(fn):
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
-              help="latency_p90_ms, peak_rss_mb, size_mb, accuracy_drop, ... (overrides bundle/profile budgets).")
+              help="latency_p90_ms, peak_rss_mb, size_mb, accuracy_drop, ... (overrides bundle/profile budgets; "
+                   "KEY=none drops one).")
 @click.option("--profile", help="Also apply this profile's default budgets.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report for CI.")
 @baseline_options
@@ -842,7 +845,7 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Judge every result by this budget too, e.g. latency_p90_ms=5; it overrides the bundle's own "
-                   "for that key, as `check --budget` does.")
+                   "for that key (KEY=none drops it), as `check --budget` does.")
 @baseline_options
 @common
 def compare(out, results, budgets, baseline, effect, results_dir, store_url):
@@ -886,7 +889,7 @@ def _report_format(output) -> str:
                               "where they hold no result).")
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               help="[default: from the --output name (.html, .md, .csv; any other is refused), else html]")
-@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check).")
+@click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check; KEY=none drops one).")
 @click.option("--store", "store_url", help="Results store URL for the history [default: $EDGEOPT_STORE, else "
                                           "edgeopt.db beside the results].")
 @click.option("--no-history", is_flag=True, help="Leave out the history trends.")

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__, bundle as bundles, recipe, transform
 from .atomic import check_writable
-from .budgets import validate_budgets
+from .budgets import merged, validate_budgets
 from .compress.base import get as transform_named
 from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
@@ -89,7 +89,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                             int8_io=int8_io, keep_float=keep_float)
     options = backend.options(given)
     backend.check_profile(options, prof)
-    merged_budgets = validate_budgets({**(prof.budgets if profile_budgets else {}), **(budgets or {})},
+    validate_budgets(budgets or {}, field="package budgets", dropping=True)
+    merged_budgets = validate_budgets(merged(prof.budgets if profile_budgets else {}, budgets),
                                       field="package budgets")
     precision = precision or prof.default_precision
     if output is not None:
@@ -427,8 +428,9 @@ def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy, first
     else:
         why, fix = "the model's first output is not one row per sample", "no eval data can measure top-1 here"
     shown = ", ".join(f"{k}={budgets[k]:g}" for k in keys)
+    drop = " ".join(f"--budget {k}=none" for k in keys)
     return [f"warning: budget {shown} cannot be measured from this bundle ({why}): `edgeopt check` will "
-            f"report it NOT MEASURED and fail; {fix}"]
+            f"report it NOT MEASURED and fail; {fix}, or package with {drop} to drop it"]
 
 
 def _coarse_accuracy_notes(budgets: dict, evaluation, source_accuracy) -> list:

@@ -412,7 +412,7 @@ def run_budgets(folder) -> dict:
         raise BadInput(f"{_where(run)}: not a readable fleet run file ({type(e).__name__})") from None
     if not isinstance(recorded, dict):
         raise BadInput(f"{_where(run)}: a fleet run file is a JSON object")
-    return validate_budgets(recorded.get("budgets") or {}, where=_where(run), field="budgets")
+    return validate_budgets(recorded.get("budgets") or {}, where=_where(run), field="budgets", dropping=True)
 
 
 def unique(paths: list) -> list:

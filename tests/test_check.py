@@ -250,3 +250,40 @@ def test_a_fleet_runs_recorded_budgets_are_read_totally(cli, int8_result, tmp_pa
     assert r.exit_code in (0, 1, 2) and "Traceback" not in r.stderr
     if r.exit_code == 2:
         assert len(r.stderr.strip().splitlines()) == 1 and str(run / "run.json") in r.stderr, r.stderr
+
+
+def test_a_budget_given_as_none_is_dropped_from_the_bundles_and_the_profiles(cli, int8_result, tmp_path):
+    """A detector packaged for a profile with an accuracy_drop budget could never pass `check`: top-1 is not
+    measured for it, and nothing removed the budget. `--budget KEY=none` drops one, in check, a fleet run's
+    recorded budgets and package."""
+    doc = copy.deepcopy(int8_result)
+    del doc["accuracy"]["drop"]
+    doc["accuracy"]["drop_absent"] = "the eval data has no labels"
+    path = _write(tmp_path, doc)
+    assert cli("check", path).exit_code == 1                       # the bundle's accuracy_drop, unmeasured
+    r = cli("check", path, "--budget", "accuracy_drop=none", "--json")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert {b["budget"] for b in r.json()["results"][0]["budgets"]} == {"latency_p90_ms", "peak_rss_mb"}
+    r = cli("check", path, "--profile", "raspberry-pi-5", "--budget", "accuracy_drop=None", "--json")
+    assert r.exit_code == 0 and "accuracy_drop" not in {b["budget"] for b in r.json()["results"][0]["budgets"]}
+    # every budget dropped: nothing is checked, which a gate refuses
+    r = cli("check", path, *[f"--budget={k}=none" for k in ("accuracy_drop", "latency_p90_ms", "peak_rss_mb")])
+    assert r.exit_code == 2 and "nothing to check" in r.stderr
+    assert cli("check", path, "--budget", "accuracy_drop=none", "--budget", "accuracy_drop=0.1").exit_code == 2
+    assert "unknown budget 'nope'" in cli("check", path, "--budget", "nope=none").stderr
+    # a fleet run that dropped it (run.json holds null) is judged so by `check RUN_DIR`
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run, doc, "node.json")
+    (run / "run.json").write_text(json.dumps({"budgets": {"accuracy_drop": None}}))
+    assert cli("check", run).exit_code == 0
+
+
+def test_package_drops_a_profile_budget_given_as_none(cli, tmp_path):
+    from conftest import MODEL
+
+    from edgeopt import api
+
+    m = api.package(str(MODEL), "generic", tmp_path / "b.edgepkg", budgets={"accuracy_drop": None})
+    assert "accuracy_drop" not in m["budgets"] and m["budgets"]["latency_p90_ms"] == 50
+    assert not any("accuracy_drop" in n for n in m["notes"])

@@ -261,7 +261,8 @@ def test_eval_data_without_labels_is_warned_about(tmp_path):
     m = api.package(str(MODEL), output=tmp_path / "u.edgepkg", eval_data=unlabelled)
     assert [n for n in m["notes"] if n.startswith("warning:")] == [
         "warning: budget accuracy_drop=0.01 cannot be measured from this bundle (the eval data has no labels): "
-        "`edgeopt check` will report it NOT MEASURED and fail; add a 'labels' array to the --eval-data file"]
+        "`edgeopt check` will report it NOT MEASURED and fail; add a 'labels' array to the --eval-data file, or "
+        "package with --budget accuracy_drop=none to drop it"]
 
 
 def test_eval_labels_past_the_models_classes_are_refused(cli, tmp_path):

@@ -430,7 +430,7 @@ def classify_profile(run, work: pathlib.Path, text: str, verdict: str, field: st
 # ---------------------------------------------------------------- --budget strings
 BUDGET_VALUES = st.one_of(
     st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "-1", "-0.5", "0", "0.5", "1", "2", "25", "1e309",
-                     "1_000", " 5 ", "0x10", "five", "", "+3", "1e-3", "-0"]),
+                     "1_000", " 5 ", "0x10", "five", "", "+3", "1e-3", "-0", "none", " None ", "nil"]),
     st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10, 10 ** 6).map(str), st.text(max_size=6))
 BUDGET_KEYS = st.one_of(st.sampled_from(sorted(BUDGETS)), st.sampled_from(sorted(BUDGETS)).map(lambda k: f" {k} "),
                         st.sampled_from(["latency", "", "LATENCY_P90_MS", "power"]), st.text(max_size=6))
@@ -451,6 +451,11 @@ def budget_cases(draw):
             fine = False
             continue
         key, _, value = (key + sep + value).partition("=")
+        if value.strip().lower() == "none":   # KEY=none drops that budget of the bundle's
+            key = key.strip()
+            fine = fine and key in BUDGETS and key not in limits
+            limits[key] = None
+            continue
         try:
             number = float(value)
         except ValueError:
@@ -471,10 +476,14 @@ def classify_budgets(run, result_path: pathlib.Path, items, verdict, limits) -> 
         return "traceback"
     if verdict == "bad":
         return _refusal((r,), "", "")  # one line; no file to name
+    left = {k for k, v in {**BASE_OK["bundle"]["budgets"], **limits}.items() if v is not None}
+    if not left:   # every budget dropped: nothing to check, which check refuses
+        return _refusal((r,), "", "")
     if r.exit_code not in (0, 1):
         return "wrongly refused"
     got = {row["budget"]: row["limit"] for row in r.json()["results"][0]["budgets"]}
-    return "handled" if all(got.get(k) == v for k, v in limits.items()) else "wrong acceptance"
+    return "handled" if set(got) == left and all(got.get(k) == v for k, v in limits.items() if v is not None) \
+        else "wrong acceptance"
 
 
 # ---------------------------------------------------------------- the tests

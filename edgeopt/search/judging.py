@@ -19,7 +19,8 @@ def default_objective(budgets: dict, relative_budgets: dict) -> str:
     """The figure minimised when --objective is not given: the latency the user budgeted (a relative budget
     first: its candidates are ranked by their ratio to the baseline measured beside them), else p90. Asked for
     `latency_p50_ms=0.9x`, a user expects the search to make p50 small, not p90."""
-    asked = [k for k in (*relative_budgets, *budgets) if k.startswith("latency_")]
+    asked = [k for k in (*relative_budgets, *(k for k, v in budgets.items() if v is not None))
+             if k.startswith("latency_")]
     return asked[0] if asked else DEFAULT_OBJECTIVE
 
 

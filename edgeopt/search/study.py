@@ -150,7 +150,7 @@ def _missing_folders(*targets) -> list:
 
 def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     """(dimensions, the study's identity): everything checked before anything is measured."""
-    from ..budgets import validate_budgets, validate_ratios
+    from ..budgets import merged, validate_budgets, validate_ratios
     from ..convert import backend_for
     from ..models import detect_format, sha256_of
     from ..pipeline import EVAL_BUDGETS
@@ -165,7 +165,8 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     prof = load_profile(job.profile)
     labelled = _labelled(job.eval_data)
     _check_eval_budgets(job.budgets, job.eval_data, labelled, job.objective)
-    job.budgets = validate_budgets({**_profile_budgets(prof, labelled), **job.budgets}, field="--budget")
+    validate_budgets(job.budgets, field="--budget", dropping=True)
+    job.budgets = validate_budgets(merged(_profile_budgets(prof, labelled), job.budgets), field="--budget")
     job.relative_budgets = validate_ratios(job.relative_budgets)
     for key in job.relative_budgets:   # a relative budget replaces the profile's absolute one
         job.budgets.pop(key, None)
@@ -330,7 +331,7 @@ def _check_eval_budgets(budgets: dict, eval_data, labelled: bool, objective: str
     from ..data import LABELS
     from ..pipeline import EVAL_BUDGETS
 
-    asked = next((f"--budget {k}" for k in EVAL_BUDGETS if k in budgets), None)
+    asked = next((f"--budget {k}" for k in EVAL_BUDGETS if budgets.get(k) is not None), None)
     if objective in EVAL_BUDGETS:
         asked = f"--objective {objective}"
     if asked is None or labelled:
