@@ -337,8 +337,10 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
             entry["budgets"] = check_result(doc, budgets_for(doc, given, profile, results.run_budgets(path.parent)))
             if require_budgets and not entry["budgets"] and not baseline:
-                raise BadInput(f"{path}: nothing to check: its bundle carries no budgets and none were given "
-                               "(--budget KEY=VALUE, --profile NAME or --baseline)")
+                dropped = [k for k, v in given.items() if v is None]
+                why = (f"every budget was dropped ({', '.join(f'{k}=none' for k in dropped)})" if dropped
+                       else "its bundle carries no budgets and none were given")
+                raise BadInput(f"{path}: nothing to check: {why} (--budget KEY=VALUE, --profile NAME or --baseline)")
         entries.append(entry)
     report = {"schema": CHECK_SCHEMA, "results": entries}
     if baseline:

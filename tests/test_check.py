@@ -268,7 +268,7 @@ def test_a_budget_given_as_none_is_dropped_from_the_bundles_and_the_profiles(cli
     assert r.exit_code == 0 and "accuracy_drop" not in {b["budget"] for b in r.json()["results"][0]["budgets"]}
     # every budget dropped: nothing is checked, which a gate refuses
     r = cli("check", path, *[f"--budget={k}=none" for k in ("accuracy_drop", "latency_p90_ms", "peak_rss_mb")])
-    assert r.exit_code == 2 and "nothing to check" in r.stderr
+    assert r.exit_code == 2 and "nothing to check: every budget was dropped (accuracy_drop=none" in r.stderr
     assert cli("check", path, "--budget", "accuracy_drop=none", "--budget", "accuracy_drop=0.1").exit_code == 2
     assert "unknown budget 'nope'" in cli("check", path, "--budget", "nope=none").stderr
     # a fleet run that dropped it (run.json holds null) is judged so by `check RUN_DIR`
