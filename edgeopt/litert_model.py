@@ -100,9 +100,15 @@ def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel
 def _flatbuffer(path: pathlib.Path):
     """The model as the TFLite schema's object tree (ai_edge_litert ships the generated schema)."""
     _require_litert()
+    import struct
+
     from ai_edge_litert import schema_py_generated as schema
 
-    return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
+    try:   # a truncated file reads past its end: struct.error, a traceback from `inspect` with exit 1
+        return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path}: not a complete TFLite flatbuffer (its tables point past its end, or it is "
+                       "damaged: a truncated copy?)") from None
 
 
 @functools.lru_cache(maxsize=None)

@@ -310,6 +310,22 @@ def test_a_corrupt_tflite_is_refused(cli, tmp_path):
         assert r.exit_code == 2 and "is not a TFLite flatbuffer" in r.stderr
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fraction=st.floats(0.01, 0.999))
+def test_a_truncated_tflite_is_one_line_for_inspect_and_package(cli, pi_bundles, tmp_path, fraction):
+    """A truncated .tflite keeps its identifier: `inspect` read past its end in the flatbuffer tables and gave a
+    struct.error traceback with exit 1 (a user's copy cut short)."""
+    whole = bundle_member(pi_bundles["int8"]["path"], "model/model.tflite")
+    model = tmp_path / "cut.tflite"
+    model.write_bytes(whole[: max(8, int(len(whole) * fraction))])
+    for verb in (["inspect", model], ["package", model, "--profile", "raspberry-pi-5", "-o", tmp_path / "c.edgepkg"]):
+        r = cli(*verb)
+        assert r.exit_code in (0, 2) and "Traceback" not in r.stderr, r.stderr
+        if r.exit_code == 2:
+            errors = [line for line in r.stderr.splitlines() if not line.startswith("· ")]   # progress lines apart
+            assert len(errors) == 1 and str(model) in errors[0], r.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare for a "
                     "network namespace without a network")
 def test_conversion_and_int8_calibration_need_no_network(tmp_path):
