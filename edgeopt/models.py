@@ -26,7 +26,11 @@ def parse_input_shapes(items) -> dict:
             raise BadInput(f"--input-shape {item!r}: dims must be integers, e.g. image=1,3,224,224") from None
         if any(d <= 0 for d in shape):
             raise BadInput(f"--input-shape {item!r}: every dim must be positive")
-        shapes[name if sep else ""] = shape
+        key = name if sep else ""
+        if key in shapes:   # the last one had won silently
+            raise BadInput(f"--input-shape {item!r}: input {key or '(the only one)'} given a shape twice "
+                           f"({','.join(map(str, shapes[key]))} and {dims})")
+        shapes[key] = shape
     return shapes
 
 

@@ -56,6 +56,15 @@ def test_bad_input_shapes(cli, tmp_path, shape, message):
     assert r.exit_code == 2 and message in r.stderr
 
 
+def test_an_input_given_two_shapes_is_refused(cli, tmp_path):
+    """The last one had won silently: a bundle at 1x3x112x112 where the user also asked for 224."""
+    model = _dynamic_model(tmp_path / "dyn.onnx")
+    r = cli("inspect", model, "--input-shape", "x=1,3,16,16", "--input-shape", "x=1,3,8,8")
+    assert r.exit_code == 2 and "input x given a shape twice (1,3,16,16 and 1,3,8,8)" in r.stderr
+    r = cli("inspect", model, "--input-shape", "1,3,16,16", "--input-shape", "1,3,8,8")
+    assert r.exit_code == 2 and "given a shape twice" in r.stderr
+
+
 def test_corrupt_and_truncated_onnx_are_one_line_errors(cli, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07this is not protobuf at all" * 10)
