@@ -341,10 +341,17 @@ def _check_optional(m, files):
 
 
 def _check_source(source):
-    _object("source", source, (), ("format", "reference", "sha256", "accuracy"))
+    _object("source", source, (), ("format", "reference", "sha256", "accuracy", "input_shapes"))
     for key in ("format", "reference", "sha256"):
         if key in source:
             _text("source." + key, source[key], 4096)
+    if "input_shapes" in source:   # {input: [dims]}: read by the host's `package --recipe`, not here
+        shapes = _object("source.input_shapes", source["input_shapes"], (), free=True)
+        for name, dims in shapes.items():
+            _text("source.input_shapes", name, 256)
+            for dim in _list(_join("source.input_shapes", name), dims, 0, 16):
+                if not (_int(dim) and dim > 0):
+                    _fail(_join("source.input_shapes", name), "must be a list of whole numbers above 0", dims)
     if "accuracy" in source:
         acc = _object("source.accuracy", source["accuracy"], ("top1",), ("n", "model"))
         if not (_number(acc["top1"]) and 0 <= acc["top1"] <= 1):

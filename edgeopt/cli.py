@@ -462,6 +462,10 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
         options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
         profile = _recipe_profile(recipe_file, profile, out)
         budgets = {**recipe.bundle_budgets(recipe_file), **budgets}   # --budget over a bundle's own
+        shapes = {} if input_shapes else recipe.bundle_input_shapes(recipe_file, model)
+        if shapes:
+            input_shapes = tuple(f"{k}={','.join(map(str, v))}" for k, v in shapes.items())
+            out.progress().status(f"input shapes {' '.join(input_shapes)}, as {recipe_file} records them")
         if calib is None:
             calib, calib_unused = _recipe_calibration(recipe_file, out)
         if eval_data is None:   # the samples the bundle carries: a rebuild without them could not judge accuracy

@@ -139,6 +139,18 @@ def bundle_budgets(path) -> dict:
     return dict(budgets) if isinstance(budgets, dict) else {}
 
 
+def bundle_input_shapes(path, model: str) -> dict:
+    """The input shapes a bundle given as the recipe was packaged at, where `model` is the source it was packaged
+    from (a rebuild; another model has shapes of its own): a PyTorch module has no shapes of its own, and
+    "--recipe BUNDLE rebuilds it" asked for them. {} for a recipe file, or a bundle that records none."""
+    path = pathlib.Path(path)
+    source = _manifest(path).get("source") if path.suffix == SUFFIX else None
+    if not isinstance(source, dict) or source.get("reference") != model:
+        return {}
+    shapes = source.get("input_shapes")
+    return {name: list(dims) for name, dims in shapes.items()} if isinstance(shapes, dict) else {}
+
+
 def bundle_calibration(path) -> tuple:
     """(the calibration file a bundle given as the recipe was quantized with, or None; why it is not used, or "").
     The file is used only where it is still there with the sha256 recorded: the same data as the bundle's."""

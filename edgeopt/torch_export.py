@@ -213,23 +213,40 @@ def _holds_weights(reference: str) -> bool:
     return isinstance(loaded, dict) and bool(loaded) and all(isinstance(v, torch.Tensor) for v in loaded.values())
 
 
-def _single_shape(shapes: dict, reference: str):
-    if len(shapes) != 1:
-        raise BadInput(f"{reference}: a PyTorch module source takes one float input, given by one --input-shape (e.g. "
-                       "--input-shape input=1,3,224,224); a model of several inputs packages from a torch.export "
-                       ".pt2 or an ONNX export")
-    name, shape = next(iter(shapes.items()))
-    return name or "input", shape
+def module_inputs(module, shapes: dict, reference: str) -> tuple:
+    """(input names, float32 example tensors) for a module source: one per --input-shape, in the order of the
+    forward's parameters where the names are theirs, else as given. The ONNX path took one input only, and
+    said "several inputs" to a user who had forgotten --input-shape."""
+    torch = _require_torch()
+    if not shapes:
+        raise BadInput(f"{reference}: a PyTorch module has no input shapes of its own: give each input's with "
+                       "--input-shape (e.g. --input-shape input=1,3,224,224)")
+    order = _forward_parameters(module)
+    if len(shapes) > 1 and set(shapes) <= set(order):
+        shapes = {name: shapes[name] for name in order if name in shapes}
+    return [name or "input" for name in shapes], tuple(torch.randn(*shape) for shape in shapes.values())
+
+
+def _forward_parameters(module) -> list:
+    """The names of forward's parameters, self apart (a TorchScript module's from its schema); [] if unknown."""
+    import inspect as pyinspect
+
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:
+        return [a.name for a in schema.arguments if a.name != "self"]
+    try:
+        return list(pyinspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> pathlib.Path:
-    torch = _require_torch()
     out = workdir / "exported.onnx"
     if fmt == "exported-program":
         return _export_program(reference, out)
     module = _load_module(reference, fmt)
-    name, shape = _single_shape(shapes, reference)
-    return export_module(module, (torch.randn(*shape),), [name], out, reference)
+    names, examples = module_inputs(module, shapes, reference)
+    return export_module(module, examples, names, out, reference)
 
 
 def export_module(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str) -> pathlib.Path:
@@ -274,19 +291,15 @@ def _quiet_exporter():
 
 def load(reference: str, fmt: str, shapes: dict):
     """A SourceModel holding the module itself: a module:callable (each --input-shape a float32
-    input, in order) or an ExportedProgram (its own example inputs). Outputs are the module's,
+    input: module_inputs) or an ExportedProgram (its own example inputs). Outputs are the module's,
     flattened (as litert-torch flattens them)."""
     from .source import SourceModel
 
-    torch = _require_torch()
     if fmt == "exported-program":
         module, examples, names = _program_module(reference, shapes)
     else:
         module = _load_module(reference, fmt)
-        if not shapes:
-            raise BadInput(f"{reference}: PyTorch input needs --input-shape (e.g. --input-shape input=1,3,224,224)")
-        names = [name or "input" for name in shapes]
-        examples = tuple(torch.randn(*shape) for shape in shapes.values())
+        names, examples = module_inputs(module, shapes, reference)
     outputs = _outputs(module, examples, reference)
     return SourceModel(reference, fmt, reference_sha256(reference, fmt), None, _specs(names, examples),
                        _specs(["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))],
@@ -363,12 +376,20 @@ def _outputs(module, examples, reference: str) -> list:
             result = module(*examples)
     except Exception as e:  # a user's forward raises anything
         shapes = ", ".join("x".join(map(str, t.shape)) for t in examples)
-        raise BadInput(f"{reference}: the module failed on inputs of shape {shapes} (check --input-shape): "
-                       f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+        raise BadInput(f"{reference}: the module failed on float32 inputs of shape {shapes} (check --input-shape; "
+                       f"a model of integer inputs, token ids, packages from a .pt2 or ONNX export): "
+                       f"{_cause(e)}") from None
     flat = [t for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
     if not flat:
         raise BadInput(f"{reference}: the module returned no tensors")
     return flat
+
+
+def _cause(error) -> str:
+    """An exception's telling line: TorchScript's first line is "The following operation failed in the
+    TorchScript interpreter.", and the cause is its last."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    return lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]
 
 
 def reference_runner(source):

@@ -120,9 +120,31 @@ def test_pytorch_module_callable_is_exported(cli):
     assert info["outputs"][0]["shape"] == [1, 4]
 
 
+def test_a_module_of_two_inputs_takes_them_in_its_forwards_order(cli, tmp_path):
+    """Each --input-shape is a float32 input, ordered by forward's parameters, on the ONNX path (which took one
+    input only) and from TorchScript (whose forward's names come from its schema)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("tiny_torch", ASSETS / "tiny_torch.py")
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    script = tmp_path / "two.pt"
+    torch.jit.save(torch.jit.script(tiny.make_two_inputs()), str(script))
+    for model in (f"{ASSETS / 'tiny_torch.py'}:make_two_inputs", script):
+        r = cli("package", model, "--input-shape", "meta=1,6", "--input-shape", "image=1,3,16,16",
+                "-o", tmp_path / "two.edgepkg", "--force", "--json")
+        assert r.exit_code == 0, r.stderr
+        m = r.json()
+        assert [(i["name"], i["shape"]) for i in m["inputs"]] == [("image", [1, 3, 16, 16]), ("meta", [1, 6])]
+        assert [o["shape"] for o in m["outputs"]] == [[1, 5], [1, 2]] and m["parity"]["passed"]
+
+
 def test_pytorch_errors(cli):
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn")
-    assert r.exit_code == 2 and "takes one float input, given by one --input-shape" in r.stderr
+    assert r.exit_code == 2 and "a PyTorch module has no input shapes of its own: give each input's with " \
+        "--input-shape" in r.stderr
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:not_a_module", "--input-shape", "1,3,8,8")
     assert r.exit_code == 2 and "returned int, not a torch.nn.Module" in r.stderr
     r = cli("inspect", "no_such_module_xyz:make", "--input-shape", "1,3,8,8")
@@ -132,7 +154,7 @@ def test_pytorch_errors(cli):
         in r.stderr, r.stderr
     # the commonest slip: a shape the module cannot take (3 channels for a 1-channel CNN); one line, not a traceback
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "pixels=1,5,16,16")
-    assert r.exit_code == 2 and "failed on inputs of shape 1x5x16x16 (check --input-shape)" in r.stderr, r.stderr
+    assert r.exit_code == 2 and "failed on float32 inputs of shape 1x5x16x16 (check --input-shape" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -305,3 +327,18 @@ def test_a_model_file_whose_code_fails_is_one_line_exit_2(cli, tmp_path, monkeyp
         assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
         error = r.stderr.strip().splitlines()[-1]   # after the progress lines
         assert error.startswith("edgeopt: error: net.py:build: ") and said.format(path=tmp_path / "net.py") in error
+
+
+def test_a_bundle_given_as_the_recipe_rebuilds_a_module_at_its_recorded_shapes(cli, tmp_path):
+    """`package MODEL --recipe BUNDLE` "rebuilds it", but a PyTorch module has no shapes of its own and the
+    bundle recorded none: the rebuild asked for --input-shape. Another model is given none of them."""
+    cnn = f"{ASSETS / 'tiny_torch.py'}:make_cnn"
+    first = cli("package", cnn, "--input-shape", "pixels=1,3,16,16", "-o", tmp_path / "a.edgepkg", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["source"]["input_shapes"] == {"pixels": [1, 3, 16, 16]}
+    again = cli("package", cnn, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["inputs"] == first.json()["inputs"]
+    other = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_wide_depthwise", "--recipe", tmp_path / "a.edgepkg",
+                "-o", tmp_path / "c.edgepkg")
+    assert other.exit_code == 2 and "give each input's with --input-shape" in other.stderr

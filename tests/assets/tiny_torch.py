@@ -39,3 +39,21 @@ def make_transformer_block():
 
 def not_a_module():
     return 42
+
+
+class _TwoInputs(nn.Module):
+    """An image and a feature vector in, class scores and a regression out (a detector head's shape of things)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc, self.cls, self.reg = nn.Linear(8 + 6, 16), nn.Linear(16, 5), nn.Linear(16, 2)
+
+    def forward(self, image, meta):
+        hidden = torch.relu(self.fc(torch.cat([self.conv(image), meta], 1)))
+        return self.cls(hidden), self.reg(hidden)
+
+
+def make_two_inputs():
+    torch.manual_seed(0)
+    return _TwoInputs().eval()
