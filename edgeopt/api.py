@@ -490,8 +490,9 @@ def devices(inventory, group: str | None = None) -> list:
     what the agent will run with and where (`local`: edgeopt's own interpreter and cache unless told)."""
     import dataclasses
     import shlex
-    from .transport import for_spec
+    from .inventory import shown_vars
     from .profiles import find_profile
+    from .transport import for_spec
     rows = []
     for spec in _inventory(inventory).select(group):
         transport = for_spec(spec)
@@ -499,8 +500,8 @@ def devices(inventory, group: str | None = None) -> list:
             profile_here = find_profile(spec.profile) is not None if spec.profile else None
         except BadInput:
             profile_here = False
-        rows.append(dict(dataclasses.asdict(spec), python=shlex.join(transport.python_argv()),
-                         workdir=transport.workdir(), profile_found=profile_here))
+        rows.append(dict(dataclasses.asdict(spec), vars=shown_vars(spec.vars), workdir=transport.workdir(),
+                         python=shlex.join(transport.python_argv()), profile_found=profile_here))
     return rows
 
 

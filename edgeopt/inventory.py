@@ -31,6 +31,16 @@ LOCAL_OWN_ONLY = ("python", "workdir")
 TOP_LEVEL = ("devices", "defaults", "groups")
 
 
+# Inventory variables edgeopt shows with their value hidden: an Ansible inventory holds connection and vault
+# secrets (ansible_password, ansible_become_pass), and `device list --json` printed them as they are.
+SECRET_VAR = re.compile(r"pass|secret|token|credential|vault|api_?key", re.I)
+
+
+def shown_vars(host_vars: dict) -> dict:
+    """A device's variables as edgeopt prints them: secret-like ones as "***"."""
+    return {k: "***" if SECRET_VAR.search(str(k)) and v is not None else v for k, v in host_vars.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceSpec:
     name: str
@@ -209,11 +219,27 @@ def _check_field(field, value, where):
     elif kind == "jump" and value.lower() != "none":
         from .transport.ssh_config import parse_jump
         parse_jump(value, where)
-    elif field == "host" and (value.startswith("-") or any(c.isspace() for c in value)):
-        raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
+    elif field == "host":
+        _check_host(value, where)
     elif field == "workdir":
         _check_workdir(value, where)
     return value
+
+
+# Characters OpenSSH refuses in a host name (its valid_hostname): said when the inventory is read, not as a failed
+# result of that device at run time, with exit 3 and a message naming an ssh config that did not exist.
+HOST_REFUSED = set("'`\"$\\;&<>|(){}")
+
+
+def _check_host(value: str, where) -> None:
+    if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+        raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
+    if value.startswith("[") and value.endswith("]"):
+        raise BadInput(f"{where}: host {value!r}: give an IPv6 address without brackets ({value[1:-1]}), its "
+                       "port as `port:`")
+    bad = sorted(set(value) & HOST_REFUSED)
+    if bad:
+        raise BadInput(f"{where}: host {value!r} holds {bad[0]!r}, which no host name or address has")
 
 
 def _check_workdir(value: str, where) -> None:

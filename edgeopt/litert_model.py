@@ -106,7 +106,7 @@ def _flatbuffer(path: pathlib.Path):
 
     try:   # a truncated file reads past its end: struct.error, a traceback from `inspect` with exit 1
         return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(path.read_bytes(), 0))
-    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as e:
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError):
         raise BadInput(f"{path}: not a complete TFLite flatbuffer (its tables point past its end, or it is "
                        "damaged: a truncated copy?)") from None
 

@@ -25,7 +25,8 @@ ODD = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allo
                 st.text(max_size=6), st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.text(max_size=3),
                                                                                             st.integers(), max_size=2))
 FIELD_VALUES = {
-    "host": st.one_of(st.sampled_from(["192.0.2.1", "pi.lab", "a b", "-oProxyCommand=x", ""]), ODD),
+    "host": st.one_of(st.sampled_from(["192.0.2.1", "pi.lab", "a b", "-oProxyCommand=x", "", "[::1]", "::1",
+                                       "pi;reboot", "$(id)"]), ODD),
     "port": st.one_of(st.sampled_from([22, 2222, "2201", "ssh", 0, 65535, 65536, True, "٣", " 22"]), ODD),
     "user": st.one_of(st.sampled_from(["pi", "", "  "]), ODD),
     "key": st.one_of(st.sampled_from(["~/.ssh/id", ["~/.ssh/a", "/k/b"], [], ["", "x"]]), ODD),
@@ -78,8 +79,9 @@ def _valid_field(k, v):
             return False
     if k == "connection":
         return v in ("ssh", "local")
-    if k == "host":
-        return not v.startswith("-") and not any(c.isspace() for c in v)
+    if k == "host":   # OpenSSH's valid_hostname characters, and no bracketed address (its port is `port:`)
+        return (not v.startswith("-") and not any(c.isspace() or not c.isprintable() for c in v)
+                and not (v.startswith("[") and v.endswith("]")) and not set(v) & set("'`\"$\\;&<>|(){}"))
     if k == "proxy_jump":
         return v.lower() == "none" or all(_valid_hop(p.strip()) for p in v.split(","))
     return True

@@ -144,6 +144,8 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: {port: true}}", "devices.pi.port: True is not a number"),
     ("devices: {pi: {python: \"python3 'x\"}}", "devices.pi.python: \"python3 'x\" is not a command line"),
     ("devices: {pi: {host: -oProxyCommand=x}}", "devices.pi.host: host '-oProxyCommand=x' may not start with '-'"),
+    ("devices: {pi: {host: 'x;touch${IFS}pwned'}}", "devices.pi.host: host 'x;touch${IFS}pwned' holds '$', which"),
+    ("devices: {pi: {host: '[::1]'}}", "devices.pi.host: host '[::1]': give an IPv6 address without brackets (::1)"),
     ("devices: {pi: {proxy_jump: 'a,,b'}}", "devices.pi.proxy_jump: ProxyJump hop '' is not [user@]host[:port]"),
     ("devices: {pi: {connection: winrm}}", "devices.pi.connection: connection 'winrm' is not ssh or local"),
     ("devices: {pi: {host: x}, pi: {host: y}}", "duplicate key 'pi'"),
@@ -383,3 +385,17 @@ def test_device_list_marks_a_profile_this_machine_does_not_have(cli, tmp_path):
     assert r.exit_code == 0 and [d["profile_found"] for d in r.json()] == [False, True, None]
     r = cli("device", "list", "-i", inv, "-q")
     assert "raspbery-pi-5 (not found here)" in r.stdout and "intel-cpu (not found here)" not in r.stdout
+
+
+@needs_ansible
+def test_device_list_hides_the_secrets_of_an_ansible_inventory(cli, tmp_path):
+    """`device list --json` printed ansible_password and ansible_become_pass as they were."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[lab]\npi ansible_host=192.0.2.1 ansible_password=SuperSecret123 "
+                         "ansible_become_pass=Sekrit456 rack=3\n")
+    for args in (["--json"], []):
+        r = cli("device", "list", "-i", inventory, *args)
+        assert r.exit_code == 0, r.stderr
+        assert "SuperSecret123" not in r.stdout and "Sekrit456" not in r.stdout
+    listed = cli("device", "list", "-i", inventory, "--json").json()[0]["vars"]
+    assert listed == {"ansible_password": "***", "ansible_become_pass": "***", "rack": 3}

@@ -93,15 +93,24 @@ def resolve(spec, options) -> dict:
     cfg = lookup(spec, options)
     jump = spec.proxy_jump or cfg.get("proxyjump")
     proxy_command = cfg.get("proxycommand")
-    return {
+    target = {
         "host": cfg.get("hostname", spec.host),
         "port": spec.port or int(cfg.get("port", 22)),
         "user": spec.user or cfg.get("user") or os.environ.get("USER") or "root",
         "keys": list(spec.key_files) or [os.path.expanduser(k) for k in cfg.get("identityfile", [])
                                           if os.path.isfile(os.path.expanduser(k))],
         "jump": None if not jump or jump.lower() == "none" else jump,
-        "proxy_command": None if not proxy_command or proxy_command.lower() == "none" else proxy_command,
     }
+    target["proxy_command"] = (None if not proxy_command or proxy_command.lower() == "none"
+                               else expand_tokens(proxy_command, target, spec.host))
+    return target
+
+
+def expand_tokens(command: str, target: dict, original: str) -> str:
+    """ProxyCommand's %h, %p, %r, %n and %% as ssh expands them: `ssh -G` prints them unexpanded, and a
+    `ProxyCommand ssh -W %h:%p jump` asked the jump host for the literal "%h:%p" and never connected."""
+    tokens = {"h": target["host"], "p": str(target["port"]), "r": target["user"], "n": original, "%": "%"}
+    return re.sub(r"%(.)", lambda m: tokens.get(m.group(1), m.group(0)), command)
 
 
 def last_hop(spec, jump: str, depth: int):

@@ -54,9 +54,12 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
         if not self.trust_new:
             host, _, port = hostname.strip("[").partition("]:")
             keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
+            # a mistyped --known-hosts reads as empty: every host is "unknown", and this says why
+            absent = "" if os.path.exists(self.known_hosts) else f" ({self.known_hosts} does not exist)"
             raise HostKeyRefused(
-                f"device {self.device}: host key of {hostname} is unknown ({key.get_name()} {fingerprint(key)}); "
-                f"check it, then add it with `{keyscan} >> {self.known_hosts}` or rerun with --trust-new-host-keys")
+                f"device {self.device}: host key of {hostname} is unknown{absent} ({key.get_name()} "
+                f"{fingerprint(key)}); check it, then add it with `{keyscan} >> {self.known_hosts}` or rerun with "
+                "--trust-new-host-keys")
         with _known_hosts_lock:
             os.makedirs(os.path.dirname(self.known_hosts) or ".", exist_ok=True)
             with open(self.known_hosts, "a") as f:
@@ -102,7 +105,19 @@ def _connect_failure(spec, where, client, error, options) -> str:
         if transport.host_key is None:
             return (f"device {spec.name}: SSH key exchange with {where} did not finish within "
                     f"{options.connect_timeout:g} s")
-    return f"device {spec.name}: cannot connect to {where}: {error or type(error).__name__}"
+    return f"device {spec.name}: cannot connect to {where}: {error or type(error).__name__}{_password_hint(spec, error)}"
+
+
+# Ansible's password variables, which edgeopt does not use: it logs in with keys and ssh-agent only
+PASSWORD_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
+
+
+def _password_hint(spec, error) -> str:
+    """Why a device whose inventory gives a password found "No authentication methods available"."""
+    if "authentication" not in str(error).lower() or not any(spec.vars.get(v) for v in PASSWORD_VARS):
+        return ""
+    return ("; edgeopt logs in with keys and ssh-agent only, not the inventory's password: give a key "
+            "(ansible_ssh_private_key_file, key:) or load one into ssh-agent")
 
 
 class _Client(paramiko.SSHClient):
@@ -160,7 +175,8 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
             f"reinstalled: ssh-keygen -f {known_hosts} -R '{_host_label(target['host'], target['port'])}')") from None
     except paramiko.AuthenticationException as e:
         client.close()
-        raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e})") from None
+        raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e}){_password_hint(spec, e)}") \
+            from None
     except socket.gaierror as e:
         client.close()
         if spec.on_command_line and not target["jump"] and not target["proxy_command"]:

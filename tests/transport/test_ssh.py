@@ -82,6 +82,7 @@ def test_agent_probe_reaches_an_inventory_device_as_bench_does(cli, lab, tmp_pat
     assert agents, "the agent is cached in the device's workdir, where `device clean` finds it"
     unknown = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", tmp_path / "empty")
     assert unknown.exit_code == 3 and "--trust-new-host-keys" in unknown.stderr   # an option probe takes
+    assert f"is unknown ({tmp_path / 'empty'} does not exist)" in unknown.stderr   # a mistyped path, said so
     trusted = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", tmp_path / "empty",
                   "--trust-new-host-keys", "-q")
     assert trusted.exit_code == 0, trusted.stderr
@@ -92,6 +93,12 @@ def test_refused_authentication(cli, lab, bundles, tmp_path):
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
     r = _bench(cli, lab, bundles["fp32"], inv, "pi-noauth", tmp_path)
     assert r.exit_code == 3 and "device pi-noauth: authentication refused for" in r.stderr
+    assert "not the inventory's password" not in r.stderr
+    # an Ansible-style password in the inventory is not used, and the failure says so
+    entry = dict(lab.inventory_entry(dev), vars={"ansible_password": "hunter2"})
+    (tmp_path / "pw.yaml").write_text(json.dumps({"devices": {"pi-noauth": entry}}))
+    r = _bench(cli, lab, bundles["fp32"], tmp_path / "pw.yaml", "pi-noauth", tmp_path)
+    assert r.exit_code == 3 and "not the inventory's password" in r.stderr and "hunter2" not in r.stderr
 
 
 def test_ssh_config_alias_without_inventory(cli, lab, bundles, tmp_path):

@@ -129,3 +129,36 @@ def test_ansible_inventory_end_to_end_over_two_hops(cli, lab, hops, tmp_path):
     checks = {c["check"]: c for c in r.json()["checks"]}
     assert checks["connection"]["ok"] and checks["python"]["ok"], checks
     assert checks["agent"]["ok"], checks
+
+
+def test_a_proxy_command_from_ssh_g_gets_its_tokens_expanded():
+    """`ssh -G` prints ProxyCommand's %h/%p unexpanded: `ssh -W %h:%p jump` asked the jump host for "%h:%p"."""
+    from edgeopt.transport.ssh_config import expand_tokens
+
+    target = {"host": "10.0.0.7", "port": 2222, "user": "pi"}
+    assert expand_tokens("ssh -W %h:%p -l %r jump # %n 100%%", target, "pi-kitchen") == \
+        "ssh -W 10.0.0.7:2222 -l pi jump # pi-kitchen 100%"
+    assert expand_tokens("nc %x", target, "a") == "nc %x"   # a token ssh has and this does not: left as it is
+
+
+@needs_ssh
+def test_a_proxy_command_with_tokens_reaches_the_device(lab, hops, tmp_path):
+    """The standard `ProxyCommand ssh -W %h:%p jump` through a real jump host, resolved by `ssh -G` (which leaves
+    the tokens to the caller): it never connected, and the error blamed the device's banner."""
+    one, _, target = hops
+    user = lab.inventory_entry(one)["user"]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host proxied\n  HostName {target.host}\n  Port {target.port}\n  User {user}\n  IdentityFile {lab.client_key}\n"
+        f"  ProxyCommand ssh -F /dev/null -i {lab.client_key} -o UserKnownHostsFile={lab.known_hosts} "
+        f"-o StrictHostKeyChecking=yes -o BatchMode=yes -p {one.port} -W %h:%p {user}@{one.host}\n")
+    spec = make_device("proxied", {}, "test")
+    assert ssh_config.resolve(spec, _options(lab, config))["proxy_command"].endswith(
+        f"-W {target.host}:{target.port} {user}@{one.host}")
+    client = open_client(spec, _options(lab, config))
+    try:
+        transport = SshTransport(spec, _options(lab, config))
+        transport.client = client
+        assert transport.run(["echo", "through a proxy command"], lambda line: None, 30) == (0, "through a proxy command\n")
+    finally:
+        client.close()
