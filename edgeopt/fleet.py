@@ -57,7 +57,7 @@ class FleetRun:
     Results are keyed by the exact device name inside each document, never by file name."""
 
     def __init__(self, bundle_path, manifest, results_dir, resume: bool, agent_args: list = (),
-                 budgets: dict | None = None):
+                 budgets: dict | None = None, device_names: list = ()):
         self.bundle_path, self.manifest = pathlib.Path(bundle_path), manifest
         self.results_dir = pathlib.Path(results_dir)
         base = self.results_dir / "fleet" / results.file_stem(manifest["name"])
@@ -65,6 +65,8 @@ class FleetRun:
         previous = self._latest(base) if resume else None
         if previous is not None:
             self._check_same_settings(previous, list(agent_args))
+            self._check_same_devices(previous, list(device_names))
+        self.resumed = previous is not None
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
         if budgets is None and previous is not None:   # a resumed run keeps the budgets it began with
@@ -72,7 +74,7 @@ class FleetRun:
         # the budgets its verdicts are by (--budget): `check RUN_DIR` judges by them too, as fleet bench did
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],
-            "agent_args": list(agent_args), "budgets": dict(budgets or {})})
+            "agent_args": list(agent_args), "budgets": dict(budgets or {}), "devices": list(device_names)})
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()
@@ -139,6 +141,23 @@ class FleetRun:
             raise BadInput(f"fleet run {run_dir} was measured with {began}; --resume measures the rest alike, so "
                            f"give the same settings (now: {' '.join(agent_args) or 'the defaults'}), or start a new "
                            "run without --resume")
+
+    def _check_same_devices(self, run_dir: pathlib.Path, names: list) -> None:
+        """A --resume measures the devices the run began with: resumed with a smaller group, it measured that
+        group's devices, showed only them and exited 0, while `check RUN_DIR` failed the devices left without a
+        result. A run file of an older edgeopt records none, and is resumed as it is."""
+        try:
+            recorded = json.loads((run_dir / RUN_FILE).read_text()).get("devices")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, list) and recorded and set(recorded) != set(names):
+            self.close()
+            missing, extra = sorted(set(recorded) - set(names)), sorted(set(names) - set(recorded))
+            differ = "; ".join(part for part in (f"not {', '.join(missing)}" if missing else "",
+                                                 f"also {', '.join(extra)}" if extra else "") if part)
+            raise BadInput(f"fleet run {run_dir} measures {', '.join(recorded)}, and --resume continues it with the "
+                           f"same devices (now: {differ}); give the same inventory and group, or start a new run "
+                           "without --resume")
 
     def connected(self, transport, now: bool) -> None:
         with self._lock:
@@ -253,7 +272,10 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
     manifest = bundles.read_manifest(bundle_path)
     check_writable(results_dir, "results to", folder=True)   # before any device is reached
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once
-    run = FleetRun(bundle_path, manifest, results_dir, resume, agent_args or [], budgets)
+    run = FleetRun(bundle_path, manifest, results_dir, resume, agent_args or [], budgets, [d.name for d in devices])
+    if resume and not run.resumed:   # said, not silent: a typo'd --results-dir measured every device again
+        progress.status(f"--resume: no earlier run of this bundle (manifest sha256 "
+                        f"{manifest['_manifest_sha256'][:12]}…) under {run.run_dir.parent}: a new run")
     try:
         return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
                           progress)

@@ -287,3 +287,20 @@ def test_resume_measures_again_a_kept_result_that_no_longer_reads(cli, bundles, 
     assert again.exit_code == 0, again.stderr
     assert again.json()["skipped"] == ["a"] and again.json()["succeeded"] == ["a", "b"]
     assert isinstance(json.loads(damaged.read_text())["latency"]["p90_ms"], float)
+
+
+def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path):
+    """A run resumed with a smaller group measured that group, showed only it and exited 0, while `check RUN_DIR`
+    failed the devices left without a result. And a --resume with no run to continue said nothing of it."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\ngroups:\n  just-a: [a]\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    first = cli(*args, "--resume")
+    assert first.exit_code == 0, first.stderr
+    assert "--resume: no earlier run of this bundle" in first.stderr and "a new run" in first.stderr
+    run_dir = next((tmp_path / "results" / "fleet").glob("*/*"))
+    assert json.loads((run_dir / "run.json").read_text())["devices"] == ["a", "b"]
+    smaller = cli(*args, "-g", "just-a", "--resume")
+    assert smaller.exit_code == 2 and f"fleet run {run_dir} measures a, b, and --resume continues it with the " \
+        "same devices (now: not b)" in smaller.stderr, smaller.stderr
+    assert cli(*args, "--resume", "--json").json()["skipped"] == ["a", "b"]   # the same devices: resumed
