@@ -71,6 +71,20 @@ def check_key_files(spec: DeviceSpec) -> None:
     for path in spec.key_files:
         if not os.path.isfile(path):
             raise BadInput(f"device {spec.name}: inventory field `key`: no such file: {path}")
+        if _public_key(path):   # paramiko said "not a valid OPENSSH private key file", as a device failure
+            private = path[:-4] if path.endswith(".pub") else "its private key"
+            raise BadInput(f"device {spec.name}: inventory field `key`: {path} is a public key; give the private "
+                           f"key ({private})")
+
+
+def _public_key(path: str) -> bool:
+    """Whether a key file holds an OpenSSH public key line (ssh-ed25519 AAAA..., ecdsa-sha2-...)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return re.match(rb"(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA", head) is not None
 
 
 @dataclasses.dataclass

@@ -144,8 +144,13 @@ def test_a_bundle_the_device_refuses_is_saved_under_its_name_and_a_good_run_repl
 
 def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab, bundles, tmp_path):
     dev = _devices(lab, "ok-", 20, 1)[0]
+    public = f"{lab.client_key}.pub"
+    if not pathlib.Path(public).is_file():
+        public = str(tmp_path / "id.pub")
+        pathlib.Path(public).write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB user@host\n")
     for field, value, said in (("profile", "raspbery-pi-5", "inventory field `profile`"),
-                               ("key", str(tmp_path / "no-key"), "inventory field `key`: no such file")):
+                               ("key", str(tmp_path / "no-key"), "inventory field `key`: no such file"),
+                               ("key", public, f"inventory field `key`: {public} is a public key")):
         inv = write_inventory(tmp_path / "fleet.yaml", lab, [dev], **{dev.name: {field: value}})
         r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
                 "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
