@@ -92,6 +92,25 @@ def read_model(xml_path: pathlib.Path):
         raise BadInput(f"{xml_path}: OpenVINO cannot read this IR: {first_line(e)}") from None
 
 
+def name_ports(model) -> list:
+    """Name the inputs and outputs that have no tensor name (`input`/`output`, `_0`, `_1`... where several), as
+    ONNX export names them; returns the names given. `ov.convert_model` of a PyTorch module leaves its outputs
+    nameless, and such an IR, made the standard way, was refused."""
+    given = []
+    for ports, stem in ((model.inputs, "input"), (model.outputs, "output")):
+        taken = {name for port in ports for name in port.get_names()}
+        for i, port in enumerate(ports):
+            if port.get_names():
+                continue
+            name = stem if len(ports) == 1 else f"{stem}_{i}"
+            while name in taken:
+                name += "_"
+            port.get_tensor().set_names({name})
+            taken.add(name)
+            given.append(name)
+    return given
+
+
 def _declared_dims(port) -> list:
     shape = port.get_partial_shape()
     if shape.rank.is_dynamic:
@@ -136,10 +155,13 @@ def load(xml_path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceM
     import openvino as ov
 
     model, weights = read_model(xml_path)
+    named = name_ports(model)
     before = [str(p.get_partial_shape()) for p in model.inputs]
     notes = make_static(model, shapes)
+    if named:
+        notes.append(f"the IR names no tensor for {', '.join(named)}: named so here, as ONNX export names them")
     path = xml_path
-    if before != [str(p.get_partial_shape()) for p in model.inputs]:
+    if named or before != [str(p.get_partial_shape()) for p in model.inputs]:
         path = workdir / "source.xml"
         ov.save_model(model, str(path), compress_to_fp16=False)  # keep the weights as the user gave them
     return SourceModel(str(xml_path), FORMAT, sha256_of_ir(xml_path, weights), None, tensor_specs(model.inputs),
@@ -163,8 +185,16 @@ def inspect(xml_path: pathlib.Path, shapes: dict) -> dict:
     import numpy as np
 
     model, weights = read_model(xml_path)
+    named = name_ports(model)
     dynamic = {port_name(p): [d for d in _declared_dims(p) if not isinstance(d, int)] for p in model.inputs}
-    notes = make_static(model, shapes)
+    try:
+        notes = make_static(model, shapes)
+    except BadInput as e:   # as for ONNX: dims that only --input-shape can fix are reported, not refused
+        if "has dynamic dims" not in str(e):
+            raise
+        notes = [str(e)]
+    if named:
+        notes.append(f"the IR names no tensor for {', '.join(named)}: packaged as named here")
     ops = {}
     for op in model.get_ordered_ops():
         ops[op.get_type_name()] = ops.get(op.get_type_name(), 0) + 1

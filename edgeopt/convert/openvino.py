@@ -243,6 +243,9 @@ class OpenVinoBackend(Backend):
         from ..ir import bin_path, weight_bytes_by_type
         compression["weights_bytes"] = weight_bytes_by_type(out)
         notes = compression.pop("notes", [])
+        if "ir" in compression and compression["weights_bytes"].get("f16"):   # fp32, compression none, read as fp32
+            notes.append("the IR stores its weights as f16 (ov.save_model compresses them by default), packaged "
+                         "as given: they run in fp32, at f16 precision")
         if request.quantize != "none" and request.host_timing:
             notes += self._host_hint(source, request, out, compression, progress)
         extra = [bin_path(out)] if bin_path(out).is_file() else []

@@ -89,7 +89,10 @@ def inspect_rows(info: dict):
 
 
 def _tensors(tensors: list) -> str:
-    return "; ".join(f"{x['name']} {x['dtype']}{x['shape']}" for x in tensors)
+    """name dtype[1, 3, batch, h]: a dynamic dim by its name, unquoted (it read ['batch', 3, 'h', 'w'])."""
+    def shape(dims):
+        return f"[{', '.join(map(str, dims))}]" if isinstance(dims, list) else str(dims)
+    return "; ".join(f"{x['name']} {x['dtype']}{shape(x['shape'])}" for x in tensors)
 
 
 def _plural(n: int, noun: str) -> str:

@@ -274,6 +274,30 @@ def test_inspect_an_ir(cli, tmp_path):
     assert info["op_types"]["Convolution"] == 3
 
 
+def test_an_ir_from_pytorch_with_nameless_outputs_and_dynamic_dims(cli, tmp_path):
+    """`ov.convert_model(module)` leaves outputs without a tensor name, and that IR was refused; `inspect` of an IR
+    with dynamic spatial dims refused too, where ONNX's reports them. And the weights save_model stores as f16
+    by default are said, not read as fp32."""
+    import openvino as ov
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    ir = tmp_path / "pt.xml"
+    ov.save_model(ov.convert_model(module.eval(), example_input=torch.zeros(1, 3, 16, 16)), str(ir))
+    assert not ov.Core().read_model(str(ir)).outputs[0].get_names()   # as OpenVINO makes it
+    info = cli("inspect", ir, "--json")
+    assert info.exit_code == 0, info.stderr
+    assert [o["name"] for o in info.json()["outputs"]] == ["output"] and info.json()["dynamic_dims"]
+    assert any("has dynamic dims" in n for n in info.json()["notes"])
+    r = cli("package", ir, "--profile", "intel-cpu", "--input-shape", f"{info.json()['inputs'][0]['name']}=1,3,16,16",
+            "-o", tmp_path / "pt.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["outputs"] == [{"name": "output", "shape": [1, 4], "dtype": "float32"}] and m["parity"]["passed"]
+    assert any("names no tensor for output" in n for n in m["notes"])
+    assert any("stores its weights as f16" in n for n in m["notes"])
+
+
 def test_inspect_counts_an_int8_irs_weights(cli, tmp_path, ov_bundles):
     """Its weights are i8 constants: counting float constants only read 260 of the model's 25,866."""
     import tarfile
