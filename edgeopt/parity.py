@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import functools
 
 import numpy as np
@@ -258,6 +259,20 @@ def _runtime_errors(python: bool = True) -> tuple:
     return tuple(found)
 
 
+# {"the calibration data": its file, ...} while a package runs (data_files): the errors below name the file given
+_DATA_FILES = contextvars.ContextVar("data_files", default={})
+
+
+@contextlib.contextmanager
+def data_files(files: dict):
+    """Name these data files in source_on's errors (by what they are: "the eval data") within the block."""
+    token = _DATA_FILES.set({what: str(path) for what, path in files.items() if path})
+    try:
+        yield
+    finally:
+        _DATA_FILES.reset(token)
+
+
 @contextlib.contextmanager
 def source_on(what: str, python_errors: bool = True):
     """The source model run on the user's data (parity, calibration, the shipped references, mixed precision's
@@ -269,8 +284,9 @@ def source_on(what: str, python_errors: bool = True):
     except EdgeoptError:
         raise
     except _runtime_errors(python_errors) as e:
-        raise BadInput(f"{what}: the source model itself fails on them (give samples it takes): "
-                       f"{first_line(e)}") from None
+        file = _DATA_FILES.get().get(what)
+        raise BadInput(f"{what}{f' ({file})' if file else ''}: the source model itself fails on them (give samples "
+                       f"it takes): {first_line(e)}") from None
 
 
 def _per_call(runner, samples: dict, inputs):

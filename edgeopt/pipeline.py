@@ -24,7 +24,7 @@ from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
 from .errors import BadInput, ParityMismatch
 from .models import detect_format, load_model, onnx_source
-from .parity import compare as parity_compare, describe_failure, only_top1_failed, source_on
+from .parity import compare as parity_compare, data_files, describe_failure, only_top1_failed, source_on
 from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
@@ -112,7 +112,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     chosen_threads = {"threads": threads} if threads else {}   # recorded when given: older content keys stay
     recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **other_backend, **backend_record,
                                  "simplify": simplify, "seed": seed, **chosen_threads}, list(steps))
-    with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp:
+    named = {"the calibration data": calib, "the eval data": eval_data}
+    with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp, data_files(named):
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
         shapes = dict(input_shapes or {})

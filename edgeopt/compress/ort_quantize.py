@@ -47,18 +47,24 @@ CONV_OPS = {"Conv", "ConvTranspose"}
 @contextlib.contextmanager
 def _quiet_root_logger():
     """onnxruntime.quantization logs a pre-processing tip on the root logger at WARNING on every call, and numpy
-    warns of a division in its zero point where a range is infinite (said by _broken_scales instead, in one line)."""
+    warns of a division in its zero point where a range is infinite (said by _broken_scales instead, in one line).
+    The calibration's own sessions log a failing node to stderr in colour, past --quiet, before the exception
+    that source_on says in one line: ONNX Runtime's default logger is held at fatal meanwhile."""
     import warnings
+
+    import onnxruntime
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    onnxruntime.set_default_logger_severity(4)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             yield
     finally:
         root.setLevel(level)
+        onnxruntime.set_default_logger_severity(2)   # ONNX Runtime's default: warnings
 
 
 def _broken_scales(path) -> list:
