@@ -569,6 +569,10 @@ def _in_artifact_layout(runner, layouts: dict):
     return (lambda feed: runner(to_layouts(feed, layouts))) if layouts else runner
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"   # "a openvino-ir source"
+
+
 def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, budgets) -> dict:
     inputs, outputs = backend.describe_io(conversion.model_path, conversion.runtime.get("options"))
     for spec in inputs:
@@ -587,7 +591,7 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
         "runtime": dict(conversion.runtime, threads=prof.runtime.threads, power_sensor=prof.runtime.power_sensor),
         "compression": conversion.compression, "model": f"model/{conversion.model_path.name}",
         "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
-        "simplification": source.simplification or {"applied": False, "reason": f"a {source.format} source is converted as given"},
+        "simplification": source.simplification or {"applied": False, "reason": f"{_article(source.format)} {source.format} source is converted as given"},
         "parity": parity, "budgets": budgets, "notes": source.notes + conversion.notes,
         "tools": dict(conversion.tools, edgeopt=__version__, conversion_seconds=round(conversion.seconds, 3)),
     }

@@ -336,3 +336,6 @@ def test_the_recurrent_ops_onnx_runtime_int8_leaves_float_are_said_so(tmp_path, 
     if method == "auto":
         assert compression["int8_method"]["used"] == "dynamic"
         assert any("of the MACs outside the recurrent ops" in n for n in manifest["notes"])
+        # no Conv to leave float is named, and the --calib that dynamic INT8 does not use is said
+        assert "Conv" not in _compression(compression) and compression["float_conv"] == 0
+        assert any(n.startswith("dynamic INT8 calibrates nothing") for n in manifest["notes"])

@@ -144,6 +144,9 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
         if "reason" in choice:
             details["notes"].append(f"INT8 {choice['used']}: {choice['reason']}")
     record = quantizer.record(out)
+    if choice["used"] == "dynamic" and request.calibration is not None and not request.options.keep_float:
+        details["notes"].append("dynamic INT8 calibrates nothing: it computes activation ranges at run time "
+                                "(--backend-option int8_method=static calibrates with --calib)")
     if record.get("integer_ops") == {}:   # a conv-only model: packaged as "INT8 dynamic", it ran float throughout
         details["notes"].append("warning: dynamic quantization found no op it takes (MatMul, Gemm, LSTM, Gather) "
                                 "in this model, so the bundle runs in float; --quantize int8 quantizes Conv "
@@ -222,7 +225,8 @@ class _Dynamic:
         made = collections.Counter(n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node)
         return {"method": "dynamic", "weights": "int8", "activations": "uint8, ranges computed at run time",
                 "op_types": ["Gemm", *DYNAMIC_OPS],
-                "integer_ops": {op: n for op, n in sorted(made.items()) if op in INTEGER_OPS}}
+                "integer_ops": {op: n for op, n in sorted(made.items()) if op in INTEGER_OPS},
+                "float_conv": sum(made[op] for op in CONV_OPS)}
 
     def layers(self, graph) -> dict:
         return {name: op for name, op in mixed_quantize.compute_layers(graph) if op in ("MatMul", "Gemm")}

@@ -228,7 +228,9 @@ def _compression(c: dict) -> str:
                 f"samples" + (f"; float{recurrent[1:]}" if recurrent else ""))
     if c.get("method") == "dynamic" and "integer_ops" in c:
         made = ", ".join(f"{n} {op}" for op, n in c["integer_ops"].items()) or "no op"
-        return f"INT8 dynamic (activation ranges at run time): {made}; Conv{recurrent} and the rest float"
+        conv = "Conv" if c.get("float_conv", 1) else ""   # a record without the count: said as before
+        left = f"{conv}{recurrent}".lstrip(", ")
+        return f"INT8 dynamic (activation ranges at run time): {made}; {left + ' and ' if left else ''}the rest float"
     return f"INT8 {c.get('method')}"
 
 
