@@ -150,6 +150,20 @@ def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():
         header, row = (line.split("\t") for line in plain_lines(table))
         assert {col: row[header.index(col)] for col in columns} == {col: expected[col] for col in columns}
 
+def test_compare_shows_seconds_where_two_results_share_a_minute():
+    """Two fleet runs of one bundle on one device in the same minute read as two identical rows."""
+    from edgeopt.cli import plain_lines
+    from edgeopt.report.tables import compare_table
+
+    row = {"bundle": "d", "device": "dev-a", "runtime": "ort", "threads": 2, "size_mb": 0.1, "p50_ms": 0.02,
+           "p90_ms": 0.03, "p99_ms": 0.04, "peak_rss_mb": 68.9, "top1": None, "verdict": "all pass"}
+    times = ("2026-12-05T23:49:05Z", "2026-12-05T23:49:41Z")
+    lines = plain_lines(compare_table([dict(row, created=t) for t in times]))
+    assert [line.split("\t")[2] for line in lines[1:]] == ["23:49:05", "23:49:41"]
+    apart = plain_lines(compare_table([dict(row, created=t) for t in ("2026-12-05T23:49:05Z", "2026-12-05T23:52:00Z")]))
+    assert [line.split("\t")[2] for line in apart[1:]] == ["23:49", "23:52"]   # minutes where they tell them apart
+
+
 def test_plain_lines_keep_cells_on_one_line():
     from rich.table import Table
     from rich.text import Text

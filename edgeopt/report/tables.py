@@ -418,10 +418,13 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
     of -q, read by scripts): every column and whole times, whatever the rows hold, so a field keeps its place."""
     days = {_time(r.get("created"))[:10] for r in rows}
     one_day = len(days) == 1 and "—" not in days and not every_column
+    # two runs of one bundle on one device in the same minute read alike ("d  dev-a  23:49" twice): seconds then
+    shown = [(r["bundle"], r.get("device"), _time(r.get("created"))) for r in rows]
+    seconds = len(set(shown)) < len(shown)
     t = Table(title=f"{title}, {days.pop()} (UTC)" if one_day else title)
     cells = [[escape(r["bundle"] or "—") + (f"\n(batch {r['batch']})" if r.get("batch") else ""),
               escape(r.get("device") or "—"),
-              _time(r.get("created"))[11 if one_day else 0:],
+              _time(r.get("created"), seconds)[11 if one_day else 0:],
               escape(" ×".join(str(x) for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
               _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], LATENCY_MS), _num(r["p90_ms"], LATENCY_MS),
               _num(r["p99_ms"], LATENCY_MS), _num(r.get("throughput_fps"), "{:.1f}"), _num(r["peak_rss_mb"], "{:.1f}"),
@@ -449,10 +452,10 @@ def _short(text, width: int = 32) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
-def _time(created) -> str:
-    """An ISO time as `YYYY-MM-DD HH:MM` in UTC, as the columns say: results are stamped in UTC, but a time with
-    another offset (23:56+05:00) was shown as it stood, under "(UTC)", and sorted as later than 20:56 UTC."""
-    shown = utc_time(created)
+def _time(created, seconds: bool = False) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM[:SS]` in UTC, as the columns say: results are stamped in UTC, but a time
+    with another offset (23:56+05:00) was shown as it stood, under "(UTC)", and sorted as later than 20:56 UTC."""
+    shown = utc_time(created, seconds)
     return escape(shown) if shown else "—"
 
 
