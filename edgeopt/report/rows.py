@@ -19,7 +19,7 @@ from ..errors import BadInput
 from . import timelines
 from .changes import change_points, noise, segments
 
-EXIT_MEANING = {0: "every budget holds", 1: "a budget failed or was not measured", 3: "a device produced no result"}
+EXIT_MEANING = {0: "every budget holds", 1: "a budget failed or was not measured", 3: "a device produced no result (one or more)"}
 
 ECDF_POINTS = 300       # enough for a smooth step curve at screen width; keeps the SVG small
 TIMELINE_BINS = 120     # latency over the run: median and p10-p90 per bin of consecutive runs

@@ -173,6 +173,10 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
             f"device {spec.name}: HOST KEY CHANGED for {_host_label(target['host'], target['port'])}: got "
             f"{fingerprint(e.key)}, known_hosts has {fingerprint(e.expected_key)}; refused (if the device was "
             f"reinstalled: ssh-keygen -f {known_hosts} -R '{_host_label(target['host'], target['port'])}')") from None
+    except paramiko.PasswordRequiredException:
+        client.close()
+        raise DeviceFailure(f"device {spec.name}: the key for {where} is encrypted, and edgeopt asks for no "
+                            "passphrase: load it into ssh-agent (ssh-add KEY), which edgeopt uses") from None
     except paramiko.AuthenticationException as e:
         client.close()
         raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e}){_password_hint(spec, e)}") \

@@ -99,6 +99,13 @@ def test_refused_authentication(cli, lab, bundles, tmp_path):
     (tmp_path / "pw.yaml").write_text(json.dumps({"devices": {"pi-noauth": entry}}))
     r = _bench(cli, lab, bundles["fp32"], tmp_path / "pw.yaml", "pi-noauth", tmp_path)
     assert r.exit_code == 3 and "not the inventory's password" in r.stderr and "hunter2" not in r.stderr
+    # an encrypted key: edgeopt asks for no passphrase, and says to load it into ssh-agent
+    locked = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(locked)], check=True)
+    entry = dict(lab.inventory_entry(dev), key=str(locked))
+    (tmp_path / "locked.yaml").write_text(json.dumps({"devices": {"pi-noauth": entry}}))
+    r = _bench(cli, lab, bundles["fp32"], tmp_path / "locked.yaml", "pi-noauth", tmp_path)
+    assert r.exit_code == 3 and "is encrypted" in r.stderr and "ssh-add" in r.stderr, r.stderr
 
 
 def test_ssh_config_alias_without_inventory(cli, lab, bundles, tmp_path):
