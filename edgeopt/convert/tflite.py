@@ -353,11 +353,19 @@ def _full_integer(q, float_path, out, source, request, layouts, progress) -> dic
     calibration, used = _calibrate(q, float_path, source, request, layouts, progress)
     details = {"recipe": "static_wi8_ai8: int8 per-channel weights, int8 per-tensor activations", "io": io,
                "calibration": {"samples": used, "method": "min/max over every sample"}}
+    from .tflite_bias import widen_for_bias
+    widened = widen_for_bias(float_path, calibration)   # every build below quantizes from these ranges
+    if widened:
+        details["calibration"]["widened_for_bias"] = len(widened)
+        details["notes"] = [
+            f"the calibrated input range of {len(widened)} biased layer(s) was widened so that their int32 biases "
+            "fit: their inputs span a tiny range (near zero, as untrained BatchNorm statistics leave them), at "
+            "which the quantizer's int32 bias overflowed"]
     from . import tflite_mixed
     joins = tflite_mixed.output_joins(float_path) if io == "float" else []
     if joins:
         details["float_output_ops"] = len(joins)
-        details["notes"] = [
+        details["notes"] = details.get("notes", []) + [
             "the CONCATENATION making a model output left float: quantized, the tensors it joins would share one "
             "INT8 scale (a detector's boxes in hundreds of pixels and its scores in 0-1: the scores round to 0), "
             "and with float I/O the output is float anyway"]

@@ -188,7 +188,10 @@ def package_rows(m: dict):
                                                f"{hint['fp32_ms']:.3g} ms, {hint['threads']} thread, "
                                                f"{hint.get('runtime', 'onnxruntime')}); the device's number is the one "
                                                "that counts"))
-    rows.append(("conversion", f"{m['conversion_seconds']:.2f} s"))
+    intake = m.get("intake_seconds")
+    before = (f" (after {intake:.2f} s reading the source" + (" and its transforms)" if m.get("transforms") else ")")
+              if intake is not None and intake >= 0.5 else "")
+    rows.append(("conversion", f"{m['conversion_seconds']:.2f} s{before}"))
     rows += [("note", n) for n in m.get("notes", []) if not n.startswith("warning:")]   # printed loud, below it
     return rows
 
