@@ -83,6 +83,9 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
 
 def power_section(description, idle, loop, inferences, loop_seconds):
     """The result's `power` section and its warnings, from the idle and timed-loop window figures."""
+    if "absent" not in loop and loop["mean_w"] < 0:   # saved as it was, every verb then refused the result
+        loop = dict(loop, absent="the sensor read a negative mean power (%.3g W), which is no power drawn (a sign "
+                                 "convention, or an offset at low load)" % loop["mean_w"])
     if "absent" in loop:
         doc = dict(description, available=False, reason="no power figures for the timed loop: " + loop["absent"])
         return doc, ["power: %s" % doc["reason"]]
@@ -114,6 +117,8 @@ def _idle(doc, idle):
         doc["idle_w_absent"] = "idle baseline skipped (--idle-seconds 0)"
     elif "absent" in idle:
         doc["idle_w_absent"] = "idle baseline: " + idle["absent"]
+    elif idle["mean_w"] < 0:
+        doc["idle_w_absent"] = "idle baseline: the sensor read a negative mean power (%.3g W)" % idle["mean_w"]
     else:
         doc.update(idle_w=_w(idle["mean_w"]), idle_seconds=idle["window_s"], idle_samples=idle["samples"],
                    rails_idle_w=_watts(idle["rails_mean_w"]))

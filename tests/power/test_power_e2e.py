@@ -195,6 +195,15 @@ def test_sensor_that_disappears_mid_run_leaves_energy_unmeasured(cli, bundles, t
     assert r.exit_code == 1 and row["status"] == "unmeasured" and "missing for part of the loop" in row["reason"]
 
 
+def test_a_negative_reading_is_no_power_figure_and_the_result_reads(cli, bundles, tmp_path):
+    """A meter printing -2 W was saved as mean -2 W, which check, compare and report then refused as bad input."""
+    doc, path = _bench(cli, bundles["fp32"], tmp_path, "--power-command", "echo -2", "--power-rate", "20")
+    p = doc["power"]
+    assert p["available"] is False and "negative mean power (-2 W)" in p["reason"]
+    r = cli("check", path, "--budget", "power_w=5", "--json")
+    assert r.exit_code == 1 and r.json()["results"][0]["budgets"][-1]["status"] == "unmeasured"
+
+
 def test_no_power_flag_and_the_profiles_choice(cli, bundles, jetson, tmp_path):
     doc, _ = _bench(cli, bundles["fp32"], tmp_path, "--no-power")
     assert doc["power"] == {"available": False, "reason": "power measurement turned off (power_sensor none, or --no-power)",
