@@ -20,18 +20,20 @@ def _failed(what, error):
     return {"available": False, "reason": "%s failed: %s" % (what, text[:300])}
 
 
-def run(adapter, feed, settings, wanted, scratch_dir):
+def run(adapter, feed, settings, wanted, scratch_dir, fps_budget=False):
     """{"throughput": section, "layer_profile": section}; a pass not asked for, or one that failed, is
-    {"available": False, "reason": ...}: the latency figures stand either way."""
+    {"available": False, "reason": ...}: the latency figures stand either way. fps_budget: the bundle carries a
+    throughput_fps budget, which the pass measures (it was left unasked, and `check` failed it unmeasured)."""
     out = {"throughput": {"available": False, "reason": throughput.NOT_ASKED},
            "layer_profile": {"available": False, "reason": layers.NOT_ASKED}}
-    if wanted.throughput or adapter.throughput_hint():
+    if wanted.throughput or adapter.throughput_hint() or fps_budget:
         report("throughput", "concurrent runs, %d+ completed, %.1f+ s" % (settings.min_iterations, settings.min_seconds))
         try:
             out["throughput"] = adapter.throughput(feed, settings)
         except Exception as e:  # a runtime's own error type: the pass is absent with its reason, the run stands
             out["throughput"] = _failed("the throughput pass", e)
-        out["throughput"]["asked_by"] = "--throughput" if wanted.throughput else "the bundle's performance hint"
+        out["throughput"]["asked_by"] = ("--throughput" if wanted.throughput else "the bundle's performance hint"
+                                         if adapter.throughput_hint() else "the bundle's throughput_fps budget")
     if wanted.profile_layers:
         runs = layers.profile_runs(settings)
         report("profile", "%d profiled runs" % runs)

@@ -79,7 +79,8 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     lat["samples_ms"] = samples
     power, heat, warnings = sensors.results(len(samples), lat["duration_s"])
     sensors.close()
-    extra = passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root))
+    extra = passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root),
+                       "throughput_fps" in (manifest.get("budgets") or {}))
     acc = _accuracy(adapter, manifest, root) if with_accuracy else {
         "available": False, "reason": accuracy.SKIPPED}
     runtime = {"name": cls.name, "version": cls.installed_version()}

@@ -121,6 +121,17 @@ def test_not_asked_is_absent_with_the_reason_and_fails_a_budget(bundles, tmp_pat
     assert r.exit_code == 1 and row["status"] == "unmeasured" and row["reason"] == throughput.NOT_ASKED
 
 
+def test_a_bundles_throughput_budget_asks_for_the_pass(tmp_path, cli):
+    """A bundle carrying a throughput_fps budget was benched without the FPS pass, and `check` failed the budget
+    NOT MEASURED, with no warning anywhere."""
+    m = api.package(str(MODEL), "generic", tmp_path / "fps.edgepkg", budgets={"throughput_fps": 1})
+    doc = api.bench(m["path"], "local", tmp_path / "results", loop=FAST_LOOP)
+    assert doc["throughput"]["fps"] > 0 and doc["throughput"]["asked_by"] == "the bundle's throughput_fps budget"
+    row = next(b for b in cli("check", doc["_path"], "--json").json()["results"][0]["budgets"]
+               if b["budget"] == "throughput_fps")
+    assert row["status"] == "pass"
+
+
 def test_throughput_budget_is_higher_is_better(ort_measured, cli):
     fps = ort_measured["throughput"]["fps"]
     verdicts = []
