@@ -49,8 +49,10 @@ def inspect_bundle(path) -> dict:
 
 
 def profiles() -> list:
-    """Every hardware profile ($EDGEOPT_PROFILES, then the built-in set), as dicts."""
-    return [p.to_dict() for p in list_profiles()]
+    """Every hardware profile ($EDGEOPT_PROFILES, then the built-in set), as dicts; `shadows`: the built-in file a
+    profile of $EDGEOPT_PROFILES takes the place of (its budgets and threads are then not the built-in's)."""
+    from .profiles import shadows_builtin
+    return [dict(p.to_dict(), shadows=shadows_builtin(p)) for p in list_profiles()]
 
 
 def profile(name: str) -> dict:

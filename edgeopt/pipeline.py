@@ -26,7 +26,7 @@ from .data import LABELS, load_samples, random_samples, run as run_samples, samp
 from .errors import BadInput, ParityMismatch
 from .models import detect_format, load_model, onnx_source
 from .parity import compare as parity_compare, data_files, describe_failure, only_top1_failed, source_on
-from .profiles import list_profiles, load_profile
+from .profiles import list_profiles, load_profile, shadows_builtin
 from .progress import SILENT
 
 PARITY_RANDOM_SAMPLES = 64
@@ -147,6 +147,9 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                                                         source.outputs[0] if source.outputs else None)
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
         manifest["notes"] += _coarse_accuracy_notes(merged_budgets, evaluation, source_accuracy)
+        if shadows_builtin(prof):   # the same name on another machine is the built-in, with its own budgets
+            manifest["notes"].append(f"profile {prof.name} is {prof.path} ($EDGEOPT_PROFILES), in place of the "
+                                     "built-in one of that name")
         manifest["recipe"] = recipe_doc
         _record_calibration_file(manifest["compression"], calib)
         if stages:

@@ -94,11 +94,30 @@ class Profile:
 
 
 def profile_dirs() -> list:
-    """Where profiles are looked up, first match wins: $EDGEOPT_PROFILES, then the built-in set."""
+    """Where profiles are looked up, first match wins: $EDGEOPT_PROFILES, then the built-in set. A folder named
+    in $EDGEOPT_PROFILES that is not one is bad input: ignored, a mistyped path left every profile in it unknown
+    (or a built-in used in its place) without a word."""
     dirs = [pathlib.Path(p) for p in os.environ.get("EDGEOPT_PROFILES", "").split(os.pathsep) if p]
+    for d in dirs:
+        if not d.is_dir():
+            raise BadInput(f"$EDGEOPT_PROFILES names {d}, which is not a folder of profile .toml files")
+    return dirs + builtin_dirs()
+
+
+def builtin_dirs() -> list:
     here = pathlib.Path(__file__).resolve().parent
-    dirs += [here / "profiles", here.parent / "profiles"]   # a wheel's copy (setup.py), else the repository's
-    return [d for d in dirs if d.is_dir()]
+    # a wheel's copy (setup.py), else the repository's
+    return [d for d in (here / "profiles", here.parent / "profiles") if d.is_dir()]
+
+
+def shadows_builtin(profile) -> str | None:
+    """The built-in profile file a profile of the same name from $EDGEOPT_PROFILES takes the place of, or None."""
+    path = pathlib.Path(profile.path).resolve()
+    for d in builtin_dirs():
+        builtin = d / f"{profile.name}.toml"
+        if builtin.is_file() and builtin.resolve() != path:
+            return str(builtin)
+    return None
 
 
 def list_profiles() -> list:
@@ -231,7 +250,7 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
     backend = top["backend"]
     if top["int8_scheme"] not in INT8_SCHEMES[backend]:
         top.refuse("int8_scheme", f"is not one of {', '.join(INT8_SCHEMES[backend])} (backend {backend})")
-    return Profile(
+    profile = Profile(
         name=top["name"], description=top["description"], backend=backend,
         default_precision=top["default_precision"], int8_scheme=top["int8_scheme"], device=device,
         runtime=RuntimeSettings(rt["threads"], rt["power_sensor"]),
@@ -240,6 +259,10 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
                                par["quantized_min_top1_agreement"], par["bf16_max_abs_error"]),
         path=str(path), software=_software(_Section(top["software"], "software", path)),
         backends=_backends(top, backend))
+    if profile.name != path.stem:   # a bundle records the name, and --profile NAME finds the file by it
+        top.refuse("name", f"must be the file's own name ({path.stem!r}): bundles record it, and `--profile NAME` "
+                           "and `check --profile` find a profile by its file")
+    return profile
 
 
 def _backends(top, backend: str) -> tuple:

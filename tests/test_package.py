@@ -152,7 +152,8 @@ def test_calibration_file_not_npz(cli, tmp_path):
 def test_parity_failure_blocks_the_bundle_unless_allowed(cli, tmp_path):
     strict = tmp_path / "strict.toml"
     text = (MODEL.parent.parent.parent / "profiles" / "generic.toml").read_text()
-    strict.write_text(text.replace("fp16_max_abs_error = 5e-2", "fp16_max_abs_error = 1e-9"))
+    strict.write_text(text.replace("fp16_max_abs_error = 5e-2", "fp16_max_abs_error = 1e-9")
+                      .replace('name = "generic"', 'name = "strict"'))   # a profile is named as its file
     out = tmp_path / "h.edgepkg"
     r = cli("package", MODEL, "--profile", strict, "--precision", "fp16", "-o", out)
     assert r.exit_code == 2

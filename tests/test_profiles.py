@@ -1,3 +1,5 @@
+import pathlib
+
 import pytest
 
 from edgeopt.errors import BadInput
@@ -97,9 +99,34 @@ def test_malformed_profile_names_the_problem(tmp_path, change, message):
 
 
 def test_custom_profile_file_loads(tmp_path):
-    path = tmp_path / "custom.toml"
+    path = tmp_path / "x.toml"
     path.write_text(GOOD)
     assert load_profile(str(path)).runtime.threads == 1
+    # named otherwise than its file: bundles would record a name that --profile cannot find
+    other = tmp_path / "custom.toml"
+    other.write_text(GOOD)
+    with pytest.raises(BadInput, match=r"custom.toml: name must be the file's own name \('custom'\)"):
+        load_profile(str(other))
+
+
+def test_profiles_from_the_environment_are_said_and_a_bad_folder_refused(cli, tmp_path, monkeypatch):
+    """A mistyped $EDGEOPT_PROFILES was ignored without a word, and a profile of it that replaces a built-in one
+    (its own budgets under the same name) was told apart nowhere but `profiles show`'s path."""
+    from conftest import MODEL
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "generic.toml").write_text((pathlib.Path(__file__).parent.parent / "profiles" / "generic.toml")
+                                         .read_text().replace("latency_p90_ms = 50.0", "latency_p90_ms = 5.0"))
+    monkeypatch.setenv("EDGEOPT_PROFILES", str(folder))
+    listed = {p["name"]: p for p in cli("profiles", "list", "--json").json()}
+    assert listed["generic"]["shadows"] and listed["intel-cpu"]["shadows"] is None
+    assert "(in place of the built-in)" in cli("profiles", "list", "-q").stdout   # cells whole on one line
+    m = cli("package", MODEL, "-o", tmp_path / "g.edgepkg", "--json").json()
+    assert m["budgets"]["latency_p90_ms"] == 5 and any("in place of the built-in one" in n for n in m["notes"])
+    monkeypatch.setenv("EDGEOPT_PROFILES", str(tmp_path / "no-such-folder"))
+    r = cli("profiles", "list")
+    assert r.exit_code == 2 and "$EDGEOPT_PROFILES names" in r.stderr and "no-such-folder" in r.stderr
 
 
 def test_a_backend_the_registry_marks_unavailable_is_a_clear_error(cli, tmp_path, monkeypatch):

@@ -408,7 +408,8 @@ def profile_cases(draw):
 
 
 def classify_profile(run, work: pathlib.Path, text: str, verdict: str, field: str, doc) -> str:
-    path = work / "p.toml"
+    # a profile is named as its file (GOOD_PROFILE's "x"; a fine case may have drawn another name)
+    path = work / f"{doc['name'] if doc else GOOD_PROFILE['name']}.toml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
         shown = run("profiles", "show", path, "--json")

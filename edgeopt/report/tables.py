@@ -1,6 +1,8 @@
 """Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
 from __future__ import annotations
 
+import pathlib
+
 import re
 import statistics
 
@@ -33,14 +35,23 @@ LATENCY_MS = "{:.4f}"
 
 def profiles_table(profiles: list) -> Table:
     t = Table(title="Hardware profiles")
-    for col in ("name", "backend", "precision", "threads", "power sensor", "cpu"):
-        t.add_column(col, no_wrap=col != "cpu")
+    for col in ("name", "backend", "precision", "threads", "power sensor", "cpu", "from"):
+        t.add_column(col, no_wrap=col not in ("cpu", "from"), overflow="fold")
     for p in profiles:
         d = p["device"]
         cpu = d["cpu"] if not d["cores"] else f"{d['cores']}x {d['cpu']}"
+        # a profile of $EDGEOPT_PROFILES is named by its file, and one that replaces a built-in says so
+        source = "built-in" if p.get("shadows") is None and _builtin(p["path"]) else escape(p["path"])
+        if p.get("shadows"):
+            source = f"[yellow]{source} (in place of the built-in)[/]"
         t.add_row(p["name"], p["backend"], p["default_precision"], str(p["runtime"]["threads"] or "auto"),
-                  p["runtime"]["power_sensor"], escape(cpu))  # cpu is free text from a profile
+                  p["runtime"]["power_sensor"], escape(cpu), source)  # cpu is free text from a profile
     return t
+
+
+def _builtin(path: str) -> bool:
+    from ..profiles import builtin_dirs
+    return any(pathlib.Path(path).resolve().parent == d.resolve() for d in builtin_dirs())
 
 
 def key_values(title: str, rows) -> Table:

@@ -955,7 +955,8 @@ def test_a_top1_agreement_under_the_profiles_is_left_to_the_accuracy_budget(cli,
 
     strict = tmp_path / "strict.toml"
     text = (MODEL.parent.parent.parent / "profiles" / "generic.toml").read_text()
-    strict.write_text(text.replace("quantized_min_top1_agreement = 0.97", "quantized_min_top1_agreement = 0.99"))
+    strict.write_text(text.replace("quantized_min_top1_agreement = 0.97", "quantized_min_top1_agreement = 0.99")
+                      .replace('name = "generic"', 'name = "strict"'))   # a profile is named as its file
     clean = dict(np.load(EVAL))
     noisy = tmp_path / "noisy_eval.npz"
     noise = np.random.default_rng(0).normal(0, 0.5 * clean["image"].std(), clean["image"].shape)
