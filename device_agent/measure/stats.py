@@ -53,13 +53,17 @@ def summarize(samples_ms):
     arr = np.sort(np.asarray(samples_ms, dtype=np.float64))
     n = int(arr.size)
     mean = float(arr.mean())
-    std = float(arr.std(ddof=1)) if n > 1 else 0.0
     median = float(np.median(arr))
     mad = float(np.median(np.abs(arr - median)))
-    out = {"n": n, "mean_ms": mean, "std_ms": std, "cv": std / mean if mean > 0 else 0.0,
+    out = {"n": n, "mean_ms": mean,
            "mad_ms": mad, "robust_cv": MAD_TO_SD * mad / median if median > 0 else 0.0,
            "slow_share": float(np.mean(arr > SLOW_FACTOR * median)) if median > 0 else 0.0,
            "min_ms": float(arr[0]), "max_ms": float(arr[-1])}
+    if n > 1:
+        std = float(arr.std(ddof=1))
+        out.update(std_ms=std, cv=std / mean if mean > 0 else 0.0)
+    else:   # one sample has no spread to speak of: "± 0.0000 (cv 0.00)" read as a perfectly steady device
+        out.update(std_ms_absent="needs at least 2 samples, have %d" % n, cv_absent="needs at least 2 samples, have %d" % n)
     intervals, absent = {}, {}
     for q in PERCENTILES:
         key = "p%d_ms" % q

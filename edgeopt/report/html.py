@@ -233,9 +233,10 @@ def _over_run(rows: list) -> str:
                    title="p10–p90 of each bin of consecutive runs")
         chart.line([(x, b["median"]) for x, b in mid], "#0072B2", title="median per bin")
         drift = t["drift_pct"]
-        cards.append(_run_card(r, chart.render(), f"last quarter median {num(t['last_quarter_median_ms'])} ms vs first "
-                               f"{num(t['first_quarter_median_ms'])} ms: {'—' if drift is None else f'{drift:+.1f} %'}",
-                               "bad" if drift is not None and drift > 10 else "muted"))
+        said = (f"drift not measured: {t['drift_absent']}" if "drift_absent" in t else
+                f"last quarter median {num(t['last_quarter_median_ms'])} ms vs first "
+                f"{num(t['first_quarter_median_ms'])} ms: {'—' if drift is None else f'{drift:+.1f} %'}")
+        cards.append(_run_card(r, chart.render(), said, "bad" if drift is not None and drift > 10 else "muted"))
     return ("<h2>Latency over the run</h2><p class=\"small muted\">Median (line) and p10–p90 (band) of consecutive runs, "
             "in the order they ran: a rising line is drift (heat, throttling, other load).</p>"
             f"<div class=charts>{''.join(cards)}</div>")

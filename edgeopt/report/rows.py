@@ -179,8 +179,15 @@ def timeline(run_ms: np.ndarray, bins: int = TIMELINE_BINS) -> dict:
             rows.append({"start": int(a), "end": int(b), "p10": float(p10), "median": float(med), "p90": float(p90)})
     quarter = max(1, n // 4)
     first, last = float(np.median(run_ms[:quarter])), float(np.median(run_ms[-quarter:]))
-    return {"n": int(n), "bins": rows, "first_quarter_median_ms": first, "last_quarter_median_ms": last,
-            "drift_pct": (last / first - 1.0) * 100.0 if first > 0 else None}
+    out = {"n": int(n), "bins": rows, "first_quarter_median_ms": first, "last_quarter_median_ms": last,
+           "drift_pct": (last / first - 1.0) * 100.0 if first > 0 else None}
+    if n < MIN_DRIFT_RUNS:   # one run read "drift +0.0 %", three "-45.5 %": a figure of nothing
+        out.update(drift_pct=None, drift_absent=f"{n} run{'s' if n != 1 else ''}: drift needs {MIN_DRIFT_RUNS} or more "
+                                                f"(a median of {MIN_DRIFT_RUNS // 4} runs in each quarter)")
+    return out
+
+
+MIN_DRIFT_RUNS = 40
 
 
 def latency_row(doc: dict) -> dict:

@@ -282,7 +282,8 @@ def bench_rows(doc: dict):
             *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
             ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
-            ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})"),
+            ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})" if "std_ms" in lat
+             else f"{lat['mean_ms']:.4f} ms; std absent: {lat.get('std_ms_absent', 'not measured')}"),
             *_batch_rows(doc),
             ("p50", pct("p50_ms")), ("p90", pct("p90_ms")), ("p99", pct("p99_ms")),
             ("RSS import / load / peak", f"{_num(mem.get('rss_after_import_mb'), '{:.1f}')} / {_num(mem.get('rss_after_load_mb'), '{:.1f}')} / {_num(mem.get('peak_rss_mb'), '{:.1f}')} MiB")]

@@ -61,3 +61,11 @@ def test_a_bundle_packaged_past_its_parity_check_says_so_where_measured():
     (warning,) = _parity_warnings({"parity": {"passed": False, "allowed_by": "--allow-mismatch"}})
     assert warning.startswith("the bundle failed its parity check when packaged (allowed by --allow-mismatch)")
     assert _parity_warnings({"parity": {"passed": True}}) == [] and _parity_warnings({}) == []
+
+
+def test_one_sample_has_no_spread_figure():
+    """A run of one sample read "± 0.0000 ms (cv 0.00)": a perfectly steady device, from nothing."""
+    lat = summarize([0.1625])
+    assert "std_ms" not in lat and "cv" not in lat
+    assert lat["std_ms_absent"] == lat["cv_absent"] == "needs at least 2 samples, have 1"
+    assert summarize([0.1, 0.3])["std_ms"] > 0

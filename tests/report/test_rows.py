@@ -36,6 +36,17 @@ def test_ecdf_and_timeline_describe_the_samples(int8_result, values):
 
 @FAST
 @given(values=samples_ms)
+def test_drift_is_a_figure_of_enough_runs_only(int8_result, values):
+    """One run read "latency drift +0.0 %", three "-45.5 %": under MIN_DRIFT_RUNS drift is absent with why."""
+    t = rows.latency_row(doc_with(int8_result, values))["timeline"]
+    if len(values) < rows.MIN_DRIFT_RUNS:
+        assert t["drift_pct"] is None and f"{len(values)} run" in t["drift_absent"]
+    else:
+        assert "drift_absent" not in t and t["drift_pct"] is not None
+
+
+@FAST
+@given(values=samples_ms)
 def test_charts_have_finite_coordinates(int8_result, values):
     doc = doc_with(int8_result, values)
     report = rows.build([doc], {"results": [{"status": "ok", "budgets": []}], "exit_code": 0}, None, "none")
