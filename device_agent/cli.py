@@ -232,9 +232,29 @@ def bench_problem(args):
     A minimum above its maximum would stop the loop at the maximum, short of the minimum asked for."""
     for low, high in (("min_iterations", "max_iterations"), ("min_seconds", "max_seconds")):
         if getattr(args, low) > getattr(args, high):
-            return "--%s %g is above --%s %g" % (low.replace("_", "-"), getattr(args, low), high.replace("_", "-"),
-                                                 getattr(args, high))
+            return "--%s %g is above --%s %g%s" % (low.replace("_", "-"), getattr(args, low), high.replace("_", "-"),
+                                                   getattr(args, high), _default_said(args, low))
+    # flags that do nothing beside another were taken without a word (a user review)
+    if args.no_power and (args.power_sensor or args.power_command):
+        return "--no-power with --%s: give one" % ("power-sensor" if args.power_sensor else "power-command")
+    if args.power_command and args.power_sensor not in (None, "auto", "external"):
+        return ("--power-command is the external meter's, and --power-sensor %s reads another: give one"
+                % args.power_sensor)
+    if args.cooldown_target is not None and not args.cooldown:
+        return "--cooldown-target applies with --cooldown"
+    keys = [key for key, _ in args.runtime_option]
+    twice = sorted(set(k for k in keys if keys.count(k) > 1))
+    if twice:
+        return "--runtime-option %s given twice: give one value" % twice[0]
     return None
+
+
+def _default_said(args, name):
+    """ (its default), where the minimum the user did not give is what contradicts their maximum."""
+    from .measure.latency import LoopSettings
+
+    default = {"min_iterations": LoopSettings().min_iterations, "min_seconds": LoopSettings().min_seconds}.get(name)
+    return " (its default)" if default is not None and getattr(args, name) == default else ""
 
 
 def main(argv=None):

@@ -70,7 +70,7 @@ def backend_options(backend: str) -> dict:
     return describe(_backend_class(target).Options) if target else {}
 
 
-def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None) -> list:
+def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None, timeout=None) -> list:
     """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
     `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device. The agent's own parser judges
     them here, before anything is shipped: a misspelt key or a negative time is bad input (exit 2), not a device
@@ -89,7 +89,11 @@ def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None
         raise BadInput(f"measurement settings (threads, loop, sensing): {why}") from None
     problem = bench_problem(parsed)
     if problem:
-        raise BadInput(f"measurement settings (loop): {problem}")
+        raise BadInput(f"measurement settings: {problem}")
+    least = parsed.warmup_seconds + parsed.min_seconds
+    if timeout is not None and least >= timeout:   # it ran out the timeout, then saved a failed result (exit 3)
+        raise BadInput(f"--timeout {timeout:g} is not longer than the warm-up and timed loop it must hold (at least "
+                       f"{least:g} s: --warmup-seconds {parsed.warmup_seconds:g}, --min-seconds {parsed.min_seconds:g})")
     try:
         if manifest is not None:
             check_overrides(manifest, dict(parsed.runtime_option))
@@ -190,7 +194,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     bundle = pathlib.Path(bundle)
     check_timeout(timeout)   # one too short would fail every device, and save that as its result
     manifest = bundles.read_manifest(bundle)  # refuse a bad bundle here, before anything is shipped
-    agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest)   # and bad settings for it
+    agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest, timeout)   # and bad settings for it
     spec = resolve_device(device, _inventory(inventory))   # a device that is not one leaves no results dir
     refused, mismatch = profile_mismatch(manifest, spec)
     if refused and not allow_profile_mismatch:
@@ -272,7 +276,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     manifest = bundles.read_manifest(bundle)
     if (budgets or {}).get("throughput_fps") is not None:   # a budget on FPS measures it (as a bundle's does)
         loop = dict(loop or {}, throughput=True)
-    agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest)   # before the store is made
+    agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest, timeout)   # before the store is made
     Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
     for spec in devices:   # and an inventory defect (a profile that does not exist, a missing key), as bench has it
         profile_mismatch(manifest, spec)

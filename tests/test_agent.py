@@ -12,7 +12,7 @@ import pytest
 from conftest import FAST_BENCH_ARGS, FAST_LOOP, MODEL
 from device_agent.measure.stats import percentile_interval, summarize
 from edgeopt import agent_zipapp, api
-from edgeopt.errors import DeviceFailure
+from edgeopt.errors import BadInput, DeviceFailure
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -56,9 +56,13 @@ def test_result_is_saved_and_json_flag_prints_only_the_document(cli, bundles, tm
 def test_agent_timeout_is_a_device_failure_and_the_result_is_kept(bundles, tmp_path, monkeypatch):
     from edgeopt import transport
     monkeypatch.setattr(transport, "MIN_TIMEOUT", 1.0)   # bench takes 10 s at least: this test need not wait them
-    loop = dict(FAST_LOOP, min_seconds=60, max_iterations=10 ** 9, max_seconds=120)
+    loop = dict(FAST_LOOP, min_seconds=0.5, min_iterations=10 ** 9, max_iterations=10 ** 9, max_seconds=120)
     with pytest.raises(DeviceFailure, match="did not finish within 1 s"):
         api.bench(bundles["fp32"], "local", tmp_path, loop=loop, timeout=1)
+    # a timeout that cannot hold the loop's minimum time is refused before any work (it ran out, then exit 3)
+    with pytest.raises(BadInput, match="--timeout 1 is not longer than the warm-up and timed loop"):
+        api.bench(bundles["fp32"], "local", tmp_path / "early", loop=dict(FAST_LOOP, min_seconds=20), timeout=1)
+    assert not (tmp_path / "early").exists()
 
 
 def test_agent_child_timeout_yields_failed_document(bundles, tmp_path):

@@ -11,6 +11,7 @@ from conftest import FAST_BENCH_ARGS
 from device_agent.bench import Sensing, sensor_config
 from device_agent.power.base import SensorConfig
 from edgeopt.api import _agent_args
+from edgeopt.errors import BadInput
 from powertrees import rapl_zone, tree, write
 
 LOOP = FAST_BENCH_ARGS + ["--idle-seconds", "0.3"]
@@ -216,7 +217,15 @@ def test_no_power_flag_and_the_profiles_choice(cli, bundles, jetson, tmp_path):
 
 
 def test_sensing_flags_reach_the_agent():
-    args = _agent_args(None, {"min_iterations": 5}, {"no_power": True, "power_rate": 5.0, "cooldown": None,
+    args = _agent_args(None, {"min_iterations": 5}, {"power_sensor": "external", "power_rate": 5.0, "cooldown": None,
                                                      "power_command": "curl -s http://plug | jq .power"})
-    assert args == ["--min-iterations", "5", "--no-power", "--power-rate", "5.0",
+    assert args == ["--min-iterations", "5", "--power-sensor", "external", "--power-rate", "5.0",
                     "--power-command", "curl -s http://plug | jq .power"]
+    # flags that do nothing beside another are refused, not ignored (a user review)
+    for sensing, said in (({"no_power": True, "power_command": "echo 3"}, "--no-power with --power-command"),
+                          ({"power_sensor": "rapl", "power_command": "echo 3"}, "--power-sensor rapl reads another"),
+                          ({"cooldown_target": 40.0}, "--cooldown-target applies with --cooldown")):
+        with pytest.raises(BadInput, match=said):
+            _agent_args(None, {}, sensing)
+    with pytest.raises(BadInput, match="--runtime-option intra_op_num_threads given twice"):
+        _agent_args(None, {"runtime_option": ["intra_op_num_threads=1", "intra_op_num_threads=2"]})
