@@ -55,7 +55,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
         facts = transport.probe(progress, power_sensor=profile.runtime.power_sensor if profile else "auto")
     except DeviceFailure as e:
         return checks + [_check("agent", False, str(e), "rerun with --debug to see the agent's output")]
-    checks.append(_check("agent", True, f"agent runs from {transport.workdir()}/store"))
+    checks.append(_check("agent", True, f"agent runs from {transport.agent_home()}"))
     checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
     checks += _arch_checks(facts.get("arch"), spec, profile)

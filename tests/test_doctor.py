@@ -39,6 +39,10 @@ def test_doctor_names_the_interpreter_the_local_agent_runs_with(cli):
     assert r.exit_code in (0, 1), r.stderr
     python = next(c for c in r.json()["checks"] if c["check"] == "python")
     assert python["ok"] and python["detail"].startswith(f"{sys.executable} is Python "), python
+    # where the local agent really is: it named a `store` folder that `local` never makes
+    from edgeopt.agent_zipapp import build
+    agent = next(c for c in r.json()["checks"] if c["check"] == "agent")
+    assert agent["detail"] == f"agent runs from {build().parent}", agent
 
 
 def test_a_local_device_runs_the_interpreter_its_inventory_names(cli, tmp_path):

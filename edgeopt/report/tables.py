@@ -567,7 +567,8 @@ def doctor_table(report: dict) -> Table:
     for col in ("check", "status", "detail", "to fix"):
         t.add_column(col, overflow="fold")   # a fingerprint to compare is shown whole
     for c in report["checks"]:
-        status = "[red]missing[/]" if not c["ok"] else "[yellow]note[/]" if c.get("note") else "[green]ok[/]"
+        # "missing" read wrong of an arch that does not match, or a host key that changed
+        status = "[red]fail[/]" if not c["ok"] else "[yellow]note[/]" if c.get("note") else "[green]ok[/]"
         t.add_row(escape(c["check"]), status, escape(c["detail"]), escape(c["hint"]))
     return t
 

@@ -47,6 +47,10 @@ class Transport:
         """The device-side directory for the content-addressed store, run directories and the lock."""
         raise NotImplementedError
 
+    def agent_home(self) -> str:
+        """Where the agent is kept on the device (`device doctor` says it)."""
+        return f"{self.workdir()}/store"
+
     def lock_path(self) -> str:
         """The device's lock: one benchmark at a time on the device, whoever starts it."""
         return f"{self.workdir()}/lock"

@@ -37,6 +37,11 @@ class LocalTransport(Transport):
             return str(pathlib.Path.home() / os.path.expanduser(spec.workdir))
         return str(_own_dir())
 
+    def agent_home(self) -> str:
+        # run where it is built (agent_zipapp.build): `local` ships nothing to a store
+        from ..agent_zipapp import cache_dir
+        return str(cache_dir() / "agent")
+
     def lock_path(self) -> str:
         # this host's one lock, whatever workdir an entry names: two `local` devices are one machine, and measured
         # at once they would each read the other's load
