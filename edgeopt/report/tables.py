@@ -73,7 +73,7 @@ def probe_rows(facts: dict) -> list:
         if key == "power" and isinstance(value, dict):
             return value.get("reader") or value.get("reason") or "none"
         if key == "ram_mb" and isinstance(value, (int, float)):
-            return f"{value:,.0f}"
+            return f"{value:.0f}"   # no thousands separator: -q lines are read by scripts
         return "—" if value is None else value
     return [(key, shown(key, value)) for key, value in facts.items()]
 
