@@ -160,3 +160,12 @@ def test_a_channel_that_lost_its_signal_fails_however_good_the_whole_output():
     assert "output 0 lost 3 channels (4..6) of axis 2 (own SQNR down to" in describe_failure(last)
     kept = _quantized(anchors_first, lambda feed: [anchors_first(feed)[0] * 1.01])
     assert kept["passed"] and "lost_channels" not in kept["outputs"][0]
+
+
+def test_a_top1_failure_on_few_samples_says_one_changed_prediction_fails_it():
+    """16 eval samples under a 0.97 limit: one changed prediction fails it, and the refusal offered no next step
+    but --allow-mismatch (a GRU on LiteRT, after --keep-float auto's two minutes)."""
+    report = {"metric": "top1_agreement", "top1_agreement": 0.9375, "samples": 16, "tolerance": 0.97, "outputs": []}
+    assert "on 16 samples one changed prediction is 0.0625 of it, so any fails: 34 or more eval samples" \
+        in describe_failure(report)
+    assert "changed prediction" not in describe_failure(dict(report, samples=100, top1_agreement=0.9))
