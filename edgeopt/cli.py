@@ -387,7 +387,8 @@ def _option_text(option: dict) -> str:
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..", help="Fix an input's shape.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budget recorded in the bundle, over the profile's; KEY=none drops one of the profile's.")
-@click.option("--name", help="Bundle name [default: model stem + precision].")
+@click.option("--name", help="Bundle name [default: the model's name (its file's stem, or a callable's name) + "
+                              "precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
 @click.option("--force", is_flag=True,
               help="Overwrite the output even if it is a bundle for another profile, or not a bundle.")
@@ -413,7 +414,8 @@ def _option_text(option: dict) -> str:
               help="TOML recipe: [package] options and ordered [[transform]] steps (README: recipes); flags "
                    "given here override its [package] values.")
 @click.option("--prune", metavar="channels=R|weights=R[,..]",
-              help="Structured channel pruning (channels=RATIO, Torch-Pruning; criterion=, scope=, protect=) or "
+              help="Structured channel pruning (channels=RATIO, Torch-Pruning; criterion=, scope=, round_to=, "
+                   "protect=) or "
                    "unstructured magnitude pruning (weights=RATIO). A PyTorch nn.Module source only "
                    "(file.py:callable or module:callable; not TorchScript or .pt2).")
 @click.option("--low-rank", metavar="energy=F|rank=N",
@@ -424,7 +426,7 @@ def _option_text(option: dict) -> str:
 @click.option("--teacher", metavar="MODEL", help="Distillation's teacher when it is not the source model.")
 @click.option("--qat", is_flag=True, help="Quantization-aware training for INT8; needs --train-data.")
 @click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
-              "module:callable returning a PyTorch DataLoader.")
+              "module:callable or file.py:callable returning a PyTorch DataLoader.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
 @click.option("--lr", type=float, help="Learning rate of --distill / --qat (default: distill 1e-3, qat 1e-4; "
               "an optimize study's best gives its own).")
