@@ -463,7 +463,11 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     if recipe_file:
         options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
         profile = _recipe_profile(recipe_file, profile, out)
-        budgets = {**recipe.bundle_budgets(recipe_file), **budgets}   # --budget over a bundle's own
+        carried = recipe.bundle_budgets(recipe_file)
+        if str(recipe_file).endswith(recipe.SUFFIX):   # a bundle's budgets are its whole set: one it dropped
+            from .profiles import load_profile            # (KEY=none) is not the profile's again
+            carried = {**{k: None for k in load_profile(profile).budgets}, **carried}
+        budgets = {**carried, **budgets}   # --budget over a bundle's own
         shapes = {} if input_shapes else recipe.bundle_input_shapes(recipe_file, model)
         if shapes:
             input_shapes = tuple(f"{k}={','.join(map(str, v))}" for k, v in shapes.items())

@@ -235,6 +235,8 @@ def _check_field(field, value, where):
         parse_jump(value, where)
     elif field == "host":
         _check_host(value, where)
+    elif field == "user":   # it reaches a ProxyCommand's %r, split into arguments
+        _check_host(value, where, "user")
     elif field == "workdir":
         _check_workdir(value, where)
     return value
@@ -245,15 +247,15 @@ def _check_field(field, value, where):
 HOST_REFUSED = set("'`\"$\\;&<>|(){}")
 
 
-def _check_host(value: str, where) -> None:
+def _check_host(value: str, where, kind: str = "host") -> None:
     if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
-        raise BadInput(f"{where}: host {value!r} may not start with '-' or hold spaces")
-    if value.startswith("[") and value.endswith("]"):
+        raise BadInput(f"{where}: {kind} {value!r} may not start with '-' or hold spaces")
+    if kind == "host" and value.startswith("[") and value.endswith("]"):
         raise BadInput(f"{where}: host {value!r}: give an IPv6 address without brackets ({value[1:-1]}), its "
                        "port as `port:`")
     bad = sorted(set(value) & HOST_REFUSED)
     if bad:
-        raise BadInput(f"{where}: host {value!r} holds {bad[0]!r}, which no host name or address has")
+        raise BadInput(f"{where}: {kind} {value!r} holds {bad[0]!r}, which no {kind} name or address has")
 
 
 def _check_workdir(value: str, where) -> None:

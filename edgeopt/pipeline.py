@@ -588,7 +588,9 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
         if layout:
             spec.layout, spec.source_layout = layout["layout"], layout["source_layout"]
     source_doc = {"format": source.format, "reference": source.reference, "sha256": source.sha256}
-    if source.format != "tflite":   # the shapes it was packaged at: `package --recipe BUNDLE` rebuilds at them
+    # the shapes it was packaged at: `package --recipe BUNDLE` rebuilds at them (a .tflite and an ExportedProgram
+    # keep their own, and refuse --input-shape)
+    if source.format not in ("tflite", "exported-program"):
         source_doc["input_shapes"] = {spec.name: list(spec.shape) for spec in source.inputs}
     if source_accuracy:
         source_doc["accuracy"] = source_accuracy

@@ -287,3 +287,6 @@ def test_package_drops_a_profile_budget_given_as_none(cli, tmp_path):
     m = api.package(str(MODEL), "generic", tmp_path / "b.edgepkg", budgets={"accuracy_drop": None})
     assert "accuracy_drop" not in m["budgets"] and m["budgets"]["latency_p90_ms"] == 50
     assert not any("accuracy_drop" in n for n in m["notes"])
+    # a rebuild from the bundle keeps the bundle's whole set: the dropped budget is not the profile's again
+    again = cli("package", MODEL, "--recipe", tmp_path / "b.edgepkg", "-o", tmp_path / "c.edgepkg", "--json")
+    assert again.exit_code == 0 and "accuracy_drop" not in again.json()["budgets"], again.stderr

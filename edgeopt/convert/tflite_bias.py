@@ -16,6 +16,7 @@ import numpy as np
 
 INT32_MAX = 2 ** 31 - 1
 MARGIN = 2.0                 # the bias fits with room to spare, as a range from more samples could be narrower
+ZERO_WEIGHTS = 1e-9          # ai-edge-quantizer's floor for a channel's weight scale
 ACTIVATION_LEVELS = 255      # int8 activations: the recipe's static_wi8_ai8
 WEIGHT_LEVELS = 127          # int8 symmetric per-channel weights
 # TFLite builtin operator codes with a bias input (index 2): CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
@@ -53,11 +54,15 @@ def widen_for_bias(float_path, ranges: dict) -> list:
 def _needed_input_scale(weights, bias, channel_axis: int) -> float:
     """The least input scale at which every channel's bias fits in int32 (with MARGIN)."""
     per_channel = np.moveaxis(weights, channel_axis, 0).reshape(weights.shape[channel_axis], -1)
-    weight_scale = np.maximum(np.abs(per_channel).max(axis=1), 1e-12) / WEIGHT_LEVELS
+    largest = np.abs(per_channel).max(axis=1)
     bias = bias.reshape(-1)
-    if bias.size != weight_scale.size:
-        weight_scale = np.full(bias.size, weight_scale.max())
-    return float((np.abs(bias) * MARGIN / (weight_scale * INT32_MAX)).max(initial=0.0))
+    if bias.size != largest.size:
+        largest = np.full(bias.size, largest.max())
+    # a channel whose weights are all zero (a dead or pruned filter) is left out: no input scale fits its bias,
+    # and widening for it would ruin every other channel's input
+    live = largest > ZERO_WEIGHTS
+    weight_scale = largest[live] / WEIGHT_LEVELS
+    return float((np.abs(bias[live]) * MARGIN / (weight_scale * INT32_MAX)).max(initial=0.0))
 
 
 def _widen(ranges: dict, name: str, needed: float) -> bool:

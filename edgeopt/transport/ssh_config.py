@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -109,7 +110,9 @@ def resolve(spec, options) -> dict:
 def expand_tokens(command: str, target: dict, original: str) -> str:
     """ProxyCommand's %h, %p, %r, %n and %% as ssh expands them: `ssh -G` prints them unexpanded, and a
     `ProxyCommand ssh -W %h:%p jump` asked the jump host for the literal "%h:%p" and never connected."""
-    tokens = {"h": target["host"], "p": str(target["port"]), "r": target["user"], "n": original, "%": "%"}
+    # each value quoted: paramiko splits the command into arguments (no shell), and a value must stay one
+    tokens = {"h": shlex.quote(target["host"]), "p": str(target["port"]), "r": shlex.quote(target["user"]),
+              "n": shlex.quote(original), "%": "%"}
     return re.sub(r"%(.)", lambda m: tokens.get(m.group(1), m.group(0)), command)
 
 

@@ -488,3 +488,18 @@ def test_int8_biases_fit_where_a_layers_input_range_is_tiny(tmp_path):
     assert m["parity"]["passed"] and m["parity"]["outputs"][0]["sqnr_db"] > 30, m["parity"]
     assert m["compression"]["calibration"]["widened_for_bias"] == 1, m["compression"]
     assert any("widened so that their int32 biases fit" in n for n in m["notes"])
+
+
+def test_a_dead_filter_does_not_widen_its_layers_input():
+    """A filter whose weights are all zero (dead, or pruned) fits no input scale: widening for it made a calibrated
+    range of [-3, 6] into +-754,022, ruining every other channel. It is left out."""
+    from edgeopt.convert.tflite_bias import _needed_input_scale, _widen
+
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((32, 3, 3, 16)) * 0.1
+    weights[5] = 0.0
+    bias = np.zeros(32)
+    bias[5] = 0.05
+    assert _needed_input_scale(weights, bias, 0) == 0.0
+    ranges = {"x": {"min": np.float32(-3.0), "max": np.float32(6.0)}}
+    assert not _widen(ranges, "x", _needed_input_scale(weights, bias, 0)) and ranges["x"]["max"] == 6.0
