@@ -162,15 +162,38 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
     the same bundle name. Another device's result is never a baseline: its speed says nothing of this one's."""
     device = (candidate.get("device") or {}).get("name")
     bundle = (candidate.get("bundle") or {}).get("name")
-    same_device = [b for b in baselines if (b.get("device") or {}).get("name") == device and same_host(b, candidate)]
+    # the candidate itself, or its copy in history/ (`--baseline results/`), is no baseline: the gate would
+    # compare a measurement with itself and always pass
+    others = [b for b in baselines if not same_measurement(b, candidate)]
+    same_device = [b for b in others if (b.get("device") or {}).get("name") == device and same_host(b, candidate)]
     same_bundle = [b for b in same_device if (b.get("bundle") or {}).get("name") == bundle]
     for group in (same_bundle, same_device):
         if group:
-            return max(group, key=lambda b: str(b.get("created", ""))), ""
+            return _newest_before(group, candidate), ""
+    if len(others) < len(baselines) and not same_device:
+        return None, (f"the only result of device {device} given as a baseline is this measurement itself (or its "
+                      "copy in history/): give an earlier run's result")
     elsewhere = [b for b in baselines if (b.get("device") or {}).get("name") == device]   # the name, another host
     why = "".join(f"; {b.get('_path', 'a baseline')} ran{_on_host(b)}: another machine's speed is no baseline"
                   for b in elsewhere[:3])
     return None, f"no baseline result for device {device}" + _on_host(candidate) + why
+
+
+def same_measurement(a: dict, b: dict) -> bool:
+    """Whether two result documents are one measurement (a file and its copy in history/): the same creation
+    time, to the microsecond, of the same bundle build on the same device and host."""
+    def identity(doc):
+        return (doc.get("created"), (doc.get("device") or {}).get("name"), hostname(doc),
+                (doc.get("bundle") or {}).get("manifest_sha256"))
+    return a.get("created") is not None and identity(a) == identity(b)
+
+
+def _newest_before(group: list, candidate: dict) -> dict:
+    """The newest result created before the candidate; where none is older (baseline files measured after it,
+    an A/B in either order), the newest of them."""
+    created = str(candidate.get("created") or "")
+    older = [b for b in group if created and str(b.get("created", "")) < created]
+    return max(older or group, key=lambda b: str(b.get("created", "")))
 
 
 def hostname(doc: dict):

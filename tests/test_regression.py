@@ -163,8 +163,17 @@ def test_check_with_a_baseline_exits_1_on_a_regression(cli, pair, tmp_path):
     gate = r.json()["regressions"][0]
     assert gate["verdict"] == SLOWER and gate["baseline"]["result"] == str(base)
     assert abs(gate["p50"]["ratio"] - 2.0) < 1e-6
-    r = cli("check", base, "--baseline", base, "--budget", "latency_p90_ms=1000", "--json")
-    assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == SAME
+    # a result given as its own baseline (or found again in its folder's history/) would always pass
+    r = cli("check", base, "--baseline", base, "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 2 and "is this measurement itself" in r.stderr, r.stdout + r.stderr
+    history = tmp_path / "history"
+    history.mkdir()
+    for result in (base, slow):
+        (history / f"copy-{result.name}").write_text(result.read_text())
+    r = cli("check", slow, "--baseline", history, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 1 and r.json()["regressions"][0]["baseline"]["created"].startswith("2026-01-01")
+    r = cli("check", slow, "--baseline", tmp_path, "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 1 and r.json()["regressions"][0]["verdict"] == SLOWER
     r = cli("check", base, "--baseline", slow, "--budget", "latency_p90_ms=1000", "--min-effect", "0.1", "--json")
     assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == FASTER
 
