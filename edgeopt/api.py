@@ -635,6 +635,10 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if fmt not in REPORT_FORMATS:
         raise BadInput(f"report format {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
     paths = results.expand(result_paths) if result_paths else []
+    if output is not None:   # before any work: a report must not replace what it is made of
+        if pathlib.Path(output).is_dir():
+            raise BadInput(f"report output {output} is a directory")
+        bundles.refuse_to_overwrite(output, "the report", paths)
     found = _report_study(study, store_url, paths) if study else None
     if found and not paths:
         shown = found["trials"][:1] + ([found["best"]] if found["best"] else [])   # the baseline, then the best
@@ -707,9 +711,5 @@ def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
 
 def _write_text(path, text: str) -> None:
     """Written whole or not at all: a temp file beside it, then renamed."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        raise BadInput(f"report output {path} is a directory")
-    bundles.refuse_to_overwrite(path, "the report")
     with replacing(path, "the report", "w", encoding="utf-8") as f:
         f.write(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pathlib
 import shutil
 import subprocess
@@ -123,11 +124,34 @@ def existing_manifest(path) -> dict | None:
         return None
 
 
-def refuse_to_overwrite(path, what: str) -> None:
-    """BadInput where `path` is an edgeopt bundle that a report or a JUnit file would replace (`-o x.edgepkg` by
-    a slip of the shell's completion): a bundle is rebuilt only by `package`."""
-    if pathlib.Path(path).is_file() and existing_manifest(path) is not None:
+def refuse_to_overwrite(path, what: str, inputs=()) -> None:
+    """BadInput where a report or a JUnit file would replace what it was made from or what cannot be made again
+    (`-o` by a slip of the shell's completion): an edgeopt bundle (rebuilt only by `package`), a measurement's
+    result (an edgeopt JSON document), or one of `inputs` (the files the command reads)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return
+    if existing_manifest(path) is not None:
         raise BadInput(f"{path}: is an edgeopt bundle; refusing to overwrite it with {what} (give another file)")
+    if any(pathlib.Path(p).is_file() and path.samefile(p) for p in inputs):
+        raise BadInput(f"{path}: is one of the files read; refusing to overwrite it with {what} (give another file)")
+    schema = _json_schema(path)
+    if schema is not None:
+        raise BadInput(f"{path}: holds an {schema} document; refusing to overwrite it with {what} "
+                       "(give another file)")
+
+
+def _json_schema(path: pathlib.Path):
+    """The `schema` of an edgeopt JSON document (a result, a fleet run's record), or None for any other file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(64).lstrip()[:1] != b"{":
+                return None
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    return schema if isinstance(schema, str) and schema.startswith("edgeopt.") else None
 
 
 def is_signed(bundle_path) -> bool:

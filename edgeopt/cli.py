@@ -839,7 +839,7 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     from .report.tables import check_table, regression_lines, regression_table, warning_lines
     if junit:
         from .bundle import refuse_to_overwrite
-        refuse_to_overwrite(junit, "the JUnit report")
+        refuse_to_overwrite(junit, "the JUnit report", results)
         check_writable(junit, "the JUnit report")
     report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir,
                        require_budgets=True)
@@ -875,13 +875,19 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
 REPORT_FORMATS = {"html": (".html", ".htm"), "markdown": (".md", ".markdown"), "csv": (".csv",)}
 
 
-def _report_format(output) -> str:
-    """The format an --output name asks for (report.md: Markdown); html without one. Any other name is refused:
-    `-o summary.txt` wrote HTML into a file its name calls text."""
+def _report_format(output, given: str | None) -> str:
+    """The format an --output name asks for (report.md: Markdown), or --format's where given; html without
+    either. Any other name is refused (`-o summary.txt` wrote HTML into a file its name calls text), and so is a
+    name that asks for another format than --format's (`--format csv -o x.html` wrote CSV into x.html)."""
     if output is None:
-        return "html"
+        return given or "html"
     suffix = pathlib.PurePath(output).suffix.lower()
     fmt = next((fmt for fmt, suffixes in REPORT_FORMATS.items() if suffix in suffixes), None)
+    if given is not None and fmt not in (None, given):
+        raise BadInput(f"--output {output}: its suffix {suffix} says {fmt}, --format says {given}; "
+                       "rename it or change --format")
+    if given is not None:
+        return given
     if fmt is None:
         accepted = ", ".join(f"{'/'.join(suffixes)} {fmt}" for fmt, suffixes in REPORT_FORMATS.items())
         what = f"{suffix} is not a report's suffix" if suffix else "no suffix tells the format"
@@ -909,7 +915,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
     offline), Markdown for a pull-request comment, or CSV. Exit code as `check`: 0, 1 or 3."""
     from . import api
-    fmt = fmt or _report_format(output)
+    fmt = _report_format(output, fmt)
     if output is None and fmt == "html":
         output = "report.html"
     if not results and not study:

@@ -181,10 +181,10 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
 
 def same_measurement(a: dict, b: dict) -> bool:
     """Whether two result documents are one measurement (a file and its copy in history/): the same creation
-    time, to the microsecond, of the same bundle build on the same device and host."""
+    time, to the microsecond, of the same bundle build on the same device and host, with the same samples."""
     def identity(doc):
         return (doc.get("created"), (doc.get("device") or {}).get("name"), hostname(doc),
-                (doc.get("bundle") or {}).get("manifest_sha256"))
+                (doc.get("bundle") or {}).get("manifest_sha256"), (doc.get("latency") or {}).get("samples_ms"))
     return a.get("created") is not None and identity(a) == identity(b)
 
 

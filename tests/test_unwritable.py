@@ -157,3 +157,27 @@ def test_a_report_or_junit_file_never_replaces_a_bundle(cli, bundles, int8_resul
         r = cli(*args)
         assert r.exit_code == 2 and f"{victim}: is an edgeopt bundle; refusing to overwrite it" in r.stderr, r.stderr
     assert victim.read_bytes() == before
+
+
+def test_a_report_or_junit_file_never_replaces_a_result_or_an_input(cli, int8_result, tmp_path):
+    """`report r.json -o r.json --format markdown`, `report r.json --format csv -o other.json` and `check r.json
+    --junit r.json` replaced a measurement with text, exit 0; `--format csv -o x.html` wrote CSV into x.html."""
+    path, other = tmp_path / "r.json", tmp_path / "other.json"
+    for p in (path, other):
+        p.write_text(json.dumps({k: v for k, v in int8_result.items() if not k.startswith("_")}))
+    before = path.read_bytes()
+    for args in (["report", path, "-o", path, "--format", "markdown"], ["report", path, "--format", "csv", "-o", other],
+                 ["check", path, "--junit", path, "--budget", "latency_p90_ms=1000"]):
+        r = cli(*args)
+        assert r.exit_code == 2 and "refusing to overwrite it" in r.stderr, (args, r.stderr)
+        assert "edgeopt.result/1 document" in r.stderr or "is one of the files read" in r.stderr
+    assert path.read_bytes() == before and other.read_bytes() == before
+    notes = tmp_path / "notes.csv"   # a file of the user's given as input is no result, and still not replaced
+    notes.write_text("a,b\n")
+    r = cli("report", path, notes, "-o", notes)
+    assert r.exit_code == 2 and "is one of the files read" in r.stderr and notes.read_text() == "a,b\n"
+    r = cli("report", path, "--format", "csv", "-o", tmp_path / "x.html")
+    assert r.exit_code == 2 and "its suffix .html says html, --format says csv" in r.stderr, r.stderr
+    assert not (tmp_path / "x.html").exists()
+    r = cli("report", path, "--format", "csv", "-o", tmp_path / "x.csv")
+    assert r.exit_code == 0 and (tmp_path / "x.csv").read_text().startswith("bundle")
