@@ -136,14 +136,31 @@ def bundle_profile(doc: dict) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def bundle_variant(doc: dict) -> str | None:
+    """What the result's bundle was made into, as its manifest says: "int8", "fp16", "int8 + prune + distill"
+    (quantization, else precision, then the model transforms in order); None for a result that does not say."""
+    bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
+    compression = bundle.get("compression") if isinstance(bundle.get("compression"), dict) else {}
+    quantize, precision = compression.get("quantize"), compression.get("precision")
+    head = quantize if isinstance(quantize, str) and quantize != "none" else precision
+    if not isinstance(head, str):
+        return None
+    transforms = bundle.get("transforms") if isinstance(bundle.get("transforms"), list) else []
+    stages = [t["stage"] for t in transforms if isinstance(t, dict) and isinstance(t.get("stage"), str)]
+    return " + ".join([head, *stages])
+
+
 def _other_bundle_replaced(latest: pathlib.Path, old: dict | None, doc: dict) -> str | None:
     """What an ok result about to replace `latest` (whose document is `old`) replaces, where that is a result of
-    another bundle that has the same name (one file name packaged for two profiles in two folders): said, not
-    silently lost."""
-    before, now = bundle_profile(old) if old is not None else None, bundle_profile(doc)
-    if before and now and before != now:
-        return (f"{latest} held a result of another bundle of that name (profile {before}; this one {now}), kept in "
-                f"{latest.parent / 'history'}; give each its own --name to keep both latest")
+    another bundle that has the same name (one file name packaged for two profiles, or as fp32 and INT8, in two
+    folders): said, not silently lost. A new build of the same kind (a retrained model) replaces it silently."""
+    if old is None:
+        return None
+    for what, before, now in (("profile ", bundle_profile(old), bundle_profile(doc)),
+                              ("", bundle_variant(old), bundle_variant(doc))):
+        if before and now and before != now:
+            return (f"{latest} held a result of another bundle of that name ({what}{before}; this one {now}), kept "
+                    f"in {latest.parent / 'history'}; give each its own --name to keep both latest")
     return None
 
 

@@ -305,3 +305,26 @@ def test_a_bundle_of_the_same_name_for_another_profile_is_no_baseline_and_its_re
     gate = cli("check", results_dir / "a@local.json", "--baseline", "store", "--budget", "latency_p90_ms=1000",
                "--results-dir", results_dir, "--json").json()["regressions"][0]   # the store holds the generic one
     assert gate["verdict"] == UNTESTED and "no ok result of a for profile raspberry-pi-5 on local" in gate["reason"]
+
+
+def test_a_bundle_of_the_same_name_made_another_way_is_said_when_replaced_and_in_the_gate(int8_result, tmp_path):
+    """a/model.edgepkg (fp32) and b/model.edgepkg (INT8) both saved as results/model@local.json: the INT8 result
+    replaced the fp32 one without a word, and the gate called INT8 against fp32 plain "faster" (a user review)."""
+    from edgeopt import results
+    from edgeopt.regression import environment_notes
+    int8 = copy.deepcopy({k: v for k, v in int8_result.items() if not k.startswith("_")})
+    fp32 = copy.deepcopy(int8)
+    fp32["bundle"]["compression"] = {"quantize": "none", "precision": "fp32"}
+    fp32["bundle"]["transforms"] = [{"stage": "prune", "figures": {}}]
+    fp32["created"] = "2020-01-01T00:00:00+00:00"
+    assert results.bundle_variant(int8) == "int8" and results.bundle_variant(fp32) == "fp32 + prune"
+    results.save(fp32, tmp_path)
+    results.save(int8, tmp_path)
+    assert "held a result of another bundle of that name (fp32 + prune; this one int8)" in int8["_replaced"]
+    again = {k: v for k, v in copy.deepcopy(int8).items() if not k.startswith("_")}   # a new build of the same
+    again["created"] = "2030-01-01T00:00:00+00:00"                                   # kind: replaced silently
+    results.save(again, tmp_path)
+    assert "_replaced" not in again
+    assert environment_notes(fp32, int8) == ["bundle fp32 + prune -> int8: the baseline is another kind of bundle of "
+                                             "that name, so the change is mostly the compression's"]
+    assert results.bundle_variant({"bundle": "junk"}) is None and environment_notes({}, int8) == []
