@@ -849,7 +849,16 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
         write(report, junit)
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     out.emit(report, check_table(report), *tables, *warning_lines(report))
+    if report["exit_code"] and out.quiet and not out.as_json:   # a CI log shows why it failed, not only that
+        for line in _report_failures(report["results"]) + _slower_lines(report.get("regressions") or []):
+            click.echo(f"edgeopt: {line}", err=True)
     return report["exit_code"]
+
+
+def _slower_lines(regressions: list) -> list:
+    from .regression import SLOWER
+    return [f"{r['bundle']}@{r['device']}: significantly slower than {r['baseline']['result']} (p50 "
+            f"{r['p50']['ratio'] - 1:+.1%})" for r in regressions if r.get("verdict") == SLOWER]
 
 
 @main.command()

@@ -163,6 +163,9 @@ def test_check_with_a_baseline_exits_1_on_a_regression(cli, pair, tmp_path):
     gate = r.json()["regressions"][0]
     assert gate["verdict"] == SLOWER and gate["baseline"]["result"] == str(base)
     assert abs(gate["p50"]["ratio"] - 2.0) < 1e-6
+    r = cli("check", slow, "--baseline", base, "--budget", "latency_p90_ms=0.000001", "-q")   # a CI log says why
+    assert r.exit_code == 1 and r.stdout == "" and "misses <= 1e-06 ms" in r.stderr, r.stderr
+    assert f"significantly slower than {base} (p50 +100.0%)" in r.stderr
     # a result given as its own baseline (or found again in its folder's history/) would always pass
     r = cli("check", base, "--baseline", base, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 2 and "is this measurement itself" in r.stderr, r.stdout + r.stderr
