@@ -232,8 +232,8 @@ def bench_problem(args):
     A minimum above its maximum would stop the loop at the maximum, short of the minimum asked for."""
     for low, high in (("min_iterations", "max_iterations"), ("min_seconds", "max_seconds")):
         if getattr(args, low) > getattr(args, high):
-            return "--%s %g is above --%s %g%s" % (low.replace("_", "-"), getattr(args, low), high.replace("_", "-"),
-                                                   getattr(args, high), _default_said(args, low))
+            return "--%s %g%s is above --%s %g" % (low.replace("_", "-"), getattr(args, low), _default_said(args, low),
+                                                   high.replace("_", "-"), getattr(args, high))
     # flags that do nothing beside another were taken without a word (a user review)
     if args.no_power and (args.power_sensor or args.power_command):
         return "--no-power with --%s: give one" % ("power-sensor" if args.power_sensor else "power-command")

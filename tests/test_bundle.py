@@ -251,6 +251,8 @@ def test_runtime_option_override_is_checked_like_the_manifest(cli, bundles, tmp_
     (["--timeout", "0.5"], "--timeout 0.5: expected a number of seconds of at least 10"),   # as optimize's
     (["--timeout", "nan"], "--timeout nan: expected a number of seconds of at least 10"),
     (["--min-iterations", "100", "--max-iterations", "10"], "--min-iterations 100 is above --max-iterations 10"),
+    (["--min-iterations", "200", "--max-iterations", "50"],
+     "--min-iterations 200 (its default) is above --max-iterations 50"),
 ])
 def test_bad_bench_options_are_refused_before_anything_runs(cli, bundles, tmp_path, args, said):
     """These were a failed result saved and exit 3 (the device "did not finish within -5 s"), or a bench that

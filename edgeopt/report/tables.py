@@ -281,7 +281,7 @@ def bench_rows(doc: dict):
                         f"({doc['settings']['threads_source']})"),
             *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
-            ("runs", f"{lat['n']} in {lat['duration_s']:.2f} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
+            ("runs", f"{lat['n']} in {lat['duration_s']:.3g} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
             ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})" if "std_ms" in lat
              else f"{lat['mean_ms']:.4f} ms; std absent: {lat.get('std_ms_absent', 'not measured')}"),
             *_batch_rows(doc),

@@ -1,5 +1,6 @@
 """The noise statistic: robust_cv (1.4826 x MAD / median) flags a spread-out run, not a quiet run with a
 few stalls, which the cv (kept in the result) blows up."""
+import time
 import numpy as np
 
 from device_agent.bench import NOISY_SPREAD, _warnings
@@ -69,3 +70,13 @@ def test_one_sample_has_no_spread_figure():
     assert "std_ms" not in lat and "cv" not in lat
     assert lat["std_ms_absent"] == lat["cv_absent"] == "needs at least 2 samples, have 1"
     assert summarize([0.1, 0.3])["std_ms"] > 0
+
+
+
+def test_max_iterations_bounds_the_timed_runs_not_the_warm_up():
+    """`bench --max-iterations 50` ended a 0.2 s warm-up after 1 ms without a word (a user review)."""
+    from device_agent.measure.latency import LoopSettings, warm_up
+    count, seconds = warm_up(lambda: None, LoopSettings(max_iterations=50, warmup_min_seconds=0.05))
+    assert count > 50 and seconds >= 0.05
+    count, seconds = warm_up(lambda: time.sleep(0.001), LoopSettings(max_iterations=5, warmup_min_seconds=0))
+    assert count == 10   # the warm-up's own count, past max_iterations
