@@ -402,7 +402,8 @@ def _layer_table(r: dict) -> str:
                   f"<td class=num>{num(r['others_share_pct'], 3)} %</td></tr>")
     return (f"<table><tr><th>layer</th><th>op type</th><th>mean ms</th><th>share</th></tr>{lines}</table>"
             f"<p class=\"small muted\">{esc(r['method'])}; {num(r['runs'], 6)} profiled runs after the timed loop, "
-            f"{num(r['total_ms'])} ms per inference in all layers (profiling adds its own cost).</p>")
+            f"{num(r['total_ms'])} ms per inference in all layers: the profiler's own cost inflates the times, so "
+            "read the shares; the timed runs give the latency.</p>")
 
 
 def _not_measured(rows: list) -> str:

@@ -157,7 +157,8 @@ def _layers(rows: list, top: int = 5) -> list:
     out = []
     for r in [r for r in rows if r["available"]]:
         out += [f"<details><summary>Slowest layers: {cell(r['bundle'])} @ {cell(r['device'])} "
-                f"({fmt(r['total_ms'])} ms per inference in all layers)</summary>", "",
+                f"({fmt(r['total_ms'])} ms per inference in all layers; the profiler's own cost inflates the times: "
+                "read the shares)</summary>", "",
                 "| layer | op type | mean ms | share |", "|---|---|--:|--:|"]
         out += [f"| {cell(x['name'])} | {cell(x['op_type'])} | {fmt(x['mean_ms'])} | {x['share_pct']:.1f} % |"
                 for x in r["layers"][:top]]

@@ -340,7 +340,8 @@ def layer_rows(p) -> list:
     if p.get("available") is False:
         return [("layer profile", f"absent: {p.get('reason', 'not measured')}")]
     rows = [("layer profile", f"{p['total_ms']:.4g} ms per inference in {p['layer_count']} layers over {p['runs']} "
-                              f"profiled runs ({p.get('method', '?')})")]
+                              f"profiled runs ({p.get('method', '?')}); the profiler's own cost inflates these "
+                              "times: read the shares")]
     for i, x in enumerate(p["layers"][:LAYERS_SHOWN], 1):
         rows.append((f"  layer {i}", f"{x['share_pct']:5.1f} %  {x['mean_ms']:.4g} ms  {x['name']} ({x['op_type']})"))
     more = p["layer_count"] - min(LAYERS_SHOWN, len(p["layers"]))

@@ -165,6 +165,10 @@ def test_reports_show_fps_and_layers_and_old_results_still_load(ort_measured, tm
         ort_measured["throughput"]["fps"])
     md = cli("report", ort_measured["_path"], "--format", "markdown").stdout
     assert "| FPS |" in md and "Slowest layers" in md
+    # the layers' times summed to 13x the timed latency (profiler overhead): every format says to read the shares
+    assert "read the shares" in md and "read the shares" in page
+    from edgeopt.report.tables import layer_rows
+    assert "read the shares" in layer_rows(ort_measured["layer_profile"])[0][1]
 
 
 @pytest.mark.parametrize("path, value, field", [
