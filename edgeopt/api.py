@@ -317,13 +317,15 @@ CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned 
 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
-          effect: float | None = None, store_url: str | None = None, results_dir="results",
+          effect: float | None = None, store_url: str | None = None, results_dir=None,
           limits_by_path: dict | None = None, require_budgets: bool = True) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
     hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result.
     limits_by_path: {result path: budgets} over that result's bundle's own, under `budgets` (report --study: the
-    limits the chosen bundle carries, for its trial's results). require_budgets (the `check` verb, and the default):
+    limits the chosen bundle carries, for its trial's results). results_dir: where the store of `--baseline store`
+    is; None: $EDGEOPT_STORE, else the store beside the result files (as `report` reads it), else results/.
+    require_budgets (the `check` verb, and the default):
     a result with no budget to check and no baseline is bad input, since a CI gate that checks nothing must not
     pass; compare and report, which show such a result, pass False."""
     if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
@@ -355,7 +357,9 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     report = {"schema": CHECK_SCHEMA, "results": entries}
     if baseline:
         from .regression import gate
-        report["regressions"] = gate(docs, baseline, effect, store_url, results_dir)
+        if store_url is None and results_dir is None:   # the store beside the results, as `report` reads it
+            store_url = os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
+        report["regressions"] = gate(docs, baseline, effect, store_url, results_dir or "results")
     if any(e["status"] != "ok" for e in entries):
         code = 3
     elif any(r["status"] != "pass" for e in entries for r in e["budgets"]):
@@ -371,7 +375,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
 
 
 def compare(result_paths, budgets: dict | None = None, baseline=None, effect: float | None = None,
-            store_url: str | None = None, results_dir="results") -> dict:
+            store_url: str | None = None, results_dir=None) -> dict:
     """One row per result (device, time, runtime, threads, size, latency percentiles, peak RSS, top-1,
     budget verdict) + the check; with a baseline, the regression gate per device (check's `regressions`)."""
     from .report import rows as report_rows

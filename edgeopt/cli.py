@@ -807,8 +807,9 @@ def baseline_options(fn):
     """The regression gate's flags, the same for check and compare."""
     fn = click.option("--store", "store_url", help="Results store for --baseline store [default: $EDGEOPT_STORE, "
                       "else edgeopt.db in --results-dir].")(fn)
-    fn = click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
-                      help="Where the default results store is (for --baseline store).")(fn)
+    fn = click.option("--results-dir", type=click.Path(file_okay=False),
+                      help="Where the default results store is (for --baseline store) [default: the results "
+                           "folder that holds the result files, as `report` finds it, else ./results].")(fn)
     fn = click.option("--min-effect", "effect", type=click.FloatRange(0, 10, max_open=True), default=0.05,
                       show_default=True, help="Smallest slowdown that counts, as a fraction (0.05 = 5%).")(fn)
     return click.option("--baseline", "baseline", multiple=True, metavar="BASE",

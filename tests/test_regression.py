@@ -198,6 +198,15 @@ def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
     assert gate["verdict"] == SLOWER and gate["baseline"]["created"] == base_doc["created"]
     r = cli("check", base, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000", "--json")
     assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == FASTER   # against the 2x older one
+    # without --store, the store beside the result files (as `report` finds it), wherever check runs from: it
+    # looked for ./results/edgeopt.db and failed
+    folder = tmp_path / "elsewhere" / "results"
+    (folder / "history").mkdir(parents=True)
+    (tmp_path / "store.db").rename(folder / "edgeopt.db")
+    moved = folder / "history" / "slow.json"
+    moved.write_text(slow.read_text())
+    r = cli("check", moved, "--baseline", "store", "--budget", "latency_p90_ms=1000", "--json")
+    assert r.exit_code == 1 and r.json()["regressions"][0]["verdict"] == SLOWER, r.stdout + r.stderr
 
 
 def test_compare_labels_rows_and_shows_the_gate(cli, pair, tmp_path):
