@@ -326,7 +326,9 @@ def validate(doc, where: str) -> dict:
     if not isinstance(doc, dict):
         raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: it holds {shown(doc)}, not an object")
     if doc.get("schema") != RESULT_SCHEMA:
-        raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: schema is {shown(doc.get('schema'))}")
+        what = (f"schema is {shown(doc['schema'])}" if "schema" in doc
+                else "it has no schema field (not an edgeopt result)")
+        raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: {what}")
     for name, field in FIELDS.items():
         present, value = _at(doc, name)
         if not present or value is None and field.kind in ("number", "numbers", "time"):

@@ -104,6 +104,9 @@ def test_not_a_result_file(cli, tmp_path):
     bad.write_text('{"schema": "something/1"}')
     r = cli("check", bad)
     assert r.exit_code == 2 and "is not an edgeopt.result/1 document" in r.stderr
+    bad.write_text('{"notes": "a user\'s own file in a run folder"}')   # it read "schema is None"
+    r = cli("check", tmp_path)
+    assert r.exit_code == 2 and f"{bad} is not an edgeopt.result/1 document: it has no schema field" in r.stderr
     r = cli("check", tmp_path / "missing.json")
     assert r.exit_code == 2 and "result file not found" in r.stderr
 
