@@ -105,7 +105,7 @@ def _budget_list(budgets: list) -> str:
         return '<span class="muted">—</span>'
     items = []
     for b in budgets:
-        measured = num(b["measured"], 4) if b["measured"] is not None else f"not measured: {b['reason']}"
+        measured = num(b["measured"], 4, b["unit"]) if b["measured"] is not None else f"not measured: {b['reason']}"
         short = b["budget"].removeprefix("latency_").removesuffix("_ms").removesuffix("_mb")
         items.append(f"<li title=\"{esc(b['budget'])}\">{badge(b['status'])} {esc(short)} {COMPARISONS.get(b['comparison'], esc(b['comparison']))} "
                      f"{esc(num(b['limit'], 4, b['unit']))} <span class=muted>({esc(measured)})</span></li>")

@@ -51,7 +51,8 @@ def _case(suite, name: str, outcome: str | None = None, kind: str = "", message:
 
 
 def _budget_case(suite, row: dict, out: list) -> str | None:
-    measured = f"{row['budget']} measured {_fmt(row['measured'])}{' ' + row['unit'] if row['unit'] else ''}, limit {row['comparison']} {row['limit']:g}"
+    unit = f" {row['unit']}" if row["unit"] else ""
+    measured = f"{row['budget']} measured {_fmt(row['measured'])}{unit}, limit {row['comparison']} {row['limit']:g}{unit}"
     if row["status"] == "fail":
         _case(suite, row["budget"], "failure", "budget missed", measured)
         return "failure"

@@ -64,7 +64,9 @@ def _summary(rows: list) -> list:
     for r in rows:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
         # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
-        missed = [f"`{b['budget']}` {COMPARISONS[b['comparison']]} {b['limit']:g}, measured {fmt(b['measured'])}"
+        unit = lambda b: f" {b['unit']}" if b["unit"] else ""   # noqa: E731 - one line's helper
+        missed = [f"`{b['budget']}` {COMPARISONS[b['comparison']]} {b['limit']:g}{unit(b)}, measured "
+                  f"{fmt(b['measured'])}{unit(b)}"
                   if b["measured"] is not None else f"`{b['budget']}` not measured"
                   for b in r["budgets"] if b["status"] != "pass"]
         verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
@@ -192,7 +194,12 @@ def _history(series: list, absent) -> list:
     if not series:
         return []
     if not changed:
-        return [f"History: no p90 change point in {len(series)} bundle × device series.", ""]
+        trends = [s for s in series if not s.get("absent")]
+        few = f"; {len(series) - len(trends)} with too few runs for a trend" if len(trends) < len(series) else ""
+        if not trends:
+            return [f"History: too few runs in the store for a trend ({len(series)} bundle × device series, "
+                    f"at most {max(len(s['points']) for s in series)} usable run(s) each).", ""]
+        return [f"History: no p90 change point in {len(trends)} bundle × device series{few}.", ""]
     out = ["**p90 change points in the history**", "", "| bundle | device | at run | when | p90 ms | change |",
            "|---|---|--:|---|--:|--:|"]
     for s, c in changed:

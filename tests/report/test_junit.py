@@ -93,6 +93,7 @@ def test_device_errors_are_errors_and_budget_misses_failures(reports):
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert suite.get("failures") == "2" and suite.get("errors") == "0"
     assert cases["latency_p90_ms"].find("failure").get("type") == "budget missed"
+    assert cases["latency_p90_ms"].find("failure").get("message").endswith("limit <= 1e-06 ms")   # units on both
     unmeasured = cases["power_w"].find("failure")
     assert unmeasured.get("type") == "not measured" and unmeasured.get("message").startswith("NOT MEASURED: power_w")
     ok_suite, failed_suite = _suites(reports["error"])

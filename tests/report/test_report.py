@@ -158,7 +158,7 @@ def test_markdown_for_a_pull_request(cli, lab_results, tmp_path):
     unescaped = lambda line: len(re.findall(r"(?<!\\)\|", line))
     assert all(unescaped(line) == unescaped(header) for line in body)
     assert "<b>" not in r.stdout and "pi\\|\\`\\<b\\>x\\</b\\>\\`" in r.stdout
-    assert r.stdout.count("❌ FAIL: `latency_p90_ms` ≤ 1e-06, measured ") == 2
+    assert r.stdout.count("❌ FAIL: `latency_p90_ms` ≤ 1e-06 ms, measured ") == 2
     assert "**p90 change points in the history**" in r.stdout and "| 5 of 9 |" in r.stdout
 
 
@@ -341,12 +341,13 @@ def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, jets
         assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], chart
     # the report itself, unchanged, offline: nothing logged at all by the page
     shot = tmp_path / "shot.png"
-    r = chromium("--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}", out.as_uri())
+    r = chromium("--hide-scrollbars", "--window-size=1200,5000", f"--screenshot={shot}", out.as_uri())
     assert console_errors(r.stderr) == [], r.stderr
     Image = pytest.importorskip("PIL.Image", reason="Pillow absent: the screenshot's pixels are not counted")
     import numpy as np
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
-    # the charts' series colour (#0072B2) is drawn: ECDF lines, bands, dots
+    # the charts' series colour (#0072B2) is drawn: ECDF lines, bands, dots, memory bars (the window is tall
+    # enough for the whole page: at 3000 px a summary a few lines taller pushed the memory bars out of the shot)
     blue = (np.abs(pixels - [0x00, 0x72, 0xB2]).max(axis=2) < 40).sum()
     assert blue > 2000
 
@@ -439,7 +440,7 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
     study.update(best=None, carried_limits={})   # nothing chosen: the first run's 0.5x judges the baseline
     shown = api.report([], fmt="markdown", history=False, study="s")
     assert shown["exit_code"] == 1 and "1 result(s): ❌ no trial of the study met every budget." in shown["text"]
-    assert f"`latency_p50_ms` ≤ {0.5 * p50:g}, measured {p50:.4g}" in shown["text"]
+    assert f"`latency_p50_ms` ≤ {0.5 * p50:g} ms, measured {p50:.4g} ms" in shown["text"]
     study["best"] = best   # a --budget the chosen results miss here
     missed = api.report([], fmt="markdown", history=False, study="s", budgets={"latency_p50_ms": p50 / 8})
     assert missed["exit_code"] == 1 and "misses a budget here" in missed["text"]
@@ -604,3 +605,17 @@ def test_one_bundle_name_packaged_for_two_profiles_is_two_history_series(lab_res
     series = api.report(paths, None, "markdown", store_url=f"sqlite:///{tmp_path / 'edgeopt.db'}")["rows"]["history"]
     assert sorted((s["device"], [p["p90_ms"] for p in s["points"]]) for s in series) == [
         ("local (generic)", [1.0] * 3), ("local (intel-cpu)", [0.3] * 3)]
+
+
+def test_markdown_history_says_when_the_runs_are_too_few_for_a_trend():
+    """"no p90 change point in 2 bundle × device series" read as a verdict where each series had one run."""
+    from edgeopt.report.markdown import _history
+    from edgeopt.report.rows import history_series
+    one = [{"created": "2026-01-01T00:00:00", "p90_ms": 1.0, "status": "ok"}]
+    series = [history_series("a", "local", one), history_series("b", "local", one)]
+    assert _history(series, None)[0] == ("History: too few runs in the store for a trend (2 bundle × device "
+                                         "series, at most 1 usable run(s) each).")
+    flat = [{"created": f"2026-01-{d:02d}T00:00:00", "p90_ms": 1.0 + d * 1e-4, "status": "ok"} for d in range(1, 13)]
+    series.append(history_series("c", "local", flat))
+    assert _history(series, None)[0] == ("History: no p90 change point in 1 bundle × device series; 2 with too few "
+                                         "runs for a trend.")
