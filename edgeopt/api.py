@@ -593,7 +593,8 @@ def _history_from(url: str, docs: list) -> tuple:
     from .store import Store, parse_url
 
     if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
-        return None, f"no history: results store {url[len('sqlite:///'):]} does not exist", None
+        missing = f"results store {url[len('sqlite:///'):]} does not exist"   # a mistyped --store: warned
+        return None, f"no history: {missing}", missing
     from .regression import hostname
 
     parse_url(url)   # a malformed URL is the user's to fix (exit 2); a store down or empty only loses the history

@@ -9,7 +9,7 @@ both the minimum count and the minimum duration are reached, or a maximum stops 
 import threading
 import time
 
-NOT_ASKED = "not asked: the bundle's performance hint is not throughput (bench --throughput measures it)"
+NOT_ASKED = "not asked, since the bundle's performance hint is not throughput (bench --throughput measures it)"
 
 
 def stop_rule(completed, elapsed_s, settings):

@@ -249,6 +249,10 @@ def test_a_store_that_cannot_be_read_leaves_out_the_history_not_the_report(cli, 
     empty.write_bytes(b"")
     r = cli("report", lab_results["int8"], "--format", "markdown", "--store", f"sqlite:///{empty}", "-q")
     assert r.exit_code == 0 and "holds no edgeopt results" in r.stderr and "| int8" in r.stdout.lower()
+    typo = tmp_path / "typo.db"   # a mistyped --store: said, where it was only a line in the report
+    r = cli("report", lab_results["int8"], "--format", "markdown", "--store", f"sqlite:///{typo}", "-q")
+    assert r.exit_code == 0 and r.stderr == (f"edgeopt: warning: the report has no history: results store {typo} "
+                                             "does not exist\n") and not typo.exists()
     r = cli("report", lab_results["int8"], "-o", tmp_path / "x.html", "--store", "mysql://db/results")
     assert r.exit_code == 2 and "not 'mysql'" in r.stderr and not (tmp_path / "x.html").exists()
 
