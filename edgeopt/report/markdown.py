@@ -74,12 +74,23 @@ def _summary(rows: list) -> list:
         batch = f" (batch {r['batch']}: per call)" if r.get("batch") else ""
         out.append(f"| {cell(r['bundle'])}{batch} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
                    f"{fmt(r['p99_ms'])} | {fmt(r.get('throughput_fps'), 6)} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | {verdict} |")
+    out += _absent_lines(rows)
     errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
     warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]
     out += [""] + errors + ([""] if errors else [])
     if warnings:
         out += ["<details><summary>Warnings</summary>", ""] + warnings + ["", "</details>", ""]
     return out
+
+
+def _absent_lines(rows: list) -> list:
+    """Why a column reads "—": one line per figure and reason, naming the results it holds for."""
+    by_reason = {}
+    for r in rows:
+        for column, why in (r.get("absent") or {}).items():
+            by_reason.setdefault((column, why), []).append(f"{r['bundle']} @ {r['device']}")
+    return [""] + [f"{column} absent for {cell(', '.join(who))}: {cell(why)}"
+                   for (column, why), who in by_reason.items()] if by_reason else []
 
 
 def _moved(s: dict, unit: str) -> str:

@@ -157,7 +157,18 @@ def summary_row(doc: dict, entry: dict) -> dict:
                 top1=figure(doc, "accuracy.top1", 0.0, 1.0), power_w=figure(doc, "power.mean_w"),
                 energy_mj=figure(doc, "power.energy_mj_per_inference"), throughput_fps=figure(doc, "throughput.fps"),
                 throttled=results.throttled(doc), thermal_measured=results.thermal_measured(doc),
-                warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"))
+                warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"),
+                absent=_absent_reasons(doc))
+
+
+def _absent_reasons(doc: dict) -> dict:
+    """{column: why it is empty} for the summary's figures a result says it left out (p99 on too few samples, FPS
+    not asked, top-1 not evaluated), so that a table's "—" can be read."""
+    lat, thr, acc = (doc.get(k) if isinstance(doc.get(k), dict) else {} for k in ("latency", "throughput", "accuracy"))
+    reasons = {"p99": lat.get("p99_ms_absent") if lat.get("p99_ms") is None else None,
+               "FPS": thr.get("reason") if thr.get("available") is False else None,
+               "top-1": acc.get("reason") if acc.get("available") is False else None}
+    return {k: v for k, v in reasons.items() if isinstance(v, str) and v}
 
 
 def ecdf(sorted_ms: np.ndarray, points: int = ECDF_POINTS) -> list:

@@ -623,3 +623,14 @@ def test_markdown_history_says_when_the_runs_are_too_few_for_a_trend():
     series.append(history_series("c", "local", flat))
     assert _history(series, None)[0] == ("History: no p90 change point in 1 bundle × device series; 2 with too few "
                                          "runs for a trend.")
+
+
+def test_markdown_says_why_a_summary_column_is_empty(lab_results):
+    """p99 and FPS read "—" in Markdown with no reason, where HTML and bench gave one (a user review)."""
+    from edgeopt import api
+    doc = json.loads(lab_results["int8"].read_text())
+    assert doc["throughput"]["available"] is False
+    text = api.report([lab_results["int8"]], fmt="markdown", history=False)["text"]
+    lines = [line for line in text.splitlines() if line.startswith("FPS absent for ")]
+    assert len(lines) == 1 and lines[0].endswith("not asked, since the bundle's performance hint is not throughput "
+                                                 "\\(bench --throughput measures it\\)"), text
