@@ -118,7 +118,9 @@ def _over_run(report: dict) -> list:
                 parts[r["result"]].append(_moved(s, unit) + marked)
     if not parts:
         return []
-    return ["**Over the run**", ""] + [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()] + [""]
+    return (["**Over the run**", "", "Latency drift: the last quarter of the timed runs' median against the first "
+             "quarter's; a rise means the device's state changed during the run (heat, throttling, other load).", ""]
+            + [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()] + [""])
 
 
 def _study(study) -> list:

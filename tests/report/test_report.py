@@ -634,3 +634,4 @@ def test_markdown_says_why_a_summary_column_is_empty(lab_results):
     lines = [line for line in text.splitlines() if line.startswith("FPS absent for ")]
     assert len(lines) == 1 and lines[0].endswith("not asked, since the bundle's performance hint is not throughput "
                                                  "\\(bench --throughput measures it\\)"), text
+    assert "**Over the run**\n\nLatency drift: the last quarter of the timed runs' median against the first" in text
