@@ -222,8 +222,14 @@ def module_inputs(module, shapes: dict, reference: str) -> tuple:
         raise BadInput(f"{reference}: a PyTorch module has no input shapes of its own: give each input's with "
                        "--input-shape (e.g. --input-shape input=1,3,224,224)")
     order = _forward_parameters(module)
-    if len(shapes) > 1 and set(shapes) <= set(order):
+    if set(shapes) <= set(order):
         shapes = {name: shapes[name] for name in order if name in shapes}
+        skipped = [name for name in order[:order.index(list(shapes)[-1])] if name not in shapes]
+        if skipped:   # the inputs are passed by position: `mask` given without `y` would have been fed as `y`
+            raise BadInput(f"{reference}: forward({', '.join(order)}) takes {', '.join(skipped)} before "
+                           f"{list(shapes)[-1]}, and the inputs are passed in that order: give "
+                           f"{', '.join(skipped)} an --input-shape too, or wrap the model in a module whose forward "
+                           "takes only the inputs to export")
     return [name or "input" for name in shapes], tuple(torch.randn(*shape) for shape in shapes.values())
 
 

@@ -139,6 +139,10 @@ def test_a_module_of_two_inputs_takes_them_in_its_forwards_order(cli, tmp_path):
         m = r.json()
         assert [(i["name"], i["shape"]) for i in m["inputs"]] == [("image", [1, 3, 16, 16]), ("meta", [1, 6])]
         assert [o["shape"] for o in m["outputs"]] == [[1, 5], [1, 2]] and m["parity"]["passed"]
+    # passed by position: `meta` alone would have been fed as `image` (a code review)
+    r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_two_inputs", "--input-shape", "meta=1,6")
+    assert r.exit_code == 2 and "forward(image, meta) takes image before meta, and the inputs are passed in that " \
+        "order: give image an --input-shape too" in r.stderr, r.stderr
 
 
 def test_pytorch_errors(cli):
