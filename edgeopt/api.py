@@ -276,7 +276,8 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     if not devices:
         raise BadInput(f"inventory {inv.source}: group {group or 'all'} has no devices")
     manifest = bundles.read_manifest(bundle)
-    if (budgets or {}).get("throughput_fps") is not None:   # a budget on FPS measures it (as a bundle's does)
+    asked = budgets if budgets or not resume else fleet.resumed_budgets(results_dir, manifest)   # as FleetRun
+    if (asked or {}).get("throughput_fps") is not None:   # a budget on FPS measures it (as a bundle's does)
         loop = dict(loop or {}, throughput=True)
     agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest, timeout)   # before the store is made
     Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached

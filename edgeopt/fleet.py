@@ -49,6 +49,26 @@ def name_the_bundle(doc: dict, manifest: dict) -> None:
         doc["bundle"] = shipped_bundle(manifest)
 
 
+def _run_files(base: pathlib.Path, manifest: dict):
+    """The run files of this very bundle's earlier runs (same manifest sha256) under `base`, newest first."""
+    candidates = sorted((p for p in base.glob("*/" + RUN_FILE)), reverse=True) if base.is_dir() else []
+    for run_file in candidates:
+        try:
+            info = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("bundle_sha256") == manifest["_manifest_sha256"]:
+            yield run_file
+
+
+def resumed_budgets(results_dir, manifest: dict) -> dict:
+    """The budgets the run a --resume would continue began with ({} where there is none): a throughput_fps
+    budget there asks the resumed devices for the FPS pass too, or their settings would differ from the run's."""
+    run_file = next(_run_files(pathlib.Path(results_dir) / "fleet" / results.file_stem(manifest["name"]), manifest),
+                    None)
+    return results.run_budgets(run_file.parent) if run_file is not None else {}
+
+
 class FleetRun:
     """One fleet benchmark: where its results go, which devices are still to do.
 
@@ -113,14 +133,7 @@ class FleetRun:
 
     def _latest(self, base: pathlib.Path):
         """The newest earlier run of this very bundle (same manifest sha256), if any, now held by us."""
-        candidates = sorted((p for p in base.glob("*/" + RUN_FILE)), reverse=True) if base.is_dir() else []
-        for run_file in candidates:
-            try:
-                info = json.loads(run_file.read_text())
-            except (OSError, ValueError):
-                continue
-            if info.get("bundle_sha256") != self.manifest["_manifest_sha256"]:
-                continue
+        for run_file in _run_files(base, self.manifest):
             if not self._hold(run_file.parent):
                 raise BadInput(f"fleet run {run_file.parent} of this bundle is still in progress in another edgeopt "
                                "process; wait for it to end, or start a new run without --resume")

@@ -309,3 +309,18 @@ def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path
     assert smaller.exit_code == 2 and f"fleet run {run_dir} measures a, b, and --resume continues it with the " \
         "same devices (now: not b)" in smaller.stderr, smaller.stderr
     assert cli(*args, "--resume", "--json").json()["skipped"] == ["a", "b"]   # the same devices: resumed
+
+
+def test_resume_without_the_budgets_keeps_the_runs_fps_pass(cli, bundles, tmp_path):
+    """`fleet bench --budget throughput_fps=N` asks each device for the FPS pass; its --resume without --budget
+    was refused ("measured with other settings"): the run's budgets were read after the agent's flags were built."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    first = cli(*args, "--budget", "throughput_fps=1", "--json")
+    assert first.exit_code == 0, first.stderr
+    damaged = pathlib.Path(first.json()["paths"]["b"])
+    damaged.unlink()   # b's result lost: the resume measures b again, with the FPS pass the run began with
+    again = cli(*args, "--resume", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["skipped"] == ["a"] and json.loads(damaged.read_text())["throughput"]["fps"] > 0
