@@ -145,10 +145,29 @@ def bundle_input_shapes(path, model: str) -> dict:
     "--recipe BUNDLE rebuilds it" asked for them. {} for a recipe file, or a bundle that records none."""
     path = pathlib.Path(path)
     source = _manifest(path).get("source") if path.suffix == SUFFIX else None
-    if not isinstance(source, dict) or source.get("reference") != model:
+    if not isinstance(source, dict) or not _same_source(source, model):
         return {}
     shapes = source.get("input_shapes")
     return {name: list(dims) for name, dims in shapes.items()} if isinstance(shapes, dict) else {}
+
+
+def _same_source(source: dict, model: str) -> bool:
+    """Whether `model` names the source a bundle records: the same words, the same file by content (a copy, or
+    the path given another way), or the same callable of the same Python file (`./m.py:build` and `m.py:build`)."""
+    from .models import sha256_of
+
+    recorded = source.get("reference")
+    if not isinstance(recorded, str):
+        return False
+    if recorded == model:
+        return True
+    if pathlib.Path(model).is_file():
+        return isinstance(source.get("sha256"), str) and sha256_of(pathlib.Path(model)) == source["sha256"]
+
+    def callable_of(reference: str):
+        file, _, name = reference.rpartition(":")
+        return (pathlib.Path(file).resolve(), name) if file and pathlib.Path(file).is_file() else None
+    return callable_of(model) is not None and callable_of(model) == callable_of(recorded)
 
 
 def bundle_calibration(path) -> tuple:

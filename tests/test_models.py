@@ -346,3 +346,17 @@ def test_a_bundle_given_as_the_recipe_rebuilds_a_module_at_its_recorded_shapes(c
     other = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_wide_depthwise", "--recipe", tmp_path / "a.edgepkg",
                 "-o", tmp_path / "c.edgepkg")
     assert other.exit_code == 2 and "give each input's with --input-shape" in other.stderr
+    # the same file named another way, and a TorchScript copy of the model moved elsewhere (same content), are
+    # the same source: a rebuild from another folder found no shapes
+    import os
+    same = f"{os.path.relpath(ASSETS / 'tiny_torch.py')}:make_cnn"
+    assert same != cnn and cli("package", same, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "d.edgepkg",
+                               "-q").exit_code == 0
+    from edgeopt.recipe import _same_source
+    script = tmp_path / "cnn.pt"
+    script.write_bytes(b"model bytes")
+    copy_ = tmp_path / "elsewhere.pt"
+    copy_.write_bytes(b"model bytes")
+    from edgeopt.models import sha256_of
+    recorded = {"reference": str(script), "sha256": sha256_of(script)}
+    assert _same_source(recorded, str(copy_)) and not _same_source(dict(recorded, sha256="0" * 64), str(copy_))
