@@ -351,7 +351,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             entry["budgets"] = check_result(doc, budgets_for(doc, given, profile, results.run_budgets(path.parent)))
             if require_budgets and not entry["budgets"] and not baseline:
                 dropped = [k for k, v in given.items() if v is None]
-                why = (f"every budget was dropped ({', '.join(f'{k}=none' for k in dropped)})" if dropped
+                had = budgets_for(doc, {}, profile, results.run_budgets(path.parent))   # before the drops
+                why = (f"every budget was dropped ({', '.join(f'{k}=none' for k in dropped)})" if dropped and had
                        else "its bundle carries no budgets and none were given")
                 raise BadInput(f"{path}: nothing to check: {why} (--budget KEY=VALUE, --profile NAME or --baseline)")
         entries.append(entry)

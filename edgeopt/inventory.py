@@ -37,8 +37,15 @@ SECRET_VAR = re.compile(r"pass|secret|token|credential|vault|api_?key", re.I)
 
 
 def shown_vars(host_vars: dict) -> dict:
-    """A device's variables as edgeopt prints them: secret-like ones as "***"."""
-    return {k: "***" if SECRET_VAR.search(str(k)) and v is not None else v for k, v in host_vars.items()}
+    """A device's variables as edgeopt prints them: secret-like ones as "***", inside nested ones too
+    (`creds: {api_key: ...}`, a list of such mappings)."""
+    def shown(value):
+        if isinstance(value, dict):
+            return shown_vars(value)
+        if isinstance(value, (list, tuple)):
+            return [shown(v) for v in value]
+        return value
+    return {k: "***" if SECRET_VAR.search(str(k)) and v is not None else shown(v) for k, v in host_vars.items()}
 
 
 @dataclasses.dataclass(frozen=True)

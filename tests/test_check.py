@@ -228,6 +228,8 @@ def test_a_result_with_nothing_to_check_is_refused_not_passed(cli, int8_result, 
     r = cli("check", path, "--junit", tmp_path / "junit.xml")
     assert r.exit_code == 2 and f"{path}: nothing to check" in r.stderr and not (tmp_path / "junit.xml").exists()
     assert cli("check", path, "--budget", "latency_p90_ms=1000").exit_code == 0
+    r = cli("check", path, "--budget", "latency_p90_ms=none")   # nothing to drop: not "every budget was dropped"
+    assert r.exit_code == 2 and "its bundle carries no budgets and none were given" in r.stderr, r.stderr
     earlier = _write(tmp_path, _edit(_edit(int8_result, "bundle.budgets", {}), "created", "2020-01-01T00:00:00+00:00"),
                      "earlier.json")
     assert cli("check", path, "--baseline", earlier).exit_code == 0   # the regression gate alone is a check

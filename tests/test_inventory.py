@@ -399,3 +399,12 @@ def test_device_list_hides_the_secrets_of_an_ansible_inventory(cli, tmp_path):
         assert "SuperSecret123" not in r.stdout and "Sekrit456" not in r.stdout
     listed = cli("device", "list", "-i", inventory, "--json").json()[0]["vars"]
     assert listed == {"ansible_password": "***", "ansible_become_pass": "***", "rack": 3}
+
+
+def test_secret_variables_are_hidden_inside_nested_ones_too():
+    """`creds: {api_key: ...}` was printed as it was: only top-level names were matched (a code review)."""
+    from edgeopt.inventory import shown_vars
+    shown = shown_vars({"creds": {"api_key": "k1", "user": "pi"}, "hops": [{"token": "t1"}, "plain"], "rack": 3,
+                        "vault_id": None})
+    assert shown == {"creds": {"api_key": "***", "user": "pi"}, "hops": [{"token": "***"}, "plain"], "rack": 3,
+                     "vault_id": None}
