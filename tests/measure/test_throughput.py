@@ -216,6 +216,9 @@ def test_stop_rule_and_summary_edges():
     s = LoopSettings(min_iterations=10, min_seconds=1.0, max_iterations=100, max_seconds=5.0)
     assert throughput.stop_rule(10, 0.5, s) is None and throughput.stop_rule(10, 1.0, s) == "min_iterations_and_duration"
     assert throughput.stop_rule(100, 0.1, s) == "max_iterations" and throughput.stop_rule(3, 5.0, s) == "max_duration"
+    warm = LoopSettings(warmup_min_iterations=10, warmup_min_seconds=0.2, max_iterations=50, max_seconds=5.0)
+    assert not throughput.warmup_done(60, 0.01, warm)   # --max-iterations bounds the timed part, not the warm-up
+    assert throughput.warmup_done(60, 0.2, warm) and throughput.warmup_done(3, 5.0, warm)
     assert throughput.split_threads(4, None) == (4, 1) and throughput.split_threads(4, 2) == (2, 2)
     assert throughput.split_threads(2, 8) == (8, 1)
     assert layers.summarize({"a": ("Conv", 0.0)}, 3, "m")["available"] is False  # no shares of nothing
