@@ -66,12 +66,15 @@ class Judge:
                    study.user_attrs.get("rechecked_figures") or {})
 
     def runs(self, t) -> list | None:
-        return self.rechecked.get(t.user_attrs.get("key"))
+        """The objective's paired ratio (or figure) in each run of the trial's configuration, where it was
+        measured again; None for a trial measured once, and for one that did not finish (Ctrl-C, a failure):
+        another trial of that configuration's runs are not its figures."""
+        return self.rechecked.get(t.user_attrs.get("key")) if _finished(t) else None
 
     def run_figures(self, t) -> list | None:
         """The objective's figure in each run (None where a run measured none: a paired baseline's ratio to
         itself); None for a trial measured once, or measured again before the figures were kept."""
-        return self.figures.get(t.user_attrs.get("key"))
+        return self.figures.get(t.user_attrs.get("key")) if _finished(t) else None
 
     def value(self, t) -> float:
         runs = self.runs(t)
@@ -188,3 +191,8 @@ def carried_misses(outcome: dict, best: dict, who: str = "the best") -> list:
                        f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
                        "measure both on the device again, or give an absolute budget")
     return out
+
+
+def _finished(t) -> bool:
+    """A trial that measured its configuration (or was answered from the cache): COMPLETE with figures."""
+    return t.state.name == "COMPLETE" and bool(t.user_attrs.get("figures"))

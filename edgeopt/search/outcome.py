@@ -152,9 +152,12 @@ def _note_spread(notes: list, judge, best) -> None:
     their median, and the device was noisy while it was measured."""
     runs = judge.runs(best) or []
     if judging.spread(runs) > RUNS_APART:
+        # paired: each run's ratio to the baseline beside it, not milliseconds (they read as ms once)
+        shown = ", ".join(f"{r:.4g}x" if judge.paired else f"{r:.4g}" for r in runs)
+        what = " (each its ratio to the baseline measured beside it)" if judge.paired else ""
         notes.append(f"the chosen trial {best.number}'s runs of {judge.objective} are {judging.spread(runs):.2f}x "
-                     f"apart ({', '.join(f'{r:.4g}' for r in runs)}): it is judged by their median, on a device "
-                     "that was noisy while they ran; `bench` it again to be sure")
+                     f"apart ({shown}){what}: it is judged by their median, on a device that was noisy while they "
+                     "ran; `bench` it again to be sure")
 
 
 def load(url: str, name: str) -> dict:

@@ -92,8 +92,9 @@ def test_one_outlier_run_of_the_best_does_not_decide_the_choice(tmp_path, monkey
     assert best.number == 0 and runner.study.user_attrs["rechecked"]["k0"] == [0.40, 0.80, 0.41]
     notes = []
     outcome._note_spread(notes, judging.Judge.of(runner.study, OBJECTIVE), best)
-    assert notes == ["the chosen trial 0's runs of latency_p90_ms are 2.00x apart (0.4, 0.8, 0.41): it is judged by "
-                     "their median, on a device that was noisy while they ran; `bench` it again to be sure"]
+    assert notes == ["the chosen trial 0's runs of latency_p90_ms are 2.00x apart (0.4x, 0.8x, 0.41x) (each its ratio "
+                     "to the baseline measured beside it): it is judged by their median, on a device that was noisy "
+                     "while they ran; `bench` it again to be sure"]
     notes = []
     outcome._note_spread(notes, judging.Judge.of(runner.study, OBJECTIVE), runner.study.trials[1])
     assert notes == []   # 0.44 and 0.45: close
@@ -420,3 +421,19 @@ def test_a_baseline_that_meets_its_own_limit_under_baseline_once_is_said():
                                                                                  "size_mb": excess}}], "notes": []}
         outcome._note_baseline_meets_itself(out, job)
         assert out["notes"] == []
+
+
+def test_a_trial_that_did_not_finish_shows_none_of_its_configurations_runs(tmp_path):
+    """Two trials stopped by Ctrl-C showed the median of a later trial of the same configuration as their own
+    latency, with "measured 3 times" (a user review): the runs are keyed by configuration."""
+    runner = _runner(tmp_path, True, [(1.0, 0.40, True)])
+    study = runner.study
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"key": "k0"}))
+    study.set_user_attr("rechecked", {"k0": [0.40, 0.42, 0.41]})
+    study.set_user_attr("rechecked_figures", {"k0": [1.0, 1.05, 1.02]})
+    judge = judging.Judge.of(study, OBJECTIVE)
+    finished, stopped = study.trials
+    assert judge.runs(finished) == [0.40, 0.42, 0.41] and judge.runs(stopped) is None
+    assert judge.run_figures(stopped) is None
+    row = outcome._judged_row(stopped, judge)
+    assert row["figures"] == {} and row["rechecked"] is None
