@@ -833,10 +833,13 @@ def versus_textbook_line(versus: dict) -> str:
     """The best against INT8 by hand, from their readings made in turn at the study's end."""
     ratios = ", ".join(f"{r:.2f}" for r in versus["ratios"])
     median = versus["median"]
-    verdict = ("the same (1.00x)" if f"{median:.2f}" == "1.00" or f"{1 / median:.2f}" == "1.00" else
-               f"{median:.2f}x lower" if median >= 1 else f"{1 / median:.2f}x higher")
-    line = (f"against INT8 by hand (trial {versus['textbook']}): {versus['objective']} {verdict}, the median of "
-            f"{len(versus['ratios'])} pairs measured in turn at the end ({ratios})")
+    # which way round each pair's number is, said: "1.08x lower" beside pairs of 0.60 and 1.49 read backwards
+    verdict = ("the same as INT8 by hand's (1.00x)" if f"{median:.2f}" == "1.00" or f"{1 / median:.2f}" == "1.00"
+               else f"{median:.2f}x lower than INT8 by hand's" if median >= 1
+               else f"{1 / median:.2f}x higher than INT8 by hand's")
+    line = (f"against INT8 by hand (trial {versus['textbook']}): the answer's {versus['objective']} is {verdict}, "
+            f"by the median of {len(versus['ratios'])} pairs measured in turn at the end (INT8 by hand's ÷ the "
+            f"answer's: {ratios}; above 1 the answer is lower)")
     missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")
     which = (f"the median of its {len(runs)} runs" if runs else
              f"its one {versus.get('textbook_measurement') or ''} run".replace("  ", " "))

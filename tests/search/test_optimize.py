@@ -889,7 +889,7 @@ def test_the_best_is_measured_in_turn_with_int8_by_hand_at_the_end(cli, tmp_path
     assert len(readings["best"]) == len(readings["textbook"]) == runner.VERSUS_TEXTBOOK_PAIRS
     assert versus["ratios"] == [round(a / b, 4) for a, b in zip(readings["textbook"], readings["best"])]
     assert versus["median"] == sorted(versus["ratios"])[len(versus["ratios"]) // 2]
-    assert f"against INT8 by hand (trial {textbook['trial']}): latency_p50_ms" in "\n".join(optimize_lines(outcome))
+    assert f"against INT8 by hand (trial {textbook['trial']}): the answer's latency_p50_ms is" in "\n".join(optimize_lines(outcome))
     resumed = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "turns",
                         "--budget", "latency_p50_ms=50", "--objective", "latency_p50_ms", "--resume")
     assert resumed.json()["versus_textbook"] == versus   # the same two are not compared again
