@@ -318,7 +318,8 @@ class Runner:
             # accuracy is left to the full run: a candidate ruled out on speed says nothing about it
             unknown = screened_only and budget not in outcome["figures"]
             trial.set_constraint(budget, 0.0 if unknown else _for_sampler(excess))
-        trial.set_user_attr("bundle", str(self.bundles / f"{key[:16]}.edgepkg"))
+        bundle = self.bundles / f"{key[:16]}.edgepkg"   # none where it was ruled out before training
+        trial.set_user_attr("bundle", str(bundle) if bundle.is_file() else None)
         trial.set_user_attr("candidate", dataclasses.asdict(candidate))
         trial.set_user_attr("cached", cached)
         self.study.tell(trial, values)
