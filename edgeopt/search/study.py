@@ -178,6 +178,11 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     check_writable(job.results_dir, "results to", folder=True)
     facts = {device: _device_facts(device, job, prof.runtime.power_sensor) for device in job.devices}
     energy, job.energy_absent = _energy_measured(prof, facts)
+    asked = [k for k in ("power_w", "energy_mj")
+             if k == job.objective or k in job.budgets or k in job.relative_budgets]
+    if asked and not energy:   # every trial would be packaged and measured, then fail on it (a user review)
+        raise BadInput(f"{' and '.join(asked)} (--objective or --budget) cannot be measured: {job.energy_absent}; "
+                       "every trial would fail on it")
     job.pareto_figures = judging.pareto_figures(job.budgets, job.objective, energy)
     backends = _usable_backends(prof, fmt, facts)
     if backends[0].name != prof.backend:

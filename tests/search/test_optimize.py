@@ -516,6 +516,9 @@ def _result_paths(tmp_path, row):
     (["--study", "team/a b"], "--study 'team/a b': a study's name names its directory and bundles"),
     (["--timeout", "0"], "--timeout 0: expected a number of seconds of at least 10"),
     (["--timeout", "0.01"], "--timeout 0.01: expected a number of seconds of at least 10"),
+    # every trial was packaged and measured, then failed "energy_mj not measured" (a user review)
+    (["--objective", "energy_mj"], "energy_mj (--objective or --budget) cannot be measured: local: no power sensor"),
+    (["--budget", "power_w=5"], "power_w (--objective or --budget) cannot be measured: local: no power sensor"),
 ])
 def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
     space = tmp_path / "space.toml"
