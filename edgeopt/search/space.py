@@ -466,7 +466,7 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
         targets = [key] if key in by_name else [d.name for d in dims if d.owner and _option_name(d) == key]
         if not targets:
             raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_names}"
-                           f"{_why_absent(key.split('.')[0])}); dimensions: {', '.join(by_name) or 'none'}")
+                           f"{_why_absent(key, by_name)}); dimensions: {', '.join(by_name) or 'none'}")
         for name in targets:
             by_name[name] = _narrowed(by_name[name], value, f"{path}: {key}", len(targets) > 1)
             narrowed.append((key, name))
@@ -512,10 +512,15 @@ def _dotted(doc: dict, by_name: dict, path) -> dict:
     return out
 
 
-def _why_absent(name: str) -> str:
-    """Why a transform the registry has is not searched here ("" for a name that is no transform)."""
+def _why_absent(key: str, by_name: dict) -> str:
+    """Why a transform the registry has is not searched here, or why its option is not ("" for a name that is no
+    transform)."""
+    name, _, option = key.partition(".")
     if name not in transforms.names():
         return ""
+    if name in by_name:   # the transform is searched: the option is what is not ("prune.foo")
+        options = [d.name.partition(".")[2] for d in by_name.values() if d.parent == name]
+        return f"; {name} has no option {option or '?'}: its options here are {', '.join(options) or 'none'}"
     transform = transforms.get(name)
     if not transform.searchable:
         return f"; {name} is never searched: it cannot make a model faster"
@@ -540,21 +545,22 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
         bad = [v for v in values if v not in allowed]
         if shared and values and len(bad) < len(values):
             values, bad = [v for v in values if v in allowed], []
-        if not values or bad:
+        if not values:   # `quantize = []` read "[] is not one of none, dynamic, int8"
+            raise BadInput(f"{where}: an empty list leaves nothing to search: give at least one of "
+                           f"{_listed(allowed)}")
+        if bad:
             owner = f" (backend {dim.owner}; `backend = [...]` leaves it out)" if shared else ""
             # _backend_dimensions offers INT8 only with calibration data
             calib = " (int8 needs --calib)" if bad[:1] == ["int8"] and dim.name.endswith("quantize") else ""
-            shown = toml_value(bad[0] if bad else value)
-            # true, not True; and "" (keep_float's none) written as TOML has it, not as nothing
-            listed = ", ".join(toml_value(a) if isinstance(a, bool) or a == "" else str(a) for a in allowed)
-            raise BadInput(f"{where}: {shown} is not one of {listed}"
-                           f"{owner}{calib}")
+            raise BadInput(f"{where}: {toml_value(bad[0])} is not one of {_listed(allowed)}{owner}{calib}")
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
     value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)
     if _number(value):
         value = [value, value]
     if not (isinstance(value, list) and len(value) == 2 and all(map(_number, value))):
-        raise BadInput(f"{where}: expected [low, high], {{low, high, step}} or one number, got {toml_value(value)}")
+        # a list of three numbers is read as choices by a user who has seen `quantize = [...]`: say it is a range
+        raise BadInput(f"{where}: a number option is a range: expected [low, high], {{low, high, step}} (e.g. "
+                       f"{{low = 0.3, high = 0.9, step = 0.3}} for 0.3, 0.6, 0.9) or one number, got {toml_value(value)}")
     low, high = value
     if low > high:   # said as such: "not within the option's bounds" sent the user to the bounds
         raise BadInput(f"{where}: low {low:g} is above high {high:g}")
@@ -567,6 +573,12 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
     if step is not None:
         _check_step(low, high, step, dim.log, where)
     return dataclasses.replace(dim, low=low, high=high, step=step)
+
+
+def _listed(allowed) -> str:
+    """A dimension's choices as a space file writes them: true, not True; "" (keep_float's "none": no layer left
+    float) as TOML has it, with what it means."""
+    return ", ".join('"" (none)' if a == "" else toml_value(a) if isinstance(a, bool) else str(a) for a in allowed)
 
 
 def _number(value) -> bool:

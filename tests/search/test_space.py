@@ -538,7 +538,14 @@ def test_an_unquoted_dotted_name_narrows_the_dimension_it_names(tmp_path, unquot
     # "distill.epochs.low"
     ('"distil.epochs" = {low = 2, high = 8, step = 2}', "space.toml: distil.epochs: not a dimension of this search"),
     ('prune = "yes"', 'space.toml: prune: "yes" is not one of false, true'),   # TOML's spelling, not Python's
-    ("keep_float = [true]", 'space.toml: keep_float: true is not one of "", auto'),   # not ", auto"
+    ("keep_float = [true]", 'space.toml: keep_float: true is not one of "" (none), auto'),   # not ", auto"
+    # a user review: the option of a searched transform read "transforms need a PyTorch source" for a module
+    ('"prune.foo" = [1]', "space.toml: prune.foo: not a dimension of this search (backend onnxruntime; prune has "
+                          "no option foo: its options here are channels, criterion, scope, round_to)"),
+    ("quantize = []", "space.toml: quantize: an empty list leaves nothing to search: give at least one of none, "
+                      "dynamic, int8"),
+    ('"prune.channels" = [0.3, 0.6, 0.9]', "space.toml: prune.channels: a number option is a range: expected "
+                                           "[low, high]"),
 ])
 def test_a_table_that_names_no_dimension_is_refused_in_words(tmp_path, line, message):
     with pytest.raises(BadInput) as e:
