@@ -92,6 +92,9 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
         job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "
                          "bundles use" if "energy_mj" in job.pareto_figures else
                          f"energy_mj not in the Pareto front: {job.energy_absent}")
+        job.notes.append("with --pareto nothing is measured again at the end: each trial's figures are its own "
+                         "run's, and the chosen one may lead by less than the device's noise (without --pareto the "
+                         "best and those near it are measured again, and compared with INT8 by hand)")
     study.set_user_attr("notes", list(job.notes))   # what the space left out and why, for `report --study`
     runner = Runner(job, study, dims, identity, screening, multi_objective, progress)
     own_cache = job.transforms is None   # a caller's cache is the caller's to close
@@ -229,6 +232,9 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
     from ..torch_export import load
 
     toggles = [d.name for d in dims if d.toggle]
+    if job.train_data and fmt not in TORCH_FORMATS:   # taken without a word: the user expected training
+        job.notes.append(f"--train-data not used: no transform trains the {fmt} model given (pruning, distillation and "
+                         "QAT change a PyTorch module: give the model.py:build it came from)")
     if not toggles and not (job.train_data and fmt in TORCH_FORMATS):
         return dims
     progress.status("checking which transforms can change the model")

@@ -520,7 +520,8 @@ def _result_paths(tmp_path, row):
     (["--objective", "energy_mj"], "energy_mj (--objective or --budget) cannot be measured: local: no power sensor"),
     (["--budget", "power_w=5"], "power_w (--objective or --budget) cannot be measured: local: no power sensor"),
 ])
-def test_bad_input_exits_2_before_measuring(cli, tmp_path, args, fragment):
+def test_bad_input_exits_2_before_measuring(cli, tmp_path, monkeypatch, args, fragment):
+    no_sensor(monkeypatch, tmp_path)   # a host whose RAPL is readable would measure energy
     space = tmp_path / "space.toml"
     space.write_text("nope = [1, 2]\n")
     args = [str(space) if a == "SPACE" else a for a in args]
@@ -606,9 +607,13 @@ def no_sensor(monkeypatch, tmp_path):
 def test_pareto_front_over_latency_accuracy_and_size(cli, tmp_path, monkeypatch):
     """Over the latency the user budgeted (p50 here: the front was over p90 whatever the objective)."""
     no_sensor(monkeypatch, tmp_path)
-    r = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "front", "--budget", "latency_p50_ms=50")
+    r = _optimize(cli, tmp_path, "--pareto", "--trials", "3", "--study", "front", "--budget", "latency_p50_ms=50",
+                  "--train-data", CALIB)
     assert r.exit_code == 0, r.stderr
     outcome = r.json()
+    notes = " ".join(outcome["notes"])   # what a user would otherwise take for granted (a user review)
+    assert "with --pareto nothing is measured again at the end" in notes
+    assert "--train-data not used: no transform trains the onnx model given" in notes
     front = [t for t in outcome["trials"] if t["trial"] in outcome["pareto"]]
     assert front
     keys = ("latency_p50_ms", "accuracy_drop", "size_mb")
