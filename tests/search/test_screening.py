@@ -309,6 +309,26 @@ def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tm
     assert screened == [False] and measured == [0, 0, 1]
 
 
+def test_a_candidate_ruled_out_against_the_bests_lucky_first_run_is_measured_fully(tmp_path, monkeypatch):
+    # a user review: trial 0 screened 2.8 ms, ruled out against trial 3's first run (0.0745 scaled: 2.0 ms); the
+    # best, measured again, reads 2.9 and 3.0 ms (its median 2.9): still the best, but one 2.8 ms can beat
+    from edgeopt.search import trial as trials_
+
+    runner = _runner(tmp_path, False, [(2.0, None, True)])
+    key = trials_.Candidate({}, [], None).key({})
+    runner.study.add_trial(optuna.trial.create_trial(value=2.8, user_attrs={
+        "figures": {OBJECTIVE: 2.8}, "measurement": "screening", "violations": {OBJECTIVE: -0.72},
+        "constraints": [-0.72], "key": key, "ruled_out": {"by": "best", "trial": 0, "margin": 0.25}}))
+    _measured_again(runner, monkeypatch, {0: [2.9, 3.0, 3.0], 1: [3.1, 3.1], 2: [2.7, 2.7]})
+    screened = []
+    monkeypatch.setattr(trials_, "run", lambda candidate, job, bundle, screen, *a, **k: screened.append(screen) or {
+        "figures": {OBJECTIVE: 2.7, "accuracy_drop": 0.0}, "violations": {OBJECTIVE: -0.73}, "measurement": "full",
+        "results": [], "seconds": {}})
+    runner.confirm()
+    assert screened == [False]   # measured fully, though trial 0 is still the best it was ruled out against
+    assert runner.study.get_trials()[2].user_attrs["again_of"] == 1
+
+
 def test_the_table_says_what_ruled_a_screened_closest_miss_out():
     from edgeopt.report.tables import _unmeasured
 
