@@ -70,8 +70,8 @@ class Runner:
         device_failures = cached = 0
         grid = hasattr(self.study.sampler, "points")   # samplers._grid: never repeats, done when every point is taken
         self.progress.start("optimize: trials", total=n_trials)
-        self.progress.advance(min(n_trials, self._started()))
-        while self._started() < n_trials:
+        self.progress.advance(min(n_trials, self.started()))
+        while self.started() < n_trials:
             trial = self.study.ask()
             failure = self._run_trial(trial)
             answered = trial.user_attrs.get("cached", False)
@@ -104,7 +104,7 @@ class Runner:
                                          user_attrs={"explore": True})
                 return
 
-    def _started(self) -> int:
+    def started(self) -> int:
         """Trials that count towards --trials: every worker's, of every state, except those the cache answered and
         those a Ctrl-C or a dead worker stopped (rdb.fail_unfinished)."""
         import optuna
@@ -188,7 +188,7 @@ class Runner:
             return " (measured before: answered from the study, not counted)"
         if trial.user_attrs.get("again_of") is not None:
             return f" (trial {trial.user_attrs['again_of']} measured fully)"
-        return f" ({self._started()} of {self.n_trials})" if self.n_trials else ""
+        return f" ({self.started()} of {self.n_trials})" if self.n_trials else ""
 
     def _baseline_failed(self, trial, e: Exception) -> None:
         """Raise for the baseline that failed: nothing can be judged without it (a relative budget has no limit,

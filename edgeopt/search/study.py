@@ -103,6 +103,11 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
     try:
         try:
             looped = time.monotonic()
+            began_with = runner.started()
+            if resume and began_with >= n_trials:   # said: the table came back as it was, with no word why
+                job.notes.append(f"--resume: the study already has {began_with} trials (--trials {n_trials} counts "
+                                 "every trial, earlier runs' too), so no new trial ran; give a larger --trials to "
+                                 "continue it")
             runner.loop(n_trials)
         except (BadInput, DeviceFailure):   # the baseline: fix the input or the device, and run the same command
             rdb.remove_if_unmeasured(study, storage, resume)

@@ -382,6 +382,10 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(tmp_path):
                and not t.user_attrs.get("unfinished")]
     assert len(counted) == 4
     assert len(json.loads(r.stdout)["trials"]) == len(after)
+    assert not any(n.startswith("--resume: the study already has") for n in json.loads(r.stdout)["notes"])
+    again = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "--resume: the study already has 4 trials (--trials 4 counts every trial" in \
+        " ".join(json.loads(again.stdout)["notes"]), again.stderr   # the table came back without a word why
 
 
 def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
