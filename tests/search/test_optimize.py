@@ -1220,3 +1220,16 @@ def test_a_near_miss_is_measured_again_beside_the_baseline_and_judged_by_the_med
     assert loaded["closest"]["per_budget"]["latency_p90_ms"] == miss   # what report --study says came closest
     assert "judged by their median" in cli("report", "--study", "near", "--no-history", "--store", url,
                                            "-o", tmp_path / "near.html").stdout + (tmp_path / "near.html").read_text()
+
+
+def test_ctrl_c_says_how_to_resume_in_json_too(cli, tmp_path, monkeypatch):
+    """--json's error read only {"message": "interrupted"}: the --resume hint was on stderr alone (a user review)."""
+    from edgeopt import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(api, "optimize", interrupted)
+    r = _optimize(cli, tmp_path, "--study", "cut")
+    assert r.exit_code == 130, r.stderr
+    said = "interrupted: the finished trials of study 'cut' are kept; the same command with --resume continues it"
+    assert r.json()["error"]["message"] == said and r.stderr.strip() == f"edgeopt: {said}"
