@@ -59,6 +59,10 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
         out["notes"].append(f"noisy runs (the agent's warning: a wide spread of latencies, or a share of runs over "
                             f"twice the median, which p90 reads) in trial(s) {', '.join(noisy)}: their figures are "
                             "less certain than the others'")
+    if "0" in noisy and job.relative_budgets:   # the figures every relative limit and ratio was set from
+        out["notes"].append(f"the baseline (trial 0) itself ran noisy, and the relative budgets "
+                            f"({', '.join(f'{k}={v:g}x' for k, v in job.relative_budgets.items())}) take their "
+                            "limits from it: on a quiet device, or with absolute budgets, the answer may differ")
     if best is not None:
         _note_spread(out["notes"], judging.Judge.of(study, job.objective), best)
     _note_baseline_meets_itself(out, job)

@@ -12,7 +12,7 @@ OBJECTIVE = "latency_p90_ms"
 
 
 def _runner(tmp_path, relative: bool, trials: list, limit: float = 0.9, baseline: bool = False,
-            objective: str = OBJECTIVE):
+            objective: str = OBJECTIVE, noisy: tuple = ()):
     """A worker's runner over a study holding `trials`: [(absolute p90 in ms, paired ratio or None, feasible)], or
     [(..., {budget: excess})] for a trial's own excess per budget (as it missed them). The objective's budget:
     `limit` times the baseline beside each trial where `relative`, else 10 ms."""
@@ -28,7 +28,7 @@ def _runner(tmp_path, relative: bool, trials: list, limit: float = 0.9, baseline
         attrs = {"figures": {objective: ms, "accuracy_drop": drop}, "measurement": "full",
                  "violations": violations, "constraints": list(violations.values()),
                  "paired": {objective: ratio} if ratio is not None else None, "key": f"k{n}",
-                 "baseline": baseline and n == 0}
+                 "baseline": baseline and n == 0, "noisy": ["slow mode: ..."] if n in noisy else []}
         study.add_trial(optuna.trial.create_trial(value=ms, user_attrs=attrs))
     return runners.Runner(job, study, [], {}, True, False, studies.SILENT)
 
@@ -457,3 +457,12 @@ def test_a_trial_that_did_not_finish_shows_none_of_its_configurations_runs(tmp_p
     assert judge.run_figures(stopped) is None
     row = outcome._judged_row(stopped, judge)
     assert row["figures"] == {} and row["rechecked"] is None
+
+
+def test_a_noisy_baseline_under_relative_budgets_is_said(tmp_path):
+    """A baseline in slow mode (44 % of runs over twice the median) set every relative limit, with only "noisy runs
+    in trial(s) 0, 1, 2" said (a user review)."""
+    runner = _runner(tmp_path, True, [(2.0, 1.0, False), (1.0, 0.80, False)], limit=0.7, baseline=True, noisy=(0,))
+    notes = outcome.answer(runner.job, runner.study, "s", False, runner)["notes"]
+    assert any(n.startswith("the baseline (trial 0) itself ran noisy, and the relative budgets (latency_p90_ms=0.7x) "
+                            "take their limits from it") for n in notes), notes
