@@ -147,6 +147,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                                                         source.outputs[0] if source.outputs else None)
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
         manifest["notes"] += _coarse_accuracy_notes(merged_budgets, evaluation, source_accuracy)
+        manifest["notes"] += chance_accuracy_notes(evaluation, source_accuracy)
         if shadows_builtin(prof):   # the same name on another machine is the built-in, with its own budgets
             manifest["notes"].append(f"profile {prof.name} is {prof.path} ($EDGEOPT_PROFILES), in place of the "
                                      "built-in one of that name")
@@ -458,6 +459,23 @@ def _coarse_accuracy_notes(budgets: dict, evaluation, source_accuracy) -> list:
         return [f"warning: top-1 is measured on {samples}: one sample moves it by {1 / n:.3g}; "
                 f"{MIN_EVAL_SAMPLES} or more recommended"]
     return []
+
+
+def chance_accuracy_notes(evaluation, source_accuracy) -> list:
+    """A `warning:` note where the source model's top-1 is no better than always answering the eval data's most
+    common label: an accuracy_drop budget then measures the drop from a model that does not work (a pruned and
+    low-rank model "met" a 0.01 budget at 0 % against the source's 0 %, in a user review)."""
+    if not source_accuracy or evaluation is None or LABELS not in evaluation:
+        return []
+    labels = np.asarray(evaluation[LABELS]).reshape(-1)
+    if labels.size == 0:
+        return []
+    majority = np.unique(labels, return_counts=True)[1].max() / labels.size
+    if source_accuracy["top1"] > majority:
+        return []
+    return [f"warning: {source_accuracy.get('model', 'the source model')} scores top-1 {source_accuracy['top1']:.4g} on the eval data, no "
+            f"better than always answering its most common label ({majority:.4g}): the model or the labels are not "
+            "what they should be (untrained weights? labels of another task?), and an accuracy budget judges nothing"]
 
 
 def _missed_accuracy_budget_notes(budgets: dict, source_accuracy, parity: dict) -> list:

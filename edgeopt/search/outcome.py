@@ -66,6 +66,7 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     if best is not None:
         _note_spread(out["notes"], judging.Judge.of(study, job.objective), best)
     _note_baseline_meets_itself(out, job)
+    _note_baseline_at_chance(out, study, job)
     if runner.end_failed:
         out["notes"].append(f"measuring again at the study's end stopped: the device failed ({runner.end_failed}); "
                             "the answer rests on the runs made before")
@@ -149,6 +150,29 @@ def _relative(study) -> dict:
             "baseline_figures": study.user_attrs.get("baseline_figures", {}),
             "paired_baseline": identity.get("paired_baseline", False),
             "carried_limits": study.user_attrs.get("carried_limits", {})}
+
+
+def _note_baseline_at_chance(out: dict, study, job) -> None:
+    """Said where the baseline's top-1 is no better than answering the eval data's commonest label: every
+    candidate's accuracy drop is then measured from a model that does not work (a pruned one "met" 0.01 at 0 %
+    against the source's 0 %, in a user review)."""
+    import numpy as np
+
+    from ..data import LABELS
+    from ..pipeline import chance_accuracy_notes
+
+    baseline = next((t for t in study.trials if t.number == 0), None)
+    top1 = ((baseline.user_attrs.get("figures") or {}).get("min_top1") if baseline is not None else None)
+    if top1 is None or not job.eval_data:
+        return
+    try:
+        with np.load(job.eval_data, allow_pickle=False) as data:
+            labels = data[LABELS] if LABELS in data.files else None
+    except (OSError, ValueError):
+        return
+    if labels is not None:
+        out["notes"] += [n.removeprefix("warning: ") for n in chance_accuracy_notes(
+            {LABELS: labels}, {"top1": top1, "model": "the baseline (trial 0)"})]
 
 
 def _note_spread(notes: list, judge, best) -> None:

@@ -1233,3 +1233,18 @@ def test_ctrl_c_says_how_to_resume_in_json_too(cli, tmp_path, monkeypatch):
     assert r.exit_code == 130, r.stderr
     said = "interrupted: the finished trials of study 'cut' are kept; the same command with --resume continues it"
     assert r.json()["error"]["message"] == said and r.stderr.strip() == f"edgeopt: {said}"
+
+
+def test_a_baseline_no_better_than_the_commonest_label_is_said(cli, tmp_path):
+    """Eval labels of another task: the source scored no better than answering one label, and a pruned model "met"
+    the accuracy budget at 0 % against 0 % without a word (a user review)."""
+    import numpy as np
+    arrays = dict(np.load(EVAL))
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, **dict(arrays, labels=np.zeros_like(arrays["labels"])))
+    r = cli("optimize", MODEL, "--calib", CALIB, "--eval-data", wrong, "--results-dir", tmp_path / "results",
+            "--output-dir", tmp_path / "opt", "--trials", "2", "--study", "chance", "--space",
+            _float_or_int8(tmp_path), "--json")
+    assert r.exit_code in (0, 1), r.stderr
+    said = [n for n in r.json()["notes"] if n.startswith("the baseline (trial 0) scores top-1 ")]
+    assert len(said) == 1 and "no better than always answering its most common label (1)" in said[0], r.json()["notes"]
