@@ -681,7 +681,9 @@ def figure_columns(outcome: dict) -> list:
     was searched on but not shown. Size has its own column."""
     objective = outcome["objective"]
     front = outcome["pareto_figures"] if outcome.get("multi_objective") else []
-    return list(dict.fromkeys([objective, *outcome["budgets"], *(f for f in front if f != "size_mb")]))
+    # an absolute size budget's figure is the size column's (shown twice, as size_mb=2.64 and size=2.64 MiB)
+    budgets = [b for b in outcome["budgets"] if b != "size_mb" or b in (outcome.get("relative_budgets") or {})]
+    return list(dict.fromkeys([objective, *budgets, *(f for f in front if f != "size_mb")]))
 
 
 def _three_figures(value) -> str:
@@ -700,7 +702,9 @@ def _trial_cells(outcome: dict):
         spent = sum(row.get("seconds", {}).get(p, 0.0) for p in PHASES)
         figures += [_num(f.get("size_mb"), "{:.2f} MiB"), _num(spent or None, "{:.1f} s")]
         # the front is marked where it was searched (--pareto); a single objective's table says what it minimised
-        yield row, str(row["trial"]) + ("*" if row["trial"] == best else ""), figures, _verdict(
+        # the chosen one's star, and a space in its place on the others: right-aligned numbers stay in a column
+        mark = "*" if row["trial"] == best else " " if best is not None else ""
+        yield row, str(row["trial"]) + mark, figures, _verdict(
             outcome, row, row["trial"] in pareto and bool(outcome.get("multi_objective")))
 
 

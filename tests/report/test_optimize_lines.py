@@ -375,3 +375,19 @@ def test_the_best_line_says_how_to_verify_the_chosen_bundle():
     fleet = " ".join(optimize_lines(dict(outcome, devices=["pi-1", "pi-2"], inventory="lab.yaml")))
     assert "edgeopt bench opt/s-best.edgepkg --device pi-1 -i lab.yaml && edgeopt check results/s-best@pi-1.json " \
            "(and on each of its other 1 devices)" in " ".join(fleet.split())   # an inventory's name needs the file
+
+
+def test_the_trial_table_shows_size_once_and_keeps_the_numbers_in_a_column():
+    """A size_mb budget showed every trial's size twice (size_mb=2.64 and size=2.64 MiB), and "2*" stood one
+    character off the other trial numbers (a user review)."""
+    from edgeopt.report.tables import _trial_cells, figure_columns
+    outcome = {"objective": "latency_p90_ms", "budgets": {"latency_p90_ms": 1.0, "size_mb": 3.0}, "pareto": [],
+               "best": {"trial": 1}, "trials": [
+                   {"trial": n, "config": "quantize=int8", "figures": {"latency_p90_ms": 0.5, "size_mb": 2.64},
+                    "paired": None, "violations": {}, "feasible": True, "state": "complete", "seconds": {},
+                    "baseline": False, "cached": False, "twin_of": None, "measurement": "full", "error": None}
+                   for n in (0, 1, 2)]}
+    assert figure_columns(outcome) == ["latency_p90_ms"]
+    assert figure_columns(dict(outcome, relative_budgets={"size_mb": 0.5})) == ["latency_p90_ms", "size_mb"]
+    labels = [label for _, label, _, _ in _trial_cells(outcome)]
+    assert labels == ["0 ", "1*", "2 "]
