@@ -21,6 +21,10 @@ single layers do not add up):
   at least MIN_GAIN of the fully quantized model's error; else none (the model takes quantization as
   it is: an error spread evenly over many layers is not what keeping a few float fixes). A model whose
   quantized error is already negligible (INT8_NEGLIGIBLE, FP16_NEGLIGIBLE) keeps none.
+Either way a choice must also pass the parity check that follows: where it judges an INT8 classifier by its
+top-1 agreement with the float model (the profile's quantized_min_top1_agreement), a choice below it is no
+choice ("none needed" was said of a bundle parity then refused at 0.9688 against 0.97); without a budget the
+fewest outliers that pass it are kept.
 """
 from __future__ import annotations
 
@@ -131,15 +135,26 @@ class Trials:
 
 
 class _Scorer:
-    """Relative output error against the float model (and top-1 when labels exist) on fixed samples."""
+    """Relative output error against the float model (and top-1 when labels exist) on fixed samples; and, where
+    the parity check will judge the artifact by top-1 agreement with the float model (a classifier whose top-1
+    quantization cannot flip on most samples), that agreement against `min_agreement`, the profile's limit."""
 
-    def __init__(self, reference, samples, inputs):
+    def __init__(self, reference, samples, inputs, min_agreement: float | None = None):
+        from ..parity import TOP1_MIN_ROBUST_SHARE, _robust_share
+
         self.samples, self.inputs = samples, inputs
         with source_on("the samples --keep-float auto scores layers on"):
             self.ref = [r.astype(np.float64) for r in run(reference, samples, inputs)]
         n = sample_count(samples)
         self.labels = samples[LABELS] if LABELS in samples and self._per_sample(n) else None
         self.float_top1 = self._top1(self.ref)
+        judged = min_agreement is not None and self._per_sample(n) and _robust_share(self.ref[0]) >= TOP1_MIN_ROBUST_SHARE
+        self.min_agreement = min_agreement if judged else None
+
+    def passes_parity(self, score: dict) -> bool:
+        """Whether the parity check's top-1 agreement would pass (True where it does not judge by it): "none
+        needed (output error 0.013)" was said of a bundle that parity then refused at 0.9688 against 0.97."""
+        return self.min_agreement is None or score.get("agreement", 1.0) >= self.min_agreement
 
     def _per_sample(self, n) -> bool:
         return self.ref[0].ndim == 2 and self.ref[0].shape[1] > 1 and len(self.ref[0]) == n
@@ -157,6 +172,8 @@ class _Scorer:
         score = {"error": round(error, 6) if np.isfinite(error) else NON_FINITE}
         if self.labels is not None:
             score["top1"] = self._top1(got)
+        if self.min_agreement is not None:
+            score["agreement"] = round(float(np.mean(np.argmax(got[0], 1) == np.argmax(self.ref[0], 1))), 4)
         return score
 
 
@@ -175,7 +192,9 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     Without a top-1 budget, a model whose error is at most `negligible` keeps every layer quantized."""
     samples, where = evaluation_samples(request)
     budget = request.options.max_accuracy_drop
-    scorer = _Scorer(trials.reference, samples, inputs)
+    profile = getattr(request, "profile", None)   # INT8 only: parity judges FP16 by its error, not by agreement
+    min_agreement = profile.parity.quantized_min_top1_agreement if profile is not None and what == "INT8" else None
+    scorer = _Scorer(trials.reference, samples, inputs, min_agreement)
     if budget is not None and scorer.labels is None:
         raise BadInput("--keep-float auto with --max-accuracy-drop needs labelled eval data: --eval-data eval.npz "
                        "with a `labels` array, and a model whose first output has one row of class scores per sample")
@@ -184,7 +203,8 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     progress.status(f"measuring the model with every layer {what}")
     quantized = scorer(trials.excluding([]))
     tried = []
-    if (scorer.float_top1 - quantized["top1"] <= budget) if budget is not None else quantized["error"] <= negligible:
+    if scorer.passes_parity(quantized) and ((scorer.float_top1 - quantized["top1"] <= budget) if budget is not None
+                                            else quantized["error"] <= negligible):
         isolated, ranked, kept, after = {}, [], [], quantized
         rule = (_budget_rule(budget) + f" (none: the model with every layer {what} meets it" if budget is not None
                 else _outlier_rule(len(layers)) + f" (none: the error is below {negligible:g}") + \
@@ -256,7 +276,7 @@ def _within_budget(ranked, trials, scorer, quantized, budget, tried) -> tuple:
     best = ([], quantized)
     for k in range(0, math.ceil(len(ranked) / 2) + 1):
         score = quantized if k == 0 else _trial(trials, scorer, ranked[:k], tried)
-        if scorer.float_top1 - score["top1"] <= budget:
+        if scorer.float_top1 - score["top1"] <= budget and scorer.passes_parity(score):
             return ranked[:k], score, rule
         if score["top1"] > best[1]["top1"]:
             best = (ranked[:k], score)
@@ -281,12 +301,16 @@ def _best_outliers(ranked, isolated, trials, scorer, quantized, tried) -> tuple:
     cap = _outlier_cap(len(ranked))
     floor = OUTLIER_SHARE * quantized["error"]
     candidates = [layer for layer in ranked[:cap] if isolated[layer]["error"] >= floor > 0]
-    rule = _outlier_rule(len(ranked))   # a negligible error never gets here (choose measures no layer then)
-    best = ([], quantized)
+    rule = _outlier_rule(len(ranked))   # a negligible error gets here only where parity's agreement fails
+    best, passing = ([], quantized), None
     for k in range(1, len(candidates) + 1):
         score = _trial(trials, scorer, candidates[:k], tried)
         if score["error"] < best[1]["error"]:
             best = (candidates[:k], score)
-    if best[1]["error"] > (1 - MIN_GAIN) * quantized["error"]:
+        if passing is None and scorer.passes_parity(score):
+            passing = (candidates[:k], score)
+    if not scorer.passes_parity(quantized) and not scorer.passes_parity(best[1]) and passing is not None:
+        return passing[0], passing[1], rule   # the fewest float layers the parity check then accepts
+    if best[1]["error"] > (1 - MIN_GAIN) * quantized["error"] and scorer.passes_parity(quantized):
         return [], quantized, rule
     return best[0], best[1], rule

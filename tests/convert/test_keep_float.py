@@ -205,3 +205,39 @@ def test_openvino_auto_measures_with_nncf_and_keeps_the_head(outlier, tmp_path):
     record = m["compression"]["keep_float"]
     assert record["layers"] == [HEAD] and record["sensitivity"][0]["layer"] == HEAD
     assert record["after"]["error"] < 0.5 * record["before"]["error"]
+
+
+def test_auto_keeps_layers_float_until_the_parity_checks_top1_agreement_passes():
+    """A user review: `--keep-float auto` said "none needed (output error 0.013)", then parity refused the bundle
+    at top-1 agreement 0.9688 against the profile's 0.97. The fully quantized model here has a small error but
+    flips 4 % of the argmaxes; keeping layer "b" float flips none."""
+    from edgeopt.compress import mixed_quantize
+    from edgeopt.profiles import load_profile
+    from edgeopt.source import TensorSpec
+
+    rng = np.random.default_rng(0)
+    n = 100
+    x = rng.standard_normal((n, 1, 10)).astype(np.float32)
+    logits = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)] * 10 + rng.standard_normal((n, 10)) * 0.1
+    for i in range(4):   # near-ties on 4 samples: swapping their top two is a tiny error and a flipped top-1
+        top = int(np.argmax(logits[i]))
+        logits[i, (top + 1) % 10] = logits[i, top] - 0.01
+
+    def runner(flipped: int):
+        def infer(feed):
+            i = int(np.flatnonzero((x.reshape(n, 10) == feed["x"].reshape(1, 10)).all(1))[0])
+            out = logits[i].copy()
+            if i < flipped:   # the first `flipped` samples' winner swapped with another class: small L2 error
+                top = int(np.argmax(out))
+                out[top], out[(top + 1) % 10] = out[(top + 1) % 10], out[top]
+            return [out.reshape(1, 10)]
+        return infer
+    trials = mixed_quantize.Trials(reference=runner(0), isolated=lambda layer: runner(4 if layer == "b" else 0),
+                                   excluding=lambda layers: runner(0 if "b" in layers else 4))
+    request = SimpleNamespace(options=SimpleNamespace(max_accuracy_drop=None), evaluation={"x": x},
+                              calibration=None, profile=load_profile("raspberry-pi-5"))
+    record = mixed_quantize.choose(["a", "b", "c"], {}, trials, request, [TensorSpec("x", [1, 10], "float32")],
+                                   Progress())
+    assert record["before"]["agreement"] == 0.96 and record["before"]["error"] < mixed_quantize.INT8_NEGLIGIBLE
+    assert record["layers"] == ["b"] and record["after"]["agreement"] == 1.0
+    assert not any("none needed" in note for note in mixed_quantize.notes(record))
