@@ -441,7 +441,17 @@ def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathl
         raise BadInput(f"--train-data {reference}: reading its batches failed: {_user_error(e)}") from None
     if not columns:
         raise BadInput(f"--train-data {reference}: the DataLoader gave no batches")
-    np.savez(out, **{k: np.concatenate(v) for k, v in columns.items()})
+    for name, values in columns.items():   # `return [1, 2, 3]` was a traceback from np.concatenate
+        flat = next((v for v in values if v.ndim == 0 or v.dtype == object), None)
+        if flat is not None:
+            raise BadInput(f"--train-data {reference}: a batch's {name} is {type(flat.item()).__name__} "
+                           f"{flat.item()!r}, not a tensor with a batch axis: give batches of tensors (inputs..., "
+                           "labels) as a DataLoader makes them")
+    try:
+        stacked = {k: np.concatenate(v) for k, v in columns.items()}
+    except ValueError as e:   # batches whose samples differ in shape
+        raise BadInput(f"--train-data {reference}: its batches do not stack: {e}") from None
+    np.savez(out, **stacked)
     return out
 
 
