@@ -238,8 +238,8 @@ def _forward_parameters(module) -> list:
     import inspect as pyinspect
 
     schema = getattr(getattr(module, "forward", None), "schema", None)
-    if schema is not None:
-        return [a.name for a in schema.arguments if a.name != "self"]
+    if schema is not None:   # its first argument is the module, whatever it is called (`def forward(s, x)`)
+        return [a.name for a in schema.arguments[1:]]
     try:
         return list(pyinspect.signature(module.forward).parameters)
     except (TypeError, ValueError):

@@ -37,6 +37,11 @@ class Stage:
         return {"stage": self.name, "figures": self.figures, "details": self.details, "notes": self.notes}
 
 
+def reads_training_data(steps: list) -> bool:
+    """Whether any step reads --train-data (recipe.Step each): a prune by weight norm reads none of it."""
+    return any(transforms.get(s.name).reads_training_data(s.options) for s in steps)
+
+
 def refuse_non_torch(fmt: str, steps: list) -> None:
     """Model transforms change a PyTorch module; any other source is refused before work starts."""
     if steps and fmt == "exported-program":

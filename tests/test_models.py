@@ -360,3 +360,22 @@ def test_a_bundle_given_as_the_recipe_rebuilds_a_module_at_its_recorded_shapes(c
     from edgeopt.models import sha256_of
     recorded = {"reference": str(script), "sha256": sha256_of(script)}
     assert _same_source(recorded, str(copy_)) and not _same_source(dict(recorded, sha256="0" * 64), str(copy_))
+
+
+class _SelfNamedS(__import__("torch").nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.fc = __import__("torch").nn.Linear(4, 2)
+
+    def forward(s, x):   # noqa: N805 - the module's own name for itself, as users write it
+        return s.fc(x)
+
+
+def test_a_torchscript_forward_whose_module_is_not_named_self_takes_its_inputs(cli, tmp_path):
+    """`def forward(s, x)` read as an input `s` before `x`: "give s an --input-shape too" (a user review)."""
+    import torch
+    script = tmp_path / "s.pt"
+    torch.jit.save(torch.jit.script(_SelfNamedS()), str(script))
+    r = cli("inspect", script, "--input-shape", "x=1,4", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [i["name"] for i in r.json()["inputs"]] == ["x"]

@@ -59,6 +59,11 @@ class Transform:
     def apply(self, module, options, context: TransformContext) -> TransformResult:
         raise NotImplementedError
 
+    def reads_training_data(self, options) -> bool:
+        """Whether the step reads --train-data (given): a transform that trains, and one that ranks by
+        gradients (prune's taylor criterion)."""
+        return self.needs_training_data
+
     def untrained(self, options: dict) -> dict | None:
         """For a transform that screens_untrained: the step's options that make the same graph without
         training, or None where the step is left out (distillation changes no architecture)."""

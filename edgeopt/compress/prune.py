@@ -47,6 +47,9 @@ class ChannelPrune(Transform):
     summary = "structured channel pruning (Torch-Pruning): fewer channels, a smaller and faster graph"
     Options = PruneOptions
 
+    def reads_training_data(self, options) -> bool:
+        return options.criterion == "taylor"   # its gradients rank the channels
+
     def validate(self, options, context) -> None:
         if options.criterion == "taylor" and context.train is None:
             raise BadInput("prune: criterion=taylor needs --train-data (its gradients rank the channels)")

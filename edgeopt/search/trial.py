@@ -113,6 +113,7 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress, name: str
     bundle's, which its results are filed under (default: the file's stem)."""
     from .. import recipe
     from ..pipeline import package as run_pipeline
+    from ..transform import reads_training_data
 
     steps = [recipe.step(name, values, f"candidate {name}") for name, values in candidate.steps]
     # every sampled option but backend, quantize and precision is one of the backend's own (int8_ops,
@@ -126,7 +127,7 @@ def package(candidate: Candidate, job, bundle: pathlib.Path, progress, name: str
     judged_by = ACCURACY_JUDGES if "accuracy_drop" in job.budgets else None
     return run_pipeline(job.model, job.profile, bundle, calib=job.calib, eval_data=job.eval_data,
                         input_shapes=job.input_shapes, budgets=job.budgets, profile_budgets=False, name=name,
-                        train_data=job.train_data if steps else None,  # read only by transforms
+                        train_data=job.train_data if reads_training_data(steps) else None,   # else refused
                         force=True, steps=steps, seed=job.seed, progress=progress, host_timing=False,
                         backend_options=options or None, transform_cache=job.transforms, top1_judged_by=judged_by,
                         threads=candidate.threads,   # each trial's own bundle (its key holds the threads): a front

@@ -102,6 +102,9 @@ def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path
     (["--prune", "channels=0.5,criterion=nope"], "criterion: 'nope' is not one of"),
     (["--low-rank", "energy=0"], "--low-rank (lowrank): energy: 0.0 is out of range"),
     (["--train-data", "x.npz"], "--train-data is read by model transforms"),
+    # a prune by weight norm reads no training data: it was taken without a word (a user review)
+    (["--prune", "channels=0.5", "--train-data", "x.npz"], "--train-data is read by --distill, --qat and --prune "
+                                                           "criterion=taylor; prune reads none of it"),
     (["--epochs", "3"], "--epochs applies to --distill or --qat"),
     (["--lr", "0.01"], "--lr applies to --distill or --qat"),
     (["--distill", "--train-data", "x.npz", "--lr", "0"], "--distill (distill): lr: 0.0 is out of range"),
