@@ -338,4 +338,11 @@ def test_the_recurrent_ops_onnx_runtime_int8_leaves_float_are_said_so(tmp_path, 
         assert any("of the MACs outside the recurrent ops" in n for n in manifest["notes"])
         # no Conv to leave float is named, and the --calib that dynamic INT8 does not use is said
         assert "Conv" not in _compression(compression) and compression["float_conv"] == 0
-        assert any(n.startswith("dynamic INT8 calibrates nothing") for n in manifest["notes"])
+        assert any(n.startswith("dynamic INT8 calibrates nothing") and "int8_method=static calibrates" in n
+                   for n in manifest["notes"])
+        # asked for by --quantize dynamic, int8_method is refused: the note points to --quantize int8 (a user review)
+        dynamic = api.package(str(files["onnx"]["legacy"]), "generic", output=tmp_path / "kwsd.edgepkg",
+                              quantize="dynamic", calib=str(files["calib"]), allow_mismatch=True)
+        assert any(n.startswith("dynamic INT8 calibrates nothing") and n.endswith("(--quantize int8 calibrates "
+                                                                                 "with --calib)")
+                   for n in dynamic["notes"]), dynamic["notes"]

@@ -145,8 +145,11 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
             details["notes"].append(f"INT8 {choice['used']}: {choice['reason']}")
     record = quantizer.record(out)
     if choice["used"] == "dynamic" and request.calibration is not None and not request.options.keep_float:
-        details["notes"].append("dynamic INT8 calibrates nothing: it computes activation ranges at run time "
-                                "(--backend-option int8_method=static calibrates with --calib)")
+        # the way to static differs: int8_method is --quantize int8's option, refused beside --quantize dynamic
+        static = ("--quantize int8 calibrates with --calib" if request.quantize == "dynamic" else
+                  "--backend-option int8_method=static calibrates with --calib")
+        details["notes"].append(f"dynamic INT8 calibrates nothing: it computes activation ranges at run time, so "
+                                f"--calib is not used ({static})")
     if record.get("integer_ops") == {}:   # a conv-only model: packaged as "INT8 dynamic", it ran float throughout
         details["notes"].append("warning: dynamic quantization found no op it takes (MatMul, Gemm, LSTM, Gather) "
                                 "in this model, so the bundle runs in float; --quantize int8 quantizes Conv "
