@@ -301,6 +301,8 @@ def environment_notes(base: dict, cand: dict) -> list:
             notes.append(f"{what} {was} -> {now}: part of the change may be the setting's, not the model's")
     was, now = (results.bundle_variant(d) for d in (base, cand))
     if was is not None and now is not None and was != now:   # one name, two kinds of bundle (-o a/model, b/model)
-        notes.append(f"bundle {was} -> {now}: the baseline is another kind of bundle of that name, so the change is "
+        names = [(d.get("bundle") or {}).get("name") for d in (base, cand)]
+        of = "of that name" if names[0] == names[1] else f"({names[0]})"
+        notes.append(f"bundle {was} -> {now}: the baseline is another kind of bundle {of}, so the change is "
                      "mostly the compression's")
     return notes
