@@ -149,7 +149,8 @@ def _quantized_metric(report: dict, outputs, entries, tolerance, min_agreement, 
             return
         report["top1_why_not"] = (f"on {1 - robust:.0%} of samples the source's top-1 leads by less than twice the "
                                   f"error a {QUANTIZED_MIN_SQNR_DB:g} dB artifact has (near-tied logits, as random "
-                                  "weights give): top-1 agreement cannot judge them, each output's SQNR does")
+                                  "weights and low-confidence models give): top-1 agreement cannot judge them, each "
+                                  "output's SQNR does")
     _judge_sqnr(judged, floors)
     worst = min((e for _, e in judged), key=lambda e: (e["passed"], e["sqnr_db"] - e["min_sqnr_db"]))
     scale = max(e["magnitude_abs"] for _, e in judged) or 1.0
