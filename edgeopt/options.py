@@ -53,6 +53,9 @@ def parse_spec(text: str, where: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise BadInput(f"{where}: {item!r} is not KEY=VALUE")
+        if key.strip() in out:   # the last had won silently (`channels=0.3,channels=0.5`)
+            raise BadInput(f"{where}: {key.strip()} given twice ({out[key.strip()]!r} and {value.strip()!r}): "
+                           "give one value")
         out[key.strip()] = value.strip()
     return out
 

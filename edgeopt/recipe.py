@@ -83,7 +83,7 @@ def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None,
     (channel pruning, low-rank), then recover accuracy (distillation), then quantization-aware training.
     `--prune channels=R` is structured pruning, `--prune weights=R` unstructured (sparsity)."""
     steps = []
-    if prune:
+    if prune is not None:   # `--prune ""` said nothing and pruned nothing
         values = transforms.parse_spec(prune, "--prune")
         if "channels" in values and "weights" in values:
             raise BadInput("--prune: give channels=RATIO (structured) or weights=RATIO (unstructured), not both")
@@ -93,7 +93,7 @@ def from_flags(prune=None, low_rank=None, distill=False, qat=False, epochs=None,
             steps.append(step("prune", values, "--prune"))
         else:
             raise BadInput(f"--prune {prune!r}: say channels=RATIO (structured) or weights=RATIO (unstructured)")
-    if low_rank:
+    if low_rank is not None:   # `--low-rank ""`: its defaults, as asked
         steps.append(step("lowrank", transforms.parse_spec(low_rank, "--low-rank"), "--low-rank"))
     training = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
     for flag, wanted, name in (("--distill", distill, "distill"), ("--qat", qat, "qat")):
