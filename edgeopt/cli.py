@@ -520,7 +520,10 @@ def _backend_options(items) -> dict:
 
     out = {}
     for item in items:
-        out.update(parse_spec(item, "--backend-option"))
+        for key, value in parse_spec(item, "--backend-option").items():
+            if key in out:   # in two flags: the last had won silently, as in one
+                raise BadInput(f"--backend-option: {key} given twice ({out[key]!r} and {value!r}): give one value")
+            out[key] = value
     for key in out:
         if key.replace("-", "_") in CORE_PACKAGE_KEYS:   # not "backend X has no --threads option": package has
             flag = RECIPE_PARAMETERS[key.replace("-", "_")].replace("_", "-")

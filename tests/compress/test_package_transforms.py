@@ -102,6 +102,8 @@ def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path
     # the last had won, and an empty spec pruned nothing, each without a word (a user review)
     (["--prune", "channels=0.3,channels=0.5"], "--prune: channels given twice ('0.3' and '0.5'): give one value"),
     (["--prune", ""], "--prune '': say channels=RATIO (structured) or weights=RATIO (unstructured)"),
+    (["--backend-option", "int8_method=static", "--backend-option", "int8_method=dynamic"],
+     "--backend-option: int8_method given twice ('static' and 'dynamic'): give one value"),
     (["--prune", "channels=0.5,criterion=nope"], "criterion: 'nope' is not one of"),
     (["--low-rank", "energy=0"], "--low-rank (lowrank): energy: 0.0 is out of range"),
     (["--train-data", "x.npz"], "--train-data is read by model transforms"),
