@@ -71,10 +71,30 @@ class LowRank(Transform):
         if whole:
             notes.append(f"lowrank: {len(whole)} linear layer(s) of PyTorch's attention and Transformer layers left "
                          "whole: those layers read their weight themselves")
+        if not layers:   # "0 of 0 layers factorized" read as a success, and distillation then trained it unchanged
+            notes.append(f"warning: lowrank changed nothing: {_why_none(model, options, whole, candidates)}")
         if layers and not context.fine_tuned_later:
             notes.append("factorized without fine-tuning here: accuracy drops as energy falls; follow with "
                          "distillation on --train-data (--distill) to recover it")
         return TransformResult(model.eval(), details, notes)
+
+
+def _why_none(model, options, whole: set, candidates: list) -> str:
+    """Why no layer was factorized: none could be (too small, read whole, protected), or none was smaller so."""
+    import torch
+
+    if candidates:
+        mode = f"rank {options.rank}" if options.rank else f"energy {options.energy:g}"
+        return (f"none of the {len(candidates)} layers considered has fewer parameters factorized at {mode} (a "
+                "lower energy or rank factorizes more)")
+    named = dict(model.named_modules())
+    kinds = [m for m in named.values() if isinstance(m, torch.nn.Linear) or (
+        isinstance(m, torch.nn.modules.conv._ConvNd) and not m.transposed and m.groups == 1)]
+    protected = {id(m) for n in options.protect for m in named[n].modules()}
+    small = sum(m.weight.numel() < options.min_params for m in kinds)
+    return (f"of its {len(kinds)} linear and ungrouped conv layers, {small} hold fewer than min_params="
+            f"{options.min_params} weights, {sum(id(m) in whole for m in kinds)} are read whole by attention and "
+            f"{sum(id(m) in protected for m in kinds)} are protected")
 
 
 def _candidates(model, options, whole: set) -> list:

@@ -88,6 +88,14 @@ def test_a_fixed_rank_and_the_limits(model):
     full_rank = nn.Sequential(nn.Linear(64, 64)).eval()
     kept = LOWRANK.apply(full_rank, options(energy=0.9, min_params=0), context(torch.randn(1, 64)))
     assert kept.details["factorized"] == 0 and isinstance(kept.module[0], nn.Linear)   # would not be smaller
+    # said, where "0 of 1 layers factorized" read as a success (a user review)
+    assert kept.notes[-1] == ("warning: lowrank changed nothing: none of the 1 layers considered has fewer "
+                              "parameters factorized at energy 0.9 (a lower energy or rank factorizes more)")
+    small = LOWRANK.apply(nn.Sequential(nn.Linear(32, 32)).eval(), options(energy=0.9),
+                          context(torch.randn(1, 32))).notes
+    assert small[-1] == ("warning: lowrank changed nothing: of its 1 linear and ungrouped conv layers, 1 hold fewer "
+                         "than min_params=4096 weights, 0 are read whole by attention and 0 are protected")
+    assert not any("changed nothing" in n for n in result.notes)
     guarded = LOWRANK.apply(m, options(energy=0.99, protect="10"), context(x))
     assert isinstance(guarded.module[10], nn.Linear) and guarded.details["factorized"] == 2
 
