@@ -78,12 +78,12 @@ class ChannelPrune(Transform):
         if left_whole:
             notes.append(f"prune: left whole, with the channels they share, since thinning them broke the model "
                          f"(a reshape that fixes their width, as attention's split into heads): {', '.join(left_whole)}")
-        if not context.fine_tuned_later:
+        unchanged = after["params"] == before["params"]
+        if not context.fine_tuned_later and not unchanged:   # nothing removed: nothing lost to recover
             notes.append("pruned without fine-tuning here: accuracy usually drops; follow with distillation on "
                          "--train-data (--distill) to recover it")
-        if after["params"] == before["params"]:
-            notes.insert(0, "warning: prune: no channel could be removed (every layer is protected or "
-                         "coupled to an output)")
+        if unchanged:
+            notes.insert(0, f"warning: prune: no channel could be removed ({_why_none_removed(model)})")
         return TransformResult(model.eval(), details, notes)
 
     def unsupported(self, module, examples: tuple) -> str | None:
@@ -96,8 +96,20 @@ class ChannelPrune(Transform):
         except BadInput as e:
             return str(e).removeprefix(f"{self.name}: ")
         if result.details["params_after"] == result.details["params_before"]:
-            return "no channel can be removed (every layer is coupled to an output)"
+            return f"no channel can be removed ({_why_none_removed(result.module)})"
         return None
+
+
+def _why_none_removed(model) -> str:
+    """Why pruning removed nothing: recurrent layers keep their widths (and the layers feeding them theirs), or
+    every other layer is protected or feeds an output."""
+    import torch
+
+    recurrent = sorted({type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.RNNBase)})
+    if recurrent:   # "every layer is protected or coupled to an output" was said of a GRU, neither
+        return (f"{' and '.join(recurrent)} layers keep their widths, and so do the layers that feed them; what is "
+                "left is protected or feeds an output")
+    return "every layer is protected or coupled to an output"
 
 
 def _pruned(module, options, context, examples) -> tuple:

@@ -225,7 +225,7 @@ def test_zoo_architectures_prune_or_refuse_in_one_line_and_a_search_is_told_firs
     assert not [w for w in caught if "Unwrapped parameters" in str(w.message)]
     if name == "kws_gru":
         assert result.details["params_after"] == result.details["params_before"]
-        assert unsupported == "no channel can be removed (every layer is coupled to an output)"
+        assert unsupported.startswith("no channel can be removed (GRU layers keep their widths")
     elif name == "deit_tiny":   # pruned in one step it no longer ran: the MLPs thinned, the rest left whole
         assert {"blocks.0.qkv", "blocks.1.qkv", "blocks.2.qkv"} <= set(result.details["left_whole"])
         widths = {d["layer"]: d["after"] for d in result.details["layers"]}
@@ -234,3 +234,25 @@ def test_zoo_architectures_prune_or_refuse_in_one_line_and_a_search_is_told_firs
         assert any(n.startswith("prune: left whole") and "blocks.0.qkv" in n for n in result.notes)
     else:
         assert result.details["params_after"] < 0.8 * result.details["params_before"] and unsupported is None
+
+
+def test_a_recurrent_model_nothing_can_be_pruned_from_says_why():
+    """A GRU straight into its head: "every layer is protected or coupled to an output", neither of which the GRU
+    was, beside "pruned without fine-tuning here: accuracy usually drops" of a model left unchanged (a user
+    review)."""
+    from torch import nn
+
+    class Sequence(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = nn.GRU(16, 32, batch_first=True), nn.Linear(32, 4)
+
+        def forward(self, x):
+            y, _ = self.rnn(x)
+            return self.fc(y[:, -1])
+
+    torch.manual_seed(0)
+    result = PRUNE.apply(Sequence().eval(), options(channels=0.5), context(torch.randn(1, 12, 16)))
+    assert result.details["params_after"] == result.details["params_before"]
+    assert result.notes[0].startswith("warning: prune: no channel could be removed (GRU layers keep their widths")
+    assert not any("pruned without fine-tuning" in n for n in result.notes)
