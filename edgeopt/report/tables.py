@@ -171,7 +171,7 @@ def package_rows(m: dict):
     # OpenVINO on a CPU with bf16 runs an fp16 hint as bf16, and parity judges what ran (its tolerance)
     precision = asked if not ran or ran == asked else f"{asked} (ran as {ran} on this host; parity judged {ran})"
     rows = [("bundle", m["path"]), ("profile", f"{m['profile']['name']} ({m['profile']['backend']})"),
-            ("float precision", precision), ("compression", _compression(m["compression"])),
+            ("float precision", precision), ("compression", _compression_with_transforms(m)),
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
             ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}")]
     if "top1_why_not" in parity and "top1_agreement" in parity:   # why a lower agreement did not fail it
@@ -218,7 +218,19 @@ def _model_bytes(m: dict) -> int:
     return sum(f["bytes"] for f in m["files"] if f["role"] == "model")
 
 
+def _compression_with_transforms(m: dict) -> str:
+    """The quantization, then the model transforms: a pruned bundle read "compression none"."""
+    stages = [t.get("stage") for t in m.get("transforms") or [] if isinstance(t, dict) and t.get("stage")
+              and t.get("stage") != "source"]
+    said = _compression(m["compression"])
+    if not stages:
+        return said
+    return ("no quantization" if said == "none" else said) + f"; transforms {' + '.join(stages)} (below)"
+
+
 def _compression(c: dict) -> str:
+    if c.get("precision") == "as-is":   # a .tflite packaged as it is: its own quantization, whatever it is
+        return "as given (the model's own, unchanged here)"
     if c.get("quantize", "none") == "none":
         return "none"
     if c.get("method") == "nncf":

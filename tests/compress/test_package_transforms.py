@@ -314,3 +314,14 @@ def test_training_labels_past_the_models_classes_are_refused_naming_the_file(cli
     assert r.stderr.strip().splitlines()[-1] == (f"edgeopt: error: training data file {train}: array 'labels' goes "
                                                  "up to 11, but the first output 'output' has 10 classes "
                                                  "(labels are 0..9)")
+
+
+def test_the_compression_row_names_the_transforms_and_a_tflite_as_given():
+    """A pruned bundle read "compression none"; a .tflite packaged as it is too, even where it is INT8 (user
+    reviews)."""
+    from edgeopt.report.tables import _compression, _compression_with_transforms
+    pruned = {"compression": {"quantize": "none", "precision": "fp32"},
+              "transforms": [{"stage": "source"}, {"stage": "prune"}, {"stage": "distill"}]}
+    assert _compression_with_transforms(pruned) == "no quantization; transforms prune + distill (below)"
+    assert _compression_with_transforms(dict(pruned, transforms=[])) == "none"
+    assert _compression({"quantize": "none", "precision": "as-is"}) == "as given (the model's own, unchanged here)"
