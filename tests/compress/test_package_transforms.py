@@ -325,3 +325,11 @@ def test_the_compression_row_names_the_transforms_and_a_tflite_as_given():
     assert _compression_with_transforms(pruned) == "no quantization; transforms prune + distill (below)"
     assert _compression_with_transforms(dict(pruned, transforms=[])) == "none"
     assert _compression({"quantize": "none", "precision": "as-is"}) == "as given (the model's own, unchanged here)"
+
+
+def test_the_qat_stage_says_its_size_is_the_fake_quant_graphs():
+    """The QAT row read 1.01x the source's size for a bundle 0.27x of it (a user review)."""
+    from edgeopt.report.tables import transform_table
+    table = transform_table([{"stage": "source", "figures": {"bytes": 1000}},
+                             {"stage": "qat", "figures": {"bytes": 1010}}])
+    assert table.columns[0]._cells[1] == "qat\n(float + fake-quant;\nthe bundle is INT8)"
