@@ -100,8 +100,8 @@ def _match(arrays: dict, inputs, where: str) -> dict:
         features = {names[0]: next(iter(features.values()))}
     missing = [n for n in names if n not in features]
     if missing:
-        raise _bad(where, f"no array for input(s) {', '.join(missing)}; it has "
-                          f"{', '.join(map(repr, sorted(features))) or 'no arrays'}")
+        held = ", ".join(map(repr, sorted(features))) or (f"only {LABELS!r}" if LABELS in arrays else "no arrays")
+        raise _bad(where, f"no array for input(s) {', '.join(missing)}; it has {held}")
     extra = sorted(set(features) - set(names))
     if extra:
         raise _bad(where, f"array(s) {', '.join(map(repr, extra))} match no model input (inputs: "

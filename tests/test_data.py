@@ -159,6 +159,8 @@ def test_zero_samples_and_missing_inputs(tmp_path):
         _load(tmp_path, {k: v[:0] for k, v in stacked_samples(3).items()})
     with pytest.raises(BadInput, match="no array for input.s. sr; it has 'image', 'state'"):
         _load(tmp_path, {k: v for k, v in stacked_samples(3).items() if k != "sr"})
+    with pytest.raises(BadInput, match="no array for input.s. image, state, sr; it has only 'labels'"):   # not
+        _load(tmp_path, {"labels": np.zeros(3, np.int64)})                                               # "no arrays"
 
 
 def test_files_that_are_not_npz(tmp_path):
