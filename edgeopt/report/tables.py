@@ -173,7 +173,9 @@ def package_rows(m: dict):
     rows = [("bundle", m["path"]), ("profile", f"{m['profile']['name']} ({m['profile']['backend']})"),
             ("float precision", precision), ("compression", _compression_with_transforms(m)),
             ("model size", f"{_model_bytes(m) / 1048576:.3f} MiB"),
-            ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}")]
+            ("parity", f"{headline(parity)}, {parity['samples']} samples of {parity['samples_source']}: {verdict}"
+                       + (" (the artifact is the given file: this checks that it loads and runs here, not a "
+                          "conversion)" if m["compression"].get("precision") == "as-is" else ""))]
     if "top1_why_not" in parity and "top1_agreement" in parity:   # why a lower agreement did not fail it
         rows.append(("top-1 agreement", f"{parity['top1_agreement']:.4f}, not judged: {parity['top1_why_not']}"))
     if "source_top1" in parity:

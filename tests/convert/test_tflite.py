@@ -113,6 +113,11 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     assert m["source"]["format"] == "tflite" and m["compression"]["precision"] == "as-is"
     assert m["parity"]["passed"] and m["parity"]["artifact_top1"] > 0.98
     assert bundle_member(m["path"], "model/model.tflite") == model.read_bytes()
+    from edgeopt.report.tables import package_rows   # an INT8 .tflite read "compression none", parity "pass"
+    rows = dict(package_rows(m))
+    assert rows["compression"] == "as given (the model's own, unchanged here)"
+    assert rows["parity"].endswith("(the artifact is the given file: this checks that it loads and runs here, not a "
+                                   "conversion)")
     bad = cli("package", model, "--profile", "raspberry-pi-4", "--quantize", "dynamic", "-o", tmp_path / "no.edgepkg")
     assert bad.exit_code == 2 and "packaged as it is" in bad.stderr
     # said first, not after a calibration file it would never use was refused for its layout (or asked for)
