@@ -126,7 +126,7 @@ def resolve_static_shapes(declared: dict, shapes: dict) -> tuple:
             notes.append(f"input {name}: dynamic batch dim, packaged at 1 (--input-shape sets another)")
         elif dynamic:
             shown = ",".join(str(x) for x in dims)
-            raise BadInput(f"input {name} has dynamic dims ({shown}); fix them with --input-shape {name}=...")
+            raise BadInput(f"input {name!r} has dynamic dims ({shown}); fix them with --input-shape {name}=...")
         resolved[name] = [1 if i in dynamic else d for i, d in enumerate(dims)]
     return resolved, notes
 

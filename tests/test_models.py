@@ -38,7 +38,7 @@ def test_dynamic_dims_need_input_shape(cli, tmp_path):
     model = _dynamic_model(tmp_path / "dyn.onnx")
     r = cli("package", model, "-o", tmp_path / "b.edgepkg")
     assert r.exit_code == 2
-    assert "input x has dynamic dims (n,3,h,w); fix them with --input-shape x=" in r.stderr
+    assert "input 'x' has dynamic dims (n,3,h,w); fix them with --input-shape x=" in r.stderr
     r = cli("inspect", model, "--input-shape", "x=2,3,16,16", "--json")
     assert r.exit_code == 0, r.stderr
     assert r.json()["inputs"][0]["shape"] == [2, 3, 16, 16]

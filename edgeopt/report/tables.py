@@ -90,7 +90,7 @@ def inspect_rows(info: dict):
     flops = info["flops_estimate"]
     dynamic = "; ".join(f"{name}: {', '.join(map(str, dims))}" for name, dims in (info["dynamic_dims"] or {}).items())
     return [("model", info["model"]), ("format", info["format"]), ("sha256", info["sha256"]),
-            ("opset", ", ".join(f"{k} {v}" for k, v in info["opset"].items())), ("producer", info["producer"]),
+            ("opset", ", ".join(f"{k} {v}" for k, v in info["opset"].items())), ("producer", info["producer"] or "—"),
             ("inputs", fmt(info["inputs"])), ("outputs", fmt(info["outputs"])),
             ("dynamic dims", dynamic or "none"), ("parameters", f"{info['parameters']:,}"),
             ("FLOPs (estimate)", _flops_text(flops, info.get("flops_note") or "")), ("nodes", info["nodes"]),

@@ -289,6 +289,8 @@ def test_an_ir_from_pytorch_with_nameless_outputs_and_dynamic_dims(cli, tmp_path
     assert info.exit_code == 0, info.stderr
     assert [o["name"] for o in info.json()["outputs"]] == ["output"] and info.json()["dynamic_dims"]
     assert any("has dynamic dims" in n for n in info.json()["notes"])
+    from edgeopt.report.tables import inspect_rows   # an IR names no producer: "—", not an empty row
+    assert dict(inspect_rows(info.json()))["producer"] == (info.json()["producer"] or "—") != ""
     r = cli("package", ir, "--profile", "intel-cpu", "--input-shape", f"{info.json()['inputs'][0]['name']}=1,3,16,16",
             "-o", tmp_path / "pt.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
