@@ -454,11 +454,12 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     """
     from . import api, recipe
     from .report.tables import key_values, package_rows, package_warnings, transform_table
+    from .transform import reads_training_data
     options = dict(backend=backend, precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
                    simplify=not no_simplify, seed=seed, keep_float=keep_float or "", threads=threads)
     steps = recipe.from_flags(prune, low_rank, distill, qat, epochs, lr)
-    from_recipe, calib_unused = set(), ""
+    from_recipe, calib_unused, train_unused = set(), "", ""
     budgets = _budgets(budgets)
     work = tempfile.TemporaryDirectory(prefix="edgeopt-recipe-")   # removed when package ends, or collected
     if recipe_file:
@@ -475,6 +476,10 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
             out.progress().status(f"input shapes {' '.join(input_shapes)}, as {recipe_file} records them")
         if calib is None:
             calib, calib_unused = _recipe_calibration(recipe_file, out)
+        if train_data is None and reads_training_data(steps):   # the file the bundle was trained on, unchanged
+            train_data, train_unused = recipe.bundle_train_data(recipe_file)
+            if train_data:
+                out.progress().status(f"training data {train_data}, as {recipe_file} records it (sha256 unchanged)")
         if eval_data is None:   # the samples the bundle carries: a rebuild without them could not judge accuracy
             eval_data = recipe.bundle_eval_data(recipe_file, work.name)
             if eval_data:
@@ -489,8 +494,9 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
                                backend_options=dict(options.pop("recipe_backend_options", {}), **cli_backend_options),
                                **options)
     except BadInput as e:
-        if calib_unused and "--calib" in str(e):   # the rebuild needs the file the bundle recorded: say why not
-            raise BadInput(f"{e}; {calib_unused}", option=e.option) from None
+        for unused, flag in ((calib_unused, "--calib"), (train_unused, "--train-data")):
+            if unused and flag in str(e):   # the rebuild needs the file the bundle recorded: say why not
+                raise BadInput(f"{e}; {unused}", option=e.option) from None
         if e.option not in from_recipe:
             raise
         # the value came from the recipe, not a flag: name the file and its field, as the recipe's own checks do

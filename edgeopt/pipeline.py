@@ -156,6 +156,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         if stages:
             manifest["transforms"] = [s.to_dict() for s in stages]
             manifest["notes"] += [n for s in stages for n in s.notes]
+            _record_training_file(manifest["transforms"], steps, train_data)
         manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
@@ -174,6 +175,24 @@ def _record_calibration_file(compression: dict, calib) -> None:
     if calib and isinstance(compression.get("calibration"), dict):
         path = pathlib.Path(calib)
         compression["calibration"].update(file=str(path.resolve()), sha256=sha256_of(path))
+
+
+def _record_training_file(stages: list, steps: list, train_data) -> None:
+    """The training data file's path and sha256 in the details of each stage that read it, so `package --recipe
+    BUNDLE` can take the same file again (recipe.bundle_train_data). A DataLoader callable has no content to
+    check: it is named, not taken again."""
+    from .compress import base as transforms
+    from .models import sha256_of
+
+    if not train_data:
+        return
+    path = pathlib.Path(str(train_data))
+    record = ({"file": str(path.resolve()), "sha256": sha256_of(path)} if path.is_file()
+              else {"reference": str(train_data)})
+    readers = {s.name for s in steps if transforms.get(s.name).reads_training_data(s.options)}
+    for stage in stages:
+        if stage["stage"] in readers:
+            stage["details"] = dict(stage.get("details") or {}, train_data=record)
 
 
 # package()'s compatibility keywords for backend options, each with the value that means "not set" (the

@@ -173,18 +173,33 @@ def _same_source(source: dict, model: str) -> bool:
 def bundle_calibration(path) -> tuple:
     """(the calibration file a bundle given as the recipe was quantized with, or None; why it is not used, or "").
     The file is used only where it is still there with the sha256 recorded: the same data as the bundle's."""
-    from .models import sha256_of
-
     path = pathlib.Path(path)
     recorded = (_manifest(path).get("compression") or {}).get("calibration") if path.suffix == SUFFIX else None
+    return _recorded_file(path, recorded, "calibrated with", "--calib")
+
+
+def bundle_train_data(path) -> tuple:
+    """(the training data file a bundle given as the recipe was trained on, or None; why it is not used, or ""),
+    as bundle_calibration: a rebuild of a distilled bundle said "needs training data" and never which file."""
+    path = pathlib.Path(path)
+    stages = _manifest(path).get("transforms") if path.suffix == SUFFIX else None
+    recorded = next((s["details"]["train_data"] for s in stages or [] if isinstance(s, dict)
+                     and isinstance(s.get("details"), dict) and "train_data" in s["details"]), None)
+    return _recorded_file(path, recorded, "trained on", "--train-data")
+
+
+def _recorded_file(path: pathlib.Path, recorded, what: str, flag: str) -> tuple:
+    """(a data file a bundle records ({"file", "sha256"}) where it is still there unchanged, else None; why not)."""
+    from .models import sha256_of
+
     if not isinstance(recorded, dict) or not isinstance(recorded.get("file"), str):
         return None, ""
     file, sha = pathlib.Path(recorded["file"]), recorded.get("sha256")
     if not file.is_file():
-        return None, f"{path} was calibrated with {file}, which is not there now: give --calib"
+        return None, f"{path} was {what} {file}, which is not there now: give {flag}"
     if sha256_of(file) != sha:
-        return None, (f"{path} was calibrated with {file}, which has changed since (sha256 {str(sha)[:12]}… "
-                      "recorded): give --calib to use it as it is now")
+        return None, (f"{path} was {what} {file}, which has changed since (sha256 {str(sha)[:12]}… "
+                      f"recorded): give {flag} to use it as it is now")
     return str(file), ""
 
 

@@ -83,9 +83,8 @@ class Backend:
         for key in given:
             if key not in known:
                 named, close = _option_named(key, known)
-                raise BadInput(f"backend {self.name} has no {named} ({self.name}'s options: "
-                               f"{', '.join(sorted(known)) or 'none'}" + (f"; did you mean {close}?)" if close else ")"),
-                               option=key)
+                raise BadInput(f"backend {self.name} has no {named}; its options: {', '.join(sorted(known)) or 'none'}"
+                               + (f" (did you mean {close}?)" if close else ""), option=key)
         return build_options(self.Options, given, f"backend {self.name}")
 
     def check_profile(self, options, profile) -> None:
@@ -148,7 +147,7 @@ def _option_named(key: str, known: set) -> tuple:
     owners = sorted(name for name, target in BACKENDS.items()
                     if target and key in {f.name for f in fields(_backend_class(target).Options)})
     if owners:   # `--int8-io` on onnxruntime: say whose it is, not only what this one has
-        return f"--{key.replace('_', '-')} option, which is backend {' and '.join(owners)}'s", ""
+        return f"--{key.replace('_', '-')} option ({' and '.join(owners)}'s)", ""
     close = difflib.get_close_matches(key, sorted(known), n=1)
     return f"option {key!r}", (close[0] if close else "")
 

@@ -333,3 +333,24 @@ def test_the_qat_stage_says_its_size_is_the_fake_quant_graphs():
     table = transform_table([{"stage": "source", "figures": {"bytes": 1000}},
                              {"stage": "qat", "figures": {"bytes": 1010}}])
     assert table.columns[0]._cells[1] == "qat\n(float + fake-quant;\nthe bundle is INT8)"
+
+
+def test_a_distilled_bundle_rebuilds_with_the_training_data_it_records(cli, tmp_path):
+    """`package SOURCE --recipe BUNDLE` of a distilled bundle said "needs training data" and never which file
+    (a user review): the file is recorded with its sha256, taken again where unchanged, named where not."""
+    import numpy as np
+
+    train = tmp_path / "t.npz"
+    np.savez(train, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    first = cli("package", SOURCE, *SHAPE, "--prune", "channels=0.5", "--distill", "--train-data", train,
+                "--epochs", "1", "-o", tmp_path / "a.edgepkg", "--json")
+    assert first.exit_code == 0, first.stderr
+    distill = next(s for s in first.json()["transforms"] if s["stage"] == "distill")
+    assert distill["details"]["train_data"]["file"] == str(train.resolve())
+    again = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")
+    assert again.exit_code == 0, again.stderr   # no --train-data given: the recorded file was taken
+    model = first.json()["model"]
+    assert bundle_member(tmp_path / "a.edgepkg", model) == bundle_member(tmp_path / "b.edgepkg", model)
+    np.savez(train, input=np.zeros((8, 3, 32, 32), np.float32))   # changed since: named, not taken
+    changed = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
+    assert changed.exit_code == 2 and f"was trained on {train.resolve()}, which has changed since" in changed.stderr
