@@ -146,8 +146,9 @@ def bundle_variant(doc: dict) -> str | None:
     if not isinstance(head, str):
         return None
     transforms = bundle.get("transforms") if isinstance(bundle.get("transforms"), list) else []
-    stages = [t["stage"] for t in transforms if isinstance(t, dict) and isinstance(t.get("stage"), str)]
-    return " + ".join([head, *stages])
+    # the agent copies the stages' names (strings); a manifest holds the stages themselves ({"stage": ...})
+    names = [t if isinstance(t, str) else t.get("stage") if isinstance(t, dict) else None for t in transforms]
+    return " + ".join([head, *(n for n in names if isinstance(n, str) and n != "source")])
 
 
 def _other_bundle_replaced(latest: pathlib.Path, old: dict | None, doc: dict) -> str | None:

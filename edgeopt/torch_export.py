@@ -444,8 +444,10 @@ def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathl
     for name, values in columns.items():   # `return [1, 2, 3]` was a traceback from np.concatenate
         flat = next((v for v in values if v.ndim == 0 or v.dtype == object), None)
         if flat is not None:
-            raise BadInput(f"--train-data {reference}: a batch's {name} is {type(flat.item()).__name__} "
-                           f"{flat.item()!r}, not a tensor with a batch axis: give batches of tensors (inputs..., "
+            # one value of it, as Python has it, to name what it is
+            first = flat.item() if flat.ndim == 0 else flat.reshape(-1)[0] if flat.size else None
+            raise BadInput(f"--train-data {reference}: a batch's {name} holds {type(first).__name__} "
+                           f"{_short_repr(first)}, not a tensor with a batch axis: give batches of tensors (inputs..., "
                            "labels) as a DataLoader makes them")
     try:
         stacked = {k: np.concatenate(v) for k, v in columns.items()}
@@ -453,6 +455,11 @@ def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathl
         raise BadInput(f"--train-data {reference}: its batches do not stack: {e}") from None
     np.savez(out, **stacked)
     return out
+
+
+def _short_repr(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _loader(reference: str):

@@ -327,9 +327,11 @@ def test_a_bundle_of_the_same_name_made_another_way_is_said_when_replaced_and_in
     int8 = copy.deepcopy({k: v for k, v in int8_result.items() if not k.startswith("_")})
     fp32 = copy.deepcopy(int8)
     fp32["bundle"]["compression"] = {"quantize": "none", "precision": "fp32"}
-    fp32["bundle"]["transforms"] = [{"stage": "prune", "figures": {}}]
+    fp32["bundle"]["transforms"] = ["source", "prune"]   # as the agent copies them: the stages' names
     fp32["created"] = "2020-01-01T00:00:00+00:00"
     assert results.bundle_variant(int8) == "int8" and results.bundle_variant(fp32) == "fp32 + prune"
+    assert results.bundle_variant(dict(fp32, bundle=dict(fp32["bundle"], transforms=[{"stage": "prune"}]))) == \
+        "fp32 + prune"   # a manifest's shape of the same
     results.save(fp32, tmp_path)
     results.save(int8, tmp_path)
     assert "held a result of another bundle of that name (fp32 + prune; this one int8)" in int8["_replaced"]

@@ -742,8 +742,10 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     ("tdata.py:bad", "--train-data {dir}/tdata.py:bad: {dir}/tdata.py has no attribute 'bad'", "true"),
     ("tdata.py:empty", "--train-data {dir}/tdata.py:empty: the DataLoader gave no batches", "true"),
     # batches that are no tensors: a traceback from np.concatenate (a user review)
-    ("tdata.py:ints", "--train-data {dir}/tdata.py:ints: a batch's input is int 1, not a tensor with a batch axis",
-     "true"),
+    ("tdata.py:ints", "--train-data {dir}/tdata.py:ints: a batch's input holds int 1, not a tensor with a batch "
+                      "axis", "true"),
+    ("tdata.py:objects", "--train-data {dir}/tdata.py:objects: a batch's labels holds NoneType None, not a tensor",
+     "true"),   # a list of objects beside a tensor: .item() of it was a traceback (a code review)
     ("wrong.npz", "training data file {dir}/wrong.npz: ", "true"),
     # no transform left to train: a corrupt file given is still refused (a user review: exit 0, and a note)
     ("trunc.npz", "training data file {dir}/trunc.npz: is not a readable .npz", "false"),
@@ -753,7 +755,9 @@ def test_bad_training_data_is_refused_before_any_trial(cli, tmp_path, given, sai
     trains, one by one, while INT8 alone met the budget (exit 0)."""
     import numpy as np
 
-    (tmp_path / "tdata.py").write_text("def empty():\n    return []\n\n\ndef ints():\n    return [1, 2, 3]\n")
+    (tmp_path / "tdata.py").write_text("import torch\n\n\ndef empty():\n    return []\n\n\ndef ints():\n    "
+                                       "return [1, 2, 3]\n\n\ndef objects():\n    return [(torch.zeros(2, 3, 32, 32), "
+                                       "[None, None])]\n")
     np.savez(tmp_path / "wrong.npz", other=np.zeros((4, 3), np.float32))
     (tmp_path / "trunc.npz").write_bytes((MODEL.parent / "digits32_train.npz").read_bytes()[:3000])
     source = str(pathlib.Path(__file__).parents[1] / "compress" / "pruning_nets.py") + ":resnetish"
