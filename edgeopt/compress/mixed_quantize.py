@@ -151,6 +151,10 @@ class _Scorer:
         judged = min_agreement is not None and self._per_sample(n) and _robust_share(self.ref[0]) >= TOP1_MIN_ROBUST_SHARE
         self.min_agreement = min_agreement if judged else None
 
+    def agreement_not_reached(self) -> str:
+        """The rule's suffix where no choice tried reaches parity's top-1 agreement (which then refuses it)."""
+        return f" (parity's top-1 agreement >= {self.min_agreement:g} not reached: the bundle fails parity)"
+
     def passes_parity(self, score: dict) -> bool:
         """Whether the parity check's top-1 agreement would pass (True where it does not judge by it): "none
         needed (output error 0.013)" was said of a bundle that parity then refused at 0.9688 against 0.97."""
@@ -193,7 +197,8 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     samples, where = evaluation_samples(request)
     budget = request.options.max_accuracy_drop
     profile = getattr(request, "profile", None)   # INT8 only: parity judges FP16 by its error, not by agreement
-    min_agreement = profile.parity.quantized_min_top1_agreement if profile is not None and what == "INT8" else None
+    judged = profile is not None and what == "INT8" and not getattr(request, "agreement_waived", False)
+    min_agreement = profile.parity.quantized_min_top1_agreement if judged else None
     scorer = _Scorer(trials.reference, samples, inputs, min_agreement)
     if budget is not None and scorer.labels is None:
         raise BadInput("--keep-float auto with --max-accuracy-drop needs labelled eval data: --eval-data eval.npz "
@@ -237,13 +242,18 @@ def notes(record: dict) -> list:
     kept = record["layers"]
     before, after = record["before"]["error"], record["after"]["error"]
     # none kept: needed by none (the rule's "(none: ...)"), or no layer float removed enough of the error
+    agreement = "top-1 agreement" in record["rule"]   # parity's, not reached by any choice tried
     none = (f": none needed (output error {before:.3g})" if "(none: " in record["rule"] else
+            f": none reached parity's top-1 agreement (output error {before:.3g})" if agreement else
             f": none raised top-1 (output error {before:.3g})" if "not reached" in record["rule"] else
             f": none removed {MIN_GAIN:.0%} of the output error ({before:.3g})")
     said = [f"--keep-float auto kept {len(kept)} of {record['layers_measured']} layers float"
             + (f" ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}): output error {before:.3g} -> {after:.3g}"
                if kept else none)]
-    if "not reached" in record["rule"]:
+    if agreement:
+        said.append("warning: --keep-float auto found no choice of those it tried that parity's top-1 agreement "
+                    "accepts (--allow-mismatch packages it anyway)")
+    elif "not reached" in record["rule"]:
         said.append(f"warning: --keep-float auto did not meet --max-accuracy-drop with up to half of the layers "
                     f"float (top-1 {record['after']['top1']:.4f} vs float {record['float_top1']:.4f})")
     if record["samples_source"] == "eval data":
@@ -273,14 +283,18 @@ def _trial(trials, scorer, layers, tried) -> dict:
 def _within_budget(ranked, trials, scorer, quantized, budget, tried) -> tuple:
     """The smallest prefix of the ranking whose top-1 drop from float is at most `budget`."""
     rule = _budget_rule(budget)
-    best = ([], quantized)
+    best, budget_met = ([], quantized), False
     for k in range(0, math.ceil(len(ranked) / 2) + 1):
         score = quantized if k == 0 else _trial(trials, scorer, ranked[:k], tried)
-        if scorer.float_top1 - score["top1"] <= budget and scorer.passes_parity(score):
+        within = scorer.float_top1 - score["top1"] <= budget
+        if within and scorer.passes_parity(score):
             return ranked[:k], score, rule
+        budget_met = budget_met or within
         if score["top1"] > best[1]["top1"]:
             best = (ranked[:k], score)
-    return best[0], best[1], rule + " (not reached: the best prefix is kept)"
+    # the budget met but not parity's agreement: said as that, not as a missed --max-accuracy-drop
+    return best[0], best[1], rule + (scorer.agreement_not_reached() if budget_met else
+                                     " (not reached: the best prefix is kept)")
 
 
 def _budget_rule(budget: float) -> str:
@@ -302,15 +316,14 @@ def _best_outliers(ranked, isolated, trials, scorer, quantized, tried) -> tuple:
     floor = OUTLIER_SHARE * quantized["error"]
     candidates = [layer for layer in ranked[:cap] if isolated[layer]["error"] >= floor > 0]
     rule = _outlier_rule(len(ranked))   # a negligible error gets here only where parity's agreement fails
-    best, passing = ([], quantized), None
-    for k in range(1, len(candidates) + 1):
-        score = _trial(trials, scorer, candidates[:k], tried)
-        if score["error"] < best[1]["error"]:
-            best = (candidates[:k], score)
-        if passing is None and scorer.passes_parity(score):
-            passing = (candidates[:k], score)
-    if not scorer.passes_parity(quantized) and not scorer.passes_parity(best[1]) and passing is not None:
-        return passing[0], passing[1], rule   # the fewest float layers the parity check then accepts
-    if best[1]["error"] > (1 - MIN_GAIN) * quantized["error"] and scorer.passes_parity(quantized):
+    choices = [([], quantized)] + [(candidates[:k], _trial(trials, scorer, candidates[:k], tried))
+                                   for k in range(1, len(candidates) + 1)]
+    passing = [c for c in choices if scorer.passes_parity(c[1])]   # parity would accept these (all, unjudged)
+    if not passing:
+        return [], quantized, rule + scorer.agreement_not_reached()
+    if passing[0][0]:   # the quantized model fails parity: the fewest float layers that pass it
+        return passing[0][0], passing[0][1], rule
+    best = min(passing, key=lambda c: c[1]["error"])
+    if best[1]["error"] > (1 - MIN_GAIN) * quantized["error"]:
         return [], quantized, rule
     return best[0], best[1], rule

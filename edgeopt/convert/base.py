@@ -33,6 +33,9 @@ class PackageRequest:
     options: object = NoOptions()  # the backend's own Options instance (Backend.options builds it)
     host_timing: bool = True       # time INT8 against FP32 on this host (a hint; optimize measures the device)
     profile: object = None         # the Profile packaged for (a backend that reads its device or software facts)
+    # parity's top-1 agreement is not what refuses the artifact (--allow-mismatch, optimize's accuracy budget):
+    # --keep-float auto then keeps no layer float for it
+    agreement_waived: bool = False
 
 
 @dataclasses.dataclass

@@ -241,3 +241,43 @@ def test_auto_keeps_layers_float_until_the_parity_checks_top1_agreement_passes()
     assert record["before"]["agreement"] == 0.96 and record["before"]["error"] < mixed_quantize.INT8_NEGLIGIBLE
     assert record["layers"] == ["b"] and record["after"]["agreement"] == 1.0
     assert not any("none needed" in note for note in mixed_quantize.notes(record))
+
+
+def test_auto_says_when_no_choice_reaches_parity_and_spares_a_waived_agreement():
+    """A code review: where no choice reaches parity's agreement the notes blamed the output error or the
+    --max-accuracy-drop; and where parity's agreement is waived (--allow-mismatch, optimize's accuracy budget)
+    layers were kept float for it all the same."""
+    from edgeopt.compress import mixed_quantize
+    from edgeopt.profiles import load_profile
+    from edgeopt.source import TensorSpec
+
+    rng = np.random.default_rng(1)
+    n = 100
+    x = rng.standard_normal((n, 1, 10)).astype(np.float32)
+    logits = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)] * 10 + rng.standard_normal((n, 10)) * 0.1
+    for i in range(4):
+        top = int(np.argmax(logits[i]))
+        logits[i, (top + 1) % 10] = logits[i, top] - 0.01
+
+    def flipping(feed):   # every choice flips the 4 near-ties: none reaches 0.97
+        i = int(np.flatnonzero((x.reshape(n, 10) == feed["x"].reshape(1, 10)).all(1))[0])
+        out = logits[i].copy()
+        if i < 4:
+            top = int(np.argmax(out))
+            out[top], out[(top + 1) % 10] = out[(top + 1) % 10], out[top]
+        return [out.reshape(1, 10)]
+
+    trials = mixed_quantize.Trials(reference=lambda feed: [logits[int(np.flatnonzero(
+        (x.reshape(n, 10) == feed["x"].reshape(1, 10)).all(1))[0])].reshape(1, 10)],
+        isolated=lambda layer: flipping, excluding=lambda layers: flipping)
+    spec = [TensorSpec("x", [1, 10], "float32")]
+    request = SimpleNamespace(options=SimpleNamespace(max_accuracy_drop=None), evaluation={"x": x},
+                              calibration=None, profile=load_profile("raspberry-pi-5"))
+    record = mixed_quantize.choose(["a", "b"], {}, trials, request, spec, Progress())
+    assert record["layers"] == [] and "top-1 agreement >= 0.97 not reached" in record["rule"]
+    said = mixed_quantize.notes(record)
+    assert "none reached parity's top-1 agreement" in said[0] and said[1].startswith("warning: --keep-float auto "
+                                                                                     "found no choice")
+    waived = mixed_quantize.choose(["a", "b"], {}, trials, SimpleNamespace(**vars(request), agreement_waived=True),
+                                   spec, Progress())
+    assert waived["rule"].endswith("(none: the error is below 0.02; no layer measured alone)")
