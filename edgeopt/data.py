@@ -38,7 +38,7 @@ def load_samples(path, inputs, purpose: str, where: str | None = None) -> dict:
     DataLoader read into a work file)."""
     path = pathlib.Path(path)
     where = where or f"{purpose} file {path}"
-    arrays = _read(path, purpose, where)
+    arrays = read_npz(path, purpose, where)
     features = _match(arrays, inputs, where)
     try:
         forms_.plan({k: v.shape for k, v in features.items()}, [(s.name, s.shape) for s in inputs])
@@ -52,7 +52,7 @@ def load_samples(path, inputs, purpose: str, where: str | None = None) -> dict:
     return out
 
 
-def _read(path: pathlib.Path, purpose: str, where: str) -> dict:
+def read_npz(path: pathlib.Path, purpose: str, where: str) -> dict:
     """Every array of an .npz, numeric ones only; anything else refused by name."""
     if not path.exists():
         raise BadInput(f"{purpose} file not found: {path}")

@@ -495,6 +495,9 @@ def chance_accuracy_notes(evaluation, source_accuracy) -> list:
     if labels.size == 0:
         return []
     majority = np.unique(labels, return_counts=True)[1].max() / labels.size
+    if majority >= 1.0:   # one label only: a perfect model and a constant answer score alike
+        return ["warning: the eval data holds one label only, so top-1 cannot tell a working model from one that "
+                "always answers it; an accuracy budget judges little here"]
     if source_accuracy["top1"] > majority:
         return []
     return [f"warning: {source_accuracy.get('model', 'the source model')} scores top-1 {source_accuracy['top1']:.4g} on the eval data, no "

@@ -386,10 +386,10 @@ def test_eval_data_too_small_for_the_accuracy_it_judges_is_warned_of(cli, tmp_pa
 
 
 def test_a_source_no_better_than_the_commonest_label_is_warned_of(cli, tmp_path):
-    """Labels of another task (all 0 here, which the sample never answers for these digits): the source scored 0,
+    """Labels of another task (each digit's label shifted by one here): the source scored 0,
     and a pruned model "met" accuracy_drop 0.01 at 0 % (a user review). The sample's own labels: no warning."""
     arrays = dict(np.load(EVAL))
-    np.savez(tmp_path / "wrong.npz", **dict(arrays, labels=np.full_like(arrays["labels"], 0)))
+    np.savez(tmp_path / "wrong.npz", **dict(arrays, labels=(arrays["labels"] + 1) % 10))   # shifted by one
     notes = {}
     for name, data in (("wrong", tmp_path / "wrong.npz"), ("right", EVAL)):
         r = cli("package", MODEL, "--eval-data", data, "-o", tmp_path / f"{name}.edgepkg", "--json")
@@ -397,7 +397,10 @@ def test_a_source_no_better_than_the_commonest_label_is_warned_of(cli, tmp_path)
         notes[name] = [n for n in r.json()["notes"] if "most common label" in n]
     assert notes["right"] == [] and len(notes["wrong"]) == 1, notes
     top1 = float(notes["wrong"][0].split("top-1 ")[1].split(" ")[0])
-    assert top1 <= 0.2 and "no better than always answering its most common label (1)" in notes["wrong"][0]
+    assert top1 <= 0.05 and "no better than always answering its most common label (0.1" in notes["wrong"][0]
+    np.savez(tmp_path / "one.npz", **dict(arrays, labels=np.zeros_like(arrays["labels"])))   # one label only
+    r = cli("package", MODEL, "--eval-data", tmp_path / "one.npz", "-o", tmp_path / "one.edgepkg", "--json")
+    assert any(n.startswith("warning: the eval data holds one label only") for n in r.json()["notes"])
 
 
 def test_data_the_source_model_itself_rejects_is_bad_input(cli, tmp_path, capfd):

@@ -156,19 +156,19 @@ def _note_baseline_at_chance(out: dict, study, job) -> None:
     """Said where the baseline's top-1 is no better than answering the eval data's commonest label: every
     candidate's accuracy drop is then measured from a model that does not work (a pruned one "met" 0.01 at 0 %
     against the source's 0 %, in a user review)."""
-    import numpy as np
+    import pathlib
 
-    from ..data import LABELS
+    from ..data import LABELS, read_npz
+    from ..errors import BadInput
     from ..pipeline import chance_accuracy_notes
 
     baseline = next((t for t in study.trials if t.number == 0), None)
     top1 = ((baseline.user_attrs.get("figures") or {}).get("min_top1") if baseline is not None else None)
     if top1 is None or not job.eval_data:
         return
-    try:
-        with np.load(job.eval_data, allow_pickle=False) as data:
-            labels = data[LABELS] if LABELS in data.files else None
-    except (OSError, ValueError):
+    try:   # the reader every verb uses: a file changed since the study read it is no traceback here
+        labels = read_npz(pathlib.Path(job.eval_data), "eval data", str(job.eval_data)).get(LABELS)
+    except BadInput:
         return
     if labels is not None:
         out["notes"] += [n.removeprefix("warning: ") for n in chance_accuracy_notes(
