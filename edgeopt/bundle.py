@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
+import re
 import pathlib
 import shutil
 import subprocess
@@ -135,23 +135,26 @@ def refuse_to_overwrite(path, what: str, inputs=()) -> None:
         raise BadInput(f"{path}: is an edgeopt bundle; refusing to overwrite it with {what} (give another file)")
     if any(pathlib.Path(p).is_file() and path.samefile(p) for p in inputs):
         raise BadInput(f"{path}: is one of the files read; refusing to overwrite it with {what} (give another file)")
-    schema = _json_schema(path)
-    if schema is not None:
-        raise BadInput(f"{path}: holds an {schema} document; refusing to overwrite it with {what} "
-                       "(give another file)")
+    kind = _edgeopt_file(path)
+    if kind is not None:
+        raise BadInput(f"{path}: holds {kind}; refusing to overwrite it with {what} (give another file)")
 
 
-def _json_schema(path: pathlib.Path):
-    """The `schema` of an edgeopt JSON document (a result, a fleet run's record), or None for any other file."""
+EDGEOPT_SCHEMA = re.compile(rb'\A\s*\{\s*"schema"\s*:\s*"(edgeopt\.[^"]{1,64})"')
+
+
+def _edgeopt_file(path: pathlib.Path):
+    """What edgeopt file `path` is ("an edgeopt.result/1 document", "a SQLite database"), or None: read from its
+    first bytes only (edgeopt writes `schema` first), so a large file costs nothing to check."""
     try:
         with open(path, "rb") as f:
-            if f.read(64).lstrip()[:1] != b"{":
-                return None
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+            head = f.read(4096)
+    except OSError:
         return None
-    schema = doc.get("schema") if isinstance(doc, dict) else None
-    return schema if isinstance(schema, str) and schema.startswith("edgeopt.") else None
+    if head.startswith(b"SQLite format 3\x00"):   # the results store `report --study` and history read
+        return "a SQLite database (a results store?)"
+    found = EDGEOPT_SCHEMA.match(head)
+    return f"an {found.group(1).decode('ascii', 'replace')} document" if found else None
 
 
 def is_signed(bundle_path) -> bool:

@@ -176,6 +176,13 @@ def test_a_report_or_junit_file_never_replaces_a_result_or_an_input(cli, int8_re
     notes.write_text("a,b\n")
     r = cli("report", path, notes, "-o", notes)
     assert r.exit_code == 2 and "is one of the files read" in r.stderr and notes.read_text() == "a,b\n"
+    store = tmp_path / "edgeopt.db"   # the results store: a database, not JSON (a code review)
+    from edgeopt.store import Store
+    Store(f"sqlite:///{store}").close()
+    before_store = store.read_bytes()
+    r = cli("report", path, "--format", "markdown", "-o", store)
+    assert r.exit_code == 2 and "holds a SQLite database (a results store?)" in r.stderr and store.read_bytes() == \
+        before_store, r.stderr
     r = cli("report", path, "--format", "csv", "-o", tmp_path / "x.html")
     assert r.exit_code == 2 and "its suffix .html says html, --format says csv" in r.stderr, r.stderr
     assert not (tmp_path / "x.html").exists()
