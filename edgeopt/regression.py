@@ -14,6 +14,7 @@ docs/architecture.md ("Regression gate") says why the interval rule and not the 
 """
 from __future__ import annotations
 
+import datetime
 import math
 import pathlib
 
@@ -190,10 +191,16 @@ def same_measurement(a: dict, b: dict) -> bool:
 
 def _newest_before(group: list, candidate: dict) -> dict:
     """The newest result created before the candidate; where none is older (baseline files measured after it,
-    an A/B in either order), the newest of them."""
-    created = str(candidate.get("created") or "")
-    older = [b for b in group if created and str(b.get("created", "")) < created]
-    return max(older or group, key=lambda b: str(b.get("created", "")))
+    an A/B in either order), the newest of them. By time, not text: "…Z" and "+02:00" sort as they should."""
+    created = _when(candidate)
+    older = [b for b in group if created is not None and (_when(b) or created) < created]
+    return max(older or group, key=lambda b: _when(b) or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc))
+
+
+def _when(doc: dict):
+    """A result's `created` as an aware time (a zoneless one taken as UTC), or None where it has none."""
+    when = results.parse_time(doc.get("created"))
+    return when.replace(tzinfo=datetime.timezone.utc) if when is not None and when.tzinfo is None else when
 
 
 def hostname(doc: dict):

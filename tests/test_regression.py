@@ -346,3 +346,13 @@ def test_a_bundle_of_the_same_name_made_another_way_is_said_when_replaced_and_in
     other["bundle"]["name"] = "model-fp32"   # a baseline given by hand under another name: not "of that name"
     assert environment_notes(other, int8)[0].startswith("bundle fp32 + prune -> int8: the baseline is another kind "
                                                         "of bundle (model-fp32), so")
+
+
+def test_the_newest_baseline_before_the_candidate_is_chosen_by_time_not_text():
+    """A code review: "…00:00Z" sorted after "…00:00.5+00:00" as text, and "+02:00" by its wall clock."""
+    from edgeopt.regression import _newest_before
+    candidate = {"created": "2026-01-01T00:00:00.5+00:00"}
+    utc = {"created": "2026-01-01T00:00:00Z"}
+    east = {"created": "2026-01-01T01:30:00+02:00"}   # 23:30 UTC the day before: older than `utc`
+    assert _newest_before([east, utc], candidate) is utc
+    assert _newest_before([{"created": None}, utc], candidate) is utc
