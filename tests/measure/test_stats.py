@@ -80,3 +80,5 @@ def test_max_iterations_bounds_the_timed_runs_not_the_warm_up():
     assert count > 50 and seconds >= 0.05
     count, seconds = warm_up(lambda: time.sleep(0.001), LoopSettings(max_iterations=5, warmup_min_seconds=0))
     assert count == 10   # the warm-up's own count, past max_iterations
+    count, seconds = warm_up(lambda: time.sleep(0.03), LoopSettings(max_seconds=0.05, warmup_min_seconds=0))
+    assert count == 2   # but not past max_seconds: a slow model's warm-up would outlast the run
