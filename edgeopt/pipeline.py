@@ -295,7 +295,7 @@ def _check_transform_inputs(model: str, steps: list, train_data, teacher, quanti
     if train_data and not transform.reads_training_data(steps):   # taken without a word, as if it had trained
         raise BadInput(f"--train-data is read by --distill, --qat and --prune criterion=taylor; "
                        f"{', '.join(s.name for s in steps)} read{'s' if len(steps) == 1 else ''} none of it "
-                       "(add --distill to fine-tune after pruning, or leave --train-data out)")
+                       "(add --distill to fine-tune after them, or leave --train-data out)")
     if teacher and not any(s.name == "distill" for s in steps):
         raise BadInput("--teacher is distillation's teacher; add --distill")
     if teacher:

@@ -161,6 +161,11 @@ def _flops_text(flops, note: str) -> str:
     return f"{flops:,}" + (f" ({FOLDED})" if FOLDED in note else "")
 
 
+def _seconds(value: float) -> str:
+    """Three figures below 100 s ("0.00123", "12.3"), whole seconds above ("1234", not "1.23e+03")."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
 def package_rows(m: dict):
     from ..parity import headline   # numpy: not for every command that prints a table
 
@@ -295,7 +300,7 @@ def bench_rows(doc: dict):
                         f"({doc['settings']['threads_source']})"),
             *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
-            ("runs", f"{lat['n']} in {lat['duration_s']:.3g} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
+            ("runs", f"{lat['n']} in {_seconds(lat['duration_s'])} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
             ("mean ± std", f"{lat['mean_ms']:.4f} ± {lat['std_ms']:.4f} ms (cv {lat['cv']:.2f})" if "std_ms" in lat
              else f"{lat['mean_ms']:.4f} ms; std absent: {lat.get('std_ms_absent', 'not measured')}"),
             *_batch_rows(doc),

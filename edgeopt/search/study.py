@@ -189,8 +189,9 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
     asked = [k for k in ("power_w", "energy_mj")
              if k == job.objective or k in job.budgets or k in job.relative_budgets]
     if asked and not energy:   # every trial would be packaged and measured, then fail on it (a user review)
-        raise BadInput(f"{' and '.join(asked)} (--objective or --budget) cannot be measured: {job.energy_absent}; "
-                       "every trial would fail on it")
+        raise BadInput(f"{' and '.join(asked)} (the study's objective or a budget, the profile's included) cannot be "
+                       f"measured: {job.energy_absent}; every trial would fail on it (--budget KEY=none drops a "
+                       "profile's)")
     job.pareto_figures = judging.pareto_figures(job.budgets, job.objective, energy)
     backends = _usable_backends(prof, fmt, facts)
     if backends[0].name != prof.backend:

@@ -635,3 +635,9 @@ def test_markdown_says_why_a_summary_column_is_empty(lab_results):
     assert len(lines) == 1 and lines[0].endswith("not asked, since the bundle's performance hint is not throughput "
                                                  "\\(bench --throughput measures it\\)"), text
     assert "**Over the run**\n\nLatency drift: the last quarter of the timed runs' median against the first" in text
+
+
+def test_a_runs_seconds_read_as_seconds():
+    """A code review: `.3g` wrote a 1234 s run as "1.23e+03 s"."""
+    from edgeopt.report.tables import _seconds
+    assert (_seconds(0.00123), _seconds(12.34), _seconds(1234.5)) == ("0.00123", "12.3", "1234")

@@ -521,8 +521,10 @@ def _result_paths(tmp_path, row):
     (["--timeout", "0"], "--timeout 0: expected a number of seconds of at least 10"),
     (["--timeout", "0.01"], "--timeout 0.01: expected a number of seconds of at least 10"),
     # every trial was packaged and measured, then failed "energy_mj not measured" (a user review)
-    (["--objective", "energy_mj"], "energy_mj (--objective or --budget) cannot be measured: local: no power sensor"),
-    (["--budget", "power_w=5"], "power_w (--objective or --budget) cannot be measured: local: no power sensor"),
+    (["--objective", "energy_mj"], "energy_mj (the study's objective or a budget, the profile's included) cannot be "
+                                   "measured: local: no power sensor"),
+    (["--budget", "power_w=5"], "power_w (the study's objective or a budget, the profile's included) cannot be "
+                                "measured: local: no power sensor"),
 ])
 def test_bad_input_exits_2_before_measuring(cli, tmp_path, monkeypatch, args, fragment):
     no_sensor(monkeypatch, tmp_path)   # a host whose RAPL is readable would measure energy
