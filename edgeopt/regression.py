@@ -171,10 +171,11 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
     for group in (same_bundle, same_device):
         if group:
             return _newest_before(group, candidate), ""
-    if len(others) < len(baselines) and not same_device:
+    # the device's name on another host: said, beside (or instead of) the candidate found again
+    elsewhere = [b for b in others if (b.get("device") or {}).get("name") == device and not same_host(b, candidate)]
+    if len(others) < len(baselines) and not elsewhere:
         return None, (f"the only result of device {device} given as a baseline is this measurement itself (or its "
                       "copy in history/): give an earlier run's result")
-    elsewhere = [b for b in baselines if (b.get("device") or {}).get("name") == device]   # the name, another host
     why = "".join(f"; {b.get('_path', 'a baseline')} ran{_on_host(b)}: another machine's speed is no baseline"
                   for b in elsewhere[:3])
     return None, f"no baseline result for device {device}" + _on_host(candidate) + why
