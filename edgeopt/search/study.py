@@ -252,7 +252,19 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
             job.notes.append(f"{name} not searched: {reason}")
     if job.train_data:   # a file given is read even where no transform is left to train: a corrupt one was exit 0
         _check_training_data(job.train_data, source, progress)
+        if not _reads_training_data(dims):
+            job.notes.append("--train-data not used: no candidate of this space trains (distill and qat are not "
+                             "searched, nor prune's taylor criterion)")
     return dims
+
+
+def _reads_training_data(dims: list) -> bool:
+    """Whether some candidate of the space reads --train-data: a training transform searched (on), or prune's
+    taylor criterion among its choices."""
+    from ..compress import base as transforms
+
+    trains = any(d.toggle and True in d.choices and transforms.get(d.name).needs_training_data for d in dims)
+    return trains or any(d.name.endswith("prune.criterion") and "taylor" in d.choices for d in dims)
 
 
 def _check_training_data(train_data, source, progress) -> None:

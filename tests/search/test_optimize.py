@@ -735,6 +735,7 @@ def test_transforms_are_searched_on_a_pytorch_source(cli, tmp_path):
     assert pruned["figures"]["size_mb"] < trials[0]["figures"]["size_mb"]
     note = "distill, qat not searched: no accuracy budget would see what they cost"
     assert any(n.startswith(note) for n in r.json()["notes"]), r.json()["notes"]
+    assert "--train-data not used: no candidate of this space trains" in " ".join(r.json()["notes"])
     md = cli("report", "--study", "torch", "--format", "markdown", "--no-history",
              "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")   # the notes are kept with the study
     assert f"- note: {note}" in md.stdout, md.stdout
