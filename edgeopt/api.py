@@ -348,10 +348,11 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             entry["budgets"] = []
         else:
             given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
-            entry["budgets"] = check_result(doc, budgets_for(doc, given, profile, results.run_budgets(path.parent)))
+            run = results.run_budgets(path.parent)
+            entry["budgets"] = check_result(doc, budgets_for(doc, given, profile, run))
             if require_budgets and not entry["budgets"] and not baseline:
                 dropped = [k for k, v in given.items() if v is None]
-                had = budgets_for(doc, {}, profile, results.run_budgets(path.parent))   # before the drops
+                had = budgets_for(doc, {}, profile, run)   # before the drops
                 why = (f"every budget was dropped ({', '.join(f'{k}=none' for k in dropped)})" if dropped and had
                        else "its bundle carries no budgets and none were given")
                 raise BadInput(f"{path}: nothing to check: {why} (--budget KEY=VALUE, --profile NAME or --baseline)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import pathlib
+import re
 import shutil
 import subprocess
 import tarfile

@@ -182,7 +182,6 @@ def _record_training_file(stages: list, steps: list, train_data) -> None:
     """The training data file's path and sha256 in the details of each stage that read it, so `package --recipe
     BUNDLE` can take the same file again (recipe.bundle_train_data). A DataLoader callable has no content to
     check: it is named, not taken again."""
-    from .compress import base as transforms
     from .models import sha256_of
 
     if not train_data:
@@ -190,7 +189,7 @@ def _record_training_file(stages: list, steps: list, train_data) -> None:
     path = pathlib.Path(str(train_data))
     record = ({"file": str(path.resolve()), "sha256": sha256_of(path)} if path.is_file()
               else {"reference": str(train_data)})
-    readers = {s.name for s in steps if transforms.get(s.name).reads_training_data(s.options)}
+    readers = transform.training_readers(steps)
     for stage in stages:
         if stage["stage"] in readers:
             stage["details"] = dict(stage.get("details") or {}, train_data=record)
@@ -500,8 +499,9 @@ def chance_accuracy_notes(evaluation, source_accuracy) -> list:
                 "always answers it; an accuracy budget judges little here"]
     if source_accuracy["top1"] > majority:
         return []
-    return [f"warning: {source_accuracy.get('model', 'the source model')} scores top-1 {source_accuracy['top1']:.4g} on the eval data, no "
-            f"better than always answering its most common label ({majority:.4g}): the model or the labels are not "
+    model = source_accuracy.get("model", "the source model")
+    return [f"warning: {model} scores top-1 {source_accuracy['top1']:.4g} on the eval data, no better than always "
+            f"answering its most common label ({majority:.4g}): the model or the labels are not "
             "what they should be (untrained weights? labels of another task?), and an accuracy budget judges nothing"]
 
 

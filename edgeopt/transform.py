@@ -37,9 +37,13 @@ class Stage:
         return {"stage": self.name, "figures": self.figures, "details": self.details, "notes": self.notes}
 
 
+def training_readers(steps: list) -> set:
+    """The names of the steps (recipe.Step each) that read --train-data: a prune by weight norm reads none of it."""
+    return {s.name for s in steps if transforms.get(s.name).reads_training_data(s.options)}
+
+
 def reads_training_data(steps: list) -> bool:
-    """Whether any step reads --train-data (recipe.Step each): a prune by weight norm reads none of it."""
-    return any(transforms.get(s.name).reads_training_data(s.options) for s in steps)
+    return bool(training_readers(steps))
 
 
 def refuse_non_torch(fmt: str, steps: list) -> None:

@@ -81,15 +81,12 @@ class LowRank(Transform):
 
 def _why_none(model, options, whole: set, candidates: list) -> str:
     """Why no layer was factorized: none could be (too small, read whole, protected), or none was smaller so."""
-    import torch
-
     if candidates:
         mode = f"rank {options.rank}" if options.rank else f"energy {options.energy:g}"
         return (f"none of the {len(candidates)} layers considered has fewer parameters factorized at {mode} (a "
                 "lower energy or rank factorizes more)")
     named = dict(model.named_modules())
-    kinds = [m for m in named.values() if isinstance(m, torch.nn.Linear) or (
-        isinstance(m, torch.nn.modules.conv._ConvNd) and not m.transposed and m.groups == 1)]
+    kinds = [m for m in named.values() if _factorizable(m)]
     protected = {id(m) for n in options.protect for m in named[n].modules()}
     small = sum(m.weight.numel() < options.min_params for m in kinds)
     return (f"of its {len(kinds)} linear and ungrouped conv layers, {small} hold fewer than min_params="
@@ -100,19 +97,21 @@ def _why_none(model, options, whole: set, candidates: list) -> str:
 def _candidates(model, options, whole: set) -> list:
     """[(name, layer)]: linear layers and ungrouped, non-transposed convs big enough, outside protect and `whole`
     (ids of layers to leave whole)."""
-    import torch
-
     named = dict(model.named_modules())
     unknown = [n for n in options.protect if n not in named]
     if unknown:
         raise BadInput(f"lowrank: protect: no module named {unknown[0]!r} in the model")
     kept = {id(m) for n in options.protect for m in named[n].modules()} | whole
-    out = []
-    for name, m in named.items():
-        conv = isinstance(m, torch.nn.modules.conv._ConvNd) and not m.transposed and m.groups == 1
-        if (conv or isinstance(m, torch.nn.Linear)) and id(m) not in kept and m.weight.numel() >= options.min_params:
-            out.append((name, m))
-    return out
+    return [(name, m) for name, m in named.items()
+            if _factorizable(m) and id(m) not in kept and m.weight.numel() >= options.min_params]
+
+
+def _factorizable(m) -> bool:
+    """A linear layer, or an ungrouped, non-transposed conv: what _factorize can split in two."""
+    import torch
+
+    conv = isinstance(m, torch.nn.modules.conv._ConvNd) and not m.transposed and m.groups == 1
+    return conv or isinstance(m, torch.nn.Linear)
 
 
 # PyTorch modules whose forward reads their Linear children's .weight itself (MultiheadAttention its out_proj,

@@ -148,7 +148,8 @@ class _Scorer:
         n = sample_count(samples)
         self.labels = samples[LABELS] if LABELS in samples and self._per_sample(n) else None
         self.float_top1 = self._top1(self.ref)
-        judged = min_agreement is not None and self._per_sample(n) and _robust_share(self.ref[0]) >= TOP1_MIN_ROBUST_SHARE
+        judged = (min_agreement is not None and self._per_sample(n)
+                  and _robust_share(self.ref[0]) >= TOP1_MIN_ROBUST_SHARE)
         self.min_agreement = min_agreement if judged else None
 
     def agreement_not_reached(self) -> str:

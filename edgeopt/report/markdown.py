@@ -64,9 +64,8 @@ def _summary(rows: list) -> list:
     for r in rows:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
         # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
-        unit = lambda b: f" {b['unit']}" if b["unit"] else ""   # noqa: E731 - one line's helper
-        missed = [f"`{b['budget']}` {COMPARISONS[b['comparison']]} {b['limit']:g}{unit(b)}, measured "
-                  f"{fmt(b['measured'])}{unit(b)}"
+        missed = [f"`{b['budget']}` {COMPARISONS[b['comparison']]} {b['limit']:g}{_unit(b)}, measured "
+                  f"{fmt(b['measured'])}{_unit(b)}"
                   if b["measured"] is not None else f"`{b['budget']}` not measured"
                   for b in r["budgets"] if b["status"] != "pass"]
         verdict = VERDICT_MD[r["verdict"]] + (": " + "; ".join(missed) if missed else "") + \
@@ -81,6 +80,10 @@ def _summary(rows: list) -> list:
     if warnings:
         out += ["<details><summary>Warnings</summary>", ""] + warnings + ["", "</details>", ""]
     return out
+
+
+def _unit(budget: dict) -> str:
+    return f" {budget['unit']}" if budget["unit"] else ""
 
 
 def _absent_lines(rows: list) -> list:
