@@ -470,7 +470,9 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
     assert second.returncode == 0, second.stderr
     trials = optuna.load_study(study_name="team", storage=url).get_trials()
     numbers = [t.number for t in trials]
-    counted = [t for t in trials if not t.user_attrs.get("cached")]   # cached answers do not count
+    # cached answers do not count, nor a configuration measured fully again at the end (a loaded machine's runs
+    # can demote the best, and bring back a candidate ruled out against it)
+    counted = [t for t in trials if not t.user_attrs.get("cached") and t.user_attrs.get("again_of") is None]
     assert sorted(numbers) == list(range(len(trials))) and 6 <= len(counted) <= 7
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     measured = list((tmp_path / "a").rglob("*.json")) + list((tmp_path / "b").rglob("*.json"))
