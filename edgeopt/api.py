@@ -558,13 +558,15 @@ STORE_FILE = "edgeopt.db"
 HISTORY_LIMIT = 200
 
 
-def _find_store(result_paths) -> str | None:
+def _find_store(result_paths):
     """The results store beside the results: results/edgeopt.db is at most three levels above a result file
-    (results/<x>.json, results/history/<x>.json, results/fleet/<bundle>/<run>/<device>.json)."""
+    (results/<x>.json, results/history/<x>.json, results/fleet/<bundle>/<run>/<device>.json). Its URL, or None."""
+    from .store import file_url
+
     for path in result_paths:
         for parent in list(pathlib.Path(path).resolve().parents)[:4]:
             if (parent / STORE_FILE).is_file():
-                return f"sqlite:///{parent / STORE_FILE}"
+                return file_url(parent / STORE_FILE)
     return None
 
 
@@ -591,12 +593,13 @@ def _report_history(docs: list, store_url: str | None, result_paths) -> tuple:
     return (stored, None, None) if stored or not absent else (None, absent, error)
 
 
-def _history_from(url: str, docs: list) -> tuple:
-    """_report_history's answer from one store."""
-    from .store import Store, parse_url
+def _history_from(url, docs: list) -> tuple:
+    """_report_history's answer from one store (its URL, text or object)."""
+    from .store import Store, parse_url, sqlite_file
 
-    if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
-        missing = f"results store {url[len('sqlite:///'):]} does not exist"   # a mistyped --store: warned
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        missing = f"results store {file} does not exist"   # a mistyped --store: warned
         return None, f"no history: {missing}", missing
     from .regression import hostname
 
@@ -624,11 +627,13 @@ def _report_study(name: str, store_url: str | None, result_paths) -> dict:
     """The optimize study `name` from --store, $EDGEOPT_STORE, the store beside the results, or results/."""
 
     from .search import outcome
+    from .store import file_url, sqlite_file
 
     url = (store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
-           or f"sqlite:///{pathlib.Path('results') / STORE_FILE}")
-    if url.startswith("sqlite:///") and not pathlib.Path(url[len("sqlite:///"):]).is_file():
-        raise BadInput(f"--study {name}: no results store at {url[len('sqlite:///'):]}; pass --store URL")
+           or file_url(pathlib.Path("results") / STORE_FILE))
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        raise BadInput(f"--study {name}: no results store at {file}; pass --store URL")
     return outcome.load(url, name)   # the store opened first: a bad URL refused in one line, password masked
 
 

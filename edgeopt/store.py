@@ -73,9 +73,24 @@ results_table = sa.Table(
 
 
 def default_url(results_dir):
-    """$EDGEOPT_STORE, else the SQLite file results_dir/edgeopt.db (a URL object: any path, even one with '?')."""
-    return os.environ.get("EDGEOPT_STORE") or sa.engine.URL.create("sqlite", database=str(
-        pathlib.Path(results_dir) / "edgeopt.db"))
+    """$EDGEOPT_STORE, else the SQLite file results_dir/edgeopt.db."""
+    return os.environ.get("EDGEOPT_STORE") or file_url(pathlib.Path(results_dir) / "edgeopt.db")
+
+
+def file_url(path) -> sa.engine.URL:
+    """The SQLite store at `path`, as a URL object: any path, even one with '?', '#' or '%' (which text would
+    read as a query, a fragment or an escape)."""
+    return sa.engine.URL.create("sqlite", database=str(path))
+
+
+def sqlite_file(url) -> pathlib.Path | None:
+    """The file of an SQLite store's URL (text is decoded as SQLAlchemy reads it: %20 is a space); None for
+    another database, or for a URL that parse_url refuses (it says why where the store is opened)."""
+    try:
+        url = parse_url(url)
+    except BadInput:
+        return None
+    return pathlib.Path(url.database) if url.drivername.startswith("sqlite") else None
 
 
 def masked(url: sa.engine.URL) -> str:
@@ -113,7 +128,7 @@ def _masked_text(text: str) -> str:
 def parse_url(url) -> sa.engine.URL:
     """A store URL, checked and normalised (bare postgresql:// means psycopg 3), or BadInput: one line."""
     if isinstance(url, pathlib.PurePath):
-        url = sa.engine.URL.create("sqlite", database=str(url))
+        url = file_url(url)
     if not isinstance(url, (str, sa.engine.URL)):
         raise BadInput(f"results store: expected a URL ({FORMS}), got {type(url).__name__}")
     if isinstance(url, str):

@@ -199,14 +199,17 @@ def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
     r = cli("check", base, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000", "--json")
     assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == FASTER   # against the 2x older one
     # without --store, the store beside the result files (as `report` finds it), wherever check runs from: it
-    # looked for ./results/edgeopt.db and failed
-    folder = tmp_path / "elsewhere" / "results"
+    # looked for ./results/edgeopt.db and failed; in a folder whose name a URL would read as a query, a fragment
+    # and an escape
+    folder = tmp_path / "else?where#50%" / "results"
     (folder / "history").mkdir(parents=True)
     (tmp_path / "store.db").rename(folder / "edgeopt.db")
     moved = folder / "history" / "slow.json"
     moved.write_text(slow.read_text())
     r = cli("check", moved, "--baseline", "store", "--budget", "latency_p90_ms=1000", "--json")
     assert r.exit_code == 1 and r.json()["regressions"][0]["verdict"] == SLOWER, r.stdout + r.stderr
+    r = cli("report", moved, "--format", "markdown", "-o", tmp_path / "r.md")   # and report reads its history
+    assert r.exit_code == 0 and "no history" not in (tmp_path / "r.md").read_text(), r.stderr
 
 
 def test_compare_labels_rows_and_shows_the_gate(cli, pair, tmp_path):
