@@ -132,6 +132,16 @@ def _parity_warnings(manifest):
     return []
 
 
+def _unused_option_warnings(runtime_options, throughput):
+    """--runtime-option throughput_streams=N shapes the throughput pass only: on a run without one it changed
+    nothing, which the user who typed it would not otherwise learn."""
+    if "throughput_streams" in runtime_options and not throughput.get("asked_by"):
+        return ["--runtime-option throughput_streams=%s changed nothing: only the throughput pass reads it, and "
+                "none ran (bench --throughput, or a throughput_fps budget, asks for one)"
+                % runtime_options["throughput_streams"]]
+    return []
+
+
 def _thread_warnings(n_threads, source, device):
     """More threads than the device has CPUs (a profile written for a 4-core Pi, run on a 2-core host) makes them
     wait for each other: the figures are of that, not of the model."""
@@ -269,7 +279,8 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         if cooled is not None:
             doc["thermal"]["cooldown"] = cooled
         doc["warnings"] = (_warnings(latency, measured["memory"]) + _thread_warnings(n_threads, source, doc["device"])
-                           + _parity_warnings(manifest) + cool_warnings + measured["warnings"])
+                           + _parity_warnings(manifest) + cool_warnings + measured["warnings"]
+                           + _unused_option_warnings(runtime_options or {}, measured["throughput"]))
         return doc, 0
     except AgentError as e:
         return _failed(doc, e)

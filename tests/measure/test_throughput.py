@@ -121,6 +121,16 @@ def test_not_asked_is_absent_with_the_reason_and_fails_a_budget(bundles, tmp_pat
     assert r.exit_code == 1 and row["status"] == "unmeasured" and row["reason"] == throughput.NOT_ASKED
 
 
+def test_throughput_streams_sets_the_runs_in_flight_and_is_said_unused_without_the_pass(bundles, tmp_path):
+    doc = api.bench(bundles["fp32"], "local", tmp_path / "fps", loop=dict(FAST_LOOP, throughput=True,
+                                                                         runtime_option=["throughput_streams=2"]))
+    assert doc["throughput"]["concurrency"] == 2 and not [w for w in doc["warnings"] if "throughput_streams" in w]
+    doc = api.bench(bundles["fp32"], "local", tmp_path / "latency", loop=dict(FAST_LOOP,
+                                                                             runtime_option=["throughput_streams=2"]))
+    assert [w for w in doc["warnings"] if w.startswith("--runtime-option throughput_streams=2 changed nothing")], \
+        doc["warnings"]
+
+
 def test_a_bundles_throughput_budget_asks_for_the_pass(tmp_path, cli):
     """A bundle carrying a throughput_fps budget was benched without the FPS pass, and `check` failed the budget
     NOT MEASURED, with no warning anywhere."""
