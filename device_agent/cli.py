@@ -171,13 +171,13 @@ def _trust_arguments(p):
                         "edgeopt-bundle) by a key in this OpenSSH allowed-signers file")
 
 
-def build_parser():
+def build_parser(parser_class=argparse.ArgumentParser):
+    """parser_class: the host's, to judge flags without printing (its subparsers are of the same class)."""
     from .measure.latency import LoopSettings
 
     d = LoopSettings()
     # no abbreviations: the host's flags are spelt out, and a misspelt one must fail, not match another
-    p = argparse.ArgumentParser(prog="edgeopt-agent", description="edgeopt device agent %s" % __version__,
-                                allow_abbrev=False)
+    p = parser_class(prog="edgeopt-agent", description="edgeopt device agent %s" % __version__, allow_abbrev=False)
     sub = p.add_subparsers(dest="command")
     sub.required = True
     pr = sub.add_parser("probe", allow_abbrev=False, help="print this device's facts as JSON")

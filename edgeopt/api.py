@@ -7,8 +7,7 @@ DeviceFailure; each carries the CLI's `exit_code` (2, 3). Long verbs take `progr
 """
 from __future__ import annotations
 
-import contextlib
-import io
+import argparse
 import os
 import pathlib
 import tempfile
@@ -70,6 +69,17 @@ def backend_options(backend: str) -> dict:
     return describe(_backend_class(target).Options) if target else {}
 
 
+class _Refused(Exception):
+    pass
+
+
+class _RefusingParser(argparse.ArgumentParser):
+    """The agent's parser, raising its refusal where argparse would print it and exit."""
+
+    def error(self, message):
+        raise _Refused(message)
+
+
 def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None, timeout=None) -> list:
     """Agent flags from loop and sensing settings: `key=value` -> `--key value`, `key=True` -> `--key`,
     `key=[a, b]` -> `--key a --key b`. allowed_signers is a path on the device. The agent's own parser judges
@@ -80,13 +90,11 @@ def _agent_args(threads, loop, sensing=None, allowed_signers=None, manifest=None
     from device_agent.bench import BundleError, check_overrides
     from device_agent.cli import bench_problem, build_parser
 
-    refused = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(refused):
-            parsed = build_parser().parse_args(["bench", "BUNDLE", *args])
-    except SystemExit:
-        why = (refused.getvalue().strip().splitlines() or ["refused"])[-1].split("error: ", 1)[-1]
-        raise BadInput(f"measurement settings (threads, loop, sensing): {why}") from None
+    try:   # not by redirecting stderr, which is the process's: measuring threads call this at once (a fleet's
+        # trials), and one of them left sys.stderr pointing at its buffer, which swallowed the rest of the run
+        parsed = build_parser(_RefusingParser).parse_args(["bench", "BUNDLE", *args])
+    except _Refused as e:
+        raise BadInput(f"measurement settings (threads, loop, sensing): {e}") from None
     problem = bench_problem(parsed)
     if problem:
         raise BadInput(f"measurement settings: {problem}")

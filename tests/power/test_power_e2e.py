@@ -229,3 +229,21 @@ def test_sensing_flags_reach_the_agent():
             _agent_args(None, {}, sensing)
     with pytest.raises(BadInput, match="--runtime-option intra_op_num_threads given twice"):
         _agent_args(None, {"runtime_option": ["intra_op_num_threads=1", "intra_op_num_threads=2"]})
+
+
+def test_judging_agent_flags_from_threads_at_once_leaves_stderr_alone():
+    """A fleet's trials judge their flags from one thread per device: a redirect of stderr (the process's) by
+    each left it pointing at one thread's buffer, and optimize's progress and Ctrl-C message went into it."""
+    import sys
+    import threading
+
+    before = sys.stderr
+    for _ in range(20):
+        threads = [threading.Thread(target=_agent_args, args=(2, {"min_iterations": 20})) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sys.stderr is before
+    with pytest.raises(BadInput, match=r"^measurement settings \(threads, loop, sensing\): argument --min-iterations"):
+        _agent_args(None, {"min_iterations": "x"})
