@@ -35,6 +35,38 @@ def read(path: str, host_label: str) -> HostKeys:
     return HostKeys([k for k in known if not listed(k, revoked)], revoked)
 
 
+def append(path: str, host_label: str, key) -> None:
+    """Pin `key` for `host_label` as a line of its own: a file whose last line has no newline had the new line
+    glued onto it, which broke that line (a user's @cert-authority) and left the new key unfound, so the next run
+    trusted whatever key the host offered again."""
+    with open(path, "a+b") as f:
+        f.seek(0, 2)
+        if f.tell():
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(f"{host_label} {key.get_name()} {key.get_base64()}\n".encode())
+
+
+def preferring(known: list):
+    """A paramiko transport factory that asks first for the host key types `known` lists (as ssh orders its
+    HostKeyAlgorithms): a host pinned by its ssh-rsa key offered its ed25519 key first, and was called unknown."""
+    names = {k.get_name() for k in known}
+
+    def make(sock, **kwargs):
+        transport = paramiko.Transport(sock, **kwargs)
+        options = transport.get_security_options()
+        first = [a for a in options.key_types if _key_type(a) in names]
+        options.key_types = first + [a for a in options.key_types if a not in first]
+        return transport
+    return make
+
+
+def _key_type(algorithm: str) -> str:
+    """The key type a host key algorithm signs with: an ssh-rsa key serves the rsa-sha2-* algorithms too."""
+    return "ssh-rsa" if algorithm in ("rsa-sha2-256", "rsa-sha2-512") else algorithm
+
+
 def listed(key, keys: list) -> bool:
     return any(key.get_name() == k.get_name() and key.asbytes() == k.asbytes() for k in keys)
 

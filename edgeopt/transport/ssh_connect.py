@@ -62,8 +62,7 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
                 "--trust-new-host-keys")
         with _known_hosts_lock:
             os.makedirs(os.path.dirname(self.known_hosts) or ".", exist_ok=True)
-            with open(self.known_hosts, "a") as f:
-                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            known_hosts_file.append(self.known_hosts, hostname, key)
         self.keys.known.append(key)
 
 
@@ -163,7 +162,7 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
         # such by the transport rather than surfacing later as paramiko's "No existing session".
         client.connect(target["host"], target["port"], username=target["user"], key_filename=target["keys"] or None,
                        sock=sock, timeout=left + 0.5, banner_timeout=left, auth_timeout=left, allow_agent=True,
-                       look_for_keys=not target["keys"])
+                       look_for_keys=not target["keys"], transport_factory=known_hosts_file.preferring(keys.known))
     except HostKeyRefused:
         client.close()
         raise

@@ -88,3 +88,36 @@ def test_over_ssh_a_managed_known_hosts_works_and_a_revoked_key_is_refused(cli, 
         assert quiet.stderr.startswith(f"edgeopt: device pi-managed: REVOKED HOST KEY for [{dev.host}]:{dev.port}")
         assert "Traceback" not in r.stderr + quiet.stderr
     assert managed.read_text().count(dev.host_key) == 2   # nothing appended
+
+
+def test_a_pinned_key_is_a_line_of_its_own(tmp_path, keys):
+    """--trust-new-host-keys glued the new key onto a last line without a newline: the user's line broke, and
+    the key was never found again (the next run trusted whatever the host offered)."""
+    path = tmp_path / "known_hosts"
+    path.write_text(f"@cert-authority *.corp {keys['a'][0]}")
+    known_hosts.append(str(path), "[10.0.0.7]:2222", keys["b"][1])
+    known_hosts.append(str(path), "pi.lab", keys["c"][1])
+    assert path.read_text().splitlines() == [f"@cert-authority *.corp {keys['a'][0]}",
+                                             f"[10.0.0.7]:2222 {keys['b'][0]}", f"pi.lab {keys['c'][0]}"]
+    assert _names(known_hosts.read(str(path), "[10.0.0.7]:2222").known, keys) == ["b"]
+
+
+def test_a_host_pinned_by_its_rsa_key_is_asked_for_that_key(cli, lab, tmp_path):
+    """sshd offers ed25519 first; ssh asks for the key type known_hosts has, and so does edgeopt now (it called
+    the host unknown, and its advice would have pinned a second key)."""
+    import subprocess
+
+    dev = lab.add("pi-rsa", 8, known=False)
+    dev.kill()
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(dev.dir / "hostkey_rsa")],
+                   check=True)
+    config = dev.dir / "sshd_config"
+    config.write_text(config.read_text() + f"HostKey {dev.dir / 'hostkey_rsa'}\n")
+    dev.start()
+    rsa = " ".join((dev.dir / "hostkey_rsa.pub").read_text().split()[:2])
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[{dev.host}]:{dev.port} {rsa}\n")
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = cli("device", "doctor", "pi-rsa", "--inventory", inv, "--known-hosts", known, "--json")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert known.read_text() == f"[{dev.host}]:{dev.port} {rsa}\n"   # nothing else pinned
