@@ -86,6 +86,7 @@ class FleetRun:
         if previous is not None:
             self._check_same_settings(previous, list(agent_args))
             self._check_same_devices(previous, list(device_names))
+            self._check_same_budgets(previous, budgets)
         self.resumed = previous is not None
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
@@ -154,6 +155,22 @@ class FleetRun:
             raise BadInput(f"fleet run {run_dir} was measured with {began}; --resume measures the rest alike, so "
                            f"give the same settings (now: {' '.join(agent_args) or 'the defaults'}), or start a new "
                            "run without --resume")
+
+    def _check_same_budgets(self, run_dir: pathlib.Path, budgets: dict | None) -> None:
+        """A --resume with --budget replaced the budgets the run recorded without a word: a run whose every device
+        had failed latency_p90_ms=0.001 passed after `--resume --budget latency_p90_ms=100`, measuring nothing.
+        Without --budget the run keeps its own."""
+        try:
+            recorded = json.loads((run_dir / RUN_FILE).read_text()).get("budgets")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if budgets is not None and isinstance(recorded, dict) and recorded != dict(budgets):
+            self.close()
+            began = " ".join(f"--budget {k}={'none' if v is None else format(v, 'g') if isinstance(v, float) else v}"
+                             for k, v in recorded.items()) or "no budgets"
+            raise BadInput(f"fleet run {run_dir} was judged by {began}; --resume keeps them (leave --budget out), "
+                           f"`edgeopt check {run_dir} --budget ...` judges it by others, or start a new run without "
+                           "--resume")
 
     def _check_same_devices(self, run_dir: pathlib.Path, names: list) -> None:
         """A --resume measures the devices the run began with: resumed with a smaller group, it measured that

@@ -324,3 +324,10 @@ def test_resume_without_the_budgets_keeps_the_runs_fps_pass(cli, bundles, tmp_pa
     again = cli(*args, "--resume", "--json")
     assert again.exit_code == 0, again.stderr
     assert again.json()["skipped"] == ["a"] and json.loads(damaged.read_text())["throughput"]["fps"] > 0
+    # with other budgets, a --resume is refused: it replaced the run's without a word (a failed gate then passed)
+    other = cli(*args, "--resume", "--budget", "throughput_fps=0.5")
+    run_dir = damaged.parent
+    assert other.exit_code == 2 and f"fleet run {run_dir} was judged by --budget throughput_fps=1; --resume keeps " \
+        "them" in other.stderr, other.stderr
+    assert json.loads((run_dir / "run.json").read_text())["budgets"] == {"throughput_fps": 1}
+    assert cli(*args, "--resume", "--budget", "throughput_fps=1", "--json").exit_code == 0   # the same: resumed
