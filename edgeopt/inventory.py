@@ -245,7 +245,7 @@ def _check_field(field, value, where):
     elif field == "user":   # it reaches a ProxyCommand's %r, split into arguments
         _check_host(value, where, "user")
     elif field == "workdir":
-        _check_workdir(value, where)
+        return _check_workdir(value, where)
     return value
 
 
@@ -265,13 +265,18 @@ def _check_host(value: str, where, kind: str = "host") -> None:
         raise BadInput(f"{where}: {kind} {value!r} holds {bad[0]!r}, which no {kind} name or address has")
 
 
-def _check_workdir(value: str, where) -> None:
+def _check_workdir(value: str, where) -> str:
     """A directory edgeopt owns on the device: it caches bundles there and `device clean` empties its store, so
-    not the root, the home itself (`.`, `~`) or a path that climbs out with `..`."""
+    not the root, the home itself (`.`, `~`) or a path that climbs out with `..`. `~/x` is `x`, relative to the
+    home, as the shell reads it: no shell reads it on the device, where it made a directory named `~`."""
     parts = [p for p in value.split("/") if p not in ("", ".")]
     if not parts or parts == ["~"] or ".." in parts:
         raise BadInput(f"{where}: workdir {value!r} must name a directory of its own (such as {DEFAULT_WORKDIR}, "
                        "relative to the home), not the root, the home itself or a path with '..'")
+    if parts[0].startswith("~") and not value.startswith("~/"):
+        raise BadInput(f"{where}: workdir {value!r}: another user's home (~user) is not read on the device; give "
+                       "a path relative to the login's home, or an absolute one")
+    return value[2:].lstrip("/") if value.startswith("~/") else value
 
 
 def check_name(name, where) -> str:

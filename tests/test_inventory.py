@@ -153,6 +153,7 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: {workdir: '~/'}}", "devices.pi.workdir: workdir '~/' must name a directory of its own"),
     ("devices: {pi: {workdir: ./.}}", "devices.pi.workdir: workdir './.' must name a directory of its own"),
     ("devices: {pi: {workdir: /var/tmp/../..}}", "workdir '/var/tmp/../..' must name a directory of its own"),
+    ("devices: {pi: {workdir: '~pi/e'}}", "devices.pi.workdir: workdir '~pi/e': another user's home (~user) is not"),
     ("devices: {1.5: {host: x}}", "device name 1.5 must be a string"),
     ("devices: {pi: {vars: [1]}}", "devices.pi.vars: must be a mapping with string keys"),
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
@@ -365,6 +366,13 @@ def test_ansible_yaml_with_tags_a_safe_loader_refuses(tmp_path):
     path = _write(tmp_path, "hosts.yml", "devices:\n  hosts:\n    pi1:\n      ansible_host: !unsafe '192.0.2.5'\n")
     inv = load(path)
     assert inv.devices["pi1"].host == "192.0.2.5" and inv.groups == {"devices": ["pi1"]}
+
+
+def test_a_workdir_under_the_home_written_with_a_tilde_is_relative_to_it(tmp_path):
+    """No shell reads the workdir on the device: `~/edgeopt-x` made a directory named `~` in the home."""
+    inv = load(_write(tmp_path, "t.yaml", "devices: {pi: {host: pi.lab, workdir: '~/edgeopt-x'}, "
+                                          "nuc: {host: nuc.lab, workdir: '~//a/b'}}\n"))
+    assert (inv.devices["pi"].workdir, inv.devices["nuc"].workdir) == ("edgeopt-x", "a/b")
 
 
 def test_a_local_device_takes_python_and_workdir_from_its_own_entry_only(tmp_path):
