@@ -4,6 +4,7 @@ stdout carries exactly one JSON document; progress and errors go to stderr.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -128,8 +129,9 @@ def _key_value(text):
 
 _positive_int = _bounded(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _bounded(int, lambda v: v >= 0, "an integer, zero or more")
-_non_negative = _bounded(float, lambda v: v >= 0, "zero or more")
-_positive = _bounded(float, lambda v: v > 0, "positive")
+# finite: an infinite time failed the run on its way to an integer (exit 3, a failed result saved)
+_non_negative = _bounded(float, lambda v: 0 <= v < math.inf, "a finite number, zero or more")
+_positive = _bounded(float, lambda v: 0 < v < math.inf, "a finite positive number")
 # A cooling target a board reaches, in °C, above the first and at most the second: -500 waited out the whole
 # --cooldown-timeout before every run. The host's --cooldown-target takes the same range (edgeopt/cli.py).
 COOLDOWN_TARGET_C = (0, 150)

@@ -160,11 +160,29 @@ def profile_mismatch(manifest: dict, spec) -> tuple:
     return ours["backend"] not in theirs.backends and not portable, text
 
 
-def _warn_mismatch(doc: dict, manifest: dict, mismatch):
-    """Add the profile and arch mismatch warnings to a measured result (the tables show them)."""
-    found = [w for w in (mismatch and f"profile mismatch: {mismatch}", _arch_warning(manifest, doc)) if w]
+def _add_warnings(doc: dict, manifest: dict, mismatch, loop: dict | None):
+    """Add the host's warnings to a measured result (the tables show them): a profile or arch mismatch, and a run
+    shorter than the --min-seconds asked for."""
+    found = [w for w in (mismatch and f"profile mismatch: {mismatch}", _arch_warning(manifest, doc),
+                         _short_run_warning(doc, loop or {})) if w]
     if found and doc.get("status") == "ok":
         doc["warnings"] = list(doc.get("warnings") or []) + found
+
+
+def _short_run_warning(doc: dict, loop: dict):
+    """A --min-seconds the iteration cap cut short (the default 10000 runs of a tiny model took 0.26 s, 3 s asked
+    for): the run is shorter than asked, and says so. Only where the user asked for a time; optimize's short
+    screening loop is short by design."""
+    latency, asked = doc.get("latency") or {}, loop.get("min_seconds")
+    took = latency.get("duration_s")
+    if asked is None or latency.get("stopped_by") != "max_iterations" or not isinstance(took, (int, float)) \
+            or took >= asked:
+        return None
+    from device_agent.measure.latency import LoopSettings
+
+    cap = loop.get("max_iterations") or LoopSettings().max_iterations
+    return (f"the timed loop stopped at {cap} runs (--max-iterations) after {took:.3g} s, short of --min-seconds "
+            f"{asked:g}: a larger --max-iterations runs it that long")
 
 
 def _arch_warning(manifest: dict, doc: dict):
@@ -221,7 +239,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
                 doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
             transport.close()   # before saving: the device is done with
             name_the_bundle(doc, manifest)
-            _warn_mismatch(doc, manifest, mismatch)
+            _add_warnings(doc, manifest, mismatch, loop)
             _save_and_store(doc, results_dir, store)
     finally:
         transport.close()
@@ -302,7 +320,7 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
 
         def bench_and_warn(*args):  # the result is saved by the fleet run: warn before it is
             doc, code = measure(*args)
-            _warn_mismatch(doc, manifest, mismatch)
+            _add_warnings(doc, manifest, mismatch, loop)
             return doc, code
         transport.bench = bench_and_warn
         return transport

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import pathlib
 import sys
 import tempfile
@@ -22,6 +23,17 @@ INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 STORE_HELP = ("Results history: sqlite:///PATH, or postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
               "[default: $EDGEOPT_STORE, else edgeopt.db in --results-dir].")
 RESULTS_DIR_HELP = "Where each measurement's result file is written, and the default store (edgeopt.db)."
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, with nan and the infinities refused: nan passes every bound (it compares false), and
+    `--connect-timeout nan` was a traceback, `--dead-after inf` switched the dead-device check off unsaid."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 class Output:
@@ -147,9 +159,9 @@ def ssh_options(fn):
     @click.option("--trust-new-host-keys", is_flag=True,
                   help="Trust an unknown host key on first use and remember it (a changed key is still refused).")
     @click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh config for host aliases [default: ~/.ssh/config].")
-    @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+    @click.option("--connect-timeout", type=FiniteRange(min=0.1), default=10.0, show_default=True,
                   help="Seconds to reach a device and log in.")
-    @click.option("--dead-after", type=click.FloatRange(min=1), default=8.0, show_default=True,
+    @click.option("--dead-after", type=FiniteRange(min=1), default=8.0, show_default=True,
                   help="Declare a device dead after this many seconds without a sign of life (the agent beats every 2 s).")
     @functools.wraps(fn)
     def wrapper(known_hosts, trust_new_host_keys, ssh_config, connect_timeout, dead_after, **kwargs):
@@ -163,14 +175,22 @@ def ssh_options(fn):
 
 def loop_options(fn):
     """How long the agent measures: the same flags for one device and a fleet."""
+    from device_agent.measure.latency import LoopSettings
+
+    d = LoopSettings()   # the agent's defaults, said here: the agent applies them, so click has none of its own
     for name, kind, text in reversed([
             ("--threads", click.IntRange(min=1), "Override the profile's thread count."),
-            ("--min-iterations", click.IntRange(min=1), "Run at least this many timed inferences."),
-            ("--min-seconds", click.FloatRange(min=0), "... and for at least this long."),
-            ("--max-iterations", click.IntRange(min=1), "Stop after this many timed inferences."),
-            ("--max-seconds", click.FloatRange(min=0, min_open=True), "... or after this long."),
-            ("--warmup-iterations", click.IntRange(min=0), "Warm-up runs before timing (at least)."),
-            ("--warmup-seconds", click.FloatRange(min=0), "Warm-up time before timing (at least).")]):
+            ("--min-iterations", click.IntRange(min=1),
+             f"Run at least this many timed inferences [default: {d.min_iterations}]."),
+            ("--min-seconds", FiniteRange(min=0), f"... and for at least this many seconds [default: {d.min_seconds:g}]."),
+            ("--max-iterations", click.IntRange(min=1),
+             f"Stop after this many timed inferences, whatever --min-seconds asks [default: {d.max_iterations}]."),
+            ("--max-seconds", FiniteRange(min=0, min_open=True),
+             f"... or after this many seconds [default: {d.max_seconds:g}]."),
+            ("--warmup-iterations", click.IntRange(min=0),
+             f"Warm-up runs before timing (at least) [default: {d.warmup_min_iterations}]."),
+            ("--warmup-seconds", FiniteRange(min=0),
+             f"Warm-up seconds before timing (at least) [default: {d.warmup_min_seconds:g}].")]):
         fn = click.option(name, type=kind, help=text)(fn)
     fn = click.option("--throughput", is_flag=True, default=None,
                       help="Also measure throughput (FPS, several inferences in flight), as the runtime's own tool "
@@ -203,10 +223,10 @@ def sensing_options(fn):
     for name, kind, text in reversed([
             ("--power-sensor", click.Choice(POWER_SENSORS), "Power reader [default: the profile's power_sensor]."),
             ("--power-command", str, "External meter: a shell command, run on the device, that prints watts."),
-            ("--power-rate", click.FloatRange(min=0, min_open=True), "Power samples per second [default: the reader's]."),
-            ("--idle-seconds", click.FloatRange(min=0), "Idle baseline before warm-up [default: 1]."),
-            ("--cooldown-timeout", click.FloatRange(min=0), "Longest --cooldown wait in seconds [default: 300]."),
-            ("--cooldown-target", click.FloatRange(*COOLDOWN_TARGET_C, min_open=True),
+            ("--power-rate", FiniteRange(min=0, min_open=True), "Power samples per second [default: the reader's]."),
+            ("--idle-seconds", FiniteRange(min=0), "Idle baseline before warm-up [default: 1]."),
+            ("--cooldown-timeout", FiniteRange(min=0), "Longest --cooldown wait in seconds [default: 300]."),
+            ("--cooldown-target", FiniteRange(*COOLDOWN_TARGET_C, min_open=True),
              "°C every thermal zone must reach (instead of the recorded idle).")]):
         fn = click.option(name, type=kind, help=text)(fn)
     fn = click.option("--no-power", is_flag=True, default=None, help="Do not measure power.")(fn)
@@ -398,7 +418,7 @@ def _option_text(option: dict) -> str:
 @click.option("--subset-size", type=click.IntRange(min=1),
               help="Calibration samples NNCF uses (openvino) [default: min(300, samples); fewer than 100 "
                    "samples need this set explicitly].")
-@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
+@click.option("--max-accuracy-drop", type=FiniteRange(0, 1),
               help="Accuracy-aware INT8: revert layers to float until the top-1 drop on --eval-data (with "
                    "labels) is at most this, e.g. 0.01 (openvino: NNCF's accuracy control; any backend with "
                    "--keep-float auto).")
@@ -429,8 +449,9 @@ def _option_text(option: dict) -> str:
 @click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
               "module:callable or file.py:callable returning a PyTorch DataLoader.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
-@click.option("--lr", type=float, help="Learning rate of --distill / --qat (default: distill 1e-3, qat 1e-4; "
-              "an optimize study's best gives its own).")
+@click.option("--lr", type=FiniteRange(min=0, min_open=True),
+              help="Learning rate of --distill / --qat [default: distill 1e-3, qat 1e-4; an optimize study's best "
+                   "gives its own].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")
 @click.option("--keep-float", metavar="auto|LAYER,..",
               help="Mixed precision: keep these layers (or, with auto, the most sensitive ones measured on "
@@ -661,7 +682,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
               help="With KEY=Nx budgets: judge every candidate against the baseline's one run at the study's start "
                    "instead of measuring it again beside each candidate (half the device time; the device's drift "
                    "between runs then decides at the margin).")
-@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
+@click.option("--max-accuracy-drop", type=FiniteRange(0, 1),
               help="Shorthand for --budget accuracy_drop=F (needs labelled --eval-data).")
 @click.option("--objective",
               help="Figure minimised among the candidates that meet every budget. Default: the latency given "
@@ -817,7 +838,7 @@ def baseline_options(fn):
     fn = click.option("--results-dir", type=click.Path(file_okay=False),
                       help="Where the default results store is (for --baseline store) [default: the results "
                            "folder that holds the result files, as `report` finds it, else ./results].")(fn)
-    fn = click.option("--min-effect", "effect", type=click.FloatRange(0, 10, max_open=True), default=0.05,
+    fn = click.option("--min-effect", "effect", type=FiniteRange(0, 10, max_open=True), default=0.05,
                       show_default=True, help="Smallest slowdown that counts, as a fraction (0.05 = 5%).")(fn)
     return click.option("--baseline", "baseline", multiple=True, metavar="BASE",
                         help="Baseline result file or run directory (repeatable), or `store`: the last good "

@@ -319,3 +319,26 @@ def test_times_are_shown_in_utc_as_the_columns_say():
     from edgeopt.report.tables import _time
     assert _time("2026-12-05T23:56:32+05:00") == "2026-12-05 18:56" and _time("2026-12-05T20:56:00Z") == "2026-12-05 20:56"
     assert _time("2026-12-05T20:56:00.123456+00:00") == "2026-12-05 20:56" and _time(None) == "—"
+
+
+def test_times_are_finite_numbers(cli, bundles, tmp_path):
+    """nan passes every bound (it compares false): `--connect-timeout nan` was a traceback with exit 1,
+    `--dead-after inf` switched the dead-device check off unsaid, `--max-seconds inf` failed the run (exit 3)."""
+    for flag, value in (("--connect-timeout", "nan"), ("--dead-after", "inf"), ("--max-seconds", "inf"),
+                        ("--min-seconds", "nan"), ("--idle-seconds", "-inf")):
+        r = cli("bench", bundles["fp32"], flag, value, "--results-dir", tmp_path / "r")
+        assert r.exit_code == 2 and f"Invalid value for '{flag}'" in r.stderr, (flag, r.stderr)
+        assert "Traceback" not in r.stderr and not (tmp_path / "r").exists()
+    from edgeopt import api
+    from edgeopt.errors import BadInput
+    with pytest.raises(BadInput, match="--max-seconds: must be a finite positive number"):
+        api._agent_args(None, {"max_seconds": float("inf")})   # the agent's parser judges it too
+
+
+def test_an_explicit_min_seconds_cut_short_by_the_iteration_cap_is_said(cli, bundles, tmp_path):
+    r = cli("bench", bundles["fp32"], "--min-seconds", "0.5", "--min-iterations", "5", "--max-iterations", "20",
+            "--warmup-iterations", "1", "--warmup-seconds", "0", "--results-dir",
+            tmp_path / "r", "--json")
+    assert r.exit_code == 0, r.stderr
+    said = [w for w in r.json()["warnings"] if w.startswith("the timed loop stopped at 20 runs (--max-iterations) after")]
+    assert said and "short of --min-seconds 0.5" in said[0], r.json()["warnings"]

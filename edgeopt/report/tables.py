@@ -743,6 +743,7 @@ def _verify_hint(outcome: dict, best: dict) -> list:
     bundle, device = pathlib.Path(best["bundle"]), devices[0]
     result = f"results/{file_stem(bundle.stem)}@{file_stem(device)}.json"   # where bench saves it, by default
     inventory = f" -i {shlex.quote(outcome['inventory'])}" if outcome.get("inventory") else ""
+    inventory += "".join(f" {shlex.quote(flag)}" for flag in outcome.get("ssh_flags") or [])
     others = f" (and on each of its other {len(devices) - 1} devices)" if len(devices) > 1 else ""
     return [escape(f"to verify it: edgeopt bench {shlex.quote(str(bundle))} --device {shlex.quote(device)}{inventory} "
                    f"&& edgeopt check {shlex.quote(result)}{others}")]
@@ -774,7 +775,7 @@ def _verdict(outcome: dict, row: dict, on_front: bool) -> str:
                              ("cached", row["cached"]),
                              (f"the same bundle as trial {row.get('twin_of')}, answered by its measurement",
                               row.get("twin_of") is not None and not row["cached"]),
-                             ("screened only", row["measurement"] == "screening"), ("on the Pareto front", on_front))
+                             (screened_only(row), row["measurement"] == "screening"), ("on the Pareto front", on_front))
              if on] + study_marks(outcome, row)
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
@@ -785,6 +786,17 @@ def _verdict(outcome: dict, row: dict, on_front: bool) -> str:
         head = ("[red]misses[/] " + ", ".join(missed) if missed else "") + (
             ("; " if missed else "") + "not measured: " + ", ".join(unmeasured) if unmeasured else "")
     return head + (f" ({', '.join(marks)})" if marks else "")
+
+
+def screened_only(row: dict) -> str:
+    """"screened only", with what ruled it out: a screened trial within every budget read "not measured:
+    accuracy_drop (screened only)", and nothing said it was left out for being slower than the best."""
+    why = row.get("ruled_out") or {}
+    if why.get("by") == "best":
+        return f"screened only: over {why['margin']:.0%} slower than trial {why['trial']}, the best then"
+    if why.get("by") == "budgets" and why.get("budgets"):
+        return f"screened only: missed {', '.join(why['budgets'])} by over {why['margin']:.0%}"
+    return "screened only"
 
 
 def study_marks(outcome: dict, row: dict) -> list:

@@ -14,13 +14,23 @@ from .runner import DEVICE_FAILURES_TO_STOP, RUNS_APART
 if TYPE_CHECKING:
     from .study import Job
 
+def _ssh_flags(options) -> list:
+    """The --known-hosts and --ssh-config the study reached its devices with: `bench` of the chosen bundle needs
+    them too (its "to verify it" line, run as printed, found no known_hosts and failed)."""
+    flags = []
+    for flag, value in (("--known-hosts", getattr(options, "known_hosts", None)),
+                        ("--ssh-config", getattr(options, "ssh_config", None))):
+        flags += [flag, str(value)] if value else []
+    return flags
+
+
 def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = judging.ranked_feasible(study, job.objective)
     front_figures = job.pareto_figures
     # the devices, and the inventory file that names them (`bench` of the chosen bundle needs it too)
     inventory = str(job.inventory) if isinstance(job.inventory, (str, os.PathLike)) else None
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "devices": list(job.devices),
-           "inventory": inventory,
+           "inventory": inventory, "ssh_flags": _ssh_flags(job.ssh_options),
            "trials": _rows(study),
            **_relative(study), "pareto": _pareto(judging.complete(study), front_figures),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
@@ -52,6 +62,12 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     out["exit_code"] = 3 if stopped and not best else (0 if best and out["best"]["confirmed"] else 1)
     if stopped:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
+    lost = [row for row in out["trials"] if row["state"] == "fail" and (row.get("error") or "").startswith("device: ")]
+    if lost and not stopped:   # fewer in a row than stop the study: a device that died near its end said nothing
+        out["notes"].append(f"{len(lost)} trial(s) failed on the device (trial {', '.join(str(r['trial']) for r in lost)}"
+                            f"; the last: {lost[-1]['error'][len('device: '):]}): they count towards --trials, and the "
+                            f"answer rests on the {sum(r['state'] == 'complete' for r in out['trials'])} trials that "
+                            "were measured")
     if runner.exhausted:
         out["exhausted"] = runner.exhausted
     noisy = [str(row["trial"]) for row in out["trials"] if row["noisy"] and not row["cached"] and row["twin_of"] is None]

@@ -375,6 +375,9 @@ def test_the_best_line_says_how_to_verify_the_chosen_bundle():
     fleet = " ".join(optimize_lines(dict(outcome, devices=["pi-1", "pi-2"], inventory="lab.yaml")))
     assert "edgeopt bench opt/s-best.edgepkg --device pi-1 -i lab.yaml && edgeopt check results/s-best@pi-1.json " \
            "(and on each of its other 1 devices)" in " ".join(fleet.split())   # an inventory's name needs the file
+    ssh = " ".join(optimize_lines(dict(outcome, devices=["pi-1"], inventory="lab.yaml",
+                                       ssh_flags=["--known-hosts", "lab/known hosts"])))
+    assert "--device pi-1 -i lab.yaml --known-hosts 'lab/known hosts' && edgeopt check" in " ".join(ssh.split())
 
 
 def test_the_trial_table_shows_size_once_and_keeps_the_numbers_in_a_column():
@@ -391,3 +394,14 @@ def test_the_trial_table_shows_size_once_and_keeps_the_numbers_in_a_column():
     assert figure_columns(dict(outcome, relative_budgets={"size_mb": 0.5})) == ["latency_p90_ms", "size_mb"]
     labels = [label for _, label, _, _ in _trial_cells(outcome)]
     assert labels == ["0 ", "1*", "2 "]
+
+
+def test_a_screened_only_trial_says_what_ruled_it_out():
+    """"not measured: accuracy_drop (screened only)" of a trial within every budget did not say it was left out
+    as slower than the best of its time (a user walkthrough)."""
+    from edgeopt.report.tables import screened_only
+    assert screened_only({"ruled_out": {"by": "best", "trial": 0, "margin": 0.25}}) == \
+        "screened only: over 25% slower than trial 0, the best then"
+    assert screened_only({"ruled_out": {"by": "budgets", "budgets": ["latency_p90_ms"], "margin": 0.25}}) == \
+        "screened only: missed latency_p90_ms by over 25%"
+    assert screened_only({"ruled_out": None}) == "screened only"

@@ -1265,3 +1265,25 @@ def test_a_baseline_no_better_than_the_commonest_label_is_said(cli, tmp_path):
     said = [n for n in r.json()["notes"] if n.startswith("the baseline (trial 0) scores top-1 ")]
     assert len(said) == 1 and "no better than always answering its most common label (0.1" in said[0], \
         r.json()["notes"]
+
+
+def test_a_trial_the_device_failed_is_said_in_the_answer(cli, tmp_path, monkeypatch):
+    """A device that died near a study's end failed its last trials, fewer in a row than stop the study: exit 0
+    and nothing said that the answer rests on fewer trials than asked (a user walkthrough)."""
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+
+    real, calls = api.bench, []
+
+    def bench(bundle, *a, **k):
+        calls.append(bundle)
+        if len(calls) == 3:   # the first candidate after the baseline and INT8 by hand
+            raise DeviceFailure("device local: connection lost")
+        return real(bundle, *a, **k)
+    monkeypatch.setattr(api, "bench", bench)
+    r = _optimize(cli, tmp_path, "--budget", "size_mb=0.9x", "--trials", "4", "--study", "lost", "--no-screening")
+    assert r.exit_code in (0, 1), r.stderr
+    failed = [t["trial"] for t in r.json()["trials"] if t["state"] == "fail"]
+    assert failed and any(n.startswith(f"{len(failed)} trial(s) failed on the device (trial "
+                                       f"{', '.join(map(str, failed))}; the last: device local: connection lost): "
+                                       "they count towards --trials") for n in r.json()["notes"]), r.json()["notes"]
