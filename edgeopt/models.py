@@ -7,12 +7,18 @@ shapes, described by SourceModel (edgeopt/source.py): an ONNX file, or an IR for
 from __future__ import annotations
 
 import hashlib
+import math
 import pathlib
 
 from .errors import BadInput, first_line
 from .source import SourceModel, TensorSpec
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
+
+
+# an input of more elements than this is no input a device holds (8 GiB as float32): a batch dim of 99999999999
+# allocated 23.3 TiB for the parity check's random inputs, a traceback with exit 1
+MAX_INPUT_ELEMENTS = 2 ** 31
 
 
 def parse_input_shapes(items) -> dict:
@@ -23,9 +29,14 @@ def parse_input_shapes(items) -> dict:
         try:
             shape = [int(d) for d in dims.split(",")]
         except ValueError:
-            raise BadInput(f"--input-shape {item!r}: dims must be integers, e.g. image=1,3,224,224") from None
+            form = "" if sep or any(c.isdigit() for c in dims) else " (NAME=D,D,..., or D,D,... for the only input)"
+            raise BadInput(f"--input-shape {item!r}: dims must be integers, e.g. image=1,3,224,224{form}") from None
         if any(d <= 0 for d in shape):
             raise BadInput(f"--input-shape {item!r}: every dim must be positive")
+        count = math.prod(shape)
+        if count > MAX_INPUT_ELEMENTS:
+            raise BadInput(f"--input-shape {item!r}: {count:.3g} elements ({count * 4 / 2**30:.3g} GiB as float32), "
+                           f"more than a device holds (at most {MAX_INPUT_ELEMENTS:.3g})")
         key = name if sep else ""
         if key in shapes:   # the last one had won silently
             raise BadInput(f"--input-shape {item!r}: input {key or '(the only one)'} given a shape twice "
@@ -208,6 +219,7 @@ def onnx_source(src: pathlib.Path, reference: str, fmt: str, sha: str, shapes: d
     import onnx
 
     model = load_onnx(src)
+    _refuse_what_cannot_run(model, reference)
     notes = fix_input_shapes(model, dict(shapes))
     _infer_output_shapes(model)
     fixed = workdir / "source.onnx"
@@ -218,10 +230,34 @@ def onnx_source(src: pathlib.Path, reference: str, fmt: str, sha: str, shapes: d
     if simplify:
         from .simplify import simplify as simplify_graph
         simplified = workdir / "simplified.onnx"
-        source.simplification = simplify_graph(fixed, simplified)
+        try:
+            source.simplification = simplify_graph(fixed, simplified)
+        except BadInput as e:   # it names the working copy, a temporary file: the user's is the one to fix
+            raise BadInput(str(e).replace(str(fixed), reference)) from None
         if source.simplification["applied"]:
             source.onnx_path, source.unsimplified_path = simplified, fixed
     return source
+
+
+# ONNX's own operator sets and ONNX Runtime's contrib ops: every other domain is a custom operator, which needs a
+# library of its own that no runtime edgeopt ships loads (onnxruntime then failed in the parity check's reference,
+# a traceback with exit 1)
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def _refuse_what_cannot_run(model, reference: str) -> None:
+    """A graph with no inputs (nothing to feed or measure: its random inputs' generator was empty), or with a
+    custom operator that a model-local function does not define, is bad input named by the user's file."""
+    if not graph_inputs(model):
+        raise BadInput(f"{reference}: the model has no inputs (its outputs are constants): there is nothing to "
+                       "feed it or to measure")
+    local = {(f.domain, f.name) for f in model.functions}
+    custom = next((n for n in model.graph.node if n.domain not in STANDARD_DOMAINS
+                   and (n.domain, n.op_type) not in local), None)
+    if custom is not None:
+        raise BadInput(f"{reference}: node {custom.name or custom.op_type!r} is {custom.domain}:{custom.op_type}, a "
+                       "custom operator: the runtimes edgeopt packages for cannot load it (export the model with "
+                       "standard ONNX operators)")
 
 
 def count_parameters(model) -> int:

@@ -55,4 +55,9 @@ class SourceModel:
             from .ir import reference_runner
             return reference_runner(self.ir_path)
         from .convert.onnxruntime import ort_runner
-        return ort_runner(self.unsimplified_path or self.onnx_path)
+        from .errors import BadInput, first_line
+        try:
+            return ort_runner(self.unsimplified_path or self.onnx_path)
+        except Exception as e:   # onnxruntime's own error types: a model it cannot load was a traceback, exit 1
+            raise BadInput(f"{self.reference}: onnxruntime cannot load the model, which the parity check runs as "
+                           f"its reference: {first_line(e)[:300]}") from None

@@ -40,7 +40,7 @@ def test_check_refuses_a_gate_that_checks_nothing(int8_result, tmp_path):
     ({"minseconds": 3}, "unrecognized arguments: --minseconds 3"),
     ({"min_second": 3}, "unrecognized arguments: --min-second 3"),   # no abbreviation matches another flag
     ({"min_seconds": "abc"}, "argument --min-seconds: invalid float value: 'abc'"),
-    ({"min_seconds": -1}, "argument --min-seconds: must be zero or more"),
+    ({"min_seconds": -1}, "argument --min-seconds: must be a finite number, zero or more"),
     ({"warmup_iterations": -5}, "argument --warmup-iterations: must be an integer, zero or more"),
     ({"max_iterations": 0}, "argument --max-iterations: must be a positive integer"),
 ])

@@ -281,7 +281,7 @@ def test_impossible_loop_and_cooling_values_are_refused(cli, bundles, tmp_path, 
 
 
 @pytest.mark.parametrize("setting, said", [
-    ({"loop": {"max_seconds": 0}}, "argument --max-seconds: must be positive"),
+    ({"loop": {"max_seconds": 0}}, "argument --max-seconds: must be a finite positive number"),
     ({"sensing": {"cooldown_target": -500}}, "argument --cooldown-target: must be degrees Celsius above 0 and at "
                                              "most 150"),
 ])

@@ -50,10 +50,36 @@ def test_dynamic_dims_need_input_shape(cli, tmp_path):
     ("y=1,3,4,4", "names 'y', which is not an input"),
     ("x=1,4,4,4", "contradicts the model's static dim 3"),
     ("x=1,a,4,4", "dims must be integers"),
+    ("x", "dims must be integers, e.g. image=1,3,224,224 (NAME=D,D,..., or D,D,... for the only input)"),
+    ("x=99999999999,3,16,16", "'x=99999999999,3,16,16': 7.68e+13 elements (2.86e+05 GiB as float32), more than a "
+                              "device holds"),   # a traceback from the parity check's 23 TiB of random inputs
 ])
 def test_bad_input_shapes(cli, tmp_path, shape, message):
     r = cli("inspect", _dynamic_model(tmp_path / "dyn.onnx"), "--input-shape", shape)
     assert r.exit_code == 2 and message in r.stderr
+
+
+def test_a_model_no_runtime_can_run_is_refused_naming_the_users_file(cli, tmp_path):
+    """A custom operator went to the parity check's reference with --no-simplify (a traceback, exit 1), or named
+    the temporary working copy; a graph without inputs was "generator raised StopIteration"."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    custom = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("FooOp", ["x"], ["y"], domain="my.domain")],
+                                                  "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.domain", 1)]),
+              str(custom))
+    constant = tmp_path / "constant.onnx"
+    value = helper.make_tensor("v", TensorProto.FLOAT, [1, 4], [1, 2, 3, 4])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Constant", [], ["y"], value=value)], "g", [], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(constant))
+    for model, extra, said in (
+            (custom, (), f"{custom}: node 'FooOp' is my.domain:FooOp, a custom operator"),
+            (custom, ("--no-simplify",), f"{custom}: node 'FooOp' is my.domain:FooOp, a custom operator"),
+            (constant, (), f"{constant}: the model has no inputs (its outputs are constants)")):
+        r = cli("package", model, "-o", tmp_path / "o.edgepkg", *extra, "-q")
+        assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {said}"), r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_an_input_given_two_shapes_is_refused(cli, tmp_path):
