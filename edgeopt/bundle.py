@@ -102,7 +102,16 @@ def read(bundle_path, workdir) -> dict:
     try:
         return agent_bundle.extract(str(bundle_path), str(workdir))
     except BundleError as e:
-        raise BadInput(str(e)) from None
+        raise BadInput(str(e) + _what_it_is(bundle_path)) from None
+
+
+def _what_it_is(path) -> str:
+    """What a file given as a bundle is instead, where its name says: a model (`bench model.onnx`)."""
+    from .models import FILE_FORMATS
+
+    if pathlib.Path(path).suffix.lower() in FILE_FORMATS:
+        return f"; it is a model: `edgeopt package {path}` makes a bundle of it"
+    return ""
 
 
 def read_manifest(bundle_path) -> dict:

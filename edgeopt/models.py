@@ -68,8 +68,10 @@ def detect_format(reference: str) -> str:
         raise BadInput(f"model not found: {reference}" if not path.exists() else f"model {reference} is not a file")
     if fmt is not None:
         return fmt
+    instead = {".edgepkg": "; it is an edgeopt bundle: `package --recipe BUNDLE` rebuilds one from its recipe",
+               ".json": "; a JSON file is no model (`check` and `report` read result files)"}.get(path.suffix.lower(), "")
     raise BadInput(f"{reference}: unknown model format (expected .onnx, .pt2, .pt/.pth TorchScript, "
-                   "OpenVINO IR .xml, .tflite, or module:callable)")
+                   f"OpenVINO IR .xml, .tflite, or module:callable){instead}")
 
 
 def load_onnx(path: pathlib.Path):

@@ -392,6 +392,11 @@ def load(path) -> dict:
     if path.suffix == ".edgepkg":   # the bundle itself, not a result of it: the likeliest slip after optimize
         _refuse_bundle(path, where)
     try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head == b"SQLite format 3\x00":   # "not valid JSON: 'utf-8' codec can't decode"
+            raise BadInput(f"{where} is an SQLite database (the results store?), not a result file: `edgeopt "
+                           f"history --store sqlite:///{path.resolve()}` lists what it holds")
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BadInput(f"{where}: cannot read: {e.strerror or e}") from None
@@ -413,7 +418,9 @@ def expand(paths) -> list:
         if path.is_dir():
             found = sorted(p for p in path.glob("*.json") if p.name != "run.json" and p.is_file())
             if not found:
-                raise BadInput(f"{_where(path)} holds no result files")
+                runs = sorted(p.parent for p in path.glob("*/run.json"))   # results/fleet/BUNDLE: its runs
+                newest = f": it holds fleet runs; give one, such as the newest, {_where(runs[-1])}" if runs else ""
+                raise BadInput(f"{_where(path)} holds no result files{newest}")
             out += found
         else:
             out.append(path)

@@ -342,3 +342,25 @@ def test_an_explicit_min_seconds_cut_short_by_the_iteration_cap_is_said(cli, bun
     assert r.exit_code == 0, r.stderr
     said = [w for w in r.json()["warnings"] if w.startswith("the timed loop stopped at 20 runs (--max-iterations) after")]
     assert said and "short of --min-seconds 0.5" in said[0], r.json()["warnings"]
+
+
+def test_a_file_of_another_kind_is_named_for_what_it_is(cli, bundles, tmp_path):
+    """`check edgeopt.db` read "not valid JSON: 'utf-8' codec can't decode"; a bundle or a result given as a model,
+    a model given as a bundle, and a fleet bundle's folder of runs said only what they were not."""
+    import sqlite3
+    db = tmp_path / "edgeopt.db"
+    sqlite3.connect(db).execute("create table t (x)").connection.close()
+    result = tmp_path / "r.json"
+    result.write_text('{"schema": "edgeopt.result/1"}')
+    run = tmp_path / "fleet" / "m" / "20261206T060311772915Z"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    for args, said in ((("check", db), f"{db} is an SQLite database (the results store?), not a result file: "
+                                        f"`edgeopt history --store sqlite:///{db}`"),
+                       (("package", bundles["fp32"]), "it is an edgeopt bundle: `package --recipe BUNDLE` rebuilds"),
+                       (("inspect", result), "a JSON file is no model (`check` and `report` read result files)"),
+                       (("bench", MODEL), f"it is a model: `edgeopt package {MODEL}` makes a bundle of it"),
+                       (("check", run.parent), f"{run.parent} holds no result files: it holds fleet runs; give one, "
+                                               f"such as the newest, {run}")):
+        r = cli(*args, "-q")
+        assert r.exit_code == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
