@@ -68,7 +68,7 @@ def _ssh_g(ssh, path, spec) -> dict:
         key = key.lower()
         if key == "identityfile":
             cfg["identityfile"].append(value)
-        elif key in ("hostname", "port", "user", "proxyjump", "proxycommand"):
+        elif key in ("hostname", "port", "user", "proxyjump", "proxycommand", "userknownhostsfile"):
             cfg[key] = value
     return cfg
 
@@ -101,6 +101,10 @@ def resolve(spec, options) -> dict:
         "keys": list(spec.key_files) or [os.path.expanduser(k) for k in cfg.get("identityfile", [])
                                           if os.path.isfile(os.path.expanduser(k))],
         "jump": None if not jump or jump.lower() == "none" else jump,
+        # the config's UserKnownHostsFile (its first file; OpenSSH's default is ~/.ssh/known_hosts), where
+        # --known-hosts gives none: an alias that worked for ssh was refused as "unknown" against the default file
+        "known_hosts": os.path.expanduser(cfg["userknownhostsfile"].split()[0])
+        if (cfg.get("userknownhostsfile") or "").split() else None,
     }
     target["proxy_command"] = (None if not proxy_command or proxy_command.lower() == "none"
                                else expand_tokens(proxy_command, target, spec.host))

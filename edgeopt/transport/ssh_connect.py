@@ -143,7 +143,7 @@ def open_client(spec, options, depth: int = 0) -> paramiko.SSHClient:
 
 def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
     target = resolve(spec, options)
-    known_hosts = options.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+    known_hosts = options.known_hosts or target["known_hosts"] or os.path.expanduser("~/.ssh/known_hosts")
     client = _Client()
     opened.append(client)
     keys = known_hosts_file.read(known_hosts, _host_label(target["host"], target["port"]))

@@ -162,3 +162,21 @@ def test_a_proxy_command_with_tokens_reaches_the_device(lab, hops, tmp_path):
         assert transport.run(["echo", "through a proxy command"], lambda line: None, 30) == (0, "through a proxy command\n")
     finally:
         client.close()
+
+
+@needs_ssh
+def test_the_configs_known_hosts_file_is_read_where_no_known_hosts_is_given(lab, hops, tmp_path):
+    """An alias that worked for ssh, with UserKnownHostsFile in its config, was refused: the default file does not
+    exist (a user walkthrough). --known-hosts still wins over it."""
+    device = hops[0]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host board\n  HostName {device.host}\n  Port {device.port}\n  User "
+                      f"{lab.inventory_entry(device)['user']}\n  IdentityFile {lab.client_key}\n"
+                      f"  UserKnownHostsFile {lab.known_hosts}\n")
+    spec = make_device("board", {}, "test")
+    client = open_client(spec, SshOptions(ssh_config=str(config), connect_timeout=5))
+    client.close()
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    with pytest.raises(DeviceFailure, match=f"is unknown.*>> {empty}"):
+        open_client(spec, SshOptions(ssh_config=str(config), known_hosts=str(empty), connect_timeout=5))
