@@ -155,7 +155,8 @@ def ssh_options(fn):
     """Inventory, host-key and store options for verbs that reach devices."""
     @click.option("--inventory", "-i", type=click.Path(),
                   help="Devices: edgeopt YAML, or any Ansible inventory (file, directory, plugin, script).")
-    @click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file [default: ~/.ssh/known_hosts].")
+    @click.option("--known-hosts", type=click.Path(dir_okay=False),
+                  help="known_hosts file [default: the ssh config's UserKnownHostsFile, else ~/.ssh/known_hosts].")
     @click.option("--trust-new-host-keys", is_flag=True,
                   help="Trust an unknown host key on first use and remember it (a changed key is still refused).")
     @click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh config for host aliases [default: ~/.ssh/config].")

@@ -49,7 +49,8 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
         job.pareto_figures = front
     directions = ["minimize"] * (len(job.pareto_figures) if multi else 1)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
-                                sampler=samplers.make(sampler, dims, job.seed, multi))
+                                sampler=samplers.make(sampler, dims, _sampler_seed(job.seed, began if name in
+                                                                                  existing else None, sampler), multi))
     if name in existing:
         _check_identity(study, identity)
         _check_space(study, dims)
@@ -67,6 +68,16 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
             study.enqueue_trial(spaces.params(dims, first, every),
                                 user_attrs={"textbook": "INT8 alone, the backend's defaults"})
     return study
+
+
+def _sampler_seed(seed: int, began, sampler: str | None) -> int:
+    """--seed for a new study; for one resumed or joined, --seed plus the trials it holds: the same seed made a
+    second worker propose the first one's configurations in the same order (two workers on one study measured
+    each configuration twice), and a resumed study its first run's start-up trials again. Still reproducible:
+    the study's state decides it. The grid keeps the seed: its points are indices into the order it shuffles."""
+    if began is None or sampler == "grid":
+        return seed
+    return seed + len(began.get_trials(deepcopy=False))
 
 
 # What of the command line each part of a study's identity is, for a --resume that differs in it

@@ -28,6 +28,7 @@ NEAR_MISSES_MEASURED = 3        # at most this many such trials a round, nearest
 # A finalist's two runs this far apart (the larger over the smaller) get a third, whose median then ranks it: the
 # median of two is their mean, and one 2x run on a loaded host made a finalist's figure 1.5x and decided the choice.
 RUNS_APART = 1.25
+WAIT_POLL_S = 1.0   # how often a worker looks whether another's trial of the same configuration has ended
 # Objectives one bundle reads alike on every run (its files; its predictions on the same eval data): measuring a
 # trial again settles nothing.
 SAME_EVERY_RUN = ("size_mb", "accuracy_drop")
@@ -160,7 +161,7 @@ class Runner:
             config = f"backend={self.job.backend or self.job.profile_backend()} {config}"
         trial.set_user_attr("config", config)
         full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
-        cached = self._cached(key, trial.number, full)
+        cached = self._cached(key, trial.number, full) or self._answer_of_another_worker(key, trial.number, full)
         self.progress.status(f"trial {trial.number}{self._counted(trial, cached)}: {config}")
         try:
             screen = self._screen(trial)
@@ -288,6 +289,29 @@ class Runner:
         return None if t is None else {k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
             "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None}
+
+    def _answer_of_another_worker(self, key: str, number: int, full: bool) -> dict | None:
+        """Where another worker is running a trial of this very configuration, its answer once it has one (as
+        _cached's); None where none is, or it ended without one. Two workers on one study packaged and measured
+        one configuration at once, and both trials counted towards --trials. A worker that died leaves its
+        trial running: the wait ends after the longest a trial's measurement may take."""
+        import time
+
+        if self._running_elsewhere(key, number) is None:
+            return None
+        self.progress.status(f"trial {number}: another worker is measuring this configuration; waiting for its "
+                             "answer")
+        deadline = time.monotonic() + 2 * self.job.timeout
+        while time.monotonic() < deadline and self._running_elsewhere(key, number) is not None:
+            time.sleep(WAIT_POLL_S)
+        return self._cached(key, number, full)
+
+    def _running_elsewhere(self, key: str, number: int):
+        import optuna
+
+        return next((t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                     if t.number != number and t.user_attrs.get("key") == key
+                     and t.user_attrs.get("worker") != rdb.WORKER), None)
 
     def _twin(self, artifact: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
@@ -480,17 +504,30 @@ class Runner:
             again = self._measure_again(t, judge.paired)
             if again is None:
                 break
-            values.append(again[0])
-            figures.append(again[1])
+            values, figures = self._add_run(t, values, figures, again)
             added = True
-            # read again before writing: another worker may have stored other bundles' runs meanwhile (the same
-            # bundle's, measured by both at once, are the last writer's)
-            keys = self._same_bundle(t)
-            for attr, readings in (("rechecked", values), ("rechecked_figures", figures)):
-                stored = dict(self.study.user_attrs.get(attr, {}))
-                stored.update(dict.fromkeys(keys, list(readings)))
-                self.study.set_user_attr(attr, stored)
         return added
+
+    def _add_run(self, t, values: list, figures: list, run: tuple) -> tuple:
+        """Store one more run (value, figure) of `t`'s bundle for it and its twins, and return the runs stored
+        now. Read again before writing: another worker may have stored runs meanwhile, of other bundles or of
+        this one (both measure the best again at their end); theirs are kept, this one added after them (the
+        last writer's list had replaced the other's, and the two workers' tables judged trial 0 by different
+        medians)."""
+        keys = self._same_bundle(t)
+        rechecked = dict(self.study.user_attrs.get("rechecked", {}))
+        stored_figures = dict(self.study.user_attrs.get("rechecked_figures", {}))
+        now = rechecked.get(t.user_attrs["key"])
+        if now and len(now) > len(values) and now[:len(values)] == values:   # another worker's runs, after ours
+            figures = list(stored_figures.get(t.user_attrs["key"]) or figures)
+            figures += [None] * (len(now) - len(figures))
+            values = list(now)
+        values, figures = values + [run[0]], figures + [run[1]]
+        for attr, stored, readings in (("rechecked", rechecked, values), ("rechecked_figures", stored_figures,
+                                                                          figures)):
+            stored.update(dict.fromkeys(keys, list(readings)))
+            self.study.set_user_attr(attr, stored)
+        return values, figures
 
     def _near_misses(self, judge) -> list:
         """The trials, one per bundle, that missed only the objective's budget by at most NEAR_MISS, or whose runs

@@ -474,6 +474,8 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
     # can demote the best, and bring back a candidate ruled out against it)
     counted = [t for t in trials if not t.user_attrs.get("cached") and t.user_attrs.get("again_of") is None]
     assert sorted(numbers) == list(range(len(trials))) and 6 <= len(counted) <= 7
+    keys = [t.user_attrs["key"] for t in counted]   # a configuration one worker was running, the other waited for
+    assert len(keys) == len(set(keys)), [(t.number, t.user_attrs.get("worker"), t.user_attrs["key"][:8]) for t in counted]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     measured = list((tmp_path / "a").rglob("*.json")) + list((tmp_path / "b").rglob("*.json"))
     assert measured, "both workers measure on their own device"
