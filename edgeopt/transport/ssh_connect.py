@@ -111,6 +111,15 @@ def _connect_failure(spec, where, client, error, options) -> str:
 PASSWORD_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
 
 
+def _keys_tried(target: dict) -> str:
+    """Which keys a refused login offered: with many boards and keys, "Authentication failed." alone does not say
+    which key to authorize."""
+    agent = " and ssh-agent's" if os.environ.get("SSH_AUTH_SOCK") else ""
+    if target["keys"]:
+        return f"keys tried: {', '.join(target['keys'])}{agent}"
+    return f"keys tried: ~/.ssh/id_* (no key: given){agent}"
+
+
 def _password_hint(spec, error) -> str:
     """Why a device whose inventory gives a password found "No authentication methods available"."""
     if "authentication" not in str(error).lower() or not any(spec.vars.get(v) for v in PASSWORD_VARS):
@@ -178,8 +187,8 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
                             "passphrase: load it into ssh-agent (ssh-add KEY), which edgeopt uses") from None
     except paramiko.AuthenticationException as e:
         client.close()
-        raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e}){_password_hint(spec, e)}") \
-            from None
+        raise DeviceFailure(f"device {spec.name}: authentication refused for {where} ({e}; {_keys_tried(target)})"
+                            f"{_password_hint(spec, e)}") from None
     except socket.gaierror as e:
         client.close()
         if spec.on_command_line and not target["jump"] and not target["proxy_command"]:

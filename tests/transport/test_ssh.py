@@ -93,6 +93,7 @@ def test_refused_authentication(cli, lab, bundles, tmp_path):
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
     r = _bench(cli, lab, bundles["fp32"], inv, "pi-noauth", tmp_path)
     assert r.exit_code == 3 and "device pi-noauth: authentication refused for" in r.stderr
+    assert f"keys tried: {lab.client_key}" in r.stderr   # which key to authorize
     assert "not the inventory's password" not in r.stderr
     # an Ansible-style password in the inventory is not used, and the failure says so
     entry = dict(lab.inventory_entry(dev), vars={"ansible_password": "hunter2"})
