@@ -106,6 +106,28 @@ def test_bench_on_a_full_disk_keeps_the_result_in_the_store(cli, bundles, full_d
         assert c.execute("select count(*) from results").fetchone()[0] == 1
 
 
+def test_bench_on_a_full_disk_that_holds_the_store_too_keeps_the_result_in_the_temporary_folder(
+        cli, bundles, full_disk, tmp_path, monkeypatch):
+    """Neither the results folder nor the store could take the result: "this run's result is lost"."""
+    import os
+    import tempfile
+
+    from edgeopt.store import Store
+    url = f"sqlite:///{full_disk / 'e.db'}"
+    Store(url).close()   # made while there was room; then the disk fills, but for the results folder's probe
+    free = os.statvfs(full_disk)
+    (full_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 4096))
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    r = cli("bench", bundles["fp32"], "--results-dir", full_disk, "--store", url, *FAST_BENCH_ARGS)
+    assert r.exit_code == 2, r.stderr
+    kept = list(spare.glob("edgeopt-result-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["status"] == "ok", r.stderr
+    _one_line(r.stderr, f"the result is saved to {kept[0]} instead")
+    assert cli("check", kept[0], "--budget", "latency_p90_ms=1000").exit_code == 0
+
+
 @pytest.mark.slow
 def test_optimize_to_a_read_only_folder_leaves_no_study_behind(cli, read_only, tmp_path):
     from conftest import CALIB, EVAL
