@@ -20,6 +20,7 @@ from .errors import BadInput, DeviceFailure, EdgeoptError
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+TERMINATED = 143   # 128 + SIGTERM: a cancelled CI job, a `kill`
 STORE_HELP = ("Results history: sqlite:///PATH, or postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
               "[default: $EDGEOPT_STORE, else edgeopt.db in --results-dir].")
 RESULTS_DIR_HELP = "Where each measurement's result file is written, and the default store (edgeopt.db)."
@@ -128,6 +129,8 @@ def common(fn):
     @functools.wraps(fn)
     def wrapper(as_json, quiet, debug, **kwargs):
         out = Output(as_json, quiet, debug)
+        terminated = []
+        previous = _stop_on_sigterm(terminated)
         try:
             code = fn(out, **kwargs)
         except EdgeoptError as e:
@@ -142,13 +145,38 @@ def common(fn):
             # Not click's "Aborted!" with exit 1, which reads as "a budget failed" to a CI system. Every file
             # edgeopt writes is written atomically, so what was saved before Ctrl-C is whole.
             out.close()
-            said = f"interrupted: {e}" if str(e) else "interrupted"   # a long run says what it kept
+            how, code = ("terminated (SIGTERM)", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+            said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
             click.echo(f"edgeopt: {said}", err=True)
-            out.emit_error(said, INTERRUPTED)
-            sys.exit(INTERRUPTED)
+            out.emit_error(said, code)
+            sys.exit(code)
+        finally:
+            _restore_sigterm(previous)
         out.close()
         sys.exit(code or 0)
     return wrapper
+
+
+def _stop_on_sigterm(terminated: list):
+    """SIGTERM (a cancelled CI job) stops a run as Ctrl-C does: the devices let go, what was gathered kept and
+    said, exit 143. It killed the process without a word; a fleet's or a study's --resume hint was lost."""
+    import signal
+
+    def stop(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:   # not the main thread (an embedding program's): its own handler stays
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    """The handler before the verb's (a program that runs verbs in-process keeps its own)."""
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def ssh_options(fn):
@@ -293,7 +321,8 @@ def main():
       edgeopt bench model-int8.edgepkg --device local
       edgeopt check results/model-int8@local.json --budget latency_p90_ms=5
 
-    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure, 130 interrupted.
+    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure, 130 interrupted (Ctrl-C),
+    143 terminated (SIGTERM).
     """
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import FAST_BENCH_ARGS, FAST_LOOP, ctrl_c_works, write_inventory
 from edgeopt import api
 from edgeopt.progress import Progress
@@ -192,9 +194,12 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     assert len(list(fleet_dir.glob("*/*/node-*.json"))) == 4 and len(list(fleet_dir.glob("*/*"))) == 1  # resumed in place
 
 
-def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path):
+@pytest.mark.parametrize("sent, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                               (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path, sent, code, said):
     """A fleet measuring for 60 s is interrupted: it exits 130 within seconds, not when the measurements would end,
-    and the agents on the devices stop too."""
+    and the agents on the devices stop too. SIGTERM (a cancelled CI job) likewise, with 143: it killed the
+    process without a word."""
     import psutil
     devices = _devices(lab, "node-", 0, 2)
     inv = write_inventory(tmp_path / "fleet.yaml", lab, devices)
@@ -212,12 +217,12 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path):
         time.sleep(0.1)
     time.sleep(2.0)   # and in their timed loops
     started = time.monotonic()
-    host.send_signal(signal.SIGINT)
+    host.send_signal(sent)
     try:
         _, err = host.communicate(timeout=30)
     finally:
         host.kill()
-    assert host.returncode == 130 and "interrupted" in err, (host.returncode, err)
+    assert host.returncode == code and f"edgeopt: {said}: " in err, (host.returncode, err)
     assert "0 of 2 devices reported; the others read as no result in " in err and "--resume" in err, err
     assert time.monotonic() - started < 10
     agents = lambda: [p for p in psutil.process_iter(["cmdline"])
