@@ -461,9 +461,12 @@ class Runner:
                 if t.user_attrs.get("again_of") is not None}
         measured = False
         for t in self._ruled_out_to_reconsider():
-            if t.user_attrs.get("key") in done or not self._can_still_win(
-                    t.user_attrs["figures"], t.user_attrs.get("violations") or {},
-                    {k: v for k, v in (t.user_attrs.get("paired") or {}).items() if v is not None}):
+            figures = t.user_attrs["figures"]
+            paired = {k: v for k, v in (t.user_attrs.get("paired") or {}).items() if v is not None}
+            # the budgets its screening run measured: an unmeasured one (accuracy, which screening leaves out)
+            # is recorded as missed by 1, which read as a far miss, and no such trial was ever reconsidered
+            measured = {k: v for k, v in (t.user_attrs.get("violations") or {}).items() if k in figures or k in paired}
+            if t.user_attrs.get("key") in done or not self._can_still_win(figures, measured, paired):
                 continue
             self.progress.status(f"measuring trial {t.number} fully: its screening run was ruled out against trial "
                                  f"{t.user_attrs['ruled_out']['trial']}, no longer the best")

@@ -287,13 +287,14 @@ def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
 def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tmp_path, monkeypatch):
     # trial 0 (2.0 ms, the best then) ruled out trial 1's screening run (2.8 ms: over 25 % slower); measured again,
     # trial 0 reads 20 ms and misses 10 ms. Trial 1, never measured fully (no accuracy), is measured fully as a new
-    # trial of its configuration, which the study then chooses
+    # trial of its configuration, which the study then chooses. Its record holds the accuracy budget it never
+    # measured as missed by 1 (trial.excess), which read as a far miss: a user walkthrough's study never did this
     from edgeopt.search import trial as trials_
 
     runner = _runner(tmp_path, False, [(2.0, None, True)])
     key = trials_.Candidate({}, [], None).key({})   # the configuration the runner's empty space samples
     runner.study.add_trial(optuna.trial.create_trial(value=2.8, user_attrs={
-        "figures": {OBJECTIVE: 2.8}, "measurement": "screening", "violations": {OBJECTIVE: -0.72},
+        "figures": {OBJECTIVE: 2.8}, "measurement": "screening", "violations": {OBJECTIVE: -0.72, "accuracy_drop": 1.0},
         "constraints": [-0.72], "key": key, "ruled_out": {"by": "best", "trial": 0, "margin": 0.25}}))
     measured = _measured_again(runner, monkeypatch, {0: [20.0, 20.0], 1: [2.9]})
     screened = []
