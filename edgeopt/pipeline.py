@@ -35,6 +35,18 @@ MIN_EVAL_SAMPLES = 100   # labelled eval samples below which top-1 moves a perce
 EFFECTIVE_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
 
+def _check_name(name: str | None) -> None:
+    """--name as the manifest will hold it, judged before any work: a path was refused only after packaging, by
+    the manifest's own check (which named no flag); a blank name was taken, and the empty one left to the
+    default without a word."""
+    if name is None:
+        return
+    if not name.strip():
+        raise BadInput(f"--name {name!r}: give a name with something in it, or leave --name out for the default")
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise BadInput(f"--name {name!r}: a bundle name is not a path (no '/' or '\\')")
+
+
 def package(model: str, profile: str = "generic", output=None, precision: str | None = None,
             quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
@@ -94,6 +106,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     merged_budgets = validate_budgets(merged(prof.budgets if profile_budgets else {}, budgets),
                                       field="package budgets")
     precision = precision or prof.default_precision
+    _check_name(name)
     if output is not None:
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     # QAT trains INT8 into the model with quantize none: its bundle is an INT8 one, not "-fp32"

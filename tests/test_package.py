@@ -444,3 +444,14 @@ def test_the_bundle_never_replaces_an_input_even_with_force(cli, tmp_path):
     r = cli("package", model, "--eval-data", data, "-o", data, "--force")
     assert r.exit_code == 2 and "is --eval-data, an input of this package" in r.stderr, r.stderr
     assert (model.read_bytes(), data.read_bytes()) == before
+
+
+def test_a_bundle_name_is_judged_before_any_work(cli, tmp_path):
+    """`--name a/b` was refused after packaging by the manifest's check, which named no flag; `--name ' '` was
+    taken, and `--name ''` left to the default without a word (a user walkthrough)."""
+    for name, said in (("a/b", "--name 'a/b': a bundle name is not a path"),
+                       (" ", "--name ' ': give a name with something in it"),
+                       ("", "--name '': give a name with something in it")):
+        r = cli("package", MODEL, "--name", name, "-o", tmp_path / "n.edgepkg", "-q")
+        assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {said}") and len(r.stderr.splitlines()) == 1
+        assert not (tmp_path / "n.edgepkg").exists()
