@@ -48,11 +48,12 @@ def inspect_bundle(path) -> dict:
                 conversion_seconds=(manifest.get("tools") or {}).get("conversion_seconds", 0.0))
 
 
-def profiles() -> list:
+def profiles(broken: list | None = None) -> list:
     """Every hardware profile ($EDGEOPT_PROFILES, then the built-in set), as dicts; `shadows`: the built-in file a
-    profile of $EDGEOPT_PROFILES takes the place of (its budgets and threads are then not the built-in's)."""
+    profile of $EDGEOPT_PROFILES takes the place of (its budgets and threads are then not the built-in's).
+    broken: a list, to leave out a profile that does not load and append its error there (else BadInput)."""
     from .profiles import shadows_builtin
-    return [dict(p.to_dict(), shadows=shadows_builtin(p)) for p in list_profiles()]
+    return [dict(p.to_dict(), shadows=shadows_builtin(p)) for p in list_profiles(broken)]
 
 
 def profile(name: str) -> dict:

@@ -120,12 +120,22 @@ def shadows_builtin(profile) -> str | None:
     return None
 
 
-def list_profiles() -> list:
+def list_profiles(broken: list | None = None) -> list:
+    """Every profile, first found by name; with `broken` (a list), a profile that does not load is left out and
+    its error appended there (one bad file of $EDGEOPT_PROFILES hid every profile from `profiles list`)."""
     names = {}
     for d in profile_dirs():
         for f in sorted(d.glob("*.toml")):
             names.setdefault(f.stem, f)
-    return [load_profile(str(f)) for f in names.values()]
+    out = []
+    for f in names.values():
+        try:
+            out.append(load_profile(str(f)))
+        except BadInput as e:
+            if broken is None:
+                raise
+            broken.append(str(e))
+    return out
 
 
 def load_profile(name_or_path: str) -> Profile:

@@ -127,6 +127,13 @@ def test_profiles_from_the_environment_are_said_and_a_bad_folder_refused(cli, tm
     monkeypatch.setenv("EDGEOPT_PROFILES", str(tmp_path / "no-such-folder"))
     r = cli("profiles", "list")
     assert r.exit_code == 2 and "$EDGEOPT_PROFILES names" in r.stderr and "no-such-folder" in r.stderr
+    # one bad file hid every profile (exit 2, nothing listed): the others are listed, the bad one warned of
+    (folder / "broken.toml").write_text("name = \n")
+    monkeypatch.setenv("EDGEOPT_PROFILES", str(folder))
+    r = cli("profiles", "list", "--json")
+    assert r.exit_code == 0 and "intel-cpu" in {p["name"] for p in r.json()}, r.stderr
+    assert f"edgeopt: warning: profile {folder / 'broken.toml'}: not valid TOML" in r.stderr
+    assert cli("package", MODEL, "--profile", "broken", "-o", tmp_path / "b.edgepkg").exit_code == 2   # used: refused
 
 
 def test_a_backend_the_registry_marks_unavailable_is_a_clear_error(cli, tmp_path, monkeypatch):
