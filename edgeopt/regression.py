@@ -239,7 +239,10 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
         store = Store(store_url or default_url(results_dir), create=False)   # a mistyped one is no baseline
         find = lambda doc: _store_baseline(store, doc)
     else:
-        pool = [results.load(p) for p in results.expand(specs)]
+        try:
+            pool = [results.load(p) for p in results.expand(specs)]
+        except BadInput as e:   # "result file not found: x.json" said not which of the command's files it was
+            raise BadInput(f"--baseline: {e}") from None
         find = lambda doc: pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
     try:
         found = [(doc, *find(doc)) for doc in docs if doc.get("status") == "ok"]

@@ -243,11 +243,12 @@ def test_bad_baseline_input_is_one_line(cli, pair, tmp_path):
     doc = dict(base_doc, latency=dict(base_doc["latency"], samples_ms=["1", 2]))
     bad.write_text(json.dumps(doc))
     r = cli("check", slow, "--baseline", bad)
-    assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {bad}: latency.samples_ms must be a non-empty list")
+    assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: --baseline: {bad}: latency.samples_ms must be "
+                                                    "a non-empty list")
     r = cli("check", slow, "--baseline", "store", "--baseline", base)
     assert r.exit_code == 2 and "cannot be combined" in r.stderr
     r = cli("check", slow, "--baseline", tmp_path / "missing.json")
-    assert r.exit_code == 2 and "result file not found" in r.stderr
+    assert r.exit_code == 2 and "--baseline: result file not found" in r.stderr   # which of the files it was
 
 
 def test_a_change_in_the_device_s_state_is_noted():
