@@ -783,6 +783,9 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
             given = "none" if wanted["accuracy_drop"] is None else f"{wanted['accuracy_drop']:g}"
             raise click.UsageError(f"--max-accuracy-drop {max_accuracy_drop:g} and --budget accuracy_drop={given}: "
                                    "give one")
+        if not eval_data:   # as the flag typed, not the --budget it stands for
+            raise BadInput(f"--max-accuracy-drop {max_accuracy_drop:g}: accuracy is measured on labelled eval data, "
+                           "and no --eval-data was given")
         wanted["accuracy_drop"] = max_accuracy_drop
     try:
         outcome = api.optimize(model, profile, devices or ("local",), wanted, study, trials, sampler, group,

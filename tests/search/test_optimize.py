@@ -564,6 +564,10 @@ def test_eval_data_without_labels_measures_no_accuracy_budget(cli, tmp_path):
                   "accuracy_drop")
     assert without.exit_code == 2 and "--objective accuracy_drop: accuracy is measured on labelled eval data, and no " \
         "--eval-data was given" in without.stderr, without.stderr
+    shorthand = cli("optimize", *[a for a in common if a not in ("--eval-data", unlabelled)], "--max-accuracy-drop",
+                    "0.01")   # named as typed (it said "--budget accuracy_drop")
+    assert shorthand.exit_code == 2 and "--max-accuracy-drop 0.01: accuracy is measured on labelled eval data, and " \
+        "no --eval-data was given" in shorthand.stderr, shorthand.stderr
     assert not list((tmp_path / "results").rglob("*.json"))
     r = cli("optimize", *common, "--budget", "latency_p90_ms=50", "--trials", "2", "--study", "nolabels")
     assert r.exit_code == 0, r.stderr
