@@ -21,7 +21,8 @@ QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weight
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 TERMINATED = 143   # 128 + SIGTERM: a cancelled CI job, a `kill`
-STORE_HELP = ("Results history: sqlite:///PATH, or postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
+STORE_HELP = ("Results history: sqlite:///PATH (relative; sqlite:////abs/path for an absolute one), or "
+              "postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
               "[default: $EDGEOPT_STORE, else edgeopt.db in --results-dir].")
 RESULTS_DIR_HELP = "Where each measurement's result file is written, and the default store (edgeopt.db)."
 
