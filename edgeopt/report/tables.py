@@ -81,6 +81,8 @@ def probe_rows(facts: dict) -> list:
 def _layer_names(layers) -> str:
     if layers is None:
         return "—"
+    if not layers:
+        return "none (no layer with weights)"
     shown = ", ".join(layer["name"] for layer in layers[:6])
     return f"{len(layers)}: {shown}" + (", … (--json lists all)" if len(layers) > 6 else "")
 
