@@ -200,8 +200,9 @@ def _arch_warning(manifest: dict, doc: dict):
 def bench(bundle, device: str = "local", results_dir="results", threads: int | None = None,
           loop: dict | None = None, timeout: float = 900.0, progress=SILENT, inventory=None,
           ssh_options=None, store_url: str | None = None, sensing: dict | None = None,
-          allowed_signers: str | None = None, allow_profile_mismatch: bool = False) -> dict:
+          allowed_signers: str | None = None, allow_profile_mismatch: bool = False, typed_loop: bool = True) -> dict:
     """Measure a bundle on a device. The result is saved (even a failed one) before returning or raising.
+    typed_loop: `loop` is the user's (a run it cuts short of its --min-seconds is said), not optimize's own.
     allowed_signers: the device-side OpenSSH allowed-signers file; the agent then runs signed bundles only.
 
     `loop`: the agent's loop settings (warmup_iterations, warmup_seconds, min_iterations, min_seconds,
@@ -241,7 +242,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
                 doc, code = failed_document(spec, manifest, str(e), e.exit_code), e.exit_code
             transport.close()   # before saving: the device is done with
             name_the_bundle(doc, manifest)
-            _add_warnings(doc, manifest, mismatch, loop)
+            _add_warnings(doc, manifest, mismatch, loop if typed_loop else None)
             _save_and_store(doc, results_dir, store)
     finally:
         transport.close()

@@ -29,7 +29,7 @@ def parse_input_shapes(items) -> dict:
         try:
             shape = [int(d) for d in dims.split(",")]
         except ValueError:
-            form = "" if sep or any(c.isdigit() for c in dims) else " (NAME=D,D,..., or D,D,... for the only input)"
+            form = "" if sep else " (NAME=D,D,..., or D,D,... for the only input)"   # `image:1,3,224,224` too
             raise BadInput(f"--input-shape {item!r}: dims must be integers, e.g. image=1,3,224,224{form}") from None
         if any(d <= 0 for d in shape):
             raise BadInput(f"--input-shape {item!r}: every dim must be positive")

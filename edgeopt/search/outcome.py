@@ -62,7 +62,8 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     out["exit_code"] = 3 if stopped and not best else (0 if best and out["best"]["confirmed"] else 1)
     if stopped:
         out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
-    lost = [row for row in out["trials"] if row["state"] == "fail" and (row.get("error") or "").startswith("device: ")]
+    lost = [row for row in out["trials"] if row["state"] == "fail" and (row.get("error") or "").startswith("device: ")
+            and row.get("again_of") is None]   # a measurement again at the end is beyond --trials
     if lost and not stopped:   # fewer in a row than stop the study: a device that died near its end said nothing
         out["notes"].append(f"{len(lost)} trial(s) failed on the device (trial {', '.join(str(r['trial']) for r in lost)}"
                             f"; the last: {lost[-1]['error'][len('device: '):]}): they count towards --trials, and the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import zlib
 from typing import TYPE_CHECKING
 
 from ..errors import BadInput
@@ -71,13 +72,15 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
 
 
 def _sampler_seed(seed: int, began, sampler: str | None) -> int:
-    """--seed for a new study; for one resumed or joined, --seed plus the trials it holds: the same seed made a
-    second worker propose the first one's configurations in the same order (two workers on one study measured
-    each configuration twice), and a resumed study its first run's start-up trials again. Still reproducible:
-    the study's state decides it. The grid keeps the seed: its points are indices into the order it shuffles."""
+    """--seed for a new study; for one resumed or joined, --seed mixed with the trials it holds and this worker
+    (host and process): the same seed made a second worker propose the first one's configurations in the same
+    order (two workers on one study measured each configuration twice), and a resumed study its first run's
+    start-up trials again; two workers joining at once see the same trials. A resumed study's proposals are
+    therefore not those of another resume: the study's trials, not its sampler's draws, are its record. The grid
+    keeps the seed: its points are indices into the order it shuffles, which every worker must share."""
     if began is None or sampler == "grid":
         return seed
-    return seed + len(began.get_trials(deepcopy=False))
+    return (seed + len(began.get_trials(deepcopy=False)) + zlib.crc32(WORKER.encode())) % 2**32
 
 
 # What of the command line each part of a study's identity is, for a --resume that differs in it

@@ -138,7 +138,7 @@ class Runner:
         if rdb.enqueued(trial):
             rdb.requeue(self.study, trial)
             return
-        rdb.fail_unfinished(self.study, trial, "interrupted (Ctrl-C)")
+        rdb.fail_unfinished(self.study, trial, "interrupted (Ctrl-C or SIGTERM)")
 
     def _run_asked(self, trial) -> str | None:
         import optuna
@@ -307,10 +307,12 @@ class Runner:
         return self._cached(key, number, full)
 
     def _running_elsewhere(self, key: str, number: int):
+        """Another worker's running trial of this configuration, begun before this one: only the later of two
+        waits (both waited on each other, then measured it anyway)."""
         import optuna
 
         return next((t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                     if t.number != number and t.user_attrs.get("key") == key
+                     if t.number < number and t.user_attrs.get("key") == key
                      and t.user_attrs.get("worker") != rdb.WORKER), None)
 
     def _twin(self, artifact: str, number: int, full: bool = False) -> dict | None:
@@ -457,26 +459,32 @@ class Runner:
         has changed (measuring again demoted it) and they can win against the best now; whether any was. Each is
         a new trial of the same configuration, asked to be measured fully ("again_of"): a finished trial's record
         cannot change. Ruled out on a budget, a trial stays out: no best decided that."""
-        done = {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
-                if t.user_attrs.get("again_of") is not None}
         measured = False
         for t in self._ruled_out_to_reconsider():
             figures = t.user_attrs["figures"]
             paired = {k: v for k, v in (t.user_attrs.get("paired") or {}).items() if v is not None}
             # the budgets its screening run measured: an unmeasured one (accuracy, which screening leaves out)
             # is recorded as missed by 1, which read as a far miss, and no such trial was ever reconsidered
-            measured = {k: v for k, v in (t.user_attrs.get("violations") or {}).items() if k in figures or k in paired}
-            if t.user_attrs.get("key") in done or not self._can_still_win(figures, measured, paired):
+            screened = {k: v for k, v in (t.user_attrs.get("violations") or {}).items() if k in figures or k in paired}
+            if t.user_attrs.get("key") in self._measured_again_keys() \
+                    or not self._can_still_win(figures, screened, paired):
                 continue
             self.progress.status(f"measuring trial {t.number} fully: its screening run was ruled out against trial "
                                  f"{t.user_attrs['ruled_out']['trial']}, no longer the best")
-            self.study.enqueue_trial(t.params, user_attrs={"again_of": t.number})
+            # its key at once: another worker at the study's end reads it before this one runs
+            self.study.enqueue_trial(t.params, user_attrs={"again_of": t.number, "key": t.user_attrs.get("key")})
             trial = self.study.ask()
             if self._run_trial(trial) == "device":   # confirm() stops measuring, as on any device failure at the end
                 raise DeviceFailure(next(u for u in self.study.get_trials(deepcopy=False)
                                          if u.number == trial.number).user_attrs.get("error"))
             measured = True
         return measured
+
+    def _measured_again_keys(self) -> set:
+        """The configurations a trial measures fully again (again_of), by any worker: read again before each is
+        enqueued, since two workers reach the study's end together."""
+        return {t.user_attrs.get("key") for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get("again_of") is not None}
 
     def _ruled_out_to_reconsider(self) -> list:
         """Screened-only trials ruled out against a best that is not the best now, or against the best's first run

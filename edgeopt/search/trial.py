@@ -146,7 +146,7 @@ def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, p
 
     def one(device, shown):
         return bench(bundle, device, job.results_dir, threads, loop, job.timeout, shown, job.inventory,
-                     job.ssh_options, job.store_url)
+                     job.ssh_options, job.store_url, typed_loop=False)   # the screening loop is short by design
 
     if len(job.devices) == 1:
         return [one(job.devices[0], progress)]

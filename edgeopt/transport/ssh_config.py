@@ -6,6 +6,7 @@ so with the OpenSSH client installed we ask it. Without it paramiko's reader is 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -101,14 +102,41 @@ def resolve(spec, options) -> dict:
         "keys": list(spec.key_files) or [os.path.expanduser(k) for k in cfg.get("identityfile", [])
                                           if os.path.isfile(os.path.expanduser(k))],
         "jump": None if not jump or jump.lower() == "none" else jump,
-        # the config's UserKnownHostsFile (its first file; OpenSSH's default is ~/.ssh/known_hosts), where
-        # --known-hosts gives none: an alias that worked for ssh was refused as "unknown" against the default file
-        "known_hosts": os.path.expanduser(cfg["userknownhostsfile"].split()[0])
-        if (cfg.get("userknownhostsfile") or "").split() else None,
+        # where --known-hosts gives none: an alias that worked for ssh was refused as "unknown" against the default
+        "known_hosts": _known_hosts_file(cfg.get("userknownhostsfile")),
     }
     target["proxy_command"] = (None if not proxy_command or proxy_command.lower() == "none"
                                else expand_tokens(proxy_command, target, spec.host))
     return target
+
+
+def _known_hosts_file(value: str | None) -> str | None:
+    """The ssh config's UserKnownHostsFile, its first file, where it names one of its own; else None (the
+    default, ~/.ssh/known_hosts under $HOME). `ssh -G` prints ssh's default too, expanded from the passwd entry's
+    home, not $HOME: that is left to the default, as the config path is. Its list is printed unquoted, so a path
+    with spaces is the longest run of words that names a file. `none` and /dev/null (no known hosts: every key
+    unknown, and --trust-new-host-keys would trust every one) are no file of their own either."""
+    words = (value or "").split()
+    if not words or words[0].lower() == "none" or value == _ssh_default_known_hosts():
+        return None
+    path = next((p for p in (os.path.expanduser(" ".join(words[:n])) for n in range(len(words), 0, -1))
+                 if os.path.isfile(p)), os.path.expanduser(words[0]))
+    return None if os.path.realpath(path) == os.path.realpath(os.devnull) else path
+
+
+@functools.lru_cache(maxsize=1)
+def _ssh_default_known_hosts() -> str | None:
+    """What `ssh -G` prints for UserKnownHostsFile with no config at all (None without OpenSSH)."""
+    ssh = shutil.which("ssh")
+    if not ssh:
+        return None
+    try:
+        out = subprocess.run([ssh, "-G", "-F", os.devnull, "--", "edgeopt-default"], capture_output=True, text=True,
+                             timeout=30, stdin=subprocess.DEVNULL, errors="replace").stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return next((line.partition(" ")[2] for line in out.splitlines()
+                 if line.lower().startswith("userknownhostsfile ")), None)
 
 
 def expand_tokens(command: str, target: dict, original: str) -> str:

@@ -310,6 +310,21 @@ def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tm
     assert screened == [False] and measured == [0, 0, 1]
 
 
+def test_measuring_ruled_out_trials_again_says_whether_it_measured_any(tmp_path, monkeypatch):
+    """confirm() goes round again only where something was measured: a local variable shadowed the answer with
+    a dict of the last trial's budgets (a code review), truthy where nothing was measured, empty where one was."""
+    from edgeopt.search import trial as trials_
+
+    runner = _runner(tmp_path, False, [(2.0, None, True)])
+    key = trials_.Candidate({}, [], None).key({})
+    runner.study.add_trial(optuna.trial.create_trial(value=30.0, user_attrs={   # misses 10 ms by far: stays out
+        "figures": {OBJECTIVE: 30.0}, "measurement": "screening", "violations": {OBJECTIVE: 2.0},
+        "constraints": [2.0], "key": key, "ruled_out": {"by": "best", "trial": 0, "margin": 0.25}}))
+    _measured_again(runner, monkeypatch, {0: [20.0, 20.0]})
+    runner.recheck_best()
+    assert runner.measure_ruled_out() is False
+
+
 def test_a_candidate_ruled_out_against_the_bests_lucky_first_run_is_measured_fully(tmp_path, monkeypatch):
     # a user review: trial 0 screened 2.8 ms, ruled out against trial 3's first run (0.0745 scaled: 2.0 ms); the
     # best, measured again, reads 2.9 and 3.0 ms (its median 2.9): still the best, but one 2.8 ms can beat

@@ -180,3 +180,19 @@ def test_the_configs_known_hosts_file_is_read_where_no_known_hosts_is_given(lab,
     empty.write_text("")
     with pytest.raises(DeviceFailure, match=f"is unknown.*>> {empty}"):
         open_client(spec, SshOptions(ssh_config=str(config), known_hosts=str(empty), connect_timeout=5))
+
+
+def test_only_a_known_hosts_file_of_the_configs_own_is_taken(tmp_path, monkeypatch):
+    """`ssh -G` prints ssh's default file as well, from the passwd entry's home, not $HOME (it replaced the
+    default under a $HOME of its own); `none` and /dev/null name no file; a path with spaces is printed unquoted
+    (a code review)."""
+    monkeypatch.setattr(ssh_config, "_ssh_default_known_hosts", lambda: "/root/.ssh/known_hosts /root/.ssh/known_hosts2")
+    spaced = tmp_path / "with space" / "kh"
+    spaced.parent.mkdir()
+    spaced.write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ssh_config._known_hosts_file("/root/.ssh/known_hosts /root/.ssh/known_hosts2") is None
+    assert ssh_config._known_hosts_file("none") is None and ssh_config._known_hosts_file("/dev/null") is None
+    assert ssh_config._known_hosts_file(f"{spaced} /etc/other") == str(spaced)
+    assert ssh_config._known_hosts_file("~/lab/known_hosts") == str(tmp_path / "lab" / "known_hosts")
+    assert ssh_config._known_hosts_file(None) is None
