@@ -171,8 +171,20 @@ def other_backend_checks(runtimes: dict, py: str, profile) -> list:
 
 
 CLEAN_SCRIPT = r"""
-import os, re, shutil, sys
+import errno, fcntl, os, re, shutil, sys
 root = sys.argv[1]
+# The device's lock first, as a benchmark takes it (device_agent/lock.py): a clean while one ran removed its run
+# directory, and the benchmark failed with its result lost. Held until the script exits.
+if os.path.isdir(root):
+    lock = os.open(os.path.join(root, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        with open(os.path.join(root, "lock")) as f:
+            print("BUSY " + (f.read().strip() or "unknown holder"))
+        sys.exit(75)
 # Only what edgeopt put there: the content-addressed agents and bundles of store/ (and partial uploads of them),
 # the agent's run directories in runs/. Anything else in those directories is the user's, and stays.
 OURS = {"store": re.compile(r"[0-9a-f]{64}\.(pyz|edgepkg)(\.[0-9]+\.partial)?$"), "runs": re.compile(r"edgeopt-run-")}
@@ -212,6 +224,10 @@ print(freed)
 def clean(transport, spec) -> int:
     """Remove the device's cached agents, bundles and leftover run directories; returns bytes freed."""
     code, out = transport.run(transport.python_argv() + ["-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
+    busy = [line for line in out.splitlines() if line.startswith("BUSY ")]
+    if code == 75 and busy:
+        raise DeviceFailure(f"device {spec.name}: a benchmark is running on it ({busy[-1][5:]}); nothing was "
+                            "removed: clean it once the benchmark has ended")
     if code != 0:
         raise DeviceFailure(f"device {spec.name}: clean-up failed (exit {code})")
     last = (out.strip().splitlines() or ["0"])[-1]   # the script's count, after whatever a login script printed

@@ -192,6 +192,17 @@ def test_doctor_healthy_device_and_clean(cli, lab, bundles, tmp_path):
     assert r.exit_code == 0 and r.json()["freed_bytes"] > bundles["fp32"].stat().st_size
     assert sorted(p.name for p in (workdir / "store").iterdir()) == ["notes.txt"]
     assert (workdir / "runs" / "data" / "x.bin").read_bytes() == b"1234"
+    # while a benchmark holds the device's lock, nothing goes: a clean had removed a running benchmark's files
+    import fcntl
+    assert _bench(cli, lab, bundles["fp32"], inv, "pi-one", tmp_path).exit_code == 0
+    with open(workdir / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 4242 since earlier")
+        held.flush()
+        r = cli("device", "clean", "pi-one", "--inventory", inv, "--known-hosts", lab.known_hosts, "-q")
+    assert r.exit_code == 3 and "a benchmark is running on it (pid 4242 since earlier); nothing was removed" \
+        in r.stderr, r.stderr
+    assert any(p.suffix == ".edgepkg" for p in (workdir / "store").iterdir())
 
 
 def test_second_benchmark_on_a_busy_device_waits_then_fails_clearly(bundles, tmp_path):
