@@ -66,6 +66,10 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
         return out
     if kind == "energy":
         energy, covered, peak, rails = _from_counter(samples)
+        if energy == 0 and covered > 0:   # a running CPU draws something: a frozen counter is no reading of 0 W
+            out["absent"] = ("the energy counter did not advance over %.3g s (%d readings): frozen (a hypervisor's, "
+                             "or a locked-down RAPL), so no power is measured" % (covered, len(samples)))
+            return out
     else:
         energy, covered, peak, rails = _from_watts(samples, MAX_GAP_PERIODS * period)
     if covered <= 0:

@@ -111,3 +111,11 @@ def _after(n, fn):
         count[0] += 1
         return fn() if count[0] > n else {}
     return call
+
+
+def test_an_energy_counter_that_never_advances_is_no_reading_of_zero_watts():
+    """A frozen RAPL counter (a hypervisor's, a locked-down one) gave "0.000 W mean", 0 mJ per inference, and
+    passed power and energy budgets (a user walkthrough): no running CPU draws nothing."""
+    frozen = [Sample(t, 5.0, {"pkg": 5.0}) for t in (0.0, 0.1, 0.2, 1.5)]
+    f = window_figures("energy", frozen, [], 0.0, 1.5, period=0.1)
+    assert "mean_w" not in f and f["absent"].startswith("the energy counter did not advance over 1.5 s (4 readings)")
