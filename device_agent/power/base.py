@@ -133,18 +133,30 @@ def now():
 
 def run_command(argv, timeout, shell=False):
     """stdout of a short command (vcgencmd, a meter script); SensorError with its stderr otherwise."""
+    import signal
     import subprocess
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, shell=shell,
-                           universal_newlines=True)
+    try:   # a session of its own: on a timeout the whole group goes (a meter script's `curl` or `sleep` outlived
+        # its shell, one stray process per reading on the device)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, shell=shell,
+                             universal_newlines=True, start_new_session=True)
     except OSError as e:
         raise SensorError("cannot run %s: %s" % (_shown(argv), e.strerror or e))
+    try:
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            p.communicate(timeout=2)
+        except subprocess.TimeoutExpired:   # a process that left the group still holds the pipes: not waited for
+            p.kill()
         raise SensorError("%s did not answer within %.1f s" % (_shown(argv), timeout))
     if p.returncode != 0:
-        tail = (p.stderr.strip().splitlines() or p.stdout.strip().splitlines() or ["no output"])[-1]
+        tail = (err.strip().splitlines() or out.strip().splitlines() or ["no output"])[-1]
         raise SensorError("%s failed with exit code %d: %s" % (_shown(argv), p.returncode, tail[:200]))
-    return p.stdout
+    return out
 
 
 def _shown(argv):

@@ -25,6 +25,37 @@ def test_a_failing_or_missing_command_is_refused_with_its_error():
     assert reader is None and "--power-command" in reason
 
 
+def test_a_meter_that_hangs_is_ended_with_everything_it_started(tmp_path):
+    """A hung meter script's `sleep` outlived the timeout, one stray process per reading on the device (a user
+    walkthrough): the meter's whole process group goes."""
+    import os
+    import time
+
+    from device_agent.power.base import run_command
+    marker = tmp_path / "child.pid"
+    script = tmp_path / "hang.sh"
+    script.write_text(f"#!/bin/sh\nsleep 100 &\necho $! > {marker}\nwait\n")
+    script.chmod(0o755)
+    with pytest.raises(SensorError, match="did not answer within 0.5 s"):
+        run_command([str(script)], 0.5)
+    child = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        try:
+            with open(f"/proc/{child}/stat") as f:   # reaped by init soon after: a zombie is gone too
+                if f.read().split()[2] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the meter's child {child} is still running")
+
+
 def _config(command, rate):
     from device_agent.power.base import SensorConfig
     return SensorConfig(power_sensor="external", power_command=command, power_rate_hz=rate)
