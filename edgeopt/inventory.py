@@ -288,6 +288,25 @@ def check_name(name, where) -> str:
     return name
 
 
+def refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
+    """`edgeopt_profil=...` was kept as a plain variable and never used, where the own format refuses an unknown
+    field; so was `edgeopt_allowed_signer`, which ran unsigned bundles on a device meant to refuse them. Refused
+    where it is close to one edgeopt reads; another edgeopt_ name (a role's own, edgeopt_version) stays a plain
+    variable. An empty edgeopt_allowed_signers is refused too: it read as "no signature required"."""
+    import difflib
+    known = [f"edgeopt_{f}" for f in FIELDS] + [ALLOWED_SIGNERS_VAR]
+    for var in host_vars:
+        if isinstance(var, str) and var.startswith("edgeopt_") and var not in known:
+            close = difflib.get_close_matches(var, known, n=1, cutoff=0.9)   # edgeopt_role is no edgeopt_profile
+            if close:
+                raise BadInput(f"{where}: {var}: not a variable edgeopt reads; did you mean {close[0]}? (edgeopt_<field> "
+                               f"for the fields {', '.join(FIELDS)}, or {ALLOWED_SIGNERS_VAR})")
+    signers = host_vars.get(ALLOWED_SIGNERS_VAR, "unset")
+    if signers != "unset" and (not isinstance(signers, str) or not signers.strip()):
+        raise BadInput(f"{where}: {ALLOWED_SIGNERS_VAR}: {signers!r} is no file: give the device-side allowed-signers "
+                       "file, or leave the variable out to run unsigned bundles")
+
+
 def make_device(name, fields: dict, source) -> DeviceSpec:
     """One validated DeviceSpec from edgeopt's field names; unknown or ill-typed fields are refused.
     The message names `source` and the field: "inventory F: devices.pi.port: ..."."""
@@ -296,8 +315,11 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
     where = f"{prefix}: devices.{name}"
     unknown = sorted((k for k in fields if k not in OWN_KEYS), key=str)
     if unknown:
-        raise BadInput(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
+        signers = f"; the allowed-signers file is vars: {{{ALLOWED_SIGNERS_VAR}: PATH}}" \
+            if "signer" in str(unknown[0]) else ""
+        raise BadInput(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)}){signers}")
     ok = {k: _check_field(k, v, f"{where}.{k}") for k, v in fields.items() if v is not None}
+    refuse_unknown_own_vars(ok.get("vars", {}), f"{where}.vars")
     return DeviceSpec(name=name, host=ok.get("host", name), port=ok.get("port"), user=ok.get("user"),
                       key_files=tuple(os.path.expanduser(k) for k in ok.get("key", [])),
                       python=ok.get("python"), profile=ok.get("profile"),

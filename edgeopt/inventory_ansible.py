@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from .errors import BadInput
-from .inventory import ALLOWED_SIGNERS_VAR, FIELDS, Inventory, _check_field, check_name, make_device
+from .inventory import FIELDS, Inventory, _check_field, check_name, make_device, refuse_unknown_own_vars
 
 INSTALL_HINT = "pip install 'edgeopt[ansible]'"
 ENV_EXECUTABLE = "EDGEOPT_ANSIBLE_INVENTORY"   # path to ansible-inventory; empty: behave as if not installed
@@ -137,7 +137,7 @@ def _members(group, direct, children, seen=()) -> list:
 def device_from_vars(name: str, host_vars: dict, source: str):
     """A DeviceSpec from one host's variables, as Ansible's ssh connection would read them."""
     where = f"{source}: host {name}"
-    _refuse_unknown_own_vars(host_vars, where)
+    refuse_unknown_own_vars(host_vars, where)
     fields, used = {}, set(SSH_ARG_VARS)
     for field, names in ANSIBLE_VARS.items():
         used.update(names)
@@ -162,20 +162,6 @@ def device_from_vars(name: str, host_vars: dict, source: str):
         # boards): edgeopt's default, python3 over SSH and its own on `local`; edgeopt_python still names one
         fields.pop("python", None)
     return make_device(name, fields, source)
-
-
-def _refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
-    """`edgeopt_profil=...` was kept as a plain variable and never used, where the own format refuses an unknown
-    field. Refused where it is close to one edgeopt reads; another edgeopt_ name (a role's own, edgeopt_version)
-    stays a plain variable."""
-    import difflib
-    known = [f"edgeopt_{f}" for f in FIELDS] + [ALLOWED_SIGNERS_VAR]
-    for var in host_vars:
-        if isinstance(var, str) and var.startswith("edgeopt_") and var not in known:
-            close = difflib.get_close_matches(var, known, n=1, cutoff=0.9)   # edgeopt_role is no edgeopt_profile
-            if close:
-                raise BadInput(f"{where}: {var}: not a variable edgeopt reads; did you mean {close[0]}? (edgeopt_<field> "
-                               f"for the fields {', '.join(FIELDS)}, or {ALLOWED_SIGNERS_VAR})")
 
 
 def _ansible_value(field, value, where):

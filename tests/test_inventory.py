@@ -154,6 +154,11 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: {workdir: ./.}}", "devices.pi.workdir: workdir './.' must name a directory of its own"),
     ("devices: {pi: {workdir: /var/tmp/../..}}", "workdir '/var/tmp/../..' must name a directory of its own"),
     ("devices: {pi: {workdir: '~pi/e'}}", "devices.pi.workdir: workdir '~pi/e': another user's home (~user) is not"),
+    # a misspelt or empty signers variable ran unsigned bundles on a device meant to refuse them (a walkthrough)
+    ("devices: {pi: {vars: {edgeopt_allowed_signer: /x}}}",
+     "devices.pi.vars: edgeopt_allowed_signer: not a variable edgeopt reads; did you mean edgeopt_allowed_signers?"),
+    ("devices: {pi: {vars: {edgeopt_allowed_signers: ''}}}", "devices.pi.vars: edgeopt_allowed_signers: '' is no file"),
+    ("devices: {pi: {allowed_signers: /x}}", "the allowed-signers file is vars: {edgeopt_allowed_signers: PATH}"),
     ("devices: {1.5: {host: x}}", "device name 1.5 must be a string"),
     ("devices: {pi: {vars: [1]}}", "devices.pi.vars: must be a mapping with string keys"),
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
