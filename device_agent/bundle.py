@@ -7,6 +7,7 @@ a byte of it is written: a listed path, a regular file, its declared size; its s
 it is written. So a bundle writes at most what its manifest declares, and a refused one writes
 nothing unlisted. The host uses this same module to read bundles, so there is one verifier.
 """
+import errno
 import hashlib
 import os
 import shutil
@@ -72,6 +73,10 @@ def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
     except (tarfile.TarError, EOFError) as e:
         raise BundleError("truncated or corrupt: %s" % e)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):   # the device's fault, not the bundle's (exit 3, not 2)
+            raise AgentError("no space left on this device to unpack bundle %s into %s (%s): `edgeopt device "
+                             "clean` frees edgeopt's cache there" % (os.path.basename(bundle_path), dest,
+                                                                     e.strerror or e))
         raise BundleError("cannot be read or unpacked: %s" % e)
     return Unpacked(manifest, digest, signer)
 

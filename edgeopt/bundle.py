@@ -11,7 +11,7 @@ import subprocess
 import tarfile
 import tempfile
 
-from device_agent import BUNDLE_SCHEMA, BundleError
+from device_agent import BUNDLE_SCHEMA, AgentError, BundleError
 from device_agent import bundle as agent_bundle
 from device_agent import manifest as agent_manifest
 
@@ -103,6 +103,8 @@ def read(bundle_path, workdir) -> dict:
         return agent_bundle.extract(str(bundle_path), str(workdir))
     except BundleError as e:
         raise BadInput(str(e) + _what_it_is(bundle_path)) from None
+    except AgentError as e:   # no room to unpack it here (the agent's words say "this device"): a full disk
+        raise BadInput(str(e).replace("this device", "this host")) from None
 
 
 def _what_it_is(path) -> str:

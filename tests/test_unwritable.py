@@ -210,3 +210,14 @@ def test_a_report_or_junit_file_never_replaces_a_result_or_an_input(cli, int8_re
     assert not (tmp_path / "x.html").exists()
     r = cli("report", path, "--format", "csv", "-o", tmp_path / "x.csv")
     assert r.exit_code == 0 and (tmp_path / "x.csv").read_text().startswith("bundle")
+
+
+def test_a_bundle_that_does_not_fit_where_it_is_unpacked_is_the_devices_failure(bundles, full_disk):
+    """A device's full disk while unpacking read "bundle ...: cannot be read or unpacked" with exit 2, as if the
+    bundle were bad; while uploading, exit 3 (a user walkthrough). Both are the device's: exit 3."""
+    from device_agent import AgentError, BundleError
+    from device_agent.bundle import unpack
+    (full_disk / "filler").write_bytes(b"\0" * 60_000)
+    with pytest.raises(AgentError, match="no space left on this device to unpack bundle ") as raised:
+        unpack(str(bundles["fp32"]), str(full_disk / "run"))
+    assert not isinstance(raised.value, BundleError) and raised.value.exit_code == 3
