@@ -132,6 +132,16 @@ def _parity_warnings(manifest):
     return []
 
 
+def _asked_sensor_warnings(requested, power):
+    """A sensor or meter the user named that read nothing is a warning, not only an absent row: the run exited 0
+    and said nothing where someone had asked for power on purpose (a profile's sensor stays a quiet absence)."""
+    asked = ("--power-command" if requested.power_command else
+             "--power-sensor %s" % requested.power_sensor if requested.power_sensor not in (None, "auto") else None)
+    if asked and not (power or {}).get("available"):
+        return ["power: %s was asked for and measured nothing: %s" % (asked, (power or {}).get("reason", "no reading"))]
+    return []
+
+
 def _unused_option_warnings(runtime_options, throughput):
     """--runtime-option throughput_streams=N shapes the throughput pass only: on a run without one it changed
     nothing, which the user who typed it would not otherwise learn."""
@@ -280,7 +290,8 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
             doc["thermal"]["cooldown"] = cooled
         doc["warnings"] = (_warnings(latency, measured["memory"]) + _thread_warnings(n_threads, source, doc["device"])
                            + _parity_warnings(manifest) + cool_warnings + measured["warnings"]
-                           + _unused_option_warnings(runtime_options or {}, measured["throughput"]))
+                           + _unused_option_warnings(runtime_options or {}, measured["throughput"])
+                           + _asked_sensor_warnings(sensing.power, measured["power"]))
         return doc, 0
     except AgentError as e:
         return _failed(doc, e)

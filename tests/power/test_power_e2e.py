@@ -201,6 +201,8 @@ def test_a_negative_reading_is_no_power_figure_and_the_result_reads(cli, bundles
     doc, path = _bench(cli, bundles["fp32"], tmp_path, "--power-command", "echo -2", "--power-rate", "20")
     p = doc["power"]
     assert p["available"] is False and "negative mean power (-2 W)" in p["reason"]
+    # asked for on purpose, and read nothing: a warning, not only an absent row (a user walkthrough)
+    assert "power: --power-command was asked for and measured nothing: " in " ".join(doc["warnings"])
     r = cli("check", path, "--budget", "power_w=5", "--json")
     assert r.exit_code == 1 and r.json()["results"][0]["budgets"][-1]["status"] == "unmeasured"
 
