@@ -232,7 +232,8 @@ def check_signature(blob, signature, allowed_signers):
             raise AgentError("this device's ssh-keygen is older than OpenSSH 8.2 (no -Y find-principals): "
                              "it cannot check bundle signatures")
         if found.returncode != 0:
-            raise BundleError("its signature is not made by a key in %s: refused" % allowed_signers)
+            raise BundleError("its signature is not made by a key in %s%s: refused"
+                              % (allowed_signers, _listed_but_not_valid(signature, allowed_signers)))
         # One line of principals per matching key; a line may list several, comma-separated.
         lines = found.stdout.decode("utf-8", "replace").splitlines()
         for principal in [p for line in lines for p in line.split(",") if p]:
@@ -244,6 +245,36 @@ def check_signature(blob, signature, allowed_signers):
         shutil.rmtree(tmp, ignore_errors=True)
     raise BundleError("its signature does not verify (manifest changed, or not signed for namespace %s): refused"
                       % SIGN_NAMESPACE)
+
+
+def _listed_but_not_valid(signature, allowed_signers):
+    """Where the signing key is in the allowed-signers file after all, why ssh-keygen matched no principal: the
+    line's own limits (valid-before, valid-after, namespaces). ssh-keygen says only "No principal matched.", and
+    an expired key read as an unknown one."""
+    key = _signing_key(signature)
+    try:
+        with open(allowed_signers, encoding="utf-8", errors="replace") as f:
+            listed = any(key and key in line.split() for line in f)
+    except OSError:
+        return ""
+    return (" valid now: its key is listed, but that line's options (valid-before, valid-after, namespaces) rule "
+            "it out") if listed else ""
+
+
+def _signing_key(signature):
+    """The base64 public key inside an armored SSHSIG signature (PROTOCOL.sshsig), or None."""
+    import base64
+    import struct
+
+    body = b"".join(line for line in signature.splitlines() if line and not line.startswith(b"-----"))
+    try:
+        blob = base64.b64decode(body)
+        if blob[:6] != b"SSHSIG":
+            return None
+        (length,) = struct.unpack(">I", blob[10:14])   # after the magic and the uint32 version
+        return base64.b64encode(blob[14:14 + length]).decode("ascii")
+    except (ValueError, struct.error):
+        return None
 
 
 def _keygen(argv, stdin=b""):

@@ -365,6 +365,13 @@ def test_unsigned_foreign_stale_and_misused_signatures_are_refused(signing, bund
     for bundle, message in cases:
         code, _, err = _verify(bundle, signing["allowed"], capsys, tmp_path)
         assert code == 2 and len(err) == 1 and message in err[0], (bundle, err)
+    # its key listed, but expired: ssh-keygen's own words say so ("not made by a key in" alone read as unknown)
+    expired = tmp_path / "expired_signers"
+    expired.write_text('ci@lab namespaces="edgeopt-bundle",valid-before="20200101" '
+                       + (signing["dir"] / "mine.pub").read_text())
+    code, _, err = _verify(signing["signed"], expired, capsys, tmp_path)
+    assert code == 2 and len(err) == 1 and f"is not made by a key in {expired} valid now: its key is listed, but " \
+        "that line's options (valid-before, valid-after, namespaces) rule it out" in err[0], err
     # Without an allowed-signers file a signed bundle still verifies by its digests alone.
     from device_agent.cli import main
     with pytest.raises(SystemExit) as exit_info:
