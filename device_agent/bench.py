@@ -193,7 +193,10 @@ def _warnings(latency, memory):
 def signature_status(unpacked, trust):
     if unpacked.signer is not None:
         return {"verified": True, "principal": unpacked.signer, "allowed_signers": trust.allowed_signers}
-    return {"verified": False, "reason": "no allowed-signers file given to the agent"}
+    if getattr(unpacked, "signed", False):
+        return {"verified": False, "signed": True,
+                "reason": "signed, but not checked: no allowed-signers file given to the agent"}
+    return {"verified": False, "signed": False, "reason": "not signed (and no allowed-signers file given to the agent)"}
 
 
 def bundle_identity(unpacked, trust=Trust()):

@@ -37,10 +37,11 @@ def sha256_file(path):
 
 
 class Unpacked(object):
-    """What unpack found: the manifest, the sha256 of its bytes (the bundle's identity), the signer."""
+    """What unpack found: the manifest, the sha256 of its bytes (the bundle's identity), the signer (where a
+    signature was checked), whether the bundle carries a signature at all."""
 
-    def __init__(self, manifest, manifest_sha256, signer=None):
-        self.manifest, self.manifest_sha256, self.signer = manifest, manifest_sha256, signer
+    def __init__(self, manifest, manifest_sha256, signer=None, signed=False):
+        self.manifest, self.manifest_sha256, self.signer, self.signed = manifest, manifest_sha256, signer, signed
 
 
 def extract(bundle_path, dest, expected_sha256=None, allowed_signers=None):
@@ -78,7 +79,7 @@ def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
                              "clean` frees edgeopt's cache there" % (os.path.basename(bundle_path), dest,
                                                                      e.strerror or e))
         raise BundleError("cannot be read or unpacked: %s" % e)
-    return Unpacked(manifest, digest, signer)
+    return Unpacked(manifest, digest, signer, signature is not None)
 
 
 def _check_plain_tar(path):

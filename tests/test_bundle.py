@@ -442,3 +442,21 @@ def test_a_directory_given_as_the_bundle_is_called_one(cli, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["verify", str(tmp_path), "--workdir", str(tmp_path / "work")])
     assert exit_info.value.code == 2 and f"bundle {tmp_path}: is a directory, not a bundle file" in capsys.readouterr().err
+
+
+@needs_keygen
+def test_the_bench_table_says_who_signed_the_bundle(cli, signing, bundles, tmp_path):
+    """The signature's status was in the JSON only (a user walkthrough): the bundle row says it where the bundle
+    is signed, and nothing of an unsigned one."""
+    from edgeopt.report.tables import _signature_text
+    args = ("--results-dir", tmp_path / "r", "--min-iterations", "5", "--min-seconds", "0", "--warmup-iterations", "1",
+            "--warmup-seconds", "0")
+    checked = cli("bench", signing["signed"], "--allowed-signers", signing["allowed"], *args)
+    assert checked.exit_code == 0 and "(signature verified: ci@lab)" in checked.stdout, checked.stdout
+    unchecked = cli("bench", signing["signed"], *args, "--json")
+    assert unchecked.json()["bundle"]["signature"] == {
+        "verified": False, "signed": True, "reason": "signed, but not checked: no allowed-signers file given to the agent"}
+    assert _signature_text(unchecked.json()["bundle"]["signature"]) == \
+        " (signed, but not checked: no allowed-signers file given to the agent)"
+    plain = cli("bench", bundles["fp32"], *args, "--json").json()["bundle"]["signature"]
+    assert plain["signed"] is False and _signature_text(plain) == ""

@@ -289,6 +289,15 @@ def _accuracy_text(acc: dict, transforms=None) -> str:
     return f"{top1}; {error} on {acc.get('n', '?')} samples" if error else f"{top1} on {acc.get('n', '?')} samples"
 
 
+def _signature_text(signature) -> str:
+    """The bundle's signature as the agent judged it: who signed it where it was checked (only the JSON said)."""
+    if not isinstance(signature, dict):
+        return ""
+    if signature.get("verified"):
+        return f" (signature verified: {signature.get('principal', '?')})"
+    return f" ({signature['reason']})" if signature.get("signed") and signature.get("reason") else ""
+
+
 def bench_rows(doc: dict):
     lat, mem, acc = doc["latency"], doc["memory"], doc.get("accuracy", {})
     ci = lat.get("ci95", {})
@@ -297,7 +306,7 @@ def bench_rows(doc: dict):
             return f"absent: {lat.get(k + '_absent', 'not measured')}"
         c = ci.get(k)
         return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else "")
-    rows = [("bundle", doc["bundle"]["name"]), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
+    rows = [("bundle", doc["bundle"]["name"] + _signature_text(doc["bundle"].get("signature"))), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
             ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {_threads(doc['settings']['threads'])} "
                         f"({doc['settings']['threads_source']})"),
             *_runtime_settings(doc["runtime"]),
