@@ -13,6 +13,12 @@ RUNTIME_FOR_BACKEND = {"onnxruntime": [("onnxruntime", "onnxruntime")], "openvin
                        "tensorrt": [("tensorrt", "tensorrt cuda-python  (on a Jetson TensorRT ships with JetPack: "
                                                  "sudo apt install python3-libnvinfer)")]}
 PY_VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+# Free bytes where the workdir is (or would be made: its nearest existing parent)
+FREE_SPACE = ("import os, sys\np = os.path.abspath(os.path.expanduser(sys.argv[1]))\n"
+              "while not os.path.exists(p) and os.path.dirname(p) != p:\n    p = os.path.dirname(p)\n"
+              "s = os.statvfs(p)\nprint(s.f_bavail * s.f_frsize)")
+# Below this, a bench can fail to store or unpack a bundle (a MobileNet's is ~15 MB, unpacked beside its copy)
+MIN_FREE_MB = 100
 
 
 def _check(name, ok, detail, hint="", note=False):
@@ -56,6 +62,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     except DeviceFailure as e:
         return checks + [_check("agent", False, str(e), "rerun with --debug to see the agent's output")]
     checks.append(_check("agent", True, f"agent runs from {transport.agent_home()}"))
+    checks += _disk_checks(transport, argv)
     checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
     checks += _arch_checks(facts.get("arch"), spec, profile)
@@ -64,6 +71,24 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     checks += software_checks(facts.get("software") or {}, profile)
     checks += power_checks(facts.get("power"), profile)
     return checks
+
+
+def _disk_checks(transport, argv) -> list:
+    """Free space where bundles are stored and unpacked: a device with 60 KiB free passed every check, and the
+    bench then failed to unpack (a user walkthrough)."""
+    workdir = transport.workdir()
+    try:
+        code, out = transport.run(argv + ["-c", FREE_SPACE, workdir], lambda line: None, 30)
+    except DeviceFailure as e:
+        return [_check("disk", False, f"cannot read the free space of {workdir}: {e}")]
+    free = (out.strip().splitlines() or [""])[-1]
+    if code != 0 or not free.isdigit():
+        return [_check("disk", False, f"cannot read the free space of {workdir} (exit {code})")]
+    mib = int(free) / 2**20
+    enough = mib >= MIN_FREE_MB
+    return [_check("disk", enough, f"{mib:,.0f} MiB free for {workdir}",
+                   "" if enough else f"under {MIN_FREE_MB} MiB: a bundle may not fit; `edgeopt device clean` frees "
+                                     "edgeopt's cache there, or set the device's `workdir` to a larger disk")]
 
 
 def power_reader_for(power: dict | None, wanted: str = "auto") -> tuple:

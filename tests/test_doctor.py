@@ -45,6 +45,19 @@ def test_doctor_names_the_interpreter_the_local_agent_runs_with(cli):
     assert agent["detail"] == f"agent runs from {build().parent}", agent
 
 
+
+def test_doctor_says_the_free_space_where_bundles_go(cli, monkeypatch):
+    """A device with 60 KiB free passed every check, and the bench then failed to unpack (a user walkthrough)."""
+    from edgeopt import doctor
+    disk = lambda r: next(c for c in r.json()["checks"] if c["check"] == "disk")
+    ok = disk(cli("device", "doctor", "local", "--json"))
+    assert ok["ok"] and " MiB free for " in ok["detail"], ok
+    monkeypatch.setattr(doctor, "MIN_FREE_MB", 10 ** 12)   # more than any disk here
+    r = cli("device", "doctor", "local", "--json")
+    low = disk(r)
+    assert r.exit_code != 0 and not low["ok"] and "`edgeopt device clean` frees" in low["hint"], low
+
+
 def test_a_local_device_runs_the_interpreter_its_inventory_names(cli, tmp_path):
     """A `local` entry's `python` was ignored: a user who named a venv with other runtimes measured this one's."""
     import os
