@@ -451,6 +451,9 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
                      "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
                      "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"), "top1": acc.get("top1"),
                      "throughput_fps": results.section(doc, "throughput").get("fps"),
+                     # power where it was measured (only fleet bench's table showed it)
+                     "power_w": report_rows.figure(doc, "power.mean_w"),
+                     "energy_mj": report_rows.figure(doc, "power.energy_mj_per_inference"),
                      "slowest_layer": _slowest_layer(doc),
                      "verdict": verdict})
     return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}

@@ -127,9 +127,10 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     r = cli("compare", int8_result["_path"], "-q")
     header, row = r.stdout.splitlines()
     assert header.split("\t") == ["bundle", "device", "time (UTC)", "runtime ×threads", "size MiB", "p50 ms", "p90 ms",
-                                  "p99 ms", "FPS", "RSS MiB", "top-1", "slowest layer", "budgets"], header
+                                  "p99 ms", "FPS", "RSS MiB", "power W", "energy mJ", "top-1", "slowest layer",
+                                  "budgets"], header
     fields = row.split("\t")
-    assert len(fields) == 13 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
+    assert len(fields) == 15 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
 
 
 def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():
