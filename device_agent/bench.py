@@ -135,9 +135,10 @@ def _parity_warnings(manifest):
 def _asked_sensor_warnings(requested, power):
     """A sensor or meter the user named that read nothing is a warning, not only an absent row: the run exited 0
     and said nothing where someone had asked for power on purpose (a profile's sensor stays a quiet absence)."""
-    asked = ("--power-command" if requested.power_command else
-             "--power-sensor %s" % requested.power_sensor if requested.power_sensor not in (None, "auto") else None)
-    if asked and not (power or {}).get("available"):
+    asked = ("--power-command" if requested.power_command else "--power-sensor %s" % requested.power_sensor
+             if requested.power_sensor not in (None, "auto", "none") else None)   # none: --no-power's
+    # where no reader opened: one that opened and lost its readings has a warning of its own (power_section)
+    if asked and not (power or {}).get("available") and "reader" not in (power or {}):
         return ["power: %s was asked for and measured nothing: %s" % (asked, (power or {}).get("reason", "no reading"))]
     return []
 
@@ -230,17 +231,21 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
     runtime_options override the bundle's runtime.options (e.g. {"xnnpack": False}); passes asks for
     the throughput and layer-profile passes (device_agent.measure.passes)."""
     with Heartbeat():  # probing, verifying, waiting for the lock, cooling down and measuring all show signs of life
-        doc = _base_document(probe())
         job = (bundle_path, settings, threads, with_accuracy, timeout, workdir, sensing, cool.history_path(lock),
                dict(runtime_options or {}), trust, passes)
+        doc = None
         try:
             if lock is None:
+                doc = _base_document(probe())
                 return _run_unlocked(doc, *job)
+            # the lock before anything else: `device clean` takes it too, and one that ran while this probed the
+            # device (seconds, importing runtimes) removed the bundle this was about to read
             with DeviceLock(lock, lock_wait):
                 remove_stale_runs(workdir)
+                doc = _base_document(probe())
                 return _run_unlocked(doc, *job)
         except AgentError as e:
-            return _failed(doc, e)
+            return _failed(doc if doc is not None else _base_document(probe()), e)
 
 
 def _failed(doc, error):
@@ -267,6 +272,8 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
     root = os.path.join(tmp, "bundle")  # the bundle apart from the measuring process's output
     try:
         report("verify", os.path.basename(bundle_path))
+        if not os.path.exists(bundle_path):   # the host stored it here: gone since is the device's doing (exit 3)
+            raise AgentError("bundle %s is no longer on this device (a `device clean` meanwhile?)" % bundle_path)
         unpacked = unpack(bundle_path, root, trust.manifest_sha256, trust.allowed_signers)
         manifest = unpacked.manifest
         doc["bundle"] = bundle_identity(unpacked, trust)

@@ -255,7 +255,7 @@ def _listed_but_not_valid(signature, allowed_signers):
     key = _signing_key(signature)
     try:
         with open(allowed_signers, encoding="utf-8", errors="replace") as f:
-            listed = any(key and key in line.split() for line in f)
+            listed = any(key and key in line.split() for line in f if not line.lstrip().startswith("#"))
     except OSError:
         return ""
     return (" valid now: its key is listed, but that line's options (valid-before, valid-after, namespaces) rule "

@@ -103,8 +103,11 @@ def read(bundle_path, workdir) -> dict:
         return agent_bundle.extract(str(bundle_path), str(workdir))
     except BundleError as e:
         raise BadInput(str(e) + _what_it_is(bundle_path)) from None
-    except AgentError as e:   # no room to unpack it here (the agent's words say "this device"): a full disk
-        raise BadInput(str(e).replace("this device", "this host")) from None
+    except AgentError as e:   # the agent's words are a device's ("this device", `device clean`): said for a host
+        if str(e).startswith("no space left"):
+            raise BadInput(f"bundle {bundle_path}: no space left on this host to unpack it into {workdir}: free "
+                           "space there, or point TMPDIR at a larger disk") from None
+        raise BadInput(f"bundle {bundle_path}: {e}".replace("this device", "this host")) from None
 
 
 def _what_it_is(path) -> str:

@@ -442,7 +442,7 @@ def _option_text(option: dict) -> str:
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budget recorded in the bundle, over the profile's; KEY=none drops one of the profile's.")
 @click.option("--name", help="Bundle name: results, history and baselines are kept per name [default: -o's file "
-                              "stem; without -o, the model's name (its file's stem, or a callable's name) + "
+                              "stem; without -o, the model's name (its file's stem; a module's callable's name) + "
                               "precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
 @click.option("--force", is_flag=True,
@@ -483,7 +483,7 @@ def _option_text(option: dict) -> str:
 @click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
               "module:callable or file.py:callable returning a PyTorch DataLoader.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
-@click.option("--lr", type=FiniteRange(min=0, min_open=True),
+@click.option("--lr", type=FiniteRange(),   # its range is the transform's option's
               help="Learning rate of --distill / --qat [default: distill 1e-3, qat 1e-4; an optimize study's best "
                    "gives its own].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")

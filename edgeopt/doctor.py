@@ -196,20 +196,27 @@ def other_backend_checks(runtimes: dict, py: str, profile) -> list:
 
 
 CLEAN_SCRIPT = r"""
-import errno, fcntl, os, re, shutil, sys
-root = sys.argv[1]
-# The device's lock first, as a benchmark takes it (device_agent/lock.py): a clean while one ran removed its run
-# directory, and the benchmark failed with its result lost. Held until the script exits.
-if os.path.isdir(root):
-    lock = os.open(os.path.join(root, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+import errno, fcntl, os, re, shutil, sys, time
+root, lock_path = sys.argv[1], sys.argv[2]
+# The device's lock first, the one a benchmark takes (device_agent/lock.py; a `local` device's is the host's, not
+# in its workdir): a clean while one ran removed its files, and the benchmark failed with its result lost. Held
+# until the script exits, with who holds it written as a benchmark writes it (one waiting then says so).
+if os.path.isdir(os.path.dirname(lock_path) or "."):
+    try:
+        lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        print("LOCK %s: %s" % (lock_path, e.strerror or e))
+        sys.exit(76)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         if e.errno not in (errno.EAGAIN, errno.EACCES):
             raise
-        with open(os.path.join(root, "lock")) as f:
+        with open(lock_path) as f:
             print("BUSY " + (f.read().strip() or "unknown holder"))
         sys.exit(75)
+    os.ftruncate(lock, 0)
+    os.write(lock, ("edgeopt device clean, pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S"))).encode())
 # Only what edgeopt put there: the content-addressed agents and bundles of store/ (and partial uploads of them),
 # the agent's run directories in runs/. Anything else in those directories is the user's, and stays.
 OURS = {"store": re.compile(r"[0-9a-f]{64}\.(pyz|edgepkg)(\.[0-9]+\.partial)?$"), "runs": re.compile(r"edgeopt-run-")}
@@ -248,11 +255,14 @@ print(freed)
 
 def clean(transport, spec) -> int:
     """Remove the device's cached agents, bundles and leftover run directories; returns bytes freed."""
-    code, out = transport.run(transport.python_argv() + ["-c", CLEAN_SCRIPT, transport.workdir()], lambda line: None, 120)
-    busy = [line for line in out.splitlines() if line.startswith("BUSY ")]
-    if code == 75 and busy:
-        raise DeviceFailure(f"device {spec.name}: a benchmark is running on it ({busy[-1][5:]}); nothing was "
+    code, out = transport.run(transport.python_argv() + ["-c", CLEAN_SCRIPT, transport.workdir(),
+                                                         transport.lock_path()], lambda line: None, 120)
+    said = {line[:4]: line[5:] for line in out.splitlines() if line[:5] in ("BUSY ", "LOCK ")}
+    if code == 75 and "BUSY" in said:
+        raise DeviceFailure(f"device {spec.name}: a benchmark is running on it ({said['BUSY']}); nothing was "
                             "removed: clean it once the benchmark has ended")
+    if code == 76 and "LOCK" in said:
+        raise DeviceFailure(f"device {spec.name}: cannot take the device's lock {said['LOCK']}; nothing was removed")
     if code != 0:
         raise DeviceFailure(f"device {spec.name}: clean-up failed (exit {code})")
     last = (out.strip().splitlines() or ["0"])[-1]   # the script's count, after whatever a login script printed

@@ -288,6 +288,9 @@ def check_name(name, where) -> str:
     return name
 
 
+_UNSET = object()
+
+
 def refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
     """`edgeopt_profil=...` was kept as a plain variable and never used, where the own format refuses an unknown
     field; so was `edgeopt_allowed_signer`, which ran unsigned bundles on a device meant to refuse them. Refused
@@ -298,11 +301,13 @@ def refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
     for var in host_vars:
         if isinstance(var, str) and var.startswith("edgeopt_") and var not in known:
             close = difflib.get_close_matches(var, known, n=1, cutoff=0.9)   # edgeopt_role is no edgeopt_profile
+            if "signer" in var.lower():   # edgeopt_signers, edgeopt_trusted_signers: any slip here runs unsigned
+                close = [ALLOWED_SIGNERS_VAR]
             if close:
                 raise BadInput(f"{where}: {var}: not a variable edgeopt reads; did you mean {close[0]}? (edgeopt_<field> "
                                f"for the fields {', '.join(FIELDS)}, or {ALLOWED_SIGNERS_VAR})")
-    signers = host_vars.get(ALLOWED_SIGNERS_VAR, "unset")
-    if signers != "unset" and (not isinstance(signers, str) or not signers.strip()):
+    signers = host_vars.get(ALLOWED_SIGNERS_VAR, _UNSET)
+    if signers is not _UNSET and (not isinstance(signers, str) or not signers.strip()):
         raise BadInput(f"{where}: {ALLOWED_SIGNERS_VAR}: {signers!r} is no file: give the device-side allowed-signers "
                        "file, or leave the variable out to run unsigned bundles")
 

@@ -114,11 +114,11 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher,
                         sign_key=sign_key)
-    if not force:
-        _check_overwrite(output, prof.name)
     _check_format(model, backend)
     backend.check_source(detect_format(model), model, precision, quantize)   # before the data it would not use
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
+    if not force:   # after the inputs are judged: "exists" hid what was wrong with the command itself
+        _check_overwrite(output, prof.name)
     check_writable(output, "the bundle")   # now, not after the conversion
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
     other_backend = {"backend": asked} if asked and asked != prof.backend else {}   # recorded when not the default
@@ -553,7 +553,13 @@ def _check_format(model: str, backend) -> None:
 
 
 def _default_name(model: str, precision: str, quantize: str) -> str:
-    stem = pathlib.Path(model.split(":")[-1] if ":" in model and not model.endswith(".onnx") else model).stem
+    """The model's file stem (`net.py:build` is net: every `file.py:build` was "build", and their results
+    replaced each other's), or a module's callable (`torchvision.models:mobilenet_v2`), then what it became."""
+    path, sep, call = model.rpartition(":")
+    if sep and not model.endswith(".onnx") and not path.endswith(".py"):
+        stem = call
+    else:
+        stem = pathlib.Path(path if sep and path.endswith(".py") else model).stem
     return f"{stem}-{quantize if quantize != 'none' else precision}"
 
 

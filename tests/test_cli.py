@@ -127,8 +127,8 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     r = cli("compare", int8_result["_path"], "-q")
     header, row = r.stdout.splitlines()
     assert header.split("\t") == ["bundle", "device", "time (UTC)", "runtime ×threads", "size MiB", "p50 ms", "p90 ms",
-                                  "p99 ms", "FPS", "RSS MiB", "power W", "energy mJ", "top-1", "slowest layer",
-                                  "budgets"], header
+                                  "p99 ms", "FPS", "RSS MiB", "top-1", "slowest layer", "budgets", "power W",
+                                  "energy mJ/inf"], header
     fields = row.split("\t")
     assert len(fields) == 15 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
 

@@ -129,3 +129,14 @@ def test_local_devices_take_their_workdir_and_share_the_hosts_lock(cli, tmp_path
         assert r.exit_code == 0 and (tmp_path / f"w{device}" / "runs").is_dir(), r.stderr
     r = cli("bench", bundles["fp32"], "-d", "broken", "-i", inventory, "--results-dir", tmp_path / "r")
     assert r.exit_code == 3 and "(exit 4; its last line on stderr: boom)" in r.stderr, r.stderr
+    # `device clean` of a local entry takes the lock its benchmarks take (the host's), not one in its workdir: it
+    # found that one free, and removed a running benchmark's run directory (a code review)
+    import fcntl
+    (tmp_path / "wa" / "runs" / "edgeopt-run-x").mkdir(parents=True)
+    with open(a.lock_path(), "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = cli("device", "clean", "a", "-i", inventory, "-q")
+    assert r.exit_code == 3 and "a benchmark is running on it" in r.stderr, r.stderr
+    assert (tmp_path / "wa" / "runs" / "edgeopt-run-x").is_dir() and not (tmp_path / "wa" / "lock").exists()
+    assert cli("device", "clean", "a", "-i", inventory).exit_code == 0
+    assert not (tmp_path / "wa" / "runs" / "edgeopt-run-x").exists()

@@ -158,6 +158,8 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: {vars: {edgeopt_allowed_signer: /x}}}",
      "devices.pi.vars: edgeopt_allowed_signer: not a variable edgeopt reads; did you mean edgeopt_allowed_signers?"),
     ("devices: {pi: {vars: {edgeopt_allowed_signers: ''}}}", "devices.pi.vars: edgeopt_allowed_signers: '' is no file"),
+    ("devices: {pi: {vars: {edgeopt_trusted_signers: /x}}}",
+     "devices.pi.vars: edgeopt_trusted_signers: not a variable edgeopt reads; did you mean edgeopt_allowed_signers?"),
     ("devices: {pi: {allowed_signers: /x}}", "the allowed-signers file is vars: {edgeopt_allowed_signers: PATH}"),
     ("devices: {1.5: {host: x}}", "device name 1.5 must be a string"),
     ("devices: {pi: {vars: [1]}}", "devices.pi.vars: must be a mapping with string keys"),

@@ -135,28 +135,54 @@ def run_command(argv, timeout, shell=False):
     """stdout of a short command (vcgencmd, a meter script); SensorError with its stderr otherwise."""
     import signal
     import subprocess
-    try:   # a session of its own: on a timeout the whole group goes (a meter script's `curl` or `sleep` outlived
-        # its shell, one stray process per reading on the device)
+    try:   # in the agent's process group, which the host kills whole when it gives up on the agent
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, shell=shell,
-                             universal_newlines=True, start_new_session=True)
+                             universal_newlines=True)
     except OSError as e:
         raise SensorError("cannot run %s: %s" % (_shown(argv), e.strerror or e))
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        # the command and everything it started: a meter script's `curl` or `sleep` outlived its shell, one stray
+        # process per reading on the device
+        for pid in _descendants(p.pid) + [p.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         try:
             p.communicate(timeout=2)
-        except subprocess.TimeoutExpired:   # a process that left the group still holds the pipes: not waited for
-            p.kill()
+        except subprocess.TimeoutExpired:   # one that left the tree still holds the pipes: not waited for
+            p.poll()
         raise SensorError("%s did not answer within %.1f s" % (_shown(argv), timeout))
     if p.returncode != 0:
         tail = (err.strip().splitlines() or out.strip().splitlines() or ["no output"])[-1]
         raise SensorError("%s failed with exit code %d: %s" % (_shown(argv), p.returncode, tail[:200]))
     return out
+
+
+def _descendants(pid):
+    """The processes below `pid`, from /proc (Linux; elsewhere none): children first found, then theirs."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])   # the name in parentheses may hold spaces
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _shown(argv):

@@ -28,6 +28,10 @@ def _watts(d):
     return {k: _w(v) for k, v in d.items()}
 
 
+# an energy counter that stands still this long is frozen; over a shorter window it may only update coarsely
+FROZEN_AFTER_S = 1.0
+
+
 def _pairs(samples):
     return zip(samples, samples[1:])
 
@@ -66,9 +70,11 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
         return out
     if kind == "energy":
         energy, covered, peak, rails = _from_counter(samples)
-        if energy == 0 and covered > 0:   # a running CPU draws something: a frozen counter is no reading of 0 W
-            out["absent"] = ("the energy counter did not advance over %.3g s (%d readings): frozen (a hypervisor's, "
-                             "or a locked-down RAPL), so no power is measured" % (covered, len(samples)))
+        if energy == 0 and covered > 0:   # a running CPU draws something: a counter that stood still is no 0 W
+            why = ("frozen (a hypervisor's, or a locked-down RAPL)" if covered >= FROZEN_AFTER_S else
+                   "a window shorter than the counter's updates (a longer --min-seconds measures it)")
+            out["absent"] = ("the energy counter did not advance over %.3g s (%d readings): %s"
+                             % (covered, len(samples), why))
             return out
     else:
         energy, covered, peak, rails = _from_watts(samples, MAX_GAP_PERIODS * period)

@@ -474,8 +474,8 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
               escape(" ×".join(str(x) for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
               _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], LATENCY_MS), _num(r["p90_ms"], LATENCY_MS),
               _num(r["p99_ms"], LATENCY_MS), _num(r.get("throughput_fps"), "{:.1f}"), _num(r["peak_rss_mb"], "{:.1f}"),
-              _num(r.get("power_w"), "{:.3f}"), _num(r.get("energy_mj"), "{:.4g}"),
-              _num(r["top1"], "{:.4f}"), escape(_short(r.get("slowest_layer"))), r["verdict"]] for r in rows]
+              _num(r["top1"], "{:.4f}"), escape(_short(r.get("slowest_layer"))), r["verdict"],
+              _num(r.get("power_w"), "{:.3f}"), _num(r.get("energy_mj"), "{:.4g}")] for r in rows]
     columns = [(i, col, just) for i, (col, just) in enumerate(COMPARE_COLUMNS)
                if i == 0 or every_column or not cells or any(row[i] != "—" for row in cells)]
     for _, col, just in columns:
@@ -489,8 +489,9 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
 
 COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
                    ("size\nMiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
-                   ("RSS MiB", "right"), ("power W", "right"), ("energy mJ", "right"), ("top-1", "right"),
-                   ("slowest layer", "left"), ("budgets", "left"))
+                   ("RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
+                   # last: added later, so that -q's fields before them keep their places for scripts
+                   ("power W", "right"), ("energy mJ/inf", "right"))
 
 
 def _short(text, width: int = 32) -> str:

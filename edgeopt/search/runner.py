@@ -161,7 +161,7 @@ class Runner:
             config = f"backend={self.job.backend or self.job.profile_backend()} {config}"
         trial.set_user_attr("config", config)
         full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
-        cached = self._cached(key, trial.number, full) or self._answer_of_another_worker(key, trial.number, full)
+        cached = self._cached(key, trial.number, full) or self._answer_of_another_worker(key, trial, full)
         self.progress.status(f"trial {trial.number}{self._counted(trial, cached)}: {config}")
         try:
             screen = self._screen(trial)
@@ -290,30 +290,33 @@ class Runner:
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
             "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None}
 
-    def _answer_of_another_worker(self, key: str, number: int, full: bool) -> dict | None:
+    def _answer_of_another_worker(self, key: str, trial, full: bool) -> dict | None:
         """Where another worker is running a trial of this very configuration, its answer once it has one (as
         _cached's); None where none is, or it ended without one. Two workers on one study packaged and measured
         one configuration at once, and both trials counted towards --trials. A worker that died leaves its
         trial running: the wait ends after the longest a trial's measurement may take."""
         import time
 
-        if self._running_elsewhere(key, number) is None:
+        if self._running_elsewhere(key, trial) is None:
             return None
-        self.progress.status(f"trial {number}: another worker is measuring this configuration; waiting for its "
-                             "answer")
+        self.progress.status(f"trial {trial.number}: another worker is measuring this configuration; waiting for "
+                             "its answer")
         deadline = time.monotonic() + 2 * self.job.timeout
-        while time.monotonic() < deadline and self._running_elsewhere(key, number) is not None:
+        while time.monotonic() < deadline and self._running_elsewhere(key, trial) is not None:
             time.sleep(WAIT_POLL_S)
-        return self._cached(key, number, full)
+        return self._cached(key, trial.number, full)
 
-    def _running_elsewhere(self, key: str, number: int):
-        """Another worker's running trial of this configuration, begun before this one: only the later of two
-        waits (both waited on each other, then measured it anyway)."""
+    def _running_elsewhere(self, key: str, trial):
+        """Another worker's running trial of this configuration, begun before this one (by its start, then its
+        number: an enqueued trial's number is older than its start): only the later of two waits (both waited on
+        each other, then measured it anyway)."""
         import optuna
 
+        mine = (trial.datetime_start, trial.number)
         return next((t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                     if t.number < number and t.user_attrs.get("key") == key
-                     and t.user_attrs.get("worker") != rdb.WORKER), None)
+                     if t.number != trial.number and t.user_attrs.get("key") == key
+                     and t.user_attrs.get("worker") != rdb.WORKER and t.datetime_start is not None
+                     and mine[0] is not None and (t.datetime_start, t.number) < mine), None)
 
     def _twin(self, artifact: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),

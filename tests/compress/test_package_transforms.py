@@ -224,7 +224,8 @@ def test_qat_at_fp16_on_onnx_runtime_runs_as_trained_and_records_fp32(cli, tmp_p
             *data, "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
-    assert m["name"] == "build-int8" and (tmp_path / "build-int8.edgepkg").is_file()
+    # named after the file, not the callable: every `file.py:build` was "build", and their results mixed
+    assert m["name"] == "digits_resnet-int8" and (tmp_path / "digits_resnet-int8.edgepkg").is_file()
     assert m["compression"]["precision"] == "fp32" and m["compression"]["method"] == "qat" and m["parity"]["passed"]
     assert any("--precision fp16 on a graph quantized already" in n for n in m["notes"]), m["notes"]
 

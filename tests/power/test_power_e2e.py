@@ -201,8 +201,14 @@ def test_a_negative_reading_is_no_power_figure_and_the_result_reads(cli, bundles
     doc, path = _bench(cli, bundles["fp32"], tmp_path, "--power-command", "echo -2", "--power-rate", "20")
     p = doc["power"]
     assert p["available"] is False and "negative mean power (-2 W)" in p["reason"]
-    # asked for on purpose, and read nothing: a warning, not only an absent row (a user walkthrough)
-    assert "power: --power-command was asked for and measured nothing: " in " ".join(doc["warnings"])
+    assert [w for w in doc["warnings"] if w.startswith("power: ")], doc["warnings"]   # said once, as a warning
+    assert not [w for w in doc["warnings"] if "was asked for and measured nothing" in w]
+    # a meter asked for on purpose that never answered: a warning, not only an absent row (a user walkthrough)
+    dead, _ = _bench(cli, bundles["fp32"], tmp_path, "--power-command", "exit 1", "--power-rate", "20")
+    assert "reader" not in dead["power"]
+    assert "power: --power-command was asked for and measured nothing: " in " ".join(dead["warnings"]), dead["warnings"]
+    off, _ = _bench(cli, bundles["fp32"], tmp_path, "--no-power")   # asked for none: no warning of it
+    assert not [w for w in off["warnings"] if w.startswith("power")], off["warnings"]
     r = cli("check", path, "--budget", "power_w=5", "--json")
     assert r.exit_code == 1 and r.json()["results"][0]["budgets"][-1]["status"] == "unmeasured"
 

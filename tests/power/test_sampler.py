@@ -118,4 +118,7 @@ def test_an_energy_counter_that_never_advances_is_no_reading_of_zero_watts():
     passed power and energy budgets (a user walkthrough): no running CPU draws nothing."""
     frozen = [Sample(t, 5.0, {"pkg": 5.0}) for t in (0.0, 0.1, 0.2, 1.5)]
     f = window_figures("energy", frozen, [], 0.0, 1.5, period=0.1)
-    assert "mean_w" not in f and f["absent"].startswith("the energy counter did not advance over 1.5 s (4 readings)")
+    assert "mean_w" not in f and f["absent"] == ("the energy counter did not advance over 1.5 s (4 readings): frozen "
+                                                 "(a hypervisor's, or a locked-down RAPL)")
+    short = window_figures("energy", frozen[:2], [], 0.0, 0.1, period=0.1)   # may only update coarsely: said so
+    assert short["absent"].endswith("a window shorter than the counter's updates (a longer --min-seconds measures it)")
