@@ -82,6 +82,13 @@ def _valid_field(k, v):
     if k == "host":   # OpenSSH's valid_hostname characters, and no bracketed address (its port is `port:`)
         return (not v.startswith("-") and not any(c.isspace() or not c.isprintable() for c in v)
                 and not (v.startswith("[") and v.endswith("]")) and not set(v) & set("'`\"$\\;&<>|(){}"))
+    if k == "user":   # it reaches a ProxyCommand's %r: the host's characters, brackets allowed
+        return (not v.startswith("-") and not any(c.isspace() or not c.isprintable() for c in v)
+                and not set(v) & set("'`\"$\\;&<>|(){}"))
+    if k == "workdir":   # a directory of its own: not the root, the home, a climb out, or another user's home
+        parts = [p for p in v.split("/") if p not in ("", ".")]
+        return (bool(parts) and parts != ["~"] and ".." not in parts
+                and not (parts[0].startswith("~") and not v.startswith("~/")))
     if k == "proxy_jump":
         return v.lower() == "none" or all(_valid_hop(p.strip()) for p in v.split(","))
     return True
