@@ -36,6 +36,10 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+class NoSpace(AgentError):
+    """No room to unpack a bundle where it is unpacked: the machine's fault, not the bundle's (exit 3)."""
+
+
 class Unpacked(object):
     """What unpack found: the manifest, the sha256 of its bytes (the bundle's identity), the signer (where a
     signature was checked), whether the bundle carries a signature at all."""
@@ -75,7 +79,7 @@ def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
         raise BundleError("truncated or corrupt: %s" % e)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):   # the device's fault, not the bundle's (exit 3, not 2)
-            raise AgentError("no space left on this device to unpack bundle %s into %s (%s): `edgeopt device "
+            raise NoSpace("no space left on this device to unpack bundle %s into %s (%s): `edgeopt device "
                              "clean` frees edgeopt's cache there" % (os.path.basename(bundle_path), dest,
                                                                      e.strerror or e))
         raise BundleError("cannot be read or unpacked: %s" % e)

@@ -104,7 +104,7 @@ def read(bundle_path, workdir) -> dict:
     except BundleError as e:
         raise BadInput(str(e) + _what_it_is(bundle_path)) from None
     except AgentError as e:   # the agent's words are a device's ("this device", `device clean`): said for a host
-        if str(e).startswith("no space left"):
+        if isinstance(e, agent_bundle.NoSpace):
             raise BadInput(f"bundle {bundle_path}: no space left on this host to unpack it into {workdir}: free "
                            "space there, or point TMPDIR at a larger disk") from None
         raise BadInput(f"bundle {bundle_path}: {e}".replace("this device", "this host")) from None

@@ -555,11 +555,10 @@ def _check_format(model: str, backend) -> None:
 def _default_name(model: str, precision: str, quantize: str) -> str:
     """The model's file stem (`net.py:build` is net: every `file.py:build` was "build", and their results
     replaced each other's), or a module's callable (`torchvision.models:mobilenet_v2`), then what it became."""
-    path, sep, call = model.rpartition(":")
-    if sep and not model.endswith(".onnx") and not path.endswith(".py"):
-        stem = call
-    else:
-        stem = pathlib.Path(path if sep and path.endswith(".py") else model).stem
+    path, sep, _ = model.rpartition(":")
+    named = path if sep and path.endswith(".py") else model.split(":")[-1] if sep and not model.endswith(".onnx") \
+        else model
+    stem = pathlib.Path(named).stem
     return f"{stem}-{quantize if quantize != 'none' else precision}"
 
 

@@ -395,8 +395,10 @@ def load(path) -> dict:
         with open(path, "rb") as f:
             head = f.read(16)
         if head == b"SQLite format 3\x00":   # "not valid JSON: 'utf-8' codec can't decode"
+            from .store import file_url   # its URL as the store builds one: a path with '?', '#' or '%' escaped
+            url = file_url(path.resolve()).render_as_string(hide_password=False)
             raise BadInput(f"{where} is an SQLite database (the results store?), not a result file: `edgeopt "
-                           f"history --store sqlite:///{path.resolve()}` lists what it holds")
+                           f"history --store {url}` lists what it holds")
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BadInput(f"{where}: cannot read: {e.strerror or e}") from None

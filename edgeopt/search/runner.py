@@ -529,8 +529,9 @@ class Runner:
         last writer's list had replaced the other's, and the two workers' tables judged trial 0 by different
         medians)."""
         keys = self._same_bundle(t)
-        rechecked = dict(self.study.user_attrs.get("rechecked", {}))
-        stored_figures = dict(self.study.user_attrs.get("rechecked_figures", {}))
+        attrs = self.study.user_attrs   # one read of the storage, for both
+        rechecked = dict(attrs.get("rechecked", {}))
+        stored_figures = dict(attrs.get("rechecked_figures", {}))
         now = rechecked.get(t.user_attrs["key"])
         if now and len(now) > len(values) and now[:len(values)] == values:   # another worker's runs, after ours
             figures = list(stored_figures.get(t.user_attrs["key"]) or figures)
