@@ -29,13 +29,22 @@ RESULTS_DIR_HELP = "Where each measurement's result file is written, and the def
 
 class FiniteRange(click.FloatRange):
     """click's FloatRange, with nan and the infinities refused: nan passes every bound (it compares false), and
-    `--connect-timeout nan` was a traceback, `--dead-after inf` switched the dead-device check off unsaid."""
+    `--connect-timeout nan` was a traceback, `--dead-after inf` switched the dead-device check off unsaid.
+    Named "number": click's "'abc' is not a valid float range" read as if a range had been asked for."""
+
+    name = "number"
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+class Count(click.IntRange):
+    """click's IntRange, named "integer": its "'x' is not a valid integer range" read as if a range were asked."""
+
+    name = "integer"
 
 
 class Output:
@@ -209,15 +218,15 @@ def loop_options(fn):
 
     d = LoopSettings()   # the agent's defaults, said here: the agent applies them, so click has none of its own
     for name, kind, text in reversed([
-            ("--threads", click.IntRange(min=1), "Override the profile's thread count."),
-            ("--min-iterations", click.IntRange(min=1),
+            ("--threads", Count(min=1), "Override the profile's thread count."),
+            ("--min-iterations", Count(min=1),
              f"Run at least this many timed inferences [default: {d.min_iterations}]."),
             ("--min-seconds", FiniteRange(min=0), f"... and for at least this many seconds [default: {d.min_seconds:g}]."),
-            ("--max-iterations", click.IntRange(min=1),
+            ("--max-iterations", Count(min=1),
              f"Stop after this many timed inferences, whatever --min-seconds asks [default: {d.max_iterations}]."),
             ("--max-seconds", FiniteRange(min=0, min_open=True),
              f"... or after this many seconds [default: {d.max_seconds:g}]."),
-            ("--warmup-iterations", click.IntRange(min=0),
+            ("--warmup-iterations", Count(min=0),
              f"Warm-up runs before timing (at least) [default: {d.warmup_min_iterations}]."),
             ("--warmup-seconds", FiniteRange(min=0),
              f"Warm-up seconds before timing (at least) [default: {d.warmup_min_seconds:g}].")]):
@@ -449,7 +458,7 @@ def _option_text(option: dict) -> str:
               help="Overwrite the output even if it is a bundle for another profile, or not a bundle.")
 @click.option("--preset", type=click.Choice(["performance", "mixed"]),
               help="NNCF INT8 preset (openvino) [default: the profile's int8_scheme].")
-@click.option("--subset-size", type=click.IntRange(min=1),
+@click.option("--subset-size", type=Count(min=1),
               help="Calibration samples NNCF uses (openvino) [default: min(300, samples); fewer than 100 "
                    "samples need this set explicitly].")
 @click.option("--max-accuracy-drop", type=FiniteRange(0, 1),
@@ -482,7 +491,7 @@ def _option_text(option: dict) -> str:
 @click.option("--qat", is_flag=True, help="Quantization-aware training for INT8; needs --train-data.")
 @click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
               "module:callable or file.py:callable returning a PyTorch DataLoader.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs of --distill / --qat.")
+@click.option("--epochs", type=Count(min=1), help="Training epochs of --distill / --qat.")
 @click.option("--lr", type=FiniteRange(),   # its range is the transform's option's
               help="Learning rate of --distill / --qat [default: distill 1e-3, qat 1e-4; an optimize study's best "
                    "gives its own].")
@@ -493,7 +502,7 @@ def _option_text(option: dict) -> str:
 @click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
               help="An option of the profile's backend without a flag of its own, e.g. workspace_mib=2048 or "
                    "int8_method=static (onnxruntime, tflite); `edgeopt profiles show PROFILE` lists them.")
-@click.option("--threads", type=click.IntRange(min=1),
+@click.option("--threads", type=Count(min=1),
               help="Threads the bundle's runtime runs with by default [default: the profile's]; `bench --threads` "
                    "still overrides it for one run.")
 @common
@@ -668,7 +677,7 @@ def fleet():
 @fleet.command("bench")
 @click.argument("bundle", type=click.Path())
 @click.option("--group", "-g", help="Inventory group (or one device) [default: all].")
-@click.option("--parallel", "-j", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--parallel", "-j", type=Count(min=1), default=8, show_default=True,
               help="Devices measured at the same time.")
 @click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without a result.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
@@ -721,7 +730,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @click.option("--objective",
               help="Figure minimised among the candidates that meet every budget. Default: the latency given "
                    "with --budget (a relative one first), else latency_p90_ms.")
-@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--trials", type=Count(min=1), default=20, show_default=True,
               help="Trials in the study, counting earlier runs and other workers.")
 @click.option("--study", "study", default="edgeopt", show_default=True, help="Study name in the store.")
 @click.option("--resume", is_flag=True, help="Continue the study (after a crash, Ctrl-C, or to add trials).")
@@ -851,7 +860,7 @@ def device_clean(out, name, inventory, ssh):
 @main.command()
 @click.option("--device", "-d", help="Only this device.")
 @click.option("--bundle", "-b", help="Only this bundle name.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--limit", type=Count(min=1), default=50, show_default=True,
               help="Show at most this many results.")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Where the default store (edgeopt.db) is.")

@@ -336,6 +336,14 @@ def test_times_are_finite_numbers(cli, bundles, tmp_path):
         api._agent_args(None, {"max_seconds": float("inf")})   # the agent's parser judges it too
 
 
+def test_a_word_where_a_number_goes_is_called_not_a_number(cli, bundles, tmp_path):
+    """click said "'abc' is not a valid float range", as if a range had been asked for; help said FLOAT RANGE."""
+    for flag, kind in (("--min-seconds", "number"), ("--threads", "integer")):
+        r = cli("bench", bundles["fp32"], flag, "abc", "--results-dir", tmp_path / "r")
+        assert r.exit_code == 2 and f"'abc' is not a valid {kind}." in r.stderr, r.stderr
+    assert "RANGE" not in cli("bench", "--help").stdout
+
+
 def test_an_explicit_min_seconds_cut_short_by_the_iteration_cap_is_said(cli, bundles, tmp_path):
     r = cli("bench", bundles["fp32"], "--min-seconds", "0.5", "--min-iterations", "5", "--max-iterations", "20",
             "--warmup-iterations", "1", "--warmup-seconds", "0", "--results-dir",
