@@ -1,6 +1,7 @@
 """`bench`: verify the bundle, measure it in a fresh process, assemble one result document."""
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import sys
 import tempfile
 
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
-from .bundle import unpack
+from .bundle import NoSpace, unpack
 from .lock import DeviceLock, remove_stale_runs
 from .measure import cooldown as cool, thermal
 from .measure.passes import Passes
@@ -246,6 +247,14 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
                 return _run_unlocked(doc, *job)
         except AgentError as e:
             return _failed(doc if doc is not None else _base_document(probe()), e)
+        except OSError as e:
+            # a full disk (or no inodes left) where the run's files, its lock or its temperature history go: the
+            # device's failure, said as one, where it was a traceback and no result (unpacking says its own)
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return _failed(doc if doc is not None else _base_document(probe()),
+                           NoSpace("no space left on this device for the run's files (%s): `edgeopt device clean` "
+                                   "frees edgeopt's cache there" % e))
 
 
 def _failed(doc, error):

@@ -221,3 +221,16 @@ def test_a_bundle_that_does_not_fit_where_it_is_unpacked_is_the_devices_failure(
     with pytest.raises(AgentError, match="no space left on this device to unpack bundle ") as raised:
         unpack(str(bundles["fp32"]), str(full_disk / "run"))
     assert not isinstance(raised.value, BundleError) and raised.value.exit_code == 3
+
+
+def test_a_device_with_no_room_for_the_runs_files_fails_the_run_with_a_result(bundles, tmp_path):
+    """No inode left where the agent makes its run directory was a traceback on the device and no result (a user
+    walkthrough); it is the device's failure (exit 3) with a document that says so."""
+    from device_agent.bench import run
+    from device_agent.measure.latency import LoopSettings
+    with _mounted(tmp_path / "no_inodes", "size=64k,nr_inodes=3") as folder:
+        for name in ("a", "b"):   # the root takes one inode, these the rest
+            (folder / name).touch()
+        doc, code = run(str(bundles["fp32"]), LoopSettings(), workdir=str(folder))
+    assert code == 3 and doc["status"] == "failed" and doc["error"]["kind"] == "device", doc
+    assert doc["error"]["message"].startswith("no space left on this device for the run's files ("), doc["error"]
