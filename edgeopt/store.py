@@ -243,6 +243,28 @@ def _move_version_table(conn, revision: str) -> None:
         conn.execute(sa.text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
 
 
+
+@contextlib.contextmanager
+def exclusive(engine, key: int):
+    """One process at a time, among all on `engine`'s database, inside: a session-level advisory lock on
+    PostgreSQL; on SQLite an flock on a file beside the database (a held write transaction would block the very
+    connections doing the work). Store.exclusive, and a study's runs (search.rdb.runs_locked)."""
+    if engine.dialect.name == "sqlite":
+        import fcntl
+        with open(f"{engine.url.database}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        return
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            conn.commit()
+
+
 class Store:
     """One results store. `create=False` (reading history) refuses a store that does not exist or holds no edgeopt
     results yet, and makes nothing: no SQLite file, no tables in a PostgreSQL database (a mistyped but existing
@@ -314,20 +336,8 @@ class Store:
         creating its tables: two workers started at once would both find none and both create them). A
         session-level advisory lock on PostgreSQL; on SQLite a lock file beside the database, since a held
         write transaction would block the very connections doing the work."""
-        if self.sqlite:
-            import fcntl
-            with self._errors(doing), open(f"{self.url.database}.lock", "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                yield
-            return
-        with self._errors(doing), self.engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                conn.commit()
+        with self._errors(doing), exclusive(self.engine, key):
+            yield
 
     def revision(self):
         """The schema revision the database is at (None: no edgeopt schema yet)."""

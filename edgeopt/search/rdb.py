@@ -2,6 +2,7 @@
 one (refused where it is not the one that was started), and the trials a stopped worker left behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import zlib
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 OPTUNA_SCHEMA_LOCK = 0x6F7074756E61  # "optuna": the advisory lock key under which its tables are made
+STUDY_RUNS_LOCK = 0x72756E73  # "runs": the lock under which a worker reads and writes a study's runs measured again
 
 
 def open_storage(store_url):
@@ -27,6 +29,18 @@ def open_storage(store_url):
 
     with Store(store_url) as store, store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
         return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
+
+
+@contextlib.contextmanager
+def runs_locked(storage):
+    """One worker at a time reading then writing the study's runs measured again (its "rechecked" attributes:
+    one value each, so two workers' writes at one moment kept only the last writer's). None: a study in memory."""
+    if storage is None:
+        yield
+        return
+    from ..store import exclusive
+    with exclusive(storage.engine, STUDY_RUNS_LOCK):
+        yield
 
 
 def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, job: Job, dims: list, sampler: str):

@@ -51,8 +51,9 @@ BASELINE_POLL_SECONDS = 2.0     # how often a worker looks whether another has m
 class Runner:
     """The trial loop of one worker process."""
 
-    def __init__(self, job, study, dims, identity, screening, multi, progress):
+    def __init__(self, job, study, dims, identity, screening, multi, progress, storage=None):
         self.job, self.study, self.dims, self.identity = job, study, dims, identity
+        self.storage = storage   # the RDB storage, for rdb.runs_locked (None: a study in memory)
         self.screening, self.multi, self.progress = screening, multi, progress
         self.stopped_by_device = None
         self.ruled_out = None    # why _can_still_win last left a screened candidate without a full measurement
@@ -529,6 +530,10 @@ class Runner:
         last writer's list had replaced the other's, and the two workers' tables judged trial 0 by different
         medians)."""
         keys = self._same_bundle(t)
+        with rdb.runs_locked(self.storage):
+            return self._add_run_locked(t, keys, values, figures, run)
+
+    def _add_run_locked(self, t, keys: set, values: list, figures: list, run: tuple) -> tuple:
         attrs = self.study.user_attrs   # one read of the storage, for both
         rechecked = dict(attrs.get("rechecked", {}))
         stored_figures = dict(attrs.get("rechecked_figures", {}))
@@ -572,15 +577,16 @@ class Runner:
         for t in judging.complete(self.study):
             if t.user_attrs.get("artifact") and t.user_attrs.get("key"):
                 keys_by_bundle.setdefault(t.user_attrs["artifact"], []).append(t.user_attrs["key"])
-        for attr in ("rechecked", "rechecked_figures"):
-            stored = dict(self.study.user_attrs.get(attr, {}))
-            shared = dict(stored)
-            for keys in keys_by_bundle.values():
-                readings = next((shared[k] for k in keys if k in shared), None)
-                if readings is not None:
-                    shared.update({k: readings for k in keys if k not in shared})
-            if shared != stored:
-                self.study.set_user_attr(attr, shared)
+        with rdb.runs_locked(self.storage):
+            for attr in ("rechecked", "rechecked_figures"):
+                stored = dict(self.study.user_attrs.get(attr, {}))
+                shared = dict(stored)
+                for keys in keys_by_bundle.values():
+                    readings = next((shared[k] for k in keys if k in shared), None)
+                    if readings is not None:
+                        shared.update({k: readings for k in keys if k not in shared})
+                if shared != stored:
+                    self.study.set_user_attr(attr, shared)
 
     def _same_bundle(self, t) -> set:
         """The content keys of `t` and of every finished trial that packaged to its bundle (its twins)."""

@@ -96,7 +96,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
                          "run's, and the chosen one may lead by less than the device's noise (without --pareto the "
                          "best and those near it are measured again, and compared with INT8 by hand)")
     study.set_user_attr("notes", list(job.notes))   # what the space left out and why, for `report --study`
-    runner = Runner(job, study, dims, identity, screening, multi_objective, progress)
+    runner = Runner(job, study, dims, identity, screening, multi_objective, progress, storage)
     own_cache = job.transforms is None   # a caller's cache is the caller's to close
     if own_cache:
         job.transforms = TransformCache()

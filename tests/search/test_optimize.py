@@ -501,6 +501,44 @@ def test_workers_started_at_once_on_a_new_database_make_the_study_tables_once(re
     assert optuna.get_all_study_summaries(open_storage(url)) == []
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_two_workers_adding_runs_at_once_lose_none(request, tmp_path, backend):
+    """A study's runs measured again are one attribute per study, read then written: two workers appending at
+    one moment (both measure the best again at their end) kept only the last writer's. Under rdb.runs_locked
+    every run of both is kept."""
+    import threading
+
+    from edgeopt.search import rdb, study as studies
+    from edgeopt.search.runner import Runner
+
+    url = (request.getfixturevalue("pg_url").render_as_string(hide_password=False) if backend == "postgresql"
+           else f"sqlite:///{tmp_path / 'edgeopt.db'}")
+    storage = rdb.open_storage(url)
+    name = f"runs-{tmp_path.name}"
+    made = optuna.create_study(study_name=name, storage=storage)
+    made.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"key": "k", "artifact": "X"}))
+    job = studies.Job(model="m.onnx", profile="generic", devices=["local"], budgets={}, output_dir=tmp_path)
+    each, start = 15, threading.Barrier(2)
+
+    def worker(value):
+        study = optuna.load_study(study_name=name, storage=storage)
+        runner = Runner(job, study, [], {}, True, False, studies.SILENT, storage)
+        t = study.get_trials()[0]
+        values, figures = [], []
+        start.wait()
+        for _ in range(each):
+            values, figures = runner._add_run(t, values, figures, (value, value * 10))
+
+    threads = [threading.Thread(target=worker, args=(v,)) for v in (0.5, 0.7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    runs = made.user_attrs["rechecked"]["k"]
+    assert sorted(runs) == [0.5] * each + [0.7] * each, runs
+    assert made.user_attrs["rechecked_figures"]["k"] == [v * 10 for v in runs]
+
+
 def test_trials_measured_on_ssh_devices_worst_device_decides(cli, lab, tmp_path):
     devices = [lab.devices.get(f"opt-{i}") or lab.add(f"opt-{i}", 40 + i) for i in range(2)]
     inv = write_inventory(tmp_path / "inv.yaml", lab, devices, groups={"pis": [d.name for d in devices]})
@@ -1186,7 +1224,7 @@ def test_a_twin_that_finishes_after_its_bundle_was_measured_again_takes_those_re
         s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=1.0,
                                               user_attrs={"key": key, "artifact": artifact}))
     s.set_user_attr("rechecked", {"a": [0.5, 0.6]})
-    runner = types.SimpleNamespace(study=s)
+    runner = types.SimpleNamespace(study=s, storage=None)
     runner._same_bundle = types.MethodType(Runner._same_bundle, runner)
     Runner._share_rechecks(runner)
     assert s.user_attrs["rechecked"] == {"a": [0.5, 0.6], "b": [0.5, 0.6]}   # not c: another bundle
