@@ -211,8 +211,9 @@ def bundle_identity(unpacked, trust=Trust()):
             "source": manifest.get("source", {}), "artifact_bytes": size, "artifact_mb": size / 1048576.0,
             "budgets": manifest.get("budgets", {}),
             # the transforms the model went through: its shipped reference outputs are of the model after them
+            # (not the source or distillation's teacher: measured as references, not gone through)
             "transforms": [t.get("stage") for t in manifest.get("transforms") or [] if isinstance(t, dict)
-                           and t.get("stage") != "source"],
+                           and t.get("stage") not in ("source", "teacher")],
             # the shapes one call is fed: a [4, ...] input makes every latency a call's of four samples
             "inputs": [{"name": t["name"], "shape": list(t["shape"])} for t in manifest["inputs"]]}
 

@@ -544,6 +544,12 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
             train_data, train_unused = recipe.bundle_train_data(recipe_file)
             if train_data:
                 out.progress().status(f"training data {train_data}, as {recipe_file} records it (sha256 unchanged)")
+        if teacher is None and any(s.name == "distill" for s in steps):   # distilled from the source, unsaid
+            teacher, why_not = recipe.bundle_teacher(recipe_file)
+            if why_not:
+                raise BadInput(why_not)
+            if teacher:
+                out.progress().status(f"teacher {teacher}, as {recipe_file} records it")
         if eval_data is None:   # the samples the bundle carries: a rebuild without them could not judge accuracy
             eval_data = recipe.bundle_eval_data(recipe_file, work.name)
             if eval_data:

@@ -171,6 +171,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             manifest["transforms"] = [s.to_dict() for s in stages]
             manifest["notes"] += [n for s in stages for n in s.notes]
             _record_training_file(manifest["transforms"], steps, train_data)
+            _record_teacher(manifest["transforms"], teacher)
         manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
     manifest["path"] = str(output)
     manifest["conversion_seconds"] = conversion.seconds
@@ -189,6 +190,22 @@ def _record_calibration_file(compression: dict, calib) -> None:
     if calib and isinstance(compression.get("calibration"), dict):
         path = pathlib.Path(calib)
         compression["calibration"].update(file=str(path.resolve()), sha256=sha256_of(path))
+
+
+def _record_teacher(stages: list, teacher) -> None:
+    """--teacher as given, and its file's path and sha256, in the teacher stage's details, so `package --recipe
+    BUNDLE` distills from the same teacher (recipe.bundle_teacher): a rebuild without it distilled from the source,
+    another model, unsaid. An importable `module:callable` has no file to check: it is named."""
+    from .models import sha256_of
+
+    if not teacher or not stages or stages[0].get("stage") != "teacher":
+        return
+    reference = str(teacher)
+    path = pathlib.Path(reference if os.path.exists(reference) or ":" not in reference else reference.rsplit(":", 1)[0])
+    record = {"reference": reference}
+    if path.is_file():
+        record.update(file=str(path.resolve()), sha256=sha256_of(path))
+    stages[0]["details"] = dict(stages[0].get("details") or {}, model=record)
 
 
 def _record_training_file(stages: list, steps: list, train_data) -> None:

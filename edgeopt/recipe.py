@@ -19,6 +19,7 @@ Transform options are each transform's own typed Options (edgeopt/compress/); no
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import sys
 import typing
@@ -186,6 +187,29 @@ def bundle_train_data(path) -> tuple:
     recorded = next((s["details"]["train_data"] for s in stages or [] if isinstance(s, dict)
                      and isinstance(s.get("details"), dict) and "train_data" in s["details"]), None)
     return _recorded_file(path, recorded, "trained on", "--train-data")
+
+
+def bundle_teacher(path) -> tuple:
+    """(the --teacher a bundle given as the recipe was distilled from, or None; why it cannot be taken, or "").
+    Taken where its file is still there unchanged (its sha256), or where it is an importable module:callable."""
+    path = pathlib.Path(path)
+    stages = _manifest(path).get("transforms") if path.suffix == SUFFIX else None
+    stage = next((s for s in stages or [] if isinstance(s, dict) and s.get("stage") == "teacher"), None)
+    if stage is None:
+        return None, ""
+    recorded = (stage.get("details") or {}).get("model") if isinstance(stage.get("details"), dict) else None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("reference"), str):
+        return None, (f"{path} was distilled from a teacher its manifest does not record for a rebuild (packaged by "
+                      "an older edgeopt): give --teacher MODEL")
+    reference = recorded["reference"]
+    if "file" not in recorded:
+        return reference, ""
+    file, why = _recorded_file(path, recorded, "distilled from the teacher in", "--teacher MODEL")
+    if file is None:
+        return None, why
+    callable_part = reference[len(reference.rsplit(":", 1)[0]):] if ":" in reference and not os.path.exists(
+        reference) else ""
+    return file + callable_part, ""
 
 
 def _recorded_file(path: pathlib.Path, recorded, what: str, flag: str) -> tuple:

@@ -373,3 +373,15 @@ def test_a_file_of_another_kind_is_named_for_what_it_is(cli, bundles, tmp_path):
                                                f"such as the newest, {run}")):
         r = cli(*args, "-q")
         assert r.exit_code == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_drop_measured_against_distillations_teacher_says_so():
+    """With --teacher the drop is the teacher's top-1 minus the bundle's (the model the user means to replace);
+    bench said "vs source" and "the outputs of the model after teacher, prune, distill"."""
+    from edgeopt.report.tables import _accuracy_text, accuracy_reference
+    source = {"accuracy": {"model": "the teacher nets.py:resnet", "top1": 0.5}}
+    text = _accuracy_text({"top1": 0.45, "drop": 0.05, "max_abs_error": 0.0, "n": 8}, ["teacher", "prune", "distill"],
+                          accuracy_reference(source))
+    assert "(drop +0.0500 vs the teacher)" in text and "the model after prune, distill on 8" in text, text
+    assert accuracy_reference({"accuracy": {"model": "the source before transforms"}}) == "source"
+    assert accuracy_reference(None) == "source"

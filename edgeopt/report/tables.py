@@ -16,6 +16,10 @@ from .rows import batch, utc_time
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
+# stages a bundle's transforms list measures for reference, not transforms the model went through: the source,
+# and distillation's --teacher (transform.run measures it first)
+REFERENCE_STAGES = ("source", "teacher")
+
 
 def _num(value, fmt="{:.3f}"):
     """`value` in `fmt`; one that would read as zero (3.7e-05 ms as "0.0000") or as hundreds of digits (1e308
@@ -136,7 +140,7 @@ def bundle_rows(m: dict):
             ("budgets", budgets or "none"),
             ("data", _bundle_data(m)),
             ("transforms", ", ".join(str(t.get("stage", "?")) for t in m.get("transforms") or []
-                                     if t.get("stage") != "source") or "none"),   # the first stage is the source
+                                     if t.get("stage") not in REFERENCE_STAGES) or "none"),
             *rows[after_size:notes],
             ("signed", "yes (ssh-keygen -Y; bench --allowed-signers checks it)" if m.get("signed") else "no"),
             ("manifest sha256", m.get("manifest_sha256", "—")),
@@ -188,7 +192,7 @@ def package_rows(m: dict):
     if "source_top1" in parity:
         original = ((m.get("source") or {}).get("accuracy") or {}).get("top1") if m.get("transforms") else None
         if original is not None:   # what the transforms cost, beside what the conversion did
-            rows.append(("top-1 source → after transforms → artifact",
+            rows.append((f"top-1 {accuracy_reference(m.get('source'))} → after transforms → artifact",
                          f"{original:.4f} → {parity['source_top1']:.4f} → {parity['artifact_top1']:.4f}"))
         else:
             before = "after transforms" if m.get("transforms") else "source"
@@ -230,7 +234,7 @@ def _model_bytes(m: dict) -> int:
 def _compression_with_transforms(m: dict) -> str:
     """The quantization, then the model transforms: a pruned bundle read "compression none"."""
     stages = [t.get("stage") for t in m.get("transforms") or [] if isinstance(t, dict) and t.get("stage")
-              and t.get("stage") != "source"]
+              and t.get("stage") not in REFERENCE_STAGES]
     said = _compression(m["compression"])
     if not stages:
         return said
@@ -276,12 +280,21 @@ def _weight_types(ops: dict) -> str:
     return f" (weights: {', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))})" if len(kinds) > 1 else ""
 
 
-def _accuracy_text(acc: dict, transforms=None) -> str:
+def accuracy_reference(source) -> str:
+    """What a bundle's accuracy drop is measured against: the source as given, or distillation's --teacher, the
+    model the user means to replace (pipeline._original_accuracy): "drop vs source" had named the wrong model."""
+    model = str(((source or {}).get("accuracy") or {}).get("model") or "")
+    return "the teacher" if model.startswith("the teacher") else "source"
+
+
+def _accuracy_text(acc: dict, transforms=None, reference: str = "source") -> str:
     """Top-1 (or why not) and the outputs' error against the shipped reference, on the bundle's eval samples. The
-    drop is against the source as given; the reference outputs are of the model after its `transforms`, which a
-    bench of a pruned bundle read as "max abs error 0 vs the source's outputs" beside a drop of 0.9."""
-    top1 = (f"top-1 {acc['top1']:.4f} (drop {acc.get('drop', 0):+.4f} vs source)" if "top1" in acc
+    drop is against the `reference` (accuracy_reference); the reference outputs are of the model after its
+    `transforms`, which a bench of a pruned bundle read as "max abs error 0 vs the source's outputs" beside a drop
+    of 0.9."""
+    top1 = (f"top-1 {acc['top1']:.4f} (drop {acc.get('drop', 0):+.4f} vs {reference})" if "top1" in acc
             else f"top-1 absent: {acc.get('top1_absent', 'not measured')}")
+    transforms = [t for t in transforms if t not in REFERENCE_STAGES] if isinstance(transforms, list) else None
     against = (f"the outputs of the model after {', '.join(map(str, transforms))}"
                if isinstance(transforms, list) and transforms else "the source's outputs")
     error = (f"max abs error {acc['max_abs_error']:.4g} vs {against}" if "max_abs_error" in acc
@@ -320,7 +333,8 @@ def bench_rows(doc: dict):
     if acc.get("available") is False:
         rows.append(("accuracy", f"absent: {acc['reason']}"))
     elif acc:
-        rows.append(("accuracy", _accuracy_text(acc, (doc.get("bundle") or {}).get("transforms"))))
+        bundle = doc.get("bundle") or {}
+        rows.append(("accuracy", _accuracy_text(acc, bundle.get("transforms"), accuracy_reference(bundle.get("source")))))
     rows += throughput_rows(doc.get("throughput")) + layer_rows(doc.get("layer_profile"))
     rows += power_rows(doc.get("power") or {}) + thermal_rows(doc.get("thermal") or {})
     transfers = (doc.get("transport") or {}).get("transfers") or []

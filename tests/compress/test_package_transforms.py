@@ -165,6 +165,16 @@ def test_a_pt2_teacher_needs_a_dynamic_batch(cli, tmp_path):
     dynamic = cli(*args, "--teacher", _pt2(tmp_path, batch=2), "-o", tmp_path / "b.edgepkg", "--json")
     assert dynamic.exit_code == 0, dynamic.stderr
     assert [s["stage"] for s in dynamic.json()["transforms"]] == ["teacher", "source", "prune", "distill"]
+    assert "transforms prune + distill" in cli("inspect", tmp_path / "b.edgepkg").stdout   # the teacher is none
+    # a rebuild from the bundle distills from the same teacher (it distilled from the source, another model)
+    teacher = pathlib.Path(dynamic.json()["transforms"][0]["details"]["model"]["file"])
+    again = cli("package", SOURCE, "--recipe", tmp_path / "b.edgepkg", "-o", tmp_path / "again.edgepkg")
+    assert again.exit_code == 0 and f"teacher {teacher}, as " in again.stderr, again.stderr
+    assert _model(tmp_path / "again.edgepkg")[0] == _model(tmp_path / "b.edgepkg")[0], "the same teacher, the same model"
+    teacher.write_bytes(teacher.read_bytes() + b"\0")
+    changed = cli("package", SOURCE, "--recipe", tmp_path / "b.edgepkg", "-o", tmp_path / "third.edgepkg")
+    assert changed.exit_code == 2 and "was distilled from the teacher in" in changed.stderr and \
+        "which has changed since" in changed.stderr, changed.stderr
 
 
 def test_pruned_module_converts_for_litert(cli, tmp_path):
