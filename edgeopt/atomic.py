@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import pathlib
+import stat
 import tempfile
 
 from .errors import CannotWrite
@@ -39,9 +40,18 @@ def _umask() -> int:
 def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
     """A file open on a temp beside `path`, renamed over it when the block ends without error (else removed).
     An OSError from making the directory, writing or renaming (a read-only or full disk, no permission) becomes
-    CannotWrite naming `what` and `path`; one that names another file (an input read inside the block) passes."""
+    CannotWrite naming `what` and `path`; one that names another file (an input read inside the block) passes.
+    A symbolic link is written through (its target replaced), and a pipe or a device (`--junit /dev/stdout`)
+    written to as it is: the rename had replaced the link, the pipe, and as root even /dev/full, with a file."""
     path = pathlib.Path(path)
+    kind = _kind(path)
+    if kind == "special":
+        yield from _writing_through(path, what, mode, encoding)
+        return
+    if kind == "link":
+        path = pathlib.Path(os.path.realpath(path))
     try:
+        _refuse_a_file_above(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(path)
         try:
@@ -56,6 +66,36 @@ def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
         if e.filename is not None and not _is_on_the_way_to(path, e.filename):
             raise
         raise CannotWrite(what, path, e) from None
+
+
+def _kind(path: pathlib.Path) -> str:
+    """ "link" (to a file, or to nothing yet), "special" (a pipe, a device, a socket, or a link to one), else "" """
+    try:
+        mode = os.stat(path).st_mode   # through links
+    except OSError:
+        return "link" if os.path.islink(path) else ""
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return "special"
+    return "link" if os.path.islink(path) else ""
+
+
+def _writing_through(path: pathlib.Path, what: str, mode: str, encoding: str | None):
+    try:
+        with open(path, mode.replace("w", "a") if "w" in mode else mode, encoding=encoding) as f:
+            yield f
+    except OSError as e:
+        if e.filename is not None and pathlib.Path(os.fsdecode(e.filename)) != path:
+            raise
+        raise CannotWrite(what, path, e) from None
+
+
+def _refuse_a_file_above(path: pathlib.Path) -> None:
+    """ENOTDIR where a folder above `path` is a file: mkdir said "File exists", which named nothing wrong."""
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise OSError(errno.ENOTDIR, f"{os.strerror(errno.ENOTDIR)}: {folder} is a file", str(path))
+            return
 
 
 def check_writable(target, what: str, folder: bool = False) -> None:

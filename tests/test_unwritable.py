@@ -234,3 +234,27 @@ def test_a_device_with_no_room_for_the_runs_files_fails_the_run_with_a_result(bu
         doc, code = run(str(bundles["fp32"]), LoopSettings(), workdir=str(folder))
     assert code == 3 and doc["status"] == "failed" and doc["error"]["kind"] == "device", doc
     assert doc["error"]["message"].startswith("no space left on this device for the run's files ("), doc["error"]
+
+
+def test_a_report_to_a_link_a_pipe_or_under_a_file_is_written_where_it_points(cli, int8_result, tmp_path):
+    """The rename onto the target replaced a symbolic link, a named pipe (its reader got nothing) and, as root,
+    a device node such as /dev/full with a plain file; a folder above that is a file read "File exists"."""
+    import os
+    import threading
+    real, link = tmp_path / "real.md", tmp_path / "link.md"
+    real.write_text("old")
+    link.symlink_to(real.name)
+    r = cli("report", int8_result["_path"], "-o", link)
+    assert r.exit_code == 0 and link.is_symlink() and real.read_text().startswith("### edgeopt report"), r.stderr
+    fifo, got = tmp_path / "fifo.md", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    r = cli("report", int8_result["_path"], "-o", fifo)
+    reader.join(timeout=30)
+    assert r.exit_code == 0 and got and got[0].startswith("### edgeopt report"), r.stderr
+    assert not fifo.is_file() and fifo.is_fifo()
+    (tmp_path / "plain").write_text("x")
+    r = cli("report", int8_result["_path"], "-o", tmp_path / "plain" / "x.html")
+    _one_line(r.stderr, f"Not a directory: {tmp_path / 'plain'} is a file")
+    assert r.exit_code == 2 and (tmp_path / "plain").read_text() == "x"
