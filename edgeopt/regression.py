@@ -240,7 +240,7 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
         find = lambda doc: _store_baseline(store, doc)
     else:
         try:
-            pool = [results.load(p) for p in results.expand(specs)]
+            pool = [results.load(p) for p in results.expand(specs) + _histories(specs, docs)]
         except BadInput as e:   # "result file not found: x.json" said not which of the command's files it was
             raise BadInput(f"--baseline: {e}") from None
         find = lambda doc: pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
@@ -252,7 +252,24 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
     if store is None and found and all(base is None for _, base, _ in found):
         # baseline files given by hand that match no result: the gate would test nothing and pass quietly
         raise BadInput(f"--baseline {', '.join(map(str, specs))}: no baseline for any result given ({found[0][2]})")
-    return [_regression_entry(doc, base, why, effect) for doc, base, why in found]
+    entries = [_regression_entry(doc, base, why, effect) for doc, base, why in found]
+    if store is None and entries and all(e["verdict"] == UNTESTED for e in entries):   # nor any it can compare
+        raise BadInput(f"--baseline {', '.join(map(str, specs))}: no result could be tested ({entries[0]['reason']})")
+    return entries
+
+
+def _histories(specs: list, docs: list) -> list:
+    """The earlier runs of the candidates' bundles that a results folder given as the baseline keeps in its
+    history/ (results.save): `--baseline results/` found only each bundle's latest file, which is the candidate
+    itself, and took another bundle measured after it."""
+    stems = {f"{results.file_stem(str((d.get('bundle') or {}).get('name')))}@"
+             f"{results.file_stem(str((d.get('device') or {}).get('name')))}-" for d in docs}
+    found = []
+    for spec in specs:
+        history = pathlib.Path(spec) / "history"
+        if pathlib.Path(spec).is_dir() and history.is_dir():
+            found += sorted(p for p in history.glob("*.json") if p.is_file() and p.name.startswith(tuple(stems)))
+    return found
 
 
 def _store_baseline(store, doc: dict) -> tuple:
@@ -287,7 +304,9 @@ def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> 
                          "created": base.get("created")}
     cand_samples, base_samples = _samples(doc), _samples(base)
     if cand_samples is None or base_samples is None:
-        return dict(entry, verdict=UNTESTED, reason="a result without latency.samples_ms")
+        lacking = [d.get("_path") or what for d, what, samples in ((base, "the baseline", base_samples),
+                                                                  (doc, "the result", cand_samples)) if samples is None]
+        return dict(entry, verdict=UNTESTED, reason=f"no latency.samples_ms in {' and '.join(map(str, lacking))}")
     return dict(entry, notes=environment_notes(base, doc), **compare_samples(base_samples, cand_samples, effect))
 
 

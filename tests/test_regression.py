@@ -181,6 +181,33 @@ def test_check_with_a_baseline_exits_1_on_a_regression(cli, pair, tmp_path):
     assert r.exit_code == 0 and r.json()["regressions"][0]["verdict"] == FASTER
 
 
+def test_a_results_folder_as_the_baseline_takes_the_bundles_earlier_run_from_its_history(cli, pair, tmp_path):
+    """`--baseline results/` read only each bundle's latest file, which is the candidate itself, and took another
+    bundle measured after it (a user walkthrough): the README says the newest other run created before it."""
+    base, slow, base_doc, slow_doc = pair
+    folder = tmp_path / "results"
+    (folder / "history").mkdir(parents=True)
+    stem = f"{slow_doc['bundle']['name']}@{slow_doc['device']['name']}"
+    (folder / f"{stem}.json").write_text(slow.read_text())
+    (folder / "history" / f"{stem}-20260101T000000000000Z.json").write_text(base.read_text())
+    (folder / "history" / f"{stem}-20260102T000000000000Z.json").write_text(slow.read_text())
+    later = dict(slow_doc, created="2026-01-03T00:00:00+00:00", bundle=dict(slow_doc["bundle"], name="other"))
+    (folder / f"other@{slow_doc['device']['name']}.json").write_text(json.dumps(later))
+    r = cli("check", folder / f"{stem}.json", "--baseline", folder, "--budget", "latency_p90_ms=1000", "--json")
+    gate = r.json()["regressions"][0]
+    assert r.exit_code == 1 and gate["verdict"] == SLOWER and gate["baseline"]["created"].startswith("2026-01-01"), gate
+
+
+def test_a_baseline_without_samples_tests_nothing_and_is_refused(cli, pair, tmp_path):
+    """It read "not tested: a result without latency.samples_ms" and passed: a gate that tests nothing."""
+    _, slow, base_doc, _ = pair
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(dict(base_doc, latency={k: v for k, v in base_doc["latency"].items()
+                                                       if k != "samples_ms"})))
+    r = cli("check", slow, "--baseline", bare, "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 2 and f"no result could be tested (no latency.samples_ms in {bare})" in r.stderr, r.stderr
+
+
 def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
     from edgeopt.store import Store
     base, slow, base_doc, slow_doc = pair
