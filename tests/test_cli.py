@@ -342,6 +342,7 @@ def test_a_word_where_a_number_goes_is_called_not_a_number(cli, bundles, tmp_pat
         r = cli("bench", bundles["fp32"], flag, "abc", "--results-dir", tmp_path / "r")
         assert r.exit_code == 2 and f"'abc' is not a valid {kind}." in r.stderr, r.stderr
     assert "RANGE" not in cli("bench", "--help").stdout
+    assert "None]" not in cli("package", "--help").stdout   # --lr, bounded by its transform: "[x<=None]"
 
 
 def test_an_explicit_min_seconds_cut_short_by_the_iteration_cap_is_said(cli, bundles, tmp_path):
