@@ -86,11 +86,13 @@ def requested(spec: str) -> list:
 
 
 def resolve(names: list, layers: list, what: str = "layers") -> list:
-    """The layers `names` mean, in graph order: an exact layer name, or a module path whose scope the
-    layer's name contains ("conv1" matches "/conv1/Conv"). An unknown name is refused."""
+    """The layers `names` mean, in graph order: an exact layer name, a scope the layer's name contains ("conv1"
+    matches "/conv1/Conv"), or a PyTorch module path and what lies under it ("b1.c1" matches "/b1/c1/Conv",
+    "layer1.0" "/layer1/layer1.0/conv1/Conv"). An unknown name is refused."""
     chosen = set()
     for name in names:
-        found = [layer for layer in layers if layer == name or f"/{name.strip('/')}/" in layer]
+        found = [layer for layer in layers if layer == name or f"/{name.strip('/')}/" in layer
+                 or _module_path(layer) == name or _module_path(layer).startswith(f"{name}.")]
         if not found:
             shown = ", ".join(repr(layer) for layer in layers[:5]) + (", ..." if len(layers) > 5 else "")
             raise BadInput(f"--keep-float {name!r}: no such layer among the model's {len(layers)} {what} "
@@ -98,6 +100,15 @@ def resolve(names: list, layers: list, what: str = "layers") -> list:
                            f"{_module_example(layers)!r}")
         chosen.update(found)
     return [layer for layer in layers if layer in chosen]
+
+
+def _module_path(layer: str) -> str:
+    """The dotted PyTorch module path of an exported node's scope: torch.onnx names a node by its modules' names,
+    where a container's child carries its parent's path ("/layer1/layer1.0/conv1/Conv" is layer1.0.conv1)."""
+    path = ""
+    for part in [p for p in layer.split("/") if p][:-1]:   # the last part is the op's own name
+        path = part if not path or part.startswith(f"{path}.") else f"{path}.{part}"
+    return path
 
 
 def _module_example(layers: list) -> str:

@@ -281,3 +281,15 @@ def test_auto_says_when_no_choice_reaches_parity_and_spares_a_waived_agreement()
     waived = mixed_quantize.choose(["a", "b"], {}, trials, SimpleNamespace(**vars(request), agreement_waived=True),
                                    spec, Progress())
     assert waived["rule"].endswith("(none: the error is below 0.02; no layer measured alone)")
+
+
+def test_a_pytorch_module_path_names_the_layers_under_it():
+    """`--keep-float b1.c1` was refused for "/b1/c1/Conv" (only "b1/c1" or a scope torch.onnx had dotted
+    itself, "stem.0", matched); a dotted module path is how a PyTorch user names a layer."""
+    from edgeopt.compress.mixed_quantize import resolve
+    layers = ["/stem/stem.0/Conv", "/b1/c1/Conv", "/b1/c2/Conv", "/layer1/layer1.0/conv1/Conv", "/head/Gemm"]
+    assert resolve(["b1.c1"], layers) == ["/b1/c1/Conv"]
+    assert resolve(["b1"], layers) == ["/b1/c1/Conv", "/b1/c2/Conv"]
+    assert resolve(["layer1.0.conv1", "stem.0"], layers) == ["/stem/stem.0/Conv", "/layer1/layer1.0/conv1/Conv"]
+    with pytest.raises(BadInput, match="'b1.c': no such layer"):
+        resolve(["b1.c"], layers)   # a prefix of a name is not a module
