@@ -81,6 +81,13 @@ class Qat(Transform):
         _freeze(graph)
         if not labelled and options.epochs:
             notes.append("the training data has no labels: trained to match the float module's outputs")
+        if layout["left_float"]:
+            shown = ", ".join(layout["left_float"][:3]) + (", ..." if len(layout["left_float"]) > 3 else "")
+            notes.append(f"qat: {len(layout['left_float'])} of {layout['quantized_layers'] + len(layout['left_float'])} "
+                         f"Conv/Linear layers stay float ({shown}): the traced graph does not call them as layers "
+                         "(they sit inside a torch.nn module that torch.fx keeps whole, such as nn.MultiheadAttention "
+                         "or nn.TransformerEncoder, or a functional call reads their weights), so no quantizer was "
+                         "inserted")
         if layout["unfolded_batchnorm"]:
             notes.append(f"{layout['unfolded_batchnorm']} BatchNorm layer(s) do not follow a Conv or Linear and stay "
                          "unfolded (statistics frozen); ONNX Runtime cannot fuse INT8 around them")
@@ -110,8 +117,22 @@ def _prepare(module) -> tuple:
     if not layers:
         raise BadInput("transform qat: the module has no Conv or Linear layer to quantize")
     unfolded = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in graph.modules())
+    left_float = _left_float(module, graph)
     return graph, {"quantized_layers": layers, "activation_quantizers": quantizers, "folded_batchnorm": folded,
-                   "unfolded_batchnorm": unfolded}
+                   "unfolded_batchnorm": unfolded, "left_float": left_float}
+
+
+def _left_float(module, graph) -> list:
+    """The Conv and Linear layers of `module` that the traced graph does not call as layers, so left float: those
+    inside a torch.nn module that torch.fx traces as one leaf (nn.TransformerEncoder, nn.MultiheadAttention), and
+    a layer whose weight a functional call reads. A transformer's INT8 read "quantized_layers: 2" for 8, unsaid."""
+    import torch
+
+    from ..qat_modules import QuantizedLayer
+
+    layer_types = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    quantized = {name for name, m in graph.named_modules() if isinstance(m, QuantizedLayer)}   # fx keeps the paths
+    return [name for name, m in module.named_modules() if isinstance(m, layer_types) and name not in quantized]
 
 
 def _fold_batchnorm(graph) -> int:

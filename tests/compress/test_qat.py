@@ -184,6 +184,7 @@ def test_a_residual_network_is_folded_quantized_and_exported(setup, tmp_path):
     few = {k: v[:128] for k, v in train_samples.items()}
     result = qat(net, context(few, held, net), epochs=1)
     assert (result.details["quantized_layers"], result.details["folded_batchnorm"]) == (7, 6)
+    assert result.details["left_float"] == [] and not any("stay float" in n for n in result.notes)   # folded: none
     assert result.details["activation_quantizers"] == 10   # one per layer output, plus the network input
     path = export_onnx(result.module, tmp_path / "residual.onnx")
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(path)).graph.node}
@@ -193,3 +194,23 @@ def test_a_residual_network_is_folded_quantized_and_exported(setup, tmp_path):
         reference = result.module(torch.from_numpy(held["image"][:200])).numpy()
     steps = np.abs(exported - reference) / float(result.module.qat_act_9.scale)  # the output's INT8 step
     assert steps.max() <= 3 and steps.mean() <= 0.1, (steps.max(), steps.mean())
+
+
+def test_layers_inside_a_module_traced_whole_are_said_to_stay_float():
+    """torch.fx keeps torch.nn modules such as nn.MultiheadAttention whole, so their Linear layers get no
+    quantizer; a transformer's bundle read "INT8 qat" with 2 of 8 Linear layers quantized, unsaid."""
+    from edgeopt.compress.qat import _prepare
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(self.attn(x, x, x)[0])
+
+    _, layout = _prepare(Net().eval())
+    assert layout["quantized_layers"] == 1 and layout["left_float"] == ["attn.out_proj"], layout
+    _, plain = _prepare(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval())
+    assert plain["left_float"] == [] and plain["quantized_layers"] == 2
