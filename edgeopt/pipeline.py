@@ -401,7 +401,11 @@ def _teacher(reference: str, source):
     if fmt not in transform.TORCH_FORMATS:
         raise BadInput(f"--teacher {reference}: needs a PyTorch model (module:callable, or an ExportedProgram .pt2), got {fmt}")
     shapes = {s.name: list(s.shape) for s in source.inputs} if fmt == "pytorch-module" else {}
-    teacher = torch_export.load(reference, fmt, shapes).torch_module
+    try:
+        teacher = torch_export.load(reference, fmt, shapes).torch_module
+    except BadInput as e:   # "nets.py:mlp: the module failed ... (check --input-shape)" named no teacher
+        raise BadInput(f"--teacher {reference}: {str(e).removeprefix(f'{reference}: ')}; the teacher is fed the "
+                       "model's inputs, at its --input-shape") from None
     if fmt == "exported-program":   # its own example may have another batch size: compare on the source's
         torch_export.refuse_fixed_batch(teacher, source.torch_examples, f"--teacher {reference}")
     got = torch_export.output_shapes(teacher, source.torch_examples, f"--teacher {reference}")

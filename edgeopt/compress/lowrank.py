@@ -66,8 +66,10 @@ class LowRank(Transform):
                    "params_before": params_before, "params_after": params_after,
                    "factorized": len(layers), "considered": len(candidates), "layers": layers}
         # the module's own count (BatchNorm's included), which the stage table's, counted on the export, is not
-        notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers factorized, PyTorch parameters "
-                  f"{params_before:,} -> {params_after:,}")]
+        # with none considered, "0 of 0 layers factorized" beside the warning's "of its 8 linear layers" read as a
+        # contradiction: the warning below says why none was
+        notes = [(f"lowrank: {len(layers)} of {len(candidates)} layers considered factorized, PyTorch parameters "
+                  f"{params_before:,} -> {params_after:,}")] if candidates else []
         if whole:
             notes.append(f"lowrank: {len(whole)} linear layer(s) of PyTorch's attention and Transformer layers left "
                          "whole: those layers read their weight themselves")

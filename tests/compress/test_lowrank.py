@@ -95,6 +95,7 @@ def test_a_fixed_rank_and_the_limits(model):
                           context(torch.randn(1, 32))).notes
     assert small[-1] == ("warning: lowrank changed nothing: of its 1 linear and ungrouped conv layers, 1 hold fewer "
                          "than min_params=4096 weights, 0 are read whole by attention and 0 are protected")
+    assert not any("0 of 0" in n for n in small)   # beside "of its 1 linear ... layers" it read as a contradiction
     assert not any("changed nothing" in n for n in result.notes)
     guarded = LOWRANK.apply(m, options(energy=0.99, protect="10"), context(x))
     assert isinstance(guarded.module[10], nn.Linear) and guarded.details["factorized"] == 2

@@ -121,6 +121,18 @@ def test_bad_transform_options_exit_2_in_one_line(cli, tmp_path, args, fragment)
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.edgepkg").exists()
 
 
+def test_a_teacher_that_cannot_take_the_models_inputs_is_named_as_the_teacher(cli, tmp_path):
+    """It read "pruning_nets.py:mlp: the module failed ... (check --input-shape ...)", naming no --teacher."""
+    import numpy as np
+    train = tmp_path / "t.npz"
+    np.savez(train, input=np.zeros((4, 3, 32, 32), np.float32))
+    teacher = SOURCE.replace(":resnetish", ":mlp")
+    r = cli("package", SOURCE, *SHAPE, "--distill", "--epochs", "1", "--train-data", train, "--teacher", teacher,
+            "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 2 and f"error: --teacher {teacher}: the module failed on float32 inputs" in r.stderr, r.stderr
+    assert "the teacher is fed the model's inputs" in r.stderr and not (tmp_path / "b.edgepkg").exists()
+
+
 def test_onnx_source_is_refused_for_a_transform(cli, tmp_path):
     from conftest import MODEL
     r = cli("package", MODEL, "--prune", "channels=0.5", "-o", tmp_path / "b.edgepkg")
