@@ -147,6 +147,8 @@ def summary_row(doc: dict, entry: dict) -> dict:
     lat = doc.get("latency") or {}
     ci = lat.get("ci95") if isinstance(lat.get("ci95"), dict) else {}
     p90_ci = ci.get("p90_ms") if isinstance(ci.get("p90_ms"), list) and len(ci["p90_ms"]) == 2 else None
+    if figure(doc, "latency.p90_ms") is None:   # an interval around an absent figure read "— [0.0191–0.0192]"
+        p90_ci = None
     if p90_ci is not None:
         p90_ci = [checked(doc, "latency.ci95.p90_ms", v) for v in p90_ci]
     return dict(label(doc), status=doc.get("status"), verdict=verdict(entry), budgets=entry["budgets"], batch=batch(doc),

@@ -176,6 +176,11 @@ def test_csv_for_a_spreadsheet(cli, lab_results, tmp_path):
     assert float(rows[0]["p90_ms"]) == int8["latency"]["p90_ms"]
     assert [float(rows[0]["p90_ci95_low"]), float(rows[0]["p90_ci95_high"])] == int8["latency"]["ci95"]["p90_ms"]
     assert rows[1]["device"] == "'=HYPERLINK(\"x\")"   # not run as a formula
+    doc["latency"]["p90_ms"] = None   # absent: no interval around it either ("— [0.0191–0.0192]")
+    odd.write_text(json.dumps(doc))
+    r = cli("report", odd, "--format", "csv", "-o", out)
+    row = next(csv.DictReader(io.StringIO(out.read_text())))
+    assert r.exit_code == 1 and row["p90_ms"] == row["p90_ci95_low"] == row["p90_ci95_high"] == "", row   # p90 budget: not measured
     assert rows[0]["power_w"] == "" and rows[0]["throttled"] == ("false" if "throttled" in int8["thermal"] else "")
 
 
