@@ -32,7 +32,8 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "devices": list(job.devices),
            "inventory": inventory, "ssh_flags": _ssh_flags(job.ssh_options),
            "trials": _rows(study),
-           **_relative(study), "pareto": _pareto(judging.complete(study), front_figures),
+           **_relative(study), "pareto": _pareto(judging.complete(study), front_figures,
+                                                 judging.Judge.of(study, job.objective)),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
            "closest": None if ranked else _closest(study, job.budgets), "notes": list(job.notes)}
     carried = _carried_limits(study, job)
@@ -227,7 +228,8 @@ def load(url: str, name: str) -> dict:
         figures = tuple(study.user_attrs.get("pareto_figures") or judging.pareto_figures(budgets, objective))
         out = {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
                "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
-               "pareto": _pareto(judging.complete(study), figures), "multi_objective": len(study.directions) > 1,
+               "pareto": _pareto(judging.complete(study), figures, judging.Judge.of(study, objective)),
+               "multi_objective": len(study.directions) > 1,
                **_relative(study), "closest": None if ranked else _closest(study, budgets),
                "notes": list(study.user_attrs.get("notes", []))}
         best = _choose(study, ranked, out)   # as the study chose it at its end
@@ -284,12 +286,18 @@ def _row(t, judge: judging.Judge) -> dict:
             "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
 
 
-def _pareto(trials: list, names: tuple) -> list:
-    """Trial numbers not dominated (lower is better) on the figures any trial measured. A trial without one of
-    them (a screening run has no accuracy) is left off: its place is unknown, and comparing every trial on the
-    figures all of them have would drop accuracy from the front for one screened trial. A trial the cache or a
-    twin answered is its first trial's point, listed once."""
-    points = [(t.number, [t.user_attrs["figures"].get(n) for n in names]) for t in trials
+def _pareto(trials: list, names: tuple, judge) -> list:
+    """Trial numbers not dominated (lower is better) on the figures any trial measured, the objective as the study
+    judges it (judge.value: a paired objective by the ratio to the baseline beside each trial, so the chosen trial,
+    ranked that way, is on the front; by the figures a trial that read 0.93x was left off beside one that read
+    0.98x on a quicker moment of the host). A trial without one of them (a screening run has no accuracy) is left
+    off: its place is unknown, and comparing every trial on the figures all of them have would drop accuracy from
+    the front for one screened trial. A trial the cache or a twin answered is its first trial's point, listed
+    once."""
+    def point(t):
+        return [judge.value(t) if judge.paired and n == judge.objective else t.user_attrs["figures"].get(n)
+                for n in names]
+    points = [(t.number, point(t)) for t in trials
               if "figures" in t.user_attrs and not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
     present = [i for i in range(len(names)) if any(p[1][i] is not None for p in points)]
     vectors = [(n, [v[i] for i in present]) for n, v in points if all(v[i] is not None for i in present)]

@@ -92,6 +92,10 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
         job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "
                          "bundles use" if "energy_mj" in job.pareto_figures else
                          f"energy_mj not in the Pareto front: {job.energy_absent}")
+        if job.objective in job.relative_budgets and job.paired_baseline:
+            job.notes.append(f"the front compares {job.objective} as the study ranks it, by each trial's ratio to the "
+                             "baseline measured beside it: the milliseconds shown are single runs at other moments, on a host "
+                             "whose speed drifts")
         job.notes.append("with --pareto nothing is measured again at the end: each trial's figures are its own "
                          "run's, and the chosen one may lead by less than the device's noise (without --pareto the "
                          "best and those near it are measured again, and compared with INT8 by hand)")
