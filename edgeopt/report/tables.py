@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..budgets import SAME_EVERY_RUN
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
 from .rows import batch, utc_time
@@ -908,7 +909,10 @@ def versus_textbook_line(versus: dict) -> str:
     missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")
     which = (f"the median of its {len(runs)} runs" if runs else
              f"its one {versus.get('textbook_measurement') or ''} run".replace("  ", " "))
-    if median < 1 and missed:   # the one ruled out read faster: say on what, so the user can measure again
+    if median < 1 and missed and all(m in SAME_EVERY_RUN for m in missed):   # no noise: the eval data's verdict
+        line += (f"; INT8 by hand was ruled out because it missed {', '.join(missed)}, which every run of its bundle "
+                 "reads the same")
+    elif median < 1 and missed:   # the one ruled out read faster: say on what, so the user can measure again
         line += (f"; INT8 by hand was ruled out because {which} missed {', '.join(missed)}: on a busy device that "
                  "may be the noise, so measure both bundles again (`edgeopt bench`)")
     elif median < 1 and "textbook_missed" in versus:   # both met the budgets; the study ranked INT8 by hand slower

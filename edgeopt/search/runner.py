@@ -8,7 +8,7 @@ import pathlib
 import statistics
 from typing import TYPE_CHECKING
 
-from ..budgets import KINDS
+from ..budgets import KINDS, SAME_EVERY_RUN
 from ..errors import BadInput, DeviceFailure, first_line
 from . import judging, rdb, samplers, space as spaces, trial as trials_
 
@@ -31,7 +31,6 @@ RUNS_APART = 1.25
 WAIT_POLL_S = 1.0   # how often a worker looks whether another's trial of the same configuration has ended
 # Objectives one bundle reads alike on every run (its files; its predictions on the same eval data): measuring a
 # trial again settles nothing.
-SAME_EVERY_RUN = ("size_mb", "accuracy_drop")
 # At the end, the best and INT8 by hand (the textbook trial) measured in turn this many times each, when the
 # objective is a latency: what the search gained over the first step by hand, judged on readings made together.
 VERSUS_TEXTBOOK_PAIRS = 5

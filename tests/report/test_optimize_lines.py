@@ -16,6 +16,10 @@ def test_int8_by_hand_read_faster_than_the_answer_says_why_it_was_ruled_out():
                            "hand's, by the median of 3 pairs measured in turn at the end (INT8 by hand's ÷ the "
                            "answer's: 0.90, 0.80, 1.10; above 1 the answer is lower)")
     assert "ruled out because its one screening run missed latency_p90_ms" in line and "edgeopt bench" in line
+    # top-1 on fixed eval data is no device noise: "measure both bundles again" would tell the user nothing
+    line = versus_textbook_line(dict(VERSUS, textbook_missed=["accuracy_drop"], textbook_measurement="full"))
+    assert line.endswith("; INT8 by hand was ruled out because it missed accuracy_drop, which every run of its bundle "
+                         "reads the same") and "noise" not in line, line
 
 
 def test_int8_by_hand_slower_than_the_answer_needs_no_excuse():
