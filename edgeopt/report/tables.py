@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..budgets import SAME_EVERY_RUN
+from ..budgets import KINDS, SAME_EVERY_RUN
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
 from .rows import batch, utc_time
@@ -119,8 +119,6 @@ def _plural(n: int, noun: str) -> str:
 
 def bundle_rows(m: dict):
     """`inspect BUNDLE`: what `package` printed of it, then what it carries to the device."""
-    from ..budgets import KINDS
-
     source = m.get("source") or {}
     runtime = m.get("runtime") or {}
     budgets = ", ".join(f"{k} {'≥' if k in KINDS and KINDS[k].higher_is_better else '≤'} {v:g}"
@@ -997,9 +995,12 @@ def closest_lines(outcome: dict) -> list:
         if key in unbinding:
             continue
         met = miss["excess"] is not None and miss["excess"] <= 0   # by some trial, not with all the others
+        unit = f" {KINDS[key].unit}" if key in KINDS and KINDS[key].unit else ""
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
-                   if miss.get("paired") is not None else
-                   f"{_num(miss['measured'], '{:.4g}')} against {miss['limit']:.4g}")
+                   if miss.get("paired") is not None and key in (outcome.get("relative_budgets") or {}) else
+                   f"{_num(miss['measured'], '{:.4g}')}{unit} against {miss['limit']:.4g}{unit}")
+        if miss.get("baseline") and not met:   # "closest: trial 0 (quantize=none)" pointed at nothing to take
+            against += ": no candidate came closer than the model as given (the baseline)"
         if miss.get("runs"):   # a near miss measured again, judged by the median of its runs
             against += in_brackets(measured_again(outcome, {"rechecked": miss["runs"]}))
         others, unmeasured = miss.get("others_missed") or {}, miss.get("others_unmeasured") or []

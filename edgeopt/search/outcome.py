@@ -315,6 +315,7 @@ def _closest(study, budgets: dict) -> dict:
     trial that missed the fewest budgets by the least (what dominated the search when nothing met every budget);
     judged as the study judges (judging.Judge: a near miss measured again, by the median of its runs)."""
     judge = judging.Judge.of(study)
+    relative = (study.user_attrs.get("identity") or {}).get("relative_budgets") or {}
     measured = [(t, judge.violations(t)) for t in judging.complete(study) if t.user_attrs.get("violations")]
     if not measured:
         return {}
@@ -326,7 +327,10 @@ def _closest(study, budgets: dict) -> dict:
         figures = t.user_attrs["figures"]
         runs = judge.runs(t) if key == judge.objective else None
         figure, paired = _as_judged(judge, t, figures.get(key), (t.user_attrs.get("paired") or {}).get(key), runs)
+        if t.user_attrs.get("baseline") and key in relative and paired is None:
+            paired = 1.0   # its own ratio: nothing came closer to a relative budget than the model as given
         per_budget[key] = {"trial": t.number, "config": t.user_attrs.get("config"),
+                           "baseline": bool(t.user_attrs.get("baseline")),
                            "measured": figure, "limit": budgets[key], "excess": violations.get(key),
                            "paired": paired, "runs": runs,
                            "measurement": t.user_attrs.get("measurement"), "ruled_out": t.user_attrs.get("ruled_out"),

@@ -409,3 +409,19 @@ def test_a_screened_only_trial_says_what_ruled_it_out():
     assert screened_only({"ruled_out": {"by": "budgets", "budgets": ["latency_p90_ms"], "margin": 0.25}}) == \
         "screened only: missed latency_p90_ms by over 25%"
     assert screened_only({"ruled_out": None}) == "screened only"
+
+
+def test_a_baseline_closest_to_a_relative_budget_says_nothing_came_closer():
+    """With every candidate slower than the float model, "closest latency_p50_ms: trial 0 (quantize=none) measured
+    0.02 against 0.01" pointed at the model as given, in figures without units, beside a budget given as a ratio."""
+    miss = {"trial": 0, "config": "quantize=none", "measured": 0.0203, "limit": 0.0101, "excess": 1.0, "paired": 1.0,
+            "baseline": True, "measurement": "full", "others_missed": {}, "others_unmeasured": []}
+    outcome = {"best": None, "trials": [], "objective": "latency_p50_ms", "budgets": {"latency_p50_ms": 0.0101},
+               "relative_budgets": {"latency_p50_ms": 0.5}, "closest": {"per_budget": {"latency_p50_ms": miss}}}
+    from rich.text import Text
+    text = " ".join(Text.from_markup(line).plain for line in optimize_lines(outcome))
+    assert ("trial 0 (quantize=none) measured 1x its paired baseline against 0.5x: no candidate came closer than "
+            "the model as given (the baseline)") in text, text
+    absolute = dict(outcome, relative_budgets={}, closest={"per_budget": {"latency_p50_ms": dict(miss, paired=None)}})
+    text = " ".join(Text.from_markup(line).plain for line in optimize_lines(absolute))
+    assert "measured 0.0203 ms against 0.0101 ms" in text, text
