@@ -78,6 +78,9 @@ class Dimension:
     # A transform's strength option: "below" or "above" the range is where the transform is off (its toggle
     # and this option are then one axis for the samplers: strength_axis).
     off: str = ""
+    # What a candidate gets where the dimension is not sampled (its option's default; None: not known). A space
+    # file's one value other than this, where the file's other choices never let it be sampled, is refused.
+    default: object = None
 
     def suggest(self, trial):
         if self.choices:
@@ -187,7 +190,7 @@ def _backend_dimensions(backend, has_calib: bool, calib_samples: int | None = No
         dims.append(dataclasses.replace(_option_dimension(f.name, f, hints[f.name]), backend=True,
                                         int8_only=f.name in backend.int8_options))
     if len(backend.precisions) > 1:   # where a quantized model's precision is refused: with quantize none only
-        dims.append(Dimension("precision", tuple(backend.precisions),
+        dims.append(Dimension("precision", tuple(backend.precisions), default="fp32",
                               **({"parent": "quantize", "when": "none"} if backend.precision_unquantized_only else {})))
     if "int8" in quantizations and small_calibration(backend, calib_samples):
         dims.append(Dimension(backend.calibration_size_option, (calib_samples,), backend=True, int8_only=True))
@@ -214,7 +217,8 @@ def _transform_dimensions(has_train: bool, backends) -> list:
             fp32_only = tuple(b.name for b in backends if b.name in qdq_backends and b.precision_unquantized_only)
             if backends and not qdq_backends:
                 continue
-        dims.append(Dimension(name, (False, True), toggle=True, qdq_backends=qdq_backends, qdq_fp32_only=fp32_only))
+        dims.append(Dimension(name, (False, True), toggle=True, qdq_backends=qdq_backends, qdq_fp32_only=fp32_only,
+                              default=False))
         dims += [_option_dimension(f"{name}.{f.name}", f, typing.get_type_hints(transform.Options)[f.name], name)
                  for f in transforms.fields(transform.Options) if f.metadata.get("search") is not None]
     return dims
@@ -224,12 +228,13 @@ def _option_dimension(name: str, field, kind, parent: str = "") -> Dimension:
     """The dimension of an option declared with a search range (parent: the transform it belongs to)."""
     search = tuple(field.metadata["search"])
     meta = field.metadata
+    default = None if field.default is dataclasses.MISSING else field.default
     if kind in (int, float) and len(search) == 2 and all(isinstance(v, (int, float)) for v in search):
         limits = (meta["low"] if meta["low"] is not None else search[0],
                   meta["high"] if meta["high"] is not None else search[1])
         return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), parent, limits=limits,
-                         off=meta.get("search_off") or "")
-    return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()))
+                         off=meta.get("search_off") or "", default=default)
+    return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()), default=default)
 
 
 def options(dims: list, config: dict) -> tuple:
@@ -471,8 +476,11 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
             by_name[name] = _narrowed(by_name[name], value, f"{path}: {key}", len(targets) > 1)
             narrowed.append((key, name))
     for key in dict.fromkeys(key for key, _ in narrowed):
-        # several values (one is a pin, as a space file shared by studies has), and no backend's copy sampled
-        searched = [by_name[name] for k, name in narrowed if k == key and len(by_name[name].grid()) > 1]
+        # several values, or one other than what a candidate gets anyway (`keep_float = ["auto"]` beside
+        # `quantize = ["none"]` was taken and never tried; a pin of the default, as a space file shared by studies
+        # has, is left alone), and no backend's copy sampled
+        searched = [by_name[name] for k, name in narrowed if k == key and (
+            len(by_name[name].grid()) > 1 or by_name[name].grid() != [by_name[name].default])]
         unused = [why for why in (_why_unused(by_name, d) for d in searched) if why]
         if searched and len(unused) == len(searched):
             raise BadInput(f"{path}: {key}: never searched, since {unused[0]}")

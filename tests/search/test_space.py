@@ -578,7 +578,12 @@ def test_an_option_the_file_itself_keeps_from_being_sampled_is_refused(tmp_path,
         _dims(tmp_path, text)
     assert fragment in str(e.value)
     _dims(tmp_path, text.replace("[false]", "[true]").replace('"dynamic"]', '"int8"]'))   # either way round: fine
-    _dims(tmp_path, text.replace("[0.2, 0.5]", "0.3").replace('["auto", ""]', '[""]'))   # one value: a pin, kept
+    # one value, what a candidate gets anyway (the option's default): a pin, as a shared space file has, kept
+    _dims(tmp_path, text.replace("[0.2, 0.5]", "0.5").replace('["auto", ""]', '[""]'))
+    # one value it would never get: taken and never tried, unsaid (a user walkthrough)
+    with pytest.raises(BadInput) as e:
+        _dims(tmp_path, text.replace("[0.2, 0.5]", "0.3").replace('["auto", ""]', '["auto"]'))
+    assert fragment.split(":")[0] + ": never searched, since" in str(e.value), str(e.value)
 
 
 def test_a_plain_key_shared_by_backends_is_refused_only_where_no_backend_samples_it(tmp_path):
