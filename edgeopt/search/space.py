@@ -469,6 +469,8 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
             continue
         # a plain backend key ("quantize") where each backend has its own: every backend's that has it
         targets = [key] if key in by_name else [d.name for d in dims if d.owner and _option_name(d) == key]
+        if not targets and key in transforms.names() and value in (False, [False]):
+            continue   # off where it is no dimension (no --train-data): what holds; one file serves both studies
         if not targets:
             raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_names}"
                            f"{_why_absent(key, by_name)}); dimensions: {', '.join(by_name) or 'none'}")
@@ -512,6 +514,9 @@ def _dotted(doc: dict, by_name: dict, path) -> dict:
         if not isinstance(value, dict) or key == "threads" or (dim is not None and not dim.choices) or (
                 dim is None and value and set(value) <= {"low", "high", "step"}):
             out[key] = value
+        elif dim is not None and value and set(value) <= {"low", "high", "step"}:   # read "round_to.low: not a ..."
+            raise BadInput(f"{path}: {key}: a choice among {_listed(dim.limits or dim.choices)}, not a range: give a "
+                           f"list of values (e.g. {key} = {toml_value(list(dim.choices[:2]))})")
         elif not value:
             raise BadInput(f"{path}: {key}: an empty table (a range is {{low, high, step}}; a dotted name such as "
                            f"\"{key}.OPTION\" narrows one of its options)")
@@ -594,13 +599,15 @@ def _number(value) -> bool:
 
 
 def _stepped(value: dict, where: str) -> tuple:
-    """([low, high], step) of a {low, high, step} table."""
+    """([low, high], step or None) of a {low, high, step} table; without a step, the range as [low, high] is
+    (it was refused, and hid a low above its high)."""
     unknown = sorted(set(value) - {"low", "high", "step"})
-    if unknown or not {"low", "high", "step"} <= set(value):
-        raise BadInput(f"{where}: expected a table of low, high and step, got {', '.join(map(str, value)) or 'none'}")
-    if not all(_number(value[k]) for k in ("low", "high", "step")):
+    if unknown or not {"low", "high"} <= set(value):
+        raise BadInput(f"{where}: expected a table of low, high and (optionally) step, got "
+                       f"{', '.join(map(str, value)) or 'none'}")
+    if not all(_number(value[k]) for k in value):
         raise BadInput(f"{where}: low, high and step must be numbers, got {toml_value(value)}")
-    return [value["low"], value["high"]], value["step"]
+    return [value["low"], value["high"]], value.get("step")
 
 
 def _check_step(low, high, step, log: bool, where: str) -> None:

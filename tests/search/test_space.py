@@ -142,8 +142,12 @@ def test_a_transform_and_its_strength_are_one_ordered_axis_for_the_samplers(tmp_
 @pytest.mark.parametrize("line, fragment", [
     ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.25}', "whole number of steps"),
     ('"prune.channels" = {low = 0.1, high = 0.7, step = 0}', "step must be above 0"),
-    ('"prune.channels" = {low = 0.1, high = 0.7}', "a table of low, high and step"),
-    ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.2, by = 1}', "a table of low, high and step"),
+    ('"prune.channels" = {low = 0.1}', "a table of low, high and \\(optionally\\) step"),
+    ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.2, by = 1}', "a table of low, high and \\(optionally\\) step"),
+    # without a step it is the range [low, high]: it was refused, and hid the low above its high
+    ('"prune.channels" = {low = 0.6, high = 0.3}', "low 0.6 is above high 0.3$"),
+    ('"prune.round_to" = {low = 1, high = 16, step = 5}', "prune.round_to: a choice among 1, 8, 16, not a range: "
+                                                          "give a list of values"),
     ('"prune.channels" = {low = 0.1, high = "x", step = 0.2}', "must be numbers"),
     ('"distill.epochs" = {low = 2, high = 8, step = 1.5}', "whole numbers"),
     ('"distill.lr" = {low = 0.0001, high = 0.0091, step = 0.001}', "log scale"),
@@ -155,6 +159,12 @@ def test_bad_steps_are_refused_naming_the_file_and_dimension(tmp_path, line, fra
     with pytest.raises(BadInput, match=fragment) as e:
         _dims(tmp_path, line + "\n")
     assert "space.toml: " + line.split(" =")[0].strip('"') in str(e.value)
+
+
+def test_a_range_table_without_a_step_is_the_range(tmp_path):
+    channels = {d.name: d for d in _dims(tmp_path, 'prune = [true]\n"prune.channels" = {low = 0.3, high = 0.6}\n')}
+    assert (channels["prune.channels"].low, channels["prune.channels"].high, channels["prune.channels"].step) == \
+        (0.3, 0.6, None)
 
 
 def test_the_grid_tries_every_distinct_configuration_once(tmp_path):
@@ -602,3 +612,19 @@ def test_a_plain_key_shared_by_backends_is_refused_only_where_no_backend_samples
     f.write_text('quantize = ["none"]\nkeep_float = ["auto", ""]\n')   # no backend's keep_float sampled
     with pytest.raises(BadInput, match="keep_float: never searched, since"):
         space.build(both, "onnx", True, False, None, f)
+
+
+def test_a_transform_fixed_off_where_it_is_no_dimension_is_what_holds(tmp_path):
+    """`distill = false` without --train-data read "distill: not a dimension of this search", so one space file
+    could not serve a study with training data and one without; on, it is still refused."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    f = tmp_path / "space.toml"
+    f.write_text('distill = false\nquantize = ["none", "int8"]\n')
+    dims = {d.name for d in space.build(backend_for(load_profile("generic")), "pytorch-module", True, False, None, f)}
+    assert "distill" not in dims and "quantize" in dims
+    f.write_text("distill = true\n")
+    with pytest.raises(BadInput, match="distill: not a dimension of this search"):
+        space.build(backend_for(load_profile("generic")), "pytorch-module", True, False, None, f)
