@@ -89,6 +89,9 @@ class Runner:
             if answered and cached % EXPLORE_AFTER_CACHED == 0 and not grid:
                 self._explore()
             if grid and self._grid_done():
+                if self.started() < n_trials:   # it ended at 4 of --trials 5 without a word
+                    self.exhausted = (f"the grid's {len(self.study.sampler.points)} distinct configurations were "
+                                      f"all measured, before --trials {n_trials}")
                 break
         self.progress.finish()
 

@@ -1335,3 +1335,11 @@ def test_a_trial_the_device_failed_is_said_in_the_answer(cli, tmp_path, monkeypa
     assert failed and any(n.startswith(f"{len(failed)} trial(s) failed on the device (trial "
                                        f"{', '.join(map(str, failed))}; the last: device local: connection lost): "
                                        "they count towards --trials") for n in r.json()["notes"]), r.json()["notes"]
+
+
+def test_a_grid_measured_through_before_trials_says_so(cli, tmp_path):
+    """A grid of fewer configurations than --trials ended at its last one without a word (a user walkthrough)."""
+    r = _optimize(cli, tmp_path, "--space", _float_or_int8(tmp_path), "--sampler", "grid", "--trials", "6",
+                  "--study", "short-grid", "--budget", "latency_p90_ms=50", "--no-screening")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["exhausted"] == "the grid's 2 distinct configurations were all measured, before --trials 6"
