@@ -647,8 +647,8 @@ def _history_from(url, docs: list) -> tuple:
     from .store import Store, parse_url, sqlite_file
 
     file = sqlite_file(url)
-    if file is not None and not file.is_file():
-        missing = f"results store {file} does not exist"   # a mistyped --store: warned
+    if file is not None and not file.is_file():   # a mistyped --store: warned
+        missing = f"results store {file} {'is a directory, not an SQLite file' if file.is_dir() else 'does not exist'}"
         return None, f"no history: {missing}", missing
     from .regression import hostname
 

@@ -258,6 +258,10 @@ def test_a_store_that_cannot_be_read_leaves_out_the_history_not_the_report(cli, 
     r = cli("report", lab_results["int8"], "--format", "markdown", "--store", f"sqlite:///{typo}", "-q")
     assert r.exit_code == 0 and r.stderr == (f"edgeopt: warning: the report has no history: results store {typo} "
                                              "does not exist\n") and not typo.exists()
+    folder = tmp_path / "folder.db"   # it read "does not exist"
+    folder.mkdir()
+    r = cli("report", lab_results["int8"], "--format", "markdown", "--store", f"sqlite:///{folder}", "-q")
+    assert r.exit_code == 0 and f"results store {folder} is a directory, not an SQLite file" in r.stderr, r.stderr
     r = cli("report", lab_results["int8"], "-o", tmp_path / "x.html", "--store", "mysql://db/results")
     assert r.exit_code == 2 and "not 'mysql'" in r.stderr and not (tmp_path / "x.html").exists()
 
