@@ -44,7 +44,7 @@ svg.chart{display:block;font:11px system-ui,sans-serif;fill:#1f2328}svg .plot{fi
 svg .label{font-size:12px;fill:#59636e}svg .note{font-size:11px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
 ul.budgets{margin:0;padding:0;list-style:none;font-size:12px;min-width:240px}ul.budgets li{margin-bottom:1px}
-td.name{white-space:nowrap}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .legend,.card .note{max-width:370px}
+td.name{min-width:14ch;max-width:36ch;overflow-wrap:anywhere}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .legend,.card .note{max-width:370px}
 """
 
 

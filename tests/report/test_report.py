@@ -365,6 +365,24 @@ def test_chromium_draws_every_chart_with_a_silent_console(cli, lab_results, jets
     assert blue > 2000
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_a_long_bundle_name_wraps_and_leaves_the_verdict_in_view(cli, lab_results, tmp_path):
+    """The name cell never wrapped: a 90-character bundle name pushed top-1, power, the verdict and the budgets out
+    of a 1400 px window into a horizontal scroll box (a user walkthrough), and out of a printout."""
+    doc = json.loads(lab_results["int8"].read_text())
+    doc["bundle"]["name"] = "digits_cnn-a-very-long-experimental-bundle-name-for-the-kitchen-camera-v2-int8-final-b"
+    long = tmp_path / "long.json"
+    long.write_text(json.dumps(doc))
+    out = tmp_path / "long.html"
+    assert cli("report", lab_results["fp32"], long, "-o", out, "--no-history").exit_code in (0, 1)
+    measure = ("<script>const t = document.querySelector('table'); document.body.insertAdjacentHTML('beforeend', "
+               "'<pre id=\"fits\">' + (t.scrollWidth <= t.parentElement.clientWidth) + '</pre>');</script>")
+    copy = tmp_path / "measured.html"
+    copy.write_text(out.read_text().replace("</body>", measure + "</body>"))
+    r = chromium("--window-size=1400,900", "--dump-dom", "--virtual-time-budget=3000", copy.as_uri())
+    assert '<pre id="fits">true</pre>' in r.stdout, r.stdout[-500:] + r.stderr[-1000:]
+
+
 def test_stdout_json_and_quiet(cli, lab_results, tmp_path):
     r = cli("report", lab_results["int8"], "--format", "csv", "--no-history", "--json")
     assert r.exit_code == 0 and r.json()["text"].startswith("bundle,device,") and r.json()["summary"][0]["n"] > 0
