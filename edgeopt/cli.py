@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import pathlib
 import sys
 import tempfile
@@ -50,6 +51,13 @@ class Count(click.IntRange):
     name = "integer"
 
 
+def _columns(default: int) -> int:
+    """$COLUMNS where it is a width (a pipe has no terminal to ask; `COLUMNS=200 edgeopt history | less`), else
+    `default`."""
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and 40 <= int(text) <= 1000 else default
+
+
 class Output:
     """What one invocation prints where: JSON on stdout, tables on stdout, progress on stderr."""
 
@@ -58,8 +66,8 @@ class Output:
         self.as_json, self.quiet, self.debug = as_json, quiet, debug
         self._progress = None
         self.out = Console(highlight=False, emoji=False)
-        if not self.out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap
-            self.out = Console(highlight=False, emoji=False, width=120)
+        if not self.out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap, or $COLUMNS
+            self.out = Console(highlight=False, emoji=False, width=_columns(120))
         self.err = Console(stderr=True, highlight=False, emoji=False)
 
     def progress(self):

@@ -46,7 +46,8 @@ class Result:
 def cli():
     """Run the edgeopt CLI in-process; returns exit code, stdout and stderr apart."""
     def run(*args):
-        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        # tables are as wide as a pipe's (120), whatever width the shell running the tests exports
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": None})
         return Result(result.exit_code, result.stdout, result.stderr)
     return run
 

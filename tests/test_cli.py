@@ -1,5 +1,6 @@
 """The CLI as a user meets it: help on every verb, clean --json, --quiet (plain data or silence), one-line errors."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     assert r.exit_code == 0 and r.stdout.splitlines()[1].split("\t")[0] == "here" and "intel-cpu" in r.stdout
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "-q")
     header, *rows = r.stdout.splitlines()
-    assert r.exit_code == 0 and header.split("\t")[:5] == ["created", "bundle", "profile", "device", "host"]
+    assert r.exit_code == 0 and header.split("\t")[:5] == ["created (UTC)", "bundle", "profile", "device", "host"]
     host = int8_result["device"]["hostname"]   # which machine: a team's `local` is many; which profile's bundle
     assert any(row.split("\t")[1:6] == [int8_result["bundle"]["name"], "generic", "local", host, "ok"] for row in rows)
     assert header.split("\t")[-1] == "error"   # a failed run says why
@@ -285,7 +286,7 @@ def test_quiet_lines_leave_absent_cells_empty_and_errors_whole():
     rows = [{"created": "2026-12-05T19:09:21+00:00", "bundle": "b", "device": "f", "host": None, "status": "failed",
              "p90_ms": None, "peak_rss_mb": None, "top1": None, "error": why + "\nsecond line"}]
     assert plain_lines(history_table(rows, whole=True))[1].split("\t") == [
-        "2026-12-05T19:09:21", "b", "", "f", "", "failed", "", "", "", why]
+        "2026-12-05 19:09:21", "b", "", "f", "", "failed", "", "", "", why]
     assert plain_lines(history_table(rows))[1].split("\t")[-1] == why[:79] + "…"   # a terminal's cell
 
 
@@ -386,3 +387,18 @@ def test_a_drop_measured_against_distillations_teacher_says_so():
     assert "(drop +0.0500 vs the teacher)" in text and "the model after prune, distill on 8" in text, text
     assert accuracy_reference({"accuracy": {"model": "the source before transforms"}}) == "source"
     assert accuracy_reference(None) == "source"
+
+
+def test_piped_tables_take_the_width_columns_gives(monkeypatch):
+    """A pipe has no terminal to ask: tables were 120 wide whatever $COLUMNS said (`COLUMNS=200 edgeopt history`)."""
+    from edgeopt.cli import _columns
+    for value, width in (("200", 200), ("", 120), ("wide", 120), ("5", 120), ("99999", 120)):
+        monkeypatch.setenv("COLUMNS", value)
+        assert _columns(120) == width, value
+    from edgeopt.report.tables import history_table
+    from rich.console import Console
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))
+    console.print(history_table([{"created": "2026-12-06T08:33:12.5+02:00", "bundle": "b", "device": "local",
+                                  "status": "ok", "p90_ms": 1.0, "peak_rss_mb": 60.0, "top1": None}]))
+    text = console.export_text()
+    assert "2026-12-06 06:33:12" in text and "created (UTC)" in text, text
