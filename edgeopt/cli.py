@@ -342,6 +342,9 @@ def main():
       edgeopt bench model-int8.edgepkg --device local
       edgeopt check results/model-int8@local.json --budget latency_p90_ms=5
 
+    Every command takes --json (one JSON document on stdout), -q/--quiet (plain lines, no progress) and --debug,
+    before or after its name (edgeopt --json check ...).
+
     Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure, 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM).
     """
