@@ -128,7 +128,7 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     r = cli("compare", int8_result["_path"], "-q")
     header, row = r.stdout.splitlines()
     assert header.split("\t") == ["bundle", "device", "time (UTC)", "runtime ×threads", "size MiB", "p50 ms", "p90 ms",
-                                  "p99 ms", "FPS", "RSS MiB", "top-1", "slowest layer", "budgets", "power W",
+                                  "p99 ms", "FPS", "peak RSS MiB", "top-1", "slowest layer", "budgets", "power W",
                                   "energy mJ/inf"], header
     fields = row.split("\t")
     assert len(fields) == 15 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
@@ -152,6 +152,17 @@ def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():
                            (fleet, ("p50 ms", "p90 ms", "p99 ms"))):
         header, row = (line.split("\t") for line in plain_lines(table))
         assert {col: row[header.index(col)] for col in columns} == {col: expected[col] for col in columns}
+
+def test_the_fleet_table_says_why_power_is_absent():
+    """It read "n/a" under power W, with no reason, where bench says why."""
+    from edgeopt.report.tables import fleet_table
+    lat = {"p50_ms": 0.01, "p90_ms": 0.02, "p99_ms": 0.03}
+    none = {"status": "ok", "latency": lat, "memory": {"peak_rss_mb": 60.0},
+            "power": {"available": False, "reason": "no power sensor on this device [tried rapl]"}}
+    table = fleet_table({"run_id": "r1", "skipped": [], "check": {"rows": []},
+                         "documents": {"a": none, "b": none, "c": dict(none, power={"available": True, "mean_w": 2.5})}})
+    assert table.caption == "power n/a on a, b: no power sensor on this device \\[tried rapl]", table.caption
+
 
 def test_compare_shows_seconds_where_two_results_share_a_minute():
     """Two fleet runs of one bundle on one device in the same minute read as two identical rows."""

@@ -502,7 +502,7 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
 
 COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
                    ("size\nMiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
-                   ("RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
+                   ("peak RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
                    # last: added later, so that -q's fields before them keep their places for scripts
                    ("power W", "right"), ("energy mJ/inf", "right"))
 
@@ -579,7 +579,8 @@ def _warning_line(label: str, w: str) -> str:
 def fleet_table(report: dict) -> Table:
     t = Table(title=f"Fleet run {report['run_id']}")
     for col, just in (("device", "left"), ("status", "left"), ("p50 ms", "right"), ("p90 ms", "right"),
-                      ("p99 ms", "right"), ("peak RSS MiB", "right"), ("power W", "right"), ("budgets", "left")):
+                      ("p99 ms", "right"), ("peak RSS MiB", "right"), ("power W", "right"),
+                      ("budgets, or why it failed", "left")):
         # a failure's message folds rather than ends in an ellipsis: it may hold a host-key fingerprint to compare
         t.add_column(col, justify=just, overflow="fold")
     rows = {r["device"]: r for r in report["check"]["rows"]}
@@ -594,7 +595,18 @@ def fleet_table(report: dict) -> Table:
                   _num(doc["memory"].get("peak_rss_mb"), "{:.1f}"),
                   _num(power.get("mean_w"), "{:.2f}") if power.get("available", True) else "n/a",
                   row.get("verdict", "—"))
+    t.caption, t.caption_justify = _power_absent(report["documents"]), "left"
     return t
+
+
+def _power_absent(documents: dict) -> str | None:
+    """Why a fleet table's power reads n/a, once per reason with the devices it holds for: "n/a" alone hid it."""
+    why = {}
+    for name, doc in documents.items():
+        power = doc.get("power") or {}
+        if doc.get("status") == "ok" and power.get("available") is False:
+            why.setdefault(str(power.get("reason") or "not measured"), []).append(name)
+    return "\n".join(escape(f"power n/a on {', '.join(names)}: {reason}") for reason, names in why.items()) or None
 
 
 def devices_table(devices: list) -> Table:
