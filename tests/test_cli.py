@@ -164,6 +164,19 @@ def test_the_fleet_table_says_why_power_is_absent():
     assert table.caption == "power n/a on a, b: no power sensor on this device \\[tried rapl]", table.caption
 
 
+def test_check_tells_runs_of_one_bundle_on_one_device_apart_by_time():
+    """`check results/history` listed g-int8@local twice, with nothing to tell the rows apart."""
+    from edgeopt.cli import plain_lines
+    from edgeopt.report.tables import check_table
+    row = {"budget": "latency_p90_ms", "measured": 1.0, "unit": "ms", "comparison": "<=", "limit": 5.0,
+           "status": "pass", "reason": None}
+    runs = [{"bundle": "g", "device": "local", "status": "ok", "created": when, "budgets": [row]}
+            for when in ("2026-12-06T08:31:32+00:00", "2026-12-06T08:31:51+00:00")]
+    lines = plain_lines(check_table({"results": runs}))
+    assert [line.split("\t")[0] for line in lines[1:]] == ["g@local 2026-12-06 08:31:32", "g@local 2026-12-06 08:31:51"]
+    assert plain_lines(check_table({"results": runs[:1]}))[1].split("\t")[0] == "g@local"   # alone: as it was
+
+
 def test_compare_shows_seconds_where_two_results_share_a_minute():
     """Two fleet runs of one bundle on one device in the same minute read as two identical rows."""
     from edgeopt.cli import plain_lines

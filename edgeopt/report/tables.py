@@ -458,8 +458,11 @@ def check_table(report: dict) -> Table:
     t = Table(title="Budget check")
     for col in ("result", "budget", "limit", "measured", "verdict"):
         t.add_column(col)
+    labels = [_label(e) for e in report["results"]]
     for e in report["results"]:
         label = _label(e)
+        if labels.count(label) > 1:   # `check results/history`: one bundle@device many times, told apart by when
+            label += f" {_time(e.get('created'), seconds=True)}"
         if e["status"] != "ok":
             t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {escape(e.get('error', ''))}")
         for r in e["budgets"]:
