@@ -980,6 +980,20 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
 REPORT_FORMATS = {"html": (".html", ".htm"), "markdown": (".md", ".markdown"), "csv": (".csv",)}
 
 
+def _refuse_a_foreign_default_report(path: str) -> None:
+    """`report` without -o writes ./report.html: one that edgeopt did not write (a page of the user's) is not
+    replaced unasked, where it was overwritten without a word (a user walkthrough)."""
+    from .report.html import GENERATOR
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:   # none there (or a folder, unreadable: the write says what is wrong with it)
+        return
+    if GENERATOR not in head and "by edgeopt" not in head:   # an earlier version's report has no generator tag
+        raise BadInput(f"{path} exists and is not an edgeopt report: it is not replaced unasked; give -o FILE "
+                       f"(-o {path} replaces it)")
+
+
 def _report_format(output, given: str | None) -> str:
     """The format an --output name asks for (report.md: Markdown), or --format's where given; html without
     either. Any other name is refused (`-o summary.txt` wrote HTML into a file its name calls text), and so is a
@@ -1023,6 +1037,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     fmt = _report_format(output, fmt)
     if output is None and fmt == "html":
         output = "report.html"
+        _refuse_a_foreign_default_report(output)
     if not results and not study:
         raise click.UsageError("give result files or run directories, or --study NAME")
     doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title, study)

@@ -258,3 +258,17 @@ def test_a_report_to_a_link_a_pipe_or_under_a_file_is_written_where_it_points(cl
     r = cli("report", int8_result["_path"], "-o", tmp_path / "plain" / "x.html")
     _one_line(r.stderr, f"Not a directory: {tmp_path / 'plain'} is a file")
     assert r.exit_code == 2 and (tmp_path / "plain").read_text() == "x"
+
+
+def test_report_without_o_replaces_only_its_own_report_html(cli, int8_result, tmp_path, monkeypatch):
+    """report writes ./report.html by default, and replaced a page of the user's of that name without a word."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "report.html"
+    mine.write_text("<html>mine</html>")
+    r = cli("report", int8_result["_path"], "--no-history")
+    assert r.exit_code == 2 and "report.html exists and is not an edgeopt report" in r.stderr, r.stderr
+    assert mine.read_text() == "<html>mine</html>"
+    mine.unlink()
+    for _ in range(2):   # its own, written again
+        assert cli("report", int8_result["_path"], "--no-history").exit_code == 0 and mine.stat().st_size > 1000
+    assert cli("report", int8_result["_path"], "--no-history", "-o", tmp_path / "x.html").exit_code == 0

@@ -48,6 +48,9 @@ td.name{min-width:14ch;max-width:36ch;overflow-wrap:anywhere}.scroll{overflow-x:
 """
 
 
+# what tells an edgeopt report from any other page: `report` without -o replaces only its own report.html
+GENERATOR = '<meta name="generator" content="edgeopt">'
+
 def esc(text) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
@@ -87,7 +90,7 @@ def render(report: dict, title: str = "edgeopt report") -> str:
             _thermal(report["thermal"]), _fleet(report["fleet"]), _history(report["history"], report["history_absent"]),
             _method()]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(title)}</title>"
+            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{GENERATOR}<title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n")
 
 

@@ -505,7 +505,7 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
 
 COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
                    ("size\nMiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
-                   ("peak RSS MiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
+                   ("peak RSS\nMiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
                    # last: added later, so that -q's fields before them keep their places for scripts
                    ("power W", "right"), ("energy mJ/inf", "right"))
 
