@@ -211,6 +211,11 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     m = r.json()
     assert [s["stage"] for s in m["transforms"]] == ["source", "prune", "distill", "qat"]
     assert m["compression"]["method"] == "qat" and m["parity"]["passed"]
+    # timed against the float model it was trained from, as a post-training INT8 bundle is (it had no hint)
+    hint = m["compression"]["host_hint"]
+    assert hint["runtime"] == "onnxruntime" and hint["ratio"] == round(hint["int8_ms"] / hint["fp32_ms"], 3)
+    from edgeopt.report.tables import _parity_caveat
+    assert "the artifact is QAT's QDQ export, run as it is" in _parity_caveat(m)   # parity's pass checks only that
     top1 = {s["stage"]: s["figures"]["top1"] for s in m["transforms"]}
     assert top1["distill"] >= top1["prune"] and top1["qat"] > 0.9
     n = m["source"]["accuracy"]["n"]   # exact: a rounded 0.988889 made a drop of -2.2e-07 against the device's
