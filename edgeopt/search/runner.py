@@ -178,12 +178,31 @@ class Runner:
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
             trial.set_user_attr("error", f"{kind}: {first_line(e)}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.progress.status(f"trial {trial.number} failed: {kind}: {first_line(e)}")
             return kind
         if cached is None and outcome["measurement"] == "screening" and "twin_of" not in outcome:
             outcome["ruled_out"] = self.ruled_out
         self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
+        if cached is None:
+            self.progress.status(self._result_line(trial.number, outcome))
         return None
+
+    def _result_line(self, number: int, outcome: dict) -> str:
+        """What a trial measured, as it ends: a 5-minute study showed no figure before its table (a user
+        walkthrough). The objective (its ratio to the baseline beside it, where paired) and the verdict."""
+        objective, figures = self.job.objective, outcome["figures"]
+        unit = f" {KINDS[objective].unit}" if objective in KINDS and KINDS[objective].unit else ""
+        shown = (f"{objective} {figures[objective]:.4g}{unit}" if figures.get(objective) is not None
+                 else f"{objective} not measured")
+        ratio = (outcome.get("paired") or {}).get(objective)
+        shown += f" ({ratio:.2f}x the baseline beside it)" if ratio is not None else ""
+        missed = ", ".join(f"{k} by {v:.0%}" for k, v in outcome["violations"].items() if v > 0 and k in figures)
+        if outcome["measurement"] == "screening":
+            verdict = f"screened only{': missed ' + missed if missed else ''}"
+        else:
+            verdict = f"missed {missed}" if missed else "meets every budget"
+        return f"trial {number}: {shown}; {verdict}"
 
     def _counted(self, trial, cached: dict | None) -> str:
         """Where the trial stands against --trials, for a log's line (a terminal's bar counts them too): a trial

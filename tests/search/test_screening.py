@@ -491,3 +491,15 @@ def test_a_noisy_baseline_under_relative_budgets_is_said(tmp_path):
     notes = outcome.answer(runner.job, runner.study, "s", False, runner)["notes"]
     assert any(n.startswith("the baseline (trial 0) itself ran noisy, and the relative budgets (latency_p90_ms=0.7x) "
                             "take their limits from it") for n in notes), notes
+
+
+def test_each_trial_says_what_it_measured_as_it_ends(tmp_path):
+    """A study showed no figure before its table: a 5-minute study read as silent (a user walkthrough)."""
+    runner = _runner(tmp_path, True, [])
+    full = {"figures": {OBJECTIVE: 0.02632, "accuracy_drop": 0.0}, "measurement": "full",
+            "violations": {OBJECTIVE: -0.3, "accuracy_drop": -1.0}, "paired": {OBJECTIVE: 0.62}}
+    assert runner._result_line(3, full) == ("trial 3: latency_p90_ms 0.02632 ms (0.62x the baseline beside it); "
+                                            "meets every budget")
+    screened = {"figures": {OBJECTIVE: 0.05}, "measurement": "screening", "paired": None,
+                "violations": {OBJECTIVE: 0.52, "accuracy_drop": 1.0}}   # accuracy unmeasured: not a miss
+    assert runner._result_line(4, screened) == "trial 4: latency_p90_ms 0.05 ms; screened only: missed latency_p90_ms by 52%"
