@@ -884,8 +884,14 @@ def measured_again(outcome: dict, row: dict) -> str:
 def carried_limit(outcome: dict, key: str) -> str:
     """What the chosen bundle carries for a paired relative budget, or "" (none, or a study before it did)."""
     c, ratio = (outcome.get("carried_limits") or {}).get(key), (outcome.get("relative_budgets") or {}).get(key)
-    return (f"the chosen bundle carries {key} ≤ {c['limit']:.4g}, {ratio:g}x the median of the baseline's "
-            f"{c['runs']} runs ({c['median']:.4g}), which `edgeopt check` applies" if c and ratio else "")
+    return (f"the chosen bundle carries {key} ≤ {_figure(c['limit'], key)}, {ratio:g}x the median of the baseline's "
+            f"{c['runs']} runs ({_figure(c['median'], key)}), which `edgeopt check` applies" if c and ratio else "")
+
+
+def _figure(value: float, key: str) -> str:
+    """A budget's figure with its unit ("0.03026 ms"): summary lines gave bare numbers beside ratios."""
+    unit = KINDS[key].unit if key in KINDS else ""
+    return f"{value:.4g}{' ' + unit if unit else ''}"
 
 
 def _time_spent(trials: list, seconds: dict | None = None) -> str:
@@ -954,8 +960,8 @@ def optimize_lines(outcome: dict) -> list:
         if key in base and key in outcome["budgets"]:
             lines.append(f"budget {key} ≤ {ratio:g}x the baseline" + (
                 ", measured again right before each candidate (the ratio in brackets in the table; the baseline's "
-                f"first run: {base[key]:.4g})" if outcome.get("paired_baseline") else
-                f"'s {base[key]:.4g} = {outcome['budgets'][key]:.4g} (measured in this study)")
+                f"first run: {_figure(base[key], key)})" if outcome.get("paired_baseline") else
+                f"'s {_figure(base[key], key)} = {_figure(outcome['budgets'][key], key)} (measured in this study)")
                 + "".join(f"; {c}" for c in [carried_limit(outcome, key)] if c))
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")

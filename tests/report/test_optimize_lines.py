@@ -226,7 +226,7 @@ def test_a_best_that_misses_the_absolute_limit_its_bundle_carries_is_warned_of()
                    "baseline_figures": {"latency_p50_ms": 0.5},
                    "carried_limits": {"latency_p50_ms": {"limit": 0.33, "median": 0.55, "runs": 9}}}
         return " ".join(" ".join(optimize_lines(outcome)).split())
-    assert "the chosen bundle carries latency_p50_ms ≤ 0.33, 0.6x the median of the baseline's 9 runs (0.55), " \
+    assert "the chosen bundle carries latency_p50_ms ≤ 0.33 ms, 0.6x the median of the baseline's 9 runs (0.55 ms), " \
            "which `edgeopt check` applies" in carried(0.32)
     assert "Warning" not in carried(0.32) and "the bundle carries" not in carried(0.32)
     assert "the bundle carries latency_p50_ms ≤ 0.33 (0.6x the median of the baseline's 9 runs)" in carried(0.34)

@@ -170,7 +170,7 @@ def test_a_relative_budget_is_set_from_the_baseline_measured_in_the_study(cli, t
     assert shown.exit_code == 0, shown.stderr
     # the baseline judged by the relative budget it sets, which its own bundle cannot carry
     assert re.search(r"\| rel-t0 \| local \|.*❌ FAIL: `size_mb`", shown.stdout), shown.stdout
-    assert f"the chosen bundle carries latency\\_p90\\_ms ≤ {20 * median:.4g}, 20x the median of the baseline's " \
+    assert f"the chosen bundle carries latency\\_p90\\_ms ≤ {20 * median:.4g} ms, 20x the median of the baseline's " \
            f"{len(runs)} runs" in shown.stdout, shown.stdout
     # the baseline trial's own full run (accuracy included), not the latest file a paired run rewrote since
     first = json.loads(pathlib.Path(baseline["results"][0]).read_text())
