@@ -568,6 +568,10 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
             eval_data = recipe.bundle_eval_data(recipe_file, work.name)
             if eval_data:
                 out.progress().status(f"eval data: the samples {recipe_file} carries")
+    if click.get_current_context().get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE and \
+            not reads_training_data(steps):   # taken without a word, as --epochs and --lr are not
+        raise BadInput("--seed seeds the training transforms (--distill, --qat, --prune criterion=taylor); none was "
+                       "asked for")
     cli_backend_options = _backend_options(backend_option)
     from_recipe -= set(cli_backend_options)
     try:

@@ -112,6 +112,7 @@ def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path
                                                            "criterion=taylor; prune reads none of it"),
     (["--epochs", "3"], "--epochs applies to --distill or --qat"),
     (["--lr", "0.01"], "--lr applies to --distill or --qat"),
+    (["--prune", "channels=0.5", "--seed", "5"], "--seed seeds the training transforms"),   # taken without a word
     (["--distill", "--train-data", "x.npz", "--lr", "0"], "--distill (distill): lr: 0.0 is out of range"),
     (["--distill", "--train-data", "x.npz", "--teacher", "nope.onnx"], "--teacher: model not found: nope.onnx"),
 ])
