@@ -884,11 +884,11 @@ def measured_again(outcome: dict, row: dict) -> str:
 def carried_limit(outcome: dict, key: str) -> str:
     """What the chosen bundle carries for a paired relative budget, or "" (none, or a study before it did)."""
     c, ratio = (outcome.get("carried_limits") or {}).get(key), (outcome.get("relative_budgets") or {}).get(key)
-    return (f"the chosen bundle carries {key} ≤ {_figure(c['limit'], key)}, {ratio:g}x the median of the baseline's "
-            f"{c['runs']} runs ({_figure(c['median'], key)}), which `edgeopt check` applies" if c and ratio else "")
+    return (f"the chosen bundle carries {key} ≤ {_with_unit(c['limit'], key)}, {ratio:g}x the median of the baseline's "
+            f"{c['runs']} runs ({_with_unit(c['median'], key)}), which `edgeopt check` applies" if c and ratio else "")
 
 
-def _figure(value: float, key: str) -> str:
+def _with_unit(value: float, key: str) -> str:
     """A budget's figure with its unit ("0.03026 ms"): summary lines gave bare numbers beside ratios."""
     unit = KINDS[key].unit if key in KINDS else ""
     return f"{value:.4g}{' ' + unit if unit else ''}"
@@ -960,8 +960,8 @@ def optimize_lines(outcome: dict) -> list:
         if key in base and key in outcome["budgets"]:
             lines.append(f"budget {key} ≤ {ratio:g}x the baseline" + (
                 ", measured again right before each candidate (the ratio in brackets in the table; the baseline's "
-                f"first run: {_figure(base[key], key)})" if outcome.get("paired_baseline") else
-                f"'s {_figure(base[key], key)} = {_figure(outcome['budgets'][key], key)} (measured in this study)")
+                f"first run: {_with_unit(base[key], key)})" if outcome.get("paired_baseline") else
+                f"'s {_with_unit(base[key], key)} = {_with_unit(outcome['budgets'][key], key)} (measured in this study)")
                 + "".join(f"; {c}" for c in [carried_limit(outcome, key)] if c))
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
