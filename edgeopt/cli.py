@@ -569,9 +569,8 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
             if eval_data:
                 out.progress().status(f"eval data: the samples {recipe_file} carries")
     if click.get_current_context().get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE and \
-            not reads_training_data(steps):   # taken without a word, as --epochs and --lr are not
-        raise BadInput("--seed seeds the training transforms (--distill, --qat, --prune criterion=taylor); none was "
-                       "asked for")
+            not steps:   # taken without a word, as --epochs and --lr are not (a random prune reads it too)
+        raise BadInput("--seed seeds the model transforms (--distill, --qat, --prune ...); none was asked for")
     cli_backend_options = _backend_options(backend_option)
     from_recipe -= set(cli_backend_options)
     try:
@@ -988,10 +987,13 @@ def _refuse_a_foreign_default_report(path: str) -> None:
     """`report` without -o writes ./report.html: one that edgeopt did not write (a page of the user's) is not
     replaced unasked, where it was overwritten without a word (a user walkthrough)."""
     from .report.html import GENERATOR
+    import stat
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a pipe would block the read; a folder: the write says
+            return
         with open(path, encoding="utf-8", errors="replace") as f:
             head = f.read(4096)
-    except OSError:   # none there (or a folder, unreadable: the write says what is wrong with it)
+    except OSError:   # none there, or unreadable: the write says what is wrong with it
         return
     if GENERATOR not in head and "by edgeopt" not in head:   # an earlier version's report has no generator tag
         raise BadInput(f"{path} exists and is not an edgeopt report: it is not replaced unasked; give -o FILE "

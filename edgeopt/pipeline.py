@@ -194,6 +194,9 @@ def _record_calibration_file(compression: dict, calib) -> None:
         compression["calibration"].update(file=str(path.resolve()), sha256=sha256_of(path))
 
 
+# the runtimes a QAT bundle is timed with on the packaging host, as their post-training INT8 is
+HOST_TIMED_RUNTIMES = ("onnxruntime", "openvino")
+
 def _qat_host_hint(stages: list, source, conversion, calibration, progress) -> list:
     """The QAT bundle timed against the float model it was trained from (the stage before qat), as a post-training
     INT8 bundle is against its float twin (compression.host_hint): a QAT bundle 1.16x slower than float on the
@@ -202,7 +205,9 @@ def _qat_host_hint(stages: list, source, conversion, calibration, progress) -> l
 
     before = next((s for s in reversed(stages[:[s.name for s in stages].index("qat")])), None) \
         if any(s.name == "qat" for s in stages) else None
-    if before is None or before.onnx_path is None:
+    # only where this host runs the bundle's runtime as packaging does anyway: TensorRT's engine is the device's
+    # (packaging for a Jetson never needed TensorRT here)
+    if before is None or before.onnx_path is None or conversion.runtime["name"] not in HOST_TIMED_RUNTIMES:
         return []
     hint = host_hint.measure(before.onnx_path, conversion.model_path, host_hint.feed_of(source, calibration),
                              conversion.runtime["name"], conversion.runtime.get("options") or {}, progress, "QAT INT8")

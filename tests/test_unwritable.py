@@ -272,3 +272,13 @@ def test_report_without_o_replaces_only_its_own_report_html(cli, int8_result, tm
     for _ in range(2):   # its own, written again
         assert cli("report", int8_result["_path"], "--no-history").exit_code == 0 and mine.stat().st_size > 1000
     assert cli("report", int8_result["_path"], "--no-history", "-o", tmp_path / "x.html").exit_code == 0
+    import os
+    import threading
+
+    from edgeopt.cli import _refuse_a_foreign_default_report
+    mine.unlink()
+    os.mkfifo(mine)   # reading it to tell whose it is blocked for ever (a code review)
+    judged = threading.Thread(target=_refuse_a_foreign_default_report, args=(str(mine),), daemon=True)
+    judged.start()
+    judged.join(timeout=10)
+    assert not judged.is_alive()

@@ -295,7 +295,7 @@ def _pareto(trials: list, names: tuple, judge) -> list:
     the front for one screened trial. A trial the cache or a twin answered is its first trial's point, listed
     once."""
     def point(t):
-        return [judge.value(t) if judge.paired and n == judge.objective else t.user_attrs["figures"].get(n)
+        return [_finite(judge.value(t)) if judge.paired and n == judge.objective else t.user_attrs["figures"].get(n)
                 for n in names]
     points = [(t.number, point(t)) for t in trials
               if "figures" in t.user_attrs and not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
@@ -310,12 +310,19 @@ def _pareto(trials: list, names: tuple, judge) -> list:
     return front
 
 
+def _finite(value: float):
+    """None for a paired trial without its ratio (judging.objective_value's inf): off the front, as a trial
+    without a figure is, not placed there by its other figures."""
+    return value if math.isfinite(value) else None
+
+
 def _closest(study, budgets: dict) -> dict:
     """Per budget, the trial that came closest to meeting it and the other budgets that trial missed, and the
     trial that missed the fewest budgets by the least (what dominated the search when nothing met every budget);
     judged as the study judges (judging.Judge: a near miss measured again, by the median of its runs)."""
     judge = judging.Judge.of(study)
-    relative = (study.user_attrs.get("identity") or {}).get("relative_budgets") or {}
+    identity = study.user_attrs.get("identity") or {}
+    relative = (identity.get("relative_budgets") or {}) if identity.get("paired_baseline") else {}
     measured = [(t, judge.violations(t)) for t in judging.complete(study) if t.user_attrs.get("violations")]
     if not measured:
         return {}

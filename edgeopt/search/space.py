@@ -469,7 +469,7 @@ def _narrow(dims: list, doc: dict, path, backend_names: str) -> list:
             continue
         # a plain backend key ("quantize") where each backend has its own: every backend's that has it
         targets = [key] if key in by_name else [d.name for d in dims if d.owner and _option_name(d) == key]
-        if not targets and key in transforms.names() and value in (False, [False]):
+        if not targets and key in transforms.names() and (value is False or value == [False] and value[0] is False):
             continue   # off where it is no dimension (no --train-data): what holds; one file serves both studies
         if not targets:
             raise BadInput(f"{path}: {key}: not a dimension of this search (backend {backend_names}"

@@ -112,7 +112,7 @@ def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path
                                                            "criterion=taylor; prune reads none of it"),
     (["--epochs", "3"], "--epochs applies to --distill or --qat"),
     (["--lr", "0.01"], "--lr applies to --distill or --qat"),
-    (["--prune", "channels=0.5", "--seed", "5"], "--seed seeds the training transforms"),   # taken without a word
+    (["--seed", "5"], "--seed seeds the model transforms"),   # taken without a word
     (["--distill", "--train-data", "x.npz", "--lr", "0"], "--distill (distill): lr: 0.0 is out of range"),
     (["--distill", "--train-data", "x.npz", "--teacher", "nope.onnx"], "--teacher: model not found: nope.onnx"),
 ])
@@ -385,3 +385,16 @@ def test_a_distilled_bundle_rebuilds_with_the_training_data_it_records(cli, tmp_
     np.savez(train, input=np.zeros((8, 3, 32, 32), np.float32))   # changed since: named, not taken
     changed = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
     assert changed.exit_code == 2 and f"was trained on {train.resolve()}, which has changed since" in changed.stderr
+
+
+def test_a_qat_bundle_for_a_runtime_this_host_does_not_run_is_not_timed_here():
+    """Timing the QAT bundle against float on this host needs its runtime here: for TensorRT (a Jetson's) it
+    failed the packaging, which never needed TensorRT on the host (a code review)."""
+    import types
+
+    from edgeopt.pipeline import _qat_host_hint
+    stages = [types.SimpleNamespace(name="source", onnx_path=pathlib.Path("float.onnx")),
+              types.SimpleNamespace(name="qat", onnx_path=pathlib.Path("qat.onnx"))]
+    conversion = types.SimpleNamespace(runtime={"name": "tensorrt"}, model_path=pathlib.Path("model.onnx"),
+                                       compression={})
+    assert _qat_host_hint(stages, None, conversion, None, None) == [] and conversion.compression == {}

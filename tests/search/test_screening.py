@@ -291,6 +291,10 @@ def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
     paired = types.SimpleNamespace(paired=True, objective="latency_p90_ms",
                                    value=lambda trial: trial.user_attrs["paired"]["latency_p90_ms"])
     assert outcome._pareto(pair, names, absolute) == [5] and outcome._pareto(pair, names, paired) == [5, 6]
+    unpaired = t(7, {"latency_p90_ms": 0.001, "accuracy_drop": 0.0, "size_mb": 0.01}, paired={})   # no ratio: inf
+    paired_value = types.SimpleNamespace(paired=True, objective="latency_p90_ms", value=lambda trial: (
+        trial.user_attrs["paired"].get("latency_p90_ms", float("inf"))))
+    assert outcome._pareto(pair + [unpaired], names, paired_value) == [5, 6]   # off the front, not on it by size
 
 
 def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tmp_path, monkeypatch):

@@ -625,6 +625,7 @@ def test_a_transform_fixed_off_where_it_is_no_dimension_is_what_holds(tmp_path):
     f.write_text('distill = false\nquantize = ["none", "int8"]\n')
     dims = {d.name for d in space.build(backend_for(load_profile("generic")), "pytorch-module", True, False, None, f)}
     assert "distill" not in dims and "quantize" in dims
-    f.write_text("distill = true\n")
-    with pytest.raises(BadInput, match="distill: not a dimension of this search"):
-        space.build(backend_for(load_profile("generic")), "pytorch-module", True, False, None, f)
+    for value in ("true", "0", "[0]"):   # 0 is no `false` (0 == False in Python): a value to refuse, as before
+        f.write_text(f"distill = {value}\n")
+        with pytest.raises(BadInput, match="distill: not a dimension of this search"):
+            space.build(backend_for(load_profile("generic")), "pytorch-module", True, False, None, f)
