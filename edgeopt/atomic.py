@@ -5,7 +5,9 @@ import contextlib
 import errno
 import os
 import pathlib
+import re
 import stat
+import sys
 import tempfile
 
 from .errors import CannotWrite
@@ -41,10 +43,14 @@ def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
     """A file open on a temp beside `path`, renamed over it when the block ends without error (else removed).
     An OSError from making the directory, writing or renaming (a read-only or full disk, no permission) becomes
     CannotWrite naming `what` and `path`; one that names another file (an input read inside the block) passes.
-    A symbolic link is written through (its target replaced), and a pipe or a device (`--junit /dev/stdout`)
-    written to as it is: the rename had replaced the link, the pipe, and as root even /dev/full, with a file."""
+    A symbolic link is written through (its target replaced), a pipe or a device written to as it is, and
+    `/dev/stdout` (a link to the process's descriptor) through that descriptor: the rename had replaced the link,
+    the pipe, and as root even /dev/full, with a file, and /dev/stdout's file under the shell's redirection."""
     path = pathlib.Path(path)
     kind = _kind(path)
+    if kind == "fd":
+        yield from _writing_to_descriptor(_process_fd(path), path, what, mode, encoding)
+        return
     if kind == "special":
         yield from _writing_through(path, what, mode, encoding)
         return
@@ -69,7 +75,10 @@ def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
 
 
 def _kind(path: pathlib.Path) -> str:
-    """ "link" (to a file, or to nothing yet), "special" (a pipe, a device, a socket, or a link to one), else "" """
+    """ "fd" (a link to one of this process's descriptors: /dev/stdout), "special" (a pipe, a device, a socket, or a
+    link to one), "link" (to a file, or to nothing yet), else "" """
+    if _process_fd(path) is not None:
+        return "fd"
     try:
         mode = os.stat(path).st_mode   # through links
     except OSError:
@@ -77,6 +86,37 @@ def _kind(path: pathlib.Path) -> str:
     if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         return "special"
     return "link" if os.path.islink(path) else ""
+
+
+def _process_fd(path) -> int | None:
+    """The descriptor `path` names through /proc/self/fd/N or /dev/fd/N (/dev/stdout links to /proc/self/fd/1),
+    else None. Not resolved to the file behind it: replacing that file, redirected by the shell, lost the rest of
+    the output written to the descriptor."""
+    where = os.path.abspath(path)
+    for _ in range(40):   # a chain of links, as /dev/stdout's is
+        found = re.fullmatch(r"/(?:proc/(self|\d+)|dev)/fd/(\d+)", where)
+        if found and found.group(1) in (None, "self", str(os.getpid())):
+            return int(found.group(2))
+        try:
+            target = os.readlink(where)
+        except OSError:   # no link (or none there): no descriptor
+            return None
+        where = os.path.normpath(os.path.join(os.path.dirname(where), target))
+    return None
+
+
+def _writing_to_descriptor(fd: int, path: pathlib.Path, what: str, mode: str, encoding: str | None):
+    """Written on a copy of the descriptor, which shares its offset, after what Python buffered for it."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        with os.fdopen(os.dup(fd), mode, encoding=encoding) as f:
+            yield f
+    except OSError as e:
+        if e.filename is not None and pathlib.Path(os.fsdecode(e.filename)) != path:
+            raise
+        raise CannotWrite(what, path, e) from None
 
 
 def _writing_through(path: pathlib.Path, what: str, mode: str, encoding: str | None):
@@ -98,11 +138,23 @@ def _refuse_a_file_above(path: pathlib.Path) -> None:
             return
 
 
-def check_writable(target, what: str, folder: bool = False) -> None:
+def check_writable(target, what: str, folder: bool = False, file_only: bool = False) -> None:
     """CannotWrite now, not after minutes of converting or measuring, when `target` (a file, or with folder=True a
     folder) cannot be written: its folder is made if missing, and a temp file made there and removed. A full disk
-    is still found only by the write itself."""
+    is still found only by the write itself. A pipe, a device or /dev/stdout is written as it is (`replacing`):
+    its write permission is what counts, not its folder's (/dev); `file_only` (a bundle, which tar writes with
+    seeks) refuses them. A link is judged where it points."""
     target = pathlib.Path(target)
+    kind = "" if folder else _kind(target)
+    if kind in ("fd", "special"):
+        if file_only:
+            raise CannotWrite(what, target, OSError(errno.EINVAL, "not a regular file (a pipe, a device or a "
+                                                                  "descriptor): give a file"))
+        if not os.access(target, os.W_OK):
+            raise CannotWrite(what, target, OSError(errno.EACCES, os.strerror(errno.EACCES)))
+        return
+    if kind == "link":
+        target = pathlib.Path(os.path.realpath(target))
     where = target if folder else target.parent
     in_the_way = (errno.ENOTDIR if where.exists() and not where.is_dir() else
                   errno.EISDIR if not folder and target.is_dir() else None)

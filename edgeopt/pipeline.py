@@ -119,7 +119,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     if not force:   # after the inputs are judged: "exists" hid what was wrong with the command itself
         _check_overwrite(output, prof.name)
-    check_writable(output, "the bundle")   # now, not after the conversion
+    check_writable(output, "the bundle", file_only=True)   # now, not after the conversion
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
     other_backend = {"backend": asked} if asked and asked != prof.backend else {}   # recorded when not the default
     _check_threads(threads)

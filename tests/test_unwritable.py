@@ -282,3 +282,34 @@ def test_report_without_o_replaces_only_its_own_report_html(cli, int8_result, tm
     judged.start()
     judged.join(timeout=10)
     assert not judged.is_alive()
+
+
+def test_dev_stdout_is_written_through_its_descriptor_and_keeps_the_rest_of_the_output(tmp_path):
+    """/dev/stdout links to /proc/self/fd/1: resolved, it named the file the shell redirected stdout to, which the
+    rename replaced, so everything else the process printed was lost, and `>>`'s earlier lines too (a review)."""
+    import sys
+    log = tmp_path / "ci.log"
+    log.write_text("earlier\n")
+    script = ("from edgeopt.atomic import check_writable, replacing\n"
+              "check_writable('/dev/stdout', 'the JUnit report')\n"
+              "print('before', flush=True)\n"
+              "with replacing('/dev/stdout', 'the JUnit report', 'wb') as f:\n"
+              "    f.write(b'<testsuites/>\\n')\n"
+              "print('after')\n")
+    with open(log, "a") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, cwd=pathlib.Path(atomic.__file__).parents[1])
+    assert log.read_text() == "earlier\nbefore\n<testsuites/>\nafter\n"
+
+
+def test_a_bundle_is_not_written_to_a_pipe_or_a_device(tmp_path):
+    """tar writes a bundle with seeks, which a pipe refuses ("Illegal seek" after the conversion): said before."""
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    atomic.check_writable(fifo, "the JUnit report")   # a report may go there
+    with pytest.raises(CannotWrite, match="not a regular file"):
+        atomic.check_writable(fifo, "the bundle", file_only=True)
+    link = tmp_path / "link.edgepkg"   # a link is judged where it points: a folder that does not exist is made
+    link.symlink_to(tmp_path / "elsewhere" / "b.edgepkg")
+    atomic.check_writable(link, "the bundle", file_only=True)
+    assert (tmp_path / "elsewhere").is_dir()
