@@ -240,7 +240,7 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
         find = lambda doc: _store_baseline(store, doc)
     else:
         try:
-            pool = [results.load(p) for p in results.expand(specs) + _histories(specs, docs)]
+            pool = [results.load(p) for p in results.expand(specs)] + _histories(specs, docs)
         except BadInput as e:   # "result file not found: x.json" said not which of the command's files it was
             raise BadInput(f"--baseline: {e}") from None
         find = lambda doc: pick_baseline(doc, [b for b in pool if b.get("status") == "ok"])
@@ -253,13 +253,13 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
         # baseline files given by hand that match no result: the gate would test nothing and pass quietly
         raise BadInput(f"--baseline {', '.join(map(str, specs))}: no baseline for any result given ({found[0][2]})")
     entries = [_regression_entry(doc, base, why, effect) for doc, base, why in found]
-    if store is None and entries and all(e["verdict"] == UNTESTED for e in entries):   # nor any it can compare
+    if store is None and entries and all(e.get("no_samples") for e in entries):   # nor any it can compare
         raise BadInput(f"--baseline {', '.join(map(str, specs))}: no result could be tested ({entries[0]['reason']})")
     return entries
 
 
 def _histories(specs: list, docs: list) -> list:
-    """The earlier runs of the candidates' bundles that a results folder given as the baseline keeps in its
+    """The documents of the earlier runs of the candidates' bundles that a results folder given as the baseline keeps in its
     history/ (results.save): `--baseline results/` found only each bundle's latest file, which is the candidate
     itself, and took another bundle measured after it."""
     stems = {f"{results.file_stem(str((d.get('bundle') or {}).get('name')))}@"
@@ -269,7 +269,13 @@ def _histories(specs: list, docs: list) -> list:
         history = pathlib.Path(spec) / "history"
         if pathlib.Path(spec).is_dir() and history.is_dir():
             found += sorted(p for p in history.glob("*.json") if p.is_file() and p.name.startswith(tuple(stems)))
-    return found
+    docs = []
+    for path in found:   # files the user did not name: one unreadable old run is no reason to refuse the gate
+        try:
+            docs.append(results.load(path))
+        except BadInput:
+            continue
+    return docs
 
 
 def _store_baseline(store, doc: dict) -> tuple:
@@ -306,7 +312,8 @@ def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> 
     if cand_samples is None or base_samples is None:
         lacking = [d.get("_path") or what for d, what, samples in ((base, "the baseline", base_samples),
                                                                   (doc, "the result", cand_samples)) if samples is None]
-        return dict(entry, verdict=UNTESTED, reason=f"no latency.samples_ms in {' and '.join(map(str, lacking))}")
+        return dict(entry, verdict=UNTESTED, reason=f"no latency.samples_ms in {' and '.join(map(str, lacking))}",
+                    no_samples=True)
     return dict(entry, notes=environment_notes(base, doc), **compare_samples(base_samples, cand_samples, effect))
 
 

@@ -193,6 +193,7 @@ def test_a_results_folder_as_the_baseline_takes_the_bundles_earlier_run_from_its
     (folder / "history" / f"{stem}-20260102T000000000000Z.json").write_text(slow.read_text())
     later = dict(slow_doc, created="2026-01-03T00:00:00+00:00", bundle=dict(slow_doc["bundle"], name="other"))
     (folder / f"other@{slow_doc['device']['name']}.json").write_text(json.dumps(later))
+    (folder / "history" / f"{stem}-20250101T000000000000Z.json").write_text("{ truncated")   # one unreadable: skipped
     r = cli("check", folder / f"{stem}.json", "--baseline", folder, "--budget", "latency_p90_ms=1000", "--json")
     gate = r.json()["regressions"][0]
     assert r.exit_code == 1 and gate["verdict"] == SLOWER and gate["baseline"]["created"].startswith("2026-01-01"), gate
@@ -206,6 +207,12 @@ def test_a_baseline_without_samples_tests_nothing_and_is_refused(cli, pair, tmp_
                                                        if k != "samples_ms"})))
     r = cli("check", slow, "--baseline", bare, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 2 and f"no result could be tested (no latency.samples_ms in {bare})" in r.stderr, r.stderr
+    # a short run is the measurement's own limit, said as "not tested" with the budgets' verdict kept (a review)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(dict(base_doc, latency=dict(base_doc["latency"], samples_ms=base_doc["latency"][
+        "samples_ms"][:5]))))
+    r = cli("check", slow, "--baseline", short, "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 0 and "fewer than 20 samples on a side" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
