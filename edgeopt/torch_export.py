@@ -12,7 +12,6 @@ import logging
 import pathlib
 import sys
 import traceback
-import warnings
 import zipfile
 
 from .errors import BadInput, first_line
@@ -283,13 +282,16 @@ def _export_program(reference: str, out: pathlib.Path) -> pathlib.Path:
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """The dynamo exporter logs registry chatter and prints progress; keep stdout clean for --json."""
+    """The dynamo exporter logs registry chatter and prints progress, and a failed export prints its whole graph
+    ("Torch IR graph at exception: ..."): captured, so stdout stays clean for --json and a refusal is the one line
+    that names the operator."""
+    from .capture import captured_output
+
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
+        with captured_output():
             yield
     finally:
         logger.setLevel(level)

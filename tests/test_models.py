@@ -359,6 +359,21 @@ def test_a_model_file_whose_code_fails_is_one_line_exit_2(cli, tmp_path, monkeyp
         assert error.startswith("edgeopt: error: net.py:build: ") and said.format(path=tmp_path / "net.py") in error
 
 
+def test_an_operator_onnx_cannot_export_is_one_line_without_the_graph(cli_subprocess, tmp_path):
+    """A failed export printed its whole TorchScript graph ("Torch IR graph at exception: ...", ten lines and more)
+    before the one line that names the operator (a user walkthrough)."""
+    pytest.importorskip("torch")
+    (tmp_path / "net.py").write_text("import torch\nclass Inv(torch.nn.Module):\n    def forward(self, x):\n"
+                                     "        return torch.linalg.inv(x @ x.transpose(-1, -2) + torch.eye(4))\n"
+                                     "def build():\n    return Inv().eval()\n")
+    r = cli_subprocess("package", "net.py:build", "--input-shape", "x=1,4,4", "-o", tmp_path / "x.edgepkg",
+                       cwd=tmp_path)
+    assert r.exit_code == 2 and "Torch IR graph" not in r.stderr and "%" not in r.stderr, r.stderr
+    assert [line for line in r.stderr.splitlines() if not line.startswith("·")] == [
+        "edgeopt: error: net.py:build: ONNX export failed: Exporting the operator 'aten::linalg_inv' to ONNX opset "
+        "version 17 is not supported"], r.stderr
+
+
 def test_a_bundle_given_as_the_recipe_rebuilds_a_module_at_its_recorded_shapes(cli, tmp_path):
     """`package MODEL --recipe BUNDLE` "rebuilds it", but a PyTorch module has no shapes of its own and the
     bundle recorded none: the rebuild asked for --input-shape. Another model is given none of them."""
