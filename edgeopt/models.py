@@ -209,8 +209,7 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bo
         sha = sha256_of(src)
     else:
         from . import torch_export
-        src = torch_export.export(reference, fmt, shapes, workdir)
-        sha = torch_export.reference_sha256(reference, fmt)
+        src, sha = torch_export.export(reference, fmt, shapes, workdir)
     return onnx_source(src, reference, fmt, sha, shapes, workdir, simplify)
 
 

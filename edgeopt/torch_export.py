@@ -245,13 +245,14 @@ def _forward_parameters(module) -> list:
         return []
 
 
-def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> pathlib.Path:
+def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> tuple:
+    """(the ONNX export, the source's sha256: reference_sha256)."""
     out = workdir / "exported.onnx"
     if fmt == "exported-program":
-        return _export_program(reference, out)
+        return _export_program(reference, out), reference_sha256(reference, fmt)
     module = _load_module(reference, fmt)
     names, examples = module_inputs(module, shapes, reference)
-    return export_module(module, examples, names, out, reference)
+    return export_module(module, examples, names, out, reference), reference_sha256(reference, fmt, module)
 
 
 def export_module(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str) -> pathlib.Path:
@@ -309,7 +310,7 @@ def load(reference: str, fmt: str, shapes: dict):
         module = _load_module(reference, fmt)
         names, examples = module_inputs(module, shapes, reference)
     outputs = _outputs(module, examples, reference)
-    return SourceModel(reference, fmt, reference_sha256(reference, fmt), None, _specs(names, examples),
+    return SourceModel(reference, fmt, reference_sha256(reference, fmt, module), None, _specs(names, examples),
                        _specs(["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))],
                               outputs), [], torch_module=module, torch_examples=examples)
 
@@ -416,11 +417,23 @@ def reference_runner(source):
     return run
 
 
-def reference_sha256(reference: str, fmt: str) -> str:
-    if fmt == "pytorch-module":
-        return hashlib.sha256(reference.encode()).hexdigest()
-    from .models import sha256_of
-    return sha256_of(pathlib.Path(reference))
+def reference_sha256(reference: str, fmt: str, module=None) -> str:
+    """A file's sha256; a `module:callable`'s, of what it built: its code file (file.py:callable; else the
+    reference) and every parameter and buffer it holds, by name. The reference's text alone was its sha256, which
+    stayed the same when the weights or the code changed, so a bundle's source.sha256 could not show it."""
+    if fmt != "pytorch-module":
+        from .models import sha256_of
+        return sha256_of(pathlib.Path(reference))
+    digest = hashlib.sha256()
+    code = pathlib.Path(reference.rsplit(":", 1)[0])
+    digest.update(code.read_bytes() if code.suffix == ".py" and code.is_file() else reference.encode())
+    for name, tensor in (module.state_dict() if module is not None else {}).items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        try:   # every dtype as bytes (numpy has no bfloat16)
+            digest.update(tensor.detach().cpu().contiguous().flatten().view(_require_torch().uint8).numpy().tobytes())
+        except (RuntimeError, TypeError):   # a sparse or quantized tensor: its values as text
+            digest.update(repr(tensor).encode())
+    return digest.hexdigest()
 
 
 def loader_to_npz(reference: str, input_names: list, out: pathlib.Path) -> pathlib.Path:

@@ -359,6 +359,27 @@ def test_a_model_file_whose_code_fails_is_one_line_exit_2(cli, tmp_path, monkeyp
         assert error.startswith("edgeopt: error: net.py:build: ") and said.format(path=tmp_path / "net.py") in error
 
 
+def test_a_module_sources_sha256_changes_with_its_weights_and_code(cli, tmp_path, monkeypatch):
+    """It was the sha256 of the text "net.py:build": new weights (or code) behind the same reference read the same
+    source.sha256 in inspect and in the bundle (a user walkthrough)."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text("import torch\ndef build():\n    m = torch.nn.Linear(4, 2)\n"
+                                     "    m.load_state_dict(torch.load('w.pt'))\n    return m.eval()\n")
+
+    def sha(seed):
+        torch.manual_seed(seed)
+        torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "w.pt")
+        r = cli("inspect", "net.py:build", "--input-shape", "x=1,4", "--json")
+        assert r.exit_code == 0, r.stderr
+        return r.json()["sha256"]
+    first = sha(0)
+    second = sha(1)
+    assert sha(0) == first and second != first   # the same weights alike; others not
+    (tmp_path / "net.py").write_text((tmp_path / "net.py").read_text() + "# the code changed\n")
+    assert sha(1) != second
+
+
 def test_an_operator_onnx_cannot_export_is_one_line_without_the_graph(cli_subprocess, tmp_path):
     """A failed export printed its whole TorchScript graph ("Torch IR graph at exception: ...", ten lines and more)
     on the process's stdout, before the one line that names the operator (a user walkthrough)."""
