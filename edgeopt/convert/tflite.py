@@ -330,7 +330,7 @@ def _int8_method(float_path, options) -> dict:
               "matmul_mac_share": share}
     if record["used"] == "dynamic":
         record["reason"] = (f"fully connected layers hold {share:.0%} of the MACs (as in transformers, which LiteRT's "
-                            "transformer tooling quantizes this way; full-integer ConvNeXt ran 3-7x float under "
+                            "transformer tooling quantizes this way; full-integer ConvNeXt ran 3-8x float under "
                             "XNNPACK); float I/O; --backend-option int8_method=static makes full-integer INT8")
     return record
 
