@@ -426,3 +426,19 @@ def test_piped_tables_take_the_width_columns_gives(monkeypatch):
                                   "status": "ok", "p90_ms": 1.0, "peak_rss_mb": 60.0, "top1": None}]))
     text = console.export_text()
     assert "2026-12-06 06:33:12" in text and "created (UTC)" in text, text
+
+
+def test_each_outputs_error_is_shown_where_a_bundle_has_several(tmp_path):
+    """The agent reported one max abs error over every output: a detector's boxes (pixels) hid its scores (0..1)."""
+    import numpy as np
+
+    from device_agent.measure.accuracy import REF_PREFIX, _reference_error
+    from edgeopt.report.tables import _accuracy_text
+    np.savez(tmp_path / "eval.npz", **{REF_PREFIX + "boxes": np.zeros((2, 4)), REF_PREFIX + "scores": np.zeros((2, 3))})
+    data = np.load(tmp_path / "eval.npz")
+    got = _reference_error([np.full((2, 4), 0.75), np.full((2, 3), 0.25)], ["boxes", "scores"], data)
+    assert got == {"max_abs_error": 0.75, "max_abs_error_by_output": {"boxes": 0.75, "scores": 0.25}}
+    assert "max abs error 0.75 (boxes 0.75, scores 0.25) vs" in _accuracy_text(dict(got, n=2))
+    assert "max_abs_error_by_output" not in _reference_error([np.zeros((2, 4))], ["boxes"], data)   # one: as it was
+    assert "(" not in _accuracy_text({"max_abs_error": 1.0, "max_abs_error_by_output": {"a": "x"}, "n": 1}).split(
+        "vs")[0]   # a malformed one (a hand-edited file) is left out

@@ -43,7 +43,7 @@ def _reference_error(merged, names, data):
     """{"max_abs_error"} over the outputs whose merged shape is the reference's, and the outputs left out
     with why: a count of detections that differs from the host's is not an element-wise comparison (the
     host's parity matches such rows one to one)."""
-    errors, skipped = [], []
+    errors, skipped = {}, []
     for got, name in zip(merged, names):
         if REF_PREFIX + name not in data.files:
             continue
@@ -51,8 +51,10 @@ def _reference_error(merged, names, data):
         if got.shape != ref.shape:
             skipped.append("%s (%s here, %s in the reference)" % (name, list(got.shape), list(ref.shape)))
             continue
-        errors.append(float(np.max(np.abs(got.astype(np.float64) - ref), initial=0.0)))
-    out = {"max_abs_error": max(errors)} if errors else {}
+        errors[name] = float(np.max(np.abs(got.astype(np.float64) - ref), initial=0.0))
+    out = {"max_abs_error": max(errors.values())} if errors else {}
+    if len(errors) > 1:   # each output's own: a detector's boxes (pixels) hid its scores' (0..1) behind the max
+        out["max_abs_error_by_output"] = errors
     if skipped:   # `_absent` when no output was compared: what a budget on it reports (edgeopt/budgets.py)
         why = "shapes differ, not compared element-wise: " + "; ".join(skipped)
         out["max_abs_error_skipped" if errors else "max_abs_error_absent"] = why

@@ -1,6 +1,7 @@
 """Rich tables for the terminal. Printing lives here and in the CLI, nowhere else."""
 from __future__ import annotations
 
+import math
 import pathlib
 
 import re
@@ -306,9 +307,19 @@ def _accuracy_text(acc: dict, transforms=None, reference: str = "source") -> str
     transforms = [t for t in transforms if t not in REFERENCE_STAGES] if isinstance(transforms, list) else None
     against = (f"the outputs of the model after {', '.join(map(str, transforms))}"
                if isinstance(transforms, list) and transforms else "the source's outputs")
-    error = (f"max abs error {acc['max_abs_error']:.4g} vs {against}" if "max_abs_error" in acc
+    error = (f"max abs error {acc['max_abs_error']:.4g}{_by_output(acc)} vs {against}" if "max_abs_error" in acc
              else f"max abs error absent: {acc['max_abs_error_absent']}" if "max_abs_error_absent" in acc else "")
     return f"{top1}; {error} on {acc.get('n', '?')} samples" if error else f"{top1} on {acc.get('n', '?')} samples"
+
+
+def _by_output(acc: dict) -> str:
+    """Each output's own error where a bundle has several (the agent's max_abs_error_by_output): a detector's boxes,
+    in pixels, hid its scores' (0..1) behind the one maximum. Only finite numbers named by text are shown."""
+    each = acc.get("max_abs_error_by_output")
+    if not isinstance(each, dict) or not all(isinstance(k, str) and isinstance(v, (int, float))
+                                             and not isinstance(v, bool) and math.isfinite(v) for k, v in each.items()):
+        return ""
+    return " (" + ", ".join(f"{escape(k)} {v:.4g}" for k, v in each.items()) + ")"
 
 
 def _signature_text(signature) -> str:
