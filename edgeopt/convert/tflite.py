@@ -240,7 +240,11 @@ def _export_float(source, out, progress) -> tuple:
             with torch.no_grad():
                 litert_torch.convert(wrapped, tuple(examples)).export(str(out))
     except Exception as e:  # torch.export and the MLIR converter raise many types
-        raise BadInput(f"{source.reference}: LiteRT conversion failed: {_converter_said(e, log)}") from None
+        # the converter's words rarely name the operator ("Number of input tokens (1) does not match output tokens
+        # (0)"): what still runs the model on this profile is said
+        raise BadInput(f"{source.reference}: LiteRT conversion failed: {_converter_said(e, log)} (litert-torch "
+                       "could not convert one of its operations; where the profile lists onnxruntime among its "
+                       "backends, as the Raspberry Pi ones do, --backend onnxruntime tries the ONNX path instead)") from None
     layouts = {source.inputs[i].name: {"layout": "NHWC", "source_layout": "NCHW", "perm": list(NCHW_TO_NHWC)}
                for i in images}
     return layouts, list(getattr(module, "padded_outputs", []))
