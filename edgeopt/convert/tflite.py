@@ -392,7 +392,8 @@ def _full_integer(q, float_path, out, source, request, layouts, progress) -> dic
     if "float_depthwise" in details["int8_ops"]:
         details.setdefault("notes", []).append(
             f"{details['int8_ops']['float_depthwise']} depthwise convolution(s) wider than 5x5 stay float (XNNPACK's "
-            "int8 kernel for them ran 3-4x slower than float); --backend-option int8_ops=all quantizes them")
+            "int8 kernel for them ran 3-4x slower than float; LiteRT makes a convolution of one input channel, such "
+            "as a Conv1d(1, N, k) of raw audio, a depthwise one); --backend-option int8_ops=all quantizes them")
     out.write_bytes(chosen)
     return details
 
