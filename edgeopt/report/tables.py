@@ -735,7 +735,18 @@ def _trial_blocks(outcome: dict, width: int) -> Table:
     t.add_column(justify="right", no_wrap=True)
     t.add_column()
     names = [*figure_columns(outcome), "size", "time"]
+    # a repeat the study answered is its configuration and where its figures are: 16 of a study's 27 blocks
+    # repeated a few trials' figures and verdicts word for word (a user walkthrough)
+    first = {}
+    for row in outcome["trials"]:
+        if not row["cached"]:
+            first.setdefault(row["config"], row["trial"])
     for row, label, figures, verdict in _trial_cells(outcome):
+        if row["cached"] and row["config"] in first:
+            t.add_row(f"trial {label}", f"{escape(_wrappable(row['config']) or '—')}\n[dim]the figures and verdict of "
+                                        f"trial {first[row['config']]} (answered from the study, not counted)[/]")
+            t.add_row()
+            continue
         measured = _packed([f"{escape(n)}={v}" for n, v in zip(names, figures) if v != "—"], width - label_width)
         lines = [escape(_wrappable(row["config"]) or "—"), measured, verdict]
         t.add_row(f"trial {label}", "\n".join(line for line in lines if line))

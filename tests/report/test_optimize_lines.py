@@ -425,3 +425,28 @@ def test_a_baseline_closest_to_a_relative_budget_says_nothing_came_closer():
     absolute = dict(outcome, relative_budgets={}, closest={"per_budget": {"latency_p50_ms": dict(miss, paired=None)}})
     text = " ".join(Text.from_markup(line).plain for line in optimize_lines(absolute))
     assert "measured 0.0203 ms against 0.0101 ms" in text, text
+
+
+def test_a_repeat_the_study_answered_is_one_line_naming_whose_figures_it_has():
+    """16 of a study's 27 blocks repeated a few trials' figures and verdicts word for word (a user walkthrough)."""
+    import io
+
+    from rich.console import Console
+
+    from edgeopt.report.tables import optimize_trials
+
+    def row(n, cached):
+        return {"trial": n, "state": "complete", "config": "quantize=dynamic threads=2", "cached": cached,
+                "baseline": False, "textbook": False, "twin_of": None, "figures": {"latency_p90_ms": 0.0213},
+                "violations": {}, "feasible": True, "measurement": "full", "seconds": {}, "rechecked": None,
+                "rechecked_figures": None, "paired": None, "noisy": [], "bundle": None, "error": None,
+                "transforms_reused": False, "stages": [], "results": [], "parity": None, "untrained": None,
+                "ruled_out": None, "again_of": None}
+    outcome = {"study": "s", "objective": "latency_p90_ms", "budgets": {"latency_p90_ms": 50.0},
+               "trials": [row(3, False), row(4, True)], "best": None, "pareto": [], "multi_objective": False}
+    console = Console(file=io.StringIO(), width=100)
+    console.print(optimize_trials(outcome))
+    text = " ".join(console.file.getvalue().split())
+    assert "trial 4 quantize=dynamic threads=2 the figures and verdict of trial 3 (answered from the study, not " \
+           "counted)" in text, text
+    assert text.count("latency_p90_ms=0.0213") == 1
