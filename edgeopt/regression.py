@@ -259,9 +259,9 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
 
 
 def _histories(specs: list, docs: list) -> list:
-    """The documents of the earlier runs of the candidates' bundles that a results folder given as the baseline keeps in its
-    history/ (results.save): `--baseline results/` found only each bundle's latest file, which is the candidate
-    itself, and took another bundle measured after it."""
+    """The documents of the earlier runs of the candidates' bundles that a results folder given as the baseline
+    keeps in its history/ (results.save): `--baseline results/` found only each bundle's latest file, which is the
+    candidate itself, and took another bundle measured after it."""
     stems = {f"{results.file_stem(str((d.get('bundle') or {}).get('name')))}@"
              f"{results.file_stem(str((d.get('device') or {}).get('name')))}-" for d in docs}
     found = []
@@ -269,13 +269,13 @@ def _histories(specs: list, docs: list) -> list:
         history = pathlib.Path(spec) / "history"
         if pathlib.Path(spec).is_dir() and history.is_dir():
             found += sorted(p for p in history.glob("*.json") if p.is_file() and p.name.startswith(tuple(stems)))
-    docs = []
+    loaded = []
     for path in found:   # files the user did not name: one unreadable old run is no reason to refuse the gate
         try:
-            docs.append(results.load(path))
+            loaded.append(results.load(path))
         except BadInput:
             continue
-    return docs
+    return loaded
 
 
 def _store_baseline(store, doc: dict) -> tuple:
