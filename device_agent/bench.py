@@ -13,6 +13,7 @@ import tempfile
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import NoSpace, unpack
 from .lock import DeviceLock, remove_stale_runs
+from .manifest import REFERENCE_STAGES
 from .measure import cooldown as cool, thermal
 from .measure.passes import Passes
 from .power import CHOICES as POWER_SENSORS
@@ -211,9 +212,8 @@ def bundle_identity(unpacked, trust=Trust()):
             "source": manifest.get("source", {}), "artifact_bytes": size, "artifact_mb": size / 1048576.0,
             "budgets": manifest.get("budgets", {}),
             # the transforms the model went through: its shipped reference outputs are of the model after them
-            # (not the source or distillation's teacher: measured as references, not gone through)
             "transforms": [t.get("stage") for t in manifest.get("transforms") or [] if isinstance(t, dict)
-                           and t.get("stage") not in ("source", "teacher")],
+                           and t.get("stage") not in REFERENCE_STAGES],
             # the shapes one call is fed: a [4, ...] input makes every latency a call's of four samples
             "inputs": [{"name": t["name"], "shape": list(t["shape"])} for t in manifest["inputs"]]}
 

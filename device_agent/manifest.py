@@ -18,6 +18,9 @@ DIGEST_FIELD = "content_sha256"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 RESERVED = (MANIFEST, SIGNATURE)
+# stages of a manifest's `transforms` measured for reference, not gone through by the model: the source, and
+# distillation's --teacher (the host's transform stage measures it first)
+REFERENCE_STAGES = ("source", "teacher")
 MAX_FILES, MAX_TENSORS, MAX_RANK, MAX_ELEMENTS = 10000, 256, 8, 1 << 28
 INPUT_DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
                 "int64", "uint64", "bool")

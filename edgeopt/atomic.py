@@ -48,11 +48,8 @@ def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
     the pipe, and as root even /dev/full, with a file, and /dev/stdout's file under the shell's redirection."""
     path = pathlib.Path(path)
     kind = _kind(path)
-    if kind == "fd":
-        yield from _writing_to_descriptor(_process_fd(path), path, what, mode, encoding)
-        return
-    if kind == "special":
-        yield from _writing_through(path, what, mode, encoding)
+    if kind in ("fd", "special"):
+        yield from _written_as_is(path, kind, what, mode, encoding)
         return
     if kind == "link":
         path = pathlib.Path(os.path.realpath(path))
@@ -105,23 +102,17 @@ def _process_fd(path) -> int | None:
     return None
 
 
-def _writing_to_descriptor(fd: int, path: pathlib.Path, what: str, mode: str, encoding: str | None):
-    """Written on a copy of the descriptor, which shares its offset, after what Python buffered for it."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+def _written_as_is(path: pathlib.Path, kind: str, what: str, mode: str, encoding: str | None):
+    """A pipe or a device opened as it is (to append: "w" truncates nothing there, and a file behind a link to it
+    keeps what it held); /dev/stdout and its kin on a copy of the process's descriptor, which shares its offset,
+    after what Python buffered for it. Without a temp file and a rename: neither can have one."""
+    if kind == "fd":
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
     try:
-        with os.fdopen(os.dup(fd), mode, encoding=encoding) as f:
-            yield f
-    except OSError as e:
-        if e.filename is not None and pathlib.Path(os.fsdecode(e.filename)) != path:
-            raise
-        raise CannotWrite(what, path, e) from None
-
-
-def _writing_through(path: pathlib.Path, what: str, mode: str, encoding: str | None):
-    try:
-        with open(path, mode.replace("w", "a") if "w" in mode else mode, encoding=encoding) as f:
+        with (os.fdopen(os.dup(_process_fd(path)), mode, encoding=encoding) if kind == "fd" else
+              open(path, mode.replace("w", "a"), encoding=encoding)) as f:
             yield f
     except OSError as e:
         if e.filename is not None and pathlib.Path(os.fsdecode(e.filename)) != path:

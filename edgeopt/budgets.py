@@ -53,6 +53,17 @@ KINDS = {k.key: k for k in [
 SAME_EVERY_RUN = ("size_mb", "accuracy_drop", "min_top1", "max_abs_error")
 
 
+def unit_suffix(key: str) -> str:
+    """" ms" after a figure of a budget measured in ms; "" for a unitless one (accuracy_drop) or an unknown key."""
+    unit = KINDS[key].unit if key in KINDS else ""
+    return f" {unit}" if unit else ""
+
+
+def with_unit(value: float, key: str) -> str:
+    """A budget's figure with its unit ("0.03026 ms"), as optimize's lines give it."""
+    return f"{value:.4g}{unit_suffix(key)}"
+
+
 def number_in(value, low: float, high: float):
     """`value` as a float when it is a real number (not a bool, not NaN or infinite) in [low, high], else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

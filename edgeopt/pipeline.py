@@ -203,8 +203,9 @@ def _qat_host_hint(stages: list, source, conversion, calibration, progress) -> l
     host had no hint and no warning. Absent where that stage did not export."""
     from .convert import host_hint
 
-    before = next((s for s in reversed(stages[:[s.name for s in stages].index("qat")])), None) \
-        if any(s.name == "qat" for s in stages) else None
+    names = [s.name for s in stages]
+    at = names.index("qat") if "qat" in names else 0
+    before = stages[at - 1] if at > 0 else None   # the model QAT was trained from
     # only where this host runs the bundle's runtime as packaging does anyway: TensorRT's engine is the device's
     # (packaging for a Jetson never needed TensorRT here)
     if before is None or before.onnx_path is None or conversion.runtime["name"] not in HOST_TIMED_RUNTIMES:
@@ -224,7 +225,7 @@ def _record_teacher(stages: list, teacher) -> None:
     if not teacher or not stages or stages[0].get("stage") != "teacher":
         return
     reference = str(teacher)
-    path = pathlib.Path(reference if os.path.exists(reference) or ":" not in reference else reference.rsplit(":", 1)[0])
+    path = _file_of(reference)
     record = {"reference": reference}
     if path.is_file():
         record.update(file=str(path.resolve()), sha256=sha256_of(path))
@@ -454,20 +455,22 @@ def _check_threads(threads) -> None:
         raise BadInput(f"threads {threads!r}: expected a whole number of at least 1", option="threads")
 
 
+def _file_of(reference) -> pathlib.Path:
+    """The file a model reference names: itself, or file.py of file.py:fn."""
+    reference = os.fspath(reference)
+    return pathlib.Path(reference if os.path.exists(reference) or ":" not in reference else reference.rsplit(":", 1)[0])
+
+
 def _check_not_an_input(output: pathlib.Path, model: str, **inputs) -> None:
     """Refused whatever --force says: `package m.onnx -o m.onnx --force` replaced the source model with the bundle
     (and `-o eval.npz` the eval data), which the refusal of a non-bundle output named as its way out."""
     if not output.exists():   # a new file replaces nothing
         return
 
-    def file_of(reference):   # file.py:fn names file.py
-        reference = os.fspath(reference)
-        return pathlib.Path(reference if os.path.exists(reference) or ":" not in reference
-                            else reference.rsplit(":", 1)[0])
-    source = file_of(model)
+    source = _file_of(model)
     named = {"the model": source,
              "the model's weights": source.with_suffix(".bin") if source.suffix.lower() == ".xml" else None,
-             **{f"--{k.replace('_', '-')}": file_of(v) for k, v in inputs.items() if v is not None}}
+             **{f"--{k.replace('_', '-')}": _file_of(v) for k, v in inputs.items() if v is not None}}
     for what, path in named.items():
         if path is not None and os.path.exists(path) and os.path.samefile(path, output):
             raise BadInput(f"-o {output}: is {what}, an input of this package; write the bundle to another file")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-
 import re
 import statistics
 
@@ -11,16 +10,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..budgets import KINDS, SAME_EVERY_RUN
+from device_agent.manifest import REFERENCE_STAGES
+
+from ..budgets import KINDS, SAME_EVERY_RUN, unit_suffix, with_unit
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
 from .rows import batch, utc_time
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
-
-# stages a bundle's transforms list measures for reference, not transforms the model went through: the source,
-# and distillation's --teacher (transform.run measures it first)
-REFERENCE_STAGES = ("source", "teacher")
 
 
 def _num(value, fmt="{:.3f}"):
@@ -906,14 +903,8 @@ def measured_again(outcome: dict, row: dict) -> str:
 def carried_limit(outcome: dict, key: str) -> str:
     """What the chosen bundle carries for a paired relative budget, or "" (none, or a study before it did)."""
     c, ratio = (outcome.get("carried_limits") or {}).get(key), (outcome.get("relative_budgets") or {}).get(key)
-    return (f"the chosen bundle carries {key} ≤ {_with_unit(c['limit'], key)}, {ratio:g}x the median of the baseline's "
-            f"{c['runs']} runs ({_with_unit(c['median'], key)}), which `edgeopt check` applies" if c and ratio else "")
-
-
-def _with_unit(value: float, key: str) -> str:
-    """A budget's figure with its unit ("0.03026 ms"): summary lines gave bare numbers beside ratios."""
-    unit = KINDS[key].unit if key in KINDS else ""
-    return f"{value:.4g}{' ' + unit if unit else ''}"
+    return (f"the chosen bundle carries {key} ≤ {with_unit(c['limit'], key)}, {ratio:g}x the median of the baseline's "
+            f"{c['runs']} runs ({with_unit(c['median'], key)}), which `edgeopt check` applies" if c and ratio else "")
 
 
 def _time_spent(trials: list, seconds: dict | None = None) -> str:
@@ -982,8 +973,8 @@ def optimize_lines(outcome: dict) -> list:
         if key in base and key in outcome["budgets"]:
             lines.append(f"budget {key} ≤ {ratio:g}x the baseline" + (
                 ", measured again right before each candidate (the ratio in brackets in the table; the baseline's "
-                f"first run: {_with_unit(base[key], key)})" if outcome.get("paired_baseline") else
-                f"'s {_with_unit(base[key], key)} = {_with_unit(outcome['budgets'][key], key)} (measured in this study)")
+                f"first run: {with_unit(base[key], key)})" if outcome.get("paired_baseline") else
+                f"'s {with_unit(base[key], key)} = {with_unit(outcome['budgets'][key], key)} (measured in this study)")
                 + "".join(f"; {c}" for c in [carried_limit(outcome, key)] if c))
     if outcome.get("stopped"):
         lines.append(f"[red]stopped[/] {escape(outcome['stopped'])}")
@@ -1049,7 +1040,7 @@ def closest_lines(outcome: dict) -> list:
         if key in unbinding:
             continue
         met = miss["excess"] is not None and miss["excess"] <= 0   # by some trial, not with all the others
-        unit = f" {KINDS[key].unit}" if key in KINDS and KINDS[key].unit else ""
+        unit = unit_suffix(key)
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
                    if miss.get("paired") is not None and key in (outcome.get("relative_budgets") or {}) else
                    f"{_num(miss['measured'], '{:.4g}')}{unit} against {miss['limit']:.4g}{unit}")

@@ -8,7 +8,7 @@ import pathlib
 import statistics
 from typing import TYPE_CHECKING
 
-from ..budgets import KINDS, SAME_EVERY_RUN
+from ..budgets import KINDS, SAME_EVERY_RUN, with_unit
 from ..errors import BadInput, DeviceFailure, first_line
 from . import judging, rdb, samplers, space as spaces, trial as trials_
 
@@ -192,8 +192,7 @@ class Runner:
         """What a trial measured, as it ends: a 5-minute study showed no figure before its table (a user
         walkthrough). The objective (its ratio to the baseline beside it, where paired) and the verdict."""
         objective, figures = self.job.objective, outcome["figures"]
-        unit = f" {KINDS[objective].unit}" if objective in KINDS and KINDS[objective].unit else ""
-        shown = (f"{objective} {figures[objective]:.4g}{unit}" if figures.get(objective) is not None
+        shown = (f"{objective} {with_unit(figures[objective], objective)}" if figures.get(objective) is not None
                  else f"{objective} not measured")
         ratio = (outcome.get("paired") or {}).get(objective)
         shown += f" ({ratio:.2f}x the baseline beside it)" if ratio is not None else ""
