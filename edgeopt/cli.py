@@ -317,17 +317,31 @@ class _JsonUsageErrors(click.Group):
         args = _common_flags_last(list(sys.argv[1:] if args is None else args))
         if args and isinstance(self.commands.get(args[0]), click.Group) and all(a in COMMON_FLAGS for a in args[1:]):
             args = args[:1]   # a group alone (`edgeopt --json device`) takes no flag: its usage says what it has
-        if "--json" not in args or not kwargs.get("standalone_mode", True):
+        if not kwargs.get("standalone_mode", True):
             return super().main(args, **kwargs)
         try:
-            return super().main(args, **dict(kwargs, standalone_mode=False))
+            code = super().main(args, **dict(kwargs, standalone_mode=False))   # only --help and --version return
         except click.ClickException as e:
-            e.show()
-            click.echo(json.dumps({"error": {"message": e.format_message(), "exit_code": e.exit_code}}, indent=1))
+            _show_usage_error(e)
+            if "--json" in args:
+                click.echo(json.dumps({"error": {"message": e.format_message(), "exit_code": e.exit_code}}, indent=1))
             sys.exit(e.exit_code)
         except click.exceptions.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_usage_error(e: click.ClickException) -> None:
+    """Click's usage error as one line in edgeopt's own form, with the verb's help named: click's own is four
+    lines (the usage, a hint, a blank line, the error) in another form than every other error's."""
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):   # `edgeopt` or a group alone: its help is the answer
+        e.show()
+        return
+    where = e.ctx.command_path if isinstance(e, click.UsageError) and e.ctx is not None else None
+    hint = f" (see '{where} --help')" if where else ""
+    message = e.format_message()
+    click.echo(f"edgeopt: error: {message[:-1] if hint and message.endswith('.') else message}{hint}", err=True)
 
 
 @click.group(cls=_JsonUsageErrors, context_settings={"help_option_names": ["-h", "--help"]})
