@@ -579,6 +579,8 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
     options: Job fields (objective, calib, eval_data, train_data, input_shapes, seed, results_dir, store_url,
     inventory, ssh_options, timeout, output_dir) and study options (space_file, resume, screening,
     multi_objective). The outcome carries `exit_code`: 0 found, 1 none met every budget, 3 device failure."""
+    from .search import require_optuna
+    require_optuna()
     from .search.judging import default_objective
     from .search.study import Job, optimize as run_study
 
@@ -674,10 +676,10 @@ def _history_from(url, docs: list) -> tuple:
 
 def _report_study(name: str, store_url: str | None, result_paths) -> dict:
     """The optimize study `name` from --store, $EDGEOPT_STORE, the store beside the results, or results/."""
-
-    from .search import outcome
+    from .search import outcome, require_optuna
     from .store import file_url, sqlite_file
 
+    require_optuna()
     url = (store_url or os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
            or file_url(pathlib.Path("results") / STORE_FILE))
     file = sqlite_file(url)

@@ -229,7 +229,7 @@ def loop_options(fn):
 
     d = LoopSettings()   # the agent's defaults, said here: the agent applies them, so click has none of its own
     for name, kind, text in reversed([
-            ("--threads", Count(min=1), "Override the profile's thread count."),
+            ("--threads", Count(min=1), "Override the thread count the bundle or its profile sets."),
             ("--min-iterations", Count(min=1),
              f"Run at least this many timed inferences [default: {d.min_iterations}]."),
             ("--min-seconds", FiniteRange(min=0), f"... and for at least this many seconds [default: {d.min_seconds:g}]."),

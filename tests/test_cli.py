@@ -446,3 +446,13 @@ def test_each_outputs_error_is_shown_where_a_bundle_has_several(tmp_path):
     assert "max_abs_error_by_output" not in _reference_error([np.zeros((2, 4))], ["boxes"], data)   # one: as it was
     assert "(" not in _accuracy_text({"max_abs_error": 1.0, "max_abs_error_by_output": {"a": "x"}, "n": 1}).split(
         "vs")[0]   # a malformed one (a hand-edited file) is left out
+
+
+@pytest.mark.parametrize("verb", [["optimize", str(MODEL), "--device", "local"], ["report", "--study", "s"]])
+def test_without_optuna_a_study_names_the_extra_in_one_line(tmp_path, verb):
+    """Optuna is the `search` extra, which `make demo`'s install leaves out: a study was an ImportError's traceback."""
+    blocked = "import sys; sys.modules['optuna'] = None; from edgeopt.cli import main; main()"
+    p = subprocess.run([sys.executable, "-c", blocked, *verb], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.splitlines() == ["edgeopt: error: edgeopt optimize and studies need Optuna: "
+                                     "pip install 'edgeopt[search]'"]
