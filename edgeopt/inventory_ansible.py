@@ -71,6 +71,9 @@ def run_list(exe: str, path: pathlib.Path) -> dict:
         raise BadInput(f"inventory {path}: cannot run {exe}: {e.strerror or e} ({INSTALL_HINT})") from None
     if proc.returncode != 0:
         raise BadInput(f"inventory {path}: ansible-inventory refused it: {_reason(proc.stderr)}")
+    skipped = [line.split("]:", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("[WARNING]: Skipping")]
+    if skipped:   # a key Ansible skips is a host or group lost without a word: `device:` for `devices:` listed none
+        raise BadInput(f"inventory {path}: ansible-inventory skipped part of it: {skipped[0]}{_own_format_hint(path)}")
     try:
         listing = json.loads(proc.stdout)
     except ValueError:
@@ -78,6 +81,20 @@ def run_list(exe: str, path: pathlib.Path) -> dict:
     if not isinstance(listing, dict) or not isinstance(listing.get("_meta", {}).get("hostvars", {}), dict):
         raise BadInput(f"inventory {path}: ansible-inventory's output has no _meta.hostvars mapping")
     return listing
+
+
+def _own_format_hint(path: pathlib.Path) -> str:
+    """A hint where a top-level key of the file is a misspelling of edgeopt's own `devices`."""
+    import difflib
+    import re
+
+    try:
+        head = path.read_bytes()[:65536].decode("utf-8", errors="replace") if path.is_file() else ""
+    except OSError:
+        return ""
+    keys = re.findall(r"^([A-Za-z_][\w-]*)\s*:", head, re.MULTILINE)
+    near = difflib.get_close_matches("devices", keys, n=1, cutoff=0.75)
+    return f" (edgeopt's own inventory lists its devices under `devices:`, not `{near[0]}:`)" if near else ""
 
 
 def _reason(stderr: str) -> str:

@@ -423,3 +423,19 @@ def test_secret_variables_are_hidden_inside_nested_ones_too():
                         "vault_id": None})
     assert shown == {"creds": {"api_key": "***", "user": "pi"}, "hops": [{"token": "***"}, "plain"], "rack": 3,
                      "vault_id": None}
+
+
+@needs_ansible
+@pytest.mark.parametrize("text, hint", [
+    (OWN.replace("\ndevices:", "\ndevice:"), "edgeopt's own inventory lists its devices under `devices:`, not `device:`"),
+    ("all:\n  hosts:\n    pi1: {ansible_host: 192.0.2.11}\n  childs:\n    pis: {hosts: {pi2: {}}}\n", ""),
+])
+def test_a_key_ansible_skips_is_an_error_not_hosts_lost(tmp_path, text, hint):
+    """`device:` for `devices:` was an Ansible inventory whose hosts Ansible skipped with a warning: an empty device
+    list, exit 0, and `no device 'pi-kitchen' (devices: none)` at bench time (a user walkthrough)."""
+    path = _write(tmp_path, "inv.yaml", text)
+    with pytest.raises(BadInput) as e:
+        load(path)
+    said = str(e.value)
+    assert said.startswith(f"inventory {path}: ansible-inventory skipped part of it: Skipping ")
+    assert said.endswith(f"({hint})" if hint else "are valid") and "\n" not in said
