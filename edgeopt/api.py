@@ -377,6 +377,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     pass; compare and report, which show such a result, pass False."""
     if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
         validate_budgets(budgets, field="budgets", dropping=True)
+    given = [result_paths] if isinstance(result_paths, (str, os.PathLike)) else list(result_paths)
+    run_dirs = [pathlib.Path(p) for p in given if pathlib.Path(p).is_dir()]
     result_paths = results.expand(result_paths)
     if not result_paths:
         raise BadInput("check needs at least one result file")
@@ -403,6 +405,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
                        else "its bundle carries no budgets and none were given")
                 raise BadInput(f"{path}: nothing to check: {why} (--budget KEY=VALUE, --profile NAME or --baseline)")
         entries.append(entry)
+    entries += _missing_from_runs(run_dirs, entries)
     report = {"schema": CHECK_SCHEMA, "results": entries}
     if baseline:
         from .regression import gate
@@ -421,6 +424,22 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     if code == 0 and not checked:   # compare and report show such results: they said "every budget holds"
         report["headline"] = "nothing checked: no result's bundle carries a budget and none were given"
     return dict(report, passed=code == 0, exit_code=code, checked=checked)
+
+
+def _missing_from_runs(run_dirs: list, entries: list) -> list:
+    """An entry for each device a fleet run directory given to `check` lists in its run.json and holds no result
+    of: a run with a file lost (deleted, or a CI artifact cut short) passed on the files that were left."""
+    missing = []
+    for run_dir in dict.fromkeys(run_dirs):
+        present = {e["device"] for e in entries if pathlib.Path(e["result"]).parent == run_dir}
+        bundle, devices = results.run_devices(run_dir)
+        for device in devices:
+            if device not in present:
+                missing.append({"result": str(run_dir), "bundle": bundle, "device": device, "status": "missing",
+                                "created": "", "hostname": "", "warnings": [], "throttled": False, "budgets": [],
+                                "error": f"{run_dir / 'run.json'} lists {device}, and the run directory "
+                                         "holds no result of it"})
+    return missing
 
 
 def compare(result_paths, budgets: dict | None = None, baseline=None, effect: float | None = None,

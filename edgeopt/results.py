@@ -432,16 +432,34 @@ def expand(paths) -> list:
 def run_budgets(folder) -> dict:
     """The budgets `fleet bench --budget` judged a fleet run's results by, where `folder` is a run directory that
     records them (its run.json); else {}. `check RUN_DIR` passed a run that fleet bench failed."""
+    recorded = _run_file(folder)
+    if recorded is None:
+        return {}
+    run = pathlib.Path(folder) / "run.json"
+    return validate_budgets(recorded.get("budgets") or {}, where=_where(run), field="budgets", dropping=True)
+
+
+def run_devices(folder) -> tuple:
+    """(bundle name, devices) that a fleet run directory's run.json says the run measures; (None, []) for a folder
+    that is no run."""
+    recorded = _run_file(folder) or {}
+    devices, bundle = recorded.get("devices", []), recorded.get("bundle")
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise BadInput(f"{_where(pathlib.Path(folder) / 'run.json')}: devices must be a list of device names")
+    return (bundle if isinstance(bundle, str) else None), devices
+
+
+def _run_file(folder) -> dict | None:
     run = pathlib.Path(folder) / "run.json"
     if not run.is_file():
-        return {}
+        return None
     try:
         recorded = json.loads(run.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise BadInput(f"{_where(run)}: not a readable fleet run file ({type(e).__name__})") from None
     if not isinstance(recorded, dict):
         raise BadInput(f"{_where(run)}: a fleet run file is a JSON object")
-    return validate_budgets(recorded.get("budgets") or {}, where=_where(run), field="budgets", dropping=True)
+    return recorded
 
 
 def unique(paths: list) -> list:

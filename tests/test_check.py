@@ -244,19 +244,43 @@ RUN_BUDGETS = st.one_of(st.dictionaries(st.sampled_from(["latency_p90_ms", "peak
                         st.none(), st.lists(st.integers(), max_size=2), st.text(max_size=6))
 
 
+RUN_DEVICES = st.one_of(st.lists(st.sampled_from(["node", "pi-c", ""]), max_size=3), st.none(),
+                        st.lists(st.integers(), min_size=1, max_size=2), st.text(max_size=4))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(budgets=RUN_BUDGETS, junk=st.sampled_from([None, b"{", b"[]", b"\xff"]))
-def test_a_fleet_runs_recorded_budgets_are_read_totally(cli, int8_result, tmp_path, budgets, junk):
-    """run.json's budgets judge the run's results (`check RUN_DIR`): whatever it holds, a verdict or exit 2 in one
-    line naming run.json and the field, never a traceback."""
+@given(budgets=RUN_BUDGETS, devices=RUN_DEVICES, junk=st.sampled_from([None, b"{", b"[]", b"\xff"]))
+def test_a_fleet_runs_recorded_budgets_are_read_totally(cli, int8_result, tmp_path, budgets, devices, junk):
+    """run.json's budgets judge the run's results (`check RUN_DIR`), and its devices say which results it must
+    hold: whatever it holds, a verdict or exit 2 in one line naming run.json and the field, never a traceback."""
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
     _write(run, int8_result, "node.json")
-    (run / "run.json").write_bytes(junk if junk is not None else json.dumps({"budgets": budgets}).encode())
+    recorded = {"budgets": budgets, **({"devices": devices} if devices is not None else {})}
+    (run / "run.json").write_bytes(junk if junk is not None else json.dumps(recorded).encode())
     r = cli("check", run, "--budget", "peak_rss_mb=100000")
-    assert r.exit_code in (0, 1, 2) and "Traceback" not in r.stderr
+    assert r.exit_code in (0, 1, 2, 3) and "Traceback" not in r.stderr
     if r.exit_code == 2:
         assert len(r.stderr.strip().splitlines()) == 1 and str(run / "run.json") in r.stderr, r.stderr
+
+
+def test_a_fleet_run_missing_a_devices_result_is_no_pass(cli, int8_result, tmp_path):
+    """A run directory with one device's file lost (deleted, a CI artifact cut short) passed on the files left: its
+    run.json lists every device the run measures (a user walkthrough)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run, int8_result, "node.json")
+    device = int8_result["device"]["name"]
+    (run / "run.json").write_text(json.dumps({"bundle": "digits_cnn-int8", "devices": [device]}))
+    assert cli("check", run, "--budget", "peak_rss_mb=100000").exit_code == 0
+    (run / "run.json").write_text(json.dumps({"bundle": "digits_cnn-int8", "devices": [device, "pi-c"]}))
+    r = cli("check", run, "--budget", "peak_rss_mb=100000", "--json")
+    assert r.exit_code == 3, r.stdout
+    lost = [e for e in r.json()["results"] if e["device"] == "pi-c"]
+    assert lost and lost[0]["status"] == "missing" and lost[0]["bundle"] == "digits_cnn-int8"
+    assert lost[0]["error"] == f"{run / 'run.json'} lists pi-c, and the run directory holds no result of it"
+    # one file of the run, named alone, is judged alone
+    assert cli("check", run / "node.json", "--budget", "peak_rss_mb=100000").exit_code == 0
 
 
 def test_a_budget_given_as_none_is_dropped_from_the_bundles_and_the_profiles(cli, int8_result, tmp_path):
