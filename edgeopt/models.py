@@ -47,10 +47,46 @@ def parse_input_shapes(items) -> dict:
 
 def sha256_of(path: pathlib.Path) -> str:
     h = hashlib.sha256()
+    _feed(h, path)
+    return h.hexdigest()
+
+
+def _feed(h, path: pathlib.Path) -> None:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+
+
+def onnx_sha256(path: pathlib.Path) -> str:
+    """The .onnx file's bytes, then those of each external data file it names (in name order): a model saved with
+    external data keeps its weights there, and two models with other weights had one sha256. Without external
+    data, the file's own sha256."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    h = hashlib.sha256()
+    _feed(h, path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - no ONNX model: its reader (load_onnx) refuses it, in one line
+        return h.hexdigest()
+    locations = {entry.value for tensor in _get_all_tensors(model) if uses_external_data(tensor)
+                 for entry in tensor.external_data if entry.key == "location"}
+    for location in sorted(locations):
+        file = path.parent / location
+        if file.is_file():   # a missing one is refused where the model loads
+            _feed(h, file)
     return h.hexdigest()
+
+
+def source_sha256(path: pathlib.Path) -> str:
+    """A model file's identity as a bundle records it: with its external data (ONNX) or weights (an IR's .bin)."""
+    if path.suffix.lower() == ".onnx":
+        return onnx_sha256(path)
+    if path.suffix.lower() == ".xml":
+        from . import ir
+        return ir.sha256_of_ir(path, ir.check_files(path))
+    return sha256_of(path)
 
 
 FILE_FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino-ir", ".pt2": "exported-program",
@@ -206,7 +242,7 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bo
         return litert_model.load(pathlib.Path(reference), shapes, workdir)
     if fmt == "onnx":
         src = pathlib.Path(reference)
-        sha = sha256_of(src)
+        sha = onnx_sha256(src)
     else:
         from . import torch_export
         src, sha = torch_export.export(reference, fmt, shapes, workdir)
@@ -463,7 +499,7 @@ def _inspect_dynamic(reference: str, model, dynamic: dict, why: str) -> dict:
     but the FLOPs, which need static shapes; the dims to fix are named."""
     inputs, outputs = describe_tensors(model)
     return {
-        "model": reference, "format": "onnx", "sha256": sha256_of(pathlib.Path(reference)),
+        "model": reference, "format": "onnx", "sha256": onnx_sha256(pathlib.Path(reference)),
         "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs],
         "dynamic_dims": {k: v for k, v in dynamic.items() if v},
         "flops_estimate": None, "flops_note": f"not estimated: {why}",

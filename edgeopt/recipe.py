@@ -155,7 +155,7 @@ def bundle_input_shapes(path, model: str) -> dict:
 def _same_source(source: dict, model: str) -> bool:
     """Whether `model` names the source a bundle records: the same words, the same file by content (a copy, or
     the path given another way), or the same callable of the same Python file (`./m.py:build` and `m.py:build`)."""
-    from .models import sha256_of
+    from .models import source_sha256
 
     recorded = source.get("reference")
     if not isinstance(recorded, str):
@@ -163,7 +163,10 @@ def _same_source(source: dict, model: str) -> bool:
     if recorded == model:
         return True
     if pathlib.Path(model).is_file():
-        return isinstance(source.get("sha256"), str) and sha256_of(pathlib.Path(model)) == source["sha256"]
+        try:
+            return isinstance(source.get("sha256"), str) and source_sha256(pathlib.Path(model)) == source["sha256"]
+        except BadInput:   # an IR without its .bin: no source of any bundle
+            return False
 
     def callable_of(reference: str):
         file, _, name = reference.rpartition(":")

@@ -442,3 +442,26 @@ def test_a_torchscript_forward_whose_module_is_not_named_self_takes_its_inputs(c
     r = cli("inspect", script, "--input-shape", "x=1,4", "--json")
     assert r.exit_code == 0, r.stderr
     assert [i["name"] for i in r.json()["inputs"]] == ["x"]
+
+
+def test_an_onnx_sources_sha256_covers_its_external_data(cli, tmp_path):
+    """A model saved with external data keeps its weights in another file: two models that differ only there had
+    one sha256 in inspect and in their bundles (a user walkthrough)."""
+    def save(folder, scale):
+        folder.mkdir()
+        model = onnx.load(str(MODEL))
+        for tensor in model.graph.initializer:
+            if tensor.data_type == TensorProto.FLOAT and np.prod(tensor.dims) > 100:
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * scale, tensor.name))
+        onnx.save(model, str(folder / "m.onnx"), save_as_external_data=True, location="m.weights", size_threshold=0)
+        return folder / "m.onnx"
+
+    one, other = save(tmp_path / "a", 1.0), save(tmp_path / "b", 1.5)
+    assert one.read_bytes() == other.read_bytes()   # the graphs are one; only the weights differ
+    shas = [cli("inspect", path, "--json").json()["sha256"] for path in (one, other)]
+    assert shas[0] != shas[1]
+    built = cli("package", one, "-o", tmp_path / "a.edgepkg", "--json")
+    assert built.exit_code == 0 and built.json()["source"]["sha256"] == shas[0], built.stderr
+    # a rebuild from the bundle knows its source by content, weights included
+    r = cli("package", other, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")
+    assert r.exit_code == 0 and r.json()["source"]["sha256"] == shas[1]
