@@ -417,8 +417,9 @@ def test_data_the_source_model_itself_rejects_is_bad_input(cli, tmp_path, capfd)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
     bad = tmp_path / "bad.npz"
     np.savez(bad, ids=np.full((8, 4), 174, dtype=np.int64))
-    for args, data in ((["--eval-data", bad], "the eval data"), (["--quantize", "int8", "--calib", bad],
-                                                                  "the calibration data")):
+    for args, data in ((["--eval-data", bad], "the eval data"),
+                       (["--quantize", "int8", "--calib", bad], "the calibration data"),
+                       (["--precision", "fp16", "--calib", bad], "the calibration data")):   # the host hint's feed
         r = cli("package", model, *args, "-o", tmp_path / "e.edgepkg")
         said = [line for line in r.stderr.splitlines() if line.startswith("edgeopt:")]
         assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 
 THREADS = 1          # the steadiest figure on a shared host; the device's thread count may differ
 SECONDS = 1.0        # timing budget for both models together, after warm-up
@@ -20,12 +20,20 @@ def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict,
     """{"ratio" (< 1: the quantized model is faster), "fp32_ms", "int8_ms", ...} for the two models."""
     from device_agent import AgentError
 
+    from ..parity import source_on
+
     progress.status(f"timing the {what} model against float on this host (a hint)")
     try:
         (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, runtime=runtime,
                                                       options=options)
     except AgentError as e:   # the model made does not load (it was a traceback, exit 1): no bundle of it
         raise BadInput(f"the {what} model does not run on this host's {runtime}: {e}") from None
+    except ModelFailed as e:   # the feed is the calibration data: token ids past the vocabulary were a traceback
+        if e.index == 0:
+            with source_on("the calibration data"):
+                raise e.error from None
+        raise BadInput(f"the {what} model fails on this host's {runtime} on the calibration data: "
+                       f"{first_line(e.error)}") from None
     # the ratio from the figures as recorded, so that a reader who divides them gets the same ratio
     fp32_ms, int8_ms = round(fp32_ms, 4), round(int8_ms, 4)
     return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": fp32_ms, "int8_ms": int8_ms,
@@ -38,6 +46,14 @@ def warnings(hint: dict, what: str = "quantized") -> list:
         return []
     return [f"warning: the {what} model was not faster than float on this host ({hint['ratio']:.2f}x the float "
             "latency): measure both on the device (edgeopt bench) before shipping it"]
+
+
+class ModelFailed(Exception):
+    """The runtime's error running the model at `index` of time_alternating's paths on the feed."""
+
+    def __init__(self, index: int, error: Exception):
+        super().__init__(str(error))
+        self.index, self.error = index, error
 
 
 def time_alternating(paths, feed: dict, threads: int = THREADS, seconds: float = SECONDS, runtime: str = "onnxruntime",
@@ -58,8 +74,12 @@ def time_alternating(paths, feed: dict, threads: int = THREADS, seconds: float =
             adapter.import_module()
             adapter.load(str(path))
             calls.append(adapter.bind(feed))
-        for call in calls * 2:
-            call()
+        for _ in range(2):
+            for index, call in enumerate(calls):
+                try:
+                    call()
+                except Exception as e:  # noqa: BLE001 - the runtime's own error on this feed, told by its model
+                    raise ModelFailed(index, e) from None
     samples, start = [[] for _ in calls], time.perf_counter()
     while len(samples[0]) < MAX_ROUNDS:
         for call, out in zip(calls, samples):
