@@ -12,6 +12,7 @@ import logging
 import pathlib
 import sys
 import traceback
+import warnings
 import zipfile
 
 from .errors import BadInput, first_line
@@ -252,22 +253,68 @@ def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> tup
         return _export_program(reference, out), reference_sha256(reference, fmt)
     module = _load_module(reference, fmt)
     names, examples = module_inputs(module, shapes, reference)
-    return export_module(module, examples, names, out, reference), reference_sha256(reference, fmt, module)
+    traced = []
+    export_module(module, examples, names, out, reference, traced)
+    _check_trace(module, examples, names, out, reference, traced)   # the user's float module, not a QAT stage's
+    return out, reference_sha256(reference, fmt, module)
 
 
-def export_module(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str) -> pathlib.Path:
+def export_module(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str,
+                  traced: list | None = None) -> pathlib.Path:
     """A module (the user's, or one the transform stage changed) -> ONNX at opset 17 with the given
-    input names; outputs named `output` or `output_0..`."""
+    input names; outputs named `output` or `output_0..`. `traced`: a list the tracer's warnings are added to."""
     torch = _require_torch()
     n_out = len(_outputs(module, examples, reference))   # a forward that fails is bad input, said in one line
     out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
-    with _quiet_exporter():  # also hides the TorchScript exporter's deprecation notice
+    with _quiet_exporter(), warnings.catch_warnings(record=True) as said:  # also the deprecation notice
+        warnings.simplefilter("always", torch.jit.TracerWarning)
         try:
             torch.onnx.export(module, tuple(examples), str(out), input_names=list(input_names),
                               output_names=out_names, opset_version=17, dynamo=False)
         except Exception as e:  # exporter errors are many types; report the first line
             raise BadInput(f"{reference}: ONNX export failed: {first_line(e)}") from None
+    if traced is not None:
+        traced += [str(w.message) for w in said if issubclass(w.category, torch.jit.TracerWarning)]
     return out
+
+
+TRACE_CHECK_INPUTS = 4      # seeded random inputs the export is run on beside the module itself
+TRACE_TOLERANCE = 1e-3      # of the largest output magnitude: float32 rounding is far below, a wrong branch far above
+
+
+def _check_trace(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str, traced: list):
+    """The export, run by ONNX Runtime, against the module itself on other inputs than the one it was traced on.
+    The trace records the one path the example took: a branch on a value (`if float(y.sum()) > 0`) or a buffer
+    changed in forward is frozen in the ONNX file, which every later parity check takes as the source, so a wrong
+    model packaged with "parity: max_abs_error 0"."""
+    import numpy as np
+
+    torch = _require_torch()
+    from torch.utils._pytree import tree_flatten
+
+    from .convert.onnxruntime import ort_runner
+
+    try:
+        run = ort_runner(out)
+    except Exception:  # noqa: BLE001 - an export ONNX Runtime cannot load is refused where it is loaded, in one line
+        return
+    generator = torch.Generator().manual_seed(0)
+    differing, worst = 0, 0.0
+    for _ in range(TRACE_CHECK_INPUTS):
+        inputs = [torch.randn(t.shape, generator=generator) for t in examples]
+        with torch.no_grad():
+            expected = [t.detach().numpy() for t in tree_flatten(module(*inputs))[0] if isinstance(t, torch.Tensor)]
+        got = run({name: x.numpy() for name, x in zip(input_names, inputs)})
+        scale = max((float(np.max(np.abs(e))) for e in expected if e.size), default=0.0) or 1.0
+        error = max((float(np.max(np.abs(np.asarray(g, np.float64) - e))) if np.shape(g) == e.shape else np.inf
+                     for g, e in zip(got, expected) if e.size), default=0.0)
+        if not error <= TRACE_TOLERANCE * scale:   # NaN differs too
+            differing, worst = differing + 1, max(worst, error)
+    if differing:
+        why = f"; the tracer warned: {traced[0].split('. ')[0]}" if traced else ""
+        raise BadInput(f"{reference}: the ONNX export differs from the module itself on {differing} of "
+                       f"{TRACE_CHECK_INPUTS} random inputs (max abs error {worst:.3g}): its forward takes a branch "
+                       f"on a tensor's value, or changes its state, which an export fixes at one path{why}")
 
 
 def _export_program(reference: str, out: pathlib.Path) -> pathlib.Path:

@@ -1,5 +1,6 @@
 """Model intake: ONNX as is, PyTorch exported; shapes fixed; bad models refused in one line."""
 import pathlib
+import re
 
 import numpy as np
 import onnx
@@ -465,3 +466,25 @@ def test_an_onnx_sources_sha256_covers_its_external_data(cli, tmp_path):
     # a rebuild from the bundle knows its source by content, weights included
     r = cli("package", other, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")
     assert r.exit_code == 0 and r.json()["source"]["sha256"] == shas[1]
+
+
+@pytest.mark.parametrize("forward, tracer", [
+    ("y = self.a(x)\n        return y * 2 if float(y.sum()) > 0 else -y", True),   # a branch on a value
+    ("self.calls += 1\n        return self.a(x) + self.calls", False),             # state changed in forward
+])
+def test_an_export_that_fixed_one_path_of_the_module_is_refused(cli, tmp_path, forward, tracer):
+    """The trace records the path its one example took: the ONNX file then differed from the module on other
+    inputs, and every later parity check took that file as the source: a wrong model packaged with "parity:
+    max_abs_error 0" (a user walkthrough)."""
+    pytest.importorskip("torch")
+    (tmp_path / "net.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        torch.manual_seed(0)\n        self.a = torch.nn.Linear(8, 4)\n"
+        "        self.register_buffer('calls', torch.zeros(1))\n"
+        f"    def forward(self, x):\n        {forward}\n"
+        "def build():\n    return Net().eval()\n")
+    r = cli("package", tmp_path / "net.py:build", "--input-shape", "x=1,8", "-o", tmp_path / "n.edgepkg")
+    said = [line for line in r.stderr.splitlines() if line.startswith("edgeopt:")]
+    assert r.exit_code == 2 and len(said) == 1, r.stderr
+    assert re.search(r"the ONNX export differs from the module itself on [1-4] of 4 random inputs", said[0])
+    assert ("the tracer warned: Converting a tensor to a Python float" in said[0]) == tracer
