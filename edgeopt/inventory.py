@@ -82,6 +82,27 @@ def check_key_files(spec: DeviceSpec) -> None:
             private = path[:-4] if path.endswith(".pub") else "its private key"
             raise BadInput(f"device {spec.name}: inventory field `key`: {path} is a public key; give the private "
                            f"key ({private})")
+        unreadable = _not_a_private_key(path)
+        if unreadable:   # was a device failure (exit 3) per device, and the fleet went on without any
+            raise BadInput(f"device {spec.name}: inventory field `key`: {path} is not a private key: {unreadable}")
+
+
+def _not_a_private_key(path: str) -> str | None:
+    """Why paramiko, which connects, cannot read `path` as a private key; None where it can, or where the key only
+    lacks its passphrase (ssh-agent may hold it)."""
+    import paramiko
+
+    try:
+        paramiko.PKey.from_path(path)
+    except TypeError as e:   # paramiko's "Key is password-protected, but password was not provided."
+        return None if "password" in str(e).lower() else str(e)
+    except paramiko.PasswordRequiredException:
+        return None
+    except (paramiko.SSHException, ValueError, UnicodeDecodeError) as e:
+        return str(e).split(". See ")[0]   # cryptography's "Unable to load PEM file. See https://... for details"
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def _public_key(path: str) -> bool:
