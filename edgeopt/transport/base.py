@@ -25,6 +25,7 @@ class Transport:
     def __init__(self):
         self.transfers = []    # one entry per put(): what was needed, what was actually sent
         self.last_words = ""   # the agent's last line on stderr (run_agent)
+        self.trusted = []      # host keys --trust-new-host-keys added on connecting: said in the result
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         """Make `local` available on the device; returns its path there."""
@@ -105,6 +106,8 @@ class Transport:
             code = code or 3
         doc.setdefault("device", {})["name"] = self.device
         doc["transport"] = {"name": self.name, "transfers": self.transfers}
+        if self.trusted:
+            doc["warnings"] = list(doc.get("warnings") or []) + self.trusted
         return doc, code
 
 

@@ -132,6 +132,7 @@ class SshTransport(Transport):
         if self.client is None:
             from .ssh_connect import open_client
             self.client = open_client(self.spec, self.options)
+            self.trusted += getattr(self.client, "edgeopt_trusted", [])
         return self.client
 
     @property

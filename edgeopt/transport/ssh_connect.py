@@ -41,6 +41,7 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
 
     def __init__(self, device, known_hosts, keys, trust_new: bool):
         self.device, self.known_hosts, self.keys, self.trust_new = device, known_hosts, keys, trust_new
+        self.trusted = []   # what --trust-new-host-keys added, said in the result: ssh says "Permanently added"
 
     def missing_host_key(self, client, hostname, key):
         if listed(key, self.keys.revoked):
@@ -61,9 +62,11 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
                 f"{fingerprint(key)}); check it, then add it with `{keyscan} >> {self.known_hosts}` or rerun with "
                 "--trust-new-host-keys")
         with _known_hosts_lock:
-            os.makedirs(os.path.dirname(self.known_hosts) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)   # as ssh makes ~/.ssh
             known_hosts_file.append(self.known_hosts, hostname, key)
         self.keys.known.append(key)
+        self.trusted.append(f"trusted the new host key of {hostname} ({key.get_name()} {fingerprint(key)}) and added "
+                            f"it to {self.known_hosts} (--trust-new-host-keys): compare it with the device's own")
 
 
 def _tcp(host, port, options):
@@ -156,12 +159,15 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
     client = _Client()
     opened.append(client)
     keys = known_hosts_file.read(known_hosts, _host_label(target["host"], target["port"]))
-    client.set_missing_host_key_policy(_VerifyHostKey(spec.name, known_hosts, keys, options.trust_new_host_keys))
+    policy = _VerifyHostKey(spec.name, known_hosts, keys, options.trust_new_host_keys)
+    client.set_missing_host_key_policy(policy)
+    client.edgeopt_trusted = policy.trusted   # the jump hosts' first (_jump_socket)
     where = f"{target['user']}@{target['host']}:{target['port']}"
     deadline = time.monotonic() + options.connect_timeout  # TCP, banner, key exchange and login together
     try:
         if target["jump"]:
             sock, client.edgeopt_jump = _jump_socket(spec, target, options, depth)
+            policy.trusted[:0] = getattr(client.edgeopt_jump, "edgeopt_trusted", [])
         elif target["proxy_command"]:
             sock = paramiko.ProxyCommand(target["proxy_command"])
         else:

@@ -1,6 +1,8 @@
 """One device over real OpenSSH: host keys, auth, caching, quoting, a missing runtime, doctor, clean."""
+import base64
 import json
 import pathlib
+import stat
 import subprocess
 import sys
 import time
@@ -9,6 +11,13 @@ import pytest
 
 from conftest import FAST_BENCH_ARGS, write_inventory
 from edgeopt.transport.ssh import quote_argv
+from edgeopt.transport.ssh_connect import fingerprint
+
+
+def _key_of(known_hosts_line: str):
+    import paramiko
+    _, kind, blob = known_hosts_line.split()[:3]
+    return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
 
 
 def _bench(cli, lab, bundle, inventory, device, tmp_path, *extra):
@@ -48,12 +57,17 @@ def test_unknown_host_key_is_refused_unless_trusted(cli, lab, bundles, tmp_path)
     assert f"host key of [{dev.host}]:{dev.port} is unknown" in r.stderr
     assert f"ssh-keyscan -p {dev.port} {dev.host} >> {lab.known_hosts}" in r.stderr and "--trust-new-host-keys" in r.stderr
     assert "Traceback" not in r.stderr
-    known = tmp_path / "known_hosts"
-    known.write_text("")
+    known = tmp_path / "ssh" / "known_hosts"   # its folder made as ssh makes ~/.ssh
     r = cli("bench", bundles["fp32"], "--device", "pi-unknown", "--inventory", inv, "--known-hosts", known,
-            "--trust-new-host-keys", "--results-dir", tmp_path / "r", *FAST_BENCH_ARGS, "--quiet")
+            "--trust-new-host-keys", "--results-dir", tmp_path / "r", *FAST_BENCH_ARGS, "--json")
     assert r.exit_code == 0, r.stderr
     assert known.read_text().strip() == dev.known_hosts_line  # remembered: no trust needed next time
+    assert stat.S_IMODE(known.parent.stat().st_mode) == 0o700
+    # said, as ssh says "Permanently added": it was trusted without a word (a user walkthrough)
+    assert [w for w in r.json()["warnings"] if w.startswith("trusted the new host key")] == [
+        f"trusted the new host key of [{dev.host}]:{dev.port} ({dev.known_hosts_line.split()[1]} "
+        f"{fingerprint(_key_of(dev.known_hosts_line))}) and added it to {known} (--trust-new-host-keys): compare it with the "
+        "device's own"]
     r = cli("bench", bundles["fp32"], "--device", "pi-unknown", "--inventory", inv, "--known-hosts", known,
             "--results-dir", tmp_path / "r", *FAST_BENCH_ARGS, "--quiet")
     assert r.exit_code == 0, r.stderr
