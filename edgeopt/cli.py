@@ -107,8 +107,8 @@ class Output:
         if self.as_json:
             click.echo(json.dumps(doc, indent=1, default=str))
         elif not self.quiet:
-            for r in renderables:
-                self.out.print(r)
+            for r in renderables:   # a line of text whole on a pipe or in a CI log, where grep finds it
+                self.out.print(r, soft_wrap=isinstance(r, str) and not self.out.is_terminal)
         elif data and renderables:   # the first and every further table (compare's regression verdicts), a blank
             from rich.table import Table   # line between; the warnings under them are decoration here
             tables = [renderables[0]] + [r for r in renderables[1:] if isinstance(r, Table)]

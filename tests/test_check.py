@@ -321,3 +321,12 @@ def test_package_drops_a_profile_budget_given_as_none(cli, tmp_path):
     # a rebuild from the bundle keeps the bundle's whole set: the dropped budget is not the profile's again
     again = cli("package", MODEL, "--recipe", tmp_path / "b.edgepkg", "-o", tmp_path / "c.edgepkg", "--json")
     assert again.exit_code == 0 and "accuracy_drop" not in again.json()["budgets"], again.stderr
+
+
+def test_a_warning_under_the_table_is_one_line_on_a_pipe(cli, int8_result, tmp_path):
+    """On a pipe or in a CI log the warnings under a table were folded at 120 columns, mid-word: grep found half
+    of one (a user walkthrough)."""
+    said = "noisy run: " + "the spread of latencies was wide, " * 6 + "measure it again on a quiet device"
+    path = _write(tmp_path, _edit(int8_result, "warnings", [said]))
+    r = cli("check", path, "--budget", "peak_rss_mb=100000")
+    assert r.exit_code == 0 and any(line.endswith(said) for line in r.stdout.splitlines()), r.stdout

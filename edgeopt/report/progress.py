@@ -69,7 +69,8 @@ class RichProgress(Progress):
                 self.fleet = _FleetView(self.console)
             self.fleet.update(device, state, detail)
         elif state in FINAL_STATES:  # logs: one line per device outcome
-            self.console.print(f"{device}: {state}" + (f" — {detail}" if detail else ""), markup=False)
+            self.console.print(f"{device}: {state}" + (f" — {detail}" if detail else ""), markup=False,
+                               soft_wrap=True)   # whole: a CI log's line, a fingerprint grep finds
 
 
 FINAL_STATES = {"ok": "green", "failed": "red"}

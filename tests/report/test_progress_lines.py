@@ -20,6 +20,16 @@ def test_a_status_line_on_a_pipe_is_one_line_and_its_brackets_are_text():
     assert out.getvalue().splitlines() == [f"· {message}", "· next"]
 
 
+def test_a_devices_outcome_on_a_pipe_is_one_line():
+    """A fleet's per-device outcome in a CI log was folded at 80 columns, mid-fingerprint (a user walkthrough)."""
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, width=60, force_terminal=False, color_system=None))
+    detail = ("device pi-a: HOST KEY CHANGED for [127.0.0.21]:2301: got SHA256:pWkdOpqfFkhbo0Cule1BlDYkU3dxMAfLGwpz"
+              "UMkyToc, known_hosts has SHA256:LwpzUMkyTocpWkdOpqfFkhbo0Cule1BlDYkU3dxMAfLG; refused")
+    progress.device_state("pi-a", "failed", detail)
+    assert out.getvalue().splitlines() == [f"pi-a: failed — {detail}"]
+
+
 def test_counted_work_nests_in_a_terminal():
     """A study's trials bar stays while a trial calibrates or uploads, and the next trial advances the trials, not
     the calibration (one bar replaced the other: the count was lost at the first calibration)."""
