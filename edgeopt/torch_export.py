@@ -77,6 +77,7 @@ def _load_module(reference: str, fmt: str):
             raise BadInput(f"{reference} returned {type(module).__name__}, not a torch.nn.Module")
         return module.eval()
     if fmt == "torchscript":
+        _refuse_a_damaged_archive(reference, "a TorchScript file")
         try:
             return torch.jit.load(reference, map_location="cpu").eval()
         except Exception as e:  # torch raises RuntimeError / ValueError subclasses for bad archives
@@ -95,10 +96,26 @@ def _load_program(reference: str):
     torch = _require_torch()
     if not zipfile.is_zipfile(reference):
         raise BadInput(f"{reference} is not a loadable ExportedProgram: {_not_an_archive(reference, 'torch.export')}")
+    _refuse_a_damaged_archive(reference, "an ExportedProgram")
     try:
         return torch.export.load(reference)
     except Exception as e:  # torch raises RuntimeError / zipfile / pickle errors for bad archives
         raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
+
+
+def _refuse_a_damaged_archive(reference: str, what: str) -> None:
+    """A member whose bytes fail its zip CRC (a bit flipped in storage or transfer): torch loads it without
+    checking, and a model with other weights than the ones saved was packaged without a word."""
+    if not zipfile.is_zipfile(reference):
+        return   # torch's own refusal names what the file is not
+    try:
+        with zipfile.ZipFile(reference) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise BadInput(f"{reference}: {what} whose zip archive cannot be read: {first_line(e)}") from None
+    if damaged is not None:
+        raise BadInput(f"{reference}: {what} with a damaged member: {damaged} fails its zip checksum (the file "
+                       "changed after it was saved: copy or save it again)")
 
 
 def _not_an_archive(reference: str, saver: str) -> str:

@@ -488,3 +488,31 @@ def test_an_export_that_fixed_one_path_of_the_module_is_refused(cli, tmp_path, f
     assert r.exit_code == 2 and len(said) == 1, r.stderr
     assert re.search(r"the ONNX export differs from the module itself on [1-4] of 4 random inputs", said[0])
     assert ("the tracer warned: Converting a tensor to a Python float" in said[0]) == tracer
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".pt"])
+def test_a_torch_archive_with_a_member_changed_after_saving_is_refused(cli, tmp_path, suffix):
+    """torch loads an archive's members without their zip checksums: a .pt2 with four bytes of a weight flipped
+    packaged, with other weights than the ones saved, without a word (a user walkthrough)."""
+    import zipfile
+
+    import torch
+    module = _tiny_cnn()
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".pt2":
+        torch.export.save(torch.export.export(module, (torch.zeros(1, 3, 16, 16),)), str(path))
+    else:
+        torch.jit.save(torch.jit.trace(module, torch.zeros(1, 3, 16, 16)), str(path))
+    with zipfile.ZipFile(path) as archive:   # a weight, stored uncompressed
+        member = max((m for m in archive.infolist() if "data" in m.filename), key=lambda m: m.file_size)
+    data = bytearray(path.read_bytes())
+    header = member.header_offset   # the local header's own name and extra lengths: torch pads its extra field
+    start = header + 30 + int.from_bytes(data[header + 26:header + 28], "little") + \
+        int.from_bytes(data[header + 28:header + 30], "little") + 8
+    data[start:start + 4] = bytes(b ^ 0xFF for b in data[start:start + 4])
+    path.write_bytes(bytes(data))
+    r = cli("inspect", path, *(["--input-shape", "1,3,16,16"] if suffix == ".pt" else []))
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"edgeopt: error: {path}: {'an ExportedProgram' if suffix == '.pt2' else 'a TorchScript file'} with a "
+        f"damaged member: {member.filename} fails its zip checksum (the file changed after it was saved: copy or "
+        "save it again)"), r.stderr
