@@ -35,6 +35,15 @@ MIN_EVAL_SAMPLES = 100   # labelled eval samples below which top-1 moves a perce
 EFFECTIVE_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 
 
+def _check_bundle_suffix(output) -> None:
+    """A bundle's file name ends in .edgepkg: inspect and --recipe know a bundle by it, and `-o out/b` wrote one
+    that `inspect` called an unknown model format and --recipe a TOML file it could not decode."""
+    path = pathlib.Path(output)
+    if path.suffix != bundles.SUFFIX:
+        raise BadInput(f"-o {output}: a bundle's file name ends in {bundles.SUFFIX} (inspect, bench and --recipe "
+                       f"know it by that): give {output}{bundles.SUFFIX}")
+
+
 def _check_name(name: str | None) -> None:
     """--name as the manifest will hold it, judged before any work: a path was refused only after packaging, by
     the manifest's own check (which named no flag); a blank name was taken, and the empty one left to the
@@ -114,6 +123,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher,
                         sign_key=sign_key)
+    _check_bundle_suffix(output)
     _check_format(model, backend)
     backend.check_source(detect_format(model), model, precision, quantize)   # before the data it would not use
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)

@@ -456,3 +456,13 @@ def test_a_bundle_name_is_judged_before_any_work(cli, tmp_path):
         r = cli("package", MODEL, "--name", name, "-o", tmp_path / "n.edgepkg", "-q")
         assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {said}") and len(r.stderr.splitlines()) == 1
         assert not (tmp_path / "n.edgepkg").exists()
+
+
+def test_a_bundle_file_name_without_its_suffix_is_refused(cli, tmp_path):
+    """`-o out/b` wrote a bundle that inspect called an unknown model format and --recipe a TOML file it could not
+    decode, while bench ran it (a user walkthrough)."""
+    from conftest import MODEL
+    r = cli("package", MODEL, "-o", tmp_path / "b")
+    assert r.exit_code == 2 and not (tmp_path / "b").exists()
+    assert r.stderr.strip() == (f"edgeopt: error: -o {tmp_path / 'b'}: a bundle's file name ends in .edgepkg "
+                                f"(inspect, bench and --recipe know it by that): give {tmp_path / 'b'}.edgepkg")
