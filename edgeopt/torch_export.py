@@ -45,7 +45,11 @@ def _callable_from(reference: str):
         try:
             module = importlib.import_module(target)
         except Exception as e:   # noqa: BLE001 - ImportError, or any error the module raises as it is imported
-            raise BadInput(f"{reference}: cannot import {target}: {_user_error(e)}") from None
+            # `nets:build` beside nets.py: the working directory is not on sys.path (a console script's is not)
+            beside = pathlib.Path(*target.split(".")).with_suffix(".py")
+            hint = (f" (a file here: give {beside}:{attr})" if isinstance(e, ModuleNotFoundError)
+                    and e.name == target.split(".")[0] and beside.is_file() else "")
+            raise BadInput(f"{reference}: cannot import {target}: {_user_error(e)}{hint}") from None
     fn = getattr(module, attr, None)
     if fn is None:
         raise BadInput(f"{reference}: {target} has no attribute {attr!r}")

@@ -179,7 +179,7 @@ def test_pytorch_errors(cli):
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:not_a_module", "--input-shape", "1,3,8,8")
     assert r.exit_code == 2 and "returned int, not a torch.nn.Module" in r.stderr
     r = cli("inspect", "no_such_module_xyz:make", "--input-shape", "1,3,8,8")
-    assert r.exit_code == 2 and "cannot import no_such_module_xyz" in r.stderr
+    assert r.exit_code == 2 and "cannot import no_such_module_xyz" in r.stderr and "a file here" not in r.stderr
     r = cli("inspect", SAMPLES / "digits_resnet.pt")   # the sample's weights: torch would call it "corrupted"
     assert r.exit_code == 2 and "holds weights (a state_dict), not a TorchScript model: give file.py:callable" \
         in r.stderr, r.stderr
@@ -516,3 +516,13 @@ def test_a_torch_archive_with_a_member_changed_after_saving_is_refused(cli, tmp_
         f"edgeopt: error: {path}: {'an ExportedProgram' if suffix == '.pt2' else 'a TorchScript file'} with a "
         f"damaged member: {member.filename} fails its zip checksum (the file changed after it was saved: copy or "
         "save it again)"), r.stderr
+
+
+def test_a_module_name_of_a_file_in_the_working_directory_names_the_file(cli, tmp_path, monkeypatch):
+    """`nets:build` beside nets.py: "No module named 'nets'" and no way out (the working directory is not on a
+    console script's sys.path; a user walkthrough)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text("def build():\n    pass\n")
+    r = cli("inspect", "nets:build", "--input-shape", "1,3,8,8")
+    assert r.exit_code == 2 and r.stderr.strip().endswith(
+        "cannot import nets: ModuleNotFoundError: No module named 'nets' (a file here: give nets.py:build)"), r.stderr
