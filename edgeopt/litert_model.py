@@ -83,9 +83,18 @@ def check_file(path: pathlib.Path) -> None:
 
 
 def _check_input(path: pathlib.Path, shapes: dict) -> None:
+    """The file, and any --input-shape: a .tflite's shapes are its own, and only the same ones are taken (a script
+    that always passes the shapes was refused them)."""
     check_file(path)
-    if shapes:
-        raise BadInput(f"{path}: a .tflite has fixed input shapes; --input-shape does not apply")
+    if not shapes:
+        return
+    own = {spec.name: list(spec.shape) for spec in describe(path)[0]}
+    for name, shape in shapes.items():
+        mine = own.get(name) if name else (next(iter(own.values())) if len(own) == 1 else None)
+        if mine != list(shape):
+            fixed = "; ".join(f"{n} {','.join(map(str, d))}" for n, d in own.items())
+            raise BadInput(f"{path}: a .tflite has fixed input shapes ({fixed}); --input-shape "
+                           f"{name + '=' if name else ''}{','.join(map(str, shape))} is not one of them")
 
 
 def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel:

@@ -104,6 +104,14 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     # the same MACs counted on the converted graph as on its ONNX source (the 1-channel conv as depthwise)
     assert info["flops_estimate"] == cli("inspect", MODEL, "--json").json()["flops_estimate"]
     assert info["inputs"][0]["dtype"] == "int8" and info["inputs"][0]["shape"] == [1, 8, 8, 1]
+    # its own shape given is taken (a script passes them always); another one is refused, naming the file's
+    name = info["inputs"][0]["name"]
+    assert cli("inspect", model, "--input-shape", "1,8,8,1").exit_code == 0
+    assert cli("inspect", model, "--input-shape", f"{name}=1,8,8,1").exit_code == 0
+    other = cli("inspect", model, "--input-shape", "1,1,8,8")
+    assert other.exit_code == 2 and other.stderr.strip() == (
+        f"edgeopt: error: {model}: a .tflite has fixed input shapes ({name} 1,8,8,1); --input-shape 1,1,8,8 is not "
+        "one of them")
     with np.load(EVAL) as f:  # a .tflite's own layout is the source layout: NHWC here, int8 data given as floats
         np.savez(tmp_path / "eval-nhwc.npz", image=f["image"].transpose(0, 2, 3, 1), labels=f["labels"])
     r = cli("package", model, "--profile", "raspberry-pi-4", "--eval-data", tmp_path / "eval-nhwc.npz",
