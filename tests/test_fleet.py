@@ -1,5 +1,6 @@
 """Fleets over real OpenSSH devices: parallel runs, every outcome kept, failures isolated, --resume."""
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -235,6 +236,35 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path, se
     while agents() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not agents(), "the devices' agents stopped with the connections"
+
+
+def test_ctrl_c_lets_a_device_still_connecting_go_at_once(lab, bundles, tmp_path):
+    """A device whose sshd accepts the connection and says nothing (stopped, overloaded): Ctrl-C waited out
+    --connect-timeout for it, 20 s here, before the run exited (a user walkthrough)."""
+    dev = lab.add("stalled", 40)
+    inv = write_inventory(tmp_path / "fleet.yaml", lab, [dev])
+    os.kill(dev.proc.pid, signal.SIGSTOP)   # the kernel still accepts its connections
+    try:
+        with ctrl_c_works():
+            host = subprocess.Popen([sys.executable, "-m", "edgeopt", "fleet", "bench", str(bundles["fp32"]), "-i",
+                                     str(inv), "--known-hosts", str(lab.known_hosts), "--results-dir",
+                                     str(tmp_path / "results"), "--connect-timeout", "20", "-q"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "results" / "fleet").glob("*/*/stalled.json")):   # the run has begun
+            assert time.monotonic() < deadline and host.poll() is None, host.communicate()
+            time.sleep(0.1)
+        time.sleep(2.0)   # and is waiting for the banner
+        started = time.monotonic()
+        host.send_signal(signal.SIGINT)
+        try:
+            _, err = host.communicate(timeout=30)
+        finally:
+            host.kill()
+        assert host.returncode == 130 and "0 of 1 devices reported" in err, (host.returncode, err)
+        assert time.monotonic() - started < 8
+    finally:
+        os.kill(dev.proc.pid, signal.SIGCONT)
 
 
 def test_two_fleets_at_once_on_one_bundle_lose_nothing(lab, bundles, tmp_path):

@@ -125,13 +125,15 @@ class SshTransport(Transport):
         self.spec, self.options = spec, options or SshOptions()
         self.device = spec.name
         self.client = None
+        self._opening = []   # the clients open_client is making: close() closes them too
         self._hash_cache = {}
 
     # --- connection ------------------------------------------------------------------------
     def connect(self):
         if self.client is None:
             from .ssh_connect import open_client
-            self.client = open_client(self.spec, self.options)
+            self._opening = []
+            self.client = open_client(self.spec, self.options, opened=self._opening)
             self.trusted += getattr(self.client, "edgeopt_trusted", [])
         return self.client
 
@@ -144,6 +146,9 @@ class SshTransport(Transport):
         if self.client is not None:
             self.client.close()
             self.client = None
+        else:   # from another thread while connecting: its wait for the banner or the login ends now
+            for client in list(self._opening):
+                client.close()
 
     def python(self) -> str:
         return self.spec.python or DEFAULT_PYTHON

@@ -142,9 +142,11 @@ class _Client(paramiko.SSHClient):
             self.edgeopt_jump = None
 
 
-def open_client(spec, options, depth: int = 0) -> paramiko.SSHClient:
-    """A connected, host-key-verified client; on failure the jump hosts opened on the way are closed."""
-    opened = []
+def open_client(spec, options, depth: int = 0, opened: list | None = None) -> paramiko.SSHClient:
+    """A connected, host-key-verified client; on failure the jump hosts opened on the way are closed.
+    opened: a list the clients being opened are added to as they are made, so that another thread can close them
+    (Ctrl-C in a fleet run: a device whose sshd does not answer held it for --connect-timeout)."""
+    opened = [] if opened is None else opened
     try:
         return _open_client(spec, options, depth, opened)
     except BaseException:
