@@ -153,7 +153,7 @@ def profile_mismatch(manifest: dict, spec) -> tuple:
     try:
         device_profile = load_profile(spec.profile)
     except BadInput as e:
-        raise BadInput(f"device {spec.name}: inventory field `profile`: {e}") from None
+        raise BadInput(f"{spec.field('profile')}: {e}") from None
     ours, theirs = manifest["profile"], device_profile
     mine = _bundle_profile(manifest)
     text = (f"bundle {manifest['name']} was packaged for profile {ours['name']} ({ours['backend']}), device "
@@ -524,10 +524,10 @@ def device_doctor(device: str, inventory=None, ssh_options=None, progress=SILENT
     from .transport import for_spec, resolve_device
 
     spec = resolve_device(device, _inventory(inventory))
-    profile = load_profile(spec.profile) if spec.profile else None
+    profile, unknown = doctor.device_profile(spec)
     transport = for_spec(spec, ssh_options)
     try:
-        checks = doctor.diagnose(transport, spec, profile, progress)
+        checks = unknown + doctor.diagnose(transport, spec, profile, progress)
     finally:
         transport.close()
     return {"device": spec.name, "checks": checks, "ok": all(c["ok"] for c in checks)}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import DeviceFailure
+from .errors import BadInput, DeviceFailure
 from .progress import SILENT
 
 MIN_PYTHON = (3, 8)
@@ -24,6 +24,19 @@ MIN_FREE_MB = 100
 def _check(name, ok, detail, hint="", note=False):
     """note: something the device lacks that nothing needs (an optional backend, a power sensor): not a failure."""
     return {"check": name, "ok": bool(ok), "detail": detail, "hint": hint, **({"note": True} if note else {})}
+
+
+def device_profile(spec) -> tuple:
+    """(the profile the inventory names for the device, or None; [a failed check where it names none that loads]):
+    doctor is for finding what is wrong, so an unknown profile is one finding, and the device is diagnosed without
+    it, not refused before it is reached."""
+    from .profiles import load_profile
+
+    try:
+        return (load_profile(spec.profile) if spec.profile else None), []
+    except BadInput as e:
+        return None, [_check("profile", False, f"{spec.field('profile')}: {e}",
+                             "name a profile of `edgeopt profiles list`, or a profile's .toml file")]
 
 
 def diagnose(transport, spec, profile=None, progress=SILENT) -> list:

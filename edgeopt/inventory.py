@@ -65,6 +65,11 @@ class DeviceSpec:
     # an address typed on the command line, in no inventory: a name that does not resolve is then a typo (bad
     # input), not a device that failed
     on_command_line: bool = dataclasses.field(default=False, compare=False)
+    inventory: str = dataclasses.field(default="", compare=False)   # the file it came from, for its errors
+
+    def field(self, name: str) -> str:
+        """How an error names one of its fields: `device pi (inventory fleet.yaml): field `key``."""
+        return f"device {self.name}{f' (inventory {self.inventory})' if self.inventory else ''}: field `{name}`"
 
     @property
     def python_argv(self) -> list:
@@ -77,14 +82,13 @@ def check_key_files(spec: DeviceSpec) -> None:
     not a device that cannot be reached (exit 3)."""
     for path in spec.key_files:
         if not os.path.isfile(path):
-            raise BadInput(f"device {spec.name}: inventory field `key`: no such file: {path}")
+            raise BadInput(f"{spec.field('key')}: no such file: {path}")
         if _public_key(path):   # paramiko said "not a valid OPENSSH private key file", as a device failure
             private = path[:-4] if path.endswith(".pub") else "its private key"
-            raise BadInput(f"device {spec.name}: inventory field `key`: {path} is a public key; give the private "
-                           f"key ({private})")
+            raise BadInput(f"{spec.field('key')}: {path} is a public key; give the private key ({private})")
         unreadable = _not_a_private_key(path)
         if unreadable:   # was a device failure (exit 3) per device, and the fleet went on without any
-            raise BadInput(f"device {spec.name}: inventory field `key`: {path} is not a private key: {unreadable}")
+            raise BadInput(f"{spec.field('key')}: {path} is not a private key: {unreadable}")
 
 
 def _not_a_private_key(path: str) -> str | None:
@@ -351,7 +355,8 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
                       python=ok.get("python"), profile=ok.get("profile"),
                       workdir=ok.get("workdir"), proxy_jump=ok.get("proxy_jump"),
                       connection=ok.get("connection", "ssh"), vars=ok.get("vars", {}),
-                      on_command_line=source == "command line")
+                      on_command_line=source == "command line",
+                      inventory=str(source)[len("inventory "):] if str(source).startswith("inventory ") else "")
 
 
 def own_format(data: dict, path) -> Inventory:

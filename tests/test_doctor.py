@@ -140,3 +140,16 @@ def test_local_devices_take_their_workdir_and_share_the_hosts_lock(cli, tmp_path
     assert (tmp_path / "wa" / "runs" / "edgeopt-run-x").is_dir() and not (tmp_path / "wa" / "lock").exists()
     assert cli("device", "clean", "a", "-i", inventory).exit_code == 0
     assert not (tmp_path / "wa" / "runs" / "edgeopt-run-x").exists()
+
+
+def test_an_unknown_inventory_profile_is_a_finding_not_a_refusal(cli, tmp_path):
+    """doctor is for finding what is wrong: an inventory profile that does not exist stopped it before the device
+    was reached, with a line that named neither the file nor the device (a user walkthrough)."""
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("devices:\n  here: {connection: local, profile: rasberry-pi-5}\n")
+    r = cli("device", "doctor", "here", "-i", inventory, "--json")
+    assert r.exit_code == 3, r.stderr   # as every failed check of doctor's
+    checks = {c["check"]: c for c in r.json()["checks"]}
+    assert not checks["profile"]["ok"] and checks["profile"]["detail"].startswith(
+        f"device here (inventory {inventory}): field `profile`: unknown profile 'rasberry-pi-5'")
+    assert checks["python"]["ok"]   # and the device diagnosed all the same

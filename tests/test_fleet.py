@@ -153,11 +153,13 @@ def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab,
         pathlib.Path(public).write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB user@host\n")
     junk = tmp_path / "junk_key"   # was a device failure, exit 3, per device (a user walkthrough)
     junk.write_text("not a key\n")
-    for field, value, said in (("profile", "raspbery-pi-5", "inventory field `profile`"),
-                               ("key", str(tmp_path / "no-key"), "inventory field `key`: no such file"),
-                               ("key", public, f"inventory field `key`: {public} is a public key"),
-                               ("key", str(junk), f"inventory field `key`: {junk} is not a private key: ")):
-        inv = write_inventory(tmp_path / "fleet.yaml", lab, [dev], **{dev.name: {field: value}})
+    inv = tmp_path / "fleet.yaml"   # each error names the device, the inventory file and the field
+    named = f"device {dev.name} (inventory {inv}): field"
+    for field, value, said in (("profile", "raspbery-pi-5", f"{named} `profile`: unknown profile"),
+                               ("key", str(tmp_path / "no-key"), f"{named} `key`: no such file"),
+                               ("key", public, f"{named} `key`: {public} is a public key"),
+                               ("key", str(junk), f"{named} `key`: {junk} is not a private key: ")):
+        write_inventory(inv, lab, [dev], **{dev.name: {field: value}})
         r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
                 "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
         assert r.exit_code == 2 and said in r.stderr, r.stderr

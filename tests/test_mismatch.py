@@ -121,5 +121,5 @@ def test_profile_mismatch_rule(bundle_profile, backend, device_profile, refused,
 
 def test_unknown_device_profile_names_the_field():
     spec = DeviceSpec(name="d", host="localhost", connection="local", profile="no-such-board")
-    with pytest.raises(BadInput, match="device d: inventory field `profile`"):
+    with pytest.raises(BadInput, match="device d: field `profile`: unknown profile 'no-such-board'"):
         api.profile_mismatch(_manifest("generic", "onnxruntime"), spec)
