@@ -744,6 +744,10 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
              *store_lines)
     out.failures((name, "", doc["error"]["message"]) for name, doc in report["documents"].items()
                  if doc.get("status") != "ok")
+    if out.quiet and not out.as_json:   # and each budget a device missed, as `check -q` says it: exit 1 said nothing
+        measured = [row for row in report["check"]["check"]["results"] if row.get("status") == "ok"]
+        for line in _report_failures(measured):
+            click.echo(f"edgeopt: {line}", err=True)
     code = report["check"]["check"]["exit_code"]
     return max(code, DeviceFailure.exit_code) if report["store_errors"] else code
 

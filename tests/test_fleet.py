@@ -60,6 +60,11 @@ def test_a_fleet_runs_budgets_are_the_ones_check_judges_its_directory_by(cli, la
     assert cli("check", run_dir).exit_code == 1
     assert cli("check", run_dir, "--budget", "latency_p90_ms=1000").exit_code == 0
     assert cli("check", run_dir, "--profile", "generic").exit_code == 0   # a profile named over them, as documented
+    # under -q, each miss on stderr as `check -q` says it: exit 1 said nothing (a user walkthrough)
+    quiet = cli("fleet", "bench", bundles["int8"], "--budget", "latency_p90_ms=0.000001", *common[:-1], "-q")
+    assert quiet.exit_code == 1 and quiet.stdout == ""
+    assert sorted(line.split(": latency_p90_ms ")[0] for line in quiet.stderr.splitlines()) == [
+        f"edgeopt: int8-fp32@{d.name}" for d in devices], quiet.stderr
     refused = cli("fleet", "bench", bundles["int8"], "--budget", "latncy=1", *common)   # before run.json keeps it
     assert refused.exit_code == 2 and "unknown budget 'latncy'" in refused.stderr, refused.stderr
     assert cli("fleet", "bench", bundles["int8"], *common, "--resume").exit_code == 1   # kept on --resume
