@@ -187,7 +187,8 @@ def test_a_group_may_name_other_groups(tmp_path):
     assert [d.name for d in inv.select("lab")] == ["a", "b", "c"]
     with pytest.raises(BadInput) as e:   # a group given where a device belongs: the verb for groups is named
         resolve_device("lab", inv)
-    assert "no device 'lab'" in str(e.value) and "lab is a group: fleet bench --group lab" in str(e.value)
+    assert "no device 'lab'; lab is a group of a, b, c: name one of them (`fleet bench --group lab` measures them " \
+        "all)" in str(e.value)
 
 
 @needs_ansible

@@ -37,8 +37,9 @@ def resolve_device(name: str, inventory=None):
         # (a DNS lookup, exit 3 and a result file under that name). Hosts outside it: user@host or a dotted name.
         known = ", ".join(sorted(inventory.devices)[:20]) or "none"
         if name in inventory.groups:
-            raise BadInput(f"inventory {inventory.source}: no device {name!r}; {name} is a group: fleet bench --group "
-                           f"{name} measures its devices (devices: {known})")
+            members = ", ".join(d.name for d in inventory.select(name)[:20])
+            raise BadInput(f"inventory {inventory.source}: no device {name!r}; {name} is a group of {members}: name "
+                           f"one of them (`fleet bench --group {name}` measures them all)")
         raise BadInput(f"inventory {inventory.source}: no device {name!r} (devices: {known}); "
                        f"a host outside the inventory is user@{name}")
     match = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>\d+))?", name)
