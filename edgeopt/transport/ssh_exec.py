@@ -128,6 +128,10 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
         return 0
     if answer != "send":
         reason = _stderr(chan) or answer or "no answer"
+        status = chan.exit_status if not answer and chan.status_event.wait(2) else None   # it said nothing: ended?
+        if status in (126, 127):   # the shell's "command not found" / "cannot execute": read as a full disk
+            raise DeviceFailure(f"device {device}: its Python did not run (exit {status}): {reason}; the inventory's "
+                                "`python` names an interpreter the device does not have")
         raise DeviceFailure(f"device {device}: cannot store the {kind} on the device: {reason}")
     progress.start(f"uploading {kind}", total=size, unit="bytes")
     sent = 0

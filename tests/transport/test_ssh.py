@@ -287,3 +287,13 @@ def test_proxy_jump_from_ssh_config(cli, lab, tmp_path):
     connection = r.json()["checks"][0]
     assert connection["ok"], connection
     assert connection["detail"].startswith(f"{entry['user']}@{target.host}:{target.port} reachable")
+
+
+def test_an_inventory_python_the_device_lacks_is_named_as_such(cli, lab, bundles, tmp_path):
+    """It read as a storage problem: "cannot store the bundle on the device: bash: line 1: /usr/bin/nopython: No
+    such file or directory" (a user walkthrough)."""
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"python": "/nonexistent/python3"}})
+    r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path)
+    assert r.exit_code == 3 and "its Python did not run (exit 127): " in r.stderr and "/nonexistent/python3" in \
+        r.stderr and "the inventory's `python` names an interpreter the device does not have" in r.stderr, r.stderr
