@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+import re
 import xml.etree.ElementTree as ET
 
 from .errors import BadInput, first_line
@@ -89,7 +90,8 @@ def read_model(xml_path: pathlib.Path):
     try:
         return ov.Core().read_model(str(xml_path), str(weights) if weights else ""), weights
     except RuntimeError as e:
-        raise BadInput(f"{xml_path}: OpenVINO cannot read this IR: {first_line(e)}") from None
+        own = f" (is {weights.name} the weights file saved with it?)" if weights else ""   # a .bin of another IR
+        raise BadInput(f"{xml_path}: OpenVINO cannot read this IR{own}: {openvino_reason(e)}") from None
 
 
 def name_ports(model) -> list:
@@ -118,6 +120,17 @@ def _declared_dims(port) -> list:
     return [d.get_length() if d.is_static else "?" for d in shape]
 
 
+def openvino_reason(error: Exception) -> str:
+    """OpenVINO's error in one line that says something: its first line is where in OpenVINO's C++ it was raised
+    ("Exception from src/inference/src/cpp/core.cpp:84:"), its last the reason, and a "While validating node"
+    line names the node."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(("Exception from ", "Check '", "While validating"))]
+    node = next((m.group(1) for line in lines for m in [re.search(r"with friendly_name '([^']+)'", line)] if m), None)
+    reason = reasons[-1] if reasons else first_line(error)
+    return f"{reason} (node {node})" if node else reason
+
+
 def port_name(port) -> str:
     names = sorted(port.get_names())
     if not names:
@@ -136,7 +149,7 @@ def tensor_specs(ports, prefer=()) -> list:
     return specs
 
 
-def make_static(model, shapes: dict) -> list:
+def make_static(model, shapes: dict, where: str = "the IR") -> list:
     """Reshape the model's inputs to static shapes (resolve_static_shapes); returns the notes."""
     import openvino as ov
 
@@ -146,7 +159,9 @@ def make_static(model, shapes: dict) -> list:
         try:
             model.reshape({n: ov.PartialShape(dims) for n, dims in resolved.items()})
         except RuntimeError as e:
-            raise BadInput(f"cannot reshape the IR to {resolved}: {first_line(e)}") from None
+            shapes_given = "; ".join(f"{n} {','.join(map(str, d))}" for n, d in resolved.items())
+            raise BadInput(f"{where}: the IR does not take the input shapes {shapes_given}: "
+                           f"{openvino_reason(e)}") from None
     return notes
 
 
@@ -157,7 +172,7 @@ def load(xml_path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceM
     model, weights = read_model(xml_path)
     named = name_ports(model)
     before = [str(p.get_partial_shape()) for p in model.inputs]
-    notes = make_static(model, shapes)
+    notes = make_static(model, shapes, str(xml_path))
     if named:
         notes.append(f"the IR names no tensor for {', '.join(named)}: named so here, as ONNX export names them")
     path = xml_path
@@ -188,7 +203,7 @@ def inspect(xml_path: pathlib.Path, shapes: dict) -> dict:
     named = name_ports(model)
     dynamic = {port_name(p): [d for d in _declared_dims(p) if not isinstance(d, int)] for p in model.inputs}
     try:
-        notes = make_static(model, shapes)
+        notes = make_static(model, shapes, str(xml_path))
     except BadInput as e:   # as for ONNX: dims that only --input-shape can fix are reported, not refused
         if "has dynamic dims" not in str(e):
             raise

@@ -92,13 +92,14 @@ def _is_classifier(output: np.ndarray) -> bool:
 
 
 def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bool, precision: str,
-            tolerance, samples_source: str, output_names=None):
+            tolerance, samples_source: str, output_names=None, source_name: str = "the source model"):
     """Returns (parity report, source outputs on the samples: one array per output, a variable-length
-    output's rows of every call in sequence)."""
+    output's rows of every call in sequence). source_name: the source as a refusal of it names it."""
     feed = head(samples, MAX_SAMPLES)
     batch = plan(feed, inputs)[1]
     with source_on(f"the {samples_source}"):
         ref_calls, sizes = _per_call(source_runner, feed, inputs)
+        _refuse_an_unjudgeable_source(source_runner, feed, inputs, ref_calls, samples_source, source_name)
     got_calls, _ = _per_call(artifact_runner, feed, inputs)
     names = list(output_names or [])
     outputs = [_Output(i, names[i] if i < len(names) else None, [c[i] for c in ref_calls],
@@ -124,6 +125,27 @@ def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bo
         report["artifact_top1"] = top1(outputs[0].got_merged, labels)
         report["accuracy_delta"] = report["artifact_top1"] - report["source_top1"]
     return report, ref
+
+
+def _refuse_an_unjudgeable_source(source_runner, feed: dict, inputs, ref_calls: list, samples_source: str,
+                                  source_name: str) -> None:
+    """A source no artifact can be judged against: NaN in its own outputs, or other outputs for the same input on a
+    second run (a dropout left in training mode, a random op). Both read as "the packaged artifact disagrees with
+    its source model", blaming the conversion."""
+    for call in ref_calls:
+        for index, out in enumerate(call):
+            if np.issubdtype(out.dtype, np.floating) and np.isnan(out).any():
+                raise BadInput(f"{source_name} itself outputs NaN (output {index}) on the {samples_source}: "
+                               "nothing can be compared with it; check the model's weights and the data")
+    again = [np.asarray(o) for o in source_runner(next(feeds(feed, inputs, pad=True))[2])]
+    differs = max((float(np.max(np.abs(a.astype(np.float64) - r.astype(np.float64))))
+                   for a, r in zip(again, ref_calls[0]) if a.shape == r.shape and a.size), default=0.0)
+    scale = max((float(np.max(np.abs(r))) for r in ref_calls[0] if r.size and np.issubdtype(r.dtype, np.number)),
+                default=0.0) or 1.0
+    if differs > 1e-5 * scale:
+        raise BadInput(f"{source_name} gives other outputs for the same input on a second run (max abs difference "
+                       f"{differs:.3g}): a random op, or a layer left in training mode (dropout)? A parity check "
+                       "cannot judge a conversion against it")
 
 
 def _quantized_metric(report: dict, outputs, entries, tolerance, min_agreement, floors) -> None:
@@ -286,9 +308,14 @@ def source_on(what: str, python_errors: bool = True):
     except EdgeoptError:
         raise
     except _runtime_errors(python_errors) as e:
-        file = _DATA_FILES.get().get(what)
-        raise BadInput(f"{what}{f' ({file})' if file else ''}: the source model itself fails on them (give samples "
-                       f"it takes): {first_line(e)}") from None
+        raise BadInput(f"{named(what)}: the source model itself fails on them (give samples it takes): "
+                       f"{first_line(e)}") from None
+
+
+def named(what: str) -> str:
+    """"the calibration data (calib.npz)": data named with its file, where data_files knows it."""
+    file = _DATA_FILES.get().get(what)
+    return f"{what} ({file})" if file else what
 
 
 def _per_call(runner, samples: dict, inputs):

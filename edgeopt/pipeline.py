@@ -636,7 +636,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
     quantized = request.quantize != "none" or conversion.compression.get("method") == "qat"
     report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, quantized,
-                                 precision, prof.parity, where, [o.name for o in source.outputs])
+                                 precision, prof.parity, where, [o.name for o in source.outputs],
+                                 f"the source model ({source.reference})")
     if host_precision:
         report["host_inference_precision"] = host_precision
     if not report["passed"]:

@@ -466,3 +466,27 @@ def test_a_bundle_file_name_without_its_suffix_is_refused(cli, tmp_path):
     assert r.exit_code == 2 and not (tmp_path / "b").exists()
     assert r.stderr.strip() == (f"edgeopt: error: -o {tmp_path / 'b'}: a bundle's file name ends in .edgepkg "
                                 f"(inspect, bench and --recipe know it by that): give {tmp_path / 'b'}.edgepkg")
+
+
+def test_a_source_no_artifact_can_be_judged_against_is_named_not_the_conversion(cli, tmp_path):
+    """A source that outputs NaN, or other outputs for the same input (dropout left in training mode), read as
+    "the packaged artifact disagrees with its source model", blaming the conversion (a user walkthrough)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(name, nodes, initializers):
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializers)
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+    nan = model("nan", [helper.make_node("Add", ["x", "b"], ["y"])],
+                [numpy_helper.from_array(np.array([0, np.nan, 0, 0], np.float32), "b")])
+    noisy = model("noisy", [helper.make_node("RandomNormalLike", ["x"], ["n"]), helper.make_node("Add", ["x", "n"],
+                                                                                                 ["y"])], [])
+    for path, said in ((nan, "itself outputs NaN (output 0) on the random inputs (seed 0): nothing can be compared"),
+                       (noisy, "gives other outputs for the same input on a second run (max abs difference ")):
+        r = cli("package", path, "-o", tmp_path / "p.edgepkg")
+        assert r.exit_code == 2 and f"edgeopt: error: the source model ({path}) {said}" in r.stderr, r.stderr
+        assert "disagrees" not in r.stderr and not (tmp_path / "p.edgepkg").exists()

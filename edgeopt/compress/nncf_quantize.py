@@ -31,6 +31,7 @@ from .. import data
 from . import mixed_quantize
 from ..data import LABELS, sample_count
 from ..errors import BadInput, first_line
+from ..parity import named
 
 NNCF_DEFAULT_SUBSET = 300
 MIN_CALIBRATION_SAMPLES = 100
@@ -113,10 +114,11 @@ def subset_size(request, available: int) -> int:
     wanted = request.options.subset_size   # at least 1: the backend's Options bound it
     if wanted is not None:
         if available < wanted:
-            raise BadInput(f"calibration set has {available} samples, fewer than --subset-size {wanted}")
+            raise BadInput(f"{named('the calibration data')} has {available} samples, fewer than --subset-size "
+                           f"{wanted}")
         return wanted
     if available < MIN_CALIBRATION_SAMPLES:
-        raise BadInput(f"calibration set has {available} samples; NNCF INT8 needs at least "
+        raise BadInput(f"{named('the calibration data')} has {available} samples; NNCF INT8 needs at least "
                        f"{MIN_CALIBRATION_SAMPLES} (its default subset is {NNCF_DEFAULT_SUBSET}): give more samples, "
                        f"or pass --subset-size {available} to calibrate on these anyway")
     return min(NNCF_DEFAULT_SUBSET, available)

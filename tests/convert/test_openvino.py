@@ -204,6 +204,22 @@ def _missing_bin(tmp):
     return [ir]
 
 
+def _dynamic_ir(path):
+    """An IR of the shipped model whose height and width are dynamic too: its Flatten takes 8x8 only."""
+    import openvino as ov
+    model = ov.convert_model(str(MODEL))
+    model.reshape({"image": [-1, 1, -1, -1]})
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def _foreign_bin(tmp):
+    ir = _save_ir(tmp / "d.xml")
+    weights = ir.with_suffix(".bin")
+    weights.write_bytes(weights.read_bytes()[::-1])   # as long as its own: its constants read as garbage
+    return [ir]
+
+
 def _truncated_bin(tmp):
     ir = _save_ir(tmp / "t.xml")
     data = ir.with_suffix(".bin").read_bytes()
@@ -217,9 +233,15 @@ BAD_INPUTS = {
     "calibration of the wrong shape": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", _calib(tmp / "c.npz", shape=(3, 8, 8))],
                                        "array 'image' has shape (200, 3, 8, 8); model input 'image' expects (N, 1, 8, 8)"),
     "calibration too small": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", _calib(tmp / "c.npz", n=40)],
-                              "calibration set has 40 samples; NNCF INT8 needs at least 100"),
+                              "c.npz) has 40 samples; NNCF INT8 needs at least 100"),
     "subset larger than the calibration": (lambda tmp: [MODEL, "--quantize", "int8", "--calib", CALIB, "--subset-size", "300"],
-                                           "calibration set has 200 samples, fewer than --subset-size 300"),
+                                           f"the calibration data ({CALIB}) has 200 samples, fewer than --subset-size 300"),
+    # OpenVINO's own first line is where in its C++ it was raised: the reason and the node are its last lines
+    "IR with another IR's weights": (_foreign_bin, "d.xml: OpenVINO cannot read this IR (is d.bin the weights file "
+                                                   "saved with it?): Axis "),
+    "IR of shapes it cannot take": (lambda tmp: [_dynamic_ir(tmp / "s.xml"), "--input-shape", "image=1,1,4,4"],
+                                    "s.xml: the IR does not take the input shapes image 1,1,4,4: Non-'-1' output "
+                                    "dimensions do not evenly divide the input dimensions (node /Flatten)"),
     "IR without its .bin": (_missing_bin, "its weights file m.bin is missing"),
     "IR with a truncated .bin": (_truncated_bin, "t.bin is truncated"),
     "activation range without int8": (lambda tmp: [MODEL, "--backend-option", "activation_range=minmax"],
