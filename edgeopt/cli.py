@@ -562,6 +562,9 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
             from .profiles import load_profile            # (KEY=none) is not the profile's again
             carried = {**{k: None for k in load_profile(profile).budgets}, **carried}
         budgets = {**carried, **budgets}   # --budget over a bundle's own
+        other = recipe.other_source(recipe_file, model)
+        if other:
+            out.progress().status(other)
         shapes = {} if input_shapes else recipe.bundle_input_shapes(recipe_file, model)
         if shapes:
             input_shapes = tuple(f"{k}={','.join(map(str, v))}" for k, v in shapes.items())

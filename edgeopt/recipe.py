@@ -152,6 +152,31 @@ def bundle_input_shapes(path, model: str) -> dict:
     return {name: list(dims) for name, dims in shapes.items()} if isinstance(shapes, dict) else {}
 
 
+def other_source(path, model: str) -> str:
+    """What to say where a bundle given as the recipe was packaged from another model than `model`, or from this
+    file before it changed: the recipe is applied all the same (the same recipe on a new version of a model is a
+    use of it), but a rebuild from the wrong bundle had said nothing. "" where it is the same source."""
+    from .models import source_sha256
+
+    path = pathlib.Path(path)
+    source = _manifest(path).get("source") if path.suffix == SUFFIX else None
+    if not isinstance(source, dict) or not isinstance(source.get("reference"), str):
+        return ""
+    recorded, sha = source["reference"], source.get("sha256")
+    if pathlib.Path(model).is_file() and isinstance(sha, str):
+        try:
+            now = source_sha256(pathlib.Path(model))
+        except BadInput:   # refused with its reason where the model loads
+            return ""
+        if now == sha:
+            return ""
+        return (f"{path} was packaged from {recorded} (sha256 {sha[:12]}…); {model} is another model, or that one "
+                f"changed since (sha256 {now[:12]}…): the recipe's settings are applied to it")
+    if _same_source(source, model):
+        return ""
+    return f"{path} was packaged from {recorded}; {model} is another model: the recipe's settings are applied to it"
+
+
 def _same_source(source: dict, model: str) -> bool:
     """Whether `model` names the source a bundle records: the same words, the same file by content (a copy, or
     the path given another way), or the same callable of the same Python file (`./m.py:build` and `m.py:build`)."""

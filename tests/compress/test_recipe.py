@@ -263,3 +263,24 @@ def test_low_rank_records_one_mode_and_reads_an_older_recipe_that_held_both():
                                           {"name": "lowrank", "energy": 0.8, "rank": 0, "min_params": 0, "protect": []}]}
     text = recipe.to_toml(older)
     assert "rank = 4" in text and "energy = 0.9" not in text and "rank = 0" not in text and "energy = 0.8" in text
+
+
+def test_a_bundle_as_recipe_of_another_model_says_so(cli, tmp_path):
+    """Applying a bundle's recipe to another model (or to the file after it changed) is a use of it, and said: a
+    rebuild from the wrong bundle had said nothing (a user walkthrough). A copy of the source is the source."""
+    import shutil
+
+    import onnx
+    first = cli("package", SAMPLE_ONNX, "-o", tmp_path / "a.edgepkg", "-q")
+    assert first.exit_code == 0, first.stderr
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(SAMPLE_ONNX, copy)
+    same = cli("package", copy, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg")
+    assert same.exit_code == 0 and "was packaged from" not in same.stderr, same.stderr
+    other = onnx.load(str(SAMPLE_ONNX))
+    other.doc_string = "another version"
+    onnx.save(other, str(copy))
+    changed = cli("package", copy, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
+    assert changed.exit_code == 0, changed.stderr
+    assert f"{tmp_path / 'a.edgepkg'} was packaged from {SAMPLE_ONNX} (sha256 " in changed.stderr
+    assert f"{copy} is another model, or that one changed since (sha256 " in changed.stderr
