@@ -438,6 +438,10 @@ def inspect_model(reference: str, shapes: dict, workdir: pathlib.Path) -> dict:
         if original_dynamic is None or "has dynamic dims" not in str(e):
             raise
         return _inspect_dynamic(reference, raw, original_dynamic, str(e))
+    exported = workdir / "exported.onnx"   # a PyTorch source's export, before its shapes were fixed
+    if original_dynamic is None and exported.is_file():   # a .pt2's dynamic batch read "dynamic dims: none"
+        original_dynamic = {i.name: [d for d in _dims(i) if not isinstance(d, int)]
+                            for i in graph_inputs(onnx.load(str(exported), load_external_data=False))}
     model = onnx.load(str(source.onnx_path))
     flops, flops_note = _inspect_flops(model, source.onnx_path, workdir)
     return {

@@ -526,3 +526,18 @@ def test_a_module_name_of_a_file_in_the_working_directory_names_the_file(cli, tm
     r = cli("inspect", "nets:build", "--input-shape", "1,3,8,8")
     assert r.exit_code == 2 and r.stderr.strip().endswith(
         "cannot import nets: ModuleNotFoundError: No module named 'nets' (a file here: give nets.py:build)"), r.stderr
+
+
+def test_a_dynamic_batch_of_a_pt2_is_listed_among_its_dynamic_dims(cli, tmp_path):
+    """inspect said "dynamic dims: none" and, a line below, "dynamic batch dim, packaged at 1" (a user walkthrough)."""
+    import torch
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4)).eval()
+    batch = torch.export.Dim("batch", max=64)
+    path = tmp_path / "dyn.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 8),), dynamic_shapes=({0: batch},)), str(path))
+    info = cli("inspect", path, "--json").json()
+    (name, dims), = info["dynamic_dims"].items()
+    assert len(dims) == 1 and f"input {name}: dynamic batch dim, packaged at 1" in " ".join(info["notes"])
+    fixed = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 8),)), str(fixed))
+    assert cli("inspect", fixed, "--json").json()["dynamic_dims"] == {}
