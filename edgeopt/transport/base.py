@@ -66,7 +66,9 @@ class Transport:
     def close(self) -> None:
         pass
 
-    def run_agent(self, args: list, progress, timeout: float) -> tuple:
+    def run_agent(self, args: list, progress, timeout: float, shown: dict | None = None) -> tuple:
+        """shown: {a path on the device: the name progress shows it by} (the bundle's store path, a hash, by the
+        bundle's own file name)."""
         self.progress = progress
         agent = self.put(agent_zipapp.build(), "agent")
         self.last_words = ""   # why it printed no document, if it printed none
@@ -75,7 +77,10 @@ class Transport:
             if line.startswith(HEARTBEAT):
                 return
             if line.startswith(AGENT_PREFIX):
-                progress.status(line[len(AGENT_PREFIX):].strip())
+                said = line[len(AGENT_PREFIX):].strip()
+                for remote, name in (shown or {}).items():
+                    said = said.replace(remote, name)
+                progress.status(said)
             else:
                 progress.log(line)
                 if line.strip():
@@ -96,7 +101,9 @@ class Transport:
         # The manifest as shipped: the agent refuses a bundle whose manifest arrives different.
         sent = ["--manifest-sha256", bundles.manifest_sha256(bundle)]
         remote_bundle = self.put(pathlib.Path(bundle), "bundle")
-        code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + sent + agent_args, progress, timeout)
+        code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + sent + agent_args, progress, timeout,
+                                   shown={remote_bundle: pathlib.Path(bundle).name,
+                                          remote_bundle.rpartition("/")[2]: pathlib.Path(bundle).name})
         try:
             doc = parse_document(out, self.device)
         except DeviceFailure as e:
@@ -105,6 +112,11 @@ class Transport:
                    "error": {"message": f"{e}{said}", "exit_code": 3, "kind": "device"}}
             code = code or 3
         doc.setdefault("device", {})["name"] = self.device
+        error = doc.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str) and remote_bundle in error["message"]:
+            # the agent names the file it was given, a hash in the device's store: the user's name first
+            error["message"] = error["message"].replace(
+                remote_bundle, f"{pathlib.Path(bundle).name} (on the device {remote_bundle})", 1)
         doc["transport"] = {"name": self.name, "transfers": self.transfers}
         if self.trusted:
             doc["warnings"] = list(doc.get("warnings") or []) + self.trusted

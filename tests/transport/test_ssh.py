@@ -297,3 +297,13 @@ def test_an_inventory_python_the_device_lacks_is_named_as_such(cli, lab, bundles
     r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path)
     assert r.exit_code == 3 and "its Python did not run (exit 127): " in r.stderr and "/nonexistent/python3" in \
         r.stderr and "the inventory's `python` names an interpreter the device does not have" in r.stderr, r.stderr
+
+
+def test_progress_names_the_bundle_by_its_file_not_its_hash_on_the_device(cli, lab, bundles, tmp_path):
+    """"· verify: cfeb84ec…f8f78.edgepkg": the device's store keeps a bundle under its hash (a user walkthrough)."""
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    r = cli("bench", bundles["fp32"], "--device", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts,
+            "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    assert f"· verify: {bundles['fp32'].name}" in r.stderr and "/store/" not in r.stderr, r.stderr
