@@ -238,7 +238,7 @@ def _check_field(field, value, where):
         if isinstance(value, str) and value.isascii() and value.isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadInput(f"{where}: {value!r} is not a number")
+            raise BadInput(f"{where}: {value!r} is not a port number (a whole number, 1 to 65535)")
         if not 0 < value < 65536:
             raise BadInput(f"{where}: port {value} is out of range")
         return value

@@ -186,7 +186,7 @@ def _ansible_value(field, value, where):
         raise BadInput(f"{where}: {value!r} is a Jinja template; ansible-inventory --list does not evaluate "
                        "templates and neither does edgeopt: give the value itself")
     if field == "connection":
-        if value not in CONNECTIONS:
+        if not isinstance(value, str) or value not in CONNECTIONS:   # a list was a TypeError's traceback
             raise BadInput(f"{where}: connection {value!r} is not one edgeopt can use (ssh, paramiko, smart, local)")
         return CONNECTIONS[value]
     if field == "python" and isinstance(value, str) and value.startswith("auto"):

@@ -135,13 +135,14 @@ def test_interpreter_is_a_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("devices: {pi: {host: x, port: ssh}}", "devices.pi.port: 'ssh' is not a number"),
+    ("devices: {pi: {host: x, port: ssh}}", "devices.pi.port: 'ssh' is not a port number"),
     ("devices: {pi: {host: x, colour: red}}", "devices.pi: unknown field 'colour'"),
     ("devices: {pi: {host: x}}\ngroups: {lab: [pi, ghost]}", "groups.lab: group lab names unknown device 'ghost'"),
     ("devices: {pi: {host: x}\n", "is not valid YAML (line"),
     ("devices: [pi]", "`devices` must be a mapping, not list"),
     ("devices: {pi: {host: x, port: 70000}}", "devices.pi.port: port 70000 is out of range"),
-    ("devices: {pi: {port: true}}", "devices.pi.port: True is not a number"),
+    ("devices: {pi: {port: true}}", "devices.pi.port: True is not a port number"),
+    ("devices: {pi: {port: 22.5}}", "devices.pi.port: 22.5 is not a port number (a whole number, 1 to 65535)"),
     ("devices: {pi: {python: \"python3 'x\"}}", "devices.pi.python: \"python3 'x\" is not a command line"),
     ("devices: {pi: {host: -oProxyCommand=x}}", "devices.pi.host: host '-oProxyCommand=x' may not start with '-'"),
     ("devices: {pi: {host: 'x;touch${IFS}pwned'}}", "devices.pi.host: host 'x;touch${IFS}pwned' holds '$', which"),
@@ -166,7 +167,7 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
     ("devices: {pi: }\nfoo: 1", "unknown top-level key 'foo'"),
     ("defaults: {colour: red}\ndevices: {pi: }", "defaults: unknown field 'colour'"),
-    ("defaults: {port: abc}\ndevices: {pi: }", "a.yaml: defaults.port: 'abc' is not a number"),
+    ("defaults: {port: abc}\ndevices: {pi: }", "a.yaml: defaults.port: 'abc' is not a port number"),
     ("devices: {a: , b: }\ngroups: {a: [b]}", "groups.a: a device has that name too; name the group apart"),
     ("devices: {a: }\ngroups: {g1: [a, g2], g2: [g1]}", "groups.g1: the group contains itself (g1 -> g2 -> g1)"),
     ("devices: {pi: {user: !vault '$ANSIBLE_VAULT;1.1'}}",
@@ -251,7 +252,7 @@ def test_ansible_script_inventory(tmp_path, monkeypatch):
 
 @needs_ansible
 @pytest.mark.parametrize("text, message", [
-    ("[pis]\npi1 ansible_port=ssh", "host pi1: ansible_port: 'ssh' is not a number"),
+    ("[pis]\npi1 ansible_port=ssh", "host pi1: ansible_port: 'ssh' is not a port number"),
     ("[pis]\npi1 ansible_host='{{ inventory_hostname }}.lab'", "host pi1: ansible_host: '{{ inventory_hostname }}.lab' "
                                                               "is a Jinja template"),
     ("[pis]\npi1 ansible_ssh_common_args='-o ProxyCommand=\"nc %h %p\"'", "ssh option 'ProxyCommand' is not honoured"),
@@ -329,10 +330,11 @@ def test_ansible_variables_map_as_ansible_reads_them(host_vars, expected):
 
 @pytest.mark.parametrize("host_vars, message", [
     ({"ansible_connection": "winrm"}, "host pi1: ansible_connection: connection 'winrm' is not one edgeopt can use"),
+    ({"ansible_connection": [1]}, "host pi1: ansible_connection: connection [1] is not one edgeopt can use"),   # fuzz
     ({"ansible_ssh_extra_args": "-p 2200"}, "ansible_ssh_extra_args: ssh argument '-p' is not honoured"),
     ({"ansible_ssh_common_args": "-o 'unclosed"}, "ansible_ssh_common_args: No closing quotation"),
     ({"ansible_ssh_common_args": "-J a,,b"}, "ProxyJump hop '' is not [user@]host[:port]"),
-    ({"ansible_port": True}, "host pi1: ansible_port: True is not a number"),
+    ({"ansible_port": True}, "host pi1: ansible_port: True is not a port number"),
     ({"ansible_host": {"__ansible_vault": "$ANSIBLE_VAULT;1.1"}}, "host pi1: ansible_host: must be a non-empty string"),
     ({"ansible_user": "{% if x %}a{% endif %}"}, "ansible_user: '{% if x %}a{% endif %}' is a Jinja template"),
     ({"edgeopt_profil": "raspberry-pi-5"}, "host pi1: edgeopt_profil: not a variable edgeopt reads; did you mean "
