@@ -73,7 +73,10 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     try:
         facts = transport.probe(progress, power_sensor=profile.runtime.power_sensor if profile else "auto")
     except DeviceFailure as e:
-        return checks + [_check("agent", False, str(e), "rerun with --debug to see the agent's output")]
+        hint = (f"edgeopt keeps its agent and bundles under {transport.workdir()} on the device: give the inventory's "
+                "`workdir` a folder the login user can write" if "cannot store the" in str(e)
+                else "rerun with --debug to see the agent's output")
+        return checks + [_check("agent", False, str(e), hint)]
     checks.append(_check("agent", True, f"agent runs from {transport.agent_home()}"))
     checks += _disk_checks(transport, argv)
     checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",

@@ -307,3 +307,14 @@ def test_progress_names_the_bundle_by_its_file_not_its_hash_on_the_device(cli, l
             "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
     assert r.exit_code == 0, r.stderr
     assert f"· verify: {bundles['fp32'].name}" in r.stderr and "/store/" not in r.stderr, r.stderr
+
+
+def test_doctor_names_the_workdir_where_the_agent_cannot_be_stored(cli, lab, tmp_path):
+    """The hint was "rerun with --debug to see the agent's output", for a workdir the login cannot write."""
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"workdir": "/proc/edgeopt"}})
+    r = cli("device", "doctor", dev.name, "-i", inv, "--known-hosts", lab.known_hosts, "--json")
+    agent = next(c for c in r.json()["checks"] if c["check"] == "agent")
+    assert not agent["ok"] and "cannot store the agent on the device" in agent["detail"]
+    assert agent["hint"] == ("edgeopt keeps its agent and bundles under /proc/edgeopt on the device: give the "
+                             "inventory's `workdir` a folder the login user can write")
