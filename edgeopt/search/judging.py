@@ -68,13 +68,14 @@ class Judge:
     def runs(self, t) -> list | None:
         """The objective's paired ratio (or figure) in each run of the trial's configuration, where it was
         measured again; None for a trial measured once, and for one that did not finish (Ctrl-C, a failure):
-        another trial of that configuration's runs are not its figures."""
-        return self.rechecked.get(t.user_attrs.get("key")) if _finished(t) else None
+        another trial of that configuration's runs are not its figures. Nor are they a screening run's: the runs
+        are of the configuration measured fully, in a trial of its own ("trial 2 measured fully")."""
+        return self.rechecked.get(t.user_attrs.get("key")) if _measured_fully(t) else None
 
     def run_figures(self, t) -> list | None:
         """The objective's figure in each run (None where a run measured none: a paired baseline's ratio to
         itself); None for a trial measured once, or measured again before the figures were kept."""
-        return self.figures.get(t.user_attrs.get("key")) if _finished(t) else None
+        return self.figures.get(t.user_attrs.get("key")) if _measured_fully(t) else None
 
     def value(self, t) -> float:
         runs = self.runs(t)
@@ -191,6 +192,10 @@ def carried_misses(outcome: dict, best: dict, who: str = "the best") -> list:
                        f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
                        "measure both on the device again, or give an absolute budget")
     return out
+
+
+def _measured_fully(t) -> bool:
+    return _finished(t) and t.user_attrs.get("measurement") != "screening"
 
 
 def _finished(t) -> bool:

@@ -507,3 +507,21 @@ def test_each_trial_says_what_it_measured_as_it_ends(tmp_path):
     screened = {"figures": {OBJECTIVE: 0.05}, "measurement": "screening", "paired": None,
                 "violations": {OBJECTIVE: 0.52, "accuracy_drop": 1.0}}   # accuracy unmeasured: not a miss
     assert runner._result_line(4, screened) == "trial 4: latency_p90_ms 0.05 ms; screened only: missed latency_p90_ms by 52%"
+
+
+def test_a_screened_trial_keeps_its_own_run_where_its_configuration_was_measured_fully_later(tmp_path):
+    """Trial 2, screened out at 0.94x against 0.9x, was measured fully as a trial of its own (three runs, median
+    0.72x): the table and --json gave trial 2 those runs and that median, a pass (a user walkthrough)."""
+    runner = _runner(tmp_path, True, [(1.0, 0.70, True)])
+    for ms, ratio, excess, measurement in ((1.3, 0.94, 0.04, "screening"), (1.0, 0.718, -0.2, "full")):
+        runner.study.add_trial(optuna.trial.create_trial(value=ms, user_attrs={
+            "figures": {OBJECTIVE: ms, "accuracy_drop": 0.0}, "measurement": measurement, "key": "k1",
+            "violations": {OBJECTIVE: excess}, "constraints": [excess], "paired": {OBJECTIVE: ratio}, "noisy": []}))
+    runner.study.set_user_attr("rechecked", {"k1": [0.718, 0.512, 0.774]})
+    judge = judging.Judge.of(runner.study, OBJECTIVE)
+    screened, full = runner.study.trials[1], runner.study.trials[2]
+    assert judge.runs(screened) is None and judge.value(screened) == pytest.approx(0.94)
+    assert judge.violations(screened)[OBJECTIVE] == pytest.approx(0.04)   # its own miss
+    assert judge.runs(full) == [0.718, 0.512, 0.774] and judge.value(full) == pytest.approx(0.718)
+    rows = {r["trial"]: r for r in outcome._rows(runner.study)}
+    assert not rows[1]["feasible"] and rows[2]["feasible"]
