@@ -54,6 +54,7 @@ class Judge:
     limit: float | None   # the objective's budget in the units above; None without one
     rechecked: dict
     figures: dict         # the study's "rechecked_figures": {content key: the objective's figure in each run}
+    measured_fully: frozenset = frozenset()   # the content keys of the trials measured fully
 
     @classmethod
     def of(cls, study, objective: str | None = None) -> "Judge":
@@ -62,20 +63,30 @@ class Judge:
         paired = _paired_objective(study, objective)
         budgets = dict(identity.get("budgets") or {}, **(study.user_attrs.get("resolved_budgets") or {}))
         limit = identity["relative_budgets"][objective] if paired else budgets.get(objective)
+        full = frozenset(t.user_attrs.get("key") for t in complete(study) if t.user_attrs.get("measurement") == "full")
         return cls(objective, paired, limit, study.user_attrs.get("rechecked") or {},
-                   study.user_attrs.get("rechecked_figures") or {})
+                   study.user_attrs.get("rechecked_figures") or {}, full)
 
     def runs(self, t) -> list | None:
         """The objective's paired ratio (or figure) in each run of the trial's configuration, where it was
         measured again; None for a trial measured once, and for one that did not finish (Ctrl-C, a failure):
-        another trial of that configuration's runs are not its figures. Nor are they a screening run's: the runs
-        are of the configuration measured fully, in a trial of its own ("trial 2 measured fully")."""
-        return self.rechecked.get(t.user_attrs.get("key")) if _measured_fully(t) else None
+        another trial of that configuration's runs are not its figures. Nor are they a screening run's where the
+        configuration was then measured fully, in a trial of its own ("trial 2 measured fully"): the runs are
+        that trial's."""
+        return self.rechecked.get(t.user_attrs.get("key")) if self._its_runs(t) else None
 
     def run_figures(self, t) -> list | None:
         """The objective's figure in each run (None where a run measured none: a paired baseline's ratio to
         itself); None for a trial measured once, or measured again before the figures were kept."""
-        return self.figures.get(t.user_attrs.get("key")) if _measured_fully(t) else None
+        return self.figures.get(t.user_attrs.get("key")) if self._its_runs(t) else None
+
+    def superseded(self, t) -> bool:
+        """A screening run of a configuration measured fully later, in a trial of its own: that trial stands for
+        it (its runs, its rank)."""
+        return t.user_attrs.get("measurement") == "screening" and t.user_attrs.get("key") in self.measured_fully
+
+    def _its_runs(self, t) -> bool:
+        return _finished(t) and not self.superseded(t)
 
     def value(self, t) -> float:
         runs = self.runs(t)
@@ -125,7 +136,8 @@ def objective_value(t, objective: str, paired: bool) -> float:
 
 def ranked_feasible(study, objective: str) -> list:
     judge = Judge.of(study, objective)
-    full = [t for t in complete(study) if judge.feasible(t) and objective in t.user_attrs.get("figures", {})]
+    full = [t for t in complete(study) if judge.feasible(t) and objective in t.user_attrs.get("figures", {})
+            and not judge.superseded(t)]
     # a screening-only figure is less certain: full measurements rank first at equal value
     return sorted(full, key=lambda t: (judge.value(t), t.user_attrs.get("measurement") != "full"))
 
@@ -192,10 +204,6 @@ def carried_misses(outcome: dict, best: dict, who: str = "the best") -> list:
                        f"measured beside it, which ran slower than {'their median' if carried else 'the first run'}; "
                        "measure both on the device again, or give an absolute budget")
     return out
-
-
-def _measured_fully(t) -> bool:
-    return _finished(t) and t.user_attrs.get("measurement") != "screening"
 
 
 def _finished(t) -> bool:
