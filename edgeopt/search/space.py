@@ -555,9 +555,9 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
     if dim.choices:
         allowed = dim.limits or dim.choices
         values = value if isinstance(value, list) else [value]
-        bad = [v for v in values if v not in allowed]
+        bad = [v for v in values if not _one_of(v, allowed)]
         if shared and values and len(bad) < len(values):
-            values, bad = [v for v in values if v in allowed], []
+            values, bad = [v for v in values if _one_of(v, allowed)], []
         if not values:   # `quantize = []` read "[] is not one of none, dynamic, int8"
             raise BadInput(f"{where}: an empty list leaves nothing to search: give at least one of "
                            f"{_listed(allowed)}")
@@ -592,6 +592,12 @@ def _listed(allowed) -> str:
     """A dimension's choices as a space file writes them: true, not True; "" (keep_float's "none": no layer left
     float) as TOML has it, with what it means."""
     return ", ".join('"" (none)' if a == "" else toml_value(a) if isinstance(a, bool) else str(a) for a in allowed)
+
+
+def _one_of(value, allowed) -> bool:
+    """Whether a space file's value is one of a dimension's choices, true and false apart from 1 and 0: in Python
+    True == 1, and `threads = true` passed as one thread (then failed mid-study), `prune = [0, 1]` as off and on."""
+    return any(value == choice and isinstance(value, bool) == isinstance(choice, bool) for choice in allowed)
 
 
 def _number(value) -> bool:

@@ -548,6 +548,11 @@ def test_an_unquoted_dotted_name_narrows_the_dimension_it_names(tmp_path, unquot
     # "distill.epochs.low"
     ('"distil.epochs" = {low = 2, high = 8, step = 2}', "space.toml: distil.epochs: not a dimension of this search"),
     ('prune = "yes"', 'space.toml: prune: "yes" is not one of false, true'),   # TOML's spelling, not Python's
+    # true == 1 in Python: `threads = true` passed as one thread and failed mid-study, `prune = [0, 1]` was off
+    # and on (a user walkthrough)
+    ("threads = true", "space.toml: threads: expected a list of thread counts >= 1, got true"),
+    ("threads = [1, true]", "space.toml: threads: expected a list of thread counts >= 1, got [1, true]"),
+    ("prune = [0, 1]", "space.toml: prune: 0 is not one of false, true"),
     ("keep_float = [true]", 'space.toml: keep_float: true is not one of "" (none), auto'),   # not ", auto"
     # a user review: the option of a searched transform read "transforms need a PyTorch source" for a module
     ('"prune.foo" = [1]', "space.toml: prune.foo: not a dimension of this search (backend onnxruntime; prune has "
