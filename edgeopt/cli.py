@@ -849,9 +849,9 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
                                results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
                                timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
                                screening=not no_screening, multi_objective=multi_objective)
-    except KeyboardInterrupt:   # the finished trials are in the study: say how to go on from them, on stderr
-        raise KeyboardInterrupt(f"the finished trials of study {study!r} are kept; the same command with "  # and
-                                "--resume continues it") from None                                       # in --json
+    except KeyboardInterrupt as e:   # the finished trials are in the study: say how to go on from them, on stderr
+        raise KeyboardInterrupt(str(e) or f"the finished trials of study {study!r} are kept; the same command "
+                                "with --resume continues it") from None                              # and in --json
     out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
     return outcome["exit_code"]
 

@@ -255,7 +255,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_if_unmeasured(study, storage, resume: bool) -> None:
+def remove_if_unmeasured(study, storage, resume: bool) -> bool:
     """A study this worker began whose baseline cannot be built (bad input) or measured (the device failed)
     measured nothing: removed, so the same command runs again once the input or device is fixed (it read "study
     exists"). Kept where a trial completed or another worker has started one (it would lose its trial), and where
@@ -264,8 +264,9 @@ def remove_if_unmeasured(study, storage, resume: bool) -> None:
 
     started = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
     if resume or judging.complete(study) or any(t.user_attrs.get("worker") != WORKER for t in started):
-        return
+        return False
     try:
         optuna.delete_study(study_name=study.study_name, storage=storage)
     except Exception:  # noqa: BLE001  (storage errors of any kind: the error is raised either way)
-        pass
+        return False
+    return True

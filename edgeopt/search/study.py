@@ -117,6 +117,12 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
             rdb.remove_if_unmeasured(study, storage, resume)
             _remove_if_empty([runner.bundles, runner.bundles.parent])
             raise
+        except KeyboardInterrupt:   # before any trial finished: nothing to keep, and the same command starts again
+            if not rdb.remove_if_unmeasured(study, storage, resume):
+                raise
+            _remove_if_empty([runner.bundles, runner.bundles.parent])
+            raise KeyboardInterrupt(f"study {study_name!r} had finished no trial and is removed: the same command "
+                                    "starts it again") from None
         confirming = time.monotonic()
         if not multi_objective:
             runner.confirm()
