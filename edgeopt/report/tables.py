@@ -943,12 +943,14 @@ def versus_textbook_line(versus: dict) -> str:
     ratios = ", ".join(f"{r:.2f}" for r in versus["ratios"])
     median = versus["median"]
     # which way round each pair's number is, said: "1.08x lower" beside pairs of 0.60 and 1.49 read backwards
+    # "1.29x lower" read ambiguously (a user walkthrough): a latency is faster or slower
+    better, worse = ("faster", "slower") if versus["objective"].startswith("latency") else ("lower", "higher")
     verdict = ("the same as INT8 by hand's (1.00x)" if f"{median:.2f}" == "1.00" or f"{1 / median:.2f}" == "1.00"
-               else f"{median:.2f}x lower than INT8 by hand's" if median >= 1
-               else f"{1 / median:.2f}x higher than INT8 by hand's")
+               else f"{median:.2f}x {better} than INT8 by hand's" if median >= 1
+               else f"{1 / median:.2f}x {worse} than INT8 by hand's")
     line = (f"against INT8 by hand (trial {versus['textbook']}): the answer's {versus['objective']} is {verdict}, "
             f"by the median of {len(versus['ratios'])} pairs measured in turn at the end (INT8 by hand's ÷ the "
-            f"answer's: {ratios}; above 1 the answer is lower)")
+            f"answer's: {ratios}; above 1 the answer is {better})")
     missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")
     which = (f"the median of its {len(runs)} runs" if runs else
              f"its one {versus.get('textbook_measurement') or ''} run".replace("  ", " "))
@@ -959,7 +961,7 @@ def versus_textbook_line(versus: dict) -> str:
         line += (f"; INT8 by hand was ruled out because {which} missed {', '.join(missed)}: on a busy device that "
                  "may be the noise, so measure both bundles again (`edgeopt bench`)")
     elif median < 1 and "textbook_missed" in versus:   # both met the budgets; the study ranked INT8 by hand slower
-        line += (f"; the study ranked INT8 by hand below the answer on {which}: on a busy device measure both "
+        line += (f"; the study ranked INT8 by hand behind the answer on {which}: on a busy device measure both "
                  "bundles again (`edgeopt bench`)")
     return line
 

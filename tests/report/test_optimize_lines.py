@@ -12,9 +12,9 @@ VERSUS = {"best": 4, "textbook": 1, "objective": "latency_p90_ms", "ratios": [0.
 
 def test_int8_by_hand_read_faster_than_the_answer_says_why_it_was_ruled_out():
     line = versus_textbook_line(VERSUS)
-    assert line.startswith("against INT8 by hand (trial 1): the answer's latency_p90_ms is 1.11x higher than INT8 by "
+    assert line.startswith("against INT8 by hand (trial 1): the answer's latency_p90_ms is 1.11x slower than INT8 by "
                            "hand's, by the median of 3 pairs measured in turn at the end (INT8 by hand's ÷ the "
-                           "answer's: 0.90, 0.80, 1.10; above 1 the answer is lower)")
+                           "answer's: 0.90, 0.80, 1.10; above 1 the answer is faster)")
     assert "ruled out because its one screening run missed latency_p90_ms" in line and "edgeopt bench" in line
     # top-1 on fixed eval data is no device noise: "measure both bundles again" would tell the user nothing
     line = versus_textbook_line(dict(VERSUS, textbook_missed=["accuracy_drop"], textbook_measurement="full"))
@@ -24,7 +24,7 @@ def test_int8_by_hand_read_faster_than_the_answer_says_why_it_was_ruled_out():
 
 def test_int8_by_hand_slower_than_the_answer_needs_no_excuse():
     line = versus_textbook_line(dict(VERSUS, ratios=[1.4, 1.5, 1.6], median=1.5))
-    assert "1.50x lower than INT8 by hand's" in line and "ruled out" not in line
+    assert "1.50x faster than INT8 by hand's" in line and "ruled out" not in line
     feasible = dict(VERSUS, textbook_missed=[])   # both met the budgets: nothing was ruled out
     assert "ruled out" not in versus_textbook_line(feasible)
 
@@ -300,11 +300,11 @@ def test_the_line_against_int8_by_hand_says_why_it_was_not_chosen_when_it_read_f
     versus = {"textbook": 1, "objective": "latency_p50_ms", "ratios": [0.64, 0.7, 1.15], "median": 0.7,
               "textbook_missed": ["latency_p50_ms"], "textbook_measurement": "full"}
     line = versus_textbook_line(versus)
-    assert "1.43x higher" in line and "ruled out because its one full run missed latency_p50_ms" in line
+    assert "1.43x slower" in line and "ruled out because its one full run missed latency_p50_ms" in line
     line = versus_textbook_line(dict(versus, textbook_runs=[0.57, 0.56, 0.6]))
     assert "ruled out because the median of its 3 runs missed latency_p50_ms" in line
     line = versus_textbook_line(dict(versus, textbook_missed=[], textbook_runs=[0.57, 0.45, 0.46]))
-    assert "ranked INT8 by hand below the answer on the median of its 3 runs" in line
+    assert "ranked INT8 by hand behind the answer on the median of its 3 runs" in line
     assert "ranked" not in versus_textbook_line({k: v for k, v in versus.items() if k != "textbook_missed"})   # old
     assert "ruled out" not in versus_textbook_line(dict(versus, median=1.2))
 
