@@ -18,8 +18,7 @@ from ..search.trial import PHASES
 from . import changes
 from .rows import utc_time
 from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, in_brackets, judged_figures,
-                     measured_again, median_of_runs, screened_only, study_marks,
-                     versus_textbook_line)
+                     measured_again, median_of_runs, trial_marks, versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -643,11 +642,7 @@ def _study_table(study: dict) -> str:
         spent = sum(t.get("seconds", {}).get(p, 0.0) for p in PHASES)
         state = ("failed: " + (t.get("error") or "")) if t["state"] == "fail" else \
             ("meets every budget" if t["feasible"] else _misses(t))
-        marks = [m for m, on in (("baseline", t["baseline"]), ("cached", t["cached"]),
-                                 (f"the same bundle as trial {t.get('twin_of')}, answered by its measurement",
-                                  t.get("twin_of") is not None and not t["cached"]),
-                                 (screened_only(t), t["measurement"] == "screening"),
-                                 ("Pareto", t["trial"] in study["pareto"])) if on] + study_marks(study, t)
+        marks = trial_marks(study, t, t["trial"] in study["pareto"])
         lines.append(f"<tr><td class=num>{t['trial']}</td><td>{esc(t['config'])}</td>{cells}"
                      f"<td class=num>{num(spent or None, 3)}</td><td>{esc(state)}"
                      f"{' (' + esc(', '.join(marks)) + ')' if marks else ''}</td></tr>")

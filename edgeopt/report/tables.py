@@ -843,12 +843,7 @@ def _wrappable(config: str | None) -> str | None:
 def _verdict(outcome: dict, row: dict, on_front: bool) -> str:
     if row["state"] == "fail":
         return f"[red]failed[/] {escape(row.get('error') or '')}"
-    marks = [m for m, on in (("baseline", row["baseline"]), ("INT8 by hand", row.get("textbook")),
-                             ("cached", row["cached"]),
-                             (f"the same bundle as trial {row.get('twin_of')}, answered by its measurement",
-                              row.get("twin_of") is not None and not row["cached"]),
-                             (screened_only(row), row["measurement"] == "screening"), ("on the Pareto front", on_front))
-             if on] + study_marks(outcome, row)
+    marks = trial_marks(outcome, row, on_front)
     figures = row.get("figures") or {}
     missed = [k for k, v in row["violations"].items() if v > 0 and k in figures]
     unmeasured = [k for k, v in row["violations"].items() if v > 0 and k not in figures]  # accuracy, screened only
@@ -869,6 +864,17 @@ def screened_only(row: dict) -> str:
     if why.get("by") == "budgets" and why.get("budgets"):
         return f"screened only: missed {', '.join(why['budgets'])} by over {why['margin']:.0%}"
     return "screened only"
+
+
+def trial_marks(outcome: dict, row: dict, on_front: bool) -> list:
+    """What a trial is beside its figures (the baseline, INT8 by hand, a cached answer...), for the terminal and
+    the HTML alike: the HTML's list lacked INT8 by hand."""
+    return [m for m, on in (("baseline", row["baseline"]), ("INT8 by hand", row.get("textbook")),
+                            ("cached", row["cached"]),
+                            (f"the same bundle as trial {row.get('twin_of')}, answered by its measurement",
+                             row.get("twin_of") is not None and not row["cached"]),
+                            (screened_only(row), row["measurement"] == "screening"), ("on the Pareto front", on_front))
+            if on] + study_marks(outcome, row)
 
 
 def study_marks(outcome: dict, row: dict) -> list:

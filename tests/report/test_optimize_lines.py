@@ -450,3 +450,18 @@ def test_a_repeat_the_study_answered_is_one_line_naming_whose_figures_it_has():
     assert "trial 4 quantize=dynamic threads=2 the figures and verdict of trial 3 (answered from the study, not " \
            "counted)" in text, text
     assert text.count("latency_p90_ms=0.0213") == 1
+
+
+def test_the_html_trial_table_marks_int8_by_hand_as_the_terminal_does():
+    """The HTML "All N trials" table lost trial 1's "INT8 by hand", which the terminal's shows (a user
+    walkthrough): both take one list of marks."""
+    from edgeopt.report.html import _study_table
+    from edgeopt.report.tables import _verdict
+    outcome = {"objective": "latency_p90_ms", "budgets": {"latency_p90_ms": 1.0}, "pareto": [], "best": None,
+               "trials": [{"trial": n, "config": "quantize=int8", "figures": {"latency_p90_ms": 0.5, "size_mb": 2.6},
+                           "paired": None, "violations": {}, "feasible": True, "state": "complete", "seconds": {},
+                           "baseline": n == 0, "textbook": n == 1, "cached": False, "twin_of": None,
+                           "measurement": "full", "error": None} for n in (0, 1)]}
+    html = _study_table(outcome)
+    assert "meets every budget (baseline)" in html and "meets every budget (INT8 by hand)" in html
+    assert _verdict(outcome, outcome["trials"][1], False).endswith("(INT8 by hand)")
