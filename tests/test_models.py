@@ -541,3 +541,22 @@ def test_a_dynamic_batch_of_a_pt2_is_listed_among_its_dynamic_dims(cli, tmp_path
     fixed = tmp_path / "fixed.pt2"
     torch.export.save(torch.export.export(module, (torch.zeros(2, 8),)), str(fixed))
     assert cli("inspect", fixed, "--json").json()["dynamic_dims"] == {}
+
+
+@pytest.mark.parametrize("forward, shapes, said", [
+    ("return self.a(torch.log(x + 1e-6))", ["x=1,8"], None),   # NaN on a random negative input, in both
+    ("y = self.a(x)\n        return y.masked_fill(y < 0, float('-inf'))", ["x=1,8"], None),   # -inf, in both
+    ("return self.a(x)", ["x=1,8", "mask=1,8"], "--input-shape names 'mask', which is not an input; inputs: x"),
+])
+def test_the_export_check_takes_what_the_module_itself_outputs(cli, tmp_path, forward, shapes, said):
+    """The check of the export against the module refused a log-mel front end (NaN on random negative inputs, in
+    both), and an unused input the exporter drops was an ONNX Runtime traceback (a code review)."""
+    pytest.importorskip("torch")
+    (tmp_path / "net.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        torch.manual_seed(0)\n        self.a = torch.nn.Linear(8, 4)\n"
+        f"    def forward(self, x, mask=None):\n        {forward}\n"
+        "def build():\n    return Net().eval()\n")
+    r = cli("inspect", tmp_path / "net.py:build", *[a for s in shapes for a in ("--input-shape", s)])
+    assert (r.exit_code, "Traceback" in r.stderr) == ((2, False) if said else (0, False)), r.stderr
+    assert said is None or r.stderr.strip().endswith(said), r.stderr
