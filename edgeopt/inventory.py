@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import shlex
+import warnings
 
 from .errors import BadInput, first_line
 
@@ -88,22 +89,32 @@ def check_key_files(spec: DeviceSpec) -> None:
             raise BadInput(f"{spec.field('key')}: {path} is a public key; give the private key ({private})")
         unreadable = _not_a_private_key(path)
         if unreadable:   # was a device failure (exit 3) per device, and the fleet went on without any
-            raise BadInput(f"{spec.field('key')}: {path} is not a private key: {unreadable}")
+            raise BadInput(f"{spec.field('key')}: {path} is no private key edgeopt can use: {unreadable}")
 
 
 def _not_a_private_key(path: str) -> str | None:
-    """Why paramiko, which connects, cannot read `path` as a private key; None where it can, or where the key only
-    lacks its passphrase (ssh-agent may hold it)."""
+    """Why paramiko, which connects, cannot read `path` as a private key; None where it can, where the key only
+    lacks its passphrase, or where an ssh-agent runs: paramiko then passes over a key file it cannot read (a
+    PKCS#8 RSA key OpenSSH takes) and logs in with the agent's keys, which may hold it."""
     import paramiko
 
+    if os.environ.get("SSH_AUTH_SOCK"):
+        return None
     try:
-        paramiko.PKey.from_path(path)
+        with warnings.catch_warnings():   # cryptography's "DSA is deprecated": the answer below says more
+            warnings.simplefilter("ignore")
+            paramiko.PKey.from_path(path)
     except TypeError as e:   # paramiko's "Key is password-protected, but password was not provided."
         return None if "password" in str(e).lower() else str(e)
     except paramiko.PasswordRequiredException:
         return None
+    except paramiko.UnknownKeyType as e:   # DSA (paramiko 4 dropped it), Ed448
+        kind = getattr(e.key_type, "__name__", None) or str(e.key_type or "unknown")
+        return f"paramiko cannot use this key type ({kind}): give an ed25519, ecdsa or rsa key"
     except (paramiko.SSHException, ValueError, UnicodeDecodeError) as e:
-        return str(e).split(". See ")[0]   # cryptography's "Unable to load PEM file. See https://... for details"
+        reason = str(e).split(". See ")[0]   # cryptography's "Unable to load PEM file. See https://... for details"
+        return (f"paramiko, edgeopt's SSH client, cannot read it ({reason}); an OpenSSH key in another format "
+                "converts with `ssh-keygen -p -f KEY`")
     except OSError as e:
         return e.strerror or str(e)
     return None

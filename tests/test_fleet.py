@@ -150,7 +150,8 @@ def test_a_bundle_the_device_refuses_is_saved_under_its_name_and_a_good_run_repl
     assert cli("check", *results.glob("*.json"), "--budget", "latency_p90_ms=1000").exit_code == 0   # replaced
 
 
-def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab, bundles, tmp_path):
+def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab, bundles, tmp_path, monkeypatch):
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)   # with an agent, an unreadable key file is passed over
     dev = _devices(lab, "ok-", 20, 1)[0]
     public = f"{lab.client_key}.pub"
     if not pathlib.Path(public).is_file():
@@ -163,7 +164,7 @@ def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab,
     for field, value, said in (("profile", "raspbery-pi-5", f"{named} `profile`: unknown profile"),
                                ("key", str(tmp_path / "no-key"), f"{named} `key`: no such file"),
                                ("key", public, f"{named} `key`: {public} is a public key"),
-                               ("key", str(junk), f"{named} `key`: {junk} is not a private key: ")):
+                               ("key", str(junk), f"{named} `key`: {junk} is no private key edgeopt can use: paramiko")):
         write_inventory(inv, lab, [dev], **{dev.name: {field: value}})
         r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
                 "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)

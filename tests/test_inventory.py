@@ -442,3 +442,21 @@ def test_a_key_ansible_skips_is_an_error_not_hosts_lost(tmp_path, text, hint):
     said = str(e.value)
     assert said.startswith(f"inventory {path}: ansible-inventory skipped part of it: Skipping ")
     assert said.endswith(f"({hint})" if hint else "are valid") and "\n" not in said
+
+
+def test_a_key_file_paramiko_cannot_use_is_said_and_an_agent_may_hold_it(tmp_path, monkeypatch):
+    """A DSA key (which paramiko dropped) was an UnknownKeyType traceback; a key file paramiko cannot read is
+    refused only without an ssh-agent, which paramiko logs in with instead (a code review)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    from edgeopt.inventory import _not_a_private_key
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    key = dsa.generate_private_key(key_size=1024)
+    (tmp_path / "dsa").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    (tmp_path / "junk").write_text("not a key\n")
+    assert _not_a_private_key(str(tmp_path / "dsa")).startswith("paramiko cannot use this key type (")
+    assert _not_a_private_key(str(tmp_path / "junk")).startswith("paramiko, edgeopt's SSH client, cannot read it (")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    assert _not_a_private_key(str(tmp_path / "junk")) is None
