@@ -82,10 +82,10 @@ def _tcp(host, port, options):
     return sock
 
 
-def _jump_socket(spec, target, options, depth):
+def _jump_socket(spec, target, options, depth, opened: list):
     """ProxyJump a,b,...: a client to the last hop (itself reached through the hops before it), then a
     direct-tcpip channel from there to the target: multi-hop chains paramiko channels as `ssh -J` does."""
-    jump = open_client(last_hop(spec, target["jump"], depth), options, depth + 1)
+    jump = open_client(last_hop(spec, target["jump"], depth), options, depth + 1, opened)   # Ctrl-C closes it too
     try:
         channel = jump.get_transport().open_channel("direct-tcpip", (target["host"], target["port"]),
                                                     ("127.0.0.1", 0), timeout=options.connect_timeout)
@@ -168,7 +168,7 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
     deadline = time.monotonic() + options.connect_timeout  # TCP, banner, key exchange and login together
     try:
         if target["jump"]:
-            sock, client.edgeopt_jump = _jump_socket(spec, target, options, depth)
+            sock, client.edgeopt_jump = _jump_socket(spec, target, options, depth, opened)
             policy.trusted[:0] = getattr(client.edgeopt_jump, "edgeopt_trusted", [])
         elif target["proxy_command"]:
             sock = paramiko.ProxyCommand(target["proxy_command"])
