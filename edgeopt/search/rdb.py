@@ -255,6 +255,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def failed_on_their_own(study) -> bool:
+    """Whether a trial ended failed other than by an interruption (fail_unfinished): its failure is a result."""
+    import optuna
+
+    return any(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("unfinished")
+               for t in study.get_trials(deepcopy=False))
+
+
 def remove_if_unmeasured(study, storage, resume: bool) -> bool:
     """A study this worker began whose baseline cannot be built (bad input) or measured (the device failed)
     measured nothing: removed, so the same command runs again once the input or device is fixed (it read "study

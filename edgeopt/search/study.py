@@ -118,8 +118,8 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
             _remove_if_empty([runner.bundles, runner.bundles.parent])
             raise
         except KeyboardInterrupt:   # before any trial finished: nothing to keep, and the same command starts again
-            if not rdb.remove_if_unmeasured(study, storage, resume):
-                raise
+            if rdb.failed_on_their_own(study) or not rdb.remove_if_unmeasured(study, storage, resume):
+                raise   # a trial that failed on its own (a candidate that cannot be built) counts, and is kept
             _remove_if_empty([runner.bundles, runner.bundles.parent])
             raise KeyboardInterrupt(f"study {study_name!r} had finished no trial and is removed: the same command "
                                     "starts it again") from None
