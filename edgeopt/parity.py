@@ -135,8 +135,10 @@ def _refuse_an_unjudgeable_source(source_runner, feed: dict, inputs, ref_calls: 
     for call in ref_calls:
         for index, out in enumerate(call):
             if np.issubdtype(out.dtype, np.floating) and np.isnan(out).any():
+                advice = ("give data from its domain (--eval-data or --calib)" if samples_source.startswith("random")
+                          else "check the model's weights and the data")
                 raise BadInput(f"{source_name} itself outputs NaN (output {index}) on the {samples_source}: "
-                               "nothing can be compared with it; check the model's weights and the data")
+                               f"nothing can be compared with it; {advice}")
     again = [np.asarray(o) for o in source_runner(next(feeds(feed, inputs, pad=True))[2])]
     differs = max((float(np.max(np.abs(a.astype(np.float64) - r.astype(np.float64))))
                    for a, r in zip(again, ref_calls[0]) if a.shape == r.shape and a.size), default=0.0)

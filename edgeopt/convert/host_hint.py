@@ -16,8 +16,9 @@ NOTE = "quantized/float latency on the packaging host, timed briefly; the device
 
 
 def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict, progress,
-            what: str = "quantized") -> dict:
-    """{"ratio" (< 1: the quantized model is faster), "fp32_ms", "int8_ms", ...} for the two models."""
+            what: str = "quantized", from_calibration: bool = True) -> dict:
+    """{"ratio" (< 1: the quantized model is faster), "fp32_ms", "int8_ms", ...} for the two models.
+    from_calibration: whether `feed` is of the calibration data (feed_of), else of random inputs."""
     from device_agent import AgentError
 
     from ..parity import source_on
@@ -29,11 +30,12 @@ def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict,
     except AgentError as e:   # the model made does not load (it was a traceback, exit 1): no bundle of it
         raise BadInput(f"the {what} model does not run on this host's {runtime}: {e}") from None
     except ModelFailed as e:   # the feed is the calibration data: token ids past the vocabulary were a traceback
-        if e.index == 0:
-            with source_on("the calibration data"):
+        data = "the calibration data" if from_calibration else "random inputs"
+        if e.index == 0 and from_calibration:
+            with source_on(data):
                 raise e.error from None
-        raise BadInput(f"the {what} model fails on this host's {runtime} on the calibration data: "
-                       f"{first_line(e.error)}") from None
+        model = "source" if e.index == 0 else what
+        raise BadInput(f"the {model} model fails on this host's {runtime} on {data}: {first_line(e.error)}") from None
     # the ratio from the figures as recorded, so that a reader who divides them gets the same ratio
     fp32_ms, int8_ms = round(fp32_ms, 4), round(int8_ms, 4)
     return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": fp32_ms, "int8_ms": int8_ms,

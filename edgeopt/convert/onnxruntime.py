@@ -36,7 +36,8 @@ def _host_hint(source, request, out, compression, progress, what: str = "quantiz
     from . import host_hint
 
     hint = host_hint.measure(source.onnx_path, out, host_hint.feed_of(source, request.calibration), "onnxruntime",
-                             {"providers": ["CPUExecutionProvider"]}, progress, what)
+                             {"providers": ["CPUExecutionProvider"]}, progress, what,
+                             from_calibration=request.calibration is not None)
     compression["host_hint"] = hint
     return host_hint.warnings(hint, what)
 

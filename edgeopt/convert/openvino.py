@@ -259,7 +259,8 @@ class OpenVinoBackend(Backend):
 
         float_model = source.ir_path if source.ir_path is not None else source.onnx_path
         hint = host_hint.measure(float_model, out, host_hint.feed_of(source, request.calibration), "openvino",
-                                 runtime_options(request), progress)
+                                 runtime_options(request), progress,
+                                 from_calibration=request.calibration is not None)
         compression["host_hint"] = hint
         return host_hint.warnings(hint)
 

@@ -154,7 +154,8 @@ def _host_hint(float_path, out, source, request, layouts, options, compression, 
     from . import host_hint
 
     feed = to_layouts(host_hint.feed_of(source, request.calibration), layouts or {})
-    hint = host_hint.measure(float_path, out, feed, "litert", options, progress)
+    hint = host_hint.measure(float_path, out, feed, "litert", options, progress,
+                             from_calibration=request.calibration is not None)
     compression["host_hint"] = hint
     notes = host_hint.warnings(hint)
     if notes and request.quantize == "int8" and compression["int8_method"]["used"] == "static":
