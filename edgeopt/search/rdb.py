@@ -255,15 +255,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def failed_on_their_own(study) -> bool:
-    """Whether a trial ended failed other than by an interruption (fail_unfinished): its failure is a result."""
-    import optuna
-
-    return any(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("unfinished")
-               for t in study.get_trials(deepcopy=False))
-
-
-def remove_if_unmeasured(study, storage, resume: bool) -> bool:
+def remove_if_unmeasured(study, storage, resume: bool) -> None:
     """A study this worker began whose baseline cannot be built (bad input) or measured (the device failed)
     measured nothing: removed, so the same command runs again once the input or device is fixed (it read "study
     exists"). Kept where a trial completed or another worker has started one (it would lose its trial), and where
@@ -272,9 +264,8 @@ def remove_if_unmeasured(study, storage, resume: bool) -> bool:
 
     started = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
     if resume or judging.complete(study) or any(t.user_attrs.get("worker") != WORKER for t in started):
-        return False
+        return
     try:
         optuna.delete_study(study_name=study.study_name, storage=storage)
     except Exception:  # noqa: BLE001  (storage errors of any kind: the error is raised either way)
-        return False
-    return True
+        pass

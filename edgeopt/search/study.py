@@ -117,12 +117,11 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
             rdb.remove_if_unmeasured(study, storage, resume)
             _remove_if_empty([runner.bundles, runner.bundles.parent])
             raise
-        except KeyboardInterrupt:   # before any trial finished: nothing to keep, and the same command starts again
-            if rdb.failed_on_their_own(study) or not rdb.remove_if_unmeasured(study, storage, resume):
-                raise   # a trial that failed on its own (a candidate that cannot be built) counts, and is kept
-            _remove_if_empty([runner.bundles, runner.bundles.parent])
-            raise KeyboardInterrupt(f"study {study_name!r} had finished no trial and is removed: the same command "
-                                    "starts it again") from None
+        except KeyboardInterrupt:   # "the finished trials are kept" read oddly where none had finished
+            if judging.complete(study):
+                raise
+            raise KeyboardInterrupt(f"study {study_name!r} has no finished trial yet; the same command with --resume "
+                                    "continues it (the trial that was running goes first)") from None
         confirming = time.monotonic()
         if not multi_objective:
             runner.confirm()

@@ -1345,17 +1345,17 @@ def test_a_grid_measured_through_before_trials_says_so(cli, tmp_path):
     assert r.json()["exhausted"] == "the grid's 2 distinct configurations were all measured, before --trials 6"
 
 
-def test_ctrl_c_before_any_trial_finished_removes_the_study(cli, tmp_path, monkeypatch):
-    """It said "the finished trials of study 'e1' are kept; --resume continues it" with none finished, and the same
-    command then read "study 'e1' exists" (a user walkthrough). Nothing to keep: removed, as for a bad input."""
+def test_ctrl_c_before_any_trial_finished_says_so(cli, tmp_path, monkeypatch):
+    """It said "the finished trials of study 'e1' are kept" with none finished (a user walkthrough). The study is
+    kept all the same: --resume after Ctrl-C is the documented way on, the trial that ran going first."""
     from edgeopt.search import trial as trials_
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(trials_, "run", interrupted)
     r = _optimize(cli, tmp_path, "--trials", "2", "--study", "e1", "--max-accuracy-drop", "0.01")
-    assert r.exit_code == 130 and "study 'e1' had finished no trial and is removed: the same command starts it " \
-        "again" in r.stderr, r.stderr
+    assert r.exit_code == 130 and "study 'e1' has no finished trial yet; the same command with --resume continues " \
+        "it" in r.stderr, r.stderr
     monkeypatch.undo()
-    again = _optimize(cli, tmp_path, "--trials", "2", "--study", "e1", "--max-accuracy-drop", "0.01")
-    assert again.exit_code in (0, 1), again.stderr   # not "study 'e1' exists"
+    again = _optimize(cli, tmp_path, "--trials", "2", "--study", "e1", "--max-accuracy-drop", "0.01", "--resume")
+    assert again.exit_code in (0, 1), again.stderr

@@ -526,13 +526,3 @@ def test_a_screened_trial_keeps_its_own_run_where_its_configuration_was_measured
     rows = {r["trial"]: r for r in outcome._rows(runner.study)}
     assert not rows[1]["feasible"] and rows[2]["feasible"]
 
-
-def test_a_trial_that_failed_on_its_own_keeps_an_interrupted_study():
-    """Ctrl-C removes a study that finished no trial; one whose candidates failed to build has results (they count
-    towards --trials and steer the sampler), and is kept (a code review)."""
-    from edgeopt.search import rdb
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"unfinished": True}))
-    assert not rdb.failed_on_their_own(study)   # stopped by a Ctrl-C: no result
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"error": "input: x"}))
-    assert rdb.failed_on_their_own(study)
