@@ -187,11 +187,17 @@ def is_own_format(data) -> bool:
 
 
 def _looks_own(path) -> bool:
+    head = file_head(path)
+    return head is None or re.search(r"^devices\s*:", head, re.MULTILINE) is not None
+
+
+def file_head(path) -> str | None:
+    """The first 64 KiB of an inventory file as text, where its top-level keys are; None where it cannot be read."""
     try:
-        head = path.read_bytes()[:65536].decode("utf-8", errors="replace")
+        with open(path, "rb") as f:
+            return f.read(65536).decode("utf-8", errors="replace")
     except OSError:
-        return True
-    return re.search(r"^devices\s*:", head, re.MULTILINE) is not None
+        return None
 
 
 def _yaml(path):

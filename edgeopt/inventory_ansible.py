@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 from .errors import BadInput
-from .inventory import FIELDS, Inventory, _check_field, check_name, make_device, refuse_unknown_own_vars
+from .inventory import (FIELDS, Inventory, _check_field, check_name, file_head, make_device,
+                        refuse_unknown_own_vars)
 
 INSTALL_HINT = "pip install 'edgeopt[ansible]'"
 ENV_EXECUTABLE = "EDGEOPT_ANSIBLE_INVENTORY"   # path to ansible-inventory; empty: behave as if not installed
@@ -88,11 +89,8 @@ def _own_format_hint(path: pathlib.Path) -> str:
     import difflib
     import re
 
-    try:
-        head = path.read_bytes()[:65536].decode("utf-8", errors="replace") if path.is_file() else ""
-    except OSError:
-        return ""
-    keys = re.findall(r"^([A-Za-z_][\w-]*)\s*:", head, re.MULTILINE)
+    head = file_head(path) if path.is_file() else None
+    keys = re.findall(r"^([A-Za-z_][\w-]*)\s*:", head or "", re.MULTILINE)
     near = difflib.get_close_matches("devices", keys, n=1, cutoff=0.75)
     return f" (edgeopt's own inventory lists its devices under `devices:`, not `{near[0]}:`)" if near else ""
 

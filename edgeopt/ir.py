@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from .errors import BadInput, first_line
-from .models import resolve_static_shapes
+from .models import resolve_static_shapes, shapes_text
 from .source import SourceModel, TensorSpec
 
 FORMAT = "openvino-ir"
@@ -149,8 +149,9 @@ def tensor_specs(ports, prefer=()) -> list:
     return specs
 
 
-def make_static(model, shapes: dict, where: str = "the IR") -> list:
-    """Reshape the model's inputs to static shapes (resolve_static_shapes); returns the notes."""
+def make_static(model, shapes: dict, where: str) -> list:
+    """Reshape the model's inputs to static shapes (resolve_static_shapes); returns the notes. where: the IR's file,
+    as a refusal names it."""
     import openvino as ov
 
     declared = {port_name(p): _declared_dims(p) for p in model.inputs}
@@ -159,8 +160,7 @@ def make_static(model, shapes: dict, where: str = "the IR") -> list:
         try:
             model.reshape({n: ov.PartialShape(dims) for n, dims in resolved.items()})
         except RuntimeError as e:
-            shapes_given = "; ".join(f"{n} {','.join(map(str, d))}" for n, d in resolved.items())
-            raise BadInput(f"{where}: the IR does not take the input shapes {shapes_given}: "
+            raise BadInput(f"{where}: the IR does not take the input shapes {shapes_text(resolved)}: "
                            f"{openvino_reason(e)}") from None
     return notes
 

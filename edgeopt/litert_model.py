@@ -15,7 +15,7 @@ import pathlib
 import numpy as np
 
 from .errors import BadInput
-from .models import sha256_of
+from .models import sha256_of, shapes_text
 from .source import SourceModel, TensorSpec
 
 FORMAT = "tflite"
@@ -92,8 +92,7 @@ def _check_input(path: pathlib.Path, shapes: dict) -> None:
     for name, shape in shapes.items():
         mine = own.get(name) if name else (next(iter(own.values())) if len(own) == 1 else None)
         if mine != list(shape):
-            fixed = "; ".join(f"{n} {','.join(map(str, d))}" for n, d in own.items())
-            raise BadInput(f"{path}: a .tflite has fixed input shapes ({fixed}); --input-shape "
+            raise BadInput(f"{path}: a .tflite has fixed input shapes ({shapes_text(own)}); --input-shape "
                            f"{name + '=' if name else ''}{','.join(map(str, shape))} is not one of them")
 
 

@@ -45,6 +45,11 @@ def parse_input_shapes(items) -> dict:
     return shapes
 
 
+def shapes_text(shapes: dict) -> str:
+    """{input: dims} as an error names them: "x 1,3,16,16; mask 1,8"."""
+    return "; ".join(f"{name} {','.join(map(str, dims))}" for name, dims in shapes.items())
+
+
 def sha256_of(path: pathlib.Path) -> str:
     h = hashlib.sha256()
     _feed(h, path)
