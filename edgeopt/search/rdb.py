@@ -62,6 +62,7 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
             raise BadInput(f"--resume: study {name!r} searches a Pareto front with energy_mj, and "
                            f"{job.energy_absent}; resume it on devices that measure energy, or start a new --study")
         job.pareto_figures = front
+        sampler = _resumed_sampler(began, sampler, multi, job)
     directions = ["minimize"] * (len(job.pareto_figures) if multi else 1)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
                                 sampler=samplers.make(sampler, dims, _sampler_seed(job.seed, began if name in
@@ -75,6 +76,7 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
         study.set_user_attr("identity", identity)
         study.set_user_attr("space", _space_record(dims))
         study.set_user_attr("pareto_figures", list(job.pareto_figures))
+        study.set_user_attr("sampler", samplers.named(sampler, multi))
         every = samplers.models_every_dimension(study.sampler)
         precision = job.profile_precision()
         study.enqueue_trial(spaces.untouched(dims, precision) if every else {}, user_attrs={"baseline": True})
@@ -83,6 +85,18 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
             study.enqueue_trial(spaces.params(dims, first, every),
                                 user_attrs={"textbook": "INT8 alone, the backend's defaults"})
     return study
+
+
+def _resumed_sampler(began, sampler: str | None, multi: bool, job: Job) -> str | None:
+    """The sampler a resumed or joined study goes on with: the one it began with where --sampler is not given (a
+    grid study resumed without it went on with TPE, proposing measured points again); another one named is taken,
+    and said (Optuna samplers share a study's trials; the grid then proposes the points it has not itself)."""
+    recorded = began.user_attrs.get("sampler")   # None: a study made before the sampler was recorded
+    if sampler is None or recorded is None or samplers.named(sampler, multi) == recorded:
+        return sampler or recorded
+    job.notes.append(f"--sampler {sampler}: study {began.study_name!r} began with {recorded}, and goes on with "
+                     f"{sampler} from its {len(began.get_trials(deepcopy=False))} trials")
+    return sampler
 
 
 def _sampler_seed(seed: int, began, sampler: str | None) -> int:

@@ -15,7 +15,7 @@ def make(name: str | None, dims: list, seed: int, multi: bool):
     front (multi). Each named one takes a Pareto front as it is: Optuna's TPE and GP are multi-objective too."""
     import optuna
 
-    name = name or ("nsga2" if multi else "tpe")
+    name = named(name, multi)
     if name not in SAMPLERS:
         raise BadInput(f"--sampler {name}: expected one of {', '.join(SAMPLERS)}")
     if name == "random":
@@ -37,6 +37,11 @@ def make(name: str | None, dims: list, seed: int, multi: bool):
     # The budgets reach the samplers as the trials' constraints (Trial.set_constraint in runner.Runner._record).
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
                                       n_startup_trials=5)
+
+
+def named(name: str | None, multi: bool) -> str:
+    """The sampler `--sampler name` means: unnamed, TPE for one objective and NSGA-II for a Pareto front."""
+    return name or ("nsga2" if multi else "tpe")
 
 
 def _grid(dims: list, seed: int):

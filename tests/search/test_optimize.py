@@ -1359,3 +1359,23 @@ def test_ctrl_c_before_any_trial_finished_says_so(cli, tmp_path, monkeypatch):
     monkeypatch.undo()
     again = _optimize(cli, tmp_path, "--trials", "2", "--study", "e1", "--max-accuracy-drop", "0.01", "--resume")
     assert again.exit_code in (0, 1), again.stderr
+
+
+def test_a_resumed_study_goes_on_with_the_sampler_it_began_with(cli, tmp_path):
+    """A grid study resumed without --sampler went on with TPE (the default), proposing measured points again; one
+    named on --resume is taken, and said."""
+    from edgeopt.search.samplers import GRID_POINT
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1, 2]\n')
+    same = ("--space", space, "--study", "own", "--budget", "latency_p90_ms=50", "--no-screening")
+    r = _optimize(cli, tmp_path, *same, "--sampler", "grid", "--trials", "3")
+    assert r.exit_code == 0, r.stderr
+    r = _optimize(cli, tmp_path, *same, "--resume", "--trials", "4")
+    assert r.exit_code == 0, r.stderr
+    proposed = [t for t in _trials(tmp_path, "own") if "fixed_params" not in t.system_attrs]
+    assert len(proposed) >= 2 and all(GRID_POINT in t.system_attrs for t in proposed)
+    assert not any("--sampler" in note for note in r.json()["notes"])
+    r = _optimize(cli, tmp_path, *same, "--resume", "--trials", "4", "--sampler", "random")
+    assert r.exit_code == 0, r.stderr
+    assert "--sampler random: study 'own' began with grid, and goes on with random from its" in \
+        " ".join(r.json()["notes"])
