@@ -853,7 +853,23 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
         raise KeyboardInterrupt(str(e) or f"the finished trials of study {study!r} are kept; the same command "
                                 "with --resume continues it") from None                              # and in --json
     out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
+    if outcome["exit_code"] == 1 and out.quiet and not out.as_json:   # why, as `check -q` says it: exit 1 said nothing
+        _say_why_optimize_missed(outcome)
     return outcome["exit_code"]
+
+
+def _say_why_optimize_missed(outcome: dict) -> None:
+    """No trial met every budget (the closest miss per budget), or the best's figure misses a limit its bundle
+    carries: on stderr, one line each."""
+    from rich.text import Text
+    from .report.tables import closest_lines
+    from .search.judging import best_warnings
+    best = outcome.get("best")
+    lines = ([f"study {outcome['study']}: no trial met every budget"]
+             + [Text.from_markup(line).plain for line in closest_lines(outcome)] if not best else   # rich markup
+             [f"study {outcome['study']}: the best, trial {best['trial']}, is unconfirmed"] + best_warnings(outcome, best))
+    for line in lines:
+        click.echo(f"edgeopt: {line}", err=True)
 
 
 @main.group()
@@ -1048,7 +1064,7 @@ def _report_format(output, given: str | None) -> str:
 @click.option("--study", help="An `optimize` study in the store: its trials and Pareto front (alone, it reports the "
                               "study's baseline and best results, and exits 0 where its chosen configuration's "
                               "results here meet every budget, 1 where no trial did or they are not on this host, 3 "
-                              "where they hold no result).")
+                              "where they hold no result); as CSV, one row per trial.")
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               help="[default: from the --output name (.html, .md, .csv; any other is refused), else html]")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check; KEY=none drops one).")

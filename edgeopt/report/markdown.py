@@ -240,6 +240,10 @@ def _throttled_cell(row: dict) -> str:
 
 
 def csv_text(report: dict) -> str:
+    """One row per result; with --study, one row per trial of the study instead (what a spreadsheet of a study
+    is for: its results are the baseline's and the chosen trial's rows of the other formats)."""
+    if report.get("study"):
+        return _study_csv(report["study"])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -248,4 +252,31 @@ def csv_text(report: dict) -> str:
         row = dict(r, p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=_throttled_cell(r),
                    budgets_failed=";".join(b["budget"] for b in r["budgets"] if b["status"] != "pass"))
         writer.writerow(["" if row.get(c) is None else _spreadsheet_safe(row[c]) for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+STUDY_CSV_COLUMNS = ("study", "trial", "state", "config", "chosen", "pareto", "feasible", "baseline", "textbook",
+                     "cached", "twin_of", "runs", "measurement")
+
+
+def _study_csv(study: dict) -> str:
+    """The study's trials: the figures the study judged (the objective's the median of a trial's runs), each
+    budget's and the front's figure a column, a relative budget's ratio to the paired baseline, the budgets missed
+    and the error last."""
+    keys = list(dict.fromkeys([study["objective"], *study["budgets"], *study["pareto_figures"]]))
+    relative = list(study.get("relative_budgets") or {})   # judged by the ratio to the baseline beside the trial
+    best = (study.get("best") or {}).get("trial")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*STUDY_CSV_COLUMNS, *keys, *(f"{k}_vs_baseline" for k in relative), "budgets_missed", "error"])
+    for row in study["trials"]:
+        figures, paired = judged_figures(study, row)
+        cells = {**row, "study": study["study"], "chosen": row["trial"] == best, "pareto": row["trial"] in study["pareto"],
+                 "textbook": bool(row.get("textbook")), "runs": len(row.get("rechecked") or []) or None}
+        missed = ";".join(key for key, excess in (row.get("violations") or {}).items()   # unmeasured: an empty cell
+                          if excess and excess > 0 and figures.get(key) is not None)
+        writer.writerow(["" if cells.get(c) is None else _spreadsheet_safe(cells[c]) for c in STUDY_CSV_COLUMNS]
+                        + ["" if figures.get(k) is None else figures[k] for k in keys]
+                        + ["" if paired.get(k) is None else paired[k] for k in relative]
+                        + [missed, _spreadsheet_safe(row.get("error") or "")])
     return buf.getvalue()

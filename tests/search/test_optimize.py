@@ -3,6 +3,8 @@ study shared by two worker processes on a real PostgreSQL."""
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import json
 import os
 import pathlib
@@ -101,6 +103,16 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert f"**Optimization study ok**: {len(outcome['trials'])} trials" in md.stdout, md.stdout
     assert "| trial | configuration | latency_p90_ms" in md.stdout
     assert "The Pareto front over latency_p90_ms, accuracy_drop, size_mb (lower is better)" in md.stdout
+    # and as a spreadsheet: one row per trial (it gave the baseline's and best's result rows, no trial)
+    sheet = cli("report", "--study", "ok", "--format", "csv", "--no-history",
+                "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    rows = list(csv.DictReader(io.StringIO(sheet.stdout)))
+    assert sheet.exit_code == 0 and [int(r["trial"]) for r in rows] == [t["trial"] for t in outcome["trials"]]
+    assert [r["trial"] for r in rows if r["chosen"] == "True"] == [str(outcome["best"]["trial"])]
+    assert rows[0]["baseline"] == "True" and rows[1]["textbook"] == "True" and rows[0]["study"] == "ok"
+    chosen = next(r for r in rows if r["chosen"] == "True")
+    assert float(chosen["latency_p90_ms"]) == pytest.approx(outcome["best"]["figures"]["latency_p90_ms"])
+    assert chosen["feasible"] == "True" and chosen["budgets_missed"] == "" and chosen["accuracy_drop"] != ""
     missing = cli("report", "--study", "nope", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert missing.exit_code == 2 and "--study nope: no such study in the store (studies: ok)" in missing.stderr
     # where the time went, per trial
@@ -265,6 +277,16 @@ def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
                 "--budget", "latency_p90_ms=0.000001", "--budget", "size_mb=0.0001", "--trials", "4", "--study", "miss",
                 "--resume")
     assert table.exit_code == 1 and "closest latency_p90_ms: trial" in table.stdout
+    quiet = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+                "--budget", "latency_p90_ms=0.000001", "--budget", "size_mb=0.0001", "--trials", "4", "--study", "miss",
+                "--resume", "-q")   # exit 1 said nothing under --quiet: why, on stderr, as `check -q` says it
+    assert quiet.exit_code == 1 and quiet.stdout == "" and "edgeopt: study miss: no trial met every budget\n" in \
+        quiet.stderr and "edgeopt: closest latency_p90_ms: trial" in quiet.stderr
+    sheet = list(csv.DictReader(io.StringIO(cli("report", "--study", "miss", "--format", "csv", "--no-history",
+                                                "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}").stdout)))
+    assert [r["trial"] for r in sheet if r["chosen"] == "True"] == [] and all(
+        set(r["budgets_missed"].split(";")) == {"latency_p90_ms", "size_mb"} for r in sheet if r["state"] == "complete")
+    assert all(r["accuracy_drop"] == "" for r in sheet if r["measurement"] == "screening")   # not measured: no miss
     text = " ".join(table.stdout.split())
     assert "but missed size_mb (" in text and "accuracy_drop by 100%" not in text   # 0.09 against 0.0001: no "94500%"
 
