@@ -315,15 +315,17 @@ class _JsonUsageErrors(click.Group):
 
     def main(self, args=None, **kwargs):
         args = _common_flags_last(list(sys.argv[1:] if args is None else args))
-        if args and isinstance(self.commands.get(args[0]), click.Group) and all(a in COMMON_FLAGS for a in args[1:]):
-            args = args[:1]   # a group alone (`edgeopt --json device`) takes no flag: its usage says what it has
+        flags = [a for a in args if a in COMMON_FLAGS]
+        if all(a in COMMON_FLAGS for a in args[1:]) and (not args or args[0] in COMMON_FLAGS or isinstance(
+                self.commands.get(args[0]), click.Group)):   # `edgeopt --json` or a group alone (`edgeopt -q device`)
+            args = [a for a in args[:1] if a not in COMMON_FLAGS]   # takes no flag: its usage says what it has
         if not kwargs.get("standalone_mode", True):
             return super().main(args, **kwargs)
         try:
             code = super().main(args, **dict(kwargs, standalone_mode=False))   # only --help and --version return
         except click.ClickException as e:
-            _show_usage_error(e)
-            if "--json" in args:
+            _show_usage_error(e, machine=bool(flags))
+            if "--json" in flags:
                 click.echo(json.dumps({"error": {"message": e.format_message(), "exit_code": e.exit_code}}, indent=1))
             sys.exit(e.exit_code)
         except click.exceptions.Abort:
@@ -332,12 +334,15 @@ class _JsonUsageErrors(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _show_usage_error(e: click.ClickException) -> None:
+def _show_usage_error(e: click.ClickException, machine: bool = False) -> None:
     """Click's usage error as one line in edgeopt's own form, with the verb's help named: click's own is four
-    lines (the usage, a hint, a blank line, the error) in another form than every other error's."""
+    lines (the usage, a hint, a blank line, the error) in another form than every other error's.
+    machine (--json, --quiet or --debug given): `edgeopt` or a group alone is such an error too, not its help."""
     if isinstance(e, click.exceptions.NoArgsIsHelpError):   # `edgeopt` or a group alone: its help is the answer
-        e.show()
-        return
+        if not machine:
+            e.show()
+            return
+        e.message = f"a command is needed: one of {', '.join(e.ctx.command.list_commands(e.ctx))}"
     where = e.ctx.command_path if isinstance(e, click.UsageError) and e.ctx is not None else None
     hint = f" (see '{where} --help')" if where else ""
     message = e.format_message()

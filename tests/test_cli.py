@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -302,8 +303,17 @@ def test_the_flags_every_verb_takes_may_come_before_it(cli, bundles):
     assert first.exit_code == 0 and first.json() == last.json()
     assert _common_flags_last(["--debug", "bench", "m", "--", "--json"]) == ["bench", "m", "--debug", "--", "--json"]
     assert _common_flags_last(["--json"]) == ["--json"] and _common_flags_last(["--version"]) == ["--version"]
-    group = cli("--json", "device")   # a group alone: its usage, not "no such option"
+    group = cli("device")   # a group alone: its usage, not "no such option"
     assert "list" in group.stdout + group.stderr and "No such option" not in group.stdout + group.stderr
+    # with --json one JSON error on stdout (it printed the usage on stderr alone), as `edgeopt --json` alone (it
+    # said "No such option '--json'"); with -q one line
+    for args in (("--json", "device"), ("profiles", "--json"), ("--json",)):
+        machine = cli(*args)
+        assert machine.exit_code == 2 and machine.json()["error"]["message"].startswith("a command is needed: one of ")
+        assert "No such option" not in machine.stderr and "Usage:" not in machine.stderr
+    quiet = cli("-q", "device")
+    assert quiet.exit_code == 2 and re.fullmatch(   # the runner calls the program `main`
+        r"edgeopt: error: a command is needed: one of clean, doctor, list \(see '\w+ device --help'\)\n", quiet.stderr)
 
 
 def test_quiet_lines_leave_absent_cells_empty_and_errors_whole():
