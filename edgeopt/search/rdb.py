@@ -31,6 +31,35 @@ def open_storage(store_url):
         return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
 
 
+def store_errors() -> tuple:
+    """What the study's storage raises when its database goes away mid-study (a server stopped, a network cut):
+    Optuna wraps a failed commit as StorageInternalError, and a failed query is SQLAlchemy's own."""
+    import optuna
+    import sqlalchemy as sa
+    return optuna.exceptions.StorageInternalError, sa.exc.OperationalError, sa.exc.InterfaceError
+
+
+def store_lost(storage, name: str, error: BaseException) -> str:
+    """One line for a study whose store went away: which store (password masked), what the database said, the
+    result a trial could not store and where it was saved (the store's own error, where one came first), and how
+    to go on. It ended in three chained tracebacks and exit 1 ("no configuration met the budgets")."""
+    import sqlalchemy as sa
+
+    from ..errors import DeviceFailure
+    from ..store import _database_said, _without, masked
+    chain, seen = [], error
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    url = sa.engine.make_url(storage.url)
+    said = next((e for e in chain if isinstance(e, sa.exc.SQLAlchemyError)), error)
+    saved = next((str(e) for e in chain if isinstance(e, DeviceFailure)), None)
+    lost = saved or f"results store {masked(url)}: lost during study {name!r}: {_database_said(said)}"
+    message = (f"{lost}; study {name!r} stopped, its finished trials in the store: once it is back, the same "
+               "command with --resume continues it")
+    return _without(message, url.password)
+
+
 @contextlib.contextmanager
 def runs_locked(storage):
     """One worker at a time reading then writing the study's runs measured again (its "rechecked" attributes:

@@ -133,6 +133,8 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
         out["seconds"] = {"total": ended - started, "setup": looped - started, "trials": confirming - looped,
                           "at_the_end": answered - confirming, "answer": ended - answered}
         return out
+    except rdb.store_errors() as e:   # the database went away: a device-side failure (3), not "none met" (1)
+        raise DeviceFailure(rdb.store_lost(storage, study_name, e)) from None
     finally:
         if own_cache:   # closed, and not left on the job for a later optimize() to reuse
             job.transforms.close()

@@ -507,6 +507,47 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, pg_url):
     assert max(seen) == len(trials)   # the worker that finished last saw every trial; the other, those done by then
 
 
+def test_a_store_lost_mid_study_is_exit_3_in_one_line_and_resume_continues(tmp_path, pg, pg_url):
+    """The database going away during a study (a team's PostgreSQL stopped) ended in three chained tracebacks,
+    the last blaming "invalid data in the commit", and exit 1, which says no configuration met the budgets (a user
+    walkthrough). Here its connections are cut and new ones refused while the study runs."""
+    url = pg_url.render_as_string(hide_password=False)
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--store", url, "--study", "cut",
+            "--trials", "6", "--budget", "latency_p90_ms=50", "--sampler", "random", "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt")]
+    env = dict(os.environ, HOME=str(tmp_path))
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:   # once the baseline is in the store
+        try:
+            if any(t.state.is_finished() for t in optuna.load_study(study_name="cut", storage=url).get_trials()):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.3)
+    admin, database = pg.admin(), pg_url.database
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    try:
+        _, err = run.communicate(timeout=300)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        admin.dispose()
+    assert run.returncode == 3, err
+    line = err.strip().splitlines()[-1]   # after the progress lines
+    assert "Traceback" not in err and line.startswith(
+        f"edgeopt: error: results store postgresql+psycopg://{pg_url.username}:***@"), err
+    assert "study 'cut' stopped, its finished trials in the store: once it is back, the same command with --resume " \
+        "continues it" in line
+    assert "s3cr" not in err   # the password, masked
+    again = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    rows = json.loads(again.stdout)["trials"]
+    assert rows[0]["baseline"] and rows[0]["state"] == "complete"
+
+
 OPEN_STORAGE = "import sys; from edgeopt.search.rdb import open_storage; open_storage(sys.argv[1])"
 
 
