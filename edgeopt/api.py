@@ -233,6 +233,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
         unreached = _reach_typed_address(transport, spec)   # a typo is bad input before the results store is made
         with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
             check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
+            store.refuse_unwritable()
             progress.status(f"measuring {bundle.name} on {device}")
             try:
                 if unreached is not None:
@@ -326,7 +327,8 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
     if (asked or {}).get("throughput_fps") is not None:   # a budget on FPS measures it (as a bundle's does)
         loop = dict(loop or {}, throughput=True)
     agent_args = _agent_args(threads, loop, sensing, allowed_signers, manifest, timeout)   # before the store is made
-    Store(store_url or default_url(results_dir)).close()  # an unusable store is refused before any device is reached
+    with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before any device is reached
+        store.refuse_unwritable()
     for spec in devices:   # and an inventory defect (a profile that does not exist, a missing key), as bench has it
         profile_mismatch(manifest, spec)
         check_key_files(spec)

@@ -284,6 +284,16 @@ class Store:
             self.engine.dispose()
             raise
 
+    def refuse_unwritable(self) -> None:
+        """Before a measurement whose result it is to keep: an SQLite store that cannot be written (a read-only
+        mount; access() sees one for root too) was found out after the measurement, its time spent. SQLite also
+        writes its journal beside the file. A server's permissions are the server's to say."""
+        path = pathlib.Path(self.url.database) if self.sqlite else None
+        unwritable = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)] if path else []
+        if unwritable:
+            raise BadInput(f"results store {self.name}: {_one_line(unwritable[0])} is not writable "
+                           "(--store or $EDGEOPT_STORE names another)")
+
     def _sqlite_file(self, create: bool) -> None:
         path = pathlib.Path(self.url.database)
         if path.is_dir():

@@ -96,6 +96,27 @@ def test_bench_to_a_read_only_results_folder_measures_nothing(cli, bundles, read
     assert "measuring" not in r.stderr
 
 
+def test_a_read_only_store_is_refused_before_anything_is_measured(cli, bundles, tmp_path):
+    """A store on a read-only mount was found out after the measurement (exit 3, its time spent), where the README
+    says an unusable store is refused before anything is measured (a user walkthrough). It is still read."""
+    with _mounted(tmp_path / "shared", "size=4m") as folder:
+        store = f"sqlite:///{folder / 'edgeopt.db'}"
+        first = cli("bench", bundles["fp32"], "--results-dir", tmp_path / "r1", "--store", store, *FAST_BENCH_ARGS)
+        assert first.exit_code == 0, first.stderr
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        r = cli("bench", bundles["fp32"], "--results-dir", tmp_path / "r2", "--store", store, *FAST_BENCH_ARGS)
+        assert r.exit_code == 2 and "measuring" not in r.stderr
+        _one_line(r.stderr, f"results store {store}: {folder / 'edgeopt.db'} is not writable (--store or")
+        assert not list((tmp_path / "r2").rglob("*.json"))
+        inventory = tmp_path / "devices.yaml"
+        inventory.write_text("devices:\n  here: {connection: local}\n")
+        fleet = cli("fleet", "bench", bundles["fp32"], "-i", inventory, "--results-dir", tmp_path / "r3", "--store",
+                    store)
+        assert fleet.exit_code == 2 and "is not writable" in fleet.stderr and "measuring" not in fleet.stderr
+        history = cli("history", "--store", store, "--json")
+        assert history.exit_code == 0 and len(history.json()) == 1, history.stderr
+
+
 def test_bench_on_a_full_disk_keeps_the_result_in_the_store(cli, bundles, full_disk, tmp_path):
     (full_disk / "filler").write_bytes(b"\0" * 60_000)   # room for the probe, none for a result
     db = tmp_path / "store.db"

@@ -19,15 +19,18 @@ OPTUNA_SCHEMA_LOCK = 0x6F7074756E61  # "optuna": the advisory lock key under whi
 STUDY_RUNS_LOCK = 0x72756E73  # "runs": the lock under which a worker reads and writes a study's runs measured again
 
 
-def open_storage(store_url):
+def open_storage(store_url, writing: bool = False):
     """Optuna's RDB storage on the results store's database (the store opened first: its URL checked, its
     own schema in place, a bad URL one line with the password masked). Made under the store's lock: Optuna
-    creates its tables on first use, and two workers started at once on a new database would race."""
+    creates its tables on first use, and two workers started at once on a new database would race.
+    writing (a study to run): a store that cannot be written is refused before anything is measured."""
     import optuna
 
     from ..store import Store
 
     with Store(store_url) as store, store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
+        if writing:
+            store.refuse_unwritable()
         return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
 
 

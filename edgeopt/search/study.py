@@ -445,4 +445,4 @@ def _storage(job: Job, resume: bool = False, study_name: str = ""):
     if resume and url is not None and url.get_backend_name().lower() == "sqlite" and url.database and \
             not pathlib.Path(url.database).exists():
         raise BadInput(f"--resume: no study {study_name!r}: there is no store at {url.database}")
-    return rdb.open_storage(given)
+    return rdb.open_storage(given, writing=True)
