@@ -89,8 +89,8 @@ def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
 def _check_plain_tar(path):
     if os.path.isdir(path):
         raise BundleError("is a directory, not a bundle file")
-    if not os.path.isfile(path):
-        raise BundleError("not found")
+    if not os.path.isfile(path):   # a pipe or a device is no bundle either: reading one never ends
+        raise BundleError("is not a regular file" if os.path.exists(path) else "not found")
     with open(path, "rb") as f:
         head = f.read(512)
     for magic, kind in _COMPRESSED:

@@ -35,6 +35,8 @@ def content_hash() -> str:
 def is_agent(path) -> bool:
     """Whether `path` is an agent zipapp this command wrote (a zip holding device_agent/cli.py): `agent build -o`
     replaces one, and refuses any other file, as `package -o` does."""
+    if not pathlib.Path(path).is_file():   # a pipe or a device: no zip to look for (/dev/full was read to the end)
+        return False
     try:
         with zipfile.ZipFile(path) as archive:
             return "device_agent/cli.py" in archive.namelist()

@@ -132,6 +132,8 @@ def read_manifest(bundle_path) -> dict:
 def existing_manifest(path) -> dict | None:
     """The manifest of an existing file that is a readable bundle, else None (missing, or no bundle). Only the
     manifest (the first member) is read, not the model: for deciding whether an output may replace the file."""
+    if not pathlib.Path(path).is_file():   # a pipe (read, it waited for a writer) or a device (/dev/zero)
+        return None
     try:
         return agent_manifest.parse(manifest_bytes(path))
     except (tarfile.TarError, OSError, BundleError):

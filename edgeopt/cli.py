@@ -1152,7 +1152,7 @@ def agent():
 def agent_build(out, output, force):
     """Build the agent as one zipapp file (runs with Python 3.8+, numpy and a runtime)."""
     from .agent_zipapp import build, is_agent
-    if output and pathlib.Path(output).exists() and not force and not is_agent(output):
+    if output and pathlib.Path(output).is_file() and not force and not is_agent(output):   # a pipe: written to
         raise BadInput(f"{output}: exists and is not an edgeopt agent zipapp; refusing to overwrite it (pass --force "
                        "to replace it, or -o another file)")
     path = build(output)

@@ -388,7 +388,8 @@ def load(path) -> dict:
     path = pathlib.Path(path)
     where = _where(path)
     if not path.is_file():
-        raise BadInput(f"result file not found: {where}")
+        raise BadInput(f"result file {where} is not a regular file" if path.exists() else
+                       f"result file not found: {where}")
     if path.suffix == ".edgepkg":   # the bundle itself, not a result of it: the likeliest slip after optimize
         _refuse_bundle(path, where)
     try:
@@ -470,6 +471,8 @@ def unique(paths: list) -> list:
     out, seen = [], {}
     for path in paths:
         try:
+            if not path.is_file():   # a pipe or a device (/dev/zero filled the memory): its reader refuses it
+                raise FileNotFoundError(path)
             digest = hashlib.sha256(path.read_bytes()).digest()
         except OSError:
             out.append(path)

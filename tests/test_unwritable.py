@@ -334,3 +334,24 @@ def test_a_bundle_is_not_written_to_a_pipe_or_a_device(tmp_path):
     link.symlink_to(tmp_path / "elsewhere" / "b.edgepkg")
     atomic.check_writable(link, "the bundle", file_only=True)
     assert (tmp_path / "elsewhere").is_dir()
+
+
+def test_a_pipe_or_a_device_named_as_an_input_is_refused_not_read(cli, tmp_path):
+    """A pipe named as a result file or as -o waited for a writer forever, /dev/zero filled the memory, and
+    `agent build -o /dev/full` read the device to the end before writing (the host killed it; a user
+    walkthrough). Each is one line, exit 2."""
+    import os
+    pipe, zero, pipe_bundle = tmp_path / "pipe.json", tmp_path / "zero.json", tmp_path / "pipe.edgepkg"
+    os.mkfifo(pipe)
+    os.mkfifo(pipe_bundle)
+    zero.symlink_to("/dev/zero")
+    for path in (pipe, zero):
+        r = cli("check", path, "--json")
+        assert r.exit_code == 2 and "zero.json is not a regular file" in r.stderr if path == zero else \
+            r.exit_code == 2 and "pipe.json is not a regular file" in r.stderr, r.stderr
+    r = cli("inspect", pipe_bundle)
+    assert r.exit_code == 2 and "pipe.edgepkg: is not a regular file" in r.stderr, r.stderr
+    r = cli("package", MODEL, "-o", pipe_bundle)   # not a bundle to replace: refused as any other file
+    assert r.exit_code == 2 and "exists and is not a readable edgeopt bundle" in r.stderr, r.stderr
+    r = cli("agent", "build", "-o", "/dev/full")   # written to as it is, as a shell's redirection would
+    assert r.exit_code == 2 and "cannot write the agent /dev/full: No space left on device" in r.stderr, r.stderr
