@@ -484,7 +484,8 @@ def _option_text(option: dict) -> str:
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budget recorded in the bundle, over the profile's; KEY=none drops one of the profile's.")
 @click.option("--name", help="Bundle name: results, history and baselines are kept per name [default: -o's file "
-                              "stem; without -o, the model's name (its file's stem; a module's callable's name) + "
+                              "stem; without -o, the model's name (its file's stem, and the callable unless it is `build`: nets.py:lstm "
+                              "is nets-lstm; a module's callable's name) + "
                               "precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
 @click.option("--force", is_flag=True,

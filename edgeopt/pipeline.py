@@ -611,11 +611,14 @@ def _check_format(model: str, backend) -> None:
 
 def _default_name(model: str, precision: str, quantize: str) -> str:
     """The model's file stem (`net.py:build` is net: every `file.py:build` was "build", and their results
-    replaced each other's), or a module's callable (`torchvision.models:mobilenet_v2`), then what it became."""
-    path, sep, _ = model.rpartition(":")
-    named = path if sep and path.endswith(".py") else model.split(":")[-1] if sep and not model.endswith(".onnx") \
-        else model
-    stem = pathlib.Path(named).stem
+    replaced each other's) with any other callable after it (`nets.py:lstm` is nets-lstm: two callables of one
+    file made one bundle name, the second bundle replaced the first, and the regression gate compared the two
+    models), or a module's callable (`torchvision.models:mobilenet_v2`), then what it became."""
+    path, sep, attribute = model.rpartition(":")
+    if sep and path.endswith(".py"):
+        stem = pathlib.Path(path).stem + ("" if attribute == "build" else f"-{attribute}")
+    else:
+        stem = pathlib.Path(model.split(":")[-1] if sep and not model.endswith(".onnx") else model).stem
     return f"{stem}-{quantize if quantize != 'none' else precision}"
 
 

@@ -317,6 +317,17 @@ def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> 
     return dict(entry, notes=environment_notes(base, doc), **compare_samples(base_samples, cand_samples, effect))
 
 
+def _source_model(doc: dict) -> str | None:
+    """The model a result's bundle was packaged from, as its file name (a CI runner's checkout moves between runs)
+    and callable: `nets.py:lstm`, `model.onnx`."""
+    reference = ((doc.get("bundle") or {}).get("source") or {}).get("reference")
+    if not isinstance(reference, str) or not reference:
+        return None
+    path, sep, attribute = reference.rpartition(":")
+    return f"{pathlib.PurePath(path).name}:{attribute}" if sep and path.endswith(".py") else \
+        pathlib.PurePath(reference).name
+
+
 def environment_notes(base: dict, cand: dict) -> list:
     """What differed in the device's state at the two starts (results' `environment`): the gate compares
     runs, and a run on a busier device or under another governor is slower for that reason alone."""
@@ -336,6 +347,9 @@ def environment_notes(base: dict, cand: dict) -> list:
                              ("runtime", [results.runtime_text(d) for d in (base, cand)])):
         if was is not None and now is not None and was != now:
             notes.append(f"{what} {was} -> {now}: part of the change may be the setting's, not the model's")
+    was, now = (_source_model(d) for d in (base, cand))
+    if was is not None and now is not None and was != now:   # one bundle name packaged from two models
+        notes.append(f"source {was} -> {now}: the baseline was packaged from another model under that bundle name")
     was, now = (results.bundle_variant(d) for d in (base, cand))
     if was is not None and now is not None and was != now:   # one name, two kinds of bundle (-o a/model, b/model)
         names = [(d.get("bundle") or {}).get("name") for d in (base, cand)]

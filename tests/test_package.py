@@ -490,3 +490,13 @@ def test_a_source_no_artifact_can_be_judged_against_is_named_not_the_conversion(
         r = cli("package", path, "-o", tmp_path / "p.edgepkg")
         assert r.exit_code == 2 and f"edgeopt: error: the source model ({path}) {said}" in r.stderr, r.stderr
         assert "disagrees" not in r.stderr and not (tmp_path / "p.edgepkg").exists()
+
+
+@pytest.mark.parametrize("model, name", [
+    ("net.py:build", "net-fp32"), ("nets.py:lstm", "nets-lstm-fp32"), ("dir/nets.py:two_io", "nets-two_io-fp32"),
+    ("torchvision.models:mobilenet_v2", "mobilenet_v2-fp32"), ("a/model.onnx", "model-fp32"), ("m.pt2", "m-fp32")])
+def test_the_default_bundle_name_tells_two_callables_of_one_file_apart(model, name):
+    """nets.py:lstm and nets.py:two_io were both nets-fp32: the second bundle replaced the first without a word, and
+    the regression gate compared the two models (a user walkthrough). `build`, the usual callable, adds nothing."""
+    from edgeopt.pipeline import _default_name
+    assert _default_name(model, "fp32", "none") == name

@@ -394,3 +394,20 @@ def test_the_newest_baseline_before_the_candidate_is_chosen_by_time_not_text():
     east = {"created": "2026-01-01T01:30:00+02:00"}   # 23:30 UTC the day before: older than `utc`
     assert _newest_before([east, utc], candidate) is utc
     assert _newest_before([{"created": None}, utc], candidate) is utc
+
+
+def test_a_baseline_packaged_from_another_model_under_the_same_name_is_said(int8_result):
+    """nets.py:lstm and nets.py:two_io both packaged as nets-fp32: the gate called the second 80 % faster than the
+    first, another model, without a word (a user walkthrough). A checkout that moved (a CI runner's) is no change."""
+    from edgeopt.regression import environment_notes
+    base = copy.deepcopy({k: v for k, v in int8_result.items() if not k.startswith("_")})
+    base["bundle"]["source"] = dict(base["bundle"].get("source") or {}, reference="/tmp/ci-1/nets.py:lstm")
+    moved, other = copy.deepcopy(base), copy.deepcopy(base)
+    moved["bundle"]["source"]["reference"] = "/tmp/ci-2/nets.py:lstm"
+    other["bundle"]["source"]["reference"] = "/tmp/ci-2/nets.py:two_io"
+    assert environment_notes(base, moved) == []
+    assert environment_notes(base, other) == ["source nets.py:lstm -> nets.py:two_io: the baseline was packaged from "
+                                              "another model under that bundle name"]
+    onnx = copy.deepcopy(base)
+    onnx["bundle"]["source"]["reference"] = "models/other.onnx"
+    assert environment_notes(base, onnx)[0].startswith("source nets.py:lstm -> other.onnx:")
