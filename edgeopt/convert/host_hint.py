@@ -42,11 +42,16 @@ def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict,
             "threads": THREADS, "rounds": rounds, "runtime": runtime, "note": NOTE}
 
 
+HARDLY_FASTER = 0.95   # a quantized MobileNetV3 at 0.99x here was 1.25x float on the device, and said nothing
+
+
 def warnings(hint: dict, what: str = "quantized") -> list:
-    """The package note when the quantized (or fp16) model was not faster here."""
-    if hint["ratio"] < 1.0:
+    """The package note when the quantized (or fp16) model was not faster here, or within 5 % of float: what
+    quantization is for is gone, and a brief timing's noise decides the sign."""
+    if hint["ratio"] < HARDLY_FASTER:
         return []
-    return [f"warning: the {what} model was not faster than float on this host ({hint['ratio']:.2f}x the float "
+    how = "not faster" if hint["ratio"] >= 1.0 else "hardly faster"
+    return [f"warning: the {what} model was {how} than float on this host ({hint['ratio']:.2f}x the float "
             "latency): measure both on the device (edgeopt bench) before shipping it"]
 
 
