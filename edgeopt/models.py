@@ -300,6 +300,34 @@ def _refuse_what_cannot_run(model, reference: str) -> None:
         raise BadInput(f"{reference}: node {custom.name or custom.op_type!r} is {custom.domain}:{custom.op_type}, a "
                        "custom operator: the runtimes edgeopt packages for cannot load it (export the model with "
                        "standard ONNX operators)")
+    _refuse_unfed_inputs(model, reference)
+    _refuse_an_unknown_opset(model, reference)
+
+
+def _refuse_unfed_inputs(model, reference: str) -> None:
+    """An input of a type no bundle feeds (a string tensor) was refused after conversion and parity, as the
+    output bundle's manifest field `inputs[0].dtype` (a user walkthrough)."""
+    from device_agent.manifest import INPUT_DTYPES
+    for value in graph_inputs(model):
+        if not value.type.HasField("tensor_type"):
+            raise BadInput(f"{reference}: input {value.name!r} is no tensor (a sequence or map): edgeopt feeds "
+                           "tensors only")
+        dtype = _np_dtype(value)
+        if dtype not in INPUT_DTYPES:
+            shown = "string" if dtype == "object" else dtype
+            raise BadInput(f"{reference}: input {value.name!r} is a {shown} tensor: edgeopt feeds numeric and bool "
+                           "inputs only")
+
+
+def _refuse_an_unknown_opset(model, reference: str) -> None:
+    """An opset newer than this host's onnx knows: onnxruntime's refusal was cut off before its reason, behind a
+    --no-simplify hint that did not help (a user walkthrough)."""
+    import onnx
+    newest = onnx.defs.onnx_opset_version()
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset > newest:
+        raise BadInput(f"{reference}: opset {opset} is newer than this edgeopt's onnx {onnx.__version__} knows "
+                       f"(opset {newest} at most): export the model at opset {newest} or lower")
 
 
 def count_parameters(model) -> int:

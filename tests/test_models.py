@@ -74,7 +74,17 @@ def test_a_model_no_runtime_can_run_is_refused_naming_the_users_file(cli, tmp_pa
     value = helper.make_tensor("v", TensorProto.FLOAT, [1, 4], [1, 2, 3, 4])
     onnx.save(helper.make_model(helper.make_graph([helper.make_node("Constant", [], ["y"], value=value)], "g", [], [y]),
                                 opset_imports=[helper.make_opsetid("", 17)]), str(constant))
+    text = tmp_path / "text.onnx"   # refused after conversion and parity, as the bundle's `inputs[0].dtype`
+    s = helper.make_tensor_value_info("s", TensorProto.STRING, [1, 4])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["s"], ["t"])], "g", [s],
+                                                  [helper.make_tensor_value_info("t", TensorProto.STRING, [1, 4])]),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(text))
+    future = tmp_path / "future.onnx"   # onnxruntime's refusal, cut before its reason, behind a --no-simplify hint
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 99)]), str(future))
     for model, extra, said in (
+            (text, (), f"{text}: input 's' is a string tensor: edgeopt feeds numeric and bool inputs only"),
+            (future, (), f"{future}: opset 99 is newer than this edgeopt's onnx {onnx.__version__} knows (opset "),
             (custom, (), f"{custom}: node 'FooOp' is my.domain:FooOp, a custom operator"),
             (custom, ("--no-simplify",), f"{custom}: node 'FooOp' is my.domain:FooOp, a custom operator"),
             (constant, (), f"{constant}: the model has no inputs (its outputs are constants)")):

@@ -452,7 +452,9 @@ def test_a_bundle_name_is_judged_before_any_work(cli, tmp_path):
     taken, and `--name ''` left to the default without a word (a user walkthrough)."""
     for name, said in (("a/b", "--name 'a/b': a bundle name is not a path"),
                        (" ", "--name ' ': give a name with something in it"),
-                       ("", "--name '': give a name with something in it")):
+                       ("", "--name '': give a name with something in it"),
+                       ("x\ty", "--name 'x\\ty': a bundle name is at most 200 characters, no control characters"),
+                       ("n" * 201, "--name 'nnn")):
         r = cli("package", MODEL, "--name", name, "-o", tmp_path / "n.edgepkg", "-q")
         assert r.exit_code == 2 and r.stderr.startswith(f"edgeopt: error: {said}") and len(r.stderr.splitlines()) == 1
         assert not (tmp_path / "n.edgepkg").exists()
