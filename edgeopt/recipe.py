@@ -113,6 +113,8 @@ def load(path) -> tuple:
     doc = _bundle_recipe(path) if path.suffix == SUFFIX else _toml(path)
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: a recipe is a table")
+    if not doc:   # an empty file (or the wrong one, made empty) packaged every default without a word
+        raise BadInput(f"{path}: the recipe is empty: it needs a [package] table or a [[transform]]")
     unknown = set(doc) - {"package", "transform"}
     if unknown:
         raise BadInput(f"{path}: unknown table {sorted(unknown)[0]!r}; a recipe has [package] and [[transform]]")

@@ -104,6 +104,8 @@ def test_recipe_file_and_round_trip(tmp_path):
     ('[[transform]]\nname = "toy-test"\nratio = 2.0\n', "transform[0] (toy-test): ratio: 2.0 is out of range"),
     ("[stages]\n", "unknown table 'stages'"),
     ("transform = 3\n", "transform must be an array of tables"),
+    ("", "the recipe is empty: it needs a [package] table or a [[transform]]"),   # packaged the defaults silently
+    ("# nothing\n", "the recipe is empty"),
 ])
 def test_bad_recipe_names_file_and_field(tmp_path, text, fragment):
     f = tmp_path / "r.toml"
