@@ -16,6 +16,7 @@ import tempfile
 import click
 
 from . import __version__
+from .budgets import KINDS as BUDGET_KINDS
 from .errors import BadInput, DeviceFailure, EdgeoptError
 
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
@@ -525,7 +526,7 @@ def _option_text(option: dict) -> str:
 @click.option("--qat", is_flag=True, help="Quantization-aware training for INT8; needs --train-data.")
 @click.option("--train-data", help=".npz of training inputs (+ optional `labels`), as --calib; or a "
               "module:callable or file.py:callable returning a PyTorch DataLoader.")
-@click.option("--epochs", type=Count(min=1), help="Training epochs of --distill / --qat.")
+@click.option("--epochs", type=Count(min=1), help="Training epochs of --distill / --qat [default: distill 5, qat 3].")
 @click.option("--lr", type=FiniteRange(),   # its range is the transform's option's
               help="Learning rate of --distill / --qat [default: distill 1e-3, qat 1e-4; an optimize study's best "
                    "gives its own].")
@@ -961,8 +962,7 @@ def baseline_options(fn):
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
-              help="latency_p90_ms, peak_rss_mb, size_mb, accuracy_drop, ... (overrides bundle/profile budgets; "
-                   "KEY=none drops one).")
+              help=f"One of {', '.join(BUDGET_KINDS)} (overrides bundle/profile budgets; KEY=none drops one).")
 @click.option("--profile", help="Also apply this profile's default budgets.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report for CI.")
 @baseline_options
