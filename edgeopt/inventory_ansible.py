@@ -102,7 +102,8 @@ def _reason(stderr: str) -> str:
     plugins = [line.split("]:", 1)[1].strip() for line in lines
                if line.startswith("[WARNING]: Failed to parse") or line.startswith("[WARNING]:  * Failed to parse")]
     parts = list(dict.fromkeys(errors + plugins)) or lines[-1:] or ["no message"]
-    return "; ".join(parts)[:1000]
+    # the INI plugin quotes the line it choked on: a binary file's bytes reached the terminal as they were
+    return "".join(c if c.isprintable() else "?" for c in "; ".join(parts)[:1000])
 
 
 def from_listing(listing: dict, path) -> Inventory:

@@ -265,6 +265,16 @@ def test_ansible_values_edgeopt_cannot_use_are_refused(tmp_path, text, message):
     assert str(e.value).startswith(f"inventory {path}: ") and message in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_binary_file_is_refused_without_its_bytes_in_the_message(tmp_path):
+    """Ansible's INI plugin quotes the line it choked on: a binary file's bytes (a NUL, escape sequences) reached
+    the terminal in the one-line error (a user walkthrough)."""
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"\x01\x1b[31m\x00\xff\x9b zz\n\x07 q\r\n")
+    with pytest.raises(BadInput) as e:
+        load(path).select()
+    assert "ansible-inventory refused it" in str(e.value) and str(e.value).isprintable(), repr(str(e.value))
+
+
 @pytest.mark.parametrize("name, text", [("hosts.ini", ANSIBLE_INI), ("hosts.yml", ANSIBLE_YAML), ("dir", None)])
 def test_without_ansible_core_the_extra_is_named(tmp_path, monkeypatch, name, text):
     monkeypatch.setattr(inventory_ansible, "find_executable", lambda: None)
