@@ -616,6 +616,10 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
         work.cleanup()
     tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
     out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
+    if out.quiet and not out.as_json:   # a warning (INT8 no faster than float here) was lost under -q, as a CI runs it
+        for note in manifest.get("notes", []):
+            if note.startswith("warning:"):
+                click.echo(f"edgeopt: {note}", err=True)
 
 
 def _recipe_calibration(path, out) -> tuple:

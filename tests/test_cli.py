@@ -92,8 +92,13 @@ def test_an_error_under_json_is_json_on_stdout_and_one_line_on_stderr(cli, tmp_p
 
 
 def test_quiet_prints_nothing_where_the_exit_code_is_the_answer(cli, tmp_path):
-    r = cli("package", MODEL, "-o", tmp_path / "q.edgepkg", "--quiet")
+    r = cli("package", MODEL, "--eval-data", EVAL, "-o", tmp_path / "q.edgepkg", "--quiet")
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
+    r = cli("package", MODEL, "-o", tmp_path / "q.edgepkg", "--quiet")   # its warnings only, on stderr
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr.splitlines() == [
+        "edgeopt: warning: budget accuracy_drop=0.01 cannot be measured from this bundle (the bundle carries no eval "
+        "data): `edgeopt check` will report it NOT MEASURED and fail; package with --eval-data FILE.npz holding "
+        "labels, or package with --budget accuracy_drop=none to drop it"]
 
 
 BOX = set("─│┌┐└┘┏┓┗┛━┃╇┡┩")

@@ -401,6 +401,9 @@ def test_a_source_no_better_than_the_commonest_label_is_warned_of(cli, tmp_path)
     np.savez(tmp_path / "one.npz", **dict(arrays, labels=np.zeros_like(arrays["labels"])))   # one label only
     r = cli("package", MODEL, "--eval-data", tmp_path / "one.npz", "-o", tmp_path / "one.edgepkg", "--json")
     assert any(n.startswith("warning: the eval data holds one label only") for n in r.json()["notes"])
+    quiet = cli("package", MODEL, "--eval-data", tmp_path / "one.npz", "-o", tmp_path / "one.edgepkg", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr.startswith(   # it was lost under -q
+        "edgeopt: warning: the eval data holds one label only"), quiet.stderr
 
 
 def test_data_the_source_model_itself_rejects_is_bad_input(cli, tmp_path, capfd):
