@@ -257,6 +257,11 @@ def module_inputs(module, shapes: dict, reference: str) -> tuple:
         raise BadInput(f"{reference}: a PyTorch module has no input shapes of its own: give each input's with "
                        "--input-shape (e.g. --input-shape input=1,3,224,224)")
     order = _forward_parameters(module)
+    strangers = [name for name in shapes if name not in order]
+    if order and strangers and len(strangers) < len(shapes):   # some named as forward's, some not: a misspelling
+        raise BadInput(f"{reference}: --input-shape {strangers[0]}: forward({', '.join(order)}) has no parameter "
+                       f"{strangers[0]}, and the others are named as its parameters: name each input as forward "
+                       "does (the inputs are matched by name where every one is a parameter's, else by position)")
     if set(shapes) <= set(order):
         shapes = {name: shapes[name] for name in order if name in shapes}
         skipped = [name for name in order[:order.index(list(shapes)[-1])] if name not in shapes]

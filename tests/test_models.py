@@ -180,6 +180,12 @@ def test_a_module_of_two_inputs_takes_them_in_its_forwards_order(cli, tmp_path):
     r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_two_inputs", "--input-shape", "meta=1,6")
     assert r.exit_code == 2 and "forward(image, meta) takes image before meta, and the inputs are passed in that " \
         "order: give image an --input-shape too" in r.stderr, r.stderr
+    # one misspelt (img): taken by position without a word, so `meta`, given first, was fed as `image` (a user
+    # walkthrough)
+    r = cli("inspect", f"{ASSETS / 'tiny_torch.py'}:make_two_inputs", "--input-shape", "meta=1,6",
+            "--input-shape", "img=1,3,16,16")
+    assert r.exit_code == 2 and "--input-shape img: forward(image, meta) has no parameter img, and the others are " \
+        "named as its parameters" in r.stderr, r.stderr
 
 
 def test_pytorch_errors(cli):
