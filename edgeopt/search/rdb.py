@@ -144,7 +144,8 @@ def _sampler_seed(seed: int, began, sampler: str | None) -> int:
 
 
 # What of the command line each part of a study's identity is, for a --resume that differs in it
-_IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)", "profile": "--profile",
+_IDENTITY_FLAGS = {"model": "MODEL", "model_sha256": "MODEL (its contents)",
+                   "source_sha256": "MODEL (its weights file or its code)", "profile": "--profile",
                    "budgets": "--budget (the profile's included)", "relative_budgets": "--budget KEY=Nx",
                    "paired_baseline": "--baseline-once", "objective": "--objective", "input_shapes": "--input-shape",
                    # the profile's own backend is searched only where every device has its runtime
@@ -176,9 +177,11 @@ def _check_identity(study, identity: dict) -> None:
     """A resumed study must be the one that was started: the same model, budgets, data and way of judging (the
     other flags, such as --trials or --sampler, may change). Refused naming the flag and both values."""
     recorded = study.user_attrs.get("identity") or {}
+    if "model_sha256" in recorded and "source_sha256" not in recorded:   # a study from before it was recorded:
+        identity.pop("source_sha256", None)   # its trials' content keys were made without it, and stay so
     # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
-    for key in ("model", "model_sha256", "profile", "data", "input_shapes", "budgets", "relative_budgets",
-                "paired_baseline", "objective", "seed", "backend"):
+    for key in ("model", "model_sha256", "source_sha256", "profile", "data", "input_shapes", "budgets",
+                "relative_budgets", "paired_baseline", "objective", "seed", "backend"):
         then, now = recorded.get(key), identity.get(key)
         if then == now:
             continue
@@ -254,7 +257,9 @@ def _fail_orphans(study) -> None:
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, pid = (t.user_attrs.get("worker") or "").rpartition(":")
-        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+        # this very process id: an earlier process's (a container's PID 1 restarted under one hostname), since
+        # this one asks nothing before the study is open; it read as alive and was counted for ever
+        if worker_host == host and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             if enqueued(t):
                 requeue(study, t)
                 continue

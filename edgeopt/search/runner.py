@@ -109,13 +109,15 @@ class Runner:
                 return
 
     def started(self) -> int:
-        """Trials that count towards --trials: every worker's, of every state, except those the cache answered and
-        those a Ctrl-C or a dead worker stopped (rdb.fail_unfinished)."""
+        """Trials that count towards --trials: every worker's, of every state, except those the cache answered,
+        those a Ctrl-C or a dead worker stopped (rdb.fail_unfinished), and the measurements again at the end
+        (again_of: beyond --trials, as the answer says)."""
         import optuna
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                   optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
-        return sum(not (t.user_attrs.get("cached") or t.user_attrs.get("unfinished"))
+        return sum(not (t.user_attrs.get("cached") or t.user_attrs.get("unfinished")
+                        or t.user_attrs.get("again_of") is not None)
                    for t in self.study.get_trials(deepcopy=False, states=states))
 
     def _grid_done(self) -> bool:
@@ -172,6 +174,9 @@ class Runner:
                                             screen, self._can_still_win, self.progress, self._reference(trial),
                                             twin=lambda artifact: self._twin(artifact, trial.number, full),
                                             name=self.bundle_name(trial.number))
+            # inside: a baseline not measured in time (--baseline-once) left a measured trial running for good,
+            # counted by every worker and waited for by any that proposed it
+            self._resolve_relative(trial, outcome)
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
             if trial.user_attrs.get("baseline"):
                 self._baseline_failed(trial, e)
@@ -182,7 +187,6 @@ class Runner:
             return kind
         if cached is None and outcome["measurement"] == "screening" and "twin_of" not in outcome:
             outcome["ruled_out"] = self.ruled_out
-        self._resolve_relative(trial, outcome)
         self._record(trial, outcome, candidate, key, cached is not None)
         if cached is None:
             self.progress.status(self._result_line(trial.number, outcome))
@@ -645,8 +649,9 @@ class Runner:
         figure = trials_.figures(docs, self.job.budgets).get(self.job.objective)
         if reference is None:
             return None if figure is None else (figure, figure)
-        runs = self.study.user_attrs.get("baseline_again") or []   # its runs here count towards the carried limit
-        self.study.set_user_attr("baseline_again", runs + [reference.figures(reference_docs)])
+        with rdb.runs_locked(self.storage):   # its runs here count towards the carried limit; read then written
+            runs = self.study.user_attrs.get("baseline_again") or []   # under the lock: two workers lost each other's
+            self.study.set_user_attr("baseline_again", runs + [reference.figures(reference_docs)])
         ratio = reference.judge(docs, reference_docs)[self.job.objective][0]
         return None if ratio is None else (ratio, figure)
 

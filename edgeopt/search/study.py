@@ -81,12 +81,17 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
     # TPE's `group` (conditional spaces) is marked experimental; the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     missing = _missing_folders(job.output_dir, job.results_dir)
+    storage = None
     try:
         dims, identity = _prepare(job, space_file, progress)
         storage = _storage(job, resume, study_name)
         study = rdb.open_study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
-    except (BadInput, DeviceFailure):   # refused before any trial: no empty folders left for the user to find
-        _remove_if_empty(missing)
+    except BaseException as e:
+        if storage is not None:   # a refused resume left its connection pooled, for a caller in-process
+            storage.remove_session()
+            storage.engine.dispose()
+        if isinstance(e, (BadInput, DeviceFailure)):   # refused before any trial: no empty folders left behind
+            _remove_if_empty(missing)
         raise
     if multi_objective:   # the front as the study keeps it: a resumed one keeps the figures it began with
         job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "
@@ -233,6 +238,9 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
                 "data": {k: _file_sha(v) for k, v in (("calib", job.calib), ("eval", job.eval_data),
                                                      ("train", job.train_data)) if v},
                 "input_shapes": job.input_shapes, "seed": job.seed}
+    content = _source_content(job.model, fmt)
+    if content != identity["model_sha256"]:   # only then: a plain model file's content keys stay as they were
+        identity["source_sha256"] = content
     if job.backend:   # only then: the content keys of studies on the profile's own backend stay as they were
         identity["backend"] = job.backend
     if job.relative_budgets:   # only then: the content keys of studies without them stay as they were
@@ -267,6 +275,18 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
             job.notes.append("--train-data not used: no candidate of this space trains (distill and qat are not "
                              "searched, nor prune's taylor criterion)")
     return dims
+
+
+def _source_content(model: str, fmt: str) -> str | None:
+    """What of the model a resumed study must find unchanged beyond its file's bytes: an ONNX model's external
+    data, an IR's weights (.bin), a `file.py:callable`'s code file. The file's sha256 alone missed them, so a study
+    resumed after retraining answered every configuration it had measured with the old model's figures."""
+    from ..models import sha256_of, source_sha256
+    path = pathlib.Path(model)
+    if path.is_file():
+        return source_sha256(path)
+    code = pathlib.Path(model.rsplit(":", 1)[0])
+    return sha256_of(code) if fmt == "pytorch-module" and code.suffix == ".py" and code.is_file() else None
 
 
 def _reads_training_data(dims: list) -> bool:

@@ -1442,3 +1442,37 @@ def test_a_resumed_study_goes_on_with_the_sampler_it_began_with(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "--sampler random: study 'own' began with grid, and goes on with random from its" in \
         " ".join(r.json()["notes"])
+
+
+def test_a_study_resumed_after_its_weights_changed_is_refused(cli, tmp_path):
+    """The study's identity hashed the model file alone: an ONNX model's external data (or an IR's .bin, a
+    file.py:callable's code) could change, and --resume answered every measured configuration with the old
+    model's figures, against the old model's baseline (a code review)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    weights = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [weights])
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model),
+              save_as_external_data=True, all_tensors_to_one_file=True, location="m.data", size_threshold=0)
+    args = ("optimize", model, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt", "--study",
+            "w", "--budget", "latency_p90_ms=50", "--json")
+    first = cli(*args, "--trials", "1")
+    assert first.exit_code == 0, first.stderr
+    data = tmp_path / "m.data"
+    raw = bytearray(data.read_bytes())
+    raw[0] ^= 0xFF   # other weights; the .onnx file itself unchanged
+    data.write_bytes(bytes(raw))
+    again = cli(*args, "--trials", "2", "--resume")
+    assert again.exit_code == 2 and "--resume: study 'w' was started with another MODEL (its weights file or its " \
+        "code)" in again.stderr, again.stderr
+    # a study recorded before the model's content was (no source_sha256) is resumed as it was
+    study = optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    identity = dict(study.user_attrs["identity"])
+    del identity["source_sha256"]
+    study.set_user_attr("identity", identity)
+    old = cli(*args, "--trials", "2", "--resume")
+    assert old.exit_code == 0, old.stderr
