@@ -113,6 +113,10 @@ def test_a_read_only_store_is_refused_before_anything_is_measured(cli, bundles, 
         fleet = cli("fleet", "bench", bundles["fp32"], "-i", inventory, "--results-dir", tmp_path / "r3", "--store",
                     store)
         assert fleet.exit_code == 2 and "is not writable" in fleet.stderr and "measuring" not in fleet.stderr
+        study = cli("optimize", MODEL, "--results-dir", tmp_path / "r4", "--output-dir", tmp_path / "o4", "--store",
+                    store, "--budget", "latency_p90_ms=50", "--trials", "1", "--study", "ro")
+        assert study.exit_code == 2 and "measuring" not in study.stderr   # one "results store" prefix, not two
+        _one_line(study.stderr, f"edgeopt: error: results store {store}: {folder / 'edgeopt.db'} is not writable")
         history = cli("history", "--store", store, "--json")
         assert history.exit_code == 0 and len(history.json()) == 1, history.stderr
 

@@ -28,15 +28,17 @@ def open_storage(store_url, writing: bool = False):
 
     from ..store import Store
 
-    with Store(store_url) as store, store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
-        if writing:
+    with Store(store_url) as store:
+        if writing:   # before the lock, whose errors it would wrap in a second "results store ...:"
             store.refuse_unwritable()
-        return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
+        with store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
+            return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
 
 
 def store_errors() -> tuple:
-    """What the study's storage raises when its database goes away mid-study (a server stopped, a network cut):
-    Optuna wraps a failed commit as StorageInternalError, and a failed query is SQLAlchemy's own."""
+    """What the study's storage raises when its database goes away or fails mid-study (a server stopped, a
+    network cut, an SQLite lock held past the busy timeout, a full disk): Optuna wraps a failed commit as
+    StorageInternalError, and a failed query is SQLAlchemy's own."""
     import optuna
     import sqlalchemy as sa
     return optuna.exceptions.StorageInternalError, sa.exc.OperationalError, sa.exc.InterfaceError
@@ -57,9 +59,9 @@ def store_lost(storage, name: str, error: BaseException) -> str:
     url = sa.engine.make_url(storage.url)
     said = next((e for e in chain if isinstance(e, sa.exc.SQLAlchemyError)), error)
     saved = next((str(e) for e in chain if isinstance(e, DeviceFailure)), None)
-    lost = saved or f"results store {masked(url)}: lost during study {name!r}: {_database_said(said)}"
-    message = (f"{lost}; study {name!r} stopped, its finished trials in the store: once it is back, the same "
-               "command with --resume continues it")
+    failed = saved or f"results store {masked(url)}: failed during study {name!r}: {_database_said(said)}"
+    message = (f"{failed}; study {name!r} stopped, its finished trials in the store: once the store works again "
+               "(a server back, a lock released, room on its disk), the same command with --resume continues it")
     return _without(message, url.password)
 
 

@@ -169,6 +169,9 @@ class Runner:
         cached = self._cached(key, trial.number, full) or self._answer_of_another_worker(key, trial, full)
         self.progress.status(f"trial {trial.number}{self._counted(trial, cached)}: {config}")
         try:
+            if not trial.user_attrs.get("baseline") and any(k not in self.job.budgets for k in
+                                                            self.job.relative_budgets):
+                self.job.budgets.update(self._await_baseline())   # before measuring: a trial failed without them
             screen = self._screen(trial)
             outcome = cached or trials_.run(candidate, self.job, self.bundles / f"{key[:16]}.edgepkg",
                                             screen, self._can_still_win, self.progress, self._reference(trial),
@@ -284,7 +287,7 @@ class Runner:
                                     f"within --timeout {self.job.timeout:g} s")
             baseline = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
             if baseline and all(t.state == optuna.trial.TrialState.FAIL for t in baseline):
-                raise BadInput("the relative budgets cannot be set: the baseline trial failed "
+                raise DeviceFailure("the relative budgets cannot be set: the baseline trial failed "
                                f"({baseline[-1].user_attrs.get('error', 'no reason recorded')})")
             self.progress.status("waiting for the baseline (another worker measures it) to set the relative budgets")
             time.sleep(BASELINE_POLL_SECONDS)

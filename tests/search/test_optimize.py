@@ -539,8 +539,8 @@ def test_a_store_lost_mid_study_is_exit_3_in_one_line_and_resume_continues(tmp_p
     line = err.strip().splitlines()[-1]   # after the progress lines
     assert "Traceback" not in err and line.startswith(
         f"edgeopt: error: results store postgresql+psycopg://{pg_url.username}:***@"), err
-    assert "study 'cut' stopped, its finished trials in the store: once it is back, the same command with --resume " \
-        "continues it" in line
+    assert "study 'cut' stopped, its finished trials in the store: once the store works again (a server back, a " \
+        "lock released, room on its disk), the same command with --resume continues it" in line
     assert "s3cr" not in err   # the password, masked
     again = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
