@@ -485,9 +485,8 @@ def _option_text(option: dict) -> str:
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budget recorded in the bundle, over the profile's; KEY=none drops one of the profile's.")
 @click.option("--name", help="Bundle name: results, history and baselines are kept per name [default: -o's file "
-                              "stem; without -o, the model's name (its file's stem, and the callable unless it is `build`: nets.py:lstm "
-                              "is nets-lstm; a module's callable's name) + "
-                              "precision].")
+                              "stem; without -o, the model's name (its file's stem, and the callable unless it is "
+                              "`build`: nets.py:lstm is nets-lstm; a module's callable's name) + precision].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
 @click.option("--force", is_flag=True,
               help="Overwrite the output even if it is a bundle for another profile, or not a bundle.")
@@ -878,7 +877,8 @@ def _say_why_optimize_missed(outcome: dict) -> None:
     best = outcome.get("best")
     lines = ([f"study {outcome['study']}: no trial met every budget"]
              + [Text.from_markup(line).plain for line in closest_lines(outcome)] if not best else   # rich markup
-             [f"study {outcome['study']}: the best, trial {best['trial']}, is unconfirmed"] + best_warnings(outcome, best))
+             [f"study {outcome['study']}: the best, trial {best['trial']}, is unconfirmed"]
+             + best_warnings(outcome, best))
     for line in lines:
         click.echo(f"edgeopt: {line}", err=True)
 

@@ -54,7 +54,7 @@ def _check_name(name: str | None) -> None:
         raise BadInput(f"--name {name!r}: give a name with something in it, or leave --name out for the default")
     if name in (".", "..") or "/" in name or "\\" in name:
         raise BadInput(f"--name {name!r}: a bundle name is not a path (no '/' or '\\')")
-    if any(ord(c) < 32 for c in name) or len(name) > 200:   # the manifest's own rule, said after packaging, naming no flag
+    if any(ord(c) < 32 for c in name) or len(name) > 200:   # the manifest's rule, said after packaging, no flag named
         raise BadInput(f"--name {name!r}: a bundle name is at most 200 characters, no control characters")
 
 

@@ -271,8 +271,9 @@ def _study_csv(study: dict) -> str:
     writer.writerow([*STUDY_CSV_COLUMNS, *keys, *(f"{k}_vs_baseline" for k in relative), "budgets_missed", "error"])
     for row in study["trials"]:
         figures, paired = judged_figures(study, row)
-        cells = {**row, "study": study["study"], "chosen": row["trial"] == best, "pareto": row["trial"] in study["pareto"],
-                 "textbook": bool(row.get("textbook")), "runs": len(row.get("rechecked") or []) or None}
+        cells = {**row, "study": study["study"], "chosen": row["trial"] == best,
+                 "pareto": row["trial"] in study["pareto"], "textbook": bool(row.get("textbook")),
+                 "runs": len(row.get("rechecked") or []) or None}
         missed = ";".join(key for key, excess in (row.get("violations") or {}).items()   # unmeasured: an empty cell
                           if excess and excess > 0 and figures.get(key) is not None)
         writer.writerow(["" if cells.get(c) is None else _spreadsheet_safe(cells[c]) for c in STUDY_CSV_COLUMNS]
