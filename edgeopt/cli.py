@@ -89,10 +89,15 @@ class Output:
         """Why a verb that reports failures in its table failed (doctor's checks, fleet's devices), as
         (device, what, message): under --quiet, which prints only errors, each on stderr as one line naming the
         device; elsewhere the table already says it."""
+        self.quiet_lines(message if message.startswith(f"device {device}:") else f"device {device}: {what}{message}"
+                         for device, what, message in failed)
+
+    def quiet_lines(self, lines) -> None:
+        """Under --quiet, which prints only errors, what a CI log needs beside the exit code (a device's failure,
+        the budgets missed, a package's warnings), each on stderr as one line; elsewhere the output says it."""
         if self.quiet and not self.as_json:
-            for device, what, message in failed:
-                named = message.startswith(f"device {device}:")
-                click.echo(f"edgeopt: {message if named else f'device {device}: {what}{message}'}", err=True)
+            for line in lines:
+                click.echo(f"edgeopt: {line}", err=True)
 
     def emit_error(self, message: str, exit_code: int) -> None:
         """Under --json, the error as JSON on stdout too (the one line stays on stderr): a script that parses
@@ -615,10 +620,8 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
         work.cleanup()
     tables = [transform_table(manifest["transforms"])] if manifest.get("transforms") else []
     out.emit(manifest, *tables, key_values("Packaged", package_rows(manifest)), *package_warnings(manifest))
-    if out.quiet and not out.as_json:   # a warning (INT8 no faster than float here) was lost under -q, as a CI runs it
-        for note in manifest.get("notes", []):
-            if note.startswith("warning:"):
-                click.echo(f"edgeopt: {note}", err=True)
+    # a warning (INT8 no faster than float here) was lost under -q, where a CI runs it
+    out.quiet_lines(note for note in manifest.get("notes", []) if note.startswith("warning:"))
 
 
 def _recipe_calibration(path, out) -> tuple:
@@ -757,10 +760,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
              *store_lines)
     out.failures((name, "", doc["error"]["message"]) for name, doc in report["documents"].items()
                  if doc.get("status") != "ok")
-    if out.quiet and not out.as_json:   # and each budget a device missed, as `check -q` says it: exit 1 said nothing
-        measured = [row for row in report["check"]["check"]["results"] if row.get("status") == "ok"]
-        for line in _report_failures(measured):
-            click.echo(f"edgeopt: {line}", err=True)
+    # and each budget a device missed, as `check -q` says it: exit 1 said nothing
+    out.quiet_lines(_report_failures([row for row in report["check"]["check"]["results"] if row.get("status") == "ok"]))
     code = report["check"]["check"]["exit_code"]
     return max(code, DeviceFailure.exit_code) if report["store_errors"] else code
 
@@ -863,24 +864,22 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
         raise KeyboardInterrupt(str(e) or f"the finished trials of study {study!r} are kept; the same command "
                                 "with --resume continues it") from None                              # and in --json
     out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
-    if outcome["exit_code"] == 1 and out.quiet and not out.as_json:   # why, as `check -q` says it: exit 1 said nothing
-        _say_why_optimize_missed(outcome)
+    if outcome["exit_code"] == 1:   # why, as `check -q` says it: exit 1 said nothing
+        out.quiet_lines(_why_optimize_missed(outcome))
     return outcome["exit_code"]
 
 
-def _say_why_optimize_missed(outcome: dict) -> None:
+def _why_optimize_missed(outcome: dict) -> list:
     """No trial met every budget (the closest miss per budget), or the best's figure misses a limit its bundle
-    carries: on stderr, one line each."""
+    carries: one line each."""
     from rich.text import Text
     from .report.tables import closest_lines
     from .search.judging import best_warnings
     best = outcome.get("best")
-    lines = ([f"study {outcome['study']}: no trial met every budget"]
-             + [Text.from_markup(line).plain for line in closest_lines(outcome)] if not best else   # rich markup
-             [f"study {outcome['study']}: the best, trial {best['trial']}, is unconfirmed"]
-             + best_warnings(outcome, best))
-    for line in lines:
-        click.echo(f"edgeopt: {line}", err=True)
+    return ([f"study {outcome['study']}: no trial met every budget"]
+            + [Text.from_markup(line).plain for line in closest_lines(outcome)] if not best else   # rich markup
+            [f"study {outcome['study']}: the best, trial {best['trial']}, is unconfirmed"]
+            + best_warnings(outcome, best))
 
 
 @main.group()
@@ -994,9 +993,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
         write(report, junit)
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     out.emit(report, check_table(report), *tables, *warning_lines(report))
-    if report["exit_code"] and out.quiet and not out.as_json:   # a CI log shows why it failed, not only that
-        for line in _report_failures(report["results"]) + _slower_lines(report.get("regressions") or []):
-            click.echo(f"edgeopt: {line}", err=True)
+    if report["exit_code"]:   # a CI log shows why it failed, not only that
+        out.quiet_lines(_report_failures(report["results"]) + _slower_lines(report.get("regressions") or []))
     return report["exit_code"]
 
 

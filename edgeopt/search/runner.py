@@ -250,25 +250,20 @@ class Runner:
                                  dict(self.job.relative_budgets), self.study.user_attrs.get("baseline_figures"))
 
     def _resolve_relative(self, trial, outcome: dict) -> None:
-        """Turn the relative budgets into limits once the baseline is measured: from this outcome when it is the
-        baseline's, else from the study (another worker measured it), waiting for it while it runs. The
-        baseline's own excess for them is added to its outcome, so every trial carries every constraint."""
+        """Turn the relative budgets into limits from the baseline's outcome, once it is measured; its own excess
+        for them is added to it, so every trial carries every constraint. Every other trial has the limits
+        before it is measured (_run_asked waits for them: _await_baseline)."""
         missing = [k for k in self.job.relative_budgets if k not in self.job.budgets]
-        if not missing:
+        if not missing or not trial.user_attrs.get("baseline"):
             return
-        if trial.user_attrs.get("baseline"):
-            measured = outcome["figures"]
-            unmeasured = [k for k in missing if k not in measured]
-            if unmeasured:
-                raise BadInput(f"relative budget {unmeasured[0]}: the baseline did not measure it")
-            limits = {k: self.job.relative_budgets[k] * measured[k] for k in missing}
-            self.study.set_user_attr("resolved_budgets", limits)
-            self.study.set_user_attr("baseline_figures", {k: measured[k] for k in missing})
-        else:
-            limits = self._await_baseline()
+        measured = outcome["figures"]
+        unmeasured = [k for k in missing if k not in measured]
+        if unmeasured:
+            raise BadInput(f"relative budget {unmeasured[0]}: the baseline did not measure it")
+        limits = {k: self.job.relative_budgets[k] * measured[k] for k in missing}
+        self.study.set_user_attr("resolved_budgets", limits)
+        self.study.set_user_attr("baseline_figures", {k: measured[k] for k in missing})
         self.job.budgets.update(limits)
-        if "paired" in outcome:   # judged already, against the baseline measured beside it
-            return
         outcome["violations"] = dict(outcome["violations"], **{
             k: trials_.excess(outcome["figures"].get(k), limits[k], KINDS[k].higher_is_better) for k in limits})
 

@@ -238,7 +238,7 @@ def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
                 "data": {k: _file_sha(v) for k, v in (("calib", job.calib), ("eval", job.eval_data),
                                                      ("train", job.train_data)) if v},
                 "input_shapes": job.input_shapes, "seed": job.seed}
-    content = _source_content(job.model, fmt)
+    content = _source_content(job.model)
     if content != identity["model_sha256"]:   # only then: a plain model file's content keys stay as they were
         identity["source_sha256"] = content
     if job.backend:   # only then: the content keys of studies on the profile's own backend stay as they were
@@ -277,16 +277,15 @@ def _without_inapplicable_transforms(job: Job, fmt: str, dims: list, progress) -
     return dims
 
 
-def _source_content(model: str, fmt: str) -> str | None:
+def _source_content(model: str) -> str | None:
     """What of the model a resumed study must find unchanged beyond its file's bytes: an ONNX model's external
-    data, an IR's weights (.bin), a `file.py:callable`'s code file. The file's sha256 alone missed them, so a study
-    resumed after retraining answered every configuration it had measured with the old model's figures."""
-    from ..models import sha256_of, source_sha256
-    path = pathlib.Path(model)
-    if path.is_file():
-        return source_sha256(path)
-    code = pathlib.Path(model.rsplit(":", 1)[0])
-    return sha256_of(code) if fmt == "pytorch-module" and code.suffix == ".py" and code.is_file() else None
+    data, an IR's weights (.bin), a `file.py:callable`'s code file (None for an installed module's callable). The
+    file's sha256 alone missed them, so a study resumed after retraining answered every configuration it had
+    measured with the old model's figures."""
+    from ..models import source_sha256
+    from ..pipeline import _file_of
+    path = _file_of(model)   # itself, or file.py of file.py:fn
+    return source_sha256(path) if path.is_file() else None
 
 
 def _reads_training_data(dims: list) -> bool:
