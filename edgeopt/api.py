@@ -367,7 +367,7 @@ CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
           effect: float | None = None, store_url: str | None = None, results_dir=None,
-          limits_by_path: dict | None = None, require_budgets: bool = True) -> dict:
+          limits_by_path: dict | None = None, require_budgets: bool = True, stored: dict | None = None) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
     hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result.
@@ -376,7 +376,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     is; None: $EDGEOPT_STORE, else the store beside the result files (as `report` reads it), else results/.
     require_budgets (the `check` verb, and the default):
     a result with no budget to check and no baseline is bad input, since a CI gate that checks nothing must not
-    pass; compare and report, which show such a result, pass False."""
+    pass; compare and report, which show such a result, pass False. stored: {path: document} read from the store
+    for result files that are not on this host (report --study)."""
     if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
         validate_budgets(budgets, field="budgets", dropping=True)
     given = [result_paths] if isinstance(result_paths, (str, os.PathLike)) else list(result_paths)
@@ -386,7 +387,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         raise BadInput("check needs at least one result file")
     entries, docs = [], []
     for path in result_paths:
-        doc = results.load(path)
+        doc = (stored or {}).get(str(path)) or results.load(path)
         docs.append(doc)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
@@ -695,8 +696,9 @@ def _history_from(url, docs: list) -> tuple:
         store.close()
 
 
-def _report_study(name: str, store_url: str | None, result_paths) -> dict:
-    """The optimize study `name` from --store, $EDGEOPT_STORE, the store beside the results, or results/."""
+def _report_study(name: str, store_url: str | None, result_paths) -> tuple:
+    """(the optimize study `name`, its store's URL) from --store, $EDGEOPT_STORE, the store beside the results, or
+    results/."""
     from .search import outcome, require_optuna
     from .store import file_url, sqlite_file
 
@@ -706,7 +708,26 @@ def _report_study(name: str, store_url: str | None, result_paths) -> dict:
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         raise BadInput(f"--study {name}: no results store at {file}; pass --store URL")
-    return outcome.load(url, name)   # the store opened first: a bad URL refused in one line, password masked
+    return outcome.load(url, name), url   # the store opened first: a bad URL refused in one line, password masked
+
+
+def _study_results(study: dict, url) -> tuple:
+    """(paths, {path: document}) of the study's baseline and best trial's results: the files on this host, and
+    from the study's store the documents of those that are not (a team's workers each keep their own trials'
+    files; the store holds every result document). A note says which were read from the store."""
+    from .store import Store
+
+    shown = study["trials"][:1] + ([study["best"]] if study["best"] else [])   # the baseline, then the best
+    wanted = list(dict.fromkeys(str(p) for t in shown for p in t["results"] if p))
+    elsewhere = [p for p in wanted if not pathlib.Path(p).is_file()]
+    stored = {}
+    if elsewhere:
+        with Store(url, create=False) as store:
+            stored = {p: results.validate(doc, f"{store.name}: the result of {p}")
+                      for p, doc in store.documents_at(elsewhere).items()}
+    if stored:
+        study["notes"].append(f"result files not on this host, read from the results store: {', '.join(stored)}")
+    return [pathlib.Path(p) for p in wanted if p in stored or p not in elsewhere], stored
 
 
 def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = None, store_url: str | None = None,
@@ -724,18 +745,19 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
         if pathlib.Path(output).is_dir():
             raise BadInput(f"report output {output} is a directory")
         bundles.refuse_to_overwrite(output, "the report", paths)
-    found = _report_study(study, store_url, paths) if study else None
+    found, url = _report_study(study, store_url, paths) if study else (None, None)
+    stored = {}
     if found and not paths:
-        shown = found["trials"][:1] + ([found["best"]] if found["best"] else [])   # the baseline, then the best
-        paths = list(dict.fromkeys(p for t in shown for p in t["results"] if p and pathlib.Path(p).is_file()))
+        paths, stored = _study_results(found, url)
     if not paths:
-        raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are not on "
-                                                                   "this host)" if study else ""))
-    verdicts = check(paths, budgets, limits_by_path=_study_limits(found), require_budgets=False)
+        raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are neither on "
+                                                                   "this host nor in its store)" if study else ""))
+    verdicts = check(paths, budgets, limits_by_path=_study_limits(found), require_budgets=False, stored=stored)
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
-    docs = [results.load(p) for p in paths]
-    stored, absent, store_error = (_report_history(docs, store_url, paths) if history
+    docs = [stored.get(str(p)) or results.load(p) for p in paths]
+    history_url = store_url or (url if stored else None)   # results from the store: their history is there too
+    stored, absent, store_error = (_report_history(docs, history_url, paths) if history
                                    else (None, "history left out (--no-history)", None))
     rows = report_rows.build(docs, verdicts, stored, absent, found)
     text = {"html": lambda: html_report.render(rows, title), "markdown": lambda: md_report.markdown(rows, title),
@@ -777,11 +799,12 @@ def _study_verdict(study: dict, verdicts: dict) -> tuple[int, str]:
     chosen = {str(p) for p in study["best"]["results"] if p}
     entries = [e for e in verdicts["results"] if e["result"] in chosen]
     if not entries:
-        return 1, f"the chosen configuration's (trial {trial}) results are not on this host"
+        return 1, f"the chosen configuration's (trial {trial}) results are neither on this host nor in the store"
     if any(e["status"] != "ok" for e in entries):
         return 3, f"the chosen configuration (trial {trial}) produced no result"
     here = len(entries)   # a study over several devices: one file each, some perhaps on another worker's host
-    partly = f" ({here} of its {len(chosen)} result files are on this host)" if here < len(chosen) else ""
+    partly = (f" ({here} of its {len(chosen)} results are on this host or in the store)" if here < len(chosen)
+              else "")
     # a best measured again: its objective by the median of its runs' figures, as the study judged it (the files
     # here are its first run's, which a near miss chosen by its runs missed by definition)
     median = median_of_runs(study["best"])

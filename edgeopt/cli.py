@@ -1070,9 +1070,10 @@ def _report_format(output, given: str | None) -> str:
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write here [default: report.html for html; stdout for markdown and csv].")
 @click.option("--study", help="An `optimize` study in the store: its trials and Pareto front (alone, it reports the "
-                              "study's baseline and best results, and exits 0 where its chosen configuration's "
-                              "results here meet every budget, 1 where no trial did or they are not on this host, 3 "
-                              "where they hold no result); as CSV, one row per trial.")
+                              "study's baseline and best results, from this host's files or else the store, and exits "
+                              "0 where its chosen configuration's results meet every budget, 1 where no trial did or "
+                              "they are neither here nor in the store, 3 where they hold no result); as CSV, one row "
+                              "per trial.")
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               help="[default: from the --output name (.html, .md, .csv; any other is refused), else html]")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE", help="Budgets to judge against (as check; KEY=none drops one).")

@@ -427,6 +427,18 @@ class Store:
         with self._errors("cannot read the documents"), self.engine.connect() as conn:
             return {r.id: r.document for r in conn.execute(query)}
 
+    def documents_at(self, paths: list) -> dict:
+        """{path: the newest stored result document saved to that file}, for the paths the store has rows of;
+        each document with `_path` (the file) and `_stored` (this store, its password masked): `report --study`
+        on a host where the files of another worker's trials are not."""
+        t = results_table.c
+        query = (sa.select(t.id, t.path, t.document).where(t.path.in_([str(p) for p in paths]))
+                 .order_by(t.created, t.id))
+        with self._errors("cannot read the stored results"), self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        found = {r.path: r.document for r in rows if isinstance(r.document, dict)}   # the newest row wins
+        return {path: dict(doc, _path=path, _stored=self.name) for path, doc in found.items()}
+
     def close(self):
         self.engine.dispose()
 

@@ -460,7 +460,10 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
              "paired_baseline": True, "carried_limits": {"latency_p50_ms": {"limit": 0.6 * p50, "median": 1.2 * p50,
                                                                               "runs": 5}},
              "pareto": [], "pareto_figures": ["latency_p50_ms"], "notes": []}
-    monkeypatch.setattr(api, "_report_study", lambda *a: study)
+    from edgeopt.store import Store, file_url
+    store = file_url(tmp_path / "edgeopt.db")
+    Store(store).close()   # a store without the results of another host's trial
+    monkeypatch.setattr(api, "_report_study", lambda *a: (study, store))
     for fmt, headline in (("markdown", "2 result(s): ✅ the chosen configuration (trial 1) meets every budget."),
                           ("html", "(the chosen configuration (trial 1) meets every budget; edgeopt report exits 0)")):
         shown = api.report([], fmt=fmt, history=False, study="s")
@@ -477,7 +480,23 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
     assert missed["exit_code"] == 1 and "misses a budget here" in missed["text"]
     best["results"] = [str(paths["s-t1"]), str(tmp_path / "on-another-host.json")]   # a second device's
     partly = api.report([], fmt="markdown", history=False, study="s")
-    assert partly["exit_code"] == 0 and "(1 of its 2 result files are on this host)" in partly["text"]
+    assert partly["exit_code"] == 0 and "(1 of its 2 results are on this host or in the store)" in partly["text"]
+    other = json.loads(paths["s-t1"].read_text())
+    other["device"] = dict(other["device"], name="pi-2")
+    with Store(store) as kept:   # that device's worker stored it: the report reads its document there
+        kept.add(other, path=str(tmp_path / "on-another-host.json"))
+    both = api.report([], fmt="markdown", history=False, study="s")
+    assert both["exit_code"] == 0 and "of its 2 results" not in both["text"], both["text"]
+    assert {row["device"] for row in both["rows"]["summary"]} == {other["device"]["name"], doc["device"]["name"]}
+    assert re.search(r"- note: result files not on this host, read from the results store: \S*on-another-host\.json",
+                     both["text"]), both["text"]
+    study["notes"].clear()
+    kept = Store(store)
+    kept.add(dict(other, schema="edgeopt.result/0"), path=str(tmp_path / "on-another-host.json"))   # newer: wins
+    kept.close()
+    from edgeopt.errors import BadInput
+    with pytest.raises(BadInput, match="the result of .*on-another-host.json is not an edgeopt.result/1 document"):
+        api.report([], fmt="markdown", history=False, study="s")
     best["results"] = [str(paths["s-t1"])]
     # result files named: their own verdict, as without --study
     assert api.report([paths["s-t1"]], fmt="markdown", history=False, study="s")["exit_code"] == 0

@@ -115,6 +115,14 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert chosen["feasible"] == "True" and chosen["budgets_missed"] == "" and chosen["accuracy_drop"] != ""
     missing = cli("report", "--study", "nope", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert missing.exit_code == 2 and "--study nope: no such study in the store (studies: ok)" in missing.stderr
+    # from a host that ran none of its trials (a team's store): the results' documents are read from the store
+    (tmp_path / "results").rename(tmp_path / "elsewhere")
+    away = cli("report", "--study", "ok", "--format", "markdown", "--no-history",
+               "--store", f"sqlite:///{tmp_path / 'elsewhere' / 'edgeopt.db'}")
+    assert away.exit_code == 0 and "✅ the chosen configuration" in away.stdout, away.stdout + away.stderr
+    assert "result files not on this host, read from the results store: " in away.stdout
+    assert "/results/history/ok" in away.stdout   # named by the files the worker saved
+    (tmp_path / "elsewhere").rename(tmp_path / "results")
     # where the time went, per trial
     assert all(t["seconds"]["package"] > 0 and t["seconds"]["measure"] > t["seconds"]["timed_loop"] > 0
                for t in outcome["trials"] if not t["cached"] and t["measurement"] == "full")
