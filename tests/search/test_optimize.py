@@ -622,6 +622,44 @@ def test_trials_measured_on_ssh_devices_worst_device_decides(cli, lab, tmp_path)
         assert {d["device"]["name"] for d in docs} >= {"opt-0", "opt-1"}
 
 
+def test_ctrl_c_of_a_trial_on_two_devices_lets_them_go_at_once(lab, tmp_path):
+    """Ctrl-C while a trial is measured on two devices, one of them stalled (its sshd stopped after the study's
+    probe, so that its connection waits out --connect-timeout): the study exits 130 within seconds, without
+    waiting for that device."""
+    devices = [lab.devices.get(f"opt-{i}") or lab.add(f"opt-{i}", 40 + i) for i in range(2)]
+    inv = write_inventory(tmp_path / "inv.yaml", lab, devices, groups={"pis": [d.name for d in devices]})
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "stall", "--trials", "3",
+            "--budget", "latency_p90_ms=50", "--inventory", str(inv), "--group", "pis", "--known-hosts",
+            str(lab.known_hosts), "--connect-timeout", "90", "--dead-after", "90"]
+    import psutil
+    with ctrl_c_works():
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    sshd = psutil.Process(devices[1].proc.pid)
+    stopped = []
+    try:
+        for line in p.stderr:
+            if line.startswith("· trial 0 ("):   # the devices probed: the second one stalls from now on
+                stopped = [sshd, *sshd.children(recursive=True)]   # a connection made already stalls too
+                for proc in stopped:
+                    proc.suspend()   # the kernel still accepts its connections
+                break
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "results").rglob("*@opt-0.json")):   # the other device has measured it
+            assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        started = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        rest = p.communicate(timeout=120)[1]
+        assert p.returncode == 130, rest
+        assert time.monotonic() - started < 15, rest
+    finally:
+        for proc in stopped:
+            proc.resume()
+        p.kill()
+
+
 def _result_paths(tmp_path, row):
     return [p for p in (tmp_path / "results").rglob("*.json")]
 
