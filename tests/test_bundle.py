@@ -3,6 +3,7 @@ manifest's own digest and fields, signatures."""
 import gzip
 import io
 import json
+import pathlib
 import shutil
 import subprocess
 import tarfile
@@ -173,6 +174,57 @@ def test_truncated_non_tar_and_compressed_bundles(cli, bundles, tmp_path):
         r = cli("bench", path, "--results-dir", tmp_path / "results")
         assert r.exit_code == 2, r.stderr
         assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _sparse_bomb(bundle, tmp_path) -> pathlib.Path:
+    """A 10 KB bundle whose resealed manifest declares a 64 MiB model, packed as a GNU sparse (pax 1.0) member:
+    tarfile gives its expanded size as its size, and the agent wrote every byte before the sha256 said no."""
+    work = tmp_path / "sparse"
+    work.mkdir()
+    with tarfile.open(bundle) as tar:
+        tar.extractall(work, filter="data")
+    doc = json.loads((work / "manifest.json").read_text())
+    entry = next(e for e in doc["files"] if e["path"] == "model/model.onnx")
+    entry["bytes"] = 64 << 20
+    (work / "manifest.json").write_bytes(reseal(doc))
+    with open(work / "model" / "model.onnx", "r+b") as f:
+        f.truncate(0)
+        f.truncate(64 << 20)   # all holes
+    bomb = tmp_path / "bomb.edgepkg"
+    names = ["manifest.json", *(e["path"] for e in doc["files"])]
+    subprocess.run(["tar", "--format=posix", "--sparse", "--sparse-version=1.0", "-cf", str(bomb), "-C", str(work),
+                    *names], check=True)
+    return bomb
+
+
+def _pax_comment(bundle, tmp_path) -> pathlib.Path:
+    """The bundle with a 4 MB pax comment on its second member: tarfile read it whole into memory before the
+    manifest bounded the bundle (a 400 MB one cost the agent 1.2 GB)."""
+    out = tmp_path / "pax.edgepkg"
+    with tarfile.open(bundle) as tin, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tout:
+        for i, m in enumerate(tin.getmembers()):
+            if i == 1:
+                m.pax_headers = {"comment": "x" * (4 << 20)}
+            tout.addfile(m, tin.extractfile(m))
+    return out
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar not installed")
+@pytest.mark.parametrize("make, said", [(_sparse_bomb, "member 'model/model.onnx' is a sparse file: refused"),
+                                        (_pax_comment, "a tar metadata record (pax or long-name header) of ")])
+def test_a_sparse_member_or_a_huge_pax_header_is_refused_before_it_costs_disk_or_memory(cli, bundles, tmp_path,
+                                                                                       capsys, make, said):
+    bad = make(bundles["fp32"], tmp_path)
+    assert bad.stat().st_size < 8 << 20
+    r = cli("bench", bad, "--results-dir", tmp_path / "results")
+    assert r.exit_code == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    from device_agent.cli import main   # the agent on a device says the same, and writes nothing
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", str(bad), "--workdir", str(tmp_path / "work")])
+    assert exit_info.value.code == 2 and said in capsys.readouterr().err
+    written = sum(f.stat().st_blocks * 512 for f in (tmp_path / "work").rglob("*") if f.is_file())
+    assert written < 1 << 20
 
 
 def _damaged_header(data, offset):
