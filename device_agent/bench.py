@@ -88,6 +88,12 @@ class Sensing:
     cooldown: cool.CooldownSettings = cool.CooldownSettings()
 
 
+# `python -m device_agent` puts the working directory first on sys.path: a `device_agent` folder there (an old
+# checkout beside `--device local`, the device user's home over SSH) was what measured, not the agent that
+# verified the bundle. The child drops that entry and runs the package found on PYTHONPATH, the agent's own.
+_CHILD = "import runpy, sys; del sys.path[0]; runpy.run_module('device_agent', run_name='__main__', alter_sys=True)"
+
+
 def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors, runtime_options, passes):
     # The child's document goes in this run's directory (inside --workdir), never the system temp
     # dir: a run killed with the device is then swept with its directory by the next run's
@@ -96,7 +102,7 @@ def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors
     open(out_path, "w").close()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_agent_root()] + [p for p in [env.get("PYTHONPATH")] if p])
-    cmd = [sys.executable, "-m", "device_agent", "_measure", root, out_path, str(threads),
+    cmd = [sys.executable, "-c", _CHILD, "_measure", root, out_path, str(threads),
            json.dumps(settings.to_dict()), "1" if with_accuracy else "0", json.dumps(sensors.to_dict()),
            json.dumps(runtime_options), json.dumps(passes.to_dict())]
     try:
@@ -249,13 +255,15 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
         except AgentError as e:
             return _failed(doc if doc is not None else _base_document(probe()), e)
         except OSError as e:
-            # a full disk (or no inodes left) where the run's files, its lock or its temperature history go: the
-            # device's failure, said as one, where it was a traceback and no result (unpacking says its own)
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            return _failed(doc if doc is not None else _base_document(probe()),
-                           NoSpace("no space left on this device for the run's files (%s): `edgeopt device clean` "
-                                   "frees edgeopt's cache there" % e))
+            # where the run's files, its lock or its temperature history go: a full disk (or no inodes left), a
+            # read-only or missing folder. The device's failure, said as one (exit 3), where it was a traceback,
+            # exit 1 (a budget missed, to a CI system) and no result; unpacking says its own
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                error = NoSpace("no space left on this device for the run's files (%s): `edgeopt device clean` "
+                                "frees edgeopt's cache there" % e)
+            else:
+                error = AgentError("cannot write the run's files on this device: %s" % e)
+            return _failed(doc if doc is not None else _base_document(probe()), error)
 
 
 def _failed(doc, error):

@@ -76,6 +76,19 @@ def test_agent_child_timeout_yields_failed_document(bundles, tmp_path):
     assert doc["device"]["hostname"]  # what was gathered before the failure is kept
 
 
+def test_the_measuring_process_is_the_agents_own_not_a_device_agent_in_the_working_directory(bundles, tmp_path):
+    """`python -m device_agent` put the working directory first on sys.path: a `device_agent` folder there (an
+    old checkout, the device user's home over SSH) measured the bundle the real agent had verified."""
+    agent = agent_zipapp.build()
+    shadow = tmp_path / "home" / "device_agent"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("import sys\nsys.stderr.write('SHADOW AGENT\\n')\nsys.exit(7)\n")
+    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), *FAST_BENCH_ARGS,
+                        "--workdir", "work"], capture_output=True, text=True, timeout=120, cwd=tmp_path / "home")
+    assert p.returncode == 0 and "SHADOW" not in p.stderr, p.stderr
+    assert json.loads(p.stdout)["status"] == "ok"
+
+
 def test_unreachable_device_is_exit_3_and_its_failure_is_saved(cli, bundles, tmp_path):
     r = cli("bench", bundles["fp32"], "--device", "edgeopt@127.0.0.1:1", "--results-dir", tmp_path)   # refused
     assert r.exit_code == 3
@@ -125,6 +138,10 @@ def test_stats_percentiles_and_intervals():
     assert "p99_ms" not in small and small["p99_ms_absent"] == "needs at least 100 samples, have 15"
     assert "p95_ms" not in small and "p90_ms" in small
     assert percentile_interval(sorted(samples[:20]), 99) is None
+    # n >= 1/(1-q): 10 samples give a p90, 20 a p95 (1/(1-0.9) is 10.000000000000002 in floats: it asked for 11)
+    assert "p90_ms" in summarize([1.0] * 10) and summarize([1.0] * 9)["p90_ms_absent"] == \
+        "needs at least 10 samples, have 9"
+    assert "p95_ms" in summarize([1.0] * 20) and "p99_ms" in summarize([1.0] * 100)
 
 
 def test_device_agent_runs_on_python_3_8_syntax():

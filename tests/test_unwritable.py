@@ -261,6 +261,18 @@ def test_a_device_with_no_room_for_the_runs_files_fails_the_run_with_a_result(bu
     assert doc["error"]["message"].startswith("no space left on this device for the run's files ("), doc["error"]
 
 
+def test_a_lock_or_workdir_that_cannot_be_made_fails_the_run_with_a_result(bundles, tmp_path):
+    """Any other OSError there (a lock under a missing /proc folder, a file where the workdir goes) was a
+    traceback, exit 1 (a missed budget, to CI) and no document (a device_agent review): exit 3 with one."""
+    from device_agent.bench import run
+    from device_agent.measure.latency import LoopSettings
+    (tmp_path / "file").write_text("")
+    for options in ({"lock": "/proc/edgeopt/lock"}, {"workdir": str(tmp_path / "file" / "work")}):
+        doc, code = run(str(bundles["fp32"]), LoopSettings(), **options)
+        assert code == 3 and doc["status"] == "failed" and doc["error"]["kind"] == "device", doc
+        assert doc["error"]["message"].startswith("cannot write the run's files on this device: "), doc["error"]
+
+
 def test_a_report_to_a_link_a_pipe_or_under_a_file_is_written_where_it_points(cli, int8_result, tmp_path):
     """The rename onto the target replaced a symbolic link, a named pipe (its reader got nothing) and, as root,
     a device node such as /dev/full with a plain file; a folder above that is a file read "File exists"."""

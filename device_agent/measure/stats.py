@@ -67,7 +67,7 @@ def summarize(samples_ms):
     intervals, absent = {}, {}
     for q in PERCENTILES:
         key = "p%d_ms" % q
-        needed = int(math.ceil(1.0 / (1 - q / 100.0)))
+        needed = int(math.ceil(round(100.0 / (100 - q), 9)))   # 1/(1-0.9) is 10.000000000000002 in floats
         if n < needed:
             absent[key] = "needs at least %d samples, have %d" % (needed, n)
             continue

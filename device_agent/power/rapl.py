@@ -36,7 +36,12 @@ class _Zone(object):
 def _zone_dirs(config):
     root = config.path(*POWERCAP)
     # `intel-rapl` (the control type) has no ':'; zones do. AMD CPUs use the same driver and names.
-    return sorted(d for d in glob.glob(os.path.join(root, "*rapl*:*")) if os.path.isfile(os.path.join(d, "energy_uj")))
+    dirs = sorted(d for d in glob.glob(os.path.join(root, "*rapl*:*")) if os.path.isfile(os.path.join(d, "energy_uj")))
+    # `intel-rapl-mmio:0` (recent Intel client CPUs) is a second window onto the package domain that
+    # `intel-rapl:0` (MSR) reads: its `name` is package-0 too, and summing both counted the package twice.
+    msr = [d for d in dirs if os.path.basename(d).startswith("intel-rapl:")]
+    return msr + [d for d in dirs if d not in msr and not os.path.basename(d).startswith("intel-rapl-mmio:")] \
+        if msr else dirs
 
 
 def _rail_name(path, names):

@@ -26,6 +26,28 @@ def test_total_is_package_plus_dram_and_subzones_carry_their_package(tmp_path):
     assert s.rails["psys"] == pytest.approx(9.0) and s.rails["package-0/core"] == 0.0
 
 
+def test_the_mmio_window_onto_the_package_is_not_counted_twice(tmp_path):
+    """Recent Intel client CPUs (NUCs, laptops) also expose intel-rapl-mmio:0, named package-0: the package's
+    energy read 2x (20 J for 10 J) and the rails showed one package-0. The MSR zones alone count."""
+    root = tree("rapl-x86", tmp_path)
+    mmio = rapl_zone(root, "intel-rapl-mmio:0")
+    mmio.mkdir()
+    for name, value in (("name", "package-0"), ("energy_uj", "5000000"), ("max_energy_range_uj", "262143328850"),
+                        ("enabled", "1")):
+        write(mmio / name, value)
+    reader, reason = RaplReader.probe(config(root))
+    assert reason is None and reader.describe()["total"] == "package-0 + package-0/dram"
+    write(rapl_zone(root) / "energy_uj", 123456789 + 10000000)   # +10 J on the package, through both windows
+    write(mmio / "energy_uj", 5000000 + 10000000)
+    assert reader.read().value == pytest.approx(10.0)
+    shutil.rmtree(root / "sys" / "class" / "powercap")   # a machine with the MMIO window alone reads it
+    mmio.mkdir(parents=True)
+    for name, value in (("name", "package-0"), ("energy_uj", "5000000"), ("max_energy_range_uj", "262143328850")):
+        write(mmio / name, value)
+    reader, reason = RaplReader.probe(config(root))
+    assert reason is None and reader.describe()["total"] == "package-0"
+
+
 def test_counter_wraps_at_max_energy_range(tmp_path):
     root = tree("rapl-x86", tmp_path)
     for zone in ("intel-rapl:0", "intel-rapl:0:0", "intel-rapl:0:1", "intel-rapl:0:2", "intel-rapl:1"):
