@@ -111,15 +111,32 @@ def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors
         if "error" in doc:  # the child's own one-line account of what failed
             raise AgentError(doc["error"])
         if proc.returncode != 0:
-            raise AgentError(_describe_exit(proc.returncode))
+            return _kept(doc, _describe_exit(proc.returncode))
         return doc
     except subprocess.TimeoutExpired:
-        raise AgentError("measuring process exceeded the %.0f s timeout and was killed" % timeout)
+        return _kept(_read_child_output(out_path), "measuring process exceeded the %.0f s timeout and was killed"
+                     % timeout)
     except OSError as e:  # the interpreter could not be started at all (gone, not executable, wrong arch)
         raise AgentError("cannot start the measuring process %s: %s" % (sys.executable, e))
     finally:
         if os.path.exists(out_path):
             os.unlink(out_path)
+
+
+def _kept(partial, failure):
+    """The figures the measuring process saved before it died in a later pass (a runtime's segfault in the eval
+    pass, the OOM killer in the throughput pass, the timeout): each pass it did not finish absent with the
+    failure as its reason, and a warning. AgentError(failure) where it died before the timed loop ended."""
+    pending = partial.pop("pending", None)
+    if not pending:
+        raise AgentError(failure)
+    for i, section in enumerate(pending):
+        when = "during this pass" if i == 0 else "in the %s pass, before this one" % pending[0].replace("_", " ")
+        partial[section] = {"available": False, "reason": "not measured: %s %s" % (failure, when)}
+    partial.setdefault("warnings", []).append(
+        "%s after the timed loop, in the %s pass: %s not measured; the latency, memory and power figures stand"
+        % (failure, pending[0].replace("_", " "), ", ".join(pending)))
+    return partial
 
 
 def _read_child_output(path):

@@ -89,6 +89,34 @@ def test_the_measuring_process_is_the_agents_own_not_a_device_agent_in_the_worki
     assert json.loads(p.stdout)["status"] == "ok"
 
 
+_CRASH = """import sys
+if "_measure" in sys.argv:   # the measuring process only: its runtime segfaults in {where}
+    import os, signal
+    import device_agent.measure.{module} as m
+    m.{function} = lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+@pytest.mark.parametrize("module, function, kept", [("accuracy", "evaluate", True), ("latency", "timed_loop", False)])
+def test_a_runtime_that_crashes_after_the_timed_loop_loses_that_pass_only(bundles, tmp_path, module, function, kept):
+    """A segfault in the eval pass (or the OOM killer, or the timeout, in a later pass) lost the latency, memory
+    and power figures already measured: measure.json was written once every pass had finished."""
+    agent = agent_zipapp.build()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_CRASH.format(where=function, module=module, function=function))
+    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), *FAST_BENCH_ARGS],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(site)))
+    doc = json.loads(p.stdout)
+    if not kept:   # before the timed loop ended: nothing to keep
+        assert p.returncode == 3 and doc["status"] == "failed" and "SIGSEGV" in doc["error"]["message"], doc
+        return
+    assert p.returncode == 0 and doc["status"] == "ok", p.stderr
+    assert doc["latency"]["p50_ms"] > 0 and doc["memory"]["peak_rss_mb"] > 0
+    assert doc["accuracy"]["available"] is False and "killed by SIGSEGV" in doc["accuracy"]["reason"]
+    assert any("after the timed loop, in the accuracy pass: accuracy not measured" in w for w in doc["warnings"])
+
+
 def test_unreachable_device_is_exit_3_and_its_failure_is_saved(cli, bundles, tmp_path):
     r = cli("bench", bundles["fp32"], "--device", "edgeopt@127.0.0.1:1", "--results-dir", tmp_path)   # refused
     assert r.exit_code == 3

@@ -20,13 +20,27 @@ def _failed(what, error):
     return {"available": False, "reason": "%s failed: %s" % (what, text[:300])}
 
 
+def planned(adapter, wanted, fps_budget=False):
+    """The sections `run` measures: throughput where asked for, hinted by the bundle or budgeted; layer_profile
+    where asked for."""
+    return ((["throughput"] if wanted.throughput or adapter.throughput_hint() or fps_budget else [])
+            + (["layer_profile"] if wanted.profile_layers else []))
+
+
+def not_run(adapter, wanted, fps_budget=False):
+    """The sections of the passes `run` leaves out, each absent with its reason."""
+    unasked = {"throughput": {"available": False, "reason": throughput.NOT_ASKED},
+               "layer_profile": {"available": False, "reason": layers.NOT_ASKED}}
+    return {k: v for k, v in unasked.items() if k not in planned(adapter, wanted, fps_budget)}
+
+
 def run(adapter, feed, settings, wanted, scratch_dir, fps_budget=False):
     """{"throughput": section, "layer_profile": section}; a pass not asked for, or one that failed, is
     {"available": False, "reason": ...}: the latency figures stand either way. fps_budget: the bundle carries a
     throughput_fps budget, which the pass measures (it was left unasked, and `check` failed it unmeasured)."""
-    out = {"throughput": {"available": False, "reason": throughput.NOT_ASKED},
-           "layer_profile": {"available": False, "reason": layers.NOT_ASKED}}
-    if wanted.throughput or adapter.throughput_hint() or fps_budget:
+    out = not_run(adapter, wanted, fps_budget)
+    todo = planned(adapter, wanted, fps_budget)
+    if "throughput" in todo:
         report("throughput", "concurrent runs, %d+ completed, %.1f+ s" % (settings.min_iterations, settings.min_seconds))
         try:
             out["throughput"] = adapter.throughput(feed, settings)
@@ -34,7 +48,7 @@ def run(adapter, feed, settings, wanted, scratch_dir, fps_budget=False):
             out["throughput"] = _failed("the throughput pass", e)
         out["throughput"]["asked_by"] = ("--throughput" if wanted.throughput else "the bundle's performance hint"
                                          if adapter.throughput_hint() else "the bundle's throughput_fps budget")
-    if wanted.profile_layers:
+    if "layer_profile" in todo:
         runs = layers.profile_runs(settings)
         report("profile", "%d profiled runs" % runs)
         try:

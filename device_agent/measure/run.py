@@ -44,7 +44,10 @@ def example_feed(manifest, root):
 
 
 def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None,
-            wanted=passes.Passes(), scratch_dir=None):
+            wanted=passes.Passes(), scratch_dir=None, checkpoint=None):
+    """The result's measured sections. checkpoint(doc): called with the figures so far and `pending` (the
+    sections still being measured) after the timed loop and after the passes, so that a runtime that crashes
+    or hangs in a later pass (a segfault, the OOM killer, the timeout) loses that pass only."""
     sensor_config = sensor_config or SensorConfig()
     env = environment.read(sensor_config)  # first, before this process adds its own load
     mem = {"method": "VmRSS/VmHWM (/proc/self/status)"}
@@ -79,16 +82,20 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     lat["samples_ms"] = samples
     power, heat, warnings = sensors.results(len(samples), lat["duration_s"])
     sensors.close()
-    extra = passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root),
-                       "throughput_fps" in (manifest.get("budgets") or {}))
-    acc = _accuracy(adapter, manifest, root) if with_accuracy else {
-        "available": False, "reason": accuracy.SKIPPED}
     runtime = {"name": cls.name, "version": cls.installed_version()}
     runtime.update(adapter.describe())
+    doc = {"latency": lat, "memory": mem, "runtime": runtime, "power": power, "thermal": heat, "environment": env,
+           "warnings": warnings, "accuracy": {"available": False, "reason": accuracy.SKIPPED}}
+    checkpoint = checkpoint or (lambda _: None)
+    fps_budget = "throughput_fps" in (manifest.get("budgets") or {})
+    doc.update(passes.not_run(adapter, wanted, fps_budget))
+    checkpoint(dict(doc, pending=passes.planned(adapter, wanted, fps_budget) + (["accuracy"] if with_accuracy else [])))
+    doc.update(passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root), fps_budget))
+    if with_accuracy:
+        checkpoint(dict(doc, pending=["accuracy"]))
+        doc["accuracy"] = _accuracy(adapter, manifest, root)
     adapter.close()
-    return {"latency": lat, "memory": mem, "accuracy": acc, "runtime": runtime, "power": power, "thermal": heat,
-            "environment": env, "warnings": warnings, "throughput": extra["throughput"],
-            "layer_profile": extra["layer_profile"]}
+    return doc
 
 
 def _accuracy(adapter, manifest, root):
@@ -105,9 +112,12 @@ def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, op
 
     manifest = load_manifest(root)
     settings = latency.LoopSettings(**json.loads(settings_json))
-    doc = measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)),
-                  json.loads(options_json), passes.Passes(**json.loads(passes_json)), os.path.dirname(out_path))
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, out_path)
+    def save(doc):
+        tmp = out_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, out_path)
+
+    save(measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)),
+                 json.loads(options_json), passes.Passes(**json.loads(passes_json)), os.path.dirname(out_path),
+                 checkpoint=save))

@@ -186,4 +186,14 @@ def _descendants(pid):
 
 
 def _shown(argv):
-    return argv if isinstance(argv, str) else " ".join(argv)
+    """The command as messages and results name it: a shell command (--power-command) by its program alone, since
+    the rest may hold a secret (a meter's `curl -H 'Authorization: ...'`) that results and reports would keep."""
+    if not isinstance(argv, str):
+        return " ".join(argv)
+    words = argv.split()
+    program = next((w for w in words if "=" not in w), "...")   # past `TOKEN=... meter.sh`'s assignments
+    return "`%s`%s" % (program, " ..." if words != [program] else "")
+
+
+def shown_command(command):
+    return _shown(command)

@@ -6,7 +6,7 @@ device, at the sampling rate (default 1 Hz): keep it cheap, its own cost lands i
 """
 import re
 
-from .base import PowerReader, Sample, SensorError, first_readable, now, run_command
+from .base import PowerReader, Sample, SensorError, first_readable, now, run_command, shown_command
 
 NUMBER = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[wW]?\s*$")
 
@@ -42,7 +42,7 @@ class ExternalReader(PowerReader):
         return Sample(t, watts, {"meter": watts})
 
     def sensor(self):
-        return "external meter: %s" % self.config.power_command
+        return "external meter: %s (--power-command)" % shown_command(self.config.power_command)
 
     def rails(self):
         return ["meter"]

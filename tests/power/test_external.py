@@ -15,7 +15,17 @@ def test_parse_takes_the_last_line_with_an_optional_unit():
 def test_command_is_run_through_the_shell_at_the_given_rate(tmp_path):
     reader, reason = ExternalReader.probe(_config("echo meter; echo 6.5W", 4.0))
     assert reason is None and reader.rate_hz() == 4.0
-    assert reader.read().value == 6.5 and reader.describe()["sensor"] == "external meter: echo meter; echo 6.5W"
+    assert reader.read().value == 6.5 and reader.describe()["sensor"] == "external meter: `echo` ... (--power-command)"
+
+
+def test_the_command_is_named_by_its_program_alone_since_its_arguments_may_hold_a_secret():
+    """The whole command (a meter's `curl -H 'Authorization: Bearer ...'`) went into every result's power.sensor
+    and every failure's message: results and reports are shared, a token in them is leaked."""
+    token = "s3cr3t-token"
+    reader, reason = ExternalReader.probe(_config(f"curl -s -H 'Authorization: Bearer {token}' http://127.0.0.1:1/w", 1.0))
+    assert reader is None and token not in reason and "`curl` ..." in reason, reason
+    reader, _ = ExternalReader.probe(_config(f"TOKEN={token} echo 2.5", 1.0))
+    assert token not in str(reader.describe()) and reader.read().value == 2.5
 
 
 def test_a_failing_or_missing_command_is_refused_with_its_error():
