@@ -166,25 +166,32 @@ def _add_warnings(doc: dict, manifest: dict, mismatch, loop: dict | None):
     """Add the host's warnings to a measured result (the tables show them): a profile or arch mismatch, and a run
     shorter than the --min-seconds asked for."""
     found = [w for w in (mismatch and f"profile mismatch: {mismatch}", _arch_warning(manifest, doc),
-                         _short_run_warning(doc, loop or {})) if w]
+                         *_short_run_warnings(doc, loop or {})) if w]
     if found and doc.get("status") == "ok":
         doc["warnings"] = list(doc.get("warnings") or []) + found
 
 
-def _short_run_warning(doc: dict, loop: dict):
+def _short_run_warnings(doc: dict, loop: dict) -> list:
     """A --min-seconds the iteration cap cut short (the default 10000 runs of a tiny model took 0.26 s, 3 s asked
-    for): the run is shorter than asked, and says so. Only where the user asked for a time; optimize's short
-    screening loop is short by design."""
-    latency, asked = doc.get("latency") or {}, loop.get("min_seconds")
-    took = latency.get("duration_s")
-    if asked is None or latency.get("stopped_by") != "max_iterations" or not isinstance(took, (int, float)) \
-            or took >= asked:
-        return None
+    for), in the timed loop or the throughput pass (3111 requests in 0.056 s, 0.3 s asked for, and its FPS passed a
+    budget without a word): the run is shorter than asked, and says so. Only where the user asked for a time;
+    optimize's short screening loop is short by design."""
+    asked = loop.get("min_seconds")
+    if asked is None:
+        return []
     from device_agent.measure.latency import LoopSettings
 
     cap = loop.get("max_iterations") or LoopSettings().max_iterations
-    return (f"the timed loop stopped at {cap} runs (--max-iterations) after {took:.3g} s, short of --min-seconds "
-            f"{asked:g}: a larger --max-iterations runs it that long")
+    out = []
+    for section, what, counted in (("latency", "the timed loop", f"{cap} runs"),
+                                   ("throughput", "the throughput pass", "{completed} completed requests")):
+        figures = doc.get(section) if isinstance(doc.get(section), dict) else {}
+        took = figures.get("duration_s")
+        if figures.get("stopped_by") == "max_iterations" and isinstance(took, (int, float)) and took < asked:
+            out.append(f"{what} stopped at {counted.format(completed=figures.get('completed', '?'))} "
+                       f"(--max-iterations) after {took:.3g} s, short of --min-seconds {asked:g}: a larger "
+                       "--max-iterations runs it that long")
+    return out
 
 
 def _arch_warning(manifest: dict, doc: dict):
@@ -425,8 +432,18 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         code = 0
     checked = any(e["budgets"] for e in entries) or bool(report.get("regressions"))
     if code == 0 and not checked:   # compare and report show such results: they said "every budget holds"
-        report["headline"] = "nothing checked: no result's bundle carries a budget and none were given"
+        dropped = [f"{k}=none" for k, v in (budgets or {}).items() if v is None]
+        report["headline"] = (f"nothing checked: every budget was dropped ({', '.join(dropped)})" if dropped else
+                              "nothing checked: no result's bundle carries a budget and none were given")
     return dict(report, passed=code == 0, exit_code=code, checked=checked)
+
+
+def missing_document(entry: dict) -> dict:
+    """A failed result standing for a device a fleet run lists and holds no result of (check's "missing" entry),
+    for compare's and report's tables: they read the run's files only, and passed it (check exits 3)."""
+    return {"schema": results.RESULT_SCHEMA, "status": "failed", "bundle": {"name": entry["bundle"]},
+            "device": {"name": entry["device"]}, "error": {"message": entry["error"]}, "warnings": [],
+            "_path": str(pathlib.Path(entry["result"]) / f"{entry['device']}.json")}
 
 
 def _missing_from_runs(run_dirs: list, entries: list) -> list:
@@ -451,12 +468,13 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
     budget verdict) + the check; with a baseline, the regression gate per device (check's `regressions`)."""
     from .report import rows as report_rows
 
-    result_paths = results.expand(result_paths)
     report = check(result_paths, budgets, baseline=baseline, effect=effect, store_url=store_url,
-                   results_dir=results_dir, require_budgets=False)
+                   results_dir=results_dir, require_budgets=False)   # run directories as given: their lost devices
+    result_paths = results.expand(result_paths)
     rows = []
-    for path, entry in zip(result_paths, report["results"]):
-        doc = results.load(path)
+    missing = [missing_document(e) for e in report["results"][len(result_paths):]]
+    for path, entry in zip(result_paths + [d["_path"] for d in missing], report["results"]):
+        doc = results.load(path) if pathlib.Path(path).is_file() else next(d for d in missing if d["_path"] == path)
         lat, acc = doc.get("latency", {}), doc.get("accuracy", {})
         missed = [r["budget"] for r in entry["budgets"] if r["status"] == "fail"]
         unmeasured = [r["budget"] for r in entry["budgets"] if r["status"] == "unmeasured"]
@@ -752,10 +770,12 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if not paths:
         raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are neither on "
                                                                    "this host nor in its store)" if study else ""))
-    verdicts = check(paths, budgets, limits_by_path=_study_limits(found), require_budgets=False, stored=stored)
+    verdicts = check(result_paths or paths, budgets, limits_by_path=_study_limits(found), require_budgets=False,
+                     stored=stored)   # run directories as given: check counts the devices their files lack
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
     docs = [stored.get(str(p)) or results.load(p) for p in paths]
+    docs += [missing_document(e) for e in verdicts["results"][len(paths):]]
     history_url = store_url or (url if stored else None)   # results from the store: their history is there too
     stored, absent, store_error = (_report_history(docs, history_url, paths) if history
                                    else (None, "history left out (--no-history)", None))

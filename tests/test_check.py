@@ -279,6 +279,14 @@ def test_a_fleet_run_missing_a_devices_result_is_no_pass(cli, int8_result, tmp_p
     lost = [e for e in r.json()["results"] if e["device"] == "pi-c"]
     assert lost and lost[0]["status"] == "missing" and lost[0]["bundle"] == "digits_cnn-int8"
     assert lost[0]["error"] == f"{run / 'run.json'} lists pi-c, and the run directory holds no result of it"
+    # compare and report of the run say so too, and exit as check does (they read its files only: exit 0)
+    compared = cli("compare", run, "--budget", "peak_rss_mb=100000", "--json")
+    assert compared.exit_code == 3 and [r["verdict"] for r in compared.json()["rows"]] == ["all pass", "device failed"]
+    shown = cli("report", run, "--budget", "peak_rss_mb=100000", "--format", "markdown", "--no-history")
+    assert shown.exit_code == 3 and "lists pi-c, and the run directory holds no result of it" in shown.stdout, \
+        shown.stdout
+    page = cli("report", run, "--budget", "peak_rss_mb=100000", "-o", tmp_path / "r.html", "--no-history")
+    assert page.exit_code == 3 and "pi-c" in (tmp_path / "r.html").read_text()
     # one file of the run, named alone, is judged alone
     assert cli("check", run / "node.json", "--budget", "peak_rss_mb=100000").exit_code == 0
 

@@ -396,6 +396,14 @@ def test_an_explicit_min_seconds_cut_short_by_the_iteration_cap_is_said(cli, bun
     assert r.exit_code == 0, r.stderr
     said = [w for w in r.json()["warnings"] if w.startswith("the timed loop stopped at 20 runs (--max-iterations) after")]
     assert said and "short of --min-seconds 0.5" in said[0], r.json()["warnings"]
+    # the throughput pass too: its FPS, over a fraction of the time asked for, passed a budget without a word
+    r = cli("bench", bundles["fp32"], "--min-seconds", "0.5", "--min-iterations", "5", "--max-iterations", "20",
+            "--warmup-iterations", "1", "--warmup-seconds", "0", "--throughput", "--results-dir", tmp_path / "r",
+            "--json")
+    assert r.exit_code == 0 and r.json()["throughput"]["stopped_by"] == "max_iterations", r.stderr
+    said = [w for w in r.json()["warnings"] if w.startswith("the throughput pass stopped at ")]
+    assert said and "completed requests (--max-iterations) after" in said[0] and "--min-seconds 0.5" in said[0], \
+        r.json()["warnings"]
 
 
 def test_a_file_of_another_kind_is_named_for_what_it_is(cli, bundles, tmp_path):

@@ -39,11 +39,11 @@ th{background:#f0f3f6}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .ok{background:#dafbe1;color:#116329}.bad{background:#ffebe9;color:#a40e26}.warn{background:#fff8c5;color:#7d4e00}
 .none{background:#eaeef2;color:#59636e}.grid{stroke:#e6e9ed;stroke-width:1}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px}
-svg.chart{display:block;font:11px system-ui,sans-serif;fill:#1f2328}svg .plot{fill:#fff;stroke:#d0d7de}
+svg.chart{display:block;font:11px system-ui,sans-serif;fill:#1f2328;max-width:100%;height:auto}svg .plot{fill:#fff;stroke:#d0d7de}
 svg .label{font-size:12px;fill:#59636e}svg .note{font-size:11px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:middle}
 ul.budgets{margin:0;padding:0;list-style:none;font-size:12px;min-width:240px}ul.budgets li{margin-bottom:1px}
-td.name{min-width:14ch;max-width:36ch;overflow-wrap:anywhere}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .legend,.card .note{max-width:370px}
+td.name{min-width:14ch;max-width:36ch;overflow-wrap:anywhere}.card{max-width:100%;box-sizing:border-box}.scroll{overflow-x:auto}.absent{color:#7d4e00}.card .legend,.card .note{max-width:370px}
 """
 
 
@@ -127,11 +127,11 @@ def _summary(rows: list) -> str:
             if r["run"] else ""
         if not r["run"] and r.get("created"):   # two results of one bundle on one device: told apart by when, and file
             run = (f'<br><span class="small muted" title="{esc(r["result"])}">'
-                   f'{esc(utc_time(r["created"]))}</span>')
+                   f'{esc(utc_time(r["created"], seconds=True))}</span>')
         batch = f"<br><span class='small muted'>batch {r['batch']}: per call</span>" if r.get("batch") else ""
         # the time is on a line of its own: the device with the profile only where that tells results apart
         device = r["device_name"] + (f" ({r['profile_apart']})" if r.get("profile_apart") else "")
-        lines.append(f"<tr><td class=name>{esc(r['bundle'])}{batch}</td><td>{esc(device)}{run}</td><td class=num>{num(r['n'], 6)}</td>"
+        lines.append(f"<tr><td class=name>{esc(r['bundle'])}{batch}</td><td class=name>{esc(device)}{run}</td><td class=num>{num(r['n'], 6)}</td>"
                      f"<td class=num>{num(r['p50_ms'])}</td><td class=num>{num(r['p90_ms'])}{ci}</td>"
                      f"<td class=num>{num(r['p99_ms'])}</td><td class=num>{num(r['peak_rss_mb'])}</td>"
                      f"<td class=num>{num(r['size_mb'])}</td><td class=num>{num(r['top1'])}</td>"
@@ -460,6 +460,7 @@ def _fleet(groups: list) -> str:
     return "".join(out)
 
 
+FLEET_LABEL_CHARS = 44   # "nobody@127.0.0.1:1 (2026-12-06 17:27:12)" whole; the plot keeps over half the width
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "unmeasured": "#9a6700", "failed": "#8c959f",
                    "none": "#0072B2"}
 
@@ -469,14 +470,18 @@ def _fleet_chart(group: dict) -> str:
     values = [v for r in rows for v in (r["p50_ms"], r["p99_ms"], r["p90_ms"]) if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     log = lo > 0 and hi / lo > LOG_AXIS_SPREAD
+    names = [r["device"] + ("" if r["status"] == "ok" else " (failed)") for r in rows]
+    shown = [n if len(n) <= FLEET_LABEL_CHARS else n[:FLEET_LABEL_CHARS - 1] + "…" for n in names]
+    # the left margin fits the longest label: cut at 22 characters, two runs of `local` read alike, and a longer
+    # name ran off the chart's left edge
     chart = Chart(f"Fleet: {group['bundle']}", (lo / 1.15, hi * 1.15) if log else padded(lo, hi, 0.05), (0, len(rows)),
                   width=760, height=40 + 26 * len(rows) + 20, x_label="latency (ms)" + (", log scale" if log else ""),
-                  margin=(10, 24, 42, 160), log_x=log)
+                  margin=(10, 24, 42, 16 + round(6.2 * max(len(n) for n in shown))), log_x=log)
     chart.axes(y_ticks=[])
     for i, r in enumerate(rows):
         y = len(rows) - i - 0.5
         c = VERDICT_COLOURS.get(r["verdict"], "#0072B2")
-        chart.text(chart.x0, y, r["device"][:22] + ("" if r["status"] == "ok" else " (failed)"), anchor="end", dx=-6, dy=4)
+        chart.text(chart.x0, y, shown[i], anchor="end", dx=-6, dy=4, title=names[i])
         if r["p50_ms"] is not None and r["p99_ms"] is not None:
             chart.segment(r["p50_ms"], y, r["p99_ms"], y, c, width=1.5,
                           title=f"{r['device']}: p50 {number(r['p50_ms'])} – p99 {number(r['p99_ms'])} ms")

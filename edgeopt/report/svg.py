@@ -145,9 +145,10 @@ class Chart:
         self.parts.append(f'<line x1="{self.x(xa)}" y1="{self.y(ya)}" x2="{self.x(xb)}" y2="{self.y(yb)}" '
                           f'stroke="{stroke}" stroke-width="{width}"{dashed}>{_title(title)}</line>')
 
-    def text(self, xv, yv, words: str, anchor: str = "start", cls: str = "note", dx: float = 0, dy: float = 0):
+    def text(self, xv, yv, words: str, anchor: str = "start", cls: str = "note", dx: float = 0, dy: float = 0,
+             title: str = ""):
         self.parts.append(f'<text class="{cls}" x="{self.x(xv) + dx}" y="{self.y(yv) + dy}" text-anchor="{anchor}">'
-                          f'{_esc(words)}</text>')
+                          f'{_title(title if title != words else "")}{_esc(words)}</text>')
 
     def render(self) -> str:
         return (f'<svg class="chart" viewBox="0 0 {self.width} {self.height}" width="{self.width}" '

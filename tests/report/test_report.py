@@ -122,7 +122,7 @@ def test_html_report_holds_every_section_and_needs_no_network(cli, lab_results, 
     assert "run 5 (2026-01-05T00:00:00)" in words and "-50." in words   # from about 2x p90 to 1x
     assert "Peak is the high-water mark, reset just before the timed loop." in words   # its scope said once
     # a result outside a fleet run says when it ran, and its file on hover: two of one bundle@device told apart
-    assert re.search(r'title="[^"]+\.json">\d{4}-\d\d-\d\d \d\d:\d\d</span>', text)
+    assert re.search(r'title="[^"]+\.json">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</span>', text)
     assert all(row["verdict"] == "pass" for row in summary["summary"])
 
 
@@ -632,6 +632,12 @@ def test_a_result_with_no_budget_is_shown_as_nothing_checked_not_as_passing(cli,
     assert "every budget holds" not in md.stdout and "✅" not in md.stdout
     budgeted = cli("report", bare, "--format", "markdown", "--no-history", "--budget", "latency_p90_ms=1000")
     assert "✅ every budget holds" in budgeted.stdout
+    # a bundle's budgets each dropped: said so, not "carries no budget" (a user walkthrough)
+    drops = [a for key in json.loads(lab_results["int8"].read_text())["bundle"]["budgets"]
+             for a in ("--budget", f"{key}=none")]
+    dropped = cli("report", lab_results["int8"], "--format", "markdown", "--no-history", *drops)
+    assert dropped.exit_code == 0 and "result(s): nothing checked: every budget was dropped (" in dropped.stdout, \
+        dropped.stdout
 
 
 def test_one_bundle_name_packaged_for_two_profiles_is_two_history_series(lab_results, tmp_path):
@@ -687,3 +693,17 @@ def test_a_runs_seconds_read_as_seconds():
     """A code review: `.3g` wrote a 1234 s run as "1.23e+03 s"."""
     from edgeopt.report.tables import _seconds
     assert (_seconds(0.00123), _seconds(12.34), _seconds(1234.5)) == ("0.00123", "12.3", "1234")
+
+
+def test_fleet_chart_labels_are_whole_or_cut_with_an_ellipsis_and_their_name_on_hover():
+    """Labels were cut at 22 characters: two runs of `local` both read `local (2026-12-06 17:2`, and a longer
+    name ran off the chart's left edge (a user walkthrough)."""
+    from edgeopt.report import html
+    names = ("local (2026-12-06 17:27:12)", "local (2026-12-06 17:27:26)", "x" * 60)
+    rows = [{"device": name, "status": "ok", "verdict": "pass", "p50_ms": 1.0, "p99_ms": 2.0, "p90_ms": 1.5,
+             "p90_ci95": None} for name in names]
+    svg = html._fleet_chart({"bundle": "b", "devices": rows})
+    assert all(f">{name}</text>" in svg for name in names[:2])
+    assert "x" * 43 + "…</text>" in svg and f"<title>{'x' * 60}</title>" in svg
+    left = min(float(x) for x in re.findall(r'<text class="note" x="([-\d.]+)"[^>]*text-anchor="end"', svg))
+    assert left >= 16 + 6.2 * 44 - 6 - 1   # the label's end, where its longest neighbour still fits on the left
