@@ -320,7 +320,7 @@ def _regression_entry(doc: dict, base: dict | None, why: str, effect: float) -> 
 def _source_model(doc: dict) -> str | None:
     """The model a result's bundle was packaged from, as its file name (a CI runner's checkout moves between runs)
     and callable: `nets.py:lstm`, `model.onnx`."""
-    reference = ((doc.get("bundle") or {}).get("source") or {}).get("reference")
+    reference = results.section(results.section(doc, "bundle"), "source").get("reference")   # a store's row too
     if not isinstance(reference, str) or not reference:
         return None
     path, sep, attribute = reference.rpartition(":")
@@ -339,7 +339,7 @@ def environment_notes(base: dict, cand: dict) -> list:
             and abs(loads[1] - loads[0]) > LOAD_CHANGE * cpus:
         notes.append(f"load average {loads[0]:.1f} -> {loads[1]:.1f} on {cpus} CPUs: part of the change may be "
                      f"the device's other work")
-    governors = [sorted({str(p.get("governor")) for p in (e.get("cpufreq") or {}).values()
+    governors = [sorted({str(p.get("governor")) for p in results.section(e, "cpufreq").values()
                          if isinstance(p, dict)}) for e in envs]
     if all(governors) and governors[0] != governors[1]:
         notes.append(f"CPU governor {'/'.join(governors[0])} -> {'/'.join(governors[1])}")

@@ -227,7 +227,13 @@ def _fields() -> dict:
               "error": Field("section"), "error.message": Field("text"),
               "warnings": Field("texts"),
               "thermal": Field("section"), "thermal.throttled": Field("flag"),
-              "thermal.frequency_capped": Field("flag"),
+              "thermal.frequency_capped": Field("flag"), "thermal.available": Field("flag"),
+              "thermal.reason": Field("text"), "thermal.start_c_absent": Field("text"),
+              "thermal.start_c": Field("section"), "thermal.end_c": Field("section"),
+              "thermal.cpufreq": Field("section"),
+              # the regression gate's notes: what differed in the device's state, and the model packaged
+              "environment": Field("section"), "environment.cpufreq": Field("section"),
+              "bundle.source": Field("section"), "bundle.source.reference": Field("text"),
               "latency": Field("section", required="ok"), "memory": Field("section", required="ok"),
               # read by the regression gate, compare's runtime column and the report: refused alike by every verb
               "latency.samples_ms": Field("numbers"), "runtime": Field("section"), "runtime.name": Field("text"),

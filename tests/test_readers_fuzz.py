@@ -523,6 +523,44 @@ def test_budget_strings(cli, ok_result, case):
     assert classify_budgets(cli, ok_result, items, verdict, limits) == "handled", (verdict, items)
 
 
+# A result as an agent on a board with sensors writes it: the parts only the report's tables and the regression
+# gate's notes read (thermal zones and CPU frequencies, the device's state at the start, the bundle's inputs and
+# source). A malformed one was a traceback and exit 1 (a code review).
+SENSED = dict(copy.deepcopy(BASE_OK), thermal={
+    "available": True, "throttled": False, "frequency_capped": False,
+    "start_c": {"cpu-thermal": 51.0}, "end_c": {"cpu-thermal": 63.5},
+    "cpufreq": {"policy0": {"before_mhz": 2400.0, "after_mhz": 2400.0, "hw_max_mhz": 2400.0,
+                            "during_mhz": {"min": 1800.0, "mean": 2350.0, "max": 2400.0}}}},
+    environment={"load_1m": 0.2, "cpufreq": {"policy0": {"governor": "ondemand"}}})
+SENSED["bundle"] = dict(SENSED["bundle"], inputs=[{"name": "image", "shape": [1, 1, 8, 8]}],
+                        source={"reference": "nets.py:build", "format": "pytorch"})
+SENSED_PATHS = [("thermal", "start_c"), ("thermal", "end_c"), ("thermal", "cpufreq"),
+                ("thermal", "cpufreq", "policy0"), ("thermal", "cpufreq", "policy0", "during_mhz"),
+                ("thermal", "reason"), ("environment",), ("environment", "cpufreq"),
+                ("bundle", "inputs"), ("bundle", "inputs", 0, "shape"), ("bundle", "inputs", 0, "shape", 0),
+                ("bundle", "source"), ("bundle", "source", "reference")]
+
+
+@SETTINGS
+@given(where=st.sampled_from(SENSED_PATHS), value=JUNK)
+def test_the_parts_only_tables_and_notes_read_are_total_too(cli, tmp_path, where, value):
+    doc = copy.deepcopy(SENSED)
+    parent = doc
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = value
+    path, base = tmp_path / "r.json", tmp_path / "base.json"
+    path.write_text(json.dumps(doc))
+    base.write_text(json.dumps(dict(SENSED, created="2026-11-30T00:00:00+00:00")))   # an earlier run
+    runs = [cli("report", path, "-o", tmp_path / "r.html", "--no-history"), cli("compare", path),
+            cli("report", path, "--format", "markdown", "--no-history"), cli("check", path, "--baseline", base)]
+    for r in runs:
+        assert r.exit_code in (0, 1, 2), (where, value, r.stderr)
+        if r.exit_code == 2:   # refused: one line naming the file and the field
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and str(path) in lines[0] and str(where[0]) in lines[0], (where, value, lines)
+
+
 # ---------------------------------------------------------------- the tally: python tests/test_readers_fuzz.py [N]
 def tally(n: int) -> dict:
     """reader -> {(verdict, outcome): count} over n generated cases each."""

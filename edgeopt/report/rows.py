@@ -36,6 +36,15 @@ def figure(doc: dict, dotted: str, low: float = 0.0, high: float = math.inf):
     return checked(doc, dotted, node, low, high)
 
 
+def _object(doc: dict, name: str, value) -> dict:
+    """`value` (field `name` of `doc`) as an object; {} when null; refused, naming the file and field, otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(f"{doc.get('_path', 'result')}: {name} must be an object, got {shown(value)}")
+    return value
+
+
 def checked(doc: dict, name: str, value, low: float = 0.0, high: float = math.inf):
     """`value` (field `name` of `doc`) as a float; None when null; refused, naming the file and field, when malformed."""
     if value is None:
@@ -123,13 +132,12 @@ def batch(doc: dict) -> int | None:
     inputs = (doc.get("bundle") or {}).get("inputs") if isinstance(doc.get("bundle"), dict) else None
     if not isinstance(inputs, list) or not inputs:
         return None
-    leading = {tuple(i["shape"][:1]) if isinstance(i, dict) and isinstance(i.get("shape"), list) else None
-               for i in inputs}
+    leading = {i["shape"][0] if isinstance(i, dict) and isinstance(i.get("shape"), list) and i["shape"]
+               and isinstance(i["shape"][0], int) and not isinstance(i["shape"][0], bool) else None for i in inputs}
     if len(leading) != 1:
         return None
-    (first,) = leading
-    n = first[0] if first else None
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else None
+    (n,) = leading
+    return n if n is not None and n > 1 else None
 
 
 def verdict(entry: dict) -> str:
@@ -247,13 +255,14 @@ def thermal_row(doc: dict) -> dict:
     if doc.get("status") != "ok" or not t or t.get("available") is False:
         return dict(row, available=False, reason=t.get("reason", "the run failed" if doc.get("status") != "ok"
                                                        else "no thermal section"))
-    start, end = t.get("start_c") or {}, t.get("end_c") or {}
+    start, end = t.get("start_c") or {}, t.get("end_c") or {}   # objects: results.FIELDS
     zones = {z: tuple(checked(doc, f"thermal.{side}[{z!r}]", part.get(z), -273.15, 1000.0)
                       for side, part in (("start_c", start), ("end_c", end)))
              for z in sorted(set(start) | set(end))}
     freq = {}
     for name, f in (t.get("cpufreq") or {}).items():
-        during = f.get("during_mhz") or {}
+        f = _object(doc, f"thermal.cpufreq[{name!r}]", f)
+        during = _object(doc, f"thermal.cpufreq[{name!r}].during_mhz", f.get("during_mhz"))
         freq[name] = {k: checked(doc, f"thermal.cpufreq[{name!r}].{k}", v) for k, v in
                       (("before_mhz", f.get("before_mhz")), ("after_mhz", f.get("after_mhz")),
                        ("hw_max_mhz", f.get("hw_max_mhz")), ("min", during.get("min")), ("mean", during.get("mean")),
