@@ -15,7 +15,7 @@ import tempfile
 
 from . import bundle as bundles, results
 from .atomic import check_writable, replacing
-from .budgets import check_result, merged, validate_budgets
+from .budgets import KINDS, check_result, merged, validate_budgets
 from .doctor import same_arch
 from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .models import inspect_model
@@ -364,9 +364,14 @@ def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, 
 
 def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None, run: dict | None = None) -> dict:
     """Budgets in force: the bundle's (profile defaults + package-time), then its fleet run's (`fleet bench
-    --budget`), then a profile's, then overrides; a None in the run's or the overrides drops that budget."""
+    --budget`), then a profile's, then overrides; a None in the run's or the overrides drops that budget. A
+    profile's default adds a budget or tightens one, never loosens it: `check --profile generic` passed a bundle
+    packaged with latency_p90_ms=0.001 against generic's 50 ms."""
+    own = merged((doc.get("bundle") or {}).get("budgets"), run)
     profile = load_profile(profile_name).budgets if profile_name else {}
-    return validate_budgets(merged((doc.get("bundle") or {}).get("budgets"), run, profile, overrides))
+    stricter = {k: v if own.get(k) is None or k not in KINDS else
+                (max if KINDS[k].higher_is_better else min)(v, own[k]) for k, v in profile.items()}
+    return validate_budgets(merged(own, stricter, overrides))
 
 
 CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned as result and bundle documents are

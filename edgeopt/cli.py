@@ -966,7 +966,8 @@ def baseline_options(fn):
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help=f"One of {', '.join(BUDGET_KINDS)} (overrides bundle/profile budgets; KEY=none drops one).")
-@click.option("--profile", help="Also apply this profile's default budgets.")
+@click.option("--profile", help="Also apply this profile's default budgets (each adds a budget or tightens the "
+                                "bundle's own; --budget sets one outright).")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report for CI.")
 @baseline_options
 @common
@@ -999,9 +1000,15 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
 
 
 def _slower_lines(regressions: list) -> list:
-    from .regression import SLOWER
-    return [f"{r['bundle']}@{r['device']}: significantly slower than {r['baseline']['result']} (p50 "
-            f"{r['p50']['ratio'] - 1:+.1%})" for r in regressions if r.get("verdict") == SLOWER]
+    """One line per result the gate found slower, with the quantiles that moved beyond the effect (a p90 that
+    grew 48 % was quoted as its p50's +2 %)."""
+    from .regression import QUANTILES, SLOWER
+    lines = []
+    for r in (r for r in regressions if r.get("verdict") == SLOWER):
+        moved = [name for name, _ in QUANTILES if r[name]["direction"] == SLOWER] or ["p50"]
+        lines.append(f"{r['bundle']}@{r['device']}: significantly slower than {r['baseline']['result']} ("
+                     + ", ".join(f"{name} {r[name]['ratio'] - 1:+.1%}" for name in moved) + ")")
+    return lines
 
 
 @main.command()

@@ -321,12 +321,18 @@ def _check_workdir(value: str, where) -> str:
     return value[2:].lstrip("/") if value.startswith("~/") else value
 
 
+MAX_DEVICE_NAME = 200
+
+
 def check_name(name, where) -> str:
     if isinstance(name, bool) or not isinstance(name, (str, int)):
         raise BadInput(f"{where}: device name {name!r} must be a string")
     name = str(name)
     if not name or any(c.isspace() or c in "/\\" for c in name):
         raise BadInput(f"{where}: device name {name!r} must be non-empty with no spaces or slashes")
+    if len(name) > MAX_DEVICE_NAME:   # the store's column: PostgreSQL refused the row after the measurement
+        raise BadInput(f"{where}: device name {name[:40]!r}... is {len(name)} characters, more than the "
+                       f"{MAX_DEVICE_NAME} a results store keeps")
     return name
 
 

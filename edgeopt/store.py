@@ -48,9 +48,12 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=datetime.timezone.utc)
-        return value
+        # UTC from both: PostgreSQL gives timestamptz in its session's zone, and the report sorts the history by
+        # its ISO text (runs across a DST change read out of order)
+        if value is None:
+            return None
+        return value.replace(tzinfo=datetime.timezone.utc) if value.tzinfo is None else \
+            value.astimezone(datetime.timezone.utc)
 
 
 metadata = sa.MetaData()
@@ -209,9 +212,10 @@ def _json_dumps(value) -> str:
 
 def parse_created(text, fallback: datetime.datetime) -> datetime.datetime:
     """A result's ISO `created` as an aware datetime (UTC where it names no zone); `fallback` if it is not one."""
-    try:
-        when = datetime.datetime.fromisoformat(str(text))
-    except ValueError:
+    from .results import parse_time
+
+    when = parse_time(text)   # "Z" too, which Python 3.10's fromisoformat refuses: stored at "now", then the
+    if when is None:          # regression gate's baseline cut-off was now, and could be the candidate itself
         return fallback
     return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
 
@@ -360,7 +364,9 @@ class Store:
         with self._errors("cannot open it"), self.engine.connect() as conn:
             if _revision(conn, legacy=False) == HEAD:
                 return
-            empty = _revision(conn) is None
+            # a store made before migrations (edgeopt 0.1) has its results table and no revision: not empty, and a
+            # reader (history, check --baseline store, report) upgrades it as a writer does (it read as empty)
+            empty = _revision(conn) is None and not sa.inspect(conn).has_table("results")
         if empty and not create:
             raise BadInput(f"results store {self.name} holds no edgeopt results: nothing has been stored there yet "
                            "(bench and fleet bench write it; --store or $EDGEOPT_STORE names another)")

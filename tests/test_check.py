@@ -69,6 +69,15 @@ def test_budgets_come_from_the_bundle_then_profile_then_command_line(cli, int8_r
     r = cli("check", path, "--profile", "raspberry-pi-5", "--budget", "peak_rss_mb=1", "--json")
     assert {b["budget"]: b["limit"] for b in r.json()["results"][0]["budgets"]}["peak_rss_mb"] == 1.0
     assert r.exit_code == 1
+    # a profile's default tightens the bundle's own, never loosens it: generic's 50 ms passed a bundle packaged
+    # with a 0.001 ms limit (a code review); --budget still sets one outright
+    strict = dict(int8_result, bundle=dict(int8_result["bundle"], budgets={"latency_p90_ms": 0.001}))
+    path = _write(tmp_path, strict, "strict.json")
+    for args, limit, code in (([], 0.001, 1), (["--profile", "generic"], 0.001, 1),
+                              (["--profile", "generic", "--budget", "latency_p90_ms=1000"], 1000.0, 0)):
+        r = cli("check", path, *args, "--json")
+        limits = {b["budget"]: b["limit"] for b in r.json()["results"][0]["budgets"]}
+        assert limits["latency_p90_ms"] == limit and r.exit_code == code, (args, limits)
 
 
 def test_failed_device_result_is_exit_3(cli, int8_result, tmp_path):

@@ -163,6 +163,8 @@ def test_interpreter_is_a_command_line(tmp_path):
      "devices.pi.vars: edgeopt_trusted_signers: not a variable edgeopt reads; did you mean edgeopt_allowed_signers?"),
     ("devices: {pi: {allowed_signers: /x}}", "the allowed-signers file is vars: {edgeopt_allowed_signers: PATH}"),
     ("devices: {1.5: {host: x}}", "device name 1.5 must be a string"),
+    # PostgreSQL's store refused the row after the measurement (VARCHAR(200)); SQLite took it (a code review)
+    ("devices: {" + "p" * 201 + ": {host: x}}", "is 201 characters, more than the 200 a results store keeps"),
     ("devices: {pi: {vars: [1]}}", "devices.pi.vars: must be a mapping with string keys"),
     ("devices: {pi: }\ngroups: {all: [pi]}", "group name 'all' must be a non-empty string other than 'all'"),
     ("devices: {pi: }\nfoo: 1", "unknown top-level key 'foo'"),

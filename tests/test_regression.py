@@ -165,7 +165,7 @@ def test_check_with_a_baseline_exits_1_on_a_regression(cli, pair, tmp_path):
     assert abs(gate["p50"]["ratio"] - 2.0) < 1e-6
     r = cli("check", slow, "--baseline", base, "--budget", "latency_p90_ms=0.000001", "-q")   # a CI log says why
     assert r.exit_code == 1 and r.stdout == "" and "misses <= 1e-06 ms" in r.stderr, r.stderr
-    assert f"significantly slower than {base} (p50 +100.0%)" in r.stderr
+    assert f"significantly slower than {base} (p50 +100.0%, p90 +100.0%)" in r.stderr
     # a result given as its own baseline (or found again in its folder's history/) would always pass
     r = cli("check", base, "--baseline", base, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 2 and "is this measurement itself" in r.stderr, r.stdout + r.stderr
@@ -411,3 +411,11 @@ def test_a_baseline_packaged_from_another_model_under_the_same_name_is_said(int8
     onnx = copy.deepcopy(base)
     onnx["bundle"]["source"]["reference"] = "models/other.onnx"
     assert environment_notes(base, onnx)[0].startswith("source nets.py:lstm -> other.onnx:")
+
+
+def test_the_ci_line_quotes_the_quantiles_that_grew():
+    """A p90 that grew 48 % with its p50 at +2 % was said as "(p50 +2.0%)" (a code review)."""
+    from edgeopt.cli import _slower_lines
+    gate = {"bundle": "b", "device": "d", "verdict": SLOWER, "baseline": {"result": "base.json"},
+            "p50": {"ratio": 1.02, "direction": "same"}, "p90": {"ratio": 1.48, "direction": SLOWER}}
+    assert _slower_lines([gate]) == ["b@d: significantly slower than base.json (p90 +48.0%)"]

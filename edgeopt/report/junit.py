@@ -17,6 +17,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ..atomic import replacing
+from ..results import parse_time
 
 # Characters XML 1.0 cannot hold at all; names and messages come from result files, so they are replaced.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -32,10 +33,7 @@ def _fmt(value):
 
 def _timestamp(created) -> str:
     """The result's creation time in UTC as the schema's pattern wants it (no zone, no fraction); now if unknown."""
-    try:
-        when = datetime.datetime.fromisoformat(str(created))
-    except ValueError:
-        when = datetime.datetime.now(datetime.timezone.utc)
+    when = parse_time(created) or datetime.datetime.now(datetime.timezone.utc)   # "Z" too, on Python 3.10
     if when.tzinfo is not None:
         when = when.astimezone(datetime.timezone.utc)
     return when.strftime("%Y-%m-%dT%H:%M:%S")

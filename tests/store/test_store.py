@@ -71,6 +71,18 @@ def test_created_is_aware_and_document_is_json(url):
         assert isinstance(columns["created"], sa.TIMESTAMP) and columns["created"].timezone
 
 
+def test_times_read_back_in_utc_whatever_the_sessions_zone_and_a_z_suffix_is_utc(url, monkeypatch):
+    """PostgreSQL gave timestamptz in its session's zone (PGTZ, the server's default), and the report sorts the
+    history by the ISO text: runs across a DST change read out of order. A `created` ending in Z was stored at
+    the time of storing on Python 3.10 (a code review)."""
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    with Store(url) as store:
+        store.add(dict(DOC, created="2026-11-01T06:10:00Z"))
+        store.add(dict(DOC, created="2026-11-01T05:50:00+00:00"))
+        rows = store.history()
+    assert [r["created"] for r in rows] == ["2026-11-01T06:10:00+00:00", "2026-11-01T05:50:00+00:00"]
+
+
 def test_non_finite_numbers_are_stored_as_null(url):
     doc = dict(DOC, latency={"p90_ms": float("nan"), "max_ms": float("inf")})
     with Store(url) as store:
@@ -103,6 +115,16 @@ def test_store_made_by_the_previous_edgeopt_is_upgraded_in_place(url):
     assert documents[1] == {k: v for k, v in DOC.items() if k != "_path"}
     assert documents[3]["latency"] == {"p90_ms": None}
     assert _query(url, "SELECT version_num FROM edgeopt_alembic_version") == [(HEAD,)]
+
+
+def test_a_store_made_before_migrations_is_read_by_history_too(cli, url):
+    """Only a writer upgraded it: `history`, `check --baseline store` and `report` called it empty ("holds no
+    edgeopt results"), though the README says an older version's store keeps its rows (a code review)."""
+    legacy = legacy_store.Store(url.render_as_string(hide_password=False))
+    legacy.add(DOC, "old-run")
+    legacy.close()
+    r = cli("history", "--store", url.render_as_string(hide_password=False), "--json")
+    assert r.exit_code == 0 and [row["run_id"] for row in r.json()] == ["old-run"], r.stderr
 
 
 def test_a_newer_schema_is_refused(url):

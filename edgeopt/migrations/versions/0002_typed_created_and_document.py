@@ -25,8 +25,9 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 def _created(text, now: datetime.datetime) -> datetime.datetime:
     """UTC, stored as such on SQLite (it keeps no zone), as timestamptz on PostgreSQL."""
-    try:
-        when = datetime.datetime.fromisoformat(str(text))
+    text = str(text)
+    try:   # "Z" as UTC: Python 3.10's fromisoformat reads only "+00:00" (a migration keeps its own code)
+        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
         when = now
     when = when.replace(tzinfo=datetime.timezone.utc) if when.tzinfo is None else when
