@@ -109,7 +109,7 @@ def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors
         proc = subprocess.run(cmd, env=env, stdout=sys.stderr, timeout=timeout)
         doc = _read_child_output(out_path)
         if "error" in doc:  # the child's own one-line account of what failed
-            raise AgentError(doc["error"])
+            raise (BundleError if doc.get("bundle") else AgentError)(doc["error"])
         if proc.returncode != 0:
             return _kept(doc, _describe_exit(proc.returncode))
         return doc

@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 
-from . import EXIT_OK, AgentError, __version__
+from . import EXIT_OK, AgentError, BundleError, __version__
 
 
 def _print_json(doc):
@@ -89,9 +89,9 @@ def cmd_measure(args):
     try:
         main(args.root, args.out, args.threads, args.settings, args.accuracy == "1", args.sensors, args.options,
              args.passes)
-    except AgentError as e:
+    except AgentError as e:   # a BundleError stays one (exit 2): the parent saw every child failure as the device's
         with open(args.out, "w") as f:
-            json.dump({"error": str(e)}, f)
+            json.dump({"error": str(e), "bundle": isinstance(e, BundleError)}, f)
         return e.exit_code
     except Exception as e:  # a defect: the parent reports this line (it sees no stderr remotely); traceback follows
         import traceback

@@ -117,6 +117,29 @@ def test_a_runtime_that_crashes_after_the_timed_loop_loses_that_pass_only(bundle
     assert any("after the timed loop, in the accuracy pass: accuracy not measured" in w for w in doc["warnings"])
 
 
+_REFUSED_IN_THE_CHILD = """import sys
+if "_measure" in sys.argv:   # the runtime refuses the bundle's settings as the measuring process loads it
+    from device_agent import BundleError
+    import device_agent.runtimes.onnxruntime as ort
+    def refuse(self, path):
+        raise BundleError("runtime option dla_core=0: the DLA runs FP16 or INT8 only; set fp16 or int8")
+    ort.OnnxRuntimeAdapter.load = refuse
+"""
+
+
+def test_a_bundle_the_measuring_process_refuses_is_the_bundles_failure(bundles, tmp_path):
+    """TensorRT's build settings are checked as the measuring process loads the model: its BundleError reached
+    the agent as the device's failure (exit 3, kind device), where the same refusal elsewhere is exit 2."""
+    agent = agent_zipapp.build()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_REFUSED_IN_THE_CHILD)
+    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), *FAST_BENCH_ARGS],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(site)))
+    doc = json.loads(p.stdout)
+    assert p.returncode == 2 and doc["error"]["kind"] == "bundle" and "dla_core=0" in doc["error"]["message"], doc
+
+
 def test_unreachable_device_is_exit_3_and_its_failure_is_saved(cli, bundles, tmp_path):
     r = cli("bench", bundles["fp32"], "--device", "edgeopt@127.0.0.1:1", "--results-dir", tmp_path)   # refused
     assert r.exit_code == 3
