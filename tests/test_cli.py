@@ -139,9 +139,19 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     header, row = r.stdout.splitlines()
     assert header.split("\t") == ["bundle", "device", "time (UTC)", "runtime ×threads", "size MiB", "p50 ms", "p90 ms",
                                   "p99 ms", "FPS", "peak RSS MiB", "top-1", "slowest layer", "budgets", "power W",
-                                  "energy mJ/inf"], header
+                                  "energy mJ/inf", "batch"], header
     fields = row.split("\t")
-    assert len(fields) == 15 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
+    assert len(fields) == 16 and fields[8] == "" and fields[2] == int8_result["created"][:16].replace("T", " ")
+    # whole fields for a script: the bundle's own name (its batch apart), the layer's whole name (a walkthrough:
+    # "b4-fp32 (batch 4)" and "…Conv_token_4" were cut for the terminal)
+    from edgeopt.report.tables import compare_table
+    layer = "/features/features.3/Conv_token_4 (QLinearConv) 13 %"
+    plain = compare_table([{"bundle": "b4", "device": "local", "created": "2026-12-05T12:42:09Z", "runtime": "ort",
+                            "threads": 2, "size_mb": 0.1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0,
+                            "peak_rss_mb": 68.9, "top1": None, "verdict": "all pass", "batch": 4,
+                            "slowest_layer": layer}], every_column=True)
+    cells = [list(column.cells)[0] for column in plain.columns]
+    assert cells[0] == "b4" and cells[11] == layer and cells[-1] == "4"
 
 
 def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():

@@ -502,16 +502,19 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
     shown = [(r["bundle"], r.get("device"), _time(r.get("created"))) for r in rows]
     seconds = len(set(shown)) < len(shown)
     t = Table(title=f"{title}, {days.pop()} (UTC)" if one_day else title)
-    cells = [[escape(r["bundle"] or "—") + (f"\n(batch {r['batch']})" if r.get("batch") else ""),
+    batch_apart = every_column   # -q's fields: the bundle's own name, its batch in a column of its own
+    cells = [[escape(r["bundle"] or "—") + (f"\n(batch {r['batch']})" if r.get("batch") and not batch_apart else ""),
               escape(r.get("device") or "—"),
               _time(r.get("created"), seconds)[11 if one_day else 0:],
               escape(" ×".join(str(x) for x in (r.get("runtime"), r.get("threads")) if x) or "—"),
               _num(r["size_mb"], "{:.3f}"), _num(r["p50_ms"], LATENCY_MS), _num(r["p90_ms"], LATENCY_MS),
               _num(r["p99_ms"], LATENCY_MS), _num(r.get("throughput_fps"), "{:.1f}"), _num(r["peak_rss_mb"], "{:.1f}"),
-              _num(r["top1"], "{:.4f}"), escape(_short(r.get("slowest_layer"))), r["verdict"],
-              _num(r.get("power_w"), "{:.3f}"), _num(r.get("energy_mj"), "{:.4g}")] for r in rows]
+              _num(r["top1"], "{:.4f}"),
+              escape(r.get("slowest_layer") or "—") if every_column else escape(_short(r.get("slowest_layer"))),
+              r["verdict"], _num(r.get("power_w"), "{:.3f}"), _num(r.get("energy_mj"), "{:.4g}"),
+              str(r.get("batch") or 1)] for r in rows]
     columns = [(i, col, just) for i, (col, just) in enumerate(COMPARE_COLUMNS)
-               if i == 0 or every_column or not cells or any(row[i] != "—" for row in cells)]
+               if i == 0 or every_column or (col != "batch" and (not cells or any(row[i] != "—" for row in cells)))]
     for _, col, just in columns:
         # names wrap rather than end in an ellipsis: telling rows apart is the table's job
         t.add_column("time" if one_day and col == "time (UTC)" else col, justify=just, overflow="fold",
@@ -525,7 +528,7 @@ COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"
                    ("size\nMiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
                    ("peak RSS\nMiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
                    # last: added later, so that -q's fields before them keep their places for scripts
-                   ("power W", "right"), ("energy mJ/inf", "right"))
+                   ("power W", "right"), ("energy mJ/inf", "right"), ("batch", "right"))
 
 
 def _short(text, width: int = 32) -> str:
