@@ -115,7 +115,7 @@ def _budget_list(budgets: list) -> str:
 
 
 def _summary(rows: list) -> str:
-    head = ("bundle", "device", "timed runs", "p50 ms", "p90 ms<br>95% CI", "p99 ms", "peak RSS MiB", "size MiB", "top-1",
+    head = ("bundle", "device", "timed runs", "p50 ms", "p90 ms<br>95% CI", "p99 ms", "peak RSS MiB", "model MiB", "top-1",
             "power W", "verdict", "budgets")
     lines = []
     for r in rows:
@@ -129,6 +129,7 @@ def _summary(rows: list) -> str:
             run = (f'<br><span class="small muted" title="{esc(r["result"])}">'
                    f'{esc(utc_time(r["created"], seconds=True))}</span>')
         batch = f"<br><span class='small muted'>batch {r['batch']}: per call</span>" if r.get("batch") else ""
+        batch += f"<br><span class='small muted'>{esc(r['runtime'])}</span>" if r.get("runtime") else ""
         # the time is on a line of its own: the device with the profile only where that tells results apart
         device = r["device_name"] + (f" ({r['profile_apart']})" if r.get("profile_apart") else "")
         lines.append(f"<tr><td class=name>{esc(r['bundle'])}{batch}</td><td class=name>{esc(device)}{run}</td><td class=num>{num(r['n'], 6)}</td>"

@@ -21,7 +21,7 @@ VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT 
 CSV_COLUMNS = ("bundle", "device", "profile", "run", "created", "status", "verdict", "batch", "n", "p50_ms", "p90_ms",
                "p90_ci95_low", "p90_ci95_high",
                "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",
-               "throughput_fps", "throttled", "budgets_failed", "error", "result")
+               "throughput_fps", "throttled", "budgets_failed", "error", "result", "runtime")   # added last: fields keep their places
 
 
 def cell(text) -> str:

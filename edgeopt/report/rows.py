@@ -167,8 +167,16 @@ def summary_row(doc: dict, entry: dict) -> dict:
                 top1=figure(doc, "accuracy.top1", 0.0, 1.0), power_w=figure(doc, "power.mean_w"),
                 energy_mj=figure(doc, "power.energy_mj_per_inference"), throughput_fps=figure(doc, "throughput.fps"),
                 throttled=results.throttled(doc), thermal_measured=results.thermal_measured(doc),
+                runtime=_runtime(doc),
                 warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"),
                 absent=_absent_reasons(doc))
+
+
+def _runtime(doc: dict) -> str | None:
+    """`onnxruntime 1.32.0 ×2`: a LiteRT bundle measured beside ONNX Runtime ones looked like them in the summary."""
+    threads = results.section(doc, "settings").get("threads")
+    runtime = results.runtime_text(doc)
+    return None if runtime is None else runtime + (f" ×{threads}" if isinstance(threads, int) else "")
 
 
 def _absent_reasons(doc: dict) -> dict:

@@ -37,6 +37,11 @@ def test_csv_leaves_throttled_empty_where_thermal_was_not_measured(cli, lab_resu
     assert r.exit_code == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert {row["device"]: row["throttled"] for row in rows} == {"read": "false", "unread": ""}
+    # which runtime each ran on, in the CSV and under the bundle's name (a LiteRT row looked like ONNX Runtime's)
+    runtime = f"{doc['runtime']['name']} {doc['runtime']['version']} ×{doc['settings']['threads']}"
+    assert {row["runtime"] for row in rows} == {runtime}
+    assert cli("report", *paths, "-o", tmp_path / "r.html").exit_code == 0
+    assert f"<span class='small muted'>{runtime}</span>" in (tmp_path / "r.html").read_text()
 
 
 @pytest.fixture(scope="module")
