@@ -493,6 +493,9 @@ def _check_overwrite(output: pathlib.Path, profile: str) -> None:
     Rebuilding a bundle of the same profile is allowed."""
     if not output.exists():
         return
+    if not output.is_file():   # a pipe or a device: "pass --force to replace it" offered to replace /dev/null
+        raise BadInput(f"-o {output}: is not a regular file (a directory, pipe or device): a bundle is written to a "
+                       "file of its own; give -o FILE.edgepkg")
     existing = _existing_profile(output)
     if existing is None:
         raise BadInput(f"{output}: exists and is not a readable edgeopt bundle; refusing to overwrite it "

@@ -367,7 +367,8 @@ def test_a_pipe_or_a_device_named_as_an_input_is_refused_not_read(cli, tmp_path)
             r.exit_code == 2 and "pipe.json is not a regular file" in r.stderr, r.stderr
     r = cli("inspect", pipe_bundle)
     assert r.exit_code == 2 and "pipe.edgepkg: is not a regular file" in r.stderr, r.stderr
-    r = cli("package", MODEL, "-o", pipe_bundle)   # not a bundle to replace: refused as any other file
-    assert r.exit_code == 2 and "exists and is not a readable edgeopt bundle" in r.stderr, r.stderr
+    r = cli("package", MODEL, "-o", pipe_bundle)   # no file to replace: not offered --force, which cannot help
+    assert r.exit_code == 2 and "pipe.edgepkg: is not a regular file (a directory, pipe or device)" in r.stderr \
+        and "--force" not in r.stderr, r.stderr
     r = cli("agent", "build", "-o", "/dev/full")   # written to as it is, as a shell's redirection would
     assert r.exit_code == 2 and "cannot write the agent /dev/full: No space left on device" in r.stderr, r.stderr
