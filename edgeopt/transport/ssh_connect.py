@@ -49,7 +49,11 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
                                  f"{fingerprint(key)}): an @revoked line of {self.known_hosts} names it; refused")
         if listed(key, self.keys.known):
             return
-        expected = next((k for k in self.keys.known if k.get_name() == key.get_name()), None)
+        # any key listed for the host and this one not: changed, whatever its type. A man in the middle of a host
+        # pinned by its ed25519 key offered an ECDSA one, which read as "unknown" (and --trust-new-host-keys added
+        # it); OpenSSH refuses it as changed
+        expected = next((k for k in self.keys.known if k.get_name() == key.get_name()), None) or \
+            next(iter(self.keys.known), None)
         if expected is not None:
             raise paramiko.BadHostKeyException(hostname, key, expected)
         if not self.trust_new:
@@ -187,7 +191,8 @@ def _open_client(spec, options, depth, opened) -> paramiko.SSHClient:
         client.close()
         raise HostKeyRefused(
             f"device {spec.name}: HOST KEY CHANGED for {_host_label(target['host'], target['port'])}: got "
-            f"{fingerprint(e.key)}, known_hosts has {fingerprint(e.expected_key)}; refused (if the device was "
+            f"{e.key.get_name()} {fingerprint(e.key)}, known_hosts has {e.expected_key.get_name()} "
+            f"{fingerprint(e.expected_key)}; refused (if the device was "
             f"reinstalled: ssh-keygen -f {known_hosts} -R '{_host_label(target['host'], target['port'])}')") from None
     except paramiko.PasswordRequiredException:
         client.close()

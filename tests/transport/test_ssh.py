@@ -84,6 +84,16 @@ def test_changed_host_key_is_refused_even_with_trust_on_first_use(cli, lab, bund
     assert r.exit_code == 3
     assert f"HOST KEY CHANGED for [{dev.host}]:{dev.port}" in r.stderr and "refused" in r.stderr
     assert "ssh-keygen" in r.stderr
+    # pinned by a key of another type (its ECDSA key; the device, or a man in the middle, offers ed25519 only):
+    # it read as "unknown", and --trust-new-host-keys added the new key (a security review); OpenSSH refuses it
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(tmp_path / "ecdsa")], check=True)
+    pinned = " ".join((tmp_path / "ecdsa.pub").read_text().split()[:2])
+    known.write_text(f"[{dev.host}]:{dev.port} {pinned}\n")
+    r = cli("bench", bundles["fp32"], "--device", "pi-changed", "--inventory", inv, "--known-hosts", known,
+            "--trust-new-host-keys", "--results-dir", tmp_path / "r")
+    assert r.exit_code == 3 and f"HOST KEY CHANGED for [{dev.host}]:{dev.port}: got ssh-ed25519 " in r.stderr \
+        and "known_hosts has ecdsa-sha2-nistp256 " in r.stderr, r.stderr
+    assert known.read_text() == f"[{dev.host}]:{dev.port} {pinned}\n"   # nothing added
 
 
 def test_agent_probe_reaches_an_inventory_device_as_bench_does(cli, lab, tmp_path):
