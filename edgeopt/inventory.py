@@ -283,9 +283,9 @@ def _check_field(field, value, where):
         from .transport.ssh_config import parse_jump
         parse_jump(value, where)
     elif field == "host":
-        _check_host(value, where)
+        check_host(value, where)
     elif field == "user":   # it reaches a ProxyCommand's %r, split into arguments
-        _check_host(value, where, "user")
+        check_host(value, where, "user")
     elif field == "workdir":
         return _check_workdir(value, where)
     return value
@@ -296,7 +296,7 @@ def _check_field(field, value, where):
 HOST_REFUSED = set("'`\"$\\;&<>|(){}")
 
 
-def _check_host(value: str, where, kind: str = "host") -> None:
+def check_host(value: str, where, kind: str = "host") -> None:
     if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
         raise BadInput(f"{where}: {kind} {value!r} may not start with '-' or hold spaces")
     if kind == "host" and value.startswith("[") and value.endswith("]"):
@@ -372,6 +372,8 @@ def make_device(name, fields: dict, source) -> DeviceSpec:
             if "signer" in str(unknown[0]) else ""
         raise BadInput(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)}){signers}")
     ok = {k: _check_field(k, v, f"{where}.{k}") for k, v in fields.items() if v is not None}
+    if "host" not in ok and ok.get("connection") != "local":   # the name is the host: judged as one (its `$(...)`
+        check_host(name, f"{where} (its name is its host)")   # reached a ProxyCommand's %h unquoted)
     refuse_unknown_own_vars(ok.get("vars", {}), f"{where}.vars")
     return DeviceSpec(name=name, host=ok.get("host", name), port=ok.get("port"), user=ok.get("user"),
                       key_files=tuple(os.path.expanduser(k) for k in ok.get("key", [])),

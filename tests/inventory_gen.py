@@ -143,6 +143,8 @@ def own_expected(doc):
         merged = {k: v for k, v in merged.items() if v is not None}
         if any(k not in FIELD_VALUES or k == "colour" or not _valid_field(k, v) for k, v in merged.items()):
             return None
+        if "host" not in merged and merged.get("connection") != "local" and not _valid_field("host", str(name)):
+            return None   # its name is its host: judged as one
         out[str(name)] = merged
     group_out = {}
     if groups is not None:

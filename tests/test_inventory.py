@@ -148,6 +148,9 @@ def test_interpreter_is_a_command_line(tmp_path):
     ("devices: {pi: {host: 'x;touch${IFS}pwned'}}", "devices.pi.host: host 'x;touch${IFS}pwned' holds '$', which"),
     ("devices: {pi: {host: '[::1]'}}", "devices.pi.host: host '[::1]': give an IPv6 address without brackets (::1)"),
     ("devices: {pi: {proxy_jump: 'a,,b'}}", "devices.pi.proxy_jump: ProxyJump hop '' is not [user@]host[:port]"),
+    # a name or a hop reached a ProxyCommand's %h unquoted where paramiko reads the ssh config (a security review)
+    ("devices: {'pi$(touch${IFS}x)': {port: 22}}", "(its name is its host): host 'pi$(touch${IFS}x)' holds '$'"),
+    ("devices: {pi: {proxy_jump: 'j$(x)'}}", "devices.pi.proxy_jump: ProxyJump hop 'j$(x)': host 'j$(x)' holds '$'"),
     ("devices: {pi: {connection: winrm}}", "devices.pi.connection: connection 'winrm' is not ssh or local"),
     ("devices: {pi: {host: x}, pi: {host: y}}", "duplicate key 'pi'"),
     ("devices: {pi: {workdir: /}}", "devices.pi.workdir: workdir '/' must name a directory of its own"),

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 
 from ..errors import BadInput, DeviceFailure
-from ..inventory import check_key_files
+from ..inventory import check_host, check_key_files
 
 MAX_HOPS = 8   # a ProxyJump chain longer than this is almost surely a loop in the ssh config
 _HOP = re.compile(r"(?:ssh://)?(?:(?P<user>[^@\s,/]+)@)?"
@@ -28,6 +28,9 @@ def parse_jump(text: str, where: str) -> list:
         match = _HOP.fullmatch(part.strip())
         if not match or match["host"].startswith("-"):
             raise BadInput(f"{where}: ProxyJump hop {part.strip()!r} is not [user@]host[:port]")
+        for kind in ("host", "user"):   # as a device's own: they reach a ProxyCommand's %h and %r too
+            if match[kind] is not None and not match[kind].startswith("["):
+                check_host(match[kind], f"{where}: ProxyJump hop {part.strip()!r}", kind)
         port = int(match["port"]) if match["port"] else None
         if port is not None and not 0 < port < 65536:
             raise BadInput(f"{where}: ProxyJump hop {part.strip()!r}: port {port} is out of range")
