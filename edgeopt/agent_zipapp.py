@@ -44,6 +44,13 @@ def is_agent(path) -> bool:
         return False
 
 
+# Every build's bytes alike: a zip keeps each file's mtime, and the copies' were the build's own time. A fleet's
+# first run built the agent in each device's thread at once, and one thread's upload, hashed from one build, sent
+# another's bytes: refused on the device as corrupt (a security review).
+ZIP_EPOCH = 315_576_000   # 1980-01-02 00:00 UTC: zip's epoch is 1980, in local time
+MAIN = "# -*- coding: utf-8 -*-\nimport device_agent.cli\ndevice_agent.cli.main()\n"   # zipapp's template
+
+
 def build(out: pathlib.Path | None = None) -> pathlib.Path:
     """The agent zipapp; reused from the cache when the agent's sources have not changed."""
     digest = content_hash()[:16]
@@ -56,7 +63,12 @@ def build(out: pathlib.Path | None = None) -> pathlib.Path:
             dest = pathlib.Path(tmp, "device_agent", src.relative_to(pkg))
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
+        # zipapp's own main= is written at the build's time: the same __main__.py as a file of the tree
+        pathlib.Path(tmp, "__main__.py").write_text(MAIN)
+        for path in pathlib.Path(tmp).rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+            os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
         with replacing(target, "the agent", "wb") as f:
-            zipapp.create_archive(tmp, f, interpreter="/usr/bin/env python3", main="device_agent.cli:main")
+            zipapp.create_archive(tmp, f, interpreter="/usr/bin/env python3")
             os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode | 0o111)   # ./edgeopt-agent.pyz runs, as zipapp's own
     return target

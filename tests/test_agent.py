@@ -234,6 +234,16 @@ def test_zipapp_is_self_contained_and_cached(tmp_path):
     assert json.loads(p.stdout)["arch"]
 
 
+def test_every_build_of_the_agent_is_byte_identical(tmp_path):
+    """A zip keeps its files' mtimes, which were the build's: a fleet's first run built the agent in every
+    device's thread at once, and an upload hashed from one build sent another's bytes (refused on the device as
+    corrupt; a security review)."""
+    import time
+    first = agent_zipapp.build(tmp_path / "a.pyz")
+    time.sleep(2.1)   # zip times have a 2 s resolution
+    assert agent_zipapp.build(tmp_path / "b.pyz").read_bytes() == first.read_bytes()
+
+
 def test_a_bundles_own_thread_count_is_credited_to_the_bundle(cli, tmp_path):
     """`package --threads 1` for the Pi (profile: 4) benched as "1 thread (profile)"."""
     bundle = tmp_path / "one.edgepkg"
