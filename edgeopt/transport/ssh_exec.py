@@ -27,6 +27,34 @@ def _session(client, device):
         raise DeviceFailure(f"device {device}: cannot open a session: {e or type(e).__name__}") from None
 
 
+def _exec(chan, command, device, silence) -> None:
+    """chan.exec_command, given up after the startup allowance: paramiko waits for the server's answer to the
+    request with no limit, and a device whose sshd hangs after the login (a PAM session module, a full disk)
+    held `bench`, an upload or a fleet's worker for good, past --timeout and --dead-after (a security review).
+    Closing the channel wakes paramiko's wait."""
+    import threading
+
+    fired = threading.Event()
+
+    def give_up():
+        fired.set()
+        chan.close()
+
+    within = max(3 * silence, STARTUP_SILENCE)
+    timer = threading.Timer(within, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        chan.exec_command(command)
+    except paramiko.SSHException:
+        if fired.is_set():
+            raise DeviceFailure(f"device {device}: its SSH server did not start the command within {within:.0f} s "
+                                "of the request (a login session that hangs on the device?)") from None
+        raise
+    finally:
+        timer.cancel()
+
+
 def _alive(client, device, what):
     transport = client.get_transport()
     if transport is None or not transport.is_active():
@@ -53,7 +81,7 @@ def run_command(client, device, command, on_line, timeout, silence):
 
 def _run_command(client, device, command, on_line, timeout, silence):
     chan = _session(client, device)
-    chan.exec_command(command)
+    _exec(chan, command, device, silence)
     deadline = time.monotonic() + timeout
     heard, allowed = time.monotonic(), max(3 * silence, STARTUP_SILENCE)
     out, err = bytearray(), bytearray()
@@ -120,7 +148,7 @@ def stream_upload(client, device, command, local, size, progress, kind, silence)
 def _stream_upload(client, device, command, local, size, progress, kind, silence) -> int:
     chan = _session(client, device)
     chan.settimeout(silence)
-    chan.exec_command(command)
+    _exec(chan, command, device, silence)
     answer = _read_line(chan, client, device)
     if answer == "cached":
         chan.recv_exit_status()

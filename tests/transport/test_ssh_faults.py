@@ -96,6 +96,77 @@ def _transport(lab, dev, workdir):
     return SshTransport(spec, SshOptions(known_hosts=str(lab.known_hosts), connect_timeout=5, dead_peer_timeout=3))
 
 
+class HangingExec:
+    """An SSH server that lets anyone log in and never answers a command's exec request: an sshd whose session
+    setup hangs on the device (a PAM module, a full disk)."""
+
+    def __init__(self, tmp_path, host="127.0.9.10"):
+        import paramiko
+        self.key = paramiko.Ed25519Key.from_private_key_file(str(_keygen(tmp_path / "hostkey")))
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(4)
+        self.host, self.port = self.sock.getsockname()
+        self.release = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import paramiko
+        server = self
+
+        class Hang(paramiko.ServerInterface):
+            def get_allowed_auths(self, username):
+                return "publickey"
+
+            def check_auth_publickey(self, username, key):
+                return paramiko.AUTH_SUCCESSFUL
+
+            def check_channel_request(self, kind, chanid):
+                return paramiko.OPEN_SUCCEEDED
+
+            def check_channel_exec_request(self, channel, command):
+                server.release.wait(120)
+                return False
+
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            transport = paramiko.Transport(conn)
+            transport.add_server_key(self.key)
+            transport.start_server(server=Hang())
+
+    def close(self):
+        self.release.set()
+        self.sock.close()
+
+
+def _keygen(path):
+    import subprocess
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def test_a_device_whose_sshd_never_starts_the_command_fails_within_the_startup_allowance(tmp_path):
+    """paramiko waits for the answer to an exec request with no limit: `bench` of such a device, an upload or a
+    fleet's worker hung for good, past --timeout and --dead-after (a security review)."""
+    server = HangingExec(tmp_path)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[{server.host}]:{server.port} {server.key.get_name()} {server.key.get_base64()}\n")
+        spec = make_device("hung", {"host": server.host, "port": server.port, "user": "x",
+                                    "key": [str(_keygen(tmp_path / "client"))]}, "test")
+        transport = SshTransport(spec, SshOptions(known_hosts=str(known), ssh_config=os.devnull, connect_timeout=5,
+                                                  dead_peer_timeout=8))
+        started = time.monotonic()
+        with pytest.raises(DeviceFailure, match="device hung: its SSH server did not start the command within 30 s"):
+            transport.run(["true"], lambda line: None, timeout=10)
+        assert time.monotonic() - started < 60
+    finally:
+        server.close()
+
+
 def test_sshd_killed_mid_upload_leaves_no_partial_after_the_next_connection(lab, tmp_path, capfd):
     dev = lab.add("pi-upload-killed", 60)
     workdir = tmp_path / "device-home"
