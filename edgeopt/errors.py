@@ -52,4 +52,13 @@ def first_line(error: BaseException, text: str | None = None) -> str:
     error SQLAlchemy wraps, a converter's log). No such line: the error's type name."""
     text = str(error) if text is None else text
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    # a line that ends in a colon is a heading of the next: onnxruntime's "... [ONNXRuntimeError] : 1 : FAIL :"
+    # then its reason ("graph.cc:4164 ... Attempt to replace the existing tensor") on a line of its own
+    first = lines[0]
+    for line in lines[1:]:
+        if not first.endswith(":"):
+            break
+        first += " " + line
+    return first

@@ -37,6 +37,7 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
     import onnxruntime
 
     model = onnx.load(str(src))
+    given_path = src
     before = node_counts(model)
     staged = out.with_name(out.stem + ".staged.onnx")
     if _castlike_to_cast(model):
@@ -60,6 +61,15 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
                                           "the graph is kept as given", **done)
     _drop_unused_opsets(simplified)
     onnx.save(simplified, str(out))
+    refused = load_error(out)
+    if refused is not None and load_error(given_path) is None:
+        # ORT's fusions at its default level can clash with what its basic level wrote (a BERT's MatMulAddFusion
+        # names an initializer the first pass made: "Attempt to replace the existing tensor"), and the bundle
+        # would not load here or on the device
+        out.unlink()
+        said = refused.rsplit(" : ", 1)[-1][-200:]   # ORT's reason comes last, after its C++ frames
+        return dict(applied=False, reason=f"onnxruntime cannot load the simplified graph at its default level "
+                                          f"({said}); the graph is kept as given", **done)
     removed = {op: n - after.get(op, 0) for op, n in before.items() if n > after.get(op, 0)}
     # More of an op can come out than went in (an If inlined, a function expanded into ops the graph had):
     # a count that grew is said, so "simplified" beside more nodes reads as what happened
@@ -92,6 +102,20 @@ def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:
         first = first_line(e)
         raise BadInput(f"{src}: onnxruntime cannot load the model to simplify it: {first[:300]} "
                        "(--no-simplify skips this step)") from None
+
+
+def load_error(path: pathlib.Path) -> str | None:
+    """Why ONNX Runtime cannot load the model at its default optimization level (as parity and the device's agent
+    load it), or None."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ORT's own Fail/InvalidGraph/NotImplemented types
+        return first_line(e)
+    return None
 
 
 def _castlike_to_cast(model) -> int:

@@ -1,5 +1,6 @@
 """Graph simplification (edgeopt/simplify.py) with real ONNX Runtime: fewer nodes, same outputs."""
 import collections
+import pathlib
 
 import numpy as np
 import onnx
@@ -76,6 +77,30 @@ def test_an_op_ort_would_inline_keeps_the_graph_as_given(tmp_path):
     report = simplify(src, out)
     assert not report["applied"] and not out.exists()
     assert "Bernoulli" in report["reason"] and "RandomUniformLike" in report["reason"]
+
+
+TINY_BERT = pathlib.Path(__file__).parent / "assets" / "tiny_bert.onnx"   # assets/make_tiny_bert.py made it
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_simplified_graph_ort_cannot_load_keeps_the_graph_as_given(cli, tmp_path, precision):
+    """A Hugging Face BERT simplified at ORT's basic level no longer loads at its default level (its
+    MatMulAddFusion names an initializer the first pass made): fp32 packaging was a traceback with exit 1, fp16 and
+    INT8 a cut "... FAIL :" (a user walkthrough). The graph is kept as given, and said why."""
+    report = simplify(TINY_BERT, tmp_path / "out.onnx")
+    assert not report["applied"] and not (tmp_path / "out.onnx").exists()
+    assert "cannot load the simplified graph at its default level (" in report["reason"]
+    assert "Attempt to replace the existing tensor" in report["reason"], report["reason"]
+    r = cli("package", TINY_BERT, "--precision", precision, "--budget", "accuracy_drop=none",
+            "-o", tmp_path / "bert.edgepkg", "--json")
+    assert r.exit_code == 0 and r.json()["parity"]["passed"], r.stderr
+    assert r.json()["simplification"]["applied"] is False
+
+
+def test_an_onnxruntime_error_keeps_its_reason_from_the_line_after_its_heading():
+    from edgeopt.errors import first_line
+    said = RuntimeError("[ONNXRuntimeError] : 1 : FAIL :\ngraph.cc:4164 Attempt to replace the existing tensor\nmore")
+    assert first_line(said) == "[ONNXRuntimeError] : 1 : FAIL : graph.cc:4164 Attempt to replace the existing tensor"
 
 
 def test_a_model_ort_cannot_load_is_one_line_bad_input(tmp_path):
