@@ -7,7 +7,8 @@ from edgeopt.errors import first_line
 
 def test_the_first_non_blank_line_stripped():
     openvino = RuntimeError("\n  Exception from src/inference/src/core.cpp:99:\n  [ NETWORK_NOT_READ ] bad xml\n")
-    assert first_line(openvino) == "Exception from src/inference/src/core.cpp:99:"
+    # its first line a heading (ending in a colon): the reason on the next line is kept with it
+    assert first_line(openvino) == "Exception from src/inference/src/core.cpp:99: [ NETWORK_NOT_READ ] bad xml"
 
 
 def test_an_error_without_a_message_is_named_by_its_type():
