@@ -160,7 +160,8 @@ def _elementwise(torch_name):
 for _onnx_name, _torch_name in {"Sqrt": "sqrt", "Exp": "exp", "Erf": "erf", "Tanh": "tanh", "Sigmoid": "sigmoid",
                                 "Neg": "neg", "Abs": "abs", "Relu": "relu", "Reciprocal": "reciprocal",
                                 "Log": "log", "Floor": "floor", "Ceil": "ceil", "Sin": "sin", "Cos": "cos",
-                                "Sign": "sign", "Round": "round", "Not": "logical_not"}.items():
+                                "Sign": "sign", "Round": "round", "Not": "logical_not",
+                                "IsNaN": "isnan"}.items():   # Hugging Face attention masks: every BERT, GPT-2
     OPS[_onnx_name] = _elementwise(_torch_name)
 
 

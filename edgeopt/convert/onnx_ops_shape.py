@@ -96,7 +96,7 @@ def _gather_nd(a, x, indices):
 
 @op("GatherElements")
 def _gather_elements(a, x, indices):
-    idx = tensor(indices)
+    x, idx = tensor(x), tensor(indices)   # x a constant too: a BERT's token_type_ids buffer
     axis = a.get("axis", 0)
     idx = _torch()[0].where(idx < 0, idx + x.shape[axis], idx)
     return x.gather(axis, idx)

@@ -61,7 +61,8 @@ def check_supported(model, reference="the model") -> None:
     ops = ", ".join(f"{label} x{len(nodes)}" for label, nodes in sorted(missing.items()))
     first = ", ".join(repr(nodes[0]) for _, nodes in sorted(missing.items()))
     raise BadInput(f"{reference}: {total} ONNX op{'s have' if total > 1 else ' has'} no LiteRT mapping: {ops} "
-                   f"(first nodes: {first}); a PyTorch source goes to litert-torch directly, without this mapping")
+                   f"(first nodes: {first}); a PyTorch source (a .pt2 export, or file.py:callable for float "
+                   "inputs) goes to litert-torch directly, without this mapping")
 
 
 def _constant_value(attrs):

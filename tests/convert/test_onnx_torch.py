@@ -126,7 +126,8 @@ CASES.update({
          N("Greater", ["x", "zero"], ["gt"]), N("LessOrEqual", ["x", "e1"], ["le"]),
          N("GreaterOrEqual", ["x", "zero"], ["ge"]), N("And", ["lt", "gt"], ["a"]), N("Or", ["a", "le"], ["o"]),
          N("Xor", ["o", "ge"], ["xo"]), N("Not", ["xo"], ["nt"]), N("Equal", ["rf", "rf"], ["eq"]),
-         N("And", ["nt", "eq"], ["cond"]), N("Where", ["cond", "x", "e1"], ["y"])],
+         N("And", ["nt", "eq"], ["c0"]), N("IsNaN", ["x"], ["nan"]), N("Xor", ["c0", "nan"], ["cond"]),
+         N("Where", ["cond", "x", "e1"], ["y"])],
         [_const("r0", np.int64(0)), _const("r4", np.int64(4)), _const("r1", np.int64(1)), _const("shape", I64(3, 4)),
          _const("zero", np.float32(0.0))], [3, 4]),
     "elementwise-extended": (
@@ -167,6 +168,10 @@ CASES.update({
         [N("GatherND", ["x", "nd"], ["g"]), N("Flatten", ["g"], ["f"], axis=2), N("Flatten", ["x"], ["fx"], axis=-1),
          N("ReduceSum", ["fx", "ax0"], ["s"], keepdims=0), N("Mul", ["f", "s"], ["y"])],
         [_const("nd", I64([1, -1], [0, 2], [1, 0])), _const("ax0", I64(0))], [2, 3, 4], "y", 18),
+    "gather-elements-of-constants": (   # a BERT's token_type_ids buffer: its data a constant, as a list
+        [N("GatherElements", ["cdata", "cidx"], ["g"], axis=1), N("Add", ["x", "g"], ["y"])],
+        [_const("cdata", np.array([[0.5, 1.5, 2.5, 3.5]], np.float32)), _const("cidx", I64([3, 0, 1, 1]))],
+        [1, 4]),
     "constants-in-every-form": (
         [N("Constant", [], ["ci"], value_ints=[1, -1]), N("Constant", [], ["cf"], value_float=1.5),
          N("Reshape", ["x", "ci"], ["r"]), N("Mul", ["r", "cf"], ["y"])], [], [2, 3, 2]),
