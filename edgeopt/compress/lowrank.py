@@ -168,7 +168,7 @@ def _linear_pair(layer, first, second, rank):
     b.weight.copy_(second)
     if layer.bias is not None:
         b.bias.copy_(layer.bias)
-    return torch.nn.Sequential(a, b)
+    return _factorized()(a, b, layer)
 
 
 def _conv_pair(layer, first, second, rank):
@@ -185,7 +185,37 @@ def _conv_pair(layer, first, second, rank):
     b.weight.copy_(second.reshape(b.weight.shape))
     if layer.bias is not None:
         b.bias.copy_(layer.bias)
-    return torch.nn.Sequential(a, b)
+    return _factorized()(a, b, layer)
+
+
+_FACTORIZED = []
+
+
+def _factorized():
+    """The pair's class: an nn.Sequential of the two factors that still answers `.weight` (their product, in the
+    layer's shape) and `.bias`, as the layer did. Code outside forward reads them: Hugging Face's ViT casts its
+    input to `patch_embeddings.projection.weight.dtype`, and a plain Sequential there failed every ViT ("'Sequential'
+    object has no attribute 'weight'"; a user walkthrough). Made once, when torch is first needed."""
+    if not _FACTORIZED:
+        import torch
+
+        class Factorized(torch.nn.Sequential):
+            def __init__(self, first, second, layer):
+                super().__init__(first, second)
+                self.weight_shape = tuple(layer.weight.shape)
+
+            @property
+            def weight(self):
+                first, second = self[0].weight, self[1].weight
+                return (second.reshape(second.shape[0], -1) @ first.reshape(first.shape[0], -1)).reshape(
+                    self.weight_shape)
+
+            @property
+            def bias(self):
+                return self[1].bias
+
+        _FACTORIZED.append(Factorized)
+    return _FACTORIZED[0]
 
 
 def _set(model, name: str, replacement):

@@ -142,3 +142,32 @@ def test_a_stock_transformer_encoder_keeps_the_layers_its_modules_read_themselve
     with torch.no_grad():
         assert relative_error(result.module(x), m(x)) < 0.05
     graph_size(result.module, x, tmp_path / "tagger.onnx")   # and it exports
+
+
+def test_a_factorized_layer_still_answers_weight_and_bias_for_code_outside_forward(tmp_path):
+    """Hugging Face's ViT casts its input to patch_embeddings.projection.weight.dtype: a factorized pair, a plain
+    Sequential, failed every ViT ("'Sequential' object has no attribute 'weight'"), and optimize lost the trial
+    (a user walkthrough). The pair answers .weight (the factors' product, in the layer's shape) and .bias."""
+    torch.manual_seed(0)
+
+    class Patches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.projection = nn.Conv2d(3, 64, 4, stride=4)
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = x.to(self.projection.weight.dtype)   # as transformers' ViTEmbeddings does
+            return self.head(self.projection(x).mean((2, 3)) + self.head.bias.sum() * 0)
+
+    m = Patches().eval()
+    low_rank_(m.projection.weight, 4, np.random.default_rng(1))
+    x = torch.randn(1, 3, 16, 16)
+    result = LOWRANK.apply(m, options(energy=0.999, min_params=1), context(x))
+    factorized = result.module.projection
+    assert [r["layer"] for r in result.details["layers"]][:1] == ["projection"]
+    assert factorized.weight.shape == m.projection.weight.shape and factorized.bias is factorized[1].bias
+    assert relative_error(factorized.weight.detach(), m.projection.weight.detach()) < 0.05
+    with torch.no_grad():
+        assert relative_error(result.module(x), m(x)) < 0.05
+    graph_size(result.module, x, tmp_path / "patches.onnx")   # and it exports
