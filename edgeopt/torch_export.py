@@ -300,11 +300,13 @@ def export(reference: str, fmt: str, shapes: dict, workdir: pathlib.Path) -> tup
 
 
 def export_module(module, examples: tuple, input_names: list, out: pathlib.Path, reference: str,
-                  traced: list | None = None) -> pathlib.Path:
+                  traced: list | None = None, changed_by: str | None = None) -> pathlib.Path:
     """A module (the user's, or one the transform stage changed) -> ONNX at opset 17 with the given
-    input names; outputs named `output` or `output_0..`. `traced`: a list the tracer's warnings are added to."""
+    input names; outputs named `output` or `output_0..`. `traced`: a list the tracer's warnings are added to.
+    changed_by: the transform that made this module from one that ran on these inputs (its failure is the
+    transform's, not the inputs')."""
     torch = _require_torch()
-    n_out = len(_outputs(module, examples, reference))   # a forward that fails is bad input, said in one line
+    n_out = len(_outputs(module, examples, reference, changed_by))   # a forward that fails: one line
     out_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     with _quiet_exporter(), warnings.catch_warnings(record=True) as said:  # also the deprecation notice
         warnings.simplefilter("always", torch.jit.TracerWarning)
@@ -481,7 +483,7 @@ def output_shapes(module, examples, reference: str) -> list:
     return [list(t.shape) for t in _outputs(module, examples, reference)]
 
 
-def _outputs(module, examples, reference: str) -> list:
+def _outputs(module, examples, reference: str, changed_by: str | None = None) -> list:
     torch = _require_torch()
     from torch.utils._pytree import tree_flatten
 
@@ -490,6 +492,9 @@ def _outputs(module, examples, reference: str) -> list:
             result = module(*examples)
     except Exception as e:  # a user's forward raises anything
         shapes = ", ".join("x".join(map(str, t.shape)) for t in examples)
+        if changed_by:   # "check --input-shape" blamed the inputs the model had just run on
+            raise BadInput(f"{reference}: after {changed_by}, the module fails on the inputs it ran on before: "
+                           f"{_cause(e)}") from None
         raise BadInput(f"{reference}: the module failed on float32 inputs of shape {shapes} (check --input-shape; "
                        f"a model of integer inputs, token ids, packages from a .pt2 or ONNX export): "
                        f"{_cause(e)}") from None

@@ -95,7 +95,8 @@ def _measure_stage(name, module, source, context, workdir, index) -> Stage:
 
     path = workdir / f"stage-{index}-{name}.onnx"
     try:
-        export_module(module, source.torch_examples, [s.name for s in source.inputs], path, source.reference)
+        export_module(module, source.torch_examples, [s.name for s in source.inputs], path, source.reference,
+                      changed_by=name)
     except BadInput as e:
         reason = f"the {name} stage did not export to ONNX: {e}"
         return Stage(name, None, {"parameters": _torch_parameters(module), "absent": reason})

@@ -171,3 +171,23 @@ def test_a_factorized_layer_still_answers_weight_and_bias_for_code_outside_forwa
     with torch.no_grad():
         assert relative_error(result.module(x), m(x)) < 0.05
     graph_size(result.module, x, tmp_path / "patches.onnx")   # and it exports
+
+
+def test_a_module_the_transform_broke_is_blamed_on_the_transform_not_the_inputs(cli, tmp_path):
+    """A factorized layer's failure read "the module failed on float32 inputs ... (check --input-shape; a model
+    of integer inputs ...)": the inputs it had just run on (a user walkthrough)."""
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(64, 64)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x[:, :self.fc.in_features])\n"   # an attribute the factorized pair lacks
+        "def build():\n"
+        "    return Net().eval()\n")
+    r = cli("package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,64", "--low-rank", "rank=4",
+            "--budget", "accuracy_drop=none", "-o", tmp_path / "n.edgepkg")
+    assert r.exit_code == 2 and "after lowrank, the module fails on the inputs it ran on before: " in r.stderr, \
+        r.stderr
+    assert "--input-shape" not in r.stderr and "in_features" in r.stderr
