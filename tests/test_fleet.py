@@ -59,7 +59,8 @@ def test_a_fleet_runs_budgets_are_the_ones_check_judges_its_directory_by(cli, la
     assert json.loads((run_dir / "run.json").read_text())["budgets"] == {"latency_p90_ms": 1e-06}
     assert cli("check", run_dir).exit_code == 1
     assert cli("check", run_dir, "--budget", "latency_p90_ms=1000").exit_code == 0
-    assert cli("check", run_dir, "--profile", "generic").exit_code == 0   # a profile named over them, as documented
+    # a profile's defaults tighten the run's budgets, never loosen them (generic's 50 ms passed this run)
+    assert cli("check", run_dir, "--profile", "generic").exit_code == 1
     # under -q, each miss on stderr as `check -q` says it: exit 1 said nothing (a user walkthrough)
     quiet = cli("fleet", "bench", bundles["int8"], "--budget", "latency_p90_ms=0.000001", *common[:-1], "-q")
     assert quiet.exit_code == 1 and quiet.stdout == ""
