@@ -147,6 +147,19 @@ def plain_lines(renderable) -> list:
             for row in rows]
 
 
+# Libraries a user's model imports, whose import-time warnings reached every PyTorch command's stderr, -q too:
+# torchao (which transformers imports) on its optional kernels for other CPUs, torch on its pytree registrations.
+# --debug shows them, as it shows runtime messages.
+LIBRARY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def _quiet_library_loggers() -> None:
+    import logging
+
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def common(fn):
     """--json, --quiet, --debug on every verb, and the one place errors become exit codes."""
     @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout, nothing else.")
@@ -156,6 +169,8 @@ def common(fn):
     @functools.wraps(fn)
     def wrapper(as_json, quiet, debug, **kwargs):
         out = Output(as_json, quiet, debug)
+        if not debug:
+            _quiet_library_loggers()
         terminated = []
         previous = _stop_on_sigterm(terminated)
         try:

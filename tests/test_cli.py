@@ -489,3 +489,24 @@ def test_without_optuna_a_study_names_the_extra_in_one_line(tmp_path, verb):
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.splitlines() == ["edgeopt: error: edgeopt optimize and studies need Optuna: "
                                      "pip install 'edgeopt[search]'"]
+
+
+def test_a_librarys_import_time_warnings_stay_off_stderr_unless_debug(tmp_path):
+    """torchao (which transformers imports) and torch's pytree logged four lines on every PyTorch command's
+    stderr, -q too (a user walkthrough); --debug shows them, as it shows runtime messages."""
+    pytest.importorskip("torch")
+    (tmp_path / "net.py").write_text(
+        "import logging\n"
+        "import torch\n"
+        "logging.getLogger('torchao').warning('Failed to load _C_mxfp8.so')   # as torchao does on import\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x.relu()\n"
+        "def build():\n"
+        "    return Net().eval()\n")
+    args = [sys.executable, "-m", "edgeopt", "package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,4",
+            "--budget", "accuracy_drop=none", "-o", str(tmp_path / "n.edgepkg"), "--force"]
+    quiet = subprocess.run(args + ["-q"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    debug = subprocess.run(args + ["-q", "--debug"], capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 0 and "Failed to load _C_mxfp8.so" in debug.stderr, debug.stderr
