@@ -34,7 +34,17 @@ TOP_LEVEL = ("devices", "defaults", "groups")
 
 # Inventory variables edgeopt shows with their value hidden: an Ansible inventory holds connection and vault
 # secrets (ansible_password, ansible_become_pass), and `device list --json` printed them as they are.
-SECRET_VAR = re.compile(r"pass|secret|token|credential|vault|api_?key", re.I)
+SECRET_VAR = re.compile(r"pass|pwd|secret|token|credential|vault|api_?key", re.I)
+# the password of a URL's user (https://u:hunter2@mirror): hidden whatever the variable's name
+URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")
+# `name=value` where the name is secret-like, as Ansible quotes an inventory line it cannot parse
+SECRET_ASSIGNMENT = re.compile(r"(\b[\w.-]*(?:pass|pwd|secret|token|credential|vault|api_?key)[\w.-]*\s*=\s*)"
+                               r"(\"[^\"']*\"?|'[^']*'?|[^\s']+)", re.I)   # ' : Ansible's quotes around the line
+
+
+def hide_secrets(text: str) -> str:
+    """`text` with secret-like assignments' values and URLs' passwords as ***."""
+    return URL_PASSWORD.sub(r"\1***@", SECRET_ASSIGNMENT.sub(r"\1***", text))
 
 
 def shown_vars(host_vars: dict) -> dict:
@@ -45,7 +55,7 @@ def shown_vars(host_vars: dict) -> dict:
             return shown_vars(value)
         if isinstance(value, (list, tuple)):
             return [shown(v) for v in value]
-        return value
+        return URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
     return {k: "***" if SECRET_VAR.search(str(k)) and v is not None else shown(v) for k, v in host_vars.items()}
 
 
@@ -90,6 +100,10 @@ def check_key_files(spec: DeviceSpec) -> None:
         unreadable = _not_a_private_key(path)
         if unreadable:   # was a device failure (exit 3) per device, and the fleet went on without any
             raise BadInput(f"{spec.field('key')}: {path} is no private key edgeopt can use: {unreadable}")
+        mode = os.stat(path)
+        if mode.st_uid == os.getuid() and mode.st_mode & 0o077:   # OpenSSH's own rule (sshkey_perm_ok)
+            raise BadInput(f"{spec.field('key')}: {path} is readable by others (mode {mode.st_mode & 0o777:04o}): "
+                           f"a private key must be yours alone, as ssh refuses it otherwise; chmod 600 {path}")
 
 
 def _not_a_private_key(path: str) -> str | None:

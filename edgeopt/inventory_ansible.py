@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from .errors import BadInput
-from .inventory import (FIELDS, Inventory, _check_field, check_name, file_head, make_device,
+from .inventory import (FIELDS, Inventory, _check_field, check_name, file_head, hide_secrets, make_device,
                         refuse_unknown_own_vars)
 
 INSTALL_HINT = "pip install 'edgeopt[ansible]'"
@@ -102,8 +102,9 @@ def _reason(stderr: str) -> str:
     plugins = [line.split("]:", 1)[1].strip() for line in lines
                if line.startswith("[WARNING]: Failed to parse") or line.startswith("[WARNING]:  * Failed to parse")]
     parts = list(dict.fromkeys(errors + plugins)) or lines[-1:] or ["no message"]
-    # the INI plugin quotes the line it choked on: a binary file's bytes reached the terminal as they were
-    return "".join(c if c.isprintable() else "?" for c in "; ".join(parts)[:1000])
+    # the INI plugin quotes the line it choked on: a binary file's bytes reached the terminal as they were, and
+    # its ansible_password="..." a CI log
+    return hide_secrets("".join(c if c.isprintable() else "?" for c in "; ".join(parts)[:1000]))
 
 
 def from_listing(listing: dict, path) -> Inventory:

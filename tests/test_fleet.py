@@ -3,6 +3,7 @@ import json
 import os
 import pathlib
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -160,12 +161,16 @@ def test_an_inventory_defect_is_bad_input_before_any_device_is_reached(cli, lab,
         pathlib.Path(public).write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB user@host\n")
     junk = tmp_path / "junk_key"   # was a device failure, exit 3, per device (a user walkthrough)
     junk.write_text("not a key\n")
+    shared = tmp_path / "shared_key"   # readable by others: ssh refuses it, edgeopt used it (a security review)
+    shutil.copyfile(lab.client_key, shared)
+    shared.chmod(0o644)
     inv = tmp_path / "fleet.yaml"   # each error names the device, the inventory file and the field
     named = f"device {dev.name} (inventory {inv}): field"
     for field, value, said in (("profile", "raspbery-pi-5", f"{named} `profile`: unknown profile"),
                                ("key", str(tmp_path / "no-key"), f"{named} `key`: no such file"),
                                ("key", public, f"{named} `key`: {public} is a public key"),
-                               ("key", str(junk), f"{named} `key`: {junk} is no private key edgeopt can use: paramiko")):
+                               ("key", str(junk), f"{named} `key`: {junk} is no private key edgeopt can use: paramiko"),
+                               ("key", str(shared), f"{named} `key`: {shared} is readable by others (mode 0644)")):
         write_inventory(inv, lab, [dev], **{dev.name: {field: value}})
         r = cli("fleet", "bench", bundles["fp32"], "--inventory", inv, "--known-hosts", lab.known_hosts,
                 "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)

@@ -441,6 +441,21 @@ def test_secret_variables_are_hidden_inside_nested_ones_too():
                         "vault_id": None})
     assert shown == {"creds": {"api_key": "***", "user": "pi"}, "hops": [{"token": "***"}, "plain"], "rack": 3,
                      "vault_id": None}
+    # a password by another name, and one in a URL whatever its variable's name (a security review)
+    assert shown_vars({"db_pwd": "hunter2", "mirror": "https://u:hunter2@mirror.example/x"}) == \
+        {"db_pwd": "***", "mirror": "https://u:***@mirror.example/x"}
+
+
+@needs_ansible
+def test_an_inventory_line_ansible_cannot_parse_is_quoted_without_its_password(tmp_path):
+    """Ansible's parse error repeats the host line, ansible_password included: on stderr and in --json's error,
+    so in a CI log (a security review)."""
+    path = tmp_path / "hosts.ini"
+    path.write_text('[lab]\npi ansible_host=192.0.2.1 ansible_password="hunter2 ansible_port=22\n')
+    with pytest.raises(BadInput) as e:
+        load(path).select()
+    assert "hunter2" not in str(e.value) and "ansible_password=***" in str(e.value), str(e.value)
+    assert "No closing quotation" in str(e.value)
 
 
 @needs_ansible
