@@ -15,6 +15,7 @@ POLL = 0.25
 # Before its first heartbeat the agent is starting Python on the device, which on a busy or slow
 # board can take several seconds; a dead link is still caught sooner by TCP_USER_TIMEOUT.
 STARTUP_SILENCE = 30.0
+HASH_BYTES_PER_S = 10e6   # the slowest storage a device hashes a cached upload from (an SD card), for a deadline
 
 
 def _session(client, device):
@@ -149,7 +150,8 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
     chan = _session(client, device)
     chan.settimeout(silence)
     _exec(chan, command, device, silence)
-    answer = _read_line(chan, client, device)
+    # the helper hashes a cached copy before it answers: a Pi's SD card reads a few GB at 10-40 MB/s
+    answer = _read_line(chan, client, device, timeout=30.0 + size / HASH_BYTES_PER_S)
     if answer == "cached":
         chan.recv_exit_status()
         chan.close()
@@ -173,7 +175,7 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
     finally:
         progress.finish()
     chan.shutdown_write()
-    result = _read_line(chan, client, device, timeout=120)
+    result = _read_line(chan, client, device, timeout=max(120.0, 30.0 + size / HASH_BYTES_PER_S))   # hashed too
     code = chan.recv_exit_status()
     chan.close()
     if code == -1:  # the channel closed without an exit status: the device or its sshd went away
