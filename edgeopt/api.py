@@ -500,8 +500,36 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
                      "power_w": report_rows.figure(doc, "power.mean_w"),
                      "energy_mj": report_rows.figure(doc, "power.energy_mj_per_inference"),
                      "slowest_layer": _slowest_layer(doc),
-                     "verdict": verdict})
-    return {"rows": rows, "check": report, "regressions": report.get("regressions", [])}
+                     "verdict": verdict, "_doc": doc})
+    notes = _quantized_no_faster(rows)
+    rows = [{k: v for k, v in r.items() if k != "_doc"} for r in rows]
+    return {"rows": rows, "check": report, "regressions": report.get("regressions", []), "notes": notes}
+
+
+def _quantized_no_faster(rows: list) -> list:
+    """A line per quantized result that is not faster than a float bundle of the same model (by the source's
+    sha256), profile and transforms on the same device: what a user runs compare for, and INT8 slower than FP32
+    on a device is what only measuring there shows (a walkthrough: OpenVINO INT8 1.44x a BERT's FP32)."""
+    from .convert.host_hint import HARDLY_FASTER
+
+    def key(doc):
+        bundle = results.section(doc, "bundle")
+        source = results.section(bundle, "source").get("sha256")
+        return (source, (doc.get("device") or {}).get("name"), results.bundle_profile(doc),
+                json.dumps(bundle.get("transforms"), sort_keys=True, default=str)) if source else None
+
+    def quantized(doc):
+        return results.section(results.section(doc, "bundle"), "compression").get("quantize", "none") != "none"
+
+    usable = [r for r in rows if r["_doc"].get("status") == "ok" and r.get("p50_ms") and key(r["_doc"])]
+    lines = []
+    for row in (r for r in usable if quantized(r["_doc"])):
+        floats = [f for f in usable if key(f["_doc"]) == key(row["_doc"]) and not quantized(f["_doc"])]
+        fastest = min(floats, key=lambda f: f["p50_ms"], default=None)
+        if fastest is not None and row["p50_ms"] / fastest["p50_ms"] >= HARDLY_FASTER:
+            lines.append(f"{row['bundle']} is quantized and runs at {row['p50_ms'] / fastest['p50_ms']:.2f}x the p50 "
+                         f"of {fastest['bundle']} (float) on {row['device']}: quantization does not pay there")
+    return lines
 
 
 def _count(value) -> int | None:

@@ -1038,11 +1038,13 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     with --baseline, each device's latency change and whether it is significant. Exit code as `check`: 1 where a
     result misses or does not measure a budget, or is significantly slower; 3 where a device failed."""
     from . import api
+    from rich.markup import escape
+
     from .report.tables import compare_table, regression_lines, regression_table, warning_lines
     report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     out.emit(report, compare_table(report["rows"], every_column=out.quiet), *tables, *warning_lines(report["check"]),
-             data=True)
+             *(f"[yellow]note[/] {escape(n)}" for n in report["notes"]), data=True)
     return report["check"]["exit_code"]
 
 

@@ -347,3 +347,28 @@ def test_a_warning_under_the_table_is_one_line_on_a_pipe(cli, int8_result, tmp_p
     path = _write(tmp_path, _edit(int8_result, "warnings", [said]))
     r = cli("check", path, "--budget", "peak_rss_mb=100000")
     assert r.exit_code == 0 and any(line.endswith(said) for line in r.stdout.splitlines()), r.stdout
+
+
+def test_compare_says_when_a_quantized_bundle_is_no_faster_than_its_float_one(cli, int8_result, tmp_path):
+    """compare had no word for INT8 slower than FP32 of the same model on the same device, the question it is run
+    for (a walkthrough: OpenVINO INT8 of a BERT at 1.44x its FP32)."""
+    p50 = int8_result["latency"]["p50_ms"]
+    float_doc = copy.deepcopy(int8_result)
+    float_doc["bundle"] = dict(float_doc["bundle"], name="m-fp32",
+                               compression=dict(float_doc["bundle"]["compression"], quantize="none"))
+    def scaled(latency, scale):   # every figure in ms, so the percentiles stay in order
+        return {k: ([x * scale for x in v] if k == "samples_ms" else v * scale if k.endswith("_ms") and
+                    isinstance(v, float) else v) for k, v in latency.items()}
+
+    for scale, said in ((0.8, True), (2.0, False)):
+        float_doc["latency"] = scaled(int8_result["latency"], scale)
+        paths = [_write(tmp_path, int8_result, "int8.json"), _write(tmp_path, float_doc, "fp32.json")]
+        notes = cli("compare", *paths, "--json").json()["notes"]
+        name = int8_result["bundle"]["name"]
+        assert bool(notes) == said and (not said or notes[0].startswith(
+            f"{name} is quantized and runs at 1.25x the p50 of m-fp32 (float) on local")), notes
+    other = copy.deepcopy(float_doc)   # another model's float bundle: nothing to say
+    other["bundle"]["source"] = dict(other["bundle"]["source"], sha256="0" * 64)
+    other["latency"] = scaled(int8_result["latency"], 0.5)
+    assert cli("compare", _write(tmp_path, int8_result, "int8.json"), _write(tmp_path, other, "o.json"),
+               "--json").json()["notes"] == []
