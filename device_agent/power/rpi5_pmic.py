@@ -25,7 +25,11 @@ def parse(text):
     for line in text.splitlines():
         m = LINE.match(line)
         if m:
-            (amps if m.group(2) == "A" else volts)[m.group(1)] = float(m.group(3))
+            try:   # the pattern takes "1.2.3" and "e": a ValueError here ended the whole measurement
+                value = float(m.group(3))
+            except ValueError:
+                raise SensorError("vcgencmd pmic_read_adc printed %r, not a number" % line.strip()[:80])
+            (amps if m.group(2) == "A" else volts)[m.group(1)] = value
     return {rail: amps[rail] * volts[rail] for rail in sorted(amps) if rail in volts}
 
 

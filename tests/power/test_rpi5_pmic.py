@@ -29,3 +29,11 @@ def test_no_vcgencmd_or_no_pmic(tmp_path):
     (root / "pmic_read_adc.txt").write_text('error=1 error_msg="Command not registered"\n')  # a Pi 4 answers so
     reader, reason = Rpi5PmicReader.probe(config(root, vcgencmd=str(root / "vcgencmd")))
     assert reader is None and "no rail readings (not a Raspberry Pi 5?)" in reason
+
+
+def test_a_reading_the_pattern_takes_but_no_float_is_a_sensor_error():
+    """`VDD_CORE_A current(7)=1.2.3A` matches the line's pattern and is no number: the ValueError crashed the
+    sampler and ended the whole measurement (a device_agent review); a sensor error leaves power absent."""
+    from device_agent.power.base import SensorError
+    with pytest.raises(SensorError, match="not a number"):
+        parse("VDD_CORE_A current(7)=1.2.3A\nVDD_CORE_V volt(15)=0.8V\n")
