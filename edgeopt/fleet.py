@@ -327,19 +327,27 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args, timeout, progress): spec
                        for spec in todo}
+            def record(doc):
+                try:
+                    run.record(doc, store)
+                except EdgeoptError as e:  # the JSON files are written first: keep collecting the other devices
+                    store_errors.append(str(e))
+                if doc.get("_replaced"):   # a latest file of another profile's bundle of that name (results.save)
+                    replaced.append(doc["_replaced"])
+                documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
+                progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
+
+            recorded = set()
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    doc = future.result()
-                    try:
-                        run.record(doc, store)
-                    except EdgeoptError as e:  # the JSON files are written first: keep collecting the other devices
-                        store_errors.append(str(e))
-                    if doc.get("_replaced"):   # a latest file of another profile's bundle of that name (results.save)
-                        replaced.append(doc["_replaced"])
-                    documents[doc["device"]["name"]] = {k: v for k, v in doc.items() if not k.startswith("_")}
-                    progress.device_state(doc["device"]["name"], doc["status"], _summary(doc))
+                    recorded.add(future)
+                    record(future.result())
             except KeyboardInterrupt:   # devices not started stay so; those measuring are let go, not waited for
                 pool.shutdown(wait=False, cancel_futures=True)
+                # those that finished as Ctrl-C came, not yet collected: their results are kept, not measured again
+                for future in [f for f in futures if f not in recorded and f.done() and not f.cancelled()]:
+                    if future.exception() is None:
+                        record(future.result())
                 run.let_go()
                 # said with the interruption (the CLI prints it): what is kept, and how to finish the run
                 raise KeyboardInterrupt(f"{len(documents)} of {len(devices)} devices reported; the others read as "
