@@ -432,7 +432,28 @@ def transformer_like(model_path) -> tuple:
     import onnx
 
     share = matmul_mac_share(onnx.load(str(model_path)))
+    if share is None:   # shapes a legacy export computes (a BERT's): counted on ONNX Runtime's folded copy
+        share = _share_once_folded(model_path)
     return (share or 0) >= TRANSFORMER_MAC_SHARE, share
+
+
+def _share_once_folded(model_path):
+    """matmul_mac_share of the model after ONNX Runtime's basic-level folding, for counting only (a graph whose
+    simplification was not kept, such as a BERT's, otherwise read as unknown, so static INT8); None if that fails
+    too."""
+    import tempfile
+
+    import onnx
+
+    from .simplify import ort_optimize
+
+    with tempfile.TemporaryDirectory(prefix="edgeopt-macs-") as tmp:
+        folded = pathlib.Path(tmp) / "folded.onnx"
+        try:
+            ort_optimize(pathlib.Path(model_path), folded)
+        except BadInput:
+            return None
+        return matmul_mac_share(onnx.load(str(folded)))
 
 
 def _static(*shapes) -> bool:

@@ -72,6 +72,9 @@ class Backend:
 
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
         self._validate(request)
+        if request.quantize == "int8" and request.calibration is None and self.calibrates(source, request):
+            raise BadInput("--quantize int8 needs calibration data: --calib samples.npz "
+                           f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
         start = time.perf_counter()
         result = self._convert(source, request, workdir, progress)
         result.seconds = time.perf_counter() - start
@@ -108,9 +111,11 @@ class Backend:
         if not isinstance(request.options, self.Options):
             raise TypeError(f"backend {self.name} takes {self.Options.__name__}, not {type(request.options).__name__}")
         self.check_source("", "", request.precision, request.quantize)
-        if request.quantize == "int8" and request.calibration is None:
-            raise BadInput("--quantize int8 needs calibration data: --calib samples.npz "
-                           f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
+
+    def calibrates(self, source, request: PackageRequest) -> bool:
+        """Whether --quantize int8 of this source reads calibration data (a backend that quantizes some models
+        dynamically, with ranges computed at run time, reads none for them)."""
+        return True
 
     def _convert(self, source, request, workdir, progress) -> Conversion:
         raise NotImplementedError

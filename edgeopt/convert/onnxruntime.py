@@ -165,6 +165,14 @@ class OnnxRuntimeBackend(Backend):
         from ..compress.mixed_quantize import check_budget
         check_budget(request, self.name)
 
+    def calibrates(self, source, request):
+        """Static INT8 calibrates; auto's dynamic choice for a transformer-like model does not (it asked for --calib,
+        then said it was not used), unless --keep-float judges layers on it."""
+        from ..compress.ort_quantize import choose_method
+
+        return bool(request.options.keep_float) or \
+            choose_method(source.onnx_path, request.options.int8_method)["used"] == "static"
+
     def _convert(self, source, request, workdir, progress):
         import onnx
         import onnxruntime

@@ -1,6 +1,7 @@
 """The ONNX Runtime backend's INT8 recipe on exporter-shaped graphs, with real ORT: quantized after
 pre-processing (so every Conv becomes a QLinearConv), and the host-side INT8/FP32 hint."""
 import collections
+import pathlib
 
 import numpy as np
 import onnx
@@ -264,3 +265,16 @@ def test_a_quantized_model_hardly_faster_than_float_is_warned_too():
     assert warnings({"ratio": 0.991})[0].startswith("warning: the quantized model was hardly faster than float on "
                                                     "this host (0.99x the float latency)")
     assert warnings({"ratio": 1.0}, "fp16")[0].startswith("warning: the fp16 model was not faster than float")
+
+
+def test_int8_that_quantizes_dynamically_needs_no_calibration_data(cli, tmp_path):
+    """--quantize int8 of a transformer asked for --calib, then said dynamic INT8 does not use it (a user
+    walkthrough); a BERT export's MACs, uncountable in its shape-computing graph, are counted on ONNX Runtime's
+    folded copy, so it goes dynamic. A CNN's static INT8 still needs the data."""
+    from conftest import MODEL
+    bert = pathlib.Path(__file__).resolve().parent.parent / "assets" / "tiny_bert.onnx"
+    r = cli("package", bert, "--quantize", "int8", "--budget", "accuracy_drop=none", "-o", tmp_path / "b.edgepkg",
+            "--json")
+    assert r.exit_code == 0 and r.json()["compression"]["int8_method"]["used"] == "dynamic", r.stderr
+    r = cli("package", MODEL, "--quantize", "int8", "-o", tmp_path / "c.edgepkg")
+    assert r.exit_code == 2 and "--quantize int8 needs calibration data" in r.stderr, r.stderr
