@@ -712,3 +712,15 @@ def test_fleet_chart_labels_are_whole_or_cut_with_an_ellipsis_and_their_name_on_
     assert "x" * 43 + "…</text>" in svg and f"<title>{'x' * 60}</title>" in svg
     left = min(float(x) for x in re.findall(r'<text class="note" x="([-\d.]+)"[^>]*text-anchor="end"', svg))
     assert left >= 16 + 6.2 * 44 - 6 - 1   # the label's end, where its longest neighbour still fits on the left
+
+
+def test_the_layer_chart_scales_to_its_largest_share_and_keeps_long_names_ends():
+    """0-100 % drew a model whose slowest layer takes 13 % as a row of stubs, and names were cut at 40 characters
+    from their start, where ONNX names repeat their path (a user walkthrough)."""
+    from edgeopt.report import html
+    name = "/features/features.3/block/block.0/block.0.0/Conv_token_4"
+    svg = html._layer_chart({"bundle": "b", "device": "d", "layers": [
+        {"name": name, "op_type": "QLinearConv", "mean_ms": 0.01, "share_pct": 13.0},
+        {"name": "fc", "op_type": "Gemm", "mean_ms": 0.002, "share_pct": 2.0}]})
+    assert ">20<" in svg and ">100<" not in svg   # the axis to 20 %, 13 % x 1.15 in tens
+    assert f"…{name[-39:]}</text>" in svg and f"<title>{name}</title>" in svg
