@@ -4,9 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import shutil
-import tempfile
-import zipapp
 import zipfile
 
 import device_agent
@@ -44,10 +41,12 @@ def is_agent(path) -> bool:
         return False
 
 
-# Every build's bytes alike: a zip keeps each file's mtime, and the copies' were the build's own time. A fleet's
-# first run built the agent in each device's thread at once, and one thread's upload, hashed from one build, sent
-# another's bytes: refused on the device as corrupt (a security review).
-ZIP_EPOCH = 315_576_000   # 1980-01-02 00:00 UTC: zip's epoch is 1980, in local time
+# Every build's bytes alike: a zip keeps each file's time, and zipapp took the copies' (the build's own, in local
+# time) in the order the folder listed them. A fleet's first run built the agent in each device's thread at once,
+# and one thread's upload, hashed from one build, sent another's bytes: refused on the device as corrupt (a
+# security review). So the zip is written here: sorted, every entry at zip's epoch, mode 0644.
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+SHEBANG = b"#!/usr/bin/env python3\n"
 MAIN = "# -*- coding: utf-8 -*-\nimport device_agent.cli\ndevice_agent.cli.main()\n"   # zipapp's template
 
 
@@ -58,17 +57,17 @@ def build(out: pathlib.Path | None = None) -> pathlib.Path:
     if out is None and target.is_file():
         return target
     pkg = pathlib.Path(device_agent.__file__).resolve().parent
-    with tempfile.TemporaryDirectory(prefix="edgeopt-agent-") as tmp:
-        for src in _sources():
-            dest = pathlib.Path(tmp, "device_agent", src.relative_to(pkg))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
-        # zipapp's own main= is written at the build's time: the same __main__.py as a file of the tree
-        pathlib.Path(tmp, "__main__.py").write_text(MAIN)
-        for path in pathlib.Path(tmp).rglob("*"):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-            os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
-        with replacing(target, "the agent", "wb") as f:
-            zipapp.create_archive(tmp, f, interpreter="/usr/bin/env python3")
-            os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode | 0o111)   # ./edgeopt-agent.pyz runs, as zipapp's own
+    with replacing(target, "the agent", "wb") as f:
+        f.write(SHEBANG)
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+            for src in _sources():   # sorted
+                _add(archive, "device_agent/" + src.relative_to(pkg).as_posix(), src.read_bytes())
+            _add(archive, "__main__.py", MAIN.encode())
+        os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode | 0o111)   # ./edgeopt-agent.pyz runs, as zipapp's own
     return target
+
+
+def _add(archive, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
