@@ -91,7 +91,9 @@ class Sensing:
 # `python -m device_agent` puts the working directory first on sys.path: a `device_agent` folder there (an old
 # checkout beside `--device local`, the device user's home over SSH) was what measured, not the agent that
 # verified the bundle. The child drops that entry and runs the package found on PYTHONPATH, the agent's own.
-_CHILD = "import runpy, sys; del sys.path[0]; runpy.run_module('device_agent', run_name='__main__', alter_sys=True)"
+# Under PYTHONSAFEPATH (or -P) there is no such entry, and the first one is the agent's own: only '' is dropped.
+_CHILD = ("import runpy, sys; sys.path[:1] = [p for p in sys.path[:1] if p]; "
+          "runpy.run_module('device_agent', run_name='__main__', alter_sys=True)")
 
 
 def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors, runtime_options, passes):

@@ -87,6 +87,11 @@ def test_the_measuring_process_is_the_agents_own_not_a_device_agent_in_the_worki
                         "--workdir", "work"], capture_output=True, text=True, timeout=120, cwd=tmp_path / "home")
     assert p.returncode == 0 and "SHADOW" not in p.stderr, p.stderr
     assert json.loads(p.stdout)["status"] == "ok"
+    # under PYTHONSAFEPATH there is no working-directory entry to drop: the agent's own was dropped instead
+    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), *FAST_BENCH_ARGS],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path / "home",
+                       env=dict(os.environ, PYTHONSAFEPATH="1"))
+    assert p.returncode == 0 and json.loads(p.stdout)["status"] == "ok", p.stderr
 
 
 _CRASH = """import sys
