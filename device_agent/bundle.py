@@ -23,9 +23,10 @@ MAX_SIGNATURE_BYTES = 1 << 16
 SIGN_NAMESPACE = "edgeopt-bundle"
 _CHUNK = 1 << 20
 _REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
-# pax (x: one member's, g: global) and GNU long name and link records: metadata tarfile reads whole
-_META_TYPES = (b"x", b"g", b"L", b"K")
-MAX_META_BYTES = 1 << 16
+# The most tarfile may read in one call: a member's pax or long-name record is read whole as tarfile reaches it,
+# before the manifest can bound the bundle (a 400 MB pax comment cost the agent 1.2 GB of memory first, on a Pi
+# with 1 GB). The manifest and the copy's chunks are read in smaller pieces.
+MAX_READ_BYTES = MAX_MANIFEST_BYTES + (1 << 16)
 # Magic numbers of what a bundle is not: refused by name before tarfile sees (and inflates) it.
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"), (b"\x28\xb5\x2f\xfd", "zstd"),
                (b"PK\x03\x04", "zip"))
@@ -67,7 +68,7 @@ def unpack(bundle_path, dest, expected_sha256=None, allowed_signers=None):
 def _unpack(bundle_path, dest, expected_sha256, allowed_signers):
     _check_plain_tar(bundle_path)
     try:
-        with open(bundle_path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
+        with open(bundle_path, "rb") as raw, tarfile.open(fileobj=_BoundedReads(raw), mode="r:") as tar:
             blob, signature, member = _read_head(tar)
             digest = hashlib.sha256(blob).hexdigest()
             if expected_sha256 and digest != expected_sha256:
@@ -101,38 +102,23 @@ def _check_plain_tar(path):
             raise BundleError("is %s-compressed; edgeopt bundles are plain tar: refused" % kind)
     if len(head) < 512 or head[257:262] != b"ustar":
         raise BundleError("is not an edgeopt bundle (not a plain tar archive)")
-    _check_meta_headers(path)
 
 
-def _check_meta_headers(path):
-    """tarfile reads a member's pax or GNU long-name header whole into memory as it reaches that member, before
-    the manifest can bound the bundle: a 400 MB pax comment cost the agent 1.2 GB of memory before the bundle was
-    refused (a Pi 3 has 1 GB). So the headers are walked first, seeking past the data, and a metadata record
-    over MAX_META_BYTES is refused. Headers that do not parse are left for tarfile to call corrupt."""
-    with open(path, "rb") as f:
-        end, offset = os.fstat(f.fileno()).st_size, 0
-        while offset + 512 <= end:
-            f.seek(offset)
-            block = f.read(512)
-            if block == b"\0" * 512:
-                return
-            size = _header_size(block[124:136])
-            if size is None:
-                return
-            if block[156:157] in _META_TYPES and size > MAX_META_BYTES:
-                raise BundleError("a tar metadata record (pax or long-name header) of %d bytes, more than the %d "
-                                  "allowed: refused" % (size, MAX_META_BYTES))
-            offset += 512 + (size + 511) // 512 * 512
+class _BoundedReads:
+    """The bundle's file as tarfile reads it, any one read over MAX_READ_BYTES refused: a bound on the metadata
+    records tarfile reads whole, whatever their type (x, g, X, L, K) or the size a pax record gives itself."""
 
+    def __init__(self, raw):
+        self._raw = raw
 
-def _header_size(field):
-    """A tar header's size field: octal text, or GNU's base-256 (a first byte with its high bit set)."""
-    if field[:1] and field[0] & 0x80:
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    try:
-        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        return None
+    def read(self, size=-1):
+        if size is None or size < 0 or size > MAX_READ_BYTES:
+            raise BundleError("a tar record of %s bytes, more than the %d a bundle's records may hold: refused"
+                              % ("unbounded" if size is None or size < 0 else size, MAX_READ_BYTES))
+        return self._raw.read(size)
+
+    def __getattr__(self, name):   # seek, tell, ...
+        return getattr(self._raw, name)
 
 
 def _read_head(tar):
