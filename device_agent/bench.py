@@ -130,13 +130,17 @@ def _kept(partial, failure):
     pass, the OOM killer in the throughput pass, the timeout): each pass it did not finish absent with the
     failure as its reason, and a warning. AgentError(failure) where it died before the timed loop ended."""
     pending = partial.pop("pending", None)
-    if not pending:
+    if pending is None:
         raise AgentError(failure)
+    if not pending:   # every figure saved, then a crash closing the runtime or at the interpreter's exit
+        partial.setdefault("warnings", []).append("%s after it had saved every figure" % failure)
+        return partial
     for i, section in enumerate(pending):
         when = "during this pass" if i == 0 else "in the %s pass, before this one" % pending[0].replace("_", " ")
-        partial[section] = {"available": False, "reason": "not measured: %s %s" % (failure, when)}
+        partial[section] = dict(partial.get(section) or {}, available=False,
+                                reason="not measured: %s %s" % (failure, when))
     partial.setdefault("warnings", []).append(
-        "%s after the timed loop, in the %s pass: %s not measured; the latency, memory and power figures stand"
+        "%s after the timed loop, in the %s pass: %s not measured; the figures measured before it stand"
         % (failure, pending[0].replace("_", " "), ", ".join(pending)))
     return partial
 

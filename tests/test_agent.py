@@ -97,29 +97,40 @@ def test_the_measuring_process_is_the_agents_own_not_a_device_agent_in_the_worki
 _CRASH = """import sys
 if "_measure" in sys.argv:   # the measuring process only: its runtime segfaults in {where}
     import os, signal
-    import device_agent.measure.{module} as m
-    m.{function} = lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV)
+    import device_agent.{module} as m
+    owner, _, name = "{function}".rpartition(".")
+    setattr(getattr(m, owner) if owner else m, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
 """
 
 
-@pytest.mark.parametrize("module, function, kept", [("accuracy", "evaluate", True), ("latency", "timed_loop", False)])
-def test_a_runtime_that_crashes_after_the_timed_loop_loses_that_pass_only(bundles, tmp_path, module, function, kept):
+@pytest.mark.parametrize("module, function, lost", [
+    ("measure.accuracy", "evaluate", ["accuracy"]),
+    ("runtimes.onnxruntime", "OnnxRuntimeAdapter.profile_layers", ["layer_profile", "accuracy"]),
+    ("runtimes.onnxruntime", "OnnxRuntimeAdapter.close", []),   # every figure saved: nothing lost
+    ("measure.latency", "timed_loop", None)])                    # before the timed loop ended: nothing to keep
+def test_a_runtime_that_crashes_after_the_timed_loop_loses_that_pass_only(bundles, tmp_path, module, function, lost):
     """A segfault in the eval pass (or the OOM killer, or the timeout, in a later pass) lost the latency, memory
-    and power figures already measured: measure.json was written once every pass had finished."""
+    and power figures already measured: measure.json was written once every pass had finished. Each pass's
+    figures are saved as it ends (the throughput pass's survive a crash in the layer profile)."""
     agent = agent_zipapp.build()
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_CRASH.format(where=function, module=module, function=function))
-    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), *FAST_BENCH_ARGS],
+    p = subprocess.run([sys.executable, str(agent), "bench", str(bundles["fp32"]), *FAST_BENCH_ARGS, "--throughput",
+                        "--profile-layers"],
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(site)))
     doc = json.loads(p.stdout)
-    if not kept:   # before the timed loop ended: nothing to keep
+    if lost is None:
         assert p.returncode == 3 and doc["status"] == "failed" and "SIGSEGV" in doc["error"]["message"], doc
         return
     assert p.returncode == 0 and doc["status"] == "ok", p.stderr
-    assert doc["latency"]["p50_ms"] > 0 and doc["memory"]["peak_rss_mb"] > 0
-    assert doc["accuracy"]["available"] is False and "killed by SIGSEGV" in doc["accuracy"]["reason"]
-    assert any("after the timed loop, in the accuracy pass: accuracy not measured" in w for w in doc["warnings"])
+    assert doc["latency"]["p50_ms"] > 0 and doc["memory"]["peak_rss_mb"] > 0 and doc["throughput"]["fps"] > 0
+    for section in ("accuracy", "layer_profile"):
+        assert (doc[section].get("available") is False and "killed by SIGSEGV" in doc[section]["reason"]) == \
+            (section in lost), doc[section]
+    said = [w for w in doc["warnings"] if "SIGSEGV" in w]
+    assert len(said) == 1 and (f"not measured; the figures measured before it stand" in said[0] if lost else
+                               said[0].endswith("after it had saved every figure")), said
 
 
 _REFUSED_IN_THE_CHILD = """import sys

@@ -86,15 +86,23 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     runtime.update(adapter.describe())
     doc = {"latency": lat, "memory": mem, "runtime": runtime, "power": power, "thermal": heat, "environment": env,
            "warnings": warnings, "accuracy": {"available": False, "reason": accuracy.SKIPPED}}
-    checkpoint = checkpoint or (lambda _: None)
     fps_budget = "throughput_fps" in (manifest.get("budgets") or {})
     doc.update(passes.not_run(adapter, wanted, fps_budget))
-    checkpoint(dict(doc, pending=passes.planned(adapter, wanted, fps_budget) + (["accuracy"] if with_accuracy else [])))
-    doc.update(passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root), fps_budget))
+    pending = passes.planned(adapter, wanted, fps_budget) + (["accuracy"] if with_accuracy else [])
+    if "throughput" in pending:   # why it ran, kept should the pass not finish
+        doc["throughput"] = {"available": False, "asked_by": passes.asked_by(adapter, wanted)}
+    save = checkpoint or (lambda _: None)
+
+    def done(name, section):   # each pass's figures saved before the next runs
+        doc[name] = section
+        pending.remove(name)
+        save(dict(doc, pending=list(pending)))
+
+    save(dict(doc, pending=list(pending)))
+    passes.run(adapter, feed, settings, wanted, scratch_dir or os.path.dirname(root), fps_budget, after=done)
     if with_accuracy:
-        checkpoint(dict(doc, pending=["accuracy"]))
-        doc["accuracy"] = _accuracy(adapter, manifest, root)
-    adapter.close()
+        done("accuracy", _accuracy(adapter, manifest, root))
+    adapter.close()   # after the last save: a runtime that crashes here, or at exit, loses nothing
     return doc
 
 
