@@ -35,11 +35,15 @@ TOP_LEVEL = ("devices", "defaults", "groups")
 # Inventory variables edgeopt shows with their value hidden: an Ansible inventory holds connection and vault
 # secrets (ansible_password, ansible_become_pass), and `device list --json` printed them as they are.
 SECRET_VAR = re.compile(r"pass|pwd|secret|token|credential|vault|api_?key", re.I)
-# the password of a URL's user (https://u:hunter2@mirror): hidden whatever the variable's name
-URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")
-# `name=value` where the name is secret-like, as Ansible quotes an inventory line it cannot parse
-SECRET_ASSIGNMENT = re.compile(r"(\b[\w.-]*(?:pass|pwd|secret|token|credential|vault|api_?key)[\w.-]*\s*=\s*)"
-                               r"(\"[^\"']*\"?|'[^']*'?|[^\s']+)", re.I)   # ' : Ansible's quotes around the line
+# the password of a URL's user (https://u:hunter2@mirror, https://:token@host, one holding / or @): hidden
+# whatever the variable's name, up to the URL's last @
+URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)\S*@")
+# `name=value` (or `name: value`, YAML's) where the name is secret-like, as Ansible quotes an inventory line it
+# cannot parse: a quoted value to its closing quote, an unclosed one to the `':` that ends Ansible's quote of the
+# line (its reason follows), a bare one to the next space
+SECRET_ASSIGNMENT = re.compile(r"(\b[\w.-]*(?:pass|pwd|secret|token|credential|vault|api_?key)[\w.-]*\s*[=:]\s*)"
+                               r"(\"[^\"]*\"|'[^']*'|\"[^\"]*?(?='\s*:|$)|'[^']*?(?='\s*:|$)|\S+?(?='\s*:\s|\s|$))",
+                               re.I)
 
 
 def hide_secrets(text: str) -> str:

@@ -51,7 +51,7 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
             return
         # any key listed for the host and this one not: changed, whatever its type. A man in the middle of a host
         # pinned by its ed25519 key offered an ECDSA one, which read as "unknown" (and --trust-new-host-keys added
-        # it); OpenSSH refuses it as changed
+        # it). Stricter than OpenSSH, which asks (or with accept-new adds) a key of a type it does not know yet
         expected = next((k for k in self.keys.known if k.get_name() == key.get_name()), None) or \
             next(iter(self.keys.known), None)
         if expected is not None:

@@ -45,15 +45,18 @@ def _exec(chan, command, device, silence) -> None:
     timer = threading.Timer(within, give_up)
     timer.daemon = True
     timer.start()
+    late = DeviceFailure(f"device {device}: its SSH server did not start the command within {within:.0f} s of "
+                         "the request (a login session that hangs on the device?)")
     try:
         chan.exec_command(command)
     except paramiko.SSHException:
         if fired.is_set():
-            raise DeviceFailure(f"device {device}: its SSH server did not start the command within {within:.0f} s "
-                                "of the request (a login session that hangs on the device?)") from None
+            raise late from None
         raise
     finally:
         timer.cancel()
+    if fired.is_set():   # it answered as the timer closed the channel: said as the late answer it was
+        raise late
 
 
 def _alive(client, device, what):
