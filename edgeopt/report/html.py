@@ -602,12 +602,18 @@ def _study_chart(study: dict, done: list) -> str:
     if not points:
         return '<p class="small muted">No trial measured both figures the chart needs.</p>'
     xs, ys = [_judged_figure(t, x_key) for t in points], [t["figures"][y_key] for t in points]
+    y_limit = study["budgets"].get(y_key)
     low, high = padded(min(ys), max(ys), 0.1)
+    if max(ys) <= min(ys):   # every trial at one drop (0 on a small eval set): up to its budget, not 0-1
+        low, high = min(ys) - 0.1 * (y_limit or 0.01), max(ys) + 1.2 * (y_limit or 0.01)
     # an accuracy drop below 0 is a candidate more accurate than the model (a DeiT distilled: -0.028), drawn
-    chart = Chart(f"Trials: {x_key} against {y_key}", padded(min(xs), max(xs), 0.08),
-                  (max(low, 0.0) if min(ys) >= 0 else low, high), width=760, height=300, x_label=x_key,
-                  y_label=y_key)
+    x_range = padded(min(xs), max(xs), 0.08)
+    chart = Chart(f"Trials: {x_key} against {y_key}", x_range, (max(low, 0.0) if min(ys) >= 0 else low, high),
+                  width=760, height=300, x_label=x_key, y_label=y_key)
     chart.axes()
+    if y_limit is not None and low <= y_limit <= high:
+        chart.segment(x_range[0], y_limit, x_range[1], y_limit, "#cf222e", dash="4 3",
+                      title=f"{y_key} budget {number(y_limit)}")
     limit = study["budgets"].get(x_key)
     paired = study.get("paired_baseline") and x_key in (study.get("relative_budgets") or {})
     if limit is not None and min(xs) <= limit <= max(xs) and not paired:

@@ -724,3 +724,16 @@ def test_the_layer_chart_scales_to_its_largest_share_and_keeps_long_names_ends()
         {"name": "fc", "op_type": "Gemm", "mean_ms": 0.002, "share_pct": 2.0}]})
     assert ">20<" in svg and ">100<" not in svg   # the axis to 20 %, 13 % x 1.15 in tens
     assert f"…{name[-39:]}</text>" in svg and f"<title>{name}</title>" in svg
+
+
+def test_a_study_whose_trials_share_one_accuracy_drop_is_drawn_up_to_its_budget():
+    """Every trial at a drop of 0 (a small eval set) drew the scatter's y axis 0-1, every point on its floor (a
+    user walkthrough): the axis runs to the accuracy budget, which is drawn as a line."""
+    from edgeopt.report import html
+    trials = [{"trial": i, "config": f"c{i}", "figures": {"latency_p90_ms": 0.05 * (i + 1), "accuracy_drop": 0.0},
+               "cached": False, "feasible": True, "baseline": i == 0, "rechecked": None} for i in range(3)]
+    study = {"objective": "latency_p90_ms", "budgets": {"latency_p90_ms": 1.0, "accuracy_drop": 0.01},
+             "pareto": [1], "best": trials[1], "pareto_figures": ["latency_p90_ms", "accuracy_drop"]}
+    svg = html._study_chart(study, trials)
+    assert "<title>accuracy_drop budget 0.01</title>" in svg
+    assert ">1<" not in svg and ">0.5<" not in svg   # no 0-1 axis
