@@ -114,6 +114,7 @@ def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors
             raise (BundleError if doc.get("bundle") else AgentError)(doc["error"])
         if proc.returncode != 0:
             return _kept(doc, _describe_exit(proc.returncode))
+        doc.pop("pending", None)
         return doc
     except subprocess.TimeoutExpired:
         return _kept(_read_child_output(out_path), "measuring process exceeded the %.0f s timeout and was killed"

@@ -99,7 +99,11 @@ if "_measure" in sys.argv:   # the measuring process only: its runtime segfaults
     import os, signal
     import device_agent.{module} as m
     owner, _, name = "{function}".rpartition(".")
-    setattr(getattr(m, owner) if owner else m, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    if name == "_exit_crash":   # the whole result saved, then the process dies as it exits
+        import atexit
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))
+    else:
+        setattr(getattr(m, owner) if owner else m, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
 """
 
 
@@ -107,6 +111,7 @@ if "_measure" in sys.argv:   # the measuring process only: its runtime segfaults
     ("measure.accuracy", "evaluate", ["accuracy"]),
     ("runtimes.onnxruntime", "OnnxRuntimeAdapter.profile_layers", ["layer_profile", "accuracy"]),
     ("runtimes.onnxruntime", "OnnxRuntimeAdapter.close", []),   # every figure saved: nothing lost
+    ("measure.run", "_exit_crash", []),                          # a crash at the interpreter's exit, too
     ("measure.latency", "timed_loop", None)])                    # before the timed loop ended: nothing to keep
 def test_a_runtime_that_crashes_after_the_timed_loop_loses_that_pass_only(bundles, tmp_path, module, function, lost):
     """A segfault in the eval pass (or the OOM killer, or the timeout, in a later pass) lost the latency, memory

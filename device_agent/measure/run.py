@@ -46,7 +46,7 @@ def example_feed(manifest, root):
 def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config=None, runtime_options=None,
             wanted=passes.Passes(), scratch_dir=None, checkpoint=None):
     """The result's measured sections. checkpoint(doc): called with the figures so far and `pending` (the
-    sections still being measured) after the timed loop and after the passes, so that a runtime that crashes
+    sections still being measured) after the timed loop and as each pass ends, so that a runtime that crashes
     or hangs in a later pass (a segfault, the OOM killer, the timeout) loses that pass only."""
     sensor_config = sensor_config or SensorConfig()
     env = environment.read(sensor_config)  # first, before this process adds its own load
@@ -126,6 +126,7 @@ def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, op
             json.dump(doc, f)
         os.replace(tmp, out_path)
 
-    save(measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)),
-                 json.loads(options_json), passes.Passes(**json.loads(passes_json)), os.path.dirname(out_path),
-                 checkpoint=save))
+    doc = measure(root, manifest, threads, settings, with_accuracy, SensorConfig.from_dict(json.loads(sensors_json)),
+                  json.loads(options_json), passes.Passes(**json.loads(passes_json)), os.path.dirname(out_path),
+                  checkpoint=save)
+    save(dict(doc, pending=[]))   # nothing pending: a crash at the interpreter's exit keeps the whole result
