@@ -104,9 +104,9 @@ def check_key_files(spec: DeviceSpec) -> None:
         unreadable = _not_a_private_key(path)
         if unreadable:   # was a device failure (exit 3) per device, and the fleet went on without any
             raise BadInput(f"{spec.field('key')}: {path} is no private key edgeopt can use: {unreadable}")
-        mode = os.stat(path)
-        if mode.st_uid == os.getuid() and mode.st_mode & 0o077:   # OpenSSH's own rule (sshkey_perm_ok)
-            raise BadInput(f"{spec.field('key')}: {path} is readable by others (mode {mode.st_mode & 0o777:04o}): "
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:   # OpenSSH's own rule (sshkey_perm_ok)
+            raise BadInput(f"{spec.field('key')}: {path} is readable by others (mode {st.st_mode & 0o777:04o}): "
                            f"a private key must be yours alone, as ssh refuses it otherwise; chmod 600 {path}")
 
 

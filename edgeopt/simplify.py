@@ -107,12 +107,10 @@ def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:
 def load_error(path: pathlib.Path) -> str | None:
     """Why ONNX Runtime cannot load the model at its default optimization level (as parity and the device's agent
     load it), or None."""
-    import onnxruntime as ort
+    from .convert.onnxruntime import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
     try:
-        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        ort_session(path)
     except Exception as e:  # noqa: BLE001 - ORT's own Fail/InvalidGraph/NotImplemented types
         return first_line(e)
     return None

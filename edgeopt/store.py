@@ -435,15 +435,15 @@ class Store:
 
     def documents_at(self, paths: list) -> dict:
         """{path: the newest stored result document saved to that file}, for the paths the store has rows of;
-        each document with `_path` (the file) and `_stored` (this store, its password masked): `report --study`
-        on a host where the files of another worker's trials are not."""
+        each document with `_path` (the file): `report --study` on a host where the files of another worker's
+        trials are not."""
         t = results_table.c
         query = (sa.select(t.id, t.path, t.document).where(t.path.in_([str(p) for p in paths]))
                  .order_by(t.created, t.id))
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         found = {r.path: r.document for r in rows if isinstance(r.document, dict)}   # the newest row wins
-        return {path: dict(doc, _path=path, _stored=self.name) for path, doc in found.items()}
+        return {path: dict(doc, _path=path) for path, doc in found.items()}
 
     def close(self):
         self.engine.dispose()

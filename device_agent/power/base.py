@@ -139,7 +139,7 @@ def run_command(argv, timeout, shell=False):
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, shell=shell,
                              universal_newlines=True)
     except OSError as e:
-        raise SensorError("cannot run %s: %s" % (_shown(argv), e.strerror or e))
+        raise SensorError("cannot run %s: %s" % (shown_command(argv), e.strerror or e))
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -154,10 +154,10 @@ def run_command(argv, timeout, shell=False):
             p.communicate(timeout=2)
         except subprocess.TimeoutExpired:   # one that left the tree still holds the pipes: not waited for
             p.poll()
-        raise SensorError("%s did not answer within %.1f s" % (_shown(argv), timeout))
+        raise SensorError("%s did not answer within %.1f s" % (shown_command(argv), timeout))
     if p.returncode != 0:
         tail = (err.strip().splitlines() or out.strip().splitlines() or ["no output"])[-1]
-        raise SensorError("%s failed with exit code %d: %s" % (_shown(argv), p.returncode, tail[:200]))
+        raise SensorError("%s failed with exit code %d: %s" % (shown_command(argv), p.returncode, tail[:200]))
     return out
 
 
@@ -185,7 +185,7 @@ def _descendants(pid):
     return found
 
 
-def _shown(argv):
+def shown_command(argv):
     """The command as messages and results name it: a shell command (--power-command) by its program alone, since
     the rest may hold a secret (a meter's `curl -H 'Authorization: ...'`) that results and reports would keep."""
     if not isinstance(argv, str):
@@ -194,6 +194,3 @@ def _shown(argv):
     program = next((w for w in words if "=" not in w), "...")   # past `TOKEN=... meter.sh`'s assignments
     return "`%s`%s" % (program, " ..." if words != [program] else "")
 
-
-def shown_command(command):
-    return _shown(command)

@@ -39,9 +39,8 @@ def _zone_dirs(config):
     dirs = sorted(d for d in glob.glob(os.path.join(root, "*rapl*:*")) if os.path.isfile(os.path.join(d, "energy_uj")))
     # `intel-rapl-mmio:0` (recent Intel client CPUs) is a second window onto the package domain that
     # `intel-rapl:0` (MSR) reads: its `name` is package-0 too, and summing both counted the package twice.
-    msr = [d for d in dirs if os.path.basename(d).startswith("intel-rapl:")]
-    return msr + [d for d in dirs if d not in msr and not os.path.basename(d).startswith("intel-rapl-mmio:")] \
-        if msr else dirs
+    msr = any(os.path.basename(d).startswith("intel-rapl:") for d in dirs)
+    return [d for d in dirs if not (msr and os.path.basename(d).startswith("intel-rapl-mmio:"))]
 
 
 def _rail_name(path, names):

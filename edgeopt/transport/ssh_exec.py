@@ -28,6 +28,11 @@ def _session(client, device):
         raise DeviceFailure(f"device {device}: cannot open a session: {e or type(e).__name__}") from None
 
 
+def _startup_allowance(silence) -> float:
+    """How long a command may take to say its first word: the agent starting Python on a slow board."""
+    return max(3 * silence, STARTUP_SILENCE)
+
+
 def _exec(chan, command, device, silence) -> None:
     """chan.exec_command, given up after the startup allowance: paramiko waits for the server's answer to the
     request with no limit, and a device whose sshd hangs after the login (a PAM session module, a full disk)
@@ -41,7 +46,7 @@ def _exec(chan, command, device, silence) -> None:
         fired.set()
         chan.close()
 
-    within = max(3 * silence, STARTUP_SILENCE)
+    within = _startup_allowance(silence)
     timer = threading.Timer(within, give_up)
     timer.daemon = True
     timer.start()
@@ -87,7 +92,7 @@ def _run_command(client, device, command, on_line, timeout, silence):
     chan = _session(client, device)
     _exec(chan, command, device, silence)
     deadline = time.monotonic() + timeout
-    heard, allowed = time.monotonic(), max(3 * silence, STARTUP_SILENCE)
+    heard, allowed = time.monotonic(), _startup_allowance(silence)
     out, err = bytearray(), bytearray()
     while True:
         select.select([chan], [], [], POLL)
