@@ -73,8 +73,7 @@ class Backend:
     def convert(self, source, request: PackageRequest, workdir: pathlib.Path, progress=SILENT) -> Conversion:
         self._validate(request)
         if request.quantize == "int8" and request.calibration is None and self.calibrates(source, request):
-            raise BadInput("--quantize int8 needs calibration data: --calib samples.npz "
-                           f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
+            raise calibration_needed()
         start = time.perf_counter()
         result = self._convert(source, request, workdir, progress)
         result.seconds = time.perf_counter() - start
@@ -168,3 +167,11 @@ def small_calibration_notes(compression: dict) -> list:
                 "activation ranges from a few samples clip the inputs they never saw, and parity then judges "
                 "on those same few"]
     return []
+
+
+def calibration_needed() -> BadInput:
+    """The error of static INT8 without --calib: said before conversion where a backend can tell, after it where
+    only the converted model says (LiteRT's choice for a PyTorch source)."""
+    return BadInput("--quantize int8 needs calibration data: --calib samples.npz "
+                    f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
+

@@ -20,7 +20,7 @@ from ..data import feeds, head, to_layouts
 from ..errors import BadInput, first_line
 from ..models import INT8_METHODS
 from ..options import option
-from .base import ONNX_FORMATS, Backend, Conversion
+from .base import ONNX_FORMATS, Backend, Conversion, calibration_needed
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 SIGNATURE = "serving_default"
@@ -130,6 +130,18 @@ class LiteRtBackend(Backend):
         if request.precision == "fp16" and request.quantize != "none":
             raise BadInput("--precision fp16 makes float16 weights; with --quantize the weights are int8 already: "
                            "give one or the other")
+
+    def calibrates(self, source, request):
+        """Static INT8 calibrates; auto's dynamic choice (most MACs in fully connected layers) does not. The choice
+        is made on the float .tflite (_int8_method); an ONNX source's graph tells it before conversion by the same
+        rule, a PyTorch source's only after it (_quantize then asks for --calib)."""
+        options = request.options
+        if options.int8_method != "auto" or _static_settings(options):
+            return options.int8_method != "dynamic"
+        if source.onnx_path is None:
+            return False
+        from ..models import transformer_like
+        return not transformer_like(source.onnx_path)[0]
 
     def float_output_hint(self, request, node, op_type):
         io = request.options.int8_io or ("int8" if request.int8_scheme == "full-integer" else "float")
@@ -297,6 +309,8 @@ def _quantize(float_path, out, source, request, layouts, progress) -> dict:
     if request.quantize == "int8":
         details["int8_method"] = method = _int8_method(float_path, request.options)
         if method["used"] == "static":
+            if request.calibration is None:
+                raise calibration_needed()
             return dict(details, **_full_integer(q, float_path, out, source, request, layouts, progress))
         details.update(io="float", notes=[f"INT8 dynamic: {method['reason']}"] if "reason" in method else [])
     if request.quantize != "none":   # dynamic range: --quantize dynamic, or int8 as int8_method says

@@ -270,6 +270,20 @@ def test_int8_without_calibration_is_refused(cli, tmp_path):
     assert not (tmp_path / "x.edgepkg").exists()
 
 
+def test_int8_asks_for_calibration_only_where_it_calibrates(cli, tmp_path):
+    """LiteRT's INT8 of a transformer is dynamic (no calibration), yet it asked for --calib and then said the
+    data was not used. An ONNX transformer now packages without it; a PyTorch CNN, whose method is known only
+    once converted, is refused after conversion with the same message, and leaves no bundle."""
+    r = cli("package", ASSETS / "tiny_bert.onnx", "--profile", "raspberry-pi-5", "--quantize", "int8",
+            "--budget", "accuracy_drop=none", "-o", tmp_path / "bert.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["compression"]["int8_method"]["used"] == "dynamic"
+    r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "x=1,3,16,16",
+            "--profile", "raspberry-pi-5", "--quantize", "int8", "-o", tmp_path / "cnn.edgepkg")
+    assert r.exit_code == 2 and "--quantize int8 needs calibration data" in r.stderr, r.stderr
+    assert not (tmp_path / "cnn.edgepkg").exists()
+
+
 def test_calibration_in_the_wrong_layout_is_named_as_such(cli, tmp_path):
     with np.load(CALIB) as f:
         np.savez(tmp_path / "nhwc.npz", image=f["image"].transpose(0, 2, 3, 1))
