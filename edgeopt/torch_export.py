@@ -101,10 +101,39 @@ def _load_program(reference: str):
     if not zipfile.is_zipfile(reference):
         raise BadInput(f"{reference} is not a loadable ExportedProgram: {_not_an_archive(reference, 'torch.export')}")
     _refuse_a_damaged_archive(reference, "an ExportedProgram")
+    logged, logger = _Kept(), logging.getLogger("torch.export")
+    # torch logs the real cause as a 30-line traceback, on its own handler, then raises "see the warnings above"
+    handlers, propagate = logger.handlers, logger.propagate
+    logger.handlers, logger.propagate = [logged], False
     try:
         return torch.export.load(reference)
     except Exception as e:  # torch raises RuntimeError / zipfile / pickle errors for bad archives
-        raise BadInput(f"{reference} is not a loadable ExportedProgram: {first_line(e)}") from None
+        raise BadInput(f"{reference} is not a loadable ExportedProgram: {_load_failure(e, logged.errors)}") from None
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+
+
+class _Kept(logging.Handler):
+    """The exceptions of the log records sent to it, shown nowhere."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.errors = []
+
+    def emit(self, record):
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
+def _load_failure(error, logged: list) -> str:
+    """The cause of torch.export.load's failure: the exception torch logged where its own error only says to look
+    above it. An output class torch cannot rebuild (a Hugging Face ModelOutput) says what to export instead."""
+    cause = logged[-1] if logged else error
+    cause = f"{type(cause).__name__}: {first_line(cause)}" if logged else first_line(cause)
+    if "in pytree is not registered" in cause:
+        cause += (" (torch.export.load rebuilds only outputs of built-in types: export a module that returns "
+                  "a tensor or a tuple of them, e.g. a Hugging Face model with return_dict=False)")
+    return cause
 
 
 def _refuse_a_damaged_archive(reference: str, what: str) -> None:

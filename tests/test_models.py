@@ -288,6 +288,36 @@ def test_exported_program_file_matches_torch(tmp_path):
     assert _torch_parity(src.onnx_path, module, (1, 3, 16, 16)) < 1e-5
 
 
+def test_an_exported_program_returning_an_unregistered_class_says_so_in_one_line(cli_subprocess, tmp_path):
+    """A .pt2 of a module returning a Hugging Face ModelOutput: torch logged a 30-line traceback and edgeopt said
+    "Please check the warnings above". The cause and what to export instead are the message now, and nothing else
+    reaches stderr. The class is registered with pytree in the exporting process only, as transformers does."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "export_it.py"
+    script.write_text(f"""
+import dataclasses, torch, torch.utils._pytree as pytree
+
+@dataclasses.dataclass
+class Output:
+    logits: torch.Tensor
+
+pytree.register_dataclass(Output, serialized_type_name="mymodels.Output")
+
+class Net(torch.nn.Module):
+    def forward(self, x):
+        return Output(logits=x * 2)
+
+torch.export.save(torch.export.export(Net(), (torch.zeros(1, 4),)), {str(tmp_path / "out.pt2")!r})
+""")
+    subprocess.run([sys.executable, str(script)], check=True, capture_output=True, cwd=tmp_path)
+    r = cli_subprocess("inspect", tmp_path / "out.pt2")
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "mymodels.Output in pytree is not registered" in r.stderr and "a tensor or a tuple of them" in r.stderr
+
+
 def test_inspect_reports_dynamic_dims_without_input_shape(cli, tmp_path):
     import numpy as np
     import onnx
