@@ -242,6 +242,9 @@ def manifest_digest(root):
 def check_signature(blob, signature, allowed_signers):
     """The principal whose key (listed in `allowed_signers`) signed these manifest bytes in the
     edgeopt-bundle namespace, by OpenSSH's `ssh-keygen -Y`; else BundleError."""
+    if os.path.isdir(allowed_signers):
+        raise BundleError("cannot check its signature: %s on this device is a directory, not an allowed-signers file"
+                          % allowed_signers)
     if not os.path.isfile(allowed_signers):
         raise BundleError("cannot check its signature: allowed-signers file %s not found on this device"
                           % allowed_signers)
@@ -260,38 +263,42 @@ def check_signature(blob, signature, allowed_signers):
         if found.returncode != 0 and b"Unsupported operation" in found.stderr:
             raise AgentError("this device's ssh-keygen is older than OpenSSH 8.2 (no -Y find-principals): "
                              "it cannot check bundle signatures")
-        if found.returncode != 0:
+        if found.returncode != 0:   # ssh-keygen names a line it cannot read, an expired key, a namespace left out
+            said = _keygen_said(found)
             raise BundleError("its signature is not made by a key in %s%s: refused"
-                              % (allowed_signers, _listed_but_not_valid(signature, allowed_signers)))
+                              % (allowed_signers, " that is valid for it (ssh-keygen: %s)" % said if said else ""))
         # One line of principals per matching key; a line may list several, comma-separated.
         lines = found.stdout.decode("utf-8", "replace").splitlines()
+        said = ""
         for principal in [p for line in lines for p in line.split(",") if p]:
             verify = [keygen, "-Y", "verify", "-f", allowed_signers, "-I", principal, "-n", SIGN_NAMESPACE,
                       "-s", sig_path]
-            if _keygen(verify, blob).returncode == 0:
+            verified = _keygen(verify, blob)
+            if verified.returncode == 0:
                 return principal
+            said = said or _keygen_said(verified)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    raise BundleError("its signature does not verify (manifest changed, or not signed for namespace %s): refused"
-                      % SIGN_NAMESPACE)
+    namespace = signature_fields(signature)[1]
+    if namespace is not None and namespace != SIGN_NAMESPACE:
+        said = "signed for namespace %s, not %s" % (namespace, SIGN_NAMESPACE)
+    elif not said or "incorrect signature" in said:
+        said = "the manifest changed after it was signed"
+    raise BundleError("its signature does not verify against %s (%s): refused" % (allowed_signers, said))
 
 
-def _listed_but_not_valid(signature, allowed_signers):
-    """Where the signing key is in the allowed-signers file after all, why ssh-keygen matched no principal: the
-    line's own limits (valid-before, valid-after, namespaces). ssh-keygen says only "No principal matched.", and
-    an expired key read as an unknown one."""
-    key = _signing_key(signature)
-    try:
-        with open(allowed_signers, encoding="utf-8", errors="replace") as f:
-            listed = any(key and key in line.split() for line in f if not line.lstrip().startswith("#"))
-    except OSError:
-        return ""
-    return (" valid now: its key is listed, but that line's options (valid-before, valid-after, namespaces) rule "
-            "it out") if listed else ""
+def _keygen_said(result):
+    """ssh-keygen's own reason on stderr ("FILE:3: key has expired: ...", "FILE:1: invalid key", "key is not
+    permitted for use in signature namespace ..."), without its generic closing lines; "" where it gave none."""
+    generic = ("No principal matched.", "Could not verify signature.")
+    lines = [line.strip() for line in result.stderr.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line and line not in generic and not line.startswith("sig_find_principals:")]
+    return "; ".join(dict.fromkeys(lines))[:300]
 
 
-def _signing_key(signature):
-    """The base64 public key inside an armored SSHSIG signature (PROTOCOL.sshsig), or None."""
+def signature_fields(signature):
+    """(the signing public key's blob, the namespace) of an armored SSHSIG signature (PROTOCOL.sshsig: magic,
+    uint32 version, string publickey, string namespace, ...), or (None, None) where it is no such signature."""
     import base64
     import struct
 
@@ -299,11 +306,20 @@ def _signing_key(signature):
     try:
         blob = base64.b64decode(body)
         if blob[:6] != b"SSHSIG":
-            return None
-        (length,) = struct.unpack(">I", blob[10:14])   # after the magic and the uint32 version
-        return base64.b64encode(blob[14:14 + length]).decode("ascii")
+            return None, None
+        (length,) = struct.unpack(">I", blob[10:14])
+        key, at = blob[14:14 + length], 14 + length
+        (length,) = struct.unpack(">I", blob[at:at + 4])
+        namespace = blob[at + 4:at + 4 + length].decode("utf-8", "replace")
+        return (key, namespace) if len(key) and at + 4 + length <= len(blob) else (None, None)
     except (ValueError, struct.error):
-        return None
+        return None, None
+
+
+def key_fingerprint(key):
+    """OpenSSH's SHA256 fingerprint of a public key blob (as ssh-keygen -l prints it)."""
+    import base64
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key).digest()).decode("ascii").rstrip("=")
 
 
 def _keygen(argv, stdin=b""):

@@ -28,22 +28,29 @@ __all__ = ["inspect", "profiles", "profile", "backend_options", "package", "benc
            "demo", "sample_paths"]
 
 
-def inspect(model: str, input_shapes: dict | None = None) -> dict:
+def inspect(model: str, input_shapes: dict | None = None, allowed_signers=None) -> dict:
     """A model's inputs, outputs, opset, parameters, FLOPs estimate, dynamic dims and layers (`edgeopt inspect`);
     for a bundle (.edgepkg), inspect_bundle's manifest."""
     if str(model).endswith(bundles.SUFFIX):
         if input_shapes:
             raise BadInput(f"{model}: a bundle's input shapes are fixed; --input-shape applies to a model")
-        return inspect_bundle(model)
+        return inspect_bundle(model, allowed_signers)
+    if allowed_signers:
+        raise BadInput(f"{model}: --allowed-signers checks a bundle's signature; a model carries none")
     with tempfile.TemporaryDirectory(prefix="edgeopt-inspect-") as tmp:
         return inspect_model(model, dict(input_shapes or {}), pathlib.Path(tmp))
 
 
-def inspect_bundle(path) -> dict:
+def inspect_bundle(path, allowed_signers=None) -> dict:
     """A bundle's manifest, every member verified against it first (as the agent does before loading), with
-    `path`, `signed`, `manifest_sha256` (its identity) and `conversion_seconds` added: what `package` printed."""
+    `path`, `signed`, `signature` (its key; with `allowed_signers`, a file here, the principal it verified as),
+    `manifest_sha256` (its identity) and `conversion_seconds` added: what `package` printed."""
     manifest = bundles.read_manifest(path)
-    return dict(manifest, path=str(path), signed=bundles.is_signed(path),
+    signature = bundles.signature(path)
+    if allowed_signers:
+        signature = dict(signature or {}, verified=True, principal=bundles.check_signature(path, allowed_signers),
+                         allowed_signers=str(allowed_signers))
+    return dict(manifest, path=str(path), signed=signature is not None, signature=signature,
                 manifest_sha256=manifest.pop("_manifest_sha256"),
                 conversion_seconds=(manifest.get("tools") or {}).get("conversion_seconds", 0.0))
 

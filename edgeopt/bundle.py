@@ -7,6 +7,7 @@ import io
 import pathlib
 import re
 import shutil
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -73,6 +74,9 @@ def sign(blob: bytes, key) -> bytes:
             raise BadInput(f"--sign-key {key}: ssh-keygen did not finish within 120 s") from None
         sig = path.with_name(agent_manifest.SIGNATURE)
         if p.returncode != 0 or not sig.is_file():
+            if "passphrase" in p.stderr:   # its prompt, then "incorrect passphrase supplied", though none was
+                raise BadInput(f"--sign-key {key} needs its passphrase, which edgeopt does not ask for: add the key "
+                               f"to ssh-agent (ssh-add {key}) and package again")
             last = (p.stderr.strip().splitlines() or ["no message"])[-1]
             raise BadInput(f"--sign-key {key}: ssh-keygen could not sign ({last})")
         return sig.read_bytes()
@@ -173,12 +177,41 @@ def _edgeopt_file(path: pathlib.Path):
     return f"an {found.group(1).decode('ascii', 'replace')} document" if found else None
 
 
-def is_signed(bundle_path) -> bool:
-    """Whether the bundle carries a manifest signature (its second member); `read` has verified its members."""
+def signature(bundle_path) -> dict | None:
+    """The manifest signature a bundle carries (its second member), as {key: its SHA256 fingerprint, key_type,
+    namespace}, verified against nothing; None where it carries none. `read` has verified its members."""
     with tarfile.open(bundle_path, "r:") as tar:
         tar.next()
         second = tar.next()
-    return second is not None and agent_manifest.safe_path(second.name) == agent_manifest.SIGNATURE
+        if second is None or agent_manifest.safe_path(second.name) != agent_manifest.SIGNATURE:
+            return None
+        sig = tar.extractfile(second).read(agent_bundle.MAX_MANIFEST_BYTES)
+    return describe_signature(sig)
+
+
+def describe_signature(sig: bytes) -> dict:
+    key, namespace = agent_bundle.signature_fields(sig)
+    if key is None:
+        return {"key": None, "key_type": None, "namespace": None}
+    (length,) = struct.unpack(">I", key[:4]) if len(key) >= 4 else (0,)
+    return {"key": agent_bundle.key_fingerprint(key), "key_type": key[4:4 + length].decode("ascii", "replace"),
+            "namespace": namespace}
+
+
+def check_signature(bundle_path, allowed_signers) -> str:
+    """The principal of `allowed_signers` (a file on this host) whose key signed the bundle's manifest, as the
+    agent judges it on the device; BadInput naming the bundle and why not."""
+    allowed = pathlib.Path(allowed_signers).expanduser()
+    with tarfile.open(bundle_path, "r:") as tar:
+        blob = tar.extractfile(tar.next()).read()
+        second = tar.next()
+        sig = tar.extractfile(second).read(agent_bundle.MAX_MANIFEST_BYTES) if second is not None and \
+            agent_manifest.safe_path(second.name) == agent_manifest.SIGNATURE else None
+    try:
+        return agent_bundle.check_signature(blob, sig, str(allowed))
+    except (BundleError, AgentError) as e:
+        said = str(e).replace(" on this device", "").replace("this device", "this machine")
+        raise BadInput(f"bundle {bundle_path}: {said}") from None
 
 
 def manifest_bytes(bundle_path) -> bytes:

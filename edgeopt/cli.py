@@ -404,8 +404,11 @@ def _budgets(items):
 @click.argument("model")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D,D,..",
               help="Fix an input's shape (dynamic dims, or the example input of a PyTorch model).")
+@click.option("--allowed-signers", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A bundle: check its signature against this OpenSSH allowed-signers file on this machine, as "
+                   "bench --allowed-signers does on the device (exit 2 where it does not verify).")
 @common
-def inspect(out, model, input_shapes):
+def inspect(out, model, input_shapes, allowed_signers):
     """Describe a model: inputs, outputs, opset, parameters, FLOPs, dynamic dims.
 
     MODEL is an .onnx file, a TorchScript (.pt, .pth, .torchscript) or ExportedProgram (.pt2) file, a
@@ -417,7 +420,7 @@ def inspect(out, model, input_shapes):
     """
     from . import api
     from .report.tables import bundle_rows, inspect_rows, key_values
-    info = api.inspect(model, _shapes(input_shapes))
+    info = api.inspect(model, _shapes(input_shapes), allowed_signers)
     if "manifest_sha256" not in info:
         out.emit(info, key_values(f"Model {model}", inspect_rows(info)), data=True)
         return
@@ -525,7 +528,9 @@ def _option_text(option: dict) -> str:
               help="Full-integer INT8 (tflite): int8 or float model input/output [default: the profile's "
                    "int8_scheme; full-integer = int8].")
 @click.option("--sign-key", type=click.Path(dir_okay=False),
-              help="Sign the manifest with this SSH key (ssh-keygen -Y sign, namespace edgeopt-bundle).")
+              help="Sign the manifest with this SSH key (ssh-keygen -Y sign, namespace edgeopt-bundle); a key "
+                   "with a passphrase from ssh-agent (ssh-add it first). Devices check it with bench "
+                   "--allowed-signers, this host with inspect --allowed-signers.")
 @click.option("--no-simplify", is_flag=True,
               help="Keep the ONNX graph as exported: no constant folding or Conv+BatchNorm fusion before conversion.")
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False),

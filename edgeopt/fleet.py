@@ -100,6 +100,7 @@ class FleetRun:
         self._paths = {}
         self._lock = threading.Lock()
         self._connected = set()   # the transports of the devices being measured now (let_go closes them)
+        self.written = set()      # the devices whose result this process wrote to the run directory
         self._let_go = False
 
     def _hold(self, run_dir: pathlib.Path) -> bool:
@@ -255,6 +256,7 @@ class FleetRun:
             path = self.result_path(name)
             try:
                 results.write_json_atomic(path, doc)
+                self.written.add(name)
                 results.save(doc, self.results_dir)
                 unsaved = None
             except CannotWrite as e:   # a full disk: the store's row still keeps the result
@@ -321,9 +323,9 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
     for spec in todo:
         run.pending(spec)
         progress.device_state(spec.name, "queued")
-    for name in skipped:
-        progress.device_state(name, "ok", "kept from the earlier run")
     try:
+        for name in skipped:
+            progress.device_state(name, "ok", "kept from the earlier run" + _store_kept(run, name, store, store_errors))
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args, timeout, progress): spec
                        for spec in todo}
@@ -349,8 +351,10 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
                     if future.exception() is None:
                         record(future.result())
                 run.let_go()
-                # said with the interruption (the CLI prints it): what is kept, and how to finish the run
-                raise KeyboardInterrupt(f"{len(documents)} of {len(devices)} devices reported; the others read as "
+                # said with the interruption (the CLI prints it): what is kept, and how to finish the run; a result
+                # interrupted on its way to the store is in its file, and counts
+                reported = len(set(documents) | run.written)
+                raise KeyboardInterrupt(f"{reported} of {len(devices)} devices reported; the others read as "
                                         f"no result in {run.run_dir}; the same command with --resume measures only "
                                         "them") from None
     finally:
@@ -362,6 +366,21 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
             "paths": {name: str(run.result_path(name)) for name in documents},
             "succeeded": [n for n, d in documents.items() if d.get("status") == "ok"],
             "failed": {n: d["error"]["message"] for n, d in documents.items() if d.get("status") != "ok"}}
+
+
+def _store_kept(run: FleetRun, name: str, store: Store, store_errors: list) -> str:
+    """A kept result whose row the store lacks gets it now: a run killed between a device's file and its row (a
+    busy store, SIGTERM) left the row out for good, and --resume skipped the device, so history never showed it.
+    Returns what to add to the device's line."""
+    if store.run_has(run.run_id, name):
+        return ""
+    path, doc = run.documents[name]
+    try:
+        store.add(dict(doc, _path=str(path)), run.run_id)
+    except EdgeoptError as e:
+        store_errors.append(f"{e}; the JSON file {path} is kept")
+        return ""
+    return "; its row, missing from the store, added"
 
 
 def _summary(doc: dict) -> str:

@@ -188,6 +188,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             _record_teacher(manifest["transforms"], teacher)
         manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
     manifest["path"] = str(output)
+    manifest["signature"] = bundles.signature(output)   # package said nothing of it: only a tar listing showed it
+    manifest["signed"] = manifest["signature"] is not None
     manifest["conversion_seconds"] = conversion.seconds
     # reading the source (a PyTorch module exported to ONNX, transforms trained): "conversion 0.01 s" of a 9 s run
     manifest["intake_seconds"] = intake_seconds

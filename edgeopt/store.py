@@ -409,6 +409,13 @@ class Store:
         with self._errors(f"cannot store the result of {device}"), self._writing() as conn:
             conn.execute(results_table.insert().values(**_finite(row)))
 
+    def run_has(self, run_id: str, device: str) -> bool:
+        """Whether the store holds a row of `device` in the run `run_id`."""
+        t = results_table.c
+        query = sa.select(t.id).where(t.run_id == run_id, t.device == device).limit(1)
+        with self._errors("cannot read the stored results"), self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def history(self, device: str | None = None, bundle: str | None = None, limit: int = 50) -> list:
         """Rows newest first (by when they were measured), without the documents; `created` as an ISO 8601
         string with its zone; `host`, the machine the agent ran on (a team's `local` is every laptop and CI runner);

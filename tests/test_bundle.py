@@ -424,20 +424,29 @@ def _resign_wrong_namespace(src, dst, key):
 def test_unsigned_foreign_stale_and_misused_signatures_are_refused(signing, bundles, capsys, tmp_path):
     stale = _rewrite(signing["signed"], tmp_path / "stale.edgepkg", edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0)))
     cases = [(bundles["fp32"], "is not signed (no manifest.json.sig)"),
-             (signing["other"], "its signature is not made by a key in"),
-             (stale, "its signature does not verify"),
+             (signing["other"], f"its signature is not made by a key in {signing['allowed']}: refused"),
+             (stale, f"its signature does not verify against {signing['allowed']} (the manifest changed after it "
+                     "was signed): refused"),
              (_resign_wrong_namespace(signing["signed"], tmp_path / "ns.edgepkg", signing["key"]),
-              "its signature does not verify")]
+              "(signed for namespace git, not edgeopt-bundle)")]
     for bundle, message in cases:
         code, _, err = _verify(bundle, signing["allowed"], capsys, tmp_path)
         assert code == 2 and len(err) == 1 and message in err[0], (bundle, err)
-    # its key listed, but expired: ssh-keygen's own words say so ("not made by a key in" alone read as unknown)
-    expired = tmp_path / "expired_signers"
-    expired.write_text('ci@lab namespaces="edgeopt-bundle",valid-before="20200101" '
-                       + (signing["dir"] / "mine.pub").read_text())
-    code, _, err = _verify(signing["signed"], expired, capsys, tmp_path)
-    assert code == 2 and len(err) == 1 and f"is not made by a key in {expired} valid now: its key is listed, but " \
-        "that line's options (valid-before, valid-after, namespaces) rule it out" in err[0], err
+    # Its key listed, but the line rules it out, or the file is no allowed-signers file: ssh-keygen's own words say
+    # which ("its key is listed, but ... rule it out" was said of all of them, a plain .pub too, spliced with
+    # "valid now"; a namespaces= line read as a changed manifest; a directory as a missing file; a review)
+    public = (signing["dir"] / "mine.pub").read_text()
+    lines = {"expired": ('ci@lab valid-before="20200101" ' + public, "key has expired"),
+             "later": ('ci@lab valid-after="20990101" ' + public, "not yet valid"),
+             "namespace": ('ci@lab namespaces="git" ' + public,
+                           'key is not permitted for use in signature namespace "edgeopt-bundle"'),
+             "pub": (public, ":1: invalid key")}
+    for name, (line, said) in lines.items():
+        (tmp_path / name).write_text(line)
+        code, _, err = _verify(signing["signed"], tmp_path / name, capsys, tmp_path)
+        assert code == 2 and len(err) == 1 and said in err[0] and "valid now" not in err[0], (name, err)
+    code, _, err = _verify(signing["signed"], tmp_path, capsys, tmp_path)
+    assert code == 2 and f"{tmp_path} on this device is a directory, not an allowed-signers file" in err[0], err
     # Without an allowed-signers file a signed bundle still verifies by its digests alone.
     from device_agent.cli import main
     with pytest.raises(SystemExit) as exit_info:
@@ -508,6 +517,38 @@ def test_a_directory_given_as_the_bundle_is_called_one(cli, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["verify", str(tmp_path), "--workdir", str(tmp_path / "work")])
     assert exit_info.value.code == 2 and f"bundle {tmp_path}: is a directory, not a bundle file" in capsys.readouterr().err
+
+
+@needs_keygen
+def test_inspect_and_package_name_the_signing_key_and_inspect_checks_it(cli, signing, tmp_path):
+    """inspect said "signed: yes" of a forged signature as of the real one, named no key and could not check it;
+    package said nothing of signing (a review). The key's fingerprint is shown (ssh-keygen -l's), and
+    inspect --allowed-signers judges it on this host as the agent does on the device."""
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(signing["dir"] / "mine.pub")], capture_output=True,
+                                 text=True, check=True).stdout.split()[1]
+    rows = dict(line.split("\t", 1) for line in cli("inspect", signing["signed"], "-q").stdout.splitlines()
+                if "\t" in line)
+    assert rows["signed"].startswith(f"yes, by ssh-ed25519 key {fingerprint}; not verified here"), rows["signed"]
+    checked = cli("inspect", signing["signed"], "--allowed-signers", signing["allowed"], "--json")
+    assert checked.exit_code == 0 and checked.json()["signature"] == {
+        "key": fingerprint, "key_type": "ssh-ed25519", "namespace": "edgeopt-bundle", "verified": True,
+        "principal": "ci@lab", "allowed_signers": str(signing["allowed"])}
+    forged = cli("inspect", signing["other"], "--allowed-signers", signing["allowed"])
+    assert forged.exit_code == 2 and forged.stderr.strip() == (
+        f"edgeopt: error: bundle {signing['other']}: its signature is not made by a key in {signing['allowed']}: "
+        "refused"), forged.stderr
+    made = cli("package", MODEL, "-o", tmp_path / "s.edgepkg", "--sign-key", signing["key"], "--json")
+    assert made.exit_code == 0 and made.json()["signed"] and made.json()["signature"]["key"] == fingerprint
+    locked = _key_with_passphrase(tmp_path / "locked")
+    r = cli("package", MODEL, "-o", tmp_path / "l.edgepkg", "--sign-key", locked)
+    assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1] == (
+        f"edgeopt: error: --sign-key {locked} needs its passphrase, which edgeopt does not ask for: add the key to "
+        f"ssh-agent (ssh-add {locked}) and package again"), r.stderr
+
+
+def _key_with_passphrase(path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(path)], check=True)
+    return path
 
 
 @needs_keygen

@@ -252,6 +252,59 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path, se
     assert not agents(), "the devices' agents stopped with the connections"
 
 
+@pytest.mark.parametrize("sent, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_the_agents_of_local_devices_too(bundles, tmp_path, sent, code):
+    """`local` devices had no connection to close: after Ctrl-C or SIGTERM their agents measured on, one after
+    another (they share one lock), for results then thrown away, and the exit waited for them (a review: 18 s)."""
+    import psutil
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n  c: {connection: local}\n")
+    with ctrl_c_works():
+        host = subprocess.Popen([sys.executable, "-m", "edgeopt", "fleet", "bench", str(bundles["fp32"]), "-i",
+                                 str(inv), "--results-dir", str(tmp_path / "results"), "--min-seconds", "60",
+                                 "--max-seconds", "60", "--max-iterations", "1000000000", "--warmup-seconds", "0",
+                                 "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(host.pid)
+    deadline = time.monotonic() + 120
+    while len(parent.children(recursive=True)) < 4:   # three agents (two wait for the lock), one measuring child
+        assert time.monotonic() < deadline and host.poll() is None, host.communicate()
+        time.sleep(0.1)
+    time.sleep(2.0)
+    agents = parent.children(recursive=True)
+    started = time.monotonic()
+    host.send_signal(sent)
+    try:
+        _, err = host.communicate(timeout=30)
+    finally:
+        host.kill()
+    assert host.returncode == code and "0 of 3 devices reported" in err, (host.returncode, err)
+    assert time.monotonic() - started < 10
+    _, alive = psutil.wait_procs(agents, timeout=5)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+def test_resume_adds_the_store_row_a_killed_run_left_out(cli, bundles, tmp_path):
+    """A run killed between a device's result file and its store row (a busy store, then SIGTERM): --resume kept
+    the device as done and never stored it, so history lacked it for good (a review). The row is added."""
+    import sqlite3
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    first = cli(*args, "--json")
+    assert first.exit_code == 0, first.stderr
+    with sqlite3.connect(tmp_path / "results" / "edgeopt.db") as db:
+        db.execute("DELETE FROM results WHERE device = 'b'")
+    again = cli(*args, "--resume", "--json")
+    assert again.exit_code == 0 and sorted(again.json()["skipped"]) == ["a", "b"], again.stderr
+    history = cli("history", "--results-dir", tmp_path / "results", "--json").json()
+    rows = history["rows"] if isinstance(history, dict) else history
+    assert sorted(r["device"] for r in rows) == ["a", "b"], rows
+    third = cli(*args, "--resume", "--json")   # added once, not on every --resume
+    assert third.exit_code == 0
+    rows = cli("history", "--results-dir", tmp_path / "results", "--json").json()
+    assert len(rows["rows"] if isinstance(rows, dict) else rows) == 2
+
+
 def test_ctrl_c_lets_a_device_still_connecting_go_at_once(lab, bundles, tmp_path):
     """A device whose sshd accepts the connection and says nothing (stopped, overloaded): Ctrl-C waited out
     --connect-timeout for it, 20 s here, before the run exited (a user walkthrough)."""

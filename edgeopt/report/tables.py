@@ -139,9 +139,21 @@ def bundle_rows(m: dict):
             ("transforms", ", ".join(str(t.get("stage", "?")) for t in m.get("transforms") or []
                                      if t.get("stage") not in REFERENCE_STAGES) or "none"),
             *rows[after_size:notes],
-            ("signed", "yes (ssh-keygen -Y; bench --allowed-signers checks it)" if m.get("signed") else "no"),
+            ("signed", _signed(m)),
             ("manifest sha256", m.get("manifest_sha256", "—")),
             *rows[notes:]]
+
+
+def _signed(m: dict) -> str:
+    """Who signed a bundle: a signature is only as good as the key that made it, and a forged one read "yes"."""
+    sig = m.get("signature") or {}
+    if not m.get("signed"):
+        return "no"
+    key = f"by {sig.get('key_type') or 'an SSH'} key {sig['key']}" if sig.get("key") else "by an unreadable signature"
+    if sig.get("verified"):
+        return f"yes, {key}: verified, principal {sig['principal']} of {sig['allowed_signers']}"
+    return (f"yes, {key}; not verified here (inspect --allowed-signers FILE checks it here, bench --allowed-signers "
+            "on the device)")
 
 
 def _bundle_data(m: dict) -> str:
@@ -208,6 +220,8 @@ def package_rows(m: dict):
                                                f"{hint['fp32_ms']:.3g} ms, {hint['threads']} thread, "
                                                f"{hint.get('runtime', 'onnxruntime')}); the device's number is the one "
                                                "that counts"))
+    if m.get("signed"):
+        rows.append(("signed", _signed(m).split(";")[0]))   # just signed: whether it verifies is the device's word
     intake = m.get("intake_seconds")
     before = (f" (after {intake:.2f} s reading the source" + (" and its transforms)" if m.get("transforms") else ")")
               if intake is not None and intake >= 0.5 else "")

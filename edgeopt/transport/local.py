@@ -21,6 +21,7 @@ class LocalTransport(Transport):
         super().__init__()
         self.device = device
         self.hostname = socket.gethostname()
+        self._running, self._closed, self._state = None, False, threading.Lock()
 
     def python(self) -> str:
         return sys.executable
@@ -60,6 +61,11 @@ class LocalTransport(Transport):
         except OSError as e:   # an inventory's `python` that is not there or not executable: the device's failure
             raise DeviceFailure(f"device {self.device}: its python {shlex.join(self.python_argv())!r} did not start: "
                                 f"{e.strerror or e}") from None
+        with self._state:
+            self._running = proc
+            closed = self._closed
+        if closed:   # closed (a fleet's Ctrl-C) while it started
+            _kill(proc)
         stdout = []
         reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
         reader.start()
@@ -67,10 +73,7 @@ class LocalTransport(Transport):
 
         def kill():
             timed_out.set()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill(proc)
 
         timer = threading.Timer(timeout, kill)
         timer.start()
@@ -79,15 +82,35 @@ class LocalTransport(Transport):
                 on_line(line.rstrip("\n"))
             proc.wait()
         except BaseException:  # Ctrl-C here: the agent's own session did not get the signal, so end it
-            kill()
+            _kill(proc)
             proc.wait()
             raise
         finally:
             timer.cancel()
+            with self._state:
+                self._running = None
         reader.join()
         if timed_out.is_set():
             raise DeviceFailure(f"device {self.device}: agent did not finish within {timeout:.0f} s")
+        if self._closed:
+            raise DeviceFailure(f"device {self.device}: interrupted while it was measured")
         return proc.returncode, "".join(stdout)
+
+    def close(self) -> None:
+        """Ends a running agent and its measuring process: a fleet's Ctrl-C or SIGTERM lets go of its devices
+        from another thread, where the signal reaches neither (an SSH device's agent ends with its connection).
+        Without it, every `local` device went on measuring for nothing and held the exit back."""
+        with self._state:
+            self._closed, proc = True, self._running
+        if proc is not None:
+            _kill(proc)
+
+
+def _kill(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _own_dir() -> pathlib.Path:
