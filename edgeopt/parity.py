@@ -486,6 +486,8 @@ def only_top1_failed(report: dict) -> bool:
 def headline(report: dict) -> str:
     """The metric that judged the artifact, its value and tolerance: "top1_agreement 0.9667 (tolerance 0.97)"."""
     metric = report["metric"]
+    if metric == "sqnr_db" and report.get(metric) == SQNR_IDENTICAL_DB:   # a cap, not a measurement
+        return f"sqnr_db: outputs identical (tolerance {report['tolerance']:g})"
     return f"{metric} {report.get(metric, report['max_abs_error']):.4g} (tolerance {report['tolerance']:g})"
 
 

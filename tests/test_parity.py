@@ -169,3 +169,12 @@ def test_a_top1_failure_on_few_samples_says_one_changed_prediction_fails_it():
     assert "on 16 samples one changed prediction is 0.0625 of it, so any fails: 34 or more eval samples" \
         in describe_failure(report)
     assert "changed prediction" not in describe_failure(dict(report, samples=100, top1_agreement=0.9))
+
+
+def test_identical_outputs_read_as_such_not_as_200_db():
+    """SQNR_IDENTICAL_DB is a cap for outputs with no noise at all; "sqnr_db 200" read as a measurement."""
+    from edgeopt.parity import SQNR_IDENTICAL_DB, headline
+    assert headline({"metric": "sqnr_db", "sqnr_db": SQNR_IDENTICAL_DB, "tolerance": 10.0, "max_abs_error": 0.0}) == \
+        "sqnr_db: outputs identical (tolerance 10)"
+    assert headline({"metric": "sqnr_db", "sqnr_db": 41.25, "tolerance": 10.0, "max_abs_error": 0.1}) == \
+        "sqnr_db 41.25 (tolerance 10)"

@@ -217,6 +217,8 @@ def test_prune_distill_qat_package_and_run(cli, tmp_path):
     assert hint["runtime"] == "onnxruntime" and hint["ratio"] == round(hint["int8_ms"] / hint["fp32_ms"], 3)
     from edgeopt.report.tables import _parity_caveat
     assert "the artifact is QAT's QDQ export, run as it is" in _parity_caveat(m)   # parity's pass checks only that
+    from edgeopt.report.tables import package_rows   # with no "not judged" top-1 caveat of a 10 dB artifact
+    assert "top-1 agreement" not in dict(package_rows(m))
     top1 = {s["stage"]: s["figures"]["top1"] for s in m["transforms"]}
     assert top1["distill"] >= top1["prune"] and top1["qat"] > 0.9
     n = m["source"]["accuracy"]["n"]   # exact: a rounded 0.988889 made a drop of -2.2e-07 against the device's

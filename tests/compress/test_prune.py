@@ -256,3 +256,26 @@ def test_a_recurrent_model_nothing_can_be_pruned_from_says_why():
     assert result.details["params_after"] == result.details["params_before"]
     assert result.notes[0].startswith("warning: prune: no channel could be removed (GRU layers keep their widths")
     assert not any("pruned without fine-tuning" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("cell, gates", [("GRU", 3), ("LSTM", 4)])
+def test_a_recurrent_layers_macs_are_counted_per_step_not_per_feature(cell, gates):
+    """Torch-Pruning counts a GRU per step times the sequence length times the features: a keyword-spotting net's
+    note read 81 M MACs where it has 2.6 M (a user walkthrough). Counted by hand here."""
+    import torch
+
+    from edgeopt.compress.prune import _measure
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(40, 64, 3, stride=2, padding=1, bias=False)
+            self.rnn = getattr(torch.nn, cell)(64, 32, batch_first=True)
+            self.fc = torch.nn.Linear(32, 12, bias=False)
+
+        def forward(self, x):
+            return self.fc(self.rnn(self.conv(x).transpose(1, 2))[0][:, -1])
+
+    steps = 49   # 98 frames, stride 2
+    conv, rnn, fc = 64 * 40 * 3 * steps, gates * (64 + 32) * 32 * steps, 32 * 12
+    assert _measure(Net().eval(), (torch.zeros(1, 40, 98),))["macs"] == conv + rnn + fc
