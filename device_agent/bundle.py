@@ -128,7 +128,9 @@ def _read_head(tar):
         raise BundleError("the first member must be the file %s" % MANIFEST)
     blob = _read_member(tar, first, MAX_MANIFEST_BYTES)
     member, signature = tar.next(), None
-    if member is not None and safe_path(member.name) == SIGNATURE and member.type in _REGULAR:
+    if member is not None and safe_path(member.name) == SIGNATURE:
+        if member.type not in _REGULAR:   # a link there read as "not signed (no manifest.json.sig)"
+            raise BundleError("member %r is not a regular file: refused" % member.name)
         signature, member = _read_member(tar, member, MAX_SIGNATURE_BYTES), tar.next()
     return blob, signature, member
 

@@ -429,6 +429,9 @@ def test_unsigned_foreign_stale_and_misused_signatures_are_refused(signing, bund
                      "was signed): refused"),
              (_resign_wrong_namespace(signing["signed"], tmp_path / "ns.edgepkg", signing["key"]),
               "(signed for namespace git, not edgeopt-bundle)")]
+    linked = _rewrite(signing["signed"], tmp_path / "linked.edgepkg", lambda n, d: [(n, b"", tarfile.SYMTYPE, "x")]
+                      if n == "manifest.json.sig" else _keep(n, d))   # it read "not signed (no manifest.json.sig)"
+    cases.append((linked, "member 'manifest.json.sig' is not a regular file: refused"))
     for bundle, message in cases:
         code, _, err = _verify(bundle, signing["allowed"], capsys, tmp_path)
         assert code == 2 and len(err) == 1 and message in err[0], (bundle, err)
