@@ -381,15 +381,18 @@ def refuse_unknown_own_vars(host_vars: dict, where: str) -> None:
 def make_device(name, fields: dict, source) -> DeviceSpec:
     """One validated DeviceSpec from edgeopt's field names; unknown or ill-typed fields are refused.
     The message names `source` and the field: "inventory F: devices.pi.port: ..."."""
-    prefix = source if str(source).startswith("inventory ") else f"inventory {source}"
+    prefix = "--device" if source == "command line" else \
+        source if str(source).startswith("inventory ") else f"inventory {source}"
     name = check_name(name, prefix)
-    where = f"{prefix}: devices.{name}"
+    typed = source == "command line"   # an address typed as --device: named as the user gave it
+    where = f"--device {name}" if typed else f"{prefix}: devices.{name}"
     unknown = sorted((k for k in fields if k not in OWN_KEYS), key=str)
     if unknown:
         signers = f"; the allowed-signers file is vars: {{{ALLOWED_SIGNERS_VAR}: PATH}}" \
             if "signer" in str(unknown[0]) else ""
         raise BadInput(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)}){signers}")
-    ok = {k: _check_field(k, v, f"{where}.{k}") for k, v in fields.items() if v is not None}
+    ok = {k: _check_field(k, v, f"{where}: its {k}" if typed else f"{where}.{k}") for k, v in fields.items()
+          if v is not None}
     if "host" not in ok and ok.get("connection") != "local":   # the name is the host: judged as one (its `$(...)`
         check_host(name, f"{where} (its name is its host)")   # reached a ProxyCommand's %h unquoted)
     refuse_unknown_own_vars(ok.get("vars", {}), f"{where}.vars")

@@ -499,3 +499,16 @@ def test_a_key_file_paramiko_cannot_use_is_said_and_an_agent_may_hold_it(tmp_pat
     assert _not_a_private_key(str(tmp_path / "junk")).startswith("paramiko, edgeopt's SSH client, cannot read it (")
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
     assert _not_a_private_key(str(tmp_path / "junk")) is None
+
+
+def test_a_typed_address_is_named_as_typed_when_refused():
+    """An address given as --device was refused as "inventory command line: devices.pi@host:99999.port" (and one over
+    the store's 200 characters was untested)."""
+    from edgeopt.transport import resolve_device
+    with pytest.raises(BadInput) as e:
+        resolve_device("pi@host:99999")
+    assert str(e.value) == "--device pi@host:99999: its port: port 99999 is out of range"
+    with pytest.raises(BadInput) as e:
+        resolve_device("pi@" + "a" * 200 + ".example")
+    assert str(e.value).startswith("--device: device name 'pi@aaa") and "more than the 200 a results store keeps" \
+        in str(e.value)
