@@ -225,9 +225,12 @@ def _history(series: list, absent) -> list:
 
 
 def _spreadsheet_safe(value):
-    """A text cell a spreadsheet would run as a formula (=, +, -, @ first) is prefixed with ' (OWASP's advice)."""
+    """A text cell a spreadsheet would run as a formula (=, +, -, @ first) is prefixed with ' (OWASP's advice); a
+    float is written to 12 significant digits (0.0775287, not the arithmetic's 0.07752870000000008)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
+    if isinstance(value, float):
+        return format(value, ".12g")
     return value
 
 
@@ -277,7 +280,7 @@ def _study_csv(study: dict) -> str:
         missed = ";".join(key for key, excess in (row.get("violations") or {}).items()   # unmeasured: an empty cell
                           if excess and excess > 0 and figures.get(key) is not None)
         writer.writerow(["" if cells.get(c) is None else _spreadsheet_safe(cells[c]) for c in STUDY_CSV_COLUMNS]
-                        + ["" if figures.get(k) is None else figures[k] for k in keys]
-                        + ["" if paired.get(k) is None else paired[k] for k in relative]
+                        + ["" if figures.get(k) is None else _spreadsheet_safe(figures[k]) for k in keys]
+                        + ["" if paired.get(k) is None else _spreadsheet_safe(paired[k]) for k in relative]
                         + [missed, _spreadsheet_safe(row.get("error") or "")])
     return buf.getvalue()

@@ -178,9 +178,12 @@ def test_csv_for_a_spreadsheet(cli, lab_results, tmp_path):
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     int8 = json.loads(lab_results["int8"].read_text())
     assert len(rows) == 2 and rows[0]["bundle"] == int8["bundle"]["name"] and rows[0]["n"] == str(int8["latency"]["n"])
-    assert float(rows[0]["p90_ms"]) == int8["latency"]["p90_ms"]
-    assert [float(rows[0]["p90_ci95_low"]), float(rows[0]["p90_ci95_high"])] == int8["latency"]["ci95"]["p90_ms"]
+    assert float(rows[0]["p90_ms"]) == pytest.approx(int8["latency"]["p90_ms"], rel=1e-11)   # 12 digits
+    assert [float(rows[0]["p90_ci95_low"]), float(rows[0]["p90_ci95_high"])] == \
+        pytest.approx(int8["latency"]["ci95"]["p90_ms"], rel=1e-11)
     assert rows[1]["device"] == "'=HYPERLINK(\"x\")"   # not run as a formula
+    from edgeopt.report.markdown import _spreadsheet_safe   # a figure with float arithmetic's noise: 12 digits
+    assert _spreadsheet_safe(0.07752870000000008) == "0.0775287" and _spreadsheet_safe(1e-9) == "1e-09"
     doc["latency"]["p90_ms"] = None   # absent: no interval around it either ("— [0.0191–0.0192]")
     odd.write_text(json.dumps(doc))
     r = cli("report", odd, "--format", "csv", "-o", out)
