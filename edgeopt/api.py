@@ -442,11 +442,15 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         code = 1
     else:
         code = 0
-    checked = any(e["budgets"] for e in entries) or bool(report.get("regressions"))
+    # a gate that found no baseline (a first run, a store that holds none) tested nothing: "checked" said it had
+    checked = any(e["budgets"] for e in entries) or any(r.get("verdict") != "not tested"
+                                                        for r in report.get("regressions") or [])
     if code == 0 and not checked:   # compare and report show such results: they said "every budget holds"
         dropped = [f"{k}=none" for k, v in (budgets or {}).items() if v is None]
         report["headline"] = (f"nothing checked: every budget was dropped ({', '.join(dropped)})" if dropped else
                               "nothing checked: no result's bundle carries a budget and none were given")
+        if report.get("regressions"):
+            report["headline"] += ", and the regression gate found no baseline to compare with"
     return dict(report, passed=code == 0, exit_code=code, checked=checked)
 
 

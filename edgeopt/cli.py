@@ -1000,6 +1000,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     regression verdict "inconclusive" (a change beyond --min-effect that the measurements cannot confirm) exits 0
     with its reason printed, and is a skipped test case in --junit.
     """
+    from rich.markup import escape
+
     from . import api
     from .atomic import check_writable
     from .report.tables import check_table, regression_lines, regression_table, warning_lines
@@ -1013,9 +1015,12 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
         from .report.junit import write
         write(report, junit)
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
-    out.emit(report, check_table(report), *tables, *warning_lines(report))
+    # a pass that tested nothing (--baseline with no baseline yet): said, under -q too
+    nothing = [f"warning: {report['headline']}"] if not report["checked"] and not report["exit_code"] else []
+    out.emit(report, check_table(report), *tables, *warning_lines(report), *(escape(n) for n in nothing))
     if report["exit_code"]:   # a CI log shows why it failed, not only that
         out.quiet_lines(_report_failures(report["results"]) + _slower_lines(report.get("regressions") or []))
+    out.quiet_lines(nothing)
     return report["exit_code"]
 
 

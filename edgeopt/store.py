@@ -470,8 +470,8 @@ class Store:
         the same name for another profile (generic/ONNX Runtime vs raspberry-pi-5/LiteRT) is another bundle."""
         t = results_table.c
         when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
-        query = sa.select(t.id, t.document).where(t.bundle == bundle, t.device == device, t.status == "ok",
-                                                  t.created < when)
+        query = sa.select(t.id, t.document, t.created, t.path).where(t.bundle == bundle, t.device == device,
+                                                                     t.status == "ok", t.created < when)
         if hostname:
             host = t.document[("device", "hostname")].as_string()
             query = query.where(sa.or_(host == hostname, host.is_(None)))
@@ -486,6 +486,8 @@ class Store:
         if not isinstance(row.document, dict):
             raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no JSON object")
         doc = dict(row.document)
-        # where it came from: the store's row (its file, where the row names one, may be gone or elsewhere)
-        doc["_path"] = f"results store row {row.id}"
+        # where it came from: the store's row, by when it was measured and its file (which may be gone or
+        # elsewhere): "row 5" named an id that only history --json shows
+        created = row.created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        doc["_path"] = f"the store's result of {created}" + (f" ({row.path})" if row.path else "")
         return doc

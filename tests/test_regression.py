@@ -246,6 +246,34 @@ def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
     assert r.exit_code == 0 and "no history" not in (tmp_path / "r.md").read_text(), r.stderr
 
 
+def test_a_store_baseline_is_named_by_its_time_and_file_and_a_gate_without_one_checked_nothing(cli, pair, tmp_path):
+    """A CI review: the JUnit failure named the baseline "results store row 5" (an id only history --json shows)
+    and left out the gate's notes; and with every budget dropped and no baseline in the store, check said
+    "checked": true and passed in silence."""
+    import xml.etree.ElementTree as ET
+
+    from edgeopt.store import Store
+    base, slow, base_doc, slow_doc = pair
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    dropped = ("--budget", "latency_p90_ms=none", "--budget", "accuracy_drop=none", "--budget", "peak_rss_mb=none")
+    Store(url).close()   # a store with no result yet: a pipeline's first run
+    first = cli("check", slow, "--baseline", "store", "--store", url, *dropped, "--json")
+    assert first.exit_code == 0 and first.json()["checked"] is False and first.json()["headline"].endswith(
+        "and the regression gate found no baseline to compare with"), first.stdout
+    quiet = cli("check", slow, "--baseline", "store", "--store", url, *dropped, "-q")
+    assert quiet.exit_code == 0 and quiet.stderr.startswith("edgeopt: warning: nothing checked: "), quiet.stderr
+    with Store(url) as store:
+        threads = (slow_doc.get("settings") or {}).get("threads", 1) + 1   # a note for the gate to pass on
+        store.add(dict(base_doc, _path="/ci/results/base.json", settings=dict(base_doc.get("settings") or {},
+                                                                              threads=threads)))
+    r = cli("check", slow, "--baseline", "store", "--store", url, *dropped, "--junit", tmp_path / "j.xml")
+    assert r.exit_code == 1, r.stdout + r.stderr
+    failure = ET.parse(tmp_path / "j.xml").find(".//testcase[@name='latency regression vs baseline']/failure")
+    created = base_doc["created"][:19].replace("T", " ")
+    assert f"vs the store's result of {created} UTC (/ci/results/base.json)" in failure.get("message") and \
+        f"; note: threads {threads} -> " in failure.get("message"), failure.get("message")
+
+
 def test_compare_labels_rows_and_shows_the_gate(cli, pair, tmp_path):
     base, slow, _, _ = pair
     r = cli("compare", base, slow, "--baseline", base)

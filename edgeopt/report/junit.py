@@ -66,12 +66,14 @@ def _budget_case(suite, row: dict, out: list) -> str | None:
 
 def _regression_case(suite, reg: dict, out: list) -> str | None:
     name = "latency regression vs baseline"
+    # what else changed (another model under the name, threads, load): the terminal said it, the CI's page did not
+    noted = "; note: " + "; ".join(reg["notes"]) if reg.get("notes") else ""
     if reg["verdict"] in ("not tested", "inconclusive"):   # undecided: shown as skipped, not as a pass
         against = f" vs {(reg.get('baseline') or {}).get('result')}" if reg.get("baseline") else ""
-        _case(suite, name, "skipped", message=f"{reg['verdict']}{against}: {reg['reason']}")
+        _case(suite, name, "skipped", message=f"{reg['verdict']}{against}: {reg['reason']}{noted}")
         return "skipped"
     text = (f"{reg['verdict']}: p50 x{reg['p50']['ratio']:.3f}, p90 x{reg['p90']['ratio']:.3f} vs "
-            f"{(reg.get('baseline') or {}).get('result')} ({reg['reason']})")
+            f"{(reg.get('baseline') or {}).get('result')} ({reg['reason']}){noted}")
     if reg["verdict"] == "slower":
         _case(suite, name, "failure", "latency regression", text)
         return "failure"
