@@ -52,9 +52,13 @@ def require_runtime(manifest):
 
 
 def check_overrides(manifest, runtime_options):
-    """--runtime-option is held to the rules of the bundle's runtime.options (exit 2, bad input)."""
-    from .manifest import option_problem
+    """--runtime-option is held to the rules of the bundle's runtime.options (exit 2, bad input); a choice given
+    in another case is taken as the runtime spells it (performance_hint=throughput: package and `profiles show`
+    spell it lower-case, OpenVINO upper-case), in place."""
+    from .manifest import canonical_choices, option_problem
 
+    if runtime_options:
+        runtime_options.update(canonical_choices(manifest["runtime"]["name"], runtime_options))
     problem = option_problem(manifest["runtime"]["name"], runtime_options or {})
     if problem:
         raise BundleError("--runtime-option %s=%s: %s" % (json.dumps(problem[0]), json.dumps(runtime_options[problem[0]]),

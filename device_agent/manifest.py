@@ -12,7 +12,7 @@ import math
 import posixpath
 import re
 
-from . import BUNDLE_SCHEMA, BundleError
+from . import BUNDLE_SCHEMA, AgentError, BundleError
 
 DIGEST_FIELD = "content_sha256"
 MANIFEST = "manifest.json"
@@ -243,6 +243,22 @@ def option_problem(runtime_name, options):
         if not _option_ok(declared[key], value):
             return key, "must be %s" % _option_text(declared[key])
     return None
+
+
+def canonical_choices(runtime_name, options):
+    """{key: the declared choice} for the options whose text value names one in another case."""
+    try:
+        declared = _adapter_options(runtime_name)
+    except AgentError:   # an unknown runtime: option_problem and require_runtime say so
+        return {}
+    found = {}
+    for key, value in options.items():
+        kind = declared.get(key)
+        if isinstance(kind, tuple) and isinstance(value, str) and value not in kind:
+            same = [c for c in kind if isinstance(c, str) and c.lower() == value.lower()]
+            if same:
+                found[key] = same[0]
+    return found
 
 
 def _adapter_options(name):

@@ -74,6 +74,18 @@ def test_throughput_hint_is_passed_and_read_back(ov_bundles, tmp_path, agent_cac
     adapter.close()
 
 
+def test_a_hint_given_in_lower_case_is_taken_as_openvino_spells_it(cli, ov_bundles, tmp_path, agent_cache):
+    """package --performance-hint and `profiles show` spell it throughput; bench --runtime-option
+    performance_hint=throughput was refused as not one of LATENCY, THROUGHPUT, ... (a user walkthrough)."""
+    r = cli("bench", ov_bundles["fp32"]["path"], "--results-dir", tmp_path / "results", "--json", *FAST_BENCH_ARGS,
+            "--runtime-option", "performance_hint=throughput")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["settings"]["runtime_options"] == {"performance_hint": "THROUGHPUT"}
+    wrong = cli("bench", ov_bundles["fp32"]["path"], "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS,
+                "--runtime-option", "performance_hint=fastest")
+    assert wrong.exit_code == 2 and "must be one of LATENCY, THROUGHPUT, CUMULATIVE_THROUGHPUT" in wrong.stderr
+
+
 def test_bind_refuses_a_feed_of_another_shape_instead_of_broadcasting_it(tmp_path, agent_cache):
     """numpy would broadcast a (1,) feed into a scalar input's buffer (or one value over a whole image):
     the timed loop then ran on other data than the accuracy pass, whose infer() refuses that shape."""
