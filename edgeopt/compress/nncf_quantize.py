@@ -87,6 +87,13 @@ def compress(model, source, request, progress):
             raise BadInput(f"NNCF cannot {request.quantize}-compress this model: {first_line(e)}") from None
         details["nncf_version"] = nncf.__version__
     details["ops"] = op_summary(model, request.quantize)
+    kinds = details["ops"].get("weights_by_type") or {}
+    if request.quantize == "int4-weights" and kinds and not kinds.keys() & {"i4", "u4", "nf4", "f4e2m1"}:
+        # a CNN: every layer NNCF keeps at its INT8 backup, and the table read "int4_sym weight-only, 4/4 ops"
+        details.setdefault("notes", []).append(
+            "warning: no layer became 4-bit (NNCF keeps convolutions, embeddings and the last linear layer at "
+            f"INT8: {', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}): this is INT8 weight-only, as "
+            "--quantize int8-weights makes it")
     return model, details
 
 

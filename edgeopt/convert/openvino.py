@@ -212,6 +212,11 @@ class OpenVinoBackend(Backend):
             raise BadInput("backend option activation_range applies to --quantize int8 on backend openvino")
         if request.options.model_type != "auto" and request.quantize != "int8":
             raise BadInput("backend option model_type applies to --quantize int8 on backend openvino")
+        # weight-only compression ignored them, while the recipe recorded them as applied
+        if request.options.preset and request.quantize != "int8":
+            raise BadInput("--preset applies to --quantize int8 on backend openvino")
+        if request.options.subset_size is not None and request.quantize != "int8":
+            raise BadInput("--subset-size applies to --quantize int8 on backend openvino")
         if request.quantize == "int8":
             nncf_quantize.preset_name(request)
             nncf_quantize.subset_size(request, sample_count(request.calibration))

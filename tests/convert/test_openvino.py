@@ -155,6 +155,21 @@ def test_int4_weights_groups_layers_that_128_does_not_divide(cli, tmp_path):
     assert any("keep convolutions, embeddings and the last linear layer at INT8" in n for n in m["notes"])
 
 
+def test_int4_of_a_cnn_says_no_layer_became_4_bit_and_int8_options_are_refused(cli, tmp_path):
+    """A user walkthrough: on a CNN every layer stays at NNCF's INT8 backup, and the table read "int4_sym
+    weight-only, 4/4 compute ops compressed"; --preset and --subset-size were ignored by weight-only compression
+    while the recipe recorded them."""
+    r = cli("package", MODEL, "--profile", "intel-cpu", "--quantize", "int4-weights", "-o", tmp_path / "c4.edgepkg",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    assert any(n.startswith("warning: no layer became 4-bit") and "this is INT8 weight-only" in n
+               for n in r.json()["notes"]), r.json()["notes"]
+    for flag, value in (("--preset", "mixed"), ("--subset-size", "10")):
+        refused = cli("package", MODEL, "--profile", "intel-cpu", "--quantize", "int4-weights", flag, value,
+                      "-o", tmp_path / "x.edgepkg")
+        assert refused.exit_code == 2 and f"{flag} applies to --quantize int8 on backend openvino" in refused.stderr
+
+
 def test_ir_input_is_packaged_as_given(cli, tmp_path):
     ir = _save_ir(tmp_path / "digits.xml")
     r = cli("package", ir, "--profile", "intel-cpu", "--eval-data", EVAL, "-o", tmp_path / "ir.edgepkg", "--json")
