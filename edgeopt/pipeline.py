@@ -126,7 +126,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher,
                         sign_key=sign_key)
     _check_bundle_suffix(output)
-    _check_format(model, backend)
+    _check_format(model, backend, prof)
     backend.check_source(detect_format(model), model, precision, quantize)   # before the data it would not use
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     if not force:   # after the inputs are judged: "exists" hid what was wrong with the command itself
@@ -278,7 +278,8 @@ def _backend_values(backend_options: dict | None, **keywords) -> dict:
         if value is None or value == "":
             continue
         if key in given and given[key] != value:
-            raise BadInput(f"backend option {key}: given as {given[key]!r} and in backend_options as {value!r}")
+            flag = f"--{key.replace('_', '-')}"   # the CLI's name of the keyword; a recipe's [package] key
+            raise BadInput(f"{flag} {given[key]} and --backend-option {key}={value} disagree: give one")
         given[key] = value
     return given
 
@@ -605,12 +606,15 @@ def _missed_accuracy_budget_notes(budgets: dict, source_accuracy, parity: dict) 
             "unless the device reads otherwise"]
 
 
-def _check_format(model: str, backend) -> None:
+def _check_format(model: str, backend, prof) -> None:
     """Refuse a model format the profile's backend cannot take, before the model is read."""
     fmt = detect_format(model)
     if fmt in backend.source_formats:
         return
     readers = backends_reading(fmt)
+    if prof.backend in readers:   # --backend chose another: "profiles whose backend can: intel-cpu" of intel-cpu
+        raise BadInput(f"{model}: backend {backend.name} cannot package {fmt} models; profile {prof.name}'s own "
+                       f"backend {prof.backend} can (leave --backend out)")
     fits = [p.name for p in list_profiles() if p.backend in readers]
     raise BadInput(f"{model}: backend {backend.name} cannot package {fmt} models; "
                    f"profiles whose backend can: {', '.join(fits) or 'none'}")

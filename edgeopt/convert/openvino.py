@@ -176,7 +176,7 @@ class OpenVinoOptions:
                                    "samples and minmax does better",
                                    choices=ACTIVATION_RANGES, search=("", "minmax"))
     subset_size: int | None = option(None, "calibration samples NNCF uses; None = its rule (300, or all when "
-                                     "fewer)", low=1)
+                                     "fewer; fewer than 100 need it set explicitly)", low=1)
     max_accuracy_drop: float | None = budget_option()   # accuracy-aware INT8 (quantize_with_accuracy_control)
     # Not searched: a search times one request at a time, which is what the latency hint is for.
     performance_hint: str = option("latency", "OpenVINO performance hint the device compiles with",

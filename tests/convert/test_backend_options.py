@@ -57,7 +57,7 @@ def test_an_unknown_option_is_refused_before_the_model_is_read(tmp_path):
         api.package(missing, "generic", tmp_path / "x.edgepkg", preset="mixed")
     with pytest.raises(BadInput, match="backend onnxruntime has no --subset-size option"):
         api.package(missing, "generic", tmp_path / "x.edgepkg", backend_options={"subset_size": 10})
-    with pytest.raises(BadInput, match="backend option keep_float: given as 'auto' and in backend_options as 'x'"):
+    with pytest.raises(BadInput, match="--keep-float auto and --backend-option keep_float=x disagree: give one"):
         api.package(missing, "generic", tmp_path / "x.edgepkg", keep_float="auto", backend_options={"keep_float": "x"})
 
 

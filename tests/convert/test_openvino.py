@@ -170,6 +170,15 @@ def test_int4_of_a_cnn_says_no_layer_became_4_bit_and_int8_options_are_refused(c
         assert refused.exit_code == 2 and f"{flag} applies to --quantize int8 on backend openvino" in refused.stderr
 
 
+def test_an_ir_with_another_backend_than_the_profiles_says_to_leave_it_out(cli, tmp_path):
+    """It said "profiles whose backend can: intel-cpu" to a user who had given --profile intel-cpu."""
+    ir = _save_ir(tmp_path / "digits.xml")
+    r = cli("package", ir, "--profile", "intel-cpu", "--backend", "onnxruntime", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and r.stderr.strip().endswith(
+        "backend onnxruntime cannot package openvino-ir models; profile intel-cpu's own backend openvino can "
+        "(leave --backend out)"), r.stderr
+
+
 def test_ir_input_is_packaged_as_given(cli, tmp_path):
     ir = _save_ir(tmp_path / "digits.xml")
     r = cli("package", ir, "--profile", "intel-cpu", "--eval-data", EVAL, "-o", tmp_path / "ir.edgepkg", "--json")
