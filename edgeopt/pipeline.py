@@ -156,7 +156,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         # the profile's INT8 scheme is its own backend's; another backend takes its own default ("")
         scheme = prof.int8_scheme if backend.name == prof.backend else ""
         request = PackageRequest(precision, quantize, calibration, scheme, evaluation, options, host_timing, prof,
-                                 agreement_waived=bool(allow_mismatch or top1_judged_by))
+                                 agreement_waived=bool(allow_mismatch or top1_judged_by),
+                                 accuracy_budget=merged_budgets.get("accuracy_drop"))
         conversion = backend.convert(source, request, work, progress)
         if any(s.name == "qat" for s in steps):
             conversion.compression.update(quantize="int8", method="qat", note="INT8 trained into the model by the "

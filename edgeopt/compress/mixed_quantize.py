@@ -20,7 +20,8 @@ single layers do not add up):
   quantized model), at most max(2, 10% of the layers), the prefix with the least error, if it removes
   at least MIN_GAIN of the fully quantized model's error; else none (the model takes quantization as
   it is: an error spread evenly over many layers is not what keeping a few float fixes). A model whose
-  quantized error is already negligible (INT8_NEGLIGIBLE, FP16_NEGLIGIBLE) keeps none.
+  quantized error is already negligible (INT8_NEGLIGIBLE, FP16_NEGLIGIBLE) keeps none, and so does an INT8 one
+  whose top-1 on labelled eval data already meets the bundle's accuracy_drop budget (what `check` judges).
 Either way a choice must also pass the parity check that follows: where it judges an INT8 classifier by its
 top-1 agreement with the float model (the profile's quantized_min_top1_agreement), a choice below it is no
 choice ("none needed" was said of a bundle parity then refused at 0.9688 against 0.97); without a budget the
@@ -220,11 +221,17 @@ def choose(layers: list, ops: dict, trials: Trials, request, inputs, progress, w
     progress.status(f"measuring the model with every layer {what}")
     quantized = scorer(trials.excluding([]))
     tried = []
+    bundle_budget = getattr(request, "accuracy_budget", None) if budget is None and scorer.labels is not None \
+        and what == "INT8" else None
     if scorer.passes_parity(quantized) and ((scorer.float_top1 - quantized["top1"] <= budget) if budget is not None
-                                            else quantized["error"] <= negligible):
+                                            else quantized["error"] <= negligible or bundle_budget is not None
+                                            and scorer.float_top1 - quantized["top1"] <= bundle_budget):
         isolated, ranked, kept, after = {}, [], [], quantized
         rule = (_budget_rule(budget) + f" (none: the model with every layer {what} meets it" if budget is not None
-                else _outlier_rule(len(layers)) + f" (none: the error is below {negligible:g}") + \
+                else _outlier_rule(len(layers)) + (f" (none: the error is below {negligible:g}"
+                                                   if quantized["error"] <= negligible else
+                                                   f" (none: the model with every layer {what} meets the bundle's "
+                                                   f"accuracy_drop budget {bundle_budget:g}")) + \
             "; no layer measured alone)"
     else:
         isolated = _isolated(layers, trials, scorer, progress, what)
@@ -255,7 +262,11 @@ def notes(record: dict) -> list:
     before, after = record["before"]["error"], record["after"]["error"]
     # none kept: needed by none (the rule's "(none: ...)"), or no layer float removed enough of the error
     agreement = "top-1 agreement" in record["rule"]   # parity's, not reached by any choice tried
-    none = (f": none needed (output error {before:.3g})" if "(none: " in record["rule"] else
+    within = "accuracy_drop budget" in record["rule"] and record.get("float_top1") is not None
+    none = (f": none needed, INT8 everywhere keeps top-1 {record['before']['top1']:.4f} against float's "
+            f"{record['float_top1']:.4f}, within the bundle's accuracy_drop budget (output error {before:.3g})"
+            if within else
+            f": none needed (output error {before:.3g})" if "(none: " in record["rule"] else
             f": none reached parity's top-1 agreement (output error {before:.3g})" if agreement else
             f": none raised top-1 (output error {before:.3g})" if "not reached" in record["rule"] else
             f": none removed {MIN_GAIN:.0%} of the output error ({before:.3g})")

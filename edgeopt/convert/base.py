@@ -36,6 +36,9 @@ class PackageRequest:
     # parity's top-1 agreement is not what refuses the artifact (--allow-mismatch, optimize's accuracy budget):
     # --keep-float auto then keeps no layer float for it
     agreement_waived: bool = False
+    # the bundle's accuracy_drop budget: --keep-float auto keeps no layer float where the model with every layer
+    # INT8 meets it already (it kept two of four, and lost INT8's speed, for an error it judged large)
+    accuracy_budget: float | None = None
 
 
 @dataclasses.dataclass

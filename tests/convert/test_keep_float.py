@@ -50,11 +50,13 @@ def outlier(tmp_path_factory):
     return outlier_model(tmp_path_factory.mktemp("outlier") / "outlier.onnx")
 
 
-def _package(model, tmp_path, profile="generic", quantize="int8", **options):
+def _package(model, tmp_path, profile="generic", quantize="int8", budgets=None, **options):
+    """Without the bundle's accuracy_drop budget unless given: met by INT8 everywhere, it keeps no layer float
+    (test_a_bundle_budget_int8_meets_keeps_every_layer_int8), and these tests are of the choosing itself."""
     out = tmp_path / f"{profile}-{quantize}.edgepkg"
     calib = CALIB if quantize == "int8" else None
     return api.package(str(model), profile, out, quantize=quantize, calib=calib, eval_data=EVAL,
-                       allow_mismatch=True, force=True, **options)
+                       allow_mismatch=True, force=True, budgets=budgets or {"accuracy_drop": None}, **options)
 
 
 def _onnx_artifact(manifest, tmp_path):
@@ -200,6 +202,18 @@ def test_tflite_auto_recovers_the_ill_conditioned_model(outlier, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_bundle_budget_int8_meets_keeps_every_layer_int8(tmp_path):
+    """A user walkthrough: the sample on intel-cpu lost no top-1 to INT8 (0.995 both), within the bundle's
+    accuracy_drop budget, yet auto kept 2 of 4 layers float for its output error, and INT8's speed with them."""
+    m = _package(MODEL, tmp_path, "intel-cpu", keep_float="auto", budgets={"accuracy_drop": 0.01})
+    record = m["compression"]["keep_float"]
+    assert record["layers"] == [] and "meets the bundle's accuracy_drop budget 0.01" in record["rule"]
+    assert record["float_top1"] - record["before"]["top1"] <= 0.01
+    assert any("none needed, INT8 everywhere keeps top-1" in n for n in m["notes"]), m["notes"]
+    unbudgeted = _package(MODEL, tmp_path, "intel-cpu", keep_float="auto")["compression"]["keep_float"]
+    assert "accuracy_drop budget" not in unbudgeted["rule"]   # without one, the error decides, as before
+
+
 def test_openvino_auto_measures_with_nncf_and_keeps_the_head(outlier, tmp_path):
     m = _package(outlier, tmp_path, "intel-cpu", keep_float="auto")
     record = m["compression"]["keep_float"]
