@@ -9,7 +9,9 @@ nothing unlisted. The host uses this same module to read bundles, so there is on
 """
 import errno
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -282,10 +284,10 @@ def check_signature(blob, signature, allowed_signers):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     namespace = signature_fields(signature)[1]
-    if namespace is not None and namespace != SIGN_NAMESPACE:
-        said = "signed for namespace %s, not %s" % (namespace, SIGN_NAMESPACE)
+    if namespace is not None and namespace != SIGN_NAMESPACE:   # the signer's own text: shown as data, bounded
+        said = "signed for namespace %s, not %s" % (shown_text(namespace), SIGN_NAMESPACE)
     elif not said or "incorrect signature" in said:
-        said = "the manifest changed after it was signed"
+        said = "the manifest or its signature changed after signing"
     raise BundleError("its signature does not verify against %s (%s): refused" % (allowed_signers, said))
 
 
@@ -316,6 +318,14 @@ def signature_fields(signature):
         return (key, namespace) if len(key) and at + 4 + length <= len(blob) else (None, None)
     except (ValueError, struct.error):
         return None, None
+
+
+def shown_text(text, limit=64):
+    """A name read from a signature (its namespace, its key type) as it may be shown in a one-line message: as it
+    is where it is a plain name, else quoted with its escapes, and at most `limit` characters."""
+    if re.match(r"[A-Za-z0-9@._+-]{1,%d}\Z" % limit, text):
+        return text
+    return json.dumps(text[:limit])
 
 
 def key_fingerprint(key):

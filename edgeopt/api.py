@@ -449,8 +449,11 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         dropped = [f"{k}=none" for k, v in (budgets or {}).items() if v is None]
         report["headline"] = (f"nothing checked: every budget was dropped ({', '.join(dropped)})" if dropped else
                               "nothing checked: no result's bundle carries a budget and none were given")
-        if report.get("regressions"):
-            report["headline"] += ", and the regression gate found no baseline to compare with"
+        untested = report.get("regressions") or []
+        if untested:   # no baseline found, or one without enough samples: its own reason
+            report["headline"] += (", and the regression gate found no baseline to compare with"
+                                   if not any(r.get("baseline") for r in untested) else
+                                   f", and the regression gate tested nothing: {untested[0]['reason']}")
     return dict(report, passed=code == 0, exit_code=code, checked=checked)
 
 

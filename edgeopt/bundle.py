@@ -185,33 +185,43 @@ def signature(bundle_path) -> dict | None:
         second = tar.next()
         if second is None or agent_manifest.safe_path(second.name) != agent_manifest.SIGNATURE:
             return None
-        sig = tar.extractfile(second).read(agent_bundle.MAX_MANIFEST_BYTES)
+        sig = tar.extractfile(second).read(agent_bundle.MAX_SIGNATURE_BYTES)
     return describe_signature(sig)
 
 
 def describe_signature(sig: bytes) -> dict:
+    """{key: fingerprint, key_type, namespace} of a signature, its names bounded and escaped: they are the signer's
+    text, unverified (an ANSI sequence or a newline in a namespace reached the terminal)."""
     key, namespace = agent_bundle.signature_fields(sig)
     if key is None:
         return {"key": None, "key_type": None, "namespace": None}
     (length,) = struct.unpack(">I", key[:4]) if len(key) >= 4 else (0,)
-    return {"key": agent_bundle.key_fingerprint(key), "key_type": key[4:4 + length].decode("ascii", "replace"),
-            "namespace": namespace}
+    key_type = key[4:4 + length].decode("ascii", "replace")
+    return {"key": agent_bundle.key_fingerprint(key), "key_type": agent_bundle.shown_text(key_type),
+            "namespace": agent_bundle.shown_text(namespace)}
 
 
 def check_signature(bundle_path, allowed_signers) -> str:
     """The principal of `allowed_signers` (a file on this host) whose key signed the bundle's manifest, as the
     agent judges it on the device; BadInput naming the bundle and why not."""
     allowed = pathlib.Path(allowed_signers).expanduser()
+    if not allowed.is_file():   # said of this host: the agent's words are the device's
+        raise BadInput(f"--allowed-signers {allowed}: {'a directory' if allowed.is_dir() else 'no such file'}, not an "
+                       "OpenSSH allowed-signers file")
+    if shutil.which("ssh-keygen") is None:
+        raise BadInput("--allowed-signers needs OpenSSH's ssh-keygen (8.2 or later) on this machine")
     with tarfile.open(bundle_path, "r:") as tar:
         blob = tar.extractfile(tar.next()).read()
         second = tar.next()
-        sig = tar.extractfile(second).read(agent_bundle.MAX_MANIFEST_BYTES) if second is not None and \
+        sig = tar.extractfile(second).read(agent_bundle.MAX_SIGNATURE_BYTES) if second is not None and \
             agent_manifest.safe_path(second.name) == agent_manifest.SIGNATURE else None
+    if sig is None:
+        raise BadInput(f"bundle {bundle_path}: is not signed (no {agent_manifest.SIGNATURE}), so no key in {allowed} "
+                       "signed it")
     try:
         return agent_bundle.check_signature(blob, sig, str(allowed))
     except (BundleError, AgentError) as e:
-        said = str(e).replace(" on this device", "").replace("this device", "this machine")
-        raise BadInput(f"bundle {bundle_path}: {said}") from None
+        raise BadInput(f"bundle {bundle_path}: {e}") from None
 
 
 def manifest_bytes(bundle_path) -> bytes:

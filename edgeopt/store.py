@@ -410,9 +410,10 @@ class Store:
             conn.execute(results_table.insert().values(**_finite(row)))
 
     def run_has(self, run_id: str, device: str) -> bool:
-        """Whether the store holds a row of `device` in the run `run_id`."""
+        """Whether the store holds an ok row of `device` in the run `run_id` (a failed try before it is no row of
+        the result that replaced it)."""
         t = results_table.c
-        query = sa.select(t.id).where(t.run_id == run_id, t.device == device).limit(1)
+        query = sa.select(t.id).where(t.run_id == run_id, t.device == device, t.status == "ok").limit(1)
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 

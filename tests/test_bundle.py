@@ -425,8 +425,8 @@ def test_unsigned_foreign_stale_and_misused_signatures_are_refused(signing, bund
     stale = _rewrite(signing["signed"], tmp_path / "stale.edgepkg", edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0)))
     cases = [(bundles["fp32"], "is not signed (no manifest.json.sig)"),
              (signing["other"], f"its signature is not made by a key in {signing['allowed']}: refused"),
-             (stale, f"its signature does not verify against {signing['allowed']} (the manifest changed after it "
-                     "was signed): refused"),
+             (stale, f"its signature does not verify against {signing['allowed']} (the manifest or its signature "
+                     "changed after signing): refused"),
              (_resign_wrong_namespace(signing["signed"], tmp_path / "ns.edgepkg", signing["key"]),
               "(signed for namespace git, not edgeopt-bundle)")]
     linked = _rewrite(signing["signed"], tmp_path / "linked.edgepkg", lambda n, d: [(n, b"", tarfile.SYMTYPE, "x")]
@@ -523,7 +523,7 @@ def test_a_directory_given_as_the_bundle_is_called_one(cli, tmp_path, capsys):
 
 
 @needs_keygen
-def test_inspect_and_package_name_the_signing_key_and_inspect_checks_it(cli, signing, tmp_path):
+def test_inspect_and_package_name_the_signing_key_and_inspect_checks_it(cli, signing, bundles, tmp_path):
     """inspect said "signed: yes" of a forged signature as of the real one, named no key and could not check it;
     package said nothing of signing (a review). The key's fingerprint is shown (ssh-keygen -l's), and
     inspect --allowed-signers judges it on this host as the agent does on the device."""
@@ -536,6 +536,15 @@ def test_inspect_and_package_name_the_signing_key_and_inspect_checks_it(cli, sig
     assert checked.exit_code == 0 and checked.json()["signature"] == {
         "key": fingerprint, "key_type": "ssh-ed25519", "namespace": "edgeopt-bundle", "verified": True,
         "principal": "ci@lab", "allowed_signers": str(signing["allowed"])}
+    unsigned = cli("inspect", bundles["fp32"], "--allowed-signers", signing["allowed"])   # said as inspect's
+    assert unsigned.exit_code == 2 and unsigned.stderr.strip().endswith(
+        f"is not signed (no manifest.json.sig), so no key in {signing['allowed']} signed it"), unsigned.stderr
+    missing = cli("inspect", signing["signed"], "--allowed-signers", tmp_path / "nope")
+    assert missing.exit_code == 2 and missing.stderr.strip().endswith(
+        f"--allowed-signers {tmp_path / 'nope'}: no such file, not an OpenSSH allowed-signers file"), missing.stderr
+    from device_agent.bundle import shown_text   # a signer's namespace or key type, shown as data on one line
+    assert shown_text("git") == "git" and shown_text("git\nedgeopt: ok\x1b[31m") == '"git\\nedgeopt: ok\\u001b[31m"'
+    assert len(shown_text("x" * 500)) == 66
     forged = cli("inspect", signing["other"], "--allowed-signers", signing["allowed"])
     assert forged.exit_code == 2 and forged.stderr.strip() == (
         f"edgeopt: error: bundle {signing['other']}: its signature is not made by a key in {signing['allowed']}: "

@@ -292,17 +292,15 @@ def test_resume_adds_the_store_row_a_killed_run_left_out(cli, bundles, tmp_path)
     args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
     first = cli(*args, "--json")
     assert first.exit_code == 0, first.stderr
-    with sqlite3.connect(tmp_path / "results" / "edgeopt.db") as db:
-        db.execute("DELETE FROM results WHERE device = 'b'")
+    with sqlite3.connect(tmp_path / "results" / "edgeopt.db") as db:   # b failed at first, then its ok row was lost
+        db.execute("UPDATE results SET status = 'failed' WHERE device = 'b'")
     again = cli(*args, "--resume", "--json")
     assert again.exit_code == 0 and sorted(again.json()["skipped"]) == ["a", "b"], again.stderr
-    history = cli("history", "--results-dir", tmp_path / "results", "--json").json()
-    rows = history["rows"] if isinstance(history, dict) else history
-    assert sorted(r["device"] for r in rows) == ["a", "b"], rows
+    rows = cli("history", "--results-dir", tmp_path / "results", "--json").json()
+    assert sorted((r["device"], r["status"]) for r in rows) == [("a", "ok"), ("b", "failed"), ("b", "ok")], rows
     third = cli(*args, "--resume", "--json")   # added once, not on every --resume
     assert third.exit_code == 0
-    rows = cli("history", "--results-dir", tmp_path / "results", "--json").json()
-    assert len(rows["rows"] if isinstance(rows, dict) else rows) == 2
+    assert len(cli("history", "--results-dir", tmp_path / "results", "--json").json()) == 3
 
 
 def test_ctrl_c_lets_a_device_still_connecting_go_at_once(lab, bundles, tmp_path):

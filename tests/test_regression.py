@@ -262,6 +262,11 @@ def test_a_store_baseline_is_named_by_its_time_and_file_and_a_gate_without_one_c
         "and the regression gate found no baseline to compare with"), first.stdout
     quiet = cli("check", slow, "--baseline", "store", "--store", url, *dropped, "-q")
     assert quiet.exit_code == 0 and quiet.stderr.startswith("edgeopt: warning: nothing checked: "), quiet.stderr
+    few = tmp_path / "few.json"   # a baseline found, but too short to test: not "found no baseline"
+    few.write_text(json.dumps(dict(base_doc, latency=dict(base_doc["latency"], samples_ms=[0.1, 0.1, 0.1]))))
+    short = cli("check", slow, "--baseline", few, *dropped, "--json").json()
+    assert short["checked"] is False and "the regression gate tested nothing: " in short["headline"] and \
+        "found no baseline" not in short["headline"], short["headline"]
     with Store(url) as store:
         threads = (slow_doc.get("settings") or {}).get("threads", 1) + 1   # a note for the gate to pass on
         store.add(dict(base_doc, _path="/ci/results/base.json", settings=dict(base_doc.get("settings") or {},

@@ -189,40 +189,52 @@ def _measure(model, examples) -> dict:
     import torch_pruning as tp
 
     recurrent = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.RNNBase)}
-    shapes = {}
+    steps = {name: [] for name in recurrent}   # each call's sequence steps x batch (a decoder calls it per step)
 
-    def input_shape(name):   # keyed by name: Torch-Pruning runs a deep copy, hooks included
-        return lambda _, args: shapes.setdefault(name, tuple(args[0].shape)) and None
+    def count_steps(name):   # keyed by name: Torch-Pruning runs a deep copy, hooks included
+        def hook(module, args):
+            steps[name].append(_steps_times_batch(module, args[0]))
+        return hook
 
-    hooks = [m.register_forward_pre_hook(input_shape(name)) for name, m in recurrent.items()]
+    hooks = [m.register_forward_pre_hook(count_steps(name)) for name, m in recurrent.items()]
     try:
         macs, params, by_layer, _ = tp.utils.count_ops_and_params(model, examples, layer_wise=True)
     finally:
         for hook in hooks:
             hook.remove()
     # Torch-Pruning 1.6 counts a recurrent layer per step times the batch read as [0] of the first sample (the
-    # sequence length) times the features: a GRU's MACs 64x over, the model's 30x (a user walkthrough)
+    # sequence length) times the features: a GRU's MACs 64x over, the model's 30x (a user walkthrough). Its total is
+    # divided by the first input's dim 0, its layers' counts are not: the figure here is per call of the model, as
+    # the FLOPs of the ONNX graph beside it are (a time-major input's dim 0 is its steps, not a batch).
+    rows = len(examples[0]) if examples and getattr(examples[0], "ndim", 0) else 1
+    macs *= max(rows, 1)
     for name, m in recurrent.items():
-        macs += _recurrent_macs(m, shapes.get(name)) - (by_layer.get(m) or 0)
+        macs += sum(steps[name]) * _recurrent_step_macs(m) - (by_layer.get(m) or 0)
     return {"macs": int(macs), "params": int(params), "widths": _widths(model)}
 
 
-def _recurrent_macs(module, shape) -> int:
-    """The multiply-adds of an RNN, GRU or LSTM's gate products over its input sequence (per step, per layer and
-    direction: gates x (input + hidden) x hidden); 0 where it never ran."""
-    if not shape or len(shape) < 2:
-        return 0
-    if len(shape) == 2:   # unbatched: [steps, features]
-        steps, batch = shape[0], 1
-    else:
-        steps, batch = (shape[1], shape[0]) if module.batch_first else (shape[0], shape[1])
+def _steps_times_batch(module, given) -> int:
+    """The steps an RNN, GRU or LSTM runs over its input, times its batch: [steps, batch, features] (or batch
+    first), [steps, features] unbatched, or a PackedSequence's rows."""
+    data = getattr(given, "data", given)
+    if not hasattr(given, "shape"):   # a PackedSequence: one row per step of each sequence
+        return int(data.shape[0]) if hasattr(data, "shape") else 0
+    shape = tuple(given.shape)
+    return int(shape[0] * shape[1]) if len(shape) == 3 else int(shape[0]) if len(shape) == 2 else 0
+
+
+def _recurrent_step_macs(module) -> int:
+    """The multiply-adds of one step of an RNN, GRU or LSTM, every layer and direction: gates x (input + state) x
+    hidden, and an LSTM's projection (proj_size) of its state."""
     gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
-    directions, hidden = 2 if module.bidirectional else 1, module.hidden_size
+    hidden = module.hidden_size
+    state = getattr(module, "proj_size", 0) or hidden
+    directions = 2 if module.bidirectional else 1
     total, width = 0, module.input_size
     for _ in range(module.num_layers):
-        total += directions * gates * (width + hidden) * hidden
-        width = hidden * directions
-    return total * steps * batch
+        total += directions * (gates * (width + state) * hidden + (state * hidden if state != hidden else 0))
+        width = state * directions
+    return total
 
 
 def _protected(model, names: tuple, examples) -> dict:

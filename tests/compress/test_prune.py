@@ -279,3 +279,46 @@ def test_a_recurrent_layers_macs_are_counted_per_step_not_per_feature(cell, gate
     steps = 49   # 98 frames, stride 2
     conv, rnn, fc = 64 * 40 * 3 * steps, gates * (64 + 32) * 32 * steps, 32 * 12
     assert _measure(Net().eval(), (torch.zeros(1, 40, 98),))["macs"] == conv + rnn + fc
+
+
+def _rnn_only(rnn):
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+    return Net().eval()
+
+
+def test_recurrent_macs_hold_in_every_layout_depth_and_projection():
+    """The first correction (a review) went negative for PyTorch's default time-major layout and for a batch of 4,
+    ignored proj_size and counted a layer called step by step once: each is counted by hand here, per model call."""
+    import torch
+
+    from edgeopt.compress.prune import _measure
+
+    steps = 49
+    cases = [(torch.nn.GRU(64, 32), (steps, 4, 64), 4 * steps * 3 * (64 + 32) * 32),          # time-major, batch 4
+             (torch.nn.GRU(64, 32, batch_first=True), (4, steps, 64), 4 * steps * 3 * (64 + 32) * 32),
+             (torch.nn.LSTM(64, 32, num_layers=2, bidirectional=True, batch_first=True), (1, steps, 64),
+              steps * 2 * 4 * (64 + 32) * 32 * 2),                                               # layer 2 reads 64 too
+             (torch.nn.LSTM(64, 32, num_layers=2, proj_size=8, batch_first=True), (1, steps, 64),
+              steps * (4 * 32 * (64 + 8) + 8 * 32) + steps * (4 * 32 * (8 + 8) + 8 * 32))]
+    for rnn, shape, by_hand in cases:
+        assert _measure(_rnn_only(rnn), (torch.zeros(*shape),))["macs"] == by_hand, (rnn, shape)
+
+    class Decoder(torch.nn.Module):   # called once per step
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.GRU(16, 16, batch_first=True)
+
+        def forward(self, x):
+            state = None
+            for t in range(10):
+                y, state = self.rnn(x[:, t:t + 1], state)
+            return y
+    assert _measure(Decoder().eval(), (torch.zeros(1, 10, 16),))["macs"] == 10 * 3 * 32 * 16

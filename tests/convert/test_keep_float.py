@@ -201,7 +201,6 @@ def test_tflite_auto_recovers_the_ill_conditioned_model(outlier, tmp_path):
     assert m["parity"]["artifact_top1"] == m["parity"]["source_top1"]
 
 
-@pytest.mark.slow
 def test_a_bundle_budget_int8_meets_keeps_every_layer_int8(tmp_path):
     """A user walkthrough: the sample on intel-cpu lost no top-1 to INT8 (0.995 both), within the bundle's
     accuracy_drop budget, yet auto kept 2 of 4 layers float for its output error, and INT8's speed with them."""
@@ -214,6 +213,7 @@ def test_a_bundle_budget_int8_meets_keeps_every_layer_int8(tmp_path):
     assert "accuracy_drop budget" not in unbudgeted["rule"]   # without one, the error decides, as before
 
 
+@pytest.mark.slow
 def test_openvino_auto_measures_with_nncf_and_keeps_the_head(outlier, tmp_path):
     m = _package(outlier, tmp_path, "intel-cpu", keep_float="auto")
     record = m["compression"]["keep_float"]
