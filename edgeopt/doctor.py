@@ -126,6 +126,10 @@ def power_checks(power: dict | None, profile) -> list:
     found, why = power_reader_for(power, wanted)
     if found:
         return [_check("power", True, f"{found}: {(power or {}).get('sensor') or found}")]
+    if "found but unreadable" in str(why):   # the board's own sensor is there: mend its access, not buy a meter
+        return [_check("power", True, f"not measured: {why}",
+                       "power_w and energy_mj budgets read NOT MEASURED until it reads: check the file or command "
+                       "named (vcgencmd needs the user in the video group)", note=True)]
     return [_check("power", True, f"not measured: {why}",
                    "power_w and energy_mj budgets read NOT MEASURED; `bench --power-command CMD` reads an external "
                    "meter", note=True)]

@@ -27,6 +27,9 @@ def test_doctor_says_whether_power_is_measured_and_why_not():
     none = doctor.power_checks({"reader": None, "reason": "no power sensor on this device (tried rapl)"}, generic)
     assert none[0]["ok"] and none[0]["note"] and none[0]["detail"] == \
         "not measured: no power sensor on this device (tried rapl)" and "--power-command" in none[0]["hint"]
+    broken = doctor.power_checks({"reader": None, "reason": "power sensor rpi5-pmic found but unreadable: vcgencmd "
+                                  "pmic_read_adc failed with exit code 255"}, pi5)[0]   # mend it, not buy a meter
+    assert "video group" in broken["hint"] and "--power-command" not in broken["hint"]
     old_agent = doctor.power_checks(None, None)[0]   # an agent from before the probe said
     assert old_agent["detail"] == "not measured: its agent does not say which power sensor it reads"
     assert doctor.power_reader_for(pmic, "none")[0] is None   # the Pi 4's profile: an external meter or nothing

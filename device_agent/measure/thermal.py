@@ -130,16 +130,24 @@ def oc_events(config):
 
 
 def rpi_throttled(config):
-    """The get_throttled bit field, or None where vcgencmd does not answer (not a Raspberry Pi)."""
+    """The get_throttled bit field; None where vcgencmd does not answer on a board that is no Raspberry Pi; on one
+    that is (its device tree says so), why it could not be read, as text: "not throttled" was recorded for a Pi
+    whose vcgencmd failed (a user outside the video group), under-voltage unknown."""
     try:
         text = run_command(shlex.split(config.vcgencmd) + ["get_throttled"], timeout=2.0)
-    except SensorError:
-        return None
-    _, _, value = text.strip().partition("=")
-    try:
+        _, _, value = text.strip().partition("=")
         return int(value, 0)
-    except ValueError:
-        return None
+    except (SensorError, ValueError) as e:
+        error = str(e) if isinstance(e, SensorError) else "vcgencmd get_throttled printed %r" % text.strip()[:80]
+    return error if _is_raspberry_pi(config) else None
+
+
+def _is_raspberry_pi(config):
+    try:
+        with open(config.path("proc", "device-tree", "model"), "rb") as f:
+            return b"Raspberry Pi" in f.read(256)
+    except OSError:
+        return False
 
 
 def decode_throttled(value):
@@ -244,6 +252,11 @@ def _oc(before, after):
 def _rpi(before, after):
     if before is None and after is None:
         return None
+    unread = [x for x in (before, after) if isinstance(x, str)]
+    if unread:   # a Raspberry Pi whose firmware status could not be read: unknown, not "not throttled"
+        return {"rpi_throttled_absent": unread[-1]}, [
+            "the Raspberry Pi firmware's throttling status could not be read (%s): under-voltage and throttling "
+            "during the run are unknown" % unread[-1]]
     doc = {"rpi_throttled": {"start": decode_throttled(before) if before is not None else None,
                              "end": decode_throttled(after) if after is not None else None}}
     if after is None:

@@ -47,12 +47,24 @@ def open_reader(config):
     return None, tried
 
 
+# What a reader's probe says of a sensor that is there but cannot be read (a file that holds no number, a vcgencmd
+# that a user outside the video group cannot run), as against one that is not there at all: "no power sensor on
+# this device" was said of both, and sent a Jetson or Pi user to an external meter.
+FOUND_BUT_FAILING = ("unreadable", "failed with exit code", "Permission denied", "permission denied")
+
+
+def _found_but_failing(reason):
+    return bool(reason) and any(mark in reason for mark in FOUND_BUT_FAILING)
+
+
 def unavailable(config, tried):
     """The power section when nothing can be measured: never a zero, always the reason."""
     if config.power_sensor == "none":
         reason = "power measurement turned off (power_sensor none, or --no-power)"
     elif config.power_sensor == "auto" and not config.power_command:
-        reason = "no power sensor on this device (tried %s)" % ", ".join(tried)
+        failing = [(name, why) for name, why in tried.items() if _found_but_failing(why)]
+        reason = ("power sensor %s found but unreadable: %s" % failing[0] if failing else
+                  "no power sensor on this device (tried %s)" % ", ".join(tried))
     else:
         name = candidates(config)[0]
         reason = "power sensor %s unavailable: %s" % (name, tried.get(name))

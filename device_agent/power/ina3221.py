@@ -11,7 +11,7 @@ Nano) where the board has one; otherwise the sum of the rails, and the result sa
 import glob
 import os
 
-from .base import PowerReader, Sample, first_readable, now, optional_text, read_number
+from .base import PowerReader, Sample, SensorError, now, optional_text, read_number
 
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 UNCONNECTED = ("NC", "")
@@ -34,6 +34,22 @@ class _IioRail(object):
 
     def watts(self):
         return read_number(self.power) / 1e3  # mW
+
+
+def _readable(rails, skipped):
+    """(the rails that give a reading, None), the others left out with a note as a rail with a missing file is (the
+    module input's too: the total is then the sum of the rest, and said so); ([], the first error) where none reads.
+    One bad sub-rail had disabled the reader and its total with it (a user walkthrough)."""
+    kept, first_error = [], None
+    for rail in rails:
+        try:
+            rail.watts()
+        except SensorError as e:
+            first_error = first_error or e
+            skipped.append("rail %s unreadable (%s): left out" % (rail.label, e))
+            continue
+        kept.append(rail)
+    return (kept, None) if kept else ([], first_error)
 
 
 def _hwmon_rails(config, skipped):
@@ -84,11 +100,10 @@ class Ina3221Reader(PowerReader):
         if not rails:
             reason = "no INA3221 rails under %s (not a Jetson)" % config.path("sys", "bus", "i2c", "drivers")
             return None, reason + ("; " + "; ".join(skipped) if skipped else "")
-        reader = cls(config, rails, layout, skipped)
-        error = first_readable(reader)
+        rails, error = _readable(rails, skipped)
         if error is not None:
             return None, "INA3221 rail unreadable: %s" % error
-        return reader, None
+        return cls(config, rails, layout, skipped), None
 
     def read(self):
         rails = {}

@@ -46,6 +46,24 @@ def test_a_missing_rail_is_left_out_with_a_note(tmp_path):
     assert "VDD_IN has no curr1_input" in notes and "sum of the rails" in notes
 
 
+def test_an_unreadable_rail_is_left_out_like_a_missing_one_and_auto_names_a_sensor_that_reads_nothing(tmp_path):
+    """A sub-rail holding no number disabled the whole reader, and auto then said "no power sensor on this device"
+    of a Jetson whose monitor was there (a user walkthrough)."""
+    from device_agent.power import unavailable
+    root = tree("jetson-orin-nano-jp5", tmp_path)
+    (root.joinpath(*HWMON) / "curr2_input").write_text("xyz\n")   # VDD_CPU_GPU_CV
+    reader, _ = Ina3221Reader.probe(config(root))
+    assert reader.rails() == ["VDD_IN", "VDD_SOC"] and reader.read().value == pytest.approx(7.5)
+    assert "rail VDD_CPU_GPU_CV unreadable (" in " ".join(reader.notes()) and "not a number ('xyz')" in \
+        " ".join(reader.notes())
+    for name in ("curr1_input", "curr3_input"):
+        (root.joinpath(*HWMON) / name).write_text("abc\n")
+    cfg = config(root)
+    reader, tried = open_reader(cfg)
+    assert reader is None and unavailable(cfg, tried)["reason"].startswith(
+        "power sensor ina3221 found but unreadable: INA3221 rail unreadable: "), tried
+
+
 def test_monitor_that_disappears_fails_the_reading_not_the_value(tmp_path):
     root = tree("jetson-orin-nano-jp5", tmp_path)
     reader, _ = Ina3221Reader.probe(config(root))

@@ -33,6 +33,23 @@ def test_raspberry_pi_throttled_now_and_during_the_run(tmp_path):
     assert warnings == [] and doc["throttled"] is False
 
 
+def test_a_raspberry_pi_whose_throttling_status_cannot_be_read_is_not_called_unthrottled(tmp_path):
+    """vcgencmd failing on a Pi (a user outside the video group: "VCHI initialization failed") or printing
+    something else was recorded as throttled: false, with nothing said (a user walkthrough)."""
+    root = tree("rpi5", tmp_path)
+    cfg = config(root, vcgencmd=str(root / "vcgencmd"))
+    assert thermal.rpi_throttled(cfg) == 0x0   # the recording reads
+    write(root / "get_throttled.txt", "junk")
+    unread = thermal.rpi_throttled(cfg)
+    assert isinstance(unread, str) and "junk" in unread
+    doc, warnings = thermal.section(cfg, _snap(rpi=unread), _snap(rpi=unread), [])
+    assert doc["rpi_throttled_absent"] == unread and doc["throttled"] is False
+    assert warnings == [f"the Raspberry Pi firmware's throttling status could not be read ({unread}): under-voltage "
+                        "and throttling during the run are unknown"]
+    (root / "proc" / "device-tree" / "model").write_text("Some other board\n")   # no Pi: nothing to say
+    assert thermal.rpi_throttled(cfg) is None
+
+
 def _policy(cur, cap, hw=2400.0):
     return {"policy0": {"cur_mhz": cur, "max_mhz": cap, "hw_max_mhz": hw}}
 
