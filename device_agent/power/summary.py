@@ -91,11 +91,19 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
     return out
 
 
+# No device edgeopt measures draws this much: a meter printing milliwatts (or an INA3221 file misread) gave
+# 1e9 W and 6.5e7 mJ per inference, with no word (a user walkthrough). A GPU workstation stays well below it.
+MAX_PLAUSIBLE_W = 5000.0
+
+
 def power_section(description, idle, loop, inferences, loop_seconds):
     """The result's `power` section and its warnings, from the idle and timed-loop window figures."""
     if "absent" not in loop and loop["mean_w"] < 0:   # saved as it was, every verb then refused the result
         loop = dict(loop, absent="the sensor read a negative mean power (%.3g W), which is no power drawn (a sign "
                                  "convention, or an offset at low load)" % loop["mean_w"])
+    if "absent" not in loop and loop["mean_w"] > MAX_PLAUSIBLE_W:
+        loop = dict(loop, absent="the sensor read a mean power of %.3g W, more than the %g W any device measured "
+                                 "here draws: a meter printing mW or uW, not W?" % (loop["mean_w"], MAX_PLAUSIBLE_W))
     if "absent" in loop:
         doc = dict(description, available=False, reason="no power figures for the timed loop: " + loop["absent"])
         return doc, ["power: %s" % doc["reason"]]
@@ -127,8 +135,8 @@ def _idle(doc, idle):
         doc["idle_w_absent"] = "idle baseline skipped (--idle-seconds 0)"
     elif "absent" in idle:
         doc["idle_w_absent"] = "idle baseline: " + idle["absent"]
-    elif idle["mean_w"] < 0:
-        doc["idle_w_absent"] = "idle baseline: the sensor read a negative mean power (%.3g W)" % idle["mean_w"]
+    elif idle["mean_w"] < 0 or idle["mean_w"] > MAX_PLAUSIBLE_W:
+        doc["idle_w_absent"] = "idle baseline: the sensor read an implausible mean power (%.3g W)" % idle["mean_w"]
     else:
         doc.update(idle_w=_w(idle["mean_w"]), idle_seconds=idle["window_s"], idle_samples=idle["samples"],
                    rails_idle_w=_watts(idle["rails_mean_w"]))

@@ -215,6 +215,9 @@ def test_a_negative_reading_is_no_power_figure_and_the_result_reads(cli, bundles
     assert p["available"] is False and "negative mean power (-2 W)" in p["reason"]
     assert [w for w in doc["warnings"] if w.startswith("power: ")], doc["warnings"]   # said once, as a warning
     assert not [w for w in doc["warnings"] if "was asked for and measured nothing" in w]
+    huge, _ = _bench(cli, bundles["fp32"], tmp_path, "--power-command", "echo 1e9", "--power-rate", "20")
+    assert huge["power"]["available"] is False and "mean power of 1e+09 W, more than the 5000 W" in \
+        huge["power"]["reason"]   # it was 1e9 W and 6.5e7 mJ per inference, without a word
     # a meter asked for on purpose that never answered: a warning, not only an absent row (a user walkthrough)
     dead, _ = _bench(cli, bundles["fp32"], tmp_path, "--power-command", "exit 1", "--power-rate", "20")
     assert "reader" not in dead["power"]
