@@ -242,6 +242,8 @@ def bench_problem(args):
     if args.power_command and args.power_sensor not in (None, "auto", "external"):
         return ("--power-command is the external meter's, and --power-sensor %s reads another: give one"
                 % args.power_sensor)
+    if args.power_sensor == "external" and not args.power_command:   # it measured, then warned "no meter command"
+        return "--power-sensor external reads the meter that --power-command runs: give that command"
     if args.cooldown_target is not None and not args.cooldown:
         return "--cooldown-target applies with --cooldown"
     keys = [key for key, _ in args.runtime_option]

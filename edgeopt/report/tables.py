@@ -446,13 +446,17 @@ def thermal_rows(t: dict) -> list:
     if t.get("end_c"):
         zone = max(t["end_c"], key=t["end_c"].get)
         rows.append(("thermal", f"{zone}: {t['start_c'].get(zone, float('nan')):.1f} → {t['end_c'][zone]:.1f} °C"))
+    elif t.get("start_c_absent"):   # zones unreadable while the rest (cpufreq) read: the row was left out
+        rows.append(("thermal", f"absent: {t['start_c_absent']}"))
     for name, f in (t.get("cpufreq") or {}).items():
         during = f.get("during_mhz") or {}
         rows.append((f"cpufreq {name}", f"{_num(f.get('before_mhz'), '{:.0f}')} / {_num(during.get('mean'), '{:.0f}')} / "
                                         f"{_num(f.get('after_mhz'), '{:.0f}')} MHz before / during / after "
                                         f"(max {_num(f.get('hw_max_mhz'), '{:.0f}')})"))
     cooled = t.get("cooldown")
-    if cooled:
+    if cooled and cooled.get("rule") is None:   # nothing to watch: skipped, with why ("NOT reached (None)")
+        rows.append(("cooldown", f"skipped: {cooled.get('reason', 'no reason given')}"))
+    elif cooled:
         rows.append(("cooldown", f"{'reached' if cooled.get('reached') else 'NOT reached'} ({cooled.get('rule')}) "
                                  f"after {cooled.get('waited_s', 0):.0f} s"))
     return rows

@@ -91,3 +91,15 @@ def test_heartbeat_keeps_beating_while_the_agent_cools_down(bundles, tmp_path):
     doc = json.loads(p.stdout)
     assert doc["thermal"]["cooldown"]["reached"] is False and doc["thermal"]["cooldown"]["rule"] == "target"
     assert any(w.startswith("cooldown: not back at idle after") for w in doc["warnings"])
+
+
+def test_a_skipped_cooldown_and_unreadable_zones_read_as_such_in_the_table():
+    """With a zone that holds no number, the table read "cooldown NOT reached (None) after 0 s" and dropped the
+    thermal row, though the result said why (a user walkthrough)."""
+    from edgeopt.report.tables import thermal_rows
+    rows = dict(thermal_rows({"start_c_absent": "no readable thermal zones under /sys/class/thermal",
+                              "cooldown": {"reached": False, "reason": "no readable thermal zones under "
+                                           "/sys/class/thermal to watch", "waited_s": 0.0},
+                              "cpufreq": {}, "throttled": False}))
+    assert rows["thermal"] == "absent: no readable thermal zones under /sys/class/thermal"
+    assert rows["cooldown"] == "skipped: no readable thermal zones under /sys/class/thermal to watch"

@@ -247,7 +247,9 @@ def test_sensing_flags_reach_the_agent():
     # flags that do nothing beside another are refused, not ignored (a user review)
     for sensing, said in (({"no_power": True, "power_command": "echo 3"}, "--no-power with --power-command"),
                           ({"power_sensor": "rapl", "power_command": "echo 3"}, "--power-sensor rapl reads another"),
-                          ({"cooldown_target": 40.0}, "--cooldown-target applies with --cooldown")):
+                          ({"cooldown_target": 40.0}, "--cooldown-target applies with --cooldown"),
+                          ({"power_sensor": "external"}, "--power-sensor external reads the meter that "
+                                                         "--power-command runs: give that command")):
         with pytest.raises(BadInput, match=said):
             _agent_args(None, {}, sensing)
     with pytest.raises(BadInput, match="--runtime-option intra_op_num_threads given twice"):
