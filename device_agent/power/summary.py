@@ -3,7 +3,8 @@
 Energy is integrated over time, never an average of averages: from a counter (RAPL, NVML) it is
 the counter's difference between the first and last reading; from watts it is the trapezoidal
 integral over consecutive samples. Watts samples further apart than MAX_GAP_PERIODS sample
-periods (a failed read between them) are not bridged: that stretch counts as not covered. Energy
+periods (a failed read between them) are not bridged: that stretch counts as not covered; the period is the one
+asked for, or the meter's own where it answers slower. Energy
 per inference is given only when the readings cover nearly the whole window (MIN_COVERAGE);
 otherwise it is absent with the reason, and the mean says which part it covers.
 
@@ -58,6 +59,15 @@ def _from_watts(samples, max_gap):
     return energy, covered, max(s.value for s in samples), rails
 
 
+def _pace(samples, errors, period):
+    """The period the readings kept: the one asked for, or the meter's own where it answers slower (the median
+    step between attempts). A meter that takes 5 ms a reading, asked for 1 kHz, had every step read as a dropout
+    and its energy absent as "readings missing for part of the loop" (a user walkthrough)."""
+    times = sorted([s.t for s in samples] + [t for t, _ in errors])
+    steps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    return max(period, steps[len(steps) // 2]) if steps else period
+
+
 def window_figures(kind, samples, errors, t_start, t_end, period):
     """Figures of one window: mean_w, peak_w, energy_j, coverage, counts; or `absent` with the reason."""
     samples = sorted(samples, key=lambda s: s.t)
@@ -77,7 +87,7 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
                              % (covered, len(samples), why))
             return out
     else:
-        energy, covered, peak, rails = _from_watts(samples, MAX_GAP_PERIODS * period)
+        energy, covered, peak, rails = _from_watts(samples, MAX_GAP_PERIODS * _pace(samples, errors, period))
     if covered <= 0:
         out["absent"] = "no two consecutive readings close enough to integrate (%d failed)" % len(errors)
         return out

@@ -434,9 +434,17 @@ def power_rows(p: dict) -> list:
                       f"idle {_figure(p, 'idle_w', '{:.3f} W')}" + (f" ({p['mean_w_scope']})" if "mean_w_scope" in p else "")),
             ("energy / inference", f"{_figure(p, 'energy_mj_per_inference', '{:.4g} mJ')}, "
                                    f"{_figure(p, 'dynamic_energy_mj_per_inference', '{:.4g} mJ')} above idle"),
-            ("power sensor", f"{p['reader']}: {p['total']}, {p['samples']} samples at {p['sample_rate_hz']:g} Hz "
-                             f"({p['samples_failed']} failed)")]
+            ("power sensor", f"{p['reader']}: {p['total']}, {p['samples']} samples at {p['sample_rate_hz']:g} Hz"
+                             + _achieved(p) + f" ({p['samples_failed']} failed)")]
     return rows + [("power note", n) for n in p.get("notes", [])]
+
+
+def _achieved(p: dict) -> str:
+    """", 118 Hz achieved" where the sensor kept well below the rate asked (a meter slower than --power-rate)."""
+    achieved = p.get("achieved_rate_hz")
+    if isinstance(achieved, (int, float)) and achieved < 0.8 * p["sample_rate_hz"]:
+        return f" asked, {achieved:.3g} Hz achieved"
+    return ""
 
 
 def thermal_rows(t: dict) -> list:

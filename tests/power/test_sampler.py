@@ -51,6 +51,16 @@ def test_one_missed_sample_is_bridged_but_reported():
     assert doc["samples_failed"] == 1 and len(warnings) == 1
 
 
+def test_a_meter_slower_than_the_rate_asked_is_integrated_at_its_own_pace():
+    """Asked for 1 kHz, a meter answering every 5 ms had each step read as a dropout: energy absent, "readings
+    cover 0.07 of 0.60 s" (a user walkthrough). A real dropout, far longer than the meter's pace, stays one."""
+    steady = window_figures("watts", _watts([(i * 0.005, 3.0) for i in range(121)]), [], 0.0, 0.6, period=0.001)
+    assert steady["coverage"] == pytest.approx(1.0) and steady["mean_w"] == pytest.approx(3.0)
+    gap = [(i * 0.005, 3.0) for i in range(61)] + [(0.6 + i * 0.005, 3.0) for i in range(61)]   # 0.3 s silent
+    broken = window_figures("watts", _watts(gap), [], 0.0, 0.9, period=0.001)
+    assert broken["coverage"] == pytest.approx(0.6 / 0.9, rel=0.02)
+
+
 def test_time_a_reading_takes_at_the_window_edges_is_not_a_gap():
     # A 20 ms loop whose readings each take 0.5 ms: the window is 21 ms, the readings span 20 ms.
     loop = window_figures("watts", _watts([(0.0005, 3.0), (0.0205, 3.0)]), [], 0.0, 0.021, period=0.05)
