@@ -252,12 +252,14 @@ def _memory(rows: list) -> str:
     values = [v for r in rows for _, v in r["steps"] if v is not None]
     bar, gap = 9, 10
     height = 30 + len(rows) * (4 * bar + gap) + 40
+    names = [who(r) for r in rows]
+    shown, left = _row_labels(names)
     chart = Chart("Resident memory per result", (0, (max(values) if values else 1) * 1.08), (0, len(rows)),
-                  width=760, height=height, x_label="resident memory (MiB)", margin=(12, 16, 42, 230))
+                  width=760, height=height, x_label="resident memory (MiB)", margin=(12, 16, 42, left))
     chart.axes(y_ticks=[])
     for i, r in enumerate(rows):
         top = len(rows) - i
-        chart.text(0, top - 0.5, who(r)[:36], anchor="end", dx=-6, dy=4)
+        chart.text(0, top - 0.5, shown[i], anchor="end", dx=-6, dy=4, title=names[i])
         for k, (name, value) in enumerate(r["steps"]):
             if value is not None:
                 y = top - (k + 0.6) / 4.6
@@ -470,18 +472,24 @@ VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "unmeasured": "#9a6700"
                    "none": "#0072B2"}
 
 
+def _row_labels(names: list) -> tuple:
+    """(each row's label, cut to FLEET_LABEL_CHARS with "…", the whole name its hover title; the left margin that
+    fits the longest). Cut at 22 or 36 characters, two runs of `local` read alike ("local (2026-12-06 21:3"), and
+    a longer name ran off the chart's left edge."""
+    shown = [n if len(n) <= FLEET_LABEL_CHARS else n[:FLEET_LABEL_CHARS - 1] + "…" for n in names]
+    return shown, 16 + round(6.2 * max((len(n) for n in shown), default=10))
+
+
 def _fleet_chart(group: dict) -> str:
     rows = group["devices"]
     values = [v for r in rows for v in (r["p50_ms"], r["p99_ms"], r["p90_ms"]) if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     log = lo > 0 and hi / lo > LOG_AXIS_SPREAD
     names = [r["device"] + ("" if r["status"] == "ok" else " (failed)") for r in rows]
-    shown = [n if len(n) <= FLEET_LABEL_CHARS else n[:FLEET_LABEL_CHARS - 1] + "…" for n in names]
-    # the left margin fits the longest label: cut at 22 characters, two runs of `local` read alike, and a longer
-    # name ran off the chart's left edge
+    shown, left = _row_labels(names)
     chart = Chart(f"Fleet: {group['bundle']}", (lo / 1.15, hi * 1.15) if log else padded(lo, hi, 0.05), (0, len(rows)),
                   width=760, height=40 + 26 * len(rows) + 20, x_label="latency (ms)" + (", log scale" if log else ""),
-                  margin=(10, 24, 42, 16 + round(6.2 * max(len(n) for n in shown))), log_x=log)
+                  margin=(10, 24, 42, left), log_x=log)
     chart.axes(y_ticks=[])
     for i, r in enumerate(rows):
         y = len(rows) - i - 0.5

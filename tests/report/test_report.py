@@ -224,6 +224,13 @@ def test_power_and_temperature_where_measured(cli, jetson_result, tmp_path):
     md = cli("report", jetson_result, "--format", "markdown", "--no-history").stdout
     assert "**Over the run**" in md and "power total \\(VDD\\_IN \\(module input\\)\\) 7.5–7.5 W" in md
     assert "48.5–48.5 °C" in md and "(throttling)" in md and "policy0 1510–1510 MHz" in md
+    header, _, row = md.split("### edgeopt report")[1].strip().splitlines()[2:5]   # power columns, where measured
+    assert "| W | mJ / inference |" in header and "| 7.5 | " in row, (header, row)
+    doc = json.loads(jetson_result.read_text())
+    doc["power"] = {"available": False, "reason": "no power sensor on this device (tried rapl)"}
+    (tmp_path / "plain.json").write_text(json.dumps(doc))
+    plain = cli("report", tmp_path / "plain.json", "--format", "markdown", "--no-history").stdout
+    assert "| top-1 | verdict |" in plain and "mJ / inference" not in plain   # no power measured: no columns
 
 
 def test_a_result_without_timelines_says_why(cli, jetson_result, tmp_path):
@@ -715,6 +722,16 @@ def test_fleet_chart_labels_are_whole_or_cut_with_an_ellipsis_and_their_name_on_
     assert "x" * 43 + "…</text>" in svg and f"<title>{'x' * 60}</title>" in svg
     left = min(float(x) for x in re.findall(r'<text class="note" x="([-\d.]+)"[^>]*text-anchor="end"', svg))
     assert left >= 16 + 6.2 * 44 - 6 - 1   # the label's end, where its longest neighbour still fits on the left
+
+
+def test_memory_chart_labels_keep_the_run_time_whole():
+    """The memory chart cut its labels at 36 characters: five runs of one bundle all read
+    `digits-int8 @ local (2026-12-06 21:3` (a user walkthrough)."""
+    from edgeopt.report import html
+    rows = [{"bundle": "digits-int8", "device": f"local (2026-12-06 21:36:{s:02d})", "peak_scope": "timed loop",
+             "steps": [("baseline", 40.0), ("loaded", 60.0), ("peak", 66.0), ("end", 64.0)]} for s in (12, 48)]
+    page = html._memory(rows)
+    assert all(f">digits-int8 @ local (2026-12-06 21:36:{s:02d})</text>" in page for s in (12, 48))
 
 
 def test_the_layer_chart_scales_to_its_largest_share_and_keeps_long_names_ends():
