@@ -545,8 +545,7 @@ def _describe_sqnr(report: dict) -> str:
                 f"{min(LOST_CHANNEL_DB, o['min_sqnr_db']):g}) at "
                 f"{o['sqnr_db']:.1f} dB overall: values of very different scales (a detector's boxes and scores) "
                 "share one quantized tensor and its one scale; export them as separate outputs, each then quantized "
-                "on its own scale, or keep the output float (LiteRT: --int8-io float) (--allow-mismatch to package "
-                "anyway)")
+                "on its own scale (--allow-mismatch to package anyway)")   # the backend's way to keep it float follows
     floor = o.get("input_rounding_sqnr_db")
     why = (f" (rounding the float inputs alone to 8 bits gives {floor:.1f} dB; a model that sensitive may be "
            f"{INPUT_ROUNDING_MARGIN_DB:g} dB below that)" if floor is not None and o["min_sqnr_db"] < QUANTIZED_MIN_SQNR_DB

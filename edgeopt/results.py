@@ -508,9 +508,15 @@ def section(doc: dict, name: str) -> dict:
 
 
 def runtime_text(doc: dict) -> str | None:
-    """The runtime a result ran on, as `onnxruntime 1.32.0`; None where the result does not say."""
+    """The runtime a result ran on, as `onnxruntime 1.32.0`, `litert 2.3.0 (XNNPACK off)`; None where the result
+    does not say. A LiteRT run without XNNPACK (bench --runtime-option xnnpack=false, to compare) read as the
+    normal one in compare, 6x slower."""
     runtime = section(doc, "runtime")
-    return " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None
+    text = " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or None
+    xnnpack = runtime.get("xnnpack") if isinstance(runtime.get("xnnpack"), dict) else {}
+    if text and xnnpack.get("applied") is False:
+        text += " (XNNPACK off)" if xnnpack.get("requested") is False else " (XNNPACK not applied)"
+    return text
 
 
 def thermal_measured(doc: dict) -> bool:

@@ -546,3 +546,28 @@ def test_a_hugging_face_bert_from_onnx_converts_for_the_pi(cli, tmp_path):
                 "--calib", tmp_path / "calib.npz", "--budget", "accuracy_drop=none",
                 "-o", tmp_path / f"bert-{quantize}.edgepkg", "--json")
         assert r.exit_code == 0 and r.json()["parity"]["passed"], r.stderr
+
+
+@pytest.mark.parametrize("share, suggested", [(0.05, False), (None, False), (0.6, True)])
+def test_dynamic_is_suggested_only_where_fully_connected_layers_hold_the_macs(monkeypatch, share, suggested):
+    """An INT8 CNN no faster than float was told "--quantize dynamic may be faster", where dynamic ran 3.7-4.6x
+    float on its convolutions (a walkthrough)."""
+    import types
+
+    from edgeopt.convert import host_hint, tflite
+    monkeypatch.setattr(host_hint, "measure", lambda *a, **k: {"ratio": 1.01})
+    monkeypatch.setattr(host_hint, "warnings", lambda hint: ["warning: the quantized model was not faster"])
+    monkeypatch.setattr(host_hint, "feed_of", lambda source, calibration: {})
+    request = types.SimpleNamespace(quantize="int8", calibration=None)
+    compression = {"int8_method": {"requested": "auto", "used": "static", "matmul_mac_share": share}}
+    notes = tflite._host_hint("f.tflite", "q.tflite", None, request, {}, {}, compression, None)
+    assert any("--quantize dynamic" in n for n in notes) is suggested, notes
+
+
+def test_compare_tells_a_run_without_xnnpack_from_a_normal_one():
+    """bench --runtime-option xnnpack=false and a normal run both read `litert 2.3.0` in compare (a walkthrough)."""
+    from edgeopt.results import runtime_text
+    run = {"runtime": {"name": "litert", "version": "2.3.0", "xnnpack": {"requested": True, "applied": True}}}
+    assert runtime_text(run) == "litert 2.3.0"
+    run["runtime"]["xnnpack"] = {"requested": False, "applied": False}
+    assert runtime_text(run) == "litert 2.3.0 (XNNPACK off)"
