@@ -950,7 +950,7 @@ def _time_spent(trials: list, seconds: dict | None = None) -> str:
     phases = {p: sum(t.get("seconds", {}).get(p, 0.0) for t in trials) for p in PHASES}
     cached = sum(t["cached"] for t in trials)
     twins = sum(t.get("twin_of") is not None and not t["cached"] for t in trials)
-    screened = sum(t["measurement"] == "screening" for t in trials)
+    screened = sum(t["measurement"] == "screening" and not t.get("cached") for t in trials)   # a cached copy: once
     reference = f", the baseline beside them {phases['reference']:.0f} s" if phases["reference"] else ""
     whole = (f"; this run {seconds['total']:.0f} s: setup {seconds['setup']:.0f} s, trials {seconds['trials']:.0f} s, "
              f"measuring again at the end {seconds['at_the_end']:.0f} s, the answer {seconds['answer']:.0f} s"

@@ -87,6 +87,8 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
         raise BadInput(f"study {name!r} exists in the store; --resume continues it, or name another --study")
     if resume and name not in existing:
         raise BadInput(f"--resume: no study {name!r} in the store")
+    if name not in existing:
+        _refuse_another_studys_files(name, job.output_dir)
     if name in existing:   # its front as it began (the number of directions is fixed); before it was recorded,
         began = optuna.load_study(study_name=name, storage=storage)
         _check_pareto(began, multi)
@@ -163,6 +165,18 @@ def check_study_name(name: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\\" in name or not name.isprintable() or len(name) > 150:
         raise BadInput(f"--study {name!r}: a study's name names its directory and bundles: printable, at most 150 "
                        "characters, no '/' or '\\', not '.' or '..'")
+
+
+def _refuse_another_studys_files(name: str, output_dir) -> None:
+    """A new study whose name another study (in another store) has used: its bundles and chosen NAME-best would be
+    overwritten without a word, and that study's report would describe a bundle that is no longer on disk."""
+    import pathlib
+    best, trials = pathlib.Path(output_dir) / f"{name}-best.edgepkg", pathlib.Path(output_dir) / name
+    found = best if best.exists() else trials if trials.is_dir() and any(trials.iterdir()) else None
+    if found is not None:
+        raise BadInput(f"--study {name}: {found} holds another study's output (a study of that name in another "
+                       "store, or one whose store was removed), which this one would overwrite: name another "
+                       "--study, give another --output-dir, or remove it")
 
 
 def _check_pareto(study, multi: bool) -> None:

@@ -465,3 +465,12 @@ def test_the_html_trial_table_marks_int8_by_hand_as_the_terminal_does():
     html = _study_table(outcome)
     assert "meets every budget (baseline)" in html and "meets every budget (INT8 by hand)" in html
     assert _verdict(outcome, outcome["trials"][1], False).endswith("(INT8 by hand)")
+
+
+def test_a_cached_screening_answer_is_counted_once():
+    """"4 screened only, 3 answered from the study's cache" counted a cached copy of a screened trial in both
+    (a user walkthrough): it is a cached answer, not a screening."""
+    from edgeopt.report.tables import _time_spent
+    trials = [{"measurement": "screening", "cached": False}, {"measurement": "screening", "cached": True},
+              {"measurement": "full", "cached": False}]
+    assert "; 1 screened only, 1 answered from the study's cache" in _time_spent(trials)

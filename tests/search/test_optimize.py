@@ -313,6 +313,13 @@ def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
         assert row["figures"] == first["figures"]
     # cached answers do not count towards --trials; a sampler that proposes only measured candidates stops
     assert outcome["exhausted"].startswith("the last 10 candidates") and all(r["cached"] for r in rows[-10:])
+    # a new study of that name in another store would overwrite this one's chosen bundle and trials without a word
+    best = tmp_path / "opt" / "dup-best.edgepkg"
+    before = best.read_bytes()
+    other = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "dup",
+                      "--budget", "latency_p90_ms=50", "--store", f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.exit_code == 2 and f"--study dup: {best} holds another study's output" in other.stderr, other.stderr
+    assert best.read_bytes() == before
 
 
 def test_a_bundle_rebuilt_on_another_host_is_checked_against_the_one_measured(cli, tmp_path):
