@@ -104,7 +104,10 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
         job.notes.append("with --pareto nothing is measured again at the end: each trial's figures are its own "
                          "run's, and the chosen one may lead by less than the device's noise (without --pareto the "
                          "best and those near it are measured again, and compared with INT8 by hand)")
-    study.set_user_attr("notes", list(job.notes))   # what the space left out and why, for `report --study`
+    # what the space left out and why, for `report --study`; a resumed run adds its own to the earlier runs' (a
+    # switch of sampler was lost at the next plain --resume)
+    earlier = [n for n in study.user_attrs.get("notes") or [] if isinstance(n, str)]
+    study.set_user_attr("notes", earlier + [n for n in job.notes if n not in earlier])
     runner = Runner(job, study, dims, identity, screening, multi_objective, progress, storage)
     own_cache = job.transforms is None   # a caller's cache is the caller's to close
     if own_cache:

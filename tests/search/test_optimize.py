@@ -1495,6 +1495,10 @@ def test_a_resumed_study_goes_on_with_the_sampler_it_began_with(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "--sampler random: study 'own' began with grid, and goes on with random from its" in \
         " ".join(r.json()["notes"])
+    r = _optimize(cli, tmp_path, *same, "--resume", "--trials", "5")   # the switch stays in the study's notes
+    assert r.exit_code == 0, r.stderr
+    kept = optuna.load_study(study_name="own", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert any("goes on with random" in n for n in kept.user_attrs["notes"]), kept.user_attrs["notes"]
 
 
 def test_a_study_resumed_after_its_weights_changed_is_refused(cli, tmp_path):
