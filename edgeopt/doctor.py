@@ -129,7 +129,8 @@ def power_checks(power: dict | None, profile) -> list:
     if "found but unreadable" in str(why):   # the board's own sensor is there: mend its access, not buy a meter
         return [_check("power", True, f"not measured: {why}",
                        "power_w and energy_mj budgets read NOT MEASURED until it reads: check the file or command "
-                       "named (vcgencmd needs the user in the video group)", note=True)]
+                       "named and who may read it (RAPL's energy_uj is root's on recent kernels; vcgencmd needs the "
+                       "video group)", note=True)]
     return [_check("power", True, f"not measured: {why}",
                    "power_w and energy_mj budgets read NOT MEASURED; `bench --power-command CMD` reads an external "
                    "meter", note=True)]

@@ -691,8 +691,8 @@ def _float_layers_said(conversion, backend, request, quantized: bool, report: di
         return ""
     lost = next((o for o in report.get("outputs", []) if o.get("lost_channels")), None)
     if lost:
-        maker = _producer(source.onnx_path, lost.get("name"))
-        hint = backend.float_output_hint(request, *maker) if maker else ""
+        # an unnamed or unknown producer still gets the backend's way that needs no node (LiteRT's --int8-io float)
+        hint = backend.float_output_hint(request, *(_producer(source.onnx_path, lost.get("name")) or ("", "")))
         return f"; or keep it float: {hint}" if hint else ""
     if hasattr(request.options, "keep_float") and not request.options.keep_float:
         return "; --keep-float auto keeps the layers that lose most in float"

@@ -1,6 +1,7 @@
 """Power readers, one per sensor family and file, found by name. Nothing is imported until a
 reader is probed (pynvml only by the nvml reader), and a missing sensor only disables its reader."""
 import importlib
+import re
 
 from .. import AgentError
 
@@ -54,7 +55,8 @@ FOUND_BUT_FAILING = ("unreadable", "failed with exit code", "Permission denied",
 
 
 def _found_but_failing(reason):
-    return bool(reason) and any(mark in reason for mark in FOUND_BUT_FAILING)
+    said = re.sub(r"/\S*", "", reason or "")   # the marks in the reader's words, not in a path it names
+    return any(mark in said for mark in FOUND_BUT_FAILING)
 
 
 def unavailable(config, tried):

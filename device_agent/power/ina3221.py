@@ -37,14 +37,16 @@ class _IioRail(object):
 
 
 def _readable(rails, skipped):
-    """(the rails that give a reading, None), the others left out with a note as a rail with a missing file is (the
-    module input's too: the total is then the sum of the rest, and said so); ([], the first error) where none reads.
-    One bad sub-rail had disabled the reader and its total with it (a user walkthrough)."""
+    """(the rails that give a reading, None), the others left out with a note as a rail with a missing file is;
+    ([], the error) where the module input rail, the total, or every rail reads nothing: a partial sum passed a
+    power budget with no warning (a review). One bad sub-rail had disabled the reader (a user walkthrough)."""
     kept, first_error = [], None
     for rail in rails:
         try:
             rail.watts()
         except SensorError as e:
+            if rail.label in INPUT_RAILS:
+                return [], e
             first_error = first_error or e
             skipped.append("rail %s unreadable (%s): left out" % (rail.label, e))
             continue

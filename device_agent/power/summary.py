@@ -61,10 +61,12 @@ def _from_watts(samples, max_gap):
 
 def _pace(samples, errors, period):
     """The period the readings kept: the one asked for, or the meter's own where it answers slower (the median
-    step between attempts). A meter that takes 5 ms a reading, asked for 1 kHz, had every step read as a dropout
-    and its energy absent as "readings missing for part of the loop" (a user walkthrough)."""
-    times = sorted([s.t for s in samples] + [t for t, _ in errors])
-    steps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    step between consecutive good readings with no failure between them: failures that each took a timeout would
+    make the pace of a dropout). A meter that takes 5 ms a reading, asked for 1 kHz, had every step read as a
+    dropout and its energy absent as "readings missing for part of the loop" (a user walkthrough)."""
+    failed = sorted(t for t, _ in errors)
+    steps = sorted(b.t - a.t for a, b in zip(samples, samples[1:])
+                   if b.t > a.t and not any(a.t < t < b.t for t in failed))
     return max(period, steps[len(steps) // 2]) if steps else period
 
 
@@ -101,8 +103,9 @@ def window_figures(kind, samples, errors, t_start, t_end, period):
     return out
 
 
-# No device edgeopt measures draws this much: a meter printing milliwatts (or an INA3221 file misread) gave
-# 1e9 W and 6.5e7 mJ per inference, with no word (a user walkthrough). A GPU workstation stays well below it.
+# No device edgeopt measures draws this much (a GPU workstation stays well below it): a meter printing 1e9 gave
+# 1e9 W and 6.5e7 mJ per inference, with no word (a user walkthrough). It catches a reading off by 1000x only above
+# 5 W of real draw: a Pi's 3.2 W printed in mW (3200) still reads as watts.
 MAX_PLAUSIBLE_W = 5000.0
 
 

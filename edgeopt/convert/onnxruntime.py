@@ -212,7 +212,7 @@ class OnnxRuntimeBackend(Backend):
                           compression, tools, notes)
 
     def float_output_hint(self, request, node, op_type):
-        return "" if request.options.keep_float else f"--keep-float {node}"   # any node, as named in the graph
+        return "" if request.options.keep_float or not node else f"--keep-float {node}"   # as named in the graph
 
     def host_runner(self, model_path, options=None):
         return ort_runner(model_path)

@@ -476,8 +476,17 @@ def _row_labels(names: list) -> tuple:
     """(each row's label, cut to FLEET_LABEL_CHARS with "…", the whole name its hover title; the left margin that
     fits the longest). Cut at 22 or 36 characters, two runs of `local` read alike ("local (2026-12-06 21:3"), and
     a longer name ran off the chart's left edge."""
-    shown = [n if len(n) <= FLEET_LABEL_CHARS else n[:FLEET_LABEL_CHARS - 1] + "…" for n in names]
+    shown = [n if len(n) <= FLEET_LABEL_CHARS else _cut_keeping_time(n) for n in names]
     return shown, 16 + round(6.2 * max((len(n) for n in shown), default=10))
+
+
+def _cut_keeping_time(name: str) -> str:
+    """A label cut to FLEET_LABEL_CHARS, its "(2026-12-06 21:36:12)" kept whole where it has one: two runs of
+    `mobilenet_v2-int8-pruned @ pi-kitchen` both read "… (2026…" (a review)."""
+    head, paren, tail = name.rpartition(" (")
+    suffix = paren + tail if paren and tail.endswith(")") and len(tail) < FLEET_LABEL_CHARS // 2 else ""
+    keep = FLEET_LABEL_CHARS - 1 - len(suffix)
+    return (head if suffix else name)[:keep] + "…" + suffix
 
 
 def _fleet_chart(group: dict) -> str:

@@ -77,7 +77,7 @@ def _summary(rows: list) -> list:
         out.append(f"| {cell(r['bundle'])}{batch} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
                    f"{fmt(r['p99_ms'])} | {fmt(r.get('throughput_fps'), 6)} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | "
                    + (f"{fmt(r.get('power_w'))} | {fmt(r.get('energy_mj'))} | " if power else "") + f"{verdict} |")
-    out += _absent_lines(rows)
+    out += _absent_lines(rows, () if power else POWER_COLUMNS)
     errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
     warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]
     out += [""] + errors + ([""] if errors else [])
@@ -90,12 +90,17 @@ def _unit(budget: dict) -> str:
     return f" {budget['unit']}" if budget["unit"] else ""
 
 
-def _absent_lines(rows: list) -> list:
-    """Why a column reads "—": one line per figure and reason, naming the results it holds for."""
+POWER_COLUMNS = ("W", "mJ / inference")   # shown only where some result measured power
+
+
+def _absent_lines(rows: list, hidden=()) -> list:
+    """Why a column reads "—": one line per figure and reason, naming the results it holds for (not for a column
+    the table leaves out)."""
     by_reason = {}
     for r in rows:
         for column, why in (r.get("absent") or {}).items():
-            by_reason.setdefault((column, why), []).append(f"{r['bundle']} @ {r['device']}")
+            if column not in hidden:
+                by_reason.setdefault((column, why), []).append(f"{r['bundle']} @ {r['device']}")
     return [""] + [f"{column} absent for {cell(', '.join(who))}: {cell(why)}"
                    for (column, why), who in by_reason.items()] if by_reason else []
 

@@ -182,10 +182,13 @@ def _runtime(doc: dict) -> str | None:
 def _absent_reasons(doc: dict) -> dict:
     """{column: why it is empty} for the summary's figures a result says it left out (p99 on too few samples, FPS
     not asked, top-1 not evaluated), so that a table's "—" can be read."""
-    lat, thr, acc = (doc.get(k) if isinstance(doc.get(k), dict) else {} for k in ("latency", "throughput", "accuracy"))
+    lat, thr, acc, power = (doc.get(k) if isinstance(doc.get(k), dict) else {}
+                            for k in ("latency", "throughput", "accuracy", "power"))
     reasons = {"p99": lat.get("p99_ms_absent") if lat.get("p99_ms") is None else None,
                "FPS": thr.get("reason") if thr.get("available") is False else None,
-               "top-1": acc.get("reason") if acc.get("available") is False else None}
+               "top-1": acc.get("reason") if acc.get("available") is False else None,
+               "W": power.get("reason") if power.get("available") is False else None,
+               "mJ / inference": power.get("energy_mj_per_inference_absent")}
     return {k: v for k, v in reasons.items() if isinstance(v, str) and v}
 
 

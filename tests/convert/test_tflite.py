@@ -571,3 +571,16 @@ def test_compare_tells_a_run_without_xnnpack_from_a_normal_one():
     assert runtime_text(run) == "litert 2.3.0"
     run["runtime"]["xnnpack"] = {"requested": False, "applied": False}
     assert runtime_text(run) == "litert 2.3.0 (XNNPACK off)"
+
+
+def test_an_output_made_by_an_unnamed_node_still_gets_the_way_to_keep_it_float():
+    """The lost-channel refusal's own "--int8-io float" was left to the pipeline, which gave nothing where the
+    output's producer has no name (a review); LiteRT's option needs no node, ONNX Runtime's --keep-float does."""
+    import types
+
+    from edgeopt.convert import BACKENDS, _backend_class
+    BACKEND_CLASSES = {name: _backend_class(BACKENDS[name]) for name in ("tflite", "onnxruntime")}
+    request = types.SimpleNamespace(int8_scheme="full-integer", options=types.SimpleNamespace(int8_io="",
+                                                                                             keep_float=""))
+    assert BACKEND_CLASSES["tflite"]().float_output_hint(request, "", "").startswith("--int8-io float")
+    assert BACKEND_CLASSES["onnxruntime"]().float_output_hint(request, "", "") == ""

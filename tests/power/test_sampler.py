@@ -59,6 +59,11 @@ def test_a_meter_slower_than_the_rate_asked_is_integrated_at_its_own_pace():
     gap = [(i * 0.005, 3.0) for i in range(61)] + [(0.6 + i * 0.005, 3.0) for i in range(61)]   # 0.3 s silent
     broken = window_figures("watts", _watts(gap), [], 0.0, 0.9, period=0.001)
     assert broken["coverage"] == pytest.approx(0.6 / 0.9, rel=0.02)
+    # failures that each take a 2 s timeout are no pace: one good reading, two timeouts, and so on (a review)
+    good = _watts([(i * 4.1, 3.0) for i in range(11)])
+    errors = [(i * 4.1 + d, "did not answer within 2.0 s") for i in range(10) for d in (2.05, 4.05)]
+    lost = window_figures("watts", good, errors, 0.0, 41.0, period=0.1)
+    assert "absent" in lost and "no two consecutive readings close enough" in lost["absent"], lost
 
 
 def test_time_a_reading_takes_at_the_window_edges_is_not_a_gap():

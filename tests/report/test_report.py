@@ -231,6 +231,8 @@ def test_power_and_temperature_where_measured(cli, jetson_result, tmp_path):
     (tmp_path / "plain.json").write_text(json.dumps(doc))
     plain = cli("report", tmp_path / "plain.json", "--format", "markdown", "--no-history").stdout
     assert "| top-1 | verdict |" in plain and "mJ / inference" not in plain   # no power measured: no columns
+    both = cli("report", jetson_result, tmp_path / "plain.json", "--format", "markdown", "--no-history").stdout
+    assert "W absent for none-fp32 @ local" in both and "no power sensor on this device \\(tried rapl\\)" in both
 
 
 def test_a_result_without_timelines_says_why(cli, jetson_result, tmp_path):
@@ -732,6 +734,10 @@ def test_memory_chart_labels_keep_the_run_time_whole():
              "steps": [("baseline", 40.0), ("loaded", 60.0), ("peak", 66.0), ("end", 64.0)]} for s in (12, 48)]
     page = html._memory(rows)
     assert all(f">digits-int8 @ local (2026-12-06 21:36:{s:02d})</text>" in page for s in (12, 48))
+    for row in rows:   # a longer name is cut before its time, not through it (a review)
+        row["bundle"], row["device"] = "mobilenet_v2-int8-pruned", f"pi-kitchen {row['device'][6:]}"
+    page = html._memory(rows)
+    assert all(f"… (2026-12-06 21:36:{s:02d})</text>" in page for s in (12, 48)), page
 
 
 def test_the_layer_chart_scales_to_its_largest_share_and_keeps_long_names_ends():
