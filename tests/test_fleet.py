@@ -212,6 +212,17 @@ def test_host_killed_mid_fleet_then_resume_completes_the_rest(cli, lab, bundles,
     assert len(list(fleet_dir.glob("*/*/node-*.json"))) == 4 and len(list(fleet_dir.glob("*/*"))) == 1  # resumed in place
 
 
+def _interrupt(host, sent) -> tuple:
+    """(stderr, seconds to exit) of a fleet process sent `sent`; killed after 30 s."""
+    started = time.monotonic()
+    host.send_signal(sent)
+    try:
+        _, err = host.communicate(timeout=30)
+    finally:
+        host.kill()
+    return err, time.monotonic() - started
+
+
 @pytest.mark.parametrize("sent, code, said", [(signal.SIGINT, 130, "interrupted"),
                                                (signal.SIGTERM, 143, "terminated (SIGTERM)")])
 def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path, sent, code, said):
@@ -234,15 +245,10 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path, se
         assert time.monotonic() < deadline and host.poll() is None, host.communicate()
         time.sleep(0.1)
     time.sleep(2.0)   # and in their timed loops
-    started = time.monotonic()
-    host.send_signal(sent)
-    try:
-        _, err = host.communicate(timeout=30)
-    finally:
-        host.kill()
+    err, seconds = _interrupt(host, sent)
     assert host.returncode == code and f"edgeopt: {said}: " in err, (host.returncode, err)
     assert "0 of 2 devices reported; the others read as no result in " in err and "--resume" in err, err
-    assert time.monotonic() - started < 10
+    assert seconds < 10
     agents = lambda: [p for p in psutil.process_iter(["cmdline"])
                       if any(str(r.parent) in part for part in (p.info["cmdline"] or []) for r in runs)
                       and "sshd" not in " ".join(p.info["cmdline"] or [])]
@@ -271,14 +277,9 @@ def test_ctrl_c_stops_the_agents_of_local_devices_too(bundles, tmp_path, sent, c
         time.sleep(0.1)
     time.sleep(2.0)
     agents = parent.children(recursive=True)
-    started = time.monotonic()
-    host.send_signal(sent)
-    try:
-        _, err = host.communicate(timeout=30)
-    finally:
-        host.kill()
+    err, seconds = _interrupt(host, sent)
     assert host.returncode == code and "0 of 3 devices reported" in err, (host.returncode, err)
-    assert time.monotonic() - started < 10
+    assert seconds < 10
     _, alive = psutil.wait_procs(agents, timeout=5)
     assert not alive, [p.cmdline() for p in alive]
 
