@@ -168,13 +168,13 @@ def check_study_name(name: str) -> None:
 
 
 def _refuse_another_studys_files(name: str, output_dir) -> None:
-    """A new study whose name another study (in another store) has used: its bundles and chosen NAME-best would be
-    overwritten without a word, and that study's report would describe a bundle that is no longer on disk."""
+    """A new study whose name another study (in another store) has used and answered: its chosen NAME-best would be
+    overwritten without a word, and that study's report would describe a bundle no longer on disk. Its trial
+    bundles alone are no answer: a study whose baseline could not be measured leaves them, and is run again."""
     import pathlib
-    best, trials = pathlib.Path(output_dir) / f"{name}-best.edgepkg", pathlib.Path(output_dir) / name
-    found = best if best.exists() else trials if trials.is_dir() and any(trials.iterdir()) else None
-    if found is not None:
-        raise BadInput(f"--study {name}: {found} holds another study's output (a study of that name in another "
+    best = pathlib.Path(output_dir) / f"{name}-best.edgepkg"
+    if best.exists():
+        raise BadInput(f"--study {name}: {best} is another study's chosen bundle (a study of that name in another "
                        "store, or one whose store was removed), which this one would overwrite: name another "
                        "--study, give another --output-dir, or remove it")
 

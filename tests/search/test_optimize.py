@@ -318,7 +318,8 @@ def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
     before = best.read_bytes()
     other = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "2", "--study", "dup",
                       "--budget", "latency_p90_ms=50", "--store", f"sqlite:///{tmp_path / 'other.db'}")
-    assert other.exit_code == 2 and f"--study dup: {best} holds another study's output" in other.stderr, other.stderr
+    assert other.exit_code == 2 and f"--study dup: {best} is another study's chosen bundle" in other.stderr, \
+        other.stderr
     assert best.read_bytes() == before
 
 
