@@ -180,13 +180,15 @@ def _edgeopt_file(path: pathlib.Path):
 def signature(bundle_path) -> dict | None:
     """The manifest signature a bundle carries (its second member), as {key: its SHA256 fingerprint, key_type,
     namespace}, verified against nothing; None where it carries none. `read` has verified its members."""
+    sig = _head(bundle_path)[1]
+    return None if sig is None else describe_signature(sig)
+
+
+def _head(bundle_path) -> tuple:
+    """(manifest bytes, signature bytes or None) of a bundle, by the agent's own reader of its first members."""
     with tarfile.open(bundle_path, "r:") as tar:
-        tar.next()
-        second = tar.next()
-        if second is None or agent_manifest.safe_path(second.name) != agent_manifest.SIGNATURE:
-            return None
-        sig = tar.extractfile(second).read(agent_bundle.MAX_SIGNATURE_BYTES)
-    return describe_signature(sig)
+        blob, sig, _ = agent_bundle._read_head(tar)
+    return blob, sig
 
 
 def describe_signature(sig: bytes) -> dict:
@@ -210,11 +212,7 @@ def check_signature(bundle_path, allowed_signers) -> str:
                        "OpenSSH allowed-signers file")
     if shutil.which("ssh-keygen") is None:
         raise BadInput("--allowed-signers needs OpenSSH's ssh-keygen (8.2 or later) on this machine")
-    with tarfile.open(bundle_path, "r:") as tar:
-        blob = tar.extractfile(tar.next()).read()
-        second = tar.next()
-        sig = tar.extractfile(second).read(agent_bundle.MAX_SIGNATURE_BYTES) if second is not None and \
-            agent_manifest.safe_path(second.name) == agent_manifest.SIGNATURE else None
+    blob, sig = _head(bundle_path)
     if sig is None:
         raise BadInput(f"bundle {bundle_path}: is not signed (no {agent_manifest.SIGNATURE}), so no key in {allowed} "
                        "signed it")
