@@ -28,9 +28,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from edgeopt import api  # noqa: E402
-from edgeopt.regression import EFFECT, INCONCLUSIVE, SAME, SLOWER, _direction, compare_samples  # noqa: E402
+from edgeopt.regression import (EFFECT, FLOOR_RUNS, INCONCLUSIVE, QUANTILES, SAME, SLOWER, _direction,  # noqa: E402
+                                _verdict, between_run_floor, compare_samples)
 
 SCALES = (1.0, 1.05, 1.10)
+FLOOR_SCALES = (1.0, 1.10, 1.25, 1.5)
 
 
 def record(n: int, runs: pathlib.Path) -> None:
@@ -89,6 +91,50 @@ def analyse(docs: list) -> dict:
             "load_1m": [(d.get("environment") or {}).get("load_1m") for d in docs]}
 
 
+def analyse_floor(docs: list) -> dict:
+    """The gate with and without the between-run floor (regression.between_run_floor), as `check --baseline` uses
+    it: every pair of runs (i < j) whose baseline i has FLOOR_RUNS runs of the bundle up to it, the floor read from
+    those (at most the newest 20), run j as it is and scaled. One comparison per pair and scale: the verdict without
+    the floor is recomputed from the same ratios and intervals."""
+    tallies = {s: {"pairs": 0, "slower_without": 0, "inconclusive_without": 0, "slower_with": 0,
+                   "inconclusive_with": 0} for s in FLOOR_SCALES}
+    floors = []
+    for i, j in itertools.combinations(range(len(docs)), 2):
+        floor = between_run_floor(docs[i], docs[:i + 1], "the runs", docs[j])
+        if floor is None:
+            continue
+        floors.append(floor)
+        base = np.asarray(docs[i]["latency"]["samples_ms"])
+        for scale in FLOOR_SCALES:
+            r = compare_samples(base, np.asarray(docs[j]["latency"]["samples_ms"]) * scale, floor=floor)
+            plain = dict(r)
+            for name, _ in QUANTILES:
+                q = r[name]
+                plain[name] = dict(q, direction=_direction(q["ratio"], *q["ci95"], r["effect"], "interval"))
+            without = _verdict(plain, r["p_value"], r["alpha"], r["effect"])[0]
+            t = tallies[scale]
+            t["pairs"] += 1
+            t["slower_without"] += int(without == SLOWER)
+            t["inconclusive_without"] += int(without == INCONCLUSIVE)
+            t["slower_with"] += int(r["verdict"] == SLOWER)
+            t["inconclusive_with"] += int(r["verdict"] == INCONCLUSIVE)
+    spread = {name: [float(np.percentile([f[name] for f in floors], q)) for q in (0, 50, 100)]
+              for name, _ in QUANTILES} if floors else {}
+    return {"tallies": tallies, "floor_min_median_max": spread}
+
+
+def _print_floor(report: dict) -> None:
+    print("\npairs of runs with the between-run floor (the baseline's bundle has >= "
+          f"{FLOOR_RUNS} runs up to it): slower / inconclusive")
+    print(f"{'candidate':<24}{'without the floor':>24}{'with the floor':>24}")
+    for scale, t in report["tallies"].items():
+        label = "unchanged (alarms)" if scale == 1.0 else f"x{scale:.2f} (detections)"
+        cells = [f"{t['slower_' + k]}/{t['pairs']} / {t['inconclusive_' + k]}" for k in ("without", "with")]
+        print(f"{label:<24}{cells[0]:>24}{cells[1]:>24}")
+    for name, (low, median, high) in report["floor_min_median_max"].items():
+        print(f"floor {name}: {low:.1%} min, {median:.1%} median, {high:.1%} max")
+
+
 def _print(title: str, tallies: dict) -> None:
     print(f"\n{title}")
     print(f"{'candidate':<24}{'gate (interval rule)':>22}{'inconclusive':>18}{'gate (point rule)':>20}"
@@ -104,15 +150,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=pathlib.Path, required=True, help="directory of recorded runs")
     parser.add_argument("--record", type=int, default=0, help="record this many runs first")
+    parser.add_argument("--floor-only", action="store_true", help="only the between-run floor's analysis")
     args = parser.parse_args()
     if args.record:
         record(args.record, args.runs)
-    report = analyse(load_runs(args.runs))
+    docs = load_runs(args.runs)
+    if args.floor_only:
+        _print_floor(analyse_floor(docs))
+        return
+    report = analyse(docs)
+    report["between_run_floor"] = analyse_floor(docs)
     out = ROOT / "benchmarks" / "results" / "regression_gate.json"
     out.write_text(json.dumps(report, indent=1, default=float))
     print(f"{report['runs']} runs; {report['seconds_per_comparison']:.2f} s per comparison (median)")
     _print("halves of one run (first half baseline, second half candidate)", report["halves_of_a_run"])
     _print("pairs of runs (earlier baseline, later candidate)", report["pairs_of_runs"])
+    _print_floor(report["between_run_floor"])
 
 
 if __name__ == "__main__":

@@ -975,7 +975,8 @@ def baseline_options(fn):
                       help="Where the default results store is (for --baseline store) [default: the results "
                            "folder that holds the result files, as `report` finds it, else ./results].")(fn)
     fn = click.option("--min-effect", "effect", type=FiniteRange(0, 10, max_open=True), default=0.05,
-                      show_default=True, help="Smallest slowdown that counts, as a fraction (0.05 = 5%).")(fn)
+                      show_default=True, help="Smallest slowdown that counts, as a fraction (0.05 = 5%). A slowdown must "
+                           "also clear the baseline model's own spread between runs, where five are known.")(fn)
     return click.option("--baseline", "baseline", multiple=True, metavar="BASE",
                         help="Baseline result file or run directory (repeatable), or `store`: the last good "
                              "result of the same bundle on the same device. Tests each device's latency for "
@@ -1020,7 +1021,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     out.emit(report, check_table(report), *tables, *warning_lines(report), *(escape(n) for n in nothing))
     if report["exit_code"]:   # a CI log shows why it failed, not only that
         out.quiet_lines(_report_failures(report["results"]) + _slower_lines(report.get("regressions") or []))
-    out.quiet_lines(nothing)
+    out.quiet_lines(nothing + [f"warning: {r['bundle']}@{r['device']}: regression gate inconclusive: {r['reason']}"
+                               for r in report.get("regressions") or [] if r.get("verdict") == "inconclusive"])
     return report["exit_code"]
 
 
@@ -1046,7 +1048,8 @@ def _slower_lines(regressions: list) -> list:
 def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     """Compare result files side by side: device, runtime, latency percentiles, memory, accuracy, verdicts;
     with --baseline, each device's latency change and whether it is significant. Exit code as `check`: 1 where a
-    result misses or does not measure a budget, or is significantly slower; 3 where a device failed."""
+    result misses or does not measure a budget, or is significantly slower; 3 where a device failed; but a result
+    with no budget passes (0), where `check` refuses it (2): comparing is also for looking."""
     from . import api
     from rich.markup import escape
 
@@ -1118,7 +1121,8 @@ def _report_format(output, given: str | None) -> str:
 @common
 def report(out, results, output, fmt, study, budgets, store_url, no_history, title):
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
-    offline), Markdown for a pull-request comment, or CSV. Exit code as `check`: 0, 1 or 3."""
+    offline), Markdown for a pull-request comment, or CSV. Exit code as `check`: 0, 1 or 3; a result with no
+    budget passes, said in the report, where `check` refuses it (2)."""
     from . import api
     fmt = _report_format(output, fmt)
     if output is None and fmt == "html":

@@ -118,6 +118,9 @@ def compare(source_runner, artifact_runner, samples: dict, inputs, quantized: bo
         floors = functools.partial(_input_rounding_sqnr, source_runner, feed, inputs, outputs, batch)
         _quantized_metric(report, outputs, entries, tolerance, min_agreement, floors)
     report.update(outputs=entries, passed=all(e["passed"] for e in entries))
+    blank = [why for o in outputs if (why := o.blank(None if quantized else limit))]
+    if blank:
+        report["source_blank"] = blank
     ref = [o.ref_merged for o in outputs]
     if LABELS in samples and _is_classifier(ref[0]) and len(ref[0]) == report["samples"]:
         labels = feed[LABELS]
@@ -382,6 +385,22 @@ class _Output:
     def fixed_per_side(self) -> bool:
         return len({a.shape for a in self.ref}) == 1 and len({a.shape for a in self.got}) == 1
 
+    def blank(self, limit: float | None) -> str | None:
+        """Why this float output of the source judges nothing, or None: the same value everywhere on every sample
+        (a head initialised to zero: a ViT's read 0 and passed), or, against an absolute limit, smaller than it
+        (random weights gave 2e-09: any artifact passed)."""
+        ref = self.ref_merged
+        if self.integer or ref is None or not ref.size or not np.issubdtype(ref.dtype, np.floating):
+            return None
+        values = ref.astype(np.float64)
+        if float(np.ptp(values)) == 0.0:
+            return f"output {self.label()} is {float(values.flat[0]):g} everywhere in every sample"
+        magnitude = self.magnitude()
+        if limit is not None and magnitude < limit:
+            return (f"output {self.label()} is at most {magnitude:.3g} in size, below parity's tolerance {limit:g}, "
+                    "so any artifact passes")
+        return None
+
     def magnitude(self) -> float:
         return float(max((np.max(np.abs(a.astype(np.float64)), initial=0.0) for a in self.ref), default=0.0))
 
@@ -491,8 +510,16 @@ def headline(report: dict) -> str:
     return f"{metric} {report.get(metric, report['max_abs_error']):.4g} (tolerance {report['tolerance']:g})"
 
 
+def blank_source_note(report: dict, samples_source: str | None = None) -> str | None:
+    """A warning where the source's outputs judge nothing (_Output.blank), or None."""
+    if not report.get("source_blank"):
+        return None
+    on = f" on the {samples_source}" if samples_source else ""
+    return (f"the source model's {'; '.join(report['source_blank'])}{on}: parity compares nothing there; untrained "
+            "or unloaded weights (random weights, a head initialised to zero), or an output to be read otherwise?")
+
+
 def describe_failure(report: dict) -> str:
-    """One line: the first output that failed its comparison, or the quantized model-level metric."""
     worst = [o for o in report.get("outputs", []) if not o["passed"] and o["comparison"] in
              ("elementwise", "multiset", "matched_rows")]
     if worst:

@@ -25,7 +25,8 @@ from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
 from .errors import BadInput, ParityMismatch
 from .models import detect_format, load_model, onnx_source
-from .parity import compare as parity_compare, data_files, describe_failure, only_top1_failed, source_on
+from .parity import (blank_source_note, compare as parity_compare, data_files, describe_failure, only_top1_failed,
+                     source_on)
 from .profiles import list_profiles, load_profile, shadows_builtin
 from .progress import SILENT
 
@@ -177,6 +178,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
         manifest["notes"] += _coarse_accuracy_notes(merged_budgets, evaluation, source_accuracy)
         manifest["notes"] += chance_accuracy_notes(evaluation, source_accuracy)
+        blank = blank_source_note(parity, parity.get("samples_source"))
+        manifest["notes"] += [f"warning: {blank}"] if blank else []
         if shadows_builtin(prof):   # the same name on another machine is the built-in, with its own budgets
             manifest["notes"].append(f"profile {prof.name} is {prof.path} ($EDGEOPT_PROFILES), in place of the "
                                      "built-in one of that name")
@@ -657,8 +660,11 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         report["host_inference_precision"] = host_precision
     if not report["passed"]:
         if not (allowed_by == "--allow-mismatch" or (allowed_by and only_top1_failed(report))):
-            raise ParityMismatch(describe_failure(report) + _float_layers_said(conversion, backend, request, quantized,
-                                                                               report, source))
+            # a source whose outputs judge nothing is said instead of the float layers' hint (an SQNR of 0 dB on
+            # outputs of 1e-14 advised --keep-float auto)
+            blank = blank_source_note(report, report.get("samples_source"))
+            raise ParityMismatch(describe_failure(report) + (f"; {blank}" if blank else _float_layers_said(
+                conversion, backend, request, quantized, report, source)))
         report["allowed_by"] = allowed_by
     if evaluation is None:
         return report, None, None

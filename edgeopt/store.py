@@ -469,6 +469,13 @@ class Store:
         machine the candidate ran on; a team's store holds `local` results of every laptop and CI runner, and only
         this machine's (or one that records no host) is a baseline. profile: the candidate bundle's; a bundle of
         the same name for another profile (generic/ONNX Runtime vs raspberry-pi-5/LiteRT) is another bundle."""
+        found = self.good_results(bundle, device, before, hostname, profile, limit=1)
+        return found[0] if found else None
+
+    def good_results(self, bundle: str, device: str, before: str, hostname: str | None = None,
+                     profile: str | None = None, limit: int = 1) -> list:
+        """The newest `limit` results last_good would choose from, newest first: the baseline and the runs before
+        it, from which the gate reads the model's spread between runs (regression.between_run_floor)."""
         t = results_table.c
         when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
         query = sa.select(t.id, t.document, t.created, t.path).where(t.bundle == bundle, t.device == device,
@@ -479,13 +486,15 @@ class Store:
         if profile:
             made_for = t.document[("bundle", "profile", "name")].as_string()
             query = query.where(sa.or_(made_for == profile, made_for.is_(None)))
-        query = query.order_by(t.created.desc(), t.id.desc()).limit(1)
+        query = query.order_by(t.created.desc(), t.id.desc()).limit(limit)
         with self._errors(f"cannot read the last good result of {bundle}@{device}"), self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        if not isinstance(row.document, dict):
-            raise BadInput(f"results store row {row.id} ({bundle}@{device}) holds no JSON object")
+            rows = conn.execute(query).all()
+        if rows and not isinstance(rows[0].document, dict):   # the baseline itself; an older run is only left out
+            raise BadInput(f"results store row {rows[0].id} ({bundle}@{device}) holds no JSON object")
+        return [self._good_document(row) for row in rows if isinstance(row.document, dict)]
+
+    @staticmethod
+    def _good_document(row) -> dict:
         doc = dict(row.document)
         # where it came from: the store's row, by when it was measured and its file (which may be gone or
         # elsewhere): "row 5" named an id that only history --json shows

@@ -372,3 +372,22 @@ def test_compare_says_when_a_quantized_bundle_is_no_faster_than_its_float_one(cl
     other["latency"] = scaled(int8_result["latency"], 0.5)
     assert cli("compare", _write(tmp_path, int8_result, "int8.json"), _write(tmp_path, other, "o.json"),
                "--json").json()["notes"] == []
+
+
+def test_a_figure_just_over_its_limit_is_shown_with_the_digits_that_tell_them_apart(cli, int8_result, tmp_path):
+    """`<= 66.89 MiB | 66.89 MiB | FAIL` (66.890625): a failure that read as a pass (a walkthrough). And two runs of
+    one bundle's warnings name which run each is."""
+    doc = copy.deepcopy(int8_result)
+    doc["memory"]["peak_rss_mb"] = 66.890625
+    doc["warnings"] = ["noisy run: robust_cv 0.2"]
+    path = _write(tmp_path, doc)
+    r = cli("check", path, "--budget", "peak_rss_mb=66.89")
+    text = " ".join(r.stdout.split())
+    assert r.exit_code == 1 and "<= 66.89 MiB │ 66.891 MiB │ FAIL" in text, r.stdout
+    r = cli("check", path, "--budget", "peak_rss_mb=66.890625")
+    assert r.exit_code == 0 and "<= 66.8906 MiB │ 66.8906 MiB │ pass" in " ".join(r.stdout.split()), r.stdout
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps(dict(doc, created="2030-01-01T00:00:00+00:00")))
+    r = cli("check", path, later, "--budget", "peak_rss_mb=100")
+    warned = [line for line in r.stdout.splitlines() if "noisy run" in line]
+    assert len(warned) == 2 and "2030-01-01 00:00:00" in warned[1], r.stdout

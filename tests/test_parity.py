@@ -178,3 +178,39 @@ def test_identical_outputs_read_as_such_not_as_200_db():
         "sqnr_db: outputs identical (tolerance 10)"
     assert headline({"metric": "sqnr_db", "sqnr_db": 41.25, "tolerance": 10.0, "max_abs_error": 0.1}) == \
         "sqnr_db 41.25 (tolerance 10)"
+
+
+@pytest.mark.parametrize("scale, said", [(0.0, "is 0 everywhere in every sample"),
+                                         (1e-9, "below parity's tolerance 0.0001, so any artifact passes")])
+def test_a_source_whose_outputs_judge_nothing_is_said(scale, said):
+    """A ViT whose head is initialised to zero passed parity at max_abs_error 0, random weights at 4e-15: nothing
+    was compared and nothing said (a walkthrough of third-party networks)."""
+    from edgeopt.parity import blank_source_note
+
+    def source(feed):
+        return [np.tanh(feed["x"]).astype(np.float32) * np.float32(scale)]
+
+    report = compare(source, source, SAMPLES, INPUTS, False, "fp32", TOLERANCE, "random samples")[0]
+    assert report["passed"] and len(report["source_blank"]) == 1 and said in report["source_blank"][0], report
+    note = blank_source_note(report, report["samples_source"])
+    assert note.startswith("the source model's output 0 ") and "on the random samples: parity compares nothing" in note
+    quantized = compare(source, source, SAMPLES, INPUTS, True, "fp32", TOLERANCE, "test")[0]
+    assert bool(quantized.get("source_blank")) == (scale == 0.0)   # judged relative to its size: tiny is fine
+    working = compare(lambda f: [np.tanh(f["x"])], lambda f: [np.tanh(f["x"])], SAMPLES, INPUTS, False, "fp32",
+                      TOLERANCE, "test")[0]
+    assert "source_blank" not in working and blank_source_note(working) is None
+
+
+def test_package_warns_of_a_model_whose_head_is_zero(cli, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    weights = numpy_helper.from_array(np.zeros((4, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "zero_head",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weights])
+    model = tmp_path / "zero_head.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    r = cli("package", model, "--profile", "generic", "--budget", "accuracy_drop=none", "-o", tmp_path / "z.edgepkg")
+    assert r.exit_code == 0, r.stderr
+    assert "warning the source model's output 0 (y) is 0 everywhere in every sample on the random" in " ".join(
+        r.stdout.split()), r.stdout

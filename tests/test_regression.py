@@ -100,6 +100,7 @@ def test_a_tail_that_grew_beyond_the_effect_unconfirmed_is_inconclusive_not_no_c
     tail = compare_samples(base, cand, resamples=300)
     assert tail["p_value"] >= 0.05 and tail["p90"]["ci95"][0] > 1.0 and tail["p90"]["ratio"] > 1.4
     assert tail["verdict"] == INCONCLUSIVE and "the rank test on block medians is not significant" in tail["reason"]
+    assert tail["p90"]["direction"] == INCONCLUSIVE   # read "slower" beside the verdict "inconclusive"
     rng = np.random.default_rng(11)   # a change within the effect is still no change
     small = compare_samples(run_samples(rng, 2000, sigma=0.01), run_samples(rng, 2000, 1.02, sigma=0.01), resamples=300)
     assert small["verdict"] == SAME and "within the 5% effect" in small["reason"]
@@ -122,6 +123,31 @@ def test_an_inconclusive_gate_passes_with_its_reason_shown_and_junit_skipped(cli
     skipped = [c for c in ET.parse(junit).getroot().iter("testcase") if c.find("skipped") is not None]
     assert [c.get("name") for c in skipped] == ["latency regression vs baseline"]
     assert skipped[0].find("skipped").get("message").startswith(f"inconclusive vs {paths[0]}: p=0.0")
+    r = cli("-q", "check", paths[1], "--baseline", paths[0], "--budget", "latency_p90_ms=1000")   # a CI log too
+    assert r.exit_code == 0 and r.stdout == "" and "regression gate inconclusive: p=0.0" in r.stderr, r.stderr
+
+
+def test_a_speedup_or_a_change_the_runs_cannot_tell_is_no_inconclusive_but_says_why():
+    """A walkthrough: a speed-up its interval did not confirm (p90 -5.8 %) was "inconclusive", a skipped JUnit case
+    and "measure again"; +57 % with p=0.35 read "no significant change" with no word why."""
+    from edgeopt.regression import _verdict
+    from edgeopt.report.tables import regression_lines, regression_table
+    faster = compare_samples(*reversed(_busy_spell(0)), resamples=300)   # the busy spell in the baseline
+    assert faster["p90"]["ratio"] < 0.7 and faster["verdict"] == SAME, faster
+    assert faster["reason"].endswith("faster beyond the 5% effect, not confirmed; no slowdown"), faster["reason"]
+    quantile = {"baseline_ms": 0.0192, "candidate_ms": 0.0302, "ratio": 1.569, "ci95": [0.97, 1.8],
+                "direction": INCONCLUSIVE}
+    out = {"p50": quantile, "p90": dict(quantile, ratio=1.01, direction=SAME), "effect": 0.05, "alpha": 0.05,
+           "p_value": 0.351}
+    verdict, reason = _verdict(out, 0.351, 0.05, 0.05)
+    assert verdict == SAME and "p50 +56.9%" in reason and "these runs cannot tell a change from noise" in reason
+    entry = dict(out, verdict=verdict, reason=reason, bundle="m", device="pi", baseline={}, notes=[])
+    assert regression_lines([entry]) == [f"[yellow]m@pi: regression gate not confirmed:[/] {reason}"]
+    within = dict(entry, p50=dict(quantile, ratio=2.0, direction=SAME), p_value=6.8e-08, effect=5.0)
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    console.print(regression_table([within]))   # significant, inside --min-effect 5: not "no significant change"
+    assert "no change beyond the 500% effect" in console.export_text() and regression_lines([within]) == []
 
 
 @settings(max_examples=40, deadline=None)
@@ -212,7 +238,7 @@ def test_a_baseline_without_samples_tests_nothing_and_is_refused(cli, pair, tmp_
     short.write_text(json.dumps(dict(base_doc, latency=dict(base_doc["latency"], samples_ms=base_doc["latency"][
         "samples_ms"][:5]))))
     r = cli("check", slow, "--baseline", short, "--budget", "latency_p90_ms=1000")
-    assert r.exit_code == 0 and "fewer than 20 samples on a side" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert r.exit_code == 0 and "not tested: fewer than 20 samples on a" in r.stdout, r.stdout   # the cell wraps
 
 
 def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
@@ -452,3 +478,71 @@ def test_the_ci_line_quotes_the_quantiles_that_grew():
     gate = {"bundle": "b", "device": "d", "verdict": SLOWER, "baseline": {"result": "base.json"},
             "p50": {"ratio": 1.02, "direction": "same"}, "p90": {"ratio": 1.48, "direction": SLOWER}}
     assert _slower_lines([gate]) == ["b@d: significantly slower than base.json (p90 +48.0%)"]
+
+
+def _runs_of_one_model(scales, model="a" * 64, threads=1, seed=40):
+    """Result documents of one model on one device, a day apart, each run's level `scale` (the host's state moved
+    between runs): the history a results store or folder keeps."""
+    rng = np.random.default_rng(seed)
+    return [{"status": "ok", "created": f"2026-01-{day:02d}T00:00:00+00:00",
+             "device": {"name": "pi", "hostname": "pi-1"}, "settings": {"threads": threads},
+             "runtime": {"name": "onnxruntime", "version": "1.22.0"},
+             "bundle": {"name": "m", "model_sha256": model, "manifest_sha256": f"{day:064x}"},
+             "latency": {"samples_ms": list(run_samples(rng, 600, scale))}}
+            for day, scale in enumerate(scales, start=1)]
+
+
+def test_a_change_within_the_models_own_spread_between_runs_is_not_called_slower():
+    """Identical runs minutes apart differed by more than one run's bootstrap allows (4 "slower" of 10 pairs of
+    unchanged runs here): a change must clear the spread of the baseline model's own runs too, where it has five."""
+    from edgeopt.regression import FLOOR_RUNS, between_run_floor
+    runs = _runs_of_one_model([1.0, 1.12, 0.92, 1.08, 0.95, 1.0])
+    baseline = runs[-1]
+    rng = np.random.default_rng(41)
+    candidate = dict(runs[0], created="2026-02-01T00:00:00+00:00", bundle=dict(baseline["bundle"], model_sha256="b" * 64),
+                     latency={"samples_ms": list(run_samples(rng, 600, 1.15))})
+    floor = between_run_floor(baseline, runs + [candidate], "the runs", candidate)
+    assert floor["runs"] == 6 and 0.15 < floor["p50"] < 0.6, floor
+    base, cand = (np.asarray(d["latency"]["samples_ms"]) for d in (baseline, candidate))
+    plain = compare_samples(base, cand, resamples=300)
+    assert plain["verdict"] == SLOWER   # without the runs' spread, +15% is a regression
+    held = compare_samples(base, cand, resamples=300, floor=floor)
+    assert held["verdict"] == INCONCLUSIVE and held["between_runs"] == floor, held
+    assert "the model's own spread between runs (p50 ±" in held["reason"] and "over its 6 runs" in held["reason"]
+    twice = compare_samples(base, cand * 2 / 1.15, resamples=300, floor=floor)
+    assert twice["verdict"] == SLOWER and "and the model's own spread between runs" in twice["reason"], twice
+    # only runs of that model, as measured: another model, another thread count, a later run, fewer than five
+    others = _runs_of_one_model([1.3, 0.8, 1.3, 0.8], model="c" * 64) + _runs_of_one_model([0.7, 1.4], threads=4)
+    assert between_run_floor(baseline, runs + others, "the runs", candidate) == floor
+    assert between_run_floor(runs[FLOOR_RUNS - 2], runs, "x", candidate) is None
+    assert between_run_floor(runs[FLOOR_RUNS - 1], runs, "x", candidate)["runs"] == FLOOR_RUNS
+    assert between_run_floor(baseline, runs, "x", runs[0])["runs"] == 5   # never the candidate itself
+    steady = _runs_of_one_model([1.0] * 6)   # a quiet device: its floor is below the effect, nothing changes
+    steady_floor = between_run_floor(steady[-1], steady, "x", candidate)
+    assert steady_floor["p50"] < 0.05 and "spread" not in compare_samples(
+        base, cand, resamples=300, floor=steady_floor)["reason"]
+
+
+def test_check_holds_a_change_to_the_baseline_models_spread_between_runs(cli, int8_result, tmp_path):
+    """End to end: --baseline results/ (its history/) and --baseline store give the spread, said in the reason."""
+    from edgeopt.store import Store
+    folder = tmp_path / "results"
+    (folder / "history").mkdir(parents=True)
+    store = Store(f"sqlite:///{folder / 'edgeopt.db'}")
+    model = dict(int8_result["bundle"], model_sha256="a" * 64)
+    stem = f"{model['name']}@{int8_result['device']['name']}"
+    for day, scale in enumerate([1.0, 1.12, 0.92, 1.08, 0.95, 1.0], start=1):
+        path, doc = _scaled(dict(int8_result, bundle=model), scale, f"2026-01-{day:02d}T00:00:00+00:00",
+                            f"{stem}-202601{day:02d}T000000000000Z.json", folder / "history")
+        store.add(doc)
+    (folder / f"{stem}.json").write_text(path.read_text())   # as results.save keeps them: the latest and history/
+    store.close()
+    for scale, code, verdict in ((1.15, 0, INCONCLUSIVE), (2.0, 1, SLOWER)):
+        path, _ = _scaled(dict(int8_result, bundle=dict(model, model_sha256="b" * 64)), scale,
+                          "2026-02-01T00:00:00+00:00", f"cand-{scale}.json", tmp_path)
+        for baseline in (folder, "store"):
+            r = cli("check", path, "--baseline", baseline, "--store", f"sqlite:///{folder / 'edgeopt.db'}", "--json")
+            assert "regressions" in r.json(), r.stdout + r.stderr
+            gate = r.json()["regressions"][0]
+            assert r.exit_code == code and gate["verdict"] == verdict, r.stdout + r.stderr
+            assert gate["between_runs"]["runs"] == 6 and "spread between runs" in gate["reason"], gate

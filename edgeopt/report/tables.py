@@ -105,10 +105,27 @@ def inspect_rows(info: dict):
 
 
 def _tensors(tensors: list) -> str:
-    """name dtype[1, 3, batch, h]: a dynamic dim by its name, unquoted (it read ['batch', 3, 'h', 'w'])."""
+    """name dtype[1, 3, batch, h]: a dynamic dim by its name, unquoted (it read ['batch', 3, 'h', 'w']); then what
+    the code feeding it needs: a layout the conversion changed, an INT8 tensor's scale and zero-point (a walkthrough
+    of a LiteRT INT8 bundle found them only in its manifest)."""
     def shape(dims):
         return f"[{', '.join(map(str, dims))}]" if isinstance(dims, list) else str(dims)
-    return "; ".join(f"{x['name']} {x['dtype']}{shape(x['shape'])}" for x in tensors)
+    return "; ".join(escape(f"{x['name']} {x['dtype']}{shape(x['shape'])}{_tensor_notes(x)}") for x in tensors)
+
+
+def _tensor_notes(x: dict) -> str:
+    notes = []
+    if isinstance(x.get("layout"), str):
+        source = x.get("source_layout")
+        notes.append(x["layout"] + (f", from the source's {source}" if isinstance(source, str) else ""))
+    q = x.get("quantization")
+    if isinstance(q, dict) and _finite(q.get("scale")) and _finite(q.get("zero_point")):
+        notes.append(f"scale {q['scale']:.6g}, zero-point {q['zero_point']:g}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _plural(n: int, noun: str) -> str:
@@ -504,18 +521,33 @@ def check_table(report: dict) -> Table:
     t = Table(title="Budget check")
     for col in ("result", "budget", "limit", "measured", "verdict"):
         t.add_column(col)
-    labels = [_label(e) for e in report["results"]]
-    for e in report["results"]:
-        label = _label(e)
-        if labels.count(label) > 1:   # `check results/history`: one bundle@device many times, told apart by when
-            label += f" {_time(e.get('created'), seconds=True)}"
+    for e, label in zip(report["results"], _labels_apart(report["results"])):
         if e["status"] != "ok":
             t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {escape(e.get('error', ''))}")
         for r in e["budgets"]:
-            measured = f"{r['measured']:.4g} {r['unit']}".strip() if r["measured"] is not None else escape(r["reason"])
+            measured = f"{_beside(r['measured'], r['limit'])} {r['unit']}".strip() if r["measured"] is not None \
+                else escape(r["reason"])
             t.add_row(label, r["budget"], f"{r['comparison']} {r['limit']:g} {r['unit']}".strip(), measured,
                       STATUS_STYLE[r["status"]])
     return t
+
+
+def _labels_apart(entries: list) -> list:
+    """bundle@device per result; where one is there many times (`check results/history`), told apart by when."""
+    labels = [_label(e) for e in entries]
+    return [label + (f" {_time(e.get('created'), seconds=True)}" if labels.count(label) > 1 else "")
+            for e, label in zip(entries, labels)]
+
+
+def _beside(measured: float, limit: float) -> str:
+    """A measured figure to 4 digits, or as many more as tell it from its limit: `<= 66.89 MiB`, `66.89 MiB`, FAIL
+    (66.890625) read as a pass that failed (a walkthrough)."""
+    shown_limit = float(f"{limit:g}")   # as the limit column shows it
+    for digits in range(4, 13):
+        text = f"{measured:.{digits}g}"
+        if (float(text) == shown_limit) == (measured == limit):
+            return text
+    return repr(measured)
 
 
 def compare_table(rows: list, title: str = "Comparison", every_column: bool = False) -> Table:
@@ -591,28 +623,47 @@ def regression_table(entries: list) -> Table:
         t.add_column(col, justify="right" if col == "p" else "left")
     for e in entries:
         base = e.get("baseline") or {}
-        against = f"{escape(base.get('bundle') or '—')} {_time(base.get('created'))}" if base else "—"
+        # to the second: a store's runs of one bundle a minute apart read alike (a walkthrough)
+        against = f"{escape(base.get('bundle') or '—')} {_time(base.get('created'), seconds=True)}" if base else "—"
         if "p50" not in e:
             t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, "—", "—", "—",
                       f"[yellow]{e['verdict']}[/]: {escape(e['reason'])}")
             continue
         notes = "".join(f"\n[yellow]{escape(n)}[/]" for n in e.get("notes", []))
         t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, _change(e["p50"]),
-                  _change(e["p90"]), f"{e['p_value']:.2g}", VERDICT_STYLE[e["verdict"]] + notes)
+                  _change(e["p90"]), f"{e['p_value']:.2g}", _verdict_cell(e) + notes)
     return t
+
+
+def _verdict_cell(e: dict) -> str:
+    """A significant change inside --min-effect is no "no significant change" beside its p of 7e-08 (a walkthrough)."""
+    if e["verdict"] == "no significant change" and e["p_value"] < e["alpha"]:
+        return f"no change beyond the {e['effect']:.0%} effect"
+    return VERDICT_STYLE[e["verdict"]]
 
 
 def regression_lines(entries: list) -> list:
     """An inconclusive verdict is only as useful as its reason (which quantile moved, why it was not called, what
-    to do): one line each under the table, too long for its cell."""
-    return [f"[yellow]{_label(e)}: regression gate inconclusive:[/] {escape(e['reason'])}"
-            for e in entries if e["verdict"] == "inconclusive"]
+    to do): one line each under the table, too long for its cell. So is a quantile beyond the effect that is no
+    verdict (+57 % read "no significant change" with no word why)."""
+    return [f"[yellow]{_label(e)}: regression gate {_undecided(e)}:[/] {escape(e['reason'])}"
+            for e in entries if _undecided(e)]
+
+
+def _undecided(e: dict) -> str | None:
+    """"inconclusive", "not confirmed" (a quantile beyond the effect, no verdict), or None."""
+    if e["verdict"] == "inconclusive":
+        return "inconclusive"
+    moved = e["verdict"] == "no significant change" and any(
+        (e.get(q) or {}).get("direction") == "inconclusive" for q in ("p50", "p90"))
+    return "not confirmed" if moved else None
 
 
 def warning_lines(report: dict) -> list:
     """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison.
     A throttled or frequency-capped run stands out: its figures hold only in that state."""
-    return [_warning_line(_label(e), w) for e in report["results"] for w in e["warnings"]]
+    return [_warning_line(label, w) for e, label in zip(report["results"], _labels_apart(report["results"]))
+            for w in e["warnings"]]
 
 
 def _label(entry: dict) -> str:

@@ -104,6 +104,12 @@ def test_a_tflite_is_inspected_and_packaged_as_it_is(cli, pi_bundles, tmp_path):
     # the same MACs counted on the converted graph as on its ONNX source (the 1-channel conv as depthwise)
     assert info["flops_estimate"] == cli("inspect", MODEL, "--json").json()["flops_estimate"]
     assert info["inputs"][0]["dtype"] == "int8" and info["inputs"][0]["shape"] == [1, 8, 8, 1]
+    # what code feeding it needs, in the table: scale and zero-point (and, of the bundle, the layout it changed)
+    scale, zero = info["inputs"][0]["quantization"]["scale"], info["inputs"][0]["quantization"]["zero_point"]
+    shown = " ".join(cli("inspect", model).stdout.split())
+    assert f"int8[1, 8, 8, 1] (scale {scale:.6g}, zero-point {zero})" in shown, shown
+    shown = " ".join(cli("inspect", pi_bundles["int8"]["path"]).stdout.split())
+    assert f"int8[1, 8, 8, 1] (NHWC, from the source's NCHW; scale {scale:.6g}, zero-point {zero})" in shown, shown
     # its own shape given is taken (a script passes them always); another one is refused, naming the file's
     name = info["inputs"][0]["name"]
     assert cli("inspect", model, "--input-shape", "1,8,8,1").exit_code == 0
