@@ -387,7 +387,7 @@ def between_run_floor(baseline: dict | None, pool: list, found_in: str, candidat
         except BadInput:   # another run's malformed samples: left out of the spread, not a refusal of the gate
             continue
         if samples is not None and len(samples) >= MIN_SAMPLES and np.all(samples > 0):
-            runs[(doc.get("created"), hostname(doc))] = (_when(doc), samples)   # a file and its history/ copy: one
+            runs[(str(doc.get("created")), hostname(doc))] = (_when(doc), samples)   # a file and its history/ copy
     newest = sorted(runs.values(), key=lambda run: run[0] or datetime.datetime.min.replace(
         tzinfo=datetime.timezone.utc), reverse=True)[:FLOOR_WINDOW]
     if len(newest) < FLOOR_RUNS:
@@ -404,7 +404,7 @@ def _measured_as(doc: dict) -> tuple:
     """What a run measured, for runs of one model: its model files (model_sha256; the bundle's manifest for results
     before it), device, host, runtime and threads. A first element None: the result does not say."""
     bundle = results.section(doc, "bundle")
-    return (bundle.get("model_sha256") or bundle.get("manifest_sha256"), (doc.get("device") or {}).get("name"),
+    return (bundle.get("model_sha256") or bundle.get("manifest_sha256"), results.section(doc, "device").get("name"),
             hostname(doc), results.runtime_text(doc), results.section(doc, "settings").get("threads"))
 
 

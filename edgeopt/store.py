@@ -404,7 +404,7 @@ class Store:
                "status": doc.get("status", "failed"), "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"),
                "p99_ms": lat.get("p99_ms"), "peak_rss_mb": (doc.get("memory") or {}).get("peak_rss_mb"),
                "power_w": (doc.get("power") or {}).get("mean_w"), "top1": (doc.get("accuracy") or {}).get("top1"),
-               "error": (doc.get("error") or {}).get("message"), "path": path or doc.get("_path"),
+               "error": (doc.get("error") or {}).get("message"), "path": _absolute(path or doc.get("_path")),
                "document": {k: v for k, v in doc.items() if not k.startswith("_")}}
         with self._errors(f"cannot store the result of {device}"), self._writing() as conn:
             conn.execute(results_table.insert().values(**_finite(row)))
@@ -501,3 +501,9 @@ class Store:
         created = row.created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         doc["_path"] = f"the store's result of {created}" + (f" ({row.path})" if row.path else "")
         return doc
+
+
+def _absolute(path):
+    """A result file's path as the store keeps it: absolute, so `history --json` opens it from any folder (it was
+    relative to the folder bench ran in: a walkthrough)."""
+    return os.path.abspath(path) if isinstance(path, str) and path else path

@@ -546,3 +546,23 @@ def test_check_holds_a_change_to_the_baseline_models_spread_between_runs(cli, in
             gate = r.json()["regressions"][0]
             assert r.exit_code == code and gate["verdict"] == verdict, r.stdout + r.stderr
             assert gate["between_runs"]["runs"] == 6 and "spread between runs" in gate["reason"], gate
+
+
+_json = st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=8)
+
+
+_FIELDS = st.sampled_from(["status", "created", "device", "bundle", "settings", "runtime", "latency"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(changes=st.lists(st.dictionaries(_FIELDS, _json, min_size=1, max_size=3), max_size=4))
+def test_the_between_run_floor_reads_any_store_row(changes):
+    """A team store's older rows are not validated before the floor reads them: a run with any field replaced by
+    any JSON is left out or read, never a crash of the gate."""
+    from edgeopt.regression import between_run_floor
+    runs = _runs_of_one_model([1.0] * 6)
+    others = [dict(runs[0], **change) for change in changes]
+    floor = between_run_floor(runs[-1], others + runs[1:], "x", {"created": "2030-01-01T00:00:00+00:00"})
+    assert floor is not None and floor["runs"] >= 5

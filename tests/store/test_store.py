@@ -325,3 +325,11 @@ def test_a_file_that_is_no_database_is_the_drivers_line_alone(cli, tmp_path):
     r = cli("history", "--store", f"sqlite:///{path}")
     assert r.exit_code == 2 and r.stderr == f"edgeopt: error: results store sqlite:///{path}: cannot open it: " \
                                             "file is not a database\n", r.stderr
+
+
+def test_a_result_file_is_kept_by_its_absolute_path(tmp_path, monkeypatch):
+    """`history --json` gave `results/history/x.json`, relative to the folder bench ran in (a walkthrough)."""
+    monkeypatch.chdir(tmp_path)
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        store.add(dict(DOC, _path="results/history/x.json"))
+        assert store.history()[0]["path"] == str(tmp_path / "results" / "history" / "x.json")
