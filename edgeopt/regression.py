@@ -229,8 +229,8 @@ def same_measurement(a: dict, b: dict) -> bool:
     """Whether two result documents are one measurement (a file and its copy in history/): the same creation
     time, to the microsecond, of the same bundle build on the same device and host, with the same samples."""
     def identity(doc):
-        return (doc.get("created"), (doc.get("device") or {}).get("name"), hostname(doc),
-                (doc.get("bundle") or {}).get("manifest_sha256"), (doc.get("latency") or {}).get("samples_ms"))
+        return (doc.get("created"), results.section(doc, "device").get("name"), hostname(doc),
+                results.section(doc, "bundle").get("manifest_sha256"), results.section(doc, "latency").get("samples_ms"))
     return a.get("created") is not None and identity(a) == identity(b)
 
 
@@ -341,7 +341,7 @@ def _store_baseline(store, doc: dict) -> tuple:
 
 def _samples(doc: dict) -> np.ndarray | None:
     """latency.samples_ms as floats; None if the result has none. A malformed list is refused."""
-    raw = (doc.get("latency") or {}).get("samples_ms")
+    raw = results.section(doc, "latency").get("samples_ms")
     if raw is None:
         return None
     ok = isinstance(raw, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
