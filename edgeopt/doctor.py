@@ -35,7 +35,9 @@ def device_profile(spec) -> tuple:
     try:
         return (load_profile(spec.profile) if spec.profile else None), []
     except BadInput as e:
-        return None, [_check("profile", False, f"{spec.field('profile')}: {e}",
+        where = f" (field `profile` of inventory {spec.inventory})" if spec.inventory else ""
+        # the line names the device and the check already: "device d1: profile: device d1 (inventory …)" read twice
+        return None, [_check("profile", False, f"{e}{where}",
                              "name a profile of `edgeopt profiles list`, or a profile's .toml file")]
 
 

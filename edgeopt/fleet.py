@@ -184,11 +184,12 @@ class FleetRun:
         if isinstance(recorded, list) and recorded and set(recorded) != set(names):
             self.close()
             missing, extra = sorted(set(recorded) - set(names)), sorted(set(names) - set(recorded))
-            differ = "; ".join(part for part in (f"not {', '.join(missing)}" if missing else "",
-                                                 f"also {', '.join(extra)}" if extra else "") if part)
+            # "(now: not dev-a, dev-b; also dev-u)" was hard to read (a walkthrough)
+            differ = "; ".join(part for part in (f"{', '.join(missing)} left out" if missing else "",
+                                                 f"{', '.join(extra)} added" if extra else "") if part)
             raise BadInput(f"fleet run {run_dir} measures {', '.join(recorded)}, and --resume continues it with the "
-                           f"same devices (now: {differ}); give the same inventory and group, or start a new run "
-                           "without --resume")
+                           f"same devices (this command: {', '.join(sorted(names))}; {differ}); give the same "
+                           "inventory and group, or start a new run without --resume")
 
     def connected(self, transport, now: bool) -> None:
         with self._lock:

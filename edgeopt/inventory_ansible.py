@@ -32,7 +32,10 @@ SSH_ARG_VARS = ("ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extr
 CONNECTIONS = {"ssh": "ssh", "paramiko": "ssh", "paramiko_ssh": "ssh", "smart": "ssh", "local": "local",
                "ansible.builtin.ssh": "ssh", "ansible.builtin.paramiko_ssh": "ssh", "ansible.builtin.local": "local"}
 # ssh options that tune or relax the OpenSSH client but do not change where or as whom we connect.
-HARMLESS_OPTIONS = {"stricthostkeychecking", "userknownhostsfile", "controlmaster", "controlpersist", "controlpath",
+# StrictHostKeyChecking and UserKnownHostsFile=/dev/null only relax host key checking, which edgeopt never does: left
+# without effect. A UserKnownHostsFile that names a file is refused: checked against ~/.ssh/known_hosts instead, its
+# hosts read as unknown with a hint at the wrong file (a walkthrough); ~/.ssh/config's is honoured.
+HARMLESS_OPTIONS = {"stricthostkeychecking", "controlmaster", "controlpersist", "controlpath",
                     "serveraliveinterval", "serveralivecountmax", "connecttimeout", "loglevel", "compression",
                     "forwardagent", "identitiesonly", "preferredauthentications", "pubkeyauthentication",
                     "passwordauthentication", "kbdinteractiveauthentication", "gssapiauthentication",
@@ -224,7 +227,11 @@ def _walk_ssh_words(words, where):
             key, _, value = word[2:].strip().replace("=", " ", 1).partition(" ")
             if key.lower() == "proxyjump":
                 jump = value.strip()
-            elif key.lower() not in HARMLESS_OPTIONS:
+            elif key.lower() == "userknownhostsfile" and value.strip() != "/dev/null":
+                raise BadInput(f"{where}: ssh option UserKnownHostsFile={value.strip()} is not honoured here: edgeopt "
+                               "would check ~/.ssh/known_hosts instead; set it in ~/.ssh/config (which edgeopt reads "
+                               "through `ssh -G`) or remove it")
+            elif key.lower() not in HARMLESS_OPTIONS | {"userknownhostsfile"}:
                 raise BadInput(f"{where}: ssh option {key!r} is not honoured by edgeopt's SSH client; "
                                "put it in ~/.ssh/config (read through `ssh -G`) or remove it")
         elif word not in HARMLESS_FLAGS:

@@ -153,6 +153,8 @@ def test_an_unknown_inventory_profile_is_a_finding_not_a_refusal(cli, tmp_path):
     r = cli("device", "doctor", "here", "-i", inventory, "--json")
     assert r.exit_code == 3, r.stderr   # as every failed check of doctor's
     checks = {c["check"]: c for c in r.json()["checks"]}
-    assert not checks["profile"]["ok"] and checks["profile"]["detail"].startswith(
-        f"device here (inventory {inventory}): field `profile`: unknown profile 'rasberry-pi-5'")
+    assert not checks["profile"]["ok"] and checks["profile"]["detail"].startswith("unknown profile 'rasberry-pi-5'")
+    assert checks["profile"]["detail"].endswith(f"(field `profile` of inventory {inventory})")
+    shown = cli("device", "doctor", "here", "-i", inventory, "-q").stderr   # the device named once, not twice
+    assert shown.count("device here") == 1 and "device here: profile: unknown profile 'rasberry-pi-5'" in shown
     assert checks["python"]["ok"]   # and the device diagnosed all the same

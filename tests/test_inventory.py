@@ -40,7 +40,7 @@ pi-b ansible_host=192.0.2.12 edgeopt_profile=raspberry-pi-4 rack="row 3"
 ansible_user=pi
 ansible_python_interpreter=/usr/bin/env python3
 edgeopt_workdir=/var/tmp/edgeopt
-ansible_ssh_common_args='-o ProxyJump=ops@bastion:2200,inner -o StrictHostKeyChecking=no'
+ansible_ssh_common_args='-o ProxyJump=ops@bastion:2200,inner -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
 
 [nucs]
 nuc1 ansible_host=192.0.2.20 ansible_port=2201 ansible_ssh_private_key_file=~/.ssh/nuc
@@ -261,6 +261,8 @@ def test_ansible_script_inventory(tmp_path, monkeypatch):
     ("[pis]\npi1 ansible_host='{{ inventory_hostname }}.lab'", "host pi1: ansible_host: '{{ inventory_hostname }}.lab' "
                                                               "is a Jinja template"),
     ("[pis]\npi1 ansible_ssh_common_args='-o ProxyCommand=\"nc %h %p\"'", "ssh option 'ProxyCommand' is not honoured"),
+    ("[pis]\npi1 ansible_ssh_common_args='-o UserKnownHostsFile=/etc/lab_hosts'",   # checked against another file
+     "ssh option UserKnownHostsFile=/etc/lab_hosts is not honoured here: edgeopt would check ~/.ssh/known_hosts"),
     ("[pis\npi1", "ansible-inventory refused it: "),
 ])
 def test_ansible_values_edgeopt_cannot_use_are_refused(tmp_path, text, message):

@@ -105,6 +105,10 @@ def _connect_failure(spec, where, client, error, options) -> str:
     key exchange) as a later, misleading error such as "No existing session"; say what happened instead."""
     transport = client.get_transport()
     if transport is not None and not transport.is_authenticated():
+        if not transport.remote_version and isinstance(error.__context__, (EOFError, ConnectionError)):
+            # at once, where "within 10 s" sent the user after a hung device (a web server on that port)
+            return (f"device {spec.name}: {where} accepted the connection and closed it without an SSH banner "
+                    "(not an SSH server: the wrong port?)")
         if not transport.remote_version:
             return (f"device {spec.name}: {where} accepted the connection but sent no SSH banner within "
                     f"{options.connect_timeout:g} s (not an SSH server, or the device is hung)")

@@ -66,6 +66,24 @@ def test_silent_peer_is_one_line_within_the_connect_timeout(cli, bundles, tmp_pa
         peer.close()
 
 
+def test_a_peer_that_closes_without_a_banner_is_said_at_once(tmp_path):
+    """A web server on the device's port answered and closed at once; the message said "no SSH banner within 10 s
+    (not an SSH server, or the device is hung)" 1.5 s later (a walkthrough)."""
+    import http.server
+    import threading
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = make_device("web", {"host": "127.0.0.1", "port": server.server_port, "user": "x"}, "test")
+        with pytest.raises(DeviceFailure) as raised:
+            SshTransport(spec, SshOptions(known_hosts=str(tmp_path / "kh"), connect_timeout=5)).connect()
+        assert str(raised.value) == (f"device web: x@127.0.0.1:{server.server_port} accepted the connection and "
+                                     "closed it without an SSH banner (not an SSH server: the wrong port?)")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _partials(device_dir: pathlib.Path):
     return sorted(p.name for p in device_dir.rglob("*.partial"))
 
