@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from .errors import BadInput, first_line
+from .results import bundle_variant
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
 HEAD = "0002"  # the newest revision under migrations/versions (a test keeps the two in step)
@@ -425,7 +426,10 @@ class Store:
         host = t.document[("device", "hostname")].as_string().label("host")
         # which bundle of that name: one name packaged for two profiles read as one series
         profile = t.document[("bundle", "profile", "name")].as_string().label("profile")
-        query = (sa.select(*[c for c in t if c.name != "document"], host, profile)
+        # what the bundle was made into (results.bundle_variant): an fp32 bundle under an int8 name read as int8
+        compression = t.document[("bundle", "compression")].label("compression")
+        transforms = t.document[("bundle", "transforms")].label("transforms")
+        query = (sa.select(*[c for c in t if c.name != "document"], host, profile, compression, transforms)
                  .order_by(t.created.desc(), t.id.desc()))
         if device:
             query = query.where(results_table.c.device == device)
@@ -433,7 +437,8 @@ class Store:
             query = query.where(results_table.c.bundle == bundle)
         with self._errors("cannot read the history"), self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
-        return [row | {"created": row["created"].isoformat()} for row in rows]
+        return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
+            {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
     def documents(self, ids: list) -> dict:
         """The stored result documents by row id."""
@@ -507,3 +512,7 @@ def _absolute(path):
     """A result file's path as the store keeps it: absolute, so `history --json` opens it from any folder (it was
     relative to the folder bench ran in: a walkthrough)."""
     return os.path.abspath(path) if isinstance(path, str) and path else path
+
+
+def _without_parts(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("compression", "transforms")}

@@ -128,9 +128,11 @@ def test_quiet_read_only_verbs_print_their_data_plain(cli, tmp_path, int8_result
     assert r.exit_code == 0 and r.stdout.splitlines()[1].split("\t")[0] == "here" and "intel-cpu" in r.stdout
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "-q")
     header, *rows = r.stdout.splitlines()
-    assert r.exit_code == 0 and header.split("\t")[:5] == ["created (UTC)", "bundle", "profile", "device", "host"]
+    assert r.exit_code == 0 and header.split("\t")[:6] == ["created (UTC)", "bundle", "profile", "made into", "device",
+                                                                  "host"]
     host = int8_result["device"]["hostname"]   # which machine: a team's `local` is many; which profile's bundle
-    assert any(row.split("\t")[1:6] == [int8_result["bundle"]["name"], "generic", "local", host, "ok"] for row in rows)
+    assert any(row.split("\t")[1:7] == [int8_result["bundle"]["name"], "generic", "int8", "local", host, "ok"]
+               for row in rows)
     assert header.split("\t")[-1] == "error"   # a failed run says why
     r = cli("history", "--results-dir", pathlib.Path(int8_result["_path"]).parent, "--bundle", "no-such-bundle")
     assert r.exit_code == 0 and "no results for bundle 'no-such-bundle'" in r.stdout
@@ -339,7 +341,7 @@ def test_quiet_lines_leave_absent_cells_empty_and_errors_whole():
     rows = [{"created": "2026-12-05T19:09:21+00:00", "bundle": "b", "device": "f", "host": None, "status": "failed",
              "p90_ms": None, "peak_rss_mb": None, "top1": None, "error": why + "\nsecond line"}]
     assert plain_lines(history_table(rows, whole=True))[1].split("\t") == [
-        "2026-12-05 19:09:21", "b", "", "f", "", "failed", "", "", "", why]
+        "2026-12-05 19:09:21", "b", "", "", "f", "", "failed", "", "", "", why]
     assert plain_lines(history_table(rows))[1].split("\t")[-1] == why[:79] + "…"   # a terminal's cell
 
 

@@ -742,13 +742,14 @@ def history_table(rows: list, empty: str = "no results in the store", whole: boo
     t = Table(title="History", caption=None if rows else empty)
     # the time whole, in UTC as compare shows it: "2026-12-06T08:33…" made two runs of a minute read alike
     t.add_column("created (UTC)", no_wrap=True)
-    for col in ("bundle", "profile", "device", "host", "status", "p90 ms", "peak RSS MiB", "top-1", "error"):
+    for col in ("bundle", "profile", "made into", "device", "host", "status", "p90 ms", "peak RSS MiB", "top-1",
+                "error"):
         t.add_column(col)
     for r in rows:
         error = ((r.get("error") or "").splitlines() or [""])[0]
         shown = error if whole or len(error) <= 80 else error[:79] + "…"
         t.add_row(_time(r["created"], seconds=True), escape(r["bundle"] or "—"), escape(r.get("profile") or "—"),
-                  escape(r["device"]), escape(r.get("host") or "—"),
+                  escape(r.get("variant") or "—"), escape(r["device"]), escape(r.get("host") or "—"),
                   r["status"], _num(r["p90_ms"], LATENCY_MS),
                   _num(r["peak_rss_mb"], "{:.1f}"), _num(r["top1"], "{:.4f}"), escape(shown))
     return t

@@ -333,3 +333,20 @@ def test_a_result_file_is_kept_by_its_absolute_path(tmp_path, monkeypatch):
     with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store.add(dict(DOC, _path="results/history/x.json"))
         assert store.history()[0]["path"] == str(tmp_path / "results" / "history" / "x.json")
+
+
+def test_history_says_what_each_bundle_was_made_into(url):
+    """An fp32 bundle under an int8 name read as int8 in history: the column says what its manifest says."""
+    from edgeopt.report.tables import history_table
+    int8 = dict(DOC, bundle=dict(DOC["bundle"], compression={"quantize": "int8", "precision": "fp32"},
+                                 transforms=["prune", "distill"]))
+    with Store(url) as store:
+        store.add(int8)
+        store.add(dict(DOC, created="2026-11-30T11:00:00+00:00"))   # a result that does not say
+        rows = store.history()
+    assert [r["variant"] for r in rows] == [None, "int8 + prune + distill"]
+    assert "compression" not in rows[0] and "transforms" not in rows[0]
+    from rich.console import Console
+    console = Console(width=250, record=True)
+    console.print(history_table(rows))
+    assert "int8 + prune + distill" in console.export_text()
