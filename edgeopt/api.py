@@ -796,11 +796,13 @@ def _study_results(study: dict, url) -> tuple:
 
 
 def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = None, store_url: str | None = None,
-           history: bool = True, title: str = "edgeopt report", study: str | None = None) -> dict:
+           history: bool = True, title: str = "edgeopt report", study: str | None = None, baseline=None,
+           effect: float | None = None) -> dict:
     """Result files or fleet run directories -> one report: a self-contained HTML page, Markdown or CSV.
     Written to `output` when given; the text is returned under `text` either way, with the rows it was made from.
     study: an optimize study in the store, shown with its trials and Pareto front; without result files, the
-    report is made of the study's baseline and best trial's results (where they are on this host)."""
+    report is made of the study's baseline and best trial's results (where they are on this host). baseline, effect:
+    the regression gate, as check's (a pull-request comment carried no verdict of it)."""
     from .report import html as html_report, markdown as md_report, rows as report_rows
 
     if fmt not in REPORT_FORMATS:
@@ -818,7 +820,8 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
         raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are neither on "
                                                                    "this host nor in its store)" if study else ""))
     verdicts = check(result_paths or paths, budgets, limits_by_path=_study_limits(found), require_budgets=False,
-                     stored=stored)   # run directories as given: check counts the devices their files lack
+                     stored=stored, baseline=baseline or None, effect=effect,
+                     store_url=store_url)   # run directories as given: check counts the devices their files lack
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
     docs = [stored.get(str(p)) or results.load(p) for p in paths]

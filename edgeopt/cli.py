@@ -974,6 +974,11 @@ def baseline_options(fn):
     fn = click.option("--results-dir", type=click.Path(file_okay=False),
                       help="Where the default results store is (for --baseline store) [default: the results "
                            "folder that holds the result files, as `report` finds it, else ./results].")(fn)
+    return gate_options(fn)
+
+
+def gate_options(fn):
+    """--baseline and --min-effect: report's too, whose --store is its history's and the gate's."""
     fn = click.option("--min-effect", "effect", type=FiniteRange(0, 10, max_open=True), default=0.05,
                       show_default=True, help="Smallest slowdown that counts, as a fraction (0.05 = 5%). A slowdown must "
                            "also clear the baseline model's own spread between runs, where five are known.")(fn)
@@ -1118,10 +1123,12 @@ def _report_format(output, given: str | None) -> str:
                                           "edgeopt.db beside the results].")
 @click.option("--no-history", is_flag=True, help="Leave out the history trends.")
 @click.option("--title", default="edgeopt report", show_default=True, help="The report's title.")
+@gate_options
 @common
-def report(out, results, output, fmt, study, budgets, store_url, no_history, title):
+def report(out, results, output, fmt, study, budgets, store_url, no_history, title, baseline, effect):
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
-    offline), Markdown for a pull-request comment, or CSV. Exit code as `check`: 0, 1 or 3; a result with no
+    offline), Markdown for a pull-request comment, or CSV. With --baseline, the regression gate's table too (as
+    `check --baseline`; `--baseline store` reads --store). Exit code as `check`: 0, 1 or 3; a result with no
     budget passes, said in the report, where `check` refuses it (2)."""
     from . import api
     fmt = _report_format(output, fmt)
@@ -1130,7 +1137,8 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
         _refuse_a_foreign_default_report(output)
     if not results and not study:
         raise click.UsageError("give result files or run directories, or --study NAME")
-    doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title, study)
+    doc = api.report(list(results), output, fmt, _budgets(budgets), store_url, not no_history, title, study,
+                     list(baseline), effect)
     if doc["store_error"] and not out.as_json:   # on stderr under --quiet too: the report lacks what was asked
         click.echo(f"edgeopt: warning: the report has no history: {doc['store_error']}", err=True)
     if output is None and not out.as_json:   # the text on stdout is the answer, under --quiet too (as compare's table)
@@ -1141,7 +1149,8 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
     if doc["exit_code"] and not (out.as_json or out.quiet):   # a CI log shows why, not only the page's name
-        for line in _report_failures(doc["rows"]["summary"]) or [doc["rows"]["headline"]]:   # a study's own verdict
+        for line in (_report_failures(doc["rows"]["summary"]) + _slower_lines(doc["rows"]["regressions"])
+                     or [doc["rows"]["headline"]]):   # a study's own verdict
             click.echo(f"edgeopt: {line}", err=True)
     return doc["exit_code"]
 

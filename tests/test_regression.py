@@ -566,3 +566,20 @@ def test_the_between_run_floor_reads_any_store_row(changes):
     others = [dict(runs[0], **change) for change in changes]
     floor = between_run_floor(runs[-1], others + runs[1:], "x", {"created": "2030-01-01T00:00:00+00:00"})
     assert floor is not None and floor["runs"] >= 5
+
+
+def test_report_carries_the_regression_gate(cli, pair, tmp_path):
+    """A pull-request comment (report --format markdown) carried no verdict of the gate: `report --baseline` shows
+    its table, exits 1 on a slowdown as check does, and the HTML page shows it too."""
+    base, slow, _, _ = pair
+    r = cli("report", slow, "--baseline", base, "--budget", "latency_p90_ms=1000", "--format", "markdown")
+    assert r.exit_code == 1, r.stdout + r.stderr
+    assert "#### Regression gate (minimum effect 5%)" in r.stdout and "(+100.0%, CI" in r.stdout
+    assert "| ❌ SLOWER |" in r.stdout and f"significantly slower than {base}" in r.stderr, r.stdout + r.stderr
+    page = tmp_path / "r.html"
+    r = cli("report", base, "--baseline", slow, "--budget", "latency_p90_ms=1000", "-o", page, "--min-effect", "0.1")
+    text = page.read_text()
+    assert r.exit_code == 0 and "<h2>Regression gate" in text and "(minimum effect 10%)" in text, r.stderr
+    assert '<span class="badge ok">faster</span>' in text
+    r = cli("report", base, "--budget", "latency_p90_ms=1000", "--format", "markdown")   # without: no such section
+    assert r.exit_code == 0 and "Regression gate" not in r.stdout

@@ -16,7 +16,7 @@ from rich.text import Text
 from .. import __version__
 from ..search.trial import PHASES
 from . import changes
-from .rows import utc_time
+from .rows import quantile_change, undecided, utc_time, within_effect
 from .tables import (best_warnings, carried_limit, closest_lines, figure_columns, in_brackets, judged_figures,
                      measured_again, median_of_runs, trial_marks, versus_textbook_line)
 from .svg import Chart, color, nice_ticks, number, padded
@@ -83,7 +83,8 @@ def who(row: dict) -> str:
 
 
 def render(report: dict, title: str = "edgeopt report") -> str:
-    body = [_header(report, title), _summary(report["summary"]), _study(report.get("study")), _latency(report["latency"]),
+    body = [_header(report, title), _summary(report["summary"]), _regressions(report.get("regressions") or []),
+            _study(report.get("study")), _latency(report["latency"]),
             _over_run(report["latency"]), _throughput(report.get("throughput") or []),
             _layers(report.get("layer_profile") or []), _memory(report["memory"]), _power(report["power"]),
             _thermal(report["thermal"]), _fleet(report["fleet"]), _history(report["history"], report["history_absent"]),
@@ -100,6 +101,34 @@ def _header(report: dict, title: str) -> str:
     return (f"<h1>{esc(title)}</h1><p class=\"meta\">{len(report['summary'])} result(s) · generated {when} by edgeopt "
             f"{esc(__version__)} · overall {badge(state)} <span class=\"muted\">({esc(report['headline'])}; "
             f"edgeopt report exits {code})</span></p>")
+
+
+GATE_BADGES = {"slower": "fail", "faster": "pass", "no significant change": "pass", "inconclusive": "unmeasured",
+               "not tested": "unmeasured"}
+
+
+def _regressions(entries: list) -> str:
+    """report --baseline: the regression gate as check shows it, each verdict's reason beside it where it needs one."""
+    if not entries:
+        return ""
+    effect = next((e["effect"] for e in entries if "effect" in e), None)
+    rows = []
+    for e in entries:
+        base = e.get("baseline") or {}
+        against = f"{esc(base.get('bundle') or '—')}<br><span class=\"small muted\">{esc(utc_time(base.get('created'), True) or '')}</span>" if base else "—"
+        verdict = (f'<span class="badge {VERDICTS[GATE_BADGES[e["verdict"]]][1]}">'
+                   f'{esc(within_effect(e) or e["verdict"]) if "p50" in e else esc(e["verdict"])}</span>')
+        reason = e["reason"] if "p50" not in e or undecided(e) or e["verdict"] == "slower" else ""
+        said = "".join(f"<br><span class=\"small muted\">{esc(x)}</span>" for x in [reason, *(e.get("notes") or [])] if x)
+        changes_ = ([esc(quantile_change(e[q])) for q in ("p50", "p90")] + [f"{e['p_value']:.2g}"] if "p50" in e
+                    else ["—", "—", "—"])
+        rows.append(f"<tr><td class=name>{esc(e['bundle'] or '—')}</td><td class=name>{esc(e['device'] or '—')}</td>"
+                    f"<td>{against}</td>" + "".join(f"<td class=num>{c}</td>" for c in changes_)
+                    + f"<td>{verdict}{said}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("bundle", "device", "baseline", "p50 ms", "p90 ms", "p", "verdict"))
+    title = "Regression gate" + (f" <span class=\"small muted\">(minimum effect {effect:.0%})</span>"
+                                 if effect is not None else "")
+    return f"<h2>{title}</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _budget_list(budgets: list) -> str:

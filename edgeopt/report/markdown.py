@@ -12,7 +12,7 @@ import re
 
 from rich.text import Text
 
-from .rows import machine_rows
+from .rows import machine_rows, quantile_change, undecided, utc_time, within_effect
 from .tables import best_warnings, carried_limit, closest_lines, in_brackets, judged_figures, measured_again
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
@@ -52,7 +52,8 @@ def markdown(report: dict, title: str = "edgeopt report") -> str:
     code = report["exit_code"]
     overall = ("❌ " if code else "✅ " if report.get("checked", True) else "") + report["headline"]
     lines = [f"### {cell(title)}", "", f"{len(report['summary'])} result(s): {overall}.", ""]
-    lines += (_summary(report["summary"]) + _over_run(report) + _layers(report.get("layer_profile") or [])
+    lines += (_summary(report["summary"]) + _regressions(report.get("regressions") or []) + _over_run(report)
+              + _layers(report.get("layer_profile") or [])
               + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
               + _study(report.get("study")))
     return "\n".join(lines).rstrip() + "\n"
@@ -84,6 +85,34 @@ def _summary(rows: list) -> list:
     if warnings:
         out += ["<details><summary>Warnings</summary>", ""] + warnings + ["", "</details>", ""]
     return out
+
+
+REGRESSION_MD = {"slower": "❌ SLOWER", "faster": "faster", "no significant change": "no significant change",
+                 "inconclusive": "⚠️ inconclusive", "not tested": "⚠️ not tested"}
+
+
+def _regressions(entries: list) -> list:
+    """The regression gate (report --baseline), as check shows it: a pull-request comment carried no verdict."""
+    if not entries:
+        return []
+    effect = next((e["effect"] for e in entries if "effect" in e), None)
+    out = ["#### Regression gate" + (f" (minimum effect {effect:.0%})" if effect is not None else ""), "",
+           "| bundle | device | baseline | p50 ms | p90 ms | p | verdict |", "|---|---|---|---|---|--:|---|"]
+    said = []
+    for e in entries:
+        base = e.get("baseline") or {}
+        against = f"{cell(base.get('bundle') or '—')} {cell(utc_time(base.get('created'), True) or '')}" if base else "—"
+        if "p50" not in e:
+            out.append(f"| {cell(e['bundle'])} | {cell(e['device'])} | {against} | — | — | — | "
+                       f"{REGRESSION_MD[e['verdict']]}: {cell(e['reason'])} |")
+            continue
+        verdict = within_effect(e) or REGRESSION_MD[e["verdict"]]
+        out.append(f"| {cell(e['bundle'])} | {cell(e['device'])} | {against} | {quantile_change(e['p50'])} | "
+                   f"{quantile_change(e['p90'])} | {e['p_value']:.2g} | {verdict} |")
+        said += [f"- {cell(e['bundle'])} @ {cell(e['device'])}: {cell(n)}" for n in e.get("notes") or []]
+        if undecided(e) or e["verdict"] == "slower":
+            said.append(f"- {cell(e['bundle'])} @ {cell(e['device'])}: {undecided(e) or 'slower'}: {cell(e['reason'])}")
+    return out + [""] + said + ([""] if said else [])
 
 
 def _unit(budget: dict) -> str:

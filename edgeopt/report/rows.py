@@ -120,6 +120,29 @@ def utc_time(created, seconds: bool = False) -> str | None:
     return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
+def quantile_change(q: dict) -> str:
+    """A regression gate's quantile: `0.0200 → 0.0240 (+20.0%, CI +18.1%…+22.0%)`."""
+    low, high = q["ci95"]
+    return f"{q['baseline_ms']:.4f} → {q['candidate_ms']:.4f} ({q['ratio'] - 1:+.1%}, CI {low - 1:+.1%}…{high - 1:+.1%})"
+
+
+def within_effect(e: dict) -> str | None:
+    """"no change beyond the 5% effect" for a significant change inside --min-effect, else None."""
+    if e["verdict"] == "no significant change" and e["p_value"] < e["alpha"]:
+        return f"no change beyond the {e['effect']:.0%} effect"
+    return None
+
+
+def undecided(e: dict) -> str | None:
+    """"inconclusive", "not confirmed" (a quantile beyond the effect, no verdict), or None: a verdict whose reason
+    is shown beside it."""
+    if e["verdict"] == "inconclusive":
+        return "inconclusive"
+    moved = e["verdict"] == "no significant change" and any(
+        (e.get(q) or {}).get("direction") == "inconclusive" for q in ("p50", "p90"))
+    return "not confirmed" if moved else None
+
+
 def machine_rows(summary: list) -> list:
     """The summary rows for CSV and JSON: each device by its own name (the shown one under `shown`)."""
     return [dict(r, device=r["device_name"], shown=r["device"]) for r in summary]
@@ -383,4 +406,4 @@ def build(docs: list, check: dict, history: dict | None, history_absent: str | N
             "memory": [memory_row(doc) for doc in ok], "fleet": fleet_groups(summary),
             "throughput": [throughput_row(doc) for doc in ok], "layer_profile": [layer_profile_row(doc) for doc in ok],
             "history": _history(history or {}),
-            "history_absent": history_absent, "study": study}
+            "history_absent": history_absent, "study": study, "regressions": check.get("regressions") or []}

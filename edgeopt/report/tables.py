@@ -15,7 +15,7 @@ from device_agent.manifest import REFERENCE_STAGES
 from ..budgets import KINDS, SAME_EVERY_RUN, unit_suffix, with_unit
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
-from .rows import batch, utc_time
+from .rows import batch, quantile_change, undecided, utc_time, within_effect
 
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
@@ -609,11 +609,6 @@ VERDICT_STYLE = {"slower": "[bold red]SLOWER[/]", "faster": "[green]faster[/]",
                  "no significant change": "no significant change", "inconclusive": "[yellow]inconclusive[/]"}
 
 
-def _change(q: dict) -> str:
-    low, high = q["ci95"]
-    return f"{q['baseline_ms']:.4f} → {q['candidate_ms']:.4f} ({q['ratio'] - 1:+.1%}, CI {low - 1:+.1%}…{high - 1:+.1%})"
-
-
 def regression_table(entries: list) -> Table:
     """One row per candidate: its baseline, the p50 and p90 change with the 95% interval, the verdict."""
     effect = next((e["effect"] for e in entries if "effect" in e), None)
@@ -630,33 +625,23 @@ def regression_table(entries: list) -> Table:
                       f"[yellow]{e['verdict']}[/]: {escape(e['reason'])}")
             continue
         notes = "".join(f"\n[yellow]{escape(n)}[/]" for n in e.get("notes", []))
-        t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, _change(e["p50"]),
-                  _change(e["p90"]), f"{e['p_value']:.2g}", _verdict_cell(e) + notes)
+        t.add_row(escape(e["device"] or "—"), escape(e["bundle"] or "—"), against, quantile_change(e["p50"]),
+                  quantile_change(e["p90"]), f"{e['p_value']:.2g}", _verdict_cell(e) + notes)
     return t
 
 
 def _verdict_cell(e: dict) -> str:
     """A significant change inside --min-effect is no "no significant change" beside its p of 7e-08 (a walkthrough)."""
-    if e["verdict"] == "no significant change" and e["p_value"] < e["alpha"]:
-        return f"no change beyond the {e['effect']:.0%} effect"
-    return VERDICT_STYLE[e["verdict"]]
+    within = within_effect(e)
+    return within if within else VERDICT_STYLE[e["verdict"]]
 
 
 def regression_lines(entries: list) -> list:
     """An inconclusive verdict is only as useful as its reason (which quantile moved, why it was not called, what
     to do): one line each under the table, too long for its cell. So is a quantile beyond the effect that is no
     verdict (+57 % read "no significant change" with no word why)."""
-    return [f"[yellow]{_label(e)}: regression gate {_undecided(e)}:[/] {escape(e['reason'])}"
-            for e in entries if _undecided(e)]
-
-
-def _undecided(e: dict) -> str | None:
-    """"inconclusive", "not confirmed" (a quantile beyond the effect, no verdict), or None."""
-    if e["verdict"] == "inconclusive":
-        return "inconclusive"
-    moved = e["verdict"] == "no significant change" and any(
-        (e.get(q) or {}).get("direction") == "inconclusive" for q in ("p50", "p90"))
-    return "not confirmed" if moved else None
+    return [f"[yellow]{_label(e)}: regression gate {undecided(e)}:[/] {escape(e['reason'])}"
+            for e in entries if undecided(e)]
 
 
 def warning_lines(report: dict) -> list:
