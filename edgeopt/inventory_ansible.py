@@ -227,7 +227,8 @@ def _walk_ssh_words(words, where):
             key, _, value = word[2:].strip().replace("=", " ", 1).partition(" ")
             if key.lower() == "proxyjump":
                 jump = value.strip()
-            elif key.lower() == "userknownhostsfile" and value.strip() != "/dev/null":
+            elif key.lower() == "userknownhostsfile" and value.strip() != "/dev/null" and \
+                    os.path.expanduser(value.strip()) != os.path.expanduser("~/.ssh/known_hosts"):   # the one checked
                 raise BadInput(f"{where}: ssh option UserKnownHostsFile={value.strip()} is not honoured here: edgeopt "
                                "would check ~/.ssh/known_hosts instead; set it in ~/.ssh/config (which edgeopt reads "
                                "through `ssh -G`) or remove it")

@@ -15,6 +15,7 @@ docs/architecture.md ("Regression gate") says why the interval rule and not the 
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import pathlib
 
@@ -162,7 +163,8 @@ def _unconfirmed_reason(out: dict, name: str, p_value: float, alpha: float, effe
     low, high = q["ci95"]
     shown = f"p={p_value:.3g}; {name} {q['ratio'] - 1:+.1%}, its 95% interval {low - 1:+.1%}…{high - 1:+.1%}"
     if q["ratio"] < 1:
-        return f"{shown}: faster beyond the {effect:.0%} effect, not confirmed; no slowdown"
+        held = _floor_text(out, [name], " but within ") if high < 1 / (1 + effect) else ""   # cleared the effect only
+        return f"{shown}: faster beyond the {effect:.0%} effect{held}, not confirmed; no slowdown"
     return (f"{shown} includes no change and the rank test on block medians is not significant: these runs cannot "
             f"tell a change from noise; measure baseline and candidate back to back on a quiet device, or for longer")
 
@@ -174,8 +176,8 @@ def _floor_text(out: dict, names: list, joined: str) -> str:
     if not over:
         return ""
     spread = "/".join(f"{name} ±{floor[name]:.0%}" for name in over)
-    return (f"{joined}the model's own spread between runs ({spread} over its {floor['runs']} runs on this device, "
-            f"{FLOOR_SIGMAS:g} robust SD)")
+    return (f"{joined}the model's own spread between runs ({spread}: {FLOOR_SIGMAS:g} SD of two runs' difference, "
+            f"from its {floor['runs']} runs on this device)")
 
 
 def _excludes_one(q: dict) -> bool:
@@ -370,16 +372,20 @@ def _regression_entry(doc: dict, base: dict | None, why: str, effect: float, flo
 
 def between_run_floor(baseline: dict | None, pool: list, found_in: str, candidate: dict) -> dict | None:
     """How far the baseline's model moves between runs on its device, per quantile, as a fraction: FLOOR_SIGMAS
-    robust standard deviations (1.4826 x MAD) of the log p50/p90 of its newest FLOOR_WINDOW runs up to the baseline,
-    from `pool` (the store's rows or the baseline files and their history/). None with fewer than FLOOR_RUNS runs.
-    The candidate is none of them. Why: the bootstrap sees one run's noise; on a shared VM the same bundle's p50 moved 0.018-0.030 ms between runs
-    minutes apart, and a 5% effect called unchanged runs slower (docs/architecture.md, "Regression gate")."""
-    if baseline is None or _measured_as(baseline)[0] is None:
+    standard deviations of the difference of two runs' log p50/p90, the deviation estimated from the newest
+    FLOOR_WINDOW runs up to the baseline in `pool` (the store's rows or the baseline files and their history/): the
+    runs' MAD x 1.4826, corrected for few runs (x n/(n - 0.8)), x sqrt(2) since the gate compares two runs, not a run
+    with a known level. None with fewer than FLOOR_RUNS dated runs, or where the baseline or the candidate has no
+    time (no run could be told as before the baseline, nor the candidate told apart). The candidate is none of them.
+    Why: the bootstrap sees one run's noise; on a shared VM the same bundle's p50 moved 0.018-0.030 ms between runs
+    seconds apart, and a 5% effect called unchanged runs slower (docs/architecture.md, "Regression gate")."""
+    if baseline is None or _measured_as(baseline)[0] is None or _when(baseline) is None or _when(candidate) is None:
         return None
     key, until = _measured_as(baseline), _when(baseline)
     runs = {}
     for doc in pool:
-        if doc.get("status") != "ok" or _measured_as(doc) != key or (until and (_when(doc) or until) > until) \
+        when = _when(doc)
+        if doc.get("status") != "ok" or when is None or when > until or _measured_as(doc) != key \
                 or same_measurement(doc, candidate):
             continue
         try:
@@ -387,25 +393,29 @@ def between_run_floor(baseline: dict | None, pool: list, found_in: str, candidat
         except BadInput:   # another run's malformed samples: left out of the spread, not a refusal of the gate
             continue
         if samples is not None and len(samples) >= MIN_SAMPLES and np.all(samples > 0):
-            runs[(str(doc.get("created")), hostname(doc))] = (_when(doc), samples)   # a file and its history/ copy
-    newest = sorted(runs.values(), key=lambda run: run[0] or datetime.datetime.min.replace(
-        tzinfo=datetime.timezone.utc), reverse=True)[:FLOOR_WINDOW]
+            runs[(when, hostname(doc))] = samples   # a file and its copy in history/: one run
+    newest = [runs[k] for k in sorted(runs, key=lambda k: k[0], reverse=True)[:FLOOR_WINDOW]]
     if len(newest) < FLOOR_RUNS:
         return None
-    floor = {"runs": len(newest), "from": found_in}
+    n = len(newest)
+    floor = {"runs": n, "from": found_in}
     for name, q in QUANTILES:
-        logs = np.log([np.percentile(samples, q) for _, samples in newest])
-        mad = float(np.median(np.abs(logs - np.median(logs))))
-        floor[name] = math.expm1(FLOOR_SIGMAS * 1.4826 * mad)
+        logs = np.log([np.percentile(samples, q) for samples in newest])
+        sd = 1.4826 * float(np.median(np.abs(logs - np.median(logs)))) * n / (n - 0.8)
+        floor[name] = math.expm1(FLOOR_SIGMAS * math.sqrt(2) * sd)
     return floor
 
 
 def _measured_as(doc: dict) -> tuple:
     """What a run measured, for runs of one model: its model files (model_sha256; the bundle's manifest for results
-    before it), device, host, runtime and threads. A first element None: the result does not say."""
-    bundle = results.section(doc, "bundle")
+    before it), device, host, the runtime as configured (name, version, providers, execution settings: a CUDA run
+    beside CPU runs made every slowdown look like noise) and the settings that change what runs (threads, runtime
+    options). A first element None: the result does not say."""
+    bundle, settings = results.section(doc, "bundle"), results.section(doc, "settings")
+    configured = json.dumps([results.section(doc, "runtime"), settings.get("threads"), settings.get("runtime_options")],
+                            sort_keys=True, default=str)
     return (bundle.get("model_sha256") or bundle.get("manifest_sha256"), results.section(doc, "device").get("name"),
-            hostname(doc), results.runtime_text(doc), results.section(doc, "settings").get("threads"))
+            hostname(doc), configured)
 
 
 def _source_model(doc: dict) -> str | None:

@@ -386,6 +386,8 @@ def test_a_figure_just_over_its_limit_is_shown_with_the_digits_that_tell_them_ap
     assert r.exit_code == 1 and "<= 66.89 MiB │ 66.891 MiB │ FAIL" in text, r.stdout
     r = cli("check", path, "--budget", "peak_rss_mb=66.890625")
     assert r.exit_code == 0 and "<= 66.8906 MiB │ 66.8906 MiB │ pass" in " ".join(r.stdout.split()), r.stdout
+    r = cli("check", path, "--budget", "peak_rss_mb=66.89062")   # the figure shown above the limit shown, as it is
+    assert r.exit_code == 1 and "<= 66.8906 MiB │ 66.891 MiB │ FAIL" in " ".join(r.stdout.split()), r.stdout
     later = tmp_path / "later.json"
     later.write_text(json.dumps(dict(doc, created="2030-01-01T00:00:00+00:00")))
     r = cli("check", path, later, "--budget", "peak_rss_mb=100")

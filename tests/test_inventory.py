@@ -40,7 +40,7 @@ pi-b ansible_host=192.0.2.12 edgeopt_profile=raspberry-pi-4 rack="row 3"
 ansible_user=pi
 ansible_python_interpreter=/usr/bin/env python3
 edgeopt_workdir=/var/tmp/edgeopt
-ansible_ssh_common_args='-o ProxyJump=ops@bastion:2200,inner -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
+ansible_ssh_common_args='-o ProxyJump=ops@bastion:2200,inner -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o UserKnownHostsFile=~/.ssh/known_hosts'
 
 [nucs]
 nuc1 ansible_host=192.0.2.20 ansible_port=2201 ansible_ssh_private_key_file=~/.ssh/nuc

@@ -155,6 +155,9 @@ def test_pytorch_module_callable_is_exported(cli):
     assert info["format"] == "pytorch-module"
     assert info["inputs"] == [{"name": "pixels", "shape": [1, 3, 16, 16], "dtype": "float32"}]
     assert info["outputs"][0]["shape"] == [1, 4]
+    # its ONNX export is what is described (node names, parameters): said, where it read as the module's own
+    assert any(n.startswith("described from its ONNX export") for n in info["notes"]), info["notes"]
+    assert not any("ONNX export" in n for n in cli("inspect", MODEL, "--json").json()["notes"])
 
 
 def test_a_module_of_two_inputs_takes_them_in_its_forwards_order(cli, tmp_path):
@@ -332,6 +335,8 @@ def test_inspect_reports_dynamic_dims_without_input_shape(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     info = r.json()
     assert info["dynamic_dims"] == {"x": ["batch", "h", "w"]} and info["parameters"] == 108
+    shown = cli("inspect", tmp_path / "dyn.onnx").stdout   # escaped once: `x float32\[batch, 3, h, w]` read twice
+    assert "x float32[batch, 3, h, w]" in shown and "\\[" not in shown, shown
     assert info["flops_estimate"] is None and "--input-shape x=" in info["flops_note"]
     fixed = cli("inspect", tmp_path / "dyn.onnx", "--input-shape", "x=1,3,8,8", "--json").json()
     assert fixed["flops_estimate"] == 2 * 4 * 6 * 6 * 27

@@ -196,6 +196,9 @@ def test_a_source_whose_outputs_judge_nothing_is_said(scale, said):
     assert note.startswith("the source model's output 0 ") and "on the random samples: parity compares nothing" in note
     quantized = compare(source, source, SAMPLES, INPUTS, True, "fp32", TOLERANCE, "test")[0]
     assert bool(quantized.get("source_blank")) == (scale == 0.0)   # judged relative to its size: tiny is fine
+    small = compare(lambda f: [np.tanh(f["x"]) * 0.01], lambda f: [np.tanh(f["x"]) * 0.01], SAMPLES, INPUTS, False,
+                    "fp16", TOLERANCE, "test")[0]   # fp16's 0.05 limit is no measure of blank: fp32's is
+    assert "source_blank" not in small
     working = compare(lambda f: [np.tanh(f["x"])], lambda f: [np.tanh(f["x"])], SAMPLES, INPUTS, False, "fp32",
                       TOLERANCE, "test")[0]
     assert "source_blank" not in working and blank_source_note(working) is None

@@ -502,13 +502,13 @@ def test_a_change_within_the_models_own_spread_between_runs_is_not_called_slower
     candidate = dict(runs[0], created="2026-02-01T00:00:00+00:00", bundle=dict(baseline["bundle"], model_sha256="b" * 64),
                      latency={"samples_ms": list(run_samples(rng, 600, 1.15))})
     floor = between_run_floor(baseline, runs + [candidate], "the runs", candidate)
-    assert floor["runs"] == 6 and 0.15 < floor["p50"] < 0.6, floor
+    assert floor["runs"] == 6 and 0.15 < floor["p50"] < 0.7, floor
     base, cand = (np.asarray(d["latency"]["samples_ms"]) for d in (baseline, candidate))
     plain = compare_samples(base, cand, resamples=300)
     assert plain["verdict"] == SLOWER   # without the runs' spread, +15% is a regression
     held = compare_samples(base, cand, resamples=300, floor=floor)
     assert held["verdict"] == INCONCLUSIVE and held["between_runs"] == floor, held
-    assert "the model's own spread between runs (p50 ±" in held["reason"] and "over its 6 runs" in held["reason"]
+    assert "the model's own spread between runs (p50 ±" in held["reason"] and "from its 6 runs" in held["reason"]
     twice = compare_samples(base, cand * 2 / 1.15, resamples=300, floor=floor)
     assert twice["verdict"] == SLOWER and "and the model's own spread between runs" in twice["reason"], twice
     # only runs of that model, as measured: another model, another thread count, a later run, fewer than five
@@ -517,6 +517,11 @@ def test_a_change_within_the_models_own_spread_between_runs_is_not_called_slower
     assert between_run_floor(runs[FLOOR_RUNS - 2], runs, "x", candidate) is None
     assert between_run_floor(runs[FLOOR_RUNS - 1], runs, "x", candidate)["runs"] == FLOOR_RUNS
     assert between_run_floor(baseline, runs, "x", runs[0])["runs"] == 5   # never the candidate itself
+    cuda = [dict(d, runtime=dict(d["runtime"], providers=["CUDAExecutionProvider"])) for d in others[:4]]
+    assert between_run_floor(baseline, runs + cuda, "the runs", candidate) == floor   # another provider: other runs
+    undated = dict(baseline, created=None)   # no time: no run can be told as before it
+    assert between_run_floor(undated, runs, "x", candidate) is None
+    assert between_run_floor(baseline, runs, "x", dict(candidate, created=None)) is None
     steady = _runs_of_one_model([1.0] * 6)   # a quiet device: its floor is below the effect, nothing changes
     steady_floor = between_run_floor(steady[-1], steady, "x", candidate)
     assert steady_floor["p50"] < 0.05 and "spread" not in compare_samples(
@@ -563,9 +568,12 @@ def test_the_between_run_floor_reads_any_store_row(changes):
     any JSON is left out or read, never a crash of the gate."""
     from edgeopt.regression import between_run_floor
     runs = _runs_of_one_model([1.0] * 6)
-    others = [dict(runs[0], **change) for change in changes]
-    floor = between_run_floor(runs[-1], others + runs[1:], "x", {"created": "2030-01-01T00:00:00+00:00"})
-    assert floor is not None and floor["runs"] >= 5
+    changed = [dict(run, **change) for run, change in zip(runs, changes)] + runs[len(changes):]
+    floor = between_run_floor(runs[-1], changed, "x", {"created": "2030-01-01T00:00:00+00:00"})
+    assert floor is None or 5 <= floor["runs"] <= 6
+    intact = 6 - len(changes)
+    if intact >= 5:   # the untouched runs alone make a floor
+        assert floor is not None
 
 
 def test_report_carries_the_regression_gate(cli, pair, tmp_path):

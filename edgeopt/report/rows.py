@@ -128,7 +128,7 @@ def quantile_change(q: dict) -> str:
 
 def within_effect(e: dict) -> str | None:
     """"no change beyond the 5% effect" for a significant change inside --min-effect, else None."""
-    if e["verdict"] == "no significant change" and e["p_value"] < e["alpha"]:
+    if e["verdict"] == "no significant change" and e["p_value"] < e["alpha"] and not undecided(e):
         return f"no change beyond the {e['effect']:.0%} effect"
     return None
 

@@ -110,7 +110,7 @@ def _tensors(tensors: list) -> str:
     of a LiteRT INT8 bundle found them only in its manifest)."""
     def shape(dims):
         return f"[{', '.join(map(str, dims))}]" if isinstance(dims, list) else str(dims)
-    return "; ".join(escape(f"{x['name']} {x['dtype']}{shape(x['shape'])}{_tensor_notes(x)}") for x in tensors)
+    return "; ".join(f"{x['name']} {x['dtype']}{shape(x['shape'])}{_tensor_notes(x)}" for x in tensors)   # escaped by key_values
 
 
 def _tensor_notes(x: dict) -> str:
@@ -543,9 +543,10 @@ def _beside(measured: float, limit: float) -> str:
     """A measured figure to 4 digits, or as many more as tell it from its limit: `<= 66.89 MiB`, `66.89 MiB`, FAIL
     (66.890625) read as a pass that failed (a walkthrough)."""
     shown_limit = float(f"{limit:g}")   # as the limit column shows it
+    side = (measured > limit) - (measured < limit)
     for digits in range(4, 13):
-        text = f"{measured:.{digits}g}"
-        if (float(text) == shown_limit) == (measured == limit):
+        text = f"{measured:.{digits}g}"   # on the same side of the shown limit as the figure is of the limit
+        if (float(text) > shown_limit) - (float(text) < shown_limit) == side:
             return text
     return repr(measured)
 

@@ -526,3 +526,28 @@ def test_a_screened_trial_keeps_its_own_run_where_its_configuration_was_measured
     rows = {r["trial"]: r for r in outcome._rows(runner.study)}
     assert not rows[1]["feasible"] and rows[2]["feasible"]
 
+
+
+@pytest.mark.parametrize("package, steps, threads, said", [
+    ({"quantize": "none", "precision": "fp32"}, [], 1, True),     # the untouched model at 1 thread
+    ({"quantize": "int8"}, [], 1, False),                          # compressed
+    ({"quantize": "none", "precision": "fp32"}, [["prune", {"channels": 0.3}]], 1, False),
+    ({"quantize": "none", "precision": "fp32"}, [], 2, False),     # the baseline's own configuration
+])
+def test_a_chosen_configuration_that_only_changes_threads_is_said(package, steps, threads, said):
+    """A study on a loaded 2-core host chose fp32 at 1 thread over the baseline's 2 (0.48x): read as a compression
+    result (a walkthrough). Said where the chosen configuration is the untouched model at another thread count."""
+    study = optuna.create_study()
+    for attrs in ({"baseline": True, "candidate": {"package": {"quantize": "none", "precision": "fp32"}, "steps": [],
+                                                   "threads": 2}},
+                  {"candidate": {"package": package, "steps": steps, "threads": threads}}):
+        trial = study.ask()
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, 1.0)
+    notes = []
+    outcome._note_threads_alone(notes, study, study.get_trials()[1])
+    assert bool(notes) == said, notes
+    if said:
+        assert notes[0].startswith("the chosen configuration compresses nothing: it is the untouched model at "
+                                   "threads=1, where the baseline ran at 2")
