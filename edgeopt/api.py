@@ -439,7 +439,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     elif any(r["status"] != "pass" for e in entries for r in e["budgets"]):
         code = 1
     elif any(r["verdict"] == "slower" for r in report.get("regressions", [])):
-        code = 1
+        code = 1   # every budget holds: "a budget failed" headed a report whose one failure was the gate's
+        report["headline"] = "every budget holds, but the regression gate found a result significantly slower"
     else:
         code = 0
     # a gate that found no baseline (a first run, a store that holds none) tested nothing: "checked" said it had
@@ -821,9 +822,13 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
                                                                    "this host nor in its store)" if study else ""))
     verdicts = check(result_paths or paths, budgets, limits_by_path=_study_limits(found), require_budgets=False,
                      stored=stored, baseline=baseline or None, effect=effect,
-                     store_url=store_url)   # run directories as given: check counts the devices their files lack
+                     store_url=store_url or url)   # run directories as given: check counts the devices their files lack
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
+        slower = [r for r in verdicts.get("regressions") or [] if r["verdict"] == "slower"]
+        if slower and verdicts["exit_code"] == 0:   # --baseline: a slower row beside a pass read as one (a review)
+            verdicts["exit_code"] = 1
+            verdicts["headline"] += "; but the regression gate found a result significantly slower"
     docs = [stored.get(str(p)) or results.load(p) for p in paths]
     docs += [missing_document(e) for e in verdicts["results"][len(paths):]]
     history_url = store_url or (url if stored else None)   # results from the store: their history is there too

@@ -1146,9 +1146,11 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
     from .report.rows import machine_rows
     summary["summary"] = machine_rows(doc["rows"]["summary"])   # each device by its own name
+    if baseline:   # --json said exit 1 with no word of the gate that gave it (a review)
+        summary["regressions"] = doc["rows"]["regressions"]
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
-    if doc["exit_code"] and not (out.as_json or out.quiet):   # a CI log shows why, not only the page's name
+    if doc["exit_code"] and not out.as_json:   # a CI log shows why, not only the page's name, under -q too
         for line in (_report_failures(doc["rows"]["summary"]) + _slower_lines(doc["rows"]["regressions"])
                      or [doc["rows"]["headline"]]):   # a study's own verdict
             click.echo(f"edgeopt: {line}", err=True)

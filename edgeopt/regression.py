@@ -35,7 +35,13 @@ MIN_SAMPLES = 20
 LOAD_CHANGE = 0.5       # a 1-minute load average that moved by half the CPU count is worth a note
 FLOOR_RUNS = 5          # runs of the baseline's model (itself and earlier) from which its between-run spread is read
 FLOOR_WINDOW = 20       # the newest this many of them
-FLOOR_SIGMAS = 3.0      # the spread: this many robust standard deviations of the runs' log quantiles
+FLOOR_SIGMAS = 3.0      # the spread: this many standard deviations of two runs' difference of log quantiles
+# The fields of a result's runtime section that say how it was set up (device_agent/runtimes/*.py describe()), for
+# runs of one model as measured; the others are figures of the run (OpenVINO's read_ms, TensorRT's gpu_compute)
+RUNTIME_SETUP = ("name", "version", "providers", "threads", "inter_op_threads", "execution_mode", "graph_optimization",
+                 "device", "options", "performance_hint", "num_streams", "inference_precision", "inference_num_threads",
+                 "execution_precisions", "int8_io", "interpreter", "xnnpack", "api", "settings", "gpu",
+                 "compute_capability")
 QUANTILES = (("p50", 50.0), ("p90", 90.0))
 RULES = ("interval", "point")
 SLOWER, FASTER, SAME, UNTESTED = "slower", "faster", "no significant change", "not tested"
@@ -411,9 +417,10 @@ def _measured_as(doc: dict) -> tuple:
     before it), device, host, the runtime as configured (name, version, providers, execution settings: a CUDA run
     beside CPU runs made every slowdown look like noise) and the settings that change what runs (threads, runtime
     options). A first element None: the result does not say."""
-    bundle, settings = results.section(doc, "bundle"), results.section(doc, "settings")
-    configured = json.dumps([results.section(doc, "runtime"), settings.get("threads"), settings.get("runtime_options")],
-                            sort_keys=True, default=str)
+    bundle, settings, runtime = (results.section(doc, k) for k in ("bundle", "settings", "runtime"))
+    setup = {k: runtime.get(k) for k in RUNTIME_SETUP}   # not its per-run figures (read_ms, gpu_compute, model_cache)
+    configured = json.dumps([setup, settings.get("threads"), settings.get("runtime_options")], sort_keys=True,
+                            default=str)
     return (bundle.get("model_sha256") or bundle.get("manifest_sha256"), results.section(doc, "device").get("name"),
             hostname(doc), configured)
 

@@ -517,8 +517,15 @@ def test_a_change_within_the_models_own_spread_between_runs_is_not_called_slower
     assert between_run_floor(runs[FLOOR_RUNS - 2], runs, "x", candidate) is None
     assert between_run_floor(runs[FLOOR_RUNS - 1], runs, "x", candidate)["runs"] == FLOOR_RUNS
     assert between_run_floor(baseline, runs, "x", runs[0])["runs"] == 5   # never the candidate itself
-    cuda = [dict(d, runtime=dict(d["runtime"], providers=["CUDAExecutionProvider"])) for d in others[:4]]
-    assert between_run_floor(baseline, runs + cuda, "the runs", candidate) == floor   # another provider: other runs
+    # runs of that model on another provider are other runs: four of them, far apart, change nothing
+    cuda = [dict(d, created=f"2026-01-0{i}T12:00:00+00:00", runtime=dict(d["runtime"], providers=["CUDA"]),
+                 latency={"samples_ms": [x * (5 if i % 2 else 0.2) for x in d["latency"]["samples_ms"]]})
+            for i, d in enumerate(runs[:4], start=1)]
+    assert between_run_floor(baseline, runs + cuda, "the runs", candidate) == floor
+    # and a run's own figures in its runtime section (OpenVINO's read and compile times) do not make it another run
+    timed = [dict(d, runtime=dict(d["runtime"], read_ms=10 + i, compile_ms=50 + i, model_cache={"hit": i > 0}))
+             for i, d in enumerate(runs)]
+    assert between_run_floor(timed[-1], timed, "the runs", candidate) == floor
     undated = dict(baseline, created=None)   # no time: no run can be told as before it
     assert between_run_floor(undated, runs, "x", candidate) is None
     assert between_run_floor(baseline, runs, "x", dict(candidate, created=None)) is None
@@ -584,6 +591,11 @@ def test_report_carries_the_regression_gate(cli, pair, tmp_path):
     assert r.exit_code == 1, r.stdout + r.stderr
     assert "#### Regression gate (minimum effect 5%)" in r.stdout and "(+100.0%, CI" in r.stdout
     assert "| ❌ SLOWER |" in r.stdout and f"significantly slower than {base}" in r.stderr, r.stdout + r.stderr
+    assert "❌ every budget holds, but the regression gate found a result significantly slower" in r.stdout
+    quiet = cli("report", slow, "--baseline", base, "--budget", "latency_p90_ms=1000", "--format", "markdown", "-q")
+    assert quiet.exit_code == 1 and f"significantly slower than {base}" in quiet.stderr   # a CI log says why
+    data = cli("report", slow, "--baseline", base, "--budget", "latency_p90_ms=1000", "--format", "markdown", "--json")
+    assert data.exit_code == 1 and data.json()["regressions"][0]["verdict"] == SLOWER
     page = tmp_path / "r.html"
     r = cli("report", base, "--baseline", slow, "--budget", "latency_p90_ms=1000", "-o", page, "--min-effect", "0.1")
     text = page.read_text()

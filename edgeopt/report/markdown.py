@@ -103,11 +103,11 @@ def _regressions(entries: list) -> list:
         base = e.get("baseline") or {}
         against = f"{cell(base.get('bundle') or '—')} {cell(utc_time(base.get('created'), True) or '')}" if base else "—"
         if "p50" not in e:
-            out.append(f"| {cell(e['bundle'])} | {cell(e['device'])} | {against} | — | — | — | "
+            out.append(f"| {cell(e['bundle'] or '—')} | {cell(e['device'] or '—')} | {against} | — | — | — | "
                        f"{REGRESSION_MD[e['verdict']]}: {cell(e['reason'])} |")
             continue
         verdict = within_effect(e) or REGRESSION_MD[e["verdict"]]
-        out.append(f"| {cell(e['bundle'])} | {cell(e['device'])} | {against} | {quantile_change(e['p50'])} | "
+        out.append(f"| {cell(e['bundle'] or '—')} | {cell(e['device'] or '—')} | {against} | {quantile_change(e['p50'])} | "
                    f"{quantile_change(e['p90'])} | {e['p_value']:.2g} | {verdict} |")
         said += [f"- {cell(e['bundle'])} @ {cell(e['device'])}: {cell(n)}" for n in e.get("notes") or []]
         if undecided(e) or e["verdict"] == "slower":

@@ -83,7 +83,7 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
                             "limits from it: on a quiet device, or with absolute budgets, the answer may differ")
     if best is not None:
         _note_spread(out["notes"], judging.Judge.of(study, job.objective), best)
-        _note_threads_alone(out["notes"], study, best)
+        _note_threads_alone(out["notes"], study, best, job.backend or job.profile_backend())
     _note_baseline_meets_itself(out, job)
     _note_baseline_at_chance(out, study, job)
     if runner.end_failed:
@@ -95,15 +95,17 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     return out
 
 
-def _note_threads_alone(notes: list, study, best) -> None:
+def _note_threads_alone(notes: list, study, best, own_backend: str | None = None) -> None:
     """Where the chosen configuration is the untouched model at another thread count, say that the gain is the
     thread setting's: a 6-trial study on a loaded 2-core host chose fp32 at 1 thread over 2 (0.48x), read as a
     compression result (a walkthrough)."""
     baseline = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")
                      and t.user_attrs.get("candidate")), None)
     mine, theirs = best.user_attrs.get("candidate") or {}, (baseline.user_attrs["candidate"] if baseline else {})
+    # the baseline leaves the profile's own backend implicit, a study over several backends names each candidate's
+    package = {k: v for k, v in (mine.get("package") or {}).items() if not (k == "backend" and v == own_backend)}
     if not theirs or best.user_attrs.get("baseline") or mine.get("steps") or theirs.get("steps") \
-            or mine.get("package") != theirs.get("package") or mine.get("threads") == theirs.get("threads"):
+            or package != theirs.get("package") or mine.get("threads") == theirs.get("threads"):
         return
     notes.append(f"the chosen configuration compresses nothing: it is the untouched model at threads="
                  f"{mine.get('threads')}, where the baseline ran at {theirs.get('threads') or 'the default'}, so its "

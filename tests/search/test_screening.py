@@ -533,6 +533,8 @@ def test_a_screened_trial_keeps_its_own_run_where_its_configuration_was_measured
     ({"quantize": "int8"}, [], 1, False),                          # compressed
     ({"quantize": "none", "precision": "fp32"}, [["prune", {"channels": 0.3}]], 1, False),
     ({"quantize": "none", "precision": "fp32"}, [], 2, False),     # the baseline's own configuration
+    ({"backend": "onnxruntime", "quantize": "none", "precision": "fp32"}, [], 1, True),   # the profile's own, named
+    ({"backend": "openvino", "quantize": "none", "precision": "fp32"}, [], 1, False),     # another backend
 ])
 def test_a_chosen_configuration_that_only_changes_threads_is_said(package, steps, threads, said):
     """A study on a loaded 2-core host chose fp32 at 1 thread over the baseline's 2 (0.48x): read as a compression
@@ -546,7 +548,7 @@ def test_a_chosen_configuration_that_only_changes_threads_is_said(package, steps
             trial.set_user_attr(k, v)
         study.tell(trial, 1.0)
     notes = []
-    outcome._note_threads_alone(notes, study, study.get_trials()[1])
+    outcome._note_threads_alone(notes, study, study.get_trials()[1], "onnxruntime")
     assert bool(notes) == said, notes
     if said:
         assert notes[0].startswith("the chosen configuration compresses nothing: it is the untouched model at "
