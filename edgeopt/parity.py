@@ -521,6 +521,7 @@ def blank_source_note(report: dict, samples_source: str | None = None) -> str | 
 
 
 def describe_failure(report: dict) -> str:
+    """One line: the first output that failed its comparison, or the quantized model-level metric."""
     worst = [o for o in report.get("outputs", []) if not o["passed"] and o["comparison"] in
              ("elementwise", "multiset", "matched_rows")]
     if worst:
