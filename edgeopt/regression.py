@@ -385,9 +385,9 @@ def between_run_floor(baseline: dict | None, pool: list, found_in: str, candidat
     time (no run could be told as before the baseline, nor the candidate told apart). The candidate is none of them.
     Why: the bootstrap sees one run's noise; on a shared VM the same bundle's p50 moved 0.018-0.030 ms between runs
     seconds apart, and a 5% effect called unchanged runs slower (docs/architecture.md, "Regression gate")."""
-    if baseline is None or _measured_as(baseline)[0] is None or _when(baseline) is None or _when(candidate) is None:
+    key, until = (_measured_as(baseline), _when(baseline)) if baseline is not None else ((None,), None)
+    if key[0] is None or until is None or _when(candidate) is None:
         return None
-    key, until = _measured_as(baseline), _when(baseline)
     runs = {}
     for doc in pool:
         when = _when(doc)

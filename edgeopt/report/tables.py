@@ -12,7 +12,7 @@ from rich.text import Text
 
 from device_agent.manifest import REFERENCE_STAGES
 
-from ..budgets import KINDS, SAME_EVERY_RUN, unit_suffix, with_unit
+from ..budgets import KINDS, SAME_EVERY_RUN, number_in, unit_suffix, with_unit
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
 from .rows import batch, quantile_change, undecided, utc_time, within_effect
@@ -118,14 +118,11 @@ def _tensor_notes(x: dict) -> str:
     if isinstance(x.get("layout"), str):
         source = x.get("source_layout")
         notes.append(x["layout"] + (f", from the source's {source}" if isinstance(source, str) else ""))
-    q = x.get("quantization")
-    if isinstance(q, dict) and _finite(q.get("scale")) and _finite(q.get("zero_point")):
-        notes.append(f"scale {q['scale']:.6g}, zero-point {q['zero_point']:g}")
+    q = x.get("quantization") if isinstance(x.get("quantization"), dict) else {}
+    scale, zero_point = (number_in(q.get(k), -math.inf, math.inf) for k in ("scale", "zero_point"))
+    if scale is not None and zero_point is not None:
+        notes.append(f"scale {scale:.6g}, zero-point {zero_point:g}")
     return f" ({'; '.join(notes)})" if notes else ""
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _plural(n: int, noun: str) -> str:
