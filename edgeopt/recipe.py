@@ -365,9 +365,13 @@ def to_dict(package_options: dict, steps: list) -> dict:
 
 def to_toml(recipe: dict) -> str:
     """A manifest's recipe as the text of a recipe file (to edit one a bundle was built with)."""
+    from .pipeline import UNSET   # here: pipeline imports this module
+
     lines = ["[package]"]
-    # None and "" are "not set" (pipeline.UNSET): a key left out reads the same, and the recipe reads shorter
-    lines += [f"{k} = {toml_value(v)}" for k, v in recipe.get("package", {}).items() if v is not None and v != ""]
+    # None, "" and a compatibility keyword's own default are "not set" (pipeline.UNSET): a key left out reads the
+    # same, and the recipe reads shorter (a LiteRT bundle's printed OpenVINO's performance_hint = "latency")
+    lines += [f"{k} = {toml_value(v)}" for k, v in recipe.get("package", {}).items()
+              if v is not None and v != "" and not (k in UNSET and v == UNSET[k])]
     for entry in map(_recorded_entry, recipe.get("transform", [])):
         lines += ["", "[[transform]]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"

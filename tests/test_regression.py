@@ -1,6 +1,8 @@
 """The regression gate: a rank test on block medians plus a block-bootstrap interval of the p50/p90 ratio,
 judged against a minimum effect. Seeded, autocorrelated samples like a real run's; then the CLI."""
 import copy
+import csv
+import io
 import json
 
 import numpy as np
@@ -603,3 +605,9 @@ def test_report_carries_the_regression_gate(cli, pair, tmp_path):
     assert '<span class="badge ok">faster</span>' in text
     r = cli("report", base, "--budget", "latency_p90_ms=1000", "--format", "markdown")   # without: no such section
     assert r.exit_code == 0 and "Regression gate" not in r.stdout
+    # the CSV had no column for the gate: its verdict per result, empty without --baseline
+    sheet = tmp_path / "r.csv"
+    r = cli("report", slow, "--baseline", base, "--budget", "latency_p90_ms=1000", "-o", sheet)
+    assert r.exit_code == 1 and next(csv.DictReader(io.StringIO(sheet.read_text())))["regression"] == SLOWER
+    assert cli("report", slow, "--budget", "latency_p90_ms=1000", "-o", sheet).exit_code == 0
+    assert next(csv.DictReader(io.StringIO(sheet.read_text())))["regression"] == ""

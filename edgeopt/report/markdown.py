@@ -21,7 +21,8 @@ VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT 
 CSV_COLUMNS = ("bundle", "device", "profile", "run", "created", "status", "verdict", "batch", "n", "p50_ms", "p90_ms",
                "p90_ci95_low", "p90_ci95_high",
                "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",
-               "throughput_fps", "throttled", "budgets_failed", "error", "result", "runtime")   # added last: fields keep their places
+               "throughput_fps", "throttled", "budgets_failed", "error", "result", "runtime",
+               "regression")   # added last: fields keep their places
 
 
 def cell(text) -> str:
@@ -288,9 +289,12 @@ def csv_text(report: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    # report --baseline's verdict per result (slower, faster, same, inconclusive, ...): empty without --baseline
+    gate = {str(e.get("result")): e.get("verdict") for e in report.get("regressions") or []}
     for r in machine_rows(report["summary"]):
         ci = r["p90_ci95"] or [None, None]
-        row = dict(r, p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=_throttled_cell(r),
+        # batch: 1 for one sample a call (the other formats say only a batch above 1), empty where not recorded
+        row = dict(r, batch=r.get("call_samples"), regression=gate.get(r["result"]), p90_ci95_low=ci[0], p90_ci95_high=ci[1], throttled=_throttled_cell(r),
                    budgets_failed=";".join(b["budget"] for b in r["budgets"] if b["status"] != "pass"))
         writer.writerow(["" if row.get(c) is None else _spreadsheet_safe(row[c]) for c in CSV_COLUMNS])
     return buf.getvalue()

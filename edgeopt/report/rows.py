@@ -148,18 +148,21 @@ def machine_rows(summary: list) -> list:
     return [dict(r, device=r["device_name"], shown=r["device"]) for r in summary]
 
 
-def batch(doc: dict) -> int | None:
-    """The samples one timed call carries: the leading dim the bundle's inputs share, where it is above 1
-    (`package --input-shape image=4,...`), so that a latency is read as a call's, not a sample's. None for one
-    sample, inputs that disagree, or a result of an agent that did not record the inputs."""
+def samples_per_call(doc: dict) -> int | None:
+    """The samples one timed call carries: the leading dim the bundle's inputs share (1 included). None for
+    inputs that disagree, or a result of an agent that did not record the inputs."""
     inputs = (doc.get("bundle") or {}).get("inputs") if isinstance(doc.get("bundle"), dict) else None
     if not isinstance(inputs, list) or not inputs:
         return None
     leading = {i["shape"][0] if isinstance(i, dict) and isinstance(i.get("shape"), list) and i["shape"]
                and isinstance(i["shape"][0], int) and not isinstance(i["shape"][0], bool) else None for i in inputs}
-    if len(leading) != 1:
-        return None
-    (n,) = leading
+    return next(iter(leading)) if len(leading) == 1 else None
+
+
+def batch(doc: dict) -> int | None:
+    """samples_per_call where it is above 1 (`package --input-shape image=4,...`), so that a latency is read as a
+    call's, not a sample's; else None."""
+    n = samples_per_call(doc)
     return n if n is not None and n > 1 else None
 
 
@@ -183,6 +186,7 @@ def summary_row(doc: dict, entry: dict) -> dict:
     if p90_ci is not None:
         p90_ci = [checked(doc, "latency.ci95.p90_ms", v) for v in p90_ci]
     return dict(label(doc), status=doc.get("status"), verdict=verdict(entry), budgets=entry["budgets"], batch=batch(doc),
+                call_samples=samples_per_call(doc),
                 n=None if figure(doc, "latency.n") is None else int(figure(doc, "latency.n")), p50_ms=figure(doc, "latency.p50_ms"), p90_ms=figure(doc, "latency.p90_ms"),
                 p90_ci95=p90_ci, p99_ms=figure(doc, "latency.p99_ms"), mean_ms=figure(doc, "latency.mean_ms"),
                 cv=figure(doc, "latency.cv"), first_inference_ms=figure(doc, "latency.first_inference_ms"),

@@ -87,6 +87,11 @@ def test_recipe_file_and_round_trip(tmp_path):
     # a manifest's recipe records every key; "" and None are "not set", and `inspect` leaves them out
     shown = recipe.to_toml({"package": {"int8_io": "", "subset_size": None, "quantize": "int8"}, "transform": []})
     assert shown == '[package]\nquantize = "int8"\n'
+    # so is performance_hint at its default: a LiteRT bundle's recipe printed OpenVINO's "latency"; another hint shows
+    shown = recipe.to_toml({"package": {"performance_hint": "latency", "quantize": "int8"}, "transform": []})
+    assert shown == '[package]\nquantize = "int8"\n'
+    shown = recipe.to_toml({"package": {"performance_hint": "throughput"}, "transform": []})
+    assert shown == '[package]\nperformance_hint = "throughput"\n'
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -577,8 +577,15 @@ def test_a_batched_bundle_says_its_latency_is_per_call_everywhere_it_is_shown(cl
 def test_a_single_sample_bundle_has_no_batch_label(cli, lab_results, tmp_path):
     out = tmp_path / "r.csv"
     assert cli("report", lab_results["int8"], "-o", out).exit_code == 0
-    assert next(csv.DictReader(io.StringIO(out.read_text())))["batch"] == ""
+    # the CSV's column says 1 (it read empty, where `compare -q` said 1); empty where the inputs are not recorded
+    assert next(csv.DictReader(io.StringIO(out.read_text())))["batch"] == "1"
     assert "batch" not in cli("compare", lab_results["int8"]).stdout
+    doc = json.loads(pathlib.Path(lab_results["int8"]).read_text())
+    del doc["bundle"]["inputs"]
+    older = tmp_path / "older@local.json"
+    older.write_text(json.dumps(doc))
+    assert cli("report", older, "-o", out, "--no-history").exit_code == 0
+    assert next(csv.DictReader(io.StringIO(out.read_text())))["batch"] == ""
 
 
 @pytest.mark.parametrize("name, what", [("summary.txt", ".txt is not a report's suffix"),
