@@ -200,6 +200,20 @@ def _thread_warnings(n_threads, source, device):
     return []
 
 
+def _threads_ran(runtime, asked):
+    """The threads the runtime reports it ran (OpenVINO's INFERENCE_NUM_THREADS, read back), else those asked:
+    OpenVINO caps them at the CPUs it finds, and a 2-CPU host ran 2 of --threads 4 (a review)."""
+    ran = runtime.get("inference_num_threads") if isinstance(runtime, dict) else None
+    return ran if isinstance(ran, int) and not isinstance(ran, bool) and ran > 0 else asked
+
+
+def _threads_ran_warnings(asked, ran):
+    if ran == asked:
+        return []
+    return ["%d threads asked, %d ran (the runtime's own count, read back): the figures are of %d threads"
+            % (asked, ran, ran)]
+
+
 def _describe_exit(code):
     if code < 0:
         name = signal.Signals(-code).name
@@ -354,7 +368,9 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
         doc.update(throughput=measured["throughput"], layer_profile=measured["layer_profile"])
         if cooled is not None:
             doc["thermal"]["cooldown"] = cooled
-        doc["warnings"] = (_warnings(latency, measured["memory"]) + _thread_warnings(n_threads, source, doc["device"])
+        ran = _threads_ran(measured["runtime"], n_threads)
+        doc["warnings"] = (_warnings(latency, measured["memory"]) + _threads_ran_warnings(n_threads, ran)
+                           + _thread_warnings(ran, source, doc["device"])
                            + _parity_warnings(manifest) + cool_warnings + measured["warnings"]
                            + _unused_option_warnings(runtime_options or {}, measured["throughput"])
                            + _asked_sensor_warnings(sensing.power, measured["power"]))

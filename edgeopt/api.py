@@ -201,6 +201,21 @@ def _short_run_warnings(doc: dict, loop: dict) -> list:
     return out
 
 
+def _no_interval_warnings(doc: dict, budget_rows: list) -> list:
+    """A tail-latency budget judged on a percentile with no 95% interval, as the agent records it (a p90 of 10 runs
+    is an interpolation towards the slowest one; a p99 needs about 300 runs for one): a pass there rests on one
+    or two samples, and said so only in the JSON (a review)."""
+    lat = results.section(doc, "latency")
+    out = []
+    for row in budget_rows:
+        field = KINDS[row["budget"]].path[-1]
+        if row["measured"] is not None and isinstance(lat.get(f"ci95_{field}_absent"), str):
+            runs = f"{lat['n']} runs" if isinstance(lat.get("n"), int) else "too few runs"
+            out.append(f"{row['budget']} is judged on a {field.split('_')[0]} of {runs}, too few for a 95% "
+                       "interval: it rests on the slowest one or two; more runs (bench --min-iterations) give one")
+    return out
+
+
 def _arch_warning(manifest: dict, doc: dict):
     """Known only after the agent probed the device: the bundle's profile arch vs the device's machine."""
     mine, arch = _bundle_profile(manifest), (doc.get("device") or {}).get("arch")
@@ -420,6 +435,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
             given = dict((limits_by_path or {}).get(str(path), {}), **(budgets or {}))
             run = results.run_budgets(path.parent)
             entry["budgets"] = check_result(doc, budgets_for(doc, given, profile, run))
+            entry["warnings"] = list(entry["warnings"]) + _no_interval_warnings(doc, entry["budgets"])
             if require_budgets and not entry["budgets"] and not baseline:
                 dropped = [k for k, v in given.items() if v is None]
                 had = budgets_for(doc, {}, profile, run)   # before the drops

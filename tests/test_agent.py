@@ -34,6 +34,7 @@ def test_result_document_has_every_measured_field(int8_result):
     assert acc["n"] == 360 and acc["top1"] > 0.95 and abs(acc["drop"]) <= 0.01
     assert acc["max_abs_error"] < 1.0  # INT8 logits vs the source model's reference outputs
     assert doc["runtime"]["name"] == "onnxruntime" and doc["runtime"]["threads"] == doc["settings"]["threads"] >= 1
+    assert doc["runtime"]["timed_call"].startswith("InferenceSession.run(None, feed)")   # runtimes time unlike calls
     assert doc["settings"]["threads_source"] == "physical cores of this device"
     assert doc["device"]["name"] == "local" and doc["device"]["arch"] and doc["device"]["python"]
     assert doc["bundle"]["compression"]["method"] == "static" and len(doc["bundle"]["manifest_sha256"]) == 64

@@ -30,6 +30,23 @@ def test_bench_an_openvino_bundle_through_the_cli(cli, ov_bundles, tmp_path, age
     assert "LATENCY hint, 1 stream(s), inference precision f32" in rows["runtime settings"]
 
 
+def test_threads_openvino_did_not_run_are_said(cli, ov_bundles, tmp_path):
+    """OpenVINO caps its threads at the CPUs it finds: `--threads` above them recorded and showed the count asked,
+    and warned of threads waiting for each other that never ran (a review, on a 2-CPU host)."""
+    import os
+
+    asked = 2 * (os.cpu_count() or 1)
+    r = cli("bench", ov_bundles["fp32"]["path"], "--results-dir", tmp_path / "results", "--json", "--threads",
+            str(asked), *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    ran = doc["runtime"]["inference_num_threads"]
+    assert doc["settings"]["threads"] == asked and isinstance(ran, int) and 0 < ran < asked
+    assert f"{asked} threads asked, {ran} ran (the runtime's own count, read back)" in " ".join(doc["warnings"])
+    assert not any("wait for each other" in w for w in doc["warnings"]) or ran > os.cpu_count()
+    assert dict(bench_rows(doc))["runtime"].endswith(f"{asked} threads (command line), {ran} ran")
+
+
 def test_int8_bundle_runs_in_int8_and_the_second_run_hits_the_cache(cli, ov_bundles, tmp_path, agent_cache):
     runs = []
     for _ in range(2):

@@ -393,3 +393,25 @@ def test_a_figure_just_over_its_limit_is_shown_with_the_digits_that_tell_them_ap
     r = cli("check", path, later, "--budget", "peak_rss_mb=100")
     warned = [line for line in r.stdout.splitlines() if "noisy run" in line]
     assert len(warned) == 2 and "2030-01-01 00:00:00" in warned[1], r.stdout
+
+
+def test_a_tail_budget_on_a_percentile_with_no_interval_is_said(cli, bundles, int8_result, tmp_path):
+    """A p90 of 10 runs is an interpolation towards the slowest: its 95% interval is absent (the agent records why),
+    and a budget on it passed with no word in bench's table or check's (a review)."""
+    results = tmp_path / "results"
+    few = ["--min-iterations", "10", "--max-iterations", "10", "--min-seconds", "0", "--warmup-seconds", "0"]
+    benched = cli("bench", bundles["int8"], "--results-dir", results, *few)
+    assert benched.exit_code == 0, benched.stderr
+    assert "(no 95% CI: too few samples for a 95% interval (n=10))" in benched.stdout
+    result = next(results.glob("*.json"))
+    r = cli("check", result, "--budget", "latency_p90_ms=1000", "--budget", "latency_p50_ms=1000", "--json")
+    assert r.exit_code == 0, r.stderr
+    said = [w for w in r.json()["results"][0]["warnings"] if "95% interval" in w]
+    assert said == ["latency_p90_ms is judged on a p90 of 10 runs, too few for a 95% interval: it rests on the "
+                    "slowest one or two; more runs (bench --min-iterations) give one"]
+    assert "latency_p90_ms is judged on a p90 of 10 runs" in cli("check", result, "--budget",
+                                                                  "latency_p90_ms=1000").stdout
+    # with enough runs the interval is there, and nothing is said
+    assert int8_result["latency"]["ci95"]["p90_ms"]
+    plenty = cli("check", _write(tmp_path, int8_result, "plenty.json"), "--budget", "latency_p90_ms=1000", "--json")
+    assert not [w for w in plenty.json()["results"][0]["warnings"] if "95% interval" in w]

@@ -364,11 +364,10 @@ def bench_rows(doc: dict):
     def pct(k):
         if k not in lat:
             return f"absent: {lat.get(k + '_absent', 'not measured')}"
-        c = ci.get(k)
-        return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else "")
+        c, why = ci.get(k), lat.get(f"ci95_{k}_absent")
+        return f"{lat[k]:.4f} ms" + (f"  (95% CI {c[0]:.4f}–{c[1]:.4f})" if c else f"  (no 95% CI: {why})" if why else "")
     rows = [("bundle", doc["bundle"]["name"] + _signature_text(doc["bundle"].get("signature"))), ("device", f"{doc['device']['name']} ({doc['device'].get('cpu_model', '?')}, {doc['device'].get('arch', '?')})"),
-            ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {_threads(doc['settings']['threads'])} "
-                        f"({doc['settings']['threads_source']})"),
+            ("runtime", f"{doc['runtime']['name']} {doc['runtime']['version']}, {_threads_text(doc)}"),
             *_runtime_settings(doc["runtime"]),
             ("load / first inference", f"{lat['load_ms']:.2f} ms / {lat['first_inference_ms']:.4f} ms"),
             ("runs", f"{lat['n']} in {_seconds(lat['duration_s'])} s after {lat['warmup_count']} warm-up; stopped by {lat['stopped_by']}"),
@@ -396,6 +395,14 @@ def bench_rows(doc: dict):
 
 def _threads(n) -> str:
     return f"{n} thread" if n == 1 else f"{n} threads"
+
+
+def _threads_text(doc: dict) -> str:
+    """`4 threads (command line)`, and what ran where the runtime reports fewer (OpenVINO caps them at the CPUs it
+    finds: a result said 4 where 2 ran)."""
+    asked, ran = doc["settings"]["threads"], doc["runtime"].get("inference_num_threads")
+    text = f"{_threads(asked)} ({doc['settings']['threads_source']})"
+    return text if not isinstance(ran, int) or ran == asked else f"{text}, {ran} ran"
 
 
 def _batch_rows(doc: dict) -> list:
