@@ -19,7 +19,7 @@ from .budgets import KINDS, check_result, merged, validate_budgets
 from .doctor import same_arch
 from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .models import inspect_model
-from .pipeline import package  # noqa: F401 (the public package(): model -> verified bundle)
+from .pipeline import model_reference, package  # noqa: F401 (the public package(): model -> verified bundle)
 from .profiles import list_profiles, load_profile
 from .progress import SILENT
 
@@ -31,6 +31,7 @@ __all__ = ["inspect", "profiles", "profile", "backend_options", "package", "benc
 def inspect(model: str, input_shapes: dict | None = None, allowed_signers=None) -> dict:
     """A model's inputs, outputs, opset, parameters, FLOPs estimate, dynamic dims and layers (`edgeopt inspect`);
     for a bundle (.edgepkg), inspect_bundle's manifest."""
+    model = model_reference(model, "model")   # a Path came back in the answer, which json.dumps then refused
     if str(model).endswith(bundles.SUFFIX):
         if input_shapes:
             raise BadInput(f"{model}: a bundle's input shapes are fixed; --input-shape applies to a model")
@@ -414,6 +415,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     for result files that are not on this host (report --study)."""
     if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
         validate_budgets(budgets, field="budgets", dropping=True)
+    if result_paths is None:
+        raise BadInput("check needs at least one result file")
     given = [result_paths] if isinstance(result_paths, (str, os.PathLike)) else list(result_paths)
     run_dirs = [pathlib.Path(p) for p in given if pathlib.Path(p).is_dir()]
     result_paths = results.expand(result_paths)
@@ -685,6 +688,9 @@ def optimize(model: str, profile: str = "generic", devices=("local",), budgets: 
     multi_objective). The outcome carries `exit_code`: 0 found, 1 none met every budget, 3 device failure."""
     from .search import require_optuna
     require_optuna()
+    model = model_reference(model, "model")   # a Path reached the study's JSON attributes: a TypeError, the study left
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:   # as the CLI's Count(min=1): 0 ran
+        raise BadInput(f"trials: expected a whole number of at least 1, got {trials!r}")   # nothing and exited 1
     from .search.judging import default_objective
     from .search.study import Job, optimize as run_study
 

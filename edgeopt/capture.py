@@ -8,6 +8,7 @@ captured in chunks with progress advanced between them (see convert/tflite.py)."
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -16,6 +17,15 @@ import warnings
 
 class Captured:
     text = ""
+
+
+def _drop_handlers_added(before: list, sink) -> None:
+    """A root logging handler a converter added meanwhile on the capture's stream: litert-torch's first
+    `logging.info` ran logging.basicConfig(), whose handler wrote to this stream once it was closed, so every later
+    log line of a program calling edgeopt.api printed a traceback, and its own basicConfig() did nothing (a review)."""
+    for handler in list(logging.root.handlers):
+        if handler not in before and getattr(handler, "stream", None) is sink:
+            logging.root.removeHandler(handler)
 
 
 @contextlib.contextmanager
@@ -28,6 +38,7 @@ def captured_output():
     old_streams = sys.stdout, sys.stderr
     sink = tempfile.TemporaryFile()
     sink_text = os.fdopen(os.dup(sink.fileno()), "w", buffering=1)
+    handlers = list(logging.root.handlers)
     try:
         for fd in (1, 2):
             os.dup2(sink.fileno(), fd)
@@ -36,6 +47,7 @@ def captured_output():
             warnings.simplefilter("ignore")
             yield log
     finally:
+        _drop_handlers_added(handlers, sink_text)
         sink_text.close()
         for fd in (1, 2):
             os.dup2(saved[fd], fd)

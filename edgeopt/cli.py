@@ -395,6 +395,15 @@ def _shapes(items):
     return parse_input_shapes(items)
 
 
+def _once(given: tuple, flag: str):
+    """A transform flag's one value (None when absent): given twice, click kept the last and the first was
+    dropped without a word (`--prune channels=0.5 --prune weights=0.3` ran the sparsity step alone)."""
+    if len(given) > 1:
+        raise BadInput(f"{flag} given {len(given)} times ({', '.join(given)}): give it once; a recipe file "
+                       "(--recipe) lists transforms in the order they run")
+    return given[0] if given else None
+
+
 def _budgets(items):
     from .budgets import parse_budget_args
     return parse_budget_args(items)
@@ -429,7 +438,24 @@ def inspect(out, model, input_shapes, allowed_signers):
     from .recipe import to_toml
     recipe = [f"Recipe (`edgeopt package MODEL --recipe {model}` rebuilds it):", Text(to_toml(info["recipe"]))] \
         if info.get("recipe") else []
-    out.emit(info, key_values(f"Bundle {model}", bundle_rows(info)), *recipe, data=True)
+    out.emit(info, key_values(f"Bundle {model}", bundle_rows(info)), *_stage_table(info), *recipe, data=True)
+
+
+STAGE_FIGURES = ("parameters", "flops", "bytes", "latency_ms", "top1")   # what transform_table shows of a stage
+
+
+def _stage_table(manifest: dict) -> list:
+    """[the transforms' per-stage table] as package showed it (inspect's compression row said "transforms prune +
+    distill (below)" above nothing), where every stage's figures are numbers; else []: the manifest is a bundle's,
+    verified by its hashes but written by whoever made it."""
+    from .budgets import number_in
+    from .report.tables import transform_table
+
+    stages = manifest.get("transforms") if isinstance(manifest.get("transforms"), list) else []
+    readable = stages and all(isinstance(s, dict) and isinstance(s.get("stage"), str) and isinstance(
+        s.get("figures"), dict) and all(s["figures"].get(k) is None or number_in(s["figures"][k], 0, math.inf)
+                                        is not None for k in STAGE_FIGURES) for s in stages)
+    return [transform_table(stages)] if readable else []
 
 
 @main.group()
@@ -536,12 +562,12 @@ def _option_text(option: dict) -> str:
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False),
               help="TOML recipe: [package] options and ordered [[transform]] steps (README: recipes); flags "
                    "given here override its [package] values.")
-@click.option("--prune", metavar="channels=R|weights=R[,..]",
+@click.option("--prune", metavar="channels=R|weights=R[,..]", multiple=True,
               help="Structured channel pruning (channels=RATIO, Torch-Pruning; criterion=, scope=, round_to=, "
                    "protect=) or "
                    "unstructured magnitude pruning (weights=RATIO). A PyTorch nn.Module source only "
                    "(file.py:callable or module:callable; not TorchScript or .pt2).")
-@click.option("--low-rank", metavar="energy=F|rank=N",
+@click.option("--low-rank", metavar="energy=F|rank=N", multiple=True,
               help="Low-rank factorization of Linear and Conv layers by kept energy or fixed rank.")
 @click.option("--distill", is_flag=True,
               help="Fine-tune the transformed model by knowledge distillation from the source (or --teacher); "
@@ -581,7 +607,7 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     options = dict(backend=backend, precision=precision, quantize=quantize, preset=preset, subset_size=subset_size,
                    max_accuracy_drop=max_accuracy_drop, performance_hint=performance_hint, int8_io=int8_io,
                    simplify=not no_simplify, seed=seed, keep_float=keep_float or "", threads=threads)
-    steps = recipe.from_flags(prune, low_rank, distill, qat, epochs, lr)
+    steps = recipe.from_flags(_once(prune, "--prune"), _once(low_rank, "--low-rank"), distill, qat, epochs, lr)
     from_recipe, calib_unused, train_unused = set(), "", ""
     budgets = _budgets(budgets)
     work = tempfile.TemporaryDirectory(prefix="edgeopt-recipe-")   # removed when package ends, or collected

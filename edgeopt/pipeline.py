@@ -59,6 +59,16 @@ def _check_name(name: str | None) -> None:
         raise BadInput(f"--name {name!r}: a bundle name is at most 200 characters, no control characters")
 
 
+def model_reference(value, name: str) -> str:
+    """A model reference (a file, module:callable) as text, from a str or a path: the manifest and a study record
+    it, and JSON has no Path; else one BadInput naming the argument (an int reached os.fspath deep inside)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise BadInput(f"{name}: expected a file path or module:callable, got {value!r}")
+    return value
+
+
 def package(model: str, profile: str = "generic", output=None, precision: str | None = None,
             quantize: str = "none", calib=None, eval_data=None, input_shapes: dict | None = None,
             budgets: dict | None = None, allow_mismatch: bool = False, name: str | None = None,
@@ -103,9 +113,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
 
     profile_budgets=False: `budgets` are all the bundle carries, not added to the profile's (optimize passes its
     study's, which leave out what the study cannot measure: an accuracy budget without labelled eval data)."""
-    # a Path is given as its text: the manifest records the reference, and JSON has no Path
-    model = os.fspath(model) if isinstance(model, os.PathLike) else model
-    teacher = os.fspath(teacher) if isinstance(teacher, os.PathLike) else teacher
+    model = model_reference(model, "model")
+    teacher = model_reference(teacher, "teacher") if teacher else None
     prof = load_profile(profile)
     asked = backend
     backend = backend_for(prof, asked)          # fail on an unavailable backend before any work
@@ -190,6 +199,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             manifest["notes"] += [n for s in stages for n in s.notes]
             _record_training_file(manifest["transforms"], steps, train_data)
             _record_teacher(manifest["transforms"], teacher)
+            for stage in manifest["transforms"]:   # QAT calibrates its quantizers from --calib where given
+                _record_calibration_file(stage.get("details") or {}, calib, "calibration")
         manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
     manifest["path"] = str(output)
     manifest["signature"] = bundles.signature(output)   # package said nothing of it: only a tar listing showed it
@@ -202,14 +213,17 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     return manifest
 
 
-def _record_calibration_file(compression: dict, calib) -> None:
-    """The calibration file's path and sha256 beside what the backend recorded of it, so `package --recipe
-    BUNDLE` can take the same file again (recipe.bundle_calibration) and tell a changed one."""
+def _record_calibration_file(compression: dict, calib, read_from: str | None = None) -> None:
+    """The calibration file's path and sha256 beside what the backend (or a transform's stage: QAT's quantizers)
+    recorded of it, so `package --recipe BUNDLE` can take the same file again (recipe.bundle_calibration) and tell
+    a changed one. read_from: record only where the stage says it read that ("calibration", not "train"): a QAT
+    rebuild calibrated from the training data, another model, unsaid (a walkthrough)."""
     from .models import sha256_of
 
-    if calib and isinstance(compression.get("calibration"), dict):
+    recorded = compression.get("calibration")
+    if calib and isinstance(recorded, dict) and (read_from is None or recorded.get("from") == read_from):
         path = pathlib.Path(calib)
-        compression["calibration"].update(file=str(path.resolve()), sha256=sha256_of(path))
+        recorded.update(file=str(path.resolve()), sha256=sha256_of(path))
 
 
 # the runtimes a QAT bundle is timed with on the packaging host, as their post-training INT8 is

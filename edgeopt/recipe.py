@@ -205,7 +205,13 @@ def bundle_calibration(path) -> tuple:
     """(the calibration file a bundle given as the recipe was quantized with, or None; why it is not used, or "").
     The file is used only where it is still there with the sha256 recorded: the same data as the bundle's."""
     path = pathlib.Path(path)
-    recorded = (_manifest(path).get("compression") or {}).get("calibration") if path.suffix == SUFFIX else None
+    manifest = _manifest(path) if path.suffix == SUFFIX else {}
+    recorded = (manifest.get("compression") or {}).get("calibration")
+    if not (isinstance(recorded, dict) and "file" in recorded):   # QAT's stage: its quantizers read --calib
+        stages = manifest.get("transforms") if isinstance(manifest.get("transforms"), list) else []
+        recorded = next((s["details"]["calibration"] for s in stages if isinstance(s, dict)
+                         and isinstance(s.get("details"), dict) and isinstance(s["details"].get("calibration"), dict)
+                         and "file" in s["details"]["calibration"]), recorded)
     return _recorded_file(path, recorded, "calibrated with", "--calib")
 
 

@@ -65,3 +65,42 @@ def test_a_timeout_that_is_no_number_is_bad_input_not_a_format_error(bundles, tm
     with pytest.raises(BadInput, match=f"--timeout {timeout!r}: expected a number of seconds of at least 10"):
         api.bench(bundles["fp32"], "local", tmp_path / "results", timeout=timeout)
     assert not (tmp_path / "results").exists()
+
+
+def test_a_path_or_a_wrong_type_as_the_model_and_trials_out_of_range(tmp_path):
+    """inspect(Path) answered with a Path (json.dumps refused it); optimize(Path) crashed in the study's JSON and
+    left the study behind; trials=0 ran nothing and answered exit 1; inspect(123) and check(None) were TypeErrors
+    from deep inside (a library walkthrough)."""
+    import json
+
+    model = api.sample_paths()["model"]
+    assert json.loads(json.dumps(api.inspect(model)))["model"] == str(model)
+    for call, message in ((lambda: api.inspect(123), "model: expected a file path or module:callable, got 123"),
+                          (lambda: api.package(None), "model: expected a file path or module:callable, got None"),
+                          (lambda: api.check(None), "check needs at least one result file"),
+                          (lambda: api.optimize(str(model), trials=0), "trials: expected a whole number of at least 1"),
+                          (lambda: api.optimize(str(model), trials=2.5), "trials: expected a whole number")):
+        with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
+
+
+def test_a_converters_logging_setup_does_not_outlive_the_capture():
+    """litert-torch's first logging.info ran logging.basicConfig() while its output was captured: the root logger
+    kept a handler on the closed capture stream, and every later log line of the calling program printed a
+    traceback (a library walkthrough of a raspberry-pi-5 package)."""
+    import logging
+
+    from edgeopt.capture import captured_output
+    kept = list(logging.root.handlers)   # a program that configured no logging (pytest's own handlers set aside)
+    for handler in kept:
+        logging.root.removeHandler(handler)
+    try:
+        with captured_output():
+            logging.basicConfig()   # as a converter's first log call does, when the root logger has no handler
+            (added,) = logging.root.handlers
+        assert logging.root.handlers == [] and added.stream.closed   # the handler would write to a closed file
+    finally:
+        for handler in list(logging.root.handlers):
+            logging.root.removeHandler(handler)
+        for handler in kept:
+            logging.root.addHandler(handler)

@@ -16,7 +16,9 @@ class LowRankOptions:
     energy: float = option(0.9, "fraction of each layer's singular-value energy (sum of squares) kept",
                            low=0.0, high=1.0, low_open=True, search=(0.5, 0.99),
                            search_off="above")
-    rank: int = option(0, "a fixed rank (1 or more) for every layer instead of energy", low=0)   # 0: not given
+    # 0 (the default): not given, each layer's rank picked by energy; given, at least 1 (rank=-3 was refused with
+    # ">= 0", rank=0 with ">= 1")
+    rank: int = option(0, "a fixed rank (1 or more) for every layer instead of energy", low=1)
     min_params: int = option(4096, "layers with fewer weights are left alone", low=0)
     protect: tuple[str, ...] = option((), "module names (as in named_modules, joined by '+') left whole")
 
@@ -28,10 +30,7 @@ class LowRank(Transform):
     Options = LowRankOptions
 
     def check_given(self, values: dict, where: str) -> None:
-        # rank=0 used to mean "use energy" and silently did; rank with energy left one of them ignored
-        if "rank" in values and int(values["rank"]) == 0:
-            raise BadInput(f"{where}: rank: 0 is out of range (>= 1); leave rank out to pick each layer's rank "
-                           "by energy", option="rank")
+        # rank with energy left one of them ignored (rank=0, which silently meant "use energy", is below the bound)
         if "rank" in values and "energy" in values:
             raise BadInput(f"{where}: rank and energy: give one (rank fixes every layer's rank, energy picks "
                            "each layer's)", option="rank")

@@ -167,11 +167,15 @@ class OnnxRuntimeBackend(Backend):
 
     def calibrates(self, source, request):
         """Static INT8 calibrates; auto's dynamic choice for a transformer-like model does not (it asked for --calib,
-        then said it was not used), unless --keep-float judges layers on it."""
+        then said it was not used), unless --keep-float auto judges layers on it with no eval data to judge on (it
+        takes the eval data first: a bundle so made asked for --calib, did not read it, and its recipe could not be
+        rebuilt without it; named layers need no data)."""
+        from ..compress import mixed_quantize
         from ..compress.ort_quantize import choose_method
 
-        return bool(request.options.keep_float) or \
-            choose_method(source.onnx_path, request.options.int8_method)["used"] == "static"
+        if choose_method(source.onnx_path, request.options.int8_method)["used"] == "static":
+            return True
+        return request.options.keep_float == mixed_quantize.AUTO and request.evaluation is None
 
     def _convert(self, source, request, workdir, progress):
         import onnx

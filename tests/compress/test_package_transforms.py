@@ -55,6 +55,15 @@ def test_recipe_file_equals_flags_and_a_bundle_rebuilds(cli, tmp_path):
     shown = dict(line.split("\t", 1) for line in cli("inspect", tmp_path / "file.edgepkg", "-q").stdout.splitlines()
                  if "\t" in line)
     assert shown["transforms"] == "prune, lowrank"   # it read "?, ?, ?"
+    # the compression row says "transforms prune + lowrank (below)": inspect shows the stages' table too
+    table = cli("inspect", tmp_path / "file.edgepkg").stdout
+    assert "transforms prune + lowrank (below)" in table and "Transforms (host-side figures" in table
+    assert table.index("Transforms (host-side figures") < table.index("Recipe (")
+    # a transform flag given twice: the first was dropped without a word
+    for flag, values in (("--prune", ("channels=0.5", "weights=0.3")), ("--low-rank", ("rank=4", "energy=0.5"))):
+        twice = cli("package", SOURCE, *SHAPE, flag, values[0], flag, values[1], "-o", tmp_path / "t.edgepkg")
+        assert twice.exit_code == 2 and f"{flag} given 2 times ({', '.join(values)}): give it once" in twice.stderr
+        assert not (tmp_path / "t.edgepkg").exists()
     models = {hashlib.sha256(bundle_member(tmp_path / f"{n}.edgepkg", docs[0]["model"])).hexdigest()
               for n in ("flags", "file", "again")}
     assert len(models) == 1, "the same recipe builds the same model"
@@ -387,6 +396,29 @@ def test_a_distilled_bundle_rebuilds_with_the_training_data_it_records(cli, tmp_
     np.savez(train, input=np.zeros((8, 3, 32, 32), np.float32))   # changed since: named, not taken
     changed = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
     assert changed.exit_code == 2 and f"was trained on {train.resolve()}, which has changed since" in changed.stderr
+
+
+def test_a_qat_bundle_rebuilds_with_the_calibration_file_its_quantizers_read(cli, tmp_path):
+    """QAT calibrates its quantizers from --calib; the bundle did not record the file, and `--recipe BUNDLE`
+    calibrated from the training data instead: another model, exit 0 and no word (a walkthrough)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    train, calib = tmp_path / "t.npz", tmp_path / "c.npz"
+    np.savez(train, input=rng.standard_normal((8, 3, 32, 32)).astype(np.float32))
+    np.savez(calib, input=rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+    first = cli("package", SOURCE, *SHAPE, "--qat", "--train-data", train, "--calib", calib, "--epochs", "1",
+                "-o", tmp_path / "a.edgepkg", "--json")
+    assert first.exit_code == 0, first.stderr
+    qat = next(s for s in first.json()["transforms"] if s["stage"] == "qat")
+    assert qat["details"]["calibration"]["from"] == "calibration"
+    assert qat["details"]["calibration"]["file"] == str(calib.resolve())
+    again = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")
+    assert again.exit_code == 0, again.stderr   # no --calib given: the recorded file was taken
+    rebuilt = next(s for s in again.json()["transforms"] if s["stage"] == "qat")
+    assert rebuilt["details"]["calibration"]["from"] == "calibration", rebuilt["details"]["calibration"]
+    model = first.json()["model"]
+    assert bundle_member(tmp_path / "a.edgepkg", model) == bundle_member(tmp_path / "b.edgepkg", model)
 
 
 def test_a_qat_bundle_for_a_runtime_this_host_does_not_run_is_not_timed_here():

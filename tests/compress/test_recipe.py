@@ -253,6 +253,7 @@ def test_threads_is_packages_own_option_not_a_backends(cli, tmp_path):
 
 @pytest.mark.parametrize("spec, fragment", [
     ("rank=0", "--low-rank (lowrank): rank: 0 is out of range (>= 1)"),
+    ("rank=-3", "--low-rank (lowrank): rank: -3 is out of range (>= 1)"),   # it said ">= 0"
     ("rank=4,energy=0.9", "--low-rank (lowrank): rank and energy: give one"),
 ])
 def test_low_rank_refuses_rank_zero_and_rank_with_energy(spec, fragment):

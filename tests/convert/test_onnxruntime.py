@@ -278,3 +278,20 @@ def test_int8_that_quantizes_dynamically_needs_no_calibration_data(cli, tmp_path
     assert r.exit_code == 0 and r.json()["compression"]["int8_method"]["used"] == "dynamic", r.stderr
     r = cli("package", MODEL, "--quantize", "int8", "-o", tmp_path / "c.edgepkg")
     assert r.exit_code == 2 and "--quantize int8 needs calibration data" in r.stderr, r.stderr
+
+
+def test_keep_float_auto_on_dynamic_int8_judges_on_the_eval_data_and_rebuilds(deit, cli, tmp_path):
+    """--keep-float auto on a transformer's dynamic INT8 judges its layers on the eval data where given: it asked for
+    --calib anyway, never read it, and the bundle's recipe could not be rebuilt without it (a walkthrough)."""
+    model, samples = deit
+    first = cli("package", model, "--quantize", "int8", "--keep-float", "auto", "--eval-data", samples,
+                "--budget", "accuracy_drop=none", "-o", tmp_path / "a.edgepkg", "--json")
+    assert first.exit_code == 0, first.stderr
+    compression = first.json()["compression"]
+    assert compression["method"] == "dynamic" and compression["keep_float"]["samples_source"] == "eval data"
+    again = cli("package", model, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["compression"]["keep_float"]["layers"] == compression["keep_float"]["layers"]
+    # with no data at all, its layers cannot be judged: still refused
+    none = cli("package", model, "--quantize", "int8", "--keep-float", "auto", "-o", tmp_path / "c.edgepkg")
+    assert none.exit_code == 2 and "needs calibration data" in none.stderr
