@@ -187,6 +187,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         manifest["notes"] += _missed_accuracy_budget_notes(merged_budgets, source_accuracy, parity)
         manifest["notes"] += _coarse_accuracy_notes(merged_budgets, evaluation, source_accuracy)
         manifest["notes"] += chance_accuracy_notes(evaluation, source_accuracy)
+        manifest["notes"] += _calibration_unused(calib, request, steps)
         blank = blank_source_note(parity, parity.get("samples_source"))
         manifest["notes"] += [f"warning: {blank}"] if blank else []
         if shadows_builtin(prof):   # the same name on another machine is the built-in, with its own budgets
@@ -211,6 +212,17 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     if reused:
         manifest["transforms_reused"] = True
     return manifest
+
+
+def _calibration_unused(calib, request, steps) -> list:
+    """A float bundle calibrates nothing, and with eval data parity judges on that: --calib then went unread, as
+    dynamic INT8 says it does (ort_quantize), where `--precision fp16 --calib` said nothing (a walkthrough). QAT
+    and --keep-float auto read it."""
+    if not calib or request.quantize != "none" or request.evaluation is None or any(s.name == "qat" for s in steps) \
+            or getattr(request.options, "keep_float", ""):
+        return []
+    return [f"--calib is not used: a float bundle ({request.precision}) calibrates nothing, and parity judged on the "
+            "eval data"]
 
 
 def _record_calibration_file(compression: dict, calib, read_from: str | None = None) -> None:

@@ -44,10 +44,14 @@ def test_int8_is_static_qdq_u8s8_per_channel(bundles, tmp_path):
 
 
 def test_fp16_and_dynamic(tmp_path, cli):
-    r = cli("package", MODEL, "--precision", "fp16", "--eval-data", EVAL, "-o", tmp_path / "h.edgepkg", "--json")
+    r = cli("package", MODEL, "--precision", "fp16", "--eval-data", EVAL, "--calib", CALIB, "-o", tmp_path / "h.edgepkg",
+            "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
     assert m["profile"]["precision"] == "fp16" and m["parity"]["tolerance"] == 5e-2
+    # a float bundle with eval data reads no --calib, as dynamic INT8 says of itself (it said nothing)
+    assert "--calib is not used: a float bundle (fp16) calibrates nothing, and parity judged on the eval data" \
+        in m["notes"]
     assert 0 < m["parity"]["max_abs_error"] < 5e-2
     r = cli("package", MODEL, "--quantize", "dynamic", "-o", tmp_path / "d.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
