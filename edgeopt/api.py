@@ -213,7 +213,7 @@ def _no_interval_warnings(doc: dict, budget_rows: list) -> list:
         if row["measured"] is not None and isinstance(lat.get(f"ci95_{field}_absent"), str):
             runs = f"{lat['n']} runs" if isinstance(lat.get("n"), int) else "too few runs"
             out.append(f"{row['budget']} is judged on a {field.split('_')[0]} of {runs}, too few for a 95% "
-                       "interval: it rests on the slowest one or two; more runs (bench --min-iterations) give one")
+                       "interval: it rests on the slowest few runs; more runs (bench --min-iterations) give one")
     return out
 
 

@@ -19,13 +19,16 @@ class Captured:
     text = ""
 
 
-def _drop_handlers_added(before: list, sink) -> None:
-    """A root logging handler a converter added meanwhile on the capture's stream: litert-torch's first
-    `logging.info` ran logging.basicConfig(), whose handler wrote to this stream once it was closed, so every later
-    log line of a program calling edgeopt.api printed a traceback, and its own basicConfig() did nothing (a review)."""
-    for handler in list(logging.root.handlers):
-        if handler not in before and getattr(handler, "stream", None) is sink:
-            logging.root.removeHandler(handler)
+def _drop_handlers_on(sink) -> None:
+    """Logging handlers a converter added meanwhile on the capture's stream, on the root logger or any other:
+    litert-torch's first `logging.info` ran logging.basicConfig(), and importing it gave a torch.fx logger a
+    handler, each writing to this stream once it was closed, so every later log line of a program calling
+    edgeopt.api printed a traceback (and its own basicConfig() did nothing; a walkthrough, then a review)."""
+    loggers = [logging.root] + [v for v in list(logging.root.manager.loggerDict.values()) if isinstance(v, logging.Logger)]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(handler, "stream", None) is sink:
+                logger.removeHandler(handler)
 
 
 @contextlib.contextmanager
@@ -38,7 +41,6 @@ def captured_output():
     old_streams = sys.stdout, sys.stderr
     sink = tempfile.TemporaryFile()
     sink_text = os.fdopen(os.dup(sink.fileno()), "w", buffering=1)
-    handlers = list(logging.root.handlers)
     try:
         for fd in (1, 2):
             os.dup2(sink.fileno(), fd)
@@ -47,7 +49,7 @@ def captured_output():
             warnings.simplefilter("ignore")
             yield log
     finally:
-        _drop_handlers_added(handlers, sink_text)
+        _drop_handlers_on(sink_text)
         sink_text.close()
         for fd in (1, 2):
             os.dup2(saved[fd], fd)

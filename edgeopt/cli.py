@@ -164,7 +164,8 @@ def common(fn):
     """--json, --quiet, --debug on every verb, and the one place errors become exit codes."""
     @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout, nothing else.")
     @click.option("--quiet", "-q", is_flag=True,
-                  help="No progress or decoration: read-only verbs print plain tab-separated lines, the others only errors and the exit code.")
+                  help="No progress or decoration: read-only verbs print plain tab-separated lines, the others only warnings, "
+                       "errors and the exit code.")
     @click.option("--debug", is_flag=True, help="Show tracebacks and runtime messages.")
     @functools.wraps(fn)
     def wrapper(as_json, quiet, debug, **kwargs):
@@ -184,19 +185,40 @@ def common(fn):
             out.emit_error(str(e), e.exit_code)
             sys.exit(e.exit_code)
         except KeyboardInterrupt as e:
-            # Not click's "Aborted!" with exit 1, which reads as "a budget failed" to a CI system. Every file
-            # edgeopt writes is written atomically, so what was saved before Ctrl-C is whole.
-            out.close()
-            how, code = ("terminated (SIGTERM)", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
-            said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
-            click.echo(f"edgeopt: {said}", err=True)
-            out.emit_error(said, code)
-            sys.exit(code)
+            _stopped(out, terminated, e)
+        except ImportError as e:
+            # a signal while a native module initialises (onnxruntime's) comes out as its ImportError ("initialization
+            # failed"), the KeyboardInterrupt as its cause: a traceback and exit 1 where 130 was due (a walkthrough)
+            if not _caused_by_interrupt(e):
+                raise
+            _stopped(out, terminated, KeyboardInterrupt())
         finally:
             _restore_sigterm(previous)
         out.close()
         sys.exit(code or 0)
     return wrapper
+
+
+def _stopped(out, terminated: list, e: BaseException):
+    """Exit 130 (Ctrl-C) or 143 (SIGTERM), saying what a long run kept. Not click's "Aborted!" with exit 1, which
+    reads as "a budget failed" to a CI system. Every file edgeopt writes is written atomically, so what was saved
+    before the signal is whole."""
+    out.close()
+    how, code = ("terminated (SIGTERM)", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+    said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
+    click.echo(f"edgeopt: {said}", err=True)
+    out.emit_error(said, code)
+    sys.exit(code)
+
+
+def _caused_by_interrupt(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _stop_on_sigterm(terminated: list):
@@ -349,9 +371,9 @@ class _JsonUsageErrors(click.Group):
             if "--json" in flags:
                 click.echo(json.dumps({"error": {"message": e.format_message(), "exit_code": e.exit_code}}, indent=1))
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except click.exceptions.Abort:   # click's word for Ctrl-C before a verb began: 1 read as "a budget failed"
+            click.echo("edgeopt: interrupted", err=True)
+            sys.exit(INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -438,7 +460,8 @@ def inspect(out, model, input_shapes, allowed_signers):
     from .recipe import to_toml
     recipe = [f"Recipe (`edgeopt package MODEL --recipe {model}` rebuilds it):", Text(to_toml(info["recipe"]))] \
         if info.get("recipe") else []
-    out.emit(info, key_values(f"Bundle {model}", bundle_rows(info)), *_stage_table(info), *recipe, data=True)
+    stages = [] if out.quiet else _stage_table(info)   # -q: the key/value lines alone, as scripts read them
+    out.emit(info, key_values(f"Bundle {model}", bundle_rows(info)), *stages, *recipe, data=True)
 
 
 STAGE_FIGURES = ("parameters", "flops", "bytes", "latency_ms", "top1")   # what transform_table shows of a stage
@@ -628,6 +651,10 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
             out.progress().status(f"input shapes {' '.join(input_shapes)}, as {recipe_file} records them")
         if calib is None:
             calib, calib_unused = _recipe_calibration(recipe_file, out)
+            if calib is None and calib_unused and any(s.name == "qat" for s in steps):
+                # QAT would calibrate from the training data instead, and its backend asks for nothing: another
+                # model, exit 0 (a review)
+                raise BadInput(calib_unused)
         if train_data is None and reads_training_data(steps):   # the file the bundle was trained on, unchanged
             train_data, train_unused = recipe.bundle_train_data(recipe_file)
             if train_data:
@@ -879,7 +906,7 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
     configuration met every budget (its bundle is OUTPUT_DIR/STUDY-best.edgepkg), 1 none did (the closest miss per
     budget is shown; or the best met a relative budget beside its paired baseline but misses the absolute limit its
     bundle carries, which `check` applies: written, and shown "unconfirmed"), 2 bad input, 3 the device failed,
-    130 interrupted (--resume continues). In the table, * marks the chosen trial.
+    130 interrupted, 143 terminated (SIGTERM; --resume continues either). In the table, * marks the chosen trial.
     """
     from . import api
     from .report.tables import optimize_lines, optimize_trials

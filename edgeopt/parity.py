@@ -60,6 +60,12 @@ SQNR_IDENTICAL_DB = 200.0   # recorded when artifact and source agree exactly (n
 # least half its own power has lost it. The zoo's legitimate INT8 channels read 10 dB and more (DeepLabV3's 21
 # classes: 10.5-17 dB).
 LOST_CHANNEL_DB = 3.0
+# ... or its resolution: a YOLOv5 head ([N, anchors, 4 + 1 + classes]) shipped with one int8 output scale (0.39)
+# for boxes (0-64) and scores (0-1), so each score took 3 values; 12 dB per score, 38 dB overall, a pass. A channel
+# whose artifact takes at most this many values where its source takes many times more has lost it.
+COLLAPSED_LEVELS = 4
+COLLAPSED_RATIO = 8
+COLLAPSED_SPREAD = 0.1
 INPUT_LEVELS = 256          # 8-bit rounding of float inputs for the floor, min/max of the samples
 # Set-like outputs: share of rows that must be found in both. Below 1 for float artifacts because a box
 # whose score ties the threshold, or two boxes of equal score, may go either way in another runtime;
@@ -222,10 +228,21 @@ def lost_channels(ref: np.ndarray, got: np.ndarray, bar: float = LOST_CHANNEL_DB
         signal, noise = np.sum(ref_rows ** 2, axis=1), np.sum((got_rows - ref_rows) ** 2, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             per = np.where(noise > 0, 10 * np.log10(signal / noise), SQNR_IDENTICAL_DB)
-        lost = [int(i) for i in np.flatnonzero((signal > 0) & (per < bar))]
+        lost = [int(i) for i in np.flatnonzero((signal > 0) & ((per < bar) | _collapsed(ref_rows, got_rows)))]
         if lost:
             return lost, float(per[lost].min()), axis
     return [], None, None
+
+
+def _collapsed(ref_rows: np.ndarray, got_rows: np.ndarray) -> np.ndarray:
+    """Per channel (row): whether the artifact's values take at most COLLAPSED_LEVELS distinct values where the
+    source's take COLLAPSED_RATIO times as many over a spread that means something (at least COLLAPSED_SPREAD of
+    its largest magnitude): a coarse output scale left it a few steps. A channel that is one value give or take
+    float noise (a bias behind an input scaled by 1e-8) has nothing to lose but that value, which SQNR judges."""
+    levels = lambda rows: np.array([len(np.unique(r)) for r in rows])
+    got = levels(got_rows)
+    spread = np.ptp(ref_rows, axis=1) >= COLLAPSED_SPREAD * np.max(np.abs(ref_rows), axis=1)
+    return (got <= COLLAPSED_LEVELS) & (levels(ref_rows) >= COLLAPSED_RATIO * got) & spread
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
@@ -571,7 +588,7 @@ def _describe_sqnr(report: dict) -> str:
         return (f"packaged artifact disagrees with its source model: output {label} lost {which} of axis "
                 f"{o.get('lost_axis', 1)} "
                 f"(own SQNR down to {o['worst_channel_sqnr_db']:.1f} dB, requires >= "
-                f"{min(LOST_CHANNEL_DB, o['min_sqnr_db']):g}) at "
+                f"{min(LOST_CHANNEL_DB, o['min_sqnr_db']):g}, and more than {COLLAPSED_LEVELS} distinct values) at "
                 f"{o['sqnr_db']:.1f} dB overall: values of very different scales (a detector's boxes and scores) "
                 "share one quantized tensor and its one scale; export them as separate outputs, each then quantized "
                 "on its own scale (--allow-mismatch to package anyway)")   # the backend's way to keep it float follows

@@ -679,11 +679,14 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
     host_precision = getattr(artifact_runner, "inference_precision", None)
     precision = EFFECTIVE_PRECISIONS.get(host_precision, request.precision)
     quantized = request.quantize != "none" or conversion.compression.get("method") == "qat"
+    float_report = _float_model_parity(source_runner, conversion, backend, prof, samples, source, where, allowed_by)
     report, ref = parity_compare(source_runner, artifact_runner, samples, source.inputs, quantized,
                                  precision, prof.parity, where, [o.name for o in source.outputs],
                                  f"the source model ({source.reference})")
     if host_precision:
         report["host_inference_precision"] = host_precision
+    if float_report is not None:
+        report["float_model"] = float_report
     if not report["passed"]:
         if not (allowed_by == "--allow-mismatch" or (allowed_by and only_top1_failed(report))):
             # a source whose outputs judge nothing is said instead of the float layers' hint (an SQNR of 0 dB on
@@ -701,12 +704,36 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         with source_on("the eval data"):
             ref = run_samples(source_runner, evaluation, source.inputs)
     arrays = to_layouts(evaluation, conversion.layouts)   # the device feeds the artifact as it is
-    arrays.update({REF_PREFIX + o.name: r for o, r in zip(source.outputs, ref)})
+    # under the artifact's output names, which the agent reads them by: a LiteRT model of a dict-returning module
+    # names its outputs by the keys (logits, score), its ONNX export output_0, output_1, and the agent's max abs
+    # error was left out unsaid (a walkthrough); parity pairs them by position, as here
+    named = [t.name for t in backend.describe_io(conversion.model_path, conversion.runtime.get("options"))[1]]
+    names = named if len(named) == len(source.outputs) else [o.name for o in source.outputs]
+    arrays.update({REF_PREFIX + name: r for name, r in zip(names, ref)})
     eval_file = work / "eval.npz"
     np.savez(eval_file, **arrays)
     accuracy = ({"top1": top1(ref[0], evaluation[LABELS]), "n": n}
                 if LABELS in evaluation and len(ref[0]) == n else None)
     return report, accuracy, eval_file
+
+
+def _float_model_parity(source_runner, conversion, backend, prof, samples, source, where, allowed_by) -> dict | None:
+    """The float model a quantized (or fp16) artifact was made from, judged against the source at fp32's limit
+    first (Conversion.float_model): {"passed", "max_abs_error"} for the manifest's parity, None where the backend
+    keeps none. Refused unless --allow-mismatch: a conversion defect is not quantization noise, and an INT8 SQNR
+    limit let one pass (a UNet on LiteRT: 12 dB INT8 "pass", its fp32 bundle refused at max_abs_error 0.34)."""
+    if conversion.float_model is None:
+        return None
+    runner = _in_artifact_layout(backend.host_runner(conversion.float_model, conversion.runtime.get("options")),
+                                 conversion.layouts)
+    report, _ = parity_compare(source_runner, runner, samples, source.inputs, False, "fp32", prof.parity, where,
+                               [o.name for o in source.outputs], f"the source model ({source.reference})")
+    found = {"passed": report["passed"], "max_abs_error": report.get("max_abs_error")}
+    if not report["passed"] and allowed_by != "--allow-mismatch":
+        raise ParityMismatch("the float model the artifact was made from already disagrees with the source, "
+                             "so the converter, not quantization, lost it: " + describe_failure(report)
+                             .removeprefix("packaged artifact disagrees with its source model: "))
+    return found
 
 
 def _float_layers_said(conversion, backend, request, quantized: bool, report: dict, source) -> str:

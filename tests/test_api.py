@@ -95,10 +95,13 @@ def test_a_converters_logging_setup_does_not_outlive_the_capture():
     for handler in kept:
         logging.root.removeHandler(handler)
     try:
+        other = logging.getLogger("edgeopt.tests.a_converters_module")
         with captured_output():
             logging.basicConfig()   # as a converter's first log call does, when the root logger has no handler
             (added,) = logging.root.handlers
+            other.addHandler(logging.StreamHandler())   # as importing litert-torch gave a torch.fx logger one
         assert logging.root.handlers == [] and added.stream.closed   # the handler would write to a closed file
+        assert other.handlers == []
     finally:
         for handler in list(logging.root.handlers):
             logging.root.removeHandler(handler)

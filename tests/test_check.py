@@ -408,9 +408,13 @@ def test_a_tail_budget_on_a_percentile_with_no_interval_is_said(cli, bundles, in
     assert r.exit_code == 0, r.stderr
     said = [w for w in r.json()["results"][0]["warnings"] if "95% interval" in w]
     assert said == ["latency_p90_ms is judged on a p90 of 10 runs, too few for a 95% interval: it rests on the "
-                    "slowest one or two; more runs (bench --min-iterations) give one"]
+                    "slowest few runs; more runs (bench --min-iterations) give one"]
     assert "latency_p90_ms is judged on a p90 of 10 runs" in cli("check", result, "--budget",
                                                                   "latency_p90_ms=1000").stdout
+    # report (Markdown, its JSON) says it too: its rows took the result file's warnings alone
+    for name in ("r.md", "r.html"):
+        shown = cli("report", result, "--budget", "latency_p90_ms=1000", "-o", tmp_path / name, "--no-history")
+        assert shown.exit_code == 0 and "is judged on a p90 of 10 runs" in (tmp_path / name).read_text(), name
     # with enough runs the interval is there, and nothing is said
     assert int8_result["latency"]["ci95"]["p90_ms"]
     plenty = cli("check", _write(tmp_path, int8_result, "plenty.json"), "--budget", "latency_p90_ms=1000", "--json")

@@ -479,6 +479,11 @@ def test_each_outputs_error_is_shown_where_a_bundle_has_several(tmp_path):
     assert got == {"max_abs_error": 0.75, "max_abs_error_by_output": {"boxes": 0.75, "scores": 0.25}}
     assert "max abs error 0.75 (boxes 0.75, scores 0.25) vs" in _accuracy_text(dict(got, n=2))
     assert "max_abs_error_by_output" not in _reference_error([np.zeros((2, 4))], ["boxes"], data)   # one: as it was
+    # references under names the model's outputs do not have (an older LiteRT bundle of a dict-returning module:
+    # ref:output_0 beside outputs logits, score): the figure's absence is said, not left out unsaid
+    assert _reference_error([np.zeros((2, 4))], ["logits"], data) == {
+        "max_abs_error_absent": "the eval data's reference outputs (boxes, scores) name none of the model's outputs "
+                                "(logits)"}
     assert "(" not in _accuracy_text({"max_abs_error": 1.0, "max_abs_error_by_output": {"a": "x"}, "n": 1}).split(
         "vs")[0]   # a malformed one (a hand-edited file) is left out
 
@@ -512,3 +517,34 @@ def test_a_librarys_import_time_warnings_stay_off_stderr_unless_debug(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     debug = subprocess.run(args + ["-q", "--debug"], capture_output=True, text=True, timeout=300)
     assert debug.returncode == 0 and "Failed to load _C_mxfp8.so" in debug.stderr, debug.stderr
+
+
+def test_a_signal_while_a_native_module_initialises_exits_130(cli, monkeypatch):
+    """onnxruntime's import turns a KeyboardInterrupt into ImportError("initialization failed"): a traceback and
+    exit 1, which a CI system reads as a failed budget (a walkthrough); and click's "Aborted!" before a verb began
+    was exit 1 too."""
+    import click
+
+    from conftest import MODEL
+    from edgeopt import api, cli as cli_module
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("initialization failed") from e
+    monkeypatch.setattr(api, "inspect", interrupted)
+    r = cli("inspect", MODEL, "--json")
+    assert r.exit_code == 130 and "edgeopt: interrupted" in r.stderr and r.json()["error"]["exit_code"] == 130
+    def missing(*args, **kwargs):
+        raise ImportError("no module x")
+    monkeypatch.setattr(api, "inspect", missing)
+    with pytest.raises(ImportError, match="no module x"):   # any other ImportError is not an interrupt
+        cli("inspect", MODEL)
+
+    def aborted(self, *args, **kwargs):
+        raise click.exceptions.Abort()
+    monkeypatch.setattr(click.Group, "main", aborted)
+    with pytest.raises(SystemExit) as stop:
+        cli_module.main(["inspect", str(MODEL)])
+    assert stop.value.code == 130

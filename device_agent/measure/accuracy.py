@@ -43,9 +43,10 @@ def _reference_error(merged, names, data):
     """{"max_abs_error"} over the outputs whose merged shape is the reference's, and the outputs left out
     with why: a count of detections that differs from the host's is not an element-wise comparison (the
     host's parity matches such rows one to one)."""
-    errors, skipped = {}, []
+    errors, skipped, unnamed = {}, [], []
     for got, name in zip(merged, names):
         if REF_PREFIX + name not in data.files:
+            unnamed.append(name)
             continue
         ref = data[REF_PREFIX + name]
         if got.shape != ref.shape:
@@ -58,6 +59,10 @@ def _reference_error(merged, names, data):
     if skipped:   # `_absent` when no output was compared: what a budget on it reports (edgeopt/budgets.py)
         why = "shapes differ, not compared element-wise: " + "; ".join(skipped)
         out["max_abs_error_skipped" if errors else "max_abs_error_absent"] = why
+    refs = sorted(k[len(REF_PREFIX):] for k in data.files if k.startswith(REF_PREFIX))
+    if refs and unnamed and not errors and not skipped:   # an older bundle's references under other names
+        out["max_abs_error_absent"] = ("the eval data's reference outputs (%s) name none of the model's outputs "
+                                       "(%s)" % (", ".join(refs), ", ".join(unnamed)))
     return out
 
 

@@ -144,7 +144,9 @@ def quantize(source, request, out, progress, workdir, method="static", op_types=
         if "reason" in choice:
             details["notes"].append(f"INT8 {choice['used']}: {choice['reason']}")
     record = quantizer.record(out)
-    if choice["used"] == "dynamic" and request.calibration is not None and not request.options.keep_float:
+    # keep-float auto reads it only without eval data (OnnxRuntimeBackend.calibrates); named layers never do
+    reads_it = request.options.keep_float == mixed_quantize.AUTO and request.evaluation is None
+    if choice["used"] == "dynamic" and request.calibration is not None and not reads_it:
         # the way to static differs: int8_method is --quantize int8's option, refused beside --quantize dynamic
         static = ("--quantize int8 calibrates with --calib" if request.quantize == "dynamic" else
                   "--backend-option int8_method=static calibrates with --calib")

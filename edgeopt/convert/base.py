@@ -53,6 +53,10 @@ class Conversion:
     # Inputs whose layout the artifact changed: {name: {"layout", "source_layout", "perm"}};
     # sample data in the source layout is transposed by `perm` for the artifact.
     layouts: dict = dataclasses.field(default_factory=dict)
+    # The float model of the artifact's own runtime that a quantized or fp16 artifact was made from, where the
+    # backend keeps one: parity judges it first at fp32's limit, since quantization noise hides a conversion
+    # defect (a UNet's misaligned nearest resize passed as INT8 at 12 dB; its fp32 bundle was refused).
+    float_model: pathlib.Path | None = None
 
 
 class Backend:

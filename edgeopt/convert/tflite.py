@@ -98,7 +98,8 @@ class LiteRtBackend(Backend):
         if request.quantize != "none" and request.host_timing:
             compression.setdefault("notes", []).extend(
                 _host_hint(float_path, out, source, request, layouts, runtime["options"], compression, progress))
-        return Conversion(out, [], runtime, compression, tools, notes + compression.pop("notes", []), layouts=layouts)
+        return Conversion(out, [], runtime, compression, tools, notes + compression.pop("notes", []), layouts=layouts,
+                          float_model=float_path if float_path.exists() else None)
 
     def check_source(self, fmt, reference, precision, quantize):
         if fmt == "tflite" and (quantize != "none" or precision != "fp32"):

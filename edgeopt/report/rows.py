@@ -195,7 +195,8 @@ def summary_row(doc: dict, entry: dict) -> dict:
                 energy_mj=figure(doc, "power.energy_mj_per_inference"), throughput_fps=figure(doc, "throughput.fps"),
                 throttled=results.throttled(doc), thermal_measured=results.thermal_measured(doc),
                 runtime=_runtime(doc),
-                warnings=list(doc.get("warnings") or []), error=(doc.get("error") or {}).get("message"),
+                # check's: the result's own and those check adds (a tail budget on a percentile with no interval)
+                warnings=list(entry.get("warnings", doc.get("warnings")) or []), error=(doc.get("error") or {}).get("message"),
                 absent=_absent_reasons(doc))
 
 

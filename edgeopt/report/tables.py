@@ -402,7 +402,8 @@ def _threads_text(doc: dict) -> str:
     finds: a result said 4 where 2 ran)."""
     asked, ran = doc["settings"]["threads"], doc["runtime"].get("inference_num_threads")
     text = f"{_threads(asked)} ({doc['settings']['threads_source']})"
-    return text if not isinstance(ran, int) or ran == asked else f"{text}, {ran} ran"
+    counted = isinstance(ran, int) and not isinstance(ran, bool) and ran > 0   # as the agent reads it back
+    return f"{text}, {ran} ran" if counted and ran != asked else text
 
 
 def _batch_rows(doc: dict) -> list:

@@ -419,6 +419,11 @@ def test_a_qat_bundle_rebuilds_with_the_calibration_file_its_quantizers_read(cli
     assert rebuilt["details"]["calibration"]["from"] == "calibration", rebuilt["details"]["calibration"]
     model = first.json()["model"]
     assert bundle_member(tmp_path / "a.edgepkg", model) == bundle_member(tmp_path / "b.edgepkg", model)
+    # changed since: named and refused, not calibrated from the training data (its backend asks for nothing)
+    np.savez(calib, input=np.zeros((4, 3, 32, 32), np.float32))
+    changed = cli("package", SOURCE, *SHAPE, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "c.edgepkg")
+    assert changed.exit_code == 2 and f"was calibrated with {calib.resolve()}, which has changed since" in \
+        changed.stderr, changed.stderr
 
 
 def test_a_qat_bundle_for_a_runtime_this_host_does_not_run_is_not_timed_here():

@@ -285,8 +285,10 @@ def test_keep_float_auto_on_dynamic_int8_judges_on_the_eval_data_and_rebuilds(de
     --calib anyway, never read it, and the bundle's recipe could not be rebuilt without it (a walkthrough)."""
     model, samples = deit
     first = cli("package", model, "--quantize", "int8", "--keep-float", "auto", "--eval-data", samples,
-                "--budget", "accuracy_drop=none", "-o", tmp_path / "a.edgepkg", "--json")
+                "--calib", samples, "--budget", "accuracy_drop=none", "-o", tmp_path / "a.edgepkg", "--json")
     assert first.exit_code == 0, first.stderr
+    assert any(n.startswith("dynamic INT8 calibrates nothing") and "--calib is not used" in n
+               for n in first.json()["notes"])   # it went unread, unsaid
     compression = first.json()["compression"]
     assert compression["method"] == "dynamic" and compression["keep_float"]["samples_source"] == "eval data"
     again = cli("package", model, "--recipe", tmp_path / "a.edgepkg", "-o", tmp_path / "b.edgepkg", "--json")

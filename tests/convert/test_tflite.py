@@ -591,3 +591,24 @@ def test_an_output_made_by_an_unnamed_node_still_gets_the_way_to_keep_it_float()
                                                                                              keep_float=""))
     assert BACKEND_CLASSES["tflite"]().float_output_hint(request, "", "").startswith("--int8-io float")
     assert BACKEND_CLASSES["onnxruntime"]().float_output_hint(request, "", "") == ""
+
+
+def test_a_dict_returning_modules_bundle_is_compared_on_the_device_by_its_own_output_names(cli, tmp_path):
+    """LiteRT names a dict-returning module's outputs by its keys (logits, score), its ONNX export output_0 and
+    output_1: the eval data's reference outputs were stored under the latter, and the agent's max abs error was
+    left out without a reason (a walkthrough). They are stored under the artifact's names now."""
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.a, self.b = torch.nn.Linear(8, 3), torch.nn.Linear(8, 2)\n\n    def forward(self, x):\n"
+        "        return {'logits': self.a(x), 'score': self.b(x)}\n\n\ndef build():\n    torch.manual_seed(0)\n"
+        "    return Net().eval()\n")
+    np.savez(tmp_path / "eval.npz", x=np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32))
+    bundle = tmp_path / "d.edgepkg"
+    r = cli("package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,8", "--profile", "raspberry-pi-5",
+            "--eval-data", tmp_path / "eval.npz", "--budget", "accuracy_drop=none", "-o", bundle, "--json")
+    assert r.exit_code == 0, r.stderr
+    names = [o["name"] for o in r.json()["outputs"]]
+    r = cli("bench", bundle, "--results-dir", tmp_path / "results", "--json", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    accuracy = r.json()["accuracy"]
+    assert sorted(accuracy["max_abs_error_by_output"]) == sorted(names) and accuracy["max_abs_error"] < 1e-4, accuracy
