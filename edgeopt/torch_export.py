@@ -343,7 +343,12 @@ def export_module(module, examples: tuple, input_names: list, out: pathlib.Path,
             torch.onnx.export(module, tuple(examples), str(out), input_names=list(input_names),
                               output_names=out_names, opset_version=17, dynamo=False)
         except Exception as e:  # exporter errors are many types; report the first line
-            raise BadInput(f"{reference}: ONNX export failed: {first_line(e)}") from None
+            # torch.export's exporter (a .pt2, which packages through dynamo) takes some of what the TorchScript
+            # one refuses: AdaptiveAvgPool2d((3, 3)) on a 16x16 map (a walkthrough)
+            other_way = "" if changed_by else (
+                "; a .pt2 may export where this does not: save torch.export.export(model, example_inputs) with "
+                "torch.export.save and package that file")
+            raise BadInput(f"{reference}: ONNX export failed: {first_line(e)}{other_way}") from None
     if traced is not None:
         traced += [str(w.message) for w in said if issubclass(w.category, torch.jit.TracerWarning)]
     return out

@@ -445,7 +445,8 @@ def test_an_operator_onnx_cannot_export_is_one_line_without_the_graph(cli_subpro
     assert r.exit_code == 2 and r.stdout == "" and "Torch IR graph" not in r.stderr, r.stdout + r.stderr
     assert [line for line in r.stderr.splitlines() if not line.startswith("·")] == [
         "edgeopt: error: net.py:build: ONNX export failed: Exporting the operator 'aten::linalg_inv' to ONNX opset "
-        "version 17 is not supported"], r.stderr
+        "version 17 is not supported; a .pt2 may export where this does not: save torch.export.export(model, "
+        "example_inputs) with torch.export.save and package that file"], r.stderr
 
 
 def test_a_bundle_given_as_the_recipe_rebuilds_a_module_at_its_recorded_shapes(cli, tmp_path):
@@ -611,3 +612,25 @@ def test_the_export_check_takes_what_the_module_itself_outputs(cli, tmp_path, fo
     r = cli("inspect", tmp_path / "net.py:build", *[a for s in shapes for a in ("--input-shape", s)])
     assert (r.exit_code, "Traceback" in r.stderr) == ((2, False) if said else (0, False)), r.stderr
     assert said is None or r.stderr.strip().endswith(said), r.stderr
+
+
+def test_an_export_the_torchscript_exporter_refuses_names_the_pt2_way(cli, tmp_path):
+    """AdaptiveAvgPool2d((3, 3)) on a 16x16 map: the TorchScript-based exporter refuses it with its own text, and
+    the same model saved with torch.export as a .pt2 packages (a walkthrough on the Intel path)."""
+    import torch
+
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv, self.pool = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d((3, 3))\n\n"
+        "    def forward(self, x):\n        return self.pool(self.conv(x)).flatten(1)\n\n\ndef build():\n"
+        "    return Net().eval()\n")
+    r = cli("package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,3,16,16", "-o", tmp_path / "a.edgepkg")
+    assert r.exit_code == 2 and "ONNX export failed: Unsupported: ONNX export of operator adaptive_avg_pool2d" \
+        in r.stderr and "a .pt2 may export where this does not" in r.stderr, r.stderr
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("net_for_pt2", tmp_path / "net.py")
+    net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(net)
+    torch.export.save(torch.export.export(net.build(), (torch.randn(1, 3, 16, 16),)), tmp_path / "n.pt2")
+    r = cli("package", tmp_path / "n.pt2", "--budget", "accuracy_drop=none", "-o", tmp_path / "b.edgepkg")
+    assert r.exit_code == 0, r.stderr
