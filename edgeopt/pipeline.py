@@ -687,6 +687,8 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         report["host_inference_precision"] = host_precision
     if float_report is not None:
         report["float_model"] = float_report
+        if not float_report["passed"]:   # packaged by --allow-mismatch: the artifact's own pass hid the converter's
+            report.update(passed=False, allowed_by=allowed_by)
     if not report["passed"]:
         if not (allowed_by == "--allow-mismatch" or (allowed_by and only_top1_failed(report))):
             # a source whose outputs judge nothing is said instead of the float layers' hint (an SQNR of 0 dB on
@@ -704,11 +706,13 @@ def _verify(source, conversion, backend, prof, request, calibration, evaluation,
         with source_on("the eval data"):
             ref = run_samples(source_runner, evaluation, source.inputs)
     arrays = to_layouts(evaluation, conversion.layouts)   # the device feeds the artifact as it is
-    # under the artifact's output names, which the agent reads them by: a LiteRT model of a dict-returning module
-    # names its outputs by the keys (logits, score), its ONNX export output_0, output_1, and the agent's max abs
-    # error was left out unsaid (a walkthrough); parity pairs them by position, as here
+    # under the artifact's output names, which the agent reads them by: by name where the source's are the
+    # artifact's (LiteRT lists output_0, output_1, output_10, output_2 ...: a review), else by position as parity
+    # paired them (a dict-returning module's LiteRT outputs are its keys, its ONNX export's output_0, output_1, and
+    # the agent's max abs error was left out unsaid: a walkthrough)
     named = [t.name for t in backend.describe_io(conversion.model_path, conversion.runtime.get("options"))[1]]
-    names = named if len(named) == len(source.outputs) else [o.name for o in source.outputs]
+    names = [o.name for o in source.outputs]
+    names = named if len(named) == len(names) and not set(names) <= set(named) else names
     arrays.update({REF_PREFIX + name: r for name, r in zip(names, ref)})
     eval_file = work / "eval.npz"
     np.savez(eval_file, **arrays)
@@ -728,7 +732,8 @@ def _float_model_parity(source_runner, conversion, backend, prof, samples, sourc
                                  conversion.layouts)
     report, _ = parity_compare(source_runner, runner, samples, source.inputs, False, "fp32", prof.parity, where,
                                [o.name for o in source.outputs], f"the source model ({source.reference})")
-    found = {"passed": report["passed"], "max_abs_error": report.get("max_abs_error")}
+    found = {"passed": report["passed"], "max_abs_error": report.get("max_abs_error"),
+             "tolerance": report.get("tolerance"), "samples": report.get("samples")}
     if not report["passed"] and allowed_by != "--allow-mismatch":
         raise ParityMismatch("the float model the artifact was made from already disagrees with the source, "
                              "so the converter, not quantization, lost it: " + describe_failure(report)

@@ -345,7 +345,7 @@ def export_module(module, examples: tuple, input_names: list, out: pathlib.Path,
         except Exception as e:  # exporter errors are many types; report the first line
             # torch.export's exporter (a .pt2, which packages through dynamo) takes some of what the TorchScript
             # one refuses: AdaptiveAvgPool2d((3, 3)) on a 16x16 map (a walkthrough)
-            other_way = "" if changed_by else (
+            other_way = "" if changed_by or isinstance(module, torch.jit.ScriptModule) else (
                 "; a .pt2 may export where this does not: save torch.export.export(model, example_inputs) with "
                 "torch.export.save and package that file")
             raise BadInput(f"{reference}: ONNX export failed: {first_line(e)}{other_way}") from None

@@ -612,3 +612,27 @@ def test_a_dict_returning_modules_bundle_is_compared_on_the_device_by_its_own_ou
     assert r.exit_code == 0, r.stderr
     accuracy = r.json()["accuracy"]
     assert sorted(accuracy["max_abs_error_by_output"]) == sorted(names) and accuracy["max_abs_error"] < 1e-4, accuracy
+
+
+def test_a_converter_defect_is_refused_by_the_float_model_before_quantization_hides_it(cli, tmp_path):
+    """litert-torch misaligns a nearest resize by a non-whole factor (32 to 80): the fp32 bundle was refused, its
+    INT8 bundle passed at 12 dB (a UNet, a walkthrough). The float .tflite the INT8 one is made from is judged
+    first; --allow-mismatch packages it, and the parity then reads failed, not the INT8 artifact's pass."""
+    (tmp_path / "net.py").write_text(
+        "import torch\nimport torch.nn.functional as F\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)\n\n"
+        "    def forward(self, x):\n        return F.interpolate(self.conv(x), size=(80, 80), mode='nearest')\n\n\n"
+        "def build():\n    torch.manual_seed(0)\n    return Net().eval()\n")
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(np.cumsum(rng.standard_normal((16, 3, 32, 32)), axis=2), axis=3) / 32   # images, not noise
+    np.savez(tmp_path / "calib.npz", x=smooth.astype(np.float32))
+    args = ("package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,3,32,32", "--profile", "raspberry-pi-5",
+            "--quantize", "int8", "--calib", tmp_path / "calib.npz", "--budget", "accuracy_drop=none")
+    r = cli(*args, "-o", tmp_path / "a.edgepkg")
+    assert r.exit_code == 2 and "the float model the artifact was made from already disagrees with the source" \
+        in r.stderr, r.stderr
+    r = cli(*args, "--allow-mismatch", "-o", tmp_path / "b.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    parity = r.json()["parity"]
+    assert parity["float_model"]["passed"] is False and parity["float_model"]["max_abs_error"] > 1e-3
+    assert parity["passed"] is False and parity["allowed_by"] == "--allow-mismatch"
