@@ -219,6 +219,8 @@ def _ignore_signals() -> None:
     import signal
 
     for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) is None:   # a handler C code installed: it could not be put back after
+            continue
         try:
             signal.signal(s, signal.SIG_IGN)
         except ValueError:   # not the main thread: nothing to hold

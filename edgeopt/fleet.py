@@ -383,7 +383,9 @@ def signals_held():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, lambda signum, frame: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    # a handler C code installed (getsignal None) could not be put back after: left as it is
+    previous = {s: signal.signal(s, lambda signum, frame: None) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not None}
     try:
         yield
     finally:

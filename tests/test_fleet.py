@@ -446,13 +446,16 @@ def test_resume_without_the_budgets_keeps_the_runs_fps_pass(cli, bundles, tmp_pa
 
 def test_signals_are_held_while_a_stopping_run_lets_its_devices_go():
     """A second Ctrl-C (or `timeout`'s signal to the process group) inside the let-go replaced the interruption
-    that carries the --resume line: while held it is ignored, and the handlers are back after."""
-    import os
-
-    from edgeopt.fleet import signals_held
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with signals_held():
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)   # the handlers run between bytecodes: had they raised, it would be here
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    that carries the --resume line: while held it is ignored, and the handlers are back after. In a process of its
+    own: signals sent to the test runner, loaded with native runtimes, crashed it."""
+    code = ("import os, signal, time\n"
+            "from edgeopt.fleet import signals_held\n"
+            "before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)\n"
+            "with signals_held():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(0.05)\n"   # the handlers run between bytecodes: had they raised, it would be here
+            "assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before\n"
+            "print('held')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout == "held\n", p.stderr
