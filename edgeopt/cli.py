@@ -174,7 +174,6 @@ def common(fn):
             _quiet_library_loggers()
         terminated = []
         previous = _stop_on_sigterm(terminated)
-        interrupt_handler = _sigint_handler()
         try:
             code = fn(out, **kwargs)
         except EdgeoptError as e:
@@ -195,7 +194,6 @@ def common(fn):
             _stopped(out, terminated, KeyboardInterrupt())
         finally:
             _restore_sigterm(previous)
-            _restore_sigint(interrupt_handler)
         out.close()
         sys.exit(code or 0)
     return wrapper
@@ -205,26 +203,15 @@ def _stopped(out, terminated: list, e: BaseException):
     """Exit 130 (Ctrl-C) or 143 (SIGTERM), saying what a long run kept. Not click's "Aborted!" with exit 1, which
     reads as "a budget failed" to a CI system. Every file edgeopt writes is written atomically, so what was saved
     before the signal is whole."""
-    _ignore_signals()   # stopping already: a second Ctrl-C (a double press, `timeout`'s group) cut the line short
-    out.close()
-    how, code = ("terminated (SIGTERM)", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
-    said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
-    click.echo(f"edgeopt: {said}", err=True)
-    out.emit_error(said, code)
-    sys.exit(code)
+    from .signals import signals_held
 
-
-def _ignore_signals() -> None:
-    """SIGINT and SIGTERM ignored until the verb's wrapper restores them (_restore_signals)."""
-    import signal
-
-    for s in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(s) is None:   # a handler C code installed: it could not be put back after
-            continue
-        try:
-            signal.signal(s, signal.SIG_IGN)
-        except ValueError:   # not the main thread: nothing to hold
-            return
+    with signals_held():   # stopping already: a second Ctrl-C (a double press, `timeout`'s group) cut the line short
+        out.close()
+        how, code = ("terminated (SIGTERM)", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+        said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
+        click.echo(f"edgeopt: {said}", err=True)
+        out.emit_error(said, code)
+        sys.exit(code)
 
 
 def _caused_by_interrupt(e: BaseException) -> bool:
@@ -249,22 +236,6 @@ def _stop_on_sigterm(terminated: list):
         return signal.signal(signal.SIGTERM, stop)
     except ValueError:   # not the main thread (an embedding program's): its own handler stays
         return None
-
-
-def _sigint_handler():
-    import signal
-
-    return signal.getsignal(signal.SIGINT)
-
-
-def _restore_sigint(handler) -> None:
-    """Ctrl-C's handler as the verb found it (a program that runs verbs in-process keeps Ctrl-C working)."""
-    import signal
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except (ValueError, TypeError):   # not the main thread, or a handler Python did not install (None)
-        pass
 
 
 def _restore_sigterm(previous) -> None:

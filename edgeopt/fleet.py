@@ -16,6 +16,7 @@ from . import bundle as bundles, results
 from .atomic import check_writable
 from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .progress import SILENT, DeviceProgress
+from .signals import signals_held
 from .store import Store
 
 try:
@@ -372,25 +373,6 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
             "paths": {name: str(run.result_path(name)) for name in documents},
             "succeeded": [n for n, d in documents.items() if d.get("status") == "ok"],
             "failed": {n: d["error"]["message"] for n, d in documents.items() if d.get("status") != "ok"}}
-
-
-@contextlib.contextmanager
-def signals_held():
-    """SIGINT and SIGTERM ignored meanwhile (the run is already stopping), their handlers restored after; in the
-    main thread only, where Python runs signal handlers (elsewhere nothing changes)."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    # a handler C code installed (getsignal None) could not be put back after: left as it is
-    previous = {s: signal.signal(s, lambda signum, frame: None) for s in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(s) is not None}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _store_kept(run: FleetRun, name: str, store: Store, store_errors: list) -> str:

@@ -449,7 +449,7 @@ def test_signals_are_held_while_a_stopping_run_lets_its_devices_go():
     that carries the --resume line: while held it is ignored, and the handlers are back after. In a process of its
     own: signals sent to the test runner, loaded with native runtimes, crashed it."""
     code = ("import os, signal, time\n"
-            "from edgeopt.fleet import signals_held\n"
+            "from edgeopt.signals import signals_held\n"
             "before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)\n"
             "with signals_held():\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
