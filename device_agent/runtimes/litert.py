@@ -122,19 +122,27 @@ class LiteRtAdapter(RuntimeAdapter):
 
 
 def tensor_details(interpreter):
-    """(inputs, outputs) details in the model's signature order (args_0, args_1, ... / output_0, ...)
-    when it has a signature, named by their signature names; else the plain tensor details."""
+    """(inputs, outputs) details in the model's own order, named by their signature names when it
+    has one signature (args_0, ... / output_0, ... or a dict's keys); else the plain tensor details.
+
+    The signature lists its names sorted as text (output_10 before output_2, "alpha" before "zeta"),
+    while the subgraph keeps the source's order, which parity and the eval data's references pair by
+    position: so the names are put in the subgraph's order of their tensors."""
     signatures = interpreter.get_signature_list() if hasattr(interpreter, "get_signature_list") else {}
+    plain = {"inputs": interpreter.get_input_details(), "outputs": interpreter.get_output_details()}
     if len(signatures) != 1:
-        return interpreter.get_input_details(), interpreter.get_output_details()
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
+        return plain["inputs"], plain["outputs"]
+    key = next(iter(signatures))
+    runner = interpreter.get_signature_runner(key)
     found = []
     for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details())):
+        position = dict((d["index"], i) for i, d in enumerate(plain[kind]))
         ordered = []
-        for name in signatures[next(iter(signatures))][kind]:
+        for name in signatures[key][kind]:
             d = dict(details[name])
             d["name"] = name
             ordered.append(d)
+        ordered.sort(key=lambda d: position.get(d["index"], len(position)))   # stable: unknown ones keep theirs
         found.append(ordered)
     return found[0], found[1]
 

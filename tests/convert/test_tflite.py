@@ -636,3 +636,26 @@ def test_a_converter_defect_is_refused_by_the_float_model_before_quantization_hi
     parity = r.json()["parity"]
     assert parity["float_model"]["passed"] is False and parity["float_model"]["max_abs_error"] > 1e-3
     assert parity["passed"] is False and parity["allowed_by"] == "--allow-mismatch"
+
+
+@pytest.mark.parametrize("outputs", [
+    "tuple(torch.nn.functional.linear(x, torch.ones(2, 8) * (i + 1)) for i in range(11))",
+    "{'zeta': self.a(x), 'alpha': self.b(x) * 10}",
+], ids=["eleven-outputs", "keys-not-in-alphabetical-order"])
+def test_outputs_are_paired_in_the_sources_order_not_the_signatures_sorted_one(cli, tmp_path, outputs):
+    """LiteRT's signature lists output names sorted as text (output_10 before output_2, alpha before zeta) where
+    the source's order is the subgraph's: a module with 11 outputs, or a dict whose keys are not in alphabetical
+    order, was refused at fp32 by a parity that paired them by position (a walkthrough)."""
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.a, self.b = torch.nn.Linear(8, 3), torch.nn.Linear(8, 2)\n\n    def forward(self, x):\n"
+        f"        return {outputs}\n\n\ndef build():\n    torch.manual_seed(0)\n    return Net().eval()\n")
+    np.savez(tmp_path / "eval.npz", x=np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32))
+    bundle = tmp_path / "d.edgepkg"
+    r = cli("package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,8", "--profile", "raspberry-pi-5",
+            "--eval-data", tmp_path / "eval.npz", "--budget", "accuracy_drop=none", "-o", bundle, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["parity"]["passed"] is True
+    r = cli("bench", bundle, "--results-dir", tmp_path / "results", "--json", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["accuracy"]["max_abs_error"] < 1e-4, r.json()["accuracy"]
