@@ -341,17 +341,27 @@ def _loop(loop: dict) -> tuple:
 COMMON_FLAGS = ("--json", "--quiet", "-q", "--debug")
 
 
-def _common_flags_last(args: list) -> list:
+def _common_flags_last(args: list, group: click.Group = None) -> list:
     """`edgeopt --quiet bench ...` as `edgeopt bench ... --quiet`: the flags every verb takes (`common`), typed
-    before the verb as with git or docker, were refused as no option of `edgeopt`."""
-    lead = 0
-    while lead < len(args) and args[lead] in COMMON_FLAGS:
-        lead += 1
-    if lead == 0 or lead == len(args):
+    before the verb as with git or docker, were refused as no option of `edgeopt`; so were they between a group
+    and its verb (`edgeopt profiles --json list`). They go after the verb's path, before any `--`."""
+    moved, path, command = [], [], group
+    for word in args:
+        if word in COMMON_FLAGS:
+            moved.append(word)
+        elif command is None and not path or isinstance(command, click.Group) and word in command.commands:
+            path.append(word)
+            command = command.commands[word] if command is not None else None
+        else:
+            break
+        if command is not None and not isinstance(command, click.Group):
+            break
+    lead = len(moved) + len(path)
+    if not moved or not path and lead == len(args):   # flags alone: `edgeopt --json`'s own answer
         return args
     rest = args[lead:]
     end = rest.index("--") if "--" in rest else len(rest)   # after `--` every word is an argument
-    return rest[:end] + args[:lead] + rest[end:]
+    return path + rest[:end] + moved + rest[end:]
 
 
 class _JsonUsageErrors(click.Group):
@@ -360,8 +370,12 @@ class _JsonUsageErrors(click.Group):
     every verb takes are taken before the verb too (_common_flags_last)."""
 
     def main(self, args=None, **kwargs):
-        args = _common_flags_last(list(sys.argv[1:] if args is None else args))
+        args = _common_flags_last(list(sys.argv[1:] if args is None else args), self)
         flags = [a for a in args if a in COMMON_FLAGS]
+        if args[:1] == ["--version"] and flags:   # `edgeopt --json --version` was "No such option '--json'"
+            click.echo(json.dumps({"name": "edgeopt", "version": __version__}, indent=1) if "--json" in flags
+                       else f"edgeopt, version {__version__}")
+            sys.exit(0)
         if all(a in COMMON_FLAGS for a in args[1:]) and (not args or args[0] in COMMON_FLAGS or isinstance(
                 self.commands.get(args[0]), click.Group)):   # `edgeopt --json` or a group alone (`edgeopt -q device`)
             args = [a for a in args[:1] if a not in COMMON_FLAGS]   # takes no flag: its usage says what it has

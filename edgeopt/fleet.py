@@ -311,14 +311,19 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
     if resume and not run.resumed:   # said, not silent: a typo'd --results-dir measured every device again
         progress.status(f"--resume: no earlier run of this bundle (manifest sha256 "
                         f"{manifest['_manifest_sha256'][:12]}…) under {run.run_dir.parent}: a new run")
-    try:
-        return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
-                          progress)
-    finally:
-        run.close()
+    # entered on Ctrl-C: a second signal is then ignored until the pool has ended, the store is closed and the run
+    # directory unlocked, whose work it would otherwise cut short with the --resume line (a walkthrough)
+    held = contextlib.ExitStack()
+    with held:
+        try:
+            return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
+                              progress, held)
+        finally:
+            run.close()
 
 
-def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, timeout, resume, progress) -> dict:
+def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, timeout, resume, progress,
+               held: contextlib.ExitStack) -> dict:
     store, store_errors, replaced = Store(store_url), [], []
     todo = [d for d in devices if not (resume and run.done(d.name))]
     skipped = [d.name for d in devices if d not in todo]
@@ -326,11 +331,10 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
     for spec in todo:
         run.pending(spec)
         progress.device_state(spec.name, "queued")
-    held = contextlib.ExitStack()   # entered on Ctrl-C: a second signal is then ignored until the pool has ended
     try:
         for name in skipped:
             progress.device_state(name, "ok", "kept from the earlier run" + _store_kept(run, name, store, store_errors))
-        with held, concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args, timeout, progress): spec
                        for spec in todo}
             def record(doc):

@@ -320,6 +320,14 @@ def test_the_flags_every_verb_takes_may_come_before_it(cli, bundles):
     assert first.exit_code == 0 and first.json() == last.json()
     assert _common_flags_last(["--debug", "bench", "m", "--", "--json"]) == ["bench", "m", "--debug", "--", "--json"]
     assert _common_flags_last(["--json"]) == ["--json"] and _common_flags_last(["--version"]) == ["--version"]
+    # between a group and its verb too (`edgeopt profiles --json list` was refused), and before --version
+    from edgeopt.cli import main
+    assert _common_flags_last(["fleet", "--json", "bench", "x", "--", "-q"], main) == \
+        ["fleet", "bench", "x", "--json", "--", "-q"]
+    between, after = cli("profiles", "--json", "list"), cli("profiles", "list", "--json")
+    assert between.exit_code == 0 and between.json() == after.json()
+    version = cli("--json", "--version")
+    assert version.exit_code == 0 and version.json()["name"] == "edgeopt" and version.json()["version"]
     group = cli("device")   # a group alone: its usage, not "no such option"
     assert "list" in group.stdout + group.stderr and "No such option" not in group.stdout + group.stderr
     # with --json one JSON error on stdout (it printed the usage on stderr alone), as `edgeopt --json` alone (it

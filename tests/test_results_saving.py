@@ -252,3 +252,32 @@ def test_a_store_that_fails_after_the_measurement_is_exit_3_naming_the_saved_fil
         api.bench(bundles["fp32"], results_dir=tmp_path / "results", loop=FAST_LOOP, progress=DropTheTable())
     assert e.value.exit_code == 3
     assert len(list((tmp_path / "results").glob("*@local.json"))) == 1
+
+
+def test_signals_stay_held_until_an_interrupted_fleet_has_closed_its_store_and_run(bundles, tmp_path, monkeypatch):
+    """The hold that keeps a second Ctrl-C from replacing the --resume line ended with the pool: the store's close
+    (a PostgreSQL pool's dispose) and the run's unlock came after it, unheld (a review). No signal is sent here:
+    the handlers in place while each closes are read."""
+    import concurrent.futures
+    import signal
+    from edgeopt.store import Store
+
+    before = signal.getsignal(signal.SIGINT)
+    seen = {}
+
+    def interrupted(futures):
+        raise KeyboardInterrupt
+        yield
+
+    def closing(name, close):
+        def wrapper(self):
+            seen[name] = signal.getsignal(signal.SIGINT)
+            return close(self)
+        return wrapper
+    monkeypatch.setattr(concurrent.futures, "as_completed", interrupted)
+    monkeypatch.setattr(Store, "close", closing("store", Store.close))
+    monkeypatch.setattr(fleet.FleetRun, "close", closing("run", fleet.FleetRun.close))
+    with pytest.raises(KeyboardInterrupt, match="devices reported"):
+        _fleet(bundles["fp32"], ["a", "b"], set(), tmp_path / "results", False, f"sqlite:///{tmp_path / 'r.db'}")
+    assert seen["store"] is not before and seen["run"] is not before, seen
+    assert signal.getsignal(signal.SIGINT) is before
