@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 
@@ -261,7 +262,16 @@ def _default_said(args, name):
     return " (its default)" if default is not None and getattr(args, name) == default else ""
 
 
+def _stop_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
+    # SIGTERM (a host letting go of a `local` device) and SIGHUP (a dropped session) end the agent through its
+    # finally blocks: by default they killed it there and then, and its run directory (a copy of the bundle)
+    # stayed on the device until the next run's sweep or `device clean` (a walkthrough)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _stop_on_signal)
     parser = build_parser()
     args = parser.parse_args(argv)
     problem = bench_problem(args) if getattr(args, "fn", None) is cmd_bench else None

@@ -286,10 +286,15 @@ def test_demo_end_to_end(cli_subprocess, tmp_path):
 
 
 def test_ctrl_c_exits_130_ends_the_agent_and_writes_nothing_half(bundles, tmp_path):
+    """... and leaves no run directory (a copy of the bundle) on the device: the agent was killed outright, and
+    its directory stayed until the next run's sweep or `device clean` (a walkthrough)."""
     from conftest import ctrl_c_works
     import signal
     import time
     import psutil
+    from edgeopt.transport.local import _own_dir
+    runs = _own_dir() / "runs"
+    before = set(runs.glob("edgeopt-run-*"))
     with ctrl_c_works():
         proc = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--min-seconds",
                                  "60", "--max-seconds", "60", "--max-iterations", "100000000"], cwd=tmp_path,
@@ -311,6 +316,7 @@ def test_ctrl_c_exits_130_ends_the_agent_and_writes_nothing_half(bundles, tmp_pa
     time.sleep(0.5)
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], "agent left running"
     assert not list(tmp_path.rglob("*.partial")) and not list(tmp_path.rglob("*.json"))
+    assert not set(runs.glob("edgeopt-run-*")) - before
 
 
 def test_the_flags_every_verb_takes_may_come_before_it(cli, bundles):

@@ -106,9 +106,22 @@ class LocalTransport(Transport):
             _kill(proc)
 
 
+TERM_GRACE_S = 2.0
+
+
 def _kill(proc) -> None:
+    """Ends the agent's session: SIGTERM first, which the agent ends through its finally blocks (its run directory,
+    a copy of the bundle, removed; its lock released), then SIGKILL for whatever is left after TERM_GRACE_S."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=TERM_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)   # the measuring process too, should it outlive the agent
     except ProcessLookupError:
         pass
 
