@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import hashlib
 import json
 import pathlib
 import threading
@@ -71,6 +72,23 @@ def resumed_budgets(results_dir, manifest: dict) -> dict:
     return results.run_budgets(run_file.parent) if run_file is not None else {}
 
 
+SECRET_FLAGS = ("--power-command",)   # a shell command that may hold a secret (a meter's Authorization header)
+
+
+def recorded_args(agent_args, salt: str) -> list:
+    """The agent flags as run.json keeps them and a --resume's refusal shows them: a --power-command as its program
+    and a digest salted with the run's id, enough to tell a --resume given another command, where the whole command
+    (a bearer token and all) was kept in run.json and printed twice by that refusal (a security review)."""
+    from device_agent.power.base import shown_command
+
+    recorded = list(agent_args)
+    for i in range(len(recorded) - 1):
+        if recorded[i] in SECRET_FLAGS:
+            digest = hashlib.sha256(f"{salt}\0{recorded[i + 1]}".encode()).hexdigest()[:16]
+            recorded[i + 1] = f"{shown_command(recorded[i + 1])} (sha256 {digest})"
+    return recorded
+
+
 class FleetRun:
     """One fleet benchmark: where its results go, which devices are still to do.
 
@@ -97,7 +115,7 @@ class FleetRun:
         # the budgets its verdicts are by (--budget): `check RUN_DIR` judges by them too, as fleet bench did
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],
-            "agent_args": list(agent_args), "budgets": dict(budgets or {}), "devices": list(device_names)})
+            "agent_args": recorded_args(agent_args, self.run_id), "budgets": dict(budgets or {}), "devices": list(device_names)})
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()
@@ -147,16 +165,17 @@ class FleetRun:
     def _check_same_settings(self, run_dir: pathlib.Path, agent_args: list) -> None:
         """One run's devices are measured alike: a --resume with other loop or sensing settings than the run
         began with would put figures of two methods side by side in one table. A run file of an older edgeopt
-        records none, and is resumed as it is."""
+        records none, and is resumed as it is; one that kept a --power-command whole is compared whole."""
+        shown = recorded_args(agent_args, run_dir.name)
         try:
             recorded = json.loads((run_dir / RUN_FILE).read_text()).get("agent_args")
         except (OSError, ValueError, AttributeError):
             recorded = None
-        if isinstance(recorded, list) and recorded != agent_args:
+        if isinstance(recorded, list) and recorded not in (shown, agent_args):
             self.close()
-            began = " ".join(recorded) or "the defaults"
+            began = " ".join(recorded_args(recorded, run_dir.name)) or "the defaults"
             raise BadInput(f"fleet run {run_dir} was measured with {began}; --resume measures the rest alike, so "
-                           f"give the same settings (now: {' '.join(agent_args) or 'the defaults'}), or start a new "
+                           f"give the same settings (now: {' '.join(shown) or 'the defaults'}), or start a new "
                            "run without --resume")
 
     def _check_same_budgets(self, run_dir: pathlib.Path, budgets: dict | None) -> None:

@@ -336,7 +336,11 @@ def _check_workdir(value: str, where) -> str:
     if parts[0].startswith("~") and not value.startswith("~/"):
         raise BadInput(f"{where}: workdir {value!r}: another user's home (~user) is not read on the device; give "
                        "a path relative to the login's home, or an absolute one")
-    return value[2:].lstrip("/") if value.startswith("~/") else value
+    workdir = value[2:].lstrip("/") if value.startswith("~/") else value
+    if workdir.startswith("-"):   # the agent's path begins with it: the device's python read it as its own option
+        raise BadInput(f"{where}: workdir {value!r} begins with '-', which the device's programs read as an option; "
+                       f"write it ./{workdir}")
+    return workdir
 
 
 MAX_DEVICE_NAME = 200

@@ -459,3 +459,20 @@ def test_signals_are_held_while_a_stopping_run_lets_its_devices_go():
             "print('held')\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout == "held\n", p.stderr
+
+
+def test_a_power_commands_secret_is_kept_out_of_the_run_file_and_the_resume_refusal(cli, bundles, tmp_path):
+    """run.json kept the whole --power-command (a meter's bearer token), and a --resume given another one printed
+    both in full (a security review). The run keeps its program and a salted digest, which still tells them apart."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    meter = "TOKEN='Bearer SECRET-1' sh -c 'echo 2.5'"
+    r = cli(*args, "--power-command", meter, "--json")
+    assert r.exit_code == 0, r.stderr
+    run_file = next((tmp_path / "results" / "fleet").glob("*/*/run.json"))
+    assert "SECRET" not in run_file.read_text() and "`sh` ..." in run_file.read_text()
+    other = cli(*args, "--power-command", meter.replace("SECRET-1", "SECRET-2"), "--resume")
+    assert other.exit_code == 2 and "--resume measures the rest alike" in other.stderr, other.stderr
+    assert "SECRET" not in other.stderr + other.stdout
+    assert cli(*args, "--power-command", meter, "--resume", "--json").exit_code == 0   # the same: resumed

@@ -402,6 +402,14 @@ def test_a_workdir_under_the_home_written_with_a_tilde_is_relative_to_it(tmp_pat
     assert (inv.devices["pi"].workdir, inv.devices["nuc"].workdir) == ("edgeopt-x", "a/b")
 
 
+@pytest.mark.parametrize("workdir", ["-cimport os", "~/-x"])
+def test_a_workdir_that_begins_with_a_dash_is_refused(tmp_path, workdir):
+    """The agent's path begins with the workdir: `-cimport ...` ran as the device's python's own option (a security
+    review). Refused, with the way to write it."""
+    with pytest.raises(BadInput, match="begins with '-'.*write it ./-"):
+        load(_write(tmp_path, "t.yaml", f"devices: {{pi: {{host: pi.lab, workdir: '{workdir}'}}}}\n"))
+
+
 def test_a_local_device_takes_python_and_workdir_from_its_own_entry_only(tmp_path):
     """defaults: name the boards' venv and folder; a local device inheriting them ran the boards' Python here."""
     inv = load(_write(tmp_path, "a.yaml", "defaults: {python: /home/pi/venv/bin/python, workdir: /data/e}\n"

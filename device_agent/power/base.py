@@ -9,6 +9,7 @@ recorded tree is read by the same code as a real board.
 import collections
 import errno
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -185,12 +186,22 @@ def _descendants(pid):
     return found
 
 
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
 def shown_command(argv):
     """The command as messages and results name it: a shell command (--power-command) by its program alone, since
-    the rest may hold a secret (a meter's `curl -H 'Authorization: ...'`) that results and reports would keep."""
+    the rest may hold a secret (a meter's `curl -H 'Authorization: ...'`) that results and reports would keep.
+    Split as the shell would: split on spaces, `TOKEN="Bearer abc" meter` showed the token's tail as the program."""
+    import shlex
+
     if not isinstance(argv, str):
         return " ".join(argv)
-    words = argv.split()
-    program = next((w for w in words if "=" not in w), "...")   # past `TOKEN=... meter.sh`'s assignments
+    try:
+        words = shlex.split(argv)
+    except ValueError:   # unbalanced quotes: nothing of it is shown
+        return "`...`"
+    program = next((w for w in words if not _ASSIGNMENT.match(w)), None)   # past `TOKEN=... meter.sh`'s assignments
+    if program is None or any(c.isspace() for c in program):
+        return "`...`"
     return "`%s`%s" % (program, " ..." if words != [program] else "")
-

@@ -26,6 +26,12 @@ def test_the_command_is_named_by_its_program_alone_since_its_arguments_may_hold_
     assert reader is None and token not in reason and "`curl` ..." in reason, reason
     reader, _ = ExternalReader.probe(_config(f"TOKEN={token} echo 2.5", 1.0))
     assert token not in str(reader.describe()) and reader.read().value == 2.5
+    # a quoted assignment with a space in it: split on spaces, its tail was shown as the program (a security review)
+    reader, _ = ExternalReader.probe(_config(f"TOKEN='Bearer {token}' sh -c 'echo 2.5'", 1.0))
+    assert token not in str(reader.describe()) and "`sh` ..." in str(reader.describe())
+    from device_agent.power.base import shown_command
+    assert shown_command(f"PASS='open {token}' meter") == "`meter` ..."
+    assert shown_command(f"echo '{token}") == "`...`"   # unbalanced: nothing of it
 
 
 def test_a_failing_or_missing_command_is_refused_with_its_error():
