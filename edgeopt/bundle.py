@@ -179,9 +179,31 @@ def _edgeopt_file(path: pathlib.Path):
 
 def signature(bundle_path) -> dict | None:
     """The manifest signature a bundle carries (its second member), as {key: its SHA256 fingerprint, key_type,
-    namespace}, verified against nothing; None where it carries none. `read` has verified its members."""
-    sig = _head(bundle_path)[1]
-    return None if sig is None else describe_signature(sig)
+    namespace, matches_manifest}, verified against no allowed signer; None where it carries none. `read` has
+    verified its members."""
+    blob, sig = _head(bundle_path)
+    return None if sig is None else dict(describe_signature(sig), matches_manifest=_signs_manifest(blob, sig))
+
+
+def _signs_manifest(blob: bytes, sig: bytes) -> bool | None:
+    """Whether the signature is one of these manifest bytes under the key it names itself (`ssh-keygen -Y
+    check-novalidate`): that says nothing of whose key it is, but a manifest changed after signing (the model
+    swapped, the manifest resealed, the old signature kept) was shown as signed by its genuine signer (a security
+    review). None where this host has no ssh-keygen that can tell."""
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="edgeopt-sig-") as tmp:
+        path = pathlib.Path(tmp) / agent_manifest.SIGNATURE
+        path.write_bytes(sig)
+        try:
+            checked = agent_bundle._keygen([keygen, "-Y", "check-novalidate", "-n", agent_bundle.SIGN_NAMESPACE,
+                                            "-s", str(path)], blob)
+        except AgentError:
+            return None
+    if checked.returncode != 0 and b"Unsupported operation" in checked.stderr:   # older than OpenSSH 8.2
+        return None
+    return checked.returncode == 0
 
 
 def _head(bundle_path) -> tuple:

@@ -534,8 +534,16 @@ def test_inspect_and_package_name_the_signing_key_and_inspect_checks_it(cli, sig
     assert rows["signed"].startswith(f"yes, by ssh-ed25519 key {fingerprint}; not verified here"), rows["signed"]
     checked = cli("inspect", signing["signed"], "--allowed-signers", signing["allowed"], "--json")
     assert checked.exit_code == 0 and checked.json()["signature"] == {
-        "key": fingerprint, "key_type": "ssh-ed25519", "namespace": "edgeopt-bundle", "verified": True,
-        "principal": "ci@lab", "allowed_signers": str(signing["allowed"])}
+        "key": fingerprint, "key_type": "ssh-ed25519", "namespace": "edgeopt-bundle", "matches_manifest": True,
+        "verified": True, "principal": "ci@lab", "allowed_signers": str(signing["allowed"])}
+    # a manifest changed after signing (the model swapped, the manifest resealed, the signature kept) was shown as
+    # signed by its genuine signer (a security review): the signature is checked against the manifest it came with
+    stale = _rewrite(signing["signed"], tmp_path / "stale.edgepkg", edit_manifest(_set(["budgets", "peak_rss_mb"], 7.0)))
+    shown = cli("inspect", stale, "--json")
+    assert shown.exit_code == 0 and shown.json()["signature"]["matches_manifest"] is False
+    rows = dict(line.split("\t", 1) for line in cli("inspect", stale, "-q").stdout.splitlines() if "\t" in line)
+    assert rows["signed"].startswith("yes, but the signature is not one of this manifest") and fingerprint not in \
+        rows["signed"], rows["signed"]
     unsigned = cli("inspect", bundles["fp32"], "--allowed-signers", signing["allowed"])   # said as inspect's
     assert unsigned.exit_code == 2 and unsigned.stderr.strip().endswith(
         f"is not signed (no manifest.json.sig), so no key in {signing['allowed']} signed it"), unsigned.stderr

@@ -163,6 +163,9 @@ def _signed(m: dict) -> str:
     sig = m.get("signature") or {}
     if not m.get("signed"):
         return "no"
+    if sig.get("matches_manifest") is False:   # what key it names is then no one's word for this bundle
+        return ("yes, but the signature is not one of this manifest: the manifest changed after signing, or the "
+                "signature was taken from another bundle")
     key = f"by {sig.get('key_type') or 'an SSH'} key {sig['key']}" if sig.get("key") else "by an unreadable signature"
     if sig.get("verified"):
         return f"yes, {key}: verified, principal {sig['principal']} of {sig['allowed_signers']}"
