@@ -270,7 +270,8 @@ def bundle_eval_data(path, workdir) -> str | None:
     `check` read its accuracy budget NOT MEASURED where the original's passed."""
     import numpy as np
 
-    from device_agent.measure.accuracy import REF_PREFIX
+    from device_agent import BundleError
+    from device_agent.measure.accuracy import REF_PREFIX, check_npz_sizes
 
     from .bundle import read
 
@@ -279,7 +280,11 @@ def bundle_eval_data(path, workdir) -> str | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         return None
     manifest = read(path, workdir)
-    with np.load(pathlib.Path(workdir) / entry["path"]) as shipped:
+    try:   # as the agent reads it: a compressed array could unpack to gigabytes on this host too
+        check_npz_sizes(pathlib.Path(workdir) / entry["path"], f"bundle {path}: its eval data {entry['path']}")
+    except BundleError as e:
+        raise BadInput(str(e)) from None
+    with np.load(pathlib.Path(workdir) / entry["path"], allow_pickle=False) as shipped:
         arrays = {k: shipped[k] for k in shipped.files if not k.startswith(REF_PREFIX)}
     for spec in manifest.get("inputs", []):   # the artifact's layout back to the source's (data.to_layouts)
         if spec.get("layout") and spec.get("source_layout") and spec["name"] in arrays:

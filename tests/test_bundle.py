@@ -1,6 +1,7 @@
 """Bundles are verified before anything loads: tampering, unsafe tar members, missing files, the
 manifest's own digest and fields, signatures."""
 import gzip
+import hashlib
 import io
 import json
 import pathlib
@@ -8,6 +9,7 @@ import shutil
 import subprocess
 import tarfile
 
+import numpy as np
 import pytest
 
 from conftest import CALIB, EVAL, FAST_BENCH_ARGS, MODEL
@@ -587,3 +589,48 @@ def test_the_bench_table_says_who_signed_the_bundle(cli, signing, bundles, tmp_p
         " (signed, but not checked: no allowed-signers file given to the agent)"
     plain = cli("bench", bundles["fp32"], *args, "--json").json()["bundle"]["signature"]
     assert plain["signed"] is False and _signature_text(plain) == ""
+
+
+def _with_eval_data(src, dst, npz: bytes):
+    """The bundle with its eval data replaced by `npz`, the manifest's digest of it and its own resealed: every
+    byte in order, as a deliberate tamperer (or a buggy writer) makes it."""
+    def edit(name, data):
+        if name == "data/eval.npz":
+            return [(name, npz, tarfile.REGTYPE, "")]
+        if name == "manifest.json":
+            doc = json.loads(data)
+            entry = next(f for f in doc["files"] if f["path"] == "data/eval.npz")
+            entry.update(sha256=hashlib.sha256(npz).hexdigest(), bytes=len(npz))
+            return [(name, reseal(doc), tarfile.REGTYPE, "")]
+        return _keep(name, data)
+    return _rewrite(src, dst, edit)
+
+
+def test_eval_data_that_would_unpack_past_its_size_is_refused_before_it_loads(cli, bundles, tmp_path):
+    """A 1 MB bundle whose compressed eval data unpacked to 6 GB, its digests in order, ran the agent to 5.9 GB of
+    memory (a security review). edgeopt stores eval data uncompressed, so its size is the file's; a compressed
+    array, or a header that declares more than its member holds, is refused before anything is loaded."""
+    import zipfile
+    with tarfile.open(bundles["fp32"]) as tar:
+        assert "data/eval.npz" in tar.getnames()
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as z:   # 200 MB of zeros in a few hundred KB
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (781250, 1, 8, 8)})
+        with z.open("image.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            for _ in range(50):
+                member.write(bytes(4 << 20))
+    header = io.BytesIO()   # 9 samples declared, 4 held
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (9, 1, 8, 8)})
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("image.npy", header.getvalue() + bytes(4 * 64 * 4))
+    lying = stored.getvalue()
+    cases = {"compressed": (packed.getvalue(), "array image.npy is compressed"),
+             "lying": (lying, "array image.npy declares 2304 bytes where it holds 1024")}
+    for name, (npz, said) in cases.items():
+        bundle = _with_eval_data(bundles["fp32"], tmp_path / f"{name}.edgepkg", npz)
+        r = cli("bench", bundle, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+        assert r.exit_code == 2 and f"the bundle's eval data data/eval.npz: {said}" in r.stderr, (name, r.stderr)

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .. import samples
+from .. import BundleError, samples
 from ..progress import report
 
 REF_PREFIX = "ref:"
@@ -15,11 +15,51 @@ REF_PREFIX = "ref:"
 SKIPPED = "skipped: a latency-only run (--no-accuracy)"
 
 def eval_path(manifest, root):
+    """The bundle's eval data file, its arrays' sizes checked (check_npz_sizes); None where it carries none."""
     data = manifest.get("data") or {}
     entry = data.get("eval")
     if not entry:
         return None
-    return os.path.join(root, *entry["path"].split("/"))
+    path = os.path.join(root, *entry["path"].split("/"))
+    check_npz_sizes(path, "the bundle's eval data %s" % entry["path"])
+    return path
+
+
+def check_npz_sizes(path, what):
+    """BundleError unless every array of the .npz is stored (not compressed) and holds the bytes its header
+    declares. edgeopt writes it so (np.savez); a 1 MB bundle whose compressed eval data unpacked to 6 GB, its
+    digests all in order, ran a device out of memory (a security review). Read from the headers, not the arrays."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                    raise BundleError("%s: array %s is compressed; edgeopt stores eval data uncompressed (np.savez), "
+                                      "so its size is the file's: refused" % (what, info.filename))
+                with archive.open(info) as member:
+                    declared = _declared_bytes(member)
+                    held = info.file_size - member.tell()
+                if declared is None or declared > held:
+                    raise BundleError("%s: array %s declares %s bytes where it holds %d: refused"
+                                      % (what, info.filename, "unreadable" if declared is None else declared, held))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise BundleError("%s is not a readable .npz: %s" % (what, e))
+
+
+def _declared_bytes(member):
+    """The bytes a .npy member's header says its array holds; None for a header this reader does not know."""
+    version = np.lib.format.read_magic(member)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read_header:
+        return None
+    shape, _, dtype = read_header[version](member)
+    if dtype.hasobject:
+        return None
+    count = 1
+    for n in shape:
+        count *= int(n)
+    return count * dtype.itemsize
 
 
 def feed_dtype(spec):
