@@ -24,3 +24,14 @@ class BundleError(AgentError):
     """The bundle is malformed, tampered with or unsafe: refused before anything loads."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+def bounded(text, limit=300):
+    """A library's message cut to `limit` characters by its middle: its head names what failed, and its tail often
+    why (onnxruntime's "This is an invalid model. In Node, (...) ... Error Unrecognized attribute: axis for operator
+    DequantizeLinear"), which a cut at the end lost."""
+    if len(text) <= limit:
+        return text
+    tail = limit * 2 // 3
+    return text[:limit - tail - 3] + " … " + text[-tail:]
+

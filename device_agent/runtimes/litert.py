@@ -19,7 +19,7 @@ tflite_runtime) expose no per-op profiler; TFLite's C++ benchmark_model --enable
 import importlib
 import sys
 
-from .. import AgentError
+from .. import AgentError, bounded
 from ..measure import throughput
 from .base import RuntimeAdapter, importlib_metadata
 
@@ -66,7 +66,7 @@ class LiteRtAdapter(RuntimeAdapter):
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise AgentError("LiteRT (%s) cannot load the model: %s" % (self.module_name, first[:300]))
+            raise AgentError("LiteRT (%s) cannot load the model: %s" % (self.module_name, bounded(first)))
         return interpreter
 
     def load(self, model_path):

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 
-from .. import AgentError
+from .. import AgentError, bounded
 from ..measure import layers, throughput
 from .base import RuntimeAdapter
 
@@ -74,7 +74,7 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
                                         providers=[provider_options(p) for p in self.wanted_providers])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise AgentError("onnxruntime %s cannot load the model: %s" % (ort.__version__, first[:300]))
+            raise AgentError("onnxruntime %s cannot load the model: %s" % (ort.__version__, bounded(first)))
 
     def load(self, model_path):
         import onnxruntime as ort

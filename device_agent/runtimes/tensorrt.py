@@ -27,7 +27,7 @@ import os
 import statistics
 import time
 
-from .. import AgentError, BundleError
+from .. import AgentError, BundleError, bounded
 from .base import RuntimeAdapter
 
 CACHE_ENV = "EDGEOPT_AGENT_CACHE"
@@ -380,7 +380,7 @@ def build_engine(trt, onnx_path, settings, choices, timing_cache=None):
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         first = str(parser.get_error(0)).strip().splitlines()[0] if parser.num_errors else "no error recorded"
-        raise AgentError("TensorRT %s cannot parse the bundle's ONNX: %s" % (trt.__version__, first[:300]))
+        raise AgentError("TensorRT %s cannot parse the bundle's ONNX: %s" % (trt.__version__, bounded(first)))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings["workspace_mib"] << 20)
     for flag in ("fp16", "int8"):

@@ -27,7 +27,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 
 from ..data import feeds, sample_count
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..parity import source_on
 from . import mixed_quantize
 
@@ -120,15 +120,47 @@ def preprocess(source, workdir, progress):
     return (out if done["applied"] else source.onnx_path), done
 
 
+QDQ_MIN_OPSET = 13   # DequantizeLinear's `axis` (per-channel weights) came in opset 13
+
+
+def _qdq_opset(model_in, workdir, progress):
+    """(the model converted to opset 13, what was done) where its default-domain opset is older, else None: static
+    INT8 writes per-channel Q/DQ with an `axis`, which opset 11 and 12 lack, and every model of the legacy exporter's
+    opset 11 with a Conv or Gemm bias made an artifact onnxruntime refused (a walkthrough). onnx's own version
+    converter upgrades it, as ONNX Runtime's documentation advises before quantizing."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(model_in))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= QDQ_MIN_OPSET:
+        return None
+    progress.status(f"converting the graph from opset {opset} to {QDQ_MIN_OPSET} for INT8 Q/DQ")
+    try:
+        upgraded = version_converter.convert_version(model, QDQ_MIN_OPSET)
+    except Exception as e:   # onnx raises RuntimeError or its own types, naming the op it cannot convert
+        raise BadInput(f"static INT8 writes per-channel Q/DQ, which needs opset {QDQ_MIN_OPSET}; the model's opset "
+                       f"{opset} did not convert ({first_line(e)}): export it at opset {QDQ_MIN_OPSET} or later, or "
+                       "use --quantize dynamic") from None
+    out = workdir / f"opset{QDQ_MIN_OPSET}.onnx"
+    onnx.save(upgraded, str(out))
+    note = (f"the graph was converted from opset {opset} to {QDQ_MIN_OPSET} (onnx's version converter) for INT8: "
+            f"per-channel Q/DQ needs opset {QDQ_MIN_OPSET}")
+    return out, {"from": opset, "to": QDQ_MIN_OPSET, "note": note}
+
+
 def quantize(source, request, out, progress, workdir, method="static", op_types=None) -> dict:
     """Quantize the pre-processed source to `out`; `method` (models.INT8_METHODS) applies to --quantize int8, and
     --quantize dynamic is dynamic whatever it says. `op_types`: static Q/DQ on these ops' inputs only (None: on
     every op ONNX Runtime quantizes)."""
     model_in, pre = preprocess(source, workdir, progress)
     choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)
+    upgraded = None if choice["used"] == "dynamic" else _qdq_opset(model_in, workdir, progress)
+    if upgraded is not None:
+        model_in, pre["opset"] = upgraded
     quantizer = (_Dynamic(model_in, progress) if choice["used"] == "dynamic"
                  else _Static(model_in, request, source, workdir, progress, op_types))
-    exclude, details = [], {"notes": []}
+    exclude, details = [], {"notes": [pre["opset"]["note"]] if upgraded is not None else []}
     if request.options.keep_float:
         exclude, details["keep_float"] = _keep_float(quantizer, model_in, source, request, workdir, progress)
         details["notes"] += mixed_quantize.notes(details["keep_float"])

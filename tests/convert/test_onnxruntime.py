@@ -297,3 +297,32 @@ def test_keep_float_auto_on_dynamic_int8_judges_on_the_eval_data_and_rebuilds(de
     # with no data at all, its layers cannot be judged: still refused
     none = cli("package", model, "--quantize", "int8", "--keep-float", "auto", "-o", tmp_path / "c.edgepkg")
     assert none.exit_code == 2 and "needs calibration data" in none.stderr
+
+
+def test_static_int8_of_an_opset_11_model_converts_it_to_opset_13_first(tmp_path):
+    """Per-channel Q/DQ needs DequantizeLinear's `axis` (opset 13): every opset-11 model of the legacy exporter with a
+    Conv or Gemm bias made an artifact onnxruntime refused, its reason cut off the end of the message (a
+    walkthrough). onnx's version converter upgrades the graph first, and a note says so."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from device_agent import bounded
+    rng = np.random.default_rng(0)
+    const = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1)], "op11",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [const("w", 8, 3, 3, 3), const("b", 8), const("fc", 10, 8), const("fb", 10)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.save(model, str(tmp_path / "op11.onnx"))
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 3, 16, 16)).astype(np.float32))
+    m = api.package(str(tmp_path / "op11.onnx"), "generic", tmp_path / "q.edgepkg", quantize="int8",
+                    calib=str(tmp_path / "calib.npz"), budgets={"accuracy_drop": None})
+    assert m["compression"]["preprocess"]["opset"] == {"from": 11, "to": 13, "note": m["notes"][0]}, m["notes"]
+    artifact = onnx.load_from_string(bundle_member(tmp_path / "q.edgepkg", "model/model.onnx"))
+    assert [o.version for o in artifact.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    said = bounded("head " + "x" * 500 + " Error Unrecognized attribute: axis for operator DequantizeLinear")
+    assert len(said) == 300 and said.startswith("head ") and said.endswith("axis for operator DequantizeLinear")
