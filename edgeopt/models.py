@@ -129,7 +129,27 @@ def load_onnx(path: pathlib.Path):
         raise BadInput(f"{path} is not a valid ONNX model: {first}") from None
     if not model.graph.output:
         raise BadInput(f"{path}: the graph has no outputs")
+    for kind, values in (("input", graph_inputs(model)), ("output", model.graph.output)):
+        for value in values:
+            _require_tensor(path, kind, value)
     return model
+
+
+NON_TENSOR = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional",
+              "sparse_tensor_type": "a sparse tensor"}
+
+
+def _require_tensor(path, kind: str, value) -> None:
+    """A graph input or output that is no tensor (SplitToSequence's sequence, sklearn-onnx's ZipMap of maps) is
+    refused by name: every runtime path here feeds and compares tensors, and it was a KeyError traceback."""
+    held = value.type.WhichOneof("value")
+    if held in (None, "tensor_type"):
+        return
+    zipmap = (" (sklearn-onnx writes its probabilities as one: convert with options={id(model): {'zipmap': False}})"
+              if held == "sequence_type" and value.type.sequence_type.elem_type.WhichOneof("value") == "map_type"
+              else "")
+    raise BadInput(f"{path}: {kind} {value.name!r} is {NON_TENSOR.get(held, held)}, not a tensor; edgeopt packages "
+                   f"and measures models whose inputs and outputs are tensors{zipmap}")
 
 
 def graph_inputs(model):

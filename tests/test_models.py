@@ -634,3 +634,25 @@ def test_an_export_the_torchscript_exporter_refuses_names_the_pt2_way(cli, tmp_p
     torch.export.save(torch.export.export(net.build(), (torch.randn(1, 3, 16, 16),)), tmp_path / "n.pt2")
     r = cli("package", tmp_path / "n.pt2", "--budget", "accuracy_drop=none", "-o", tmp_path / "b.edgepkg")
     assert r.exit_code == 0, r.stderr
+
+
+def test_an_output_that_is_no_tensor_is_refused_by_name(cli, tmp_path):
+    """SplitToSequence's sequence and sklearn-onnx's ZipMap (a sequence of maps) were a KeyError traceback, exit 1,
+    from inspect and every package (a walkthrough)."""
+    w = numpy_helper.from_array(np.ones((16, 8), np.float32), "w")
+    maps = helper.make_sequence_type_proto(helper.make_map_type_proto(TensorProto.INT64,
+                                                                      helper.make_tensor_type_proto(TensorProto.FLOAT, [])))
+    outputs = {"seq": helper.make_tensor_sequence_value_info("out", TensorProto.FLOAT, None),
+               "zipmap": helper.make_value_info("out", maps)}
+    for name, output in outputs.items():
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["g"]), helper.make_node("SplitToSequence", ["g"], ["out"])]
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                                  [output], [w])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, str(path))
+        for args in (("inspect", path), ("package", path, "-o", tmp_path / "o.edgepkg")):
+            r = cli(*args)
+            assert r.exit_code == 2 and "output 'out' is a sequence, not a tensor" in r.stderr, r.stderr
+            assert ("zipmap" in r.stderr) is (name == "zipmap"), r.stderr
