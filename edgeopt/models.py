@@ -135,6 +135,18 @@ def load_onnx(path: pathlib.Path):
     return model
 
 
+def refuse_passthrough(model, reference: str, backend: str) -> None:
+    """A graph output that is one of its inputs, passed through unchanged, is refused by name on a backend that
+    cannot keep the two apart: OpenVINO's converter made two parameters of it and fed one (an artifact of
+    uninitialised memory), LiteRT's path lost the input's name (a traceback); ONNX Runtime runs it as it is."""
+    inputs = {i.name for i in graph_inputs(model)}
+    through = [o.name for o in model.graph.output if o.name in inputs]
+    if through:
+        raise BadInput(f"{reference}: output {through[0]!r} is the input of that name passed through unchanged, "
+                       f"which backend {backend} cannot package; leave it out of the graph's outputs (the caller "
+                       "has it already), or package for a profile on onnxruntime (generic)")
+
+
 NON_TENSOR = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional",
               "sparse_tensor_type": "a sparse tensor"}
 

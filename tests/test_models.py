@@ -656,3 +656,20 @@ def test_an_output_that_is_no_tensor_is_refused_by_name(cli, tmp_path):
             r = cli(*args)
             assert r.exit_code == 2 and "output 'out' is a sequence, not a tensor" in r.stderr, r.stderr
             assert ("zipmap" in r.stderr) is (name == "zipmap"), r.stderr
+
+
+@pytest.mark.parametrize("profile, refused", [("generic", False), ("intel-cpu", True), ("raspberry-pi-5", True)])
+def test_an_output_that_passes_an_input_through_is_refused_where_it_cannot_be_kept(cli, tmp_path, profile, refused):
+    """OpenVINO's converter made two parameters of such an input and fed one, so parity saw uninitialised memory
+    (max_abs_error 1.8e28; --allow-mismatch packaged it); the LiteRT path was a traceback (a walkthrough)."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "through",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8]),
+                               helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "through.onnx"))
+    r = cli("package", tmp_path / "through.onnx", "--profile", profile, "--budget", "accuracy_drop=none", "-o",
+            tmp_path / "o.edgepkg", "--allow-mismatch")
+    assert r.exit_code == (2 if refused else 0), r.stderr
+    assert ("output 'x' is the input of that name passed through unchanged" in r.stderr) is refused, r.stderr

@@ -276,6 +276,10 @@ class OpenVinoBackend(Backend):
             from ..ir import read_model
             return read_model(source.ir_path)[0]
         progress.status("converting to OpenVINO IR")
+        import onnx
+
+        from ..models import refuse_passthrough
+        refuse_passthrough(onnx.load(str(source.onnx_path), load_external_data=False), source.reference, self.name)
         try:
             return ov.convert_model(str(source.onnx_path))
         except Exception as e:  # OpConversionFailure, GeneralFailure, RuntimeError: all one line, op named

@@ -273,13 +273,16 @@ def _torch_module(source, progress):
     import onnx
     import torch
 
+    from ..models import refuse_passthrough
     from .onnx_torch import to_torch
 
     if source.torch_module is not None:
         progress.status("converting PyTorch -> LiteRT (litert-torch)")
         return source.torch_module, list(source.torch_examples)
     progress.status("converting ONNX -> PyTorch -> LiteRT (litert-torch)")
-    module = to_torch(onnx.load(str(source.onnx_path)), source.reference)
+    model = onnx.load(str(source.onnx_path))
+    refuse_passthrough(model, source.reference, "tflite")
+    module = to_torch(model, source.reference)
     return module, [torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype)) for spec in source.inputs]
 
 
