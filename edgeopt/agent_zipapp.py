@@ -23,7 +23,7 @@ def _sources() -> list:
 
 def content_hash() -> str:
     pkg = pathlib.Path(device_agent.__file__).resolve().parent
-    h = hashlib.sha256()
+    h = hashlib.sha256(SHEBANG + MAIN.encode() + b"\0")   # a cached build of another entry point is another agent
     for path in _sources():
         h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
@@ -46,8 +46,20 @@ def is_agent(path) -> bool:
 # and one thread's upload, hashed from one build, sent another's bytes: refused on the device as corrupt (a
 # security review). So the zip is written here: sorted, every entry at zip's epoch, mode 0644.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+AGENT_ERROR = "edgeopt-agent: error: "   # how the agent's own one-line failures begin on stderr (device_agent.cli)
 SHEBANG = b"#!/usr/bin/env python3\n"
-MAIN = "# -*- coding: utf-8 -*-\nimport device_agent.cli\ndevice_agent.cli.main()\n"   # zipapp's template
+# zipapp's template, after a version check in a syntax every Python reads: on a board's Python 3.7 (Raspberry Pi OS
+# Buster), 3.6 or 2.7 the agent failed in its imports, and bench said "AttributeError: 'NoneType' object has no
+# attribute 'PackageNotFoundError'" (a walkthrough). The host reads this line as the device's failure.
+MAIN = ("# -*- coding: utf-8 -*-\n"
+        "import sys\n"
+        "if sys.version_info < (3, 8):\n"
+        "    sys.stderr.write(\"" + AGENT_ERROR + "%s is Python %d.%d.%d; the agent needs Python 3.8 or newer: install "
+        "it, or set the device's `python` in the inventory\\n\" % ((sys.executable or \"python\",) + "
+        "tuple(sys.version_info[:3])))\n"
+        "    sys.exit(3)\n"
+        "import device_agent.cli\n"
+        "device_agent.cli.main()\n")
 
 
 def build(out: pathlib.Path | None = None) -> pathlib.Path:

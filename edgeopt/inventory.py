@@ -181,6 +181,13 @@ def load(path) -> Inventory:
     path = pathlib.Path(path)
     if not path.exists():
         raise BadInput(f"inventory not found: {path}")
+    inventory = _load(path)
+    if not inventory.devices and not inventory.refused:   # an empty file listed nothing, exit 0
+        raise BadInput(f"inventory {path} names no device")
+    return inventory
+
+
+def _load(path: pathlib.Path) -> Inventory:
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = _yaml(path)

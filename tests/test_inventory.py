@@ -522,3 +522,11 @@ def test_a_typed_address_is_named_as_typed_when_refused():
         resolve_device("pi@" + "a" * 200 + ".example")
     assert str(e.value).startswith("--device: device name 'pi@aaa") and "more than the 200 a results store keeps" \
         in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["", "devices: {}\n", "[lab]\n"])
+def test_an_inventory_that_names_no_device_is_refused(tmp_path, text):
+    """An empty file was an empty `device list`, exit 0 (a walkthrough): a fleet of none reads as one that passed."""
+    path = _write(tmp_path, "inv.ini" if text.startswith("[") else "inv.yaml", text)
+    with pytest.raises(BadInput, match=f"inventory {path} names no device"):
+        load(path)

@@ -8,6 +8,7 @@ import pathlib
 from device_agent import RESULT_SCHEMA
 
 from .. import agent_zipapp, bundle as bundles
+from ..agent_zipapp import AGENT_ERROR
 from ..errors import DeviceFailure
 from ..inventory import ALLOWED_SIGNERS_VAR
 from ..progress import SILENT
@@ -108,8 +109,11 @@ class Transport:
             doc = parse_document(out, self.device)
         except DeviceFailure as e:
             said = f" (exit {code}; its last line on stderr: {self.last_words[:300]})" if self.last_words else ""
+            message = f"{e}{said}"
+            if self.last_words.startswith(AGENT_ERROR):   # the agent's own account (a Python too old to run it)
+                message = f"device {self.device}: {self.last_words[len(AGENT_ERROR):][:300]}"
             doc = {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": self.device},
-                   "error": {"message": f"{e}{said}", "exit_code": 3, "kind": "device"}}
+                   "error": {"message": message, "exit_code": 3, "kind": "device"}}
             code = code or 3
         doc.setdefault("device", {})["name"] = self.device
         error = doc.get("error")

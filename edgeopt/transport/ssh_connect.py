@@ -6,6 +6,7 @@ import base64
 import difflib
 import hashlib
 import os
+import shlex
 import socket
 import threading
 import time
@@ -61,10 +62,13 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
             keyscan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
             # a mistyped --known-hosts reads as empty: every host is "unknown", and this says why
             absent = "" if os.path.exists(self.known_hosts) else f" ({self.known_hosts} does not exist)"
+            # a new user's (or CI runner's) ~/.ssh may not exist: the `>>` alone then failed in the shell
+            folder = os.path.dirname(self.known_hosts)
+            mkdir = f"mkdir -p -m 700 {shlex.quote(folder)} && " if folder and not os.path.isdir(folder) else ""
             raise HostKeyRefused(
                 f"device {self.device}: host key of {hostname} is unknown{absent} ({key.get_name()} "
-                f"{fingerprint(key)}); check it, then add it with `{keyscan} >> {self.known_hosts}` or rerun with "
-                "--trust-new-host-keys")
+                f"{fingerprint(key)}); check it, then add it with `{mkdir}{keyscan} >> "
+                f"{shlex.quote(self.known_hosts)}` or rerun with --trust-new-host-keys")
         with _known_hosts_lock:
             os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)   # as ssh makes ~/.ssh
             known_hosts_file.append(self.known_hosts, hostname, key)
@@ -132,11 +136,19 @@ def _keys_tried(target: dict) -> str:
 
 
 def _password_hint(spec, error) -> str:
-    """Why a device whose inventory gives a password found "No authentication methods available"."""
-    if "authentication" not in str(error).lower() or not any(spec.vars.get(v) for v in PASSWORD_VARS):
+    """Why a login found "No authentication methods available": an inventory's password, which edgeopt does not
+    use, or no key at all (a new user or CI runner with no ~/.ssh/id_* and no ssh-agent: the bare message said
+    nothing of what to give)."""
+    if "authentication" not in str(error).lower():
         return ""
-    return ("; edgeopt logs in with keys and ssh-agent only, not the inventory's password: give a key "
-            "(ansible_ssh_private_key_file, key:) or load one into ssh-agent")
+    if any(spec.vars.get(v) for v in PASSWORD_VARS):
+        return ("; edgeopt logs in with keys and ssh-agent only, not the inventory's password: give a key "
+                "(ansible_ssh_private_key_file, key:) or load one into ssh-agent")
+    if "no authentication methods" in str(error).lower():
+        agent = "ssh-agent offers none" if os.environ.get("SSH_AUTH_SOCK") else "no ssh-agent runs"
+        return (f"; no private key was found (~/.ssh/id_*, or a `key` the inventory gives) and {agent}: give the "
+                "device a `key` in an inventory or an IdentityFile in ~/.ssh/config, or load one with ssh-add")
+    return ""
 
 
 class _Client(paramiko.SSHClient):

@@ -1,6 +1,7 @@
 """One device over real OpenSSH: host keys, auth, caching, quoting, a missing runtime, doctor, clean."""
 import base64
 import json
+import os
 import pathlib
 import stat
 import subprocess
@@ -107,6 +108,11 @@ def test_agent_probe_reaches_an_inventory_device_as_bench_does(cli, lab, tmp_pat
     unknown = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", tmp_path / "empty")
     assert unknown.exit_code == 3 and "--trust-new-host-keys" in unknown.stderr   # an option probe takes
     assert f"is unknown ({tmp_path / 'empty'} does not exist)" in unknown.stderr   # a mistyped path, said so
+    # a new user's ~/.ssh may not exist: the command given makes it first (its `>>` alone failed in the shell)
+    fresh = tmp_path / "home" / ".ssh" / "known_hosts"
+    unknown = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", fresh)
+    assert f"add it with `mkdir -p -m 700 {fresh.parent} && ssh-keyscan -p {dev.port} {dev.host} >> {fresh}`" in \
+        unknown.stderr, unknown.stderr
     trusted = cli("agent", "probe", "-d", "pi-one", "-i", inv, "--known-hosts", tmp_path / "empty",
                   "--trust-new-host-keys", "-q")
     assert trusted.exit_code == 0, trusted.stderr
@@ -131,6 +137,19 @@ def test_refused_authentication(cli, lab, bundles, tmp_path):
     (tmp_path / "locked.yaml").write_text(json.dumps({"devices": {"pi-noauth": entry}}))
     r = _bench(cli, lab, bundles["fp32"], tmp_path / "locked.yaml", "pi-noauth", tmp_path)
     assert r.exit_code == 3 and "is encrypted" in r.stderr and "ssh-add" in r.stderr, r.stderr
+
+
+def test_a_login_with_no_key_at_all_says_what_to_give(cli, lab, bundles, tmp_path, monkeypatch):
+    """A new user or CI runner with no ~/.ssh/id_* and no ssh-agent read "No authentication methods available" and
+    nothing of what to give (a walkthrough)."""
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    user = lab.inventory_entry(dev)["user"]
+    r = cli("bench", bundles["fp32"], "--device", f"{user}@{dev.host}:{dev.port}", "--known-hosts", lab.known_hosts,
+            "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    assert r.exit_code == 3 and "no private key was found" in r.stderr and "no ssh-agent runs" in r.stderr \
+        and "ssh-add" in r.stderr, r.stderr
 
 
 def test_ssh_config_alias_without_inventory(cli, lab, bundles, tmp_path):
@@ -307,6 +326,24 @@ def test_an_inventory_python_the_device_lacks_is_named_as_such(cli, lab, bundles
     r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path)
     assert r.exit_code == 3 and "its Python did not run (exit 127): " in r.stderr and "/nonexistent/python3" in \
         r.stderr and "the inventory's `python` names an interpreter the device does not have" in r.stderr, r.stderr
+
+
+OLD_PYTHONS = [p for p in ("/root/.pyenv/versions/3.7.16/bin/python", "/root/.pyenv/versions/2.7.18/bin/python")
+               if os.access(p, os.X_OK)]   # this machine's pyenv builds (TESTRIG); absent elsewhere, skipped
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python older than 3.8 on this machine")
+def test_a_device_python_too_old_for_the_agent_is_named_with_its_version(cli, lab, bundles, tmp_path):
+    """Raspberry Pi OS Buster's Python 3.7 failed in the agent's imports: "AttributeError: 'NoneType' object has no
+    attribute 'PackageNotFoundError'"; 2.7 a SyntaxError (a walkthrough). The zipapp checks the version first."""
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    for python in OLD_PYTHONS:
+        inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"python": python}})
+        r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path)
+        version = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                                 capture_output=True, text=True).stdout.strip()
+        assert r.exit_code == 3 and f"device {dev.name}: {python} is Python {version}; the agent needs Python 3.8 " \
+            "or newer" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_progress_names_the_bundle_by_its_file_not_its_hash_on_the_device(cli, lab, bundles, tmp_path):
