@@ -618,7 +618,9 @@ def device_doctor(device: str, inventory=None, ssh_options=None, progress=SILENT
         checks = unknown + doctor.diagnose(transport, spec, profile, progress)
     finally:
         transport.close()
-    return {"device": spec.name, "checks": checks, "ok": all(c["ok"] for c in checks)}
+    # an inventory's unknown profile is the input's defect, exit 2 as bench says it, though doctor goes on past it
+    return {"device": spec.name, "checks": checks, "ok": all(c["ok"] for c in checks), "bad_input": bool(unknown),
+            "warnings": list(getattr(transport, "trusted", []))}
 
 
 def agent_probe(device: str = "local", inventory=None, ssh_options=None, progress=SILENT) -> dict:
@@ -644,7 +646,8 @@ def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
         freed = doctor.clean(transport, spec)
     finally:
         transport.close()
-    return {"device": spec.name, "freed_bytes": freed}
+    # a key --trust-new-host-keys added is said, with its fingerprint, as bench and doctor say it
+    return {"device": spec.name, "freed_bytes": freed, "warnings": list(getattr(transport, "trusted", []))}
 
 
 def history(results_dir="results", store_url: str | None = None, device: str | None = None,

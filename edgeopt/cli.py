@@ -1003,7 +1003,8 @@ def device_doctor(out, name, inventory, ssh):
     report = api.device_doctor(name, inventory, ssh, out.progress())
     out.emit(report, doctor_table(report))
     out.failures((report["device"], f"{c['check']}: ", c["detail"]) for c in report["checks"] if not c["ok"])
-    return 0 if report["ok"] else 3
+    out.quiet_lines(f"warning: {w}" for w in report["warnings"])   # the table shows it in the connection row
+    return 0 if report["ok"] else 2 if report["bad_input"] else 3
 
 
 @device.command("clean")
@@ -1013,8 +1014,11 @@ def device_doctor(out, name, inventory, ssh):
 def device_clean(out, name, inventory, ssh):
     """Remove what edgeopt left on device NAME: cached agents and bundles, stale run directories."""
     from . import api
+    from rich.markup import escape
     report = api.device_clean(name, inventory, ssh)
-    out.emit(report, f"{name}: freed {report['freed_bytes'] / 1048576:.1f} MiB")
+    out.emit(report, f"{name}: freed {report['freed_bytes'] / 1048576:.1f} MiB",
+             *(f"[yellow]warning[/] {escape(w)}" for w in report["warnings"]))
+    out.quiet_lines(f"warning: {w}" for w in report["warnings"])
 
 
 @main.command()

@@ -56,7 +56,13 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
         return [_check("connection", True, f"{spec.host} {reached}"),   # nothing to connect to: the interpreter failed
                 _check("python", False, str(e), "set the device's `python` in the inventory to an interpreter here")]
     where = getattr(transport, "address", spec.host)
-    checks.append(_check("connection", True, f"{where} {reached}"))
+    trusted = getattr(transport, "trusted", [])
+    if trusted:   # --trust-new-host-keys on the first command a new board meets: its key is shown, as bench shows it
+        checks.append(_check("connection", True, f"{where} reachable; {'; '.join(trusted)}",
+                             "compare it with the device's own: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub "
+                             "on its console", note=True))
+    else:
+        checks.append(_check("connection", True, f"{where} {reached}"))
     if code != 0:
         return checks + [_check("python", False, f"{py!r} did not run (exit {code})",
                                 "install Python 3.8+ or set the device's `python` in the inventory")]

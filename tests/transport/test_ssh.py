@@ -72,6 +72,17 @@ def test_unknown_host_key_is_refused_unless_trusted(cli, lab, bundles, tmp_path)
     r = cli("bench", bundles["fp32"], "--device", "pi-unknown", "--inventory", inv, "--known-hosts", known,
             "--results-dir", tmp_path / "r", *FAST_BENCH_ARGS, "--quiet")
     assert r.exit_code == 0, r.stderr
+    # doctor and clean, the first commands a new board meets, trusted it without a word (a walkthrough)
+    said = f"({dev.known_hosts_line.split()[1]} {fingerprint(_key_of(dev.known_hosts_line))}) and added it to"
+    for verb in ("doctor", "clean"):
+        fresh = tmp_path / f"{verb}_known_hosts"
+        r = cli("device", verb, "pi-unknown", "--inventory", inv, "--known-hosts", fresh, "--trust-new-host-keys",
+                "--json")
+        shown = r.json()["checks"][0]["detail"] if verb == "doctor" else r.json()["warnings"][0]
+        assert r.exit_code == 0 and said in shown and str(fresh) in shown, r.stdout
+        quiet = cli("device", verb, "pi-unknown", "--inventory", inv, "--known-hosts", tmp_path / f"{verb}_q",
+                    "--trust-new-host-keys", "-q")
+        assert said in quiet.stdout + quiet.stderr, (quiet.stdout, quiet.stderr)
 
 
 def test_changed_host_key_is_refused_even_with_trust_on_first_use(cli, lab, bundles, tmp_path):
