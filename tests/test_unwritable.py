@@ -372,3 +372,18 @@ def test_a_pipe_or_a_device_named_as_an_input_is_refused_not_read(cli, tmp_path)
         and "--force" not in r.stderr, r.stderr
     r = cli("agent", "build", "-o", "/dev/full")   # written to as it is, as a shell's redirection would
     assert r.exit_code == 2 and "cannot write the agent /dev/full: No space left on device" in r.stderr, r.stderr
+
+
+def test_an_upload_to_a_full_or_read_only_device_disk_says_where_and_what_to_do(cli, lab, bundles, full_disk,
+                                                                               read_only, tmp_path):
+    """A full disk read "agent upload failed (OSError: [Errno 28] No space left on device)", naming no folder, size
+    or remedy; a read-only workdir a bare OSError (a walkthrough). Over a real sshd device."""
+    from conftest import write_inventory
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    cases = {full_disk / "edgeopt": ("the device's disk is full where", "device clean pi-one"),
+             read_only / "edgeopt": ("the login cannot write", "a folder it can write")}
+    for workdir, said in cases.items():
+        inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"workdir": str(workdir)}})
+        r = cli("bench", bundles["fp32"], "--device", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts,
+                "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+        assert r.exit_code == 3 and all(s in r.stderr for s in said) and str(workdir) in r.stderr, r.stderr

@@ -179,6 +179,6 @@ class SshTransport(Transport):
         cmd = quote_argv(self.python_argv() + ["-c", UPLOAD_SCRIPT, remote, sha, size])
         start = time.perf_counter()
         sent = stream_upload(self.connect(), self.device, cmd, local, size, self.progress, kind,
-                             self.options.dead_peer_timeout)
+                             self.options.dead_peer_timeout, remote)
         self.transfers.append({"kind": kind, "sha256": sha, "bytes": size, "sent_bytes": sent,
                                "seconds": round(time.perf_counter() - start, 4)})

@@ -147,14 +147,27 @@ def _stderr(chan):
     return text[-1] if text else ""
 
 
-def stream_upload(client, device, command, local, size, progress, kind, silence) -> int:
-    """Send `local` to the upload helper started by `command`; returns bytes sent (0 if cached).
-    A send that makes no progress for `silence` seconds (the device stopped reading) fails."""
+def stream_upload(client, device, command, local, size, progress, kind, silence, remote: str = "") -> int:
+    """Send `local` to the upload helper started by `command` (which stores it as `remote`); returns bytes sent (0
+    if cached). A send that makes no progress for `silence` seconds (the device stopped reading) fails."""
     with _connection_lost_is(device, f"the {kind} upload"):
-        return _stream_upload(client, device, command, local, size, progress, kind, silence)
+        return _stream_upload(client, device, command, local, size, progress, kind, silence, remote)
 
 
-def _stream_upload(client, device, command, local, size, progress, kind, silence) -> int:
+def _storage_hint(reason: str, remote: str, size: int, device: str) -> str:
+    """What to do about the device's storage refusing an upload: a full disk was a bare "OSError: [Errno 28] No
+    space left on device", naming no folder, size or remedy (a walkthrough); a folder the login cannot write too."""
+    folder = remote.rpartition("/")[0] or "the workdir"
+    if "Errno 28" in reason or "No space left" in reason:
+        return (f": the device's disk is full where {folder} is ({size / 1048576:.1f} MiB to store); `edgeopt device "
+                f"clean {device}` removes what edgeopt cached there, or give the inventory's `workdir` a folder on a "
+                "larger disk")
+    if any(s in reason for s in ("Errno 30", "Errno 13", "Read-only file system", "Permission denied")):
+        return f": the login cannot write {folder}; give the inventory's `workdir` a folder it can write"
+    return ""
+
+
+def _stream_upload(client, device, command, local, size, progress, kind, silence, remote) -> int:
     chan = _session(client, device)
     chan.settimeout(silence)
     _exec(chan, command, device, silence)
@@ -170,7 +183,8 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
         if status in (126, 127):   # the shell's "command not found" / "cannot execute": read as a full disk
             raise DeviceFailure(f"device {device}: its Python did not run (exit {status}): {reason}; the inventory's "
                                 "`python` names an interpreter the device does not have")
-        raise DeviceFailure(f"device {device}: cannot store the {kind} on the device: {reason}")
+        raise DeviceFailure(f"device {device}: cannot store the {kind} on the device: {reason}"
+                            f"{_storage_hint(reason, remote, size, device)}")
     progress.start(f"uploading {kind}", total=size, unit="bytes")
     sent = 0
     try:
@@ -189,5 +203,6 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
     if code == -1:  # the channel closed without an exit status: the device or its sshd went away
         raise DeviceFailure(f"device {device}: connection lost during the {kind} upload")
     if result != "ok" or code != 0:
-        raise DeviceFailure(f"device {device}: {kind} upload failed ({result or _stderr(chan) or code})")
+        reason = result or _stderr(chan) or str(code)
+        raise DeviceFailure(f"device {device}: {kind} upload failed ({reason}){_storage_hint(reason, remote, size, device)}")
     return sent
