@@ -216,12 +216,21 @@ def _resize(a, x, roi=None, scales=None, sizes=None):
         return F.interpolate(x, size=size, mode="nearest")
     if mode == "nearest" and coords in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_ceil":
         return F.interpolate(x, size=size, mode="nearest-exact")
+    whole = all(o >= i and o % i == 0 for o, i in zip(size, x.shape[2:]))
+    if mode == "nearest" and coords in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_floor" \
+            and whole:
+        # ONNX's defaults (tf2onnx and hand-made graphs leave them): at a whole upscale factor k, (x + 0.5) / k - 0.5
+        # lies within 0.5 of floor(x / k) and never on a tie, so it picks torch's own nearest pixels
+        return F.interpolate(x, size=size, mode="nearest")
     if mode in ("linear", "cubic") and coords in ("half_pixel", "pytorch_half_pixel", "align_corners"):
         kind = ({1: "linear", 2: "bilinear", 3: "trilinear"}[spatial] if mode == "linear" else "bicubic")
         return F.interpolate(x, size=size, mode=kind, align_corners=coords == "align_corners",
                              antialias=bool(a.get("antialias", 0)))
     raise BadInput(f"Resize mode={mode} coordinate_transformation_mode={coords} nearest_mode={nearest} "
-                   "is not supported (torch's own exports of nn.Upsample/F.interpolate are)")
+                   f"{'from ' + str(list(x.shape[2:])) + ' to ' + str(size) + ' ' if mode == 'nearest' else ''}"
+                   "is not supported (mapped: nearest with asymmetric and floor, with half_pixel and "
+                   "round_prefer_ceil, or with half_pixel and round_prefer_floor at a whole upscale factor; linear "
+                   "and cubic with half_pixel or align_corners: torch's own exports of nn.Upsample/F.interpolate)")
 
 
 OPS["Upsample"] = lambda a, x, scales: _resize({"mode": a.get("mode", b"nearest"),

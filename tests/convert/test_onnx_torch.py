@@ -98,6 +98,9 @@ CASES.update({
         [N("Resize", ["x", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="asymmetric",
            nearest_mode="floor")],
         [_const("sc", np.array([1, 1, 2, 2], np.float32))], [1, 2, 3, 4]),
+    "resize-nearest-with-onnx-defaults-at-whole-factors": (   # half_pixel, round_prefer_floor: tf2onnx leaves them
+        [N("Resize", ["x", "", "sc"], ["y"])],
+        [_const("sc", np.array([1, 1, 2, 3], np.float32))], [1, 2, 3, 4]),
     "resize-linear-by-sizes-half-pixel": (
         [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel")],
         [_const("sz", I64(1, 2, 7, 5))], [1, 2, 3, 4]),
@@ -248,6 +251,14 @@ def test_an_unsupported_attribute_names_the_node_and_op():
                       coordinate_transformation_mode="tf_crop_and_resize")],
                    [_const("sc", np.array([1, 1, 2, 2], np.float32))], [1, 1, 2, 2])
     with pytest.raises(BadInput, match=r"^m.onnx: node 'up' \(Resize\): Resize mode=cubic coordinate_transformation_"):
+        to_torch(model, "m.onnx")
+
+
+def test_resize_with_onnx_defaults_at_a_fractional_factor_is_refused_naming_the_sizes():
+    """The default half_pixel / round_prefer_floor picks torch's pixels only at a whole upscale factor."""
+    model = _model([N("Resize", ["x", "", "sc"], ["y"], name="up")], [_const("sc", np.array([1, 1, 1.5, 2], np.float32))],
+                   [1, 1, 4, 4])
+    with pytest.raises(BadInput, match=r"round_prefer_floor from \[4, 4\] to \[6, 8\] is not supported \(mapped: "):
         to_torch(model, "m.onnx")
 
 
