@@ -52,8 +52,26 @@ def unsupported_ops(model) -> dict:
     return dict(missing)
 
 
+HALF_TYPES = {10: "float16", 16: "bfloat16"}   # onnx.TensorProto.FLOAT16, BFLOAT16
+
+
+def _refuse_half_precision(model, reference) -> None:
+    """A graph of float16 inputs or weights mixed half and float tensors in its ops ("expected m1 and m2 to have
+    the same dtype ... Half != float", blamed on the user's node; a walkthrough): the path maps fp32 graphs, and
+    --precision fp16 makes the half-precision artifact from one."""
+    typed = [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input] + \
+        [(i.name, i.data_type) for i in model.graph.initializer]
+    half = [(name, HALF_TYPES[t]) for name, t in typed if t in HALF_TYPES]
+    if half:
+        raise BadInput(f"{reference}: {half[0][0]!r} is {half[0][1]} ({len(half)} {half[0][1]} inputs and weights "
+                       "in all); the LiteRT path converts float32 graphs: export the model at float32 and package it "
+                       "with --precision fp16 for a half-precision artifact")
+
+
 def check_supported(model, reference="the model") -> None:
-    """One BadInput listing every op without a mapping, with counts, before anything is converted."""
+    """One BadInput listing every op without a mapping, with counts, before anything is converted; a graph of
+    half-precision inputs or weights is refused first."""
+    _refuse_half_precision(model, reference)
     missing = unsupported_ops(model)
     if not missing:
         return

@@ -328,3 +328,16 @@ def test_a_second_nms_or_outputs_not_made_of_its_rows_are_refused():
                               list(model.graph.initializer))
     with pytest.raises(BadInput, match="no output has the rows of NonMaxSuppression"):
         to_torch(helper.make_model(fixed, opset_imports=model.opset_import), "m.onnx")
+
+
+def test_a_half_precision_graph_is_refused_with_the_way_to_a_half_precision_artifact():
+    """float16 inputs and weights mixed half and float tensors in the mapped ops: "expected m1 and m2 to have the same
+    dtype", blamed on the user's node (a walkthrough)."""
+    w = numpy_helper.from_array(np.ones((16, 8), np.float16), "w")
+    graph = helper.make_graph([N("MatMul", ["x", "w"], ["y"])], "half",
+                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 16])],
+                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(BadInput, match=r"^m.onnx: 'x' is float16 \(2 float16 inputs and weights in all\); .* "
+                                       "--precision fp16"):
+        to_torch(model, "m.onnx")
