@@ -301,10 +301,25 @@ def _quantize_or_explain(float_path, out, source, request, layouts, progress) ->
     except BadInput:
         raise
     except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError/NotImplementedError by case
+        if request.quantize == "int8" and request.calibration is not None:
+            _source_takes(source, request.calibration, progress)
         what = {"int8": "full-integer INT8", "dynamic": "dynamic-range INT8"}.get(request.quantize, "FP16 weights")
         raise BadInput(f"{source.reference}: ai-edge-quantizer cannot make {what} of this model: "
                        f"{_converter_said(e, None)}; the float model converts (--precision fp32 or fp16"
                        f"{', or --quantize dynamic' if request.quantize == 'int8' else ''})") from None
+
+
+def _source_takes(source, calibration, progress) -> None:
+    """BadInput naming the calibration data where the source model itself fails on it: token ids past an
+    embedding's vocabulary failed in the quantizer's calibration ("gather_nd index out of bounds"), and the
+    refusal blamed the model and sent the user to another precision; ONNX Runtime's path says the data (a
+    walkthrough)."""
+    from ..data import run as run_samples
+    from ..parity import source_on
+
+    progress.status("running the source model on the calibration data (the quantizer failed)")
+    with source_on("the calibration data"):
+        run_samples(source.reference_runner(), calibration, source.inputs)
 
 
 def _quantize(float_path, out, source, request, layouts, progress) -> dict:

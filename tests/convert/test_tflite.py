@@ -659,3 +659,29 @@ def test_outputs_are_paired_in_the_sources_order_not_the_signatures_sorted_one(c
     r = cli("bench", bundle, "--results-dir", tmp_path / "results", "--json", *FAST_BENCH_ARGS)
     assert r.exit_code == 0, r.stderr
     assert r.json()["accuracy"]["max_abs_error"] < 1e-4, r.json()["accuracy"]
+
+
+def test_calibration_data_the_source_itself_fails_on_is_named_when_the_quantizer_fails(cli, tmp_path):
+    """Token ids past an embedding's vocabulary failed in ai-edge-quantizer's calibration, and the refusal blamed the
+    model and sent the user to another precision; onnxruntime's path named the data (a walkthrough)."""
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.emb, self.fc = torch.nn.Embedding(100, 8), torch.nn.Linear(8, 4)\n\n"
+        "    def forward(self, ids):\n        return self.fc(self.emb(ids).mean(1))\n\n\n"
+        "def build():\n    torch.manual_seed(0)\n    return Net().eval()\n")
+    onnx_path = tmp_path / "net.onnx"
+    import torch
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import net
+        torch.onnx.export(net.build(), (torch.zeros(1, 12, dtype=torch.int64),), str(onnx_path), input_names=["ids"],
+                          output_names=["y"], dynamo=False)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("net", None)
+    np.savez(tmp_path / "calib.npz", ids=np.full((8, 12), 500, np.int64))
+    r = cli("package", onnx_path, "--profile", "raspberry-pi-5", "--quantize", "int8", "--backend-option",
+            "int8_method=static", "--calib", tmp_path / "calib.npz", "--budget", "accuracy_drop=none",
+            "-o", tmp_path / "q.edgepkg")
+    assert r.exit_code == 2 and f"the calibration data ({tmp_path / 'calib.npz'}): the source model itself fails on " \
+        "them" in r.stderr and "ai-edge-quantizer" not in r.stderr, r.stderr
