@@ -96,13 +96,30 @@ def _check_input(path: pathlib.Path, shapes: dict) -> None:
                            f"{name + '=' if name else ''}{','.join(map(str, shape))} is not one of them")
 
 
+def signatures_note(path: pathlib.Path) -> list:
+    """A note where the .tflite has several signatures: LiteRT's runtime measures the first subgraph alone, under
+    its own tensor names, and a model exported with `encode` and `encode4` said nothing of the second (a
+    walkthrough). [] where it has one or none."""
+    import ai_edge_litert.interpreter as litert
+
+    from .capture import captured_output
+
+    with captured_output():
+        listed = litert.Interpreter(model_path=str(path)).get_signature_list()
+    if len(listed) < 2:
+        return []
+    return [f"the .tflite has {len(listed)} signatures ({', '.join(listed)}); edgeopt packages and measures its "
+            "first subgraph alone, under its tensor names: export the one to measure as a model of its own"]
+
+
 def load(path: pathlib.Path, shapes: dict, workdir: pathlib.Path) -> SourceModel:
     """A user's .tflite as the source: its shapes are its own (static), --input-shape is refused."""
     _check_input(path, shapes)
     inputs, outputs = describe(path)
     # Data for an int8-I/O input is given as floats (the runner quantizes it), so validate it as such.
     inputs = [dataclasses.replace(s, dtype="float32") if s.quantization else s for s in inputs]
-    return SourceModel(str(path), FORMAT, sha256_of(path), None, inputs, outputs, [], tflite_path=path)
+    return SourceModel(str(path), FORMAT, sha256_of(path), None, inputs, outputs, signatures_note(path),
+                       tflite_path=path)
 
 
 def _flatbuffer(path: pathlib.Path):
@@ -224,4 +241,4 @@ def inspect(path: pathlib.Path, shapes: dict) -> dict:
             "dynamic_dims": {}, "parameters": parameters(model), "flops_estimate": 2 * macs or None,
             "flops_note": "2 x MACs of " + "/".join(MAC_OPS) + " at the tensors' shapes",
             "nodes": sum(ops.values()), "op_types": ops,
-            "notes": []}
+            "notes": signatures_note(path)}

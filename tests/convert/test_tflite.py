@@ -685,3 +685,19 @@ def test_calibration_data_the_source_itself_fails_on_is_named_when_the_quantizer
             "-o", tmp_path / "q.edgepkg")
     assert r.exit_code == 2 and f"the calibration data ({tmp_path / 'calib.npz'}): the source model itself fails on " \
         "them" in r.stderr and "ai-edge-quantizer" not in r.stderr, r.stderr
+
+
+def test_a_tflite_of_several_signatures_says_which_one_is_measured(cli, tmp_path):
+    """A .tflite exported with `encode` and `encode4` packaged and measured `encode` alone, and said nothing of the
+    other (a walkthrough)."""
+    import litert_torch
+    import torch
+    module = torch.nn.Linear(16, 8).eval()
+    litert_torch.signature("encode", module, (torch.randn(1, 16),)).signature(
+        "encode4", module, (torch.randn(4, 16),)).convert().export(str(tmp_path / "two.tflite"))
+    said = "the .tflite has 2 signatures (encode, encode4); edgeopt packages and measures its first subgraph alone"
+    shown = cli("inspect", tmp_path / "two.tflite", "--json")
+    assert shown.exit_code == 0 and any(n.startswith(said) for n in shown.json()["notes"]), shown.json()["notes"]
+    made = cli("package", tmp_path / "two.tflite", "--profile", "raspberry-pi-5", "--budget", "accuracy_drop=none",
+               "-o", tmp_path / "two.edgepkg", "--json")
+    assert made.exit_code == 0 and any(n.startswith(said) for n in made.json()["notes"]), made.stderr
