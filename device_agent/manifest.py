@@ -299,7 +299,7 @@ def _check_tensors(field, tensors, feeds):
     names = set()
     for i, spec in enumerate(tensors):
         where = "%s[%d]" % (field, i)
-        _object(where, spec, ("name", "shape", "dtype"), ("layout", "source_layout", "quantization"))
+        _object(where, spec, ("name", "shape", "dtype"), ("layout", "source_layout", "source_dtype", "quantization"))
         _text(where + ".name", spec["name"], 256)
         if spec["name"] in names:
             _fail(where + ".name", "repeats an earlier %s name" % field[:-1], spec["name"])
@@ -312,9 +312,9 @@ def _check_tensors(field, tensors, feeds):
         _text(where + ".dtype", spec["dtype"], 32, _WORD)
         if feeds and spec["dtype"] not in INPUT_DTYPES:
             _fail(where + ".dtype", "must be one of %s" % ", ".join(INPUT_DTYPES), spec["dtype"])
-        for key in ("layout", "source_layout"):
+        for key, longest in (("layout", 16), ("source_layout", 16), ("source_dtype", 32)):
             if key in spec:
-                _text("%s.%s" % (where, key), spec[key], 16, _WORD)
+                _text("%s.%s" % (where, key), spec[key], longest, _WORD)
         if "quantization" in spec:
             _check_quantization(where + ".quantization", spec["quantization"])
 

@@ -787,6 +787,12 @@ def _manifest(name, source, prof, conversion, backend, parity, source_accuracy, 
         layout = conversion.layouts.get(spec.name)
         if layout:
             spec.layout, spec.source_layout = layout["layout"], layout["source_layout"]
+    # a type the conversion changed (LiteRT's int32 for the source's int64 ids or argmax) is said beside the tensor,
+    # as a layout is: code calling the artifact itself needs it; an int8-I/O tensor's own dtype says it already
+    for made, given in ((inputs, source.inputs), (outputs, source.outputs)):
+        for spec, own in zip(made, given):
+            if own.dtype != spec.dtype and not spec.quantization:
+                spec.source_dtype = own.dtype
     source_doc = {"format": source.format, "reference": source.reference, "sha256": source.sha256}
     # the shapes it was packaged at: `package --recipe BUNDLE` rebuilds at them (a .tflite and an ExportedProgram
     # keep their own, and refuse --input-shape)

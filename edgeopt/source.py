@@ -14,10 +14,11 @@ class TensorSpec:
     layout: str = ""
     quantization: dict | None = None   # {"scale", "zero_point"} of an integer (int8 I/O) tensor
     source_layout: str = ""            # the source model's layout when the artifact's differs
+    source_dtype: str = ""             # the source model's dtype when the artifact's differs (LiteRT's int32 for int64)
 
     def to_dict(self):
         d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-        for key in ("layout", "source_layout", "quantization"):
+        for key in ("layout", "source_layout", "source_dtype", "quantization"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
         return d

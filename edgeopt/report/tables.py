@@ -118,6 +118,8 @@ def _tensor_notes(x: dict) -> str:
     if isinstance(x.get("layout"), str):
         source = x.get("source_layout")
         notes.append(x["layout"] + (f", from the source's {source}" if isinstance(source, str) else ""))
+    if isinstance(x.get("source_dtype"), str):
+        notes.append(f"from the source's {x['source_dtype']}")
     q = x.get("quantization") if isinstance(x.get("quantization"), dict) else {}
     scale, zero_point = (number_in(q.get(k), -math.inf, math.inf) for k in ("scale", "zero_point"))
     if scale is not None and zero_point is not None:

@@ -701,3 +701,29 @@ def test_a_tflite_of_several_signatures_says_which_one_is_measured(cli, tmp_path
     made = cli("package", tmp_path / "two.tflite", "--profile", "raspberry-pi-5", "--budget", "accuracy_drop=none",
                "-o", tmp_path / "two.edgepkg", "--json")
     assert made.exit_code == 0 and any(n.startswith(said) for n in made.json()["notes"]), made.stderr
+
+
+def test_an_int64_tensor_made_int32_by_litert_says_its_source_type(cli, tmp_path):
+    """LiteRT has no int64: token ids and an argmax became int32 with no word in inspect, where a changed layout is
+    said (a walkthrough); code that calls the .tflite itself feeds and reads that type."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(50, 8)
+
+        def forward(self, ids):
+            return self.emb(ids).mean(1).argmax(-1)
+
+    torch.manual_seed(0)
+    torch.onnx.export(Net().eval(), (torch.zeros(1, 6, dtype=torch.int64),), str(tmp_path / "n.onnx"),
+                      input_names=["ids"], output_names=["cls"], dynamo=False)
+    made = cli("package", tmp_path / "n.onnx", "--profile", "raspberry-pi-5", "--budget", "accuracy_drop=none",
+               "-o", tmp_path / "n.edgepkg", "--json")
+    assert made.exit_code == 0, made.stderr
+    assert [(t["dtype"], t.get("source_dtype")) for t in made.json()["inputs"] + made.json()["outputs"]] == \
+        [("int32", "int64"), ("int32", "int64")]
+    rows = dict(line.split("\t", 1) for line in cli("inspect", tmp_path / "n.edgepkg", "-q").stdout.splitlines()
+                if "\t" in line)
+    assert rows["inputs"] == "ids int32[1, 6] (from the source's int64)", rows["inputs"]
