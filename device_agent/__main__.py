@@ -1,3 +1,3 @@
-from device_agent.cli import main
+from device_agent.cli import run
 
-main()
+run()

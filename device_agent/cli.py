@@ -266,12 +266,17 @@ def _stop_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def main(argv=None):
-    # SIGTERM (a host letting go of a `local` device) and SIGHUP (a dropped session) end the agent through its
-    # finally blocks: by default they killed it there and then, and its run directory (a copy of the bundle)
-    # stayed on the device until the next run's sweep or `device clean` (a walkthrough)
+def run():
+    """The agent as a program (its zipapp, `python -m device_agent`, the measuring child): SIGTERM (a host letting
+    go of a `local` device) and SIGHUP (a dropped session) end it through its finally blocks, where by default they
+    killed it there and then, and its run directory (a copy of the bundle) stayed on the device until the next run's
+    sweep or `device clean` (a walkthrough). Not in main(), which tests and the host call in their own process."""
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _stop_on_signal)
+    main()
+
+
+def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     problem = bench_problem(args) if getattr(args, "fn", None) is cmd_bench else None

@@ -48,18 +48,17 @@ def is_agent(path) -> bool:
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 AGENT_ERROR = "edgeopt-agent: error: "   # how the agent's own one-line failures begin on stderr (device_agent.cli)
 SHEBANG = b"#!/usr/bin/env python3\n"
-# zipapp's template, after a version check in a syntax every Python reads: on a board's Python 3.7 (Raspberry Pi OS
-# Buster), 3.6 or 2.7 the agent failed in its imports, and bench said "AttributeError: 'NoneType' object has no
-# attribute 'PackageNotFoundError'" (a walkthrough). The host reads this line as the device's failure.
-MAIN = ("# -*- coding: utf-8 -*-\n"
-        "import sys\n"
-        "if sys.version_info < (3, 8):\n"
-        "    sys.stderr.write(\"" + AGENT_ERROR + "%s is Python %d.%d.%d; the agent needs Python 3.8 or newer: install "
-        "it, or set the device's `python` in the inventory\\n\" % ((sys.executable or \"python\",) + "
-        "tuple(sys.version_info[:3])))\n"
-        "    sys.exit(3)\n"
-        "import device_agent.cli\n"
-        "device_agent.cli.main()\n")
+# A version check in a syntax every Python reads, first in the zipapp's template and the upload helper (which runs
+# before the agent does): on a board's Python 3.7 (Raspberry Pi OS Buster), 3.6 or 2.7 the agent failed in its
+# imports, and bench said "AttributeError: 'NoneType' object has no attribute 'PackageNotFoundError'" (a
+# walkthrough). The host reads this line as the device's own failure.
+VERSION_CHECK = ("import sys\n"
+                 "if sys.version_info < (3, 8):\n"
+                 "    sys.stderr.write(\"" + AGENT_ERROR + "%s is Python %d.%d.%d; the agent needs Python 3.8 or newer: "
+                 "install it, or set the device's `python` in the inventory\\n\" % ((sys.executable or \"python\",) "
+                 "+ tuple(sys.version_info[:3])))\n"
+                 "    sys.exit(3)\n")
+MAIN = "# -*- coding: utf-8 -*-\n" + VERSION_CHECK + "import device_agent.cli\ndevice_agent.cli.run()\n"
 
 
 def build(out: pathlib.Path | None = None) -> pathlib.Path:

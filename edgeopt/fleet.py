@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import json
 import pathlib
+import re
 import threading
 import time
 
@@ -72,7 +73,8 @@ def resumed_budgets(results_dir, manifest: dict) -> dict:
     return results.run_budgets(run_file.parent) if run_file is not None else {}
 
 
-SECRET_FLAGS = ("--power-command",)   # a shell command that may hold a secret (a meter's Authorization header)
+SECRET_FLAGS = ("--power-command",)
+REDACTED = re.compile(r"`[^`]*`( \.\.\.)? \(sha256 [0-9a-f]{16}\)\Z")   # recorded_args' own form   # a shell command that may hold a secret (a meter's Authorization header)
 
 
 def recorded_args(agent_args, salt: str) -> list:
@@ -83,7 +85,7 @@ def recorded_args(agent_args, salt: str) -> list:
 
     recorded = list(agent_args)
     for i in range(len(recorded) - 1):
-        if recorded[i] in SECRET_FLAGS:
+        if recorded[i] in SECRET_FLAGS and not REDACTED.match(recorded[i + 1]):   # a run file's: shown as kept
             digest = hashlib.sha256(f"{salt}\0{recorded[i + 1]}".encode()).hexdigest()[:16]
             recorded[i + 1] = f"{shown_command(recorded[i + 1])} (sha256 {digest})"
     return recorded

@@ -158,6 +158,8 @@ class Inventory:
     refused: dict = dataclasses.field(default_factory=dict)
 
     def select(self, group: str | None = None) -> list:
+        if not self.devices and not self.refused:   # an empty file listed nothing, exit 0: a fleet of none "passed"
+            raise BadInput(f"inventory {self.source} names no device")
         if group in (None, "all"):
             names = list(self.devices) + list(self.refused)
         elif group in self.groups:
@@ -181,10 +183,7 @@ def load(path) -> Inventory:
     path = pathlib.Path(path)
     if not path.exists():
         raise BadInput(f"inventory not found: {path}")
-    inventory = _load(path)
-    if not inventory.devices and not inventory.refused:   # an empty file listed nothing, exit 0
-        raise BadInput(f"inventory {path} names no device")
-    return inventory
+    return _load(path)
 
 
 def _load(path: pathlib.Path) -> Inventory:

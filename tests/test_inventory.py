@@ -529,4 +529,5 @@ def test_an_inventory_that_names_no_device_is_refused(tmp_path, text):
     """An empty file was an empty `device list`, exit 0 (a walkthrough): a fleet of none reads as one that passed."""
     path = _write(tmp_path, "inv.ini" if text.startswith("[") else "inv.yaml", text)
     with pytest.raises(BadInput, match=f"inventory {path} names no device"):
-        load(path)
+        load(path).select()
+    assert load(path).devices == {}   # a device given otherwise (--device local, user@host) needs none of it

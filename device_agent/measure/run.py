@@ -59,6 +59,7 @@ def measure(root, manifest, threads, settings, with_accuracy=True, sensor_config
     mem["rss_after_import_mb"] = memory.rss_mb()
     t0 = time.perf_counter()
     adapter.load(os.path.join(root, *manifest["model"].split("/")))
+    adapter.follow_outputs([o["name"] for o in manifest["outputs"]])
     load_s = time.perf_counter() - t0
     mem["rss_after_load_mb"] = memory.rss_mb()
     feed, feed_source = example_feed(manifest, root)

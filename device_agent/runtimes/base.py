@@ -61,6 +61,10 @@ class RuntimeAdapter(object):
         """Run once on {input name: array}; returns the list of output arrays."""
         raise NotImplementedError
 
+    def follow_outputs(self, names):
+        """Give the outputs in the order of `names`, the manifest's (after load); a runtime whose order is the
+        model's own needs nothing."""
+
     def close(self):
         pass
 

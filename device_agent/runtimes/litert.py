@@ -81,6 +81,16 @@ class LiteRtAdapter(RuntimeAdapter):
         self.input_index = dict((to_bundle.get(d["name"], d["name"]), d) for d in self.inputs)
         self.outputs, self.row_counts = split_counts(self.outputs, to_bundle, self.options.get("valid_rows") or {})
 
+    def follow_outputs(self, names):
+        """The manifest's order where every name resolves: a bundle packaged while the signature's sorted order
+        was taken lists its outputs so (output_10 before output_2), and this agent, which takes the subgraph's,
+        paired its eval references and top-1 with the wrong tensors (a review). Padded outputs keep theirs."""
+        to_bundle = dict((artifact, bundle) for bundle, artifact in (self.options.get("tensor_names") or {}).items())
+        shown = [to_bundle.get(d["name"], d["name"]) for d in self.outputs]
+        if self.row_counts or shown == list(names) or sorted(shown) != sorted(names):
+            return
+        self.outputs = [self.outputs[shown.index(name)] for name in names]
+
     def set_inputs(self, feed, interpreter=None):
         for name, detail in self.input_index.items():
             if name not in feed:

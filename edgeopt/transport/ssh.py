@@ -9,6 +9,7 @@ import pathlib
 import shlex
 import time
 
+from ..agent_zipapp import VERSION_CHECK
 from .base import Transport
 from ..inventory import DEFAULT_PYTHON, DEFAULT_WORKDIR
 
@@ -23,7 +24,7 @@ CHUNK = 1 << 20
 # Nothing half-written stays behind: the helper removes its .partial file on any error or signal,
 # and, since SIGKILL leaves no chance to, every upload first sweeps partial files whose writer is
 # gone. A live writer holds an flock on its partial file, which the kernel drops when it dies.
-UPLOAD_SCRIPT = r"""
+UPLOAD_SCRIPT = VERSION_CHECK + r"""
 import fcntl, hashlib, os, signal, sys
 dest, sha, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 d = os.path.dirname(dest) or "."

@@ -8,6 +8,7 @@ import time
 
 import paramiko
 
+from ..agent_zipapp import AGENT_ERROR
 from ..errors import DeviceFailure
 
 CHUNK = 1 << 20
@@ -179,6 +180,8 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
         return 0
     if answer != "send":
         reason = _stderr(chan) or answer or "no answer"
+        if reason.startswith(AGENT_ERROR):   # the helper's own account: a Python too old for the agent
+            raise DeviceFailure(f"device {device}: {reason[len(AGENT_ERROR):]}")
         status = chan.exit_status if not answer and chan.status_event.wait(2) else None   # it said nothing: ended?
         if status in (126, 127):   # the shell's "command not found" / "cannot execute": read as a full disk
             raise DeviceFailure(f"device {device}: its Python did not run (exit {status}): {reason}; the inventory's "

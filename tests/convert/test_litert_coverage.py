@@ -154,8 +154,8 @@ def test_a_quantizer_failure_is_one_line_saying_what_still_works(monkeypatch):
         raise NotImplementedError("op TFL_UNIDIRECTIONAL_SEQUENCE_LSTM has no int8 policy\ntraceback-ish detail")
     monkeypatch.setattr(tflite, "_quantize", fails)
     with pytest.raises(BadInput) as e:
-        tflite._quantize_or_explain(None, None, SimpleNamespace(reference="m.onnx"), SimpleNamespace(quantize="int8"),
-                                    {}, None)
+        tflite._quantize_or_explain(None, None, SimpleNamespace(reference="m.onnx"),
+                                    SimpleNamespace(quantize="int8", calibration=None), {}, None)
     assert str(e.value) == ("m.onnx: ai-edge-quantizer cannot make full-integer INT8 of this model: op "
                             "TFL_UNIDIRECTIONAL_SEQUENCE_LSTM has no int8 policy; the float model converts "
                             "(--precision fp32 or fp16, or --quantize dynamic)")

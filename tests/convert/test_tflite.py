@@ -727,3 +727,35 @@ def test_an_int64_tensor_made_int32_by_litert_says_its_source_type(cli, tmp_path
     rows = dict(line.split("\t", 1) for line in cli("inspect", tmp_path / "n.edgepkg", "-q").stdout.splitlines()
                 if "\t" in line)
     assert rows["inputs"] == "ids int32[1, 6] (from the source's int64)", rows["inputs"]
+
+
+def test_a_bundle_that_lists_its_outputs_in_the_sorted_signature_order_is_still_paired_by_name(cli, tmp_path):
+    """Bundles packaged before LiteRT's outputs followed the subgraph list them as the signature sorted them
+    (output_10 before output_2); the agent, shipped anew with each run, takes the subgraph's order, and paired their
+    eval references with the wrong tensors (a review). It follows the manifest's names."""
+    import io
+    import tarfile
+
+    from device_agent import manifest as agent_manifest
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n"
+        "        return tuple(torch.nn.functional.linear(x, torch.ones(2, 8) * (i + 1)) for i in range(11))\n\n\n"
+        "def build():\n    return Net().eval()\n")
+    np.savez(tmp_path / "eval.npz", x=np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32))
+    made = cli("package", f"{tmp_path / 'net.py'}:build", "--input-shape", "x=1,8", "--profile", "raspberry-pi-5",
+               "--eval-data", tmp_path / "eval.npz", "--budget", "accuracy_drop=none", "-o", tmp_path / "new.edgepkg")
+    assert made.exit_code == 0, made.stderr
+    old = tmp_path / "old.edgepkg"
+    with tarfile.open(tmp_path / "new.edgepkg") as tin, tarfile.open(old, "w") as tout:
+        for member in tin.getmembers():
+            data = tin.extractfile(member).read()
+            if member.name == "manifest.json":
+                doc = json.loads(data)
+                doc["outputs"] = sorted(doc["outputs"], key=lambda o: o["name"])   # as the signature sorted them
+                doc[agent_manifest.DIGEST_FIELD] = agent_manifest.content_digest(doc)
+                data = agent_manifest.canonical_bytes(doc)
+            info = tarfile.TarInfo(member.name)
+            info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))
+    r = cli("bench", old, "--results-dir", tmp_path / "results", "--json", *FAST_BENCH_ARGS)
+    assert r.exit_code == 0 and r.json()["accuracy"]["max_abs_error"] < 1e-4, r.json()["accuracy"]

@@ -348,8 +348,9 @@ def test_a_device_python_too_old_for_the_agent_is_named_with_its_version(cli, la
     """Raspberry Pi OS Buster's Python 3.7 failed in the agent's imports: "AttributeError: 'NoneType' object has no
     attribute 'PackageNotFoundError'"; 2.7 a SyntaxError (a walkthrough). The zipapp checks the version first."""
     dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
-    for python in OLD_PYTHONS:
-        inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"python": python}})
+    for i, python in enumerate(OLD_PYTHONS):   # each on a workdir of its own: nothing uploaded by another before
+        workdir = str(tmp_path / f"work{i}")
+        inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"python": python, "workdir": workdir}})
         r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path)
         version = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                                  capture_output=True, text=True).stdout.strip()
