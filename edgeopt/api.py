@@ -621,7 +621,8 @@ def device_doctor(device: str, inventory=None, ssh_options=None, progress=SILENT
     # an inventory's unknown profile is the input's defect, exit 2 as bench says it, though doctor goes on past it;
     # a device that also fails a check of its own is the device's failure first (exit 3), as it was
     failed = {c["check"] for c in checks if not c["ok"]}
-    return {"device": spec.name, "checks": checks, "ok": not failed, "bad_input": bool(unknown) and failed == {"profile"},
+    return {"device": spec.name, "checks": checks, "ok": not failed,
+            "bad_input": bool(unknown) and failed == {"profile"},
             "warnings": list(getattr(transport, "trusted", []))}
 
 

@@ -73,8 +73,8 @@ def resumed_budgets(results_dir, manifest: dict) -> dict:
     return results.run_budgets(run_file.parent) if run_file is not None else {}
 
 
-SECRET_FLAGS = ("--power-command",)
-REDACTED = re.compile(r"`[^`]*`( \.\.\.)? \(sha256 [0-9a-f]{16}\)\Z")   # recorded_args' own form   # a shell command that may hold a secret (a meter's Authorization header)
+SECRET_FLAGS = ("--power-command",)   # a shell command that may hold a secret (a meter's Authorization header)
+REDACTED = re.compile(r"`[^`]*`( \.\.\.)? \(sha256 [0-9a-f]{16}\)\Z")   # recorded_args' own form
 
 
 def recorded_args(agent_args, salt: str) -> list:
@@ -117,7 +117,8 @@ class FleetRun:
         # the budgets its verdicts are by (--budget): `check RUN_DIR` judges by them too, as fleet bench did
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],
-            "agent_args": recorded_args(agent_args, self.run_id), "budgets": dict(budgets or {}), "devices": list(device_names)})
+            "agent_args": recorded_args(agent_args, self.run_id), "budgets": dict(budgets or {}),
+            "devices": list(device_names)})
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()

@@ -207,5 +207,6 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
         raise DeviceFailure(f"device {device}: connection lost during the {kind} upload")
     if result != "ok" or code != 0:
         reason = result or _stderr(chan) or str(code)
-        raise DeviceFailure(f"device {device}: {kind} upload failed ({reason}){_storage_hint(reason, remote, size, device)}")
+        raise DeviceFailure(f"device {device}: {kind} upload failed ({reason})"
+                            f"{_storage_hint(reason, remote, size, device)}")
     return sent
