@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 BUNDLE_SCHEMA = "edgeopt.bundle/1"
 RESULT_SCHEMA = "edgeopt.result/1"
+MIN_PYTHON = (3, 8)   # what the agent runs on: checked first by its zipapp and upload helper, and by `device doctor`
 
 # Exit codes shared with the host CLI.
 EXIT_OK, EXIT_BAD_INPUT, EXIT_DEVICE_FAILURE = 0, 2, 3

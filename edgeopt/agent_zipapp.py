@@ -53,10 +53,10 @@ SHEBANG = b"#!/usr/bin/env python3\n"
 # imports, and bench said "AttributeError: 'NoneType' object has no attribute 'PackageNotFoundError'" (a
 # walkthrough). The host reads this line as the device's own failure.
 VERSION_CHECK = ("import sys\n"
-                 "if sys.version_info < (3, 8):\n"
-                 "    sys.stderr.write(\"" + AGENT_ERROR + "%s is Python %d.%d.%d; the agent needs Python 3.8 or newer: "
-                 "install it, or set the device's `python` in the inventory\\n\" % ((sys.executable or \"python\",) "
-                 "+ tuple(sys.version_info[:3])))\n"
+                 f"if sys.version_info < {device_agent.MIN_PYTHON!r}:\n"
+                 "    sys.stderr.write(\"" + AGENT_ERROR + "%s is Python %d.%d.%d; the agent needs Python "
+                 f"{'.'.join(map(str, device_agent.MIN_PYTHON))} or newer: install it, or set the device's `python` "
+                 "in the inventory\\n\" % ((sys.executable or \"python\",) + tuple(sys.version_info[:3])))\n"
                  "    sys.exit(3)\n")
 MAIN = "# -*- coding: utf-8 -*-\n" + VERSION_CHECK + "import device_agent.cli\ndevice_agent.cli.run()\n"
 

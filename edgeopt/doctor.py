@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import re
 
+from device_agent import MIN_PYTHON
+
 from .errors import BadInput, DeviceFailure
 from .progress import SILENT
 
-MIN_PYTHON = (3, 8)
 # Profile backend -> the runtime adapters that can run its artifacts, with the pip package to suggest.
 RUNTIME_FOR_BACKEND = {"onnxruntime": [("onnxruntime", "onnxruntime")], "openvino": [("openvino", "openvino")],
                        "tflite": [("litert", "ai-edge-litert  (on a Python too old for it: tflite-runtime)")],
@@ -75,7 +76,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
                                 "mixed with it")]
     version = tuple(int(x) for x in said[-1])
     checks.append(_check("python", version >= MIN_PYTHON, f"{py} is Python {'.'.join(said[-1])}",
-                         "" if version >= MIN_PYTHON else "the agent needs Python 3.8 or newer"))
+                         "" if version >= MIN_PYTHON else f"the agent needs Python {'.'.join(map(str, MIN_PYTHON))} or newer"))
     if version < MIN_PYTHON:
         return checks
     try:

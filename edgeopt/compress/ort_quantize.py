@@ -131,13 +131,13 @@ def _qdq_opset(model_in, workdir, progress):
     import onnx
     from onnx import version_converter
 
-    model = onnx.load(str(model_in))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    declared = onnx.load(str(model_in), load_external_data=False).opset_import   # the weights only if converted
+    opset = next((o.version for o in declared if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset >= QDQ_MIN_OPSET:
         return None
     progress.status(f"converting the graph from opset {opset} to {QDQ_MIN_OPSET} for INT8 Q/DQ")
     try:
-        upgraded = version_converter.convert_version(model, QDQ_MIN_OPSET)
+        upgraded = version_converter.convert_version(onnx.load(str(model_in)), QDQ_MIN_OPSET)
     except Exception as e:   # onnx raises RuntimeError or its own types, naming the op it cannot convert
         raise BadInput(f"static INT8 writes per-channel Q/DQ, which needs opset {QDQ_MIN_OPSET}; the model's opset "
                        f"{opset} did not convert ({first_line(e)}): export it at opset {QDQ_MIN_OPSET} or later, or "
