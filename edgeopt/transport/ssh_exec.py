@@ -101,8 +101,7 @@ def _run_command(client, device, command, on_line, timeout, silence):
             heard, allowed = time.monotonic(), silence
         elif time.monotonic() - heard > allowed:
             chan.close()
-            raise DeviceFailure(f"device {device}: no sign of life for {allowed:.0f} s during the agent run "
-                                "(device down or network lost)")
+            raise DeviceFailure(_silent(client, device, allowed))
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
             *lines, rest = err.split(b"\n")
@@ -124,6 +123,30 @@ def _run_command(client, device, command, on_line, timeout, silence):
     if code == -1:
         raise DeviceFailure(f"device {device}: connection lost during the agent run")
     return code, out.decode("utf-8", "replace")
+
+
+def _silent(client, device, allowed) -> str:
+    """Why the agent said nothing: a device that still answers over SSH has a stuck agent (a device `python` that
+    hangs before it runs, a runtime that never returns), which "device down or network lost" misnamed (a
+    walkthrough)."""
+    if _link_answers(client, within=min(allowed / 3, 5.0)):   # a live sshd answers in milliseconds
+        return (f"device {device}: the agent said nothing for {allowed:.0f} s, though the device answers over SSH: "
+                "its Python or runtime is stuck there (it may still be running: look for it with `ps` on the device)")
+    return f"device {device}: no sign of life for {allowed:.0f} s during the agent run (device down or network lost)"
+
+
+def _link_answers(client, within: float) -> bool:
+    """Whether the SSH server answers a keepalive request within `within` seconds. paramiko's request waits while
+    the connection lasts, so it is asked from a thread left behind if no answer comes."""
+    import threading
+
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        return False
+    asked = threading.Thread(target=transport.global_request, args=("keepalive@openssh.com",), daemon=True)
+    asked.start()
+    asked.join(within)
+    return not asked.is_alive() and transport.is_active()
 
 
 def _read_line(chan, client, device, timeout=30.0):

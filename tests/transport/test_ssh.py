@@ -314,6 +314,29 @@ def test_frozen_device_is_declared_dead_within_the_silence_timeout(lab, bundles,
         dev.kill()
 
 
+def test_a_stuck_agent_on_a_device_that_answers_is_not_called_a_lost_network(lab, bundles, tmp_path):
+    """A device whose Python hangs in the agent (a runtime that never returns) was reported "device down or network
+    lost" though SSH answered (a walkthrough). The interpreter here runs the upload helper, then hangs in the agent
+    after one heartbeat."""
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+    from edgeopt.transport.ssh import SshOptions
+    dev = lab.add("pi-stuck", 42)
+    python = tmp_path / "python-stuck"
+    python.write_text(f"#!/bin/sh\ncase \"$1\" in *.pyz) echo '[agent-heartbeat]' >&2; exec sleep 20;; esac\n"
+                      f"exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev], **{dev.name: {"python": str(python)}})
+    options = SshOptions(known_hosts=str(lab.known_hosts), connect_timeout=3, dead_peer_timeout=3)
+    try:
+        with pytest.raises(DeviceFailure) as raised:
+            api.bench(bundles["fp32"], dev.name, tmp_path, timeout=60, inventory=inv, ssh_options=options)
+        assert "the agent said nothing for 3 s, though the device answers over SSH" in str(raised.value)
+        assert "network lost" not in str(raised.value)
+    finally:
+        dev.kill()
+
+
 def test_proxy_jump_from_ssh_config(cli, lab, tmp_path):
     jump = lab.devices.get("pi-one") or lab.add("pi-one", 0)
     target = lab.add("pi-behind", 41)
