@@ -308,29 +308,12 @@ def _save_and_store(doc: dict, results_dir, store) -> None:
         try:
             store.add(doc, path=doc.get("_history"))   # the history copy, where it was written before the disk filled
         except EdgeoptError as e:
-            raise BadInput(f"{unsaved}; nor could the store take it ({e}){_saved_elsewhere(doc)}") from None
+            raise BadInput(f"{unsaved}; nor could the store take it ({e}){results.saved_elsewhere(doc)}") from None
         raise BadInput(f"{unsaved}; the result is in the store {store.name} (edgeopt history shows it)") from None
     try:   # the row names this run's own copy: the latest file is replaced by the next run
         store.add(doc, path=doc.get("_history"))
     except EdgeoptError as e:   # measured and saved, not stored: exit 3, as fleet bench has it, not "bad input"
         raise DeviceFailure(f"{e}; the result is saved to {doc['_path']}, but not in the store") from None
-
-
-def _saved_elsewhere(doc: dict) -> str:
-    """The last resort for a measurement that neither the results folder nor the store could take (both on one
-    full disk): a file in the temporary folder, which is often another file system; said where it went."""
-    body = {k: v for k, v in doc.items() if not k.startswith("_")}
-    try:
-        fd, name = tempfile.mkstemp(prefix="edgeopt-result-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(body, f, indent=1)
-        except BaseException:
-            os.unlink(name)   # no half-written file left for `check` to call corrupt
-            raise
-    except (OSError, ValueError) as e:
-        return f": this run's result is lost (nor could {tempfile.gettempdir()} take it: {e})"
-    return f"; the result is saved to {name} instead (`edgeopt check` reads it; move it to the results folder)"
 
 
 def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",

@@ -15,6 +15,7 @@ import math
 import os
 import pathlib
 import re
+import tempfile
 
 from device_agent import RESULT_SCHEMA
 
@@ -531,3 +532,20 @@ def throttled(doc: dict) -> bool:
     heat = doc.get("thermal") or {}
     return bool(heat.get("throttled") or heat.get("frequency_capped")
                 or any(is_throttle_warning(w) for w in doc.get("warnings", [])))
+
+
+def saved_elsewhere(doc: dict) -> str:
+    """The last resort for a measurement that neither the results folder nor the store could take (both on one
+    full disk): a file in the temporary folder, which is often another file system; said where it went."""
+    body = {k: v for k, v in doc.items() if not k.startswith("_")}
+    try:
+        fd, name = tempfile.mkstemp(prefix="edgeopt-result-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(body, f, indent=1)
+        except BaseException:
+            os.unlink(name)   # no half-written file left for `check` to call corrupt
+            raise
+    except (OSError, ValueError) as e:
+        return f": this run's result is lost (nor could {tempfile.gettempdir()} take it: {e})"
+    return f"; the result is saved to {name} instead (`edgeopt check` reads it; move it to the results folder)"

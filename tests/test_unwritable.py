@@ -387,3 +387,76 @@ def test_an_upload_to_a_full_or_read_only_device_disk_says_where_and_what_to_do(
         r = cli("bench", bundles["fp32"], "--device", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts,
                 "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
         assert r.exit_code == 3 and all(s in r.stderr for s in said) and str(workdir) in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_study_stops_it_and_resume_measures_the_trial_it_stopped(tmp_path):
+    """The disk filling (the trials' bundles) failed every later trial as its candidate's fault: the study used up
+    --trials on them, and --resume never measured INT8 by hand (a walkthrough). It stops; the trial runs again."""
+    import optuna
+    from conftest import CALIB, EVAL
+    from edgeopt import api
+    from edgeopt.errors import BadInput
+    from edgeopt.progress import Progress
+
+    class FillsTheDiskAtTrial1(Progress):
+        def status(self, message):
+            if message.startswith("trial 1") and not filler.exists():
+                with contextlib.suppress(OSError), open(filler, "wb") as f:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+
+    space = tmp_path / "space.toml"
+    space.write_text('quantize = ["none", "int8"]\nprecision = ["fp32"]\nkeep_float = [""]\nthreads = [1]\n')
+    with _mounted(tmp_path / "opt", "size=2m") as out:
+        filler = out / "filler"
+        kwargs = dict(budgets={"latency_p90_ms": 1000.0}, study="full", trials=3, calib=CALIB, eval_data=EVAL,
+                      results_dir=tmp_path / "results", output_dir=out, space_file=space)
+        with pytest.raises(BadInput, match="No space left on device; study 'full' stopped with every finished trial "
+                                           "kept: make room, then run the same command with --resume"):
+            api.optimize(str(MODEL), progress=FillsTheDiskAtTrial1(), **kwargs)
+        storage = f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
+        trials = optuna.load_study(study_name="full", storage=storage).get_trials()
+        assert [t.state.name for t in trials] == ["COMPLETE", "WAITING"]   # INT8 by hand back in the queue
+        filler.unlink()
+        outcome = api.optimize(str(MODEL), resume=True, **kwargs)
+    textbook = [row for row in outcome["trials"] if "textbook" in str(row.get("config", "")) or row["trial"] == 1]
+    assert outcome["exit_code"] == 0 and textbook and textbook[0]["state"] == "complete", outcome["trials"]
+
+
+def test_a_fleet_result_neither_its_run_directory_nor_its_store_can_take_is_kept_in_the_temporary_folder(
+        lab, bundles, tmp_path, monkeypatch):
+    """It said "this result of d is lost" where `bench` keeps it in the temporary folder (a walkthrough)."""
+    import tempfile
+
+    from conftest import write_inventory
+    from edgeopt import api
+    from edgeopt.progress import Progress
+
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+
+    class FillsTheDiskAsItConnects(Progress):
+        def device_state(self, name, state, detail=""):
+            if state == "connecting":   # the run directory and the store are made by now
+                with contextlib.suppress(OSError), open(out / "filler", "wb") as f:
+                    while True:
+                        f.write(b"\0" * 4096)
+                        f.flush()
+
+    with _mounted(tmp_path / "results", "size=1m") as out:
+        outcome = api.fleet_bench(bundles["fp32"], inv, results_dir=out, loop={"min_seconds": 0.2,
+                                  "min_iterations": 10}, ssh_options=_known(lab), progress=FillsTheDiskAsItConnects())
+    kept = list(spare.glob("edgeopt-result-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["status"] == "ok"
+    said = outcome["store_errors"]   # the CLI's exit 3, with these lines
+    assert len(said) == 1 and f"the result is saved to {kept[0]} instead" in said[0] and "lost" not in said[0], said
+
+
+def _known(lab):
+    from edgeopt.transport.ssh import SshOptions
+    return SshOptions(known_hosts=str(lab.known_hosts))

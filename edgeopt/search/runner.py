@@ -3,18 +3,20 @@ study; at the end, measure the finalists and near misses again and the answer be
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import pathlib
 import statistics
 from typing import TYPE_CHECKING
 
 from ..budgets import KINDS, SAME_EVERY_RUN, with_unit
-from ..errors import BadInput, DeviceFailure, first_line
+from ..errors import BadInput, CannotWrite, DeviceFailure, first_line
 from . import judging, rdb, samplers, space as spaces, trial as trials_
 
 if TYPE_CHECKING:
     from .study import Job
 
+HOST_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
 RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
 RECHECK_TOP = 3
@@ -135,15 +137,16 @@ class Runner:
             self._interrupted(trial)
             raise
 
-    def _interrupted(self, trial) -> None:
-        """The trial Ctrl-C stopped, unless it was told already: back in the queue if the study enqueued it (the
-        baseline, INT8 by hand: rdb.requeue), else failed as unfinished, its configuration queued again."""
+    def _interrupted(self, trial, why: str = "interrupted (Ctrl-C or SIGTERM)") -> None:
+        """The trial Ctrl-C (or the host's disk) stopped, unless it was told already: back in the queue if the study
+        enqueued it (the baseline, INT8 by hand: rdb.requeue), else failed as unfinished, its configuration queued
+        again."""
         if next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
             return
         if rdb.enqueued(trial):
             rdb.requeue(self.study, trial)
             return
-        rdb.fail_unfinished(self.study, trial, "interrupted (Ctrl-C or SIGTERM)")
+        rdb.fail_unfinished(self.study, trial, why)
 
     def _run_asked(self, trial) -> str | None:
         import optuna
@@ -181,6 +184,8 @@ class Runner:
             # counted by every worker and waited for by any that proposed it
             self._resolve_relative(trial, outcome)
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
+            if host_cannot_write(e):
+                self._stop_for_the_host(trial, e)
             if trial.user_attrs.get("baseline"):
                 self._baseline_failed(trial, e)
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
@@ -194,6 +199,17 @@ class Runner:
         if cached is None:
             self.progress.status(self._result_line(trial.number, outcome))
         return None
+
+    def _stop_for_the_host(self, trial, e: Exception) -> None:
+        """A full or read-only disk on this host (the trial's bundle, its result, a temporary file) fails every
+        trial after it alike: recorded as the candidate's failure, it used up --trials, and a later --resume never
+        measured those configurations (INT8 by hand among them; a walkthrough). The study stops instead, the trial
+        is run again by the next run, as a Ctrl-C's is."""
+        self._interrupted(trial, why=f"this host could not write its files ({first_line(e)})")
+        again = ("run the same command with --resume to continue it (this trial first)" if judging.complete(self.study)
+                 else "run the same command again")
+        raise BadInput(f"{first_line(e)}; study {self.study.study_name!r} stopped with every finished trial kept: make "
+                       f"room, then {again}") from None
 
     def _result_line(self, number: int, outcome: dict) -> str:
         """What a trial measured, as it ends: a 5-minute study showed no figure before its table (a user
@@ -691,6 +707,18 @@ class Runner:
                 "textbook_missed": sorted(k for k, v in judge.violations(textbook).items() if v > 0),
                 "textbook_measurement": textbook.user_attrs.get("measurement"),
                 "textbook_runs": judge.runs(textbook)})
+
+
+def host_cannot_write(error: BaseException) -> bool:
+    """Whether `error` is this host's disk refusing a write (edgeopt's own outputs, or a library's temporary file):
+    full, over quota or read-only, anywhere in its chain of causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, CannotWrite) or (isinstance(error, OSError) and error.errno in HOST_DISK_ERRNOS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _baseline(dims: list, job: Job):
