@@ -12,15 +12,23 @@ import tempfile
 
 from .errors import CannotWrite
 
+TEMP_NAME_BYTES = 200   # of the target's name in its temp file's (_temp_prefix): 1 + 200 + 1 + 8 + 8 bytes in all
+
 
 def temp_beside(path: pathlib.Path) -> tuple[int, str]:
     """(fd, name) of a new temp file in `path`'s directory, for os.replace onto `path` once written.
     Its mode is a plain open()'s (0666 less the umask), not mkstemp's 0600: bundles, results and reports are
     shared, uploaded as CI artifacts and kept on network drives, and the rename keeps the temp file's mode."""
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".partial", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())
     return fd, tmp
+
+
+def _temp_prefix(path: pathlib.Path) -> str:
+    """`.NAME.` with NAME cut to 200 bytes: the temp file's own name stays within a file system's 255, where a target
+    of a legal 240-byte name failed to be written ("File name too long" for its temp file; a walkthrough)."""
+    return "." + os.fsencode(path.name)[:TEMP_NAME_BYTES].decode(errors="ignore") + "."
 
 
 def _umask() -> int:
@@ -151,6 +159,10 @@ def check_writable(target, what: str, folder: bool = False, file_only: bool = Fa
                   errno.EISDIR if not folder and target.is_dir() else None)
     if in_the_way:
         raise CannotWrite(what, target, OSError(in_the_way, os.strerror(in_the_way)))
+    if not folder and len(os.fsencode(target.name)) > _name_max(where):   # found by the write itself, at the end
+        raise CannotWrite(what, target, OSError(errno.ENAMETOOLONG, f"{os.strerror(errno.ENAMETOOLONG)} "
+                                                f"({len(os.fsencode(target.name))} bytes; this file system takes "
+                                                f"{_name_max(where)})"))
     try:
         where.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(where / "probe")
@@ -160,8 +172,18 @@ def check_writable(target, what: str, folder: bool = False, file_only: bool = Fa
         raise CannotWrite(what, target, e) from None
 
 
+def _name_max(folder: pathlib.Path) -> int:
+    """The longest file name the file system holding `folder` (or its nearest existing parent) takes."""
+    for place in (folder, *folder.parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
 def _is_on_the_way_to(path: pathlib.Path, name) -> bool:
     """Whether `name` (an OSError's filename) is `path`, a temp file beside it, or a folder above it."""
     name = pathlib.Path(os.fsdecode(name))
-    beside = name.parent == path.parent and name.name.startswith(f".{path.name}.") and name.suffix == ".partial"
+    beside = name.parent == path.parent and name.name.startswith(_temp_prefix(path)) and name.suffix == ".partial"
     return name == path or beside or name in path.parents

@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .budgets import KINDS as BUDGET_KINDS
-from .errors import BadInput, DeviceFailure, EdgeoptError
+from .errors import BadInput, DeviceFailure, EdgeoptError, host_file_problem, in_chain
 
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
@@ -175,7 +175,7 @@ def common(fn):
         terminated = []
         previous = _stop_on_sigterm(terminated)
         try:
-            code = fn(out, **kwargs)
+            code = _run_verb(fn, out, kwargs)
         except EdgeoptError as e:
             out.close()
             if debug:   # the traceback, and still the error's own exit code: a CI gate debugged reads the same
@@ -215,13 +215,19 @@ def _stopped(out, terminated: list, e: BaseException):
 
 
 def _caused_by_interrupt(e: BaseException) -> bool:
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
+    return in_chain(e, lambda cause: isinstance(cause, KeyboardInterrupt)) is not None
+
+
+def _run_verb(fn, out, kwargs: dict):
+    """The verb, with this host's file system's refusals (a name too long, a disk full where a library wrote) as
+    bad input: one line and exit 2, where they were a traceback and exit 1."""
+    try:
+        return fn(out, **kwargs)
+    except OSError as e:
+        said = host_file_problem(e)
+        if said is None:
+            raise
+        raise BadInput(said) from e
 
 
 def _stop_on_sigterm(terminated: list):

@@ -4,6 +4,13 @@
 """
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
+
+# this host's disk refusing a write: a full disk, a quota, a read-only file system
+HOST_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
 
 class EdgeoptError(Exception):
     """Base of every error edgeopt raises on purpose; the CLI prints it as one line."""
@@ -62,3 +69,32 @@ def first_line(error: BaseException, text: str | None = None) -> str:
             break
         first += " " + line
     return first
+
+
+def in_chain(error: BaseException | None, wanted) -> BaseException | None:
+    """The first exception of `error`'s chain (itself, then its causes and contexts) for which wanted(e) holds."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if wanted(error):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def host_file_problem(error: OSError) -> str | None:
+    """One line for an OSError that is this host's file system's, not the input's: a name or path too long, a disk
+    full or read-only where a library wrote its own files (onnx.save into the temporary folder). They were
+    tracebacks and exit 1, which CI reads as a budget failed (a walkthrough). None for any other OSError."""
+    name = "" if error.filename is None else f" {_shortened(os.fsdecode(error.filename))}"
+    if error.errno == errno.ENAMETOOLONG:
+        return f"file name too long:{name} (a name is at most 255 bytes on most file systems, a path 4096)"
+    if error.errno in HOST_DISK_ERRNOS:
+        return (f"this host cannot write{name or ' its files'}: {error.strerror} (free space there, or set TMPDIR to "
+                f"a folder on another disk if it is the temporary folder, now {tempfile.gettempdir()})")
+    return None
+
+
+def _shortened(name: str, keep: int = 60) -> str:
+    return name if len(name) <= 2 * keep else f"{name[:keep]}...{name[-keep:]}"
+

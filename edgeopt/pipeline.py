@@ -59,6 +59,14 @@ def _check_name(name: str | None) -> None:
         raise BadInput(f"--name {name!r}: a bundle name is at most 200 characters, no control characters")
 
 
+def _check_derived_name(name: str, where: str) -> None:
+    """A name taken from -o or the model (no --name) is held to the manifest's rule as --name is: a 240-character
+    file name was refused only after the conversion, by the manifest's check, naming no flag (a walkthrough)."""
+    if any(ord(c) < 32 for c in name) or len(name) > 200:
+        raise BadInput(f"the bundle's name, taken from {where}, is {len(name)} characters: at most 200, no control "
+                       "characters; give --name")
+
+
 def model_reference(value, name: str) -> str:
     """A model reference (a file, module:callable) as text, from a str or a path: the manifest and a study record
     it, and JSON has no Path; else one BadInput naming the argument (an int reached os.fspath deep inside)."""
@@ -132,6 +140,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     # QAT trains INT8 into the model with quantize none: its bundle is an INT8 one, not "-fp32"
     name = name or _default_name(model, precision, "int8" if any(s.name == "qat" for s in steps) else quantize)
+    _check_derived_name(name, "-o's file name" if output is not None else f"the model's, {model}")
     output = pathlib.Path(output or f"{name}{bundles.SUFFIX}")
     _check_not_an_input(output, model, calib=calib, eval_data=eval_data, train_data=train_data, teacher=teacher,
                         sign_key=sign_key)

@@ -16,7 +16,10 @@ never used here). onnxslim is not a dependency of edgeopt (yet); ORT is in the b
 from __future__ import annotations
 
 import collections
+import errno
+import os
 import pathlib
+import shutil
 
 from .errors import BadInput, first_line
 
@@ -99,6 +102,8 @@ def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:
     try:
         ort.InferenceSession(str(src), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
+        if shutil.disk_usage(out.parent).free < src.stat().st_size:   # ORT's "Protobuf serialization failed"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out.parent)) from None   # blamed the model
         first = first_line(e)
         raise BadInput(f"{src}: onnxruntime cannot load the model to simplify it: {first[:300]} "
                        "(--no-simplify skips this step)") from None

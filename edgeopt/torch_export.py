@@ -15,7 +15,7 @@ import traceback
 import warnings
 import zipfile
 
-from .errors import BadInput, first_line
+from .errors import BadInput, first_line, host_file_problem
 
 
 def _require_torch():
@@ -343,6 +343,8 @@ def export_module(module, examples: tuple, input_names: list, out: pathlib.Path,
             torch.onnx.export(module, tuple(examples), str(out), input_names=list(input_names),
                               output_names=out_names, opset_version=17, dynamo=False)
         except Exception as e:  # exporter errors are many types; report the first line
+            if isinstance(e, OSError) and host_file_problem(e):   # the host's disk, not the module: no other way
+                raise
             # torch.export's exporter (a .pt2, which packages through dynamo) takes some of what the TorchScript
             # one refuses: AdaptiveAvgPool2d((3, 3)) on a 16x16 map (a walkthrough)
             other_way = "" if changed_by or isinstance(module, torch.jit.ScriptModule) else (

@@ -460,3 +460,35 @@ def test_a_fleet_result_neither_its_run_directory_nor_its_store_can_take_is_kept
 def _known(lab):
     from edgeopt.transport.ssh import SshOptions
     return SshOptions(known_hosts=str(lab.known_hosts))
+
+
+def test_a_name_too_long_is_one_line_and_exit_2_before_the_work(cli, bundles, int8_result, tmp_path):
+    """A legal 255-byte name was refused for its temp file's longer one, and a name or path past the file system's
+    limits was a traceback and exit 1 (a budget failed, to CI) after the conversion (a walkthrough)."""
+    legal = tmp_path / ("c" * 247 + ".edgepkg")
+    assert cli("package", MODEL, "-o", legal, "--name", "short", "-q").exit_code == 0 and legal.is_file()
+    too_long = tmp_path / ("e" * 250 + ".edgepkg")
+    r = cli("package", MODEL, "-o", too_long, "--name", "short")
+    assert r.exit_code == 2 and "loading" not in r.stderr
+    _one_line(r.stderr, "file name too long: ")
+    r = cli("package", MODEL, "-o", tmp_path / ("n" * 230 + ".edgepkg"))
+    assert r.exit_code == 2
+    _one_line(r.stderr, "the bundle's name, taken from -o's file name, is 230 characters: at most 200")
+    deep = tmp_path.joinpath(*["x" * 200] * 21)
+    for args in (("check", int8_result, "--budget", "latency_p90_ms=5", "--junit", tmp_path / ("r" * 255 + ".xml")),
+                 ("bench", bundles["fp32"], "--results-dir", deep)):
+        r = cli(*args)
+        assert r.exit_code == 2, r.stderr
+        _one_line(r.stderr, "file name too long: ")
+
+
+def test_a_full_temporary_folder_is_said_as_the_hosts_disk_not_a_traceback(cli, full_disk, tmp_path, monkeypatch):
+    import os
+    import tempfile
+    from conftest import CALIB
+    monkeypatch.setattr(tempfile, "tempdir", str(full_disk))
+    free = os.statvfs(full_disk)
+    (full_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 8192))
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "-o", tmp_path / "a.edgepkg", "--no-simplify")
+    assert r.exit_code == 2 and not (tmp_path / "a.edgepkg").exists()
+    _one_line(r.stderr, "this host cannot write its files: No space left on device")

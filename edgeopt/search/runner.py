@@ -3,20 +3,18 @@ study; at the end, measure the finalists and near misses again and the answer be
 from __future__ import annotations
 
 import dataclasses
-import errno
 import math
 import pathlib
 import statistics
 from typing import TYPE_CHECKING
 
 from ..budgets import KINDS, SAME_EVERY_RUN, with_unit
-from ..errors import BadInput, CannotWrite, DeviceFailure, first_line
+from ..errors import HOST_DISK_ERRNOS, BadInput, CannotWrite, DeviceFailure, first_line, in_chain
 from . import judging, rdb, samplers, space as spaces, trial as trials_
 
 if TYPE_CHECKING:
     from .study import Job
 
-HOST_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 DEVICE_FAILURES_TO_STOP = 3     # consecutive trials failed by the device: the device is down, not the candidate
 RECHECK_WITHIN = 0.10           # best candidates within 10% of each other are measured again before choosing
 RECHECK_TOP = 3
@@ -712,13 +710,8 @@ class Runner:
 def host_cannot_write(error: BaseException) -> bool:
     """Whether `error` is this host's disk refusing a write (edgeopt's own outputs, or a library's temporary file):
     full, over quota or read-only, anywhere in its chain of causes."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, CannotWrite) or (isinstance(error, OSError) and error.errno in HOST_DISK_ERRNOS):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return in_chain(error, lambda e: isinstance(e, CannotWrite) or (isinstance(e, OSError) and
+                                                                     e.errno in HOST_DISK_ERRNOS)) is not None
 
 
 def _baseline(dims: list, job: Job):
