@@ -11,9 +11,8 @@ import argparse
 import json
 import os
 import pathlib
-import tempfile
 
-from . import bundle as bundles, results
+from . import bundle as bundles, results, scratch
 from .atomic import check_writable, replacing
 from .budgets import KINDS, check_result, merged, validate_budgets
 from .doctor import same_arch
@@ -38,7 +37,7 @@ def inspect(model: str, input_shapes: dict | None = None, allowed_signers=None) 
         return inspect_bundle(model, allowed_signers)
     if allowed_signers:
         raise BadInput(f"{model}: --allowed-signers checks a bundle's signature; a model carries none")
-    with tempfile.TemporaryDirectory(prefix="edgeopt-inspect-") as tmp:
+    with scratch.folder("inspect") as tmp:
         return inspect_model(model, dict(input_shapes or {}), pathlib.Path(tmp))
 
 

@@ -10,12 +10,12 @@ import shutil
 import struct
 import subprocess
 import tarfile
-import tempfile
 
 from device_agent import BUNDLE_SCHEMA, AgentError, BundleError
 from device_agent import bundle as agent_bundle
 from device_agent import manifest as agent_manifest
 
+from . import scratch
 from .atomic import replacing
 from .budgets import validate_budgets
 from .errors import BadInput
@@ -64,7 +64,7 @@ def sign(blob: bytes, key) -> bytes:
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise BadInput("--sign-key needs OpenSSH's ssh-keygen (8.2 or later) on this machine")
-    with tempfile.TemporaryDirectory(prefix="edgeopt-sign-") as tmp:
+    with scratch.folder("sign") as tmp:
         path = pathlib.Path(tmp) / agent_manifest.MANIFEST
         path.write_bytes(blob)
         try:  # stdin closed: a key that needs a passphrase fails here instead of waiting for one
@@ -87,7 +87,7 @@ def rewrite(bundle_path, out_path, name: str, budgets: dict, threads: int | None
     kept) and, where given, the `threads` its runtime runs by default; every member verified first. For
     optimize's chosen bundle: named after the study, with limits set once the study has ended, at the thread
     count the study measured. Its trials' bundles are unsigned, and so is the copy. Returns the new manifest."""
-    with tempfile.TemporaryDirectory(prefix="edgeopt-rewrite-") as tmp:
+    with scratch.folder("rewrite") as tmp:
         manifest = read(bundle_path, tmp)
         files = [(pathlib.Path(tmp) / f["path"], f["path"], f["role"]) for f in manifest["files"]]
         body = {k: v for k, v in manifest.items() if k not in ("files", "schema", agent_manifest.DIGEST_FIELD)}
@@ -125,7 +125,7 @@ def _what_it_is(path) -> str:
 
 def read_manifest(bundle_path) -> dict:
     """The verified manifest, with `_manifest_sha256` (the bundle's identity) added."""
-    with tempfile.TemporaryDirectory(prefix="edgeopt-read-") as tmp:
+    with scratch.folder("read") as tmp:
         manifest = read(bundle_path, tmp)
         # budgets read back are held to the rules they were written under
         validate_budgets(manifest.get("budgets", {}), f"{bundle_path}: manifest.json")
@@ -193,7 +193,7 @@ def _signs_manifest(blob: bytes, sig: bytes) -> bool | None:
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="edgeopt-sig-") as tmp:
+    with scratch.folder("sig") as tmp:
         path = pathlib.Path(tmp) / agent_manifest.SIGNATURE
         path.write_bytes(sig)
         try:

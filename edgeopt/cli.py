@@ -11,11 +11,10 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 
 import click
 
-from . import __version__
+from . import __version__, scratch
 from .budgets import KINDS as BUDGET_KINDS
 from .errors import BadInput, DeviceFailure, EdgeoptError, host_file_problem, in_chain
 
@@ -656,7 +655,7 @@ def package(out, model, profile, output, backend, precision, quantize, calib, ev
     steps = recipe.from_flags(_once(prune, "--prune"), _once(low_rank, "--low-rank"), distill, qat, epochs, lr)
     from_recipe, calib_unused, train_unused = set(), "", ""
     budgets = _budgets(budgets)
-    work = tempfile.TemporaryDirectory(prefix="edgeopt-recipe-")   # removed when package ends, or collected
+    work = scratch.folder("recipe")   # removed when package ends, or collected
     if recipe_file:
         options, steps, from_recipe = _with_recipe(recipe_file, options, steps)
         profile = _recipe_profile(recipe_file, profile, out)

@@ -10,6 +10,7 @@ import hashlib
 import math
 import pathlib
 
+from . import scratch
 from .errors import BadInput, first_line
 from .source import SourceModel, TensorSpec
 
@@ -473,13 +474,12 @@ def _share_once_folded(model_path):
     """matmul_mac_share of the model after ONNX Runtime's basic-level folding, for counting only (a graph whose
     simplification was not kept, such as a BERT's, otherwise read as unknown, so static INT8); None if that fails
     too."""
-    import tempfile
 
     import onnx
 
     from .simplify import ort_optimize
 
-    with tempfile.TemporaryDirectory(prefix="edgeopt-macs-") as tmp:
+    with scratch.folder("macs") as tmp:
         folded = pathlib.Path(tmp) / "folded.onnx"
         try:
             ort_optimize(pathlib.Path(model_path), folded)

@@ -11,12 +11,11 @@ import dataclasses
 import datetime
 import os
 import pathlib
-import tempfile
 import time
 
 import numpy as np
 
-from . import __version__, bundle as bundles, recipe, transform
+from . import __version__, bundle as bundles, recipe, scratch, transform
 from .atomic import check_writable
 from .budgets import merged, validate_budgets
 from .compress.base import get as transform_named
@@ -158,7 +157,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     recipe_doc = recipe.to_dict({"precision": precision, "quantize": quantize, **other_backend, **backend_record,
                                  "simplify": simplify, "seed": seed, **chosen_threads}, list(steps))
     named = {"the calibration data": calib, "the eval data": eval_data}
-    with tempfile.TemporaryDirectory(prefix="edgeopt-package-") as tmp, data_files(named):
+    with scratch.folder("package") as tmp, data_files(named):
         work = pathlib.Path(tmp)
         progress.status(f"loading {model}")
         shapes = dict(input_shapes or {})

@@ -14,8 +14,8 @@ import copy
 import dataclasses
 import pathlib
 import shutil
-import tempfile
 
+from . import scratch
 from .compress import base as transforms
 from .errors import BadInput
 
@@ -154,7 +154,7 @@ class TransformCache:
 
     def __init__(self, max_bytes: int = CACHE_BYTES):
         self.max_bytes = max_bytes
-        self._folder = tempfile.TemporaryDirectory(prefix="edgeopt-transforms-")
+        self._folder = scratch.folder("transforms")
         self._entries = collections.OrderedDict()   # key -> (module, [Stage], bytes)
 
     def get(self, key: str):

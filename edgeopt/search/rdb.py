@@ -8,6 +8,7 @@ import socket
 import zlib
 from typing import TYPE_CHECKING
 
+from .. import scratch
 from ..errors import BadInput
 from . import judging, samplers, space as spaces
 
@@ -275,7 +276,7 @@ def _fail_orphans(study) -> None:
         worker_host, _, pid = (t.user_attrs.get("worker") or "").rpartition(":")
         # this very process id: an earlier process's (a container's PID 1 restarted under one hostname), since
         # this one asks nothing before the study is open; it read as alive and was counted for ever
-        if worker_host == host and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+        if worker_host == host and pid.isdigit() and (int(pid) == os.getpid() or not scratch.alive(int(pid))):
             if enqueued(t):
                 requeue(study, t)
                 continue
@@ -310,16 +311,6 @@ def requeue(study, t) -> None:
     import optuna
 
     study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.WAITING)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_if_unmeasured(study, storage, resume: bool) -> None:

@@ -14,6 +14,7 @@ import pathlib
 import time
 import warnings
 
+from .. import scratch
 from ..atomic import check_writable
 from ..budgets import KINDS
 from ..errors import BadInput, DeviceFailure
@@ -303,12 +304,11 @@ def _reads_training_data(dims: list) -> bool:
 def _check_training_data(train_data, source, progress) -> None:
     """--train-data read once, as a trial reads it, before anything is measured: a bad file or `module:callable`
     failed every trial that trains, one by one, while the others went on (exit 0 on INT8 alone)."""
-    import tempfile
 
     from ..pipeline import training_samples
 
     progress.status(f"reading --train-data {train_data}")
-    with tempfile.TemporaryDirectory(prefix="edgeopt-train-") as work:
+    with scratch.folder("train") as work:
         training_samples(train_data, source, pathlib.Path(work))
 
 
