@@ -281,3 +281,31 @@ def test_signals_stay_held_until_an_interrupted_fleet_has_closed_its_store_and_r
         _fleet(bundles["fp32"], ["a", "b"], set(), tmp_path / "results", False, f"sqlite:///{tmp_path / 'r.db'}")
     assert seen["store"] is not before and seen["run"] is not before, seen
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_agent_document_check_could_not_read_is_a_failed_result_and_replaces_nothing(cli, bundles, tmp_path):
+    """`{"status": "ok"}` from a wrapper was a traceback after it had replaced the device's latest good result, and
+    in a fleet it lost the other device's measurement (a fuzzing audit)."""
+    import json
+    import sys
+
+    from conftest import FAST_BENCH_ARGS
+    fake = tmp_path / "fake-python"
+    fake.write_text(f'#!/bin/sh\ncase "$1" in *.pyz) echo \'{{"status": "ok"}}\'; exit 0;; esac\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(f"devices:\n  here: {{connection: local}}\n  odd: {{connection: local, python: {fake}}}\n")
+    results_dir = tmp_path / "results"
+    common = ["--inventory", inventory, "--results-dir", results_dir, *FAST_BENCH_ARGS]
+    assert cli("bench", bundles["fp32"], "--device", "here", *common).exit_code == 0
+    good = results_dir / "none-fp32@here.json"
+    (results_dir / "none-fp32@odd.json").write_bytes(good.read_bytes().replace(b'"here"', b'"odd"'))
+    r = cli("bench", bundles["fp32"], "--device", "odd", *common)
+    assert r.exit_code == 3 and "device odd: the agent's result document is not an edgeopt.result/1 document" in \
+        r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert json.loads((results_dir / "none-fp32@odd.json").read_text())["status"] == "ok"   # kept
+    r = cli("fleet", "bench", bundles["fp32"], *common, "--json")
+    assert r.exit_code == 3, r.stderr
+    statuses = {name: doc["status"] for name, doc in r.json()["documents"].items()}
+    assert statuses == {"here": "ok", "odd": "failed"}, r.stdout

@@ -9,9 +9,10 @@ from device_agent import RESULT_SCHEMA
 
 from .. import agent_zipapp, bundle as bundles
 from ..agent_zipapp import AGENT_ERROR
-from ..errors import DeviceFailure
+from ..errors import BadInput, DeviceFailure
 from ..inventory import ALLOWED_SIGNERS_VAR
 from ..progress import SILENT
+from ..results import validate
 
 AGENT_PREFIX = "[agent] "
 HEARTBEAT = "[agent-heartbeat]"
@@ -115,6 +116,7 @@ class Transport:
             doc = {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": self.device},
                    "error": {"message": message, "exit_code": 3, "kind": "device"}}
             code = code or 3
+        doc, code = _as_a_result(doc, code, self.device)
         doc.setdefault("device", {})["name"] = self.device
         error = doc.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str) and remote_bundle in error["message"]:
@@ -125,6 +127,21 @@ class Transport:
         if self.trusted:
             doc["warnings"] = list(doc.get("warnings") or []) + self.trusted
         return doc, code
+
+
+def _as_a_result(doc: dict, code: int, device: str) -> tuple:
+    """(doc, code), or a failed result where the agent's document is none `check` could read: an `{"status": "ok"}`
+    from a wrapper or another agent was a traceback after it had replaced the device's latest good result, and in a
+    fleet lost the other devices' (a fuzzing audit). Judged as `check` judges a file, with the device's name, which
+    the host adds."""
+    named = dict(doc, device=dict(doc["device"], name=device)) if isinstance(doc.get("device"), dict) else doc
+    try:
+        validate(named, f"device {device}: the agent's result document")
+    except BadInput as e:
+        return {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": device},
+                "error": {"message": f"{e} (not kept as a result: an agent of another version on the device, or a "
+                                     "wrapper that prints on stdout?)", "exit_code": 3, "kind": "device"}}, 3
+    return doc, code
 
 
 def _after_leading_text(stdout: str, device: str) -> dict:
@@ -147,6 +164,8 @@ def _after_leading_text(stdout: str, device: str) -> dict:
 def parse_document(stdout: str, device: str) -> dict:
     try:
         doc = json.loads(stdout)
+    except RecursionError:
+        raise DeviceFailure(f"device {device}: agent output is JSON nested too deep to be a result") from None
     except ValueError:
         doc = _after_leading_text(stdout, device)
     if not isinstance(doc, dict):
