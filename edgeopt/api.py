@@ -572,9 +572,9 @@ def sample_paths() -> dict:
     return {"model": root / "digits_cnn.onnx", "calib": root / "digits_calib.npz", "eval": root / "digits_eval.npz"}
 
 
-def demo(output_dir="demo-out", device: str = "local", progress=SILENT) -> dict:
+def demo(output_dir="demo-out", device: str = "local", progress=SILENT, inventory=None, ssh_options=None) -> dict:
     """The embedded default: the shipped digits CNN packaged FP32, FP16 and INT8 for `generic`,
-    each measured on `device`, compared and checked against the profile's budgets."""
+    each measured on `device` (reached as `bench` reaches it), compared and checked against the profile's budgets."""
     samples = sample_paths()
     out = pathlib.Path(output_dir)
     paths = []
@@ -583,7 +583,8 @@ def demo(output_dir="demo-out", device: str = "local", progress=SILENT) -> dict:
         progress.status(f"packaging {name}")
         manifest = package(str(samples["model"]), "generic", out / f"{name}.edgepkg", precision, quantize,
                            calib=samples["calib"], eval_data=samples["eval"], name=name, progress=progress)
-        doc = bench(manifest["path"], device, out / "results", progress=progress)
+        doc = bench(manifest["path"], device, out / "results", progress=progress, inventory=inventory,
+                    ssh_options=ssh_options)
         paths.append(doc["_path"])
     return dict(compare(paths), bundles_dir=str(out), results_dir=str(out / "results"))
 

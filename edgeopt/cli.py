@@ -369,7 +369,25 @@ def _common_flags_last(args: list, group: click.Group = None) -> list:
     return path + rest[:end] + moved + rest[end:]
 
 
+class _NoEmptyValues(click.Command):
+    """A command that refuses an empty option value as the usage error it is: `check --baseline ""` (an unset
+    $BASE in CI) compared with whatever the current folder held, `--junit ""` wrote no file, `-o ""` took the
+    default, all with exit 0 (a walkthrough)."""
+
+    def parse_args(self, ctx: click.Context, args: list) -> list:
+        if not ctx.resilient_parsing:
+            given, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+            for param in self.get_params(ctx):
+                if isinstance(param, click.Option) and not param.is_flag and param.name in given:
+                    values = given[param.name] if isinstance(given[param.name], (list, tuple)) else [given[param.name]]
+                    if "" in values:
+                        raise click.BadParameter("an empty value: give one, or leave the option out", ctx, param)
+        return super().parse_args(ctx, args)
+
+
 class _JsonUsageErrors(click.Group):
+    command_class = _NoEmptyValues
+    group_class = type   # the groups under it (device, fleet, ...) make their verbs of _NoEmptyValues too
     """Click's own usage errors (a missing argument, an unknown option, a value out of range) as JSON on stdout
     under --json too, as edgeopt's errors are (`common`): a script reading stdout got nothing for them. The flags
     every verb takes are taken before the verb too (_common_flags_last)."""
@@ -625,7 +643,8 @@ def _option_text(option: dict) -> str:
 @click.option("--lr", type=FiniteRange(),   # its range is the transform's option's
               help="Learning rate of --distill / --qat [default: distill 1e-3, qat 1e-4; an optimize study's best "
                    "gives its own].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training transforms.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the training transforms (--distill, --qat, --prune ...); refused without one.")
 @click.option("--keep-float", metavar="auto|LAYER,..",
               help="Mixed precision: keep these layers (or, with auto, the most sensitive ones measured on "
                    "--eval-data) in float while the rest is INT8.")
@@ -1258,14 +1277,14 @@ def _report_failures(summary: list) -> list:
 @click.option("--output-dir", default="demo-out", show_default=True, type=click.Path(file_okay=False),
               help="Where the three bundles go, and their results under results/.")
 @click.option("--device", "-d", default="local", show_default=True,
-              help="Where to measure: `local`, an ~/.ssh/config alias, or user@host:port (demo reads no "
-                   "inventory).")
+              help="Where to measure: `local`, an inventory name, an ~/.ssh/config alias, or user@host:port.")
+@ssh_options
 @common
-def demo(out, output_dir, device):
+def demo(out, output_dir, device, inventory, ssh):
     """Package the shipped digits CNN as FP32, FP16 and INT8 for `generic`, measure each, compare."""
     from . import api
     from .report.tables import check_table, compare_table, warning_lines
-    report = api.demo(output_dir, device, progress=out.progress())
+    report = api.demo(output_dir, device, progress=out.progress(), inventory=inventory, ssh_options=ssh)
     out.emit(report, compare_table(report["rows"], "digits_cnn on " + device), check_table(report["check"]),
              *warning_lines(report["check"]),
              f"bundles: {report['bundles_dir']}/*.edgepkg   results: {report['results_dir']}/*.json")

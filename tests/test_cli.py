@@ -44,11 +44,12 @@ def test_inspect_help_names_every_model_format_it_reads(cli):
     assert all(suffix in text for suffix in FILE_FORMATS), text   # .tflite and .torchscript were left out
 
 
-def test_demo_device_help_offers_no_inventory_name():
-    """demo has no --inventory: a device named by one fails, so its help must not offer it."""
-    from edgeopt.cli import demo
-    device = next(p for p in demo.params if p.name == "device")
-    assert "inventory name" not in device.help and not any(p.name == "inventory" for p in demo.params)
+def test_demo_reaches_devices_as_bench_does():
+    """demo had no --inventory, and its unknown-host-key error offered --trust-new-host-keys, which it lacked (a
+    walkthrough): it takes bench's options for reaching a device."""
+    from edgeopt.cli import bench, demo
+    reaching = {"inventory", "known_hosts", "trust_new_host_keys", "ssh_config", "connect_timeout", "dead_after"}
+    assert reaching <= {p.name for p in bench.params} and reaching <= {p.name for p in demo.params}
 
 
 def test_end_to_end_in_real_processes(cli_subprocess, tmp_path):
@@ -562,3 +563,16 @@ def test_a_signal_while_a_native_module_initialises_exits_130(cli, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         cli_module.main(["inspect", str(MODEL)])
     assert stop.value.code == 130
+
+
+def test_an_empty_option_value_is_a_usage_error_on_every_verb(cli, int8_result, tmp_path):
+    """`check --baseline ""` (an unset $BASE in CI) compared with whatever the current folder held, `--junit ""`
+    wrote no file and `package -o ""` took the default, each with exit 0 (a walkthrough)."""
+    result = int8_result["_path"]
+    for args in (("check", result, "--budget", "latency_p90_ms=5", "--baseline", ""),
+                 ("check", result, "--budget", "latency_p90_ms=5", "--junit="),
+                 ("package", MODEL, "-o", ""), ("report", result, "--title", ""),
+                 ("bench", "x.edgepkg", "--store", ""), ("device", "list", "-i", "")):
+        r = cli(*args)
+        assert r.exit_code == 2 and "an empty value: give one, or leave the option out" in r.stderr, (args, r.stderr)
+    assert cli("check", result, "--budget", "latency_p90_ms=1000", "-q").exit_code == 0

@@ -88,7 +88,7 @@ class TensorRtOptions:
         3, "TensorRT builder optimization level 0-5 (TensorRT >= 8.6; 8.5 has none and the result says so)",
         low=0, high=5)
     dla_core: int = option(-1, "DLA core to build for (-1: the GPU); only on a profile with dla_cores", low=-1, high=7)
-    gpu_fallback: bool = option(True, "with --dla-core: layers the DLA cannot run go to the GPU")
+    gpu_fallback: bool = option(True, "with dla_core 0 or more: layers the DLA cannot run go to the GPU")
     library_tactics: str = option(
         "default", "whether the builder times cuBLAS/cuBLASLt/cuDNN kernels: on, off, or default (TensorRT 8.5 "
         "does, 8.6 and later do not; loading cuDNN costs hundreds of MiB on a Jetson)",
@@ -110,8 +110,8 @@ class TensorRtBackend(Backend):
     def check_profile(self, options, profile) -> None:
         """Before any work: a DLA core the profile's device has, and TensorRT versions this table knows."""
         if 0 <= profile.device.dla_cores <= options.dla_core:
-            raise BadInput(f"--dla-core {options.dla_core}: profile {profile.name} has "
-                           f"{profile.device.dla_cores} DLA cores (device.dla_cores); use --dla-core -1 (the GPU)")
+            raise BadInput(f"--backend-option dla_core={options.dla_core}: profile {profile.name} has "
+                           f"{profile.device.dla_cores} DLA cores (device.dla_cores); dla_core=-1 builds for the GPU")
         target_opset(versions_of(profile))
 
     def _validate(self, request):
@@ -119,7 +119,7 @@ class TensorRtBackend(Backend):
         if request.options.keep_float and request.quantize != "int8":
             raise BadInput("--keep-float applies to --quantize int8 on backend tensorrt")
         if not request.options.gpu_fallback and request.options.dla_core < 0:
-            raise BadInput("--gpu-fallback false applies to a DLA build (--dla-core 0 or more)")
+            raise BadInput("--backend-option gpu_fallback=false applies to a DLA build (dla_core=0 or more)")
         from ..compress.mixed_quantize import check_budget
         check_budget(request, self.name)
 

@@ -137,7 +137,7 @@ def bundle_rows(m: dict):
     runtime = m.get("runtime") or {}
     budgets = ", ".join(f"{k} {'≥' if k in KINDS and KINDS[k].higher_is_better else '≤'} {v:g}"
                         for k, v in (m.get("budgets") or {}).items())
-    rows = list(package_rows(m))
+    rows = [row for row in package_rows(m) if row[0] != "signed"]   # said below, with who signed it: it came twice
     labels = [label for label, _ in rows]
     after_size = labels.index("model size") + 1
     notes = labels.index("note") if "note" in labels else len(rows)

@@ -84,7 +84,7 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
     missing = _missing_folders(job.output_dir, job.results_dir)
     storage = None
     try:
-        dims, identity = _prepare(job, space_file, progress)
+        dims, identity = _prepare(job, space_file, progress, multi_objective)
         storage = _storage(job, resume, study_name)
         study = rdb.open_study(storage, study_name, identity, resume, multi_objective, job, dims, sampler)
     except BaseException as e:
@@ -176,23 +176,24 @@ def _missing_folders(*targets) -> list:
     return sorted(missing, key=lambda f: len(f.parts), reverse=True)
 
 
-def _prepare(job: Job, space_file, progress=SILENT) -> tuple:
+def _prepare(job: Job, space_file, progress=SILENT, pareto: bool = False) -> tuple:
     """(dimensions, the study's identity): everything checked before anything is measured."""
     from ..budgets import merged, validate_budgets, validate_ratios
     from ..convert import backend_for
     from ..models import detect_format, sha256_of
-    from ..pipeline import EVAL_BUDGETS
+    from ..pipeline import EVAL_BUDGETS, check_seed
     from ..profiles import load_profile
     from ..transport import check_timeout, resolve_device
 
     check_timeout(job.timeout)
+    check_seed(job.seed)
     kind = KINDS.get(job.objective)
     if kind is None or kind.higher_is_better:
         raise BadInput(f"--objective {job.objective}: expected a figure to minimise: "
                        f"{', '.join(k for k, v in KINDS.items() if not v.higher_is_better)}")
     prof = load_profile(job.profile)
     labelled = _labelled(job.eval_data)
-    _check_eval_budgets(job.budgets, job.eval_data, labelled, job.objective)
+    _check_eval_budgets(job.budgets, job.eval_data, labelled, job.objective, pareto)
     validate_budgets(job.budgets, field="--budget", dropping=True)
     job.budgets = validate_budgets(merged(_profile_budgets(prof, labelled), job.budgets), field="--budget")
     job.relative_budgets = validate_ratios(job.relative_budgets)
@@ -386,16 +387,19 @@ def _profile_budgets(prof, labelled: bool) -> dict:
     return {k: v for k, v in prof.budgets.items() if labelled or k not in EVAL_BUDGETS}
 
 
-def _check_eval_budgets(budgets: dict, eval_data, labelled: bool, objective: str = "") -> None:
+def _check_eval_budgets(budgets: dict, eval_data, labelled: bool, objective: str = "", pareto: bool = False) -> None:
     """An accuracy budget or objective the user asked for needs labelled eval data: refused before anything is
     measured (every candidate would miss the budget unmeasured, and the study could only end with exit 1; an
-    objective no trial measures failed every trial, the baseline included)."""
+    objective no trial measures failed every trial, the baseline included). So does --pareto, whose front ranks the
+    accuracy drop: every trial failed on it, exit 1 (a walkthrough)."""
     from ..data import LABELS
     from ..pipeline import EVAL_BUDGETS
 
     asked = next((f"--budget {k}" for k in EVAL_BUDGETS if budgets.get(k) is not None), None)
     if objective in EVAL_BUDGETS:
         asked = f"--objective {objective}"
+    if pareto:
+        asked = "--pareto (its front ranks the accuracy drop)"
     if asked is None or labelled:
         return
     why = (f"--eval-data {eval_data} has no {LABELS!r} array" if eval_data

@@ -123,7 +123,7 @@ def test_opset_ranges():
     (["--backend-option", "builder_optimization_level=9"], "builder_optimization_level: 9 is out of range"),
     (["--backend-option", "no_such=1"], "backend tensorrt has no option 'no_such'"),
     (["--quantize", "dynamic"], "backend tensorrt supports --quantize none, int8, not dynamic"),
-    (["--backend-option", "gpu_fallback=false"], "--gpu-fallback false applies to a DLA build"),
+    (["--backend-option", "gpu_fallback=false"], "--backend-option gpu_fallback=false applies to a DLA build"),
     (["--backend-option", "library_tactics=maybe"], "library_tactics: 'maybe' is not one of default, on, off"),
 ])
 def test_bad_options_exit_2_with_one_line(cli, tmp_path, args, message):

@@ -1538,3 +1538,17 @@ def test_a_study_resumed_after_its_weights_changed_is_refused(cli, tmp_path):
     study.set_user_attr("identity", identity)
     old = cli(*args, "--trials", "2", "--resume")
     assert old.exit_code == 0, old.stderr
+
+
+def test_a_bad_seed_and_a_front_without_labels_are_refused_before_any_trial(cli, tmp_path):
+    """--seed -1 was a 50-line traceback, exit 1; --pareto without labelled eval data failed every trial on the
+    accuracy drop its front ranks, exit 1 (a walkthrough)."""
+    for seed in ("-1", str(2 ** 32)):
+        r = cli("optimize", MODEL, "--seed", seed, "--output-dir", tmp_path / "opt", "--results-dir",
+                tmp_path / "results", "--trials", "1")
+        assert r.exit_code == 2 and f"--seed {seed}: expected a whole number from 0 to 4294967295" in r.stderr
+    r = cli("optimize", MODEL, "--pareto", "--calib", CALIB, "--output-dir", tmp_path / "opt", "--results-dir",
+            tmp_path / "results", "--trials", "1")
+    assert r.exit_code == 2 and "--pareto (its front ranks the accuracy drop): accuracy is measured on labelled " \
+        "eval data, and no --eval-data was given" in r.stderr, r.stderr
+    assert not (tmp_path / "opt").exists()
