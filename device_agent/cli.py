@@ -124,7 +124,7 @@ def _key_value(text):
         raise argparse.ArgumentTypeError("must be KEY=VALUE")
     try:
         return key, json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):   # RecursionError: JSON nested thousands deep is no runtime option either
         return key, value
 
 

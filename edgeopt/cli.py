@@ -55,7 +55,7 @@ def _columns(default: int) -> int:
     """$COLUMNS where it is a width (a pipe has no terminal to ask; `COLUMNS=200 edgeopt history | less`), else
     `default`."""
     text = os.environ.get("COLUMNS", "")
-    return int(text) if text.isdigit() and 40 <= int(text) <= 1000 else default
+    return int(text) if text.isascii() and text.isdigit() and 40 <= int(text) <= 1000 else default   # not "²"
 
 
 class Output:

@@ -143,7 +143,7 @@ def load_profile(name_or_path: str) -> Profile:
     path = find_profile(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:   # arrays 500 deep
         raise BadInput(f"profile {path}: not valid TOML: {e}") from None
     return _validate(data, path)
 

@@ -327,7 +327,7 @@ def _toml(path: pathlib.Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInput(f"recipe not found: {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:   # arrays 500 deep
         raise BadInput(f"{path}: not a readable TOML recipe: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
 
 

@@ -115,7 +115,7 @@ def _read_latest(path: pathlib.Path) -> dict | None:
     """The latest result file about to be replaced, as a document, or None (missing or unreadable)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, RecursionError):   # corrupt (nested thousands deep): replaced, not a traceback
         return None
     return old if isinstance(old, dict) else None
 

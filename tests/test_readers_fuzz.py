@@ -604,3 +604,22 @@ if __name__ == "__main__":
             mine = {o: c for (v, o), c in sorted(outcomes.items()) if v == verdict}
             parts.append(f"{verdict} {sum(mine.values())} ({', '.join(f'{o} {c}' for o, c in mine.items())})")
         print(f"{reader}: {sum(outcomes.values())} cases: " + "; ".join(parts))
+
+
+def test_input_nested_hundreds_deep_is_bad_input_not_a_recursion_error(cli, tmp_path, monkeypatch):
+    """Arrays 500 deep in a profile, recipe or search-space TOML, and a latest result file nested 100,000 deep
+    about to be replaced, were RecursionError tracebacks, exit 1 (a fuzzing audit)."""
+    from conftest import MODEL
+    from edgeopt import results
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 600 + "]" * 600 + "\n")
+    for args in (("profiles", "show", deep), ("package", MODEL, "--profile", deep),
+                 ("package", MODEL, "--recipe", deep), ("optimize", MODEL, "--space", deep, "--output-dir",
+                                                         tmp_path / "o", "--results-dir", tmp_path / "r")):
+        r = cli(*args)
+        assert r.exit_code == 2 and str(deep) in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    latest = tmp_path / "latest.json"
+    latest.write_text("[" * 100_000)
+    assert results._read_latest(latest) is None
+    monkeypatch.setenv("COLUMNS", "²")   # str.isdigit's, not int()'s
+    assert cli("profiles", "list").exit_code == 0

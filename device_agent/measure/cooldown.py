@@ -9,6 +9,7 @@ run goes ahead with a warning saying how warm it started. The agent's heartbeat 
 """
 import datetime
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -37,12 +38,23 @@ def history_path(lock):
 
 
 def _load(path):
+    """{sysfs root: [runs]}, the file's well-formed entries only: a damaged history costs its reference temperatures,
+    never the run (`{"/": 5}` failed every later bench on the device until the file was removed by hand: a fuzzing
+    audit)."""
     try:
         with open(path) as f:
             doc = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
-    return doc if isinstance(doc, dict) else {}
+    if not isinstance(doc, dict):
+        return {}
+    return {root: [run for run in runs if _well_formed(run)] for root, runs in doc.items() if isinstance(runs, list)}
+
+
+def _well_formed(run):
+    zones = run.get("zones") if isinstance(run, dict) else None
+    return isinstance(zones, dict) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in zones.values())
 
 
 def reference(path, sysfs_root):

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from device_agent.measure import cooldown
 from device_agent.measure.cooldown import CooldownSettings
@@ -103,3 +104,17 @@ def test_a_skipped_cooldown_and_unreadable_zones_read_as_such_in_the_table():
                               "cpufreq": {}, "throttled": False}))
     assert rows["thermal"] == "absent: no readable thermal zones under /sys/class/thermal"
     assert rows["cooldown"] == "skipped: no readable thermal zones under /sys/class/thermal to watch"
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["/", "zones", "time",
+                                                                                                   ZONE]), inner,
+                                                                                 max_size=3), max_leaves=12))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_damaged_history_costs_its_reference_never_the_run(tmp_path, doc):
+    """`{"/": 5}` in the history file failed every later bench on the device (a fuzzing audit)."""
+    path = tmp_path / "thermal-idle.json"
+    path.write_text(json.dumps(doc))
+    cooldown.reference(str(path), "/")
+    cooldown.record_start(str(path), "/", {ZONE: 40.0})
+    assert cooldown.reference(str(path), "/")[ZONE] <= 40.0
