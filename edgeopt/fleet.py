@@ -16,6 +16,7 @@ from device_agent import RESULT_SCHEMA
 
 from . import bundle as bundles, results
 from .atomic import check_writable
+from .budgets import shown
 from .errors import BadInput, CannotWrite, DeviceFailure, EdgeoptError
 from .progress import SILENT, DeviceProgress
 from .signals import signals_held
@@ -59,7 +60,7 @@ def _run_files(base: pathlib.Path, manifest: dict):
     for run_file in candidates:
         try:
             info = json.loads(run_file.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(info, dict) and info.get("bundle_sha256") == manifest["_manifest_sha256"]:
             yield run_file
@@ -170,11 +171,8 @@ class FleetRun:
         began with would put figures of two methods side by side in one table. A run file of an older edgeopt
         records none, and is resumed as it is; one that kept a --power-command whole is compared whole."""
         shown = recorded_args(agent_args, run_dir.name)
-        try:
-            recorded = json.loads((run_dir / RUN_FILE).read_text()).get("agent_args")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if isinstance(recorded, list) and recorded not in (shown, agent_args):
+        recorded = self._recorded(run_dir, "agent_args")
+        if recorded is not None and recorded not in (shown, agent_args):
             self.close()
             began = " ".join(recorded_args(recorded, run_dir.name)) or "the defaults"
             raise BadInput(f"fleet run {run_dir} was measured with {began}; --resume measures the rest alike, so "
@@ -197,15 +195,27 @@ class FleetRun:
                            f"`edgeopt check {run_dir} --budget ...` judges it by others, or start a new run without "
                            "--resume")
 
+    def _recorded(self, run_dir: pathlib.Path, key: str) -> list | None:
+        """A list of text the run file records under `key`; None where it records none (an older edgeopt's). One
+        that holds something else is refused, naming the file and field: a --resume was a TypeError traceback
+        (a fuzzing audit)."""
+        try:
+            recorded = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            recorded = None
+        recorded = recorded.get(key) if isinstance(recorded, dict) else None
+        if recorded is None or isinstance(recorded, list) and all(isinstance(v, str) for v in recorded):
+            return recorded
+        self.close()
+        raise BadInput(f"{run_dir / RUN_FILE}: {key} is {shown(recorded)}, not a list of text: the run file "
+                       "is damaged; start a new run without --resume")
+
     def _check_same_devices(self, run_dir: pathlib.Path, names: list) -> None:
         """A --resume measures the devices the run began with: resumed with a smaller group, it measured that
         group's devices, showed only them and exited 0, while `check RUN_DIR` failed the devices left without a
         result. A run file of an older edgeopt records none, and is resumed as it is."""
-        try:
-            recorded = json.loads((run_dir / RUN_FILE).read_text()).get("devices")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if isinstance(recorded, list) and recorded and set(recorded) != set(names):
+        recorded = self._recorded(run_dir, "devices")
+        if recorded and set(recorded) != set(names):
             self.close()
             missing, extra = sorted(set(recorded) - set(names)), sorted(set(names) - set(recorded))
             # "(now: not dev-a, dev-b; also dev-u)" was hard to read (a walkthrough)
@@ -240,7 +250,7 @@ class FleetRun:
                 continue
             try:
                 doc = results.validate(json.loads(path.read_text(encoding="utf-8")), str(path))
-            except (OSError, ValueError, UnicodeDecodeError, BadInput):   # damaged: measured again, then replaced
+            except (OSError, ValueError, RecursionError, BadInput):   # damaged: measured again, then replaced
                 continue
             name = (doc.get("device") or {}).get("name") if isinstance(doc, dict) else None
             if isinstance(name, str) and (name not in found or doc.get("status") == "ok"):

@@ -420,6 +420,12 @@ def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path
     assert smaller.exit_code == 2 and f"fleet run {run_dir} measures a, b, and --resume continues it with the " \
         "same devices (this command: a; b left out)" in smaller.stderr, smaller.stderr
     assert cli(*args, "--resume", "--json").json()["skipped"] == ["a", "b"]   # the same devices: resumed
+    run_file = run_dir / "run.json"   # damaged by hand: a TypeError traceback, exit 1 (a fuzzing audit)
+    good = json.loads(run_file.read_text())
+    for key, value in (("devices", [1]), ("devices", [["a"]]), ("agent_args", [1, 2]), ("devices", "a")):
+        run_file.write_text(json.dumps(dict(good, **{key: value})))
+        r = cli(*args, "--resume")
+        assert r.exit_code == 2 and f"{run_file}: {key} is " in r.stderr and "start a new run" in r.stderr, r.stderr
 
 
 def test_resume_without_the_budgets_keeps_the_runs_fps_pass(cli, bundles, tmp_path):
