@@ -531,3 +531,17 @@ def test_an_inventory_that_names_no_device_is_refused(tmp_path, text):
     with pytest.raises(BadInput, match=f"inventory {path} names no device"):
         load(path).select()
     assert load(path).devices == {}   # a device given otherwise (--device local, user@host) needs none of it
+
+
+def test_aliases_are_read_and_an_alias_bomb_is_refused(cli, tmp_path):
+    """Nine levels of ten aliases (609 bytes) took over 1 GB and a minute in `device list`, still going (a fuzzing
+    audit). Aliases and merge keys a person writes still read."""
+    bomb = ["devices:", "  here: {connection: local}", "vars:", "  a0: &a0 [x,x,x,x,x,x,x,x,x,x]"]
+    bomb += [f"  a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    r = cli("device", "list", "-i", tmp_path / "bomb.yaml")
+    assert r.exit_code == 2 and "its aliases expand to more than 1,000,000 values" in r.stderr, r.stderr
+    (tmp_path / "ok.yaml").write_text("defaults: &d {connection: local, python: python3}\ndevices:\n  a: *d\n"
+                                      "  b: {<<: *d, workdir: /tmp/x}\n")
+    r = cli("device", "list", "-i", tmp_path / "ok.yaml", "--json")
+    assert r.exit_code == 0 and [d["name"] for d in r.json()] == ["a", "b"], r.stdout
