@@ -333,7 +333,8 @@ class Store:
         """A database, driver or file error as one line naming the store (password masked, even one echoed back)."""
         try:
             yield
-        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
+        # BadInput: a migration's; TypeError: a row edited by hand (`created` 0), which a column's type cannot read
+        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, TypeError, AttributeError, ImportError) as e:
             message = _one_line(f"results store {self.name}: {doing}: {_database_said(e)}")
             raise BadInput(_without(message, self.url.password)) from None
 
@@ -437,8 +438,8 @@ class Store:
             query = query.where(results_table.c.bundle == bundle)
         with self._errors("cannot read the history"), self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
-        return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
-            {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
+            return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
+                {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
     def documents(self, ids: list) -> dict:
         """The stored result documents by row id."""

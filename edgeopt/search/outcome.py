@@ -7,7 +7,7 @@ import os
 import statistics
 from typing import TYPE_CHECKING
 
-from ..errors import BadInput, CannotWrite
+from ..errors import BadInput, CannotWrite, first_line
 from . import judging, rdb
 from .runner import DEVICE_FAILURES_TO_STOP, RUNS_APART
 
@@ -239,24 +239,33 @@ def load(url: str, name: str) -> dict:
             known = ", ".join(sorted(names)) or "none"
             raise BadInput(f"--study {name}: no such study in the store (studies: {known})")
         study = optuna.load_study(study_name=name, storage=storage)
-        identity = study.user_attrs.get("identity") or {}
-        objective = identity.get("objective", judging.DEFAULT_OBJECTIVE)
-        budgets = dict(identity.get("budgets", {}), **(study.user_attrs.get("resolved_budgets") or {}))
-        ranked = judging.ranked_feasible(study, objective)
-        # recorded at its start; a study from before that: energy only where budgeted
-        figures = tuple(study.user_attrs.get("pareto_figures") or judging.pareto_figures(budgets, objective))
-        out = {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
-               "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
-               "pareto": _pareto(judging.complete(study), figures, judging.Judge.of(study, objective)),
-               "multi_objective": len(study.directions) > 1,
-               **_relative(study), "closest": None if ranked else _closest(study, budgets),
-               "notes": list(study.user_attrs.get("notes", []))}
-        best = _choose(study, ranked, out)   # as the study chose it at its end
-        out["best"] = _best_answer(out, _best_row(study, best)) if best else None
-        return dict(out, **_versus(study, best))
+        return _read(study, name)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:   # what edgeopt wrote, edited by hand: not a
+        # traceback, exit 1 (a fuzzing audit: `figures` 5); --debug shows where
+        raise BadInput(f"--study {name}: the store holds an attribute of it that does not read ({type(e).__name__}: "
+                       f"{first_line(e)}): a row edited by hand?") from e
     finally:
         storage.remove_session()
         storage.engine.dispose()
+
+
+def _read(study, name: str) -> dict:
+    """The study's answer as `load` returns it."""
+    identity = study.user_attrs.get("identity") or {}
+    objective = identity.get("objective", judging.DEFAULT_OBJECTIVE)
+    budgets = dict(identity.get("budgets", {}), **(study.user_attrs.get("resolved_budgets") or {}))
+    ranked = judging.ranked_feasible(study, objective)
+    # recorded at its start; a study from before that: energy only where budgeted
+    figures = tuple(study.user_attrs.get("pareto_figures") or judging.pareto_figures(budgets, objective))
+    out = {"study": name, "objective": objective, "budgets": budgets, "model": identity.get("model"),
+           "profile": identity.get("profile"), "trials": _rows(study), "pareto_figures": list(figures),
+           "pareto": _pareto(judging.complete(study), figures, judging.Judge.of(study, objective)),
+           "multi_objective": len(study.directions) > 1,
+           **_relative(study), "closest": None if ranked else _closest(study, budgets),
+           "notes": list(study.user_attrs.get("notes", []))}
+    best = _choose(study, ranked, out)   # as the study chose it at its end
+    out["best"] = _best_answer(out, _best_row(study, best)) if best else None
+    return dict(out, **_versus(study, best))
 
 
 def _rows(study, trials=None) -> list:

@@ -123,6 +123,13 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     assert "result files not on this host, read from the results store: " in away.stdout
     assert "/results/history/ok" in away.stdout   # named by the files the worker saved
     (tmp_path / "elsewhere").rename(tmp_path / "results")
+    copy = tmp_path / "edited.db"   # a trial's figures edited by hand: a TypeError traceback (a fuzzing audit)
+    copy.write_bytes((tmp_path / "results" / "edgeopt.db").read_bytes())
+    with sqlite3.connect(copy) as c:
+        c.execute("update trial_user_attributes set value_json = '5' where key = 'figures'")
+    edited = cli("report", "--study", "ok", "--format", "markdown", "--no-history", "--store", f"sqlite:///{copy}")
+    assert edited.exit_code == 2 and "--study ok: the store holds an attribute of it that does not read" in \
+        edited.stderr, edited.stderr
     # where the time went, per trial
     assert all(t["seconds"]["package"] > 0 and t["seconds"]["measure"] > t["seconds"]["timed_loop"] > 0
                for t in outcome["trials"] if not t["cached"] and t["measurement"] == "full")

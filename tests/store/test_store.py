@@ -350,3 +350,24 @@ def test_history_says_what_each_bundle_was_made_into(url):
     console = Console(width=250, record=True)
     console.print(history_table(rows))
     assert "int8 + prune + distill" in console.export_text()
+
+
+def test_a_row_edited_by_hand_is_one_line_and_the_report_goes_on_without_history(cli, int8_result, tmp_path):
+    """`created` 0 in a row was a TypeError traceback in history, report (whose history is a supplement) and
+    check --baseline store (a fuzzing audit)."""
+    import shutil
+    import sqlite3
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    result = results_dir / "r.json"
+    shutil.copy(int8_result["_path"], result)
+    db = results_dir / "edgeopt.db"
+    Store(f"sqlite:///{db}").add(json.loads(result.read_text()) | {"_path": str(result)})
+    with sqlite3.connect(db) as c:
+        c.execute("update results set created = 0")
+    r = cli("history", "--results-dir", results_dir)
+    assert r.exit_code == 2 and "cannot read the history: fromisoformat" in r.stderr, r.stderr
+    r = cli("report", result, "-o", tmp_path / "r.html")
+    assert r.exit_code == 0 and "the report has no history" in r.stderr and (tmp_path / "r.html").is_file()
+    r = cli("check", result, "--baseline", "store")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
