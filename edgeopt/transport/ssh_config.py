@@ -65,7 +65,9 @@ def _ssh_g(ssh, path, spec) -> dict:
         raise DeviceFailure(f"device {spec.name}: cannot run `ssh -G` on ssh config {path}: {e}") from None
     if proc.returncode != 0:
         message = " ".join(proc.stderr.split())[:300] or f"exit {proc.returncode}"
-        raise DeviceFailure(f"device {spec.name}: ssh config {path} for {spec.host}: {message}")
+        # "PATH line 3: Bad number 'abc'.": the file's defect, bad input (it was exit 3 and a failed result saved)
+        kind = BadInput if f"{path} line " in proc.stderr else DeviceFailure
+        raise kind(f"device {spec.name}: ssh config {path} for {spec.host}: {message}")
     cfg = {"identityfile": []}
     for line in proc.stdout.splitlines():
         key, _, value = line.partition(" ")
@@ -89,7 +91,15 @@ def _paramiko_lookup(path, spec) -> dict:
                                 "`ssh -G` resolves; install the OpenSSH client (e.g. apt install openssh-client)")
         return paramiko.SSHConfig.from_text(text).lookup(spec.host)
     except (OSError, paramiko.SSHException, ValueError) as e:
-        raise DeviceFailure(f"device {spec.name}: cannot read ssh config {path}: {e}") from None
+        raise BadInput(f"device {spec.name}: cannot read ssh config {path}: {e}") from None
+
+
+def _port(value: str, path: str, spec) -> int:
+    """The config's Port for the host, where ssh -G has not checked it already (paramiko's reading of it does not:
+    `Port abc` was a ValueError traceback)."""
+    if not str(value).isascii() or not str(value).isdigit() or not 0 < int(value) < 65536:
+        raise BadInput(f"device {spec.name}: ssh config {path}: Port {value!r} for {spec.host} is not a port number")
+    return int(value)
 
 
 def resolve(spec, options) -> dict:
@@ -100,7 +110,7 @@ def resolve(spec, options) -> dict:
     proxy_command = cfg.get("proxycommand")
     target = {
         "host": cfg.get("hostname", spec.host),
-        "port": spec.port or int(cfg.get("port", 22)),
+        "port": spec.port or _port(cfg.get("port", "22"), config_path(options), spec),
         "user": spec.user or cfg.get("user") or os.environ.get("USER") or "root",
         "keys": list(spec.key_files) or [os.path.expanduser(k) for k in cfg.get("identityfile", [])
                                           if os.path.isfile(os.path.expanduser(k))],

@@ -104,6 +104,20 @@ def test_without_ssh_an_include_is_refused_not_half_read(tmp_path, monkeypatch):
     assert ssh_config.resolve(make_device("x", {}, "test"), SshOptions(ssh_config=str(config)))["port"] == 2200
 
 
+@pytest.mark.parametrize("with_openssh", [True, False])
+def test_a_bad_port_in_the_ssh_config_is_bad_input_naming_the_file(tmp_path, monkeypatch, with_openssh):
+    """`Port abc`: exit 3 and a failed result saved where OpenSSH read it, a ValueError traceback where paramiko
+    did (a fuzzing audit). The config is the user's input: exit 2, naming it."""
+    if with_openssh and not shutil.which("ssh"):
+        pytest.skip("no OpenSSH client")
+    if not with_openssh:
+        monkeypatch.setattr(ssh_config.shutil, "which", lambda name: None)
+    config = tmp_path / "ssh_config"
+    config.write_text("Host pi-alias\n  Port abc\n")
+    with pytest.raises(BadInput, match=f"ssh config {config}"):
+        ssh_config.resolve(make_device("pi-alias", {}, "test"), SshOptions(ssh_config=str(config)))
+
+
 @needs_ssh
 @pytest.mark.skipif(inventory_ansible.find_executable() is None, reason="ansible-core not installed")
 def test_ansible_inventory_end_to_end_over_two_hops(cli, lab, hops, tmp_path):
