@@ -587,7 +587,9 @@ def _graph_facts(model) -> dict:
 def _layers(model) -> list:
     """The named compute layers ({name, op}): the names --keep-float takes (node names, or module paths in them)."""
     from .compress.mixed_quantize import compute_layers
-    return [{"name": name, "op": op} for name, op in compute_layers(model.graph)]
+    # a name that is not UTF-8 (ONNX's proto2 strings are not checked) comes as bytes: a TypeError in inspect
+    return [{"name": name if isinstance(name, str) else name.decode("utf-8", "replace"), "op": op}
+            for name, op in compute_layers(model.graph)]
 
 
 def _inspect_dynamic(reference: str, model, dynamic: dict, why: str) -> dict:

@@ -673,3 +673,14 @@ def test_an_output_that_passes_an_input_through_is_refused_where_it_cannot_be_ke
             tmp_path / "o.edgepkg", "--allow-mismatch")
     assert r.exit_code == (2 if refused else 0), r.stderr
     assert ("output 'x' is the input of that name passed through unchanged" in r.stderr) is refused, r.stderr
+
+
+def test_inspect_reads_a_node_name_that_is_not_utf8(cli, tmp_path):
+    """ONNX's proto2 strings are not checked: such a name came as bytes, a TypeError in inspect (a fuzzing audit)."""
+    from conftest import MODEL
+    data = pathlib.Path(MODEL).read_bytes()
+    assert b'\n/head/Gemm"' in data
+    odd = tmp_path / "odd.onnx"
+    odd.write_bytes(data.replace(b'\n/head/Gemm"', b'\n/hea\xa0/Gemm"'))
+    r = cli("inspect", odd, "--json")
+    assert r.exit_code == 0 and "/hea\ufffd/Gemm" in [layer["name"] for layer in r.json()["layers"]], r.stderr
