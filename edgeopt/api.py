@@ -1,7 +1,7 @@
 """The public functions. The CLI is a thin layer over these; each is usable from Python.
 
 Each verb returns plain data (dicts and lists of JSON types; a result document is edgeopt.result/1, README
-"Result files") and prints nothing. Bad input raises edgeopt.errors.BadInput, a device or transport failure
+"How it works") and prints nothing. Bad input raises edgeopt.errors.BadInput, a device or transport failure
 DeviceFailure; each carries the CLI's `exit_code` (2, 3). Long verbs take `progress`: an edgeopt.progress.Progress
 (subclass it; status(text), start/advance/finish and device_state are called as the work goes).
 """
@@ -239,7 +239,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     where the bundle's performance hint is latency, profile_layers=True the per-layer profile. The agent's own
     parser checks every key and value before anything is shipped (BadInput).
     `progress`: an edgeopt.progress.Progress (subclass it: status(text) and log(text) are called as the work goes).
-    Returns the result document (edgeopt.result/1, README "Result files") with `_path`, the file it was saved to,
+    Returns the result document (edgeopt.result/1, README "How it works") with `_path`, the file it was saved to,
     and `_history`, its copy under results/history/. Raises BadInput (exit code 2) or DeviceFailure (3).
     `sensing`: power and thermal options for the agent (power_sensor, power_command, power_rate, no_power,
     idle_seconds, cooldown, cooldown_timeout, cooldown_target); left out, the bundle's profile decides.

@@ -1122,7 +1122,7 @@ def closest_lines(outcome: dict) -> list:
     per_budget = closest.get("per_budget") or {}
     unbinding = [key for key, miss in per_budget.items() if miss.get("met_by_every_trial")]
     if unbinding:
-        lines.append(f"[green]met by every trial[/] {', '.join(unbinding)}")
+        lines.append(f"[green]met by every trial:[/] {', '.join(unbinding)}")
     for key, miss in per_budget.items():
         if key in unbinding:
             continue

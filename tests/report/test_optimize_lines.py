@@ -58,7 +58,7 @@ def test_a_budget_no_trial_missed_is_said_once_and_a_huge_miss_by_its_figures():
                "closest": {"per_budget": {"latency_p90_ms": latency, "peak_rss_mb": rss}}}
     from rich.text import Text
     text = " ".join(" ".join(Text.from_markup(line).plain for line in optimize_lines(outcome)).split())
-    assert "met by every trial peak_rss_mb" in text and "trial 0" not in text
+    assert "met by every trial: peak_rss_mb" in text and "trial 0" not in text
     assert "but missed accuracy_drop (0.45 against 0.01)" in text and "4400%" not in text
 
 
