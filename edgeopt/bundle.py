@@ -56,14 +56,21 @@ def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) ->
     return manifest
 
 
-def sign(blob: bytes, key) -> bytes:
-    """An SSH signature (`ssh-keygen -Y sign`, namespace edgeopt-bundle) of the manifest bytes."""
+def check_sign_key(key) -> tuple:
+    """(the key file, ssh-keygen) that will sign, refused before packaging where either is missing: a missing key
+    was said only after the conversion and the parity check (a walkthrough)."""
     key = pathlib.Path(key).expanduser()
     if not key.is_file():
         raise BadInput(f"--sign-key {key}: no such key file")
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise BadInput("--sign-key needs OpenSSH's ssh-keygen (8.2 or later) on this machine")
+    return key, keygen
+
+
+def sign(blob: bytes, key) -> bytes:
+    """An SSH signature (`ssh-keygen -Y sign`, namespace edgeopt-bundle) of the manifest bytes."""
+    key, keygen = check_sign_key(key)
     with scratch.folder("sign") as tmp:
         path = pathlib.Path(tmp) / agent_manifest.MANIFEST
         path.write_bytes(blob)

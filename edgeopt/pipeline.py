@@ -160,6 +160,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     if not force:   # after the inputs are judged: "exists" hid what was wrong with the command itself
         _check_overwrite(output, prof.name)
     check_writable(output, "the bundle", file_only=True)   # now, not after the conversion
+    if sign_key:
+        bundles.check_sign_key(sign_key)
     backend_record = dict(UNSET, **{k: getattr(options, k) for k in given})   # typed, as the backend got them
     other_backend = {"backend": asked} if asked and asked != prof.backend else {}   # recorded when not the default
     _check_threads(threads)

@@ -479,6 +479,7 @@ def test_bench_passes_allowed_signers_from_option_and_inventory(signing, bundles
 def test_sign_key_problems_are_one_line(cli, tmp_path):
     r = cli("package", MODEL, "--profile", "generic", "-o", tmp_path / "x.edgepkg", "--sign-key", tmp_path / "nokey")
     assert r.exit_code == 2 and "--sign-key" in r.stderr and "no such key file" in r.stderr
+    assert "parity" not in r.stderr   # said before the work, not after the conversion (a walkthrough)
     assert not (tmp_path / "x.edgepkg").exists()
 
 
