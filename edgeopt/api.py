@@ -260,8 +260,10 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     transport = for_spec(spec, ssh_options)
     try:
         unreached = _reach_typed_address(transport, spec)   # a typo is bad input before the results store is made
+        # a read-only results folder said as one ("Read-only file system"), not as the store inside it that cannot
+        # be opened ("unable to open database file": a walkthrough)
+        check_writable(results_dir, "results to", folder=True)
         with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
-            check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
             store.refuse_unwritable()
             progress.status(f"measuring {bundle.name} on {device}")
             try:
