@@ -459,7 +459,7 @@ def test_a_bundle_name_is_judged_before_any_work(cli, tmp_path):
     taken, and `--name ''` left to the default without a word (a user walkthrough)."""
     for name, said in (("a/b", "--name 'a/b': a bundle name is not a path"),
                        (" ", "--name ' ': give a name with something in it"),
-                       ("", "--name '': give a name with something in it"),
+                       ("", "Invalid value for '--name': an empty value: give one, or leave the option out"),
                        ("x\ty", "--name 'x\\ty': a bundle name is at most 200 characters, no control characters"),
                        ("n" * 201, "--name 'nnn")):
         r = cli("package", MODEL, "--name", name, "-o", tmp_path / "n.edgepkg", "-q")

@@ -110,7 +110,7 @@ def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path
     (["--prune", "channels=1.5"], "--prune (prune): channels: 1.5 is out of range (<= 0.95)"),
     # the last had won, and an empty spec pruned nothing, each without a word (a user review)
     (["--prune", "channels=0.3,channels=0.5"], "--prune: channels given twice ('0.3' and '0.5'): give one value"),
-    (["--prune", ""], "--prune '': say channels=RATIO (structured) or weights=RATIO (unstructured)"),
+    (["--prune", ""], "Invalid value for '--prune': an empty value: give one, or leave the option out"),
     (["--backend-option", "int8_method=static", "--backend-option", "int8_method=dynamic"],
      "--backend-option: int8_method given twice ('static' and 'dynamic'): give one value"),
     (["--prune", "channels=0.5,criterion=nope"], "criterion: 'nope' is not one of"),
