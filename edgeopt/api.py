@@ -246,7 +246,6 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     A bundle for another backend than the device's inventory profile is refused (see profile_mismatch)
     unless allow_profile_mismatch; a milder mismatch, or an arch one, is a warning in the result."""
     from .fleet import failed_document, name_the_bundle
-    from .store import Store, default_url
     from .transport import check_timeout, for_spec, resolve_device
 
     bundle = pathlib.Path(bundle)
@@ -260,10 +259,8 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
     transport = for_spec(spec, ssh_options)
     try:
         unreached = _reach_typed_address(transport, spec)   # a typo is bad input before the results store is made
-        # a read-only results folder said as one ("Read-only file system"), not as the store inside it that cannot
-        # be opened ("unable to open database file": a walkthrough)
-        check_writable(results_dir, "results to", folder=True)
-        with Store(store_url or default_url(results_dir)) as store:  # an unusable store, before measuring
+        with _store_beside(results_dir, store_url) as store:  # an unusable store, before measuring
+            check_writable(results_dir, "results to", folder=True)   # and a read-only results folder
             store.refuse_unwritable()
             progress.status(f"measuring {bundle.name} on {device}")
             try:
@@ -286,6 +283,20 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
             message = f"device {device}: {message}"
         raise (BadInput if refused else DeviceFailure)(f"{message} (result saved to {doc['_path']}{kept})")
     return doc
+
+
+def _store_beside(results_dir, store_url):
+    """The store (store_url, else the one in results_dir). Where the one in results_dir cannot be opened, a results
+    folder that cannot be written is said as such ("Read-only file system"), not as "unable to open database file"
+    (a walkthrough); checked only then, since the check makes the folder and a refused store must leave none."""
+    from .store import Store, default_url
+
+    try:
+        return Store(store_url or default_url(results_dir))
+    except BadInput:
+        if store_url is None and pathlib.Path(results_dir).is_dir():
+            check_writable(results_dir, "results to", folder=True)
+        raise
 
 
 def _reach_typed_address(transport, spec):

@@ -13,7 +13,7 @@ import tempfile
 from . import scratch
 from .errors import CannotWrite
 
-TEMP_NAME_BYTES = 200   # of the target's name in its temp file's (_temp_prefix): 1 + 200 + 1 + 8 + 8 bytes in all
+TEMP_NAME_BYTES = 200   # of the target's name in its temp file's (_temp_prefix): 1 + 200 + 1 + pid + 1 + 8 + 8
 
 
 def temp_beside(path: pathlib.Path) -> tuple[int, str]:
@@ -21,8 +21,7 @@ def temp_beside(path: pathlib.Path) -> tuple[int, str]:
     Its mode is a plain open()'s (0666 less the umask), not mkstemp's 0600: bundles, results and reports are
     shared, uploaded as CI artifacts and kept on network drives, and the rename keeps the temp file's mode."""
     path = pathlib.Path(path)
-    # what a killed writer of this file left (kill -9: no finally block ran), told by its process id
-    scratch.sweep(path.parent, re.compile(re.escape(_temp_prefix(path)) + r"(\d+)-.*\.partial\Z"))
+    scratch.sweep_partials(path.parent)   # what killed writers left there (kill -9: no finally block ran)
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}-", suffix=".partial", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())
     return fd, tmp

@@ -375,7 +375,7 @@ class _NoEmptyValues(click.Command):
     default, all with exit 0 (a walkthrough)."""
 
     def parse_args(self, ctx: click.Context, args: list) -> list:
-        if not ctx.resilient_parsing:
+        if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):   # --help answers first
             given, _, _ = self.make_parser(ctx).parse_args(args=list(args))
             for param in self.get_params(ctx):
                 if isinstance(param, click.Option) and not param.is_flag and param.name in given:
@@ -386,11 +386,12 @@ class _NoEmptyValues(click.Command):
 
 
 class _JsonUsageErrors(click.Group):
-    command_class = _NoEmptyValues
-    group_class = type   # the groups under it (device, fleet, ...) make their verbs of _NoEmptyValues too
     """Click's own usage errors (a missing argument, an unknown option, a value out of range) as JSON on stdout
     under --json too, as edgeopt's errors are (`common`): a script reading stdout got nothing for them. The flags
     every verb takes are taken before the verb too (_common_flags_last)."""
+
+    command_class = _NoEmptyValues
+    group_class = type   # the groups under it (device, fleet, ...) make their verbs of _NoEmptyValues too
 
     def main(self, args=None, **kwargs):
         args = _common_flags_last(list(sys.argv[1:] if args is None else args), self)

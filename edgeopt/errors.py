@@ -90,9 +90,21 @@ def host_file_problem(error: OSError) -> str | None:
     if error.errno == errno.ENAMETOOLONG:
         return f"file name too long:{name} (a name is at most 255 bytes on most file systems, a path 4096)"
     if error.errno in HOST_DISK_ERRNOS:
-        return (f"this host cannot write{name or ' its files'}: {error.strerror} (free space there, or set TMPDIR to "
-                f"a folder on another disk if it is the temporary folder, now {tempfile.gettempdir()})")
+        remedy = _remedy(error)
+        return f"this host cannot write{name or ' its files'}: {error.strerror}" + (f" ({remedy})" if remedy else "")
     return None
+
+
+def _remedy(error: OSError) -> str:
+    """What frees the write: room on that disk, or, for the folders edgeopt picks itself, another folder."""
+    where = os.path.abspath(os.fsdecode(error.filename)) if error.filename is not None else ""
+    temporary, cache = tempfile.gettempdir(), os.environ.get("EDGEOPT_CACHE") or os.path.expanduser("~/.cache")
+    fixes = ["make room there"] if error.errno != errno.EROFS else []
+    if not where or os.path.commonpath([where, temporary]) == temporary:
+        fixes.append(f"set TMPDIR (now {temporary}) to a folder on another disk")
+    elif os.path.commonpath([where, cache]) == cache:
+        fixes.append("set EDGEOPT_CACHE to a folder on another disk")
+    return ", or ".join(fixes)
 
 
 def _shortened(name: str, keep: int = 60) -> str:

@@ -58,15 +58,6 @@ def _check_name(name: str | None) -> None:
         raise BadInput(f"--name {name!r}: a bundle name is at most 200 characters, no control characters")
 
 
-SEED_MAX = 2 ** 32 - 1   # numpy's and Optuna's samplers take seeds up to this
-
-
-def check_seed(seed) -> None:
-    """A seed numpy and Optuna take: -1 was a 50-line traceback, exit 1 (a walkthrough)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise BadInput(f"--seed {seed!r}: expected a whole number from 0 to {SEED_MAX}")
-
-
 def _check_derived_name(name: str, where: str) -> None:
     """A name taken from -o or the model (no --name) is held to the manifest's rule as --name is: a 240-character
     file name was refused only after the conversion, by the manifest's check, naming no flag (a walkthrough)."""
@@ -144,7 +135,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                                       field="package budgets")
     precision = precision or prof.default_precision
     _check_name(name)
-    check_seed(seed)
+    recipe.check_seed(seed)
     if output is not None:
         name = name or pathlib.Path(output).name.removesuffix(bundles.SUFFIX)
     # QAT trains INT8 into the model with quantize none: its bundle is an INT8 one, not "-fp32"

@@ -336,6 +336,15 @@ DATA_FLAGS = {"calib": "--calib FILE", "eval_data": "--eval-data FILE", "train_d
               "teacher": "--teacher MODEL", "input_shape": "--input-shape NAME=D,D,.."}
 
 
+SEED_MAX = 2 ** 32 - 1   # numpy's and Optuna's samplers take seeds up to this
+
+
+def check_seed(seed, field: str = "--seed") -> None:
+    """A seed numpy and Optuna take: -1 was a 50-line traceback, exit 1 (a walkthrough)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise BadInput(f"{field} {seed!r}: expected a whole number from 0 to {SEED_MAX}")
+
+
 def _package_options(table, path) -> dict:
     if not isinstance(table, dict):
         raise BadInput(f"{path}: [package] must be a table")
@@ -352,6 +361,8 @@ def _package_options(table, path) -> dict:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise BadInput(f"{path}: package.{key}: expected {kind.__name__}, got {value!r}")
+        if name == "seed":   # said as the recipe's field, not as a --seed the user never typed (a review)
+            check_seed(value, f"{path}: package.{key}")
         out[name] = value
     return out
 

@@ -102,8 +102,9 @@ def ort_optimize(src: pathlib.Path, out: pathlib.Path) -> None:
     try:
         ort.InferenceSession(str(src), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
-        if shutil.disk_usage(out.parent).free < src.stat().st_size:   # ORT's "Protobuf serialization failed"
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out.parent)) from None   # blamed the model
+        if "serializ" in str(e).lower() and shutil.disk_usage(out.parent).free < src.stat().st_size:   # ORT's
+            # "Protobuf serialization failed" writing into a full folder blamed the model
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out.parent)) from None
         first = first_line(e)
         raise BadInput(f"{src}: onnxruntime cannot load the model to simplify it: {first[:300]} "
                        "(--no-simplify skips this step)") from None

@@ -329,14 +329,20 @@ class Store:
         return engine
 
     @contextlib.contextmanager
-    def _errors(self, doing: str):
-        """A database, driver or file error as one line naming the store (password masked, even one echoed back)."""
+    def _errors(self, doing: str, rows: bool = False):
+        """A database, driver or file error as one line naming the store (password masked, even one echoed back).
+        rows: reading rows, where a value edited by hand (`created` 0) is a TypeError of the column's type: said
+        alike, its cause kept for --debug (elsewhere a TypeError is a bug, and stays a traceback)."""
         try:
             yield
-        # BadInput: a migration's; TypeError: a row edited by hand (`created` 0), which a column's type cannot read
-        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, TypeError, AttributeError, ImportError) as e:
+        except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
             message = _one_line(f"results store {self.name}: {doing}: {_database_said(e)}")
             raise BadInput(_without(message, self.url.password)) from None
+        except (TypeError, AttributeError) as e:
+            if not rows:
+                raise
+            message = _one_line(f"results store {self.name}: {doing}: a row holds a value of the wrong type ({e})")
+            raise BadInput(_without(message, self.url.password)) from e
 
     @contextlib.contextmanager
     def _writing(self):
@@ -436,7 +442,7 @@ class Store:
             query = query.where(results_table.c.device == device)
         if bundle:
             query = query.where(results_table.c.bundle == bundle)
-        with self._errors("cannot read the history"), self.engine.connect() as conn:
+        with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
             return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
                 {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
@@ -493,11 +499,13 @@ class Store:
             made_for = t.document[("bundle", "profile", "name")].as_string()
             query = query.where(sa.or_(made_for == profile, made_for.is_(None)))
         query = query.order_by(t.created.desc(), t.id.desc()).limit(limit)
-        with self._errors(f"cannot read the last good result of {bundle}@{device}"), self.engine.connect() as conn:
+        with self._errors(f"cannot read the last good result of {bundle}@{device}", rows=True), \
+                self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        if rows and not isinstance(rows[0].document, dict):   # the baseline itself; an older run is only left out
-            raise BadInput(f"results store row {rows[0].id} ({bundle}@{device}) holds no JSON object")
-        return [self._good_document(row) for row in rows if isinstance(row.document, dict)]
+            if rows and not isinstance(rows[0].document, dict):   # the baseline itself; an older run is left out
+                raise BadInput(f"results store {self.name}: row {rows[0].id} ({bundle}@{device}) holds no JSON "
+                               "object")
+            return [self._good_document(row) for row in rows if isinstance(row.document, dict)]
 
     @staticmethod
     def _good_document(row) -> dict:

@@ -26,7 +26,7 @@ import logging
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 
-from ..data import feeds, sample_count
+from ..data import feeds, plan, sample_count
 from ..errors import BadInput, first_line
 from ..parity import source_on
 from . import mixed_quantize
@@ -98,6 +98,9 @@ class _Reader(CalibrationDataReader):
         self.calibration, self.inputs, self.progress = calibration, inputs, progress
         self.count = sample_count(calibration)
         self.n_calls = sum(1 for _ in feeds(calibration, inputs))
+        if not self.n_calls:   # fewer samples than a fixed batch: ORT's "No data is collected." traceback
+            raise BadInput(f"--calib: the calibration data holds {self.count} sample(s), fewer than one call of "
+                           f"the model takes ({plan(calibration, inputs)[1]}, its fixed batch)", option="calib")
         self.rewind()
 
     def __len__(self):

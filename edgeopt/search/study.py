@@ -181,7 +181,8 @@ def _prepare(job: Job, space_file, progress=SILENT, pareto: bool = False) -> tup
     from ..budgets import merged, validate_budgets, validate_ratios
     from ..convert import backend_for
     from ..models import detect_format, sha256_of
-    from ..pipeline import EVAL_BUDGETS, check_seed
+    from ..pipeline import EVAL_BUDGETS
+    from ..recipe import check_seed
     from ..profiles import load_profile
     from ..transport import check_timeout, resolve_device
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 from device_agent import RESULT_SCHEMA
 
@@ -129,19 +130,40 @@ class Transport:
         return doc, code
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _as_a_result(doc: dict, code: int, device: str) -> tuple:
     """(doc, code), or a failed result where the agent's document is none `check` could read: an `{"status": "ok"}`
     from a wrapper or another agent was a traceback after it had replaced the device's latest good result, and in a
     fleet lost the other devices' (a fuzzing audit). Judged as `check` judges a file, with the device's name, which
     the host adds."""
+    doc = _printable(doc)   # a model file name that is not UTF-8 reaches the manifest, and so the result, as such
     named = dict(doc, device=dict(doc["device"], name=device)) if isinstance(doc.get("device"), dict) else doc
     try:
         validate(named, f"device {device}: the agent's result document")
     except BadInput as e:
+        # a failure the agent itself reported keeps its words and its kind (a bundle refused is exit 2)
+        error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+        said = error.get("message") if doc.get("status") == "failed" and isinstance(error.get("message"), str) else ""
+        kind, exit_code = ((error.get("kind"), error.get("exit_code")) if said and error.get("exit_code") in (2, 3)
+                           else ("device", 3))
         return {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": device},
-                "error": {"message": f"{e} (not kept as a result: an agent of another version on the device, or a "
-                                     "wrapper that prints on stdout?)", "exit_code": 3, "kind": "device"}}, 3
+                "error": {"message": f"{said + '; and ' if said else ''}{e} (not kept as a result: an agent of "
+                                     "another version on the device, or a wrapper that prints on stdout?)",
+                          "exit_code": exit_code, "kind": kind}}, exit_code
     return doc, code
+
+
+def _printable(value):
+    """`value` with every lone surrogate in its text (JSON carries them; no terminal prints them) made U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
 
 
 def _after_leading_text(stdout: str, device: str) -> dict:

@@ -65,8 +65,10 @@ def _ssh_g(ssh, path, spec) -> dict:
         raise DeviceFailure(f"device {spec.name}: cannot run `ssh -G` on ssh config {path}: {e}") from None
     if proc.returncode != 0:
         message = " ".join(proc.stderr.split())[:300] or f"exit {proc.returncode}"
-        # "PATH line 3: Bad number 'abc'.": the file's defect, bad input (it was exit 3 and a failed result saved)
-        kind = BadInput if f"{path} line " in proc.stderr else DeviceFailure
+        # "PATH line 3: Bad number 'abc'.", "PATH: line 2: Bad configuration option": the file's defect (or an
+        # Include'd file's), bad input; it was exit 3 and a failed result saved
+        kind = BadInput if re.search(r"\bline \d+: |bad configuration option", proc.stderr, re.IGNORECASE) \
+            else DeviceFailure
         raise kind(f"device {spec.name}: ssh config {path} for {spec.host}: {message}")
     cfg = {"identityfile": []}
     for line in proc.stdout.splitlines():

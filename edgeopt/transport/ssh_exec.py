@@ -129,7 +129,8 @@ def _silent(client, device, allowed) -> str:
     """Why the agent said nothing: a device that still answers over SSH has a stuck agent (a device `python` that
     hangs before it runs, a runtime that never returns), which "device down or network lost" misnamed (a
     walkthrough)."""
-    if _link_answers(client, within=min(allowed / 3, 5.0)):   # a live sshd answers in milliseconds
+    # a live sshd answers in milliseconds; 2 s at least, for one on a loaded board (or CI runner)
+    if _link_answers(client, within=min(max(allowed / 3, 2.0), 5.0)):
         return (f"device {device}: the agent said nothing for {allowed:.0f} s, though the device answers over SSH: "
                 "its Python or runtime is stuck there (it may still be running: look for it with `ps` on the device)")
     return f"device {device}: no sign of life for {allowed:.0f} s during the agent run (device down or network lost)"

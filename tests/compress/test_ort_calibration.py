@@ -49,3 +49,13 @@ def test_calibrating_on_many_samples_holds_little_memory_and_gives_the_same_mode
     monkeypatch.setattr(ort_quantize, "CALIBRATION_STRIDE", 10 ** 6)
     whole = api.package(str(MODEL), "generic", tmp_path / "whole.edgepkg", quantize="int8", calib=CALIB)
     assert bundle_member(one["path"], "model/model.onnx") == bundle_member(whole["path"], "model/model.onnx")
+
+
+def test_fewer_calibration_samples_than_a_fixed_batch_is_one_line(cli, tmp_path):
+    """A batch-4 model calibrated on 2 samples was ORT's "No data is collected." traceback, exit 1 (a review)."""
+    two = tmp_path / "two.npz"
+    np.savez(two, image=np.zeros((2, 1, 8, 8), np.float32))
+    r = cli("package", MODEL, "--input-shape", "image=4,1,8,8", "--quantize", "int8", "--calib", two, "-o",
+            tmp_path / "b4.edgepkg")
+    assert r.exit_code == 2 and "--calib: the calibration data holds 2 sample(s), fewer than one call of the model " \
+        "takes (4, its fixed batch)" in r.stderr, r.stderr

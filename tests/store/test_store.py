@@ -366,7 +366,7 @@ def test_a_row_edited_by_hand_is_one_line_and_the_report_goes_on_without_history
     with sqlite3.connect(db) as c:
         c.execute("update results set created = 0")
     r = cli("history", "--results-dir", results_dir)
-    assert r.exit_code == 2 and "cannot read the history: fromisoformat" in r.stderr, r.stderr
+    assert r.exit_code == 2 and "cannot read the history: a row holds a value of the wrong type" in r.stderr, r.stderr
     r = cli("report", result, "-o", tmp_path / "r.html")
     assert r.exit_code == 0 and "the report has no history" in r.stderr and (tmp_path / "r.html").is_file()
     r = cli("check", result, "--baseline", "store")

@@ -113,9 +113,12 @@ def test_a_bad_port_in_the_ssh_config_is_bad_input_naming_the_file(tmp_path, mon
     if not with_openssh:
         monkeypatch.setattr(ssh_config.shutil, "which", lambda name: None)
     config = tmp_path / "ssh_config"
-    config.write_text("Host pi-alias\n  Port abc\n")
-    with pytest.raises(BadInput, match=f"ssh config {config}"):
-        ssh_config.resolve(make_device("pi-alias", {}, "test"), SshOptions(ssh_config=str(config)))
+    for text in ("Host pi-alias\n  Port abc\n", "Host pi-alias\n  Prot 22\n"):   # a bad number, a typo'd keyword
+        config.write_text(text)
+        if not with_openssh and "Prot" in text:
+            continue   # paramiko keeps an unknown keyword
+        with pytest.raises(BadInput, match=f"ssh config {config}"):
+            ssh_config.resolve(make_device("pi-alias", {}, "test"), SshOptions(ssh_config=str(config)))
 
 
 @needs_ssh
