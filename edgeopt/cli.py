@@ -599,8 +599,8 @@ def _option_text(option: dict) -> str:
               help="Budget recorded in the bundle, over the profile's; KEY=none drops one of the profile's.")
 @click.option("--name", help="Bundle name: results, history and baselines are kept per name [default: -o's file "
                               "stem; without -o, the model's name (its file's stem, and the callable unless it is "
-                              "`build`: nets.py:lstm is nets-lstm; a module's callable's name) + its precision, or its quantization: "
-                              "-fp32, -fp16, -int8, -dynamic].")
+                              "`build`: nets.py:lstm is nets-lstm; a module's callable's name) + its precision, or "
+                              "its quantization: -fp32, -fp16, -int8, -dynamic].")
 @click.option("--allow-mismatch", is_flag=True, help="Write the bundle even if the parity check fails.")
 @click.option("--force", is_flag=True,
               help="Overwrite the output even if it is a bundle for another profile, or not a bundle.")
@@ -848,7 +848,8 @@ def fleet():
 @click.option("--group", "-g", help="Inventory group (or one device) [default: all].")
 @click.option("--parallel", "-j", type=Count(min=1), default=8, show_default=True,
               help="Devices measured at the same time.")
-@click.option("--resume", is_flag=True, help="Continue the latest run of this bundle: only devices without an ok result there.")
+@click.option("--resume", is_flag=True,
+              help="Continue the latest run of this bundle: only devices without an ok result there.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budgets the run's results are judged by, over the bundle's (KEY=none drops one); recorded in "
                    "the run directory, so `check RUN_DIR` judges by them too.")
@@ -1300,7 +1301,8 @@ def agent():
 
 
 @agent.command("build")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write the .pyz [default: the cache, ~/.cache/edgeopt/agent or $EDGEOPT_CACHE/agent].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Where to write the .pyz [default: the cache, ~/.cache/edgeopt/agent or $EDGEOPT_CACHE/agent].")
 @click.option("--force", is_flag=True, help="Replace an existing -o file that is not an edgeopt agent.")
 @common
 def agent_build(out, output, force):

@@ -301,8 +301,9 @@ class FleetRun:
             try:
                 store.add(doc, self.run_id)
             except EdgeoptError as e:
-                raise DeviceFailure(f"{e}; nor could the run directory take it ({unsaved}){results.saved_elsewhere(doc)}"
-                                    if unsaved else f"{e}; the JSON file {path} is kept") from None
+                raise DeviceFailure(f"{e}; nor could the run directory take it ({unsaved})"
+                                    f"{results.saved_elsewhere(doc)}" if unsaved else
+                                    f"{e}; the JSON file {path} is kept") from None
             if unsaved:
                 raise BadInput(f"{unsaved}; the result of {name} is in the store {store.name}")
         return path

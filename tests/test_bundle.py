@@ -532,7 +532,8 @@ def test_inspect_and_package_name_the_signing_key_and_inspect_checks_it(cli, sig
     inspect --allowed-signers judges it on this host as the agent does on the device."""
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(signing["dir"] / "mine.pub")], capture_output=True,
                                  text=True, check=True).stdout.split()[1]
-    lines = [line.split("\t", 1) for line in cli("inspect", signing["signed"], "-q").stdout.splitlines() if "\t" in line]
+    lines = [line.split("\t", 1) for line in cli("inspect", signing["signed"], "-q").stdout.splitlines()
+             if "\t" in line]
     assert [key for key, _ in lines].count("signed") == 1   # it came twice, a duplicate key for scripts
     rows = dict(lines)
     assert rows["signed"].startswith(f"yes, by ssh-ed25519 key {fingerprint}; not verified here"), rows["signed"]
