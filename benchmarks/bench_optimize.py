@@ -203,7 +203,12 @@ def main():
         return relative(work, json.loads((RESULTS / "optimize.json").read_text()), args)
     if args.more_samplers:
         return more_samplers(work, json.loads((RESULTS / "optimize.json").read_text()), args)
+    # read before the first save() below replaces the file: --mobilenet-trials 0 keeps its section, and the relative
+    # comparison (run on its own, --relative) is kept too (a smoke check found both dropped)
+    kept = {"mobilenet": previous("mobilenet") if not args.mobilenet_trials else None, "relative": previous("relative")}
     doc = {"environment": environment(), "space": SPACE, "mobilenet_space": MOBILENET_SPACE}
+    if kept["relative"]:
+        doc["relative"] = kept["relative"]
 
     fp32 = by_hand(work, SAMPLE, ["--eval-data", SAMPLE["eval"]], "FP32", repeats=3)
     budgets = {OBJECTIVE: round(0.3 * fp32["p50_ms"], 4), "accuracy_drop": 0.01}
@@ -218,7 +223,7 @@ def main():
     doc["studies"] = [brief(first)]
     doc["overhead"] = overhead(work, SAMPLE, first) if first["best"] else None
     save(doc)
-    doc["mobilenet"] = mobilenet(work, args.mobilenet_trials) if args.mobilenet_trials else previous("mobilenet")
+    doc["mobilenet"] = mobilenet(work, args.mobilenet_trials) if args.mobilenet_trials else kept["mobilenet"]
     save(doc)
     plain = study(work, SAMPLE, work / "space.toml", "no-screening", "tpe", 0, args.trials, budgets, screening=False)
     doc["screening"] = {"screened": screening_cost(first), "screened_study_s": first["seconds"],
@@ -262,7 +267,10 @@ def relative(work, doc, args) -> None:
     earlier = doc.get("relative") or {}
     runs = []
     if args.samplers:   # the same budgets and trials, or the studies would not compare
-        assert earlier.get("trials") == args.trials and earlier.get("budgets") == budgets, "another comparison"
+        if earlier.get("trials") != args.trials or earlier.get("budgets") != budgets:
+            raise SystemExit(f"--relative --samplers {args.samplers}: the saved comparison ran --trials "
+                             f"{earlier.get('trials')} at {earlier.get('budgets')}; these studies would not compare "
+                             f"(--trials {args.trials}, {budgets}): give its --trials, or run every sampler")
         runs = [dict(r, earlier_run=r.get("earlier_run", True)) for r in earlier.get("studies", [])
                 if r["sampler"] not in wanted]
     for seed in range(args.seeds):
@@ -384,6 +392,10 @@ def in_turn_again(args) -> None:
     """More readings in turn of the last MobileNetV2 study's two bundles, kept beside its first ones."""
     doc = json.loads((RESULTS / "optimize.json").read_text())
     m = doc["mobilenet"]
+    best = pathlib.Path(args.work) / "o" / "mobilenet-best.edgepkg"
+    if not m or not best.is_file():
+        raise SystemExit(f"--in-turn-again: no chosen bundle {best}: the last MobileNetV2 study found no configuration "
+                         "that met both budgets, or --work is not its folder")
     textbook = next(t for t in m["study"]["trials"] if t.get("textbook"))
     m["in_turn_again"] = dict(in_turn_by_hand(args.work, m["study"], textbook, args.in_turn_again),
                               environment=environment())
