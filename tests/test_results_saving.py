@@ -328,3 +328,13 @@ def test_an_agent_document_with_odd_text_is_kept_and_a_failure_keeps_the_agents_
     kept, code = _as_a_result(failed, 2, "pi")
     assert code == 2 and kept["error"]["kind"] == "bundle" and kept["error"]["message"].startswith(
         "bundle refused: its manifest changed; and device pi: the agent's result document: warnings must be")
+
+
+def test_an_agent_document_nested_near_the_json_readers_limit_is_a_failed_result():
+    from edgeopt.transport.base import _as_a_result
+    doc = inner = {"schema": "edgeopt.result/1", "status": "ok"}
+    for _ in range(3000):   # json.loads reads about this deep; walking it again was a RecursionError traceback
+        inner["x"] = {}
+        inner = inner["x"]
+    failed, code = _as_a_result(doc, 0, "pi")
+    assert code == 3 and failed["error"]["message"].startswith("device pi: the agent's result document is nested")

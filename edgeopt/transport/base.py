@@ -138,18 +138,19 @@ def _as_a_result(doc: dict, code: int, device: str) -> tuple:
     from a wrapper or another agent was a traceback after it had replaced the device's latest good result, and in a
     fleet lost the other devices' (a fuzzing audit). Judged as `check` judges a file, with the device's name, which
     the host adds."""
-    doc = _printable(doc)   # a model file name that is not UTF-8 reaches the manifest, and so the result, as such
-    named = dict(doc, device=dict(doc["device"], name=device)) if isinstance(doc.get("device"), dict) else doc
     try:
+        doc = _printable(doc)   # a model file name that is not UTF-8 reaches the manifest, and so the result, so
+        named = dict(doc, device=dict(doc["device"], name=device)) if isinstance(doc.get("device"), dict) else doc
         validate(named, f"device {device}: the agent's result document")
-    except BadInput as e:
+    except (BadInput, RecursionError) as e:   # RecursionError: nested near the JSON reader's own limit
+        problem = e if isinstance(e, BadInput) else f"device {device}: the agent's result document is nested too deep"
         # a failure the agent itself reported keeps its words and its kind (a bundle refused is exit 2)
         error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
         said = error.get("message") if doc.get("status") == "failed" and isinstance(error.get("message"), str) else ""
         kind, exit_code = ((error.get("kind"), error.get("exit_code")) if said and error.get("exit_code") in (2, 3)
                            else ("device", 3))
         return {"schema": RESULT_SCHEMA, "status": "failed", "device": {"name": device},
-                "error": {"message": f"{said + '; and ' if said else ''}{e} (not kept as a result: an agent of "
+                "error": {"message": f"{said + '; and ' if said else ''}{problem} (not kept as a result: an agent of "
                                      "another version on the device, or a wrapper that prints on stdout?)",
                           "exit_code": exit_code, "kind": kind}}, exit_code
     return doc, code
