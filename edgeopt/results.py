@@ -339,7 +339,7 @@ def validate(doc, where: str) -> dict:
         raise BadInput(f"{where} is not an {RESULT_SCHEMA} document: {what}")
     for name, field in FIELDS.items():
         present, value = _at(doc, name)
-        if not present or value is None and field.kind in ("number", "numbers", "time", "text"):
+        if not present or value is None and field.kind in ("number", "numbers", "time"):
             if field.required in ("always", doc.get("status")):
                 raise BadInput(f"{where}: {name} is missing" +
                                (f" (a status {field.required} result has one)" if field.required != "always" else ""))

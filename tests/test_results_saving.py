@@ -312,14 +312,13 @@ def test_an_agent_document_check_could_not_read_is_a_failed_result_and_replaces_
 
 
 def test_an_agent_document_with_odd_text_is_kept_and_a_failure_keeps_the_agents_words(int8_result):
-    """The review: a model file name that is not UTF-8 (surrogates in bundle.source.reference) or a runtime of no
-    known version (null) made a real measurement a failed result; a failure the agent reported lost its message."""
+    """The review: a model file name that is not UTF-8 (surrogates in bundle.source.reference) made a real
+    measurement a failed result; a failure the agent reported lost its message."""
     import copy
 
     from edgeopt.transport.base import _as_a_result
     doc = copy.deepcopy({k: v for k, v in int8_result.items() if not k.startswith("_")})
     doc["bundle"].setdefault("source", {})["reference"] = "m\udcff.onnx"
-    doc.setdefault("runtime", {})["version"] = None
     doc["warnings"] = ["a path \udcff"]
     kept, code = _as_a_result(doc, 0, "pi")
     assert code == 0 and kept["status"] == "ok" and kept["bundle"]["source"]["reference"] == "m\ufffd.onnx"
