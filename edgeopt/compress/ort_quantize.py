@@ -97,10 +97,11 @@ class _Reader(CalibrationDataReader):
     def __init__(self, calibration, inputs, progress):
         self.calibration, self.inputs, self.progress = calibration, inputs, progress
         self.count = sample_count(calibration)
-        self.n_calls = sum(1 for _ in feeds(calibration, inputs))
+        batch = plan(calibration, inputs)[1]
+        self.n_calls = self.count // batch   # whole calls only, as feeds() gives them without padding
         if not self.n_calls:   # fewer samples than a fixed batch: ORT's "No data is collected." traceback
             raise BadInput(f"--calib: the calibration data holds {self.count} sample(s), fewer than one call of "
-                           f"the model takes ({plan(calibration, inputs)[1]}, its fixed batch)", option="calib")
+                           f"the model takes ({batch}, its fixed batch)", option="calib")
         self.rewind()
 
     def __len__(self):
