@@ -443,7 +443,7 @@ class Store:
         if bundle:
             query = query.where(results_table.c.bundle == bundle)
         with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+            rows = [_typed(dict(r._mapping)) for r in conn.execute(query.limit(limit))]
             return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
                 {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
@@ -521,6 +521,20 @@ def _absolute(path):
     """A result file's path as the store keeps it: absolute, so `history --json` opens it from any folder (it was
     relative to the folder bench ran in: a walkthrough)."""
     return os.path.abspath(path) if isinstance(path, str) and path else path
+
+
+def _typed(row: dict) -> dict:
+    """The row, its text and number columns checked: SQLite keeps whatever a hand put there (a status of bytes
+    x'00' crashed the history table). A wrong one is a TypeError, which _errors(rows=True) says as such."""
+    for name, value in row.items():
+        column = results_table.c.get(name)
+        if value is None or column is None:
+            continue
+        wanted = (str,) if isinstance(column.type, sa.String) else (int, float) if isinstance(column.type, sa.Float) \
+            else None
+        if wanted and (not isinstance(value, wanted) or isinstance(value, bool)):
+            raise TypeError(f"{name} is {type(value).__name__}, not {wanted[0].__name__}")
+    return row
 
 
 def _without_parts(row: dict) -> dict:

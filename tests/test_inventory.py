@@ -545,3 +545,9 @@ def test_aliases_are_read_and_an_alias_bomb_is_refused(cli, tmp_path):
                                       "  b: {<<: *d, workdir: /tmp/x}\n")
     r = cli("device", "list", "-i", tmp_path / "ok.yaml", "--json")
     assert r.exit_code == 0 and [d["name"] for d in r.json()] == ["a", "b"], r.stdout
+    (tmp_path / "cycle.yaml").write_text("devices: &a\n  - name: x\n    more: *a\n")   # was "RecursionError"
+    r = cli("device", "list", "-i", tmp_path / "cycle.yaml")
+    assert r.exit_code == 2 and "an alias refers to a value that holds it (a cycle)" in r.stderr, r.stderr
+    (tmp_path / "deep.yaml").write_text("devices: " + "[" * 3000 + "]" * 3000 + "\n")
+    r = cli("device", "list", "-i", tmp_path / "deep.yaml")
+    assert r.exit_code == 2 and "nested too deeply to read" in r.stderr, r.stderr
