@@ -6,7 +6,6 @@ import concurrent.futures
 import contextlib
 import datetime
 import hashlib
-import json
 import pathlib
 import re
 import threading
@@ -59,8 +58,8 @@ def _run_files(base: pathlib.Path, manifest: dict):
     candidates = sorted((p for p in base.glob("*/" + RUN_FILE)), reverse=True) if base.is_dir() else []
     for run_file in candidates:
         try:
-            info = json.loads(run_file.read_text())
-        except (OSError, ValueError, RecursionError):
+            info = results.read_json(run_file)
+        except (OSError, ValueError):
             continue
         if isinstance(info, dict) and info.get("bundle_sha256") == manifest["_manifest_sha256"]:
             yield run_file
@@ -184,7 +183,7 @@ class FleetRun:
         had failed latency_p90_ms=0.001 passed after `--resume --budget latency_p90_ms=100`, measuring nothing.
         Without --budget the run keeps its own."""
         try:
-            recorded = json.loads((run_dir / RUN_FILE).read_text()).get("budgets")
+            recorded = results.read_json(run_dir / RUN_FILE).get("budgets")
         except (OSError, ValueError, AttributeError):
             recorded = None
         if budgets is not None and isinstance(recorded, dict) and recorded != dict(budgets):
@@ -200,8 +199,8 @@ class FleetRun:
         that holds something else is refused, naming the file and field: a --resume was a TypeError traceback
         (a fuzzing audit)."""
         try:
-            recorded = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
+            recorded = results.read_json(run_dir / RUN_FILE)
+        except (OSError, ValueError):
             recorded = None
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
         if recorded is None or isinstance(recorded, list) and all(isinstance(v, str) for v in recorded):
@@ -249,8 +248,8 @@ class FleetRun:
             if path.name == RUN_FILE:
                 continue
             try:
-                doc = results.validate(json.loads(path.read_text(encoding="utf-8")), str(path))
-            except (OSError, ValueError, RecursionError, BadInput):   # damaged: measured again, then replaced
+                doc = results.validate(results.read_json(path), str(path))
+            except (OSError, ValueError, BadInput):   # damaged: measured again, then replaced
                 continue
             name = (doc.get("device") or {}).get("name") if isinstance(doc, dict) else None
             if isinstance(name, str) and (name not in found or doc.get("status") == "ok"):

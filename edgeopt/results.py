@@ -59,6 +59,16 @@ def _write_temp(path: pathlib.Path, doc) -> str:
     return tmp
 
 
+def read_json(path) -> object:
+    """A JSON file's value: an OSError as it came, and any content JSON cannot read as a ValueError (bad UTF-8,
+    bad JSON, or nested past the parser's recursion limit, which is a RecursionError where it is not caught)."""
+    text = pathlib.Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def write_json_atomic(path: pathlib.Path, doc) -> None:
     with replacing(path, "the result", "w") as f:
         json.dump(doc, f, indent=1)
@@ -114,8 +124,8 @@ def _save_lock(results_dir: pathlib.Path):
 def _read_latest(path: pathlib.Path) -> dict | None:
     """The latest result file about to be replaced, as a document, or None (missing or unreadable)."""
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):   # corrupt (nested thousands deep): replaced, not a traceback
+        old = read_json(path)
+    except (OSError, ValueError):   # corrupt: replaced, not a traceback
         return None
     return old if isinstance(old, dict) else None
 
@@ -407,10 +417,10 @@ def load(path) -> dict:
             url = file_url(path.resolve()).render_as_string(hide_password=False)
             raise BadInput(f"{where} is an SQLite database (the results store?), not a result file: `edgeopt "
                            f"history --store {url}` lists what it holds")
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json(path)
     except OSError as e:
         raise BadInput(f"{where}: cannot read: {e.strerror or e}") from None
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; RecursionError: absurd nesting
+    except ValueError as e:
         raise BadInput(f"{where} is not valid JSON: {e}") from None
     doc = validate(doc, where)
     doc["_path"] = str(path)
@@ -462,8 +472,8 @@ def _run_file(folder) -> dict | None:
     if not run.is_file():
         return None
     try:
-        recorded = json.loads(run.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        recorded = read_json(run)
+    except (OSError, ValueError) as e:
         raise BadInput(f"{_where(run)}: not a readable fleet run file ({type(e).__name__})") from None
     if not isinstance(recorded, dict):
         raise BadInput(f"{_where(run)}: a fleet run file is a JSON object")

@@ -426,6 +426,9 @@ def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path
         run_file.write_text(json.dumps(dict(good, **{key: value})))
         r = cli(*args, "--resume")
         assert r.exit_code == 2 and f"{run_file}: {key} is " in r.stderr and "start a new run" in r.stderr, r.stderr
+    run_file.write_text("[" * 100000 + "]" * 100000)   # nested past JSON's reader: not this bundle's run
+    r = cli(*args, "--resume", "--budget", "latency_p90_ms=1000")
+    assert r.exit_code == 0 and "--resume: no earlier run of this bundle" in r.stderr, r.stderr
 
 
 def test_resume_without_the_budgets_keeps_the_runs_fps_pass(cli, bundles, tmp_path):
