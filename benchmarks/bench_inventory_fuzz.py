@@ -9,6 +9,7 @@ well-formed INI, so that most examples are accepted and compared with Ansible's 
 Prints one JSON document: per kind, {tried, handled (= accepted + refused in one line), traceback, wrong}. The Ansible kinds run the
 real ansible-inventory once per example (about 0.4 s each).
 """
+import argparse
 import collections
 import json
 import pathlib
@@ -49,5 +50,13 @@ def main(n, kinds):
     print(json.dumps(report, indent=1))
 
 
+KINDS = ("own_yaml", "own_yaml_raw_text", "ansible_ini", "ansible_yaml", "ansible_ini_plain")
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("n", nargs="?", type=int, default=200, help="examples per kind [200]")
+    parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"any of {', '.join(KINDS)}")
+    args = parser.parse_args()
+    if set(args.kinds) - set(KINDS):   # not choices=: argparse checks an empty KIND list against them too
+        parser.error(f"unknown KIND {', '.join(sorted(set(args.kinds) - set(KINDS)))}; any of {', '.join(KINDS)}")
+    main(args.n, args.kinds)

@@ -7,6 +7,7 @@ peer that accepts TCP and never speaks SSH, with the default connect timeout (10
 Names 0, 4, 8, ... use a Python that does not exist on their device, so they fail; --resume must
 skip exactly the others. "main's mapping" is the file-name rule before this change, for comparison.
 """
+import argparse
 import json
 import pathlib
 import re
@@ -111,4 +112,5 @@ def main():
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
