@@ -110,15 +110,17 @@ class FleetRun:
             self._check_same_devices(previous, list(device_names))
             self._check_same_budgets(previous, budgets)
         self.resumed = previous is not None
+        # an older edgeopt's run file records no settings: its kept results' are unknown, so none are claimed
+        self.settings_unknown = previous is not None and self._recorded(previous, "agent_args") is None
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
         if budgets is None and previous is not None:   # a resumed run keeps the budgets it began with
             budgets = results.run_budgets(self.run_dir)
         # the budgets its verdicts are by (--budget): `check RUN_DIR` judges by them too, as fleet bench did
+        settings = {} if self.settings_unknown else {"agent_args": recorded_args(agent_args, self.run_id)}
         results.write_json_atomic(self.run_dir / RUN_FILE, {
             "run_id": self.run_id, "bundle": manifest["name"], "bundle_sha256": manifest["_manifest_sha256"],
-            "agent_args": recorded_args(agent_args, self.run_id), "budgets": dict(budgets or {}),
-            "devices": list(device_names)})
+            **settings, "budgets": dict(budgets or {}), "devices": list(device_names)})
         self.documents = self._read_documents()
         self._paths = {}
         self._lock = threading.Lock()
@@ -343,6 +345,10 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
     if resume and not run.resumed:   # said, not silent: a typo'd --results-dir measured every device again
         progress.status(f"--resume: no earlier run of this bundle (manifest sha256 "
                         f"{manifest['_manifest_sha256'][:12]}…) under {run.run_dir.parent}: a new run")
+    if run.settings_unknown:   # its kept results at 2 threads beside the rest at 1, and the run file said 1 for all
+        progress.status(f"warning: fleet run {run.run_dir} was begun by an older edgeopt, whose run file records no "
+                        "measurement settings: --resume cannot check that the rest is measured as its kept results "
+                        "were (`edgeopt compare` shows each result's settings)")
     # entered on Ctrl-C: a second signal is then ignored until the pool has ended, the store is closed and the run
     # directory unlocked, whose work it would otherwise cut short with the --resume line (a walkthrough)
     held = contextlib.ExitStack()

@@ -405,6 +405,27 @@ def test_resume_measures_again_a_kept_result_that_no_longer_reads(cli, bundles, 
     assert isinstance(json.loads(damaged.read_text())["latency"]["p90_ms"], float)
 
 
+def test_resume_of_an_older_run_file_says_its_settings_are_unknown_and_claims_none(cli, bundles, tmp_path):
+    """An upgrade walkthrough: a run file of an older edgeopt records no agent_args; a --resume with --threads 1
+    measured the rest at 1 thread beside kept results at 2 without a word, wrote that the whole run was at 1, and a
+    later --resume with the run's own settings was refused as "measured with --threads 1"."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    first = cli(*args, "--json")
+    assert first.exit_code == 0, first.stderr
+    pathlib.Path(first.json()["paths"]["b"]).unlink()
+    run_file = pathlib.Path(first.json()["run_dir"]) / "run.json"
+    older = {k: v for k, v in json.loads(run_file.read_text()).items() if k not in ("agent_args", "devices")}
+    run_file.write_text(json.dumps(older))
+    resumed = cli(*args, "--threads", "1", "--resume")
+    assert resumed.exit_code == 0 and "was begun by an older edgeopt" in resumed.stderr, resumed.stderr
+    assert "agent_args" not in json.loads(run_file.read_text())
+    pathlib.Path(first.json()["paths"]["a"]).unlink()
+    again = cli(*args, "--resume")   # the run's own settings: not refused by a claim the resume made
+    assert again.exit_code == 0 and "was begun by an older edgeopt" in again.stderr, again.stderr
+
+
 def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path):
     """A run resumed with a smaller group measured that group, showed only it and exited 0, while `check RUN_DIR`
     failed the devices left without a result. And a --resume with no run to continue said nothing of it."""
