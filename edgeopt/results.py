@@ -459,9 +459,11 @@ def run_budgets(folder) -> dict:
 
 def run_devices(folder) -> tuple:
     """(bundle name, devices) that a fleet run directory's run.json says the run measures; (None, []) for a folder
-    that is no run."""
-    recorded = _run_file(folder) or {}
-    devices, bundle = recorded.get("devices", []), recorded.get("bundle")
+    that is no run, and devices None for a run file of an older edgeopt, which records none."""
+    recorded = _run_file(folder) or {"devices": []}
+    devices, bundle = recorded.get("devices"), recorded.get("bundle")
+    if devices is None:
+        return (bundle if isinstance(bundle, str) else None), None
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise BadInput(f"{_where(pathlib.Path(folder) / 'run.json')}: devices must be a list of device names")
     return (bundle if isinstance(bundle, str) else None), devices

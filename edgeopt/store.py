@@ -437,7 +437,7 @@ class Store:
         compression = t.document[("bundle", "compression")].label("compression")
         transforms = t.document[("bundle", "transforms")].label("transforms")
         query = (sa.select(*[c for c in t if c.name != "document"], host, profile, compression, transforms)
-                 .order_by(t.created.desc(), t.id.desc()))
+                 .order_by(self._instant(t.created).desc(), t.id.desc()))
         if device:
             query = query.where(results_table.c.device == device)
         if bundle:
@@ -459,11 +459,18 @@ class Store:
         trials are not."""
         t = results_table.c
         query = (sa.select(t.id, t.path, t.document).where(t.path.in_([str(p) for p in paths]))
-                 .order_by(t.created, t.id))
+                 .order_by(self._instant(t.created), t.id))
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         found = {r.path: r.document for r in rows if isinstance(r.document, dict)}   # the newest row wins
         return {path: dict(doc, _path=path) for path, doc in found.items()}
+
+    def _instant(self, created):
+        """`created` as a point in time to order and compare by. SQLite compares the text, and an edgeopt from
+        before migration 0002 writing to an upgraded store (it creates no schema, so nothing stops it) writes
+        "2026-12-07T12:11:08+00:00", which sorts after "2026-12-07 12:11:19": history out of order and an older
+        baseline chosen (an upgrade walkthrough). julianday() reads both, any zone converted to UTC."""
+        return sa.func.julianday(created) if self.engine.dialect.name == "sqlite" else created
 
     def close(self):
         self.engine.dispose()
@@ -490,15 +497,16 @@ class Store:
         it, from which the gate reads the model's spread between runs (regression.between_run_floor)."""
         t = results_table.c
         when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
-        query = sa.select(t.id, t.document, t.created, t.path).where(t.bundle == bundle, t.device == device,
-                                                                     t.status == "ok", t.created < when)
+        query = sa.select(t.id, t.document, t.created, t.path).where(
+            t.bundle == bundle, t.device == device, t.status == "ok",
+            self._instant(t.created) < self._instant(sa.literal(when, UtcDateTime())))
         if hostname:
             host = t.document[("device", "hostname")].as_string()
             query = query.where(sa.or_(host == hostname, host.is_(None)))
         if profile:
             made_for = t.document[("bundle", "profile", "name")].as_string()
             query = query.where(sa.or_(made_for == profile, made_for.is_(None)))
-        query = query.order_by(t.created.desc(), t.id.desc()).limit(limit)
+        query = query.order_by(self._instant(t.created).desc(), t.id.desc()).limit(limit)
         with self._errors(f"cannot read the last good result of {bundle}@{device}", rows=True), \
                 self.engine.connect() as conn:
             rows = conn.execute(query).all()

@@ -418,6 +418,9 @@ def test_resume_of_an_older_run_file_says_its_settings_are_unknown_and_claims_no
     run_file = pathlib.Path(first.json()["run_dir"]) / "run.json"
     older = {k: v for k, v in json.loads(run_file.read_text()).items() if k not in ("agent_args", "devices")}
     run_file.write_text(json.dumps(older))
+    checked = cli("check", run_file.parent, "--budget", "latency_p90_ms=1000")   # b's loss cannot be told
+    assert checked.exit_code == 0 and "was written by an older edgeopt and lists no devices" in checked.stdout, \
+        checked.stdout
     resumed = cli(*args, "--threads", "1", "--resume")
     assert resumed.exit_code == 0 and "was begun by an older edgeopt" in resumed.stderr, resumed.stderr
     assert "agent_args" not in json.loads(run_file.read_text())

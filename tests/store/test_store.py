@@ -127,6 +127,26 @@ def test_a_store_made_before_migrations_is_read_by_history_too(cli, url):
     assert r.exit_code == 0 and [row["run_id"] for row in r.json()] == ["old-run"], r.stderr
 
 
+def test_rows_an_older_edgeopt_writes_to_an_upgraded_store_keep_their_order(tmp_path):
+    """An upgrade walkthrough: the pre-migration edgeopt still writes to an SQLite store today's upgraded (it makes
+    no schema, so nothing stops it; PostgreSQL refuses its text for a timestamp), `created` as
+    "2026-12-01T10:00:00+00:00", which SQLite sorted after today's "2026-12-01 10:30:00": history out of order and
+    an older baseline chosen."""
+    url = sa.engine.URL.create("sqlite", database=str(tmp_path / "edgeopt.db"))
+    with Store(url) as store:
+        store.add(dict(DOC, created="2026-12-01T10:30:00+00:00"), "new")   # the schema upgraded
+    legacy = legacy_store.Store(url.render_as_string(hide_password=False))
+    legacy.add(dict(DOC, created="2026-12-01T10:00:00+00:00"), "old-earlier")
+    legacy.add(dict(DOC, created="2026-12-01T12:00:00+01:00"), "old-later")   # 11:00 UTC
+    legacy.close()
+    with Store(url) as store:
+        assert [r["run_id"] for r in store.history()] == ["old-later", "new", "old-earlier"]
+        baseline = store.last_good("mnet", "pi-kitchen", "2026-12-01T10:45:00+00:00")
+        assert baseline["created"] == "2026-12-01T10:30:00+00:00"
+        assert store.last_good("mnet", "pi-kitchen", "2026-12-01T10:20:00+00:00")["created"] == \
+            "2026-12-01T10:00:00+00:00"
+
+
 def test_a_newer_schema_is_refused(url):
     Store(url).close()
     engine = sa.create_engine(url)
