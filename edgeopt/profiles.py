@@ -26,6 +26,9 @@ BACKENDS = ("onnxruntime", "openvino", "tflite", "tensorrt")
 # convert/tflite.py; a test keeps this in step with them without importing the heavy modules here).
 INT8_SCHEMES = {"onnxruntime": ("u8s8", "s8s8", "s8s8-symmetric"), "openvino": ("nncf-performance", "nncf-mixed"),
                 "tflite": ("full-integer",), "tensorrt": ("tensorrt-qdq",)}
+# an earlier edgeopt's names, said as such: a profile written for it read "is not one of tensorrt-qdq" alone
+RENAMED_INT8_SCHEMES = {"tensorrt-ptq": "tensorrt-qdq (TensorRT INT8 is now built from a QDQ model, which edgeopt "
+                                        "quantizes, not by TensorRT's own calibrator)"}
 # [software]: the versions a profile's bundles are made for, each key a comma-separated list of version
 # prefixes ("8.5, 10.3"); `device doctor` flags a device whose versions match none of them.
 SOFTWARE = ("jetpack", "l4t", "tensorrt", "cuda")
@@ -259,7 +262,9 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
         dev.refuse("ram_mb", "must be [0] (not fixed) or sizes > 0")
     backend = top["backend"]
     if top["int8_scheme"] not in INT8_SCHEMES[backend]:
-        top.refuse("int8_scheme", f"is not one of {', '.join(INT8_SCHEMES[backend])} (backend {backend})")
+        renamed = RENAMED_INT8_SCHEMES.get(top["int8_scheme"])
+        top.refuse("int8_scheme", f"is an earlier edgeopt's name: it is now {renamed}" if renamed else
+                   f"is not one of {', '.join(INT8_SCHEMES[backend])} (backend {backend})")
     profile = Profile(
         name=top["name"], description=top["description"], backend=backend,
         default_precision=top["default_precision"], int8_scheme=top["int8_scheme"], device=device,

@@ -98,6 +98,16 @@ def test_malformed_profile_names_the_problem(tmp_path, change, message):
     assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_scheme_an_earlier_edgeopt_named_otherwise_is_said_as_renamed(tmp_path):
+    """An upgrade walkthrough: a Jetson profile written for an earlier edgeopt read "is not one of tensorrt-qdq"."""
+    text = (pathlib.Path(__file__).parent.parent / "profiles" / "jetson-orin-nano.toml").read_text()
+    path = tmp_path / "jetson-orin-nano.toml"
+    path.write_text(text.replace('int8_scheme = "tensorrt-qdq"', 'int8_scheme = "tensorrt-ptq"'))
+    with pytest.raises(BadInput, match="int8_scheme is an earlier edgeopt's name: it is now tensorrt-qdq .*, got "
+                                       "'tensorrt-ptq'"):
+        load_profile(str(path))
+
+
 def test_custom_profile_file_loads(tmp_path):
     path = tmp_path / "x.toml"
     path.write_text(GOOD)
