@@ -65,7 +65,8 @@ def parse(blob):
     digest = manifest.get(DIGEST_FIELD)
     if not (isinstance(digest, str) and _HEX64.match(digest)):
         raise BundleError("manifest field %s is missing or not 64 hex digits (a bundle written by an older "
-                          "edgeopt? package it again)" % DIGEST_FIELD)
+                          "edgeopt? package it again: `tar -xOf BUNDLE manifest.json` shows, unverified, what "
+                          "it was packaged from and how)" % DIGEST_FIELD)
     if canonical_bytes(manifest) != blob:
         raise BundleError("manifest.json is not in canonical form (sorted keys, indent 1, ASCII): "
                           "it was modified after packaging, refused")

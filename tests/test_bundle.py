@@ -127,7 +127,8 @@ CASES = [
     (_huge, "more than the 1048576 allowed"),
     (edit_manifest(_set(["schema"], "edgeopt.bundle/99")), 'schema is "edgeopt.bundle/99"'),
     (edit_manifest(_set(["budgets", "peak_rss_mb"], 712.0), seal=False), "does not match its content_sha256"),
-    (edit_manifest(_drop("content_sha256"), seal=False), "content_sha256 is missing"),
+    (edit_manifest(_drop("content_sha256"), seal=False), "content_sha256 is missing or not 64 hex digits (a bundle "
+     "written by an older edgeopt? package it again: `tar -xOf BUNDLE manifest.json` shows, unverified"),
     # Resealed (digest recomputed): the validator names the field.
     (edit_manifest(_drop("runtime")), "manifest field runtime is missing"),
     (edit_manifest(_set(["runtime", "name"], "tensorrt-x")), "manifest field runtime.name is not a runtime"),
