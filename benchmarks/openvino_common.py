@@ -176,7 +176,8 @@ def _hand_main(model, calib, out_dir, mode):
 
 def edgeopt_recipe(model, calib, out_dir, int8=True) -> dict:
     """edgeopt's packaging of the same model in a fresh process: {"conversion_s" (convert + quantize
-    + save, edgeopt's own clock), "package_s" (the whole api.package), "process_s"}."""
+    + save, edgeopt's own clock without the host hint), "hint_s" (the host-side INT8/FP32 timing hint),
+    "package_s" (the whole api.package), "process_s"}."""
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "edgeopt", str(model), str(calib), str(out_dir),
                           "int8" if int8 else "fp32"], capture_output=True, text=True, check=True).stdout
@@ -195,7 +196,10 @@ def _edgeopt_main(model, calib, out_dir, mode):
     m = api.package(model, "intel-cpu", pathlib.Path(out_dir) / f"edgeopt-{mode}.edgepkg", "fp32",
                     "int8" if mode == "int8" else "none", calib=calib if mode == "int8" else None,
                     subset_size=min(300, calib_samples(calib)) if mode == "int8" else None, allow_mismatch=True)
-    print(json.dumps({"package_s": time.perf_counter() - start, "conversion_s": m["conversion_seconds"]}))
+    # the host-side INT8/FP32 hint is timed inside the conversion's clock: it is work the hand recipe does not do
+    hint_s = (m["compression"].get("host_hint") or {}).get("seconds", 0.0)
+    print(json.dumps({"package_s": time.perf_counter() - start, "conversion_s": m["conversion_seconds"] - hint_s,
+                      "hint_s": hint_s}))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["hand"]:
