@@ -108,6 +108,7 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
         _check_identity(study, identity)
         _check_space(study, dims)
         _fail_orphans(study)
+        _fill_textbook(study, dims, job.profile_precision())
         _check_baseline(study)
     else:
         study.set_user_attr("identity", identity)
@@ -281,6 +282,23 @@ def _fail_orphans(study) -> None:
                 requeue(study, t)
                 continue
             fail_unfinished(study, t, f"its worker (process {pid} on {worker_host}) stopped before it ended")
+
+
+def _fill_textbook(study, dims: list, precision: str) -> None:
+    """INT8 by hand still queued in a study an earlier edgeopt began, whose space lacked a dimension of today's
+    (threads): measured, the sampler drew that dimension, so "the backend's defaults" ran at 1 thread where a new
+    study's run at the device's cores (an upgrade walkthrough). Today's defaults fill what it does not fix."""
+    import optuna
+
+    first = spaces.textbook(dims, precision)
+    if first is None:
+        return
+    whole = spaces.params(dims, first, samplers.models_every_dimension(study.sampler))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        fixed = t.system_attrs.get("fixed_params") or {}
+        if t.user_attrs.get("textbook") and set(whole) - set(fixed) - set(t.params):
+            # Optuna has no public call to change a queued trial's parameters; its storage allows it while waiting
+            study._storage.set_trial_system_attr(t._trial_id, "fixed_params", {**whole, **fixed})
 
 
 def fail_unfinished(study, t, why: str) -> None:

@@ -456,6 +456,28 @@ def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
     assert len([row for row in rows if not row["cached"]]) == 3 and not any(row["error"] for row in rows)
 
 
+def test_int8_by_hand_queued_by_an_older_study_runs_at_todays_defaults(tmp_path):
+    """An upgrade walkthrough: a study an earlier edgeopt began (no space recorded, no threads dimension) resumed
+    with INT8 by hand still queued: the sampler drew its threads, so "the backend's defaults" ran at 1 thread
+    where a new study's run at the device's cores."""
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "old", "--trials", "3",
+            "--budget", "latency_p90_ms=50", "--sampler", "random", "--no-screening"]
+    p, rest = _ctrl_c_at(args, 0)
+    assert p.wait(timeout=120) == 130, rest
+    study = optuna.load_study(study_name="old", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    study.set_user_attr("space", None)   # as a study from before the space was recorded
+    textbook = next(t for t in study.get_trials() if t.user_attrs.get("textbook"))
+    fixed = textbook.system_attrs["fixed_params"]
+    assert "threads" in fixed and textbook.state == optuna.trial.TrialState.WAITING
+    study._storage.set_trial_system_attr(textbook._trial_id, "fixed_params",
+                                         {k: v for k, v in fixed.items() if k != "threads"})
+    r = subprocess.run(args + ["--resume", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    row = next(row for row in json.loads(r.stdout)["trials"] if row["textbook"])
+    assert row["config"] == f"quantize=int8 threads={fixed['threads']}", row
+
+
 def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
     """Versions before the baseline went back to the queue failed it for good. With a relative budget such a study
     has no limit to judge against: --resume is refused naming the reason, where every trial failed and it ended with
