@@ -456,13 +456,22 @@ class Store:
     def documents_at(self, paths: list) -> dict:
         """{path: the newest stored result document saved to that file}, for the paths the store has rows of;
         each document with `_path` (the file): `report --study` on a host where the files of another worker's
-        trials are not."""
+        trials are not. A relative path (a study records them as its worker gave them) is the stored absolute path
+        that ends with it: the store keeps absolute paths, and `report --study` found none of a study run with the
+        default --results-dir (a walkthrough)."""
         t = results_table.c
-        query = (sa.select(t.id, t.path, t.document).where(t.path.in_([str(p) for p in paths]))
-                 .order_by(self._instant(t.created), t.id))
+        paths = [str(p) for p in paths]
+        matches = [t.path.in_(paths)] + [t.path.endswith(os.sep + os.path.normpath(p), autoescape=True)
+                                          for p in paths if not os.path.isabs(p)]
+        query = sa.select(t.id, t.path, t.document).where(sa.or_(*matches)).order_by(self._instant(t.created), t.id)
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        found = {r.path: r.document for r in rows if isinstance(r.document, dict)}   # the newest row wins
+        found = {}
+        for row in (r for r in rows if isinstance(r.document, dict)):   # the newest row wins
+            for path in paths:
+                if row.path == path or not os.path.isabs(path) and \
+                        row.path.endswith(os.sep + os.path.normpath(path)):
+                    found[path] = row.document
         return {path: dict(doc, _path=path) for path, doc in found.items()}
 
     def _instant(self, created):

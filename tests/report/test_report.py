@@ -516,6 +516,14 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
     from edgeopt.errors import BadInput
     with pytest.raises(BadInput, match="the result of .*on-another-host.json is not an edgeopt.result/1 document"):
         api.report([], fmt="markdown", history=False, study="s")
+    # a study run with a relative --results-dir records its files so; the store keeps them absolute (it found none)
+    relative = os.path.join("results", "history", "s-t1@pi-2-20261207T120000Z.json")
+    with Store(store) as kept:
+        kept.add(other, path=str(tmp_path / "worker" / relative))
+    best["results"] = [relative]
+    study["notes"].clear()
+    away = api.report([], fmt="markdown", history=False, study="s")
+    assert away["exit_code"] == 0 and f"read from the results store: {relative}" in away["text"], away["text"]
     best["results"] = [str(paths["s-t1"])]
     # result files named: their own verdict, as without --study
     assert api.report([paths["s-t1"]], fmt="markdown", history=False, study="s")["exit_code"] == 0
