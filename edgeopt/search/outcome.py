@@ -321,10 +321,11 @@ def _pareto(trials: list, names: tuple, judge) -> list:
     0.98x on a quicker moment of the host). A trial without one of them (a screening run has no accuracy) is left
     off: its place is unknown, and comparing every trial on the figures all of them have would drop accuracy from
     the front for one screened trial. A trial the cache or a twin answered is its first trial's point, listed
-    once."""
+    once. An objective measured again is its runs' median, as every table shows it and the study judged it (the
+    first run's figure put a dominated trial on the front and left the chosen one off: a walkthrough)."""
     def point(t):
-        return [_finite(judge.value(t)) if judge.paired and n == judge.objective else t.user_attrs["figures"].get(n)
-                for n in names]
+        return [_finite(judge.value(t)) if n == judge.objective and (judge.paired or judge.runs(t))
+                else t.user_attrs["figures"].get(n) for n in names]
     points = [(t.number, point(t)) for t in trials
               if "figures" in t.user_attrs and not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
     present = [i for i in range(len(names)) if any(p[1][i] is not None for p in points)]

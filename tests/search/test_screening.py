@@ -280,7 +280,7 @@ def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
               t(2, {"latency_p90_ms": 0.5, "size_mb": 0.3}, measurement="screening"),
               t(3, {"latency_p90_ms": 1.0, "accuracy_drop": 0.3, "size_mb": 0.5}, cached=True),
               t(4, {"latency_p90_ms": 1.5, "accuracy_drop": 0.01, "size_mb": 1.0}, twin_of=None)]
-    absolute = types.SimpleNamespace(paired=False, objective="latency_p90_ms")
+    absolute = types.SimpleNamespace(paired=False, objective="latency_p90_ms", runs=lambda trial: None)
     assert outcome._pareto(trials, names, absolute) == [0, 1, 4]   # 4 is slower than 1 but loses far less accuracy
     assert outcome._pareto(trials, names + ("energy_mj",), absolute) == [0, 1, 4]   # nobody measured it: not compared
     # a paired objective is compared as the study ranks it, by the ratio to the baseline beside each trial: trial 5
@@ -288,13 +288,21 @@ def test_the_pareto_front_leaves_off_screened_and_repeated_trials():
     # the front left off the trial the study chose
     pair = [t(5, {"latency_p90_ms": 0.0201, "accuracy_drop": 0.0, "size_mb": 0.03}, paired={"latency_p90_ms": 0.98}),
             t(6, {"latency_p90_ms": 0.0217, "accuracy_drop": 0.0, "size_mb": 0.09}, paired={"latency_p90_ms": 0.93})]
-    paired = types.SimpleNamespace(paired=True, objective="latency_p90_ms",
+    paired = types.SimpleNamespace(paired=True, objective="latency_p90_ms", runs=lambda trial: None,
                                    value=lambda trial: trial.user_attrs["paired"]["latency_p90_ms"])
     assert outcome._pareto(pair, names, absolute) == [5] and outcome._pareto(pair, names, paired) == [5, 6]
     unpaired = t(7, {"latency_p90_ms": 0.001, "accuracy_drop": 0.0, "size_mb": 0.01}, paired={})   # no ratio: inf
     paired_value = types.SimpleNamespace(paired=True, objective="latency_p90_ms", value=lambda trial: (
         trial.user_attrs["paired"].get("latency_p90_ms", float("inf"))))
     assert outcome._pareto(pair + [unpaired], names, paired_value) == [5, 6]   # off the front, not on it by size
+    # an objective measured again is its runs' median, as the tables show it: trial 8's first run (0.0191 ms)
+    # dominated trial 9, and its three runs' median (0.031) does not
+    again = [t(8, {"latency_p90_ms": 0.0191, "accuracy_drop": 0.0, "size_mb": 0.03}),
+             t(9, {"latency_p90_ms": 0.0195, "accuracy_drop": 0.0, "size_mb": 0.09})]
+    medians = types.SimpleNamespace(paired=False, objective="latency_p90_ms",
+                                    runs=lambda trial: [0.0191, 0.031, 0.0315] if trial.number == 8 else None,
+                                    value=lambda trial: 0.031 if trial.number == 8 else 0.0195)
+    assert outcome._pareto(again, names, absolute) == [8] and outcome._pareto(again, names, medians) == [8, 9]
 
 
 def test_a_candidate_ruled_out_against_a_best_later_demoted_is_measured_fully(tmp_path, monkeypatch):
