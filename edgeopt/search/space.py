@@ -64,8 +64,10 @@ class Dimension:
     int8_only: bool = False         # a backend option that acts only with quantize int8: passed on only then
     toggle: bool = False            # a transform's on/off dimension (its options are its children)
     owner: str = ""                 # the backend whose dimension this is, where the space has several
-    # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared).
+    # How far a space file may widen it: the option's own bounds or choices (empty: no wider than declared);
+    # low_open: the lower bound itself is refused by the option (prune.channels > 0).
     limits: tuple = ()
+    low_open: bool = False
     # A number range tried only in these steps from low (a space file's {low, high, step}): every sampler,
     # the grid included, then proposes the same finite set of values, so their studies share candidates.
     step: float | None = None
@@ -233,6 +235,7 @@ def _option_dimension(name: str, field, kind, parent: str = "") -> Dimension:
         limits = (meta["low"] if meta["low"] is not None else search[0],
                   meta["high"] if meta["high"] is not None else search[1])
         return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), parent, limits=limits,
+                         low_open=bool(meta.get("low_open")) and limits[0] == meta["low"],
                          off=meta.get("search_off") or "", default=default)
     return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()), default=default)
 
@@ -578,8 +581,12 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
     if low > high:   # said as such: "not within the option's bounds" sent the user to the bounds
         raise BadInput(f"{where}: low {low:g} is above high {high:g}")
     lowest, highest = dim.limits or (dim.low, dim.high)
-    if not lowest <= low <= high <= highest:
-        raise BadInput(f"{where}: [{low}, {high}] is not within the option's bounds {lowest:g}..{highest:g}")
+    # an open lower bound, or a log scale's 0, failed a trial mid-study (a walkthrough) where it belongs here
+    above = dim.low_open or dim.log and lowest <= 0
+    if not (lowest < low if above else lowest <= low) or not low <= high <= highest:
+        bounds = f"above {max(lowest, 0):g}, up to {highest:g}" if above else f"{lowest:g}..{highest:g}"
+        scale = ", a log scale" if dim.log and not dim.low_open else ""
+        raise BadInput(f"{where}: [{low}, {high}] is not within the option's bounds ({bounds}{scale})")
     if dim.integer and not all(float(v).is_integer() for v in (low, high, step or 1)):
         raise BadInput(f"{where}: expected whole numbers, got low {low}, high {high}" + (
             f", step {step}" if step else ""))
@@ -616,11 +623,17 @@ def _stepped(value: dict, where: str) -> tuple:
     return [value["low"], value["high"]], value.get("step")
 
 
+MAX_STEPS = 10_000   # steps of a space file's {low, high, step}: far more values than any study measures
+
+
 def _check_step(low, high, step, log: bool, where: str) -> None:
     if log:
         raise BadInput(f"{where}: a step needs a linear range; this option is searched on a log scale")
     if not step > 0:
         raise BadInput(f"{where}: step must be above 0, got {step}")
     count = (high - low) / step
+    if count > MAX_STEPS:   # the grid lists every value: a step of 1e-9 over 0.1..0.7 was a MemoryError
+        raise BadInput(f"{where}: step {step:g} makes {count + 1:,.0f} values of {low:g}..{high:g}; at most "
+                       f"{MAX_STEPS + 1:,} are searched: give a larger step")
     if abs(count - round(count)) > 1e-6:
         raise BadInput(f"{where}: high {high} is not low {low} plus a whole number of steps of {step}")

@@ -154,6 +154,12 @@ def test_a_transform_and_its_strength_are_one_ordered_axis_for_the_samplers(tmp_
     ('"prune.channels" = {low = 0.1, high = 0.99, step = 0.01}', "option's bounds"),
     ('"prune.channels" = [0.6, 0.3]', "prune.channels: low 0.6 is above high 0.3$"),
     ('"prune.channels" = {low = 0.7, high = 0.1, step = 0.2}', "low 0.7 is above high 0.1$"),
+    # an open lower bound and a log scale's 0 failed a trial mid-study, one as "another search space" (a walkthrough)
+    ('"prune.channels" = {low = 0.0, high = 0.5, step = 0.25}', r"bounds \(above 0, up to 0.95\)$"),
+    ('"distill.lr" = [0.0, 0.01]', r"\[0.0, 0.01\] is not within the option's bounds \(above 0, up to 0.01\)$"),
+    # a step that makes millions of values was a MemoryError listing them for the grid
+    ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.000000001}', "makes 600,000,001 values of 0.1..0.7; at "
+                                                                      "most 10,001 are searched"),
 ])
 def test_bad_steps_are_refused_naming_the_file_and_dimension(tmp_path, line, fragment):
     with pytest.raises(BadInput, match=fragment) as e:
