@@ -984,7 +984,17 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
     out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
     if outcome["exit_code"] == 1:   # why, as `check -q` says it: exit 1 said nothing
         out.quiet_lines(_why_optimize_missed(outcome))
+    elif outcome.get("best"):   # a best to rely on with care: its warnings, which --quiet keeps (a walkthrough)
+        out.quiet_lines(_optimize_warnings(outcome))
     return outcome["exit_code"]
+
+
+def _optimize_warnings(outcome: dict) -> list:
+    """The warnings beside a best that met every budget: runs that disagree, a rebuilt bundle unlike the measured."""
+    from .search.judging import best_warnings
+    return ([f"warning: {w}" for w in best_warnings(outcome, outcome["best"])]
+            + [f"warning: trial {n}'s bundle was rebuilt on this host and its files differ from those measured: its "
+               "figures are not this bundle's" for n in outcome.get("rebuilt_differs", [])])
 
 
 def _why_optimize_missed(outcome: dict) -> list:

@@ -93,6 +93,11 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
             storage.engine.dispose()
         if isinstance(e, (BadInput, DeviceFailure)):   # refused before any trial: no empty folders left behind
             _remove_if_empty(missing)
+        if isinstance(e, KeyboardInterrupt):   # "the same command with --resume continues it": no study to resume
+            _remove_if_empty(missing)
+            raise KeyboardInterrupt(f"stopped before study {study_name!r} " + (
+                "went on: the same command continues it" if resume else
+                "began: nothing was measured; the same command starts it")) from None
         raise
     if multi_objective:   # the front as the study keeps it: a resumed one keeps the figures it began with
         job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "

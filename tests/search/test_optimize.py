@@ -1581,3 +1581,18 @@ def test_a_bad_seed_and_a_front_without_labels_are_refused_before_any_trial(cli,
     assert r.exit_code == 2 and "--pareto (its front ranks the accuracy drop): accuracy is measured on labelled " \
         "eval data, and no --eval-data was given" in r.stderr, r.stderr
     assert not (tmp_path / "opt").exists()
+
+
+def test_ctrl_c_before_the_study_exists_does_not_offer_resume(cli, tmp_path, monkeypatch):
+    """A walkthrough: Ctrl-C while the model was still read said "the finished trials of study 'b1' are kept; the
+    same command with --resume continues it", and --resume then said there is no such study."""
+    from edgeopt.search import study
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(study, "_prepare", interrupted)
+    r = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+            "--study", "b1", "--trials", "2")
+    assert r.exit_code == 130 and "stopped before study 'b1' began: nothing was measured; the same command starts " \
+        "it" in r.stderr and "--resume" not in r.stderr, r.stderr
+    assert not (tmp_path / "opt").exists()

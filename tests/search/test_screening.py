@@ -561,3 +561,18 @@ def test_a_chosen_configuration_that_only_changes_threads_is_said(package, steps
     if said:
         assert notes[0].startswith("the chosen configuration compresses nothing: it is the untouched model at "
                                    "threads=1, where the baseline ran at 2")
+
+
+def test_quiet_keeps_the_warnings_beside_a_best_that_met_every_budget():
+    """A walkthrough: `optimize --quiet` printed nothing on exit 0, where the best met its latency budget by the
+    median of its runs and not on each (the warning a CI user needs), or its rebuilt bundle differed from the one
+    measured; --help says --quiet keeps warnings."""
+    from edgeopt import cli
+
+    best = {"trial": 2, "figures": {"latency_p90_ms": 0.0188}, "rechecked": [0.0195, 0.0188, 0.0181]}
+    outcome = {"objective": "latency_p90_ms", "budgets": {"latency_p90_ms": 0.019}, "best": best,
+               "rebuilt_differs": [2]}
+    lines = cli._optimize_warnings(outcome)
+    assert lines[0].startswith("warning: the best met latency_p90_ms ≤ 0.019 by the median of its 3 runs")
+    assert lines[1].startswith("warning: trial 2's bundle was rebuilt on this host and its files differ")
+    assert cli._optimize_warnings(dict(outcome, rebuilt_differs=[], best=dict(best, rechecked=[0.018]))) == []
