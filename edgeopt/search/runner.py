@@ -162,9 +162,6 @@ class Runner:
         trial.set_user_attr("key", key)
         trial.set_user_attr("worker", rdb.WORKER)
         config = candidate.describe()
-        if trial.user_attrs.get("baseline") and any(d.name == "backend" for d in self.dims):
-            # beside trials that name theirs: the baseline runs on the profile's own backend, which it leaves implicit
-            config = f"backend={self.job.backend or self.job.profile_backend()} {config}"
         trial.set_user_attr("config", config)
         full = trial.user_attrs.get("again_of") is not None   # not answered by a screening run again
         cached = self._cached(key, trial.number, full) or self._answer_of_another_worker(key, trial, full)
@@ -719,7 +716,11 @@ def _baseline(dims: list, job: Job):
     allows), measured in the same study on the same devices: the paired reference. Not sampled: a space that
     fixes a transform on must not change what the reference is."""
     threads = next((max(d.choices) for d in dims if d.name == "threads"), None)
-    return trials_.Candidate({"quantize": "none", "precision": job.profile_precision()}, [], threads)
+    # named where the space has several backends, as a sampled candidate names its own: the untouched model
+    # sampled on the profile's backend is then the same candidate, answered from the study, not measured again
+    # under another key (a walkthrough: intel-cpu's OpenVINO float trial)
+    backend = {"backend": job.backend or job.profile_backend()} if any(d.name == "backend" for d in dims) else {}
+    return trials_.Candidate({**backend, "quantize": "none", "precision": job.profile_precision()}, [], threads)
 
 
 def _for_sampler(excess: float) -> float:

@@ -1596,3 +1596,18 @@ def test_ctrl_c_before_the_study_exists_does_not_offer_resume(cli, tmp_path, mon
     assert r.exit_code == 130 and "stopped before study 'b1' began: nothing was measured; the same command starts " \
         "it" in r.stderr and "--resume" not in r.stderr, r.stderr
     assert not (tmp_path / "opt").exists()
+
+
+def test_the_untouched_model_on_the_profiles_backend_is_the_baseline_not_a_new_candidate(cli, tmp_path):
+    """A walkthrough: on intel-cpu (OpenVINO or ONNX Runtime) the sampled OpenVINO float candidate was packaged
+    and measured again beside the baseline, the same bundle under another content key, and counted."""
+    space = tmp_path / "space.toml"
+    space.write_text('backend = ["openvino", "onnxruntime"]\nquantize = ["none"]\nprecision = ["fp32"]\n'
+                     'threads = [1]\n')
+    r = _optimize(cli, tmp_path, "--profile", "intel-cpu", "--space", space, "--sampler", "grid", "--trials", "4",
+                  "--study", "same", "--budget", "latency_p90_ms=50")
+    assert r.exit_code == 0, r.stderr
+    rows = r.json()["trials"]
+    assert rows[0]["baseline"] and rows[0]["config"] == "backend=openvino quantize=none precision=fp32 threads=1"
+    again = [row for row in rows[1:] if row["config"] == rows[0]["config"]]
+    assert again and all(row["cached"] for row in again), rows
