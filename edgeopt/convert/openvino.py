@@ -226,7 +226,7 @@ class OpenVinoBackend(Backend):
     def _convert(self, source, request, workdir, progress):
         import openvino as ov
 
-        model = self._read(source, progress)
+        model, given = self._read(source, progress)
         compression = {"quantize": request.quantize, "precision": request.precision}
         tools = {"openvino": openvino_version()}
         if request.quantize != "none":
@@ -244,6 +244,7 @@ class OpenVinoBackend(Backend):
             compression["ir"] = "as given" + (", reshaped to static input shapes" if reshaped else "")
         else:
             progress.status("saving OpenVINO IR")
+            _stable_names(model, given)
             ov.save_model(model, str(out), compress_to_fp16=request.precision != "fp32")
         from ..ir import bin_path, weight_bytes_by_type
         compression["weights_bytes"] = weight_bytes_by_type(out)
@@ -269,19 +270,25 @@ class OpenVinoBackend(Backend):
         compression["host_hint"] = hint
         return host_hint.warnings(hint)
 
-    def _read(self, source, progress):
+    def _read(self, source, progress) -> tuple:
+        """(the model, the names its source gave: _stable_names leaves those alone)."""
         import openvino as ov
 
         if source.ir_path is not None:
             from ..ir import read_model
-            return read_model(source.ir_path)[0]
+            model = read_model(source.ir_path)[0]
+            return model, {op.get_friendly_name() for op in model.get_ops()}
         progress.status("converting to OpenVINO IR")
         import onnx
 
         from ..models import refuse_passthrough
-        refuse_passthrough(onnx.load(str(source.onnx_path), load_external_data=False), source.reference, self.name)
+        onnx_model = onnx.load(str(source.onnx_path), load_external_data=False)
+        refuse_passthrough(onnx_model, source.reference, self.name)
+        graph = onnx_model.graph
+        given = ({n.name for n in graph.node} | {o for n in graph.node for o in n.output}
+                 | {t.name for t in (*graph.input, *graph.output, *graph.initializer)})
         try:
-            return ov.convert_model(str(source.onnx_path))
+            return ov.convert_model(str(source.onnx_path)), given
         except Exception as e:  # OpConversionFailure, GeneralFailure, RuntimeError: all one line, op named
             raise BadInput(describe_conversion_failure(e, source.onnx_path, source.reference)) from None
 
@@ -301,6 +308,21 @@ class OpenVinoBackend(Backend):
 
         model = read_model(model_path)[0]
         return tensor_specs(model.inputs), tensor_specs(model.outputs)
+
+
+# what OpenVINO names an op it made (a folded constant "Reshape_15"): its number comes from a counter global to the
+# process, so the second conversion of one model in a process names it "Reshape_2707"
+MADE_UP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*_\d+")
+
+
+def _stable_names(model, given: set) -> None:
+    """The names OpenVINO and NNCF made up renumbered in graph order, the source's own left alone: one model
+    converted twice is then one IR, byte for byte. optimize's content keys and its check of a rebuilt bundle
+    compare files, and every OpenVINO rebuild read as "its files differ from those measured" (a walkthrough)."""
+    for index, op in enumerate(model.get_ordered_ops()):
+        name = op.get_friendly_name()
+        if name not in given and MADE_UP_NAME.fullmatch(name):
+            op.set_friendly_name(f"{name.rsplit('_', 1)[0]}_n{index}")
 
 
 def _refuse_quantized_again(model, reference: str) -> None:

@@ -445,3 +445,15 @@ def test_the_activation_range_check_skips_outputs_whose_length_varies():
     noisy = [a + 0.5 for a in fixed]
     assert _min_sqnr([rows], [[rows[0], np.ones((4, 4), np.float32)]]) == 200.0
     assert _min_sqnr([rows, fixed], [[rows[0], rows[1][:2]], noisy]) < 30
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_one_model_packaged_twice_in_a_process_is_one_ir(tmp_path, quantize):
+    """OpenVINO names what it folds from a counter global to the process ("Reshape_15", then "Reshape_2707"):
+    every rebuild in optimize read as "its files differ from those measured", and no content key matched."""
+    def model_files(name):
+        m = api.package(str(MODEL), "intel-cpu", tmp_path / f"{name}.edgepkg", quantize=quantize,
+                        calib=str(CALIB) if quantize == "int8" else None, eval_data=str(EVAL))
+        return {f["path"]: f["sha256"] for f in m["files"] if f["role"] == "model"}
+    first = model_files("a")
+    assert first and model_files("b") == first
