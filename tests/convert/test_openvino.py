@@ -457,3 +457,14 @@ def test_one_model_packaged_twice_in_a_process_is_one_ir(tmp_path, quantize):
         return {f["path"]: f["sha256"] for f in m["files"] if f["role"] == "model"}
     first = model_files("a")
     assert first and model_files("b") == first
+
+
+def test_the_host_hint_leaves_no_compiled_blob_in_the_model_cache(tmp_path, monkeypatch):
+    """A large-model walkthrough: one ResNet-50 INT8 bundle left 125 MB of compiled blobs in ~/.cache for good,
+    the host hint's compilations of models the host compiles once; the bundle keeps its cache for the device."""
+    monkeypatch.setenv("EDGEOPT_AGENT_CACHE", str(tmp_path / "cache"))
+    m = api.package(str(MODEL), "intel-cpu", tmp_path / "q.edgepkg", quantize="int8", calib=str(CALIB),
+                    eval_data=str(EVAL))
+    assert m["compression"]["host_hint"]["ratio"] > 0 and m["runtime"]["options"]["model_cache"] is True
+    cache = tmp_path / "cache" / "openvino-model-cache"
+    assert not cache.exists() or not any(cache.iterdir())
