@@ -263,10 +263,11 @@ def describe_tensors(model):
 
 
 def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bool = True,
-               takes_torch: bool = False) -> SourceModel:
+               takes_torch: bool = False, progress=None) -> SourceModel:
     """Any supported model -> SourceModel with an ONNX file (or an IR) of static input shapes in `workdir`,
     simplified (edgeopt/simplify.py) unless `simplify` is False; with takes_torch, a PyTorch module or
-    ExportedProgram stays a module (torch_export.load)."""
+    ExportedProgram stays a module (torch_export.load). progress: told of the export, the long step (13 s of a
+    ResNet-50 showed only "loading": a walkthrough)."""
 
     fmt = detect_format(reference)
     if takes_torch and fmt in ("pytorch-module", "exported-program"):
@@ -283,6 +284,8 @@ def load_model(reference: str, shapes: dict, workdir: pathlib.Path, simplify: bo
         sha = onnx_sha256(src)
     else:
         from . import torch_export
+        if progress is not None:
+            progress.status(f"exporting {reference} to ONNX and checking the export")
         src, sha = torch_export.export(reference, fmt, shapes, workdir)
     return onnx_source(src, reference, fmt, sha, shapes, workdir, simplify)
 

@@ -170,7 +170,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
                 model, shapes, work, simplify, backend, list(steps), calib, eval_data, train_data, teacher,
                 seed, progress, host_timing, transform_cache)
         else:
-            source = load_model(model, shapes, work, simplify, backend.takes_torch)
+            source = load_model(model, shapes, work, simplify, backend.takes_torch, progress)
             calibration, evaluation = _samples(calib, eval_data, source)
             stages, reused = [], False
         intake_seconds = time.perf_counter() - started

@@ -359,6 +359,11 @@ def test_the_table_says_when_the_host_ran_another_precision_than_asked():
     assert rows["float precision"] == "fp16 (ran as bf16 on this host; parity judged bf16)"
     manifest["parity"]["host_inference_precision"] = "f16"
     assert dict(package_rows(manifest))["float precision"] == "fp16"
+    # a PyTorch source's time before the conversion is its export (13 s read as "reading the source")
+    manifest.update(intake_seconds=13.39, source={"format": "pytorch-module"})
+    assert dict(package_rows(manifest))["conversion"] == "1.00 s (after 13.39 s loading and exporting the source)"
+    manifest["source"]["format"] = "onnx"
+    assert dict(package_rows(manifest))["conversion"] == "1.00 s (after 13.39 s reading the source)"
 
 
 def test_a_small_calibration_set_is_warned_about(cli, tmp_path):

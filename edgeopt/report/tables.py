@@ -244,7 +244,10 @@ def package_rows(m: dict):
     if m.get("signed"):
         rows.append(("signed", _signed(m).split(";")[0]))   # just signed: whether it verifies is the device's word
     intake = m.get("intake_seconds")
-    before = (f" (after {intake:.2f} s reading the source" + (" and its transforms)" if m.get("transforms") else ")")
+    # a PyTorch source's time is its export to ONNX and the checks of it ("reading" a 13 s export: a walkthrough)
+    exported = (m.get("source") or {}).get("format") in ("pytorch-module", "torchscript", "exported-program")
+    reading = "loading and exporting the source" if exported else "reading the source"
+    before = (f" (after {intake:.2f} s {reading}" + (" and its transforms)" if m.get("transforms") else ")")
               if intake is not None and intake >= 0.5 else "")
     rows.append(("conversion", f"{m['conversion_seconds']:.2f} s{before}"))
     rows += [("note", n) for n in m.get("notes", []) if not n.startswith("warning:")]   # printed loud, below it
