@@ -367,6 +367,11 @@ def test_compare_says_when_a_quantized_bundle_is_no_faster_than_its_float_one(cl
         name = int8_result["bundle"]["name"]
         assert bool(notes) == said and (not said or notes[0].startswith(
             f"{name} is quantized and runs at 1.25x the p50 of m-fp32 (float) on local")), notes
+    noisy = dict(float_doc, latency=scaled(int8_result["latency"], 0.8), warnings=["noisy run: robust spread ..."])
+    notes = cli("compare", _write(tmp_path, int8_result, "int8.json"), _write(tmp_path, noisy, "fp32.json"),
+                "--json").json()["notes"]   # a large-model walkthrough: 1.01x from a noisy run, 4x measured again
+    assert notes[0].endswith("(float) on local: measured in a run flagged noisy (m-fp32): measure both again before "
+                             "concluding that quantization does not pay there"), notes
     other = copy.deepcopy(float_doc)   # another model's float bundle: nothing to say
     other["bundle"]["source"] = dict(other["bundle"]["source"], sha256="0" * 64)
     other["latency"] = scaled(int8_result["latency"], 0.5)
