@@ -262,10 +262,22 @@ def _read(study, name: str) -> dict:
            "pareto": _pareto(judging.complete(study), figures, judging.Judge.of(study, objective)),
            "multi_objective": len(study.directions) > 1,
            **_relative(study), "closest": None if ranked else _closest(study, budgets),
-           "notes": list(study.user_attrs.get("notes", []))}
+           "notes": list(study.user_attrs.get("notes", [])) + _not_over(study)}
     best = _choose(study, ranked, out)   # as the study chose it at its end
     out["best"] = _best_answer(out, _best_row(study, best)) if best else None
     return dict(out, **_versus(study, best))
+
+
+def _not_over(study) -> list:
+    """A note where trials are running (a worker at work, or one killed): a report of a study in progress read
+    as its final answer (a walkthrough). Trials waiting in the queue are a later --resume's, not a sign of it."""
+    import optuna
+
+    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    if not running:
+        return []
+    return [f"the study is not over: {running} trial{'' if running == 1 else 's'} running (a worker at work, or "
+            "one killed, whose trial its next --resume fails); this is its answer so far"]
 
 
 def _rows(study, trials=None) -> list:

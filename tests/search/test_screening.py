@@ -576,3 +576,15 @@ def test_quiet_keeps_the_warnings_beside_a_best_that_met_every_budget():
     assert lines[0].startswith("warning: the best met latency_p90_ms ≤ 0.019 by the median of its 3 runs")
     assert lines[1].startswith("warning: trial 2's bundle was rebuilt on this host and its files differ")
     assert cli._optimize_warnings(dict(outcome, rebuilt_differs=[], best=dict(best, rechecked=[0.018]))) == []
+
+
+def test_a_report_of_a_study_with_a_trial_running_says_it_is_not_over(tmp_path):
+    """A walkthrough: `report --study` six seconds into a run said "3 trials; chosen trial 1", exit 0, as final."""
+    import optuna
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    study.enqueue_trial({})   # waiting in the queue: a later --resume's, no sign of a study at work
+    assert outcome._not_over(study) == []
+    study.ask()
+    assert outcome._not_over(study) == ["the study is not over: 1 trial running (a worker at work, or one killed, "
+                                        "whose trial its next --resume fails); this is its answer so far"]
