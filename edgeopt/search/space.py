@@ -142,9 +142,35 @@ def build(backends, source_format: str, has_calib: bool, has_train: bool, cores:
                  if measures_accuracy or _transform_of(d) in named]
     if cores and cores > 1:
         dims.append(Dimension("threads", tuple(sorted({1, 2, 4, 8} & set(range(1, cores + 1)) | {cores}))))
+    if doc and len(backends) == 1:
+        doc = _one_backends_keys(doc, backends[0].name, space_file)
     if doc:
         dims = _narrow(dims, doc, space_file, ", ".join(b.name for b in backends))
     return dims
+
+
+def _one_backends_keys(doc: dict, backend: str, path) -> dict:
+    """One backend's dimensions carry no prefix: the file's "openvino.quantize" is its "quantize" here, and another
+    backend's keys have nothing to narrow. A file written for two backends read "not a dimension of this search"
+    once `backend = [...]` or the devices kept one (a walkthrough)."""
+    from ..profiles import BACKENDS
+
+    out = {}
+    for key, value in doc.items():
+        prefix, dot, rest = key.partition(".")
+        if key in BACKENDS and isinstance(value, dict):   # an unquoted openvino.quantize: a table in TOML
+            prefix, dot, rest, value = key, ".", None, value
+        if not dot or prefix not in BACKENDS:
+            own = {key: value}
+        elif prefix != backend:
+            continue
+        else:
+            own = value if rest is None else {rest: value}
+        twice = sorted(set(own) & set(out))
+        if twice:
+            raise BadInput(f"{path}: {twice[0]} is narrowed twice, with and without the prefix {backend}.: give one")
+        out.update(own)
+    return out
 
 
 def _transform_of(dim: Dimension) -> str:

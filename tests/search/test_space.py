@@ -640,3 +640,16 @@ def test_a_transform_fixed_off_where_it_is_no_dimension_is_what_holds(tmp_path):
         f.write_text(f"distill = {value}\n")
         with pytest.raises(BadInput, match="distill: not a dimension of this search"):
             space.build(backend_for(load_profile("generic")), "pytorch-module", True, False, None, f)
+
+
+def test_a_backends_prefixed_keys_narrow_it_where_it_is_the_only_backend(tmp_path):
+    """A walkthrough: a space file written for intel-cpu's two backends ("openvino.quantize") read "not a dimension
+    of this search" once `backend = [...]` or the devices kept one backend."""
+    quantize = {d.name: d for d in _dims(tmp_path, '"onnxruntime.quantize" = ["none", "int8"]\n'
+                                                   'openvino.quantize = ["int8"]\n')}["quantize"]
+    assert quantize.choices == ("none", "int8")   # its own prefix dropped, the other backend's key left alone
+    with pytest.raises(BadInput, match=r"space.toml: quantize is narrowed twice, with and without the prefix "
+                                       r"onnxruntime\.: give one"):
+        _dims(tmp_path, 'quantize = ["none"]\n"onnxruntime.quantize" = ["int8"]\n')
+    with pytest.raises(BadInput, match="space.toml: colour: not a dimension"):   # a typo under its own prefix
+        _dims(tmp_path, '"onnxruntime.colour" = ["red"]\n')
