@@ -182,3 +182,21 @@ def calibration_needed() -> BadInput:
     return BadInput("--quantize int8 needs calibration data: --calib samples.npz "
                     f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
 
+
+
+def as_artifact(model_file, out: pathlib.Path, workdir: pathlib.Path) -> None:
+    """`out` holding the bytes of `model_file`, the model packaged as it is: a hard link where the file is this
+    package's own work (one copy fewer of a large model in the temporary folder: three of a 97 MB ResNet-50
+    were there at once), a copy where it is the user's file (nothing may ever write to it through a link) or the
+    file system refuses links."""
+    import os
+    import shutil
+
+    model_file = pathlib.Path(model_file)
+    if model_file.resolve().is_relative_to(pathlib.Path(workdir).resolve()):
+        try:
+            os.link(model_file, out)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(model_file, out)

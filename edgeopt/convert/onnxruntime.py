@@ -6,13 +6,12 @@ A quantized bundle carries a host-side hint (`compression.host_hint`, edgeopt/co
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 from ..compress.mixed_quantize import budget_option, keep_float_option
 from ..models import INT8_METHODS
 from ..options import option
 from ..errors import BadInput
-from .base import Backend, Conversion
+from .base import Backend, Conversion, as_artifact
 
 
 def ort_session(model_path, threads=0):
@@ -199,7 +198,7 @@ class OnnxRuntimeBackend(Backend):
             if request.host_timing:
                 notes += _host_hint(source, request, out, compression, progress)
         elif request.precision == "fp16" and _quantized_graph(source.onnx_path):
-            shutil.copyfile(source.onnx_path, out)
+            as_artifact(source.onnx_path, out, workdir)
             compression["precision"] = "fp32"
             notes.append("--precision fp16 on a graph quantized already (QAT's QuantizeLinear/DequantizeLinear): "
                          "converted to float16, its DequantizeLinear scales made the model invalid for ONNX "
@@ -210,7 +209,7 @@ class OnnxRuntimeBackend(Backend):
             if request.host_timing:   # ONNX Runtime's CPU provider lacks fp16 kernels for most ops: casts around them
                 notes += _host_hint(source, request, out, compression, progress, what="fp16")
         else:
-            shutil.copyfile(source.onnx_path, out)
+            as_artifact(source.onnx_path, out, workdir)
         tools = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
         return Conversion(out, [], {"name": self.runtime, "options": {"providers": ["CPUExecutionProvider"]}},
                           compression, tools, notes)

@@ -326,3 +326,19 @@ def test_static_int8_of_an_opset_11_model_converts_it_to_opset_13_first(tmp_path
     assert [o.version for o in artifact.opset_import if o.domain in ("", "ai.onnx")] == [13]
     said = bounded("head " + "x" * 500 + " Error Unrecognized attribute: axis for operator DequantizeLinear")
     assert len(said) == 300 and said.startswith("head ") and said.endswith("axis for operator DequantizeLinear")
+
+
+def test_the_float_artifact_links_the_work_file_and_copies_the_users(tmp_path):
+    """A large-model walkthrough: three copies of a 97 MB model in the temporary folder at once, one of them the
+    float artifact copied from the simplified work file. The user's own file is copied: nothing may write to it."""
+    from edgeopt.convert.base import as_artifact
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "simplified.onnx").write_bytes(b"model")
+    as_artifact(work / "simplified.onnx", work / "model.onnx", work)
+    assert (work / "model.onnx").stat().st_ino == (work / "simplified.onnx").stat().st_ino
+    users = tmp_path / "mine.onnx"
+    users.write_bytes(b"model")
+    as_artifact(users, work / "copy.onnx", work)
+    assert (work / "copy.onnx").read_bytes() == b"model" and (work / "copy.onnx").stat().st_ino != users.stat().st_ino
