@@ -456,16 +456,21 @@ def test_a_baseline_interrupted_by_ctrl_c_is_measured_on_resume(tmp_path):
     assert len([row for row in rows if not row["cached"]]) == 3 and not any(row["error"] for row in rows)
 
 
+def _stopped_at_the_baseline(tmp_path, name: str, budget: str) -> tuple:
+    """(the optimize command, its study) after a Ctrl-C while the baseline ran: every trial still waiting."""
+    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
+            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", name, "--trials", "3",
+            "--budget", budget, "--sampler", "random", "--no-screening"]
+    p, rest = _ctrl_c_at(args, 0)
+    assert p.wait(timeout=120) == 130, rest
+    return args, optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+
+
 def test_int8_by_hand_queued_by_an_older_study_runs_at_todays_defaults(tmp_path):
     """An upgrade walkthrough: a study an earlier edgeopt began (no space recorded, no threads dimension) resumed
     with INT8 by hand still queued: the sampler drew its threads, so "the backend's defaults" ran at 1 thread
     where a new study's run at the device's cores."""
-    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
-            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "old", "--trials", "3",
-            "--budget", "latency_p90_ms=50", "--sampler", "random", "--no-screening"]
-    p, rest = _ctrl_c_at(args, 0)
-    assert p.wait(timeout=120) == 130, rest
-    study = optuna.load_study(study_name="old", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    args, study = _stopped_at_the_baseline(tmp_path, "old", "latency_p90_ms=50")
     study.set_user_attr("space", None)   # as a study from before the space was recorded
     textbook = next(t for t in study.get_trials() if t.user_attrs.get("textbook"))
     fixed = textbook.system_attrs["fixed_params"]
@@ -482,12 +487,7 @@ def test_a_study_whose_baseline_failed_for_good_is_refused_on_resume(tmp_path):
     """Versions before the baseline went back to the queue failed it for good. With a relative budget such a study
     has no limit to judge against: --resume is refused naming the reason, where every trial failed and it ended with
     exit 1."""
-    args = [sys.executable, "-m", "edgeopt", "optimize", str(MODEL), *map(str, DATA), "--results-dir",
-            str(tmp_path / "results"), "--output-dir", str(tmp_path / "opt"), "--study", "lost", "--trials", "3",
-            "--budget", "size_mb=0.5x", "--sampler", "random", "--no-screening"]
-    p, rest = _ctrl_c_at(args, 0)
-    assert p.wait(timeout=120) == 130, rest
-    study = optuna.load_study(study_name="lost", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    args, study = _stopped_at_the_baseline(tmp_path, "lost", "size_mb=0.5x")
     baseline = study.get_trials()[0]
     assert baseline.user_attrs["baseline"] and baseline.state == optuna.trial.TrialState.WAITING
     optuna.trial.Trial(study, baseline._trial_id).set_user_attr("error", "device: gone")   # as older versions left it
