@@ -228,6 +228,37 @@ def fix_input_shapes(model, shapes: dict) -> list:
     return notes
 
 
+# Float initializers larger than this go to shape inference as name, type and dims alone (shapes_of)
+WEIGHTLESS_ABOVE = 1024
+FLOAT_TYPES = (1, 10, 11, 16)   # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def shapes_of(model, **kwargs):
+    """onnx.shape_inference.infer_shapes of `model` without the values of its large float weights: it serializes
+    and parses the whole model twice, which for a 97 MB ResNet-50 was the peak of package and inspect (+390 MB for
+    shapes alone, a memory profile). Shapes never come from a float weight's values; integer initializers (shape
+    tensors, which data_prop reads) and small ones are passed whole."""
+    import onnx
+
+    light = onnx.ModelProto()
+    for message, into, left_out in ((model, light, "graph"), (model.graph, light.graph, "initializer")):
+        for field, value in message.ListFields():
+            if field.name == left_out:
+                continue
+            if hasattr(value, "extend"):   # a repeated field
+                getattr(into, field.name).extend(value)
+            elif hasattr(value, "CopyFrom"):   # a message
+                getattr(into, field.name).CopyFrom(value)
+            else:
+                setattr(into, field.name, value)
+    for tensor in model.graph.initializer:
+        if tensor.data_type in FLOAT_TYPES and math.prod(tensor.dims) > WEIGHTLESS_ABOVE:
+            light.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+        else:
+            light.graph.initializer.append(tensor)
+    return onnx.shape_inference.infer_shapes(light, **kwargs)
+
+
 def _infer_output_shapes(model) -> None:
     """An output exported with a named dim (['batch', 10]) keeps the name once the inputs are fixed, so the
     manifest would not say what a call returns: each named dim is inferred again from the static inputs
@@ -243,7 +274,7 @@ def _infer_output_shapes(model) -> None:
     if not named:
         return
     try:
-        inferred = {o.name: _dims(o) for o in onnx.shape_inference.infer_shapes(model).graph.output}
+        inferred = {o.name: _dims(o) for o in shapes_of(model).graph.output}
     except (onnx.shape_inference.InferenceError, ValueError):   # left as exported: the conversion still checks
         inferred = {}
     for output in model.graph.output:
@@ -302,7 +333,8 @@ def onnx_source(src: pathlib.Path, reference: str, fmt: str, sha: str, shapes: d
     _infer_output_shapes(model)
     fixed = workdir / "source.onnx"
     onnx.save(model, str(fixed))
-    inputs, outputs = describe_tensors(onnx.shape_inference.infer_shapes(model))
+    inputs, outputs = describe_tensors(shapes_of(model))
+    del model   # saved: the simplifier and its ONNX Runtime sessions read the file, not this copy of the weights
     source = SourceModel(reference, fmt, sha, fixed, inputs, outputs, notes,
                          simplification={"applied": False, "reason": "--no-simplify"})
     if simplify:
@@ -400,9 +432,7 @@ def _node_macs(model) -> list:
     """[(node, MACs or None where a shape is unknown)] of the compute nodes, in graph order. Shape inference
     propagates shape values (data_prop): a legacy export's Shape -> Gather -> Concat -> Reshape chains then
     resolve at static input shapes."""
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    inferred = shapes_of(model, data_prop=True)
     shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
               + list(inferred.graph.input)}
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})

@@ -49,6 +49,7 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
     # What ORT is handed, subgraphs included: an If whose condition folds to a constant is inlined, and its
     # branch's ops are not new ops.
     given = set(node_counts(model)) | _subgraph_ops(model.graph)
+    del model   # its weights, not held while ONNX Runtime loads its own copies (ort_optimize, load_error)
     try:
         ort_optimize(src, out)
     finally:
@@ -64,6 +65,7 @@ def simplify(src: pathlib.Path, out: pathlib.Path) -> dict:
                                           "the graph is kept as given", **done)
     _drop_unused_opsets(simplified)
     onnx.save(simplified, str(out))
+    del simplified   # nor through load_error's session
     refused = load_error(out)
     if refused is not None and load_error(given_path) is None:
         # ORT's fusions at its default level can clash with what its basic level wrote (a BERT's MatMulAddFusion
@@ -129,9 +131,11 @@ def _castlike_to_cast(model) -> int:
     so the dynamo exporter's CastLike(0, input) keeps a whole zero-bias chain alive; Cast folds."""
     import onnx
 
+    from .models import shapes_of
+
     if not any(n.op_type == "CastLike" for n in model.graph.node):
         return 0
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in shapes_of(model).graph.value_info}
     types.update({vi.name: vi.type.tensor_type.elem_type for vi in model.graph.input})
     types.update({t.name: t.data_type for t in model.graph.initializer})
     changed = 0
