@@ -102,10 +102,11 @@ def _note_threads_alone(notes: list, study, best, own_backend: str | None = None
     baseline = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")
                      and t.user_attrs.get("candidate")), None)
     mine, theirs = best.user_attrs.get("candidate") or {}, (baseline.user_attrs["candidate"] if baseline else {})
-    # the baseline leaves the profile's own backend implicit, a study over several backends names each candidate's
-    package = {k: v for k, v in (mine.get("package") or {}).items() if not (k == "backend" and v == own_backend)}
+    # the profile's own backend, named or not: a baseline from before it named its backend left it implicit
+    def package(candidate):
+        return {k: v for k, v in (candidate.get("package") or {}).items() if not (k == "backend" and v == own_backend)}
     if not theirs or best.user_attrs.get("baseline") or mine.get("steps") or theirs.get("steps") \
-            or package != theirs.get("package") or mine.get("threads") == theirs.get("threads"):
+            or package(mine) != package(theirs) or mine.get("threads") == theirs.get("threads"):
         return
     notes.append(f"the chosen configuration compresses nothing: it is the untouched model at threads="
                  f"{mine.get('threads')}, where the baseline ran at {theirs.get('threads') or 'the default'}, so its "

@@ -320,9 +320,16 @@ class Runner:
     def _cached(self, key: str, number: int, full: bool = False) -> dict | None:
         """The outcome of a finished trial with the same content key (an identical bundle and measurement)."""
         t = self._finished("key", key, number, full)
-        return None if t is None else {k: t.user_attrs[k] for k in (
+        return None if t is None else self._beside_itself(t, {k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
-            "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None}
+            "twin_of", "untrained", "ruled_out") if t.user_attrs.get(k) is not None})
+
+    def _beside_itself(self, t, answer: dict) -> dict:
+        """An answer taken from the baseline, with its ratio to itself: 1 for every paired relative budget. The
+        baseline records none (it is the reference), so a trial it answered ranked at inf, first or last."""
+        if t.user_attrs.get("baseline") and self.job.relative_budgets and self.job.paired_baseline:
+            answer["paired"] = {k: 1.0 for k in self.job.relative_budgets}
+        return answer
 
     def _answer_of_another_worker(self, key: str, trial, full: bool) -> dict | None:
         """Where another worker is running a trial of this very configuration, its answer once it has one (as
@@ -356,9 +363,9 @@ class Runner:
         """The outcome of a finished trial whose configuration packaged to the same artifact (trial.artifact_key),
         with "twin_of": the trial first measured; None when there is none."""
         t = self._finished("artifact", artifact, number, full)
-        return None if t is None else dict({k: t.user_attrs[k] for k in (
+        return None if t is None else self._beside_itself(t, dict({k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "paired", "ruled_out") if k in t.user_attrs},
-            twin_of=t.user_attrs.get("twin_of") or t.number)
+            twin_of=t.user_attrs.get("twin_of") or t.number))
 
     def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
         import optuna

@@ -544,12 +544,13 @@ def test_a_screened_trial_keeps_its_own_run_where_its_configuration_was_measured
     ({"backend": "onnxruntime", "quantize": "none", "precision": "fp32"}, [], 1, True),   # the profile's own, named
     ({"backend": "openvino", "quantize": "none", "precision": "fp32"}, [], 1, False),     # another backend
 ])
-def test_a_chosen_configuration_that_only_changes_threads_is_said(package, steps, threads, said):
+@pytest.mark.parametrize("named", [False, True])   # a baseline that names its backend, as a study's over several now
+def test_a_chosen_configuration_that_only_changes_threads_is_said(package, steps, threads, said, named):
     """A study on a loaded 2-core host chose fp32 at 1 thread over the baseline's 2 (0.48x): read as a compression
     result (a walkthrough). Said where the chosen configuration is the untouched model at another thread count."""
     study = optuna.create_study()
-    for attrs in ({"baseline": True, "candidate": {"package": {"quantize": "none", "precision": "fp32"}, "steps": [],
-                                                   "threads": 2}},
+    untouched = {**({"backend": "onnxruntime"} if named else {}), "quantize": "none", "precision": "fp32"}
+    for attrs in ({"baseline": True, "candidate": {"package": untouched, "steps": [], "threads": 2}},
                   {"candidate": {"package": package, "steps": steps, "threads": threads}}):
         trial = study.ask()
         for k, v in attrs.items():
