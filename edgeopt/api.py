@@ -563,7 +563,8 @@ def _quantized_no_faster(rows: list) -> list:
         floats = [f for f in usable if key(f["_doc"]) == key(row["_doc"]) and not quantized(f["_doc"])]
         fastest = min(floats, key=lambda f: f["p50_ms"], default=None)
         if fastest is not None and row["p50_ms"] / fastest["p50_ms"] >= HARDLY_FASTER:
-            noisy = [r["bundle"] for r in (row, fastest) if any(str(w).startswith("noisy run")
+            from .search.trial import NOISY
+            noisy = [r["bundle"] for r in (row, fastest) if any(str(w).startswith(NOISY)
                                                                 for w in r["_doc"].get("warnings") or [])]
             # a conclusion drawn from a run its own warning calls noisy (1.01x, where INT8 measured again was 4x)
             verdict = (f"measured in a run flagged noisy ({', '.join(noisy)}): measure both again before concluding "

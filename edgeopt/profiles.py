@@ -262,7 +262,7 @@ def _validate(data: dict, path: pathlib.Path) -> Profile:
         dev.refuse("ram_mb", "must be [0] (not fixed) or sizes > 0")
     backend = top["backend"]
     if top["int8_scheme"] not in INT8_SCHEMES[backend]:
-        renamed = RENAMED_INT8_SCHEMES.get(top["int8_scheme"])
+        renamed = RENAMED_INT8_SCHEMES.get(top["int8_scheme"]) if backend == "tensorrt" else None
         top.refuse("int8_scheme", f"is an earlier edgeopt's name: it is now {renamed}" if renamed else
                    f"is not one of {', '.join(INT8_SCHEMES[backend])} (backend {backend})")
     profile = Profile(

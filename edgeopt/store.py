@@ -461,16 +461,15 @@ class Store:
         default --results-dir (a walkthrough)."""
         t = results_table.c
         paths = [str(p) for p in paths]
-        matches = [t.path.in_(paths)] + [t.path.endswith(os.sep + os.path.normpath(p), autoescape=True)
-                                          for p in paths if not os.path.isabs(p)]
+        tails = {p: os.sep + _below_parents(p) for p in paths if not os.path.isabs(p)}
+        matches = [t.path.in_(paths)] + [t.path.endswith(tail, autoescape=True) for tail in tails.values()]
         query = sa.select(t.id, t.path, t.document).where(sa.or_(*matches)).order_by(self._instant(t.created), t.id)
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         found = {}
         for row in (r for r in rows if isinstance(r.document, dict)):   # the newest row wins
             for path in paths:
-                if row.path == path or not os.path.isabs(path) and \
-                        row.path.endswith(os.sep + os.path.normpath(path)):
+                if row.path == path or path in tails and row.path.endswith(tails[path]):
                     found[path] = row.document
         return {path: dict(doc, _path=path) for path, doc in found.items()}
 
@@ -534,6 +533,15 @@ class Store:
         return doc
 
 
+def _below_parents(path: str) -> str:
+    """A relative path without its leading ".." and "." parts: what any absolute form of it ends with
+    (`--results-dir ../shared` recorded "../shared/results/history/x.json")."""
+    parts = pathlib.PurePath(os.path.normpath(path)).parts
+    while parts and parts[0] in ("..", "."):
+        parts = parts[1:]
+    return os.path.join(*parts) if parts else path
+
+
 def _absolute(path):
     """A result file's path as the store keeps it: absolute, so `history --json` opens it from any folder (it was
     relative to the folder bench ran in: a walkthrough)."""
@@ -547,10 +555,10 @@ def _typed(row: dict) -> dict:
         column = results_table.c.get(name)
         if value is None or column is None:
             continue
-        wanted = (str,) if isinstance(column.type, sa.String) else (int, float) if isinstance(column.type, sa.Float) \
-            else None
-        if wanted and (not isinstance(value, wanted) or isinstance(value, bool)):
-            raise TypeError(f"{name} is {type(value).__name__}, not {wanted[0].__name__}")
+        wanted = ((str,), "text") if isinstance(column.type, sa.String) else ((int, float), "a number") \
+            if isinstance(column.type, sa.Float) else None
+        if wanted and (not isinstance(value, wanted[0]) or isinstance(value, bool)):
+            raise TypeError(f"{name} is {type(value).__name__}, not {wanted[1]}")
     return row
 
 

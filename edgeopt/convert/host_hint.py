@@ -25,6 +25,8 @@ def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict,
 
     progress.status(f"timing the {what} model against float on this host (a hint)")
     started = time.perf_counter()
+    if runtime == "openvino":   # its compiled blobs of models this host compiles once stayed in ~/.cache for good
+        options = dict(options or {}, model_cache=False)   # (125 MB for one ResNet-50 bundle, PTQ or QAT)
     try:
         (fp32_ms, int8_ms), rounds = time_alternating([float_path, quantized_path], feed, runtime=runtime,
                                                       options=options)

@@ -264,10 +264,8 @@ class OpenVinoBackend(Backend):
         from . import host_hint
 
         float_model = source.ir_path if source.ir_path is not None else source.onnx_path
-        # without the model cache: the hint's two compiled blobs stayed in ~/.cache for good (125 MB for one
-        # ResNet-50 bundle), for models that the host compiles once
         hint = host_hint.measure(float_model, out, host_hint.feed_of(source, request.calibration), "openvino",
-                                 dict(runtime_options(request), model_cache=False), progress,
+                                 runtime_options(request), progress,
                                  from_calibration=request.calibration is not None)
         compression["host_hint"] = hint
         return host_hint.warnings(hint)

@@ -245,7 +245,8 @@ def package_rows(m: dict):
         rows.append(("signed", _signed(m).split(";")[0]))   # just signed: whether it verifies is the device's word
     intake = m.get("intake_seconds")
     # a PyTorch source's time is its export to ONNX and the checks of it ("reading" a 13 s export: a walkthrough)
-    exported = (m.get("source") or {}).get("format") in ("pytorch-module", "torchscript", "exported-program")
+    exported = (m.get("source") or {}).get("format") in ("pytorch-module", "torchscript", "exported-program") \
+        and (m.get("profile") or {}).get("backend") != "tflite"   # LiteRT converts the module itself
     reading = "loading and exporting the source" if exported else "reading the source"
     before = (f" (after {intake:.2f} s {reading}" + (" and its transforms)" if m.get("transforms") else ")")
               if intake is not None and intake >= 0.5 else "")

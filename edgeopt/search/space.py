@@ -658,8 +658,8 @@ def _check_step(low, high, step, log: bool, where: str) -> None:
     if not step > 0:
         raise BadInput(f"{where}: step must be above 0, got {step}")
     count = (high - low) / step
-    if count > MAX_STEPS:   # the grid lists every value: a step of 1e-9 over 0.1..0.7 was a MemoryError
-        raise BadInput(f"{where}: step {step:g} makes {count + 1:,.0f} values of {low:g}..{high:g}; at most "
+    if round(count) > MAX_STEPS:   # the grid lists every value: a step of 1e-9 over 0.1..0.7 was a MemoryError
+        raise BadInput(f"{where}: step {step:g} makes {round(count) + 1:,} values of {low:g}..{high:g}; at most "
                        f"{MAX_STEPS + 1:,} are searched: give a larger step")
     if abs(count - round(count)) > 1e-6:
         raise BadInput(f"{where}: high {high} is not low {low} plus a whole number of steps of {step}")

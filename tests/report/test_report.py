@@ -524,6 +524,9 @@ def test_a_study_report_judges_its_baseline_by_the_relative_budget_and_exits_wit
     study["notes"].clear()
     away = api.report([], fmt="markdown", history=False, study="s")
     assert away["exit_code"] == 0 and f"read from the results store: {relative}" in away["text"], away["text"]
+    best["results"] = [os.path.join("..", "worker", relative)]   # --results-dir ../worker/results (a review)
+    study["notes"].clear()
+    assert api.report([], fmt="markdown", history=False, study="s")["exit_code"] == 0
     best["results"] = [str(paths["s-t1"])]
     # result files named: their own verdict, as without --study
     assert api.report([paths["s-t1"]], fmt="markdown", history=False, study="s")["exit_code"] == 0

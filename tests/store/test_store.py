@@ -394,4 +394,4 @@ def test_a_row_edited_by_hand_is_one_line_and_the_report_goes_on_without_history
     with sqlite3.connect(db) as c:   # SQLite keeps any type: a status of bytes crashed the history table
         c.execute("update results set created = '2026-12-01 10:00:00.000000', status = x'00'")
     r = cli("history", "--results-dir", results_dir)
-    assert r.exit_code == 2 and "wrong type (status is bytes, not str)" in r.stderr, r.stderr
+    assert r.exit_code == 2 and "wrong type (status is bytes, not text)" in r.stderr, r.stderr
