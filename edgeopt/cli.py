@@ -870,11 +870,13 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
     report = api.fleet_bench(bundle, inventory, group, parallel, results_dir, threads, loop, timeout, resume,
                              ssh, store_url, _budgets(budgets), out.progress(), sensing, allowed_signers,
                              allow_profile_mismatch)
+    from rich.markup import escape
     from rich.text import Text
     store_lines = [Text(f"not saved in full: {e}", style="red")
                    for e in report["store_errors"]] + [Text(f"replaced: {r}", style="yellow") for r in report["replaced"]]
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]),
-             *store_lines)
+             *store_lines, *(f"[yellow]warning[/] {escape(w)}" for w in report.get("warnings", [])))
+    out.quiet_lines(f"warning: {w}" for w in report.get("warnings", []))
     out.failures((name, "", doc["error"]["message"]) for name, doc in report["documents"].items()
                  if doc.get("status") != "ok")
     # and each budget a device missed, as `check -q` says it: exit 1 said nothing

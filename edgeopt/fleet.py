@@ -345,17 +345,18 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
     if resume and not run.resumed:   # said, not silent: a typo'd --results-dir measured every device again
         progress.status(f"--resume: no earlier run of this bundle (manifest sha256 "
                         f"{manifest['_manifest_sha256'][:12]}…) under {run.run_dir.parent}: a new run")
-    if run.settings_unknown:   # its kept results at 2 threads beside the rest at 1, and the run file said 1 for all
-        progress.status(f"warning: fleet run {run.run_dir} was begun by an older edgeopt, whose run file records no "
-                        "measurement settings: --resume cannot check that the rest is measured as its kept results "
-                        "were (`edgeopt compare` shows each result's settings)")
+    # its kept results at 2 threads beside the rest at 1, and the run file said 1 for all: said with the answer,
+    # which --quiet and --json keep (progress they do not)
+    warnings = [f"fleet run {run.run_dir} was begun by an older edgeopt, whose run file records no measurement "
+                "settings: --resume cannot check that the rest is measured as its kept results were (`edgeopt "
+                "compare` shows each result's settings)"] if run.settings_unknown else []
     # entered on Ctrl-C: a second signal is then ignored until the pool has ended, the store is closed and the run
     # directory unlocked, whose work it would otherwise cut short with the --resume line (a walkthrough)
     held = contextlib.ExitStack()
     with held:
         try:
-            return _bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout, resume,
-                              progress, held)
+            return dict(_bench_all(run, devices, transport_for, store_url, parallel, agent_args or [], timeout,
+                                   resume, progress, held), warnings=warnings)
         finally:
             run.close()
 
