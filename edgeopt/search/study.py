@@ -97,7 +97,8 @@ def optimize(job: Job, study_name: str, n_trials: int, sampler: str | None = Non
             _remove_if_empty(missing)
             raise KeyboardInterrupt(f"stopped before study {study_name!r} " + (
                 "went on: the same command continues it" if resume else
-                "began: nothing was measured; the same command starts it")) from None
+                "began: nothing was measured; the same command starts it (with --resume where it says the "
+                "study exists: a Ctrl-C just after the study was made)")) from None
         raise
     if multi_objective:   # the front as the study keeps it: a resumed one keeps the figures it began with
         job.notes.append("energy_mj in the Pareto front: every device reads the power sensor the profile's "

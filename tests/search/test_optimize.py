@@ -1597,7 +1597,10 @@ def test_ctrl_c_before_the_study_exists_does_not_offer_resume(cli, tmp_path, mon
     r = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
             "--study", "b1", "--trials", "2")
     assert r.exit_code == 130 and "stopped before study 'b1' began: nothing was measured; the same command starts " \
-        "it" in r.stderr and "--resume" not in r.stderr, r.stderr
+        "it" in r.stderr and "--resume continues" not in r.stderr, r.stderr
+    monkeypatch.undo()
+    assert "--resume: no study 'b1'" in cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results",
+                                            "--study", "b1", "--trials", "2", "--resume").stderr   # indeed none
     assert not (tmp_path / "opt").exists()
 
 
