@@ -43,7 +43,7 @@ def measure(float_path, quantized_path, feed: dict, runtime: str, options: dict,
     fp32_ms, int8_ms = round(fp32_ms, 4), round(int8_ms, 4)
     return {"ratio": round(int8_ms / fp32_ms, 3), "fp32_ms": fp32_ms, "int8_ms": int8_ms,
             "threads": THREADS, "rounds": rounds, "runtime": runtime, "note": NOTE,
-            "seconds": round(time.perf_counter() - started, 3)}   # both loaded, warmed and timed: part of the conversion
+            "seconds": round(time.perf_counter() - started, 3)}   # loading, warming and timing both: in the conversion
 
 
 HARDLY_FASTER = 0.95   # a quantized MobileNetV3 at 0.99x here was 1.25x float on the device, and said nothing
