@@ -34,7 +34,11 @@ def count(kind, strategy, check, n, counts):
 
 
 def main(n, kinds):
-    tmp = tempfile.mkdtemp(prefix="edgeopt-inv-bench-")
+    with tempfile.TemporaryDirectory(prefix="edgeopt-inv-bench-") as tmp:   # mkdtemp's folder was left behind
+        _main(n, kinds, tmp)
+
+
+def _main(n, kinds, tmp):
     counts = collections.defaultdict(collections.Counter)
     every = {"own_yaml": (gen.own_documents(), lambda d: gen.check_own(d, tmp)),
              "own_yaml_raw_text": (RAW_OWN_TEXT, lambda t: gen.check_own(None, tmp, text=t)),
