@@ -1309,11 +1309,14 @@ def test_a_configuration_that_packages_to_a_measured_bundle_is_not_measured_agai
     assert second["twin_of"] == first["trial"] and not second["cached"] and first["twin_of"] is None
     assert second["figures"] == first["figures"] and second["results"] == first["results"]
     assert second["seconds"]["package"] > 0 and "measure" not in second["seconds"]   # packaged, not measured
-    # and the bundle measured again once before it is chosen, for both (each twin was measured again on its own)
-    assert first["rechecked"] and second["rechecked"] == first["rechecked"]
+    # and the bundle measured again once before it is chosen, for both (each twin was measured again on its own);
+    # on a loaded host the float baseline can read faster than both and be the best, with neither measured again
+    if r.json()["best"]["trial"] != 0:
+        assert first["rechecked"] and second["rechecked"] == first["rechecked"]
     # each bundle measured again once (twice where its two runs were far apart: runner.RUNS_APART), never per twin
     counts = collections.Counter(again)
-    assert all(n <= 2 for n in counts.values()) and len(first["rechecked"]) - 1 in counts.values(), again
+    assert all(n <= 2 for n in counts.values()), again
+    assert not first["rechecked"] or len(first["rechecked"]) - 1 in counts.values(), again
 
 
 def test_trials_with_the_same_transforms_train_once(cli, tmp_path):
