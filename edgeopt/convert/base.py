@@ -183,7 +183,6 @@ def calibration_needed() -> BadInput:
                     f"(an array per model input, shape [N, ...], N >= {RECOMMENDED_CALIBRATION} recommended)")
 
 
-
 def as_artifact(model_file, out: pathlib.Path, workdir: pathlib.Path) -> None:
     """`out` holding the bytes of `model_file`, the model packaged as it is: a hard link where the file is this
     package's own work (one copy fewer of a large model in the temporary folder: three of a 97 MB ResNet-50
