@@ -1076,6 +1076,10 @@ def optimize_lines(outcome: dict) -> list:
                      "and its files differ from those measured (training need not give the same bits on another "
                      "CPU): its figures are not this bundle's; measure it with `edgeopt bench`, or take the "
                      "measured one from the host that built it")
+    kept = outcome.get("trial_bundles")
+    if kept and kept["count"]:
+        lines.append(f"trial bundles: {escape(kept['folder'])} ({kept['count']}, {kept['bytes'] / 1048576:.1f} MiB; "
+                     "kept for --resume and a worker that joins: remove the folder once the study is done)")
     if outcome.get("multi_objective"):   # the front is the answer: each member's bundle, to take the trade-off wanted
         rows = {row["trial"]: row for row in outcome["trials"]}
         front = [rows[n] for n in outcome.get("pareto", []) if n in rows]

@@ -55,6 +55,10 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     outcome = r.json()
     best = pathlib.Path(outcome["best"]["bundle"])
     assert best.is_file() and outcome["best"]["feasible"]
+    # every candidate's bundle, kept and said with its size (313 MB after three trials of a ResNet-50, unsaid)
+    kept = outcome["trial_bundles"]
+    assert kept["folder"] == str(tmp_path / "opt" / "ok" / "bundles") and kept["count"] >= 2 and kept["bytes"] == sum(
+        p.stat().st_size for p in (tmp_path / "opt" / "ok" / "bundles").glob("*.edgepkg"))
     assert len(outcome["best"]["rechecked"]) in (2, 3)   # measured twice, with rivals or without (a third: RUNS_APART)
     # its figure as the study judged it, the median of those runs; its first run's beside it
     assert outcome["best"]["figures"]["latency_p90_ms"] == pytest.approx(
