@@ -105,13 +105,13 @@ class FleetRun:
         base = self.results_dir / "fleet" / results.file_stem(manifest["name"])
         self._held = None
         previous = self._latest(base) if resume else None
+        # an older edgeopt's run file records no settings: its kept results' are unknown, so none are claimed
+        self.settings_unknown = False
         if previous is not None:
-            self._check_same_settings(previous, list(agent_args))
+            self.settings_unknown = not self._check_same_settings(previous, list(agent_args))
             self._check_same_devices(previous, list(device_names))
             self._check_same_budgets(previous, budgets)
         self.resumed = previous is not None
-        # an older edgeopt's run file records no settings: its kept results' are unknown, so none are claimed
-        self.settings_unknown = previous is not None and self._recorded(previous, "agent_args") is None
         self.run_dir = previous if previous is not None else self._new_run_dir(base)
         self.run_id = self.run_dir.name
         if budgets is None and previous is not None:   # a resumed run keeps the budgets it began with
@@ -167,10 +167,11 @@ class FleetRun:
             return run_file.parent
         return None
 
-    def _check_same_settings(self, run_dir: pathlib.Path, agent_args: list) -> None:
+    def _check_same_settings(self, run_dir: pathlib.Path, agent_args: list) -> bool:
         """One run's devices are measured alike: a --resume with other loop or sensing settings than the run
         began with would put figures of two methods side by side in one table. A run file of an older edgeopt
-        records none, and is resumed as it is; one that kept a --power-command whole is compared whole."""
+        records none, and is resumed as it is (False: nothing to check); one that kept a --power-command whole is
+        compared whole."""
         shown = recorded_args(agent_args, run_dir.name)
         recorded = self._recorded(run_dir, "agent_args")
         if recorded is not None and recorded not in (shown, agent_args):
@@ -179,6 +180,7 @@ class FleetRun:
             raise BadInput(f"fleet run {run_dir} was measured with {began}; --resume measures the rest alike, so "
                            f"give the same settings (now: {' '.join(shown) or 'the defaults'}), or start a new "
                            "run without --resume")
+        return recorded is not None
 
     def _check_same_budgets(self, run_dir: pathlib.Path, budgets: dict | None) -> None:
         """A --resume with --budget replaced the budgets the run recorded without a word: a run whose every device

@@ -282,13 +282,13 @@ MAX_EXPANDED_NODES = 1_000_000   # values in an inventory with its aliases expan
 def _expanded_size(node, sizes: dict) -> int:
     """The values `node` holds with every alias expanded, each shared node counted once per use (`sizes`: by id;
     None while its children are counted, so an alias inside the node it names is found, not a RecursionError)."""
-    import yaml
     if id(node) not in sizes:
         sizes[id(node)] = None
         children = (node.value if isinstance(node.value, list) else [])
         pairs = [part for child in children for part in (child if isinstance(child, tuple) else (child,))]
         sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in pairs)
     elif sizes[id(node)] is None:
+        import yaml   # here, not in every call of a walk over up to a million values
         raise yaml.composer.ComposerError(None, None, "an alias refers to a value that holds it (a cycle)",
                                           node.start_mark)
     return sizes[id(node)]
