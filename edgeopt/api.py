@@ -400,7 +400,9 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
           limits_by_path: dict | None = None, require_budgets: bool = True, stored: dict | None = None) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
-    hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result.
+    hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result,
+    2 a result file there cannot be read (its entry's status "unreadable", its reason as the error, the others
+    judged beside it).
     limits_by_path: {result path: budgets} over that result's bundle's own, under `budgets` (report --study: the
     limits the chosen bundle carries, for its trial's results). results_dir: where the store of `--baseline store`
     is; None: $EDGEOPT_STORE, else the store beside the result files (as `report` reads it), else results/.
@@ -419,7 +421,7 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         raise BadInput("check needs at least one result file")
     entries, docs = [], []
     for path in result_paths:
-        doc = (stored or {}).get(str(path)) or results.load(path)
+        doc = (stored or {}).get(str(path)) or results.load_kept(path)
         docs.append(doc)
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
@@ -448,7 +450,14 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
         if store_url is None and results_dir is None:   # the store beside the results, as `report` reads it
             store_url = os.environ.get("EDGEOPT_STORE") or _find_store(result_paths)
         report["regressions"] = gate(docs, baseline, effect, store_url, results_dir or "results")
-    if any(e["status"] != "ok" for e in entries):
+    unreadable = [e["error"] for e in entries if e["status"] == results.UNREADABLE]
+    if unreadable and len(unreadable) == len(entries):   # nothing to show beside it: refused, nothing written
+        raise BadInput(unreadable[0])
+    if unreadable:   # bad input, as a name given wrong is; the others' verdicts are there beside it
+        code = 2
+        report["headline"] = f"{len(unreadable)} result file{'s' * (len(unreadable) > 1)} cannot be read: " \
+            + "; ".join(unreadable)
+    elif any(e["status"] != "ok" for e in entries):
         code = 3
     elif any(r["status"] != "pass" for e in entries for r in e["budgets"]):
         code = 1
@@ -515,12 +524,14 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
     rows = []
     missing = [missing_document(e) for e in report["results"][len(result_paths):]]
     for path, entry in zip(result_paths + [d["_path"] for d in missing], report["results"]):
-        doc = results.load(path) if pathlib.Path(path).is_file() else next(d for d in missing if d["_path"] == path)
+        doc = (results.load_kept(path) if pathlib.Path(path).is_file()
+               else next(d for d in missing if d["_path"] == path))
         lat, acc = doc.get("latency", {}), doc.get("accuracy", {})
         missed = [r["budget"] for r in entry["budgets"] if r["status"] == "fail"]
         unmeasured = [r["budget"] for r in entry["budgets"] if r["status"] == "unmeasured"]
         # an unmeasured budget is not a miss (check and report say NOT MEASURED): both fail the gate
-        verdict = ("device failed" if entry["status"] != "ok" else "no budgets" if not entry["budgets"] else
+        verdict = ("unreadable" if entry["status"] == results.UNREADABLE else
+                   "device failed" if entry["status"] != "ok" else "no budgets" if not entry["budgets"] else
                    "all pass" if not missed and not unmeasured else
                    "; ".join(([f"miss: {', '.join(missed)}"] if missed else []) +
                              ([f"not measured: {', '.join(unmeasured)}"] if unmeasured else [])))
@@ -866,7 +877,9 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
         if slower and verdicts["exit_code"] == 0:   # --baseline: a slower row beside a pass read as one (a review)
             verdicts["exit_code"] = 1
             verdicts["headline"] += "; but the regression gate found a result significantly slower"
-    docs = [stored.get(str(p)) or results.load(p) for p in paths]
+        if any(e["status"] == results.UNREADABLE for e in verdicts["results"]):   # its file cut short: bad input
+            verdicts["exit_code"], verdicts["headline"] = 2, f"{verdicts['headline']}; but a result file cannot be read"
+    docs = [stored.get(str(p)) or results.load_kept(p) for p in paths]
     docs += [missing_document(e) for e in verdicts["results"][len(paths):]]
     history_url = store_url or (url if stored else None)   # results from the store: their history is there too
     stored, absent, store_error = (_report_history(docs, history_url, paths) if history

@@ -1116,7 +1116,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     latency regression.
 
     Exit 0 all hold, 1 any fails, is unmeasured or is significantly slower, 2 a result has nothing to check
-    (no budget from its bundle, --budget or --profile, and no --baseline), 3 a device produced no result. A
+    (no budget from its bundle, --budget or --profile, and no --baseline) or a result file cannot be read (the
+    others are checked beside it), 3 a device produced no result. A
     regression verdict "inconclusive" (a change beyond --min-effect that the measurements cannot confirm) exits 0
     with its reason printed, and is a skipped test case in --junit.
     """
@@ -1138,11 +1139,21 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     # a pass that tested nothing (--baseline with no baseline yet): said, under -q too
     nothing = [f"warning: {report['headline']}"] if not report["checked"] and not report["exit_code"] else []
     out.emit(report, check_table(report), *tables, *warning_lines(report), *(escape(n) for n in nothing))
+    _say_unreadable(report["results"])
     if report["exit_code"]:   # a CI log shows why it failed, not only that
         out.quiet_lines(_report_failures(report["results"]) + _slower_lines(report.get("regressions") or []))
     out.quiet_lines(nothing + [f"warning: {r['bundle']}@{r['device']}: regression gate inconclusive: {r['reason']}"
                                for r in report.get("regressions") or [] if r.get("verdict") == "inconclusive"])
     return report["exit_code"]
+
+
+def _say_unreadable(entries: list) -> None:
+    """Each result file that cannot be read, as bad input is said (on stderr, under --quiet and --json too): the
+    table beside it holds the others' verdicts."""
+    from .results import UNREADABLE
+    for e in entries:
+        if e.get("status") == UNREADABLE:
+            click.echo(f"edgeopt: error: {e['error']}", err=True)
 
 
 def _slower_lines(regressions: list) -> list:
@@ -1168,7 +1179,8 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     """Compare result files side by side: device, runtime, latency percentiles, memory, accuracy, verdicts;
     with --baseline, each device's latency change and whether it is significant. Exit code as `check`: 1 where a
     result misses or does not measure a budget, or is significantly slower; 3 where a device failed; but a result
-    with no budget passes (0), where `check` refuses it (2): comparing is also for looking."""
+    with no budget passes (0), where `check` refuses it (2): comparing is also for looking. 2 where a result file
+    cannot be read (the others are shown)."""
     from . import api
     from rich.markup import escape
 
@@ -1177,6 +1189,7 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     out.emit(report, compare_table(report["rows"], every_column=out.quiet), *tables, *warning_lines(report["check"]),
              *(f"[yellow]note[/] {escape(n)}" for n in report["notes"]), data=True)
+    _say_unreadable(report["check"]["results"])
     return report["check"]["exit_code"]
 
 
@@ -1242,8 +1255,9 @@ def _report_format(output, given: str | None) -> str:
 def report(out, results, output, fmt, study, budgets, store_url, no_history, title, baseline, effect):
     """One report of result files or fleet run directories: a self-contained HTML page (charts inline, opens
     offline), Markdown for a pull-request comment, or CSV. With --baseline, the regression gate's table too (as
-    `check --baseline`; `--baseline store` reads --store). Exit code as `check`: 0, 1 or 3; a result with no
-    budget passes, said in the report, where `check` refuses it (2)."""
+    `check --baseline`; `--baseline store` reads --store). Exit code as `check`: 0, 1 or 3, or 2 where a result
+    file cannot be read (the report holds the others); a result with no budget passes, said in the report, where
+    `check` refuses it (2)."""
     from . import api
     fmt = _report_format(output, fmt)
     if output is None and fmt == "html":
@@ -1264,18 +1278,22 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
         summary["regressions"] = doc["rows"]["regressions"]
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
+    _say_unreadable(doc["rows"]["summary"])
     if doc["exit_code"] and not out.as_json:   # a CI log shows why, not only the page's name, under -q too
         for line in (_report_failures(doc["rows"]["summary"]) + _slower_lines(doc["rows"]["regressions"])
-                     or [doc["rows"]["headline"]]):   # a study's own verdict
+                     or [doc["rows"]["headline"]] * (doc["exit_code"] != 2)):   # a study's own verdict
             click.echo(f"edgeopt: {line}", err=True)
     return doc["exit_code"]
 
 
 def _report_failures(summary: list) -> list:
     """One line per result that fails the report's exit code: its device's error, or each budget it misses."""
+    from .results import UNREADABLE
     lines = []
     for row in summary:
         who = f"{row['bundle']}@{row['device']}"
+        if row.get("status") == UNREADABLE:   # said as an error (_say_unreadable)
+            continue
         if row.get("status") != "ok":
             lines.append(f"{who}: no result: {row.get('error') or 'the device failed'}")
             continue

@@ -400,6 +400,15 @@ def _refuse_bundle(path: pathlib.Path, where: str) -> None:
     raise BadInput(f"{where} is a bundle, not a result: measure it first (edgeopt bench {where} --device NAME)")
 
 
+UNREADABLE = "unreadable"   # the status of a result file that is there and cannot be read as one (load_kept)
+
+
+class UnreadableResult(BadInput):
+    """A result file that is there and holds no readable result (not JSON, a field out of range): check, compare and
+    report show the others' verdicts beside it (load_kept), where a name given wrong (none there, a bundle, the
+    store) is refused before anything is read."""
+
+
 def load(path) -> dict:
     """A result document, validated (see FIELDS); `_path` added."""
     path = pathlib.Path(path)
@@ -419,12 +428,30 @@ def load(path) -> dict:
                            f"history --store {url}` lists what it holds")
         doc = read_json(path)
     except OSError as e:
-        raise BadInput(f"{where}: cannot read: {e.strerror or e}") from None
+        raise UnreadableResult(f"{where}: cannot read: {e.strerror or e}") from None
     except ValueError as e:
-        raise BadInput(f"{where} is not valid JSON: {e}") from None
-    doc = validate(doc, where)
+        raise UnreadableResult(f"{where} is not valid JSON: {e}") from None
+    try:
+        doc = validate(doc, where)
+    except BadInput as e:
+        raise UnreadableResult(str(e)) from None
     doc["_path"] = str(path)
     return doc
+
+
+def load_kept(path) -> dict:
+    """load's document, or, for a file there that cannot be read as a result, one with status "unreadable" and
+    the reason as its error: one damaged file (a fleet run's device file cut short) among many gave no verdict on
+    the others (a walkthrough). Its bundle and device are told from where it lies, as bench names the file."""
+    try:
+        return load(path)
+    except UnreadableResult as e:
+        path = pathlib.Path(path)
+        bundle, device = path.stem.rpartition("@")[::2] if "@" in path.stem else (None, path.stem)
+        if bundle is None and (path.parent / "run.json").is_file():   # a fleet run's file: DEVICE.json
+            bundle = run_devices(path.parent)[0]
+        return {"schema": RESULT_SCHEMA, "status": UNREADABLE, "bundle": {"name": bundle or "?"},
+                "device": {"name": device}, "error": {"message": str(e)}, "warnings": [], "_path": str(path)}
 
 
 def expand(paths) -> list:

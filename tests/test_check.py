@@ -300,6 +300,37 @@ def test_a_fleet_run_missing_a_devices_result_is_no_pass(cli, int8_result, tmp_p
     assert cli("check", run / "node.json", "--budget", "peak_rss_mb=100000").exit_code == 0
 
 
+def test_one_unreadable_result_among_good_ones_hides_none_of_their_verdicts(cli, int8_result, tmp_path):
+    """`check results/*.json` with one file cut short gave exit 2 and no verdict on the others (a walkthrough):
+    each verb judges the readable ones beside an UNREADABLE row, says the file's defect on stderr, and exits 2."""
+    run = tmp_path / "run"
+    run.mkdir()
+    good = _write(run, int8_result, "node.json")
+    (run / "pi-b.json").write_text('{"schema": "edgeopt.result/1", "status": "ok", "lat')   # cut short
+    device = int8_result["device"]["name"]
+    (run / "run.json").write_text(json.dumps({"bundle": "digits_cnn-int8", "devices": [device, "pi-b"]}))
+    error = f"edgeopt: error: {run / 'pi-b.json'} is not valid JSON"
+    r = cli("check", run, "--budget", "peak_rss_mb=100000", "--json")
+    assert r.exit_code == 2 and r.stderr.startswith(error) and len(r.stderr.splitlines()) == 1, r.stderr
+    entries = {e["device"]: e for e in r.json()["results"]}
+    assert entries[device]["status"] == "ok" and entries[device]["budgets"][0]["status"] == "pass"
+    assert entries["pi-b"]["status"] == "unreadable" and entries["pi-b"]["bundle"] == "digits_cnn-int8"
+    assert "cannot be read" in r.json()["headline"]
+    shown = cli("check", good, run / "pi-b.json", "--budget", "peak_rss_mb=100000")   # files, as a glob gives them
+    assert shown.exit_code == 2 and "UNREADABLE" in shown.stdout and "pass" in shown.stdout, shown.stdout
+    compared = cli("compare", run, "--json")
+    assert compared.exit_code == 2 and [r["verdict"] for r in compared.json()["rows"]] == ["all pass", "unreadable"]
+    page = cli("report", run, "--format", "markdown", "--no-history")
+    assert page.exit_code == 2 and "UNREADABLE" in page.stdout and device in page.stdout, page.stdout
+    assert page.stderr.startswith(error) and len(page.stderr.splitlines()) == 1, page.stderr
+    junit = tmp_path / "check.xml"
+    assert cli("check", run, "--budget", "peak_rss_mb=100000", "--junit", junit).exit_code == 2
+    assert [e.get("type") for e in ET.parse(junit).iter("error")] == ["unreadable result"]
+    # a name given wrong is still refused before anything is read
+    missing = cli("check", good, tmp_path / "nothing.json", "--budget", "peak_rss_mb=100000")
+    assert missing.exit_code == 2 and not missing.stdout.strip() and "result file not found" in missing.stderr
+
+
 def test_a_budget_given_as_none_is_dropped_from_the_bundles_and_the_profiles(cli, int8_result, tmp_path):
     """A detector packaged for a profile with an accuracy_drop budget could never pass `check`: top-1 is not
     measured for it, and nothing removed the budget. `--budget KEY=none` drops one, in check, a fleet run's

@@ -24,7 +24,7 @@ from .svg import Chart, color, nice_ticks, number, padded
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 LOG_AXIS_SPREAD = 20   # max/min latency above which the ECDF's x axis is logarithmic
 VERDICTS = {"pass": ("pass", "ok"), "fail": ("FAIL", "bad"), "unmeasured": ("NOT MEASURED", "warn"),
-            "failed": ("DEVICE FAILED", "bad"), "none": ("no budgets", "none")}
+            "failed": ("DEVICE FAILED", "bad"), "unreadable": ("UNREADABLE", "bad"), "none": ("no budgets", "none")}
 
 CSS = """
 code{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#eff1f3;padding:0 3px;border-radius:3px}
@@ -96,7 +96,8 @@ def render(report: dict, title: str = "edgeopt report") -> str:
 
 def _header(report: dict, title: str) -> str:
     code = report["exit_code"]
-    state = ("pass" if report.get("checked", True) else "none") if code == 0 else "failed" if code == 3 else "fail"
+    state = ("pass" if report.get("checked", True) else "none") if code == 0 else "failed" if code == 3 else \
+        "unreadable" if code == 2 else "fail"
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"<h1>{esc(title)}</h1><p class=\"meta\">{len(report['summary'])} result(s) · generated {when} by edgeopt "
             f"{esc(__version__)} · overall {badge(state)} <span class=\"muted\">({esc(report['headline'])}; "
@@ -498,7 +499,7 @@ def _fleet(groups: list) -> str:
 
 FLEET_LABEL_CHARS = 44   # "nobody@127.0.0.1:1 (2026-12-06 17:27:12)" whole; the plot keeps over half the width
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "unmeasured": "#9a6700", "failed": "#8c959f",
-                   "none": "#0072B2"}
+                   "unreadable": "#8c959f", "none": "#0072B2"}
 
 
 def _row_labels(names: list) -> tuple:

@@ -17,7 +17,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ..atomic import replacing
-from ..results import parse_time
+from ..results import UNREADABLE, parse_time
 
 # Characters XML 1.0 cannot hold at all; names and messages come from result files, so they are replaced.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -95,7 +95,11 @@ def _suite(suites, index: int, entry: dict, regression: dict | None, named_twice
     counts = {"failure": 0, "error": 0, "skipped": 0}
     out = []
     if entry["status"] != "ok":
-        _case(suite, "result", "error", "device failure", f"the device produced no result: {entry.get('error', 'no result')}")
+        if entry["status"] == UNREADABLE:
+            _case(suite, "result", "error", "unreadable result", entry["error"])
+        else:
+            _case(suite, "result", "error", "device failure",
+                  f"the device produced no result: {entry.get('error', 'no result')}")
         counts["error"] += 1
     outcomes = [_budget_case(suite, row, out) for row in entry["budgets"]]
     if regression is not None:

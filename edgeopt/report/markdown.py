@@ -17,7 +17,7 @@ from .tables import best_warnings, carried_limit, closest_lines, in_brackets, ju
 
 COMPARISONS = {"<=": "≤", ">=": "≥"}
 VERDICT_MD = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ NOT MEASURED", "failed": "❌ DEVICE FAILED",
-              "none": "no budgets"}
+              "unreadable": "❌ UNREADABLE", "none": "no budgets"}
 CSV_COLUMNS = ("bundle", "device", "profile", "run", "created", "status", "verdict", "batch", "n", "p50_ms", "p90_ms",
                "p90_ci95_low", "p90_ci95_high",
                "p99_ms", "mean_ms", "cv", "first_inference_ms", "peak_rss_mb", "size_mb", "top1", "power_w", "energy_mj",

@@ -167,7 +167,9 @@ def batch(doc: dict) -> int | None:
 
 
 def verdict(entry: dict) -> str:
-    """failed (no result) | fail | unmeasured | pass | none (no budgets)."""
+    """unreadable (its file) | failed (no result) | fail | unmeasured | pass | none (no budgets)."""
+    if entry["status"] == results.UNREADABLE:
+        return "unreadable"
     if entry["status"] != "ok":
         return "failed"
     states = {r["status"] for r in entry["budgets"]}

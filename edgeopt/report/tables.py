@@ -13,6 +13,7 @@ from rich.text import Text
 from device_agent.manifest import REFERENCE_STAGES
 
 from ..budgets import KINDS, SAME_EVERY_RUN, number_in, unit_suffix, with_unit
+from ..results import UNREADABLE
 from ..search.judging import best_warnings, median_of_runs, objective_limit
 from ..search.trial import PHASES
 from .rows import batch, quantile_change, undecided, utc_time, within_effect
@@ -537,7 +538,8 @@ def check_table(report: dict) -> Table:
         t.add_column(col)
     for e, label in zip(report["results"], _labels_apart(report["results"])):
         if e["status"] != "ok":
-            t.add_row(label, "—", "—", "—", f"[red]DEVICE FAILED[/]: {escape(e.get('error', ''))}")
+            failed = "UNREADABLE" if e["status"] == UNREADABLE else "DEVICE FAILED"
+            t.add_row(label, "—", "—", "—", f"[red]{failed}[/]: {escape(e.get('error', ''))}")
         for r in e["budgets"]:
             measured = f"{_beside(r['measured'], r['limit'])} {r['unit']}".strip() if r["measured"] is not None \
                 else escape(r["reason"])
