@@ -68,6 +68,9 @@ class Dimension:
     # low_open: the lower bound itself is refused by the option (prune.channels > 0).
     limits: tuple = ()
     low_open: bool = False
+    # A number option searched among a few values that takes any in its bounds (prune.round_to: 1, 8, 16 of
+    # 1..256): (low, high), which a space file's list may name too.
+    choices_within: tuple = ()
     # A number range tried only in these steps from low (a space file's {low, high, step}): every sampler,
     # the grid included, then proposes the same finite set of values, so their studies share candidates.
     step: float | None = None
@@ -263,7 +266,9 @@ def _option_dimension(name: str, field, kind, parent: str = "") -> Dimension:
         return Dimension(name, (), search[0], search[1], kind is int, bool(meta.get("log")), parent, limits=limits,
                          low_open=bool(meta.get("low_open")) and limits[0] == meta["low"],
                          off=meta.get("search_off") or "", default=default)
-    return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()), default=default)
+    within = (meta["low"], meta["high"]) if kind in (int, float) and None not in (meta["low"], meta["high"]) else ()
+    return Dimension(name, search, parent=parent, limits=tuple(meta.get("choices") or ()), default=default,
+                     integer=kind is int, choices_within=within)
 
 
 def options(dims: list, config: dict) -> tuple:
@@ -544,7 +549,8 @@ def _dotted(doc: dict, by_name: dict, path) -> dict:
                 dim is None and value and set(value) <= {"low", "high", "step"}):
             out[key] = value
         elif dim is not None and value and set(value) <= {"low", "high", "step"}:   # read "round_to.low: not a ..."
-            raise BadInput(f"{path}: {key}: a choice among {_listed(dim.limits or dim.choices)}, not a range: give a "
+            raise BadInput(f"{path}: {key}: a choice among {_listed(dim.limits or dim.choices)}{_or_within(dim)}, not a "
+                           "range: give a "
                            f"list of values (e.g. {key} = {toml_value(list(dim.choices[:2]))})")
         elif not value:
             raise BadInput(f"{path}: {key}: an empty table (a range is {{low, high, step}}; a dotted name such as "
@@ -584,9 +590,9 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
     if dim.choices:
         allowed = dim.limits or dim.choices
         values = value if isinstance(value, list) else [value]
-        bad = [v for v in values if not _one_of(v, allowed)]
+        bad = [v for v in values if not (_one_of(v, allowed) or _within(v, dim))]
         if shared and values and len(bad) < len(values):
-            values, bad = [v for v in values if _one_of(v, allowed)], []
+            values, bad = [v for v in values if _one_of(v, allowed) or _within(v, dim)], []
         if not values:   # `quantize = []` read "[] is not one of none, dynamic, int8"
             raise BadInput(f"{where}: an empty list leaves nothing to search: give at least one of "
                            f"{_listed(allowed)}")
@@ -594,7 +600,9 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
             owner = f" (backend {dim.owner}; `backend = [...]` leaves it out)" if shared else ""
             # _backend_dimensions offers INT8 only with calibration data
             calib = " (int8 needs --calib)" if bad[:1] == ["int8"] and dim.name.endswith("quantize") else ""
-            raise BadInput(f"{where}: {toml_value(bad[0])} is not one of {_listed(allowed)}{owner}{calib}")
+            raise BadInput(f"{where}: {toml_value(bad[0])} is not one of {_listed(allowed)}{_or_within(dim)}{owner}"
+                           f"{calib}")
+        values = [int(v) if dim.integer and _within(v, dim) else v for v in values]   # round_to = [8.0]: 8
         return dataclasses.replace(dim, choices=tuple(dict.fromkeys(values)))
     value, step = _stepped(value, where) if isinstance(value, dict) else (value, None)
     if _number(value):
@@ -619,6 +627,22 @@ def _narrowed(dim: Dimension, value, where: str, shared: bool = False) -> Dimens
     if step is not None:
         _check_step(low, high, step, dim.log, where)
     return dataclasses.replace(dim, low=low, high=high, step=step)
+
+
+def _within(value, dim: Dimension) -> bool:
+    """Whether a space file's value lies in the bounds of a choice dimension that has them (choices_within:
+    `prune.round_to = [3]` read "not one of 1, 8, 16" of an option that takes 1..256)."""
+    if not dim.choices_within or not _number(value) or dim.integer and not float(value).is_integer():
+        return False
+    low, high = dim.choices_within
+    return low <= value <= high
+
+
+def _or_within(dim: Dimension) -> str:
+    if not dim.choices_within:
+        return ""
+    low, high = dim.choices_within
+    return f", or any {'whole number' if dim.integer else 'number'} in {low:g}..{high:g}"
 
 
 def _listed(allowed) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import warnings
 
 import numpy as np
@@ -146,8 +147,8 @@ def test_a_transform_and_its_strength_are_one_ordered_axis_for_the_samplers(tmp_
     ('"prune.channels" = {low = 0.1, high = 0.7, step = 0.2, by = 1}', "a table of low, high and \\(optionally\\) step"),
     # without a step it is the range [low, high]: it was refused, and hid the low above its high
     ('"prune.channels" = {low = 0.6, high = 0.3}', "low 0.6 is above high 0.3$"),
-    ('"prune.round_to" = {low = 1, high = 16, step = 5}', "prune.round_to: a choice among 1, 8, 16, not a range: "
-                                                          "give a list of values"),
+    ('"prune.round_to" = {low = 1, high = 16, step = 5}', "prune.round_to: a choice among 1, 8, 16, or any whole "
+                                                          "number in 1..256, not a range: give a list of values"),
     ('"prune.channels" = {low = 0.1, high = "x", step = 0.2}', "must be numbers"),
     ('"distill.epochs" = {low = 2, high = 8, step = 1.5}', "whole numbers"),
     ('"distill.lr" = {low = 0.0001, high = 0.0091, step = 0.001}', "log scale"),
@@ -165,6 +166,18 @@ def test_bad_steps_are_refused_naming_the_file_and_dimension(tmp_path, line, fra
     with pytest.raises(BadInput, match=fragment) as e:
         _dims(tmp_path, line + "\n")
     assert "space.toml: " + line.split(" =")[0].strip('"') in str(e.value)
+
+
+def test_a_choice_the_option_takes_beyond_those_searched_is_searched(tmp_path):
+    """prune.round_to is searched among 1, 8, 16 and takes any whole number in 1..256: `[3]` was refused as "not
+    one of 1, 8, 16"; a number out of its bounds, or not whole, still is."""
+    dims = {d.name: d for d in _dims(tmp_path, 'prune = [true]\n"prune.round_to" = [4, 32.0, 8]\n')}
+    assert dims["prune.round_to"].choices == (4, 32, 8)
+    assert all(type(v) is int for v in dims["prune.round_to"].choices)   # 32.0 as the option takes it
+    for bad in ("0", "257", "2.5", "true", '"8"'):
+        with pytest.raises(BadInput, match=f"prune.round_to: {re.escape(bad)} is not one of 1, 8, 16, or any whole "
+                                           r"number in 1..256$"):
+            _dims(tmp_path, f'prune = [true]\n"prune.round_to" = [{bad}]\n')
 
 
 def test_a_range_table_without_a_step_is_the_range(tmp_path):
