@@ -121,14 +121,17 @@ class Dimension:
 
 
 def build(backends, source_format: str, has_calib: bool, has_train: bool, cores: int | None,
-          space_file=None, measures_accuracy: bool = True, calib_samples: int | None = None) -> list:
+          space_file=None, measures_accuracy: bool = True, calib_samples: int | None = None,
+          profile_backends: tuple | None = None) -> list:
     """The dimensions for one model and profile, narrowed by the space file. backends: a backend, or the
     backends the devices run (the profile's own first), of which the space file's `backend` may keep some.
     measures_accuracy=False (no accuracy budget): the transforms, which change what the model computes, are
     searched only where the space file names them (transforms_left_out). calib_samples: the --calib set's size;
-    a backend whose INT8 refuses so few calibrates on all of them (small_calibration)."""
+    a backend whose INT8 refuses so few calibrates on all of them (small_calibration). profile_backends: the
+    backends the profile runs, whose keys a file may hold where the devices lack their runtime (None: any)."""
     backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
     doc = _read(space_file) if space_file else {}
+    offered = backends
     backends = _chosen_backends(backends, doc.pop("backend", None), space_file)
     if len(backends) == 1:
         dims = _backend_dimensions(backends[0], has_calib, calib_samples)
@@ -146,16 +149,21 @@ def build(backends, source_format: str, has_calib: bool, has_train: bool, cores:
     if cores and cores > 1:
         dims.append(Dimension("threads", tuple(sorted({1, 2, 4, 8} & set(range(1, cores + 1)) | {cores}))))
     if doc and len(backends) == 1:
-        doc = _one_backends_keys(doc, backends[0].name, space_file)
+        others = {b.name: [d.name for d in _backend_dimensions(b, has_calib, calib_samples)]
+                  for b in offered if b.name != backends[0].name}
+        doc = _one_backends_keys(doc, backends[0].name, space_file, others, profile_backends)
     if doc:
         dims = _narrow(dims, doc, space_file, ", ".join(b.name for b in backends))
     return dims
 
 
-def _one_backends_keys(doc: dict, backend: str, path) -> dict:
-    """One backend's dimensions carry no prefix: the file's "openvino.quantize" is its "quantize" here, and another
-    backend's keys have nothing to narrow. A file written for two backends read "not a dimension of this search"
-    once `backend = [...]` or the devices kept one (a walkthrough)."""
+def _one_backends_keys(doc: dict, backend: str, path, others: dict, profile_backends: tuple | None) -> dict:
+    """One backend's dimensions carry no prefix: the file's "openvino.quantize" is its "quantize" here, and the
+    keys of another backend the devices run ({name: its dimensions}) have nothing to narrow. A file written for
+    two backends read "not a dimension of this search" once `backend = [...]` or the devices kept one (a
+    walkthrough). Those keys are still checked against that backend's dimensions (a typo was dropped unsaid);
+    a backend the devices lack is passed over where the profile runs it, and a backend it does not
+    (`tensorrt.quantize` for generic) is left to be refused as no dimension."""
     from ..profiles import BACKENDS
 
     out = {}
@@ -165,10 +173,18 @@ def _one_backends_keys(doc: dict, backend: str, path) -> dict:
             prefix, dot, rest, value = key, ".", None, value
         if not dot or prefix not in BACKENDS:
             own = {key: value}
-        elif prefix != backend:
-            continue
-        else:
+        elif prefix == backend:
             own = value if rest is None else {rest: value}
+        elif prefix in others:   # left out by `backend = [...]`: nothing to narrow, but a typo is said
+            unknown = sorted(set(value if rest is None else [rest]) - set(others[prefix]))
+            if unknown:
+                raise BadInput(f"{path}: {prefix}.{unknown[0]}: not a dimension of backend {prefix} (left out of "
+                               f"this search); its dimensions: {', '.join(others[prefix]) or 'none'}")
+            continue
+        elif profile_backends is None or prefix in profile_backends:   # the profile's, which these devices lack
+            continue
+        else:   # a backend the profile never runs: refused as no dimension of this search
+            own = {key: value}
         twice = sorted(set(own) & set(out))
         if twice:
             raise BadInput(f"{path}: {twice[0]} is narrowed twice, with and without the prefix {backend}.: give one")
@@ -563,7 +579,11 @@ def _dotted(doc: dict, by_name: dict, path) -> dict:
 def _why_absent(key: str, by_name: dict) -> str:
     """Why a transform the registry has is not searched here, or why its option is not ("" for a name that is no
     transform)."""
+    from ..profiles import BACKENDS
+
     name, _, option = key.partition(".")
+    if name in BACKENDS and option:   # a file shared by studies on other profiles: said, where it was dropped
+        return f"; {name} is not among the backends searched here"
     if name not in transforms.names():
         return ""
     if name in by_name:   # the transform is searched: the option is what is not ("prune.foo")

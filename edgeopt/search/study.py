@@ -229,7 +229,8 @@ def _prepare(job: Job, space_file, progress=SILENT, pareto: bool = False) -> tup
     accuracy = any(k in job.budgets for k in EVAL_BUDGETS)
     calib_samples = _sample_count(job.calib)
     dims = spaces.build(backends, fmt, bool(job.calib), bool(job.train_data), _search_cores(prof, facts, job.notes),
-                        space_file, measures_accuracy=accuracy, calib_samples=calib_samples)
+                        space_file, measures_accuracy=accuracy, calib_samples=calib_samples,
+                        profile_backends=prof.backends)
     for b in backends:   # the backends whose INT8 the space kept with all the samples
         name = b.calibration_size_option
         if spaces.small_calibration(b, calib_samples) and any(d.name in (name, f"{b.name}.{name}") for d in dims):

@@ -666,3 +666,28 @@ def test_a_backends_prefixed_keys_narrow_it_where_it_is_the_only_backend(tmp_pat
         _dims(tmp_path, 'quantize = ["none"]\n"onnxruntime.quantize" = ["int8"]\n')
     with pytest.raises(BadInput, match="space.toml: colour: not a dimension"):   # a typo under its own prefix
         _dims(tmp_path, '"onnxruntime.colour" = ["red"]\n')
+
+
+def test_another_backends_keys_are_checked_where_they_narrow_nothing(tmp_path):
+    """Keys of a backend this search leaves out were dropped unread: a typo under it, or a backend the profile
+    never runs (`tensorrt.quantize` for generic), passed unsaid."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    f = tmp_path / "space.toml"
+    intel = load_profile("intel-cpu")
+    both = [backend_for(intel), backend_for(intel, "onnxruntime")]
+    f.write_text('backend = ["openvino"]\n[onnxruntime]\nquantize = ["none"]\nquantise = ["none"]\n')
+    with pytest.raises(BadInput, match=r"space.toml: onnxruntime.quantise: not a dimension of backend onnxruntime "
+                                       r"\(left out of this search\); its dimensions: quantize, keep_float, precision"):
+        space.build(both, "onnx", True, False, None, f, profile_backends=intel.backends)
+    f.write_text('"onnxruntime.quantize" = ["none"]\n"tensorrt.quantize" = ["none"]\n')
+    generic = load_profile("generic")
+    with pytest.raises(BadInput, match=r"space.toml: tensorrt.quantize: not a dimension of this search \(backend "
+                                       r"onnxruntime; tensorrt is not among the backends searched here\)"):
+        space.build(backend_for(generic), "onnx", True, False, None, f, profile_backends=generic.backends)
+    # the profile's own other backend, which these devices lack a runtime for: passed over
+    f.write_text('"openvino.quantize" = ["int8"]\n"onnxruntime.quantize" = ["none"]\n')
+    kept = space.build(both[1:], "onnx", True, False, None, f, profile_backends=intel.backends)
+    assert {d.name: d for d in kept}["quantize"].choices == ("none",)
