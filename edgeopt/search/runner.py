@@ -108,17 +108,19 @@ class Runner:
                                          user_attrs={"explore": True})
                 return
 
-    def started(self) -> int:
+    def started(self, up_to: int | None = None) -> int:
         """Trials that count towards --trials: every worker's, of every state, except those the cache answered,
         those a Ctrl-C or a dead worker stopped (rdb.fail_unfinished), and the measurements again at the end
-        (again_of: beyond --trials, as the answer says)."""
+        (again_of: beyond --trials, as the answer says). up_to: only those numbered up to it, a trial's own place
+        in the count (two workers' trials both read "8 of 8", counted as each ended)."""
         import optuna
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                   optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
         return sum(not (t.user_attrs.get("cached") or t.user_attrs.get("unfinished")
                         or t.user_attrs.get("again_of") is not None)
-                   for t in self.study.get_trials(deepcopy=False, states=states))
+                   for t in self.study.get_trials(deepcopy=False, states=states)
+                   if up_to is None or t.number <= up_to)
 
     def _grid_done(self) -> bool:
         """Every grid point proposed (by any worker). Enqueued trials (the baseline, INT8 alone) are no grid
@@ -228,7 +230,7 @@ class Runner:
             return " (measured before: answered from the study, not counted)"
         if trial.user_attrs.get("again_of") is not None:
             return f" (trial {trial.user_attrs['again_of']} measured fully)"
-        return f" ({self.started()} of {self.n_trials})" if self.n_trials else ""
+        return f" ({self.started(up_to=trial.number)} of {self.n_trials})" if self.n_trials else ""
 
     def _baseline_failed(self, trial, e: Exception) -> None:
         """Raise for the baseline that failed: nothing can be judged without it (a relative budget has no limit,

@@ -589,3 +589,14 @@ def test_a_report_of_a_study_with_a_trial_running_says_it_is_not_over(tmp_path):
     study.ask()
     assert outcome._not_over(study) == ["the study is not over: 1 trial running (a worker at work, or one killed, "
                                         "whose trial its next --resume fails); this is its answer so far"]
+
+
+def test_each_trial_is_counted_at_its_own_place_against_trials(tmp_path):
+    """Two workers' trials both read "(8 of 8)": the count was taken as each line was printed, with the other
+    worker's trial running. A trial's place counts the trials numbered up to it (a cached answer not among them)."""
+    run = _runner(tmp_path, False, [(5.0, None, False), (4.0, None, False)])
+    run.n_trials = 4
+    first, second = run.study.ask(), run.study.ask()   # two workers' trials, both running
+    run.study.ask().set_user_attr("cached", True)
+    assert [run._counted(t, None) for t in (first, second)] == [" (3 of 4)", " (4 of 4)"]
+    assert run.started() == 4
