@@ -394,6 +394,7 @@ class _JsonUsageErrors(click.Group):
     group_class = type   # the groups under it (device, fleet, ...) make their verbs of _NoEmptyValues too
 
     def main(self, args=None, **kwargs):
+        _replace_what_the_terminal_cannot_show()
         args = _common_flags_last(list(sys.argv[1:] if args is None else args), self)
         flags = [a for a in args if a in COMMON_FLAGS]
         if args[:1] == ["--version"] and flags:   # `edgeopt --json --version` was "No such option '--json'"
@@ -416,6 +417,16 @@ class _JsonUsageErrors(click.Group):
             click.echo("edgeopt: interrupted", err=True)
             sys.exit(INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _replace_what_the_terminal_cannot_show() -> None:
+    """A character the output's encoding lacks (a table's border, an em dash, under LANG=en_US.ISO-8859-1) is
+    written as "?": it was a UnicodeEncodeError's traceback and exit 1 after the work was done and saved (a
+    walkthrough)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 def _show_usage_error(e: click.ClickException, machine: bool = False) -> None:

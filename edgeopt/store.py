@@ -83,8 +83,16 @@ def default_url(results_dir):
 
 def file_url(path) -> sa.engine.URL:
     """The SQLite store at `path`, as a URL object: any path, even one with '?', '#' or '%' (which text would
-    read as a query, a fragment or an escape)."""
-    return sa.engine.URL.create("sqlite", database=str(path))
+    read as a query, a fragment or an escape). A path this host's locale could not decode (bytes that are no
+    UTF-8 under LANG=C) is refused: a URL is text, and its rendering was a traceback."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise BadInput(f"{shown}: the results store's path is not text in this host's locale (its bytes are no "
+                       "UTF-8): give --results-dir or --store another path, or run under a UTF-8 locale") from None
+    return sa.engine.URL.create("sqlite", database=text)
 
 
 def sqlite_file(url) -> pathlib.Path | None:

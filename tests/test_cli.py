@@ -576,3 +576,24 @@ def test_an_empty_option_value_is_a_usage_error_on_every_verb(cli, int8_result, 
         r = cli(*args)
         assert r.exit_code == 2 and "an empty value: give one, or leave the option out" in r.stderr, (args, r.stderr)
     assert cli("check", result, "--budget", "latency_p90_ms=1000", "-q").exit_code == 0
+
+
+def test_a_terminal_without_unicode_gets_the_answer_not_a_traceback(tmp_path):
+    """Under LANG=en_US.ISO-8859-1 a table's em dash was a UnicodeEncodeError's traceback and exit 1 after the
+    work was done (a walkthrough): what the encoding lacks is shown as "?", and the exit code is the verb's."""
+    failed = tmp_path / "r.json"
+    failed.write_text(json.dumps({"schema": "edgeopt.result/1", "status": "failed",
+                                  "error": {"message": "lost \u2014 the device"}}))
+    p = subprocess.run([sys.executable, "-m", "edgeopt", "check", str(failed)], capture_output=True,
+                       env=dict(os.environ, PYTHONIOENCODING="latin-1"), timeout=120)
+    assert p.returncode == 3 and b"Traceback" not in p.stderr, p.stderr
+    assert b"DEVICE FAILED: lost ? the device" in p.stdout
+
+
+def test_a_store_path_the_locale_cannot_decode_is_one_line(cli, tmp_path):
+    """A results folder whose name is no UTF-8 (bytes a C locale hands Python as surrogates) was a traceback
+    from the store's URL."""
+    folder = tmp_path / os.fsdecode(b"r\xe9sults")
+    r = cli("history", "--results-dir", folder)
+    assert r.exit_code == 2 and "the results store's path is not text in this host's locale" in r.stderr, r.stderr
+    assert "r\\xe9sults" in r.stderr and len(r.stderr.splitlines()) == 1
