@@ -26,7 +26,7 @@ class DeviceLock(object):
         if not os.path.isdir(directory):
             os.makedirs(directory, exist_ok=True)   # two agents starting at once on a new device
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.time() + self.wait_seconds
+        deadline = time.monotonic() + self.wait_seconds   # a clock stepped by NTP at boot is no wait
         told = False
         while True:
             try:
@@ -36,7 +36,7 @@ class DeviceLock(object):
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             holder = self._holder()
-            if time.time() >= deadline:
+            if time.monotonic() >= deadline:
                 os.close(self.fd)
                 raise DeviceBusy("device busy: another edgeopt benchmark holds %s (%s); waited %.0f s"
                                  % (self.path, holder, self.wait_seconds))

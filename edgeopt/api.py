@@ -279,7 +279,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
         message = (doc.get("error") or {}).get("message", f"agent exit code {code}")
         kept = f"; the latest good result {doc['_latest_kept']} is kept" if doc.get("_latest_kept") else ""
         refused = (doc.get("error") or {}).get("kind") == "bundle"  # the agent refused the bundle or an option
-        if not message.startswith("device "):   # the agent's own words say "this device": which one
+        if not message.startswith(f"device {device}"):   # "device busy: ..." said which device by no name
             message = f"device {device}: {message}"
         raise (BadInput if refused else DeviceFailure)(f"{message} (result saved to {doc['_path']}{kept})")
     return doc

@@ -102,7 +102,7 @@ class Transport:
         """(result document, agent exit code). A broken agent still yields a 'failed' document."""
         self.progress = progress
         # The manifest as shipped: the agent refuses a bundle whose manifest arrives different.
-        sent = ["--manifest-sha256", bundles.manifest_sha256(bundle)]
+        sent = ["--manifest-sha256", bundles.manifest_sha256(bundle), "--lock-wait", f"{lock_wait(timeout):g}"]
         remote_bundle = self.put(pathlib.Path(bundle), "bundle")
         code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + sent + agent_args, progress, timeout,
                                    shown={remote_bundle: pathlib.Path(bundle).name,
@@ -131,6 +131,13 @@ class Transport:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lock_wait(timeout: float) -> float:
+    """How long the agent waits for another benchmark's device lock: until just before this host gives up on it.
+    It waited its own 600 s, so a host's --timeout 10 read "agent did not finish within 10 s" of a device that was
+    busy, and the agent went on waiting, then measured for nobody (a walkthrough)."""
+    return round(max(timeout - min(10.0, timeout / 4), 0.5), 1)
 
 
 def _as_a_result(doc: dict, code: int, device: str) -> tuple:

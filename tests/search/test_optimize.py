@@ -872,7 +872,9 @@ def test_the_pareto_front_takes_energy_where_every_device_measures_it(cli, tmp_p
     outcome = r.json()
     keys = ["latency_p50_ms", "accuracy_drop", "size_mb", "energy_mj"]
     assert outcome["pareto_figures"] == keys and "energy_mj in the Pareto front" in " ".join(outcome["notes"])
-    assert [len(t.values) for t in _trials(tmp_path, "energy") if t.values] == [4] * len(outcome["trials"])
+    # every trial with values has the four (one screened out on a loaded host has none)
+    assert [len(t.values) for t in _trials(tmp_path, "energy") if t.values] == [4] * sum(
+        t["state"] == "complete" for t in outcome["trials"])
     for row in outcome["trials"]:   # 7.5 W over each inference's share of the timed loop
         assert row["figures"]["energy_mj"] > 0
     from edgeopt.report.tables import optimize_table   # and a column of its own in the table

@@ -275,6 +275,26 @@ def test_second_benchmark_on_a_busy_device_waits_then_fails_clearly(bundles, tmp
     assert "waiting for another benchmark" in p.stderr
 
 
+def test_a_device_busy_past_the_hosts_timeout_is_said_busy_by_name(cli, lab, bundles, tmp_path):
+    """The agent waited its own 600 s for the lock, so `--timeout 12` read "agent did not finish within 12 s" (and
+    the agent went on waiting, to measure for nobody): it now waits until just before the host gives up, and says
+    who holds the device (a walkthrough)."""
+    import fcntl
+    dev = lab.add("pi-busy", 63)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    assert _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path).exit_code == 0   # the workdir is made
+    lock = pathlib.Path(lab.inventory_entry(dev)["workdir"]) / "lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 4242 since earlier")
+        held.flush()
+        started = time.monotonic()
+        r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path, "--timeout", "12")
+    assert r.exit_code == 3 and time.monotonic() - started < 12, r.stderr
+    assert f"device {dev.name}: device busy: another edgeopt benchmark holds" in r.stderr, r.stderr
+    assert "pid 4242 since earlier" in r.stderr and "did not finish" not in r.stderr
+
+
 def _signal_device(device, sig):
     import psutil
     root = psutil.Process(device.proc.pid)

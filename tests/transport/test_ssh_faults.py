@@ -238,6 +238,31 @@ class KillAt(Progress):
             self.dev.kill()
 
 
+class KillAgentAt(Progress):
+    """Kill -9 the agent itself (`python agent.pyz bench`, not its measuring child) at a phase, the link left up."""
+    def __init__(self, phase, dev):
+        self.phase, self.dev, self.done = phase, dev, False
+
+    def status(self, message):
+        import psutil
+        if message.startswith(self.phase) and not self.done:
+            self.done = True
+            for p in psutil.Process(self.dev.proc.pid).children(recursive=True):
+                if any(a.endswith(".pyz") for a in p.cmdline()) and "bench" in p.cmdline():
+                    p.kill()
+
+
+def test_an_agent_killed_on_a_device_that_still_answers_is_not_a_lost_connection(lab, bundles, tmp_path):
+    """kill -9 of the agent read "connection lost during the agent run" (a walkthrough): the link is up."""
+    dev = lab.add("pi-agent-killed", 62)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    options = SshOptions(known_hosts=str(lab.known_hosts), connect_timeout=5, dead_peer_timeout=5)
+    with pytest.raises(DeviceFailure, match="the agent ended without an exit status, the connection still up: its "
+                                            "process was killed on the device"):
+        api.bench(bundles["fp32"], dev.name, tmp_path / "results", loop=dict(FAST_LOOP, min_seconds=5),
+                  progress=KillAgentAt("warm-up", dev), inventory=inv, ssh_options=options)
+
+
 def test_device_killed_mid_bench_leaves_its_measuring_output_in_the_workdir_only(lab, bundles, tmp_path):
     dev = lab.add("pi-bench-killed", 61)
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
