@@ -33,7 +33,8 @@ def open_storage(store_url, writing: bool = False):
         if writing:   # before the lock, whose errors it would wrap in a second "results store ...:"
             store.refuse_unwritable()
         with store.exclusive(OPTUNA_SCHEMA_LOCK, "cannot make the study tables"):
-            return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False))
+            return optuna.storages.RDBStorage(store.url.render_as_string(hide_password=False),
+                                              engine_kwargs=None if store.sqlite else store.server_engine_options())
 
 
 def store_errors() -> tuple:
@@ -197,6 +198,11 @@ def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
     if "model_sha256" in recorded and "source_sha256" not in recorded:   # a study from before it was recorded:
         identity.pop("source_sha256", None)   # its trials' content keys were made without it, and stay so
+    if identity.get("model_sha256") is not None and all(recorded.get(k) == identity.get(k) for k in (
+            "model_sha256", "source_sha256")):
+        # the same contents by another path (a worker on another host, its own checkout): the study's own name
+        # for it, which its trials' content keys were made with; the model is read from where it is given
+        identity["model"] = recorded.get("model", identity["model"])
     # the data before the budgets: without --eval-data the profile's accuracy budget drops out too
     for key in ("model", "model_sha256", "source_sha256", "profile", "data", "input_shapes", "budgets",
                 "relative_budgets", "paired_baseline", "objective", "seed", "backend"):

@@ -1547,6 +1547,27 @@ def test_a_resumed_study_goes_on_with_the_sampler_it_began_with(cli, tmp_path):
     assert any("goes on with random" in n for n in kept.user_attrs["notes"]), kept.user_attrs["notes"]
 
 
+def test_a_study_resumed_with_its_model_by_another_path_goes_on(cli, tmp_path):
+    """A worker on another host gives the model by its own checkout's path: --resume was refused as "another
+    MODEL" for the same bytes (a team walkthrough). The same contents go on, with the study's content keys."""
+    import shutil
+    here, there = tmp_path / "a" / "m.onnx", tmp_path / "b" / "model.onnx"
+    for path in (here, there):
+        path.parent.mkdir()
+        shutil.copy(MODEL, path)
+    args = (*DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt", "--study", "paths",
+            "--space", _float_or_int8(tmp_path), "--json")
+    first = cli("optimize", here, *args, "--trials", "2")
+    assert first.exit_code == 0, first.stderr
+    again = cli("optimize", there, *args, "--trials", "3", "--resume")
+    assert again.exit_code == 0, again.stderr
+    study = optuna.load_study(study_name="paths", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert study.user_attrs["identity"]["model"] == str(here)   # the study's name for it
+    # the space holds no candidate beyond the baseline and INT8 by hand: each proposal answered, none measured
+    trials = again.json()["trials"]
+    assert [t["trial"] for t in trials if not t["cached"]] == [0, 1] and len(trials) > 2, trials
+
+
 def test_a_study_resumed_after_its_weights_changed_is_refused(cli, tmp_path):
     """The study's identity hashed the model file alone: an ONNX model's external data (or an IR's .bin, a
     file.py:callable's code) could change, and --resume answered every measured configuration with the old
