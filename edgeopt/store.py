@@ -317,12 +317,17 @@ class Store:
         with self._errors(f"cannot make the directory {_one_line(path.parent)}"):
             path.parent.mkdir(parents=True, exist_ok=True)
 
+    def server_engine_options(self) -> dict:
+        """How a PostgreSQL store's connections are made, the study's (Optuna's engine) as the store's own: a
+        connection the server dropped (a restart, a failover, an idle timeout) during a long measurement is
+        replaced by the pre-ping, rather than failing the write at the end (a study died of a restart the
+        server was back from within a second: a team walkthrough); a server that does not answer is given up."""
+        args = {} if "connect_timeout" in self.url.query else {"connect_timeout": PG_CONNECT_SECONDS}
+        return {"connect_args": args, "pool_pre_ping": True}
+
     def _engine(self) -> sa.engine.Engine:
         if not self.sqlite:
-            args = {} if "connect_timeout" in self.url.query else {"connect_timeout": PG_CONNECT_SECONDS}
-            # pre-ping: a connection the server dropped (a restart, a failover, an idle timeout) during a long
-            # measurement is replaced, rather than failing the write of the result at the end
-            return sa.create_engine(self.url, connect_args=args, json_serializer=_json_dumps, pool_pre_ping=True)
+            return sa.create_engine(self.url, json_serializer=_json_dumps, **self.server_engine_options())
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, json_serializer=_json_dumps)
 
         # pysqlite's own transaction handling would run DDL outside a transaction and take the write lock

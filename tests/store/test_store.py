@@ -262,6 +262,31 @@ def test_a_connection_the_server_dropped_is_replaced_before_the_write(pg, pg_url
         assert len(store.history()) == 2
 
 
+def _terminate_connections(pg, database: str) -> int:
+    engine = pg.admin()
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %(db)s",
+                {"db": database}).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_a_study_outlives_a_connection_the_server_dropped(pg, pg_url):
+    """A server restart a second long killed a running study, where bench outlived it (a team walkthrough):
+    Optuna's engine is made as the store's, with the pre-ping."""
+    import optuna
+    from edgeopt.search.rdb import open_storage
+
+    storage = open_storage(pg_url.render_as_string(hide_password=False), writing=True)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr("before", 1)
+    assert _terminate_connections(pg, pg_url.database) >= 1
+    study.set_user_attr("after", 2)
+    assert study.user_attrs == {"before": 1, "after": 2}
+
+
 @pytest.mark.slow
 def test_bench_then_history_on_postgresql(cli, bundles, pg_url, tmp_path):
     url = pg_url.render_as_string(hide_password=False)
