@@ -24,13 +24,23 @@ def _ssh_flags(options) -> list:
     return flags
 
 
+def _store_flags(job: Job) -> list:
+    """--results-dir and --store as the study was given them, for the command that verifies its answer: without
+    them its result went to ./results and another store, which the team's `--baseline store` never read (a team
+    walkthrough). A password is shown masked: no secret in a message."""
+    from ..store import masked, parse_url
+
+    flags = ["--results-dir", str(job.results_dir)] if str(job.results_dir) != "results" else []
+    return flags + (["--store", masked(parse_url(job.store_url))] if job.store_url else [])
+
+
 def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     ranked = judging.ranked_feasible(study, job.objective)
     front_figures = job.pareto_figures
     # the devices, and the inventory file that names them (`bench` of the chosen bundle needs it too)
     inventory = str(job.inventory) if isinstance(job.inventory, (str, os.PathLike)) else None
     out = {"study": name, "objective": job.objective, "budgets": job.budgets, "devices": list(job.devices),
-           "inventory": inventory, "ssh_flags": _ssh_flags(job.ssh_options),
+           "inventory": inventory, "ssh_flags": _ssh_flags(job.ssh_options), "store_flags": _store_flags(job),
            "trials": _rows(study),
            **_relative(study), "pareto": _pareto(judging.complete(study), front_figures,
                                                  judging.Judge.of(study, job.objective)),

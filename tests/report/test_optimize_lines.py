@@ -474,3 +474,23 @@ def test_a_cached_screening_answer_is_counted_once():
     trials = [{"measurement": "screening", "cached": False}, {"measurement": "screening", "cached": True},
               {"measurement": "full", "cached": False}]
     assert "; 1 screened only, 1 answered from the study's cache" in _time_spent(trials)
+
+
+def test_the_verify_line_keeps_the_studys_results_folder_and_store():
+    """The printed command saved its result to ./results and another store, which the team's `--baseline store`
+    never read (a team walkthrough); a password stays masked."""
+    from edgeopt.search.outcome import _store_flags
+    from edgeopt.search.study import Job
+
+    job = Job(model="m.onnx", profile="generic", devices=["pi-1"], budgets={}, results_dir="team results",
+              store_url="postgresql://alice:s3cret@db.lab/shared")
+    flags = _store_flags(job)
+    assert flags == ["--results-dir", "team results", "--store", "postgresql+psycopg://alice:***@db.lab/shared"]
+    best = {"trial": 4, "config": "quantize=int8", "figures": {"latency_p50_ms": 0.3}, "bundle": "opt/s-best.edgepkg"}
+    outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {}, "devices": ["pi-1"],
+               "store_flags": flags}
+    text = " ".join(" ".join(optimize_lines(outcome)).split())
+    assert "--device pi-1 --results-dir 'team results' --store 'postgresql+psycopg://alice:***@db.lab/shared' && " \
+           "edgeopt check 'team results/s-best@pi-1.json'" in text, text
+    assert "s3cret" not in text
+    assert _store_flags(Job(model="m.onnx", profile="generic", devices=["local"], budgets={})) == []
