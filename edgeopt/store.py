@@ -300,12 +300,27 @@ class Store:
     def refuse_unwritable(self) -> None:
         """Before a measurement whose result it is to keep: an SQLite store that cannot be written (a read-only
         mount; access() sees one for root too) was found out after the measurement, its time spent. SQLite also
-        writes its journal beside the file. A server's permissions are the server's to say."""
-        path = pathlib.Path(self.url.database) if self.sqlite else None
-        unwritable = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)] if path else []
+        writes its journal beside the file. On a server: a role that may not add rows, or a read-only server (a
+        standby), measured fully and then failed to store its result (a team walkthrough)."""
+        if not self.sqlite:
+            return self._refuse_a_server_that_will_not_take_rows()
+        path = pathlib.Path(self.url.database)
+        unwritable = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)]
         if unwritable:
             raise BadInput(f"results store {self.name}: {_one_line(unwritable[0])} is not writable "
                            "(--store or $EDGEOPT_STORE names another)")
+
+    def _refuse_a_server_that_will_not_take_rows(self) -> None:
+        query = sa.text("SELECT has_table_privilege(current_user, CAST(:table AS text), 'INSERT'), "
+                        "current_setting('transaction_read_only') = 'on', current_user")
+        with self._errors("cannot read its permissions"), self.engine.connect() as conn:
+            may_insert, read_only, user = conn.execute(query, {"table": results_table.name}).one()
+        if read_only:
+            raise BadInput(f"results store {self.name}: the server is read-only (a standby?): no result could be "
+                           "stored there (--store or $EDGEOPT_STORE names another)")
+        if not may_insert:
+            raise BadInput(f"results store {self.name}: role {user} may not add rows to its {results_table.name} "
+                           "table (GRANT INSERT, or --store names another)")
 
     def _sqlite_file(self, create: bool) -> None:
         path = pathlib.Path(self.url.database)

@@ -420,3 +420,29 @@ def test_a_row_edited_by_hand_is_one_line_and_the_report_goes_on_without_history
         c.execute("update results set created = '2026-12-01 10:00:00.000000', status = x'00'")
     r = cli("history", "--results-dir", results_dir)
     assert r.exit_code == 2 and "wrong type (status is bytes, not text)" in r.stderr, r.stderr
+
+
+def test_a_role_that_may_not_add_rows_is_refused_before_the_measurement(cli, bundles, pg, pg_url, tmp_path):
+    """bench measured fully, then failed to store its result with "permission denied for table results" (a team
+    walkthrough): the server's permissions are read before anything is measured."""
+    with Store(pg_url) as store:   # the owner makes the schema
+        store.add(DOC)
+    engine = pg.admin()
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("DROP ROLE IF EXISTS viewer")
+            conn.exec_driver_sql("CREATE ROLE viewer LOGIN PASSWORD 'view'")
+        with sa.create_engine(pg_url.set(username="postgres", password=None, host=None, port=None,
+                                         query={"host": pg.sockdir, "port": str(pg.port)}),
+                              isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.exec_driver_sql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO viewer")
+    finally:
+        engine.dispose()
+    url = pg_url.set(username="viewer", password="view").render_as_string(hide_password=False)
+    with Store(url) as viewer:
+        assert len(viewer.history()) == 1   # it may read
+        with pytest.raises(BadInput, match=r"role viewer may not add rows to its results table \(GRANT INSERT"):
+            viewer.refuse_unwritable()
+    r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "--store", url, *FAST_BENCH_ARGS)
+    assert r.exit_code == 2 and "role viewer may not add rows" in r.stderr and "view@" not in r.stderr, r.stderr
+    assert not list(tmp_path.glob("*.json"))   # nothing was measured
