@@ -1287,6 +1287,8 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     summary["summary"] = machine_rows(doc["rows"]["summary"])   # each device by its own name
     if baseline:   # --json said exit 1 with no word of the gate that gave it (a review)
         summary["regressions"] = doc["rows"]["regressions"]
+    if doc["rows"]["study"]:   # its trials, choice and verdict: --json held the result rows alone (a walkthrough)
+        summary.update(study=doc["rows"]["study"], headline=doc["rows"]["headline"])
     count = f"{doc['results']} result{'' if doc['results'] == 1 else 's'}"
     out.emit(summary, *([f"{fmt} report: {output} ({doc['bytes'] / 1024:.1f} KiB, {count})"] if output else []))
     _say_unreadable(doc["rows"]["summary"])

@@ -117,6 +117,12 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     chosen = next(r for r in rows if r["chosen"] == "True")
     assert float(chosen["latency_p90_ms"]) == pytest.approx(outcome["best"]["figures"]["latency_p90_ms"])
     assert chosen["feasible"] == "True" and chosen["budgets_missed"] == "" and chosen["accuracy_drop"] != ""
+    # and as JSON: the study's trials, choice and verdict (it held the result rows alone)
+    machine = cli("report", "--study", "ok", "--format", "markdown", "--no-history", "--json",
+                  "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
+    assert machine.exit_code == 0 and machine.json()["study"]["best"]["trial"] == outcome["best"]["trial"]
+    assert [t["trial"] for t in machine.json()["study"]["trials"]] == [t["trial"] for t in outcome["trials"]]
+    assert "meets every budget" in machine.json()["headline"]
     missing = cli("report", "--study", "nope", "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert missing.exit_code == 2 and "--study nope: no such study in the store (studies: ok)" in missing.stderr
     # from a host that ran none of its trials (a team's store): the results' documents are read from the store
