@@ -8,8 +8,8 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import bundle_manifest
-from edgeopt import fleet, results
+from conftest import FAST_LOOP, bundle_manifest
+from edgeopt import api, fleet, results
 from edgeopt.errors import BadInput
 from edgeopt.inventory import make_device
 from edgeopt.store import Store
@@ -337,3 +337,26 @@ def test_an_agent_document_nested_near_the_json_readers_limit_is_a_failed_result
         inner = inner["x"]
     failed, code = _as_a_result(doc, 0, "pi")
     assert code == 3 and failed["error"]["message"].startswith("device pi: the agent's result document is nested")
+
+
+def test_a_device_clock_far_from_this_hosts_is_dated_here_and_said(bundles, tmp_path, monkeypatch):
+    """A board without a real-time clock dated its results 2000-01-01 and one 15 years ahead put its result above
+    every later run in history (a walkthrough): a result whose time lies outside the run as this host timed it
+    is dated by this host's clock, the device's reading kept and said. Here the host's clock reads a day ahead
+    of the agent's (the same machine's), as a device a day behind would."""
+    import datetime
+    from edgeopt.transport import base
+
+    real = base.time.time
+    monkeypatch.setattr(base.time, "time", lambda: real() + 86400)
+    doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
+    created = datetime.datetime.fromisoformat(doc["created"]).timestamp()
+    device = datetime.datetime.fromisoformat(doc["device"]["clock_created"]).timestamp()
+    assert abs(created - device - 86400) < 120
+    assert any(w.startswith("the device's clock read ") and "24.0 h behind this host's: the result is dated by "
+               "this host's clock" in w for w in doc["warnings"]), doc["warnings"]
+    saved = json.loads(pathlib.Path(doc["_path"]).read_text())
+    assert saved["created"] == doc["created"]   # as history and the regression gate read it
+    monkeypatch.setattr(base.time, "time", real)   # in step: the agent's own time stays
+    again = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
+    assert "clock_created" not in again["device"] and not any("clock" in w for w in again["warnings"])

@@ -2,9 +2,11 @@
 turn its stdout into a result document. A transport implements `put` and `run`."""
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import re
+import time
 
 from device_agent import RESULT_SCHEMA
 
@@ -13,10 +15,12 @@ from ..agent_zipapp import AGENT_ERROR
 from ..errors import BadInput, DeviceFailure
 from ..inventory import ALLOWED_SIGNERS_VAR
 from ..progress import SILENT
-from ..results import validate
+from ..results import parse_time, validate
 
 AGENT_PREFIX = "[agent] "
 HEARTBEAT = "[agent-heartbeat]"
+# How far a device's clock may read from this host's, beyond the run itself, before its result is dated here
+CLOCK_SLACK_SECONDS = 300
 
 
 class Transport:
@@ -104,6 +108,7 @@ class Transport:
         # The manifest as shipped: the agent refuses a bundle whose manifest arrives different.
         sent = ["--manifest-sha256", bundles.manifest_sha256(bundle), "--lock-wait", f"{lock_wait(timeout):g}"]
         remote_bundle = self.put(pathlib.Path(bundle), "bundle")
+        began = time.time()
         code, out = self.run_agent(["bench", remote_bundle] + self.agent_args() + sent + agent_args, progress, timeout,
                                    shown={remote_bundle: pathlib.Path(bundle).name,
                                           remote_bundle.rpartition("/")[2]: pathlib.Path(bundle).name})
@@ -119,6 +124,7 @@ class Transport:
             code = code or 3
         doc, code = _as_a_result(doc, code, self.device)
         doc.setdefault("device", {})["name"] = self.device
+        _dated_here_if_the_clock_is_off(doc, began, time.time())
         error = doc.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str) and remote_bundle in error["message"]:
             # the agent names the file it was given, a hash in the device's store: the user's name first
@@ -138,6 +144,27 @@ def lock_wait(timeout: float) -> float:
     It waited its own 600 s, so a host's --timeout 10 read "agent did not finish within 10 s" of a device that was
     busy, and the agent went on waiting, then measured for nobody (a walkthrough)."""
     return round(max(timeout - min(10.0, timeout / 4), 0.5), 1)
+
+
+def _dated_here_if_the_clock_is_off(doc: dict, began: float, ended: float) -> None:
+    """A result whose time (the device's clock) lies outside the run as this host timed it, by more than
+    CLOCK_SLACK_SECONDS, is dated by this host's clock, the device's reading kept as device.clock_created and
+    said: a board without a real-time clock (a Pi before NTP) dated its results 2000-01-01, and a clock 15 years
+    ahead put one result above every later run in history; the regression gate found no earlier baseline (a
+    walkthrough)."""
+    said = parse_time(doc.get("created"))
+    if said is None or said.tzinfo is None:
+        return
+    off = said.timestamp() - (ended if said.timestamp() > ended else began)
+    if abs(off) <= CLOCK_SLACK_SECONDS:
+        return
+    doc["device"]["clock_created"] = doc["created"]
+    doc["created"] = datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).isoformat()
+    hours = abs(off) / 3600
+    apart = f"{hours:.1f} h" if hours >= 1 else f"{abs(off) / 60:.0f} min"
+    doc["warnings"] = list(doc.get("warnings") or []) + [
+        f"the device's clock read {said.isoformat()}, {apart} {'ahead of' if off > 0 else 'behind'} this host's: "
+        "the result is dated by this host's clock (set the device's clock, e.g. with NTP)"]
 
 
 def _as_a_result(doc: dict, code: int, device: str) -> tuple:
