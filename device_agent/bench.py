@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 from . import RESULT_SCHEMA, AgentError, BundleError, __version__
-from .bundle import NoSpace, unpack
+from .bundle import NO_SPACE_EXIT, NoSpace, unpack
 from .lock import DeviceLock, remove_stale_runs
 from .manifest import REFERENCE_STAGES
 from .measure import cooldown as cool, thermal
@@ -118,7 +118,7 @@ def _run_child(run_dir, root, threads, settings, with_accuracy, timeout, sensors
         if "error" in doc:  # the child's own one-line account of what failed
             raise (BundleError if doc.get("bundle") else AgentError)(doc["error"])
         if proc.returncode != 0:
-            return _kept(doc, _describe_exit(proc.returncode))
+            return _kept(doc, _describe_exit(proc.returncode, run_dir))
         doc.pop("pending", None)
         return doc
     except subprocess.TimeoutExpired:
@@ -214,7 +214,10 @@ def _threads_ran_warnings(asked, ran):
             % (asked, ran, ran)]
 
 
-def _describe_exit(code):
+def _describe_exit(code, run_dir):
+    if code == NO_SPACE_EXIT:
+        return ("no space left on this device while measuring: the measuring process could not save its figures "
+                "in %s (`edgeopt device clean` frees edgeopt's cache there)" % run_dir)
     if code < 0:
         name = signal.Signals(-code).name
         hint = " (the kernel's out-of-memory killer?)" if -code == signal.SIGKILL else ""

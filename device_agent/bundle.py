@@ -46,6 +46,9 @@ class NoSpace(AgentError):
     """No room to unpack a bundle where it is unpacked: the machine's fault, not the bundle's (exit 3)."""
 
 
+NO_SPACE_EXIT = 28   # the measuring process's exit code where the disk filled up under it (ENOSPC's number)
+
+
 class Unpacked(object):
     """What unpack found: the manifest, the sha256 of its bytes (the bundle's identity), the signer (where a
     signature was checked), whether the bundle carries a signature at all."""

@@ -314,3 +314,26 @@ def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bund
     doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
     holder.join()
     assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
+
+
+def test_a_disk_that_fills_up_while_measuring_is_said_as_such(monkeypatch, tmp_path):
+    """The measuring process's save failed with ENOSPC and the agent said "failed with exit code 1 (its error is
+    above)" of an error the host shows only under --debug (a walkthrough): it exits NO_SPACE_EXIT, which the agent
+    words as a full disk, keeping any figures saved before."""
+    import errno
+    from device_agent import AgentError, bench
+    from device_agent.bundle import NO_SPACE_EXIT
+    from device_agent.measure import run
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "measure.json.tmp"))
+    monkeypatch.setattr(run, "_main", full)
+    with pytest.raises(SystemExit) as e:
+        run.main("root", "out", "1", "{}", "0", "{}")
+    assert e.value.code == NO_SPACE_EXIT
+    said = "no space left on this device while measuring: the measuring process could not save its figures in"
+    with pytest.raises(AgentError, match=said):
+        bench._kept({}, bench._describe_exit(NO_SPACE_EXIT, str(tmp_path)))
+    partial = bench._kept({"pending": ["accuracy"], "latency": {"p50_ms": 1.0}},
+                          bench._describe_exit(NO_SPACE_EXIT, str(tmp_path)))
+    assert partial["latency"] == {"p50_ms": 1.0} and said in partial["accuracy"]["reason"]

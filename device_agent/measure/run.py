@@ -3,8 +3,10 @@
 Order matters for clean memory figures: baseline, runtime import, model load, then the
 timed loop with the high-water mark reset just before it.
 """
+import errno
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -116,7 +118,21 @@ def _accuracy(adapter, manifest, root):
         return {"available": False, "reason": "the eval pass failed: %s: %s" % (type(e).__name__, e)}
 
 
-def main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}", passes_json="{}"):
+def main(*args):
+    """_main, where a disk that fills up under it exits NO_SPACE_EXIT: its figures cannot be saved, nor its
+    account of why, and the agent's "its error is above" read of nothing the host shows."""
+    from ..bundle import NO_SPACE_EXIT
+
+    try:
+        _main(*args)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        sys.stderr.write("edgeopt-agent: measuring process: %s\n" % e)
+        sys.exit(NO_SPACE_EXIT)
+
+
+def _main(root, out_path, threads, settings_json, with_accuracy, sensors_json, options_json="{}", passes_json="{}"):
     from ..bundle import load_manifest
 
     manifest = load_manifest(root)
