@@ -390,6 +390,7 @@ def test_an_upload_to_a_full_or_read_only_device_disk_says_where_and_what_to_do(
         r = cli("bench", bundles["fp32"], "--device", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts,
                 "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
         assert r.exit_code == 3 and all(s in r.stderr for s in said) and str(workdir) in r.stderr, r.stderr
+        assert "MiB free" in r.stderr or workdir == read_only / "edgeopt", r.stderr   # refused before a byte is sent
 
 
 @pytest.mark.slow

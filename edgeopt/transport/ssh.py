@@ -25,7 +25,7 @@ CHUNK = 1 << 20
 # and, since SIGKILL leaves no chance to, every upload first sweeps partial files whose writer is
 # gone. A live writer holds an flock on its partial file, which the kernel drops when it dies.
 UPLOAD_SCRIPT = VERSION_CHECK + r"""
-import fcntl, hashlib, os, signal, sys
+import errno, fcntl, hashlib, os, signal, sys
 dest, sha, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 d = os.path.dirname(dest) or "."
 if not os.path.isdir(d):
@@ -66,6 +66,11 @@ def intact(path):
 sweep()
 if os.path.isfile(dest) and os.path.getsize(dest) == size and intact(dest):
     sys.stdout.write("cached\n"); sys.stdout.flush(); sys.exit(0)
+# a file larger than the room left is refused before a byte is sent: the helper died mid-stream, and the host read
+# its end as the connection lost
+free = os.statvfs(d).f_bavail * os.statvfs(d).f_frsize
+if free < size:
+    raise OSError(errno.ENOSPC, "No space left on device (%.1f MiB free)" % (free / 1048576.0), d)
 while True:
     tmp = "%s.%d.partial" % (dest, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

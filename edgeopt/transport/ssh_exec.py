@@ -195,6 +195,19 @@ def _storage_hint(reason: str, remote: str, size: int, device: str) -> str:
     return ""
 
 
+def _send(chan, block: bytes, device, kind, remote, size) -> None:
+    """One block to the upload helper. A helper that ended mid-stream (the disk filled up under it) said why on
+    stderr, where the failed send read as the connection lost."""
+    try:
+        chan.sendall(block)
+    except (OSError, EOFError, paramiko.SSHException):
+        reason = _stderr(chan) if chan.status_event.wait(2) or chan.recv_stderr_ready() else ""
+        if not reason:
+            raise
+        raise DeviceFailure(f"device {device}: {kind} upload failed ({reason})"
+                            f"{_storage_hint(reason, remote, size, device)}") from None
+
+
 def _stream_upload(client, device, command, local, size, progress, kind, silence, remote) -> int:
     chan = _session(client, device)
     chan.settimeout(silence)
@@ -220,7 +233,7 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
     try:
         with open(local, "rb") as f:
             for block in iter(lambda: f.read(CHUNK), b""):
-                chan.sendall(block)
+                _send(chan, block, device, kind, remote, size)
                 sent += len(block)
                 progress.advance(len(block))
                 _alive(client, device, f"the {kind} upload")
