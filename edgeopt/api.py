@@ -666,11 +666,11 @@ def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
     spec = resolve_device(device, _inventory(inventory))
     transport = for_spec(spec, ssh_options)
     try:
-        freed = doctor.clean(transport, spec)
+        freed, left = doctor.clean(transport, spec)
     finally:
         transport.close()
     # a key --trust-new-host-keys added is said, with its fingerprint, as bench and doctor say it
-    return {"device": spec.name, "freed_bytes": freed, "warnings": list(getattr(transport, "trusted", []))}
+    return {"device": spec.name, "freed_bytes": freed, "warnings": list(getattr(transport, "trusted", [])) + left}
 
 
 def history(results_dir="results", store_url: str | None = None, device: str | None = None,

@@ -257,7 +257,22 @@ def size(path):
     except OSError:
         return 0
 
-freed = 0
+def uploading(path):
+    # a partial upload whose writer is alive holds an flock on it (the upload helper's): another host's upload in
+    # progress, which a clean from here removed under it
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+freed, left = 0, 0
 for sub, ours in OURS.items():
     d = os.path.join(root, sub)
     if not os.path.isdir(d) or os.path.islink(d):
@@ -265,6 +280,9 @@ for sub, ours in OURS.items():
     for name in os.listdir(d):
         path = os.path.join(d, name)
         if not ours.match(name):
+            continue
+        if name.endswith(".partial") and uploading(path):
+            left += 1
             continue
         if os.path.isdir(path) and not os.path.islink(path):
             freed += sum(size(os.path.join(p, f)) for p, _, files in os.walk(path) for f in files)
@@ -279,15 +297,19 @@ for sub, ours in OURS.items():
         os.rmdir(d)   # only where nothing else is left in it
     except OSError:
         pass
+if left:
+    print("UPLOADING %d" % left)
 print(freed)
 """
 
 
-def clean(transport, spec) -> int:
-    """Remove the device's cached agents, bundles and leftover run directories; returns bytes freed."""
+def clean(transport, spec) -> tuple:
+    """Remove the device's cached agents, bundles and leftover run directories; returns (bytes freed, what was
+    left and why)."""
     code, out = transport.run(transport.python_argv() + ["-c", CLEAN_SCRIPT, transport.workdir(),
                                                          transport.lock_path()], lambda line: None, 120)
-    said = {line[:4]: line[5:] for line in out.splitlines() if line[:5] in ("BUSY ", "LOCK ")}
+    said = {line.partition(" ")[0]: line.partition(" ")[2] for line in out.splitlines()
+            if line.partition(" ")[0] in ("BUSY", "LOCK", "UPLOADING")}
     if code == 75 and "BUSY" in said:
         raise DeviceFailure(f"device {spec.name}: a benchmark is running on it ({said['BUSY']}); nothing was "
                             "removed: clean it once the benchmark has ended")
@@ -298,4 +320,5 @@ def clean(transport, spec) -> int:
     last = (out.strip().splitlines() or ["0"])[-1]   # the script's count, after whatever a login script printed
     if not last.isdigit():
         raise DeviceFailure(f"device {spec.name}: clean-up printed {last[:120]!r}, not the bytes it freed")
-    return int(last)
+    left = int(said.get("UPLOADING", "0") or 0)
+    return int(last), [f"{left} upload{'s' * (left > 1)} in progress there (another host's) left alone"] if left else []

@@ -275,6 +275,26 @@ def test_second_benchmark_on_a_busy_device_waits_then_fails_clearly(bundles, tmp
     assert "waiting for another benchmark" in p.stderr
 
 
+def test_clean_leaves_another_hosts_upload_in_progress_alone(cli, lab, bundles, tmp_path):
+    """`device clean` from a second host removed an upload in progress (its .partial file), and the uploader failed
+    with FileNotFoundError (a walkthrough): a partial file whose writer holds its flock stays, said."""
+    import fcntl
+    dev = lab.devices.get("pi-one") or lab.add("pi-one", 0)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    assert _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path).exit_code == 0
+    store = pathlib.Path(lab.inventory_entry(dev)["workdir"]) / "store"
+    live, dead = (store / f"{c * 64}.edgepkg.{n}.partial" for c, n in (("a", 4242), ("b", 4343)))
+    dead.write_bytes(b"left by a killed upload")
+    with open(live, "wb") as writing:
+        fcntl.flock(writing, fcntl.LOCK_EX)
+        writing.write(b"half a bundle")
+        writing.flush()
+        r = cli("device", "clean", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts, "--json")
+    assert r.exit_code == 0 and live.exists() and not dead.exists(), r.stderr
+    assert r.json()["warnings"] == ["1 upload in progress there (another host's) left alone"]
+    assert not any(p.suffix == ".pyz" for p in store.iterdir())   # the rest went
+
+
 def test_a_device_busy_past_the_hosts_timeout_is_said_busy_by_name(cli, lab, bundles, tmp_path):
     """The agent waited its own 600 s for the lock, so `--timeout 12` read "agent did not finish within 12 s" (and
     the agent went on waiting, to measure for nobody): it now waits until just before the host gives up, and says
