@@ -273,6 +273,76 @@ def _shown_identity(value) -> str:
     return str(value)
 
 
+BEAT_S = 30.0    # how often a worker marks its running trial alive (user attr "beat": a count, no host's clock)
+STALE_S = 150.0  # another host's running trial whose beat this worker has seen stand still this long: its worker died
+
+
+@contextlib.contextmanager
+def beating(study, trial):
+    """While this worker runs `trial`, its "beat" counts up every BEAT_S: another host's worker can tell a trial
+    that is being measured from one whose worker died (a kill, a power cut), which was waited for up to twice
+    --timeout and counted towards --trials for good (a team walkthrough). A count, not a time: the hosts' clocks
+    need not agree."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat():
+        import optuna
+
+        count = 0
+        while not stop.wait(BEAT_S):
+            count += 1
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "beat", count)
+            except optuna.exceptions.UpdateFinishedTrialError:   # told meanwhile
+                return
+            except Exception:   # noqa: BLE001 - the store briefly away: the next beat tries again
+                continue
+    thread = threading.Thread(target=beat, name=f"trial {trial.number} beat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class StaleWatch:
+    """Other workers' running trials, by the beat last seen and when (this host's monotonic clock)."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def stale(self, t, now: float) -> bool:
+        """Whether another worker's running trial has given no beat for STALE_S of this worker's watching."""
+        beat = t.user_attrs.get("beat")
+        last = self.seen.get(t.number)
+        if last is None or last[0] != beat:
+            self.seen[t.number] = (beat, now)
+            return False
+        return now - last[1] > STALE_S
+
+    def fail_dead(self, study) -> list:
+        """Fail (or, the baseline and INT8 by hand, requeue) other workers' running trials gone stale; their
+        numbers."""
+        import time
+
+        import optuna
+
+        now, dead = time.monotonic(), []
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") in (None, WORKER) or not self.stale(t, now):
+                continue
+            dead.append(t.number)
+            if enqueued(t):
+                requeue(study, t)
+            else:
+                fail_unfinished(study, t, f"its worker ({t.user_attrs['worker']}) gave no sign of life for "
+                                          f"{STALE_S:.0f} s")
+        return dead
+
+
 def _fail_orphans(study) -> None:
     """Trials left running by a worker of this host that is gone (a crash, a kill): failed with that reason,
     so the study does not wait for them. Another host's running trials may be alive and are left alone."""

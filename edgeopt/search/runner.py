@@ -63,6 +63,7 @@ class Runner:
         self.rebuilt_differs = []   # trial numbers whose bundle, rebuilt on this host, differs from the one measured
         self.bundles = job.output_dir / study.study_name / "bundles"
         self.bundles.mkdir(parents=True, exist_ok=True)
+        self.watch = rdb.StaleWatch()   # other workers' running trials, whose worker may have died
         if job.relative_budgets:   # resumed, or joined: the baseline may have set them already
             job.budgets.update(study.user_attrs.get("resolved_budgets") or {})
 
@@ -73,6 +74,7 @@ class Runner:
         self.progress.start("optimize: trials", total=n_trials)
         self.progress.advance(min(n_trials, self.started()))
         while self.started() < n_trials:
+            self._fail_dead_workers_trials()
             trial = self.study.ask()
             failure = self._run_trial(trial)
             answered = trial.user_attrs.get("cached", False)
@@ -132,10 +134,16 @@ class Runner:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None. Ctrl-C anywhere in
         it ends the trial (_interrupted): one left running is counted, and waited for, by every later run."""
         try:
-            return self._run_asked(trial)
+            with rdb.beating(self.study, trial):
+                return self._run_asked(trial)
         except KeyboardInterrupt:
             self._interrupted(trial)
             raise
+
+    def _fail_dead_workers_trials(self) -> None:
+        for number in self.watch.fail_dead(self.study):
+            self.progress.status(f"trial {number}: its worker on another host gave no sign of life for "
+                                 f"{rdb.STALE_S:.0f} s: not counted, its configuration measured again")
 
     def _interrupted(self, trial, why: str = "interrupted (Ctrl-C or SIGTERM)") -> None:
         """The trial Ctrl-C (or the host's disk) stopped, unless it was told already: back in the queue if the study
@@ -340,12 +348,14 @@ class Runner:
         trial running: the wait ends after the longest a trial's measurement may take."""
         import time
 
-        if self._running_elsewhere(key, trial) is None:
+        other = self._running_elsewhere(key, trial)
+        if other is None:
             return None
-        self.progress.status(f"trial {trial.number}: another worker is measuring this configuration; waiting for "
-                             "its answer")
+        self.progress.status(f"trial {trial.number}: another worker ({other.user_attrs.get('worker', '?')}, trial "
+                             f"{other.number}) is measuring this configuration; waiting for its answer")
         deadline = time.monotonic() + 2 * self.job.timeout
         while time.monotonic() < deadline and self._running_elsewhere(key, trial) is not None:
+            self._fail_dead_workers_trials()   # a worker that died: its trial fails in STALE_S, not 2 x --timeout
             time.sleep(WAIT_POLL_S)
         return self._cached(key, trial.number, full)
 

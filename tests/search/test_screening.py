@@ -600,3 +600,41 @@ def test_each_trial_is_counted_at_its_own_place_against_trials(tmp_path):
     run.study.ask().set_user_attr("cached", True)
     assert [run._counted(t, None) for t in (first, second)] == [" (3 of 4)", " (4 of 4)"]
     assert run.started() == 4
+
+
+def test_another_hosts_trial_whose_worker_died_is_failed_once_its_beat_stands_still(tmp_path, monkeypatch):
+    """A worker killed on another host left its trial running: waited for up to twice --timeout by a worker that
+    proposed the same configuration, and counted towards --trials for good (a team walkthrough). A running trial
+    beats; one whose beat stands still for STALE_S of another worker's watching is failed as unfinished, its
+    configuration queued again; the study's own (the baseline) goes back to the queue."""
+    import time
+    from edgeopt.search import rdb
+
+    run = _runner(tmp_path, False, [(5.0, None, False)])
+    dead, alive, baseline = run.study.ask(), run.study.ask(), run.study.ask()
+    for t, worker in ((dead, "hostB:7"), (alive, "hostC:8"), (baseline, "hostB:7")):
+        t.set_user_attr("worker", worker)
+    baseline.set_user_attr("baseline", True)
+    monkeypatch.setattr(rdb, "STALE_S", 0.2)
+    assert run.watch.fail_dead(run.study) == []   # first seen: no judgement yet
+    time.sleep(0.3)
+    alive.set_user_attr("beat", 1)   # its worker beats
+    assert run.watch.fail_dead(run.study) == [dead.number, baseline.number]
+    states = {t.number: t for t in run.study.get_trials(deepcopy=False)}
+    assert states[dead.number].state.name == "FAIL" and states[dead.number].user_attrs["unfinished"]
+    assert "its worker (hostB:7) gave no sign of life" in states[dead.number].user_attrs["error"]
+    assert states[baseline.number].state.name == "WAITING" and states[alive.number].state.name == "RUNNING"
+    assert run.started() == 2   # the two complete before it and the live one; the dead one is not counted
+
+
+def test_a_running_trial_beats(tmp_path, monkeypatch):
+    import time
+    from edgeopt.search import rdb
+
+    run = _runner(tmp_path, False, [])
+    trial = run.study.ask()
+    monkeypatch.setattr(rdb, "BEAT_S", 0.05)
+    with rdb.beating(run.study, trial):
+        time.sleep(0.3)
+    beat = run.study.get_trials(deepcopy=False)[0].user_attrs.get("beat")
+    assert beat is not None and beat >= 2
