@@ -995,6 +995,8 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
         raise KeyboardInterrupt(str(e) or f"the finished trials of study {study!r} are kept; the same command "
                                 "with --resume continues it") from None                              # and in --json
     out.emit(outcome, optimize_trials(outcome), *optimize_lines(outcome))
+    # a study cut short by its devices: exit 3 under -q said nothing, and a best beside the stop hid it
+    out.quiet_lines([f"study {outcome['study']} stopped: {outcome['stopped']}"] if outcome.get("stopped") else [])
     if outcome["exit_code"] == 1:   # why, as `check -q` says it: exit 1 said nothing
         out.quiet_lines(_why_optimize_missed(outcome))
     elif outcome.get("best"):   # a best to rely on with care: its warnings, which --quiet keeps (a walkthrough)

@@ -72,7 +72,8 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     # its bundle carries (a paired budget met beside a slow baseline run) is written and shown, but is no success
     out["exit_code"] = 3 if stopped and not best else (0 if best and out["best"]["confirmed"] else 1)
     if stopped:
-        out["stopped"] = f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped}"
+        out["stopped"] = (f"{DEVICE_FAILURES_TO_STOP} trials in a row failed on the device: {stopped} (not counted "
+                          "towards --trials: --resume measures their configurations first)")
     lost = [row for row in out["trials"] if row["state"] == "fail" and (row.get("error") or "").startswith("device: ")
             and row.get("again_of") is None]   # a measurement again at the end is beyond --trials
     if lost and not stopped:   # fewer in a row than stop the study: a device that died near its end said nothing

@@ -391,6 +391,21 @@ def fail_unfinished(study, t, why: str) -> None:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 
 
+DEVICE_LOST = "device_lost"   # study attr: the trials whose device failures in a row stopped the study
+
+
+def uncount_device_lost(study, trials: list) -> None:
+    """The trials that failed on the device in a row until the study stopped: the device's failure, not their
+    candidates', so not counted towards --trials, and their configurations queued to be measured first by the
+    next run (--resume, once the device is back). They used up --trials, and the sampler proposed one of them
+    again straight away (a fleet walkthrough). A finished trial's attributes cannot change: the study lists them."""
+    lost = list(study.user_attrs.get(DEVICE_LOST) or [])
+    study.set_user_attr(DEVICE_LOST, lost + [t.number for t in trials if t.number not in lost])
+    for t in trials:
+        if t.user_attrs.get("again_of") is None:   # a measurement again at the end is the end's own to repeat
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+
+
 def enqueued(t) -> bool:
     """Whether the study enqueued this trial itself: the baseline, or INT8 by hand."""
     return bool(t.user_attrs.get("baseline") or t.user_attrs.get("textbook"))

@@ -69,7 +69,7 @@ class Runner:
 
     def loop(self, n_trials: int) -> None:
         self.n_trials = n_trials
-        device_failures = cached = 0
+        device_failed, cached = [], 0
         grid = hasattr(self.study.sampler, "points")   # samplers._grid: never repeats, done when every point is taken
         self.progress.start("optimize: trials", total=n_trials)
         self.progress.advance(min(n_trials, self.started()))
@@ -81,9 +81,10 @@ class Runner:
             cached = cached + 1 if answered else 0
             if not answered:
                 self.progress.advance()
-            device_failures = device_failures + 1 if failure == "device" else 0
-            if device_failures >= DEVICE_FAILURES_TO_STOP:
+            device_failed = device_failed + [trial] if failure == "device" else []
+            if len(device_failed) >= DEVICE_FAILURES_TO_STOP:
                 self.stopped_by_device = trial.user_attrs.get("error")
+                rdb.uncount_device_lost(self.study, device_failed)
                 break
             if cached >= CACHED_IN_A_ROW_TO_STOP:
                 self.exhausted = f"the last {cached} candidates the sampler proposed had all been measured"
@@ -113,14 +114,16 @@ class Runner:
     def started(self, up_to: int | None = None) -> int:
         """Trials that count towards --trials: every worker's, of every state, except those the cache answered,
         those a Ctrl-C or a dead worker stopped (rdb.fail_unfinished), and the measurements again at the end
-        (again_of: beyond --trials, as the answer says). up_to: only those numbered up to it, a trial's own place
+        (again_of: beyond --trials, as the answer says), and those whose failing devices stopped the study
+        (rdb.DEVICE_LOST). up_to: only those numbered up to it, a trial's own place
         in the count (two workers' trials both read "8 of 8", counted as each ended)."""
         import optuna
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                   optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
+        lost = set(self.study.user_attrs.get(rdb.DEVICE_LOST) or ())
         return sum(not (t.user_attrs.get("cached") or t.user_attrs.get("unfinished")
-                        or t.user_attrs.get("again_of") is not None)
+                        or t.user_attrs.get("again_of") is not None or t.number in lost)
                    for t in self.study.get_trials(deepcopy=False, states=states)
                    if up_to is None or t.number <= up_to)
 

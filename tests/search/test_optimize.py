@@ -1505,6 +1505,39 @@ def test_a_trial_the_device_failed_is_said_in_the_answer(cli, tmp_path, monkeypa
                                        "they count towards --trials") for n in r.json()["notes"]), r.json()["notes"]
 
 
+def test_trials_a_dead_device_stopped_the_study_with_are_measured_first_on_resume(cli, tmp_path, monkeypatch):
+    """The trials that failed on a dead device until the study stopped used up --trials, and --resume proposed
+    others (a fleet walkthrough); -q exited 3 without a word. Not counted; their configurations go first."""
+    from edgeopt import api
+    from edgeopt.errors import DeviceFailure
+
+    real, calls = api.bench, []
+
+    def bench(bundle, *a, **k):
+        calls.append(bundle)
+        if len(calls) > 2:   # the device dies after the baseline and INT8 by hand
+            raise DeviceFailure("device local: connection lost")
+        return real(bundle, *a, **k)
+    monkeypatch.setattr(api, "bench", bench)
+    args = ("--budget", "size_mb=0.9x", "--trials", "6", "--study", "dead", "--no-screening")
+    r = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+            *args, "-q")
+    assert r.exit_code in (1, 3) and "study dead stopped: 3 trials in a row failed on the device: device: device "         "local: connection lost (not counted towards --trials" in r.stderr, r.stderr
+    lost = [t for t in _trials(tmp_path, "dead") if t.state.name == "FAIL"]
+    assert len(lost) == 3
+    monkeypatch.undo()
+    again = _optimize(cli, tmp_path, *args, "--resume")
+    assert again.exit_code in (0, 1), again.stderr
+    trials = _trials(tmp_path, "dead")
+    retried = [t for t in trials if t.user_attrs.get("retry_of") is not None]
+    assert sorted(t.user_attrs["retry_of"] for t in retried) == [t.number for t in lost]
+    assert all(t.state.name == "COMPLETE" for t in retried)
+    # six counted: the baseline, INT8 by hand, the three retried and one more; the lost three not among them
+    counted = [t for t in trials if t.state.name in ("COMPLETE", "FAIL") and t not in lost
+               and not t.user_attrs.get("cached") and t.user_attrs.get("again_of") is None]
+    assert len(counted) == 6, [(t.number, t.state.name, t.user_attrs.get("retry_of")) for t in trials]
+
+
 def test_a_grid_measured_through_before_trials_says_so(cli, tmp_path):
     """A grid of fewer configurations than --trials ended at its last one without a word (a user walkthrough)."""
     r = _optimize(cli, tmp_path, "--space", _float_or_int8(tmp_path), "--sampler", "grid", "--trials", "6",
