@@ -638,3 +638,27 @@ def test_a_running_trial_beats(tmp_path, monkeypatch):
         time.sleep(0.3)
     beat = run.study.get_trials(deepcopy=False)[0].user_attrs.get("beat")
     assert beat is not None and beat >= 2
+
+
+def test_a_device_of_another_profile_is_refused_or_said_before_any_trial():
+    """A study over a device the inventory lists as another profile ran to its end, or chose a LiteRT bundle from
+    x86 figures, with no word outside the result files (a fleet walkthrough)."""
+    from edgeopt.errors import BadInput
+    from edgeopt.inventory import make_device
+    from edgeopt.profiles import load_profile
+
+    nuc = make_device("nuc-1", {"host": "nuc.lan", "profile": "intel-cpu"}, "lab.yaml")
+    with pytest.raises(BadInput, match=r"device nuc-1 is intel-cpu \(openvino, onnxruntime\) in the inventory, and "
+                                       r"the study packages for --profile raspberry-pi-5 \(tflite, onnxruntime\): "
+                                       r"raspberry-pi-5's own tflite bundles measure nothing anyone ships there; "
+                                       r"give --profile intel-cpu, or leave the device out"):
+        studies._profile_of_the_device(nuc, load_profile("raspberry-pi-5"), [])
+    notes = []
+    pi = make_device("pi-4", {"host": "pi.lan", "profile": "raspberry-pi-4"}, "lab.yaml")
+    studies._profile_of_the_device(pi, load_profile("raspberry-pi-5"), notes)
+    assert notes == ["device pi-4 is raspberry-pi-4 (tflite, onnxruntime) in the inventory, and the study packages "
+                     "for --profile raspberry-pi-5 (tflite, onnxruntime): its figures are of raspberry-pi-5's "
+                     "bundles on that device"]
+    studies._profile_of_the_device(make_device("pi-5", {"host": "pi5.lan", "profile": "raspberry-pi-5"}, "x"),
+                                   load_profile("raspberry-pi-5"), notes)
+    assert len(notes) == 1   # its own profile: nothing to say
