@@ -1,4 +1,6 @@
 """`edgeopt package`: real ORT conversions and quantization, the parity check, bad input."""
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -514,3 +516,14 @@ def test_the_default_bundle_name_tells_two_callables_of_one_file_apart(model, na
     the regression gate compared the two models (a user walkthrough). `build`, the usual callable, adds nothing."""
     from edgeopt.pipeline import _default_name
     assert _default_name(model, "fp32", "none") == name
+
+
+def test_int8_leaves_the_root_logger_without_a_handler(tmp_path):
+    """ONNX Runtime's quantizer calls logging.warning(), which gives the root logger a stderr handler for good:
+    paramiko's tracebacks of a hung device then reached stderr past --json in a study (a fleet walkthrough)."""
+    code = ("import logging, sys; from edgeopt import api; "
+            "api.package(sys.argv[1], 'generic', sys.argv[2], quantize='int8', calib=sys.argv[3]); "
+            "print(len(logging.getLogger().handlers))")
+    p = subprocess.run([sys.executable, "-c", code, str(MODEL), str(tmp_path / "m.edgepkg"), str(CALIB)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1] == "0", p.stdout + p.stderr

@@ -52,13 +52,15 @@ def _quiet_root_logger():
     """onnxruntime.quantization logs a pre-processing tip on the root logger at WARNING on every call, and numpy
     warns of a division in its zero point where a range is infinite (said by _broken_scales instead, in one line).
     The calibration's own sessions log a failing node to stderr in colour, past --quiet, before the exception
-    that source_on says in one line: ONNX Runtime's default logger is held at fatal meanwhile."""
+    that source_on says in one line: ONNX Runtime's default logger is held at fatal meanwhile. Its module-level
+    logging.warning() also gives the root logger a stderr handler for good (logging.basicConfig), and paramiko's
+    tracebacks of a hung device then reached stderr past --json (a fleet walkthrough): it is taken away after."""
     import warnings
 
     import onnxruntime
 
     root = logging.getLogger()
-    level = root.level
+    level, handlers = root.level, list(root.handlers)
     root.setLevel(logging.ERROR)
     onnxruntime.set_default_logger_severity(4)
     try:
@@ -67,6 +69,8 @@ def _quiet_root_logger():
             yield
     finally:
         root.setLevel(level)
+        for added in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(added)
         onnxruntime.set_default_logger_severity(2)   # ONNX Runtime's default: warnings
 
 
