@@ -820,8 +820,8 @@ def _trial_blocks(outcome: dict, width: int) -> Table:
     # a repeat the study answered is its configuration and where its figures are: 16 of a study's 27 blocks
     # repeated a few trials' figures and verdicts word for word (a user walkthrough)
     first = {}
-    for row in outcome["trials"]:
-        if not row["cached"]:
+    for row in outcome["trials"]:   # the trial that measured it: a failed one (the device died) answered nothing
+        if not row["cached"] and row["state"] == "complete":
             first.setdefault(row["config"], row["trial"])
     for row, label, figures, verdict in _trial_cells(outcome):
         if row["cached"] and row["config"] in first:

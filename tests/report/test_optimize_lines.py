@@ -450,6 +450,12 @@ def test_a_repeat_the_study_answered_is_one_line_naming_whose_figures_it_has():
     assert "trial 4 quantize=dynamic threads=2 the figures and verdict of trial 3 (answered from the study, not " \
            "counted)" in text, text
     assert text.count("latency_p90_ms=0.0213") == 1
+    # a failed trial of that configuration (its device died) measured nothing: the answer's figures are trial 5's
+    failed = dict(row(2, False), state="fail", figures={}, error="device: connection lost")
+    console = Console(file=io.StringIO(), width=100)
+    console.print(optimize_trials(dict(outcome, trials=[failed, row(5, False), row(8, True)])))
+    text = " ".join(console.file.getvalue().split())
+    assert "the figures and verdict of trial 5" in text and "of trial 2" not in text, text
 
 
 def test_the_html_trial_table_marks_int8_by_hand_as_the_terminal_does():
