@@ -86,6 +86,8 @@ def probe(power_sensor="auto"):
         "arch": platform.machine(),
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
+        # those this process may run on (taskset, a container's cpuset): fewer than logical_cpus where pinned
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "physical_cores": physical_cores(),
         "ram_mb": ram_mb(),
         "os": os_name(),

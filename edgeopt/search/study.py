@@ -396,8 +396,11 @@ def _energy_measured(prof, facts: dict) -> tuple:
 def _search_cores(prof, facts: dict, notes: list) -> int | None:
     """The thread counts' ceiling: the profile's cores, capped by the fewest any device has (more threads than
     cores only oversubscribes it: threads=4 read 81x its baseline on a 2-core host standing in for a Pi); a
-    profile that leaves the cores to the device (0) takes the devices' own."""
-    counts = {d: f.get("logical_cpus") for d, f in facts.items() if isinstance(f.get("logical_cpus"), int)}
+    profile that leaves the cores to the device (0) takes the devices' own: those the agent may run on where the
+    device pins it (taskset, a cpuset: a device pinned to one CPU of two was searched at 2 threads, a fleet
+    walkthrough)."""
+    counts = {d: min(c for c in (f.get("logical_cpus"), f.get("usable_cpus")) if isinstance(c, int))
+              for d, f in facts.items() if isinstance(f.get("logical_cpus"), int)}
     fewest = min(counts.values(), default=None)
     if not prof.device.cores or fewest is None:
         return prof.device.cores or fewest

@@ -1280,9 +1280,9 @@ def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypat
     that leaves the cores to the device (generic, intel-cpu) searched no thread count at all."""
     from edgeopt.search import study
 
-    def dims(profile, cpus):
-        monkeypatch.setattr(study, "_device_facts",
-                            lambda device, job, sensor="auto": {"runtimes": {}, "logical_cpus": cpus[device]})
+    def dims(profile, cpus, pinned=None):
+        monkeypatch.setattr(study, "_device_facts", lambda device, job, sensor="auto": {
+            "runtimes": {}, "logical_cpus": cpus[device], "usable_cpus": (pinned or cpus)[device]})
         job = study.Job(str(MODEL), profile, list(cpus), {}, calib=CALIB, results_dir=str(tmp_path / "results"),
                         output_dir=tmp_path / "opt")
         found = {d.name: d.choices for d in study._prepare(job, None)[0]}
@@ -1294,6 +1294,9 @@ def test_thread_counts_stop_at_the_fewest_cores_a_device_has(tmp_path, monkeypat
     threads, notes = dims("raspberry-pi-5", {"pi": 4})
     assert threads == (1, 2, 4) and not any(n.startswith("threads") for n in notes)
     assert dims("generic", {"nuc": 8})[0] == (1, 2, 4, 8) and dims("generic", {"nuc": 6})[0] == (1, 2, 4, 6)
+    # a device whose agent is pinned to fewer CPUs (taskset, a cpuset) than it has: those it may run on
+    threads, notes = dims("raspberry-pi-5", {"pi": 4}, pinned={"pi": 1})
+    assert threads is None and any(n.startswith("threads: up to 1, the cores of pi") for n in notes), (threads, notes)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "grid"])
