@@ -993,11 +993,24 @@ def measured_again(outcome: dict, row: dict) -> str:
     return f"measured {times}: {shown}{' its paired baseline' if ratio else ''}{median}"
 
 
+LOOSER_SAID = 0.10   # a carried limit more than this much looser than its ratio on a device is said (devices differ)
+
+
 def carried_limit(outcome: dict, key: str) -> str:
     """What the chosen bundle carries for a paired relative budget, or "" (none, or a study before it did)."""
     c, ratio = (outcome.get("carried_limits") or {}).get(key), (outcome.get("relative_budgets") or {}).get(key)
-    return (f"the chosen bundle carries {key} ≤ {with_unit(c['limit'], key)}, {ratio:g}x the median of the baseline's "
-            f"{c['runs']} runs ({with_unit(c['median'], key)}), which `edgeopt check` applies" if c and ratio else "")
+    if not (c and ratio):
+        return ""
+    said = (f"the chosen bundle carries {key} ≤ {with_unit(c['limit'], key)}, {ratio:g}x the median of the baseline's "
+            f"{c['runs']} runs ({with_unit(c['median'], key)}), which `edgeopt check` applies")
+    devices = c.get("devices") or {}
+    looser = {d: c["limit"] / v for d, v in devices.items() if v > 0 and c["limit"] / v > ratio * (1 + LOOSER_SAID)}
+    if not looser:
+        return said
+    slowest = max(devices, key=devices.get)
+    return (f"{said}; the baseline's slowest device, {slowest} ({with_unit(devices[slowest], key)} first run), set it: "
+            "on " + ", ".join(f"{d} it is {r:.2f}x that device's own baseline" for d, r in looser.items())
+            + " (`edgeopt check --baseline` of each device's result tests it against its own)")
 
 
 def _time_spent(trials: list, seconds: dict | None = None) -> str:

@@ -188,6 +188,30 @@ def _carried_limits(study, job) -> dict:
         if runs:
             median = statistics.median(runs)
             out[key] = {"limit": ratio * median, "median": median, "runs": len(runs)}
+            by_device = _baseline_by_device(study, key)
+            if len(by_device) > 1:
+                out[key]["devices"] = by_device
+    return out
+
+
+def _baseline_by_device(study, key: str) -> dict:
+    """{device: the baseline's first-run figure there} from its result files on this host: the limit a study over
+    several devices carries is set by the slowest, and looser than the ratio on the others, unsaid (a fleet
+    walkthrough: check passed the untouched model on the two faster devices)."""
+    from ..budgets import KINDS
+    from ..results import load
+
+    base = next((t for t in judging.complete(study) if t.user_attrs.get("baseline")), None)
+    section, figure = KINDS[key].path
+    out = {}
+    for path in (base.user_attrs.get("results") or []) if base is not None else []:
+        try:
+            doc = load(path)
+        except BadInput:   # another worker's host holds it
+            continue
+        value = (doc.get(section) or {}).get(figure)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[doc["device"]["name"]] = value
     return out
 
 
