@@ -684,6 +684,32 @@ def history(results_dir="results", store_url: str | None = None, device: str | N
         return store.history(device, bundle, limit)
 
 
+def add_to_store(result_paths, results_dir="results", store_url: str | None = None) -> dict:
+    """Result files (or folders of them: results/history holds every run) added to the results store, each once:
+    results measured before the store existed or elsewhere (a CI artifact, a teammate's files for a shared
+    PostgreSQL store), or one whose run was killed between its file and its row. {"store", "added", "held" (the
+    store had them), "unreadable" (each file's defect: the others are added)}. A name given wrong is refused
+    before anything is added."""
+    from .store import Store, default_url
+
+    docs, unreadable = [], []
+    for path in results.expand(result_paths):
+        try:
+            docs.append(results.load(path))
+        except results.UnreadableResult as e:
+            unreadable.append(str(e))
+    added, held = [], []
+    with Store(store_url or default_url(results_dir)) as store:
+        store.refuse_unwritable()
+        for doc in docs:
+            if store.holds(doc):
+                held.append(doc["_path"])
+            else:
+                store.add(doc)
+                added.append(doc["_path"])
+        return {"store": store.name, "added": added, "held": held, "unreadable": unreadable}
+
+
 def devices(inventory, group: str | None = None) -> list:
     """The devices of an inventory (or one group of it) as dicts; it connects to none. `python` and `workdir` are
     what the agent will run with and where (`local`: edgeopt's own interpreter and cache unless told)."""

@@ -1082,16 +1082,29 @@ def device_clean(out, name, inventory, ssh):
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Where the default store (edgeopt.db) is.")
 @click.option("--store", "store_url", help=STORE_HELP)
+@click.option("--add", "add", multiple=True, type=click.Path(), metavar="RESULTS",
+              help="First add these result files, or folders of them (results/history holds every run), to the "
+                   "store, each once: results from before it existed, a CI artifact's, a teammate's for a shared "
+                   "store, or one whose run was killed before its row was written. With --json: {store, added, "
+                   "held, unreadable, history}.")
 @common
-def history(out, device, bundle, limit, results_dir, store_url):
-    """Past results from the results store, newest first."""
+def history(out, device, bundle, limit, results_dir, store_url, add):
+    """Past results from the results store, newest first.
+
+    Exit 0, or 2 where a file given to --add cannot be read (the others are added)."""
     from . import api
     from .report.tables import history_table
+    added = api.add_to_store(list(add), results_dir, store_url) if add else None
     rows = api.history(results_dir, store_url, device, bundle, limit)
     filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device)) if name)
-    out.emit(rows, history_table(rows, f"no results for {filters}" if filters else "no results in the store",
-                                 whole=out.quiet),
-             data=True)
+    said = [] if added is None else [f"added {len(added['added'])} result(s) to {added['store']} ({len(added['held'])} "
+                                     "it held already)"]
+    out.emit(dict(added, history=rows) if added else rows,
+             history_table(rows, f"no results for {filters}" if filters else "no results in the store",
+                           whole=out.quiet), *said, data=True)
+    for message in (added or {}).get("unreadable", []):
+        click.echo(f"edgeopt: error: {message}", err=True)
+    return 2 if added and added["unreadable"] else 0
 
 
 def baseline_options(fn):

@@ -475,6 +475,16 @@ class Store:
             return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
                 {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
+    def holds(self, doc: dict) -> bool:
+        """Whether a row holds this very result (of its bundle and device, the whole document): a result added
+        again (history --add of a folder twice, a latest file beside its history copy) is not a second row."""
+        t = results_table.c
+        device = (doc.get("device") or {}).get("name", "?")
+        query = sa.select(t.document).where(t.bundle == (doc.get("bundle") or {}).get("name"), t.device == device)
+        own = json.loads(_json_dumps({k: v for k, v in doc.items() if not k.startswith("_")}))
+        with self._errors("cannot read the stored results"), self.engine.connect() as conn:
+            return any(row.document == own for row in conn.execute(query))
+
     def documents(self, ids: list) -> dict:
         """The stored result documents by row id."""
         query = sa.select(results_table.c.id, results_table.c.document).where(results_table.c.id.in_(list(ids)))

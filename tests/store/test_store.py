@@ -446,3 +446,36 @@ def test_a_role_that_may_not_add_rows_is_refused_before_the_measurement(cli, bun
     r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "--store", url, *FAST_BENCH_ARGS)
     assert r.exit_code == 2 and "role viewer may not add rows" in r.stderr and "view@" not in r.stderr, r.stderr
     assert not list(tmp_path.glob("*.json"))   # nothing was measured
+
+
+def test_history_add_puts_result_files_in_the_store_once(cli, int8_result, tmp_path):
+    """Results from before a store existed, a CI artifact's, a teammate's for a shared store, or one whose run was
+    killed between its file and its row had no way into the store (a team walkthrough)."""
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    doc = {k: v for k, v in int8_result.items() if k != "_path"}
+    for i in range(3):
+        (folder / f"r{i}.json").write_text(json.dumps(dict(doc, created=f"2026-12-0{i + 1}T10:00:00+00:00")))
+    (folder / "copy.json").write_text(json.dumps(dict(doc, created="2026-12-01T10:00:00+00:00")))   # r0, read once
+    (folder / "cut.json").write_text('{"schema": "edgeopt.result/1", "sta')
+    store = f"sqlite:///{tmp_path / 'team.db'}"
+    r = cli("history", "--add", folder, "--store", store, "--json")
+    assert r.exit_code == 2 and f"edgeopt: error: {folder / 'cut.json'} is not valid JSON" in r.stderr, r.stderr
+    answer = r.json()
+    assert len(answer["added"]) == 3 and not answer["held"] and len(answer["history"]) == 3
+    assert [row["created"][:10] for row in answer["history"]] == ["2026-12-03", "2026-12-02", "2026-12-01"]
+    (folder / "cut.json").unlink()
+    again = cli("history", "--add", folder, "--store", store)
+    assert again.exit_code == 0 and "added 0 result(s) to" in again.stdout and "(3 it held already)" in again.stdout
+    missing = cli("history", "--add", tmp_path / "nothing.json", "--store", store)
+    assert missing.exit_code == 2 and "result file not found" in missing.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_stored_result_is_held_as_itself(request, tmp_path, backend):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 's.db'}"
+    with Store(url) as store:
+        assert not store.holds(DOC)
+        store.add(DOC)
+        assert store.holds(DOC) and store.holds(dict(DOC, _path="elsewhere.json"))   # the file's name is no part
+        assert not store.holds(dict(DOC, latency=dict(DOC["latency"], p90_ms=2.5)))
