@@ -337,3 +337,30 @@ def test_a_disk_that_fills_up_while_measuring_is_said_as_such(monkeypatch, tmp_p
     partial = bench._kept({"pending": ["accuracy"], "latency": {"p50_ms": 1.0}},
                           bench._describe_exit(NO_SPACE_EXIT, str(tmp_path)))
     assert partial["latency"] == {"p50_ms": 1.0} and said in partial["accuracy"]["reason"]
+
+
+def test_a_device_error_naming_the_stored_bundle_names_the_users_file(bundles):
+    """"no space left on this device to unpack bundle 1082f84d….edgepkg" named the device store's hash, not the
+    user's file (a walkthrough). A transport whose agent answers that, as a full disk's agent does."""
+    from edgeopt.transport.base import Transport
+
+    class Answers(Transport):
+        device = "pi"
+
+        def put(self, local, kind):
+            return f"/home/pi/.cache/edgeopt/store/{'ab' * 32}.{'edgepkg' if kind == 'bundle' else 'pyz'}"
+
+        def run(self, argv, on_line, timeout):
+            message = f"no space left on this device to unpack bundle {'ab' * 32}.edgepkg into /w/runs/x"
+            return 3, json.dumps({"schema": "edgeopt.result/1", "status": "failed",
+                                  "error": {"message": message, "exit_code": 3, "kind": "device"}})
+
+        def workdir(self):
+            return "/home/pi/.cache/edgeopt"
+
+        def python(self):
+            return "python3"
+
+    doc, code = Answers().bench(bundles["fp32"], [], timeout=60)
+    assert code == 3 and doc["error"]["message"].startswith(
+        f"no space left on this device to unpack bundle {bundles['fp32'].name} (on the device {'ab' * 32}.edgepkg)")

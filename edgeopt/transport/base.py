@@ -126,10 +126,12 @@ class Transport:
         doc.setdefault("device", {})["name"] = self.device
         _dated_here_if_the_clock_is_off(doc, began, time.time())
         error = doc.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str) and remote_bundle in error["message"]:
+        stored = remote_bundle.rpartition("/")[2]   # unpacking names it by this alone ("to unpack bundle 1082f8...")
+        if isinstance(error, dict) and isinstance(error.get("message"), str) and stored in error["message"]:
             # the agent names the file it was given, a hash in the device's store: the user's name first
+            said = remote_bundle if remote_bundle in error["message"] else stored
             error["message"] = error["message"].replace(
-                remote_bundle, f"{pathlib.Path(bundle).name} (on the device {remote_bundle})", 1)
+                said, f"{pathlib.Path(bundle).name} (on the device {said})", 1)
         doc["transport"] = {"name": self.name, "transfers": self.transfers}
         if self.trusted:
             doc["warnings"] = list(doc.get("warnings") or []) + self.trusted
