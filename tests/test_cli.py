@@ -482,6 +482,24 @@ def test_piped_tables_take_the_width_columns_gives(monkeypatch):
     assert "2026-12-06 06:33:12" in text and "created (UTC)" in text, text
 
 
+def test_history_on_a_narrow_terminal_keeps_names_and_figures_whole():
+    """At 100 columns history read "same…", "gene…" and p90 "0.01…" (a team walkthrough): a column alike in
+    every row is said once under the table, an empty error column left out; --quiet's lines keep every column."""
+    from rich.console import Console
+    from edgeopt.report.tables import history_table
+
+    rows = [{"created": f"2026-12-0{i}T08:33:12+00:00", "bundle": "digits_cnn-int8", "profile": "generic",
+             "variant": "int8", "device": "local", "host": "vm", "status": "ok", "p90_ms": 0.0123456,
+             "peak_rss_mb": 66.8, "top1": 0.9944, "error": None} for i in (1, 2)]
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))
+    console.print(history_table(rows))
+    text = console.export_text()
+    assert "digits_cnn-int8" in text and "0.0123 " in text and "…" not in text, text
+    assert "every row: profile generic, host vm, status ok" in text and "error" not in text
+    from edgeopt.cli import plain_lines
+    assert plain_lines(history_table(rows, whole=True))[0].split("\t")[-1] == "error"
+
+
 def test_each_outputs_error_is_shown_where_a_bundle_has_several(tmp_path):
     """The agent reported one max abs error over every output: a detector's boxes (pixels) hid its scores (0..1)."""
     import numpy as np
