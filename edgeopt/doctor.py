@@ -18,6 +18,12 @@ PY_VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 FREE_SPACE = ("import os, sys\np = os.path.abspath(os.path.expanduser(sys.argv[1]))\n"
               "while not os.path.exists(p) and os.path.dirname(p) != p:\n    p = os.path.dirname(p)\n"
               "s = os.statvfs(p)\nprint(s.f_bavail * s.f_frsize)")
+# Who holds the device's benchmark lock, if anyone: a shared flock tried and let go at once (a benchmark's exclusive
+# one conflicts with it), then the holder's line the lock file keeps (device_agent/lock.py)
+LOCK_HOLDER = ("import fcntl, os, sys\np = os.path.expanduser(sys.argv[1])\nif not os.path.exists(p):\n"
+               "    print('FREE'); sys.exit(0)\nfd = os.open(p, os.O_RDONLY)\ntry:\n"
+               "    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); print('FREE')\nexcept OSError:\n"
+               "    print('HELD ' + (open(p).read().strip() or 'unknown holder'))")
 # Below this, a bench can fail to store or unpack a bundle (a MobileNet's is ~15 MB, unpacked beside its copy)
 MIN_FREE_MB = 100
 
@@ -87,7 +93,7 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
                 else "rerun with --debug to see the agent's output")
         return checks + [_check("agent", False, str(e), hint)]
     checks.append(_check("agent", True, f"agent runs from {transport.agent_home()}"))
-    checks += _disk_checks(transport, argv)
+    checks += _disk_checks(transport, argv) + _lock_checks(transport, argv)
     checks.append(_check("numpy", bool(facts.get("numpy")), f"numpy {facts.get('numpy') or 'missing'}",
                          "" if facts.get("numpy") else f"{py} -m pip install numpy"))
     checks += _arch_checks(facts.get("arch"), spec, profile)
@@ -96,6 +102,20 @@ def diagnose(transport, spec, profile=None, progress=SILENT) -> list:
     checks += software_checks(facts.get("software") or {}, profile)
     checks += power_checks(facts.get("power"), profile)
     return checks
+
+
+def _lock_checks(transport, argv) -> list:
+    """A benchmark holding the device now, said with its holder: a stuck agent kept the device's lock, every later
+    bench waited on it, and doctor read all ok (a walkthrough)."""
+    try:
+        code, out = transport.run(argv + ["-c", LOCK_HOLDER, transport.lock_path()], lambda line: None, 30)
+    except DeviceFailure:
+        return []   # the checks before and after say what is wrong with the device
+    said = (out.strip().splitlines() or [""])[-1]
+    if code != 0 or not said.startswith("HELD "):
+        return []
+    return [_check("benchmark", True, f"one holds the device now ({said[5:]})",
+                   "the next bench waits for it; if that process is stuck, stop it on the device", note=True)]
 
 
 def _disk_checks(transport, argv) -> list:
