@@ -1173,6 +1173,8 @@ def closest_lines(outcome: dict) -> list:
         against = (f"{miss['paired']:.3g}x its paired baseline against {outcome['relative_budgets'][key]:g}x"
                    if miss.get("paired") is not None and key in (outcome.get("relative_budgets") or {}) else
                    f"{_num(miss['measured'], '{:.4g}')}{unit} against {miss['limit']:.4g}{unit}")
+        if miss.get("device"):   # the worst of several devices decides: which one
+            against += f" on {escape(miss['device'])}"
         if miss.get("baseline") and not met:   # "closest: trial 0 (quantize=none)" pointed at nothing to take
             against += ": no candidate came closer than the model as given (the baseline)"
         if miss.get("runs"):   # a near miss measured again, judged by the median of its runs

@@ -42,6 +42,26 @@ def test_a_closest_miss_says_which_budgets_it_never_measured():
     assert "but missed size_mb by 320%; accuracy_drop not measured (a screening run ruled it out first)" in text
     assert "missed latency_p90_ms by 2999900%, size_mb by 320%; accuracy_drop not measured" in text
     assert "accuracy_drop by 100%" not in text
+    # measured on several devices: the one whose figure it is (the worst) is named (a fleet walkthrough)
+    fleet = dict(outcome, closest={"per_budget": {"latency_p90_ms": dict(miss, device="dev2")}, "overall": overall})
+    assert "measured 0.03 ms against 1e-06 ms on dev2" in " ".join(" ".join(optimize_lines(fleet)).split())
+
+
+def test_the_worst_device_of_a_trial_is_read_from_its_result_files(tmp_path, int8_result):
+    import json
+
+    import optuna
+    from edgeopt.search.outcome import _worst, by_device_of
+
+    paths = []
+    for device, p90 in (("dev0", 0.5), ("dev2", 0.9), ("dev1", 0.4)):
+        doc = {k: v for k, v in int8_result.items() if k != "_path"}
+        doc.update(device=dict(doc["device"], name=device), latency={"p50_ms": p90 / 2, "p90_ms": p90})
+        paths.append(tmp_path / f"{device}.json")
+        paths[-1].write_text(json.dumps(doc))
+    trial = optuna.trial.create_trial(value=0.9, user_attrs={"results": [str(p) for p in paths] + ["gone.json"]})
+    devices = by_device_of(trial, "latency_p90_ms")
+    assert devices == {"dev0": 0.5, "dev2": 0.9, "dev1": 0.4} and _worst(devices, "latency_p90_ms") == "dev2"
 
 
 def test_a_budget_no_trial_missed_is_said_once_and_a_huge_miss_by_its_figures():
