@@ -1168,8 +1168,10 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     _say_unreadable(report["results"])
     if report["exit_code"]:   # a CI log shows why it failed, not only that
         out.quiet_lines(_report_failures(report["results"]) + _slower_lines(report.get("regressions") or []))
-    out.quiet_lines(nothing + [f"warning: {r['bundle']}@{r['device']}: regression gate inconclusive: {r['reason']}"
-                               for r in report.get("regressions") or [] if r.get("verdict") == "inconclusive"])
+    # a gate that decided nothing for a result, its budgets checked: -q said nothing of "not tested" (a walkthrough)
+    out.quiet_lines(nothing + [f"warning: {r['bundle']}@{r['device']}: regression gate {r['verdict']}: {r['reason']}"
+                               for r in report.get("regressions") or [] if r.get("verdict") == "inconclusive"
+                               or r.get("verdict") == "not tested" and not nothing])
     return report["exit_code"]
 
 

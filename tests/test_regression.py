@@ -241,6 +241,8 @@ def test_a_baseline_without_samples_tests_nothing_and_is_refused(cli, pair, tmp_
         "samples_ms"][:5]))))
     r = cli("check", slow, "--baseline", short, "--budget", "latency_p90_ms=1000")
     assert r.exit_code == 0 and "not tested: fewer than 20 samples on a" in r.stdout, r.stdout   # the cell wraps
+    quiet = cli("check", slow, "--baseline", short, "--budget", "latency_p90_ms=1000", "-q")   # said under -q too
+    assert quiet.exit_code == 0 and "regression gate not tested: fewer than 20 samples" in quiet.stderr, quiet.stderr
 
 
 def test_the_store_answers_the_last_good_result(cli, pair, tmp_path):
