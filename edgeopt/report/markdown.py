@@ -318,7 +318,9 @@ def _study_csv(study: dict) -> str:
         figures, paired = judged_figures(study, row)
         cells = {**row, "study": study["study"], "chosen": row["trial"] == best,
                  "pareto": row["trial"] in study["pareto"], "textbook": bool(row.get("textbook")),
-                 "runs": len(row.get("rechecked") or []) or None}
+                 # a trial measured once ran once (the cell was empty); a cached or failed one measured nothing
+                 "runs": len(row.get("rechecked") or []) or (1 if row["state"] == "complete" and not row["cached"]
+                                                             else None)}
         missed = ";".join(key for key, excess in (row.get("violations") or {}).items()   # unmeasured: an empty cell
                           if excess and excess > 0 and figures.get(key) is not None)
         writer.writerow(["" if cells.get(c) is None else _spreadsheet_safe(cells[c]) for c in STUDY_CSV_COLUMNS]

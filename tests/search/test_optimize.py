@@ -117,6 +117,8 @@ def test_reachable_budget_gives_a_bundle_that_check_accepts(cli, tmp_path):
     chosen = next(r for r in rows if r["chosen"] == "True")
     assert float(chosen["latency_p90_ms"]) == pytest.approx(outcome["best"]["figures"]["latency_p90_ms"])
     assert chosen["feasible"] == "True" and chosen["budgets_missed"] == "" and chosen["accuracy_drop"] != ""
+    # every trial that measured its configuration ran at least once (a trial measured once had an empty cell)
+    assert all(int(r["runs"]) >= 1 for r in rows if r["state"] == "complete" and r["cached"] == "False"), rows
     # and as JSON: the study's trials, choice and verdict (it held the result rows alone)
     machine = cli("report", "--study", "ok", "--format", "markdown", "--no-history", "--json",
                   "--store", f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
