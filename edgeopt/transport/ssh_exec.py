@@ -225,7 +225,8 @@ def _stream_upload(client, device, command, local, size, progress, kind, silence
         status = chan.exit_status if not answer and chan.status_event.wait(2) else None   # it said nothing: ended?
         if status in (126, 127):   # the shell's "command not found" / "cannot execute": read as a full disk
             raise DeviceFailure(f"device {device}: its Python did not run (exit {status}): {reason}; the inventory's "
-                                "`python` names an interpreter the device does not have")
+                                "`python` names an interpreter the device does not have (without one: python3 on "
+                                "its PATH): install Python 3.8+ there, or name the one it has")
         raise DeviceFailure(f"device {device}: cannot store the {kind} on the device: {reason}"
                             f"{_storage_hint(reason, remote, size, device)}")
     progress.start(f"uploading {kind}", total=size, unit="bytes")
