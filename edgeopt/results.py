@@ -434,6 +434,8 @@ def load(path) -> dict:
     try:
         doc = validate(doc, where)
     except BadInput as e:
+        if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:   # no result at all: a name given wrong
+            raise
         raise UnreadableResult(str(e)) from None
     doc["_path"] = str(path)
     return doc

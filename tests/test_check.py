@@ -326,9 +326,12 @@ def test_one_unreadable_result_among_good_ones_hides_none_of_their_verdicts(cli,
     junit = tmp_path / "check.xml"
     assert cli("check", run, "--budget", "peak_rss_mb=100000", "--junit", junit).exit_code == 2
     assert [e.get("type") for e in ET.parse(junit).iter("error")] == ["unreadable result"]
-    # a name given wrong is still refused before anything is read
+    # a name given wrong is still refused before anything is read, and so is a JSON file that is no result
     missing = cli("check", good, tmp_path / "nothing.json", "--budget", "peak_rss_mb=100000")
     assert missing.exit_code == 2 and not missing.stdout.strip() and "result file not found" in missing.stderr
+    (tmp_path / "budgets.json").write_text('{"latency_p90_ms": 5}')
+    other = cli("check", good, tmp_path / "budgets.json", "--budget", "peak_rss_mb=100000")
+    assert other.exit_code == 2 and not other.stdout.strip() and "is not an edgeopt.result/1 document" in other.stderr
 
 
 def test_a_budget_given_as_none_is_dropped_from_the_bundles_and_the_profiles(cli, int8_result, tmp_path):

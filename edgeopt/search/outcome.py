@@ -28,11 +28,18 @@ def _ssh_flags(options) -> list:
 def _store_flags(job: Job) -> list:
     """--results-dir and --store as the study was given them, for the command that verifies its answer: without
     them its result went to ./results and another store, which the team's `--baseline store` never read (a team
-    walkthrough). A password is shown masked: no secret in a message."""
+    walkthrough). Without its password (no secret in a message; `***` in its place was a login that fails):
+    libpq then reads it from PGPASSWORD or ~/.pgpass."""
+    import sqlalchemy as sa
+
     from ..store import masked, parse_url
 
     flags = ["--results-dir", str(job.results_dir)] if str(job.results_dir) != "results" else []
-    return flags + (["--store", masked(parse_url(job.store_url))] if job.store_url else [])
+    if not job.store_url:
+        return flags
+    url = parse_url(job.store_url)   # URL.set(password=None) keeps the password: None there means "unchanged"
+    url = sa.engine.URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+    return flags + ["--store", masked(url)]
 
 
 def answer(job: Job, study, name: str, multi: bool, runner) -> dict:

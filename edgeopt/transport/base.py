@@ -127,7 +127,8 @@ class Transport:
         _dated_here_if_the_clock_is_off(doc, began, time.time())
         error = doc.get("error")
         stored = remote_bundle.rpartition("/")[2]   # unpacking names it by this alone ("to unpack bundle 1082f8...")
-        if isinstance(error, dict) and isinstance(error.get("message"), str) and stored in error["message"]:
+        if isinstance(error, dict) and isinstance(error.get("message"), str) and stored in error["message"] \
+                and stored != pathlib.Path(bundle).name:   # `local` keeps the user's own name: nothing to add
             # the agent names the file it was given, a hash in the device's store: the user's name first
             said = remote_bundle if remote_bundle in error["message"] else stored
             error["message"] = error["message"].replace(

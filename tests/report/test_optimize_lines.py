@@ -511,12 +511,12 @@ def test_the_verify_line_keeps_the_studys_results_folder_and_store():
     job = Job(model="m.onnx", profile="generic", devices=["pi-1"], budgets={}, results_dir="team results",
               store_url="postgresql://alice:s3cret@db.lab/shared")
     flags = _store_flags(job)
-    assert flags == ["--results-dir", "team results", "--store", "postgresql+psycopg://alice:***@db.lab/shared"]
+    assert flags == ["--results-dir", "team results", "--store", "postgresql+psycopg://alice@db.lab/shared"]
     best = {"trial": 4, "config": "quantize=int8", "figures": {"latency_p50_ms": 0.3}, "bundle": "opt/s-best.edgepkg"}
     outcome = {"best": best, "trials": [], "objective": "latency_p50_ms", "budgets": {}, "devices": ["pi-1"],
                "store_flags": flags}
     text = " ".join(" ".join(optimize_lines(outcome)).split())
-    assert "--device pi-1 --results-dir 'team results' --store 'postgresql+psycopg://alice:***@db.lab/shared' && " \
+    assert "--device pi-1 --results-dir 'team results' --store postgresql+psycopg://alice@db.lab/shared && " \
            "edgeopt check 'team results/s-best@pi-1.json'" in text, text
     assert "s3cret" not in text
     assert _store_flags(Job(model="m.onnx", profile="generic", devices=["local"], budgets={})) == []
