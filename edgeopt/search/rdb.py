@@ -286,6 +286,7 @@ def beating(study, trial):
     import threading
 
     stop = threading.Event()
+    study._storage.set_trial_user_attr(trial._trial_id, "beat", 0)   # it beats: only such trials are judged
 
     def beat():
         import optuna
@@ -315,8 +316,11 @@ class StaleWatch:
         self.seen = {}
 
     def stale(self, t, now: float) -> bool:
-        """Whether another worker's running trial has given no beat for STALE_S of this worker's watching."""
+        """Whether another worker's running trial has given no beat for STALE_S of this worker's watching. A trial
+        that never beat (an older edgeopt's worker) is never judged: its worker may be alive."""
         beat = t.user_attrs.get("beat")
+        if beat is None:
+            return False
         last = self.seen.get(t.number)
         if last is None or last[0] != beat:
             self.seen[t.number] = (beat, now)
@@ -334,12 +338,19 @@ class StaleWatch:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if t.user_attrs.get("worker") in (None, WORKER) or not self.stale(t, now):
                 continue
+            again = study._storage.get_trial(t._trial_id)   # another survivor may have acted on it meanwhile
+            if again.state != optuna.trial.TrialState.RUNNING or again.user_attrs.get("worker") != t.user_attrs[
+                    "worker"] or again.user_attrs.get("beat") != t.user_attrs.get("beat"):
+                continue
+            try:
+                if enqueued(t):
+                    requeue(study, t)
+                else:
+                    fail_unfinished(study, t, f"its worker ({t.user_attrs['worker']}) gave no sign of life for "
+                                              f"{STALE_S:.0f} s")
+            except optuna.exceptions.UpdateFinishedTrialError:   # told meanwhile: by its worker, or another survivor
+                continue
             dead.append(t.number)
-            if enqueued(t):
-                requeue(study, t)
-            else:
-                fail_unfinished(study, t, f"its worker ({t.user_attrs['worker']}) gave no sign of life for "
-                                          f"{STALE_S:.0f} s")
         return dead
 
 
@@ -398,10 +409,13 @@ def uncount_device_lost(study, trials: list) -> None:
     """The trials that failed on the device in a row until the study stopped: the device's failure, not their
     candidates', so not counted towards --trials, and their configurations queued to be measured first by the
     next run (--resume, once the device is back). They used up --trials, and the sampler proposed one of them
-    again straight away (a fleet walkthrough). A finished trial's attributes cannot change: the study lists them."""
+    again straight away (a fleet walkthrough). A finished trial's attributes cannot change: the study lists them.
+    Once: a configuration lost again on its retry counts (one that kills the agent, an out-of-memory or a hang,
+    would otherwise stop every --resume first)."""
     lost = list(study.user_attrs.get(DEVICE_LOST) or [])
-    study.set_user_attr(DEVICE_LOST, lost + [t.number for t in trials if t.number not in lost])
-    for t in trials:
+    first = [t for t in trials if t.user_attrs.get("retry_of") not in lost and t.number not in lost]
+    study.set_user_attr(DEVICE_LOST, lost + [t.number for t in first])
+    for t in first:
         if t.user_attrs.get("again_of") is None:   # a measurement again at the end is the end's own to repeat
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 

@@ -136,12 +136,18 @@ class Runner:
     def _run_trial(self, trial) -> str | None:
         """Run one asked trial and tell the study; the failure kind ("input", "device") or None. Ctrl-C anywhere in
         it ends the trial (_interrupted): one left running is counted, and waited for, by every later run."""
+        import optuna
+
         try:
             with rdb.beating(self.study, trial):
                 return self._run_asked(trial)
         except KeyboardInterrupt:
             self._interrupted(trial)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:   # another worker judged this one dead (its beats lost)
+            self.progress.status(f"trial {trial.number}: another worker failed it as its worker's beat stood still "
+                                 "(the store out of reach?): not counted, its configuration measured again")
+            return None
 
     def _fail_dead_workers_trials(self) -> None:
         for number in self.watch.fail_dead(self.study):
@@ -309,6 +315,7 @@ class Runner:
                 raise DeviceFailure("the relative budgets cannot be set: the baseline trial failed "
                                f"({baseline[-1].user_attrs.get('error', 'no reason recorded')})")
             self.progress.status("waiting for the baseline (another worker measures it) to set the relative budgets")
+            self._fail_dead_workers_trials()   # the baseline's worker may have died: back to the queue in STALE_S
             time.sleep(BASELINE_POLL_SECONDS)
 
     def _screen(self, trial) -> bool:
