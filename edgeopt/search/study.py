@@ -208,8 +208,7 @@ def _prepare(job: Job, space_file, progress=SILENT, pareto: bool = False) -> tup
         job.budgets.pop(key, None)
     backend_for(prof)   # the profile's own backend: an unavailable one is refused before anything else
     fmt = detect_format(job.model)
-    for device in job.devices:
-        _profile_of_the_device(resolve_device(device, _inventory(job.inventory)), prof, job.notes)
+    specs = [resolve_device(device, _inventory(job.inventory)) for device in job.devices]
     check_writable(job.output_dir, "bundles to", folder=True)   # before the study exists: not "study exists" next
     check_writable(job.results_dir, "results to", folder=True)
     facts = {device: _device_facts(device, job, prof.runtime.power_sensor) for device in job.devices}
@@ -222,6 +221,8 @@ def _prepare(job: Job, space_file, progress=SILENT, pareto: bool = False) -> tup
                        "profile's)")
     job.pareto_figures = judging.pareto_figures(job.budgets, job.objective, energy)
     backends = _usable_backends(prof, fmt, facts)
+    for spec in specs:   # the baseline's backend: the profile's own, unless the devices lack its runtime
+        _profile_of_the_device(spec, prof, backends[0].name, job.notes)
     if backends[0].name != prof.backend:
         job.backend = backends[0].name
         job.notes.append(f"backend {prof.backend} not searched: {_lacking(prof.backend, facts)} has no runtime for "
@@ -321,10 +322,10 @@ def _check_training_data(train_data, source, progress) -> None:
         training_samples(train_data, source, pathlib.Path(work))
 
 
-def _profile_of_the_device(spec, prof, notes: list) -> None:
+def _profile_of_the_device(spec, prof, backend: str, notes: list) -> None:
     """A device whose inventory entry names another profile than --profile: refused before any trial where the
-    profile's own backend (the baseline's) does not run there, as `bench` refuses such a bundle mid-study (a
-    Raspberry Pi bundle on an intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device ran to its end, or chose a LiteRT bundle from x86 figures,
+    baseline's backend does not run there, as `bench` refuses such a bundle mid-study (a Raspberry Pi bundle on an
+    intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device ran to its end, or chose a LiteRT bundle from x86 figures,
     with no word of it outside the result files (a fleet walkthrough)."""
     from ..profiles import load_profile
 
@@ -336,9 +337,9 @@ def _profile_of_the_device(spec, prof, notes: list) -> None:
         raise BadInput(f"{spec.field('profile')}: {e}") from None
     said = (f"device {spec.name} is {theirs.name} ({', '.join(theirs.backends)}) in the inventory, and the study "
             f"packages for --profile {prof.name} ({', '.join(prof.backends)})")
-    if prof.backend not in theirs.backends and "any" not in (prof.device.arch, theirs.device.arch):
-        raise BadInput(f"{said}: {prof.name}'s own {prof.backend} bundles measure nothing anyone ships there; give "
-                       f"--profile {theirs.name}, or leave the device out")
+    if backend not in theirs.backends and "any" not in (prof.device.arch, theirs.device.arch):
+        raise BadInput(f"{said}: its {backend} bundles measure nothing anyone ships there; give --profile "
+                       f"{theirs.name}, or leave the device out")
     notes.append(f"{said}: its figures are of {prof.name}'s bundles on that device")
 
 

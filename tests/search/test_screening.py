@@ -659,18 +659,21 @@ def test_a_device_of_another_profile_is_refused_or_said_before_any_trial():
     nuc = make_device("nuc-1", {"host": "nuc.lan", "profile": "intel-cpu"}, "lab.yaml")
     with pytest.raises(BadInput, match=r"device nuc-1 is intel-cpu \(openvino, onnxruntime\) in the inventory, and "
                                        r"the study packages for --profile raspberry-pi-5 \(tflite, onnxruntime\): "
-                                       r"raspberry-pi-5's own tflite bundles measure nothing anyone ships there; "
-                                       r"give --profile intel-cpu, or leave the device out"):
-        studies._profile_of_the_device(nuc, load_profile("raspberry-pi-5"), [])
+                                       r"its tflite bundles measure nothing anyone ships there; give --profile "
+                                       r"intel-cpu, or leave the device out"):
+        studies._profile_of_the_device(nuc, load_profile("raspberry-pi-5"), "tflite", [])
     notes = []
     pi = make_device("pi-4", {"host": "pi.lan", "profile": "raspberry-pi-4"}, "lab.yaml")
-    studies._profile_of_the_device(pi, load_profile("raspberry-pi-5"), notes)
+    studies._profile_of_the_device(pi, load_profile("raspberry-pi-5"), "tflite", notes)
     assert notes == ["device pi-4 is raspberry-pi-4 (tflite, onnxruntime) in the inventory, and the study packages "
                      "for --profile raspberry-pi-5 (tflite, onnxruntime): its figures are of raspberry-pi-5's "
                      "bundles on that device"]
     studies._profile_of_the_device(make_device("pi-5", {"host": "pi5.lan", "profile": "raspberry-pi-5"}, "x"),
-                                   load_profile("raspberry-pi-5"), notes)
+                                   load_profile("raspberry-pi-5"), "tflite", notes)
     assert len(notes) == 1   # its own profile: nothing to say
+    # an intel-cpu study on a Pi that lacks OpenVINO searches ONNX Runtime, which the Pi runs: said, not refused
+    studies._profile_of_the_device(pi, load_profile("intel-cpu"), "onnxruntime", notes)
+    assert len(notes) == 2 and notes[1].startswith("device pi-4 is raspberry-pi-4")
 
 
 def test_a_live_worker_whose_trial_another_failed_as_dead_goes_on(tmp_path, monkeypatch):
