@@ -149,7 +149,8 @@ def build(backends, source_format: str, has_calib: bool, has_train: bool, cores:
     if cores and cores > 1:
         dims.append(Dimension("threads", tuple(sorted({1, 2, 4, 8} & set(range(1, cores + 1)) | {cores}))))
     if doc and len(backends) == 1:
-        others = {b.name: [d.name for d in _backend_dimensions(b, has_calib, calib_samples)]
+        # every option of theirs (calibration data or not): a file shared by studies names them all
+        others = {b.name: [d.name for d in _backend_dimensions(b, True, calib_samples)]
                   for b in offered if b.name != backends[0].name}
         doc = _one_backends_keys(doc, backends[0].name, space_file, others, profile_backends)
     if doc:
@@ -582,8 +583,8 @@ def _why_absent(key: str, by_name: dict) -> str:
     from ..profiles import BACKENDS
 
     name, _, option = key.partition(".")
-    if name in BACKENDS and option:   # a file shared by studies on other profiles: said, where it was dropped
-        return f"; {name} is not among the backends searched here"
+    if name in BACKENDS and option and not any(k.startswith(f"{name}.") for k in by_name):
+        return f"; {name} is not among the backends searched here"   # a file shared by studies on other profiles
     if name not in transforms.names():
         return ""
     if name in by_name:   # the transform is searched: the option is what is not ("prune.foo")

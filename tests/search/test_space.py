@@ -691,3 +691,22 @@ def test_another_backends_keys_are_checked_where_they_narrow_nothing(tmp_path):
     f.write_text('"openvino.quantize" = ["int8"]\n"onnxruntime.quantize" = ["none"]\n')
     kept = space.build(both[1:], "onnx", True, False, None, f, profile_backends=intel.backends)
     assert {d.name: d for d in kept}["quantize"].choices == ("none",)
+
+
+def test_a_left_out_backends_int8_option_is_no_typo_without_calibration_data(tmp_path):
+    """A shared file's `openvino.preset` (an INT8 option) was refused as a typo of a backend left out, whenever
+    --calib was absent; and, the backend searched, read "openvino is not among the backends searched" (a review)."""
+    from edgeopt.convert import backend_for
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import space
+
+    f = tmp_path / "space.toml"
+    intel = load_profile("intel-cpu")
+    both = [backend_for(intel), backend_for(intel, "onnxruntime")]
+    f.write_text('backend = ["onnxruntime"]\n"openvino.preset" = ["mixed"]\n')
+    assert "quantize" in [d.name for d in space.build(both, "onnx", False, False, None, f,
+                                                      profile_backends=intel.backends)]
+    f.write_text('"openvino.preset" = ["mixed"]\n')
+    with pytest.raises(BadInput) as e:
+        space.build(both, "onnx", False, False, None, f, profile_backends=intel.backends)
+    assert "openvino.preset: not a dimension of this search" in str(e.value) and "not among" not in str(e.value)
