@@ -277,18 +277,27 @@ def size(path):
     except OSError:
         return 0
 
-def uploading(path):
+def remove_partial(path):
     # a partial upload whose writer is alive holds an flock on it (the upload helper's): another host's upload in
-    # progress, which a clean from here removed under it
+    # progress, which a clean from here removed under it. Removed while this holds the lock, as the helper's own
+    # sweep does, and only the file locked (a writer may have started again under that name). None: in progress
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False
+        return 0
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except OSError:
-        return True
+        os.close(fd)
+        return None
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            gone = os.fstat(fd).st_size
+            os.unlink(path)
+            return gone
+        return 0
+    except OSError:
+        return 0
     finally:
         os.close(fd)
 
@@ -301,8 +310,10 @@ for sub, ours in OURS.items():
         path = os.path.join(d, name)
         if not ours.match(name):
             continue
-        if name.endswith(".partial") and uploading(path):
-            left += 1
+        if name.endswith(".partial"):
+            gone = remove_partial(path)
+            left += gone is None
+            freed += gone or 0
             continue
         if os.path.isdir(path) and not os.path.islink(path):
             freed += sum(size(os.path.join(p, f)) for p, _, files in os.walk(path) for f in files)
