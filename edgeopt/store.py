@@ -311,8 +311,10 @@ class Store:
                            "(--store or $EDGEOPT_STORE names another)")
 
     def _refuse_a_server_that_will_not_take_rows(self) -> None:
-        query = sa.text("SELECT has_table_privilege(current_user, CAST(:table AS text), 'INSERT'), "
-                        "current_setting('transaction_read_only') = 'on', current_user")
+        # a row's id comes from the table's sequence, which INSERT alone may not use
+        query = sa.text("SELECT has_table_privilege(current_user, CAST(:table AS text), 'INSERT') AND "
+                        "COALESCE(has_sequence_privilege(pg_get_serial_sequence(CAST(:table AS text), 'id'), 'USAGE'), "
+                        "true), current_setting('transaction_read_only') = 'on', current_user")
         with self._errors("cannot read its permissions"), self.engine.connect() as conn:
             may_insert, read_only, user = conn.execute(query, {"table": results_table.name}).one()
         if read_only:
@@ -320,7 +322,7 @@ class Store:
                            "stored there (--store or $EDGEOPT_STORE names another)")
         if not may_insert:
             raise BadInput(f"results store {self.name}: role {user} may not add rows to its {results_table.name} "
-                           "table (GRANT INSERT, or --store names another)")
+                           "table (GRANT INSERT on it and USAGE on its id sequence, or --store names another)")
 
     def _sqlite_file(self, create: bool) -> None:
         path = pathlib.Path(self.url.database)

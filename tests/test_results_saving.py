@@ -347,8 +347,8 @@ def test_a_device_clock_far_from_this_hosts_is_dated_here_and_said(bundles, tmp_
     import datetime
     from edgeopt.transport import base
 
-    real = base.time.time
-    monkeypatch.setattr(base.time, "time", lambda: real() + 86400)
+    real = base.host_time
+    monkeypatch.setattr(base, "host_time", lambda: real() + 86400)
     doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
     created = datetime.datetime.fromisoformat(doc["created"]).timestamp()
     device = datetime.datetime.fromisoformat(doc["device"]["clock_created"]).timestamp()
@@ -357,6 +357,6 @@ def test_a_device_clock_far_from_this_hosts_is_dated_here_and_said(bundles, tmp_
                "this host's clock" in w for w in doc["warnings"]), doc["warnings"]
     saved = json.loads(pathlib.Path(doc["_path"]).read_text())
     assert saved["created"] == doc["created"]   # as history and the regression gate read it
-    monkeypatch.setattr(base.time, "time", real)   # in step: the agent's own time stays
+    monkeypatch.setattr(base, "host_time", real)   # in step: the agent's own time stays
     again = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
     assert "clock_created" not in again["device"] and not any("clock" in w for w in again["warnings"])

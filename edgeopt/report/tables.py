@@ -1024,8 +1024,8 @@ def carried_limit(outcome: dict, key: str) -> str:
     looser = {d: c["limit"] / v for d, v in devices.items() if v > 0 and c["limit"] / v > ratio * (1 + LOOSER_SAID)}
     if not looser:
         return said
-    slowest = max(devices, key=devices.get)
-    return (f"{said}; the baseline's slowest device, {slowest} ({with_unit(devices[slowest], key)} first run), set it: "
+    worst = max(devices, key=devices.get)   # every relative budget is on a figure where lower is better
+    return (f"{said}; the baseline's worst device, {worst} ({with_unit(devices[worst], key)} first run), set it: "
             "on " + ", ".join(f"{d} it is {r:.2f}x that device's own baseline" for d, r in looser.items())
             + " (`edgeopt check --baseline` of each device's result tests it against its own)")
 

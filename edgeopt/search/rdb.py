@@ -198,8 +198,8 @@ def _check_identity(study, identity: dict) -> None:
     recorded = study.user_attrs.get("identity") or {}
     if "model_sha256" in recorded and "source_sha256" not in recorded:   # a study from before it was recorded:
         identity.pop("source_sha256", None)   # its trials' content keys were made without it, and stay so
-    if identity.get("model_sha256") is not None and all(recorded.get(k) == identity.get(k) for k in (
-            "model_sha256", "source_sha256")):
+    contents = [k for k in ("model_sha256", "source_sha256") if identity.get(k) is not None]   # file.py:fn: source
+    if contents and all(recorded.get(k) == identity.get(k) for k in ("model_sha256", "source_sha256")):
         # the same contents by another path (a worker on another host, its own checkout): the study's own name
         # for it, which its trials' content keys were made with; the model is read from where it is given
         identity["model"] = recorded.get("model", identity["model"])

@@ -121,7 +121,7 @@ def _run_command(client, device, command, on_line, timeout, silence):
         on_line(err.decode("utf-8", "replace"))
     chan.close()
     if code == -1:   # no exit status: the link went, or the agent was killed there (sshd sends its signal instead)
-        if not _link_answers(client, within=2.0):   # the channel closes before paramiko marks the link down
+        if not _link_answers(client, within=5.0):   # the channel closes before paramiko marks the link down
             raise DeviceFailure(f"device {device}: connection lost during the agent run")
         raise DeviceFailure(f"device {device}: the agent ended without an exit status, the connection still up: "
                             "its process was killed on the device")

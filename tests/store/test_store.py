@@ -446,6 +446,17 @@ def test_a_role_that_may_not_add_rows_is_refused_before_the_measurement(cli, bun
     r = cli("bench", bundles["fp32"], "--results-dir", tmp_path, "--store", url, *FAST_BENCH_ARGS)
     assert r.exit_code == 2 and "role viewer may not add rows" in r.stderr and "view@" not in r.stderr, r.stderr
     assert not list(tmp_path.glob("*.json"))   # nothing was measured
+    # INSERT without the id sequence's USAGE still fails at the end: refused too; with both, it may write
+    with sa.create_engine(pg_url.set(username="postgres", password=None, host=None, port=None,
+                                     query={"host": pg.sockdir, "port": str(pg.port)}),
+                          isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.exec_driver_sql("GRANT INSERT ON ALL TABLES IN SCHEMA public TO viewer")
+        with Store(url) as viewer, pytest.raises(BadInput, match="USAGE on its id sequence"):
+            viewer.refuse_unwritable()
+        conn.exec_driver_sql("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO viewer")
+        with Store(url) as viewer:
+            viewer.refuse_unwritable()
+            viewer.add(DOC)
 
 
 def test_history_add_puts_result_files_in_the_store_once(cli, int8_result, tmp_path):

@@ -311,7 +311,7 @@ def test_a_device_busy_past_the_hosts_timeout_is_said_busy_by_name(cli, lab, bun
         doctor = cli("device", "doctor", dev.name, "--inventory", inv, "--known-hosts", lab.known_hosts, "--json")
         started = time.monotonic()
         r = _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path, "--timeout", "12")
-    assert r.exit_code == 3 and time.monotonic() - started < 12, r.stderr
+    assert r.exit_code == 3 and time.monotonic() - started < 60, r.stderr   # not the agent's 600 s
     assert f"device {dev.name}: device busy: another edgeopt benchmark holds" in r.stderr, r.stderr
     assert "pid 4242 since earlier" in r.stderr and "did not finish" not in r.stderr
     # doctor says who holds it (it read all ok of a device a stuck agent held)
