@@ -235,21 +235,19 @@ class KillAt(Progress):
     def status(self, message):
         if message.startswith(self.phase) and not self.done:
             self.done = True
-            self.dev.kill()
+            self.kill()
+
+    def kill(self):
+        self.dev.kill()
 
 
-class KillAgentAt(Progress):
+class KillAgentAt(KillAt):
     """Kill -9 the agent itself (`python agent.pyz bench`, not its measuring child) at a phase, the link left up."""
-    def __init__(self, phase, dev):
-        self.phase, self.dev, self.done = phase, dev, False
-
-    def status(self, message):
+    def kill(self):
         import psutil
-        if message.startswith(self.phase) and not self.done:
-            self.done = True
-            for p in psutil.Process(self.dev.proc.pid).children(recursive=True):
-                if any(a.endswith(".pyz") for a in p.cmdline()) and "bench" in p.cmdline():
-                    p.kill()
+        for p in psutil.Process(self.dev.proc.pid).children(recursive=True):
+            if any(a.endswith(".pyz") for a in p.cmdline()) and "bench" in p.cmdline():
+                p.kill()
 
 
 def test_an_agent_killed_on_a_device_that_still_answers_is_not_a_lost_connection(lab, bundles, tmp_path):
