@@ -173,7 +173,8 @@ def _study(study) -> list:
     keys = list(dict.fromkeys([study["objective"], *study["pareto_figures"]]))
     front = [t for t in study["trials"] if t["trial"] in study["pareto"] and not t["cached"]]
     trials = study["trials"]   # told apart, as the HTML page tells them: "10 trials" counted cached and failed ones
-    measured, failed = (sum(t.get("state") == state and not t["cached"] for t in trials) for state in ("complete", "fail"))
+    measured, failed = (sum(t.get("state") == state and not t["cached"] for t in trials)
+                        for state in ("complete", "fail"))
     counts = f"{measured} measured, {sum(t['cached'] for t in trials)} answered from the cache, {failed} failed"
     out = [f"**Optimization study {cell(study['study'])}**: {len(trials)} trials ({counts}); {chosen}.", "",
            *[f"- note: {cell(n)}" for n in study.get("notes", [])], *([""] if study.get("notes") else []),

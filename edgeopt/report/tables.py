@@ -917,7 +917,8 @@ def _verify_hint(outcome: dict, best: dict) -> list:
     bundle, device = pathlib.Path(best["bundle"]), devices[0]
     stored = outcome.get("store_flags") or []
     folder = stored[1] if stored[:1] == ["--results-dir"] else "results"
-    result = str(pathlib.PurePath(folder) / f"{file_stem(bundle.stem)}@{file_stem(device)}.json")   # where bench saves it
+    # where bench saves it
+    result = str(pathlib.PurePath(folder) / f"{file_stem(bundle.stem)}@{file_stem(device)}.json")
     inventory = f" -i {shlex.quote(outcome['inventory'])}" if outcome.get("inventory") else ""
     inventory += "".join(f" {shlex.quote(flag)}" for flag in (outcome.get("ssh_flags") or []) + stored)
     others = f" (and on each of its other {len(devices) - 1} devices)" if len(devices) > 1 else ""

@@ -566,8 +566,8 @@ def _dotted(doc: dict, by_name: dict, path) -> dict:
                 dim is None and value and set(value) <= {"low", "high", "step"}):
             out[key] = value
         elif dim is not None and value and set(value) <= {"low", "high", "step"}:   # read "round_to.low: not a ..."
-            raise BadInput(f"{path}: {key}: a choice among {_listed(dim.limits or dim.choices)}{_or_within(dim)}, not a "
-                           "range: give a "
+            raise BadInput(f"{path}: {key}: a choice among {_listed(dim.limits or dim.choices)}{_or_within(dim)}, "
+                           "not a range: give a "
                            f"list of values (e.g. {key} = {toml_value(list(dim.choices[:2]))})")
         elif not value:
             raise BadInput(f"{path}: {key}: an empty table (a range is {{low, high, step}}; a dotted name such as "

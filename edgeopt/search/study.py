@@ -325,8 +325,9 @@ def _check_training_data(train_data, source, progress) -> None:
 def _profile_of_the_device(spec, prof, backend: str, notes: list) -> None:
     """A device whose inventory entry names another profile than --profile: refused before any trial where the
     baseline's backend does not run there, as `bench` refuses such a bundle mid-study (a Raspberry Pi bundle on an
-    intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device ran to its end, or chose a LiteRT bundle from x86 figures,
-    with no word of it outside the result files (a fleet walkthrough)."""
+    intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device ran to its
+    end, or chose a LiteRT bundle from x86 figures, with no word of it outside the result files (a fleet
+    walkthrough)."""
     from ..profiles import load_profile
 
     if not spec.profile or spec.profile == prof.name:

@@ -1527,7 +1527,8 @@ def test_trials_a_dead_device_stopped_the_study_with_are_measured_first_on_resum
     args = ("--budget", "size_mb=0.9x", "--trials", "6", "--study", "dead", "--no-screening")
     r = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
             *args, "-q")
-    assert r.exit_code in (1, 3) and "study dead stopped: 3 trials in a row failed on the device: device: device "         "local: connection lost (not counted towards --trials" in r.stderr, r.stderr
+    assert r.exit_code in (1, 3) and "study dead stopped: 3 trials in a row failed on the device: device: device " \
+        "local: connection lost (not counted towards --trials" in r.stderr, r.stderr
     lost = [t for t in _trials(tmp_path, "dead") if t.state.name == "FAIL"]
     assert len(lost) == 3
     monkeypatch.undo()
