@@ -478,11 +478,16 @@ class Store:
                 {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
     def holds(self, doc: dict) -> bool:
-        """Whether a row holds this very result (of its bundle and device, the whole document): a result added
-        again (history --add of a folder twice, a latest file beside its history copy) is not a second row."""
+        """Whether a row holds this very result (of its bundle, device and time, the whole document): a result added
+        again (history --add of a folder twice, a latest file beside its history copy) is not a second row. Only
+        the rows of its time are read: every document of the bundle on the device, each with its samples, was read
+        again for each file of a folder added."""
         t = results_table.c
         device = (doc.get("device") or {}).get("name", "?")
-        query = sa.select(t.document).where(t.bundle == (doc.get("bundle") or {}).get("name"), t.device == device)
+        created = parse_created(doc.get("created"), datetime.datetime.now(datetime.timezone.utc))
+        query = sa.select(t.document).where(   # by the instant: an older writer's row keeps its time as other text
+            t.bundle == (doc.get("bundle") or {}).get("name"), t.device == device,
+            self._instant(t.created) == self._instant(sa.literal(created, UtcDateTime())))
         own = json.loads(_json_dumps({k: v for k, v in doc.items() if not k.startswith("_")}))
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             return any(row.document == own for row in conn.execute(query))
