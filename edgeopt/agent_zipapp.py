@@ -58,6 +58,33 @@ VERSION_CHECK = ("import sys\n"
                  f"{'.'.join(map(str, device_agent.MIN_PYTHON))} or newer: install it, or set the device's `python` "
                  "in the inventory\\n\" % ((sys.executable or \"python\",) + tuple(sys.version_info[:3])))\n"
                  "    sys.exit(3)\n")
+# A partial upload (STORE/NAME.PID.partial) removed where no writer holds its flock, and only the file locked (a
+# writer may have begun again under that name), while this holds the lock: the upload helper's sweep and `device
+# clean` alike. It returns the bytes removed, 0 where there was nothing to remove, None where an upload is in progress.
+REMOVE_PARTIAL = r"""
+import fcntl, os
+
+def remove_partial(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            gone = os.fstat(fd).st_size
+            os.unlink(path)
+            return gone
+        return 0
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+"""
 MAIN = "# -*- coding: utf-8 -*-\n" + VERSION_CHECK + "import device_agent.cli\ndevice_agent.cli.run()\n"
 
 

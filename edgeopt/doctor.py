@@ -5,6 +5,7 @@ import re
 
 from device_agent import MIN_PYTHON
 
+from .agent_zipapp import REMOVE_PARTIAL
 from .errors import BadInput, DeviceFailure
 from .progress import SILENT
 
@@ -245,7 +246,7 @@ def other_backend_checks(runtimes: dict, py: str, profile) -> list:
     return out
 
 
-CLEAN_SCRIPT = r"""
+CLEAN_SCRIPT = REMOVE_PARTIAL + r"""
 import errno, fcntl, os, re, shutil, sys, time
 root, lock_path = sys.argv[1], sys.argv[2]
 # The device's lock first, the one a benchmark takes (device_agent/lock.py; a `local` device's is the host's, not
@@ -276,30 +277,6 @@ def size(path):
         return os.lstat(path).st_size
     except OSError:
         return 0
-
-def remove_partial(path):
-    # a partial upload whose writer is alive holds an flock on it (the upload helper's): another host's upload in
-    # progress, which a clean from here removed under it. Removed while this holds the lock, as the helper's own
-    # sweep does, and only the file locked (a writer may have started again under that name). None: in progress
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return 0
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    try:
-        if os.stat(path).st_ino == os.fstat(fd).st_ino:
-            gone = os.fstat(fd).st_size
-            os.unlink(path)
-            return gone
-        return 0
-    except OSError:
-        return 0
-    finally:
-        os.close(fd)
 
 freed, left = 0, 0
 for sub, ours in OURS.items():

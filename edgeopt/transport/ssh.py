@@ -9,7 +9,7 @@ import pathlib
 import shlex
 import time
 
-from ..agent_zipapp import VERSION_CHECK
+from ..agent_zipapp import REMOVE_PARTIAL, VERSION_CHECK
 from .base import Transport
 from ..inventory import DEFAULT_PYTHON, DEFAULT_WORKDIR
 
@@ -24,7 +24,7 @@ CHUNK = 1 << 20
 # Nothing half-written stays behind: the helper removes its .partial file on any error or signal,
 # and, since SIGKILL leaves no chance to, every upload first sweeps partial files whose writer is
 # gone. A live writer holds an flock on its partial file, which the kernel drops when it dies.
-UPLOAD_SCRIPT = VERSION_CHECK + r"""
+UPLOAD_SCRIPT = VERSION_CHECK + REMOVE_PARTIAL + r"""
 import errno, fcntl, hashlib, os, signal, sys
 dest, sha, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 d = os.path.dirname(dest) or "."
@@ -33,21 +33,8 @@ if not os.path.isdir(d):
 
 def sweep():
     for name in os.listdir(d):
-        if not name.endswith(".partial"):
-            continue
-        path = os.path.join(d, name)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                os.unlink(path)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        if name.endswith(".partial"):
+            remove_partial(os.path.join(d, name))
 
 def stop(signum, frame):
     raise SystemExit(128 + signum)
