@@ -429,7 +429,7 @@ def _closest(study, budgets: dict) -> dict:
         figure, paired = _as_judged(judge, t, figures.get(key), (t.user_attrs.get("paired") or {}).get(key), runs)
         if t.user_attrs.get("baseline") and key in relative and paired is None:
             paired = 1.0   # its own ratio: nothing came closer to a relative budget than the model as given
-        devices = by_device_of(t, key) if key in KINDS and KINDS[key].path else {}
+        devices = by_device_of(t, key) if key in KINDS else {}   # a key no budget kind has no figure in a file
         per_budget[key] = {"trial": t.number, "config": t.user_attrs.get("config"),
                            # where several devices measured it, the one whose figure is the trial's (the worst)
                            "device": _worst(devices, key) if len(devices) > 1 else None,
