@@ -157,16 +157,25 @@ def profile_mismatch(manifest: dict, spec) -> tuple:
     A same-backend pair (raspberry-pi-4 vs -5) or a portable `generic` bundle is only a warning."""
     if not spec.profile or spec.profile == manifest["profile"]["name"]:
         return False, None
-    try:
-        device_profile = load_profile(spec.profile)
-    except BadInput as e:
-        raise BadInput(f"{spec.field('profile')}: {e}") from None
-    ours, theirs = manifest["profile"], device_profile
+    ours, theirs = manifest["profile"], inventory_profile(spec)
     mine = _bundle_profile(manifest)
     text = (f"bundle {manifest['name']} was packaged for profile {ours['name']} ({ours['backend']}), device "
             f"{spec.name} is {theirs.name} ({theirs.backend}) in the inventory")
-    portable = "any" in ((mine.device.arch if mine else ""), theirs.device.arch)
-    return ours["backend"] not in theirs.backends and not portable, text
+    return backend_refused(ours["backend"], mine.device.arch if mine else "", theirs), text
+
+
+def inventory_profile(spec):
+    """The profile a device's inventory entry names (BadInput naming the field where none by that name loads)."""
+    try:
+        return load_profile(spec.profile)
+    except BadInput as e:
+        raise BadInput(f"{spec.field('profile')}: {e}") from None
+
+
+def backend_refused(backend: str, arch: str, theirs) -> bool:
+    """Whether bundles of `backend` for hardware `arch` are refused on a device of profile `theirs`: both target
+    particular hardware (arch not `any`) and the device's profile runs no such backend."""
+    return backend not in theirs.backends and "any" not in (arch, theirs.device.arch)
 
 
 def _add_warnings(doc: dict, manifest: dict, mismatch, loop: dict | None):

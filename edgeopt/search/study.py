@@ -328,17 +328,14 @@ def _profile_of_the_device(spec, prof, backend: str, notes: list) -> None:
     intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device ran to its
     end, or chose a LiteRT bundle from x86 figures, with no word of it outside the result files (a fleet
     walkthrough)."""
-    from ..profiles import load_profile
+    from ..api import backend_refused, inventory_profile
 
     if not spec.profile or spec.profile == prof.name:
         return
-    try:
-        theirs = load_profile(spec.profile)
-    except BadInput as e:
-        raise BadInput(f"{spec.field('profile')}: {e}") from None
+    theirs = inventory_profile(spec)
     said = (f"device {spec.name} is {theirs.name} ({', '.join(theirs.backends)}) in the inventory, and the study "
             f"packages for --profile {prof.name} ({', '.join(prof.backends)})")
-    if backend not in theirs.backends and "any" not in (prof.device.arch, theirs.device.arch):
+    if backend_refused(backend, prof.device.arch, theirs):
         raise BadInput(f"{said}: its {backend} bundles measure nothing anyone ships there; give --profile "
                        f"{theirs.name}, or leave the device out")
     notes.append(f"{said}: its figures are of {prof.name}'s bundles on that device")
