@@ -7,7 +7,7 @@ import os
 import statistics
 from typing import TYPE_CHECKING
 
-from ..budgets import KINDS
+from ..budgets import KINDS, lookup
 from ..errors import BadInput, CannotWrite, first_line
 from . import judging, rdb
 from .runner import DEVICE_FAILURES_TO_STOP, RUNS_APART
@@ -191,12 +191,12 @@ def _carried_limits(study, job) -> dict:
                 if not t.user_attrs.get("cached") and t.user_attrs.get("twin_of") is None]
     measured += study.user_attrs.get("baseline_again") or []
     out = {}
+    base = next((t for t in judging.complete(study) if t.user_attrs.get("baseline")), None)
     for key, ratio in job.relative_budgets.items():
         runs = ([first[key]] if key in first else []) + [m[key] for m in measured if key in m]
         if runs:
             median = statistics.median(runs)
             out[key] = {"limit": ratio * median, "median": median, "runs": len(runs)}
-            base = next((t for t in judging.complete(study) if t.user_attrs.get("baseline")), None)
             by_device = by_device_of(base, key) if base is not None else {}
             if len(by_device) > 1:
                 out[key]["devices"] = by_device
@@ -210,15 +210,14 @@ def by_device_of(trial, key: str) -> dict:
     a closest miss was "12.74 ms against 8 ms" of no device (a fleet walkthrough)."""
     from ..results import load
 
-    section, figure = KINDS[key].path
     out = {}
     for path in trial.user_attrs.get("results") or []:
         try:
             doc = load(path)
         except BadInput:   # another worker's host holds it
             continue
-        value = (doc.get(section) or {}).get(figure)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value, _ = lookup(doc, KINDS[key].path)
+        if value is not None:
             out[doc["device"]["name"]] = value
     return out
 
