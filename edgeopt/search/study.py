@@ -222,7 +222,7 @@ def _prepare(job: Job, space_file, progress=SILENT, pareto: bool = False) -> tup
     job.pareto_figures = judging.pareto_figures(job.budgets, job.objective, energy)
     backends = _usable_backends(prof, fmt, facts)
     for spec in specs:   # the baseline's backend: the profile's own, unless the devices lack its runtime
-        _profile_of_the_device(spec, prof, backends[0].name, job.notes)
+        backends = _profile_of_the_device(spec, prof, backends, job.notes)
     if backends[0].name != prof.backend:
         job.backend = backends[0].name
         job.notes.append(f"backend {prof.backend} not searched: {_lacking(prof.backend, facts)} has no runtime for "
@@ -322,23 +322,27 @@ def _check_training_data(train_data, source, progress) -> None:
         training_samples(train_data, source, pathlib.Path(work))
 
 
-def _profile_of_the_device(spec, prof, backend: str, notes: list) -> None:
+def _profile_of_the_device(spec, prof, backends: list, notes: list) -> list:
     """A device whose inventory entry names another profile than --profile: refused before any trial where the
-    baseline's backend does not run there, as `bench` refuses such a bundle mid-study (a Raspberry Pi bundle on an
-    intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device ran to its
-    end, or chose a LiteRT bundle from x86 figures, with no word of it outside the result files (a fleet
-    walkthrough)."""
+    baseline's backend (the first) does not run there, as `bench` refuses such a bundle mid-study (a Raspberry Pi
+    bundle on an intel-cpu box measures nothing anyone ships), else said in the notes. A study over such a device
+    ran to its end, or chose a LiteRT bundle from x86 figures, with no word of it outside the result files (a fleet
+    walkthrough). The backends kept: another searched backend that `bench` would refuse there is left out, with a
+    note (its every trial failed, suggesting a flag optimize lacks)."""
     from ..api import backend_refused, inventory_profile
 
     if not spec.profile or spec.profile == prof.name:
-        return
+        return backends
     theirs = inventory_profile(spec)
     said = (f"device {spec.name} is {theirs.name} ({', '.join(theirs.backends)}) in the inventory, and the study "
             f"packages for --profile {prof.name} ({', '.join(prof.backends)})")
-    if backend_refused(backend, prof.device.arch, theirs):
-        raise BadInput(f"{said}: its {backend} bundles measure nothing anyone ships there; give --profile "
+    if backend_refused(backends[0].name, prof.device.arch, theirs):
+        raise BadInput(f"{said}: its {backends[0].name} bundles measure nothing anyone ships there; give --profile "
                        f"{theirs.name}, or leave the device out")
-    notes.append(f"{said}: its figures are of {prof.name}'s bundles on that device")
+    refused = [b.name for b in backends[1:] if backend_refused(b.name, prof.device.arch, theirs)]
+    notes.append(f"{said}: its figures are of {prof.name}'s bundles on that device"
+                 + (f"; {', '.join(refused)} not searched, since {theirs.name} runs none" if refused else ""))
+    return [b for b in backends if b.name not in refused]
 
 
 def _usable_backends(prof, fmt: str, facts: dict) -> list:

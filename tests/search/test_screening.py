@@ -3,6 +3,8 @@ measurement, which are measured again before one is chosen, the objective), on s
 end-to-end runs in test_optimize.py cannot choose the figures a host reads."""
 from __future__ import annotations
 
+import pathlib
+
 import optuna
 import pytest
 
@@ -649,31 +651,47 @@ def test_a_running_trial_beats(tmp_path, monkeypatch):
     assert beats() >= 2
 
 
-def test_a_device_of_another_profile_is_refused_or_said_before_any_trial():
+def test_a_device_of_another_profile_is_refused_or_said_before_any_trial(tmp_path):
     """A study over a device the inventory lists as another profile ran to its end, or chose a LiteRT bundle from
     x86 figures, with no word outside the result files (a fleet walkthrough)."""
+    from edgeopt.convert import backend_for
     from edgeopt.errors import BadInput
     from edgeopt.inventory import make_device
     from edgeopt.profiles import load_profile
+
+    def backends(profile):
+        prof = load_profile(profile)
+        return prof, [backend_for(prof, name) for name in prof.backends]
 
     nuc = make_device("nuc-1", {"host": "nuc.lan", "profile": "intel-cpu"}, "lab.yaml")
     with pytest.raises(BadInput, match=r"device nuc-1 is intel-cpu \(openvino, onnxruntime\) in the inventory, and "
                                        r"the study packages for --profile raspberry-pi-5 \(tflite, onnxruntime\): "
                                        r"its tflite bundles measure nothing anyone ships there; give --profile "
                                        r"intel-cpu, or leave the device out"):
-        studies._profile_of_the_device(nuc, load_profile("raspberry-pi-5"), "tflite", [])
+        studies._profile_of_the_device(nuc, *backends("raspberry-pi-5"), [])
     notes = []
     pi = make_device("pi-4", {"host": "pi.lan", "profile": "raspberry-pi-4"}, "lab.yaml")
-    studies._profile_of_the_device(pi, load_profile("raspberry-pi-5"), "tflite", notes)
+    pi5, both = backends("raspberry-pi-5")
+    assert studies._profile_of_the_device(pi, pi5, both, notes) == both
     assert notes == ["device pi-4 is raspberry-pi-4 (tflite, onnxruntime) in the inventory, and the study packages "
                      "for --profile raspberry-pi-5 (tflite, onnxruntime): its figures are of raspberry-pi-5's "
                      "bundles on that device"]
     studies._profile_of_the_device(make_device("pi-5", {"host": "pi5.lan", "profile": "raspberry-pi-5"}, "x"),
-                                   load_profile("raspberry-pi-5"), "tflite", notes)
+                                   pi5, both, notes)
     assert len(notes) == 1   # its own profile: nothing to say
     # an intel-cpu study on a Pi that lacks OpenVINO searches ONNX Runtime, which the Pi runs: said, not refused
-    studies._profile_of_the_device(pi, load_profile("intel-cpu"), "onnxruntime", notes)
+    intel = load_profile("intel-cpu")
+    studies._profile_of_the_device(pi, intel, [backend_for(intel, "onnxruntime")], notes)
     assert len(notes) == 2 and notes[1].startswith("device pi-4 is raspberry-pi-4")
+    # a device whose profile runs the baseline's backend but not another searched one: that one is left out, said
+    # (its every trial was refused mid-study, suggesting --allow-profile-mismatch, which optimize lacks)
+    own = tmp_path / "pi-litert-only.toml"
+    text = pathlib.Path(load_profile("raspberry-pi-4").path).read_text()
+    own.write_text(text.replace('backends = ["onnxruntime"]', "backends = []").replace(
+        'name = "raspberry-pi-4"', 'name = "pi-litert-only"'))
+    lean = make_device("pi-lean", {"host": "pi.lan", "profile": str(own)}, "lab.yaml")
+    assert [b.name for b in studies._profile_of_the_device(lean, pi5, both, notes)] == ["tflite"]
+    assert notes[2].endswith("; onnxruntime not searched, since pi-litert-only runs none")
 
 
 def test_a_live_worker_whose_trial_another_failed_as_dead_goes_on(tmp_path, monkeypatch):
