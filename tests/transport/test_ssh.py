@@ -321,6 +321,63 @@ def test_a_device_busy_past_the_hosts_timeout_is_said_busy_by_name(cli, lab, bun
     assert not [c for c in free.json()["checks"] if c["check"] == "benchmark"]
 
 
+def test_an_agent_whose_host_went_away_ends_and_frees_the_device(cli, lab, bundles, tmp_path):
+    """A host killed mid-run (a CI job cancelled, a laptop closed) must not leave its agent measuring for nobody,
+    holding the device's lock to the end of its loop (two minutes here), where the next bench would wait on it: once
+    the connection closes, the agent ends (its session's pipes close), its measuring process with it, and the lock
+    and run directory go. A guard: a note had thought otherwise; a link lost without a close is sshd's to notice
+    (its ClientAliveInterval)."""
+    import signal
+    import psutil
+    dev = lab.add("pi-abandoned", 64)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    assert _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path).exit_code == 0   # uploads and the workdir
+    workdir = pathlib.Path(lab.inventory_entry(dev)["workdir"])
+
+    def agents():
+        found = []
+        for p in psutil.Process(dev.proc.pid).children(recursive=True):
+            try:
+                if "_measure" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p.pid)
+            except psutil.Error:   # gone, or a zombie its parent has yet to reap
+                pass
+        return found
+    host = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--device", dev.name,
+                             "--inventory", str(inv), "--known-hosts", str(lab.known_hosts), "--results-dir",
+                             str(tmp_path / "results"), "--min-seconds", "120", "--max-seconds", "120",
+                             "--max-iterations", "100000000", "--timeout", "300", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not agents() and time.monotonic() < deadline:   # the measuring process runs: the lock is held
+            time.sleep(0.2)
+        assert agents(), "the agent never started measuring"
+    finally:
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+    deadline = time.monotonic() + 30   # at once here; a loaded host is slower
+    while agents() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not agents()
+    deadline = time.monotonic() + 10   # the lock goes with the agent's last file
+    with open(workdir / "lock", "a") as lock:
+        while not _locked_now(lock) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _locked_now(lock), "the device's lock is still held"
+    assert not list((workdir / "runs").iterdir())   # its run directory went with it
+
+
+def _locked_now(lock) -> bool:
+    """Whether this process took the flock at once (no agent holds it)."""
+    import fcntl
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
 def _signal_device(device, sig):
     import psutil
     root = psutil.Process(device.proc.pid)
