@@ -373,8 +373,8 @@ def _row(t, judge: judging.Judge) -> dict:
             "baseline": attrs.get("baseline", False), "textbook": attrs.get("textbook"), "error": attrs.get("error"),
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
-            "results": attrs.get("results") or [], "parity": attrs.get("parity"), "untrained": attrs.get("untrained"),
-            "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
+            "results": attrs.get("results") or [], "devices": attrs.get("devices") or [],
+            "parity": attrs.get("parity"), "untrained": attrs.get("untrained"), "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
 
 
 def _pareto(trials: list, names: tuple, judge) -> list:

@@ -111,6 +111,7 @@ def open_study(storage, name: str, identity: dict, resume: bool, multi: bool, jo
         _fail_orphans(study)
         _fill_textbook(study, dims, job.profile_precision())
         _check_baseline(study)
+        _said_other_devices(study, job)
     else:
         study.set_user_attr("identity", identity)
         study.set_user_attr("space", _space_record(dims))
@@ -352,6 +353,35 @@ class StaleWatch:
                 continue
             dead.append(t.number)
         return dead
+
+
+def _said_other_devices(study, job: Job) -> None:
+    """A note where the study holds trials measured on other devices than this run's (a --resume with another
+    device set, a team's worker driving its own boards): each trial is judged by the devices it ran on, and the
+    chosen one is ranked among them all; a resume on a faster board passed without a word (a fleet walkthrough)."""
+    mine = [f"local on {socket.gethostname()}" if d == "local" else d for d in job.devices]
+    other = {}
+    for t in study.get_trials(deepcopy=False):
+        devices = t.user_attrs.get("devices")   # none in trials an older edgeopt measured
+        if devices and sorted(devices) != sorted(mine):
+            other.setdefault(", ".join(devices), []).append(t.number)
+    if other:
+        said = "; ".join(f"{devices} (trial{'s' if len(n) > 1 else ''} {_ranges(n)})"
+                         for devices, n in other.items())
+        job.notes.append(f"study {study.study_name!r} holds trials measured on other devices than this run's "
+                         f"({', '.join(mine)}): {said}; each trial is judged by the devices it ran on, and the "
+                         "chosen one is ranked among them all")
+
+
+def _ranges(numbers: list) -> str:
+    """0-7, 9: trial numbers, in order, runs of them shortened."""
+    runs = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _fail_orphans(study) -> None:

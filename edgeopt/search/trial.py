@@ -261,10 +261,18 @@ def run(candidate: Candidate, job, bundle: pathlib.Path, screen: bool, can_still
     return dict(_outcome(job, docs, paired, beside, reference, clock, measurement, manifest), artifact=artifact)
 
 
+def device_label(device: dict) -> str:
+    """A device as a study names it: its inventory name, and `local` with its host's name (each worker's `local` is
+    its own machine)."""
+    name = device.get("name") or "?"
+    return f"local on {device.get('hostname') or '?'}" if name == "local" else name
+
+
 def _outcome(job, docs: list, paired: dict, beside: dict, reference, clock, measurement: str, manifest: dict) -> dict:
     out = {"figures": figures(docs, job.budgets),
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
            "measurement": measurement, "results": [d.get("_history") or d.get("_path") for d in docs],
+           "devices": [device_label(d.get("device") or {}) for d in docs],
            "transforms": manifest.get("transforms", []),
            "transforms_reused": manifest.get("transforms_reused", False), "parity": _parity_missed(manifest),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs)),

@@ -1608,6 +1608,9 @@ def test_a_study_resumed_with_its_model_by_another_path_goes_on(cli, tmp_path):
     assert again.exit_code == 0, again.stderr
     study = optuna.load_study(study_name="paths", storage=f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}")
     assert study.user_attrs["identity"]["model"] == str(here)   # the study's name for it
+    import socket
+    assert study.trials[0].user_attrs["devices"] == [f"local on {socket.gethostname()}"]
+    assert not [n for n in again.json()["notes"] if "other devices" in n]   # the same devices: nothing to say
     # the space holds no candidate beyond the baseline and INT8 by hand: each proposal answered, none measured
     trials = again.json()["trials"]
     assert [t["trial"] for t in trials if not t["cached"]] == [0, 1] and len(trials) > 2, trials

@@ -722,3 +722,34 @@ def test_a_configuration_lost_again_on_its_retry_counts(tmp_path):
     rdb.uncount_device_lost(run.study, [run.study.get_trials(deepcopy=False)[-1]])
     assert run.study.user_attrs[rdb.DEVICE_LOST] == [first.number]   # the retry counts
     assert not [t for t in run.study.get_trials(deepcopy=False) if t.state.name == "WAITING"]
+
+
+def test_a_study_that_holds_trials_of_other_devices_says_so():
+    """A --resume with another device set (or a team's worker with its own boards) ranked its trials with the
+    earlier ones without a word (a fleet walkthrough): said, with the trials measured elsewhere."""
+    import socket
+    import types
+    from edgeopt.search import rdb
+    study = optuna.create_study()
+    for devices in (["pi-a", "pi-b"], ["pi-a", "pi-b"], ["pi-c"], None, ["pi-a", "pi-b"], ["pi-c"]):
+        trial = study.ask()
+        if devices:
+            trial.set_user_attr("devices", devices)
+        study.tell(trial, 1.0)
+    job = types.SimpleNamespace(devices=["pi-c"], notes=[])
+    rdb._said_other_devices(study, job)
+    assert job.notes == [f"study {study.study_name!r} holds trials measured on other devices than this run's (pi-c): "
+                         "pi-a, pi-b (trials 0-1, 4); each trial is judged by the devices it ran on, and the chosen "
+                         "one is ranked among them all"]
+    job = types.SimpleNamespace(devices=["local"], notes=[])
+    rdb._said_other_devices(study, job)
+    assert job.notes[0].startswith(f"study {study.study_name!r} holds trials measured on other devices than this "
+                                   f"run's (local on {socket.gethostname()}): pi-a, pi-b (trials 0-1, 4); pi-c (trials "
+                                   "2, 5)")
+    job = types.SimpleNamespace(devices=["pi-b", "pi-a"], notes=[])   # the same set in another order
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("devices", ["pi-a", "pi-b"])
+    study.tell(trial, 1.0)
+    rdb._said_other_devices(study, job)
+    assert job.notes == []
