@@ -1,6 +1,6 @@
 """The `edgeopt` command: one small function per verb, each calling one edgeopt.api function.
 
-Exit codes: 0 ok, 1 a budget or check failed, 2 bad input or usage, 3 device or transport failure.
+Exit codes: 0 ok, 1 a budget or check failed, 2 bad input or usage, 3 device, transport or store server failure.
 Errors are one line on stderr; --debug shows the traceback.
 """
 from __future__ import annotations
@@ -459,8 +459,8 @@ def main():
     Every command takes --json (one JSON document on stdout), -q/--quiet (plain lines, no progress) and --debug,
     before or after its name (edgeopt --json check ...).
 
-    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device or transport failure, 130 interrupted (Ctrl-C),
-    143 terminated (SIGTERM).
+    Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device, transport or store server failure, 130
+    interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
 
 

@@ -1,6 +1,6 @@
 """One error root. Each subclass carries the process exit code the CLI returns for it.
 
-0 ok, 1 a budget or check failed, 2 bad input or usage, 3 a device or transport failure.
+0 ok, 1 a budget or check failed, 2 bad input or usage, 3 a device, transport or results store server failure.
 """
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ class BadInput(EdgeoptError):
 
 class DeviceFailure(EdgeoptError):
     """The device or the way to it failed: transport, agent crash, missing runtime."""
+
+    exit_code = 3
+
+
+class StoreUnreachable(BadInput):
+    """A results store's server that did not answer (refused, timed out, shutting down or starting up): exit 3,
+    as a device that does not answer, where a CI job may retry; it was exit 2 at the start of a run and 3 in its
+    middle. A wrong URL, host name, password or database stays bad input. A BadInput still, so a reader that goes
+    on without the history (a report) goes on."""
 
     exit_code = 3
 

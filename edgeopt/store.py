@@ -19,7 +19,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from .errors import BadInput, first_line
+from .errors import BadInput, StoreUnreachable, first_line
 from .results import bundle_variant
 
 MIGRATIONS = pathlib.Path(__file__).with_name("migrations")
@@ -196,6 +196,29 @@ def _sqlite_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
     return url
 
 
+# SQLSTATEs of a server that is there but will not serve now: class 08 (connection exception), shutting down,
+# crashed, starting up (cannot_connect_now), too many connections
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+# libpq's words for the same at connect, where psycopg has no SQLSTATE: the server's own FATAL of them
+_UNAVAILABLE_FATAL = ("the database system is", "too many clients", "remaining connection slots")
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether the PostgreSQL server did not answer, or answered that it cannot serve now. At connect psycopg
+    carries no SQLSTATE: a server that answered says FATAL (a wrong password, no such database: the user's to
+    fix, as a host name that does not resolve is, as ssh has it); one that did not (refused, timed out, closed)
+    says no FATAL. SQLite's errors are of a file here, never of a server."""
+    orig = getattr(error, "orig", None)
+    if orig is None or not type(orig).__module__.startswith("psycopg"):
+        return False
+    state, said = getattr(orig, "sqlstate", None), str(orig)
+    if state:
+        return state.startswith(_UNAVAILABLE_STATES)
+    if type(orig).__name__ != "OperationalError" or said.startswith("failed to resolve host"):
+        return False
+    return "FATAL:" not in said or any(words in said for words in _UNAVAILABLE_FATAL)
+
+
 def _database_said(error: BaseException) -> str:
     """The first line of the driver's own error (SQLAlchemy wraps it as .orig, in a message that adds the SQL
     and a link), whitespace runs as one space."""
@@ -367,7 +390,7 @@ class Store:
             yield
         except (BadInput, sa.exc.SQLAlchemyError, OSError, ValueError, ImportError) as e:  # BadInput: a migration's
             message = _one_line(f"results store {self.name}: {doing}: {_database_said(e)}")
-            raise BadInput(_without(message, self.url.password)) from None
+            raise (StoreUnreachable if _unreachable(e) else BadInput)(_without(message, self.url.password)) from None
         except (TypeError, AttributeError) as e:
             if not rows:
                 raise

@@ -178,13 +178,22 @@ def test_bare_postgresql_url_means_psycopg(pg_url):
 
 
 def test_wrong_password_and_no_server_are_one_line_without_the_password(pg):
+    """A server that does not answer is exit 3, as a device that does not (it was 2 at the start of a run and 3 in
+    its middle: CI could not tell "server down, retry" from "wrong password"); a wrong password stays 2."""
+    from edgeopt.errors import StoreUnreachable
     secret = "Wr0ng-Pa55word"
-    for url in (pg.url("postgres", password=secret), pg.url("postgres", password=secret).set(port=pgserver.free_port())):
+    for url, said, code in ((pg.url("postgres", password=secret), "password authentication failed", 2),
+                            (pg.url("postgres", password=secret).set(port=pgserver.free_port()), "Connection refused",
+                             3)):
         with pytest.raises(BadInput) as caught:
             Store(url.render_as_string(hide_password=False))
         message = str(caught.value)
         assert "\n" not in message and secret not in message and ":***@127.0.0.1" in message
-        assert "password authentication failed" in message or "Connection refused" in message, message
+        assert said in message and caught.value.exit_code == code, message
+        assert isinstance(caught.value, StoreUnreachable) == (code == 3)
+    with pytest.raises(BadInput) as caught:   # a host name that does not resolve: the user's to fix
+        Store("postgresql://team@no-such-host.invalid/results")
+    assert caught.value.exit_code == 2 and "failed to resolve host" in str(caught.value), caught.value
 
 
 def test_cli_messages_never_show_the_password(cli, pg):
@@ -195,6 +204,16 @@ def test_cli_messages_never_show_the_password(cli, pg):
     assert secret not in r.stderr and "password authentication failed" in r.stderr
     r = cli("history", "--store", url + "?password=" + secret)
     assert r.exit_code == 2 and secret not in r.stderr, r.stderr
+
+
+def test_a_store_server_that_does_not_answer_is_exit_3_before_anything_is_measured(cli, bundles, tmp_path):
+    """Exit 3 at the start as in the middle of a run (it was 2 at the start: CI could not tell a server down from a
+    wrong password), nothing measured and no results folder made."""
+    down = f"postgresql://team:Sup3rS3cret@127.0.0.1:{pgserver.free_port()}/results"
+    for verb in (["history"], ["bench", bundles["fp32"], "--results-dir", tmp_path / "r"]):
+        r = cli(*verb, "--store", down)
+        assert r.exit_code == 3 and r.stderr.count("\n") == 1 and "Connection refused" in r.stderr, r.stderr
+        assert "Sup3rS3cret" not in r.stderr and not (tmp_path / "r").exists()
 
 
 def test_history_on_a_missing_sqlite_store_creates_nothing(cli, tmp_path):
