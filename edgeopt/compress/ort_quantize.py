@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
@@ -180,10 +181,28 @@ def _qdq_opset(model_in, workdir, progress):
     return out, {"from": opset, "to": QDQ_MIN_OPSET, "note": note}
 
 
+@contextlib.contextmanager
+def _temporary_files_in(workdir):
+    """ONNX Runtime's quantizer makes temporary folders of its own (`ort.quant.*`, a copy of the model with its
+    weights) in the system's: a package killed meanwhile (kill -9, the out-of-memory killer) left them there for
+    good. They go in this run's scratch folder instead, which a later run removes (edgeopt.scratch)."""
+    before = tempfile.tempdir
+    tempfile.tempdir = str(workdir)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+
+
 def quantize(source, request, out, progress, workdir, method="static", op_types=None) -> dict:
     """Quantize the pre-processed source to `out`; `method` (models.INT8_METHODS) applies to --quantize int8, and
     --quantize dynamic is dynamic whatever it says. `op_types`: static Q/DQ on these ops' inputs only (None: on
     every op ONNX Runtime quantizes)."""
+    with _temporary_files_in(workdir):
+        return _quantize(source, request, out, progress, workdir, method, op_types)
+
+
+def _quantize(source, request, out, progress, workdir, method, op_types) -> dict:
     model_in, pre = preprocess(source, workdir, progress)
     choice = choose_method(model_in, "dynamic" if request.quantize == "dynamic" else method)
     upgraded = None if choice["used"] == "dynamic" else _qdq_opset(model_in, workdir, progress)

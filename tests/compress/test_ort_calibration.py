@@ -59,3 +59,27 @@ def test_fewer_calibration_samples_than_a_fixed_batch_is_one_line(cli, tmp_path)
             tmp_path / "b4.edgepkg")
     assert r.exit_code == 2 and "--calib: the calibration data holds 2 sample(s), fewer than one call of the model " \
         "takes (4, its fixed batch)" in r.stderr, r.stderr
+
+
+def test_onnx_runtimes_own_temporary_folders_go_in_the_runs_scratch_folder(tmp_path, monkeypatch):
+    """ONNX Runtime's quantizer makes `ort.quant.*` folders (a copy of the model) in the system's temporary folder:
+    a package killed meanwhile left them for good (a walkthrough). They go in the package's scratch folder, which
+    a later run removes once no process holds it."""
+    import tempfile
+
+    from onnxruntime.quantization import quant_utils
+
+    from edgeopt import api
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def recorded(*args, **kwargs):
+        folder = real(*args, **kwargs)
+        made.append(folder.name)
+        return folder
+    monkeypatch.setattr(quant_utils.tempfile, "TemporaryDirectory", recorded)
+    api.package(str(MODEL), "generic", tmp_path / "int8.edgepkg", quantize="int8", calib=CALIB)
+    ours = [m for m in made if "/ort.quant." in m]
+    assert ours, made   # ONNX Runtime made one: otherwise this test says nothing
+    assert all("/edgeopt-package-" in m for m in ours), ours
+    assert tempfile.tempdir is None or "edgeopt-package-" not in tempfile.tempdir   # put back after
