@@ -28,6 +28,13 @@ SIGNATURE = "serving_default"
 MAX_CALIBRATION_SAMPLES = 256
 CALIBRATION_CHUNK = 16   # samples per captured calibration call (see edgeopt/capture.py)
 INT8_OPS = ("auto", "all", "compute")
+NHWC_INPUTS = ("auto", "all", "none")
+# ops whose 4-D input is channels-first in ONNX: an input they read is NCHW whatever its dims say
+NCHW_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+            "BatchNormalization", "InstanceNormalization", "LRN", "SpaceToDepth", "DepthToSpace", "Resize"}
+# ops that keep their input's layout: the op after them says what it is
+ELEMENTWISE_OPS = {"Mul", "Add", "Sub", "Div", "Cast", "Identity", "Relu", "Clip", "Sigmoid", "Tanh", "Neg", "Abs",
+                   "Sqrt", "Pow", "Max", "Min", "QuantizeLinear", "DequantizeLinear"}
 # The ops `int8_ops=compute` quantizes: those XNNPACK runs in int8 on every CPU it supports. Elementwise
 # int8 ops of a LayerNorm, GELU or attention (RSQRT, DIV, SQUARED_DIFFERENCE, BATCH_MATMUL of two activations)
 # have no XNNPACK kernel: full INT8 of DeiT and ConvNeXt ran 6x slower than float, split into 34-37 delegate
@@ -60,6 +67,13 @@ class LiteRtOptions:
                            "(LiteRT runs the int8 ops between them on its slow reference kernels), and depthwise "
                            "convolutions wider than 5x5 float",
                            choices=INT8_OPS, search=("auto", "compute"))
+    # Not searched: what the application feeds the model is an interface decision.
+    nhwc_inputs: str = option("auto", "the 4-D float inputs the .tflite takes channels-last (NHWC, LiteRT's own; "
+                              "edgeopt converts calibration and eval data given in the source's layout): auto = "
+                              "those the source takes channels-first (one it takes channels-last already, whose "
+                              "first op transposes it to NCHW, or whose last dim holds 1-4 channels beside a wider "
+                              "second one, is kept as it is); all = every 4-D float input; none = every input as "
+                              "the source takes it", choices=NHWC_INPUTS)
     # Not searched: a search tries --quantize dynamic itself.
     int8_method: str = option("auto", "--quantize int8 as static (full-integer, calibrated activation ranges; "
                               "int8_ops says which ops) or dynamic (int8 weights, activations quantized at run time, "
@@ -84,7 +98,7 @@ class LiteRtBackend(Backend):
             return self._as_is(source, request, workdir)
         tools = _tool_versions()
         float_path = workdir / "model-float.tflite"
-        layouts, padded = _export_float(source, float_path, progress)
+        layouts, padded = _export_float(source, float_path, progress, request.options.nhwc_inputs)
         compression = {"quantize": request.quantize, "precision": request.precision,
                        "converter": "pytorch -> litert-torch" if source.torch_module is not None
                        else "onnx -> torch -> litert-torch"}
@@ -95,6 +109,7 @@ class LiteRtBackend(Backend):
             compression.update(_quantize_or_explain(float_path, out, source, request, layouts, progress))
         runtime = {"name": self.runtime, "options": _io_options(source, padded)}
         notes = [_padding_note(source, padded)] if padded else []
+        notes += _kept_layout_note(source, layouts, request.options.nhwc_inputs)
         if request.quantize != "none" and request.host_timing:
             compression.setdefault("notes", []).extend(
                 _host_hint(float_path, out, source, request, layouts, runtime["options"], compression, progress))
@@ -233,11 +248,72 @@ def _padding_note(source, padded) -> str:
             "trims to it")
 
 
-def _image_inputs(source) -> list:
-    return [i for i, spec in enumerate(source.inputs) if len(spec.shape) == 4 and spec.dtype.startswith("float")]
+def _image_inputs(source, which: str = "auto") -> list:
+    """The inputs the .tflite takes NHWC (nhwc_inputs): 4-D float ones, auto leaving out those the source takes
+    channels-last already: a [1, 16, 16, 3] input was permuted to [1, 16, 3, 16], its data with it, so parity
+    passed and an application's camera frames were scrambled (a walkthrough)."""
+    four = [i for i, spec in enumerate(source.inputs) if len(spec.shape) == 4 and spec.dtype.startswith("float")]
+    if which != "auto":
+        return four if which == "all" else []
+    consumers = _onnx_consumers(source)
+    return [i for i in four if not _channels_last(source.inputs[i], consumers.get(source.inputs[i].name, []))]
 
 
-def _export_float(source, out, progress) -> tuple:
+def _kept_layout_note(source, layouts: dict, nhwc_inputs: str) -> list:
+    kept = [spec.name for i, spec in enumerate(source.inputs) if i in _image_inputs(source, "all")
+            and spec.name not in layouts]
+    if not kept or nhwc_inputs != "auto":
+        return []
+    return [f"{', '.join(kept)}: channels-last in the source already, so the .tflite takes "
+            f"{'it' if len(kept) == 1 else 'them'} as the source does (--backend-option nhwc_inputs=all permutes "
+            "every 4-D float input)"]
+
+
+def _channels_last(spec, consumers: list) -> bool:
+    """Whether a 4-D input is NHWC in the source: the first op that reads it for its layout says so (a Transpose to
+    NCHW) or denies it (a Conv, a pool), past elementwise ops such as a scaling Mul; else its dims: 1-4 channels
+    last beside two spatial dims of 8 or more."""
+    if consumers and all(node.op_type == "Transpose" and _perm(node) == [0, 3, 1, 2] for node in consumers):
+        return True
+    if any(node.op_type in NCHW_OPS for node in consumers):
+        return False
+    dims = spec.shape
+    return all(isinstance(d, int) for d in dims) and dims[3] <= 4 and min(dims[1], dims[2]) >= 8
+
+
+def _perm(node) -> list:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+
+
+def _onnx_consumers(source) -> dict:
+    """{graph input name: the first nodes that read it for its layout, past elementwise ones} of an ONNX source
+    (a PyTorch module has no graph to read)."""
+    if source.torch_module is not None or source.onnx_path is None:
+        return {}
+    import onnx
+
+    graph = onnx.load(str(source.onnx_path), load_external_data=False).graph
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    out = {}
+    for spec in graph.input:
+        found, tensors, seen = [], [spec.name], set()
+        while tensors:
+            for node in readers.get(tensors.pop(), []):
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                if node.op_type in ELEMENTWISE_OPS:
+                    tensors.extend(node.output)
+                else:
+                    found.append(node)
+        out[spec.name] = found
+    return out
+
+
+def _export_float(source, out, progress, nhwc_inputs: str = "auto") -> tuple:
     """The float .tflite; returns ({input name: {"layout", "source_layout", "perm"}} of converted inputs,
     [outputs padded to a static length])."""
     litert_torch = _require_converter()
@@ -246,7 +322,7 @@ def _export_float(source, out, progress) -> tuple:
     from ..capture import captured_output
 
     module, examples = _torch_module(source, progress)
-    images = _image_inputs(source)
+    images = _image_inputs(source, nhwc_inputs)
     examples = [x.permute(*NCHW_TO_NHWC).contiguous() if i in images else x for i, x in enumerate(examples)]
     log = None
     try:   # the capture outside: its text is read once it has ended, for an error that says nothing itself

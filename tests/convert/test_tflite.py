@@ -154,6 +154,42 @@ def test_pytorch_module_input_converts_for_the_pi(cli, tmp_path):
     assert m["parity"]["passed"] and m["parity"]["max_abs_error"] < 1e-4
 
 
+def _channels_last_model(path: pathlib.Path) -> None:
+    """An ONNX model that takes NHWC images, as a Keras export does: a Transpose to NCHW, then a Conv."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["y"])]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 16, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_an_input_the_source_takes_channels_last_is_kept_as_it_is(cli, tmp_path):
+    """A [1, 16, 16, 3] input was permuted as if NCHW to [1, 16, 3, 16], its data with it: parity passed, and an
+    application's camera frames were scrambled (a walkthrough). nhwc_inputs=all still permutes it."""
+    model = tmp_path / "nhwc.onnx"
+    _channels_last_model(model)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(1).standard_normal((32, 16, 16, 3)).astype(np.float32))
+    r = cli("package", model, "--profile", "raspberry-pi-5", "--quantize", "int8", "--calib", data, "-o",
+            tmp_path / "kept.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    m = r.json()
+    assert m["inputs"][0]["shape"] == [1, 16, 16, 3] and "layout" not in m["inputs"][0], m["inputs"]
+    assert m["parity"]["passed"], m["parity"]
+    assert any(n.startswith("x: channels-last in the source already") for n in m["notes"]), m["notes"]
+    import ai_edge_litert.interpreter as litert
+    runner = litert.Interpreter(model_content=bundle_member(m["path"], "model/model.tflite"))
+    assert list(runner.get_input_details()[0]["shape"]) == [1, 16, 16, 3]
+    r = cli("package", model, "--profile", "raspberry-pi-5", "--backend-option", "nhwc_inputs=all", "-o",
+            tmp_path / "all.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["inputs"][0]["shape"] == [1, 16, 3, 16] and r.json()["inputs"][0]["layout"] == "NHWC"
+
+
 def _transformer_int8(cli, tmp_path, *options):
     """The manifest of `package --quantize int8` of a two-block transformer (PyTorch input) for the Pi."""
     calib = tmp_path / "calib.npz"
