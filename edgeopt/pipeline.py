@@ -343,6 +343,13 @@ def _wide_dims(output) -> int:
     return sum(isinstance(d, int) and d > 1 for d in output.shape[1:])
 
 
+def _no_classifier(output) -> bool:
+    """Whether an output's known dims rule out [batch, classes]: a detector's, a segmentation map's, and a
+    regression's [batch, 1] or [batch] (told to add labels, then refused for them: a walkthrough)."""
+    known = all(isinstance(d, int) and d > 0 for d in output.shape[1:])
+    return known and _wide_dims(output) != 1
+
+
 def _classes(labels, output) -> int | None:
     """The class count top-1 ranks over: the first output's values per sample, where its dims are known."""
     dims = output.shape[1:]
@@ -569,7 +576,7 @@ def _unmeasurable_budget_notes(budgets: dict, evaluation, source_accuracy, first
     keys = [k for k in EVAL_BUDGETS if k in budgets]
     if not keys or source_accuracy:
         return []
-    if first_output is not None and _wide_dims(first_output) > 1:   # no labels can help: say so, not "add labels"
+    if first_output is not None and _no_classifier(first_output):   # no labels can help: say so, not "add labels"
         why = (f"its first output {first_output.name!r} is {list(first_output.shape)}, not a classifier's "
                "[batch, classes]")
         fix = "top-1 budgets fit classifiers; judge this model's accuracy with your own eval"

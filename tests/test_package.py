@@ -345,6 +345,14 @@ def test_an_accuracy_budget_on_a_detector_is_not_answered_with_add_labels():
                                          TensorSpec("detections", [1, 84, 189], "float32"))
     assert "first output 'detections' is [1, 84, 189], not a classifier's [batch, classes]" in note
     assert "labels" not in note
+    # a regression's [batch, 1] was told to add labels, then refused for them (a walkthrough)
+    for shape in ([1, 1], [1]):
+        (note,) = _unmeasurable_budget_notes({"accuracy_drop": 0.01}, {"x": np.zeros((2, 3))}, None,
+                                             TensorSpec("y", shape, "float32"))
+        assert f"first output 'y' is {shape}, not a classifier's" in note and "labels" not in note
+    (note,) = _unmeasurable_budget_notes({"accuracy_drop": 0.01}, {"x": np.zeros((2, 3))}, None,
+                                         TensorSpec("logits", [1, 10], "float32"))
+    assert "add a 'labels' array" in note   # a classifier's: labels are the fix
 
 
 def test_the_table_says_when_the_host_ran_another_precision_than_asked():
