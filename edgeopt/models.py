@@ -97,6 +97,18 @@ def source_sha256(path: pathlib.Path) -> str:
 
 FILE_FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino-ir", ".pt2": "exported-program",
                 **dict.fromkeys(TORCHSCRIPT_SUFFIXES, "torchscript")}
+# names that are files whatever their colons say (`v2.npz` is no module attribute)
+FILE_SUFFIXES = {*FILE_FORMATS, ".npz", ".npy", ".edgepkg", ".json", ".bin"}
+
+
+def callable_reference(reference) -> bool:
+    """Whether `reference` is a `module:callable` / `file.py:callable` (a model, a DataLoader) rather than a file:
+    a colon, no such file, and a Python name after the last colon. A mistyped `data/trian:v2.npz` read "cannot
+    import data/trian: ModuleNotFoundError" (a walkthrough): it is a file that is not there."""
+    text = str(reference)
+    if ":" not in text or pathlib.Path(text).exists() or pathlib.Path(text).suffix.lower() in FILE_SUFFIXES:
+        return False
+    return all(part.isidentifier() for part in text.rsplit(":", 1)[1].split("."))
 
 
 def detect_format(reference: str) -> str:
@@ -104,7 +116,7 @@ def detect_format(reference: str) -> str:
     a FileNotFoundError traceback, and `optimize` recorded a study first)."""
     path = pathlib.Path(reference)
     fmt = FILE_FORMATS.get(path.suffix.lower())
-    if fmt is None and ":" in reference and not path.exists():
+    if fmt is None and callable_reference(reference):
         return "pytorch-module"
     if not path.is_file():
         raise BadInput(f"model not found: {reference}" if not path.exists() else f"model {reference} is not a file")

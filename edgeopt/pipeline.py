@@ -23,7 +23,7 @@ from .convert import backend_for, backends_reading
 from .convert.base import PackageRequest
 from .data import LABELS, load_samples, random_samples, run as run_samples, sample_count, to_layouts
 from .errors import BadInput, ParityMismatch
-from .models import detect_format, load_model, onnx_source
+from .models import callable_reference, detect_format, load_model, onnx_source
 from .parity import (blank_source_note, compare as parity_compare, data_files, describe_failure, only_top1_failed,
                      source_on)
 from .profiles import list_profiles, load_profile, shadows_builtin
@@ -470,7 +470,7 @@ def training_samples(train_data: str, source, work: pathlib.Path) -> dict:
     returning a DataLoader (any iterable of batches), read once into memory and checked like an .npz. Messages
     name what the user gave, not the work file a DataLoader is read into."""
     where = f"training data file {train_data}"
-    if ":" in str(train_data) and not pathlib.Path(train_data).exists():
+    if callable_reference(train_data):
         from .torch_export import loader_to_npz
         where = f"--train-data {train_data}"
         train_data = loader_to_npz(str(train_data), [s.name for s in source.inputs], work / "train.npz")

@@ -19,7 +19,6 @@ Transform options are each transform's own typed Options (edgeopt/compress/); no
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import sys
 import typing
@@ -228,6 +227,8 @@ def bundle_train_data(path) -> tuple:
 def bundle_teacher(path) -> tuple:
     """(the --teacher a bundle given as the recipe was distilled from, or None; why it cannot be taken, or "").
     Taken where its file is still there unchanged (its sha256), or where it is an importable module:callable."""
+    from .models import callable_reference
+
     path = pathlib.Path(path)
     stages = _manifest(path).get("transforms") if path.suffix == SUFFIX else None
     stage = next((s for s in stages or [] if isinstance(s, dict) and s.get("stage") == "teacher"), None)
@@ -243,8 +244,7 @@ def bundle_teacher(path) -> tuple:
     file, why = _recorded_file(path, recorded, "distilled from the teacher in", "--teacher MODEL")
     if file is None:
         return None, why
-    callable_part = reference[len(reference.rsplit(":", 1)[0]):] if ":" in reference and not os.path.exists(
-        reference) else ""
+    callable_part = reference[len(reference.rsplit(":", 1)[0]):] if callable_reference(reference) else ""
     return file + callable_part, ""
 
 

@@ -684,3 +684,18 @@ def test_inspect_reads_a_node_name_that_is_not_utf8(cli, tmp_path):
     odd.write_bytes(data.replace(b'\n/head/Gemm"', b'\n/hea\xa0/Gemm"'))
     r = cli("inspect", odd, "--json")
     assert r.exit_code == 0 and "/hea\ufffd/Gemm" in [layer["name"] for layer in r.json()["layers"]], r.stderr
+
+
+def test_a_file_name_with_a_colon_is_a_file_not_a_module(cli, tmp_path):
+    """A mistyped `data/trian:v2.npz` read "cannot import data/trian: ModuleNotFoundError" (a walkthrough): a name
+    with a data or model file's suffix is a file, said missing as one is."""
+    from edgeopt.models import callable_reference
+    assert callable_reference("nets.py:build") and callable_reference("pkg.mod:Factory.create")
+    assert not callable_reference("data/trian:v2.npz") and not callable_reference("m:v2.onnx")
+    assert not callable_reference("nets.py:not a name") and not callable_reference("plain.npz")
+    existing = tmp_path / "a:b"
+    existing.write_bytes(b"")
+    assert not callable_reference(str(existing))   # there: a file, whatever follows the colon
+    r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "input=1,3,16,16", "--distill",
+            "--train-data", tmp_path / "trian:v2.npz", "-o", tmp_path / "x.edgepkg")
+    assert r.exit_code == 2 and f"training data file not found: {tmp_path / 'trian:v2.npz'}" in r.stderr, r.stderr

@@ -479,9 +479,9 @@ def _file_sha(path) -> str:
     """sha256 of a data file; of the reference itself for a `module:callable` (a DataLoader's source)."""
     import hashlib
 
-    from ..models import sha256_of
+    from ..models import callable_reference, sha256_of
 
-    if ":" in str(path) and not pathlib.Path(path).exists():
+    if callable_reference(path):
         return hashlib.sha256(str(path).encode()).hexdigest()
     if not pathlib.Path(path).is_file():
         raise BadInput(f"data file not found: {path}")
