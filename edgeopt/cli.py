@@ -16,7 +16,7 @@ import click
 
 from . import __version__, scratch
 from .budgets import KINDS as BUDGET_KINDS
-from .errors import BadInput, DeviceFailure, EdgeoptError, host_file_problem, in_chain
+from .errors import BadInput, DeviceFailure, EdgeoptError, first_line, host_file_problem, in_chain
 
 QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weights"])
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
@@ -227,6 +227,9 @@ def _run_verb(fn, out, kwargs: dict):
         if said is None:
             raise
         raise BadInput(said) from e
+    except MemoryError as e:   # numpy's "Unable to allocate 36.6 GiB ...": a traceback and exit 1, no --json error
+        raise BadInput(f"this host ran out of memory: {first_line(e)} (a smaller --input-shape or data file, or a "
+                       "host with more memory)") from e
 
 
 def _stop_on_sigterm(terminated: list):

@@ -615,3 +615,19 @@ def test_a_store_path_the_locale_cannot_decode_is_one_line(cli, tmp_path):
     r = cli("history", "--results-dir", folder)
     assert r.exit_code == 2 and "the results store's path is not text in this host's locale" in r.stderr, r.stderr
     assert "r\\xe9sults" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_running_out_of_memory_is_one_line_and_a_json_error(cli, monkeypatch):
+    """numpy's "Unable to allocate 36.6 GiB" (random parity inputs of an --input-shape of 100000 images) was a
+    traceback and exit 1, and --json printed nothing (a walkthrough)."""
+    from edgeopt import pipeline
+
+    def allocate(*args, **kwargs):   # as numpy says it (its _ArrayMemoryError is a MemoryError)
+        raise MemoryError("Unable to allocate 36.6 GiB for an array with shape (64, 100000, 3, 16, 16) and data "
+                          "type float64")
+    monkeypatch.setattr(pipeline, "load_model", allocate)
+    r = cli("package", MODEL, "-o", "never.edgepkg", "--json")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("edgeopt: error: this host ran out of memory: Unable to allocate"), r.stderr
+    assert json.loads(r.stdout)["error"]["exit_code"] == 2
+    assert not pathlib.Path("never.edgepkg").exists()
