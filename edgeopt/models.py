@@ -219,7 +219,16 @@ def resolve_static_shapes(declared: dict, shapes: dict) -> tuple:
                 if isinstance(d, int) and d != v:
                     raise BadInput(f"--input-shape {name}: dim {v} contradicts the model's static dim {d}")
             resolved[name] = list(wanted)
+    bound = _shared_dims(declared, resolved)
+    for name, dims in declared.items():
+        if name in resolved:
             continue
+        filled = {i: bound[d] for i, d in enumerate(dims) if _named(d) and d in bound}
+        if filled:
+            said = ", ".join(f"{dims[i]}={value}" for i, (value, _) in filled.items())
+            notes.append(f"input {name}: {said} as {', '.join(sorted({src for _, src in filled.values()}))} has it "
+                         "(a dim they share)")
+        dims = [filled[i][0] if i in filled else d for i, d in enumerate(dims)]
         dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
         if dynamic == [0]:
             notes.append(f"input {name}: dynamic batch dim, packaged at 1 (--input-shape sets another)")
@@ -228,6 +237,28 @@ def resolve_static_shapes(declared: dict, shapes: dict) -> tuple:
             raise BadInput(f"input {name!r} has dynamic dims ({shown}); fix them with --input-shape {name}=...")
         resolved[name] = [1 if i in dynamic else d for i, d in enumerate(dims)]
     return resolved, notes
+
+
+def _named(dim) -> bool:
+    """A dynamic dim with a name of its own ("batch", "seq"), which every input that names it shares: not "?" or
+    an empty one."""
+    return isinstance(dim, str) and dim not in ("", "?")
+
+
+def _shared_dims(declared: dict, given: dict) -> dict:
+    """{dim name: (its value, the input whose --input-shape gave it)} of the named dynamic dims the given shapes
+    set; two values for one name are refused. A mask given batch 1 beside images of batch 4 broadcast sample 0's
+    mask over all four, packaged without a word (a walkthrough)."""
+    bound = {}
+    for name, shape in given.items():
+        for dim, value in zip(declared[name], shape):
+            if not _named(dim):
+                continue
+            if dim in bound and bound[dim][0] != value:
+                raise BadInput(f"--input-shape: dim {dim!r} is {bound[dim][0]} for {bound[dim][1]} and {value} for "
+                               f"{name}; inputs that share a dim take one value")
+            bound.setdefault(dim, (value, name))
+    return bound
 
 
 def fix_input_shapes(model, shapes: dict) -> list:

@@ -699,3 +699,24 @@ def test_a_file_name_with_a_colon_is_a_file_not_a_module(cli, tmp_path):
     r = cli("package", f"{ASSETS / 'tiny_torch.py'}:make_cnn", "--input-shape", "input=1,3,16,16", "--distill",
             "--train-data", tmp_path / "trian:v2.npz", "-o", tmp_path / "x.edgepkg")
     assert r.exit_code == 2 and f"training data file not found: {tmp_path / 'trian:v2.npz'}" in r.stderr, r.stderr
+
+
+def test_inputs_that_share_a_named_dim_take_one_value():
+    """Images given batch 4 beside a metadata input of the same `batch` packaged it at 1, broadcasting sample 0's
+    metadata over all four without a word; two values for one `seq` read as the model's fault (a walkthrough)."""
+    from edgeopt.errors import BadInput
+    from edgeopt.models import resolve_static_shapes
+    declared = {"image": ["batch", 3, 16, 16], "meta": ["batch", 4]}
+    resolved, notes = resolve_static_shapes(declared, {"image": [4, 3, 16, 16]})
+    assert resolved == {"image": [4, 3, 16, 16], "meta": [4, 4]}
+    assert notes == ["input meta: batch=4 as image has it (a dim they share)"]
+    text = {"input_ids": ["batch", "seq"], "attention_mask": ["batch", "seq"]}
+    resolved, notes = resolve_static_shapes(text, {"input_ids": [1, 12]})   # seq known: no refusal of the mask
+    assert resolved["attention_mask"] == [1, 12] and notes == ["input attention_mask: batch=1, seq=12 as "
+                                                               "input_ids has it (a dim they share)"]
+    with pytest.raises(BadInput, match=r"--input-shape: dim 'seq' is 12 for input_ids and 16 for attention_mask; "
+                                       r"inputs that share a dim take one value"):
+        resolve_static_shapes(text, {"input_ids": [1, 12], "attention_mask": [1, 16]})
+    # "?" is no name: two unnamed dims are not one
+    resolved, _ = resolve_static_shapes({"a": ["?", 3], "b": ["?", 2]}, {"a": [5, 3]})
+    assert resolved["b"] == [1, 2]
