@@ -699,7 +699,7 @@ def add_to_store(result_paths, results_dir="results", store_url: str | None = No
     PostgreSQL store), or one whose run was killed between its file and its row. {"store", "added", "held" (the
     store had them), "unreadable" (each file's defect: the others are added)}. A name given wrong is refused
     before anything is added."""
-    from .store import Store, default_url
+    from .store import ADDING_LOCK, Store, default_url
 
     docs, unreadable = [], []
     for path in results.expand(result_paths):
@@ -710,12 +710,15 @@ def add_to_store(result_paths, results_dir="results", store_url: str | None = No
     added, held = [], []
     with Store(store_url or default_url(results_dir)) as store:
         store.refuse_unwritable()
-        for doc in docs:
-            if store.holds(doc):
-                held.append(doc["_path"])
-            else:
-                store.add(doc)
-                added.append(doc["_path"])
+        # check and add under one lock: three `--add` of one folder at once stored 495 rows of 415 results (941
+        # on PostgreSQL), each process finding a result absent before another added it (a walkthrough)
+        with store.exclusive(ADDING_LOCK, "cannot lock it for adding"):
+            for doc in docs:
+                if store.holds(doc):
+                    held.append(doc["_path"])
+                else:
+                    store.add(doc)
+                    added.append(doc["_path"])
         return {"store": store.name, "added": added, "held": held, "unreadable": unreadable}
 
 

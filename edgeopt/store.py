@@ -32,6 +32,7 @@ LEGACY_VERSION_TABLE = "alembic_version"
 SQLITE_BUSY_SECONDS = 60.0  # how long an SQLite writer waits for another's lock before giving up
 PG_CONNECT_SECONDS = 10  # libpq connect_timeout unless the URL sets one
 PG_MIGRATION_LOCK = 0x6564676F7074  # "edgeopt": the advisory lock key that serialises schema upgrades
+ADDING_LOCK = 0x61646473  # "adds": history --add's check-then-add, one process at a time
 FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
 EXTRA = "pip install 'edgeopt[postgres]'"
 

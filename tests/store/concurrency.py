@@ -88,6 +88,26 @@ def writers(url, count: int, rows: int) -> dict:
             "first_error": messages[0] if messages else None, "seconds": round(time.monotonic() - started, 2)}
 
 
+def _add_folder(url, barrier, queue, _index, folder=""):
+    from edgeopt.api import add_to_store
+    barrier.wait()
+    try:
+        queue.put(len(add_to_store([folder], store_url=url.render_as_string(hide_password=False))["added"]))
+    except Exception as e:  # noqa: BLE001  (reported, see above)
+        queue.put(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def adders(url, count: int, folder) -> dict:
+    """`count` processes `history --add` one folder of result files at once: rows in the store, added by each."""
+    answers = _fan_out(_add_folder, url, count, folder=str(folder))
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(results_table)).scalar_one()
+    engine.dispose()
+    return {"rows": rows, "added": [a for a in answers if isinstance(a, int)],
+            "errors": [a for a in answers if isinstance(a, str)]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backend", choices=["sqlite", "postgresql"])
