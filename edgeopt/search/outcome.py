@@ -53,7 +53,8 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
            **_relative(study), "pareto": _pareto(judging.complete(study), front_figures,
                                                  judging.Judge.of(study, job.objective)),
            "pareto_figures": list(front_figures), "multi_objective": multi, "best": None,
-           "closest": None if ranked else _closest(study, job.budgets), "notes": list(job.notes)}
+           "closest": None if ranked else _closest(study, job.budgets),
+           "notes": list(job.notes) + _worst_devices_note(study)}
     carried = _carried_limits(study, job)
     if carried:
         out["carried_limits"] = carried
@@ -201,6 +202,23 @@ def _carried_limits(study, job) -> dict:
             if len(by_device) > 1:
                 out[key]["devices"] = by_device
     return out
+
+
+def _worst_devices_note(study) -> list:
+    """Over several devices, the device that read each figure worst in most trials: the table shows each trial's
+    worst device's figures, unnamed, and one slow board (throttling, another image) decided them all unsaid."""
+    import collections
+
+    counts = collections.defaultdict(collections.Counter)
+    for t in judging.complete(study):
+        if not t.user_attrs.get("cached"):
+            for key, device in (t.user_attrs.get("worst_devices") or {}).items():
+                counts[key][device] += 1
+    said = []
+    for key, devices in counts.items():
+        (device, n), total = devices.most_common(1)[0], sum(devices.values())
+        said.append(f"{key} on {device} in {n} of {total} trials")
+    return [f"the trials' figures are each one's worst device's; the worst was: {'; '.join(said)}"] if said else []
 
 
 def by_device_of(trial, key: str) -> dict:
@@ -374,6 +392,7 @@ def _row(t, judge: judging.Judge) -> dict:
             "bundle": attrs.get("bundle"), "stages": attrs.get("stages", []), "paired": attrs.get("paired"),
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
             "results": attrs.get("results") or [], "devices": attrs.get("devices") or [],
+            "worst_devices": attrs.get("worst_devices") or {},
             "parity": attrs.get("parity"), "untrained": attrs.get("untrained"), "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
 
 

@@ -342,7 +342,7 @@ class Runner:
         t = self._finished("key", key, number, full)
         return None if t is None else self._beside_itself(t, {k: t.user_attrs[k] for k in (
             "figures", "violations", "measurement", "results", "transforms", "paired", "artifact",
-            "twin_of", "untrained", "ruled_out", "devices") if t.user_attrs.get(k) is not None})
+            "twin_of", "untrained", "ruled_out", "devices", "worst_devices") if t.user_attrs.get(k) is not None})
 
     def _beside_itself(self, t, answer: dict) -> dict:
         """An answer taken from the baseline, with its ratio to itself: 1 for every paired relative budget. The
@@ -386,7 +386,8 @@ class Runner:
         with "twin_of": the trial first measured; None when there is none."""
         t = self._finished("artifact", artifact, number, full)
         return None if t is None else self._beside_itself(t, dict({k: t.user_attrs[k] for k in (
-            "figures", "violations", "measurement", "results", "paired", "ruled_out", "devices") if k in t.user_attrs},
+            "figures", "violations", "measurement", "results", "paired", "ruled_out", "devices", "worst_devices")
+            if k in t.user_attrs},
             twin_of=t.user_attrs.get("twin_of") or t.number))
 
     def _record(self, trial, outcome: dict, candidate, key: str, cached: bool) -> None:
@@ -400,7 +401,7 @@ class Runner:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "seconds", "paired", "artifact", "twin_of",
-                     "devices", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy", "ruled_out"):
+                     "devices", "worst_devices", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy", "ruled_out"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]

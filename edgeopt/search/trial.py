@@ -158,13 +158,27 @@ def measure(bundle: pathlib.Path, threads: int | None, job, loop: dict | None, p
 
 def figures(docs: list, budgets: dict) -> dict:
     """{figure: worst value over the devices} for the headline figures and every budget kind in force."""
-    out = {}
+    return {key: values[worst] for key, values, worst in _worst(docs, budgets)}
+
+
+def worst_devices(docs: list, budgets: dict) -> dict:
+    """{figure: the device that read it worst} where the devices read it differently (an accuracy every device
+    reads alike names none), over several devices; empty over one."""
+    if len(docs) < 2:
+        return {}
+    return {key: device_label(docs[worst].get("device") or {}) for key, values, worst in _worst(docs, budgets)
+            if len(set(values)) > 1}
+
+
+def _worst(docs: list, budgets: dict):
+    """(figure, its value on each device, the index of the worst) for the headline figures and every budget kind
+    in force that every device measured."""
     for key in dict.fromkeys(HEADLINE + tuple(budgets)):
         kind = KINDS[key]
-        values = [v for v, _ in (lookup(d, kind.path) for d in docs) if v is not None]
-        if len(values) == len(docs):
-            out[key] = min(values) if kind.higher_is_better else max(values)
-    return out
+        values = [v for v, _ in (lookup(d, kind.path) for d in docs)]
+        if values and None not in values:
+            pick = min if kind.higher_is_better else max
+            yield key, values, values.index(pick(values))
 
 
 def violations(docs: list, budgets: dict) -> dict:
@@ -273,6 +287,7 @@ def _outcome(job, docs: list, paired: dict, beside: dict, reference, clock, meas
            "violations": {**violations(docs, job.budgets), **_excesses(paired)},
            "measurement": measurement, "results": [d.get("_history") or d.get("_path") for d in docs],
            "devices": [device_label(d.get("device") or {}) for d in docs],
+           "worst_devices": worst_devices(docs, job.budgets),
            "transforms": manifest.get("transforms", []),
            "transforms_reused": manifest.get("transforms_reused", False), "parity": _parity_missed(manifest),
            "seconds": dict(clock.seconds, timed_loop=max(_loop_seconds(d) for d in docs)),

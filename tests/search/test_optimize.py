@@ -675,6 +675,13 @@ def test_trials_measured_on_ssh_devices_worst_device_decides(cli, lab, tmp_path)
     for row in outcome["trials"]:
         docs = [json.loads(pathlib.Path(p).read_text()) for p in _result_paths(tmp_path, row)]
         assert {d["device"]["name"] for d in docs} >= {"opt-0", "opt-1"}
+        assert sorted(row["devices"]) == ["opt-0", "opt-1"]
+        own = [json.loads(pathlib.Path(p).read_text()) for p in row["results"]]   # the trial's run on each device
+        worst = max(own, key=lambda d: d["latency"]["p90_ms"])
+        if row["worst_devices"].get("latency_p90_ms"):   # the two read alike: nothing to name
+            assert row["worst_devices"]["latency_p90_ms"] == worst["device"]["name"], (row, own)
+    said = [n for n in outcome["notes"] if n.startswith("the trials' figures are each one's worst device's")]
+    assert len(said) == 1 and "latency_p90_ms on opt-" in said[0], outcome["notes"]
 
 
 def test_ctrl_c_of_a_trial_on_two_devices_lets_them_go_at_once(lab, tmp_path):

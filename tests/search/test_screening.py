@@ -753,3 +753,25 @@ def test_a_study_that_holds_trials_of_other_devices_says_so():
     study.tell(trial, 1.0)
     rdb._said_other_devices(study, job)
     assert job.notes == []
+
+
+def test_the_worst_device_of_each_figure_is_named():
+    """Over several devices a trial's figures are its worst device's, unnamed: one slow board decided them all
+    unsaid. Each trial names them where the devices read a figure differently, and the study says which device
+    was worst most often."""
+    from edgeopt.search import trial as trials
+    docs = [{"device": {"name": name}, "latency": {"p50_ms": 1.0, "p90_ms": p90}, "memory": {"peak_rss_mb": 50.0}}
+            for name, p90 in (("pi-a", 2.0), ("pi-b", 3.0), ("local", 2.5))]
+    docs[2]["device"]["hostname"] = "ci-7"
+    assert trials.worst_devices(docs, {"latency_p90_ms": 5.0, "peak_rss_mb": 80}) == {"latency_p90_ms": "pi-b"}
+    docs[1]["latency"]["p90_ms"] = 1.0
+    assert trials.worst_devices(docs, {"latency_p90_ms": 5.0}) == {"latency_p90_ms": "local on ci-7"}
+    assert trials.worst_devices(docs[:1], {"latency_p90_ms": 5.0}) == {}   # one device: its figures are its own
+    study = optuna.create_study()
+    for worst, cached in ((["pi-b"], False), (["pi-b"], False), (["pi-a"], False), (["pi-a"], True), ([], False)):
+        t = study.ask()
+        t.set_user_attr("worst_devices", {"latency_p90_ms": d for d in worst})
+        t.set_user_attr("cached", cached)
+        study.tell(t, 1.0)
+    assert outcome._worst_devices_note(study) == [
+        "the trials' figures are each one's worst device's; the worst was: latency_p90_ms on pi-b in 2 of 3 trials"]
