@@ -48,14 +48,39 @@ def _umask() -> int:
     return umask
 
 
+class Taken(Exception):
+    """replacing(..., new=True): another process wrote `path` meanwhile; this one's file was not put there."""
+
+    def __init__(self, path):
+        super().__init__(str(path))
+        self.path = path
+
+
+def _put_new(tmp: str, path: pathlib.Path) -> None:
+    """tmp moved to a `path` that must not exist: a hard link fails where another writer got there first (a
+    rename would replace its file). Where the file system has no hard links, a rename after a last look."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise Taken(path) from None
+    except OSError:
+        if os.path.lexists(path):
+            raise Taken(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
+def replacing(path, what: str, mode: str = "wb", encoding: str | None = None, new: bool = False):
     """A file open on a temp beside `path`, renamed over it when the block ends without error (else removed).
     An OSError from making the directory, writing or renaming (a read-only or full disk, no permission) becomes
     CannotWrite naming `what` and `path`; one that names another file (an input read inside the block) passes.
     A symbolic link is written through (its target replaced), a pipe or a device written to as it is, and
     `/dev/stdout` (a link to the process's descriptor) through that descriptor: the rename had replaced the link,
-    the pipe, and as root even /dev/full, with a file, and /dev/stdout's file under the shell's redirection."""
+    the pipe, and as root even /dev/full, with a file, and /dev/stdout's file under the shell's redirection.
+    new: `path` was not there when the work began, and must still not be: Taken where another process wrote it
+    meanwhile (two `package -o same` at once both said done, the last one's bundle kept)."""
     path = pathlib.Path(path)
     kind = _kind(path)
     if kind in ("fd", "special"):
@@ -70,7 +95,10 @@ def replacing(path, what: str, mode: str = "wb", encoding: str | None = None):
         try:
             with os.fdopen(fd, mode, encoding=encoding) as f:
                 yield f
-            os.replace(tmp, path)
+            if new:
+                _put_new(tmp, path)
+            else:
+                os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -29,11 +29,11 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) -> dict:
+def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None, new: bool = False) -> dict:
     """Write a bundle. `files` is [(local path, path in bundle, role)]. Atomic: the output path
     holds either the previous file or the complete new bundle, never a partial one. With `sign_key`
     (an SSH private key, or a public key whose private half is in ssh-agent) the manifest's
-    signature is the second member."""
+    signature is the second member. new: atomic.Taken where another process wrote the path meanwhile."""
     out_path = pathlib.Path(out_path)
     entries = []
     for local, arcname, role in files:
@@ -45,7 +45,7 @@ def write(out_path: pathlib.Path, manifest: dict, files: list, sign_key=None) ->
     except BundleError as e:
         raise BadInput(f"bundle {out_path}: {e}") from None
     signature = sign(blob, sign_key) if sign_key else None
-    with replacing(out_path, "the bundle", "wb") as raw, \
+    with replacing(out_path, "the bundle", "wb", new=new) as raw, \
             tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_tarinfo(agent_manifest.MANIFEST, len(blob)), io.BytesIO(blob))
         if signature is not None:

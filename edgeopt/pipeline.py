@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import __version__, bundle as bundles, recipe, scratch, transform
-from .atomic import check_writable
+from .atomic import Taken, check_writable
 from .budgets import merged, validate_budgets
 from .compress.base import get as transform_named
 from .convert import backend_for, backends_reading
@@ -150,6 +150,7 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
     _check_transform_inputs(model, list(steps), train_data, teacher, quantize, backend)
     if not force:   # after the inputs are judged: "exists" hid what was wrong with the command itself
         _check_overwrite(output, prof.name)
+    fresh = not force and not output.exists()   # and still not there at the end (another package meanwhile)
     check_writable(output, "the bundle", file_only=True)   # now, not after the conversion
     if sign_key:
         bundles.check_sign_key(sign_key)
@@ -214,7 +215,11 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
             _record_teacher(manifest["transforms"], teacher)
             for stage in manifest["transforms"]:   # QAT calibrates its quantizers from --calib where given
                 _record_calibration_file(stage.get("details") or {}, calib, "calibration")
-        manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
+        try:
+            manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key, fresh)
+        except Taken:   # written meanwhile: judged as if it had been there at the start
+            _check_overwrite(output, prof.name, meanwhile=True)
+            manifest = _write(output, manifest, conversion, eval_file, evaluation, sign_key)
     manifest["path"] = str(output)
     manifest["signature"] = bundles.signature(output)   # package said nothing of it: only a tar listing showed it
     manifest["signed"] = manifest["signature"] is not None
@@ -404,14 +409,14 @@ def _check_label_range(labels, output, where: str) -> None:
                        f"{output.name!r} has {classes} classes (labels are 0..{classes - 1})")
 
 
-def _write(output, manifest, conversion, eval_file, evaluation, sign_key) -> dict:
+def _write(output, manifest, conversion, eval_file, evaluation, sign_key, new: bool = False) -> dict:
     files = [(conversion.model_path, f"model/{conversion.model_path.name}", "model")]
     files += [(p, f"model/{p.name}", "model") for p in conversion.extra_artifacts]
     if eval_file:
         files.append((eval_file, "data/eval.npz", "eval-data"))
         manifest["data"] = {"eval": {"path": "data/eval.npz", "samples": sample_count(evaluation),
                                      "labels": LABELS in evaluation}}
-    return bundles.write(output, manifest, files, sign_key)
+    return bundles.write(output, manifest, files, sign_key, new)
 
 
 def _check_qdq_graph(name: str, quantize: str, backend) -> None:
@@ -564,10 +569,16 @@ def _check_not_an_input(output: pathlib.Path, model: str, **inputs) -> None:
             raise BadInput(f"-o {output}: is {what}, an input of this package; write the bundle to another file")
 
 
-def _check_overwrite(output: pathlib.Path, profile: str) -> None:
+def _check_overwrite(output: pathlib.Path, profile: str, meanwhile: bool = False) -> None:
     """Refuse to replace a bundle made for another profile, or a file that is not a bundle (--force does).
-    Rebuilding a bundle of the same profile is allowed."""
+    Rebuilding a bundle of the same profile is allowed. meanwhile: the file appeared while this one packaged."""
     if not output.exists():
+        return
+    if meanwhile:
+        try:
+            _check_overwrite(output, profile)
+        except BadInput as e:
+            raise BadInput(f"{e}; another process wrote it while this one packaged") from None
         return
     if not output.is_file():   # a pipe or a device: "pass --force to replace it" offered to replace /dev/null
         raise BadInput(f"-o {output}: is not a regular file (a directory, pipe or device): a bundle is written to a "

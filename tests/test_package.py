@@ -554,3 +554,27 @@ def test_calibration_and_eval_data_scaled_apart_are_said():
     assert _scales_apart(normalised, {"image": normalised["image"] * 2}, inputs, int8) == []
     assert _scales_apart(raw, normalised, inputs, types.SimpleNamespace(quantize="none")) == []
     assert _scales_apart(raw, None, inputs, int8) == []
+
+
+def test_a_bundle_written_by_another_process_meanwhile_is_judged_as_if_it_was_there(tmp_path, monkeypatch):
+    """Two `package -o same` at once, for two profiles, both said done and the last one's bundle was kept: each
+    checked for the output before its work and found none (a walkthrough). Where it appears meanwhile, it is
+    judged as it would have been at the start: another profile's is refused, the same profile's rebuilt."""
+    from edgeopt import atomic, pipeline
+    from edgeopt.errors import BadInput
+    out = tmp_path / "same.edgepkg"
+    real = atomic._put_new
+
+    def another_got_there_first(tmp, path):   # the other process's bundle lands while this one packages
+        api.package(str(MODEL), "intel-cpu", path, force=True)   # forced: it writes by a rename, not by this
+        real(tmp, path)
+    monkeypatch.setattr(atomic, "_put_new", another_got_there_first)
+    with pytest.raises(BadInput, match=r"is a bundle for profile 'intel-cpu', not 'generic'; refusing to overwrite "
+                                       r"it .*; another process wrote it while this one packaged"):
+        api.package(str(MODEL), "generic", out)
+    assert pipeline._existing_profile(out) == "intel-cpu"   # the other's bundle kept whole
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    out.unlink()
+    monkeypatch.setattr(atomic, "_put_new", lambda tmp, path: (api.package(str(MODEL), "generic", path, force=True),
+                                                                real(tmp, path)))
+    assert api.package(str(MODEL), "generic", out)["profile"]["name"] == "generic"   # the same profile: rebuilt
