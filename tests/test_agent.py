@@ -316,6 +316,41 @@ def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bund
     assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
 
 
+def test_a_bundle_rebuilt_while_its_bench_waits_for_the_device_is_measured_as_it_began(bundles, tmp_path):
+    """A bench waiting for `local` while `package` rewrote its bundle failed "changed in transit, refused" (exit 2)
+    and saved that as its result (a walkthrough): it measures the bundle as it was when it began."""
+    import threading
+
+    from device_agent.lock import DeviceLock
+    from edgeopt import bundle as bundles_
+    from edgeopt.transport.local import LocalTransport
+
+    ours = tmp_path / "x.edgepkg"
+    shutil.copy(bundles["int8"], ours)
+    began = bundles_.manifest_sha256(ours)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with DeviceLock(LocalTransport("local").lock_path(), 10):
+            held.set()
+            release.wait(20)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+
+    def rebuild():   # as `package` writes: a new file renamed over the old one, while the bench waits
+        shutil.copy(bundles["fp32"], tmp_path / "new.edgepkg")
+        os.replace(tmp_path / "new.edgepkg", ours)
+        release.set()
+    threading.Timer(3.0, rebuild).start()
+    doc = api.bench(ours, "local", tmp_path / "results", loop=FAST_LOOP)
+    holder.join()
+    assert doc["status"] == "ok" and doc["bundle"]["manifest_sha256"] == began
+    assert bundles_.manifest_sha256(ours) != began   # the rebuilt one is there for the next bench
+    from edgeopt.transport.local import _own_dir
+    assert not [e for e in (_own_dir() / "pinned").iterdir() if e.name.startswith(f"{os.getpid()}-")]   # gone
+
+
 def test_a_disk_that_fills_up_while_measuring_is_said_as_such(monkeypatch, tmp_path):
     """The measuring process's save failed with ENOSPC and the agent said "failed with exit code 1 (its error is
     above)" of an error the host shows only under --debug (a walkthrough): it exits NO_SPACE_EXIT, which the agent

@@ -1,16 +1,21 @@
 """The `local` device: the agent runs as a subprocess here, by the same path a remote device takes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 from ..errors import DeviceFailure
+from ..progress import SILENT
+from ..scratch import alive
 from .base import Transport
 
 
@@ -47,6 +52,12 @@ class LocalTransport(Transport):
         # this host's one lock, whatever workdir an entry names: two `local` devices are one machine, and measured
         # at once they would each read the other's load
         return str(_own_dir() / "lock")
+
+    def bench(self, bundle, agent_args: list, progress=SILENT, timeout: float = 900.0) -> tuple:
+        """Transport.bench of the bundle as it is now: a package that rewrote it while this bench waited for the
+        device read as "changed in transit, refused" (a walkthrough)."""
+        with _pinned(pathlib.Path(bundle)) as pinned:
+            return super().bench(pinned, agent_args, progress, timeout)
 
     def put(self, local: pathlib.Path, kind: str) -> str:
         if not local.is_file():
@@ -124,6 +135,33 @@ def _kill(proc) -> None:
         os.killpg(proc.pid, signal.SIGKILL)   # the measuring process too, should it outlive the agent
     except ProcessLookupError:
         pass
+
+
+@contextlib.contextmanager
+def _pinned(bundle: pathlib.Path):
+    """A hard link to the bundle under its own name, in a folder of this process, for the length of a bench:
+    `package` writes a bundle by a rename, so the link keeps the file this bench began with. The bundle itself
+    where no link can be made (another file system). Folders of processes that are gone are removed first."""
+    folder = _own_dir() / "pinned"
+    for entry in folder.glob("*") if folder.is_dir() else []:
+        pid = entry.name.partition("-")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        mine = pathlib.Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=folder))
+    except OSError:
+        yield bundle
+        return
+    try:
+        try:
+            os.link(bundle, mine / bundle.name)
+        except OSError:   # another file system, or a bundle that is not there (said where it is read)
+            yield bundle
+        else:
+            yield mine / bundle.name
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)
 
 
 def _own_dir() -> pathlib.Path:
