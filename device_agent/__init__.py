@@ -11,6 +11,10 @@ BUNDLE_SCHEMA = "edgeopt.bundle/1"
 RESULT_SCHEMA = "edgeopt.result/1"
 MIN_PYTHON = (3, 8)   # what the agent runs on: checked first by its zipapp and upload helper, and by `device doctor`
 
+# The agent's words for a bundle the host had stored that is gone before the lock was taken (a `device clean` from
+# another host between the upload and the lock): the host then sends it again, once.
+BUNDLE_GONE = "is no longer on this device"
+
 # Exit codes shared with the host CLI.
 EXIT_OK, EXIT_BAD_INPUT, EXIT_DEVICE_FAILURE = 0, 2, 3
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import RESULT_SCHEMA, AgentError, BundleError, __version__
+from . import BUNDLE_GONE, RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import NO_SPACE_EXIT, NoSpace, unpack
 from .lock import DeviceLock, remove_stale_runs
 from .manifest import REFERENCE_STAGES
@@ -346,7 +346,7 @@ def _run_unlocked(doc, bundle_path, settings, threads, with_accuracy, timeout, w
     try:
         report("verify", os.path.basename(bundle_path))
         if not os.path.exists(bundle_path):   # the host stored it here: gone since is the device's doing (exit 3)
-            raise AgentError("bundle %s is no longer on this device (a `device clean` meanwhile?)" % bundle_path)
+            raise AgentError("bundle %s %s (a `device clean` meanwhile?)" % (bundle_path, BUNDLE_GONE))
         unpacked = unpack(bundle_path, root, trust.manifest_sha256, trust.allowed_signers)
         manifest = unpacked.manifest
         doc["bundle"] = bundle_identity(unpacked, trust)

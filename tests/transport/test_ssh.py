@@ -368,6 +368,41 @@ def test_an_agent_whose_host_went_away_ends_and_frees_the_device(cli, lab, bundl
     assert not list((workdir / "runs").iterdir())   # its run directory went with it
 
 
+def test_a_bundle_cleaned_away_between_its_upload_and_the_lock_is_sent_again(lab, bundles, tmp_path):
+    """`device clean` from another host between a bench's upload and its agent taking the lock removed the bundle:
+    3 of 6 benches beside a clean loop failed "no longer on this device" (a walkthrough). Sent again, once."""
+    import fcntl
+    import threading
+
+    from edgeopt import api
+    from edgeopt.transport.ssh import SshOptions
+    dev = lab.add("pi-cleaned", 65)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    workdir = pathlib.Path(lab.inventory_entry(dev)["workdir"])
+    (workdir / "store").mkdir(parents=True, exist_ok=True)
+    found = {}
+    with open(workdir / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # the agent uploads, then waits here
+
+        def clean_then_free():
+            deadline = time.monotonic() + 60
+            while not list((workdir / "store").glob("*.edgepkg")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)   # the upload renamed into place; the agent waits for the lock
+            for stored in (workdir / "store").glob("*.edgepkg"):
+                stored.unlink()
+                found["removed"] = stored.name
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        cleaner = threading.Thread(target=clean_then_free)
+        cleaner.start()
+        doc = api.bench(bundles["fp32"], dev.name, tmp_path / "results", loop={"min_iterations": 50,
+                        "min_seconds": 0.05, "max_iterations": 500}, timeout=120, inventory=inv,
+                        ssh_options=SshOptions(known_hosts=str(lab.known_hosts)))
+        cleaner.join()
+    assert found.get("removed") and doc["status"] == "ok", doc.get("error")
+    assert [t["kind"] for t in doc["transport"]["transfers"] if t["sent_bytes"]].count("bundle") == 2
+
+
 def _locked_now(lock) -> bool:
     """Whether this process took the flock at once (no agent holds it)."""
     import fcntl
