@@ -863,7 +863,8 @@ def fleet():
 @click.option("--parallel", "-j", type=Count(min=1), default=8, show_default=True,
               help="Devices measured at the same time.")
 @click.option("--resume", is_flag=True,
-              help="Continue the latest run of this bundle: only devices without an ok result there.")
+              help="Continue the latest run of this bundle that has devices left (else the latest): only devices "
+                   "without an ok result there.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budgets the run's results are judged by, over the bundle's (KEY=none drops one); recorded in "
                    "the run directory, so `check RUN_DIR` judges by them too.")

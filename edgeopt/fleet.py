@@ -65,12 +65,35 @@ def _run_files(base: pathlib.Path, manifest: dict):
             yield run_file
 
 
+def _resumable(base: pathlib.Path, manifest: dict) -> list:
+    """The runs a --resume would continue, in the order it tries them: those with a device left to measure,
+    newest first, then the newest run (all its devices kept)."""
+    runs = [run_file.parent for run_file in _run_files(base, manifest)]
+    return [r for r in runs if _unfinished(r)] + runs[:1]
+
+
+def _unfinished(run_dir: pathlib.Path) -> bool:
+    """Whether a run has a device of its run file without an ok result in its directory."""
+    try:
+        devices = results.read_json(run_dir / RUN_FILE).get("devices")
+    except (OSError, ValueError, AttributeError):
+        return False
+    ok = set()
+    for path in run_dir.glob("*.json"):
+        try:
+            doc = results.read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("status") == "ok" and isinstance(doc.get("device"), dict):
+            ok.add(doc["device"].get("name"))
+    return isinstance(devices, list) and any(d not in ok for d in devices)
+
+
 def resumed_budgets(results_dir, manifest: dict) -> dict:
     """The budgets the run a --resume would continue began with ({} where there is none): a throughput_fps
     budget there asks the resumed devices for the FPS pass too, or their settings would differ from the run's."""
-    run_file = next(_run_files(pathlib.Path(results_dir) / "fleet" / results.file_stem(manifest["name"]), manifest),
-                    None)
-    return results.run_budgets(run_file.parent) if run_file is not None else {}
+    runs = _resumable(pathlib.Path(results_dir) / "fleet" / results.file_stem(manifest["name"]), manifest)
+    return results.run_budgets(runs[0]) if runs else {}
 
 
 SECRET_FLAGS = ("--power-command",)   # a shell command that may hold a secret (a meter's Authorization header)
@@ -159,12 +182,18 @@ class FleetRun:
         raise OSError(f"no free run directory under {base}")
 
     def _latest(self, base: pathlib.Path):
-        """The newest earlier run of this very bundle (same manifest sha256), if any, now held by us."""
-        for run_file in _run_files(base, self.manifest):
-            if not self._hold(run_file.parent):
-                raise BadInput(f"fleet run {run_file.parent} of this bundle is still in progress in another edgeopt "
-                               "process; wait for it to end, or start a new run without --resume")
-            return run_file.parent
+        """The earlier run of this very bundle (same manifest sha256) to continue, now held by us: the newest with
+        a device left to measure that no other process holds, else the newest. A run killed by SIGTERM, then
+        another job's run of the bundle, made --resume continue the other one ("kept", measuring nothing) and the
+        killed one could not be resumed at all (a walkthrough)."""
+        busy = []
+        for run_dir in _resumable(base, self.manifest):
+            if self._hold(run_dir):
+                return run_dir
+            busy.append(run_dir)
+        if busy:
+            raise BadInput(f"fleet run {busy[0]} of this bundle is still in progress in another edgeopt "
+                           "process; wait for it to end, or start a new run without --resume")
         return None
 
     def _check_same_settings(self, run_dir: pathlib.Path, agent_args: list) -> bool:
@@ -312,6 +341,15 @@ class FleetRun:
         return path
 
 
+def _machine(spec) -> tuple:
+    """The machine a device entry measures on: two entries of one host and port (two venvs of one board compared),
+    or two `local` entries, are one machine. Measured at once, each read the other's load (p90 2x, exit 0 and no
+    word), and `local` entries queued on its lock while their --timeout ran (a walkthrough)."""
+    if spec.connection == "local":
+        return ("local",)
+    return ("ssh", spec.host, spec.port or 22)
+
+
 def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progress):
     started = time.monotonic()
     progress.device_state(spec.name, "connecting")
@@ -375,9 +413,13 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
     try:
         for name in skipped:
             progress.device_state(name, "ok", "kept from the earlier run" + _store_kept(run, name, store, store_errors))
+        machines = {_machine(spec): threading.Lock() for spec in todo}
+
+        def one_at_a_time(spec):   # devices of one machine after one another, each timed from its own start
+            with machines[_machine(spec)]:
+                return _bench_device(spec, run, transport_for, agent_args, timeout, progress)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = {pool.submit(_bench_device, spec, run, transport_for, agent_args, timeout, progress): spec
-                       for spec in todo}
+            futures = {pool.submit(one_at_a_time, spec): spec for spec in todo}
             def record(doc):
                 try:
                     run.record(doc, store)

@@ -277,7 +277,7 @@ def test_ctrl_c_stops_the_agents_of_local_devices_too(bundles, tmp_path, sent, c
                                  "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     parent = psutil.Process(host.pid)
     deadline = time.monotonic() + 120
-    while len(parent.children(recursive=True)) < 4:   # three agents (two wait for the lock), one measuring child
+    while len(parent.children(recursive=True)) < 2:   # one agent measuring (the others queue: one machine), its child
         assert time.monotonic() < deadline and host.poll() is None, host.communicate()
         time.sleep(0.1)
     time.sleep(2.0)
@@ -289,6 +289,25 @@ def test_ctrl_c_stops_the_agents_of_local_devices_too(bundles, tmp_path, sent, c
     assert seconds < 10
     _, alive = psutil.wait_procs(agents, timeout=5)
     assert not alive, [p.cmdline() for p in alive]
+
+
+def test_devices_of_one_machine_are_measured_one_after_another_each_timed_from_its_start(cli, bundles, tmp_path):
+    """Three `local` entries queued on the one lock while each one's --timeout ran from the start (rc 3, "agent did
+    not finish within 12 s" of one that waited 10 s); two entries of one SSH host were measured at once, each
+    reading the other's load (a walkthrough). One machine's devices go one after another, each timed alone."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n  c: {connection: local}\n")
+    r = cli("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", "--min-seconds",
+            "3", "--max-seconds", "3", "--max-iterations", "1000000000", "--warmup-seconds", "0", "--timeout", "10",
+            "--json")
+    assert r.exit_code == 0, r.stderr
+    seconds = [d["fleet"]["seconds"] for d in r.json()["documents"].values()]
+    assert len(seconds) == 3 and all(s < 10 for s in seconds), seconds   # each its own time, none the wait
+    from edgeopt.fleet import _machine
+    from edgeopt.inventory import make_device
+    one = [make_device(n, {"host": "pi.lan", "port": p}, "x") for n, p in (("v1", None), ("v2", 22), ("v3", 2222))]
+    assert _machine(one[0]) == _machine(one[1]) != _machine(one[2])
+    assert json.dumps(_machine(make_device("l", {"connection": "local"}, "x"))) == '["local"]'
 
 
 def test_resume_adds_the_store_row_a_killed_run_left_out(cli, bundles, tmp_path):
@@ -428,6 +447,25 @@ def test_resume_of_an_older_run_file_says_its_settings_are_unknown_and_claims_no
     again = cli(*args, "--resume", "-q")   # the run's own settings: not refused by a claim the resume made
     assert again.exit_code == 0 and "edgeopt: warning: fleet run " in again.stderr and \
         "was begun by an older edgeopt" in again.stderr, again.stderr   # --quiet keeps it (a review)
+
+
+def test_resume_continues_the_run_left_unfinished_not_a_newer_finished_one(cli, bundles, tmp_path):
+    """A run killed by SIGTERM, then another job's complete run of the bundle: --resume continued the newer one
+    ("kept", measuring nothing), and the killed run could not be resumed at all (a walkthrough)."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n")
+    args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
+    killed = cli(*args, "--json").json()
+    unfinished = json.loads(pathlib.Path(killed["paths"]["b"]).read_text())   # as a killed run leaves it
+    unfinished.update(status="failed", error={"message": "no result yet", "exit_code": 3, "kind": "device"})
+    pathlib.Path(killed["paths"]["b"]).write_text(json.dumps(unfinished))
+    newer = cli(*args, "--json").json()
+    assert newer["run_dir"] != killed["run_dir"]
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.json()["run_dir"] == killed["run_dir"] and resumed.json()["skipped"] == ["a"]
+    again = cli(*args, "--resume", "--json")   # nothing left anywhere: the newest, all kept
+    assert again.json()["run_dir"] == newer["run_dir"] and sorted(again.json()["skipped"]) == ["a", "b"]
 
 
 def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path):
