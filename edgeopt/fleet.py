@@ -85,8 +85,8 @@ def _unfinished(run_dir: pathlib.Path) -> bool:
         except (OSError, ValueError):
             continue
         if isinstance(doc, dict) and doc.get("status") == "ok" and isinstance(doc.get("device"), dict):
-            ok.add(doc["device"].get("name"))
-    return isinstance(devices, list) and any(d not in ok for d in devices)
+            ok.add(str(doc["device"].get("name")))
+    return isinstance(devices, list) and any(isinstance(d, str) and d not in ok for d in devices)
 
 
 def resumed_budgets(results_dir, manifest: dict) -> dict:
