@@ -271,8 +271,11 @@ def run():
     go of a `local` device) and SIGHUP (a dropped session) end it through its finally blocks, where by default they
     killed it there and then, and its run directory (a copy of the bundle) stayed on the device until the next run's
     sweep or `device clean` (a walkthrough). Not in main(), which tests and the host call in their own process."""
+    from . import progress
+
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _stop_on_signal)
+    progress.on_host_gone = lambda: os.kill(os.getpid(), signal.SIGHUP)   # the host hung up, in effect
     main()
 
 

@@ -5,6 +5,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -349,6 +350,46 @@ def test_a_bundle_rebuilt_while_its_bench_waits_for_the_device_is_measured_as_it
     assert bundles_.manifest_sha256(ours) != began   # the rebuilt one is there for the next bench
     from edgeopt.transport.local import _own_dir
     assert not [e for e in (_own_dir() / "pinned").iterdir() if e.name.startswith(f"{os.getpid()}-")]   # gone
+
+
+def test_an_agent_waiting_for_the_device_ends_once_its_host_is_gone(bundles, tmp_path):
+    """A host killed while its agent waited for the device's lock (kill -9, the OOM killer; over SSH, a session
+    sshd does not end) left the agent waiting for nobody, then taking the device and measuring (a walkthrough).
+    Its heartbeat finds the host's end of its stderr closed and the agent ends."""
+    import signal
+    import threading
+
+    import psutil
+
+    from device_agent.lock import DeviceLock
+    from edgeopt.transport.local import LocalTransport
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with DeviceLock(LocalTransport("local").lock_path(), 10):
+            held.set()
+            release.wait(60)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(10)
+        host = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--results-dir",
+                                 str(tmp_path / "results"), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        agent = []
+        while not agent and time.monotonic() < deadline:
+            agent = [p for p in psutil.Process(host.pid).children(recursive=True) if "bench" in p.cmdline()]
+            time.sleep(0.2)
+        assert agent, "no agent ever waited"
+        time.sleep(1.0)
+        host.send_signal(signal.SIGKILL)   # its agent has a session of its own: no signal reaches it
+        host.wait()
+        _, alive = psutil.wait_procs(agent, timeout=15)   # a heartbeat every 2 s
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        release.set()
+        holder.join()
 
 
 def test_a_disk_that_fills_up_while_measuring_is_said_as_such(monkeypatch, tmp_path):

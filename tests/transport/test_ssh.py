@@ -403,6 +403,48 @@ def test_a_bundle_cleaned_away_between_its_upload_and_the_lock_is_sent_again(lab
     assert [t["kind"] for t in doc["transport"]["transfers"] if t["sent_bytes"]].count("bundle") == 2
 
 
+def test_an_agent_waiting_for_the_device_ends_when_its_host_goes(lab, bundles, tmp_path):
+    """A bench interrupted while its agent waited for the device's lock left the agent waiting there (up to its
+    lock wait, 890 s), and it then took the lock and measured for nobody (a walkthrough): sshd sends no SIGHUP to a
+    session without a terminal. The agent's heartbeat finds its host gone and ends it."""
+    import fcntl
+    import signal
+    import psutil
+    dev = lab.add("pi-waiting", 66)
+    inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
+    workdir = pathlib.Path(lab.inventory_entry(dev)["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def agents():
+        found = []
+        for p in psutil.Process(dev.proc.pid).children(recursive=True):
+            try:
+                if " bench " in f" {' '.join(p.cmdline())} " and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p.pid)
+            except psutil.Error:
+                pass
+        return found
+    with open(workdir / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        host = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--device",
+                                 dev.name, "--inventory", str(inv), "--known-hosts", str(lab.known_hosts),
+                                 "--results-dir", str(tmp_path / "results"), "--timeout", "300", "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not agents() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert agents(), "no agent ever waited"
+            time.sleep(1.0)
+        finally:
+            host.send_signal(signal.SIGINT)
+            host.communicate(timeout=60)
+        deadline = time.monotonic() + 20   # a heartbeat every 2 s
+        while agents() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not agents(), "the agent waits on for a host that is gone"
+
+
 def _locked_now(lock) -> bool:
     """Whether this process took the flock at once (no agent holds it)."""
     import fcntl
