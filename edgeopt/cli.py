@@ -22,6 +22,7 @@ QUANTIZE = click.Choice(["none", "dynamic", "int8", "int8-weights", "int4-weight
 PRECISION = click.Choice(["fp32", "fp16", "bf16"])
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 TERMINATED = 143   # 128 + SIGTERM: a cancelled CI job, a `kill`
+HUNG_UP = 129      # 128 + SIGHUP: the terminal closed
 STORE_HELP = ("Results history: sqlite:///PATH (relative; sqlite:////abs/path for an absolute one), or "
               "postgresql://USER:PASSWORD@HOST/DB with edgeopt[postgres] "
               "[default: $EDGEOPT_STORE, else edgeopt.db in --results-dir].")
@@ -206,11 +207,25 @@ def _stopped(out, terminated: list, e: BaseException):
 
     with signals_held():   # stopping already: a second Ctrl-C (a double press, `timeout`'s group) cut the line short
         out.close()
-        how, code = ("terminated (SIGTERM)", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+        how, code = _how_stopped(terminated)
         said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
-        click.echo(f"edgeopt: {said}", err=True)
-        out.emit_error(said, code)
+        try:
+            click.echo(f"edgeopt: {said}", err=True)
+            out.emit_error(said, code)
+        except OSError:   # a terminal that hung up takes no more lines: the exit code still says it
+            pass
         sys.exit(code)
+
+
+def _how_stopped(terminated: list) -> tuple:
+    """(what stopped the run, its exit code): Ctrl-C 130, SIGTERM 143, SIGHUP 129."""
+    import signal
+
+    if not terminated:
+        return "interrupted", INTERRUPTED
+    if terminated[0] == signal.SIGHUP:
+        return "hung up (SIGHUP)", HUNG_UP
+    return "terminated (SIGTERM)", TERMINATED
 
 
 def _caused_by_interrupt(e: BaseException) -> bool:
@@ -232,26 +247,34 @@ def _run_verb(fn, out, kwargs: dict):
                        "host with more memory)") from e
 
 
-def _stop_on_sigterm(terminated: list):
-    """SIGTERM (a cancelled CI job) stops a run as Ctrl-C does: the devices let go, what was gathered kept and
-    said, exit 143. It killed the process without a word; a fleet's or a study's --resume hint was lost."""
+def _stop_on_sigterm(terminated: list) -> dict:
+    """SIGTERM (a cancelled CI job) and SIGHUP (its terminal closed) stop a run as Ctrl-C does: the devices let go,
+    what was gathered kept and said, exit 143 or 129. They killed the process without a word: a fleet's or a
+    study's --resume hint was lost, and SIGHUP left a package's half-written bundle and scratch folder behind (a
+    walkthrough). Returns the handlers they replaced."""
     import signal
 
     def stop(signum, frame):
         terminated.append(signum)
         raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, stop)
-    except ValueError:   # not the main thread (an embedding program's): its own handler stays
-        return None
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:   # under nohup: asked to go on
+            continue
+        try:
+            previous[sig] = signal.signal(sig, stop)
+        except ValueError:   # not the main thread (an embedding program's): its own handler stays
+            pass
+    return previous
 
 
-def _restore_sigterm(previous) -> None:
-    """The handler before the verb's (a program that runs verbs in-process keeps its own)."""
+def _restore_sigterm(previous: dict) -> None:
+    """The handlers before the verb's (a program that runs verbs in-process keeps its own)."""
     import signal
 
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    for sig, handler in previous.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def ssh_options(fn):
@@ -463,7 +486,7 @@ def main():
     before or after its name (edgeopt --json check ...).
 
     Exit codes: 0 ok, 1 a budget failed, 2 bad input, 3 device, transport or store server failure, 130
-    interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
     """
 
 

@@ -10,14 +10,14 @@ import threading
 
 @contextlib.contextmanager
 def signals_held():
-    """SIGINT and SIGTERM ignored meanwhile, their handlers restored after; in the main thread only, where Python
-    runs signal handlers (elsewhere nothing changes). A handler C code installed (getsignal None) could not be put
-    back after: it is left as it is."""
+    """SIGINT, SIGTERM and SIGHUP ignored meanwhile, their handlers restored after; in the main thread only, where
+    Python runs signal handlers (elsewhere nothing changes). A handler C code installed (getsignal None) could not
+    be put back after: it is left as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, lambda signum, frame: None) for s in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(s) is not None}
+    previous = {s: signal.signal(s, lambda signum, frame: None)
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not None}
     try:
         yield
     finally:

@@ -263,10 +263,11 @@ def test_ctrl_c_lets_the_measuring_devices_go_at_once(lab, bundles, tmp_path, se
 
 
 @pytest.mark.parametrize("sent, code, again", [(signal.SIGINT, 130, None), (signal.SIGTERM, 143, None),
-                                               (signal.SIGINT, 130, 0.05)])
+                                               (signal.SIGINT, 130, 0.05), (signal.SIGHUP, 129, None)])
 def test_ctrl_c_stops_the_agents_of_local_devices_too(bundles, tmp_path, sent, code, again):
     """`local` devices had no connection to close: after Ctrl-C or SIGTERM their agents measured on, one after
-    another (they share one lock), for results then thrown away, and the exit waited for them (a review: 18 s)."""
+    another (they share one lock), for results then thrown away, and the exit waited for them (a review: 18 s).
+    SIGHUP (the terminal closed) killed the run without a word or its --resume line (a walkthrough)."""
     import psutil
     inv = tmp_path / "inv.yaml"
     inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n  c: {connection: local}\n")
