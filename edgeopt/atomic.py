@@ -196,8 +196,10 @@ def check_writable(target, what: str, folder: bool = False, file_only: bool = Fa
     try:
         where.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_beside(where / "probe")
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            os.close(fd)
+        finally:   # a Ctrl-C or SIGTERM between the two left `.probe.*.partial` in the user's folder (a walkthrough)
+            os.unlink(tmp)
     except OSError as e:
         raise CannotWrite(what, target, e) from None
 
