@@ -281,7 +281,7 @@ def bench(bundle, device: str = "local", results_dir="results", threads: int | N
             transport.close()   # before saving: the device is done with
             name_the_bundle(doc, manifest)
             _add_warnings(doc, manifest, mismatch, loop if typed_loop else None)
-            _save_and_store(doc, results_dir, store)
+            _save_or_say_where(doc, results_dir, store)
     finally:
         transport.close()
     if code != 0 or doc.get("status") != "ok":
@@ -318,6 +318,20 @@ def _reach_typed_address(transport, spec):
     except DeviceFailure as e:
         return e
     return None
+
+
+def _save_or_say_where(doc: dict, results_dir, store) -> None:
+    """_save_and_store; a Ctrl-C in it says where the result got to: one between its history copy and its store row
+    read "interrupted" alone, the result in results/history/ only, unseen by `check results/*.json` and the store
+    (a walkthrough)."""
+    try:
+        _save_and_store(doc, results_dir, store)
+    except KeyboardInterrupt:
+        saved = doc.get("_history")
+        if saved is None:
+            raise
+        raise KeyboardInterrupt(f"the result was saved to {saved}, perhaps not yet to the store: `edgeopt history "
+                                f"--add {saved}` adds it if not") from None
 
 
 def _save_and_store(doc: dict, results_dir, store) -> None:

@@ -360,3 +360,18 @@ def test_a_device_clock_far_from_this_hosts_is_dated_here_and_said(bundles, tmp_
     monkeypatch.setattr(base, "host_time", real)   # in step: the agent's own time stays
     again = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
     assert "clock_created" not in again["device"] and not any("clock" in w for w in again["warnings"])
+
+
+def test_ctrl_c_while_a_result_is_saved_says_where_it_is(bundles, tmp_path, monkeypatch):
+    """A Ctrl-C between a result's history copy and its store row read "interrupted" alone: the result was in
+    results/history/ only, unseen by `check results/*.json` and the store (a walkthrough)."""
+    from edgeopt.store import Store as RealStore
+
+    def add(self, doc, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(RealStore, "add", add)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
+    saved = str(stopped.value).split("saved to ", 1)[1].split(",", 1)[0]
+    assert pathlib.Path(saved).is_file() and "/history/" in saved, stopped.value
+    assert f"`edgeopt history --add {saved}` adds it if not" in str(stopped.value)
