@@ -186,9 +186,10 @@ def common(fn):
             sys.exit(e.exit_code)
         except KeyboardInterrupt as e:
             _stopped(out, terminated, e)
-        except ImportError as e:
+        except Exception as e:
             # a signal while a native module initialises (onnxruntime's) comes out as its ImportError ("initialization
-            # failed"), the KeyboardInterrupt as its cause: a traceback and exit 1 where 130 was due (a walkthrough)
+            # failed"), the KeyboardInterrupt as its cause, and a library's bare `except:` retry (Torch-Pruning's
+            # tracing) as the retry's TypeError: a traceback and exit 1 where 130 was due (walkthroughs)
             if not _caused_by_interrupt(e):
                 raise
             _stopped(out, terminated, KeyboardInterrupt())

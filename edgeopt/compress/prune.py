@@ -265,7 +265,7 @@ def _dependency_graph(model, examples):
 
     try:
         with _unwrapped_parameters_as_channels_last():
-            return tp.DependencyGraph().build_dependency(model, example_inputs=examples,
+            return tp.DependencyGraph().build_dependency(model, example_inputs=examples, forward_fn=_forward,
                                                          customized_pruners=_recurrent_pruners(model))
     except (ArithmeticError, AssertionError, IndexError, KeyError, ValueError, RuntimeError) as e:
         where = traceback.extract_tb(e.__traceback__)[-1].name
@@ -273,6 +273,13 @@ def _dependency_graph(model, examples):
         raise BadInput(f"prune: Torch-Pruning cannot trace which channels this model's layers share "
                        f"({type(e).__name__} in its {where}: {message}); a reshape or shuffle across the channel "
                        "axis is the usual cause: use lowrank instead") from None
+
+
+def _forward(model, examples):
+    """The tracing run, as Torch-Pruning makes it without a forward_fn, less its bare `except:` retry, which caught
+    a Ctrl-C mid-forward and turned it into a TypeError traceback, exit 1 (an optimize study ran on to exit 0;
+    a walkthrough)."""
+    return model(*examples) if isinstance(examples, (tuple, list)) else model(examples)
 
 
 def _output_producers(graph) -> list:

@@ -198,6 +198,8 @@ class Runner:
             # counted by every worker and waited for by any that proposed it
             self._resolve_relative(trial, outcome)
         except Exception as e:  # a failed trial is recorded with its reason; the study goes on
+            if in_chain(e, lambda cause: isinstance(cause, KeyboardInterrupt)):   # a library's retry hid a Ctrl-C
+                raise KeyboardInterrupt from e
             if host_cannot_write(e):
                 self._stop_for_the_host(trial, e)
             if trial.user_attrs.get("baseline"):

@@ -322,3 +322,41 @@ def test_recurrent_macs_hold_in_every_layout_depth_and_projection():
                 y, state = self.rnn(x[:, t:t + 1], state)
             return y
     assert _measure(Decoder().eval(), (torch.zeros(1, 10, 16),))["macs"] == 10 * 3 * 32 * 16
+
+
+def test_a_ctrl_c_while_the_channels_are_traced_is_not_swallowed(cnn):
+    """Torch-Pruning's tracing retries a failed forward in a bare `except:`: a Ctrl-C there became a TypeError
+    traceback and exit 1, and an optimize study ran on to exit 0 (a walkthrough)."""
+    import torch
+
+    from edgeopt.compress import prune
+
+    class InterruptedOnce(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return self.inner(x)
+    inner, x = cnn
+    with pytest.raises(KeyboardInterrupt):
+        prune._dependency_graph(InterruptedOnce(inner), (x,))
+
+
+def test_an_error_a_ctrl_c_caused_is_an_interruption_for_the_cli(cli, monkeypatch):
+    """A library that turns a Ctrl-C into another error (a retry in a bare `except:`) read as exit 1 and a
+    traceback: exit 130."""
+    from edgeopt import pipeline
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except BaseException:
+            raise TypeError("conv2d() received an invalid combination of arguments")
+    monkeypatch.setattr(pipeline, "load_model", interrupted)
+    from conftest import MODEL
+    r = cli("package", MODEL, "-o", "never.edgepkg")
+    assert r.exit_code == 130 and r.stderr.endswith("edgeopt: interrupted\n") and "Traceback" not in r.stderr, r.stderr
