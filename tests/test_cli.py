@@ -631,3 +631,20 @@ def test_running_out_of_memory_is_one_line_and_a_json_error(cli, monkeypatch):
     assert r.stderr.startswith("edgeopt: error: this host ran out of memory: Unable to allocate"), r.stderr
     assert json.loads(r.stdout)["error"]["exit_code"] == 2
     assert not pathlib.Path("never.edgepkg").exists()
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_130():
+    """A Ctrl-C in the first moments (the CLI's modules loading) was a traceback through an import and death by
+    SIGINT: no handler exists that early (a walkthrough)."""
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def importing(name, *args, **kwargs):\n"
+            "    if name == 'edgeopt.cli':\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = importing\n"
+            "from edgeopt.__main__ import run\n"
+            "sys.argv = ['edgeopt', '--version']\n"
+            "run()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and p.stderr == "edgeopt: interrupted\n", (p.returncode, p.stderr)
