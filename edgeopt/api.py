@@ -726,13 +726,17 @@ def add_to_store(result_paths, results_dir="results", store_url: str | None = No
         store.refuse_unwritable()
         # check and add under one lock: three `--add` of one folder at once stored 495 rows of 415 results (941
         # on PostgreSQL), each process finding a result absent before another added it (a walkthrough)
-        with store.exclusive(ADDING_LOCK, "cannot lock it for adding"):
-            for doc in docs:
-                if store.holds(doc):
-                    held.append(doc["_path"])
-                else:
-                    store.add(doc)
-                    added.append(doc["_path"])
+        try:
+            with store.exclusive(ADDING_LOCK, "cannot lock it for adding"):
+                for doc in docs:
+                    if store.holds(doc):
+                        held.append(doc["_path"])
+                    else:
+                        store.add(doc)
+                        added.append(doc["_path"])
+        except KeyboardInterrupt:   # "interrupted" alone, 12 of 98 added
+            raise KeyboardInterrupt(f"{len(added)} of {len(docs)} result(s) added to {store.name} (and {len(held)} "
+                                    "held already); the same command adds the rest, each once") from None
         return {"store": store.name, "added": added, "held": held, "unreadable": unreadable}
 
 
