@@ -447,15 +447,16 @@ def load(reference: str, fmt: str, shapes: dict):
     flattened (as litert-torch flattens them)."""
     from .source import SourceModel
 
+    notes = []
     if fmt == "exported-program":
-        module, examples, names = _program_module(reference, shapes)
+        module, examples, names, notes = _program_module(reference, shapes)
     else:
         module = _load_module(reference, fmt)
         names, examples = module_inputs(module, shapes, reference)
     outputs = _outputs(module, examples, reference)
     return SourceModel(reference, fmt, reference_sha256(reference, fmt, module), None, _specs(names, examples),
                        _specs(["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))],
-                              outputs), [], torch_module=module, torch_examples=examples)
+                              outputs), notes, torch_module=module, torch_examples=examples)
 
 
 def _specs(names, tensors) -> list:
@@ -475,7 +476,25 @@ def _program_module(reference: str, shapes: dict):
              if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
     if shapes:
         raise BadInput(f"{reference}: an ExportedProgram keeps its own input shapes; drop --input-shape")
-    return _fixed_mode(program.module()), tuple(args), names[:len(args)]
+    names = names[:len(args)]
+    return _fixed_mode(program.module()), tuple(args), names, _frozen_dims(program, names, args)
+
+
+def _frozen_dims(program, names: list, args) -> list:
+    """A note for each input whose dims the program keeps dynamic: the module is converted at its example
+    inputs' shapes, which it says, where a dynamic batch and sequence were frozen at [2, 12] without a word (a
+    walkthrough)."""
+    torch = _require_torch()
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    notes = []
+    for name, example in zip(names, args):
+        value = getattr(placeholders.get(name), "meta", {}).get("val")
+        dynamic = [i for i, d in enumerate(getattr(value, "shape", ())) if isinstance(d, torch.SymInt)]
+        if dynamic:
+            notes.append(f"input {name}: the ExportedProgram keeps dim{'s' if len(dynamic) > 1 else ''} "
+                         f"{', '.join(map(str, dynamic))} dynamic; packaged at its example input's shape "
+                         f"{list(example.shape)} (export with another example to package another)")
+    return notes
 
 
 def _fixed_mode(graph_module):

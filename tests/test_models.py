@@ -720,3 +720,22 @@ def test_inputs_that_share_a_named_dim_take_one_value():
     # "?" is no name: two unnamed dims are not one
     resolved, _ = resolve_static_shapes({"a": ["?", 3], "b": ["?", 2]}, {"a": [5, 3]})
     assert resolved["b"] == [1, 2]
+
+
+def test_a_pt2_converted_as_a_module_says_its_dynamic_dims_were_frozen_at_its_example(tmp_path):
+    """On the Pi (LiteRT converts the module itself) a program with a dynamic batch and sequence was packaged at
+    its example's [2, 12] without a word (a walkthrough)."""
+    import torch
+
+    from edgeopt import torch_export
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4)).eval()
+    path = tmp_path / "dyn.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch", max=64)},)), str(path))
+    source = torch_export.load(str(path), "exported-program", {})
+    (note,) = source.notes
+    assert note.endswith("keeps dim 0 dynamic; packaged at its example input's shape [2, 8] (export with another "
+                         "example to package another)"), note
+    fixed = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 8),)), str(fixed))
+    assert torch_export.load(str(fixed), "exported-program", {}).notes == []
