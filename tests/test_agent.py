@@ -1,4 +1,5 @@
 """The device agent: a real subprocess, the real ONNX Runtime, honest numbers."""
+import contextlib
 import json
 import os
 import pathlib
@@ -293,9 +294,9 @@ def test_peak_memory_does_not_grow_with_the_eval_data_shipped(cli, tmp_path):
     assert peaks["big"] - peaks["none"] < 8, peaks
 
 
-def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bundles, tmp_path):
-    """Two benches on one host: the second waits for the lock, and its `created` said when it started waiting."""
-    import datetime
+@contextlib.contextmanager
+def _local_device_held(seconds: float = 60):
+    """This host's `local` device held, as another benchmark holds it, until the event yielded is set."""
     import threading
 
     from device_agent.lock import DeviceLock
@@ -306,14 +307,26 @@ def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bund
     def hold():
         with DeviceLock(LocalTransport("local").lock_path(), 10):
             held.set()
-            release.wait(10)
+            release.wait(seconds)
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait(10)
-    threading.Timer(3.0, release.set).start()
-    started = datetime.datetime.now(datetime.timezone.utc)
-    doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
-    holder.join()
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bundles, tmp_path):
+    """Two benches on one host: the second waits for the lock, and its `created` said when it started waiting."""
+    import datetime
+    import threading
+
+    with _local_device_held(10) as release:
+        threading.Timer(3.0, release.set).start()
+        started = datetime.datetime.now(datetime.timezone.utc)
+        doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
     assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
 
 
@@ -322,33 +335,21 @@ def test_a_bundle_rebuilt_while_its_bench_waits_for_the_device_is_measured_as_it
     and saved that as its result (a walkthrough): it measures the bundle as it was when it began."""
     import threading
 
-    from device_agent.lock import DeviceLock
     from edgeopt import bundle as bundles_
-    from edgeopt.transport.local import LocalTransport
+    from edgeopt.transport.local import _own_dir
 
     ours = tmp_path / "x.edgepkg"
     shutil.copy(bundles["int8"], ours)
     began = bundles_.manifest_sha256(ours)
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with DeviceLock(LocalTransport("local").lock_path(), 10):
-            held.set()
-            release.wait(20)
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(10)
-
-    def rebuild():   # as `package` writes: a new file renamed over the old one, while the bench waits
-        shutil.copy(bundles["fp32"], tmp_path / "new.edgepkg")
-        os.replace(tmp_path / "new.edgepkg", ours)
-        release.set()
-    threading.Timer(3.0, rebuild).start()
-    doc = api.bench(ours, "local", tmp_path / "results", loop=FAST_LOOP)
-    holder.join()
+    with _local_device_held() as release:
+        def rebuild():   # as `package` writes: a new file renamed over the old one, while the bench waits
+            shutil.copy(bundles["fp32"], tmp_path / "new.edgepkg")
+            os.replace(tmp_path / "new.edgepkg", ours)
+            release.set()
+        threading.Timer(3.0, rebuild).start()
+        doc = api.bench(ours, "local", tmp_path / "results", loop=FAST_LOOP)
     assert doc["status"] == "ok" and doc["bundle"]["manifest_sha256"] == began
     assert bundles_.manifest_sha256(ours) != began   # the rebuilt one is there for the next bench
-    from edgeopt.transport.local import _own_dir
     assert not [e for e in (_own_dir() / "pinned").iterdir() if e.name.startswith(f"{os.getpid()}-")]   # gone
 
 
@@ -357,23 +358,10 @@ def test_an_agent_waiting_for_the_device_ends_once_its_host_is_gone(bundles, tmp
     sshd does not end) left the agent waiting for nobody, then taking the device and measuring (a walkthrough).
     Its heartbeat finds the host's end of its stderr closed and the agent ends."""
     import signal
-    import threading
 
     import psutil
 
-    from device_agent.lock import DeviceLock
-    from edgeopt.transport.local import LocalTransport
-
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with DeviceLock(LocalTransport("local").lock_path(), 10):
-            held.set()
-            release.wait(60)
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        held.wait(10)
+    with _local_device_held():
         host = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--results-dir",
                                  str(tmp_path / "results"), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -387,9 +375,6 @@ def test_an_agent_waiting_for_the_device_ends_once_its_host_is_gone(bundles, tmp
         host.wait()
         _, alive = psutil.wait_procs(agent, timeout=15)   # a heartbeat every 2 s
         assert not alive, [p.cmdline() for p in alive]
-    finally:
-        release.set()
-        holder.join()
 
 
 def test_a_disk_that_fills_up_while_measuring_is_said_as_such(monkeypatch, tmp_path):
