@@ -416,8 +416,14 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
         machines = {_machine(spec): threading.Lock() for spec in todo}
 
         def one_at_a_time(spec):   # devices of one machine after one another, each timed from its own start
-            with machines[_machine(spec)]:
+            machine = machines[_machine(spec)]
+            if not machine.acquire(blocking=False):
+                progress.device_state(spec.name, "queued", "after another entry of the same machine")
+                machine.acquire()
+            try:
                 return _bench_device(spec, run, transport_for, agent_args, timeout, progress)
+            finally:
+                machine.release()
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             futures = {pool.submit(one_at_a_time, spec): spec for spec in todo}
             def record(doc):
