@@ -66,27 +66,26 @@ def _run_files(base: pathlib.Path, manifest: dict):
 
 
 def _resumable(base: pathlib.Path, manifest: dict) -> list:
-    """The runs a --resume would continue, in the order it tries them: those with a device left to measure,
-    newest first, then the newest run (all its devices kept)."""
+    """The runs a --resume would continue, in the order it tries them: those stopped before every device
+    reported (a device still "no result yet": Ctrl-C, SIGTERM, kill -9), newest first, then the newest run. A run
+    whose devices all reported, failures included, is continued only as the newest (a review: an old run with a
+    failed device was preferred, and refused for its other device set)."""
     runs = [run_file.parent for run_file in _run_files(base, manifest)]
-    return [r for r in runs if _unfinished(r)] + runs[:1]
+    return [r for r in runs if _interrupted(r)] + runs[:1]
 
 
-def _unfinished(run_dir: pathlib.Path) -> bool:
-    """Whether a run has a device of its run file without an ok result in its directory."""
-    try:
-        devices = results.read_json(run_dir / RUN_FILE).get("devices")
-    except (OSError, ValueError, AttributeError):
-        return False
-    ok = set()
+def _interrupted(run_dir: pathlib.Path) -> bool:
+    """Whether a run holds a device's placeholder: the run stopped before that device reported."""
     for path in run_dir.glob("*.json"):
         try:
             doc = results.read_json(path)
         except (OSError, ValueError):
             continue
-        if isinstance(doc, dict) and doc.get("status") == "ok" and isinstance(doc.get("device"), dict):
-            ok.add(str(doc["device"].get("name")))
-    return isinstance(devices, list) and any(isinstance(d, str) and d not in ok for d in devices)
+        error = doc.get("error") if isinstance(doc, dict) else None
+        said = error.get("message") if isinstance(error, dict) else None
+        if isinstance(said, str) and said.startswith(NO_RESULT_YET):
+            return True
+    return False
 
 
 def resumed_budgets(results_dir, manifest: dict) -> dict:
@@ -96,6 +95,8 @@ def resumed_budgets(results_dir, manifest: dict) -> dict:
     return results.run_budgets(runs[0]) if runs else {}
 
 
+MAX_THREADS = 256   # a fleet's threads at most (each device waits in one for its machine and its place)
+NO_RESULT_YET = "no result yet in fleet run"   # a device's placeholder until its own result replaces it
 SECRET_FLAGS = ("--power-command",)   # a shell command that may hold a secret (a meter's Authorization header)
 REDACTED = re.compile(r"`[^`]*`( \.\.\.)? \(sha256 [0-9a-f]{16}\)\Z")   # recorded_args' own form
 
@@ -310,7 +311,7 @@ class FleetRun:
         job cancelled, the host killed) reads as devices without a result, exit 3, not as a fleet that passed."""
         if spec.name in self.documents:   # an earlier try's failure says more than "no result yet"
             return
-        doc = failed_document(spec, self.manifest, f"no result yet in fleet run {self.run_id}: still measuring, or "
+        doc = failed_document(spec, self.manifest, f"{NO_RESULT_YET} {self.run_id}: still measuring, or "
                               "the run was interrupted or killed before this device reported (`edgeopt fleet bench "
                               "... --resume` measures it)")
         with self._lock:
@@ -414,17 +415,20 @@ def _bench_all(run, devices, transport_for, store_url, parallel, agent_args, tim
         for name in skipped:
             progress.device_state(name, "ok", "kept from the earlier run" + _store_kept(run, name, store, store_errors))
         machines = {_machine(spec): threading.Lock() for spec in todo}
+        measuring = threading.BoundedSemaphore(max(1, parallel))   # --parallel: devices measured at once
 
         def one_at_a_time(spec):   # devices of one machine after one another, each timed from its own start
             machine = machines[_machine(spec)]
             if not machine.acquire(blocking=False):
                 progress.device_state(spec.name, "queued", "after another entry of the same machine")
                 machine.acquire()
-            try:
-                return _bench_device(spec, run, transport_for, agent_args, timeout, progress)
+            try:   # the machine's turn first, then a place among --parallel: one waiting for its machine held a
+                with measuring:   # place, and another machine's device waited behind it (a review)
+                    return _bench_device(spec, run, transport_for, agent_args, timeout, progress)
             finally:
                 machine.release()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        # a thread per device, the waiting ones idle: --parallel is the semaphore's count, not the pool's
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(max(1, len(todo)), MAX_THREADS)) as pool:
             futures = {pool.submit(one_at_a_time, spec): spec for spec in todo}
             def record(doc):
                 try:

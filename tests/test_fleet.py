@@ -458,7 +458,8 @@ def test_resume_continues_the_run_left_unfinished_not_a_newer_finished_one(cli, 
     args = ("fleet", "bench", bundles["fp32"], "-i", inv, "--results-dir", tmp_path / "results", *FAST_BENCH_ARGS)
     killed = cli(*args, "--json").json()
     unfinished = json.loads(pathlib.Path(killed["paths"]["b"]).read_text())   # as a killed run leaves it
-    unfinished.update(status="failed", error={"message": "no result yet", "exit_code": 3, "kind": "device"})
+    unfinished.update(status="failed", error={"message": f"no result yet in fleet run {killed['run_id']}: the run "
+                                              "was interrupted", "exit_code": 3, "kind": "device"})
     pathlib.Path(killed["paths"]["b"]).write_text(json.dumps(unfinished))
     newer = cli(*args, "--json").json()
     assert newer["run_dir"] != killed["run_dir"]
@@ -467,6 +468,19 @@ def test_resume_continues_the_run_left_unfinished_not_a_newer_finished_one(cli, 
     assert resumed.json()["run_dir"] == killed["run_dir"] and resumed.json()["skipped"] == ["a"]
     again = cli(*args, "--resume", "--json")   # nothing left anywhere: the newest, all kept
     assert again.json()["run_dir"] == newer["run_dir"] and sorted(again.json()["skipped"]) == ["a", "b"]
+    # a run whose device failed (it reported) is no interrupted one: an older such run of another device set
+    # was preferred, and refused the command for its devices (a review)
+    failed = json.loads(pathlib.Path(newer["paths"]["b"]).read_text())
+    failed.update(status="failed", error={"message": "device b: agent did not finish within 10 s", "exit_code": 3,
+                                          "kind": "device"})
+    pathlib.Path(newer["paths"]["b"]).write_text(json.dumps(failed))
+    only_a = tmp_path / "only_a.yaml"
+    only_a.write_text("devices:\n  a: {connection: local}\n")
+    latest = cli("fleet", "bench", bundles["fp32"], "-i", only_a, "--results-dir", tmp_path / "results",
+                 *FAST_BENCH_ARGS, "--json").json()
+    resumed = cli("fleet", "bench", bundles["fp32"], "-i", only_a, "--results-dir", tmp_path / "results",
+                  *FAST_BENCH_ARGS, "--resume", "--json")
+    assert resumed.exit_code == 0 and resumed.json()["run_dir"] == latest["run_dir"], resumed.stderr
 
 
 def test_resume_continues_a_run_with_its_own_devices_only(cli, bundles, tmp_path):
