@@ -5,6 +5,7 @@ Errors are one line on stderr; --debug shows the traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -192,6 +193,9 @@ def common(fn):
             # tracing) as the retry's TypeError: a traceback and exit 1 where 130 was due (walkthroughs)
             if not _caused_by_interrupt(e):
                 raise
+            if debug:   # what the interruption turned into, as --debug shows every error
+                import traceback
+                traceback.print_exc()
             _stopped(out, terminated, KeyboardInterrupt())
         finally:
             _restore_sigterm(previous)
@@ -207,8 +211,11 @@ def _stopped(out, terminated: list, e: BaseException):
     from .signals import signals_held
 
     with signals_held():   # stopping already: a second Ctrl-C (a double press, `timeout`'s group) cut the line short
-        out.close()
         how, code = _how_stopped(terminated)
+        if code == HUNG_UP:
+            _away_from_the_terminal()
+        with contextlib.suppress(OSError):
+            out.close()
         said = f"{how}: {e}" if str(e) else how   # a long run says what it kept
         try:
             click.echo(f"edgeopt: {said}", err=True)
@@ -216,6 +223,20 @@ def _stopped(out, terminated: list, e: BaseException):
         except OSError:   # a terminal that hung up takes no more lines: the exit code still says it
             pass
         sys.exit(code)
+
+
+def _away_from_the_terminal() -> None:
+    """After SIGHUP, a standard stream that is a terminal writes to /dev/null: the terminal is gone, and a write
+    there (rich's live view stopping) raised EIO, exit 1 with a traceback (a review). Pipes and files keep what
+    is said, the --json error included."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                if os.isatty(fd):
+                    os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _how_stopped(terminated: list) -> tuple:

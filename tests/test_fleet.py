@@ -311,6 +311,33 @@ def test_devices_of_one_machine_are_measured_one_after_another_each_timed_from_i
     assert json.dumps(_machine(make_device("l", {"connection": "local"}, "x"))) == '["local"]'
 
 
+def test_sighup_of_a_run_whose_terminal_closed_exits_129(bundles, tmp_path):
+    """A closed terminal (SIGHUP) exited 1 with a traceback: stopping rich's live view wrote to the gone terminal,
+    EIO (a review). A fleet on a pseudo-terminal whose other end closes, then SIGHUP: 129."""
+    import pty
+    import select
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("devices:\n  a: {connection: local}\n  b: {connection: local}\n")
+    terminal, its_end = pty.openpty()
+    host = subprocess.Popen([sys.executable, "-m", "edgeopt", "fleet", "bench", str(bundles["fp32"]), "-i", str(inv),
+                             "--results-dir", str(tmp_path / "results"), "--min-seconds", "30", "--max-seconds", "30",
+                             "--max-iterations", "1000000000", "--warmup-seconds", "0"],
+                            stdin=its_end, stdout=its_end, stderr=its_end, start_new_session=True,
+                            env=dict(os.environ, COLUMNS="120", TERM="xterm"))
+    os.close(its_end)
+    shown, deadline = b"", time.monotonic() + 60
+    while b"measur" not in shown and time.monotonic() < deadline:   # the live view is up and a device measures
+        if select.select([terminal], [], [], 0.5)[0]:
+            try:
+                shown += os.read(terminal, 65536)
+            except OSError:
+                break
+    time.sleep(1.0)
+    os.close(terminal)   # the terminal goes away
+    host.send_signal(signal.SIGHUP)
+    assert host.wait(timeout=60) == 129
+
+
 def test_resume_adds_the_store_row_a_killed_run_left_out(cli, bundles, tmp_path):
     """A run killed between a device's result file and its store row (a busy store, then SIGTERM): --resume kept
     the device as done and never stored it, so history lacked it for good (a review). The row is added."""
