@@ -727,7 +727,7 @@ def add_to_store(result_paths, results_dir="results", store_url: str | None = No
         # check and add under one lock: three `--add` of one folder at once stored 495 rows of 415 results (941
         # on PostgreSQL), each process finding a result absent before another added it (a walkthrough)
         try:
-            with store.exclusive(ADDING_LOCK, "cannot lock it for adding"):
+            with store.locked(ADDING_LOCK, "cannot lock it for adding"):
                 for doc in docs:
                     if store.holds(doc):
                         held.append(doc["_path"])

@@ -200,24 +200,25 @@ def _sqlite_url(url: sa.engine.URL, driver: str) -> sa.engine.URL:
 # SQLSTATEs of a server that is there but will not serve now: class 08 (connection exception), shutting down,
 # crashed, starting up (cannot_connect_now), too many connections
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
-# libpq's words for the same at connect, where psycopg has no SQLSTATE: the server's own FATAL of them
-_UNAVAILABLE_FATAL = ("the database system is", "too many clients", "remaining connection slots")
+# libpq's words, where psycopg has no SQLSTATE (at connect), for a server that did not answer or cannot serve now.
+# Only these: a missing password ("fe_sendauth: no password supplied") or an SSL setting the server lacks also
+# come without a FATAL, and are the user's to fix (a review).
+_UNAVAILABLE_WORDS = ("Connection refused", "timeout expired", "Connection timed out", "server closed the connection",
+                      "No route to host", "Network is unreachable", "could not receive data from server",
+                      "the database system is", "too many clients", "remaining connection slots")
 
 
 def _unreachable(error: BaseException) -> bool:
-    """Whether the PostgreSQL server did not answer, or answered that it cannot serve now. At connect psycopg
-    carries no SQLSTATE: a server that answered says FATAL (a wrong password, no such database: the user's to
-    fix, as a host name that does not resolve is, as ssh has it); one that did not (refused, timed out, closed)
-    says no FATAL. SQLite's errors are of a file here, never of a server."""
+    """Whether the PostgreSQL server did not answer, or answered that it cannot serve now (exit 3, where CI may
+    retry). A wrong password, database, host name or SSL setting is the user's to fix (bad input). SQLite's
+    errors are of a file here, never of a server."""
     orig = getattr(error, "orig", None)
     if orig is None or not type(orig).__module__.startswith("psycopg"):
         return False
-    state, said = getattr(orig, "sqlstate", None), str(orig)
+    state = getattr(orig, "sqlstate", None)
     if state:
         return state.startswith(_UNAVAILABLE_STATES)
-    if type(orig).__name__ != "OperationalError" or said.startswith("failed to resolve host"):
-        return False
-    return "FATAL:" not in said or any(words in said for words in _UNAVAILABLE_FATAL)
+    return type(orig).__name__ == "OperationalError" and any(words in str(orig) for words in _UNAVAILABLE_WORDS)
 
 
 def _database_said(error: BaseException) -> str:
@@ -413,6 +414,16 @@ class Store:
         session-level advisory lock on PostgreSQL; on SQLite a lock file beside the database, since a held
         write transaction would block the very connections doing the work."""
         with self._errors(doing), exclusive(self.engine, key):
+            yield
+
+    @contextlib.contextmanager
+    def locked(self, key: int, doing: str):
+        """exclusive, with only the taking of the lock said as `doing`: the work inside says its own errors (a
+        store that failed while `history --add` added read "cannot lock it for adding: results store ...: cannot
+        store ...", and a server down lost its exit 3; a review)."""
+        with contextlib.ExitStack() as held:
+            with self._errors(doing):
+                held.enter_context(exclusive(self.engine, key))
             yield
 
     def revision(self):

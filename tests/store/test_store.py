@@ -194,6 +194,11 @@ def test_wrong_password_and_no_server_are_one_line_without_the_password(pg):
     with pytest.raises(BadInput) as caught:   # a host name that does not resolve: the user's to fix
         Store("postgresql://team@no-such-host.invalid/results")
     assert caught.value.exit_code == 2 and "failed to resolve host" in str(caught.value), caught.value
+    # no FATAL from these either, and they are the user's to fix: no password given, SSL the server lacks
+    for url in (pg.url("postgres").set(password=None), pg.url("postgres").update_query_dict({"sslmode": "require"})):
+        with pytest.raises(BadInput) as caught:
+            Store(url.render_as_string(hide_password=False))
+        assert caught.value.exit_code == 2, caught.value
 
 
 def test_cli_messages_never_show_the_password(cli, pg):
@@ -476,6 +481,22 @@ def test_a_role_that_may_not_add_rows_is_refused_before_the_measurement(cli, bun
         with Store(url) as viewer:
             viewer.refuse_unwritable()
             viewer.add(DOC)
+
+
+def test_a_store_that_fails_while_history_add_adds_says_so_once_with_its_own_exit_code(int8_result, tmp_path,
+                                                                                       monkeypatch):
+    """A store error while adding read "cannot lock it for adding: results store ...: cannot store ...", and a
+    server down became exit 2 (a review): the lock's words are for taking the lock only."""
+    from edgeopt import api
+    from edgeopt.errors import StoreUnreachable
+    (tmp_path / "r.json").write_text(json.dumps({k: v for k, v in int8_result.items() if not k.startswith("_")}))
+
+    def down(self, doc, **kwargs):
+        raise StoreUnreachable("results store X: cannot store the result: connection failed: Connection refused")
+    monkeypatch.setattr(Store, "add", down)
+    with pytest.raises(StoreUnreachable) as caught:
+        api.add_to_store([tmp_path / "r.json"], store_url=f"sqlite:///{tmp_path / 's.db'}")
+    assert str(caught.value).startswith("results store X: cannot store") and caught.value.exit_code == 3
 
 
 def test_history_add_puts_result_files_in_the_store_once(cli, int8_result, tmp_path):
