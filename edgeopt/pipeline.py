@@ -200,7 +200,8 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
         manifest["notes"] += _coarse_accuracy_notes(merged_budgets, evaluation, source_accuracy)
         manifest["notes"] += chance_accuracy_notes(evaluation, source_accuracy)
         manifest["notes"] += _calibration_unused(calib, request, steps)
-        manifest["notes"] += _scales_apart(calibration, evaluation, source.inputs, request)
+        manifest["notes"] += _scales_apart(calibration, evaluation, source.inputs,
+                                           request.quantize == "int8" or any(s.name == "qat" for s in steps))
         blank = blank_source_note(parity, parity.get("samples_source"))
         manifest["notes"] += [f"warning: {blank}"] if blank else []
         if shadows_builtin(prof):   # the same name on another machine is the built-in, with its own budgets
@@ -232,20 +233,21 @@ def package(model: str, profile: str = "generic", output=None, precision: str | 
 
 
 SCALES_APART = 10.0   # calibration and eval data of one input whose spreads differ this much were scaled apart
-SCALE_ROWS = 1024     # samples of each file the spread is read from
+SCALE_ROWS = 64       # samples of each file the spread is read from
 
 
-def _scales_apart(calibration, evaluation, inputs, request) -> list:
+def _scales_apart(calibration, evaluation, inputs, calibrates: bool) -> list:
     """A `warning:` note for each float input whose --calib values spread 10x wider or narrower than its
-    --eval-data's: raw 0-255 images calibrated INT8 beside normalised eval data, packaged without a word while
-    SQNR halved (a walkthrough); an application feeds one of the two, and the other misleads."""
-    if calibration is None or evaluation is None or request.quantize == "none":
+    --eval-data's, where the bundle calibrates on them (static INT8, QAT): raw 0-255 images calibrated INT8 beside
+    normalised eval data, packaged without a word while SQNR halved (a walkthrough); an application feeds one of
+    the two, and the other misleads."""
+    if calibration is None or evaluation is None or not calibrates:
         return []
     notes = []
     for spec in inputs:
         if np.dtype(spec.dtype).kind != "f" or spec.name not in calibration or spec.name not in evaluation:
             continue
-        calib, judged = (np.asarray(d[spec.name][:SCALE_ROWS], np.float64) for d in (calibration, evaluation))
+        calib, judged = (np.asarray(d[spec.name][:SCALE_ROWS], np.float32) for d in (calibration, evaluation))
         spreads = float(np.std(calib)), float(np.std(judged))
         if min(spreads) > 0 and max(spreads) / min(spreads) >= SCALES_APART:
             notes.append(f"warning: input {spec.name!r} spans {calib.min():.3g}..{calib.max():.3g} in --calib and "

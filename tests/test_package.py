@@ -540,20 +540,17 @@ def test_int8_leaves_the_root_logger_without_a_handler(tmp_path):
 def test_calibration_and_eval_data_scaled_apart_are_said():
     """Raw 0-255 images calibrated INT8 beside normalised eval data: packaged without a word while SQNR halved (a
     walkthrough). Data of one scale, or a float bundle that calibrates nothing, says nothing."""
-    import types
-
     from edgeopt.pipeline import _scales_apart
     from edgeopt.source import TensorSpec
     rng = np.random.default_rng(0)
     inputs = [TensorSpec("image", [1, 3, 8, 8], "float32"), TensorSpec("ids", [1, 4], "int64")]
     raw = {"image": rng.integers(0, 256, (32, 3, 8, 8)).astype(np.float32), "ids": np.zeros((32, 4), np.int64)}
     normalised = {"image": rng.standard_normal((32, 3, 8, 8)).astype(np.float32), "ids": np.ones((32, 4), np.int64)}
-    int8 = types.SimpleNamespace(quantize="int8")
-    (note,) = _scales_apart(raw, normalised, inputs, int8)
+    (note,) = _scales_apart(raw, normalised, inputs, True)
     assert note.startswith("warning: input 'image' spans 0..255 in --calib and ") and "x apart in spread" in note
-    assert _scales_apart(normalised, {"image": normalised["image"] * 2}, inputs, int8) == []
-    assert _scales_apart(raw, normalised, inputs, types.SimpleNamespace(quantize="none")) == []
-    assert _scales_apart(raw, None, inputs, int8) == []
+    assert _scales_apart(normalised, {"image": normalised["image"] * 2}, inputs, True) == []
+    assert _scales_apart(raw, normalised, inputs, False) == []   # dynamic INT8, a float bundle: nothing calibrated
+    assert _scales_apart(raw, None, inputs, True) == []
 
 
 def test_a_bundle_written_by_another_process_meanwhile_is_judged_as_if_it_was_there(tmp_path, monkeypatch):

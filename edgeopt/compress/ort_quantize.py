@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import threading
 
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
@@ -181,17 +182,22 @@ def _qdq_opset(model_in, workdir, progress):
     return out, {"from": opset, "to": QDQ_MIN_OPSET, "note": note}
 
 
+_TEMPDIR_SET = threading.Lock()
+
+
 @contextlib.contextmanager
 def _temporary_files_in(workdir):
     """ONNX Runtime's quantizer makes temporary folders of its own (`ort.quant.*`, a copy of the model with its
     weights) in the system's: a package killed meanwhile (kill -9, the out-of-memory killer) left them there for
-    good. They go in this run's scratch folder instead, which a later run removes (edgeopt.scratch)."""
-    before = tempfile.tempdir
-    tempfile.tempdir = str(workdir)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = before
+    good. They go in this run's scratch folder instead, which a later run removes (edgeopt.scratch). The setting is
+    the process's: one quantization at a time sets it (two in threads put back each other's, a review)."""
+    with _TEMPDIR_SET:
+        before = tempfile.tempdir
+        tempfile.tempdir = str(workdir)
+        try:
+            yield
+        finally:
+            tempfile.tempdir = before
 
 
 def quantize(source, request, out, progress, workdir, method="static", op_types=None) -> dict:

@@ -19,6 +19,7 @@ from ..results import parse_time, validate
 
 AGENT_PREFIX = "[agent] "
 HEARTBEAT = "[agent-heartbeat]"
+RETRY_AT_LEAST_S = 10.0   # of --timeout left for a bench sent again (its bundle cleaned away): else none
 # How far a device's clock may read from this host's, beyond the run itself, before its result is dated here
 CLOCK_SLACK_SECONDS = 300
 
@@ -106,10 +107,12 @@ class Transport:
         """(result document, agent exit code). A broken agent still yields a 'failed' document. A bundle removed
         from the device between its upload and the agent's lock (`device clean` from another host: 3 of 6 benches
         beside a clean loop failed) is sent again, once."""
+        started = time.monotonic()
         doc, code = self._bench_once(bundle, agent_args, progress, timeout)
-        if BUNDLE_GONE in str((doc.get("error") or {}).get("message")):
+        left = timeout - (time.monotonic() - started)   # the retry within --timeout, not a second one (a review)
+        if BUNDLE_GONE in str((doc.get("error") or {}).get("message")) and left >= RETRY_AT_LEAST_S:
             progress.status(f"the bundle was removed from {self.device} before it was measured: sending it again")
-            doc, code = self._bench_once(bundle, agent_args, progress, timeout)
+            doc, code = self._bench_once(bundle, agent_args, progress, left)
         return doc, code
 
     def _bench_once(self, bundle: pathlib.Path, agent_args: list, progress, timeout: float) -> tuple:
