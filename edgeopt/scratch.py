@@ -21,7 +21,7 @@ import time
 STALE_S = 600.0   # a .partial untouched this long, its writer gone, is left over
 NEW_S = 60.0      # a folder younger than this may be one whose maker has not taken its lock yet
 LOCK = ".lock"
-KINDS = ("inspect", "macs", "package", "read", "recipe", "rewrite", "sig", "sign", "train", "transforms")
+KINDS = ("inspect", "macs", "package", "pin", "read", "recipe", "rewrite", "sig", "sign", "train", "transforms")
 # mkstemp's and mkdtemp's eight characters after the prefix (tempfile._RandomNameSequence)
 _RANDOM = r"[a-z0-9_]{8}"
 _FOLDER = re.compile(rf"edgeopt-(?:{'|'.join(KINDS)})-\d+-{_RANDOM}\Z")

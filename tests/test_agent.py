@@ -335,22 +335,29 @@ def test_a_bundle_rebuilt_while_its_bench_waits_for_the_device_is_measured_as_it
     and saved that as its result (a walkthrough): it measures the bundle as it was when it began."""
     import threading
 
+    import glob
+    import tempfile
+
     from edgeopt import bundle as bundles_
-    from edgeopt.transport.local import _own_dir
 
     ours = tmp_path / "x.edgepkg"
     shutil.copy(bundles["int8"], ours)
     began = bundles_.manifest_sha256(ours)
+    pins = os.path.join(tempfile.gettempdir(), f"edgeopt-pin-{os.getpid()}-*", "x.edgepkg")
     with _local_device_held() as release:
-        def rebuild():   # as `package` writes: a new file renamed over the old one, while the bench waits
+        def rebuild():   # as `package` writes: a new file renamed over the old one, once the bench has begun
+            deadline = time.monotonic() + 60
+            while not glob.glob(pins) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
             shutil.copy(bundles["fp32"], tmp_path / "new.edgepkg")
             os.replace(tmp_path / "new.edgepkg", ours)
             release.set()
-        threading.Timer(3.0, rebuild).start()
+        threading.Thread(target=rebuild).start()
         doc = api.bench(ours, "local", tmp_path / "results", loop=FAST_LOOP)
     assert doc["status"] == "ok" and doc["bundle"]["manifest_sha256"] == began
     assert bundles_.manifest_sha256(ours) != began   # the rebuilt one is there for the next bench
-    assert not [e for e in (_own_dir() / "pinned").iterdir() if e.name.startswith(f"{os.getpid()}-")]   # gone
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), f"edgeopt-pin-{os.getpid()}-*"))   # its copy went
 
 
 def test_an_agent_waiting_for_the_device_ends_once_its_host_is_gone(bundles, tmp_path):

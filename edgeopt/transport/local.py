@@ -10,12 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 
+from .. import scratch
 from ..errors import DeviceFailure
 from ..progress import SILENT
-from ..scratch import alive
 from .base import Transport
 
 
@@ -139,29 +138,20 @@ def _kill(proc) -> None:
 
 @contextlib.contextmanager
 def _pinned(bundle: pathlib.Path):
-    """A hard link to the bundle under its own name, in a folder of this process, for the length of a bench:
-    `package` writes a bundle by a rename, so the link keeps the file this bench began with. The bundle itself
-    where no link can be made (another file system). Folders of processes that are gone are removed first."""
-    folder = _own_dir() / "pinned"
-    for entry in folder.glob("*") if folder.is_dir() else []:
-        pid = entry.name.partition("-")[0]
-        if pid.isdigit() and not alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        mine = pathlib.Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=folder))
-    except OSError:
-        yield bundle
-        return
-    try:
+    """The bundle under its own name in a scratch folder of this bench (edgeopt.scratch: locked while the bench
+    runs, removed after, or by a later run once no process holds it): a hard link, since `package` writes a
+    bundle by a rename and the link keeps the file this bench began with; a copy where no link can be made
+    (another file system). The bundle itself where neither can (said where it is read)."""
+    with scratch.folder("pin") as folder:
+        pinned = pathlib.Path(folder) / bundle.name
         try:
-            os.link(bundle, mine / bundle.name)
-        except OSError:   # another file system, or a bundle that is not there (said where it is read)
-            yield bundle
-        else:
-            yield mine / bundle.name
-    finally:
-        shutil.rmtree(mine, ignore_errors=True)
+            os.link(bundle, pinned)
+        except OSError:
+            try:
+                shutil.copyfile(bundle, pinned)
+            except OSError:
+                pinned = bundle
+        yield pinned
 
 
 def _own_dir() -> pathlib.Path:
