@@ -2,8 +2,10 @@
 device agent's one verifier."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 import pathlib
 import re
 import shutil
@@ -270,3 +272,22 @@ def manifest_sha256(bundle_path) -> str:
         return hashlib.sha256(manifest_bytes(bundle_path)).hexdigest()
     except (tarfile.TarError, OSError, BundleError) as e:
         raise BadInput(f"bundle {bundle_path} cannot be read: {e}") from None
+
+
+@contextlib.contextmanager
+def pinned(bundle: pathlib.Path):
+    """The bundle under its own name in a scratch folder for the block's length (edgeopt.scratch: locked meanwhile,
+    removed after, or by a later run once no process holds it): a hard link, since `package` writes a bundle by a
+    rename and the link keeps the file the block began with (a bench, a fleet run: a package meanwhile had one
+    measure another bundle than it had checked); a copy where no link can be made (another file system). The
+    bundle itself where neither can (said where it is read)."""
+    with scratch.folder("pin") as folder:
+        pinned = pathlib.Path(folder) / bundle.name
+        try:
+            os.link(bundle, pinned)
+        except OSError:
+            try:
+                shutil.copyfile(bundle, pinned)
+            except OSError:
+                pinned = bundle
+        yield pinned

@@ -379,6 +379,14 @@ def bench(bundle_path, devices: list, transport_for, results_dir, store_url: str
     """{run_id, run_dir, documents and paths by device, succeeded: [...], failed: {device: reason}, skipped: [...],
     store_errors: [...] (results not saved in full: a row the store refused, or a file a full disk refused), replaced:
     [...] (latest files that held a result of another profile's bundle of that name)}."""
+    bundles.read_manifest(bundle_path)   # a bad bundle refused by the user's name for it, not its pinned copy's
+    with bundles.pinned(pathlib.Path(bundle_path)) as pinned:   # every device measures the bundle the run began
+        return _bench(pinned, devices, transport_for, results_dir, store_url, parallel, agent_args, timeout, resume,
+                      progress, budgets)                         # with, a package meanwhile or not (a review)
+
+
+def _bench(bundle_path, devices, transport_for, results_dir, store_url, parallel, agent_args, timeout, resume,
+           progress, budgets) -> dict:
     manifest = bundles.read_manifest(bundle_path)
     check_writable(results_dir, "results to", folder=True)   # before any device is reached
     devices = list({d.name: d for d in devices}.values())   # a device listed twice is measured once

@@ -1,18 +1,16 @@
 """The `local` device: the agent runs as a subprocess here, by the same path a remote device takes."""
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 
-from .. import scratch
+from .. import bundle as bundles
 from ..errors import DeviceFailure
 from ..progress import SILENT
 from .base import Transport
@@ -55,7 +53,7 @@ class LocalTransport(Transport):
     def bench(self, bundle, agent_args: list, progress=SILENT, timeout: float = 900.0) -> tuple:
         """Transport.bench of the bundle as it is now: a package that rewrote it while this bench waited for the
         device read as "changed in transit, refused" (a walkthrough)."""
-        with _pinned(pathlib.Path(bundle)) as pinned:
+        with bundles.pinned(pathlib.Path(bundle)) as pinned:
             return super().bench(pinned, agent_args, progress, timeout)
 
     def put(self, local: pathlib.Path, kind: str) -> str:
@@ -134,24 +132,6 @@ def _kill(proc) -> None:
         os.killpg(proc.pid, signal.SIGKILL)   # the measuring process too, should it outlive the agent
     except ProcessLookupError:
         pass
-
-
-@contextlib.contextmanager
-def _pinned(bundle: pathlib.Path):
-    """The bundle under its own name in a scratch folder of this bench (edgeopt.scratch: locked while the bench
-    runs, removed after, or by a later run once no process holds it): a hard link, since `package` writes a
-    bundle by a rename and the link keeps the file this bench began with; a copy where no link can be made
-    (another file system). The bundle itself where neither can (said where it is read)."""
-    with scratch.folder("pin") as folder:
-        pinned = pathlib.Path(folder) / bundle.name
-        try:
-            os.link(bundle, pinned)
-        except OSError:
-            try:
-                shutil.copyfile(bundle, pinned)
-            except OSError:
-                pinned = bundle
-        yield pinned
 
 
 def _own_dir() -> pathlib.Path:
