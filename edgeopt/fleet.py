@@ -348,7 +348,7 @@ def _machine(spec) -> tuple:
     word), and `local` entries queued on its lock while their --timeout ran (a walkthrough)."""
     if spec.connection == "local":
         return ("local",)
-    return ("ssh", spec.host, spec.port or 22)
+    return ("ssh", spec.host, spec.port or 22, spec.proxy_jump)   # a host name behind a jump host is that one's
 
 
 def _bench_device(spec, run: FleetRun, transport_for, agent_args, timeout, progress):
