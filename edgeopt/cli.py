@@ -205,9 +205,9 @@ def common(fn):
 
 
 def _stopped(out, terminated: list, e: BaseException):
-    """Exit 130 (Ctrl-C) or 143 (SIGTERM), saying what a long run kept. Not click's "Aborted!" with exit 1, which
-    reads as "a budget failed" to a CI system. Every file edgeopt writes is written atomically, so what was saved
-    before the signal is whole."""
+    """Exit 130 (Ctrl-C), 143 (SIGTERM) or 129 (SIGHUP), saying what a long run kept. Not click's "Aborted!" with
+    exit 1, which reads as "a budget failed" to a CI system. Every file edgeopt writes is written atomically, so
+    what was saved before the signal is whole."""
     from .signals import signals_held
 
     with signals_held():   # stopping already: a second Ctrl-C (a double press, `timeout`'s group) cut the line short
@@ -908,8 +908,8 @@ def fleet():
 @click.option("--parallel", "-j", type=Count(min=1), default=8, show_default=True,
               help="Devices measured at the same time.")
 @click.option("--resume", is_flag=True,
-              help="Continue the latest run of this bundle that has devices left (else the latest): only devices "
-                   "without an ok result there.")
+              help="Continue the latest run of this bundle stopped before every device reported (else the latest): "
+                   "only devices without an ok result there.")
 @click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE",
               help="Budgets the run's results are judged by, over the bundle's (KEY=none drops one); recorded in "
                    "the run directory, so `check RUN_DIR` judges by them too.")

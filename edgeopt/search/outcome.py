@@ -393,7 +393,8 @@ def _row(t, judge: judging.Judge) -> dict:
             "seconds": {} if attrs.get("cached") else attrs.get("seconds") or {},
             "results": attrs.get("results") or [], "devices": attrs.get("devices") or [],
             "worst_devices": attrs.get("worst_devices") or {},
-            "parity": attrs.get("parity"), "untrained": attrs.get("untrained"), "noisy": attrs.get("noisy") or [], "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
+            "parity": attrs.get("parity"), "untrained": attrs.get("untrained"), "noisy": attrs.get("noisy") or [],
+            "ruled_out": attrs.get("ruled_out"), "again_of": attrs.get("again_of")}
 
 
 def _pareto(trials: list, names: tuple, judge) -> list:

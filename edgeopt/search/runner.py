@@ -403,7 +403,8 @@ class Runner:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         for name in ("figures", "violations", "measurement", "results", "seconds", "paired", "artifact", "twin_of",
-                     "devices", "worst_devices", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy", "ruled_out"):
+                     "devices", "worst_devices", "transforms_reused", "parity", "baseline_beside", "untrained", "noisy",
+                     "ruled_out"):
             trial.set_user_attr(name, outcome.get(name))
         trial.set_user_attr("stages", [{"stage": s["stage"], **s["figures"]} for s in outcome.get("transforms", [])])
         constraints = [outcome["violations"][k] for k in self.job.budgets] or [0.0]
