@@ -178,6 +178,8 @@ def common(fn):
         try:
             code = _run_verb(fn, out, kwargs)
         except EdgeoptError as e:
+            if _caused_by_interrupt(e):   # a conversion's error that a Ctrl-C inside a library became: exit 130
+                _stopped(out, terminated, KeyboardInterrupt())
             out.close()
             if debug:   # the traceback, and still the error's own exit code: a CI gate debugged reads the same
                 import traceback

@@ -360,3 +360,12 @@ def test_an_error_a_ctrl_c_caused_is_an_interruption_for_the_cli(cli, monkeypatc
     from conftest import MODEL
     r = cli("package", MODEL, "-o", "never.edgepkg")
     assert r.exit_code == 130 and r.stderr.endswith("edgeopt: interrupted\n") and "Traceback" not in r.stderr, r.stderr
+
+    def said_as_bad_input(*args, **kwargs):   # and where edgeopt then said that error as its own
+        try:
+            interrupted()
+        except TypeError as e:
+            raise BadInput(f"conversion failed: {e}") from None
+    monkeypatch.setattr(pipeline, "load_model", said_as_bad_input)
+    r = cli("package", MODEL, "-o", "never.edgepkg")
+    assert r.exit_code == 130 and r.stderr.endswith("edgeopt: interrupted\n"), r.stderr
