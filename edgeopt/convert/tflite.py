@@ -260,8 +260,7 @@ def _image_inputs(source, which: str = "auto") -> list:
 
 
 def _kept_layout_note(source, layouts: dict, nhwc_inputs: str) -> list:
-    kept = [spec.name for i, spec in enumerate(source.inputs) if i in _image_inputs(source, "all")
-            and spec.name not in layouts]
+    kept = [source.inputs[i].name for i in _image_inputs(source, "all") if source.inputs[i].name not in layouts]
     if not kept or nhwc_inputs != "auto":
         return []
     return [f"{', '.join(kept)}: channels-last in the source already, so the .tflite takes "
@@ -273,16 +272,15 @@ def _channels_last(spec, consumers: list) -> bool:
     """Whether a 4-D input is NHWC in the source: the first op that reads it for its layout says so (a Transpose to
     NCHW) or denies it (a Conv, a pool), past elementwise ops such as a scaling Mul; else its dims: 1-4 channels
     last beside two spatial dims of 8 or more."""
-    if consumers and all(node.op_type == "Transpose" and _perm(node) == [0, 3, 1, 2] for node in consumers):
+    from .onnx_torch import _attributes
+
+    if consumers and all(node.op_type == "Transpose" and list(_attributes(node).get("perm", [])) == [0, 3, 1, 2]
+                         for node in consumers):
         return True
     if any(node.op_type in NCHW_OPS for node in consumers):
         return False
     dims = spec.shape
     return all(isinstance(d, int) for d in dims) and dims[3] <= 4 and min(dims[1], dims[2]) >= 8
-
-
-def _perm(node) -> list:
-    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
 
 
 def _onnx_consumers(source) -> dict:

@@ -359,7 +359,9 @@ def _said_other_devices(study, job: Job) -> None:
     """A note where the study holds trials measured on other devices than this run's (a --resume with another
     device set, a team's worker driving its own boards): each trial is judged by the devices it ran on, and the
     chosen one is ranked among them all; a resume on a faster board passed without a word (a fleet walkthrough)."""
-    mine = [f"local on {socket.gethostname()}" if d == "local" else d for d in job.devices]
+    from .trial import device_label
+
+    mine = [device_label({"name": d, "hostname": socket.gethostname()}) for d in job.devices]
     other = {}
     for t in study.get_trials(deepcopy=False):
         devices = t.user_attrs.get("devices")   # none in trials an older edgeopt measured

@@ -328,21 +328,13 @@ def test_an_agent_whose_host_went_away_ends_and_frees_the_device(cli, lab, bundl
     and run directory go. A guard: a note had thought otherwise; a link lost without a close is sshd's to notice
     (its ClientAliveInterval)."""
     import signal
-    import psutil
     dev = lab.add("pi-abandoned", 64)
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
     assert _bench(cli, lab, bundles["fp32"], inv, dev.name, tmp_path).exit_code == 0   # uploads and the workdir
     workdir = pathlib.Path(lab.inventory_entry(dev)["workdir"])
 
     def agents():
-        found = []
-        for p in psutil.Process(dev.proc.pid).children(recursive=True):
-            try:
-                if "_measure" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                    found.append(p.pid)
-            except psutil.Error:   # gone, or a zombie its parent has yet to reap
-                pass
-        return found
+        return _running_under(dev, "_measure")
     host = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--device", dev.name,
                              "--inventory", str(inv), "--known-hosts", str(lab.known_hosts), "--results-dir",
                              str(tmp_path / "results"), "--min-seconds", "120", "--max-seconds", "120",
@@ -409,21 +401,13 @@ def test_an_agent_waiting_for_the_device_ends_when_its_host_goes(lab, bundles, t
     session without a terminal. The agent's heartbeat finds its host gone and ends it."""
     import fcntl
     import signal
-    import psutil
     dev = lab.add("pi-waiting", 66)
     inv = write_inventory(tmp_path / "inv.yaml", lab, [dev])
     workdir = pathlib.Path(lab.inventory_entry(dev)["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
 
     def agents():
-        found = []
-        for p in psutil.Process(dev.proc.pid).children(recursive=True):
-            try:
-                if " bench " in f" {' '.join(p.cmdline())} " and p.status() != psutil.STATUS_ZOMBIE:
-                    found.append(p.pid)
-            except psutil.Error:
-                pass
-        return found
+        return _running_under(dev, "bench")
     with open(workdir / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         host = subprocess.Popen([sys.executable, "-m", "edgeopt", "bench", str(bundles["fp32"]), "--device",
@@ -443,6 +427,19 @@ def test_an_agent_waiting_for_the_device_ends_when_its_host_goes(lab, bundles, t
         while agents() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not agents(), "the agent waits on for a host that is gone"
+
+
+def _running_under(device, word: str) -> list:
+    """The pids of the processes under a device's sshd with `word` among their arguments, zombies left out."""
+    import psutil
+    found = []
+    for p in psutil.Process(device.proc.pid).children(recursive=True):
+        try:
+            if word in p.cmdline() and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p.pid)
+        except psutil.Error:   # gone, or a zombie its parent has yet to reap
+            pass
+    return found
 
 
 def _locked_now(lock) -> bool:
