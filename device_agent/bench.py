@@ -13,7 +13,7 @@ import tempfile
 
 from . import BUNDLE_GONE, RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import NO_SPACE_EXIT, NoSpace, unpack
-from .lock import DeviceLock, remove_stale_runs
+from .lock import MACHINE_LOCK, DeviceLock, MachineLock, remove_stale_runs
 from .manifest import REFERENCE_STAGES
 from .measure import cooldown as cool, thermal
 from .measure.passes import Passes
@@ -289,7 +289,8 @@ def _base_document(device):
 
 
 def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, workdir=None, lock=None,
-        lock_wait=600.0, sensing=Sensing(), runtime_options=None, trust=Trust(), passes=Passes()):
+        lock_wait=600.0, sensing=Sensing(), runtime_options=None, trust=Trust(), passes=Passes(),
+        machine_lock=MACHINE_LOCK):
     """Returns (result document, exit code). A failure still yields a document, status 'failed'.
     runtime_options override the bundle's runtime.options (e.g. {"xnnpack": False}); passes asks for
     the throughput and layer-profile passes (device_agent.measure.passes)."""
@@ -302,10 +303,12 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
                 doc = _base_document(probe())
                 return _run_unlocked(doc, *job)
             # the lock before anything else: `device clean` takes it too, and one that ran while this probed the
-            # device (seconds, importing runtimes) removed the bundle this was about to read
-            with DeviceLock(lock, lock_wait):
+            # device (seconds, importing runtimes) removed the bundle this was about to read; then the machine's,
+            # which other workdirs and logins take too
+            with DeviceLock(lock, lock_wait), MachineLock(machine_lock, lock_wait) as machine:
                 remove_stale_runs(workdir)
                 doc = _base_document(probe())
+                doc["warnings"].extend(machine.warnings)
                 return _run_unlocked(doc, *job)
         except AgentError as e:
             return _failed(doc if doc is not None else _base_document(probe()), e)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from . import EXIT_OK, AgentError, BundleError, __version__
+from .lock import MACHINE_LOCK
 
 
 def _print_json(doc):
@@ -75,7 +76,8 @@ def cmd_bench(args):
                             args.min_seconds, args.max_iterations, args.max_seconds)
     doc, code = run(args.bundle, settings, threads=args.threads, with_accuracy=not args.no_accuracy,
                     timeout=args.timeout, workdir=args.workdir, lock=args.lock, lock_wait=args.lock_wait,
-                    sensing=_sensing(args), runtime_options=dict(args.runtime_option), trust=_trust(args),
+                    machine_lock=args.machine_lock, sensing=_sensing(args),
+                    runtime_options=dict(args.runtime_option), trust=_trust(args),
                     passes=Passes(args.throughput, args.profile_layers))
     _print_json(doc)
     if code:
@@ -213,7 +215,10 @@ def build_parser(parser_class=argparse.ArgumentParser):
                    help="override a runtime option of the bundle, e.g. xnnpack=false (value read as JSON if it is)")
     b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
     b.add_argument("--lock", default=None, help="lock file: one benchmark at a time on this device")
-    b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for the lock (default 600)")
+    b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for each lock (default 600)")
+    b.add_argument("--machine-lock", default=MACHINE_LOCK,
+                   help="with --lock, the lock every workdir and login of this machine takes after its own: one "
+                        "measurement at a time on the machine (default %(default)s)")
     _sensor_arguments(b)
     _trust_arguments(b)
     b.set_defaults(fn=cmd_bench)

@@ -1,4 +1,5 @@
-"""One benchmark at a time per device: an flock on a file in the agent's directory.
+"""One benchmark at a time per device: an flock on a file in the agent's directory, then one on a file every
+workdir and user of the machine shares (MachineLock).
 
 The lock file holds the holder's pid and start time so a waiting run can say who holds it.
 Once the lock is held, run directories left by a killed run are stale and removed.
@@ -7,6 +8,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import time
 
 from . import AgentError
@@ -18,14 +20,21 @@ class DeviceBusy(AgentError):
 
 
 class DeviceLock(object):
-    def __init__(self, path, wait_seconds):
-        self.path, self.wait_seconds, self.fd = path, wait_seconds, None
+    HOLDER = "another edgeopt benchmark"
 
-    def __enter__(self):
+    def __init__(self, path, wait_seconds):
+        self.path, self.wait_seconds, self.fd, self.writable = path, wait_seconds, None, True
+
+    def _open(self):
         directory = os.path.dirname(self.path) or "."
         if not os.path.isdir(directory):
             os.makedirs(directory, exist_ok=True)   # two agents starting at once on a new device
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __enter__(self):
+        self.fd = self._open()
+        if self.fd is None:
+            return self
         deadline = time.monotonic() + self.wait_seconds   # a clock stepped by NTP at boot is no wait
         told = False
         while True:
@@ -38,14 +47,15 @@ class DeviceLock(object):
             holder = self._holder()
             if time.monotonic() >= deadline:
                 os.close(self.fd)
-                raise DeviceBusy("device busy: another edgeopt benchmark holds %s (%s); waited %.0f s"
-                                 % (self.path, holder, self.wait_seconds))
+                raise DeviceBusy("device busy: %s holds %s (%s); waited %.0f s"
+                                 % (self.HOLDER, self.path, holder, self.wait_seconds))
             if not told:
-                report("lock", "waiting for another benchmark to finish (%s)" % holder)
+                report("lock", "waiting for %s to finish (%s)" % (self.HOLDER, holder))
                 told = True
             time.sleep(0.2)
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, ("pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S"))).encode())
+        if self.writable:
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, ("pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S"))).encode())
         return self
 
     def _holder(self):
@@ -56,9 +66,63 @@ class DeviceLock(object):
             return "unknown holder"
 
     def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
         return False
+
+
+# Shared by every workdir and user of the machine: /tmp, not the temporary folder a user's TMPDIR names
+MACHINE_LOCK = "/tmp/edgeopt-measure.lock"
+
+
+class MachineLock(DeviceLock):
+    """One measurement at a time on the machine, whatever workdir or login ran it: the workdir's lock alone let two
+    inventory entries of one board (two venvs, two workdirs) or two users measure at once, each reading the
+    other's load. Taken after the workdir's lock, by every agent in that order.
+
+    The file lies in a folder every user writes, so it is opened without following a link and used only as a
+    plain file of one name (no hard link to another file); it is made writable by all, so another login can
+    write its holder line (one another login made read-only is locked read-only). Where it cannot be opened at
+    all, the run goes on unserialised with other workdirs and logins, and says so in `warnings`."""
+    HOLDER = "another edgeopt benchmark on this machine (another workdir or login)"
+
+    def __init__(self, path, wait_seconds):
+        super(MachineLock, self).__init__(path, wait_seconds)
+        self.warnings = []
+
+    def _open(self):
+        try:
+            return self._open_plain_file()
+        except OSError as e:
+            self.warnings.append("not serialised with edgeopt benchmarks of other workdirs or logins on this "
+                                 "machine: cannot use %s (%s)" % (self.path, e.strerror or e))
+            return None
+
+    def _open_plain_file(self):
+        nofollow = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(10):
+            try:   # an existing file without O_CREAT: fs.protected_regular refuses O_CREAT of another user's
+                fd = self._open_existing(nofollow)
+            except FileNotFoundError:
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o666)
+                except FileExistsError:   # another agent made it meanwhile
+                    continue
+                os.fchmod(fd, 0o666)   # the umask took some bits: another login writes its holder line too
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                os.close(fd)
+                raise OSError(errno.EPERM, "not a plain file of its own (a link to another file?)")
+            return fd
+        raise OSError(errno.EAGAIN, "made and removed again meanwhile")
+
+    def _open_existing(self, nofollow):
+        try:
+            return os.open(self.path, os.O_RDWR | nofollow)
+        except PermissionError:   # another login's, not writable for this one: flock works on a read-only file
+            self.writable = False
+            return os.open(self.path, os.O_RDONLY | nofollow)
 
 
 def remove_stale_runs(workdir):

@@ -982,6 +982,10 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
               help="TOML file narrowing the search space, e.g. quantize = [\"none\", \"int8\"] or backend = "
                    "[\"onnxruntime\"] (the profile's backends whose runtime the devices have are searched).")
 @click.option("--no-screening", is_flag=True, help="Measure every candidate fully (no short screening run first).")
+@click.option("--keep-bundles", is_flag=True,
+              help="Keep every candidate's bundle in OUTPUT_DIR/STUDY/bundles. By default, once the study ends, "
+                   "only the baseline's, INT8 by hand's, the chosen one's, the Pareto front's, those measured again "
+                   "and the closest misses stay (--resume rebuilds another where it needs it).")
 @click.option("--calib", type=click.Path(), help="Calibration .npz (INT8 candidates need it).")
 @click.option("--eval-data", type=click.Path(), help="Labelled eval .npz: accuracy of every candidate on the device.")
 @click.option("--train-data", help="Training data for the training transforms (distillation, QAT): an .npz, or a "
@@ -1000,8 +1004,8 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
 @ssh_options
 @common
 def optimize(out, model, profile, devices, group, budgets, baseline_once, max_accuracy_drop, objective, trials,
-             study, resume, sampler, multi_objective, space_file, no_screening, calib, eval_data, train_data,
-             input_shapes, seed, output_dir, results_dir, store_url, timeout, inventory, ssh):
+             study, resume, sampler, multi_objective, space_file, no_screening, keep_bundles, calib, eval_data,
+             train_data, input_shapes, seed, output_dir, results_dir, store_url, timeout, inventory, ssh):
     """Search compression and conversion settings for MODEL, every candidate measured on the devices.
 
     \b
@@ -1040,8 +1044,9 @@ def optimize(out, model, profile, devices, group, budgets, baseline_once, max_ac
                                progress=out.progress(), objective=objective, calib=calib, eval_data=eval_data,
                                train_data=train_data, input_shapes=_shapes(input_shapes), seed=seed,
                                results_dir=results_dir, store_url=store_url, inventory=inventory, ssh_options=ssh,
-                               timeout=timeout, output_dir=output_dir, space_file=space_file, resume=resume,
-                               screening=not no_screening, multi_objective=multi_objective)
+                               timeout=timeout, output_dir=output_dir, keep_bundles=keep_bundles,
+                               space_file=space_file, resume=resume, screening=not no_screening,
+                               multi_objective=multi_objective)
     except KeyboardInterrupt as e:   # the finished trials are in the study: say how to go on from them, on stderr
         raise KeyboardInterrupt(str(e) or f"the finished trials of study {study!r} are kept; the same command "
                                 "with --resume continues it") from None                              # and in --json

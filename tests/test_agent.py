@@ -330,6 +330,62 @@ def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bund
     assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
 
 
+def test_a_bench_of_another_workdir_or_login_on_the_machine_waits_for_the_one_measuring(bundles, tmp_path):
+    """Each workdir had its own lock: two inventory entries of one board (two venvs, two workdirs), two logins, or
+    `local` under two HOMEs measured at once, each reading the other's load. Every agent also takes the machine's
+    lock, after its own: held here as another workdir's agent holds it, the bench waits, then measures."""
+    import datetime
+    import threading
+
+    from device_agent.lock import MACHINE_LOCK, MachineLock
+
+    held, release = threading.Event(), threading.Event()
+
+    def other_workdir():
+        with MachineLock(MACHINE_LOCK, 10) as machine:
+            assert not machine.warnings
+            held.set()
+            release.wait(60)
+    holder = threading.Thread(target=other_workdir)
+    holder.start()
+    try:
+        assert held.wait(10)
+        threading.Timer(3.0, release.set).start()
+        started = datetime.datetime.now(datetime.timezone.utc)
+        doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
+    finally:
+        release.set()
+        holder.join()
+    assert doc["status"] == "ok"
+    assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
+    assert not any("not serialised" in w for w in doc["warnings"])
+
+
+def test_the_machine_lock_is_a_plain_file_others_can_lock_and_never_a_link(tmp_path):
+    """The machine's lock lies in /tmp, which every login writes: a link planted there is not followed (its
+    target would be truncated for the holder line), a hard link to another file is not used, and a new lock file
+    is writable by every login whatever the umask. The run goes on, unserialised, and says why."""
+    from device_agent.lock import MachineLock
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (tmp_path / "symlink.lock").symlink_to(victim)
+    os.link(victim, tmp_path / "hardlink.lock")
+    for planted in ("symlink.lock", "hardlink.lock"):
+        with MachineLock(str(tmp_path / planted), 1) as machine:
+            assert machine.fd is None
+            assert len(machine.warnings) == 1 and "not serialised" in machine.warnings[0], machine.warnings
+    assert victim.read_text() == "keep me"
+    old = os.umask(0o077)
+    try:
+        with MachineLock(str(tmp_path / "new.lock"), 1) as machine:
+            assert machine.fd is not None and not machine.warnings
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.lock").stat().st_mode & 0o777 == 0o666
+    assert (tmp_path / "new.lock").read_text().startswith(f"pid {os.getpid()} since ")
+
+
 def test_a_bundle_rebuilt_while_its_bench_waits_for_the_device_is_measured_as_it_began(bundles, tmp_path):
     """A bench waiting for `local` while `package` rewrote its bundle failed "changed in transit, refused" (exit 2)
     and saved that as its result (a walkthrough): it measures the bundle as it was when it began."""

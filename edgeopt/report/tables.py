@@ -1090,6 +1090,18 @@ def versus_textbook_line(versus: dict) -> str:
     return line
 
 
+def _bundles_kept(kept: dict) -> str:
+    """Which trial bundles the study's end kept, and why all where it removed none (outcome._remove_spare_bundles)."""
+    if kept.get("kept_all"):
+        return f"; all kept: {escape(kept['kept_all'])}"
+    removed = kept.get("removed")
+    if removed:
+        return (": the baseline's, INT8 by hand's, the chosen one's, the front's, those measured again and the closest "
+                f"misses; {removed} other{'s' if removed != 1 else ''} removed, {kept['removed_bytes'] / 1048576:.1f} "
+                "MiB, which --resume rebuilds where it needs one; --keep-bundles keeps them all")
+    return ""
+
+
 def optimize_lines(outcome: dict) -> list:
     """The answer under the table: where the time went, then the chosen bundle, or the closest miss per budget."""
     lines = [_time_spent(outcome["trials"], outcome.get("seconds"))]
@@ -1112,9 +1124,9 @@ def optimize_lines(outcome: dict) -> list:
                      "CPU): its figures are not this bundle's; measure it with `edgeopt bench`, or take the "
                      "measured one from the host that built it")
     kept = outcome.get("trial_bundles")
-    if kept and kept["count"]:
-        lines.append(f"trial bundles: {escape(kept['folder'])} ({kept['count']}, {kept['bytes'] / 1048576:.1f} MiB; "
-                     "kept for --resume and a worker that joins: remove the folder once the study is done)")
+    if kept and (kept["count"] or kept.get("removed")):
+        lines.append(f"trial bundles: {escape(kept['folder'])} ({kept['count']}, {kept['bytes'] / 1048576:.1f} MiB"
+                     + _bundles_kept(kept) + ")")
     if outcome.get("multi_objective"):   # the front is the answer: each member's bundle, to take the trade-off wanted
         rows = {row["trial"]: row for row in outcome["trials"]}
         front = [rows[n] for n in outcome.get("pareto", []) if n in rows]

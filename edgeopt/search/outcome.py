@@ -112,15 +112,55 @@ def answer(job: Job, study, name: str, multi: bool, runner) -> dict:
     out.update(_versus(study, best))
     if runner.rebuilt_differs:
         out["rebuilt_differs"] = sorted(set(runner.rebuilt_differs))
-    out["trial_bundles"] = _trial_bundles(runner.bundles)
+    removed = _remove_spare_bundles(job, study, runner, out)
+    out["trial_bundles"] = dict(_trial_bundles(runner.bundles), **removed)
     return out
 
 
 def _trial_bundles(folder) -> dict:
-    """Where every candidate's bundle stays, and how much it holds: 313 MB after three trials of a ResNet-50,
-    with only the chosen bundle named (a walkthrough)."""
+    """Where the candidates' bundles stay, and how much they hold: 313 MB after three trials of a ResNet-50, with
+    only the chosen bundle named (a walkthrough)."""
     files = [p for p in folder.glob("*.edgepkg") if p.is_file()] if folder.is_dir() else []
     return {"folder": str(folder), "count": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
+def _remove_spare_bundles(job: Job, study, runner, out: dict) -> dict:
+    """At the study's end, the bundles of finished trials that nothing names or measures again are removed: the
+    folder grew by a bundle per configuration (a 40-trial ResNet-50 study, some 4 GB) and the user was told to
+    remove it by hand. Kept: the baseline's, INT8 by hand's, the chosen one's, the Pareto front's, those measured
+    again at the end and the closest misses; a later --resume or another worker rebuilds any other it needs from
+    its configuration (Runner.local_bundle). Nothing is removed with --keep-bundles, after a stop by the device
+    (--resume measures those configurations first), or while another worker still runs a trial (it may be
+    reading one). Returns what was done, for the table and --json; rows of removed bundles name none."""
+    import optuna
+
+    if job.keep_bundles:
+        return {"kept_all": "--keep-bundles"}
+    if runner.stopped_by_device:
+        return {"kept_all": "the study stopped on its device, and --resume measures those configurations first"}
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for t in trials):
+        return {"kept_all": "another worker is still running a trial"}
+    named = set(out["pareto"]) | ({out["best"]["trial"]} if out["best"] else set())
+    closest = out["closest"] or {}
+    named |= {c["trial"] for c in (closest.get("per_budget") or {}).values()}
+    named |= {closest["overall"]["trial"]} if closest.get("overall") else set()
+    keep = {t.user_attrs.get("key") for t in trials if t.number in named or t.user_attrs.get("baseline")
+            or t.user_attrs.get("textbook") or t.user_attrs.get("again_of") is not None}
+    removed = {"removed": 0, "removed_bytes": 0}
+    for key in {t.user_attrs.get("key") for t in trials if t.state.is_finished()} - keep - {None}:
+        path = runner.bundles / f"{key[:16]}.edgepkg"
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:   # screened out before it was built, or another worker's
+            continue
+        removed["removed"] += 1
+        removed["removed_bytes"] += size
+        for row in out["trials"]:
+            if row["bundle"] == str(path):
+                row["bundle"] = None
+    return removed
 
 
 def _note_threads_alone(notes: list, study, best, own_backend: str | None = None) -> None:

@@ -9,7 +9,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from ..budgets import KINDS, SAME_EVERY_RUN, with_unit
-from ..errors import HOST_DISK_ERRNOS, BadInput, CannotWrite, DeviceFailure, first_line, in_chain
+from ..errors import HOST_DISK_ERRNOS, BadInput, CannotWrite, DeviceFailure, StoreUnreachable, first_line, in_chain
 from . import judging, rdb, samplers, space as spaces, trial as trials_
 
 if TYPE_CHECKING:
@@ -202,6 +202,8 @@ class Runner:
                 raise KeyboardInterrupt from e
             if host_cannot_write(e):
                 self._stop_for_the_host(trial, e)
+            if isinstance(e, StoreUnreachable):
+                self._stop_for_the_store(trial, e)
             if trial.user_attrs.get("baseline"):
                 self._baseline_failed(trial, e)
             kind = "input" if isinstance(e, BadInput) else "device" if isinstance(e, DeviceFailure) else "error"
@@ -226,6 +228,17 @@ class Runner:
                  else "run the same command again")
         raise BadInput(f"{first_line(e)}; study {self.study.study_name!r} stopped with every finished trial kept: make "
                        f"room, then {again}") from None
+
+    def _stop_for_the_store(self, trial, e: StoreUnreachable) -> None:
+        """The results store's server that stopped answering while a trial saved its result (a StoreUnreachable is
+        a BadInput) was recorded as the candidate's bad input: it used up --trials, and --resume never measured that
+        configuration again. The study stops, exit 3 as a store lost elsewhere in it, and the trial runs again first
+        on --resume (telling the study so may fail too, on a store that shares the server: then that says it)."""
+        self._interrupted(trial, why=f"the results store did not answer ({first_line(e)})")
+        again = ("the same command with --resume continues it (this trial first)" if judging.complete(self.study)
+                 else "the same command runs it again")
+        raise StoreUnreachable(f"{first_line(e)}; study {self.study.study_name!r} stopped with every finished trial "
+                               f"kept: once the store answers again, {again}") from None
 
     def _result_line(self, number: int, outcome: dict) -> str:
         """What a trial measured, as it ends: a 5-minute study showed no figure before its table (a user

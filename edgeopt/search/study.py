@@ -58,6 +58,9 @@ class Job:
     # the backend the baseline and every candidate package with where the devices lack the profile's own runtime
     # (_usable_backends); None: the profile's own
     backend: str | None = None
+    # every candidate's bundle kept in OUTPUT_DIR/STUDY/bundles; False: only those the answer names or measures again
+    # (outcome._remove_spare_bundles)
+    keep_bundles: bool = False
 
     def profile_precision(self) -> str:
         from ..profiles import load_profile

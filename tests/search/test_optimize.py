@@ -318,6 +318,40 @@ def test_unreachable_budget_exits_1_with_the_closest_miss(cli, tmp_path):
     assert "but missed size_mb (" in text and "accuracy_drop by 100%" not in text   # 0.09 against 0.0001: no "94500%"
 
 
+def test_the_studys_end_removes_the_bundles_nothing_names_and_keep_bundles_keeps_them(cli, tmp_path):
+    """Every candidate's bundle stayed in OUTPUT_DIR/STUDY/bundles (a 40-trial ResNet-50 study: some 4 GB) and
+    the user was told to remove the folder by hand. Those the answer names or measures again stay; a --resume
+    that needs another rebuilds it."""
+    budgets = ("--budget", "latency_p90_ms=0.000001", "--budget", "size_mb=0.0001", "--no-screening")
+    r = _optimize(cli, tmp_path, *budgets, "--trials", "6", "--study", "lean", "--sampler", "random")
+    assert r.exit_code == 1, r.stderr
+    outcome = r.json()
+    folder = tmp_path / "opt" / "lean" / "bundles"
+    kept = outcome["trial_bundles"]
+    assert kept["removed"] >= 1 and kept["removed_bytes"] > 0, kept
+    named = {outcome["closest"]["overall"]["trial"], *outcome["pareto"],
+             *(c["trial"] for c in outcome["closest"]["per_budget"].values()),
+             *(t["trial"] for t in outcome["trials"] if t["baseline"] or t["textbook"])}
+    trials = {t.number: t for t in _trials(tmp_path, "lean")}
+    left = {p.name for p in folder.glob("*.edgepkg")}
+    assert left == {f"{trials[n].user_attrs['key'][:16]}.edgepkg" for n in named}
+    assert kept["count"] == len(left)
+    gone = [row for row in outcome["trials"] if row["state"] == "complete" and row["trial"] not in named
+            and not row["cached"]]
+    assert gone and all(row["bundle"] is None for row in gone)
+    assert all(pathlib.Path(row["bundle"]).is_file() for row in outcome["trials"] if row["trial"] in named)
+    table = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+                *budgets, "--trials", "7", "--study", "lean", "--resume")
+    assert table.exit_code == 1, table.stderr
+    assert re.search(r"\d+ others? removed, [\d.]+ MiB, which --resume rebuilds", " ".join(table.stdout.split()))
+    every = _optimize(cli, tmp_path, *budgets, "--trials", "6", "--study", "every", "--sampler", "random",
+                      "--keep-bundles")
+    assert every.exit_code == 1, every.stderr
+    built = {t.user_attrs["key"][:16] for t in _trials(tmp_path, "every") if t.user_attrs.get("bundle")}
+    assert every.json()["trial_bundles"]["kept_all"] == "--keep-bundles"
+    assert {p.stem for p in (tmp_path / "opt" / "every" / "bundles").glob("*.edgepkg")} == built
+
+
 def test_identical_candidate_is_answered_from_the_study(cli, tmp_path):
     space = _float_or_int8(tmp_path)
     r = _optimize(cli, tmp_path, "--space", space, "--sampler", "random", "--trials", "6", "--study", "dup",
@@ -1549,6 +1583,39 @@ def test_trials_a_dead_device_stopped_the_study_with_are_measured_first_on_resum
     counted = [t for t in trials if t.state.name in ("COMPLETE", "FAIL") and t not in lost
                and not t.user_attrs.get("cached") and t.user_attrs.get("again_of") is None]
     assert len(counted) == 6, [(t.number, t.state.name, t.user_attrs.get("retry_of")) for t in trials]
+
+
+def test_a_store_server_lost_while_a_trial_saves_stops_the_study_and_the_trial_runs_again(cli, tmp_path,
+                                                                                              monkeypatch):
+    """A results store's server that stopped answering while a trial saved its result (StoreUnreachable, a
+    BadInput) was recorded as the candidate's bad input: the trial used up --trials, --resume never measured it
+    again, and the study went on. It stops with exit 3 and one line; the trial runs again first on --resume."""
+    from edgeopt import api
+    from edgeopt.errors import StoreUnreachable
+
+    real, calls = api.bench, []
+
+    def bench(bundle, *a, **k):
+        calls.append(bundle)
+        if len(calls) == 3:   # after the baseline and INT8 by hand
+            raise StoreUnreachable("results store postgresql://edgeopt@db/results: the server did not answer "
+                                   "(connection refused)")
+        return real(bundle, *a, **k)
+    monkeypatch.setattr(api, "bench", bench)
+    args = ("--budget", "latency_p90_ms=50", "--trials", "4", "--study", "gone", "--no-screening")
+    r = cli("optimize", MODEL, *DATA, "--results-dir", tmp_path / "results", "--output-dir", tmp_path / "opt",
+            *args, "-q")
+    assert r.exit_code == 3, r.stderr
+    assert "the server did not answer (connection refused); study 'gone' stopped with every finished trial kept: " \
+        "once the store answers again, the same command with --resume continues it (this trial first)" in r.stderr
+    stopped = [t for t in _trials(tmp_path, "gone") if t.state.name == "FAIL"]
+    assert len(stopped) == 1 and not (stopped[0].user_attrs.get("error") or "").startswith("input:")
+    monkeypatch.undo()
+    again = _optimize(cli, tmp_path, *args, "--resume")
+    assert again.exit_code in (0, 1), again.stderr
+    retried = [t for t in _trials(tmp_path, "gone") if t.user_attrs.get("retry_of") is not None]
+    assert [t.user_attrs["retry_of"] for t in retried] == [stopped[0].number]
+    assert retried[0].state.name == "COMPLETE"
 
 
 def test_a_grid_measured_through_before_trials_says_so(cli, tmp_path):
