@@ -260,10 +260,12 @@ def _scales_apart(calibration, evaluation, inputs, calibrates: bool) -> list:
 def _calibration_unused(calib, request, steps) -> list:
     """A float bundle calibrates nothing, and with eval data parity judges on that: --calib then went unread, as
     dynamic INT8 says it does (ort_quantize), where `--precision fp16 --calib` said nothing (a walkthrough). QAT
-    and --keep-float auto read it."""
-    if not calib or request.quantize != "none" or request.evaluation is None or any(s.name == "qat" for s in steps) \
+    and --keep-float auto read it. Without eval data parity runs on it, which was said nowhere either."""
+    if not calib or request.quantize != "none" or any(s.name == "qat" for s in steps) \
             or getattr(request.options, "keep_float", ""):
         return []
+    if request.evaluation is None:
+        return [f"--calib is read only as parity's inputs: a float bundle ({request.precision}) calibrates nothing"]
     return [f"--calib is not used: a float bundle ({request.precision}) calibrates nothing, and parity judged on the "
             "eval data"]
 

@@ -55,6 +55,9 @@ def test_fp16_and_dynamic(tmp_path, cli):
     assert "--calib is not used: a float bundle (fp16) calibrates nothing, and parity judged on the eval data" \
         in m["notes"]
     assert 0 < m["parity"]["max_abs_error"] < 5e-2
+    alone = cli("package", MODEL, "--precision", "fp16", "--calib", CALIB, "-o", tmp_path / "c.edgepkg", "--json")
+    assert alone.exit_code == 0, alone.stderr   # without eval data, parity's inputs: said, where nothing was
+    assert "--calib is read only as parity's inputs: a float bundle (fp16) calibrates nothing" in alone.json()["notes"]
     r = cli("package", MODEL, "--quantize", "dynamic", "-o", tmp_path / "d.edgepkg", "--json")
     assert r.exit_code == 0, r.stderr
     m = r.json()
