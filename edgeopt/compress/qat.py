@@ -102,6 +102,20 @@ class Qat(Transform):
         return TransformResult(graph.eval(), details, notes)
 
 
+def _fx_name_clash(module) -> str:
+    """Why tracing failed where a top-level submodule has the name of an attribute torch.fx's GraphModule sets
+    (`meta`: "cannot assign 'dict' as child module 'meta'", which did not say to rename it)."""
+    import torch
+
+    own = set(dir(torch.fx.GraphModule)) - set(dir(torch.nn.Module)) | {"meta", "graph", "code"}
+    clash = sorted(name for name, _ in module.named_children() if name in own)
+    if not clash:
+        return ""
+    return (f": the submodule{'s' if len(clash) > 1 else ''} {', '.join(repr(n) for n in clash)} "
+            f"{'have names' if len(clash) > 1 else 'has a name'} torch.fx's GraphModule uses itself; rename "
+            f"{'them' if len(clash) > 1 else 'it'} in the model (its weights' keys with it)")
+
+
 def _prepare(module) -> tuple:
     """(traced module with quantizers, what was changed)."""
     import torch
@@ -111,7 +125,7 @@ def _prepare(module) -> tuple:
     except Exception as e:  # torch.fx raises TraceError, TypeError, NotImplementedError... for untraceable code
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BadInput(f"transform qat: the module cannot be traced by torch.fx ({first}); quantization-aware "
-                       "training inserts its quantizers on the traced graph") from None
+                       f"training inserts its quantizers on the traced graph{_fx_name_clash(module)}") from None
     folded = _fold_batchnorm(graph)
     layers, quantizers = _insert_quantizers(graph)
     if not layers:

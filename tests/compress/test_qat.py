@@ -132,8 +132,21 @@ def test_a_module_torch_fx_cannot_trace_is_refused(setup):
                 x = x * 2
             return self.fc(x.flatten(1))
 
-    with pytest.raises(BadInput, match="cannot be traced by torch.fx"):
+    with pytest.raises(BadInput, match="cannot be traced by torch.fx") as refused:
         qat(Branchy().eval(), context(train_samples, held))
+    assert "rename" not in str(refused.value)
+
+    class Meta(torch.nn.Module):   # torch.fx's GraphModule sets `meta` itself: "cannot assign 'dict' as child ..."
+        def __init__(self):
+            super().__init__()
+            self.meta = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.meta(x.flatten(1))
+
+    with pytest.raises(BadInput, match="the submodule 'meta' has a name torch.fx's GraphModule uses itself; rename "
+                                       "it in the model"):
+        qat(Meta().eval(), context(train_samples, held))
 
 
 def test_missing_training_data_and_bad_options_are_refused(setup):
