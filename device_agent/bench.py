@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import BUNDLE_GONE, RESULT_SCHEMA, AgentError, BundleError, __version__
 from .bundle import NO_SPACE_EXIT, NoSpace, unpack
@@ -304,12 +305,15 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
                 return _run_unlocked(doc, *job)
             # the lock before anything else: `device clean` takes it too, and one that ran while this probed the
             # device (seconds, importing runtimes) removed the bundle this was about to read; then the machine's,
-            # which other workdirs and logins take too
-            with DeviceLock(lock, lock_wait), MachineLock(machine_lock, lock_wait) as machine:
-                remove_stale_runs(workdir)
-                doc = _base_document(probe())
-                doc["warnings"].extend(machine.warnings)
-                return _run_unlocked(doc, *job)
+            # which other workdirs and logins take too, within what is left of the wait: the host gives up on the
+            # agent just after lock_wait
+            began = time.monotonic()
+            with DeviceLock(lock, lock_wait):
+                with MachineLock(machine_lock, max(lock_wait - (time.monotonic() - began), 0.0)) as machine:
+                    remove_stale_runs(workdir)
+                    doc = _base_document(probe())
+                    doc["warnings"].extend(machine.warnings)
+                    return _run_unlocked(doc, *job)
         except AgentError as e:
             return _failed(doc if doc is not None else _base_document(probe()), e)
         except OSError as e:

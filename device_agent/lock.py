@@ -20,7 +20,7 @@ class DeviceBusy(AgentError):
 
 
 class DeviceLock(object):
-    HOLDER = "another edgeopt benchmark"
+    HOLDER, WAITING_FOR = "another edgeopt benchmark", "another benchmark"
 
     def __init__(self, path, wait_seconds):
         self.path, self.wait_seconds, self.fd, self.writable = path, wait_seconds, None, True
@@ -50,7 +50,7 @@ class DeviceLock(object):
                 raise DeviceBusy("device busy: %s holds %s (%s); waited %.0f s"
                                  % (self.HOLDER, self.path, holder, self.wait_seconds))
             if not told:
-                report("lock", "waiting for %s to finish (%s)" % (self.HOLDER, holder))
+                report("lock", "waiting for %s to finish (%s)" % (self.WAITING_FOR, holder))
                 told = True
             time.sleep(0.2)
         if self.writable:
@@ -72,7 +72,8 @@ class DeviceLock(object):
         return False
 
 
-# Shared by every workdir and user of the machine: /tmp, not the temporary folder a user's TMPDIR names
+# Shared by every workdir and user of the machine: /tmp, not the temporary folder a user's TMPDIR names.
+# $EDGEOPT_MACHINE_LOCK in the agent's environment moves it (the test rig's sshd devices, each one board).
 MACHINE_LOCK = "/tmp/edgeopt-measure.lock"
 
 
@@ -86,6 +87,7 @@ class MachineLock(DeviceLock):
     write its holder line (one another login made read-only is locked read-only). Where it cannot be opened at
     all, the run goes on unserialised with other workdirs and logins, and says so in `warnings`."""
     HOLDER = "another edgeopt benchmark on this machine (another workdir or login)"
+    WAITING_FOR = "another benchmark on this machine (another workdir or login)"
 
     def __init__(self, path, wait_seconds):
         super(MachineLock, self).__init__(path, wait_seconds)

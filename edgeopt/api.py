@@ -420,7 +420,8 @@ CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
           effect: float | None = None, store_url: str | None = None, results_dir=None,
-          limits_by_path: dict | None = None, require_budgets: bool = True, stored: dict | None = None) -> dict:
+          limits_by_path: dict | None = None, require_budgets: bool = True, stored: dict | None = None,
+          documents: dict | None = None) -> dict:
     """Each result against its budgets and, given a baseline (result files, run directories, or "store":
     the last good result of the same bundle on the same device), the regression gate. exit_code: 0 all
     hold, 1 a budget failed or was unmeasured or a result is significantly slower, 3 a device produced no result,
@@ -432,7 +433,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     require_budgets (the `check` verb, and the default):
     a result with no budget to check and no baseline is bad input, since a CI gate that checks nothing must not
     pass; compare and report, which show such a result, pass False. stored: {path: document} read from the store
-    for result files that are not on this host (report --study)."""
+    for result files that are not on this host (report --study). documents: a dict filled with {path: document}
+    as read, for a caller that shows them too (compare, report read and checked every file twice)."""
     if budgets is not None:   # {key: limit}, refused in one line when a caller passes "latency_p90_ms=5"
         validate_budgets(budgets, field="budgets", dropping=True)
     if result_paths is None:
@@ -446,6 +448,8 @@ def check(result_paths, budgets: dict | None = None, profile: str | None = None,
     for path in result_paths:
         doc = (stored or {}).get(str(path)) or results.load_kept(path)
         docs.append(doc)
+        if documents is not None:
+            documents[str(path)] = doc
         entry = {"result": str(path), "bundle": (doc.get("bundle") or {}).get("name"),
                  "device": (doc.get("device") or {}).get("name"), "status": doc.get("status"),
                  "created": _text(doc.get("created")),
@@ -541,14 +545,14 @@ def compare(result_paths, budgets: dict | None = None, baseline=None, effect: fl
     budget verdict) + the check; with a baseline, the regression gate per device (check's `regressions`)."""
     from .report import rows as report_rows
 
+    read = {}
     report = check(result_paths, budgets, baseline=baseline, effect=effect, store_url=store_url,
-                   results_dir=results_dir, require_budgets=False)   # run directories as given: their lost devices
+                   results_dir=results_dir, require_budgets=False, documents=read)   # run directories as given
     result_paths = results.expand(result_paths)
     rows = []
     missing = [missing_document(e) for e in report["results"][len(result_paths):]]
     for path, entry in zip(result_paths + [d["_path"] for d in missing], report["results"]):
-        doc = (results.load_kept(path) if pathlib.Path(path).is_file()
-               else next(d for d in missing if d["_path"] == path))
+        doc = read.get(str(path)) or next(d for d in missing if d["_path"] == path)
         lat, acc = doc.get("latency", {}), doc.get("accuracy", {})
         missed = [r["budget"] for r in entry["budgets"] if r["status"] == "fail"]
         unmeasured = [r["budget"] for r in entry["budgets"] if r["status"] == "unmeasured"]
@@ -591,11 +595,19 @@ def _quantized_no_faster(rows: list) -> list:
     def quantized(doc):
         return results.section(results.section(doc, "bundle"), "compression").get("quantize", "none") != "none"
 
-    usable = [r for r in rows if r["_doc"].get("status") == "ok" and r.get("p50_ms") and key(r["_doc"])]
+    # each row's key once, float rows grouped by it: every quantized row against every row was 20 of 30 s of a
+    # compare of 890 results (a scale walkthrough)
+    keyed = [(r, key(r["_doc"])) for r in rows if r["_doc"].get("status") == "ok" and r.get("p50_ms")]
+    fastest_float = {}
+    for r, k in keyed:
+        if k is not None and not quantized(r["_doc"]) and (
+                k not in fastest_float or r["p50_ms"] < fastest_float[k]["p50_ms"]):
+            fastest_float[k] = r
     lines = []
-    for row in (r for r in usable if quantized(r["_doc"])):
-        floats = [f for f in usable if key(f["_doc"]) == key(row["_doc"]) and not quantized(f["_doc"])]
-        fastest = min(floats, key=lambda f: f["p50_ms"], default=None)
+    for row, k in keyed:
+        if k is None or not quantized(row["_doc"]):
+            continue
+        fastest = fastest_float.get(k)
         if fastest is not None and row["p50_ms"] / fastest["p50_ms"] >= HARDLY_FASTER:
             from .search.trial import NOISY
             noisy = [r["bundle"] for r in (row, fastest) if any(str(w).startswith(NOISY)
@@ -705,6 +717,14 @@ def history(results_dir="results", store_url: str | None = None, device: str | N
     from .store import Store, default_url
     with Store(store_url or default_url(results_dir), create=False) as store:
         return store.history(device, bundle, limit)
+
+
+def history_count(results_dir="results", store_url: str | None = None, device: str | None = None,
+                  bundle: str | None = None) -> int:
+    """How many rows `history` gives without a limit, of that device and bundle where named."""
+    from .store import Store, default_url
+    with Store(store_url or default_url(results_dir), create=False) as store:
+        return store.count(device, bundle)
 
 
 def add_to_store(result_paths, results_dir="results", store_url: str | None = None) -> dict:
@@ -924,8 +944,9 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     if not paths:
         raise BadInput("report needs at least one result file" + (f" (study {study}'s result files are neither on "
                                                                    "this host nor in its store)" if study else ""))
+    read = {}
     verdicts = check(result_paths or paths, budgets, limits_by_path=_study_limits(found), require_budgets=False,
-                     stored=stored, baseline=baseline or None, effect=effect,
+                     stored=stored, baseline=baseline or None, effect=effect, documents=read,
                      store_url=store_url or url)   # run directories as given: check counts the devices their files lack
     if found and not result_paths:   # the study's own results: its verdict, not the baseline's (which sets a ratio)
         verdicts["exit_code"], verdicts["headline"] = _study_verdict(found, verdicts)
@@ -935,7 +956,7 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
             verdicts["headline"] += "; but the regression gate found a result significantly slower"
         if any(e["status"] == results.UNREADABLE for e in verdicts["results"]):   # its file cut short: bad input
             verdicts["exit_code"], verdicts["headline"] = 2, f"{verdicts['headline']}; but a result file cannot be read"
-    docs = [stored.get(str(p)) or results.load_kept(p) for p in paths]
+    docs = [read.get(str(p)) or stored.get(str(p)) or results.load_kept(p) for p in paths]
     docs += [missing_document(e) for e in verdicts["results"][len(paths):]]
     history_url = store_url or (url if stored else None)   # results from the store: their history is there too
     stored, absent, store_error = (_report_history(docs, history_url, paths) if history

@@ -1155,6 +1155,10 @@ def history(out, device, bundle, limit, results_dir, store_url, add):
     filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device)) if name)
     said = [] if added is None else [f"added {len(added['added'])} result(s) to {added['store']} ({len(added['held'])} "
                                      "it held already)"]
+    if len(rows) == limit:   # "50 shown" of 1,781 was said nowhere (a scale walkthrough)
+        total = api.history_count(results_dir, store_url, device, bundle)
+        if total > limit:
+            said.append(f"the newest {limit} of {total} results shown: --limit N shows more")
     out.emit(dict(added, history=rows) if added else rows,
              history_table(rows, f"no results for {filters}" if filters else "no results in the store",
                            whole=out.quiet), *said, data=True)
@@ -1180,8 +1184,9 @@ def gate_options(fn):
                            "also clear the baseline model's own spread between runs, where five are known.")(fn)
     return click.option("--baseline", "baseline", multiple=True, metavar="BASE",
                         help="Baseline result file or run directory (repeatable), or `store`: the last good "
-                             "result of the same bundle on the same device. Tests each device's latency for "
-                             "a significant change.")(fn)
+                             "result of the same bundle on the same device, host and hardware (`store:hardware`: "
+                             "of any host with the same hardware, for CI runners named anew each job). Tests each "
+                             "device's latency for a significant change.")(fn)
 
 
 @main.command()
@@ -1207,7 +1212,7 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
 
     from . import api
     from .atomic import check_writable
-    from .report.tables import check_table, regression_lines, regression_table, warning_lines
+    from .report.tables import check_table, check_tally, regression_lines, regression_table, warning_lines
     if junit:
         from .bundle import refuse_to_overwrite
         refuse_to_overwrite(junit, "the JUnit report", results)
@@ -1220,7 +1225,8 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
     # a pass that tested nothing (--baseline with no baseline yet): said, under -q too
     nothing = [f"warning: {report['headline']}"] if not report["checked"] and not report["exit_code"] else []
-    out.emit(report, check_table(report), *tables, *warning_lines(report), *(escape(n) for n in nothing))
+    out.emit(report, check_table(report), *tables, *warning_lines(report), *(escape(n) for n in nothing),
+             escape(check_tally(report)))
     _say_unreadable(report["results"])
     if report["exit_code"]:   # a CI log shows why it failed, not only that
         out.quiet_lines(_report_failures(report["results"]) + _slower_lines(report.get("regressions") or []))

@@ -512,6 +512,16 @@ class Store:
             return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
                 {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
+    def count(self, device: str | None = None, bundle: str | None = None) -> int:
+        """How many rows `history` would give without a limit: "50 shown" of 1,781 was said nowhere."""
+        query = sa.select(sa.func.count()).select_from(results_table)
+        if device:
+            query = query.where(results_table.c.device == device)
+        if bundle:
+            query = query.where(results_table.c.bundle == bundle)
+        with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def holds(self, doc: dict) -> bool:
         """Whether a row holds this very result (of its bundle, device and time, the whole document): a result added
         again (history --add of a folder twice, a latest file beside its history copy) is not a second row. Only

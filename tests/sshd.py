@@ -1,7 +1,9 @@
 """Real OpenSSH servers on loopback addresses, one per emulated device (see ../shared/TESTRIG.md).
 
 Each device has its own address, port, ed25519 host key, authorized_keys and working
-directory; they all log in the current user and run the test's own Python as the device's.
+directory; they all log in the current user and run the test's own Python as the device's. Each stands in
+for a board of its own, so each has its own machine lock (EDGEOPT_MACHINE_LOCK, set by its sshd): with /tmp's
+one lock they would be measured one after another, as the devices of one machine are.
 """
 import dataclasses
 import getpass
@@ -32,6 +34,7 @@ Subsystem sftp internal-sftp
 MaxStartups 200
 MaxSessions 100
 LogLevel ERROR
+SetEnv EDGEOPT_MACHINE_LOCK={dir}/machine.lock
 """
 
 

@@ -361,6 +361,40 @@ def test_a_bench_of_another_workdir_or_login_on_the_machine_waits_for_the_one_me
     assert not any("not serialised" in w for w in doc["warnings"])
 
 
+def test_the_machine_lock_is_waited_for_within_what_is_left_of_the_wait(bundles, tmp_path, monkeypatch):
+    """The host gives up on the agent just after --lock-wait (transport.base.lock_wait): the workdir's lock and
+    then the machine's each waited that long, and the host gave up first, unsaid."""
+    import threading
+
+    from device_agent import bench
+    from device_agent.lock import DeviceLock, MachineLock
+    from device_agent.measure.latency import LoopSettings
+
+    machine, workdir = str(tmp_path / "machine.lock"), str(tmp_path / "workdir.lock")
+    held, release = threading.Event(), threading.Event()
+
+    def other():   # another login holds the machine; a bench of this workdir holds ours for 3 s
+        with MachineLock(machine, 1):
+            with DeviceLock(workdir, 1):
+                held.set()
+                time.sleep(3.0)
+            release.wait(60)
+    monkeypatch.setattr(bench, "probe", lambda: {})   # the refusal's document, at once
+    holder = threading.Thread(target=other)
+    holder.start()
+    try:
+        assert held.wait(10)
+        began = time.monotonic()
+        doc, code = bench.run(str(bundles["fp32"]), LoopSettings(), lock=workdir, lock_wait=6.0,
+                              machine_lock=machine, workdir=str(tmp_path / "runs"))
+        waited = time.monotonic() - began
+    finally:
+        release.set()
+        holder.join()
+    assert code != 0 and "another edgeopt benchmark on this machine" in doc["error"]["message"], doc.get("error")
+    assert 5.8 <= waited < 7.5, waited   # each lock its own 6 s: 9 s
+
+
 def test_the_machine_lock_is_a_plain_file_others_can_lock_and_never_a_link(tmp_path):
     """The machine's lock lies in /tmp, which every login writes: a link planted there is not followed (its
     target would be truncated for the holder line), a hard link to another file is not used, and a new lock file

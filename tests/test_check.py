@@ -42,6 +42,19 @@ def test_a_missed_budget_fails_with_exit_1_and_junit(cli, int8_result, tmp_path)
     assert int(suite.get("tests")) == 3  # the bundle's three budgets, latency overridden by the flag
 
 
+def test_check_ends_with_a_tally_of_its_verdicts(cli, int8_result, tmp_path):
+    """201 verdict rows ended without a count of what passed and what failed (a scale walkthrough)."""
+    ok = _write(tmp_path, int8_result, "ok.json")
+    failed = _write(tmp_path, dict(int8_result, status="failed", error={"message": "lost", "exit_code": 3}), "f.json")
+    cut = tmp_path / "cut.json"
+    cut.write_text(ok.read_text()[:100])
+    r = cli("check", ok, failed, cut, "--budget", f"latency_p90_ms={int8_result['latency']['p90_ms'] * 2}")
+    assert r.exit_code == 2 and "3 results: 1 met every budget, 1 no result (device failed), 1 unreadable\n" \
+        in r.stdout, r.stdout
+    r = cli("check", ok, "--budget", "latency_p90_ms=0.000001")
+    assert r.exit_code == 1 and "1 result: 1 missed a budget\n" in r.stdout, r.stdout
+
+
 def test_unmeasured_budget_is_reported_and_fails(cli, int8_result, tmp_path):
     path = _write(tmp_path, int8_result)
     r = cli("check", path, "--budget", "power_w=5", "--json")

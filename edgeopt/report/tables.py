@@ -548,6 +548,23 @@ def check_table(report: dict) -> Table:
     return t
 
 
+def check_tally(report: dict) -> str:
+    """The count under check's table: 201 verdict rows of 1,781 results ended without one (a scale walkthrough)."""
+    entries = report["results"]
+    statuses = [[r["status"] for r in e["budgets"]] for e in entries if e["status"] == "ok"]
+    counts = (("met every budget", sum(bool(s) and all(v == "pass" for v in s) for s in statuses)),
+              ("missed a budget", sum("fail" in s for s in statuses)),
+              ("left a budget unmeasured", sum("fail" not in s and "unmeasured" in s for s in statuses)),
+              ("had no budget", sum(not s for s in statuses)),
+              ("no result (device failed)", sum(e["status"] not in ("ok", UNREADABLE) for e in entries)),
+              ("unreadable", sum(e["status"] == UNREADABLE for e in entries)))
+    text = f"{len(entries)} result{'s' * (len(entries) != 1)}: " + ", ".join(f"{n} {what}" for what, n in counts if n)
+    verdicts = [r.get("verdict") for r in report.get("regressions") or []]
+    if verdicts:
+        text += "; regression gate: " + ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+    return text
+
+
 def _labels_apart(entries: list) -> list:
     """bundle@device per result; where one is there many times (`check results/history`), told apart by when."""
     labels = [_label(e) for e in entries]
@@ -1075,6 +1092,7 @@ def versus_textbook_line(versus: dict) -> str:
     line = (f"against INT8 by hand (trial {versus['textbook']}): the answer's {versus['objective']} is {verdict}, "
             f"by the median of {len(versus['ratios'])} pairs measured in turn at the end (INT8 by hand's ÷ the "
             f"answer's: {ratios}; above 1 the answer is {better})")
+    line += _pairs_disagree(versus["ratios"], better, worse)
     missed, runs = versus.get("textbook_missed"), versus.get("textbook_runs")
     which = (f"the median of its {len(runs)} runs" if runs else
              f"its one {versus.get('textbook_measurement') or ''} run".replace("  ", " "))
@@ -1088,6 +1106,21 @@ def versus_textbook_line(versus: dict) -> str:
         line += (f"; the study ranked INT8 by hand behind the answer on {which}: on a busy device measure both "
                  "bundles again (`edgeopt bench`)")
     return line
+
+
+PAIRS_AGREE_WITHIN = 1.05   # pairs of the best and INT8 by hand read the same way unless one is this far the other side
+
+
+def _pairs_disagree(ratios: list, better: str, worse: str) -> str:
+    """Pairs that say opposite things: "6.37x faster" from pairs 0.62, 0.58, 6.76, 6.37, 6.75 (two of five said the
+    answer was slower; threads bimodal on a shared 2-core host, a walkthrough) read as a firm figure."""
+    ahead = sum(r > PAIRS_AGREE_WITHIN for r in ratios)
+    behind = sum(r < 1 / PAIRS_AGREE_WITHIN for r in ratios)
+    if not ahead or not behind:
+        return ""
+    return (f"; but the pairs disagree ({ahead} of {len(ratios)} read the answer {better}, {behind} {worse}): the "
+            "device's speed changed between them (other load, throttling, threads contending), so the figure is not "
+            "to be relied on; measure both bundles again on a quiet device (`edgeopt bench`)")
 
 
 def _bundles_kept(kept: dict) -> str:

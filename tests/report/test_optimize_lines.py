@@ -29,6 +29,16 @@ def test_int8_by_hand_slower_than_the_answer_needs_no_excuse():
     assert "ruled out" not in versus_textbook_line(feasible)
 
 
+def test_pairs_that_disagree_on_which_is_faster_are_said_beside_the_median():
+    """"6.37x faster than INT8 by hand's" from pairs 0.62, 0.58, 6.76, 6.37, 6.75 (a walkthrough): two of five
+    said the answer was slower, and the headline gave no hint."""
+    line = versus_textbook_line(dict(VERSUS, ratios=[0.62, 0.58, 6.76, 6.37, 6.75], median=6.37, textbook_missed=[]))
+    assert "6.37x faster than INT8 by hand's" in line
+    assert "but the pairs disagree (3 of 5 read the answer faster, 2 slower)" in line and "not to be relied on" in line
+    agree = versus_textbook_line(dict(VERSUS, ratios=[1.4, 1.02, 0.97, 1.6], median=1.2, textbook_missed=[]))
+    assert "disagree" not in agree   # within 5 % of even: no side taken
+
+
 def test_a_closest_miss_says_which_budgets_it_never_measured():
     miss = {"trial": 2, "config": "quantize=int8", "measured": 0.03, "limit": 1e-6, "excess": 29999.0,
             "paired": None, "measurement": "screening", "others_missed": {"size_mb": 3.2},

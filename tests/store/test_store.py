@@ -421,6 +421,20 @@ def test_history_says_what_each_bundle_was_made_into(url):
     assert "int8 + prune + distill" in console.export_text()
 
 
+def test_history_says_how_many_results_its_limit_left_out(cli, url):
+    """`history` showed the newest 50 of 1,781 results and said nothing of the others (a scale walkthrough)."""
+    with Store(url) as store:
+        for hour in range(5):
+            store.add(dict(DOC, created=f"2026-11-30T1{hour}:00:00+00:00"))
+        store.add(dict(DOC, created="2026-11-30T09:00:00+00:00", device={"name": "other"}))
+        assert store.count() == 6 and store.count(device="other") == 1 and store.count(bundle="nothing") == 0
+    given = url.render_as_string(hide_password=False)
+    r = cli("history", "--store", given, "--limit", "3")
+    assert r.exit_code == 0 and "the newest 3 of 6 results shown: --limit N shows more" in r.stdout, r.stdout
+    r = cli("history", "--store", given, "--limit", "5", "--device", DOC["device"]["name"])
+    assert r.exit_code == 0 and "results shown" not in r.stdout   # all five of that device
+
+
 def test_a_row_edited_by_hand_is_one_line_and_the_report_goes_on_without_history(cli, int8_result, tmp_path):
     """`created` 0 in a row was a TypeError traceback in history, report (whose history is a supplement) and
     check --baseline store (a fuzzing audit)."""
