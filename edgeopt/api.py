@@ -609,8 +609,7 @@ def _quantized_no_faster(rows: list) -> list:
             continue
         fastest = fastest_float.get(k)
         if fastest is not None and row["p50_ms"] / fastest["p50_ms"] >= HARDLY_FASTER:
-            from .search.trial import NOISY
-            noisy = [r["bundle"] for r in (row, fastest) if any(str(w).startswith(NOISY)
+            noisy = [r["bundle"] for r in (row, fastest) if any(str(w).startswith(results.NOISY)
                                                                 for w in r["_doc"].get("warnings") or [])]
             # a conclusion drawn from a run its own warning calls noisy (1.01x, where INT8 measured again was 4x)
             verdict = (f"measured in a run flagged noisy ({', '.join(noisy)}): measure both again before concluding "

@@ -1217,8 +1217,14 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
         from .bundle import refuse_to_overwrite
         refuse_to_overwrite(junit, "the JUnit report", results)
         check_writable(junit, "the JUnit report")
-    report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url, results_dir,
-                       require_budgets=True)
+    try:
+        report = api.check(list(results), _budgets(budgets), profile, list(baseline), effect, store_url,
+                           results_dir, require_budgets=True)
+    except BadInput as e:   # no JUnit file read as "no test results" in a CI system's report step
+        if junit:
+            from .report.junit import write_refusal
+            write_refusal(first_line(e), junit)
+        raise
     if junit:
         from .report.junit import write
         write(report, junit)

@@ -139,6 +139,12 @@ def _verdict(out: dict, p_value: float, alpha: float, effect: float) -> tuple:
     if p_value < alpha:
         for verdict in (SLOWER, FASTER):   # slower first: a gate fails on a tail that grew even if the median fell
             which = [name for name, d in directions.items() if d == verdict]
+            grew = [name for name, d in directions.items() if d == INCONCLUSIVE and out[name]["ratio"] > 1]
+            if which and verdict == FASTER and grew:
+                # "faster" of a p50 -8 % beside a p90 +54 % whose interval, +5 %…+59 %, reached inside the effect
+                # (a CI walkthrough): a tail that may have grown is no speed-up
+                reason = _inconclusive_reason(out, _largest(out, grew), p_value, alpha, effect)
+                return INCONCLUSIVE, f"{' and '.join(which)} faster, but {reason}"
             if which:
                 return verdict, (f"p={p_value:.3g}; {' and '.join(which)} ratio beyond the {effect:.0%} effect"
                                  f"{_floor_text(out, which, ' and ')} at 95% confidence")
@@ -218,18 +224,19 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
     # the candidate itself, or its copy in history/ (`--baseline results/`), is no baseline: the gate would
     # compare a measurement with itself and always pass
     others = [b for b in baselines if not same_measurement(b, candidate)]
-    same_device = [b for b in others if (b.get("device") or {}).get("name") == device and same_host(b, candidate)]
+    same_device = [b for b in others if (b.get("device") or {}).get("name") == device and same_host(b, candidate)
+                   and same_hardware(b, candidate)]
     same_bundle = [b for b in same_device if (b.get("bundle") or {}).get("name") == bundle]
     for group in (same_bundle, same_device):
         if group:
             return _newest_before(group, candidate), ""
-    # the device's name on another host: said, beside (or instead of) the candidate found again
-    elsewhere = [b for b in others if (b.get("device") or {}).get("name") == device and not same_host(b, candidate)]
+    # the device's name on another host or other hardware: said, beside (or instead of) the candidate found again
+    elsewhere = [b for b in others if (b.get("device") or {}).get("name") == device and b not in same_device]
     if len(others) < len(baselines) and not elsewhere:
         return None, (f"the only result of device {device} given as a baseline is this measurement itself (or its "
                       "copy in history/): give an earlier run's result")
-    why = "".join(f"; {b.get('_path', 'a baseline')} ran{_on_host(b)}: another machine's speed is no baseline"
-                  for b in elsewhere[:3])
+    why = "".join(f"; {b.get('_path', 'a baseline')} ran{_elsewhere(b, candidate)}: another machine's speed is no "
+                  "baseline" for b in elsewhere[:3])
     return None, f"no baseline result for device {device}" + _on_host(candidate) + why
 
 
@@ -272,7 +279,41 @@ def _on_host(doc: dict) -> str:
     return f" on host {hostname(doc)}" if hostname(doc) else ""
 
 
-STORE_BASELINES = ("store", "store:last-good")
+# What a machine's speed rests on, as its agent records it: a CI runner of one host name on another VM type (an
+# 8-CPU Xeon's store, then a 2-CPU EPYC) was called 20 % slower without a word (a CI walkthrough)
+HARDWARE = (("cpu_model", "CPU"), ("arch", "arch"), ("logical_cpus", "logical CPUs"), ("usable_cpus", "usable CPUs"))
+
+
+def hardware(doc: dict) -> dict:
+    """The device's hardware as the result records it (HARDWARE's fields that it has)."""
+    device = doc.get("device") if isinstance(doc.get("device"), dict) else {}
+    return {key: device[key] for key, _ in HARDWARE if isinstance(device.get(key), (str, int))
+            and not isinstance(device.get(key), bool)}
+
+
+def same_hardware(a: dict, b: dict) -> bool:
+    """Whether two results ran on the same hardware, by every field both record (an older file records fewer)."""
+    ha, hb = hardware(a), hardware(b)
+    return all(ha[k] == hb[k] for k in ha.keys() & hb.keys())
+
+
+def hardware_text(doc: dict) -> str:
+    h = hardware(doc)
+    return ", ".join(f"{h[key]} {name}" if isinstance(h[key], int) else str(h[key]) for key, name in HARDWARE
+                     if key in h) or "unrecorded hardware"
+
+
+def _elsewhere(base: dict, candidate: dict) -> str:
+    """Where a result of the candidate's device name ran that is no baseline for it: another host, or other
+    hardware under the same host name."""
+    if not same_host(base, candidate):
+        return _on_host(base)
+    return f"{_on_host(base)} on {hardware_text(base)}, this run on {hardware_text(candidate)}"
+
+
+# "store": the last good result of the bundle on its device, host and hardware; "store:hardware": of any host of the
+# same hardware, for CI runners whose host name changes every job (the gate tested nothing there, and passed)
+STORE_BASELINES = ("store", "store:last-good", "store:hardware")
 
 
 def gate(docs: list, baseline, effect: float | None = None, store_url: str | None = None,
@@ -289,7 +330,8 @@ def gate(docs: list, baseline, effect: float | None = None, store_url: str | Non
             raise BadInput("--baseline store cannot be combined with baseline files")
         from .store import Store, default_url
         store = Store(store_url or default_url(results_dir), create=False)   # a mistyped one is no baseline
-        find = lambda doc: _store_baseline(store, doc)
+        any_host = str(specs[0]) == "store:hardware"
+        find = lambda doc: _store_baseline(store, doc, any_host)
         found_in = "the results store"
     else:
         try:
@@ -334,17 +376,31 @@ def _histories(specs: list, docs: list) -> list:
     return loaded
 
 
-def _store_baseline(store, doc: dict) -> tuple:
-    """(the last good result of the candidate's bundle on its device, created before it, or None; why not; the
-    results before it, for the model's between-run spread)."""
+def _store_baseline(store, doc: dict, any_host: bool = False) -> tuple:
+    """(the last good result of the candidate's bundle on its device, host (any host with any_host) and hardware,
+    created before it, or None; why not; those results before it, for the model's between-run spread)."""
     bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
     profile = results.bundle_profile(doc)
-    runs = store.good_results(bundle, device, str(doc.get("created") or ""), hostname(doc), profile,
-                              limit=3 * FLOOR_WINDOW)   # room for runs of other models of that bundle name
-    if not runs:
-        made_for = f" for profile {profile}" if profile else ""
-        return None, f"the store holds no ok result of {bundle}{made_for} on {device}{_on_host(doc)} before this one", []
-    return results.validate(runs[0], f"{runs[0]['_path']} (from the results store)"), "", runs
+    found = lambda host: store.good_results(bundle, device, str(doc.get("created") or ""), host, profile,
+                                            limit=3 * FLOOR_WINDOW)   # room for runs of other models of that name
+    fetched = found(None if any_host else hostname(doc))
+    runs = [r for r in fetched if same_hardware(r, doc)]
+    if runs:
+        return results.validate(runs[0], f"{runs[0]['_path']} (from the results store)"), "", runs
+    made_for = f" for profile {profile}" if profile else ""
+    host = None if any_host or not hostname(doc) else f"host {hostname(doc)}"
+    why = (f"the store holds no ok result of {bundle}{made_for} on {device} "
+           f"({'; '.join(filter(None, (host, hardware_text(doc))))}) before this one")
+    if fetched:   # one host name, other hardware: a CI runner's name on another VM type
+        why += f" (its results of {device}{_on_host(doc)} ran on {hardware_text(fetched[0])})"
+    elif not any_host and hostname(doc):   # a host name that changes every job: the gate never tested anything
+        alike = [r for r in found(None) if same_hardware(r, doc)]
+        if alike:
+            hosts = sorted({hostname(r) or "?" for r in alike})
+            why += (f"; it holds {len(alike)} of other hosts of the same hardware ({', '.join(hosts[:3])}"
+                    f"{', …' if len(hosts) > 3 else ''}): `--baseline store:hardware` compares with those (CI "
+                    "runners whose host name changes every job)")
+    return None, why, []
 
 
 def _samples(doc: dict) -> np.ndarray | None:
@@ -455,6 +511,11 @@ def environment_notes(base: dict, cand: dict) -> list:
                              ("runtime", [results.runtime_text(d) for d in (base, cand)])):
         if was is not None and now is not None and was != now:
             notes.append(f"{what} {was} -> {now}: part of the change may be the setting's, not the model's")
+    for which, doc in (("baseline", base), ("candidate", cand)):   # the agent's own doubt, beside the verdict
+        noisy = [w for w in doc.get("warnings") or [] if isinstance(w, str) and w.startswith(results.NOISY)]
+        if noisy:   # a CI job's run flagged noisy was called 29 % slower with no word of it (a walkthrough)
+            notes.append(f"the {which}'s run was flagged by its agent ({noisy[0]}): the verdict rests on a run "
+                         "whose spread is wide")
     was, now = (_source_model(d) for d in (base, cand))
     if was is not None and now is not None and was != now:   # one bundle name packaged from two models
         notes.append(f"source {was} -> {now}: the baseline was packaged from another model under that bundle name")

@@ -400,6 +400,9 @@ def _refuse_bundle(path: pathlib.Path, where: str) -> None:
     raise BadInput(f"{where} is a bundle, not a result: measure it first (edgeopt bench {where} --device NAME)")
 
 
+# how the agent's warnings about a run's spread begin (device_agent/bench.py): a wide robust spread, and a share of
+# runs over twice the median, which p90 then reads (a study's p90 was 7x what the host can do in slow mode, unsaid)
+NOISY = ("noisy run", "slow mode")
 UNREADABLE = "unreadable"   # the status of a result file that is there and cannot be read as one (load_kept)
 
 

@@ -248,7 +248,10 @@ def test_a_result_with_nothing_to_check_is_refused_not_passed(cli, int8_result, 
     """A bundle packaged with no budgets (a profile without [budgets]) must not turn a CI gate green."""
     path = _write(tmp_path, _edit(int8_result, "bundle.budgets", {}))
     r = cli("check", path, "--junit", tmp_path / "junit.xml")
-    assert r.exit_code == 2 and f"{path}: nothing to check" in r.stderr and not (tmp_path / "junit.xml").exists()
+    assert r.exit_code == 2 and f"{path}: nothing to check" in r.stderr
+    # the JUnit file is one error (no file read as "no test results" in a CI's report step), never a pass
+    error = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite/testcase/error")
+    assert error is not None and f"{path}: nothing to check" in error.get("message")
     assert cli("check", path, "--budget", "latency_p90_ms=1000").exit_code == 0
     r = cli("check", path, "--budget", "latency_p90_ms=none")   # nothing to drop: not "every budget was dropped"
     assert r.exit_code == 2 and "its bundle carries no budgets and none were given" in r.stderr, r.stderr

@@ -116,7 +116,10 @@ def _regressions(entries: list) -> str:
     rows = []
     for e in entries:
         base = e.get("baseline") or {}
-        against = f"{esc(base.get('bundle') or '—')}<br><span class=\"small muted\">{esc(utc_time(base.get('created'), True) or '')}</span>" if base else "—"
+        # the baseline's bundle only where it is another: the same long name twice pushed the verdict off the page
+        other = base.get("bundle") if base.get("bundle") != e["bundle"] else None
+        against = (f"{esc(other) + '<br>' if other else ''}<span class=\"small muted\">"
+                   f"{esc(utc_time(base.get('created'), True) or '')}</span>" if base else "—")
         verdict = (f'<span class="badge {VERDICTS[GATE_BADGES[e["verdict"]]][1]}">'
                    f'{esc(within_effect(e) or e["verdict"]) if "p50" in e else esc(e["verdict"])}</span>')
         reason = e["reason"] if "p50" not in e or undecided(e) or e["verdict"] == "slower" else ""
@@ -124,12 +127,14 @@ def _regressions(entries: list) -> str:
         changes_ = ([esc(quantile_change(e[q])) for q in ("p50", "p90")] + [f"{e['p_value']:.2g}"] if "p50" in e
                     else ["—", "—", "—"])
         rows.append(f"<tr><td class=name>{esc(e['bundle'] or '—')}</td><td class=name>{esc(e['device'] or '—')}</td>"
-                    f"<td>{against}</td>" + "".join(f"<td class=num>{c}</td>" for c in changes_)
-                    + f"<td>{verdict}{said}</td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("bundle", "device", "baseline", "p50 ms", "p90 ms", "p", "verdict"))
+                    f"<td>{verdict}{said}</td><td>{against}</td>"
+                    + "".join(f"<td class=num>{c}</td>" for c in changes_) + "</tr>")
+    # the verdict beside the names, and the table scrolls: with long names its last column was cut off the page
+    head = "".join(f"<th>{h}</th>" for h in ("bundle", "device", "verdict", "baseline", "p50 ms", "p90 ms", "p"))
     title = "Regression gate" + (f" <span class=\"small muted\">(minimum effect {effect:.0%})</span>"
                                  if effect is not None else "")
-    return f"<h2>{title}</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<h2>{title}</h2><div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            "</table></div>")
 
 
 def _budget_list(budgets: list) -> str:

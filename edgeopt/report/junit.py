@@ -120,6 +120,21 @@ def _file_name(path) -> str:
     return pathlib.PurePath(str(path)).name
 
 
+def write_refusal(message: str, path) -> None:
+    """A check refused before any verdict (a result file named wrong, a store that cannot be read), as one <error>
+    test case: no file at all read as "no test results" in a CI system's report step (a CI walkthrough)."""
+    suites = ET.Element("testsuites")
+    suite = ET.SubElement(suites, "testsuite", name="edgeopt check", package="edgeopt", id="0",
+                          timestamp=_timestamp(None), hostname="localhost", tests="1", failures="0", errors="1",
+                          skipped="0", time="0")
+    ET.SubElement(suite, "properties")
+    _case(suite, "check", "error", "bad input", message)
+    ET.SubElement(suite, "system-out")
+    ET.SubElement(suite, "system-err")
+    with replacing(path, "the JUnit report", "wb") as f:
+        ET.ElementTree(suites).write(f, encoding="utf-8", xml_declaration=True)
+
+
 def write(report: dict, path) -> None:
     suites = ET.Element("testsuites")
     regressions = {r["result"]: r for r in report.get("regressions", [])}

@@ -63,9 +63,11 @@ def markdown(report: dict, title: str = "edgeopt report") -> str:
 def _summary(rows: list) -> list:
     # power columns where any result measured it: an energy_mj budget's report showed no energy figure at all
     power = any(r.get("power_w") is not None or r.get("energy_mj") is not None for r in rows)
-    out = ["| bundle | device | p50 ms | p90 ms [95% CI] | p99 ms | FPS | peak RSS MiB | top-1 | "
-           + ("W | mJ / inference | " if power else "") + "verdict |",
-           "|---|---|--:|--:|--:|--:|--:|--:|" + ("--:|--:|" if power else "") + "---|"]
+    # FPS where some result measured it: "FPS absent … not asked" in every pull-request comment (a CI walkthrough)
+    fps = any(r.get("throughput_fps") is not None for r in rows)
+    out = ["| bundle | device | p50 ms | p90 ms [95% CI] | p99 ms | " + ("FPS | " if fps else "")
+           + "peak RSS MiB | top-1 | " + ("W | mJ / inference | " if power else "") + "verdict |",
+           "|---|---|--:|--:|--:|" + ("--:|" if fps else "") + "--:|--:|" + ("--:|--:|" if power else "") + "---|"]
     for r in rows:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
         # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
@@ -77,9 +79,10 @@ def _summary(rows: list) -> list:
             (" · **THROTTLED**" if r["throttled"] else "")
         batch = f" (batch {r['batch']}: per call)" if r.get("batch") else ""
         out.append(f"| {cell(r['bundle'])}{batch} | {cell(r['device'])} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])}{ci} | "
-                   f"{fmt(r['p99_ms'])} | {fmt(r.get('throughput_fps'), 6)} | {fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | "
+                   f"{fmt(r['p99_ms'])} | " + (f"{fmt(r.get('throughput_fps'), 6)} | " if fps else "")
+                   + f"{fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | "
                    + (f"{fmt(r.get('power_w'))} | {fmt(r.get('energy_mj'))} | " if power else "") + f"{verdict} |")
-    out += _absent_lines(rows, () if power else POWER_COLUMNS)
+    out += _absent_lines(rows, (() if power else POWER_COLUMNS) + (() if fps else ("FPS",)))
     errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
     warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]
     out += [""] + errors + ([""] if errors else [])

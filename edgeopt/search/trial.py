@@ -12,6 +12,7 @@ import time
 
 from ..budgets import KINDS, check_result, lookup
 from ..errors import BadInput
+from ..results import NOISY
 from ..progress import SILENT
 
 # A screening measurement: enough to rank, not to decide (the agent's defaults decide a full one). It skips the
@@ -24,9 +25,6 @@ PHASES = ("package", "screen", "measure", "reference")
 # quiet runs of one bundle read within 0.8-1.28x of each other here (docs/benchmarks.md), a burst 5x; at 1.5x a
 # 20 us model's p90 from a short screening loop already strayed past it against its first full run
 OFF_BY = 2.0
-# how the agent's warnings about a run's spread begin (device_agent/bench.py): a wide robust spread, and a share of
-# runs over twice the median, which p90 then reads (a study's p90 was 7x what the host can do in slow mode, unsaid)
-NOISY = ("noisy run", "slow mode")
 ACCURACY_JUDGES = "the study's accuracy_drop budget"   # what lets a candidate through parity's top-1 agreement
 # Figures kept per trial: the budget kinds, plus these headline ones.
 HEADLINE = ("latency_p90_ms", "latency_p50_ms", "peak_rss_mb", "size_mb", "accuracy_drop", "min_top1",

@@ -55,7 +55,9 @@ def reports(cli, int8_result, tmp_path):
     runs = {"pass": ([ok, "--budget", "latency_p90_ms=1000"], 0),
             "fail": ([ok, "--budget", "latency_p90_ms=0.000001", "--budget", "power_w=3"], 1),
             "error": ([ok, failed, "--budget", "latency_p90_ms=1000"], 3),
-            "regression": ([slow, "--baseline", ok, "--budget", "latency_p90_ms=1000"], 1)}
+            "regression": ([slow, "--baseline", ok, "--budget", "latency_p90_ms=1000"], 1),
+            # refused before any verdict: no file read as "no test results" in a CI's report step (a walkthrough)
+            "refused": ([tmp_path / "nope.json", "--budget", "latency_p90_ms=1000"], 2)}
     out = {}
     for name, (args, code) in runs.items():
         path = tmp_path / f"{name}.xml"
@@ -71,6 +73,14 @@ def test_every_report_is_valid_against_the_jenkins_schema(reports):
     for xsd in SCHEMAS:
         for name, path in reports.items():
             assert VALIDATE(path, xsd) == [], (xsd.name, name, path.read_text())
+
+
+def test_a_check_refused_before_any_verdict_writes_one_error_case(reports, tmp_path):
+    import xml.etree.ElementTree as ET
+    suite = ET.parse(reports["refused"]).getroot().find("testsuite")
+    errors = [c.find("error") for c in suite.findall("testcase")]
+    assert suite.get("errors") == "1" and len(errors) == 1 and errors[0] is not None
+    assert errors[0].get("message") == f"result file not found: {tmp_path / 'nope.json'}"
 
 
 @needs_validator

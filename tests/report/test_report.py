@@ -714,13 +714,21 @@ def test_markdown_history_says_when_the_runs_are_too_few_for_a_trend():
                                          "runs for a trend.")
 
 
-def test_markdown_says_why_a_summary_column_is_empty(lab_results):
+def test_markdown_says_why_a_summary_column_is_empty(lab_results, tmp_path):
     """p99 and FPS read "—" in Markdown with no reason, where HTML and bench gave one (a user review)."""
     from edgeopt import api
     doc = json.loads(lab_results["int8"].read_text())
     assert doc["throughput"]["available"] is False
     text = api.report([lab_results["int8"]], fmt="markdown", history=False)["text"]
+    # no result measured FPS: no column of dashes, nor a line in every pull-request comment (a CI walkthrough)
+    assert "| FPS |" not in text and "FPS absent" not in text, text
+    measured = dict(doc, throughput={"available": True, "fps": 1234.5, "in_flight": 2},
+                    created="2026-12-01T00:00:00+00:00")
+    other = tmp_path / "fps.json"
+    other.write_text(json.dumps(measured))
+    text = api.report([lab_results["int8"], other], fmt="markdown", history=False)["text"]
     lines = [line for line in text.splitlines() if line.startswith("FPS absent for ")]
+    assert "| FPS |" in text and "1234.5" in text
     assert len(lines) == 1 and lines[0].endswith("not asked, since the bundle's performance hint is not throughput "
                                                  "\\(bench --throughput measures it\\)"), text
     assert "**Over the run**\n\nLatency drift: the last quarter of the timed runs' median against the first" in text
