@@ -48,7 +48,7 @@ def study(work: pathlib.Path, model: dict) -> dict:
     args = ["optimize", model["model"], "--input-shape", "input=1,3,96,96", "--profile", "intel-cpu",
             "--calib", model["calib"], "--eval-data", model["eval"], "--space", work / "backends-space.toml",
             "--sampler", "grid", "--trials", 20, "--study", "backends", "--objective", "latency_p50_ms",
-            "--results-dir", work / "rb", "--output-dir", work / "ob", "--json"]
+            "--results-dir", work / "rb", "--output-dir", work / "ob", "--keep-bundles", "--json"]   # benched below
     args += [a for k, v in BUDGETS.items() for a in ("--budget", f"{k}={v}")]
     p, seconds = edgeopt(*args, home=work)
     assert p.returncode in (0, 1), p.stderr[-2000:]

@@ -309,11 +309,16 @@ def run(bundle_path, settings, threads=None, with_accuracy=True, timeout=600.0, 
             # agent just after lock_wait
             began = time.monotonic()
             with DeviceLock(lock, lock_wait):
-                with MachineLock(machine_lock, max(lock_wait - (time.monotonic() - began), 0.0)) as machine:
+                with MachineLock(machine_lock, max(lock_wait - (time.monotonic() - began), 0.0), lock_wait) \
+                        as machine:
                     remove_stale_runs(workdir)
                     doc = _base_document(probe())
-                    doc["warnings"].extend(machine.warnings)
-                    return _run_unlocked(doc, *job)
+                    doc["warnings"].extend(machine.warnings)   # a failure's document keeps them
+                    result, code = _run_unlocked(doc, *job)
+                    # a measured run writes its warnings anew: the lock's were lost from every result (a review)
+                    result["warnings"] = machine.warnings + [w for w in result.get("warnings") or []
+                                                             if w not in machine.warnings]
+                    return result, code
         except AgentError as e:
             return _failed(doc if doc is not None else _base_document(probe()), e)
         except OSError as e:

@@ -19,11 +19,15 @@ class DeviceBusy(AgentError):
     """Another edgeopt benchmark holds this device."""
 
 
+HOLDER_BYTES = 200   # of a lock file's holder line read into a message
+
+
 class DeviceLock(object):
     HOLDER, WAITING_FOR = "another edgeopt benchmark", "another benchmark"
 
     def __init__(self, path, wait_seconds):
         self.path, self.wait_seconds, self.fd, self.writable = path, wait_seconds, None, True
+        self.waited = "waited %.0f s" % wait_seconds
 
     def _open(self):
         directory = os.path.dirname(self.path) or "."
@@ -47,8 +51,7 @@ class DeviceLock(object):
             holder = self._holder()
             if time.monotonic() >= deadline:
                 os.close(self.fd)
-                raise DeviceBusy("device busy: %s holds %s (%s); waited %.0f s"
-                                 % (self.HOLDER, self.path, holder, self.wait_seconds))
+                raise DeviceBusy("device busy: %s holds %s (%s); %s" % (self.HOLDER, self.path, holder, self.waited))
             if not told:
                 report("lock", "waiting for %s to finish (%s)" % (self.WAITING_FOR, holder))
                 told = True
@@ -59,11 +62,13 @@ class DeviceLock(object):
         return self
 
     def _holder(self):
+        """The holder's line, read from the open file (never again by its name, which another login may have
+        replaced by a FIFO meanwhile) and cut short: the machine's lock is writable by all."""
         try:
-            with open(self.path) as f:
-                return f.read().strip() or "unknown holder"
+            line = os.pread(self.fd, HOLDER_BYTES, 0).decode("utf-8", "replace").strip()
         except OSError:
             return "unknown holder"
+        return line.splitlines()[0] if line else "unknown holder"
 
     def __exit__(self, *exc):
         if self.fd is not None:
@@ -89,9 +94,12 @@ class MachineLock(DeviceLock):
     HOLDER = "another edgeopt benchmark on this machine (another workdir or login)"
     WAITING_FOR = "another benchmark on this machine (another workdir or login)"
 
-    def __init__(self, path, wait_seconds):
+    def __init__(self, path, wait_seconds, of_total=None):
         super(MachineLock, self).__init__(path, wait_seconds)
         self.warnings = []
+        if of_total is not None:   # "waited 0 s" where the workdir's lock had used the whole wait (a review)
+            self.waited = ("waited %.0f s, what the workdir's lock left of --lock-wait %.0f s"
+                           % (wait_seconds, of_total))
 
     def _open(self):
         try:
@@ -102,20 +110,27 @@ class MachineLock(DeviceLock):
             return None
 
     def _open_plain_file(self):
-        nofollow = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        # O_NONBLOCK: a FIFO planted there (mkfifo) blocked the open for good; flock ignores it
+        safe = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         for _ in range(10):
+            made = False
             try:   # an existing file without O_CREAT: fs.protected_regular refuses O_CREAT of another user's
-                fd = self._open_existing(nofollow)
+                fd = self._open_existing(safe)
             except FileNotFoundError:
                 try:
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o666)
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | safe, 0o666)
+                    made = True
                 except FileExistsError:   # another agent made it meanwhile
                     continue
-                os.fchmod(fd, 0o666)   # the umask took some bits: another login writes its holder line too
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                    raise OSError(errno.EPERM, "not a plain file of its own (a FIFO, or a link to another file?)")
+                if made:
+                    os.fchmod(fd, 0o666)   # the umask took some bits: another login writes its holder line too
+            except OSError:
                 os.close(fd)
-                raise OSError(errno.EPERM, "not a plain file of its own (a link to another file?)")
+                raise
             return fd
         raise OSError(errno.EAGAIN, "made and removed again meanwhile")
 

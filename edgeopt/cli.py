@@ -1223,7 +1223,10 @@ def check(out, results, budgets, profile, junit, baseline, effect, results_dir, 
     except BadInput as e:   # no JUnit file read as "no test results" in a CI system's report step
         if junit:
             from .report.junit import write_refusal
-            write_refusal(first_line(e), junit)
+            try:
+                write_refusal(first_line(e), junit, "store unreachable" if e.exit_code == 3 else "bad input")
+            except EdgeoptError:   # a full disk: the refusal is the answer, not the file's failure
+                pass
         raise
     if junit:
         from .report.junit import write
@@ -1280,10 +1283,11 @@ def compare(out, results, budgets, baseline, effect, results_dir, store_url):
     from . import api
     from rich.markup import escape
 
-    from .report.tables import compare_table, regression_lines, regression_table, warning_lines
+    from .report.tables import compare_table, compare_view, regression_lines, regression_table, warning_lines
     report = api.compare(list(results), _budgets(budgets), list(baseline), effect, store_url, results_dir)
     tables = [regression_table(report["regressions"]), *regression_lines(report["regressions"])] if baseline else []
-    out.emit(report, compare_table(report["rows"], every_column=out.quiet), *tables, *warning_lines(report["check"]),
+    shown = compare_table(report["rows"], every_column=True) if out.quiet else compare_view(report["rows"])
+    out.emit(report, shown, *tables, *warning_lines(report["check"]),
              *(f"[yellow]note[/] {escape(n)}" for n in report["notes"]), data=True)
     _say_unreadable(report["check"]["results"])
     return report["check"]["exit_code"]

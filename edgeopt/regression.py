@@ -381,20 +381,22 @@ def _store_baseline(store, doc: dict, any_host: bool = False) -> tuple:
     created before it, or None; why not; those results before it, for the model's between-run spread)."""
     bundle, device = (doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name")
     profile = results.bundle_profile(doc)
-    found = lambda host: store.good_results(bundle, device, str(doc.get("created") or ""), host, profile,
-                                            limit=3 * FLOOR_WINDOW)   # room for runs of other models of that name
-    fetched = found(None if any_host else hostname(doc))
-    runs = [r for r in fetched if same_hardware(r, doc)]
+    texts = {k: v for k, v in hardware(doc).items() if isinstance(v, str)}   # in SQL; the CPU counts below
+    found = lambda host, alike: store.good_results(bundle, device, str(doc.get("created") or ""), host, profile,
+                                                   limit=3 * FLOOR_WINDOW,   # room for other models of that name
+                                                   hardware=texts if alike else None)
+    runs = [r for r in found(None if any_host else hostname(doc), True) if same_hardware(r, doc)]
     if runs:
         return results.validate(runs[0], f"{runs[0]['_path']} (from the results store)"), "", runs
     made_for = f" for profile {profile}" if profile else ""
     host = None if any_host or not hostname(doc) else f"host {hostname(doc)}"
     why = (f"the store holds no ok result of {bundle}{made_for} on {device} "
            f"({'; '.join(filter(None, (host, hardware_text(doc))))}) before this one")
-    if fetched:   # one host name, other hardware: a CI runner's name on another VM type
-        why += f" (its results of {device}{_on_host(doc)} ran on {hardware_text(fetched[0])})"
+    other = [] if any_host else found(hostname(doc), False)
+    if other:   # one host name, other hardware: a CI runner's name on another VM type
+        why += f" (its results of {device}{_on_host(doc)} ran on {hardware_text(other[0])})"
     elif not any_host and hostname(doc):   # a host name that changes every job: the gate never tested anything
-        alike = [r for r in found(None) if same_hardware(r, doc)]
+        alike = [r for r in found(None, True) if same_hardware(r, doc)]
         if alike:
             hosts = sorted({hostname(r) or "?" for r in alike})
             why += (f"; it holds {len(alike)} of other hosts of the same hardware ({', '.join(hosts[:3])}"

@@ -590,9 +590,11 @@ class Store:
         return found[0] if found else None
 
     def good_results(self, bundle: str, device: str, before: str, hostname: str | None = None,
-                     profile: str | None = None, limit: int = 1) -> list:
+                     profile: str | None = None, limit: int = 1, hardware: dict | None = None) -> list:
         """The newest `limit` results last_good would choose from, newest first: the baseline and the runs before
-        it, from which the gate reads the model's spread between runs (regression.between_run_floor)."""
+        it, from which the gate reads the model's spread between runs (regression.between_run_floor). hardware:
+        {device field: value} of the text fields (cpu_model, arch) a result must match where it records them (the
+        gate compares the CPU counts itself): 60 newer rows of other VM types hid a runner's own (a review)."""
         t = results_table.c
         when = parse_created(before, datetime.datetime.now(datetime.timezone.utc))
         query = sa.select(t.id, t.document, t.created, t.path).where(
@@ -604,6 +606,9 @@ class Store:
         if profile:
             made_for = t.document[("bundle", "profile", "name")].as_string()
             query = query.where(sa.or_(made_for == profile, made_for.is_(None)))
+        for key, value in (hardware or {}).items():
+            recorded = t.document[("device", key)].as_string()
+            query = query.where(sa.or_(recorded == value, recorded.is_(None)))
         query = query.order_by(self._instant(t.created).desc(), t.id.desc()).limit(limit)
         with self._errors(f"cannot read the last good result of {bundle}@{device}", rows=True), \
                 self.engine.connect() as conn:

@@ -330,7 +330,8 @@ def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bund
     assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
 
 
-def test_a_bench_of_another_workdir_or_login_on_the_machine_waits_for_the_one_measuring(bundles, tmp_path):
+def test_a_bench_of_another_workdir_or_login_on_the_machine_waits_for_the_one_measuring(bundles, tmp_path,
+                                                                                         monkeypatch):
     """Each workdir had its own lock: two inventory entries of one board (two venvs, two workdirs), two logins, or
     `local` under two HOMEs measured at once, each reading the other's load. Every agent also takes the machine's
     lock, after its own: held here as another workdir's agent holds it, the bench waits, then measures."""
@@ -339,6 +340,7 @@ def test_a_bench_of_another_workdir_or_login_on_the_machine_waits_for_the_one_me
 
     from device_agent.lock import MACHINE_LOCK, MachineLock
 
+    monkeypatch.delenv("EDGEOPT_MACHINE_LOCK", raising=False)   # the agent's own default, /tmp's
     held, release = threading.Event(), threading.Event()
 
     def other_workdir():
@@ -405,7 +407,8 @@ def test_the_machine_lock_is_a_plain_file_others_can_lock_and_never_a_link(tmp_p
     victim.write_text("keep me")
     (tmp_path / "symlink.lock").symlink_to(victim)
     os.link(victim, tmp_path / "hardlink.lock")
-    for planted in ("symlink.lock", "hardlink.lock"):
+    os.mkfifo(tmp_path / "fifo.lock")   # its open blocked for good, past --lock-wait (a review)
+    for planted in ("symlink.lock", "hardlink.lock", "fifo.lock"):
         with MachineLock(str(tmp_path / planted), 1) as machine:
             assert machine.fd is None
             assert len(machine.warnings) == 1 and "not serialised" in machine.warnings[0], machine.warnings
@@ -418,6 +421,40 @@ def test_the_machine_lock_is_a_plain_file_others_can_lock_and_never_a_link(tmp_p
         os.umask(old)
     assert (tmp_path / "new.lock").stat().st_mode & 0o777 == 0o666
     assert (tmp_path / "new.lock").read_text().startswith(f"pid {os.getpid()} since ")
+    import threading
+    from device_agent.lock import DeviceBusy
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with MachineLock(str(tmp_path / "new.lock"), 1):
+            (tmp_path / "new.lock").write_text("x" * 1_000_000)   # any login writes it: a 20 MB holder line
+            held.set()
+            release.wait(30)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(DeviceBusy) as busy:
+            with MachineLock(str(tmp_path / "new.lock"), 0.5, 4.0):
+                pass
+    finally:
+        release.set()
+        holder.join()
+    assert len(str(busy.value)) < 500 and "what the workdir's lock left of --lock-wait 4 s" in str(busy.value)
+
+
+def test_a_measured_result_says_that_the_machines_lock_could_not_be_used(bundles, tmp_path):
+    """The lock's warning was dropped from every result that measured (a review): the run writes its warnings
+    anew."""
+    from device_agent import bench
+    from device_agent.measure.latency import LoopSettings
+
+    (tmp_path / "planted.lock").symlink_to(tmp_path / "elsewhere")
+    doc, code = bench.run(str(bundles["fp32"]), LoopSettings(min_iterations=20, min_seconds=0.0, max_iterations=50),
+                          lock=str(tmp_path / "workdir.lock"), lock_wait=5.0,
+                          machine_lock=str(tmp_path / "planted.lock"), workdir=str(tmp_path / "runs"))
+    assert code == 0 and doc["status"] == "ok", doc.get("error")
+    assert any(w.startswith("not serialised with edgeopt benchmarks of other workdirs") for w in doc["warnings"])
 
 
 def test_a_bundle_rebuilt_while_its_bench_waits_for_the_device_is_measured_as_it_began(bundles, tmp_path):

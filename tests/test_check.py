@@ -55,6 +55,15 @@ def test_check_ends_with_a_tally_of_its_verdicts(cli, int8_result, tmp_path):
     assert r.exit_code == 1 and "1 result: 1 missed a budget\n" in r.stdout, r.stdout
 
 
+def test_a_warning_many_results_share_is_said_once(int8_result):
+    """A fleet of 40 said the same warning text 40 times under its table (a scale walkthrough)."""
+    from edgeopt.report.tables import warning_lines
+    entries = [{"bundle": "m", "device": f"pi-{i}", "warnings": ["swap in use: 120 MB"], "created": None}
+               for i in range(5)] + [{"bundle": "m", "device": "pi-9", "warnings": ["other"], "created": None}]
+    assert warning_lines({"results": entries}) == [
+        "[yellow]warning[/] m@pi-0, m@pi-1, m@pi-2 and 2 more: swap in use: 120 MB", "[yellow]warning[/] m@pi-9: other"]
+
+
 def test_unmeasured_budget_is_reported_and_fails(cli, int8_result, tmp_path):
     path = _write(tmp_path, int8_result)
     r = cli("check", path, "--budget", "power_w=5", "--json")
@@ -447,8 +456,8 @@ def test_a_figure_just_over_its_limit_is_shown_with_the_digits_that_tell_them_ap
     later = tmp_path / "later.json"
     later.write_text(json.dumps(dict(doc, created="2030-01-01T00:00:00+00:00")))
     r = cli("check", path, later, "--budget", "peak_rss_mb=100")
-    warned = [line for line in r.stdout.splitlines() if "noisy run" in line]
-    assert len(warned) == 2 and "2030-01-01 00:00:00" in warned[1], r.stdout
+    warned = [line for line in r.stdout.splitlines() if "noisy run" in line]   # one text, said once for both
+    assert len(warned) == 1 and "2030-01-01 00:00:00: noisy run" in warned[0], r.stdout
 
 
 def test_a_tail_budget_on_a_percentile_with_no_interval_is_said(cli, bundles, int8_result, tmp_path):

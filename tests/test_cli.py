@@ -185,6 +185,9 @@ def test_the_fleet_table_says_why_power_is_absent():
     table = fleet_table({"run_id": "r1", "skipped": [], "check": {"rows": []},
                          "documents": {"a": none, "b": none, "c": dict(none, power={"available": True, "mean_w": 2.5})}})
     assert table.caption == "power n/a on a, b: no power sensor on this device \\[tried rapl]", table.caption
+    forty = {f"pi-{i}": none for i in range(40)}   # the 40 names once per reason were a 7-line block (a walkthrough)
+    table = fleet_table({"run_id": "r1", "skipped": [], "check": {"rows": []}, "documents": forty})
+    assert table.caption == "power n/a on every device (40): no power sensor on this device \\[tried rapl]"
 
 
 def test_check_tells_runs_of_one_bundle_on_one_device_apart_by_time():
@@ -212,6 +215,24 @@ def test_compare_shows_seconds_where_two_results_share_a_minute():
     assert [line.split("\t")[2] for line in lines[1:]] == ["23:49:05", "23:49:41"]
     apart = plain_lines(compare_table([dict(row, created=t) for t in ("2026-12-05T23:49:05Z", "2026-12-05T23:52:00Z")]))
     assert [line.split("\t")[2] for line in apart[1:]] == ["23:49", "23:52"]   # minutes where they tell them apart
+
+
+def test_compare_on_a_narrow_terminal_lists_each_result_as_a_block():
+    """At 80 columns the bundle, device and runtime columns shrank to a character each and the numbers were cut;
+    at 120 a long bundle name wrapped in slices of six (a scale walkthrough)."""
+    from rich.console import Console
+    from edgeopt.report.tables import compare_view
+    row = {"bundle": "deeplabv3-mobilenet-513-int8-keepfloat-head", "device": "pi-lab-5", "runtime": "onnxruntime 1.32",
+           "threads": 4, "size_mb": 3.5, "p50_ms": 1028.8172, "p90_ms": 1030.5, "p99_ms": 1100.25, "peak_rss_mb": 68.9,
+           "top1": 0.91, "verdict": "all pass", "created": "2026-12-05T23:49:05Z"}
+    for width in (80, 200):
+        console = Console(width=width, record=True, file=open(os.devnull, "w"))
+        console.print(compare_view([row, dict(row, bundle="m-fp32", p50_ms=2.0)]))
+        text = console.export_text()
+        assert "deeplabv3-mobilenet-513-int8-keepfloat-head" in text and "1028.8172" in text and "m-fp32" in text, text
+        blocks = "deeplabv3-mobilenet-513-int8-keepfloat-head @ pi-lab-5  23:49" in text
+        assert blocks == (width == 80) and ("p50 ms=1028.8172" in text) == blocks, text
+        assert max(len(line) for line in text.splitlines()) <= width
 
 
 def test_plain_lines_keep_cells_on_one_line():

@@ -120,7 +120,7 @@ def _file_name(path) -> str:
     return pathlib.PurePath(str(path)).name
 
 
-def write_refusal(message: str, path) -> None:
+def write_refusal(message: str, path, kind: str = "bad input") -> None:
     """A check refused before any verdict (a result file named wrong, a store that cannot be read), as one <error>
     test case: no file at all read as "no test results" in a CI system's report step (a CI walkthrough)."""
     suites = ET.Element("testsuites")
@@ -128,7 +128,7 @@ def write_refusal(message: str, path) -> None:
                           timestamp=_timestamp(None), hostname="localhost", tests="1", failures="0", errors="1",
                           skipped="0", time="0")
     ET.SubElement(suite, "properties")
-    _case(suite, "check", "error", "bad input", message)
+    _case(suite, "check", "error", kind, message)
     ET.SubElement(suite, "system-out")
     ET.SubElement(suite, "system-err")
     with replacing(path, "the JUnit report", "wb") as f:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 
 from rich.text import Text
@@ -49,6 +50,26 @@ def fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
+# GitHub refuses a comment over 65,536 characters: 445 results made a 175 KB report (a scale walkthrough). Each
+# long list is cut to its first rows, those that need a look first, so the gate's table is never what is cut
+COMMENT_LIMIT = 60_000
+OVER_RUN_LINES = 20
+TABLE_ROWS = 100
+WARNING_LINES = 40
+NEEDS_A_LOOK = {"fail": 0, "failed": 0, "unreadable": 0, "unmeasured": 1, "slower": 0, "inconclusive": 1}
+
+
+def _first(rows: list, key) -> tuple:
+    """(the rows a long list shows: those that need a look first, else in order; how many it leaves out)."""
+    if len(rows) <= TABLE_ROWS:
+        return rows, 0
+    return sorted(rows, key=lambda r: NEEDS_A_LOOK.get(key(r), 2))[:TABLE_ROWS], len(rows) - TABLE_ROWS
+
+
+def _left_out(n: int, what: str) -> list:
+    return ["", f"… and {n} more {what}: `edgeopt report --format html` (or csv) lists each", ""] if n else []
+
+
 def markdown(report: dict, title: str = "edgeopt report") -> str:
     code = report["exit_code"]
     overall = ("❌ " if code else "✅ " if report.get("checked", True) else "") + report["headline"]
@@ -57,7 +78,19 @@ def markdown(report: dict, title: str = "edgeopt report") -> str:
               + _layers(report.get("layer_profile") or [])
               + _fleet(report["fleet"]) + _history(report["history"], report["history_absent"])
               + _study(report.get("study")))
-    return "\n".join(lines).rstrip() + "\n"
+    return _within_a_comment("\n".join(lines).rstrip() + "\n")
+
+
+def _within_a_comment(text: str) -> str:
+    """The report cut at a line before COMMENT_LIMIT characters, saying so, where it is longer: the verdict and the
+    tables come first, so what is cut is the detail the HTML report holds."""
+    if len(text) <= COMMENT_LIMIT:
+        return text
+    cut = text.rfind("\n", 0, COMMENT_LIMIT)
+    kept = text[:cut]
+    opened = kept.count("<details>") - kept.count("</details>")   # the note was cut inside a folded block
+    return (kept + "\n\n</details>" * max(opened, 0) + f"\n\n… cut here at {cut:,} of {len(text):,} characters: a "
+            "pull-request comment holds at most 65,536 (GitHub); `edgeopt report --format html` shows it all.\n")
 
 
 def _summary(rows: list) -> list:
@@ -68,7 +101,8 @@ def _summary(rows: list) -> list:
     out = ["| bundle | device | p50 ms | p90 ms [95% CI] | p99 ms | " + ("FPS | " if fps else "")
            + "peak RSS MiB | top-1 | " + ("W | mJ / inference | " if power else "") + "verdict |",
            "|---|---|--:|--:|--:|" + ("--:|" if fps else "") + "--:|--:|" + ("--:|--:|" if power else "") + "---|"]
-    for r in rows:
+    shown, more = _first(rows, lambda r: r["verdict"])
+    for r in shown:
         ci = f" [{fmt(r['p90_ci95'][0])}–{fmt(r['p90_ci95'][1])}]" if r["p90_ci95"] else ""
         # budget keys are known names (validated) and the figures are numbers: nothing from the file to escape
         missed = [f"`{b['budget']}` {COMPARISONS[b['comparison']]} {b['limit']:g}{_unit(b)}, measured "
@@ -82,12 +116,15 @@ def _summary(rows: list) -> list:
                    f"{fmt(r['p99_ms'])} | " + (f"{fmt(r.get('throughput_fps'), 6)} | " if fps else "")
                    + f"{fmt(r['peak_rss_mb'])} | {fmt(r['top1'])} | "
                    + (f"{fmt(r.get('power_w'))} | {fmt(r.get('energy_mj'))} | " if power else "") + f"{verdict} |")
-    out += _absent_lines(rows, (() if power else POWER_COLUMNS) + (() if fps else ("FPS",)))
-    errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in rows if r["error"]]
-    warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in rows for w in r["warnings"]]
+    out += _left_out(more, "results")
+    out += _absent_lines(shown, (() if power else POWER_COLUMNS) + (() if fps else ("FPS",)))
+    errors = [f"- **{cell(r['bundle'])} @ {cell(r['device'])}**: {cell(r['error'])}" for r in shown if r["error"]]
+    warnings = [f"- {cell(r['bundle'])} @ {cell(r['device'])}: {cell(w)}" for r in shown for w in r["warnings"]]
     out += [""] + errors + ([""] if errors else [])
     if warnings:
-        out += ["<details><summary>Warnings</summary>", ""] + warnings + ["", "</details>", ""]
+        cut = warnings[WARNING_LINES:]
+        out += (["<details><summary>Warnings</summary>", ""] + warnings[:WARNING_LINES]
+                + ([f"- … and {len(cut)} more"] if cut else []) + ["", "</details>", ""])
     return out
 
 
@@ -103,6 +140,7 @@ def _regressions(entries: list) -> list:
     out = ["#### Regression gate" + (f" (minimum effect {effect:.0%})" if effect is not None else ""), "",
            "| bundle | device | baseline | p50 ms | p90 ms | p | verdict |", "|---|---|---|---|---|--:|---|"]
     said = []
+    entries, more = _first(entries, lambda e: e["verdict"])
     for e in entries:
         base = e.get("baseline") or {}
         against = f"{cell(base.get('bundle') or '—')} {cell(utc_time(base.get('created'), True) or '')}" if base else "—"
@@ -116,7 +154,7 @@ def _regressions(entries: list) -> list:
         said += [f"- {cell(e['bundle'])} @ {cell(e['device'])}: {cell(n)}" for n in e.get("notes") or []]
         if undecided(e) or e["verdict"] == "slower":
             said.append(f"- {cell(e['bundle'])} @ {cell(e['device'])}: {undecided(e) or 'slower'}: {cell(e['reason'])}")
-    return out + [""] + said + ([""] if said else [])
+    return out + _left_out(more, "results the gate judged") + [""] + said + ([""] if said else [])
 
 
 def _unit(budget: dict) -> str:
@@ -146,11 +184,12 @@ def _moved(s: dict, unit: str) -> str:
 
 def _over_run(report: dict) -> list:
     """Per result: latency drift, then power, the zone that warmed most and the clock that fell most, where kept."""
-    parts = {}
+    parts, moved = {}, {}
     for r in report["latency"]:
         drift = r.get("timeline", {}).get("drift_pct")
         if drift is not None:
             parts.setdefault(r["result"], [f"{cell(r['bundle'])} @ {cell(r['device'])}"]).append(f"latency drift {drift:+.1f} %")
+            moved[r["result"]] = abs(drift) if math.isfinite(drift) else math.inf
     for r in report["power"]:
         if "timeline" in r and r["result"] in parts:
             parts[r["result"]].append("power " + _moved(r["timeline"]["series"][0], "W"))
@@ -163,9 +202,17 @@ def _over_run(report: dict) -> list:
                 parts[r["result"]].append(_moved(s, unit) + marked)
     if not parts:
         return []
+    largest = sorted(parts, key=lambda result: moved[result], reverse=True)   # 67 lines for 67 results (a walkthrough)
+    said = [f"- {parts[result][0]}: " + "; ".join(parts[result][1:]) for result in largest[:OVER_RUN_LINES]]
+    more = len(largest) - OVER_RUN_LINES
+    if more <= 0:   # in the results' order where all are said
+        said = [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()]
+    else:
+        said.append(f"- and {more} more results (the HTML report draws each)")
     return (["**Over the run**", "", "Latency drift: the last quarter of the timed runs' median against the first "
              "quarter's; a rise means the device's state changed during the run (heat, throttling, other load).", ""]
-            + [f"- {words[0]}: " + "; ".join(words[1:]) for words in parts.values()] + [""])
+            + said + [""])
+
 
 
 def _study(study) -> list:

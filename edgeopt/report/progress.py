@@ -20,6 +20,7 @@ class RichProgress(Progress):
         self.bar = None
         self.tasks = []   # the counted work begun and not finished, innermost last
         self.fleet = None
+        self.devices = {}   # a fleet's devices and their states, for the count in a log's lines
 
     def start(self, label, total=None, unit=""):
         if not self.console.is_terminal:  # logs and pipes: one line, no redrawn bar
@@ -68,8 +69,12 @@ class RichProgress(Progress):
             if self.fleet is None:
                 self.fleet = _FleetView(self.console)
             self.fleet.update(device, state, detail)
-        elif state in FINAL_STATES:  # logs: one line per device outcome
-            self.console.print(f"{device}: {state}" + (f" — {detail}" if detail else ""), markup=False,
+            return
+        self.devices[device] = state
+        if state in FINAL_STATES:  # logs: one line per device outcome, with how many have reported of how many
+            done = sum(s in FINAL_STATES for s in self.devices.values())
+            self.console.print(f"{device}: {state}" + (f" — {detail}" if detail else "")
+                               + f" [{done}/{len(self.devices)}]", markup=False,
                                soft_wrap=True)   # whole: a CI log's line, a fingerprint grep finds
 
 
@@ -94,7 +99,7 @@ class _FleetView:
 
     def __init__(self, console):
         from rich.live import Live
-        self.rows, self.lock = {}, threading.Lock()
+        self.rows, self.lock, self.console = {}, threading.Lock(), console
         self.live = Live(console=console, transient=False, refresh_per_second=4, get_renderable=self.render)
         self.live.start()
 
@@ -111,10 +116,28 @@ class _FleetView:
             rows = list(self.rows.items())
         done = sum(1 for _, (state, _) in rows if state in FINAL_STATES)
         t.title = f"fleet: {done}/{len(rows)} done"
-        for device, (state, detail) in rows:
+        shown, left = _fitting(rows, self.console.size.height - 4)   # Live renders once before it is assigned
+        for device, (state, detail) in shown:
             colour = FINAL_STATES.get(state, "cyan")
             t.add_row(device, f"[{colour}]{state}[/]", detail[:90])
+        if left:
+            t.caption = "not shown: " + ", ".join(f"{n} {state}" for state, n in left.items())
         return t
 
     def stop(self):
         self.live.stop()
+
+
+def _fitting(rows: list, lines: int) -> tuple:
+    """The rows a terminal of `lines` lines shows, and {state: count} of those left out. In inventory order where all
+    fit; else the devices at work first, then the failed, then the rest: with 40 devices in 40 lines the table was
+    cut below 29 queued and ok ones, and three measuring devices never appeared (a scale walkthrough)."""
+    if len(rows) <= lines:
+        return rows, {}
+    rank = {"failed": 1, "ok": 2, "queued": 3}
+    ordered = sorted(rows, key=lambda row: rank.get(row[1][0], 0))   # stable: inventory order within a state
+    shown, cut = ordered[:max(lines - 1, 1)], ordered[max(lines - 1, 1):]
+    left = {}
+    for _, (state, _) in cut:
+        left[state] = left.get(state, 0) + 1
+    return shown, left

@@ -124,7 +124,8 @@ def quantile_change(q: dict) -> str:
     """A regression gate's quantile, to 4 significant figures: `0.02 → 0.024 (+20.0%, CI +18.1%…+22.0%)`
     (`.4f` wrote a 1 s model's p90 as 1000.8804, which pushed the verdict off a report's page: a walkthrough)."""
     low, high = q["ci95"]
-    return f"{q['baseline_ms']:.4g} → {q['candidate_ms']:.4g} ({q['ratio'] - 1:+.1%}, CI {low - 1:+.1%}…{high - 1:+.1%})"
+    return (f"{q['baseline_ms']:.4g} → {q['candidate_ms']:.4g} ({q['ratio'] - 1:+.1%}, "
+            f"CI {low - 1:+.1%}…{high - 1:+.1%})")
 
 
 def within_effect(e: dict) -> str | None:

@@ -618,6 +618,47 @@ def compare_table(rows: list, title: str = "Comparison", every_column: bool = Fa
     return t
 
 
+def compare_view(rows: list, title: str = "Comparison"):
+    """compare's table where the console holds it whole, else a block per result: at 80 columns the bundle, device
+    and runtime columns shrank to a character or two and the numbers were cut (`1028.81` for 1028.8172), and at
+    120 long bundle names wrapped in slices of six (a scale walkthrough)."""
+    class View:
+        def __rich_console__(self, console, options):
+            table = compare_table(rows, title)
+            yield table if _unbroken_width(table) <= options.max_width else \
+                _compare_blocks(rows, title, table, options.max_width)
+    return View()
+
+
+def _unbroken_width(table: Table) -> int:
+    """The width a table needs for no word of its headers and cells to be broken: its columns fold, so rich's own
+    minimum is a character a column."""
+    def widest(column) -> int:
+        texts = [str(column.header), *(Text.from_markup(str(c)).plain for c in column.cells)]
+        return max((len(word) for text in texts for word in text.split()), default=1)
+    return sum(widest(c) + 3 for c in table.columns) + 1
+
+
+def _compare_blocks(rows: list, title: str, table: Table, width: int) -> Table:
+    """Each result as a heading line (bundle @ device, time) and its figures as name=value, packed to the width."""
+    names = [str(c.header).replace("\n", " ") for c in table.columns]
+    cells = [[c for c in column.cells] for column in table.columns]
+    t = Table.grid(padding=(0, 0))
+    t.title = table.title
+    t.add_column()
+    for i in range(len(rows)):
+        shown = {name: cells[k][i] for k, name in enumerate(names)}
+        when = shown.pop("time (UTC)", shown.pop("time", ""))
+        head = f"[bold]{shown.pop('bundle')}[/] @ {shown.pop('device', '—')}  {when}"
+        verdict = shown.pop("budgets", "")
+        figures = _packed([f"{escape(n)}={v}" for n, v in shown.items() if v != "—"], width - 2)
+        t.add_row(head.replace("\n", " "))
+        t.add_row("\n".join("  " + line for line in figures.splitlines()))
+        t.add_row(f"  budgets: {verdict}")
+        t.add_row()
+    return t
+
+
 COMPARE_COLUMNS = (("bundle", "left"), ("device", "left"), ("time (UTC)", "left"), ("runtime ×threads", "left"),
                    ("size\nMiB", "right"), ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
                    ("peak RSS\nMiB", "right"), ("top-1", "right"), ("slowest layer", "left"), ("budgets", "left"),
@@ -681,8 +722,17 @@ def regression_lines(entries: list) -> list:
 def warning_lines(report: dict) -> list:
     """The results' own warnings (noisy run, swap, ...), one line each, under a check or comparison.
     A throttled or frequency-capped run stands out: its figures hold only in that state."""
-    return [_warning_line(label, w) for e, label in zip(report["results"], _labels_apart(report["results"]))
-            for w in e["warnings"]]
+    said = {}   # one line per warning, the results it holds for beside it: a fleet of 40 said one text 40 times
+    for e, label in zip(report["results"], _labels_apart(report["results"])):
+        for w in e["warnings"]:
+            said.setdefault(w, []).append(label)
+    return [_warning_line(_some(labels), w) for w, labels in said.items()]
+
+
+def _some(labels: list, shown: int = 3) -> str:
+    """Labels joined, the first `shown` of many and how many more."""
+    more = len(labels) - shown
+    return ", ".join(labels[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _label(entry: dict) -> str:
@@ -728,7 +778,9 @@ def _power_absent(documents: dict) -> str | None:
         power = doc.get("power") or {}
         if doc.get("status") == "ok" and power.get("available") is False:
             why.setdefault(str(power.get("reason") or "not measured"), []).append(name)
-    return "\n".join(escape(f"power n/a on {', '.join(names)}: {reason}") for reason, names in why.items()) or None
+    ok = sum(doc.get("status") == "ok" for doc in documents.values())
+    return "\n".join(escape(f"power n/a on {f'every device ({ok})' if len(names) == ok > 1 else _some(names, 8)}: "
+                             f"{reason}") for reason, names in why.items()) or None
 
 
 def devices_table(devices: list) -> Table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pathlib
 import statistics
 from typing import TYPE_CHECKING
 
@@ -153,13 +154,17 @@ def _remove_spare_bundles(job: Job, study, runner, out: dict) -> dict:
         try:
             size = path.stat().st_size
             path.unlink()
-        except FileNotFoundError:   # screened out before it was built, or another worker's
+        except FileNotFoundError:   # screened out before it was built, or removed by an earlier run's end
+            continue
+        except OSError as e:   # the answer and STUDY-best are written: a bundle that stays is said, not fatal
+            out["notes"].append(f"trial bundle {path} not removed: {e.strerror or e}")
             continue
         removed["removed"] += 1
         removed["removed_bytes"] += size
-        for row in out["trials"]:
-            if row["bundle"] == str(path):
-                row["bundle"] = None
+    for row in out["trials"]:   # this host's bundles that are gone, an earlier run's end's too: no path to them
+        if row["bundle"] and pathlib.Path(row["bundle"]).parent == runner.bundles \
+                and not pathlib.Path(row["bundle"]).is_file():
+            row["bundle"] = None
     return removed
 
 

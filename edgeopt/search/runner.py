@@ -485,6 +485,17 @@ class Runner:
                                      "measured")
         return path
 
+    def _measure_latency(self, t, threads: int) -> list:
+        """A measured trial's bundle measured again at the study's end, its latency alone; rebuilt, once, where
+        another worker's end removed it between the check for it and the measurement (a review)."""
+        for last in (False, True):
+            path = self.local_bundle(t)
+            try:
+                return trials_.measure(path, threads, self.job, {"no_accuracy": True}, self.progress)
+            except BadInput:
+                if last or path.is_file():
+                    raise
+
     def confirm(self) -> None:
         """The study's end, single objective: the finalists and the near misses measured again, then the answer
         and INT8 by hand measured in turn; none of it once the device has failed (each try would wait out
@@ -700,7 +711,7 @@ class Runner:
         reference_docs = reference.measure(self.job, None, self.progress) if reference else None
         # the objective alone: an accuracy pass would be read by nobody (an accuracy objective is never measured
         # again: SAME_EVERY_RUN)
-        docs = trials_.measure(self.local_bundle(t), threads, self.job, {"no_accuracy": True}, self.progress)
+        docs = self._measure_latency(t, threads)
         figure = trials_.figures(docs, self.job.budgets).get(self.job.objective)
         if reference is None:
             return None if figure is None else (figure, figure)
@@ -734,8 +745,7 @@ class Runner:
                                      f"{textbook.number}) in turn: {'INT8 by hand' if name == 'textbook' else name}, "
                                      f"{n + 1}/{VERSUS_TEXTBOOK_PAIRS}")
                 try:
-                    docs = trials_.measure(self.local_bundle(t), t.user_attrs["candidate"]["threads"], self.job,
-                                           {"no_accuracy": True}, self.progress)
+                    docs = self._measure_latency(t, t.user_attrs["candidate"]["threads"])
                 except DeviceFailure:
                     return
                 readings[name].append(trials_.figures(docs, self.job.budgets).get(self.job.objective))

@@ -26,8 +26,28 @@ def test_a_devices_outcome_on_a_pipe_is_one_line():
     progress = RichProgress(Console(file=out, width=60, force_terminal=False, color_system=None))
     detail = ("device pi-a: HOST KEY CHANGED for [127.0.0.21]:2301: got SHA256:pWkdOpqfFkhbo0Cule1BlDYkU3dxMAfLGwpz"
               "UMkyToc, known_hosts has SHA256:LwpzUMkyTocpWkdOpqfFkhbo0Cule1BlDYkU3dxMAfLG; refused")
+    progress.device_state("pi-b", "queued")
     progress.device_state("pi-a", "failed", detail)
-    assert out.getvalue().splitlines() == [f"pi-a: failed — {detail}"]
+    progress.device_state("pi-b", "ok")   # how many of the fleet have reported: a log had no count (a walkthrough)
+    assert out.getvalue().splitlines() == [f"pi-a: failed — {detail} [1/2]", "pi-b: ok [2/2]"]
+
+
+def test_a_fleet_too_long_for_the_terminal_shows_the_devices_at_work_first():
+    """40 devices in 40 lines: the table was cut below 29 queued and ok rows, and three measuring devices never
+    appeared (a scale walkthrough)."""
+    from edgeopt.report.progress import _fitting
+    rows = [(f"d{i}", ("ok" if i < 20 else "queued" if i < 36 else "measuring", "")) for i in range(40)]
+    rows[5] = ("d5", ("failed", "no route"))
+    shown, left = _fitting(rows, 10)
+    assert [name for name, _ in shown[:5]] == ["d36", "d37", "d38", "d39", "d5"] and len(shown) == 9
+    assert left == {"ok": 15, "queued": 16}
+    assert _fitting(rows[:8], 10) == (rows[:8], {})   # all fit: inventory order
+    out = io.StringIO()   # and the live view itself, on a terminal of 12 lines
+    progress = RichProgress(Console(file=out, width=100, height=12, force_terminal=True))
+    for name, (state, detail) in rows:
+        progress.device_state(name, state, detail)
+    progress.close()
+    assert "fleet: 20/40 done" in out.getvalue() and "not shown: 17 ok, 16 queued" in out.getvalue(), out.getvalue()
 
 
 def test_counted_work_nests_in_a_terminal():

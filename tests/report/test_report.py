@@ -791,3 +791,29 @@ def test_a_study_whose_trials_share_one_accuracy_drop_is_drawn_up_to_its_budget(
     svg = html._study_chart(study, trials)
     assert "<title>accuracy_drop budget 0.01</title>" in svg
     assert ">1<" not in svg and ">0.5<" not in svg   # no 0-1 axis
+
+
+def test_a_markdown_report_fits_in_a_pull_request_comment():
+    """445 results made a 175 KB comment (GitHub holds 65,536 characters) and 67 drift lines (a scale
+    walkthrough): the drift lines are the 20 largest, and a longer report is cut at a line, saying so."""
+    from edgeopt.report import markdown
+    latency = [{"result": f"r{i}", "bundle": "m", "device": f"pi-{i}", "timeline": {"drift_pct": float(i % 50)}}
+               for i in range(67)]
+    lines = markdown._over_run({"latency": latency, "power": [], "thermal": []})
+    drift = [line for line in lines if line.startswith("- ")]
+    assert len(drift) == 21 and drift[0] == "- m @ pi-49: latency drift +49.0 %" and \
+        drift[-1] == "- and 47 more results (the HTML report draws each)"
+    text = markdown._within_a_comment("| a row of a long table |\n" * 5000)
+    assert len(text) < 65_536 and text.endswith("`edgeopt report --format html` shows it all.\n")
+    assert "\n\n… cut here at 59,981 of 130,000 characters" in text
+    assert markdown._within_a_comment("short\n") == "short\n"
+    folded = markdown._within_a_comment("<details><summary>Warnings</summary>\n\n" + "- a warning line\n" * 5000)
+    assert folded.count("<details>") == folded.count("</details>") == 1   # the note was cut inside the fold
+    row = {"bundle": "m", "device": "pi", "p50_ms": 1.0, "p90_ms": 1.0, "p90_ci95": None, "p99_ms": 1.0,
+           "peak_rss_mb": 1.0, "top1": None, "verdict": "pass", "budgets": [], "throttled": False, "error": None,
+           "warnings": ["noisy run: spread 0.2"], "absent": {}}
+    rows = [dict(row, device=f"pi-{i}") for i in range(150)] + [dict(row, device="pi-bad", verdict="fail")]
+    text = "\n".join(markdown._summary(rows))
+    assert text.count("\n| m | pi-") == markdown.TABLE_ROWS and "| m | pi-bad |" in text   # the failure first
+    assert "… and 51 more results: `edgeopt report --format html` (or csv) lists each" in text
+    assert "- … and 60 more" in text and text.count("noisy run") == markdown.WARNING_LINES
