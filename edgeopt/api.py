@@ -416,6 +416,7 @@ def budgets_for(doc: dict, overrides: dict, profile_name: str | None = None, run
 
 
 CHECK_SCHEMA = "edgeopt.check/1"   # check's answer (`check --json`), versioned as result and bundle documents are
+REPORT_SCHEMA = "edgeopt.report/1"   # report's answer (`report --json`): it had none, unlike check's (a walkthrough)
 
 
 def check(result_paths, budgets: dict | None = None, profile: str | None = None, baseline=None,
@@ -969,7 +970,7 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     rows = report_rows.build(docs, verdicts, stored, absent, found)
     text = {"html": lambda: html_report.render(rows, title), "markdown": lambda: md_report.markdown(rows, title),
             "csv": lambda: md_report.csv_text(rows)}[fmt]()
-    out = {"format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"], "bytes": len(text.encode("utf-8")),
+    out = {"schema": REPORT_SCHEMA, "format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"], "bytes": len(text.encode("utf-8")),
            "rows": rows, "text": text, "store_error": store_error}
     if output is not None:
         out["path"] = str(output)

@@ -295,27 +295,32 @@ def test_peak_memory_does_not_grow_with_the_eval_data_shipped(cli, tmp_path):
 
 
 @contextlib.contextmanager
-def _local_device_held(seconds: float = 60):
-    """This host's `local` device held, as another benchmark holds it, until the event yielded is set."""
+def _held(make_lock, seconds: float = 60, while_held=lambda: None):
+    """A lock held in a thread, as another benchmark holds it, until the event yielded is set."""
     import threading
-
-    from device_agent.lock import DeviceLock
-    from edgeopt.transport.local import LocalTransport
 
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with DeviceLock(LocalTransport("local").lock_path(), 10):
+        with make_lock():
+            while_held()
             held.set()
             release.wait(seconds)
     holder = threading.Thread(target=hold)
     holder.start()
-    held.wait(10)
+    assert held.wait(10)
     try:
         yield release
     finally:
         release.set()
         holder.join()
+
+
+def _local_device_held(seconds: float = 60):
+    """This host's `local` device held, as another benchmark holds it, until the event yielded is set."""
+    from device_agent.lock import DeviceLock
+    from edgeopt.transport.local import LocalTransport
+    return _held(lambda: DeviceLock(LocalTransport("local").lock_path(), 10), seconds)
 
 
 def test_a_result_is_stamped_when_it_was_measured_not_when_it_began_to_wait(bundles, tmp_path):
@@ -341,23 +346,10 @@ def test_a_bench_of_another_workdir_or_login_on_the_machine_waits_for_the_one_me
     from device_agent.lock import MACHINE_LOCK, MachineLock
 
     monkeypatch.delenv("EDGEOPT_MACHINE_LOCK", raising=False)   # the agent's own default, /tmp's
-    held, release = threading.Event(), threading.Event()
-
-    def other_workdir():
-        with MachineLock(MACHINE_LOCK, 10) as machine:
-            assert not machine.warnings
-            held.set()
-            release.wait(60)
-    holder = threading.Thread(target=other_workdir)
-    holder.start()
-    try:
-        assert held.wait(10)
+    with _held(lambda: MachineLock(MACHINE_LOCK, 10)) as release:   # another workdir's agent measuring
         threading.Timer(3.0, release.set).start()
         started = datetime.datetime.now(datetime.timezone.utc)
         doc = api.bench(bundles["fp32"], "local", tmp_path / "results", loop=FAST_LOOP)
-    finally:
-        release.set()
-        holder.join()
     assert doc["status"] == "ok"
     assert (datetime.datetime.fromisoformat(doc["created"]) - started).total_seconds() >= 2.5
     assert not any("not serialised" in w for w in doc["warnings"])
@@ -421,25 +413,12 @@ def test_the_machine_lock_is_a_plain_file_others_can_lock_and_never_a_link(tmp_p
         os.umask(old)
     assert (tmp_path / "new.lock").stat().st_mode & 0o777 == 0o666
     assert (tmp_path / "new.lock").read_text().startswith(f"pid {os.getpid()} since ")
-    import threading
     from device_agent.lock import DeviceBusy
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with MachineLock(str(tmp_path / "new.lock"), 1):
-            (tmp_path / "new.lock").write_text("x" * 1_000_000)   # any login writes it: a 20 MB holder line
-            held.set()
-            release.wait(30)
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(10)
+    any_login_writes = lambda: (tmp_path / "new.lock").write_text("x" * 1_000_000)   # a 20 MB holder line was said
+    with _held(lambda: MachineLock(str(tmp_path / "new.lock"), 1), 30, any_login_writes):
         with pytest.raises(DeviceBusy) as busy:
             with MachineLock(str(tmp_path / "new.lock"), 0.5, 4.0):
                 pass
-    finally:
-        release.set()
-        holder.join()
     assert len(str(busy.value)) < 500 and "what the workdir's lock left of --lock-wait 4 s" in str(busy.value)
 
 

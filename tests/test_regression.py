@@ -370,6 +370,16 @@ def test_a_change_in_the_device_s_state_is_noted():
     assert environment_notes(base, base) == [] and environment_notes({}, busy) == []
 
 
+def _gate_on_host(cli, doc: dict, host: str, tmp_path, url: str, baseline: str = "store") -> tuple:
+    """(the file of `doc` measured on `host`, its regression gate's entry against the store at `url`)."""
+    moved = copy.deepcopy(doc)
+    moved["device"]["hostname"] = host
+    path = tmp_path / f"{host}.json"
+    path.write_text(json.dumps(moved))
+    return path, cli("check", path, "--baseline", baseline, "--store", url, "--budget", "latency_p90_ms=1000",
+                     "--json").json()["regressions"][0]
+
+
 def test_a_team_store_gives_only_this_machines_result_as_the_baseline(cli, pair, tmp_path):
     """Every teammate's laptop and CI runner is `local`: another machine's result of that name is no baseline,
     however new. A result that records no host (an older file) still counts."""
@@ -387,12 +397,7 @@ def test_a_team_store_gives_only_this_machines_result_as_the_baseline(cli, pair,
     gate = cli("check", slow, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000",
                "--json").json()["regressions"][0]
     assert gate["verdict"] == SLOWER and gate["baseline"]["created"] == base_doc["created"]   # not the laptop's
-    elsewhere = copy.deepcopy(slow_doc)
-    elsewhere["device"]["hostname"] = "ci-runner-7"
-    path = tmp_path / "ci.json"
-    path.write_text(json.dumps(elsewhere))
-    gate = cli("check", path, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000",
-               "--json").json()["regressions"][0]
+    path, gate = _gate_on_host(cli, slow_doc, "ci-runner-7", tmp_path, url)
     assert gate["verdict"] == UNTESTED and "on local (host ci-runner-7; " in gate["reason"]
     files = cli("check", path, "--baseline", base, "--budget", "latency_p90_ms=1000", "--json")
     # a file baseline of another host is no baseline either: given by hand and matching no result, it is bad input
@@ -429,12 +434,7 @@ def test_a_runner_of_one_host_name_on_other_hardware_is_no_baseline_and_store_ha
         runner = copy.deepcopy(base_doc)
         runner["device"]["hostname"], runner["created"] = "fv-az123-456", "2026-01-01T12:00:00+00:00"
         store.add(runner)
-    elsewhere = copy.deepcopy(slow_doc)
-    elsewhere["device"]["hostname"] = "fv-az987-654"
-    path = tmp_path / "job.json"
-    path.write_text(json.dumps(elsewhere))
-    gate = cli("check", path, "--baseline", "store", "--store", url, "--budget", "latency_p90_ms=1000",
-               "--json").json()["regressions"][0]
+    path, gate = _gate_on_host(cli, slow_doc, "fv-az987-654", tmp_path, url)
     assert gate["verdict"] == UNTESTED and "it holds 1 of other hosts of the same hardware (fv-az123-456): " \
         "`--baseline store:hardware` compares with those" in gate["reason"], gate["reason"]
     gate = cli("check", path, "--baseline", "store:hardware", "--store", url, "--budget", "latency_p90_ms=1000",

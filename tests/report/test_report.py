@@ -106,6 +106,7 @@ def test_html_report_holds_every_section_and_needs_no_network(cli, lab_results, 
     assert r.exit_code == 0, r.stderr
     summary = r.json()
     assert summary["format"] == "html" and summary["path"] == str(out) and summary["bytes"] == out.stat().st_size
+    assert summary["schema"] == "edgeopt.report/1"   # versioned, as check's answer is
     text = out.read_text()
     page = Page(text)
     # self-contained: no script, no external reference of any kind, no web font, no stylesheet link
