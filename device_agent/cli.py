@@ -215,7 +215,8 @@ def build_parser(parser_class=argparse.ArgumentParser):
                    help="override a runtime option of the bundle, e.g. xnnpack=false (value read as JSON if it is)")
     b.add_argument("--workdir", default=None, help="where to unpack (default: the system temp dir)")
     b.add_argument("--lock", default=None, help="lock file: one benchmark at a time on this device")
-    b.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for each lock (default 600)")
+    b.add_argument("--lock-wait", type=float, default=600.0,
+                   help="seconds to wait for the locks, the workdir's then the machine's, together (default 600)")
     b.add_argument("--machine-lock", default=os.environ.get("EDGEOPT_MACHINE_LOCK") or MACHINE_LOCK,
                    help="with --lock, the lock every workdir and login of this machine takes after its own: one "
                         "measurement at a time on the machine (default $EDGEOPT_MACHINE_LOCK, else %s)"

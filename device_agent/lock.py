@@ -134,12 +134,12 @@ class MachineLock(DeviceLock):
             return fd
         raise OSError(errno.EAGAIN, "made and removed again meanwhile")
 
-    def _open_existing(self, nofollow):
+    def _open_existing(self, flags):
         try:
-            return os.open(self.path, os.O_RDWR | nofollow)
+            return os.open(self.path, os.O_RDWR | flags)
         except PermissionError:   # another login's, not writable for this one: flock works on a read-only file
             self.writable = False
-            return os.open(self.path, os.O_RDONLY | nofollow)
+            return os.open(self.path, os.O_RDONLY | flags)
 
 
 def remove_stale_runs(workdir):

@@ -970,8 +970,8 @@ def report(result_paths, output=None, fmt: str = "html", budgets: dict | None = 
     rows = report_rows.build(docs, verdicts, stored, absent, found)
     text = {"html": lambda: html_report.render(rows, title), "markdown": lambda: md_report.markdown(rows, title),
             "csv": lambda: md_report.csv_text(rows)}[fmt]()
-    out = {"schema": REPORT_SCHEMA, "format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"], "bytes": len(text.encode("utf-8")),
-           "rows": rows, "text": text, "store_error": store_error}
+    out = {"schema": REPORT_SCHEMA, "format": fmt, "results": len(docs), "exit_code": verdicts["exit_code"],
+           "bytes": len(text.encode("utf-8")), "rows": rows, "text": text, "store_error": store_error}
     if output is not None:
         out["path"] = str(output)
         _write_text(output, text)
