@@ -1419,9 +1419,9 @@ def _report_failures(summary: list) -> list:
 def demo(out, output_dir, device, inventory, ssh):
     """Package the shipped digits CNN as FP32, FP16 and INT8 for `generic`, measure each, compare."""
     from . import api
-    from .report.tables import check_table, compare_table, warning_lines
+    from .report.tables import check_table, compare_view, warning_lines
     report = api.demo(output_dir, device, progress=out.progress(), inventory=inventory, ssh_options=ssh)
-    out.emit(report, compare_table(report["rows"], "digits_cnn on " + device), check_table(report["check"]),
+    out.emit(report, compare_view(report["rows"], "digits_cnn on " + device), check_table(report["check"]),
              *warning_lines(report["check"]),
              f"bundles: {report['bundles_dir']}/*.edgepkg   results: {report['results_dir']}/*.json")
     return report["check"]["exit_code"]
