@@ -224,14 +224,14 @@ def pick_baseline(candidate: dict, baselines: list) -> tuple:
     # the candidate itself, or its copy in history/ (`--baseline results/`), is no baseline: the gate would
     # compare a measurement with itself and always pass
     others = [b for b in baselines if not same_measurement(b, candidate)]
-    same_device = [b for b in others if (b.get("device") or {}).get("name") == device and same_host(b, candidate)
-                   and same_hardware(b, candidate)]
+    of_device = [b for b in others if (b.get("device") or {}).get("name") == device]
+    same_device = [b for b in of_device if same_machine(b, candidate)]
     same_bundle = [b for b in same_device if (b.get("bundle") or {}).get("name") == bundle]
     for group in (same_bundle, same_device):
         if group:
             return _newest_before(group, candidate), ""
     # the device's name on another host or other hardware: said, beside (or instead of) the candidate found again
-    elsewhere = [b for b in others if (b.get("device") or {}).get("name") == device and b not in same_device]
+    elsewhere = [b for b in of_device if not same_machine(b, candidate)]
     if len(others) < len(baselines) and not elsewhere:
         return None, (f"the only result of device {device} given as a baseline is this measurement itself (or its "
                       "copy in history/): give an earlier run's result")
@@ -301,6 +301,11 @@ def hardware_text(doc: dict) -> str:
     h = hardware(doc)
     return ", ".join(f"{h[key]} {name}" if isinstance(h[key], int) else str(h[key]) for key, name in HARDWARE
                      if key in h) or "unrecorded hardware"
+
+
+def same_machine(a: dict, b: dict) -> bool:
+    """Whether two results of one device name ran on one machine: its host and its hardware."""
+    return same_host(a, b) and same_hardware(a, b)
 
 
 def _elsewhere(base: dict, candidate: dict) -> str:

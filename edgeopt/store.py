@@ -503,10 +503,7 @@ class Store:
         transforms = t.document[("bundle", "transforms")].label("transforms")
         query = (sa.select(*[c for c in t if c.name != "document"], host, profile, compression, transforms)
                  .order_by(self._instant(t.created).desc(), t.id.desc()))
-        if device:
-            query = query.where(results_table.c.device == device)
-        if bundle:
-            query = query.where(results_table.c.bundle == bundle)
+        query = _of(query, device, bundle)
         with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
             rows = [_typed(dict(r._mapping)) for r in conn.execute(query.limit(limit))]
             return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
@@ -514,11 +511,7 @@ class Store:
 
     def count(self, device: str | None = None, bundle: str | None = None) -> int:
         """How many rows `history` would give without a limit: "50 shown" of 1,781 was said nowhere."""
-        query = sa.select(sa.func.count()).select_from(results_table)
-        if device:
-            query = query.where(results_table.c.device == device)
-        if bundle:
-            query = query.where(results_table.c.bundle == bundle)
+        query = _of(sa.select(sa.func.count()).select_from(results_table), device, bundle)
         with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -626,6 +619,15 @@ class Store:
         created = row.created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         doc["_path"] = f"the store's result of {created}" + (f" ({row.path})" if row.path else "")
         return doc
+
+
+def _of(query, device: str | None, bundle: str | None):
+    """`query` narrowed to the rows of a device and a bundle, where named (history and its count)."""
+    if device:
+        query = query.where(results_table.c.device == device)
+    if bundle:
+        query = query.where(results_table.c.bundle == bundle)
+    return query
 
 
 def _below_parents(path: str) -> str:

@@ -625,8 +625,7 @@ def compare_view(rows: list, title: str = "Comparison"):
     class View:
         def __rich_console__(self, console, options):
             table = compare_table(rows, title)
-            yield table if _unbroken_width(table) <= options.max_width else \
-                _compare_blocks(rows, title, table, options.max_width)
+            yield table if _unbroken_width(table) <= options.max_width else _compare_blocks(table, options.max_width)
     return View()
 
 
@@ -639,15 +638,15 @@ def _unbroken_width(table: Table) -> int:
     return sum(widest(c) + 3 for c in table.columns) + 1
 
 
-def _compare_blocks(rows: list, title: str, table: Table, width: int) -> Table:
-    """Each result as a heading line (bundle @ device, time) and its figures as name=value, packed to the width."""
+def _compare_blocks(table: Table, width: int) -> Table:
+    """Each row of compare's table as a heading line (bundle @ device, time) and its figures as name=value, packed
+    to the width."""
     names = [str(c.header).replace("\n", " ") for c in table.columns]
-    cells = [[c for c in column.cells] for column in table.columns]
     t = Table.grid(padding=(0, 0))
     t.title = table.title
     t.add_column()
-    for i in range(len(rows)):
-        shown = {name: cells[k][i] for k, name in enumerate(names)}
+    for row in zip(*(column.cells for column in table.columns)):
+        shown = dict(zip(names, row))
         when = shown.pop("time (UTC)", shown.pop("time", ""))
         head = f"[bold]{shown.pop('bundle')}[/] @ {shown.pop('device', '—')}  {when}"
         verdict = shown.pop("budgets", "")
