@@ -727,6 +727,27 @@ def history_count(results_dir="results", store_url: str | None = None, device: s
         return store.count(device, bundle)
 
 
+def forget_results(older_than: str, keep_last: int = 20, results_dir="results", store_url: str | None = None,
+                   dry_run: bool = False, progress=SILENT, device: str | None = None,
+                   bundle: str | None = None) -> dict:
+    """Forgets the results measured before `older_than` (an age, 180d or 26w, or a date) that are not among the
+    newest `keep_last` good results of their series: the store's rows and the files under results/history and
+    results/fleet (edgeopt.retention says what is never touched); of this device and bundle only, where named.
+    `dry_run` says what would go and removes nothing. {before, forgotten, rows, files, bytes, kept_recent, kept_newest_good, left_*, errors, store}."""
+    from . import retention
+    from .store import Store, default_url, sqlite_file
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+        raise BadInput(f"--keep-last must be a positive integer, got {keep_last!r}: the newest good result of "
+                       "each series is the regression gate's baseline")
+    policy = retention.Policy(retention.cutoff(older_than), keep_last, device, bundle)
+    url = store_url or default_url(results_dir)
+    file = sqlite_file(url)
+    if file is not None and not file.exists():   # files only: the store was never made, or was removed
+        return retention.forget(None, results_dir, policy, dry_run, progress)
+    with Store(url, create=False) as store:
+        return retention.forget(store, results_dir, policy, dry_run, progress)
+
+
 def add_to_store(result_paths, results_dir="results", store_url: str | None = None) -> dict:
     """Result files (or folders of them: results/history holds every run) added to the results store, each once:
     results measured before the store existed or elsewhere (a CI artifact, a teammate's files for a shared

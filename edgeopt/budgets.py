@@ -75,6 +75,20 @@ def number_in(value, low: float, high: float):
     return value if math.isfinite(value) and low <= value <= high else None
 
 
+def numbers_in(values, low: float, high: float) -> bool:
+    """Whether `values` is a non-empty list of what number_in takes. A list of plain floats and ints (every sample
+    list JSON gives) is checked at C speed: one number_in per sample was most of the time reading a result file
+    took (2,000 files, 18 s)."""
+    if not isinstance(values, list) or not values:
+        return False
+    if set(map(type, values)) <= {float, int}:   # bool is a type of its own: refused below, as number_in does
+        try:
+            return all(map(math.isfinite, values)) and low <= min(values) and max(values) <= high
+        except OverflowError:   # an integer too large for a float
+            return False
+    return all(number_in(v, low, high) is not None for v in values)
+
+
 def describe_range(low: float, high: float) -> str:
     return f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
 

@@ -1143,13 +1143,28 @@ def device_clean(out, name, inventory, ssh):
                    "store, each once: results from before it existed, a CI artifact's, a teammate's for a shared "
                    "store, or one whose run was killed before its row was written. With --json: {store, added, "
                    "held, unreadable, history}.")
+@click.option("--forget-older-than", "older_than", metavar="AGE",
+              help="Instead of listing, forget the results measured before this (an age, 180d or 26w, or a date, "
+                   "2026-06-01): their store rows and their files under results/history and results/fleet. The "
+                   "newest --keep-last good results of each bundle on each device and host are kept, and so is "
+                   "each bundle's latest file at the top of the results folder. --device and --bundle narrow it.")
+@click.option("--keep-last", type=Count(min=1), default=20, show_default=True, metavar="N",
+              help="With --forget-older-than: keep this many newest good results of each series whatever their "
+                   "age (the regression gate's baseline and the spread between runs it reads).")
+@click.option("--dry-run", is_flag=True, help="With --forget-older-than: say what would be forgotten, remove nothing.")
 @common
-def history(out, device, bundle, limit, results_dir, store_url, add):
-    """Past results from the results store, newest first.
+def history(out, device, bundle, limit, results_dir, store_url, add, older_than, keep_last, dry_run):
+    """Past results from the results store, newest first; with --forget-older-than, old ones forgotten.
 
     Exit 0, or 2 where a file given to --add cannot be read (the others are added)."""
     from . import api
     from .report.tables import history_table
+    if older_than is not None:
+        if add:
+            raise click.UsageError("--forget-older-than and --add: give them in two commands")
+        return _forget(out, older_than, keep_last, results_dir, store_url, dry_run, device, bundle)
+    if keep_last != 20 or dry_run:
+        raise click.UsageError("--keep-last and --dry-run go with --forget-older-than")
     added = api.add_to_store(list(add), results_dir, store_url) if add else None
     rows = api.history(results_dir, store_url, device, bundle, limit)
     filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device)) if name)
@@ -1165,6 +1180,27 @@ def history(out, device, bundle, limit, results_dir, store_url, add):
     for message in (added or {}).get("unreadable", []):
         click.echo(f"edgeopt: error: {message}", err=True)
     return 2 if added and added["unreadable"] else 0
+
+
+def _forget(out, older_than, keep_last, results_dir, store_url, dry_run, device, bundle) -> int:
+    from . import api
+    from rich.markup import escape
+    report = api.forget_results(older_than, keep_last, results_dir, store_url, dry_run, out.progress(),
+                                device=device, bundle=bundle)
+    when = report["before"][:16].replace("T", " ") + " UTC"
+    verb = "would forget" if dry_run else "forgot"
+    total = report["forgotten"] + report["kept_recent"] + report["kept_newest_good"]
+    lines = [f"{verb} {report['forgotten']} of {total} result(s) measured before {when} ({report['rows']} store "
+             f"row(s), {report['files']} file(s), {report['bytes'] / 1048576:.1f} MiB)",
+             f"kept: {report['kept_recent']} measured since, {report['kept_newest_good']} among the newest {keep_last} "
+             "good result(s) of their bundle, device and host, and each bundle's latest file"]
+    left = [f"{len(report['left_unreadable'])} file(s) that cannot be read as results"] * bool(
+        report["left_unreadable"]) + [f"{report['left_undated']} result(s) that record no time"] * bool(
+        report["left_undated"]) + [f"fleet run {r}: another process holds it" for r in report["left_held_runs"]]
+    out.emit(report, *lines, *(f"left: {escape(x)}" for x in left),
+             *(f"[yellow]warning[/] {escape(e)}" for e in report["errors"]))
+    out.quiet_lines(f"warning: {e}" for e in report["errors"])
+    return 1 if report["errors"] else 0
 
 
 def baseline_options(fn):

@@ -20,7 +20,7 @@ import tempfile
 from device_agent import RESULT_SCHEMA
 
 from .atomic import replacing, temp_beside
-from .budgets import KINDS, describe_range, number_in, shown, validate_budgets
+from .budgets import KINDS, describe_range, number_in, numbers_in, shown, validate_budgets
 from .errors import BadInput, CannotWrite
 
 try:
@@ -307,7 +307,7 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
     "flag": (lambda v, f: isinstance(v, bool), lambda f: "must be true or false"),
     "number": (lambda v, f: number_in(v, f.low, f.high) is not None,
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
-    "numbers": (lambda v, f: isinstance(v, list) and v and all(number_in(x, f.low, f.high) is not None for x in v),
+    "numbers": (lambda v, f: numbers_in(v, f.low, f.high),
                 lambda f: f"must be a non-empty list of finite numbers {describe_range(f.low, f.high)}"),
     "time": (lambda v, f: _timestamp(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00)"),
     "budgets": (lambda v, f: isinstance(v, dict), lambda f: "must be an object of budgets"),

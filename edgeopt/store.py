@@ -515,6 +515,25 @@ class Store:
         with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def dated_rows(self) -> list:
+        """Every row's id, `created` (aware), bundle, profile, device, host and status, without the documents: what
+        retention.forget decides on."""
+        t = results_table.c
+        host = t.document[("device", "hostname")].as_string().label("host")
+        profile = t.document[("bundle", "profile", "name")].as_string().label("profile")
+        query = sa.select(t.id, t.created, t.bundle, t.device, t.status, host, profile)
+        with self._errors("cannot read the stored results", rows=True), self.engine.connect() as conn:
+            return [_typed(dict(r._mapping)) for r in conn.execute(query)]
+
+    def forget(self, ids: list) -> int:
+        """Deletes these rows; how many were there."""
+        ids, deleted = list(ids), 0
+        with self._errors("cannot forget results"), self._writing() as conn:
+            for start in range(0, len(ids), 500):   # SQLite takes a bounded number of parameters
+                chunk = ids[start:start + 500]
+                deleted += conn.execute(results_table.delete().where(results_table.c.id.in_(chunk))).rowcount
+        return deleted
+
     def holds(self, doc: dict) -> bool:
         """Whether a row holds this very result (of its bundle, device and time, the whole document): a result added
         again (history --add of a folder twice, a latest file beside its history copy) is not a second row. Only

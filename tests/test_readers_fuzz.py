@@ -623,3 +623,13 @@ def test_input_nested_hundreds_deep_is_bad_input_not_a_recursion_error(cli, tmp_
     assert results._read_latest(latest) is None
     monkeypatch.setenv("COLUMNS", "²")   # str.isdigit's, not int()'s
     assert cli("profiles", "list").exit_code == 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.floats(), st.integers(min_value=-10 ** 400, max_value=10 ** 400), st.booleans(),
+                          st.none(), st.text(max_size=2)), max_size=6),
+       st.sampled_from([(0.0, INF), (0.0, 1.0), (-INF, INF)]))
+def test_a_list_of_numbers_is_checked_fast_as_each_number_is_alone(values, bounds):
+    """budgets.numbers_in (C speed for plain floats and ints) takes exactly what number_in takes of each."""
+    from edgeopt.budgets import number_in, numbers_in
+    assert numbers_in(values, *bounds) == (bool(values) and all(number_in(v, *bounds) is not None for v in values))

@@ -1,0 +1,158 @@
+"""history --forget-older-than: old results' rows and files forgotten, the gate's baselines and the latest kept."""
+import datetime
+import fcntl
+import json
+import pathlib
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+
+from pgserver import pg, pg_url  # noqa: F401  (fixtures)
+from edgeopt import results, retention
+from edgeopt.errors import BadInput
+from edgeopt.store import Store
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _days_ago(days: float) -> str:
+    return (NOW - datetime.timedelta(days=days)).isoformat()
+
+
+def _measured(doc: dict, results_dir, store, days: float, status: str = "ok", host: str | None = None) -> dict:
+    """A result as bench keeps it: its history copy, the latest file, and a row naming the copy."""
+    doc = {k: v for k, v in doc.items() if not k.startswith("_")}
+    doc = dict(doc, created=_days_ago(days), status=status, device=dict(doc["device"]))
+    if host:
+        doc["device"]["hostname"] = host
+    if status != "ok":
+        doc["error"] = {"message": "no route to host", "exit_code": 3}
+    results.save(doc, results_dir)
+    store.add(doc, path=doc["_history"])
+    return doc
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results' / 'edgeopt.db'}"
+    return request.getfixturevalue("pg_url").render_as_string(hide_password=False)
+
+
+def _history_days(url) -> list:
+    with Store(url, create=False) as store:
+        rows = store.history(limit=1000)
+    return sorted(round((NOW - datetime.datetime.fromisoformat(r["created"])).days) for r in rows)
+
+
+def test_old_results_are_forgotten_and_the_newest_good_ones_kept(cli, int8_result, tmp_path, url):
+    """A 40-device nightly fleet kept 2.6 GB in six months and nothing removed any of it (a scale walkthrough)."""
+    folder = tmp_path / "results"
+    with Store(url) as store:
+        for days in (400, 300, 200, 190):
+            _measured(int8_result, folder, store, days)
+        _measured(int8_result, folder, store, 250, status="failed")
+        _measured(int8_result, folder, store, 10)
+        other_host = _measured(int8_result, folder, store, 365, host="ci-runner-7")   # its own series
+    copies = sorted((folder / "history").glob("*.json"))
+    latest = sorted(folder.glob("*.json"))
+    assert len(copies) == 7 and len(latest) == 1
+
+    dry = cli("history", "--forget-older-than", "180d", "--keep-last", "2", "--results-dir", folder,
+              "--store", url, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    assert len(list((folder / "history").glob("*.json"))) == 7 and len(_history_days(url)) == 7
+    said = dry.json()
+    # kept: 10 (newer than the cut-off) and 190 (with 10, the newest two good of that series), and the other
+    # host's only result; forgotten: 400, 300, 200 and the failed run
+    assert (said["forgotten"], said["rows"], said["files"], said["kept_recent"], said["kept_newest_good"]) == \
+        (4, 4, 4, 1, 2)
+    assert said["bytes"] > 0 and said["dry_run"]
+
+    done = cli("history", "--forget-older-than", "180d", "--keep-last", "2", "--results-dir", folder,
+               "--store", url)
+    assert done.exit_code == 0, done.stderr
+    assert "forgot 4 of 7 result(s) measured before" in done.stdout and "(4 store row(s), 4 file(s)" in done.stdout
+    assert _history_days(url) == [10, 190, 365]
+    assert len(list((folder / "history").glob("*.json"))) == 3 and sorted(folder.glob("*.json")) == latest
+    assert pathlib.Path(other_host["_history"]).is_file()
+    again = cli("history", "--forget-older-than", "180d", "--keep-last", "2", "--results-dir", folder,
+                "--store", url, "--json")
+    assert again.json()["forgotten"] == 0
+
+
+def test_the_gate_finds_the_same_baseline_after_forgetting(int8_result, tmp_path):
+    from edgeopt import api
+    folder = tmp_path / "results"
+    url = f"sqlite:///{folder / 'edgeopt.db'}"
+    with Store(url) as store:
+        for days in (90, 60, 45, 40):
+            _measured(int8_result, folder, store, days)
+        name, device = int8_result["bundle"]["name"], int8_result["device"]["name"]
+        host = int8_result["device"].get("hostname")
+        before = store.last_good(name, device, NOW.isoformat(), host)["created"]
+    report = api.forget_results("30d", 1, folder)
+    assert report["forgotten"] == 3
+    with Store(url) as store:
+        assert store.last_good(name, device, NOW.isoformat(), host)["created"] == before
+
+
+def test_files_without_a_store_and_fleet_runs_are_forgotten_and_a_held_run_is_left(int8_result, tmp_path):
+    """No store (removed, or never made: results copied from CI): the files alone. A fleet run folder whose device
+    files are all forgotten goes whole; one another process holds (a fleet measuring it) is left."""
+    from edgeopt import api
+    folder = tmp_path / "results"
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    for n, days in enumerate((100, 50, 5)):
+        results.write_json_new(folder / "history" / f"h{n}.json", dict(doc, created=_days_ago(days)))
+    runs = folder / "fleet" / "int8"
+    for run, days in (("old", 100), ("held", 100)):
+        (runs / run).mkdir(parents=True)
+        (runs / run / "run.json").write_text(json.dumps({"bundle": "int8"}))
+        (runs / run / ".lock").write_text("")
+        device = dict(doc, created=_days_ago(days), device=dict(doc["device"], name=f"pi-{run}"), status="failed",
+                      error={"message": "no route to host", "exit_code": 3})
+        (runs / run / f"pi-{run}.json").write_text(json.dumps(device))
+    (folder / "history" / "cut.json").write_text('{"schema": "edgeopt.result/1", "sta')
+    with open(runs / "held" / ".lock", "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        report = api.forget_results("30d", 1, folder)
+    assert report["store"] is None and report["rows"] == 0
+    assert report["forgotten"] == 3 and report["files"] == 3    # h0, h1 (h2 is the newest good) and the failed run
+    assert not (runs / "old").exists() and (runs / "held" / "pi-held.json").is_file()
+    assert report["left_held_runs"] == [str(runs / "held")] and len(report["left_unreadable"]) == 1
+    assert sorted(p.name for p in (folder / "history").glob("*.json")) == ["cut.json", "h2.json"]
+
+
+def test_narrowed_to_a_device_it_leaves_the_others(int8_result, tmp_path):
+    from edgeopt import api
+    folder = tmp_path / "results"
+    with Store(f"sqlite:///{folder / 'edgeopt.db'}") as store:
+        for days in (100, 90, 80):
+            _measured(int8_result, folder, store, days)
+    report = api.forget_results("30d", 1, folder, device="pi-nowhere")
+    assert report["forgotten"] == 0 and report["kept_recent"] == 0
+    assert api.forget_results("30d", 1, folder, device=int8_result["device"]["name"])["forgotten"] == 2
+
+
+def test_bad_values_are_one_line_exit_2(cli, tmp_path):
+    for args, said in ((["--forget-older-than", "soon"], "give an age (180d, 26w) or a date"),
+                       (["--forget-older-than", "30d", "--keep-last", "0"], "--keep-last"),
+                       (["--dry-run"], "--keep-last and --dry-run go with --forget-older-than"),
+                       (["--forget-older-than", "30d", "--add", "x.json"], "give them in two commands")):
+        r = cli("history", *args, "--results-dir", tmp_path / "results")
+        assert r.exit_code == 2 and said in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_any_age_text_is_an_instant_or_bad_input(text):
+    try:
+        when = retention.cutoff(text)
+    except BadInput as e:
+        assert "--forget-older-than" in str(e)
+    else:
+        assert when.tzinfo is not None
