@@ -58,7 +58,8 @@ class DeviceLock(object):
             time.sleep(0.2)
         if self.writable:
             os.ftruncate(self.fd, 0)
-            os.write(self.fd, ("pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S"))).encode())
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())   # UTC: a Pi's local time read as the future
+            os.write(self.fd, ("pid %d since %s" % (os.getpid(), since)).encode())
         return self
 
     def _holder(self):

@@ -267,7 +267,8 @@ if os.path.isdir(os.path.dirname(lock_path) or "."):
             print("BUSY " + (f.read().strip() or "unknown holder"))
         sys.exit(75)
     os.ftruncate(lock, 0)
-    os.write(lock, ("edgeopt device clean, pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%S"))).encode())
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    os.write(lock, ("edgeopt device clean, pid %d since %s" % (os.getpid(), since)).encode())
 # Only what edgeopt put there: the content-addressed agents and bundles of store/ (and partial uploads of them),
 # the agent's run directories in runs/. Anything else in those directories is the user's, and stays.
 OURS = {"store": re.compile(r"[0-9a-f]{64}\.(pyz|edgepkg)(\.[0-9]+\.partial)?$"), "runs": re.compile(r"edgeopt-run-")}

@@ -523,6 +523,10 @@ def environment_notes(base: dict, cand: dict) -> list:
         if noisy:   # a CI job's run flagged noisy was called 29 % slower with no word of it (a walkthrough)
             notes.append(f"the {which}'s run was flagged by its agent ({noisy[0]}): the verdict rests on a run "
                          "whose spread is wide")
+    was, now = (_when(d) for d in (base, cand))
+    if was is not None and now is not None and was > now:   # an A/B in either order; or a report of history/,
+        notes.append("the baseline was measured after the candidate: the verdict reads the change backwards in "
+                     "time")   # whose oldest run was gated against a later one unsaid (a clock walkthrough)
     was, now = (_source_model(d) for d in (base, cand))
     if was is not None and now is not None and was != now:   # one bundle name packaged from two models
         notes.append(f"source {was} -> {now}: the baseline was packaged from another model under that bundle name")

@@ -224,6 +224,7 @@ class Field:
 
 
 STATUSES = ("ok", "failed")
+TIME_YEARS = (1970, 9998)   # what a result's time may convert to in UTC (results._timestamp)
 
 
 def _fields() -> dict:
@@ -309,7 +310,8 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
     "numbers": (lambda v, f: numbers_in(v, f.low, f.high),
                 lambda f: f"must be a non-empty list of finite numbers {describe_range(f.low, f.high)}"),
-    "time": (lambda v, f: _timestamp(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00)"),
+    "time": (lambda v, f: _timestamp(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00) of the "
+             f"years {TIME_YEARS[0]} to {TIME_YEARS[1]}"),
     "budgets": (lambda v, f: isinstance(v, dict), lambda f: "must be an object of budgets"),
     "layers": (lambda v, f: isinstance(v, list), lambda f: "must be a list of layers"),
 }
@@ -326,7 +328,17 @@ def parse_time(value) -> datetime.datetime | None:
 
 
 def _timestamp(value) -> bool:
-    return parse_time(value) is not None
+    """An ISO 8601 time that converts to UTC within the years TIME_YEARS: year 1 or 9999 with an offset was an
+    OverflowError traceback in compare, report and check --junit, and 9999-12-31 sorted as the oldest row on SQLite
+    (a clock walkthrough). 1970 stays: a board without a real-time clock reads it until NTP runs."""
+    when = parse_time(value)
+    if when is None:
+        return False
+    try:
+        when = when.astimezone(datetime.timezone.utc) if when.tzinfo else when
+    except OverflowError:
+        return False
+    return TIME_YEARS[0] <= when.year <= TIME_YEARS[1]
 
 
 def _at(doc: dict, name: str):

@@ -539,12 +539,15 @@ class Store:
         again (history --add of a folder twice, a latest file beside its history copy) is not a second row. Only
         the rows of its time are read: every document of the bundle on the device, each with its samples, was read
         again for each file of a folder added."""
+        from .results import parse_time
         t = results_table.c
         device = (doc.get("device") or {}).get("name", "?")
-        created = parse_created(doc.get("created"), datetime.datetime.now(datetime.timezone.utc))
-        query = sa.select(t.document).where(   # by the instant: an older writer's row keeps its time as other text
-            t.bundle == (doc.get("bundle") or {}).get("name"), t.device == device,
-            self._instant(t.created) == self._instant(sa.literal(created, UtcDateTime())))
+        query = sa.select(t.document).where(t.bundle == (doc.get("bundle") or {}).get("name"), t.device == device)
+        if parse_time(doc.get("created")) is None:   # stored at the time it was added: each --add added it again
+            query = query.where(t.document[("created",)].as_string().is_(None))
+        else:   # by the instant: an older writer's row keeps its time as other text
+            created = parse_created(doc.get("created"), datetime.datetime.now(datetime.timezone.utc))
+            query = query.where(self._instant(t.created) == self._instant(sa.literal(created, UtcDateTime())))
         own = json.loads(_json_dumps({k: v for k, v in doc.items() if not k.startswith("_")}))
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             return any(row.document == own for row in conn.execute(query))

@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -412,7 +413,8 @@ def test_the_machine_lock_is_a_plain_file_others_can_lock_and_never_a_link(tmp_p
     finally:
         os.umask(old)
     assert (tmp_path / "new.lock").stat().st_mode & 0o777 == 0o666
-    assert (tmp_path / "new.lock").read_text().startswith(f"pid {os.getpid()} since ")
+    assert re.fullmatch(rf"pid {os.getpid()} since \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ",   # UTC, said so
+                        (tmp_path / "new.lock").read_text())
     from device_agent.lock import DeviceBusy
     any_login_writes = lambda: (tmp_path / "new.lock").write_text("x" * 1_000_000)   # a 20 MB holder line was said
     with _held(lambda: MachineLock(str(tmp_path / "new.lock"), 1), 30, any_login_writes):

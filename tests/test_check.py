@@ -178,6 +178,10 @@ def _edit(doc, dotted, value=None, delete=False):
     ("runtime", "ort", False, "runtime must be an object, got 'ort'"),
     ("created", "yesterday", False, "created must be an ISO 8601 time"),
     ("created", 12, False, "created must be an ISO 8601 time"),
+    # past what a datetime converts to UTC: an OverflowError traceback in compare and report (a clock walkthrough)
+    ("created", "0001-01-01T00:00:00+05:00", False, "created must be an ISO 8601 time (2026-12-05T18:58:15+00:00) "
+     "of the years 1970 to 9998"),
+    ("created", "9999-12-31T23:59:59-05:00", False, "created must be an ISO 8601 time"),
     # hand-edited figures that no measurement gives: shown as "50 [0.03317-0.03329]"
     ("latency.p50_ms", 100.0, False, "latency.p50_ms 100 is above latency.p90_ms "),
     ("latency.ci95.p90_ms", [5, 1], False, "latency.ci95.p90_ms [5, 1]: its low end is above its high end"),

@@ -502,6 +502,9 @@ def test_a_bundle_of_the_same_name_made_another_way_is_said_when_replaced_and_in
     assert environment_notes(fp32, int8) == ["bundle fp32 + prune -> int8: the baseline is another kind of bundle of "
                                              "that name, so the change is mostly the compression's"]
     assert results.bundle_variant({"bundle": "junk"}) is None and environment_notes({}, int8) == []
+    # the oldest run of a report of history/ was gated against a later one unsaid (a clock walkthrough)
+    assert environment_notes(again, int8)[0] == "the baseline was measured after the candidate: the verdict reads " \
+        "the change backwards in time"
     other = copy.deepcopy(fp32)
     other["bundle"]["name"] = "model-fp32"   # a baseline given by hand under another name: not "of that name"
     assert environment_notes(other, int8)[0].startswith("bundle fp32 + prune -> int8: the baseline is another kind "

@@ -16,6 +16,7 @@ import numpy as np
 from .. import results
 from ..budgets import number_in, shown
 from ..errors import BadInput
+from ..regression import hostname
 from . import timelines
 from .changes import change_points, noise, segments
 
@@ -90,21 +91,22 @@ def label(doc: dict) -> dict:
 def distinguish(docs: list) -> None:
     """Results of one bundle name on one device (one name packaged for several profiles, or runs of one bundle)
     were shown alike: a legend of "local local local", three identical drift panels. Each such result gets what
-    tells it apart as doc["_apart"]: its bundle's profile where profiles differ, its run's time (UTC) where they
-    do not (or two share one)."""
+    tells it apart as doc["_apart"]: its bundle's profile where profiles differ, its host where hosts do, its run's
+    time (UTC) where these leave two alike."""
     alike = {}
     for doc in docs:
         key = ((doc.get("bundle") or {}).get("name"), (doc.get("device") or {}).get("name"))
         alike.setdefault(key, []).append(doc)
     for group in (g for g in alike.values() if len(g) > 1):
         profiles = [results.bundle_profile(d) for d in group]
-        by_profile = len(set(profiles)) > 1
-        for doc, profile in zip(group, profiles):
+        hosts = [hostname(d) for d in group]   # `local` of two machines in one second read alike (a walkthrough)
+        by_profile, by_host = len(set(profiles)) > 1, len(set(hosts)) > 1
+        kinds = [(p if by_profile else None, h if by_host else None) for p, h in zip(profiles, hosts)]
+        for doc, (profile, host) in zip(group, kinds):
             when = utc_time(doc.get("created"), seconds=True)
-            parts = ([profile] if by_profile and profile else []) + \
-                ([when] if when and (not by_profile or profiles.count(profile) > 1) else [])
+            parts = [x for x in (profile, host) if x] + ([when] if when and kinds.count((profile, host)) > 1 else [])
             doc["_apart"] = ", ".join(parts) or None
-            doc["_profile_apart"] = profile if by_profile else None
+            doc["_profile_apart"] = profile
 
 
 def utc_time(created, seconds: bool = False) -> str | None:

@@ -167,24 +167,27 @@ def host_time() -> float:
 
 
 def _dated_here_if_the_clock_is_off(doc: dict, began: float, ended: float) -> None:
-    """A result whose time (the device's clock) lies outside the run as this host timed it, by more than
-    CLOCK_SLACK_SECONDS, is dated by this host's clock, the device's reading kept as device.clock_created and
-    said: a board without a real-time clock (a Pi before NTP) dated its results 2000-01-01, and a clock 15 years
-    ahead put one result above every later run in history; the regression gate found no earlier baseline (a
-    walkthrough)."""
+    """A result whose time (the device's clock) lies outside the run as this host timed it is dated by this host's
+    clock, the device's reading kept as device.clock_created: a board without a real-time clock (a Pi before NTP)
+    dated its results 2000-01-01, and a clock 15 years ahead put one result above every later run in history; the
+    regression gate found no earlier baseline (a walkthrough). A clock a few minutes fast did the same to the next
+    run after NTP set it right (a clock walkthrough): within the run is the only slack. Off by more than
+    CLOCK_SLACK_SECONDS, it is said too."""
     said = parse_time(doc.get("created"))
-    if said is None or said.tzinfo is None:
+    if said is None or said.tzinfo is None or began <= said.timestamp() <= ended:
         return
     off = said.timestamp() - (ended if said.timestamp() > ended else began)
-    if abs(off) <= CLOCK_SLACK_SECONDS:
-        return
     doc["device"]["clock_created"] = doc["created"]
     doc["created"] = datetime.datetime.fromtimestamp(ended, datetime.timezone.utc).isoformat()
+    if abs(off) <= CLOCK_SLACK_SECONDS:
+        return
     hours = abs(off) / 3600
-    apart = f"{hours:.1f} h" if hours >= 1 else f"{abs(off) / 60:.0f} min"
+    apart = f"{hours / 8766:.0f} years" if hours >= 8766 else f"{hours:.1f} h" if hours >= 1 else \
+        f"{abs(off) / 60:.0f} min"
     doc["warnings"] = list(doc.get("warnings") or []) + [
         f"the device's clock read {said.isoformat()}, {apart} {'ahead of' if off > 0 else 'behind'} this host's: "
-        "the result is dated by this host's clock (set the device's clock, e.g. with NTP)"]
+        "the result is dated by this host's clock (set the device's clock, e.g. with NTP, or this host's if it is "
+        "the one that is off)"]
 
 
 def _as_a_result(doc: dict, code: int, device: str) -> tuple:

@@ -169,3 +169,9 @@ def test_results_alike_are_told_apart_by_profile_then_by_their_time_in_utc():
     distinguish(runs)
     assert [label(d)["device"] for d in runs] == ["pi (2026-12-01 10:00:00)", "pi (2026-12-02 10:00:00)"]
     assert label(runs[0])["profile_apart"] is None
+    # `local` of two machines in one second: 44 labels of one text in a report (a clock walkthrough)
+    machines = [dict(doc("generic", "2026-12-01T10:00:00Z"), device={"name": "local", "hostname": h})
+                for h in ("laptop", "runner-2", "runner-2")]
+    distinguish(machines)
+    assert [label(d)["device"] for d in machines] == ["local (laptop)", "local (runner-2, 2026-12-01 10:00:00)",
+                                                      "local (runner-2, 2026-12-01 10:00:00)"]

@@ -544,3 +544,8 @@ def test_a_stored_result_is_held_as_itself(request, tmp_path, backend):
         store.add(DOC)
         assert store.holds(DOC) and store.holds(dict(DOC, _path="elsewhere.json"))   # the file's name is no part
         assert not store.holds(dict(DOC, latency=dict(DOC["latency"], p90_ms=2.5)))
+        # a result that records no time is stored at the time it was added: each --add added it again
+        undated = {k: v for k, v in DOC.items() if k != "created"}
+        assert not store.holds(undated)
+        store.add(undated)
+        assert store.holds(undated) and not store.holds(dict(undated, status="failed"))
