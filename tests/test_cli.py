@@ -519,6 +519,12 @@ def test_history_on_a_narrow_terminal_keeps_names_and_figures_whole():
     assert "every row: profile generic, host vm, status ok" in text and "error" not in text
     from edgeopt.cli import plain_lines
     assert plain_lines(history_table(rows, whole=True))[0].split("\t")[-1] == "error"
+    # at 80 columns rich shrank every column alike: "digit / s_cnn / -int8" on three lines beside a time of 19
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))
+    console.print(history_table(rows))
+    text = console.export_text()
+    assert "digits_cnn-int8" in text and "0.0123 " in text and "2026-12-01" in text, text
+    assert max(len(line) for line in text.splitlines()) <= 80, text
 
 
 def test_each_outputs_error_is_shown_where_a_bundle_has_several(tmp_path):

@@ -21,6 +21,29 @@ from .rows import batch, quantile_change, undecided, utc_time, within_effect
 STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "unmeasured": "[yellow]NOT MEASURED[/]"}
 
 
+class WordsWholeTable(Table):
+    """A table whose columns, where the console cannot hold them, fold at spaces before any word is broken: rich
+    shrinks every column alike, and at 80 columns history's bundle names read "digit / s_cnn / -int8" on three
+    lines while the time kept its 19 characters (a walkthrough). Where even the widest words do not fit, rich's own
+    folding."""
+
+    def __rich_console__(self, console, options):
+        room = options.max_width - self._extra_width - sum(self.padding[1] + self.padding[3] for _ in self.columns)
+        natural = [_widest(c, str.splitlines) for c in self.columns]
+        floor = [n if c.no_wrap else _widest(c, str.split) for n, c in zip(natural, self.columns)]
+        if sum(natural) > room >= sum(floor):
+            slack, extra = room - sum(floor), [n - f for n, f in zip(natural, floor)]
+            for column, least, more in zip(self.columns, floor, extra):
+                column.width = least + more * slack // sum(extra)
+        yield from super().__rich_console__(console, options)
+
+
+def _widest(column, parts) -> int:
+    """The widest of a column's header and cells' parts (str.split: words; str.splitlines: lines)."""
+    texts = [str(column.header), *(Text.from_markup(str(c)).plain for c in column.cells)]
+    return max((len(part) for text in texts for part in parts(text)), default=1)
+
+
 def _num(value, fmt="{:.3f}"):
     """`value` in `fmt`; one that would read as zero (3.7e-05 ms as "0.0000") or as hundreds of digits (1e308
     squeezed every other column away) in three significant digits instead."""
@@ -533,7 +556,7 @@ def _runtime_settings(rt: dict) -> list:
 
 
 def check_table(report: dict) -> Table:
-    t = Table(title="Budget check")
+    t = WordsWholeTable(title="Budget check")
     for col in ("result", "budget", "limit", "measured", "verdict"):
         t.add_column(col)
     for e, label in zip(report["results"], _labels_apart(report["results"])):
@@ -632,10 +655,7 @@ def compare_view(rows: list, title: str = "Comparison"):
 def _unbroken_width(table: Table) -> int:
     """The width a table needs for no word of its headers and cells to be broken: its columns fold, so rich's own
     minimum is a character a column."""
-    def widest(column) -> int:
-        texts = [str(column.header), *(Text.from_markup(str(c)).plain for c in column.cells)]
-        return max((len(word) for text in texts for word in text.split()), default=1)
-    return sum(widest(c) + 3 for c in table.columns) + 1
+    return sum(_widest(c, str.split) + 3 for c in table.columns) + 1
 
 
 def _compare_blocks(table: Table, width: int) -> Table:
@@ -748,7 +768,7 @@ def _warning_line(label: str, w: str) -> str:
 
 
 def fleet_table(report: dict) -> Table:
-    t = Table(title=f"Fleet run {report['run_id']}")
+    t = WordsWholeTable(title=f"Fleet run {report['run_id']}")
     for col, just in (("device", "left"), ("status", "left"), ("p50 ms", "right"), ("p90 ms", "right"),
                       ("p99 ms", "right"), ("peak RSS MiB", "right"), ("power W", "right"),
                       ("budgets, or why it failed", "left")):
@@ -783,7 +803,7 @@ def _power_absent(documents: dict) -> str | None:
 
 
 def devices_table(devices: list) -> Table:
-    t = Table(title="Devices")
+    t = WordsWholeTable(title="Devices")
     for col in ("name", "address", "python", "profile", "workdir"):
         t.add_column(col)
     for d in devices:
@@ -822,11 +842,10 @@ def history_table(rows: list, empty_caption: str = "no results in the store", wh
     columns = [c for c in (cells[0] if cells else HISTORY_COLUMNS) if c not in alike and c not in empty]
     caption = empty_caption if not rows else ("every row: " + ", ".join(f"{c} {v}" for c, v in alike.items())
                                              if alike else None)
-    t = Table(title="History", caption=caption)
+    t = WordsWholeTable(title="History", caption=caption)
     for col in columns:
         figure = col in ("p90 ms", "peak RSS MiB", "top-1")
-        t.add_column(col, justify="right" if figure else "left", no_wrap=figure or col == "created (UTC)",
-                     overflow="fold")
+        t.add_column(col, justify="right" if figure else "left", overflow="fold")
     for row in cells:
         t.add_row(*(row[c] for c in columns))
     return t
@@ -884,7 +903,7 @@ def optimize_trials(outcome: dict):
 
 def optimize_table(outcome: dict) -> Table:
     """Every trial of an optimize study: its configuration, measured figures (worst device), verdict."""
-    t = Table(title=_trials_title(outcome))
+    t = WordsWholeTable(title=_trials_title(outcome))
     columns = figure_columns(outcome)
     for col in ["trial", "configuration", *columns, "size", "time", "verdict"]:
         t.add_column(escape(col), justify="left" if col in ("configuration", "verdict") else "right",
