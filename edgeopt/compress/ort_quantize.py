@@ -347,6 +347,10 @@ class _Static:
         self.op_types = list(op_types) if op_types else None
         self.scheme = request.int8_scheme if request.int8_scheme in SCHEMES else "u8s8"
         self.types = tuple(getattr(QuantType, name) for name in SCHEMES[self.scheme])
+        # 7-bit weights where the backend asks (onnxruntime's int8_weight_bits): ONNX Runtime's U8S8 kernels on an
+        # x86 CPU without VNNI sum pairs of 8-bit products in 16 bits (VPMADDUBSW), which saturate. Never for
+        # TensorRT's symmetric scheme: it computes in INT8 whole
+        self.weight_bits = 8 if self.scheme in SYMMETRIC else getattr(request.options, "int8_weight_bits", 8)
         self.samples = sample_count(request.calibration)
         self.cache = workdir / "calibration-ranges.json"
         self.joins = output_joins(onnx.load(str(model_in), load_external_data=False).graph)
@@ -364,7 +368,8 @@ class _Static:
     def record(self, out=None) -> dict:
         act, wt = self.types
         return {"method": "static", "format": "QDQ", "scheme": self.scheme, "activations": str(act),
-                "weights": str(wt), "per_channel": True, "symmetric": self.scheme in SYMMETRIC,
+                "weights": str(wt), "weight_bits": self.weight_bits, "per_channel": True,
+                "symmetric": self.scheme in SYMMETRIC,
                 "op_types": self.op_types or "every op ONNX Runtime quantizes",
                 "calibration": {"method": "MinMax", "samples": self.samples},
                 **({"float_output_joins": self.joins} if self.joins else {}),
@@ -411,7 +416,8 @@ class _Static:
         try:
             with _quiet_root_logger(), source_on("the calibration data", python_errors=False):
                 quantize_static(str(self.model_in), str(out), reader, quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=act, weight_type=wt,
+                                per_channel=True, reduce_range=self.weight_bits == 7, activation_type=act,
+                                weight_type=wt,
                                 calibrate_method=CalibrationMethod.MinMax,
                                 nodes_to_exclude=list(dict.fromkeys(exclude)),
                                 nodes_to_quantize=list(only), op_types_to_quantize=self.op_types,

@@ -141,6 +141,11 @@ class OnnxRuntimeOptions:
                               "(ranges computed at run time, MatMul/Gemm only); auto = dynamic when MatMul/Gemm "
                               "with weights hold most of the MACs (transformers), else static",
                               choices=INT8_METHODS)
+    # Not searched either: a device's accuracy figures show what its kernels made of the weights
+    int8_weight_bits: int = option(7, "static INT8's weight range: 7 (ONNX Runtime's reduce_range) keeps an x86 CPU "
+                                   "without VNNI (AVX2 only) from saturating its 8-bit products (the sample's logits "
+                                   "were off by 3.3 there, by 0.67 with 7); 8 for devices with VNNI (AVX-512 VNNI, "
+                                   "AVX-VNNI) or ARM, at one bit more of precision", low=7, high=8)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -150,7 +155,8 @@ class OnnxRuntimeBackend(Backend):
     quantizations = ("none", "dynamic", "int8")
     precision_unquantized_only = True   # a quantized graph computes in its own types: --precision is noted, unused
     Options = OnnxRuntimeOptions
-    int8_options = ("keep_float", "int8_method")   # keep_float applies to fp16 too; a search tries it with int8
+    # keep_float applies to fp16 too; a search tries it with int8
+    int8_options = ("keep_float", "int8_method", "int8_weight_bits")
 
     def _validate(self, request):
         """Mixed precision applies to static INT8 (and FP16); its top-1 budget to the measured choice."""
@@ -161,6 +167,8 @@ class OnnxRuntimeBackend(Backend):
             raise BadInput("--keep-float applies to --quantize int8 or --precision fp16 on backend onnxruntime")
         if request.options.int8_method != "auto" and request.quantize != "int8":
             raise BadInput(f"int8_method applies to --quantize int8, not --quantize {request.quantize}")
+        if request.options.int8_weight_bits != 7 and request.quantize != "int8":
+            raise BadInput(f"int8_weight_bits applies to --quantize int8, not --quantize {request.quantize}")
         from ..compress.mixed_quantize import check_budget
         check_budget(request, self.name)
 

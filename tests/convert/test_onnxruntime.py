@@ -130,6 +130,20 @@ def test_int8_method_outside_int8_is_refused(deit, tmp_path, cli):
     assert not (tmp_path / "d.edgepkg").exists()
 
 
+def test_int8_weight_bits_eight_is_the_full_range_and_only_for_int8(cli, tmp_path):
+    """7 bits by default (an AVX2-only CPU's U8S8 kernels saturate 8-bit products); 8 for devices with VNNI."""
+    from conftest import CALIB, MODEL
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "--backend-option", "int8_weight_bits=8",
+            "-o", tmp_path / "full.edgepkg", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert bundle_manifest(tmp_path / "full.edgepkg")["compression"]["weight_bits"] == 8
+    r = cli("package", MODEL, "--backend-option", "int8_weight_bits=8", "-o", tmp_path / "fp32.edgepkg")
+    assert r.exit_code == 2 and "int8_weight_bits applies to --quantize int8, not --quantize none" in r.stderr
+    r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "--backend-option", "int8_weight_bits=6",
+            "-o", tmp_path / "six.edgepkg")
+    assert r.exit_code == 2 and "int8_weight_bits" in r.stderr
+
+
 def test_keep_float_names_a_layer_dynamic_quantization_leaves_float(deit, tmp_path):
     model, calib = deit
     graph = onnx.load(str(model), load_external_data=False).graph
