@@ -92,7 +92,7 @@ def build(out: pathlib.Path | None = None) -> pathlib.Path:
     """The agent zipapp; reused from the cache when the agent's sources have not changed."""
     digest = content_hash()[:16]
     target = pathlib.Path(out) if out else cache_dir() / "agent" / f"edgeopt-agent-{digest}.pyz"
-    if out is None and target.is_file():
+    if out is None and target.is_file() and _intact(target):
         return target
     pkg = pathlib.Path(device_agent.__file__).resolve().parent
     with replacing(target, "the agent", "wb") as f:
@@ -103,6 +103,17 @@ def build(out: pathlib.Path | None = None) -> pathlib.Path:
             _add(archive, "__main__.py", MAIN.encode())
         os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode | 0o111)   # ./edgeopt-agent.pyz runs, as zipapp's own
     return target
+
+
+def _intact(path: pathlib.Path) -> bool:
+    """Whether a cached agent is a whole zipapp (every member's CRC): one cut short (a power loss, a full disk
+    outside edgeopt's atomic write) failed every later bench with "source code cannot contain null bytes", each
+    saved as the device's failure, and `device clean` did not remove it (a walkthrough). It is built again."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "__main__.py" in archive.namelist() and archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 def _add(archive, name: str, data: bytes) -> None:

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 
 from . import bundle as bundles, results, scratch
 from .atomic import check_writable, replacing
@@ -340,15 +341,20 @@ def _save_and_store(doc: dict, results_dir, store) -> None:
     try:
         doc["_path"] = str(results.save(doc, results_dir))
     except CannotWrite as unsaved:
+        copy = doc.get("_history")   # written before the disk filled, where it was: the /tmp copy was a duplicate
+        kept = f"; the result is saved to {copy}" if copy and pathlib.Path(copy).is_file() else None
         try:
-            store.add(doc, path=doc.get("_history"))   # the history copy, where it was written before the disk filled
+            store.add(doc, path=copy)
         except EdgeoptError as e:
-            raise BadInput(f"{unsaved}; nor could the store take it ({e}){results.saved_elsewhere(doc)}") from None
+            raise BadInput(f"{unsaved}; nor could the store take it ({e}){kept or results.saved_elsewhere(doc)}") \
+                from None
         raise BadInput(f"{unsaved}; the result is in the store {store.name} (edgeopt history shows it)") from None
     try:   # the row names this run's own copy: the latest file is replaced by the next run
         store.add(doc, path=doc.get("_history"))
     except EdgeoptError as e:   # measured and saved, not stored: exit 3, as fleet bench has it, not "bad input"
-        raise DeviceFailure(f"{e}; the result is saved to {doc['_path']}, but not in the store") from None
+        copy = doc.get("_history") or doc["_path"]
+        raise DeviceFailure(f"{e}; the result is saved to {copy}, but not in the store (`edgeopt history --add "
+                            f"{shlex.quote(copy)}` adds it)") from None
 
 
 def fleet_bench(bundle, inventory, group: str | None = None, parallel: int = 8, results_dir="results",

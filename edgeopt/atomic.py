@@ -215,7 +215,9 @@ def _name_max(folder: pathlib.Path) -> int:
 
 
 def _is_on_the_way_to(path: pathlib.Path, name) -> bool:
-    """Whether `name` (an OSError's filename) is `path`, a temp file beside it, or a folder above it."""
-    name = pathlib.Path(os.fsdecode(name))
+    """Whether `name` (an OSError's filename) is `path`, a temp file beside it, or a folder above it. Both made
+    absolute: mkstemp names its file absolute, and a relative `-o out/r.md` into a read-only folder was said as
+    "this host cannot write out/.r.md.123-x.partial ... set TMPDIR" or, denied, a traceback (a walkthrough)."""
+    name, path = pathlib.Path(os.path.abspath(os.fsdecode(name))), pathlib.Path(os.path.abspath(path))
     beside = name.parent == path.parent and name.name.startswith(_temp_prefix(path)) and name.suffix == ".partial"
     return name == path or beside or name in path.parents

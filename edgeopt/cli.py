@@ -66,10 +66,11 @@ class Output:
     def __init__(self, as_json: bool, quiet: bool, debug: bool):
         from rich.console import Console
         self.as_json, self.quiet, self.debug = as_json, quiet, debug
-        self._progress = None
+        self._progress, self.stdout_failed = None, False
         self.out = Console(highlight=False, emoji=False)
         if not self.out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap, or $COLUMNS
             self.out = Console(highlight=False, emoji=False, width=_columns(120))
+        self.out.on_broken_pipe = _reader_gone   # rich's own exits 1, which CI reads as a budget failed
         self.err = Console(stderr=True, highlight=False, emoji=False)
 
     def progress(self):
@@ -102,14 +103,38 @@ class Output:
 
     def emit_error(self, message: str, exit_code: int) -> None:
         """Under --json, the error as JSON on stdout too (the one line stays on stderr): a script that parses
-        stdout read nothing at all, and could not tell a bad input from a crash."""
-        if self.as_json:
-            click.echo(json.dumps({"error": {"message": message, "exit_code": exit_code}}, indent=1))
+        stdout read nothing at all, and could not tell a bad input from a crash. Not where stdout itself failed."""
+        if self.as_json and not self.stdout_failed:
+            with contextlib.suppress(OSError):
+                click.echo(json.dumps({"error": {"message": message, "exit_code": exit_code}}, indent=1))
 
     def emit(self, doc, *renderables, data: bool = False):
         """data: the verb is read-only and its tables ARE the answer (inspect, profiles, device list, history, compare);
         --quiet then still prints them, as plain tab-separated lines without title, borders or colour. Verbs
-        whose answer is the exit code (bench, check, package...) print nothing under --quiet."""
+        whose answer is the exit code (bench, check, package...) print nothing under --quiet.
+        Standard output that cannot be written (`bench --json > r.json` on a full disk) is one line and exit 2, where
+        it was a traceback and exit 1 (a walkthrough); one whose reader left (`| head -1`) ends the verb without a
+        word, as SIGPIPE ends other tools (exit 141). What the verb saved is saved before it prints."""
+        with self._writing():
+            self._emit(doc, renderables, data)
+
+    def text(self, text: str) -> None:
+        """A verb's text answer on stdout (report's Markdown or CSV), written as emit writes."""
+        with self._writing():
+            click.echo(text, nl=False)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            yield
+            sys.stdout.flush()   # here, not at the interpreter's exit: a pipe's buffer is written last otherwise
+        except BrokenPipeError:
+            _reader_gone()
+        except OSError as e:
+            self.stdout_failed = True
+            raise BadInput(f"cannot write standard output: {e.strerror or e}") from e
+
+    def _emit(self, doc, renderables, data: bool):
         self.close()  # a live progress view ends before the results are printed
         if self.as_json:
             click.echo(json.dumps(doc, indent=1, default=str))
@@ -122,6 +147,15 @@ class Output:
             for i, table in enumerate(tables):
                 for line in ([""] if i else []) + plain_lines(table):
                     click.echo(line)
+
+
+def _reader_gone() -> None:
+    """stdout's reader closed it: nothing more is wanted there. Exit 141, as a process SIGPIPE ends; stdout pointed
+    at /dev/null first, or the interpreter's last flush says "Exception ignored ... BrokenPipeError"."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    sys.exit(141)
 
 
 def plain_lines(renderable) -> list:
@@ -939,6 +973,7 @@ def fleet_bench(out, bundle, group, parallel, resume, budgets, allow_profile_mis
     out.emit(report, fleet_table(report), f"results: {report['run_dir']}", *warning_lines(report["check"]["check"]),
              *store_lines, *(f"[yellow]warning[/] {escape(w)}" for w in report.get("warnings", [])))
     out.quiet_lines(f"warning: {w}" for w in report.get("warnings", []))
+    out.quiet_lines(f"not saved in full: {e}" for e in report["store_errors"])   # exit 3 said nothing under -q
     out.failures((name, "", doc["error"]["message"]) for name, doc in report["documents"].items()
                  if doc.get("status") != "ok")
     # and each budget a device missed, as `check -q` says it: exit 1 said nothing
@@ -1406,7 +1441,7 @@ def report(out, results, output, fmt, study, budgets, store_url, no_history, tit
     if doc["store_error"] and not out.as_json:   # on stderr under --quiet too: the report lacks what was asked
         click.echo(f"edgeopt: warning: the report has no history: {doc['store_error']}", err=True)
     if output is None and not out.as_json:   # the text on stdout is the answer, under --quiet too (as compare's table)
-        click.echo(doc["text"], nl=False)
+        out.text(doc["text"])
     summary = {k: v for k, v in doc.items() if k not in ("text", "rows") or (k == "text" and output is None)}
     from .report.rows import machine_rows
     summary["summary"] = machine_rows(doc["rows"]["summary"])   # each device by its own name

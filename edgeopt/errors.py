@@ -9,7 +9,10 @@ import os
 import tempfile
 
 # this host's disk refusing a write: a full disk, a quota, a read-only file system
-HOST_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# a disk full or read-only, or a limit of this host (ulimit -f, -n; the system's open files): tracebacks before
+HOST_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EMFILE, errno.ENFILE)
+LIMITS = {errno.EFBIG: "the file-size limit: ulimit -f", errno.EMFILE: "the open-file limit: ulimit -n",
+          errno.ENFILE: "the system's open-file limit: fs.file-max"}
 
 
 class EdgeoptError(Exception):
@@ -98,6 +101,8 @@ def host_file_problem(error: OSError) -> str | None:
     name = "" if error.filename is None else f" {_shortened(os.fsdecode(error.filename))}"
     if error.errno == errno.ENAMETOOLONG:
         return f"file name too long:{name} (a name is at most 255 bytes on most file systems, a path 4096)"
+    if error.errno in LIMITS:
+        return f"a limit of this host stopped the work{name}: {error.strerror} (raise {LIMITS[error.errno]})"
     if error.errno in HOST_DISK_ERRNOS:
         remedy = _remedy(error)
         return f"this host cannot write{name or ' its files'}: {error.strerror}" + (f" ({remedy})" if remedy else "")

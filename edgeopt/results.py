@@ -113,12 +113,27 @@ def _save_lock(results_dir: pathlib.Path):
     if fcntl is None:
         yield
         return
-    with open(results_dir / LOCK_FILE, "a") as f:
+    with _lock_file(results_dir / LOCK_FILE) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _lock_file(path: pathlib.Path):
+    """The lock file, open: for writing where it can be, else for reading (flock takes either). In a folder a team
+    shares, another login's lock file (0644) was a PermissionError traceback after the measurement, and its result
+    never reached the store (a walkthrough). Any other refusal is CannotWrite, which the store's row outlives."""
+    try:
+        return open(path, "a")
+    except PermissionError:
+        try:
+            return open(path)
+        except OSError as e:
+            raise CannotWrite("the results folder's lock", path, e) from None
+    except OSError as e:
+        raise CannotWrite("the results folder's lock", path, e) from None
 
 
 def _read_latest(path: pathlib.Path) -> dict | None:

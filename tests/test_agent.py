@@ -259,6 +259,17 @@ def test_zipapp_is_self_contained_and_cached(tmp_path):
     assert json.loads(p.stdout)["arch"]
 
 
+def test_a_cached_agent_cut_short_is_built_again(tmp_path, monkeypatch):
+    """A cached agent cut short failed every bench after it ("source code cannot contain null bytes"), each saved
+    as the device's failure (a walkthrough)."""
+    monkeypatch.setenv("EDGEOPT_CACHE", str(tmp_path / "cache"))
+    whole = agent_zipapp.build()
+    size = whole.stat().st_size
+    with open(whole, "r+b") as f:
+        f.truncate(size // 2)
+    assert agent_zipapp.build() == whole and whole.stat().st_size == size
+
+
 def test_every_build_of_the_agent_is_byte_identical(tmp_path):
     """A zip keeps its files' mtimes, which were the build's: a fleet's first run built the agent in every
     device's thread at once, and an upload hashed from one build sent another's bytes (refused on the device as

@@ -675,3 +675,20 @@ def test_ctrl_c_while_the_cli_loads_is_one_line_and_130():
             "run()\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 130 and p.stderr == "edgeopt: interrupted\n", (p.returncode, p.stderr)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this host")
+def test_stdout_that_cannot_be_written_is_one_line_and_a_closed_pipe_no_word(tmp_path):
+    """`bench --json > r.json` on a full disk was a traceback and exit 1 (a budget failed, to CI), its --json error
+    written again to the same full stdout; `| head` closing the pipe was exit 1 without a word (a walkthrough)."""
+    argv = [sys.executable, "-m", "edgeopt", "profiles", "list"]
+    for extra in ([], ["--json"]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(argv + extra, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr == "edgeopt: error: cannot write standard output: No space left on " \
+            "device\n", p.stderr
+    read, write = os.pipe()
+    os.close(read)   # the reader left before anything was written
+    p = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert p.returncode == 141 and p.stderr == "", p.stderr

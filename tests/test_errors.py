@@ -28,5 +28,8 @@ def test_text_stands_for_the_message_where_another_one_says_it():
 def test_it_is_always_one_stripped_line_of_the_message_or_the_type_name(text):
     line = first_line(ValueError(text))
     lines = [candidate.strip() for candidate in text.splitlines() if candidate.strip()]
-    assert line == (lines[0] if lines else "ValueError")
+    heading = 0   # a line ending in a colon is a heading: the lines after it join it until one does not
+    while heading + 1 < len(lines) and lines[heading].endswith(":"):
+        heading += 1
+    assert line == (" ".join(lines[:heading + 1]) if lines else "ValueError")
     assert line and line == line.strip() and len(line.splitlines()) == 1

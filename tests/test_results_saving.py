@@ -248,7 +248,8 @@ def test_a_store_that_fails_after_the_measurement_is_exit_3_naming_the_saved_fil
                 with sqlite3.connect(db) as conn:
                     conn.execute("DROP TABLE IF EXISTS results")
 
-    with pytest.raises(DeviceFailure, match=r"the result is saved to .*@local\.json, but not in the store") as e:
+    said = r"the result is saved to .*history/.*@local-.*\.json, but not in the store \(`edgeopt history --add .*` adds it\)"
+    with pytest.raises(DeviceFailure, match=said) as e:
         api.bench(bundles["fp32"], results_dir=tmp_path / "results", loop=FAST_LOOP, progress=DropTheTable())
     assert e.value.exit_code == 3
     assert len(list((tmp_path / "results").glob("*@local.json"))) == 1
@@ -388,3 +389,23 @@ def test_ctrl_c_while_a_result_is_saved_says_where_it_is(bundles, tmp_path, monk
     saved = str(stopped.value).split("saved to ", 1)[1].split(",", 1)[0]
     assert pathlib.Path(saved).is_file() and "/history/" in saved, stopped.value
     assert f"`edgeopt history --add {saved}` adds it if not" in str(stopped.value)
+
+
+def test_another_logins_lock_file_is_taken_for_reading(tmp_path, monkeypatch):
+    """A team's shared results folder whose .save.lock another login made (0644): a PermissionError traceback after
+    the measurement, and no store row (a walkthrough). flock takes a file open for reading too."""
+    from edgeopt import results
+    from edgeopt.errors import CannotWrite
+    real, refused = open, []
+
+    def another_logins(path, mode="r", *args, **kwargs):
+        if pathlib.Path(path).name == results.LOCK_FILE and (mode == "a" or refused):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, mode, *args, **kwargs)
+    monkeypatch.setattr(results, "open", another_logins, raising=False)
+    (tmp_path / results.LOCK_FILE).touch()
+    doc = {"status": "ok", "bundle": {"name": "b"}, "device": {"name": "d"}, "created": "2026-12-08T00:00:00+00:00"}
+    assert results.save(dict(doc), tmp_path) == tmp_path / "b@d.json"
+    refused.append(True)   # not even for reading: said as the folder's, which the store's row outlives
+    with pytest.raises(CannotWrite, match="cannot write the results folder's lock .*: Permission denied"):
+        results.save(dict(doc), tmp_path)

@@ -496,3 +496,19 @@ def test_a_full_temporary_folder_is_said_as_the_hosts_disk_not_a_traceback(cli, 
     r = cli("package", MODEL, "--quantize", "int8", "--calib", CALIB, "-o", tmp_path / "a.edgepkg", "--no-simplify")
     assert r.exit_code == 2 and not (tmp_path / "a.edgepkg").exists()
     _one_line(r.stderr, "this host cannot write its files: No space left on device")
+
+
+def test_a_relative_target_owns_its_temp_files_absolute_name(tmp_path, monkeypatch):
+    """mkstemp names its file absolute: a relative `-o out/r.md` into a read-only folder was said as "this host
+    cannot write out/.r.md.123-x.partial ... set TMPDIR" or, denied, a traceback (a walkthrough)."""
+    import os
+    import pathlib
+    from edgeopt.atomic import _is_on_the_way_to
+    from edgeopt.errors import host_file_problem
+    monkeypatch.chdir(tmp_path)
+    assert _is_on_the_way_to(pathlib.Path("out/r.md"), str(tmp_path / "out" / ".r.md.123-abc.partial"))
+    assert _is_on_the_way_to(pathlib.Path("out/r.md"), str(tmp_path / "out"))
+    assert not _is_on_the_way_to(pathlib.Path("out/r.md"), os.fsencode(tmp_path / "elsewhere.json"))
+    said = host_file_problem(OSError(24, "Too many open files", "x.onnx"))
+    assert said == "a limit of this host stopped the work x.onnx: Too many open files (raise the open-file limit: " \
+        "ulimit -n)"
