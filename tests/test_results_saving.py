@@ -248,7 +248,8 @@ def test_a_store_that_fails_after_the_measurement_is_exit_3_naming_the_saved_fil
                 with sqlite3.connect(db) as conn:
                     conn.execute("DROP TABLE IF EXISTS results")
 
-    said = r"the result is saved to .*history/.*@local-.*\.json, but not in the store \(`edgeopt history --add .*` adds it\)"
+    said = r"the result is saved to .*history/.*@local-.*\.json, but not in the store \(`edgeopt history --add .*` " \
+        r"adds it\)"
     with pytest.raises(DeviceFailure, match=said) as e:
         api.bench(bundles["fp32"], results_dir=tmp_path / "results", loop=FAST_LOOP, progress=DropTheTable())
     assert e.value.exit_code == 3
