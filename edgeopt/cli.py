@@ -1177,7 +1177,7 @@ def device_clean(out, name, inventory, ssh):
               help="First add these result files, or folders of them (results/history holds every run), to the "
                    "store, each once: results from before it existed, a CI artifact's, a teammate's for a shared "
                    "store, or one whose run was killed before its row was written. With --json: {store, added, "
-                   "held, unreadable, history}.")
+                   "held, unreadable, warnings, history}.")
 @click.option("--forget-older-than", "older_than", metavar="AGE",
               help="Instead of listing, forget the results measured before this (an age, 180d or 26w, or a date, "
                    "2026-06-01): their store rows and their files under results/history and results/fleet. The "
@@ -1214,6 +1214,8 @@ def history(out, device, bundle, limit, results_dir, store_url, add, older_than,
                            whole=out.quiet), *said, data=True)
     for message in (added or {}).get("unreadable", []):
         click.echo(f"edgeopt: error: {message}", err=True)
+    for message in (added or {}).get("warnings", []):
+        click.echo(f"edgeopt: warning: {message}", err=True)
     return 2 if added and added["unreadable"] else 0
 
 

@@ -549,3 +549,16 @@ def test_a_stored_result_is_held_as_itself(request, tmp_path, backend):
         assert not store.holds(undated)
         store.add(undated)
         assert store.holds(undated) and not store.holds(dict(undated, status="failed"))
+
+
+def test_history_add_warns_of_a_result_dated_in_the_future(cli, int8_result, tmp_path):
+    """A result a device's clock dated 2100 (the agent run by hand) stays at the top of history for good and is never
+    forgotten (a clock walkthrough): added, and said."""
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    (tmp_path / "future.json").write_text(json.dumps(dict(doc, created="2100-01-01T00:00:00+00:00")))
+    (tmp_path / "now.json").write_text(json.dumps(doc))
+    r = cli("history", "--add", tmp_path / "future.json", "--add", tmp_path / "now.json", "--store",
+            f"sqlite:///{tmp_path / 's.db'}")
+    assert r.exit_code == 0 and "added 2 result(s)" in r.stdout
+    assert r.stderr.count("warning") == 1 and f"{tmp_path / 'future.json'} is dated 2100-01-01T00:00:00+00:00, " \
+        "after this host's clock" in r.stderr, r.stderr
