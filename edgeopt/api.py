@@ -715,43 +715,58 @@ def device_clean(device: str, inventory=None, ssh_options=None) -> dict:
 
 
 def history(results_dir="results", store_url: str | None = None, device: str | None = None,
-            bundle: str | None = None, limit: int = 50) -> list:
+            bundle: str | None = None, limit: int = 50, since: str | None = None) -> list:
     """Rows of the results store, newest measured first (created, bundle, device, host, status, figures, error,
-    path); it reads and creates nothing (BadInput where no store or no edgeopt results are there)."""
+    path), measured since `since` where given (an age, 7d or 2w, or a date); it reads and creates nothing
+    (BadInput where no store or no edgeopt results are there)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise BadInput(f"history limit must be a positive integer, got {limit!r}")
+    from .retention import cutoff
     from .store import Store, default_url
+    when = None if since is None else cutoff(since, "--since")
     with Store(store_url or default_url(results_dir), create=False) as store:
-        return store.history(device, bundle, limit)
+        return store.history(device, bundle, limit, when)
 
 
 def history_count(results_dir="results", store_url: str | None = None, device: str | None = None,
-                  bundle: str | None = None) -> int:
-    """How many rows `history` gives without a limit, of that device and bundle where named."""
+                  bundle: str | None = None, since: str | None = None) -> int:
+    """How many rows `history` gives without a limit, of that device and bundle, and since then, where named."""
+    from .retention import cutoff
     from .store import Store, default_url
+    when = None if since is None else cutoff(since, "--since")
     with Store(store_url or default_url(results_dir), create=False) as store:
-        return store.count(device, bundle)
+        return store.count(device, bundle, when)
 
 
-def forget_results(older_than: str, keep_last: int = 20, results_dir="results", store_url: str | None = None,
+def forget_results(older_than: str, keep_last: int | None = None, results_dir="results", store_url: str | None = None,
                    dry_run: bool = False, progress=SILENT, device: str | None = None,
                    bundle: str | None = None) -> dict:
-    """Forgets the results measured before `older_than` (an age, 180d or 26w, or a date) that are not among the
-    newest `keep_last` good results of their series: the store's rows and the files under results/history and
-    results/fleet (edgeopt.retention says what is never touched); of this device and bundle only, where named.
-    `dry_run` says what would go and removes nothing. {before, forgotten, rows, files, bytes, kept_recent, kept_newest_good, left_*, errors, store}."""
+    """Forgets the results measured before `older_than` (an age, 180d or 26w, or a date) that nothing keeps (the
+    newest `keep_last` good of their series, a study's, their fleet run's: edgeopt.retention): the store's rows and
+    the files under results/history and results/fleet; of this device and bundle only, where named. `dry_run` says
+    what would go and removes nothing. keep_last: retention.KEEP_LAST where None. {before, forgotten, rows, files,
+    bytes, kept: {reason: count}, not_removed, left_*, errors, store, notes}."""
+    import datetime
     from . import retention
     from .store import Store, default_url, sqlite_file
+    keep_last = retention.KEEP_LAST if keep_last is None else keep_last
     if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
         raise BadInput(f"--keep-last must be a positive integer, got {keep_last!r}: the newest good result of "
                        "each series is the regression gate's baseline")
     policy = retention.Policy(retention.cutoff(older_than), keep_last, device, bundle)
     url = store_url or default_url(results_dir)
-    file = sqlite_file(url)
-    if file is not None and not file.exists():   # files only: the store was never made, or was removed
-        return retention.forget(None, results_dir, policy, dry_run, progress)
-    with Store(url, create=False) as store:
-        return retention.forget(store, results_dir, policy, dry_run, progress)
+    file, notes = sqlite_file(url), []
+    if policy.before > datetime.datetime.now(datetime.timezone.utc):
+        notes.append(f"the cut-off {policy.before:%Y-%m-%d %H:%M} UTC is in the future: every result but those "
+                     "kept is forgotten")
+    named = store_url or os.environ.get("EDGEOPT_STORE")
+    if file is not None and not file.exists() and not named:   # the default store never made, or removed
+        if not pathlib.Path(results_dir).is_dir():   # a mistyped --results-dir said "forgot 0 of 0"
+            raise BadInput(f"no results folder at {results_dir} and no results store in it")
+        report = retention.forget(None, results_dir, policy, dry_run, progress)
+        return dict(report, notes=notes + [f"no results store at {file}: the files alone"])
+    with Store(url, create=False) as store:   # a store named and missing is refused, not taken as none
+        return dict(retention.forget(store, results_dir, policy, dry_run, progress), notes=notes)
 
 
 def add_to_store(result_paths, results_dir="results", store_url: str | None = None) -> dict:

@@ -1178,35 +1178,42 @@ def device_clean(out, name, inventory, ssh):
                    "store, each once: results from before it existed, a CI artifact's, a teammate's for a shared "
                    "store, or one whose run was killed before its row was written. With --json: {store, added, "
                    "held, unreadable, warnings, history}.")
+@click.option("--since", metavar="AGE", help="Only the results measured since then: an age (7d, 2w) or a date "
+                                                 "(2026-12-01), UTC where it names no zone.")
 @click.option("--forget-older-than", "older_than", metavar="AGE",
               help="Instead of listing, forget the results measured before this (an age, 180d or 26w, or a date, "
                    "2026-06-01): their store rows and their files under results/history and results/fleet. The "
                    "newest --keep-last good results of each bundle on each device and host are kept, and so is "
                    "each bundle's latest file at the top of the results folder. --device and --bundle narrow it.")
-@click.option("--keep-last", type=Count(min=1), default=20, show_default=True, metavar="N",
-              help="With --forget-older-than: keep this many newest good results of each series whatever their "
-                   "age (the regression gate's baseline and the spread between runs it reads).")
+@click.option("--keep-last", type=Count(min=1), metavar="N",
+              help="With --forget-older-than: keep this many newest good results of each bundle on each device, "
+                   "host and hardware whatever their age [default: 21: the regression gate's baseline and the 20 "
+                   "runs of spread it reads, and the candidate].")
 @click.option("--dry-run", is_flag=True, help="With --forget-older-than: say what would be forgotten, remove nothing.")
 @common
-def history(out, device, bundle, limit, results_dir, store_url, add, older_than, keep_last, dry_run):
+def history(out, device, bundle, limit, results_dir, store_url, add, since, older_than, keep_last, dry_run):
     """Past results from the results store, newest first; with --forget-older-than, old ones forgotten.
 
-    Exit 0, or 2 where a file given to --add cannot be read (the others are added)."""
+    Exit 0, or 2 where a file given to --add cannot be read (the others are added), or a file to forget cannot be
+    removed (it is kept, with its row)."""
     from . import api
     from .report.tables import history_table
     if older_than is not None:
-        if add:
-            raise click.UsageError("--forget-older-than and --add: give them in two commands")
+        given = [flag for flag, value in (("--add", add), ("--since", since)) if value] + ["--limit"] * (
+            click.get_current_context().get_parameter_source("limit") != click.core.ParameterSource.DEFAULT)
+        if given:
+            raise click.UsageError(f"--forget-older-than and {given[0]}: give them in two commands")
         return _forget(out, older_than, keep_last, results_dir, store_url, dry_run, device, bundle)
-    if keep_last != 20 or dry_run:
+    if keep_last is not None or dry_run:
         raise click.UsageError("--keep-last and --dry-run go with --forget-older-than")
     added = api.add_to_store(list(add), results_dir, store_url) if add else None
-    rows = api.history(results_dir, store_url, device, bundle, limit)
-    filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device)) if name)
+    rows = api.history(results_dir, store_url, device, bundle, limit, since)
+    filters = " and ".join(f"{what} {name!r}" for what, name in (("bundle", bundle), ("device", device),
+                                                                  ("measured since", since)) if name)
     said = [] if added is None else [f"added {len(added['added'])} result(s) to {added['store']} ({len(added['held'])} "
                                      "it held already)"]
     if len(rows) == limit:   # "50 shown" of 1,781 was said nowhere (a scale walkthrough)
-        total = api.history_count(results_dir, store_url, device, bundle)
+        total = api.history_count(results_dir, store_url, device, bundle, since)
         if total > limit:
             said.append(f"the newest {limit} of {total} results shown: --limit N shows more")
     out.emit(dict(added, history=rows) if added else rows,
@@ -1225,19 +1232,29 @@ def _forget(out, older_than, keep_last, results_dir, store_url, dry_run, device,
     report = api.forget_results(older_than, keep_last, results_dir, store_url, dry_run, out.progress(),
                                 device=device, bundle=bundle)
     when = report["before"][:16].replace("T", " ") + " UTC"
-    verb = "would forget" if dry_run else "forgot"
-    total = report["forgotten"] + report["kept_recent"] + report["kept_newest_good"]
-    lines = [f"{verb} {report['forgotten']} of {total} result(s) measured before {when} ({report['rows']} store "
-             f"row(s), {report['files']} file(s), {report['bytes'] / 1048576:.1f} MiB)",
-             f"kept: {report['kept_recent']} measured since, {report['kept_newest_good']} among the newest {keep_last} "
-             "good result(s) of their bundle, device and host, and each bundle's latest file"]
+    kept = report["kept"]
+    counts = ", ".join(f"{n} {what}" for n, what in (
+        (kept["recent"], "measured since"),
+        (kept["newest_good"], f"among the newest {report['keep_last']} good of their bundle, device, host and hardware"),
+        (kept["study"], "an optimize study names"), (kept["run"] + kept["held"], "with their fleet run")) if n)
+    lines = [f"{'would forget' if dry_run else 'forgot'} {report['forgotten']} result(s) measured before {when} "
+             f"({report['rows']} store row(s), {report['files']} file(s), {report['bytes'] / 1048576:.1f} MiB)",
+             f"kept: {counts + '; ' if counts else ''}each bundle's latest file"]
     left = [f"{len(report['left_unreadable'])} file(s) that cannot be read as results"] * bool(
         report["left_unreadable"]) + [f"{report['left_undated']} result(s) that record no time"] * bool(
         report["left_undated"]) + [f"fleet run {r}: another process holds it" for r in report["left_held_runs"]]
-    out.emit(report, *lines, *(f"left: {escape(x)}" for x in left),
-             *(f"[yellow]warning[/] {escape(e)}" for e in report["errors"]))
-    out.quiet_lines(f"warning: {e}" for e in report["errors"])
-    return 1 if report["errors"] else 0
+    if report["not_removed"]:
+        left.append(f"{report['not_removed']} result(s) whose files could not be removed (their rows too)")
+    errors = report["errors"][:ERROR_LINES] + [f"and {len(report['errors']) - ERROR_LINES} more"] * (
+        len(report["errors"]) > ERROR_LINES)
+    out.emit(report, *lines, *(f"note: {escape(n)}" for n in report["notes"]),
+             *(f"left: {escape(x)}" for x in left), *(f"[yellow]warning[/] {escape(e)}" for e in errors))
+    out.quiet_lines([*lines, *report["notes"]] if dry_run else [])   # the dry run's answer is its counts
+    out.quiet_lines(f"warning: {e}" for e in errors)
+    return BadInput.exit_code if report["errors"] else 0
+
+
+ERROR_LINES = 20   # files forgetting could not remove, listed (639 lines for one read-only folder)
 
 
 def baseline_options(fn):

@@ -239,7 +239,7 @@ class Field:
 
 
 STATUSES = ("ok", "failed")
-TIME_YEARS = (1970, 9998)   # what a result's time may convert to in UTC (results._timestamp)
+TIME_YEARS = (1970, 9998)   # what a result's time may convert to in UTC (results.is_time)
 
 
 def _fields() -> dict:
@@ -325,7 +325,7 @@ _PROBLEMS = {  # kind -> (is the value of that kind, what the message says it mu
                lambda f: f"must be a finite number {describe_range(f.low, f.high)} (or absent: not measured)"),
     "numbers": (lambda v, f: numbers_in(v, f.low, f.high),
                 lambda f: f"must be a non-empty list of finite numbers {describe_range(f.low, f.high)}"),
-    "time": (lambda v, f: _timestamp(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00) of the "
+    "time": (lambda v, f: is_time(v), lambda f: "must be an ISO 8601 time (2026-12-05T18:58:15+00:00) of the "
              f"years {TIME_YEARS[0]} to {TIME_YEARS[1]}"),
     "budgets": (lambda v, f: isinstance(v, dict), lambda f: "must be an object of budgets"),
     "layers": (lambda v, f: isinstance(v, list), lambda f: "must be a list of layers"),
@@ -342,7 +342,7 @@ def parse_time(value) -> datetime.datetime | None:
         return None
 
 
-def _timestamp(value) -> bool:
+def is_time(value) -> bool:
     """An ISO 8601 time that converts to UTC within the years TIME_YEARS: year 1 or 9999 with an offset was an
     OverflowError traceback in compare, report and check --junit, and 9999-12-31 sorted as the oldest row on SQLite
     (a clock walkthrough). 1970 stays: a board without a real-time clock reads it until NTP runs."""

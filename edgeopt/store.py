@@ -490,7 +490,8 @@ class Store:
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def history(self, device: str | None = None, bundle: str | None = None, limit: int = 50) -> list:
+    def history(self, device: str | None = None, bundle: str | None = None, limit: int = 50,
+                since: datetime.datetime | None = None) -> list:
         """Rows newest first (by when they were measured), without the documents; `created` as an ISO 8601
         string with its zone; `host`, the machine the agent ran on (a team's `local` is every laptop and CI runner);
         `profile`, the bundle's (None for a result that records none)."""
@@ -503,27 +504,33 @@ class Store:
         transforms = t.document[("bundle", "transforms")].label("transforms")
         query = (sa.select(*[c for c in t if c.name != "document"], host, profile, compression, transforms)
                  .order_by(self._instant(t.created).desc(), t.id.desc()))
-        query = _of(query, device, bundle)
+        query = self._of(query, device, bundle, since)
         with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
             rows = [_typed(dict(r._mapping)) for r in conn.execute(query.limit(limit))]
             return [_without_parts(row) | {"created": row["created"].isoformat(), "variant": bundle_variant(
                 {"bundle": {"compression": row["compression"], "transforms": row["transforms"]}})} for row in rows]
 
-    def count(self, device: str | None = None, bundle: str | None = None) -> int:
+    def count(self, device: str | None = None, bundle: str | None = None,
+              since: datetime.datetime | None = None) -> int:
         """How many rows `history` would give without a limit: "50 shown" of 1,781 was said nowhere."""
-        query = _of(sa.select(sa.func.count()).select_from(results_table), device, bundle)
+        query = self._of(sa.select(sa.func.count()).select_from(results_table), device, bundle, since)
         with self._errors("cannot read the history", rows=True), self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def dated_rows(self) -> list:
-        """Every row's id, `created` (aware), bundle, profile, device, host and status, without the documents: what
-        retention.forget decides on."""
+        """Every row's id, `created` (aware), bundle, profile, device, host, hardware ({field: value}), status and
+        path, without the documents: what retention.forget decides on."""
+        from .regression import HARDWARE, hardware
         t = results_table.c
         host = t.document[("device", "hostname")].as_string().label("host")
         profile = t.document[("bundle", "profile", "name")].as_string().label("profile")
-        query = sa.select(t.id, t.created, t.bundle, t.device, t.status, host, profile)
+        machine = [t.document[("device", key)].label(key) for key, _ in HARDWARE]
+        query = sa.select(t.id, t.created, t.bundle, t.device, t.status, t.path, host, profile, *machine)
         with self._errors("cannot read the stored results", rows=True), self.engine.connect() as conn:
-            return [_typed(dict(r._mapping)) for r in conn.execute(query)]
+            rows = [_typed(dict(r._mapping)) for r in conn.execute(query)]
+        for row in rows:   # as regression.hardware reads a document's: text and whole numbers only
+            row["hardware"] = hardware({"device": {key: row.pop(key) for key, _ in HARDWARE}})
+        return rows
 
     def forget(self, ids: list) -> int:
         """Deletes these rows; how many were there."""
@@ -577,6 +584,18 @@ class Store:
                 if row.path == path or path in tails and row.path.endswith(tails[path]):
                     found[path] = row.document
         return {path: dict(doc, _path=path) for path, doc in found.items()}
+
+    def _of(self, query, device: str | None, bundle: str | None, since: datetime.datetime | None = None):
+        """`query` narrowed to the rows of a device and a bundle, and measured since a time, where named (history
+        and its count)."""
+        t = results_table.c
+        if device:
+            query = query.where(t.device == device)
+        if bundle:
+            query = query.where(t.bundle == bundle)
+        if since is not None:
+            query = query.where(self._instant(t.created) >= self._instant(sa.literal(since, UtcDateTime())))
+        return query
 
     def _instant(self, created):
         """`created` as a point in time to order and compare by. SQLite compares the text, and an edgeopt from
@@ -641,15 +660,6 @@ class Store:
         created = row.created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         doc["_path"] = f"the store's result of {created}" + (f" ({row.path})" if row.path else "")
         return doc
-
-
-def _of(query, device: str | None, bundle: str | None):
-    """`query` narrowed to the rows of a device and a bundle, where named (history and its count)."""
-    if device:
-        query = query.where(results_table.c.device == device)
-    if bundle:
-        query = query.where(results_table.c.bundle == bundle)
-    return query
 
 
 def _below_parents(path: str) -> str:

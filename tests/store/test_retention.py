@@ -66,14 +66,14 @@ def test_old_results_are_forgotten_and_the_newest_good_ones_kept(cli, int8_resul
     said = dry.json()
     # kept: 10 (newer than the cut-off) and 190 (with 10, the newest two good of that series), and the other
     # host's only result; forgotten: 400, 300, 200 and the failed run
-    assert (said["forgotten"], said["rows"], said["files"], said["kept_recent"], said["kept_newest_good"]) == \
+    assert (said["forgotten"], said["rows"], said["files"], said["kept"]["recent"], said["kept"]["newest_good"]) == \
         (4, 4, 4, 1, 2)
     assert said["bytes"] > 0 and said["dry_run"]
 
     done = cli("history", "--forget-older-than", "180d", "--keep-last", "2", "--results-dir", folder,
                "--store", url)
     assert done.exit_code == 0, done.stderr
-    assert "forgot 4 of 7 result(s) measured before" in done.stdout and "(4 store row(s), 4 file(s)" in done.stdout
+    assert "forgot 4 result(s) measured before" in done.stdout and "(4 store row(s), 4 file(s)" in done.stdout
     assert _history_days(url) == [10, 190, 365]
     assert len(list((folder / "history").glob("*.json"))) == 3 and sorted(folder.glob("*.json")) == latest
     assert pathlib.Path(other_host["_history"]).is_file()
@@ -118,7 +118,7 @@ def test_files_without_a_store_and_fleet_runs_are_forgotten_and_a_held_run_is_le
     with open(runs / "held" / ".lock", "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         report = api.forget_results("30d", 1, folder)
-    assert report["store"] is None and report["rows"] == 0
+    assert report["store"] is None and report["rows"] == 0 and report["notes"][0].startswith("no results store at ")
     assert report["forgotten"] == 3 and report["files"] == 3    # h0, h1 (h2 is the newest good) and the failed run
     assert not (runs / "old").exists() and (runs / "held" / "pi-held.json").is_file()
     assert report["left_held_runs"] == [str(runs / "held")] and len(report["left_unreadable"]) == 1
@@ -132,7 +132,7 @@ def test_narrowed_to_a_device_it_leaves_the_others(int8_result, tmp_path):
         for days in (100, 90, 80):
             _measured(int8_result, folder, store, days)
     report = api.forget_results("30d", 1, folder, device="pi-nowhere")
-    assert report["forgotten"] == 0 and report["kept_recent"] == 0
+    assert report["forgotten"] == 0 and not any(report["kept"].values())
     assert api.forget_results("30d", 1, folder, device=int8_result["device"]["name"])["forgotten"] == 2
 
 
@@ -156,3 +156,89 @@ def test_any_age_text_is_an_instant_or_bad_input(text):
         assert "--forget-older-than" in str(e)
     else:
         assert when.tzinfo is not None
+
+
+def test_history_since_lists_the_recent_ones(cli, int8_result, tmp_path, url):
+    folder = tmp_path / "results"
+    with Store(url) as store:
+        for days in (40, 20, 3, 1):
+            _measured(int8_result, folder, store, days)
+    r = cli("history", "--since", "1w", "--store", url, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [round((NOW - datetime.datetime.fromisoformat(row["created"])).days) for row in r.json()] == [1, 3]
+    r = cli("history", "--since", (NOW - datetime.timedelta(days=25)).date().isoformat(), "--limit", "2",
+            "--store", url)
+    assert "the newest 2 of 3 results shown" in r.stdout, r.stdout
+
+
+def _fleet_run(folder, name: str, docs: dict) -> pathlib.Path:
+    """A fleet run folder as fleet bench leaves it: run.json, .lock and a file per device."""
+    run = folder / "fleet" / "int8" / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"bundle": "int8", "devices": sorted(docs)}))
+    (run / ".lock").write_text("")
+    for device, doc in docs.items():
+        (run / f"{device}.json").write_text(json.dumps(doc))
+    return run
+
+
+def test_a_fleet_run_is_kept_or_forgotten_whole_and_by_its_hardware(int8_result, tmp_path):
+    """Forgetting one device's file of a run made a run that passed read as failed to `check RUN_DIR`; a series
+    without the hardware let other VM types' results fill the newest slots and the gate lost its baseline (a
+    retention walkthrough)."""
+    from edgeopt import api
+    folder = tmp_path / "results"
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+
+    def on(device, days, **hardware):
+        return dict(doc, created=_days_ago(days), device=dict(doc["device"], name=device, **hardware))
+    # pi-b retired after its last run: the newest good of its series, so the whole run stays
+    mixed = _fleet_run(folder, "mixed", {"pi-a": on("pi-a", 100), "pi-b": on("pi-b", 100)})
+    old = _fleet_run(folder, "old", {"pi-a": on("pi-a", 200)})
+    for days in (50, 40):
+        results.write_json_new(folder / "history" / f"a{days}.json", on("pi-a", days))
+    # two newer results of another VM type under the same host name: no slot of the first's
+    for days in (150, 140):
+        results.write_json_new(folder / "history" / f"other{days}.json", on("pi-b", days, cpu_model="Other CPU"))
+    report = api.forget_results("30d", 1, folder)
+    assert not old.exists() and (mixed / "pi-a.json").is_file() and (mixed / "pi-b.json").is_file()
+    assert report["kept"]["run"] == 1 and report["kept"]["newest_good"] == 3, report   # pi-a 40, pi-b, other 140
+    assert sorted(p.name for p in (folder / "history").glob("*.json")) == ["a40.json", "other140.json"]
+
+
+def test_results_an_optimize_study_names_are_kept(int8_result, tmp_path):
+    """`report --study` reads the chosen trial's results: forgetting them made it exit 1 (a retention walkthrough).
+    The trials' `results` attribute is Optuna's own table in the store's database."""
+    import sqlalchemy as sa
+    from edgeopt import api
+    folder = tmp_path / "results"
+    url = f"sqlite:///{folder / 'edgeopt.db'}"
+    with Store(url) as store:
+        named = [_measured(int8_result, folder, store, days) for days in (90, 80, 70)]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE trial_user_attributes (trial_user_attribute_id INTEGER PRIMARY KEY, "
+                             "trial_id INTEGER, key TEXT, value_json TEXT)")
+        conn.exec_driver_sql("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (1, 'results', ?)",
+                             (json.dumps([named[0]["_history"]]),))
+    engine.dispose()
+    report = api.forget_results("30d", 1, folder)
+    assert report["forgotten"] == 1 and report["kept"]["study"] == 1
+    assert pathlib.Path(named[0]["_history"]).is_file() and not pathlib.Path(named[1]["_history"]).exists()
+
+
+def test_a_store_named_and_missing_is_refused_and_a_dry_run_speaks_under_quiet(cli, int8_result, tmp_path):
+    """A mistyped --store forgot every file while the real store kept their rows (a retention walkthrough)."""
+    folder = tmp_path / "results"
+    with Store(f"sqlite:///{folder / 'edgeopt.db'}") as store:
+        for days in (90, 80):
+            _measured(int8_result, folder, store, days)
+    r = cli("history", "--forget-older-than", "30d", "--results-dir", folder, "--store",
+            f"sqlite:///{tmp_path / 'reslts' / 'edgeopt.db'}")
+    assert r.exit_code == 2 and "no results store at" in r.stderr, r.stderr
+    assert len(list((folder / "history").glob("*.json"))) == 2
+    r = cli("history", "--forget-older-than", "30d", "--keep-last", "1", "--results-dir", folder, "--dry-run", "-q")
+    assert r.exit_code == 0 and "would forget 1 result(s) measured before" in r.stderr, r.stderr
+    for args in (["--keep-last", "3"], ["--forget-older-than", "30d", "--limit", "3"]):
+        r = cli("history", *args, "--results-dir", folder)
+        assert r.exit_code == 2, args
