@@ -792,6 +792,8 @@ def add_to_store(result_paths, results_dir="results", store_url: str | None = No
         try:
             with store.locked(ADDING_LOCK, "cannot lock it for adding"):
                 for path in paths:
+                    if not os.path.lexists(path):   # a forget removed it since: nothing to add
+                        continue
                     try:
                         doc = results.load(path)
                     except results.UnreadableResult as e:   # changed since it was read
@@ -813,10 +815,9 @@ def _in_the_future(doc: dict) -> list:
     """A warning for a result dated later than now: one a device's clock dated 2100 (the agent run by hand, bench
     dates by this host's clock) stays at the top of history and is never forgotten (a clock walkthrough)."""
     import datetime
-    when = results.parse_time(doc.get("created"))
+    from .store import parse_created
     now = datetime.datetime.now(datetime.timezone.utc)
-    if when is None or (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)) <= now + \
-            datetime.timedelta(minutes=5):
+    if parse_created(doc.get("created"), now) <= now + datetime.timedelta(minutes=5):
         return []
     return [f"{doc['_path']} is dated {doc['created']}, after this host's clock: it stays at the top of history and "
             "--forget-older-than never forgets it (its device's clock was off?)"]

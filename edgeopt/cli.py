@@ -1235,7 +1235,8 @@ def _forget(out, older_than, keep_last, results_dir, store_url, dry_run, device,
     kept = report["kept"]
     counts = ", ".join(f"{n} {what}" for n, what in (
         (kept["recent"], "measured since"),
-        (kept["newest_good"], f"among the newest {report['keep_last']} good of their bundle, device, host and hardware"),
+        (kept["newest_good"], f"among the newest {report['keep_last']} good of their bundle, device, host and "
+                              "hardware"),
         (kept["study"], "an optimize study names"), (kept["run"] + kept["held"], "with their fleet run")) if n)
     lines = [f"{'would forget' if dry_run else 'forgot'} {report['forgotten']} result(s) measured before {when} "
              f"({report['rows']} store row(s), {report['files']} file(s), {report['bytes'] / 1048576:.1f} MiB)",

@@ -153,8 +153,12 @@ class FleetRun:
         self._let_go = False
 
     def _hold(self, run_dir: pathlib.Path) -> bool:
-        """Take the run directory's lock; False when another process holds it."""
-        f = open(run_dir / LOCK_FILE, "a")
+        """Take the run directory's lock; False when another process holds it, or the run is gone (a forget
+        removed it after it was listed)."""
+        try:
+            f = open(run_dir / LOCK_FILE, "a")
+        except FileNotFoundError:
+            return False
         if fcntl is not None:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -191,7 +195,8 @@ class FleetRun:
         for run_dir in _resumable(base, self.manifest):
             if self._hold(run_dir):
                 return run_dir
-            busy.append(run_dir)
+            if run_dir.is_dir():
+                busy.append(run_dir)
         if busy:
             raise BadInput(f"fleet run {busy[0]} of this bundle is still in progress in another edgeopt "
                            "process; wait for it to end, or start a new run without --resume")

@@ -127,11 +127,11 @@ def _lock_file(path: pathlib.Path):
     never reached the store (a walkthrough). Any other refusal is CannotWrite, which the store's row outlives."""
     try:
         return open(path, "a")
-    except PermissionError:
+    except PermissionError as denied:
         try:
             return open(path)
-        except OSError as e:
-            raise CannotWrite("the results folder's lock", path, e) from None
+        except OSError:   # none there to read (a folder this login may not write): the denial is the cause
+            raise CannotWrite("the results folder's lock", path, denied) from None
     except OSError as e:
         raise CannotWrite("the results folder's lock", path, e) from None
 

@@ -81,11 +81,21 @@ def _utc(when: datetime.datetime) -> datetime.datetime:
     return (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
 
+def series_key(bundle, profile, device, host, hardware: dict) -> tuple:
+    """A result's series, the same from its row and from its file: the gate's baseline must match bundle, profile,
+    device, host and hardware. Text only, as regression.hostname and results.bundle_profile read them (a host of ""
+    put a row and its file in two series: a review); a missing device name is "?", as the store keeps it."""
+    def text(value):
+        return value if isinstance(value, str) and value else None
+    return (text(bundle), text(profile), text(device) or "?", text(host)) + tuple(
+        hardware.get(key) for key, _ in regression.HARDWARE)
+
+
 def _series(doc: dict) -> tuple:
-    """A result's series: the gate's baseline must match bundle, profile, device, host and hardware."""
-    bundle, hardware = doc.get("bundle") or {}, regression.hardware(doc)
-    return ((bundle.get("name"), results.bundle_profile(doc), (doc.get("device") or {}).get("name"),
-             regression.hostname(doc)) + tuple(hardware.get(key) for key, _ in regression.HARDWARE))
+    bundle = doc.get("bundle") if isinstance(doc.get("bundle"), dict) else {}
+    device = doc.get("device") if isinstance(doc.get("device"), dict) else {}
+    return series_key(bundle.get("name"), results.bundle_profile(doc), device.get("name"),
+                      regression.hostname(doc), regression.hardware(doc))
 
 
 def result_files(results_dir: pathlib.Path):
@@ -106,7 +116,7 @@ class Ledger:
         self.fleet = results_dir / "fleet"
         self.results: dict = {}
         self.unreadable: list = []    # files that are no result we can date: left as they are
-        self.undated = 0              # results that record no time: left
+        self.undated_files = self.undated_rows = 0   # results that record no time: left
 
     def _entry(self, series: tuple, when: datetime.datetime, good: bool) -> Result:
         key = (series, _utc(when))
@@ -115,9 +125,10 @@ class Ledger:
         return self.results[key]
 
     def add_row(self, row: dict) -> None:
-        hardware = row.get("hardware") or {}
-        series = (row["bundle"], row["profile"], row["device"], row["host"]) + tuple(
-            hardware.get(key) for key, _ in regression.HARDWARE)
+        if results.parse_time(row.get("said")) is None:   # dated when added: forgotten, its file stayed and an
+            self.undated_rows += 1                        # --add put it back as the newest (a review)
+            return
+        series = series_key(row["bundle"], row["profile"], row["device"], row["host"], row.get("hardware") or {})
         entry = self._entry(series, row["created"], row["status"] == "ok")
         entry.row_ids.append(row["id"])
         if row.get("path"):
@@ -132,13 +143,18 @@ class Ledger:
             return
         when = results.parse_time(doc.get("created"))
         if when is None:
-            self.undated += 1
+            self.undated_files += 1
             return
         entry = self._entry(_series(doc), when, doc.get("status") == "ok")
         entry.paths.append(path)
         entry.named.add(os.path.abspath(path))
         if path.parent.parent.parent == self.fleet:
             entry.run = path.parent
+
+    @property
+    def undated(self) -> int:
+        """At least this many results record no time (a row and its file are one, but cannot be told as one)."""
+        return max(self.undated_files, self.undated_rows)
 
     def decide(self, policy: Policy, studied: set, held: set) -> tuple:
         """(the results to forget, {reason: how many kept}), of the series the policy covers. A fleet run is kept
@@ -154,7 +170,7 @@ class Ledger:
         for entry in self.results.values():
             why[id(entry)] = ("outside" if not policy.covers(entry.series) else "recent"
                               if entry.when >= policy.before else "newest_good" if id(entry) in newest else "held"
-                              if entry.run in held else "study" if entry.named & studied else None)
+                              if entry.run in held else "study" if _named(entry.named, studied) else None)
         kept_runs = {e.run for e in self.results.values() if e.run is not None and why[id(e)]}
         forgotten, kept = [], collections.Counter()
         for entry in self.results.values():
@@ -220,14 +236,21 @@ def _remove_files(entries: list) -> tuple:
 
 
 def _remove_empty_run(run: pathlib.Path) -> None:
-    """A fleet run left with no device file goes with its run file and lock (also one an interrupted forget left)."""
+    """A fleet run left with no device file goes with its run file and lock (also one an interrupted forget left).
+    Moved aside first, under its lock: a `fleet bench --resume` that listed it would open `.lock` by name, make a
+    new one and hold a run being removed (a review); now it finds no run there."""
     if any(p.name != "run.json" for p in run.glob("*.json")):
+        return
+    aside = run.with_name(f".{run.name}.forgotten")
+    try:
+        os.rename(run, aside)
+    except OSError:
         return
     for name in ("run.json", ".lock"):
         with contextlib.suppress(FileNotFoundError):
-            (run / name).unlink()
+            (aside / name).unlink()
     with contextlib.suppress(OSError):
-        run.rmdir()   # something else lies there: left
+        aside.rmdir()   # something else lies there: left, aside
 
 
 class Forgetting:
@@ -261,19 +284,36 @@ class Forgetting:
             gone, freed, errors = _remove_files(entries[start:start + BATCH])
             ids = [i for e in gone for i in e.row_ids]
             if self.store is not None and ids:
-                self.rows += self.store.forget(ids)
+                try:
+                    self.rows += self.store.forget(ids)
+                except EdgeoptError as e:   # its files are gone: said, and the same command forgets the rows
+                    raise type(e)(f"{e}; the files of {len(self.gone) + len(gone)} result(s) were removed and "
+                                  f"{len(ids)} of their rows remain: the same command forgets them") from None
             self.gone += gone
             self.freed += freed
             self.errors += errors
             self.progress.advance(len(entries[start:start + BATCH]))
 
 
-def studied_paths(store) -> set:
+def _named(paths: set, studied: tuple) -> bool:
+    """Whether a study names one of these absolute paths: by the path, or a relative one by what it ends with."""
+    absolute, tails = studied
+    for path in paths:
+        parts = path.split(os.sep)
+        if path in absolute or tails.intersection(os.sep + os.sep.join(parts[i:]) for i in range(1, len(parts))):
+            return True
+    return False
+
+
+def studied_paths(store) -> tuple:
     """The result files an optimize study in the store's database names (its trials' `results` attribute, Optuna's
-    own table): `report --study` reads the chosen trial's, and forgetting them made it exit 1 (a walkthrough)."""
+    own table), as (absolute paths, the tails of relative ones: store.tail_of): `report --study` reads the chosen
+    trial's, and forgetting them made it exit 1 (a walkthrough). A study records the paths its worker gave, relative
+    to the folder it ran in, which need not be this one (a review)."""
     import sqlalchemy as sa
+    from .store import tail_of
     if store is None or not sa.inspect(store.engine).has_table("trial_user_attributes"):
-        return set()
+        return set(), set()
     attrs = sa.table("trial_user_attributes", sa.column("key"), sa.column("value_json"))
     named = set()
     with store.engine.connect() as conn:
@@ -283,8 +323,8 @@ def studied_paths(store) -> set:
             except (TypeError, ValueError):
                 continue
             if isinstance(paths, list):
-                named.update(os.path.abspath(p) for p in paths if isinstance(p, str) and p)
-    return named
+                named.update(p for p in paths if isinstance(p, str) and p)
+    return {p for p in named if os.path.isabs(p)}, {tail_of(p) for p in named if not os.path.isabs(p)}
 
 
 def forget(store, results_dir, policy: Policy, dry_run: bool = False, progress=SILENT) -> dict:
@@ -292,10 +332,9 @@ def forget(store, results_dir, policy: Policy, dry_run: bool = False, progress=S
     held throughout, so that `history --add` does not put back a row of a file being removed."""
     from .store import ADDING_LOCK
     results_dir = pathlib.Path(results_dir)
-    if store is None:
-        return _forget(None, results_dir, policy, dry_run, progress)
-    if not dry_run:
-        store.refuse_unwritable()
+    if store is None or dry_run:   # a dry run changes nothing: it needs no lock (a read-only copy's store)
+        return _forget(store, results_dir, policy, dry_run, progress)
+    store.refuse_undeletable()
     with store.locked(ADDING_LOCK, "cannot lock it for forgetting"):
         return _forget(store, results_dir, policy, dry_run, progress)
 

@@ -335,6 +335,18 @@ class Store:
             raise BadInput(f"results store {self.name}: {_one_line(unwritable[0])} is not writable "
                            "(--store or $EDGEOPT_STORE names another)")
 
+    def refuse_undeletable(self) -> None:
+        """Before forgetting: a role that may add rows but not delete them (a CI's) failed after the files were
+        removed, its rows left naming them (a review)."""
+        if self.sqlite:
+            return self.refuse_unwritable()
+        query = sa.text("SELECT has_table_privilege(current_user, CAST(:table AS text), 'DELETE'), current_user")
+        with self._errors("cannot read its permissions"), self.engine.connect() as conn:
+            may_delete, user = conn.execute(query, {"table": results_table.name}).one()
+        if not may_delete:
+            raise BadInput(f"results store {self.name}: role {user} may not delete rows of its {results_table.name} "
+                           "table (GRANT DELETE on it, or forget with a role that may)")
+
     def _refuse_a_server_that_will_not_take_rows(self) -> None:
         # a row's id comes from the table's sequence, which INSERT alone may not use
         query = sa.text("SELECT has_table_privilege(current_user, CAST(:table AS text), 'INSERT') AND "
@@ -518,14 +530,16 @@ class Store:
             return int(conn.execute(query).scalar_one())
 
     def dated_rows(self) -> list:
-        """Every row's id, `created` (aware), bundle, profile, device, host, hardware ({field: value}), status and
-        path, without the documents: what retention.forget decides on."""
+        """Every row's id, `created` (aware), bundle, profile, device, host, hardware ({field: value}), status,
+        path and `said` (the document's own `created` text, None where it records none: such a row is dated at its
+        adding), without the documents: what retention.forget decides on."""
         from .regression import HARDWARE, hardware
         t = results_table.c
-        host = t.document[("device", "hostname")].as_string().label("host")
-        profile = t.document[("bundle", "profile", "name")].as_string().label("profile")
+        host = t.document[("device", "hostname")].label("host")   # as JSON: retention.series_key reads it as a
+        profile = t.document[("bundle", "profile", "name")].label("profile")   # file's is read, text only
         machine = [t.document[("device", key)].label(key) for key, _ in HARDWARE]
-        query = sa.select(t.id, t.created, t.bundle, t.device, t.status, t.path, host, profile, *machine)
+        said = t.document[("created",)].as_string().label("said")   # the document's own time: none, none kept
+        query = sa.select(t.id, t.created, t.bundle, t.device, t.status, t.path, host, profile, said, *machine)
         with self._errors("cannot read the stored results", rows=True), self.engine.connect() as conn:
             rows = [_typed(dict(r._mapping)) for r in conn.execute(query)]
         for row in rows:   # as regression.hardware reads a document's: text and whole numbers only
@@ -573,7 +587,7 @@ class Store:
         default --results-dir (a walkthrough)."""
         t = results_table.c
         paths = [str(p) for p in paths]
-        tails = {p: os.sep + _below_parents(p) for p in paths if not os.path.isabs(p)}
+        tails = {p: tail_of(p) for p in paths if not os.path.isabs(p)}
         matches = [t.path.in_(paths)] + [t.path.endswith(tail, autoescape=True) for tail in tails.values()]
         query = sa.select(t.id, t.path, t.document).where(sa.or_(*matches)).order_by(self._instant(t.created), t.id)
         with self._errors("cannot read the stored results"), self.engine.connect() as conn:
@@ -660,6 +674,12 @@ class Store:
         created = row.created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         doc["_path"] = f"the store's result of {created}" + (f" ({row.path})" if row.path else "")
         return doc
+
+
+def tail_of(path: str) -> str:
+    """What the absolute path of the file a relative `path` names ends with, whatever folder it was given from
+    (os.sep first): a study records its results' paths as its worker gave them, the store absolute ones."""
+    return os.sep + _below_parents(path)
 
 
 def _below_parents(path: str) -> str:

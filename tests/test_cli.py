@@ -525,6 +525,17 @@ def test_history_on_a_narrow_terminal_keeps_names_and_figures_whole():
     text = console.export_text()
     assert "digits_cnn-int8" in text and "0.0123 " in text and "2026-12-01" in text, text
     assert max(len(line) for line in text.splitlines()) <= 80, text
+    # for that width only: printed again on a wider console, the table takes its room (a review)
+    table = history_table(rows)
+    for width in (80, 200):
+        console = Console(width=width, record=True, file=open(os.devnull, "w"))
+        console.print(table)
+    assert "2026-12-01 08:33:12" in console.export_text()
+    # a Japanese device name is two cells a character: measured so, it stays whole
+    wide = [dict(row, device="ラズベリーパイ一号機", host=f"h{i}") for i, row in enumerate(rows)]
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))
+    console.print(history_table(wide))
+    assert "ラズベリーパイ一号機" in console.export_text()
 
 
 def test_each_outputs_error_is_shown_where_a_bundle_has_several(tmp_path):

@@ -199,6 +199,9 @@ class OnnxRuntimeBackend(Backend):
             compression.update(ort_quantize.quantize(source, request, out, progress, workdir,
                                                      method=request.options.int8_method))
             notes += compression.pop("notes", [])
+            if compression.get("method") == "dynamic" and request.options.int8_weight_bits != 7:   # auto's choice
+                notes.append(f"int8_weight_bits={request.options.int8_weight_bits} is static INT8's: dynamic "
+                             "quantization (chosen here) keeps ONNX Runtime's own weight range")
             if request.precision != "fp32":   # the bundle records what it computes in, not what was asked
                 compression["precision"] = "fp32"
                 notes.append(f"--precision {request.precision} with --quantize {request.quantize}: ONNX Runtime's "

@@ -6,6 +6,7 @@ import pathlib
 import re
 import statistics
 
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -31,17 +32,23 @@ class WordsWholeTable(Table):
         room = options.max_width - self._extra_width - sum(self.padding[1] + self.padding[3] for _ in self.columns)
         natural = [_widest(c, str.splitlines) for c in self.columns]
         floor = [n if c.no_wrap else _widest(c, str.split) for n, c in zip(natural, self.columns)]
+        widths = [c.width for c in self.columns]
         if sum(natural) > room >= sum(floor):
             slack, extra = room - sum(floor), [n - f for n, f in zip(natural, floor)]
             for column, least, more in zip(self.columns, floor, extra):
                 column.width = least + more * slack // sum(extra)
-        yield from super().__rich_console__(console, options)
+        try:   # for this width only: printed again on a wider console, the table takes its room (a review)
+            yield from super().__rich_console__(console, options)
+        finally:
+            for column, width in zip(self.columns, widths):
+                column.width = width
 
 
 def _widest(column, parts) -> int:
-    """The widest of a column's header and cells' parts (str.split: words; str.splitlines: lines)."""
+    """The widest of a column's header and cells' parts (str.split: words; str.splitlines: lines), in terminal
+    cells: a Japanese device name is two a character (len() cut it to "ラズベリ …": a review)."""
     texts = [str(column.header), *(Text.from_markup(str(c)).plain for c in column.cells)]
-    return max((len(part) for text in texts for part in parts(text)), default=1)
+    return max((cell_len(part) for text in texts for part in parts(text)), default=1)
 
 
 def _num(value, fmt="{:.3f}"):

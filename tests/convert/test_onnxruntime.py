@@ -144,6 +144,14 @@ def test_int8_weight_bits_eight_is_the_full_range_and_only_for_int8(cli, tmp_pat
     assert r.exit_code == 2 and "int8_weight_bits" in r.stderr
 
 
+def test_int8_weight_bits_where_auto_chooses_dynamic_is_said(deit, tmp_path, cli):
+    model, _ = deit
+    r = cli("package", model, "--quantize", "int8", "--backend-option", "int8_weight_bits=8", "-o",
+            tmp_path / "d.edgepkg", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert any(n.startswith("int8_weight_bits=8 is static INT8's") for n in r.json()["notes"]), r.json()["notes"]
+
+
 def test_keep_float_names_a_layer_dynamic_quantization_leaves_float(deit, tmp_path):
     model, calib = deit
     graph = onnx.load(str(model), load_external_data=False).graph
@@ -246,8 +254,8 @@ def test_static_int8_leaves_float_the_ops_around_an_infinite_mask(cli, tmp_path)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         runs[name] = [session.run(None, {"x": x, "mask": m})[0] for m in (masks[1:2], masks[0:1])]
     assert not np.allclose(runs["int8"][0], runs["int8"][1], atol=1e-3)   # the mask still matters
-    for got, want in zip(runs["int8"], runs["source"]):
-        assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+    for got, want in zip(runs["int8"], runs["source"]):   # 7-bit weights: 0.70 of 6.7 on an AVX2-only host, where
+        assert np.abs(got - want).max() < 0.15 * np.abs(want).max()   # 8 bits saturate there: 3.6
 
 
 def test_dynamic_quantization_of_a_conv_only_model_warns_that_the_bundle_runs_float(tmp_path):

@@ -242,3 +242,57 @@ def test_a_store_named_and_missing_is_refused_and_a_dry_run_speaks_under_quiet(c
     for args in (["--keep-last", "3"], ["--forget-older-than", "30d", "--limit", "3"]):
         r = cli("history", *args, "--results-dir", folder)
         assert r.exit_code == 2, args
+
+
+def test_an_undated_result_is_left_row_and_file_and_a_host_of_nothing_is_one_series(int8_result, tmp_path):
+    """A result that records no time is stored at the time it was added: its row was forgotten and its file kept,
+    which --add put back as the newest. A host of "" put a row and its file in two series (a review)."""
+    from edgeopt import api
+    folder = tmp_path / "results"
+    doc = {k: v for k, v in int8_result.items() if not k.startswith("_")}
+    undated = {k: v for k, v in doc.items() if k != "created"}
+    with Store(f"sqlite:///{folder / 'edgeopt.db'}") as store:
+        results.save(undated, folder)
+        store.add(undated, path=undated["_history"])
+        for days in (90, 80, 70):
+            nameless = dict(doc, created=_days_ago(days), device=dict(doc["device"], hostname=""))
+            results.save(nameless, folder)
+            store.add(nameless, path=nameless["_history"])
+    report = api.forget_results("2100-01-01", 1, folder)
+    assert (report["forgotten"], report["rows"], report["files"], report["left_undated"]) == (2, 2, 2, 1), report
+    with Store(f"sqlite:///{folder / 'edgeopt.db'}") as store:
+        assert len(store.history(limit=10)) == 2
+
+
+def test_a_study_run_in_another_folder_keeps_its_relative_paths(int8_result, tmp_path, monkeypatch):
+    """A study records its results' paths as its worker gave them (results/history/x.json): a forget run from
+    another folder matched none of them (a review)."""
+    import sqlalchemy as sa
+    from edgeopt import api
+    study_dir = tmp_path / "study"
+    folder = study_dir / "results"
+    url = f"sqlite:///{folder / 'edgeopt.db'}"
+    with Store(url) as store:
+        named = [_measured(int8_result, folder, store, days) for days in (90, 80)]
+    relative = str(pathlib.Path(named[0]["_history"]).relative_to(study_dir))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE trial_user_attributes (trial_user_attribute_id INTEGER PRIMARY KEY, "
+                             "trial_id INTEGER, key TEXT, value_json TEXT)")
+        conn.exec_driver_sql("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (1, 'results', ?)",
+                             (json.dumps([relative]),))
+    engine.dispose()
+    monkeypatch.chdir(tmp_path)
+    report = api.forget_results("30d", 1, "study/results")
+    assert report["kept"]["study"] == 1 and pathlib.Path(named[0]["_history"]).is_file(), report
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"\d{1,7}[dw]|\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d)?([+-]\d\d:\d\d|Z)?)?", fullmatch=True))
+def test_an_age_or_a_date_is_an_instant_in_utc_or_one_line(text):
+    try:
+        when = retention.cutoff(text)
+    except BadInput as e:
+        assert str(e).startswith(f"--forget-older-than {text}") or str(e).startswith(f"--forget-older-than {text!r}")
+    else:
+        assert when.utcoffset() == datetime.timedelta(0)
