@@ -175,6 +175,10 @@ def test_history_and_fleet_show_latency_to_the_same_decimals_as_compare():
                            (fleet, ("p50 ms", "p90 ms", "p99 ms"))):
         header, row = (line.split("\t") for line in plain_lines(table))
         assert {col: row[header.index(col)] for col in columns} == {col: expected[col] for col in columns}
+    # a device named cam[lab] is text, not markup ("cam": an accessibility walkthrough)
+    fleet = fleet_table({"run_id": "r1", "skipped": [], "check": {"rows": []},
+                         "documents": {"cam[lab]": {"status": "ok", "latency": lat, "memory": {"peak_rss_mb": 1.0}}}})
+    assert plain_lines(fleet)[1].startswith("cam[lab]\t")
 
 def test_the_fleet_table_says_why_power_is_absent():
     """It read "n/a" under power W, with no reason, where bench says why."""

@@ -303,7 +303,14 @@ def _memory(rows: list) -> str:
     scope = rows[0]["peak_scope"]
     peak = ("Peak is the high-water mark, reset just before the timed loop." if scope in (None, "timed loop") else
             f"Peak is the high-water mark of the {esc(scope)}.")
-    return f"<h2>Memory</h2><div class=card>{chart.render()}{legend}<p class=\"small muted\">{peak}</p></div>"
+    steps = [name for name, _ in rows[0]["steps"]]   # the figures, which were in hover titles alone
+    lines = "".join(f"<tr><td>{esc(name)}</td>" + "".join(
+        f"<td class=num>{'—' if v is None else f'{v:.1f}'}</td>" for _, v in r["steps"]) + "</tr>"
+                    for r, name in zip(rows, names))
+    figures = (f"<details><summary class=small>The figures (MiB)</summary><table><tr><th>result</th>"
+               f"{''.join(f'<th>{esc(s)}</th>' for s in steps)}</tr>{lines}</table></details>")
+    return (f"<h2>Memory</h2><div class=card>{chart.render()}{legend}<p class=\"small muted\">{peak}</p>"
+            f"{figures}</div>")
 
 
 def _power(rows: list) -> str:
@@ -495,7 +502,7 @@ def _fleet(groups: list) -> str:
     if not groups:
         return ("<h2>Fleet</h2><p class=muted>No bundle was measured on more than one device in these results.</p>")
     out = ["<h2>Fleet</h2><p class=\"small muted\">Each device's p50–p99 range (line), p90 (◆) and its 95 % interval "
-           "(thick bar), coloured by budget verdict; fastest p90 first.</p>"]
+           "(thick bar), coloured and labelled by budget verdict; fastest p90 first.</p>"]
     for g in groups:
         out.append(f"<div class=card><h3>{esc(g['bundle'])}{' · profile ' + esc(g['profile']) if g['profile'] else ''}"
                    f"{' · fleet run ' + esc(', '.join(g['runs'])) if g['runs'] else ''}</h3>{_fleet_chart(g)}</div>")
@@ -505,6 +512,7 @@ def _fleet(groups: list) -> str:
 FLEET_LABEL_CHARS = 44   # "nobody@127.0.0.1:1 (2026-12-06 17:27:12)" whole; the plot keeps over half the width
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "unmeasured": "#9a6700", "failed": "#8c959f",
                    "unreadable": "#8c959f", "none": "#0072B2"}
+VERDICT_WORDS = {"pass": "pass", "fail": "FAIL", "unmeasured": "not measured"}
 
 
 def _row_labels(names: list) -> tuple:
@@ -529,7 +537,10 @@ def _fleet_chart(group: dict) -> str:
     values = [v for r in rows for v in (r["p50_ms"], r["p99_ms"], r["p90_ms"]) if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     log = lo > 0 and hi / lo > LOG_AXIS_SPREAD
-    names = [r["device"] + ("" if r["status"] == "ok" else " (failed)") for r in rows]
+    # the verdict in words too: pass and FAIL were red and green alone, 1.05:1 apart in brightness and one olive to
+    # a deuteranope (an accessibility walkthrough)
+    names = [(f"{VERDICT_WORDS[r['verdict']]} · " if r["status"] == "ok" and r["verdict"] in VERDICT_WORDS else "")
+             + r["device"] + ("" if r["status"] == "ok" else " (failed)") for r in rows]   # first: a long name is cut
     shown, left = _row_labels(names)
     chart = Chart(f"Fleet: {group['bundle']}", (lo / 1.15, hi * 1.15) if log else padded(lo, hi, 0.05), (0, len(rows)),
                   width=760, height=40 + 26 * len(rows) + 20, x_label="latency (ms)" + (", log scale" if log else ""),
@@ -546,7 +557,19 @@ def _fleet_chart(group: dict) -> str:
             chart.segment(r["p90_ci95"][0], y, r["p90_ci95"][1], y, c, width=5)
         if r["p90_ms"] is not None:
             chart.dot(r["p90_ms"], y, c, r=4.5, shape="diamond", title=f"{r['device']}: p90 {number(r['p90_ms'])} ms")
-    return chart.render()
+    return chart.render() + _fleet_figures(rows, names)
+
+
+def _fleet_figures(rows: list, names: list) -> str:
+    """The chart's figures as a table: they were in hover titles alone, which a screen reader, a keyboard and a
+    touch screen do not reach (an accessibility walkthrough)."""
+    def ms(value):
+        return number(value) if value is not None else "—"
+    lines = "".join(f"<tr><td>{esc(name)}</td><td>{ms(r['p50_ms'])}</td><td>{ms(r['p90_ms'])}</td>"
+                    f"<td>{' – '.join(ms(v) for v in r['p90_ci95']) if r['p90_ci95'] else '—'}</td>"
+                    f"<td>{ms(r['p99_ms'])}</td></tr>" for r, name in zip(rows, names))
+    return (f"<details><summary class=small>The figures</summary><table><tr><th>device</th><th>p50 ms</th>"
+            f"<th>p90 ms</th><th>p90 95 % interval</th><th>p99 ms</th></tr>{lines}</table></details>")
 
 
 def _history(series: list, absent: str | None) -> str:

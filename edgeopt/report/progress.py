@@ -1,10 +1,12 @@
 """Progress on stderr with rich: a bar for counted work, a spinner line for the rest."""
 from __future__ import annotations
 
+import os
 import threading
 
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress as RichBar, ProgressColumn,
                            SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn)
+from rich.markup import escape
 from rich.text import Text
 
 from ..progress import Progress
@@ -17,13 +19,18 @@ class RichProgress(Progress):
 
     def __init__(self, console, debug: bool = False):
         self.console, self.debug = console, debug
+        # redrawn bars and tables on a terminal; lines elsewhere: in logs and pipes, on a dumb terminal (rich
+        # counts one a terminal but draws nothing there: package's calibration and a fleet's devices showed
+        # nothing), and with EDGEOPT_PROGRESS=plain (a screen reader read a bar redrawn ten times a second)
+        self.drawn = console.is_terminal and not console.is_dumb_terminal and \
+            os.environ.get("EDGEOPT_PROGRESS", "").lower() != "plain"
         self.bar = None
         self.tasks = []   # the counted work begun and not finished, innermost last
         self.fleet = None
         self.devices = {}   # a fleet's devices and their states, for the count in a log's lines
 
     def start(self, label, total=None, unit=""):
-        if not self.console.is_terminal:  # logs and pipes: one line, no redrawn bar
+        if not self.drawn:  # logs and pipes: one line, no redrawn bar
             size = f"{total / 1e6:.1f} MB" if unit == "bytes" else f"{total} {unit}".strip()
             self.status(f"{label} ({size})" if total else label)
             return
@@ -65,7 +72,7 @@ class RichProgress(Progress):
             self.console.print(line, markup=False, style="dim")
 
     def device_state(self, device, state, detail=""):
-        if self.console.is_terminal:
+        if self.drawn:
             if self.fleet is None:
                 self.fleet = _FleetView(self.console)
             self.fleet.update(device, state, detail)
@@ -119,7 +126,8 @@ class _FleetView:
         shown, left = _fitting(rows, self.console.size.height - 4)   # Live renders once before it is assigned
         for device, (state, detail) in shown:
             colour = FINAL_STATES.get(state, "cyan")
-            t.add_row(device, f"[{colour}]{state}[/]", detail[:90])
+            # a device named cam[lab] read as markup: "cam" (an accessibility walkthrough)
+            t.add_row(escape(device), f"[{colour}]{escape(state)}[/]", escape(detail[:90]))
         if left:
             t.caption = "not shown: " + ", ".join(f"{n} {state}" for state, n in left.items())
         return t

@@ -788,7 +788,7 @@ def fleet_table(report: dict) -> Table:
             continue
         lat, row = doc["latency"], rows.get(name, {})
         power = doc.get("power", {})
-        t.add_row(name, "[green]ok[/]" + (" (kept)" if name in report["skipped"] else ""),
+        t.add_row(escape(name), "[green]ok[/]" + (" (kept)" if name in report["skipped"] else ""),
                   _num(lat.get("p50_ms"), LATENCY_MS), _num(lat.get("p90_ms"), LATENCY_MS), _num(lat.get("p99_ms"), LATENCY_MS),
                   _num(doc["memory"].get("peak_rss_mb"), "{:.1f}"),
                   _num(power.get("mean_w"), "{:.2f}") if power.get("available", True) else "n/a",

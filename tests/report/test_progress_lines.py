@@ -5,7 +5,16 @@ import io
 
 from rich.console import Console
 
+import pytest
+
 from edgeopt.report.progress import RichProgress
+
+
+@pytest.fixture(autouse=True)
+def a_terminal_that_draws(monkeypatch):
+    """The developer's or CI's TERM and EDGEOPT_PROGRESS decide nothing here."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("EDGEOPT_PROGRESS", raising=False)
 
 
 def test_a_status_line_on_a_pipe_is_one_line_and_its_brackets_are_text():
@@ -71,3 +80,28 @@ def test_counted_work_nests_in_a_terminal():
     progress.start("a second study", total=2)
     progress.close()
     assert progress.bar is None and progress.tasks == []
+
+
+@pytest.mark.parametrize("env", [{"TERM": "dumb"}, {"EDGEOPT_PROGRESS": "plain"}])
+def test_a_dumb_terminal_or_plain_progress_gets_lines(monkeypatch, env):
+    """rich counts a dumb terminal a terminal but draws no bar there: package's calibration and a fleet's devices
+    showed nothing; a screen reader read a bar redrawn ten times a second (an accessibility walkthrough)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, width=100, force_terminal=True, color_system=None))
+    progress.start("calibrating INT8", total=200, unit="samples")
+    progress.advance(200)
+    progress.finish()
+    progress.device_state("cam[lab]", "ok", "p90 1.0 ms")
+    progress.close()
+    assert out.getvalue().splitlines() == ["· calibrating INT8 (200 samples)", "cam[lab]: ok — p90 1.0 ms [1/1]"]
+
+
+def test_a_device_name_with_brackets_is_text_in_the_live_view():
+    """A device named cam[lab] read as markup: "cam" (an accessibility walkthrough)."""
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, width=100, height=20, force_terminal=True, color_system=None))
+    progress.device_state("cam[lab]", "measuring", "[bold]x")
+    progress.close()
+    assert "cam[lab]" in out.getvalue() and "[bold]x" in out.getvalue(), out.getvalue()

@@ -749,8 +749,10 @@ def test_fleet_chart_labels_are_whole_or_cut_with_an_ellipsis_and_their_name_on_
     rows = [{"device": name, "status": "ok", "verdict": "pass", "p50_ms": 1.0, "p99_ms": 2.0, "p90_ms": 1.5,
              "p90_ci95": None} for name in names]
     svg = html._fleet_chart({"bundle": "b", "devices": rows})
-    assert all(f">{name}</text>" in svg for name in names[:2])
-    assert "x" * 43 + "…</text>" in svg and f"<title>{'x' * 60}</title>" in svg
+    # the verdict first, in words: red and green alone were one olive to a deuteranope (an accessibility walkthrough)
+    assert all(f">pass · {name}</text>" in svg for name in names[:2])
+    assert "pass · " + "x" * 36 + "…</text>" in svg and f"<title>pass · {'x' * 60}</title>" in svg
+    assert "<td>pass · local (2026-12-06 17:27:12)</td><td>1</td><td>1.5</td>" in svg   # the figures, as a table
     left = min(float(x) for x in re.findall(r'<text class="note" x="([-\d.]+)"[^>]*text-anchor="end"', svg))
     assert left >= 16 + 6.2 * 44 - 6 - 1   # the label's end, where its longest neighbour still fits on the left
 
@@ -763,6 +765,8 @@ def test_memory_chart_labels_keep_the_run_time_whole():
              "steps": [("baseline", 40.0), ("loaded", 60.0), ("peak", 66.0), ("end", 64.0)]} for s in (12, 48)]
     page = html._memory(rows)
     assert all(f">digits-int8 @ local (2026-12-06 21:36:{s:02d})</text>" in page for s in (12, 48))
+    # the figures as a table too: they were in hover titles alone (an accessibility walkthrough)
+    assert "<td>digits-int8 @ local (2026-12-06 21:36:12)</td><td class=num>40.0</td><td class=num>60.0</td>" in page
     for row in rows:   # a longer name is cut before its time, not through it (a review)
         row["bundle"], row["device"] = "mobilenet_v2-int8-pruned", f"pi-kitchen {row['device'][6:]}"
     page = html._memory(rows)
