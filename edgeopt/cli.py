@@ -505,12 +505,25 @@ class _JsonUsageErrors(click.Group):
 
 def _replace_what_the_terminal_cannot_show() -> None:
     """A character the output's encoding lacks (a table's border, an em dash, under LANG=en_US.ISO-8859-1) is
-    written as "?": it was a UnicodeEncodeError's traceback and exit 1 after the work was done and saved (a
-    walkthrough)."""
+    written as its ASCII stand-in, else "?": it was a UnicodeEncodeError's traceback and exit 1 after the work was
+    done and saved (a walkthrough), and "mean ? std" read as a question (an accessibility walkthrough)."""
+    import codecs
+    codecs.register_error("edgeopt-ascii", _ascii_stand_in)
     for stream in (sys.stdout, sys.stderr):
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         if encoding != "utf8" and hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
+            stream.reconfigure(errors="edgeopt-ascii")
+
+
+# what edgeopt's own text writes, in ASCII where the terminal has no Unicode (a serial console under LANG=C)
+ASCII_STAND_INS = {"—": "-", "–": "-", "±": "+/-", "…": "...", "·": "-", "→": "->", "≤": "<=", "≥": ">=",
+                   "×": "x", "✓": "ok", "✗": "x", "◆": "*", "●": "*", "≈": "~", "µ": "u", "°": " deg", "▲": "^",
+                   "▼": "v", "‑": "-"}
+
+
+def _ascii_stand_in(error: UnicodeEncodeError) -> tuple:
+    text = error.object[error.start:error.end]
+    return "".join(ASCII_STAND_INS.get(ch, "?") for ch in text), error.end
 
 
 def _show_usage_error(e: click.ClickException, machine: bool = False) -> None:
