@@ -95,7 +95,8 @@ def test_a_recipe_value_the_backend_refuses_names_the_recipe_and_field(cli, tmp_
     r = cli("package", SOURCE, *SHAPE, "--recipe", recipe, "-o", tmp_path / "b.edgepkg")
     assert r.exit_code == 2 and message in r.stderr, r.stderr
     # one line, short, though it names the file, the field and what the backend has instead
-    assert len(r.stderr.strip().splitlines()[-1]) < 240 and not (tmp_path / "b.edgepkg").exists()
+    line = r.stderr.strip().splitlines()[-1].replace(str(recipe), "r.toml")   # the temporary folder's length aside
+    assert len(line) < 240 and not (tmp_path / "b.edgepkg").exists()
 
 
 def test_a_flag_that_overrides_a_recipe_value_is_named_as_the_flag(cli, tmp_path):

@@ -206,7 +206,9 @@ def test_a_residual_network_is_folded_quantized_and_exported(setup, tmp_path):
     with torch.no_grad():
         reference = result.module(torch.from_numpy(held["image"][:200])).numpy()
     steps = np.abs(exported - reference) / float(result.module.qat_act_9.scale)  # the output's INT8 step
-    assert steps.max() <= 3 and steps.mean() <= 0.1, (steps.max(), steps.mean())
+    # 7-bit weights (qat_modules.WMAX): max 2 and mean 0.185 steps on an AVX2-only host, where 8 bits saturated
+    # ONNX Runtime's kernels (max 10, mean 1.94); 8 bits read a mean of 0.1 or less on a VNNI host
+    assert steps.max() <= 3 and steps.mean() <= 0.25, (steps.max(), steps.mean())
 
 
 def test_layers_inside_a_module_traced_whole_are_said_to_stay_float():
