@@ -44,7 +44,8 @@ def test_options_are_typed_bounded_and_refused_as_flags():
 def test_a_mistyped_backend_option_is_named_as_typed_with_the_closest_key():
     """int8_metod is no backend's option, so no flag: it was reported as "--int8-metod", a flag nobody typed."""
     with pytest.raises(BadInput, match=r"backend onnxruntime has no option 'int8_metod'; its options: "
-                                       r"int8_method, keep_float, max_accuracy_drop \(did you mean int8_method\?\)"):
+                                       r"int8_method, int8_weight_bits, keep_float, max_accuracy_drop "
+                                       r"\(did you mean int8_method\?\)"):
         BACKEND_CLASSES["onnxruntime"]().options({"int8_metod": "static"})
     with pytest.raises(BadInput, match=r"has no option 'zzz'; its options: [a-z0-9_, ]+$") as refused:
         BACKEND_CLASSES["onnxruntime"]().options({"zzz": "1"})
