@@ -156,9 +156,10 @@ class Ledger:
         """At least this many results record no time (a row and its file are one, but cannot be told as one)."""
         return max(self.undated_files, self.undated_rows)
 
-    def decide(self, policy: Policy, studied: set, held: set) -> tuple:
-        """(the results to forget, {reason: how many kept}), of the series the policy covers. A fleet run is kept
-        whole where any of its results is kept (those the policy does not cover too)."""
+    def decide(self, policy: Policy, studied: tuple, held: set) -> tuple:
+        """(the results to forget, {reason: how many kept}), of the series the policy covers. studied: what
+        studied_paths gives. A fleet run is kept whole where any of its results is kept (those the policy does
+        not cover too)."""
         newest: set = set()
         by_series = collections.defaultdict(list)
         for entry in self.results.values():
