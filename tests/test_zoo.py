@@ -7,8 +7,9 @@ import pytest
 from zoo import ZOO
 from zoo.data import CALIB_SAMPLES, export, samples
 
-# float32 through different kernels; the detector's boxes are in pixels (up to ~500), hence rtol.
-RTOL, ATOL = 1e-4, 1e-4
+# float32 through different kernels; the detector's boxes are in pixels (up to ~500), hence rtol. atol 5e-4: on an
+# AVX2-only host one YOLOv8n output of 15,876 read -1.13850 against torch's -1.13826
+RTOL, ATOL = 1e-4, 5e-4
 
 
 @pytest.fixture(scope="module")
