@@ -721,9 +721,8 @@ def history(results_dir="results", store_url: str | None = None, device: str | N
     (BadInput where no store or no edgeopt results are there)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise BadInput(f"history limit must be a positive integer, got {limit!r}")
-    from .retention import cutoff
     from .store import Store, default_url
-    when = None if since is None else cutoff(since, "--since")
+    when = _since(since)
     with Store(store_url or default_url(results_dir), create=False) as store:
         return store.history(device, bundle, limit, when)
 
@@ -731,11 +730,16 @@ def history(results_dir="results", store_url: str | None = None, device: str | N
 def history_count(results_dir="results", store_url: str | None = None, device: str | None = None,
                   bundle: str | None = None, since: str | None = None) -> int:
     """How many rows `history` gives without a limit, of that device and bundle, and since then, where named."""
-    from .retention import cutoff
     from .store import Store, default_url
-    when = None if since is None else cutoff(since, "--since")
+    when = _since(since)
     with Store(store_url or default_url(results_dir), create=False) as store:
         return store.count(device, bundle, when)
+
+
+def _since(since: str | None):
+    """history's --since as an instant (None: no bound), read as --forget-older-than's age or date is."""
+    from .retention import cutoff
+    return None if since is None else cutoff(since, "--since")
 
 
 def forget_results(older_than: str, keep_last: int | None = None, results_dir="results", store_url: str | None = None,
@@ -816,8 +820,9 @@ def _in_the_future(doc: dict) -> list:
     dates by this host's clock) stays at the top of history and is never forgotten (a clock walkthrough)."""
     import datetime
     from .store import parse_created
+    from .transport.base import CLOCK_SLACK_SECONDS   # the slack bench allows a device's clock
     now = datetime.datetime.now(datetime.timezone.utc)
-    if parse_created(doc.get("created"), now) <= now + datetime.timedelta(minutes=5):
+    if parse_created(doc.get("created"), now) <= now + datetime.timedelta(seconds=CLOCK_SLACK_SECONDS):
         return []
     return [f"{doc['_path']} is dated {doc['created']}, after this host's clock: it stays at the top of history and "
             "--forget-older-than never forgets it (its device's clock was off?)"]
